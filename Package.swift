@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+// ckcont: checkpoint and restore whole Linux containers (cgroup subtrees).
+// Modules, bottom to top: CKShim (C) → Linux → Cgroup / Netlink / Bundle → Checkpoint → ckcont.
+import PackageDescription
+
+let package = Package(
+  name: "ckcont",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "ckcont", targets: ["ckcont"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+  ],
+  targets: [
+    // What Swift cannot call: variadic syscalls (ptrace, prctl, ioctl), clone3, and every
+    // child that runs between fork/clone and its stop or exec.
+    .target(name: "CKShim", cSettings: [.define("_GNU_SOURCE")]),
+    // System libraries, each imported by exactly one Swift module.
+    .systemLibrary(name: "CLibcgroup", pkgConfig: "libcgroup", providers: [.apt(["libcgroup-dev"])]),
+    .systemLibrary(name: "CLibnl", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-route-3-dev"])]),
+    .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+
+    // Typed syscall wrappers, /proc parsers, ptrace, kernel probes. Imports CLibcap.
+    .target(
+      name: "Linux",
+      dependencies: [
+        "CKShim", "CLibcap",
+        .product(name: "SystemPackage", package: "swift-system"),
+      ]),
+    // cgroup v1/v2 discovery, subtree walk, freezer, settings. Imports CLibcgroup.
+    .target(name: "Cgroup", dependencies: ["Linux", "CLibcgroup"]),
+    // Network namespaces through netlink. Imports CLibnl.
+    .target(name: "Netlink", dependencies: ["Linux", "CLibnl"]),
+    // Bundle format and the state model: no syscalls.
+    .target(name: "Bundle"),
+    // The checkpoint engine: dump and restore, one folder per resource.
+    .target(name: "Checkpoint", dependencies: ["Linux", "Cgroup", "Netlink", "Bundle"]),
+    .executableTarget(
+      name: "ckcont",
+      dependencies: [
+        "Checkpoint", "Cgroup", "Linux", "Netlink",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    // Benchmarks driven by Scripts/bench (never timed in tests).
+    .executableTarget(name: "ckcont-bench", dependencies: ["Cgroup", "Linux"]),
+
+    .testTarget(name: "LinuxTests", dependencies: ["Linux"], resources: []),
+    .testTarget(name: "CgroupTests", dependencies: ["Cgroup", "Linux"]),
+    .testTarget(name: "CLITests", dependencies: ["Linux"]),
+  ]
+)

@@ -1,0 +1,143 @@
+// ckshim: the few things ckcont must do in C.
+//
+// Swift cannot call variadic C functions (ptrace, prctl, ioctl, syscall), Glibc's Swift
+// overlay hides the Linux-only declarations (clone3, pidfd_*, process_vm_readv, CLONE_*),
+// and a child forked from the multi-threaded Swift process may run only raw system calls
+// until it stops or execs. Each function here exists for one of those reasons.
+#ifndef CKSHIM_H
+#define CKSHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+// ---- ptrace (ptrace.c) ----
+// Fixed-arity ptrace(2); returns the raw result (-1 with errno on failure).
+long ck_ptrace(int request, pid_t pid, uintptr_t addr, uintptr_t data);
+
+enum {
+  CK_PTRACE_TRACEME = 0,
+  CK_PTRACE_PEEKDATA = 2,
+  CK_PTRACE_POKEDATA = 5,
+  CK_PTRACE_CONT = 7,
+  CK_PTRACE_KILL = 8,
+  CK_PTRACE_GETREGS = 12,
+  CK_PTRACE_SETREGS = 13,
+  CK_PTRACE_DETACH = 17,
+  CK_PTRACE_SYSCALL = 24,
+  CK_PTRACE_SETOPTIONS = 0x4200,
+  CK_PTRACE_GETEVENTMSG = 0x4201,
+  CK_PTRACE_GETSIGINFO = 0x4202,
+  CK_PTRACE_GETREGSET = 0x4204,
+  CK_PTRACE_SETREGSET = 0x4205,
+  CK_PTRACE_SEIZE = 0x4206,
+  CK_PTRACE_INTERRUPT = 0x4207,
+  CK_PTRACE_LISTEN = 0x4208,
+  CK_PTRACE_GETSIGMASK = 0x420a,
+  CK_PTRACE_SETSIGMASK = 0x420b,
+  CK_PTRACE_GET_RSEQ_CONFIGURATION = 0x420f,
+};
+
+enum {
+  CK_PTRACE_O_TRACESYSGOOD = 1,
+  CK_PTRACE_O_TRACEFORK = 1 << 1,
+  CK_PTRACE_O_TRACEVFORK = 1 << 2,
+  CK_PTRACE_O_TRACECLONE = 1 << 3,
+  CK_PTRACE_O_TRACEEXEC = 1 << 4,
+  CK_PTRACE_O_TRACEEXIT = 1 << 6,
+  CK_PTRACE_O_EXITKILL = 1 << 20,
+  CK_PTRACE_EVENT_FORK = 1,
+  CK_PTRACE_EVENT_CLONE = 3,
+  CK_PTRACE_EVENT_EXIT = 6,
+  CK_PTRACE_EVENT_STOP = 128,
+};
+
+// waitpid(2) status decoding: the macros are not importable into Swift.
+int ck_wifexited(int status);
+int ck_wexitstatus(int status);
+int ck_wifsignaled(int status);
+int ck_wtermsig(int status);
+int ck_wifstopped(int status);
+int ck_wstopsig(int status);
+enum { CK_WALL = 0x40000000 };
+
+// ---- processes (process.c) ----
+// fork(2) a child that asks for SIGKILL when its parent dies and then only waits in
+// pause(2). Used to probe ptrace and process_vm_readv on a task of our own.
+pid_t ck_spawn_idle_child(void);
+
+// clone3(2) a child into the cgroup v2 directory `cgroup_fd` (CLONE_INTO_CGROUP) with
+// the extra clone `flags` and, when set_tid_size > 0, the pids of `set_tid`. The child
+// exits at once with status 0. Returns the child's pid or -errno.
+long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size);
+
+int ck_pidfd_open(pid_t pid, unsigned int flags);
+int ck_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
+ssize_t ck_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long liovcnt,
+                            const struct iovec *remote, unsigned long riovcnt);
+// unshare(2) and setns(2) are hidden by Glibc's Swift overlay.
+int ck_unshare(int flags);
+
+enum {
+  CK_CLONE_NEWTIME = 0x00000080,
+  CK_CLONE_NEWNS = 0x00020000,
+  CK_CLONE_NEWCGROUP = 0x02000000,
+  CK_CLONE_NEWUTS = 0x04000000,
+  CK_CLONE_NEWIPC = 0x08000000,
+  CK_CLONE_NEWUSER = 0x10000000,
+  CK_CLONE_NEWPID = 0x20000000,
+  CK_CLONE_NEWNET = 0x40000000,
+};
+
+// ---- memory probes (memory.c) ----
+// The PAGEMAP_SCAN ioctl (Linux 6.7) on /proc/<pid>/pagemap: the header of Debian's
+// linux-libc-dev predates it, so its ABI is mirrored here and checked by size.
+struct ck_page_region {
+  uint64_t start;
+  uint64_t end;
+  uint64_t categories;
+};
+
+struct ck_pm_scan_arg {
+  uint64_t size;
+  uint64_t flags;
+  uint64_t start;
+  uint64_t end;
+  uint64_t walk_end;
+  uint64_t vec;
+  uint64_t vec_len;
+  uint64_t max_pages;
+  uint64_t category_inverted;
+  uint64_t category_mask;
+  uint64_t category_anyof_mask;
+  uint64_t return_mask;
+};
+
+enum {
+  CK_PAGE_IS_WPALLOWED = 1 << 0,
+  CK_PAGE_IS_WRITTEN = 1 << 1,
+  CK_PAGE_IS_FILE = 1 << 2,
+  CK_PAGE_IS_PRESENT = 1 << 3,
+  CK_PAGE_IS_SWAPPED = 1 << 4,
+  CK_PAGE_IS_PFNZERO = 1 << 5,
+  CK_PAGE_IS_HUGE = 1 << 6,
+  CK_PAGE_IS_SOFT_DIRTY = 1 << 7,
+  CK_PM_SCAN_WP_MATCHING = 1 << 0,
+  CK_PM_SCAN_CHECK_WPASYNC = 1 << 1,
+};
+
+// ioctl(fd, PAGEMAP_SCAN, arg): returns the number of regions filled or -1/errno.
+long ck_pagemap_scan(int pagemap_fd, struct ck_pm_scan_arg *arg);
+
+// userfaultfd(2) then UFFDIO_API asking for `features`; on success returns the fd and
+// stores the features the kernel granted; on failure returns -errno.
+int ck_userfaultfd_api(int flags, uint64_t features, uint64_t *granted);
+
+enum {
+  CK_UFFD_USER_MODE_ONLY = 1,
+  CK_UFFD_FEATURE_WP_UNPOPULATED = 1 << 13,
+  CK_UFFD_FEATURE_WP_ASYNC = 1 << 15,
+};
+
+#endif

@@ -1,0 +1,32 @@
+// Memory-introspection ioctls: ioctl(2) is variadic, and PAGEMAP_SCAN / userfaultfd WP_ASYNC
+// are newer than the system headers.
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <linux/userfaultfd.h>
+#include "ckshim.h"
+
+_Static_assert(sizeof(struct ck_page_region) == 24, "struct page_region");
+_Static_assert(sizeof(struct ck_pm_scan_arg) == 96, "struct pm_scan_arg");
+
+// include/uapi/linux/fs.h: #define PAGEMAP_SCAN _IOWR(PAGEMAP_IOCTL_MAGIC 'f', 16, struct pm_scan_arg)
+#define CK_PAGEMAP_SCAN _IOWR('f', 16, struct ck_pm_scan_arg)
+
+long ck_pagemap_scan(int pagemap_fd, struct ck_pm_scan_arg *arg) {
+  return ioctl(pagemap_fd, CK_PAGEMAP_SCAN, arg);
+}
+
+int ck_userfaultfd_api(int flags, uint64_t features, uint64_t *granted) {
+  int fd = (int)syscall(SYS_userfaultfd, flags);
+  if (fd < 0) return -errno;
+  struct uffdio_api api = {.api = UFFD_API, .features = features};
+  if (ioctl(fd, UFFDIO_API, &api) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  *granted = api.features;
+  return fd;
+}

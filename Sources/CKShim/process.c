@@ -1,0 +1,60 @@
+// Children of the (multi-threaded) Swift process. Between fork/clone and exit, a child
+// runs raw system calls only: any libc call that takes a lock could deadlock on a lock
+// another thread held at the time of the fork.
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include "ckshim.h"
+
+pid_t ck_spawn_idle_child(void) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    for (;;) syscall(SYS_pause);
+  }
+  return pid;
+}
+
+long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
+  struct clone_args args;
+  memset(&args, 0, sizeof args);
+  args.flags = flags;
+  args.exit_signal = SIGCHLD;
+  if (cgroup_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = (uint64_t)cgroup_fd;
+  }
+  if (set_tid_size > 0) {
+    args.set_tid = (uint64_t)(uintptr_t)set_tid;
+    args.set_tid_size = set_tid_size;
+  }
+  long pid = syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) syscall(SYS_exit_group, 0);
+  return pid < 0 ? -errno : pid;
+}
+
+int ck_pidfd_open(pid_t pid, unsigned int flags) { return (int)syscall(SYS_pidfd_open, pid, flags); }
+
+int ck_pidfd_getfd(int pidfd, int targetfd, unsigned int flags) {
+  return (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, flags);
+}
+
+ssize_t ck_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long liovcnt,
+                            const struct iovec *remote, unsigned long riovcnt) {
+  return process_vm_readv(pid, local, liovcnt, remote, riovcnt, 0);
+}
+
+int ck_unshare(int flags) { return unshare(flags); }
+
+_Static_assert(CK_CLONE_NEWPID == CLONE_NEWPID, "CLONE_NEWPID");
+_Static_assert(CK_CLONE_NEWNS == CLONE_NEWNS, "CLONE_NEWNS");
+_Static_assert(CK_CLONE_NEWNET == CLONE_NEWNET, "CLONE_NEWNET");
+_Static_assert(CK_CLONE_NEWUTS == CLONE_NEWUTS, "CLONE_NEWUTS");
+_Static_assert(CK_CLONE_NEWIPC == CLONE_NEWIPC, "CLONE_NEWIPC");
+_Static_assert(CK_CLONE_NEWUSER == CLONE_NEWUSER, "CLONE_NEWUSER");
+_Static_assert(CK_CLONE_NEWCGROUP == CLONE_NEWCGROUP, "CLONE_NEWCGROUP");

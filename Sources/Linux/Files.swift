@@ -1,0 +1,82 @@
+import Glibc
+import SystemPackage
+
+/// Small file helpers for the pseudo-filesystems (/proc, cgroupfs), whose files report
+/// size 0 and must be read to EOF.
+public enum PseudoFile {
+  /// Reads the whole file at `path` as text.
+  public static func read(_ path: String) throws(SyscallError) -> String {
+    let bytes = try readBytes(path)
+    return String(decoding: bytes, as: UTF8.self)
+  }
+
+  /// Reads the whole file at `path`; nil when it does not exist.
+  public static func readIfExists(_ path: String) throws(SyscallError) -> String? {
+    do {
+      return try read(path)
+    } catch where error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess {
+      return nil
+    }
+  }
+
+  /// Reads the whole file at `path` as bytes.
+  public static func readBytes(_ path: String) throws(SyscallError) -> [UInt8] {
+    let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16384)
+    while true {
+      let n = try syscallChecked("read", path) {
+        chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      }
+      if n == 0 { break }
+      result.append(contentsOf: chunk[0..<n])
+    }
+    return result
+  }
+
+  /// Writes `text` to `path` in one write(2), as cgroupfs and /proc control files expect.
+  public static func write(_ path: String, _ text: String) throws(SyscallError) {
+    let fd = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var bytes = Array(text.utf8)
+    try syscallChecked("write", "\(path) <- \(text.trimmingSuffixNewline)") {
+      bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+    }
+  }
+
+  /// True when `path` exists (any file type).
+  public static func exists(_ path: String) -> Bool {
+    access(path, F_OK) == 0
+  }
+
+  /// True when `path` is a directory.
+  public static func isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+  }
+
+  /// The names in a directory, without "." and "..".
+  public static func list(_ path: String) throws(SyscallError) -> [String] {
+    guard let dir = opendir(path) else {
+      throw SyscallError("opendir", path, Errno(rawValue: errno))
+    }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+      }
+      if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+  }
+}
+
+extension String {
+  var trimmingSuffixNewline: Substring {
+    var s = self[...]
+    while s.last == "\n" { s = s.dropLast() }
+    return s
+  }
+}

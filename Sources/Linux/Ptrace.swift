@@ -1,0 +1,70 @@
+import CKShim
+import Glibc
+import SystemPackage
+
+/// A decoded waitpid(2) status.
+public enum WaitStatus: Equatable, Sendable, CustomStringConvertible {
+  case exited(Int32)
+  case signaled(Int32)
+  /// Stopped by `signal`; `event` is the PTRACE_EVENT_* in bits 16–23 (0 for none).
+  case stopped(signal: Int32, event: Int32)
+
+  public init(raw: Int32) {
+    if ck_wifexited(raw) != 0 {
+      self = .exited(ck_wexitstatus(raw))
+    } else if ck_wifsignaled(raw) != 0 {
+      self = .signaled(ck_wtermsig(raw))
+    } else {
+      self = .stopped(signal: ck_wstopsig(raw), event: (raw >> 16) & 0xff)
+    }
+  }
+
+  /// PTRACE_EVENT_STOP: the group-stop or interrupt stop of a seized task.
+  public var isEventStop: Bool {
+    if case .stopped(_, let event) = self { return event == CK_PTRACE_EVENT_STOP }
+    return false
+  }
+
+  public var description: String {
+    switch self {
+    case .exited(let code): return "exited with status \(code)"
+    case .signaled(let signal): return "killed by signal \(signal)"
+    case .stopped(let signal, let event):
+      return event == 0 ? "stopped by signal \(signal)" : "stopped by signal \(signal), ptrace event \(event)"
+    }
+  }
+}
+
+/// ptrace(2) requests on one thread. ptrace belongs to the tracing *thread*: every call
+/// for a tracee must come from the thread that seized it.
+public enum Ptrace {
+  public static let defaultOptions = UInt(CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_EXITKILL)
+
+  /// PTRACE_SEIZE: attach without stopping the thread.
+  public static func seize(_ tid: Int32, options: UInt = defaultOptions) throws(SyscallError) {
+    try syscallChecked("ptrace", "PTRACE_SEIZE, \(tid)") {
+      ck_ptrace(Int32(CK_PTRACE_SEIZE), tid, 0, options)
+    }
+  }
+
+  /// PTRACE_INTERRUPT: ask a seized thread to enter a PTRACE_EVENT_STOP.
+  public static func interrupt(_ tid: Int32) throws(SyscallError) {
+    try syscallChecked("ptrace", "PTRACE_INTERRUPT, \(tid)") {
+      ck_ptrace(Int32(CK_PTRACE_INTERRUPT), tid, 0, 0)
+    }
+  }
+
+  /// PTRACE_DETACH, resuming the thread with `signal` (0 for none).
+  public static func detach(_ tid: Int32, signal: Int32 = 0) throws(SyscallError) {
+    try syscallChecked("ptrace", "PTRACE_DETACH, \(tid)") {
+      ck_ptrace(Int32(CK_PTRACE_DETACH), tid, 0, UInt(signal))
+    }
+  }
+
+  /// waitpid(tid, __WALL): the next state change of one thread.
+  public static func wait(_ tid: Int32) throws(SyscallError) -> WaitStatus {
+    var status: Int32 = 0
+    try syscallChecked("waitpid", "\(tid)") { waitpid(tid, &status, Int32(CK_WALL)) }
+    return WaitStatus(raw: status)
+  }
+}

@@ -1,0 +1,1 @@
+print("ckcont-bench: see Scripts/bench")

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Glibc
+import Linux
+
+/// The `ckcont` command line: thin adapters over the library modules.
+@main
+struct CKCont: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ckcont",
+    abstract: "Checkpoint and restore whole Linux containers (cgroup subtrees).",
+    discussion: """
+      A container is a cgroup (v1 or v2) full of tasks. <cgroup> is an absolute path under a \
+      cgroup mount (/sys/fs/cgroup/unified/web, /sys/fs/cgroup/freezer/web) or a name looked \
+      up in the mounted hierarchies, cgroup v2 first.
+
+      Exit status: 0 success, 1 the operation failed, 2 bad input (no such cgroup, not a \
+      cgroup), 64 bad usage, 77 not enough privileges.
+      """,
+    version: ToolVersion.string,
+    subcommands: [Check.self, Ps.self, Freeze.self, Thaw.self])
+
+  /// Parses, runs, and turns every error into one line on stderr with a documented exit code.
+  static func main() {
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch let error as CKError {
+      fail(error.description, code: exitCode(error.kind))
+    } catch let error as SyscallError {
+      fail(error.description, code: 1)
+    } catch {
+      exit(withError: error)
+    }
+  }
+
+  static func exitCode(_ kind: CKError.Kind) -> Int32 {
+    switch kind {
+    case .failed: return 1
+    case .badInput: return 2
+    case .permission: return 77
+    }
+  }
+
+  static func fail(_ message: String, code: Int32) -> Never {
+    Terminal.error("ckcont: error: \(message)")
+    Glibc.exit(code)
+  }
+}
+
+/// The tool's version, written into bundles and printed by `--version`.
+enum ToolVersion {
+  static let string = "0.1.0"
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Cgroup
+import Foundation
+import Linux
+
+/// The cgroup argument shared by the commands that take one.
+struct CgroupArgument: ParsableArguments {
+  @Argument(help: "The cgroup: an absolute path under a cgroup mount, or a name.")
+  var cgroup: String
+
+  func resolve() throws -> Cgroup {
+    try Cgroup.resolve(cgroup, in: CgroupMounts.current()) { Terminal.error($0) }
+  }
+}
+
+/// The JSON that `freeze --json` and `thaw --json` print.
+struct FreezeState: Encodable {
+  var cgroup: String
+  var version: String
+  var frozen: Bool
+  var processes: Int?
+  var threads: Int?
+  var seconds: Double?
+}
+
+/// `ckcont freeze <cgroup>`.
+struct Freeze: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Freeze every task of a cgroup subtree.",
+    discussion: """
+      v2 writes cgroup.freeze and waits for `frozen 1` in cgroup.events; v1 writes FROZEN to \
+      freezer.state and waits for it to read FROZEN. Tasks forked while freezing end frozen \
+      too. If the group does not freeze within --timeout, it is thawed again and the tasks \
+      that did not freeze are named. Freezing a frozen group succeeds.
+      """)
+
+  @OptionGroup var target: CgroupArgument
+  @Option(help: "Seconds to wait for the whole subtree to freeze.")
+  var timeout: Double = 5
+  @OptionGroup var global: GlobalOptions
+
+  func validate() throws {
+    guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+  }
+
+  func run() throws {
+    try requireRoot("freeze")
+    let log = global.logger("freeze")
+    let cgroup = try target.resolve()
+    log.debug("freezing \(cgroup.path) (\(cgroup.hierarchy.label))")
+    let report = try Freezer.freeze(cgroup, timeout: timeout)
+    let note = report.wasFrozen ? "already frozen" : String(format: "%.2f ms", report.seconds * 1000)
+    if global.json {
+      try printJSON(
+        FreezeState(
+          cgroup: cgroup.path, version: cgroup.version.rawValue, frozen: true, processes: report.processes,
+          threads: report.threads, seconds: report.seconds))
+    } else {
+      Terminal.out("frozen \(cgroup.path) (\(cgroup.hierarchy.label), \(report.processes) processes, \(report.threads) threads, \(note))")
+    }
+  }
+}
+
+/// `ckcont thaw <cgroup>`.
+struct Thaw: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Thaw a frozen cgroup subtree, including descendants frozen on their own.")
+
+  @OptionGroup var target: CgroupArgument
+  @OptionGroup var global: GlobalOptions
+
+  func run() throws {
+    try requireRoot("thaw")
+    let cgroup = try target.resolve()
+    try Freezer.thaw(cgroup)
+    if global.json {
+      try printJSON(FreezeState(cgroup: cgroup.path, version: cgroup.version.rawValue, frozen: false))
+    } else {
+      Terminal.out("thawed \(cgroup.path) (\(cgroup.hierarchy.label))")
+    }
+  }
+}

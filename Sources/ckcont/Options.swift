@@ -1,0 +1,56 @@
+import ArgumentParser
+import Glibc
+import Linux
+import Foundation
+import Logging
+
+/// Options every command shares: logging and output format.
+struct GlobalOptions: ParsableArguments {
+  @Flag(name: .shortAndLong, help: "Log each phase with timings to stderr.")
+  var verbose = false
+
+  @Flag(help: "Print machine-readable JSON on stdout.")
+  var json = false
+
+  /// A logger writing to stderr, at debug level with -v.
+  func logger(_ label: String) -> Logger {
+    LoggingBootstrap.once
+    var logger = Logger(label: label)
+    logger.logLevel = verbose ? .debug : .notice
+    return logger
+  }
+}
+
+enum LoggingBootstrap {
+  nonisolated(unsafe) static let once: Void = {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+  }()
+}
+
+/// Writing to the terminal streams.
+enum Terminal {
+  static func error(_ line: String) {
+    var text = line
+    if !text.hasSuffix("\n") { text += "\n" }
+    var bytes = Array(text.utf8)
+    _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+  }
+
+  static func out(_ line: String) {
+    print(line)
+  }
+}
+
+/// Commands that change the system refuse to start without root, in one clear line.
+func requireRoot(_ command: String) throws(CKError) {
+  guard geteuid() == 0 else {
+    throw CKError(.permission, "ckcont \(command) must run as root", hint: "run it with sudo")
+  }
+}
+
+/// Prints `value` as pretty JSON with sorted keys on stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+  Terminal.out(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
