@@ -13,6 +13,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
   ],
   targets: [
     // What Swift cannot call: variadic syscalls (ptrace, prctl, ioctl), clone3, and every
@@ -35,7 +36,7 @@ let package = Package(
     // Network namespaces through netlink. Imports CLibnl.
     .target(name: "Netlink", dependencies: ["Linux", "CLibnl"]),
     // Bundle format and the state model: no syscalls.
-    .target(name: "Bundle"),
+    .target(name: "Bundle", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
     // The checkpoint engine: dump and restore, one folder per resource.
     .target(name: "Checkpoint", dependencies: ["Linux", "Cgroup", "Netlink", "Bundle"]),
     .executableTarget(
@@ -48,8 +49,11 @@ let package = Package(
     // Benchmarks driven by Scripts/bench (never timed in tests).
     .executableTarget(name: "ckcont-bench", dependencies: ["Cgroup", "Linux"]),
 
-    .testTarget(name: "LinuxTests", dependencies: ["Linux"], resources: []),
-    .testTarget(name: "CgroupTests", dependencies: ["Cgroup", "Linux"]),
-    .testTarget(name: "CLITests", dependencies: ["Linux"]),
+    .testTarget(name: "LinuxTests", dependencies: ["Linux"]),
+    .testTarget(name: "BundleTests", dependencies: ["Bundle"]),
+    // Helpers the test targets share: fixture programs, scratch cgroups, subprocesses.
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .testTarget(name: "CgroupTests", dependencies: ["Cgroup", "Linux", "TestSupport"]),
+    .testTarget(name: "CLITests", dependencies: ["ckcont", "TestSupport"]),
   ]
 )

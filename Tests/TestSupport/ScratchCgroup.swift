@@ -1,0 +1,104 @@
+import Foundation
+import Glibc
+
+/// A uniquely named cgroup subtree for one test, removed with everything in it afterwards.
+public final class ScratchCgroup: @unchecked Sendable {
+  public enum Version: String, Sendable { case v1, v2 }
+
+  public let version: Version
+  /// The absolute path of the top cgroup.
+  public let path: String
+  public let mountPoint: String
+
+  /// Creates `<mount>/ckcont-test-<pid>-<random>` under the v2 mount or the v1 freezer mount.
+  public init(_ version: Version, controller: String = "freezer") throws {
+    self.version = version
+    mountPoint = version == .v2 ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup/\(controller)"
+    guard FileManager.default.fileExists(atPath: mountPoint) else {
+      throw TestFailure("\(mountPoint) is not mounted")
+    }
+    path = "\(mountPoint)/ckcont-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    guard mkdir(path, 0o755) == 0 else { throw TestFailure("mkdir \(path): \(String(cString: strerror(errno)))") }
+  }
+
+  /// Creates nested child cgroups, e.g. `makeChildren("a/b/c")`; returns the deepest path.
+  @discardableResult
+  public func makeChildren(_ relative: String) throws -> String {
+    var current = path
+    for part in relative.split(separator: "/") {
+      current += "/\(part)"
+      if mkdir(current, 0o755) != 0 && errno != EEXIST {
+        throw TestFailure("mkdir \(current): \(String(cString: strerror(errno)))")
+      }
+    }
+    return current
+  }
+
+  /// Every cgroup directory of the subtree, parents first.
+  public func subtree() -> [String] {
+    var result = [path]
+    var index = 0
+    while index < result.count {
+      let dir = result[index]
+      index += 1
+      let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+      for name in names.sorted() {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir), isDir.boolValue {
+          result.append(dir + "/" + name)
+        }
+      }
+    }
+    return result
+  }
+
+  /// Reads a control file of the cgroup at `relative` (`.` for the top).
+  public func read(_ file: String, in relative: String = ".") -> String {
+    let dir = relative == "." ? path : path + "/" + relative
+    return (try? String(contentsOfFile: dir + "/" + file, encoding: .utf8)) ?? ""
+  }
+
+  /// The pids in the whole subtree.
+  public func allPids() -> [Int32] {
+    subtree().flatMap { dir in
+      ((try? String(contentsOfFile: dir + "/cgroup.procs", encoding: .utf8)) ?? "")
+        .split(separator: "\n").compactMap { Int32($0) }
+    }
+  }
+
+  /// Kills every task of the subtree (only ours: the cgroup is ours), thaws, and removes the
+  /// directories bottom-up, waiting for the tasks to be gone.
+  public func destroy() {
+    let dirs = subtree()
+    for dir in dirs {
+      if version == .v2 {
+        write(dir + "/cgroup.freeze", "0")
+      } else {
+        write(dir + "/freezer.state", "THAWED")
+      }
+    }
+    let deadline = Date().addingTimeInterval(10)
+    repeat {
+      if version == .v2 {
+        write(path + "/cgroup.kill", "1")
+      } else {
+        for pid in allPids() { kill(pid, SIGKILL) }
+      }
+      var remaining = false
+      for dir in dirs.reversed() where rmdir(dir) != 0 && errno != ENOENT {
+        remaining = true
+      }
+      if !remaining { return }
+      usleep(5000)
+    } while Date() < deadline
+  }
+
+  deinit { destroy() }
+
+  private func write(_ file: String, _ value: String) {
+    let fd = open(file, O_WRONLY)
+    guard fd >= 0 else { return }
+    _ = value.withCString { Glibc.write(fd, $0, strlen($0)) }
+    close(fd)
+  }
+}
