@@ -1,0 +1,137 @@
+/// Reads a bundle as a stream, checking it as it goes: the manifest first (magic, major
+/// version, every field), then that the members arrive exactly as the manifest lists them,
+/// then `checksums.json` against the SHA-256 of every member computed while reading, then the
+/// end of the tar. Pages handed out before the end are therefore not yet verified: a restore
+/// that must not act on a corrupt bundle runs ``verify(source:)`` over it first.
+public final class BundleReader {
+  /// The validated manifest.
+  public let manifest: Manifest
+  private let tar: TarReader
+  private let hasher: MemberHasher
+  private var nextIndex = 0
+  private var current: Manifest.Member?
+  private var done = false
+
+  /// Reads and validates `manifest.json` from the start of `source`.
+  public init(source: any ByteSource) throws {
+    tar = TarReader(source: source, limits: TarLimits(maxMemberSize: BundleFormat.maxMemberSize))
+    guard let header = try tar.nextMember() else {
+      throw BundleError("not a ckcont bundle: the tar stream is empty")
+    }
+    guard header.name == BundleFormat.manifestName, header.kind == .file else {
+      throw BundleError(
+        "not a ckcont bundle: the first member is '\(header.name)', not \(BundleFormat.manifestName)"
+      )
+    }
+    let bytes = try tar.readAll(maxSize: BundleFormat.maxJSONMemberSize)
+    manifest = try Manifest.decode(bytes)
+    // Created last: a throwing init runs no deinit, which would leave the thread running.
+    hasher = MemberHasher()
+    bytes.withUnsafeBytes { hasher.update($0) }
+    hasher.finishMember(name: BundleFormat.manifestName)
+  }
+
+  deinit { hasher.stop() }
+
+  /// Reads a whole bundle, keeping nothing, and returns its manifest if every check passes.
+  public static func verify(source: any ByteSource) throws -> Manifest {
+    let reader = try BundleReader(source: source)
+    while try reader.nextMember() != nil {}
+    return reader.manifest
+  }
+
+  /// Skips what is left of the current member and returns the next one as listed in the
+  /// manifest, or nil once `checksums.json` has been verified and the stream has ended.
+  public func nextMember() throws -> Manifest.Member? {
+    guard !done else { return nil }
+    if let member = current {
+      try forEachChunk { _ in }
+      hasher.finishMember(name: member.name)
+      current = nil
+    }
+    let position = tar.bytesRead
+    guard let header = try tar.nextMember() else {
+      throw BundleError("byte \(position): the bundle ends without \(BundleFormat.checksumsName)")
+    }
+    guard header.kind == .file else {
+      throw BundleError.member(
+        header.name, at: header.offset, "a directory, but bundles hold only files")
+    }
+    guard nextIndex < manifest.members.count else {
+      try verifyChecksums(header)
+      done = true
+      return nil
+    }
+    let expected = manifest.members[nextIndex]
+    guard header.name == expected.name else {
+      let listed = manifest.members.contains { $0.name == header.name }
+      throw BundleError.member(
+        header.name, at: header.offset,
+        "\(listed ? "out of order" : "not listed in the manifest"): the manifest lists '\(expected.name)' next"
+      )
+    }
+    guard header.size == expected.size else {
+      throw BundleError.member(
+        header.name, at: header.offset,
+        "\(header.size) bytes, but the manifest lists \(expected.size)")
+    }
+    nextIndex += 1
+    current = expected
+    return expected
+  }
+
+  /// Passes the rest of the current member's bytes to `body` in chunks, each valid only
+  /// during the call: the restore copies pages straight from there into place.
+  public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    try tar.forEachChunk { chunk in
+      hasher.update(chunk)
+      try body(chunk)
+    }
+  }
+
+  /// The rest of the current member in memory, refused (before reading) above `maxSize` bytes.
+  public func readAll(maxSize: Int = BundleFormat.maxJSONMemberSize) throws -> [UInt8] {
+    let bytes = try tar.readAll(maxSize: maxSize)
+    bytes.withUnsafeBytes { hasher.update($0) }
+    return bytes
+  }
+
+  /// Checks the trailer against the digests computed while reading, then the end of the tar.
+  private func verifyChecksums(_ header: TarMemberHeader) throws {
+    guard header.name == BundleFormat.checksumsName else {
+      throw BundleError.member(
+        header.name, at: header.offset,
+        "not listed in the manifest (all \(manifest.members.count) listed members were read; \(BundleFormat.checksumsName) should follow)"
+      )
+    }
+    let trailer = try BundleFormat.decodeJSON(
+      Checksums.self, from: tar.readAll(maxSize: BundleFormat.maxJSONMemberSize),
+      member: BundleFormat.checksumsName)
+    guard trailer.algorithm == "sha256" else {
+      throw BundleError(
+        "\(BundleFormat.checksumsName): unknown algorithm '\(trailer.algorithm.prefix(40))'")
+    }
+    let computed = hasher.digests()
+    guard trailer.members.count == computed.count else {
+      throw BundleError(
+        "\(BundleFormat.checksumsName) lists \(trailer.members.count) members, the bundle has \(computed.count)"
+      )
+    }
+    for (entry, actual) in zip(trailer.members, computed) {
+      guard entry.name == actual.name else {
+        throw BundleError(
+          "\(BundleFormat.checksumsName) lists '\(entry.name.prefix(200))' where the bundle has '\(actual.name)'"
+        )
+      }
+      guard entry.sha256 == actual.sha256 else {
+        throw BundleError(
+          "checksum mismatch for member '\(actual.name)': \(BundleFormat.checksumsName) says \(entry.sha256.prefix(64)), its content hashes to \(actual.sha256): the bundle is corrupt"
+        )
+      }
+    }
+    guard try tar.nextMember() == nil else {
+      throw BundleError("a member follows \(BundleFormat.checksumsName), which must be last")
+    }
+    try tar.expectEndOfStream()
+  }
+}

@@ -1,0 +1,52 @@
+/// Where bundle bytes go. The engine implements it over a file descriptor; tests use
+/// ``MemorySink``. Chunks arrive in stream order and are only valid during the call.
+public protocol ByteSink: AnyObject {
+  /// Consumes all of `bytes` or throws.
+  func write(_ bytes: UnsafeRawBufferPointer) throws
+}
+
+/// Where bundle bytes come from. The engine implements it over a file descriptor or a pipe;
+/// tests use ``MemorySource``.
+public protocol ByteSource: AnyObject {
+  /// Fills a prefix of `buffer` and returns its length; returns 0 only at the end of the stream.
+  func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+/// A sink that appends everything to an array.
+public final class MemorySink: ByteSink {
+  /// Everything written so far.
+  public private(set) var bytes: [UInt8] = []
+
+  /// An empty sink.
+  public init() {}
+
+  /// Appends `bytes`.
+  public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    self.bytes.append(contentsOf: bytes)
+  }
+}
+
+/// A source that serves an array, at most `maxReadSize` bytes per read so that tests can
+/// exercise the short reads that pipes produce.
+public final class MemorySource: ByteSource {
+  private let bytes: [UInt8]
+  private let maxReadSize: Int
+  private var position = 0
+
+  /// A source serving `bytes`, in reads of at most `maxReadSize` bytes.
+  public init(_ bytes: [UInt8], maxReadSize: Int = .max) {
+    self.bytes = bytes
+    self.maxReadSize = max(1, maxReadSize)
+  }
+
+  /// Copies the next bytes into `buffer`.
+  public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let count = min(buffer.count, maxReadSize, bytes.count - position)
+    guard count > 0 else { return 0 }
+    bytes.withUnsafeBytes { all in
+      buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: all[position..<position + count]))
+    }
+    position += count
+    return count
+  }
+}

@@ -1,0 +1,141 @@
+import Crypto
+import Foundation
+
+/// SHA-256 of each member in turn, computed on a second thread so that hashing overlaps with
+/// whatever the calling thread does next (reading pages, writing the sink).
+///
+/// ``update(_:)`` copies the bytes into one of a few fixed buffers and returns; the hashing
+/// thread takes full buffers in order from a bounded queue and hands them back when hashed.
+/// When all buffers are queued the caller waits: the queue is the back-pressure. Member
+/// boundaries travel through the same queue, so digests come out in member order. The copy
+/// costs far less than the hash (see ``BundleFormat`` for the numbers) and is what lets the
+/// caller reuse its own buffer as soon as the call returns.
+final class MemberHasher: @unchecked Sendable {
+  private enum Job {
+    case data(UnsafeMutableRawBufferPointer, count: Int)
+    case endMember(name: String)
+  }
+
+  // Shared with the hashing thread, guarded by `condition`.
+  private let condition = NSCondition()
+  private var freeBuffers: [UnsafeMutableRawBufferPointer]
+  private var queue: [Job] = []
+  private var busy = false
+  private var stopped = false
+  private var finished: [(name: String, sha256: String)] = []
+
+  // Caller thread only.
+  private var filling: UnsafeMutableRawBufferPointer?
+  private var fillCount = 0
+  private let allBuffers: [UnsafeMutableRawBufferPointer]
+
+  /// A hasher with `bufferCount` buffers of `bufferSize` bytes, and its thread.
+  init(bufferSize: Int = 1 << 20, bufferCount: Int = 4) {
+    allBuffers = (0..<bufferCount).map { _ in .allocate(byteCount: bufferSize, alignment: 64) }
+    freeBuffers = allBuffers
+    let thread = Thread { [self] in run() }
+    thread.name = "ckcont-sha256"
+    thread.start()
+  }
+
+  deinit {
+    for buffer in allBuffers { buffer.deallocate() }
+  }
+
+  /// Adds bytes to the current member's digest.
+  func update(_ bytes: UnsafeRawBufferPointer) {
+    var rest = bytes[...]
+    while !rest.isEmpty {
+      let buffer = filling ?? takeFreeBuffer()
+      let count = min(rest.count, buffer.count - fillCount)
+      UnsafeMutableRawBufferPointer(rebasing: buffer[fillCount..<fillCount + count])
+        .copyMemory(from: UnsafeRawBufferPointer(rebasing: rest.prefix(count)))
+      rest = rest.dropFirst(count)
+      fillCount += count
+      filling = buffer
+      if fillCount == buffer.count { flush() }
+    }
+  }
+
+  /// Ends the current member; its digest will be listed under `name`.
+  func finishMember(name: String) {
+    flush()
+    enqueue(.endMember(name: name))
+  }
+
+  /// Waits for the hashing thread to catch up and returns every finished member's digest.
+  func digests() -> [(name: String, sha256: String)] {
+    condition.lock()
+    defer { condition.unlock() }
+    while !queue.isEmpty || busy { condition.wait() }
+    return finished
+  }
+
+  /// Ends the hashing thread. Must be called once by the owner, or the thread (which holds
+  /// this object) lives on.
+  func stop() {
+    condition.lock()
+    stopped = true
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  private func flush() {
+    guard let buffer = filling else { return }
+    enqueue(.data(buffer, count: fillCount))
+    filling = nil
+    fillCount = 0
+  }
+
+  private func takeFreeBuffer() -> UnsafeMutableRawBufferPointer {
+    condition.lock()
+    defer { condition.unlock() }
+    while freeBuffers.isEmpty { condition.wait() }
+    return freeBuffers.removeLast()
+  }
+
+  private func enqueue(_ job: Job) {
+    condition.lock()
+    queue.append(job)
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  /// The hashing thread: takes jobs in order until stopped.
+  private func run() {
+    var hash = SHA256()
+    condition.lock()
+    while true {
+      while queue.isEmpty && !stopped { condition.wait() }
+      if stopped { break }
+      let job = queue.removeFirst()
+      busy = true
+      condition.unlock()
+      var digest: (name: String, sha256: String)?
+      switch job {
+      case .data(let buffer, let count):
+        hash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+      case .endMember(let name):
+        digest = (name, hex(hash.finalize()))
+        hash = SHA256()
+      }
+      condition.lock()
+      if case .data(let buffer, _) = job { freeBuffers.append(buffer) }
+      if let digest { finished.append(digest) }
+      busy = false
+      condition.broadcast()
+    }
+    condition.unlock()
+  }
+}
+
+/// Lower-case hex of a digest.
+func hex(_ digest: some Sequence<UInt8>) -> String {
+  let digits = Array("0123456789abcdef".utf8)
+  var out: [UInt8] = []
+  for byte in digest {
+    out.append(digits[Int(byte >> 4)])
+    out.append(digits[Int(byte & 0xF)])
+  }
+  return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,175 @@
+import Foundation
+
+/// The first member of every bundle, `manifest.json`: what the bundle is, where and when it was
+/// taken, and the list of members that follow with their sizes. Decoded from untrusted bytes
+/// by ``decode(_:)``, which checks every field.
+public struct Manifest: Codable, Sendable, Equatable {
+  /// A format version: readers refuse another major version and accept any minor one.
+  public struct Version: Codable, Sendable, Equatable {
+    /// Incremented when older readers could misread the bundle.
+    public var major: Int
+    /// Incremented for additions that older readers can ignore.
+    public var minor: Int
+
+    /// A version value.
+    public init(major: Int, minor: Int) {
+      self.major = major
+      self.minor = minor
+    }
+  }
+
+  /// The CPU state format of the source machine; a restore needs a CPU that can load it.
+  public struct CPU: Codable, Sendable, Equatable {
+    /// XCR0: the mask of XSAVE features in use, in the saved register state.
+    public var xsaveFeatures: UInt64
+    /// The size in bytes of one XSAVE area for those features.
+    public var xsaveSize: Int
+
+    /// A CPU description.
+    public init(xsaveFeatures: UInt64, xsaveSize: Int) {
+      self.xsaveFeatures = xsaveFeatures
+      self.xsaveSize = xsaveSize
+    }
+  }
+
+  /// One member that follows the manifest, with its exact size.
+  public struct Member: Codable, Sendable, Equatable {
+    /// The member's path in the tar.
+    public var name: String
+    /// Its size in bytes.
+    public var size: Int
+
+    /// A member entry.
+    public init(name: String, size: Int) {
+      self.name = name
+      self.size = size
+    }
+  }
+
+  /// Always ``BundleFormat/magic``.
+  public var magic: String
+  /// The format version the bundle was written in.
+  public var formatVersion: Version
+  /// The version of the ckcont that wrote the bundle.
+  public var toolVersion: String
+  /// `uname -r` of the source machine.
+  public var kernelRelease: String
+  /// The source machine's CPU state format.
+  public var cpu: CPU
+  /// The cgroup that was checkpointed.
+  public var sourceCgroup: String
+  /// When the checkpoint was taken, ISO-8601 in UTC without fractions (`2025-01-31T12:00:00Z`).
+  public var created: String
+  /// Every member after the manifest, in stream order, except the `checksums.json` trailer.
+  public var members: [Member]
+
+  /// A manifest in the current format version.
+  public init(
+    toolVersion: String, kernelRelease: String, cpu: CPU, sourceCgroup: String, created: Date,
+    members: [Member]
+  ) {
+    magic = BundleFormat.magic
+    formatVersion = Version(major: BundleFormat.majorVersion, minor: BundleFormat.minorVersion)
+    self.toolVersion = toolVersion
+    self.kernelRelease = kernelRelease
+    self.cpu = cpu
+    self.sourceCgroup = sourceCgroup
+    self.created = created.formatted(.iso8601)
+    self.members = members
+  }
+
+  /// `created` as a date, or nil if it is not ISO-8601.
+  public var creationDate: Date? {
+    try? Date.ISO8601FormatStyle().parse(created)
+  }
+
+  /// The JSON text of the manifest, pretty-printed so that `tar xf` leaves a readable file.
+  public func encoded() throws -> [UInt8] {
+    try Array(BundleFormat.jsonEncoder.encode(self))
+  }
+
+  /// Decodes and validates a manifest. The version is checked before the rest is decoded, so
+  /// that a bundle from a newer major version gets "upgrade ckcont", not a decoding error.
+  public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+    struct Probe: Decodable {
+      var magic: String
+      var formatVersion: Version
+    }
+    let probe = try BundleFormat.decodeJSON(
+      Probe.self, from: bytes, member: BundleFormat.manifestName)
+    guard probe.magic == BundleFormat.magic else {
+      throw BundleError(
+        "not a ckcont bundle: manifest magic is \(String(probe.magic.prefix(64)).debugDescription)")
+    }
+    let current = BundleFormat.majorVersion
+    let major = probe.formatVersion.major
+    guard major == current else {
+      throw BundleError(
+        major > current
+          ? "bundle format \(major).x is newer than this ckcont (\(current).x): upgrade ckcont"
+          : "bundle format \(major).x is older than any format this ckcont (\(current).x) reads")
+    }
+    let manifest = try BundleFormat.decodeJSON(
+      Manifest.self, from: bytes, member: BundleFormat.manifestName)
+    try manifest.validate()
+    return manifest
+  }
+
+  /// Checks every field of a decoded manifest; the writer checks its own manifest the same way.
+  func validate() throws {
+    func fail(_ problem: String) -> BundleError {
+      BundleError("\(BundleFormat.manifestName): \(problem)")
+    }
+    guard formatVersion.minor >= 0 else {
+      throw fail("negative minor version \(formatVersion.minor)")
+    }
+    for (field, value) in [
+      ("toolVersion", toolVersion), ("kernelRelease", kernelRelease),
+      ("sourceCgroup", sourceCgroup), ("created", created),
+    ] {
+      guard value.utf8.count <= BundleFormat.maxStringLength else {
+        throw fail(
+          "\(field) is \(value.utf8.count) bytes long, the limit is \(BundleFormat.maxStringLength)"
+        )
+      }
+    }
+    guard creationDate != nil else {
+      throw fail("created \(created.debugDescription) is not an ISO-8601 time")
+    }
+    guard (0...BundleFormat.maxXsaveSize).contains(cpu.xsaveSize) else {
+      throw fail("cpu.xsaveSize \(cpu.xsaveSize) is outside 0...\(BundleFormat.maxXsaveSize)")
+    }
+    guard members.count <= BundleFormat.maxMemberCount else {
+      throw fail("\(members.count) members, the limit is \(BundleFormat.maxMemberCount)")
+    }
+    var seen = Set<String>()
+    for member in members {
+      if let problem = TarHeader.nameProblem(member.name, maxLength: TarWriter.maxNameLength) {
+        throw fail("member list: \(problem)")
+      }
+      guard member.name != BundleFormat.manifestName, member.name != BundleFormat.checksumsName
+      else {
+        throw fail("member list: '\(member.name)' is reserved")
+      }
+      guard seen.insert(member.name).inserted else {
+        throw fail("member list: '\(member.name)' appears twice")
+      }
+      guard (0...BundleFormat.maxMemberSize).contains(member.size) else {
+        throw fail(
+          "member list: '\(member.name)' has size \(member.size), outside 0...\(BundleFormat.maxMemberSize)"
+        )
+      }
+    }
+  }
+}
+
+/// The `checksums.json` trailer: the SHA-256 of every member before it, in stream order.
+struct Checksums: Codable, Equatable {
+  struct Entry: Codable, Equatable {
+    var name: String
+    var sha256: String
+  }
+  /// Always "sha256"; names the algorithm so that a later version can change it.
+  var algorithm = "sha256"
+  var members: [Entry]
+}
