@@ -156,11 +156,14 @@ public enum Freezer {
     }
   }
 
-  /// The threads of the subtree that are not parked in the freezer.
+  /// The threads of the subtree that may have kept it from freezing.
   static func unfrozenTasks(_ cgroup: Cgroup) throws -> [UnfrozenTask] {
     var result: [UnfrozenTask] = []
     for member in try cgroup.subtree() {
-      if member.version == .v2, try events(member)["frozen"] == "1" { continue }
+      // A cgroup the kernel reports frozen holds no culprit. v1 freezes sleeping tasks in
+      // place (their wait channel stays where they slept), so in a cgroup that is still
+      // FREEZING only the tasks parked in __refrigerator are known to be frozen.
+      if try isFrozen(member) { continue }
       for tid in try member.threadIDs() {
         let channel = ProcInfo.waitChannel(tid: tid)
         if let channel, frozenWaitChannels.contains(channel) { continue }
