@@ -6,7 +6,8 @@ public struct FreezeReport: Sendable {
   /// Threads in the subtree once frozen.
   public var threads: Int
   public var processes: Int
-  /// Seconds from the request to the whole subtree reported frozen.
+  /// Seconds from the request to the whole subtree reported frozen (the count of tasks
+  /// is taken afterwards and not included).
   public var seconds: Double
   /// The group was frozen already; nothing was written.
   public var wasFrozen: Bool
@@ -52,10 +53,11 @@ public enum Freezer {
           hint: "tasks in uninterruptible sleep (state D) cannot freeze; retry later or raise --timeout")
       }
     }
+    let seconds = monotonicNow() - start
     let processes = try cgroup.processes()
     return FreezeReport(
       threads: processes.reduce(0) { $0 + $1.threads.count }, processes: processes.count,
-      seconds: monotonicNow() - start, wasFrozen: wasFrozen)
+      seconds: seconds, wasFrozen: wasFrozen)
   }
 
   /// Thaws `cgroup` and every descendant that was frozen on its own.
