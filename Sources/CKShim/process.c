@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include "ckshim.h"
 
@@ -35,6 +36,29 @@ long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, s
   }
   long pid = syscall(SYS_clone3, &args, sizeof args);
   if (pid == 0) syscall(SYS_exit_group, 0);
+  return pid < 0 ? -errno : pid;
+}
+
+long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
+  struct clone_args args;
+  memset(&args, 0, sizeof args);
+  args.flags = flags;
+  args.exit_signal = SIGCHLD;
+  if (cgroup_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = (uint64_t)cgroup_fd;
+  }
+  if (set_tid_size > 0) {
+    args.set_tid = (uint64_t)(uintptr_t)set_tid;
+    args.set_tid_size = set_tid_size;
+  }
+  long pid = syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) {
+    syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+    syscall(SYS_kill, syscall(SYS_getpid), SIGSTOP);
+    // Only reached if the orchestrator let it run without reshaping it.
+    syscall(SYS_exit_group, 127);
+  }
   return pid < 0 ? -errno : pid;
 }
 

@@ -1,5 +1,7 @@
 // ptrace(2) and waitpid status macros: variadic or macro-only in C, so Swift needs these.
 #include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include "ckshim.h"
 
@@ -20,3 +22,22 @@ _Static_assert(CK_PTRACE_INTERRUPT == PTRACE_INTERRUPT, "PTRACE_INTERRUPT");
 _Static_assert(CK_PTRACE_GETSIGMASK == PTRACE_GETSIGMASK, "PTRACE_GETSIGMASK");
 _Static_assert(CK_PTRACE_O_EXITKILL == PTRACE_O_EXITKILL, "PTRACE_O_EXITKILL");
 _Static_assert(CK_PTRACE_EVENT_STOP == PTRACE_EVENT_STOP, "PTRACE_EVENT_STOP");
+
+long ck_ptrace_regset(int request, pid_t tid, int note_type, void *buffer, size_t *len) {
+  struct iovec iov = {buffer, *len};
+  long result = ptrace((enum __ptrace_request)request, tid, (void *)(uintptr_t)note_type, &iov);
+  *len = iov.iov_len;
+  return result;
+}
+
+// syscall; int3 -- see ckshim.h. In its own section-less global asm so the compiler never
+// touches it.
+extern char ck_gadget_bytes[];
+__asm__(".text\n.globl ck_gadget_bytes\nck_gadget_bytes:\n\tsyscall\n\tint3\n");
+uintptr_t ck_syscall_gadget(void) { return (uintptr_t)ck_gadget_bytes; }
+
+_Static_assert(sizeof(struct ck_user_regs) == sizeof(struct user_regs_struct), "user_regs_struct");
+_Static_assert(__builtin_offsetof(struct ck_user_regs, orig_rax) == __builtin_offsetof(struct user_regs_struct, orig_rax), "orig_rax");
+_Static_assert(__builtin_offsetof(struct ck_user_regs, fs_base) == __builtin_offsetof(struct user_regs_struct, fs_base), "fs_base");
+_Static_assert(__builtin_offsetof(struct ck_user_regs, gs) == __builtin_offsetof(struct user_regs_struct, gs), "gs");
+_Static_assert(sizeof(struct ck_rseq_configuration) == 24, "ptrace_rseq_configuration");

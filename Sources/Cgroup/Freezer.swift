@@ -6,7 +6,8 @@ public struct FreezeReport: Sendable {
   /// Threads in the subtree once frozen.
   public var threads: Int
   public var processes: Int
-  /// Seconds from the request to the whole subtree reported frozen.
+  /// Seconds from the request to the whole subtree reported frozen (the count of tasks
+  /// is taken afterwards and not included).
   public var seconds: Double
   /// The group was frozen already; nothing was written.
   public var wasFrozen: Bool
@@ -52,10 +53,11 @@ public enum Freezer {
           hint: "tasks in uninterruptible sleep (state D) cannot freeze; retry later or raise --timeout")
       }
     }
+    let seconds = monotonicNow() - start
     let processes = try cgroup.processes()
     return FreezeReport(
       threads: processes.reduce(0) { $0 + $1.threads.count }, processes: processes.count,
-      seconds: monotonicNow() - start, wasFrozen: wasFrozen)
+      seconds: seconds, wasFrozen: wasFrozen)
   }
 
   /// Thaws `cgroup` and every descendant that was frozen on its own.
@@ -156,11 +158,14 @@ public enum Freezer {
     }
   }
 
-  /// The threads of the subtree that are not parked in the freezer.
+  /// The threads of the subtree that may have kept it from freezing.
   static func unfrozenTasks(_ cgroup: Cgroup) throws -> [UnfrozenTask] {
     var result: [UnfrozenTask] = []
     for member in try cgroup.subtree() {
-      if member.version == .v2, try events(member)["frozen"] == "1" { continue }
+      // A cgroup the kernel reports frozen holds no culprit. v1 freezes sleeping tasks in
+      // place (their wait channel stays where they slept), so in a cgroup that is still
+      // FREEZING only the tasks parked in __refrigerator are known to be frozen.
+      if try isFrozen(member) { continue }
       for tid in try member.threadIDs() {
         let channel = ProcInfo.waitChannel(tid: tid)
         if let channel, frozenWaitChannels.contains(channel) { continue }

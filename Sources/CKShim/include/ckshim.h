@@ -53,6 +53,31 @@ enum {
   CK_PTRACE_EVENT_STOP = 128,
 };
 
+// struct user_regs_struct of <sys/user.h> (x86_64), which Swift's Glibc module does not show.
+struct ck_user_regs {
+  uint64_t r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax;
+  uint64_t rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs;
+};
+
+// PTRACE_GET_RSEQ_CONFIGURATION's result.
+struct ck_rseq_configuration {
+  uint64_t rseq_abi_pointer;
+  uint32_t rseq_abi_size;
+  uint32_t signature;
+  uint32_t flags;
+  uint32_t pad;
+};
+
+// PTRACE_GETREGSET / PTRACE_SETREGSET with an iovec: returns the raw result and stores the
+// length the kernel used in *len.
+long ck_ptrace_regset(int request, pid_t tid, int note_type, void *buffer, size_t *len);
+
+enum { CK_NT_PRSTATUS = 1, CK_NT_X86_XSTATE = 0x202 };
+
+// The address of `syscall; int3` in our text. A task forked from us has the same bytes at
+// the same address until it unmaps them: the first remote syscalls of a restore run there.
+uintptr_t ck_syscall_gadget(void);
+
 // waitpid(2) status decoding: the macros are not importable into Swift.
 int ck_wifexited(int status);
 int ck_wexitstatus(int status);
@@ -71,6 +96,13 @@ pid_t ck_spawn_idle_child(void);
 // the extra clone `flags` and, when set_tid_size > 0, the pids of `set_tid`. The child
 // exits at once with status 0. Returns the child's pid or -errno.
 long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size);
+
+// clone3(2) the first task of a restore: in new namespaces (`flags`), in the cgroup v2
+// directory `cgroup_fd` when >= 0, with `set_tid` pids (innermost namespace first). The child
+// asks to be traced and stops itself with SIGSTOP (ptrace makes a pid-namespace init honour
+// it); everything it becomes is then done to it by remote system calls. Returns the pid in
+// our namespace or -errno.
+long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size);
 
 int ck_pidfd_open(pid_t pid, unsigned int flags);
 int ck_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);

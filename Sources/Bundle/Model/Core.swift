@@ -1,0 +1,191 @@
+import Foundation
+
+/// `tasks/<pid>/core.json`: the CPU and kernel state of one process and its threads.
+public struct TaskCore: Codable, Sendable, Equatable {
+  public var threads: [ThreadCore]
+  /// Every signal with a non-default action, 1...64.
+  public var signalActions: [SignalAction]
+  /// Signals pending for the whole process (shared pending).
+  public var sharedPendingSignals: UInt64
+  public var itimers: [IntervalTimer]
+  public var personality: UInt64
+  public var resourceLimits: [ResourceLimitImage]
+  public var umask: UInt32
+  public var cwd: String
+  public var root: String
+  public var comm: String
+  public var credentials: Credentials
+  /// prctl state: PR_SET_PDEATHSIG signal, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER.
+  public var parentDeathSignal: Int32
+  public var dumpable: Int32
+  public var childSubreaper: Bool
+
+  public init(
+    threads: [ThreadCore], signalActions: [SignalAction], sharedPendingSignals: UInt64, itimers: [IntervalTimer],
+    personality: UInt64, resourceLimits: [ResourceLimitImage], umask: UInt32, cwd: String, root: String, comm: String,
+    credentials: Credentials, parentDeathSignal: Int32, dumpable: Int32, childSubreaper: Bool
+  ) {
+    self.threads = threads
+    self.signalActions = signalActions
+    self.sharedPendingSignals = sharedPendingSignals
+    self.itimers = itimers
+    self.personality = personality
+    self.resourceLimits = resourceLimits
+    self.umask = umask
+    self.cwd = cwd
+    self.root = root
+    self.comm = comm
+    self.credentials = credentials
+    self.parentDeathSignal = parentDeathSignal
+    self.dumpable = dumpable
+    self.childSubreaper = childSubreaper
+  }
+}
+
+/// One thread: registers, extended state, signal mask, pending signals, rseq, altstack.
+public struct ThreadCore: Codable, Sendable, Equatable {
+  public var tid: Int32
+  public var registers: GeneralRegisters
+  /// The whole XSAVE area (NT_X86_XSTATE), base64 in JSON.
+  public var xstate: Data
+  /// XSTATE_BV of the area: which state components are in use (bit n = component n).
+  public var xstateFeatures: UInt64
+  public var blockedSignals: UInt64
+  public var pendingSignals: UInt64
+  public var rseq: RseqRegistration?
+  public var altStack: AltStack?
+  public var clearChildTid: UInt64
+
+  public init(
+    tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,
+    pendingSignals: UInt64, rseq: RseqRegistration?, altStack: AltStack?, clearChildTid: UInt64
+  ) {
+    self.tid = tid
+    self.registers = registers
+    self.xstate = xstate
+    self.xstateFeatures = xstateFeatures
+    self.blockedSignals = blockedSignals
+    self.pendingSignals = pendingSignals
+    self.rseq = rseq
+    self.altStack = altStack
+    self.clearChildTid = clearChildTid
+  }
+}
+
+/// x86_64 `user_regs_struct`, by name.
+public struct GeneralRegisters: Codable, Sendable, Equatable {
+  public var r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, origRax: UInt64
+  public var rip, cs, eflags, rsp, ss, fsBase, gsBase, ds, es, fs, gs: UInt64
+
+  public init(
+    r15: UInt64, r14: UInt64, r13: UInt64, r12: UInt64, rbp: UInt64, rbx: UInt64, r11: UInt64, r10: UInt64,
+    r9: UInt64, r8: UInt64, rax: UInt64, rcx: UInt64, rdx: UInt64, rsi: UInt64, rdi: UInt64, origRax: UInt64,
+    rip: UInt64, cs: UInt64, eflags: UInt64, rsp: UInt64, ss: UInt64, fsBase: UInt64, gsBase: UInt64, ds: UInt64,
+    es: UInt64, fs: UInt64, gs: UInt64
+  ) {
+    (self.r15, self.r14, self.r13, self.r12, self.rbp, self.rbx) = (r15, r14, r13, r12, rbp, rbx)
+    (self.r11, self.r10, self.r9, self.r8, self.rax, self.rcx) = (r11, r10, r9, r8, rax, rcx)
+    (self.rdx, self.rsi, self.rdi, self.origRax, self.rip, self.cs) = (rdx, rsi, rdi, origRax, rip, cs)
+    (self.eflags, self.rsp, self.ss, self.fsBase, self.gsBase) = (eflags, rsp, ss, fsBase, gsBase)
+    (self.ds, self.es, self.fs, self.gs) = (ds, es, fs, gs)
+  }
+}
+
+/// A registered rseq area (rseq(2)).
+public struct RseqRegistration: Codable, Sendable, Equatable {
+  public var address: UInt64
+  public var size: UInt32
+  public var signature: UInt32
+  public init(address: UInt64, size: UInt32, signature: UInt32) {
+    self.address = address
+    self.size = size
+    self.signature = signature
+  }
+}
+
+/// sigaltstack(2) state.
+public struct AltStack: Codable, Sendable, Equatable {
+  public var base: UInt64
+  public var flags: Int32
+  public var size: UInt64
+  public init(base: UInt64, flags: Int32, size: UInt64) {
+    self.base = base
+    self.flags = flags
+    self.size = size
+  }
+}
+
+/// The kernel's `struct sigaction` for one signal.
+public struct SignalAction: Codable, Sendable, Equatable {
+  public var signal: Int32
+  public var handler: UInt64
+  public var flags: UInt64
+  public var restorer: UInt64
+  public var mask: UInt64
+  public init(signal: Int32, handler: UInt64, flags: UInt64, restorer: UInt64, mask: UInt64) {
+    self.signal = signal
+    self.handler = handler
+    self.flags = flags
+    self.restorer = restorer
+    self.mask = mask
+  }
+}
+
+/// getitimer(2) of ITIMER_REAL (0), ITIMER_VIRTUAL (1) or ITIMER_PROF (2), in microseconds.
+public struct IntervalTimer: Codable, Sendable, Equatable {
+  public var which: Int32
+  public var intervalMicroseconds: Int64
+  public var valueMicroseconds: Int64
+  public init(which: Int32, intervalMicroseconds: Int64, valueMicroseconds: Int64) {
+    self.which = which
+    self.intervalMicroseconds = intervalMicroseconds
+    self.valueMicroseconds = valueMicroseconds
+  }
+}
+
+/// One RLIMIT_* resource.
+public struct ResourceLimitImage: Codable, Sendable, Equatable {
+  public var resource: Int32
+  public var soft: UInt64
+  public var hard: UInt64
+  public init(resource: Int32, soft: UInt64, hard: UInt64) {
+    self.resource = resource
+    self.soft = soft
+    self.hard = hard
+  }
+}
+
+/// Who the process is: ids, groups, capabilities and securebits.
+public struct Credentials: Codable, Sendable, Equatable {
+  /// real, effective, saved, filesystem.
+  public var uids: [UInt32]
+  public var gids: [UInt32]
+  public var groups: [UInt32]
+  public var capInheritable: UInt64
+  public var capPermitted: UInt64
+  public var capEffective: UInt64
+  public var capBounding: UInt64
+  public var capAmbient: UInt64
+  /// The capability sets in libcap's text form, for people reading the bundle.
+  public var capabilitiesText: String
+  public var noNewPrivileges: Bool
+  public var securebits: UInt32
+
+  public init(
+    uids: [UInt32], gids: [UInt32], groups: [UInt32], capInheritable: UInt64, capPermitted: UInt64,
+    capEffective: UInt64, capBounding: UInt64, capAmbient: UInt64, capabilitiesText: String, noNewPrivileges: Bool,
+    securebits: UInt32
+  ) {
+    self.uids = uids
+    self.gids = gids
+    self.groups = groups
+    self.capInheritable = capInheritable
+    self.capPermitted = capPermitted
+    self.capEffective = capEffective
+    self.capBounding = capBounding
+    self.capAmbient = capAmbient
+    self.capabilitiesText = capabilitiesText
+    self.noNewPrivileges = noNewPrivileges
+    self.securebits = securebits
+  }
+}

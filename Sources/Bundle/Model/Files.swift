@@ -1,0 +1,63 @@
+import Foundation
+
+/// `tasks/<pid>/files.json`: the open file descriptors of one process (CRIU's fdinfo).
+public struct FileTableImage: Codable, Sendable, Equatable {
+  public var descriptors: [DescriptorImage]
+  /// Pipes this process holds, with the data buffered in them.
+  public var pipes: [PipeImage]
+
+  public init(descriptors: [DescriptorImage], pipes: [PipeImage]) {
+    self.descriptors = descriptors
+    self.pipes = pipes
+  }
+}
+
+/// One descriptor and the open file description behind it.
+public struct DescriptorImage: Codable, Sendable, Equatable {
+  public enum Kind: String, Codable, Sendable {
+    /// A regular file or device node opened by path (including /dev/null).
+    case path
+    /// One end of a pipe; `pipe` names the PipeImage.
+    case pipe
+  }
+  public var fd: Int32
+  public var kind: Kind
+  /// open(2) flags from fdinfo (O_ACCMODE, O_APPEND, O_NONBLOCK...), without O_CLOEXEC.
+  public var flags: Int32
+  public var closeOnExec: Bool
+  /// kind == .path: the path, the file position and the file's mode.
+  public var path: String?
+  public var position: Int64?
+  public var mode: UInt32?
+  /// kind == .pipe: the pipe's inode.
+  public var pipe: UInt64?
+
+  public init(
+    fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
+    mode: UInt32? = nil, pipe: UInt64? = nil
+  ) {
+    self.fd = fd
+    self.kind = kind
+    self.flags = flags
+    self.closeOnExec = closeOnExec
+    self.path = path
+    self.position = position
+    self.mode = mode
+    self.pipe = pipe
+  }
+}
+
+/// A pipe and its unread data (captured without consuming it).
+public struct PipeImage: Codable, Sendable, Equatable {
+  public var inode: UInt64
+  /// The bytes waiting in the pipe, base64 in JSON (at most the pipe's capacity).
+  public var buffered: Data
+  /// F_GETPIPE_SZ.
+  public var capacity: Int32
+
+  public init(inode: UInt64, buffered: Data, capacity: Int32) {
+    self.inode = inode
+    self.buffered = buffered
+    self.capacity = capacity
+  }
+}

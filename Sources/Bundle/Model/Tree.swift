@@ -1,0 +1,87 @@
+/// The checkpoint model: what a bundle says about a container. Plain Codable values, stored
+/// as JSON members; page contents are raw members. CRIU's vocabulary: pstree, core, mm,
+/// fdinfo, pages.
+
+/// `tree.json`: every task of the container and how they relate (CRIU's pstree).
+public struct ProcessTree: Codable, Sendable, Equatable {
+  public var tasks: [TaskEntryImage]
+  /// The namespaces the container's tasks live in, beyond those of the host.
+  public var namespaces: NamespaceSet
+  /// The cgroup the container was dumped from, and its hierarchy version ("v1"/"v2").
+  public var cgroup: String
+  public var cgroupVersion: String
+
+  public init(tasks: [TaskEntryImage], namespaces: NamespaceSet, cgroup: String, cgroupVersion: String) {
+    self.tasks = tasks
+    self.namespaces = namespaces
+    self.cgroup = cgroup
+    self.cgroupVersion = cgroupVersion
+  }
+}
+
+/// One process of the tree.
+public struct TaskEntryImage: Codable, Sendable, Equatable {
+  /// The pid inside the container's pid namespace (the one the task sees as getpid()).
+  public var pid: Int32
+  /// Its pid in each pid namespace, outermost (host) first, as in /proc/<pid>/status NSpid.
+  public var namespacePids: [Int32]
+  public var ppid: Int32
+  public var pgid: Int32
+  public var sid: Int32
+  /// Thread ids inside the container's pid namespace, the main thread first.
+  public var threads: [Int32]
+  /// Its cgroup relative to the dumped cgroup (`.` for the top).
+  public var cgroup: String
+  public var comm: String
+
+  public init(
+    pid: Int32, namespacePids: [Int32], ppid: Int32, pgid: Int32, sid: Int32, threads: [Int32], cgroup: String,
+    comm: String
+  ) {
+    self.pid = pid
+    self.namespacePids = namespacePids
+    self.ppid = ppid
+    self.pgid = pgid
+    self.sid = sid
+    self.threads = threads
+    self.cgroup = cgroup
+    self.comm = comm
+  }
+
+  /// The member names of this task's images.
+  public var coreMember: String { "tasks/\(pid)/core.json" }
+  public var mmMember: String { "tasks/\(pid)/mm.json" }
+  public var filesMember: String { "tasks/\(pid)/files.json" }
+  public var pagesMember: String { "tasks/\(pid)/pages.img" }
+}
+
+/// Which namespaces the container has of its own (new ones are created at restore).
+public struct NamespaceSet: Codable, Sendable, Equatable {
+  public var pid: Bool
+  public var mount: Bool
+  public var uts: Bool
+  public var ipc: Bool
+  public var net: Bool
+  public var user: Bool
+  public var cgroup: Bool
+  public var time: Bool
+  /// The UTS names, restored into a new UTS namespace.
+  public var hostname: String?
+  public var domainname: String?
+
+  public init(
+    pid: Bool, mount: Bool, uts: Bool, ipc: Bool, net: Bool, user: Bool, cgroup: Bool, time: Bool,
+    hostname: String? = nil, domainname: String? = nil
+  ) {
+    self.pid = pid
+    self.mount = mount
+    self.uts = uts
+    self.ipc = ipc
+    self.net = net
+    self.user = user
+    self.cgroup = cgroup
+    self.time = time
+    self.hostname = hostname
+    self.domainname = domainname
+  }
+}

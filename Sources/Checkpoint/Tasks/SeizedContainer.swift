@@ -1,0 +1,103 @@
+import Cgroup
+import Foundation
+import Glibc
+import Linux
+
+/// Every thread of a cgroup subtree stopped under ptrace, with the registers and signal mask
+/// each had, so that any failure can put the container back exactly as it was.
+///
+/// Sequence (DESIGN.md 3, "Freeze and seize"): freeze the subtree, PTRACE_SEIZE and
+/// PTRACE_INTERRUPT every thread while frozen, thaw, then wait for each PTRACE_EVENT_STOP. No
+/// user code runs between the freeze and the stop. All ptrace calls come from the thread that
+/// created this object.
+public final class SeizedContainer {
+  public let cgroup: Cgroup
+  public let processes: [CgroupProcess]
+  /// Every seized thread with the state to put back on release.
+  private(set) var original: [Int32: (registers: Registers, mask: UInt64)] = [:]
+  private var seized: [Int32] = []
+  private var released = false
+
+  /// Freezes `cgroup`, seizes every thread of its subtree and waits for all of them to stop.
+  /// On failure everything seized is released and the cgroup thawed before the error is thrown.
+  public init(cgroup: Cgroup, freezeTimeout: Double, log: (String) -> Void) throws {
+    self.cgroup = cgroup
+    let wasFrozen = try Freezer.isFrozen(cgroup)
+    let started = monotonicNow()
+    _ = try Freezer.freeze(cgroup, timeout: freezeTimeout)
+    var found: [CgroupProcess] = []
+    do {
+      found = try cgroup.processes()
+      guard !found.isEmpty else {
+        throw CKError(.badInput, "\(cgroup.path) holds no tasks", hint: "nothing to checkpoint")
+      }
+      for process in found {
+        for tid in process.threads {
+          do {
+            try Ptrace.seize(tid)
+          } catch {
+            throw CKError(
+              .failed, "cannot seize task \(process.pid) thread \(tid): \(error)",
+              hint: error.errno == .notPermitted ? "is it traced by another program (a debugger)?" : nil)
+          }
+          seized.append(tid)
+          try Ptrace.interrupt(tid)
+        }
+      }
+      if !wasFrozen { try Freezer.thaw(cgroup) }
+      for tid in seized {
+        let status = try Ptrace.wait(tid)
+        guard status.isEventStop else {
+          throw CKError(.failed, "thread \(tid) did not stop for ptrace: \(status)")
+        }
+        let tracee = Tracee(tid: tid)
+        original[tid] = (try tracee.registers(), try tracee.signalMask())
+      }
+      processes = found
+      log("seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started))")
+    } catch {
+      processes = found
+      release(leaveFrozen: false)
+      if !wasFrozen { try? Freezer.thaw(cgroup) }
+      throw error
+    }
+  }
+
+  deinit { release(leaveFrozen: false) }
+
+  /// Puts every thread's registers and signal mask back and detaches; the container runs on
+  /// (or stays frozen with `leaveFrozen`). Safe to call more than once.
+  public func release(leaveFrozen: Bool) {
+    guard !released else { return }
+    released = true
+    // Freezing first makes every task resume at once on thaw, not one by one as detached.
+    try? _ = Freezer.freeze(cgroup, timeout: 5)
+    for tid in seized {
+      let tracee = Tracee(tid: tid)
+      if let state = original[tid] {
+        try? tracee.setRegisters(state.registers)
+        try? tracee.setSignalMask(state.mask)
+      }
+      try? tracee.detach()
+    }
+    if !leaveFrozen { try? Freezer.thaw(cgroup) }
+  }
+
+  /// Kills every task of the container (after a complete dump): frozen, detached, SIGKILLed,
+  /// thawed so that the kills take effect.
+  public func kill() {
+    guard !released else { return }
+    released = true
+    try? _ = Freezer.freeze(cgroup, timeout: 5)
+    for process in processes { Glibc.kill(process.pid, SIGKILL) }
+    for tid in seized { try? Tracee(tid: tid).detach() }
+    try? Freezer.thaw(cgroup)
+  }
+
+  /// The registers thread `tid` had when seized.
+  public func registers(of tid: Int32) -> Registers? { original[tid]?.registers }
+}
+
+func milliseconds(since start: Double) -> String {
+  String(format: "%.1f ms", (monotonicNow() - start) * 1000)
+}

@@ -1,0 +1,104 @@
+import CKShim
+import Glibc
+import SystemPackage
+
+/// A range of addresses in another process.
+public struct AddressRange: Codable, Equatable, Hashable, Sendable {
+  public var start: UInt64
+  public var end: UInt64
+  public init(start: UInt64, end: UInt64) {
+    self.start = start
+    self.end = end
+  }
+  public var count: UInt64 { end - start }
+}
+
+/// Reading and writing the memory of another process.
+public enum ProcessMemory {
+  /// Copies the bytes of `ranges` of `pid`, in order, into `buffer` (whose size must be their
+  /// total) with process_vm_readv, up to 1024 remote iovecs per call.
+  public static func read(pid: Int32, ranges: [AddressRange], into buffer: UnsafeMutableRawBufferPointer) throws {
+    var remote: [iovec] = []
+    remote.reserveCapacity(min(ranges.count, 1024))
+    var offset = 0
+    var index = 0
+    while index < ranges.count {
+      remote.removeAll(keepingCapacity: true)
+      var batchBytes = 0
+      while index < ranges.count && remote.count < 1024 {
+        let range = ranges[index]
+        remote.append(iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(range.start)), iov_len: Int(range.count)))
+        batchBytes += Int(range.count)
+        index += 1
+      }
+      var done = 0
+      var remoteIndex = 0
+      while done < batchBytes {
+        var local = iovec(iov_base: buffer.baseAddress! + offset + done, iov_len: batchBytes - done)
+        let n = try remote.withUnsafeBufferPointer { iovs in
+          try syscallChecked("process_vm_readv", "\(pid), \(iovs.count - remoteIndex) ranges") {
+            ck_process_vm_readv(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
+          }
+        }
+        guard n > 0 else {
+          throw CKError(.failed, "process_vm_readv(\(pid)) read nothing at range \(remoteIndex) of a batch")
+        }
+        done += n
+        // A partial read stops at an iovec boundary or inside one: skip what was copied.
+        var consumed = n
+        while consumed > 0 && remoteIndex < remote.count {
+          let length = remote[remoteIndex].iov_len
+          if consumed >= length {
+            consumed -= length
+            remoteIndex += 1
+          } else {
+            remote[remoteIndex].iov_base = remote[remoteIndex].iov_base! + consumed
+            remote[remoteIndex].iov_len -= consumed
+            consumed = 0
+          }
+        }
+      }
+      offset += batchBytes
+    }
+  }
+}
+
+/// `/proc/<pid>/mem` opened for writing: pwrite works on read-only mappings too (the kernel
+/// writes with FOLL_FORCE), where process_vm_writev fails with EFAULT.
+public struct MemFile: ~Copyable {
+  public let pid: Int32
+  let fd: Int32
+
+  public init(pid: Int32) throws(SyscallError) {
+    self.pid = pid
+    fd = try syscallChecked("open", "/proc/\(pid)/mem") { open("/proc/\(pid)/mem", O_RDWR | O_CLOEXEC) }
+  }
+
+  deinit { close(fd) }
+
+  /// Writes `bytes` at `address` in the process.
+  public func write(_ bytes: UnsafeRawBufferPointer, at address: UInt64) throws(SyscallError) {
+    var done = 0
+    while done < bytes.count {
+      let n = try syscallChecked("pwrite", "/proc/\(pid)/mem at 0x\(String(address + UInt64(done), radix: 16))") {
+        pwrite(fd, bytes.baseAddress! + done, bytes.count - done, Int(bitPattern: UInt(address &+ UInt64(done))))
+      }
+      guard n > 0 else { throw SyscallError("pwrite", "/proc/\(pid)/mem", .ioError) }
+      done += n
+    }
+  }
+
+  /// Writes an array's bytes at `address`.
+  public func write(_ bytes: [UInt8], at address: UInt64) throws {
+    try bytes.withUnsafeBytes { try write($0, at: address) }
+  }
+
+  /// Reads `count` bytes at `address`.
+  public func read(_ count: Int, at address: UInt64) throws(SyscallError) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    let n = try syscallChecked("pread", "/proc/\(pid)/mem at 0x\(String(address, radix: 16))") {
+      bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, Int(bitPattern: UInt(address))) }
+    }
+    return Array(bytes.prefix(n))
+  }
+}

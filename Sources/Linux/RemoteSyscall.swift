@@ -1,0 +1,100 @@
+import CKShim
+import Glibc
+
+/// Runs system calls inside a stopped tracee: set its registers so that it executes a
+/// `syscall` instruction, let it run to the next stop, read rax, and put the registers back
+/// when done. Both dump and restore are sequences of these (DESIGN.md, "Remote syscalls").
+public struct RemoteSyscall {
+  /// How the tracee gets back to us after the `syscall` instruction.
+  public enum Gadget: Sendable {
+    /// `syscall` (0f 05) found in the tracee's own text, e.g. in [vdso]: stop at syscall exit
+    /// with PTRACE_SYSCALL. Writes nothing into the task (used to dump).
+    case syscallExit(address: UInt64)
+    /// `syscall; int3`: run with PTRACE_CONT to the breakpoint (used to restore).
+    case breakpoint(address: UInt64)
+  }
+
+  public let tracee: Tracee
+  public var gadget: Gadget
+  /// The registers the task had when we took it over; every call starts from a copy.
+  public let saved: Registers
+  /// How many calls ran (for -v logs and benchmarks).
+  public private(set) var count = 0
+
+  public init(tracee: Tracee, gadget: Gadget) throws(SyscallError) {
+    self.tracee = tracee
+    self.gadget = gadget
+    self.saved = try tracee.registers()
+  }
+
+  /// Runs syscall `number` with up to six arguments; returns the raw result (-errno on failure).
+  @discardableResult
+  public mutating func call(
+    _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0, _ a5: UInt64 = 0,
+    _ a6: UInt64 = 0
+  ) throws -> Int64 {
+    var regs = saved
+    regs.rax = UInt64(number)
+    // -1: no syscall-restart processing when the tracee resumes from its current stop.
+    regs.orig_rax = UInt64.max
+    regs.rdi = a1
+    regs.rsi = a2
+    regs.rdx = a3
+    regs.r10 = a4
+    regs.r8 = a5
+    regs.r9 = a6
+    switch gadget {
+    case .syscallExit(let address):
+      regs.rip = address
+      try tracee.setRegisters(regs)
+      for phase in ["entry", "exit"] {
+        try tracee.resumeToSyscall()
+        let status = try tracee.wait()
+        guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80 else {
+          throw CKError(.failed, "task \(tracee.tid): remote syscall \(number) stopped unexpectedly at \(phase): \(status)")
+        }
+      }
+    case .breakpoint(let address):
+      regs.rip = address
+      try tracee.setRegisters(regs)
+      try tracee.resume()
+      let status = try tracee.wait()
+      guard case .stopped(let signal, _) = status, signal == SIGTRAP else {
+        throw CKError(.failed, "task \(tracee.tid): remote syscall \(number) stopped unexpectedly: \(status)")
+      }
+    }
+    count += 1
+    return Int64(bitPattern: try tracee.registers().rax)
+  }
+
+  /// Like `call`, but a negative result becomes an error naming `what`.
+  @discardableResult
+  public mutating func checked(
+    _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,
+    _ a4: UInt64 = 0, _ a5: UInt64 = 0, _ a6: UInt64 = 0
+  ) throws -> Int64 {
+    let result = try call(number, a1, a2, a3, a4, a5, a6)
+    if result < 0 && result > -4096 {
+      throw CKError(.failed, "task \(tracee.tid): \(what()): \(String(cString: strerror(Int32(-result))))")
+    }
+    return result
+  }
+
+  /// Puts back the registers the task had before the first call.
+  public func restoreRegisters() throws(SyscallError) {
+    try tracee.setRegisters(saved)
+  }
+}
+
+/// x86_64 system call numbers ckcont injects.
+public enum SyscallNumber {
+  public static let read = 0, write = 1, open = 2, close = 3, lseek = 8, mmap = 9, mprotect = 10, munmap = 11
+  public static let brk = 12, rtSigaction = 13, rtSigprocmask = 14, ioctl = 16, pipe = 22, mremap = 25
+  public static let dup2 = 33, getitimer = 36, setitimer = 38, getpid = 39, fcntl = 72, chdir = 80
+  public static let fchdir = 81, umask = 95, getrlimit = 97, setuid = 105, setgid = 106, setpgid = 109
+  public static let setsid = 112, setreuid = 113, setregid = 114, setgroups = 116, setresuid = 117, setresgid = 119
+  public static let setfsuid = 122, setfsgid = 123, capset = 126, sigaltstack = 131, personality = 135
+  public static let prctl = 157, chroot = 161, setTidAddress = 218, exitGroup = 231, openat = 257
+  public static let prlimit64 = 302, rseq = 334, clone3 = 435, closeRange = 436, pidfdGetfd = 438
+  public static let nanosleep = 35, clockNanosleep = 230, restartSyscall = 219
+}

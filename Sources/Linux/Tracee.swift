@@ -1,0 +1,118 @@
+import CKShim
+import Glibc
+import SystemPackage
+
+/// The x86_64 general registers of a thread (`struct user_regs_struct`).
+public typealias Registers = ck_user_regs
+
+/// One thread under ptrace, stopped. ptrace belongs to the tracing *thread*: every call on a
+/// tracee must come from the thread that attached it, so engine code using it is synchronous.
+public struct Tracee: Sendable, Hashable {
+  public let tid: Int32
+
+  public init(tid: Int32) { self.tid = tid }
+
+  /// PTRACE_GETREGS.
+  public func registers() throws(SyscallError) -> Registers {
+    var regs = Registers()
+    try syscallChecked("ptrace", "PTRACE_GETREGS, \(tid)") {
+      withUnsafeMutablePointer(to: &regs) { ck_ptrace(Int32(CK_PTRACE_GETREGS), tid, 0, UInt(bitPattern: $0)) }
+    }
+    return regs
+  }
+
+  /// PTRACE_SETREGS.
+  public func setRegisters(_ regs: Registers) throws(SyscallError) {
+    var copy = regs
+    try syscallChecked("ptrace", "PTRACE_SETREGS, \(tid)") {
+      withUnsafeMutablePointer(to: &copy) { ck_ptrace(Int32(CK_PTRACE_SETREGS), tid, 0, UInt(bitPattern: $0)) }
+    }
+  }
+
+  /// The whole XSAVE area (PTRACE_GETREGSET NT_X86_XSTATE): x87, SSE, AVX, AVX-512 state.
+  public func extendedState() throws(SyscallError) -> [UInt8] {
+    var buffer = [UInt8](repeating: 0, count: 16384)
+    var length = buffer.count
+    try syscallChecked("ptrace", "PTRACE_GETREGSET NT_X86_XSTATE, \(tid)") {
+      buffer.withUnsafeMutableBytes {
+        ck_ptrace_regset(Int32(CK_PTRACE_GETREGSET), tid, Int32(CK_NT_X86_XSTATE), $0.baseAddress, &length)
+      }
+    }
+    return Array(buffer.prefix(length))
+  }
+
+  /// PTRACE_SETREGSET NT_X86_XSTATE.
+  public func setExtendedState(_ state: [UInt8]) throws(SyscallError) {
+    var copy = state
+    var length = copy.count
+    try syscallChecked("ptrace", "PTRACE_SETREGSET NT_X86_XSTATE, \(tid)") {
+      copy.withUnsafeMutableBytes {
+        ck_ptrace_regset(Int32(CK_PTRACE_SETREGSET), tid, Int32(CK_NT_X86_XSTATE), $0.baseAddress, &length)
+      }
+    }
+  }
+
+  /// PTRACE_GETSIGMASK: the blocked-signal mask (bit n-1 for signal n).
+  public func signalMask() throws(SyscallError) -> UInt64 {
+    var mask: UInt64 = 0
+    try syscallChecked("ptrace", "PTRACE_GETSIGMASK, \(tid)") {
+      withUnsafeMutablePointer(to: &mask) { ck_ptrace(Int32(CK_PTRACE_GETSIGMASK), tid, 8, UInt(bitPattern: $0)) }
+    }
+    return mask
+  }
+
+  /// PTRACE_SETSIGMASK.
+  public func setSignalMask(_ mask: UInt64) throws(SyscallError) {
+    var copy = mask
+    try syscallChecked("ptrace", "PTRACE_SETSIGMASK, \(tid)") {
+      withUnsafeMutablePointer(to: &copy) { ck_ptrace(Int32(CK_PTRACE_SETSIGMASK), tid, 8, UInt(bitPattern: $0)) }
+    }
+  }
+
+  /// PTRACE_GET_RSEQ_CONFIGURATION: where the thread's rseq area is registered (0 if none).
+  public func rseqConfiguration() throws(SyscallError) -> ck_rseq_configuration {
+    var config = ck_rseq_configuration()
+    try syscallChecked("ptrace", "PTRACE_GET_RSEQ_CONFIGURATION, \(tid)") {
+      withUnsafeMutablePointer(to: &config) {
+        ck_ptrace(
+          Int32(CK_PTRACE_GET_RSEQ_CONFIGURATION), tid, UInt(MemoryLayout<ck_rseq_configuration>.size),
+          UInt(bitPattern: $0))
+      }
+    }
+    return config
+  }
+
+  /// PTRACE_SETOPTIONS.
+  public func setOptions(_ options: Int32) throws(SyscallError) {
+    try syscallChecked("ptrace", "PTRACE_SETOPTIONS, \(tid)") {
+      ck_ptrace(Int32(CK_PTRACE_SETOPTIONS), tid, 0, UInt(options))
+    }
+  }
+
+  /// PTRACE_GETEVENTMSG: e.g. the new task's pid after a PTRACE_EVENT_FORK stop.
+  public func eventMessage() throws(SyscallError) -> UInt {
+    var message: UInt = 0
+    try syscallChecked("ptrace", "PTRACE_GETEVENTMSG, \(tid)") {
+      withUnsafeMutablePointer(to: &message) { ck_ptrace(Int32(CK_PTRACE_GETEVENTMSG), tid, 0, UInt(bitPattern: $0)) }
+    }
+    return message
+  }
+
+  /// PTRACE_CONT with `signal` (0 for none).
+  public func resume(signal: Int32 = 0) throws(SyscallError) {
+    try syscallChecked("ptrace", "PTRACE_CONT, \(tid)") { ck_ptrace(Int32(CK_PTRACE_CONT), tid, 0, UInt(signal)) }
+  }
+
+  /// PTRACE_SYSCALL: run to the next syscall entry or exit stop.
+  public func resumeToSyscall() throws(SyscallError) {
+    try syscallChecked("ptrace", "PTRACE_SYSCALL, \(tid)") { ck_ptrace(Int32(CK_PTRACE_SYSCALL), tid, 0, 0) }
+  }
+
+  /// waitpid(tid, __WALL).
+  public func wait() throws(SyscallError) -> WaitStatus { try Ptrace.wait(tid) }
+
+  /// PTRACE_DETACH.
+  public func detach(signal: Int32 = 0) throws(SyscallError) { try Ptrace.detach(tid, signal: signal) }
+}
+
+extension Registers: @retroactive @unchecked Sendable {}
