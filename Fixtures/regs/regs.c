@@ -1,0 +1,147 @@
+/* regs: callee-saved registers (rbx, rbp, r12-r15, and r8/r9 too), the stack pointer, pushed
+ * stack data and the red zone must survive a checkpoint taken while the task blocks in a raw
+ * syscall issued from assembly (block.S). The syscall result must also be what the kernel
+ * gives without a checkpoint, after the dump interrupted the call and the restore reissued it.
+ *
+ * usage: regs <case>
+ *   read-pipe           read(pipe, 1 byte). The SA_RESTART SIGTERM handler writes 'T' into the
+ *                       pipe, so the restarted read must return 1 with 'T'.
+ *   nanosleep           nanosleep(600 s, &rem) must return -EINTR (SIGTERM has a handler;
+ *                       SA_RESTART doesn't apply) with 0 < rem < 600 s.
+ *   clock-nanosleep-abs clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, now + 1 day) must return
+ *                       -EINTR (ERESTARTNOHAND turns into EINTR when a handler runs). REALTIME is
+ *                       used because a MONOTONIC deadline means nothing on another boot.
+ *   pause               pause() must return -EINTR.
+ *   futex               FUTEX_WAIT(&word, 0) with no timeout. The handler sets word = 1 and wakes
+ *                       it, and the SA_RESTART restart then sees 1, so the result is -EAGAIN.
+ *   poll                poll(pipe, 600 s) must return -EINTR (a poll with a timeout is never
+ *                       restarted after a handler). The handler's byte must then be readable.
+ *   sleep-exact         a timing case. SIGTERM stays blocked. It prints "ready", then nanosleep
+ *                       (1 s, &rem) must return 0, then it prints "slept" and waits for SIGTERM.
+ *                       The test measures the wall time between the "ready" and "slept" lines
+ *                       outside the process (CLOCK_MONOTONIC inside would jump across a restore
+ *                       on another boot). If the engine reissues the call with the remaining
+ *                       time in rem, that time is 1 s plus the time the task spent dumped.
+ *                       Reissuing the original request adds up to 1 s more. A leaked EINTR
+ *                       prints FAIL at once.
+ * In every case except sleep-exact, the call must not return before SIGTERM arrives: an
+ * early return means the dump or the restore leaked an error into the task. */
+#include "fix.h"
+#include "regs.h"
+#include <fcntl.h>
+#include <poll.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
+
+struct regs_snap {
+  uint64_t rsp_before, rsp_after, rbx, rbp, r12, r13, r14, r15, r8, r9, stk[NSTK], rz[NRZ];
+};
+long regs_block(long nr, long a1, long a2, long a3, long a4, struct regs_snap *out);
+
+static int pfd[2] = {-1, -1};
+static int fut;                      /* futex word */
+static volatile sig_atomic_t got_term;
+static int do_write_pipe, do_wake;
+
+/* Only async-signal-safe work, done with raw syscalls. */
+static void on_term(int s) {
+  (void)s; int e = errno;
+  got_term = 1;
+  if (do_write_pipe) { ssize_t w = write(pfd[1], "T", 1); (void)w; }
+  if (do_wake) { __atomic_store_n(&fut, 1, __ATOMIC_SEQ_CST); syscall(SYS_futex, &fut, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0); }
+  errno = e;
+}
+
+int main(int argc, char **argv) {
+  fx_init("regs");
+  const char *c = argc > 1 ? argv[1] : "";
+  static char name[64]; snprintf(name, sizeof name, "regs-%s", c); fx_name = name;
+  int sleep_exact = !strcmp(c, "sleep-exact");
+  struct sigaction sa; memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term; sa.sa_flags = SA_RESTART;
+  FX_SYS(sigaction(SIGTERM, &sa, NULL));
+  FX_SYS(pipe(pfd));
+  if (sleep_exact) { sigset_t m; sigemptyset(&m); sigaddset(&m, SIGTERM); FX_SYS(sigprocmask(SIG_BLOCK, &m, NULL)); }
+
+  /* Data in the caller's frame as well, below and above the asm frame. */
+  volatile uint64_t local[32];
+  for (int i = 0; i < 32; i++) local[i] = fx_seed(i) ^ 0x10ca1;
+  static struct timespec req, rem, deadline;
+  static char byte;
+  static struct pollfd pf;
+  struct regs_snap s; memset(&s, 0, sizeof s);
+  long r, want;
+
+  if (!strcmp(c, "read-pipe")) {
+    do_write_pipe = 1; fx_ready();
+    r = regs_block(SYS_read, pfd[0], (long)&byte, 1, 0, &s); want = 1;
+  } else if (!strcmp(c, "nanosleep") || sleep_exact) {
+    req.tv_sec = sleep_exact ? 1 : 600; fx_ready();
+    r = regs_block(SYS_nanosleep, (long)&req, (long)&rem, 0, 0, &s); want = sleep_exact ? 0 : -EINTR;
+  } else if (!strcmp(c, "clock-nanosleep-abs")) {
+    FX_SYS(clock_gettime(CLOCK_REALTIME, &deadline)); deadline.tv_sec += 86400; fx_ready();
+    r = regs_block(SYS_clock_nanosleep, CLOCK_REALTIME, TIMER_ABSTIME, (long)&deadline, 0, &s); want = -EINTR;
+  } else if (!strcmp(c, "pause")) {
+    fx_ready();
+    r = regs_block(SYS_pause, 0, 0, 0, 0, &s); want = -EINTR;
+  } else if (!strcmp(c, "futex")) {
+    do_wake = 1; fx_ready();
+    r = regs_block(SYS_futex, (long)&fut, FUTEX_WAIT_PRIVATE, 0, 0, &s); want = -EAGAIN;
+  } else if (!strcmp(c, "poll")) {
+    do_write_pipe = 1; pf.fd = pfd[0]; pf.events = POLLIN; fx_ready();
+    r = regs_block(SYS_poll, (long)&pf, 1, 600000, 0, &s); want = -EINTR;
+  } else {
+    errno = EINVAL;
+    fx_setup_fail("usage: regs read-pipe|nanosleep|clock-nanosleep-abs|pause|futex|poll|sleep-exact");
+  }
+  int term_at_return = got_term;
+
+  if (sleep_exact) {
+    if (r == 0) fx_print("slept");
+    sigset_t m; sigprocmask(SIG_SETMASK, NULL, &m); sigdelset(&m, SIGTERM);
+    while (!got_term) sigsuspend(&m);
+  }
+
+  FX_EQ("syscall result", want, r);
+  if (!sleep_exact) FX_TRUE(term_at_return, "syscall returned %ld before SIGTERM arrived", r);
+  FX_EQ("rbx", RBX_VAL, s.rbx);
+  FX_EQ("rbp", RBP_VAL, s.rbp);
+  FX_EQ("r12", R12_VAL, s.r12);
+  FX_EQ("r13", R13_VAL, s.r13);
+  FX_EQ("r14", R14_VAL, s.r14);
+  FX_EQ("r15", R15_VAL, s.r15);
+  FX_EQ("r8", R8_VAL, s.r8);
+  FX_EQ("r9", R9_VAL, s.r9);
+  FX_EQ("rsp after syscall", s.rsp_before, s.rsp_after);
+  char what[64];
+  for (int i = 0; i < NSTK; i++) { snprintf(what, sizeof what, "stack qword %d", i); FX_EQ(what, STK_VAL + i, s.stk[i]); }
+  for (int i = 0; i < NRZ; i++) { snprintf(what, sizeof what, "red zone qword -%d(%%rsp)", 8 * (i + 1)); FX_EQ(what, RZ_VAL + i, s.rz[i]); }
+  if (fx_flip()) local[7] ^= 4;
+  for (int i = 0; i < 32; i++)
+    if (local[i] != (fx_seed(i) ^ 0x10ca1)) fx_bad("caller local[%d]: expected %#llx got %#llx", i,
+                                                 (unsigned long long)(fx_seed(i) ^ 0x10ca1), (unsigned long long)local[i]);
+
+  /* What each call left behind. */
+  if (!strcmp(c, "read-pipe")) FX_EQ("byte read", 'T', byte);
+  if (!strcmp(c, "nanosleep")) {
+    long long left = rem.tv_sec * 1000000000LL + rem.tv_nsec;
+    FX_TRUE(left > 0 && left < 600 * 1000000000LL && rem.tv_nsec < 1000000000L,
+            "rem: expected within (0, 600 s), got %lld.%09ld s", (long long)rem.tv_sec, rem.tv_nsec);
+  }
+  if (!strcmp(c, "clock-nanosleep-abs")) {
+    struct timespec now; clock_gettime(CLOCK_REALTIME, &now);
+    FX_TRUE(now.tv_sec < deadline.tv_sec, "deadline already passed (now %lld, deadline %lld)",
+            (long long)now.tv_sec, (long long)deadline.tv_sec);
+  }
+  if (!strcmp(c, "futex")) FX_EQ("futex word", 1, __atomic_load_n(&fut, __ATOMIC_SEQ_CST));
+  if (!strcmp(c, "poll")) {
+    /* The pipe still works, and it holds exactly the handler's byte. */
+    struct pollfd p = {pfd[0], POLLIN, 0};
+    fcntl(pfd[0], F_SETFL, O_NONBLOCK);   /* never hang here if the byte is missing */
+    FX_EQ("poll(0) after SIGTERM", 1, poll(&p, 1, 0));
+    FX_EQ("read after poll", 1, read(pfd[0], &byte, 1));
+    FX_EQ("byte read", 'T', byte);
+  }
+  fx_finish();
+}

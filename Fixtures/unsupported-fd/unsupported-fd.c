@@ -1,0 +1,83 @@
+/* unsupported-fd: holds an fd of a kind the engine is not expected to checkpoint, so a test can
+ * check that the dump refuses cleanly, names the fd, and leaves the process running and
+ * untouched (no --leave-running needed). The SIGTERM is then sent to this same, never
+ * restored, process. It checks that the fd is still there, still the same kind (the
+ * /proc/self/fd link is the same as before), and still works, then prints PASS.
+ * usage: unsupported-fd [KIND]   KIND (default inotify):
+ *   inotify   watches DIR (arg 2, $CKCONT_FIXTURE_DIR or /tmp). After: creating a file there yields IN_CREATE
+ *   signalfd  for SIGUSR1 (blocked). After: raise(SIGUSR1) is read from it
+ *   timerfd   CLOCK_MONOTONIC, every 10 ms. After: a read returns >= 1 expirations
+ *   eventfd   counter 42. After: a read returns 42
+ *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
+ *   pidfd     pidfd_open(self). After: the link only */
+#include "fix.h"
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <linux/io_uring.h>
+
+static char link0[256];
+static void fdlink(int fd, char *out, size_t n) {
+  char p[64]; snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+  ssize_t r = readlink(p, out, n - 1);
+  out[r < 0 ? 0 : r] = 0;
+}
+
+int main(int argc, char **argv) {
+  fx_init("unsupported-fd");
+  fx_term_setup();
+  const char *kind = argc > 1 ? argv[1] : "inotify";
+  const char *dir = fx_dir(argc > 2 ? argv[2] : NULL);
+  char path[4096]; snprintf(path, sizeof path, "%s/ckcont-unsupported-fd-XXXXXX", dir);
+  int fd = -1;
+  if (!strcmp(kind, "inotify")) {
+    fd = FX_SYS(inotify_init1(IN_NONBLOCK));
+    FX_SYS(inotify_add_watch(fd, dir, IN_CREATE));
+  } else if (!strcmp(kind, "signalfd")) {
+    sigset_t m; sigemptyset(&m); sigaddset(&m, SIGUSR1);
+    FX_SYS(sigprocmask(SIG_BLOCK, &m, NULL));
+    fd = FX_SYS(signalfd(-1, &m, SFD_NONBLOCK));
+  } else if (!strcmp(kind, "timerfd")) {
+    fd = FX_SYS(timerfd_create(CLOCK_MONOTONIC, 0));
+    struct itimerspec it = {{0, 10000000}, {0, 10000000}};
+    FX_SYS(timerfd_settime(fd, 0, &it, NULL));
+  } else if (!strcmp(kind, "eventfd")) {
+    fd = FX_SYS(eventfd(42, EFD_NONBLOCK));
+  } else if (!strcmp(kind, "io_uring")) {
+    struct io_uring_params p; memset(&p, 0, sizeof p);
+    fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
+  } else if (!strcmp(kind, "pidfd")) {
+    fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd] [DIR]"); }
+  fdlink(fd, link0, sizeof link0);
+
+  fx_ready();
+  fx_wait_term();
+
+  char now[256]; fdlink(fd, now, sizeof now);
+  if (fx_flip()) now[0] ^= 1;
+  FX_TRUE(!strcmp(link0, now), "fd %d: expected \"%s\", now \"%s\"", fd, link0, now);
+  union { struct inotify_event ev; struct signalfd_siginfo si; uint64_t u; char b[4096]; } u;
+  memset(&u, 0, sizeof u);
+  if (!strcmp(kind, "inotify")) {
+    int f = mkstemp(path);                       /* the event to be seen */
+    if (f < 0) fx_setup_fail("create %s", path);
+    close(f); unlink(path);
+    ssize_t n = read(fd, &u, sizeof u);
+    FX_TRUE(n >= (ssize_t)sizeof u.ev && (u.ev.mask & IN_CREATE), "inotify: no IN_CREATE event (read %zd, mask %#x)", n, u.ev.mask);
+  } else if (!strcmp(kind, "signalfd")) {
+    raise(SIGUSR1);
+    ssize_t n = read(fd, &u, sizeof u.si);
+    FX_TRUE(n == sizeof u.si && u.si.ssi_signo == SIGUSR1, "signalfd: read %zd, signo %u", n, u.si.ssi_signo);
+  } else if (!strcmp(kind, "timerfd")) {
+    ssize_t n = read(fd, &u.u, 8);
+    FX_TRUE(n == 8 && u.u >= 1, "timerfd: read %zd, expirations %llu", n, (unsigned long long)u.u);
+  } else if (!strcmp(kind, "eventfd")) {
+    ssize_t n = read(fd, &u.u, 8);
+    FX_TRUE(n == 8 && u.u == 42, "eventfd: read %zd, value %llu", n, (unsigned long long)u.u);
+  }
+  fx_finish();
+}
