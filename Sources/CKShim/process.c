@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -74,6 +75,14 @@ ssize_t ck_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long 
 }
 
 int ck_unshare(int flags) { return unshare(flags); }
+
+int ck_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+ssize_t ck_tee(int fd_in, int fd_out, size_t len, unsigned int flags) { return tee(fd_in, fd_out, len, flags); }
+
+_Static_assert(CK_F_SETPIPE_SZ == F_SETPIPE_SZ, "F_SETPIPE_SZ");
+_Static_assert(CK_F_GETPIPE_SZ == F_GETPIPE_SZ, "F_GETPIPE_SZ");
+_Static_assert(CK_SPLICE_F_NONBLOCK == SPLICE_F_NONBLOCK, "SPLICE_F_NONBLOCK");
 
 _Static_assert(CK_CLONE_NEWPID == CLONE_NEWPID, "CLONE_NEWPID");
 _Static_assert(CK_CLONE_NEWNS == CLONE_NEWNS, "CLONE_NEWNS");

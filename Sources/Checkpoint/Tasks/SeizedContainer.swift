@@ -96,6 +96,9 @@ public final class SeizedContainer {
 
   /// The registers thread `tid` had when seized.
   public func registers(of tid: Int32) -> Registers? { original[tid]?.registers }
+
+  /// The signal mask thread `tid` had when seized.
+  public func signalMask(of tid: Int32) -> UInt64? { original[tid]?.mask }
 }
 
 func milliseconds(since start: Double) -> String {

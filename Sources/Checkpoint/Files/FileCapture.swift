@@ -1,0 +1,88 @@
+import Bundle
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+/// Captures the open file descriptors of a process: files and devices opened by path, and
+/// pipes with the data buffered in them. Anything else fails the dump, naming task, fd and
+/// kind: a checkpoint never silently drops a descriptor.
+struct FileCapture {
+  let pid: Int32
+
+  func image(log: (String) -> Void) throws -> FileTableImage {
+    let fdDir = "/proc/\(pid)/fd"
+    let numbers = try PseudoFile.list(fdDir).compactMap { Int32($0) }.sorted()
+    var descriptors: [DescriptorImage] = []
+    var pipes: [UInt64: PipeImage] = [:]
+    for fd in numbers {
+      let target = try readLink("\(fdDir)/\(fd)")
+      let info = try FdInfo.read(pid: pid, fd: fd)
+      let flags = Int32(bitPattern: info.flags)
+      let cloexec = flags & O_CLOEXEC != 0
+      let openFlags = flags & ~O_CLOEXEC
+      if target.hasPrefix("pipe:[") {
+        let inode = info.inode
+        if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }
+        descriptors.append(DescriptorImage(fd: fd, kind: .pipe, flags: openFlags, closeOnExec: cloexec, pipe: inode))
+        continue
+      }
+      var st = stat()
+      guard stat("\(fdDir)/\(fd)", &st) == 0 else {
+        throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
+      }
+      let type = st.st_mode & S_IFMT
+      guard target.hasPrefix("/"), type == S_IFREG || type == S_IFCHR || type == S_IFDIR else {
+        throw CKError(
+          .failed, "task \(pid): fd \(fd) is \(describe(target)), which ckcont cannot checkpoint yet",
+          hint: "close it before the checkpoint, or wait for support of this kind")
+      }
+      if target.hasSuffix(" (deleted)") {
+        throw CKError(
+          .failed, "task \(pid): fd \(fd) refers to the deleted file \(target), which ckcont cannot checkpoint yet")
+      }
+      descriptors.append(
+        DescriptorImage(
+          fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
+          mode: UInt32(st.st_mode)))
+    }
+    log("task \(pid): \(descriptors.count) fds, \(pipes.count) pipes")
+    return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })
+  }
+
+  /// The pipe's buffered bytes, copied without consuming them: a new read end opened through
+  /// /proc, then tee(2) into a pipe of ours, which duplicates the data and leaves it in place.
+  private func capturePipe(fd: Int32, inode: UInt64) throws -> PipeImage {
+    let path = "/proc/\(pid)/fd/\(fd)"
+    let reader = try syscallChecked("open", path) { open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
+    defer { close(reader) }
+    let capacity = try syscallChecked("fcntl", "F_GETPIPE_SZ \(path)") { fcntl(reader, Int32(CK_F_GETPIPE_SZ)) }
+    var ours: [Int32] = [0, 0]
+    try syscallChecked("pipe2", "copy of pipe:[\(inode)]") { ck_pipe2(&ours, O_CLOEXEC | O_NONBLOCK) }
+    defer {
+      close(ours[0])
+      close(ours[1])
+    }
+    try syscallChecked("fcntl", "F_SETPIPE_SZ") { fcntl(ours[1], Int32(CK_F_SETPIPE_SZ), capacity) }
+    let copied = ck_tee(reader, ours[1], Int(capacity), UInt32(CK_SPLICE_F_NONBLOCK))
+    if copied < 0 && errno != EAGAIN {
+      throw SyscallError("tee", "pipe:[\(inode)] of task \(pid)", .init(rawValue: errno))
+    }
+    var data = [UInt8](repeating: 0, count: max(copied, 0))
+    var done = 0
+    while done < data.count {
+      let n = try syscallChecked("read", "copy of pipe:[\(inode)]") {
+        data.withUnsafeMutableBytes { read(ours[0], $0.baseAddress! + done, $0.count - done) }
+      }
+      if n == 0 { break }
+      done += n
+    }
+    return PipeImage(inode: inode, buffered: Data(data.prefix(done)), capacity: Int32(capacity))
+  }
+
+  private func describe(_ target: String) -> String {
+    if target.hasPrefix("socket:") { return "a socket (\(target))" }
+    if target.hasPrefix("anon_inode:") { return "an \(target.dropFirst(11)) descriptor" }
+    return target
+  }
+}

@@ -1,0 +1,77 @@
+import Bundle
+import Glibc
+import Linux
+
+/// Captures an address space: every VMA, which of its pages hold data, and the mm fields.
+/// Page contents are read later, while the bundle is written (see `PageReader`).
+struct MemoryCapture {
+  let pid: Int32
+
+  func image(brk: UInt64, log: (String) -> Void) throws -> MemoryImage {
+    let started = monotonicNowSeconds()
+    let vmas = try ProcMaps.read(pid: pid)
+    var scanner = try PageScanner(pid: pid)
+    var images: [VMAImage] = []
+    var offset: UInt64 = 0
+    for vma in vmas {
+      let kind: VMAImage.Kind
+      switch vma.kind {
+      case .anonymous, .anonymousNamed, .sharedAnonymous: kind = .anonymous
+      case .file: kind = .file
+      case .heap: kind = .heap
+      case .stack: kind = .stack
+      case .vdso: kind = .vdso
+      case .vvar: kind = .vvar
+      case .vvarVclock: kind = .vvarVclock
+      case .vsyscall: kind = .vsyscall
+      case .otherPseudo(let name):
+        throw CKError(.failed, "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) [\(name)] cannot be checkpointed")
+      }
+      let shared = vma.permissions.contains(.shared)
+      if kind == .file && vma.isDeleted {
+        throw CKError(
+          .failed,
+          "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) of deleted file \(vma.path) cannot be checkpointed yet")
+      }
+      let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
+      var runs: [AddressRange] = []
+      // Shared file mappings live in the file; kernel mappings are recreated by the kernel.
+      // PROT_NONE areas are scanned too: they may hold data written before an mprotect.
+      if !special && !(shared && kind == .file) {
+        runs = try scanner.dataRuns(start: vma.start, end: vma.end, anonymousOnly: kind == .file)
+      }
+      let pages = runs.map { PageRun(start: $0.start, end: $0.end) }
+      images.append(
+        VMAImage(
+          start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
+          path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset))
+      offset += pages.reduce(0) { $0 + $1.size }
+    }
+    let stat = try ProcStatExtended.read(pid: pid)
+    let fields = MMFields(
+      startCode: stat.startCode, endCode: stat.endCode, startData: stat.startData, endData: stat.endData,
+      startBrk: stat.startBrk, brk: brk, startStack: stat.startStack, argStart: stat.argStart, argEnd: stat.argEnd,
+      envStart: stat.envStart, envEnd: stat.envEnd)
+    // AuxVector leaves out the terminating AT_NULL pair, which PR_SET_MM_MAP wants.
+    let auxv: [UInt64] = try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
+    let image = MemoryImage(
+      vmas: images, fields: fields, auxv: auxv, exe: try readLink("/proc/\(pid)/exe"), pagesSize: offset)
+    log(
+      "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
+        + "\(Int((monotonicNowSeconds() - started) * 1000)) ms")
+    return image
+  }
+
+  func protection(_ permissions: VMAPermissions) -> Int32 {
+    (permissions.contains(.read) ? PROT_READ : 0) | (permissions.contains(.write) ? PROT_WRITE : 0)
+      | (permissions.contains(.execute) ? PROT_EXEC : 0)
+  }
+}
+
+func hex(_ value: UInt64) -> String { String(value, radix: 16) }
+
+func monotonicNowSeconds() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

@@ -1,0 +1,57 @@
+import CKShim
+import Glibc
+
+/// The PAGEMAP_SCAN ioctl on `/proc/<pid>/pagemap` (Linux 6.7): finds the pages of a range
+/// that match page categories, in one call for many pages instead of a read per page.
+public struct PageScanner: ~Copyable {
+  public let pid: Int32
+  let fd: Int32
+  var regions: [ck_page_region]
+
+  public init(pid: Int32) throws(SyscallError) {
+    self.pid = pid
+    fd = try syscallChecked("open", "/proc/\(pid)/pagemap") { open("/proc/\(pid)/pagemap", O_RDONLY | O_CLOEXEC) }
+    regions = [ck_page_region](repeating: ck_page_region(), count: 4096)
+  }
+
+  deinit { close(fd) }
+
+  /// Runs of pages in [start, end) that hold data worth saving: present or swapped, not the
+  /// shared zero page, and with `anonymousOnly` not the file's own page cache page (for
+  /// private file mappings only the copied-on-write pages differ from the file).
+  public mutating func dataRuns(start: UInt64, end: UInt64, anonymousOnly: Bool) throws -> [AddressRange] {
+    var runs: [AddressRange] = []
+    var cursor = start
+    while cursor < end {
+      var arg = ck_pm_scan_arg()
+      arg.size = UInt64(MemoryLayout<ck_pm_scan_arg>.size)
+      arg.start = cursor
+      arg.end = end
+      arg.category_inverted = UInt64(CK_PAGE_IS_PFNZERO | (anonymousOnly ? CK_PAGE_IS_FILE : 0))
+      arg.category_mask = UInt64(CK_PAGE_IS_PFNZERO | (anonymousOnly ? CK_PAGE_IS_FILE : 0))
+      arg.category_anyof_mask = UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED)
+      arg.return_mask = UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED)
+      let count = try regions.withUnsafeMutableBufferPointer { buffer in
+        arg.vec = UInt64(UInt(bitPattern: buffer.baseAddress))
+        arg.vec_len = UInt64(buffer.count)
+        return try syscallChecked("ioctl", "PAGEMAP_SCAN of \(pid) at 0x\(String(cursor, radix: 16))") {
+          ck_pagemap_scan(fd, &arg)
+        }
+      }
+      for index in 0..<count {
+        let region = regions[index]
+        // Regions differing only in present/swapped come out separately: merge them.
+        if let last = runs.last, last.end == region.start {
+          runs[runs.count - 1].end = region.end
+        } else {
+          runs.append(AddressRange(start: region.start, end: region.end))
+        }
+      }
+      // The kernel stops early when the vector is full (walk_end tells where); loop only
+      // then, since walk_end may also stop short for other reasons.
+      guard count == regions.count, arg.walk_end > cursor else { break }
+      cursor = arg.walk_end
+    }
+    return runs
+  }
+}
