@@ -1,13 +1,13 @@
 /// Reads a bundle as a stream, checking it as it goes: the manifest first (magic, major
 /// version, every field), then that the members arrive exactly as the manifest lists them,
-/// then `checksums.json` against the SHA-256 of every member computed while reading, then the
+/// then `checksums.json` against the XXH3-128 of every member computed while reading, then the
 /// end of the tar. Pages handed out before the end are therefore not yet verified: a restore
 /// that must not act on a corrupt bundle runs ``verify(source:)`` over it first.
 public final class BundleReader {
   /// The validated manifest.
   public let manifest: Manifest
   private let tar: TarReader
-  private let hasher: MemberHasher
+  private var hasher = MemberHasher()
   private var nextIndex = 0
   private var current: Manifest.Member?
   private var done = false
@@ -25,13 +25,9 @@ public final class BundleReader {
     }
     let bytes = try tar.readAll(maxSize: BundleFormat.maxJSONMemberSize)
     manifest = try Manifest.decode(bytes)
-    // Created last: a throwing init runs no deinit, which would leave the thread running.
-    hasher = MemberHasher()
     bytes.withUnsafeBytes { hasher.update($0) }
     hasher.finishMember(name: BundleFormat.manifestName)
   }
-
-  deinit { hasher.stop() }
 
   /// Reads a whole bundle, keeping nothing, and returns its manifest if every check passes.
   public static func verify(source: any ByteSource) throws -> Manifest {
@@ -104,14 +100,8 @@ public final class BundleReader {
         "not listed in the manifest (all \(manifest.members.count) listed members were read; \(BundleFormat.checksumsName) should follow)"
       )
     }
-    let trailer = try BundleFormat.decodeJSON(
-      Checksums.self, from: tar.readAll(maxSize: BundleFormat.maxJSONMemberSize),
-      member: BundleFormat.checksumsName)
-    guard trailer.algorithm == "sha256" else {
-      throw BundleError(
-        "\(BundleFormat.checksumsName): unknown algorithm '\(trailer.algorithm.prefix(40))'")
-    }
-    let computed = hasher.digests()
+    let trailer = try Checksums.decode(tar.readAll(maxSize: BundleFormat.maxJSONMemberSize))
+    let computed = hasher.digests
     guard trailer.members.count == computed.count else {
       throw BundleError(
         "\(BundleFormat.checksumsName) lists \(trailer.members.count) members, the bundle has \(computed.count)"
@@ -123,9 +113,9 @@ public final class BundleReader {
           "\(BundleFormat.checksumsName) lists '\(entry.name.prefix(200))' where the bundle has '\(actual.name)'"
         )
       }
-      guard entry.sha256 == actual.sha256 else {
+      guard entry.digest == actual.digest else {
         throw BundleError(
-          "checksum mismatch for member '\(actual.name)': \(BundleFormat.checksumsName) says \(entry.sha256.prefix(64)), its content hashes to \(actual.sha256): the bundle is corrupt"
+          "checksum mismatch for member '\(actual.name)': \(BundleFormat.checksumsName) says \(entry.digest.prefix(64)), its content hashes to \(actual.digest): the bundle is corrupt"
         )
       }
     }

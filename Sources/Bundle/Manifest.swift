@@ -163,13 +163,33 @@ public struct Manifest: Codable, Sendable, Equatable {
   }
 }
 
-/// The `checksums.json` trailer: the SHA-256 of every member before it, in stream order.
+/// The `checksums.json` trailer: the XXH3-128 of every member before it, in stream order.
 struct Checksums: Codable, Equatable {
   struct Entry: Codable, Equatable {
     var name: String
-    var sha256: String
+    /// 32 lower-case hex digits: the canonical (big-endian) digest, as `xxhsum -H2` prints it.
+    var digest: String
   }
-  /// Always "sha256"; names the algorithm so that a later version can change it.
-  var algorithm = "sha256"
+  /// The one algorithm this version writes and reads.
+  static let currentAlgorithm = "xxh3-128"
+  /// Always ``currentAlgorithm``; names the algorithm so that a later version can change it.
+  var algorithm = Checksums.currentAlgorithm
   var members: [Entry]
+
+  /// Decodes a trailer. The algorithm is checked before the rest is decoded, so that a trailer
+  /// written with another algorithm gets a message naming it, not a decoding error.
+  static func decode(_ bytes: [UInt8]) throws -> Checksums {
+    struct Probe: Decodable {
+      var algorithm: String
+    }
+    let probe = try BundleFormat.decodeJSON(
+      Probe.self, from: bytes, member: BundleFormat.checksumsName)
+    guard probe.algorithm == currentAlgorithm else {
+      throw BundleError(
+        "\(BundleFormat.checksumsName): unknown algorithm '\(probe.algorithm.prefix(40))': this ckcont verifies only \(currentAlgorithm)"
+      )
+    }
+    return try BundleFormat.decodeJSON(
+      Checksums.self, from: bytes, member: BundleFormat.checksumsName)
+  }
 }

@@ -69,9 +69,11 @@ public struct MemFile: ~Copyable {
   public let pid: Int32
   let fd: Int32
 
-  public init(pid: Int32) throws(SyscallError) {
+  public init(pid: Int32, readOnly: Bool = false) throws(SyscallError) {
     self.pid = pid
-    fd = try syscallChecked("open", "/proc/\(pid)/mem") { open("/proc/\(pid)/mem", O_RDWR | O_CLOEXEC) }
+    fd = try syscallChecked("open", "/proc/\(pid)/mem") {
+      open("/proc/\(pid)/mem", (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+    }
   }
 
   deinit { close(fd) }

@@ -25,6 +25,7 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   public var pid: Int32
   /// Its pid in each pid namespace, outermost (host) first, as in /proc/<pid>/status NSpid.
   public var namespacePids: [Int32]
+  /// The parent's pid inside the container, 0 when the parent is outside it.
   public var ppid: Int32
   public var pgid: Int32
   public var sid: Int32

@@ -177,4 +177,17 @@ enum {
   CK_UFFD_FEATURE_WP_ASYNC = 1 << 15,
 };
 
+// ---- interruption (signals.c) ----
+// Handlers for SIGINT, SIGTERM and SIGHUP that only record the signal, so a dump or restore
+// can unwind through its cleanup. A signal handler must be a C function.
+void ck_install_interrupt_handlers(void);
+// The signal received since installation, or 0.
+int ck_interrupting_signal(void);
+
+// ---- cpu (cpu.c) ----
+// XCR0: the XSAVE state components the OS enabled on this CPU (xgetbv(0)).
+uint64_t ck_xgetbv0(void);
+// CPUID leaf 0xD sub-leaf 0 EBX: the XSAVE area size for the components XCR0 enables.
+uint32_t ck_xsave_size(void);
+
 #endif

@@ -1,0 +1,228 @@
+import Bundle
+import CKShim
+import Cgroup
+import Foundation
+import Glibc
+import Linux
+
+/// Where a dump goes.
+public enum DumpOutput: Sendable {
+  case file(String)
+  case standardOutput
+}
+
+/// How a dump ends for the container.
+public enum DumpAftermath: Sendable {
+  /// Kill the container once the bundle is written, synced and verified (the default).
+  case kill
+  /// Let it run on, as if nothing happened.
+  case leaveRunning
+  /// Leave it frozen (for a caller that will kill or thaw it).
+  case leaveFrozen
+}
+
+/// What a dump did.
+public struct DumpReport: Sendable, Codable {
+  public var processes: Int
+  public var threads: Int
+  public var pageBytes: UInt64
+  public var bundleBytes: Int
+  /// From the freeze to the release of the container.
+  public var frozenSeconds: Double
+  public var totalSeconds: Double
+}
+
+/// `ckcont dump`: seize the container, capture every process, stream the bundle, and only
+/// then let the container go (killed, running or frozen). On any failure the container is
+/// released unharmed and no partial bundle is left behind.
+public struct Dump {
+  public var cgroup: Cgroup
+  public var output: DumpOutput
+  public var aftermath: DumpAftermath
+  public var freezeTimeout: Double
+  public var toolVersion: String
+  /// Called with (bytes of pages written, total page bytes) while pages stream.
+  public var progress: (UInt64, UInt64) -> Void = { _, _ in }
+  public var log: (String) -> Void = { _ in }
+
+  public init(cgroup: Cgroup, output: DumpOutput, aftermath: DumpAftermath, freezeTimeout: Double, toolVersion: String) {
+    self.cgroup = cgroup
+    self.output = output
+    self.aftermath = aftermath
+    self.freezeTimeout = freezeTimeout
+    self.toolVersion = toolVersion
+  }
+
+  public func run() throws -> DumpReport {
+    let started = monotonicNowSeconds()
+    try Interruption.check()
+    let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
+    var destination: Destination?
+    do {
+      let captured = try capture(session)
+      try Interruption.check()
+      destination = try Destination(output)
+      let bundleBytes = try write(captured, to: destination!)
+      try destination!.commit(log: log)
+      destination = nil
+      let frozenSeconds = monotonicNowSeconds() - started
+      switch aftermath {
+      case .kill: session.kill()
+      case .leaveRunning: session.release(leaveFrozen: false)
+      case .leaveFrozen: session.release(leaveFrozen: true)
+      }
+      return DumpReport(
+        processes: captured.tasks.count, threads: captured.tasks.reduce(0) { $0 + $1.entry.threads.count },
+        pageBytes: captured.tasks.reduce(0) { $0 + $1.memory.pagesSize }, bundleBytes: bundleBytes,
+        frozenSeconds: frozenSeconds, totalSeconds: monotonicNowSeconds() - started)
+    } catch {
+      destination?.abandon()
+      session.release(leaveFrozen: false)
+      log("dump failed; the container was released and runs on")
+      throw error
+    }
+  }
+
+  /// Everything but the page contents.
+  struct CapturedTask {
+    var entry: TaskEntryImage
+    var core: TaskCore
+    var memory: MemoryImage
+    var files: FileTableImage
+    var hostPid: Int32
+  }
+
+  struct Captured {
+    var tree: ProcessTree
+    var tasks: [CapturedTask]
+    var cpu: Manifest.CPU
+  }
+
+  func capture(_ session: SeizedContainer) throws -> Captured {
+    var tasks: [CapturedTask] = []
+    for process in session.processes {
+      try Interruption.check()
+      let capture = TaskCapture(pid: process.pid, threads: process.threads)
+      let relative = process.cgroup.relative(to: cgroup.path)
+      let entry = try capture.entry(cgroup: relative)
+      let (core, brk) = try capture.core(session: session, log: log)
+      let memory = try MemoryCapture(pid: process.pid).image(brk: brk, log: log)
+      let files = try FileCapture(pid: process.pid).image(log: log)
+      tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid))
+    }
+    // Parent links as the container sees them: the parent's pid inside, or 0 when the
+    // parent is outside the container (the root, or a task whose parent was not dumped).
+    let innerPid = Dictionary(uniqueKeysWithValues: tasks.map { ($0.hostPid, $0.entry.pid) })
+    for index in tasks.indices {
+      tasks[index].entry.ppid = innerPid[tasks[index].entry.ppid] ?? 0
+    }
+    guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
+      throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
+    }
+    let namespaces = try namespaceSet(of: root.hostPid)
+    let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
+    let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0
+    let tree = ProcessTree(
+      tasks: tasks.map(\.entry), namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
+    return Captured(tree: tree, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
+  }
+
+  /// Which namespaces the container's root process does not share with ckcont.
+  func namespaceSet(of pid: Int32) throws -> NamespaceSet {
+    let theirs = try NamespaceID.readAll(pid: pid)
+    let ours = try NamespaceID.readAll(pid: getpid())
+    func own(_ name: String) -> Bool { theirs[name] != nil && theirs[name] != ours[name] }
+    return NamespaceSet(
+      pid: own("pid"), mount: own("mnt"), uts: own("uts"), ipc: own("ipc"), net: own("net"), user: own("user"),
+      cgroup: own("cgroup"), time: own("time"))
+  }
+
+  /// Streams the bundle; returns its size.
+  func write(_ captured: Captured, to destination: Destination) throws -> Int {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    var small: [(String, Data)] = [("tree.json", try encoder.encode(captured.tree))]
+    for task in captured.tasks {
+      small.append((task.entry.coreMember, try encoder.encode(task.core)))
+      small.append((task.entry.mmMember, try encoder.encode(task.memory)))
+      small.append((task.entry.filesMember, try encoder.encode(task.files)))
+    }
+    var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
+    members += captured.tasks.map { Manifest.Member(name: $0.entry.pagesMember, size: Int($0.memory.pagesSize)) }
+    let manifest = Manifest(
+      toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
+      created: Date(), members: members)
+    let writer = try BundleWriter(sink: destination.sink, manifest: manifest)
+    for (name, data) in small { try writer.add(name: name, data: data) }
+    let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
+    var before: UInt64 = 0
+    let started = monotonicNowSeconds()
+    for task in captured.tasks {
+      try Interruption.check()
+      try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
+      try PageReader(pid: task.hostPid, image: task.memory).write(to: writer) { done in
+        progress(before + UInt64(done), totalPages)
+      }
+      try writer.endMember()
+      before += task.memory.pagesSize
+    }
+    try writer.finish()
+    let seconds = monotonicNowSeconds() - started
+    log(
+      "wrote \(totalPages >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
+        + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(totalPages) / seconds / 1e9) : ""))
+    return writer.bytesWritten
+  }
+}
+
+/// The output of a dump: a temporary file renamed into place once synced and verified, or
+/// standard output.
+final class Destination {
+  let sink: FileDescriptorSink
+  let finalPath: String?
+  let temporaryPath: String?
+
+  init(_ output: DumpOutput) throws {
+    switch output {
+    case .standardOutput:
+      sink = FileDescriptorSink(fd: 1, name: "standard output")
+      finalPath = nil
+      temporaryPath = nil
+    case .file(let path):
+      let temporary = path + ".partial-\(getpid())"
+      let fd = try syscallChecked("open", temporary) {
+        open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+      }
+      sink = FileDescriptorSink(fd: fd, name: temporary)
+      finalPath = path
+      temporaryPath = temporary
+    }
+  }
+
+  /// fsync, verify by reading it back, rename into place.
+  func commit(log: (String) -> Void) throws {
+    guard let finalPath, let temporaryPath else {
+      // A pipe cannot be read back: what went out was checksummed as it went.
+      return
+    }
+    try syscallChecked("fsync", temporaryPath) { fsync(sink.fd) }
+    close(sink.fd)
+    let started = monotonicNowSeconds()
+    let fd = try syscallChecked("open", temporaryPath) { open(temporaryPath, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    do {
+      _ = try BundleReader.verify(source: FileDescriptorSource(fd: fd, name: temporaryPath))
+    } catch {
+      throw CKError(.failed, "the bundle written to \(temporaryPath) does not verify: \(error)")
+    }
+    log("verified the bundle in \(Int((monotonicNowSeconds() - started) * 1000)) ms")
+    try syscallChecked("rename", "\(temporaryPath) -> \(finalPath)") { rename(temporaryPath, finalPath) }
+  }
+
+  /// Removes the partial file.
+  func abandon() {
+    guard let temporaryPath else { return }
+    close(sink.fd)
+    unlink(temporaryPath)
+  }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Glibc
+import Linux
+
+/// `ckcont dump <cgroup> -o FILE`.
+struct DumpCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "dump",
+    abstract: "Checkpoint every task of a cgroup subtree into a bundle.",
+    discussion: """
+      Freezes the subtree, seizes every thread with ptrace, captures registers, memory, files \
+      and signal state, and streams a tar bundle (`tar tvf` lists it). The container is killed \
+      only after the bundle is completely written, synced and verified; with --leave-running \
+      it continues unharmed, with --leave-frozen it stays frozen. On any failure, or on \
+      Ctrl-C, the container is released and runs on, and no partial bundle is left.
+      """)
+
+  @OptionGroup var target: CgroupArgument
+  @Option(name: .shortAndLong, help: "The bundle to write, or - for standard output.")
+  var output: String
+  @Flag(help: "Let the container run on after the dump.")
+  var leaveRunning = false
+  @Flag(help: "Leave the container frozen after the dump.")
+  var leaveFrozen = false
+  @Option(help: "Seconds to wait for the subtree to freeze.")
+  var timeout: Double = 5
+  @OptionGroup var global: GlobalOptions
+
+  func validate() throws {
+    guard !(leaveRunning && leaveFrozen) else {
+      throw ValidationError("--leave-running and --leave-frozen exclude each other")
+    }
+    guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    if output != "-" && FileManager.default.fileExists(atPath: output) {
+      throw ValidationError("\(output) exists; remove it or choose another name")
+    }
+  }
+
+  func run() throws {
+    try requireRoot("dump")
+    Interruption.install()
+    let log = global.logger("dump")
+    let cgroup = try target.resolve()
+    var dump = Dump(
+      cgroup: cgroup, output: output == "-" ? .standardOutput : .file(output),
+      aftermath: leaveRunning ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
+      toolVersion: ToolVersion.string)
+    dump.log = { log.debug("\($0)") }
+    let meter = ProgressMeter(enabled: isatty(2) == 1 && !global.verbose)
+    dump.progress = { meter.update(done: $0, total: $1) }
+    let report = try dump.run()
+    meter.finish()
+    if global.json {
+      try printJSON(report)
+    } else {
+      let destination = output == "-" ? "standard output" : output
+      let line =
+        "dumped \(cgroup.path): \(report.processes) processes, \(report.threads) threads, "
+        + "\(report.pageBytes >> 20) MiB of memory, bundle \(report.bundleBytes >> 20) MiB to \(destination) "
+        + String(format: "in %.2f s (frozen %.2f s)", report.totalSeconds, report.frozenSeconds)
+      // The bundle may be on stdout: the summary goes to stderr then.
+      if output == "-" { Terminal.error(line) } else { Terminal.out(line) }
+    }
+  }
+}
+
+/// Bytes and MB/s on stderr, redrawn in place, when stderr is a terminal.
+final class ProgressMeter {
+  let enabled: Bool
+  let started = Date()
+  var lastDraw = Date.distantPast
+  var drawn = false
+
+  init(enabled: Bool) { self.enabled = enabled }
+
+  func update(done: UInt64, total: UInt64) {
+    guard enabled, Date().timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
+    lastDraw = Date()
+    let seconds = max(Date().timeIntervalSince(started), 0.001)
+    let percent = total > 0 ? Double(done) * 100 / Double(total) : 100
+    Terminal.errorRaw(
+      String(format: "\r  pages %6.1f%%  %6d / %d MiB  %7.1f MB/s", percent, done >> 20, total >> 20, Double(done) / seconds / 1e6))
+    drawn = true
+  }
+
+  func finish() {
+    if drawn { Terminal.errorRaw("\r\u{1b}[K") }
+  }
+}
