@@ -98,3 +98,7 @@ public enum SyscallNumber {
   public static let prlimit64 = 302, rseq = 334, clone3 = 435, closeRange = 436, pidfdGetfd = 438
   public static let nanosleep = 35, clockNanosleep = 230, restartSyscall = 219
 }
+
+extension SyscallNumber {
+  public static let pipe2 = 293, dup3 = 292, rtSigqueueinfo = 129, rtTgsigqueueinfo = 297, uname = 63
+}

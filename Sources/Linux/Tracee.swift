@@ -82,6 +82,25 @@ public struct Tracee: Sendable, Hashable {
     return config
   }
 
+  /// PTRACE_PEEKSIGINFO: the queued signals of this thread (or, with `shared`, of its
+  /// process) as 128-byte siginfo records, without dequeuing them.
+  public func queuedSignals(shared: Bool) throws(SyscallError) -> [[UInt8]] {
+    var result: [[UInt8]] = []
+    var buffer = [UInt8](repeating: 0, count: 128 * 32)
+    while true {
+      var args = (offset: UInt64(result.count), flags: UInt32(shared ? 1 : 0), count: Int32(32))
+      let n = try syscallChecked("ptrace", "PTRACE_PEEKSIGINFO, \(tid)") {
+        withUnsafeMutablePointer(to: &args) { argsPointer in
+          buffer.withUnsafeMutableBytes {
+            ck_ptrace(0x4209, tid, UInt(bitPattern: argsPointer), UInt(bitPattern: $0.baseAddress))
+          }
+        }
+      }
+      for index in 0..<n { result.append(Array(buffer[(index * 128)..<((index + 1) * 128)])) }
+      if n < 32 { return result }
+    }
+  }
+
   /// PTRACE_SETOPTIONS.
   public func setOptions(_ options: Int32) throws(SyscallError) {
     try syscallChecked("ptrace", "PTRACE_SETOPTIONS, \(tid)") {

@@ -5,8 +5,8 @@ public struct TaskCore: Codable, Sendable, Equatable {
   public var threads: [ThreadCore]
   /// Every signal with a non-default action, 1...64.
   public var signalActions: [SignalAction]
-  /// Signals pending for the whole process (shared pending).
-  public var sharedPendingSignals: UInt64
+  /// Signals queued for the whole process, as 128-byte siginfo records in queue order.
+  public var sharedPendingSignals: [Data]
   public var itimers: [IntervalTimer]
   public var personality: UInt64
   public var resourceLimits: [ResourceLimitImage]
@@ -21,7 +21,7 @@ public struct TaskCore: Codable, Sendable, Equatable {
   public var childSubreaper: Bool
 
   public init(
-    threads: [ThreadCore], signalActions: [SignalAction], sharedPendingSignals: UInt64, itimers: [IntervalTimer],
+    threads: [ThreadCore], signalActions: [SignalAction], sharedPendingSignals: [Data], itimers: [IntervalTimer],
     personality: UInt64, resourceLimits: [ResourceLimitImage], umask: UInt32, cwd: String, root: String, comm: String,
     credentials: Credentials, parentDeathSignal: Int32, dumpable: Int32, childSubreaper: Bool
   ) {
@@ -51,14 +51,15 @@ public struct ThreadCore: Codable, Sendable, Equatable {
   /// XSTATE_BV of the area: which state components are in use (bit n = component n).
   public var xstateFeatures: UInt64
   public var blockedSignals: UInt64
-  public var pendingSignals: UInt64
+  /// Signals queued for this thread, as 128-byte siginfo records in queue order.
+  public var pendingSignals: [Data]
   public var rseq: RseqRegistration?
   public var altStack: AltStack?
   public var clearChildTid: UInt64
 
   public init(
     tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,
-    pendingSignals: UInt64, rseq: RseqRegistration?, altStack: AltStack?, clearChildTid: UInt64
+    pendingSignals: [Data], rseq: RseqRegistration?, altStack: AltStack?, clearChildTid: UInt64
   ) {
     self.tid = tid
     self.registers = registers

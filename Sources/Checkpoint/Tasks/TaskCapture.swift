@@ -74,7 +74,7 @@ struct TaskCapture {
       ResourceLimitImage(resource: $0.resource.rawValue, soft: $0.soft, hard: $0.hard)
     }
     let core = TaskCore(
-      threads: threadCores, signalActions: actions, sharedPendingSignals: status.shdPnd, itimers: itimers,
+      threads: threadCores, signalActions: actions, sharedPendingSignals: try Tracee(tid: pid).queuedSignals(shared: true).map { Data($0) }, itimers: itimers,
       personality: UInt64(personality), resourceLimits: limits, umask: status.umask,
       cwd: try readLink("/proc/\(pid)/cwd"), root: try readLink("/proc/\(pid)/root"), comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)
@@ -104,7 +104,8 @@ struct TaskCapture {
     }
     return ThreadCore(
       tid: status.nsPid.last ?? tid, registers: GeneralRegisters(regs), xstate: Data(xstate),
-      xstateFeatures: XSave.features(of: xstate), blockedSignals: mask, pendingSignals: status.sigPnd,
+      xstateFeatures: XSave.features(of: xstate), blockedSignals: mask,
+      pendingSignals: try tracee.queuedSignals(shared: false).map { Data($0) },
       rseq: rseqConfig.rseq_abi_pointer == 0
         ? nil
         : RseqRegistration(

@@ -1,0 +1,119 @@
+import Bundle
+import Glibc
+import Linux
+
+/// Rebuilds a dumped address space inside a fresh task (DESIGN.md 3, "Restore a task"):
+/// unmap what it inherited from ckcont, move [vdso]/[vvar] to their dumped addresses, map
+/// every VMA at its exact address, write the saved pages, then PR_SET_MM_MAP.
+struct MemoryRestore {
+  let image: MemoryImage
+  let pages: PageBuffer
+  let injector: Injector
+  let log: (String) -> Void
+
+  func run() throws {
+    try unmapInherited()
+    try moveKernelMappings()
+    var written: UInt64 = 0
+    for vma in image.vmas where !vma.isSpecial {
+      try map(vma)
+      var offset = vma.pagesOffset
+      for run in vma.pages {
+        try injector.mem.write(pages.bytes(offset: offset, count: run.size), at: run.start)
+        offset += run.size
+        written += run.size
+      }
+    }
+    try setMMFields()
+    log("task \(injector.pid): \(image.vmas.count) VMAs rebuilt, \(written >> 10) KiB written")
+  }
+
+  /// Everything but the injection region and the kernel's own mappings goes.
+  private func unmapInherited() throws {
+    for vma in try ProcMaps.read(pid: injector.pid) {
+      switch vma.kind {
+      case .vdso, .vvar, .vvarVclock, .vsyscall: continue
+      default:
+        if vma.start == injector.region { continue }
+        try injector.call("munmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)", SyscallNumber.munmap, vma.start, vma.size)
+      }
+    }
+  }
+
+  /// mremap [vvar], [vvar_vclock] and [vdso], each whole, to the dumped addresses (through a
+  /// temporary place when the ranges collide). Moving [vdso] without [vvar] kills the task.
+  private func moveKernelMappings() throws {
+    let kinds: [(VMAImage.Kind, VMAKind)] = [(.vvar, .vvar), (.vvarVclock, .vvarVclock), (.vdso, .vdso)]
+    let current = try ProcMaps.read(pid: injector.pid)
+    let targets = image.vmas.filter { $0.kind == .vvar || $0.kind == .vvarVclock || $0.kind == .vdso }
+    let collide = targets.contains { target in
+      current.contains { $0.start < target.end && target.start < $0.end && $0.kind != .vsyscall }
+    }
+    for pass in (collide ? 0 : 1)...1 {
+      for (imageKind, mapsKind) in kinds {
+        let now = try ProcMaps.read(pid: injector.pid)
+        let source = now.first { $0.kind == mapsKind }
+        let target = image.vmas.first { $0.kind == imageKind }
+        switch (source, target) {
+        case (nil, nil): continue
+        case (let source?, let target?):
+          guard source.size == target.size else {
+            throw CKError(
+              .failed, "the kernel's [\(target.path)] is \(source.size) bytes here but was \(target.size)",
+              hint: "restore on a host running the same kernel as the dump")
+          }
+          let destination = pass == 0 ? 0x2000_0000_0000 + (target.start & 0xffff_ffff) : target.start
+          if source.start == destination { continue }
+          let moved = try injector.call(
+            "mremap \(target.path)", SyscallNumber.mremap, source.start, source.size, source.size,
+            3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, destination)
+          guard UInt64(moved) == destination else { throw CKError(.failed, "mremap of \(target.path) went astray") }
+        default:
+          throw CKError(
+            .failed, "the kernel mappings differ from the dump (\(imageKind.rawValue))",
+            hint: "restore on a host running the same kernel as the dump")
+        }
+      }
+    }
+  }
+
+  private func map(_ vma: VMAImage) throws {
+    let fixed: UInt64 = 0x100000  // MAP_FIXED_NOREPLACE: never clobber what is already there
+    let sharing = UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
+    let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
+    injector.resetData()
+    if vma.kind == .file {
+      let writable = vma.shared && vma.protection & PROT_WRITE != 0
+      let path = try injector.put(string: vma.path)
+      let fd = try injector.call(
+        "open \(vma.path) to map it", SyscallNumber.open, path, UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC))
+      defer { _ = try? injector.raw(SyscallNumber.close, UInt64(fd)) }
+      let result = try injector.call(
+        name, SyscallNumber.mmap, vma.start, vma.size, UInt64(vma.protection), sharing | fixed, UInt64(fd), vma.offset)
+      guard UInt64(result) == vma.start else { throw CKError(.failed, "\(name) landed elsewhere") }
+    } else {
+      let flags = sharing | UInt64(MAP_ANONYMOUS) | fixed | (vma.growsDown ? UInt64(MAP_GROWSDOWN) : 0)
+      let result = try injector.call(name, SyscallNumber.mmap, vma.start, vma.size, UInt64(vma.protection), flags, UInt64.max, 0)
+      guard UInt64(result) == vma.start else { throw CKError(.failed, "\(name) landed elsewhere") }
+    }
+  }
+
+  /// PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, so brk() and
+  /// /proc/<pid>/cmdline keep working.
+  private func setMMFields() throws {
+    injector.resetData()
+    let exePath = try injector.put(string: image.exe)
+    let exe = try injector.call("open \(image.exe)", SyscallNumber.open, exePath, UInt64(O_RDONLY | O_CLOEXEC))
+    defer { _ = try? injector.raw(SyscallNumber.close, UInt64(exe)) }
+    let auxv = try injector.put(words: image.auxv)
+    let f = image.fields
+    var words: [UInt64] = [
+      f.startCode, f.endCode, f.startData, f.endData, f.startBrk, f.brk, f.startStack, f.argStart, f.argEnd,
+      f.envStart, f.envEnd, auxv,
+    ]
+    // struct prctl_mm_map ends with __u32 auxv_size and __u32 exe_fd.
+    words.append(UInt64(image.auxv.count * 8) | UInt64(UInt32(truncatingIfNeeded: exe)) << 32)
+    let map = try injector.put(words: words)
+    try injector.call("PR_SET_MM_MAP", SyscallNumber.prctl, 35, 14, map, UInt64(words.count * 8))
+  }
+}

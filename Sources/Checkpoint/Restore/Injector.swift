@@ -1,0 +1,90 @@
+import Bundle
+import CKShim
+import Glibc
+import Linux
+
+/// Remote syscalls inside a task being restored, from the first call (through the
+/// `syscall; int3` gadget it inherited from ckcont's text) to the last (unmapping its own
+/// injection region at a syscall-exit stop, where its final registers are set).
+final class Injector {
+  let tracee: Tracee
+  var remote: RemoteSyscall
+  let mem: MemFile
+  /// The injection region: code at its start, argument data after it.
+  private(set) var region: UInt64 = 0
+  static let regionSize: UInt64 = 64 << 10
+  static let dataStart: UInt64 = 4096
+  private var dataCursor: UInt64 = dataStart
+
+  init(tracee: Tracee) throws {
+    self.tracee = tracee
+    remote = try RemoteSyscall(tracee: tracee, gadget: .breakpoint(address: UInt64(ck_syscall_gadget())))
+    mem = try MemFile(pid: tracee.tid)
+  }
+
+  var pid: Int32 { tracee.tid }
+
+  /// Runs a syscall; a negative result becomes an error naming `what`.
+  @discardableResult
+  func call(
+    _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,
+    _ a4: UInt64 = 0, _ a5: UInt64 = 0, _ a6: UInt64 = 0
+  ) throws -> Int64 {
+    try remote.checked("restore: \(what())", number, a1, a2, a3, a4, a5, a6)
+  }
+
+  /// Runs a syscall and returns its raw result (negative errno included).
+  func raw(_ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0) throws -> Int64 {
+    try remote.call(number, a1, a2, a3, a4)
+  }
+
+  /// Maps the injection region at an address free in both the current and the target
+  /// layout, writes `syscall; int3` there, and makes it the gadget.
+  func mapRegion(avoiding target: [VMAImage]) throws {
+    var candidate: UInt64 = 0x1000_0000_0000
+    while candidate < 0x7f00_0000_0000 {
+      let end = candidate + Self.regionSize
+      if !target.contains(where: { $0.start < end && candidate < $0.end }) {
+        let result = try remote.call(
+          SyscallNumber.mmap, candidate, Self.regionSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC),
+          UInt64(MAP_PRIVATE | MAP_ANONYMOUS | 0x100000 /* MAP_FIXED_NOREPLACE */), UInt64.max, 0)
+        if result == Int64(candidate) {
+          region = candidate
+          try mem.write([0x0f, 0x05, 0xcc], at: region)
+          remote.gadget = .breakpoint(address: region)
+          return
+        }
+      }
+      candidate += 0x1000_0000
+    }
+    throw CKError(.failed, "task \(pid): found no free place for the injection region")
+  }
+
+  /// Copies `bytes` into the data area and returns their address in the task. The area is
+  /// reused after `resetData()`.
+  func put(_ bytes: UnsafeRawBufferPointer) throws -> UInt64 {
+    let size = (UInt64(bytes.count) + 15) & ~15
+    guard dataCursor + size <= Self.regionSize else {
+      throw CKError(.failed, "task \(pid): restore argument of \(bytes.count) bytes does not fit the injection region")
+    }
+    let address = region + dataCursor
+    try mem.write(bytes, at: address)
+    dataCursor += size
+    return address
+  }
+
+  func put(_ bytes: [UInt8]) throws -> UInt64 { try bytes.withUnsafeBytes { try put($0) } }
+
+  /// A NUL-terminated string in the data area.
+  func put(string: String) throws -> UInt64 { try put(Array(string.utf8) + [0]) }
+
+  /// 64-bit words in the data area.
+  func put(words: [UInt64]) throws -> UInt64 { try words.withUnsafeBytes { try put($0) } }
+
+  /// Zeroed room for a result of `count` bytes.
+  func reserve(_ count: Int) throws -> UInt64 { try put([UInt8](repeating: 0, count: count)) }
+
+  func read(_ count: Int, at address: UInt64) throws -> [UInt8] { try mem.read(count, at: address) }
+
+  func resetData() { dataCursor = Self.dataStart }
+}

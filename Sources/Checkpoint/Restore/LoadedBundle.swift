@@ -1,0 +1,180 @@
+import Bundle
+import Foundation
+import Glibc
+import Linux
+
+/// A bundle read completely and verified, with its model decoded and checked for
+/// consistency, before restore creates anything. Page contents sit in anonymous memory.
+final class LoadedBundle {
+  let manifest: Manifest
+  let tree: ProcessTree
+  let tasks: [LoadedTask]
+
+  struct LoadedTask {
+    var entry: TaskEntryImage
+    var core: TaskCore
+    var memory: MemoryImage
+    var files: FileTableImage
+    var pages: PageBuffer
+  }
+
+  /// Reads `source` to its end (checksums are verified there) and validates the model.
+  init(source: any ByteSource, log: (String) -> Void) throws {
+    let started = monotonicNowSeconds()
+    let reader: BundleReader
+    do {
+      reader = try BundleReader(source: source)
+    } catch {
+      throw CKError(.badInput, "not a usable bundle: \(error)")
+    }
+    manifest = reader.manifest
+    var json: [String: [UInt8]] = [:]
+    var pages: [String: PageBuffer] = [:]
+    do {
+      while let member = try reader.nextMember() {
+        if member.name.hasSuffix(".json") {
+          json[member.name] = try reader.readAll()
+        } else if member.name.hasSuffix("/pages.img") {
+          let buffer = try PageBuffer(size: member.size)
+          var offset = 0
+          try reader.forEachChunk { chunk in
+            guard offset + chunk.count <= buffer.size else { throw BundleError("member \(member.name) is longer than listed") }
+            buffer.pointer.advanced(by: offset).copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
+            offset += chunk.count
+          }
+          pages[member.name] = buffer
+        } else {
+          throw BundleError("unknown member \(member.name)")
+        }
+      }
+    } catch let error as BundleError {
+      throw CKError(.badInput, "the bundle is damaged: \(error)", hint: "nothing was restored; use an intact copy")
+    }
+    log("read and verified the bundle in \(Int((monotonicNowSeconds() - started) * 1000)) ms")
+
+    let decoder = JSONDecoder()
+    func decode<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
+      guard let bytes = json[name] else { throw CKError(.badInput, "the bundle lacks \(name)") }
+      do {
+        return try decoder.decode(type, from: Data(bytes))
+      } catch {
+        throw CKError(.badInput, "the bundle's \(name) is malformed: \(error)")
+      }
+    }
+    tree = try decode(ProcessTree.self, "tree.json")
+    guard !tree.tasks.isEmpty, tree.tasks.count <= 32768 else {
+      throw CKError(.badInput, "the bundle's tree holds \(tree.tasks.count) tasks")
+    }
+    var loaded: [LoadedTask] = []
+    for entry in tree.tasks {
+      guard let buffer = pages[entry.pagesMember] else { throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)") }
+      let task = LoadedTask(
+        entry: entry, core: try decode(TaskCore.self, entry.coreMember), memory: try decode(MemoryImage.self, entry.mmMember),
+        files: try decode(FileTableImage.self, entry.filesMember), pages: buffer)
+      try Self.validate(task)
+      loaded.append(task)
+    }
+    tasks = loaded
+  }
+
+  /// Checks every count, size, address and reference of one task before it is used.
+  static func validate(_ task: LoadedTask) throws(CKError) {
+    let pid = task.entry.pid
+    func bad(_ what: String) -> CKError { CKError(.badInput, "the bundle is inconsistent: task \(pid): \(what)") }
+    guard pid > 0, pid <= 4_194_304 else { throw bad("pid out of range") }
+    guard task.entry.namespacePids.count <= 32, task.entry.namespacePids.allSatisfy({ $0 > 0 }) else {
+      throw bad("bad namespace pids")
+    }
+    guard !task.core.threads.isEmpty, task.core.threads.count == task.entry.threads.count,
+      task.core.threads.count <= 65536
+    else { throw bad("thread count does not match the tree") }
+    for thread in task.core.threads {
+      guard thread.xstate.count >= 576, thread.xstate.count <= 1 << 16 else { throw bad("xstate of \(thread.xstate.count) bytes") }
+      guard thread.pendingSignals.count <= 1 << 16, thread.pendingSignals.allSatisfy({ $0.count == 128 }) else {
+        throw bad("malformed pending signals")
+      }
+    }
+    guard task.core.sharedPendingSignals.count <= 1 << 16, task.core.sharedPendingSignals.allSatisfy({ $0.count == 128 }) else {
+      throw bad("malformed pending signals")
+    }
+    guard task.core.signalActions.allSatisfy({ (1...64).contains($0.signal) }) else { throw bad("signal number out of range") }
+    guard task.core.resourceLimits.allSatisfy({ (0...15).contains($0.resource) }) else { throw bad("unknown rlimit") }
+    guard task.core.itimers.allSatisfy({ (0...2).contains($0.which) }) else { throw bad("unknown itimer") }
+    let page: UInt64 = 4096
+    var previousEnd: UInt64 = 0
+    var expectedOffset: UInt64 = 0
+    for vma in task.memory.vmas {
+      let name = "mapping \(hex(vma.start))-\(hex(vma.end))"
+      guard vma.start % page == 0, vma.end % page == 0, vma.start < vma.end, vma.start >= previousEnd else {
+        throw bad("\(name) is misaligned, empty or overlaps the previous one")
+      }
+      guard vma.kind == .vsyscall || vma.end <= 0x7fff_ffff_f000 else { throw bad("\(name) is outside user space") }
+      guard vma.path.utf8.count < 4096, !vma.path.contains("\0") else { throw bad("\(name) has a bad path") }
+      guard vma.kind != .file || vma.path.hasPrefix("/") else { throw bad("\(name) has a relative file path") }
+      guard vma.pagesOffset == expectedOffset else { throw bad("\(name) has its pages at the wrong offset") }
+      var runEnd = vma.start
+      for run in vma.pages {
+        guard run.start % page == 0, run.end % page == 0, run.start < run.end, run.start >= runEnd, run.end <= vma.end else {
+          throw bad("\(name) has a page run outside it")
+        }
+        runEnd = run.end
+        expectedOffset += run.size
+      }
+      guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name) is a kernel mapping with pages") }
+      previousEnd = vma.end
+    }
+    guard expectedOffset == task.memory.pagesSize, UInt64(task.pages.size) == task.memory.pagesSize else {
+      throw bad("the page runs (\(expectedOffset) bytes) do not match the pages member (\(task.pages.size) bytes)")
+    }
+    guard task.memory.auxv.count <= 512, task.memory.auxv.count % 2 == 0, task.memory.exe.hasPrefix("/") else {
+      throw bad("bad auxv or executable")
+    }
+    var fds = Set<Int32>()
+    let pipes = Set(task.files.pipes.map(\.inode))
+    for descriptor in task.files.descriptors {
+      guard descriptor.fd >= 0, descriptor.fd < 1 << 20, fds.insert(descriptor.fd).inserted else {
+        throw bad("fd \(descriptor.fd) is out of range or repeated")
+      }
+      switch descriptor.kind {
+      case .path:
+        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
+          (descriptor.position ?? 0) >= 0
+        else { throw bad("fd \(descriptor.fd) has a bad path or position") }
+      case .pipe:
+        guard let inode = descriptor.pipe, pipes.contains(inode) else { throw bad("fd \(descriptor.fd) names an unknown pipe") }
+      }
+    }
+    for pipe in task.files.pipes {
+      guard pipe.capacity >= 4096, pipe.capacity <= 1 << 30, pipe.buffered.count <= Int(pipe.capacity) else {
+        throw bad("pipe \(pipe.inode) has a bad size")
+      }
+    }
+    guard task.core.cwd.hasPrefix("/"), task.core.cwd.utf8.count < 4096 else { throw bad("bad working directory") }
+  }
+}
+
+/// Page data in anonymous memory, unmapped when released.
+final class PageBuffer {
+  let pointer: UnsafeMutableRawPointer
+  let size: Int
+
+  init(size: Int) throws {
+    self.size = size
+    guard size > 0 else {
+      pointer = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+      return
+    }
+    guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+      mapped != MAP_FAILED
+    else { throw CKError(.failed, "cannot allocate \(size >> 20) MiB for the bundle's pages") }
+    pointer = mapped
+  }
+
+  deinit {
+    if size > 0 { munmap(pointer, size) } else { pointer.deallocate() }
+  }
+
+  func bytes(offset: UInt64, count: UInt64) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(start: pointer + Int(offset), count: Int(count))
+  }
+}

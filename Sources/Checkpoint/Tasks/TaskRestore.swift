@@ -1,0 +1,199 @@
+import Bundle
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+/// Restores what a process is beyond its memory and files, by remote syscalls inside it:
+/// signal actions, rseq, altstack, clear_child_tid, name, prctl state, timers, umask,
+/// personality, limits, cwd, queued signals and credentials; then, last, its registers.
+struct TaskRestore {
+  let entry: TaskEntryImage
+  let core: TaskCore
+  let injector: Injector
+  let log: (String) -> Void
+
+  /// Undoes what the fresh task inherited from ckcont: rseq registration (its area is about
+  /// to be unmapped, which would kill the task on the next preemption) and every descriptor.
+  static func resetInherited(_ injector: Injector) throws {
+    let rseq = try injector.tracee.rseqConfiguration()
+    if rseq.rseq_abi_pointer != 0 {
+      try injector.call(
+        "unregister the inherited rseq", SyscallNumber.rseq, rseq.rseq_abi_pointer, UInt64(rseq.rseq_abi_size), 1,
+        UInt64(rseq.signature))
+    }
+    try injector.call("close_range", SyscallNumber.closeRange, 0, UInt64(UInt32.max), 0)
+  }
+
+  func restoreState() throws {
+    guard let main = core.threads.first else { return }
+    try restoreSignalActions()
+    if let rseq = main.rseq {
+      try injector.call("rseq register", SyscallNumber.rseq, rseq.address, UInt64(rseq.size), 0, UInt64(rseq.signature))
+    }
+    if let stack = main.altStack, stack.flags & 2 == 0 /* SS_DISABLE */ {
+      injector.resetData()
+      // SS_ONSTACK is a state, not a flag one may set: only SS_AUTODISARM carries over.
+      let flags = UInt64(UInt32(bitPattern: stack.flags) & 0x8000_0000)
+      let address = try injector.put(words: [stack.base, flags, stack.size])
+      try injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
+    }
+    try injector.call("set_tid_address", SyscallNumber.setTidAddress, main.clearChildTid)
+    injector.resetData()
+    let name = try injector.put(string: String(core.comm.prefix(15)))
+    try injector.call("PR_SET_NAME", SyscallNumber.prctl, 15, name)
+    // A parent-death signal refers to the parent: for a task whose parent was outside the
+    // container, that parent is gone, and the restored task's parent (ckcont) exits at once.
+    if entry.ppid != 0 {
+      try injector.call("PR_SET_PDEATHSIG", SyscallNumber.prctl, 1, UInt64(core.parentDeathSignal))
+    } else if core.parentDeathSignal != 0 {
+      log("task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container")
+    }
+    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, 4, UInt64(core.dumpable))
+    try injector.call("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, 36, core.childSubreaper ? 1 : 0)
+    for timer in core.itimers {
+      injector.resetData()
+      let value = try injector.put(words: [
+        UInt64(timer.intervalMicroseconds / 1_000_000), UInt64(timer.intervalMicroseconds % 1_000_000),
+        UInt64(timer.valueMicroseconds / 1_000_000), UInt64(timer.valueMicroseconds % 1_000_000),
+      ])
+      try injector.call("setitimer(\(timer.which))", SyscallNumber.setitimer, UInt64(timer.which), value, 0)
+    }
+    try injector.call("umask", SyscallNumber.umask, UInt64(core.umask))
+    try injector.call("personality", SyscallNumber.personality, core.personality)
+    try restoreLimits()
+    injector.resetData()
+    let cwd = try injector.put(string: core.cwd)
+    try injector.call("chdir \(core.cwd)", SyscallNumber.chdir, cwd)
+    try queueSignals()
+    try restoreCredentials()
+  }
+
+  /// Every signal gets its dumped action, or the default: the task inherited ckcont's.
+  private func restoreSignalActions() throws {
+    let actions = Dictionary(uniqueKeysWithValues: core.signalActions.map { ($0.signal, $0) })
+    for signal in Int32(1)...64 where signal != SIGKILL && signal != SIGSTOP {
+      injector.resetData()
+      let action = actions[signal]
+      let address = try injector.put(words: [
+        action?.handler ?? 0, action?.flags ?? 0, action?.restorer ?? 0, action?.mask ?? 0,
+      ])
+      let result = try injector.raw(SyscallNumber.rtSigaction, UInt64(signal), address, 0, 8)
+      // Signals 32 and 33 belong to the C library and may refuse; only a dumped action must stick.
+      if result < 0 && action != nil {
+        throw CKError(.failed, "task \(entry.pid): rt_sigaction(\(signal)) failed: \(String(cString: strerror(Int32(-result))))")
+      }
+    }
+  }
+
+  /// prlimit64 from inside: ckcont's root lacks CAP_SYS_RESOURCE on some hosts, so a hard
+  /// limit above the inherited one may be refused; then the soft limit is still set.
+  private func restoreLimits() throws {
+    for limit in core.resourceLimits {
+      injector.resetData()
+      let value = try injector.put(words: [limit.soft, limit.hard])
+      let result = try injector.raw(SyscallNumber.prlimit64, 0, UInt64(limit.resource), value, 0)
+      if result == -Int64(EPERM) {
+        let current = try injector.reserve(16)
+        try injector.call("prlimit64 get", SyscallNumber.prlimit64, 0, UInt64(limit.resource), 0, current)
+        let hard = try injector.read(16, at: current).withUnsafeBytes { $0.load(fromByteOffset: 8, as: UInt64.self) }
+        let lowered = try injector.put(words: [min(limit.soft, hard), hard])
+        try injector.call("prlimit64(\(limit.resource))", SyscallNumber.prlimit64, 0, UInt64(limit.resource), lowered, 0)
+        log("task \(entry.pid): rlimit \(limit.resource) hard \(limit.hard) could not be raised beyond \(hard)")
+      } else if result < 0 {
+        throw CKError(.failed, "task \(entry.pid): prlimit64(\(limit.resource)) failed: \(String(cString: strerror(Int32(-result))))")
+      }
+    }
+  }
+
+  /// Queued signals go back with their siginfo, in order, sent by the task to itself (which
+  /// may carry any si_code). All signals are blocked until the final mask is set.
+  private func queueSignals() throws {
+    for info in core.sharedPendingSignals {
+      injector.resetData()
+      let signal = info.withUnsafeBytes { $0.load(as: Int32.self) }
+      let address = try info.withUnsafeBytes { try injector.put($0) }
+      try injector.call("rt_sigqueueinfo(\(signal))", SyscallNumber.rtSigqueueinfo, UInt64(entry.pid), UInt64(signal), address)
+    }
+    for (index, thread) in core.threads.enumerated() {
+      for info in thread.pendingSignals {
+        injector.resetData()
+        let signal = info.withUnsafeBytes { $0.load(as: Int32.self) }
+        let address = try info.withUnsafeBytes { try injector.put($0) }
+        try injector.call(
+          "rt_tgsigqueueinfo(\(signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(entry.pid),
+          UInt64(entry.threads[index]), UInt64(signal), address)
+      }
+    }
+  }
+
+  /// Groups, ids, capabilities, securebits, no_new_privs — last, since they may take away
+  /// the privileges the steps before needed. Root with every capability needs nothing.
+  private func restoreCredentials() throws {
+    let creds = core.credentials
+    let allRoot = creds.uids.allSatisfy { $0 == 0 } && creds.gids.allSatisfy { $0 == 0 }
+    let status = try ProcStatus.read(pid: injector.pid)
+    if !(allRoot && creds.groups == status.groups) {
+      injector.resetData()
+      let groups = try creds.groups.withUnsafeBytes { try injector.put($0) }
+      try injector.call("setgroups", SyscallNumber.setgroups, UInt64(creds.groups.count), groups)
+      try injector.call(
+        "setresgid", SyscallNumber.setresgid, UInt64(creds.gids[0]), UInt64(creds.gids[1]), UInt64(creds.gids[2]))
+      try injector.call("setfsgid", SyscallNumber.setfsgid, UInt64(creds.gids[3]))
+      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, 8, 1)
+      try injector.call(
+        "setresuid", SyscallNumber.setresuid, UInt64(creds.uids[0]), UInt64(creds.uids[1]), UInt64(creds.uids[2]))
+      try injector.call("setfsuid", SyscallNumber.setfsuid, UInt64(creds.uids[3]))
+    }
+    if creds.capBounding != status.capBnd {
+      for capability in 0..<64 where status.capBnd & (1 << UInt64(capability)) != 0 && creds.capBounding & (1 << UInt64(capability)) == 0 {
+        try injector.call("PR_CAPBSET_DROP(\(capability))", SyscallNumber.prctl, 24, UInt64(capability))
+      }
+    }
+    if creds.capEffective != status.capEff || creds.capPermitted != status.capPrm || creds.capInheritable != status.capInh {
+      injector.resetData()
+      // _LINUX_CAPABILITY_VERSION_3: header {version, pid}, then two {effective, permitted, inheritable}.
+      let header = try injector.put(words: [0x2008_0522])
+      func low(_ value: UInt64) -> UInt64 { value & 0xffff_ffff }
+      func high(_ value: UInt64) -> UInt64 { value >> 32 }
+      let data = try injector.put(words: [
+        low(creds.capEffective) | low(creds.capPermitted) << 32, low(creds.capInheritable) | high(creds.capEffective) << 32,
+        high(creds.capPermitted) | high(creds.capInheritable) << 32,
+      ])
+      try injector.call("capset", SyscallNumber.capset, header, data)
+    }
+    for capability in 0..<64 where creds.capAmbient & (1 << UInt64(capability)) != 0 {
+      try injector.call("PR_CAP_AMBIENT_RAISE(\(capability))", SyscallNumber.prctl, 47, 2, UInt64(capability))
+    }
+    if creds.securebits != 0 {
+      try injector.call("PR_SET_SECUREBITS", SyscallNumber.prctl, 28, UInt64(creds.securebits))
+    }
+    if creds.noNewPrivileges {
+      try injector.call("PR_SET_NO_NEW_PRIVS", SyscallNumber.prctl, 38, 1)
+    }
+  }
+
+  /// The last remote call unmaps the injection region; at its syscall-exit stop the task
+  /// gets its own registers, xstate and signal mask, and resumes at its own rip.
+  func finish() throws {
+    guard let main = core.threads.first else { return }
+    var regs = injector.remote.saved
+    regs.rax = UInt64(SyscallNumber.munmap)
+    regs.orig_rax = UInt64.max
+    regs.rdi = injector.region
+    regs.rsi = Injector.regionSize
+    regs.rip = injector.region
+    let tracee = injector.tracee
+    try tracee.setRegisters(regs)
+    for phase in ["entry", "exit"] {
+      try tracee.resumeToSyscall()
+      let status = try tracee.wait()
+      guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80 else {
+        throw CKError(.failed, "task \(entry.pid): unmapping the injection region stopped at \(phase): \(status)")
+      }
+    }
+    try tracee.setRegisters(SyscallRestart.resumeRegisters(main.registers).raw)
+    try tracee.setExtendedState(Array(main.xstate))
+    try tracee.setSignalMask(main.blockedSignals)
+  }
+}
