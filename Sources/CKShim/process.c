@@ -76,6 +76,10 @@ ssize_t ck_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long 
 
 int ck_unshare(int flags) { return unshare(flags); }
 
+int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) {
+  return prctl(option, a2, a3, a4, a5);
+}
+
 int ck_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 
 ssize_t ck_tee(int fd_in, int fd_out, size_t len, unsigned int flags) { return tee(fd_in, fd_out, len, flags); }

@@ -90,7 +90,7 @@ public final class BackgroundProcess: @unchecked Sendable {
   public let logPath: String
 
   /// Starts `argv` with stdout and stderr appended to a fresh log file.
-  public init(_ argv: [String]) throws {
+  public init(_ argv: [String], environment: [String: String]? = nil) throws {
     logPath = NSTemporaryDirectory() + "ckcont-test-\(UUID().uuidString).log"
     FileManager.default.createFile(atPath: logPath, contents: nil)
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -99,6 +99,9 @@ public final class BackgroundProcess: @unchecked Sendable {
     process.standardOutput = log
     process.standardError = log
     process.standardInput = FileHandle.nullDevice
+    if let environment {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     try process.run()
     try log.close()
   }

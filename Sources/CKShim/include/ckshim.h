@@ -113,6 +113,10 @@ int ck_pipe2(int fds[2], int flags);
 ssize_t ck_tee(int fd_in, int fd_out, size_t len, unsigned int flags);
 enum { CK_F_SETPIPE_SZ = 1031, CK_F_GETPIPE_SZ = 1032, CK_SPLICE_F_NONBLOCK = 2 };
 
+// prctl(2), variadic in C.
+int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
+enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
+
 // unshare(2) and setns(2) are hidden by Glibc's Swift overlay.
 int ck_unshare(int flags);
 

@@ -1,0 +1,42 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// Fixture programs round-trip through dump → kill → restore → SIGTERM: each verifies its
+/// own state after restore and exits 0 only when all of it survived.
+@Suite(.serialized)
+struct RoundTripTests {
+  static let fixtures: [(String, [String])] = [
+    ("counter", []),
+    ("regs", ["read-pipe"]), ("regs", ["nanosleep"]), ("regs", ["clock-nanosleep-abs"]), ("regs", ["pause"]),
+    ("regs", ["futex"]), ("regs", ["poll"]),
+    ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]),
+    ("signals", []), ("files", []), ("pipe-self", []),
+  ]
+
+  @Test(arguments: fixtures)
+  func roundTrip(fixture: String, arguments: [String]) throws {
+    let container = try FixtureContainer(fixture, arguments)
+    defer { container.destroy() }
+    try roundTrip(container, name: fixture)
+  }
+
+  @Test func roundTripOnCgroupV1() throws {
+    let container = try FixtureContainer("regs", ["read-pipe"], version: .v1)
+    defer { container.destroy() }
+    try roundTrip(container, name: "regs")
+  }
+
+  func roundTrip(_ container: FixtureContainer, name: String) throws {
+    try container.waitReady()
+    let dump = container.dump()
+    try #require(dump.status == 0, "dump failed: \(dump.output)")
+    try container.waitEmpty()
+    let restore = try container.restore()
+    try #require(restore.status == 0, "restore failed: \(restore.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "\(name) exited with \(status); log: \(container.log)")
+    #expect(container.log.contains("PASS \(name)"), "log: \(container.log)")
+  }
+}

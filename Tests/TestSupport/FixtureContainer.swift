@@ -1,0 +1,108 @@
+import CKShim
+import Foundation
+import Glibc
+
+/// A fixture program running as a one-process container: in a scratch cgroup and, by
+/// default, as pid 1 of fresh pid, mount, UTS and IPC namespaces, with its output in a log
+/// file. It drives the dump → kill → restore → SIGTERM → verify cycle through the real
+/// ckcont binary.
+public final class FixtureContainer: @unchecked Sendable {
+  public let cgroup: ScratchCgroup
+  public let launcher: BackgroundProcess
+  public let bundlePath: String
+  public private(set) var restoredPid: Int32 = 0
+
+  /// Makes this test process a child subreaper, so restored containers (whose parent,
+  /// ckcont, exits) become its children and their exit status can be collected.
+  static let subreaper: Void = { _ = ck_prctl(Int32(CK_PR_SET_CHILD_SUBREAPER), 1, 0, 0, 0) }()
+
+  public init(
+    _ fixture: String, _ arguments: [String] = [], version: ScratchCgroup.Version = .v2, ownNamespaces: Bool = true,
+    environment: [String: String]? = nil
+  ) throws {
+    FixtureContainer.subreaper
+    cgroup = try ScratchCgroup(version)
+    bundlePath = NSTemporaryDirectory() + "ckcont-test-\(UUID().uuidString).ckpt"
+    let program = try FixturePrograms.path(fixture)
+    let launch = try FixturePrograms.path("launch")
+    let argv = [launch, cgroup.path] + (ownNamespaces ? [] : ["--host"]) + [program] + arguments
+    launcher = try BackgroundProcess(argv, environment: environment)
+  }
+
+  public var log: String { launcher.log }
+
+  /// Waits for the fixture's `ready`.
+  public func waitReady(timeout: Double = 20) throws {
+    try launcher.waitForLine(startingWith: "ready", timeout: timeout)
+  }
+
+  /// `ckcont dump <cgroup> -o <bundle> [arguments]`.
+  @discardableResult
+  public func dump(_ arguments: [String] = []) -> CommandResult {
+    run([TestPaths.ckcont, "dump", cgroup.path, "-o", bundlePath] + arguments)
+  }
+
+  /// Waits until the cgroup holds no task (the dumped container was killed).
+  public func waitEmpty(timeout: Double = 5) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while !cgroup.allPids().isEmpty {
+      guard Date() < deadline else { throw TestFailure("the container still runs: \(cgroup.allPids())") }
+      usleep(2000)
+    }
+    launcher.process.waitUntilExit()
+  }
+
+  /// `ckcont restore <bundle> [arguments]`; remembers the restored pid.
+  @discardableResult
+  public func restore(_ arguments: [String] = []) throws -> CommandResult {
+    let result = run([TestPaths.ckcont, "restore", bundlePath] + arguments)
+    if result.status == 0 {
+      guard let pid = Int32(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        throw TestFailure("restore printed no pid: \(result.output)")
+      }
+      restoredPid = pid
+    }
+    return result
+  }
+
+  /// Sends SIGTERM to the restored container and collects its exit status.
+  public func terminateRestored(timeout: Double = 20) throws -> Int32 {
+    guard restoredPid > 0 else { throw TestFailure("nothing was restored") }
+    kill(restoredPid, SIGTERM)
+    return try reap(restoredPid, timeout: timeout)
+  }
+
+  /// Waits for a child (or adopted orphan) to exit; its exit code, or 128+signal.
+  public func reap(_ pid: Int32, timeout: Double) throws -> Int32 {
+    let deadline = Date().addingTimeInterval(timeout)
+    var status: Int32 = 0
+    while true {
+      let result = waitpid(pid, &status, WNOHANG)
+      if result == pid { break }
+      if result < 0 { throw TestFailure("waitpid(\(pid)): \(String(cString: strerror(errno)))") }
+      guard Date() < deadline else {
+        kill(pid, SIGKILL)
+        throw TestFailure("\(pid) did not exit in \(timeout) s; log: \(log)")
+      }
+      usleep(2000)
+    }
+    let code = (status >> 8) & 0xff
+    let signal = status & 0x7f
+    restoredPid = 0
+    return signal == 0 ? code : 128 + signal
+  }
+
+  /// Kills whatever is left, removes the cgroup and the bundle.
+  public func destroy() {
+    if restoredPid > 0 {
+      kill(restoredPid, SIGKILL)
+      var status: Int32 = 0
+      waitpid(restoredPid, &status, 0)
+    }
+    cgroup.destroy()
+    launcher.stop()
+    try? FileManager.default.removeItem(atPath: bundlePath)
+  }
+
+  deinit { destroy() }
+}
