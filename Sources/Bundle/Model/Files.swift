@@ -31,10 +31,13 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var mode: UInt32?
   /// kind == .pipe: the pipe's inode.
   public var pipe: UInt64?
+  /// A lower fd of the same process with the same open file description (from dup()):
+  /// restored as a duplicate of it, sharing offset and flags.
+  public var sharesWith: Int32?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
-    mode: UInt32? = nil, pipe: UInt64? = nil
+    mode: UInt32? = nil, pipe: UInt64? = nil, sharesWith: Int32? = nil
   ) {
     self.fd = fd
     self.kind = kind
@@ -44,6 +47,7 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     self.position = position
     self.mode = mode
     self.pipe = pipe
+    self.sharesWith = sharesWith
   }
 }
 

@@ -113,6 +113,9 @@ int ck_pipe2(int fds[2], int flags);
 ssize_t ck_tee(int fd_in, int fd_out, size_t len, unsigned int flags);
 enum { CK_F_SETPIPE_SZ = 1031, CK_F_GETPIPE_SZ = 1032, CK_SPLICE_F_NONBLOCK = 2 };
 
+// kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open file description.
+int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
+
 // prctl(2), variadic in C.
 int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
 enum { CK_PR_SET_CHILD_SUBREAPER = 36 };

@@ -15,12 +15,25 @@ struct FileCapture {
     let numbers = try PseudoFile.list(fdDir).compactMap { Int32($0) }.sorted()
     var descriptors: [DescriptorImage] = []
     var pipes: [UInt64: PipeImage] = [:]
+    var byInode: [UInt64: [Int32]] = [:]
     for fd in numbers {
       let target = try readLink("\(fdDir)/\(fd)")
       let info = try FdInfo.read(pid: pid, fd: fd)
       let flags = Int32(bitPattern: info.flags)
       let cloexec = flags & O_CLOEXEC != 0
       let openFlags = flags & ~O_CLOEXEC
+      // dup()ed descriptors share one open file description (offset, status flags).
+      if let twin = byInode[info.inode, default: []].first(where: { ck_kcmp_file(pid, pid, $0, fd) == 0 }),
+        let original = descriptors.first(where: { $0.fd == twin })
+      {
+        var copy = original
+        copy.fd = fd
+        copy.closeOnExec = cloexec
+        copy.sharesWith = twin
+        descriptors.append(copy)
+        continue
+      }
+      byInode[info.inode, default: []].append(fd)
       if target.hasPrefix("pipe:[") {
         let inode = info.inode
         if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }

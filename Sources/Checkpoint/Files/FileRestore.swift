@@ -31,7 +31,7 @@ struct FileRestore {
       pipeEnds[pipe.inode] = (read, write)
       highFds += [read, write]
     }
-    for descriptor in image.descriptors {
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
       switch descriptor.kind {
       case .pipe:
         guard let inode = descriptor.pipe, let ends = pipeEnds[inode] else { continue }
@@ -55,7 +55,7 @@ struct FileRestore {
       }
     }
     for descriptor in image.descriptors {
-      guard let source = descriptions[descriptor.fd] else { continue }
+      guard let source = descriptions[descriptor.sharesWith ?? descriptor.fd] else { continue }
       try injector.call(
         "dup3 fd \(descriptor.fd)", SyscallNumber.dup3, UInt64(source), UInt64(descriptor.fd),
         descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0)

@@ -135,6 +135,10 @@ final class LoadedBundle {
       guard descriptor.fd >= 0, descriptor.fd < 1 << 20, fds.insert(descriptor.fd).inserted else {
         throw bad("fd \(descriptor.fd) is out of range or repeated")
       }
+      if let twin = descriptor.sharesWith {
+        guard fds.contains(twin), twin != descriptor.fd else { throw bad("fd \(descriptor.fd) duplicates an unknown fd") }
+        continue
+      }
       switch descriptor.kind {
       case .path:
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),

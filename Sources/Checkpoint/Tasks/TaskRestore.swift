@@ -53,9 +53,12 @@ struct TaskRestore {
     try injector.call("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, 36, core.childSubreaper ? 1 : 0)
     for timer in core.itimers {
       injector.resetData()
+      // A periodic timer read at the instant it expired shows value 0 before it re-arms;
+      // set as is, 0 would disarm it: it fires now instead, as it was about to.
+      let remaining = timer.valueMicroseconds == 0 && timer.intervalMicroseconds > 0 ? 1 : timer.valueMicroseconds
       let value = try injector.put(words: [
         UInt64(timer.intervalMicroseconds / 1_000_000), UInt64(timer.intervalMicroseconds % 1_000_000),
-        UInt64(timer.valueMicroseconds / 1_000_000), UInt64(timer.valueMicroseconds % 1_000_000),
+        UInt64(remaining / 1_000_000), UInt64(remaining % 1_000_000),
       ])
       try injector.call("setitimer(\(timer.which))", SyscallNumber.setitimer, UInt64(timer.which), value, 0)
     }
