@@ -13,7 +13,6 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
-    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
   ],
   targets: [
     // What Swift cannot call: variadic syscalls (ptrace, prctl, ioctl), clone3, and every
@@ -23,6 +22,7 @@ let package = Package(
     .systemLibrary(name: "CLibcgroup", pkgConfig: "libcgroup", providers: [.apt(["libcgroup-dev"])]),
     .systemLibrary(name: "CLibnl", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-route-3-dev"])]),
     .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+    .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
 
     // Typed syscall wrappers, /proc parsers, ptrace, kernel probes. Imports CLibcap.
     .target(
@@ -35,8 +35,8 @@ let package = Package(
     .target(name: "Cgroup", dependencies: ["Linux", "CLibcgroup"]),
     // Network namespaces through netlink. Imports CLibnl.
     .target(name: "Netlink", dependencies: ["Linux", "CLibnl"]),
-    // Bundle format and the state model: no syscalls.
-    .target(name: "Bundle", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+    // Bundle format and the state model: no syscalls. Imports CXXHash.
+    .target(name: "Bundle", dependencies: ["CXXHash"]),
     // The checkpoint engine: dump and restore, one folder per resource.
     .target(name: "Checkpoint", dependencies: ["Linux", "Cgroup", "Netlink", "Bundle"]),
     .executableTarget(
@@ -52,8 +52,9 @@ let package = Package(
     .testTarget(name: "LinuxTests", dependencies: ["Linux"]),
     .testTarget(name: "BundleTests", dependencies: ["Bundle"]),
     // Helpers the test targets share: fixture programs, scratch cgroups, subprocesses.
-    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .target(name: "TestSupport", dependencies: ["CKShim"], path: "Tests/TestSupport"),
     .testTarget(name: "CgroupTests", dependencies: ["Cgroup", "Linux", "TestSupport"]),
     .testTarget(name: "CLITests", dependencies: ["ckcont", "TestSupport"]),
+    .testTarget(name: "CheckpointTests", dependencies: ["ckcont", "Checkpoint", "Bundle", "TestSupport"]),
   ]
 )

@@ -8,7 +8,7 @@ import Foundation
 /// 1. `manifest.json` (``Manifest``): magic, format version, tool, kernel, CPU xfeatures,
 ///    cgroup, creation time, and every member that follows with its exact size.
 /// 2. The members, exactly as the manifest lists them: JSON model members, then page members.
-/// 3. `checksums.json`: the SHA-256 of every member before it, `manifest.json` included.
+/// 3. `checksums.json`: the XXH3-128 of every member before it, `manifest.json` included.
 /// 4. The two zero blocks that end a tar. Nothing may follow.
 ///
 /// Why the digests are in a trailer and not in the manifest (as DESIGN.md §4 first had it):
@@ -19,20 +19,28 @@ import Foundation
 /// lists sizes and the trailer lists digests. A reader therefore verifies at the end: a
 /// restore that must not act on a corrupt bundle runs ``BundleReader/verify(source:)`` first.
 ///
-/// Hashing throughput, measured on the 2-core AMD EPYC VM (SHA-NI) with 1 MiB chunks, debug
-/// build, while other builds were running: swift-crypto's SHA-256 hashes 1.2-1.5 GB/s on one
-/// core (`openssl speed -evp sha256`: 1.53 GB/s), memcpy runs at 9-10 GB/s. So SHA-256 of every
-/// byte cannot reach the 2.3 GB/s dump target on one thread: hashing inline would bound the
-/// dump by 1 / (1/1.4 + 1/engine) GB/s. ``MemberHasher`` therefore hashes on a second thread
-/// behind a bounded queue of 4 × 1 MiB buffers (one copy at ~10 GB/s on the writer thread), so
-/// that the hash overlaps page reads and sink writes and the bound becomes min(1.4, engine).
-/// Measured through ``BundleWriter`` with a null sink and the writer thread doing three 1 MiB
-/// copies per chunk (standing in for page reads and sink writes): 0.99 GB/s hashing inline,
-/// 1.26 GB/s pipelined, 1.33 GB/s pipelined with no writer-side work (= the hash alone). With
-/// the other core busy (other builds ran during most runs) pipelined and inline come out alike.
-/// Reaching 2.3 GB/s on 2 cores needs a cheaper digest for page members (for instance CRC32C
-/// or BLAKE3, which swift-crypto does not offer): the budget is ~0.43 ns per byte on 2 cores,
-/// and SHA-256 alone takes ~0.7 ns per byte of one core.
+/// Why XXH3-128 and not SHA-256: the checksums protect against corruption and truncation (a
+/// bad disk, a cut pipe, a partial copy). An unkeyed digest of any strength cannot stop
+/// deliberate tampering by someone who rewrites `checksums.json` too; that needs signatures
+/// (future work, which will sign with a cryptographic digest). XXH3-128 runs at memory speed,
+/// so checksumming costs the dump almost nothing, where SHA-256 could not keep up with it.
+///
+/// Throughput, measured on the 2-core AMD EPYC VM, `-O`, 1 MiB chunks read from a 512 MiB
+/// buffer (the ranges come from other builds sharing the VM): swift-crypto's SHA-256 hashed
+/// ~1.35 GB/s on one core (`openssl speed -evp sha256`: 1.53-1.57 GB/s), too slow for the
+/// 2.3 GB/s dump target (a budget of ~0.43 ns per byte on 2 cores, of which SHA-256 alone
+/// takes ~0.7 ns of one core). Debian's libxxhash 0.8.1 hashes XXH3-128 at 8.7-12.3 GB/s;
+/// memcpy runs at 13-16 GB/s.
+///
+/// Even at that speed, hashing inline is not free next to a writer that itself runs at memory
+/// speed. Through ``BundleWriter``, with a sink that copies each chunk and the caller copying
+/// each chunk in first (standing in for page reads and sink writes), the other core idle: 10-11.5
+/// GB/s without hashing, 5.4-6.7 GB/s hashing inline, 7.1-8.7 GB/s with ``MemberHasher``'s
+/// second thread, whose cost to the writer is one copy (~0.07 ns per byte) instead of the hash
+/// (~0.09 ns per byte). With the other core busy the thread gains nothing (both 3.8-5.5 GB/s),
+/// and with four more copies per chunk on the writer (a writer at 2.4-2.9 GB/s without hashing,
+/// near the target) both lose 15-30%, pipelined or not. Inline hashing costing far more than
+/// the 10% threshold set for dropping the thread, the hash stays on the second thread.
 public enum BundleFormat {
   /// The magic string written into every manifest.
   public static let magic = "ckcont-bundle"
@@ -43,7 +51,7 @@ public enum BundleFormat {
 
   /// The first member.
   public static let manifestName = "manifest.json"
-  /// The last member, the SHA-256 of every member before it.
+  /// The last member, the XXH3-128 of every member before it.
   public static let checksumsName = "checksums.json"
   /// The largest JSON member (manifest, model, checksums) a reader loads into memory.
   public static let maxJSONMemberSize = 64 << 20

@@ -7,7 +7,7 @@ public final class BundleReader {
   /// The validated manifest.
   public let manifest: Manifest
   private let tar: TarReader
-  private var hasher = MemberHasher()
+  private let hasher: MemberHasher
   private var nextIndex = 0
   private var current: Manifest.Member?
   private var done = false
@@ -25,9 +25,13 @@ public final class BundleReader {
     }
     let bytes = try tar.readAll(maxSize: BundleFormat.maxJSONMemberSize)
     manifest = try Manifest.decode(bytes)
+    // Created last: a throwing init runs no deinit, which would leave the thread running.
+    hasher = MemberHasher()
     bytes.withUnsafeBytes { hasher.update($0) }
     hasher.finishMember(name: BundleFormat.manifestName)
   }
+
+  deinit { hasher.stop() }
 
   /// Reads a whole bundle, keeping nothing, and returns its manifest if every check passes.
   public static func verify(source: any ByteSource) throws -> Manifest {
@@ -101,7 +105,7 @@ public final class BundleReader {
       )
     }
     let trailer = try Checksums.decode(tar.readAll(maxSize: BundleFormat.maxJSONMemberSize))
-    let computed = hasher.digests
+    let computed = hasher.digests()
     guard trailer.members.count == computed.count else {
       throw BundleError(
         "\(BundleFormat.checksumsName) lists \(trailer.members.count) members, the bundle has \(computed.count)"

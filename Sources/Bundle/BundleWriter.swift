@@ -7,7 +7,7 @@ public final class BundleWriter {
   /// The manifest written first.
   public let manifest: Manifest
   private let tar: TarWriter
-  private var hasher = MemberHasher()
+  private let hasher: MemberHasher
   private var nextIndex = 0
   private var open: String?
 
@@ -20,9 +20,13 @@ public final class BundleWriter {
     tar = TarWriter(sink: sink, mtime: created)
     let bytes = try manifest.encoded()
     try Self.writeWhole(tar, name: BundleFormat.manifestName, bytes: bytes)
+    // Created last: a throwing init runs no deinit, which would leave the thread running.
+    hasher = MemberHasher()
     bytes.withUnsafeBytes { hasher.update($0) }
     hasher.finishMember(name: BundleFormat.manifestName)
   }
+
+  deinit { hasher.stop() }
 
   /// The number of bytes written to the sink so far.
   public var bytesWritten: Int { tar.bytesWritten }
@@ -77,7 +81,7 @@ public final class BundleWriter {
       )
     }
     let checksums = Checksums(
-      members: hasher.digests.map { Checksums.Entry(name: $0.name, digest: $0.digest) })
+      members: hasher.digests().map { Checksums.Entry(name: $0.name, digest: $0.digest) })
     try Self.writeWhole(
       tar, name: BundleFormat.checksumsName,
       bytes: Array(BundleFormat.jsonEncoder.encode(checksums)))

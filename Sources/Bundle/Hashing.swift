@@ -1,38 +1,142 @@
 import CXXHash
+import Foundation
 
-/// XXH3-128 of each member in turn, computed inline as the bytes pass through the writer or
-/// the reader. XXH3 hashes at about memory speed, so a second hashing thread (and the copy
-/// into its buffers) would cost about as much as it saves; see ``BundleFormat`` for the numbers.
-struct MemberHasher: ~Copyable {
-  /// The name and lower-case hex digest of every finished member, in stream order.
-  private(set) var digests: [(name: String, digest: String)] = []
-  /// Owned: created here, freed in `deinit`. libxxhash allocates it because the state must be
-  /// 64-byte aligned, which a Swift stored property cannot promise.
+/// XXH3-128 of each member in turn, computed on a second thread so that hashing overlaps with
+/// whatever the calling thread does next (reading pages, writing the sink).
+///
+/// ``update(_:)`` copies the bytes into one of a few fixed buffers and returns; the hashing
+/// thread takes full buffers in order from a bounded queue and hands them back when hashed.
+/// When all buffers are queued the caller waits: the queue is the back-pressure. Member
+/// boundaries travel through the same queue, so digests come out in member order. The copy
+/// costs the caller less than hashing inline would, even with a hash as fast as XXH3 (see
+/// ``BundleFormat`` for the numbers), and is what lets the caller reuse its own buffer as soon
+/// as the call returns.
+final class MemberHasher: @unchecked Sendable {
+  private enum Job {
+    case data(UnsafeMutableRawBufferPointer, count: Int)
+    case endMember(name: String)
+  }
+
+  // Shared with the hashing thread, guarded by `condition`.
+  private let condition = NSCondition()
+  private var freeBuffers: [UnsafeMutableRawBufferPointer]
+  private var queue: [Job] = []
+  private var busy = false
+  private var stopped = false
+  private var finished: [(name: String, digest: String)] = []
+
+  // Caller thread only.
+  private var filling: UnsafeMutableRawBufferPointer?
+  private var fillCount = 0
+  private let allBuffers: [UnsafeMutableRawBufferPointer]
+
+  // Hashing thread only, after `init`. Allocated by libxxhash because the state must be
+  // 64-byte aligned, which a Swift stored property cannot promise; freed in `deinit`.
   private let state: OpaquePointer
 
-  /// A hasher ready for the first member.
-  init() {
-    guard let state = XXH3_createState() else {
-      fatalError("XXH3_createState: out of memory")
-    }
+  /// A hasher with `bufferCount` buffers of `bufferSize` bytes, and its thread.
+  init(bufferSize: Int = 1 << 20, bufferCount: Int = 4) {
+    guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
     XXH3_128bits_reset(state)
     self.state = state
+    allBuffers = (0..<bufferCount).map { _ in .allocate(byteCount: bufferSize, alignment: 64) }
+    freeBuffers = allBuffers
+    let thread = Thread { [self] in run() }
+    thread.name = "ckcont-xxh3"
+    thread.start()
   }
 
-  deinit { XXH3_freeState(state) }
+  deinit {
+    for buffer in allBuffers { buffer.deallocate() }
+    XXH3_freeState(state)
+  }
 
   /// Adds bytes to the current member's digest.
-  mutating func update(_ bytes: UnsafeRawBufferPointer) {
-    XXH3_128bits_update(state, bytes.baseAddress, bytes.count)
+  func update(_ bytes: UnsafeRawBufferPointer) {
+    var rest = bytes[...]
+    while !rest.isEmpty {
+      let buffer = filling ?? takeFreeBuffer()
+      let count = min(rest.count, buffer.count - fillCount)
+      UnsafeMutableRawBufferPointer(rebasing: buffer[fillCount..<fillCount + count])
+        .copyMemory(from: UnsafeRawBufferPointer(rebasing: rest.prefix(count)))
+      rest = rest.dropFirst(count)
+      fillCount += count
+      filling = buffer
+      if fillCount == buffer.count { flush() }
+    }
   }
 
-  /// Ends the current member; its digest is listed under `name`.
-  mutating func finishMember(name: String) {
-    var canonical = XXH128_canonical_t()
-    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state))
-    // Canonical form is big-endian, the byte order `xxhsum -H2` prints.
-    digests.append((name, withUnsafeBytes(of: canonical.digest) { hex($0) }))
-    XXH3_128bits_reset(state)
+  /// Ends the current member; its digest will be listed under `name`.
+  func finishMember(name: String) {
+    flush()
+    enqueue(.endMember(name: name))
+  }
+
+  /// Waits for the hashing thread to catch up and returns every finished member's digest.
+  func digests() -> [(name: String, digest: String)] {
+    condition.lock()
+    defer { condition.unlock() }
+    while !queue.isEmpty || busy { condition.wait() }
+    return finished
+  }
+
+  /// Ends the hashing thread. Must be called once by the owner, or the thread (which holds
+  /// this object) lives on.
+  func stop() {
+    condition.lock()
+    stopped = true
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  private func flush() {
+    guard let buffer = filling else { return }
+    enqueue(.data(buffer, count: fillCount))
+    filling = nil
+    fillCount = 0
+  }
+
+  private func takeFreeBuffer() -> UnsafeMutableRawBufferPointer {
+    condition.lock()
+    defer { condition.unlock() }
+    while freeBuffers.isEmpty { condition.wait() }
+    return freeBuffers.removeLast()
+  }
+
+  private func enqueue(_ job: Job) {
+    condition.lock()
+    queue.append(job)
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  /// The hashing thread: takes jobs in order until stopped.
+  private func run() {
+    condition.lock()
+    while true {
+      while queue.isEmpty && !stopped { condition.wait() }
+      if stopped { break }
+      let job = queue.removeFirst()
+      busy = true
+      condition.unlock()
+      var digest: (name: String, digest: String)?
+      switch job {
+      case .data(let buffer, let count):
+        XXH3_128bits_update(state, buffer.baseAddress, count)
+      case .endMember(let name):
+        var canonical = XXH128_canonical_t()
+        XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state))
+        // The canonical form is big-endian, the byte order `xxhsum -H2` prints.
+        digest = (name, withUnsafeBytes(of: canonical.digest) { hex($0) })
+        XXH3_128bits_reset(state)
+      }
+      condition.lock()
+      if case .data(let buffer, _) = job { freeBuffers.append(buffer) }
+      if let digest { finished.append(digest) }
+      busy = false
+      condition.broadcast()
+    }
+    condition.unlock()
   }
 }
 

@@ -86,19 +86,19 @@ struct BundleCorruptionTests {
 
   @Test func aCorruptChecksumsTrailerIsAnError() throws {
     let manifest = makeManifest(Self.members)
-    let manifestDigest = sha256Hex(try manifest.encoded())
-    let digests = Self.members.map { (name: $0.name, sha256: sha256Hex($0.data)) }
-    let right = [(name: BundleFormat.manifestName, sha256: manifestDigest)] + digests
+    let manifestDigest = digest(try manifest.encoded())
+    let digests = Self.members.map { (name: $0.name, digest: digest($0.data)) }
+    let right = [(name: BundleFormat.manifestName, digest: manifestDigest)] + digests
     #expect(
       verificationError(
         try handMadeBundle(manifest: manifest, members: Self.members, checksums: right)) == nil)
 
     var wrongDigest = right
-    wrongDigest[2].sha256 = String(repeating: "0", count: 64)
+    wrongDigest[2].digest = String(repeating: "0", count: 32)
     #expect(
       verificationError(
         try handMadeBundle(manifest: manifest, members: Self.members, checksums: wrongDigest))
-        == "checksum mismatch for member '\(Self.members[1].name)': checksums.json says \(String(repeating: "0", count: 64)), its content hashes to \(digests[1].sha256): the bundle is corrupt"
+        == "checksum mismatch for member '\(Self.members[1].name)': checksums.json says \(String(repeating: "0", count: 32)), its content hashes to \(digests[1].digest): the bundle is corrupt"
     )
     #expect(
       verificationError(
@@ -111,6 +111,14 @@ struct BundleCorruptionTests {
       verificationError(
         try handMadeBundle(manifest: manifest, members: Self.members, checksums: renamed))
         == "checksums.json lists 'other' where the bundle has 'pages/1.img'")
+  }
+
+  @Test func aTrailerWithAnotherAlgorithmIsRefused() throws {
+    let manifest = makeManifest(Self.members)
+    #expect(
+      verificationError(
+        try handMadeBundle(manifest: manifest, members: Self.members, algorithm: "sha256"))
+        == "checksums.json: unknown algorithm 'sha256': this ckcont verifies only xxh3-128")
   }
 
   @Test func wrongMagicIsRefused() throws {

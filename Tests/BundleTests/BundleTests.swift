@@ -36,6 +36,31 @@ struct BundleTests {
     #expect(names == ["manifest.json", "a", "b", "checksums.json"])
   }
 
+  /// Known answers from `xxhsum -H2` 0.8.1 (Debian's xxhash package), which prints the
+  /// canonical big-endian form: they pin the algorithm, the byte order and the streaming across
+  /// chunk boundaries, independently of libxxhash as linked here.
+  @Test func digestsMatchXxhsum() throws {
+    let pattern = (0..<100_000).map { UInt8($0 % 251) }
+    let members: [(name: String, data: [UInt8])] = [
+      ("empty", []),
+      ("abc", Array("abc".utf8)),
+      ("fox", Array("The quick brown fox jumps over the lazy dog".utf8)),
+      ("pattern", pattern),
+    ]
+    let trailer = try #require(try readTar(try writeBundle(members, chunk: 4093)).last?.1)
+    let text = String(decoding: trailer, as: UTF8.self)
+    #expect(text.contains(#""algorithm" : "xxh3-128""#), "\(text)")
+    let checksums = try Checksums.decode(trailer)
+    #expect(checksums.members.map(\.name) == ["manifest.json"] + members.map(\.name))
+    #expect(
+      checksums.members.dropFirst().map(\.digest) == [
+        "99aa06d3014798d86001c324468d497f",
+        "06b05ab6733a618578af5f94892f3950",
+        "ddd650205ca3e7fa24a1cc2e3a8a7651",
+        "54182c58bbb1337c42c23aeead96750d",
+      ])
+  }
+
   @Test func manifestRoundTripsThroughJSON() throws {
     let manifest = makeManifest([("a", [1, 2, 3])])
     #expect(manifest.created == "2025-01-01T00:00:00Z")

@@ -76,15 +76,15 @@ struct GNUTarTests {
     let manifestData = try Data(
       contentsOf: output.appendingPathComponent(BundleFormat.manifestName))
     #expect(try Manifest.decode(Array(manifestData)) == makeManifest(members))
-    // checksums.json matches what sha256sum would say of the extracted files.
+    // checksums.json lists the digest of each extracted file.
     let checksums = try JSONDecoder().decode(
       Checksums.self,
       from: Data(contentsOf: output.appendingPathComponent(BundleFormat.checksumsName)))
     #expect(checksums.members.map(\.name) == [BundleFormat.manifestName] + members.map(\.name))
     for entry in checksums.members {
       #expect(
-        entry.sha256
-          == sha256Hex(Array(try Data(contentsOf: output.appendingPathComponent(entry.name)))))
+        entry.digest
+          == digest(Array(try Data(contentsOf: output.appendingPathComponent(entry.name)))))
     }
   }
 

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Testing
 
@@ -96,23 +95,25 @@ func verificationError(_ bytes: [UInt8], maxReadSize: Int = .max) -> String? {
 
 /// A bundle assembled by hand with the tar writer, bypassing the bundle writer's checks:
 /// the manifest, `members` as given, and a trailer with the right digests unless `checksums`
-/// is given.
+/// is given, naming `algorithm`.
 func handMadeBundle(
   manifest: Manifest, members: [(name: String, data: [UInt8])],
-  checksums: [(name: String, sha256: String)]? = nil
+  checksums: [(name: String, digest: String)]? = nil,
+  algorithm: String = Checksums.currentAlgorithm
 ) throws -> [UInt8] {
   let sink = MemorySink()
   let tar = TarWriter(sink: sink, mtime: 0)
   let manifestBytes = try manifest.encoded()
-  var digests: [(name: String, sha256: String)] = []
+  var digests: [(name: String, digest: String)] = []
   for member in [(BundleFormat.manifestName, manifestBytes)] + members {
     try tar.beginMember(name: member.0, size: member.1.count)
     try member.1.withUnsafeBytes { try tar.write($0) }
     try tar.endMember()
-    digests.append((member.0, sha256Hex(member.1)))
+    digests.append((member.0, digest(member.1)))
   }
   let trailer = Checksums(
-    members: (checksums ?? digests).map { .init(name: $0.name, sha256: $0.sha256) })
+    algorithm: algorithm,
+    members: (checksums ?? digests).map { .init(name: $0.name, digest: $0.digest) })
   let trailerBytes = try Array(BundleFormat.jsonEncoder.encode(trailer))
   try tar.beginMember(name: BundleFormat.checksumsName, size: trailerBytes.count)
   try trailerBytes.withUnsafeBytes { try tar.write($0) }
@@ -121,8 +122,14 @@ func handMadeBundle(
   return sink.bytes
 }
 
-func sha256Hex(_ bytes: [UInt8]) -> String {
-  SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+/// The digest `checksums.json` lists for a member holding `bytes`, as the bundle's own hasher
+/// computes it (pinned to independent values by `BundleTests.digestsMatchXxhsum`).
+func digest(_ bytes: [UInt8]) -> String {
+  let hasher = MemberHasher()
+  defer { hasher.stop() }
+  bytes.withUnsafeBytes { hasher.update($0) }
+  hasher.finishMember(name: "")
+  return hasher.digests()[0].digest
 }
 
 /// The bytes of a tar built from raw header blocks and data, for headers no writer would make.

@@ -34,7 +34,7 @@ public final class ScratchCgroup: @unchecked Sendable {
     return current
   }
 
-  /// Every cgroup directory of the subtree, parents first.
+  /// Every cgroup directory of the subtree, parents first (none once destroyed).
   public func subtree() -> [String] {
     var result = [path]
     var index = 0

@@ -1,0 +1,88 @@
+import Bundle
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// Damaged, foreign and future bundles are refused with one clear line, exit status 2, before
+/// anything is created: no cgroup, no task, and the bundle file unchanged.
+@Suite(.serialized)
+struct BadBundleTests {
+  /// One real bundle, made once, from which the bad ones are derived.
+  static let original: Result<[UInt8], TestFailure> = {
+    do {
+      let container = try FixtureContainer("counter")
+      defer { container.destroy() }
+      try container.waitReady()
+      let dump = container.dump(["--leave-running"])
+      guard dump.status == 0 else { return .failure(TestFailure("dump failed: \(dump.output)")) }
+      return .success(Array(try Data(contentsOf: URL(fileURLWithPath: container.bundlePath))))
+    } catch {
+      return .failure(TestFailure("\(error)"))
+    }
+  }()
+
+  @Test func truncatedAnywhereIsRefused() throws {
+    let bytes = try Self.original.get()
+    let cuts = [0, 1, 511, 512, 1000, 1536, bytes.count / 3, bytes.count / 2, bytes.count - 1025, bytes.count - 1]
+    for cut in cuts {
+      try expectRefused(Array(bytes.prefix(cut)), containing: cut == 0 ? "" : "", label: "truncated at \(cut)")
+    }
+  }
+
+  @Test func aFlippedByteIsRefused() throws {
+    let bytes = try Self.original.get()
+    for offset in [100, 700, 2048, bytes.count / 2, bytes.count - 2000] {
+      var damaged = bytes
+      damaged[offset] ^= 0x40
+      try expectRefused(damaged, containing: "", label: "byte \(offset) flipped")
+    }
+  }
+
+  @Test func aNewerMajorVersionIsRefused() throws {
+    let rewritten = try rewrite { $0.formatVersion.major = 2 }
+    try expectRefused(rewritten, containing: "newer than this ckcont", label: "format 2")
+  }
+
+  @Test func cpuFeaturesTheHostLacksAreRefused() throws {
+    // Bits 5-7 are the AVX-512 state components, bit 17+18 AMX: claim them all.
+    let rewritten = try rewrite { $0.cpu.xsaveFeatures |= 0x60000 | 0xe0 }
+    try expectRefused(rewritten, containing: "this CPU does not offer", label: "cpu features")
+  }
+
+  @Test func somethingThatIsNotABundleIsRefused() throws {
+    try expectRefused(Array("hello, world\n".utf8), containing: "", label: "text")
+  }
+
+  /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
+  func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
+    let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let cgroup = "/sys/fs/cgroup/unified/ckcont-test-bad-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let result = run([TestPaths.ckcont, "restore", path, "--cgroup", cgroup])
+    #expect(result.status == 2, "\(label): \(result.output)")
+    #expect(result.stderr.hasPrefix("ckcont: error: "), "\(label): \(result.stderr)")
+    #expect(result.stderr.split(separator: "\n").count == 1, "\(label): \(result.stderr)")
+    #expect(message.isEmpty || result.stderr.contains(message), "\(label): \(result.stderr)")
+    #expect(result.stdout.isEmpty)
+    #expect(!FileManager.default.fileExists(atPath: cgroup), "\(label): restore created \(cgroup)")
+    #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == bytes, "\(label): the bundle changed")
+  }
+
+  /// The original bundle with its manifest edited, re-checksummed (as a tool could).
+  func rewrite(_ edit: (inout Manifest) -> Void) throws -> [UInt8] {
+    let reader = try BundleReader(source: MemorySource(try Self.original.get()))
+    var manifest = reader.manifest
+    edit(&manifest)
+    let sink = MemorySink()
+    let writer = try BundleWriter(sink: sink, manifest: manifest)
+    while let member = try reader.nextMember() {
+      try writer.beginMember(name: member.name, size: member.size)
+      try reader.forEachChunk { try writer.write($0) }
+      try writer.endMember()
+    }
+    try writer.finish()
+    return sink.bytes
+  }
+}

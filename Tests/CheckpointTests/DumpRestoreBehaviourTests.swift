@@ -1,0 +1,125 @@
+import Bundle
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// What dump and restore promise beyond a plain round trip: timing of interrupted sleeps,
+/// --leave-running, streams, refusing what cannot be checkpointed, and refusing damaged or
+/// foreign bundles before anything is created.
+@Suite(.serialized)
+struct DumpRestoreBehaviourTests {
+  /// A 1 s nanosleep interrupted after 0.3 s sleeps 1 s in total: 0.3 s before the dump and
+  /// the remaining 0.7 s after the restore (the kernel's `rem`), not 1 s again, not EINTR.
+  @Test func interruptedSleepTotalsOneSecond() throws {
+    let container = try FixtureContainer("regs", ["sleep-exact"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let ready = Date()
+    usleep(300_000)
+    let dumpStarted = Date()
+    let dump = container.dump()
+    try #require(dump.status == 0, "\(dump.output)")
+    #expect(!container.log.contains("slept"), "the sleep ended before the dump")
+    try container.waitEmpty()
+    let restore = try container.restore()
+    try #require(restore.status == 0, "\(restore.output)")
+    let restored = Date()
+    try waitForLine("slept", in: container, timeout: 3)
+    let slept = Date()
+    let total = dumpStarted.timeIntervalSince(ready) + slept.timeIntervalSince(restored)
+    #expect(abs(total - 1.0) < 0.05, "slept \(total) s in total")
+    #expect(try container.terminateRestored() == 0, "\(container.log)")
+    #expect(container.log.contains("PASS regs"))
+  }
+
+  @Test func leaveRunningThenRestoreTheBundleAgain() throws {
+    let container = try FixtureContainer("counter")
+    defer { container.destroy() }
+    try container.waitReady()
+    try waitForLine("count 3", in: container, timeout: 3)
+    let before = container.cgroup.allPids()
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    // The same process runs on, untraced, and keeps counting.
+    #expect(container.cgroup.allPids() == before)
+    let counted = countLines(container.log)
+    usleep(400_000)
+    #expect(countLines(container.log) >= counted + 3, "\(container.log)")
+    let status = try String(contentsOfFile: "/proc/\(before[0])/status", encoding: .utf8)
+    #expect(status.contains("TracerPid:\t0"))
+    #expect(!status.contains("State:\tt"))
+    // Kill it, then the bundle restores a second life.
+    container.cgroup.destroy()
+    try container.waitEmpty()
+    let again = try ScratchCgroupRecreated(container.cgroup)
+    defer { again.remove() }
+    let restore = try container.restore()
+    try #require(restore.status == 0, "\(restore.output)")
+    #expect(try container.terminateRestored() == 0)
+    #expect(container.log.contains("PASS counter"))
+  }
+
+  @Test func dumpToStandardOutputAndRestoreFromStandardInput() throws {
+    let container = try FixtureContainer("pipe-self")
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = run(["/bin/sh", "-c", "'\(TestPaths.ckcont)' dump '\(container.cgroup.path)' -o - > '\(container.bundlePath)'"])
+    try #require(dump.status == 0, "\(dump.output)")
+    #expect(dump.stderr.contains("to standard output"))
+    try container.waitEmpty()
+    let listed = run(["/usr/bin/tar", "tf", container.bundlePath])
+    #expect(listed.stdout.split(separator: "\n").first == "manifest.json")
+    let restore = run(["/bin/sh", "-c", "'\(TestPaths.ckcont)' restore - < '\(container.bundlePath)'"])
+    try #require(restore.status == 0, "\(restore.output)")
+    let pid = try #require(Int32(restore.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+    kill(pid, SIGTERM)
+    #expect(try container.reap(pid, timeout: 10) == 0, "\(container.log)")
+    #expect(container.log.contains("PASS pipe-self"))
+  }
+
+  /// An fd kind the engine cannot save fails the dump with a clear line, and the container
+  /// runs on untouched.
+  @Test(arguments: ["inotify", "signalfd", "eventfd"])
+  func unsupportedDescriptorFailsTheDumpAndLeavesTheContainerRunning(kind: String) throws {
+    let container = try FixtureContainer("unsupported-fd", [kind])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(dump.stderr.hasPrefix("ckcont: error: task \(pids[0]): fd "), "\(dump.stderr)")
+    #expect(dump.stderr.contains("which ckcont cannot checkpoint yet"))
+    #expect(dump.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.allPids() == pids)
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    let status = try String(contentsOfFile: "/proc/\(pids[0])/status", encoding: .utf8)
+    #expect(status.contains("TracerPid:\t0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
+  func waitForLine(_ prefix: String, in container: FixtureContainer, timeout: Double) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while !container.log.split(separator: "\n").contains(where: { $0.hasPrefix(prefix) }) {
+      guard Date() < deadline else { throw TestFailure("no '\(prefix)' in: \(container.log)") }
+      usleep(1000)
+    }
+  }
+
+  func countLines(_ log: String) -> Int { log.split(separator: "\n").filter { $0.hasPrefix("count ") }.count }
+}
+
+/// Makes the cgroup directory of a destroyed scratch cgroup again (restore wants it empty or
+/// absent; re-creating it checks the "existing and empty" path).
+struct ScratchCgroupRecreated {
+  let path: String
+  init(_ scratch: ScratchCgroup) throws {
+    path = scratch.path
+    guard mkdir(path, 0o755) == 0 else { throw TestFailure("mkdir \(path)") }
+  }
+  func remove() {
+    for _ in 0..<100 where rmdir(path) != 0 && errno != ENOENT { usleep(5000) }
+  }
+}
