@@ -50,7 +50,7 @@ let package = Package(
     .executableTarget(name: "ckcont-bench", dependencies: ["Cgroup", "Linux"]),
 
     .testTarget(name: "LinuxTests", dependencies: ["Linux"]),
-    .testTarget(name: "BundleTests", dependencies: ["Bundle"]),
+    .testTarget(name: "BundleTests", dependencies: ["Bundle", "TestSupport"]),
     // Helpers the test targets share: fixture programs, scratch cgroups, subprocesses.
     .target(name: "TestSupport", dependencies: ["CKShim"], path: "Tests/TestSupport"),
     .testTarget(name: "CgroupTests", dependencies: ["Cgroup", "Linux", "TestSupport"]),

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Bundle
@@ -10,21 +11,8 @@ struct GNUTarTests {
 
   /// Runs GNU tar with `arguments`; returns its exit status, stdout and stderr.
   func runTar(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: Self.tarPath)
-    process.arguments = arguments
-    let stdout = Pipe()
-    let stderr = Pipe()
-    process.standardOutput = stdout
-    process.standardError = stderr
-    try process.run()
-    let out = stdout.fileHandleForReading.readDataToEndOfFile()
-    let err = stderr.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (
-      process.terminationStatus, String(decoding: out, as: UTF8.self),
-      String(decoding: err, as: UTF8.self)
-    )
+    let result = run([Self.tarPath] + arguments)
+    return (result.status, result.stdout, result.stderr)
   }
 
   /// A fresh temporary directory, removed by the caller.

@@ -49,7 +49,7 @@ public final class FixtureContainer: @unchecked Sendable {
       guard Date() < deadline else { throw TestFailure("the container still runs: \(cgroup.allPids())") }
       usleep(2000)
     }
-    launcher.process.waitUntilExit()
+    launcher.waitUntilExit()
   }
 
   /// `ckcont restore <bundle> [arguments]`; remembers the restored pid.

@@ -1,3 +1,4 @@
+import CKShim
 import Foundation
 import Glibc
 
@@ -58,59 +59,76 @@ public struct CommandResult: Sendable {
 /// Runs a command to completion, capturing stdout and stderr.
 @discardableResult
 public func run(_ argv: [String], environment: [String: String]? = nil) -> CommandResult {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: argv[0])
-  process.arguments = Array(argv.dropFirst())
-  if let environment { process.environment = environment }
-  let out = Pipe()
-  let err = Pipe()
-  process.standardOutput = out
-  process.standardError = err
-  process.standardInput = FileHandle.nullDevice
-  do {
-    try process.run()
-  } catch {
-    return CommandResult(status: -1, stdout: "", stderr: "cannot run \(argv[0]): \(error)")
+  var outPipe: [Int32] = [0, 0]
+  var errPipe: [Int32] = [0, 0]
+  guard ck_pipe2(&outPipe, O_CLOEXEC) == 0, ck_pipe2(&errPipe, O_CLOEXEC) == 0 else {
+    return CommandResult(status: -1, stdout: "", stderr: "pipe2 failed")
   }
+  let pid: Int32
+  do {
+    pid = try Spawn.start(argv, environment: environment, out: outPipe[1], err: errPipe[1])
+  } catch {
+    [outPipe[0], outPipe[1], errPipe[0], errPipe[1]].forEach { close($0) }
+    return CommandResult(status: -1, stdout: "", stderr: "\(error)")
+  }
+  close(outPipe[1])
+  close(errPipe[1])
   // Read both pipes to the end before waiting, so a chatty command cannot block on a full pipe.
-  let group = DispatchGroup()
-  nonisolated(unsafe) var errData = Data()
-  DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
-  let outData = out.fileHandleForReading.readDataToEndOfFile()
-  group.wait()
-  process.waitUntilExit()
+  var out: [UInt8] = []
+  var err: [UInt8] = []
+  var open: [(fd: Int32, isOut: Bool)] = [(outPipe[0], true), (errPipe[0], false)]
+  var buffer = [UInt8](repeating: 0, count: 65536)
+  while !open.isEmpty {
+    var fds = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+    if Glibc.poll(&fds, nfds_t(fds.count), -1) < 0 && errno != EINTR { break }
+    for (index, entry) in open.enumerated().reversed() where fds[index].revents != 0 {
+      let n = buffer.withUnsafeMutableBytes { Glibc.read(entry.fd, $0.baseAddress, $0.count) }
+      if n > 0 {
+        if entry.isOut { out += buffer[0..<n] } else { err += buffer[0..<n] }
+      } else if n == 0 || errno != EINTR {
+        close(entry.fd)
+        open.remove(at: index)
+      }
+    }
+  }
   return CommandResult(
-    status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-    stderr: String(decoding: errData, as: UTF8.self))
+    status: Spawn.wait(pid), stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
 }
 
 /// A program started in the background with its output going to a log file.
 public final class BackgroundProcess: @unchecked Sendable {
-  public let process = Process()
+  public let pid: Int32
   public let logPath: String
+  private var exitStatus: Int32?
 
   /// Starts `argv` with stdout and stderr appended to a fresh log file.
   public init(_ argv: [String], environment: [String: String]? = nil) throws {
     logPath = NSTemporaryDirectory() + "ckcont-test-\(UUID().uuidString).log"
-    FileManager.default.createFile(atPath: logPath, contents: nil)
-    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-    process.executableURL = URL(fileURLWithPath: argv[0])
-    process.arguments = Array(argv.dropFirst())
-    process.standardOutput = log
-    process.standardError = log
-    process.standardInput = FileHandle.nullDevice
-    if let environment {
-      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    }
-    try process.run()
-    try log.close()
+    let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw TestFailure("cannot create \(logPath)") }
+    defer { close(fd) }
+    pid = try Spawn.start(argv, environment: environment, out: fd, err: fd)
   }
-
-  public var pid: Int32 { process.processIdentifier }
 
   /// The log so far.
   public var log: String {
     (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+  }
+
+  /// Whether it still runs (reaps it once it has exited).
+  public var isRunning: Bool {
+    if exitStatus != nil { return false }
+    exitStatus = Spawn.poll(pid)
+    return exitStatus == nil
+  }
+
+  /// Waits for it to exit; its status.
+  @discardableResult
+  public func waitUntilExit() -> Int32 {
+    if let exitStatus { return exitStatus }
+    let status = Spawn.wait(pid)
+    exitStatus = status
+    return status
   }
 
   /// Waits until the log holds a line starting with `prefix`; returns that line.
@@ -119,20 +137,20 @@ public final class BackgroundProcess: @unchecked Sendable {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
       if let line = log.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) { return String(line) }
-      if !process.isRunning {
-        throw TestFailure("\(process.executableURL?.lastPathComponent ?? "?") exited before '\(prefix)': \(log)")
+      if !isRunning {
+        throw TestFailure("\((logPath as NSString).lastPathComponent) program exited before '\(prefix)': \(log)")
       }
       usleep(2000)
     }
     throw TestFailure("timed out waiting for '\(prefix)'; log: \(log)")
   }
 
-  /// Kills the process (SIGKILL) and reaps it; removes the log.
+  /// Kills it (SIGKILL), reaps it, removes the log.
   public func stop() {
-    if process.isRunning { kill(pid, SIGKILL) }
-    process.waitUntilExit()
+    if isRunning { kill(pid, SIGKILL) }
+    waitUntilExit()
     try? FileManager.default.removeItem(atPath: logPath)
   }
 
-  deinit { if process.isRunning { kill(pid, SIGKILL) } }
+  deinit { if exitStatus == nil { kill(pid, SIGKILL) } }
 }

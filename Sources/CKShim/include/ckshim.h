@@ -116,6 +116,11 @@ enum { CK_F_SETPIPE_SZ = 1031, CK_F_GETPIPE_SZ = 1032, CK_SPLICE_F_NONBLOCK = 2 
 // kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open file description.
 int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
 
+// posix_spawn(3) of argv with stdin from /dev/null and stdout/stderr onto out_fd/err_fd, every
+// other descriptor closed (closefrom), default signal actions and an empty signal mask: a
+// test's children must not inherit the runner's pipes or sockets. Returns the pid or -errno.
+pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd);
+
 // prctl(2), variadic in C.
 int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
 enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
