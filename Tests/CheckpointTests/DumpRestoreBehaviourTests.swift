@@ -100,6 +100,34 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// inspect reads a bundle without root and shows the tree, threads, mappings and fds.
+  @Test func inspectShowsWhatTheBundleHolds() throws {
+    let container = try FixtureContainer("files")
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    chmod(container.bundlePath, 0o644)
+    let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", TestPaths.ckcont]
+    let json = run(nobody + ["inspect", "--json", container.bundlePath])
+    try #require(json.status == 0, "\(json.output)")
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+    #expect(object["formatVersion"] as? String == "1.0")
+    #expect((object["namespaces"] as? [String])?.contains("pid") == true)
+    let tasks = try #require(object["tasks"] as? [[String: Any]])
+    #expect(tasks.count == 1)
+    #expect(tasks[0]["pid"] as? Int == 1)
+    #expect((tasks[0]["threads"] as? [[String: Any]])?.count == 1)
+    let vmas = try #require(tasks[0]["vmas"] as? [[String: Any]])
+    #expect(vmas.contains { $0["kind"] as? String == "stack" } && vmas.contains { $0["kind"] as? String == "vdso" })
+    let fds = try #require(tasks[0]["fds"] as? [[String: Any]]).compactMap { $0["fd"] as? Int }
+    #expect(Set([0, 1, 2, 20, 21, 22, 23, 24]).isSubset(of: Set(fds)), "\(fds)")
+    let text = run(nobody + ["inspect", container.bundlePath])
+    #expect(text.status == 0)
+    #expect(text.stdout.contains("process 1 (files)"))
+    #expect(text.stdout.contains("23: ") && text.stdout.contains("(same file as fd 21)"))
+  }
+
   func waitForLine(_ prefix: String, in container: FixtureContainer, timeout: Double) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while !container.log.split(separator: "\n").contains(where: { $0.hasPrefix(prefix) }) {

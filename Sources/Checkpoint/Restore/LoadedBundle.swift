@@ -15,11 +15,13 @@ final class LoadedBundle {
     var core: TaskCore
     var memory: MemoryImage
     var files: FileTableImage
+    /// The page data; empty when loaded without pages (inspect).
     var pages: PageBuffer
   }
 
   /// Reads `source` to its end (checksums are verified there) and validates the model.
-  init(source: any ByteSource, log: (String) -> Void) throws {
+  /// Without `keepPages` the page data is checked and dropped (for inspect).
+  init(source: any ByteSource, keepPages: Bool = true, log: (String) -> Void) throws {
     let started = monotonicNowSeconds()
     let reader: BundleReader
     do {
@@ -34,6 +36,8 @@ final class LoadedBundle {
       while let member = try reader.nextMember() {
         if member.name.hasSuffix(".json") {
           json[member.name] = try reader.readAll()
+        } else if member.name.hasSuffix("/pages.img") && !keepPages {
+          pages[member.name] = try PageBuffer(size: 0, claimed: member.size)
         } else if member.name.hasSuffix("/pages.img") {
           let buffer = try PageBuffer(size: member.size)
           var offset = 0
@@ -123,8 +127,8 @@ final class LoadedBundle {
       guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name) is a kernel mapping with pages") }
       previousEnd = vma.end
     }
-    guard expectedOffset == task.memory.pagesSize, UInt64(task.pages.size) == task.memory.pagesSize else {
-      throw bad("the page runs (\(expectedOffset) bytes) do not match the pages member (\(task.pages.size) bytes)")
+    guard expectedOffset == task.memory.pagesSize, UInt64(task.pages.claimed) == task.memory.pagesSize else {
+      throw bad("the page runs (\(expectedOffset) bytes) do not match the pages member (\(task.pages.claimed) bytes)")
     }
     guard task.memory.auxv.count <= 512, task.memory.auxv.count % 2 == 0, task.memory.exe.hasPrefix("/") else {
       throw bad("bad auxv or executable")
@@ -161,9 +165,12 @@ final class LoadedBundle {
 final class PageBuffer {
   let pointer: UnsafeMutableRawPointer
   let size: Int
+  /// The size of the pages member, also when its data was not kept.
+  let claimed: Int
 
-  init(size: Int) throws {
+  init(size: Int, claimed: Int? = nil) throws {
     self.size = size
+    self.claimed = claimed ?? size
     guard size > 0 else {
       pointer = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
       return

@@ -1,0 +1,153 @@
+import Bundle
+import Foundation
+import Glibc
+import Linux
+
+/// `ckcont inspect`: what a bundle holds, verified, without root and without restoring.
+public struct BundleInspection: Codable, Sendable {
+  public struct Task: Codable, Sendable {
+    public var pid: Int32
+    public var namespacePids: [Int32]
+    public var ppid: Int32
+    public var pgid: Int32
+    public var sid: Int32
+    public var comm: String
+    public var cgroup: String
+    public var exe: String
+    public var threads: [Thread]
+    public var vmas: [Mapping]
+    public var fds: [Descriptor]
+    public var pageBytes: UInt64
+    public var signalActions: Int
+    public var credentials: String
+  }
+  public struct Thread: Codable, Sendable {
+    public var tid: Int32
+    public var rip: String
+    public var rsp: String
+    /// Where it stood: "running" or the system call it was in, and how it resumes.
+    public var state: String
+    public var xstateBytes: Int
+  }
+  public struct Mapping: Codable, Sendable {
+    public var range: String
+    public var size: UInt64
+    public var protection: String
+    public var kind: String
+    public var path: String
+    public var savedBytes: UInt64
+  }
+  public struct Descriptor: Codable, Sendable {
+    public var fd: Int32
+    public var description: String
+  }
+
+  public var formatVersion: String
+  public var toolVersion: String
+  public var kernelRelease: String
+  public var created: String
+  public var sourceCgroup: String
+  public var namespaces: [String]
+  public var xsaveFeatures: String
+  public var members: Int
+  public var tasks: [Task]
+  public var totalPageBytes: UInt64
+
+  /// Reads and verifies the bundle at `path` (or standard input for "-").
+  public static func read(path: String) throws -> BundleInspection {
+    let fd = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))") }
+    defer { if fd != 0 { close(fd) } }
+    let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), keepPages: false, log: { _ in })
+    let ns = bundle.tree.namespaces
+    let names = [("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc), ("net", ns.net), ("user", ns.user),
+      ("cgroup", ns.cgroup), ("time", ns.time)].filter(\.1).map(\.0)
+    let tasks = bundle.tasks.map { task -> Task in
+      Task(
+        pid: task.entry.pid, namespacePids: task.entry.namespacePids, ppid: task.entry.ppid, pgid: task.entry.pgid,
+        sid: task.entry.sid, comm: task.entry.comm, cgroup: task.entry.cgroup, exe: task.memory.exe,
+        threads: task.core.threads.map { thread in
+          Thread(
+            tid: thread.tid, rip: "0x" + hex(thread.registers.rip), rsp: "0x" + hex(thread.registers.rsp),
+            state: syscallState(thread.registers), xstateBytes: thread.xstate.count)
+        },
+        vmas: task.memory.vmas.map { vma in
+          Mapping(
+            range: "\(hex(vma.start))-\(hex(vma.end))", size: vma.size, protection: protection(vma), kind: vma.kind.rawValue,
+            path: vma.path, savedBytes: vma.pages.reduce(0) { $0 + $1.size })
+        },
+        fds: task.files.descriptors.map { Descriptor(fd: $0.fd, description: describe($0)) },
+        pageBytes: task.memory.pagesSize, signalActions: task.core.signalActions.count,
+        credentials: "uid \(task.core.credentials.uids.map(String.init).joined(separator: "/")) "
+          + "gid \(task.core.credentials.gids.map(String.init).joined(separator: "/")) caps \(task.core.credentials.capabilitiesText)")
+    }
+    let manifest = bundle.manifest
+    return BundleInspection(
+      formatVersion: "\(manifest.formatVersion.major).\(manifest.formatVersion.minor)", toolVersion: manifest.toolVersion,
+      kernelRelease: manifest.kernelRelease, created: manifest.created, sourceCgroup: manifest.sourceCgroup,
+      namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures), members: manifest.members.count + 2,
+      tasks: tasks, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes })
+  }
+
+  static func syscallState(_ regs: GeneralRegisters) -> String {
+    let call = Int64(bitPattern: regs.origRax)
+    guard call >= 0 else { return "running in user space" }
+    let result = Int64(bitPattern: regs.rax)
+    let how: String
+    switch result {
+    case -512, -513, -514: how = "restarts on resume"
+    case -516: how = "re-issued with the remaining time"
+    default: how = "returned \(result)"
+    }
+    return "in system call \(call) (\(how))"
+  }
+
+  static func protection(_ vma: VMAImage) -> String {
+    (vma.protection & PROT_READ != 0 ? "r" : "-") + (vma.protection & PROT_WRITE != 0 ? "w" : "-")
+      + (vma.protection & PROT_EXEC != 0 ? "x" : "-") + (vma.shared ? "s" : "p")
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    var text: String
+    switch descriptor.kind {
+    case .path: text = "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
+    case .pipe: text = "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+    }
+    if let twin = descriptor.sharesWith { text += " (same file as fd \(twin))" }
+    var flags: [String] = []
+    if descriptor.flags & O_APPEND != 0 { flags.append("append") }
+    if descriptor.flags & O_NONBLOCK != 0 { flags.append("nonblock") }
+    if descriptor.closeOnExec { flags.append("cloexec") }
+    return flags.isEmpty ? text : text + " [" + flags.joined(separator: ",") + "]"
+  }
+
+  /// Human-readable text.
+  public func render() -> String {
+    var lines = [
+      "bundle format \(formatVersion), written by ckcont \(toolVersion) on kernel \(kernelRelease) at \(created)",
+      "source cgroup \(sourceCgroup); own namespaces: \(namespaces.isEmpty ? "none" : namespaces.joined(separator: ", ")); "
+        + "xsave features \(xsaveFeatures); \(members) members",
+      "\(tasks.count) process(es), \(totalPageBytes >> 10) KiB of memory saved", "",
+    ]
+    for task in tasks {
+      lines.append(
+        "process \(task.pid) (\(task.comm)) host pids \(task.namespacePids.map(String.init).joined(separator: "/")) "
+          + "ppid \(task.ppid) pgid \(task.pgid) sid \(task.sid) cgroup \(task.cgroup)")
+      lines.append("  exe \(task.exe); \(task.credentials); \(task.signalActions) signal actions")
+      for thread in task.threads {
+        lines.append("  thread \(thread.tid): rip \(thread.rip) rsp \(thread.rsp), \(thread.state); xstate \(thread.xstateBytes) bytes")
+      }
+      lines.append("  \(task.vmas.count) mappings, \(task.pageBytes >> 10) KiB saved:")
+      for vma in task.vmas {
+        let size = vma.size >= 1 << 20 ? "\(vma.size >> 20) MiB" : "\(vma.size >> 10) KiB"
+        lines.append(
+          "    \(vma.range) \(vma.protection) \(size.padding(toLength: 9, withPad: " ", startingAt: 0)) "
+            + "saved \(String(vma.savedBytes >> 10).padding(toLength: 7, withPad: " ", startingAt: 0)) KiB  "
+            + (vma.path.isEmpty ? "[\(vma.kind)]" : vma.path))
+      }
+      lines.append("  \(task.fds.count) fds:")
+      for fd in task.fds { lines.append("    \(fd.fd): \(fd.description)") }
+    }
+    return lines.joined(separator: "\n")
+  }
+}
