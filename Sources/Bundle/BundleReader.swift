@@ -33,6 +33,11 @@ public final class BundleReader {
 
   deinit { hasher.stop() }
 
+  /// The byte offset in the stream where the current member's data starts; valid right
+  /// after ``nextMember()`` returned it and before any of its data is read. A restore reading
+  /// a bundle file uses it to let the restored task read its pages straight from the file.
+  public var dataOffset: Int { tar.bytesRead }
+
   /// Reads a whole bundle, keeping nothing, and returns its manifest if every check passes.
   public static func verify(source: any ByteSource) throws -> Manifest {
     let reader = try BundleReader(source: source)

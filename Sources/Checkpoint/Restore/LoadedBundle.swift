@@ -15,12 +15,15 @@ final class LoadedBundle {
     var core: TaskCore
     var memory: MemoryImage
     var files: FileTableImage
-    /// The page data; empty when loaded without pages (inspect).
+    /// The page data; empty when loaded without pages.
     var pages: PageBuffer
+    /// Where the pages member's data starts in the bundle file (when read from a file).
+    var pagesFileOffset: Int?
   }
 
   /// Reads `source` to its end (checksums are verified there) and validates the model.
-  /// Without `keepPages` the page data is checked and dropped (for inspect).
+  /// Without `keepPages` the page data is checked and dropped: inspect needs none, and a
+  /// restore from a file lets the new task read its pages from the file itself.
   init(source: any ByteSource, keepPages: Bool = true, log: (String) -> Void) throws {
     let started = monotonicNowSeconds()
     let reader: BundleReader
@@ -32,11 +35,13 @@ final class LoadedBundle {
     manifest = reader.manifest
     var json: [String: [UInt8]] = [:]
     var pages: [String: PageBuffer] = [:]
+    var offsets: [String: Int] = [:]
     do {
       while let member = try reader.nextMember() {
         if member.name.hasSuffix(".json") {
           json[member.name] = try reader.readAll()
         } else if member.name.hasSuffix("/pages.img") && !keepPages {
+          offsets[member.name] = reader.dataOffset
           pages[member.name] = try PageBuffer(size: 0, claimed: member.size)
         } else if member.name.hasSuffix("/pages.img") {
           let buffer = try PageBuffer(size: member.size)
@@ -74,7 +79,8 @@ final class LoadedBundle {
       guard let buffer = pages[entry.pagesMember] else { throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)") }
       let task = LoadedTask(
         entry: entry, core: try decode(TaskCore.self, entry.coreMember), memory: try decode(MemoryImage.self, entry.mmMember),
-        files: try decode(FileTableImage.self, entry.filesMember), pages: buffer)
+        files: try decode(FileTableImage.self, entry.filesMember), pages: buffer,
+        pagesFileOffset: offsets[entry.pagesMember])
       try Self.validate(task)
       loaded.append(task)
     }

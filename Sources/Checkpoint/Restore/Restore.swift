@@ -82,7 +82,11 @@ public struct Restore {
         throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
       }
       defer { close(fd) }
-      return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), log: log)
+      var st = stat()
+      // A regular file is verified in one pass and read again by the task itself; anything
+      // else (a FIFO, a device) can be read only once: its pages are kept in memory.
+      let regular = fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
+      return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), keepPages: !regular, log: log)
     }
   }
 
@@ -150,7 +154,13 @@ public struct Restore {
     let injector = try Injector(tracee: tracee)
     try TaskRestore.resetInherited(injector)
     try injector.mapRegion(avoiding: task.memory.vmas)
-    try MemoryRestore(image: task.memory, pages: task.pages, injector: injector, log: log).run()
+    let pages: MemoryRestore.PageSource
+    if case .file(let path) = input, let offset = task.pagesFileOffset {
+      pages = .file(path: try absolutePath(path), offset: UInt64(offset))
+    } else {
+      pages = .buffer(task.pages)
+    }
+    try MemoryRestore(image: task.memory, pages: pages, injector: injector, log: log).run()
     try FileRestore(image: task.files, injector: injector, log: log).run()
     let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, log: log)
     try restore.restoreState()
@@ -158,6 +168,15 @@ public struct Restore {
     log(
       "task \(child): reshaped with \(injector.remote.count + 1) remote syscalls in "
         + "\(Int((monotonicNowSeconds() - started) * 1000)) ms")
+  }
+
+  /// The bundle's absolute path, as the new task (in a copy of our mount namespace) opens it.
+  func absolutePath(_ path: String) throws -> String {
+    guard let resolved = realpath(path, nil) else {
+      throw CKError(.failed, "cannot resolve the bundle path \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { free(resolved) }
+    return String(cString: resolved)
   }
 
   /// Freeze the target cgroup, detach, thaw: every task resumes at once.
