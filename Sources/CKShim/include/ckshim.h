@@ -121,6 +121,9 @@ int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
 // test's children must not inherit the runner's pipes or sockets. Returns the pid or -errno.
 pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd);
 
+// fallocate(2), a _GNU_SOURCE declaration.
+int ck_fallocate(int fd, int mode, int64_t offset, int64_t length);
+
 // prctl(2), variadic in C.
 int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
 enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
