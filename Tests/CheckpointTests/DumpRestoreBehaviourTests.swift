@@ -128,6 +128,71 @@ struct DumpRestoreBehaviourTests {
     #expect(text.stdout.contains("23: ") && text.stdout.contains("(same file as fd 21)"))
   }
 
+  @Test func leaveFrozenKeepsItFrozenAndUntraced() throws {
+    let container = try FixtureContainer("counter")
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = container.dump(["--leave-frozen"])
+    try #require(dump.status == 0, "\(dump.output)")
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 1"))
+    let pid = try #require(container.cgroup.allPids().first)
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    #expect(status.contains("TracerPid:\t0"))
+    let counted = countLines(container.log)
+    usleep(300_000)
+    #expect(countLines(container.log) == counted)
+    #expect(run([TestPaths.ckcont, "thaw", container.cgroup.path]).status == 0)
+    usleep(300_000)
+    #expect(countLines(container.log) > counted)
+  }
+
+  /// SIGTERM in the middle of a dump: ckcont cleans up and exits non-zero; the container runs
+  /// on, untraced and thawed, and no bundle (not even a partial one) is left.
+  @Test func interruptedDumpLeavesTheContainerRunning() throws {
+    let container = try FixtureContainer("bigmem", ["1024"])
+    defer { container.destroy() }
+    try container.waitReady(timeout: 60)
+    let pids = container.cgroup.allPids()
+    let dump = try BackgroundProcess([TestPaths.ckcont, "dump", container.cgroup.path, "-o", container.bundlePath])
+    defer { dump.stop() }
+    usleep(150_000)
+    kill(dump.pid, SIGTERM)
+    let status = dump.waitUntilExit()
+    #expect(status == 1, "\(dump.log)")
+    #expect(dump.log.contains("interrupted by signal 15"), "\(dump.log)")
+    #expect(container.cgroup.allPids() == pids)
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    let proc = try String(contentsOfFile: "/proc/\(pids[0])/status", encoding: .utf8)
+    #expect(proc.contains("TracerPid:\t0"))
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())
+      .filter { $0.hasPrefix((container.bundlePath as NSString).lastPathComponent) }
+    #expect(leftovers.isEmpty, "\(leftovers)")
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS bigmem", in: container, timeout: 20)
+  }
+
+  /// A restore that fails half-way (a mapped file vanished since the dump) kills the task it
+  /// made and removes the cgroup it created; the bundle stays as it was.
+  @Test func failedRestoreRemovesWhatItCreated() throws {
+    let directory = NSTemporaryDirectory() + "ckcont-maps-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let container = try FixtureContainer("mappings", [directory])
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = container.dump()
+    try #require(dump.status == 0, "\(dump.output)")
+    try container.waitEmpty()
+    try FileManager.default.removeItem(atPath: directory)
+    let before = try Data(contentsOf: URL(fileURLWithPath: container.bundlePath))
+    let target = "/sys/fs/cgroup/unified/ckcont-test-restore-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let restore = try container.restore(["--cgroup", target])
+    #expect(restore.status == 1, "\(restore.output)")
+    #expect(restore.stderr.contains("to map it"), "\(restore.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: target))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: container.bundlePath)) == before)
+  }
+
   func waitForLine(_ prefix: String, in container: FixtureContainer, timeout: Double) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while !container.log.split(separator: "\n").contains(where: { $0.hasPrefix(prefix) }) {

@@ -19,6 +19,7 @@ struct PageReader {
     var done = 0
     func flush() throws {
       guard pendingBytes > 0 else { return }
+      try Interruption.check()
       let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<pendingBytes])
       do {
         try ProcessMemory.read(pid: pid, ranges: pending, into: slice)
