@@ -22,7 +22,9 @@ pid_t ck_spawn_idle_child(void) {
   return pid;
 }
 
-long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
+// clone3 with CLONE_INTO_CGROUP when cgroup_fd >= 0 and set_tid when set_tid_size > 0.
+// Returns like the raw system call: 0 in the child.
+static long clone3_into(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
   struct clone_args args;
   memset(&args, 0, sizeof args);
   args.flags = flags;
@@ -35,25 +37,17 @@ long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, s
     args.set_tid = (uint64_t)(uintptr_t)set_tid;
     args.set_tid_size = set_tid_size;
   }
-  long pid = syscall(SYS_clone3, &args, sizeof args);
+  return syscall(SYS_clone3, &args, sizeof args);
+}
+
+long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
+  long pid = clone3_into(flags, cgroup_fd, set_tid, set_tid_size);
   if (pid == 0) syscall(SYS_exit_group, 0);
   return pid < 0 ? -errno : pid;
 }
 
 long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
-  struct clone_args args;
-  memset(&args, 0, sizeof args);
-  args.flags = flags;
-  args.exit_signal = SIGCHLD;
-  if (cgroup_fd >= 0) {
-    args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = (uint64_t)cgroup_fd;
-  }
-  if (set_tid_size > 0) {
-    args.set_tid = (uint64_t)(uintptr_t)set_tid;
-    args.set_tid_size = set_tid_size;
-  }
-  long pid = syscall(SYS_clone3, &args, sizeof args);
+  long pid = clone3_into(flags, cgroup_fd, set_tid, set_tid_size);
   if (pid == 0) {
     syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
     syscall(SYS_kill, syscall(SYS_getpid), SIGSTOP);
