@@ -10,6 +10,13 @@ public enum SyscallRestart {
   static let eRestartRestartBlock: Int64 = -516
   static let timerAbstime: UInt64 = 1
 
+  /// Whether the task resumes by issuing its interrupted system call again.
+  public static func reissues(_ dumped: GeneralRegisters) -> Bool {
+    let result = Int64(bitPattern: dumped.rax)
+    return Int64(bitPattern: dumped.origRax) >= 0
+      && [eRestartSys, eRestartNoIntr, eRestartNoHand, eRestartRestartBlock].contains(result)
+  }
+
   /// The registers to resume with. Restartable calls run again (rip back over the 2-byte
   /// `syscall`, rax = the call number). ERESTART_RESTARTBLOCK cannot use restart_syscall in
   /// a restored task (it has no restart block), so the original call is issued again —

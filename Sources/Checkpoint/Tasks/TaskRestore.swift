@@ -195,8 +195,22 @@ struct TaskRestore {
         throw CKError(.failed, "task \(entry.pid): unmapping the injection region stopped at \(phase): \(status)")
       }
     }
-    try tracee.setRegisters(SyscallRestart.resumeRegisters(main.registers).raw)
+    let resume = SyscallRestart.resumeRegisters(main.registers)
+    try tracee.setRegisters(resume.raw)
     try tracee.setExtendedState(Array(main.xstate))
+    if SyscallRestart.reissues(main.registers) {
+      // Enter the reissued call before any signal can arrive: a signal handled first would
+      // run its handler and then block in the call (a pause() that never returns), where the
+      // kernel's own restart would have returned EINTR. Signals stay blocked up to the
+      // syscall-entry stop; the task's own mask applies from there.
+      try tracee.resumeToSyscall()
+      let status = try tracee.wait()
+      guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80,
+        try tracee.registers().orig_rax == resume.rax
+      else {
+        throw CKError(.failed, "task \(entry.pid): reissuing system call \(resume.rax) stopped at \(status)")
+      }
+    }
     try tracee.setSignalMask(main.blockedSignals)
   }
 }

@@ -1,0 +1,55 @@
+import Bundle
+import Testing
+
+@testable import Checkpoint
+
+/// How interrupted system calls resume: a pure function of the dumped registers.
+struct SyscallRestartTests {
+  func registers(rax: Int64, origRax: Int64, rip: UInt64 = 0x1002, rdi: UInt64 = 0, rsi: UInt64 = 0, rdx: UInt64 = 0, r10: UInt64 = 0)
+    -> GeneralRegisters
+  {
+    GeneralRegisters(
+      r15: 15, r14: 14, r13: 13, r12: 12, rbp: 0xbb, rbx: 0xb, r11: 0, r10: r10, r9: 0, r8: 0, rax: UInt64(bitPattern: rax),
+      rcx: 0, rdx: rdx, rsi: rsi, rdi: rdi, origRax: UInt64(bitPattern: origRax), rip: rip, cs: 0x33, eflags: 0x246,
+      rsp: 0x7ffe0000, ss: 0x2b, fsBase: 0, gsBase: 0, ds: 0, es: 0, fs: 0, gs: 0)
+  }
+
+  @Test(arguments: [-512, -513, -514])
+  func restartableCallsRunAgain(code: Int64) {
+    let dumped = registers(rax: code, origRax: 0 /* read */, rdi: 3)
+    let resumed = SyscallRestart.resumeRegisters(dumped)
+    #expect(resumed.rax == 0 && resumed.rip == 0x1000 && resumed.origRax == UInt64.max)
+    #expect(resumed.rdi == 3 && resumed.rbx == 0xb && resumed.r15 == 15)
+    #expect(SyscallRestart.reissues(dumped))
+  }
+
+  @Test func nanosleepContinuesWithTheRemainingTime() {
+    let dumped = registers(rax: -516, origRax: 35, rdi: 0x100, rsi: 0x200)
+    let resumed = SyscallRestart.resumeRegisters(dumped)
+    #expect(resumed.rax == 35 && resumed.rip == 0x1000 && resumed.rdi == 0x200 && resumed.rsi == 0x200)
+  }
+
+  @Test func relativeClockNanosleepContinuesWithTheRemainingTime() {
+    let dumped = registers(rax: -516, origRax: 230, rdi: 1, rsi: 0, rdx: 0x100, r10: 0x200)
+    #expect(SyscallRestart.resumeRegisters(dumped).rdx == 0x200)
+    let absolute = registers(rax: -516, origRax: 230, rdi: 0, rsi: 1 /* TIMER_ABSTIME */, rdx: 0x100, r10: 0x200)
+    #expect(SyscallRestart.resumeRegisters(absolute).rdx == 0x100)
+  }
+
+  @Test func nanosleepWithoutRemIsReissuedAsIs() {
+    let dumped = registers(rax: -516, origRax: 35, rdi: 0x100, rsi: 0)
+    let resumed = SyscallRestart.resumeRegisters(dumped)
+    #expect(resumed.rax == 35 && resumed.rdi == 0x100 && resumed.rip == 0x1000)
+  }
+
+  @Test func finishedCallsAndUserCodeResumeUnchanged() {
+    let finished = registers(rax: 5, origRax: 0)
+    #expect(SyscallRestart.resumeRegisters(finished).rax == 5)
+    #expect(SyscallRestart.resumeRegisters(finished).rip == 0x1002)
+    #expect(!SyscallRestart.reissues(finished))
+    let eintr = registers(rax: -4, origRax: 7)
+    #expect(SyscallRestart.resumeRegisters(eintr).rax == UInt64(bitPattern: -4))
+    let user = registers(rax: 42, origRax: -1)
+    #expect(SyscallRestart.resumeRegisters(user).rip == 0x1002 && !SyscallRestart.reissues(user))
+  }
+}
