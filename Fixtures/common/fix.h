@@ -1,5 +1,5 @@
-/* fix.h: helpers shared by the ckcont fixture programs. Every Fixtures/<name>/ holds an
- * identical copy, because Scripts/build-fixtures compiles each directory on its own.
+/* fix.h: helpers shared by the ckcont fixture programs (Scripts/build-fixtures puts
+ * Fixtures/common on every fixture's include path).
  *
  * Protocol (DESIGN.md section 5): set up the state, print the line "ready", wait for SIGTERM
  * (the process is frozen, dumped, killed and restored in between), verify, then print

@@ -22,7 +22,53 @@ final class Injector {
     mem = try MemFile(pid: tracee.tid)
   }
 
+  /// An injector for another thread of the same process: it shares the injection region.
+  init(thread: Tracee, sharingRegionOf main: Injector) throws {
+    tracee = thread
+    region = main.region
+    remote = try RemoteSyscall(tracee: thread, gadget: .breakpoint(address: main.region))
+    mem = try MemFile(pid: thread.tid)
+  }
+
   var pid: Int32 { tracee.tid }
+
+  /// Creates a thread of this process with tid `tid` in its pid namespace (clone3 with
+  /// set_tid, from inside). It starts traced and stopped (PTRACE_O_TRACECLONE), registers
+  /// still those of this thread; returns it as this pid namespace sees it.
+  func cloneThread(tid: Int32) throws -> Tracee {
+    resetData()
+    let setTid = try put(words: [UInt64(UInt32(bitPattern: tid))])
+    // CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM; exit_signal 0; the stack is set with the
+    // thread's registers later.
+    let args = try put(words: [0x50f00, 0, 0, 0, 0, 0, 0, 0, setTid, 1, 0])
+    var regs = remote.saved
+    regs.rax = UInt64(SyscallNumber.clone3)
+    regs.orig_rax = UInt64.max
+    regs.rdi = args
+    regs.rsi = 88
+    regs.rip = region
+    try tracee.setRegisters(regs)
+    try tracee.resume()
+    let event = try tracee.wait()
+    guard case .stopped(_, let kind) = event, kind == CK_PTRACE_EVENT_CLONE else {
+      throw CKError(.failed, "task \(pid): creating thread \(tid) stopped at \(event)")
+    }
+    let thread = Tracee(tid: Int32(try tracee.eventMessage()))
+    let first = try thread.wait()
+    guard case .stopped = first else { throw CKError(.failed, "new thread \(thread.tid) of \(pid): \(first)") }
+    try tracee.resume()
+    let done = try tracee.wait()
+    guard case .stopped(let signal, _) = done, signal == SIGTRAP else {
+      throw CKError(.failed, "task \(pid): clone3 of thread \(tid) did not return: \(done)")
+    }
+    let result = Int64(bitPattern: try tracee.registers().rax)
+    guard result == Int64(tid) else {
+      throw CKError(
+        .failed, "task \(pid): could not create thread \(tid): \(result < 0 ? String(cString: strerror(Int32(-result))) : "got \(result)")",
+        hint: result == -Int64(EEXIST) ? "the tid is taken" : nil)
+    }
+    return thread
+  }
 
   /// Runs a syscall; a negative result becomes an error naming `what`.
   @discardableResult

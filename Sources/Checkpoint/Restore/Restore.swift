@@ -44,9 +44,6 @@ public struct Restore {
         .badInput, "the bundle holds \(bundle.tasks.count) processes; this ckcont restores single-process containers",
         hint: "process trees arrive with the process-tree work")
     }
-    guard task.core.threads.count == 1 else {
-      throw CKError(.badInput, "process \(task.entry.pid) has \(task.core.threads.count) threads; this ckcont restores single-threaded ones")
-    }
     guard !bundle.tree.namespaces.user else {
       throw CKError(.badInput, "the container has its own user namespace, which this ckcont cannot restore yet")
     }
@@ -56,9 +53,9 @@ public struct Restore {
     do {
       child = try createTask(task, namespaces: bundle.tree.namespaces, cgroup: target)
       try Interruption.check()
-      try reshape(child: child, task: task)
+      let threads = try reshape(child: child, task: task)
       try Interruption.check()
-      try release(child: child, cgroup: target.cgroup)
+      try release(threads, cgroup: target.cgroup)
     } catch {
       if child > 0 {
         kill(child, SIGKILL)
@@ -141,13 +138,13 @@ public struct Restore {
     if cgroup.cgroup.version == .v1 {
       try PseudoFile.write(cgroup.cgroup.file("cgroup.procs"), "\(pid)")
     }
-    try Tracee(tid: pid).setOptions(Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD))
+    try Tracee(tid: pid).setOptions(Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE))
     log("created task \(pid) (pid \(pids[0]) in its namespace) in \(cgroup.cgroup.path)")
     return pid
   }
 
   /// Turns the fresh copy of ckcont into the dumped process.
-  func reshape(child: Int32, task: LoadedBundle.LoadedTask) throws {
+  func reshape(child: Int32, task: LoadedBundle.LoadedTask) throws -> [Tracee] {
     let started = monotonicNowSeconds()
     let tracee = Tracee(tid: child)
     try tracee.setSignalMask(~0)
@@ -163,11 +160,12 @@ public struct Restore {
     try MemoryRestore(image: task.memory, pages: pages, injector: injector, log: log).run()
     try FileRestore(image: task.files, injector: injector, log: log).run()
     let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, log: log)
-    try restore.restoreState()
+    let threads = try restore.restoreState()
     try restore.finish()
     log(
       "task \(child): reshaped with \(injector.remote.count + 1) remote syscalls in "
         + "\(Int((monotonicNowSeconds() - started) * 1000)) ms")
+    return threads
   }
 
   /// The bundle's absolute path, as the new task (in a copy of our mount namespace) opens it.
@@ -180,9 +178,9 @@ public struct Restore {
   }
 
   /// Freeze the target cgroup, detach, thaw: every task resumes at once.
-  func release(child: Int32, cgroup: Cgroup) throws {
+  func release(_ threads: [Tracee], cgroup: Cgroup) throws {
     _ = try Freezer.freeze(cgroup, timeout: 5)
-    try Tracee(tid: child).detach()
+    for thread in threads { try thread.detach() }
     try Freezer.thaw(cgroup)
   }
 }

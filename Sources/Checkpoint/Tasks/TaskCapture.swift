@@ -8,7 +8,13 @@ import Linux
 /// /proc, ptrace, and remote system calls run inside the (stopped) process itself.
 struct TaskCapture {
   let pid: Int32
+  /// The thread ids, the main thread (tid == pid) first: restore creates the others from it.
   let threads: [Int32]
+
+  init(pid: Int32, threads: [Int32]) {
+    self.pid = pid
+    self.threads = [pid] + threads.filter { $0 != pid }
+  }
 
   /// The process's place in the tree, with ids as its own pid namespace sees them.
   func entry(cgroup: String) throws -> TaskEntryImage {
@@ -93,14 +99,16 @@ struct TaskCapture {
     let rseqConfig = try tracee.rseqConfiguration()
     var altStack: AltStack?
     var clearTid: UInt64 = 0
-    if tid == pid {
+    do {
       // sigaltstack and the clear_child_tid address are per thread and only reachable from
-      // inside: asked of the main thread here (other threads arrive with the threads issue).
-      try inject.remote.checked("sigaltstack", SyscallNumber.sigaltstack, 0, inject.scratch)
-      let words = try inject.readWords(3)
+      // inside the thread itself.
+      let own = tid == pid ? inject : try RemoteSession(tracee: tracee)
+      defer { if tid != pid { own.finish() } }
+      try own.remote.checked("sigaltstack", SyscallNumber.sigaltstack, 0, own.scratch)
+      let words = try own.readWords(3)
       altStack = AltStack(base: words[0], flags: Int32(truncatingIfNeeded: words[1]), size: words[2])
-      try inject.remote.checked("PR_GET_TID_ADDRESS", SyscallNumber.prctl, 40, inject.scratch)
-      clearTid = try inject.readWords(1)[0]
+      try own.remote.checked("PR_GET_TID_ADDRESS", SyscallNumber.prctl, 40, own.scratch)
+      clearTid = try own.readWords(1)[0]
     }
     return ThreadCore(
       tid: status.nsPid.last ?? tid, registers: GeneralRegisters(regs), xstate: Data(xstate),

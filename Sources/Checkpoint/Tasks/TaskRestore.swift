@@ -25,20 +25,13 @@ struct TaskRestore {
     try injector.call("close_range", SyscallNumber.closeRange, 0, UInt64(UInt32.max), 0)
   }
 
-  func restoreState() throws {
-    guard let main = core.threads.first else { return }
+  /// Everything of the process, its threads included: process-wide state from the main
+  /// thread, then each further thread created with its tid and given its own state, queued
+  /// signals, credentials (per thread in Linux), and the final registers of the threads.
+  /// The main thread's final registers come with ``finish()``. Returns every thread.
+  func restoreState() throws -> [Tracee] {
+    guard let main = core.threads.first else { return [injector.tracee] }
     try restoreSignalActions()
-    if let rseq = main.rseq {
-      try injector.call("rseq register", SyscallNumber.rseq, rseq.address, UInt64(rseq.size), 0, UInt64(rseq.signature))
-    }
-    if let stack = main.altStack, stack.flags & 2 == 0 /* SS_DISABLE */ {
-      injector.resetData()
-      // SS_ONSTACK is a state, not a flag one may set: only SS_AUTODISARM carries over.
-      let flags = UInt64(UInt32(bitPattern: stack.flags) & 0x8000_0000)
-      let address = try injector.put(words: [stack.base, flags, stack.size])
-      try injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
-    }
-    try injector.call("set_tid_address", SyscallNumber.setTidAddress, main.clearChildTid)
     injector.resetData()
     let name = try injector.put(string: String(core.comm.prefix(15)))
     try injector.call("PR_SET_NAME", SyscallNumber.prctl, 15, name)
@@ -68,8 +61,37 @@ struct TaskRestore {
     injector.resetData()
     let cwd = try injector.put(string: core.cwd)
     try injector.call("chdir \(core.cwd)", SyscallNumber.chdir, cwd)
+    try restoreThreadState(main, in: injector)
+
+    var threads: [(core: ThreadCore, injector: Injector)] = [(main, injector)]
+    for (index, thread) in core.threads.enumerated().dropFirst() {
+      let tracee = try injector.cloneThread(tid: entry.threads[index])
+      let own = try Injector(thread: tracee, sharingRegionOf: injector)
+      try restoreThreadState(thread, in: own)
+      threads.append((thread, own))
+    }
     try queueSignals()
-    try restoreCredentials()
+    for (_, own) in threads { try restoreCredentials(in: own) }
+    for (thread, own) in threads.dropFirst() {
+      try setFinalState(thread, of: own.tracee)
+    }
+    if threads.count > 1 { log("task \(entry.pid): \(threads.count - 1) more threads restored") }
+    return threads.map(\.injector.tracee)
+  }
+
+  /// What each thread has of its own: rseq, alternate signal stack, clear_child_tid.
+  private func restoreThreadState(_ thread: ThreadCore, in own: Injector) throws {
+    if let rseq = thread.rseq {
+      try own.call("rseq register", SyscallNumber.rseq, rseq.address, UInt64(rseq.size), 0, UInt64(rseq.signature))
+    }
+    if let stack = thread.altStack, stack.flags & 2 == 0 /* SS_DISABLE */ {
+      own.resetData()
+      // SS_ONSTACK is a state, not a flag one may set: only SS_AUTODISARM carries over.
+      let flags = UInt64(UInt32(bitPattern: stack.flags) & 0x8000_0000)
+      let address = try own.put(words: [stack.base, flags, stack.size])
+      try own.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
+    }
+    try own.call("set_tid_address", SyscallNumber.setTidAddress, thread.clearChildTid)
   }
 
   /// Every signal gets its dumped action, or the default: the task inherited ckcont's.
@@ -132,7 +154,7 @@ struct TaskRestore {
 
   /// Groups, ids, capabilities, securebits, no_new_privs — last, since they may take away
   /// the privileges the steps before needed. Root with every capability needs nothing.
-  private func restoreCredentials() throws {
+  private func restoreCredentials(in injector: Injector) throws {
     let creds = core.credentials
     let allRoot = creds.uids.allSatisfy { $0 == 0 } && creds.gids.allSatisfy { $0 == 0 }
     let status = try ProcStatus.read(pid: injector.pid)
@@ -176,8 +198,8 @@ struct TaskRestore {
     }
   }
 
-  /// The last remote call unmaps the injection region; at its syscall-exit stop the task
-  /// gets its own registers, xstate and signal mask, and resumes at its own rip.
+  /// The last remote call unmaps the injection region; at its syscall-exit stop the main
+  /// thread gets its own registers, xstate and signal mask, and resumes at its own rip.
   func finish() throws {
     guard let main = core.threads.first else { return }
     var regs = injector.remote.saved
@@ -195,22 +217,27 @@ struct TaskRestore {
         throw CKError(.failed, "task \(entry.pid): unmapping the injection region stopped at \(phase): \(status)")
       }
     }
-    let resume = SyscallRestart.resumeRegisters(main.registers)
+    try setFinalState(main, of: tracee)
+  }
+
+  /// Registers, xstate and signal mask of a stopped thread, which then resumes where it was.
+  private func setFinalState(_ thread: ThreadCore, of tracee: Tracee) throws {
+    let resume = SyscallRestart.resumeRegisters(thread.registers)
     try tracee.setRegisters(resume.raw)
-    try tracee.setExtendedState(Array(main.xstate))
-    if SyscallRestart.reissues(main.registers) {
+    try tracee.setExtendedState(Array(thread.xstate))
+    if SyscallRestart.reissues(thread.registers) {
       // Enter the reissued call before any signal can arrive: a signal handled first would
       // run its handler and then block in the call (a pause() that never returns), where the
       // kernel's own restart would have returned EINTR. Signals stay blocked up to the
-      // syscall-entry stop; the task's own mask applies from there.
+      // syscall-entry stop; the thread's own mask applies from there.
       try tracee.resumeToSyscall()
       let status = try tracee.wait()
       guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80,
         try tracee.registers().orig_rax == resume.rax
       else {
-        throw CKError(.failed, "task \(entry.pid): reissuing system call \(resume.rax) stopped at \(status)")
+        throw CKError(.failed, "thread \(thread.tid) of \(entry.pid): reissuing system call \(resume.rax) stopped at \(status)")
       }
     }
-    try tracee.setSignalMask(main.blockedSignals)
+    try tracee.setSignalMask(thread.blockedSignals)
   }
 }
