@@ -119,6 +119,18 @@ public struct Dump {
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
+    var pipeOwners: [UInt64: Int32] = [:]
+    for task in tasks {
+      for pipe in task.files.pipes {
+        if let other = pipeOwners[pipe.inode], other != task.entry.pid {
+          throw CKError(
+            .failed,
+            "pipe:[\(pipe.inode)] is shared by processes \(other) and \(task.entry.pid), which ckcont cannot checkpoint yet",
+            hint: "pipes between processes come with the shared-files work")
+        }
+        pipeOwners[pipe.inode] = task.entry.pid
+      }
+    }
     let namespaces = try namespaceSet(of: root.hostPid)
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0

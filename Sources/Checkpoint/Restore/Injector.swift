@@ -36,11 +36,24 @@ final class Injector {
   /// set_tid, from inside). It starts traced and stopped (PTRACE_O_TRACECLONE), registers
   /// still those of this thread; returns it as this pid namespace sees it.
   func cloneThread(tid: Int32) throws -> Tracee {
-    resetData()
-    let setTid = try put(words: [UInt64(UInt32(bitPattern: tid))])
     // CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM; exit_signal 0; the stack is set with the
     // thread's registers later.
-    let args = try put(words: [0x50f00, 0, 0, 0, 0, 0, 0, 0, setTid, 1, 0])
+    try spawn(id: tid, flags: 0x50f00, exitSignal: 0, event: Int32(CK_PTRACE_EVENT_CLONE), what: "thread")
+  }
+
+  /// Forks a child process with pid `pid` in its pid namespace, from inside this task. It
+  /// starts traced and stopped (PTRACE_O_TRACEFORK) as a copy of this task, injection
+  /// region included.
+  func forkChild(pid: Int32) throws -> Tracee {
+    try spawn(id: pid, flags: 0, exitSignal: UInt64(SIGCHLD), event: Int32(CK_PTRACE_EVENT_FORK), what: "process")
+  }
+
+  private func spawn(id: Int32, flags: UInt64, exitSignal: UInt64, event expected: Int32, what: String) throws -> Tracee {
+    resetData()
+    let setTid = try put(words: [UInt64(UInt32(bitPattern: id))])
+    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
+    // tls, set_tid, set_tid_size, cgroup.
+    let args = try put(words: [flags, 0, 0, 0, exitSignal, 0, 0, 0, setTid, 1, 0])
     var regs = remote.saved
     regs.rax = UInt64(SyscallNumber.clone3)
     regs.orig_rax = UInt64.max
@@ -50,24 +63,25 @@ final class Injector {
     try tracee.setRegisters(regs)
     try tracee.resume()
     let event = try tracee.wait()
-    guard case .stopped(_, let kind) = event, kind == CK_PTRACE_EVENT_CLONE else {
-      throw CKError(.failed, "task \(pid): creating thread \(tid) stopped at \(event)")
+    guard case .stopped(_, let kind) = event, kind == expected else {
+      throw CKError(.failed, "task \(pid): creating \(what) \(id) stopped at \(event)")
     }
-    let thread = Tracee(tid: Int32(try tracee.eventMessage()))
-    let first = try thread.wait()
-    guard case .stopped = first else { throw CKError(.failed, "new thread \(thread.tid) of \(pid): \(first)") }
+    let created = Tracee(tid: Int32(try tracee.eventMessage()))
+    let first = try created.wait()
+    guard case .stopped = first else { throw CKError(.failed, "new \(what) \(created.tid) of \(pid): \(first)") }
     try tracee.resume()
     let done = try tracee.wait()
     guard case .stopped(let signal, _) = done, signal == SIGTRAP else {
-      throw CKError(.failed, "task \(pid): clone3 of thread \(tid) did not return: \(done)")
+      throw CKError(.failed, "task \(pid): clone3 of \(what) \(id) did not return: \(done)")
     }
     let result = Int64(bitPattern: try tracee.registers().rax)
-    guard result == Int64(tid) else {
+    guard result == Int64(id) else {
       throw CKError(
-        .failed, "task \(pid): could not create thread \(tid): \(result < 0 ? String(cString: strerror(Int32(-result))) : "got \(result)")",
-        hint: result == -Int64(EEXIST) ? "the tid is taken" : nil)
+        .failed,
+        "task \(pid): could not create \(what) \(id): \(result < 0 ? String(cString: strerror(Int32(-result))) : "got \(result)")",
+        hint: result == -Int64(EEXIST) ? "the id is taken" : nil)
     }
-    return thread
+    return created
   }
 
   /// Runs a syscall; a negative result becomes an error naming `what`.

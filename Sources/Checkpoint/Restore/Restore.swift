@@ -39,34 +39,99 @@ public struct Restore {
     try Interruption.check()
     let bundle = try load()
     try checkCPU(bundle.manifest)
-    guard bundle.tasks.count == 1, let task = bundle.tasks.first else {
-      throw CKError(
-        .badInput, "the bundle holds \(bundle.tasks.count) processes; this ckcont restores single-process containers",
-        hint: "process trees arrive with the process-tree work")
-    }
+    let order = try creationOrder(bundle)
     guard !bundle.tree.namespaces.user else {
       throw CKError(.badInput, "the container has its own user namespace, which this ckcont cannot restore yet")
     }
+    if let nested = order.first(where: { $0.entry.cgroup != "." }) {
+      throw CKError(
+        .badInput, "process \(nested.entry.pid) lived in the nested cgroup \(nested.entry.cgroup), which this ckcont cannot restore yet")
+    }
     try Interruption.check()
     let target = try TargetCgroup(path: cgroupPath ?? bundle.tree.cgroup, version: bundle.tree.cgroupVersion)
-    var child: Int32 = 0
+    var created: [Int32] = []
     do {
-      child = try createTask(task, namespaces: bundle.tree.namespaces, cgroup: target)
+      let root = try createTask(order[0], namespaces: bundle.tree.namespaces, cgroup: target)
+      created.append(root)
+      let rootTracee = Tracee(tid: root)
+      try rootTracee.setSignalMask(~0)
+      let rootInjector = try Injector(tracee: rootTracee)
+      try TaskRestore.resetInherited(rootInjector)
+      try rootInjector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
+      // Every process is forked, with its pid, from its parent while all of them are still
+      // blank copies: a process that led a session starts it before it forks its children.
+      var injectors: [Int32: Injector] = [order[0].entry.pid: rootInjector]
+      try startSession(order[0], rootInjector)
+      for task in order.dropFirst() {
+        guard let parent = injectors[task.entry.ppid] else {
+          throw CKError(.badInput, "process \(task.entry.pid) has no parent \(task.entry.ppid) in the bundle")
+        }
+        let child = try parent.forkChild(pid: task.entry.pid)
+        created.append(child.tid)
+        let injector = try Injector(thread: child, sharingRegionOf: parent)
+        injectors[task.entry.pid] = injector
+        try startSession(task, injector)
+      }
+      try joinProcessGroups(order, injectors)
       try Interruption.check()
-      let threads = try reshape(child: child, task: task)
-      try Interruption.check()
+      var threads: [Tracee] = []
+      for task in order {
+        guard let injector = injectors[task.entry.pid] else { continue }
+        threads += try reshape(task: task, injector: injector)
+        try Interruption.check()
+      }
       try release(threads, cgroup: target.cgroup)
+      return RestoreReport(
+        rootPid: root, processes: order.count, cgroup: target.cgroup.path, seconds: monotonicNowSeconds() - started)
     } catch {
-      if child > 0 {
-        kill(child, SIGKILL)
+      for pid in created.reversed() { kill(pid, SIGKILL) }
+      if let root = created.first {
         var status: Int32 = 0
-        waitpid(child, &status, Int32(CK_WALL))
+        waitpid(root, &status, Int32(CK_WALL))
       }
       target.removeIfCreated()
       log("restore failed; removed what it created")
       throw error
     }
-    return RestoreReport(rootPid: child, processes: 1, cgroup: target.cgroup.path, seconds: monotonicNowSeconds() - started)
+  }
+
+  /// The processes, each after its parent (breadth first from the one root).
+  func creationOrder(_ bundle: LoadedBundle) throws -> [LoadedBundle.LoadedTask] {
+    let roots = bundle.tasks.filter { $0.entry.ppid == 0 }
+    guard roots.count == 1, let root = roots.first else {
+      throw CKError(
+        .badInput,
+        "the bundle holds \(roots.count) processes whose parent was outside the container; this ckcont restores one",
+        hint: "dump the cgroup that holds the container's init")
+    }
+    var children: [Int32: [LoadedBundle.LoadedTask]] = [:]
+    for task in bundle.tasks where task.entry.ppid != 0 { children[task.entry.ppid, default: []].append(task) }
+    var order = [root]
+    var index = 0
+    while index < order.count {
+      order += (children[order[index].entry.pid] ?? []).sorted { $0.entry.pid < $1.entry.pid }
+      index += 1
+    }
+    guard order.count == bundle.tasks.count else {
+      throw CKError(.badInput, "the bundle's process tree is broken: \(bundle.tasks.count - order.count) processes are unreachable")
+    }
+    return order
+  }
+
+  /// setsid() in a process that led its session, right after it was created.
+  func startSession(_ task: LoadedBundle.LoadedTask, _ injector: Injector) throws {
+    guard task.entry.sid == task.entry.pid else { return }
+    try injector.call("setsid for process \(task.entry.pid)", SyscallNumber.setsid)
+  }
+
+  /// setpgid() for every process in a group of the container: leaders first, then members.
+  func joinProcessGroups(_ order: [LoadedBundle.LoadedTask], _ injectors: [Int32: Injector]) throws {
+    let leadersFirst = order.filter { $0.entry.pgid == $0.entry.pid } + order.filter { $0.entry.pgid != $0.entry.pid }
+    for task in leadersFirst where task.entry.pgid != 0 && task.entry.sid != task.entry.pid {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      let group = task.entry.pgid == task.entry.pid ? 0 : UInt64(task.entry.pgid)
+      try injector.call("setpgid(\(task.entry.pgid)) for process \(task.entry.pid)", SyscallNumber.setpgid, 0, group)
+    }
   }
 
   func load() throws -> LoadedBundle {
@@ -138,19 +203,15 @@ public struct Restore {
     if cgroup.cgroup.version == .v1 {
       try PseudoFile.write(cgroup.cgroup.file("cgroup.procs"), "\(pid)")
     }
-    try Tracee(tid: pid).setOptions(Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE))
+    try Tracee(tid: pid).setOptions(
+      Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK))
     log("created task \(pid) (pid \(pids[0]) in its namespace) in \(cgroup.cgroup.path)")
     return pid
   }
 
-  /// Turns the fresh copy of ckcont into the dumped process.
-  func reshape(child: Int32, task: LoadedBundle.LoadedTask) throws -> [Tracee] {
+  /// Turns a blank copy of ckcont into the dumped process: memory, files, the rest, threads.
+  func reshape(task: LoadedBundle.LoadedTask, injector: Injector) throws -> [Tracee] {
     let started = monotonicNowSeconds()
-    let tracee = Tracee(tid: child)
-    try tracee.setSignalMask(~0)
-    let injector = try Injector(tracee: tracee)
-    try TaskRestore.resetInherited(injector)
-    try injector.mapRegion(avoiding: task.memory.vmas)
     let pages: MemoryRestore.PageSource
     if case .file(let path) = input, let offset = task.pagesFileOffset {
       pages = .file(path: try absolutePath(path), offset: UInt64(offset))
@@ -163,7 +224,7 @@ public struct Restore {
     let threads = try restore.restoreState()
     try restore.finish()
     log(
-      "task \(child): reshaped with \(injector.remote.count + 1) remote syscalls in "
+      "task \(injector.pid): reshaped with \(injector.remote.count + 1) remote syscalls in "
         + "\(Int((monotonicNowSeconds() - started) * 1000)) ms")
     return threads
   }
