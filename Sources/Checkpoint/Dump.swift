@@ -119,24 +119,53 @@ public struct Dump {
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
-    var pipeOwners: [UInt64: Int32] = [:]
-    for task in tasks {
-      for pipe in task.files.pipes {
-        if let other = pipeOwners[pipe.inode], other != task.entry.pid {
-          throw CKError(
-            .failed,
-            "pipe:[\(pipe.inode)] is shared by processes \(other) and \(task.entry.pid), which ckcont cannot checkpoint yet",
-            hint: "pipes between processes come with the shared-files work")
-        }
-        pipeOwners[pipe.inode] = task.entry.pid
-      }
-    }
+    markSharedDescriptions(&tasks)
     let namespaces = try namespaceSet(of: root.hostPid)
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0
     let tree = ProcessTree(
       tasks: tasks.map(\.entry), namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
     return Captured(tree: tree, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
+  }
+
+  /// Open file descriptions held by more than one process (inherited across fork) get one
+  /// container-wide id, found by kcmp(KCMP_FILE) among descriptors of the same file or pipe.
+  func markSharedDescriptions(_ tasks: inout [CapturedTask]) {
+    var seen: [String: [(task: Int, index: Int)]] = [:]
+    var nextID: UInt64 = 1
+    for taskIndex in tasks.indices {
+      for index in tasks[taskIndex].files.descriptors.indices {
+        let descriptor = tasks[taskIndex].files.descriptors[index]
+        guard descriptor.sharesWith == nil else { continue }
+        let key = descriptor.kind == .pipe ? "pipe:\(descriptor.pipe ?? 0)" : "path:\(descriptor.path ?? "")"
+        let earlier = seen[key, default: []].first { other in
+          other.task != taskIndex
+            && ck_kcmp_file(
+              tasks[other.task].hostPid, tasks[taskIndex].hostPid,
+              tasks[other.task].files.descriptors[other.index].fd, descriptor.fd) == 0
+        }
+        if let earlier {
+          var id = tasks[earlier.task].files.descriptors[earlier.index].sharedDescription
+          if id == nil {
+            id = nextID
+            nextID += 1
+            tasks[earlier.task].files.descriptors[earlier.index].sharedDescription = id
+          }
+          tasks[taskIndex].files.descriptors[index].sharedDescription = id
+        } else {
+          seen[key, default: []].append((taskIndex, index))
+        }
+      }
+    }
+    // dup()s of a shared descriptor share its id too.
+    for taskIndex in tasks.indices {
+      let byFd = Dictionary(uniqueKeysWithValues: tasks[taskIndex].files.descriptors.map { ($0.fd, $0.sharedDescription) })
+      for index in tasks[taskIndex].files.descriptors.indices {
+        if let twin = tasks[taskIndex].files.descriptors[index].sharesWith, let id = byFd[twin] ?? nil {
+          tasks[taskIndex].files.descriptors[index].sharedDescription = id
+        }
+      }
+    }
   }
 
   /// Which namespaces the container's root process does not share with ckcont.

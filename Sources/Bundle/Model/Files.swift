@@ -34,6 +34,9 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   /// A lower fd of the same process with the same open file description (from dup()):
   /// restored as a duplicate of it, sharing offset and flags.
   public var sharesWith: Int32?
+  /// A container-wide id of an open file description several processes hold (inherited
+  /// across fork): restored once and handed to the others, so they share offset and flags.
+  public var sharedDescription: UInt64?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,

@@ -74,10 +74,28 @@ public struct Restore {
       }
       try joinProcessGroups(order, injectors)
       try Interruption.check()
+      // Memory of all, then descriptors in two passes over all (shared ones must exist
+      // before anyone takes a copy), then the rest and the final registers of each.
+      for task in order {
+        guard let injector = injectors[task.entry.pid] else { continue }
+        try MemoryRestore(image: task.memory, pages: try pageSource(task), injector: injector, log: log).run()
+        try Interruption.check()
+      }
+      let shared = SharedDescriptions()
+      var prepared: [(FileRestore, FileRestore.Prepared)] = []
+      for task in order {
+        guard let injector = injectors[task.entry.pid] else { continue }
+        let files = FileRestore(image: task.files, injector: injector, pid: task.entry.pid, shared: shared, log: log)
+        prepared.append((files, try files.prepare()))
+      }
+      for (files, state) in prepared { try files.install(state) }
       var threads: [Tracee] = []
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
-        threads += try reshape(task: task, injector: injector)
+        let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, log: log)
+        threads += try restore.restoreState()
+        try restore.finish()
+        log("task \(injector.pid): restored with \(injector.remote.count + 1) remote syscalls")
         try Interruption.check()
       }
       try release(threads, cgroup: target.cgroup)
@@ -209,24 +227,12 @@ public struct Restore {
     return pid
   }
 
-  /// Turns a blank copy of ckcont into the dumped process: memory, files, the rest, threads.
-  func reshape(task: LoadedBundle.LoadedTask, injector: Injector) throws -> [Tracee] {
-    let started = monotonicNowSeconds()
-    let pages: MemoryRestore.PageSource
+  /// Where a task's pages come from: the bundle file (the task reads them itself) or memory.
+  func pageSource(_ task: LoadedBundle.LoadedTask) throws -> MemoryRestore.PageSource {
     if case .file(let path) = input, let offset = task.pagesFileOffset {
-      pages = .file(path: try absolutePath(path), offset: UInt64(offset))
-    } else {
-      pages = .buffer(task.pages)
+      return .file(path: try absolutePath(path), offset: UInt64(offset))
     }
-    try MemoryRestore(image: task.memory, pages: pages, injector: injector, log: log).run()
-    try FileRestore(image: task.files, injector: injector, log: log).run()
-    let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, log: log)
-    let threads = try restore.restoreState()
-    try restore.finish()
-    log(
-      "task \(injector.pid): reshaped with \(injector.remote.count + 1) remote syscalls in "
-        + "\(Int((monotonicNowSeconds() - started) * 1000)) ms")
-    return threads
+    return .buffer(task.pages)
   }
 
   /// The bundle's absolute path, as the new task (in a copy of our mount namespace) opens it.
