@@ -37,10 +37,13 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// pages member starting at `pagesOffset`.
   public var pages: [PageRun]
   public var pagesOffset: UInt64
+  /// For shared anonymous memory: the kernel object's inode. Mappings of the same object in
+  /// several processes (inherited across fork) are restored as one object.
+  public var sharedObject: UInt64?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
-    growsDown: Bool, pages: [PageRun], pagesOffset: UInt64
+    growsDown: Bool, pages: [PageRun], pagesOffset: UInt64, sharedObject: UInt64? = nil
   ) {
     self.start = start
     self.end = end
@@ -52,6 +55,7 @@ public struct VMAImage: Codable, Sendable, Equatable {
     self.growsDown = growsDown
     self.pages = pages
     self.pagesOffset = pagesOffset
+    self.sharedObject = sharedObject
   }
 
   public var size: UInt64 { end - start }

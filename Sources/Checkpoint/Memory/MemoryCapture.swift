@@ -44,7 +44,8 @@ struct MemoryCapture {
       images.append(
         VMAImage(
           start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
-          path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset))
+          path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset,
+          sharedObject: vma.kind == .sharedAnonymous ? vma.inode : nil))
       offset += pages.reduce(0) { $0 + $1.size }
     }
     let stat = try ProcStatExtended.read(pid: pid)

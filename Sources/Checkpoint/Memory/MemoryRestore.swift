@@ -6,6 +6,13 @@ import Linux
 /// Rebuilds a dumped address space inside a fresh task (DESIGN.md 3, "Restore a task"):
 /// unmap what it inherited from ckcont, move [vdso]/[vvar] to their dumped addresses, map
 /// every VMA at its exact address, write the saved pages, then PR_SET_MM_MAP.
+/// Shared anonymous memory objects already recreated: the first process to map one creates
+/// it, the others map the same object through /proc/<pid>/map_files of that process.
+final class SharedMemoryObjects {
+  /// inode at dump -> the creating task (pid as ckcont sees it) and its mapping.
+  var created: [UInt64: (hostPid: Int32, start: UInt64, end: UInt64)] = [:]
+}
+
 struct MemoryRestore {
   /// Where the page data comes from.
   enum PageSource {
@@ -19,6 +26,7 @@ struct MemoryRestore {
   let image: MemoryImage
   let pages: PageSource
   let injector: Injector
+  let sharedObjects: SharedMemoryObjects
   let log: (String) -> Void
 
   func run() throws {
@@ -34,6 +42,11 @@ struct MemoryRestore {
     defer { if let bundleFD { _ = try? injector.raw(SyscallNumber.close, UInt64(bundleFD)) } }
     var written: UInt64 = 0
     for vma in image.vmas where !vma.isSpecial {
+      if let object = vma.sharedObject, let first = sharedObjects.created[object] {
+        // Another process made this object and wrote its pages: map the same one.
+        try mapShared(vma, from: first)
+        continue
+      }
       // Pages go in through the mapping itself: make it writable for as long as that takes.
       let needsWrite = !vma.pages.isEmpty && vma.protection & PROT_WRITE == 0 && bundleFD != nil
       try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
@@ -50,6 +63,7 @@ struct MemoryRestore {
       if needsWrite {
         try injector.call("mprotect \(hex(vma.start))", SyscallNumber.mprotect, vma.start, vma.size, UInt64(vma.protection))
       }
+      if let object = vma.sharedObject { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
       written += vma.pages.reduce(0) { $0 + $1.size }
     }
     try setMMFields()
@@ -57,6 +71,21 @@ struct MemoryRestore {
     log(
       "task \(injector.pid): \(image.vmas.count) VMAs rebuilt, \(written >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
         + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(written) / seconds / 1e9) : ""))
+  }
+
+  /// Maps the shared object another restored process created, through its map_files entry
+  /// (opening it needs CAP_SYS_ADMIN, which restore has).
+  private func mapShared(_ vma: VMAImage, from first: (hostPid: Int32, start: UInt64, end: UInt64)) throws {
+    injector.resetData()
+    let path = "/proc/\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
+    let address = try injector.put(string: path)
+    let writable = vma.protection & PROT_WRITE != 0
+    let fd = try injector.call("open \(path)", SyscallNumber.open, address, UInt64((writable ? O_RDWR : O_RDONLY) | O_CLOEXEC))
+    defer { _ = try? injector.raw(SyscallNumber.close, UInt64(fd)) }
+    let result = try injector.call(
+      "mmap shared \(hex(vma.start))", SyscallNumber.mmap, vma.start, vma.size, UInt64(vma.protection),
+      UInt64(MAP_SHARED) | 0x100000, UInt64(fd), vma.offset)
+    guard UInt64(result) == vma.start else { throw CKError(.failed, "shared mapping at \(hex(vma.start)) landed elsewhere") }
   }
 
   /// preadv(bundle, runs of this VMA) inside the task, up to 1024 runs per call.

@@ -76,9 +76,12 @@ public struct Restore {
       try Interruption.check()
       // Memory of all, then descriptors in two passes over all (shared ones must exist
       // before anyone takes a copy), then the rest and the final registers of each.
+      let sharedObjects = SharedMemoryObjects()
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
-        try MemoryRestore(image: task.memory, pages: try pageSource(task), injector: injector, log: log).run()
+        try MemoryRestore(
+          image: task.memory, pages: try pageSource(task), injector: injector, sharedObjects: sharedObjects, log: log
+        ).run()
         try Interruption.check()
       }
       let shared = SharedDescriptions()

@@ -1,0 +1,52 @@
+/* shm: anonymous shared memory inherited across fork stays shared after restore.
+ *
+ *   shm
+ *
+ * pid 1 maps 1 MiB MAP_SHARED|MAP_ANONYMOUS, fills it with a pattern, and forks a child.
+ * After SIGTERM, pid 1 writes a token into the region and forwards SIGTERM; the child must
+ * see the token within a second, answers with its own token, and checks the pattern; pid 1
+ * must then see the child's token. Private copies would each see only their own writes.
+ */
+#include "fix.h"
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define SIZE (1 << 20)
+static volatile uint64_t *region;
+
+static int await(volatile uint64_t *word, uint64_t value) {
+  for (int i = 0; i < 1000; i++) {
+    if (*word == value) return 1;
+    usleep(1000);
+  }
+  return 0;
+}
+
+int main(void) {
+  fx_init("shm");
+  fx_term_setup();
+  region = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) fx_setup_fail("mmap");
+  uint64_t seed = fx_seed(7);
+  for (size_t i = 2; i < SIZE / 8; i++) region[i] = fx_rng(&seed);
+  pid_t child = fork();
+  if (child < 0) fx_setup_fail("fork");
+  if (child == 0) {
+    fx_wait_term();
+    int ok = await(&region[0], 0xA11CE);
+    region[1] = 0xB0B;
+    uint64_t check = fx_seed(7);
+    for (size_t i = 2; i < SIZE / 8; i++)
+      if (region[i] != fx_rng(&check)) { ok = 0; break; }
+    _exit(ok ? 0 : 1);
+  }
+  fx_ready();
+  fx_wait_term();
+  region[0] = 0xA11CE;
+  kill(child, SIGTERM);
+  int status;
+  waitpid(child, &status, 0);
+  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
+  FX_TRUE(await(&region[1], 0xB0B), "pid 1 did not see the child's write");
+  fx_finish();
+}
