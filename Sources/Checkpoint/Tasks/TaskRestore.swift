@@ -97,7 +97,11 @@ struct TaskRestore {
   /// Every signal gets its dumped action, or the default: the task inherited ckcont's.
   private func restoreSignalActions() throws {
     let actions = Dictionary(uniqueKeysWithValues: core.signalActions.map { ($0.signal, $0) })
+    // Only signals the dump names or the fresh task handles or ignores need a call.
+    let status = try ProcStatus.read(pid: injector.pid)
+    let inherited = status.sigCgt | status.sigIgn
     for signal in Int32(1)...64 where signal != SIGKILL && signal != SIGSTOP {
+      guard actions[signal] != nil || inherited & (1 << UInt64(signal - 1)) != 0 else { continue }
       injector.resetData()
       let action = actions[signal]
       let address = try injector.put(words: [
