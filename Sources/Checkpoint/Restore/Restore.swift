@@ -145,10 +145,13 @@ public struct Restore {
     try injector.call("setsid for process \(task.entry.pid)", SyscallNumber.setsid)
   }
 
-  /// setpgid() for every process in a group of the container: leaders first, then members.
+  /// setpgid() for every process in a group led inside the container: leaders first.
   func joinProcessGroups(_ order: [LoadedBundle.LoadedTask], _ injectors: [Int32: Injector]) throws {
     let leadersFirst = order.filter { $0.entry.pgid == $0.entry.pid } + order.filter { $0.entry.pgid != $0.entry.pid }
-    for task in leadersFirst where task.entry.pgid != 0 && task.entry.sid != task.entry.pid {
+    // A group led from outside the container (the shell that started it) cannot be joined:
+    // such processes stay in the group they were created in.
+    let inside = Set(order.map(\.entry.pid))
+    for task in leadersFirst where inside.contains(task.entry.pgid) && task.entry.sid != task.entry.pid {
       guard let injector = injectors[task.entry.pid] else { continue }
       let group = task.entry.pgid == task.entry.pid ? 0 : UInt64(task.entry.pgid)
       try injector.call("setpgid(\(task.entry.pgid)) for process \(task.entry.pid)", SyscallNumber.setpgid, 0, group)
