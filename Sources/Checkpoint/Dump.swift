@@ -98,7 +98,31 @@ public struct Dump {
     var cpu: Manifest.CPU
   }
 
+  /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs)
+  /// and processes moved to another cgroup. Neither can be restored yet, so the dump stops
+  /// with their names rather than leave a parent's wait() without its child.
+  func checkChildren(_ processes: [CgroupProcess]) throws {
+    let members = Set(processes.map(\.pid))
+    for process in processes {
+      for tid in process.threads {
+        let text = (try? PseudoFile.read("/proc/\(process.pid)/task/\(tid)/children")) ?? ""
+        for child in text.split(separator: " ").compactMap({ Int32($0) }) where !members.contains(child) {
+          let stat = ProcStat.read(pid: child)
+          if stat?.state == "Z" {
+            throw CKError(
+              .failed, "process \(process.pid) has an unreaped zombie child \(child), which ckcont cannot checkpoint yet",
+              hint: "let the parent reap it (wait) first")
+          }
+          throw CKError(
+            .failed, "process \(process.pid) has a child \(child) outside \(cgroup.path)",
+            hint: "move the child into the container's cgroup, or dump the cgroup that holds both")
+        }
+      }
+    }
+  }
+
   func capture(_ session: SeizedContainer) throws -> Captured {
+    try checkChildren(session.processes)
     var tasks: [CapturedTask] = []
     for process in session.processes {
       try Interruption.check()

@@ -16,6 +16,7 @@ public final class FixtureContainer: @unchecked Sendable {
   /// ckcont, exits) become its children and their exit status can be collected.
   static let subreaper: Void = { _ = ck_prctl(Int32(CK_PR_SET_CHILD_SUBREAPER), 1, 0, 0, 0) }()
 
+  /// `fixture` names a program under Fixtures/, or is an absolute path of any program.
   public init(
     _ fixture: String, _ arguments: [String] = [], version: ScratchCgroup.Version = .v2, ownNamespaces: Bool = true,
     environment: [String: String]? = nil
@@ -23,7 +24,7 @@ public final class FixtureContainer: @unchecked Sendable {
     FixtureContainer.subreaper
     cgroup = try ScratchCgroup(version)
     bundlePath = NSTemporaryDirectory() + "ckcont-test-\(UUID().uuidString).ckpt"
-    let program = try FixturePrograms.path(fixture)
+    let program = fixture.hasPrefix("/") ? fixture : try FixturePrograms.path(fixture)
     let launch = try FixturePrograms.path("launch")
     let argv = [launch, cgroup.path] + (ownNamespaces ? [] : ["--host"]) + [program] + arguments
     launcher = try BackgroundProcess(argv, environment: environment)
