@@ -1,3 +1,4 @@
+import Glibc
 import SystemPackage
 
 /// A failed system call: which call, on what, and the errno it returned.
@@ -72,7 +73,3 @@ public func negErrnoChecked<T: SignedInteger>(
     throw SyscallError(call(), subject(), err)
   }
 }
-
-#if canImport(Glibc)
-  import Glibc
-#endif

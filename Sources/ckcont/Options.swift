@@ -22,7 +22,7 @@ struct GlobalOptions: ParsableArguments {
 }
 
 enum LoggingBootstrap {
-  nonisolated(unsafe) static let once: Void = {
+  static let once: Void = {
     LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
   }()
 }
