@@ -40,7 +40,14 @@ public enum Freezer {
     let wasFrozen = try isFrozen(cgroup)
     if !wasFrozen {
       try PseudoFile.write(controlFile(cgroup), cgroup.version == .v2 ? "1" : "FROZEN")
-      let frozen = try waitUntil(frozen: true, cgroup, deadline: start + timeout)
+      var frozen = try waitUntil(frozen: true, cgroup, deadline: start + timeout)
+      // Walk the subtree again: a fork that was in flight when the top reported frozen adds a
+      // task that freezes a moment later, and its cgroup reads unfrozen until it has.
+      if frozen {
+        for member in try cgroup.subtree().dropFirst() where frozen {
+          frozen = try waitUntil(frozen: true, member, deadline: start + timeout)
+        }
+      }
       if !frozen {
         let stuck = (try? unfrozenTasks(cgroup)) ?? []
         try? thaw(cgroup)

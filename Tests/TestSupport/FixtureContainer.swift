@@ -17,12 +17,17 @@ public final class FixtureContainer: @unchecked Sendable {
   static let subreaper: Void = { _ = ck_prctl(Int32(CK_PR_SET_CHILD_SUBREAPER), 1, 0, 0, 0) }()
 
   /// `fixture` names a program under Fixtures/, or is an absolute path of any program.
+  /// `{cgroup}` in `arguments` stands for the scratch cgroup's path; `children` are nested
+  /// cgroups made before the program starts.
   public init(
     _ fixture: String, _ arguments: [String] = [], version: ScratchCgroup.Version = .v2, ownNamespaces: Bool = true,
-    environment: [String: String]? = nil
+    environment: [String: String]? = nil, children: [String] = []
   ) throws {
     FixtureContainer.subreaper
-    cgroup = try ScratchCgroup(version)
+    let scratch = try ScratchCgroup(version)
+    cgroup = scratch
+    for child in children { try scratch.makeChildren(child) }
+    let arguments = arguments.map { $0.replacingOccurrences(of: "{cgroup}", with: scratch.path) }
     bundlePath = NSTemporaryDirectory() + "ckcont-test-\(UUID().uuidString).ckpt"
     let program = fixture.hasPrefix("/") ? fixture : try FixturePrograms.path(fixture)
     let launch = try FixturePrograms.path("launch")
@@ -37,13 +42,19 @@ public final class FixtureContainer: @unchecked Sendable {
     try launcher.waitForLine(startingWith: "ready", timeout: timeout)
   }
 
+  /// The container's pids when it was last dumped.
+  public private(set) var dumpedPids: [Int32] = []
+
   /// `ckcont dump <cgroup> -o <bundle> [arguments]`.
   @discardableResult
   public func dump(_ arguments: [String] = []) -> CommandResult {
-    run([TestPaths.ckcont, "dump", cgroup.path, "-o", bundlePath] + arguments)
+    dumpedPids = cgroup.allPids()
+    return run([TestPaths.ckcont, "dump", cgroup.path, "-o", bundlePath] + arguments)
   }
 
-  /// Waits until the cgroup holds no task (the dumped container was killed).
+  /// Waits until the cgroup holds no task (the dumped container was killed), and reaps the
+  /// dumped processes this runner adopted as subreaper (a container in the host's pid
+  /// namespace): their pids must be free again for the restore.
   public func waitEmpty(timeout: Double = 5) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while !cgroup.allPids().isEmpty {
@@ -51,6 +62,13 @@ public final class FixtureContainer: @unchecked Sendable {
       usleep(2000)
     }
     launcher.waitUntilExit()
+    for pid in dumpedPids where pid != launcher.pid {
+      var status: Int32 = 0
+      while waitpid(pid, &status, WNOHANG) == 0 {
+        guard Date() < deadline else { throw TestFailure("dumped process \(pid) did not go away") }
+        usleep(1000)
+      }
+    }
   }
 
   /// `ckcont restore <bundle> [arguments]`; remembers the restored pid.

@@ -43,9 +43,8 @@ public struct Restore {
     guard !bundle.tree.namespaces.user else {
       throw CKError(.badInput, "the container has its own user namespace, which this ckcont cannot restore yet")
     }
-    if let nested = order.first(where: { $0.entry.cgroup != "." }) {
-      throw CKError(
-        .badInput, "process \(nested.entry.pid) lived in the nested cgroup \(nested.entry.cgroup), which this ckcont cannot restore yet")
+    if let bad = order.first(where: { $0.entry.cgroup.hasPrefix("/") || $0.entry.cgroup.split(separator: "/").contains("..") }) {
+      throw CKError(.badInput, "the bundle places process \(bad.entry.pid) in the cgroup \(bad.entry.cgroup), outside the container")
     }
     try Interruption.check()
     let target = try TargetCgroup(path: cgroupPath ?? bundle.tree.cgroup, version: bundle.tree.cgroupVersion)
@@ -53,6 +52,7 @@ public struct Restore {
     do {
       let root = try createTask(order[0], namespaces: bundle.tree.namespaces, cgroup: target)
       created.append(root)
+      try target.place(root, in: order[0].entry.cgroup)
       let rootTracee = Tracee(tid: root)
       try rootTracee.setSignalMask(~0)
       let rootInjector = try Injector(tracee: rootTracee)
@@ -68,6 +68,7 @@ public struct Restore {
         }
         let child = try parent.forkChild(pid: task.entry.pid)
         created.append(child.tid)
+        try target.place(child.tid, in: task.entry.cgroup)
         let injector = try Injector(thread: child, sharingRegionOf: parent)
         injectors[task.entry.pid] = injector
         try startSession(task, injector)
@@ -259,7 +260,7 @@ public struct Restore {
 }
 
 /// The cgroup a restore places the container in: existing and empty, or created (and then
-/// removed again if the restore fails).
+/// removed again if the restore fails), with the nested cgroups its processes lived in.
 final class TargetCgroup {
   let cgroup: Cgroup
   private(set) var created = false
@@ -294,11 +295,33 @@ final class TargetCgroup {
     }
   }
 
+  /// Child cgroups made for processes that lived in nested cgroups, parents first.
+  private var createdChildren: [String] = []
+
+  /// Moves `pid` into the cgroup at `relative` under the target (`.` for the target itself),
+  /// creating the directories it needs.
+  func place(_ pid: Int32, in relative: String) throws {
+    guard relative != "." else { return }
+    var path = cgroup.path
+    for part in relative.split(separator: "/") {
+      path += "/\(part)"
+      if mkdir(path, 0o755) == 0 {
+        createdChildren.append(path)
+      } else if errno != EEXIST {
+        throw CKError(.failed, "cannot create the cgroup \(path): \(String(cString: strerror(errno)))")
+      }
+    }
+    try PseudoFile.write(path + "/cgroup.procs", "\(pid)")
+  }
+
+  /// Removes the cgroups this restore made, children first, once their tasks are gone.
   func removeIfCreated() {
-    guard created else { return }
-    for _ in 0..<200 {
-      if rmdir(cgroup.path) == 0 || errno == ENOENT { return }
-      usleep(5000)
+    let paths = createdChildren.reversed() + (created ? [cgroup.path] : [])
+    for path in paths {
+      for _ in 0..<200 {
+        if rmdir(path) == 0 || errno == ENOENT { break }
+        usleep(5000)
+      }
     }
   }
 }
