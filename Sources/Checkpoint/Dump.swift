@@ -98,20 +98,20 @@ public struct Dump {
     var cpu: Manifest.CPU
   }
 
-  /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs)
-  /// and processes moved to another cgroup. Neither can be restored yet, so the dump stops
-  /// with their names rather than leave a parent's wait() without its child.
-  func checkChildren(_ processes: [CgroupProcess]) throws {
+  /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs),
+  /// returned to be saved with their exit status, and processes moved to another cgroup,
+  /// which stop the dump with their names rather than leave a parent's wait() without them.
+  func zombieChildren(_ processes: [CgroupProcess]) throws -> [(parent: Int32, zombie: Int32)] {
     let members = Set(processes.map(\.pid))
+    var zombies: [(parent: Int32, zombie: Int32)] = []
     for process in processes {
       for tid in process.threads {
         let text = (try? PseudoFile.read("/proc/\(process.pid)/task/\(tid)/children")) ?? ""
         for child in text.split(separator: " ").compactMap({ Int32($0) }) where !members.contains(child) {
           let stat = ProcStat.read(pid: child)
           if stat?.state == "Z" {
-            throw CKError(
-              .failed, "process \(process.pid) has an unreaped zombie child \(child), which ckcont cannot checkpoint yet",
-              hint: "let the parent reap it (wait) first")
+            zombies.append((process.pid, child))
+            continue
           }
           throw CKError(
             .failed, "process \(process.pid) has a child \(child) outside \(cgroup.path)",
@@ -119,10 +119,11 @@ public struct Dump {
         }
       }
     }
+    return zombies
   }
 
   func capture(_ session: SeizedContainer) throws -> Captured {
-    try checkChildren(session.processes)
+    let zombies = try zombieChildren(session.processes)
     var tasks: [CapturedTask] = []
     for process in session.processes {
       try Interruption.check()
@@ -147,8 +148,24 @@ public struct Dump {
     let namespaces = try namespaceSet(of: root.hostPid)
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0
+    var entries = tasks.map(\.entry)
+    for (parent, zombie) in zombies {
+      // A zombie's status file is short (no Umask, no memory): read the few lines it has.
+      var fields: [String: [String]] = [:]
+      for line in try PseudoFile.read("/proc/\(zombie)/status").split(separator: "\n") {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        if parts.count == 2 { fields[String(parts[0])] = parts[1].split(whereSeparator: \.isWhitespace).map(String.init) }
+      }
+      let ids = { (key: String) in (fields[key] ?? []).compactMap { Int32($0) } }
+      let stat = try ProcStatExtended.read(pid: zombie)
+      entries.append(
+        TaskEntryImage(
+          pid: ids("NSpid").last ?? zombie, namespacePids: ids("NSpid"), ppid: innerPid[parent] ?? 0,
+          pgid: ids("NSpgid").last ?? 0, sid: ids("NSsid").last ?? 0, threads: [], cgroup: ".",
+          comm: fields["Name"]?.first ?? "?", zombieStatus: stat.exitCode))
+    }
     let tree = ProcessTree(
-      tasks: tasks.map(\.entry), namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
+      tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
     return Captured(tree: tree, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
   }
 

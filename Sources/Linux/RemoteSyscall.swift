@@ -100,5 +100,5 @@ public enum SyscallNumber {
 }
 
 extension SyscallNumber {
-  public static let pidfdOpen = 434, pread64 = 17, preadv = 295, pipe2 = 293, dup3 = 292, rtSigqueueinfo = 129, rtTgsigqueueinfo = 297, uname = 63
+  public static let rtSigtimedwait = 128, pidfdOpen = 434, pread64 = 17, preadv = 295, pipe2 = 293, dup3 = 292, rtSigqueueinfo = 129, rtTgsigqueueinfo = 297, uname = 63
 }

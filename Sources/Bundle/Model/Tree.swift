@@ -34,10 +34,13 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   /// Its cgroup relative to the dumped cgroup (`.` for the top).
   public var cgroup: String
   public var comm: String
+  /// For a zombie (dead, not yet reaped by its parent): its wait status, as waitpid reports
+  /// it. A zombie has no images, only this entry.
+  public var zombieStatus: Int32?
 
   public init(
     pid: Int32, namespacePids: [Int32], ppid: Int32, pgid: Int32, sid: Int32, threads: [Int32], cgroup: String,
-    comm: String
+    comm: String, zombieStatus: Int32? = nil
   ) {
     self.pid = pid
     self.namespacePids = namespacePids
@@ -47,6 +50,7 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
     self.threads = threads
     self.cgroup = cgroup
     self.comm = comm
+    self.zombieStatus = zombieStatus
   }
 
   /// The member names of this task's images.

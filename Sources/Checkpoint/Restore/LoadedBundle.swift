@@ -9,6 +9,8 @@ final class LoadedBundle {
   let manifest: Manifest
   let tree: ProcessTree
   let tasks: [LoadedTask]
+  /// Dead children waiting for their parent's wait(): recreated and made to exit again.
+  let zombies: [TaskEntryImage]
 
   struct LoadedTask {
     var entry: TaskEntryImage
@@ -75,7 +77,14 @@ final class LoadedBundle {
       throw CKError(.badInput, "the bundle's tree holds \(tree.tasks.count) tasks")
     }
     var loaded: [LoadedTask] = []
-    for entry in tree.tasks {
+    let livePids = Set(tree.tasks.filter { $0.zombieStatus == nil }.map(\.pid))
+    zombies = try tree.tasks.filter { $0.zombieStatus != nil }.map { entry throws(CKError) in
+      guard entry.pid > 1, entry.pid <= 4_194_304, livePids.contains(entry.ppid), entry.threads.isEmpty,
+        let status = entry.zombieStatus, (0...0xffff).contains(status)
+      else { throw CKError(.badInput, "the bundle is inconsistent: zombie \(entry.pid)") }
+      return entry
+    }
+    for entry in tree.tasks where entry.zombieStatus == nil {
       guard let buffer = pages[entry.pagesMember] else { throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)") }
       let task = LoadedTask(
         entry: entry, core: try decode(TaskCore.self, entry.coreMember), memory: try decode(MemoryImage.self, entry.mmMember),

@@ -73,6 +73,12 @@ public struct Restore {
         injectors[task.entry.pid] = injector
         try startSession(task, injector)
       }
+      for zombie in bundle.zombies {
+        guard let parent = injectors[zombie.ppid], let status = zombie.zombieStatus else { continue }
+        let child = try parent.forkChild(pid: zombie.pid)
+        created.append(child.tid)
+        try makeZombie(child, status: status, parent: parent, name: zombie.comm)
+      }
       try joinProcessGroups(order, injectors)
       try Interruption.check()
       // Memory of all, then descriptors in two passes over all (shared ones must exist
@@ -138,6 +144,45 @@ public struct Restore {
       throw CKError(.badInput, "the bundle's process tree is broken: \(bundle.tasks.count - order.count) processes are unreachable")
     }
     return order
+  }
+
+  /// Lets a freshly forked child die the way the dumped zombie did (exit code or signal), so
+  /// that its parent finds it unreaped with that status; then takes back the SIGCHLD the
+  /// parent got for it (the original parent had it long before the dump).
+  func makeZombie(_ child: Tracee, status: Int32, parent: Injector, name: String) throws {
+    let signal = status & 0x7f
+    let own = try Injector(thread: child, sharingRegionOf: parent)
+    own.resetData()
+    let comm = try own.put(string: String(name.prefix(15)))
+    try own.call("PR_SET_NAME", SyscallNumber.prctl, 15, comm)
+    if signal == 0 {
+      var regs = try child.registers()
+      regs.rax = UInt64(SyscallNumber.exitGroup)
+      regs.orig_rax = UInt64.max
+      regs.rdi = UInt64((status >> 8) & 0xff)
+      regs.rip = parent.region
+      try child.setRegisters(regs)
+      try child.detach()
+    } else {
+      // The blank child carries ckcont's signal handlers: the default action must apply.
+      own.resetData()
+      let action = try own.put(words: [0, 0, 0, 0])
+      try own.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), action, 0, 8)
+      try child.setSignalMask(0)
+      try child.detach(signal: signal)
+    }
+    let deadline = monotonicNowSeconds() + 5
+    while ProcStat.read(pid: child.tid)?.state != "Z" {
+      guard monotonicNowSeconds() < deadline else {
+        throw CKError(.failed, "the recreated zombie \(child.tid) did not die")
+      }
+      usleep(500)
+    }
+    parent.resetData()
+    let set = try parent.put(words: [1 << UInt64(SIGCHLD - 1)])
+    let zero = try parent.put(words: [0, 0])
+    _ = try parent.raw(SyscallNumber.rtSigtimedwait, set, 0, zero, 8)
+    log("zombie \(child.tid) recreated with status 0x\(String(status, radix: 16))")
   }
 
   /// setsid() in a process that led its session, right after it was created.
