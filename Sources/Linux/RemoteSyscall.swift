@@ -88,17 +88,12 @@ public struct RemoteSyscall {
 
 /// x86_64 system call numbers ckcont injects.
 public enum SyscallNumber {
-  public static let read = 0, write = 1, open = 2, close = 3, lseek = 8, mmap = 9, mprotect = 10, munmap = 11
-  public static let brk = 12, rtSigaction = 13, rtSigprocmask = 14, ioctl = 16, pipe = 22, mremap = 25
-  public static let dup2 = 33, getitimer = 36, setitimer = 38, getpid = 39, fcntl = 72, chdir = 80
-  public static let fchdir = 81, umask = 95, getrlimit = 97, setuid = 105, setgid = 106, setpgid = 109
-  public static let setsid = 112, setreuid = 113, setregid = 114, setgroups = 116, setresuid = 117, setresgid = 119
-  public static let setfsuid = 122, setfsgid = 123, capset = 126, sigaltstack = 131, personality = 135
-  public static let prctl = 157, chroot = 161, setTidAddress = 218, exitGroup = 231, openat = 257
-  public static let prlimit64 = 302, rseq = 334, clone3 = 435, closeRange = 436, pidfdGetfd = 438
-  public static let nanosleep = 35, clockNanosleep = 230, restartSyscall = 219
-}
-
-extension SyscallNumber {
-  public static let rtSigtimedwait = 128, pidfdOpen = 434, pread64 = 17, preadv = 295, pipe2 = 293, dup3 = 292, rtSigqueueinfo = 129, rtTgsigqueueinfo = 297, uname = 63
+  public static let open = 2, close = 3, lseek = 8, mmap = 9, mprotect = 10, munmap = 11, brk = 12
+  public static let rtSigaction = 13, pread64 = 17, mremap = 25, nanosleep = 35, getitimer = 36, setitimer = 38
+  public static let fcntl = 72, chdir = 80, umask = 95, setpgid = 109, setsid = 112, setgroups = 116
+  public static let setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, capset = 126
+  public static let rtSigtimedwait = 128, rtSigqueueinfo = 129, sigaltstack = 131, personality = 135, prctl = 157
+  public static let setTidAddress = 218, clockNanosleep = 230, exitGroup = 231, dup3 = 292, pipe2 = 293
+  public static let preadv = 295, rtTgsigqueueinfo = 297, prlimit64 = 302, rseq = 334, pidfdOpen = 434
+  public static let clone3 = 435, closeRange = 436, pidfdGetfd = 438
 }

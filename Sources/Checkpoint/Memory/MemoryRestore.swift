@@ -140,12 +140,13 @@ struct MemoryRestore {
     kept.sort { $0.start < $1.start }
     var cursor: UInt64 = 0x1000
     let top: UInt64 = 0x7fff_ffff_f000
-    for mapping in kept + [(start: top, end: top)] where mapping.start < top || mapping.start == top {
-      if mapping.start > cursor {
-        try injector.call("munmap \(hex(cursor))-\(hex(mapping.start))", SyscallNumber.munmap, cursor, mapping.start - cursor)
+    // [vsyscall] lies above user space and ends the walk.
+    for mapping in kept + [(start: top, end: top)] where cursor < top {
+      let end = min(mapping.start, top)
+      if end > cursor {
+        try injector.call("munmap \(hex(cursor))-\(hex(end))", SyscallNumber.munmap, cursor, end - cursor)
       }
       cursor = max(cursor, mapping.end)
-      if cursor >= top { break }
     }
   }
 
