@@ -37,14 +37,19 @@ static void die(const char *what) {
   exit(2);
 }
 
-static void join_cgroup(const char *dir) {
+/* DIRS is one cgroup directory, or several joined by commas (one per v1 hierarchy). */
+static void join_cgroup(const char *dirs) {
   char path[4096], pid[32];
-  snprintf(path, sizeof path, "%s/cgroup.procs", dir);
-  int fd = open(path, O_WRONLY);
-  if (fd < 0) die(path);
-  int n = snprintf(pid, sizeof pid, "%d", getpid());
-  if (write(fd, pid, n) != n) die(path);
-  close(fd);
+  while (*dirs) {
+    size_t length = strcspn(dirs, ",");
+    snprintf(path, sizeof path, "%.*s/cgroup.procs", (int)length, dirs);
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) die(path);
+    int n = snprintf(pid, sizeof pid, "%d", getpid());
+    if (write(fd, pid, n) != n) die(path);
+    close(fd);
+    dirs += length + (dirs[length] == ',');
+  }
 }
 
 static void tick(void) {

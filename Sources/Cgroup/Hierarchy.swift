@@ -90,3 +90,22 @@ public struct CgroupMounts: Sendable {
     return v2 + freezer + others
   }
 }
+
+extension CgroupMounts {
+  /// The cgroup `pid` belongs to in `hierarchy`, from /proc/<pid>/cgroup; nil when the
+  /// hierarchy is not listed there or is mounted from a subtree (paths would not match).
+  public func cgroup(of pid: Int32, in hierarchy: CgroupHierarchy) throws(SyscallError) -> Cgroup? {
+    guard hierarchy.mountedRoot == "/" else { return nil }
+    let wanted = Set(hierarchy.controllers)
+    for line in try PseudoFile.read("/proc/\(pid)/cgroup").split(separator: "\n") {
+      let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+      guard fields.count == 3 else { continue }
+      let controllers = Set(fields[1].split(separator: ",").map(String.init))
+      let matches = hierarchy.version == .v2 ? fields[0] == "0" && fields[1].isEmpty : controllers == wanted
+      guard matches else { continue }
+      let path = String(fields[2])
+      return Cgroup(hierarchy: hierarchy, path: path == "/" ? hierarchy.mountPoint : hierarchy.mountPoint + path)
+    }
+    return nil
+  }
+}

@@ -94,6 +94,7 @@ public struct Dump {
 
   struct Captured {
     var tree: ProcessTree
+    var cgroups: CgroupTreeImage
     var tasks: [CapturedTask]
     var cpu: Manifest.CPU
   }
@@ -166,7 +167,9 @@ public struct Dump {
     }
     let tree = ProcessTree(
       tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
-    return Captured(tree: tree, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
+    let members = [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
+    let cgroups = try CgroupCapture(cgroup: cgroup, processes: members).image()
+    return Captured(tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
   }
 
   /// Open file descriptions held by more than one process (inherited across fork) get one
@@ -223,7 +226,9 @@ public struct Dump {
   func write(_ captured: Captured, to destination: Destination) throws -> Int {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    var small: [(String, Data)] = [("tree.json", try encoder.encode(captured.tree))]
+    var small: [(String, Data)] = [
+      ("tree.json", try encoder.encode(captured.tree)), ("cgroups.json", try encoder.encode(captured.cgroups)),
+    ]
     for task in captured.tasks {
       small.append((task.entry.coreMember, try encoder.encode(task.core)))
       small.append((task.entry.mmMember, try encoder.encode(task.memory)))

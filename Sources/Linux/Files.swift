@@ -10,6 +10,13 @@ public enum PseudoFile {
     return String(decoding: bytes, as: UTF8.self)
   }
 
+  /// Reads a one-value file (a cgroup control file, a sysctl) without its trailing newline.
+  public static func readValue(_ path: String) throws(SyscallError) -> String {
+    var text = Substring(try read(path))
+    while text.last == "\n" { text = text.dropLast() }
+    return String(text)
+  }
+
   /// Reads the whole file at `path`; nil when it does not exist.
   public static func readIfExists(_ path: String) throws(SyscallError) -> String? {
     do {

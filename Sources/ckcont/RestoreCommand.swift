@@ -12,24 +12,37 @@ struct RestoreCommand: ParsableCommand {
     discussion: """
       Reads and verifies the whole bundle (checksums, format version, CPU features) before \
       creating anything, then recreates the container in fresh namespaces with the same \
-      pids, in its cgroup (the dumped path, or --cgroup), and resumes it. Prints the restored \
+      pids, in its cgroups (the dumped paths, or under --cgroup / --cgroup-root, with the \
+      limits it had: memory, pids, cpu, cpuset, hugetlb), and resumes it. Prints the restored \
       root process's pid as this host sees it. On failure or Ctrl-C everything created is \
       removed; the bundle is never modified.
       """)
 
   @Argument(help: "The bundle to restore, or - for standard input.")
   var bundle: String
-  @Option(help: "The cgroup to restore into (default: the one it was dumped from). It must not hold tasks.")
+  @Option(help: "The cgroup to restore into, as a cgroupfs path or a name (default: the one it was dumped from). It must not hold tasks.")
   var cgroup: String?
+  @Option(
+    help: ArgumentHelp(
+      "Restore under this root in every cgroup hierarchy the container used, e.g. /restored/web.",
+      discussion: "A path inside the hierarchies, as in CRIU's --cgroup-root: on v1 it applies to the freezer, memory, pids, cpu and cpuset trees alike."))
+  var cgroupRoot: String?
   @Option(help: "Write the restored root pid to this file.")
   var pidfile: String?
   @OptionGroup var global: GlobalOptions
+
+  func validate() throws {
+    if cgroup != nil && cgroupRoot != nil {
+      throw ValidationError("give --cgroup or --cgroup-root, not both")
+    }
+  }
 
   func run() throws {
     try requireRoot("restore")
     Interruption.install()
     let log = global.logger("restore")
-    var restore = Restore(input: bundle == "-" ? .standardInput : .file(bundle), cgroupPath: cgroup)
+    let root = try cgroupRoot ?? cgroup.map(Restore.cgroupRoot(fromCgroup:))
+    var restore = Restore(input: bundle == "-" ? .standardInput : .file(bundle), cgroupRoot: root)
     restore.log = { log.debug("\($0)") }
     let report = try restore.run()
     if let pidfile {

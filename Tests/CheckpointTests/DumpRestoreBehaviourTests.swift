@@ -100,34 +100,6 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
-  /// A container in the host's pid namespace spread over nested cgroups: every process comes
-  /// back with its pid, in the same relative cgroup.
-  @Test(arguments: [ScratchCgroup.Version.v2, .v1])
-  func nestedCgroupsAndHostPidsComeBack(version: ScratchCgroup.Version) throws {
-    let container = try FixtureContainer(
-      "swarm", ["-", "{cgroup}", "{cgroup}:pause:2", "{cgroup}/a:pause:2", "{cgroup}/a/b:pause:3"], version: version,
-      ownNamespaces: false, children: ["a/b"])
-    defer { container.destroy() }
-    let top = container.cgroup.path
-    try container.waitReady()
-    let placement = Dictionary(uniqueKeysWithValues: container.cgroup.subtree().flatMap { dir in
-      ((try? String(contentsOfFile: dir + "/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n")
-        .compactMap { Int32($0) }.map { ($0, String(dir.dropFirst(top.count))) }
-    })
-    #expect(placement.count == 8)
-    let dump = container.dump()
-    try #require(dump.status == 0, "\(dump.output)")
-    try container.waitEmpty()
-    let restore = try container.restore()
-    try #require(restore.status == 0, "\(restore.output)")
-    let after = Dictionary(uniqueKeysWithValues: container.cgroup.subtree().flatMap { dir in
-      ((try? String(contentsOfFile: dir + "/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n")
-        .compactMap { Int32($0) }.map { ($0, String(dir.dropFirst(top.count))) }
-    })
-    #expect(after == placement)
-    #expect(container.restoredPid == container.dumpedPids.min())
-  }
-
   /// inspect reads a bundle without root and shows the tree, threads, mappings and fds.
   @Test func inspectShowsWhatTheBundleHolds() throws {
     let container = try FixtureContainer("files")

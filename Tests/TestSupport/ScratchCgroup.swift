@@ -21,6 +21,28 @@ public final class ScratchCgroup: @unchecked Sendable {
     guard mkdir(path, 0o755) == 0 else { throw TestFailure("mkdir \(path): \(String(cString: strerror(errno)))") }
   }
 
+  /// Takes charge of a cgroup someone else made (a restore under another root): destroyed
+  /// like one of ours. `path` must be a test's own, uniquely named cgroup.
+  public init(existing path: String) throws {
+    guard let marker = path.range(of: "/ckcont-test-"), path.hasPrefix("/sys/fs/cgroup/") else {
+      throw TestFailure("\(path) is not a test cgroup")
+    }
+    mountPoint = String(path[..<marker.lowerBound])
+    version = mountPoint.hasSuffix("/unified") ? .v2 : .v1
+    self.path = path
+  }
+
+  /// Where each process of the subtree is: pid -> directory relative to the top (`""` for it).
+  public func placement() -> [Int32: String] {
+    var result: [Int32: String] = [:]
+    for dir in subtree() {
+      for pid in ((try? String(contentsOfFile: dir + "/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n") {
+        if let pid = Int32(pid) { result[pid] = String(dir.dropFirst(path.count)) }
+      }
+    }
+    return result
+  }
+
   /// Creates nested child cgroups, e.g. `makeChildren("a/b/c")`; returns the deepest path.
   @discardableResult
   public func makeChildren(_ relative: String) throws -> String {
@@ -94,6 +116,14 @@ public final class ScratchCgroup: @unchecked Sendable {
   }
 
   deinit { destroy() }
+
+  /// Writes a control file of the cgroup at `relative` (`.` for the top).
+  public func set(_ file: String, _ value: String, in relative: String = ".") throws {
+    let target = (relative == "." ? path : path + "/" + relative) + "/" + file
+    guard (try? value.write(toFile: target, atomically: false, encoding: .utf8)) != nil else {
+      throw TestFailure("cannot write \(value) to \(target)")
+    }
+  }
 
   private func write(_ file: String, _ value: String) {
     let fd = open(file, O_WRONLY)

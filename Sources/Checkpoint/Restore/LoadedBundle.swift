@@ -1,4 +1,5 @@
 import Bundle
+import Cgroup
 import Foundation
 import Glibc
 import Linux
@@ -8,6 +9,9 @@ import Linux
 final class LoadedBundle {
   let manifest: Manifest
   let tree: ProcessTree
+  /// The cgroup subtrees and their settings (for a bundle without cgroups.json, the dumped
+  /// subtree without settings, as the tasks' places describe it).
+  let cgroups: CgroupTreeImage
   let tasks: [LoadedTask]
   /// Dead children waiting for their parent's wait(): recreated and made to exit again.
   let zombies: [TaskEntryImage]
@@ -76,6 +80,16 @@ final class LoadedBundle {
     guard !tree.tasks.isEmpty, tree.tasks.count <= 32768 else {
       throw CKError(.badInput, "the bundle's tree holds \(tree.tasks.count) tasks")
     }
+    if json["cgroups.json"] != nil {
+      cgroups = try decode(CgroupTreeImage.self, "cgroups.json")
+    } else {
+      cgroups = CgroupTreeImage(hierarchies: [
+        CgroupHierarchyImage(
+          version: tree.cgroupVersion, controllers: [], root: Self.hierarchyPath(of: tree.cgroup),
+          groups: [CgroupGroupImage(path: ".", settings: [])])
+      ])
+    }
+    try Self.validate(cgroups, tree: tree)
     var loaded: [LoadedTask] = []
     let livePids = Set(tree.tasks.filter { $0.zombieStatus == nil }.map(\.pid))
     zombies = try tree.tasks.filter { $0.zombieStatus != nil }.map { entry throws(CKError) in
@@ -94,6 +108,48 @@ final class LoadedBundle {
       loaded.append(task)
     }
     tasks = loaded
+  }
+
+  /// `/web` for `/sys/fs/cgroup/unified/web` (a bundle from before cgroups.json).
+  static func hierarchyPath(of path: String) -> String {
+    guard let hierarchy = try? CgroupMounts.current().hierarchy(containing: path), path != hierarchy.mountPoint else {
+      return "/"
+    }
+    return String(path.dropFirst(hierarchy.mountPoint.count))
+  }
+
+  /// Checks the cgroup subtrees: known hierarchies, paths that stay below their top, parents
+  /// before children, settings ckcont would have saved, processes of the tree.
+  static func validate(_ image: CgroupTreeImage, tree: ProcessTree) throws(CKError) {
+    func bad(_ what: String) -> CKError { CKError(.badInput, "the bundle is inconsistent: cgroups: \(what)") }
+    func isSafe(_ path: String) -> Bool {
+      path.utf8.count < 4096 && !path.contains("\0")
+        && !path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == ".." || $0 == "." }
+    }
+    let pids = Set(tree.tasks.map(\.pid))
+    guard let first = image.hierarchies.first, first.version == tree.cgroupVersion, image.hierarchies.count <= 16 else {
+      throw bad("no hierarchy of version \(tree.cgroupVersion) first")
+    }
+    for hierarchy in image.hierarchies {
+      guard ["v1", "v2"].contains(hierarchy.version), hierarchy.controllers.count <= 16,
+        hierarchy.controllers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "=" } })
+      else { throw bad("unknown hierarchy") }
+      guard hierarchy.root.hasPrefix("/"), hierarchy.root == "/" || isSafe(String(hierarchy.root.dropFirst())) else {
+        throw bad("bad root \(hierarchy.root)")
+      }
+      guard hierarchy.groups.count <= 65536, hierarchy.groups.first?.path == "." else { throw bad("bad subtree") }
+      var seen: Set<String> = []
+      for group in hierarchy.groups {
+        let parent = group.path.split(separator: "/").dropLast().joined(separator: "/")
+        guard group.path == "." || (!group.path.hasPrefix("/") && isSafe(group.path) && seen.contains(parent.isEmpty ? "." : parent)),
+          seen.insert(group.path).inserted
+        else { throw bad("bad cgroup path \(group.path)") }
+        guard group.settings.count <= 64,
+          group.settings.allSatisfy({ Cgroup.isSavedSetting($0.name) && $0.value.utf8.count < 4096 && !$0.value.contains("\n") })
+        else { throw bad("\(group.path) has settings ckcont does not write") }
+        guard group.processes.allSatisfy(pids.contains) else { throw bad("\(group.path) lists unknown processes") }
+      }
+    }
   }
 
   /// Checks every count, size, address and reference of one task before it is used.

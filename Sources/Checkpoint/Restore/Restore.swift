@@ -25,13 +25,28 @@ public struct RestoreReport: Sendable, Codable {
 /// everything created is removed (tasks killed, cgroup removed) and the bundle is untouched.
 public struct Restore {
   public var input: RestoreInput
-  /// The cgroup to restore into; nil for the dumped path.
-  public var cgroupPath: String?
+  /// The container's top cgroup, as a path inside the hierarchies (`/web`), used in every
+  /// hierarchy it had cgroups in; nil for the dumped paths.
+  public var cgroupRoot: String?
   public var log: (String) -> Void = { _ in }
 
-  public init(input: RestoreInput, cgroupPath: String?) {
+  public init(input: RestoreInput, cgroupRoot: String?) {
     self.input = input
-    self.cgroupPath = cgroupPath
+    self.cgroupRoot = cgroupRoot
+  }
+
+  /// The path inside its hierarchy of a cgroup given as a cgroupfs path
+  /// (`/sys/fs/cgroup/freezer/web`) or a name (`web`): what ``cgroupRoot`` takes.
+  public static func cgroupRoot(fromCgroup spec: String) throws -> String {
+    guard !spec.split(separator: "/").contains(".."), !spec.isEmpty else {
+      throw CKError(.badInput, "\(spec) is not a usable cgroup path")
+    }
+    guard spec.hasPrefix("/") else { return "/" + spec.split(separator: "/").joined(separator: "/") }
+    guard let hierarchy = try CgroupMounts.current().hierarchy(containing: spec), hierarchy.canFreeze else {
+      throw CKError(.badInput, "\(spec) is not a path under a v2 or v1 freezer cgroup mount", hint: "or give --cgroup-root")
+    }
+    let inside = spec.dropFirst(hierarchy.mountPoint.count).split(separator: "/").joined(separator: "/")
+    return "/" + inside
   }
 
   public func run() throws -> RestoreReport {
@@ -47,12 +62,18 @@ public struct Restore {
       throw CKError(.badInput, "the bundle places process \(bad.entry.pid) in the cgroup \(bad.entry.cgroup), outside the container")
     }
     try Interruption.check()
-    let target = try TargetCgroup(path: cgroupPath ?? bundle.tree.cgroup, version: bundle.tree.cgroupVersion)
+    if let cgroupRoot {
+      guard cgroupRoot.hasPrefix("/"), !cgroupRoot.split(separator: "/").contains(".."), !cgroupRoot.contains("\0") else {
+        throw CKError(.badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
+      }
+    }
+    let target = try TargetCgroups(image: bundle.cgroups, root: cgroupRoot)
     var created: [Int32] = []
     do {
+      try target.prepare(log: log)
       let root = try createTask(order[0], namespaces: bundle.tree.namespaces, cgroup: target)
       created.append(root)
-      try target.place(root, in: order[0].entry.cgroup)
+      try target.place(root, entry: order[0].entry)
       let rootTracee = Tracee(tid: root)
       try rootTracee.setSignalMask(~0)
       let rootInjector = try Injector(tracee: rootTracee)
@@ -68,7 +89,7 @@ public struct Restore {
         }
         let child = try parent.forkChild(pid: task.entry.pid)
         created.append(child.tid)
-        try target.place(child.tid, in: task.entry.cgroup)
+        try target.place(child.tid, entry: task.entry)
         let injector = try Injector(thread: child, sharingRegionOf: parent)
         injectors[task.entry.pid] = injector
         try startSession(task, injector)
@@ -108,16 +129,16 @@ public struct Restore {
         log("task \(injector.pid): restored with \(injector.remote.count + 1) remote syscalls")
         try Interruption.check()
       }
-      try release(threads, cgroup: target.cgroup)
+      try release(threads, cgroup: target.main)
       return RestoreReport(
-        rootPid: root, processes: order.count, cgroup: target.cgroup.path, seconds: monotonicNowSeconds() - started)
+        rootPid: root, processes: order.count, cgroup: target.main.path, seconds: monotonicNowSeconds() - started)
     } catch {
       for pid in created.reversed() { kill(pid, SIGKILL) }
       if let root = created.first {
         var status: Int32 = 0
         waitpid(root, &status, Int32(CK_WALL))
       }
-      target.removeIfCreated()
+      target.removeCreated()
       log("restore failed; removed what it created")
       throw error
     }
@@ -235,7 +256,7 @@ public struct Restore {
   }
 
   /// clone3 of the task in fresh namespaces with its pid; the child stops itself at once.
-  func createTask(_ task: LoadedBundle.LoadedTask, namespaces: NamespaceSet, cgroup: TargetCgroup) throws -> Int32 {
+  func createTask(_ task: LoadedBundle.LoadedTask, namespaces: NamespaceSet, cgroup: TargetCgroups) throws -> Int32 {
     var flags: UInt64 = 0
     var pids: [pid_t]
     if namespaces.pid {
@@ -260,7 +281,9 @@ public struct Restore {
     if namespaces.ipc { flags |= UInt64(CK_CLONE_NEWIPC) }
     if namespaces.net { flags |= UInt64(CK_CLONE_NEWNET) }
     if namespaces.cgroup { flags |= UInt64(CK_CLONE_NEWCGROUP) }
-    let dirfd = cgroup.cgroup.version == .v2 ? open(cgroup.cgroup.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
+    // Straight into its own cgroup: the top may enable controllers, and then holds no process.
+    let directory = cgroup.mainDirectory(of: task.entry)
+    let dirfd = cgroup.main.version == .v2 ? open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
     defer { if dirfd >= 0 { close(dirfd) } }
     let child = try negErrnoChecked("clone3", "pid \(pids), flags 0x\(hex(flags))") {
       ck_clone3_traced_child(flags, dirfd, &pids, pids.count)
@@ -270,12 +293,9 @@ public struct Restore {
     guard case .stopped(let signal, _) = status, signal == SIGSTOP else {
       throw CKError(.failed, "the new task \(pid) did not stop as expected: \(status)")
     }
-    if cgroup.cgroup.version == .v1 {
-      try PseudoFile.write(cgroup.cgroup.file("cgroup.procs"), "\(pid)")
-    }
     try Tracee(tid: pid).setOptions(
       Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK))
-    log("created task \(pid) (pid \(pids[0]) in its namespace) in \(cgroup.cgroup.path)")
+    log("created task \(pid) (pid \(pids[0]) in its namespace) in \(directory)")
     return pid
   }
 
@@ -301,72 +321,5 @@ public struct Restore {
     _ = try Freezer.freeze(cgroup, timeout: 5)
     for thread in threads { try thread.detach() }
     try Freezer.thaw(cgroup)
-  }
-}
-
-/// The cgroup a restore places the container in: existing and empty, or created (and then
-/// removed again if the restore fails), with the nested cgroups its processes lived in.
-final class TargetCgroup {
-  let cgroup: Cgroup
-  private(set) var created = false
-
-  init(path: String, version: String) throws {
-    let mounts = try CgroupMounts.current()
-    let absolute: String
-    if path.hasPrefix("/") {
-      absolute = path
-    } else {
-      let hierarchy = version == "v1" ? mounts.v1("freezer") : mounts.unified
-      guard let hierarchy else { throw CKError(.badInput, "no cgroup \(version) hierarchy is mounted for \(path)") }
-      absolute = hierarchy.mountPoint + "/" + path
-    }
-    guard !absolute.split(separator: "/").contains(".."), let hierarchy = mounts.hierarchy(containing: absolute) else {
-      throw CKError(.badInput, "\(path) is not a cgroup path under a cgroup mount")
-    }
-    cgroup = Cgroup(hierarchy: hierarchy, path: absolute)
-    try Freezer.checkFreezable(cgroup)
-    if PseudoFile.isDirectory(absolute) {
-      let busy = try cgroup.processes()
-      guard busy.isEmpty else {
-        throw CKError(
-          .badInput, "the cgroup \(absolute) already holds \(busy.count) processes",
-          hint: "restore into another cgroup with --cgroup, or stop what runs there")
-      }
-    } else {
-      guard mkdir(absolute, 0o755) == 0 else {
-        throw CKError(.failed, "cannot create the cgroup \(absolute): \(String(cString: strerror(errno)))")
-      }
-      created = true
-    }
-  }
-
-  /// Child cgroups made for processes that lived in nested cgroups, parents first.
-  private var createdChildren: [String] = []
-
-  /// Moves `pid` into the cgroup at `relative` under the target (`.` for the target itself),
-  /// creating the directories it needs.
-  func place(_ pid: Int32, in relative: String) throws {
-    guard relative != "." else { return }
-    var path = cgroup.path
-    for part in relative.split(separator: "/") {
-      path += "/\(part)"
-      if mkdir(path, 0o755) == 0 {
-        createdChildren.append(path)
-      } else if errno != EEXIST {
-        throw CKError(.failed, "cannot create the cgroup \(path): \(String(cString: strerror(errno)))")
-      }
-    }
-    try PseudoFile.write(path + "/cgroup.procs", "\(pid)")
-  }
-
-  /// Removes the cgroups this restore made, children first, once their tasks are gone.
-  func removeIfCreated() {
-    let paths = createdChildren.reversed() + (created ? [cgroup.path] : [])
-    for path in paths {
-      for _ in 0..<200 {
-        if rmdir(path) == 0 || errno == ENOENT { break }
-        usleep(5000)
-      }
-    }
   }
 }

@@ -1,0 +1,115 @@
+import Bundle
+import Cgroup
+import Glibc
+import Linux
+
+/// Where a restore puts the container: in each hierarchy of the bundle, its top cgroup (the
+/// dumped path, or the root asked for) and the subtree below it. The subtree is made before
+/// any task exists, because v2 enables controllers only in cgroups without processes. Like
+/// CRIU's default ("soft") mode, limits are written only into cgroups the restore creates;
+/// an existing top must be empty. Everything created is removed again if the restore fails.
+final class TargetCgroups {
+  /// The top in the hierarchy the container was dumped from, which freezes and thaws it.
+  let main: Cgroup
+  private let tops: [(image: CgroupHierarchyImage, top: Cgroup)]
+  /// Directories this restore made, parents first.
+  private var created: [String] = []
+
+  /// `root` is a path inside the hierarchies (`/web`) used for every hierarchy; nil keeps
+  /// each hierarchy's dumped path.
+  init(image: CgroupTreeImage, root: String?) throws {
+    let mounts = try CgroupMounts.current()
+    var tops: [(CgroupHierarchyImage, Cgroup)] = []
+    for (index, hierarchyImage) in image.hierarchies.enumerated() {
+      let hierarchy: CgroupHierarchy?
+      if hierarchyImage.version == "v2" {
+        hierarchy = mounts.unified
+      } else if index == 0 {
+        hierarchy = mounts.v1("freezer")
+      } else {
+        hierarchy = mounts.hierarchies.first { $0.version == .v1 && Set($0.controllers) == Set(hierarchyImage.controllers) }
+      }
+      let name = index == 0 && hierarchyImage.version == "v1" ? "freezer" : hierarchyImage.key
+      guard let hierarchy else {
+        throw CKError(
+          .failed, "this host mounts no cgroup \(hierarchyImage.version) hierarchy for \(name), which the container used",
+          hint: "mount the cgroup hierarchies the source host had")
+      }
+      let path = root ?? hierarchyImage.root
+      let top = Cgroup(hierarchy: hierarchy, path: path == "/" ? hierarchy.mountPoint : hierarchy.mountPoint + path)
+      if PseudoFile.isDirectory(top.path) {
+        let busy = try top.processes()
+        guard busy.isEmpty else {
+          throw CKError(
+            .badInput, "the cgroup \(top.path) already holds \(busy.count) processes",
+            hint: "restore under another root with --cgroup-root, or stop what runs there")
+        }
+      }
+      tops.append((hierarchyImage, top))
+    }
+    guard let first = tops.first else { throw CKError(.badInput, "the bundle names no cgroup") }
+    main = first.1
+    self.tops = tops
+    try Freezer.checkFreezable(main)
+  }
+
+  /// Creates the subtrees and writes the settings of the cgroups it creates (and the
+  /// controllers enabled below an existing one), parents first.
+  func prepare(log: (String) -> Void) throws {
+    for (image, top) in tops {
+      for group in image.groups {
+        let directory = group.path == "." ? top : top.child(group.path)
+        let fresh = try makeDirectories(upTo: directory.path, from: top.hierarchy.mountPoint)
+        let settings = group.settings.map { CgroupSetting(name: $0.name, value: $0.value) }
+        try directory.apply(fresh ? settings : settings.filter { $0.name == "cgroup.subtree_control" })
+        if fresh && !settings.isEmpty { log("cgroup \(directory.path): \(settings.count) settings") }
+      }
+    }
+  }
+
+  /// The directory of `entry`'s cgroup in the main hierarchy (created by ``prepare``).
+  func mainDirectory(of entry: TaskEntryImage) -> String {
+    entry.cgroup == "." ? main.path : main.path + "/" + entry.cgroup
+  }
+
+  /// Moves `pid` into its cgroups: in the main hierarchy by its entry, elsewhere where the
+  /// bundle lists it.
+  func place(_ pid: Int32, entry: TaskEntryImage) throws {
+    let directory = mainDirectory(of: entry)
+    _ = try makeDirectories(upTo: directory, from: main.hierarchy.mountPoint)
+    try PseudoFile.write(directory + "/cgroup.procs", "\(pid)")
+    for (image, top) in tops.dropFirst() {
+      guard let group = image.groups.first(where: { $0.processes.contains(entry.pid) }) else { continue }
+      try PseudoFile.write((group.path == "." ? top.path : top.path + "/" + group.path) + "/cgroup.procs", "\(pid)")
+    }
+  }
+
+  /// mkdir of every missing directory from below `mountPoint` down to `path`; true when
+  /// `path` itself was made now.
+  private func makeDirectories(upTo path: String, from mountPoint: String) throws -> Bool {
+    var current = mountPoint
+    var madeLast = false
+    for part in path.dropFirst(mountPoint.count).split(separator: "/") {
+      current += "/\(part)"
+      if mkdir(current, 0o755) == 0 {
+        created.append(current)
+        madeLast = true
+      } else if errno == EEXIST {
+        madeLast = false
+      } else {
+        throw CKError(.failed, "cannot create the cgroup \(current): \(String(cString: strerror(errno)))")
+      }
+    }
+    return madeLast
+  }
+
+  /// Removes the cgroups this restore made, children first, once their tasks are gone.
+  func removeCreated() {
+    for path in created.reversed() {
+      for _ in 0..<200 {
+        if rmdir(path) == 0 || errno == ENOENT { break }
+        usleep(5000)
+      }
+    }
+  }
+}
