@@ -9,7 +9,9 @@
  *   timerfd   CLOCK_MONOTONIC, every 10 ms. After: a read returns >= 1 expirations
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
- *   pidfd     pidfd_open(self). After: the link only */
+ *   pidfd     pidfd_open(self). After: the link only
+ *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
+ *             After: the link, and the session still has the terminal (TIOCGSID on it) */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -18,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <linux/io_uring.h>
+#include <sys/ioctl.h>
 
 static char link0[256];
 static void fdlink(int fd, char *out, size_t n) {
@@ -51,7 +54,15 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd] [DIR]"); }
+  } else if (!strcmp(kind, "ctty")) {
+    fd = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
+    FX_SYS(grantpt(fd));
+    FX_SYS(unlockpt(fd));
+    if (getsid(0) != getpid()) FX_SYS(setsid());
+    int slave = FX_SYS(open(ptsname(fd), O_RDWR));   /* without O_NOCTTY: becomes the terminal */
+    FX_SYS(ioctl(slave, TIOCSCTTY, 0));
+    close(slave);
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|ctty] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -78,6 +89,10 @@ int main(int argc, char **argv) {
   } else if (!strcmp(kind, "eventfd")) {
     ssize_t n = read(fd, &u.u, 8);
     FX_TRUE(n == 8 && u.u == 42, "eventfd: read %zd, value %llu", n, (unsigned long long)u.u);
+  } else if (!strcmp(kind, "ctty")) {
+    pid_t sid = 0;
+    int tty = open("/dev/tty", O_RDWR);
+    FX_TRUE(tty >= 0 && ioctl(tty, TIOCGSID, &sid) == 0 && sid == getsid(0), "ctty: the session lost its terminal");
   }
   fx_finish();
 }

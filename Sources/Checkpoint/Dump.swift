@@ -128,6 +128,12 @@ public struct Dump {
     var tasks: [CapturedTask] = []
     for process in session.processes {
       try Interruption.check()
+      if let stat = ProcStat.read(pid: process.pid), stat.ttyNr != 0 {
+        throw CKError(
+          .failed,
+          "process \(process.pid) has a controlling terminal (tty \(stat.ttyNr >> 8 & 0xfff):\(stat.ttyNr & 0xff | stat.ttyNr >> 12 & 0xfff00)), which ckcont cannot checkpoint yet",
+          hint: "start the container without a terminal (setsid, stdio on files or pipes)")
+      }
       let capture = TaskCapture(pid: process.pid, threads: process.threads)
       let relative = process.cgroup.relative(to: cgroup.path)
       let entry = try capture.entry(cgroup: relative)

@@ -100,6 +100,23 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// A session with a controlling terminal cannot be checkpointed yet: the dump says so in
+  /// one line and the container runs on, keeping its terminal.
+  @Test func controllingTerminalFailsTheDumpClearly() throws {
+    let container = try FixtureContainer("unsupported-fd", ["ctty"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(dump.stderr.hasPrefix("ckcont: error: process \(pids[0]) has a controlling terminal"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count <= 2)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// inspect reads a bundle without root and shows the tree, threads, mappings and fds.
   @Test func inspectShowsWhatTheBundleHolds() throws {
     let container = try FixtureContainer("files")
