@@ -54,7 +54,14 @@ public struct Restore {
     try Interruption.check()
     let bundle = try load()
     try checkCPU(bundle.manifest)
-    let order = try creationOrder(bundle)
+    let ownPidNamespace = bundle.tree.namespaces.pid
+    let plan = try TreePlan(
+      tasks: bundle.tasks.map(\.entry), ownPidNamespace: ownPidNamespace,
+      isFree: { ownPidNamespace || (kill($0, 0) != 0 && errno == ESRCH) })
+    let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
+    let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in
+      if case .fork(let pid, _) = step { return byPid[pid] } else { return nil }
+    }
     guard !bundle.tree.namespaces.user else {
       throw CKError(.badInput, "the container has its own user namespace, which this ckcont cannot restore yet")
     }
@@ -71,36 +78,48 @@ public struct Restore {
     var created: [Int32] = []
     do {
       try target.prepare(log: log)
-      let root = try createTask(order[0], namespaces: bundle.tree.namespaces, cgroup: target)
-      created.append(root)
-      try target.place(root, entry: order[0].entry)
-      let rootTracee = Tracee(tid: root)
-      try rootTracee.setSignalMask(~0)
-      let rootInjector = try Injector(tracee: rootTracee)
-      try TaskRestore.resetInherited(rootInjector)
-      try rootInjector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
-      // Every process is forked, with its pid, from its parent while all of them are still
-      // blank copies: a process that led a session starts it before it forks its children.
-      var injectors: [Int32: Injector] = [order[0].entry.pid: rootInjector]
-      try startSession(order[0], rootInjector)
-      for task in order.dropFirst() {
-        guard let parent = injectors[task.entry.ppid] else {
-          throw CKError(.badInput, "process \(task.entry.pid) has no parent \(task.entry.ppid) in the bundle")
+      // Every process is forked, with its pid, from its parent (or a helper, see TreePlan)
+      // while all of them are still blank copies.
+      var injectors: [Int32: Injector] = [:]
+      var rootPid: Int32 = 0
+      for step in plan.steps {
+        switch step {
+        case .fork(let pid, 0):
+          guard let task = byPid[pid] else { throw CKError(.failed, "restore helper \(pid) has no parent") }
+          let hostPid = try createTask(task, namespaces: bundle.tree.namespaces, cgroup: target)
+          created.append(hostPid)
+          if rootPid == 0 { rootPid = hostPid }
+          try target.place(hostPid, entry: task.entry)
+          let tracee = Tracee(tid: hostPid)
+          try tracee.setSignalMask(~0)
+          let injector = try Injector(tracee: tracee)
+          try TaskRestore.resetInherited(injector)
+          try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
+          injectors[pid] = injector
+        case .fork(let pid, let parentPid):
+          guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
+          let child = try parent.forkChild(pid: pid)
+          created.append(child.tid)
+          if let task = byPid[pid] { try target.place(child.tid, entry: task.entry) }
+          injectors[pid] = try Injector(thread: child, sharingRegionOf: parent)
+        case .setsid(let pid):
+          try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
         }
-        let child = try parent.forkChild(pid: task.entry.pid)
-        created.append(child.tid)
-        try target.place(child.tid, entry: task.entry)
-        let injector = try Injector(thread: child, sharingRegionOf: parent)
-        injectors[task.entry.pid] = injector
-        try startSession(task, injector)
       }
+      let root = rootPid
       for zombie in bundle.zombies {
         guard let parent = injectors[zombie.ppid], let status = zombie.zombieStatus else { continue }
         let child = try parent.forkChild(pid: zombie.pid)
         created.append(child.tid)
         try makeZombie(child, status: status, parent: parent, name: zombie.comm)
       }
-      try joinProcessGroups(order, injectors)
+      for (pid, group) in plan.joins {
+        try injectors[pid]?.call("setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, 0, UInt64(group))
+      }
+      for helper in plan.helpers {
+        guard let own = injectors.removeValue(forKey: helper.pid), let parent = injectors[helper.parent] else { continue }
+        try endHelper(own.tracee, pid: helper.pid, parent: parent)
+      }
       try Interruption.check()
       // Memory of all, then descriptors in two passes over all (shared ones must exist
       // before anyone takes a copy), then the rest and the final registers of each.
@@ -144,29 +163,6 @@ public struct Restore {
     }
   }
 
-  /// The processes, each after its parent (breadth first from the one root).
-  func creationOrder(_ bundle: LoadedBundle) throws -> [LoadedBundle.LoadedTask] {
-    let roots = bundle.tasks.filter { $0.entry.ppid == 0 }
-    guard roots.count == 1, let root = roots.first else {
-      throw CKError(
-        .badInput,
-        "the bundle holds \(roots.count) processes whose parent was outside the container; this ckcont restores one",
-        hint: "dump the cgroup that holds the container's init")
-    }
-    var children: [Int32: [LoadedBundle.LoadedTask]] = [:]
-    for task in bundle.tasks where task.entry.ppid != 0 { children[task.entry.ppid, default: []].append(task) }
-    var order = [root]
-    var index = 0
-    while index < order.count {
-      order += (children[order[index].entry.pid] ?? []).sorted { $0.entry.pid < $1.entry.pid }
-      index += 1
-    }
-    guard order.count == bundle.tasks.count else {
-      throw CKError(.badInput, "the bundle's process tree is broken: \(bundle.tasks.count - order.count) processes are unreachable")
-    }
-    return order
-  }
-
   /// Lets a freshly forked child die the way the dumped zombie did (exit code or signal), so
   /// that its parent finds it unreaped with that status; then takes back the SIGCHLD the
   /// parent got for it (the original parent had it long before the dump).
@@ -199,30 +195,28 @@ public struct Restore {
       }
       usleep(500)
     }
+    try takeBackSIGCHLD(parent)
+    log("zombie \(child.tid) recreated with status 0x\(String(status, radix: 16))")
+  }
+
+  /// Ends a restore helper (TreePlan): it is killed, its parent reaps it and forgets the
+  /// SIGCHLD, and the orphans it forked fall to the init.
+  func endHelper(_ helper: Tracee, pid: Int32, parent: Injector) throws {
+    kill(helper.tid, SIGKILL)
+    var status: Int32 = 0
+    // The tracer collects the death first; only then does the real parent see a zombie.
+    _ = waitpid(helper.tid, &status, Int32(CK_WALL))
+    try parent.call("wait4(helper \(pid))", SyscallNumber.wait4, UInt64(pid), 0, UInt64(CK_WALL), 0)
+    try takeBackSIGCHLD(parent)
+    log("restore helper \(pid) (\(helper.tid)) ended")
+  }
+
+  /// Takes the SIGCHLD a restore step caused out of `parent`'s pending signals.
+  func takeBackSIGCHLD(_ parent: Injector) throws {
     parent.resetData()
     let set = try parent.put(words: [1 << UInt64(SIGCHLD - 1)])
     let zero = try parent.put(words: [0, 0])
     _ = try parent.raw(SyscallNumber.rtSigtimedwait, set, 0, zero, 8)
-    log("zombie \(child.tid) recreated with status 0x\(String(status, radix: 16))")
-  }
-
-  /// setsid() in a process that led its session, right after it was created.
-  func startSession(_ task: LoadedBundle.LoadedTask, _ injector: Injector) throws {
-    guard task.entry.sid == task.entry.pid else { return }
-    try injector.call("setsid for process \(task.entry.pid)", SyscallNumber.setsid)
-  }
-
-  /// setpgid() for every process in a group led inside the container: leaders first.
-  func joinProcessGroups(_ order: [LoadedBundle.LoadedTask], _ injectors: [Int32: Injector]) throws {
-    let leadersFirst = order.filter { $0.entry.pgid == $0.entry.pid } + order.filter { $0.entry.pgid != $0.entry.pid }
-    // A group led from outside the container (the shell that started it) cannot be joined:
-    // such processes stay in the group they were created in.
-    let inside = Set(order.map(\.entry.pid))
-    for task in leadersFirst where inside.contains(task.entry.pgid) && task.entry.sid != task.entry.pid {
-      guard let injector = injectors[task.entry.pid] else { continue }
-      let group = task.entry.pgid == task.entry.pid ? 0 : UInt64(task.entry.pgid)
-      try injector.call("setpgid(\(task.entry.pgid)) for process \(task.entry.pid)", SyscallNumber.setpgid, 0, group)
-    }
   }
 
   func load() throws -> LoadedBundle {

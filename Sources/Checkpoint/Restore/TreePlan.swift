@@ -1,0 +1,182 @@
+import Bundle
+import Linux
+
+/// How the process tree is recreated so that every pid, parent, session and process group
+/// comes back: a pure function of the dumped tree (tested without root).
+///
+/// A process can only be created inside the session of the process that forks it, and a
+/// group can only be joined from within its session. So:
+/// - a session leader forks the children that stayed in its old session *before* its
+///   setsid(), the others after;
+/// - a process whose session its parent cannot give it (an orphan, now a child of the
+///   namespace's init or of the outside, whose real parent has exited) is forked by a
+///   *helper* inside that session (forked by the live session leader, or, when the leader
+///   has exited too, a helper with the leader's pid that calls setsid()); the helper exits
+///   once everything is created and the orphan falls to the init, as it once did;
+/// - a group whose leader has exited gets a helper with the leader's pid that creates the
+///   group (setpgid(0, 0)) for the members to join, then exits.
+/// Helpers are reaped by the process that forked them before any state is restored.
+struct TreePlan: Equatable {
+  enum Step: Equatable {
+    /// Fork `pid` (a dumped process or a helper) from the already created `parent`; a root
+    /// process (`parent` 0) is created by ckcont itself.
+    case fork(pid: Int32, parent: Int32)
+    /// setsid() in `pid`.
+    case setsid(Int32)
+  }
+
+  /// A process that exists only during the restore.
+  struct Helper: Equatable {
+    var pid: Int32
+    var parent: Int32
+    /// It creates the group of its pid (setpgid(0, 0)) for members whose leader exited.
+    var leadsGroup: Bool
+  }
+
+  /// Creation in order: forks and setsids.
+  var steps: [Step] = []
+  var helpers: [Helper] = []
+  /// setpgid(0, group) in `pid`, group leaders (and helpers leading groups) first.
+  var joins: [(pid: Int32, group: Int32)] = []
+
+  static func == (a: TreePlan, b: TreePlan) -> Bool {
+    a.steps == b.steps && a.helpers == b.helpers && a.joins.map { [$0.pid, $0.group] } == b.joins.map { [$0.pid, $0.group] }
+  }
+
+  /// The dumped (live) processes, each with its parent's pid inside the container (0 when
+  /// outside). `ownPidNamespace`: ids are the namespace's own (0 = outside it); otherwise
+  /// only ids of dumped processes are known to be the container's. `isFree` tells whether
+  /// a pid may be given to a helper.
+  init(tasks: [TaskEntryImage], ownPidNamespace: Bool, isFree: (Int32) -> Bool) throws(CKError) {
+    let byPid = Dictionary(tasks.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+    guard byPid.count == tasks.count else { throw CKError(.badInput, "the bundle's process tree repeats a pid") }
+    let roots = tasks.filter { $0.ppid == 0 }.sorted { $0.pid < $1.pid }
+    if ownPidNamespace {
+      guard roots.count == 1, let root = roots.first, root.pid == 1 else {
+        throw CKError(
+          .badInput, "the bundle's pid namespace has \(roots.count) processes without a parent and no init",
+          hint: "dump the cgroup that holds the namespace's init")
+      }
+    }
+    guard !roots.isEmpty else { throw CKError(.badInput, "the bundle's process tree has no root") }
+    var children: [Int32: [TaskEntryImage]] = [:]
+    for task in tasks where task.ppid != 0 {
+      guard byPid[task.ppid] != nil else {
+        throw CKError(.badInput, "process \(task.pid) has no parent \(task.ppid) in the bundle")
+      }
+      children[task.ppid, default: []].append(task)
+    }
+    for key in children.keys { children[key]?.sort { $0.pid < $1.pid } }
+    // A session or group id is the container's own when a dumped process has it as pid, or,
+    // in its own pid namespace, when it is not 0 (the id of something outside the namespace).
+    func isInside(_ id: Int32) -> Bool { byPid[id] != nil || (ownPidNamespace && id != 0) }
+
+    var session: [Int32: Int32] = [:]  // the session each created process is in now
+    var deferred: [TaskEntryImage] = []
+    var taken = Set(tasks.map(\.pid))
+
+    func fork(_ task: TaskEntryImage, from parent: Int32) {
+      steps.append(.fork(pid: task.pid, parent: parent))
+      session[task.pid] = parent == 0 ? 0 : session[parent] ?? 0
+      let own = children[task.pid] ?? []
+      if task.sid == task.pid {
+        // Children that stayed in the old session are forked before setsid().
+        let inherited = session[task.pid]
+        for child in own where child.sid == inherited && child.sid != child.pid { fork(child, from: task.pid) }
+        steps.append(.setsid(task.pid))
+        session[task.pid] = task.pid
+      }
+      for child in own where session[child.pid] == nil {
+        if child.sid == child.pid || child.sid == session[task.pid] || !isInside(child.sid) {
+          fork(child, from: task.pid)
+        } else {
+          deferred.append(child)
+        }
+      }
+    }
+    for root in roots {
+      // A root in a session of the container (its leader still lives inside) waits for it.
+      if root.sid != root.pid && isInside(root.sid) { deferred.append(root) } else { fork(root, from: 0) }
+    }
+
+    func freePid(after start: Int32) throws(CKError) -> Int32 {
+      var candidate = start
+      while candidate < 4_194_304 {
+        candidate += 1
+        if !taken.contains(candidate) && isFree(candidate) { return candidate }
+      }
+      throw CKError(.failed, "no free pid for a restore helper")
+    }
+    // Orphans: forked by a helper inside their session, which then exits.
+    var index = 0
+    while index < deferred.count {
+      let orphan = deferred[index]
+      index += 1
+      guard orphan.ppid == 0 || byPid[orphan.ppid]?.ppid == 0 else {
+        throw CKError(
+          .badInput,
+          "process \(orphan.pid) is in session \(orphan.sid), which neither its parent \(orphan.ppid) nor an init above it is in",
+          hint: "ckcont recreates such orphans only as children of the container's init")
+      }
+      let creator: Int32
+      if helpers.contains(where: { $0.pid == orphan.sid }) {
+        // The helper that took an exited leader's pid for an earlier orphan.
+        creator = orphan.sid
+      } else if session[orphan.sid] == orphan.sid {
+        // The leader lives: a helper with a free pid, forked by the leader.
+        let pid = try freePid(after: taken.max() ?? 1)
+        taken.insert(pid)
+        steps.append(.fork(pid: pid, parent: orphan.sid))
+        session[pid] = orphan.sid
+        helpers.append(Helper(pid: pid, parent: orphan.sid, leadsGroup: false))
+        creator = pid
+      } else {
+        // The leader has exited: a helper takes its pid and starts the session again.
+        guard byPid[orphan.sid] == nil, isFree(orphan.sid), let parent = roots.first?.pid else {
+          throw CKError(.failed, "the session \(orphan.sid) of process \(orphan.pid) cannot be recreated: its id is taken")
+        }
+        taken.insert(orphan.sid)
+        steps.append(.fork(pid: orphan.sid, parent: ownPidNamespace ? parent : 0))
+        steps.append(.setsid(orphan.sid))
+        session[orphan.sid] = orphan.sid
+        helpers.append(Helper(pid: orphan.sid, parent: ownPidNamespace ? parent : 0, leadsGroup: false))
+        creator = orphan.sid
+      }
+      // The orphan's own descendants follow it as usual; orphans among them are appended.
+      fork(orphan, from: creator)
+    }
+    guard steps.filter({ if case .fork = $0 { true } else { false } }).count == tasks.count + helpers.count else {
+      throw CKError(.badInput, "the bundle's process tree is broken: some processes are unreachable")
+    }
+
+    // Groups: leaders first; a group whose leader exited gets a helper with its pid, forked
+    // by its first member (so it is in the members' session).
+    let creationOrder = steps.compactMap { step -> TaskEntryImage? in
+      if case .fork(let pid, _) = step { return byPid[pid] } else { return nil }
+    }
+    var groupLeaders: Set<Int32> = []
+    for task in creationOrder where task.pgid == task.pid && task.sid != task.pid {
+      joins.append((task.pid, 0))
+      groupLeaders.insert(task.pid)
+    }
+    for task in creationOrder where task.pgid != task.pid && task.sid != task.pid && isInside(task.pgid) {
+      let group = task.pgid
+      if byPid[group] == nil && !groupLeaders.contains(group) {
+        if let index = helpers.firstIndex(where: { $0.pid == group }) {
+          // A session helper with the same pid leads the group already, through setsid().
+          helpers[index].leadsGroup = true
+        } else {
+          guard isFree(group) && !taken.contains(group) else {
+            throw CKError(.failed, "the process group \(group) of process \(task.pid) cannot be recreated: its id is taken")
+          }
+          taken.insert(group)
+          steps.append(.fork(pid: group, parent: task.pid))
+          helpers.append(Helper(pid: group, parent: task.pid, leadsGroup: true))
+          joins.insert((group, 0), at: 0)
+        }
+        groupLeaders.insert(group)
+      }
+      joins.append((task.pid, group))
+    }
+  }
+}
