@@ -107,14 +107,15 @@ public struct Restore {
         }
       }
       let root = rootPid
+      for (pid, group) in plan.joins {
+        try injectors[pid]?.call("setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, 0, UInt64(group))
+      }
+      // Zombies last, so that they inherit their parent's final group.
       for zombie in bundle.zombies {
         guard let parent = injectors[zombie.ppid], let status = zombie.zombieStatus else { continue }
         let child = try parent.forkChild(pid: zombie.pid)
         created.append(child.tid)
         try makeZombie(child, status: status, parent: parent, name: zombie.comm)
-      }
-      for (pid, group) in plan.joins {
-        try injectors[pid]?.call("setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, 0, UInt64(group))
       }
       for helper in plan.helpers {
         guard let own = injectors.removeValue(forKey: helper.pid), let parent = injectors[helper.parent] else { continue }
