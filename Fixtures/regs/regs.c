@@ -16,6 +16,9 @@
  *                       it, and the SA_RESTART restart then sees 1, so the result is -EAGAIN.
  *   poll                poll(pipe, 600 s) must return -EINTR (a poll with a timeout is never
  *                       restarted after a handler). The handler's byte must then be readable.
+ *   wait4               wait4(child, &status) on a running child (in pause()). The SA_RESTART
+ *                       handler forwards SIGTERM to the child, so the restarted wait4 must
+ *                       return the child's pid with a status of "killed by SIGTERM".
  *   sleep-exact         a timing case. SIGTERM stays blocked. It prints "ready", then nanosleep
  *                       (1 s, &rem) must return 0, then it prints "slept" and waits for SIGTERM.
  *                       The test measures the wall time between the "ready" and "slept" lines
@@ -32,6 +35,7 @@
 #include <poll.h>
 #include <time.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <linux/futex.h>
 
 struct regs_snap {
@@ -43,12 +47,14 @@ static int pfd[2] = {-1, -1};
 static int fut;                      /* futex word */
 static volatile sig_atomic_t got_term;
 static int do_write_pipe, do_wake;
+static pid_t child;
 
 /* Only async-signal-safe work, done with raw syscalls. */
 static void on_term(int s) {
   (void)s; int e = errno;
   got_term = 1;
   if (do_write_pipe) { ssize_t w = write(pfd[1], "T", 1); (void)w; }
+  if (child > 0) kill(child, SIGTERM);
   if (do_wake) { __atomic_store_n(&fut, 1, __ATOMIC_SEQ_CST); syscall(SYS_futex, &fut, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0); }
   errno = e;
 }
@@ -70,6 +76,7 @@ int main(int argc, char **argv) {
   static struct timespec req, rem, deadline;
   static char byte;
   static struct pollfd pf;
+  static int wstatus;
   struct regs_snap s; memset(&s, 0, sizeof s);
   long r, want;
 
@@ -91,9 +98,17 @@ int main(int argc, char **argv) {
   } else if (!strcmp(c, "poll")) {
     do_write_pipe = 1; pf.fd = pfd[0]; pf.events = POLLIN; fx_ready();
     r = regs_block(SYS_poll, (long)&pf, 1, 600000, 0, &s); want = -EINTR;
+  } else if (!strcmp(c, "wait4")) {
+    pid_t pid = FX_SYS(fork());
+    if (pid == 0) {
+      signal(SIGTERM, SIG_DFL);
+      for (;;) pause();
+    }
+    child = pid; fx_ready();
+    r = regs_block(SYS_wait4, pid, (long)&wstatus, 0, 0, &s); want = pid;
   } else {
     errno = EINVAL;
-    fx_setup_fail("usage: regs read-pipe|nanosleep|clock-nanosleep-abs|pause|futex|poll|sleep-exact");
+    fx_setup_fail("usage: regs read-pipe|nanosleep|clock-nanosleep-abs|pause|futex|poll|wait4|sleep-exact");
   }
   int term_at_return = got_term;
 
@@ -134,6 +149,7 @@ int main(int argc, char **argv) {
     FX_TRUE(now.tv_sec < deadline.tv_sec, "deadline already passed (now %lld, deadline %lld)",
             (long long)now.tv_sec, (long long)deadline.tv_sec);
   }
+  if (!strcmp(c, "wait4")) FX_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGTERM, "child status %#x", wstatus);
   if (!strcmp(c, "futex")) FX_EQ("futex word", 1, __atomic_load_n(&fut, __ATOMIC_SEQ_CST));
   if (!strcmp(c, "poll")) {
     /* The pipe still works, and it holds exactly the handler's byte. */

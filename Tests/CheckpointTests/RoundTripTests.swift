@@ -10,7 +10,7 @@ struct RoundTripTests {
   static let fixtures: [(String, [String])] = [
     ("counter", []),
     ("regs", ["read-pipe"]), ("regs", ["nanosleep"]), ("regs", ["clock-nanosleep-abs"]), ("regs", ["pause"]),
-    ("regs", ["futex"]), ("regs", ["poll"]),
+    ("regs", ["futex"]), ("regs", ["poll"]), ("regs", ["wait4"]),
     ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]),
     ("signals", []), ("files", []), ("pipe-self", []), ("threads", ["64"]), ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("zombie", []),
   ]
