@@ -1,25 +1,38 @@
-/* pipe-self: a pipe whose two ends are both held by this process, with 16 KiB of data buffered
+/* pipe-self: a pipe whose two ends are both held by this process, with 32 KiB of data buffered
  * and unread. A restore must recreate the pipe and put the data back in order.
- * To make the buffer layout less regular, 16384 + 100 bytes go in as 17 odd-sized writes and
+ * To make the buffer layout less regular, 32768 + 100 bytes go in as 34 odd-sized writes and
  * the first 100 bytes are read back before "ready", so the unread data starts inside a page.
  * The read end is O_NONBLOCK and the pipe is resized to 128 KiB: both must survive too.
  * After SIGTERM: F_GETFL of the read end has O_NONBLOCK; F_GETPIPE_SZ is 128 KiB; FIONREAD
- * is 16384; reading until EAGAIN returns exactly the 16384 expected bytes; and the pipe still
+ * is 32768; reading until EAGAIN returns exactly the 32768 expected bytes; and the pipe still
  * works (write 5 bytes, read them back).
- * usage: pipe-self */
+ * usage: pipe-self [fifo [DIR]]
+ *   fifo   the same through a FIFO made in DIR ($CKCONT_FIXTURE_DIR or /tmp), both ends
+ *          opened by path (the reader first, O_NONBLOCK); removed at the end. */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #define SKIP 100
-#define KEEP 16384
+#define KEEP 32768
 static uint8_t pbyte(size_t i) { return (uint8_t)(i * 7 + (i >> 8) * 13 + 0x21); }
 
-int main(void) {
+int main(int argc, char **argv) {
   fx_init("pipe-self");
   fx_term_setup();
   int p[2];
-  FX_SYS(pipe(p));
+  int fifo = argc > 1 && !strcmp(argv[1], "fifo");
+  static char path[4096];
+  if (fifo) {
+    struct timespec t; clock_gettime(CLOCK_REALTIME, &t);
+    snprintf(path, sizeof path, "%s/ckcont-fifo-%lld-%ld", fx_dir(argc > 2 ? argv[2] : NULL), (long long)t.tv_sec, t.tv_nsec);
+    FX_SYS(mkfifo(path, 0600));
+    p[0] = FX_SYS(open(path, O_RDONLY | O_NONBLOCK));
+    p[1] = FX_SYS(open(path, O_WRONLY));
+  } else {
+    FX_SYS(pipe(p));
+  }
   FX_SYS(fcntl(p[0], F_SETPIPE_SZ, 128 << 10));
   static uint8_t buf[SKIP + KEEP + 64];
   for (size_t i = 0; i < SKIP + KEEP; i++) buf[i] = pbyte(i);
@@ -50,5 +63,6 @@ int main(void) {
   FX_EQ("write after draining", 5, write(p[1], "again", 5));
   FX_EQ("read after draining", 5, read(p[0], c, 5));
   FX_TRUE(!memcmp(c, "again", 5), "pipe round trip: got \"%.5s\"", c);
+  if (fifo) unlink(path);
   fx_finish();
 }

@@ -112,6 +112,7 @@ public struct BundleInspection: Codable, Sendable {
     switch descriptor.kind {
     case .path: text = "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
     case .pipe: text = "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+    case .fifo: text = "FIFO \(descriptor.path ?? "?") \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
     }
     if let twin = descriptor.sharesWith { text += " (same file as fd \(twin))" }
     var flags: [String] = []

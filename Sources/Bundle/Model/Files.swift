@@ -19,6 +19,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case path
     /// One end of a pipe; `pipe` names the PipeImage.
     case pipe
+    /// A FIFO opened by `path`; `pipe` names the PipeImage with the data buffered in it.
+    case fifo
   }
   public var fd: Int32
   public var kind: Kind
@@ -29,7 +31,7 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var path: String?
   public var position: Int64?
   public var mode: UInt32?
-  /// kind == .pipe: the pipe's inode.
+  /// kind == .pipe or .fifo: the pipe's inode (a FIFO's: the inode of its file).
   public var pipe: UInt64?
   /// A lower fd of the same process with the same open file description (from dup()):
   /// restored as a duplicate of it, sharing offset and flags.
@@ -54,7 +56,7 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   }
 }
 
-/// A pipe and its unread data (captured without consuming it).
+/// A pipe or FIFO and its unread data (captured without consuming it).
 public struct PipeImage: Codable, Sendable, Equatable {
   public var inode: UInt64
   /// The bytes waiting in the pipe, base64 in JSON (at most the pipe's capacity).

@@ -5,7 +5,7 @@ import Glibc
 import Linux
 
 /// Captures the open file descriptors of a process: files and devices opened by path, and
-/// pipes with the data buffered in them. Anything else fails the dump, naming task, fd and
+/// pipes and FIFOs with the data buffered in them. Anything else fails the dump, naming task, fd and
 /// kind: a checkpoint never silently drops a descriptor.
 struct FileCapture {
   let pid: Int32
@@ -45,6 +45,13 @@ struct FileCapture {
         throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
       }
       let type = st.st_mode & S_IFMT
+      if type == S_IFIFO, target.hasPrefix("/"), !target.hasSuffix(" (deleted)") {
+        let inode = UInt64(st.st_ino)
+        if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }
+        descriptors.append(
+          DescriptorImage(fd: fd, kind: .fifo, flags: openFlags, closeOnExec: cloexec, path: target, pipe: inode))
+        continue
+      }
       guard target.hasPrefix("/"), type == S_IFREG || type == S_IFCHR || type == S_IFDIR else {
         throw CKError(
           .failed, "task \(pid): fd \(fd) is \(describe(target)), which ckcont cannot checkpoint yet",

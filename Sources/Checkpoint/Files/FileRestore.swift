@@ -10,6 +10,8 @@ final class SharedDescriptions {
   var holders: [UInt64: (pid: Int32, fd: Int64)] = [:]
   /// pipe inode -> the process holding both ends of the one pipe made for it.
   var pipes: [UInt64: (pid: Int32, read: Int64, write: Int64)] = [:]
+  /// FIFOs whose buffered data has been written back.
+  var filledFifos: Set<UInt64> = []
 }
 
 /// Reopens a process's descriptors inside the restored task at their exact numbers, with
@@ -30,6 +32,7 @@ struct FileRestore {
   struct Prepared {
     var descriptions: [Int32: Int64] = [:]  // target fd -> high fd holding its description
     var highFds: [Int64] = []
+    var fifoKeepers: [UInt64: Int64] = [:]  // FIFO inode -> a read-write fd of it
   }
 
   func prepare() throws -> Prepared {
@@ -52,13 +55,26 @@ struct FileRestore {
         // Status flags (O_NONBLOCK...) belong to the description: set on the end itself.
         try injector.call(
           "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags))
+      case .fifo:
+        guard let path = descriptor.path, let inode = descriptor.pipe else { continue }
+        // Opening one end of a FIFO waits for (or, O_NONBLOCK, fails without) the other end:
+        // a read-write keeper opened first is both, and holds the buffered data until every
+        // process has opened its ends (it is closed with the other high fds at install).
+        if prepared.fifoKeepers[inode] == nil {
+          let keeper = try moveHigh(try open(path, flags: O_RDWR | O_NONBLOCK, fd: descriptor.fd), above: high)
+          prepared.fifoKeepers[inode] = keeper
+          prepared.highFds.append(keeper)
+          if let image = pipesByInode[inode], shared.filledFifos.insert(inode).inserted {
+            try injector.call(
+              "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, UInt64(keeper), UInt64(CK_F_SETPIPE_SZ), UInt64(image.capacity))
+            try fill(writeEnd: Int32(keeper), with: image)
+          }
+        }
+        created = try moveHigh(try open(path, flags: descriptor.flags, fd: descriptor.fd), above: high)
+        prepared.highFds.append(created)
       case .path:
         guard let path = descriptor.path else { continue }
-        injector.resetData()
-        let address = try injector.put(string: path)
-        let flags = descriptor.flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
-        let opened = try injector.call(
-          "open fd \(descriptor.fd) \(path)", SyscallNumber.open, address, UInt64(UInt32(bitPattern: flags)), 0)
+        let opened = try open(path, flags: descriptor.flags, fd: descriptor.fd)
         if let position = descriptor.position, position > 0, (descriptor.mode ?? 0) & UInt32(S_IFMT) == UInt32(S_IFREG) {
           try injector.call("lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, UInt64(opened), UInt64(position), 0)
         }
@@ -69,6 +85,14 @@ struct FileRestore {
       if let id = descriptor.sharedDescription { shared.holders[id] = (pid, created) }
     }
     return prepared
+  }
+
+  /// open(2) inside the task, never creating or truncating, close-on-exec until installed.
+  private func open(_ path: String, flags: Int32, fd: Int32) throws -> Int64 {
+    injector.resetData()
+    let address = try injector.put(string: path)
+    let flags = flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
+    return try injector.call("open fd \(fd) \(path)", SyscallNumber.open, address, UInt64(UInt32(bitPattern: flags)), 0)
   }
 
   func install(_ prepared: Prepared) throws {

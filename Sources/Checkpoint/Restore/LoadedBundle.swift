@@ -221,6 +221,10 @@ final class LoadedBundle {
         else { throw bad("fd \(descriptor.fd) has a bad path or position") }
       case .pipe:
         guard let inode = descriptor.pipe, pipes.contains(inode) else { throw bad("fd \(descriptor.fd) names an unknown pipe") }
+      case .fifo:
+        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
+          let inode = descriptor.pipe, pipes.contains(inode)
+        else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
       }
     }
     for pipe in task.files.pipes {
