@@ -1,6 +1,9 @@
 /* shm: anonymous shared memory inherited across fork stays shared after restore.
  *
- *   shm
+ *   shm [memfd]
+ *
+ * With memfd the region is a MAP_SHARED mapping of a memfd_create(2) file (its fd closed),
+ * which must come back as a memfd of the same name, shared by both processes.
  *
  * pid 1 maps 1 MiB MAP_SHARED|MAP_ANONYMOUS, fills it with a pattern, and forks a child.
  * After SIGTERM, pid 1 writes a token into the region and forwards SIGTERM; the child must
@@ -22,10 +25,27 @@ static int await(volatile uint64_t *word, uint64_t value) {
   return 0;
 }
 
-int main(void) {
+static int is_memfd_mapping(void) {
+  char path[64], target[256];
+  snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)region, (unsigned long)region + SIZE);
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return 0;
+  target[n] = 0;
+  return !strncmp(target, "/memfd:ckcont-shm", 17);
+}
+
+int main(int argc, char **argv) {
   fx_init("shm");
   fx_term_setup();
-  region = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  int memfd = argc > 1 && !strcmp(argv[1], "memfd");
+  if (memfd) {
+    int fd = FX_SYS(memfd_create("ckcont-shm", MFD_CLOEXEC));
+    FX_SYS(ftruncate(fd, SIZE));
+    region = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+  } else {
+    region = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  }
   if (region == MAP_FAILED) fx_setup_fail("mmap");
   uint64_t seed = fx_seed(7);
   for (size_t i = 2; i < SIZE / 8; i++) region[i] = fx_rng(&seed);
@@ -38,6 +58,7 @@ int main(void) {
     uint64_t check = fx_seed(7);
     for (size_t i = 2; i < SIZE / 8; i++)
       if (region[i] != fx_rng(&check)) { ok = 0; break; }
+    if (memfd && !is_memfd_mapping()) ok = 0;
     _exit(ok ? 0 : 1);
   }
   fx_ready();
@@ -48,5 +69,6 @@ int main(void) {
   waitpid(child, &status, 0);
   FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
   FX_TRUE(await(&region[1], 0xB0B), "pid 1 did not see the child's write");
+  if (memfd) FX_TRUE(is_memfd_mapping(), "the region is no longer a mapping of memfd:ckcont-shm");
   fx_finish();
 }

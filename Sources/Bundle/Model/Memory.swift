@@ -22,6 +22,8 @@ public struct MemoryImage: Codable, Sendable, Equatable {
 public struct VMAImage: Codable, Sendable, Equatable {
   public enum Kind: String, Codable, Sendable {
     case anonymous, file, heap, stack, vdso, vvar, vvarVclock, vsyscall
+    /// A shared mapping of a memfd_create(2) file; `path` is `/memfd:<name>`.
+    case memfd
   }
   public var start: UInt64
   public var end: UInt64
@@ -37,13 +39,15 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// pages member starting at `pagesOffset`.
   public var pages: [PageRun]
   public var pagesOffset: UInt64
-  /// For shared anonymous memory: the kernel object's inode. Mappings of the same object in
-  /// several processes (inherited across fork) are restored as one object.
+  /// For shared anonymous memory and memfd mappings: the kernel object's inode. Mappings of
+  /// the same object in several processes (inherited across fork) are restored as one object.
   public var sharedObject: UInt64?
+  /// For a memfd mapping: the size of the file.
+  public var objectSize: UInt64?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
-    growsDown: Bool, pages: [PageRun], pagesOffset: UInt64, sharedObject: UInt64? = nil
+    growsDown: Bool, pages: [PageRun], pagesOffset: UInt64, sharedObject: UInt64? = nil, objectSize: UInt64? = nil
   ) {
     self.start = start
     self.end = end
@@ -56,6 +60,7 @@ public struct VMAImage: Codable, Sendable, Equatable {
     self.pages = pages
     self.pagesOffset = pagesOffset
     self.sharedObject = sharedObject
+    self.objectSize = objectSize
   }
 
   public var size: UInt64 { end - start }

@@ -18,6 +18,12 @@ struct MemoryCapture {
       switch vma.kind {
       case .anonymous, .anonymousNamed, .sharedAnonymous: kind = .anonymous
       case .file: kind = .file
+      case .memfd:
+        guard vma.permissions.contains(.shared) else {
+          throw CKError(
+            .failed, "task \(pid): private mapping \(hex(vma.start))-\(hex(vma.end)) of \(vma.path) cannot be checkpointed yet")
+        }
+        kind = .memfd
       case .heap: kind = .heap
       case .stack: kind = .stack
       case .vdso: kind = .vdso
@@ -41,11 +47,20 @@ struct MemoryCapture {
         runs = try scanner.dataRuns(start: vma.start, end: vma.end, anonymousOnly: kind == .file)
       }
       let pages = runs.map { PageRun(start: $0.start, end: $0.end) }
+      var objectSize: UInt64?
+      if kind == .memfd {
+        var st = stat()
+        let file = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
+        guard stat(file, &st) == 0 else {
+          throw CKError(.failed, "task \(pid): cannot stat \(file): \(String(cString: strerror(errno)))")
+        }
+        objectSize = UInt64(st.st_size)
+      }
       images.append(
         VMAImage(
           start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
           path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset,
-          sharedObject: vma.kind == .sharedAnonymous ? vma.inode : nil))
+          sharedObject: vma.kind == .sharedAnonymous || kind == .memfd ? vma.inode : nil, objectSize: objectSize))
       offset += pages.reduce(0) { $0 + $1.size }
     }
     let stat = try ProcStatExtended.read(pid: pid)

@@ -193,7 +193,17 @@ struct MemoryRestore {
     let sharing = UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
     let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
     injector.resetData()
-    if vma.kind == .file {
+    if vma.kind == .memfd {
+      // A new memfd of the same name and size; other mappings of it come through map_files.
+      let name = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
+      let fd = try injector.call("memfd_create \(vma.path)", SyscallNumber.memfdCreate, name, 1 /* MFD_CLOEXEC */)
+      defer { _ = try? injector.raw(SyscallNumber.close, UInt64(fd)) }
+      try injector.call("ftruncate \(vma.path)", SyscallNumber.ftruncate, UInt64(fd), vma.objectSize ?? vma.offset + vma.size)
+      let result = try injector.call(
+        "mmap \(hex(vma.start)) \(vma.path)", SyscallNumber.mmap, vma.start, vma.size, protection,
+        sharing | fixed, UInt64(fd), vma.offset)
+      guard UInt64(result) == vma.start else { throw CKError(.failed, "mmap of \(vma.path) landed elsewhere") }
+    } else if vma.kind == .file {
       let writable = vma.shared && vma.protection & PROT_WRITE != 0
       let path = try injector.put(string: vma.path)
       let fd = try injector.call(

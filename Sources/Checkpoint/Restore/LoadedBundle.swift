@@ -196,6 +196,11 @@ final class LoadedBundle {
         expectedOffset += run.size
       }
       guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name) is a kernel mapping with pages") }
+      if vma.kind == .memfd {
+        guard vma.shared, vma.sharedObject != nil, let size = vma.objectSize, size <= 1 << 46,
+          vma.offset % page == 0, size >= vma.offset + vma.size, vma.path.hasPrefix("/memfd:")
+        else { throw bad("\(name) is a malformed memfd mapping") }
+      }
       previousEnd = vma.end
     }
     guard expectedOffset == task.memory.pagesSize, UInt64(task.pages.claimed) == task.memory.pagesSize else {

@@ -83,6 +83,8 @@ public struct VMA: Codable, Hashable, Sendable {
     // Shared anonymous memory lives on the kernel's internal shmem mount (device 0:1) and is
     // named after /dev/zero; a real mapping of /dev/zero has the devtmpfs device instead.
     if major == 0, minor == 1, path == "/dev/zero", isDeleted { return .sharedAnonymous }
+    // memfd_create(2) files live on the same internal mount, named "memfd:<name>".
+    if major == 0, minor == 1, path.hasPrefix("/memfd:"), isDeleted { return .memfd(String(path.dropFirst(7))) }
     return .file
   }
 }
@@ -93,6 +95,8 @@ public enum VMAKind: Codable, Hashable, Sendable {
   case anonymous
   /// `MAP_SHARED|MAP_ANONYMOUS` memory (shmem, printed as `/dev/zero (deleted)`).
   case sharedAnonymous
+  /// A file made by memfd_create(2) with this name (printed as `/memfd:<name> (deleted)`).
+  case memfd(String)
   /// Anonymous memory named with `PR_SET_VMA_ANON_NAME` (`[anon:name]`, `[anon_shmem:name]`).
   case anonymousNamed(String)
   /// A mapped file (see ``VMA/path`` and ``VMA/isDeleted``), including memfd and SysV shm.
