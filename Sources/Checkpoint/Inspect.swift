@@ -41,6 +41,16 @@ public struct BundleInspection: Codable, Sendable {
     public var fd: Int32
     public var description: String
   }
+  /// A dead child waiting for its parent's wait().
+  public struct Zombie: Codable, Sendable {
+    public var pid: Int32
+    public var ppid: Int32
+    public var pgid: Int32
+    public var sid: Int32
+    public var comm: String
+    /// "exited 7" or "killed by signal 10".
+    public var status: String
+  }
 
   public var formatVersion: String
   public var toolVersion: String
@@ -51,6 +61,9 @@ public struct BundleInspection: Codable, Sendable {
   public var xsaveFeatures: String
   public var members: Int
   public var tasks: [Task]
+  public var zombies: [Zombie]
+  /// One line per cgroup hierarchy: where the container's subtree was and what it held.
+  public var cgroups: [String]
   public var totalPageBytes: UInt64
 
   /// Reads and verifies the bundle at `path` (or standard input for "-").
@@ -81,12 +94,24 @@ public struct BundleInspection: Codable, Sendable {
         credentials: "uid \(task.core.credentials.uids.map(String.init).joined(separator: "/")) "
           + "gid \(task.core.credentials.gids.map(String.init).joined(separator: "/")) caps \(task.core.credentials.capabilitiesText)")
     }
+    let zombies = bundle.zombies.map { entry in
+      let status = entry.zombieStatus ?? 0
+      return Zombie(
+        pid: entry.pid, ppid: entry.ppid, pgid: entry.pgid, sid: entry.sid, comm: entry.comm,
+        status: status & 0x7f == 0 ? "exited \(status >> 8 & 0xff)" : "killed by signal \(status & 0x7f)")
+    }
+    let cgroups = bundle.cgroups.hierarchies.map { hierarchy in
+      let name = hierarchy.version == "v2" ? "v2" : "v1 " + hierarchy.controllers.joined(separator: ",")
+      let settings = hierarchy.groups.flatMap(\.settings).map { "\($0.name)=\($0.value)" }
+      return "\(name) \(hierarchy.root): \(hierarchy.groups.count) cgroup(s)"
+        + (settings.isEmpty ? "" : "; " + settings.joined(separator: " "))
+    }
     let manifest = bundle.manifest
     return BundleInspection(
       formatVersion: "\(manifest.formatVersion.major).\(manifest.formatVersion.minor)", toolVersion: manifest.toolVersion,
       kernelRelease: manifest.kernelRelease, created: manifest.created, sourceCgroup: manifest.sourceCgroup,
       namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures), members: manifest.members.count + 2,
-      tasks: tasks, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes })
+      tasks: tasks, zombies: zombies, cgroups: cgroups, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes })
   }
 
   static func syscallState(_ regs: GeneralRegisters) -> String {
@@ -122,14 +147,38 @@ public struct BundleInspection: Codable, Sendable {
     return flags.isEmpty ? text : text + " [" + flags.joined(separator: ",") + "]"
   }
 
+  /// The processes and zombies indented under their parents.
+  func renderTree() -> [String] {
+    var children: [Int32: [(pid: Int32, line: String)]] = [:]
+    for task in tasks {
+      let leader = task.sid == task.pid ? ", session leader" : (task.pgid == task.pid ? ", group leader" : "")
+      let line = "\(task.pid) \(task.comm): pgid \(task.pgid) sid \(task.sid)\(leader), \(task.threads.count) thread(s)"
+      children[task.ppid, default: []].append((task.pid, line))
+    }
+    for zombie in zombies {
+      children[zombie.ppid, default: []].append((zombie.pid, "\(zombie.pid) \(zombie.comm): zombie, \(zombie.status)"))
+    }
+    var lines: [String] = []
+    func walk(_ parent: Int32, depth: Int) {
+      for child in (children[parent] ?? []).sorted(by: { $0.pid < $1.pid }) {
+        lines.append(String(repeating: "  ", count: depth + 1) + child.line)
+        if depth < 64 { walk(child.pid, depth: depth + 1) }
+      }
+    }
+    walk(0, depth: 0)
+    return lines
+  }
+
   /// Human-readable text.
   public func render() -> String {
     var lines = [
       "bundle format \(formatVersion), written by ckcont \(toolVersion) on kernel \(kernelRelease) at \(created)",
       "source cgroup \(sourceCgroup); own namespaces: \(namespaces.isEmpty ? "none" : namespaces.joined(separator: ", ")); "
         + "xsave features \(xsaveFeatures); \(members) members",
-      "\(tasks.count) process(es), \(totalPageBytes >> 10) KiB of memory saved", "",
+      "\(tasks.count) process(es), \(zombies.count) zombie(s), \(totalPageBytes >> 10) KiB of memory saved",
     ]
+    lines += cgroups.map { "cgroup \($0)" }
+    lines += ["", "process tree (pid in the container: command, group, session, threads):"] + renderTree() + [""]
     for task in tasks {
       lines.append(
         "process \(task.pid) (\(task.comm)) host pids \(task.namespacePids.map(String.init).joined(separator: "/")) "

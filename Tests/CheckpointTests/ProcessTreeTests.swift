@@ -18,6 +18,14 @@ struct ProcessTreeTests {
     let dump = container.dump()
     try #require(dump.status == 0, "\(dump.output)")
     try container.waitEmpty()
+    // inspect shows the tree readably: each process under its parent, the zombie included.
+    let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
+    #expect(inspect.status == 0, "\(inspect.output)")
+    let treeLines = inspect.stdout.split(separator: "\n").filter { $0.hasPrefix("  ") && $0.contains(" sid ") || $0.contains("zombie,") }
+    #expect(treeLines.count == 51, "\(inspect.stdout)")
+    #expect(inspect.stdout.contains("  1 forest: pgid 0 sid 0, 1 thread(s)"), "\(inspect.stdout)")
+    #expect(inspect.stdout.contains("zombie, exited 7"))
+    #expect(inspect.stdout.contains("session leader"))
     let restore = try container.restore()
     try #require(restore.status == 0, "\(restore.output)")
     let after = ProcessView.tree(from: container.restoredPid)
