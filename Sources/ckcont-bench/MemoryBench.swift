@@ -23,28 +23,13 @@ struct MemoryRun {
 
 /// What the memory benchmark runs and where.
 struct MemoryBench {
-  let ckcont: String
-  let launch: String
+  let containers: ContainerBench
   let bigmem: String
-  let cgroupRoot: String  // the cgroup v2 mount
-  let directory: String  // a tmpfs for the bundles
+  var directory: String { containers.directory }
 
   init(fixtures: String, ckcont: String, directory: String) throws {
-    self.ckcont = ckcont
-    launch = fixtures + "/launch"
     bigmem = fixtures + "/bigmem"
-    self.directory = directory
-    for program in [ckcont, launch, bigmem] where access(program, X_OK) != 0 {
-      throw CKError(.badInput, "\(program) is not an executable (build it first)")
-    }
-    guard let unified = try CgroupMounts.current().unified else { throw CKError(.failed, "no cgroup v2 hierarchy is mounted") }
-    cgroupRoot = unified.mountPoint
-    // The mount holding `directory` is the one with the longest matching mount point.
-    let mount = try MountInfo.read().filter { directory == $0.mountPoint || directory.hasPrefix($0.mountPoint + "/") }
-      .max { $0.mountPoint.count < $1.mountPoint.count }
-    guard mount?.fsType == "tmpfs" else { throw CKError(.badInput, "\(directory) is not on a tmpfs") }
-    // Restored containers are orphaned when ckcont exits: adopt them to reap them.
-    _ = ck_prctl(Int32(CK_PR_SET_CHILD_SUBREAPER), 1, 0, 0, 0)
+    containers = try ContainerBench(fixtures: fixtures, ckcont: ckcont, directory: directory, programs: [bigmem])
   }
 
   func run(mib: Int, label: String) throws -> MemoryRun {
@@ -53,74 +38,23 @@ struct MemoryBench {
     if free < UInt64(mib + 64) << 20 {
       throw CKError(.failed, "\(directory) has no room for a \(mib) MiB bundle")
     }
-    let name = "ckcont-bench-\(getpid())-\(mib)-\(label)"
-    let cgroup = "\(cgroupRoot)/\(name)"
-    let bundle = "\(directory)/\(name).ckpt"
-    let log = "/tmp/\(name).log"
-    guard mkdir(cgroup, 0o755) == 0 else { throw CKError(.failed, "mkdir \(cgroup): \(String(cString: strerror(errno)))") }
-    var launcher: Child?
-    var restored: pid_t = 0
-    defer {
-      if let launcher, kill(launcher.pid, SIGKILL) == 0 { _ = try? launcher.wait(timeout: 30) }
-      if restored > 0 {
-        kill(restored, SIGKILL)
-        _ = try? reap(restored, timeout: 30, what: "the restored bigmem")
-      }
-      removeCgroup(cgroup)
-      unlink(bundle)
-      unlink(log)
-    }
-    func failure(_ what: String) -> CKError {
-      let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-      return CKError(.failed, "bigmem \(mib) MiB (\(label)): \(what); container output: \(output)")
-    }
-
-    let container = try Child([launch, cgroup, bigmem, "\(mib)"], stdout: log)
-    launcher = container
-    try waitForLine("ready", in: log, of: container.pid, timeout: 300)
-    var result = MemoryRun(mib: mib, label: label)
-
-    let dump = try runTimed([ckcont, "dump", cgroup, "-o", bundle, "--json"], scratch: "/tmp/\(name)-dump")
-    guard dump.status == 0 else { throw failure("ckcont dump exited \(dump.status): \(dump.err)") }
-    result.dumpSeconds = dump.seconds
-    guard let report = try? JSONSerialization.jsonObject(with: Data(dump.out.utf8)) as? [String: Any],
+    let cycle = try containers.cycle(
+      name: "ckcont-bench-\(getpid())-\(mib)-\(label)", program: [bigmem, "\(mib)"], pass: "PASS bigmem",
+      dumpArguments: ["--json"])
+    // A restore of garbage is worth nothing: bigmem verifies its checksum on SIGTERM.
+    if let failure = cycle.failure { throw CKError(.failed, "bigmem \(mib) MiB (\(label)): \(failure)") }
+    guard let dumpSeconds = cycle.dumpSeconds, let restoreSeconds = cycle.restoreSeconds,
+      let report = try? JSONSerialization.jsonObject(with: Data(cycle.dumpOutput.utf8)) as? [String: Any],
       let pageBytes = report["pageBytes"] as? Double, let bundleBytes = report["bundleBytes"] as? Double,
       let frozen = report["frozenSeconds"] as? Double, let total = report["totalSeconds"] as? Double
-    else { throw failure("ckcont dump --json printed no report: \(dump.out)") }
-    guard pageBytes >= Double(mib << 20) else { throw failure("the dump saved only \(Int(pageBytes)) bytes of pages") }
+    else { throw CKError(.failed, "bigmem \(mib) MiB (\(label)): ckcont dump --json printed no report: \(cycle.dumpOutput)") }
+    guard pageBytes >= Double(mib << 20) else {
+      throw CKError(.failed, "bigmem \(mib) MiB (\(label)): the dump saved only \(Int(pageBytes)) bytes of pages")
+    }
+    var result = MemoryRun(mib: mib, label: label)
+    (result.dumpSeconds, result.restoreSeconds) = (dumpSeconds, restoreSeconds)
     (result.pageBytes, result.bundleBytes, result.frozenSeconds, result.engineSeconds) = (pageBytes, bundleBytes, frozen, total)
-    // The dump kills the container; its launcher then exits.
-    try container.wait(timeout: 30)
-    launcher = nil
-
-    let restore = try runTimed([ckcont, "restore", bundle], scratch: "/tmp/\(name)-restore")
-    guard restore.status == 0 else { throw failure("ckcont restore exited \(restore.status): \(restore.err)") }
-    result.restoreSeconds = restore.seconds
-    guard let pid = pid_t(restore.out.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-      throw failure("ckcont restore printed no pid: \(restore.out)")
-    }
-    restored = pid
-
-    // A restore of garbage is worth nothing: bigmem verifies its checksum on SIGTERM.
-    kill(pid, SIGTERM)
-    let status = try reap(pid, timeout: 120, what: "the restored bigmem")
-    restored = 0
-    let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-    guard status == 0, output.contains("PASS bigmem") else { throw failure("the restored bigmem exited \(status)") }
     return result
-  }
-
-  /// Kills what is left in the cgroup and removes it.
-  func removeCgroup(_ path: String) {
-    for _ in 0..<1000 {
-      let fd = open(path + "/cgroup.kill", O_WRONLY)
-      if fd >= 0 {
-        _ = write(fd, "1", 1)
-        close(fd)
-      }
-      if rmdir(path) == 0 || errno == ENOENT { return }
-      usleep(5000)
-    }
   }
 }
 
