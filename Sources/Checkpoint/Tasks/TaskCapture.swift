@@ -38,7 +38,10 @@ struct TaskCapture {
     let scratch = inject.scratch
 
     var actions: [SignalAction] = []
-    for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP {
+    // Only caught or ignored signals have an action to save (a default action with flags of
+    // its own is not worth 60 remote calls per process).
+    let handled = status.sigCgt | status.sigIgn
+    for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && handled & (1 << UInt64(signal - 1)) != 0 {
       // rt_sigaction(sig, NULL, &old, sizeof(sigset_t)) fills struct kernel_sigaction.
       guard try inject.remote.call(SyscallNumber.rtSigaction, UInt64(signal), 0, scratch, 8) == 0 else { continue }
       let words = try inject.readWords(4)
