@@ -83,6 +83,26 @@ public struct Dump {
     }
   }
 
+  /// Microseconds to wait before capturing each process: a fault-injection knob for tests
+  /// that need something to happen to the container mid-dump (CKCONT_FAULT_CAPTURE_DELAY_MS).
+  var captureDelay: UInt32 {
+    UInt32(ProcessInfo.processInfo.environment["CKCONT_FAULT_CAPTURE_DELAY_MS"].flatMap { UInt32($0) } ?? 0) * 1000
+  }
+
+  /// Runs `body`; if it fails because process `pid` died meanwhile (a traced, stopped task
+  /// dies only by SIGKILL from outside), says that instead of the failing call.
+  func explainingVanished(_ pid: Int32, _ body: () throws -> Void) throws {
+    do {
+      try body()
+    } catch {
+      let state = ProcStat.read(pid: pid)?.state
+      guard state == nil || state == "Z" || state == "X" else { throw error }
+      throw CKError(
+        .failed, "process \(pid) was killed during the dump, which is left incomplete",
+        hint: "the rest of the container runs on; dump it again")
+    }
+  }
+
   /// Everything but the page contents.
   struct CapturedTask {
     var entry: TaskEntryImage
@@ -134,13 +154,16 @@ public struct Dump {
           "process \(process.pid) has a controlling terminal (tty \(stat.ttyNr >> 8 & 0xfff):\(stat.ttyNr & 0xff | stat.ttyNr >> 12 & 0xfff00)), which ckcont cannot checkpoint yet",
           hint: "start the container without a terminal (setsid, stdio on files or pipes)")
       }
-      let capture = TaskCapture(pid: process.pid, threads: process.threads)
-      let relative = process.cgroup.relative(to: cgroup.path)
-      let entry = try capture.entry(cgroup: relative)
-      let (core, brk) = try capture.core(session: session, log: log)
-      let memory = try MemoryCapture(pid: process.pid).image(brk: brk, log: log)
-      let files = try FileCapture(pid: process.pid).image(log: log)
-      tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid))
+      if captureDelay > 0 { usleep(captureDelay) }
+      try explainingVanished(process.pid) {
+        let capture = TaskCapture(pid: process.pid, threads: process.threads)
+        let relative = process.cgroup.relative(to: cgroup.path)
+        let entry = try capture.entry(cgroup: relative)
+        let (core, brk) = try capture.core(session: session, log: log)
+        let memory = try MemoryCapture(pid: process.pid).image(brk: brk, log: log)
+        let files = try FileCapture(pid: process.pid).image(log: log)
+        tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid))
+      }
     }
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
     // parent is outside the container (the root, or a task whose parent was not dumped).
@@ -255,8 +278,10 @@ public struct Dump {
     for task in captured.tasks {
       try Interruption.check()
       try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
-      try PageReader(pid: task.hostPid, image: task.memory).write(to: writer) { done in
-        progress(before + UInt64(done), totalPages)
+      try explainingVanished(task.hostPid) {
+        try PageReader(pid: task.hostPid, image: task.memory).write(to: writer) { done in
+          progress(before + UInt64(done), totalPages)
+        }
       }
       try writer.endMember()
       before += task.memory.pagesSize

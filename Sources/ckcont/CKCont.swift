@@ -22,7 +22,7 @@ struct CKCont: ParsableCommand {
   /// Parses, runs, and turns every error into one line on stderr with a documented exit code.
   static func main() {
     do {
-      var command = try parseAsRoot()
+      var command = try parseAsRoot(sharedOptionsAfterSubcommand(Array(CommandLine.arguments.dropFirst())))
       try command.run()
     } catch let error as CKError {
       fail(error.description, code: exitCode(error.kind))
@@ -31,6 +31,16 @@ struct CKCont: ParsableCommand {
     } catch {
       exit(withError: error)
     }
+  }
+
+  /// `ckcont -v dump ...` means `ckcont dump -v ...`: the options every command shares may
+  /// come before the subcommand too (they are declared on each subcommand).
+  static func sharedOptionsAfterSubcommand(_ arguments: [String]) -> [String] {
+    let shared: Set<String> = ["-v", "--verbose", "--json"]
+    let leading = arguments.prefix { shared.contains($0) }
+    let rest = arguments.dropFirst(leading.count)
+    guard !leading.isEmpty, let subcommand = rest.first else { return arguments }
+    return [subcommand] + leading + rest.dropFirst()
   }
 
   static func exitCode(_ kind: CKError.Kind) -> Int32 {

@@ -25,6 +25,16 @@ struct CLITests {
     for probe in probes { #expect(probe["available"] is Bool && probe["essential"] is Bool && probe["detail"] is String) }
   }
 
+  /// The shared options work before the subcommand as well as after it.
+  @Test func sharedOptionsMayComeFirst() throws {
+    let result = run([ckcont, "--json", "check"])
+    #expect(result.status == 0, "\(result.output)")
+    #expect(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) is [String: Any])
+    let verbose = run([ckcont, "-v", "ps", "/sys/fs/cgroup/unified/no-such-cgroup-here"])
+    #expect(verbose.status == 2, "\(verbose.output)")
+    #expect(verbose.stderr.hasPrefix("ckcont: error: no such cgroup"), "\(verbose.stderr)")
+  }
+
   @Test func checkTextHasOneLinePerProbe() {
     let result = run([ckcont, "check"])
     #expect(result.status == 0)

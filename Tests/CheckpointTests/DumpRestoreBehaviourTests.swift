@@ -100,6 +100,39 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// A process killed from outside in the middle of the dump: the dump says so in one line,
+  /// leaves no bundle, and the rest of the container runs on, untraced and thawed.
+  @Test func aProcessKilledMidDumpFailsItClearlyAndTheRestRunsOn() throws {
+    let container = try FixtureContainer("tree")
+    defer { container.destroy() }
+    try container.waitReady()
+    // The order in which the dump captures them: cgroup.procs.
+    let pids = container.cgroup.read("cgroup.procs").split(separator: "\n").compactMap { Int32($0) }
+    let victim = try #require(pids.last)
+    let dump = try BackgroundProcess(
+      [TestPaths.ckcont, "dump", container.cgroup.path, "-o", container.bundlePath],
+      environment: ["CKCONT_FAULT_CAPTURE_DELAY_MS": "150"])
+    defer { dump.stop() }
+    // Seized (traced), then captured one by one, 150 ms apart: the last is still to come.
+    let deadline = Date().addingTimeInterval(5)
+    while !ProcessView.status(victim)["TracerPid", default: ["0"]].elementsEqual(["\(dump.pid)"]) {
+      try #require(Date() < deadline, "the dump never seized \(victim): \(dump.log)")
+      usleep(1000)
+    }
+    usleep(200_000)
+    kill(victim, SIGKILL)
+    #expect(dump.waitUntilExit() == 1, "\(dump.log)")
+    #expect(dump.log.hasPrefix("ckcont: error: process \(victim) was killed during the dump"), "\(dump.log)")
+    #expect(dump.log.split(separator: "\n").count == 1, "\(dump.log)")
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    for pid in pids where pid != victim {
+      let status = ProcessView.status(pid)
+      #expect(status["TracerPid"] == ["0"], "\(pid) is still traced")
+      #expect(status["State"]?.first == "S", "\(pid): \(status["State"] ?? [])")
+    }
+  }
+
   /// A session with a controlling terminal cannot be checkpointed yet: the dump says so in
   /// one line and the container runs on, keeping its terminal.
   @Test func controllingTerminalFailsTheDumpClearly() throws {
