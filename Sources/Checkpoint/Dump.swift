@@ -144,6 +144,7 @@ public struct Dump {
   }
 
   func capture(_ session: SeizedContainer) throws -> Captured {
+    var phases = PhaseTimes()
     let zombies = try zombieChildren(session.processes)
     var tasks: [CapturedTask] = []
     for process in session.processes {
@@ -158,13 +159,14 @@ public struct Dump {
       try explainingVanished(process.pid) {
         let capture = TaskCapture(pid: process.pid, threads: process.threads)
         let relative = process.cgroup.relative(to: cgroup.path)
-        let entry = try capture.entry(cgroup: relative)
-        let (core, brk) = try capture.core(session: session, log: log)
-        let memory = try MemoryCapture(pid: process.pid).image(brk: brk, log: log)
-        let files = try FileCapture(pid: process.pid).image(log: log)
+        let entry = try phases.time("tree entries") { try capture.entry(cgroup: relative) }
+        let (core, brk) = try phases.time("cores") { try capture.core(session: session, log: log) }
+        let memory = try phases.time("memory maps") { try MemoryCapture(pid: process.pid).image(brk: brk, log: log) }
+        let files = try phases.time("file tables") { try FileCapture(pid: process.pid).image(log: log) }
         tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid))
       }
     }
+    log("captured \(tasks.count) processes: \(phases)")
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
     // parent is outside the container (the root, or a task whose parent was not dumped).
     let innerPid = Dictionary(uniqueKeysWithValues: tasks.map { ($0.hostPid, $0.entry.pid) })
@@ -292,6 +294,24 @@ public struct Dump {
       "wrote \(totalPages >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
         + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(totalPages) / seconds / 1e9) : ""))
     return writer.bytesWritten
+  }
+}
+
+/// Wall time spent per phase over many processes, for the -v log.
+struct PhaseTimes: CustomStringConvertible {
+  private var totals: [(name: String, seconds: Double)] = []
+
+  mutating func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+    let started = monotonicNowSeconds()
+    defer {
+      let spent = monotonicNowSeconds() - started
+      if let index = totals.firstIndex(where: { $0.name == name }) { totals[index].seconds += spent } else { totals.append((name, spent)) }
+    }
+    return try body()
+  }
+
+  var description: String {
+    totals.map { String(format: "%@ %.1f ms", $0.name, $0.seconds * 1000) }.joined(separator: ", ")
   }
 }
 

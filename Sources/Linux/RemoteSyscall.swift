@@ -7,9 +7,10 @@ import Glibc
 public struct RemoteSyscall {
   /// How the tracee gets back to us after the `syscall` instruction.
   public enum Gadget: Sendable {
-    /// `syscall` (0f 05) found in the tracee's own text, e.g. in [vdso]: stop at syscall exit
-    /// with PTRACE_SYSCALL. Writes nothing into the task (used to dump).
-    case syscallExit(address: UInt64)
+    /// `syscall` (0f 05) found in the tracee's own text, e.g. in [vdso]: single-step over it
+    /// (the trap comes once the call has returned: one stop per call, where PTRACE_SYSCALL
+    /// needs two). Writes nothing into the task (used to dump).
+    case singleStep(address: UInt64)
     /// `syscall; int3`: run with PTRACE_CONT to the breakpoint (used to restore).
     case breakpoint(address: UInt64)
   }
@@ -44,15 +45,13 @@ public struct RemoteSyscall {
     regs.r8 = a5
     regs.r9 = a6
     switch gadget {
-    case .syscallExit(let address):
+    case .singleStep(let address):
       regs.rip = address
       try tracee.setRegisters(regs)
-      for phase in ["entry", "exit"] {
-        try tracee.resumeToSyscall()
-        let status = try tracee.wait()
-        guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80 else {
-          throw CKError(.failed, "task \(tracee.tid): remote syscall \(number) stopped unexpectedly at \(phase): \(status)")
-        }
+      try tracee.singleStep()
+      let status = try tracee.wait()
+      guard case .stopped(let signal, _) = status, signal == SIGTRAP else {
+        throw CKError(.failed, "task \(tracee.tid): remote syscall \(number) stopped unexpectedly: \(status)")
       }
     case .breakpoint(let address):
       regs.rip = address

@@ -127,6 +127,11 @@ public struct Tracee: Sendable, Hashable {
     try syscallChecked("ptrace", "PTRACE_SYSCALL, \(tid)") { ck_ptrace(Int32(CK_PTRACE_SYSCALL), tid, 0, 0) }
   }
 
+  /// PTRACE_SINGLESTEP: run one instruction (a `syscall` runs whole) and stop with SIGTRAP.
+  public func singleStep() throws(SyscallError) {
+    try syscallChecked("ptrace", "PTRACE_SINGLESTEP, \(tid)") { ck_ptrace(Int32(CK_PTRACE_SINGLESTEP), tid, 0, 0) }
+  }
+
   /// waitpid(tid, __WALL).
   public func wait() throws(SyscallError) -> WaitStatus { try Ptrace.wait(tid) }
 

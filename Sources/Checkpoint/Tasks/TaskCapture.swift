@@ -134,8 +134,8 @@ func readLink(_ path: String) throws -> String {
   return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// Remote syscalls in a task being dumped: through a `syscall` instruction of its own [vdso]
-/// with exit stops, so nothing is written into its text, and with a scratch page it maps for
+/// Remote syscalls in a task being dumped: single-stepping a `syscall` instruction of its
+/// own [vdso], so nothing is written into its text, and with a scratch page it maps for
 /// results and unmaps again. All signals stay blocked meanwhile.
 final class RemoteSession {
   let tracee: Tracee
@@ -151,7 +151,7 @@ final class RemoteSession {
       throw CKError(.failed, "task \(tracee.tid) has no [vdso] with a syscall instruction to run remote calls")
     }
     try tracee.setSignalMask(~0)
-    remote = try RemoteSyscall(tracee: tracee, gadget: .syscallExit(address: gadget))
+    remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget))
     let page = try? remote.call(
       SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
     guard let page, page > 0 else {
