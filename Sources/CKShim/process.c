@@ -68,6 +68,11 @@ ssize_t ck_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long 
   return process_vm_readv(pid, local, liovcnt, remote, riovcnt, 0);
 }
 
+ssize_t ck_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long liovcnt,
+                             const struct iovec *remote, unsigned long riovcnt) {
+  return process_vm_writev(pid, local, liovcnt, remote, riovcnt, 0);
+}
+
 int ck_unshare(int flags) { return unshare(flags); }
 
 int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {

@@ -63,6 +63,22 @@ public enum ProcessMemory {
   }
 }
 
+extension ProcessMemory {
+  /// Copies `bytes` to `address` in `pid` with process_vm_writev (writable mappings only).
+  public static func write(pid: Int32, bytes: UnsafeRawBufferPointer, at address: UInt64) throws {
+    var done = 0
+    while done < bytes.count {
+      var local = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress! + done), iov_len: bytes.count - done)
+      var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(address + UInt64(done))), iov_len: bytes.count - done)
+      let n = try syscallChecked("process_vm_writev", "\(pid) at 0x\(String(address + UInt64(done), radix: 16))") {
+        ck_process_vm_writev(pid, &local, 1, &remote, 1)
+      }
+      guard n > 0 else { throw SyscallError("process_vm_writev", "\(pid)", .ioError) }
+      done += n
+    }
+  }
+}
+
 /// `/proc/<pid>/mem` opened for writing: pwrite works on read-only mappings too (the kernel
 /// writes with FOLL_FORCE), where process_vm_writev fails with EFAULT.
 public struct MemFile: ~Copyable {

@@ -20,7 +20,7 @@ public struct RemoteSyscall {
   /// The registers the task had when we took it over; every call starts from a copy.
   public let saved: Registers
   /// How many calls ran (for -v logs and benchmarks).
-  public private(set) var count = 0
+  public internal(set) var count = 0
 
   public init(tracee: Tracee, gadget: Gadget) throws(SyscallError) {
     self.tracee = tracee

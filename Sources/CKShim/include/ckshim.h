@@ -109,6 +109,9 @@ int ck_pidfd_open(pid_t pid, unsigned int flags);
 int ck_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 ssize_t ck_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long liovcnt,
                             const struct iovec *remote, unsigned long riovcnt);
+// process_vm_writev(2): the writable scratch area of a task being dumped.
+ssize_t ck_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long liovcnt,
+                             const struct iovec *remote, unsigned long riovcnt);
 // pipe2(2) and tee(2) are _GNU_SOURCE declarations Glibc's Swift overlay does not show.
 int ck_pipe2(int fds[2], int flags);
 ssize_t ck_tee(int fd_in, int fd_out, size_t len, unsigned int flags);

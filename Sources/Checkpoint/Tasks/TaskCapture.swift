@@ -35,43 +35,75 @@ struct TaskCapture {
     let status = try ProcStatus.read(pid: pid)
     let inject = try RemoteSession(tracee: Tracee(tid: pid))
     defer { inject.finish() }
-    let scratch = inject.scratch
 
-    var actions: [SignalAction] = []
+    // One batch of remote calls; out-parameters go to their own slots of the data area.
+    var batch = SyscallBatch()
+    var out = inject.scratch
+    func slot(_ bytes: UInt64) -> UInt64 {
+      defer { out += bytes }
+      return out
+    }
     // Only caught or ignored signals have an action to save (a default action with flags of
-    // its own is not worth 60 remote calls per process).
+    // its own is not worth a remote call per signal).
     let handled = status.sigCgt | status.sigIgn
+    var actionCalls: [(signal: Int32, call: Int, at: UInt64)] = []
     for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && handled & (1 << UInt64(signal - 1)) != 0 {
       // rt_sigaction(sig, NULL, &old, sizeof(sigset_t)) fills struct kernel_sigaction.
-      guard try inject.remote.call(SyscallNumber.rtSigaction, UInt64(signal), 0, scratch, 8) == 0 else { continue }
-      let words = try inject.readWords(4)
+      let at = slot(32)
+      actionCalls.append((Int32(signal), batch.add(SyscallNumber.rtSigaction, UInt64(signal), 0, at, 8), at))
+    }
+    let brkCall = batch.add(SyscallNumber.brk, 0)
+    let timerCalls = (0...2).map { which in
+      let at = slot(32)
+      return (which: Int32(which), call: batch.add(SyscallNumber.getitimer, UInt64(which), at), at: at)
+    }
+    let personalityCall = batch.add(SyscallNumber.personality, 0xffff_ffff)
+    let pdeathsigAt = slot(8)
+    let pdeathsigCall = batch.add(SyscallNumber.prctl, 2, pdeathsigAt)
+    let dumpableCall = batch.add(SyscallNumber.prctl, 3)
+    let subreaperAt = slot(8)
+    let subreaperCall = batch.add(SyscallNumber.prctl, 37, subreaperAt)
+    let securebitsCall = batch.add(SyscallNumber.prctl, 27)
+    let mainThread = ThreadQueries(adding: &batch, at: slot(32))
+    let ran = try inject.run(batch)
+    func result(_ call: Int, _ what: String) throws -> Int64 {
+      let value = ran.results[call]
+      guard value >= 0 || value < -4095 else {
+        throw CKError(.failed, "task \(pid): \(what): \(String(cString: strerror(Int32(-value))))")
+      }
+      return value
+    }
+
+    var actions: [SignalAction] = []
+    for (signal, call, at) in actionCalls where ran.results[call] == 0 {
+      let words = ran.words(at: at, count: 4)
       if words[0] != 0 || words[1] != 0 || words[3] != 0 {
-        actions.append(
-          SignalAction(signal: Int32(signal), handler: words[0], flags: words[1], restorer: words[2], mask: words[3]))
+        actions.append(SignalAction(signal: signal, handler: words[0], flags: words[1], restorer: words[2], mask: words[3]))
       }
     }
-    let brk = UInt64(bitPattern: try inject.remote.checked("brk(0)", SyscallNumber.brk, 0))
+    let brk = UInt64(bitPattern: try result(brkCall, "brk(0)"))
     var itimers: [IntervalTimer] = []
-    for which in 0...2 {
-      try inject.remote.checked("getitimer(\(which))", SyscallNumber.getitimer, UInt64(which), scratch)
-      let words = try inject.readWords(4)
+    for (which, call, at) in timerCalls {
+      _ = try result(call, "getitimer(\(which))")
+      let words = ran.words(at: at, count: 4)
       let interval = Int64(bitPattern: words[0]) * 1_000_000 + Int64(bitPattern: words[1])
       let value = Int64(bitPattern: words[2]) * 1_000_000 + Int64(bitPattern: words[3])
       if interval != 0 || value != 0 {
-        itimers.append(IntervalTimer(which: Int32(which), intervalMicroseconds: interval, valueMicroseconds: value))
+        itimers.append(IntervalTimer(which: which, intervalMicroseconds: interval, valueMicroseconds: value))
       }
     }
-    let personality = try inject.remote.checked("personality", SyscallNumber.personality, 0xffff_ffff)
-    try inject.remote.checked("PR_GET_PDEATHSIG", SyscallNumber.prctl, 2, scratch)
-    let pdeathsig = Int32(truncatingIfNeeded: try inject.readWords(1)[0])
-    let dumpable = try inject.remote.checked("PR_GET_DUMPABLE", SyscallNumber.prctl, 3)
-    try inject.remote.checked("PR_GET_CHILD_SUBREAPER", SyscallNumber.prctl, 37, scratch)
-    let subreaper = Int32(truncatingIfNeeded: try inject.readWords(1)[0]) != 0
-    let securebits = try inject.remote.checked("PR_GET_SECUREBITS", SyscallNumber.prctl, 27)
+    let personality = try result(personalityCall, "personality")
+    _ = try result(pdeathsigCall, "PR_GET_PDEATHSIG")
+    let pdeathsig = Int32(truncatingIfNeeded: ran.words(at: pdeathsigAt, count: 1)[0])
+    let dumpable = try result(dumpableCall, "PR_GET_DUMPABLE")
+    _ = try result(subreaperCall, "PR_GET_CHILD_SUBREAPER")
+    let subreaper = Int32(truncatingIfNeeded: ran.words(at: subreaperAt, count: 1)[0]) != 0
+    let securebits = try result(securebitsCall, "PR_GET_SECUREBITS")
+    let mainThreadState = try mainThread.read(ran, task: pid)
 
     var threadCores: [ThreadCore] = []
     for tid in threads {
-      threadCores.append(try threadCore(tid: tid, session: session, inject: inject))
+      threadCores.append(try threadCore(tid: tid, session: session, inject: inject, mainThread: mainThreadState))
     }
     let credentials = Credentials(
       uids: [status.uid.real, status.uid.effective, status.uid.saved, status.uid.filesystem],
@@ -92,7 +124,9 @@ struct TaskCapture {
   }
 
   /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid.
-  private func threadCore(tid: Int32, session: SeizedContainer, inject: RemoteSession) throws -> ThreadCore {
+  private func threadCore(
+    tid: Int32, session: SeizedContainer, inject: RemoteSession, mainThread: (altStack: AltStack, clearTid: UInt64)
+  ) throws -> ThreadCore {
     let tracee = Tracee(tid: tid)
     guard let regs = session.registers(of: tid), let mask = session.signalMask(of: tid) else {
       throw CKError(.failed, "thread \(tid) was not seized")
@@ -100,18 +134,15 @@ struct TaskCapture {
     let xstate = try tracee.extendedState()
     let status = try ProcStatus.parse(PseudoFile.read("/proc/\(pid)/task/\(tid)/status"))
     let rseqConfig = try tracee.rseqConfiguration()
-    var altStack: AltStack?
-    var clearTid: UInt64 = 0
-    do {
-      // sigaltstack and the clear_child_tid address are per thread and only reachable from
-      // inside the thread itself.
-      let own = tid == pid ? inject : try RemoteSession(tracee: tracee)
-      defer { if tid != pid { own.finish() } }
-      try own.remote.checked("sigaltstack", SyscallNumber.sigaltstack, 0, own.scratch)
-      let words = try own.readWords(3)
-      altStack = AltStack(base: words[0], flags: Int32(truncatingIfNeeded: words[1]), size: words[2])
-      try own.remote.checked("PR_GET_TID_ADDRESS", SyscallNumber.prctl, 40, own.scratch)
-      clearTid = try own.readWords(1)[0]
+    // sigaltstack and the clear_child_tid address are per thread and only reachable from
+    // inside the thread itself: other threads run their own batch in the same scratch page.
+    var (altStack, clearTid) = mainThread
+    if tid != pid {
+      let own = try RemoteSession(thread: tracee, sharing: inject)
+      defer { own.finish() }
+      var batch = SyscallBatch()
+      let queries = ThreadQueries(adding: &batch, at: own.scratch)
+      (altStack, clearTid) = try queries.read(try own.run(batch), task: pid)
     }
     return ThreadCore(
       tid: status.nsPid.last ?? tid, registers: GeneralRegisters(regs), xstate: Data(xstate),
@@ -125,6 +156,29 @@ struct TaskCapture {
   }
 }
 
+/// The per-thread state only a thread itself can ask for: sigaltstack and the
+/// clear_child_tid address (PR_GET_TID_ADDRESS).
+struct ThreadQueries {
+  let at: UInt64
+  let altStackCall: Int
+  let tidAddressCall: Int
+
+  /// Adds the calls to `batch`, with 32 bytes of out-parameters at `at`.
+  init(adding batch: inout SyscallBatch, at: UInt64) {
+    self.at = at
+    altStackCall = batch.add(SyscallNumber.sigaltstack, 0, at)
+    tidAddressCall = batch.add(SyscallNumber.prctl, 40, at + 24)
+  }
+
+  func read(_ ran: RemoteSession.BatchResult, task: Int32) throws -> (altStack: AltStack, clearTid: UInt64) {
+    for (call, what) in [(altStackCall, "sigaltstack"), (tidAddressCall, "PR_GET_TID_ADDRESS")] where ran.results[call] < 0 {
+      throw CKError(.failed, "task \(task): \(what): \(String(cString: strerror(Int32(-ran.results[call]))))")
+    }
+    let words = ran.words(at: at, count: 4)
+    return (AltStack(base: words[0], flags: Int32(truncatingIfNeeded: words[1]), size: words[2]), words[3])
+  }
+}
+
 /// readlink(2) of a /proc link.
 func readLink(_ path: String) throws -> String {
   var buffer = [CChar](repeating: 0, count: 4097)
@@ -135,14 +189,22 @@ func readLink(_ path: String) throws -> String {
 }
 
 /// Remote syscalls in a task being dumped: single-stepping a `syscall` instruction of its
-/// own [vdso], so nothing is written into its text, and with a scratch page it maps for
-/// results and unmaps again. All signals stay blocked meanwhile.
+/// own [vdso], so nothing is written into its text, to map a scratch area; then batches of
+/// calls (``SyscallBatch``) run from code written into that area, their results and
+/// out-parameters in its data part. All signals stay blocked meanwhile.
 final class RemoteSession {
   let tracee: Tracee
   var remote: RemoteSyscall
+  /// Where batch code goes: the start of the scratch area.
+  let code: UInt64
+  /// Where out-parameters go (4 KiB), followed by the results of a batch (4 KiB).
   let scratch: UInt64
   let originalMask: UInt64
+  /// The main thread's session owns (and unmaps) the area; other threads borrow it.
+  private let ownsArea: Bool
   private var finished = false
+  static let areaSize: UInt64 = 16 << 10
+  static let dataOffset: UInt64 = 8 << 10
 
   init(tracee: Tracee) throws {
     self.tracee = tracee
@@ -152,31 +214,66 @@ final class RemoteSession {
     }
     try tracee.setSignalMask(~0)
     remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget))
-    let page = try? remote.call(
-      SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
-    guard let page, page > 0 else {
+    let area = try? remote.call(
+      SyscallNumber.mmap, 0, Self.areaSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC), UInt64(MAP_PRIVATE | MAP_ANONYMOUS),
+      UInt64.max, 0)
+    guard let area, area > 0 else {
       try? remote.restoreRegisters()
       try? tracee.setSignalMask(originalMask)
-      throw CKError(.failed, "task \(tracee.tid): remote mmap of a scratch page failed (\(page.map(String.init) ?? "stopped"))")
+      throw CKError(.failed, "task \(tracee.tid): remote mmap of a scratch area failed (\(area.map(String.init) ?? "stopped"))")
     }
-    scratch = UInt64(page)
+    code = UInt64(area)
+    scratch = code + Self.dataOffset
+    ownsArea = true
   }
 
-  /// Reads `count` 64-bit words from the scratch page.
-  func readWords(_ count: Int) throws -> [UInt64] {
-    var words = [UInt64](repeating: 0, count: count)
-    try words.withUnsafeMutableBytes { buffer in
-      try ProcessMemory.read(
-        pid: tracee.tid, ranges: [AddressRange(start: scratch, end: scratch + UInt64(count * 8))], into: buffer)
-    }
-    return words
+  /// Another thread of the same process, using `main`'s scratch area.
+  init(thread: Tracee, sharing main: RemoteSession) throws {
+    tracee = thread
+    originalMask = try thread.signalMask()
+    try thread.setSignalMask(~0)
+    remote = try RemoteSyscall(tracee: thread, gadget: main.remote.gadget)
+    code = main.code
+    scratch = main.scratch
+    ownsArea = false
   }
 
-  /// Unmaps the scratch page and puts registers and signal mask back.
+  /// What a batch left: each call's result, and the out-parameters.
+  struct BatchResult {
+    var results: [Int64]
+    let data: [UInt64]
+    let base: UInt64
+
+    func words(at address: UInt64, count: Int) -> [UInt64] {
+      let first = Int((address - base) / 8)
+      return Array(data[first..<first + count])
+    }
+  }
+
+  /// Writes the batch's code into the area, runs it to its int3, and reads back results and
+  /// out-parameters in one go.
+  func run(_ batch: SyscallBatch) throws -> BatchResult {
+    let results = scratch + 4096
+    guard batch.calls.count <= 512, SyscallBatch.maximumCodeSize(calls: batch.calls.count) <= Int(Self.dataOffset) else {
+      throw CKError(.failed, "task \(tracee.tid): a batch of \(batch.calls.count) remote calls does not fit")
+    }
+    let code = batch.code(results: results)
+    try code.withUnsafeBytes { bytes in
+      try ProcessMemory.write(pid: tracee.tid, bytes: bytes, at: self.code)
+    }
+    try remote.runCode(at: self.code, calls: batch.calls.count)
+    var data = [UInt64](repeating: 0, count: 1024)
+    try data.withUnsafeMutableBytes { buffer in
+      try ProcessMemory.read(pid: tracee.tid, ranges: [AddressRange(start: scratch, end: scratch + 8192)], into: buffer)
+    }
+    return BatchResult(results: (0..<batch.calls.count).map { Int64(bitPattern: data[512 + $0]) }, data: data, base: scratch)
+  }
+
+  /// Unmaps the scratch area (if this session owns it) and puts registers and signal mask back.
   func finish() {
     guard !finished else { return }
     finished = true
-    _ = try? remote.call(SyscallNumber.munmap, scratch, 4096)
+    if ownsArea { _ = try? remote.call(SyscallNumber.munmap, code, Self.areaSize) }
     try? remote.restoreRegisters()
     try? tracee.setSignalMask(originalMask)
   }

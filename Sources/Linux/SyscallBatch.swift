@@ -1,0 +1,60 @@
+import Glibc
+
+/// Several system calls made inside a stopped tracee in one stop: straight-line x86-64 code
+/// that loads each call's number and arguments, executes `syscall`, stores rax in a result
+/// slot, and ends in `int3`. Each remote call costs a round trip through the scheduler (the
+/// tracee must wake, run and trap); a batch of independent calls pays it once.
+public struct SyscallBatch {
+  public private(set) var calls: [(number: Int, arguments: [UInt64])] = []
+
+  public init() {}
+
+  /// Adds a call; returns its index in the results.
+  @discardableResult
+  public mutating func add(_ number: Int, _ arguments: UInt64...) -> Int {
+    precondition(arguments.count <= 6, "a system call takes at most six arguments")
+    calls.append((number, arguments))
+    return calls.count - 1
+  }
+
+  /// The machine code, storing call i's result (rax) at `results + 8 * i`.
+  public func code(results: UInt64) -> [UInt8] {
+    // movabs opcodes for rdi, rsi, rdx, r10, r8, r9 (the syscall argument registers).
+    let argumentOpcodes: [[UInt8]] = [[0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]]
+    var code: [UInt8] = []
+    func imm64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
+    for (index, call) in calls.enumerated() {
+      code += [0x48, 0xb8]  // movabs rax, number
+      imm64(UInt64(call.number))
+      for (register, argument) in call.arguments.enumerated() {
+        code += argumentOpcodes[register]
+        imm64(argument)
+      }
+      code += [0x0f, 0x05]  // syscall
+      code += [0x48, 0xa3]  // movabs [results + 8 index], rax
+      imm64(results + UInt64(index * 8))
+    }
+    code.append(0xcc)  // int3
+    return code
+  }
+
+  /// The most code bytes `count` calls can take.
+  public static func maximumCodeSize(calls count: Int) -> Int { count * (10 + 6 * 10 + 2 + 10) + 1 }
+}
+
+extension RemoteSyscall {
+  /// Runs code (a ``SyscallBatch``) the caller wrote at `address`, an executable page of the
+  /// tracee, to its closing int3; signals must be blocked, as for single calls.
+  public mutating func runCode(at address: UInt64, calls: Int) throws {
+    var regs = saved
+    regs.orig_rax = UInt64.max
+    regs.rip = address
+    try tracee.setRegisters(regs)
+    try tracee.resume()
+    let status = try tracee.wait()
+    guard case .stopped(let signal, _) = status, signal == SIGTRAP else {
+      throw CKError(.failed, "task \(tracee.tid): a batch of \(calls) remote syscalls stopped unexpectedly: \(status)")
+    }
+    count += calls
+  }
+}
