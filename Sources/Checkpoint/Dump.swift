@@ -66,11 +66,13 @@ public struct Dump {
       try destination!.commit(log: log)
       destination = nil
       let frozenSeconds = monotonicNowSeconds() - started
+      let releasing = monotonicNowSeconds()
       switch aftermath {
       case .kill: session.kill()
       case .leaveRunning: session.release(leaveFrozen: false)
       case .leaveFrozen: session.release(leaveFrozen: true)
       }
+      log("released the container in \(Int((monotonicNowSeconds() - releasing) * 1000)) ms")
       return DumpReport(
         processes: captured.tasks.count, threads: captured.tasks.reduce(0) { $0 + $1.entry.threads.count },
         pageBytes: captured.tasks.reduce(0) { $0 + $1.memory.pagesSize }, bundleBytes: bundleBytes,
@@ -145,7 +147,7 @@ public struct Dump {
 
   func capture(_ session: SeizedContainer) throws -> Captured {
     var phases = PhaseTimes()
-    let zombies = try zombieChildren(session.processes)
+    let zombies = try phases.time("zombie search") { try zombieChildren(session.processes) }
     var tasks: [CapturedTask] = []
     for process in session.processes {
       try Interruption.check()
@@ -166,7 +168,6 @@ public struct Dump {
         tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid))
       }
     }
-    log("captured \(tasks.count) processes: \(phases)")
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
     // parent is outside the container (the root, or a task whose parent was not dumped).
     let innerPid = Dictionary(uniqueKeysWithValues: tasks.map { ($0.hostPid, $0.entry.pid) })
@@ -176,7 +177,7 @@ public struct Dump {
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
-    markSharedDescriptions(&tasks)
+    phases.time("shared files") { markSharedDescriptions(&tasks) }
     let namespaces = try namespaceSet(of: root.hostPid)
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0
@@ -199,7 +200,8 @@ public struct Dump {
     let tree = ProcessTree(
       tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
     let members = [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
-    let cgroups = try CgroupCapture(cgroup: cgroup, processes: members).image()
+    let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
+    log("captured \(tasks.count) processes: \(phases)")
     return Captured(tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
   }
 
@@ -260,11 +262,13 @@ public struct Dump {
     var small: [(String, Data)] = [
       ("tree.json", try encoder.encode(captured.tree)), ("cgroups.json", try encoder.encode(captured.cgroups)),
     ]
+    let encoding = monotonicNowSeconds()
     for task in captured.tasks {
       small.append((task.entry.coreMember, try encoder.encode(task.core)))
       small.append((task.entry.mmMember, try encoder.encode(task.memory)))
       small.append((task.entry.filesMember, try encoder.encode(task.files)))
     }
+    log("encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNowSeconds() - encoding) * 1000)) ms")
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
     members += captured.tasks.map { Manifest.Member(name: $0.entry.pagesMember, size: Int($0.memory.pagesSize)) }
     let manifest = Manifest(
