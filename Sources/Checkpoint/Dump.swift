@@ -159,7 +159,7 @@ public struct Dump {
       }
       if captureDelay > 0 { usleep(captureDelay) }
       try explainingVanished(process.pid) {
-        let capture = TaskCapture(pid: process.pid, threads: process.threads)
+        let capture = try phases.time("tree entries") { try TaskCapture(pid: process.pid, threads: process.threads) }
         let relative = process.cgroup.relative(to: cgroup.path)
         let entry = try phases.time("tree entries") { try capture.entry(cgroup: relative) }
         let (core, brk) = try phases.time("cores") { try capture.core(session: session, log: log) }
@@ -263,10 +263,24 @@ public struct Dump {
       ("tree.json", try encoder.encode(captured.tree)), ("cgroups.json", try encoder.encode(captured.cgroups)),
     ]
     let encoding = monotonicNowSeconds()
-    for task in captured.tasks {
-      small.append((task.entry.coreMember, try encoder.encode(task.core)))
-      small.append((task.entry.mmMember, try encoder.encode(task.memory)))
-      small.append((task.entry.filesMember, try encoder.encode(task.files)))
+    // Encoding is CPU work independent per task: spread it over the cores.
+    let tasks = captured.tasks
+    // Each iteration writes only its own slot.
+    nonisolated(unsafe) let encoded = UnsafeMutableBufferPointer<Result<[Data], any Error>?>.allocate(capacity: tasks.count)
+    encoded.initialize(repeating: nil)
+    defer { encoded.deallocate() }
+    DispatchQueue.concurrentPerform(iterations: tasks.count) { index in
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      let task = tasks[index]
+      encoded[index] = Result {
+        [try encoder.encode(task.core), try encoder.encode(task.memory), try encoder.encode(task.files)]
+      }
+    }
+    for (task, result) in zip(tasks, encoded) {
+      let members = try result?.get() ?? []
+      guard members.count == 3 else { throw CKError(.failed, "task \(task.hostPid): its model was not encoded") }
+      small += [(task.entry.coreMember, members[0]), (task.entry.mmMember, members[1]), (task.entry.filesMember, members[2])]
     }
     log("encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNowSeconds() - encoding) * 1000)) ms")
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }

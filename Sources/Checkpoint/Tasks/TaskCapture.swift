@@ -10,19 +10,24 @@ struct TaskCapture {
   let pid: Int32
   /// The thread ids, the main thread (tid == pid) first: restore creates the others from it.
   let threads: [Int32]
+  /// /proc/<pid>/status, and each other thread's, read once (parsing them is not free).
+  let status: ProcStatus
+  let threadStatus: [Int32: ProcStatus]
 
-  init(pid: Int32, threads: [Int32]) {
+  init(pid: Int32, threads: [Int32]) throws {
     self.pid = pid
     self.threads = [pid] + threads.filter { $0 != pid }
+    status = try ProcStatus.read(pid: pid)
+    var others: [Int32: ProcStatus] = [:]
+    for tid in threads where tid != pid {
+      others[tid] = try ProcStatus.parse(PseudoFile.read("/proc/\(pid)/task/\(tid)/status"))
+    }
+    threadStatus = others
   }
 
   /// The process's place in the tree, with ids as its own pid namespace sees them.
   func entry(cgroup: String) throws -> TaskEntryImage {
-    let status = try ProcStatus.read(pid: pid)
-    let innerThreads = try threads.map { tid -> Int32 in
-      let threadStatus = try ProcStatus.parse(PseudoFile.read("/proc/\(pid)/task/\(tid)/status"))
-      return threadStatus.nsPid.last ?? tid
-    }
+    let innerThreads = threads.map { tid in (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid }
     return TaskEntryImage(
       pid: status.nsPid.last ?? pid, namespacePids: status.nsPid, ppid: status.ppid,
       pgid: status.nsPgid.last ?? 0, sid: status.nsSid.last ?? 0, threads: innerThreads, cgroup: cgroup,
@@ -32,7 +37,6 @@ struct TaskCapture {
   /// The core image, and brk (asked of the task, as /proc does not show it). Remote syscalls
   /// run in the main thread; its registers and signal mask are put back before returning.
   func core(session: SeizedContainer, log: (String) -> Void) throws -> (core: TaskCore, brk: UInt64) {
-    let status = try ProcStatus.read(pid: pid)
     let inject = try RemoteSession(tracee: Tracee(tid: pid))
     defer { inject.finish() }
 
@@ -132,7 +136,7 @@ struct TaskCapture {
       throw CKError(.failed, "thread \(tid) was not seized")
     }
     let xstate = try tracee.extendedState()
-    let status = try ProcStatus.parse(PseudoFile.read("/proc/\(pid)/task/\(tid)/status"))
+    let innerTid = (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid
     let rseqConfig = try tracee.rseqConfiguration()
     // sigaltstack and the clear_child_tid address are per thread and only reachable from
     // inside the thread itself: other threads run their own batch in the same scratch page.
@@ -145,7 +149,7 @@ struct TaskCapture {
       (altStack, clearTid) = try queries.read(try own.run(batch), task: pid)
     }
     return ThreadCore(
-      tid: status.nsPid.last ?? tid, registers: GeneralRegisters(regs), xstate: Data(xstate),
+      tid: innerTid, registers: GeneralRegisters(regs), xstate: Data(xstate),
       xstateFeatures: XSave.features(of: xstate), blockedSignals: mask,
       pendingSignals: try tracee.queuedSignals(shared: false).map { Data($0) },
       rseq: rseqConfig.rseq_abi_pointer == 0
@@ -278,8 +282,29 @@ final class RemoteSession {
     try? tracee.setSignalMask(originalMask)
   }
 
-  /// The address of a `syscall` instruction (0f 05) in the task's [vdso].
+  /// Where a `syscall` instruction sits in this kernel's [vdso], found once in ckcont's own:
+  /// every process maps the same image.
+  static let vdsoSyscallOffset: UInt64? = {
+    guard let vdso = try? ProcMaps.read(pid: getpid()).first(where: { $0.kind == .vdso }),
+      let base = UnsafePointer<UInt8>(bitPattern: UInt(vdso.start))
+    else { return nil }
+    let bytes = UnsafeBufferPointer(start: base, count: Int(vdso.size))
+    return (0..<bytes.count - 1).first { bytes[$0] == 0x0f && bytes[$0 + 1] == 0x05 }.map(UInt64.init)
+  }()
+
+  /// The address of a `syscall` instruction (0f 05) in the task's [vdso]: at the known offset
+  /// from the vdso base in its auxiliary vector (AT_SYSINFO_EHDR) when the bytes there say so,
+  /// else searched in the [vdso] its maps show.
   static func vdsoSyscall(pid: Int32) throws -> UInt64? {
+    if let offset = vdsoSyscallOffset,
+      let base = try? AuxVector.read(pid: pid).first(where: { $0.type == 33 })?.value
+    {
+      var found: [UInt8] = [0, 0]
+      let read: ()? = try? found.withUnsafeMutableBytes { buffer in
+        try ProcessMemory.read(pid: pid, ranges: [AddressRange(start: base + offset, end: base + offset + 2)], into: buffer)
+      }
+      if read != nil && found == [0x0f, 0x05] { return base + offset }
+    }
     guard let vdso = try ProcMaps.read(pid: pid).first(where: { $0.kind == .vdso }) else { return nil }
     var bytes = [UInt8](repeating: 0, count: Int(vdso.size))
     try bytes.withUnsafeMutableBytes { buffer in
