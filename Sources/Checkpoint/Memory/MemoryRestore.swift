@@ -31,7 +31,6 @@ struct MemoryRestore {
 
   func run() throws {
     let started = monotonicNowSeconds()
-    try unmapInherited()
     try moveKernelMappings()
     var bundleFD: Int64?
     if case .file(let path, _) = pages {
@@ -126,8 +125,10 @@ struct MemoryRestore {
     }
   }
 
-  /// Everything but the injection region and the kernel's own mappings goes.
-  private func unmapInherited() throws {
+  /// Everything but the injection region and the kernel's own mappings goes. Done in a root
+  /// task before it forks the others, so they start from an empty address space (forking
+  /// ckcont's whole layout, page tables and all, hundreds of times is what it would cost).
+  static func unmapInherited(_ injector: Injector) throws {
     // munmap of a range with holes is fine: one call per stretch between the mappings that
     // stay, instead of one per inherited mapping (ckcont has hundreds).
     var kept: [(start: UInt64, end: UInt64)] = []
@@ -154,15 +155,16 @@ struct MemoryRestore {
   /// temporary place when the ranges collide). Moving [vdso] without [vvar] kills the task.
   private func moveKernelMappings() throws {
     let kinds: [(VMAImage.Kind, VMAKind)] = [(.vvar, .vvar), (.vvarVclock, .vvarVclock), (.vdso, .vdso)]
-    let current = try ProcMaps.read(pid: injector.pid)
+    // Where the kernel mappings are now: read once, then followed through our own mremaps.
+    var current = try ProcMaps.read(pid: injector.pid).filter { $0.kind != .vsyscall }
     let targets = image.vmas.filter { $0.kind == .vvar || $0.kind == .vvarVclock || $0.kind == .vdso }
     let collide = targets.contains { target in
-      current.contains { $0.start < target.end && target.start < $0.end && $0.kind != .vsyscall }
+      current.contains { $0.start < target.end && target.start < $0.end }
     }
     for pass in (collide ? 0 : 1)...1 {
       for (imageKind, mapsKind) in kinds {
-        let now = try ProcMaps.read(pid: injector.pid)
-        let source = now.first { $0.kind == mapsKind }
+        let sourceIndex = current.firstIndex { $0.kind == mapsKind }
+        let source = sourceIndex.map { current[$0] }
         let target = image.vmas.first { $0.kind == imageKind }
         switch (source, target) {
         case (nil, nil): continue
@@ -177,7 +179,11 @@ struct MemoryRestore {
           let moved = try injector.call(
             "mremap \(target.path)", SyscallNumber.mremap, source.start, source.size, source.size,
             3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, destination)
-          guard UInt64(moved) == destination else { throw CKError(.failed, "mremap of \(target.path) went astray") }
+          guard UInt64(moved) == destination, let sourceIndex else {
+            throw CKError(.failed, "mremap of \(target.path) went astray")
+          }
+          current[sourceIndex].start = destination
+          current[sourceIndex].end = destination + source.size
         default:
           throw CKError(
             .failed, "the kernel mappings differ from the dump (\(imageKind.rawValue))",

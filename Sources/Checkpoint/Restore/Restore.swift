@@ -95,6 +95,7 @@ public struct Restore {
           let injector = try Injector(tracee: tracee)
           try TaskRestore.resetInherited(injector)
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
+          try MemoryRestore.unmapInherited(injector)
           injectors[pid] = injector
         case .fork(let pid, let parentPid):
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
