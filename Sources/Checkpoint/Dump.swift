@@ -321,11 +321,14 @@ struct PhaseTimes: CustomStringConvertible {
 
   mutating func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
     let started = monotonicNowSeconds()
-    defer {
-      let spent = monotonicNowSeconds() - started
-      if let index = totals.firstIndex(where: { $0.name == name }) { totals[index].seconds += spent } else { totals.append((name, spent)) }
-    }
+    defer { record(name, since: started) }
     return try body()
+  }
+
+  /// Adds the time from `started` until now to `name`.
+  mutating func record(_ name: String, since started: Double) {
+    let spent = monotonicNowSeconds() - started
+    if let index = totals.firstIndex(where: { $0.name == name }) { totals[index].seconds += spent } else { totals.append((name, spent)) }
   }
 
   var description: String {

@@ -76,6 +76,7 @@ public struct Restore {
     }
     let target = try TargetCgroups(image: bundle.cgroups, root: cgroupRoot)
     var created: [Int32] = []
+    var phases = PhaseTimes()
     do {
       try target.prepare(log: log)
       // Every process is forked, with its pid, from its parent (or a helper, see TreePlan)
@@ -125,12 +126,15 @@ public struct Restore {
       try Interruption.check()
       // Memory of all, then descriptors in two passes over all (shared ones must exist
       // before anyone takes a copy), then the rest and the final registers of each.
+      phases.record("process tree", since: started)
       let sharedObjects = SharedMemoryObjects()
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
-        try MemoryRestore(
-          image: task.memory, pages: try pageSource(task), injector: injector, sharedObjects: sharedObjects, log: log
-        ).run()
+        try phases.time("memory") {
+          try MemoryRestore(
+            image: task.memory, pages: try pageSource(task), injector: injector, sharedObjects: sharedObjects, log: log
+          ).run()
+        }
         try Interruption.check()
       }
       let shared = SharedDescriptions()
@@ -138,19 +142,20 @@ public struct Restore {
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
         let files = FileRestore(image: task.files, injector: injector, pid: task.entry.pid, shared: shared, log: log)
-        prepared.append((files, try files.prepare()))
+        prepared.append((files, try phases.time("files") { try files.prepare() }))
       }
-      for (files, state) in prepared { try files.install(state) }
+      for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
       var threads: [Tracee] = []
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
         let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, log: log)
-        threads += try restore.restoreState()
-        try restore.finish()
+        threads += try phases.time("threads, signals, creds") { try restore.restoreState() }
+        try phases.time("final registers") { try restore.finish() }
         log("task \(injector.pid): restored with \(injector.remote.count + 1) remote syscalls")
         try Interruption.check()
       }
-      try release(threads, cgroup: target.main)
+      try phases.time("release") { try release(threads, cgroup: target.main) }
+      log("restored \(order.count) processes: \(phases)")
       return RestoreReport(
         rootPid: root, processes: order.count, cgroup: target.main.path, seconds: monotonicNowSeconds() - started)
     } catch {
