@@ -5,31 +5,53 @@ import Glibc
 /// slot, and ends in `int3`. Each remote call costs a round trip through the scheduler (the
 /// tracee must wake, run and trap); a batch of independent calls pays it once.
 public struct SyscallBatch {
-  public private(set) var calls: [(number: Int, arguments: [UInt64])] = []
+  /// An argument: a value, or the result of an earlier call of the batch (an fd it opened).
+  public enum Argument {
+    case value(UInt64)
+    case result(Int)
+  }
+
+  public private(set) var calls: [(number: Int, arguments: [Argument])] = []
 
   public init() {}
 
   /// Adds a call; returns its index in the results.
   @discardableResult
   public mutating func add(_ number: Int, _ arguments: UInt64...) -> Int {
+    add(number, arguments: arguments.map { .value($0) })
+  }
+
+  /// Adds a call whose arguments may be results of earlier calls; returns its index.
+  @discardableResult
+  public mutating func add(_ number: Int, arguments: [Argument]) -> Int {
     precondition(arguments.count <= 6, "a system call takes at most six arguments")
+    for case .result(let index) in arguments { precondition(index < calls.count, "a result of a later call") }
     calls.append((number, arguments))
     return calls.count - 1
   }
 
   /// The machine code, storing call i's result (rax) at `results + 8 * i`.
   public func code(results: UInt64) -> [UInt8] {
-    // movabs opcodes for rdi, rsi, rdx, r10, r8, r9 (the syscall argument registers).
+    // movabs opcodes for rdi, rsi, rdx, r10, r8, r9 (the syscall argument registers), and
+    // `mov <register>, rax` for each.
     let argumentOpcodes: [[UInt8]] = [[0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]]
+    let fromRax: [[UInt8]] = [[0x48, 0x89, 0xc7], [0x48, 0x89, 0xc6], [0x48, 0x89, 0xc2], [0x49, 0x89, 0xc2], [0x49, 0x89, 0xc0], [0x49, 0x89, 0xc1]]
     var code: [UInt8] = []
     func imm64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
     for (index, call) in calls.enumerated() {
+      for (register, argument) in call.arguments.enumerated() {
+        switch argument {
+        case .value(let value):
+          code += argumentOpcodes[register]
+          imm64(value)
+        case .result(let earlier):
+          code += [0x48, 0xa1]  // movabs rax, [results + 8 earlier]
+          imm64(results + UInt64(earlier * 8))
+          code += fromRax[register]
+        }
+      }
       code += [0x48, 0xb8]  // movabs rax, number
       imm64(UInt64(call.number))
-      for (register, argument) in call.arguments.enumerated() {
-        code += argumentOpcodes[register]
-        imm64(argument)
-      }
       code += [0x0f, 0x05]  // syscall
       code += [0x48, 0xa3]  // movabs [results + 8 index], rax
       imm64(results + UInt64(index * 8))
@@ -39,7 +61,7 @@ public struct SyscallBatch {
   }
 
   /// The most code bytes `count` calls can take.
-  public static func maximumCodeSize(calls count: Int) -> Int { count * (10 + 6 * 10 + 2 + 10) + 1 }
+  public static func maximumCodeSize(calls count: Int) -> Int { count * (10 + 6 * 13 + 2 + 10) + 1 }
 }
 
 extension RemoteSyscall {

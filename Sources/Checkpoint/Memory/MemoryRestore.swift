@@ -13,7 +13,7 @@ final class SharedMemoryObjects {
   var created: [UInt64: (hostPid: Int32, start: UInt64, end: UInt64)] = [:]
 }
 
-struct MemoryRestore {
+final class MemoryRestore {
   /// Where the page data comes from.
   enum PageSource {
     /// In ckcont's memory (a bundle read from a pipe): written through /proc/<pid>/mem.
@@ -28,43 +28,57 @@ struct MemoryRestore {
   let injector: Injector
   let sharedObjects: SharedMemoryObjects
   let log: (String) -> Void
+  /// The calls queued to run in one stop, the VMAs they map, and their preadv calls (checked
+  /// for short reads once the batch ran).
+  private var batch = Injector.Batch()
+  private var mapped: [VMAImage] = []
+  private var pendingReads: [(call: Int, runs: ArraySlice<PageRun>, position: UInt64)] = []
+  private var bundleFD: Int64?
+
+  init(image: MemoryImage, pages: PageSource, injector: Injector, sharedObjects: SharedMemoryObjects, log: @escaping (String) -> Void) {
+    self.image = image
+    self.pages = pages
+    self.injector = injector
+    self.sharedObjects = sharedObjects
+    self.log = log
+  }
 
   func run() throws {
     let started = monotonicNowSeconds()
     try moveKernelMappings()
-    var bundleFD: Int64?
     if case .file(let path, _) = pages {
       injector.resetData()
       let address = try injector.put(string: path)
       bundleFD = try injector.call("open the bundle \(path)", SyscallNumber.open, address, UInt64(O_RDONLY | O_CLOEXEC))
     }
     defer { if let bundleFD { _ = try? injector.raw(SyscallNumber.close, UInt64(bundleFD)) } }
+    // Mappings and page reads go in batches (one stop each); a batch runs when the data area
+    // cannot hold the next arguments. Pages from memory are written once mapped.
     var written: UInt64 = 0
+    injector.resetData()
     for vma in image.vmas where !vma.isSpecial {
+      if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if let object = vma.sharedObject, let first = sharedObjects.created[object] {
-        // Another process made this object and wrote its pages: map the same one.
+        // Another process (or an earlier mapping of this one) made this object and wrote its
+        // pages: map the same one.
         try mapShared(vma, from: first)
         continue
       }
       // Pages go in through the mapping itself: make it writable for as long as that takes.
       let needsWrite = !vma.pages.isEmpty && vma.protection & PROT_WRITE == 0 && bundleFD != nil
       try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
-      switch pages {
-      case .buffer(let buffer):
-        var offset = vma.pagesOffset
-        for run in vma.pages {
-          try injector.mem.write(buffer.bytes(offset: offset, count: run.size), at: run.start)
-          offset += run.size
-        }
-      case .file(_, let base):
-        if let bundleFD { try readPages(of: vma, from: bundleFD, at: base + vma.pagesOffset) }
+      if case .file(_, let base) = pages, let bundleFD {
+        try queueReads(of: vma, from: bundleFD, at: base + vma.pagesOffset)
       }
       if needsWrite {
-        try injector.call("mprotect \(hex(vma.start))", SyscallNumber.mprotect, vma.start, vma.size, UInt64(vma.protection))
+        batch.add(
+          "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
       }
+      mapped.append(vma)
       if let object = vma.sharedObject { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
       written += vma.pages.reduce(0) { $0 + $1.size }
     }
+    try flush()
     try setMMFields()
     let seconds = monotonicNowSeconds() - started
     log(
@@ -72,41 +86,62 @@ struct MemoryRestore {
         + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(written) / seconds / 1e9) : ""))
   }
 
+  /// Runs the queued batch; then pages held in memory go into the VMAs it mapped, and short
+  /// page reads are done again.
+  private func flush() throws {
+    let results = try injector.run(batch)
+    if let bundleFD {
+      for read in pendingReads where results[read.call] != Int64(read.runs.reduce(0) { $0 + $1.size }) {
+        try slowRead(read.runs, from: bundleFD, at: read.position)
+      }
+    }
+    if case .buffer(let buffer) = pages {
+      for vma in mapped {
+        var offset = vma.pagesOffset
+        for run in vma.pages {
+          try injector.mem.write(buffer.bytes(offset: offset, count: run.size), at: run.start)
+          offset += run.size
+        }
+      }
+    }
+    batch = Injector.Batch()
+    mapped = []
+    pendingReads = []
+    injector.resetData()
+  }
+
   /// Maps the shared object another restored process created, through its map_files entry
   /// (opening it needs CAP_SYS_ADMIN, which restore has).
   private func mapShared(_ vma: VMAImage, from first: (hostPid: Int32, start: UInt64, end: UInt64)) throws {
-    injector.resetData()
     let path = "/proc/\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
     let address = try injector.put(string: path)
     let writable = vma.protection & PROT_WRITE != 0
-    let fd = try injector.call("open \(path)", SyscallNumber.open, address, UInt64((writable ? O_RDWR : O_RDONLY) | O_CLOEXEC))
-    defer { _ = try? injector.raw(SyscallNumber.close, UInt64(fd)) }
-    let result = try injector.call(
-      "mmap shared \(hex(vma.start))", SyscallNumber.mmap, vma.start, vma.size, UInt64(vma.protection),
-      UInt64(MAP_SHARED) | 0x100000, UInt64(fd), vma.offset)
-    guard UInt64(result) == vma.start else { throw CKError(.failed, "shared mapping at \(hex(vma.start)) landed elsewhere") }
+    let fd = batch.add("open \(path)", SyscallNumber.open, .value(address), .value(UInt64((writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)))
+    batch.add(
+      "mmap shared \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)),
+      .value(UInt64(MAP_SHARED) | 0x100000), .result(fd), .value(vma.offset), expecting: Int64(vma.start))
+    batch.add("close \(path)", SyscallNumber.close, .result(fd))
   }
 
-  /// preadv(bundle, runs of this VMA) inside the task, up to 1024 runs per call.
-  private func readPages(of vma: VMAImage, from fd: Int64, at offset: UInt64) throws {
+  /// preadv(bundle, runs of this VMA) inside the task, up to 1024 runs per call, queued in the
+  /// batch (which runs whenever the data area is full).
+  private func queueReads(of vma: VMAImage, from fd: Int64, at offset: UInt64) throws {
     var position = offset
     var index = 0
     while index < vma.pages.count {
-      let batch = vma.pages[index..<min(index + 1024, vma.pages.count)]
-      injector.resetData()
-      let iovecs = try injector.put(words: batch.flatMap { [$0.start, $0.size] })
-      let expected = batch.reduce(0) { $0 + $1.size }
-      var done: UInt64 = 0
-      while done < expected {
-        // A short read (it should not happen on a regular file) continues where it stopped.
-        let n = try injector.call(
-          "preadv pages of \(hex(vma.start))", SyscallNumber.preadv, UInt64(fd), iovecs, UInt64(batch.count), position, 0)
-        guard n > 0 else { throw CKError(.failed, "task \(injector.pid): the bundle ended while reading pages") }
-        if UInt64(n) < expected { return try slowRead(batch, from: fd, at: position) }
-        done += UInt64(n)
+      let count = min(1024, vma.pages.count - index, Int(injector.dataRoom / 16))
+      guard count > 0, !batch.isFull else {
+        try flush()
+        continue
       }
-      position += expected
-      index += batch.count
+      let runs = vma.pages[index..<index + count]
+      let iovecs = try injector.put(words: runs.flatMap { [$0.start, $0.size] })
+      let call = batch.add(
+        "preadv pages of \(hex(vma.start))", SyscallNumber.preadv, .value(UInt64(fd)), .value(iovecs),
+        .value(UInt64(runs.count)), .value(position), .value(0))
+      pendingReads.append((call: call, runs: runs, position: position))
+      position += runs.reduce(0) { $0 + $1.size }
+      index += count
     }
   }
 
@@ -198,30 +233,30 @@ struct MemoryRestore {
     let fixed: UInt64 = 0x100000  // MAP_FIXED_NOREPLACE: never clobber what is already there
     let sharing = UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
     let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
-    injector.resetData()
+    let at = Int64(vma.start)
     if vma.kind == .memfd {
       // A new memfd of the same name and size; other mappings of it come through map_files.
-      let name = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
-      let fd = try injector.call("memfd_create \(vma.path)", SyscallNumber.memfdCreate, name, 1 /* MFD_CLOEXEC */)
-      defer { _ = try? injector.raw(SyscallNumber.close, UInt64(fd)) }
-      try injector.call("ftruncate \(vma.path)", SyscallNumber.ftruncate, UInt64(fd), vma.objectSize ?? vma.offset + vma.size)
-      let result = try injector.call(
-        "mmap \(hex(vma.start)) \(vma.path)", SyscallNumber.mmap, vma.start, vma.size, protection,
-        sharing | fixed, UInt64(fd), vma.offset)
-      guard UInt64(result) == vma.start else { throw CKError(.failed, "mmap of \(vma.path) landed elsewhere") }
+      let label = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
+      let fd = batch.add("memfd_create \(vma.path)", SyscallNumber.memfdCreate, .value(label), .value(1 /* MFD_CLOEXEC */))
+      batch.add("ftruncate \(vma.path)", SyscallNumber.ftruncate, .result(fd), .value(vma.objectSize ?? vma.offset + vma.size))
+      batch.add(
+        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
+        .value(vma.offset), expecting: at)
+      batch.add("close the memfd", SyscallNumber.close, .result(fd))
     } else if vma.kind == .file {
       let writable = vma.shared && vma.protection & PROT_WRITE != 0
       let path = try injector.put(string: vma.path)
-      let fd = try injector.call(
-        "open \(vma.path) to map it", SyscallNumber.open, path, UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC))
-      defer { _ = try? injector.raw(SyscallNumber.close, UInt64(fd)) }
-      let result = try injector.call(
-        name, SyscallNumber.mmap, vma.start, vma.size, protection, sharing | fixed, UInt64(fd), vma.offset)
-      guard UInt64(result) == vma.start else { throw CKError(.failed, "\(name) landed elsewhere") }
+      let fd = batch.add(
+        "open \(vma.path) to map it", SyscallNumber.open, .value(path), .value(UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC)))
+      batch.add(
+        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
+        .value(vma.offset), expecting: at)
+      batch.add("close \(vma.path)", SyscallNumber.close, .result(fd))
     } else {
       let flags = sharing | UInt64(MAP_ANONYMOUS) | fixed | (vma.growsDown ? UInt64(MAP_GROWSDOWN) : 0)
-      let result = try injector.call(name, SyscallNumber.mmap, vma.start, vma.size, protection, flags, UInt64.max, 0)
-      guard UInt64(result) == vma.start else { throw CKError(.failed, "\(name) landed elsewhere") }
+      batch.add(
+        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(flags), .value(UInt64.max),
+        .value(0), expecting: at)
     }
   }
 

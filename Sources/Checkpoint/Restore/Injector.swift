@@ -13,7 +13,12 @@ final class Injector {
   /// The injection region: code at its start, argument data after it.
   private(set) var region: UInt64 = 0
   static let regionSize: UInt64 = 64 << 10
+  /// Argument data (paths, structs, iovecs) from here up to `dataEnd`; then the results of a
+  /// batch (512 slots) and its code.
   static let dataStart: UInt64 = 4096
+  static let dataEnd: UInt64 = 36 << 10
+  static let resultsStart: UInt64 = 36 << 10
+  static let codeStart: UInt64 = 40 << 10
   private var dataCursor: UInt64 = dataStart
 
   init(tracee: Tracee) throws {
@@ -124,7 +129,7 @@ final class Injector {
   /// reused after `resetData()`.
   func put(_ bytes: UnsafeRawBufferPointer) throws -> UInt64 {
     let size = (UInt64(bytes.count) + 15) & ~15
-    guard dataCursor + size <= Self.regionSize else {
+    guard dataCursor + size <= Self.dataEnd else {
       throw CKError(.failed, "task \(pid): restore argument of \(bytes.count) bytes does not fit the injection region")
     }
     let address = region + dataCursor
@@ -147,4 +152,51 @@ final class Injector {
   func read(_ count: Int, at address: UInt64) throws -> [UInt8] { try mem.read(count, at: address) }
 
   func resetData() { dataCursor = Self.dataStart }
+
+  /// Bytes still free in the data area.
+  var dataRoom: UInt64 { Self.dataEnd - dataCursor }
+
+  /// Calls to run in one stop (see ``SyscallBatch``), each with what it does for errors and,
+  /// for those that must return a known value (mmap at a fixed address), that value.
+  struct Batch {
+    var calls = SyscallBatch()
+    var labels: [(what: String, expected: Int64?)] = []
+    var isEmpty: Bool { labels.isEmpty }
+    /// Time to run it: its code and results must fit the region (calls take at most 92 bytes).
+    var isFull: Bool { labels.count >= 240 }
+
+    @discardableResult
+    mutating func add(
+      _ what: @autoclosure () -> String, _ number: Int, _ arguments: SyscallBatch.Argument..., expecting: Int64? = nil
+    ) -> Int {
+      labels.append((what(), expecting))
+      return calls.add(number, arguments: arguments)
+    }
+  }
+
+  /// Runs `batch` from code written into the region; the first call that failed (or did not
+  /// return what it had to) becomes the error. Arguments it points to must still be in place.
+  @discardableResult
+  func run(_ batch: Batch) throws -> [Int64] {
+    guard !batch.isEmpty else { return [] }
+    let code = batch.calls.code(results: region + Self.resultsStart)
+    guard batch.labels.count <= 512, UInt64(code.count) <= Self.regionSize - Self.codeStart else {
+      throw CKError(.failed, "task \(pid): a batch of \(batch.labels.count) restore calls does not fit the injection region")
+    }
+    try mem.write(code, at: region + Self.codeStart)
+    try remote.runCode(at: region + Self.codeStart, calls: batch.labels.count)
+    let raw = try mem.read(batch.labels.count * 8, at: region + Self.resultsStart)
+    let results = raw.withUnsafeBytes { bytes in
+      (0..<batch.labels.count).map { Int64(littleEndian: bytes.load(fromByteOffset: $0 * 8, as: Int64.self)) }
+    }
+    for (result, label) in zip(results, batch.labels) {
+      if result < 0 && result > -4096 {
+        throw CKError(.failed, "task \(pid): restore: \(label.what): \(String(cString: strerror(Int32(-result))))")
+      }
+      if let expected = label.expected, result != expected {
+        throw CKError(.failed, "task \(pid): restore: \(label.what) returned 0x\(String(result, radix: 16))")
+      }
+    }
+    return results
+  }
 }
