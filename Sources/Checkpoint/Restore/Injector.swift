@@ -160,22 +160,23 @@ final class Injector {
   /// for those that must return a known value (mmap at a fixed address), that value.
   struct Batch {
     var calls = SyscallBatch()
-    var labels: [(what: String, expected: Int64?)] = []
+    var labels: [(what: String, expected: Int64?, mayFail: Bool)] = []
     var isEmpty: Bool { labels.isEmpty }
     /// Time to run it: its code and results must fit the region (calls take at most 92 bytes).
     var isFull: Bool { labels.count >= 240 }
 
     @discardableResult
     mutating func add(
-      _ what: @autoclosure () -> String, _ number: Int, _ arguments: SyscallBatch.Argument..., expecting: Int64? = nil
+      _ what: @autoclosure () -> String, _ number: Int, _ arguments: SyscallBatch.Argument..., expecting: Int64? = nil,
+      mayFail: Bool = false
     ) -> Int {
-      labels.append((what(), expecting))
+      labels.append((what(), expecting, mayFail))
       return calls.add(number, arguments: arguments)
     }
   }
 
-  /// Runs `batch` from code written into the region; the first call that failed (or did not
-  /// return what it had to) becomes the error. Arguments it points to must still be in place.
+  /// Runs `batch` from code written into the region; the first call that failed (unless it
+  /// may) or did not return what it had to becomes the error. Arguments it points to must still be in place.
   @discardableResult
   func run(_ batch: Batch) throws -> [Int64] {
     guard !batch.isEmpty else { return [] }
@@ -190,7 +191,7 @@ final class Injector {
       (0..<batch.labels.count).map { Int64(littleEndian: bytes.load(fromByteOffset: $0 * 8, as: Int64.self)) }
     }
     for (result, label) in zip(results, batch.labels) {
-      if result < 0 && result > -4096 {
+      if result < 0 && result > -4096 && !label.mayFail {
         throw CKError(.failed, "task \(pid): restore: \(label.what): \(String(cString: strerror(Int32(-result))))")
       }
       if let expected = label.expected, result != expected {

@@ -31,21 +31,22 @@ struct TaskRestore {
   /// The main thread's final registers come with ``finish()``. Returns every thread.
   func restoreState() throws -> [Tracee] {
     guard let main = core.threads.first else { return [injector.tracee] }
-    try restoreSignalActions()
+    // The process-wide state and the main thread's own, in one batch of calls.
     injector.resetData()
+    var batch = Injector.Batch()
+    try restoreSignalActions(into: &batch)
     let name = try injector.put(string: String(core.comm.prefix(15)))
-    try injector.call("PR_SET_NAME", SyscallNumber.prctl, 15, name)
+    batch.add("PR_SET_NAME", SyscallNumber.prctl, .value(15), .value(name))
     // A parent-death signal refers to the parent: for a task whose parent was outside the
     // container, that parent is gone, and the restored task's parent (ckcont) exits at once.
     if entry.ppid != 0 {
-      try injector.call("PR_SET_PDEATHSIG", SyscallNumber.prctl, 1, UInt64(core.parentDeathSignal))
+      batch.add("PR_SET_PDEATHSIG", SyscallNumber.prctl, .value(1), .value(UInt64(core.parentDeathSignal)))
     } else if core.parentDeathSignal != 0 {
       log("task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container")
     }
-    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, 4, UInt64(core.dumpable))
-    try injector.call("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, 36, core.childSubreaper ? 1 : 0)
+    batch.add("PR_SET_DUMPABLE", SyscallNumber.prctl, .value(4), .value(UInt64(core.dumpable)))
+    batch.add("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(36), .value(core.childSubreaper ? 1 : 0))
     for timer in core.itimers {
-      injector.resetData()
       // A periodic timer read at the instant it expired shows value 0 before it re-arms;
       // set as is, 0 would disarm it: it fires now instead, as it was about to.
       let remaining = timer.valueMicroseconds == 0 && timer.intervalMicroseconds > 0 ? 1 : timer.valueMicroseconds
@@ -53,21 +54,25 @@ struct TaskRestore {
         UInt64(timer.intervalMicroseconds / 1_000_000), UInt64(timer.intervalMicroseconds % 1_000_000),
         UInt64(remaining / 1_000_000), UInt64(remaining % 1_000_000),
       ])
-      try injector.call("setitimer(\(timer.which))", SyscallNumber.setitimer, UInt64(timer.which), value, 0)
+      batch.add("setitimer(\(timer.which))", SyscallNumber.setitimer, .value(UInt64(timer.which)), .value(value), .value(0))
     }
-    try injector.call("umask", SyscallNumber.umask, UInt64(core.umask))
-    try injector.call("personality", SyscallNumber.personality, core.personality)
-    try restoreLimits()
-    injector.resetData()
+    batch.add("umask", SyscallNumber.umask, .value(UInt64(core.umask)))
+    batch.add("personality", SyscallNumber.personality, .value(core.personality))
+    let limitCalls = try queueLimits(into: &batch)
     let cwd = try injector.put(string: core.cwd)
-    try injector.call("chdir \(core.cwd)", SyscallNumber.chdir, cwd)
-    try restoreThreadState(main, in: injector)
+    batch.add("chdir \(core.cwd)", SyscallNumber.chdir, .value(cwd))
+    try restoreThreadState(main, in: injector, batch: &batch)
+    let results = try injector.run(batch)
+    try finishLimits(limitCalls, results: results)
 
     var threads: [(core: ThreadCore, injector: Injector)] = [(main, injector)]
     for (index, thread) in core.threads.enumerated().dropFirst() {
       let tracee = try injector.cloneThread(tid: entry.threads[index])
       let own = try Injector(thread: tracee, sharingRegionOf: injector)
-      try restoreThreadState(thread, in: own)
+      own.resetData()
+      var batch = Injector.Batch()
+      try restoreThreadState(thread, in: own, batch: &batch)
+      try own.run(batch)
       threads.append((thread, own))
     }
     try queueSignals()
@@ -80,58 +85,73 @@ struct TaskRestore {
   }
 
   /// What each thread has of its own: rseq, alternate signal stack, clear_child_tid.
-  private func restoreThreadState(_ thread: ThreadCore, in own: Injector) throws {
+  private func restoreThreadState(_ thread: ThreadCore, in own: Injector, batch: inout Injector.Batch) throws {
     if let rseq = thread.rseq {
-      try own.call("rseq register", SyscallNumber.rseq, rseq.address, UInt64(rseq.size), 0, UInt64(rseq.signature))
+      batch.add(
+        "rseq register", SyscallNumber.rseq, .value(rseq.address), .value(UInt64(rseq.size)), .value(0),
+        .value(UInt64(rseq.signature)))
     }
     if let stack = thread.altStack, stack.flags & 2 == 0 /* SS_DISABLE */ {
-      own.resetData()
       // SS_ONSTACK is a state, not a flag one may set: only SS_AUTODISARM carries over.
       let flags = UInt64(UInt32(bitPattern: stack.flags) & 0x8000_0000)
       let address = try own.put(words: [stack.base, flags, stack.size])
-      try own.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
+      batch.add("sigaltstack", SyscallNumber.sigaltstack, .value(address), .value(0))
     }
-    try own.call("set_tid_address", SyscallNumber.setTidAddress, thread.clearChildTid)
+    batch.add("set_tid_address", SyscallNumber.setTidAddress, .value(thread.clearChildTid))
   }
 
   /// Every signal gets its dumped action, or the default: the task inherited ckcont's.
-  private func restoreSignalActions() throws {
+  private func restoreSignalActions(into batch: inout Injector.Batch) throws {
     let actions = Dictionary(uniqueKeysWithValues: core.signalActions.map { ($0.signal, $0) })
     // Only signals the dump names or the fresh task handles or ignores need a call.
     let status = try ProcStatus.read(pid: injector.pid)
     let inherited = status.sigCgt | status.sigIgn
     for signal in Int32(1)...64 where signal != SIGKILL && signal != SIGSTOP {
       guard actions[signal] != nil || inherited & (1 << UInt64(signal - 1)) != 0 else { continue }
-      injector.resetData()
       let action = actions[signal]
       let address = try injector.put(words: [
         action?.handler ?? 0, action?.flags ?? 0, action?.restorer ?? 0, action?.mask ?? 0,
       ])
-      let result = try injector.raw(SyscallNumber.rtSigaction, UInt64(signal), address, 0, 8)
       // Signals 32 and 33 belong to the C library and may refuse; only a dumped action must stick.
-      if result < 0 && action != nil {
-        throw CKError(.failed, "task \(entry.pid): rt_sigaction(\(signal)) failed: \(String(cString: strerror(Int32(-result))))")
-      }
+      batch.add(
+        "rt_sigaction(\(signal))", SyscallNumber.rtSigaction, .value(UInt64(signal)), .value(address), .value(0), .value(8),
+        mayFail: action == nil)
     }
   }
 
-  /// prlimit64 from inside: ckcont's root lacks CAP_SYS_RESOURCE on some hosts, so a hard
-  /// limit above the inherited one may be refused; then the soft limit is still set.
-  private func restoreLimits() throws {
+  /// prlimit64 from inside, for the limits that differ from what the task inherited from
+  /// ckcont; returns the calls, for ``finishLimits``.
+  private func queueLimits(into batch: inout Injector.Batch) throws -> [(call: Int, limit: ResourceLimitImage)] {
+    var calls: [(call: Int, limit: ResourceLimitImage)] = []
     for limit in core.resourceLimits {
-      injector.resetData()
-      let value = try injector.put(words: [limit.soft, limit.hard])
-      let result = try injector.raw(SyscallNumber.prlimit64, 0, UInt64(limit.resource), value, 0)
-      if result == -Int64(EPERM) {
-        let current = try injector.reserve(16)
-        try injector.call("prlimit64 get", SyscallNumber.prlimit64, 0, UInt64(limit.resource), 0, current)
-        let hard = try injector.read(16, at: current).withUnsafeBytes { $0.load(fromByteOffset: 8, as: UInt64.self) }
-        let lowered = try injector.put(words: [min(limit.soft, hard), hard])
-        try injector.call("prlimit64(\(limit.resource))", SyscallNumber.prlimit64, 0, UInt64(limit.resource), lowered, 0)
-        log("task \(entry.pid): rlimit \(limit.resource) hard \(limit.hard) could not be raised beyond \(hard)")
-      } else if result < 0 {
-        throw CKError(.failed, "task \(entry.pid): prlimit64(\(limit.resource)) failed: \(String(cString: strerror(Int32(-result))))")
+      var own = rlimit()
+      if getrlimit(__rlimit_resource_t(UInt32(limit.resource)), &own) == 0, own.rlim_cur == limit.soft, own.rlim_max == limit.hard {
+        continue
       }
+      let value = try injector.put(words: [limit.soft, limit.hard])
+      let call = batch.add(
+        "prlimit64(\(limit.resource))", SyscallNumber.prlimit64, .value(0), .value(UInt64(limit.resource)), .value(value),
+        .value(0), mayFail: true)
+      calls.append((call, limit))
+    }
+    return calls
+  }
+
+  /// ckcont's root lacks CAP_SYS_RESOURCE on some hosts, so a hard limit above the inherited
+  /// one may be refused: then the soft limit is still set, under the hard one there is.
+  private func finishLimits(_ calls: [(call: Int, limit: ResourceLimitImage)], results: [Int64]) throws {
+    for (call, limit) in calls where results[call] < 0 {
+      guard results[call] == -Int64(EPERM) else {
+        throw CKError(
+          .failed, "task \(entry.pid): prlimit64(\(limit.resource)) failed: \(String(cString: strerror(Int32(-results[call]))))")
+      }
+      injector.resetData()
+      let current = try injector.reserve(16)
+      try injector.call("prlimit64 get", SyscallNumber.prlimit64, 0, UInt64(limit.resource), 0, current)
+      let hard = try injector.read(16, at: current).withUnsafeBytes { $0.load(fromByteOffset: 8, as: UInt64.self) }
+      let lowered = try injector.put(words: [min(limit.soft, hard), hard])
+      try injector.call("prlimit64(\(limit.resource))", SyscallNumber.prlimit64, 0, UInt64(limit.resource), lowered, 0)
+      log("task \(entry.pid): rlimit \(limit.resource) hard \(limit.hard) could not be raised beyond \(hard)")
     }
   }
 
