@@ -38,9 +38,15 @@ public struct SyscallBatch {
     let fromRax: [[UInt8]] = [[0x48, 0x89, 0xc7], [0x48, 0x89, 0xc6], [0x48, 0x89, 0xc2], [0x49, 0x89, 0xc2], [0x49, 0x89, 0xc0], [0x49, 0x89, 0xc1]]
     var code: [UInt8] = []
     func imm64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
+    // `xor <register>d, <register>d` for a zero: every call sets all six registers, so no
+    // argument is left over from the call before (prctl and others check unused ones).
+    let zero: [[UInt8]] = [[0x31, 0xff], [0x31, 0xf6], [0x31, 0xd2], [0x45, 0x31, 0xd2], [0x45, 0x31, 0xc0], [0x45, 0x31, 0xc9]]
     for (index, call) in calls.enumerated() {
-      for (register, argument) in call.arguments.enumerated() {
+      let arguments = call.arguments + Array(repeating: Argument.value(0), count: 6 - call.arguments.count)
+      for (register, argument) in arguments.enumerated() {
         switch argument {
+        case .value(0):
+          code += zero[register]
         case .value(let value):
           code += argumentOpcodes[register]
           imm64(value)

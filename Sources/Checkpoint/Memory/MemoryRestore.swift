@@ -11,6 +11,9 @@ import Linux
 final class SharedMemoryObjects {
   /// inode at dump -> the creating task (pid as ckcont sees it) and its mapping.
   var created: [UInt64: (hostPid: Int32, start: UInt64, end: UInt64)] = [:]
+  /// Where every new task has [vdso] and [vvar]: where ckcont has them, as each was cloned
+  /// from ckcont or forked from such a task before its own were moved. Read from the first.
+  var inheritedKernelMappings: [VMA]?
 }
 
 final class MemoryRestore {
@@ -34,6 +37,9 @@ final class MemoryRestore {
   private var mapped: [VMAImage] = []
   private var pendingReads: [(call: Int, runs: ArraySlice<PageRun>, position: UInt64)] = []
   private var bundleFD: Int64?
+  /// Descriptors the batches open files at while the table is still empty.
+  static let bundleFD: Int64 = 10
+  static let exeFD: Int64 = 11
 
   init(image: MemoryImage, pages: PageSource, injector: Injector, sharedObjects: SharedMemoryObjects, log: @escaping (String) -> Void) {
     self.image = image
@@ -45,17 +51,21 @@ final class MemoryRestore {
 
   func run() throws {
     let started = monotonicNowSeconds()
-    try moveKernelMappings()
-    if case .file(let path, _) = pages {
-      injector.resetData()
-      let address = try injector.put(string: path)
-      bundleFD = try injector.call("open the bundle \(path)", SyscallNumber.open, address, UInt64(O_RDONLY | O_CLOEXEC))
-    }
-    defer { if let bundleFD { _ = try? injector.raw(SyscallNumber.close, UInt64(bundleFD)) } }
-    // Mappings and page reads go in batches (one stop each); a batch runs when the data area
+    // Everything goes in batches of calls (one stop each); a batch runs when the data area
     // cannot hold the next arguments. Pages from memory are written once mapped.
-    var written: UInt64 = 0
     injector.resetData()
+    try queueKernelMappingMoves()
+    if case .file(let path, _) = pages {
+      // At a known descriptor (the table is empty now), so that the preadvs can name it.
+      let address = try injector.put(string: path)
+      let opened = batch.add("open the bundle \(path)", SyscallNumber.open, .value(address), .value(UInt64(O_RDONLY | O_CLOEXEC)))
+      batch.add(
+        "dup3 the bundle", SyscallNumber.dup3, .result(opened), .value(UInt64(Self.bundleFD)), .value(UInt64(O_CLOEXEC)),
+        expecting: Self.bundleFD)
+      batch.add("close", SyscallNumber.close, .result(opened))
+      bundleFD = Self.bundleFD
+    }
+    var written: UInt64 = 0
     for vma in image.vmas where !vma.isSpecial {
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if let object = vma.sharedObject, let first = sharedObjects.created[object] {
@@ -78,8 +88,10 @@ final class MemoryRestore {
       if let object = vma.sharedObject { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
       written += vma.pages.reduce(0) { $0 + $1.size }
     }
+    if let bundleFD { batch.add("close the bundle", SyscallNumber.close, .value(UInt64(bundleFD))) }
+    if injector.dataRoom < 8192 || batch.isFull { try flush() }
+    try queueMMFields()
     try flush()
-    try setMMFields()
     let seconds = monotonicNowSeconds() - started
     log(
       "task \(injector.pid): \(image.vmas.count) VMAs rebuilt, \(written >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
@@ -188,10 +200,15 @@ final class MemoryRestore {
 
   /// mremap [vvar], [vvar_vclock] and [vdso], each whole, to the dumped addresses (through a
   /// temporary place when the ranges collide). Moving [vdso] without [vvar] kills the task.
-  private func moveKernelMappings() throws {
+  private func queueKernelMappingMoves() throws {
     let kinds: [(VMAImage.Kind, VMAKind)] = [(.vvar, .vvar), (.vvarVclock, .vvarVclock), (.vdso, .vdso)]
-    // Where the kernel mappings are now: read once, then followed through our own mremaps.
-    var current = try ProcMaps.read(pid: injector.pid).filter { $0.kind != .vsyscall }
+    // Where the kernel mappings are now, then followed through the mremaps queued here.
+    if sharedObjects.inheritedKernelMappings == nil {
+      sharedObjects.inheritedKernelMappings = try ProcMaps.read(pid: injector.pid).filter {
+        $0.kind == .vdso || $0.kind == .vvar || $0.kind == .vvarVclock
+      }
+    }
+    var current = sharedObjects.inheritedKernelMappings ?? []
     let targets = image.vmas.filter { $0.kind == .vvar || $0.kind == .vvarVclock || $0.kind == .vdso }
     let collide = targets.contains { target in
       current.contains { $0.start < target.end && target.start < $0.end }
@@ -199,11 +216,11 @@ final class MemoryRestore {
     for pass in (collide ? 0 : 1)...1 {
       for (imageKind, mapsKind) in kinds {
         let sourceIndex = current.firstIndex { $0.kind == mapsKind }
-        let source = sourceIndex.map { current[$0] }
         let target = image.vmas.first { $0.kind == imageKind }
-        switch (source, target) {
+        switch (sourceIndex, target) {
         case (nil, nil): continue
-        case (let source?, let target?):
+        case (let sourceIndex?, let target?):
+          let source = current[sourceIndex]
           guard source.size == target.size else {
             throw CKError(
               .failed, "the kernel's [\(target.path)] is \(source.size) bytes here but was \(target.size)",
@@ -211,12 +228,9 @@ final class MemoryRestore {
           }
           let destination = pass == 0 ? 0x2000_0000_0000 + (target.start & 0xffff_ffff) : target.start
           if source.start == destination { continue }
-          let moved = try injector.call(
-            "mremap \(target.path)", SyscallNumber.mremap, source.start, source.size, source.size,
-            3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, destination)
-          guard UInt64(moved) == destination, let sourceIndex else {
-            throw CKError(.failed, "mremap of \(target.path) went astray")
-          }
+          batch.add(
+            "mremap \(target.path)", SyscallNumber.mremap, .value(source.start), .value(source.size), .value(source.size),
+            .value(3 /* MREMAP_MAYMOVE | MREMAP_FIXED */), .value(destination), expecting: Int64(destination))
           current[sourceIndex].start = destination
           current[sourceIndex].end = destination + source.size
         default:
@@ -262,11 +276,13 @@ final class MemoryRestore {
 
   /// PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, so brk() and
   /// /proc/<pid>/cmdline keep working.
-  private func setMMFields() throws {
-    injector.resetData()
+  private func queueMMFields() throws {
     let exePath = try injector.put(string: image.exe)
-    let exe = try injector.call("open \(image.exe)", SyscallNumber.open, exePath, UInt64(O_RDONLY | O_CLOEXEC))
-    defer { _ = try? injector.raw(SyscallNumber.close, UInt64(exe)) }
+    let opened = batch.add("open \(image.exe)", SyscallNumber.open, .value(exePath), .value(UInt64(O_RDONLY | O_CLOEXEC)))
+    batch.add(
+      "dup3 \(image.exe)", SyscallNumber.dup3, .result(opened), .value(UInt64(Self.exeFD)), .value(UInt64(O_CLOEXEC)),
+      expecting: Self.exeFD)
+    batch.add("close", SyscallNumber.close, .result(opened))
     let auxv = try injector.put(words: image.auxv)
     let f = image.fields
     var words: [UInt64] = [
@@ -274,8 +290,9 @@ final class MemoryRestore {
       f.envStart, f.envEnd, auxv,
     ]
     // struct prctl_mm_map ends with __u32 auxv_size and __u32 exe_fd.
-    words.append(UInt64(image.auxv.count * 8) | UInt64(UInt32(truncatingIfNeeded: exe)) << 32)
+    words.append(UInt64(image.auxv.count * 8) | UInt64(UInt32(truncatingIfNeeded: Self.exeFD)) << 32)
     let map = try injector.put(words: words)
-    try injector.call("PR_SET_MM_MAP", SyscallNumber.prctl, 35, 14, map, UInt64(words.count * 8))
+    batch.add("PR_SET_MM_MAP", SyscallNumber.prctl, .value(35), .value(14), .value(map), .value(UInt64(words.count * 8)))
+    batch.add("close \(image.exe)", SyscallNumber.close, .value(UInt64(Self.exeFD)))
   }
 }
