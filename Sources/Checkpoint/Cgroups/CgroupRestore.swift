@@ -73,13 +73,17 @@ final class TargetCgroups {
   }
 
   /// Moves `pid` into its cgroups: in the main hierarchy by its entry, elsewhere where the
-  /// bundle lists it.
-  func place(_ pid: Int32, entry: TaskEntryImage) throws {
-    let directory = mainDirectory(of: entry)
-    _ = try makeDirectories(upTo: directory, from: main.hierarchy.mountPoint)
-    try PseudoFile.write(directory + "/cgroup.procs", "\(pid)")
+  /// bundle lists it. A process forked by `parent` (the bundle pid) is already in the
+  /// parent's cgroups: only those that differ are written (a migration is not free).
+  func place(_ pid: Int32, entry: TaskEntryImage, parent: TaskEntryImage? = nil) throws {
+    if entry.cgroup != parent?.cgroup {
+      let directory = mainDirectory(of: entry)
+      _ = try makeDirectories(upTo: directory, from: main.hierarchy.mountPoint)
+      try PseudoFile.write(directory + "/cgroup.procs", "\(pid)")
+    }
     for (image, top) in tops.dropFirst() {
       guard let group = image.groups.first(where: { $0.processes.contains(entry.pid) }) else { continue }
+      if let parent, group.processes.contains(parent.pid) { continue }
       try PseudoFile.write((group.path == "." ? top.path : top.path + "/" + group.path) + "/cgroup.procs", "\(pid)")
     }
   }

@@ -102,7 +102,8 @@ public struct Restore {
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
           let child = try parent.forkChild(pid: pid)
           created.append(child.tid)
-          if let task = byPid[pid] { try target.place(child.tid, entry: task.entry) }
+          // A helper stays where its parent is; a process moves only where it differs.
+          if let task = byPid[pid] { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
           injectors[pid] = try Injector(thread: child, sharingRegionOf: parent)
         case .setsid(let pid):
           try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
@@ -160,9 +161,11 @@ public struct Restore {
         rootPid: root, processes: order.count, cgroup: target.main.path, seconds: monotonicNowSeconds() - started)
     } catch {
       for pid in created.reversed() { kill(pid, SIGKILL) }
-      if let root = created.first {
+      // Reap them, children first: a dying pid-namespace init waits until every other task
+      // of the namespace is reaped, and those we trace are reaped only by us.
+      for pid in created.reversed() {
         var status: Int32 = 0
-        waitpid(root, &status, Int32(CK_WALL))
+        while waitpid(pid, &status, Int32(CK_WALL)) < 0 && errno == EINTR {}
       }
       target.removeCreated()
       log("restore failed; removed what it created")

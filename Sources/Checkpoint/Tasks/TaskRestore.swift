@@ -222,8 +222,9 @@ struct TaskRestore {
     }
   }
 
-  /// The last remote call unmaps the injection region; at its syscall-exit stop the main
-  /// thread gets its own registers, xstate and signal mask, and resumes at its own rip.
+  /// The last remote call unmaps the injection region, single-stepped: at the trap right
+  /// after the call (before the next instruction, which is gone, is fetched) the main thread
+  /// gets its own registers, xstate and signal mask, and resumes at its own rip.
   func finish() throws {
     guard let main = core.threads.first else { return }
     var regs = injector.remote.saved
@@ -234,12 +235,10 @@ struct TaskRestore {
     regs.rip = injector.region
     let tracee = injector.tracee
     try tracee.setRegisters(regs)
-    for phase in ["entry", "exit"] {
-      try tracee.resumeToSyscall()
-      let status = try tracee.wait()
-      guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80 else {
-        throw CKError(.failed, "task \(entry.pid): unmapping the injection region stopped at \(phase): \(status)")
-      }
+    try tracee.singleStep()
+    let status = try tracee.wait()
+    guard case .stopped(let signal, _) = status, signal == SIGTRAP, try tracee.registers().rax == 0 else {
+      throw CKError(.failed, "task \(entry.pid): unmapping the injection region stopped at \(status)")
     }
     try setFinalState(main, of: tracee)
   }
