@@ -274,7 +274,7 @@ public struct Dump {
       encoder.outputFormatting = [.sortedKeys]
       let task = tasks[index]
       encoded[index] = Result {
-        [try encoder.encode(task.core), try encoder.encode(task.memory), try encoder.encode(task.files)]
+        [try encoder.encode(task.core), try task.memory.encodedJSON(), try encoder.encode(task.files)]
       }
     }
     for (task, result) in zip(tasks, encoded) {
