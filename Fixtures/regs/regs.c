@@ -20,13 +20,13 @@
  *                       handler forwards SIGTERM to the child, so the restarted wait4 must
  *                       return the child's pid with a status of "killed by SIGTERM".
  *   sleep-exact         a timing case. SIGTERM stays blocked. It prints "ready", then nanosleep
- *                       (1 s, &rem) must return 0, then it prints "slept" and waits for SIGTERM.
- *                       The test measures the wall time between the "ready" and "slept" lines
- *                       outside the process (CLOCK_MONOTONIC inside would jump across a restore
- *                       on another boot). If the engine reissues the call with the remaining
- *                       time in rem, that time is 1 s plus the time the task spent dumped.
- *                       Reissuing the original request adds up to 1 s more. A leaked EINTR
- *                       prints FAIL at once.
+ *                       (1 s, &rem) must return 0, then it prints "slept BEFORE AFTER" (the
+ *                       CLOCK_MONOTONIC nanoseconds around the call) and waits for SIGTERM.
+ *                       The test subtracts the time the task spent frozen, from the dump's
+ *                       freeze to the restore's thaw (ckcont reports both on the same clock:
+ *                       the test restores on the same boot). If the engine reissues the call
+ *                       with the remaining time in rem, what is left is 1 s. Reissuing the
+ *                       original request adds up to 1 s more. A leaked EINTR prints FAIL.
  * In every case except sleep-exact, the call must not return before SIGTERM arrives: an
  * early return means the dump or the restore leaked an error into the task. */
 #include "fix.h"
@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
   /* Data in the caller's frame as well, below and above the asm frame. */
   volatile uint64_t local[32];
   for (int i = 0; i < 32; i++) local[i] = fx_seed(i) ^ 0x10ca1;
-  static struct timespec req, rem, deadline;
+  static struct timespec req, rem, deadline, slept_from, slept_until;
   static char byte;
   static struct pollfd pf;
   static int wstatus;
@@ -85,7 +85,9 @@ int main(int argc, char **argv) {
     r = regs_block(SYS_read, pfd[0], (long)&byte, 1, 0, &s); want = 1;
   } else if (!strcmp(c, "nanosleep") || sleep_exact) {
     req.tv_sec = sleep_exact ? 1 : 600; fx_ready();
+    clock_gettime(CLOCK_MONOTONIC, &slept_from);
     r = regs_block(SYS_nanosleep, (long)&req, (long)&rem, 0, 0, &s); want = sleep_exact ? 0 : -EINTR;
+    clock_gettime(CLOCK_MONOTONIC, &slept_until);
   } else if (!strcmp(c, "clock-nanosleep-abs")) {
     FX_SYS(clock_gettime(CLOCK_REALTIME, &deadline)); deadline.tv_sec += 86400; fx_ready();
     r = regs_block(SYS_clock_nanosleep, CLOCK_REALTIME, TIMER_ABSTIME, (long)&deadline, 0, &s); want = -EINTR;
@@ -113,7 +115,9 @@ int main(int argc, char **argv) {
   int term_at_return = got_term;
 
   if (sleep_exact) {
-    if (r == 0) fx_print("slept");
+    if (r == 0)
+      fx_print("slept %lld %lld", (long long)slept_from.tv_sec * 1000000000LL + slept_from.tv_nsec,
+               (long long)slept_until.tv_sec * 1000000000LL + slept_until.tv_nsec);
     sigset_t m; sigprocmask(SIG_SETMASK, NULL, &m); sigdelset(&m, SIGTERM);
     while (!got_term) sigsuspend(&m);
   }

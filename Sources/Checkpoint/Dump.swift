@@ -29,6 +29,9 @@ public struct DumpReport: Sendable, Codable {
   public var bundleBytes: Int
   /// From the freeze to the release of the container.
   public var frozenSeconds: Double
+  /// CLOCK_MONOTONIC seconds at the freeze (with a restore's `resumedAt` on the same boot,
+  /// how long the container stood still).
+  public var frozenAt: Double
   public var totalSeconds: Double
 }
 
@@ -54,7 +57,7 @@ public struct Dump {
   }
 
   public func run() throws -> DumpReport {
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     try Interruption.check()
     let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
     var destination: Destination?
@@ -65,18 +68,18 @@ public struct Dump {
       let bundleBytes = try write(captured, to: destination!)
       try destination!.commit(log: log)
       destination = nil
-      let frozenSeconds = monotonicNowSeconds() - started
-      let releasing = monotonicNowSeconds()
+      let frozenSeconds = monotonicNow() - started
+      let releasing = monotonicNow()
       switch aftermath {
       case .kill: session.kill()
       case .leaveRunning: session.release(leaveFrozen: false)
       case .leaveFrozen: session.release(leaveFrozen: true)
       }
-      log("released the container in \(Int((monotonicNowSeconds() - releasing) * 1000)) ms")
+      log("released the container in \(Int((monotonicNow() - releasing) * 1000)) ms")
       return DumpReport(
         processes: captured.tasks.count, threads: captured.tasks.reduce(0) { $0 + $1.entry.threads.count },
         pageBytes: captured.tasks.reduce(0) { $0 + $1.memory.pagesSize }, bundleBytes: bundleBytes,
-        frozenSeconds: frozenSeconds, totalSeconds: monotonicNowSeconds() - started)
+        frozenSeconds: frozenSeconds, frozenAt: session.frozenAt, totalSeconds: monotonicNow() - started)
     } catch {
       destination?.abandon()
       session.release(leaveFrozen: false)
@@ -262,7 +265,7 @@ public struct Dump {
     var small: [(String, Data)] = [
       ("tree.json", try encoder.encode(captured.tree)), ("cgroups.json", try encoder.encode(captured.cgroups)),
     ]
-    let encoding = monotonicNowSeconds()
+    let encoding = monotonicNow()
     // Encoding is CPU work independent per task: spread it over the cores.
     let tasks = captured.tasks
     // Each iteration writes only its own slot.
@@ -282,7 +285,7 @@ public struct Dump {
       guard members.count == 3 else { throw CKError(.failed, "task \(task.hostPid): its model was not encoded") }
       small += [(task.entry.coreMember, members[0]), (task.entry.mmMember, members[1]), (task.entry.filesMember, members[2])]
     }
-    log("encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNowSeconds() - encoding) * 1000)) ms")
+    log("encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNow() - encoding) * 1000)) ms")
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
     members += captured.tasks.map { Manifest.Member(name: $0.entry.pagesMember, size: Int($0.memory.pagesSize)) }
     let manifest = Manifest(
@@ -294,7 +297,7 @@ public struct Dump {
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
     var before: UInt64 = 0
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     for task in captured.tasks {
       try Interruption.check()
       try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
@@ -307,7 +310,7 @@ public struct Dump {
       before += task.memory.pagesSize
     }
     try writer.finish()
-    let seconds = monotonicNowSeconds() - started
+    let seconds = monotonicNow() - started
     log(
       "wrote \(totalPages >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
         + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(totalPages) / seconds / 1e9) : ""))
@@ -320,14 +323,14 @@ struct PhaseTimes: CustomStringConvertible {
   private var totals: [(name: String, seconds: Double)] = []
 
   mutating func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     defer { record(name, since: started) }
     return try body()
   }
 
   /// Adds the time from `started` until now to `name`.
   mutating func record(_ name: String, since started: Double) {
-    let spent = monotonicNowSeconds() - started
+    let spent = monotonicNow() - started
     if let index = totals.firstIndex(where: { $0.name == name }) { totals[index].seconds += spent } else { totals.append((name, spent)) }
   }
 
@@ -407,7 +410,7 @@ final class Destination {
     finishPreallocation()
     try syscallChecked("fsync", temporaryPath) { fsync(sink.fd) }
     close(sink.fd)
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     let fd = try syscallChecked("open", temporaryPath) { open(temporaryPath, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
     do {
@@ -415,7 +418,7 @@ final class Destination {
     } catch {
       throw CKError(.failed, "the bundle written to \(temporaryPath) does not verify: \(error)")
     }
-    log("verified the bundle in \(Int((monotonicNowSeconds() - started) * 1000)) ms")
+    log("verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
     try syscallChecked("rename", "\(temporaryPath) -> \(finalPath)") { rename(temporaryPath, finalPath) }
   }
 

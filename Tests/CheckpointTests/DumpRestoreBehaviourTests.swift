@@ -11,23 +11,28 @@ import Testing
 struct DumpRestoreBehaviourTests {
   /// A 1 s nanosleep interrupted after 0.3 s sleeps 1 s in total: 0.3 s before the dump and
   /// the remaining 0.7 s after the restore (the kernel's `rem`), not 1 s again, not EINTR.
+  /// The fixture times the call on CLOCK_MONOTONIC; ckcont reports when it froze and when
+  /// it thawed the container on the same clock (same boot): the difference is the sleep.
   @Test func interruptedSleepTotalsOneSecond() throws {
     let container = try FixtureContainer("regs", ["sleep-exact"])
     defer { container.destroy() }
     try container.waitReady()
-    let ready = Date()
     usleep(300_000)
-    let dumpStarted = Date()
-    let dump = container.dump()
+    let dump = container.dump(["--json"])
     try #require(dump.status == 0, "\(dump.output)")
     #expect(!container.log.contains("slept"), "the sleep ended before the dump")
+    let frozenAt = try #require(
+      (try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])?["frozenAt"] as? Double)
     try container.waitEmpty()
-    let restore = try container.restore()
+    let restore = try container.restore(["--json"])
     try #require(restore.status == 0, "\(restore.output)")
-    let restored = Date()
+    let resumedAt = try #require(
+      (try JSONSerialization.jsonObject(with: Data(restore.stdout.utf8)) as? [String: Any])?["resumedAt"] as? Double)
     try waitForLine("slept", in: container, timeout: 3)
-    let slept = Date()
-    let total = dumpStarted.timeIntervalSince(ready) + slept.timeIntervalSince(restored)
+    let times = try #require(container.log.split(separator: "\n").first { $0.hasPrefix("slept ") })
+      .split(separator: " ").dropFirst().compactMap { Double($0) }
+    try #require(times.count == 2, "\(container.log)")
+    let total = (times[1] - times[0]) / 1e9 - (resumedAt - frozenAt)
     #expect(abs(total - 1.0) < 0.05, "slept \(total) s in total")
     #expect(try container.terminateRestored() == 0, "\(container.log)")
     #expect(container.log.contains("PASS regs"))

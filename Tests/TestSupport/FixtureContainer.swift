@@ -76,7 +76,10 @@ public final class FixtureContainer: @unchecked Sendable {
   public func restore(_ arguments: [String] = []) throws -> CommandResult {
     let result = run([TestPaths.ckcont, "restore", bundlePath] + arguments)
     if result.status == 0 {
-      guard let pid = Int32(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+      // The pid alone, or with --json the report holding it.
+      let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+      guard let pid = Int32(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? (json?["rootPid"] as? Int).map(Int32.init)
+      else {
         throw TestFailure("restore printed no pid: \(result.output)")
       }
       restoredPid = pid

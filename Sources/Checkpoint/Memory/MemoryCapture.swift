@@ -1,4 +1,5 @@
 import Bundle
+import Cgroup
 import Glibc
 import Linux
 
@@ -8,7 +9,7 @@ struct MemoryCapture {
   let pid: Int32
 
   func image(brk: UInt64, log: (String) -> Void) throws -> MemoryImage {
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     let vmas = try ProcMaps.read(pid: pid)
     var scanner = try PageScanner(pid: pid)
     var images: [VMAImage] = []
@@ -74,7 +75,7 @@ struct MemoryCapture {
       vmas: images, fields: fields, auxv: auxv, exe: try readLink("/proc/\(pid)/exe"), pagesSize: offset)
     log(
       "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
-        + "\(Int((monotonicNowSeconds() - started) * 1000)) ms")
+        + "\(Int((monotonicNow() - started) * 1000)) ms")
     return image
   }
 
@@ -86,7 +87,7 @@ struct MemoryCapture {
 
 func hex(_ value: UInt64) -> String { String(value, radix: 16) }
 
-func monotonicNowSeconds() -> Double {
+func monotonicNow() -> Double {
   var ts = timespec()
   clock_gettime(CLOCK_MONOTONIC, &ts)
   return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -1,4 +1,5 @@
 import Bundle
+import Cgroup
 import Foundation
 import Glibc
 import Linux
@@ -50,7 +51,7 @@ final class MemoryRestore {
   }
 
   func run() throws {
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     // Everything goes in batches of calls (one stop each); a batch runs when the data area
     // cannot hold the next arguments. Pages from memory are written once mapped.
     injector.resetData()
@@ -92,7 +93,7 @@ final class MemoryRestore {
     if injector.dataRoom < 8192 || batch.isFull { try flush() }
     try queueMMFields()
     try flush()
-    let seconds = monotonicNowSeconds() - started
+    let seconds = monotonicNow() - started
     log(
       "task \(injector.pid): \(image.vmas.count) VMAs rebuilt, \(written >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
         + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(written) / seconds / 1e9) : ""))

@@ -31,7 +31,7 @@ final class LoadedBundle {
   /// Without `keepPages` the page data is checked and dropped: inspect needs none, and a
   /// restore from a file lets the new task read its pages from the file itself.
   init(source: any ByteSource, keepPages: Bool = true, log: (String) -> Void) throws {
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     let reader: BundleReader
     do {
       reader = try BundleReader(source: source)
@@ -65,7 +65,7 @@ final class LoadedBundle {
     } catch let error as BundleError {
       throw CKError(.badInput, "the bundle is damaged: \(error)", hint: "nothing was restored; use an intact copy")
     }
-    log("read and verified the bundle in \(Int((monotonicNowSeconds() - started) * 1000)) ms")
+    log("read and verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
 
     let decoder = JSONDecoder()
     func decode<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {

@@ -18,6 +18,8 @@ public struct RestoreReport: Sendable, Codable {
   public var processes: Int
   public var cgroup: String
   public var seconds: Double
+  /// CLOCK_MONOTONIC seconds at the thaw that let the restored container run.
+  public var resumedAt: Double
 }
 
 /// `ckcont restore`: verify the whole bundle, then recreate the container in fresh
@@ -50,7 +52,7 @@ public struct Restore {
   }
 
   public func run() throws -> RestoreReport {
-    let started = monotonicNowSeconds()
+    let started = monotonicNow()
     try Interruption.check()
     let bundle = try load()
     try checkCPU(bundle.manifest)
@@ -156,9 +158,11 @@ public struct Restore {
         try Interruption.check()
       }
       try phases.time("release") { try release(threads, cgroup: target.main) }
+      let resumedAt = monotonicNow()
       log("restored \(order.count) processes: \(phases)")
       return RestoreReport(
-        rootPid: root, processes: order.count, cgroup: target.main.path, seconds: monotonicNowSeconds() - started)
+        rootPid: root, processes: order.count, cgroup: target.main.path, seconds: monotonicNow() - started,
+        resumedAt: resumedAt)
     } catch {
       for pid in created.reversed() { kill(pid, SIGKILL) }
       // Reap them, children first: a dying pid-namespace init waits until every other task
@@ -198,9 +202,9 @@ public struct Restore {
       try child.setSignalMask(0)
       try child.detach(signal: signal)
     }
-    let deadline = monotonicNowSeconds() + 5
+    let deadline = monotonicNow() + 5
     while ProcStat.read(pid: child.tid)?.state != "Z" {
-      guard monotonicNowSeconds() < deadline else {
+      guard monotonicNow() < deadline else {
         throw CKError(.failed, "the recreated zombie \(child.tid) did not die")
       }
       usleep(500)

@@ -13,6 +13,8 @@ import Linux
 public final class SeizedContainer {
   public let cgroup: Cgroup
   public let processes: [CgroupProcess]
+  /// CLOCK_MONOTONIC seconds when the container was frozen: its tasks stopped running then.
+  public private(set) var frozenAt: Double = 0
   /// Every seized thread with the state to put back on release.
   private(set) var original: [Int32: (registers: Registers, mask: UInt64)] = [:]
   private var seized: [Int32] = []
@@ -25,6 +27,7 @@ public final class SeizedContainer {
     let wasFrozen = try Freezer.isFrozen(cgroup)
     let started = monotonicNow()
     _ = try Freezer.freeze(cgroup, timeout: freezeTimeout)
+    frozenAt = monotonicNow()
     var found: [CgroupProcess] = []
     do {
       found = try cgroup.processes()
