@@ -45,6 +45,14 @@ struct TreePlanTests {
     #expect(plan.joins.map { [$0.pid, $0.group] } == [[4, 0], [5, 4]])
   }
 
+  @Test func aHelperNeverTakesTheZombiesPid() throws {
+    // The orphan 5 needs a helper in session 2; pid 6 is a zombie to be recreated later.
+    let plan = try TreePlan(
+      tasks: [task(1, 0, 0, 0), task(2, 1, 2, 2), task(5, 1, 2, 2)], reserved: [6], ownPidNamespace: true,
+      isFree: { _ in true })
+    #expect(plan.helpers == [.init(pid: 7, parent: 2, leadsGroup: false)])
+  }
+
   @Test func orphansOfAnExitedSessionLeaderGetAHelperWithItsPid() throws {
     // Session 7 (leader exited) holds orphans 8 and 9 (group 7) and 8's child 10.
     let plan = try TreePlan(

@@ -69,7 +69,10 @@ final class Injector {
     try tracee.resume()
     let event = try tracee.wait()
     guard case .stopped(_, let kind) = event, kind == expected else {
-      throw CKError(.failed, "task \(pid): creating \(what) \(id) stopped at \(event)")
+      // No fork event: clone3 failed and the task ran on to the int3; say why.
+      let result = Int64(bitPattern: (try? tracee.registers().rax) ?? 0)
+      let reason = result < 0 && result > -4096 ? String(cString: strerror(Int32(-result))) : "stopped at \(event)"
+      throw CKError(.failed, "task \(pid): creating \(what) \(id) failed: \(reason)")
     }
     let created = Tracee(tid: Int32(try tracee.eventMessage()))
     let first = try created.wait()

@@ -58,7 +58,7 @@ public struct Restore {
     try checkCPU(bundle.manifest)
     let ownPidNamespace = bundle.tree.namespaces.pid
     let plan = try TreePlan(
-      tasks: bundle.tasks.map(\.entry), ownPidNamespace: ownPidNamespace,
+      tasks: bundle.tasks.map(\.entry), reserved: bundle.zombies.map(\.pid), ownPidNamespace: ownPidNamespace,
       isFree: { ownPidNamespace || (kill($0, 0) != 0 && errno == ESRCH) })
     let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
     let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in

@@ -46,8 +46,9 @@ struct TreePlan: Equatable {
   /// The dumped (live) processes, each with its parent's pid inside the container (0 when
   /// outside). `ownPidNamespace`: ids are the namespace's own (0 = outside it); otherwise
   /// only ids of dumped processes are known to be the container's. `isFree` tells whether
-  /// a pid may be given to a helper.
-  init(tasks: [TaskEntryImage], ownPidNamespace: Bool, isFree: (Int32) -> Bool) throws(CKError) {
+  /// a pid may be given to a helper; `reserved` are other pids the restore will create (the
+  /// zombies), which no helper may take.
+  init(tasks: [TaskEntryImage], reserved: [Int32] = [], ownPidNamespace: Bool, isFree: (Int32) -> Bool) throws(CKError) {
     let byPid = Dictionary(tasks.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
     guard byPid.count == tasks.count else { throw CKError(.badInput, "the bundle's process tree repeats a pid") }
     let roots = tasks.filter { $0.ppid == 0 }.sorted { $0.pid < $1.pid }
@@ -73,7 +74,7 @@ struct TreePlan: Equatable {
 
     var session: [Int32: Int32] = [:]  // the session each created process is in now
     var deferred: [TaskEntryImage] = []
-    var taken = Set(tasks.map(\.pid))
+    var taken = Set(tasks.map(\.pid) + reserved)
 
     func fork(_ task: TaskEntryImage, from parent: Int32) {
       steps.append(.fork(pid: task.pid, parent: parent))
@@ -132,7 +133,7 @@ struct TreePlan: Equatable {
         creator = pid
       } else {
         // The leader has exited: a helper takes its pid and starts the session again.
-        guard byPid[orphan.sid] == nil, isFree(orphan.sid), let parent = roots.first?.pid else {
+        guard byPid[orphan.sid] == nil, !taken.contains(orphan.sid), isFree(orphan.sid), let parent = roots.first?.pid else {
           throw CKError(.failed, "the session \(orphan.sid) of process \(orphan.pid) cannot be recreated: its id is taken")
         }
         taken.insert(orphan.sid)
