@@ -7,19 +7,16 @@ import Linux
 /// A population of `tasks` idle tasks (the swarm fixture, kind `pause`) in a fresh cgroup.
 final class Population {
   let cgroup: Cgroup
-  let process = Process()
+  let swarm: Child
+  let log: String
 
   init(swarm: String, hierarchy: CgroupHierarchy, tasks: Int) throws {
     let path = "\(hierarchy.mountPoint)/ckcont-bench-\(getpid())-\(tasks)"
     guard mkdir(path, 0o755) == 0 else { throw CKError(.failed, "mkdir \(path): \(String(cString: strerror(errno)))") }
     cgroup = Cgroup(hierarchy: hierarchy, path: path)
-    process.executableURL = URL(fileURLWithPath: swarm)
-    process.arguments = ["-", path] + (tasks > 1 ? ["\(path):pause:\(tasks - 1)"] : [])
-    let out = Pipe()
-    process.standardOutput = out
-    try process.run()
-    let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
-    guard line.hasPrefix("ready") else { throw CKError(.failed, "swarm did not start: \(line)") }
+    log = NSTemporaryDirectory() + "ckcont-bench-swarm-\(getpid())-\(tasks).log"
+    self.swarm = try Child([swarm, "-", path] + (tasks > 1 ? ["\(path):pause:\(tasks - 1)"] : []), stdout: log)
+    try waitForLine("ready", in: log, of: self.swarm.pid, timeout: 60)
   }
 
   func destroy() {
@@ -33,7 +30,8 @@ final class Population {
       if rmdir(cgroup.path) == 0 { break }
       usleep(5000)
     }
-    process.waitUntilExit()
+    _ = try? swarm.wait(timeout: 10)
+    unlink(log)
   }
 }
 
