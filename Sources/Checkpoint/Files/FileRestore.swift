@@ -28,92 +28,153 @@ struct FileRestore {
   let shared: SharedDescriptions
   let log: (String) -> Void
 
-  /// What ``prepare()`` left at high fds.
+  /// What ``prepare()`` left at high fds: numbers above every target, handed out in order,
+  /// so that calls naming them can be queued before they exist.
   struct Prepared {
     var descriptions: [Int32: Int64] = [:]  // target fd -> high fd holding its description
     var highFds: [Int64] = []
     var fifoKeepers: [UInt64: Int64] = [:]  // FIFO inode -> a read-write fd of it
+    var nextHigh: Int64
+
+    mutating func takeHigh() -> Int64 {
+      defer { nextHigh += 1 }
+      highFds.append(nextHigh)
+      return nextHigh
+    }
   }
 
+  /// Pipes first, one call at a time (pipe2 returns its ends in memory); then everything
+  /// else in one batch: copies of descriptions other processes hold, files and FIFOs.
   func prepare() throws -> Prepared {
-    let high = UInt64((image.descriptors.map(\.fd).max() ?? 0) + 1)
-    var prepared = Prepared()
+    var prepared = Prepared(nextHigh: Int64((image.descriptors.map(\.fd).max() ?? 0) + 1))
     let pipesByInode = Dictionary(image.pipes.map { ($0.inode, $0) }) { first, _ in first }
-    for descriptor in image.descriptors where descriptor.sharesWith == nil {
-      if let id = descriptor.sharedDescription, let holder = shared.holders[id], holder.pid != pid {
-        let copy = try fetch(holder.fd, from: holder.pid, above: high)
-        prepared.descriptions[descriptor.fd] = copy
-        prepared.highFds.append(copy)
+    func heldElsewhere(_ descriptor: DescriptorImage) -> (pid: Int32, fd: Int64)? {
+      guard let id = descriptor.sharedDescription, let holder = shared.holders[id], holder.pid != pid else { return nil }
+      return holder
+    }
+    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .pipe {
+      guard heldElsewhere(descriptor) == nil, let inode = descriptor.pipe, let image = pipesByInode[inode] else { continue }
+      let ends = try pipeEnds(image, prepared: &prepared)
+      let created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
+      // Status flags (O_NONBLOCK...) belong to the description: set on the end itself.
+      try injector.call(
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags))
+      prepared.descriptions[descriptor.fd] = created
+    }
+
+    injector.resetData()
+    var batch = Injector.Batch()
+    var fills: [(keeper: Int64, pipe: PipeImage)] = []
+    /// Queues open(path) and moves the result to a high number.
+    func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
+      // Never creating or truncating; close-on-exec until installed.
+      let address = try injector.put(string: path)
+      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
+      let opened = batch.add(
+        "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
+      return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
+    }
+    func queueMoveHigh(_ call: Int, what: String) -> Int64 {
+      let high = prepared.takeHigh()
+      batch.add(
+        "dup3 \(what) to \(high)", SyscallNumber.dup3, .result(call), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
+        expecting: high)
+      batch.add("close", SyscallNumber.close, .result(call))
+      return high
+    }
+    for descriptor in image.descriptors where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
+      if injector.dataRoom < 8192 || batch.isFull {
+        try finish(batch, fills: fills)
+        batch = Injector.Batch()
+        fills = []
+      }
+      if let holder = heldElsewhere(descriptor) {
+        // The same open file description: from inside, pidfd_open + pidfd_getfd.
+        let pidfd = batch.add("pidfd_open(\(holder.pid))", SyscallNumber.pidfdOpen, .value(UInt64(holder.pid)), .value(0))
+        let copy = batch.add(
+          "pidfd_getfd(\(holder.pid), \(holder.fd))", SyscallNumber.pidfdGetfd, .result(pidfd), .value(UInt64(holder.fd)),
+          .value(0))
+        batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
+        prepared.descriptions[descriptor.fd] = queueMoveHigh(copy, what: "fd \(descriptor.fd)")
         continue
       }
-      let created: Int64
       switch descriptor.kind {
       case .pipe:
-        guard let inode = descriptor.pipe, let image = pipesByInode[inode] else { continue }
-        let ends = try pipeEnds(image, above: high, prepared: &prepared)
-        created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
-        // Status flags (O_NONBLOCK...) belong to the description: set on the end itself.
-        try injector.call(
-          "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags))
+        continue
       case .fifo:
         guard let path = descriptor.path, let inode = descriptor.pipe else { continue }
         // Opening one end of a FIFO waits for (or, O_NONBLOCK, fails without) the other end:
         // a read-write keeper opened first is both, and holds the buffered data until every
         // process has opened its ends (it is closed with the other high fds at install).
         if prepared.fifoKeepers[inode] == nil {
-          let keeper = try moveHigh(try open(path, flags: O_RDWR | O_NONBLOCK, fd: descriptor.fd), above: high)
+          let keeper = try queueOpen(path, flags: O_RDWR | O_NONBLOCK, fd: descriptor.fd).high
           prepared.fifoKeepers[inode] = keeper
-          prepared.highFds.append(keeper)
           if let image = pipesByInode[inode], shared.filledFifos.insert(inode).inserted {
-            try injector.call(
-              "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, UInt64(keeper), UInt64(CK_F_SETPIPE_SZ), UInt64(image.capacity))
-            try fill(writeEnd: Int32(keeper), with: image)
+            batch.add(
+              "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, .value(UInt64(keeper)), .value(UInt64(CK_F_SETPIPE_SZ)),
+              .value(UInt64(image.capacity)))
+            fills.append((keeper, image))
           }
         }
-        created = try moveHigh(try open(path, flags: descriptor.flags, fd: descriptor.fd), above: high)
-        prepared.highFds.append(created)
+        prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
       case .path:
         guard let path = descriptor.path else { continue }
-        let opened = try open(path, flags: descriptor.flags, fd: descriptor.fd)
+        let high = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
         if let position = descriptor.position, position > 0, (descriptor.mode ?? 0) & UInt32(S_IFMT) == UInt32(S_IFREG) {
-          try injector.call("lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, UInt64(opened), UInt64(position), 0)
+          batch.add(
+            "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
+            .value(0), expecting: position)
         }
-        created = try moveHigh(opened, above: high)
-        prepared.highFds.append(created)
+        prepared.descriptions[descriptor.fd] = high
       }
-      prepared.descriptions[descriptor.fd] = created
-      if let id = descriptor.sharedDescription { shared.holders[id] = (pid, created) }
+    }
+    try finish(batch, fills: fills)
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      if let id = descriptor.sharedDescription, shared.holders[id] == nil, let high = prepared.descriptions[descriptor.fd] {
+        shared.holders[id] = (pid, high)
+      }
     }
     return prepared
   }
 
-  /// open(2) inside the task, never creating or truncating, close-on-exec until installed.
-  private func open(_ path: String, flags: Int32, fd: Int32) throws -> Int64 {
+  /// Runs a batch of ``prepare()``, then writes the buffered data of the FIFOs it opened.
+  private func finish(_ batch: Injector.Batch, fills: [(keeper: Int64, pipe: PipeImage)]) throws {
+    try injector.run(batch)
+    for (keeper, pipe) in fills { try fill(writeEnd: Int32(keeper), with: pipe) }
     injector.resetData()
-    let address = try injector.put(string: path)
-    let flags = flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
-    return try injector.call("open fd \(fd) \(path)", SyscallNumber.open, address, UInt64(UInt32(bitPattern: flags)), 0)
   }
 
+  /// dup3 of every description to its number, then the high numbers closed: one batch.
   func install(_ prepared: Prepared) throws {
+    var batch = Injector.Batch()
     for descriptor in image.descriptors {
       guard let source = prepared.descriptions[descriptor.sharesWith ?? descriptor.fd] else { continue }
-      try injector.call(
-        "dup3 fd \(descriptor.fd)", SyscallNumber.dup3, UInt64(source), UInt64(descriptor.fd),
-        descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0)
+      batch.add(
+        "dup3 fd \(descriptor.fd)", SyscallNumber.dup3, .value(UInt64(source)), .value(UInt64(descriptor.fd)),
+        .value(descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0), expecting: Int64(descriptor.fd))
+      if batch.isFull {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
     }
-    for fd in prepared.highFds { try injector.call("close \(fd)", SyscallNumber.close, UInt64(fd)) }
+    for fd in prepared.highFds {
+      batch.add("close \(fd)", SyscallNumber.close, .value(UInt64(fd)))
+      if batch.isFull {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
+    }
+    try injector.run(batch)
     log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
   }
 
   /// Both ends of the pipe: made here (filled with its buffered data) the first time any
   /// process needs it, fetched from that process afterwards.
-  private func pipeEnds(_ pipe: PipeImage, above high: UInt64, prepared: inout Prepared) throws -> (read: Int64, write: Int64) {
+  private func pipeEnds(_ pipe: PipeImage, prepared: inout Prepared) throws -> (read: Int64, write: Int64) {
     if let holder = shared.pipes[pipe.inode] {
       if holder.pid == pid { return (holder.read, holder.write) }
-      let read = try fetch(holder.read, from: holder.pid, above: high)
-      let write = try fetch(holder.write, from: holder.pid, above: high)
-      prepared.highFds += [read, write]
+      let read = try fetch(holder.read, from: holder.pid, to: prepared.takeHigh())
+      let write = try fetch(holder.write, from: holder.pid, to: prepared.takeHigh())
       shared.pipes[pipe.inode] = (pid, read, write)
       return (read, write)
     }
@@ -125,27 +186,26 @@ struct FileRestore {
     }
     try injector.call("F_SETPIPE_SZ", SyscallNumber.fcntl, UInt64(fds.1), UInt64(CK_F_SETPIPE_SZ), UInt64(pipe.capacity))
     try fill(writeEnd: fds.1, with: pipe)
-    let read = try moveHigh(Int64(fds.0), above: high)
-    let write = try moveHigh(Int64(fds.1), above: high)
-    prepared.highFds += [read, write]
+    let read = try move(Int64(fds.0), to: prepared.takeHigh())
+    let write = try move(Int64(fds.1), to: prepared.takeHigh())
     shared.pipes[pipe.inode] = (pid, read, write)
     return (read, write)
   }
 
   /// A copy of another restored process's fd, taken from inside with pidfd_open +
   /// pidfd_getfd: the same open file description, so offset and flags stay shared.
-  private func fetch(_ fd: Int64, from owner: Int32, above high: UInt64) throws -> Int64 {
+  private func fetch(_ fd: Int64, from owner: Int32, to high: Int64) throws -> Int64 {
     let pidfd = try injector.call("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, UInt64(owner), 0)
     defer { _ = try? injector.raw(SyscallNumber.close, UInt64(pidfd)) }
     let copy = try injector.call("pidfd_getfd(\(owner), \(fd))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(fd), 0)
-    return try moveHigh(copy, above: high)
+    return try move(copy, to: high)
   }
 
-  /// fcntl(F_DUPFD_CLOEXEC) above every target number, then close the original.
-  private func moveHigh(_ fd: Int64, above high: UInt64) throws -> Int64 {
-    let moved = try injector.call("F_DUPFD", SyscallNumber.fcntl, UInt64(fd), UInt64(F_DUPFD_CLOEXEC), high)
+  /// dup3 to a high number handed out by ``Prepared``, then close the original.
+  private func move(_ fd: Int64, to high: Int64) throws -> Int64 {
+    try injector.call("dup3 to \(high)", SyscallNumber.dup3, UInt64(fd), UInt64(high), UInt64(O_CLOEXEC))
     try injector.call("close", SyscallNumber.close, UInt64(fd))
-    return moved
+    return high
   }
 
   /// Writes the pipe's buffered data through a copy of its write end taken with
