@@ -102,11 +102,11 @@ public struct Restore {
           injectors[pid] = injector
         case .fork(let pid, let parentPid):
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
-          let child = try parent.forkChild(pid: pid)
+          let child = try phases.time("forks") { try parent.forkChild(pid: pid) }
           created.append(child.tid)
           // A helper stays where its parent is; a process moves only where it differs.
           if let task = byPid[pid] { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
-          injectors[pid] = try Injector(thread: child, sharingRegionOf: parent)
+          injectors[pid] = try phases.time("injectors") { try Injector(thread: child, sharingRegionOf: parent) }
         case .setsid(let pid):
           try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
         }
@@ -129,7 +129,7 @@ public struct Restore {
       try Interruption.check()
       // Memory of all, then descriptors in two passes over all (shared ones must exist
       // before anyone takes a copy), then the rest and the final registers of each.
-      phases.record("process tree", since: started)
+      phases.record("up to the process tree", since: started)
       let sharedObjects = SharedMemoryObjects()
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
