@@ -16,7 +16,7 @@ import Linux
 /// - a group whose leader has exited gets a helper with the leader's pid that creates the
 ///   group (setpgid(0, 0)) for the members to join, then exits.
 /// Helpers are reaped by the process that forked them before any state is restored.
-struct TreePlan: Equatable {
+struct TreePlan {
   enum Step: Equatable {
     /// Fork `pid` (a dumped process or a helper) from the already created `parent`; a root
     /// process (`parent` 0) is created by ckcont itself.
@@ -38,10 +38,6 @@ struct TreePlan: Equatable {
   var helpers: [Helper] = []
   /// setpgid(0, group) in `pid`, group leaders (and helpers leading groups) first.
   var joins: [(pid: Int32, group: Int32)] = []
-
-  static func == (a: TreePlan, b: TreePlan) -> Bool {
-    a.steps == b.steps && a.helpers == b.helpers && a.joins.map { [$0.pid, $0.group] } == b.joins.map { [$0.pid, $0.group] }
-  }
 
   /// The dumped (live) processes, each with its parent's pid inside the container (0 when
   /// outside). `ownPidNamespace`: ids are the namespace's own (0 = outside it); otherwise
