@@ -79,6 +79,8 @@ int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
   return (int)syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
 }
 
+int ck_kcmp(pid_t pid1, pid_t pid2, int type) { return (int)syscall(SYS_kcmp, pid1, pid2, type, 0, 0); }
+
 int ck_fallocate(int fd, int mode, int64_t offset, int64_t length) { return fallocate(fd, mode, offset, length); }
 
 int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) {

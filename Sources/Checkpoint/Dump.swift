@@ -180,6 +180,7 @@ public struct Dump {
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
+    try refuseSharedTables(tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
     let namespaces = try namespaceSet(of: root.hostPid)
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
@@ -206,6 +207,22 @@ public struct Dump {
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
     log("captured \(tasks.count) processes: \(phases)")
     return Captured(tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
+  }
+
+  /// Processes that share a whole descriptor table, fs information or address space with
+  /// their parent (clone with CLONE_FILES, CLONE_FS or CLONE_VM but not CLONE_THREAD) would
+  /// come back with copies of their own: the dump refuses them, naming both.
+  func refuseSharedTables(_ tasks: [CapturedTask]) throws {
+    let hostPids = Dictionary(uniqueKeysWithValues: tasks.map { ($0.entry.pid, $0.hostPid) })
+    for task in tasks where task.entry.ppid != 0 {
+      guard let parent = hostPids[task.entry.ppid] else { continue }
+      for (type, what) in [(1, "address space (CLONE_VM)"), (2, "descriptor table (CLONE_FILES)"), (3, "fs information (CLONE_FS)")]
+      where ck_kcmp(task.hostPid, parent, Int32(type)) == 0 {
+        throw CKError(
+          .failed, "process \(task.hostPid) shares one \(what) with its parent \(parent), which ckcont cannot checkpoint yet",
+          hint: "only threads may share these; the container runs on")
+      }
+    }
   }
 
   /// Open file descriptions held by more than one process (inherited across fork) get one

@@ -139,6 +139,26 @@ struct DumpRestoreBehaviourTests {
     }
   }
 
+  /// Two processes that share one descriptor table (clone with CLONE_FILES, no CLONE_VM)
+  /// would come back with a table each: the dump refuses them, naming both, and runs on.
+  @Test func processesSharingADescriptorTableAreRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["clone-files"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids().sorted()
+    try #require(pids.count == 2)
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(
+      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) shares one descriptor table (CLONE_FILES) with its parent \(pids[0])"),
+      "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// A session with a controlling terminal cannot be checkpointed yet: the dump says so in
   /// one line and the container runs on, keeping its terminal.
   @Test func controllingTerminalFailsTheDumpClearly() throws {

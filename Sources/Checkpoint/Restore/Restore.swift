@@ -131,11 +131,13 @@ public struct Restore {
       // before anyone takes a copy), then the rest and the final registers of each.
       phases.record("up to the process tree", since: started)
       let sharedObjects = SharedMemoryObjects()
+      var bundlePath: String?
+      if case .file(let path) = input { bundlePath = try absolutePath(path) }
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
         try phases.time("memory") {
           try MemoryRestore(
-            image: task.memory, pages: try pageSource(task), injector: injector, sharedObjects: sharedObjects, log: log
+            image: task.memory, pages: pageSource(task, bundlePath: bundlePath), injector: injector, sharedObjects: sharedObjects, log: log
           ).run()
         }
         try Interruption.check()
@@ -308,9 +310,9 @@ public struct Restore {
   }
 
   /// Where a task's pages come from: the bundle file (the task reads them itself) or memory.
-  func pageSource(_ task: LoadedBundle.LoadedTask) throws -> MemoryRestore.PageSource {
-    if case .file(let path) = input, let offset = task.pagesFileOffset {
-      return .file(path: try absolutePath(path), offset: UInt64(offset))
+  func pageSource(_ task: LoadedBundle.LoadedTask, bundlePath: String?) -> MemoryRestore.PageSource {
+    if let bundlePath, let offset = task.pagesFileOffset {
+      return .file(path: bundlePath, offset: UInt64(offset))
     }
     return .buffer(task.pages)
   }
