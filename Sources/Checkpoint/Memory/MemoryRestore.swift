@@ -37,10 +37,14 @@ final class MemoryRestore {
   private var batch = Injector.Batch()
   private var mapped: [VMAImage] = []
   private var pendingReads: [(call: Int, runs: ArraySlice<PageRun>, position: UInt64)] = []
+  /// Files the batch has opened to map ("r:" or "w:" and the path) -> the open call.
+  private var openFiles: [String: Int] = [:]
   private var bundleFD: Int64?
-  /// Descriptors the batches open files at while the table is still empty.
-  static let bundleFD: Int64 = 10
-  static let exeFD: Int64 = 11
+  /// Known descriptors for the bundle and the executable while the table holds nothing
+  /// else: above the few files a batch opens to map (an open returns the lowest free number),
+  /// below any RLIMIT_NOFILE a host sets.
+  static let bundleFD: Int64 = 900
+  static let exeFD: Int64 = 901
 
   init(image: MemoryImage, pages: PageSource, injector: Injector, sharedObjects: SharedMemoryObjects, log: @escaping (String) -> Void) {
     self.image = image
@@ -102,6 +106,8 @@ final class MemoryRestore {
   /// Runs the queued batch; then pages held in memory go into the VMAs it mapped, and short
   /// page reads are done again.
   private func flush() throws {
+    for (key, fd) in openFiles { batch.add("close \(key.dropFirst(2))", SyscallNumber.close, .result(fd)) }
+    openFiles = [:]
     let results = try injector.run(batch)
     if let bundleFD {
       for read in pendingReads where results[read.call] != Int64(read.runs.reduce(0) { $0 + $1.size }) {
@@ -259,14 +265,21 @@ final class MemoryRestore {
         .value(vma.offset), expecting: at)
       batch.add("close the memfd", SyscallNumber.close, .result(fd))
     } else if vma.kind == .file {
+      // A library maps several VMAs of one file: it is opened once per batch.
       let writable = vma.shared && vma.protection & PROT_WRITE != 0
-      let path = try injector.put(string: vma.path)
-      let fd = batch.add(
-        "open \(vma.path) to map it", SyscallNumber.open, .value(path), .value(UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC)))
+      let key = "\(writable ? "w" : "r"):\(vma.path)"
+      let fd: Int
+      if let opened = openFiles[key] {
+        fd = opened
+      } else {
+        let path = try injector.put(string: vma.path)
+        fd = batch.add(
+          "open \(vma.path) to map it", SyscallNumber.open, .value(path), .value(UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC)))
+        openFiles[key] = fd
+      }
       batch.add(
         name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
         .value(vma.offset), expecting: at)
-      batch.add("close \(vma.path)", SyscallNumber.close, .result(fd))
     } else {
       let flags = sharing | UInt64(MAP_ANONYMOUS) | fixed | (vma.growsDown ? UInt64(MAP_GROWSDOWN) : 0)
       batch.add(
