@@ -10,8 +10,8 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
- *   clone-files  /dev/null, in a descriptor table shared with a child made by clone(CLONE_FILES)
- *             without CLONE_VM (the child sleeps; it dies with this process). After: the link
+ *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
+ *             address space (the child sleeps; it dies with this process). After: the link
  *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
  *             After: the link, and the session still has the terminal (TIOCGSID on it) */
 #include "fix.h"
@@ -28,7 +28,7 @@
 
 static char link0[256];
 
-/* The child of clone-files: sleeps until its parent dies. */
+/* The child of clone-vm: sleeps until its parent dies. */
 static int sharing_child(void *arg) {
   (void)arg;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -66,10 +66,10 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
-  } else if (!strcmp(kind, "clone-files")) {
+  } else if (!strcmp(kind, "clone-vm")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     static char stack[64 << 10];
-    FX_SYS(clone(sharing_child, stack + sizeof stack, CLONE_FILES | SIGCHLD, NULL));
+    FX_SYS(clone(sharing_child, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL));
   } else if (!strcmp(kind, "ctty")) {
     fd = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
     FX_SYS(grantpt(fd));
@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
     int slave = FX_SYS(open(ptsname(fd), O_RDWR));   /* without O_NOCTTY: becomes the terminal */
     FX_SYS(ioctl(slave, TIOCSCTTY, 0));
     close(slave);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|clone-files|ctty] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|clone-vm|ctty] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

@@ -180,7 +180,7 @@ public struct Dump {
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
-    try refuseSharedTables(tasks)
+    try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
     let namespaces = try namespaceSet(of: root.hostPid)
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
@@ -209,19 +209,21 @@ public struct Dump {
     return Captured(tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
   }
 
-  /// Processes that share a whole descriptor table, fs information or address space with
-  /// their parent (clone with CLONE_FILES, CLONE_FS or CLONE_VM but not CLONE_THREAD) would
-  /// come back with copies of their own: the dump refuses them, naming both.
-  func refuseSharedTables(_ tasks: [CapturedTask]) throws {
+  /// Processes that share their parent's descriptor table or fs information (clone with
+  /// CLONE_FILES or CLONE_FS but not CLONE_THREAD) are marked, to be forked the same way. One
+  /// that shares its address space (CLONE_VM: a vfork child before its exec) is refused.
+  func markSharedTables(_ tasks: inout [CapturedTask]) throws {
     let hostPids = Dictionary(uniqueKeysWithValues: tasks.map { ($0.entry.pid, $0.hostPid) })
-    for task in tasks where task.entry.ppid != 0 {
+    for index in tasks.indices where tasks[index].entry.ppid != 0 {
+      let task = tasks[index]
       guard let parent = hostPids[task.entry.ppid] else { continue }
-      for (type, what) in [(1, "address space (CLONE_VM)"), (2, "descriptor table (CLONE_FILES)"), (3, "fs information (CLONE_FS)")]
-      where ck_kcmp(task.hostPid, parent, Int32(type)) == 0 {
+      if ck_kcmp(task.hostPid, parent, 1 /* KCMP_VM */) == 0 {
         throw CKError(
-          .failed, "process \(task.hostPid) shares one \(what) with its parent \(parent), which ckcont cannot checkpoint yet",
-          hint: "only threads may share these; the container runs on")
+          .failed, "process \(task.hostPid) shares one address space (CLONE_VM) with its parent \(parent), which ckcont cannot checkpoint yet",
+          hint: "only threads may share it (a vfork child must exec first); the container runs on")
       }
+      if ck_kcmp(task.hostPid, parent, 2 /* KCMP_FILES */) == 0 { tasks[index].entry.sharesFilesWithParent = true }
+      if ck_kcmp(task.hostPid, parent, 3 /* KCMP_FS */) == 0 { tasks[index].entry.sharesFSWithParent = true }
     }
   }
 

@@ -37,6 +37,10 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   /// For a zombie (dead, not yet reaped by its parent): its wait status, as waitpid reports
   /// it. A zombie has no images, only this entry.
   public var zombieStatus: Int32?
+  /// Shares its parent's descriptor table (clone with CLONE_FILES): one table for both.
+  public var sharesFilesWithParent: Bool?
+  /// Shares its parent's fs information (CLONE_FS): root, cwd and umask changes show in both.
+  public var sharesFSWithParent: Bool?
 
   public init(
     pid: Int32, namespacePids: [Int32], ppid: Int32, pgid: Int32, sid: Int32, threads: [Int32], cgroup: String,

@@ -49,8 +49,10 @@ final class Injector {
   /// Forks a child process with pid `pid` in its pid namespace, from inside this task. It
   /// starts traced and stopped (PTRACE_O_TRACEFORK) as a copy of this task, injection
   /// region included.
-  func forkChild(pid: Int32) throws -> Tracee {
-    try spawn(id: pid, flags: 0, exitSignal: UInt64(SIGCHLD), event: Int32(CK_PTRACE_EVENT_FORK), what: "process")
+  /// `sharing` adds CLONE_FILES / CLONE_FS: the child shares this task's descriptor table or
+  /// fs information (the kernel reports such a clone as a fork: no CLONE_VM).
+  func forkChild(pid: Int32, sharing: UInt64 = 0) throws -> Tracee {
+    try spawn(id: pid, flags: sharing, exitSignal: UInt64(SIGCHLD), event: Int32(CK_PTRACE_EVENT_FORK), what: "process")
   }
 
   private func spawn(id: Int32, flags: UInt64, exitSignal: UInt64, event expected: Int32, what: String) throws -> Tracee {

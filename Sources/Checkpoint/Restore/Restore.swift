@@ -102,7 +102,15 @@ public struct Restore {
           injectors[pid] = injector
         case .fork(let pid, let parentPid):
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
-          let child = try phases.time("forks") { try parent.forkChild(pid: pid) }
+          // A process that shared its parent's descriptor table or fs information is cloned
+          // sharing them, by that parent and no other.
+          let entry = byPid[pid]?.entry
+          let sharing = UInt64(entry?.sharesFilesWithParent == true ? 0x400 : 0) | UInt64(entry?.sharesFSWithParent == true ? 0x200 : 0)
+          if sharing != 0, entry?.ppid != parentPid {
+            throw CKError(
+              .badInput, "process \(pid) shares its parent's descriptor table or fs information, but must be recreated by another process")
+          }
+          let child = try phases.time("forks") { try parent.forkChild(pid: pid, sharing: sharing) }
           created.append(child.tid)
           // A helper stays where its parent is; a process moves only where it differs.
           if let task = byPid[pid] { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
@@ -144,7 +152,8 @@ public struct Restore {
       }
       let shared = SharedDescriptions()
       var prepared: [(FileRestore, FileRestore.Prepared)] = []
-      for task in order {
+      // A table shared with the parent is the parent's to fill.
+      for task in order where task.entry.sharesFilesWithParent != true {
         guard let injector = injectors[task.entry.pid] else { continue }
         let files = FileRestore(image: task.files, injector: injector, pid: task.entry.pid, shared: shared, log: log)
         prepared.append((files, try phases.time("files") { try files.prepare() }))
