@@ -8,6 +8,8 @@ public struct TaskCore: Codable, Sendable, Equatable {
   /// Signals queued for the whole process, as 128-byte siginfo records in queue order.
   public var sharedPendingSignals: [Data]
   public var itimers: [IntervalTimer]
+  /// timer_create(2) timers, recreated with their ids.
+  public var posixTimers: [PosixTimerImage]?
   public var personality: UInt64
   public var resourceLimits: [ResourceLimitImage]
   public var umask: UInt32
@@ -22,13 +24,14 @@ public struct TaskCore: Codable, Sendable, Equatable {
 
   public init(
     threads: [ThreadCore], signalActions: [SignalAction], sharedPendingSignals: [Data], itimers: [IntervalTimer],
-    personality: UInt64, resourceLimits: [ResourceLimitImage], umask: UInt32, cwd: String, root: String, comm: String,
+    posixTimers: [PosixTimerImage]? = nil, personality: UInt64, resourceLimits: [ResourceLimitImage], umask: UInt32, cwd: String, root: String, comm: String,
     credentials: Credentials, parentDeathSignal: Int32, dumpable: Int32, childSubreaper: Bool
   ) {
     self.threads = threads
     self.signalActions = signalActions
     self.sharedPendingSignals = sharedPendingSignals
     self.itimers = itimers
+    self.posixTimers = posixTimers
     self.personality = personality
     self.resourceLimits = resourceLimits
     self.umask = umask
@@ -133,6 +136,36 @@ public struct SignalAction: Codable, Sendable, Equatable {
 }
 
 /// getitimer(2) of ITIMER_REAL (0), ITIMER_VIRTUAL (1) or ITIMER_PROF (2), in microseconds.
+/// One POSIX timer: how it notifies, on which clock, and when it fires next.
+public struct PosixTimerImage: Codable, Sendable, Equatable {
+  /// The id the process knows it by (timer_t).
+  public var id: Int32
+  public var clockID: Int32
+  /// sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4.
+  public var notify: Int32
+  public var signal: Int32
+  public var sigevValue: UInt64
+  /// For SIGEV_THREAD_ID: the thread, as the container's pid namespace numbers it.
+  public var targetThread: Int32?
+  public var intervalNanoseconds: Int64
+  /// Time left until the next expiry; 0 when disarmed.
+  public var valueNanoseconds: Int64
+
+  public init(
+    id: Int32, clockID: Int32, notify: Int32, signal: Int32, sigevValue: UInt64, targetThread: Int32?,
+    intervalNanoseconds: Int64, valueNanoseconds: Int64
+  ) {
+    self.id = id
+    self.clockID = clockID
+    self.notify = notify
+    self.signal = signal
+    self.sigevValue = sigevValue
+    self.targetThread = targetThread
+    self.intervalNanoseconds = intervalNanoseconds
+    self.valueNanoseconds = valueNanoseconds
+  }
+}
+
 public struct IntervalTimer: Codable, Sendable, Equatable {
   public var which: Int32
   public var intervalMicroseconds: Int64

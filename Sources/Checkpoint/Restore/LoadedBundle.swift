@@ -199,6 +199,13 @@ final class LoadedBundle {
     guard task.core.signalActions.allSatisfy({ (1...64).contains($0.signal) }) else { throw bad("signal number out of range") }
     guard task.core.resourceLimits.allSatisfy({ (0...15).contains($0.resource) }) else { throw bad("unknown rlimit") }
     guard task.core.itimers.allSatisfy({ (0...2).contains($0.which) }) else { throw bad("unknown itimer") }
+    let threadIDs = Set(task.entry.threads)
+    guard (task.core.posixTimers ?? []).count <= 64,
+      (task.core.posixTimers ?? []).allSatisfy({
+        $0.id >= 0 && [0, 1, 4].contains($0.notify) && (0...64).contains($0.signal) && $0.intervalNanoseconds >= 0
+          && $0.valueNanoseconds >= 0 && ($0.notify != 4 || $0.targetThread.map(threadIDs.contains) == true)
+      })
+    else { throw bad("malformed POSIX timers") }
     let page: UInt64 = 4096
     var previousEnd: UInt64 = 0
     var expectedOffset: UInt64 = 0

@@ -68,6 +68,14 @@ struct TaskCapture {
     let subreaperAt = slot(8)
     let subreaperCall = batch.add(SyscallNumber.prctl, 37, subreaperAt)
     let securebitsCall = batch.add(SyscallNumber.prctl, 27)
+    let timers = try ProcTimers.read(pid: pid)
+    guard timers.count <= 64 else {
+      throw CKError(.failed, "task \(pid) has \(timers.count) POSIX timers; ckcont checkpoints up to 64")
+    }
+    let posixTimerCalls = timers.map { timer in
+      let at = slot(32)
+      return (timer: timer, call: batch.add(SyscallNumber.timerGettime, UInt64(UInt32(bitPattern: timer.id)), at), at: at)
+    }
     let mainThread = ThreadQueries(adding: &batch, at: slot(32))
     let ran = try inject.run(batch)
     func result(_ call: Int, _ what: String) throws -> Int64 {
@@ -104,6 +112,28 @@ struct TaskCapture {
     let subreaper = Int32(truncatingIfNeeded: ran.words(at: subreaperAt, count: 1)[0]) != 0
     let securebits = try result(securebitsCall, "PR_GET_SECUREBITS")
     let mainThreadState = try mainThread.read(ran, task: pid)
+    // /proc names a SIGEV_THREAD_ID target by its host tid: the image keeps the inner one.
+    let innerTids = Dictionary(uniqueKeysWithValues: threads.map { tid in
+      (tid, (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid)
+    })
+    var posixTimers: [PosixTimerImage] = []
+    for (timer, call, at) in posixTimerCalls {
+      _ = try result(call, "timer_gettime(\(timer.id))")
+      let words = ran.words(at: at, count: 4).map { Int64(bitPattern: $0) }
+      let notify: Int32 = switch timer.notify {
+        case .none: 1
+        case .signal: timer.targetIsThread ? 4 : 0
+        case .thread: 2
+      }
+      guard notify != 2 else {
+        throw CKError(.failed, "task \(pid): POSIX timer \(timer.id) notifies by SIGEV_THREAD, which ckcont cannot checkpoint yet")
+      }
+      posixTimers.append(
+        PosixTimerImage(
+          id: timer.id, clockID: timer.clockID, notify: notify, signal: timer.signal, sigevValue: timer.sigevValue,
+          targetThread: timer.targetIsThread ? innerTids[timer.target] ?? timer.target : nil,
+          intervalNanoseconds: words[0] * 1_000_000_000 + words[1], valueNanoseconds: words[2] * 1_000_000_000 + words[3]))
+    }
 
     var threadCores: [ThreadCore] = []
     for tid in threads {
@@ -120,6 +150,7 @@ struct TaskCapture {
     }
     let core = TaskCore(
       threads: threadCores, signalActions: actions, sharedPendingSignals: try Tracee(tid: pid).queuedSignals(shared: true).map { Data($0) }, itimers: itimers,
+      posixTimers: posixTimers.isEmpty ? nil : posixTimers,
       personality: UInt64(personality), resourceLimits: limits, umask: status.umask,
       cwd: try readLink("/proc/\(pid)/cwd"), root: try readLink("/proc/\(pid)/root"), comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)

@@ -75,6 +75,7 @@ struct TaskRestore {
       try own.run(batch)
       threads.append((thread, own))
     }
+    try restorePosixTimers()
     try queueSignals()
     for (_, own) in threads { try restoreCredentials(in: own) }
     for (thread, own) in threads.dropFirst() {
@@ -152,6 +153,50 @@ struct TaskRestore {
       let lowered = try injector.put(words: [min(limit.soft, hard), hard])
       try injector.call("prlimit64(\(limit.resource))", SyscallNumber.prlimit64, 0, UInt64(limit.resource), lowered, 0)
       log("task \(entry.pid): rlimit \(limit.resource) hard \(limit.hard) could not be raised beyond \(hard)")
+    }
+  }
+
+  /// timer_create with each timer's own id (PR_TIMER_CREATE_RESTORE_IDS, Linux 6.15: the id
+  /// comes from *timerid), then timer_settime with what was left of it; after the threads
+  /// exist, as a timer may signal one of them.
+  private func restorePosixTimers() throws {
+    guard let timers = core.posixTimers, !timers.isEmpty else { return }
+    injector.resetData()
+    var batch = Injector.Batch()
+    batch.add(
+      "PR_TIMER_CREATE_RESTORE_IDS (timers keep their ids; Linux 6.15 or newer)", SyscallNumber.prctl, .value(77), .value(1))
+    var ids: [(timer: PosixTimerImage, at: UInt64)] = []
+    for timer in timers {
+      // struct sigevent: sigev_value, sigev_signo, sigev_notify, then the union (_tid first).
+      var event = [UInt8](repeating: 0, count: 64)
+      withUnsafeBytes(of: timer.sigevValue.littleEndian) { event.replaceSubrange(0..<8, with: $0) }
+      withUnsafeBytes(of: timer.signal.littleEndian) { event.replaceSubrange(8..<12, with: $0) }
+      withUnsafeBytes(of: timer.notify.littleEndian) { event.replaceSubrange(12..<16, with: $0) }
+      withUnsafeBytes(of: (timer.targetThread ?? 0).littleEndian) { event.replaceSubrange(16..<20, with: $0) }
+      let eventAt = try injector.put(event)
+      let idAt = try injector.put(words: [UInt64(UInt32(bitPattern: timer.id))])
+      ids.append((timer, idAt))
+      batch.add(
+        "timer_create(\(timer.id))", SyscallNumber.timerCreate, .value(UInt64(UInt32(bitPattern: timer.clockID))),
+        .value(eventAt), .value(idAt))
+      // A periodic timer read at its expiry shows 0 left: it fires now instead, as it was about to.
+      let value = timer.valueNanoseconds == 0 && timer.intervalNanoseconds > 0 ? 1 : timer.valueNanoseconds
+      guard value > 0 else { continue }
+      let spec = try injector.put(words: [
+        UInt64(timer.intervalNanoseconds / 1_000_000_000), UInt64(timer.intervalNanoseconds % 1_000_000_000),
+        UInt64(value / 1_000_000_000), UInt64(value % 1_000_000_000),
+      ])
+      batch.add(
+        "timer_settime(\(timer.id))", SyscallNumber.timerSettime, .value(UInt64(UInt32(bitPattern: timer.id))), .value(0),
+        .value(spec), .value(0))
+    }
+    batch.add("PR_TIMER_CREATE_RESTORE_IDS off", SyscallNumber.prctl, .value(77), .value(0))
+    try injector.run(batch)
+    for (timer, at) in ids {
+      let created = try injector.read(4, at: at).withUnsafeBytes { $0.load(as: Int32.self) }
+      guard created == timer.id else {
+        throw CKError(.failed, "task \(entry.pid): POSIX timer \(timer.id) came back as \(created)")
+      }
     }
   }
 
