@@ -115,6 +115,7 @@ public struct Dump {
     var memory: MemoryImage
     var files: FileTableImage
     var hostPid: Int32
+    var uts: (hostname: String, domainname: String)
   }
 
   struct Captured {
@@ -165,10 +166,10 @@ public struct Dump {
         let capture = try phases.time("tree entries") { try TaskCapture(pid: process.pid, threads: process.threads) }
         let relative = process.cgroup.relative(to: cgroup.path)
         let entry = try phases.time("tree entries") { try capture.entry(cgroup: relative) }
-        let (core, brk) = try phases.time("cores") { try capture.core(session: session, log: log) }
+        let (core, brk, uts) = try phases.time("cores") { try capture.core(session: session, log: log) }
         let memory = try phases.time("memory maps") { try MemoryCapture(pid: process.pid).image(brk: brk, log: log) }
         let files = try phases.time("file tables") { try FileCapture(pid: process.pid).image(log: log) }
-        tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid))
+        tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid, uts: uts))
       }
     }
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
@@ -182,7 +183,10 @@ public struct Dump {
     }
     try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
-    let namespaces = try namespaceSet(of: root.hostPid)
+    var namespaces = try namespaceSet(of: root.hostPid)
+    if namespaces.uts {
+      (namespaces.hostname, namespaces.domainname) = root.uts
+    }
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0
     var entries = tasks.map(\.entry)

@@ -77,6 +77,10 @@ final class LoadedBundle {
       }
     }
     tree = try decode(ProcessTree.self, "tree.json")
+    for name in [tree.namespaces.hostname, tree.namespaces.domainname].compactMap({ $0 })
+    where name.utf8.count > 64 || name.contains("\0") {
+      throw CKError(.badInput, "the bundle is inconsistent: UTS name of \(name.utf8.count) bytes")
+    }
     guard !tree.tasks.isEmpty, tree.tasks.count <= 32768 else {
       throw CKError(.badInput, "the bundle's tree holds \(tree.tasks.count) tasks")
     }

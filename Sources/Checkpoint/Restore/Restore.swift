@@ -99,6 +99,7 @@ public struct Restore {
           try TaskRestore.resetInherited(injector)
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)
+          if bundle.tree.namespaces.uts { try restoreUTSNames(bundle.tree.namespaces, in: injector) }
           injectors[pid] = injector
         case .fork(let pid, let parentPid):
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
@@ -186,6 +187,21 @@ public struct Restore {
       log("restore failed; removed what it created")
       throw error
     }
+  }
+
+  /// The host and domain name of the container's new UTS namespace, set from inside it.
+  func restoreUTSNames(_ namespaces: NamespaceSet, in injector: Injector) throws {
+    injector.resetData()
+    var batch = Injector.Batch()
+    for (name, number, what) in [
+      (namespaces.hostname, SyscallNumber.sethostname, "sethostname"), (namespaces.domainname, SyscallNumber.setdomainname, "setdomainname"),
+    ] {
+      guard let name else { continue }
+      let bytes = Array(name.utf8.prefix(64))
+      let address = try injector.put(bytes + [0])
+      batch.add("\(what) \(name)", number, .value(address), .value(UInt64(bytes.count)))
+    }
+    try injector.run(batch)
   }
 
   /// Lets a freshly forked child die the way the dumped zombie did (exit code or signal), so

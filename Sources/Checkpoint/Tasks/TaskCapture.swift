@@ -36,7 +36,10 @@ struct TaskCapture {
 
   /// The core image, and brk (asked of the task, as /proc does not show it). Remote syscalls
   /// run in the main thread; its registers and signal mask are put back before returning.
-  func core(session: SeizedContainer, log: (String) -> Void) throws -> (core: TaskCore, brk: UInt64) {
+  /// Also the UTS names the process sees (uname), for its namespace.
+  func core(session: SeizedContainer, log: (String) -> Void) throws -> (
+    core: TaskCore, brk: UInt64, uts: (hostname: String, domainname: String)
+  ) {
     let inject = try RemoteSession(tracee: Tracee(tid: pid))
     defer { inject.finish() }
 
@@ -76,6 +79,8 @@ struct TaskCapture {
       let at = slot(32)
       return (timer: timer, call: batch.add(SyscallNumber.timerGettime, UInt64(UInt32(bitPattern: timer.id)), at), at: at)
     }
+    let unameAt = slot(392)
+    let unameCall = batch.add(SyscallNumber.uname, unameAt)
     let mainThread = ThreadQueries(adding: &batch, at: slot(32))
     let ran = try inject.run(batch)
     func result(_ call: Int, _ what: String) throws -> Int64 {
@@ -112,6 +117,13 @@ struct TaskCapture {
     let subreaper = Int32(truncatingIfNeeded: ran.words(at: subreaperAt, count: 1)[0]) != 0
     let securebits = try result(securebitsCall, "PR_GET_SECUREBITS")
     let mainThreadState = try mainThread.read(ran, task: pid)
+    _ = try result(unameCall, "uname")
+    // struct utsname: six fields of 65 bytes; nodename is the second, domainname the sixth.
+    let utsBytes = ran.words(at: unameAt, count: 49).withUnsafeBytes { Array($0) }
+    func utsField(_ index: Int) -> String {
+      String(decoding: utsBytes[index * 65..<(index + 1) * 65].prefix { $0 != 0 }, as: UTF8.self)
+    }
+    let uts = (hostname: utsField(1), domainname: utsField(5))
     // /proc names a SIGEV_THREAD_ID target by its host tid: the image keeps the inner one.
     let innerTids = Dictionary(uniqueKeysWithValues: threads.map { tid in
       (tid, (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid)
@@ -155,7 +167,7 @@ struct TaskCapture {
       cwd: try readLink("/proc/\(pid)/cwd"), root: try readLink("/proc/\(pid)/root"), comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)
     log("task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
-    return (core, brk)
+    return (core, brk, uts)
   }
 
   /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid.
@@ -232,14 +244,15 @@ final class RemoteSession {
   var remote: RemoteSyscall
   /// Where batch code goes: the start of the scratch area.
   let code: UInt64
-  /// Where out-parameters go (4 KiB), followed by the results of a batch (4 KiB).
+  /// Where out-parameters go (`dataSize`), followed by the results of a batch (4 KiB).
   let scratch: UInt64
   let originalMask: UInt64
   /// The main thread's session owns (and unmaps) the area; other threads borrow it.
   private let ownsArea: Bool
   private var finished = false
-  static let areaSize: UInt64 = 16 << 10
-  static let dataOffset: UInt64 = 8 << 10
+  static let areaSize: UInt64 = 32 << 10
+  static let dataOffset: UInt64 = 12 << 10
+  static let dataSize: UInt64 = 16 << 10
 
   init(tracee: Tracee) throws {
     self.tracee = tracee
@@ -288,7 +301,7 @@ final class RemoteSession {
   /// Writes the batch's code into the area, runs it to its int3, and reads back results and
   /// out-parameters in one go.
   func run(_ batch: SyscallBatch) throws -> BatchResult {
-    let results = scratch + 4096
+    let results = scratch + Self.dataSize
     guard batch.calls.count <= 512, SyscallBatch.maximumCodeSize(calls: batch.calls.count) <= Int(Self.dataOffset) else {
       throw CKError(.failed, "task \(tracee.tid): a batch of \(batch.calls.count) remote calls does not fit")
     }
@@ -297,11 +310,13 @@ final class RemoteSession {
       try ProcessMemory.write(pid: tracee.tid, bytes: bytes, at: self.code)
     }
     try remote.runCode(at: self.code, calls: batch.calls.count)
-    var data = [UInt64](repeating: 0, count: 1024)
+    let words = Int(Self.dataSize / 8)
+    var data = [UInt64](repeating: 0, count: words + batch.calls.count)
     try data.withUnsafeMutableBytes { buffer in
-      try ProcessMemory.read(pid: tracee.tid, ranges: [AddressRange(start: scratch, end: scratch + 8192)], into: buffer)
+      try ProcessMemory.read(
+        pid: tracee.tid, ranges: [AddressRange(start: scratch, end: results + UInt64(batch.calls.count * 8))], into: buffer)
     }
-    return BatchResult(results: (0..<batch.calls.count).map { Int64(bitPattern: data[512 + $0]) }, data: data, base: scratch)
+    return BatchResult(results: (0..<batch.calls.count).map { Int64(bitPattern: data[words + $0]) }, data: data, base: scratch)
   }
 
   /// Unmaps the scratch area (if this session owns it) and puts registers and signal mask back.
