@@ -138,6 +138,9 @@ public struct BundleInspection: Codable, Sendable {
     case .path: text = "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
     case .pipe: text = "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
     case .fifo: text = "FIFO \(descriptor.path ?? "?") \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+    case .eventfd: text = "eventfd, count \(descriptor.anon?.count ?? 0)"
+    case .signalfd: text = "signalfd for mask 0x\(String(descriptor.anon?.signalMask ?? 0, radix: 16))"
+    case .timerfd: text = "timerfd on clock \(descriptor.anon?.clockID ?? 0), \(descriptor.anon?.valueNanoseconds ?? 0) ns left"
     }
     if let twin = descriptor.sharesWith { text += " (same file as fd \(twin))" }
     var flags: [String] = []

@@ -21,6 +21,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case pipe
     /// A FIFO opened by `path`; `pipe` names the PipeImage with the data buffered in it.
     case fifo
+    /// eventfd, signalfd or timerfd: `anon` holds its state.
+    case eventfd, signalfd, timerfd
   }
   public var fd: Int32
   public var kind: Kind
@@ -36,13 +38,15 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   /// A lower fd of the same process with the same open file description (from dup()):
   /// restored as a duplicate of it, sharing offset and flags.
   public var sharesWith: Int32?
+  /// kind == .eventfd / .signalfd / .timerfd: what it holds.
+  public var anon: AnonFileState?
   /// A container-wide id of an open file description several processes hold (inherited
   /// across fork): restored once and handed to the others, so they share offset and flags.
   public var sharedDescription: UInt64?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
-    mode: UInt32? = nil, pipe: UInt64? = nil, sharesWith: Int32? = nil
+    mode: UInt32? = nil, pipe: UInt64? = nil, sharesWith: Int32? = nil, anon: AnonFileState? = nil
   ) {
     self.fd = fd
     self.kind = kind
@@ -53,6 +57,34 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     self.mode = mode
     self.pipe = pipe
     self.sharesWith = sharesWith
+    self.anon = anon
+  }
+}
+
+/// The state of an eventfd, signalfd or timerfd, from its fdinfo.
+public struct AnonFileState: Codable, Sendable, Equatable {
+  /// eventfd: the counter, and whether it counts as a semaphore.
+  public var count: UInt64?
+  public var semaphore: Bool?
+  /// signalfd: the signals it reads.
+  public var signalMask: UInt64?
+  /// timerfd: clock, interval, time left (0: disarmed) and expirations not yet read.
+  public var clockID: Int32?
+  public var intervalNanoseconds: Int64?
+  public var valueNanoseconds: Int64?
+  public var ticks: UInt64?
+
+  public init(
+    count: UInt64? = nil, semaphore: Bool? = nil, signalMask: UInt64? = nil, clockID: Int32? = nil,
+    intervalNanoseconds: Int64? = nil, valueNanoseconds: Int64? = nil, ticks: UInt64? = nil
+  ) {
+    self.count = count
+    self.semaphore = semaphore
+    self.signalMask = signalMask
+    self.clockID = clockID
+    self.intervalNanoseconds = intervalNanoseconds
+    self.valueNanoseconds = valueNanoseconds
+    self.ticks = ticks
   }
 }
 

@@ -40,6 +40,11 @@ struct FileCapture {
         descriptors.append(DescriptorImage(fd: fd, kind: .pipe, flags: openFlags, closeOnExec: cloexec, pipe: inode))
         continue
       }
+      if let kind = Self.anonKinds[target] {
+        descriptors.append(
+          DescriptorImage(fd: fd, kind: kind, flags: openFlags, closeOnExec: cloexec, anon: try anonState(kind, info, fd: fd)))
+        continue
+      }
       var st = stat()
       guard stat("\(fdDir)/\(fd)", &st) == 0 else {
         throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
@@ -98,6 +103,32 @@ struct FileCapture {
       done += n
     }
     return PipeImage(inode: inode, buffered: Data(data.prefix(done)), capacity: Int32(capacity))
+  }
+
+  static let anonKinds: [String: DescriptorImage.Kind] = [
+    "anon_inode:[eventfd]": .eventfd, "anon_inode:[signalfd]": .signalfd, "anon_inode:[timerfd]": .timerfd,
+  ]
+
+  /// The state fdinfo shows for an eventfd (`eventfd-count` in hex, `eventfd-semaphore`), a
+  /// signalfd (`sigmask`) or a timerfd (`clockid`, `ticks`, `it_value: (s, ns)` left,
+  /// `it_interval: (s, ns)`).
+  private func anonState(_ kind: DescriptorImage.Kind, _ info: FdInfo, fd: Int32) throws -> AnonFileState {
+    func bad(_ what: String) -> CKError {
+      CKError(.failed, "task \(pid): fd \(fd): cannot read its \(what) from fdinfo")
+    }
+    switch kind {
+    case .eventfd:
+      guard let count = info.eventfdCount else { throw bad("eventfd-count") }
+      return AnonFileState(count: count, semaphore: info.value(for: "eventfd-semaphore") == "1")
+    case .signalfd:
+      guard let mask = info.signalfdMask else { throw bad("sigmask") }
+      return AnonFileState(signalMask: mask)
+    default:
+      guard let clock = info.timerfdClockID, let ticks = info.timerfdTicks,
+        let interval = info.timerfdNanoseconds("it_interval"), let value = info.timerfdNanoseconds("it_value")
+      else { throw bad("timer") }
+      return AnonFileState(clockID: clock, intervalNanoseconds: interval, valueNanoseconds: value, ticks: ticks)
+    }
   }
 
   private func describe(_ target: String) -> String {

@@ -265,6 +265,14 @@ final class LoadedBundle {
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
           let inode = descriptor.pipe, pipes.contains(inode)
         else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
+      case .eventfd:
+        guard descriptor.anon?.count.map({ $0 < UInt64.max }) == true else { throw bad("fd \(descriptor.fd) is a bad eventfd") }
+      case .signalfd:
+        guard descriptor.anon?.signalMask != nil else { throw bad("fd \(descriptor.fd) is a bad signalfd") }
+      case .timerfd:
+        guard let state = descriptor.anon, state.clockID != nil, (state.intervalNanoseconds ?? -1) >= 0,
+          (state.valueNanoseconds ?? -1) >= 0, state.ticks != nil
+        else { throw bad("fd \(descriptor.fd) is a bad timerfd") }
       }
     }
     for pipe in task.files.pipes {

@@ -69,6 +69,16 @@ public struct FdInfo: Codable, Hashable, Sendable {
 
   /// The clock of a timerfd (`clockid`).
   public var timerfdClockID: Int32? { value(for: "clockid").flatMap { Int32($0) } }
+
+  /// Expirations of a timerfd not yet read (`ticks`).
+  public var timerfdTicks: UInt64? { value(for: "ticks").flatMap { UInt64($0) } }
+
+  /// A timerfd's `it_value` (time left) or `it_interval`, printed `(seconds, nanoseconds)`, in
+  /// nanoseconds.
+  public func timerfdNanoseconds(_ key: String) -> Int64? {
+    let numbers = (value(for: key) ?? "").split { "(), ".contains($0) }.compactMap { Int64($0) }
+    return numbers.count == 2 ? numbers[0] * 1_000_000_000 + numbers[1] : nil
+  }
 }
 
 extension FdInfo {

@@ -1,0 +1,69 @@
+/* anon-fds: an eventfd, a signalfd and a timerfd come back with their state.
+ *
+ *   anon-fds
+ *
+ * Before "ready": an eventfd in semaphore mode holding 42 (O_NONBLOCK); a signalfd for
+ * SIGUSR1 and SIGUSR2 (both blocked) with a SIGUSR2 already queued; a timerfd on
+ * CLOCK_MONOTONIC firing every 10 ms, with expirations left unread, and a second one armed
+ * for an hour. After SIGTERM: the eventfd gives 1 per read (semaphore) and still holds 41
+ * after one; the signalfd hands over the queued SIGUSR2, then a SIGUSR1 raised now; the
+ * periodic timerfd has expirations to read and keeps firing; the hour timer has between 0
+ * and an hour left; the descriptors kept O_NONBLOCK.
+ */
+#include "fix.h"
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+int main(void) {
+  fx_init("anon-fds");
+  fx_term_setup();
+  int efd = FX_SYS(eventfd(42, EFD_NONBLOCK | EFD_SEMAPHORE));
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGUSR1);
+  sigaddset(&mask, SIGUSR2);
+  FX_SYS(sigprocmask(SIG_BLOCK, &mask, NULL));
+  int sfd = FX_SYS(signalfd(-1, &mask, SFD_NONBLOCK));
+  raise(SIGUSR2);
+  int tfd = FX_SYS(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK));
+  struct itimerspec every10 = {{0, 10000000}, {0, 10000000}}, hour = {{0, 0}, {3600, 0}};
+  FX_SYS(timerfd_settime(tfd, 0, &every10, NULL));
+  int hfd = FX_SYS(timerfd_create(CLOCK_MONOTONIC, 0));
+  FX_SYS(timerfd_settime(hfd, 0, &hour, NULL));
+  usleep(50000);  /* expirations pile up unread */
+  fx_ready();
+  fx_wait_term();
+
+  uint64_t value = 0;
+  FX_EQ("eventfd read (semaphore)", 8, read(efd, &value, 8));
+  FX_EQ("eventfd value", 1, value);
+  char info[256];
+  snprintf(info, sizeof info, "/proc/self/fdinfo/%d", efd);
+  FILE *f = fopen(info, "r");
+  unsigned long long count = 0;
+  char line[128];
+  while (f && fgets(line, sizeof line, f)) sscanf(line, "eventfd-count: %llx", &count);
+  if (f) fclose(f);
+  FX_EQ("eventfd count left", 41, count);
+  FX_TRUE(fcntl(efd, F_GETFL) & O_NONBLOCK, "eventfd lost O_NONBLOCK");
+
+  struct signalfd_siginfo si;
+  FX_EQ("signalfd read of the queued signal", sizeof si, read(sfd, &si, sizeof si));
+  FX_EQ("queued signal", SIGUSR2, si.ssi_signo);
+  raise(SIGUSR1);
+  FX_EQ("signalfd read after raise", sizeof si, read(sfd, &si, sizeof si));
+  FX_EQ("raised signal", SIGUSR1, si.ssi_signo);
+
+  uint64_t ticks = 0;
+  FX_EQ("timerfd read", 8, read(tfd, &ticks, 8));
+  FX_TRUE(ticks >= 1, "timerfd had %llu expirations", (unsigned long long)ticks);
+  struct pollfd p = {tfd, POLLIN, 0};
+  FX_EQ("timerfd fires again within 1 s", 1, poll(&p, 1, 1000));
+  struct itimerspec left;
+  FX_SYS(timerfd_gettime(hfd, &left));
+  FX_TRUE(left.it_value.tv_sec < 3600 && left.it_value.tv_sec > 3000, "hour timer: %lld s left", (long long)left.it_value.tv_sec);
+  fx_finish();
+}
