@@ -8,11 +8,14 @@
  * for an hour. After SIGTERM: the eventfd gives 1 per read (semaphore) and still holds 41
  * after one; the signalfd hands over the queued SIGUSR2, then a SIGUSR1 raised now; the
  * periodic timerfd has expirations to read and keeps firing; the hour timer has between 0
- * and an hour left; the descriptors kept O_NONBLOCK.
+ * and an hour left; the descriptors kept O_NONBLOCK. An epoll instance watches the eventfd
+ * (EPOLLIN, data 0x1122334455667788) and the hour timer (EPOLLIN): after the restore it
+ * reports the eventfd, with its data, and not the timer.
  */
 #include "fix.h"
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -33,9 +36,20 @@ int main(void) {
   FX_SYS(timerfd_settime(tfd, 0, &every10, NULL));
   int hfd = FX_SYS(timerfd_create(CLOCK_MONOTONIC, 0));
   FX_SYS(timerfd_settime(hfd, 0, &hour, NULL));
+  int epfd = FX_SYS(epoll_create1(EPOLL_CLOEXEC));
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0x1122334455667788ULL};
+  FX_SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev));
+  ev.data.u64 = 7;
+  FX_SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, hfd, &ev));
   usleep(50000);  /* expirations pile up unread */
   fx_ready();
   fx_wait_term();
+
+  struct epoll_event got[4];
+  int n = epoll_wait(epfd, got, 4, 0);
+  FX_EQ("epoll_wait ready descriptors", 1, n);
+  FX_EQ("epoll data of the eventfd", 0x1122334455667788ULL, n > 0 ? got[0].data.u64 : 0);
+  FX_TRUE(fcntl(epfd, F_GETFD) & FD_CLOEXEC, "epoll fd lost FD_CLOEXEC");
 
   uint64_t value = 0;
   FX_EQ("eventfd read (semaphore)", 8, read(efd, &value, 8));

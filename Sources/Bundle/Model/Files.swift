@@ -23,6 +23,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case fifo
     /// eventfd, signalfd or timerfd: `anon` holds its state.
     case eventfd, signalfd, timerfd
+    /// An epoll instance: `epollTargets` are the descriptors it watches.
+    case epoll
   }
   public var fd: Int32
   public var kind: Kind
@@ -40,13 +42,16 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var sharesWith: Int32?
   /// kind == .eventfd / .signalfd / .timerfd: what it holds.
   public var anon: AnonFileState?
+  /// kind == .epoll: what it watches, by this process's descriptor numbers.
+  public var epollTargets: [EpollTarget]?
   /// A container-wide id of an open file description several processes hold (inherited
   /// across fork): restored once and handed to the others, so they share offset and flags.
   public var sharedDescription: UInt64?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
-    mode: UInt32? = nil, pipe: UInt64? = nil, sharesWith: Int32? = nil, anon: AnonFileState? = nil
+    mode: UInt32? = nil, pipe: UInt64? = nil, sharesWith: Int32? = nil, anon: AnonFileState? = nil,
+    epollTargets: [EpollTarget]? = nil
   ) {
     self.fd = fd
     self.kind = kind
@@ -58,6 +63,20 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     self.pipe = pipe
     self.sharesWith = sharesWith
     self.anon = anon
+    self.epollTargets = epollTargets
+  }
+}
+
+/// One descriptor an epoll instance watches, with the events and data it was added with.
+public struct EpollTarget: Codable, Sendable, Equatable {
+  public var fd: Int32
+  public var events: UInt32
+  public var data: UInt64
+
+  public init(fd: Int32, events: UInt32, data: UInt64) {
+    self.fd = fd
+    self.events = events
+    self.data = data
   }
 }
 

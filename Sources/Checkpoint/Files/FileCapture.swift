@@ -16,12 +16,15 @@ struct FileCapture {
     var descriptors: [DescriptorImage] = []
     var pipes: [UInt64: PipeImage] = [:]
     var byInode: [UInt64: [Int32]] = [:]
+    var inodes: [Int32: UInt64] = [:]
+    var epollInodes: [(epoll: Int32, target: Int32, inode: UInt64)] = []
     for fd in numbers {
       let target = try readLink("\(fdDir)/\(fd)")
       let info = try FdInfo.read(pid: pid, fd: fd)
       let flags = Int32(bitPattern: info.flags)
       let cloexec = flags & O_CLOEXEC != 0
       let openFlags = flags & ~O_CLOEXEC
+      inodes[fd] = info.inode
       // dup()ed descriptors share one open file description (offset, status flags).
       if let twin = byInode[info.inode, default: []].first(where: { ck_kcmp_file(pid, pid, $0, fd) == 0 }),
         let original = descriptors.first(where: { $0.fd == twin })
@@ -38,6 +41,20 @@ struct FileCapture {
         let inode = info.inode
         if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }
         descriptors.append(DescriptorImage(fd: fd, kind: .pipe, flags: openFlags, closeOnExec: cloexec, pipe: inode))
+        continue
+      }
+      if target == "anon_inode:[eventpoll]" {
+        var watched: [EpollTarget] = []
+        for field in info.extra where field.key == "tfd" {
+          let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
+          guard let tfd = pairs["tfd"].flatMap({ Int32($0) }), let events = pairs["events"].flatMap({ UInt32($0, radix: 16) }),
+            let data = pairs["data"].flatMap({ UInt64($0, radix: 16) }), let inode = pairs["ino"].flatMap({ UInt64($0, radix: 16) })
+          else { throw CKError(.failed, "task \(pid): fd \(fd): cannot read an epoll target from fdinfo: \(field.value)") }
+          watched.append(EpollTarget(fd: tfd, events: events, data: data))
+          epollInodes.append((fd, tfd, inode))
+        }
+        descriptors.append(
+          DescriptorImage(fd: fd, kind: .epoll, flags: openFlags, closeOnExec: cloexec, epollTargets: watched))
         continue
       }
       if let kind = Self.anonKinds[target] {
@@ -70,6 +87,13 @@ struct FileCapture {
         DescriptorImage(
           fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
           mode: UInt32(st.st_mode)))
+    }
+    // An epoll watch is keyed by a descriptor number: it must still name the same file here
+    // (a watch whose descriptor was closed lives on with a number that means nothing now).
+    for (epoll, target, inode) in epollInodes where inodes[target] != inode {
+      throw CKError(
+        .failed, "task \(pid): epoll fd \(epoll) watches fd \(target), which is closed or another file now; ckcont cannot checkpoint that",
+        hint: "close the epoll descriptor's stale watches (EPOLL_CTL_DEL) before the checkpoint")
     }
     log("task \(pid): \(descriptors.count) fds, \(pipes.count) pipes")
     return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })

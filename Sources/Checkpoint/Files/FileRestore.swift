@@ -34,6 +34,7 @@ struct FileRestore {
     var descriptions: [Int32: Int64] = [:]  // target fd -> high fd holding its description
     var highFds: [Int64] = []
     var fifoKeepers: [UInt64: Int64] = [:]  // FIFO inode -> a read-write fd of it
+    var epollWatches: [(epoll: Int32, targets: [EpollTarget])] = []  // epolls made here, by target number
     var nextHigh: Int64
 
     mutating func takeHigh() -> Int64 {
@@ -161,6 +162,11 @@ struct FileRestore {
           }
         }
         prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+      case .epoll:
+        let made = batch.add("epoll_create1 fd \(descriptor.fd)", SyscallNumber.epollCreate1, .value(UInt64(O_CLOEXEC)))
+        prepared.descriptions[descriptor.fd] = queueMoveHigh(made, what: "fd \(descriptor.fd)")
+        // Watches are added once every descriptor has its number (they are keyed by it).
+        prepared.epollWatches.append((descriptor.fd, descriptor.epollTargets ?? []))
       case .eventfd, .signalfd, .timerfd:
         guard let state = descriptor.anon else { continue }
         prepared.descriptions[descriptor.fd] = try queueAnon(descriptor, state)
@@ -202,6 +208,24 @@ struct FileRestore {
       if batch.isFull {
         try injector.run(batch)
         batch = Injector.Batch()
+      }
+    }
+    injector.resetData()
+    for (epoll, targets) in prepared.epollWatches {
+      for target in targets {
+        if batch.isFull || injector.dataRoom < 64 {
+          try injector.run(batch)
+          batch = Injector.Batch()
+          injector.resetData()
+        }
+        // struct epoll_event is packed on x86_64: events (32 bits), then data (64 bits).
+        var event = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: target.events.littleEndian) { event.replaceSubrange(0..<4, with: $0) }
+        withUnsafeBytes(of: target.data.littleEndian) { event.replaceSubrange(4..<12, with: $0) }
+        let at = try injector.put(event)
+        batch.add(
+          "epoll_ctl(\(epoll), ADD, \(target.fd))", SyscallNumber.epollCtl, .value(UInt64(epoll)), .value(1),
+          .value(UInt64(target.fd)), .value(at))
       }
     }
     for fd in prepared.highFds {

@@ -265,6 +265,10 @@ final class LoadedBundle {
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
           let inode = descriptor.pipe, pipes.contains(inode)
         else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
+      case .epoll:
+        guard let targets = descriptor.epollTargets, targets.count <= 1 << 16,
+          targets.allSatisfy({ $0.fd >= 0 && $0.fd < 1 << 20 })
+        else { throw bad("fd \(descriptor.fd) is a bad epoll") }
       case .eventfd:
         guard descriptor.anon?.count.map({ $0 < UInt64.max }) == true else { throw bad("fd \(descriptor.fd) is a bad eventfd") }
       case .signalfd:
@@ -278,6 +282,11 @@ final class LoadedBundle {
     for pipe in task.files.pipes {
       guard pipe.capacity >= 4096, pipe.capacity <= 1 << 30, pipe.buffered.count <= Int(pipe.capacity) else {
         throw bad("pipe \(pipe.inode) has a bad size")
+      }
+    }
+    for descriptor in task.files.descriptors where descriptor.kind == .epoll {
+      guard (descriptor.epollTargets ?? []).allSatisfy({ fds.contains($0.fd) }) else {
+        throw bad("epoll fd \(descriptor.fd) watches a descriptor the process does not have")
       }
     }
     guard task.core.cwd.hasPrefix("/"), task.core.cwd.utf8.count < 4096 else { throw bad("bad working directory") }
