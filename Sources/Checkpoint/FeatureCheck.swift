@@ -17,6 +17,7 @@ public enum FeatureCheck {
       KernelProbe.pagemapScan(),
       KernelProbe.userfaultfdWriteProtect(),
       KernelProbe.timeNamespace(),
+      KernelProbe.timerRestoreIDs(),
     ]
     if let mounts = try? CgroupMounts.current() {
       probes += CgroupProbe.all(mounts)

@@ -147,6 +147,17 @@ public enum KernelProbe {
     }
   }
 
+  /// PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15): POSIX timers come back with their ids. Asked
+  /// with PR_TIMER_CREATE_RESTORE_IDS_GET, which changes nothing.
+  public static func timerRestoreIDs() -> Probe {
+    Probe.run("POSIX timer ids (PR_TIMER_CREATE_RESTORE_IDS)", essential: false) {
+      guard ck_prctl(77, 2, 0, 0, 0) >= 0 else {
+        throw CKError(.failed, "prctl(PR_TIMER_CREATE_RESTORE_IDS): \(String(cString: strerror(errno))) (Linux 6.15 or newer)")
+      }
+      return "timer_create can take the id to restore"
+    }
+  }
+
   /// Runs `body` with an idle child of ours, then kills and reaps it.
   static func withIdleChild<T>(_ body: (Int32) throws -> T) throws -> T {
     let pid = ck_spawn_idle_child()
