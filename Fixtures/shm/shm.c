@@ -2,8 +2,11 @@
  *
  *   shm [memfd]
  *
- * With memfd the region is a MAP_SHARED mapping of a memfd_create(2) file (its fd closed),
- * which must come back as a memfd of the same name, shared by both processes.
+ * With memfd the region is a MAP_SHARED mapping of a memfd_create(2) file, which must come
+ * back as a memfd of the same name, shared by both processes. pid 1 keeps a descriptor of
+ * it (what it writes there after the restore shows in the mapping: one file, not a copy) and
+ * a second, unmapped memfd "ckcont-note" holding "hello memfd", sealed against writes, read
+ * up to offset 6 (after the restore: "memfd" is what is left, and the seals are the same).
  *
  * pid 1 maps 1 MiB MAP_SHARED|MAP_ANONYMOUS, fills it with a pattern, and forks a child.
  * After SIGTERM, pid 1 writes a token into the region and forwards SIGTERM; the child must
@@ -11,6 +14,7 @@
  * must then see the child's token. Private copies would each see only their own writes.
  */
 #include "fix.h"
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -38,11 +42,15 @@ int main(int argc, char **argv) {
   fx_init("shm");
   fx_term_setup();
   int memfd = argc > 1 && !strcmp(argv[1], "memfd");
+  int fd = -1, note = -1;
   if (memfd) {
-    int fd = FX_SYS(memfd_create("ckcont-shm", MFD_CLOEXEC));
+    fd = FX_SYS(memfd_create("ckcont-shm", MFD_CLOEXEC));
     FX_SYS(ftruncate(fd, SIZE));
     region = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
+    note = FX_SYS(memfd_create("ckcont-note", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (write(note, "hello memfd", 11) != 11) fx_setup_fail("write");
+    FX_SYS(fcntl(note, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL));
+    FX_SYS(lseek(note, 6, SEEK_SET));
   } else {
     region = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   }
@@ -69,6 +77,15 @@ int main(int argc, char **argv) {
   waitpid(child, &status, 0);
   FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
   FX_TRUE(await(&region[1], 0xB0B), "pid 1 did not see the child's write");
-  if (memfd) FX_TRUE(is_memfd_mapping(), "the region is no longer a mapping of memfd:ckcont-shm");
+  if (memfd) {
+    FX_TRUE(is_memfd_mapping(), "the region is no longer a mapping of memfd:ckcont-shm");
+    uint64_t token = 0x70CE;
+    FX_EQ("pwrite through the memfd descriptor", 8, pwrite(fd, &token, 8, SIZE - 8));
+    FX_EQ("the mapping sees the descriptor's write", 0x70CE, region[SIZE / 8 - 1]);
+    char rest[16] = "";
+    FX_EQ("read of the note from its offset", 5, read(note, rest, sizeof rest));
+    FX_TRUE(!memcmp(rest, "memfd", 5), "the note reads \"%.5s\"", rest);
+    FX_EQ("seals of the note", F_SEAL_WRITE | F_SEAL_SEAL, fcntl(note, F_GET_SEALS));
+  }
   fx_finish();
 }

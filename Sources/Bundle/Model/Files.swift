@@ -25,6 +25,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case eventfd, signalfd, timerfd
     /// An epoll instance: `epollTargets` are the descriptors it watches.
     case epoll
+    /// A memfd_create(2) file: `memfd` holds its name, size, seals and contents.
+    case memfd
   }
   public var fd: Int32
   public var kind: Kind
@@ -44,6 +46,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var anon: AnonFileState?
   /// kind == .epoll: what it watches, by this process's descriptor numbers.
   public var epollTargets: [EpollTarget]?
+  /// kind == .memfd: the file (position in `position`).
+  public var memfd: MemfdImage?
   /// A container-wide id of an open file description several processes hold (inherited
   /// across fork): restored once and handed to the others, so they share offset and flags.
   public var sharedDescription: UInt64?
@@ -51,7 +55,7 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
     mode: UInt32? = nil, pipe: UInt64? = nil, sharesWith: Int32? = nil, anon: AnonFileState? = nil,
-    epollTargets: [EpollTarget]? = nil
+    epollTargets: [EpollTarget]? = nil, memfd: MemfdImage? = nil
   ) {
     self.fd = fd
     self.kind = kind
@@ -64,6 +68,25 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     self.sharesWith = sharesWith
     self.anon = anon
     self.epollTargets = epollTargets
+    self.memfd = memfd
+  }
+}
+
+/// A memfd file: restored once per container (by inode), shared by every descriptor and
+/// mapping of it.
+public struct MemfdImage: Codable, Sendable, Equatable {
+  public var name: String
+  public var inode: UInt64
+  /// F_GET_SEALS (F_SEAL_SEAL alone: created without MFD_ALLOW_SEALING).
+  public var seals: Int32
+  /// The whole file, base64 in JSON.
+  public var contents: Data
+
+  public init(name: String, inode: UInt64, seals: Int32, contents: Data) {
+    self.name = name
+    self.inode = inode
+    self.seals = seals
+    self.contents = contents
   }
 }
 

@@ -67,6 +67,13 @@ struct FileCapture {
         throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
       }
       let type = st.st_mode & S_IFMT
+      if type == S_IFREG, target.hasPrefix("/memfd:"), target.hasSuffix(" (deleted)") {
+        descriptors.append(
+          DescriptorImage(
+            fd: fd, kind: .memfd, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
+            mode: UInt32(st.st_mode), memfd: try captureMemfd(fd: fd, target: target, inode: UInt64(st.st_ino), size: Int(st.st_size))))
+        continue
+      }
       if type == S_IFIFO, target.hasPrefix("/"), !target.hasSuffix(" (deleted)") {
         let inode = UInt64(st.st_ino)
         if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }
@@ -97,6 +104,28 @@ struct FileCapture {
     }
     log("task \(pid): \(descriptors.count) fds, \(pipes.count) pipes")
     return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })
+  }
+
+  /// A memfd's contents (up to 64 MiB) and seals, read through a descriptor of our own.
+  private func captureMemfd(fd: Int32, target: String, inode: UInt64, size: Int) throws -> MemfdImage {
+    guard size <= 64 << 20 else {
+      throw CKError(.failed, "task \(pid): fd \(fd) is \(target) of \(size >> 20) MiB; ckcont saves memfds up to 64 MiB")
+    }
+    let path = "/proc/\(pid)/fd/\(fd)"
+    let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(ours) }
+    let seals = fcntl(ours, 1034 /* F_GET_SEALS */)
+    var contents = Data(count: size)
+    var done = 0
+    try contents.withUnsafeMutableBytes { buffer in
+      while done < size {
+        let n = try syscallChecked("pread", path) { pread(ours, buffer.baseAddress! + done, size - done, off_t(done)) }
+        if n == 0 { break }
+        done += n
+      }
+    }
+    let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
+    return MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: contents.prefix(done))
   }
 
   /// The pipe's buffered bytes, copied without consuming them: a new read end opened through

@@ -12,6 +12,8 @@ final class SharedDescriptions {
   var pipes: [UInt64: (pid: Int32, read: Int64, write: Int64)] = [:]
   /// FIFOs whose buffered data has been written back.
   var filledFifos: Set<UInt64> = []
+  /// memfd inode -> the task (host pid) and high fd holding the one recreated for it.
+  var memfds: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
 }
 
 /// Reopens a process's descriptors inside the restored task at their exact numbers, with
@@ -26,6 +28,8 @@ struct FileRestore {
   /// The process's pid inside the container (what other processes' pidfd_open needs).
   let pid: Int32
   let shared: SharedDescriptions
+  /// Memory objects already recreated: a memfd that is also mapped is opened through them.
+  let sharedObjects: SharedMemoryObjects
   let log: (String) -> Void
 
   /// What ``prepare()`` left at high fds: numbers above every target, handed out in order,
@@ -66,6 +70,7 @@ struct FileRestore {
     injector.resetData()
     var batch = Injector.Batch()
     var fills: [(keeper: Int64, pipe: PipeImage)] = []
+    var memfdFills: [(fd: Int64, memfd: MemfdImage)] = []
     /// Queues open(path) and moves the result to a high number.
     func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
       // Never creating or truncating; close-on-exec until installed.
@@ -129,9 +134,10 @@ struct FileRestore {
     }
     for descriptor in image.descriptors where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
       if injector.dataRoom < 8192 || batch.isFull {
-        try finish(batch, fills: fills)
+        try finish(batch, fills: fills, memfds: memfdFills)
         batch = Injector.Batch()
         fills = []
+        memfdFills = []
       }
       if let holder = heldElsewhere(descriptor) {
         // The same open file description: from inside, pidfd_open + pidfd_getfd.
@@ -162,6 +168,38 @@ struct FileRestore {
           }
         }
         prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+      case .memfd:
+        guard let memfd = descriptor.memfd else { continue }
+        let existing: String?
+        if let mapping = sharedObjects.created[memfd.inode] {
+          existing = "/proc/\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
+        } else if let held = shared.memfds[memfd.inode] {
+          existing = "/proc/\(held.hostPid)/fd/\(held.fd)"
+        } else {
+          existing = nil
+        }
+        let high: Int64
+        if let existing {
+          // The same file another descriptor or a mapping already brought back.
+          high = try queueOpen(existing, flags: descriptor.flags, fd: descriptor.fd).high
+        } else {
+          let name = try injector.put(string: memfd.name)
+          // F_SEAL_SEAL alone is what a memfd made without MFD_ALLOW_SEALING shows (and means
+          // the same as a sealable one sealed only against more seals).
+          let sealable = memfd.seals != 1 /* F_SEAL_SEAL */
+          let made = batch.add(
+            "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name), .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
+          batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.contents.count)))
+          high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
+          memfdFills.append((high, memfd))
+          shared.memfds[memfd.inode] = (injector.pid, high)
+        }
+        if let position = descriptor.position, position > 0 {
+          batch.add(
+            "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
+            .value(0), expecting: position)
+        }
+        prepared.descriptions[descriptor.fd] = high
       case .epoll:
         let made = batch.add("epoll_create1 fd \(descriptor.fd)", SyscallNumber.epollCreate1, .value(UInt64(O_CLOEXEC)))
         prepared.descriptions[descriptor.fd] = queueMoveHigh(made, what: "fd \(descriptor.fd)")
@@ -181,7 +219,7 @@ struct FileRestore {
         prepared.descriptions[descriptor.fd] = high
       }
     }
-    try finish(batch, fills: fills)
+    try finish(batch, fills: fills, memfds: memfdFills)
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
       if let id = descriptor.sharedDescription, shared.holders[id] == nil, let high = prepared.descriptions[descriptor.fd] {
         shared.holders[id] = (pid, high)
@@ -190,11 +228,39 @@ struct FileRestore {
     return prepared
   }
 
-  /// Runs a batch of ``prepare()``, then writes the buffered data of the FIFOs it opened.
-  private func finish(_ batch: Injector.Batch, fills: [(keeper: Int64, pipe: PipeImage)]) throws {
+  /// Runs a batch of ``prepare()``, then writes the buffered data of the FIFOs and the
+  /// contents of the memfds it made, and seals those memfds as they were.
+  private func finish(
+    _ batch: Injector.Batch, fills: [(keeper: Int64, pipe: PipeImage)], memfds: [(fd: Int64, memfd: MemfdImage)]
+  ) throws {
     try injector.run(batch)
     for (keeper, pipe) in fills { try fill(writeEnd: Int32(keeper), with: pipe) }
+    for (fd, memfd) in memfds {
+      try withOurCopy(of: Int32(fd)) { ours in
+        try memfd.contents.withUnsafeBytes { bytes in
+          var done = 0
+          while done < bytes.count {
+            done += try syscallChecked("pwrite", "memfd \(memfd.name)") {
+              pwrite(ours, bytes.baseAddress! + done, bytes.count - done, off_t(done))
+            }
+          }
+        }
+        if memfd.seals != 1 && memfd.seals != 0 {
+          try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") { fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals) }
+        }
+      }
+    }
     injector.resetData()
+  }
+
+  /// Runs `body` with a descriptor of ckcont's own for the task's `fd` (pidfd_getfd): the same
+  /// open file description, so what it writes is the task's.
+  private func withOurCopy(of fd: Int32, _ body: (Int32) throws -> Void) throws {
+    let pidfd = try syscallChecked("pidfd_open", "\(injector.pid)") { ck_pidfd_open(injector.pid, 0) }
+    defer { close(pidfd) }
+    let ours = try syscallChecked("pidfd_getfd", "\(injector.pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    defer { close(ours) }
+    try body(ours)
   }
 
   /// dup3 of every description to its number, then the high numbers closed: one batch.
@@ -283,15 +349,13 @@ struct FileRestore {
   /// pidfd_getfd: the data may be larger than the injection region.
   private func fill(writeEnd: Int32, with pipe: PipeImage) throws {
     guard !pipe.buffered.isEmpty else { return }
-    let pidfd = try syscallChecked("pidfd_open", "\(injector.pid)") { ck_pidfd_open(injector.pid, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(injector.pid) fd \(writeEnd)") { ck_pidfd_getfd(pidfd, writeEnd, 0) }
-    defer { close(ours) }
-    try pipe.buffered.withUnsafeBytes { bytes in
-      var done = 0
-      while done < bytes.count {
-        done += try syscallChecked("write", "pipe:[\(pipe.inode)] refill") {
-          Glibc.write(ours, bytes.baseAddress! + done, bytes.count - done)
+    try withOurCopy(of: writeEnd) { ours in
+      try pipe.buffered.withUnsafeBytes { bytes in
+        var done = 0
+        while done < bytes.count {
+          done += try syscallChecked("write", "pipe:[\(pipe.inode)] refill") {
+            Glibc.write(ours, bytes.baseAddress! + done, bytes.count - done)
+          }
         }
       }
     }

@@ -156,7 +156,8 @@ public struct Restore {
       // A table shared with the parent is the parent's to fill.
       for task in order where task.entry.sharesFilesWithParent != true {
         guard let injector = injectors[task.entry.pid] else { continue }
-        let files = FileRestore(image: task.files, injector: injector, pid: task.entry.pid, shared: shared, log: log)
+        let files = FileRestore(
+          image: task.files, injector: injector, pid: task.entry.pid, shared: shared, sharedObjects: sharedObjects, log: log)
         prepared.append((files, try phases.time("files") { try files.prepare() }))
       }
       for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
