@@ -167,8 +167,10 @@ final class Injector {
     var calls = SyscallBatch()
     var labels: [(what: String, expected: Int64?, mayFail: Bool)] = []
     var isEmpty: Bool { labels.isEmpty }
-    /// Time to run it: its code and results must fit the region (calls take at most 92 bytes).
-    var isFull: Bool { labels.count >= 240 }
+    /// Time to run it: one more call might not fit the code area of the region.
+    var isFull: Bool {
+      SyscallBatch.maximumCodeSize(calls: labels.count + 1) > Int(Injector.regionSize - Injector.codeStart)
+    }
 
     @discardableResult
     mutating func add(

@@ -302,10 +302,10 @@ final class RemoteSession {
   /// out-parameters in one go.
   func run(_ batch: SyscallBatch) throws -> BatchResult {
     let results = scratch + Self.dataSize
-    guard batch.calls.count <= 512, SyscallBatch.maximumCodeSize(calls: batch.calls.count) <= Int(Self.dataOffset) else {
+    let code = batch.code(results: results)
+    guard batch.calls.count <= 512, code.count <= Int(Self.dataOffset) else {
       throw CKError(.failed, "task \(tracee.tid): a batch of \(batch.calls.count) remote calls does not fit")
     }
-    let code = batch.code(results: results)
     try code.withUnsafeBytes { bytes in
       try ProcessMemory.write(pid: tracee.tid, bytes: bytes, at: self.code)
     }
