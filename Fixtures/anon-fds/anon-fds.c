@@ -10,7 +10,8 @@
  * periodic timerfd has expirations to read and keeps firing; the hour timer has between 0
  * and an hour left; the descriptors kept O_NONBLOCK. An epoll instance watches the eventfd
  * (EPOLLIN, data 0x1122334455667788) and the hour timer (EPOLLIN): after the restore it
- * reports the eventfd, with its data, and not the timer.
+ * reports the eventfd, with its data, and not the timer. A pidfd of itself (pid 1) must still
+ * name pid 1 and take a signal 0.
  */
 #include "fix.h"
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <sys/syscall.h>
 
 int main(void) {
   fx_init("anon-fds");
@@ -41,6 +43,7 @@ int main(void) {
   FX_SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev));
   ev.data.u64 = 7;
   FX_SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, hfd, &ev));
+  int pidfd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
   usleep(50000);  /* expirations pile up unread */
   fx_ready();
   fx_wait_term();
@@ -79,5 +82,19 @@ int main(void) {
   struct itimerspec left;
   FX_SYS(timerfd_gettime(hfd, &left));
   FX_TRUE(left.it_value.tv_sec < 3600 && left.it_value.tv_sec > 3000, "hour timer: %lld s left", (long long)left.it_value.tv_sec);
+  FX_EQ("pidfd_send_signal(pidfd, 0)", 0, syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0));
+  snprintf(info, sizeof info, "/proc/self/fdinfo/%d", pidfd);
+  f = fopen(info, "r");
+  /* NSpid lists the pid in each namespace from /proc's down to the process's own: the last. */
+  int named = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "NSpid:", 6)) continue;
+    char *last = strrchr(line, '\t') ? strrchr(line, '\t') : line;
+    char *space = strrchr(line, ' ');
+    if (space > last) last = space;
+    named = atoi(last + 1);
+  }
+  if (f) fclose(f);
+  FX_EQ("the process the pidfd names", 1, named);
   fx_finish();
 }

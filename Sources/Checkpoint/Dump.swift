@@ -178,6 +178,18 @@ public struct Dump {
     for index in tasks.indices {
       tasks[index].entry.ppid = innerPid[tasks[index].entry.ppid] ?? 0
     }
+    // A pidfd names a process by its host pid while captured: the image keeps the pid inside.
+    for index in tasks.indices {
+      for (slot, descriptor) in tasks[index].files.descriptors.enumerated() where descriptor.kind == .pidfd {
+        guard let host = descriptor.pidfdTarget, let inner = innerPid[host] else {
+          throw CKError(
+            .failed,
+            "task \(tasks[index].hostPid): fd \(descriptor.fd) is a pidfd of process \(descriptor.pidfdTarget ?? 0), outside the container",
+            hint: "ckcont recreates pidfds of the container's own processes only")
+        }
+        tasks[index].files.descriptors[slot].pidfdTarget = inner
+      }
+    }
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }

@@ -27,6 +27,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case epoll
     /// A memfd_create(2) file: `memfd` holds its name, size, seals and contents.
     case memfd
+    /// A pidfd of the process `pidfdTarget` (its pid inside the container).
+    case pidfd
   }
   public var fd: Int32
   public var kind: Kind
@@ -48,6 +50,9 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var epollTargets: [EpollTarget]?
   /// kind == .memfd: the file (position in `position`).
   public var memfd: MemfdImage?
+  /// kind == .pidfd: the process it refers to (the host's pid while capturing, the
+  /// container's in the image).
+  public var pidfdTarget: Int32?
   /// A container-wide id of an open file description several processes hold (inherited
   /// across fork): restored once and handed to the others, so they share offset and flags.
   public var sharedDescription: UInt64?

@@ -43,6 +43,15 @@ struct FileCapture {
         descriptors.append(DescriptorImage(fd: fd, kind: .pipe, flags: openFlags, closeOnExec: cloexec, pipe: inode))
         continue
       }
+      if target == "anon_inode:[pidfd]" || target.hasPrefix("pidfd:") {
+        guard let host = info.value(for: "Pid").flatMap({ Int32($0) }), host > 0 else {
+          throw CKError(.failed, "task \(pid): fd \(fd) is a pidfd of a process that has exited, which ckcont cannot checkpoint")
+        }
+        var descriptor = DescriptorImage(fd: fd, kind: .pidfd, flags: openFlags, closeOnExec: cloexec)
+        descriptor.pidfdTarget = host
+        descriptors.append(descriptor)
+        continue
+      }
       if target == "anon_inode:[eventpoll]" {
         var watched: [EpollTarget] = []
         for field in info.extra where field.key == "tfd" {

@@ -168,6 +168,12 @@ struct FileRestore {
           }
         }
         prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+      case .pidfd:
+        guard let target = descriptor.pidfdTarget else { continue }
+        let made = batch.add(
+          "pidfd_open(\(target)) fd \(descriptor.fd)", SyscallNumber.pidfdOpen, .value(UInt64(target)),
+          .value(UInt64(descriptor.flags & O_NONBLOCK)))
+        prepared.descriptions[descriptor.fd] = queueMoveHigh(made, what: "fd \(descriptor.fd)")
       case .memfd:
         guard let memfd = descriptor.memfd else { continue }
         let existing: String?
