@@ -29,6 +29,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case memfd
     /// A pidfd of the process `pidfdTarget` (its pid inside the container).
     case pidfd
+    /// A regular file deleted while open: `path` is where it was, `ghost` its contents.
+    case deleted
   }
   public var fd: Int32
   public var kind: Kind
@@ -50,6 +52,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var epollTargets: [EpollTarget]?
   /// kind == .memfd: the file (position in `position`).
   public var memfd: MemfdImage?
+  /// kind == .deleted: the file's contents.
+  public var ghost: GhostFileImage?
   /// kind == .pidfd: the process it refers to (the host's pid while capturing, the
   /// container's in the image).
   public var pidfdTarget: Int32?
@@ -74,6 +78,19 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     self.anon = anon
     self.epollTargets = epollTargets
     self.memfd = memfd
+  }
+}
+
+/// A deleted file still open (CRIU's "ghost file"): recreated once per container (by inode)
+/// next to where it was, filled, opened and unlinked again.
+public struct GhostFileImage: Codable, Sendable, Equatable {
+  public var inode: UInt64
+  /// The whole file, base64 in JSON.
+  public var contents: Data
+
+  public init(inode: UInt64, contents: Data) {
+    self.inode = inode
+    self.contents = contents
   }
 }
 

@@ -96,8 +96,17 @@ struct FileCapture {
           hint: "close it before the checkpoint, or wait for support of this kind")
       }
       if target.hasSuffix(" (deleted)") {
-        throw CKError(
-          .failed, "task \(pid): fd \(fd) refers to the deleted file \(target), which ckcont cannot checkpoint yet")
+        guard type == S_IFREG, st.st_nlink == 0 else {
+          throw CKError(
+            .failed, "task \(pid): fd \(fd) refers to \(target), deleted but still linked elsewhere or not a regular file, which ckcont cannot checkpoint yet")
+        }
+        var descriptor = DescriptorImage(
+          fd: fd, kind: .deleted, flags: openFlags, closeOnExec: cloexec, path: String(target.dropLast(" (deleted)".count)),
+          position: info.pos, mode: UInt32(st.st_mode))
+        descriptor.ghost = GhostFileImage(
+          inode: UInt64(st.st_ino), contents: try readWhole(fd: fd, size: Int(st.st_size), what: "the deleted file \(target)"))
+        descriptors.append(descriptor)
+        continue
       }
       descriptors.append(
         DescriptorImage(
@@ -115,15 +124,25 @@ struct FileCapture {
     return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })
   }
 
-  /// A memfd's contents (up to 64 MiB) and seals, read through a descriptor of our own.
+  /// A memfd's contents and seals, read through a descriptor of our own.
   private func captureMemfd(fd: Int32, target: String, inode: UInt64, size: Int) throws -> MemfdImage {
-    guard size <= 64 << 20 else {
-      throw CKError(.failed, "task \(pid): fd \(fd) is \(target) of \(size >> 20) MiB; ckcont saves memfds up to 64 MiB")
-    }
     let path = "/proc/\(pid)/fd/\(fd)"
     let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(ours) }
     let seals = fcntl(ours, 1034 /* F_GET_SEALS */)
+    let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
+    return MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: try readWhole(fd: fd, size: size, what: target))
+  }
+
+  /// The whole contents of a file the task holds open (up to 64 MiB: they go into the model),
+  /// read through a descriptor of our own.
+  private func readWhole(fd: Int32, size: Int, what: String) throws -> Data {
+    guard size <= 64 << 20 else {
+      throw CKError(.failed, "task \(pid): fd \(fd) is \(what) of \(size >> 20) MiB; ckcont saves such files up to 64 MiB")
+    }
+    let path = "/proc/\(pid)/fd/\(fd)"
+    let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(ours) }
     var contents = Data(count: size)
     var done = 0
     try contents.withUnsafeMutableBytes { buffer in
@@ -133,8 +152,7 @@ struct FileCapture {
         done += n
       }
     }
-    let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
-    return MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: contents.prefix(done))
+    return contents.prefix(done)
   }
 
   /// The pipe's buffered bytes, copied without consuming them: a new read end opened through

@@ -1,4 +1,5 @@
 import Bundle
+import Foundation
 import CKShim
 import Glibc
 import Linux
@@ -14,6 +15,8 @@ final class SharedDescriptions {
   var filledFifos: Set<UInt64> = []
   /// memfd inode -> the task (host pid) and high fd holding the one recreated for it.
   var memfds: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
+  /// Deleted file's inode -> the task (host pid) and high fd holding its recreated ghost.
+  var ghosts: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
 }
 
 /// Reopens a process's descriptors inside the restored task at their exact numbers, with
@@ -71,6 +74,7 @@ struct FileRestore {
     var batch = Injector.Batch()
     var fills: [(keeper: Int64, pipe: PipeImage)] = []
     var memfdFills: [(fd: Int64, memfd: MemfdImage)] = []
+    var ghostFills: [(fd: Int64, contents: Data)] = []
     /// Queues open(path) and moves the result to a high number.
     func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
       // Never creating or truncating; close-on-exec until installed.
@@ -134,10 +138,11 @@ struct FileRestore {
     }
     for descriptor in image.descriptors where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
       if injector.dataRoom < 8192 || batch.isFull {
-        try finish(batch, fills: fills, memfds: memfdFills)
+        try finish(batch, fills: fills, memfds: memfdFills, ghosts: ghostFills)
         batch = Injector.Batch()
         fills = []
         memfdFills = []
+        ghostFills = []
       }
       if let holder = heldElsewhere(descriptor) {
         // The same open file description: from inside, pidfd_open + pidfd_getfd.
@@ -168,6 +173,36 @@ struct FileRestore {
           }
         }
         prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+      case .deleted:
+        guard let ghost = descriptor.ghost, let path = descriptor.path else { continue }
+        let source: String
+        if let held = shared.ghosts[ghost.inode] {
+          source = "/proc/\(held.hostPid)/fd/\(held.fd)"
+        } else {
+          // Made again next to where it was and unlinked at once; ckcont fills it after the
+          // batch, through the keeper descriptor.
+          // At its own path when that is free (so /proc shows the same name), else beside it.
+          let directory = path.split(separator: "/").dropLast().joined(separator: "/")
+          let ghostPath =
+            access(path, F_OK) != 0 && errno == ENOENT
+            ? path : "/\(directory)/.ckcont-ghost-\(ghost.inode)-\(UInt32.random(in: 0...UInt32.max))"
+          let at = try injector.put(string: ghostPath)
+          let made = batch.add(
+            "create \(ghostPath) for the deleted \(path)", SyscallNumber.open, .value(at),
+            .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64((descriptor.mode ?? 0o600) & 0o7777)))
+          batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(at))
+          let keeper = queueMoveHigh(made, what: "the ghost of \(path)")
+          ghostFills.append((keeper, ghost.contents))
+          shared.ghosts[ghost.inode] = (injector.pid, keeper)
+          source = "/proc/\(injector.pid)/fd/\(keeper)"
+        }
+        let high = try queueOpen(source, flags: descriptor.flags, fd: descriptor.fd).high
+        if let position = descriptor.position, position > 0 {
+          batch.add(
+            "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
+            .value(0), expecting: position)
+        }
+        prepared.descriptions[descriptor.fd] = high
       case .pidfd:
         guard let target = descriptor.pidfdTarget else { continue }
         let made = batch.add(
@@ -225,7 +260,7 @@ struct FileRestore {
         prepared.descriptions[descriptor.fd] = high
       }
     }
-    try finish(batch, fills: fills, memfds: memfdFills)
+    try finish(batch, fills: fills, memfds: memfdFills, ghosts: ghostFills)
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
       if let id = descriptor.sharedDescription, shared.holders[id] == nil, let high = prepared.descriptions[descriptor.fd] {
         shared.holders[id] = (pid, high)
@@ -237,26 +272,33 @@ struct FileRestore {
   /// Runs a batch of ``prepare()``, then writes the buffered data of the FIFOs and the
   /// contents of the memfds it made, and seals those memfds as they were.
   private func finish(
-    _ batch: Injector.Batch, fills: [(keeper: Int64, pipe: PipeImage)], memfds: [(fd: Int64, memfd: MemfdImage)]
+    _ batch: Injector.Batch, fills: [(keeper: Int64, pipe: PipeImage)], memfds: [(fd: Int64, memfd: MemfdImage)],
+    ghosts: [(fd: Int64, contents: Data)]
   ) throws {
     try injector.run(batch)
     for (keeper, pipe) in fills { try fill(writeEnd: Int32(keeper), with: pipe) }
+    for (fd, contents) in ghosts {
+      try withOurCopy(of: Int32(fd)) { ours in try write(contents, to: ours, what: "a deleted file's ghost") }
+    }
     for (fd, memfd) in memfds {
       try withOurCopy(of: Int32(fd)) { ours in
-        try memfd.contents.withUnsafeBytes { bytes in
-          var done = 0
-          while done < bytes.count {
-            done += try syscallChecked("pwrite", "memfd \(memfd.name)") {
-              pwrite(ours, bytes.baseAddress! + done, bytes.count - done, off_t(done))
-            }
-          }
-        }
+        try write(memfd.contents, to: ours, what: "memfd \(memfd.name)")
         if memfd.seals != 1 && memfd.seals != 0 {
           try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") { fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals) }
         }
       }
     }
     injector.resetData()
+  }
+
+  /// pwrite of the whole of `contents` from offset 0.
+  private func write(_ contents: Data, to fd: Int32, what: String) throws {
+    try contents.withUnsafeBytes { bytes in
+      var done = 0
+      while done < bytes.count {
+        done += try syscallChecked("pwrite", what) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(done)) }
+      }
+    }
   }
 
   /// Runs `body` with a descriptor of ckcont's own for the task's `fd` (pidfd_getfd): the same

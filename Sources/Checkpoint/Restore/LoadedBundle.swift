@@ -265,6 +265,10 @@ final class LoadedBundle {
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
           let inode = descriptor.pipe, pipes.contains(inode)
         else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
+      case .deleted:
+        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4000, !path.contains("\0"),
+          let ghost = descriptor.ghost, ghost.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
+        else { throw bad("fd \(descriptor.fd) is a bad deleted file") }
       case .pidfd:
         guard let target = descriptor.pidfdTarget, target > 0, target <= 4_194_304 else {
           throw bad("fd \(descriptor.fd) is a bad pidfd")
