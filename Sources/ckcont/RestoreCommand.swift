@@ -27,6 +27,12 @@ struct RestoreCommand: ParsableCommand {
       "Restore under this root in every cgroup hierarchy the container used, e.g. /restored/web.",
       discussion: "A path inside the hierarchies, as in CRIU's --cgroup-root: on v1 it applies to the freezer, memory, pids, cpu and cpuset trees alike."))
   var cgroupRoot: String?
+  @Option(
+    name: .customLong("inherit-fd"),
+    help: ArgumentHelp(
+      "fd[N]:RESOURCE - give the restored tasks ckcont's descriptor N wherever they held RESOURCE (repeatable).",
+      discussion: "RESOURCE is pipe:[INODE] (the outside end of a pipe, e.g. to a container runtime; `ckcont inspect` shows the inodes) or a file path as dumped, as in CRIU's --inherit-fd."))
+  var inheritFd: [String] = []
   @Option(help: "Write the restored root pid to this file.")
   var pidfile: String?
   @OptionGroup var global: GlobalOptions
@@ -43,6 +49,10 @@ struct RestoreCommand: ParsableCommand {
     let log = global.logger("restore")
     let root = try cgroupRoot ?? cgroup.map(Restore.cgroupRoot(fromCgroup:))
     var restore = Restore(input: bundle == "-" ? .standardInput : .file(bundle), cgroupRoot: root)
+    for spec in inheritFd {
+      let (resource, fd) = try Restore.inheritedDescriptor(spec)
+      restore.inheritedDescriptors[resource] = fd
+    }
     restore.log = { log.debug("\($0)") }
     let report = try restore.run()
     if let pidfile {

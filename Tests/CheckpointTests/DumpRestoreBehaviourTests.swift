@@ -160,6 +160,47 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// A pipe to the outside (a runtime reading the container's output) is handed back with
+  /// --inherit-fd: the restored process writes on into the same pipe.
+  @Test func anOutsidePipeIsHandedBackWithInheritFd() throws {
+    var ends: [Int32] = [0, 0]
+    try #require(pipe(&ends) == 0 && fcntl(ends[0], F_SETFL, O_NONBLOCK) == 0)
+    for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+    defer { close(ends[0]); close(ends[1]) }
+    var st = stat()
+    try #require(fstat(ends[0], &st) == 0)
+    let writeEnd = "/proc/\(getpid())/fd/\(ends[1])"
+    let counter = try FixturePrograms.path("counter")
+    let container = try FixtureContainer("/bin/sh", ["-c", "exec '\(counter)' > \(writeEnd)"])
+    defer { container.destroy() }
+    func readPipe(until needle: String, timeout: Double) -> String {
+      var text = ""
+      let deadline = Date().addingTimeInterval(timeout)
+      var buffer = [UInt8](repeating: 0, count: 4096)
+      while Date() < deadline && !text.contains(needle) {
+        let n = read(ends[0], &buffer, buffer.count)
+        if n > 0 { text += String(decoding: buffer[0..<n], as: UTF8.self) } else { usleep(10_000) }
+      }
+      return text
+    }
+    #expect(readPipe(until: "count 3", timeout: 5).contains("count 3"))
+    let dump = container.dump()
+    try #require(dump.status == 0, "\(dump.output)")
+    try container.waitEmpty()
+    _ = readPipe(until: "never", timeout: 0.2)
+    let restore = run([
+      "/bin/sh", "-c",
+      "exec 3>\(writeEnd); exec '\(TestPaths.ckcont)' restore '\(container.bundlePath)' --inherit-fd 'fd[3]:pipe:[\(st.st_ino)]'",
+    ])
+    try #require(restore.status == 0, "\(restore.output)")
+    let pid = try #require(Int32(restore.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+    let after = readPipe(until: "count", timeout: 3)
+    #expect(after.contains("count"), "the restored counter wrote nothing into the pipe: \(after)")
+    kill(pid, SIGTERM)
+    #expect(try container.reap(pid, timeout: 10) == 0)
+    #expect(readPipe(until: "PASS counter", timeout: 3).contains("PASS counter"))
+  }
+
   /// A session with a controlling terminal cannot be checkpointed yet: the dump says so in
   /// one line and the container runs on, keeping its terminal.
   @Test func controllingTerminalFailsTheDumpClearly() throws {

@@ -7,6 +7,14 @@ import Linux
 /// Open file descriptions several restored processes share: the first to restore one holds
 /// it at a high fd until every process has taken its copy (pidfd_getfd from inside).
 final class SharedDescriptions {
+  /// Resources the caller hands in (`--inherit-fd`): `pipe:[inode]` or a file's path -> a
+  /// descriptor of ckcont's, reopened by the task instead of making the resource anew.
+  let inherited: [String: Int32]
+
+  init(inherited: [String: Int32] = [:]) {
+    self.inherited = inherited
+  }
+
   /// sharedDescription id -> the process (pid inside the container) and fd holding it.
   var holders: [UInt64: (pid: Int32, fd: Int64)] = [:]
   /// pipe inode -> the process holding both ends of the one pipe made for it.
@@ -60,8 +68,14 @@ struct FileRestore {
       guard let id = descriptor.sharedDescription, let holder = shared.holders[id], holder.pid != pid else { return nil }
       return holder
     }
+    func inheritedFD(_ descriptor: DescriptorImage) -> Int32? {
+      let key = descriptor.kind == .pipe ? "pipe:[\(descriptor.pipe ?? 0)]" : descriptor.path ?? ""
+      return shared.inherited[key]
+    }
     for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .pipe {
-      guard heldElsewhere(descriptor) == nil, let inode = descriptor.pipe, let image = pipesByInode[inode] else { continue }
+      guard heldElsewhere(descriptor) == nil, inheritedFD(descriptor) == nil, let inode = descriptor.pipe,
+        let image = pipesByInode[inode]
+      else { continue }
       let ends = try pipeEnds(image, prepared: &prepared)
       let created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
       // Status flags (O_NONBLOCK...) belong to the description: set on the end itself.
@@ -143,6 +157,12 @@ struct FileRestore {
         fills = []
         memfdFills = []
         ghostFills = []
+      }
+      if let ours = inheritedFD(descriptor) {
+        // What the caller handed in (the outside end of a pipe to the runtime, a log file):
+        // reopened through ckcont's own descriptor.
+        prepared.descriptions[descriptor.fd] = try queueOpen("/proc/\(getpid())/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd).high
+        continue
       }
       if let holder = heldElsewhere(descriptor) {
         // The same open file description: from inside, pidfd_open + pidfd_getfd.

@@ -30,11 +30,31 @@ public struct Restore {
   /// The container's top cgroup, as a path inside the hierarchies (`/web`), used in every
   /// hierarchy it had cgroups in; nil for the dumped paths.
   public var cgroupRoot: String?
+  /// `--inherit-fd`: `pipe:[inode]` or a file path -> a descriptor of this process that the
+  /// restored tasks reopen instead (CRIU's --inherit-fd).
+  public var inheritedDescriptors: [String: Int32] = [:]
   public var log: (String) -> Void = { _ in }
 
   public init(input: RestoreInput, cgroupRoot: String?) {
     self.input = input
     self.cgroupRoot = cgroupRoot
+  }
+
+  /// Parses `fd[N]:RESOURCE` (CRIU's --inherit-fd syntax): RESOURCE is `pipe:[inode]` or a
+  /// file's path as the dump saw it; N must be open here.
+  public static func inheritedDescriptor(_ spec: String) throws -> (resource: String, fd: Int32) {
+    guard spec.hasPrefix("fd["), let close = spec.firstIndex(of: "]"),
+      let fd = Int32(spec[spec.index(spec.startIndex, offsetBy: 3)..<close]), fd >= 0,
+      spec[spec.index(after: close)...].hasPrefix(":")
+    else {
+      throw CKError(.badInput, "--inherit-fd \(spec): expected fd[N]:pipe:[INODE] or fd[N]:/path")
+    }
+    let resource = String(spec[spec.index(close, offsetBy: 2)...])
+    guard !resource.isEmpty else { throw CKError(.badInput, "--inherit-fd \(spec): no resource after fd[\(fd)]:") }
+    guard fcntl(fd, F_GETFD) >= 0 else {
+      throw CKError(.badInput, "--inherit-fd \(spec): ckcont has no descriptor \(fd)", hint: "open it for ckcont, e.g. 3>&1 in a shell")
+    }
+    return (resource, fd)
   }
 
   /// The path inside its hierarchy of a cgroup given as a cgroupfs path
@@ -151,7 +171,7 @@ public struct Restore {
         }
         try Interruption.check()
       }
-      let shared = SharedDescriptions()
+      let shared = SharedDescriptions(inherited: inheritedDescriptors)
       var prepared: [(FileRestore, FileRestore.Prepared)] = []
       // A table shared with the parent is the parent's to fill.
       for task in order where task.entry.sharesFilesWithParent != true {
