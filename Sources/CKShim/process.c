@@ -79,6 +79,21 @@ int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
   return (int)syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
 }
 
+int ck_open_by_handle(int mount_fd, int handle_type, const unsigned char *handle, unsigned int handle_bytes, int flags) {
+  if (handle_bytes > MAX_HANDLE_SZ) {
+    errno = EINVAL;
+    return -1;
+  }
+  struct {
+    struct file_handle head;
+    unsigned char bytes[MAX_HANDLE_SZ];
+  } h;
+  h.head.handle_bytes = handle_bytes;
+  h.head.handle_type = handle_type;
+  memcpy(h.head.f_handle, handle, handle_bytes);
+  return open_by_handle_at(mount_fd, &h.head, flags);
+}
+
 int ck_kcmp(pid_t pid1, pid_t pid2, int type) { return (int)syscall(SYS_kcmp, pid1, pid2, type, 0, 0); }
 
 int ck_fallocate(int fd, int mode, int64_t offset, int64_t length) { return fallocate(fd, mode, offset, length); }

@@ -138,6 +138,7 @@ public struct BundleInspection: Codable, Sendable {
     case .path: text = "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
     case .pipe: text = "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
     case .fifo: text = "FIFO \(descriptor.path ?? "?") \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+    case .inotify: text = "inotify watching \((descriptor.inotifyWatches ?? []).map { "\($0.wd):\($0.path)" }.joined(separator: ", "))"
     case .deleted: text = "\(descriptor.path ?? "?") (deleted, \(descriptor.ghost?.contents.count ?? 0) bytes kept) at \(descriptor.position ?? 0)"
     case .pidfd: text = "pidfd of process \(descriptor.pidfdTarget ?? 0)"
     case .memfd: text = "memfd \(descriptor.memfd?.name ?? "?") of \(descriptor.memfd?.contents.count ?? 0) bytes at \(descriptor.position ?? 0)"

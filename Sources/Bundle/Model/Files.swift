@@ -31,6 +31,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case pidfd
     /// A regular file deleted while open: `path` is where it was, `ghost` its contents.
     case deleted
+    /// An inotify instance: `inotifyWatches` are its watches.
+    case inotify
   }
   public var fd: Int32
   public var kind: Kind
@@ -52,6 +54,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var epollTargets: [EpollTarget]?
   /// kind == .memfd: the file (position in `position`).
   public var memfd: MemfdImage?
+  /// kind == .inotify: the watches, by watch descriptor.
+  public var inotifyWatches: [InotifyWatch]?
   /// kind == .deleted: the file's contents.
   public var ghost: GhostFileImage?
   /// kind == .pidfd: the process it refers to (the host's pid while capturing, the
@@ -78,6 +82,19 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     self.anon = anon
     self.epollTargets = epollTargets
     self.memfd = memfd
+  }
+}
+
+/// One inotify watch: its descriptor, what it watches for, and the watched file's path.
+public struct InotifyWatch: Codable, Sendable, Equatable {
+  public var wd: Int32
+  public var mask: UInt32
+  public var path: String
+
+  public init(wd: Int32, mask: UInt32, path: String) {
+    self.wd = wd
+    self.mask = mask
+    self.path = path
   }
 }
 

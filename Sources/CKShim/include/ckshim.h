@@ -122,6 +122,9 @@ int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
 // kcmp(2) of a whole resource (KCMP_VM 1, KCMP_FILES 2, KCMP_FS 3, KCMP_SIGHAND 4): 0 when
 // pid1 and pid2 share it.
 int ck_kcmp(pid_t pid1, pid_t pid2, int type);
+// open_by_handle_at(2) with a struct file_handle built from its parts (a flexible array
+// member Swift cannot build): what an inotify watch's fdinfo names.
+int ck_open_by_handle(int mount_fd, int handle_type, const unsigned char *handle, unsigned int handle_bytes, int flags);
 
 // posix_spawn(3) of argv with stdin from /dev/null and stdout/stderr onto out_fd/err_fd, every
 // other descriptor closed (closefrom), default signal actions and an empty signal mask: a

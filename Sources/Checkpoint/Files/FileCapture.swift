@@ -43,6 +43,12 @@ struct FileCapture {
         descriptors.append(DescriptorImage(fd: fd, kind: .pipe, flags: openFlags, closeOnExec: cloexec, pipe: inode))
         continue
       }
+      if target == "anon_inode:inotify" {
+        var descriptor = DescriptorImage(fd: fd, kind: .inotify, flags: openFlags, closeOnExec: cloexec)
+        descriptor.inotifyWatches = try info.extra.filter { $0.key == "inotify" }.map { try inotifyWatch($0, fd: fd) }
+        descriptors.append(descriptor)
+        continue
+      }
       if target == "anon_inode:[pidfd]" || target.hasPrefix("pidfd:") {
         guard let host = info.value(for: "Pid").flatMap({ Int32($0) }), host > 0 else {
           throw CKError(.failed, "task \(pid): fd \(fd) is a pidfd of a process that has exited, which ckcont cannot checkpoint")
@@ -183,6 +189,37 @@ struct FileCapture {
       done += n
     }
     return PipeImage(inode: inode, buffered: Data(data.prefix(done)), capacity: Int32(capacity))
+  }
+
+  /// An inotify watch from its fdinfo line: the watched file is found from its file handle
+  /// (open_by_handle_at on the mount of its device) and kept by path.
+  private func inotifyWatch(_ field: FdInfoField, fd: Int32) throws -> InotifyWatch {
+    let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
+    func bad(_ why: String) -> CKError {
+      CKError(.failed, "task \(pid): inotify fd \(fd): \(why) (\(field.value))", hint: "remove the watch before the checkpoint")
+    }
+    guard let wd = pairs["wd"].flatMap({ Int32($0) }), let mask = pairs["mask"].flatMap({ UInt32($0, radix: 16) }),
+      let device = pairs["sdev"].flatMap({ UInt64($0, radix: 16) }), let type = pairs["fhandle-type"].flatMap({ Int32($0, radix: 16) }),
+      let hex = pairs["f_handle"], hex.count % 2 == 0
+    else { throw bad("cannot read a watch") }
+    let handle = stride(from: 0, to: hex.count, by: 2).compactMap {
+      UInt8(hex[hex.index(hex.startIndex, offsetBy: $0)..<hex.index(hex.startIndex, offsetBy: $0 + 2)], radix: 16)
+    }
+    // The kernel's dev_t: major in the bits above 20.
+    let (major, minor) = (device >> 20, device & 0xfffff)
+    guard let mount = try MountInfo.read().first(where: { UInt64($0.major) == major && UInt64($0.minor) == minor }) else {
+      throw bad("no mount of device \(major):\(minor) to find the watched file on")
+    }
+    // open_by_handle_at refuses an O_PATH descriptor for the mount (EBADF).
+    let mountFD = open(mount.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard mountFD >= 0 else { throw bad("cannot open \(mount.mountPoint)") }
+    defer { close(mountFD) }
+    let watched = ck_open_by_handle(mountFD, type, handle, UInt32(handle.count), 0o10000000 /* O_PATH */ | O_CLOEXEC)
+    guard watched >= 0 else { throw bad("the watched file is gone: \(String(cString: strerror(errno)))") }
+    defer { close(watched) }
+    let path = try readLink("/proc/self/fd/\(watched)")
+    guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { throw bad("the watched file \(path) has no path") }
+    return InotifyWatch(wd: wd, mask: mask, path: path)
   }
 
   static let anonKinds: [String: DescriptorImage.Kind] = [

@@ -193,6 +193,41 @@ struct FileRestore {
           }
         }
         prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+      case .inotify:
+        // inotify_init1 (at its high number at once, so that batches may be run between the
+        // watches), then each watch with its own descriptor number: numbers are handed out one
+        // after another from 1, so a gap is filled by a watch added and removed again.
+        let made = batch.add(
+          "inotify_init1 fd \(descriptor.fd)", SyscallNumber.inotifyInit1, .value(UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)))
+        let high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
+        prepared.descriptions[descriptor.fd] = high
+        let watches = (descriptor.inotifyWatches ?? []).sorted { $0.wd < $1.wd }
+        let spare = watches.contains { $0.path == "/" } ? "/proc" : "/"
+        var next: Int32 = 1
+        for watch in watches {
+          while next <= watch.wd {
+            if batch.isFull || injector.dataRoom < 8192 {
+              try finish(batch, fills: fills, memfds: memfdFills, ghosts: ghostFills)
+              batch = Injector.Batch()
+              fills = []
+              memfdFills = []
+              ghostFills = []
+            }
+            if next < watch.wd {
+              let spareAt = try injector.put(string: spare)
+              let added = batch.add(
+                "inotify spare watch \(next)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(spareAt), .value(1),
+                expecting: Int64(next))
+              batch.add("inotify_rm_watch \(next)", SyscallNumber.inotifyRmWatch, .value(UInt64(high)), .result(added))
+            } else {
+              let path = try injector.put(string: watch.path)
+              batch.add(
+                "inotify_add_watch \(watch.path) as \(watch.wd)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(path),
+                .value(UInt64(watch.mask)), expecting: Int64(watch.wd))
+            }
+            next += 1
+          }
+        }
       case .deleted:
         guard let ghost = descriptor.ghost, let path = descriptor.path else { continue }
         let source: String

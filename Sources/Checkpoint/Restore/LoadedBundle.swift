@@ -265,6 +265,11 @@ final class LoadedBundle {
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
           let inode = descriptor.pipe, pipes.contains(inode)
         else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
+      case .inotify:
+        let watches = descriptor.inotifyWatches ?? []
+        guard watches.count <= 1 << 16, Set(watches.map(\.wd)).count == watches.count,
+          watches.allSatisfy({ $0.wd > 0 && $0.wd <= 1 << 16 && $0.path.hasPrefix("/") && $0.path.utf8.count < 4096 && !$0.path.contains("\0") })
+        else { throw bad("fd \(descriptor.fd) is a bad inotify instance") }
       case .deleted:
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4000, !path.contains("\0"),
           let ghost = descriptor.ghost, ghost.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
