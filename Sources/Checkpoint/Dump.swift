@@ -116,6 +116,7 @@ public struct Dump {
     var files: FileTableImage
     var hostPid: Int32
     var uts: (hostname: String, domainname: String)
+    var sysvObjects: (shm: Int, sem: Int, msg: Int)
   }
 
   struct Captured {
@@ -166,10 +167,10 @@ public struct Dump {
         let capture = try phases.time("tree entries") { try TaskCapture(pid: process.pid, threads: process.threads) }
         let relative = process.cgroup.relative(to: cgroup.path)
         let entry = try phases.time("tree entries") { try capture.entry(cgroup: relative) }
-        let (core, brk, uts) = try phases.time("cores") { try capture.core(session: session, log: log) }
+        let (core, brk, uts, sysv) = try phases.time("cores") { try capture.core(session: session, log: log) }
         let memory = try phases.time("memory maps") { try MemoryCapture(pid: process.pid).image(brk: brk, log: log) }
         let files = try phases.time("file tables") { try FileCapture(pid: process.pid).image(log: log) }
-        tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid, uts: uts))
+        tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid, uts: uts, sysvObjects: sysv))
       }
     }
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
@@ -198,6 +199,14 @@ public struct Dump {
     var namespaces = try namespaceSet(of: root.hostPid)
     if namespaces.uts {
       (namespaces.hostname, namespaces.domainname) = root.uts
+    }
+    // SysV objects live in the IPC namespace, not in any process: never drop them silently.
+    let sysv = root.sysvObjects
+    if namespaces.ipc && sysv.shm + sysv.sem + sysv.msg > 0 {
+      throw CKError(
+        .failed,
+        "the container's IPC namespace holds SysV objects (\(sysv.shm) shared memory segments, \(sysv.sem) semaphore sets, \(sysv.msg) message queues), which ckcont cannot checkpoint yet",
+        hint: "remove them (ipcrm) or use POSIX IPC; the container runs on")
     }
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0

@@ -201,6 +201,25 @@ struct DumpRestoreBehaviourTests {
     #expect(readPipe(until: "PASS counter", timeout: 3).contains("PASS counter"))
   }
 
+  /// SysV objects belong to the IPC namespace, not to any process: a container holding one is
+  /// refused in one line rather than restored without it, and runs on.
+  @Test func sysvObjectsInTheIPCNamespaceAreRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["sysv-sem"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(
+      dump.stderr.hasPrefix(
+        "ckcont: error: the container's IPC namespace holds SysV objects (0 shared memory segments, 1 semaphore sets, 0 message queues)"),
+      "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// A session with a controlling terminal cannot be checkpointed yet: the dump says so in
   /// one line and the container runs on, keeping its terminal.
   @Test func controllingTerminalFailsTheDumpClearly() throws {

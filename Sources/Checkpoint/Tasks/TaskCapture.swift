@@ -36,9 +36,10 @@ struct TaskCapture {
 
   /// The core image, and brk (asked of the task, as /proc does not show it). Remote syscalls
   /// run in the main thread; its registers and signal mask are put back before returning.
-  /// Also the UTS names the process sees (uname), for its namespace.
+  /// Also the UTS names the process sees (uname) and how many SysV objects its IPC
+  /// namespace holds (shm segments, semaphore sets, message queues), for its namespaces.
   func core(session: SeizedContainer, log: (String) -> Void) throws -> (
-    core: TaskCore, brk: UInt64, uts: (hostname: String, domainname: String)
+    core: TaskCore, brk: UInt64, uts: (hostname: String, domainname: String), sysvObjects: (shm: Int, sem: Int, msg: Int)
   ) {
     let inject = try RemoteSession(tracee: Tracee(tid: pid))
     defer { inject.finish() }
@@ -81,6 +82,11 @@ struct TaskCapture {
     }
     let unameAt = slot(392)
     let unameCall = batch.add(SyscallNumber.uname, unameAt)
+    // How many SysV objects its IPC namespace holds: SHM_INFO, SEM_INFO, MSG_INFO.
+    let ipcAt = slot(128)
+    let shmCall = batch.add(SyscallNumber.shmctl, 0, 14, ipcAt)
+    let semCall = batch.add(SyscallNumber.semctl, 0, 0, 19, ipcAt + 48)
+    let msgCall = batch.add(SyscallNumber.msgctl, 0, 12, ipcAt + 96)
     let mainThread = ThreadQueries(adding: &batch, at: slot(32))
     let ran = try inject.run(batch)
     func result(_ call: Int, _ what: String) throws -> Int64 {
@@ -124,6 +130,13 @@ struct TaskCapture {
       String(decoding: utsBytes[index * 65..<(index + 1) * 65].prefix { $0 != 0 }, as: UTF8.self)
     }
     let uts = (hostname: utsField(1), domainname: utsField(5))
+    let ipcWords = ran.words(at: ipcAt, count: 16)
+    func int32(_ byteOffset: Int) -> Int32 { Int32(truncatingIfNeeded: ipcWords[byteOffset / 8] >> UInt64(byteOffset % 8 * 8)) }
+    // shm_info.used_ids, seminfo.semusz (sets in use), msginfo.msgpool (queues in use).
+    let sysvObjects = (
+      shm: ran.results[shmCall] >= 0 ? Int(int32(0)) : 0, sem: ran.results[semCall] >= 0 ? Int(int32(48 + 28)) : 0,
+      msg: ran.results[msgCall] >= 0 ? Int(int32(96)) : 0
+    )
     // /proc names a SIGEV_THREAD_ID target by its host tid: the image keeps the inner one.
     let innerTids = Dictionary(uniqueKeysWithValues: threads.map { tid in
       (tid, (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid)
@@ -167,7 +180,7 @@ struct TaskCapture {
       cwd: try readLink("/proc/\(pid)/cwd"), root: try readLink("/proc/\(pid)/root"), comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)
     log("task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
-    return (core, brk, uts)
+    return (core, brk, uts, sysvObjects)
   }
 
   /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid.
