@@ -239,7 +239,12 @@ struct DumpRestoreBehaviourTests {
 
   /// inspect reads a bundle without root and shows the tree, threads, mappings and fds.
   @Test func inspectShowsWhatTheBundleHolds() throws {
-    let container = try FixtureContainer("files")
+    // The fixture never gets to remove its files (it is killed, not verified): they go in a
+    // directory of the test's own.
+    let directory = NSTemporaryDirectory() + "ckcont-test-inspect-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let container = try FixtureContainer("files", environment: ["CKCONT_FIXTURE_DIR": directory])
     defer { container.destroy() }
     try container.waitReady()
     let dump = container.dump(["--leave-running"])
