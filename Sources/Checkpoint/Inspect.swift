@@ -75,6 +75,19 @@ public struct BundleInspection: Codable, Sendable {
     let ns = bundle.tree.namespaces
     let names = [("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc), ("net", ns.net), ("user", ns.user),
       ("cgroup", ns.cgroup), ("time", ns.time)].filter(\.1).map(\.0)
+    // Pipes of which the container holds one end only: the other end was closed, or is outside
+    // (a runtime reading the output) and wants --inherit-fd at restore.
+    var ends: [UInt64: Set<Bool>] = [:]  // pipe inode -> held ends (true: read)
+    for task in bundle.tasks {
+      for descriptor in task.files.descriptors where descriptor.kind == .pipe {
+        ends[descriptor.pipe ?? 0, default: []].insert(descriptor.flags & O_ACCMODE == O_RDONLY)
+      }
+    }
+    func describeInContainer(_ descriptor: DescriptorImage) -> String {
+      let text = describe(descriptor)
+      guard descriptor.kind == .pipe, let inode = descriptor.pipe, ends[inode]?.count == 1 else { return text }
+      return text + " (the container holds only this end; if the other is outside, restore with --inherit-fd 'fd[N]:pipe:[\(inode)]')"
+    }
     let tasks = bundle.tasks.map { task -> Task in
       Task(
         pid: task.entry.pid, namespacePids: task.entry.namespacePids, ppid: task.entry.ppid, pgid: task.entry.pgid,
@@ -89,7 +102,7 @@ public struct BundleInspection: Codable, Sendable {
             range: "\(hex(vma.start))-\(hex(vma.end))", size: vma.size, protection: protection(vma), kind: vma.kind.rawValue,
             path: vma.path, savedBytes: vma.pages.reduce(0) { $0 + $1.size })
         },
-        fds: task.files.descriptors.map { Descriptor(fd: $0.fd, description: describe($0)) },
+        fds: task.files.descriptors.map { Descriptor(fd: $0.fd, description: describeInContainer($0)) },
         pageBytes: task.memory.pagesSize, signalActions: task.core.signalActions.count,
         credentials: "uid \(task.core.credentials.uids.map(String.init).joined(separator: "/")) "
           + "gid \(task.core.credentials.gids.map(String.init).joined(separator: "/")) caps \(task.core.credentials.capabilitiesText)")

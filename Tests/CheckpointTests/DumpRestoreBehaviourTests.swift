@@ -187,6 +187,10 @@ struct DumpRestoreBehaviourTests {
     let dump = container.dump()
     try #require(dump.status == 0, "\(dump.output)")
     try container.waitEmpty()
+    // inspect names the pipe to hand back.
+    let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
+    #expect(inspect.stdout.contains("1: pipe:[\(st.st_ino)] write end"), "\(inspect.stdout)")
+    #expect(inspect.stdout.contains("--inherit-fd 'fd[N]:pipe:[\(st.st_ino)]'"), "\(inspect.stdout)")
     _ = readPipe(until: "never", timeout: 0.2)
     let restore = run([
       "/bin/sh", "-c",
