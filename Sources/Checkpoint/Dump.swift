@@ -63,6 +63,7 @@ public struct Dump {
     var destination: Destination?
     do {
       let captured = try capture(session)
+      session.endRemoteCalls()
       try Interruption.check()
       destination = try Destination(output)
       let bundleBytes = try write(captured, to: destination!)

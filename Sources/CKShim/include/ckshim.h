@@ -214,5 +214,10 @@ int ck_interrupting_signal(void);
 uint64_t ck_xgetbv0(void);
 // CPUID leaf 0xD sub-leaf 0 EBX: the XSAVE area size for the components XCR0 enables.
 uint32_t ck_xsave_size(void);
+// sched_{get,set}affinity and sched_getcpu: Glibc's Swift overlay hides them (_GNU_SOURCE).
+// The mask is `words` 64-bit words, CPU n at bit n % 64 of word n / 64. -1 and errno on error.
+int ck_sched_getaffinity(pid_t tid, uint64_t *mask, size_t words);
+int ck_sched_setaffinity(pid_t tid, const uint64_t *mask, size_t words);
+int ck_sched_getcpu(void);
 
 #endif

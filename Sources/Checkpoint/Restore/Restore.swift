@@ -99,19 +99,30 @@ public struct Restore {
     let target = try TargetCgroups(image: bundle.cgroups, root: cgroupRoot)
     var created: [Int32] = []
     var phases = PhaseTimes()
+    // Every remote call is a round trip between ckcont and a task; on one CPU it is a plain
+    // context switch, across CPUs two wake-up interrupts, several times slower in a VM. So
+    // ckcont and, by inheritance, every task it creates stay on ckcont's CPU until release
+    // gives the tasks back the CPUs they would have had.
+    let ownCPUs = try CPUSet.of(0)
+    try? CPUSet(only: CPUSet.current()).apply(to: 0)
+    defer { try? ownCPUs.apply(to: 0) }
     do {
       try target.prepare(log: log)
       // Every process is forked, with its pid, from its parent (or a helper, see TreePlan)
       // while all of them are still blank copies.
       var injectors: [Int32: Injector] = [:]
       var rootPid: Int32 = 0
+      var inherited: ProcStatus?
       for step in plan.steps {
         switch step {
         case .fork(let pid, 0):
           guard let task = byPid[pid] else { throw CKError(.failed, "restore helper \(pid) has no parent") }
           let hostPid = try createTask(task, namespaces: bundle.tree.namespaces, cgroup: target)
           created.append(hostPid)
-          if rootPid == 0 { rootPid = hostPid }
+          if rootPid == 0 {
+            rootPid = hostPid
+            inherited = try ProcStatus.read(pid: hostPid)
+          }
           try target.place(hostPid, entry: task.entry)
           let tracee = Tracee(tid: hostPid)
           try tracee.setSignalMask(~0)
@@ -184,13 +195,14 @@ public struct Restore {
       var threads: [Tracee] = []
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
-        let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, log: log)
+        guard let inherited else { throw CKError(.failed, "no process was created") }
+        let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, inherited: inherited, log: log)
         threads += try phases.time("threads, signals, creds") { try restore.restoreState() }
         try phases.time("final registers") { try restore.finish() }
         log("task \(injector.pid): restored with \(injector.remote.count + 1) remote syscalls")
         try Interruption.check()
       }
-      try phases.time("release") { try release(threads, cgroup: target.main) }
+      try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs) }
       let resumedAt = monotonicNow()
       log("restored \(order.count) processes: \(phases)")
       return RestoreReport(
@@ -372,10 +384,15 @@ public struct Restore {
     return String(cString: resolved)
   }
 
-  /// Freeze the target cgroup, detach, thaw: every task resumes at once.
-  func release(_ threads: [Tracee], cgroup: Cgroup) throws {
+  /// Freeze the target cgroup, detach, thaw: every task resumes at once, on `cpus`.
+  func release(_ threads: [Tracee], cgroup: Cgroup, cpus: CPUSet) throws {
     _ = try Freezer.freeze(cgroup, timeout: 5)
-    for thread in threads { try thread.detach() }
+    for thread in threads {
+      // Refused only when the task's cpuset and `cpus` have no CPU in common; it keeps the
+      // cpuset's CPUs then, which is what it would have had anyway.
+      do { try cpus.apply(to: thread.tid) } catch { log("thread \(thread.tid): \(error)") }
+      try thread.detach()
+    }
     try Freezer.thaw(cgroup)
   }
 }

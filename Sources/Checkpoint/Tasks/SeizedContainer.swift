@@ -19,6 +19,9 @@ public final class SeizedContainer {
   private(set) var original: [Int32: (registers: Registers, mask: UInt64)] = [:]
   private var seized: [Int32] = []
   private var released = false
+  /// The CPUs of each thread and of ckcont's own, while they share one (``keepOnOneCPU()``).
+  private var originalCPUs: [Int32: CPUSet] = [:]
+  private var tracerCPUs: CPUSet?
 
   /// Freezes `cgroup`, seizes every thread of its subtree and waits for all of them to stop.
   /// On failure everything seized is released and the cgroup thawed before the error is thrown.
@@ -57,6 +60,7 @@ public final class SeizedContainer {
         original[tid] = (try tracee.registers(), try tracee.signalMask())
       }
       processes = found
+      keepOnOneCPU()
       log("seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started))")
     } catch {
       processes = found
@@ -67,6 +71,28 @@ public final class SeizedContainer {
   }
 
   deinit { release(leaveFrozen: false) }
+
+  /// Moves every seized thread onto ckcont's CPU, and ckcont onto it. Each remote call is a
+  /// round trip between ckcont and a task: on one CPU a plain context switch, across CPUs two
+  /// wake-up interrupts, several times slower in a VM. Where a thread cannot move (a cpuset
+  /// without that CPU) it stays where it is, only slower.
+  private func keepOnOneCPU() {
+    guard let own = try? CPUSet.of(0) else { return }
+    let cpu = CPUSet(only: CPUSet.current())
+    guard (try? cpu.apply(to: 0)) != nil else { return }
+    tracerCPUs = own
+    for tid in seized {
+      guard let cpus = try? CPUSet.of(tid), (try? cpu.apply(to: tid)) != nil else { continue }
+      originalCPUs[tid] = cpus
+    }
+  }
+
+  /// Gives ckcont its own CPUs back once no more remote calls are to come (the tasks keep
+  /// theirs until release), so that work after the capture can use every CPU.
+  public func endRemoteCalls() {
+    if let tracerCPUs { try? tracerCPUs.apply(to: 0) }
+    tracerCPUs = nil
+  }
 
   /// Puts every thread's registers and signal mask back and detaches; the container runs on
   /// (or stays frozen with `leaveFrozen`). Safe to call more than once.
@@ -81,9 +107,11 @@ public final class SeizedContainer {
         try? tracee.setRegisters(state.registers)
         try? tracee.setSignalMask(state.mask)
       }
+      try? originalCPUs[tid]?.apply(to: tid)
       try? tracee.detach()
     }
     if !leaveFrozen { try? Freezer.thaw(cgroup) }
+    endRemoteCalls()
   }
 
   /// Kills every task of the container (after a complete dump): frozen, detached, SIGKILLed,
@@ -95,6 +123,7 @@ public final class SeizedContainer {
     for process in processes { Glibc.kill(process.pid, SIGKILL) }
     for tid in seized { try? Tracee(tid: tid).detach() }
     try? Freezer.thaw(cgroup)
+    endRemoteCalls()
   }
 
   /// The registers thread `tid` had when seized.

@@ -11,6 +11,10 @@ struct TaskRestore {
   let entry: TaskEntryImage
   let core: TaskCore
   let injector: Injector
+  /// What every fresh task inherited from ckcont through the root: the root's status, read
+  /// once, as its signal actions and credentials are the same in every task until this
+  /// restore changes them.
+  let inherited: ProcStatus
   let log: (String) -> Void
 
   /// Undoes what the fresh task inherited from ckcont: rseq registration (its area is about
@@ -105,8 +109,7 @@ struct TaskRestore {
   private func restoreSignalActions(into batch: inout Injector.Batch) throws {
     let actions = Dictionary(uniqueKeysWithValues: core.signalActions.map { ($0.signal, $0) })
     // Only signals the dump names or the fresh task handles or ignores need a call.
-    let status = try ProcStatus.read(pid: injector.pid)
-    let inherited = status.sigCgt | status.sigIgn
+    let inherited = inherited.sigCgt | inherited.sigIgn
     for signal in Int32(1)...64 where signal != SIGKILL && signal != SIGSTOP {
       guard actions[signal] != nil || inherited & (1 << UInt64(signal - 1)) != 0 else { continue }
       let action = actions[signal]
@@ -226,7 +229,7 @@ struct TaskRestore {
   private func restoreCredentials(in injector: Injector) throws {
     let creds = core.credentials
     let allRoot = creds.uids.allSatisfy { $0 == 0 } && creds.gids.allSatisfy { $0 == 0 }
-    let status = try ProcStatus.read(pid: injector.pid)
+    let status = inherited
     if !(allRoot && creds.groups == status.groups) {
       injector.resetData()
       let groups = try creds.groups.withUnsafeBytes { try injector.put($0) }
