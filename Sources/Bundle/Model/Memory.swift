@@ -157,3 +157,129 @@ func appendJSONString(_ value: String, to text: inout String) {
   }
   text += "\""
 }
+
+extension MemoryImage {
+  /// Decodes an `mm.json` member as JSONDecoder would, several times faster: a restore of
+  /// hundreds of processes spent most of its decoding time in the VMA lists.
+  public static func decodeJSON(_ bytes: [UInt8], member: String) throws(BundleError) -> MemoryImage {
+    try JSONScanner.scan(bytes, member: member) { scanner throws(BundleError) in
+      var vmas: [VMAImage]?
+      var fields: MMFields?
+      var auxv: [UInt64]?
+      var exe: String?
+      var pagesSize: UInt64?
+      try scanner.object { key, scanner throws(BundleError) in
+        switch key {
+        case "vmas": vmas = try scanner.list { scanner throws(BundleError) in try VMAImage(scanning: &scanner) }
+        case "fields": fields = try MMFields(scanning: &scanner)
+        case "auxv": auxv = try scanner.list { scanner throws(BundleError) in try scanner.integer() }
+        case "exe": exe = try scanner.string()
+        case "pagesSize": pagesSize = try scanner.integer()
+        default: try scanner.skip()
+        }
+      }
+      guard let vmas else { throw scanner.missing("vmas", in: "the image") }
+      guard let fields else { throw scanner.missing("fields", in: "the image") }
+      guard let auxv else { throw scanner.missing("auxv", in: "the image") }
+      guard let exe else { throw scanner.missing("exe", in: "the image") }
+      guard let pagesSize else { throw scanner.missing("pagesSize", in: "the image") }
+      return MemoryImage(vmas: vmas, fields: fields, auxv: auxv, exe: exe, pagesSize: pagesSize)
+    }
+  }
+}
+
+extension VMAImage {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    var start, end, offset, pagesOffset: UInt64?
+    var sharedObject, objectSize: UInt64?
+    var protection: Int32?
+    var shared, growsDown: Bool?
+    var kind: Kind?
+    var path: String?
+    var pages: [PageRun]?
+    try scanner.object { key, scanner throws(BundleError) in
+      switch key {
+      case "start": start = try scanner.integer()
+      case "end": end = try scanner.integer()
+      case "protection": protection = try scanner.integer()
+      case "shared": shared = try scanner.bool()
+      case "kind":
+        let name = try scanner.string()
+        guard let known = Kind(rawValue: name) else {
+          throw scanner.invalid("a VMA has an unknown kind \"\(name.prefix(40))\"")
+        }
+        kind = known
+      case "path": path = try scanner.string()
+      case "offset": offset = try scanner.integer()
+      case "growsDown": growsDown = try scanner.bool()
+      case "pages": pages = try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+      case "pagesOffset": pagesOffset = try scanner.integer()
+      case "sharedObject": sharedObject = scanner.null() ? nil : try scanner.integer()
+      case "objectSize": objectSize = scanner.null() ? nil : try scanner.integer()
+      default: try scanner.skip()
+      }
+    }
+    guard let start, let end, let protection, let shared, let kind, let path, let offset, let growsDown, let pages,
+      let pagesOffset
+    else {
+      let names = ["start", "end", "protection", "shared", "kind", "path", "offset", "growsDown", "pages", "pagesOffset"]
+      let present = [
+        start != nil, end != nil, protection != nil, shared != nil, kind != nil, path != nil, offset != nil,
+        growsDown != nil, pages != nil, pagesOffset != nil,
+      ]
+      throw scanner.missing(names[present.firstIndex(of: false) ?? 0], in: "a VMA")
+    }
+    self.init(
+      start: start, end: end, protection: protection, shared: shared, kind: kind, path: path, offset: offset,
+      growsDown: growsDown, pages: pages, pagesOffset: pagesOffset, sharedObject: sharedObject, objectSize: objectSize)
+  }
+}
+
+extension PageRun {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    var start, end: UInt64?
+    try scanner.object { key, scanner throws(BundleError) in
+      switch key {
+      case "start": start = try scanner.integer()
+      case "end": end = try scanner.integer()
+      default: try scanner.skip()
+      }
+    }
+    guard let start else { throw scanner.missing("start", in: "a page run") }
+    guard let end else { throw scanner.missing("end", in: "a page run") }
+    self.init(start: start, end: end)
+  }
+}
+
+extension MMFields {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    let names = [
+      "startCode", "endCode", "startData", "endData", "startBrk", "brk", "startStack", "argStart", "argEnd", "envStart",
+      "envEnd",
+    ]
+    var values = [UInt64?](repeating: nil, count: names.count)
+    try scanner.object { key, scanner throws(BundleError) in
+      let index: Int? =
+        switch key {
+        case "startCode": 0
+        case "endCode": 1
+        case "startData": 2
+        case "endData": 3
+        case "startBrk": 4
+        case "brk": 5
+        case "startStack": 6
+        case "argStart": 7
+        case "argEnd": 8
+        case "envStart": 9
+        case "envEnd": 10
+        default: nil
+        }
+      if let index { values[index] = try scanner.integer() } else { try scanner.skip() }
+    }
+    if let absent = values.firstIndex(where: { $0 == nil }) { throw scanner.missing(names[absent], in: "the mm fields") }
+    let v = values.map { $0 ?? 0 }
+    self.init(
+      startCode: v[0], endCode: v[1], startData: v[2], endData: v[3], startBrk: v[4], brk: v[5], startStack: v[6],
+      argStart: v[7], argEnd: v[8], envStart: v[9], envEnd: v[10])
+  }
+}

@@ -122,8 +122,14 @@ final class LoadedBundle {
         }
       }
       decoded[index] = Result { () throws(CKError) in
-        (try decode(TaskCore.self, entry.coreMember), try decode(MemoryImage.self, entry.mmMember),
-          try decode(FileTableImage.self, entry.filesMember))
+        guard let mm = members[entry.mmMember] else { throw CKError(.badInput, "the bundle lacks \(entry.mmMember)") }
+        let memory: MemoryImage
+        do {
+          memory = try MemoryImage.decodeJSON(mm, member: entry.mmMember)
+        } catch {
+          throw CKError(.badInput, "the bundle's \(error)")
+        }
+        return (try decode(TaskCore.self, entry.coreMember), memory, try decode(FileTableImage.self, entry.filesMember))
       }
     }
     for (entry, result) in zip(entries, decoded) {
