@@ -109,6 +109,28 @@ public struct Dump {
     }
   }
 
+  /// What /proc shows of one process (everything but what only it can tell).
+  struct ProcessFacts: Sendable {
+    var task: TaskCapture
+    var entry: TaskEntryImage
+    var memory: MemoryImage
+    var files: FileTableImage
+
+    init(_ process: CgroupProcess, container: String, log: (String) -> Void) throws {
+      let stat = try ProcStatExtended.read(pid: process.pid)
+      if stat.ttyNr != 0 {
+        throw CKError(
+          .failed,
+          "process \(process.pid) has a controlling terminal (tty \(stat.ttyNr >> 8 & 0xfff):\(stat.ttyNr & 0xff | stat.ttyNr >> 12 & 0xfff00)), which ckcont cannot checkpoint yet",
+          hint: "start the container without a terminal (setsid, stdio on files or pipes)")
+      }
+      task = try TaskCapture(pid: process.pid, threads: process.threads)
+      entry = try task.entry(cgroup: process.cgroup.relative(to: container))
+      memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
+      files = try FileCapture(pid: process.pid).image(log: log)
+    }
+  }
+
   /// Everything but the page contents.
   struct CapturedTask {
     var entry: TaskEntryImage
@@ -154,24 +176,33 @@ public struct Dump {
   func capture(_ session: SeizedContainer) throws -> Captured {
     var phases = PhaseTimes()
     let zombies = try phases.time("zombie search") { try zombieChildren(session.processes) }
+    // What /proc shows of each process needs no ptrace, so it is read on every CPU at once;
+    // then the tracing thread asks each process the rest, on one CPU with all of them.
+    let processes = session.processes
+    let readingProc = monotonicNow()
+    nonisolated(unsafe) let facts = UnsafeMutableBufferPointer<Result<ProcessFacts, any Error>?>.allocate(capacity: processes.count)
+    facts.initialize(repeating: nil)
+    defer { facts.deallocate() }
+    nonisolated(unsafe) let log = self.log
+    let container = cgroup.path
+    DispatchQueue.concurrentPerform(iterations: processes.count) { index in
+      facts[index] = Result { try ProcessFacts(processes[index], container: container, log: log) }
+    }
+    phases.record("/proc on all CPUs", since: readingProc)
+    session.keepOnOneCPU()
     var tasks: [CapturedTask] = []
-    for process in session.processes {
+    for (process, result) in zip(processes, facts) {
       try Interruption.check()
-      if let stat = ProcStat.read(pid: process.pid), stat.ttyNr != 0 {
-        throw CKError(
-          .failed,
-          "process \(process.pid) has a controlling terminal (tty \(stat.ttyNr >> 8 & 0xfff):\(stat.ttyNr & 0xff | stat.ttyNr >> 12 & 0xfff00)), which ckcont cannot checkpoint yet",
-          hint: "start the container without a terminal (setsid, stdio on files or pipes)")
-      }
       if captureDelay > 0 { usleep(captureDelay) }
       try explainingVanished(process.pid) {
-        let capture = try phases.time("tree entries") { try TaskCapture(pid: process.pid, threads: process.threads) }
-        let relative = process.cgroup.relative(to: cgroup.path)
-        let entry = try phases.time("tree entries") { try capture.entry(cgroup: relative) }
-        let (core, brk, uts, sysv) = try phases.time("cores") { try capture.core(session: session, log: log) }
-        let memory = try phases.time("memory maps") { try MemoryCapture(pid: process.pid).image(brk: brk, log: log) }
-        let files = try phases.time("file tables") { try FileCapture(pid: process.pid).image(log: log) }
-        tasks.append(CapturedTask(entry: entry, core: core, memory: memory, files: files, hostPid: process.pid, uts: uts, sysvObjects: sysv))
+        guard let facts = try result?.get() else { throw CKError(.failed, "process \(process.pid) was not read") }
+        let (core, brk, uts, sysv) = try phases.time("remote calls") { try facts.task.core(session: session, log: log) }
+        var memory = facts.memory
+        memory.fields.brk = brk
+        tasks.append(
+          CapturedTask(
+            entry: facts.entry, core: core, memory: memory, files: facts.files, hostPid: process.pid, uts: uts,
+            sysvObjects: sysv))
       }
     }
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
@@ -343,11 +374,13 @@ public struct Dump {
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
     var before: UInt64 = 0
     let started = monotonicNow()
+    let buffer = PageReader.allocateBuffer()
+    defer { buffer.deallocate() }
     for task in captured.tasks {
       try Interruption.check()
       try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
       try explainingVanished(task.hostPid) {
-        try PageReader(pid: task.hostPid, image: task.memory).write(to: writer) { done in
+        try PageReader(pid: task.hostPid, image: task.memory, buffer: buffer).write(to: writer) { done in
           progress(before + UInt64(done), totalPages)
         }
       }

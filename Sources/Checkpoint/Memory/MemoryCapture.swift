@@ -7,8 +7,12 @@ import Linux
 /// Page contents are read later, while the bundle is written (see `PageReader`).
 struct MemoryCapture {
   let pid: Int32
+  /// /proc/<pid>/stat, for the mm fields.
+  let procStat: ProcStatExtended
 
-  func image(brk: UInt64, log: (String) -> Void) throws -> MemoryImage {
+  /// The image, with `fields.brk` left 0: /proc does not show it, only the process itself
+  /// can tell (a remote brk(0), see ``TaskCapture``).
+  func image(log: (String) -> Void) throws -> MemoryImage {
     let started = monotonicNow()
     let vmas = try ProcMaps.read(pid: pid)
     var scanner = try PageScanner(pid: pid)
@@ -64,11 +68,10 @@ struct MemoryCapture {
           sharedObject: vma.kind == .sharedAnonymous || kind == .memfd ? vma.inode : nil, objectSize: objectSize))
       offset += pages.reduce(0) { $0 + $1.size }
     }
-    let stat = try ProcStatExtended.read(pid: pid)
     let fields = MMFields(
-      startCode: stat.startCode, endCode: stat.endCode, startData: stat.startData, endData: stat.endData,
-      startBrk: stat.startBrk, brk: brk, startStack: stat.startStack, argStart: stat.argStart, argEnd: stat.argEnd,
-      envStart: stat.envStart, envEnd: stat.envEnd)
+      startCode: procStat.startCode, endCode: procStat.endCode, startData: procStat.startData, endData: procStat.endData,
+      startBrk: procStat.startBrk, brk: 0, startStack: procStat.startStack, argStart: procStat.argStart, argEnd: procStat.argEnd,
+      envStart: procStat.envStart, envEnd: procStat.envEnd)
     // AuxVector leaves out the terminating AT_NULL pair, which PR_SET_MM_MAP wants.
     let auxv: [UInt64] = try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
     let image = MemoryImage(

@@ -8,12 +8,18 @@ import Linux
 struct PageReader {
   let pid: Int32
   let image: MemoryImage
+  /// `chunkSize` bytes, reused from process to process (a fresh buffer each time costs an
+  /// mmap, page faults and a munmap, more than a small process's pages).
+  let buffer: UnsafeMutableRawBufferPointer
   static let chunkSize = 8 << 20
+
+  static func allocateBuffer() -> UnsafeMutableRawBufferPointer {
+    UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
+  }
 
   /// Writes every page run in image order; calls `progress` with bytes done.
   func write(to writer: BundleWriter, progress: (Int) -> Void) throws {
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 4096)
-    defer { buffer.deallocate() }
+    precondition(buffer.count == Self.chunkSize)
     var pending: [AddressRange] = []
     var pendingBytes = 0
     var done = 0

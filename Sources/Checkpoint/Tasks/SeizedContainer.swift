@@ -60,7 +60,6 @@ public final class SeizedContainer {
         original[tid] = (try tracee.registers(), try tracee.signalMask())
       }
       processes = found
-      keepOnOneCPU()
       log("seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started))")
     } catch {
       processes = found
@@ -75,8 +74,9 @@ public final class SeizedContainer {
   /// Moves every seized thread onto ckcont's CPU, and ckcont onto it. Each remote call is a
   /// round trip between ckcont and a task: on one CPU a plain context switch, across CPUs two
   /// wake-up interrupts, several times slower in a VM. Where a thread cannot move (a cpuset
-  /// without that CPU) it stays where it is, only slower.
-  private func keepOnOneCPU() {
+  /// without that CPU) it stays where it is, only slower. Threads ckcont starts from here on
+  /// inherit the one CPU: start worker threads before, or after ``endRemoteCalls()``.
+  public func keepOnOneCPU() {
     guard let own = try? CPUSet.of(0) else { return }
     let cpu = CPUSet(only: CPUSet.current())
     guard (try? cpu.apply(to: 0)) != nil else { return }

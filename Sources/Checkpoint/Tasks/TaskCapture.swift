@@ -6,13 +6,20 @@ import Linux
 
 /// Captures what a process is — threads, registers, signal state, credentials, limits — from
 /// /proc, ptrace, and remote system calls run inside the (stopped) process itself.
-struct TaskCapture {
+///
+/// Creating one reads only /proc and may happen on any thread, for many processes at once;
+/// ``core(session:log:)`` then asks the process itself, on the thread that seized it.
+struct TaskCapture: Sendable {
   let pid: Int32
   /// The thread ids, the main thread (tid == pid) first: restore creates the others from it.
   let threads: [Int32]
   /// /proc/<pid>/status, and each other thread's, read once (parsing them is not free).
   let status: ProcStatus
   let threadStatus: [Int32: ProcStatus]
+  let timers: [PosixTimerInfo]
+  let cwd: String
+  let root: String
+  let capabilitiesText: String
 
   init(pid: Int32, threads: [Int32]) throws {
     self.pid = pid
@@ -23,6 +30,13 @@ struct TaskCapture {
       others[tid] = try ProcStatus.parse(PseudoFile.read("/proc/\(pid)/task/\(tid)/status"))
     }
     threadStatus = others
+    timers = try ProcTimers.read(pid: pid)
+    guard timers.count <= 64 else {
+      throw CKError(.failed, "task \(pid) has \(timers.count) POSIX timers; ckcont checkpoints up to 64")
+    }
+    cwd = try readLink("/proc/\(pid)/cwd")
+    root = try readLink("/proc/\(pid)/root")
+    capabilitiesText = Capabilities.of(pid: pid) ?? ""
   }
 
   /// The process's place in the tree, with ids as its own pid namespace sees them.
@@ -72,10 +86,6 @@ struct TaskCapture {
     let subreaperAt = slot(8)
     let subreaperCall = batch.add(SyscallNumber.prctl, 37, subreaperAt)
     let securebitsCall = batch.add(SyscallNumber.prctl, 27)
-    let timers = try ProcTimers.read(pid: pid)
-    guard timers.count <= 64 else {
-      throw CKError(.failed, "task \(pid) has \(timers.count) POSIX timers; ckcont checkpoints up to 64")
-    }
     let posixTimerCalls = timers.map { timer in
       let at = slot(32)
       return (timer: timer, call: batch.add(SyscallNumber.timerGettime, UInt64(UInt32(bitPattern: timer.id)), at), at: at)
@@ -87,6 +97,12 @@ struct TaskCapture {
     let shmCall = batch.add(SyscallNumber.shmctl, 0, 14, ipcAt)
     let semCall = batch.add(SyscallNumber.semctl, 0, 0, 19, ipcAt + 48)
     let msgCall = batch.add(SyscallNumber.msgctl, 0, 12, ipcAt + 96)
+    // Its resource limits, asked of itself: prlimit64 on a task of another uid needs
+    // CAP_SYS_RESOURCE, and /proc/<pid>/limits is text to parse.
+    let limitCalls = (0..<16).map { resource in
+      let at = slot(16)
+      return (resource: Int32(resource), call: batch.add(SyscallNumber.prlimit64, 0, UInt64(resource), 0, at), at: at)
+    }
     let mainThread = ThreadQueries(adding: &batch, at: slot(32))
     let ran = try inject.run(batch)
     func result(_ call: Int, _ what: String) throws -> Int64 {
@@ -168,16 +184,19 @@ struct TaskCapture {
       uids: [status.uid.real, status.uid.effective, status.uid.saved, status.uid.filesystem],
       gids: [status.gid.real, status.gid.effective, status.gid.saved, status.gid.filesystem],
       groups: status.groups, capInheritable: status.capInh, capPermitted: status.capPrm, capEffective: status.capEff,
-      capBounding: status.capBnd, capAmbient: status.capAmb, capabilitiesText: Capabilities.of(pid: pid) ?? "",
+      capBounding: status.capBnd, capAmbient: status.capAmb, capabilitiesText: capabilitiesText,
       noNewPrivileges: status.noNewPrivs, securebits: UInt32(truncatingIfNeeded: securebits))
-    let limits = try ProcLimits.read(pid: pid).map {
-      ResourceLimitImage(resource: $0.resource.rawValue, soft: $0.soft, hard: $0.hard)
+    var limits: [ResourceLimitImage] = []
+    for (resource, call, at) in limitCalls {
+      _ = try result(call, "prlimit64(\(resource))")
+      let words = ran.words(at: at, count: 2)
+      limits.append(ResourceLimitImage(resource: resource, soft: words[0], hard: words[1]))
     }
     let core = TaskCore(
       threads: threadCores, signalActions: actions, sharedPendingSignals: try Tracee(tid: pid).queuedSignals(shared: true).map { Data($0) }, itimers: itimers,
       posixTimers: posixTimers.isEmpty ? nil : posixTimers,
       personality: UInt64(personality), resourceLimits: limits, umask: status.umask,
-      cwd: try readLink("/proc/\(pid)/cwd"), root: try readLink("/proc/\(pid)/root"), comm: status.name,
+      cwd: cwd, root: root, comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)
     log("task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
     return (core, brk, uts, sysvObjects)

@@ -93,68 +93,68 @@ public struct ProcStatus: Codable, Hashable, Sendable {
 
 extension ProcStatus {
   /// Parses the whole text; a malformed or missing field is reported by name and line.
+  /// Read straight from the bytes: a dump parses one status per thread.
   public static func parse(_ text: String) throws(CKError) -> ProcStatus {
-    var fields: [Substring: (value: Substring, line: Int)] = [:]
-    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
-    where !line.isEmpty {
-      guard let field = splitProcField(line) else {
-        throw procParseError("status", line: index + 1, line, "no colon")
+    try withProcBytes(text) { bytes throws(CKError) in
+      var fields: [String: ProcLine] = [:]
+      try forEachProcLine(bytes) { line throws(CKError) in
+        guard line.start < line.end else { return }
+        var cursor = line
+        guard let colon = cursor.restBytes.firstIndex(of: UInt8(ascii: ":")) else {
+          throw procParseError("status", line: line.number, line.text, "no colon")
+        }
+        // Keys are short: small strings, no allocation.
+        let key = String(decoding: UnsafeBufferPointer(rebasing: cursor.restBytes[..<colon]), as: UTF8.self)
+        cursor.position += colon + 1
+        if key == "Name" {
+          // The name is printed verbatim after one tab: keep its own leading or trailing blanks.
+          _ = cursor.skip(UInt8(ascii: "\t"))
+        } else {
+          cursor.skipBlanks()
+        }
+        fields[key] = cursor
       }
-      let key = field.key
-      var value = field.value
-      if key == "Name" {
-        // The name is printed verbatim after one tab: keep its own leading or trailing blanks.
-        value = line.dropFirst("Name:".count)
-        if value.first == "\t" { value = value.dropFirst() }
+      let reader = StatusReader(fields: fields)
+      let sigQ = try reader.require("SigQ") { value -> (UInt64, UInt64)? in
+        guard let queued = value.decimal(), value.skip(UInt8(ascii: "/")), let limit = value.decimal() else { return nil }
+        return (queued, limit)
       }
-      fields[key] = (value, index + 1)
+      return ProcStatus(
+        name: try reader.require("Name") { unescapeName(Substring($0.restText)) },
+        umask: try reader.require("Umask") { UInt32($0.restText, radix: 8) },
+        state: try reader.require("State") { value in
+          value.atEnd ? nil : TaskState(rawValue: String(UnicodeScalar(value.bytes[value.position])))
+        },
+        tgid: try reader.require("Tgid") { $0.int32() },
+        pid: try reader.require("Pid") { $0.int32() },
+        ppid: try reader.require("PPid") { $0.int32() },
+        tracerPid: try reader.require("TracerPid") { $0.int32() },
+        uid: try reader.require("Uid", parseIDs),
+        gid: try reader.require("Gid", parseIDs),
+        groups: try reader.require("Groups") { $0.decimals().map { $0.compactMap { UInt32(exactly: $0) } } },
+        nsTgid: try reader.require("NStgid") { $0.int32s() },
+        nsPid: try reader.require("NSpid") { $0.int32s() },
+        nsPgid: try reader.require("NSpgid") { $0.int32s() },
+        nsSid: try reader.require("NSsid") { $0.int32s() },
+        isKernelThread: try reader.optional("Kthread") { $0.flag() },
+        threads: try reader.require("Threads") { $0.whole().flatMap { Int(exactly: $0) } },
+        queuedSignals: sigQ.0,
+        queuedSignalsLimit: sigQ.1,
+        sigPnd: try reader.require("SigPnd") { $0.mask() },
+        shdPnd: try reader.require("ShdPnd") { $0.mask() },
+        sigBlk: try reader.require("SigBlk") { $0.mask() },
+        sigIgn: try reader.require("SigIgn") { $0.mask() },
+        sigCgt: try reader.require("SigCgt") { $0.mask() },
+        capInh: try reader.require("CapInh") { $0.mask() },
+        capPrm: try reader.require("CapPrm") { $0.mask() },
+        capEff: try reader.require("CapEff") { $0.mask() },
+        capBnd: try reader.require("CapBnd") { $0.mask() },
+        capAmb: try reader.require("CapAmb") { $0.mask() },
+        noNewPrivs: try reader.require("NoNewPrivs") { $0.flag() },
+        seccomp: try reader.require("Seccomp") { $0.whole().flatMap { $0 <= 2 ? Int($0) : nil } },
+        seccompFilters: try reader.optional("Seccomp_filters") { $0.whole().flatMap { Int(exactly: $0) } },
+        cpusAllowed: try reader.require("Cpus_allowed_list") { parseCPUList(Substring($0.restText)) })
     }
-    let reader = FieldReader(file: "status", fields: fields)
-    let state = try reader.require("State") { value in
-      value.first.flatMap { TaskState(rawValue: String($0)) }
-    }
-    let sigQ = try reader.require("SigQ") { value -> (UInt64, UInt64)? in
-      let parts = value.split(separator: "/")
-      guard parts.count == 2, let queued = UInt64(parts[0]), let limit = UInt64(parts[1]) else {
-        return nil
-      }
-      return (queued, limit)
-    }
-    return ProcStatus(
-      name: try reader.require("Name") { unescapeName($0) },
-      umask: try reader.require("Umask") { UInt32($0, radix: 8) },
-      state: state,
-      tgid: try reader.require("Tgid") { Int32($0) },
-      pid: try reader.require("Pid") { Int32($0) },
-      ppid: try reader.require("PPid") { Int32($0) },
-      tracerPid: try reader.require("TracerPid") { Int32($0) },
-      uid: try reader.require("Uid", parseIDs),
-      gid: try reader.require("Gid", parseIDs),
-      groups: try reader.require("Groups") { numbers($0, as: UInt32.self) },
-      nsTgid: try reader.require("NStgid") { numbers($0, as: Int32.self) },
-      nsPid: try reader.require("NSpid") { numbers($0, as: Int32.self) },
-      nsPgid: try reader.require("NSpgid") { numbers($0, as: Int32.self) },
-      nsSid: try reader.require("NSsid") { numbers($0, as: Int32.self) },
-      isKernelThread: try reader.optional("Kthread") { flag($0) },
-      threads: try reader.require("Threads") { Int($0) },
-      queuedSignals: sigQ.0,
-      queuedSignalsLimit: sigQ.1,
-      sigPnd: try reader.require("SigPnd", hexMask),
-      shdPnd: try reader.require("ShdPnd", hexMask),
-      sigBlk: try reader.require("SigBlk", hexMask),
-      sigIgn: try reader.require("SigIgn", hexMask),
-      sigCgt: try reader.require("SigCgt", hexMask),
-      capInh: try reader.require("CapInh", hexMask),
-      capPrm: try reader.require("CapPrm", hexMask),
-      capEff: try reader.require("CapEff", hexMask),
-      capBnd: try reader.require("CapBnd", hexMask),
-      capAmb: try reader.require("CapAmb", hexMask),
-      noNewPrivs: try reader.require("NoNewPrivs") { flag($0) },
-      seccomp: try reader.require("Seccomp") {
-        Int($0).flatMap { (0...2).contains($0) ? $0 : nil }
-      },
-      seccompFilters: try reader.optional("Seccomp_filters") { Int($0) },
-      cpusAllowed: try reader.require("Cpus_allowed_list", parseCPUList))
   }
 
   /// Reads and parses the status of `pid` (a process or, via `/proc/<pid>/task/<tid>`, a thread
@@ -164,36 +164,10 @@ extension ProcStatus {
   }
 
   /// `Uid:	0	0	0	0`: real, effective, saved, filesystem.
-  static func parseIDs(_ value: Substring) -> TaskIDs? {
-    let ids = numbers(value, as: UInt32.self)
-    guard let ids, ids.count == 4 else { return nil }
-    return TaskIDs(real: ids[0], effective: ids[1], saved: ids[2], filesystem: ids[3])
-  }
-
-  /// A signal or capability mask: 16 hex digits.
-  static func hexMask(_ value: Substring) -> UInt64? {
-    guard value.count == 16 else { return nil }
-    return UInt64(value, radix: 16)
-  }
-
-  /// `0` or `1`.
-  static func flag(_ value: Substring) -> Bool? {
-    switch value {
-    case "0": false
-    case "1": true
-    default: nil
-    }
-  }
-
-  /// Blank-separated decimal numbers; an empty value is an empty list (`Groups:` of a task
-  /// without supplementary groups is a tab and a space).
-  static func numbers<T: FixedWidthInteger>(_ value: Substring, as: T.Type) -> [T]? {
-    var result: [T] = []
-    for field in blankSeparatedFields(value) {
-      guard let number = T(field) else { return nil }
-      result.append(number)
-    }
-    return result
+  static func parseIDs(_ value: inout ProcLine) -> TaskIDs? {
+    guard let ids = value.decimals(), ids.count == 4, ids.allSatisfy({ $0 <= UInt32.max }) else { return nil }
+    return TaskIDs(
+      real: UInt32(ids[0]), effective: UInt32(ids[1]), saved: UInt32(ids[2]), filesystem: UInt32(ids[3]))
   }
 
   /// A CPU list such as `0-3,8,10-11`.
@@ -231,24 +205,74 @@ extension ProcStatus {
   }
 }
 
-/// Looks up `Key: value` fields by name and converts them, reporting the file, the key and
-/// its line when a field is missing or does not convert.
-struct FieldReader {
-  let file: String
-  let fields: [Substring: (value: Substring, line: Int)]
+/// Looks up the fields of a status file by name and converts them from their bytes,
+/// reporting the key and its line when a field is missing or does not convert.
+private struct StatusReader {
+  let fields: [String: ProcLine]
 
   /// The converted value of `key`; throws when it is absent or `convert` returns nil.
-  func require<T>(_ key: Substring, _ convert: (Substring) -> T?) throws(CKError) -> T {
-    guard let field = fields[key] else { throw procParseError(file, "no \(key) field") }
-    guard let value = convert(field.value) else {
-      throw procParseError(file, line: field.line, "\(key):\t\(field.value)", "bad \(key)")
+  func require<T>(_ key: String, _ convert: (inout ProcLine) -> T?) throws(CKError) -> T {
+    guard var value = fields[key] else { throw procParseError("status", "no \(key) field") }
+    let line = value
+    guard let converted = convert(&value) else {
+      throw procParseError("status", line: line.number, line.text, "bad \(key)")
     }
-    return value
+    return converted
   }
 
   /// The converted value of `key`, or nil when it is absent; throws when it does not convert.
-  func optional<T>(_ key: Substring, _ convert: (Substring) -> T?) throws(CKError) -> T? {
+  func optional<T>(_ key: String, _ convert: (inout ProcLine) -> T?) throws(CKError) -> T? {
     guard fields[key] != nil else { return nil }
     return try require(key, convert)
+  }
+}
+
+extension ProcLine {
+  /// The rest of the line as text.
+  var restText: String { String(decoding: restBytes, as: UTF8.self) }
+
+  /// A decimal number that is the whole rest of the line (trailing blanks allowed).
+  mutating func whole() -> UInt64? {
+    guard let value = decimal() else { return nil }
+    skipBlanks()
+    return atEnd ? value : nil
+  }
+
+  mutating func int32() -> Int32? { whole().flatMap { Int32(exactly: $0) } }
+
+  /// Blank-separated decimal numbers to the end of the line; none is an empty list
+  /// (`Groups:` of a task without supplementary groups is a tab and a space).
+  mutating func decimals() -> [UInt64]? {
+    var result: [UInt64] = []
+    skipBlanks()
+    while !atEnd {
+      guard let value = decimal() else { return nil }
+      result.append(value)
+      guard skipBlanks() || atEnd else { return nil }
+    }
+    return result
+  }
+
+  mutating func int32s() -> [Int32]? {
+    guard let values = decimals() else { return nil }
+    let narrowed = values.compactMap { Int32(exactly: $0) }
+    return narrowed.count == values.count ? narrowed : nil
+  }
+
+  /// A signal or capability mask: exactly 16 hex digits.
+  mutating func mask() -> UInt64? {
+    let before = position
+    guard let value = hex(), position - before == 16 else { return nil }
+    skipBlanks()
+    return atEnd ? value : nil
+  }
+
+  /// `0` or `1`.
+  mutating func flag() -> Bool? {
+    switch whole() {
+    case 0: false
+    case 1: true
+    default: nil
+    }
   }
 }
