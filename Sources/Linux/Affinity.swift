@@ -14,6 +14,13 @@ public struct CPUSet: Equatable, Sendable {
 
   init(words: [UInt64]) { self.words = words }
 
+  /// This set without `cpu`; nil when nothing is left.
+  public func removing(_ cpu: Int) -> CPUSet? {
+    var words = words
+    words[cpu / 64] &= ~(1 << UInt64(cpu % 64))
+    return words.allSatisfy({ $0 == 0 }) ? nil : CPUSet(words: words)
+  }
+
   /// sched_getaffinity(2) of thread `tid` (0: the calling thread).
   public static func of(_ tid: Int32) throws(SyscallError) -> CPUSet {
     var words = [UInt64](repeating: 0, count: wordCount)

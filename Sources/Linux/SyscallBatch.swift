@@ -74,11 +74,22 @@ extension RemoteSyscall {
   /// Runs code (a ``SyscallBatch``) the caller wrote at `address`, an executable page of the
   /// tracee, to its closing int3; signals must be blocked, as for single calls.
   public mutating func runCode(at address: UInt64, calls: Int) throws {
+    try startCode(at: address)
+    try finishCode(calls: calls)
+  }
+
+  /// Sets the tracee running the code at `address` and returns at once: the caller may do
+  /// other work, other tracees' included, before ``finishCode(calls:)``.
+  public func startCode(at address: UInt64) throws {
     var regs = saved
     regs.orig_rax = UInt64.max
     regs.rip = address
     try tracee.setRegisters(regs)
     try tracee.resume()
+  }
+
+  /// Waits for code started with ``startCode(at:)`` to reach its int3.
+  public mutating func finishCode(calls: Int) throws {
     let status = try tracee.wait()
     guard case .stopped(let signal, _) = status, signal == SIGTRAP else {
       throw CKError(.failed, "task \(tracee.tid): a batch of \(calls) remote syscalls stopped unexpectedly: \(status)")

@@ -40,6 +40,8 @@ final class MemoryRestore {
   /// Files the batch has opened to map ("r:" or "w:" and the path) -> the open call.
   private var openFiles: [String: Int] = [:]
   private var bundleFD: Int64?
+  private var started = 0.0
+  private var written: UInt64 = 0
   /// Known descriptors for the bundle and the executable while the table holds nothing
   /// else: above the few files a batch opens to map (an open returns the lowest free number),
   /// below any RLIMIT_NOFILE a host sets.
@@ -55,7 +57,14 @@ final class MemoryRestore {
   }
 
   func run() throws {
-    let started = monotonicNow()
+    try start()
+    try finish()
+  }
+
+  /// Queues and runs everything, the last batch only launched: the task runs it while ckcont
+  /// goes on with other tasks, until ``finish()``.
+  func start() throws {
+    started = monotonicNow()
     // Everything goes in batches of calls (one stop each); a batch runs when the data area
     // cannot hold the next arguments. Pages from memory are written once mapped.
     injector.resetData()
@@ -96,19 +105,35 @@ final class MemoryRestore {
     if let bundleFD { batch.add("close the bundle", SyscallNumber.close, .value(UInt64(bundleFD))) }
     if injector.dataRoom < 8192 || batch.isFull { try flush() }
     try queueMMFields()
-    try flush()
+    self.written = written
+    try flush(waiting: false)
+  }
+
+  /// Waits for the last batch and finishes what follows it.
+  func finish() throws {
+    try completeBatch()
     let seconds = monotonicNow() - started
     log(
       "task \(injector.pid): \(image.vmas.count) VMAs rebuilt, \(written >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
         + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(written) / seconds / 1e9) : ""))
   }
 
-  /// Runs the queued batch; then pages held in memory go into the VMAs it mapped, and short
-  /// page reads are done again.
-  private func flush() throws {
+  /// Whether this image maps a shared object: another task's batch may then have to be done
+  /// before this one starts (it opens that task's mapping).
+  var mapsSharedObjects: Bool { image.vmas.contains { $0.sharedObject != nil } }
+
+  /// Launches the queued batch and, unless told not to wait, completes it.
+  private func flush(waiting: Bool = true) throws {
     for (key, fd) in openFiles { batch.add("close \(key.dropFirst(2))", SyscallNumber.close, .result(fd)) }
     openFiles = [:]
-    let results = try injector.run(batch)
+    try injector.launch(batch)
+    if waiting { try completeBatch() }
+  }
+
+  /// Waits for the launched batch; then pages held in memory go into the VMAs it mapped, and
+  /// short page reads are done again.
+  private func completeBatch() throws {
+    let results = try injector.complete()
     if let bundleFD {
       for read in pendingReads where results[read.call] != Int64(read.runs.reduce(0) { $0 + $1.size }) {
         try slowRead(read.runs, from: bundleFD, at: read.position)

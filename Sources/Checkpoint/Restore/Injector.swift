@@ -20,6 +20,13 @@ final class Injector {
   static let resultsStart: UInt64 = 36 << 10
   static let codeStart: UInt64 = 40 << 10
   private var dataCursor: UInt64 = dataStart
+  /// The data area as the task will find it: arguments are copied here and written into the
+  /// task in one go before it next runs (a write to /proc/<pid>/mem per argument cost more
+  /// than the calls themselves). `dirty` is the part not yet written.
+  private var staged = [UInt8](repeating: 0, count: Int(dataEnd - dataStart))
+  private var dirty: Range<Int>?
+  /// The batch the task is running, between ``launch(_:)`` and ``complete()``.
+  private var launched: Batch?
 
   init(tracee: Tracee) throws {
     self.tracee = tracee
@@ -67,6 +74,7 @@ final class Injector {
     regs.rdi = args
     regs.rsi = 88
     regs.rip = region
+    try writeStaged()
     try tracee.setRegisters(regs)
     try tracee.resume()
     let event = try tracee.wait()
@@ -100,12 +108,14 @@ final class Injector {
     _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,
     _ a4: UInt64 = 0, _ a5: UInt64 = 0, _ a6: UInt64 = 0
   ) throws -> Int64 {
-    try remote.checked("restore: \(what())", number, a1, a2, a3, a4, a5, a6)
+    try writeStaged()
+    return try remote.checked("restore: \(what())", number, a1, a2, a3, a4, a5, a6)
   }
 
   /// Runs a syscall and returns its raw result (negative errno included).
   func raw(_ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0) throws -> Int64 {
-    try remote.call(number, a1, a2, a3, a4)
+    try writeStaged()
+    return try remote.call(number, a1, a2, a3, a4)
   }
 
   /// Maps the injection region at an address free in both the current and the target
@@ -130,17 +140,32 @@ final class Injector {
     throw CKError(.failed, "task \(pid): found no free place for the injection region")
   }
 
-  /// Copies `bytes` into the data area and returns their address in the task. The area is
-  /// reused after `resetData()`.
+  /// Copies `bytes` into the data area (the task sees them when it next runs) and returns
+  /// their address in the task. The area is reused after `resetData()`.
   func put(_ bytes: UnsafeRawBufferPointer) throws -> UInt64 {
     let size = (UInt64(bytes.count) + 15) & ~15
     guard dataCursor + size <= Self.dataEnd else {
       throw CKError(.failed, "task \(pid): restore argument of \(bytes.count) bytes does not fit the injection region")
     }
     let address = region + dataCursor
-    try mem.write(bytes, at: address)
+    guard let source = bytes.baseAddress, bytes.count > 0 else { return address }
+    let offset = Int(dataCursor - Self.dataStart)
+    staged.withUnsafeMutableBytes { staged in
+      staged.baseAddress!.advanced(by: offset).copyMemory(from: source, byteCount: bytes.count)
+    }
+    let written = offset..<offset + bytes.count
+    dirty = dirty.map { min($0.lowerBound, written.lowerBound)..<max($0.upperBound, written.upperBound) } ?? written
     dataCursor += size
     return address
+  }
+
+  /// Writes the arguments put since the task last ran into it.
+  private func writeStaged() throws {
+    guard let range = dirty, !range.isEmpty else { return }
+    dirty = nil
+    try staged.withUnsafeBytes { staged in
+      try mem.write(UnsafeRawBufferPointer(rebasing: staged[range]), at: region + Self.dataStart + UInt64(range.lowerBound))
+    }
   }
 
   func put(_ bytes: [UInt8]) throws -> UInt64 { try bytes.withUnsafeBytes { try put($0) } }
@@ -186,13 +211,31 @@ final class Injector {
   /// may) or did not return what it had to becomes the error. Arguments it points to must still be in place.
   @discardableResult
   func run(_ batch: Batch) throws -> [Int64] {
-    guard !batch.isEmpty else { return [] }
+    try launch(batch)
+    return try complete()
+  }
+
+  /// Sets the task running `batch` and returns at once; ``complete()`` waits for it. Nothing
+  /// else may be asked of this task (or its region) in between.
+  func launch(_ batch: Batch) throws {
+    precondition(launched == nil, "task \(pid): a batch is already running")
+    guard !batch.isEmpty else { return }
     let code = batch.calls.code(results: region + Self.resultsStart)
     guard batch.labels.count <= 512, UInt64(code.count) <= Self.regionSize - Self.codeStart else {
       throw CKError(.failed, "task \(pid): a batch of \(batch.labels.count) restore calls does not fit the injection region")
     }
+    try writeStaged()
     try mem.write(code, at: region + Self.codeStart)
-    try remote.runCode(at: region + Self.codeStart, calls: batch.labels.count)
+    try remote.startCode(at: region + Self.codeStart)
+    launched = batch
+  }
+
+  /// Waits for the batch ``launch(_:)`` started; returns each call's result, and throws
+  /// for the first that failed without leave.
+  func complete() throws -> [Int64] {
+    guard let batch = launched else { return [] }
+    launched = nil
+    try remote.finishCode(calls: batch.labels.count)
     let raw = try mem.read(batch.labels.count * 8, at: region + Self.resultsStart)
     let results = raw.withUnsafeBytes { bytes in
       (0..<batch.labels.count).map { Int64(littleEndian: bytes.load(fromByteOffset: $0 * 8, as: Int64.self)) }

@@ -104,7 +104,8 @@ public struct Restore {
     // ckcont and, by inheritance, every task it creates stay on ckcont's CPU until release
     // gives the tasks back the CPUs they would have had.
     let ownCPUs = try CPUSet.of(0)
-    try? CPUSet(only: CPUSet.current()).apply(to: 0)
+    let tracerCPU = CPUSet.current()
+    try? CPUSet(only: tracerCPU).apply(to: 0)
     defer { try? ownCPUs.apply(to: 0) }
     do {
       try target.prepare(log: log)
@@ -173,15 +174,32 @@ public struct Restore {
       let sharedObjects = SharedMemoryObjects()
       var bundlePath: String?
       if case .file(let path) = input { bundlePath = try absolutePath(path) }
+      // Rebuilding memory is mostly the tasks' own work (mappings, page reads, page faults):
+      // each runs its last batch on another CPU while ckcont prepares the next one's, and
+      // comes back to ckcont's CPU for the round trips that follow.
+      let otherCPUs = ownCPUs.removing(tracerCPU)
+      var running: (memory: MemoryRestore, pid: Int32)?
+      func finishRunning() throws {
+        guard let (memory, pid) = running else { return }
+        running = nil
+        try memory.finish()
+        if otherCPUs != nil { try? CPUSet(only: tracerCPU).apply(to: pid) }
+      }
+      let memoryStarted = monotonicNow()
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
-        try phases.time("memory") {
-          try MemoryRestore(
-            image: task.memory, pages: pageSource(task, bundlePath: bundlePath), injector: injector, sharedObjects: sharedObjects, log: log
-          ).run()
-        }
+        let memory = MemoryRestore(
+          image: task.memory, pages: pageSource(task, bundlePath: bundlePath), injector: injector, sharedObjects: sharedObjects, log: log)
+        // A shared object is mapped from the task that created it, once that one has mapped it.
+        if memory.mapsSharedObjects { try finishRunning() }
+        try? otherCPUs?.apply(to: injector.pid)
+        try memory.start()
+        try finishRunning()
+        running = (memory, injector.pid)
         try Interruption.check()
       }
+      try finishRunning()
+      phases.record("memory", since: memoryStarted)
       let shared = SharedDescriptions(inherited: inheritedDescriptors)
       var prepared: [(FileRestore, FileRestore.Prepared)] = []
       // A table shared with the parent is the parent's to fill.
