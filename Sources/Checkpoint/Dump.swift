@@ -147,6 +147,8 @@ public struct Dump {
     var cgroups: CgroupTreeImage
     var tasks: [CapturedTask]
     var cpu: Manifest.CPU
+    /// core.json and mm.json of each task, encoded while the capture went on.
+    var encoded: [(core: Data, mm: Data)]
   }
 
   /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs),
@@ -189,6 +191,16 @@ public struct Dump {
       facts[index] = Result { try ProcessFacts(processes[index], container: container, log: log) }
     }
     phases.record("/proc on all CPUs", since: readingProc)
+    // Each process's core and mm are final once captured: they are encoded on the CPUs the
+    // tracing thread leaves free, while it asks the next process.
+    let otherCPUs = try? CPUSet.of(0).removing(CPUSet.current())
+    nonisolated(unsafe) let encoded = UnsafeMutableBufferPointer<Result<(core: Data, mm: Data), any Error>?>
+      .allocate(capacity: processes.count)
+    encoded.initialize(repeating: nil)
+    defer { encoded.deallocate() }
+    let encoder = WorkerThread(cpus: otherCPUs)
+    // Before the buffer goes, on every way out.
+    defer { encoder.finish() }
     session.keepOnOneCPU()
     var tasks: [CapturedTask] = []
     for (process, result) in zip(processes, facts) {
@@ -199,6 +211,12 @@ public struct Dump {
         let (core, brk, uts, sysv) = try phases.time("remote calls") { try facts.task.core(session: session, log: log) }
         var memory = facts.memory
         memory.fields.brk = brk
+        let index = tasks.count
+        encoder.submit { [memory] in
+          let json = JSONEncoder()
+          json.outputFormatting = [.sortedKeys]
+          encoded[index] = Result { (try json.encode(core), try memory.encodedJSON()) }
+        }
         tasks.append(
           CapturedTask(
             entry: facts.entry, core: core, memory: memory, files: facts.files, hostPid: process.pid, uts: uts,
@@ -263,7 +281,16 @@ public struct Dump {
     let members = [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
     log("captured \(tasks.count) processes: \(phases)")
-    return Captured(tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize))
+    let encodingWait = monotonicNow()
+    encoder.finish()
+    phases.record("waiting for the encoder", since: encodingWait)
+    let models = try tasks.indices.map { index in
+      guard let result = encoded[index] else { throw CKError(.failed, "task \(tasks[index].hostPid): its model was not encoded") }
+      return try result.get()
+    }
+    return Captured(
+      tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
+      encoded: models)
   }
 
   /// Processes that share their parent's descriptor table or fs information (clone with
@@ -351,15 +378,12 @@ public struct Dump {
     DispatchQueue.concurrentPerform(iterations: tasks.count) { index in
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
-      let task = tasks[index]
-      encoded[index] = Result {
-        [try encoder.encode(task.core), try task.memory.encodedJSON(), try encoder.encode(task.files)]
-      }
+      encoded[index] = Result { [try encoder.encode(tasks[index].files)] }
     }
-    for (task, result) in zip(tasks, encoded) {
-      let members = try result?.get() ?? []
-      guard members.count == 3 else { throw CKError(.failed, "task \(task.hostPid): its model was not encoded") }
-      small += [(task.entry.coreMember, members[0]), (task.entry.mmMember, members[1]), (task.entry.filesMember, members[2])]
+    for (index, (task, result)) in zip(tasks, encoded).enumerated() {
+      guard let files = try result?.get().first else { throw CKError(.failed, "task \(task.hostPid): its model was not encoded") }
+      let model = captured.encoded[index]
+      small += [(task.entry.coreMember, model.core), (task.entry.mmMember, model.mm), (task.entry.filesMember, files)]
     }
     log("encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNow() - encoding) * 1000)) ms")
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
