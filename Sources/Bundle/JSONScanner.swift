@@ -1,3 +1,5 @@
+import Foundation
+
 /// A forward-only reader of JSON text for the model members that are decoded thousands of
 /// times per restore (the VMA lists of mm.json). Foundation's JSONDecoder spends most of its
 /// time in Codable's generic machinery there; this reads values in place, as a hand-written
@@ -161,6 +163,73 @@ public struct JSONScanner {
       throw error("an integer that fits \(T.self)")
     }
     return value
+  }
+
+  /// An object of integer fields (and nulls): each key in `names` is read into its place
+  /// in the result, other keys are skipped. Take the values out with
+  /// ``IntegerFields/take(_:)`` or ``IntegerFields/optional(_:)``.
+  public mutating func integerFields(_ names: [StaticString], in object: String) throws(BundleError) -> IntegerFields {
+    var values = [(negative: Bool, magnitude: UInt64)?](repeating: nil, count: names.count)
+    try self.object { key, scanner throws(BundleError) in
+      guard let index = names.firstIndex(where: { name in name ~= key }) else { return try scanner.skip() }
+      if scanner.null() { return }
+      values[index] = try scanner.rawInteger()
+    }
+    return IntegerFields(names: names, values: values, object: object, scanner: self)
+  }
+
+  /// The fields ``integerFields(_:in:)`` read.
+  public struct IntegerFields {
+    let names: [StaticString]
+    let values: [(negative: Bool, magnitude: UInt64)?]
+    let object: String
+    let scanner: JSONScanner
+
+    /// The value of `name`, which must be present and fit `T`.
+    public func take<T: FixedWidthInteger>(_ name: StaticString) throws(BundleError) -> T {
+      guard let value: T = try optional(name) else { throw scanner.missing("\(name)", in: object) }
+      return value
+    }
+
+    /// The value of `name`, nil when absent or null; it must fit `T`.
+    public func optional<T: FixedWidthInteger>(_ name: StaticString) throws(BundleError) -> T? {
+      guard
+        let index = names.firstIndex(where: {
+          $0.utf8CodeUnitCount == name.utf8CodeUnitCount && memcmp($0.utf8Start, name.utf8Start, $0.utf8CodeUnitCount) == 0
+        })
+      else {
+        preconditionFailure("\(name) is not one of the fields read")
+      }
+      guard let raw = values[index] else { return nil }
+      let value: T? =
+        raw.negative
+        ? (raw.magnitude <= UInt64(Int64.max) + 1
+          ? T(exactly: raw.magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(raw.magnitude)) : nil)
+        : T(exactly: raw.magnitude)
+      guard let value else { throw scanner.invalid("\(object): \(name) does not fit \(T.self)") }
+      return value
+    }
+  }
+
+  /// An integer's sign and magnitude, to be fitted to its type by the caller.
+  private mutating func rawInteger() throws(BundleError) -> (negative: Bool, magnitude: UInt64) {
+    skipBlanks()
+    let negative = position < bytes.count && bytes[position] == UInt8(ascii: "-")
+    if negative {
+      let value: Int64 = try integer()
+      return (true, value.magnitude)
+    }
+    return (false, try integer(UInt64.self))
+  }
+
+  /// Bytes written as base64, as JSONEncoder writes `Data`.
+  public mutating func base64() throws(BundleError) -> Data {
+    let start = position
+    guard let data = Data(base64Encoded: try string()) else {
+      position = start
+      throw error("base64 data")
+    }
+    return data
   }
 
   public mutating func string() throws(BundleError) -> String {

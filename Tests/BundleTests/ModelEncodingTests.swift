@@ -89,3 +89,72 @@ extension ModelEncodingTests {
     #expect(throws: BundleError.self) { try MemoryImage.decodeJSON(bytes, member: "mm.json") }
   }
 }
+
+extension ModelEncodingTests {
+  static func sampleCore() -> TaskCore {
+    let registers = GeneralRegisters(
+      r15: 15, r14: 14, r13: 13, r12: 12, rbp: 0x7fff_0000, rbx: .max, r11: 11, r10: 10, r9: 9, r8: 8,
+      rax: UInt64(bitPattern: -516), rcx: 1, rdx: 2, rsi: 3, rdi: 4, origRax: 35, rip: 0x40_1000, cs: 0x33, eflags: 0x246,
+      rsp: 0x7fff_1000, ss: 0x2b, fsBase: 0x7f00_0000, gsBase: 0, ds: 0, es: 0, fs: 0, gs: 0)
+    let main = ThreadCore(
+      tid: 1, registers: registers, xstate: Data((0..<2432).map { UInt8($0 % 251) }), xstateFeatures: 0xe7,
+      blockedSignals: 1 << 9, pendingSignals: [Data([1, 2, 3]), Data()],
+      rseq: RseqRegistration(address: 0x7f00_1000, size: 32, signature: 0x5305_3053),
+      altStack: AltStack(base: 0x7f00_2000, flags: Int32.min, size: 8192), clearChildTid: 0x7f00_3000)
+    var second = main
+    second.tid = 2
+    second.rseq = nil
+    second.altStack = nil
+    second.pendingSignals = []
+    return TaskCore(
+      threads: [main, second], signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],
+      sharedPendingSignals: [Data([9, 9])],
+      itimers: [IntervalTimer(which: 0, intervalMicroseconds: 10_000, valueMicroseconds: 3_000)],
+      posixTimers: [
+        PosixTimerImage(
+          id: 0, clockID: 1, notify: 4, signal: 34, sigevValue: 7, targetThread: 2, intervalNanoseconds: 0,
+          valueNanoseconds: 5_000_000),
+        PosixTimerImage(
+          id: 1, clockID: -6, notify: 1, signal: 0, sigevValue: 0, targetThread: nil, intervalNanoseconds: 1,
+          valueNanoseconds: 0),
+      ],
+      personality: 0, resourceLimits: [ResourceLimitImage(resource: 7, soft: 1024, hard: .max)], umask: 0o022, cwd: "/tmp/ü \"x\"",
+      root: "/", comm: "scale\n", credentials: Credentials(
+        uids: [0, 0, 0, 0], gids: [1, 2, 3, 4], groups: [], capInheritable: 0, capPermitted: 0x1ff_ffff_ffff,
+        capEffective: 0x1ff_ffff_ffff, capBounding: 0x1ff_ffff_ffff, capAmbient: 0, capabilitiesText: "=ep",
+        noNewPrivileges: true, securebits: 0),
+      parentDeathSignal: 9, dumpable: 1, childSubreaper: false)
+  }
+
+  @Test func coreDecodesByHandAsJSONDecoderDoes() throws {
+    let core = Self.sampleCore()
+    for formatting: JSONEncoder.OutputFormatting in [[.sortedKeys], [.prettyPrinted]] {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = formatting
+      let data = try encoder.encode(core)
+      #expect(try JSONDecoder().decode(TaskCore.self, from: data) == core)
+      #expect(try TaskCore.decodeJSON(Array(data), member: "core.json") == core)
+    }
+    var noTimers = core
+    noTimers.posixTimers = nil
+    #expect(try TaskCore.decodeJSON(Array(try JSONEncoder().encode(noTimers)), member: "core.json") == noTimers)
+  }
+
+  @Test(arguments: [
+    (#""rax":18446744073709551100"#, #""rax":-1"#, "rax does not fit UInt64"),
+    (#""tid":1"#, #""tid":4294967296"#, "an integer that fits Int32"),
+    (#""umask":18"#, #""umsk":18"#, "lacks \"umask\""),
+    (#""xstateFeatures":231"#, #""xstateFeatures":"x""#, "an integer"),
+  ])
+  func coreDecoderRefusesWhatDoesNotFit(original: String, replacement: String, complaint: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let text = String(decoding: try encoder.encode(Self.sampleCore()), as: UTF8.self)
+    #expect(text.contains(original))
+    let broken = text.replacingOccurrences(of: original, with: replacement)
+    #expect { try TaskCore.decodeJSON(Array(broken.utf8), member: "tasks/1/core.json") } throws: { error in
+      let message = (error as? BundleError)?.message ?? ""
+      return message.contains(complaint) && message.contains("tasks/1/core.json")
+    }
+  }
+}

@@ -122,14 +122,19 @@ final class LoadedBundle {
         }
       }
       decoded[index] = Result { () throws(CKError) in
-        guard let mm = members[entry.mmMember] else { throw CKError(.badInput, "the bundle lacks \(entry.mmMember)") }
-        let memory: MemoryImage
-        do {
-          memory = try MemoryImage.decodeJSON(mm, member: entry.mmMember)
-        } catch {
-          throw CKError(.badInput, "the bundle's \(error)")
+        // The two big members by hand (see MemoryImage.decodeJSON), the rest by JSONDecoder.
+        func decodeByHand<T>(_ name: String, _ decode: ([UInt8], String) throws(BundleError) -> T) throws(CKError) -> T {
+          guard let bytes = members[name] else { throw CKError(.badInput, "the bundle lacks \(name)") }
+          do {
+            return try decode(bytes, name)
+          } catch {
+            throw CKError(.badInput, "the bundle's \(error)")
+          }
         }
-        return (try decode(TaskCore.self, entry.coreMember), memory, try decode(FileTableImage.self, entry.filesMember))
+        return (
+          try decodeByHand(entry.coreMember, TaskCore.decodeJSON), try decodeByHand(entry.mmMember, MemoryImage.decodeJSON),
+          try decode(FileTableImage.self, entry.filesMember)
+        )
       }
     }
     for (entry, result) in zip(entries, decoded) {

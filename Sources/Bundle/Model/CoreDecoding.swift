@@ -1,0 +1,204 @@
+import Foundation
+
+// core.json read by hand, as mm.json is (see MemoryImage.decodeJSON): JSONDecoder's generic
+// machinery took most of a 500-process restore's decoding time. The keys are those the
+// synthesized Codable conformances write; ModelEncodingTests holds both to the same result.
+
+extension TaskCore {
+  public static func decodeJSON(_ bytes: [UInt8], member: String) throws(BundleError) -> TaskCore {
+    try JSONScanner.scan(bytes, member: member) { scanner throws(BundleError) in
+      var threads: [ThreadCore]?
+      var signalActions: [SignalAction]?
+      var sharedPendingSignals: [Data]?
+      var itimers: [IntervalTimer]?
+      var posixTimers: [PosixTimerImage]?
+      var personality: UInt64?
+      var resourceLimits: [ResourceLimitImage]?
+      var umask: UInt32?
+      var cwd, root, comm: String?
+      var credentials: Credentials?
+      var parentDeathSignal, dumpable: Int32?
+      var childSubreaper: Bool?
+      try scanner.object { key, scanner throws(BundleError) in
+        switch key {
+        case "threads": threads = try scanner.list { scanner throws(BundleError) in try ThreadCore(scanning: &scanner) }
+        case "signalActions":
+          signalActions = try scanner.list { scanner throws(BundleError) in
+            let fields = try scanner.integerFields(["signal", "handler", "flags", "restorer", "mask"], in: "a signal action")
+            return SignalAction(
+              signal: try fields.take("signal"), handler: try fields.take("handler"), flags: try fields.take("flags"),
+              restorer: try fields.take("restorer"), mask: try fields.take("mask"))
+          }
+        case "sharedPendingSignals": sharedPendingSignals = try scanner.list { scanner throws(BundleError) in try scanner.base64() }
+        case "itimers":
+          itimers = try scanner.list { scanner throws(BundleError) in
+            let fields = try scanner.integerFields(
+              ["which", "intervalMicroseconds", "valueMicroseconds"], in: "an interval timer")
+            return IntervalTimer(
+              which: try fields.take("which"), intervalMicroseconds: try fields.take("intervalMicroseconds"),
+              valueMicroseconds: try fields.take("valueMicroseconds"))
+          }
+        case "posixTimers":
+          posixTimers =
+            scanner.null()
+            ? nil
+            : try scanner.list { scanner throws(BundleError) in
+              let fields = try scanner.integerFields(
+                [
+                  "id", "clockID", "notify", "signal", "sigevValue", "targetThread", "intervalNanoseconds",
+                  "valueNanoseconds",
+                ], in: "a POSIX timer")
+              return PosixTimerImage(
+                id: try fields.take("id"), clockID: try fields.take("clockID"), notify: try fields.take("notify"),
+                signal: try fields.take("signal"), sigevValue: try fields.take("sigevValue"),
+                targetThread: try fields.optional("targetThread"),
+                intervalNanoseconds: try fields.take("intervalNanoseconds"),
+                valueNanoseconds: try fields.take("valueNanoseconds"))
+            }
+        case "personality": personality = try scanner.integer()
+        case "resourceLimits":
+          resourceLimits = try scanner.list { scanner throws(BundleError) in
+            let fields = try scanner.integerFields(["resource", "soft", "hard"], in: "a resource limit")
+            return ResourceLimitImage(
+              resource: try fields.take("resource"), soft: try fields.take("soft"), hard: try fields.take("hard"))
+          }
+        case "umask": umask = try scanner.integer()
+        case "cwd": cwd = try scanner.string()
+        case "root": root = try scanner.string()
+        case "comm": comm = try scanner.string()
+        case "credentials": credentials = try Credentials(scanning: &scanner)
+        case "parentDeathSignal": parentDeathSignal = try scanner.integer()
+        case "dumpable": dumpable = try scanner.integer()
+        case "childSubreaper": childSubreaper = try scanner.bool()
+        default: try scanner.skip()
+        }
+      }
+      func missing(_ name: String) -> BundleError { scanner.missing(name, in: "the core") }
+      guard let threads else { throw missing("threads") }
+      guard let signalActions else { throw missing("signalActions") }
+      guard let sharedPendingSignals else { throw missing("sharedPendingSignals") }
+      guard let itimers else { throw missing("itimers") }
+      guard let personality else { throw missing("personality") }
+      guard let resourceLimits else { throw missing("resourceLimits") }
+      guard let umask else { throw missing("umask") }
+      guard let cwd else { throw missing("cwd") }
+      guard let root else { throw missing("root") }
+      guard let comm else { throw missing("comm") }
+      guard let credentials else { throw missing("credentials") }
+      guard let parentDeathSignal else { throw missing("parentDeathSignal") }
+      guard let dumpable else { throw missing("dumpable") }
+      guard let childSubreaper else { throw missing("childSubreaper") }
+      return TaskCore(
+        threads: threads, signalActions: signalActions, sharedPendingSignals: sharedPendingSignals, itimers: itimers,
+        posixTimers: posixTimers, personality: personality, resourceLimits: resourceLimits, umask: umask, cwd: cwd,
+        root: root, comm: comm, credentials: credentials, parentDeathSignal: parentDeathSignal, dumpable: dumpable,
+        childSubreaper: childSubreaper)
+    }
+  }
+}
+
+extension ThreadCore {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    var tid: Int32?
+    var registers: GeneralRegisters?
+    var xstate: Data?
+    var xstateFeatures, blockedSignals, clearChildTid: UInt64?
+    var pendingSignals: [Data]?
+    var rseq: RseqRegistration?
+    var altStack: AltStack?
+    try scanner.object { key, scanner throws(BundleError) in
+      switch key {
+      case "tid": tid = try scanner.integer()
+      case "registers": registers = try GeneralRegisters(scanning: &scanner)
+      case "xstate": xstate = try scanner.base64()
+      case "xstateFeatures": xstateFeatures = try scanner.integer()
+      case "blockedSignals": blockedSignals = try scanner.integer()
+      case "pendingSignals": pendingSignals = try scanner.list { scanner throws(BundleError) in try scanner.base64() }
+      case "rseq":
+        if !scanner.null() {
+          let fields = try scanner.integerFields(["address", "size", "signature"], in: "an rseq registration")
+          rseq = RseqRegistration(
+            address: try fields.take("address"), size: try fields.take("size"), signature: try fields.take("signature"))
+        }
+      case "altStack":
+        if !scanner.null() {
+          let fields = try scanner.integerFields(["base", "flags", "size"], in: "an alternate signal stack")
+          altStack = AltStack(base: try fields.take("base"), flags: try fields.take("flags"), size: try fields.take("size"))
+        }
+      case "clearChildTid": clearChildTid = try scanner.integer()
+      default: try scanner.skip()
+      }
+    }
+    func missing(_ name: String) -> BundleError { scanner.missing(name, in: "a thread") }
+    guard let tid else { throw missing("tid") }
+    guard let registers else { throw missing("registers") }
+    guard let xstate else { throw missing("xstate") }
+    guard let xstateFeatures else { throw missing("xstateFeatures") }
+    guard let blockedSignals else { throw missing("blockedSignals") }
+    guard let pendingSignals else { throw missing("pendingSignals") }
+    guard let clearChildTid else { throw missing("clearChildTid") }
+    self.init(
+      tid: tid, registers: registers, xstate: xstate, xstateFeatures: xstateFeatures, blockedSignals: blockedSignals,
+      pendingSignals: pendingSignals, rseq: rseq, altStack: altStack, clearChildTid: clearChildTid)
+  }
+}
+
+extension GeneralRegisters {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    let r = try scanner.integerFields(
+      [
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi", "origRax",
+        "rip", "cs", "eflags", "rsp", "ss", "fsBase", "gsBase", "ds", "es", "fs", "gs",
+      ], in: "the registers")
+    self.init(
+      r15: try r.take("r15"), r14: try r.take("r14"), r13: try r.take("r13"), r12: try r.take("r12"),
+      rbp: try r.take("rbp"), rbx: try r.take("rbx"), r11: try r.take("r11"), r10: try r.take("r10"),
+      r9: try r.take("r9"), r8: try r.take("r8"), rax: try r.take("rax"), rcx: try r.take("rcx"),
+      rdx: try r.take("rdx"), rsi: try r.take("rsi"), rdi: try r.take("rdi"), origRax: try r.take("origRax"),
+      rip: try r.take("rip"), cs: try r.take("cs"), eflags: try r.take("eflags"), rsp: try r.take("rsp"),
+      ss: try r.take("ss"), fsBase: try r.take("fsBase"), gsBase: try r.take("gsBase"), ds: try r.take("ds"),
+      es: try r.take("es"), fs: try r.take("fs"), gs: try r.take("gs"))
+  }
+}
+
+extension Credentials {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    var uids, gids, groups: [UInt32]?
+    var capInheritable, capPermitted, capEffective, capBounding, capAmbient: UInt64?
+    var capabilitiesText: String?
+    var noNewPrivileges: Bool?
+    var securebits: UInt32?
+    try scanner.object { key, scanner throws(BundleError) in
+      switch key {
+      case "uids": uids = try scanner.list { scanner throws(BundleError) in try scanner.integer() }
+      case "gids": gids = try scanner.list { scanner throws(BundleError) in try scanner.integer() }
+      case "groups": groups = try scanner.list { scanner throws(BundleError) in try scanner.integer() }
+      case "capInheritable": capInheritable = try scanner.integer()
+      case "capPermitted": capPermitted = try scanner.integer()
+      case "capEffective": capEffective = try scanner.integer()
+      case "capBounding": capBounding = try scanner.integer()
+      case "capAmbient": capAmbient = try scanner.integer()
+      case "capabilitiesText": capabilitiesText = try scanner.string()
+      case "noNewPrivileges": noNewPrivileges = try scanner.bool()
+      case "securebits": securebits = try scanner.integer()
+      default: try scanner.skip()
+      }
+    }
+    func missing(_ name: String) -> BundleError { scanner.missing(name, in: "the credentials") }
+    guard let uids else { throw missing("uids") }
+    guard let gids else { throw missing("gids") }
+    guard let groups else { throw missing("groups") }
+    guard let capInheritable else { throw missing("capInheritable") }
+    guard let capPermitted else { throw missing("capPermitted") }
+    guard let capEffective else { throw missing("capEffective") }
+    guard let capBounding else { throw missing("capBounding") }
+    guard let capAmbient else { throw missing("capAmbient") }
+    guard let capabilitiesText else { throw missing("capabilitiesText") }
+    guard let noNewPrivileges else { throw missing("noNewPrivileges") }
+    guard let securebits else { throw missing("securebits") }
+    self.init(
+      uids: uids, gids: gids, groups: groups, capInheritable: capInheritable, capPermitted: capPermitted,
+      capEffective: capEffective, capBounding: capBounding, capAmbient: capAmbient, capabilitiesText: capabilitiesText,
+      noNewPrivileges: noNewPrivileges, securebits: securebits)
+  }
+}
