@@ -91,9 +91,9 @@ public struct Dump {
 
   /// Microseconds to wait before capturing each process: a fault-injection knob for tests
   /// that need something to happen to the container mid-dump (CKCONT_FAULT_CAPTURE_DELAY_MS).
-  var captureDelay: UInt32 {
+  /// Read once: ProcessInfo builds the whole environment anew on every call.
+  static let captureDelay: UInt32 =
     UInt32(ProcessInfo.processInfo.environment["CKCONT_FAULT_CAPTURE_DELAY_MS"].flatMap { UInt32($0) } ?? 0) * 1000
-  }
 
   /// Runs `body`; if it fails because process `pid` died meanwhile (a traced, stopped task
   /// dies only by SIGKILL from outside), says that instead of the failing call.
@@ -205,10 +205,10 @@ public struct Dump {
     var tasks: [CapturedTask] = []
     for (process, result) in zip(processes, facts) {
       try Interruption.check()
-      if captureDelay > 0 { usleep(captureDelay) }
+      if Self.captureDelay > 0 { usleep(Self.captureDelay) }
       try explainingVanished(process.pid) {
         guard let facts = try result?.get() else { throw CKError(.failed, "process \(process.pid) was not read") }
-        let (core, brk, uts, sysv) = try phases.time("remote calls") { try facts.task.core(session: session, log: log) }
+        let (core, brk, uts, sysv) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
         var memory = facts.memory
         memory.fields.brk = brk
         let index = tasks.count

@@ -52,10 +52,12 @@ struct TaskCapture: Sendable {
   /// run in the main thread; its registers and signal mask are put back before returning.
   /// Also the UTS names the process sees (uname) and how many SysV objects its IPC
   /// namespace holds (shm segments, semaphore sets, message queues), for its namespaces.
-  func core(session: SeizedContainer, log: (String) -> Void) throws -> (
+  /// `auxv` is the process's auxiliary vector (its mm image has it), for where its [vdso] is.
+  func core(session: SeizedContainer, auxv: [UInt64], log: (String) -> Void) throws -> (
     core: TaskCore, brk: UInt64, uts: (hostname: String, domainname: String), sysvObjects: (shm: Int, sem: Int, msg: Int)
   ) {
-    let inject = try RemoteSession(tracee: Tracee(tid: pid))
+    let vdso = stride(from: 0, to: auxv.count - 1, by: 2).first { auxv[$0] == 33 /* AT_SYSINFO_EHDR */ }.map { auxv[$0 + 1] }
+    let inject = try RemoteSession(tracee: Tracee(tid: pid), vdsoBase: vdso)
     defer { inject.finish() }
 
     // One batch of remote calls; out-parameters go to their own slots of the data area.
@@ -286,10 +288,11 @@ final class RemoteSession {
   static let dataOffset: UInt64 = 12 << 10
   static let dataSize: UInt64 = 16 << 10
 
-  init(tracee: Tracee) throws {
+  /// `vdsoBase`: where the task's [vdso] starts (AT_SYSINFO_EHDR), if known.
+  init(tracee: Tracee, vdsoBase: UInt64?) throws {
     self.tracee = tracee
     originalMask = try tracee.signalMask()
-    guard let gadget = try Self.vdsoSyscall(pid: tracee.tid) else {
+    guard let gadget = try Self.vdsoSyscall(pid: tracee.tid, base: vdsoBase) else {
       throw CKError(.failed, "task \(tracee.tid) has no [vdso] with a syscall instruction to run remote calls")
     }
     try tracee.setSignalMask(~0)
@@ -371,12 +374,10 @@ final class RemoteSession {
   }()
 
   /// The address of a `syscall` instruction (0f 05) in the task's [vdso]: at the known offset
-  /// from the vdso base in its auxiliary vector (AT_SYSINFO_EHDR) when the bytes there say so,
-  /// else searched in the [vdso] its maps show.
-  static func vdsoSyscall(pid: Int32) throws -> UInt64? {
-    if let offset = vdsoSyscallOffset,
-      let base = try? AuxVector.read(pid: pid).first(where: { $0.type == 33 })?.value
-    {
+  /// from the vdso base (AT_SYSINFO_EHDR) when the bytes there say so, else searched in the
+  /// [vdso] its maps show.
+  static func vdsoSyscall(pid: Int32, base: UInt64?) throws -> UInt64? {
+    if let offset = vdsoSyscallOffset, let base {
       var found: [UInt8] = [0, 0]
       let read: ()? = try? found.withUnsafeMutableBytes { buffer in
         try ProcessMemory.read(pid: pid, ranges: [AddressRange(start: base + offset, end: base + offset + 2)], into: buffer)
