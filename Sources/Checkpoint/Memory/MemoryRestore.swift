@@ -139,11 +139,13 @@ final class MemoryRestore {
         try slowRead(read.runs, from: bundleFD, at: read.position)
       }
     }
-    if case .buffer(let buffer) = pages {
+    if case .buffer(let buffer) = pages, !mapped.isEmpty {
+      // Through /proc/<pid>/mem, which writes read-only mappings too.
+      let mem = try MemFile(pid: injector.pid)
       for vma in mapped {
         var offset = vma.pagesOffset
         for run in vma.pages {
-          try injector.mem.write(buffer.bytes(offset: offset, count: run.size), at: run.start)
+          try mem.write(buffer.bytes(offset: offset, count: run.size), at: run.start)
           offset += run.size
         }
       }

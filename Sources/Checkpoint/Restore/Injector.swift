@@ -9,7 +9,6 @@ import Linux
 final class Injector {
   let tracee: Tracee
   var remote: RemoteSyscall
-  let mem: MemFile
   /// The injection region: code at its start, argument data after it.
   private(set) var region: UInt64 = 0
   static let regionSize: UInt64 = 64 << 10
@@ -31,7 +30,6 @@ final class Injector {
   init(tracee: Tracee) throws {
     self.tracee = tracee
     remote = try RemoteSyscall(tracee: tracee, gadget: .breakpoint(address: UInt64(ck_syscall_gadget())))
-    mem = try MemFile(pid: tracee.tid)
   }
 
   /// An injector for another thread of the same process: it shares the injection region.
@@ -39,7 +37,6 @@ final class Injector {
     tracee = thread
     region = main.region
     remote = try RemoteSyscall(tracee: thread, gadget: .breakpoint(address: main.region))
-    mem = try MemFile(pid: thread.tid)
   }
 
   var pid: Int32 { tracee.tid }
@@ -130,7 +127,7 @@ final class Injector {
           UInt64(MAP_PRIVATE | MAP_ANONYMOUS | 0x100000 /* MAP_FIXED_NOREPLACE */), UInt64.max, 0)
         if result == Int64(candidate) {
           region = candidate
-          try mem.write([0x0f, 0x05, 0xcc], at: region)
+          try [UInt8]([0x0f, 0x05, 0xcc]).withUnsafeBytes { try write($0, at: region) }
           remote.gadget = .breakpoint(address: region)
           return
         }
@@ -164,7 +161,7 @@ final class Injector {
     guard let range = dirty, !range.isEmpty else { return }
     dirty = nil
     try staged.withUnsafeBytes { staged in
-      try mem.write(UnsafeRawBufferPointer(rebasing: staged[range]), at: region + Self.dataStart + UInt64(range.lowerBound))
+      try write(UnsafeRawBufferPointer(rebasing: staged[range]), at: region + Self.dataStart + UInt64(range.lowerBound))
     }
   }
 
@@ -179,7 +176,20 @@ final class Injector {
   /// Zeroed room for a result of `count` bytes.
   func reserve(_ count: Int) throws -> UInt64 { try put([UInt8](repeating: 0, count: count)) }
 
-  func read(_ count: Int, at address: UInt64) throws -> [UInt8] { try mem.read(count, at: address) }
+  /// Reads `count` bytes of the injection region (results, out-parameters).
+  func read(_ count: Int, at address: UInt64) throws -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    try bytes.withUnsafeMutableBytes { buffer in
+      try ProcessMemory.read(pid: pid, ranges: [AddressRange(start: address, end: address + UInt64(count))], into: buffer)
+    }
+    return bytes
+  }
+
+  /// Writes into the injection region, which is writable: process_vm_writev, no
+  /// /proc/<pid>/mem to open per task.
+  private func write(_ bytes: UnsafeRawBufferPointer, at address: UInt64) throws {
+    try ProcessMemory.write(pid: pid, bytes: bytes, at: address)
+  }
 
   func resetData() { dataCursor = Self.dataStart }
 
@@ -225,7 +235,7 @@ final class Injector {
       throw CKError(.failed, "task \(pid): a batch of \(batch.labels.count) restore calls does not fit the injection region")
     }
     try writeStaged()
-    try mem.write(code, at: region + Self.codeStart)
+    try code.withUnsafeBytes { try write($0, at: region + Self.codeStart) }
     try remote.startCode(at: region + Self.codeStart)
     launched = batch
   }
@@ -236,7 +246,7 @@ final class Injector {
     guard let batch = launched else { return [] }
     launched = nil
     try remote.finishCode(calls: batch.labels.count)
-    let raw = try mem.read(batch.labels.count * 8, at: region + Self.resultsStart)
+    let raw = try read(batch.labels.count * 8, at: region + Self.resultsStart)
     let results = raw.withUnsafeBytes { bytes in
       (0..<batch.labels.count).map { Int64(littleEndian: bytes.load(fromByteOffset: $0 * 8, as: Int64.self)) }
     }
