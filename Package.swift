@@ -55,6 +55,6 @@ let package = Package(
     .target(name: "TestSupport", dependencies: ["CKShim"], path: "Tests/TestSupport"),
     .testTarget(name: "CgroupTests", dependencies: ["Cgroup", "Linux", "TestSupport"]),
     .testTarget(name: "CLITests", dependencies: ["ckcont", "TestSupport"]),
-    .testTarget(name: "CheckpointTests", dependencies: ["ckcont", "Checkpoint", "Bundle", "TestSupport"]),
+    .testTarget(name: "CheckpointTests", dependencies: ["ckcont", "Checkpoint", "Linux", "Bundle", "TestSupport"]),
   ]
 )

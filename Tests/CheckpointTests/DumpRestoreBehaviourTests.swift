@@ -1,6 +1,7 @@
 import Bundle
 import Foundation
 import Glibc
+import Linux
 import TestSupport
 import Testing
 
@@ -63,6 +64,42 @@ struct DumpRestoreBehaviourTests {
     try #require(restore.status == 0, "\(restore.output)")
     #expect(try container.terminateRestored() == 0)
     #expect(container.log.contains("PASS counter"))
+  }
+
+  /// ckcont holds every task on its own CPU while it makes remote calls: a dump that lets the
+  /// container run on gives each thread its CPUs back as they were (one pinned by the test
+  /// included), and restored tasks get the CPUs they would have had from ckcont, not one.
+  @Test func everyTaskGetsItsCPUsBack() throws {
+    func cpus(_ pid: Int32) -> String {
+      let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+      return status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }.map(String.init) ?? "gone"
+    }
+    let own = cpus(getpid())
+    try #require(sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 && own.contains("-"), "needs two CPUs: \(own)")
+    let container = try FixtureContainer("forest")
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    try #require(pids.count > 10)
+    // One process on the last CPU only, as a user may have put it.
+    let last = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) - 1
+    try CPUSet(only: last).apply(to: pids[3])
+    let before = Dictionary(uniqueKeysWithValues: pids.map { ($0, cpus($0)) })
+    #expect(before[pids[3]] == "Cpus_allowed_list:\t\(last)")
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    #expect(Dictionary(uniqueKeysWithValues: pids.map { ($0, cpus($0)) }) == before)
+    container.cgroup.destroy()
+    try container.waitEmpty()
+    let again = try ScratchCgroupRecreated(container.cgroup)
+    defer { again.remove() }
+    let restore = try container.restore()
+    try #require(restore.status == 0, "\(restore.output)")
+    let restored = container.cgroup.allPids()
+    #expect(restored.count == pids.count)
+    #expect(restored.allSatisfy { cpus($0) == own }, "\(restored.map(cpus))")
+    #expect(try container.terminateRestored() == 0)
+    #expect(container.log.contains("PASS forest"), "\(container.log)")
   }
 
   @Test func dumpToStandardOutputAndRestoreFromStandardInput() throws {
