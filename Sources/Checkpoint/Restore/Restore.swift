@@ -108,7 +108,7 @@ public struct Restore {
     try? CPUSet(only: tracerCPU).apply(to: 0)
     defer { try? ownCPUs.apply(to: 0) }
     do {
-      try target.prepare(log: log)
+      try phases.time("cgroups") { try target.prepare(log: log) }
       // Every process is forked, with its pid, from its parent (or a helper, see TreePlan)
       // while all of them are still blank copies.
       var injectors: [Int32: Injector] = [:]
@@ -118,6 +118,8 @@ public struct Restore {
         switch step {
         case .fork(let pid, 0):
           guard let task = byPid[pid] else { throw CKError(.failed, "restore helper \(pid) has no parent") }
+          let rootStarted = monotonicNow()
+          defer { phases.record("the root", since: rootStarted) }
           let hostPid = try createTask(task, namespaces: bundle.tree.namespaces, cgroup: target)
           created.append(hostPid)
           if rootPid == 0 {
@@ -146,7 +148,9 @@ public struct Restore {
           let child = try phases.time("forks") { try parent.forkChild(pid: pid, sharing: sharing) }
           created.append(child.tid)
           // A helper stays where its parent is; a process moves only where it differs.
-          if let task = byPid[pid] { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
+          if let task = byPid[pid] {
+            try phases.time("cgroup places") { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
+          }
           injectors[pid] = try phases.time("injectors") { try Injector(thread: child, sharingRegionOf: parent) }
         case .setsid(let pid):
           try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
