@@ -15,7 +15,10 @@
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
  *             address space (the child sleeps; it dies with this process). After: the link
  *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
- *             After: the link, and the session still has the terminal (TIOCGSID on it) */
+ *             After: the link, and the session still has the terminal (TIOCGSID on it)
+ *   tcp       an established TCP connection to itself over 127.0.0.1 (the fd is the client
+ *             end). After: the link, and a byte sent on it arrives at the other end
+ *   unix      a unix socketpair (the fd is one end). After: the link, and a byte crosses it */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -23,6 +26,9 @@
 #include <sys/timerfd.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <linux/io_uring.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -31,6 +37,7 @@
 
 static char link0[256];
 static int semaphores = -1;
+static int other = -1;  /* tcp, unix: the other end of the connection */
 
 /* The child of clone-vm: sleeps until its parent dies. */
 static int sharing_child(void *arg) {
@@ -85,7 +92,23 @@ int main(int argc, char **argv) {
     int slave = FX_SYS(open(ptsname(fd), O_RDWR));   /* without O_NOCTTY: becomes the terminal */
     FX_SYS(ioctl(slave, TIOCSCTTY, 0));
     close(slave);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|sysv-sem|clone-vm|ctty] [DIR]"); }
+  } else if (!strcmp(kind, "tcp")) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    FX_SYS(bind(listener, (struct sockaddr *)&a, sizeof a));
+    FX_SYS(listen(listener, 1));
+    FX_SYS(getsockname(listener, (struct sockaddr *)&a, &n));
+    fd = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    FX_SYS(connect(fd, (struct sockaddr *)&a, sizeof a));
+    other = FX_SYS(accept(listener, NULL, NULL));
+    close(listener);
+  } else if (!strcmp(kind, "unix")) {
+    int pair[2];
+    FX_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
+    fd = pair[0];
+    other = pair[1];
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|sysv-sem|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -112,6 +135,9 @@ int main(int argc, char **argv) {
   } else if (!strcmp(kind, "eventfd")) {
     ssize_t n = read(fd, &u.u, 8);
     FX_TRUE(n == 8 && u.u == 42, "eventfd: read %zd, value %llu", n, (unsigned long long)u.u);
+  } else if (!strcmp(kind, "tcp") || !strcmp(kind, "unix")) {
+    ssize_t n = write(fd, "x", 1);
+    FX_TRUE(n == 1 && read(other, u.b, 1) == 1 && u.b[0] == 'x', "%s: a byte did not cross the connection", kind);
   } else if (!strcmp(kind, "sysv-sem")) {
     FX_TRUE(semctl(semaphores, 0, GETVAL) == 0, "the semaphore set is gone");
     semctl(semaphores, 0, IPC_RMID);

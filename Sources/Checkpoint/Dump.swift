@@ -138,8 +138,7 @@ public struct Dump {
     var memory: MemoryImage
     var files: FileTableImage
     var hostPid: Int32
-    var uts: (hostname: String, domainname: String)
-    var sysvObjects: (shm: Int, sem: Int, msg: Int)
+    var namespaces: NamespaceFacts
   }
 
   struct Captured {
@@ -208,7 +207,7 @@ public struct Dump {
       if Self.captureDelay > 0 { usleep(Self.captureDelay) }
       try explainingVanished(process.pid) {
         guard let facts = try result?.get() else { throw CKError(.failed, "process \(process.pid) was not read") }
-        let (core, brk, uts, sysv) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
+        let (core, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
         var memory = facts.memory
         memory.fields.brk = brk
         let index = tasks.count
@@ -219,8 +218,8 @@ public struct Dump {
         }
         tasks.append(
           CapturedTask(
-            entry: facts.entry, core: core, memory: memory, files: facts.files, hostPid: process.pid, uts: uts,
-            sysvObjects: sysv))
+            entry: facts.entry, core: core, memory: memory, files: facts.files, hostPid: process.pid,
+            namespaces: namespaces))
       }
     }
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
@@ -248,10 +247,11 @@ public struct Dump {
     phases.time("shared files") { markSharedDescriptions(&tasks) }
     var namespaces = try namespaceSet(of: root.hostPid)
     if namespaces.uts {
-      (namespaces.hostname, namespaces.domainname) = root.uts
+      (namespaces.hostname, namespaces.domainname) = root.namespaces.uts
     }
+    if namespaces.net { namespaces.loopbackUp = root.namespaces.loopbackUp }
     // SysV objects live in the IPC namespace, not in any process: never drop them silently.
-    let sysv = root.sysvObjects
+    let sysv = root.namespaces.sysvObjects
     if namespaces.ipc && sysv.shm + sysv.sem + sysv.msg > 0 {
       throw CKError(
         .failed,

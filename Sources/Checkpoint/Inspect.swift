@@ -158,6 +158,7 @@ public struct BundleInspection: Codable, Sendable {
     case .epoll: text = "epoll watching fds \((descriptor.epollTargets ?? []).map { String($0.fd) }.joined(separator: ","))"
     case .eventfd: text = "eventfd, count \(descriptor.anon?.count ?? 0)"
     case .signalfd: text = "signalfd for mask 0x\(String(descriptor.anon?.signalMask ?? 0, radix: 16))"
+    case .socket: text = descriptor.socket?.description ?? "socket"
     case .timerfd: text = "timerfd on clock \(descriptor.anon?.clockID ?? 0), \(descriptor.anon?.valueNanoseconds ?? 0) ns left"
     }
     if let twin = descriptor.sharesWith { text += " (same file as fd \(twin))" }

@@ -33,6 +33,9 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case deleted
     /// An inotify instance: `inotifyWatches` are its watches.
     case inotify
+    /// An internet socket not connected to a peer (TCP listening or not yet used, UDP):
+    /// `socket` holds its family, type, address and options.
+    case socket
   }
   public var fd: Int32
   public var kind: Kind
@@ -61,6 +64,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   /// kind == .pidfd: the process it refers to (the host's pid while capturing, the
   /// container's in the image).
   public var pidfdTarget: Int32?
+  /// kind == .socket: what the socket is.
+  public var socket: SocketImage?
   /// A container-wide id of an open file description several processes hold (inherited
   /// across fork): restored once and handed to the others, so they share offset and flags.
   public var sharedDescription: UInt64?
@@ -181,5 +186,85 @@ public struct PipeImage: Codable, Sendable, Equatable {
     self.inode = inode
     self.buffered = buffered
     self.capacity = capacity
+  }
+}
+
+/// An internet socket without a connection to restore: made anew with socket(2), its
+/// options set, bound to its address and, if it listened, listening again.
+public struct SocketImage: Codable, Sendable, Equatable {
+  /// AF_INET or AF_INET6.
+  public var family: Int32
+  /// SOCK_STREAM or SOCK_DGRAM.
+  public var type: Int32
+  public var protocolNumber: Int32
+  /// The bound address, a struct sockaddr_in or sockaddr_in6 as getsockname(2) gives it;
+  /// nil when the socket was never bound.
+  public var address: Data?
+  /// A UDP socket's connected peer (connect(2) on a datagram socket only sets a default).
+  public var peer: Data?
+  /// For a listening TCP socket: its backlog.
+  public var backlog: Int32?
+  /// Integer socket options that differ from a fresh socket's, set before bind.
+  public var options: [SocketOption]
+
+  public init(
+    family: Int32, type: Int32, protocolNumber: Int32, address: Data?, peer: Data?, backlog: Int32?,
+    options: [SocketOption]
+  ) {
+    self.family = family
+    self.type = type
+    self.protocolNumber = protocolNumber
+    self.address = address
+    self.peer = peer
+    self.backlog = backlog
+    self.options = options
+  }
+}
+
+/// setsockopt(fd, level, name, &value, 4).
+public struct SocketOption: Codable, Sendable, Equatable {
+  public var level: Int32
+  public var name: Int32
+  public var value: Int32
+
+  public init(level: Int32, name: Int32, value: Int32) {
+    self.level = level
+    self.name = name
+    self.value = value
+  }
+}
+
+extension SocketImage {
+  /// The options a bundle may set: those dump saves (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
+  /// SO_BROADCAST, TCP_NODELAY, IPV6_V6ONLY), as (level, name).
+  public static let knownOptions: Set<[Int32]> = [[1, 2], [1, 15], [1, 9], [1, 6], [6, 1], [41, 26]]
+
+  /// Whether the image is one restore can make: a known family, type, protocol, options,
+  /// and addresses of the size their family has.
+  public var isValid: Bool {
+    let size = family == 2 ? 16 : 28
+    func fits(_ address: Data?) -> Bool {
+      guard let address else { return true }
+      return address.count == size && Int32(address[address.startIndex]) | Int32(address[address.startIndex + 1]) << 8 == family
+    }
+    return (family == 2 || family == 10) && (type == 1 || type == 2) && [0, 6, 17].contains(protocolNumber)
+      && fits(address) && fits(peer) && (peer == nil || type == 2) && (backlog ?? 0) >= 0 && options.count <= 8
+      && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
+  }
+
+  /// `tcp 127.0.0.1:8080 listening`, `udp [::1]:53`: for people.
+  public var description: String {
+    func text(_ address: Data?) -> String? {
+      guard let bytes = address.map(Array.init), bytes.count >= 8 else { return nil }
+      let port = Int(bytes[2]) << 8 | Int(bytes[3])
+      if family == 2 { return "\(bytes[4]).\(bytes[5]).\(bytes[6]).\(bytes[7]):\(port)" }
+      guard bytes.count >= 24 else { return nil }
+      let groups = stride(from: 8, to: 24, by: 2).map { String(Int(bytes[$0]) << 8 | Int(bytes[$0 + 1]), radix: 16) }
+      return "[\(groups.joined(separator: ":"))]:\(port)"
+    }
+    var words = [type == 1 ? "tcp" : "udp", family == 2 ? "IPv4" : "IPv6", text(address) ?? "unbound"]
+    if let peer = text(peer) { words.append("to \(peer)") }
+    if let backlog { words.append("listening (backlog \(backlog))") }
+    return words.joined(separator: " ")
   }
 }

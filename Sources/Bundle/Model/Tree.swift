@@ -77,6 +77,9 @@ public struct NamespaceSet: Codable, Sendable, Equatable {
   /// The UTS names, restored into a new UTS namespace.
   public var hostname: String?
   public var domainname: String?
+  /// Whether loopback was up in the container's own network namespace: a new one is made
+  /// with it down.
+  public var loopbackUp: Bool?
 
   public init(
     pid: Bool, mount: Bool, uts: Bool, ipc: Bool, net: Bool, user: Bool, cgroup: Bool, time: Bool,

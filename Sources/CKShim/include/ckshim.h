@@ -209,6 +209,25 @@ void ck_install_interrupt_handlers(void);
 // The signal received since installation, or 0.
 int ck_interrupting_signal(void);
 
+// ---- sockets (sockets.c) ----
+struct ck_socket_facts {
+  int family, type, protocol, listening;
+  // TCP: tcp_info.tcpi_state; a listener's backlog and connections waiting to be accepted.
+  int tcp_state, backlog;
+  // A listener: connections not yet accepted; any other socket: bytes (or the next
+  // datagram's) waiting to be read (SIOCINQ).
+  int waiting;
+  unsigned char address[128];  // getsockname; address_length 0 when it failed
+  unsigned int address_length;
+  unsigned char peer[128];  // getpeername; peer_length 0 when not connected
+  unsigned int peer_length;
+  // Integer options worth carrying: {level, name, value}.
+  int options[8][3];
+  int option_count;
+};
+// Fills `facts` for socket `fd`; 0 or -errno.
+int ck_socket_facts(int fd, struct ck_socket_facts *facts);
+
 // ---- cpu (cpu.c) ----
 // XCR0: the XSAVE state components the OS enabled on this CPU (xgetbv(0)).
 uint64_t ck_xgetbv0(void);

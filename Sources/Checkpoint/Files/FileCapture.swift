@@ -43,6 +43,12 @@ struct FileCapture {
         descriptors.append(DescriptorImage(fd: fd, kind: .pipe, flags: openFlags, closeOnExec: cloexec, pipe: inode))
         continue
       }
+      if target.hasPrefix("socket:[") {
+        var descriptor = DescriptorImage(fd: fd, kind: .socket, flags: openFlags, closeOnExec: cloexec)
+        descriptor.socket = try captureSocket(fd: fd, target: target)
+        descriptors.append(descriptor)
+        continue
+      }
       if target == "anon_inode:inotify" {
         var descriptor = DescriptorImage(fd: fd, kind: .inotify, flags: openFlags, closeOnExec: cloexec)
         descriptor.inotifyWatches = try info.extra.filter { $0.key == "inotify" }.map { try inotifyWatch($0, fd: fd) }
@@ -159,6 +165,66 @@ struct FileCapture {
       }
     }
     return contents.prefix(done)
+  }
+
+  /// What an internet socket is, asked through a copy of the descriptor (pidfd_getfd): one
+  /// without a connection is recreated; a connection (or data waiting in a socket) cannot be
+  /// yet, and stops the dump rather than be lost.
+  private func captureSocket(fd: Int32, target: String) throws -> SocketImage {
+    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
+    defer { close(pidfd) }
+    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    defer { close(ours) }
+    var facts = ck_socket_facts()
+    try negErrnoChecked("getsockopt", "task \(pid) fd \(fd)") { ck_socket_facts(ours, &facts) }
+    func refuse(_ what: String, hint: String = "close it before the checkpoint, or wait for support of this kind") -> CKError {
+      CKError(.failed, "task \(pid): fd \(fd) is \(what) (\(target)), which ckcont cannot checkpoint yet", hint: hint)
+    }
+    guard facts.family == AF_INET || facts.family == AF_INET6 else {
+      throw refuse(facts.family == AF_UNIX ? "a unix socket" : "a socket of address family \(facts.family)")
+    }
+    guard facts.type == Int32(SOCK_STREAM.rawValue) || facts.type == Int32(SOCK_DGRAM.rawValue) else {
+      throw refuse("a raw socket")
+    }
+    func data<T>(_ tuple: T, _ length: UInt32) -> Data {
+      withUnsafeBytes(of: tuple) { Data($0.prefix(Int(length))) }
+    }
+    let address = data(facts.address, facts.address_length)
+    // sin_port and sin6_port both follow the 2-byte family: port 0 was never bound.
+    let bound = address.count >= 4 && (address[2] != 0 || address[3] != 0)
+    var peer: Data?
+    if facts.type == Int32(SOCK_STREAM.rawValue) {
+      if facts.listening != 0 {
+        guard facts.waiting == 0 else {
+          throw refuse(
+            "a listening socket with \(facts.waiting) connection(s) not yet accepted",
+            hint: "checkpoint once the server has accepted them")
+        }
+      } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
+        let states = [1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT", 8: "CLOSE-WAIT", 9: "LAST-ACK", 11: "CLOSING"]
+        let ends = SocketImage(
+          family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
+          peer: facts.peer_length > 0 ? data(facts.peer, facts.peer_length) : nil, backlog: nil, options: [])
+        throw refuse(
+          "a TCP connection (\(states[Int(facts.tcp_state)] ?? "state \(facts.tcp_state)"), \(ends.description.dropFirst(9)))",
+          hint: "checkpoint when no connection is open")
+      }
+    } else {
+      guard facts.waiting == 0 else {
+        throw refuse("a UDP socket with a datagram waiting to be read", hint: "checkpoint once it has been read")
+      }
+      if facts.peer_length > 0 { peer = data(facts.peer, facts.peer_length) }
+    }
+    let options = withUnsafeBytes(of: facts.options) { raw in
+      (0..<Int(facts.option_count)).map { index in
+        SocketOption(
+          level: raw.load(fromByteOffset: index * 12, as: Int32.self), name: raw.load(fromByteOffset: index * 12 + 4, as: Int32.self),
+          value: raw.load(fromByteOffset: index * 12 + 8, as: Int32.self))
+      }
+    }
+    return SocketImage(
+      family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil, peer: peer,
+      backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
   }
 
   /// The pipe's buffered bytes, copied without consuming them: a new read end opened through

@@ -106,6 +106,31 @@ struct FileRestore {
       batch.add("close", SyscallNumber.close, .result(call))
       return high
     }
+    /// A new socket with its options, bound, listening or connected as it was, at a high
+    /// number.
+    func queueSocket(_ socket: SocketImage, flags: Int32, fd: Int32) throws -> Int64 {
+      let made = batch.add(
+        "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
+        .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
+      for option in socket.options {
+        let value = try injector.put(words: [UInt64(UInt32(bitPattern: option.value))])
+        batch.add(
+          "setsockopt(\(option.level), \(option.name)) fd \(fd)", SyscallNumber.setsockopt, .result(made),
+          .value(UInt64(option.level)), .value(UInt64(option.name)), .value(value), .value(4))
+      }
+      if let address = socket.address {
+        let at = try address.withUnsafeBytes { try injector.put($0) }
+        batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(UInt64(address.count)))
+      }
+      if let backlog = socket.backlog {
+        batch.add("listen fd \(fd)", SyscallNumber.listen, .result(made), .value(UInt64(backlog)))
+      }
+      if let peer = socket.peer {
+        let at = try peer.withUnsafeBytes { try injector.put($0) }
+        batch.add("connect fd \(fd)", SyscallNumber.connect, .result(made), .value(at), .value(UInt64(peer.count)))
+      }
+      return queueMoveHigh(made, what: "fd \(fd)")
+    }
     /// A new eventfd (its counter), signalfd (its mask) or timerfd (armed with what was left,
     /// and its unread expirations), at a high number.
     func queueAnon(_ descriptor: DescriptorImage, _ state: AnonFileState) throws -> Int64 {
@@ -177,6 +202,9 @@ struct FileRestore {
       switch descriptor.kind {
       case .pipe:
         continue
+      case .socket:
+        guard let socket = descriptor.socket else { continue }
+        prepared.descriptions[descriptor.fd] = try queueSocket(socket, flags: descriptor.flags, fd: descriptor.fd)
       case .fifo:
         guard let path = descriptor.path, let inode = descriptor.pipe else { continue }
         // Opening one end of a FIFO waits for (or, O_NONBLOCK, fails without) the other end:

@@ -297,6 +297,8 @@ final class LoadedBundle {
         guard let targets = descriptor.epollTargets, targets.count <= 1 << 16,
           targets.allSatisfy({ $0.fd >= 0 && $0.fd < 1 << 20 })
         else { throw bad("fd \(descriptor.fd) is a bad epoll") }
+      case .socket:
+        guard descriptor.socket?.isValid == true else { throw bad("fd \(descriptor.fd) is a bad socket") }
       case .eventfd:
         guard descriptor.anon?.count.map({ $0 < UInt64.max }) == true else { throw bad("fd \(descriptor.fd) is a bad eventfd") }
       case .signalfd:

@@ -134,6 +134,7 @@ public struct Restore {
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)
           if bundle.tree.namespaces.uts { try restoreUTSNames(bundle.tree.namespaces, in: injector) }
+          if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true { try bringLoopbackUp(in: injector) }
           injectors[pid] = injector
         case .fork(let pid, let parentPid):
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
@@ -256,6 +257,23 @@ public struct Restore {
       let address = try injector.put(bytes + [0])
       batch.add("\(what) \(name)", number, .value(address), .value(UInt64(bytes.count)))
     }
+    try injector.run(batch)
+  }
+
+  /// Sets loopback up in the root's new network namespace, as it was in the dumped one
+  /// (SIOCSIFFLAGS through a socket of the root's; sockets bound to 127.0.0.1 need it).
+  func bringLoopbackUp(in injector: Injector) throws {
+    injector.resetData()
+    var batch = Injector.Batch()
+    var request = [UInt8](repeating: 0, count: 40)
+    request.replaceSubrange(0..<2, with: Array("lo".utf8))
+    request[16] = 0x09  // IFF_UP | IFF_LOOPBACK
+    let at = try injector.put(request)
+    let probe = batch.add(
+      "socket for loopback", SyscallNumber.socket, .value(UInt64(AF_INET)),
+      .value(UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))), .value(0))
+    batch.add("set loopback up", SyscallNumber.ioctl, .result(probe), .value(0x8914 /* SIOCSIFFLAGS */), .value(at))
+    batch.add("close", SyscallNumber.close, .result(probe))
     try injector.run(batch)
   }
 

@@ -50,11 +50,10 @@ struct TaskCapture: Sendable {
 
   /// The core image, and brk (asked of the task, as /proc does not show it). Remote syscalls
   /// run in the main thread; its registers and signal mask are put back before returning.
-  /// Also the UTS names the process sees (uname) and how many SysV objects its IPC
-  /// namespace holds (shm segments, semaphore sets, message queues), for its namespaces.
+  /// Also what the process sees of its namespaces (``NamespaceFacts``).
   /// `auxv` is the process's auxiliary vector (its mm image has it), for where its [vdso] is.
   func core(session: SeizedContainer, auxv: [UInt64], log: (String) -> Void) throws -> (
-    core: TaskCore, brk: UInt64, uts: (hostname: String, domainname: String), sysvObjects: (shm: Int, sem: Int, msg: Int)
+    core: TaskCore, brk: UInt64, namespaces: NamespaceFacts
   ) {
     let vdso = stride(from: 0, to: auxv.count - 1, by: 2).first { auxv[$0] == 33 /* AT_SYSINFO_EHDR */ }.map { auxv[$0 + 1] }
     let inject = try RemoteSession(tracee: Tracee(tid: pid), vdsoBase: vdso)
@@ -106,6 +105,14 @@ struct TaskCapture: Sendable {
       return (resource: Int32(resource), call: batch.add(SyscallNumber.prlimit64, 0, UInt64(resource), 0, at), at: at)
     }
     let mainThread = ThreadQueries(adding: &batch, at: slot(32))
+    // Whether loopback is up in its network namespace: SIOCGIFFLAGS on "lo" through a socket
+    // of its own (struct ifreq: the name, then the flags at byte 16).
+    let loopbackAt = slot(40)
+    let probe = batch.add(SyscallNumber.socket, UInt64(AF_INET), UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), 0)
+    let loopbackCall = batch.add(
+      SyscallNumber.ioctl, arguments: [.result(probe), .value(0x8913 /* SIOCGIFFLAGS */), .value(loopbackAt)])
+    batch.add(SyscallNumber.close, arguments: [.result(probe)])
+    try [UInt8]([0x6c, 0x6f, 0]).withUnsafeBytes { try ProcessMemory.write(pid: pid, bytes: $0, at: loopbackAt) }
     let ran = try inject.run(batch)
     func result(_ call: Int, _ what: String) throws -> Int64 {
       let value = ran.results[call]
@@ -155,6 +162,7 @@ struct TaskCapture: Sendable {
       shm: ran.results[shmCall] >= 0 ? Int(int32(0)) : 0, sem: ran.results[semCall] >= 0 ? Int(int32(48 + 28)) : 0,
       msg: ran.results[msgCall] >= 0 ? Int(int32(96)) : 0
     )
+    let loopbackUp = ran.results[loopbackCall] == 0 ? ran.words(at: loopbackAt + 16, count: 1)[0] & 1 /* IFF_UP */ != 0 : nil
     // /proc names a SIGEV_THREAD_ID target by its host tid: the image keeps the inner one.
     let innerTids = Dictionary(uniqueKeysWithValues: threads.map { tid in
       (tid, (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid)
@@ -201,7 +209,7 @@ struct TaskCapture: Sendable {
       cwd: cwd, root: root, comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)
     log("task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
-    return (core, brk, uts, sysvObjects)
+    return (core, brk, NamespaceFacts(uts: uts, sysvObjects: sysvObjects, loopbackUp: loopbackUp))
   }
 
   /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid.
@@ -235,6 +243,15 @@ struct TaskCapture: Sendable {
           address: rseqConfig.rseq_abi_pointer, size: rseqConfig.rseq_abi_size, signature: rseqConfig.signature),
       altStack: altStack, clearChildTid: clearTid)
   }
+}
+
+/// What a process sees of its namespaces, for the container's: the UTS names (uname), how
+/// many SysV objects its IPC namespace holds (shm segments, semaphore sets, message queues),
+/// and whether loopback is up in its network namespace (nil when it could not tell).
+struct NamespaceFacts {
+  var uts: (hostname: String, domainname: String)
+  var sysvObjects: (shm: Int, sem: Int, msg: Int)
+  var loopbackUp: Bool?
 }
 
 /// The per-thread state only a thread itself can ask for: sigaltstack and the

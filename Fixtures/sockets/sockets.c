@@ -1,0 +1,133 @@
+/* sockets: internet sockets without a connection come back bound, listening and with their
+ * options, and serve new connections.
+ *
+ *   sockets [netns]
+ *
+ * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
+ * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
+ * to 127.0.0.1 and "connected" to a second one, and a TCP socket never bound. With `netns`
+ * the fixture first moves into a network namespace of its own and sets loopback up, so the
+ * restore has to make one (with loopback up) too.
+ * After SIGTERM: every address, option and flag reads as before, each listener accepts a new
+ * connection made to its port and echoes over it, and the UDP pair exchanges a datagram.
+ */
+#include "fix.h"
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+static int option(int fd, int level, int name) {
+  int value = -1;
+  socklen_t length = sizeof value;
+  if (getsockopt(fd, level, name, &value, &length) < 0) return -1;
+  return value;
+}
+
+static int port_of(int fd) {
+  struct sockaddr_storage address;
+  socklen_t length = sizeof address;
+  if (getsockname(fd, (struct sockaddr *)&address, &length) < 0) return -1;
+  if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
+  return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+}
+
+/* Connects a new client to the listener's port, accepts it (waiting: the listener may be
+ * non-blocking), and sends a line each way. */
+static void serve_once(int listener, int family, const char *what) {
+  struct sockaddr_storage address;
+  socklen_t length = sizeof address;
+  FX_SYS(getsockname(listener, (struct sockaddr *)&address, &length));
+  int client = FX_SYS(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (connect(client, (struct sockaddr *)&address, length) < 0) {
+    fx_bad("%s: connect to port %d: %s", what, port_of(listener), strerror(errno));
+    close(client);
+    return;
+  }
+  int server = -1;
+  for (int i = 0; i < 200 && server < 0; i++) {
+    server = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (server < 0 && errno != EAGAIN) break;
+    if (server < 0) usleep(5000);
+  }
+  FX_TRUE(server >= 0, "%s: accept: %s", what, strerror(errno));
+  if (server >= 0) {
+    char line[16] = "";
+    FX_SYS(write(client, "ping", 4));
+    ssize_t n = read(server, line, sizeof line - 1);
+    FX_TRUE(n == 4 && !memcmp(line, "ping", 4), "%s: the server read %zd bytes", what, n);
+    FX_SYS(write(server, "pong", 4));
+    n = read(client, line, sizeof line - 1);
+    FX_TRUE(n == 4 && !memcmp(line, "pong", 4), "%s: the client read %zd bytes", what, n);
+    close(server);
+  }
+  close(client);
+}
+
+int main(int argc, char **argv) {
+  fx_init("sockets");
+  fx_term_setup();
+  if (argc > 1 && !strcmp(argv[1], "netns")) {
+    FX_SYS(unshare(CLONE_NEWNET));
+    int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    struct ifreq request = {0};
+    strcpy(request.ifr_name, "lo");
+    request.ifr_flags = IFF_UP;
+    FX_SYS(ioctl(probe, SIOCSIFFLAGS, &request));
+    close(probe);
+  }
+  int one = 1;
+  struct sockaddr_in local4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int tcp4 = FX_SYS(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+  FX_SYS(setsockopt(tcp4, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one));
+  FX_SYS(bind(tcp4, (struct sockaddr *)&local4, sizeof local4));
+  FX_SYS(listen(tcp4, 7));
+
+  struct sockaddr_in6 local6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  int tcp6 = FX_SYS(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  FX_SYS(setsockopt(tcp6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one));
+  FX_SYS(setsockopt(tcp6, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
+  FX_SYS(bind(tcp6, (struct sockaddr *)&local6, sizeof local6));
+  FX_SYS(listen(tcp6, 64));
+
+  int udp_a = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0)), udp_b = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+  FX_SYS(bind(udp_a, (struct sockaddr *)&local4, sizeof local4));
+  FX_SYS(bind(udp_b, (struct sockaddr *)&local4, sizeof local4));
+  struct sockaddr_in peer = local4;
+  peer.sin_port = htons((uint16_t)port_of(udp_b));
+  FX_SYS(connect(udp_a, (struct sockaddr *)&peer, sizeof peer));
+
+  int unbound = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  int ports[] = {port_of(tcp4), port_of(tcp6), port_of(udp_a), port_of(udp_b)};
+  fx_ready();
+  fx_wait_term();
+
+  int now[] = {port_of(tcp4), port_of(tcp6), port_of(udp_a), port_of(udp_b)};
+  for (int i = 0; i < 4; i++) FX_EQ("a bound port", ports[i], now[i]);
+  FX_EQ("port of the unbound socket", 0, port_of(unbound));
+  FX_EQ("SO_ACCEPTCONN of the IPv4 listener", 1, option(tcp4, SOL_SOCKET, SO_ACCEPTCONN));
+  FX_EQ("SO_ACCEPTCONN of the IPv6 listener", 1, option(tcp6, SOL_SOCKET, SO_ACCEPTCONN));
+  FX_EQ("SO_REUSEADDR", 1, option(tcp4, SOL_SOCKET, SO_REUSEADDR));
+  FX_EQ("IPV6_V6ONLY", 1, option(tcp6, IPPROTO_IPV6, IPV6_V6ONLY));
+  FX_EQ("TCP_NODELAY", 1, option(tcp6, IPPROTO_TCP, TCP_NODELAY));
+  FX_EQ("O_NONBLOCK of the IPv4 listener", O_NONBLOCK, fcntl(tcp4, F_GETFL) & O_NONBLOCK);
+  FX_EQ("FD_CLOEXEC of the IPv6 listener", FD_CLOEXEC, fcntl(tcp6, F_GETFD) & FD_CLOEXEC);
+  FX_EQ("SO_TYPE of the UDP socket", SOCK_DGRAM, option(udp_a, SOL_SOCKET, SO_TYPE));
+  serve_once(tcp4, AF_INET, "IPv4 listener");
+  serve_once(tcp6, AF_INET6, "IPv6 listener");
+  /* The UDP socket is still connected to its peer: send() needs no address. */
+  ssize_t sent = send(udp_a, "hello", 5, 0);
+  FX_TRUE(sent == 5, "UDP send: %s", strerror(errno));
+  char datagram[16] = "";
+  ssize_t got = recv(udp_b, datagram, sizeof datagram, MSG_DONTWAIT);
+  for (int i = 0; got < 0 && errno == EAGAIN && i < 100; i++) {
+    usleep(5000);
+    got = recv(udp_b, datagram, sizeof datagram, MSG_DONTWAIT);
+  }
+  FX_TRUE(got == 5 && !memcmp(datagram, "hello", 5), "UDP: received %zd bytes", got);
+  fx_finish();
+}
