@@ -2,6 +2,7 @@
  * options, and serve new connections.
  *
  *   sockets [netns]
+ *   sockets unix [DIR]
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -10,6 +11,12 @@
  * restore has to make one (with loopback up) too.
  * After SIGTERM: every address, option and flag reads as before, each listener accepts a new
  * connection made to its port and echoes over it, and the UDP pair exchanges a datagram.
+ *
+ * `unix`: a stream socketpair with bytes waiting in both ends, a datagram socketpair, a
+ * listener bound to DIR/ckcont-sockets-<pid>.sock (backlog 5) with one accepted connection
+ * whose server end has bytes waiting, and a listener with an abstract name. After SIGTERM the
+ * waiting bytes read back exactly, every pair still carries data both ways, and both
+ * listeners accept new clients by their names.
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -20,6 +27,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 static int option(int fd, int level, int name) {
   int value = -1;
@@ -68,9 +76,91 @@ static void serve_once(int listener, int family, const char *what) {
   close(client);
 }
 
+static void expect_read(int fd, const char *want, const char *what) {
+  char got[64] = "";
+  size_t length = strlen(want);
+  ssize_t n = recv(fd, got, sizeof got - 1, MSG_DONTWAIT);
+  if (fx_flip()) got[0] ^= 1;
+  FX_TRUE(n == (ssize_t)length && !memcmp(got, want, length), "%s: read %zd bytes \"%.*s\", expected \"%s\"", what,
+          n, n > 0 ? (int)n : 0, got, want);
+}
+
+static void exchange(int a, int b, const char *what) {
+  FX_TRUE(send(a, "abc", 3, MSG_DONTWAIT) == 3, "%s: send: %s", what, strerror(errno));
+  expect_read(b, "abc", what);
+  FX_TRUE(send(b, "xyz", 3, MSG_DONTWAIT) == 3, "%s: send back: %s", what, strerror(errno));
+  expect_read(a, "xyz", what);
+}
+
+/* A new client of the listener bound to `address`, accepted and exchanging data. */
+static void connect_unix(int listener, const struct sockaddr_un *address, socklen_t length, const char *what) {
+  int client = FX_SYS(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (connect(client, (const struct sockaddr *)address, length) < 0) {
+    fx_bad("%s: connect: %s", what, strerror(errno));
+    close(client);
+    return;
+  }
+  int server = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+  FX_TRUE(server >= 0, "%s: accept: %s", what, strerror(errno));
+  if (server >= 0) {
+    exchange(client, server, what);
+    close(server);
+  }
+  close(client);
+}
+
+static int unix_mode(const char *dir) {
+  int stream[2], datagram[2];
+  FX_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, stream));
+  FX_SYS(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, datagram));
+  FX_SYS(send(stream[1], "to-zero", 7, 0));
+  FX_SYS(send(stream[0], "to-one!!", 8, 0));
+
+  struct sockaddr_un named = {.sun_family = AF_UNIX};
+  snprintf(named.sun_path, sizeof named.sun_path, "%s/ckcont-sockets-%d.sock", dir, (int)getpid());
+  unlink(named.sun_path);
+  int listener = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  FX_SYS(bind(listener, (struct sockaddr *)&named, sizeof named));
+  FX_SYS(listen(listener, 5));
+  int client = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  FX_SYS(connect(client, (struct sockaddr *)&named, sizeof named));
+  int server = FX_SYS(accept(listener, NULL, NULL));
+  FX_SYS(send(client, "hello-server", 12, 0));
+
+  struct sockaddr_un abstract = {.sun_family = AF_UNIX};
+  int abstract_length = snprintf(abstract.sun_path + 1, sizeof abstract.sun_path - 1, "ckcont-sockets-%d", (int)getpid());
+  socklen_t abstract_size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + abstract_length);
+  int hidden = FX_SYS(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0));
+  FX_SYS(bind(hidden, (struct sockaddr *)&abstract, abstract_size));
+  FX_SYS(listen(hidden, 3));
+  fx_ready();
+  fx_wait_term();
+
+  expect_read(stream[0], "to-zero", "stream pair end 0");
+  expect_read(stream[1], "to-one!!", "stream pair end 1");
+  exchange(stream[0], stream[1], "stream pair");
+  exchange(datagram[0], datagram[1], "datagram pair");
+  FX_EQ("SO_TYPE of the datagram pair", SOCK_DGRAM, option(datagram[0], SOL_SOCKET, SO_TYPE));
+  expect_read(server, "hello-server", "accepted connection");
+  exchange(client, server, "accepted connection");
+  FX_EQ("SO_ACCEPTCONN of the named listener", 1, option(listener, SOL_SOCKET, SO_ACCEPTCONN));
+  FX_EQ("O_NONBLOCK of the abstract listener", O_NONBLOCK, fcntl(hidden, F_GETFL) & O_NONBLOCK);
+  struct sockaddr_un now = {0};
+  socklen_t now_length = sizeof now;
+  FX_SYS(getsockname(listener, (struct sockaddr *)&now, &now_length));
+  FX_TRUE(!strcmp(now.sun_path, named.sun_path), "the listener is bound to \"%s\"", now.sun_path);
+  connect_unix(listener, &named, sizeof named, "named listener");
+  int nonblocking = fcntl(hidden, F_GETFL);
+  FX_SYS(fcntl(hidden, F_SETFL, nonblocking & ~O_NONBLOCK));
+  connect_unix(hidden, &abstract, abstract_size, "abstract listener");
+  unlink(named.sun_path);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
+  if (argc > 1 && !strcmp(argv[1], "unix")) return unix_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

@@ -18,7 +18,8 @@
  *             After: the link, and the session still has the terminal (TIOCGSID on it)
  *   tcp       an established TCP connection to itself over 127.0.0.1 (the fd is the client
  *             end). After: the link, and a byte sent on it arrives at the other end
- *   unix      a unix socketpair (the fd is one end). After: the link, and a byte crosses it */
+ *   unix      a unix SOCK_SEQPACKET socketpair with a message waiting in the fd's end (waiting
+ *             messages are not kept yet). After: the link, and a byte crosses the pair */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -105,9 +106,10 @@ int main(int argc, char **argv) {
     close(listener);
   } else if (!strcmp(kind, "unix")) {
     int pair[2];
-    FX_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
+    FX_SYS(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair));
     fd = pair[0];
     other = pair[1];
+    FX_SYS(write(other, "waiting", 7));
   } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|sysv-sem|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
@@ -138,6 +140,7 @@ int main(int argc, char **argv) {
   } else if (!strcmp(kind, "tcp") || !strcmp(kind, "unix")) {
     ssize_t n = write(fd, "x", 1);
     FX_TRUE(n == 1 && read(other, u.b, 1) == 1 && u.b[0] == 'x', "%s: a byte did not cross the connection", kind);
+    if (!strcmp(kind, "unix")) FX_TRUE(read(fd, u.b, sizeof u.b) == 7, "unix: the waiting message is gone");
   } else if (!strcmp(kind, "sysv-sem")) {
     FX_TRUE(semctl(semaphores, 0, GETVAL) == 0, "the semaphore set is gone");
     semctl(semaphores, 0, IPC_RMID);

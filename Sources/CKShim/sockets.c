@@ -53,3 +53,86 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts) {
   }
   return 0;
 }
+
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct netns_socket { int netns_fd, result; };
+
+static void *open_in_netns(void *argument) {
+  struct netns_socket *job = argument;
+  // setns changes only this thread's network namespace; the socket keeps the one it was
+  // made in, whatever thread uses it afterwards.
+  if (setns(job->netns_fd, CLONE_NEWNET) < 0) { job->result = -errno; return NULL; }
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  job->result = fd < 0 ? -errno : fd;
+  return NULL;
+}
+
+int ck_sock_diag_socket(int netns_fd) {
+  if (netns_fd < 0) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    return fd < 0 ? -errno : fd;
+  }
+  struct netns_socket job = {netns_fd, -EINVAL};
+  pthread_t thread;
+  int err = pthread_create(&thread, NULL, open_in_netns, &job);
+  if (err) return -err;
+  pthread_join(thread, NULL);
+  return job.result;
+}
+
+int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out) {
+  memset(out, 0, sizeof(*out));
+  struct {
+    struct nlmsghdr header;
+    struct unix_diag_req request;
+  } message = {
+      .header = {.nlmsg_len = sizeof(message), .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST},
+      .request = {.sdiag_family = AF_UNIX, .udiag_states = ~0u, .udiag_ino = inode,
+                  .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN,
+                  .udiag_cookie = {~0u, ~0u}},
+  };
+  if (send(diag_fd, &message, sizeof(message), 0) < 0) return -errno;
+  union { char bytes[8192]; struct nlmsghdr align; } reply;
+  ssize_t length = recv(diag_fd, reply.bytes, sizeof(reply.bytes), 0);
+  if (length < 0) return -errno;
+  struct nlmsghdr *header = &reply.align;
+  if (!NLMSG_OK(header, (unsigned int)length)) return -EIO;
+  if (header->nlmsg_type == NLMSG_ERROR) {
+    struct nlmsgerr *error = NLMSG_DATA(header);
+    return error->error ? error->error : -EIO;
+  }
+  if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY) return -EIO;
+  struct unix_diag_msg *found = NLMSG_DATA(header);
+  out->type = found->udiag_type;
+  out->state = found->udiag_state;
+  int rest = (int)header->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*found));
+  for (struct rtattr *attribute = (struct rtattr *)(found + 1); RTA_OK(attribute, rest);
+       attribute = RTA_NEXT(attribute, rest)) {
+    int size = (int)RTA_PAYLOAD(attribute);
+    switch (attribute->rta_type) {
+    case UNIX_DIAG_NAME:
+      if (size > (int)sizeof(out->name)) size = sizeof(out->name);
+      memcpy(out->name, RTA_DATA(attribute), (size_t)size);
+      out->name_length = (unsigned int)size;
+      break;
+    case UNIX_DIAG_PEER:
+      if (size >= 4) memcpy(&out->peer, RTA_DATA(attribute), 4);
+      break;
+    case UNIX_DIAG_RQLEN:
+      if (size >= 8) {
+        memcpy(&out->receive_queue, RTA_DATA(attribute), 4);
+        memcpy(&out->send_queue, (char *)RTA_DATA(attribute) + 4, 4);
+      }
+      break;
+    }
+  }
+  return 0;
+}

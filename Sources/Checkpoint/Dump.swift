@@ -116,7 +116,7 @@ public struct Dump {
     var memory: MemoryImage
     var files: FileTableImage
 
-    init(_ process: CgroupProcess, container: String, log: (String) -> Void) throws {
+    init(_ process: CgroupProcess, container: String, sockDiag: Int32, log: (String) -> Void) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
       if stat.ttyNr != 0 {
         throw CKError(
@@ -127,7 +127,7 @@ public struct Dump {
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
       memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
-      files = try FileCapture(pid: process.pid).image(log: log)
+      files = try FileCapture(pid: process.pid, sockDiag: sockDiag).image(log: log)
     }
   }
 
@@ -186,8 +186,15 @@ public struct Dump {
     defer { facts.deallocate() }
     nonisolated(unsafe) let log = self.log
     let container = cgroup.path
+    // Unix sockets are asked about through sock_diag, in the container's network namespace.
+    let netns = open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC)
+    let sockDiag = try negErrnoChecked("socket", "NETLINK_SOCK_DIAG in the network namespace of \(processes[0].pid)") {
+      defer { if netns >= 0 { close(netns) } }
+      return ck_sock_diag_socket(netns)
+    }
+    defer { close(Int32(sockDiag)) }
     DispatchQueue.concurrentPerform(iterations: processes.count) { index in
-      facts[index] = Result { try ProcessFacts(processes[index], container: container, log: log) }
+      facts[index] = Result { try ProcessFacts(processes[index], container: container, sockDiag: Int32(sockDiag), log: log) }
     }
     phases.record("/proc on all CPUs", since: readingProc)
     // Each process's core and mm are final once captured: they are encoded on the CPUs the
@@ -243,6 +250,7 @@ public struct Dump {
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
+    try checkSocketPeers(tasks)
     try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
     var namespaces = try namespaceSet(of: root.hostPid)
@@ -291,6 +299,21 @@ public struct Dump {
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
       encoded: models)
+  }
+
+  /// A connected unix socket is restored as one end of a pair: its peer must be in the
+  /// container too.
+  func checkSocketPeers(_ tasks: [CapturedTask]) throws {
+    let sockets = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.socket?.inode } })
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let peer = descriptor.socket?.peerInode, !sockets.contains(peer) else { continue }
+        throw CKError(
+          .failed,
+          "task \(task.hostPid): fd \(descriptor.fd) is a unix socket connected to socket:[\(peer)], which no process of the container holds",
+          hint: "ckcont restores unix connections between the container's own processes only")
+      }
+    }
   }
 
   /// Processes that share their parent's descriptor table or fs information (clone with

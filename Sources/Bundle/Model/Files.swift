@@ -189,16 +189,17 @@ public struct PipeImage: Codable, Sendable, Equatable {
   }
 }
 
-/// An internet socket without a connection to restore: made anew with socket(2), its
-/// options set, bound to its address and, if it listened, listening again.
+/// A socket: an internet socket without a connection, made anew with socket(2), its options
+/// set, bound to its address and, if it listened, listening again; or a unix socket, made
+/// the same way, or, connected, as one end of a socketpair(2) with its peer.
 public struct SocketImage: Codable, Sendable, Equatable {
-  /// AF_INET or AF_INET6.
+  /// AF_INET, AF_INET6 or AF_UNIX.
   public var family: Int32
-  /// SOCK_STREAM or SOCK_DGRAM.
+  /// SOCK_STREAM, SOCK_DGRAM (or, unix, SOCK_SEQPACKET).
   public var type: Int32
   public var protocolNumber: Int32
-  /// The bound address, a struct sockaddr_in or sockaddr_in6 as getsockname(2) gives it;
-  /// nil when the socket was never bound.
+  /// The bound address: a struct sockaddr_in or sockaddr_in6 as getsockname(2) gives it, or
+  /// a unix socket's sun_path bytes (a leading NUL: an abstract name); nil when unbound.
   public var address: Data?
   /// A UDP socket's connected peer (connect(2) on a datagram socket only sets a default).
   public var peer: Data?
@@ -206,11 +207,19 @@ public struct SocketImage: Codable, Sendable, Equatable {
   public var backlog: Int32?
   /// Integer socket options that differ from a fresh socket's, set before bind.
   public var options: [SocketOption]
+  /// A unix socket: its inode, and its connected peer's (both in the container).
+  public var inode: UInt64?
+  public var peerInode: UInt64?
+  /// A connected unix stream socket: the bytes waiting to be read from it.
+  public var queued: Data?
 
   public init(
     family: Int32, type: Int32, protocolNumber: Int32, address: Data?, peer: Data?, backlog: Int32?,
-    options: [SocketOption]
+    options: [SocketOption], inode: UInt64? = nil, peerInode: UInt64? = nil, queued: Data? = nil
   ) {
+    self.inode = inode
+    self.peerInode = peerInode
+    self.queued = queued
     self.family = family
     self.type = type
     self.protocolNumber = protocolNumber
@@ -242,6 +251,12 @@ extension SocketImage {
   /// Whether the image is one restore can make: a known family, type, protocol, options,
   /// and addresses of the size their family has.
   public var isValid: Bool {
+    if family == 1 {
+      return [1, 2, 5].contains(type) && protocolNumber == 0 && (address?.count ?? 1) <= 108 && (address?.count ?? 1) > 0
+        && peer == nil && (backlog ?? 0) >= 0 && inode != nil && (queued?.count ?? 0) <= 16 << 20
+        && (queued == nil || peerInode != nil) && options.count <= 8
+        && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
+    }
     let size = family == 2 ? 16 : 28
     func fits(_ address: Data?) -> Bool {
       guard let address else { return true }
@@ -252,8 +267,20 @@ extension SocketImage {
       && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
   }
 
-  /// `tcp 127.0.0.1:8080 listening`, `udp [::1]:53`: for people.
+  /// `tcp 127.0.0.1:8080 listening`, `udp [::1]:53`, `unix stream /run/x.sock`: for people.
   public var description: String {
+    if family == 1 {
+      let kind = type == 1 ? "stream" : type == 2 ? "datagram" : "seqpacket"
+      let name = address.map { name in
+        name.first == 0
+          ? "@" + String(decoding: name.dropFirst(), as: UTF8.self) : String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      var words = ["unix", kind, name ?? "unnamed"]
+      if let peerInode { words.append("connected to socket:[\(peerInode)]") }
+      if let backlog { words.append("listening (backlog \(backlog))") }
+      if let queued, !queued.isEmpty { words.append("\(queued.count) bytes to read") }
+      return words.joined(separator: " ")
+    }
     func text(_ address: Data?) -> String? {
       guard let bytes = address.map(Array.init), bytes.count >= 8 else { return nil }
       let port = Int(bytes[2]) << 8 | Int(bytes[3])

@@ -227,6 +227,20 @@ struct ck_socket_facts {
 };
 // Fills `facts` for socket `fd`; 0 or -errno.
 int ck_socket_facts(int fd, struct ck_socket_facts *facts);
+// A NETLINK_SOCK_DIAG socket in the network namespace `netns_fd` (-1: ckcont's own), made
+// on a thread of its own (setns changes the calling thread). The fd, or -errno.
+int ck_sock_diag_socket(int netns_fd);
+// A unix socket as sock_diag tells it (which a descriptor alone does not: its peer).
+struct ck_unix_diag {
+  unsigned int type, state;
+  unsigned char name[108];  // sun_path bytes (a leading NUL: an abstract name)
+  unsigned int name_length;  // 0: unbound
+  unsigned int peer;  // the peer's inode, 0 for none
+  // A listener: connections waiting and the backlog; else bytes to read and bytes sent.
+  unsigned int receive_queue, send_queue;
+};
+// Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
+int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);
 
 // ---- cpu (cpu.c) ----
 // XCR0: the XSAVE state components the OS enabled on this CPU (xgetbv(0)).

@@ -9,6 +9,8 @@ import Linux
 /// kind: a checkpoint never silently drops a descriptor.
 struct FileCapture {
   let pid: Int32
+  /// A NETLINK_SOCK_DIAG socket in the container's network namespace, for unix sockets.
+  let sockDiag: Int32
 
   func image(log: (String) -> Void) throws -> FileTableImage {
     let fdDir = "/proc/\(pid)/fd"
@@ -45,7 +47,7 @@ struct FileCapture {
       }
       if target.hasPrefix("socket:[") {
         var descriptor = DescriptorImage(fd: fd, kind: .socket, flags: openFlags, closeOnExec: cloexec)
-        descriptor.socket = try captureSocket(fd: fd, target: target)
+        descriptor.socket = try captureSocket(fd: fd, target: target, inode: info.inode)
         descriptors.append(descriptor)
         continue
       }
@@ -170,18 +172,19 @@ struct FileCapture {
   /// What an internet socket is, asked through a copy of the descriptor (pidfd_getfd): one
   /// without a connection is recreated; a connection (or data waiting in a socket) cannot be
   /// yet, and stops the dump rather than be lost.
-  private func captureSocket(fd: Int32, target: String) throws -> SocketImage {
+  private func captureSocket(fd: Int32, target: String, inode: UInt64) throws -> SocketImage {
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
     defer { close(ours) }
     var facts = ck_socket_facts()
     try negErrnoChecked("getsockopt", "task \(pid) fd \(fd)") { ck_socket_facts(ours, &facts) }
-    func refuse(_ what: String, hint: String = "close it before the checkpoint, or wait for support of this kind") -> CKError {
+    func refuse(_ what: String, _ hint: String = "close it before the checkpoint, or wait for support of this kind") -> CKError {
       CKError(.failed, "task \(pid): fd \(fd) is \(what) (\(target)), which ckcont cannot checkpoint yet", hint: hint)
     }
+    if facts.family == AF_UNIX { return try captureUnixSocket(ours, facts: facts, inode: inode, refuse: refuse) }
     guard facts.family == AF_INET || facts.family == AF_INET6 else {
-      throw refuse(facts.family == AF_UNIX ? "a unix socket" : "a socket of address family \(facts.family)")
+      throw refuse("a socket of address family \(facts.family)")
     }
     guard facts.type == Int32(SOCK_STREAM.rawValue) || facts.type == Int32(SOCK_DGRAM.rawValue) else {
       throw refuse("a raw socket")
@@ -198,7 +201,7 @@ struct FileCapture {
         guard facts.waiting == 0 else {
           throw refuse(
             "a listening socket with \(facts.waiting) connection(s) not yet accepted",
-            hint: "checkpoint once the server has accepted them")
+            "checkpoint once the server has accepted them")
         }
       } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
         let states = [1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT", 8: "CLOSE-WAIT", 9: "LAST-ACK", 11: "CLOSING"]
@@ -207,24 +210,73 @@ struct FileCapture {
           peer: facts.peer_length > 0 ? data(facts.peer, facts.peer_length) : nil, backlog: nil, options: [])
         throw refuse(
           "a TCP connection (\(states[Int(facts.tcp_state)] ?? "state \(facts.tcp_state)"), \(ends.description.dropFirst(9)))",
-          hint: "checkpoint when no connection is open")
+          "checkpoint when no connection is open")
       }
     } else {
       guard facts.waiting == 0 else {
-        throw refuse("a UDP socket with a datagram waiting to be read", hint: "checkpoint once it has been read")
+        throw refuse("a UDP socket with a datagram waiting to be read", "checkpoint once it has been read")
       }
       if facts.peer_length > 0 { peer = data(facts.peer, facts.peer_length) }
     }
-    let options = withUnsafeBytes(of: facts.options) { raw in
+    let options = socketOptions(facts)
+    return SocketImage(
+      family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil, peer: peer,
+      backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
+  }
+
+  /// A unix socket: its name, its peer (sock_diag: a descriptor does not tell), and for a
+  /// connected stream socket the bytes waiting in it, peeked without consuming them.
+  private func captureUnixSocket(
+    _ ours: Int32, facts: ck_socket_facts, inode: UInt64, refuse: (String, String) -> CKError
+  ) throws -> SocketImage {
+    let hint = "close it before the checkpoint, or wait for support of this kind"
+    var diag = ck_unix_diag()
+    let found = ck_unix_diag(sockDiag, UInt32(truncatingIfNeeded: inode), &diag)
+    guard found == 0 else {
+      throw refuse("a unix socket sock_diag does not know (\(String(cString: strerror(-found))))", hint)
+    }
+    let name = withUnsafeBytes(of: diag.name) { Data($0.prefix(Int(diag.name_length))) }
+    let options = socketOptions(facts)
+    if facts.listening != 0 {
+      guard diag.receive_queue == 0 else {
+        throw refuse("a listening unix socket with \(diag.receive_queue) connection(s) not yet accepted", "checkpoint once the server has accepted them")
+      }
+      return SocketImage(
+        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
+        backlog: Int32(clamping: diag.send_queue), options: options, inode: inode)
+    }
+    guard diag.peer != 0 else {
+      guard facts.waiting == 0 else { throw refuse("an unconnected unix socket with a message waiting to be read", hint) }
+      return SocketImage(
+        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
+        options: options, inode: inode)
+    }
+    var queued = Data()
+    if facts.waiting > 0 {
+      guard facts.type == Int32(SOCK_STREAM.rawValue) else {
+        throw refuse("a unix \(facts.type == 2 ? "datagram" : "seqpacket") socket with messages waiting to be read", "checkpoint once they have been read")
+      }
+      guard facts.waiting <= 16 << 20 else { throw refuse("a unix socket with \(facts.waiting) bytes waiting to be read", hint) }
+      var bytes = [UInt8](repeating: 0, count: Int(facts.waiting))
+      let got = bytes.withUnsafeMutableBytes { recv(ours, $0.baseAddress, $0.count, Int32(MSG_PEEK | MSG_DONTWAIT)) }
+      guard got == Int(facts.waiting) else {
+        throw refuse("a unix socket whose \(facts.waiting) waiting bytes could not be peeked (got \(got))", hint)
+      }
+      queued = Data(bytes)
+    }
+    return SocketImage(
+      family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
+      options: options, inode: inode, peerInode: UInt64(diag.peer), queued: queued.isEmpty ? nil : queued)
+  }
+
+  private func socketOptions(_ facts: ck_socket_facts) -> [SocketOption] {
+    withUnsafeBytes(of: facts.options) { raw in
       (0..<Int(facts.option_count)).map { index in
         SocketOption(
           level: raw.load(fromByteOffset: index * 12, as: Int32.self), name: raw.load(fromByteOffset: index * 12 + 4, as: Int32.self),
           value: raw.load(fromByteOffset: index * 12 + 8, as: Int32.self))
       }
     }
-    return SocketImage(
-      family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil, peer: peer,
-      backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
   }
 
   /// The pipe's buffered bytes, copied without consuming them: a new read end opened through

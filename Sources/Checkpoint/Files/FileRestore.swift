@@ -21,6 +21,11 @@ final class SharedDescriptions {
   var pipes: [UInt64: (pid: Int32, read: Int64, write: Int64)] = [:]
   /// FIFOs whose buffered data has been written back.
   var filledFifos: Set<UInt64> = []
+  /// Unix socket inode -> the process (pid inside, host pid) and fd holding that end of the
+  /// socketpair made for it and its peer.
+  var socketEnds: [UInt64: (pid: Int32, hostPid: Int32, fd: Int64)] = [:]
+  /// Unix sockets whose waiting bytes have been written back (through their peer).
+  var filledSockets: Set<UInt64> = []
   /// memfd inode -> the task (host pid) and high fd holding the one recreated for it.
   var memfds: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
   /// Deleted file's inode -> the task (host pid) and high fd holding its recreated ghost.
@@ -72,6 +77,13 @@ struct FileRestore {
       let key = descriptor.kind == .pipe ? "pipe:[\(descriptor.pipe ?? 0)]" : descriptor.path ?? ""
       return shared.inherited[key]
     }
+    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .socket {
+      guard heldElsewhere(descriptor) == nil, let socket = descriptor.socket, socket.peerInode != nil else { continue }
+      let end = try socketPairEnd(socket, prepared: &prepared)
+      try injector.call(
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL), UInt64(descriptor.flags))
+      prepared.descriptions[descriptor.fd] = end
+    }
     for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .pipe {
       guard heldElsewhere(descriptor) == nil, inheritedFD(descriptor) == nil, let inode = descriptor.pipe,
         let image = pipesByInode[inode]
@@ -119,8 +131,11 @@ struct FileRestore {
           .value(UInt64(option.level)), .value(UInt64(option.name)), .value(value), .value(4))
       }
       if let address = socket.address {
-        let at = try address.withUnsafeBytes { try injector.put($0) }
-        batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(UInt64(address.count)))
+        // A unix name is sun_path: after the two bytes of sun_family.
+        let sockaddr = socket.family == AF_UNIX ? Data([UInt8(AF_UNIX), 0]) + address : address
+        if socket.family == AF_UNIX { try removeStaleSocketFile(address) }
+        let at = try sockaddr.withUnsafeBytes { try injector.put($0) }
+        batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(UInt64(sockaddr.count)))
       }
       if let backlog = socket.backlog {
         batch.add("listen fd \(fd)", SyscallNumber.listen, .result(made), .value(UInt64(backlog)))
@@ -130,6 +145,15 @@ struct FileRestore {
         batch.add("connect fd \(fd)", SyscallNumber.connect, .result(made), .value(at), .value(UInt64(peer.count)))
       }
       return queueMoveHigh(made, what: "fd \(fd)")
+    }
+    /// The socket file a unix name left behind when its process died: bind would find it
+    /// taken. Only a socket file at an absolute path is removed.
+    func removeStaleSocketFile(_ name: Data) throws {
+      guard name.first == UInt8(ascii: "/") else { return }
+      let path = String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+      var st = stat()
+      guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
+      try syscallChecked("unlink", "the stale socket file \(path)") { unlink(path) }
     }
     /// A new eventfd (its counter), signalfd (its mask) or timerfd (armed with what was left,
     /// and its unread expirations), at a high number.
@@ -386,10 +410,11 @@ struct FileRestore {
 
   /// Runs `body` with a descriptor of ckcont's own for the task's `fd` (pidfd_getfd): the same
   /// open file description, so what it writes is the task's.
-  private func withOurCopy(of fd: Int32, _ body: (Int32) throws -> Void) throws {
-    let pidfd = try syscallChecked("pidfd_open", "\(injector.pid)") { ck_pidfd_open(injector.pid, 0) }
+  private func withOurCopy(of fd: Int32, in hostPid: Int32? = nil, _ body: (Int32) throws -> Void) throws {
+    let owner = hostPid ?? injector.pid
+    let pidfd = try syscallChecked("pidfd_open", "\(owner)") { ck_pidfd_open(owner, 0) }
     defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(injector.pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    let ours = try syscallChecked("pidfd_getfd", "\(owner) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
     defer { close(ours) }
     try body(ours)
   }
@@ -458,6 +483,46 @@ struct FileRestore {
     let write = try move(Int64(fds.1), to: prepared.takeHigh())
     shared.pipes[pipe.inode] = (pid, read, write)
     return (read, write)
+  }
+
+  /// This end of a connected unix socket: one socketpair(2) is made for it and its peer the
+  /// first time either is needed (its other end held for whoever needs the peer), fetched
+  /// from the process holding it afterwards. Bytes that waited in it are written into its
+  /// peer end, so that they wait in it again.
+  private func socketPairEnd(_ socket: SocketImage, prepared: inout Prepared) throws -> Int64 {
+    guard let inode = socket.inode, let peerInode = socket.peerInode else { throw CKError(.failed, "a unix socket without its inodes") }
+    var end: Int64
+    if let holder = shared.socketEnds[inode] {
+      end = holder.pid == pid ? holder.fd : try fetch(holder.fd, from: holder.pid, to: prepared.takeHigh())
+    } else {
+      injector.resetData()
+      let pair = try injector.reserve(8)
+      try injector.call(
+        "socketpair for socket:[\(inode)]", SyscallNumber.socketpair, UInt64(AF_UNIX),
+        UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue)), 0, pair)
+      let fds = try injector.read(8, at: pair).withUnsafeBytes {
+        ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
+      }
+      end = try move(Int64(fds.0), to: prepared.takeHigh())
+      let peer = try move(Int64(fds.1), to: prepared.takeHigh())
+      shared.socketEnds[peerInode] = (pid, injector.pid, peer)
+    }
+    shared.socketEnds[inode] = (pid, injector.pid, end)
+    if let queued = socket.queued, !queued.isEmpty, shared.filledSockets.insert(inode).inserted,
+      let peer = shared.socketEnds[peerInode]
+    {
+      try withOurCopy(of: Int32(peer.fd), in: peer.hostPid) { ours in
+        try queued.withUnsafeBytes { bytes in
+          var done = 0
+          while done < bytes.count {
+            done += try syscallChecked("send", "the waiting bytes of socket:[\(inode)]") {
+              send(ours, bytes.baseAddress! + done, bytes.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            }
+          }
+        }
+      }
+    }
+    return end
   }
 
   /// A copy of another restored process's fd, taken from inside with pidfd_open +
