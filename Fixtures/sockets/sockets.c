@@ -3,6 +3,7 @@
  *
  *   sockets [netns]
  *   sockets unix [DIR]
+ *   sockets tcp-connection
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -17,6 +18,11 @@
  * whose server end has bytes waiting, and a listener with an abstract name. After SIGTERM the
  * waiting bytes read back exactly, every pair still carries data both ways, and both
  * listeners accept new clients by their names.
+ *
+ * `tcp-connection`: a TCP listener on 127.0.0.1 and an established connection to it, with
+ * bytes already exchanged and read, and bytes waiting unread at both ends. After SIGTERM the
+ * waiting bytes read back exactly, the connection carries data both ways, and the listener
+ * accepts a new client.
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -157,9 +163,33 @@ static int unix_mode(const char *dir) {
   fx_finish();
 }
 
+static int tcp_connection_mode(void) {
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  FX_SYS(bind(listener, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(listen(listener, 4));
+  socklen_t length = sizeof local;
+  FX_SYS(getsockname(listener, (struct sockaddr *)&local, &length));
+  int client = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  FX_SYS(connect(client, (struct sockaddr *)&local, sizeof local));
+  int server = FX_SYS(accept(listener, NULL, NULL));
+  exchange(client, server, "the connection before");
+  FX_SYS(send(client, "hello", 5, 0));
+  FX_SYS(send(server, "world!", 6, 0));
+  usleep(50000); /* on loopback the bytes arrive at once; let them settle in the queues */
+  fx_ready();
+  fx_wait_term();
+  expect_read(server, "hello", "bytes waiting at the server");
+  expect_read(client, "world!", "bytes waiting at the client");
+  exchange(client, server, "the connection after");
+  serve_once(listener, AF_INET, "the listener");
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
+  if (argc > 1 && !strcmp(argv[1], "tcp-connection")) return tcp_connection_mode();
   if (argc > 1 && !strcmp(argv[1], "unix")) return unix_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));

@@ -17,7 +17,9 @@
  *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
  *             After: the link, and the session still has the terminal (TIOCGSID on it)
  *   tcp       an established TCP connection to itself over 127.0.0.1 (the fd is the client
- *             end). After: the link, and a byte sent on it arrives at the other end
+ *             end) with 64 KiB unread at the server end (more than a dump keeps). After: the
+ *             link, the 64 KiB, and a byte sent on it arrives at the other end (the dump
+ *             that refused it took it back out of repair mode)
  *   unix      a unix SOCK_SEQPACKET socketpair with a message waiting in the fd's end (waiting
  *             messages are not kept yet). After: the link, and a byte crosses the pair */
 #include "fix.h"
@@ -104,6 +106,8 @@ int main(int argc, char **argv) {
     FX_SYS(connect(fd, (struct sockaddr *)&a, sizeof a));
     other = FX_SYS(accept(listener, NULL, NULL));
     close(listener);
+    static char block[64 << 10];
+    FX_SYS(write(fd, block, sizeof block));
   } else if (!strcmp(kind, "unix")) {
     int pair[2];
     FX_SYS(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair));
@@ -138,6 +142,11 @@ int main(int argc, char **argv) {
     ssize_t n = read(fd, &u.u, 8);
     FX_TRUE(n == 8 && u.u == 42, "eventfd: read %zd, value %llu", n, (unsigned long long)u.u);
   } else if (!strcmp(kind, "tcp") || !strcmp(kind, "unix")) {
+    if (!strcmp(kind, "tcp")) {
+      size_t waiting = 0;
+      for (ssize_t r; waiting < (64 << 10) && (r = read(other, u.b, sizeof u.b)) > 0;) waiting += (size_t)r;
+      FX_TRUE(waiting == 64 << 10, "tcp: %zu of the 64 KiB waiting arrived", waiting);
+    }
     ssize_t n = write(fd, "x", 1);
     FX_TRUE(n == 1 && read(other, u.b, 1) == 1 && u.b[0] == 'x', "%s: a byte did not cross the connection", kind);
     if (!strcmp(kind, "unix")) FX_TRUE(read(fd, u.b, sizeof u.b) == 7, "unix: the waiting message is gone");

@@ -136,3 +136,69 @@ int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out) {
   }
   return 0;
 }
+
+// TCP_REPAIR and its companions: linux/tcp.h has them, netinet/tcp.h may not.
+#ifndef TCP_REPAIR
+#define TCP_REPAIR 19
+#endif
+#ifndef TCP_REPAIR_QUEUE
+#define TCP_REPAIR_QUEUE 20
+#define TCP_QUEUE_SEQ 21
+#define TCP_REPAIR_OPTIONS 22
+#endif
+#ifndef TCP_TIMESTAMP
+#define TCP_TIMESTAMP 24
+#endif
+#ifndef TCP_REPAIR_WINDOW
+#define TCP_REPAIR_WINDOW 29
+#endif
+
+static int set_int(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof(value)) == 0 ? 0 : -errno;
+}
+
+// One queue of a socket in repair mode: its sequence number and its bytes, peeked.
+static int dump_queue(int fd, int queue, int size_request, unsigned int *seq, void *buffer, size_t capacity,
+                      unsigned int *length) {
+  int err = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue);
+  if (err) return err;
+  socklen_t size = sizeof(*seq);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &size) < 0) return -errno;
+  int bytes = 0;
+  if (ioctl(fd, size_request, &bytes) < 0) return -errno;
+  if ((size_t)bytes > capacity) return -E2BIG;
+  *length = 0;
+  if (bytes > 0) {
+    ssize_t got = recv(fd, buffer, (size_t)bytes, MSG_PEEK | MSG_DONTWAIT);
+    if (got != bytes) return got < 0 ? -errno : -EIO;
+    *length = (unsigned int)bytes;
+  }
+  return 0;
+}
+
+int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, void *receive_buffer, size_t capacity) {
+  memset(state, 0, sizeof(*state));
+  int err = set_int(fd, IPPROTO_TCP, TCP_REPAIR, 1);
+  if (err) return err;
+  if ((err = dump_queue(fd, 2 /* TCP_SEND_QUEUE */, SIOCOUTQ, &state->send_seq, send_buffer, capacity, &state->send_length)))
+    return err;
+  if ((err = dump_queue(fd, 1 /* TCP_RECV_QUEUE */, SIOCINQ, &state->receive_seq, receive_buffer, capacity,
+                        &state->receive_length)))
+    return err;
+  set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, 0);
+  struct tcp_info info;
+  socklen_t size = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) < 0) return -errno;
+  state->options = info.tcpi_options;
+  state->send_wscale = info.tcpi_snd_wscale;
+  state->receive_wscale = info.tcpi_rcv_wscale;
+  size = sizeof(state->mss);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &state->mss, &size) < 0) return -errno;
+  size = sizeof(state->timestamp);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &state->timestamp, &size) < 0) return -errno;
+  size = sizeof(state->window);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, state->window, &size) < 0) return -errno;
+  return 0;
+}
+
+int ck_tcp_repair_off(int fd) { return set_int(fd, IPPROTO_TCP, TCP_REPAIR, 0); }

@@ -61,8 +61,9 @@ public struct Dump {
     try Interruption.check()
     let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
     var destination: Destination?
+    let repaired = RepairedSockets()
     do {
-      let captured = try capture(session)
+      let captured = try capture(session, repaired: repaired)
       session.endRemoteCalls()
       try Interruption.check()
       destination = try Destination(output)
@@ -72,9 +73,15 @@ public struct Dump {
       let frozenSeconds = monotonicNow() - started
       let releasing = monotonicNow()
       switch aftermath {
-      case .kill: session.kill()
-      case .leaveRunning: session.release(leaveFrozen: false)
-      case .leaveFrozen: session.release(leaveFrozen: true)
+      case .kill:
+        session.kill()
+        repaired.dropSilently()
+      case .leaveRunning:
+        repaired.release()
+        session.release(leaveFrozen: false)
+      case .leaveFrozen:
+        repaired.release()
+        session.release(leaveFrozen: true)
       }
       log("released the container in \(Int((monotonicNow() - releasing) * 1000)) ms")
       return DumpReport(
@@ -83,6 +90,7 @@ public struct Dump {
         frozenSeconds: frozenSeconds, frozenAt: session.frozenAt, totalSeconds: monotonicNow() - started)
     } catch {
       destination?.abandon()
+      repaired.release()
       session.release(leaveFrozen: false)
       log("dump failed; the container was released and runs on")
       throw error
@@ -116,7 +124,7 @@ public struct Dump {
     var memory: MemoryImage
     var files: FileTableImage
 
-    init(_ process: CgroupProcess, container: String, sockDiag: Int32, log: (String) -> Void) throws {
+    init(_ process: CgroupProcess, container: String, sockDiag: Int32, repaired: RepairedSockets, log: (String) -> Void) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
       if stat.ttyNr != 0 {
         throw CKError(
@@ -127,7 +135,7 @@ public struct Dump {
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
       memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
-      files = try FileCapture(pid: process.pid, sockDiag: sockDiag).image(log: log)
+      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired).image(log: log)
     }
   }
 
@@ -174,7 +182,7 @@ public struct Dump {
     return zombies
   }
 
-  func capture(_ session: SeizedContainer) throws -> Captured {
+  func capture(_ session: SeizedContainer, repaired: RepairedSockets) throws -> Captured {
     var phases = PhaseTimes()
     let zombies = try phases.time("zombie search") { try zombieChildren(session.processes) }
     // What /proc shows of each process needs no ptrace, so it is read on every CPU at once;
@@ -194,7 +202,9 @@ public struct Dump {
     }
     defer { close(Int32(sockDiag)) }
     DispatchQueue.concurrentPerform(iterations: processes.count) { index in
-      facts[index] = Result { try ProcessFacts(processes[index], container: container, sockDiag: Int32(sockDiag), log: log) }
+      facts[index] = Result {
+        try ProcessFacts(processes[index], container: container, sockDiag: Int32(sockDiag), repaired: repaired, log: log)
+      }
     }
     phases.record("/proc on all CPUs", since: readingProc)
     // Each process's core and mm are final once captured: they are encoded on the CPUs the

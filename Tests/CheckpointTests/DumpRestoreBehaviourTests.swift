@@ -102,6 +102,21 @@ struct DumpRestoreBehaviourTests {
     #expect(container.log.contains("PASS forest"), "\(container.log)")
   }
 
+  /// A dump puts established TCP connections into repair mode to read them; one that lets
+  /// the container run on takes them out again: the connection, with the bytes waiting in
+  /// it, carries on. (A restore of the bundle after the original has closed its connections
+  /// would find the port in TIME-WAIT, as a restarted program would.)
+  @Test func tcpConnectionsCarryOnAfterLeaveRunning() throws {
+    let container = try FixtureContainer("sockets", ["tcp-connection"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS sockets", in: container, timeout: 5)
+  }
+
   @Test func dumpToStandardOutputAndRestoreFromStandardInput() throws {
     let container = try FixtureContainer("pipe-self")
     defer { container.destroy() }

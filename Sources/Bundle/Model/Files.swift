@@ -212,6 +212,8 @@ public struct SocketImage: Codable, Sendable, Equatable {
   public var peerInode: UInt64?
   /// A connected unix stream socket: the bytes waiting to be read from it.
   public var queued: Data?
+  /// An established TCP connection (`peer` is the other end): its state under TCP_REPAIR.
+  public var tcp: TCPConnectionImage?
 
   public init(
     family: Int32, type: Int32, protocolNumber: Int32, address: Data?, peer: Data?, backlog: Int32?,
@@ -227,6 +229,50 @@ public struct SocketImage: Codable, Sendable, Equatable {
     self.peer = peer
     self.backlog = backlog
     self.options = options
+  }
+}
+
+/// An established TCP connection as TCP_REPAIR reads and restores it (CRIU's tcp_stream):
+/// the sequence numbers and bytes of both queues, the options both ends agreed on, the
+/// timestamp clock and the window.
+public struct TCPConnectionImage: Codable, Sendable, Equatable {
+  public var sendSequence: UInt32
+  public var receiveSequence: UInt32
+  /// Sent but not acknowledged (or not sent yet): retransmitted after restore.
+  public var sendQueue: Data
+  /// Received and acknowledged, not read yet by the process.
+  public var receiveQueue: Data
+  /// tcpi_options: TCPI_OPT_TIMESTAMPS 1, TCPI_OPT_SACK 2, TCPI_OPT_WSCALE 4.
+  public var options: UInt32
+  public var sendWindowScale: UInt32
+  public var receiveWindowScale: UInt32
+  public var mss: UInt32
+  public var timestamp: UInt32
+  /// struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
+  public var window: [UInt32]
+
+  /// The most each queue may hold: both go in one batch of remote calls.
+  public static let queueLimit = 8 << 10
+
+  public init(
+    sendSequence: UInt32, receiveSequence: UInt32, sendQueue: Data, receiveQueue: Data, options: UInt32,
+    sendWindowScale: UInt32, receiveWindowScale: UInt32, mss: UInt32, timestamp: UInt32, window: [UInt32]
+  ) {
+    self.sendSequence = sendSequence
+    self.receiveSequence = receiveSequence
+    self.sendQueue = sendQueue
+    self.receiveQueue = receiveQueue
+    self.options = options
+    self.sendWindowScale = sendWindowScale
+    self.receiveWindowScale = receiveWindowScale
+    self.mss = mss
+    self.timestamp = timestamp
+    self.window = window
+  }
+
+  public var isValid: Bool {
+    sendQueue.count <= Self.queueLimit && receiveQueue.count <= Self.queueLimit && window.count == 5
+      && sendWindowScale <= 14 && receiveWindowScale <= 14 && mss <= 65535
   }
 }
 
@@ -263,7 +309,8 @@ extension SocketImage {
       return address.count == size && Int32(address[address.startIndex]) | Int32(address[address.startIndex + 1]) << 8 == family
     }
     return (family == 2 || family == 10) && (type == 1 || type == 2) && [0, 6, 17].contains(protocolNumber)
-      && fits(address) && fits(peer) && (peer == nil || type == 2) && (backlog ?? 0) >= 0 && options.count <= 8
+      && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true) && (tcp == nil || peer != nil && address != nil)
+      && (backlog ?? 0) >= 0 && options.count <= 8
       && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
   }
 
@@ -290,7 +337,10 @@ extension SocketImage {
       return "[\(groups.joined(separator: ":"))]:\(port)"
     }
     var words = [type == 1 ? "tcp" : "udp", family == 2 ? "IPv4" : "IPv6", text(address) ?? "unbound"]
-    if let peer = text(peer) { words.append("to \(peer)") }
+    if let peer = text(peer) { words.append(tcp == nil ? "to \(peer)" : "connected to \(peer)") }
+    if let tcp, tcp.sendQueue.count + tcp.receiveQueue.count > 0 {
+      words.append("(\(tcp.receiveQueue.count) bytes to read, \(tcp.sendQueue.count) to send)")
+    }
     if let backlog { words.append("listening (backlog \(backlog))") }
     return words.joined(separator: " ")
   }

@@ -242,6 +242,21 @@ struct ck_unix_diag {
 // Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
 int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);
 
+// An established TCP connection as TCP_REPAIR shows it (CRIU's tcp_stream): both queues'
+// sequence numbers and bytes, the options negotiated, the timestamp and the window.
+struct ck_tcp_state {
+  unsigned int send_seq, receive_seq;
+  unsigned int send_length, receive_length;
+  unsigned int options;  // tcpi_options: TCPI_OPT_TIMESTAMPS 1, SACK 2, WSCALE 4
+  unsigned int send_wscale, receive_wscale, mss, timestamp;
+  unsigned int window[5];  // struct tcp_repair_window
+};
+// Puts socket `fd` into repair mode (it stays there: ck_tcp_repair_off takes it out) and
+// reads its state; each queue's bytes (up to `capacity`) into its buffer. 0 or -errno
+// (-E2BIG: a queue holds more than `capacity`).
+int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, void *receive_buffer, size_t capacity);
+int ck_tcp_repair_off(int fd);
+
 // ---- cpu (cpu.c) ----
 // XCR0: the XSAVE state components the OS enabled on this CPU (xgetbv(0)).
 uint64_t ck_xgetbv0(void);

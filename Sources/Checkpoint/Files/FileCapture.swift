@@ -11,6 +11,8 @@ struct FileCapture {
   let pid: Int32
   /// A NETLINK_SOCK_DIAG socket in the container's network namespace, for unix sockets.
   let sockDiag: Int32
+  /// Where established TCP connections go once in repair mode.
+  let repaired: RepairedSockets
 
   func image(log: (String) -> Void) throws -> FileTableImage {
     let fdDir = "/proc/\(pid)/fd"
@@ -176,7 +178,8 @@ struct FileCapture {
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
-    defer { close(ours) }
+    var keep = false
+    defer { if !keep { close(ours) } }
     var facts = ck_socket_facts()
     try negErrnoChecked("getsockopt", "task \(pid) fd \(fd)") { ck_socket_facts(ours, &facts) }
     func refuse(_ what: String, _ hint: String = "close it before the checkpoint, or wait for support of this kind") -> CKError {
@@ -203,6 +206,30 @@ struct FileCapture {
             "a listening socket with \(facts.waiting) connection(s) not yet accepted",
             "checkpoint once the server has accepted them")
         }
+      } else if facts.tcp_state == 1 /* TCP_ESTABLISHED */ {
+        keep = true
+        repaired.add(ours)
+        let limit = TCPConnectionImage.queueLimit
+        var sendQueue = [UInt8](repeating: 0, count: limit), receiveQueue = [UInt8](repeating: 0, count: limit)
+        var state = ck_tcp_state()
+        let result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, limit)
+        guard result == 0 else {
+          throw refuse(
+            result == -E2BIG
+              ? "a TCP connection with more than \(limit >> 10) KiB waiting in a queue"
+              : "a TCP connection that TCP_REPAIR cannot read (\(String(cString: strerror(-result))))",
+            "checkpoint when less data is in flight")
+        }
+        let tcp = TCPConnectionImage(
+          sendSequence: state.send_seq, receiveSequence: state.receive_seq,
+          sendQueue: Data(sendQueue.prefix(Int(state.send_length))), receiveQueue: Data(receiveQueue.prefix(Int(state.receive_length))),
+          options: state.options, sendWindowScale: state.send_wscale, receiveWindowScale: state.receive_wscale, mss: state.mss,
+          timestamp: state.timestamp, window: withUnsafeBytes(of: state.window) { Array($0.bindMemory(to: UInt32.self)) })
+        var image = SocketImage(
+          family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
+          peer: data(facts.peer, facts.peer_length), backlog: nil, options: socketOptions(facts))
+        image.tcp = tcp
+        return image
       } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
         let states = [1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT", 8: "CLOSE-WAIT", 9: "LAST-ACK", 11: "CLOSING"]
         let ends = SocketImage(

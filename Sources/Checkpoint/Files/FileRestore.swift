@@ -121,6 +121,7 @@ struct FileRestore {
     /// A new socket with its options, bound, listening or connected as it was, at a high
     /// number.
     func queueSocket(_ socket: SocketImage, flags: Int32, fd: Int32) throws -> Int64 {
+      if let tcp = socket.tcp { return try queueConnection(socket, tcp, flags: flags, fd: fd) }
       let made = batch.add(
         "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
         .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
@@ -144,6 +145,57 @@ struct FileRestore {
         let at = try peer.withUnsafeBytes { try injector.put($0) }
         batch.add("connect fd \(fd)", SyscallNumber.connect, .result(made), .value(at), .value(UInt64(peer.count)))
       }
+      return queueMoveHigh(made, what: "fd \(fd)")
+    }
+    /// An established TCP connection, taken up where it was (TCP_REPAIR, as CRIU does): a
+    /// socket in repair mode gets both sequence numbers, is bound and "connected" without a
+    /// packet sent, has its options, timestamp, queued bytes and window set, and leaves
+    /// repair mode (the kernel then probes the peer's window).
+    func queueConnection(_ socket: SocketImage, _ tcp: TCPConnectionImage, flags: Int32, fd: Int32) throws -> Int64 {
+      guard let local = socket.address, let peer = socket.peer else { throw CKError(.badInput, "fd \(fd): a TCP connection without its addresses") }
+      let made = batch.add(
+        "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
+        .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
+      func set(_ what: String, _ level: Int32, _ name: Int32, _ bytes: [UInt8]) throws {
+        let at = try injector.put(bytes)
+        batch.add(
+          "\(what) fd \(fd)", SyscallNumber.setsockopt, .result(made), .value(UInt64(level)), .value(UInt64(name)), .value(at),
+          .value(UInt64(bytes.count)))
+      }
+      func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+      // Options first: SO_REUSEADDR would undo the forced reuse repair mode sets, which lets
+      // the connection bind the port its listener holds.
+      for option in socket.options {
+        try set("setsockopt(\(option.level), \(option.name))", option.level, option.name, int(UInt32(bitPattern: option.value)))
+      }
+      try set("TCP_REPAIR", 6, 19, int(1))
+      // The dumped sequence numbers are past the queued bytes; writing them back into the
+      // queues below advances them again.
+      try set("TCP_REPAIR_QUEUE send", 6, 20, int(2))
+      try set("TCP_QUEUE_SEQ send", 6, 21, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
+      try set("TCP_REPAIR_QUEUE receive", 6, 20, int(1))
+      try set("TCP_QUEUE_SEQ receive", 6, 21, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
+      let localAt = try local.withUnsafeBytes { try injector.put($0) }
+      batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(localAt), .value(UInt64(local.count)))
+      let peerAt = try peer.withUnsafeBytes { try injector.put($0) }
+      batch.add("connect fd \(fd) (repair)", SyscallNumber.connect, .result(made), .value(peerAt), .value(UInt64(peer.count)))
+      // struct tcp_repair_opt {code, value}: MSS always, then what both ends agreed on.
+      var options = int(2) + int(tcp.mss)
+      if tcp.options & 4 != 0 { options += int(3) + int(tcp.sendWindowScale | tcp.receiveWindowScale << 16) }
+      if tcp.options & 2 != 0 { options += int(4) + int(0) }
+      if tcp.options & 1 != 0 { options += int(8) + int(0) }
+      try set("TCP_REPAIR_OPTIONS", 6, 22, options)
+      if tcp.options & 1 != 0 { try set("TCP_TIMESTAMP", 6, 24, int(tcp.timestamp)) }
+      for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send"), (1, tcp.receiveQueue, "receive")] where !bytes.isEmpty {
+        try set("TCP_REPAIR_QUEUE \(what)", 6, 20, int(queue))
+        let at = try bytes.withUnsafeBytes { try injector.put($0) }
+        batch.add(
+          "write the \(what) queue of fd \(fd)", SyscallNumber.write, .result(made), .value(at), .value(UInt64(bytes.count)),
+          expecting: Int64(bytes.count))
+      }
+      try set("TCP_REPAIR_WINDOW", 6, 29, tcp.window.flatMap(int))
+      // Repair mode ends at install, once every process has its sockets: a peer not made
+      // yet would answer the window probe with a reset (its listener would).
       return queueMoveHigh(made, what: "fd \(fd)")
     }
     /// The socket file a unix name left behind when its process died: bind would find it
@@ -200,7 +252,9 @@ struct FileRestore {
       }
     }
     for descriptor in image.descriptors where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
-      if injector.dataRoom < 8192 || batch.isFull {
+      // A TCP connection puts both its queues in the data area.
+      let room = 8192 + (descriptor.socket?.tcp.map { $0.sendQueue.count + $0.receiveQueue.count } ?? 0)
+      if injector.dataRoom < UInt64(room) || batch.isFull {
         try finish(batch, fills: fills, memfds: memfdFills, ghosts: ghostFills)
         batch = Injector.Batch()
         fills = []
@@ -433,6 +487,16 @@ struct FileRestore {
       }
     }
     injector.resetData()
+    let off = try injector.put(words: [0])
+    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.socket?.tcp != nil {
+      if batch.isFull {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
+      batch.add(
+        "TCP_REPAIR off fd \(descriptor.fd)", SyscallNumber.setsockopt, .value(UInt64(descriptor.fd)), .value(6), .value(19),
+        .value(off), .value(4))
+    }
     for (epoll, targets) in prepared.epollWatches {
       for target in targets {
         if batch.isFull || injector.dataRoom < 64 {
