@@ -196,9 +196,9 @@ public struct Dump {
     let container = cgroup.path
     // Unix sockets are asked about through sock_diag, in the container's network namespace.
     let netns = open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC)
+    defer { if netns >= 0 { close(netns) } }
     let sockDiag = try negErrnoChecked("socket", "NETLINK_SOCK_DIAG in the network namespace of \(processes[0].pid)") {
-      defer { if netns >= 0 { close(netns) } }
-      return ck_sock_diag_socket(netns)
+      ck_sock_diag_socket(netns)
     }
     defer { close(Int32(sockDiag)) }
     DispatchQueue.concurrentPerform(iterations: processes.count) { index in
