@@ -13,7 +13,8 @@
  * After SIGTERM: every address, option and flag reads as before, each listener accepts a new
  * connection made to its port and echoes over it, and the UDP pair exchanges a datagram.
  *
- * `unix`: a stream socketpair with bytes waiting in both ends, a datagram socketpair, a
+ * `unix`: a stream socketpair with bytes waiting in both ends, a datagram socketpair with two
+ * messages waiting in one end and one in the other, a seqpacket pair with one waiting, a
  * listener bound to DIR/ckcont-sockets-<pid>.sock (backlog 5) with one accepted connection
  * whose server end has bytes waiting, and a listener with an abstract name. After SIGTERM the
  * waiting bytes read back exactly, every pair still carries data both ways, and both
@@ -121,6 +122,12 @@ static int unix_mode(const char *dir) {
   FX_SYS(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, datagram));
   FX_SYS(send(stream[1], "to-zero", 7, 0));
   FX_SYS(send(stream[0], "to-one!!", 8, 0));
+  FX_SYS(send(datagram[1], "first", 5, 0));
+  FX_SYS(send(datagram[1], "second!", 7, 0));
+  FX_SYS(send(datagram[0], "back", 4, 0));
+  int records[2];
+  FX_SYS(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, records));
+  FX_SYS(send(records[0], "record", 6, 0));
 
   struct sockaddr_un named = {.sun_family = AF_UNIX};
   snprintf(named.sun_path, sizeof named.sun_path, "%s/ckcont-sockets-%d.sock", dir, (int)getpid());
@@ -145,7 +152,12 @@ static int unix_mode(const char *dir) {
   expect_read(stream[0], "to-zero", "stream pair end 0");
   expect_read(stream[1], "to-one!!", "stream pair end 1");
   exchange(stream[0], stream[1], "stream pair");
+  expect_read(datagram[0], "first", "first waiting datagram");
+  expect_read(datagram[0], "second!", "second waiting datagram");
+  expect_read(datagram[1], "back", "datagram waiting at the other end");
   exchange(datagram[0], datagram[1], "datagram pair");
+  expect_read(records[1], "record", "waiting seqpacket record");
+  exchange(records[0], records[1], "seqpacket pair");
   FX_EQ("SO_TYPE of the datagram pair", SOCK_DGRAM, option(datagram[0], SOL_SOCKET, SO_TYPE));
   expect_read(server, "hello-server", "accepted connection");
   exchange(client, server, "accepted connection");

@@ -20,8 +20,9 @@
  *             end) with 64 KiB unread at the server end (more than a dump keeps). After: the
  *             link, the 64 KiB, and a byte sent on it arrives at the other end (the dump
  *             that refused it took it back out of repair mode)
- *   unix      a unix SOCK_SEQPACKET socketpair with a message waiting in the fd's end (waiting
- *             messages are not kept yet). After: the link, and a byte crosses the pair */
+ *   unix      a unix datagram socketpair with a message waiting in the fd's end that carries a
+ *             descriptor (SCM_RIGHTS: not kept yet). After: the link, the message and its
+ *             descriptor, and a byte crosses the pair */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -110,10 +111,20 @@ int main(int argc, char **argv) {
     FX_SYS(write(fd, block, sizeof block));
   } else if (!strcmp(kind, "unix")) {
     int pair[2];
-    FX_SYS(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair));
+    FX_SYS(socketpair(AF_UNIX, SOCK_DGRAM, 0, pair));
     fd = pair[0];
     other = pair[1];
-    FX_SYS(write(other, "waiting", 7));
+    int passed = FX_SYS(open("/dev/null", O_RDONLY));
+    char control[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec vector = {"waiting", 7};
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &passed, sizeof(int));
+    FX_SYS(sendmsg(other, &message, 0));
+    close(passed);
   } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|sysv-sem|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
@@ -149,7 +160,13 @@ int main(int argc, char **argv) {
     }
     ssize_t n = write(fd, "x", 1);
     FX_TRUE(n == 1 && read(other, u.b, 1) == 1 && u.b[0] == 'x', "%s: a byte did not cross the connection", kind);
-    if (!strcmp(kind, "unix")) FX_TRUE(read(fd, u.b, sizeof u.b) == 7, "unix: the waiting message is gone");
+    if (!strcmp(kind, "unix")) {
+      char control[CMSG_SPACE(sizeof(int))];
+      struct iovec vector = {u.b, sizeof u.b};
+      struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+      ssize_t got = recvmsg(fd, &message, 0);
+      FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
+    }
   } else if (!strcmp(kind, "sysv-sem")) {
     FX_TRUE(semctl(semaphores, 0, GETVAL) == 0, "the semaphore set is gone");
     semctl(semaphores, 0, IPC_RMID);

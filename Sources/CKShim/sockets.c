@@ -202,3 +202,32 @@ int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, vo
 }
 
 int ck_tcp_repair_off(int fd) { return set_int(fd, IPPROTO_TCP, TCP_REPAIR, 0); }
+
+int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count) {
+  *count = 0;
+  int old_offset = -1;
+  socklen_t size = sizeof(old_offset);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &old_offset, &size) < 0) return -errno;
+  int err = set_int(fd, SOL_SOCKET, SO_PEEK_OFF, 0);
+  if (err) return err;
+  size_t used = 0;
+  for (;;) {
+    if (*count == max_messages) { err = -E2BIG; break; }
+    char control[256];
+    struct iovec vector = {(char *)buffer + used, capacity - used};
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control)};
+    ssize_t got = recvmsg(fd, &message, MSG_PEEK | MSG_DONTWAIT);
+    if (got < 0) {
+      if (errno != EAGAIN) err = -errno;
+      break;
+    }
+    // Descriptors or credentials in flight, or a message cut short: not kept.
+    if (message.msg_controllen > 0 || (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) { err = -EBADMSG; break; }
+    lengths[(*count)++] = (unsigned int)got;
+    used += (size_t)got;
+    if (got == 0 && capacity == used) { err = -E2BIG; break; }
+  }
+  set_int(fd, SOL_SOCKET, SO_PEEK_OFF, old_offset);
+  return err;
+}

@@ -212,6 +212,8 @@ public struct SocketImage: Codable, Sendable, Equatable {
   public var peerInode: UInt64?
   /// A connected unix stream socket: the bytes waiting to be read from it.
   public var queued: Data?
+  /// A connected unix datagram or seqpacket socket: the messages waiting, in order.
+  public var messages: [Data]?
   /// An established TCP connection (`peer` is the other end): its state under TCP_REPAIR.
   public var tcp: TCPConnectionImage?
 
@@ -300,7 +302,8 @@ extension SocketImage {
     if family == 1 {
       return [1, 2, 5].contains(type) && protocolNumber == 0 && (address?.count ?? 1) <= 108 && (address?.count ?? 1) > 0
         && peer == nil && (backlog ?? 0) >= 0 && inode != nil && (queued?.count ?? 0) <= 16 << 20
-        && (queued == nil || peerInode != nil) && options.count <= 8
+        && (queued == nil || peerInode != nil) && (messages == nil || peerInode != nil && type != 1)
+        && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20 && options.count <= 8
         && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
     }
     let size = family == 2 ? 16 : 28
@@ -326,6 +329,7 @@ extension SocketImage {
       if let peerInode { words.append("connected to socket:[\(peerInode)]") }
       if let backlog { words.append("listening (backlog \(backlog))") }
       if let queued, !queued.isEmpty { words.append("\(queued.count) bytes to read") }
+      if let messages, !messages.isEmpty { words.append("\(messages.count) messages to read") }
       return words.joined(separator: " ")
     }
     func text(_ address: Data?) -> String? {

@@ -242,6 +242,11 @@ struct ck_unix_diag {
 // Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
 int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);
 
+// The messages waiting in a datagram or seqpacket socket, peeked one after another (with
+// SO_PEEK_OFF, put back as it was) into `buffer`, their lengths into `lengths`. 0, -E2BIG
+// (more than fit), -EBADMSG (one carries descriptors or credentials), or -errno.
+int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count);
+
 // An established TCP connection as TCP_REPAIR shows it (CRIU's tcp_stream): both queues'
 // sequence numbers and bytes, the options negotiated, the timestamp and the window.
 struct ck_tcp_state {

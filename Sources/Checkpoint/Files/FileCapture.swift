@@ -279,10 +279,28 @@ struct FileCapture {
         options: options, inode: inode)
     }
     var queued = Data()
-    if facts.waiting > 0 {
-      guard facts.type == Int32(SOCK_STREAM.rawValue) else {
-        throw refuse("a unix \(facts.type == 2 ? "datagram" : "seqpacket") socket with messages waiting to be read", "checkpoint once they have been read")
+    var messages: [Data]?
+    if facts.waiting > 0 && facts.type != Int32(SOCK_STREAM.rawValue) {
+      // Datagrams and seqpacket records: each message apart, peeked in order.
+      let capacity = 16 << 20
+      let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+      defer { buffer.deallocate() }
+      var lengths = [UInt32](repeating: 0, count: 4096)
+      var count: Int32 = 0
+      let result = ck_peek_messages(ours, buffer.baseAddress, capacity, &lengths, Int32(lengths.count), &count)
+      guard result == 0 else {
+        throw refuse(
+          result == -EBADMSG
+            ? "a unix socket with a message carrying descriptors or credentials waiting"
+            : "a unix socket whose waiting messages could not be read (\(String(cString: strerror(-result))))",
+          "checkpoint once they have been read")
       }
+      var offset = 0
+      messages = lengths.prefix(Int(count)).map { length in
+        defer { offset += Int(length) }
+        return Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + Int(length)]))
+      }
+    } else if facts.waiting > 0 {
       guard facts.waiting <= 16 << 20 else { throw refuse("a unix socket with \(facts.waiting) bytes waiting to be read", hint) }
       var bytes = [UInt8](repeating: 0, count: Int(facts.waiting))
       let got = bytes.withUnsafeMutableBytes { recv(ours, $0.baseAddress, $0.count, Int32(MSG_PEEK | MSG_DONTWAIT)) }
@@ -291,9 +309,11 @@ struct FileCapture {
       }
       queued = Data(bytes)
     }
-    return SocketImage(
+    var image = SocketImage(
       family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
       options: options, inode: inode, peerInode: UInt64(diag.peer), queued: queued.isEmpty ? nil : queued)
+    image.messages = messages
+    return image
   }
 
   private func socketOptions(_ facts: ck_socket_facts) -> [SocketOption] {

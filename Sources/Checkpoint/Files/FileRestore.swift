@@ -572,16 +572,18 @@ struct FileRestore {
       shared.socketEnds[peerInode] = (pid, injector.pid, peer)
     }
     shared.socketEnds[inode] = (pid, injector.pid, end)
-    if let queued = socket.queued, !queued.isEmpty, shared.filledSockets.insert(inode).inserted,
-      let peer = shared.socketEnds[peerInode]
-    {
+    let waiting = (socket.queued.map { [$0] } ?? []) + (socket.messages ?? [])
+    if !waiting.isEmpty, shared.filledSockets.insert(inode).inserted, let peer = shared.socketEnds[peerInode] {
       try withOurCopy(of: Int32(peer.fd), in: peer.hostPid) { ours in
-        try queued.withUnsafeBytes { bytes in
-          var done = 0
-          while done < bytes.count {
-            done += try syscallChecked("send", "the waiting bytes of socket:[\(inode)]") {
-              send(ours, bytes.baseAddress! + done, bytes.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-            }
+        // A stream's bytes may go in several sends; a message must go in one.
+        for message in waiting {
+          try message.withUnsafeBytes { bytes in
+            var done = 0
+            repeat {
+              done += try syscallChecked("send", "what waited in socket:[\(inode)]") {
+                send(ours, bytes.baseAddress.map { $0 + done }, bytes.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+              }
+            } while done < bytes.count
           }
         }
       }
