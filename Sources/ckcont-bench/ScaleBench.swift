@@ -1,5 +1,6 @@
 // `ckcont-bench scale`: dump and restore time of containers that are big in one dimension
 // (tasks, threads, mappings, descriptors: the scale fixture), with the bundle on a tmpfs.
+import Cgroup
 import Foundation
 import Glibc
 import Linux
@@ -53,6 +54,10 @@ func benchScale(fixtures: String, ckcont: String, cases: [ScaleCase]) throws {
   print("  FUTEX_WAIT; mappings N: N one-page VMAs of alternating protection, every third page touched; fds N: files")
   print("  (some dup()ed), /dev/null and pipes holding data. Every restore is verified (SIGTERM, the fixture checks, PASS)")
   if let logs { print("  ckcont ran with -v: its logs are in \(logs) (the times include the logging)") }
+  // This VM's speed drifts with its host by ±25%: a process round trip measured in the same
+  // run tells a slow machine from a slow ckcont.
+  let spawn = try medianSpawnSeconds(of: "/bin/true", runs: 101)
+  print(String(format: "  machine, same run: /bin/true spawned and reaped in %.2f ms (median of 101)", spawn * 1000))
   print("case              dump s  restore s     dump/unit   restore/unit  unit        result")
   var results: [(ScaleCase, ContainerBench.Cycle)] = []
   for (index, item) in cases.enumerated() {
@@ -104,4 +109,15 @@ func benchScale(fixtures: String, ckcont: String, cases: [ScaleCase]) throws {
 extension String {
   /// The string right-aligned in `width` characters.
   func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+
+/// The median time to posix_spawn `program` and reap it.
+func medianSpawnSeconds(of program: String, runs: Int) throws -> Double {
+  var times: [Double] = []
+  for _ in 0..<runs {
+    let started = monotonicNow()
+    try Child([program], stdout: "/dev/null").wait(timeout: 10)
+    times.append(monotonicNow() - started)
+  }
+  return times.sorted()[runs / 2]
 }

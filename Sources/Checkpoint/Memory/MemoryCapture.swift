@@ -89,9 +89,3 @@ struct MemoryCapture {
 }
 
 func hex(_ value: UInt64) -> String { String(value, radix: 16) }
-
-func monotonicNow() -> Double {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}

@@ -195,8 +195,11 @@ public struct Restore {
         guard let injector = injectors[task.entry.pid] else { continue }
         let memory = MemoryRestore(
           image: task.memory, pages: pageSource(task, bundlePath: bundlePath), injector: injector, sharedObjects: sharedObjects, log: log)
-        // A shared object is mapped from the task that created it, once that one has mapped it.
-        if memory.mapsSharedObjects { try finishRunning() }
+        // A shared object is mapped from the task that created it, once that one has mapped it;
+        // a task sharing its parent's descriptor table (CLONE_FILES) would open and close the
+        // bundle's descriptor in the same table as the task before it, which may be the parent
+        // or a sibling sharing it too.
+        if memory.mapsSharedObjects || task.entry.sharesFilesWithParent == true { try finishRunning() }
         try? otherCPUs?.apply(to: injector.pid)
         try memory.start()
         try finishRunning()
