@@ -219,15 +219,29 @@ public struct Restore {
       }
       for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
       var threads: [Tracee] = []
+      var restores: [TaskRestore] = []
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
         guard let inherited else { throw CKError(.failed, "no process was created") }
         let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, inherited: inherited, log: log)
         threads += try phases.time("threads, signals, creds") { try restore.restoreState() }
-        try phases.time("final registers") { try restore.finish() }
-        log("task \(injector.pid): restored with \(injector.remote.count + 1) remote syscalls")
+        restores.append(restore)
         try Interruption.check()
       }
+      // The last steps of each task are single stops with nothing to prepare in between: all
+      // are set going on another CPU before ckcont waits for the first, so the stops overlap.
+      let finalStarted = monotonicNow()
+      for restore in restores {
+        try? otherCPUs?.apply(to: restore.injector.pid)
+        try restore.launchFinish()
+      }
+      var finalStates: [(TaskRestore, TaskRestore.FinalState?)] = []
+      for restore in restores { finalStates.append((restore, try restore.completeFinish())) }
+      for (restore, state) in finalStates {
+        try restore.finishSteps(state)
+        log("task \(restore.injector.pid): restored with \(restore.injector.remote.count + 1) remote syscalls")
+      }
+      phases.record("final registers", since: finalStarted)
       try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs) }
       let resumedAt = monotonicNow()
       log("restored \(order.count) processes: \(phases)")

@@ -272,43 +272,71 @@ struct TaskRestore {
 
   /// The last remote call unmaps the injection region, single-stepped: at the trap right
   /// after the call (before the next instruction, which is gone, is fetched) the main thread
-  /// gets its own registers, xstate and signal mask, and resumes at its own rip.
-  func finish() throws {
-    guard let main = core.threads.first else { return }
+  /// gets its own registers, xstate and signal mask, and resumes at its own rip. This sets
+  /// the call going and returns at once: the caller may start other tasks' before it waits
+  /// with ``completeFinish()``.
+  func launchFinish() throws {
+    guard !core.threads.isEmpty else { return }
     var regs = injector.remote.saved
     regs.rax = UInt64(SyscallNumber.munmap)
     regs.orig_rax = UInt64.max
     regs.rdi = injector.region
     regs.rsi = Injector.regionSize
     regs.rip = injector.region
+    try injector.tracee.setRegisters(regs)
+    try injector.tracee.singleStep()
+  }
+
+  /// Waits for the unmap, then gives the main thread its final state; if it must re-enter a
+  /// system call, that is launched too, and ``finishSteps(_:)`` waits for it.
+  func completeFinish() throws -> FinalState? {
+    guard let main = core.threads.first else { return nil }
     let tracee = injector.tracee
-    try tracee.setRegisters(regs)
-    try tracee.singleStep()
     let status = try tracee.wait()
     guard case .stopped(let signal, _) = status, signal == SIGTRAP, try tracee.registers().rax == 0 else {
       throw CKError(.failed, "task \(entry.pid): unmapping the injection region stopped at \(status)")
     }
-    try setFinalState(main, of: tracee)
+    return try startFinalState(main, of: tracee)
+  }
+
+  /// A thread given its registers and xstate, to get its signal mask (``finishSteps(_:)``)
+  /// once any reissued system call has been entered.
+  struct FinalState {
+    let thread: ThreadCore
+    let tracee: Tracee
+    let reissued: UInt64?
+  }
+
+  func finishSteps(_ state: FinalState?) throws {
+    guard let state else { return }
+    if let number = state.reissued {
+      let status = try state.tracee.wait()
+      guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80, try state.tracee.registers().orig_rax == number else {
+        throw CKError(
+          .failed, "thread \(state.thread.tid) of \(entry.pid): reissuing system call \(number) stopped at \(status)")
+      }
+    }
+    try state.tracee.setSignalMask(state.thread.blockedSignals)
   }
 
   /// Registers, xstate and signal mask of a stopped thread, which then resumes where it was.
   private func setFinalState(_ thread: ThreadCore, of tracee: Tracee) throws {
+    try finishSteps(startFinalState(thread, of: tracee))
+  }
+
+  /// Registers and xstate of a stopped thread, and, for a system call it must re-enter, the
+  /// run to that call's entry (launched, not waited for).
+  private func startFinalState(_ thread: ThreadCore, of tracee: Tracee) throws -> FinalState {
     let resume = SyscallRestart.resumeRegisters(thread.registers)
     try tracee.setRegisters(resume.raw)
     try tracee.setExtendedState(Array(thread.xstate))
-    if SyscallRestart.reissues(thread.registers) {
-      // Enter the reissued call before any signal can arrive: a signal handled first would
-      // run its handler and then block in the call (a pause() that never returns), where the
-      // kernel's own restart would have returned EINTR. Signals stay blocked up to the
-      // syscall-entry stop; the thread's own mask applies from there.
-      try tracee.resumeToSyscall()
-      let status = try tracee.wait()
-      guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80,
-        try tracee.registers().orig_rax == resume.rax
-      else {
-        throw CKError(.failed, "thread \(thread.tid) of \(entry.pid): reissuing system call \(resume.rax) stopped at \(status)")
-      }
-    }
-    try tracee.setSignalMask(thread.blockedSignals)
+    guard SyscallRestart.reissues(thread.registers) else { return FinalState(thread: thread, tracee: tracee, reissued: nil) }
+    // Enter the reissued call before any signal can arrive: a signal handled first would
+    // run its handler and then block in the call (a pause() that never returns), where the
+    // kernel's own restart would have returned EINTR. Signals stay blocked up to the
+    // syscall-entry stop; the thread's own mask applies from there.
+    try tracee.resumeToSyscall()
+    return FinalState(thread: thread, tracee: tracee, reissued: resume.rax)
   }
+
 }
