@@ -188,25 +188,8 @@ public struct Dump {
     // What /proc shows of each process needs no ptrace, so it is read on every CPU at once;
     // then the tracing thread asks each process the rest, on one CPU with all of them.
     let processes = session.processes
-    let readingProc = monotonicNow()
-    nonisolated(unsafe) let facts = UnsafeMutableBufferPointer<Result<ProcessFacts, any Error>?>.allocate(capacity: processes.count)
-    facts.initialize(repeating: nil)
-    defer { facts.deallocate() }
+    let facts = try phases.time("/proc on all CPUs") { try readProc(of: processes, repaired: repaired) }
     nonisolated(unsafe) let log = self.log
-    let container = cgroup.path
-    // Unix sockets are asked about through sock_diag, in the container's network namespace.
-    let netns = open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC)
-    defer { if netns >= 0 { close(netns) } }
-    let sockDiag = try negErrnoChecked("socket", "NETLINK_SOCK_DIAG in the network namespace of \(processes[0].pid)") {
-      ck_sock_diag_socket(netns)
-    }
-    defer { close(Int32(sockDiag)) }
-    DispatchQueue.concurrentPerform(iterations: processes.count) { index in
-      facts[index] = Result {
-        try ProcessFacts(processes[index], container: container, sockDiag: Int32(sockDiag), repaired: repaired, log: log)
-      }
-    }
-    phases.record("/proc on all CPUs", since: readingProc)
     // Each process's core and mm are final once captured: they are encoded on the CPUs the
     // tracing thread leaves free, while it asks the next process.
     let otherCPUs = try? CPUSet.of(0).removing(CPUSet.current())
@@ -223,7 +206,7 @@ public struct Dump {
       try Interruption.check()
       if Self.captureDelay > 0 { usleep(Self.captureDelay) }
       try explainingVanished(process.pid) {
-        guard let facts = try result?.get() else { throw CKError(.failed, "process \(process.pid) was not read") }
+        let facts = try result.get()
         let (core, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
         var memory = facts.memory
         memory.fields.brk = brk
@@ -309,6 +292,28 @@ public struct Dump {
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
       encoded: models)
+  }
+
+  /// ``ProcessFacts`` of every process, read on all CPUs at once, in the order given.
+  func readProc(of processes: [CgroupProcess], repaired: RepairedSockets) throws -> [Result<ProcessFacts, any Error>] {
+    nonisolated(unsafe) let facts = UnsafeMutableBufferPointer<Result<ProcessFacts, any Error>?>.allocate(capacity: processes.count)
+    facts.initialize(repeating: nil)
+    defer { facts.deallocate() }
+    nonisolated(unsafe) let log = self.log
+    let container = cgroup.path
+    // Unix sockets are asked about through sock_diag, in the container's network namespace.
+    let netns = open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC)
+    defer { if netns >= 0 { close(netns) } }
+    let sockDiag = try negErrnoChecked("socket", "NETLINK_SOCK_DIAG in the network namespace of \(processes[0].pid)") {
+      ck_sock_diag_socket(netns)
+    }
+    defer { close(Int32(sockDiag)) }
+    DispatchQueue.concurrentPerform(iterations: processes.count) { index in
+      facts[index] = Result {
+        try ProcessFacts(processes[index], container: container, sockDiag: Int32(sockDiag), repaired: repaired, log: log)
+      }
+    }
+    return facts.map { $0 ?? .failure(CKError(.failed, "a process was not read")) }
   }
 
   /// A connected unix socket is restored as one end of a pair: its peer must be in the

@@ -317,6 +317,19 @@ extension SocketImage {
       && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
   }
 
+  /// An internet address as people write it: `127.0.0.1:8080`, `[::1]:53`; nil when `address`
+  /// is not a sockaddr_in or sockaddr_in6.
+  public static func text(_ address: Data) -> String? {
+    let bytes = Array(address)
+    guard bytes.count >= 8 else { return nil }
+    let port = Int(bytes[2]) << 8 | Int(bytes[3])
+    let family = Int(bytes[0]) | Int(bytes[1]) << 8
+    if family == 2 { return "\(bytes[4]).\(bytes[5]).\(bytes[6]).\(bytes[7]):\(port)" }
+    guard family == 10, bytes.count >= 24 else { return nil }
+    let groups = stride(from: 8, to: 24, by: 2).map { String(Int(bytes[$0]) << 8 | Int(bytes[$0 + 1]), radix: 16) }
+    return "[\(groups.joined(separator: ":"))]:\(port)"
+  }
+
   /// `tcp 127.0.0.1:8080 listening`, `udp [::1]:53`, `unix stream /run/x.sock`: for people.
   public var description: String {
     if family == 1 {
@@ -332,14 +345,7 @@ extension SocketImage {
       if let messages, !messages.isEmpty { words.append("\(messages.count) messages to read") }
       return words.joined(separator: " ")
     }
-    func text(_ address: Data?) -> String? {
-      guard let bytes = address.map(Array.init), bytes.count >= 8 else { return nil }
-      let port = Int(bytes[2]) << 8 | Int(bytes[3])
-      if family == 2 { return "\(bytes[4]).\(bytes[5]).\(bytes[6]).\(bytes[7]):\(port)" }
-      guard bytes.count >= 24 else { return nil }
-      let groups = stride(from: 8, to: 24, by: 2).map { String(Int(bytes[$0]) << 8 | Int(bytes[$0 + 1]), radix: 16) }
-      return "[\(groups.joined(separator: ":"))]:\(port)"
-    }
+    let text = { (address: Data?) in address.flatMap(Self.text) }
     var words = [type == 1 ? "tcp" : "udp", family == 2 ? "IPv4" : "IPv6", text(address) ?? "unbound"]
     if let peer = text(peer) { words.append(tcp == nil ? "to \(peer)" : "connected to \(peer)") }
     if let tcp, tcp.sendQueue.count + tcp.receiveQueue.count > 0 {

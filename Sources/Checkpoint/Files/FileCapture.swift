@@ -232,11 +232,9 @@ struct FileCapture {
         return image
       } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
         let states = [1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT", 8: "CLOSE-WAIT", 9: "LAST-ACK", 11: "CLOSING"]
-        let ends = SocketImage(
-          family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
-          peer: facts.peer_length > 0 ? data(facts.peer, facts.peer_length) : nil, backlog: nil, options: [])
+        let ends = [address, data(facts.peer, facts.peer_length)].compactMap(SocketImage.text).joined(separator: " to ")
         throw refuse(
-          "a TCP connection (\(states[Int(facts.tcp_state)] ?? "state \(facts.tcp_state)"), \(ends.description.dropFirst(9)))",
+          "a TCP connection (\(states[Int(facts.tcp_state)] ?? "state \(facts.tcp_state)"), \(ends))",
           "checkpoint when no connection is open")
       }
     } else {
