@@ -256,7 +256,8 @@ struct FileCapture {
   ) throws -> SocketImage {
     let hint = "close it before the checkpoint, or wait for support of this kind"
     var diag = ck_unix_diag()
-    let found = ck_unix_diag(sockDiag, UInt32(truncatingIfNeeded: inode), &diag)
+    // A negative sockDiag is the error making it; ck_unix_diag on it would say EBADF.
+    let found = sockDiag < 0 ? sockDiag : ck_unix_diag(sockDiag, UInt32(truncatingIfNeeded: inode), &diag)
     guard found == 0 else {
       throw refuse("a unix socket sock_diag does not know (\(String(cString: strerror(-found))))", hint)
     }
