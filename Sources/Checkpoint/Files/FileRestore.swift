@@ -110,6 +110,13 @@ struct FileRestore {
         "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
       return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
     }
+    /// lseek of the description at `high` to the descriptor's file position, if it had one.
+    func queueSeek(_ high: Int64, to descriptor: DescriptorImage) {
+      guard let position = descriptor.position, position > 0 else { return }
+      batch.add(
+        "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
+        .value(0), expecting: position)
+    }
     func queueMoveHigh(_ call: Int, what: String) -> Int64 {
       let high = prepared.takeHigh()
       batch.add(
@@ -358,11 +365,7 @@ struct FileRestore {
           source = "/proc/\(injector.pid)/fd/\(keeper)"
         }
         let high = try queueOpen(source, flags: descriptor.flags, fd: descriptor.fd).high
-        if let position = descriptor.position, position > 0 {
-          batch.add(
-            "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
-            .value(0), expecting: position)
-        }
+        queueSeek(high, to: descriptor)
         prepared.descriptions[descriptor.fd] = high
       case .pidfd:
         guard let target = descriptor.pidfdTarget else { continue }
@@ -396,11 +399,7 @@ struct FileRestore {
           memfdFills.append((high, memfd))
           shared.memfds[memfd.inode] = (injector.pid, high)
         }
-        if let position = descriptor.position, position > 0 {
-          batch.add(
-            "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
-            .value(0), expecting: position)
-        }
+        queueSeek(high, to: descriptor)
         prepared.descriptions[descriptor.fd] = high
       case .epoll:
         let made = batch.add("epoll_create1 fd \(descriptor.fd)", SyscallNumber.epollCreate1, .value(UInt64(O_CLOEXEC)))
@@ -413,11 +412,7 @@ struct FileRestore {
       case .path:
         guard let path = descriptor.path else { continue }
         let high = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
-        if let position = descriptor.position, position > 0, (descriptor.mode ?? 0) & UInt32(S_IFMT) == UInt32(S_IFREG) {
-          batch.add(
-            "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
-            .value(0), expecting: position)
-        }
+        if (descriptor.mode ?? 0) & UInt32(S_IFMT) == UInt32(S_IFREG) { queueSeek(high, to: descriptor) }
         prepared.descriptions[descriptor.fd] = high
       }
     }

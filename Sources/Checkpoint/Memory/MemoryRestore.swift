@@ -56,11 +56,6 @@ final class MemoryRestore {
     self.log = log
   }
 
-  func run() throws {
-    try start()
-    try finish()
-  }
-
   /// Queues and runs everything, the last batch only launched: the task runs it while ckcont
   /// goes on with other tasks, until ``finish()``.
   func start() throws {
