@@ -71,7 +71,7 @@ public struct BundleInspection: Codable, Sendable {
     let fd = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))") }
     defer { if fd != 0 { close(fd) } }
-    let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), keepPages: false, log: { _ in })
+    let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .drop, log: { _ in })
     let ns = bundle.tree.namespaces
     let names = [("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc), ("net", ns.net), ("user", ns.user),
       ("cgroup", ns.cgroup), ("time", ns.time)].filter(\.1).map(\.0)

@@ -18,14 +18,27 @@ public enum ProcessMemory {
   /// Copies the bytes of `ranges` of `pid`, in order, into `buffer` (whose size must be their
   /// total) with process_vm_readv, up to 1024 remote iovecs per call.
   public static func read(pid: Int32, ranges: [AddressRange], into buffer: UnsafeMutableRawBufferPointer) throws {
+    try transfer(pid: pid, ranges: ranges[...], local: buffer.baseAddress!, write: false)
+  }
+
+  /// Copies `local` (the total size of `ranges`) into `ranges` of `pid`, in order, with
+  /// process_vm_writev: the mappings must be writable.
+  public static func write(pid: Int32, ranges: ArraySlice<AddressRange>, from local: UnsafeRawPointer) throws {
+    try transfer(pid: pid, ranges: ranges, local: UnsafeMutableRawPointer(mutating: local), write: true)
+  }
+
+  /// process_vm_readv or process_vm_writev between one local buffer and many remote ranges,
+  /// 1024 remote iovecs per call, resuming after partial transfers.
+  public static func transfer(pid: Int32, ranges: ArraySlice<AddressRange>, local buffer: UnsafeMutableRawPointer, write: Bool) throws {
+    let name = write ? "process_vm_writev" : "process_vm_readv"
     var remote: [iovec] = []
     remote.reserveCapacity(min(ranges.count, 1024))
     var offset = 0
-    var index = 0
-    while index < ranges.count {
+    var index = ranges.startIndex
+    while index < ranges.endIndex {
       remote.removeAll(keepingCapacity: true)
       var batchBytes = 0
-      while index < ranges.count && remote.count < 1024 {
+      while index < ranges.endIndex && remote.count < 1024 {
         let range = ranges[index]
         remote.append(iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(range.start)), iov_len: Int(range.count)))
         batchBytes += Int(range.count)
@@ -34,17 +47,20 @@ public enum ProcessMemory {
       var done = 0
       var remoteIndex = 0
       while done < batchBytes {
-        var local = iovec(iov_base: buffer.baseAddress! + offset + done, iov_len: batchBytes - done)
+        var local = iovec(iov_base: buffer + offset + done, iov_len: batchBytes - done)
         let n = try remote.withUnsafeBufferPointer { iovs in
-          try syscallChecked("process_vm_readv", "\(pid), \(iovs.count - remoteIndex) ranges") {
-            ck_process_vm_readv(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
+          try syscallChecked(name, "\(pid), \(iovs.count - remoteIndex) ranges from 0x\(String(UInt(bitPattern: iovs[remoteIndex].iov_base), radix: 16))") {
+            write
+              ? ck_process_vm_writev(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
+              : ck_process_vm_readv(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
           }
         }
         guard n > 0 else {
-          throw CKError(.failed, "process_vm_readv(\(pid)) read nothing at range \(remoteIndex) of a batch")
+          let at = String(UInt(bitPattern: remote[remoteIndex].iov_base), radix: 16)
+          throw CKError(.failed, "\(name)(\(pid)) copied nothing at 0x\(at)")
         }
         done += n
-        // A partial read stops at an iovec boundary or inside one: skip what was copied.
+        // A partial copy stops at an iovec boundary or inside one: skip what was copied.
         var consumed = n
         while consumed > 0 && remoteIndex < remote.count {
           let length = remote[remoteIndex].iov_len

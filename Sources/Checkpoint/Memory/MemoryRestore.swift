@@ -18,63 +18,46 @@ final class SharedMemoryObjects {
 }
 
 final class MemoryRestore {
-  /// Where the page data comes from.
-  enum PageSource {
-    /// In ckcont's memory (a bundle read from a pipe): written through /proc/<pid>/mem.
-    case buffer(PageBuffer)
-    /// In the bundle file at this offset: the task reads them itself with preadv, one
-    /// kernel copy straight into its own memory, several times faster than /proc/<pid>/mem.
-    case file(path: String, offset: UInt64)
-  }
-
   let image: MemoryImage
-  let pages: PageSource
+  /// The saved pages, in image order (in the mapped bundle file or in memory).
+  let pages: UnsafeRawBufferPointer
   let injector: Injector
   let sharedObjects: SharedMemoryObjects
+  let copier: PageCopier
   let log: (String) -> Void
-  /// The calls queued to run in one stop, the VMAs they map, and their preadv calls (checked
-  /// for short reads once the batch ran).
+  /// The calls queued to run in one stop, and the VMAs mapped whose pages this task writes.
   private var batch = Injector.Batch()
   private var mapped: [VMAImage] = []
-  private var pendingReads: [(call: Int, runs: ArraySlice<PageRun>, position: UInt64)] = []
+  /// VMAs mapped writable only so that their pages can be written (see ``queueProtections``).
+  private var madeWritable: [VMAImage] = []
   /// Files the batch has opened to map ("r:" or "w:" and the path) -> the open call.
   private var openFiles: [String: Int] = [:]
-  private var bundleFD: Int64?
   private var started = 0.0
-  private var written: UInt64 = 0
-  /// Known descriptors for the bundle and the executable while the table holds nothing
-  /// else: above the few files a batch opens to map (an open returns the lowest free number),
-  /// below any RLIMIT_NOFILE a host sets.
-  static let bundleFD: Int64 = 900
+  /// A known descriptor for the executable while the table holds nothing else: above the
+  /// few files a batch opens to map (an open returns the lowest free number), below any
+  /// RLIMIT_NOFILE a host sets.
   static let exeFD: Int64 = 901
 
-  init(image: MemoryImage, pages: PageSource, injector: Injector, sharedObjects: SharedMemoryObjects, log: @escaping (String) -> Void) {
+  init(
+    image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects, copier: PageCopier,
+    log: @escaping (String) -> Void
+  ) {
     self.image = image
     self.pages = pages
     self.injector = injector
     self.sharedObjects = sharedObjects
+    self.copier = copier
     self.log = log
   }
 
-  /// Queues and runs everything, the last batch only launched: the task runs it while ckcont
-  /// goes on with other tasks, until ``finish()``.
+  /// Queues and runs the mappings and the mm fields, the last batch only launched: the task
+  /// runs it while ckcont goes on with other tasks, until ``finish()``.
   func start() throws {
     started = monotonicNow()
     // Everything goes in batches of calls (one stop each); a batch runs when the data area
-    // cannot hold the next arguments. Pages from memory are written once mapped.
+    // cannot hold the next arguments.
     injector.resetData()
     try queueKernelMappingMoves()
-    if case .file(let path, _) = pages {
-      // At a known descriptor (the table is empty now), so that the preadvs can name it.
-      let address = try injector.put(string: path)
-      let opened = batch.add("open the bundle \(path)", SyscallNumber.open, .value(address), .value(UInt64(O_RDONLY | O_CLOEXEC)))
-      batch.add(
-        "dup3 the bundle", SyscallNumber.dup3, .result(opened), .value(UInt64(Self.bundleFD)), .value(UInt64(O_CLOEXEC)),
-        expecting: Self.bundleFD)
-      batch.add("close", SyscallNumber.close, .result(opened))
-      bundleFD = Self.bundleFD
-    }
-    var written: UInt64 = 0
     for vma in image.vmas where !vma.isSpecial {
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if let object = vma.sharedObject, let first = sharedObjects.created[object] {
@@ -83,34 +66,60 @@ final class MemoryRestore {
         try mapShared(vma, from: first)
         continue
       }
-      // Pages go in through the mapping itself: make it writable for as long as that takes.
-      let needsWrite = !vma.pages.isEmpty && vma.protection & PROT_WRITE == 0 && bundleFD != nil
+      // Pages go in through the mapping (process_vm_writev writes only writable ones): it is
+      // writable until the task's last batch gives it its own protection.
+      let needsWrite = !vma.pages.isEmpty && vma.protection & PROT_WRITE == 0
       try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
-      if case .file(_, let base) = pages, let bundleFD {
-        try queueReads(of: vma, from: bundleFD, at: base + vma.pagesOffset)
-      }
-      if needsWrite {
-        batch.add(
-          "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
-      }
-      mapped.append(vma)
+      if !vma.pages.isEmpty { mapped.append(vma) }
+      if needsWrite { madeWritable.append(vma) }
       if let object = vma.sharedObject { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
-      written += vma.pages.reduce(0) { $0 + $1.size }
     }
-    if let bundleFD { batch.add("close the bundle", SyscallNumber.close, .value(UInt64(bundleFD))) }
     if injector.dataRoom < 8192 || batch.isFull { try flush() }
     try queueMMFields()
-    self.written = written
     try flush(waiting: false)
   }
 
-  /// Waits for the last batch and finishes what follows it.
+  /// Waits for the last batch, then hands the pages to the copier: they are written while
+  /// ckcont goes on, and are all in place once ``PageCopier/waitAll()`` returns.
   func finish() throws {
     try completeBatch()
-    let seconds = monotonicNow() - started
+    var written: UInt64 = 0
+    // Consecutive mappings whose pages lie back to back in the image go as one copy.
+    var index = mapped.startIndex
+    while index < mapped.endIndex {
+      let first = mapped[index]
+      var ranges = first.pages.map { AddressRange(start: $0.start, end: $0.end) }
+      var end = first.pagesOffset + first.pages.reduce(0) { $0 + $1.size }
+      index += 1
+      while index < mapped.endIndex && mapped[index].pagesOffset == end {
+        ranges += mapped[index].pages.map { AddressRange(start: $0.start, end: $0.end) }
+        end += mapped[index].pages.reduce(0) { $0 + $1.size }
+        index += 1
+      }
+      guard end <= UInt64(pages.count), let base = pages.baseAddress else {
+        throw CKError(.failed, "task \(injector.pid): the bundle holds fewer pages than its mappings need")
+      }
+      copier.submit(
+        pid: injector.pid, ranges: ranges, local: UnsafeMutableRawPointer(mutating: base + Int(first.pagesOffset)), intoTask: true)
+      written += end - first.pagesOffset
+    }
     log(
-      "task \(injector.pid): \(image.vmas.count) VMAs rebuilt, \(written >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
-        + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(written) / seconds / 1e9) : ""))
+      "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, "
+        + "\(written >> 10) KiB of pages queued")
+  }
+
+  /// Gives the mappings made writable for their pages their own protection back, at the
+  /// start of a later batch of the task's, once the copier is done with them. Runs the batch
+  /// early when it holds many: the calls queued after these must still fit.
+  func queueProtections(into batch: inout Injector.Batch) throws {
+    for vma in madeWritable {
+      if batch.labels.count >= 256 {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
+      batch.add(
+        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
+    }
   }
 
   /// Whether this image maps a shared object: another task's batch may then have to be done
@@ -125,29 +134,10 @@ final class MemoryRestore {
     if waiting { try completeBatch() }
   }
 
-  /// Waits for the launched batch; then pages held in memory go into the VMAs it mapped, and
-  /// short page reads are done again.
+  /// Waits for the launched batch.
   private func completeBatch() throws {
-    let results = try injector.complete()
-    if let bundleFD {
-      for read in pendingReads where results[read.call] != Int64(read.runs.reduce(0) { $0 + $1.size }) {
-        try slowRead(read.runs, from: bundleFD, at: read.position)
-      }
-    }
-    if case .buffer(let buffer) = pages, !mapped.isEmpty {
-      // Through /proc/<pid>/mem, which writes read-only mappings too.
-      let mem = try MemFile(pid: injector.pid)
-      for vma in mapped {
-        var offset = vma.pagesOffset
-        for run in vma.pages {
-          try mem.write(buffer.bytes(offset: offset, count: run.size), at: run.start)
-          offset += run.size
-        }
-      }
-    }
+    _ = try injector.complete()
     batch = Injector.Batch()
-    mapped = []
-    pendingReads = []
     injector.resetData()
   }
 
@@ -162,43 +152,6 @@ final class MemoryRestore {
       "mmap shared \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)),
       .value(UInt64(MAP_SHARED) | 0x100000), .result(fd), .value(vma.offset), expecting: Int64(vma.start))
     batch.add("close \(path)", SyscallNumber.close, .result(fd))
-  }
-
-  /// preadv(bundle, runs of this VMA) inside the task, up to 1024 runs per call, queued in the
-  /// batch (which runs whenever the data area is full).
-  private func queueReads(of vma: VMAImage, from fd: Int64, at offset: UInt64) throws {
-    var position = offset
-    var index = 0
-    while index < vma.pages.count {
-      let count = min(1024, vma.pages.count - index, Int(injector.dataRoom / 16))
-      guard count > 0, !batch.isFull else {
-        try flush()
-        continue
-      }
-      let runs = vma.pages[index..<index + count]
-      let iovecs = try injector.put(words: runs.flatMap { [$0.start, $0.size] })
-      let call = batch.add(
-        "preadv pages of \(hex(vma.start))", SyscallNumber.preadv, .value(UInt64(fd)), .value(iovecs),
-        .value(UInt64(runs.count)), .value(position), .value(0))
-      pendingReads.append((call: call, runs: runs, position: position))
-      position += runs.reduce(0) { $0 + $1.size }
-      index += count
-    }
-  }
-
-  /// Run by run, for the odd short preadv.
-  private func slowRead(_ runs: ArraySlice<PageRun>, from fd: Int64, at offset: UInt64) throws {
-    var position = offset
-    for run in runs {
-      var done: UInt64 = 0
-      while done < run.size {
-        let n = try injector.call(
-          "pread64 pages", SyscallNumber.pread64, UInt64(fd), run.start + done, run.size - done, position + done)
-        guard n > 0 else { throw CKError(.failed, "task \(injector.pid): the bundle ended while reading pages") }
-        done += UInt64(n)
-      }
-      position += run.size
-    }
   }
 
   /// Everything but the injection region and the kernel's own mappings goes. Done in a root

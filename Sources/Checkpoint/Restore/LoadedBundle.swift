@@ -21,16 +21,28 @@ final class LoadedBundle {
     var core: TaskCore
     var memory: MemoryImage
     var files: FileTableImage
-    /// The page data; empty when loaded without pages.
-    var pages: PageBuffer
-    /// Where the pages member's data starts in the bundle file (when read from a file).
-    var pagesFileOffset: Int?
+    /// The page data (nil when loaded without pages), valid as long as the bundle.
+    var pages: UnsafeRawBufferPointer?
+    /// The size of the pages member, also when its data was not kept.
+    var pagesSize: Int
   }
 
+  /// What to do with page data once its checksum is verified.
+  enum PageHandling {
+    /// Drop it: inspect needs none.
+    case drop
+    /// Keep a copy in anonymous memory: a stream (a pipe) can be read only once.
+    case copy
+    /// Map this descriptor of the bundle file (the source reads the same file) and point
+    /// into it: no copy at all.
+    case map(fd: Int32)
+  }
+
+  /// Whatever holds the page data: anonymous buffers or the file's mapping.
+  private var pageStorage: [AnyObject] = []
+
   /// Reads `source` to its end (checksums are verified there) and validates the model.
-  /// Without `keepPages` the page data is checked and dropped: inspect needs none, and a
-  /// restore from a file lets the new task read its pages from the file itself.
-  init(source: any ByteSource, keepPages: Bool = true, log: (String) -> Void) throws {
+  init(source: any ByteSource, pages handling: PageHandling = .copy, log: (String) -> Void) throws {
     let started = monotonicNow()
     let reader: BundleReader
     do {
@@ -40,24 +52,26 @@ final class LoadedBundle {
     }
     manifest = reader.manifest
     var json: [String: [UInt8]] = [:]
-    var pages: [String: PageBuffer] = [:]
+    var pages: [String: (data: UnsafeRawBufferPointer?, size: Int)] = [:]
     var offsets: [String: Int] = [:]
+    var storage: [AnyObject] = []
     do {
       while let member = try reader.nextMember() {
         if member.name.hasSuffix(".json") {
           json[member.name] = try reader.readAll()
-        } else if member.name.hasSuffix("/pages.img") && !keepPages {
-          offsets[member.name] = reader.dataOffset
-          pages[member.name] = try PageBuffer(size: 0, claimed: member.size)
-        } else if member.name.hasSuffix("/pages.img") {
+        } else if member.name.hasSuffix("/pages.img"), case .copy = handling {
           let buffer = try PageBuffer(size: member.size)
+          storage.append(buffer)
           var offset = 0
           try reader.forEachChunk { chunk in
             guard offset + chunk.count <= buffer.size else { throw BundleError("member \(member.name) is longer than listed") }
             buffer.pointer.advanced(by: offset).copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
             offset += chunk.count
           }
-          pages[member.name] = buffer
+          pages[member.name] = (UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.size), member.size)
+        } else if member.name.hasSuffix("/pages.img") {
+          offsets[member.name] = reader.dataOffset
+          pages[member.name] = (nil, member.size)
         } else {
           throw BundleError("unknown member \(member.name)")
         }
@@ -65,6 +79,15 @@ final class LoadedBundle {
     } catch let error as BundleError {
       throw CKError(.badInput, "the bundle is damaged: \(error)", hint: "nothing was restored; use an intact copy")
     }
+    if case .map(let fd) = handling {
+      let mapping = try MappedFile(fd: fd, size: reader.dataOffset)
+      storage.append(mapping)
+      for (name, offset) in offsets {
+        guard let size = pages[name]?.size, offset + size <= mapping.size else { continue }
+        pages[name]?.data = UnsafeRawBufferPointer(start: mapping.pointer + offset, count: size)
+      }
+    }
+    pageStorage = storage
     log("read and verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
 
     let decoder = JSONDecoder()
@@ -138,10 +161,9 @@ final class LoadedBundle {
       }
     }
     for (entry, result) in zip(entries, decoded) {
-      guard let buffer = pages[entry.pagesMember] else { throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)") }
+      guard let member = pages[entry.pagesMember] else { throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)") }
       guard let (core, memory, files) = try result?.get() else { throw CKError(.badInput, "the bundle lacks \(entry.coreMember)") }
-      let task = LoadedTask(
-        entry: entry, core: core, memory: memory, files: files, pages: buffer, pagesFileOffset: offsets[entry.pagesMember])
+      let task = LoadedTask(entry: entry, core: core, memory: memory, files: files, pages: member.data, pagesSize: member.size)
       try Self.validate(task)
       loaded.append(task)
     }
@@ -249,8 +271,8 @@ final class LoadedBundle {
       }
       previousEnd = vma.end
     }
-    guard expectedOffset == task.memory.pagesSize, UInt64(task.pages.claimed) == task.memory.pagesSize else {
-      throw bad("the page runs (\(expectedOffset) bytes) do not match the pages member (\(task.pages.claimed) bytes)")
+    guard expectedOffset == task.memory.pagesSize, UInt64(task.pagesSize) == task.memory.pagesSize else {
+      throw bad("the page runs (\(expectedOffset) bytes) do not match the pages member (\(task.pagesSize) bytes)")
     }
     guard task.memory.auxv.count <= 512, task.memory.auxv.count % 2 == 0, task.memory.exe.hasPrefix("/") else {
       throw bad("bad auxv or executable")
@@ -327,12 +349,9 @@ final class LoadedBundle {
 final class PageBuffer {
   let pointer: UnsafeMutableRawPointer
   let size: Int
-  /// The size of the pages member, also when its data was not kept.
-  let claimed: Int
 
-  init(size: Int, claimed: Int? = nil) throws {
+  init(size: Int) throws {
     self.size = size
-    self.claimed = claimed ?? size
     guard size > 0 else {
       pointer = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
       return
@@ -346,8 +365,26 @@ final class PageBuffer {
   deinit {
     if size > 0 { munmap(pointer, size) } else { pointer.deallocate() }
   }
+}
 
-  func bytes(offset: UInt64, count: UInt64) -> UnsafeRawBufferPointer {
-    UnsafeRawBufferPointer(start: pointer + Int(offset), count: Int(count))
+/// The first `size` bytes of a file, mapped read-only and shared, unmapped when released.
+final class MappedFile {
+  let pointer: UnsafeRawPointer
+  let size: Int
+
+  init(fd: Int32, size: Int) throws {
+    self.size = size
+    guard size > 0 else {
+      pointer = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1))
+      return
+    }
+    guard let mapped = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+      throw CKError(.failed, "cannot map the bundle (\(size >> 20) MiB): \(String(cString: strerror(errno)))")
+    }
+    pointer = UnsafeRawPointer(mapped)
+  }
+
+  deinit {
+    if size > 0 { munmap(UnsafeMutableRawPointer(mutating: pointer), size) } else { pointer.deallocate() }
   }
 }

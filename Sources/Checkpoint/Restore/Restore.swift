@@ -177,12 +177,14 @@ public struct Restore {
       // before anyone takes a copy), then the rest and the final registers of each.
       phases.record("up to the process tree", since: started)
       let sharedObjects = SharedMemoryObjects()
-      var bundlePath: String?
-      if case .file(let path) = input { bundlePath = try absolutePath(path) }
-      // Rebuilding memory is mostly the tasks' own work (mappings, page reads, page faults):
-      // each runs its last batch on another CPU while ckcont prepares the next one's, and
-      // comes back to ckcont's CPU for the round trips that follow.
+      // Rebuilding memory is mostly the tasks' own work (mappings) and the page copies: each
+      // task runs its mapping batch on another CPU while ckcont prepares the next one's, and
+      // comes back to ckcont's CPU for the round trips that follow; the pages are copied
+      // into it on both CPUs meanwhile.
       let otherCPUs = ownCPUs.removing(tracerCPU)
+      let copier = PageCopier(helperCPUs: otherCPUs)
+      defer { copier.stop() }
+      var memories: [Int32: MemoryRestore] = [:]
       var running: (memory: MemoryRestore, pid: Int32)?
       func finishRunning() throws {
         guard let (memory, pid) = running else { return }
@@ -194,11 +196,13 @@ public struct Restore {
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
         let memory = MemoryRestore(
-          image: task.memory, pages: pageSource(task, bundlePath: bundlePath), injector: injector, sharedObjects: sharedObjects, log: log)
+          image: task.memory, pages: task.pages ?? UnsafeRawBufferPointer(start: nil, count: 0), injector: injector,
+          sharedObjects: sharedObjects, copier: copier, log: log)
+        memories[task.entry.pid] = memory
         // A shared object is mapped from the task that created it, once that one has mapped it;
         // a task sharing its parent's descriptor table (CLONE_FILES) would open and close the
-        // bundle's descriptor in the same table as the task before it, which may be the parent
-        // or a sibling sharing it too.
+        // executable's descriptor in the same table as the task before it, which may be the
+        // parent or a sibling sharing it too.
         if memory.mapsSharedObjects || task.entry.sharesFilesWithParent == true { try finishRunning() }
         try? otherCPUs?.apply(to: injector.pid)
         try memory.start()
@@ -207,6 +211,7 @@ public struct Restore {
         try Interruption.check()
       }
       try finishRunning()
+      try copier.waitAll()
       phases.record("memory", since: memoryStarted)
       let shared = SharedDescriptions(inherited: inheritedDescriptors)
       var prepared: [(FileRestore, FileRestore.Prepared)] = []
@@ -224,7 +229,9 @@ public struct Restore {
         guard let injector = injectors[task.entry.pid] else { continue }
         guard let inherited else { throw CKError(.failed, "no process was created") }
         let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, inherited: inherited, log: log)
-        threads += try phases.time("threads, signals, creds") { try restore.restoreState() }
+        threads += try phases.time("threads, signals, creds") {
+          try restore.restoreState { batch in try memories[task.entry.pid]?.queueProtections(into: &batch) }
+        }
         restores.append(restore)
         try Interruption.check()
       }
@@ -361,10 +368,11 @@ public struct Restore {
       }
       defer { close(fd) }
       var st = stat()
-      // A regular file is verified in one pass and read again by the task itself; anything
-      // else (a FIFO, a device) can be read only once: its pages are kept in memory.
+      // A regular file is verified in one pass and then mapped: its pages go to the tasks
+      // from the page cache. Anything else (a FIFO, a device) can be read only once: its
+      // pages are kept in memory.
       let regular = fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
-      return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), keepPages: !regular, log: log)
+      return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: regular ? .map(fd: fd) : .copy, log: log)
     }
   }
 
@@ -422,23 +430,6 @@ public struct Restore {
       Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK))
     log("created task \(pid) (pid \(pids[0]) in its namespace) in \(directory)")
     return pid
-  }
-
-  /// Where a task's pages come from: the bundle file (the task reads them itself) or memory.
-  func pageSource(_ task: LoadedBundle.LoadedTask, bundlePath: String?) -> MemoryRestore.PageSource {
-    if let bundlePath, let offset = task.pagesFileOffset {
-      return .file(path: bundlePath, offset: UInt64(offset))
-    }
-    return .buffer(task.pages)
-  }
-
-  /// The bundle's absolute path, as the new task (in a copy of our mount namespace) opens it.
-  func absolutePath(_ path: String) throws -> String {
-    guard let resolved = realpath(path, nil) else {
-      throw CKError(.failed, "cannot resolve the bundle path \(path): \(String(cString: strerror(errno)))")
-    }
-    defer { free(resolved) }
-    return String(cString: resolved)
   }
 
   /// Freeze the target cgroup, detach, thaw: every task resumes at once, on `cpus`.

@@ -33,11 +33,14 @@ struct TaskRestore {
   /// thread, then each further thread created with its tid and given its own state, queued
   /// signals, credentials (per thread in Linux), and the final registers of the threads.
   /// The main thread's final registers come with ``finish()``. Returns every thread.
-  func restoreState() throws -> [Tracee] {
+  /// `first` queues calls of another part of the restore that must run before (the
+  /// mappings' own protections, see ``MemoryRestore/queueProtections(into:)``).
+  func restoreState(first: (inout Injector.Batch) throws -> Void) throws -> [Tracee] {
     guard let main = core.threads.first else { return [injector.tracee] }
     // The process-wide state and the main thread's own, in one batch of calls.
     injector.resetData()
     var batch = Injector.Batch()
+    try first(&batch)
     try restoreSignalActions(into: &batch)
     let name = try injector.put(string: String(core.comm.prefix(15)))
     batch.add("PR_SET_NAME", SyscallNumber.prctl, .value(15), .value(name))

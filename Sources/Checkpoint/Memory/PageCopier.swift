@@ -1,0 +1,151 @@
+import Foundation
+import Linux
+
+/// Copies page contents between ckcont's memory and tasks' address spaces on two CPUs at
+/// once: a helper thread takes pieces as they are submitted, and a thread that waits for
+/// them takes pieces too instead of sleeping.
+///
+/// Why two: most of the time of a big copy is the kernel allocating and clearing the
+/// destination's fresh pages, page fault by page fault (tmpfs pages of the bundle at a dump,
+/// anonymous pages of the task at a restore). That work runs in parallel on two CPUs, where
+/// one write(2) or one task's preadv would hold one CPU and, for a file, its inode lock.
+/// Nothing here uses ptrace: any thread may copy (process_vm_readv/writev need only the
+/// right to trace the task).
+final class PageCopier: @unchecked Sendable {
+  /// A contiguous local buffer and the remote ranges it mirrors, in order.
+  struct Piece: @unchecked Sendable {
+    var pid: Int32
+    var local: UnsafeMutableRawPointer
+    var ranges: ArraySlice<AddressRange>
+    var intoTask: Bool
+    /// Runs before the copy on the copying thread (a dump reserves the file's blocks here).
+    var prepare: (@Sendable () throws -> Void)?
+  }
+
+  /// The most bytes one piece copies: big enough that a call costs little per byte, small
+  /// enough that two threads share a big area evenly.
+  static let pieceSize = 4 << 20
+
+  // Guarded by `condition`.
+  private let condition = NSCondition()
+  private var queue: [Piece] = []
+  private var head = 0
+  private var running = 0
+  private var failure: (any Error)?
+  private var stopped = false
+
+  /// Starts the helper thread on `cpus` (threads inherit the CPUs of their creator, which
+  /// may be held on one).
+  init(helperCPUs: CPUSet?) {
+    let thread = Thread { [self] in
+      try? helperCPUs?.apply(to: 0)
+      helperLoop()
+    }
+    thread.name = "ckcont-pages"
+    thread.start()
+  }
+
+  /// Queues the copy of `ranges` of `pid` to or from `local` (their total size), split into
+  /// pieces of at most ``pieceSize`` bytes; returns at once.
+  func submit(
+    pid: Int32, ranges: [AddressRange], local: UnsafeMutableRawPointer, intoTask: Bool,
+    prepare: (@Sendable (_ offset: Int, _ count: Int) throws -> Void)? = nil
+  ) {
+    // Ranges split at piece boundaries, then sliced into pieces (slicing as the array grows
+    // would copy it at every piece).
+    var split: [AddressRange] = []
+    var bounds: [(first: Int, offset: Int, count: Int)] = []
+    var offset = 0
+    var pieceBytes = 0
+    for range in ranges {
+      var start = range.start
+      while start < range.end {
+        if pieceBytes == 0 { bounds.append((split.count, offset, 0)) }
+        let take = min(range.end - start, UInt64(Self.pieceSize - pieceBytes))
+        split.append(AddressRange(start: start, end: start + take))
+        pieceBytes += Int(take)
+        offset += Int(take)
+        bounds[bounds.count - 1].count = pieceBytes
+        start += take
+        if pieceBytes == Self.pieceSize { pieceBytes = 0 }
+      }
+    }
+    var pieces: [Piece] = []
+    for index in bounds.indices {
+      let (first, at, count) = bounds[index]
+      let end = index + 1 < bounds.count ? bounds[index + 1].first : split.count
+      var preparePiece: (@Sendable () throws -> Void)?
+      if let prepare { preparePiece = { try prepare(at, count) } }
+      pieces.append(Piece(pid: pid, local: local + at, ranges: split[first..<end], intoTask: intoTask, prepare: preparePiece))
+    }
+    guard !pieces.isEmpty else { return }
+    condition.lock()
+    queue += pieces
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  /// Copies queued pieces alongside the helper until all are done; throws the first failure.
+  func waitAll() throws {
+    condition.lock()
+    defer { condition.unlock() }
+    while true {
+      if head < queue.count {
+        let piece = queue[head]
+        head += 1
+        run(piece)
+        continue
+      }
+      if running == 0 { break }
+      condition.wait()
+    }
+    queue.removeAll(keepingCapacity: true)
+    head = 0
+    if let failure {
+      self.failure = nil
+      throw failure
+    }
+  }
+
+  /// Drops what is still queued, waits for the pieces being copied, and ends the helper
+  /// thread. Must be called once by the owner before the memory the pieces point to goes.
+  func stop() {
+    condition.lock()
+    queue.removeAll()
+    head = 0
+    stopped = true
+    condition.broadcast()
+    while running > 0 { condition.wait() }
+    condition.unlock()
+  }
+
+  private func helperLoop() {
+    condition.lock()
+    defer { condition.unlock() }
+    while true {
+      while head == queue.count && !stopped { condition.wait() }
+      if head == queue.count { return }
+      let piece = queue[head]
+      head += 1
+      run(piece)
+    }
+  }
+
+  /// Copies one piece with the lock released; after a failure the rest are skipped.
+  private func run(_ piece: Piece) {
+    guard failure == nil else { return }
+    running += 1
+    condition.unlock()
+    var error: (any Error)?
+    do {
+      try piece.prepare?()
+      try ProcessMemory.transfer(pid: piece.pid, ranges: piece.ranges, local: piece.local, write: piece.intoTask)
+    } catch let caught {
+      error = caught
+    }
+    condition.lock()
+    running -= 1
+    if let error, failure == nil { failure = error }
+    condition.broadcast()
+  }
+}
