@@ -88,8 +88,9 @@ public final class BundleReader {
   /// Passes the rest of the current member's bytes to `body` in chunks, each valid only
   /// during the call: the restore copies pages straight from there into place.
   public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-    try tar.forEachChunk { chunk in
-      hasher.update(chunk)
+    try tar.forEachChunk { chunk, inPlace in
+      // Data in place stays valid: the hashing thread reads it there, without a copy.
+      if inPlace { hasher.update(inPlace: chunk) } else { hasher.update(chunk) }
       try body(chunk)
     }
   }

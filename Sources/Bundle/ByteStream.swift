@@ -12,6 +12,16 @@ public protocol ByteSource: AnyObject {
   func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
 
+/// A source whose whole content already lies in memory that stays valid and unchanged while
+/// the source lives (a mapped file): readers take member data in place instead of copying it,
+/// and a restore points into it for its pages.
+public protocol MappedByteSource: ByteSource {
+  /// Everything the source serves, from its start.
+  var bytes: UnsafeRawBufferPointer { get }
+  /// Consumes and returns the next bytes in place, at most `count`; empty only at the end.
+  func borrow(upTo count: Int) throws -> UnsafeRawBufferPointer
+}
+
 /// A sink that appends everything to an array.
 public final class MemorySink: ByteSink {
   /// Everything written so far.
@@ -48,5 +58,36 @@ public final class MemorySource: ByteSource {
     }
     position += count
     return count
+  }
+}
+
+/// A mapped source over an array, for tests of the in-place paths.
+public final class MemoryMappedSource: MappedByteSource {
+  private let storage: UnsafeMutableRawBufferPointer
+  private let count: Int
+  private var position = 0
+
+  /// A source serving a copy of `bytes`.
+  public init(_ bytes: [UInt8]) {
+    let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 4096)
+    bytes.withUnsafeBytes { storage.copyMemory(from: $0) }
+    self.storage = storage
+    count = bytes.count
+  }
+
+  deinit { storage.deallocate() }
+
+  public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[0..<count]) }
+
+  public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let chunk = try borrow(upTo: buffer.count)
+    buffer.copyMemory(from: chunk)
+    return chunk.count
+  }
+
+  public func borrow(upTo limit: Int) throws -> UnsafeRawBufferPointer {
+    let take = min(limit, count - position)
+    defer { position += take }
+    return UnsafeRawBufferPointer(rebasing: bytes[position..<position + take])
   }
 }

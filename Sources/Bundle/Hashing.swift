@@ -19,6 +19,8 @@ final class MemberHasher: @unchecked Sendable {
     var buffer: UnsafeMutableRawBufferPointer
     var count: Int
     var ends: [(offset: Int, name: String)]
+    /// Bytes in the caller's memory (``update(inPlace:)``), not one of ours to hand back.
+    var inPlace = false
   }
 
   // Shared with the hashing thread, guarded by `condition`.
@@ -69,6 +71,14 @@ final class MemberHasher: @unchecked Sendable {
       filling = buffer
       if fillCount == buffer.count { flush() }
     }
+  }
+
+  /// Adds bytes to the current member's digest without copying them: the caller promises
+  /// they stay valid and unchanged until ``digests()`` returns (a mapped file).
+  func update(inPlace bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+    flush()
+    enqueue(Job(buffer: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: base), count: bytes.count), count: bytes.count, ends: [], inPlace: true))
   }
 
   /// Ends the current member; its digest will be listed under `name`.
@@ -139,7 +149,7 @@ final class MemberHasher: @unchecked Sendable {
       }
       XXH3_128bits_update(state, job.buffer.baseAddress.map { $0 + start }, job.count - start)
       condition.lock()
-      freeBuffers.append(job.buffer)
+      if !job.inPlace { freeBuffers.append(job.buffer) }
       finished += digests
       busy = false
       condition.broadcast()

@@ -99,8 +99,31 @@ public final class TarReader {
   /// Passes the rest of the current member's data to `body` in chunks, straight from the
   /// read buffer; each chunk is valid only during the call.
   public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    try forEachChunk { chunk, _ in try body(chunk) }
+  }
+
+  /// The largest chunk taken in place from a ``MappedByteSource``.
+  static let borrowedChunkSize = 8 << 20
+
+  /// Like ``forEachChunk(_:)``, telling for each chunk whether it lies in a
+  /// ``MappedByteSource`` (`inPlace`, valid as long as the source) or in the read buffer.
+  func forEachChunk(_ body: (UnsafeRawBufferPointer, _ inPlace: Bool) throws -> Void) throws {
     guard let member = current else { return }
+    let mapped = source as? any MappedByteSource
     while remaining > 0 {
+      if start == end, let mapped {
+        let chunk = try mapped.borrow(upTo: min(remaining, Self.borrowedChunkSize))
+        guard chunk.count > 0 else {
+          throw BundleError.member(
+            member.name, at: member.offset,
+            "the stream ends at byte \(offset), after \(member.size - remaining) of its \(member.size) bytes"
+          )
+        }
+        try body(chunk, true)
+        offset += chunk.count
+        remaining -= chunk.count
+        continue
+      }
       if start == end {
         start = 0
         end = try source.read(
@@ -113,7 +136,7 @@ public final class TarReader {
         }
       }
       let count = min(end - start, remaining)
-      try body(UnsafeRawBufferPointer(rebasing: buffer[start..<start + count]))
+      try body(UnsafeRawBufferPointer(rebasing: buffer[start..<start + count]), false)
       consume(count)
       remaining -= count
     }

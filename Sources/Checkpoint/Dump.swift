@@ -553,7 +553,7 @@ final class Destination {
     let fd = try syscallChecked("open", temporaryPath) { open(temporaryPath, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
     do {
-      _ = try BundleReader.verify(source: FileDescriptorSource(fd: fd, name: temporaryPath))
+      _ = try BundleReader.verify(source: try MappedFileSource(fd: fd, name: temporaryPath))
     } catch {
       throw CKError(.failed, "the bundle written to \(temporaryPath) does not verify: \(error)")
     }

@@ -81,16 +81,23 @@ func readBundle(_ bytes: [UInt8], maxReadSize: Int = .max) throws -> (
 }
 
 /// The message of the BundleError that verifying `bytes` throws, or nil if it verifies.
+/// Read both as a stream and in place (as a mapped file is), which must agree.
 func verificationError(_ bytes: [UInt8], maxReadSize: Int = .max) -> String? {
-  do {
-    _ = try BundleReader.verify(source: MemorySource(bytes, maxReadSize: maxReadSize))
-    return nil
-  } catch let error as BundleError {
-    return error.message
-  } catch {
-    Issue.record("not a BundleError: \(error)")
-    return "\(error)"
+  func verify(_ source: any ByteSource) -> String? {
+    do {
+      _ = try BundleReader.verify(source: source)
+      return nil
+    } catch let error as BundleError {
+      return error.message
+    } catch {
+      Issue.record("not a BundleError: \(error)")
+      return "\(error)"
+    }
   }
+  let streamed = verify(MemorySource(bytes, maxReadSize: maxReadSize))
+  let inPlace = verify(MemoryMappedSource(bytes))
+  #expect(streamed == inPlace, "read as a stream and in place, the bundle gives different verdicts")
+  return streamed
 }
 
 /// A bundle assembled by hand with the tar writer, bypassing the bundle writer's checks:

@@ -38,6 +38,54 @@ public final class FileDescriptorSource: ByteSource {
   }
 }
 
+/// A bundle file mapped whole (read-only, shared): member data is hashed and used where it
+/// lies in the page cache, with no copy. Each chunk taken is faulted in first, in one call
+/// (MADV_POPULATE_READ), so that hashing it does not fault page by page.
+public final class MappedFileSource: MappedByteSource {
+  public let bytes: UnsafeRawBufferPointer
+  let name: String
+  private var position = 0
+
+  /// Maps the file open at `fd` (which may be closed afterwards), as large as it is now.
+  public init(fd: Int32, name: String) throws {
+    self.name = name
+    var st = stat()
+    try syscallChecked("fstat", name) { fstat(fd, &st) }
+    let size = Int(st.st_size)
+    guard size > 0 else {
+      bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+      return
+    }
+    guard let mapped = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+      throw SyscallError("mmap", name, .init(rawValue: errno))
+    }
+    bytes = UnsafeRawBufferPointer(start: mapped, count: size)
+  }
+
+  deinit {
+    if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+  }
+
+  public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    let chunk = try borrow(upTo: buffer.count)
+    if !chunk.isEmpty { buffer.copyMemory(from: chunk) }
+    return chunk.count
+  }
+
+  public func borrow(upTo limit: Int) throws -> UnsafeRawBufferPointer {
+    let take = min(limit, bytes.count - position)
+    guard take > 0, let base = bytes.baseAddress else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+    let chunk = UnsafeRawBufferPointer(start: base + position, count: take)
+    position += take
+    if take >= 1 << 20 {
+      // Page-aligned, as madvise wants; failure only means faults later.
+      let first = (position - take) & ~4095
+      _ = madvise(UnsafeMutableRawPointer(mutating: base + first), position - first, 22 /* MADV_POPULATE_READ */)
+    }
+    return chunk
+  }
+}
+
 /// The host's kernel release (uname -r).
 func kernelRelease() -> String {
   var names = utsname()

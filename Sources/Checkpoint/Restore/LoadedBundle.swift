@@ -33,9 +33,8 @@ final class LoadedBundle {
     case drop
     /// Keep a copy in anonymous memory: a stream (a pipe) can be read only once.
     case copy
-    /// Map this descriptor of the bundle file (the source reads the same file) and point
-    /// into it: no copy at all.
-    case map(fd: Int32)
+    /// Point into the source, a mapped file: no copy at all.
+    case inPlace
   }
 
   /// Whatever holds the page data: anonymous buffers or the file's mapping.
@@ -79,12 +78,11 @@ final class LoadedBundle {
     } catch let error as BundleError {
       throw CKError(.badInput, "the bundle is damaged: \(error)", hint: "nothing was restored; use an intact copy")
     }
-    if case .map(let fd) = handling {
-      let mapping = try MappedFile(fd: fd, size: reader.dataOffset)
-      storage.append(mapping)
+    if case .inPlace = handling, let mapped = source as? any MappedByteSource {
+      storage.append(mapped)
       for (name, offset) in offsets {
-        guard let size = pages[name]?.size, offset + size <= mapping.size else { continue }
-        pages[name]?.data = UnsafeRawBufferPointer(start: mapping.pointer + offset, count: size)
+        guard let size = pages[name]?.size, offset + size <= mapped.bytes.count else { continue }
+        pages[name]?.data = UnsafeRawBufferPointer(rebasing: mapped.bytes[offset..<offset + size])
       }
     }
     pageStorage = storage
@@ -364,27 +362,5 @@ final class PageBuffer {
 
   deinit {
     if size > 0 { munmap(pointer, size) } else { pointer.deallocate() }
-  }
-}
-
-/// The first `size` bytes of a file, mapped read-only and shared, unmapped when released.
-final class MappedFile {
-  let pointer: UnsafeRawPointer
-  let size: Int
-
-  init(fd: Int32, size: Int) throws {
-    self.size = size
-    guard size > 0 else {
-      pointer = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1))
-      return
-    }
-    guard let mapped = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-      throw CKError(.failed, "cannot map the bundle (\(size >> 20) MiB): \(String(cString: strerror(errno)))")
-    }
-    pointer = UnsafeRawPointer(mapped)
-  }
-
-  deinit {
-    if size > 0 { munmap(UnsafeMutableRawPointer(mutating: pointer), size) } else { pointer.deallocate() }
   }
 }

@@ -371,8 +371,16 @@ public struct Restore {
       // A regular file is verified in one pass and then mapped: its pages go to the tasks
       // from the page cache. Anything else (a FIFO, a device) can be read only once: its
       // pages are kept in memory.
-      let regular = fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
-      return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: regular ? .map(fd: fd) : .copy, log: log)
+      guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+        return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .copy, log: log)
+      }
+      let source: MappedFileSource
+      do {
+        source = try MappedFileSource(fd: fd, name: path)
+      } catch {
+        throw CKError(.badInput, "cannot map the bundle \(path): \(error)")
+      }
+      return try LoadedBundle(source: source, pages: .inPlace, log: log)
     }
   }
 
