@@ -66,6 +66,16 @@ public final class BundleWriter {
     hasher.update(bytes)
   }
 
+  /// Appends `count` bytes to the open member and lets `fill` write them in place; returns
+  /// false (appending nothing) when the sink cannot, and the caller writes them instead.
+  /// The bytes are hashed where they lie, after `fill` returns.
+  public func writeInPlace(count: Int, _ fill: (InPlaceRegion) throws -> Void) throws -> Bool {
+    guard let region = try tar.appendInPlace(count: count) else { return false }
+    try fill(region)
+    hasher.update(inPlace: UnsafeRawBufferPointer(region.bytes))
+    return true
+  }
+
   /// Ends the open member; throws if fewer bytes were written than its size.
   public func endMember() throws {
     try tar.endMember()

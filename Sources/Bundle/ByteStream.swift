@@ -5,6 +5,28 @@ public protocol ByteSink: AnyObject {
   func write(_ bytes: UnsafeRawBufferPointer) throws
 }
 
+/// Bytes appended to a sink and filled where they lie (a mapping of the output file), so
+/// that page contents are copied once, from the process straight into the file.
+public struct InPlaceRegion: @unchecked Sendable {
+  /// The appended bytes, valid until the sink is closed.
+  public let bytes: UnsafeMutableRawBufferPointer
+  /// Must be called for every part of `bytes` before it is written (from any thread): it
+  /// allocates the file's blocks, so that a full disk is an error instead of a SIGBUS.
+  public let reserve: @Sendable (_ offset: Int, _ count: Int) throws -> Void
+
+  public init(bytes: UnsafeMutableRawBufferPointer, reserve: @escaping @Sendable (_ offset: Int, _ count: Int) throws -> Void) {
+    self.bytes = bytes
+    self.reserve = reserve
+  }
+}
+
+/// A sink that can append bytes for the caller to fill in place.
+public protocol InPlaceByteSink: ByteSink {
+  /// Appends `count` bytes to be filled in place, or returns nil (appending nothing) when
+  /// this sink cannot.
+  func appendInPlace(count: Int) throws -> InPlaceRegion?
+}
+
 /// Where bundle bytes come from. The engine implements it over a file descriptor or a pipe;
 /// tests use ``MemorySource``.
 public protocol ByteSource: AnyObject {

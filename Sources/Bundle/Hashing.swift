@@ -96,12 +96,14 @@ final class MemberHasher: @unchecked Sendable {
     return finished
   }
 
-  /// Ends the hashing thread. Must be called once by the owner, or the thread (which holds
-  /// this object) lives on.
+  /// Ends the hashing thread, dropping what is queued, once the job it is on is done: bytes
+  /// hashed in place may be unmapped as soon as this returns. Must be called once by the
+  /// owner, or the thread (which holds this object) lives on.
   func stop() {
     condition.lock()
     stopped = true
     condition.broadcast()
+    while busy { condition.wait() }
     condition.unlock()
   }
 

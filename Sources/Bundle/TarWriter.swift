@@ -37,6 +37,22 @@ public final class TarWriter {
     open = member
   }
 
+  /// Appends `count` bytes of the open member for the caller to fill in place, or returns
+  /// nil (appending nothing) when the sink cannot.
+  public func appendInPlace(count: Int) throws -> InPlaceRegion? {
+    guard var member = open else { throw BundleError("tar writer: data written outside a member") }
+    guard count <= member.size - member.written else {
+      throw BundleError(
+        "member '\(member.name)': \(member.written + count) bytes written, but its header says \(member.size)"
+      )
+    }
+    guard let sink = sink as? any InPlaceByteSink, let region = try sink.appendInPlace(count: count) else { return nil }
+    member.written += count
+    open = member
+    bytesWritten += count
+    return region
+  }
+
   /// Closes the open member after checking its size, and pads it to a whole block.
   public func endMember() throws {
     guard let member = open else { throw BundleError("tar writer: endMember without beginMember") }

@@ -428,8 +428,6 @@ public struct Dump {
     let manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
-    // Room for every member, its header blocks and padding, and the trailer.
-    destination.preallocate(bytes: members.reduce(0) { $0 + $1.size + 2048 } + 1 << 20)
     let writer = try BundleWriter(sink: destination.sink, manifest: manifest)
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
@@ -437,11 +435,13 @@ public struct Dump {
     let started = monotonicNow()
     let buffer = PageReader.allocateBuffer()
     defer { buffer.deallocate() }
+    let copier = PageCopier(helperCPUs: nil)
+    defer { copier.stop() }
     for task in captured.tasks {
       try Interruption.check()
       try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
       try explainingVanished(task.hostPid) {
-        try PageReader(pid: task.hostPid, image: task.memory, buffer: buffer).write(to: writer) { done in
+        try PageReader(pid: task.hostPid, image: task.memory, buffer: buffer, copier: copier).write(to: writer) { done in
           progress(before + UInt64(done), totalPages)
         }
       }
@@ -494,50 +494,12 @@ final class Destination {
     case .file(let path):
       let temporary = path + ".partial-\(getpid())"
       let fd = try syscallChecked("open", temporary) {
-        open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
       }
-      sink = FileDescriptorSink(fd: fd, name: temporary)
+      sink = FileDescriptorSink(fd: fd, name: temporary, inPlace: true)
       finalPath = path
       temporaryPath = temporary
     }
-  }
-
-  /// Allocates the file's blocks ahead, on a second thread: on tmpfs the first touch of fresh
-  /// memory is what limits the write, and writing over allocated pages is several times faster.
-  /// The file is trimmed to its real size when committed.
-  func preallocate(bytes: Int) {
-    guard temporaryPath != nil else { return }
-    // The thread owns a duplicate, so an abandoned dump cannot close the fd under it.
-    let fd = dup(sink.fd)
-    guard fd >= 0 else { return }
-    let chunk = 32 << 20
-    let done = preallocated
-    let thread = Thread {
-      defer {
-        close(fd)
-        done.signal()
-      }
-      var offset = 0
-      while offset < bytes {
-        let length = min(chunk, bytes - offset)
-        // FALLOC_FL_KEEP_SIZE: the writer's appends define the size; failures just mean no head start.
-        if ck_fallocate(fd, 1, Int64(offset), Int64(length)) != 0 { return }
-        offset += length
-      }
-    }
-    preallocating = true
-    thread.start()
-  }
-
-  private let preallocated = DispatchSemaphore(value: 0)
-  private var preallocating = false
-
-  /// Waits for the preallocation thread, then gives back what it allocated past the end.
-  private func finishPreallocation() {
-    guard preallocating else { return }
-    preallocating = false
-    preallocated.wait()
-    _ = ftruncate(sink.fd, off_t(sink.bytesWritten))
   }
 
   /// fsync, verify by reading it back, rename into place.
@@ -546,9 +508,8 @@ final class Destination {
       // A pipe cannot be read back: what went out was checksummed as it went.
       return
     }
-    finishPreallocation()
     try syscallChecked("fsync", temporaryPath) { fsync(sink.fd) }
-    close(sink.fd)
+    sink.close()
     let started = monotonicNow()
     let fd = try syscallChecked("open", temporaryPath) { open(temporaryPath, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
@@ -564,8 +525,7 @@ final class Destination {
   /// Removes the partial file.
   func abandon() {
     guard let temporaryPath else { return }
-    finishPreallocation()
-    close(sink.fd)
+    sink.close()
     unlink(temporaryPath)
   }
 }

@@ -1,16 +1,24 @@
+import CKShim
 import Bundle
 import Glibc
 import Linux
 
-/// A bundle written to a file descriptor (a file, stdout, a pipe), in large writes.
-public final class FileDescriptorSink: ByteSink {
+/// A bundle written to a file descriptor (a file, stdout, a pipe), in large writes; into a
+/// file ckcont created, page data can also be appended in place (``appendInPlace(count:)``).
+public final class FileDescriptorSink: InPlaceByteSink {
   public let fd: Int32
   let name: String
   public private(set) var bytesWritten = 0
+  /// Whether `fd` is a file of ckcont's own, opened for reading and writing at offset 0, on
+  /// which in-place regions may be tried.
+  private var inPlace: Bool
+  /// Mappings of the regions appended in place, unmapped by ``close()``.
+  private var mappings: [UnsafeMutableRawBufferPointer] = []
 
-  public init(fd: Int32, name: String) {
+  public init(fd: Int32, name: String, inPlace: Bool = false) {
     self.fd = fd
     self.name = name
+    self.inPlace = inPlace
   }
 
   public func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -20,6 +28,54 @@ public final class FileDescriptorSink: ByteSink {
       done += n
     }
     bytesWritten += bytes.count
+  }
+
+  /// Extends the file by `count` bytes, maps them, and moves the write position past them.
+  /// Blocks are allocated by the region's `reserve` (fallocate), piece by piece on whichever
+  /// thread copies: a write into a mapped hole of a full file system would be a SIGBUS.
+  /// Returns nil where the file system cannot allocate ahead (then nothing changed).
+  public func appendInPlace(count: Int) throws -> InPlaceRegion? {
+    guard inPlace, count > 0 else { return nil }
+    let offset = bytesWritten
+    let fd = fd
+    let name = name
+    guard ck_fallocate(fd, 0, Int64(offset), Int64(min(count, 4096))) == 0 else {
+      if errno == EOPNOTSUPP || errno == ENOTSUP || errno == ENODEV || errno == ESPIPE {
+        inPlace = false
+        return nil
+      }
+      throw SyscallError("fallocate", name, .init(rawValue: errno))
+    }
+    try syscallChecked("ftruncate", name) { ftruncate(fd, off_t(offset + count)) }
+    let pageStart = offset & ~4095
+    guard let mapped = mmap(nil, offset + count - pageStart, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(pageStart)),
+      mapped != MAP_FAILED
+    else {
+      // A file system that cannot map shared and writable: back to plain writes.
+      try syscallChecked("ftruncate", name) { ftruncate(fd, off_t(offset)) }
+      inPlace = false
+      return nil
+    }
+    mappings.append(UnsafeMutableRawBufferPointer(start: mapped, count: offset + count - pageStart))
+    try syscallChecked("lseek", name) { lseek(fd, off_t(offset + count), SEEK_SET) }
+    bytesWritten += count
+    let region = UnsafeMutableRawBufferPointer(start: mapped + (offset - pageStart), count: count)
+    let base = Int(bitPattern: region.baseAddress!)
+    return InPlaceRegion(bytes: region) { at, length in
+      try syscallChecked("fallocate", "\(name) at \(offset + at)") { ck_fallocate(fd, 0, Int64(offset + at), Int64(length)) }
+      // The pages in one call rather than a fault each as the copy reaches them; whole pages
+      // only (the first may hold the member's header). Failure only means faults later.
+      let start = (base + at + 4095) & ~4095
+      let end = (base + at + length) & ~4095
+      if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 23 /* MADV_POPULATE_WRITE */) }
+    }
+  }
+
+  /// Unmaps the in-place regions (their data stays in the file) and closes the descriptor.
+  public func close() {
+    for mapping in mappings { munmap(mapping.baseAddress, mapping.count) }
+    mappings = []
+    Glibc.close(fd)
   }
 }
 

@@ -2,30 +2,108 @@ import Bundle
 import Glibc
 import Linux
 
-/// Streams the saved pages of one process into the bundle: process_vm_readv into a buffer
-/// of a few MiB, many ranges per call, then one write. Areas the process cannot read itself
-/// (PROT_NONE, write-only) are read through /proc/<pid>/mem, which may (FOLL_FORCE).
+/// Streams the saved pages of one process into the bundle. Into a file, they are copied
+/// straight from the process into a mapping of the file, window by window, on two CPUs (see
+/// ``PageCopier``); into a pipe, through a buffer of a few MiB with process_vm_readv (many
+/// ranges per call) and one write. Areas the process cannot read itself (PROT_NONE,
+/// write-only) are read through /proc/<pid>/mem, which may (FOLL_FORCE).
 struct PageReader {
   let pid: Int32
   let image: MemoryImage
   /// `chunkSize` bytes, reused from process to process (a fresh buffer each time costs an
   /// mmap, page faults and a munmap, more than a small process's pages).
   let buffer: UnsafeMutableRawBufferPointer
+  let copier: PageCopier
   static let chunkSize = 8 << 20
+  /// The part of a member copied in place before it is handed to the hashing thread, which
+  /// then hashes it while the next one is copied.
+  static let windowSize = 32 << 20
+  /// Below this, a stretch goes through the buffer: mapping a region of the file costs
+  /// several system calls, more than a write of a small process's pages.
+  static let inPlaceMinimum = 1 << 20
 
   static func allocateBuffer() -> UnsafeMutableRawBufferPointer {
     UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
   }
 
+  /// One stretch of the member: page runs of readable areas, or one unreadable area.
+  private enum Stretch {
+    case readable([AddressRange], bytes: Int)
+    case unreadable(VMAImage, bytes: Int)
+  }
+
+  /// The member in stretches of at most `limit` bytes, in image order.
+  private func stretches(limit: Int) -> [Stretch] {
+    var result: [Stretch] = []
+    var pending: [AddressRange] = []
+    var pendingBytes = 0
+    func close() {
+      if pendingBytes > 0 { result.append(.readable(pending, bytes: pendingBytes)) }
+      pending = []
+      pendingBytes = 0
+    }
+    for vma in image.vmas where !vma.pages.isEmpty {
+      guard vma.protection & PROT_READ != 0 else {
+        close()
+        result.append(.unreadable(vma, bytes: Int(vma.pages.reduce(0) { $0 + $1.size })))
+        continue
+      }
+      for run in vma.pages {
+        var start = run.start
+        while start < run.end {
+          let take = min(run.end - start, UInt64(limit - pendingBytes))
+          pending.append(AddressRange(start: start, end: start + take))
+          pendingBytes += Int(take)
+          start += take
+          if pendingBytes == limit { close() }
+        }
+      }
+    }
+    close()
+    return result
+  }
+
   /// Writes every page run in image order; calls `progress` with bytes done.
   func write(to writer: BundleWriter, progress: (Int) -> Void) throws {
     precondition(buffer.count == Self.chunkSize)
+    var done = 0
+    var inPlace = true
+    for stretch in stretches(limit: Self.windowSize) {
+      try Interruption.check()
+      switch stretch {
+      case .readable(let ranges, let bytes):
+        var copied = false
+        if inPlace && bytes >= Self.inPlaceMinimum {
+          copied = try writer.writeInPlace(count: bytes) { region in
+            let base = region.bytes.baseAddress!
+            copier.submit(pid: pid, ranges: ranges, local: base, intoTask: false, prepare: region.reserve)
+            do {
+              try copier.waitAll()
+            } catch {
+              throw CKError(.failed, "task \(pid): reading pages failed: \(error)")
+            }
+          }
+        }
+        // A sink that cannot once (a pipe, a file system without fallocate) never will.
+        if !copied {
+          inPlace = inPlace && bytes < Self.inPlaceMinimum
+          try writeBuffered(ranges, to: writer)
+        }
+        done += bytes
+      case .unreadable(let vma, let bytes):
+        try writeForced(vma: vma, to: writer)
+        done += bytes
+      }
+      progress(done)
+    }
+  }
+
+  /// Page runs through the buffer, a chunk per process_vm_readv and write.
+  private func writeBuffered(_ ranges: [AddressRange], to writer: BundleWriter) throws {
     var pending: [AddressRange] = []
     var pendingBytes = 0
-    var done = 0
     func flush() throws {
       guard pendingBytes > 0 else { return }
-      try Interruption.check()
       let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<pendingBytes])
       do {
         try ProcessMemory.read(pid: pid, ranges: pending, into: slice)
@@ -33,29 +111,17 @@ struct PageReader {
         throw CKError(.failed, "task \(pid): reading \(pending.count) page runs failed: \(error)")
       }
       try writer.write(UnsafeRawBufferPointer(slice))
-      done += pendingBytes
-      progress(done)
       pending.removeAll(keepingCapacity: true)
       pendingBytes = 0
     }
-    for vma in image.vmas where !vma.pages.isEmpty {
-      let readable = vma.protection & PROT_READ != 0
-      if !readable {
-        try flush()
-        try writeForced(vma: vma, to: writer)
-        done += Int(vma.pages.reduce(0) { $0 + $1.size })
-        progress(done)
-        continue
-      }
-      for run in vma.pages {
-        var start = run.start
-        while start < run.end {
-          let take = min(run.end - start, UInt64(Self.chunkSize - pendingBytes))
-          pending.append(AddressRange(start: start, end: start + take))
-          pendingBytes += Int(take)
-          start += take
-          if pendingBytes == Self.chunkSize { try flush() }
-        }
+    for range in ranges {
+      var start = range.start
+      while start < range.end {
+        let take = min(range.end - start, UInt64(Self.chunkSize - pendingBytes))
+        pending.append(AddressRange(start: start, end: start + take))
+        pendingBytes += Int(take)
+        start += take
+        if pendingBytes == Self.chunkSize { try flush() }
       }
     }
     try flush()
