@@ -10,8 +10,6 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
- *   sysv-sem  /dev/null, and a SysV semaphore set in the container's IPC namespace (held by no
- *             descriptor or mapping). After: the link, and the set still answers GETVAL
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
  *             address space (the child sleeps; it dies with this process). After: the link
  *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
@@ -36,11 +34,9 @@
 #include <linux/io_uring.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/sem.h>
 #include <sched.h>
 
 static char link0[256];
-static int semaphores = -1;
 static int other = -1;  /* tcp, unix: the other end of the connection */
 
 /* The child of clone-vm: sleeps until its parent dies. */
@@ -81,9 +77,6 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
-  } else if (!strcmp(kind, "sysv-sem")) {
-    fd = FX_SYS(open("/dev/null", O_RDWR));
-    semaphores = FX_SYS(semget(IPC_PRIVATE, 1, IPC_CREAT | 0600));
   } else if (!strcmp(kind, "clone-vm")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     static char stack[64 << 10];
@@ -125,7 +118,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|sysv-sem|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -167,9 +160,6 @@ int main(int argc, char **argv) {
       ssize_t got = recvmsg(fd, &message, 0);
       FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
     }
-  } else if (!strcmp(kind, "sysv-sem")) {
-    FX_TRUE(semctl(semaphores, 0, GETVAL) == 0, "the semaphore set is gone");
-    semctl(semaphores, 0, IPC_RMID);
   } else if (!strcmp(kind, "ctty")) {
     pid_t sid = 0;
     int tty = open("/dev/tty", O_RDWR);

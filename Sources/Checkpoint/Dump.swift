@@ -156,6 +156,8 @@ public struct Dump {
     var cpu: Manifest.CPU
     /// core.json and mm.json of each task, encoded while the capture went on.
     var encoded: [(core: Data, mm: Data)]
+    /// The SysV objects of the container's own IPC namespace, when it holds any.
+    var ipc: SysVIPC.Captured?
   }
 
   /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs),
@@ -251,14 +253,13 @@ public struct Dump {
       (namespaces.hostname, namespaces.domainname) = root.namespaces.uts
     }
     if namespaces.net { namespaces.loopbackUp = root.namespaces.loopbackUp }
-    // SysV objects live in the IPC namespace, not in any process: never drop them silently.
+    // SysV objects live in the IPC namespace, not in any process: saved with the namespace.
     let sysv = root.namespaces.sysvObjects
+    var ipc: SysVIPC.Captured?
     if namespaces.ipc && sysv.shm + sysv.sem + sysv.msg > 0 {
-      throw CKError(
-        .failed,
-        "the container's IPC namespace holds SysV objects (\(sysv.shm) shared memory segments, \(sysv.sem) semaphore sets, \(sysv.msg) message queues), which ckcont cannot checkpoint yet",
-        hint: "remove them (ipcrm) or use POSIX IPC; the container runs on")
+      ipc = try phases.time("SysV IPC") { try SysVIPC.capture(namespaceOf: root.hostPid) }
     }
+    try checkSysVAttachments(tasks, ipc: ipc?.image)
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0
     var entries = tasks.map(\.entry)
@@ -291,7 +292,25 @@ public struct Dump {
     }
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
-      encoded: models)
+      encoded: models, ipc: ipc)
+  }
+
+  /// A SysV segment a process attached is restored by attaching it again: it must be one of
+  /// the container's own namespace, attached whole.
+  func checkSysVAttachments(_ tasks: [CapturedTask], ipc: SysVIPCImage?) throws {
+    for task in tasks {
+      for vma in task.memory.vmas where vma.kind == .sysvShm {
+        let name = "task \(task.hostPid): SysV segment \(vma.sharedObject ?? 0) attached at \(hex(vma.start))"
+        guard let segment = ipc?.sharedMemory.first(where: { UInt64($0.owner.id) == vma.sharedObject }) else {
+          throw CKError(
+            .failed, "\(name) belongs to the host's IPC namespace, which ckcont does not checkpoint",
+            hint: "run the container in its own IPC namespace")
+        }
+        guard vma.offset == 0, vma.size == (segment.size + 4095) & ~4095 else {
+          throw CKError(.failed, "\(name) is attached only in part, which ckcont cannot restore yet")
+        }
+      }
+    }
   }
 
   /// ``ProcessFacts`` of every process, read on all CPUs at once, in the order given.
@@ -405,6 +424,7 @@ public struct Dump {
     var small: [(String, Data)] = [
       ("tree.json", try encoder.encode(captured.tree)), ("cgroups.json", try encoder.encode(captured.cgroups)),
     ]
+    if let ipc = captured.ipc { small.append(("ipc.json", try encoder.encode(ipc.image))) }
     let encoding = monotonicNow()
     // Encoding is CPU work independent per task: spread it over the cores.
     let tasks = captured.tasks
@@ -425,6 +445,10 @@ public struct Dump {
     log("encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNow() - encoding) * 1000)) ms")
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
     members += captured.tasks.map { Manifest.Member(name: $0.entry.pagesMember, size: Int($0.memory.pagesSize)) }
+    let segments = (captured.ipc?.image.sharedMemory ?? []).map { segment in
+      (name: SysVIPCImage.contentsMember(ofSegment: segment.owner.id), bytes: captured.ipc?.contents[segment.owner.id] ?? [])
+    }
+    members += segments.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
     let manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
@@ -448,6 +472,7 @@ public struct Dump {
       try writer.endMember()
       before += task.memory.pagesSize
     }
+    for segment in segments { try writer.add(name: segment.name, data: segment.bytes) }
     try writer.finish()
     let seconds = monotonicNow() - started
     log(

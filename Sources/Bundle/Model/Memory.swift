@@ -26,6 +26,9 @@ public struct VMAImage: Codable, Sendable, Equatable {
     case anonymous, file, heap, stack, vdso, vvar, vvarVclock, vsyscall
     /// A shared mapping of a memfd_create(2) file; `path` is `/memfd:<name>`.
     case memfd
+    /// A SysV shared memory segment attached with shmat(2); `sharedObject` is its id, its
+    /// bytes are in ipc.json's segment, not in the pages member.
+    case sysvShm
   }
   public var start: UInt64
   public var end: UInt64

@@ -140,6 +140,7 @@ enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
 
 // unshare(2) and setns(2) are hidden by Glibc's Swift overlay.
 int ck_unshare(int flags);
+int ck_setns(int fd, int nstype);
 
 enum {
   CK_CLONE_NEWTIME = 0x00000080,
@@ -272,5 +273,38 @@ uint32_t ck_xsave_size(void);
 int ck_sched_getaffinity(pid_t tid, uint64_t *mask, size_t words);
 int ck_sched_setaffinity(pid_t tid, const uint64_t *mask, size_t words);
 int ck_sched_getcpu(void);
+
+// ---- SysV IPC (ipc.c) ----
+// semctl(2) is variadic, and the ipc structs differ from one libc to another: these
+// wrappers pass ckcont only the fields it saves. Each returns -1 with errno on failure.
+enum { CK_IPC_SHM = 0, CK_IPC_SEM = 1, CK_IPC_MSG = 2 };
+struct ck_ipc_perm {
+  int32_t key;
+  uint32_t uid;
+  uint32_t gid;
+  uint32_t mode;
+  // shm: the segment's size; sem: the number of semaphores; msg: the queue's byte limit.
+  uint64_t size;
+  // msg: the number of messages waiting.
+  uint64_t count;
+};
+// IPC_STAT of object `id` of `kind`.
+int ck_ipc_stat(int kind, int id, struct ck_ipc_perm *perm);
+// IPC_SET of its uid, gid, the low 9 bits of its mode and (msg) its byte limit.
+int ck_ipc_set(int kind, int id, const struct ck_ipc_perm *perm);
+// shmget/semget/msgget with IPC_CREAT|IPC_EXCL (key 0 is IPC_PRIVATE); the new id.
+int ck_ipc_create(int kind, int32_t key, uint64_t size, uint32_t mode);
+int ck_ipc_remove(int kind, int id);
+// shmat read-only (or read-write) anywhere; NULL on failure.
+void *ck_shm_attach(int id, int writable);
+int ck_shm_detach(const void *address);
+// GETALL / SETALL of a semaphore set.
+int ck_sem_getall(int id, uint16_t *values);
+int ck_sem_setall(int id, const uint16_t *values);
+// The message at `index` of the queue, copied without taking it (msgrcv MSG_COPY): its
+// size, with its type in *type and its text in `text`.
+long ck_msg_copy(int id, long index, long *type, void *text, size_t capacity);
+// msgsnd without waiting.
+int ck_msg_send(int id, long type, const void *text, size_t size);
 
 #endif

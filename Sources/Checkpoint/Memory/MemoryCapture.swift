@@ -29,6 +29,7 @@ struct MemoryCapture {
             .failed, "task \(pid): private mapping \(hex(vma.start))-\(hex(vma.end)) of \(vma.path) cannot be checkpointed yet")
         }
         kind = .memfd
+      case .sysvShm: kind = .sysvShm
       case .heap: kind = .heap
       case .stack: kind = .stack
       case .vdso: kind = .vdso
@@ -46,9 +47,10 @@ struct MemoryCapture {
       }
       let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
       var runs: [AddressRange] = []
-      // Shared file mappings live in the file; kernel mappings are recreated by the kernel.
-      // PROT_NONE areas are scanned too: they may hold data written before an mprotect.
-      if !special && !(shared && kind == .file) {
+      // Shared file mappings live in the file, SysV segments in the IPC image; kernel
+      // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
+      // hold data written before an mprotect.
+      if !special && !(shared && kind == .file) && kind != .sysvShm {
         runs = try scanner.dataRuns(start: vma.start, end: vma.end, anonymousOnly: kind == .file)
       }
       let pages = runs.map { PageRun(start: $0.start, end: $0.end) }
@@ -65,7 +67,7 @@ struct MemoryCapture {
         VMAImage(
           start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
           path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset,
-          sharedObject: vma.kind == .sharedAnonymous || kind == .memfd ? vma.inode : nil, objectSize: objectSize))
+          sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil, objectSize: objectSize))
       offset += pages.reduce(0) { $0 + $1.size }
     }
     let fields = MMFields(

@@ -60,6 +60,10 @@ final class MemoryRestore {
     try queueKernelMappingMoves()
     for vma in image.vmas where !vma.isSpecial {
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
+      if vma.kind == .sysvShm {
+        attachSegment(vma)
+        continue
+      }
       if let object = vma.sharedObject, let first = sharedObjects.created[object] {
         // Another process (or an earlier mapping of this one) made this object and wrote its
         // pages: map the same one.
@@ -139,6 +143,22 @@ final class MemoryRestore {
     _ = try injector.complete()
     batch = Injector.Batch()
     injector.resetData()
+  }
+
+  /// Attaches a SysV segment, recreated in the IPC namespace already, at its address;
+  /// mprotect gives it a protection shmat cannot (PROT_NONE, write without read).
+  private func attachSegment(_ vma: VMAImage) {
+    let writable = vma.protection & PROT_WRITE != 0
+    let executable = vma.protection & PROT_EXEC != 0
+    let flags = (writable ? 0 : 0o10000 /* SHM_RDONLY */) | (executable ? 0o100000 /* SHM_EXEC */ : 0)
+    batch.add(
+      "shmat segment \(vma.sharedObject ?? 0) at \(hex(vma.start))", SyscallNumber.shmat, .value(vma.sharedObject ?? 0),
+      .value(vma.start), .value(UInt64(flags)), expecting: Int64(vma.start))
+    let attached = PROT_READ | (writable ? PROT_WRITE : 0) | (executable ? PROT_EXEC : 0)
+    if attached != vma.protection {
+      batch.add(
+        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
+    }
   }
 
   /// Maps the shared object another restored process created, through its map_files entry

@@ -15,6 +15,10 @@ final class LoadedBundle {
   let tasks: [LoadedTask]
   /// Dead children waiting for their parent's wait(): recreated and made to exit again.
   let zombies: [TaskEntryImage]
+  /// The SysV objects of the container's IPC namespace, and each segment's bytes by id
+  /// (empty when loaded without page data).
+  let ipc: SysVIPCImage?
+  let segments: [Int32: UnsafeRawBufferPointer]
 
   struct LoadedTask {
     var entry: TaskEntryImage
@@ -58,7 +62,7 @@ final class LoadedBundle {
       while let member = try reader.nextMember() {
         if member.name.hasSuffix(".json") {
           json[member.name] = try reader.readAll()
-        } else if member.name.hasSuffix("/pages.img"), case .copy = handling {
+        } else if Self.isRawMember(member.name), case .copy = handling {
           let buffer = try PageBuffer(size: member.size)
           storage.append(buffer)
           var offset = 0
@@ -68,7 +72,7 @@ final class LoadedBundle {
             offset += chunk.count
           }
           pages[member.name] = (UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.size), member.size)
-        } else if member.name.hasSuffix("/pages.img") {
+        } else if Self.isRawMember(member.name) {
           offsets[member.name] = reader.dataOffset
           pages[member.name] = (nil, member.size)
         } else {
@@ -115,6 +119,22 @@ final class LoadedBundle {
       ])
     }
     try Self.validate(cgroups, tree: tree)
+    if json["ipc.json"] != nil {
+      let image = try decode(SysVIPCImage.self, "ipc.json")
+      guard tree.namespaces.ipc else {
+        throw CKError(.badInput, "the bundle is inconsistent: SysV objects without an IPC namespace of the container's own")
+      }
+      try Self.validate(image, members: pages.mapValues(\.size))
+      ipc = image
+      var contents: [Int32: UnsafeRawBufferPointer] = [:]
+      for segment in image.sharedMemory {
+        contents[segment.owner.id] = pages[SysVIPCImage.contentsMember(ofSegment: segment.owner.id)]?.data
+      }
+      segments = contents
+    } else {
+      ipc = nil
+      segments = [:]
+    }
     var loaded: [LoadedTask] = []
     let livePids = Set(tree.tasks.filter { $0.zombieStatus == nil }.map(\.pid))
     zombies = try tree.tasks.filter { $0.zombieStatus != nil }.map { entry throws(CKError) in
@@ -165,8 +185,51 @@ final class LoadedBundle {
       try Self.validate(task)
       loaded.append(task)
     }
+    for task in loaded {
+      for vma in task.memory.vmas where vma.kind == .sysvShm {
+        guard let segment = ipc?.sharedMemory.first(where: { UInt64($0.owner.id) == vma.sharedObject }),
+          vma.size == (segment.size + 4095) & ~4095
+        else {
+          throw CKError(
+            .badInput, "the bundle is inconsistent: task \(task.entry.pid) attaches SysV segment \(vma.sharedObject ?? 0), which ipc.json does not hold at that size")
+        }
+      }
+    }
     tasks = loaded
     log("decoded the model of \(loaded.count) processes in \(Int((monotonicNow() - decoding) * 1000)) ms")
+  }
+
+  /// The members of raw bytes: each process's pages and each SysV segment's contents.
+  static func isRawMember(_ name: String) -> Bool {
+    name.hasSuffix("/pages.img") || (name.hasPrefix("ipc/shm-") && name.hasSuffix(".img"))
+  }
+
+  /// Checks ipc.json: bounded counts and sizes, unique ids, a contents member of the right
+  /// size for every segment.
+  static func validate(_ image: SysVIPCImage, members: [String: Int]) throws(CKError) {
+    func bad(_ what: String) -> CKError { CKError(.badInput, "the bundle is inconsistent: ipc.json: \(what)") }
+    let owners = image.sharedMemory.map(\.owner) + image.semaphoreSets.map(\.owner) + image.messageQueues.map(\.owner)
+    guard image.sharedMemory.count <= 32768, image.semaphoreSets.count <= 32768, image.messageQueues.count <= 32768,
+      owners.allSatisfy({ $0.id >= 0 && $0.mode <= 0o1777 })
+    else { throw bad("too many objects, or a bad id or mode") }
+    for ids in [image.sharedMemory.map(\.owner.id), image.semaphoreSets.map(\.owner.id), image.messageQueues.map(\.owner.id)]
+    where Set(ids).count != ids.count {
+      throw bad("an id is repeated")
+    }
+    for segment in image.sharedMemory {
+      let member = SysVIPCImage.contentsMember(ofSegment: segment.owner.id)
+      guard segment.size > 0, segment.size <= SysVIPC.maxSegmentSize, members[member] == Int(segment.size) else {
+        throw bad("segment \(segment.owner.id) has a bad size or no \(member) of that size")
+      }
+    }
+    guard image.semaphoreSets.allSatisfy({ !$0.values.isEmpty && $0.values.count <= SysVIPC.maxSemaphores }) else {
+      throw bad("a semaphore set has a bad size")
+    }
+    for queue in image.messageQueues {
+      guard queue.maxBytes <= 1 << 31, queue.messages.count <= 1 << 16,
+        queue.messages.allSatisfy({ $0.type > 0 && $0.text.count <= SysVIPC.maxMessageSize })
+      else { throw bad("message queue \(queue.owner.id) is malformed") }
+    }
   }
 
   /// `/web` for `/sys/fs/cgroup/unified/web` (a bundle from before cgroups.json).
@@ -262,6 +325,11 @@ final class LoadedBundle {
         expectedOffset += run.size
       }
       guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name) is a kernel mapping with pages") }
+      if vma.kind == .sysvShm {
+        guard vma.shared, vma.offset == 0, vma.pages.isEmpty, let id = vma.sharedObject, id < 1 << 31 else {
+          throw bad("\(name) is a malformed SysV attachment")
+        }
+      }
       if vma.kind == .memfd {
         guard vma.shared, vma.sharedObject != nil, let size = vma.objectSize, size <= 1 << 46,
           vma.offset % page == 0, size >= vma.offset + vma.size, vma.path.hasPrefix("/memfd:")

@@ -125,6 +125,10 @@ public struct Restore {
           if rootPid == 0 {
             rootPid = hostPid
             inherited = try ProcStatus.read(pid: hostPid)
+            // SysV objects first: processes attach segments by id as their memory is rebuilt.
+            if let ipc = bundle.ipc, bundle.tree.namespaces.ipc {
+              try phases.time("SysV IPC") { try SysVIPC.restore(ipc, contents: bundle.segments, namespaceOf: hostPid) }
+            }
           }
           try target.place(hostPid, entry: task.entry)
           let tracee = Tracee(tid: hostPid)
@@ -212,6 +216,7 @@ public struct Restore {
       }
       try finishRunning()
       try copier.waitAll()
+      if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: root) }
       phases.record("memory", since: memoryStarted)
       let shared = SharedDescriptions(inherited: inheritedDescriptors)
       var prepared: [(FileRestore, FileRestore.Prepared)] = []

@@ -85,6 +85,8 @@ public struct VMA: Codable, Hashable, Sendable {
     if major == 0, minor == 1, path == "/dev/zero", isDeleted { return .sharedAnonymous }
     // memfd_create(2) files live on the same internal mount, named "memfd:<name>".
     if major == 0, minor == 1, path.hasPrefix("/memfd:"), isDeleted { return .memfd(String(path.dropFirst(7))) }
+    // SysV segments too, named after their key; the inode number is the segment's id.
+    if major == 0, minor == 1, path.hasPrefix("/SYSV"), isDeleted, let id = Int32(exactly: inode) { return .sysvShm(id) }
     return .file
   }
 }
@@ -99,7 +101,9 @@ public enum VMAKind: Codable, Hashable, Sendable {
   case memfd(String)
   /// Anonymous memory named with `PR_SET_VMA_ANON_NAME` (`[anon:name]`, `[anon_shmem:name]`).
   case anonymousNamed(String)
-  /// A mapped file (see ``VMA/path`` and ``VMA/isDeleted``), including memfd and SysV shm.
+  /// A SysV shared memory segment attached with shmat(2) (`/SYSV<key> (deleted)`), by id.
+  case sysvShm(Int32)
+  /// A mapped file (see ``VMA/path`` and ``VMA/isDeleted``).
   case file
   case heap
   /// The main thread's stack.
