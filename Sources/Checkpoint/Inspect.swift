@@ -65,6 +65,8 @@ public struct BundleInspection: Codable, Sendable {
   /// One line per cgroup hierarchy: where the container's subtree was and what it held.
   public var cgroups: [String]
   public var totalPageBytes: UInt64
+  /// One line per SysV object of the container's IPC namespace.
+  public var sysvObjects: [String]
 
   /// Reads and verifies the bundle at `path` (or standard input for "-").
   public static func read(path: String) throws -> BundleInspection {
@@ -124,7 +126,20 @@ public struct BundleInspection: Codable, Sendable {
       formatVersion: "\(manifest.formatVersion.major).\(manifest.formatVersion.minor)", toolVersion: manifest.toolVersion,
       kernelRelease: manifest.kernelRelease, created: manifest.created, sourceCgroup: manifest.sourceCgroup,
       namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures), members: manifest.members.count + 2,
-      tasks: tasks, zombies: zombies, cgroups: cgroups, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes })
+      tasks: tasks, zombies: zombies, cgroups: cgroups, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes },
+      sysvObjects: sysvLines(bundle.ipc))
+  }
+
+  static func sysvLines(_ ipc: SysVIPCImage?) -> [String] {
+    guard let ipc else { return [] }
+    func owner(_ o: SysVOwnership) -> String {
+      "id \(o.id) key 0x\(String(UInt32(bitPattern: o.key), radix: 16)) uid \(o.uid) gid \(o.gid) mode \(String(o.mode, radix: 8))"
+    }
+    return ipc.sharedMemory.map { "shared memory \(owner($0.owner)): \($0.size) bytes\($0.removed ? ", removed while attached" : "")" }
+      + ipc.semaphoreSets.map { "semaphore set \(owner($0.owner)): values \($0.values.map(String.init).joined(separator: " "))" }
+      + ipc.messageQueues.map {
+        "message queue \(owner($0.owner)): \($0.messages.count) message(s), \($0.messages.reduce(0) { $0 + $1.text.count }) bytes"
+      }
   }
 
   static func syscallState(_ regs: GeneralRegisters) -> String {
@@ -200,6 +215,7 @@ public struct BundleInspection: Codable, Sendable {
       "\(tasks.count) process(es), \(zombies.count) zombie(s), \(totalPageBytes >> 10) KiB of memory saved",
     ]
     lines += cgroups.map { "cgroup \($0)" }
+    lines += sysvObjects.map { "SysV \($0)" }
     lines += ["", "process tree (pid in the container: command, group, session, threads):"] + renderTree() + [""]
     for task in tasks {
       lines.append(

@@ -54,6 +54,25 @@ struct BadBundleTests {
     try expectRefused(Array("hello, world\n".utf8), containing: "", label: "text")
   }
 
+  /// ipc.json is checked like every other member: a segment whose bytes do not match its
+  /// size, or an id listed twice, is refused before anything is created.
+  @Test func inconsistentSysVObjectsAreRefused() throws {
+    func segment(_ id: Int32, size: UInt64) -> SysVSegmentImage {
+      SysVSegmentImage(owner: SysVOwnership(id: id, key: 0, uid: 0, gid: 0, mode: 0o600), size: size, removed: false)
+    }
+    let cases: [(String, SysVIPCImage, [(String, [UInt8])])] = [
+      ("short segment", SysVIPCImage(sharedMemory: [segment(5, size: 8192)], semaphoreSets: [], messageQueues: []),
+       [("ipc/shm-5.img", [UInt8](repeating: 1, count: 4096))]),
+      ("repeated id", SysVIPCImage(sharedMemory: [segment(5, size: 4096), segment(5, size: 4096)], semaphoreSets: [], messageQueues: []),
+       [("ipc/shm-5.img", [UInt8](repeating: 1, count: 4096))]),
+      ("empty semaphore set", SysVIPCImage(sharedMemory: [], semaphoreSets: [SysVSemaphoreSetImage(owner: segment(1, size: 1).owner, values: [])], messageQueues: []), []),
+    ]
+    for (label, image, extra) in cases {
+      let rewritten = try rewrite(adding: [("ipc.json", Array(try JSONEncoder().encode(image)))] + extra)
+      try expectRefused(rewritten, containing: "ipc.json", label: label)
+    }
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"
@@ -70,11 +89,13 @@ struct BadBundleTests {
     #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == bytes, "\(label): the bundle changed")
   }
 
-  /// The original bundle with its manifest edited, re-checksummed (as a tool could).
-  func rewrite(_ edit: (inout Manifest) -> Void) throws -> [UInt8] {
+  /// The original bundle with its manifest edited and `extra` members added at the end,
+  /// re-checksummed (as a tool could).
+  func rewrite(adding extra: [(String, [UInt8])] = [], _ edit: (inout Manifest) -> Void = { _ in }) throws -> [UInt8] {
     let reader = try BundleReader(source: MemorySource(try Self.original.get()))
     var manifest = reader.manifest
     edit(&manifest)
+    manifest.members += extra.map { Manifest.Member(name: $0.0, size: $0.1.count) }
     let sink = MemorySink()
     let writer = try BundleWriter(sink: sink, manifest: manifest)
     while let member = try reader.nextMember() {
@@ -82,6 +103,7 @@ struct BadBundleTests {
       try reader.forEachChunk { try writer.write($0) }
       try writer.endMember()
     }
+    for (name, bytes) in extra { try writer.add(name: name, data: bytes) }
     try writer.finish()
     return sink.bytes
   }

@@ -257,6 +257,26 @@ struct DumpRestoreBehaviourTests {
     #expect(readPipe(until: "PASS counter", timeout: 3).contains("PASS counter"))
   }
 
+  /// inspect lists the SysV objects a bundle holds, and a dump that leaves the container
+  /// running leaves its objects as they were (copying messages does not take them).
+  @Test func inspectListsSysVObjects() throws {
+    let container = try FixtureContainer("sysv-ipc")
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
+    #expect(inspect.status == 0)
+    let lines = inspect.stdout.split(separator: "\n").filter { $0.hasPrefix("SysV ") }
+    #expect(lines.count == 5, "\(inspect.stdout)")
+    #expect(lines.contains { $0.contains("key 0x5e9a") && $0.contains("mode 640: 1048676 bytes") }, "\(lines)")
+    #expect(lines.contains { $0.contains("removed while attached") }, "\(lines)")
+    #expect(lines.contains { $0.hasPrefix("SysV semaphore set") && $0.hasSuffix("values 7 0 32767") }, "\(lines)")
+    #expect(lines.contains { $0.hasPrefix("SysV message queue") && $0.hasSuffix("2 message(s), 21 bytes") }, "\(lines)")
+    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+    try waitForLine("PASS sysv-ipc", in: container, timeout: 5)
+  }
+
   /// SysV objects are saved with the container's own IPC namespace; a segment of the host's
   /// namespace is not the container's to save: the dump is refused in one line, and the
   /// container runs on.
