@@ -158,6 +158,8 @@ public struct Dump {
     var encoded: [(core: Data, mm: Data)]
     /// The SysV objects of the container's own IPC namespace, when it holds any.
     var ipc: SysVIPC.Captured?
+    /// The mounts the container added to its own mount namespace, when it added any.
+    var mounts: MountsImage?
   }
 
   /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs),
@@ -260,6 +262,11 @@ public struct Dump {
       ipc = try phases.time("SysV IPC") { try SysVIPC.capture(namespaceOf: root.hostPid) }
     }
     try checkSysVAttachments(tasks, ipc: ipc?.image)
+    var mounts: MountsImage?
+    if namespaces.mount {
+      let image = try phases.time("mounts") { try ContainerMounts.capture(pid: root.hostPid) }
+      if !image.mounts.isEmpty { mounts = image }
+    }
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }
     let xsaveSize = tasks.flatMap(\.core.threads).map(\.xstate.count).max() ?? 0
     var entries = tasks.map(\.entry)
@@ -292,7 +299,7 @@ public struct Dump {
     }
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
-      encoded: models, ipc: ipc)
+      encoded: models, ipc: ipc, mounts: mounts)
   }
 
   /// A SysV segment a process attached is restored by attaching it again: it must be one of
@@ -425,6 +432,7 @@ public struct Dump {
       ("tree.json", try encoder.encode(captured.tree)), ("cgroups.json", try encoder.encode(captured.cgroups)),
     ]
     if let ipc = captured.ipc { small.append(("ipc.json", try encoder.encode(ipc.image))) }
+    if let mounts = captured.mounts { small.append(("mounts.json", try encoder.encode(mounts))) }
     let encoding = monotonicNow()
     // Encoding is CPU work independent per task: spread it over the cores.
     let tasks = captured.tasks

@@ -67,6 +67,8 @@ public struct BundleInspection: Codable, Sendable {
   public var totalPageBytes: UInt64
   /// One line per SysV object of the container's IPC namespace.
   public var sysvObjects: [String]
+  /// One line per mount the container added to its own mount namespace.
+  public var mounts: [String]
 
   /// Reads and verifies the bundle at `path` (or standard input for "-").
   public static func read(path: String) throws -> BundleInspection {
@@ -127,7 +129,16 @@ public struct BundleInspection: Codable, Sendable {
       kernelRelease: manifest.kernelRelease, created: manifest.created, sourceCgroup: manifest.sourceCgroup,
       namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures), members: manifest.members.count + 2,
       tasks: tasks, zombies: zombies, cgroups: cgroups, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes },
-      sysvObjects: sysvLines(bundle.ipc))
+      sysvObjects: sysvLines(bundle.ipc), mounts: (bundle.mounts?.mounts ?? []).map(mountLine))
+  }
+
+  static func mountLine(_ mount: MountImage) -> String {
+    let what =
+      mount.kind == .bind
+      ? "bind of \(mount.source)"
+      : "\(mount.fsType)\(mount.options.isEmpty ? "" : " (\(mount.options))")"
+        + (mount.files.map { files in ", \(files.count) file(s), \(files.reduce(0) { $0 + ($1.contents?.count ?? 0) }) bytes" } ?? "")
+    return "\(mount.mountPoint): \(what)\(mount.flags & 1 != 0 ? ", read-only" : "")"
   }
 
   static func sysvLines(_ ipc: SysVIPCImage?) -> [String] {
@@ -216,6 +227,7 @@ public struct BundleInspection: Codable, Sendable {
     ]
     lines += cgroups.map { "cgroup \($0)" }
     lines += sysvObjects.map { "SysV \($0)" }
+    lines += mounts.map { "mount \($0)" }
     lines += ["", "process tree (pid in the container: command, group, session, threads):"] + renderTree() + [""]
     for task in tasks {
       lines.append(

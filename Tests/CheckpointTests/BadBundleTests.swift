@@ -73,6 +73,28 @@ struct BadBundleTests {
     }
   }
 
+  /// mounts.json is checked before anything is mounted: a tmpfs file under a symlink (which
+  /// could lead the restore's writes out of the tmpfs), a relative mount point, or a
+  /// filesystem ckcont does not make are refused.
+  @Test func unsafeMountsAreRefused() throws {
+    func tmpfs(_ files: [MountFileImage], at point: String = "/tmp/ckcont-bad") -> MountsImage {
+      MountsImage(mounts: [MountImage(kind: .filesystem, mountPoint: point, fsType: "tmpfs", source: "tmpfs", flags: 0, options: "", files: files)])
+    }
+    let cases: [(String, MountsImage)] = [
+      ("file under a symlink", tmpfs([
+        MountFileImage(kind: .symlink, path: "etc", mode: 0o777, uid: 0, gid: 0, target: "/etc"),
+        MountFileImage(kind: .file, path: "etc/passwd", mode: 0o644, uid: 0, gid: 0, contents: Data("x".utf8)),
+      ])),
+      ("dot-dot path", tmpfs([MountFileImage(kind: .file, path: "../escape", mode: 0o644, uid: 0, gid: 0, contents: Data())])),
+      ("relative mount point", tmpfs([], at: "tmp/x")),
+      ("unknown filesystem", MountsImage(mounts: [MountImage(kind: .filesystem, mountPoint: "/mnt", fsType: "ext4", source: "/dev/vda", flags: 0, options: "")])),
+    ]
+    for (label, image) in cases {
+      let rewritten = try rewrite(adding: [("mounts.json", Array(try JSONEncoder().encode(image)))])
+      try expectRefused(rewritten, containing: "mounts.json", label: label)
+    }
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"

@@ -277,6 +277,24 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS sysv-ipc", in: container, timeout: 5)
   }
 
+  /// inspect lists the mounts a container made in its own mount namespace.
+  @Test func inspectListsMounts() throws {
+    let container = try FixtureContainer("mounts")
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
+    #expect(inspect.status == 0)
+    let lines = inspect.stdout.split(separator: "\n").filter { $0.hasPrefix("mount ") }
+    #expect(lines.count == 3, "\(inspect.stdout)")
+    #expect(lines.contains { $0.contains("/t: tmpfs (size=4096k,mode=750") && $0.hasSuffix("4 file(s), 102410 bytes") }, "\(lines)")
+    #expect(lines.contains { $0.contains("/bind: bind of /") && $0.hasSuffix("/src, read-only") }, "\(lines)")
+    #expect(lines.contains { $0.hasSuffix("/proc: proc") }, "\(lines)")
+    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+    try waitForLine("PASS mounts", in: container, timeout: 5)
+  }
+
   /// SysV objects are saved with the container's own IPC namespace; a segment of the host's
   /// namespace is not the container's to save: the dump is refused in one line, and the
   /// container runs on.

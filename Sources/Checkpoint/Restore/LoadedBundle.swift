@@ -19,6 +19,8 @@ final class LoadedBundle {
   /// (empty when loaded without page data).
   let ipc: SysVIPCImage?
   let segments: [Int32: UnsafeRawBufferPointer]
+  /// The mounts the container added to its own mount namespace.
+  let mounts: MountsImage?
 
   struct LoadedTask {
     var entry: TaskEntryImage
@@ -119,6 +121,16 @@ final class LoadedBundle {
       ])
     }
     try Self.validate(cgroups, tree: tree)
+    if json["mounts.json"] != nil {
+      let image = try decode(MountsImage.self, "mounts.json")
+      guard tree.namespaces.mount else {
+        throw CKError(.badInput, "the bundle is inconsistent: mounts without a mount namespace of the container's own")
+      }
+      try ContainerMounts.validate(image)
+      mounts = image
+    } else {
+      mounts = nil
+    }
     if json["ipc.json"] != nil {
       let image = try decode(SysVIPCImage.self, "ipc.json")
       guard tree.namespaces.ipc else {

@@ -137,6 +137,10 @@ public struct Restore {
           try TaskRestore.resetInherited(injector)
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)
+          // Mounts before anything opens or maps a file that may live on them.
+          if let mounts = bundle.mounts, bundle.tree.namespaces.mount {
+            try phases.time("mounts") { try ContainerMounts.restore(mounts, injector: injector, pid: hostPid) }
+          }
           if bundle.tree.namespaces.uts { try restoreUTSNames(bundle.tree.namespaces, in: injector) }
           if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true { try bringLoopbackUp(in: injector) }
           injectors[pid] = injector

@@ -1,0 +1,69 @@
+import Foundation
+
+/// `mounts.json`: what a container's own mount namespace holds beyond the namespace it was
+/// made from (the host's, as ckcont sees it): the mounts it added, parents first (CRIU's
+/// mountpoints image, for the mounts a container typically makes).
+public struct MountsImage: Codable, Sendable, Equatable {
+  public var mounts: [MountImage]
+
+  public init(mounts: [MountImage]) { self.mounts = mounts }
+}
+
+/// One mount the container made.
+public struct MountImage: Codable, Sendable, Equatable {
+  public enum Kind: String, Codable, Sendable {
+    /// A new filesystem of `fsType` (tmpfs, proc, sysfs, mqueue) made with `options`.
+    case filesystem
+    /// A bind mount of `source`, a path as the restored namespace sees it before this mount.
+    case bind
+  }
+  public var kind: Kind
+  /// Absolute, in the container.
+  public var mountPoint: String
+  public var fsType: String
+  /// The filesystem's source name, or the bind mount's source path.
+  public var source: String
+  /// MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME,
+  /// MS_STRICTATIME as the mount had them.
+  public var flags: UInt64
+  /// The filesystem's own options (tmpfs: size, nr_inodes, mode, uid, gid).
+  public var options: String
+  /// A tmpfs's files, parents first.
+  public var files: [MountFileImage]?
+
+  public init(
+    kind: Kind, mountPoint: String, fsType: String, source: String, flags: UInt64, options: String, files: [MountFileImage]? = nil
+  ) {
+    self.kind = kind
+    self.mountPoint = mountPoint
+    self.fsType = fsType
+    self.source = source
+    self.flags = flags
+    self.options = options
+    self.files = files
+  }
+}
+
+/// A file of a tmpfs the container mounted.
+public struct MountFileImage: Codable, Sendable, Equatable {
+  public enum Kind: String, Codable, Sendable { case directory, file, symlink }
+  public var kind: Kind
+  /// Relative to the mount point; never empty, no `.` or `..` component.
+  public var path: String
+  /// Permission bits (with setuid, setgid, sticky).
+  public var mode: UInt32
+  public var uid: UInt32
+  public var gid: UInt32
+  public var contents: Data?
+  public var target: String?
+
+  public init(kind: Kind, path: String, mode: UInt32, uid: UInt32, gid: UInt32, contents: Data? = nil, target: String? = nil) {
+    self.kind = kind
+    self.path = path
+    self.mode = mode
+    self.uid = uid
+    self.gid = gid
+    self.contents = contents
+    self.target = target
+  }
+}

@@ -1,0 +1,247 @@
+import Bundle
+import Foundation
+import Glibc
+import Linux
+
+/// The mounts a container added to its own mount namespace, dumped and made again in the new
+/// one (which starts as a copy of ckcont's, as the container's started as a copy of the
+/// host's).
+///
+/// Dump: every mount in the container's mountinfo that ckcont's own does not hold (same
+/// mount point, device, root and type) is one of three things. A view of something ckcont
+/// sees too (a bind mount of a host path, or of an earlier mount of the container) is saved
+/// as a bind mount of that path. A new tmpfs or ramfs is saved with its options and files,
+/// read through /proc/<pid>/root (which resolves paths in the container's namespace). A new
+/// virtual filesystem (proc, sysfs, mqueue, devpts, cgroup...) is saved with its options.
+/// Anything else is refused, naming the mount.
+/// Restore, in the root task by remote calls before any other process exists: the namespace
+/// is made private (no mount may propagate to the host), then each mount is made, parents
+/// first, and a tmpfs gets its files from ckcont through /proc/<pid>/root.
+enum ContainerMounts {
+  /// Filesystems with no backing store: made anew, empty, with their options.
+  static let virtualFileSystems: Set<String> = [
+    "proc", "sysfs", "mqueue", "devpts", "cgroup", "cgroup2", "bpf", "tracefs", "debugfs", "securityfs", "hugetlbfs",
+    "configfs", "fusectl", "binfmt_misc", "pstore",
+  ]
+  /// Filesystems whose files live only in memory: saved with their files.
+  static let memoryFileSystems: Set<String> = ["tmpfs", "ramfs"]
+  /// The most bytes of files saved per tmpfs.
+  static let maxFileBytes = 64 << 20
+  static let maxFiles = 100_000
+
+  // MARK: Dump
+
+  static func capture(pid: Int32) throws -> MountsImage {
+    let host = try MountInfo.read()
+    let container = try MountInfo.read(pid: "\(pid)")
+    let hostKeys = Set(host.map(key))
+    var added: [MountInfoEntry] = []
+    var images: [MountImage] = []
+    for mount in container where !hostKeys.contains(key(mount)) {
+      let flags = mountFlags(mount.mountOptions)
+      let name = "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
+      if let source = bindSource(of: mount, in: added) ?? bindSource(of: mount, in: host) {
+        images.append(MountImage(kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, flags: flags, options: ""))
+      } else if memoryFileSystems.contains(mount.fsType) || virtualFileSystems.contains(mount.fsType) {
+        let files = memoryFileSystems.contains(mount.fsType) ? try readFiles(of: mount, pid: pid, name: name) : nil
+        images.append(
+          MountImage(
+            kind: .filesystem, mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source, flags: flags,
+            options: mount.superOptions.filter { $0 != "rw" && $0 != "ro" }.joined(separator: ","), files: files))
+      } else {
+        throw CKError(
+          .failed, "the container's \(name) cannot be checkpointed yet: it is no view of a path ckcont sees, nor a filesystem ckcont can make again",
+          hint: "bind-mount it from the host instead")
+      }
+      added.append(mount)
+    }
+    return MountsImage(mounts: images)
+  }
+
+  /// What makes a mount the same as one of ckcont's. The root of a cgroup mount is left out:
+  /// in a cgroup namespace it shows relative to the namespace's own root.
+  private static func key(_ mount: MountInfoEntry) -> String {
+    let root = mount.fsType.hasPrefix("cgroup") ? "" : mount.root
+    return "\(mount.mountPoint)\u{0}\(mount.major):\(mount.minor)\u{0}\(root)\u{0}\(mount.fsType)"
+  }
+
+  /// A path showing what `mount` shows: a mount of the same device whose root holds this one's.
+  private static func bindSource(of mount: MountInfoEntry, in mounts: [MountInfoEntry]) -> String? {
+    let candidates = mounts.filter { other in
+      other.major == mount.major && other.minor == mount.minor && other.fsType == mount.fsType
+        && (other.root == "/" || mount.root == other.root || mount.root.hasPrefix(other.root + "/"))
+    }
+    guard let best = candidates.max(by: { $0.root.count < $1.root.count }) else { return nil }
+    let rest = best.root == "/" ? String(mount.root.dropFirst()) : String(mount.root.dropFirst(best.root.count + 1))
+    if rest.isEmpty { return best.mountPoint }
+    return (best.mountPoint == "/" ? "" : best.mountPoint) + "/" + rest
+  }
+
+  /// The mount flags a mount image may carry: those of ``mountFlags(_:)``.
+  static let knownFlags: UInt64 = 0x0120_0c0f
+
+  static func mountFlags(_ options: [String]) -> UInt64 {
+    let known: [String: UInt64] = [
+      "ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21,
+      "strictatime": 1 << 24,
+    ]
+    return options.reduce(0) { $0 | (known[$1] ?? 0) }
+  }
+
+  /// The files of a tmpfs, parents first, through the container's root; submounts are
+  /// left out (they are mounts of their own).
+  private static func readFiles(of mount: MountInfoEntry, pid: Int32, name: String) throws -> [MountFileImage] {
+    let top = "/proc/\(pid)/root" + (mount.mountPoint == "/" ? "" : mount.mountPoint)
+    var topStat = stat()
+    guard lstat(top, &topStat) == 0 else {
+      throw CKError(.failed, "the container's \(name) cannot be read: \(String(cString: strerror(errno)))")
+    }
+    var files: [MountFileImage] = []
+    var bytes = 0
+    func walk(_ relative: String) throws {
+      let directory = relative.isEmpty ? top : top + "/" + relative
+      guard let stream = opendir(directory) else {
+        throw CKError(.failed, "the container's \(name): cannot list \(relative.isEmpty ? "/" : relative): \(String(cString: strerror(errno)))")
+      }
+      var names: [String] = []
+      while let entry = readdir(stream) {
+        let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if entryName != "." && entryName != ".." { names.append(entryName) }
+      }
+      closedir(stream)
+      for entryName in names.sorted() {
+        let path = relative.isEmpty ? entryName : relative + "/" + entryName
+        let full = top + "/" + path
+        var st = stat()
+        guard lstat(full, &st) == 0 else { continue }
+        guard st.st_dev == topStat.st_dev else { continue }
+        guard files.count < maxFiles else { throw CKError(.failed, "the container's \(name) holds more than \(maxFiles) files") }
+        let (mode, uid, gid) = (UInt32(st.st_mode & 0o7777), st.st_uid, st.st_gid)
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR:
+          files.append(MountFileImage(kind: .directory, path: path, mode: mode, uid: uid, gid: gid))
+          try walk(path)
+        case S_IFREG:
+          bytes += Int(st.st_size)
+          guard bytes <= maxFileBytes else {
+            throw CKError(.failed, "the container's \(name) holds more than \(maxFileBytes >> 20) MiB of files, which ckcont does not save yet")
+          }
+          guard let contents = FileManager.default.contents(atPath: full) else {
+            throw CKError(.failed, "the container's \(name): cannot read \(path)")
+          }
+          files.append(MountFileImage(kind: .file, path: path, mode: mode, uid: uid, gid: gid, contents: contents))
+        case S_IFLNK:
+          let target = try readLink(full)
+          files.append(MountFileImage(kind: .symlink, path: path, mode: mode, uid: uid, gid: gid, target: target))
+        case S_IFSOCK:
+          // A listener's socket file: made again when the socket is bound.
+          continue
+        default:
+          throw CKError(.failed, "the container's \(name) holds \(path), a device or FIFO, which ckcont cannot save yet")
+        }
+      }
+    }
+    try walk("")
+    return files
+  }
+
+  // MARK: Restore
+
+  /// Makes the mounts in the new mount namespace of the root task behind `injector`, whose
+  /// host pid is `pid`.
+  static func restore(_ image: MountsImage, injector: Injector, pid: Int32) throws {
+    guard !image.mounts.isEmpty else { return }
+    injector.resetData()
+    let root = try injector.put(string: "/")
+    // MS_REC | MS_PRIVATE: nothing mounted from here on may reach the host's namespace.
+    try injector.call("make the mount namespace private", SyscallNumber.mount, 0, root, 0, UInt64(0x4000 | 0x40000), 0)
+    for mount in image.mounts {
+      injector.resetData()
+      let hostPath = "/proc/\(pid)/root" + mount.mountPoint
+      // The mount point usually exists (the container made it on a filesystem both see).
+      try? FileManager.default.createDirectory(atPath: hostPath, withIntermediateDirectories: true)
+      let target = try injector.put(string: mount.mountPoint)
+      switch mount.kind {
+      case .bind:
+        let source = try injector.put(string: mount.source)
+        try injector.call("bind-mount \(mount.source) at \(mount.mountPoint)", SyscallNumber.mount, source, target, 0, 0x1000 /* MS_BIND */, 0)
+        if mount.flags != 0 {
+          // MS_REMOUNT | MS_BIND: the flags of a bind mount are set on the mount itself.
+          try injector.call(
+            "remount \(mount.mountPoint) with its flags", SyscallNumber.mount, 0, target, 0, 0x20 | 0x1000 | mount.flags, 0)
+        }
+      case .filesystem:
+        let source = try injector.put(string: mount.source)
+        let type = try injector.put(string: mount.fsType)
+        let options = mount.options.isEmpty ? 0 : try injector.put(string: mount.options)
+        try injector.call(
+          "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, source, target, type, mount.flags, options)
+        if let files = mount.files { try writeFiles(files, under: hostPath, mountPoint: mount.mountPoint) }
+      }
+    }
+  }
+
+  /// A tmpfs's files, written from ckcont through /proc/<pid>/root.
+  private static func writeFiles(_ files: [MountFileImage], under top: String, mountPoint: String) throws {
+    for file in files {
+      let path = top + "/" + file.path
+      func fail(_ what: String) -> CKError {
+        CKError(.failed, "cannot restore \(mountPoint)/\(file.path): \(what): \(String(cString: strerror(errno)))")
+      }
+      switch file.kind {
+      case .directory:
+        guard mkdir(path, mode_t(file.mode)) == 0 || errno == EEXIST else { throw fail("mkdir") }
+        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
+      case .symlink:
+        guard symlink(file.target ?? "", path) == 0 else { throw fail("symlink") }
+        guard lchown(path, file.uid, file.gid) == 0 else { throw fail("lchown") }
+      case .file:
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(file.mode))
+        guard fd >= 0 else { throw fail("create") }
+        defer { close(fd) }
+        let contents = file.contents ?? Data()
+        let written = contents.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == contents.count else { throw fail("write") }
+        guard fchown(fd, file.uid, file.gid) == 0, fchmod(fd, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
+      }
+    }
+  }
+
+  /// Checks mounts.json: absolute mount points and sources, safe relative file paths,
+  /// bounded counts and sizes.
+  static func validate(_ image: MountsImage) throws(CKError) {
+    func bad(_ what: String) -> CKError { CKError(.badInput, "the bundle is inconsistent: mounts.json: \(what)") }
+    func isAbsolute(_ path: String) -> Bool {
+      path.hasPrefix("/") && path.utf8.count < 4096 && !path.contains("\0")
+        && !path.split(separator: "/").contains { $0 == ".." || $0 == "." }
+    }
+    guard image.mounts.count <= 4096 else { throw bad("too many mounts") }
+    for mount in image.mounts {
+      guard isAbsolute(mount.mountPoint), mount.kind != .bind || isAbsolute(mount.source) else {
+        throw bad("mount \(mount.mountPoint.prefix(200)) has a bad path")
+      }
+      guard mount.kind == .bind || virtualFileSystems.contains(mount.fsType) || memoryFileSystems.contains(mount.fsType) else {
+        throw bad("mount \(mount.mountPoint) has a filesystem ckcont does not make: \(mount.fsType.prefix(64))")
+      }
+      guard mount.options.utf8.count < 4096, !mount.options.contains("\0"), mount.source.utf8.count < 4096, !mount.source.contains("\0"),
+        mount.flags & ~knownFlags == 0
+      else { throw bad("mount \(mount.mountPoint) has bad options") }
+      let files = mount.files ?? []
+      guard files.count <= maxFiles, files.reduce(0, { $0 + ($1.contents?.count ?? 0) }) <= maxFileBytes,
+        files.allSatisfy({ file in
+          !file.path.isEmpty && isAbsolute("/" + file.path) && file.mode <= 0o7777
+            && (file.kind != .symlink || (file.target.map { !$0.isEmpty && $0.utf8.count < 4096 && !$0.contains("\0") } ?? false))
+        })
+      else { throw bad("mount \(mount.mountPoint) has bad files") }
+      // Files are written through the paths themselves: a parent must be a directory made
+      // before, never a symlink (which could lead the writes out of the new tmpfs).
+      var directories: Set<Substring> = []
+      for file in files {
+        if let slash = file.path.lastIndex(of: "/"), !directories.contains(file.path[..<slash]) {
+          throw bad("mount \(mount.mountPoint): \(file.path.prefix(200)) comes before its directory")
+        }
+        if file.kind == .directory { directories.insert(file.path[...]) }
+      }
+    }
+  }
+}
