@@ -10,6 +10,8 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
+ *   uts-child /dev/null, and a child in a UTS namespace of its own (unshare after fork; it
+ *             sleeps and dies with this process). After: the link
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
  *             address space (the child sleeps; it dies with this process). After: the link
  *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
@@ -77,6 +79,17 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
+  } else if (!strcmp(kind, "uts-child")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    int ready[2];
+    FX_SYS(pipe(ready));
+    if (FX_SYS(fork()) == 0) {
+      if (unshare(CLONE_NEWUTS) < 0) _exit(2);
+      if (write(ready[1], "u", 1) != 1) _exit(2);
+      sharing_child(NULL);
+    }
+    char u;
+    if (read(ready[0], &u, 1) != 1) fx_setup_fail("the uts child");
   } else if (!strcmp(kind, "clone-vm")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     static char stack[64 << 10];
@@ -118,7 +131,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

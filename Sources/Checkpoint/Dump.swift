@@ -123,6 +123,8 @@ public struct Dump {
     var entry: TaskEntryImage
     var memory: MemoryImage
     var files: FileTableImage
+    /// /proc/<pid>/ns: the namespaces it is in and those its children get.
+    var namespaceIDs: [String: NamespaceID]
 
     init(_ process: CgroupProcess, container: String, sockDiag: Int32, repaired: RepairedSockets, log: (String) -> Void) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
@@ -136,6 +138,7 @@ public struct Dump {
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
       memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
       files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired).image(log: log)
+      namespaceIDs = try NamespaceID.readAll(pid: process.pid)
     }
   }
 
@@ -147,6 +150,7 @@ public struct Dump {
     var files: FileTableImage
     var hostPid: Int32
     var namespaces: NamespaceFacts
+    var namespaceIDs: [String: NamespaceID]
   }
 
   struct Captured {
@@ -223,7 +227,7 @@ public struct Dump {
         tasks.append(
           CapturedTask(
             entry: facts.entry, core: core, memory: memory, files: facts.files, hostPid: process.pid,
-            namespaces: namespaces))
+            namespaces: namespaces, namespaceIDs: facts.namespaceIDs))
       }
     }
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
@@ -248,6 +252,8 @@ public struct Dump {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
     try checkSocketPeers(tasks)
+    try checkNamespaces(tasks, root: root)
+    let timeNamespaces = try TimeNamespaces.assign(&tasks, hostTime: try NamespaceID.readAll(pid: getpid())["time"])
     try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
     var namespaces = try namespaceSet(of: root.hostPid)
@@ -285,8 +291,12 @@ public struct Dump {
           pgid: ids("NSpgid").last ?? 0, sid: ids("NSsid").last ?? 0, threads: [], cgroup: ".",
           comm: fields["Name"]?.first ?? "?", zombieStatus: stat.exitCode))
     }
-    let tree = ProcessTree(
+    var tree = ProcessTree(
       tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
+    if !timeNamespaces.isEmpty {
+      tree.timeNamespaces = timeNamespaces
+      tree.clocksAtDump = TimeNamespaces.now()
+    }
     let members = [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
     log("captured \(tasks.count) processes: \(phases)")
@@ -300,6 +310,18 @@ public struct Dump {
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
       encoded: models, ipc: ipc, mounts: mounts)
+  }
+
+  /// Every process must be in the namespaces of the container's init (time namespaces
+  /// aside, see ``TimeNamespaces``): the restore makes one of each.
+  func checkNamespaces(_ tasks: [CapturedTask], root: CapturedTask) throws {
+    for task in tasks {
+      for kind in ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
+        throw CKError(
+          .failed,
+          "process \(task.hostPid) is in a \(kind) namespace of its own (not that of the container's init \(root.hostPid)), which ckcont cannot restore yet")
+      }
+    }
   }
 
   /// A SysV segment a process attached is restored by attaching it again: it must be one of

@@ -191,6 +191,26 @@ struct DumpRestoreBehaviourTests {
     }
   }
 
+  /// A process in a namespace of its own (here UTS), apart from the container's init, would
+  /// be restored in the init's: the dump refuses it, naming it and the kind, and the
+  /// container runs on.
+  @Test func aProcessInANamespaceOfItsOwnIsRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["uts-child"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids().sorted()
+    try #require(pids.count == 2)
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(
+      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) is in a uts namespace of its own (not that of the container's init \(pids[0]))"),
+      "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// Two processes that share one address space without being threads of one process
   /// (clone with CLONE_VM only, as a vfork child before its exec) cannot be recreated yet:
   /// the dump refuses them, naming both, and the container runs on.

@@ -10,12 +10,41 @@ public struct ProcessTree: Codable, Sendable, Equatable {
   /// The cgroup the container was dumped from, and its hierarchy version ("v1"/"v2").
   public var cgroup: String
   public var cgroupVersion: String
+  /// The time namespaces the container made (unshare(CLONE_NEWTIME)), which tasks name by
+  /// index, and the host's clocks when the dump read them.
+  public var timeNamespaces: [TimeNamespaceImage]?
+  public var clocksAtDump: ClockReadings?
 
   public init(tasks: [TaskEntryImage], namespaces: NamespaceSet, cgroup: String, cgroupVersion: String) {
     self.tasks = tasks
     self.namespaces = namespaces
     self.cgroup = cgroup
     self.cgroupVersion = cgroupVersion
+  }
+}
+
+/// A time namespace's clock offsets (/proc/<pid>/timens_offsets), in nanoseconds.
+public struct TimeNamespaceImage: Codable, Sendable, Equatable {
+  public var monotonicOffset: Int64
+  public var boottimeOffset: Int64
+
+  public init(monotonicOffset: Int64, boottimeOffset: Int64) {
+    self.monotonicOffset = monotonicOffset
+    self.boottimeOffset = boottimeOffset
+  }
+}
+
+/// CLOCK_REALTIME, CLOCK_MONOTONIC and CLOCK_BOOTTIME of the host at one moment, in
+/// nanoseconds: a restore elsewhere keeps the container's clocks going from where they were.
+public struct ClockReadings: Codable, Sendable, Equatable {
+  public var realtime: Int64
+  public var monotonic: Int64
+  public var boottime: Int64
+
+  public init(realtime: Int64, monotonic: Int64, boottime: Int64) {
+    self.realtime = realtime
+    self.monotonic = monotonic
+    self.boottime = boottime
   }
 }
 
@@ -41,6 +70,10 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   public var sharesFilesWithParent: Bool?
   /// Shares its parent's fs information (CLONE_FS): root, cwd and umask changes show in both.
   public var sharesFSWithParent: Bool?
+  /// Its time namespace and the one its children get (indices into
+  /// ``ProcessTree/timeNamespaces``), when not the host's.
+  public var timeNamespace: Int?
+  public var childTimeNamespace: Int?
 
   public init(
     pid: Int32, namespacePids: [Int32], ppid: Int32, pgid: Int32, sid: Int32, threads: [Int32], cgroup: String,

@@ -108,6 +108,14 @@ final class LoadedBundle {
     where name.utf8.count > 64 || name.contains("\0") {
       throw CKError(.badInput, "the bundle is inconsistent: UTS name of \(name.utf8.count) bytes")
     }
+    let timeNamespaceCount = tree.timeNamespaces?.count ?? 0
+    guard timeNamespaceCount <= 64,
+      (tree.timeNamespaces ?? []).allSatisfy({ abs($0.monotonicOffset) < 1 << 61 && abs($0.boottimeOffset) < 1 << 61 }),
+      tree.tasks.allSatisfy({ [$0.timeNamespace, $0.childTimeNamespace].allSatisfy { $0.map { (0..<timeNamespaceCount).contains($0) } ?? true } }),
+      timeNamespaceCount == 0 || tree.clocksAtDump != nil
+    else {
+      throw CKError(.badInput, "the bundle is inconsistent: its time namespaces")
+    }
     guard !tree.tasks.isEmpty, tree.tasks.count <= 32768 else {
       throw CKError(.badInput, "the bundle's tree holds \(tree.tasks.count) tasks")
     }

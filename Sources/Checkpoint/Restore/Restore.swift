@@ -114,12 +114,29 @@ public struct Restore {
       var injectors: [Int32: Injector] = [:]
       var rootPid: Int32 = 0
       var inherited: ProcStatus?
+      // The time namespaces' offsets, continuing the dumped clocks from now on.
+      let timeOffsets = (bundle.tree.timeNamespaces ?? []).map { TimeNamespaces.offsets($0, dumpedAt: bundle.tree.clocksAtDump) }
+      var rootTimeNamespace: Int?
+      /// A process whose children got a time namespace of their own makes one before it forks.
+      func makeChildTimeNamespace(_ entry: TaskEntryImage, _ injector: Injector, hostPid: Int32) throws {
+        guard let child = entry.childTimeNamespace, child != entry.timeNamespace else { return }
+        try injector.call("unshare(CLONE_NEWTIME) for process \(entry.pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWTIME))
+        try TimeNamespaces.write(timeOffsets[child], to: "/proc/\(hostPid)/timens_offsets")
+      }
       for step in plan.steps {
         switch step {
         case .fork(let pid, 0):
           guard let task = byPid[pid] else { throw CKError(.failed, "restore helper \(pid) has no parent") }
           let rootStarted = monotonicNow()
           defer { phases.record("the root", since: rootStarted) }
+          if let time = task.entry.timeNamespace, time != rootTimeNamespace {
+            // Cloned from this thread, the root enters the namespace this thread's children get.
+            guard rootTimeNamespace == nil else {
+              throw CKError(.badInput, "the bundle's processes without a parent are in different time namespaces")
+            }
+            try TimeNamespaces.enterForChildren(timeOffsets[time])
+            rootTimeNamespace = time
+          }
           let hostPid = try createTask(task, namespaces: bundle.tree.namespaces, cgroup: target)
           created.append(hostPid)
           if rootPid == 0 {
@@ -137,6 +154,7 @@ public struct Restore {
           try TaskRestore.resetInherited(injector)
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)
+          try makeChildTimeNamespace(task.entry, injector, hostPid: hostPid)
           // Mounts before anything opens or maps a file that may live on them.
           if let mounts = bundle.mounts, bundle.tree.namespaces.mount {
             try phases.time("mounts") { try ContainerMounts.restore(mounts, injector: injector, pid: hostPid) }
@@ -161,6 +179,7 @@ public struct Restore {
             try phases.time("cgroup places") { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
           }
           injectors[pid] = try phases.time("injectors") { try Injector(thread: child, sharingRegionOf: parent) }
+          if let entry, let injector = injectors[pid] { try makeChildTimeNamespace(entry, injector, hostPid: child.tid) }
         case .setsid(let pid):
           try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
         }
