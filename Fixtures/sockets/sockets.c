@@ -23,7 +23,9 @@
  * `tcp-connection`: a TCP listener on 127.0.0.1 and an established connection to it, with
  * bytes already exchanged and read, and bytes waiting unread at both ends. After SIGTERM the
  * waiting bytes read back exactly, the connection carries data both ways, and the listener
- * accepts a new client.
+ * accepts a new client. `tcp-connection big`: the server has also sent as much of a 4 MiB
+ * pattern as the connection takes without blocking (well beyond 8 KiB, in the server's send
+ * queue and the client's receive queue), which the client reads back whole after SIGTERM.
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -175,7 +177,11 @@ static int unix_mode(const char *dir) {
   fx_finish();
 }
 
-static int tcp_connection_mode(void) {
+/* `big`: what the server sends unread, as much as the connection takes without blocking. */
+#define BIG_SIZE (4 << 20)
+static unsigned char big_block[BIG_SIZE];
+
+static int tcp_connection_mode(int big) {
   struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
   FX_SYS(bind(listener, (struct sockaddr *)&local, sizeof local));
@@ -188,11 +194,30 @@ static int tcp_connection_mode(void) {
   exchange(client, server, "the connection before");
   FX_SYS(send(client, "hello", 5, 0));
   FX_SYS(send(server, "world!", 6, 0));
+  size_t sent = 0;
+  if (big) {
+    uint64_t seed = fx_seed(41);
+    for (size_t i = 0; i < BIG_SIZE; i++) big_block[i] = (unsigned char)fx_rng(&seed);
+    for (ssize_t n; sent < BIG_SIZE && (n = send(server, big_block + sent, BIG_SIZE - sent, MSG_DONTWAIT)) > 0;) sent += (size_t)n;
+    if (sent <= (64 << 10)) { errno = ENOBUFS; fx_setup_fail("only %zu bytes went into the connection", sent); }
+  }
   usleep(50000); /* on loopback the bytes arrive at once; let them settle in the queues */
   fx_ready();
   fx_wait_term();
   expect_read(server, "hello", "bytes waiting at the server");
-  expect_read(client, "world!", "bytes waiting at the client");
+  if (big) {
+    char word[8] = "";
+    FX_EQ("bytes of the word before the block", 6, recv(client, word, 6, MSG_WAITALL));
+    FX_TRUE(!memcmp(word, "world!", 6), "the client read \"%.6s\" before the block", word);
+    static unsigned char got[BIG_SIZE];
+    size_t have = 0;
+    for (ssize_t n; have < sent && (n = recv(client, got + have, sent - have, 0)) > 0;) have += (size_t)n;
+    FX_EQ("bytes of the block that arrived", sent, have);
+    if (fx_flip()) got[have / 2] ^= 1;
+    FX_TRUE(!memcmp(got, big_block, sent), "the block differs");
+  } else {
+    expect_read(client, "world!", "bytes waiting at the client");
+  }
   exchange(client, server, "the connection after");
   serve_once(listener, AF_INET, "the listener");
   fx_finish();
@@ -201,7 +226,7 @@ static int tcp_connection_mode(void) {
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
-  if (argc > 1 && !strcmp(argv[1], "tcp-connection")) return tcp_connection_mode();
+  if (argc > 1 && !strcmp(argv[1], "tcp-connection")) return tcp_connection_mode(argc > 2 && !strcmp(argv[2], "big"));
   if (argc > 1 && !strcmp(argv[1], "unix")) return unix_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));

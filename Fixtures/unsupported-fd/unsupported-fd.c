@@ -17,9 +17,10 @@
  *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
  *             After: the link, and the session still has the terminal (TIOCGSID on it)
  *   tcp       an established TCP connection to itself over 127.0.0.1 (the fd is the client
- *             end) with 64 KiB unread at the server end (more than a dump keeps). After: the
- *             link, the 64 KiB, and a byte sent on it arrives at the other end (the dump
- *             that refused it took it back out of repair mode)
+ *             end) with more than 8 MiB unread at the server end (more than a dump keeps;
+ *             both ends have forced buffers of 64 MiB). After: the link, every byte written,
+ *             and a byte sent on it arrives at the other end (the dump that refused it took
+ *             it back out of repair mode)
  *   unix      a unix datagram socketpair with a message waiting in the fd's end that carries a
  *             descriptor (SCM_RIGHTS: not kept yet). After: the link, the message and its
  *             descriptor, and a byte crosses the pair */
@@ -40,6 +41,8 @@
 
 static char link0[256];
 static int other = -1;  /* tcp, unix: the other end of the connection */
+#define TCP_WAITING (24 << 20)
+static size_t tcp_sent;  /* tcp: the bytes written, waiting in the connection */
 
 /* The child of clone-vm: sleeps until its parent dies. */
 static int sharing_child(void *arg) {
@@ -109,12 +112,23 @@ int main(int argc, char **argv) {
     FX_SYS(bind(listener, (struct sockaddr *)&a, sizeof a));
     FX_SYS(listen(listener, 1));
     FX_SYS(getsockname(listener, (struct sockaddr *)&a, &n));
+    /* Buffers far beyond the default, so that more than ckcont keeps (8 MiB) waits. */
+    int big = 64 << 20;
+    FX_SYS(setsockopt(listener, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big));
     fd = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    FX_SYS(setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big));
     FX_SYS(connect(fd, (struct sockaddr *)&a, sizeof a));
     other = FX_SYS(accept(listener, NULL, NULL));
     close(listener);
-    static char block[64 << 10];
-    FX_SYS(write(fd, block, sizeof block));
+    static char block[TCP_WAITING];
+    int flags = FX_SYS(fcntl(fd, F_GETFL));
+    FX_SYS(fcntl(fd, F_SETFL, flags | O_NONBLOCK));
+    for (ssize_t n; tcp_sent < sizeof block && (n = write(fd, block + tcp_sent, sizeof block - tcp_sent)) > 0;) tcp_sent += (size_t)n;
+    FX_SYS(fcntl(fd, F_SETFL, flags));
+    usleep(50000);
+    int waiting = 0;
+    FX_SYS(ioctl(other, FIONREAD, &waiting));
+    if (waiting <= (8 << 20)) { errno = ENOBUFS; fx_setup_fail("only %d bytes wait at the receiver", waiting); }
   } else if (!strcmp(kind, "unix")) {
     int pair[2];
     FX_SYS(socketpair(AF_UNIX, SOCK_DGRAM, 0, pair));
@@ -161,8 +175,8 @@ int main(int argc, char **argv) {
   } else if (!strcmp(kind, "tcp") || !strcmp(kind, "unix")) {
     if (!strcmp(kind, "tcp")) {
       size_t waiting = 0;
-      for (ssize_t r; waiting < (64 << 10) && (r = read(other, u.b, sizeof u.b)) > 0;) waiting += (size_t)r;
-      FX_TRUE(waiting == 64 << 10, "tcp: %zu of the 64 KiB waiting arrived", waiting);
+      for (ssize_t r; waiting < tcp_sent && (r = read(other, u.b, sizeof u.b)) > 0;) waiting += (size_t)r;
+      FX_TRUE(waiting == tcp_sent, "tcp: %zu of the %zu bytes waiting arrived", waiting, tcp_sent);
     }
     ssize_t n = write(fd, "x", 1);
     FX_TRUE(n == 1 && read(other, u.b, 1) == 1 && u.b[0] == 'x', "%s: a byte did not cross the connection", kind);

@@ -253,8 +253,11 @@ public struct TCPConnectionImage: Codable, Sendable, Equatable {
   /// struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
   public var window: [UInt32]
 
-  /// The most each queue may hold: both go in one batch of remote calls.
-  public static let queueLimit = 8 << 10
+  /// The most each queue may hold (more than the kernel lets a queue grow to by default).
+  public static let queueLimit = 8 << 20
+  /// Queues up to this size are written by the task in its batch of remote calls; larger
+  /// ones by ckcont through its own copy of the socket.
+  public static let inBatchLimit = 8 << 10
 
   public init(
     sendSequence: UInt32, receiveSequence: UInt32, sendQueue: Data, receiveQueue: Data, options: UInt32,

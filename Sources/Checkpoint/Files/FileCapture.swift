@@ -210,9 +210,17 @@ struct FileCapture {
         keep = true
         repaired.add(ours)
         let limit = TCPConnectionImage.queueLimit
-        var sendQueue = [UInt8](repeating: 0, count: limit), receiveQueue = [UInt8](repeating: 0, count: limit)
+        // Most queues are short: a small buffer first, the largest one if that is too small.
+        var capacity = 64 << 10
+        var sendQueue = [UInt8](repeating: 0, count: capacity), receiveQueue = [UInt8](repeating: 0, count: capacity)
         var state = ck_tcp_state()
-        let result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, limit)
+        var result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, capacity)
+        if result == -E2BIG {
+          capacity = limit
+          sendQueue = [UInt8](repeating: 0, count: capacity)
+          receiveQueue = [UInt8](repeating: 0, count: capacity)
+          result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, capacity)
+        }
         guard result == 0 else {
           throw refuse(
             result == -E2BIG

@@ -98,9 +98,7 @@ struct FileRestore {
 
     injector.resetData()
     var batch = Injector.Batch()
-    var fills: [(keeper: Int64, pipe: PipeImage)] = []
-    var memfdFills: [(fd: Int64, memfd: MemfdImage)] = []
-    var ghostFills: [(fd: Int64, contents: Data)] = []
+    var after = AfterBatch()
     /// Queues open(path) and moves the result to a high number.
     func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
       // Never creating or truncating; close-on-exec until installed.
@@ -175,13 +173,21 @@ struct FileRestore {
       for option in socket.options {
         try set("setsockopt(\(option.level), \(option.name))", option.level, option.name, int(UInt32(bitPattern: option.value)))
       }
-      try set("TCP_REPAIR", 6, 19, int(1))
+      let long = max(tcp.sendQueue.count, tcp.receiveQueue.count) > TCPConnectionImage.inBatchLimit
+      if long {
+        // Room for what was queued, which the default buffers of a new socket may not have
+        // (the kernel doubles the size asked; forcing needs CAP_NET_ADMIN, which the task
+        // still has).
+        try set("SO_SNDBUFFORCE", SOL_SOCKET, 32, int(UInt32(max(tcp.sendQueue.count, 64 << 10))))
+        try set("SO_RCVBUFFORCE", SOL_SOCKET, 33, int(UInt32(max(tcp.receiveQueue.count, 64 << 10))))
+      }
+      try set("TCP_REPAIR", 6, TCPRepair.mode, int(1))
       // The dumped sequence numbers are past the queued bytes; writing them back into the
       // queues below advances them again.
-      try set("TCP_REPAIR_QUEUE send", 6, 20, int(2))
-      try set("TCP_QUEUE_SEQ send", 6, 21, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
-      try set("TCP_REPAIR_QUEUE receive", 6, 20, int(1))
-      try set("TCP_QUEUE_SEQ receive", 6, 21, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
+      try set("TCP_REPAIR_QUEUE send", 6, TCPRepair.queue, int(2))
+      try set("TCP_QUEUE_SEQ send", 6, TCPRepair.queueSequence, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
+      try set("TCP_REPAIR_QUEUE receive", 6, TCPRepair.queue, int(1))
+      try set("TCP_QUEUE_SEQ receive", 6, TCPRepair.queueSequence, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
       let localAt = try local.withUnsafeBytes { try injector.put($0) }
       batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(localAt), .value(UInt64(local.count)))
       let peerAt = try peer.withUnsafeBytes { try injector.put($0) }
@@ -191,16 +197,22 @@ struct FileRestore {
       if tcp.options & 4 != 0 { options += int(3) + int(tcp.sendWindowScale | tcp.receiveWindowScale << 16) }
       if tcp.options & 2 != 0 { options += int(4) + int(0) }
       if tcp.options & 1 != 0 { options += int(8) + int(0) }
-      try set("TCP_REPAIR_OPTIONS", 6, 22, options)
-      if tcp.options & 1 != 0 { try set("TCP_TIMESTAMP", 6, 24, int(tcp.timestamp)) }
+      try set("TCP_REPAIR_OPTIONS", 6, TCPRepair.options, options)
+      if tcp.options & 1 != 0 { try set("TCP_TIMESTAMP", 6, TCPRepair.timestamp, int(tcp.timestamp)) }
+      if long {
+        // The queues and the window from ckcont once the batch ran (``fillQueues``).
+        let high = queueMoveHigh(made, what: "fd \(fd)")
+        after.connections.append((high, tcp))
+        return high
+      }
       for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send"), (1, tcp.receiveQueue, "receive")] where !bytes.isEmpty {
-        try set("TCP_REPAIR_QUEUE \(what)", 6, 20, int(queue))
+        try set("TCP_REPAIR_QUEUE \(what)", 6, TCPRepair.queue, int(queue))
         let at = try bytes.withUnsafeBytes { try injector.put($0) }
         batch.add(
           "write the \(what) queue of fd \(fd)", SyscallNumber.write, .result(made), .value(at), .value(UInt64(bytes.count)),
           expecting: Int64(bytes.count))
       }
-      try set("TCP_REPAIR_WINDOW", 6, 29, tcp.window.flatMap(int))
+      try set("TCP_REPAIR_WINDOW", 6, TCPRepair.window, tcp.window.flatMap(int))
       // Repair mode ends at install, once every process has its sockets: a peer not made
       // yet would answer the window probe with a reset (its listener would).
       return queueMoveHigh(made, what: "fd \(fd)")
@@ -259,14 +271,13 @@ struct FileRestore {
       }
     }
     for descriptor in image.descriptors where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
-      // A TCP connection puts both its queues in the data area.
-      let room = 8192 + (descriptor.socket?.tcp.map { $0.sendQueue.count + $0.receiveQueue.count } ?? 0)
+      // A TCP connection with short queues puts both in the data area.
+      let queued = descriptor.socket?.tcp.map { $0.sendQueue.count + $0.receiveQueue.count } ?? 0
+      let room = 8192 + (queued <= 2 * TCPConnectionImage.inBatchLimit ? queued : 0)
       if injector.dataRoom < UInt64(room) || batch.isFull {
-        try finish(batch, fills: fills, memfds: memfdFills, ghosts: ghostFills)
+        try finish(batch, after)
         batch = Injector.Batch()
-        fills = []
-        memfdFills = []
-        ghostFills = []
+        after = AfterBatch()
       }
       if let ours = inheritedFD(descriptor) {
         // What the caller handed in (the outside end of a pipe to the runtime, a log file):
@@ -302,7 +313,7 @@ struct FileRestore {
             batch.add(
               "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, .value(UInt64(keeper)), .value(UInt64(CK_F_SETPIPE_SZ)),
               .value(UInt64(image.capacity)))
-            fills.append((keeper, image))
+            after.pipes.append((keeper, image))
           }
         }
         prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
@@ -320,11 +331,9 @@ struct FileRestore {
         for watch in watches {
           while next <= watch.wd {
             if batch.isFull || injector.dataRoom < 8192 {
-              try finish(batch, fills: fills, memfds: memfdFills, ghosts: ghostFills)
+              try finish(batch, after)
               batch = Injector.Batch()
-              fills = []
-              memfdFills = []
-              ghostFills = []
+              after = AfterBatch()
             }
             if next < watch.wd {
               let spareAt = try injector.put(string: spare)
@@ -360,7 +369,7 @@ struct FileRestore {
             .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64((descriptor.mode ?? 0o600) & 0o7777)))
           batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(at))
           let keeper = queueMoveHigh(made, what: "the ghost of \(path)")
-          ghostFills.append((keeper, ghost.contents))
+          after.ghosts.append((keeper, ghost.contents))
           shared.ghosts[ghost.inode] = (injector.pid, keeper)
           source = "/proc/\(injector.pid)/fd/\(keeper)"
         }
@@ -396,7 +405,7 @@ struct FileRestore {
             "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name), .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
           batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.contents.count)))
           high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
-          memfdFills.append((high, memfd))
+          after.memfds.append((high, memfd))
           shared.memfds[memfd.inode] = (injector.pid, high)
         }
         queueSeek(high, to: descriptor)
@@ -416,7 +425,7 @@ struct FileRestore {
         prepared.descriptions[descriptor.fd] = high
       }
     }
-    try finish(batch, fills: fills, memfds: memfdFills, ghosts: ghostFills)
+    try finish(batch, after)
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
       if let id = descriptor.sharedDescription, shared.holders[id] == nil, let high = prepared.descriptions[descriptor.fd] {
         shared.holders[id] = (pid, high)
@@ -427,12 +436,22 @@ struct FileRestore {
 
   /// Runs a batch of ``prepare()``, then writes the buffered data of the FIFOs and the
   /// contents of the memfds it made, and seals those memfds as they were.
-  private func finish(
-    _ batch: Injector.Batch, fills: [(keeper: Int64, pipe: PipeImage)], memfds: [(fd: Int64, memfd: MemfdImage)],
-    ghosts: [(fd: Int64, contents: Data)]
-  ) throws {
+  /// What ckcont writes through its own copies of descriptors a batch made, once it ran.
+  struct AfterBatch {
+    var pipes: [(keeper: Int64, pipe: PipeImage)] = []
+    var memfds: [(fd: Int64, memfd: MemfdImage)] = []
+    var ghosts: [(fd: Int64, contents: Data)] = []
+    /// TCP connections whose queues are too long for the data area: still in repair mode.
+    var connections: [(fd: Int64, tcp: TCPConnectionImage)] = []
+  }
+
+  private func finish(_ batch: Injector.Batch, _ after: AfterBatch) throws {
     try injector.run(batch)
-    for (keeper, pipe) in fills { try fill(writeEnd: Int32(keeper), with: pipe) }
+    for (keeper, pipe) in after.pipes { try fill(writeEnd: Int32(keeper), with: pipe) }
+    for (fd, tcp) in after.connections {
+      try withOurCopy(of: Int32(fd)) { ours in try fillQueues(ours, tcp) }
+    }
+    let ghosts = after.ghosts, memfds = after.memfds
     for (fd, contents) in ghosts {
       try withOurCopy(of: Int32(fd)) { ours in try write(contents, to: ours, what: "a deleted file's ghost") }
     }
@@ -445,6 +464,33 @@ struct FileRestore {
       }
     }
     injector.resetData()
+  }
+
+  /// The queues of a connection in repair mode, then its window: in repair mode a write to
+  /// the send queue queues without sending, one to the receive queue is taken as received.
+  /// The receive queue goes in pieces the kernel takes whole (a write there may be short).
+  private func fillQueues(_ socket: Int32, _ tcp: TCPConnectionImage) throws {
+    func set(_ name: Int32, _ bytes: [UInt8], _ what: String) throws {
+      try syscallChecked("setsockopt", "\(what) of a TCP connection") {
+        bytes.withUnsafeBytes { setsockopt(socket, 6 /* IPPROTO_TCP */, name, $0.baseAddress, socklen_t($0.count)) }
+      }
+    }
+    func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send queue"), (1, tcp.receiveQueue, "receive queue")] where !bytes.isEmpty {
+      try set(TCPRepair.queue, int(queue), "TCP_REPAIR_QUEUE")
+      try bytes.withUnsafeBytes { all in
+        var done = 0
+        while done < all.count {
+          let piece = min(all.count - done, 64 << 10)
+          let n = try syscallChecked("write", "the \(what) of a TCP connection (\(done) of \(all.count) bytes in)") {
+            Glibc.write(socket, all.baseAddress! + done, piece)
+          }
+          guard n > 0 else { throw CKError(.failed, "the \(what) of a TCP connection took no more bytes after \(done) of \(all.count)") }
+          done += n
+        }
+      }
+    }
+    try set(TCPRepair.window, tcp.window.flatMap(int), "TCP_REPAIR_WINDOW")
   }
 
   /// pwrite of the whole of `contents` from offset 0.
@@ -617,4 +663,14 @@ struct FileRestore {
       }
     }
   }
+}
+
+/// The TCP_REPAIR socket options (linux/tcp.h), at level IPPROTO_TCP.
+enum TCPRepair {
+  static let mode: Int32 = 19
+  static let queue: Int32 = 20
+  static let queueSequence: Int32 = 21
+  static let options: Int32 = 22
+  static let timestamp: Int32 = 24
+  static let window: Int32 = 29
 }
