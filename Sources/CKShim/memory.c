@@ -30,3 +30,29 @@ int ck_userfaultfd_api(int flags, uint64_t features, uint64_t *granted) {
   *granted = api.features;
   return fd;
 }
+
+int ck_uffd_prepare(int uffd) {
+  struct uffdio_api api = {.api = UFFD_API, .features = 0};
+  return ioctl(uffd, UFFDIO_API, &api) < 0 ? -errno : 0;
+}
+
+int ck_uffd_register_missing(int uffd, uint64_t start, uint64_t length) {
+  struct uffdio_register reg = {.range = {.start = start, .len = length}, .mode = UFFDIO_REGISTER_MODE_MISSING};
+  return ioctl(uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+int ck_uffd_copy(int uffd, uint64_t destination, const void *source, uint64_t length) {
+  uint64_t done = 0;
+  while (done < length) {
+    struct uffdio_copy copy = {.dst = destination + done, .src = (uint64_t)(uintptr_t)source + done, .len = length - done};
+    if (ioctl(uffd, UFFDIO_COPY, &copy) == 0) return 0;
+    // A partial copy reports how far it got (EAGAIN: the address space changed meanwhile).
+    if (copy.copy > 0) {
+      done += (uint64_t)copy.copy;
+      continue;
+    }
+    if (errno == EAGAIN) continue;
+    return copy.copy < 0 ? (int)copy.copy : -errno;
+  }
+  return 0;
+}

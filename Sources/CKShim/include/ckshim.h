@@ -197,6 +197,16 @@ long ck_pagemap_scan(int pagemap_fd, struct ck_pm_scan_arg *arg);
 // stores the features the kernel granted; on failure returns -errno.
 int ck_userfaultfd_api(int flags, uint64_t features, uint64_t *granted);
 
+// A userfaultfd of another process's address space (taken with pidfd_getfd), for restore:
+// UFFDIO_API with no features, then UFFDIO_REGISTER of [start, start+length) for missing
+// pages. 0 or -errno.
+int ck_uffd_prepare(int uffd);
+int ck_uffd_register_missing(int uffd, uint64_t start, uint64_t length);
+// UFFDIO_COPY of `length` bytes from `source` (in this process) to `destination` (in the
+// registered address space), into fresh pages that are not cleared first; loops over
+// partial copies. 0 or -errno.
+int ck_uffd_copy(int uffd, uint64_t destination, const void *source, uint64_t length);
+
 enum {
   CK_UFFD_USER_MODE_ONLY = 1,
   CK_UFFD_FEATURE_WP_UNPOPULATED = 1 << 13,

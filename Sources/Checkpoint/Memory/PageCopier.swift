@@ -1,3 +1,4 @@
+import CKShim
 import Foundation
 import Linux
 
@@ -20,6 +21,10 @@ final class PageCopier: @unchecked Sendable {
     var intoTask: Bool
     /// Runs before the copy on the copying thread (a dump reserves the file's blocks here).
     var prepare: (@Sendable () throws -> Void)?
+    /// Into a task: copy with UFFDIO_COPY through this userfaultfd of its address space (the
+    /// ranges registered for missing pages) rather than with process_vm_writev. The kernel
+    /// then fills fresh pages without clearing them first, and pins nothing.
+    var uffd: Int32?
   }
 
   /// The most bytes one piece copies: big enough that a call costs little per byte, small
@@ -49,7 +54,7 @@ final class PageCopier: @unchecked Sendable {
   /// pieces of at most ``pieceSize`` bytes; returns at once.
   func submit(
     pid: Int32, ranges: [AddressRange], local: UnsafeMutableRawPointer, intoTask: Bool,
-    prepare: (@Sendable (_ offset: Int, _ count: Int) throws -> Void)? = nil
+    prepare: (@Sendable (_ offset: Int, _ count: Int) throws -> Void)? = nil, uffd: Int32? = nil
   ) {
     // Ranges split at piece boundaries, then sliced into pieces (slicing as the array grows
     // would copy it at every piece).
@@ -76,7 +81,8 @@ final class PageCopier: @unchecked Sendable {
       let end = index + 1 < bounds.count ? bounds[index + 1].first : split.count
       var preparePiece: (@Sendable () throws -> Void)?
       if let prepare { preparePiece = { try prepare(at, count) } }
-      pieces.append(Piece(pid: pid, local: local + at, ranges: split[first..<end], intoTask: intoTask, prepare: preparePiece))
+      pieces.append(
+        Piece(pid: pid, local: local + at, ranges: split[first..<end], intoTask: intoTask, prepare: preparePiece, uffd: uffd))
     }
     guard !pieces.isEmpty else { return }
     condition.lock()
@@ -139,7 +145,18 @@ final class PageCopier: @unchecked Sendable {
     var error: (any Error)?
     do {
       try piece.prepare?()
-      try ProcessMemory.transfer(pid: piece.pid, ranges: piece.ranges, local: piece.local, write: piece.intoTask)
+      if let uffd = piece.uffd {
+        var offset = 0
+        for range in piece.ranges {
+          let result = ck_uffd_copy(uffd, range.start, piece.local + offset, range.count)
+          guard result == 0 else {
+            throw SyscallError("UFFDIO_COPY", "task \(piece.pid) at 0x\(String(range.start, radix: 16))", .init(rawValue: -result))
+          }
+          offset += Int(range.count)
+        }
+      } else {
+        try ProcessMemory.transfer(pid: piece.pid, ranges: piece.ranges, local: piece.local, write: piece.intoTask)
+      }
     } catch let caught {
       error = caught
     }

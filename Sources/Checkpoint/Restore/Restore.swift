@@ -239,6 +239,7 @@ public struct Restore {
       }
       try finishRunning()
       try copier.waitAll()
+      for memory in memories.values { memory.releaseUserfault() }
       if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: root) }
       phases.record("memory", since: memoryStarted)
       let shared = SharedDescriptions(inherited: inheritedDescriptors)
