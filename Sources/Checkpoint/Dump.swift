@@ -504,6 +504,7 @@ public struct Dump {
     }
     for segment in segments { try writer.add(name: segment.name, data: segment.bytes) }
     try writer.finish()
+    try destination.sink.flush()
     let seconds = monotonicNow() - started
     log(
       "wrote \(totalPages >> 20) MiB of pages in \(Int(seconds * 1000)) ms"

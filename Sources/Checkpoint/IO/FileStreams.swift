@@ -15,19 +15,45 @@ public final class FileDescriptorSink: InPlaceByteSink {
   /// Mappings of the regions appended in place, unmapped by ``close()``.
   private var mappings: [UnsafeMutableRawBufferPointer] = []
 
+  /// Small writes gather here and go out together: a bundle of many processes is thousands
+  /// of small members (three JSON documents each, tar headers, padding).
+  private let pending = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+  private var pendingCount = 0
+
   public init(fd: Int32, name: String, inPlace: Bool = false) {
     self.fd = fd
     self.name = name
     self.inPlace = inPlace
   }
 
+  deinit { pending.deallocate() }
+
   public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    let large = bytes.count >= pending.count / 4
+    if large || pendingCount + bytes.count > pending.count { try flush() }
+    if large {
+      try writeOut(bytes)
+    } else if let base = bytes.baseAddress {
+      (pending.baseAddress! + pendingCount).copyMemory(from: base, byteCount: bytes.count)
+      pendingCount += bytes.count
+    }
+    bytesWritten += bytes.count
+  }
+
+  /// Writes out what is gathered.
+  public func flush() throws {
+    guard pendingCount > 0 else { return }
+    let count = pendingCount
+    pendingCount = 0
+    try writeOut(UnsafeRawBufferPointer(start: pending.baseAddress, count: count))
+  }
+
+  private func writeOut(_ bytes: UnsafeRawBufferPointer) throws {
     var done = 0
     while done < bytes.count {
       let n = try syscallChecked("write", name) { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
       done += n
     }
-    bytesWritten += bytes.count
   }
 
   /// Extends the file by `count` bytes, maps them, and moves the write position past them.
@@ -36,6 +62,7 @@ public final class FileDescriptorSink: InPlaceByteSink {
   /// Returns nil where the file system cannot allocate ahead (then nothing changed).
   public func appendInPlace(count: Int) throws -> InPlaceRegion? {
     guard inPlace, count > 0 else { return nil }
+    try flush()
     let offset = bytesWritten
     let fd = fd
     let name = name
