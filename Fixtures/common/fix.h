@@ -140,6 +140,15 @@ static __attribute__((unused)) void fx_wait_term(void) {
   while (!fx_term) sigsuspend(&m);
 }
 
+/* Waits up to a second for another process to store `value` in shared memory. */
+static __attribute__((unused)) int fx_await(volatile uint64_t *word, uint64_t value) {
+  for (int i = 0; i < 1000; i++) {
+    if (*word == value) return 1;
+    usleep(1000);
+  }
+  return 0;
+}
+
 /* xorshift64*: a deterministic pattern source. */
 static inline uint64_t fx_rng(uint64_t *s) {
   uint64_t x = *s; x ^= x >> 12; x ^= x << 25; x ^= x >> 27; *s = x;

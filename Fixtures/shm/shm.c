@@ -21,14 +21,6 @@
 #define SIZE (1 << 20)
 static volatile uint64_t *region;
 
-static int await(volatile uint64_t *word, uint64_t value) {
-  for (int i = 0; i < 1000; i++) {
-    if (*word == value) return 1;
-    usleep(1000);
-  }
-  return 0;
-}
-
 static int is_memfd_mapping(void) {
   char path[64], target[256];
   snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)region, (unsigned long)region + SIZE);
@@ -61,7 +53,7 @@ int main(int argc, char **argv) {
   if (child < 0) fx_setup_fail("fork");
   if (child == 0) {
     fx_wait_term();
-    int ok = await(&region[0], 0xA11CE);
+    int ok = fx_await(&region[0], 0xA11CE);
     region[1] = 0xB0B;
     uint64_t check = fx_seed(7);
     for (size_t i = 2; i < SIZE / 8; i++)
@@ -76,7 +68,7 @@ int main(int argc, char **argv) {
   int status;
   waitpid(child, &status, 0);
   FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
-  FX_TRUE(await(&region[1], 0xB0B), "pid 1 did not see the child's write");
+  FX_TRUE(fx_await(&region[1], 0xB0B), "pid 1 did not see the child's write");
   if (memfd) {
     FX_TRUE(is_memfd_mapping(), "the region is no longer a mapping of memfd:ckcont-shm");
     uint64_t token = 0x70CE;

@@ -25,14 +25,6 @@
 #define SIZE_A ((1 << 20) + 100)
 static volatile uint64_t *a;
 
-static int await(volatile uint64_t *word, uint64_t value) {
-  for (int i = 0; i < 1000; i++) {
-    if (*word == value) return 1;
-    usleep(1000);
-  }
-  return 0;
-}
-
 /* Objects left by an earlier run in the host's namespace (the refusal test runs there). */
 static void remove_keyed(void) {
   int id;
@@ -77,7 +69,7 @@ int main(void) {
   pid_t child = FX_SYS(fork());
   if (child == 0) {
     fx_wait_term();
-    int ok = await(&a[0], 0xA11CE);
+    int ok = fx_await(&a[0], 0xA11CE);
     a[1] = 0xB0B;
     uint64_t check = fx_seed(11);
     for (size_t i = 2; i < SIZE_A / 8; i++)
@@ -97,7 +89,7 @@ int main(void) {
   int status;
   waitpid(child, &status, 0);
   FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
-  FX_TRUE(await(&a[1], 0xB0B), "pid 1 did not see the child's write");
+  FX_TRUE(fx_await(&a[1], 0xB0B), "pid 1 did not see the child's write");
   FX_EQ("the read-only attachment sees the token", 0xA11CE, *(const volatile uint64_t *)a_ro);
   uint64_t check = fx_seed(11);
   if (fx_flip()) a[100] ^= 1;
