@@ -69,6 +69,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   /// A container-wide id of an open file description several processes hold (inherited
   /// across fork): restored once and handed to the others, so they share offset and flags.
   public var sharedDescription: UInt64?
+  /// kind == .path / .deleted: the advisory locks held through this descriptor.
+  public var locks: [FileLockImage]?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
@@ -356,5 +358,29 @@ extension SocketImage {
     }
     if let backlog { words.append("listening (backlog \(backlog))") }
     return words.joined(separator: " ")
+  }
+}
+
+/// An advisory lock on a file, as /proc/<pid>/fdinfo lists it.
+public struct FileLockImage: Codable, Sendable, Equatable {
+  public enum Kind: String, Codable, Sendable {
+    /// flock(2): held by the open file description, on the whole file.
+    case flock
+    /// fcntl(F_SETLK): held by the process, on a byte range.
+    case posix
+    /// fcntl(F_OFD_SETLK): held by the open file description, on a byte range.
+    case openFileDescription
+  }
+  public var kind: Kind
+  public var write: Bool
+  public var start: Int64
+  /// 0: to the end of the file, however long it grows.
+  public var length: Int64
+
+  public init(kind: Kind, write: Bool, start: Int64, length: Int64) {
+    self.kind = kind
+    self.write = write
+    self.start = start
+    self.length = length
   }
 }

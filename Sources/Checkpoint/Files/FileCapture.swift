@@ -22,9 +22,13 @@ struct FileCapture {
     var byInode: [UInt64: [Int32]] = [:]
     var inodes: [Int32: UInt64] = [:]
     var epollInodes: [(epoll: Int32, target: Int32, inode: UInt64)] = []
+    var lockLines: [Int32: [String]] = [:]
     for fd in numbers {
       let target = try readLink("\(fdDir)/\(fd)")
       let info = try FdInfo.read(pid: pid, fd: fd)
+      // Locks held, not those waited for (`->` lines).
+      let locks = info.extra.filter { $0.key == "lock" && !$0.value.contains("->") }.map(\.value)
+      if !locks.isEmpty { lockLines[fd] = locks }
       let flags = Int32(bitPattern: info.flags)
       let cloexec = flags & O_CLOEXEC != 0
       let openFlags = flags & ~O_CLOEXEC
@@ -128,6 +132,15 @@ struct FileCapture {
         DescriptorImage(
           fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
           mode: UInt32(st.st_mode)))
+    }
+    for index in descriptors.indices {
+      let descriptor = descriptors[index]
+      guard let lines = lockLines[descriptor.fd], descriptor.sharesWith == nil else { continue }
+      guard descriptor.kind == .path || descriptor.kind == .deleted else {
+        throw CKError(
+          .failed, "task \(pid): fd \(descriptor.fd) holds a lock on a \(descriptor.kind.rawValue), which ckcont cannot checkpoint yet")
+      }
+      descriptors[index].locks = try lines.map { try lock(from: $0, fd: descriptor.fd) }
     }
     // An epoll watch is keyed by a descriptor number: it must still name the same file here
     // (a watch whose descriptor was closed lives on with a number that means nothing now).
@@ -365,6 +378,25 @@ struct FileCapture {
 
   /// An inotify watch from its fdinfo line: the watched file is found from its file handle
   /// (open_by_handle_at on the mount of its device) and kept by path.
+  /// One fdinfo lock line: `1: FLOCK  ADVISORY  WRITE 4711 fe:00:1234 0 EOF`.
+  private func lock(from line: String, fd: Int32) throws -> FileLockImage {
+    let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    func bad() -> CKError { CKError(.failed, "task \(pid): fd \(fd): cannot read the lock '\(line)'") }
+    guard words.count >= 8, words[2] == "ADVISORY", let start = Int64(words[6]) else { throw bad() }
+    let kinds: [Substring: FileLockImage.Kind] = ["FLOCK": .flock, "POSIX": .posix, "OFDLCK": .openFileDescription]
+    guard let kind = kinds[words[1]] else {
+      throw CKError(.failed, "task \(pid): fd \(fd) holds a \(words[1]) lock, which ckcont cannot checkpoint yet")
+    }
+    let length: Int64
+    if words[7] == "EOF" {
+      length = 0
+    } else {
+      guard let end = Int64(words[7]), end >= start else { throw bad() }
+      length = end - start + 1
+    }
+    return FileLockImage(kind: kind, write: words[3] == "WRITE", start: start, length: length)
+  }
+
   private func inotifyWatch(_ field: FdInfoField, fd: Int32) throws -> InotifyWatch {
     let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
     func bad(_ why: String) -> CKError {

@@ -562,6 +562,28 @@ struct FileRestore {
         batch = Injector.Batch()
       }
     }
+    // Locks last: closing any descriptor of a file drops the process's POSIX locks on it
+    // (the high ones above). Without waiting: a lock someone else holds now is a failure to
+    // say, not a hang.
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      for lock in descriptor.locks ?? [] {
+        if batch.isFull || injector.dataRoom < 64 {
+          try injector.run(batch)
+          batch = Injector.Batch()
+          injector.resetData()
+        }
+        let what = "\(lock.write ? "write" : "read") \(lock.kind.rawValue) lock on fd \(descriptor.fd)"
+        if lock.kind == .flock {
+          batch.add(what, SyscallNumber.flock, .value(UInt64(descriptor.fd)), .value(UInt64((lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB)))
+          continue
+        }
+        // struct flock: l_type, l_whence (shorts), then l_start, l_len (64 bits), l_pid.
+        let type: UInt64 = lock.write ? 1 /* F_WRLCK */ : 0 /* F_RDLCK */
+        let at = try injector.put(words: [type, UInt64(bitPattern: lock.start), UInt64(bitPattern: lock.length), 0])
+        let command: UInt64 = lock.kind == .posix ? 6 /* F_SETLK */ : 37 /* F_OFD_SETLK */
+        batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(command), .value(at))
+      }
+    }
     try injector.run(batch)
     log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
   }

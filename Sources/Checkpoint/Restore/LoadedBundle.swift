@@ -369,6 +369,9 @@ final class LoadedBundle {
       guard descriptor.fd >= 0, descriptor.fd < 1 << 20, fds.insert(descriptor.fd).inserted else {
         throw bad("fd \(descriptor.fd) is out of range or repeated")
       }
+      guard (descriptor.locks ?? []).count <= 1024, (descriptor.locks ?? []).allSatisfy({ $0.start >= 0 && $0.length >= 0 }) else {
+        throw bad("fd \(descriptor.fd) has bad locks")
+      }
       if let twin = descriptor.sharesWith {
         guard fds.contains(twin), twin != descriptor.fd else { throw bad("fd \(descriptor.fd) duplicates an unknown fd") }
         continue
