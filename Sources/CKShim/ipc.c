@@ -9,6 +9,13 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/mqueue.h>
+#include <sys/vfs.h>
+#include <stdio.h>
+#include <fcntl.h>
 
 #ifndef MSG_COPY
 #define MSG_COPY 040000
@@ -118,4 +125,65 @@ int ck_msg_send(int id, long type, const void *text, size_t size) {
   free(message);
   errno = saved;
   return result;
+}
+
+// A deadline already past: the timed calls then never wait.
+static const struct timespec past = {0, 0};
+
+int ck_mq_capture(pid_t pid, int fd, struct ck_mq_attr *out, void *buffer, size_t capacity, uint32_t *lengths,
+                  uint32_t *priorities, int max_messages, int *count) {
+  *count = 0;
+  // A description of our own, read-write and non-blocking, through the descriptor's magic
+  // link: the task's may be read-only, and the messages must go back in.
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, fd);
+  int ours = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (ours < 0) return -errno;
+  struct mq_attr attr;
+  int err = 0;
+  if (syscall(SYS_mq_getsetattr, ours, NULL, &attr) < 0) {
+    err = -errno;
+    goto done;
+  }
+  out->flags = attr.mq_flags;
+  out->max_messages = attr.mq_maxmsg;
+  out->message_size = attr.mq_msgsize;
+  out->current = attr.mq_curmsgs;
+  if (attr.mq_curmsgs > max_messages || (size_t)(attr.mq_curmsgs * attr.mq_msgsize) > capacity) {
+    err = -E2BIG;
+    goto done;
+  }
+  size_t used = 0;
+  for (long i = 0; i < attr.mq_curmsgs; i++) {
+    unsigned int priority = 0;
+    long n = syscall(SYS_mq_timedreceive, ours, (char *)buffer + used, (size_t)attr.mq_msgsize, &priority, &past);
+    if (n < 0) {
+      err = -errno;
+      break;
+    }
+    lengths[*count] = (uint32_t)n;
+    priorities[*count] = priority;
+    (*count)++;
+    used += (size_t)n;
+  }
+  // Back in the order taken: the queue holds them as before (by priority, then age).
+  int refill = ck_mq_fill(ours, buffer, lengths, priorities, *count);
+  if (!err) err = refill;
+done:
+  close(ours);
+  return err;
+}
+
+int ck_mq_fill(int fd, const void *buffer, const uint32_t *lengths, const uint32_t *priorities, int count) {
+  size_t used = 0;
+  for (int i = 0; i < count; i++) {
+    if (syscall(SYS_mq_timedsend, fd, (const char *)buffer + used, (size_t)lengths[i], priorities[i], &past) < 0) return -errno;
+    used += lengths[i];
+  }
+  return 0;
+}
+
+long ck_fs_magic(const char *path) {
+  struct statfs fs;
+  return statfs(path, &fs) < 0 ? -errno : (long)fs.f_type;
 }

@@ -315,6 +315,20 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS mounts", in: container, timeout: 5)
   }
 
+  /// The dump takes a message queue's messages to save them and puts them straight back: a
+  /// container left running finds them all, in order.
+  @Test func messageQueuesKeepTheirMessagesAfterLeaveRunning() throws {
+    let container = try FixtureContainer("mqueue")
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
+    #expect(inspect.stdout.contains("3 message(s) waiting"), "\(inspect.stdout)")
+    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+    try waitForLine("PASS mqueue", in: container, timeout: 5)
+  }
+
   /// SysV objects are saved with the container's own IPC namespace; a segment of the host's
   /// namespace is not the container's to save: the dump is refused in one line, and the
   /// container runs on.

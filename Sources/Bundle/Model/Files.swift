@@ -36,6 +36,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     /// An internet socket not connected to a peer (TCP listening or not yet used, UDP):
     /// `socket` holds its family, type, address and options.
     case socket
+    /// A POSIX message queue (mq_open): `mqueue` holds its name, attributes and messages.
+    case mqueue
   }
   public var fd: Int32
   public var kind: Kind
@@ -71,6 +73,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var sharedDescription: UInt64?
   /// kind == .path / .deleted: the advisory locks held through this descriptor.
   public var locks: [FileLockImage]?
+  /// kind == .mqueue: the queue.
+  public var mqueue: MessageQueueImage?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
@@ -382,5 +386,45 @@ public struct FileLockImage: Codable, Sendable, Equatable {
     self.write = write
     self.start = start
     self.length = length
+  }
+}
+
+/// A POSIX message queue of the container's IPC namespace, with what waited in it.
+public struct MessageQueueImage: Codable, Sendable, Equatable {
+  /// Its name without the leading slash.
+  public var name: String
+  /// Permission bits, owner.
+  public var mode: UInt32
+  public var uid: UInt32
+  public var gid: UInt32
+  public var maxMessages: Int
+  public var messageSize: Int
+  /// Unlinked (mq_unlink) while still open: it is made again and unlinked again.
+  public var unlinked: Bool
+  /// In queue order.
+  public var messages: [QueuedMessage]
+
+  public struct QueuedMessage: Codable, Sendable, Equatable {
+    public var priority: UInt32
+    public var data: Data
+
+    public init(priority: UInt32, data: Data) {
+      self.priority = priority
+      self.data = data
+    }
+  }
+
+  public init(
+    name: String, mode: UInt32, uid: UInt32, gid: UInt32, maxMessages: Int, messageSize: Int, unlinked: Bool,
+    messages: [QueuedMessage]
+  ) {
+    self.name = name
+    self.mode = mode
+    self.uid = uid
+    self.gid = gid
+    self.maxMessages = maxMessages
+    self.messageSize = messageSize
+    self.unlinked = unlinked
+    self.messages = messages
   }
 }

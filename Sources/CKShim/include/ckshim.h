@@ -317,4 +317,23 @@ long ck_msg_copy(int id, long index, long *type, void *text, size_t capacity);
 // msgsnd without waiting.
 int ck_msg_send(int id, long type, const void *text, size_t size);
 
+// ---- POSIX message queues (ipc.c) ----
+// statfs(2)'s f_type of `path` (the filesystem's magic number), or -errno.
+long ck_fs_magic(const char *path);
+struct ck_mq_attr {
+  long flags;
+  long max_messages;
+  long message_size;
+  long current;
+};
+// The queue behind `fd` of process `pid` (opened again through /proc): its attributes, and every
+// message waiting (texts one after another in `buffer`, lengths and priorities apart), taken
+// in order and sent back at once so that the queue is as it was. 0 or -errno (-E2BIG: more
+// than `capacity` bytes or `max_messages` messages).
+int ck_mq_capture(pid_t pid, int fd, struct ck_mq_attr *attr, void *buffer, size_t capacity, uint32_t *lengths,
+                  uint32_t *priorities, int max_messages, int *count);
+// Sends `count` messages (texts back to back in `buffer`) to the queue open at `fd`, without
+// waiting. 0 or -errno.
+int ck_mq_fill(int fd, const void *buffer, const uint32_t *lengths, const uint32_t *priorities, int count);
+
 #endif

@@ -96,6 +96,12 @@ struct FileCapture {
         throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
       }
       let type = st.st_mode & S_IFMT
+      if type == S_IFREG, ck_fs_magic("\(fdDir)/\(fd)") == 0x1980_0202 /* MQUEUE_MAGIC */ {
+        var descriptor = DescriptorImage(fd: fd, kind: .mqueue, flags: openFlags, closeOnExec: cloexec, mode: UInt32(st.st_mode))
+        descriptor.mqueue = try captureMessageQueue(fd: fd, target: target, st: st)
+        descriptors.append(descriptor)
+        continue
+      }
       if type == S_IFREG, target.hasPrefix("/memfd:"), target.hasSuffix(" (deleted)") {
         descriptors.append(
           DescriptorImage(
@@ -378,6 +384,37 @@ struct FileCapture {
 
   /// An inotify watch from its fdinfo line: the watched file is found from its file handle
   /// (open_by_handle_at on the mount of its device) and kept by path.
+  /// A POSIX message queue: its attributes and messages, taken and put back through a
+  /// read-write description of ckcont's own (the container is frozen: nobody else takes
+  /// them meanwhile).
+  private func captureMessageQueue(fd: Int32, target: String, st: stat) throws -> MessageQueueImage {
+    let unlinked = target.hasSuffix(" (deleted)")
+    let name = String((unlinked ? target.dropLast(" (deleted)".count) : target[...]).dropFirst())
+    let capacity = 1 << 20, maxMessages = 4096
+    var buffer = [UInt8](repeating: 0, count: capacity)
+    var lengths = [UInt32](repeating: 0, count: maxMessages), priorities = [UInt32](repeating: 0, count: maxMessages)
+    var attr = ck_mq_attr()
+    var count: Int32 = 0
+    let result = ck_mq_capture(pid, fd, &attr, &buffer, capacity, &lengths, &priorities, Int32(maxMessages), &count)
+    guard result == 0 else {
+      throw CKError(
+        .failed,
+        result == -E2BIG
+          ? "task \(pid): fd \(fd) is the message queue /\(name) holding more than \(capacity >> 10) KiB, which ckcont cannot checkpoint yet"
+          : "task \(pid): fd \(fd): cannot read the message queue /\(name): \(String(cString: strerror(-result)))")
+    }
+    var messages: [MessageQueueImage.QueuedMessage] = []
+    var offset = 0
+    for index in 0..<Int(count) {
+      let length = Int(lengths[index])
+      messages.append(.init(priority: priorities[index], data: Data(buffer[offset..<offset + length])))
+      offset += length
+    }
+    return MessageQueueImage(
+      name: name, mode: UInt32(st.st_mode & 0o777), uid: st.st_uid, gid: st.st_gid, maxMessages: attr.max_messages,
+      messageSize: attr.message_size, unlinked: unlinked || st.st_nlink == 0, messages: messages)
+  }
+
   /// One fdinfo lock line: `1: FLOCK  ADVISORY  WRITE 4711 fe:00:1234 0 EOF`.
   private func lock(from line: String, fd: Int32) throws -> FileLockImage {
     let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })

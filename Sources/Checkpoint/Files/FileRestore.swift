@@ -11,9 +11,17 @@ final class SharedDescriptions {
   /// descriptor of ckcont's, reopened by the task instead of making the resource anew.
   let inherited: [String: Int32]
 
-  init(inherited: [String: Int32] = [:]) {
+  /// Whether the container had an IPC namespace of its own: then its POSIX message queues
+  /// are made anew in the new one; in the host's they outlived the container.
+  let ownIPCNamespace: Bool
+
+  init(inherited: [String: Int32] = [:], ownIPCNamespace: Bool = true) {
     self.inherited = inherited
+    self.ownIPCNamespace = ownIPCNamespace
   }
+
+  /// POSIX message queues made again (by name), so that each is made and filled once.
+  var messageQueues: Set<String> = []
 
   /// sharedDescription id -> the process (pid inside the container) and fd holding it.
   var holders: [UInt64: (pid: Int32, fd: Int64)] = [:]
@@ -410,6 +418,29 @@ struct FileRestore {
         }
         queueSeek(high, to: descriptor)
         prepared.descriptions[descriptor.fd] = high
+      case .mqueue:
+        guard let queue = descriptor.mqueue else { continue }
+        // In its own IPC namespace the container's queues are made again, once each, with
+        // what waited in them (mq_open by name, without the slash); in the host's a queue
+        // outlived the container (the dump put its messages back) unless it was unlinked.
+        let make = (shared.ownIPCNamespace || queue.unlinked) && shared.messageQueues.insert(queue.name).inserted
+        let name = try injector.put(string: queue.name)
+        if make {
+          // struct mq_attr: flags, maxmsg, msgsize, curmsgs.
+          let attributes = try injector.put(words: [0, UInt64(queue.maxMessages), UInt64(queue.messageSize), 0])
+          let made = batch.add(
+            "mq_open /\(queue.name) (making it)", SyscallNumber.mqOpen, .value(name), .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)),
+            .value(UInt64(queue.mode)), .value(attributes))
+          batch.add("fchown /\(queue.name)", SyscallNumber.fchown, .result(made), .value(UInt64(queue.uid)), .value(UInt64(queue.gid)))
+          // The task's umask (ckcont's still) has taken bits off the mode.
+          batch.add("fchmod /\(queue.name)", SyscallNumber.fchmod, .result(made), .value(UInt64(queue.mode)))
+          after.messageQueues.append((queueMoveHigh(made, what: "the message queue /\(queue.name)"), queue))
+        }
+        let opened = batch.add(
+          "mq_open /\(queue.name) for fd \(descriptor.fd)", SyscallNumber.mqOpen, .value(name),
+          .value(UInt64(descriptor.flags & (O_ACCMODE | O_NONBLOCK) | O_CLOEXEC)), .value(0), .value(0))
+        prepared.descriptions[descriptor.fd] = queueMoveHigh(opened, what: "fd \(descriptor.fd)")
+        if make && queue.unlinked { batch.add("mq_unlink /\(queue.name)", SyscallNumber.mqUnlink, .value(name)) }
       case .epoll:
         let made = batch.add("epoll_create1 fd \(descriptor.fd)", SyscallNumber.epollCreate1, .value(UInt64(O_CLOEXEC)))
         prepared.descriptions[descriptor.fd] = queueMoveHigh(made, what: "fd \(descriptor.fd)")
@@ -443,6 +474,8 @@ struct FileRestore {
     var ghosts: [(fd: Int64, contents: Data)] = []
     /// TCP connections whose queues are too long for the data area: still in repair mode.
     var connections: [(fd: Int64, tcp: TCPConnectionImage)] = []
+    /// POSIX message queues just made, and the messages to put back in them.
+    var messageQueues: [(fd: Int64, queue: MessageQueueImage)] = []
   }
 
   private func finish(_ batch: Injector.Batch, _ after: AfterBatch) throws {
@@ -450,6 +483,15 @@ struct FileRestore {
     for (keeper, pipe) in after.pipes { try fill(writeEnd: Int32(keeper), with: pipe) }
     for (fd, tcp) in after.connections {
       try withOurCopy(of: Int32(fd)) { ours in try fillQueues(ours, tcp) }
+    }
+    for (fd, queue) in after.messageQueues where !queue.messages.isEmpty {
+      try withOurCopy(of: Int32(fd)) { ours in
+        let bytes = queue.messages.reduce(into: [UInt8]()) { $0 += $1.data }
+        let result = ck_mq_fill(ours, bytes, queue.messages.map { UInt32($0.data.count) }, queue.messages.map(\.priority), Int32(queue.messages.count))
+        guard result == 0 else {
+          throw CKError(.failed, "cannot put the messages back in /\(queue.name): \(String(cString: strerror(-result)))")
+        }
+      }
     }
     let ghosts = after.ghosts, memfds = after.memfds
     for (fd, contents) in ghosts {

@@ -377,6 +377,13 @@ final class LoadedBundle {
         continue
       }
       switch descriptor.kind {
+      case .mqueue:
+        guard let queue = descriptor.mqueue, !queue.name.isEmpty, queue.name.utf8.count < 256, !queue.name.contains("/"),
+          !queue.name.contains("\0"), queue.name != ".", queue.name != "..", queue.mode <= 0o777,
+          (1...65536).contains(queue.maxMessages), (1...(16 << 20)).contains(queue.messageSize),
+          queue.messages.count <= queue.maxMessages,
+          queue.messages.allSatisfy({ $0.data.count <= queue.messageSize && $0.priority < 32768 })
+        else { throw bad("fd \(descriptor.fd) is a bad message queue") }
       case .path:
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
           (descriptor.position ?? 0) >= 0

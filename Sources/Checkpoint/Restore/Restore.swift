@@ -242,7 +242,7 @@ public struct Restore {
       for memory in memories.values { memory.releaseUserfault() }
       if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: root) }
       phases.record("memory", since: memoryStarted)
-      let shared = SharedDescriptions(inherited: inheritedDescriptors)
+      let shared = SharedDescriptions(inherited: inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc)
       var prepared: [(FileRestore, FileRestore.Prepared)] = []
       // A table shared with the parent is the parent's to fill.
       for task in order where task.entry.sharesFilesWithParent != true {
