@@ -136,7 +136,7 @@ public struct Dump {
       }
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
-      memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
+      memory = try MemoryCapture(pid: process.pid, procStat: stat, hasLockedMemory: (task.status.lockedMemoryKiB ?? 0) > 0).image(log: log)
       files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired).image(log: log)
       namespaceIDs = try NamespaceID.readAll(pid: process.pid)
     }

@@ -22,6 +22,7 @@ struct ModelEncodingTests {
           start: start, end: start + 0x8000, protection: Int32(index % 8), shared: index % 3 == 0,
           kind: index == 6 ? .memfd : .file, path: path, offset: UInt64(index) << 12, growsDown: index == 2, pages: pages,
           pagesOffset: offset, sharedObject: index == 6 ? 77 : nil, objectSize: index == 6 ? 1 << 20 : nil))
+      vmas[vmas.count - 1].lock = index == 0 ? .always : index == 2 ? .onFault : nil
       offset += pages.reduce(0) { $0 + $1.size }
     }
     return MemoryImage(

@@ -47,6 +47,11 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// For shared anonymous memory and memfd mappings: the kernel object's inode. Mappings of
   /// the same object in several processes (inherited across fork) are restored as one object.
   public var sharedObject: UInt64?
+  /// mlock(2)ed: its pages stay in memory (all of them, or as they are touched).
+  public var lock: Lock?
+  public enum Lock: String, Codable, Sendable {
+    case always, onFault
+  }
   /// For a memfd mapping: the size of the file.
   public var objectSize: UInt64?
 
@@ -129,6 +134,7 @@ extension MemoryImage {
 extension VMAImage {
   func appendJSON(to text: inout String) {
     text += "{\"end\":\(end),\"growsDown\":\(growsDown),\"kind\":\"\(kind.rawValue)\","
+    if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
     if let objectSize { text += "\"objectSize\":\(objectSize)," }
     text += "\"offset\":\(offset),\"pages\":["
     for (index, run) in pages.enumerated() {
@@ -195,6 +201,7 @@ extension VMAImage {
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
     var start, end, offset, pagesOffset: UInt64?
     var sharedObject, objectSize: UInt64?
+    var lock: Lock?
     var protection: Int32?
     var shared, growsDown: Bool?
     var kind: Kind?
@@ -219,6 +226,12 @@ extension VMAImage {
       case "pagesOffset": pagesOffset = try scanner.integer()
       case "sharedObject": sharedObject = scanner.null() ? nil : try scanner.integer()
       case "objectSize": objectSize = scanner.null() ? nil : try scanner.integer()
+      case "lock":
+        if !scanner.null() {
+          let name = try scanner.string()
+          guard let known = Lock(rawValue: name) else { throw scanner.invalid("a VMA has an unknown lock \"\(name.prefix(40))\"") }
+          lock = known
+        }
       default: try scanner.skip()
       }
     }
@@ -235,6 +248,7 @@ extension VMAImage {
     self.init(
       start: start, end: end, protection: protection, shared: shared, kind: kind, path: path, offset: offset,
       growsDown: growsDown, pages: pages, pagesOffset: pagesOffset, sharedObject: sharedObject, objectSize: objectSize)
+    self.lock = lock
   }
 }
 

@@ -9,6 +9,8 @@ struct MemoryCapture {
   let pid: Int32
   /// /proc/<pid>/stat, for the mm fields.
   let procStat: ProcStatExtended
+  /// Whether some memory is locked (status VmLck): then smaps tells which mappings.
+  var hasLockedMemory = false
 
   /// The image, with `fields.brk` left 0: /proc does not show it, only the process itself
   /// can tell (a remote brk(0), see ``TaskCapture``).
@@ -69,6 +71,14 @@ struct MemoryCapture {
           path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset,
           sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil, objectSize: objectSize))
       offset += pages.reduce(0) { $0 + $1.size }
+    }
+    if hasLockedMemory {
+      // smaps is slow to produce: read only when VmLck says something is locked.
+      var locks: [UInt64: VMAImage.Lock] = [:]
+      for entry in try ProcSmaps.read(pid: pid) where entry.flags.contains(.locked) {
+        locks[entry.vma.start] = entry.flags.contains(.lockOnFault) ? .onFault : .always
+      }
+      for index in images.indices { images[index].lock = locks[images[index].start] }
     }
     let fields = MMFields(
       startCode: procStat.startCode, endCode: procStat.endCode, startData: procStat.startData, endData: procStat.endData,

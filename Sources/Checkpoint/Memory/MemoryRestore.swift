@@ -164,6 +164,17 @@ final class MemoryRestore {
   /// start of a later batch of the task's, once the copier is done with them. Runs the batch
   /// early when it holds many: the calls queued after these must still fit.
   func queueProtections(into batch: inout Injector.Batch) throws {
+    // mlock once the pages are in: it faults in what is missing, which a userfaultfd copy
+    // would then find taken.
+    for vma in image.vmas where vma.lock != nil {
+      if batch.labels.count >= 256 {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
+      batch.add(
+        "mlock \(hex(vma.start))", SyscallNumber.mlock2, .value(vma.start), .value(vma.size),
+        .value(vma.lock == .onFault ? 1 /* MLOCK_ONFAULT */ : 0))
+    }
     for vma in madeWritable {
       if batch.labels.count >= 256 {
         try injector.run(batch)

@@ -89,6 +89,8 @@ public struct ProcStatus: Codable, Hashable, Sendable {
   public var seccompFilters: Int?
   /// CPUs the task may run on, as ranges (`0-1,4` is [0...1, 4...4]).
   public var cpusAllowed: [ClosedRange<Int>]
+  /// VmLck: KiB of memory locked (mlock); absent for a task without memory.
+  public var lockedMemoryKiB: UInt64?
 }
 
 extension ProcStatus {
@@ -153,7 +155,8 @@ extension ProcStatus {
         noNewPrivs: try reader.require("NoNewPrivs") { $0.flag() },
         seccomp: try reader.require("Seccomp") { $0.whole().flatMap { $0 <= 2 ? Int($0) : nil } },
         seccompFilters: try reader.optional("Seccomp_filters") { $0.whole().flatMap { Int(exactly: $0) } },
-        cpusAllowed: try reader.require("Cpus_allowed_list") { parseCPUList(Substring($0.restText)) })
+        cpusAllowed: try reader.require("Cpus_allowed_list") { parseCPUList(Substring($0.restText)) },
+        lockedMemoryKiB: try reader.optional("VmLck") { $0.decimal() })
     }
   }
 
