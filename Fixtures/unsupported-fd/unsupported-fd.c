@@ -10,6 +10,8 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
+ *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
+ *             container's mount namespace. After: the link
  *   uts-child /dev/null, and a child in a UTS namespace of its own (unshare after fork; it
  *             sleeps and dies with this process). After: the link
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
@@ -38,6 +40,8 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sched.h>
+#include <sys/mount.h>
+#include <time.h>
 
 static char link0[256];
 static int other = -1;  /* tcp, unix: the other end of the connection */
@@ -82,6 +86,16 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
+  } else if (!strcmp(kind, "pivot-root")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    char root[4096], old[4200];
+    snprintf(root, sizeof root, "%s/ckcont-pivot-%d-%ld", dir, (int)getpid(), (long)time(NULL));
+    FX_SYS(mkdir(root, 0755));
+    FX_SYS(mount("tmpfs", root, "tmpfs", 0, "size=1m"));
+    snprintf(old, sizeof old, "%s/old", root);
+    FX_SYS(mkdir(old, 0755));
+    FX_SYS(syscall(SYS_pivot_root, root, old));
+    FX_SYS(chdir("/"));
   } else if (!strcmp(kind, "uts-child")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     int ready[2];
@@ -148,7 +162,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

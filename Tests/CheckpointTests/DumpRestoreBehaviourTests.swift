@@ -211,6 +211,23 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// A container with a root filesystem of its own (pivot_root, as runc makes them) cannot
+  /// be restored yet: the dump says so in one line, and the container runs on.
+  @Test func aRootFilesystemOfItsOwnIsRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["pivot-root"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(
+      dump.stderr.hasPrefix("ckcont: error: the container has a root filesystem of its own (tmpfs from tmpfs)"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count <= 2)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    kill(pids.min() ?? 0, SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// Two processes that share one address space without being threads of one process
   /// (clone with CLONE_VM only, as a vfork child before its exec) cannot be recreated yet:
   /// the dump refuses them, naming both, and the container runs on.

@@ -38,6 +38,13 @@ enum ContainerMounts {
     var added: [MountInfoEntry] = []
     var images: [MountImage] = []
     for mount in container where !hostKeys.contains(key(mount)) {
+      // A root of its own (pivot_root into a rootfs, as runc does) puts every other mount
+      // point under it: the restore would need a pivot_root of its own first.
+      guard mount.mountPoint != "/" else {
+        throw CKError(
+          .failed, "the container has a root filesystem of its own (\(mount.fsType) from \(mount.source)), which ckcont cannot restore yet",
+          hint: "run the container on the host's root filesystem")
+      }
       let flags = mountFlags(mount.mountOptions)
       let name = "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
       if let source = bindSource(of: mount, in: added) ?? bindSource(of: mount, in: host) {
