@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: fuse-hang MOUNTDIR CGROUPDIR\n");
     return 2;
   }
+  /* In a mount namespace of its own (private): a mount in the host's would be copied into
+   * the namespace of any container started meanwhile, and outlive this one there. */
+  if (unshare(CLONE_NEWNS) < 0) die("unshare");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
   int fuse = open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (fuse < 0) die("/dev/fuse");
   char options[128];
