@@ -4,8 +4,9 @@
  *
  * Under DIR/ckcont-mounts-<pid> (on a filesystem the host sees too):
  *  - t: a tmpfs (size=4m, mode=750) holding dir/ (0700), dir/data.bin (100 KiB pattern, 0640,
- *    owned by 1000:1000), link -> dir/data.bin, and run.sh (0755). data.bin stays open at
- *    offset 4096 and is mapped MAP_SHARED;
+ *    owned by 1000:1000), link -> dir/data.bin, run.sh (0755) and again.sh (a hard link to
+ *    it), and fifo (a FIFO, 0620). data.bin stays open at offset 4096 and is mapped
+ *    MAP_SHARED;
  *  - bind: a read-only bind mount of src, a directory holding hello.txt;
  *  - proc: a proc of the container's own pid namespace.
  * After SIGTERM: the tmpfs is a tmpfs again with its mode and files (contents, modes, owners,
@@ -67,6 +68,9 @@ int main(int argc, char **argv) {
   int script = FX_SYS(open(at("t/run.sh"), O_WRONLY | O_CREAT, 0755));
   if (write(script, "#!/bin/sh\n", 10) != 10) fx_setup_fail("write run.sh");
   close(script);
+  FX_SYS(link(at("t/run.sh"), at("t/again.sh")));
+  FX_SYS(mkfifo(at("t/fifo"), 0620));
+  FX_SYS(chmod(at("t/fifo"), 0620)); /* past the umask */
   FX_SYS(mount(at("src"), at("bind"), NULL, MS_BIND, NULL));
   FX_SYS(mount(NULL, at("bind"), NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL));
   FX_SYS(mount("proc", at("proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
@@ -87,6 +91,11 @@ int main(int argc, char **argv) {
   FX_EQ("mode of dir", 0700, st.st_mode & 07777);
   FX_EQ("stat of run.sh", 0, stat(at("t/run.sh"), &st));
   FX_EQ("mode of run.sh", 0755, st.st_mode & 07777);
+  struct stat second;
+  FX_EQ("stat of again.sh", 0, stat(at("t/again.sh"), &second));
+  FX_TRUE(second.st_ino == st.st_ino && second.st_nlink == 2, "again.sh is no longer a second name of run.sh");
+  FX_EQ("stat of fifo", 0, stat(at("t/fifo"), &st));
+  FX_TRUE(S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0620, "fifo is not a FIFO of mode 0620 (%o)", st.st_mode);
   char target[64] = "";
   FX_EQ("readlink of link", 12, readlink(at("t/link"), target, sizeof target - 1));
   FX_TRUE(!strcmp(target, "dir/data.bin"), "link points to %s", target);

@@ -325,7 +325,7 @@ struct DumpRestoreBehaviourTests {
     #expect(inspect.status == 0)
     let lines = inspect.stdout.split(separator: "\n").filter { $0.hasPrefix("mount ") }
     #expect(lines.count == 3, "\(inspect.stdout)")
-    #expect(lines.contains { $0.contains("/t: tmpfs (size=4096k,mode=750") && $0.hasSuffix("4 file(s), 102410 bytes") }, "\(lines)")
+    #expect(lines.contains { $0.contains("/t: tmpfs (size=4096k,mode=750") && $0.hasSuffix("6 file(s), 102410 bytes") }, "\(lines)")
     #expect(lines.contains { $0.contains("/bind: bind of /") && $0.hasSuffix("/src, read-only") }, "\(lines)")
     #expect(lines.contains { $0.hasSuffix("/proc: proc") }, "\(lines)")
     kill(container.cgroup.allPids().min() ?? 0, SIGTERM)

@@ -46,7 +46,11 @@ public struct MountImage: Codable, Sendable, Equatable {
 
 /// A file of a tmpfs the container mounted.
 public struct MountFileImage: Codable, Sendable, Equatable {
-  public enum Kind: String, Codable, Sendable { case directory, file, symlink }
+  public enum Kind: String, Codable, Sendable {
+    case directory, file, symlink, fifo
+    /// Another name of an earlier file: `target` is that file's path.
+    case hardLink
+  }
   public var kind: Kind
   /// Relative to the mount point; never empty, no `.` or `..` component.
   public var path: String

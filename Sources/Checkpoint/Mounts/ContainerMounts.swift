@@ -105,6 +105,8 @@ enum ContainerMounts {
     }
     var files: [MountFileImage] = []
     var bytes = 0
+    /// Files with more than one name: inode -> the first name seen.
+    var linked: [UInt64: String] = [:]
     func walk(_ relative: String) throws {
       let directory = relative.isEmpty ? top : top + "/" + relative
       guard let stream = opendir(directory) else {
@@ -128,7 +130,12 @@ enum ContainerMounts {
         case S_IFDIR:
           files.append(MountFileImage(kind: .directory, path: path, mode: mode, uid: uid, gid: gid))
           try walk(path)
+        case S_IFREG where st.st_nlink > 1 && linked[UInt64(st.st_ino)] != nil:
+          files.append(MountFileImage(kind: .hardLink, path: path, mode: mode, uid: uid, gid: gid, target: linked[UInt64(st.st_ino)]))
+        case S_IFIFO:
+          files.append(MountFileImage(kind: .fifo, path: path, mode: mode, uid: uid, gid: gid))
         case S_IFREG:
+          if st.st_nlink > 1 { linked[UInt64(st.st_ino)] = path }
           bytes += Int(st.st_size)
           guard bytes <= maxFileBytes else {
             throw CKError(.failed, "the container's \(name) holds more than \(maxFileBytes >> 20) MiB of files, which ckcont does not save yet")
@@ -144,7 +151,7 @@ enum ContainerMounts {
           // A listener's socket file: made again when the socket is bound.
           continue
         default:
-          throw CKError(.failed, "the container's \(name) holds \(path), a device or FIFO, which ckcont cannot save yet")
+          throw CKError(.failed, "the container's \(name) holds \(path), a device node, which ckcont cannot save yet")
         }
       }
     }
@@ -202,6 +209,11 @@ enum ContainerMounts {
       case .symlink:
         guard symlink(file.target ?? "", path) == 0 else { throw fail("symlink") }
         guard lchown(path, file.uid, file.gid) == 0 else { throw fail("lchown") }
+      case .fifo:
+        guard mkfifo(path, mode_t(file.mode)) == 0 else { throw fail("mkfifo") }
+        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
+      case .hardLink:
+        guard link(top + "/" + (file.target ?? ""), path) == 0 else { throw fail("link") }
       case .file:
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(file.mode))
         guard fd >= 0 else { throw fail("create") }
@@ -243,11 +255,18 @@ enum ContainerMounts {
       // Files are written through the paths themselves: a parent must be a directory made
       // before, never a symlink (which could lead the writes out of the new tmpfs).
       var directories: Set<Substring> = []
+      var regular: Set<String> = []
       for file in files {
         if let slash = file.path.lastIndex(of: "/"), !directories.contains(file.path[..<slash]) {
           throw bad("mount \(mount.mountPoint): \(file.path.prefix(200)) comes before its directory")
         }
         if file.kind == .directory { directories.insert(file.path[...]) }
+        if file.kind == .file { regular.insert(file.path) }
+        // A second name for a file written before (through no symlink: its path is one of
+        // the regular files above).
+        if file.kind == .hardLink, !regular.contains(file.target ?? "") {
+          throw bad("mount \(mount.mountPoint): \(file.path.prefix(200)) links to no file before it")
+        }
       }
     }
   }
