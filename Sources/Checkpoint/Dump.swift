@@ -164,6 +164,8 @@ public struct Dump {
     var ipc: SysVIPC.Captured?
     /// The mounts the container added to its own mount namespace, when it added any.
     var mounts: MountsImage?
+    /// The contents of memfds mapped privately, by inode.
+    var privateMemfds: [UInt64: [UInt8]] = [:]
   }
 
   /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs),
@@ -268,6 +270,11 @@ public struct Dump {
       ipc = try phases.time("SysV IPC") { try SysVIPC.capture(namespaceOf: root.hostPid) }
     }
     try checkSysVAttachments(tasks, ipc: ipc?.image)
+    var privateMemfds: [UInt64: [UInt8]] = [:]
+    for task in tasks where task.memory.vmas.contains(where: { $0.kind == .memfd && !$0.shared }) {
+      let capture = MemoryCapture(pid: task.hostPid, procStat: try ProcStatExtended.read(pid: task.hostPid))
+      privateMemfds.merge(try capture.privateMemfdContents(of: task.memory, known: Set(privateMemfds.keys))) { first, _ in first }
+    }
     var mounts: MountsImage?
     if namespaces.mount {
       let image = try phases.time("mounts") { try ContainerMounts.capture(pid: root.hostPid) }
@@ -309,7 +316,7 @@ public struct Dump {
     }
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
-      encoded: models, ipc: ipc, mounts: mounts)
+      encoded: models, ipc: ipc, mounts: mounts, privateMemfds: privateMemfds)
   }
 
   /// Every process must be in the namespaces of the container's init (time namespaces
@@ -479,6 +486,8 @@ public struct Dump {
       (name: SysVIPCImage.contentsMember(ofSegment: segment.owner.id), bytes: captured.ipc?.contents[segment.owner.id] ?? [])
     }
     members += segments.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
+    let memfds = captured.privateMemfds.sorted { $0.key < $1.key }.map { (name: VMAImage.memfdMember(inode: $0.key), bytes: $0.value) }
+    members += memfds.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
     let manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
@@ -502,7 +511,7 @@ public struct Dump {
       try writer.endMember()
       before += task.memory.pagesSize
     }
-    for segment in segments { try writer.add(name: segment.name, data: segment.bytes) }
+    for member in segments + memfds { try writer.add(name: member.name, data: member.bytes) }
     try writer.finish()
     try destination.sink.flush()
     let seconds = monotonicNow() - started

@@ -24,7 +24,9 @@ public struct MemoryImage: Codable, Sendable, Equatable {
 public struct VMAImage: Codable, Sendable, Equatable {
   public enum Kind: String, Codable, Sendable {
     case anonymous, file, heap, stack, vdso, vvar, vvarVclock, vsyscall
-    /// A shared mapping of a memfd_create(2) file; `path` is `/memfd:<name>`.
+    /// A mapping of a memfd_create(2) file; `path` is `/memfd:<name>`. A private one keeps
+    /// only its copied-on-write pages; the file's contents are the member
+    /// ``VMAImage/memfdMember(inode:)``.
     case memfd
     /// A SysV shared memory segment attached with shmat(2); `sharedObject` is its id, its
     /// bytes are in ipc.json's segment, not in the pages member.
@@ -75,6 +77,9 @@ public struct VMAImage: Codable, Sendable, Equatable {
 
   public var size: UInt64 { end - start }
   /// Kernel-provided mappings that restore moves into place rather than creates.
+  /// The member holding the contents of a memfd mapped privately.
+  public static func memfdMember(inode: UInt64) -> String { "memfd/\(inode).img" }
+
   public var isSpecial: Bool { kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall }
 }
 

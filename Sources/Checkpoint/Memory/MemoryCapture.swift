@@ -25,12 +25,7 @@ struct MemoryCapture {
       switch vma.kind {
       case .anonymous, .anonymousNamed, .sharedAnonymous: kind = .anonymous
       case .file: kind = .file
-      case .memfd:
-        guard vma.permissions.contains(.shared) else {
-          throw CKError(
-            .failed, "task \(pid): private mapping \(hex(vma.start))-\(hex(vma.end)) of \(vma.path) cannot be checkpointed yet")
-        }
-        kind = .memfd
+      case .memfd: kind = .memfd
       case .sysvShm: kind = .sysvShm
       case .heap: kind = .heap
       case .stack: kind = .stack
@@ -53,7 +48,9 @@ struct MemoryCapture {
       // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
       // hold data written before an mprotect.
       if !special && !(shared && kind == .file) && kind != .sysvShm {
-        runs = try scanner.dataRuns(start: vma.start, end: vma.end, anonymousOnly: kind == .file)
+        // A private mapping of a file keeps only its copied-on-write pages; the file's own
+        // (for a memfd, saved apart: see ``privateMemfdContents``) show through the rest.
+        runs = try scanner.dataRuns(start: vma.start, end: vma.end, anonymousOnly: kind == .file || (kind == .memfd && !shared))
       }
       let pages = runs.map { PageRun(start: $0.start, end: $0.end) }
       var objectSize: UInt64?
@@ -92,6 +89,36 @@ struct MemoryCapture {
       "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
         + "\(Int((monotonicNow() - started) * 1000)) ms")
     return image
+  }
+
+  /// The largest memfd kept for a private mapping of it.
+  static let maxPrivateMemfdSize = 64 << 20
+
+  /// The contents of each memfd this process maps privately and `known` does not hold yet,
+  /// by inode, read through /proc/<pid>/map_files: a private mapping shows the file only
+  /// where it was not written to.
+  func privateMemfdContents(of image: MemoryImage, known: Set<UInt64>) throws -> [UInt64: [UInt8]] {
+    var contents: [UInt64: [UInt8]] = [:]
+    for vma in image.vmas where vma.kind == .memfd && !vma.shared {
+      guard let inode = vma.sharedObject, !known.contains(inode), contents[inode] == nil else { continue }
+      let size = Int(vma.objectSize ?? 0)
+      guard size <= Self.maxPrivateMemfdSize else {
+        throw CKError(
+          .failed, "task \(pid): the memfd \(vma.path) mapped privately at \(hex(vma.start)) holds \(size >> 20) MiB, more than ckcont keeps (\(Self.maxPrivateMemfdSize >> 20) MiB)")
+      }
+      let path = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
+      let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+      defer { close(fd) }
+      var bytes = [UInt8](repeating: 0, count: size)
+      var done = 0
+      while done < size {
+        let n = try syscallChecked("pread", path) { bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) } }
+        guard n > 0 else { throw CKError(.failed, "task \(pid): the memfd \(vma.path) ended at \(done) of \(size) bytes") }
+        done += n
+      }
+      contents[inode] = bytes
+    }
+    return contents
   }
 
   func protection(_ permissions: VMAPermissions) -> Int32 {

@@ -16,6 +16,9 @@ final class SharedMemoryObjects {
   /// Where every new task has [vdso] and [vvar]: where ckcont has them, as each was cloned
   /// from ckcont or forked from such a task before its own were moved. Read from the first.
   var inheritedKernelMappings: [VMA]?
+  /// The contents of each memfd mapped privately (by inode at dump), written into the memfd
+  /// made for it.
+  var privateMemfdContents: [UInt64: UnsafeRawBufferPointer] = [:]
 }
 
 final class MemoryRestore {
@@ -31,6 +34,8 @@ final class MemoryRestore {
   private var mapped: [VMAImage] = []
   /// VMAs mapped writable only so that their pages can be written (see ``queueProtections``).
   private var madeWritable: [VMAImage] = []
+  /// Private mappings of memfds this task made: their files get their contents in ``finish()``.
+  private var privateMemfds: [VMAImage] = []
   /// Files the batch has opened to map ("r:" or "w:" and the path) -> the open call.
   private var openFiles: [String: Int] = [:]
   private var started = 0.0
@@ -82,6 +87,7 @@ final class MemoryRestore {
       // writable until the task's last batch gives it its own protection.
       let needsWrite = !vma.pages.isEmpty && vma.protection & PROT_WRITE == 0
       try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
+      if vma.kind == .memfd && !vma.shared { privateMemfds.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
       if needsWrite { madeWritable.append(vma) }
       if let object = vma.sharedObject { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
@@ -130,6 +136,20 @@ final class MemoryRestore {
   func finish() throws {
     let results = try completeBatch()
     if let call = userfaultCall, call < results.count { try takeUserfault(results[call]) }
+    // The file under a private mapping, before anything is copied into the mapping: pages
+    // not copied on write show it.
+    for vma in privateMemfds {
+      guard let inode = vma.sharedObject, let contents = sharedObjects.privateMemfdContents[inode], let base = contents.baseAddress else {
+        continue
+      }
+      let path = "/proc/\(injector.pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
+      let fd = try syscallChecked("open", path) { open(path, O_RDWR | O_CLOEXEC) }
+      defer { close(fd) }
+      var done = 0
+      while done < contents.count {
+        done += try syscallChecked("pwrite", "the memfd \(vma.path)") { pwrite(fd, base + done, contents.count - done, off_t(done)) }
+      }
+    }
     var written: UInt64 = 0
     // Consecutive mappings whose pages lie back to back in the image, all filled the same
     // way, go as one copy.
@@ -227,12 +247,19 @@ final class MemoryRestore {
   private func mapShared(_ vma: VMAImage, from first: (hostPid: Int32, start: UInt64, end: UInt64)) throws {
     let path = "/proc/\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
     let address = try injector.put(string: path)
-    let writable = vma.protection & PROT_WRITE != 0
+    // A private mapping of the object (a memfd) has pages of its own, written in like those
+    // of any private mapping; it needs no write access to the file for that.
+    let ownPages = !vma.shared && !vma.pages.isEmpty
+    let extra = ownPages && vma.protection & PROT_WRITE == 0 ? PROT_READ | PROT_WRITE : 0
+    let writable = vma.shared && vma.protection & PROT_WRITE != 0
     let fd = batch.add("open \(path)", SyscallNumber.open, .value(address), .value(UInt64((writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)))
     batch.add(
-      "mmap shared \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)),
-      .value(UInt64(MAP_SHARED) | 0x100000), .result(fd), .value(vma.offset), expecting: Int64(vma.start))
+      "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size),
+      .value(UInt64(vma.protection | extra)), .value(UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE) | 0x100000), .result(fd),
+      .value(vma.offset), expecting: Int64(vma.start))
     batch.add("close \(path)", SyscallNumber.close, .result(fd))
+    if ownPages { mapped.append(vma) }
+    if extra != 0 { madeWritable.append(vma) }
   }
 
   /// Everything but the injection region and the kernel's own mappings goes. Done in a root

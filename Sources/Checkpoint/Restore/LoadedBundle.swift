@@ -21,6 +21,8 @@ final class LoadedBundle {
   let segments: [Int32: UnsafeRawBufferPointer]
   /// The mounts the container added to its own mount namespace.
   let mounts: MountsImage?
+  /// The contents of each memfd mapped privately, by inode.
+  let privateMemfds: [UInt64: UnsafeRawBufferPointer]
 
   struct LoadedTask {
     var entry: TaskEntryImage
@@ -205,7 +207,17 @@ final class LoadedBundle {
       try Self.validate(task)
       loaded.append(task)
     }
+    var memfds: [UInt64: UnsafeRawBufferPointer] = [:]
     for task in loaded {
+      for vma in task.memory.vmas where vma.kind == .memfd && !vma.shared {
+        guard let inode = vma.sharedObject, let member = pages[VMAImage.memfdMember(inode: inode)],
+          UInt64(member.size) == vma.objectSize, member.size <= MemoryCapture.maxPrivateMemfdSize
+        else {
+          throw CKError(
+            .badInput, "the bundle is inconsistent: task \(task.entry.pid) maps a memfd privately at \(hex(vma.start)) without its contents")
+        }
+        memfds[inode] = member.data ?? UnsafeRawBufferPointer(start: nil, count: 0)
+      }
       for vma in task.memory.vmas where vma.kind == .sysvShm {
         guard let segment = ipc?.sharedMemory.first(where: { UInt64($0.owner.id) == vma.sharedObject }),
           vma.size == (segment.size + 4095) & ~4095
@@ -216,12 +228,14 @@ final class LoadedBundle {
       }
     }
     tasks = loaded
+    privateMemfds = memfds
     log("decoded the model of \(loaded.count) processes in \(Int((monotonicNow() - decoding) * 1000)) ms")
   }
 
   /// The members of raw bytes: each process's pages and each SysV segment's contents.
   static func isRawMember(_ name: String) -> Bool {
     name.hasSuffix("/pages.img") || (name.hasPrefix("ipc/shm-") && name.hasSuffix(".img"))
+      || (name.hasPrefix("memfd/") && name.hasSuffix(".img"))
   }
 
   /// Checks ipc.json: bounded counts and sizes, unique ids, a contents member of the right
@@ -351,7 +365,7 @@ final class LoadedBundle {
         }
       }
       if vma.kind == .memfd {
-        guard vma.shared, vma.sharedObject != nil, let size = vma.objectSize, size <= 1 << 46,
+        guard vma.sharedObject != nil, let size = vma.objectSize, size <= 1 << 46,
           vma.offset % page == 0, size >= vma.offset + vma.size, vma.path.hasPrefix("/memfd:")
         else { throw bad("\(name) is a malformed memfd mapping") }
       }
