@@ -5,9 +5,9 @@
  * Odd threads count (a counter each, a nanosleep of 1 ms between increments); even threads
  * hold known values in the callee-saved registers rbx, rbp, r12-r15 while they block in a
  * raw FUTEX_WAIT issued from assembly. Every thread also keeps its own signal mask (it blocks
- * one real-time signal of its own), a __thread value, and remembers its tid. After SIGTERM
- * the main thread checks that the counters move again, opens the futex gate, joins every
- * thread and checks what each one saw: same tid, same TLS value, same mask, registers intact.
+ * one real-time signal of its own), a __thread value and a name ("worker-<i>"), and remembers
+ * its tid. After SIGTERM the main thread checks that the counters move again, opens the futex gate, joins every thread and checks what each one saw:
+ * same tid, same TLS value, same mask, same name, registers intact.
  */
 #include "fix.h"
 #include <linux/futex.h>
@@ -22,7 +22,7 @@ static volatile int stop_counting;
 static int gate;
 static __thread long tls_index = -1;
 
-struct report { long tid_before, tid_after, tls, mask_ok, regs_ok; };
+struct report { long tid_before, tid_after, tls, mask_ok, regs_ok; char comm[32]; };
 static struct report reports[MAXT];
 static volatile int started;
 
@@ -39,6 +39,9 @@ static void *thread_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &own, NULL);
   struct report *r = &reports[i];
   r->tid_before = syscall(SYS_gettid);
+  char name[16];
+  snprintf(name, sizeof name, "worker-%ld", i);
+  pthread_setname_np(pthread_self(), name);
   __atomic_fetch_add(&started, 1, __ATOMIC_SEQ_CST);
   if (i % 2) {
     struct timespec ms = {0, 1000000};
@@ -48,6 +51,10 @@ static void *thread_main(void *arg) {
     r->regs_ok = futex_wait_keeping_registers(&gate, 0x5eed0000ULL + (uint64_t)i * 16);
   }
   r->tid_after = syscall(SYS_gettid);
+  /* Its own name, as the thread sees it (thread-self: whatever the pid namespace). */
+  FILE *f = fopen("/proc/thread-self/comm", "r");
+  if (f && fgets(r->comm, sizeof r->comm, f)) r->comm[strcspn(r->comm, "\n")] = 0;
+  if (f) fclose(f);
   r->tls = tls_index;
   sigset_t now;
   pthread_sigmask(SIG_BLOCK, NULL, &now);
@@ -86,6 +93,9 @@ int main(int argc, char **argv) {
     FX_EQ("thread TLS value", (long)i * 1000 + 7, r->tls);
     FX_TRUE(r->mask_ok, "thread %d lost its own signal mask", i);
     FX_TRUE(r->regs_ok, "thread %d: callee-saved registers changed across FUTEX_WAIT", i);
+    char want[16];
+    snprintf(want, sizeof want, "worker-%d", i);
+    FX_TRUE(!strcmp(r->comm, want), "thread %d is named \"%s\"", i, r->comm);
   }
   FX_EQ("main thread TLS", -1, tls_index);
   fx_finish();

@@ -107,6 +107,7 @@ extension ModelEncodingTests {
     second.rseq = nil
     second.altStack = nil
     second.pendingSignals = []
+    second.name = "worker \"ü\""
     return TaskCore(
       threads: [main, second], signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],
       sharedPendingSignals: [Data([9, 9])],

@@ -59,6 +59,9 @@ public struct ThreadCore: Codable, Sendable, Equatable {
   public var rseq: RseqRegistration?
   public var altStack: AltStack?
   public var clearChildTid: UInt64
+  /// A thread's own name (pthread_setname_np); nil for the main thread, whose name is the
+  /// process's `comm`.
+  public var name: String?
 
   public init(
     tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,

@@ -106,9 +106,11 @@ extension ThreadCore {
     var pendingSignals: [Data]?
     var rseq: RseqRegistration?
     var altStack: AltStack?
+    var name: String?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "tid": tid = try scanner.integer()
+      case "name": name = scanner.null() ? nil : try scanner.string()
       case "registers": registers = try GeneralRegisters(scanning: &scanner)
       case "xstate": xstate = try scanner.base64()
       case "xstateFeatures": xstateFeatures = try scanner.integer()
@@ -140,6 +142,7 @@ extension ThreadCore {
     self.init(
       tid: tid, registers: registers, xstate: xstate, xstateFeatures: xstateFeatures, blockedSignals: blockedSignals,
       pendingSignals: pendingSignals, rseq: rseq, altStack: altStack, clearChildTid: clearChildTid)
+    self.name = name
   }
 }
 

@@ -233,7 +233,7 @@ struct TaskCapture: Sendable {
       let queries = ThreadQueries(adding: &batch, at: own.scratch)
       (altStack, clearTid) = try queries.read(try own.run(batch), task: pid)
     }
-    return ThreadCore(
+    var core = ThreadCore(
       tid: innerTid, registers: GeneralRegisters(regs), xstate: Data(xstate),
       xstateFeatures: XSave.features(of: xstate), blockedSignals: mask,
       pendingSignals: try tracee.queuedSignals(shared: false).map { Data($0) },
@@ -242,6 +242,8 @@ struct TaskCapture: Sendable {
         : RseqRegistration(
           address: rseqConfig.rseq_abi_pointer, size: rseqConfig.rseq_abi_size, signature: rseqConfig.signature),
       altStack: altStack, clearChildTid: clearTid)
+    if tid != pid { core.name = threadStatus[tid]?.name }
+    return core
   }
 }
 

@@ -106,6 +106,11 @@ struct TaskRestore {
       batch.add("sigaltstack", SyscallNumber.sigaltstack, .value(address), .value(0))
     }
     batch.add("set_tid_address", SyscallNumber.setTidAddress, .value(thread.clearChildTid))
+    if let name = thread.name {
+      // PR_SET_NAME names the calling thread: this batch runs in the thread itself.
+      let at = try own.put(string: String(name.prefix(15)))
+      batch.add("PR_SET_NAME thread \(thread.tid)", SyscallNumber.prctl, .value(15), .value(at))
+    }
   }
 
   /// Every signal gets its dumped action, or the default: the task inherited ckcont's.
