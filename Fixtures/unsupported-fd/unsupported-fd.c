@@ -10,6 +10,7 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
+ *   seccomp   /dev/null, and a seccomp filter (one that allows everything). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
  *             container's mount namespace. After: the link
  *   uts-child /dev/null, and a child in a UTS namespace of its own (unshare after fork; it
@@ -39,6 +40,8 @@
 #include <linux/io_uring.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <time.h>
@@ -86,6 +89,12 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
+  } else if (!strcmp(kind, "seccomp")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog program = {.len = 1, .filter = allow};
+    FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    FX_SYS(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program));
   } else if (!strcmp(kind, "pivot-root")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     char root[4096], old[4200];
@@ -162,7 +171,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|seccomp|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
