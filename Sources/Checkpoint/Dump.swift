@@ -125,6 +125,7 @@ public struct Dump {
     var files: FileTableImage
     /// /proc/<pid>/ns: the namespaces it is in and those its children get.
     var namespaceIDs: [String: NamespaceID]
+    var scheduling: SchedulingImage
 
     init(_ process: CgroupProcess, container: String, sockDiag: Int32, repaired: RepairedSockets, log: (String) -> Void) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
@@ -146,6 +147,10 @@ public struct Dump {
       memory = try MemoryCapture(pid: process.pid, procStat: stat, hasLockedMemory: (task.status.lockedMemoryKiB ?? 0) > 0).image(log: log)
       files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired).image(log: log)
       namespaceIDs = try NamespaceID.readAll(pid: process.pid)
+      guard stat.policy != 6 else {
+        throw CKError(.failed, "process \(process.pid) runs under SCHED_DEADLINE, which ckcont cannot checkpoint yet")
+      }
+      scheduling = SchedulingImage(nice: Int32(truncatingIfNeeded: stat.nice), policy: stat.policy, realtimePriority: stat.rtPriority)
     }
   }
 
@@ -224,11 +229,13 @@ public struct Dump {
       if Self.captureDelay > 0 { usleep(Self.captureDelay) }
       try explainingVanished(process.pid) {
         let facts = try result.get()
-        let (core, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
+        let (asked, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
+        var core = asked
+        core.scheduling = facts.scheduling
         var memory = facts.memory
         memory.fields.brk = brk
         let index = tasks.count
-        encoder.submit { [memory] in
+        encoder.submit { [memory, core] in
           let json = JSONEncoder()
           json.outputFormatting = [.sortedKeys]
           encoded[index] = Result { (try json.encode(core), try memory.encodedJSON()) }

@@ -108,7 +108,7 @@ extension ModelEncodingTests {
     second.altStack = nil
     second.pendingSignals = []
     second.name = "worker \"ü\""
-    return TaskCore(
+    var core = TaskCore(
       threads: [main, second], signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],
       sharedPendingSignals: [Data([9, 9])],
       itimers: [IntervalTimer(which: 0, intervalMicroseconds: 10_000, valueMicroseconds: 3_000)],
@@ -126,6 +126,8 @@ extension ModelEncodingTests {
         capEffective: 0x1ff_ffff_ffff, capBounding: 0x1ff_ffff_ffff, capAmbient: 0, capabilitiesText: "=ep",
         noNewPrivileges: true, securebits: 0),
       parentDeathSignal: 9, dumpable: 1, childSubreaper: false)
+    core.scheduling = SchedulingImage(nice: -3, policy: 3, realtimePriority: 0)
+    return core
   }
 
   @Test func coreDecodesByHandAsJSONDecoderDoes() throws {

@@ -16,6 +16,9 @@ public struct TaskCore: Codable, Sendable, Equatable {
   public var cwd: String
   public var root: String
   public var comm: String
+  /// How the scheduler treats it: nice value, policy (SCHED_OTHER, BATCH, IDLE, FIFO, RR)
+  /// and real-time priority, as its main thread has them.
+  public var scheduling: SchedulingImage?
   public var credentials: Credentials
   /// prctl state: PR_SET_PDEATHSIG signal, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER.
   public var parentDeathSignal: Int32
@@ -224,5 +227,18 @@ public struct Credentials: Codable, Sendable, Equatable {
     self.capabilitiesText = capabilitiesText
     self.noNewPrivileges = noNewPrivileges
     self.securebits = securebits
+  }
+}
+
+/// A task's scheduling: nice value, policy and real-time priority (/proc/<pid>/stat).
+public struct SchedulingImage: Codable, Sendable, Equatable {
+  public var nice: Int32
+  public var policy: UInt32
+  public var realtimePriority: UInt32
+
+  public init(nice: Int32, policy: UInt32, realtimePriority: UInt32) {
+    self.nice = nice
+    self.policy = policy
+    self.realtimePriority = realtimePriority
   }
 }

@@ -19,8 +19,15 @@ extension TaskCore {
       var credentials: Credentials?
       var parentDeathSignal, dumpable: Int32?
       var childSubreaper: Bool?
+      var scheduling: SchedulingImage?
       try scanner.object { key, scanner throws(BundleError) in
         switch key {
+        case "scheduling":
+          if !scanner.null() {
+            let fields = try scanner.integerFields(["nice", "policy", "realtimePriority"], in: "the scheduling")
+            scheduling = SchedulingImage(
+              nice: try fields.take("nice"), policy: try fields.take("policy"), realtimePriority: try fields.take("realtimePriority"))
+          }
         case "threads": threads = try scanner.list { scanner throws(BundleError) in try ThreadCore(scanning: &scanner) }
         case "signalActions":
           signalActions = try scanner.list { scanner throws(BundleError) in
@@ -88,11 +95,13 @@ extension TaskCore {
       guard let parentDeathSignal else { throw missing("parentDeathSignal") }
       guard let dumpable else { throw missing("dumpable") }
       guard let childSubreaper else { throw missing("childSubreaper") }
-      return TaskCore(
+      var core = TaskCore(
         threads: threads, signalActions: signalActions, sharedPendingSignals: sharedPendingSignals, itimers: itimers,
         posixTimers: posixTimers, personality: personality, resourceLimits: resourceLimits, umask: umask, cwd: cwd,
         root: root, comm: comm, credentials: credentials, parentDeathSignal: parentDeathSignal, dumpable: dumpable,
         childSubreaper: childSubreaper)
+      core.scheduling = scheduling
+      return core
     }
   }
 }

@@ -330,6 +330,11 @@ final class LoadedBundle {
       throw bad("malformed pending signals")
     }
     guard task.core.signalActions.allSatisfy({ (1...64).contains($0.signal) }) else { throw bad("signal number out of range") }
+    if let scheduling = task.core.scheduling {
+      guard (-20...19).contains(scheduling.nice), [0, 1, 2, 3, 5].contains(scheduling.policy), scheduling.realtimePriority <= 99,
+        (scheduling.policy == 1 || scheduling.policy == 2) == (scheduling.realtimePriority > 0)
+      else { throw bad("bad scheduling") }
+    }
     guard task.core.resourceLimits.allSatisfy({ (0...15).contains($0.resource) }) else { throw bad("unknown rlimit") }
     guard task.core.itimers.allSatisfy({ (0...2).contains($0.which) }) else { throw bad("unknown itimer") }
     let threadIDs = Set(task.entry.threads)

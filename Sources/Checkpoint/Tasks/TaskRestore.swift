@@ -63,6 +63,17 @@ struct TaskRestore {
       ])
       batch.add("setitimer(\(timer.which))", SyscallNumber.setitimer, .value(UInt64(timer.which)), .value(value), .value(0))
     }
+    if let scheduling = core.scheduling {
+      // Policy, then nice (which SCHED_OTHER, BATCH and IDLE use); threads cloned after this
+      // batch inherit both. The task is still root: it may raise its priority.
+      let parameter = try injector.put(words: [UInt64(scheduling.realtimePriority)])
+      batch.add(
+        "sched_setscheduler \(scheduling.policy)", SyscallNumber.schedSetscheduler, .value(0), .value(UInt64(scheduling.policy)),
+        .value(parameter))
+      batch.add(
+        "setpriority \(scheduling.nice)", SyscallNumber.setpriority, .value(0 /* PRIO_PROCESS */), .value(0),
+        .value(UInt64(bitPattern: Int64(scheduling.nice))))
+    }
     batch.add("umask", SyscallNumber.umask, .value(UInt64(core.umask)))
     batch.add("personality", SyscallNumber.personality, .value(core.personality))
     let limitCalls = try queueLimits(into: &batch)
