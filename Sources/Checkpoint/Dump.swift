@@ -146,7 +146,8 @@ public struct Dump {
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
       memory = try MemoryCapture(pid: process.pid, procStat: stat, hasLockedMemory: (task.status.lockedMemoryKiB ?? 0) > 0).image(log: log)
       files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired).image(log: log)
-      namespaceIDs = try NamespaceID.readAll(pid: process.pid)
+      namespaceIDs = try NamespaceID.readAll(
+        pid: process.pid, names: ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
       guard stat.policy != 6 else {
         throw CKError(.failed, "process \(process.pid) runs under SCHED_DEADLINE, which ckcont cannot checkpoint yet")
       }

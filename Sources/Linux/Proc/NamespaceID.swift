@@ -52,11 +52,16 @@ public struct NamespaceID: Codable, Hashable, Sendable, CustomStringConvertible 
     return try parse(link)
   }
 
-  /// Every namespace of `pid`, keyed by the file name in `/proc/<pid>/ns`.
-  public static func readAll(pid: Int32) throws -> [String: NamespaceID] {
+  /// Every namespace of `pid`, keyed by the file name in `/proc/<pid>/ns`; or only `names`
+  /// (those this kernel lacks are left out), which spares listing the directory.
+  public static func readAll(pid: Int32, names: [String]? = nil) throws -> [String: NamespaceID] {
     var result: [String: NamespaceID] = [:]
-    for name in try PseudoFile.list("/proc/\(pid)/ns") {
-      result[name] = try read(pid: pid, name: name)
+    for name in try names ?? PseudoFile.list("/proc/\(pid)/ns") {
+      do {
+        result[name] = try read(pid: pid, name: name)
+      } catch let error as SyscallError where names != nil && error.errno == .noSuchFileOrDirectory {
+        continue
+      }
     }
     return result
   }
