@@ -12,7 +12,8 @@
  *   pidfd     pidfd_open(self). After: the link only
  *   seccomp   /dev/null, and a seccomp filter (one that allows everything). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
- *             container's mount namespace. After: the link
+ *             container's mount namespace, on a directory made under DIR (which the caller
+ *             removes: the host sees it as an empty directory). After: the link
  *   uts-child /dev/null, and a child in a UTS namespace of its own (unshare after fork; it
  *             sleeps and dies with this process). After: the link
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this

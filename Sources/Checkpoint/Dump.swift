@@ -287,8 +287,8 @@ public struct Dump {
     try checkSysVAttachments(tasks, ipc: ipc?.image)
     var privateMemfds: [UInt64: [UInt8]] = [:]
     for task in tasks where task.memory.vmas.contains(where: { $0.kind == .memfd && !$0.shared }) {
-      let capture = MemoryCapture(pid: task.hostPid, procStat: try ProcStatExtended.read(pid: task.hostPid))
-      privateMemfds.merge(try capture.privateMemfdContents(of: task.memory, known: Set(privateMemfds.keys))) { first, _ in first }
+      let contents = try MemoryCapture.privateMemfdContents(pid: task.hostPid, of: task.memory, known: Set(privateMemfds.keys))
+      privateMemfds.merge(contents) { first, _ in first }
     }
     var mounts: MountsImage?
     if namespaces.mount {

@@ -230,7 +230,11 @@ struct DumpRestoreBehaviourTests {
   /// A container with a root filesystem of its own (pivot_root, as runc makes them) cannot
   /// be restored yet: the dump says so in one line, and the container runs on.
   @Test func aRootFilesystemOfItsOwnIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["pivot-root"])
+    // The new root's mount point lies here; only the container's namespace mounts on it.
+    let directory = NSTemporaryDirectory() + "ckcont-pivot-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let container = try FixtureContainer("unsupported-fd", ["pivot-root", directory])
     defer { container.destroy() }
     try container.waitReady()
     let pids = container.cgroup.allPids()

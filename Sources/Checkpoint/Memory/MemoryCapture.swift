@@ -97,7 +97,7 @@ struct MemoryCapture {
   /// The contents of each memfd this process maps privately and `known` does not hold yet,
   /// by inode, read through /proc/<pid>/map_files: a private mapping shows the file only
   /// where it was not written to.
-  func privateMemfdContents(of image: MemoryImage, known: Set<UInt64>) throws -> [UInt64: [UInt8]] {
+  static func privateMemfdContents(pid: Int32, of image: MemoryImage, known: Set<UInt64>) throws -> [UInt64: [UInt8]] {
     var contents: [UInt64: [UInt8]] = [:]
     for vma in image.vmas where vma.kind == .memfd && !vma.shared {
       guard let inode = vma.sharedObject, !known.contains(inode), contents[inode] == nil else { continue }
