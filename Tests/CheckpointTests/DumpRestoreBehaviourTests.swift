@@ -477,6 +477,34 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS bigmem", in: container, timeout: 20)
   }
 
+  /// A bundle that does not fit (a 16 MiB tmpfs, 64 MiB of pages): the dump says so in one
+  /// line, leaves no partial file, and the container runs on, thawed and untraced. The pages
+  /// go into a mapping of the file, where a page the file system cannot back would be a
+  /// SIGBUS: this pins that ckcont finds out first.
+  @Test func aFullFileSystemFailsTheDumpClearlyAndTheContainerRunsOn() throws {
+    let directory = NSTemporaryDirectory() + "ckcont-full-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    try #require(mount("ckcont-test", directory, "tmpfs", 0, "size=16m") == 0, "mount: \(String(cString: strerror(errno)))")
+    defer { umount2(directory, Int32(MNT_DETACH)) }
+    let container = try FixtureContainer("bigmem", ["64"])
+    defer { container.destroy() }
+    try container.waitReady(timeout: 20)
+    let pids = container.cgroup.allPids()
+    let dump = run([TestPaths.ckcont, "dump", container.cgroup.path, "-o", directory + "/big.ckpt"])
+    #expect(dump.status == 1, "\(dump.output)")
+    #expect(dump.stderr.hasPrefix("ckcont: error: "), "\(dump.stderr)")
+    #expect(dump.stderr.contains("no room for the bundle"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count == 1, "\(dump.stderr)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    #expect(container.cgroup.allPids() == pids)
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    let status = try String(contentsOfFile: "/proc/\(pids[0])/status", encoding: .utf8)
+    #expect(status.contains("TracerPid:\t0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS bigmem", in: container, timeout: 10)
+  }
+
   /// A restore that fails half-way (a mapped file vanished since the dump) kills the task it
   /// made and removes the cgroup it created; the bundle stays as it was.
   @Test func failedRestoreRemovesWhatItCreated() throws {

@@ -51,9 +51,23 @@ public final class FileDescriptorSink: InPlaceByteSink {
   private func writeOut(_ bytes: UnsafeRawBufferPointer) throws {
     var done = 0
     while done < bytes.count {
-      let n = try syscallChecked("write", name) { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+      let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+      guard n >= 0 else {
+        let code = errno
+        if code == EINTR { continue }
+        if code == ENOSPC || code == EDQUOT { throw Self.noRoom(name, written: bytesWritten - pendingCount) }
+        throw SyscallError("write", name, .init(rawValue: code))
+      }
       done += n
     }
+  }
+
+  /// The error for a bundle that does not fit where it is written.
+  static func noRoom(_ name: String, written: Int) -> CKError {
+    CKError(
+      .failed,
+      "no room for the bundle at \(name) (\(written) bytes written): the file system is full or over its size limit; free some space or dump elsewhere"
+    )
   }
 
   /// Extends the file by `count` bytes, maps them, and moves the write position past them.
@@ -89,7 +103,11 @@ public final class FileDescriptorSink: InPlaceByteSink {
     let region = UnsafeMutableRawBufferPointer(start: mapped + (offset - pageStart), count: count)
     let base = Int(bitPattern: region.baseAddress!)
     return InPlaceRegion(bytes: region) { at, length in
-      try syscallChecked("fallocate", "\(name) at \(offset + at)") { ck_fallocate(fd, 0, Int64(offset + at), Int64(length)) }
+      guard ck_fallocate(fd, 0, Int64(offset + at), Int64(length)) == 0 else {
+        let code = errno
+        if code == ENOSPC || code == EDQUOT { throw FileDescriptorSink.noRoom(name, written: offset + at) }
+        throw SyscallError("fallocate", "\(name) at \(offset + at)", .init(rawValue: code))
+      }
       // The pages in one call rather than a fault each as the copy reaches them; whole pages
       // only (the first may hold the member's header). Failure only means faults later.
       let start = (base + at + 4095) & ~4095

@@ -79,6 +79,8 @@ struct PageReader {
             copier.submit(pid: pid, ranges: ranges, local: base, intoTask: false, prepare: region.reserve)
             do {
               try copier.waitAll()
+            } catch let error as CKError {
+              throw error
             } catch {
               throw CKError(.failed, "task \(pid): reading pages failed: \(error)")
             }
