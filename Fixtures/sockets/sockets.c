@@ -20,10 +20,11 @@
  * waiting bytes read back exactly, every pair still carries data both ways, and both
  * listeners accept new clients by their names.
  *
- * `tcp-connection`: a TCP listener on 127.0.0.1 and an established connection to it, with
- * bytes already exchanged and read, and bytes waiting unread at both ends. After SIGTERM the
- * waiting bytes read back exactly, the connection carries data both ways, and the listener
- * accepts a new client. `tcp-connection big`: the server has also sent as much of a 4 MiB
+ * `tcp-connection`: a TCP listener on 127.0.0.1 with SO_REUSEADDR and an established
+ * connection to it, with bytes already exchanged and read, and bytes waiting unread at both
+ * ends. After SIGTERM the waiting bytes read back exactly, the server's end still has the
+ * SO_REUSEADDR it inherited (repair mode clears it) and the client's none, the connection
+ * carries data both ways, and the listener accepts a new client. `tcp-connection big`: the server has also sent as much of a 4 MiB
  * pattern as the connection takes without blocking (well beyond 8 KiB, in the server's send
  * queue and the client's receive queue), which the client reads back whole after SIGTERM.
  */
@@ -184,6 +185,8 @@ static unsigned char big_block[BIG_SIZE];
 static int tcp_connection_mode(int big) {
   struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  int one = 1;
+  FX_SYS(setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one));
   FX_SYS(bind(listener, (struct sockaddr *)&local, sizeof local));
   FX_SYS(listen(listener, 4));
   socklen_t length = sizeof local;
@@ -204,6 +207,8 @@ static int tcp_connection_mode(int big) {
   usleep(50000); /* on loopback the bytes arrive at once; let them settle in the queues */
   fx_ready();
   fx_wait_term();
+  FX_EQ("SO_REUSEADDR of the server's end", 1, option(server, SOL_SOCKET, SO_REUSEADDR));
+  FX_EQ("SO_REUSEADDR of the client's end", 0, option(client, SOL_SOCKET, SO_REUSEADDR));
   expect_read(server, "hello", "bytes waiting at the server");
   if (big) {
     char word[8] = "";

@@ -201,7 +201,12 @@ int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, vo
   return 0;
 }
 
-int ck_tcp_repair_off(int fd) { return set_int(fd, IPPROTO_TCP, TCP_REPAIR, 0); }
+int ck_tcp_repair_off(int fd, int reuse_address) {
+  int err = set_int(fd, IPPROTO_TCP, TCP_REPAIR, 0);
+  // Leaving repair mode clears sk_reuse (SK_NO_REUSE) whatever SO_REUSEADDR was.
+  if (!err && reuse_address) err = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  return err;
+}
 
 int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count) {
   *count = 0;

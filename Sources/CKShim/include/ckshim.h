@@ -271,7 +271,10 @@ struct ck_tcp_state {
 // reads its state; each queue's bytes (up to `capacity`) into its buffer. 0 or -errno
 // (-E2BIG: a queue holds more than `capacity`).
 int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, void *receive_buffer, size_t capacity);
-int ck_tcp_repair_off(int fd);
+// Takes socket `fd` out of repair mode and gives it SO_REUSEADDR back if it had it: the
+// kernel clears it on the way out, and a connection without it that lingers after its process
+// closed it (FIN_WAIT, LAST_ACK) keeps a new listener from binding the port.
+int ck_tcp_repair_off(int fd, int reuse_address);
 
 // ---- cpu (cpu.c) ----
 // XCR0: the XSAVE state components the OS enabled on this CPU (xgetbv(0)).

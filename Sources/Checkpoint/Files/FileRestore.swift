@@ -571,14 +571,24 @@ struct FileRestore {
     }
     injector.resetData()
     let off = try injector.put(words: [0])
-    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.socket?.tcp != nil {
+    let on = try injector.put(words: [1])
+    func setOption(_ what: String, fd: Int32, _ level: Int32, _ name: Int32, _ value: UInt64) throws {
       if batch.isFull {
         try injector.run(batch)
         batch = Injector.Batch()
       }
       batch.add(
-        "TCP_REPAIR off fd \(descriptor.fd)", SyscallNumber.setsockopt, .value(UInt64(descriptor.fd)), .value(6), .value(19),
-        .value(off), .value(4))
+        "\(what) fd \(fd)", SyscallNumber.setsockopt, .value(UInt64(fd)), .value(UInt64(level)), .value(UInt64(name)), .value(value),
+        .value(4))
+    }
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      guard let socket = descriptor.socket, socket.tcp != nil else { continue }
+      try setOption("TCP_REPAIR off", fd: descriptor.fd, 6, TCPRepair.mode, off)
+      // Leaving repair mode clears SO_REUSEADDR: a connection without it that lingers after
+      // its process closed it (FIN_WAIT, LAST_ACK) would keep a new listener off the port.
+      if socket.options.contains(where: { $0.level == SOL_SOCKET && $0.name == SO_REUSEADDR && $0.value != 0 }) {
+        try setOption("SO_REUSEADDR", fd: descriptor.fd, SOL_SOCKET, SO_REUSEADDR, on)
+      }
     }
     for (epoll, targets) in prepared.epollWatches {
       for target in targets {

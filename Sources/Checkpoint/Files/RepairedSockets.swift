@@ -9,28 +9,28 @@ import Glibc
 /// container that runs on gets them back out of repair mode.
 final class RepairedSockets: @unchecked Sendable {
   private let lock = NSLock()
-  private var fds: [Int32] = []
+  private var fds: [(fd: Int32, reuseAddress: Bool)] = []
 
-  /// Takes over `fd`, a socket in repair mode.
-  func add(_ fd: Int32) {
-    lock.withLock { fds.append(fd) }
+  /// Takes over `fd`, a socket in repair mode, which had SO_REUSEADDR set if `reuseAddress`.
+  func add(_ fd: Int32, reuseAddress: Bool) {
+    lock.withLock { fds.append((fd, reuseAddress)) }
   }
 
   /// The container runs on: repair mode off (the kernel probes the window, which resyncs the
-  /// peer), descriptors closed.
+  /// peer) and SO_REUSEADDR as it was, descriptors closed.
   func release() {
-    for fd in take() {
-      _ = ck_tcp_repair_off(fd)
+    for (fd, reuseAddress) in take() {
+      _ = ck_tcp_repair_off(fd, reuseAddress ? 1 : 0)
       close(fd)
     }
   }
 
   /// The container is dead: the connections end silently.
   func dropSilently() {
-    for fd in take() { close(fd) }
+    for (fd, _) in take() { close(fd) }
   }
 
-  private func take() -> [Int32] {
+  private func take() -> [(fd: Int32, reuseAddress: Bool)] {
     lock.withLock {
       defer { fds = [] }
       return fds
