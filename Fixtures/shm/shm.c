@@ -12,6 +12,13 @@
  * After SIGTERM, pid 1 writes a token into the region and forwards SIGTERM; the child must
  * see the token within a second, answers with its own token, and checks the pattern; pid 1
  * must then see the child's token. Private copies would each see only their own writes.
+ *
+ * A second shared region (a memfd of its own with `memfd`, its descriptor closed) is never
+ * touched by pid 1: a child that exits before "ready" writes one pattern into its first half,
+ * the long-lived child another into its second half. Both halves must read back in both
+ * processes after the restore: the region's pages are in the shared object, not in the page
+ * tables of any process still there (PostgreSQL's shared buffers are like that: written by
+ * backends that come and go, never by the postmaster).
  */
 #include "fix.h"
 #include <fcntl.h>
@@ -20,6 +27,19 @@
 
 #define SIZE (1 << 20)
 static volatile uint64_t *region;
+/* Written by children only; each half holds a pattern of its own seed. */
+static volatile uint64_t *others;
+#define HALF (SIZE / 16)
+
+static void fill_half(int half, uint64_t seed) {
+  for (size_t i = 0; i < HALF; i++) others[half * HALF + i] = fx_rng(&seed);
+}
+
+static int half_intact(int half, uint64_t seed) {
+  for (size_t i = 0; i < HALF; i++)
+    if (others[half * HALF + i] != fx_rng(&seed)) return 0;
+  return 1;
+}
 
 static int is_memfd_mapping(void) {
   char path[64], target[256];
@@ -47,11 +67,32 @@ int main(int argc, char **argv) {
     region = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   }
   if (region == MAP_FAILED) fx_setup_fail("mmap");
+  if (memfd) {
+    int other_fd = FX_SYS(memfd_create("ckcont-shm-others", MFD_CLOEXEC));
+    FX_SYS(ftruncate(other_fd, SIZE));
+    others = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, other_fd, 0);
+    close(other_fd);
+  } else {
+    others = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  }
+  if (others == MAP_FAILED) fx_setup_fail("mmap");
   uint64_t seed = fx_seed(7);
   for (size_t i = 2; i < SIZE / 8; i++) region[i] = fx_rng(&seed);
+  pid_t gone = fork();
+  if (gone < 0) fx_setup_fail("fork");
+  if (gone == 0) {
+    fill_half(0, fx_seed(11));
+    _exit(0);
+  }
+  int gone_status;
+  waitpid(gone, &gone_status, 0);
+  int half_written[2];
+  if (pipe(half_written) < 0) fx_setup_fail("pipe");
   pid_t child = fork();
   if (child < 0) fx_setup_fail("fork");
   if (child == 0) {
+    fill_half(1, fx_seed(13));
+    close(half_written[1]);
     fx_wait_term();
     int ok = fx_await(&region[0], 0xA11CE);
     region[1] = 0xB0B;
@@ -59,8 +100,14 @@ int main(int argc, char **argv) {
     for (size_t i = 2; i < SIZE / 8; i++)
       if (region[i] != fx_rng(&check)) { ok = 0; break; }
     if (memfd && !is_memfd_mapping()) ok = 0;
+    if (!half_intact(0, fx_seed(11)) || !half_intact(1, fx_seed(13))) ok = 0;
     _exit(ok ? 0 : 1);
   }
+  /* The child closing its end (EOF) says its half is written. */
+  close(half_written[1]);
+  char byte;
+  if (read(half_written[0], &byte, 1) != 0) fx_setup_fail("read");
+  close(half_written[0]);
   fx_ready();
   fx_wait_term();
   region[0] = 0xA11CE;
@@ -69,6 +116,8 @@ int main(int argc, char **argv) {
   waitpid(child, &status, 0);
   FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
   FX_TRUE(fx_await(&region[1], 0xB0B), "pid 1 did not see the child's write");
+  FX_TRUE(half_intact(0, fx_seed(11)), "the half written by the child that is gone is lost");
+  FX_TRUE(half_intact(1, fx_seed(13)), "the half written by the other child is lost");
   if (memfd) {
     FX_TRUE(is_memfd_mapping(), "the region is no longer a mapping of memfd:ckcont-shm");
     uint64_t token = 0x70CE;

@@ -225,6 +225,7 @@ public struct Dump {
     defer { encoder.finish() }
     session.keepOnOneCPU()
     var tasks: [CapturedTask] = []
+    var sharedObjectPages = SharedObjectPages()
     for (process, result) in zip(processes, facts) {
       try Interruption.check()
       if Self.captureDelay > 0 { usleep(Self.captureDelay) }
@@ -233,7 +234,7 @@ public struct Dump {
         let (asked, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
         var core = asked
         core.scheduling = facts.scheduling
-        var memory = facts.memory
+        var memory = sharedObjectPages.keepFirst(facts.memory)
         memory.fields.brk = brk
         let index = tasks.count
         encoder.submit { [memory, core] in

@@ -87,3 +87,30 @@ extension String {
     return s
   }
 }
+
+/// Where a file holds data: lseek(2) with SEEK_DATA and SEEK_HOLE. On tmpfs (shared
+/// anonymous memory and memfds are tmpfs files) that is every page allocated, in memory or
+/// in swap, whoever wrote it.
+public enum FileData {
+  /// The ranges of [from, to) of the file open at `fd` that hold data, in order.
+  public static func ranges(fd: Int32, from: UInt64, to: UInt64, name: String) throws(SyscallError) -> [AddressRange] {
+    let seekData: Int32 = 3, seekHole: Int32 = 4
+    var ranges: [AddressRange] = []
+    var cursor = from
+    while cursor < to {
+      let data = lseek(fd, off_t(cursor), seekData)
+      if data < 0 {
+        // ENXIO: no data from `cursor` to the end of the file.
+        if errno == ENXIO { break }
+        throw SyscallError("lseek(SEEK_DATA)", "\(name) at \(cursor)", Errno(rawValue: errno))
+      }
+      guard UInt64(data) < to else { break }
+      let hole = lseek(fd, data, seekHole)
+      guard hole >= 0 else { throw SyscallError("lseek(SEEK_HOLE)", "\(name) at \(data)", Errno(rawValue: errno)) }
+      let end = min(UInt64(hole), to)
+      ranges.append(AddressRange(start: UInt64(data), end: end))
+      cursor = end
+    }
+    return ranges
+  }
+}

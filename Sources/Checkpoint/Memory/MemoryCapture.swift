@@ -47,7 +47,9 @@ struct MemoryCapture {
       // Shared file mappings live in the file, SysV segments in the IPC image; kernel
       // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
       // hold data written before an mprotect.
-      if !special && !(shared && kind == .file) && kind != .sysvShm {
+      if shared && (vma.kind == .sharedAnonymous || kind == .memfd) {
+        runs = try objectDataRuns(vma)
+      } else if !special && !(shared && kind == .file) && kind != .sysvShm {
         // A private mapping of a file keeps only its copied-on-write pages; the file's own
         // (for a memfd, saved apart: see ``privateMemfdContents``) show through the rest.
         runs = try scanner.dataRuns(start: vma.start, end: vma.end, anonymousOnly: kind == .file || (kind == .memfd && !shared))
@@ -89,6 +91,23 @@ struct MemoryCapture {
       "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
         + "\(Int((monotonicNow() - started) * 1000)) ms")
     return image
+  }
+
+  /// The pages of a shared memory object (shared anonymous memory, a memfd) that `vma` maps
+  /// and that hold data, as addresses in `vma`. Taken from the object (SEEK_DATA), not from
+  /// this process's page tables: pages other processes wrote, some of them gone since, are
+  /// in the object without being mapped here (PostgreSQL's postmaster never touches most of
+  /// the shared buffers its backends fill). Every process sharing the object finds the same
+  /// pages: ``SharedObjectPages`` keeps them in one.
+  private func objectDataRuns(_ vma: VMA) throws -> [AddressRange] {
+    let path = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
+    let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    let objectEnd = vma.offset + (vma.end - vma.start)
+    return try FileData.ranges(fd: fd, from: vma.offset, to: objectEnd, name: path).map { range in
+      // The last page may end past the end of the file: it is mapped whole.
+      AddressRange(start: vma.start + (range.start - vma.offset), end: min(vma.start + ((range.end - vma.offset + 4095) & ~4095), vma.end))
+    }
   }
 
   /// The largest memfd kept for a private mapping of it.

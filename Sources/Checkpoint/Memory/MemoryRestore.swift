@@ -248,10 +248,12 @@ final class MemoryRestore {
     let path = "/proc/\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
     let address = try injector.put(string: path)
     // A private mapping of the object (a memfd) has pages of its own, written in like those
-    // of any private mapping; it needs no write access to the file for that.
-    let ownPages = !vma.shared && !vma.pages.isEmpty
+    // of any private mapping; it needs no write access to the file for that. A shared one
+    // may hold pages of the object that no earlier mapping held (``SharedObjectPages``):
+    // they go into the object through this mapping, writable until the state batch.
+    let ownPages = !vma.pages.isEmpty
     let extra = ownPages && vma.protection & PROT_WRITE == 0 ? PROT_READ | PROT_WRITE : 0
-    let writable = vma.shared && vma.protection & PROT_WRITE != 0
+    let writable = vma.shared && (vma.protection & PROT_WRITE != 0 || ownPages)
     let fd = batch.add("open \(path)", SyscallNumber.open, .value(address), .value(UInt64((writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)))
     batch.add(
       "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size),
