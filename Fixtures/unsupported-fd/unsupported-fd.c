@@ -11,6 +11,8 @@
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
  *   seccomp   /dev/null, and a seccomp filter (one that allows everything). After: the link
+ *   deleted-private /dev/null, and a private mapping of a file in DIR deleted since (as a
+ *             library replaced by an upgrade). After: the link, and the mapping's bytes
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
  *             container's mount namespace, on a directory made under DIR (which the caller
  *             removes: the host sees it as an empty directory). After: the link
@@ -31,6 +33,7 @@
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/eventfd.h>
@@ -59,6 +62,8 @@ static int sharing_child(void *arg) {
   for (;;) pause();
   return 0;
 }
+/* deleted-private: the mapping of the deleted file. */
+static const char *mapped;
 static void fdlink(int fd, char *out, size_t n) {
   char p[64]; snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
   ssize_t r = readlink(p, out, n - 1);
@@ -96,6 +101,14 @@ int main(int argc, char **argv) {
     struct sock_fprog program = {.len = 1, .filter = allow};
     FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     FX_SYS(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program));
+  } else if (!strcmp(kind, "deleted-private")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    int file = FX_SYS(mkstemp(path));
+    if (write(file, "private bytes", 13) != 13) fx_setup_fail("write %s", path);
+    mapped = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, file, 0);
+    if (mapped == MAP_FAILED) fx_setup_fail("mmap %s", path);
+    close(file);
+    FX_SYS(unlink(path));
   } else if (!strcmp(kind, "pivot-root")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     char root[4096], old[4200];
@@ -172,7 +185,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|seccomp|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|seccomp|deleted-private|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -183,6 +196,9 @@ int main(int argc, char **argv) {
   FX_TRUE(!strcmp(link0, now), "fd %d: expected \"%s\", now \"%s\"", fd, link0, now);
   union { struct inotify_event ev; struct signalfd_siginfo si; uint64_t u; char b[4096]; } u;
   memset(&u, 0, sizeof u);
+  if (!strcmp(kind, "deleted-private")) {
+    FX_TRUE(!memcmp(mapped, "private bytes", 13), "the mapping of the deleted file reads \"%.13s\"", mapped);
+  }
   if (!strcmp(kind, "inotify")) {
     int f = mkstemp(path);                       /* the event to be seen */
     if (f < 0) fx_setup_fail("create %s", path);

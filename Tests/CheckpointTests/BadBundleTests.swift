@@ -95,6 +95,34 @@ struct BadBundleTests {
     }
   }
 
+  /// A mapping of a deleted file names where the restore creates a file: a path with `..`, a
+  /// private one or one without its object is refused before anything is made.
+  @Test func malformedDeletedFileMappingsAreRefused() throws {
+    let reader = try BundleReader(source: MemorySource(try Self.original.get()))
+    let member = try #require(reader.manifest.members.first { $0.name.hasSuffix("/mm.json") }).name
+    func deleted(path: String, shared: Bool = true, device: UInt64? = 64) -> VMAImage {
+      var vma = VMAImage(
+        start: 0x10000, end: 0x11000, protection: 3, shared: shared, kind: .deletedFile, path: path, offset: 0, growsDown: false,
+        pages: [], pagesOffset: 0, sharedObject: 12, objectSize: 4096)
+      vma.objectDevice = device
+      vma.objectMode = 0o600
+      return vma
+    }
+    for (label, vma) in [
+      ("dot-dot path", deleted(path: "/dev/shm/../../etc/cron.d/x")), ("relative path", deleted(path: "tmp/x")),
+      ("private", deleted(path: "/tmp/x", shared: false)), ("no device", deleted(path: "/tmp/x", device: nil)),
+    ] {
+      let rewritten = try rewrite(
+        replacing: member,
+        with: { bytes in
+          var image = try MemoryImage.decodeJSON(bytes, member: member)
+          image.vmas.insert(vma, at: 0)
+          return Array(try image.encodedJSON())
+        })
+      try expectRefused(rewritten, containing: "malformed mapping of a deleted file", label: label)
+    }
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"
@@ -111,20 +139,31 @@ struct BadBundleTests {
     #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == bytes, "\(label): the bundle changed")
   }
 
-  /// The original bundle with its manifest edited and `extra` members added at the end,
-  /// re-checksummed (as a tool could).
-  func rewrite(adding extra: [(String, [UInt8])] = [], _ edit: (inout Manifest) -> Void = { _ in }) throws -> [UInt8] {
+  /// The original bundle with its manifest edited, the member `replaced` rewritten and
+  /// `extra` members added at the end, re-checksummed (as a tool could).
+  func rewrite(
+    adding extra: [(String, [UInt8])] = [], _ edit: (inout Manifest) -> Void = { _ in }, replacing replaced: String? = nil,
+    with replace: ([UInt8]) throws -> [UInt8] = { $0 }
+  ) throws -> [UInt8] {
     let reader = try BundleReader(source: MemorySource(try Self.original.get()))
+    var contents: [String: [UInt8]] = [:]
     var manifest = reader.manifest
     edit(&manifest)
     manifest.members += extra.map { Manifest.Member(name: $0.0, size: $0.1.count) }
+    var members: [(String, [UInt8])] = []
+    while let member = try reader.nextMember() {
+      var bytes: [UInt8] = []
+      try reader.forEachChunk { bytes += $0 }
+      if member.name == replaced { bytes = try replace(bytes) }
+      contents[member.name] = bytes
+      members.append((member.name, bytes))
+    }
+    for index in manifest.members.indices {
+      if let bytes = contents[manifest.members[index].name] { manifest.members[index].size = bytes.count }
+    }
     let sink = MemorySink()
     let writer = try BundleWriter(sink: sink, manifest: manifest)
-    while let member = try reader.nextMember() {
-      try writer.beginMember(name: member.name, size: member.size)
-      try reader.forEachChunk { try writer.write($0) }
-      try writer.endMember()
-    }
+    for (name, bytes) in members { try writer.add(name: name, data: bytes) }
     for (name, bytes) in extra { try writer.add(name: name, data: bytes) }
     try writer.finish()
     return sink.bytes

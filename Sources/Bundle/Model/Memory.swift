@@ -31,6 +31,10 @@ public struct VMAImage: Codable, Sendable, Equatable {
     /// A SysV shared memory segment attached with shmat(2); `sharedObject` is its id, its
     /// bytes are in ipc.json's segment, not in the pages member.
     case sysvShm
+    /// A shared mapping of a file deleted since (a POSIX semaphore after sem_unlink, a
+    /// scratch file unlinked once mapped); `path` is where it was. Its pages are the file's
+    /// data; the restore makes the file again there (or beside it) and unlinks it.
+    case deletedFile
   }
   public var start: UInt64
   public var end: UInt64
@@ -54,8 +58,12 @@ public struct VMAImage: Codable, Sendable, Equatable {
   public enum Lock: String, Codable, Sendable {
     case always, onFault
   }
-  /// For a memfd mapping: the size of the file.
+  /// For a memfd mapping and a deleted file: the size of the file.
   public var objectSize: UInt64?
+  /// For a deleted file: the device it was on (st_dev; inodes are unique only per device) and
+  /// its permission bits.
+  public var objectDevice: UInt64?
+  public var objectMode: UInt32?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
@@ -76,11 +84,29 @@ public struct VMAImage: Codable, Sendable, Equatable {
   }
 
   public var size: UInt64 { end - start }
+  /// The object a shared mapping shares with others, restored once for all of them: shared
+  /// anonymous memory, a memfd or a deleted file. Nil for other mappings (and SysV segments,
+  /// which the IPC namespace holds).
+  public var objectKey: ObjectKey? {
+    guard let sharedObject, kind == .anonymous || kind == .memfd || kind == .deletedFile else { return nil }
+    return ObjectKey(device: objectDevice ?? 0, inode: sharedObject)
+  }
   /// Kernel-provided mappings that restore moves into place rather than creates.
   /// The member holding the contents of a memfd mapped privately.
   public static func memfdMember(inode: UInt64) -> String { "memfd/\(inode).img" }
 
   public var isSpecial: Bool { kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall }
+}
+
+/// A memory object several mappings share: its device (0 for the kernel's own shared memory
+/// and memfds) and inode.
+public struct ObjectKey: Hashable, Sendable {
+  public var device: UInt64
+  public var inode: UInt64
+  public init(device: UInt64, inode: UInt64) {
+    self.device = device
+    self.inode = inode
+  }
 }
 
 /// A run of saved pages [start, end).
@@ -140,6 +166,8 @@ extension VMAImage {
   func appendJSON(to text: inout String) {
     text += "{\"end\":\(end),\"growsDown\":\(growsDown),\"kind\":\"\(kind.rawValue)\","
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
+    if let objectDevice { text += "\"objectDevice\":\(objectDevice)," }
+    if let objectMode { text += "\"objectMode\":\(objectMode)," }
     if let objectSize { text += "\"objectSize\":\(objectSize)," }
     text += "\"offset\":\(offset),\"pages\":["
     for (index, run) in pages.enumerated() {
@@ -205,7 +233,8 @@ extension MemoryImage {
 extension VMAImage {
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
     var start, end, offset, pagesOffset: UInt64?
-    var sharedObject, objectSize: UInt64?
+    var sharedObject, objectSize, objectDevice: UInt64?
+    var objectMode: UInt32?
     var lock: Lock?
     var protection: Int32?
     var shared, growsDown: Bool?
@@ -231,6 +260,8 @@ extension VMAImage {
       case "pagesOffset": pagesOffset = try scanner.integer()
       case "sharedObject": sharedObject = scanner.null() ? nil : try scanner.integer()
       case "objectSize": objectSize = scanner.null() ? nil : try scanner.integer()
+      case "objectDevice": objectDevice = scanner.null() ? nil : try scanner.integer()
+      case "objectMode": objectMode = scanner.null() ? nil : try scanner.integer()
       case "lock":
         if !scanner.null() {
           let name = try scanner.string()
@@ -254,6 +285,8 @@ extension VMAImage {
       start: start, end: end, protection: protection, shared: shared, kind: kind, path: path, offset: offset,
       growsDown: growsDown, pages: pages, pagesOffset: pagesOffset, sharedObject: sharedObject, objectSize: objectSize)
     self.lock = lock
+    self.objectDevice = objectDevice
+    self.objectMode = objectMode
   }
 }
 

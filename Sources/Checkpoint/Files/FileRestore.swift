@@ -109,9 +109,12 @@ struct FileRestore {
     var after = AfterBatch()
     /// Queues open(path) and moves the result to a high number.
     func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
-      // Never creating or truncating; close-on-exec until installed.
+      // Never creating or truncating; close-on-exec until installed. A /proc/<pid>/fd or
+      // map_files entry (a file another descriptor or a mapping brought back) is a magic
+      // symlink, which O_NOFOLLOW (sem_open's, say) would refuse with ELOOP.
       let address = try injector.put(string: path)
-      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
+      let magic = path.hasPrefix("/proc/") ? O_NOFOLLOW : 0
+      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL | magic) | O_CLOEXEC
       let opened = batch.add(
         "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
       return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
@@ -363,6 +366,9 @@ struct FileRestore {
         let source: String
         if let held = shared.ghosts[ghost.inode] {
           source = "/proc/\(held.hostPid)/fd/\(held.fd)"
+        } else if let mapped = sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: ghost.inode, path: path)] {
+          // Mapped too: the file a mapping made again, which already has the contents.
+          source = "/proc/\(mapped.hostPid)/map_files/\(hex(mapped.start))-\(hex(mapped.end))"
         } else {
           // Made again next to where it was and unlinked at once; ckcont fills it after the
           // batch, through the keeper descriptor.
@@ -393,7 +399,7 @@ struct FileRestore {
       case .memfd:
         guard let memfd = descriptor.memfd else { continue }
         let existing: String?
-        if let mapping = sharedObjects.created[memfd.inode] {
+        if let mapping = sharedObjects.created[ObjectKey(device: 0, inode: memfd.inode)] {
           existing = "/proc/\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
         } else if let held = shared.memfds[memfd.inode] {
           existing = "/proc/\(held.hostPid)/fd/\(held.fd)"

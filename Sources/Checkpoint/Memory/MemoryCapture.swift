@@ -24,7 +24,7 @@ struct MemoryCapture {
       let kind: VMAImage.Kind
       switch vma.kind {
       case .anonymous, .anonymousNamed, .sharedAnonymous: kind = .anonymous
-      case .file: kind = .file
+      case .file: kind = vma.isDeleted ? .deletedFile : .file
       case .memfd: kind = .memfd
       case .sysvShm: kind = .sysvShm
       case .heap: kind = .heap
@@ -37,17 +37,16 @@ struct MemoryCapture {
         throw CKError(.failed, "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) [\(name)] cannot be checkpointed")
       }
       let shared = vma.permissions.contains(.shared)
-      if kind == .file && vma.isDeleted {
-        throw CKError(
-          .failed,
-          "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) of deleted file \(vma.path) cannot be checkpointed yet")
+      var deletedFile: stat?
+      if kind == .deletedFile {
+        deletedFile = try deletedFileFacts(vma, shared: shared)
       }
       let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
       var runs: [AddressRange] = []
       // Shared file mappings live in the file, SysV segments in the IPC image; kernel
       // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
       // hold data written before an mprotect.
-      if shared && (vma.kind == .sharedAnonymous || kind == .memfd) {
+      if shared && (vma.kind == .sharedAnonymous || kind == .memfd || kind == .deletedFile) {
         runs = try objectDataRuns(vma)
       } else if !special && !(shared && kind == .file) && kind != .sysvShm {
         // A private mapping of a file keeps only its copied-on-write pages; the file's own
@@ -64,11 +63,17 @@ struct MemoryCapture {
         }
         objectSize = UInt64(st.st_size)
       }
-      images.append(
-        VMAImage(
-          start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
-          path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset,
-          sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil, objectSize: objectSize))
+      var image = VMAImage(
+        start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
+        path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset,
+        sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil, objectSize: objectSize)
+      if let deletedFile {
+        image.sharedObject = UInt64(deletedFile.st_ino)
+        image.objectDevice = UInt64(deletedFile.st_dev)
+        image.objectSize = UInt64(deletedFile.st_size)
+        image.objectMode = UInt32(deletedFile.st_mode) & 0o7777
+      }
+      images.append(image)
       offset += pages.reduce(0) { $0 + $1.size }
     }
     if hasLockedMemory {
@@ -91,6 +96,24 @@ struct MemoryCapture {
       "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
         + "\(Int((monotonicNow() - started) * 1000)) ms")
     return image
+  }
+
+  /// The file behind a mapping of a deleted file, which must be one the restore can make
+  /// again: a regular file, linked nowhere else, mapped shared (its pages are the file's data).
+  private func deletedFileFacts(_ vma: VMA, shared: Bool) throws -> stat {
+    let name = "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) of deleted file \(vma.path)"
+    guard shared else {
+      throw CKError(
+        .failed, "\(name) is private, which ckcont cannot checkpoint yet",
+        hint: "restart the process so that it maps the file's new version")
+    }
+    let file = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
+    var st = stat()
+    guard stat(file, &st) == 0 else { throw CKError(.failed, "\(name): cannot stat \(file): \(String(cString: strerror(errno)))") }
+    guard st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 0 else {
+      throw CKError(.failed, "\(name) is not a regular file or is still linked elsewhere, which ckcont cannot checkpoint yet")
+    }
+    return st
   }
 
   /// The pages of a shared memory object (shared anonymous memory, a memfd) that `vma` maps

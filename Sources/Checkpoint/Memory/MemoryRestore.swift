@@ -11,8 +11,13 @@ import Linux
 /// Shared anonymous memory objects already recreated: the first process to map one creates
 /// it, the others map the same object through /proc/<pid>/map_files of that process.
 final class SharedMemoryObjects {
-  /// inode at dump -> the creating task (pid as ckcont sees it) and its mapping.
-  var created: [UInt64: (hostPid: Int32, start: UInt64, end: UInt64)] = [:]
+  /// The object at dump -> the creating task (pid as ckcont sees it) and its mapping.
+  var created: [ObjectKey: (hostPid: Int32, start: UInt64, end: UInt64)] = [:]
+  /// Deleted files made again for mappings, by ``deletedFileName(inode:path:)``: a descriptor
+  /// of the same file opens that one rather than a ghost of its own.
+  var deletedFiles: [String: (hostPid: Int32, start: UInt64, end: UInt64)] = [:]
+
+  static func deletedFileName(inode: UInt64, path: String) -> String { "\(inode) \(path)" }
   /// Where every new task has [vdso] and [vvar]: where ckcont has them, as each was cloned
   /// from ckcont or forked from such a task before its own were moved. Read from the first.
   var inheritedKernelMappings: [VMA]?
@@ -77,7 +82,7 @@ final class MemoryRestore {
         attachSegment(vma)
         continue
       }
-      if let object = vma.sharedObject, let first = sharedObjects.created[object] {
+      if let object = vma.objectKey, let first = sharedObjects.created[object] {
         // Another process (or an earlier mapping of this one) made this object and wrote its
         // pages: map the same one.
         try mapShared(vma, from: first)
@@ -90,7 +95,10 @@ final class MemoryRestore {
       if vma.kind == .memfd && !vma.shared { privateMemfds.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
       if needsWrite { madeWritable.append(vma) }
-      if let object = vma.sharedObject { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
+      if let object = vma.objectKey { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
+      if vma.kind == .deletedFile, let inode = vma.sharedObject {
+        sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: inode, path: vma.path)] = (injector.pid, vma.start, vma.end)
+      }
     }
     if injector.dataRoom < 8192 || batch.isFull { try flush() }
     try queueMMFields()
@@ -349,6 +357,23 @@ final class MemoryRestore {
         name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
         .value(vma.offset), expecting: at)
       batch.add("close the memfd", SyscallNumber.close, .result(fd))
+    } else if vma.kind == .deletedFile {
+      // Made again where it was when that path is free (so /proc shows the same name), else
+      // beside it, and unlinked at once; other mappings of it come through map_files.
+      let directory = vma.path.split(separator: "/").dropLast().joined(separator: "/")
+      let ghostPath =
+        access(vma.path, F_OK) != 0 && errno == ENOENT
+        ? vma.path : "/\(directory)/.ckcont-ghost-\(vma.sharedObject ?? 0)-\(UInt32.random(in: 0...UInt32.max))"
+      let path = try injector.put(string: ghostPath)
+      let fd = batch.add(
+        "create \(ghostPath) for the deleted \(vma.path)", SyscallNumber.open, .value(path),
+        .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64(vma.objectMode ?? 0o600)))
+      batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(path))
+      batch.add("ftruncate \(ghostPath)", SyscallNumber.ftruncate, .result(fd), .value(vma.objectSize ?? vma.offset + vma.size))
+      batch.add(
+        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
+        .value(vma.offset), expecting: at)
+      batch.add("close \(ghostPath)", SyscallNumber.close, .result(fd))
     } else if vma.kind == .file {
       // A library maps several VMAs of one file: it is opened once per batch.
       let writable = vma.shared && vma.protection & PROT_WRITE != 0

@@ -1,15 +1,15 @@
 import Bundle
 
-/// Keeps the pages of each shared memory object (shared anonymous memory, a memfd mapped
-/// shared) in one place in the bundle. Every process mapping the object finds the same pages
+/// Keeps the pages of each shared memory object (shared anonymous memory, a memfd or a
+/// deleted file mapped shared) in one place in the bundle. Every process mapping the object finds the same pages
 /// in it (``MemoryCapture`` reads them from the object, not from its page tables): the first
 /// mapping, in bundle order, of each part of the object keeps them, and later mappings of
 /// that part drop theirs. At restore each mapping that has pages writes them through its own
 /// view of the one object, whichever process made it.
 struct SharedObjectPages {
-  /// Per object (inode), the ranges of it (offsets in the object) whose pages are kept,
+  /// Per object, the ranges of it (offsets in the object) whose pages are kept,
   /// sorted and coalesced.
-  private var kept: [UInt64: [Range<UInt64>]] = [:]
+  private var kept: [ObjectKey: [Range<UInt64>]] = [:]
 
   /// `image` without the pages of object ranges kept by an earlier mapping, offsets and size
   /// recomputed; what is left is kept from now on.
@@ -18,7 +18,7 @@ struct SharedObjectPages {
     var changed = false
     for index in image.vmas.indices {
       let vma = image.vmas[index]
-      guard vma.shared, vma.kind == .anonymous || vma.kind == .memfd, let object = vma.sharedObject, !vma.pages.isEmpty else {
+      guard vma.shared, let object = vma.objectKey, !vma.pages.isEmpty else {
         continue
       }
       let wanted = vma.pages.map { vma.offset + ($0.start - vma.start)..<vma.offset + ($0.end - vma.start) }

@@ -375,6 +375,12 @@ final class LoadedBundle {
           vma.offset % page == 0, size >= vma.offset + vma.size, vma.path.hasPrefix("/memfd:")
         else { throw bad("\(name) is a malformed memfd mapping") }
       }
+      if vma.kind == .deletedFile {
+        guard vma.shared, vma.sharedObject != nil, vma.objectDevice != nil, let size = vma.objectSize, size <= 1 << 46,
+          vma.offset % page == 0, vma.path.hasPrefix("/"), !vma.path.split(separator: "/").contains(".."),
+          (vma.objectMode ?? 0) <= 0o7777
+        else { throw bad("\(name) is a malformed mapping of a deleted file") }
+      }
       previousEnd = vma.end
     }
     guard expectedOffset == task.memory.pagesSize, UInt64(task.pagesSize) == task.memory.pagesSize else {
