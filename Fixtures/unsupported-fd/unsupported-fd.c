@@ -10,7 +10,6 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
- *   seccomp   /dev/null, and a seccomp filter (one that allows everything). After: the link
  *   deleted-private /dev/null, and a private mapping of a file in DIR deleted since (as a
  *             library replaced by an upgrade). After: the link, and the mapping's bytes
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
@@ -44,8 +43,6 @@
 #include <linux/io_uring.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <time.h>
@@ -95,12 +92,6 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
-  } else if (!strcmp(kind, "seccomp")) {
-    fd = FX_SYS(open("/dev/null", O_RDWR));
-    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
-    struct sock_fprog program = {.len = 1, .filter = allow};
-    FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
-    FX_SYS(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program));
   } else if (!strcmp(kind, "deleted-private")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     int file = FX_SYS(mkstemp(path));
@@ -185,7 +176,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|seccomp|deleted-private|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-private|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

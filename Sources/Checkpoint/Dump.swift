@@ -136,13 +136,6 @@ public struct Dump {
           hint: "start the container without a terminal (setsid, stdio on files or pipes)")
       }
       task = try TaskCapture(pid: process.pid, threads: process.threads)
-      // A filter left out would be a sandbox silently gone after the restore.
-      for (tid, status) in [(process.pid, task.status)] + task.threadStatus.map({ ($0.key, $0.value) }) where status.seccomp != 0 {
-        throw CKError(
-          .failed,
-          "process \(process.pid)\(tid == process.pid ? "" : " (thread \(tid))") runs under seccomp (\(status.seccomp == 1 ? "strict mode" : "a filter")), which ckcont cannot checkpoint yet",
-          hint: "start the container without a seccomp profile")
-      }
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
       memory = try MemoryCapture(pid: process.pid, procStat: stat, hasLockedMemory: (task.status.lockedMemoryKiB ?? 0) > 0).image(log: log)
       files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired).image(log: log)

@@ -108,6 +108,32 @@ public struct Tracee: Sendable, Hashable {
     }
   }
 
+  /// PTRACE_SECCOMP_GET_FILTER and PTRACE_SECCOMP_GET_METADATA: the thread's seccomp
+  /// filters, oldest first, each as its classic BPF program (struct sock_filter, 8 bytes an
+  /// instruction) and its flags (SECCOMP_FILTER_FLAG_LOG is the one the kernel reports).
+  public func seccompFilters() throws(SyscallError) -> [(flags: UInt64, program: [UInt8])] {
+    var filters: [(flags: UInt64, program: [UInt8])] = []
+    // Index 0 is the filter installed last.
+    for index in 0..<UInt(4096) {
+      let count = ck_ptrace(Int32(CK_PTRACE_SECCOMP_GET_FILTER), tid, index, 0)
+      if count < 0 {
+        if errno == ENOENT { break }
+        throw SyscallError("ptrace", "PTRACE_SECCOMP_GET_FILTER, \(tid), \(index)", Errno(rawValue: errno))
+      }
+      var program = [UInt8](repeating: 0, count: count * 8)
+      let got = program.withUnsafeMutableBytes { ck_ptrace(Int32(CK_PTRACE_SECCOMP_GET_FILTER), tid, index, UInt(bitPattern: $0.baseAddress)) }
+      guard got == count else { throw SyscallError("ptrace", "PTRACE_SECCOMP_GET_FILTER, \(tid), \(index)", Errno(rawValue: got < 0 ? errno : EIO)) }
+      // struct seccomp_metadata { __u64 filter_off; __u64 flags; }
+      var metadata: (UInt64, UInt64) = (UInt64(index), 0)
+      let size = UInt(MemoryLayout.size(ofValue: metadata))
+      try syscallChecked("ptrace", "PTRACE_SECCOMP_GET_METADATA, \(tid), \(index)") {
+        withUnsafeMutableBytes(of: &metadata) { ck_ptrace(Int32(CK_PTRACE_SECCOMP_GET_METADATA), tid, size, UInt(bitPattern: $0.baseAddress)) }
+      }
+      filters.append((metadata.1, program))
+    }
+    return filters.reversed()
+  }
+
   /// PTRACE_GETEVENTMSG: e.g. the new task's pid after a PTRACE_EVENT_FORK stop.
   public func eventMessage() throws(SyscallError) -> UInt {
     var message: UInt = 0

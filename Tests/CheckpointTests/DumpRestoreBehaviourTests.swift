@@ -211,22 +211,6 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
-  /// A process under seccomp is refused: restored without its filter, it would have lost its
-  /// sandbox without a word. The container runs on.
-  @Test func seccompIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["seccomp"])
-    defer { container.destroy() }
-    try container.waitReady()
-    let pids = container.cgroup.allPids()
-    let dump = container.dump()
-    #expect(dump.status == 1)
-    #expect(dump.stderr.hasPrefix("ckcont: error: process \(pids.min() ?? 0) runs under seccomp (a filter)"), "\(dump.stderr)")
-    #expect(dump.stderr.split(separator: "\n").count <= 2)
-    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
-    kill(pids.min() ?? 0, SIGTERM)
-    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
-  }
-
   /// A private mapping of a deleted file (a library an upgrade replaced) cannot be restored
   /// yet: the dump names the task and the mapping in one line, and the process runs on.
   @Test func aPrivateMappingOfADeletedFileIsRefused() throws {

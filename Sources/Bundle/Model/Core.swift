@@ -19,6 +19,8 @@ public struct TaskCore: Codable, Sendable, Equatable {
   /// How the scheduler treats it: nice value, policy (SCHED_OTHER, BATCH, IDLE, FIFO, RR)
   /// and real-time priority, as its main thread has them.
   public var scheduling: SchedulingImage?
+  /// seccomp filters, oldest first, which every thread of the process has (nil: none).
+  public var seccompFilters: [SeccompFilterImage]?
   public var credentials: Credentials
   /// prctl state: PR_SET_PDEATHSIG signal, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER.
   public var parentDeathSignal: Int32
@@ -227,6 +229,24 @@ public struct Credentials: Codable, Sendable, Equatable {
     self.capabilitiesText = capabilitiesText
     self.noNewPrivileges = noNewPrivileges
     self.securebits = securebits
+  }
+}
+
+/// One seccomp filter: a classic BPF program and how it was installed.
+public struct SeccompFilterImage: Codable, Sendable, Equatable {
+  /// SECCOMP_FILTER_FLAG_* the kernel reports for it (SECCOMP_FILTER_FLAG_LOG).
+  public var flags: UInt64
+  /// struct sock_filter instructions, 8 bytes each.
+  public var program: Data
+
+  /// The most instructions one filter may have (BPF_MAXINSNS).
+  public static let maxInstructions = 4096
+  /// The flags a restore may install a filter with.
+  public static let knownFlags: UInt64 = 2  // SECCOMP_FILTER_FLAG_LOG
+
+  public init(flags: UInt64, program: Data) {
+    self.flags = flags
+    self.program = program
   }
 }
 

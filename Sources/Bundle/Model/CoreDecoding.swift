@@ -20,8 +20,26 @@ extension TaskCore {
       var parentDeathSignal, dumpable: Int32?
       var childSubreaper: Bool?
       var scheduling: SchedulingImage?
+      var seccompFilters: [SeccompFilterImage]?
       try scanner.object { key, scanner throws(BundleError) in
         switch key {
+        case "seccompFilters":
+          if !scanner.null() {
+            seccompFilters = try scanner.list { scanner throws(BundleError) in
+              var flags: UInt64?
+              var program: Data?
+              try scanner.object { key, scanner throws(BundleError) in
+                switch key {
+                case "flags": flags = try scanner.integer()
+                case "program": program = try scanner.base64()
+                default: try scanner.skip()
+                }
+              }
+              guard let flags else { throw scanner.missing("flags", in: "a seccomp filter") }
+              guard let program else { throw scanner.missing("program", in: "a seccomp filter") }
+              return SeccompFilterImage(flags: flags, program: program)
+            }
+          }
         case "scheduling":
           if !scanner.null() {
             let fields = try scanner.integerFields(["nice", "policy", "realtimePriority"], in: "the scheduling")
@@ -101,6 +119,7 @@ extension TaskCore {
         root: root, comm: comm, credentials: credentials, parentDeathSignal: parentDeathSignal, dumpable: dumpable,
         childSubreaper: childSubreaper)
       core.scheduling = scheduling
+      core.seccompFilters = seccompFilters
       return core
     }
   }

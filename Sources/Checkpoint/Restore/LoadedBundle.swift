@@ -386,6 +386,15 @@ final class LoadedBundle {
     guard expectedOffset == task.memory.pagesSize, UInt64(task.pagesSize) == task.memory.pagesSize else {
       throw bad("the page runs (\(expectedOffset) bytes) do not match the pages member (\(task.pagesSize) bytes)")
     }
+    if let filters = task.core.seccompFilters {
+      // The restore puts each program into the task's 32 KiB data area, beside its header.
+      guard filters.count <= 64,
+        filters.allSatisfy({
+          !$0.program.isEmpty && $0.program.count % 8 == 0 && $0.program.count / 8 <= 4000
+            && $0.flags & ~SeccompFilterImage.knownFlags == 0
+        })
+      else { throw bad("malformed or oversized seccomp filters") }
+    }
     guard task.memory.auxv.count <= 512, task.memory.auxv.count % 2 == 0, task.memory.exe.hasPrefix("/") else {
       throw bad("bad auxv or executable")
     }

@@ -137,7 +137,9 @@ public struct Restore {
             try TimeNamespaces.enterForChildren(timeOffsets[time])
             rootTimeNamespace = time
           }
-          let hostPid = try createTask(task, namespaces: bundle.tree.namespaces, cgroup: target)
+          let hostPid = try createTask(
+            task, namespaces: bundle.tree.namespaces, cgroup: target,
+            suspendSeccomp: bundle.tasks.contains { $0.core.seccompFilters != nil })
           created.append(hostPid)
           if rootPid == 0 {
             rootPid = hostPid
@@ -427,7 +429,9 @@ public struct Restore {
   }
 
   /// clone3 of the task in fresh namespaces with its pid; the child stops itself at once.
-  func createTask(_ task: LoadedBundle.LoadedTask, namespaces: NamespaceSet, cgroup: TargetCgroups) throws -> Int32 {
+  /// With `suspendSeccomp`, the seccomp filters the restore installs in it and in the tasks it
+  /// makes (which inherit the option) do not apply to the restore's own remote calls.
+  func createTask(_ task: LoadedBundle.LoadedTask, namespaces: NamespaceSet, cgroup: TargetCgroups, suspendSeccomp: Bool) throws -> Int32 {
     var flags: UInt64 = 0
     var pids: [pid_t]
     if namespaces.pid {
@@ -465,7 +469,8 @@ public struct Restore {
       throw CKError(.failed, "the new task \(pid) did not stop as expected: \(status)")
     }
     try Tracee(tid: pid).setOptions(
-      Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK))
+      Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK)
+        | (suspendSeccomp ? Int32(CK_PTRACE_O_SUSPEND_SECCOMP) : 0))
     log("created task \(pid) (pid \(pids[0]) in its namespace) in \(directory)")
     return pid
   }

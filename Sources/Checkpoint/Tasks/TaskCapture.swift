@@ -55,6 +55,7 @@ struct TaskCapture: Sendable {
   func core(session: SeizedContainer, auxv: [UInt64], log: (String) -> Void) throws -> (
     core: TaskCore, brk: UInt64, namespaces: NamespaceFacts
   ) {
+    let seccompFilters = try captureSeccomp()
     let vdso = stride(from: 0, to: auxv.count - 1, by: 2).first { auxv[$0] == 33 /* AT_SYSINFO_EHDR */ }.map { auxv[$0 + 1] }
     let inject = try RemoteSession(tracee: Tracee(tid: pid), vdsoBase: vdso)
     defer { inject.finish() }
@@ -202,14 +203,42 @@ struct TaskCapture: Sendable {
       let words = ran.words(at: at, count: 2)
       limits.append(ResourceLimitImage(resource: resource, soft: words[0], hard: words[1]))
     }
-    let core = TaskCore(
+    var core = TaskCore(
       threads: threadCores, signalActions: actions, sharedPendingSignals: try Tracee(tid: pid).queuedSignals(shared: true).map { Data($0) }, itimers: itimers,
       posixTimers: posixTimers.isEmpty ? nil : posixTimers,
       personality: UInt64(personality), resourceLimits: limits, umask: status.umask,
       cwd: cwd, root: root, comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)
+    core.seccompFilters = seccompFilters
     log("task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
     return (core, brk, NamespaceFacts(uts: uts, sysvObjects: sysvObjects, loopbackUp: loopbackUp))
+  }
+
+  /// The seccomp filters every thread of the process has, oldest first (nil: none). Their
+  /// threads' filters are suspended for ckcont's remote calls (PTRACE_O_SUSPEND_SECCOMP,
+  /// until the detach), which the filters could otherwise deny or answer by killing. Refused:
+  /// strict mode, and threads with filters that differ (each thread would need its own).
+  private func captureSeccomp() throws -> [SeccompFilterImage]? {
+    let modes = threads.map { tid in (tid, (tid == pid ? status : threadStatus[tid])?.seccomp ?? 0) }
+    guard modes.contains(where: { $0.1 != 0 }) else { return nil }
+    if let strict = modes.first(where: { $0.1 == 1 }) {
+      throw CKError(
+        .failed,
+        "process \(pid)\(strict.0 == pid ? "" : " (thread \(strict.0))") runs under seccomp strict mode, which ckcont cannot checkpoint yet",
+        hint: "checkpoint it before it enters strict mode")
+    }
+    var chains: [[SeccompFilterImage]] = []
+    for tid in threads {
+      let tracee = Tracee(tid: tid)
+      try tracee.setOptions(Int32(Ptrace.defaultOptions) | Int32(CK_PTRACE_O_SUSPEND_SECCOMP))
+      chains.append(try tracee.seccompFilters().map { SeccompFilterImage(flags: $0.flags, program: Data($0.program)) })
+    }
+    guard chains.allSatisfy({ $0 == chains[0] }) else {
+      throw CKError(
+        .failed, "the threads of process \(pid) have different seccomp filters, which ckcont cannot checkpoint yet",
+        hint: "install the filters before the threads are made, or with SECCOMP_FILTER_FLAG_TSYNC")
+    }
+    return chains[0]
   }
 
   /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid.

@@ -95,6 +95,7 @@ struct TaskRestore {
     }
     try restorePosixTimers()
     try queueSignals()
+    try installSeccompFilters(threads: threads.count)
     for (_, own) in threads { try restoreCredentials(in: own) }
     for (thread, own) in threads.dropFirst() {
       try setFinalState(thread, of: own.tracee)
@@ -286,6 +287,24 @@ struct TaskRestore {
     }
     if creds.noNewPrivileges {
       try injector.call("PR_SET_NO_NEW_PRIVS", SyscallNumber.prctl, 38, 1)
+    }
+  }
+
+  /// The process's seccomp filters, oldest first, for every thread at once (TSYNC): after
+  /// everything else the task does for the restore but its credentials, while it still has
+  /// CAP_SYS_ADMIN (the filters need it, or no_new_privs, which comes with the credentials).
+  /// The calls that follow are not filtered: the restore's tracees have their seccomp
+  /// suspended (PTRACE_O_SUSPEND_SECCOMP) until they are released.
+  private func installSeccompFilters(threads: Int) throws {
+    for (index, filter) in (core.seccompFilters ?? []).enumerated() {
+      injector.resetData()
+      let program = try injector.put(Array(filter.program))
+      // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+      let fprog = try injector.put(words: [UInt64(filter.program.count / 8), program])
+      let flags = filter.flags | (threads > 1 ? 1 /* SECCOMP_FILTER_FLAG_TSYNC */ : 0)
+      try injector.call(
+        "seccomp filter \(index + 1) of \(core.seccompFilters?.count ?? 0)", SyscallNumber.seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags,
+        fprog)
     }
   }
 

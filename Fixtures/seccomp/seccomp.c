@@ -1,0 +1,89 @@
+/* seccomp: a process's seccomp filters come back, in every thread, and keep filtering.
+ *
+ *   seccomp
+ *
+ * Before "ready": no_new_privs, then filter A (uname fails with EPERM), a thread, then
+ * filter B with SECCOMP_FILTER_FLAG_LOG and SECCOMP_FILTER_FLAG_TSYNC (times fails with
+ * EACCES), so both threads have both. After SIGTERM, in both threads: uname fails with EPERM,
+ * times with EACCES, getppid works, PR_GET_SECCOMP says filter mode, and /proc shows two
+ * filters and no_new_privs.
+ */
+#include "fix.h"
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/times.h>
+#include <sys/utsname.h>
+
+/* Fails system call `number` with `error`, allows everything else (x86_64 only). */
+static void install(int number, int error, unsigned flags) {
+  struct sock_filter program[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)number, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)error),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog fprog = {.len = sizeof program / sizeof program[0], .filter = program};
+  FX_SYS(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog));
+}
+
+static const char *check(void) {
+  struct utsname names;
+  errno = 0;
+  if (uname(&names) != -1 || errno != EPERM) return "uname was not refused with EPERM";
+  struct tms t;
+  errno = 0;
+  if (syscall(SYS_times, &t) != -1 || errno != EACCES) return "times was not refused with EACCES";
+  if (getppid() < 0) return "getppid failed";
+  if (prctl(PR_GET_SECCOMP) != 2) return "PR_GET_SECCOMP is not filter mode";
+  return NULL;
+}
+
+static char *read_status(void) {
+  static char text[8192];
+  FILE *file = fopen("/proc/self/status", "r");
+  if (!file) return NULL;
+  size_t n = fread(text, 1, sizeof text - 1, file);
+  fclose(file);
+  text[n] = 0;
+  return text;
+}
+
+static volatile int go;
+static const char *volatile thread_result = "the thread did not check";
+
+static void *thread_main(void *unused) {
+  (void)unused;
+  while (!go) usleep(1000);
+  const char *problem = check();
+  thread_result = problem ? problem : "";
+  return NULL;
+}
+
+int main(void) {
+  fx_init("seccomp");
+  fx_term_setup();
+  FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+  install(SYS_uname, EPERM, 0);
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, thread_main, NULL)) fx_setup_fail("pthread_create");
+  install(SYS_times, EACCES, SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_TSYNC);
+  fx_ready();
+  fx_wait_term();
+  const char *problem = check();
+  FX_TRUE(problem == NULL, "main thread: %s", problem);
+  go = 1;
+  pthread_join(thread, NULL);
+  FX_TRUE(!strcmp((const char *)thread_result, ""), "thread: %s", (const char *)thread_result);
+  char *status = read_status();
+  FX_TRUE(status && strstr(status, "Seccomp_filters:\t2\n"), "/proc/self/status does not show two filters");
+  FX_TRUE(status && strstr(status, "NoNewPrivs:\t1\n"), "/proc/self/status does not show no_new_privs");
+  fx_finish();
+}
