@@ -10,8 +10,6 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
- *   deleted-private /dev/null, and a private mapping of a file in DIR deleted since (as a
- *             library replaced by an upgrade). After: the link, and the mapping's bytes
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
  *             container's mount namespace, on a directory made under DIR (which the caller
  *             removes: the host sees it as an empty directory). After: the link
@@ -32,7 +30,6 @@
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/eventfd.h>
@@ -59,8 +56,6 @@ static int sharing_child(void *arg) {
   for (;;) pause();
   return 0;
 }
-/* deleted-private: the mapping of the deleted file. */
-static const char *mapped;
 static void fdlink(int fd, char *out, size_t n) {
   char p[64]; snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
   ssize_t r = readlink(p, out, n - 1);
@@ -92,14 +87,6 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
-  } else if (!strcmp(kind, "deleted-private")) {
-    fd = FX_SYS(open("/dev/null", O_RDWR));
-    int file = FX_SYS(mkstemp(path));
-    if (write(file, "private bytes", 13) != 13) fx_setup_fail("write %s", path);
-    mapped = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, file, 0);
-    if (mapped == MAP_FAILED) fx_setup_fail("mmap %s", path);
-    close(file);
-    FX_SYS(unlink(path));
   } else if (!strcmp(kind, "pivot-root")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     char root[4096], old[4200];
@@ -176,7 +163,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-private|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -187,9 +174,6 @@ int main(int argc, char **argv) {
   FX_TRUE(!strcmp(link0, now), "fd %d: expected \"%s\", now \"%s\"", fd, link0, now);
   union { struct inotify_event ev; struct signalfd_siginfo si; uint64_t u; char b[4096]; } u;
   memset(&u, 0, sizeof u);
-  if (!strcmp(kind, "deleted-private")) {
-    FX_TRUE(!memcmp(mapped, "private bytes", 13), "the mapping of the deleted file reads \"%.13s\"", mapped);
-  }
   if (!strcmp(kind, "inotify")) {
     int f = mkstemp(path);                       /* the event to be seen */
     if (f < 0) fx_setup_fail("create %s", path);

@@ -170,8 +170,8 @@ public struct Dump {
     var ipc: SysVIPC.Captured?
     /// The mounts the container added to its own mount namespace, when it added any.
     var mounts: MountsImage?
-    /// The contents of memfds mapped privately, by inode.
-    var privateMemfds: [UInt64: [UInt8]] = [:]
+    /// The contents of memfds and deleted files mapped privately, by member name.
+    var privateObjects: [String: [UInt8]] = [:]
   }
 
   /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs),
@@ -279,10 +279,10 @@ public struct Dump {
       ipc = try phases.time("SysV IPC") { try SysVIPC.capture(namespaceOf: root.hostPid) }
     }
     try checkSysVAttachments(tasks, ipc: ipc?.image)
-    var privateMemfds: [UInt64: [UInt8]] = [:]
-    for task in tasks where task.memory.vmas.contains(where: { $0.kind == .memfd && !$0.shared }) {
-      let contents = try MemoryCapture.privateMemfdContents(pid: task.hostPid, of: task.memory, known: Set(privateMemfds.keys))
-      privateMemfds.merge(contents) { first, _ in first }
+    var privateObjects: [String: [UInt8]] = [:]
+    for task in tasks where task.memory.vmas.contains(where: { $0.contentsMember != nil }) {
+      let contents = try MemoryCapture.privateObjectContents(pid: task.hostPid, of: task.memory, known: Set(privateObjects.keys))
+      privateObjects.merge(contents) { first, _ in first }
     }
     var mounts: MountsImage?
     if namespaces.mount {
@@ -325,7 +325,7 @@ public struct Dump {
     }
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
-      encoded: models, ipc: ipc, mounts: mounts, privateMemfds: privateMemfds)
+      encoded: models, ipc: ipc, mounts: mounts, privateObjects: privateObjects)
   }
 
   /// Every process must be in the namespaces of the container's init (time namespaces
@@ -495,7 +495,7 @@ public struct Dump {
       (name: SysVIPCImage.contentsMember(ofSegment: segment.owner.id), bytes: captured.ipc?.contents[segment.owner.id] ?? [])
     }
     members += segments.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
-    let memfds = captured.privateMemfds.sorted { $0.key < $1.key }.map { (name: VMAImage.memfdMember(inode: $0.key), bytes: $0.value) }
+    let memfds = captured.privateObjects.sorted { $0.key < $1.key }.map { (name: $0.key, bytes: $0.value) }
     members += memfds.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
     let manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,

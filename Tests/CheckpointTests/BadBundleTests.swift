@@ -96,7 +96,8 @@ struct BadBundleTests {
   }
 
   /// A mapping of a deleted file names where the restore creates a file: a path with `..`, a
-  /// private one or one without its object is refused before anything is made.
+  /// relative one, one without its device, or a private one without the file's contents is
+  /// refused before anything is made.
   @Test func malformedDeletedFileMappingsAreRefused() throws {
     let reader = try BundleReader(source: MemorySource(try Self.original.get()))
     let member = try #require(reader.manifest.members.first { $0.name.hasSuffix("/mm.json") }).name
@@ -108,9 +109,11 @@ struct BadBundleTests {
       vma.objectMode = 0o600
       return vma
     }
-    for (label, vma) in [
-      ("dot-dot path", deleted(path: "/dev/shm/../../etc/cron.d/x")), ("relative path", deleted(path: "tmp/x")),
-      ("private", deleted(path: "/tmp/x", shared: false)), ("no device", deleted(path: "/tmp/x", device: nil)),
+    let malformed = "malformed mapping of a deleted file"
+    for (label, vma, message) in [
+      ("dot-dot path", deleted(path: "/dev/shm/../../etc/cron.d/x"), malformed), ("relative path", deleted(path: "tmp/x"), malformed),
+      ("no device", deleted(path: "/tmp/x", device: nil), malformed),
+      ("private without contents", deleted(path: "/tmp/x", shared: false), "maps /tmp/x privately at 10000 without its contents"),
     ] {
       let rewritten = try rewrite(
         replacing: member,
@@ -119,7 +122,7 @@ struct BadBundleTests {
           image.vmas.insert(vma, at: 0)
           return Array(try image.encodedJSON())
         })
-      try expectRefused(rewritten, containing: "malformed mapping of a deleted file", label: label)
+      try expectRefused(rewritten, containing: message, label: label)
     }
   }
 

@@ -211,24 +211,6 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
-  /// A private mapping of a deleted file (a library an upgrade replaced) cannot be restored
-  /// yet: the dump names the task and the mapping in one line, and the process runs on.
-  @Test func aPrivateMappingOfADeletedFileIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["deleted-private"])
-    defer { container.destroy() }
-    try container.waitReady()
-    let pids = container.cgroup.allPids()
-    let dump = container.dump()
-    #expect(dump.status == 1)
-    #expect(dump.stderr.hasPrefix("ckcont: error: task \(pids[0]): mapping "), "\(dump.stderr)")
-    #expect(dump.stderr.contains("/ckcont-unsupported-fd-") && dump.stderr.contains("is private, which ckcont cannot checkpoint yet"), "\(dump.stderr)")
-    #expect(dump.stderr.split(separator: "\n").count <= 2)
-    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
-    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
-    kill(pids[0], SIGTERM)
-    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
-  }
-
   /// A container with a root filesystem of its own (pivot_root, as runc makes them) cannot
   /// be restored yet: the dump says so in one line, and the container runs on.
   @Test func aRootFilesystemOfItsOwnIsRefused() throws {

@@ -26,14 +26,16 @@ public struct VMAImage: Codable, Sendable, Equatable {
     case anonymous, file, heap, stack, vdso, vvar, vvarVclock, vsyscall
     /// A mapping of a memfd_create(2) file; `path` is `/memfd:<name>`. A private one keeps
     /// only its copied-on-write pages; the file's contents are the member
-    /// ``VMAImage/memfdMember(inode:)``.
+    /// ``VMAImage/contentsMember``.
     case memfd
     /// A SysV shared memory segment attached with shmat(2); `sharedObject` is its id, its
     /// bytes are in ipc.json's segment, not in the pages member.
     case sysvShm
-    /// A shared mapping of a file deleted since (a POSIX semaphore after sem_unlink, a
-    /// scratch file unlinked once mapped); `path` is where it was. Its pages are the file's
-    /// data; the restore makes the file again there (or beside it) and unlinks it.
+    /// A mapping of a file deleted since (a POSIX semaphore after sem_unlink, a scratch file
+    /// unlinked once mapped, a library replaced by an upgrade); `path` is where it was. A
+    /// shared one's pages are the file's data; a private one keeps its copied-on-write pages,
+    /// and the file's contents are the member ``VMAImage/contentsMember``. The restore makes
+    /// the file again there (or beside it) and unlinks it.
     case deletedFile
   }
   public var start: UInt64
@@ -92,8 +94,16 @@ public struct VMAImage: Codable, Sendable, Equatable {
     return ObjectKey(device: objectDevice ?? 0, inode: sharedObject)
   }
   /// Kernel-provided mappings that restore moves into place rather than creates.
-  /// The member holding the contents of a memfd mapped privately.
-  public static func memfdMember(inode: UInt64) -> String { "memfd/\(inode).img" }
+  /// For a private mapping of a memfd or a deleted file: the member holding the file's
+  /// contents, which show where the mapping was not written to.
+  public var contentsMember: String? {
+    guard !shared, let inode = sharedObject else { return nil }
+    switch kind {
+    case .memfd: return "memfd/\(inode).img"
+    case .deletedFile: return "deleted/\(objectDevice ?? 0)-\(inode).img"
+    default: return nil
+    }
+  }
 
   public var isSpecial: Bool { kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall }
 }

@@ -39,7 +39,7 @@ struct MemoryCapture {
       let shared = vma.permissions.contains(.shared)
       var deletedFile: stat?
       if kind == .deletedFile {
-        deletedFile = try deletedFileFacts(vma, shared: shared)
+        deletedFile = try deletedFileFacts(vma)
       }
       let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
       var runs: [AddressRange] = []
@@ -50,8 +50,10 @@ struct MemoryCapture {
         runs = try objectDataRuns(vma)
       } else if !special && !(shared && kind == .file) && kind != .sysvShm {
         // A private mapping of a file keeps only its copied-on-write pages; the file's own
-        // (for a memfd, saved apart: see ``privateMemfdContents``) show through the rest.
-        runs = try scanner.dataRuns(start: vma.start, end: vma.end, anonymousOnly: kind == .file || (kind == .memfd && !shared))
+        // (for a memfd or a deleted file, saved apart: see ``privateObjectContents``) show
+        // through the rest.
+        runs = try scanner.dataRuns(
+          start: vma.start, end: vma.end, anonymousOnly: kind == .file || kind == .deletedFile || (kind == .memfd && !shared))
       }
       let pages = runs.map { PageRun(start: $0.start, end: $0.end) }
       var objectSize: UInt64?
@@ -99,14 +101,9 @@ struct MemoryCapture {
   }
 
   /// The file behind a mapping of a deleted file, which must be one the restore can make
-  /// again: a regular file, linked nowhere else, mapped shared (its pages are the file's data).
-  private func deletedFileFacts(_ vma: VMA, shared: Bool) throws -> stat {
+  /// again: a regular file, linked nowhere else.
+  private func deletedFileFacts(_ vma: VMA) throws -> stat {
     let name = "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) of deleted file \(vma.path)"
-    guard shared else {
-      throw CKError(
-        .failed, "\(name) is private, which ckcont cannot checkpoint yet",
-        hint: "restart the process so that it maps the file's new version")
-    }
     let file = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
     var st = stat()
     guard stat(file, &st) == 0 else { throw CKError(.failed, "\(name): cannot stat \(file): \(String(cString: strerror(errno)))") }
@@ -133,20 +130,20 @@ struct MemoryCapture {
     }
   }
 
-  /// The largest memfd kept for a private mapping of it.
-  static let maxPrivateMemfdSize = 64 << 20
+  /// The largest file kept for a private mapping of a memfd or a deleted file.
+  static let maxPrivateObjectSize = 64 << 20
 
-  /// The contents of each memfd this process maps privately and `known` does not hold yet,
-  /// by inode, read through /proc/<pid>/map_files: a private mapping shows the file only
-  /// where it was not written to.
-  static func privateMemfdContents(pid: Int32, of image: MemoryImage, known: Set<UInt64>) throws -> [UInt64: [UInt8]] {
-    var contents: [UInt64: [UInt8]] = [:]
-    for vma in image.vmas where vma.kind == .memfd && !vma.shared {
-      guard let inode = vma.sharedObject, !known.contains(inode), contents[inode] == nil else { continue }
+  /// The contents of each memfd or deleted file this process maps privately and `known`
+  /// does not hold yet, by member (``VMAImage/contentsMember``), read through
+  /// /proc/<pid>/map_files: a private mapping shows the file only where it was not written to.
+  static func privateObjectContents(pid: Int32, of image: MemoryImage, known: Set<String>) throws -> [String: [UInt8]] {
+    var contents: [String: [UInt8]] = [:]
+    for vma in image.vmas {
+      guard let member = vma.contentsMember, !known.contains(member), contents[member] == nil else { continue }
       let size = Int(vma.objectSize ?? 0)
-      guard size <= Self.maxPrivateMemfdSize else {
+      guard size <= Self.maxPrivateObjectSize else {
         throw CKError(
-          .failed, "task \(pid): the memfd \(vma.path) mapped privately at \(hex(vma.start)) holds \(size >> 20) MiB, more than ckcont keeps (\(Self.maxPrivateMemfdSize >> 20) MiB)")
+          .failed, "task \(pid): the file \(vma.path) mapped privately at \(hex(vma.start)) holds \(size >> 20) MiB, more than ckcont keeps of such a file (\(Self.maxPrivateObjectSize >> 20) MiB)")
       }
       let path = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
       let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
@@ -155,10 +152,10 @@ struct MemoryCapture {
       var done = 0
       while done < size {
         let n = try syscallChecked("pread", path) { bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) } }
-        guard n > 0 else { throw CKError(.failed, "task \(pid): the memfd \(vma.path) ended at \(done) of \(size) bytes") }
+        guard n > 0 else { throw CKError(.failed, "task \(pid): the file \(vma.path) ended at \(done) of \(size) bytes") }
         done += n
       }
-      contents[inode] = bytes
+      contents[member] = bytes
     }
     return contents
   }

@@ -21,9 +21,9 @@ final class SharedMemoryObjects {
   /// Where every new task has [vdso] and [vvar]: where ckcont has them, as each was cloned
   /// from ckcont or forked from such a task before its own were moved. Read from the first.
   var inheritedKernelMappings: [VMA]?
-  /// The contents of each memfd mapped privately (by inode at dump), written into the memfd
-  /// made for it.
-  var privateMemfdContents: [UInt64: UnsafeRawBufferPointer] = [:]
+  /// The contents of each memfd and deleted file mapped privately (by member name), written
+  /// into the file made for it.
+  var privateObjectContents: [String: UnsafeRawBufferPointer] = [:]
 }
 
 final class MemoryRestore {
@@ -39,8 +39,9 @@ final class MemoryRestore {
   private var mapped: [VMAImage] = []
   /// VMAs mapped writable only so that their pages can be written (see ``queueProtections``).
   private var madeWritable: [VMAImage] = []
-  /// Private mappings of memfds this task made: their files get their contents in ``finish()``.
-  private var privateMemfds: [VMAImage] = []
+  /// Private mappings of memfds and deleted files this task made: their files get their
+  /// contents in ``finish()``.
+  private var privateObjects: [VMAImage] = []
   /// Files the batch has opened to map ("r:" or "w:" and the path) -> the open call.
   private var openFiles: [String: Int] = [:]
   private var started = 0.0
@@ -92,7 +93,7 @@ final class MemoryRestore {
       // writable until the task's last batch gives it its own protection.
       let needsWrite = !vma.pages.isEmpty && vma.protection & PROT_WRITE == 0
       try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
-      if vma.kind == .memfd && !vma.shared { privateMemfds.append(vma) }
+      if vma.contentsMember != nil { privateObjects.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
       if needsWrite { madeWritable.append(vma) }
       if let object = vma.objectKey { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
@@ -146,16 +147,15 @@ final class MemoryRestore {
     if let call = userfaultCall, call < results.count { try takeUserfault(results[call]) }
     // The file under a private mapping, before anything is copied into the mapping: pages
     // not copied on write show it.
-    for vma in privateMemfds {
-      guard let inode = vma.sharedObject, let contents = sharedObjects.privateMemfdContents[inode], let base = contents.baseAddress else {
-        continue
-      }
+    for vma in privateObjects {
+      guard let member = vma.contentsMember, let contents = sharedObjects.privateObjectContents[member], let base = contents.baseAddress
+      else { continue }
       let path = "/proc/\(injector.pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
       let fd = try syscallChecked("open", path) { open(path, O_RDWR | O_CLOEXEC) }
       defer { close(fd) }
       var done = 0
       while done < contents.count {
-        done += try syscallChecked("pwrite", "the memfd \(vma.path)") { pwrite(fd, base + done, contents.count - done, off_t(done)) }
+        done += try syscallChecked("pwrite", "the file \(vma.path)") { pwrite(fd, base + done, contents.count - done, off_t(done)) }
       }
     }
     var written: UInt64 = 0

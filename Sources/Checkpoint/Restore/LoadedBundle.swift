@@ -21,8 +21,8 @@ final class LoadedBundle {
   let segments: [Int32: UnsafeRawBufferPointer]
   /// The mounts the container added to its own mount namespace.
   let mounts: MountsImage?
-  /// The contents of each memfd mapped privately, by inode.
-  let privateMemfds: [UInt64: UnsafeRawBufferPointer]
+  /// The contents of each memfd and deleted file mapped privately, by member name.
+  let privateObjects: [String: UnsafeRawBufferPointer]
 
   struct LoadedTask {
     var entry: TaskEntryImage
@@ -207,16 +207,15 @@ final class LoadedBundle {
       try Self.validate(task)
       loaded.append(task)
     }
-    var memfds: [UInt64: UnsafeRawBufferPointer] = [:]
+    var objects: [String: UnsafeRawBufferPointer] = [:]
     for task in loaded {
-      for vma in task.memory.vmas where vma.kind == .memfd && !vma.shared {
-        guard let inode = vma.sharedObject, let member = pages[VMAImage.memfdMember(inode: inode)],
-          UInt64(member.size) == vma.objectSize, member.size <= MemoryCapture.maxPrivateMemfdSize
-        else {
+      for vma in task.memory.vmas {
+        guard let name = vma.contentsMember else { continue }
+        guard let member = pages[name], UInt64(member.size) == vma.objectSize, member.size <= MemoryCapture.maxPrivateObjectSize else {
           throw CKError(
-            .badInput, "the bundle is inconsistent: task \(task.entry.pid) maps a memfd privately at \(hex(vma.start)) without its contents")
+            .badInput, "the bundle is inconsistent: task \(task.entry.pid) maps \(vma.path) privately at \(hex(vma.start)) without its contents")
         }
-        memfds[inode] = member.data ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        objects[name] = member.data ?? UnsafeRawBufferPointer(start: nil, count: 0)
       }
       for vma in task.memory.vmas where vma.kind == .sysvShm {
         guard let segment = ipc?.sharedMemory.first(where: { UInt64($0.owner.id) == vma.sharedObject }),
@@ -228,14 +227,14 @@ final class LoadedBundle {
       }
     }
     tasks = loaded
-    privateMemfds = memfds
+    privateObjects = objects
     log("decoded the model of \(loaded.count) processes in \(Int((monotonicNow() - decoding) * 1000)) ms")
   }
 
   /// The members of raw bytes: each process's pages and each SysV segment's contents.
   static func isRawMember(_ name: String) -> Bool {
     name.hasSuffix("/pages.img") || (name.hasPrefix("ipc/shm-") && name.hasSuffix(".img"))
-      || (name.hasPrefix("memfd/") && name.hasSuffix(".img"))
+      || ((name.hasPrefix("memfd/") || name.hasPrefix("deleted/")) && name.hasSuffix(".img"))
   }
 
   /// Checks ipc.json: bounded counts and sizes, unique ids, a contents member of the right
@@ -376,7 +375,7 @@ final class LoadedBundle {
         else { throw bad("\(name) is a malformed memfd mapping") }
       }
       if vma.kind == .deletedFile {
-        guard vma.shared, vma.sharedObject != nil, vma.objectDevice != nil, let size = vma.objectSize, size <= 1 << 46,
+        guard vma.sharedObject != nil, vma.objectDevice != nil, let size = vma.objectSize, size <= 1 << 46,
           vma.offset % page == 0, vma.path.hasPrefix("/"), !vma.path.split(separator: "/").contains(".."),
           (vma.objectMode ?? 0) <= 0o7777
         else { throw bad("\(name) is a malformed mapping of a deleted file") }

@@ -206,7 +206,7 @@ public struct Restore {
       // before anyone takes a copy), then the rest and the final registers of each.
       phases.record("up to the process tree", since: started)
       let sharedObjects = SharedMemoryObjects()
-      sharedObjects.privateMemfdContents = bundle.privateMemfds
+      sharedObjects.privateObjectContents = bundle.privateObjects
       // Rebuilding memory is mostly the tasks' own work (mappings) and the page copies: each
       // task runs its mapping batch on another CPU while ckcont prepares the next one's, and
       // comes back to ckcont's CPU for the round trips that follow; the pages are copied
