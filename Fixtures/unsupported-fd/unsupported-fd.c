@@ -10,6 +10,8 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
+ *   netns-device /dev/null, and a network namespace of its own holding a device besides
+ *             loopback (a persistent tun device, cktun0). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
  *             container's mount namespace, on a directory made under DIR (which the caller
  *             removes: the host sees it as an empty directory). After: the link
@@ -30,6 +32,9 @@
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/eventfd.h>
@@ -87,6 +92,17 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
+  } else if (!strcmp(kind, "netns-device")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    FX_SYS(unshare(CLONE_NEWNET));
+    int tun = FX_SYS(open("/dev/net/tun", O_RDWR));
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    request.ifr_flags = IFF_TUN | IFF_NO_PI;
+    snprintf(request.ifr_name, sizeof request.ifr_name, "cktun0");
+    FX_SYS(ioctl(tun, TUNSETIFF, &request));
+    FX_SYS(ioctl(tun, TUNSETPERSIST, 1));
+    close(tun);
   } else if (!strcmp(kind, "pivot-root")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     char root[4096], old[4200];
@@ -163,7 +179,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

@@ -271,7 +271,17 @@ public struct Dump {
     if namespaces.uts {
       (namespaces.hostname, namespaces.domainname) = root.namespaces.uts
     }
-    if namespaces.net { namespaces.loopbackUp = root.namespaces.loopbackUp }
+    if namespaces.net {
+      namespaces.loopbackUp = root.namespaces.loopbackUp
+      // Only loopback is made again: any other device would be gone after the restore.
+      let devices = try ProcNetDev.names(pid: root.hostPid).filter { $0 != "lo" }
+      guard devices.isEmpty else {
+        throw CKError(
+          .failed,
+          "the container's network namespace has network devices of its own (\(devices.joined(separator: ", "))), which ckcont cannot checkpoint yet",
+          hint: "ckcont makes only loopback again; move the devices out before the checkpoint, or run the container in the host's network namespace")
+      }
+    }
     // SysV objects live in the IPC namespace, not in any process: saved with the namespace.
     let sysv = root.namespaces.sysvObjects
     var ipc: SysVIPC.Captured?

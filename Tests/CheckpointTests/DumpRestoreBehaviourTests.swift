@@ -211,6 +211,24 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// A network namespace holding a device besides loopback (here a tun device) cannot be
+  /// restored whole yet: the dump names the devices in one line rather than drop them.
+  @Test func aNetworkDeviceBesidesLoopbackIsRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["netns-device"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(
+      dump.stderr.hasPrefix("ckcont: error: the container's network namespace has network devices of its own (cktun0)"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count <= 2)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// A container with a root filesystem of its own (pivot_root, as runc makes them) cannot
   /// be restored yet: the dump says so in one line, and the container runs on.
   @Test func aRootFilesystemOfItsOwnIsRefused() throws {
