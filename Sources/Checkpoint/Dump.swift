@@ -258,6 +258,24 @@ public struct Dump {
         }
         tasks[index].files.descriptors[slot].pidfdTarget = inner
       }
+      // The owner of signal-driven I/O likewise (a thread, a process or a group's leader).
+      for (slot, descriptor) in tasks[index].files.descriptors.enumerated() {
+        guard var owner = descriptor.asyncOwner, owner.id != 0 else { continue }
+        func inner(_ host: Int32) -> Int32? {
+          if let pid = innerPid[host] { return pid }
+          // A thread of one of the container's processes.
+          guard let status = try? ProcStatus.read(pid: host), innerPid[status.tgid] != nil else { return nil }
+          return status.nsPid.last
+        }
+        guard let inner = inner(owner.id) else {
+          throw CKError(
+            .failed,
+            "task \(tasks[index].hostPid): fd \(descriptor.fd) signals \(owner.type == 2 ? "process group" : owner.type == 0 ? "thread" : "process") \(owner.id) on I/O, outside the container",
+            hint: "ckcont restores signal-driven I/O aimed at the container's own processes only")
+        }
+        owner.id = inner
+        tasks[index].files.descriptors[slot].asyncOwner = owner
+      }
     }
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")

@@ -75,6 +75,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var locks: [FileLockImage]?
   /// kind == .mqueue: the queue.
   public var mqueue: MessageQueueImage?
+  /// Signal-driven I/O (O_ASYNC, F_SETOWN, F_SETSIG): who gets the signal and which.
+  public var asyncOwner: AsyncOwnerImage?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
@@ -426,5 +428,22 @@ public struct MessageQueueImage: Codable, Sendable, Equatable {
     self.messageSize = messageSize
     self.unlinked = unlinked
     self.messages = messages
+  }
+}
+
+/// Who an open file description signals when I/O is possible (fcntl F_SETOWN_EX, F_SETSIG).
+public struct AsyncOwnerImage: Codable, Sendable, Equatable {
+  /// F_OWNER_TID (0), F_OWNER_PID (1) or F_OWNER_PGRP (2).
+  public var type: Int32
+  /// The thread, process or process group: the host's id while capturing, the container's in
+  /// the image; 0 when nobody is set.
+  public var id: Int32
+  /// The signal sent (0: SIGIO without siginfo details).
+  public var signal: Int32
+
+  public init(type: Int32, id: Int32, signal: Int32) {
+    self.type = type
+    self.id = id
+    self.signal = signal
   }
 }

@@ -156,6 +156,11 @@ struct FileCapture {
         hint: "close the epoll descriptor's stale watches (EPOLL_CTL_DEL) before the checkpoint")
     }
     log("task \(pid): \(descriptors.count) fds, \(pipes.count) pipes")
+    // Signal-driven I/O: the owner and signal belong to the open file description, read
+    // through a copy of it (pidfd_getfd).
+    for index in descriptors.indices where descriptors[index].sharesWith == nil && descriptors[index].flags & O_ASYNC != 0 {
+      descriptors[index].asyncOwner = try asyncOwner(fd: descriptors[index].fd)
+    }
     return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })
   }
 
@@ -188,6 +193,18 @@ struct FileCapture {
       }
     }
     return contents.prefix(done)
+  }
+
+  /// F_GETOWN_EX and F_GETSIG of the description behind `fd` (the owner as the host sees it).
+  private func asyncOwner(fd: Int32) throws -> AsyncOwnerImage {
+    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
+    defer { close(pidfd) }
+    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    defer { close(ours) }
+    var owner: (Int32, Int32) = (0, 0)  // struct f_owner_ex { int type; pid_t pid; }
+    _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") { withUnsafeMutableBytes(of: &owner) { fcntl(ours, 16 /* F_GETOWN_EX */, $0.baseAddress!) } }
+    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, 11 /* F_GETSIG */) }
+    return AsyncOwnerImage(type: owner.0, id: owner.1, signal: signal)
   }
 
   /// What an internet socket is, asked through a copy of the descriptor (pidfd_getfd): one

@@ -89,7 +89,7 @@ struct FileRestore {
       guard heldElsewhere(descriptor) == nil, let socket = descriptor.socket, socket.peerInode != nil else { continue }
       let end = try socketPairEnd(socket, prepared: &prepared)
       try injector.call(
-        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL), UInt64(descriptor.flags))
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
       prepared.descriptions[descriptor.fd] = end
     }
     for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .pipe {
@@ -98,9 +98,10 @@ struct FileRestore {
       else { continue }
       let ends = try pipeEnds(image, prepared: &prepared)
       let created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
-      // Status flags (O_NONBLOCK...) belong to the description: set on the end itself.
+      // Status flags (O_NONBLOCK...) belong to the description: set on the end itself. O_ASYNC
+      // waits for the descriptor's own number: the kernel names that in its signals (si_fd).
       try injector.call(
-        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags))
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
       prepared.descriptions[descriptor.fd] = created
     }
 
@@ -619,6 +620,25 @@ struct FileRestore {
         try injector.run(batch)
         batch = Injector.Batch()
       }
+    }
+    // Signal-driven I/O: the owner and signal first, then O_ASYNC, which open(2) and the
+    // calls that made the descriptor ignore (F_SETFL is what turns it on).
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      guard let owner = descriptor.asyncOwner else { continue }
+      if batch.isFull || injector.dataRoom < 64 {
+        try injector.run(batch)
+        batch = Injector.Batch()
+        injector.resetData()
+      }
+      let fd = UInt64(descriptor.fd)
+      if owner.id != 0 {
+        let at = try injector.put(words: [UInt64(UInt32(bitPattern: owner.type)) | UInt64(UInt32(bitPattern: owner.id)) << 32])
+        batch.add("F_SETOWN_EX fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(15 /* F_SETOWN_EX */), .value(at))
+      }
+      if owner.signal != 0 {
+        batch.add("F_SETSIG fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(10 /* F_SETSIG */), .value(UInt64(owner.signal)))
+      }
+      batch.add("F_SETFL O_ASYNC fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(UInt64(F_SETFL)), .value(UInt64(descriptor.flags)))
     }
     // Locks last: closing any descriptor of a file drops the process's POSIX locks on it
     // (the high ones above). Without waiting: a lock someone else holds now is a failure to

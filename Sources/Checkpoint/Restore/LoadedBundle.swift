@@ -403,6 +403,11 @@ final class LoadedBundle {
       guard descriptor.fd >= 0, descriptor.fd < 1 << 20, fds.insert(descriptor.fd).inserted else {
         throw bad("fd \(descriptor.fd) is out of range or repeated")
       }
+      if let owner = descriptor.asyncOwner {
+        guard (0...2).contains(owner.type), owner.id >= 0, (0...64).contains(owner.signal) else {
+          throw bad("fd \(descriptor.fd) has a bad owner for signal-driven I/O")
+        }
+      }
       guard (descriptor.locks ?? []).count <= 1024, (descriptor.locks ?? []).allSatisfy({ $0.start >= 0 && $0.length >= 0 }) else {
         throw bad("fd \(descriptor.fd) has bad locks")
       }
