@@ -1,4 +1,5 @@
 import Bundle
+import CKShim
 import Cgroup
 import Glibc
 import Linux
@@ -109,6 +110,10 @@ struct MemoryCapture {
     guard stat(file, &st) == 0 else { throw CKError(.failed, "\(name): cannot stat \(file): \(String(cString: strerror(errno)))") }
     guard st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 0 else {
       throw CKError(.failed, "\(name) is not a regular file or is still linked elsewhere, which ckcont cannot checkpoint yet")
+    }
+    // Huge pages (MAP_HUGETLB shows as /anon_hugepage, deleted) are no file to make again.
+    guard ck_fs_magic(file) != 0x9584_58f6 /* HUGETLBFS_MAGIC */ else {
+      throw CKError(.failed, "\(name) is in huge pages (hugetlbfs), which ckcont cannot checkpoint yet")
     }
     return st
   }
