@@ -373,11 +373,7 @@ struct FileRestore {
         } else {
           // Made again next to where it was and unlinked at once; ckcont fills it after the
           // batch, through the keeper descriptor.
-          // At its own path when that is free (so /proc shows the same name), else beside it.
-          let directory = path.split(separator: "/").dropLast().joined(separator: "/")
-          let ghostPath =
-            access(path, F_OK) != 0 && errno == ENOENT
-            ? path : "/\(directory)/.ckcont-ghost-\(ghost.inode)-\(UInt32.random(in: 0...UInt32.max))"
+          let ghostPath = ghostFilePath(for: path, inode: ghost.inode)
           let at = try injector.put(string: ghostPath)
           let made = batch.add(
             "create \(ghostPath) for the deleted \(path)", SyscallNumber.open, .value(at),
@@ -773,4 +769,14 @@ enum TCPRepair {
   static let options: Int32 = 22
   static let timestamp: Int32 = 24
   static let window: Int32 = 29
+}
+
+/// Where a deleted file (held open or mapped) is made again before it is unlinked: at its own
+/// path when that is free, so that /proc shows the same name, else beside it under a name of
+/// ckcont's. Looked up in ckcont's view of the file system, which the restored container's
+/// mount namespace starts as a copy of.
+func ghostFilePath(for path: String, inode: UInt64) -> String {
+  if access(path, F_OK) != 0 && errno == ENOENT { return path }
+  let directory = path.split(separator: "/").dropLast().joined(separator: "/")
+  return "/\(directory)/.ckcont-ghost-\(inode)-\(UInt32.random(in: 0...UInt32.max))"
 }

@@ -358,12 +358,8 @@ final class MemoryRestore {
         .value(vma.offset), expecting: at)
       batch.add("close the memfd", SyscallNumber.close, .result(fd))
     } else if vma.kind == .deletedFile {
-      // Made again where it was when that path is free (so /proc shows the same name), else
-      // beside it, and unlinked at once; other mappings of it come through map_files.
-      let directory = vma.path.split(separator: "/").dropLast().joined(separator: "/")
-      let ghostPath =
-        access(vma.path, F_OK) != 0 && errno == ENOENT
-        ? vma.path : "/\(directory)/.ckcont-ghost-\(vma.sharedObject ?? 0)-\(UInt32.random(in: 0...UInt32.max))"
+      // Made again, and unlinked at once; other mappings of it come through map_files.
+      let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0)
       let path = try injector.put(string: ghostPath)
       let fd = batch.add(
         "create \(ghostPath) for the deleted \(vma.path)", SyscallNumber.open, .value(path),
