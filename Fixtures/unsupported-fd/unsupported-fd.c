@@ -10,6 +10,8 @@
  *   eventfd   counter 42. After: a read returns 42
  *   io_uring  io_uring_setup(4). After: the link only (exit 2 if io_uring is disabled)
  *   pidfd     pidfd_open(self). After: the link only
+ *   deleted-exe /dev/null, run from a copy of this program in DIR that is then deleted (as an
+ *             upgrade replaces a binary). After: the link
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
  *             loopback (a persistent tun device, cktun0). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
@@ -92,6 +94,23 @@ int main(int argc, char **argv) {
     fd = FX_SYS(syscall(SYS_io_uring_setup, 4, &p));
   } else if (!strcmp(kind, "pidfd")) {
     fd = FX_SYS(syscall(SYS_pidfd_open, getpid(), 0));
+  } else if (!strcmp(kind, "deleted-exe")) {
+    if (!getenv("CKCONT_DELETED_EXE")) {
+      /* Copy this program, run the copy (which deletes itself), in this same process. */
+      int from = FX_SYS(open("/proc/self/exe", O_RDONLY));
+      int to = FX_SYS(mkstemp(path));
+      char block[65536];
+      for (ssize_t n; (n = read(from, block, sizeof block)) > 0;)
+        if (write(to, block, (size_t)n) != n) fx_setup_fail("copy to %s", path);
+      FX_SYS(fchmod(to, 0755));
+      close(to);
+      close(from);
+      setenv("CKCONT_DELETED_EXE", path, 1);
+      execv(path, argv);
+      fx_setup_fail("execv %s", path);
+    }
+    FX_SYS(unlink(getenv("CKCONT_DELETED_EXE")));
+    fd = FX_SYS(open("/dev/null", O_RDWR));
   } else if (!strcmp(kind, "netns-device")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     FX_SYS(unshare(CLONE_NEWNET));
@@ -179,7 +198,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

@@ -211,6 +211,25 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// A process whose executable was deleted since it started (an upgrade replaced it) cannot
+  /// be restored yet (PR_SET_MM_MAP refuses the file made again): the dump says so, naming
+  /// the file, and the process runs on.
+  @Test func aDeletedExecutableIsRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["deleted-exe"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(dump.stderr.hasPrefix("ckcont: error: task \(pids[0]): its executable /"), "\(dump.stderr)")
+    #expect(dump.stderr.contains("/ckcont-unsupported-fd-") && dump.stderr.contains("was deleted since it started"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count <= 2)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// A network namespace holding a device besides loopback (here a tun device) cannot be
   /// restored whole yet: the dump names the devices in one line rather than drop them.
   @Test func aNetworkDeviceBesidesLoopbackIsRefused() throws {

@@ -87,6 +87,14 @@ struct MemoryCapture {
       }
       for index in images.indices { images[index].lock = locks[images[index].start] }
     }
+    // PR_SET_MM_MAP refuses (EPERM) the file made again for a deleted executable: its
+    // mappings would come back, the process would not.
+    let exe = try readLink("/proc/\(pid)/exe")
+    if exe.hasSuffix(" (deleted)") {
+      throw CKError(
+        .failed, "task \(pid): its executable \(exe.dropLast(" (deleted)".count)) was deleted since it started, which ckcont cannot checkpoint yet",
+        hint: "restart the process from the executable's new version")
+    }
     let fields = MMFields(
       startCode: procStat.startCode, endCode: procStat.endCode, startData: procStat.startData, endData: procStat.endData,
       startBrk: procStat.startBrk, brk: 0, startStack: procStat.startStack, argStart: procStat.argStart, argEnd: procStat.argEnd,
@@ -94,7 +102,7 @@ struct MemoryCapture {
     // AuxVector leaves out the terminating AT_NULL pair, which PR_SET_MM_MAP wants.
     let auxv: [UInt64] = try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
     let image = MemoryImage(
-      vmas: images, fields: fields, auxv: auxv, exe: try readLink("/proc/\(pid)/exe"), pagesSize: offset)
+      vmas: images, fields: fields, auxv: auxv, exe: exe, pagesSize: offset)
     log(
       "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
         + "\(Int((monotonicNow() - started) * 1000)) ms")
