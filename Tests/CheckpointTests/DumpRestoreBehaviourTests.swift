@@ -230,6 +230,24 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// A stopped job (a child stopped with SIGSTOP) cannot be checkpointed yet: it re-enters
+  /// its stop whenever ptrace resumes it. The dump says so in one line, naming it, and leaves
+  /// it stopped and untraced.
+  @Test func aStoppedProcessIsRefusedAndStaysStopped() throws {
+    let container = try FixtureContainer("unsupported-fd", ["stopped-child"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids().sorted()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(dump.stderr.hasPrefix("ckcont: error: process \(pids.last ?? 0) is stopped (job control, signal 19)"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count <= 2)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
   /// A network namespace holding a device besides loopback (here a tun device) cannot be
   /// restored whole yet: the dump names the devices in one line rather than drop them.
   @Test func aNetworkDeviceBesidesLoopbackIsRefused() throws {

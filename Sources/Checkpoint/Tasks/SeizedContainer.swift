@@ -56,6 +56,15 @@ public final class SeizedContainer {
         guard status.isEventStop else {
           throw CKError(.failed, "thread \(tid) did not stop for ptrace: \(status)")
         }
+        // A group-stop (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: a job stopped with Ctrl-Z) shows
+        // as an event stop with the stop signal. Such a task re-enters the stop whenever it is
+        // resumed, so no remote call can run in it.
+        if case .stopped(let signal, _) = status, [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU].contains(signal) {
+          let pid = found.first { $0.threads.contains(tid) }?.pid ?? tid
+          throw CKError(
+            .failed, "process \(pid)\(pid == tid ? "" : " (thread \(tid))") is stopped (job control, signal \(signal)), which ckcont cannot checkpoint yet",
+            hint: "continue it (kill -CONT \(pid)) before the checkpoint")
+        }
         let tracee = Tracee(tid: tid)
         original[tid] = (try tracee.registers(), try tracee.signalMask())
       }
