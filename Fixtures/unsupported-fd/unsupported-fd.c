@@ -12,8 +12,6 @@
  *   pidfd     pidfd_open(self). After: the link only
  *   deleted-exe /dev/null, run from a copy of this program in DIR that is then deleted (as an
  *             upgrade replaces a binary). After: the link
- *   stopped-child /dev/null, and a child stopped by SIGSTOP (a job stopped with Ctrl-Z). After:
- *             the link, and the child is still stopped
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
  *             loopback (a persistent tun device, cktun0). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
@@ -36,7 +34,6 @@
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
-#include <sys/wait.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
@@ -66,8 +63,6 @@ static int sharing_child(void *arg) {
   for (;;) pause();
   return 0;
 }
-/* stopped-child: the child stopped by SIGSTOP. */
-static pid_t stopped_child;
 static void fdlink(int fd, char *out, size_t n) {
   char p[64]; snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
   ssize_t r = readlink(p, out, n - 1);
@@ -116,16 +111,6 @@ int main(int argc, char **argv) {
     }
     FX_SYS(unlink(getenv("CKCONT_DELETED_EXE")));
     fd = FX_SYS(open("/dev/null", O_RDWR));
-  } else if (!strcmp(kind, "stopped-child")) {
-    fd = FX_SYS(open("/dev/null", O_RDWR));
-    stopped_child = FX_SYS(fork());
-    if (stopped_child == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      for (;;) pause();
-    }
-    FX_SYS(kill(stopped_child, SIGSTOP));
-    int status;
-    FX_SYS(waitpid(stopped_child, &status, WUNTRACED));
   } else if (!strcmp(kind, "netns-device")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     FX_SYS(unshare(CLONE_NEWNET));
@@ -213,7 +198,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|stopped-child|deleted-exe|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -224,13 +209,6 @@ int main(int argc, char **argv) {
   FX_TRUE(!strcmp(link0, now), "fd %d: expected \"%s\", now \"%s\"", fd, link0, now);
   union { struct inotify_event ev; struct signalfd_siginfo si; uint64_t u; char b[4096]; } u;
   memset(&u, 0, sizeof u);
-  if (stopped_child > 0) {
-    /* Continued (by the dump) it would have a WCONTINUED state change to report. /proc here
-     * is the host's, which numbers it differently. */
-    int child_status;
-    FX_EQ("state changes of the stopped child", 0, waitpid(stopped_child, &child_status, WNOHANG | WCONTINUED));
-    kill(stopped_child, SIGKILL);
-  }
   if (!strcmp(kind, "inotify")) {
     int f = mkstemp(path);                       /* the event to be seen */
     if (f < 0) fx_setup_fail("create %s", path);

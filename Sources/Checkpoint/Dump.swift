@@ -235,9 +235,11 @@ public struct Dump {
           json.outputFormatting = [.sortedKeys]
           encoded[index] = Result { (try json.encode(core), try memory.encodedJSON()) }
         }
+        var entry = facts.entry
+        entry.stopSignal = session.stopSignals[process.pid]
         tasks.append(
           CapturedTask(
-            entry: facts.entry, core: core, memory: memory, files: facts.files, hostPid: process.pid,
+            entry: entry, core: core, memory: memory, files: facts.files, hostPid: process.pid,
             namespaces: namespaces, namespaceIDs: facts.namespaceIDs))
       }
     }

@@ -66,6 +66,9 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   /// For a zombie (dead, not yet reaped by its parent): its wait status, as waitpid reports
   /// it. A zombie has no images, only this entry.
   public var zombieStatus: Int32?
+  /// A stopped job (group-stop by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU): the signal, which the
+  /// restore sends again before the container resumes.
+  public var stopSignal: Int32?
   /// Shares its parent's descriptor table (clone with CLONE_FILES): one table for both.
   public var sharesFilesWithParent: Bool?
   /// Shares its parent's fs information (CLONE_FS): root, cwd and umask changes show in both.

@@ -281,7 +281,10 @@ public struct Restore {
         log("task \(restore.injector.pid): restored with \(restore.injector.remote.count + 1) remote syscalls")
       }
       phases.record("final registers", since: finalStarted)
-      try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs) }
+      let stops = order.compactMap { task in
+        task.entry.stopSignal.flatMap { signal in injectors[task.entry.pid].map { (pid: $0.pid, signal: signal) } }
+      }
+      try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs, stops: stops) }
       let resumedAt = monotonicNow()
       log("restored \(order.count) processes: \(phases)")
       return RestoreReport(
@@ -476,7 +479,9 @@ public struct Restore {
   }
 
   /// Freeze the target cgroup, detach, thaw: every task resumes at once, on `cpus`.
-  func release(_ threads: [Tracee], cgroup: Cgroup, cpus: CPUSet) throws {
+  /// `stops`: stopped jobs, which get their stop signal while still frozen, so that they stop
+  /// again before they run.
+  func release(_ threads: [Tracee], cgroup: Cgroup, cpus: CPUSet, stops: [(pid: Int32, signal: Int32)]) throws {
     _ = try Freezer.freeze(cgroup, timeout: 5)
     for thread in threads {
       // Refused only when the task's cpuset and `cpus` have no CPU in common; it keeps the
@@ -484,6 +489,7 @@ public struct Restore {
       do { try cpus.apply(to: thread.tid) } catch { log("thread \(thread.tid): \(error)") }
       try thread.detach()
     }
+    for stop in stops { kill(stop.pid, stop.signal) }
     try Freezer.thaw(cgroup)
   }
 }

@@ -1,3 +1,4 @@
+import CKShim
 import Cgroup
 import Foundation
 import Glibc
@@ -18,6 +19,8 @@ public final class SeizedContainer {
   /// Every seized thread with the state to put back on release.
   private(set) var original: [Int32: (registers: Registers, mask: UInt64)] = [:]
   private var seized: [Int32] = []
+  /// Processes that were stopped jobs: their stop signal.
+  private var stopped: [Int32: Int32] = [:]
   private var released = false
   /// The CPUs of each thread and of ckcont's own, while they share one (``keepOnOneCPU()``).
   private var originalCPUs: [Int32: CPUSet] = [:]
@@ -57,14 +60,21 @@ public final class SeizedContainer {
           throw CKError(.failed, "thread \(tid) did not stop for ptrace: \(status)")
         }
         // A group-stop (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: a job stopped with Ctrl-Z) shows
-        // as an event stop with the stop signal. Such a task re-enters the stop whenever it is
-        // resumed, so no remote call can run in it.
-        if case .stopped(let signal, _) = status, [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU].contains(signal) {
-          let pid = found.first { $0.threads.contains(tid) }?.pid ?? tid
-          throw CKError(
-            .failed, "process \(pid)\(pid == tid ? "" : " (thread \(tid))") is stopped (job control, signal \(signal)), which ckcont cannot checkpoint yet",
-            hint: "continue it (kill -CONT \(pid)) before the checkpoint")
+        // as an event stop with the stop signal.
+        if case .stopped(let signal, _) = status, [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU].contains(signal),
+          let pid = found.first(where: { $0.threads.contains(tid) })?.pid
+        {
+          stopped[pid] = signal
         }
+      }
+      // Such a task re-enters its stop whenever ptrace resumes it, so no remote call could run
+      // in it: it is continued (the SIGCONT itself is never delivered) and stopped again at
+      // release (``release(leaveFrozen:)``) or at restore.
+      for (pid, _) in stopped {
+        Glibc.kill(pid, SIGCONT)
+        for tid in found.first(where: { $0.pid == pid })?.threads ?? [] { try Self.settleAfterContinue(tid) }
+      }
+      for tid in seized {
         let tracee = Tracee(tid: tid)
         original[tid] = (try tracee.registers(), try tracee.signalMask())
       }
@@ -79,6 +89,35 @@ public final class SeizedContainer {
   }
 
   deinit { release(leaveFrozen: false) }
+
+  /// Takes a thread of a process just sent SIGCONT from its group-stop report to a plain
+  /// ptrace stop with nothing pending, without running any of its code. The kernel has a
+  /// notification trap and the SIGCONT itself to hand over: while SIGCONT is pending the thread
+  /// is resumed bare (it stops for one or the other before user space); the SIGCONT's delivery
+  /// stop is passed with no signal and a pending interrupt, as is a thread with nothing
+  /// pending, so that each traps again before it could run.
+  private static func settleAfterContinue(_ tid: Int32) throws {
+    let tracee = Tracee(tid: tid)
+    var status = WaitStatus.stopped(signal: SIGSTOP, event: Int32(CK_PTRACE_EVENT_STOP))
+    for _ in 0..<8 {
+      let procStatus = try ProcStatus.read(pid: tid)
+      let continuePending = (procStatus.sigPnd | procStatus.shdPnd) & (1 << UInt64(SIGCONT - 1)) != 0
+      guard case .stopped(let signal, _) = status else { break }
+      if status.isEventStop && continuePending {
+        try tracee.resume()
+      } else if status.isEventStop && signal == SIGTRAP {
+        return
+      } else {
+        try Ptrace.interrupt(tid)
+        try tracee.resume()
+      }
+      status = try tracee.wait()
+    }
+    throw CKError(.failed, "thread \(tid) of a stopped job did not settle for ptrace after SIGCONT (\(status))")
+  }
+
+  /// The stop signal of each process that was a stopped job when seized.
+  public var stopSignals: [Int32: Int32] { stopped }
 
   /// Moves every seized thread onto ckcont's CPU, and ckcont onto it. Each remote call is a
   /// round trip between ckcont and a task: on one CPU a plain context switch, across CPUs two
@@ -119,6 +158,8 @@ public final class SeizedContainer {
       try? originalCPUs[tid]?.apply(to: tid)
       try? tracee.detach()
     }
+    // Stopped jobs stop again before they can run (the signal acts on thaw).
+    for (pid, signal) in stopped { Glibc.kill(pid, signal) }
     if !leaveFrozen { try? Freezer.thaw(cgroup) }
     endRemoteCalls()
   }
