@@ -20,6 +20,10 @@ public struct BundleInspection: Codable, Sendable {
     public var pageBytes: UInt64
     public var signalActions: Int
     public var credentials: String
+    /// Its seccomp filters: how many instructions each has, oldest first (none: empty).
+    public var seccompFilters: [Int]
+    /// A stopped job: the signal that stopped it.
+    public var stopSignal: Int32?
   }
   public struct Thread: Codable, Sendable {
     public var tid: Int32
@@ -104,12 +108,13 @@ public struct BundleInspection: Codable, Sendable {
         vmas: task.memory.vmas.map { vma in
           Mapping(
             range: "\(hex(vma.start))-\(hex(vma.end))", size: vma.size, protection: protection(vma), kind: vma.kind.rawValue,
-            path: vma.path, savedBytes: vma.pages.reduce(0) { $0 + $1.size })
+            path: vma.kind == .deletedFile ? vma.path + " (deleted)" : vma.path, savedBytes: vma.pages.reduce(0) { $0 + $1.size })
         },
         fds: task.files.descriptors.map { Descriptor(fd: $0.fd, description: describeInContainer($0)) },
         pageBytes: task.memory.pagesSize, signalActions: task.core.signalActions.count,
         credentials: "uid \(task.core.credentials.uids.map(String.init).joined(separator: "/")) "
-          + "gid \(task.core.credentials.gids.map(String.init).joined(separator: "/")) caps \(task.core.credentials.capabilitiesText)")
+          + "gid \(task.core.credentials.gids.map(String.init).joined(separator: "/")) caps \(task.core.credentials.capabilitiesText)",
+        seccompFilters: (task.core.seccompFilters ?? []).map { $0.program.count / 8 }, stopSignal: task.entry.stopSignal)
     }
     let zombies = bundle.zombies.map { entry in
       let status = entry.zombieStatus ?? 0
@@ -235,6 +240,10 @@ public struct BundleInspection: Codable, Sendable {
         "process \(task.pid) (\(task.comm)) host pids \(task.namespacePids.map(String.init).joined(separator: "/")) "
           + "ppid \(task.ppid) pgid \(task.pgid) sid \(task.sid) cgroup \(task.cgroup)")
       lines.append("  exe \(task.exe); \(task.credentials); \(task.signalActions) signal actions")
+      if !task.seccompFilters.isEmpty {
+        lines.append("  seccomp: \(task.seccompFilters.count) filter(s) of \(task.seccompFilters.map(String.init).joined(separator: ", ")) instructions")
+      }
+      if let signal = task.stopSignal { lines.append("  stopped job (signal \(signal)): stopped again at restore") }
       for thread in task.threads {
         lines.append("  thread \(thread.tid): rip \(thread.rip) rsp \(thread.rsp), \(thread.state); xstate \(thread.xstateBytes) bytes")
       }

@@ -389,6 +389,27 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS mounts", in: container, timeout: 5)
   }
 
+  /// inspect says which processes are stopped jobs (and by which signal) and which run under
+  /// seccomp filters (how many, how long).
+  @Test func inspectShowsStoppedJobsAndSeccompFilters() throws {
+    for (fixture, expected) in [
+      ("stopped", ["  stopped job (signal 19): stopped again at restore", "  stopped job (signal 20): stopped again at restore"]),
+      ("seccomp", ["  seccomp: 2 filter(s) of 7, 7 instructions"]),
+    ] {
+      let container = try FixtureContainer(fixture)
+      defer { container.destroy() }
+      try container.waitReady()
+      let dump = container.dump(["--leave-running"])
+      try #require(dump.status == 0, "\(dump.output)")
+      let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
+      #expect(inspect.status == 0)
+      let lines = inspect.stdout.split(separator: "\n").map(String.init)
+      for line in expected { #expect(lines.contains(line), "\(fixture): \(inspect.stdout)") }
+      kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+      try waitForLine("PASS \(fixture)", in: container, timeout: 10)
+    }
+  }
+
   /// The dump takes a message queue's messages to save them and puts them straight back: a
   /// container left running finds them all, in order.
   @Test func messageQueuesKeepTheirMessagesAfterLeaveRunning() throws {
