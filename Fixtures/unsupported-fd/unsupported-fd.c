@@ -12,6 +12,8 @@
  *   pidfd     pidfd_open(self). After: the link only
  *   deleted-exe /dev/null, run from a copy of this program in DIR that is then deleted (as an
  *             upgrade replaces a binary). After: the link
+ *   netns-address /dev/null, and a network namespace of its own whose loopback has an address
+ *             besides 127.0.0.1 (10.9.9.9 on lo:1). After: the link
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
  *             loopback (a persistent tun device, cktun0). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
@@ -111,6 +113,23 @@ int main(int argc, char **argv) {
     }
     FX_SYS(unlink(getenv("CKCONT_DELETED_EXE")));
     fd = FX_SYS(open("/dev/null", O_RDWR));
+  } else if (!strcmp(kind, "netns-address")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    FX_SYS(unshare(CLONE_NEWNET));
+    int control = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    snprintf(request.ifr_name, sizeof request.ifr_name, "lo");
+    FX_SYS(ioctl(control, SIOCGIFFLAGS, &request));
+    request.ifr_flags |= IFF_UP;
+    FX_SYS(ioctl(control, SIOCSIFFLAGS, &request));
+    memset(&request, 0, sizeof request);
+    snprintf(request.ifr_name, sizeof request.ifr_name, "lo:1");
+    struct sockaddr_in *address = (struct sockaddr_in *)&request.ifr_addr;
+    address->sin_family = AF_INET;
+    address->sin_addr.s_addr = inet_addr("10.9.9.9");
+    FX_SYS(ioctl(control, SIOCSIFADDR, &request));
+    close(control);
   } else if (!strcmp(kind, "netns-device")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     FX_SYS(unshare(CLONE_NEWNET));
@@ -198,7 +217,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|netns-address|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

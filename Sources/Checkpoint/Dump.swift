@@ -301,6 +301,13 @@ public struct Dump {
           "the container's network namespace has network devices of its own (\(devices.joined(separator: ", "))), which ckcont cannot checkpoint yet",
           hint: "ckcont makes only loopback again; move the devices out before the checkpoint, or run the container in the host's network namespace")
       }
+      let addresses = try ProcNetAddresses.read(pid: root.hostPid).filter { $0 != "127.0.0.1" && $0 != "::1" }
+      guard addresses.isEmpty else {
+        throw CKError(
+          .failed,
+          "the container's network namespace has addresses of its own (\(addresses.joined(separator: ", "))), which ckcont cannot checkpoint yet",
+          hint: "ckcont makes only loopback's 127.0.0.1 and ::1 again")
+      }
     }
     // SysV objects live in the IPC namespace, not in any process: saved with the namespace.
     let sysv = root.namespaces.sysvObjects

@@ -248,6 +248,23 @@ struct DumpRestoreBehaviourTests {
 
   /// A network namespace holding a device besides loopback (here a tun device) cannot be
   /// restored whole yet: the dump names the devices in one line rather than drop them.
+  @Test func anAddressOfItsOwnOnLoopbackIsRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["netns-address"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(
+      dump.stderr.hasPrefix("ckcont: error: the container's network namespace has addresses of its own (10.9.9.9)"), "\(dump.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+  }
+
+  /// A network namespace holding a device besides loopback, or an address of its own on
+  /// loopback, cannot be restored whole yet: the dump names them in one line rather than
+  /// drop them.
   @Test func aNetworkDeviceBesidesLoopbackIsRefused() throws {
     let container = try FixtureContainer("unsupported-fd", ["netns-device"])
     defer { container.destroy() }

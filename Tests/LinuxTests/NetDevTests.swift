@@ -19,4 +19,29 @@ struct NetDevTests {
   @Test func thisProcessHasLoopback() throws {
     #expect(try ProcNetDev.names(pid: getpid()).contains("lo"))
   }
+
+  @Test func localAddressesFromFibTrieAndInet6() {
+    let trie = """
+      Main:
+        +-- 0.0.0.0/0 3 0 4
+           +-- 10.9.9.0/24 2 0 2
+              |-- 10.9.9.0
+                 /24 host LOCAL
+              |-- 10.9.9.9
+                 /32 host LOCAL
+           +-- 127.0.0.0/8 2 0 2
+              |-- 127.0.0.1
+                 /32 host LOCAL
+      Local:
+              |-- 10.9.9.9
+                 /32 host LOCAL
+      """
+    #expect(ProcNetAddresses.parseFibTrie(trie) == ["10.9.9.9", "127.0.0.1"])
+    let inet6 = """
+      fd000000000000000000000000000009 01 40 00 80       lo
+      00000000000000000000000000000001 01 80 10 80       lo
+
+      """
+    #expect(ProcNetAddresses.parseInet6(inet6) == ["fd00::9", "::1"])
+  }
 }
