@@ -14,6 +14,7 @@ public final class FileDescriptorSink: InPlaceByteSink {
   private var inPlace: Bool
   /// Mappings of the regions appended in place, unmapped by ``close()``.
   private var mappings: [UnsafeMutableRawBufferPointer] = []
+  private var closed = false
 
   /// Small writes gather here and go out together: a bundle of many processes is thousands
   /// of small members (three JSON documents each, tar headers, padding).
@@ -116,8 +117,11 @@ public final class FileDescriptorSink: InPlaceByteSink {
     }
   }
 
-  /// Unmaps the in-place regions (their data stays in the file) and closes the descriptor.
+  /// Unmaps the in-place regions (their data stays in the file) and closes the descriptor,
+  /// once: a second call does nothing (the number may belong to another file by then).
   public func close() {
+    guard !closed else { return }
+    closed = true
     for mapping in mappings { munmap(mapping.baseAddress, mapping.count) }
     mappings = []
     Glibc.close(fd)
