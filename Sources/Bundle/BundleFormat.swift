@@ -6,7 +6,8 @@ import Foundation
 ///
 /// Layout, in stream order (GNU `tar tvf` lists it, `tar xf` extracts it):
 /// 1. `manifest.json` (``Manifest``): magic, format version, tool, kernel, CPU xfeatures,
-///    cgroup, creation time, and every member that follows with its exact size.
+///    cgroup, creation time, what a reader must understand (`requires`, format 1.1), and
+///    every member that follows with its exact size.
 /// 2. The members, exactly as the manifest lists them: JSON model members, then page members.
 /// 3. `checksums.json`: the XXH3-128 of every member before it, `manifest.json` included.
 /// 4. The two zero blocks that end a tar. Nothing may follow.
@@ -46,8 +47,14 @@ public enum BundleFormat {
   public static let magic = "ckcont-bundle"
   /// The current major version; readers refuse bundles with another major version.
   public static let majorVersion = 1
-  /// The current minor version; readers accept any minor version of their major version.
-  public static let minorVersion = 0
+  /// The current minor version; readers accept any minor version of their major version,
+  /// unless the manifest `requires` something they do not know. 1.1 added `requires`.
+  public static let minorVersion = 1
+  /// What this ckcont understands of what a manifest may require: state beyond format 1.0
+  /// that a reader must restore or refuse, never drop.
+  public static let knownRequirements: Set<String> = [
+    "seccomp-filters", "stopped-jobs", "deleted-file-mappings", "async-io-owners",
+  ]
 
   /// The first member.
   public static let manifestName = "manifest.json"

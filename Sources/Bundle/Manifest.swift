@@ -62,6 +62,10 @@ public struct Manifest: Codable, Sendable, Equatable {
   public var created: String
   /// Every member after the manifest, in stream order, except the `checksums.json` trailer.
   public var members: [Member]
+  /// What a reader must understand to restore the bundle faithfully, beyond format 1.0 (see
+  /// ``BundleFormat/knownRequirements``): a reader that does not know one refuses the bundle
+  /// rather than drop what it does not know (a seccomp sandbox, say). Nil: nothing.
+  public var requires: [String]?
 
   /// A manifest in the current format version.
   public init(
@@ -112,6 +116,13 @@ public struct Manifest: Codable, Sendable, Equatable {
     let manifest = try BundleFormat.decodeJSON(
       Manifest.self, from: bytes, member: BundleFormat.manifestName)
     try manifest.validate()
+    // Only readers refuse what they do not know: a writer may be a newer ckcont.
+    let unknown = (manifest.requires ?? []).filter { !BundleFormat.knownRequirements.contains($0) }
+    guard unknown.isEmpty else {
+      let names = unknown.prefix(8).map { String($0.prefix(64)).debugDescription }.joined(separator: ", ")
+      throw BundleError(
+        "the bundle needs \(names), which this ckcont does not know: restore it with the ckcont that wrote it (\(String(manifest.toolVersion.prefix(64)))) or a newer one")
+    }
     return manifest
   }
 
@@ -123,6 +134,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     guard formatVersion.minor >= 0 else {
       throw fail("negative minor version \(formatVersion.minor)")
     }
+
     for (field, value) in [
       ("toolVersion", toolVersion), ("kernelRelease", kernelRelease),
       ("sourceCgroup", sourceCgroup), ("created", created),

@@ -489,6 +489,16 @@ public struct Dump {
     }
   }
 
+  /// What a reader must understand to restore these tasks (``Manifest/requires``).
+  static func requirements(of tasks: [CapturedTask]) -> [String]? {
+    var needed: [String] = []
+    if tasks.contains(where: { $0.core.seccompFilters != nil }) { needed.append("seccomp-filters") }
+    if tasks.contains(where: { $0.entry.stopSignal != nil }) { needed.append("stopped-jobs") }
+    if tasks.contains(where: { $0.memory.vmas.contains { $0.kind == .deletedFile } }) { needed.append("deleted-file-mappings") }
+    if tasks.contains(where: { $0.files.descriptors.contains { $0.asyncOwner != nil } }) { needed.append("async-io-owners") }
+    return needed.isEmpty ? nil : needed
+  }
+
   /// Which namespaces the container's root process does not share with ckcont.
   func namespaceSet(of pid: Int32) throws -> NamespaceSet {
     let theirs = try NamespaceID.readAll(pid: pid)
@@ -534,9 +544,10 @@ public struct Dump {
     members += segments.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
     let memfds = captured.privateObjects.sorted { $0.key < $1.key }.map { (name: $0.key, bytes: $0.value) }
     members += memfds.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
-    let manifest = Manifest(
+    var manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
+    manifest.requires = Self.requirements(of: captured.tasks)
     let writer = try BundleWriter(sink: destination.sink, manifest: manifest)
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }

@@ -44,6 +44,13 @@ struct BadBundleTests {
     try expectRefused(rewritten, containing: "newer than this ckcont", label: "format 2")
   }
 
+  /// A bundle that requires something this ckcont does not know (written by a newer one) is
+  /// refused, not restored without it.
+  @Test func anUnknownRequirementIsRefused() throws {
+    let rewritten = try rewrite { $0.requires = ["seccomp-filters", "teleportation"] }
+    try expectRefused(rewritten, containing: "the bundle needs \"teleportation\", which this ckcont does not know", label: "requires")
+  }
+
   @Test func cpuFeaturesTheHostLacksAreRefused() throws {
     // Bits 5-7 are the AVX-512 state components, bit 17+18 AMX: claim them all.
     let rewritten = try rewrite { $0.cpu.xsaveFeatures |= 0x60000 | 0xe0 }

@@ -493,7 +493,7 @@ struct DumpRestoreBehaviourTests {
     let json = run(nobody + ["inspect", "--json", container.bundlePath])
     try #require(json.status == 0, "\(json.output)")
     let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
-    #expect(object["formatVersion"] as? String == "1.0")
+    #expect(object["formatVersion"] as? String == "1.1")
     #expect((object["namespaces"] as? [String])?.contains("pid") == true)
     let tasks = try #require(object["tasks"] as? [[String: Any]])
     #expect(tasks.count == 1)
