@@ -527,6 +527,25 @@ struct DumpRestoreBehaviourTests {
     #expect(countLines(container.log) > counted)
   }
 
+  /// A container frozen before the dump (`ckcont freeze`, a paused container) is dumped and
+  /// left frozen, as it was found; thawed, it runs on. The dump hung before: a frozen task
+  /// resumed for a remote call enters the freezer instead. With stopped jobs inside, as the
+  /// hardest case.
+  @Test func aFrozenContainerIsDumpedAndLeftFrozen() throws {
+    let container = try FixtureContainer("stopped")
+    defer { container.destroy() }
+    try container.waitReady()
+    let freeze = run([TestPaths.ckcont, "freeze", container.cgroup.path])
+    try #require(freeze.status == 0, "\(freeze.output)")
+    let dump = container.dump(["--leave-running"])
+    #expect(dump.status == 0, "\(dump.output)")
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 1"))
+    let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
+    #expect(thaw.status == 0, "\(thaw.output)")
+    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+    try waitForLine("PASS stopped", in: container, timeout: 10)
+  }
+
   /// SIGTERM in the middle of a dump: ckcont cleans up and exits non-zero; the container runs
   /// on, untraced and thawed, and no bundle (not even a partial one) is left.
   @Test func interruptedDumpLeavesTheContainerRunning() throws {

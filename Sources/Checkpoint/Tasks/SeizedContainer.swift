@@ -19,6 +19,8 @@ public final class SeizedContainer {
   /// Every seized thread with the state to put back on release.
   private(set) var original: [Int32: (registers: Registers, mask: UInt64)] = [:]
   private var seized: [Int32] = []
+  /// Whether the cgroup was frozen before the dump: then it is left frozen at release.
+  private let wasFrozen: Bool
   /// Processes that were stopped jobs: their stop signal.
   private var stopped: [Int32: Int32] = [:]
   private var released = false
@@ -27,10 +29,11 @@ public final class SeizedContainer {
   private var tracerCPUs: CPUSet?
 
   /// Freezes `cgroup`, seizes every thread of its subtree and waits for all of them to stop.
-  /// On failure everything seized is released and the cgroup thawed before the error is thrown.
+  /// On failure everything seized is released and the cgroup thawed (unless it was frozen
+  /// before) before the error is thrown.
   public init(cgroup: Cgroup, freezeTimeout: Double, log: (String) -> Void) throws {
     self.cgroup = cgroup
-    let wasFrozen = try Freezer.isFrozen(cgroup)
+    wasFrozen = try Freezer.isFrozen(cgroup)
     let started = monotonicNow()
     _ = try Freezer.freeze(cgroup, timeout: freezeTimeout)
     frozenAt = monotonicNow()
@@ -53,7 +56,10 @@ public final class SeizedContainer {
           try Ptrace.interrupt(tid)
         }
       }
-      if !wasFrozen { try Freezer.thaw(cgroup) }
+      // Thawed even when it was frozen before (`ckcont freeze`, a paused container): a frozen
+      // task resumed for a remote call enters the freezer instead of running it, and under v1
+      // does not even report its stop. Seized, nothing runs; release freezes it again.
+      try Freezer.thaw(cgroup)
       for tid in seized {
         let status = try Ptrace.wait(tid)
         guard status.isEventStop else {
@@ -83,7 +89,6 @@ public final class SeizedContainer {
     } catch {
       processes = found
       release(leaveFrozen: false)
-      if !wasFrozen { try? Freezer.thaw(cgroup) }
       throw error
     }
   }
@@ -143,7 +148,8 @@ public final class SeizedContainer {
   }
 
   /// Puts every thread's registers and signal mask back and detaches; the container runs on
-  /// (or stays frozen with `leaveFrozen`). Safe to call more than once.
+  /// (or stays frozen with `leaveFrozen`, or when it was frozen before the dump). Safe to call
+  /// more than once.
   public func release(leaveFrozen: Bool) {
     guard !released else { return }
     released = true
@@ -160,7 +166,7 @@ public final class SeizedContainer {
     }
     // Stopped jobs stop again before they can run (the signal acts on thaw).
     for (pid, signal) in stopped { Glibc.kill(pid, signal) }
-    if !leaveFrozen { try? Freezer.thaw(cgroup) }
+    if !leaveFrozen && !wasFrozen { try? Freezer.thaw(cgroup) }
     endRemoteCalls()
   }
 
