@@ -50,11 +50,14 @@ public enum BundleFormat {
   /// The current minor version; readers accept any minor version of their major version,
   /// unless the manifest `requires` something they do not know. 1.1 added `requires`.
   public static let minorVersion = 1
-  /// What this ckcont understands of what a manifest may require: state beyond format 1.0
-  /// that a reader must restore or refuse, never drop.
-  public static let knownRequirements: Set<String> = [
-    "seccomp-filters", "stopped-jobs", "deleted-file-mappings", "async-io-owners",
-  ]
+  /// What a manifest may require (``Manifest/requires``): state beyond format 1.0 that a
+  /// reader must restore or refuse, never drop.
+  public enum Requirement: String, CaseIterable, Sendable {
+    case seccompFilters = "seccomp-filters", stoppedJobs = "stopped-jobs"
+    case deletedFileMappings = "deleted-file-mappings", asyncIOOwners = "async-io-owners"
+  }
+  /// The requirements this ckcont understands.
+  public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))
 
   /// The first member.
   public static let manifestName = "manifest.json"

@@ -491,12 +491,17 @@ public struct Dump {
 
   /// What a reader must understand to restore these tasks (``Manifest/requires``).
   static func requirements(of tasks: [CapturedTask]) -> [String]? {
-    var needed: [String] = []
-    if tasks.contains(where: { $0.core.seccompFilters != nil }) { needed.append("seccomp-filters") }
-    if tasks.contains(where: { $0.entry.stopSignal != nil }) { needed.append("stopped-jobs") }
-    if tasks.contains(where: { $0.memory.vmas.contains { $0.kind == .deletedFile } }) { needed.append("deleted-file-mappings") }
-    if tasks.contains(where: { $0.files.descriptors.contains { $0.asyncOwner != nil } }) { needed.append("async-io-owners") }
-    return needed.isEmpty ? nil : needed
+    let needed = BundleFormat.Requirement.allCases.filter { requirement in
+      tasks.contains { task in
+        switch requirement {
+        case .seccompFilters: task.core.seccompFilters != nil
+        case .stoppedJobs: task.entry.stopSignal != nil
+        case .deletedFileMappings: task.memory.vmas.contains { $0.kind == .deletedFile }
+        case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
+        }
+      }
+    }
+    return needed.isEmpty ? nil : needed.map(\.rawValue)
   }
 
   /// Which namespaces the container's root process does not share with ckcont.

@@ -215,19 +215,9 @@ struct DumpRestoreBehaviourTests {
   /// be restored yet (PR_SET_MM_MAP refuses the file made again): the dump says so, naming
   /// the file, and the process runs on.
   @Test func aDeletedExecutableIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["deleted-exe"])
-    defer { container.destroy() }
-    try container.waitReady()
-    let pids = container.cgroup.allPids()
-    let dump = container.dump()
-    #expect(dump.status == 1)
-    #expect(dump.stderr.hasPrefix("ckcont: error: task \(pids[0]): its executable /"), "\(dump.stderr)")
-    #expect(dump.stderr.contains("/ckcont-unsupported-fd-") && dump.stderr.contains("was deleted since it started"), "\(dump.stderr)")
-    #expect(dump.stderr.split(separator: "\n").count <= 2)
-    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
-    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
-    kill(pids[0], SIGTERM)
-    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+    try expectDumpRefused(
+      "deleted-exe", prefix: { "ckcont: error: task \($0): its executable /" },
+      containing: ["/ckcont-unsupported-fd-", "was deleted since it started"])
   }
 
   /// Stopped jobs are continued for the dump (a task in group-stop re-enters it whenever
@@ -245,40 +235,17 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS stopped", in: container, timeout: 10)
   }
 
-
-  /// A network namespace holding a device besides loopback (here a tun device) cannot be
-  /// restored whole yet: the dump names the devices in one line rather than drop them.
-  @Test func anAddressOfItsOwnOnLoopbackIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["netns-address"])
-    defer { container.destroy() }
-    try container.waitReady()
-    let pids = container.cgroup.allPids()
-    let dump = container.dump()
-    #expect(dump.status == 1)
-    #expect(
-      dump.stderr.hasPrefix("ckcont: error: the container's network namespace has addresses of its own (10.9.9.9)"), "\(dump.stderr)")
-    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
-    kill(pids[0], SIGTERM)
-    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
-  }
-
   /// A network namespace holding a device besides loopback, or an address of its own on
   /// loopback, cannot be restored whole yet: the dump names them in one line rather than
   /// drop them.
+  @Test func anAddressOfItsOwnOnLoopbackIsRefused() throws {
+    try expectDumpRefused(
+      "netns-address", prefix: { _ in "ckcont: error: the container's network namespace has addresses of its own (10.9.9.9)" })
+  }
+
   @Test func aNetworkDeviceBesidesLoopbackIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["netns-device"])
-    defer { container.destroy() }
-    try container.waitReady()
-    let pids = container.cgroup.allPids()
-    let dump = container.dump()
-    #expect(dump.status == 1)
-    #expect(
-      dump.stderr.hasPrefix("ckcont: error: the container's network namespace has network devices of its own (cktun0)"), "\(dump.stderr)")
-    #expect(dump.stderr.split(separator: "\n").count <= 2)
-    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
-    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
-    kill(pids[0], SIGTERM)
-    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
+    try expectDumpRefused(
+      "netns-device", prefix: { _ in "ckcont: error: the container's network namespace has network devices of its own (cktun0)" })
   }
 
   /// A container with a root filesystem of its own (pivot_root, as runc makes them) cannot
@@ -619,6 +586,25 @@ struct DumpRestoreBehaviourTests {
     #expect(restore.stderr.contains("to map it"), "\(restore.stderr)")
     #expect(!FileManager.default.fileExists(atPath: target))
     #expect(try Data(contentsOf: URL(fileURLWithPath: container.bundlePath)) == before)
+  }
+
+  /// Runs `unsupported-fd <kind>` and dumps it, which must be refused: status 1, one line
+  /// (two with a hint) starting with `prefix` (given the process's pid) and holding each of
+  /// `containing`, no bundle, the container thawed; then the fixture checks itself.
+  func expectDumpRefused(_ kind: String, prefix: (Int32) -> String, containing: [String] = []) throws {
+    let container = try FixtureContainer("unsupported-fd", [kind])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(dump.stderr.hasPrefix(prefix(pids[0])), "\(dump.stderr)")
+    for text in containing { #expect(dump.stderr.contains(text), "\(dump.stderr)") }
+    #expect(dump.stderr.split(separator: "\n").count <= 2)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
   func waitForLine(_ prefix: String, in container: FixtureContainer, timeout: Double) throws {

@@ -239,8 +239,11 @@ public struct SeccompFilterImage: Codable, Sendable, Equatable {
   /// struct sock_filter instructions, 8 bytes each.
   public var program: Data
 
-  /// The most instructions one filter may have (BPF_MAXINSNS).
-  public static let maxInstructions = 4096
+  /// The most instructions of one filter a restore installs: the program goes into the task's
+  /// 32 KiB data area beside its header (the kernel takes up to BPF_MAXINSNS, 4096).
+  public static let maxRestorableInstructions = 4000
+  /// The most filters a restore installs for one process.
+  public static let maxRestorableFilters = 64
   /// The flags a restore may install a filter with.
   public static let knownFlags: UInt64 = 2  // SECCOMP_FILTER_FLAG_LOG
 

@@ -447,3 +447,9 @@ public struct AsyncOwnerImage: Codable, Sendable, Equatable {
     self.signal = signal
   }
 }
+
+extension [SocketOption] {
+  /// Whether SO_REUSEADDR is among them and set: leaving TCP repair mode clears it, so the
+  /// dump and the restore put it back.
+  public var reusesAddress: Bool { contains { $0.level == 1 /* SOL_SOCKET */ && $0.name == 2 /* SO_REUSEADDR */ && $0.value != 0 } }
+}

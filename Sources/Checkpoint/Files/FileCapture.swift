@@ -244,8 +244,7 @@ struct FileCapture {
         }
       } else if facts.tcp_state == 1 /* TCP_ESTABLISHED */ {
         keep = true
-        let reuseAddress = socketOptions(facts).contains { $0.level == SOL_SOCKET && $0.name == SO_REUSEADDR && $0.value != 0 }
-        repaired.add(ours, reuseAddress: reuseAddress)
+        repaired.add(ours, reuseAddress: socketOptions(facts).reusesAddress)
         let limit = TCPConnectionImage.queueLimit
         // Most queues are short: a small buffer first, the largest one if that is too small.
         var capacity = 64 << 10

@@ -589,7 +589,7 @@ struct FileRestore {
       try setOption("TCP_REPAIR off", fd: descriptor.fd, 6, TCPRepair.mode, off)
       // Leaving repair mode clears SO_REUSEADDR: a connection without it that lingers after
       // its process closed it (FIN_WAIT, LAST_ACK) would keep a new listener off the port.
-      if socket.options.contains(where: { $0.level == SOL_SOCKET && $0.name == SO_REUSEADDR && $0.value != 0 }) {
+      if socket.options.reusesAddress {
         try setOption("SO_REUSEADDR", fd: descriptor.fd, SOL_SOCKET, SO_REUSEADDR, on)
       }
     }

@@ -348,28 +348,27 @@ final class MemoryRestore {
     let sharing = UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
     let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
     let at = Int64(vma.start)
-    if vma.kind == .memfd {
-      // A new memfd of the same name and size; other mappings of it come through map_files.
-      let label = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
-      let fd = batch.add("memfd_create \(vma.path)", SyscallNumber.memfdCreate, .value(label), .value(1 /* MFD_CLOEXEC */))
+    if vma.kind == .memfd || vma.kind == .deletedFile {
+      // The file made again, of its size; other mappings of it come through map_files.
+      let fd: Int
+      if vma.kind == .memfd {
+        // A new memfd of the same name.
+        let label = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
+        fd = batch.add("memfd_create \(vma.path)", SyscallNumber.memfdCreate, .value(label), .value(1 /* MFD_CLOEXEC */))
+      } else {
+        // A file unlinked at once, where the deleted one was.
+        let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0)
+        let path = try injector.put(string: ghostPath)
+        fd = batch.add(
+          "create \(ghostPath) for the deleted \(vma.path)", SyscallNumber.open, .value(path),
+          .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64(vma.objectMode ?? 0o600)))
+        batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(path))
+      }
       batch.add("ftruncate \(vma.path)", SyscallNumber.ftruncate, .result(fd), .value(vma.objectSize ?? vma.offset + vma.size))
       batch.add(
         name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
         .value(vma.offset), expecting: at)
-      batch.add("close the memfd", SyscallNumber.close, .result(fd))
-    } else if vma.kind == .deletedFile {
-      // Made again, and unlinked at once; other mappings of it come through map_files.
-      let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0)
-      let path = try injector.put(string: ghostPath)
-      let fd = batch.add(
-        "create \(ghostPath) for the deleted \(vma.path)", SyscallNumber.open, .value(path),
-        .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64(vma.objectMode ?? 0o600)))
-      batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(path))
-      batch.add("ftruncate \(ghostPath)", SyscallNumber.ftruncate, .result(fd), .value(vma.objectSize ?? vma.offset + vma.size))
-      batch.add(
-        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
-        .value(vma.offset), expecting: at)
-      batch.add("close \(ghostPath)", SyscallNumber.close, .result(fd))
+      batch.add("close \(vma.path)", SyscallNumber.close, .result(fd))
     } else if vma.kind == .file {
       // A library maps several VMAs of one file: it is opened once per batch.
       let writable = vma.shared && vma.protection & PROT_WRITE != 0

@@ -387,9 +387,9 @@ final class LoadedBundle {
     }
     if let filters = task.core.seccompFilters {
       // The restore puts each program into the task's 32 KiB data area, beside its header.
-      guard filters.count <= 64,
+      guard filters.count <= SeccompFilterImage.maxRestorableFilters,
         filters.allSatisfy({
-          !$0.program.isEmpty && $0.program.count % 8 == 0 && $0.program.count / 8 <= 4000
+          !$0.program.isEmpty && $0.program.count % 8 == 0 && $0.program.count / 8 <= SeccompFilterImage.maxRestorableInstructions
             && $0.flags & ~SeccompFilterImage.knownFlags == 0
         })
       else { throw bad("malformed or oversized seccomp filters") }
