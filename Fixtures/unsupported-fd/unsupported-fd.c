@@ -12,6 +12,8 @@
  *   pidfd     pidfd_open(self). After: the link only
  *   deleted-exe /dev/null, run from a copy of this program in DIR that is then deleted (as an
  *             upgrade replaces a binary). After: the link
+ *   seccomp-big /dev/null, and a seccomp filter of 4001 instructions (that allows everything),
+ *             more than a restore installs. After: the link
  *   netns-address /dev/null, and a network namespace of its own whose loopback has an address
  *             besides 127.0.0.1 (10.9.9.9 on lo:1). After: the link
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
@@ -49,6 +51,8 @@
 #include <linux/io_uring.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <time.h>
@@ -113,6 +117,14 @@ int main(int argc, char **argv) {
     }
     FX_SYS(unlink(getenv("CKCONT_DELETED_EXE")));
     fd = FX_SYS(open("/dev/null", O_RDWR));
+  } else if (!strcmp(kind, "seccomp-big")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    static struct sock_filter program[4001];
+    for (int i = 0; i < 4000; i++) program[i] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0);
+    program[4000] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog fprog = {.len = 4001, .filter = program};
+    FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    FX_SYS(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog));
   } else if (!strcmp(kind, "netns-address")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     FX_SYS(unshare(CLONE_NEWNET));
@@ -217,7 +229,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|netns-address|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|uts-child|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

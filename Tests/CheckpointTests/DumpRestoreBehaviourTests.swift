@@ -235,6 +235,13 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS stopped", in: container, timeout: 10)
   }
 
+  /// A seccomp filter longer than a restore installs is refused at dump, while the container
+  /// still runs, not at restore after it is gone.
+  @Test func aSeccompFilterTooLongToRestoreIsRefused() throws {
+    try expectDumpRefused(
+      "seccomp-big", prefix: { "ckcont: error: process \($0) has 1 seccomp filter(s) of up to 4001 instructions, more than ckcont restores" })
+  }
+
   /// A network namespace holding a device besides loopback, or an address of its own on
   /// loopback, cannot be restored whole yet: the dump names them in one line rather than
   /// drop them.

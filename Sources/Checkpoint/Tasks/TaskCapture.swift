@@ -233,6 +233,14 @@ struct TaskCapture: Sendable {
       try tracee.setOptions(Int32(Ptrace.defaultOptions) | Int32(CK_PTRACE_O_SUSPEND_SECCOMP))
       chains.append(try tracee.seccompFilters().map { SeccompFilterImage(flags: $0.flags, program: Data($0.program)) })
     }
+    // Refused here rather than at restore, after the container is gone.
+    let sizes = chains[0].map { $0.program.count / 8 }
+    guard sizes.count <= SeccompFilterImage.maxRestorableFilters, sizes.allSatisfy({ $0 <= SeccompFilterImage.maxRestorableInstructions })
+    else {
+      throw CKError(
+        .failed,
+        "process \(pid) has \(sizes.count) seccomp filter(s) of up to \((sizes.max() ?? 0)) instructions, more than ckcont restores (\(SeccompFilterImage.maxRestorableFilters) of \(SeccompFilterImage.maxRestorableInstructions))")
+    }
     guard chains.allSatisfy({ $0 == chains[0] }) else {
       throw CKError(
         .failed, "the threads of process \(pid) have different seccomp filters, which ckcont cannot checkpoint yet",
