@@ -55,6 +55,8 @@ public enum BundleFormat {
   public enum Requirement: String, CaseIterable, Sendable {
     case seccompFilters = "seccomp-filters", stoppedJobs = "stopped-jobs"
     case deletedFileMappings = "deleted-file-mappings", asyncIOOwners = "async-io-owners"
+    /// The container pivoted into a root filesystem of its own (mounts.json starts with "/").
+    case rootFilesystem = "root-filesystem"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -127,7 +127,10 @@ public struct Dump {
     var namespaceIDs: [String: NamespaceID]
     var scheduling: SchedulingImage
 
-    init(_ process: CgroupProcess, container: String, sockDiag: Int32, repaired: RepairedSockets, log: (String) -> Void) throws {
+    init(
+      _ process: CgroupProcess, container: String, sockDiag: Int32, repaired: RepairedSockets, rootMounts: Set<Int>?,
+      log: (String) -> Void
+    ) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
       if stat.ttyNr != 0 {
         throw CKError(
@@ -138,7 +141,7 @@ public struct Dump {
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
       memory = try MemoryCapture(pid: process.pid, procStat: stat, hasLockedMemory: (task.status.lockedMemoryKiB ?? 0) > 0).image(log: log)
-      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired).image(log: log)
+      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts).image(log: log)
       namespaceIDs = try NamespaceID.readAll(
         pid: process.pid, names: ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
       guard stat.policy != 6 else {
@@ -408,9 +411,11 @@ public struct Dump {
     defer { if netns >= 0 { close(netns) } }
     let sockDiag = ck_sock_diag_socket(netns)
     defer { if sockDiag >= 0 { close(sockDiag) } }
+    let rootMounts = try ContainerMounts.ownRootMounts(pid: processes[0].pid)
     DispatchQueue.concurrentPerform(iterations: processes.count) { index in
       facts[index] = Result {
-        try ProcessFacts(processes[index], container: container, sockDiag: sockDiag, repaired: repaired, log: log)
+        try ProcessFacts(
+          processes[index], container: container, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts, log: log)
       }
     }
     return facts.map { $0 ?? .failure(CKError(.failed, "a process was not read")) }
@@ -490,14 +495,16 @@ public struct Dump {
   }
 
   /// What a reader must understand to restore these tasks (``Manifest/requires``).
-  static func requirements(of tasks: [CapturedTask]) -> [String]? {
+  static func requirements(of tasks: [CapturedTask], mounts: MountsImage?) -> [String]? {
     let needed = BundleFormat.Requirement.allCases.filter { requirement in
-      tasks.contains { task in
+      if requirement == .rootFilesystem { return mounts?.hasOwnRoot == true }
+      return tasks.contains { task in
         switch requirement {
         case .seccompFilters: task.core.seccompFilters != nil
         case .stoppedJobs: task.entry.stopSignal != nil
         case .deletedFileMappings: task.memory.vmas.contains { $0.kind == .deletedFile }
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
+        case .rootFilesystem: false
         }
       }
     }
@@ -552,7 +559,7 @@ public struct Dump {
     var manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
-    manifest.requires = Self.requirements(of: captured.tasks)
+    manifest.requires = Self.requirements(of: captured.tasks, mounts: captured.mounts)
     let writer = try BundleWriter(sink: destination.sink, manifest: manifest)
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }

@@ -33,6 +33,13 @@ struct RestoreCommand: ParsableCommand {
       "fd[N]:RESOURCE - give the restored tasks ckcont's descriptor N wherever they held RESOURCE (repeatable).",
       discussion: "RESOURCE is pipe:[INODE] (the outside end of a pipe, e.g. to a container runtime; `ckcont inspect` shows the inodes) or a file path as dumped, as in CRIU's --inherit-fd."))
   var inheritFd: [String] = []
+  @Option(
+    name: .customLong("root"),
+    help: ArgumentHelp(
+      "Use DIR as the root filesystem of a container that pivoted into one of its own (runc, crun, podman).",
+      discussion: "By default the directory it was dumped with (`ckcont inspect` shows it). As in CRIU's --root: a runtime mounts the container's rootfs again and names it here.",
+      valueName: "DIR"))
+  var rootFilesystem: String?
   @Option(help: "Write the restored root pid to this file.")
   var pidfile: String?
   @OptionGroup var global: GlobalOptions
@@ -52,6 +59,9 @@ struct RestoreCommand: ParsableCommand {
     for spec in inheritFd {
       let (resource, fd) = try Restore.inheritedDescriptor(spec)
       restore.inheritedDescriptors[resource] = fd
+    }
+    if let rootFilesystem {
+      restore.rootFilesystem = rootFilesystem.hasPrefix("/") ? rootFilesystem : FileManager.default.currentDirectoryPath + "/" + rootFilesystem
     }
     restore.log = { log.debug("\($0)") }
     let report = try restore.run()

@@ -77,6 +77,10 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var mqueue: MessageQueueImage?
   /// Signal-driven I/O (O_ASYNC, F_SETOWN, F_SETSIG): who gets the signal and which.
   public var asyncOwner: AsyncOwnerImage?
+  /// kind == .path: the file lies outside the container's root filesystem (opened before
+  /// its runtime pivoted into the root, like the stdio a runtime hands in); `path` is what
+  /// ckcont saw, and the restore reopens it from there, not inside the container.
+  public var outsideRoot: Bool?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,

@@ -2,11 +2,16 @@ import Foundation
 
 /// `mounts.json`: what a container's own mount namespace holds beyond the namespace it was
 /// made from (the host's, as ckcont sees it): the mounts it added, parents first (CRIU's
-/// mountpoints image, for the mounts a container typically makes).
+/// mountpoints image, for the mounts a container typically makes). A container with a root
+/// filesystem of its own (pivot_root, as runc and crun make them) has every mount of its
+/// namespace here, the root first (mount point `/`).
 public struct MountsImage: Codable, Sendable, Equatable {
   public var mounts: [MountImage]
 
   public init(mounts: [MountImage]) { self.mounts = mounts }
+
+  /// Whether the container has a root filesystem of its own: its first mount is at `/`.
+  public var hasOwnRoot: Bool { mounts.first?.mountPoint == "/" }
 }
 
 /// One mount the container made.
@@ -23,6 +28,10 @@ public struct MountImage: Codable, Sendable, Equatable {
   public var fsType: String
   /// The filesystem's source name, or the bind mount's source path.
   public var source: String
+  /// A bind mount's source is a path in the container's own tree (what an earlier mount of
+  /// it shows), not one of ckcont's: under a root of its own the restore makes it under the
+  /// new root. nil or false: a path ckcont sees.
+  public var sourceInContainer: Bool?
   /// MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME,
   /// MS_STRICTATIME as the mount had them.
   public var flags: UInt64
@@ -32,12 +41,14 @@ public struct MountImage: Codable, Sendable, Equatable {
   public var files: [MountFileImage]?
 
   public init(
-    kind: Kind, mountPoint: String, fsType: String, source: String, flags: UInt64, options: String, files: [MountFileImage]? = nil
+    kind: Kind, mountPoint: String, fsType: String, source: String, sourceInContainer: Bool? = nil, flags: UInt64,
+    options: String, files: [MountFileImage]? = nil
   ) {
     self.kind = kind
     self.mountPoint = mountPoint
     self.fsType = fsType
     self.source = source
+    self.sourceInContainer = sourceInContainer
     self.flags = flags
     self.options = options
     self.files = files
@@ -48,6 +59,8 @@ public struct MountImage: Codable, Sendable, Equatable {
 public struct MountFileImage: Codable, Sendable, Equatable {
   public enum Kind: String, Codable, Sendable {
     case directory, file, symlink, fifo
+    /// A character or block device node (a container's /dev): `device` is its number.
+    case characterDevice, blockDevice
     /// Another name of an earlier file: `target` is that file's path.
     case hardLink
   }
@@ -60,8 +73,13 @@ public struct MountFileImage: Codable, Sendable, Equatable {
   public var gid: UInt32
   public var contents: Data?
   public var target: String?
+  /// A device node's number (st_rdev).
+  public var device: UInt64?
 
-  public init(kind: Kind, path: String, mode: UInt32, uid: UInt32, gid: UInt32, contents: Data? = nil, target: String? = nil) {
+  public init(
+    kind: Kind, path: String, mode: UInt32, uid: UInt32, gid: UInt32, contents: Data? = nil, target: String? = nil,
+    device: UInt64? = nil
+  ) {
     self.kind = kind
     self.path = path
     self.mode = mode
@@ -69,5 +87,6 @@ public struct MountFileImage: Codable, Sendable, Equatable {
     self.gid = gid
     self.contents = contents
     self.target = target
+    self.device = device
   }
 }

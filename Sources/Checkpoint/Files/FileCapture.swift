@@ -13,6 +13,9 @@ struct FileCapture {
   let sockDiag: Int32
   /// Where established TCP connections go once in repair mode.
   let repaired: RepairedSockets
+  /// The mounts of a container with a root filesystem of its own (nil: it has none): a file
+  /// on none of them lies outside its root.
+  var rootMounts: Set<Int>? = nil
 
   func image(log: (String) -> Void) throws -> FileTableImage {
     let fdDir = "/proc/\(pid)/fd"
@@ -134,10 +137,10 @@ struct FileCapture {
         descriptors.append(descriptor)
         continue
       }
-      descriptors.append(
-        DescriptorImage(
-          fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
-          mode: UInt32(st.st_mode)))
+      var descriptor = DescriptorImage(
+        fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos, mode: UInt32(st.st_mode))
+      if let rootMounts, !rootMounts.contains(Int(info.mountID)) { descriptor.outsideRoot = true }
+      descriptors.append(descriptor)
     }
     for index in descriptors.indices {
       let descriptor = descriptors[index]

@@ -38,6 +38,27 @@ final class SharedDescriptions {
   var memfds: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
   /// Deleted file's inode -> the task (host pid) and high fd holding its recreated ghost.
   var ghosts: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
+  /// Files outside the container's root, as ckcont sees them: path -> ckcont's O_PATH
+  /// descriptor, which the tasks reopen with their own flags.
+  private var outsideFiles: [String: Int32] = [:]
+
+  /// ckcont's descriptor of `path`, a file outside the container's root (see
+  /// ``DescriptorImage/outsideRoot``), opened on first use.
+  func outsideFile(_ path: String) throws -> Int32 {
+    if let fd = outsideFiles[path] { return fd }
+    let fd = open(path, 0o10000000 /* O_PATH */ | O_CLOEXEC)
+    guard fd >= 0 else {
+      throw CKError(
+        .failed, "cannot open \(path), a file outside the container's root that it held open: \(String(cString: strerror(errno)))",
+        hint: "hand in a descriptor for it with --inherit-fd fd[N]:\(path)")
+    }
+    outsideFiles[path] = fd
+    return fd
+  }
+
+  deinit {
+    for fd in outsideFiles.values { close(fd) }
+  }
 }
 
 /// Reopens a process's descriptors inside the restored task at their exact numbers, with
@@ -75,7 +96,8 @@ struct FileRestore {
   /// Pipes first, one call at a time (pipe2 returns its ends in memory); then everything
   /// else in one batch: copies of descriptions other processes hold, files and FIFOs.
   func prepare() throws -> Prepared {
-    var prepared = Prepared(nextHigh: Int64((image.descriptors.map(\.fd).max() ?? 0) + 1))
+    // Above ckcont's /proc too, which the task holds above every target until install.
+    var prepared = Prepared(nextHigh: max(Int64((image.descriptors.map(\.fd).max() ?? 0) + 1), injector.hostProc + 1))
     let pipesByInode = Dictionary(image.pipes.map { ($0.inode, $0) }) { first, _ in first }
     func heldElsewhere(_ descriptor: DescriptorImage) -> (pid: Int32, fd: Int64)? {
       guard let id = descriptor.sharedDescription, let holder = shared.holders[id], holder.pid != pid else { return nil }
@@ -108,17 +130,21 @@ struct FileRestore {
     injector.resetData()
     var batch = Injector.Batch()
     var after = AfterBatch()
-    /// Queues open(path) and moves the result to a high number.
+    /// Queues open(path) of a path in the container and moves the result to a high number.
     func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
-      // Never creating or truncating; close-on-exec until installed. A /proc/<pid>/fd or
-      // map_files entry (a file another descriptor or a mapping brought back) is a magic
-      // symlink, which O_NOFOLLOW (sem_open's, say) would refuse with ELOOP.
+      // Never creating or truncating; close-on-exec until installed.
       let address = try injector.put(string: path)
-      let magic = path.hasPrefix("/proc/") ? O_NOFOLLOW : 0
-      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL | magic) | O_CLOEXEC
+      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
       let opened = batch.add(
         "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
       return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
+    }
+    /// Queues an open of `entry` of ckcont's /proc (a file ckcont, another descriptor or a
+    /// mapping already holds, see ``Injector/hostProc``) and moves it to a high number. The
+    /// entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse with ELOOP.
+    func queueReopen(_ entry: String, flags: Int32, fd: Int32) throws -> Int64 {
+      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOFOLLOW) | O_CLOEXEC
+      return queueMoveHigh(try injector.queueOpenInHostProc(entry, flags: openFlags, into: &batch), what: "fd \(fd)")
     }
     /// lseek of the description at `high` to the descriptor's file position, if it had one.
     func queueSeek(_ high: Int64, to descriptor: DescriptorImage) {
@@ -230,10 +256,10 @@ struct FileRestore {
       return queueMoveHigh(made, what: "fd \(fd)")
     }
     /// The socket file a unix name left behind when its process died: bind would find it
-    /// taken. Only a socket file at an absolute path is removed.
+    /// taken. Only a socket file at an absolute path is removed, found in the task's view.
     func removeStaleSocketFile(_ name: Data) throws {
       guard name.first == UInt8(ascii: "/") else { return }
-      let path = String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+      let path = "/proc/\(injector.pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
       var st = stat()
       guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
       try syscallChecked("unlink", "the stale socket file \(path)") { unlink(path) }
@@ -294,7 +320,7 @@ struct FileRestore {
       if let ours = inheritedFD(descriptor) {
         // What the caller handed in (the outside end of a pipe to the runtime, a log file):
         // reopened through ckcont's own descriptor.
-        prepared.descriptions[descriptor.fd] = try queueOpen("/proc/\(getpid())/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd).high
+        prepared.descriptions[descriptor.fd] = try queueReopen("\(getpid())/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd)
         continue
       }
       if let holder = heldElsewhere(descriptor) {
@@ -364,16 +390,17 @@ struct FileRestore {
         }
       case .deleted:
         guard let ghost = descriptor.ghost, let path = descriptor.path else { continue }
+        // An entry of ckcont's /proc.
         let source: String
         if let held = shared.ghosts[ghost.inode] {
-          source = "/proc/\(held.hostPid)/fd/\(held.fd)"
+          source = "\(held.hostPid)/fd/\(held.fd)"
         } else if let mapped = sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: ghost.inode, path: path)] {
           // Mapped too: the file a mapping made again, which already has the contents.
-          source = "/proc/\(mapped.hostPid)/map_files/\(hex(mapped.start))-\(hex(mapped.end))"
+          source = "\(mapped.hostPid)/map_files/\(hex(mapped.start))-\(hex(mapped.end))"
         } else {
           // Made again next to where it was and unlinked at once; ckcont fills it after the
           // batch, through the keeper descriptor.
-          let ghostPath = ghostFilePath(for: path, inode: ghost.inode)
+          let ghostPath = ghostFilePath(for: path, inode: ghost.inode, taskPid: injector.pid)
           let at = try injector.put(string: ghostPath)
           let made = batch.add(
             "create \(ghostPath) for the deleted \(path)", SyscallNumber.open, .value(at),
@@ -382,9 +409,9 @@ struct FileRestore {
           let keeper = queueMoveHigh(made, what: "the ghost of \(path)")
           after.ghosts.append((keeper, ghost.contents))
           shared.ghosts[ghost.inode] = (injector.pid, keeper)
-          source = "/proc/\(injector.pid)/fd/\(keeper)"
+          source = "\(injector.pid)/fd/\(keeper)"
         }
-        let high = try queueOpen(source, flags: descriptor.flags, fd: descriptor.fd).high
+        let high = try queueReopen(source, flags: descriptor.flags, fd: descriptor.fd)
         queueSeek(high, to: descriptor)
         prepared.descriptions[descriptor.fd] = high
       case .pidfd:
@@ -397,16 +424,16 @@ struct FileRestore {
         guard let memfd = descriptor.memfd else { continue }
         let existing: String?
         if let mapping = sharedObjects.created[ObjectKey(device: 0, inode: memfd.inode)] {
-          existing = "/proc/\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
+          existing = "\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
         } else if let held = shared.memfds[memfd.inode] {
-          existing = "/proc/\(held.hostPid)/fd/\(held.fd)"
+          existing = "\(held.hostPid)/fd/\(held.fd)"
         } else {
           existing = nil
         }
         let high: Int64
         if let existing {
           // The same file another descriptor or a mapping already brought back.
-          high = try queueOpen(existing, flags: descriptor.flags, fd: descriptor.fd).high
+          high = try queueReopen(existing, flags: descriptor.flags, fd: descriptor.fd)
         } else {
           let name = try injector.put(string: memfd.name)
           // F_SEAL_SEAL alone is what a memfd made without MFD_ALLOW_SEALING shows (and means
@@ -454,7 +481,10 @@ struct FileRestore {
         prepared.descriptions[descriptor.fd] = try queueAnon(descriptor, state)
       case .path:
         guard let path = descriptor.path else { continue }
-        let high = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+        let high =
+          descriptor.outsideRoot == true
+          ? try queueReopen("\(getpid())/fd/\(try shared.outsideFile(path))", flags: descriptor.flags, fd: descriptor.fd)
+          : try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
         if (descriptor.mode ?? 0) & UInt32(S_IFMT) == UInt32(S_IFREG) { queueSeek(high, to: descriptor) }
         prepared.descriptions[descriptor.fd] = high
       }
@@ -610,7 +640,7 @@ struct FileRestore {
           .value(UInt64(target.fd)), .value(at))
       }
     }
-    for fd in prepared.highFds {
+    for fd in prepared.highFds + [injector.hostProc] where fd >= 0 {
       batch.add("close \(fd)", SyscallNumber.close, .value(UInt64(fd)))
       if batch.isFull {
         try injector.run(batch)
@@ -773,10 +803,10 @@ enum TCPRepair {
 
 /// Where a deleted file (held open or mapped) is made again before it is unlinked: at its own
 /// path when that is free, so that /proc shows the same name, else beside it under a name of
-/// ckcont's. Looked up in ckcont's view of the file system, which the restored container's
-/// mount namespace starts as a copy of.
-func ghostFilePath(for path: String, inode: UInt64) -> String {
-  if access(path, F_OK) != 0 && errno == ENOENT { return path }
+/// ckcont's. Looked up in the view of the task with host pid `pid` (through /proc/<pid>/root,
+/// its root and mount namespace).
+func ghostFilePath(for path: String, inode: UInt64, taskPid pid: Int32) -> String {
+  if access("/proc/\(pid)/root" + path, F_OK) != 0 && errno == ENOENT { return path }
   let directory = path.split(separator: "/").dropLast().joined(separator: "/")
   return "/\(directory)/.ckcont-ghost-\(inode)-\(UInt32.random(in: 0...UInt32.max))"
 }

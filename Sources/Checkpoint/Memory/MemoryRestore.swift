@@ -253,8 +253,7 @@ final class MemoryRestore {
   /// Maps the shared object another restored process created, through its map_files entry
   /// (opening it needs CAP_SYS_ADMIN, which restore has).
   private func mapShared(_ vma: VMAImage, from first: (hostPid: Int32, start: UInt64, end: UInt64)) throws {
-    let path = "/proc/\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
-    let address = try injector.put(string: path)
+    let entry = "\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
     // A private mapping of the object (a memfd) has pages of its own, written in like those
     // of any private mapping; it needs no write access to the file for that. A shared one
     // may hold pages of the object that no earlier mapping held (``SharedObjectPages``):
@@ -262,12 +261,12 @@ final class MemoryRestore {
     let ownPages = !vma.pages.isEmpty
     let extra = ownPages && vma.protection & PROT_WRITE == 0 ? PROT_READ | PROT_WRITE : 0
     let writable = vma.shared && (vma.protection & PROT_WRITE != 0 || ownPages)
-    let fd = batch.add("open \(path)", SyscallNumber.open, .value(address), .value(UInt64((writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)))
+    let fd = try injector.queueOpenInHostProc(entry, flags: (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, into: &batch)
     batch.add(
       "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size),
       .value(UInt64(vma.protection | extra)), .value(UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE) | 0x100000), .result(fd),
       .value(vma.offset), expecting: Int64(vma.start))
-    batch.add("close \(path)", SyscallNumber.close, .result(fd))
+    batch.add("close /proc/\(entry)", SyscallNumber.close, .result(fd))
     if ownPages { mapped.append(vma) }
     if extra != 0 { madeWritable.append(vma) }
   }
@@ -357,7 +356,7 @@ final class MemoryRestore {
         fd = batch.add("memfd_create \(vma.path)", SyscallNumber.memfdCreate, .value(label), .value(1 /* MFD_CLOEXEC */))
       } else {
         // A file unlinked at once, where the deleted one was.
-        let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0)
+        let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0, taskPid: injector.pid)
         let path = try injector.put(string: ghostPath)
         fd = batch.add(
           "create \(ghostPath) for the deleted \(vma.path)", SyscallNumber.open, .value(path),

@@ -14,9 +14,14 @@ import Linux
 /// read through /proc/<pid>/root (which resolves paths in the container's namespace). A new
 /// virtual filesystem (proc, sysfs, mqueue, devpts, cgroup...) is saved with its options.
 /// Anything else is refused, naming the mount.
+/// A container with a root filesystem of its own (pivot_root, as runc and crun make them)
+/// sees none of the host's mounts: then every mount it has is saved, the root first, and
+/// bind sources inside the container are paths under its root.
 /// Restore, in the root task by remote calls before any other process exists: the namespace
 /// is made private (no mount may propagate to the host), then each mount is made, parents
-/// first, and a tmpfs gets its files from ckcont through /proc/<pid>/root.
+/// first, and a tmpfs gets its files from ckcont through /proc/<pid>/root. A root of its own
+/// is mounted on a directory ckcont makes for the purpose, the rest under it, and then the
+/// task pivots into it and detaches the old root, as runc does.
 enum ContainerMounts {
   /// Filesystems with no backing store: made anew, empty, with their options.
   static let virtualFileSystems: Set<String> = [
@@ -31,23 +36,41 @@ enum ContainerMounts {
 
   // MARK: Dump
 
+  /// The mount ids of the container's mount namespace when it has a root filesystem of its
+  /// own, nil when it shares the host's: a file on no mount of these lies outside its root
+  /// (see ``DescriptorImage/outsideRoot``).
+  static func ownRootMounts(pid: Int32) throws -> Set<Int>? {
+    let container = try MountInfo.read(pid: "\(pid)")
+    guard try hasOwnRoot(container, host: MountInfo.read()) else { return nil }
+    return Set(container.map(\.mountID))
+  }
+
+  /// Whether the container's root is a mount the host's namespace does not have.
+  private static func hasOwnRoot(_ container: [MountInfoEntry], host: [MountInfoEntry]) -> Bool {
+    let hostKeys = Set(host.map(key))
+    return container.contains { $0.mountPoint == "/" && !hostKeys.contains(key($0)) }
+  }
+
   static func capture(pid: Int32) throws -> MountsImage {
     let host = try MountInfo.read()
     let container = try MountInfo.read(pid: "\(pid)")
-    let hostKeys = Set(host.map(key))
+    let ownRoot = hasOwnRoot(container, host: host)
+    // Under a root of its own every mount is the container's: none of the host's is there.
+    let hostKeys = ownRoot ? [] : Set(host.map(key))
     var added: [MountInfoEntry] = []
     var images: [MountImage] = []
     for mount in container where !hostKeys.contains(key(mount)) {
-      // A root of its own (pivot_root into a rootfs, as runc does) puts every other mount
-      // point under it: the restore would need a pivot_root of its own first.
-      guard mount.mountPoint != "/" else {
-        throw CKError(
-          .failed, "the container has a root filesystem of its own (\(mount.fsType) from \(mount.source)), which ckcont cannot restore yet",
-          hint: "run the container on the host's root filesystem")
-      }
       let flags = mountFlags(mount.mountOptions)
-      let name = "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
-      if let source = bindSource(of: mount, in: added) ?? bindSource(of: mount, in: host) {
+      let name = mount.mountPoint == "/" ? "root filesystem (\(mount.fsType) from \(mount.source))" : "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
+      if mount.mountPoint == "/", !images.isEmpty {
+        throw CKError(.failed, "the container's \(name) is mounted over its root, which ckcont cannot checkpoint yet")
+      }
+      if let source = bindSource(of: mount, in: added) {
+        images.append(
+          MountImage(
+            kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, sourceInContainer: true, flags: flags,
+            options: ""))
+      } else if let source = bindSource(of: mount, in: host) {
         images.append(MountImage(kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, flags: flags, options: ""))
       } else if memoryFileSystems.contains(mount.fsType) || virtualFileSystems.contains(mount.fsType) {
         let files = memoryFileSystems.contains(mount.fsType) ? try readFiles(of: mount, pid: pid, name: name) : nil
@@ -58,7 +81,7 @@ enum ContainerMounts {
       } else {
         throw CKError(
           .failed, "the container's \(name) cannot be checkpointed yet: it is no view of a path ckcont sees, nor a filesystem ckcont can make again",
-          hint: "bind-mount it from the host instead")
+          hint: mount.mountPoint == "/" ? "mount the root filesystem on the host too (as podman mounts an overlay), then run the container on that" : "bind-mount it from the host instead")
       }
       added.append(mount)
     }
@@ -147,11 +170,16 @@ enum ContainerMounts {
         case S_IFLNK:
           let target = try readLink(full)
           files.append(MountFileImage(kind: .symlink, path: path, mode: mode, uid: uid, gid: gid, target: target))
+        case S_IFCHR, S_IFBLK:
+          files.append(
+            MountFileImage(
+              kind: st.st_mode & S_IFMT == S_IFCHR ? .characterDevice : .blockDevice, path: path, mode: mode, uid: uid, gid: gid,
+              device: UInt64(st.st_rdev)))
         case S_IFSOCK:
           // A listener's socket file: made again when the socket is bound.
           continue
         default:
-          throw CKError(.failed, "the container's \(name) holds \(path), a device node, which ckcont cannot save yet")
+          throw CKError(.failed, "the container's \(name) holds \(path), of a kind of file ckcont cannot save")
         }
       }
     }
@@ -162,37 +190,78 @@ enum ContainerMounts {
   // MARK: Restore
 
   /// Makes the mounts in the new mount namespace of the root task behind `injector`, whose
-  /// host pid is `pid`.
-  static func restore(_ image: MountsImage, injector: Injector, pid: Int32) throws {
+  /// host pid is `pid`. A root of its own is a bind of `rootSource` when given (`--root`).
+  static func restore(_ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?) throws {
     guard !image.mounts.isEmpty else { return }
     injector.resetData()
-    let root = try injector.put(string: "/")
+    let slash = try injector.put(string: "/")
     // MS_REC | MS_PRIVATE: nothing mounted from here on may reach the host's namespace.
-    try injector.call("make the mount namespace private", SyscallNumber.mount, 0, root, 0, UInt64(0x4000 | 0x40000), 0)
+    try injector.call("make the mount namespace private", SyscallNumber.mount, 0, slash, 0, UInt64(0x4000 | 0x40000), 0)
+    // The new root's mount point: a directory of ckcont's, mounted on only in the task's
+    // private namespace, and gone once the task has pivoted.
+    var staging: String?
+    if image.hasOwnRoot {
+      var template = Array((NSTemporaryDirectory() + "ckcont-root.XXXXXX").utf8CString)
+      guard let made = mkdtemp(&template) else {
+        throw CKError(.failed, "cannot make a directory for the container's root: \(String(cString: strerror(errno)))")
+      }
+      staging = String(cString: made)
+    }
+    defer { if let staging { rmdir(staging) } }
+    let top = staging ?? ""
     for mount in image.mounts {
       injector.resetData()
-      let hostPath = "/proc/\(pid)/root" + mount.mountPoint
-      // The mount point usually exists (the container made it on a filesystem both see).
-      try? FileManager.default.createDirectory(atPath: hostPath, withIntermediateDirectories: true)
-      let target = try injector.put(string: mount.mountPoint)
+      let point = mount.mountPoint == "/" ? top : top + mount.mountPoint
+      let source =
+        mount.mountPoint == "/" ? rootSource ?? mount.source : mount.sourceInContainer == true ? top + mount.source : mount.source
+      let view = "/proc/\(pid)/root"
+      let hostPath = view + point
+      // The mount point usually exists (the container made it on a filesystem both see). A
+      // file is mounted on a file.
+      var st = stat()
+      if lstat(hostPath, &st) != 0 {
+        if mount.kind == .bind, stat(view + source, &st) == 0, st.st_mode & S_IFMT != S_IFDIR {
+          let made = open(hostPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+          if made >= 0 { close(made) }
+        } else {
+          try? FileManager.default.createDirectory(atPath: hostPath, withIntermediateDirectories: true)
+        }
+      }
+      let target = try injector.put(string: point)
       switch mount.kind {
       case .bind:
-        let source = try injector.put(string: mount.source)
-        try injector.call("bind-mount \(mount.source) at \(mount.mountPoint)", SyscallNumber.mount, source, target, 0, 0x1000 /* MS_BIND */, 0)
+        let from = try injector.put(string: source)
+        try injector.call("bind-mount \(source) at \(mount.mountPoint)", SyscallNumber.mount, from, target, 0, 0x1000 /* MS_BIND */, 0)
         if mount.flags != 0 {
           // MS_REMOUNT | MS_BIND: the flags of a bind mount are set on the mount itself.
           try injector.call(
             "remount \(mount.mountPoint) with its flags", SyscallNumber.mount, 0, target, 0, 0x20 | 0x1000 | mount.flags, 0)
         }
       case .filesystem:
-        let source = try injector.put(string: mount.source)
+        let from = try injector.put(string: mount.source)
         let type = try injector.put(string: mount.fsType)
         let options = mount.options.isEmpty ? 0 : try injector.put(string: mount.options)
         try injector.call(
-          "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, source, target, type, mount.flags, options)
+          "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
         if let files = mount.files { try writeFiles(files, under: hostPath, mountPoint: mount.mountPoint) }
       }
     }
+    if let staging { try pivot(injector, into: staging) }
+  }
+
+  /// Makes `directory` the task's root, as runc does: pivot_root(".", ".") stacks the old
+  /// root on the new one, and detaching it leaves no path of the host in the namespace.
+  private static func pivot(_ injector: Injector, into directory: String) throws {
+    injector.resetData()
+    let path = try injector.put(string: directory)
+    let dot = try injector.put(string: ".")
+    let slash = try injector.put(string: "/")
+    var batch = Injector.Batch()
+    batch.add("chdir to the new root \(directory)", SyscallNumber.chdir, .value(path))
+    batch.add("pivot_root into \(directory)", SyscallNumber.pivotRoot, .value(dot), .value(dot))
+    batch.add("detach the old root", SyscallNumber.umount2, .value(dot), .value(2 /* MNT_DETACH */))
+    batch.add("chdir /", SyscallNumber.chdir, .value(slash))
+    try injector.run(batch)
   }
 
   /// A tmpfs's files, written from ckcont through /proc/<pid>/root.
@@ -209,8 +278,9 @@ enum ContainerMounts {
       case .symlink:
         guard symlink(file.target ?? "", path) == 0 else { throw fail("symlink") }
         guard lchown(path, file.uid, file.gid) == 0 else { throw fail("lchown") }
-      case .fifo:
-        guard mkfifo(path, mode_t(file.mode)) == 0 else { throw fail("mkfifo") }
+      case .fifo, .characterDevice, .blockDevice:
+        let type = file.kind == .fifo ? S_IFIFO : file.kind == .characterDevice ? S_IFCHR : S_IFBLK
+        guard mknod(path, type | mode_t(file.mode), dev_t(file.device ?? 0)) == 0 else { throw fail("mknod") }
         guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
       case .hardLink:
         guard link(top + "/" + (file.target ?? ""), path) == 0 else { throw fail("link") }
@@ -235,7 +305,8 @@ enum ContainerMounts {
         && !path.split(separator: "/").contains { $0 == ".." || $0 == "." }
     }
     guard image.mounts.count <= 4096 else { throw bad("too many mounts") }
-    for mount in image.mounts {
+    for (index, mount) in image.mounts.enumerated() {
+      guard mount.mountPoint != "/" || index == 0 else { throw bad("a second mount at /") }
       guard isAbsolute(mount.mountPoint), mount.kind != .bind || isAbsolute(mount.source) else {
         throw bad("mount \(mount.mountPoint.prefix(200)) has a bad path")
       }
@@ -250,6 +321,7 @@ enum ContainerMounts {
         files.allSatisfy({ file in
           !file.path.isEmpty && isAbsolute("/" + file.path) && file.mode <= 0o7777
             && (file.kind != .symlink || (file.target.map { !$0.isEmpty && $0.utf8.count < 4096 && !$0.contains("\0") } ?? false))
+            && (file.kind != .characterDevice && file.kind != .blockDevice || file.device != nil)
         })
       else { throw bad("mount \(mount.mountPoint) has bad files") }
       // Files are written through the paths themselves: a parent must be a directory made

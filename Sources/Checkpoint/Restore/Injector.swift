@@ -26,6 +26,12 @@ final class Injector {
   private var dirty: Range<Int>?
   /// The batch the task is running, between ``launch(_:)`` and ``complete()``.
   private var launched: Batch?
+  /// The task's descriptor of ckcont's /proc (-1: none yet), through which it opens what
+  /// ckcont or another restored task holds, by host pid (`<pid>/fd/<n>`,
+  /// `<pid>/map_files/<range>`): by then the task's own /proc may be the container's (a root
+  /// of its own, a proc mounted over /proc). The root opens it before its mounts are made;
+  /// every task forked from it inherits it; ``FileRestore`` closes it with its high fds.
+  private(set) var hostProc: Int64 = -1
 
   init(tracee: Tracee) throws {
     self.tracee = tracee
@@ -36,10 +42,35 @@ final class Injector {
   init(thread: Tracee, sharingRegionOf main: Injector) throws {
     tracee = thread
     region = main.region
+    hostProc = main.hostProc
     remote = try RemoteSyscall(tracee: thread, gadget: .breakpoint(address: main.region))
   }
 
   var pid: Int32 { tracee.tid }
+
+  /// Opens ckcont's /proc in the task at descriptor `fd` (see ``hostProc``), while the
+  /// task's mount namespace is still a copy of ckcont's.
+  func openHostProc(at fd: Int64) throws {
+    resetData()
+    let path = try put(string: "/proc")
+    let opened = try call("open ckcont's /proc", SyscallNumber.open, path, UInt64(0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC))
+    if opened != fd {
+      try call("dup3 ckcont's /proc to \(fd)", SyscallNumber.dup3, UInt64(opened), UInt64(fd), UInt64(O_CLOEXEC))
+      try call("close \(opened)", SyscallNumber.close, UInt64(opened))
+    }
+    hostProc = fd
+  }
+
+  /// Queues an open of `entry` of ckcont's /proc (`<host pid>/fd/<n>`, `<host pid>/map_files/
+  /// <start>-<end>`): a file ckcont or another restored task holds. `flags` must not hold
+  /// O_NOFOLLOW: the entries are magic links.
+  func queueOpenInHostProc(_ entry: String, flags: Int32, into batch: inout Batch) throws -> Int {
+    precondition(hostProc >= 0, "task \(pid): ckcont's /proc is not open")
+    let at = try put(string: entry)
+    return batch.add(
+      "open /proc/\(entry) (ckcont's)", SyscallNumber.openat, .value(UInt64(hostProc)), .value(at),
+      .value(UInt64(UInt32(bitPattern: flags))), .value(0))
+  }
 
   /// Creates a thread of this process with tid `tid` in its pid namespace (clone3 with
   /// set_tid, from inside). It starts traced and stopped (PTRACE_O_TRACECLONE), registers

@@ -33,6 +33,9 @@ public struct Restore {
   /// `--inherit-fd`: `pipe:[inode]` or a file path -> a descriptor of this process that the
   /// restored tasks reopen instead (CRIU's --inherit-fd).
   public var inheritedDescriptors: [String: Int32] = [:]
+  /// `--root`: the directory to use as the root filesystem of a container that had one of its
+  /// own (as CRIU's --root), instead of the one it was dumped with.
+  public var rootFilesystem: String?
   public var log: (String) -> Void = { _ in }
 
   public init(input: RestoreInput, cgroupRoot: String?) {
@@ -96,6 +99,15 @@ public struct Restore {
         throw CKError(.badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
       }
     }
+    if let rootFilesystem {
+      guard bundle.mounts?.hasOwnRoot == true, bundle.tree.namespaces.mount else {
+        throw CKError(.badInput, "--root \(rootFilesystem): the container had no root filesystem of its own")
+      }
+      var st = stat()
+      guard stat(rootFilesystem, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+        throw CKError(.badInput, "--root \(rootFilesystem) is not a directory")
+      }
+    }
     let target = try TargetCgroups(image: bundle.cgroups, root: cgroupRoot)
     var created: [Int32] = []
     var phases = PhaseTimes()
@@ -156,10 +168,13 @@ public struct Restore {
           try TaskRestore.resetInherited(injector)
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)
+          try injector.openHostProc(at: hostProcDescriptor(bundle))
           try makeChildTimeNamespace(task.entry, injector, hostPid: hostPid)
           // Mounts before anything opens or maps a file that may live on them.
           if let mounts = bundle.mounts, bundle.tree.namespaces.mount {
-            try phases.time("mounts") { try ContainerMounts.restore(mounts, injector: injector, pid: hostPid) }
+            try phases.time("mounts") {
+              try ContainerMounts.restore(mounts, injector: injector, pid: hostPid, rootSource: rootFilesystem)
+            }
           }
           if bundle.tree.namespaces.uts { try restoreUTSNames(bundle.tree.namespaces, in: injector) }
           if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true { try bringLoopbackUp(in: injector) }
@@ -302,6 +317,14 @@ public struct Restore {
       log("restore failed; removed what it created")
       throw error
     }
+  }
+
+  /// Where every task holds ckcont's /proc (``Injector/hostProc``) until its descriptors are
+  /// installed: above every descriptor number the bundle restores, and not the number the
+  /// executable's descriptor takes meanwhile.
+  func hostProcDescriptor(_ bundle: LoadedBundle) -> Int64 {
+    let above = Int64((bundle.tasks.flatMap { $0.files.descriptors.map(\.fd) }.max() ?? 2) + 1)
+    return above == MemoryRestore.exeFD ? above + 1 : above
   }
 
   /// The host and domain name of the container's new UTS namespace, set from inside it.
