@@ -18,9 +18,10 @@
  *             besides 127.0.0.1 (10.9.9.9 on lo:1). After: the link
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
  *             loopback (a persistent tun device, cktun0). After: the link
- *   pivot-root /dev/null, and a root filesystem of its own (a tmpfs, pivot_root) in the
- *             container's mount namespace, on a directory made under DIR (which the caller
- *             removes: the host sees it as an empty directory). After: the link
+ *   pivot-root /dev/null, and a root filesystem of its own that the host does not see: an
+ *             overlay mounted in the container's namespace (lower, upper and work dirs on a
+ *             tmpfs there) on a directory made under DIR (which the caller removes: the host
+ *             sees it as an empty directory), pivot_root into it. After: the link
  *   uts-child /dev/null, and a child in a UTS namespace of its own (unshare after fork; it
  *             sleeps and dies with this process). After: the link
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
@@ -155,13 +156,21 @@ int main(int argc, char **argv) {
     close(tun);
   } else if (!strcmp(kind, "pivot-root")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
-    char root[4096], old[4200];
+    char root[4096], old[4400];
     snprintf(root, sizeof root, "%s/ckcont-pivot-%d-%ld", dir, (int)getpid(), (long)time(NULL));
     FX_SYS(mkdir(root, 0755));
     FX_SYS(mount("tmpfs", root, "tmpfs", 0, "size=1m"));
-    snprintf(old, sizeof old, "%s/old", root);
+    char layers[12400], merged[4200];
+    snprintf(layers, sizeof layers, "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work", root, root, root);
+    const char *parts[] = {"lower", "upper", "work", "merged"};
+    for (int i = 0; i < 4; i++) {
+      snprintf(merged, sizeof merged, "%s/%s", root, parts[i]);
+      FX_SYS(mkdir(merged, 0755));
+    }
+    FX_SYS(mount("overlay", merged, "overlay", 0, layers));
+    snprintf(old, sizeof old, "%s/old", merged);
     FX_SYS(mkdir(old, 0755));
-    FX_SYS(syscall(SYS_pivot_root, root, old));
+    FX_SYS(syscall(SYS_pivot_root, merged, old));
     FX_SYS(chdir("/"));
   } else if (!strcmp(kind, "uts-child")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));

@@ -53,18 +53,23 @@ enum ContainerMounts {
 
   static func capture(pid: Int32) throws -> MountsImage {
     let host = try MountInfo.read()
-    let container = try MountInfo.read(pid: "\(pid)")
+    var container = try MountInfo.read(pid: "\(pid)")
     let ownRoot = hasOwnRoot(container, host: host)
     // Under a root of its own every mount is the container's: none of the host's is there.
+    // The root comes first (a pivot_root leaves the old root's mounts listed before it).
     let hostKeys = ownRoot ? [] : Set(host.map(key))
+    if ownRoot {
+      let roots = container.filter { $0.mountPoint == "/" }
+      guard roots.count == 1 else {
+        throw CKError(.failed, "the container has mounts stacked on its root, which ckcont cannot checkpoint yet")
+      }
+      container = roots + container.filter { $0.mountPoint != "/" }
+    }
     var added: [MountInfoEntry] = []
     var images: [MountImage] = []
     for mount in container where !hostKeys.contains(key(mount)) {
       let flags = mountFlags(mount.mountOptions)
       let name = mount.mountPoint == "/" ? "root filesystem (\(mount.fsType) from \(mount.source))" : "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
-      if mount.mountPoint == "/", !images.isEmpty {
-        throw CKError(.failed, "the container's \(name) is mounted over its root, which ckcont cannot checkpoint yet")
-      }
       if let source = bindSource(of: mount, in: added) {
         images.append(
           MountImage(
