@@ -140,7 +140,7 @@ public struct BundleInspection: Codable, Sendable {
   static func mountLine(_ mount: MountImage) -> String {
     let what =
       mount.kind == .bind
-      ? "bind of \(mount.source)"
+      ? "bind of \(mount.source)\(mount.sourceInContainer == true ? " (in the container)" : "")"
       : "\(mount.fsType)\(mount.options.isEmpty ? "" : " (\(mount.options))")"
         + (mount.files.map { files in ", \(files.count) file(s), \(files.reduce(0) { $0 + ($1.contents?.count ?? 0) }) bytes" } ?? "")
     return "\(mount.mountPoint): \(what)\(mount.flags & 1 != 0 ? ", read-only" : "")"
@@ -179,7 +179,9 @@ public struct BundleInspection: Codable, Sendable {
   static func describe(_ descriptor: DescriptorImage) -> String {
     var text: String
     switch descriptor.kind {
-    case .path: text = "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
+    case .path:
+      text = "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
+        + (descriptor.outsideRoot == true ? " (outside the container's root: reopened from ckcont's, or --inherit-fd)" : "")
     case .pipe: text = "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
     case .fifo: text = "FIFO \(descriptor.path ?? "?") \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
     case .inotify: text = "inotify watching \((descriptor.inotifyWatches ?? []).map { "\($0.wd):\($0.path)" }.joined(separator: ", "))"

@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// A container made by runc itself (Debian's runc, a busybox rootfs): its rootfs bind, pivot
+/// and masked paths, /dev with devpts, mqueue and shm, read-only sysfs with the cgroup
+/// mounts, a shell with a child, stdio on a file outside the root.
+@Suite(.serialized)
+struct RuncTests {
+  /// A runc bundle whose shell counts into /tmp/count of its rootfs ten times a second.
+  final class RuncContainer {
+    let id = "ckcont-test-\(UInt32.random(in: 0...UInt32.max))"
+    let bundle = NSTemporaryDirectory() + "ckcont-runc-\(UUID().uuidString)"
+    var rootfs: String { bundle + "/rootfs" }
+    var restoredPid: Int32 = 0
+    /// The process whose /tmp (a tmpfs of the container's) holds the count.
+    var counting: Int32 = 0
+
+    init() throws {
+      let files = FileManager.default
+      for directory in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        try files.createDirectory(atPath: rootfs + "/" + directory, withIntermediateDirectories: true)
+      }
+      try files.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
+      for applet in ["sh", "sleep"] { try files.createSymbolicLink(atPath: rootfs + "/bin/" + applet, withDestinationPath: "busybox") }
+      let spec = run(["/usr/sbin/runc", "spec", "--bundle", bundle])
+      guard spec.status == 0 else { throw TestFailure("runc spec: \(spec.output)") }
+      let configPath = bundle + "/config.json"
+      guard var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any],
+        var process = config["process"] as? [String: Any]
+      else { throw TestFailure("runc spec wrote no process") }
+      process["terminal"] = false
+      process["args"] = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"]
+      config["process"] = process
+      // runc spec makes the root read-only: the count goes to a tmpfs of the container's.
+      var mounts = config["mounts"] as? [[String: Any]] ?? []
+      mounts.append(["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=1m"]])
+      config["mounts"] = mounts
+      try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+      let started = run(["/bin/sh", "-c", "exec /usr/sbin/runc run --bundle '\(bundle)' --detach \(id) >'\(bundle)/out.log' 2>&1 </dev/null"])
+      guard started.status == 0 else { throw TestFailure("runc run: \(started.output) \(log)") }
+    }
+
+    var log: String { (try? String(contentsOfFile: bundle + "/out.log", encoding: .utf8)) ?? "" }
+
+    /// The count the shell last wrote (0 before the first).
+    var count: Int {
+      let text = (try? String(contentsOfFile: "/proc/\(counting)/root/tmp/count", encoding: .utf8)) ?? ""
+      return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    func waitForCount(above value: Int, timeout: Double = 5) throws {
+      let deadline = Date().addingTimeInterval(timeout)
+      while count <= value {
+        guard Date() < deadline else { throw TestFailure("the count stays at \(count), not above \(value); runc: \(log)") }
+        usleep(20_000)
+      }
+    }
+
+    /// The container's init, as runc reports it.
+    func initPid() throws -> Int32 {
+      let state = run(["/usr/sbin/runc", "state", id])
+      guard let json = try JSONSerialization.jsonObject(with: Data(state.stdout.utf8)) as? [String: Any], let pid = json["pid"] as? Int
+      else { throw TestFailure("runc state: \(state.output)") }
+      return Int32(pid)
+    }
+
+    /// The container's cgroup in the freezer hierarchy (v1) or the unified one.
+    func cgroupPath(of pid: Int32) throws -> String {
+      let lines = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8).split(separator: "\n")
+      if let freezer = lines.first(where: { $0.split(separator: ":")[1] == "freezer" }) {
+        return "/sys/fs/cgroup/freezer" + freezer.split(separator: ":", maxSplits: 2)[2]
+      }
+      guard let unified = lines.first(where: { $0.hasPrefix("0::") }) else { throw TestFailure("no cgroup of \(pid)") }
+      let mount = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup"
+      return mount + unified.dropFirst(3)
+    }
+
+    func destroy() {
+      if restoredPid > 0 {
+        kill(restoredPid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(restoredPid, &status, 0)
+        // Not a child when another process reaps orphans: wait until it is gone.
+        for _ in 0..<500 where kill(restoredPid, 0) == 0 { usleep(10_000) }
+      }
+      run(["/usr/sbin/runc", "delete", "--force", id])
+      try? FileManager.default.removeItem(atPath: bundle)
+    }
+  }
+
+  @Test func aRuncContainerComesBack() throws {
+    let container = try RuncContainer()
+    defer { container.destroy() }
+    let pid = try container.initPid()
+    container.counting = pid
+    try container.waitForCount(above: 10)
+    let cgroup = try container.cgroupPath(of: pid)
+    let bundlePath = container.bundle + "/checkpoint.ckpt"
+    let dumped = container.count
+    let dump = run([TestPaths.ckcont, "dump", cgroup, "-o", bundlePath])
+    try #require(dump.status == 0, "dump failed: \(dump.output)")
+    // Killed once the bundle is verified: gone from its cgroup soon after.
+    var left = "?"
+    for _ in 0..<250 where !left.isEmpty {
+      left = (try? String(contentsOfFile: cgroup + "/cgroup.procs", encoding: .utf8)) ?? ""
+      usleep(20_000)
+    }
+    #expect(left.isEmpty, "the dumped container still runs: \(left)")
+    let restore = run([TestPaths.ckcont, "restore", bundlePath])
+    try #require(restore.status == 0, "restore failed: \(restore.output)")
+    container.restoredPid = Int32(restore.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    container.counting = container.restoredPid
+    // It counts on from where it was (its tmpfs came back), not from 1 again.
+    #expect(container.count >= dumped)
+    try container.waitForCount(above: dumped + 3)
+    #expect(container.count < dumped + 60)
+    let mounts = try String(contentsOfFile: "/proc/\(container.restoredPid)/mountinfo", encoding: .utf8)
+    for point in [" / ", " /proc ", " /dev/pts ", " /dev/mqueue ", " /sys ", " /proc/keys ", " /tmp "] {
+      #expect(mounts.contains(point), "no mount at\(point)in \(mounts)")
+    }
+    #expect(try readLink("/proc/\(container.restoredPid)/fd/1") == container.bundle + "/out.log")
+  }
+
+  func readLink(_ path: String) throws -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let count = readlink(path, &buffer, buffer.count - 1)
+    guard count >= 0 else { throw TestFailure("readlink \(path): \(String(cString: strerror(errno)))") }
+    return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+}
