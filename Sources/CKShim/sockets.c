@@ -236,3 +236,22 @@ int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *length
   set_int(fd, SOL_SOCKET, SO_PEEK_OFF, old_offset);
   return err;
 }
+
+// Hands descriptor `fd` over unix socket `socket` (one byte with SCM_RIGHTS): the restore's
+// way to give a task a file ckcont opened. CMSG_* are macros Swift cannot use.
+int ck_send_fd(int socket, int fd) {
+  char byte = 0;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    char buffer[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof(control));
+  struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof(control.buffer)};
+  struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(header), &fd, sizeof(int));
+  return sendmsg(socket, &message, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}

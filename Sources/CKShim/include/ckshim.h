@@ -244,6 +244,8 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts);
 // A NETLINK_SOCK_DIAG socket in the network namespace `netns_fd` (-1: ckcont's own), made
 // on a thread of its own (setns changes the calling thread). The fd, or -errno.
 int ck_sock_diag_socket(int netns_fd);
+// Sends `fd` over unix socket `socket` with SCM_RIGHTS (0 or -errno).
+int ck_send_fd(int socket, int fd);
 // A unix socket as sock_diag tells it (which a descriptor alone does not: its peer).
 struct ck_unix_diag {
   unsigned int type, state;

@@ -38,27 +38,6 @@ final class SharedDescriptions {
   var memfds: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
   /// Deleted file's inode -> the task (host pid) and high fd holding its recreated ghost.
   var ghosts: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
-  /// Files outside the container's root, as ckcont sees them: path -> ckcont's O_PATH
-  /// descriptor, which the tasks reopen with their own flags.
-  private var outsideFiles: [String: Int32] = [:]
-
-  /// ckcont's descriptor of `path`, a file outside the container's root (see
-  /// ``DescriptorImage/outsideRoot``), opened on first use.
-  func outsideFile(_ path: String) throws -> Int32 {
-    if let fd = outsideFiles[path] { return fd }
-    let fd = open(path, 0o10000000 /* O_PATH */ | O_CLOEXEC)
-    guard fd >= 0 else {
-      throw CKError(
-        .failed, "cannot open \(path), a file outside the container's root that it held open: \(String(cString: strerror(errno)))",
-        hint: "hand in a descriptor for it with --inherit-fd fd[N]:\(path)")
-    }
-    outsideFiles[path] = fd
-    return fd
-  }
-
-  deinit {
-    for fd in outsideFiles.values { close(fd) }
-  }
 }
 
 /// Reopens a process's descriptors inside the restored task at their exact numbers, with
@@ -96,8 +75,8 @@ struct FileRestore {
   /// Pipes first, one call at a time (pipe2 returns its ends in memory); then everything
   /// else in one batch: copies of descriptions other processes hold, files and FIFOs.
   func prepare() throws -> Prepared {
-    // Above ckcont's /proc too, which the task holds above every target until install.
-    var prepared = Prepared(nextHigh: max(Int64((image.descriptors.map(\.fd).max() ?? 0) + 1), injector.hostProc + 1))
+    // Above the channel to ckcont too, which the task holds above every target until install.
+    var prepared = Prepared(nextHigh: max(Int64((image.descriptors.map(\.fd).max() ?? 0) + 1), injector.channel + 1))
     let pipesByInode = Dictionary(image.pipes.map { ($0.inode, $0) }) { first, _ in first }
     func heldElsewhere(_ descriptor: DescriptorImage) -> (pid: Int32, fd: Int64)? {
       guard let id = descriptor.sharedDescription, let holder = shared.holders[id], holder.pid != pid else { return nil }
@@ -139,12 +118,28 @@ struct FileRestore {
         "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
       return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
     }
-    /// Queues an open of `entry` of ckcont's /proc (a file ckcont, another descriptor or a
-    /// mapping already holds, see ``Injector/hostProc``) and moves it to a high number. The
-    /// entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse with ELOOP.
-    func queueReopen(_ entry: String, flags: Int32, fd: Int32) throws -> Int64 {
+    /// Runs the calls queued so far (then what they made is there to hand over).
+    func runQueued() throws {
+      try finish(batch, after)
+      batch = Injector.Batch()
+      after = AfterBatch()
+    }
+    /// Queues a file ckcont opens and hands over (see ``Injector/channel``), moved to a high
+    /// number: `path` in ckcont's view is a file of its own (`/proc/self/fd/<n>`), one
+    /// outside the container's root, or what another restored task holds (`/proc/<pid>/fd/
+    /// <n>`, `map_files`). Opened with the descriptor's flags: a description of its own. A
+    /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse.
+    func queueHandedOver(_ path: String, flags: Int32, fd: Int32) throws -> Int64 {
       let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOFOLLOW) | O_CLOEXEC
-      return queueMoveHigh(try injector.queueOpenInHostProc(entry, flags: openFlags, into: &batch), what: "fd \(fd)")
+      let ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
+      defer { close(ours) }
+      let received = try injector.receive(ours, what: "fd \(fd) (\(path))")
+      let high = prepared.takeHigh()
+      batch.add(
+        "dup3 fd \(fd) to \(high)", SyscallNumber.dup3, .value(UInt64(received)), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
+        expecting: high)
+      batch.add("close", SyscallNumber.close, .value(UInt64(received)))
+      return high
     }
     /// lseek of the description at `high` to the descriptor's file position, if it had one.
     func queueSeek(_ high: Int64, to descriptor: DescriptorImage) {
@@ -320,7 +315,7 @@ struct FileRestore {
       if let ours = inheritedFD(descriptor) {
         // What the caller handed in (the outside end of a pipe to the runtime, a log file):
         // reopened through ckcont's own descriptor.
-        prepared.descriptions[descriptor.fd] = try queueReopen("\(getpid())/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd)
+        prepared.descriptions[descriptor.fd] = try queueHandedOver("/proc/self/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd)
         continue
       }
       if let holder = heldElsewhere(descriptor) {
@@ -390,13 +385,15 @@ struct FileRestore {
         }
       case .deleted:
         guard let ghost = descriptor.ghost, let path = descriptor.path else { continue }
-        // An entry of ckcont's /proc.
         let source: String
+        // Made by a call of this task still queued: it runs first.
+        var madeHere = false
         if let held = shared.ghosts[ghost.inode] {
-          source = "\(held.hostPid)/fd/\(held.fd)"
+          source = "/proc/\(held.hostPid)/fd/\(held.fd)"
+          madeHere = held.hostPid == injector.pid
         } else if let mapped = sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: ghost.inode, path: path)] {
           // Mapped too: the file a mapping made again, which already has the contents.
-          source = "\(mapped.hostPid)/map_files/\(hex(mapped.start))-\(hex(mapped.end))"
+          source = "/proc/\(mapped.hostPid)/map_files/\(hex(mapped.start))-\(hex(mapped.end))"
         } else {
           // Made again next to where it was and unlinked at once; ckcont fills it after the
           // batch, through the keeper descriptor.
@@ -409,9 +406,11 @@ struct FileRestore {
           let keeper = queueMoveHigh(made, what: "the ghost of \(path)")
           after.ghosts.append((keeper, ghost.contents))
           shared.ghosts[ghost.inode] = (injector.pid, keeper)
-          source = "\(injector.pid)/fd/\(keeper)"
+          source = "/proc/\(injector.pid)/fd/\(keeper)"
+          madeHere = true
         }
-        let high = try queueReopen(source, flags: descriptor.flags, fd: descriptor.fd)
+        if madeHere { try runQueued() }
+        let high = try queueHandedOver(source, flags: descriptor.flags, fd: descriptor.fd)
         queueSeek(high, to: descriptor)
         prepared.descriptions[descriptor.fd] = high
       case .pidfd:
@@ -424,16 +423,17 @@ struct FileRestore {
         guard let memfd = descriptor.memfd else { continue }
         let existing: String?
         if let mapping = sharedObjects.created[ObjectKey(device: 0, inode: memfd.inode)] {
-          existing = "\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
+          existing = "/proc/\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
         } else if let held = shared.memfds[memfd.inode] {
-          existing = "\(held.hostPid)/fd/\(held.fd)"
+          existing = "/proc/\(held.hostPid)/fd/\(held.fd)"
+          if held.hostPid == injector.pid { try runQueued() }
         } else {
           existing = nil
         }
         let high: Int64
         if let existing {
           // The same file another descriptor or a mapping already brought back.
-          high = try queueReopen(existing, flags: descriptor.flags, fd: descriptor.fd)
+          high = try queueHandedOver(existing, flags: descriptor.flags, fd: descriptor.fd)
         } else {
           let name = try injector.put(string: memfd.name)
           // F_SEAL_SEAL alone is what a memfd made without MFD_ALLOW_SEALING shows (and means
@@ -481,10 +481,16 @@ struct FileRestore {
         prepared.descriptions[descriptor.fd] = try queueAnon(descriptor, state)
       case .path:
         guard let path = descriptor.path else { continue }
-        let high =
-          descriptor.outsideRoot == true
-          ? try queueReopen("\(getpid())/fd/\(try shared.outsideFile(path))", flags: descriptor.flags, fd: descriptor.fd)
-          : try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+        let high: Int64
+        if descriptor.outsideRoot == true {
+          do { high = try queueHandedOver(path, flags: descriptor.flags, fd: descriptor.fd) } catch {
+            throw CKError(
+              .failed, "task \(injector.pid): fd \(descriptor.fd) is \(path), outside the container's root, which ckcont cannot open: \(error)",
+              hint: "hand in a descriptor for it with --inherit-fd fd[N]:\(path)")
+          }
+        } else {
+          high = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+        }
         if (descriptor.mode ?? 0) & UInt32(S_IFMT) == UInt32(S_IFREG) { queueSeek(high, to: descriptor) }
         prepared.descriptions[descriptor.fd] = high
       }
@@ -640,7 +646,7 @@ struct FileRestore {
           .value(UInt64(target.fd)), .value(at))
       }
     }
-    for fd in prepared.highFds + [injector.hostProc] where fd >= 0 {
+    for fd in prepared.highFds + [injector.channel] where fd >= 0 {
       batch.add("close \(fd)", SyscallNumber.close, .value(UInt64(fd)))
       if batch.isFull {
         try injector.run(batch)

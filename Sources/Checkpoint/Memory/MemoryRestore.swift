@@ -253,7 +253,7 @@ final class MemoryRestore {
   /// Maps the shared object another restored process created, through its map_files entry
   /// (opening it needs CAP_SYS_ADMIN, which restore has).
   private func mapShared(_ vma: VMAImage, from first: (hostPid: Int32, start: UInt64, end: UInt64)) throws {
-    let entry = "\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
+    let path = "/proc/\(first.hostPid)/map_files/\(hex(first.start))-\(hex(first.end))"
     // A private mapping of the object (a memfd) has pages of its own, written in like those
     // of any private mapping; it needs no write access to the file for that. A shared one
     // may hold pages of the object that no earlier mapping held (``SharedObjectPages``):
@@ -261,12 +261,15 @@ final class MemoryRestore {
     let ownPages = !vma.pages.isEmpty
     let extra = ownPages && vma.protection & PROT_WRITE == 0 ? PROT_READ | PROT_WRITE : 0
     let writable = vma.shared && (vma.protection & PROT_WRITE != 0 || ownPages)
-    let fd = try injector.queueOpenInHostProc(entry, flags: (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, into: &batch)
+    // Opened by ckcont and handed over (see ``Injector/channel``).
+    let ours = try syscallChecked("open", path) { open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC) }
+    defer { close(ours) }
+    let fd = try injector.receive(ours, what: "the shared object of \(hex(vma.start))")
     batch.add(
       "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size),
-      .value(UInt64(vma.protection | extra)), .value(UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE) | 0x100000), .result(fd),
+      .value(UInt64(vma.protection | extra)), .value(UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE) | 0x100000), .value(UInt64(fd)),
       .value(vma.offset), expecting: Int64(vma.start))
-    batch.add("close /proc/\(entry)", SyscallNumber.close, .result(fd))
+    batch.add("close the shared object", SyscallNumber.close, .value(UInt64(fd)))
     if ownPages { mapped.append(vma) }
     if extra != 0 { madeWritable.append(vma) }
   }

@@ -26,12 +26,17 @@ final class Injector {
   private var dirty: Range<Int>?
   /// The batch the task is running, between ``launch(_:)`` and ``complete()``.
   private var launched: Batch?
-  /// The task's descriptor of ckcont's /proc (-1: none yet), through which it opens what
-  /// ckcont or another restored task holds, by host pid (`<pid>/fd/<n>`,
-  /// `<pid>/map_files/<range>`): by then the task's own /proc may be the container's (a root
-  /// of its own, a proc mounted over /proc). The root opens it before its mounts are made;
-  /// every task forked from it inherits it; ``FileRestore`` closes it with its high fds.
-  private(set) var hostProc: Int64 = -1
+  /// The task's end of the channel through which ckcont hands it files ckcont opened (-1:
+  /// none yet): its own, files outside the container's root, and what another restored task
+  /// holds (`/proc/<pid>/fd/<n>`, `map_files`). The task could not open those by itself: its
+  /// /proc may be the container's by then (a root of its own, a proc mounted over /proc),
+  /// and in a user namespace of its own it may not look into ckcont or open map_files. The
+  /// root makes the channel before its mounts; every task forked from it inherits its end;
+  /// ``FileRestore`` closes it with its high fds.
+  private(set) var channel: Int64 = -1
+  /// ckcont's end of the channel, owned by the restore: one socket for all tasks, each send
+  /// followed by its receive.
+  private(set) var channelPeer: Int32 = -1
 
   init(tracee: Tracee) throws {
     self.tracee = tracee
@@ -42,34 +47,60 @@ final class Injector {
   init(thread: Tracee, sharingRegionOf main: Injector) throws {
     tracee = thread
     region = main.region
-    hostProc = main.hostProc
+    channel = main.channel
+    channelPeer = main.channelPeer
     remote = try RemoteSyscall(tracee: thread, gadget: .breakpoint(address: main.region))
   }
 
   var pid: Int32 { tracee.tid }
 
-  /// Opens ckcont's /proc in the task at descriptor `fd` (see ``hostProc``), while the
-  /// task's mount namespace is still a copy of ckcont's.
-  func openHostProc(at fd: Int64) throws {
+  /// Makes the channel (see ``channel``) with the task's end at descriptor `fd`; returns
+  /// ckcont's end, which the caller owns.
+  func openChannel(at fd: Int64) throws -> Int32 {
     resetData()
-    let path = try put(string: "/proc")
-    let opened = try call("open ckcont's /proc", SyscallNumber.open, path, UInt64(0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC))
-    if opened != fd {
-      try call("dup3 ckcont's /proc to \(fd)", SyscallNumber.dup3, UInt64(opened), UInt64(fd), UInt64(O_CLOEXEC))
-      try call("close \(opened)", SyscallNumber.close, UInt64(opened))
+    let pair = try reserve(8)
+    try call(
+      "socketpair for ckcont's channel", SyscallNumber.socketpair, UInt64(AF_UNIX),
+      UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), 0, pair)
+    let ends = try read(8, at: pair).withUnsafeBytes { (Int32(littleEndian: $0.load(as: Int32.self)), Int32(littleEndian: $0.load(fromByteOffset: 4, as: Int32.self))) }
+    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
+    defer { close(pidfd) }
+    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(ends.0)") { ck_pidfd_getfd(pidfd, ends.0, 0) }
+    var batch = Batch()
+    batch.add("close \(ends.0)", SyscallNumber.close, .value(UInt64(ends.0)))
+    if Int64(ends.1) != fd {
+      batch.add("dup3 the channel to \(fd)", SyscallNumber.dup3, .value(UInt64(ends.1)), .value(UInt64(fd)), .value(UInt64(O_CLOEXEC)))
+      batch.add("close \(ends.1)", SyscallNumber.close, .value(UInt64(ends.1)))
     }
-    hostProc = fd
+    do { try run(batch) } catch {
+      close(ours)
+      throw error
+    }
+    channel = fd
+    channelPeer = ours
+    return ours
   }
 
-  /// Queues an open of `entry` of ckcont's /proc (`<host pid>/fd/<n>`, `<host pid>/map_files/
-  /// <start>-<end>`): a file ckcont or another restored task holds. `flags` must not hold
-  /// O_NOFOLLOW: the entries are magic links.
-  func queueOpenInHostProc(_ entry: String, flags: Int32, into batch: inout Batch) throws -> Int {
-    precondition(hostProc >= 0, "task \(pid): ckcont's /proc is not open")
-    let at = try put(string: entry)
-    return batch.add(
-      "open /proc/\(entry) (ckcont's)", SyscallNumber.openat, .value(UInt64(hostProc)), .value(at),
-      .value(UInt64(UInt32(bitPattern: flags))), .value(0))
+  /// Hands `fd`, a descriptor of ckcont's, to the task (sendmsg with SCM_RIGHTS, then a
+  /// remote recvmsg); returns its number there, the lowest that was free, close-on-exec.
+  /// Uses the data area beyond what was put before.
+  func receive(_ fd: Int32, what: @autoclosure () -> String) throws -> Int64 {
+    precondition(channel >= 0 && channelPeer >= 0, "task \(pid): no channel to ckcont")
+    try negErrnoChecked("sendmsg", "\(what()) to task \(pid)") { ck_send_fd(channelPeer, fd) }
+    let byte = try reserve(8)
+    let iov = try put(words: [byte, 1])
+    let control = try reserve(24)
+    // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
+    let header = try put(words: [0, 0, iov, 1, control, 24, 0])
+    try call("receive \(what()) from ckcont", SyscallNumber.recvmsg, UInt64(channel), header, 0x4000_0000 /* MSG_CMSG_CLOEXEC */)
+    // struct cmsghdr: len (8 bytes), level, type, then the descriptor.
+    let (level, type, received) = try read(24, at: control).withUnsafeBytes {
+      ($0.load(fromByteOffset: 8, as: Int32.self), $0.load(fromByteOffset: 12, as: Int32.self), $0.load(fromByteOffset: 16, as: Int32.self))
+    }
+    guard level == SOL_SOCKET, type == 1 /* SCM_RIGHTS */ else {
+      throw CKError(.failed, "task \(pid): receiving \(what()) from ckcont brought no descriptor")
+    }
+    return Int64(received)
   }
 
   /// Creates a thread of this process with tid `tid` in its pid namespace (clone3 with

@@ -125,6 +125,8 @@ public struct Restore {
       // while all of them are still blank copies.
       var injectors: [Int32: Injector] = [:]
       var rootPid: Int32 = 0
+      var channelPeer: Int32 = -1
+      defer { if channelPeer >= 0 { close(channelPeer) } }
       var inherited: ProcStatus?
       // The time namespaces' offsets, continuing the dumped clocks from now on.
       let timeOffsets = (bundle.tree.timeNamespaces ?? []).map { TimeNamespaces.offsets($0, dumpedAt: bundle.tree.clocksAtDump) }
@@ -168,7 +170,7 @@ public struct Restore {
           try TaskRestore.resetInherited(injector)
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)
-          try injector.openHostProc(at: hostProcDescriptor(bundle))
+          channelPeer = try injector.openChannel(at: channelDescriptor(bundle))
           try makeChildTimeNamespace(task.entry, injector, hostPid: hostPid)
           // Mounts before anything opens or maps a file that may live on them.
           if let mounts = bundle.mounts, bundle.tree.namespaces.mount {
@@ -319,10 +321,10 @@ public struct Restore {
     }
   }
 
-  /// Where every task holds ckcont's /proc (``Injector/hostProc``) until its descriptors are
-  /// installed: above every descriptor number the bundle restores, and not the number the
-  /// executable's descriptor takes meanwhile.
-  func hostProcDescriptor(_ bundle: LoadedBundle) -> Int64 {
+  /// Where every task holds its end of the channel to ckcont (``Injector/channel``) until
+  /// its descriptors are installed: above every descriptor number the bundle restores, and
+  /// not the number the executable's descriptor takes meanwhile.
+  func channelDescriptor(_ bundle: LoadedBundle) -> Int64 {
     let above = Int64((bundle.tasks.flatMap { $0.files.descriptors.map(\.fd) }.max() ?? 2) + 1)
     return above == MemoryRestore.exeFD ? above + 1 : above
   }
