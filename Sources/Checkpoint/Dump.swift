@@ -291,6 +291,20 @@ public struct Dump {
     try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
     var namespaces = try namespaceSet(of: root.hostPid)
+    if namespaces.user {
+      // Its processes are made with set_tid, which a user namespace may do in a pid namespace
+      // it owns only.
+      guard namespaces.pid else {
+        throw CKError(
+          .failed, "the container has a user namespace of its own but shares the host's pid namespace, which ckcont cannot restore",
+          hint: "give the container a pid namespace of its own too")
+      }
+      func ranges(_ file: String) throws -> [UserNamespaceMaps.Range] {
+        try ProcIDMap.read(pid: root.hostPid, file).map { .init(inside: $0.inside, outside: $0.outside, count: $0.count) }
+      }
+      namespaces.userMaps = UserNamespaceMaps(
+        uids: try ranges("uid_map"), gids: try ranges("gid_map"), setgroupsAllowed: try ProcIDMap.setgroupsAllowed(pid: root.hostPid))
+    }
     if namespaces.uts {
       (namespaces.hostname, namespaces.domainname) = root.namespaces.uts
     }

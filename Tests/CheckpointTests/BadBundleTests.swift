@@ -133,6 +133,28 @@ struct BadBundleTests {
     }
   }
 
+  /// A user namespace whose id maps are missing, empty or past the 32-bit ids, or one without
+  /// a pid namespace of the container's own, is refused before anything is made.
+  @Test func implausibleUserNamespacesAreRefused() throws {
+    let range = UserNamespaceMaps.Range(inside: 0, outside: 100_000, count: 65536)
+    for (label, maps, pid) in [
+      ("no maps", nil, true), ("empty uid map", UserNamespaceMaps(uids: [], gids: [range], setgroupsAllowed: true), true),
+      ("gid map past 2^32", UserNamespaceMaps(uids: [range], gids: [.init(inside: 0, outside: 4_294_967_295, count: 2)], setgroupsAllowed: true), true),
+      ("host pid namespace", UserNamespaceMaps(uids: [range], gids: [range], setgroupsAllowed: true), false),
+    ] {
+      let rewritten = try rewrite(
+        replacing: "tree.json",
+        with: { bytes in
+          var tree = try JSONDecoder().decode(ProcessTree.self, from: Data(bytes))
+          tree.namespaces.user = true
+          tree.namespaces.pid = pid
+          tree.namespaces.userMaps = maps
+          return Array(try JSONEncoder().encode(tree))
+        })
+      try expectRefused(rewritten, containing: "a user namespace without plausible id maps or a pid namespace", label: label)
+    }
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"

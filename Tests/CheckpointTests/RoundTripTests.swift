@@ -22,6 +22,14 @@ struct RoundTripTests {
     try roundTrip(container, name: fixture)
   }
 
+  /// A container in a user namespace of its own (ids shifted by 100000, as a rootless
+  /// runtime makes them): maps, ids of a root and a non-root process, proc mounted inside.
+  @Test func roundTripInAUserNamespace() throws {
+    let container = try FixtureContainer("userns", userNamespace: true)
+    defer { container.destroy() }
+    try roundTrip(container, name: "userns")
+  }
+
   @Test func roundTripOnCgroupV1() throws {
     let container = try FixtureContainer("regs", ["read-pipe"], version: .v1)
     defer { container.destroy() }

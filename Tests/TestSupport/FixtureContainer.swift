@@ -18,10 +18,11 @@ public final class FixtureContainer: @unchecked Sendable {
 
   /// `fixture` names a program under Fixtures/, or is an absolute path of any program.
   /// `{cgroup}` in `arguments` stands for the scratch cgroup's path; `children` are nested
-  /// cgroups made before the program starts.
+  /// cgroups made before the program starts. `userNamespace` puts its namespaces in a user
+  /// namespace of their own (`launch --userns`: ids 0-65535 are the host's 100000-165535).
   public init(
     _ fixture: String, _ arguments: [String] = [], version: ScratchCgroup.Version = .v2, ownNamespaces: Bool = true,
-    environment: [String: String]? = nil, children: [String] = []
+    userNamespace: Bool = false, environment: [String: String]? = nil, children: [String] = []
   ) throws {
     FixtureContainer.subreaper
     let scratch = try ScratchCgroup(version)
@@ -31,7 +32,8 @@ public final class FixtureContainer: @unchecked Sendable {
     bundlePath = NSTemporaryDirectory() + "ckcont-test-\(UUID().uuidString).ckpt"
     let program = fixture.hasPrefix("/") ? fixture : try FixturePrograms.path(fixture)
     let launch = try FixturePrograms.path("launch")
-    let argv = [launch, cgroup.path] + (ownNamespaces ? [] : ["--host"]) + [program] + arguments
+    let mode = !ownNamespaces ? ["--host"] : userNamespace ? ["--userns"] : []
+    let argv = [launch, cgroup.path] + mode + [program] + arguments
     launcher = try BackgroundProcess(argv, environment: environment)
   }
 

@@ -116,6 +116,9 @@ public struct NamespaceSet: Codable, Sendable, Equatable {
   /// Whether loopback was up in the container's own network namespace: a new one is made
   /// with it down.
   public var loopbackUp: Bool?
+  /// The id maps of the container's own user namespace (`user`), written again for the new
+  /// one.
+  public var userMaps: UserNamespaceMaps?
 
   public init(
     pid: Bool, mount: Bool, uts: Bool, ipc: Bool, net: Bool, user: Bool, cgroup: Bool, time: Bool,
@@ -131,5 +134,54 @@ public struct NamespaceSet: Codable, Sendable, Equatable {
     self.time = time
     self.hostname = hostname
     self.domainname = domainname
+  }
+}
+
+/// The id maps of a user namespace as ckcont saw them (`/proc/<pid>/uid_map`, `gid_map`) and
+/// whether it allowed setgroups(2). Ids elsewhere in the bundle (credentials, file and IPC
+/// owners) are ckcont's, the host's; the restore writes the same maps, so they stay right.
+public struct UserNamespaceMaps: Codable, Sendable, Equatable {
+  /// `count` ids from `inside` (the namespace's) are `outside` (the host's).
+  public struct Range: Codable, Sendable, Equatable {
+    public var inside: UInt32
+    public var outside: UInt32
+    public var count: UInt32
+
+    public init(inside: UInt32, outside: UInt32, count: UInt32) {
+      self.inside = inside
+      self.outside = outside
+      self.count = count
+    }
+  }
+  public var uids: [Range]
+  public var gids: [Range]
+  public var setgroupsAllowed: Bool
+
+  public init(uids: [Range], gids: [Range], setgroupsAllowed: Bool) {
+    self.uids = uids
+    self.gids = gids
+    self.setgroupsAllowed = setgroupsAllowed
+  }
+
+  /// The namespace's id for host id `id` in `map`, nil when it maps none.
+  public static func inside(_ id: UInt32, in map: [Range]) -> UInt32? {
+    for range in map where id >= range.outside && UInt64(id) < UInt64(range.outside) + UInt64(range.count) {
+      return range.inside + (id - range.outside)
+    }
+    return nil
+  }
+
+  /// The text the kernel takes for a map file: one `inside outside count` line per range.
+  public static func text(_ map: [Range]) -> String {
+    map.map { "\($0.inside) \($0.outside) \($0.count)\n" }.joined()
+  }
+
+  /// Whether a map is one the kernel could have shown: 1 to 340 ranges, none empty, none
+  /// past the 32-bit ids.
+  public static func isPlausible(_ map: [Range]) -> Bool {
+    (1...340).contains(map.count)
+      && map.allSatisfy {
+        $0.count > 0 && UInt64($0.inside) + UInt64($0.count) <= 1 << 32 && UInt64($0.outside) + UInt64($0.count) <= 1 << 32
+      }
   }
 }

@@ -110,6 +110,13 @@ final class LoadedBundle {
     where name.utf8.count > 64 || name.contains("\0") {
       throw CKError(.badInput, "the bundle is inconsistent: UTS name of \(name.utf8.count) bytes")
     }
+    if tree.namespaces.user {
+      guard let maps = tree.namespaces.userMaps, tree.namespaces.pid, UserNamespaceMaps.isPlausible(maps.uids),
+        UserNamespaceMaps.isPlausible(maps.gids)
+      else {
+        throw CKError(.badInput, "the bundle is inconsistent: a user namespace without plausible id maps or a pid namespace")
+      }
+    }
     let timeNamespaceCount = tree.timeNamespaces?.count ?? 0
     guard timeNamespaceCount <= 64,
       (tree.timeNamespaces ?? []).allSatisfy({ abs($0.monotonicOffset) < 1 << 61 && abs($0.boottimeOffset) < 1 << 61 }),

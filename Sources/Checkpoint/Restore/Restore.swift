@@ -87,9 +87,6 @@ public struct Restore {
     let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in
       if case .fork(let pid, _) = step { return byPid[pid] } else { return nil }
     }
-    guard !bundle.tree.namespaces.user else {
-      throw CKError(.badInput, "the container has its own user namespace, which this ckcont cannot restore yet")
-    }
     if let bad = order.first(where: { $0.entry.cgroup.hasPrefix("/") || $0.entry.cgroup.split(separator: "/").contains("..") }) {
       throw CKError(.badInput, "the bundle places process \(bad.entry.pid) in the cgroup \(bad.entry.cgroup), outside the container")
     }
@@ -277,7 +274,9 @@ public struct Restore {
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
         guard let inherited else { throw CKError(.failed, "no process was created") }
-        let restore = TaskRestore(entry: task.entry, core: task.core, injector: injector, inherited: inherited, log: log)
+        let restore = TaskRestore(
+          entry: task.entry, core: task.core, injector: injector, inherited: inherited,
+          userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, log: log)
         threads += try phases.time("threads, signals, creds") {
           try restore.restoreState { batch in try memories[task.entry.pid]?.queueProtections(into: &batch) }
         }
@@ -484,6 +483,8 @@ public struct Restore {
     if namespaces.ipc { flags |= UInt64(CK_CLONE_NEWIPC) }
     if namespaces.net { flags |= UInt64(CK_CLONE_NEWNET) }
     if namespaces.cgroup { flags |= UInt64(CK_CLONE_NEWCGROUP) }
+    // The new user namespace owns the others made with it.
+    if namespaces.user { flags |= UInt64(CK_CLONE_NEWUSER) }
     // Straight into its own cgroup: the top may enable controllers, and then holds no process.
     let directory = cgroup.mainDirectory(of: task.entry)
     let dirfd = cgroup.main.version == .v2 ? open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
@@ -496,11 +497,35 @@ public struct Restore {
     guard case .stopped(let signal, _) = status, signal == SIGSTOP else {
       throw CKError(.failed, "the new task \(pid) did not stop as expected: \(status)")
     }
+    if let maps = namespaces.userMaps, namespaces.user {
+      do { try writeUserMaps(maps, pid: pid) } catch {
+        kill(pid, SIGKILL)
+        _ = try? Ptrace.wait(pid)
+        throw error
+      }
+    }
     try Tracee(tid: pid).setOptions(
       Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK)
         | (suspendSeccomp ? Int32(CK_PTRACE_O_SUSPEND_SECCOMP) : 0))
     log("created task \(pid) (pid \(pids[0]) in its namespace) in \(directory)")
     return pid
+  }
+
+  /// The id maps of the root's new user namespace, as dumped (setgroups first: the kernel
+  /// takes "deny" only before a gid map).
+  func writeUserMaps(_ maps: UserNamespaceMaps, pid: Int32) throws {
+    for (file, text) in [
+      ("setgroups", maps.setgroupsAllowed ? "allow" : "deny"), ("gid_map", UserNamespaceMaps.text(maps.gids)),
+      ("uid_map", UserNamespaceMaps.text(maps.uids)),
+    ] {
+      let path = "/proc/\(pid)/\(file)"
+      let fd = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
+      defer { close(fd) }
+      let written = text.withCString { write(fd, $0, strlen($0)) }
+      guard written == text.utf8.count else {
+        throw CKError(.failed, "cannot write the user namespace's \(file) (\(text.split(separator: "\n").joined(separator: ", "))): \(String(cString: strerror(errno)))")
+      }
+    }
   }
 
   /// Freeze the target cgroup, detach, thaw: every task resumes at once, on `cpus`.

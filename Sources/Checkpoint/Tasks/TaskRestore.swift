@@ -15,6 +15,8 @@ struct TaskRestore {
   /// once, as its signal actions and credentials are the same in every task until this
   /// restore changes them.
   let inherited: ProcStatus
+  /// The maps of the container's own user namespace, whose ids the task names its own by.
+  let userMaps: UserNamespaceMaps?
   let log: (String) -> Void
 
   /// Undoes what the fresh task inherited from ckcont: rseq registration (its area is about
@@ -248,19 +250,42 @@ struct TaskRestore {
   /// the privileges the steps before needed. Root with every capability needs nothing.
   private func restoreCredentials(in injector: Injector) throws {
     let creds = core.credentials
-    let allRoot = creds.uids.allSatisfy { $0 == 0 } && creds.gids.allSatisfy { $0 == 0 }
     let status = inherited
-    if !(allRoot && creds.groups == status.groups) {
-      injector.resetData()
-      let groups = try creds.groups.withUnsafeBytes { try injector.put($0) }
-      try injector.call("setgroups", SyscallNumber.setgroups, UInt64(creds.groups.count), groups)
-      try injector.call(
-        "setresgid", SyscallNumber.setresgid, UInt64(creds.gids[0]), UInt64(creds.gids[1]), UInt64(creds.gids[2]))
-      try injector.call("setfsgid", SyscallNumber.setfsgid, UInt64(creds.gids[3]))
+    let inheritedUids = [status.uid.real, status.uid.effective, status.uid.saved, status.uid.filesystem]
+    let inheritedGids = [status.gid.real, status.gid.effective, status.gid.saved, status.gid.filesystem]
+    /// The ids as the task names them: in a user namespace of its own, through its map. nil
+    /// when they are what it inherited (which need not be mapped: a process that never set
+    /// its ids keeps the host's).
+    func own(_ ids: [UInt32], _ map: [UserNamespaceMaps.Range]?, inherited: [UInt32], _ what: String) throws -> [UInt32]? {
+      if ids == inherited { return nil }
+      guard let map else { return ids }
+      let mapped = ids.compactMap { UserNamespaceMaps.inside($0, in: map) }
+      guard mapped.count == ids.count else {
+        throw CKError(.badInput, "task \(entry.pid): its \(what) \(ids.map(String.init).joined(separator: ", ")) are not all in its user namespace's map")
+      }
+      return mapped
+    }
+    let uids = try own(creds.uids, userMaps?.uids, inherited: inheritedUids, "uids")
+    let gids = try own(creds.gids, userMaps?.gids, inherited: inheritedGids, "gids")
+    let groups = try own(creds.groups, userMaps?.gids, inherited: status.groups, "groups")
+    if let groups {
+      if userMaps?.setgroupsAllowed == false {
+        log("task \(entry.pid): supplementary groups \(creds.groups) not set: its user namespace denies setgroups")
+      } else {
+        injector.resetData()
+        let list = try groups.withUnsafeBytes { try injector.put($0) }
+        try injector.call("setgroups", SyscallNumber.setgroups, UInt64(groups.count), list)
+      }
+    }
+    if let gids {
+      try injector.call("setresgid", SyscallNumber.setresgid, UInt64(gids[0]), UInt64(gids[1]), UInt64(gids[2]))
+      try injector.call("setfsgid", SyscallNumber.setfsgid, UInt64(gids[3]))
+    }
+    if let uids {
+      // Keeps the capabilities through the change of uid; they are set right after.
       try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, 8, 1)
-      try injector.call(
-        "setresuid", SyscallNumber.setresuid, UInt64(creds.uids[0]), UInt64(creds.uids[1]), UInt64(creds.uids[2]))
-      try injector.call("setfsuid", SyscallNumber.setfsuid, UInt64(creds.uids[3]))
+      try injector.call("setresuid", SyscallNumber.setresuid, UInt64(uids[0]), UInt64(uids[1]), UInt64(uids[2]))
+      try injector.call("setfsuid", SyscallNumber.setfsuid, UInt64(uids[3]))
     }
     if creds.capBounding != status.capBnd {
       for capability in 0..<64 where status.capBnd & (1 << UInt64(capability)) != 0 && creds.capBounding & (1 << UInt64(capability)) == 0 {
