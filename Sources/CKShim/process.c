@@ -1,6 +1,8 @@
 // Children of the (multi-threaded) Swift process. Between fork/clone and exit, a child
 // runs raw system calls only: any libc call that takes a lock could deadlock on a lock
 // another thread held at the time of the fork.
+#include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -118,3 +120,29 @@ _Static_assert(CK_CLONE_NEWUTS == CLONE_NEWUTS, "CLONE_NEWUTS");
 _Static_assert(CK_CLONE_NEWIPC == CLONE_NEWIPC, "CLONE_NEWIPC");
 _Static_assert(CK_CLONE_NEWUSER == CLONE_NEWUSER, "CLONE_NEWUSER");
 _Static_assert(CK_CLONE_NEWCGROUP == CLONE_NEWCGROUP, "CLONE_NEWCGROUP");
+
+// Makes the calling thread's file-system ids `uid` and `gid` (setfsuid/setfsgid act on the
+// thread alone) and raises its effective capabilities back to its permitted ones, which a
+// change of fsuid away from 0 drops (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_MKNOD...).
+// Files ckcont makes in a filesystem of a user namespace must be owned by an id the namespace
+// maps, or the kernel refuses them (EOVERFLOW). 0 or -errno.
+int ck_set_fs_ids(unsigned int uid, unsigned int gid) {
+  syscall(SYS_setfsgid, gid);
+  syscall(SYS_setfsuid, uid);
+  if ((unsigned int)syscall(SYS_setfsuid, -1) != uid || (unsigned int)syscall(SYS_setfsgid, -1) != gid) return -EPERM;
+  struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct data[2];
+  if (syscall(SYS_capget, &header, data) < 0) return -errno;
+  data[0].effective = data[0].permitted;
+  data[1].effective = data[1].permitted;
+  return syscall(SYS_capset, &header, data) < 0 ? -errno : 0;
+}
+
+// openat2(2) (no glibc wrapper): `path` resolved as if `dirfd` were the root (RESOLVE_IN_ROOT:
+// "..", absolute symlinks and absolute paths stay under it) and through no /proc magic link.
+// The descriptor or -errno.
+int ck_open_in_root(int dirfd, const char *path, int flags) {
+  struct open_how how = {.flags = (unsigned long long)flags, .mode = 0, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+  return fd < 0 ? -errno : (int)fd;
+}

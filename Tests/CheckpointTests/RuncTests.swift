@@ -17,9 +17,12 @@ struct RuncTests {
     /// The process whose /tmp (a tmpfs of the container's) holds the count.
     var counting: Int32 = 0
 
-    init() throws {
+    /// `userNamespace`: in a user namespace of its own, ids 0-65535 on the host's 100000-165535
+    /// (a rootless runtime's mapping).
+    init(userNamespace: Bool) throws {
       let files = FileManager.default
-      for directory in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+      // Root's directories: the container's root (host uid 100000) could not make them.
+      for directory in ["bin", "proc", "sys/fs/cgroup", "dev", "tmp", "etc"] {
         try files.createDirectory(atPath: rootfs + "/" + directory, withIntermediateDirectories: true)
       }
       try files.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
@@ -33,6 +36,12 @@ struct RuncTests {
       process["terminal"] = false
       process["args"] = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"]
       config["process"] = process
+      if userNamespace, var linux = config["linux"] as? [String: Any] {
+        linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []) + [["type": "user"]]
+        linux["uidMappings"] = [["containerID": 0, "hostID": 100_000, "size": 65536]]
+        linux["gidMappings"] = [["containerID": 0, "hostID": 100_000, "size": 65536]]
+        config["linux"] = linux
+      }
       // runc spec makes the root read-only: the count goes to a tmpfs of the container's.
       var mounts = config["mounts"] as? [[String: Any]] ?? []
       mounts.append(["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=1m"]])
@@ -90,8 +99,9 @@ struct RuncTests {
     }
   }
 
-  @Test func aRuncContainerComesBack() throws {
-    let container = try RuncContainer()
+  @Test(arguments: [false, true])
+  func aRuncContainerComesBack(userNamespace: Bool) throws {
+    let container = try RuncContainer(userNamespace: userNamespace)
     defer { container.destroy() }
     let pid = try container.initPid()
     container.counting = pid
@@ -121,6 +131,9 @@ struct RuncTests {
       #expect(mounts.contains(point), "no mount at\(point)in \(mounts)")
     }
     #expect(try readLink("/proc/\(container.restoredPid)/fd/1") == container.bundle + "/out.log")
+    let map = try String(contentsOfFile: "/proc/\(container.restoredPid)/uid_map", encoding: .utf8)
+    let expected = userNamespace ? ["0", "100000", "65536"] : ["0", "0", "4294967295"]
+    #expect(map.split(whereSeparator: \.isWhitespace).map(String.init) == expected, "uid_map: \(map)")
   }
 
   func readLink(_ path: String) throws -> String {

@@ -108,6 +108,12 @@ long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, s
 // our namespace or -errno.
 long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size);
 
+// Opens `path` with `flags` resolved under `dirfd` as its root (openat2 RESOLVE_IN_ROOT |
+// RESOLVE_NO_MAGICLINKS); the descriptor or -errno.
+int ck_open_in_root(int dirfd, const char *path, int flags);
+// Sets the calling thread's fsuid and fsgid and raises its effective capabilities to its
+// permitted ones (0 or -errno).
+int ck_set_fs_ids(unsigned int uid, unsigned int gid);
 int ck_pidfd_open(pid_t pid, unsigned int flags);
 int ck_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 ssize_t ck_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long liovcnt,

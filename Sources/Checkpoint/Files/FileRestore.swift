@@ -15,9 +15,13 @@ final class SharedDescriptions {
   /// are made anew in the new one; in the host's they outlived the container.
   let ownIPCNamespace: Bool
 
-  init(inherited: [String: Int32] = [:], ownIPCNamespace: Bool = true) {
+  /// Whether the container has a user namespace of its own (see ``FileRestore``'s paths).
+  let inUserNamespace: Bool
+
+  init(inherited: [String: Int32] = [:], ownIPCNamespace: Bool = true, inUserNamespace: Bool = false) {
     self.inherited = inherited
     self.ownIPCNamespace = ownIPCNamespace
+    self.inUserNamespace = inUserNamespace
   }
 
   /// POSIX message queues made again (by name), so that each is made and filled once.
@@ -129,9 +133,19 @@ struct FileRestore {
     /// outside the container's root, or what another restored task holds (`/proc/<pid>/fd/
     /// <n>`, `map_files`). Opened with the descriptor's flags: a description of its own. A
     /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse.
-    func queueHandedOver(_ path: String, flags: Int32, fd: Int32) throws -> Int64 {
+    func queueHandedOver(_ path: String, flags: Int32, fd: Int32, inContainer: Bool = false) throws -> Int64 {
       let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOFOLLOW) | O_CLOEXEC
-      let ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
+      let ours: Int32
+      if inContainer {
+        // The container's file as its root sees it, without leaving that root.
+        let root = try syscallChecked("open", "the root of task \(injector.pid)") {
+          open("/proc/\(injector.pid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+        }
+        defer { close(root) }
+        ours = try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") { ck_open_in_root(root, path, openFlags) }
+      } else {
+        ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
+      }
       defer { close(ours) }
       let received = try injector.receive(ours, what: "fd \(fd) (\(path))")
       let high = prepared.takeHigh()
@@ -488,6 +502,11 @@ struct FileRestore {
               .failed, "task \(injector.pid): fd \(descriptor.fd) is \(path), outside the container's root, which ckcont cannot open: \(error)",
               hint: "hand in a descriptor for it with --inherit-fd fd[N]:\(path)")
           }
+        } else if shared.inUserNamespace {
+          // A task of a user namespace may not open what the container's processes had open
+          // before they entered it (a runtime's log file, say): ckcont opens it for it, as
+          // CRIU's usernsd does.
+          high = try queueHandedOver(path, flags: descriptor.flags, fd: descriptor.fd, inContainer: true)
         } else {
           high = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
         }

@@ -1,4 +1,5 @@
 import Bundle
+import CKShim
 import Foundation
 import Glibc
 import Linux
@@ -196,7 +197,9 @@ enum ContainerMounts {
 
   /// Makes the mounts in the new mount namespace of the root task behind `injector`, whose
   /// host pid is `pid`. A root of its own is a bind of `rootSource` when given (`--root`).
-  static func restore(_ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?) throws {
+  /// `userMaps`: those of the container's own user namespace, whose ids (`uid=`, `gid=`
+  /// options) the mounts are made with.
+  static func restore(_ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?, userMaps: UserNamespaceMaps?) throws {
     guard !image.mounts.isEmpty else { return }
     injector.resetData()
     let slash = try injector.put(string: "/")
@@ -214,6 +217,14 @@ enum ContainerMounts {
     }
     defer { if let staging { rmdir(staging) } }
     let top = staging ?? ""
+    // What ckcont makes in a filesystem of a user namespace (mount points, a tmpfs's files)
+    // must be owned by an id the namespace maps: made as its root (see ck_set_fs_ids).
+    if let maps = userMaps {
+      let uid = maps.uids.first { $0.inside == 0 }?.outside ?? maps.uids[0].outside
+      let gid = maps.gids.first { $0.inside == 0 }?.outside ?? maps.gids[0].outside
+      try negErrnoChecked("setfsuid/setfsgid", "\(uid)/\(gid)") { ck_set_fs_ids(uid, gid) }
+    }
+    defer { if userMaps != nil { _ = ck_set_fs_ids(0, 0) } }
     for mount in image.mounts {
       injector.resetData()
       let point = mount.mountPoint == "/" ? top : top + mount.mountPoint
@@ -245,13 +256,28 @@ enum ContainerMounts {
       case .filesystem:
         let from = try injector.put(string: mount.source)
         let type = try injector.put(string: mount.fsType)
-        let options = mount.options.isEmpty ? 0 : try injector.put(string: mount.options)
+        let text = try userMaps.map { try ownIDs(in: mount.options, maps: $0, mountPoint: mount.mountPoint) } ?? mount.options
+        let options = text.isEmpty ? 0 : try injector.put(string: text)
         try injector.call(
           "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
         if let files = mount.files { try writeFiles(files, under: hostPath, mountPoint: mount.mountPoint) }
       }
     }
     if let staging { try pivot(injector, into: staging) }
+  }
+
+  /// Mount options with the host's ids (`uid=100000`, as ckcont read them) in a user
+  /// namespace's own (`uid=0`), as the task inside mounts them.
+  static func ownIDs(in options: String, maps: UserNamespaceMaps, mountPoint: String) throws -> String {
+    try options.split(separator: ",").map { option -> String in
+      for (key, map) in [("uid=", maps.uids), ("gid=", maps.gids)] where option.hasPrefix(key) {
+        guard let id = UInt32(option.dropFirst(key.count)), let inside = UserNamespaceMaps.inside(id, in: map) else {
+          throw CKError(.badInput, "mount \(mountPoint): \(option) is not in the user namespace's map")
+        }
+        return key + String(inside)
+      }
+      return String(option)
+    }.joined(separator: ",")
   }
 
   /// Makes `directory` the task's root, as runc does: pivot_root(".", ".") stacks the old

@@ -165,6 +165,10 @@ public struct Restore {
           try tracee.setSignalMask(~0)
           let injector = try Injector(tracee: tracee)
           try TaskRestore.resetInherited(injector)
+          if bundle.tree.namespaces.user {
+            try becomeNamespaceRoot(injector, maps: bundle.tree.namespaces.userMaps)
+            inherited = try ProcStatus.read(pid: hostPid)
+          }
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)
           channelPeer = try injector.openChannel(at: channelDescriptor(bundle))
@@ -172,7 +176,9 @@ public struct Restore {
           // Mounts before anything opens or maps a file that may live on them.
           if let mounts = bundle.mounts, bundle.tree.namespaces.mount {
             try phases.time("mounts") {
-              try ContainerMounts.restore(mounts, injector: injector, pid: hostPid, rootSource: rootFilesystem)
+              try ContainerMounts.restore(
+                mounts, injector: injector, pid: hostPid, rootSource: rootFilesystem,
+                userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil)
             }
           }
           if bundle.tree.namespaces.uts { try restoreUTSNames(bundle.tree.namespaces, in: injector) }
@@ -259,7 +265,8 @@ public struct Restore {
       for memory in memories.values { memory.releaseUserfault() }
       if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: root) }
       phases.record("memory", since: memoryStarted)
-      let shared = SharedDescriptions(inherited: inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc)
+      let shared = SharedDescriptions(
+        inherited: inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc, inUserNamespace: bundle.tree.namespaces.user)
       var prepared: [(FileRestore, FileRestore.Prepared)] = []
       // A table shared with the parent is the parent's to fill.
       for task in order where task.entry.sharesFilesWithParent != true {
@@ -509,6 +516,19 @@ public struct Restore {
         | (suspendSeccomp ? Int32(CK_PTRACE_O_SUSPEND_SECCOMP) : 0))
     log("created task \(pid) (pid \(pids[0]) in its namespace) in \(directory)")
     return pid
+  }
+
+  /// The root of a new user namespace starts with ckcont's ids (the host's root), which the
+  /// namespace does not map: what it makes in a filesystem of the namespace (a tmpfs file, a
+  /// socket's name) would be refused. Like any process a runtime starts in one, it becomes
+  /// the namespace's root first (its capabilities there stay whole); the dumped ids come last.
+  func becomeNamespaceRoot(_ injector: Injector, maps: UserNamespaceMaps?) throws {
+    guard let maps, maps.uids.contains(where: { $0.inside == 0 }), maps.gids.contains(where: { $0.inside == 0 }) else { return }
+    try injector.call("setresgid(0) in the user namespace", SyscallNumber.setresgid, 0, 0, 0)
+    try injector.call("setresuid(0) in the user namespace", SyscallNumber.setresuid, 0, 0, 0)
+    // The change of ids made it undumpable, and then the processes forked from it could not
+    // take descriptors from each other (pidfd_getfd) until their own credentials are set.
+    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, 4, 1)
   }
 
   /// The id maps of the root's new user namespace, as dumped (setgroups first: the kernel

@@ -53,7 +53,6 @@ struct TaskRestore {
     } else if core.parentDeathSignal != 0 {
       log("task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container")
     }
-    batch.add("PR_SET_DUMPABLE", SyscallNumber.prctl, .value(4), .value(UInt64(core.dumpable)))
     batch.add("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(36), .value(core.childSubreaper ? 1 : 0))
     for timer in core.itimers {
       // A periodic timer read at the instant it expired shows value 0 before it re-arms;
@@ -99,6 +98,8 @@ struct TaskRestore {
     try queueSignals()
     try installSeccompFilters(threads: threads.count)
     for (_, own) in threads { try restoreCredentials(in: own) }
+    // After the credentials: a change of ids makes the process undumpable (suid_dumpable).
+    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, 4, UInt64(core.dumpable))
     for (thread, own) in threads.dropFirst() {
       try setFinalState(thread, of: own.tracee)
     }
