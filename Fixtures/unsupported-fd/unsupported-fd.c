@@ -26,7 +26,8 @@
  *             sleeps and dies with this process). After: the link
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
  *             address space (the child sleeps; it dies with this process). After: the link
- *   ctty      a new session whose controlling terminal is a fresh pty (the fd is the master).
+ *   ctty      a new session whose controlling terminal is the pty slave DIR (arg 2), whose master
+ *             the caller holds, outside the container (the fd is the slave).
  *             After: the link, and the session still has the terminal (TIOCGSID on it)
  *   tcp       an established TCP connection to itself over 127.0.0.1 (the fd is the client
  *             end) with more than 8 MiB unread at the server end (more than a dump keeps;
@@ -188,13 +189,9 @@ int main(int argc, char **argv) {
     static char stack[64 << 10];
     FX_SYS(clone(sharing_child, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL));
   } else if (!strcmp(kind, "ctty")) {
-    fd = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
-    FX_SYS(grantpt(fd));
-    FX_SYS(unlockpt(fd));
     if (getsid(0) != getpid()) FX_SYS(setsid());
-    int slave = FX_SYS(open(ptsname(fd), O_RDWR));   /* without O_NOCTTY: becomes the terminal */
-    FX_SYS(ioctl(slave, TIOCSCTTY, 0));
-    close(slave);
+    fd = FX_SYS(open(dir, O_RDWR));   /* without O_NOCTTY: becomes the terminal */
+    FX_SYS(ioctl(fd, TIOCSCTTY, 0));
   } else if (!strcmp(kind, "tcp")) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t n = sizeof a;

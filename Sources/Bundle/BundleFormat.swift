@@ -57,6 +57,8 @@ public enum BundleFormat {
     case deletedFileMappings = "deleted-file-mappings", asyncIOOwners = "async-io-owners"
     /// The container pivoted into a root filesystem of its own (mounts.json starts with "/").
     case rootFilesystem = "root-filesystem"
+    /// Pseudo-terminals (descriptors of kind pty, controlling terminals).
+    case terminals
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

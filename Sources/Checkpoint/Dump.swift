@@ -126,18 +126,15 @@ public struct Dump {
     /// /proc/<pid>/ns: the namespaces it is in and those its children get.
     var namespaceIDs: [String: NamespaceID]
     var scheduling: SchedulingImage
+    /// /proc/<pid>/stat tty_nr: the controlling terminal's device number, 0 for none.
+    var controllingTerminal: Int32
 
     init(
       _ process: CgroupProcess, container: String, sockDiag: Int32, repaired: RepairedSockets, rootMounts: Set<Int>?,
       log: (String) -> Void
     ) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
-      if stat.ttyNr != 0 {
-        throw CKError(
-          .failed,
-          "process \(process.pid) has a controlling terminal (tty \(stat.ttyNr >> 8 & 0xfff):\(stat.ttyNr & 0xff | stat.ttyNr >> 12 & 0xfff00)), which ckcont cannot checkpoint yet",
-          hint: "start the container without a terminal (setsid, stdio on files or pipes)")
-      }
+      controllingTerminal = stat.ttyNr
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
       memory = try MemoryCapture(pid: process.pid, procStat: stat, hasLockedMemory: (task.status.lockedMemoryKiB ?? 0) > 0).image(log: log)
@@ -160,6 +157,8 @@ public struct Dump {
     var hostPid: Int32
     var namespaces: NamespaceFacts
     var namespaceIDs: [String: NamespaceID]
+    /// The controlling terminal's device number (tty_nr), 0 for none.
+    var controllingTerminal: Int32
   }
 
   struct Captured {
@@ -243,7 +242,7 @@ public struct Dump {
         tasks.append(
           CapturedTask(
             entry: entry, core: core, memory: memory, files: facts.files, hostPid: process.pid,
-            namespaces: namespaces, namespaceIDs: facts.namespaceIDs))
+            namespaces: namespaces, namespaceIDs: facts.namespaceIDs, controllingTerminal: facts.controllingTerminal))
       }
     }
     // Parent links as the container sees them: the parent's pid inside, or 0 when the
@@ -282,6 +281,7 @@ public struct Dump {
         tasks[index].files.descriptors[slot].asyncOwner = owner
       }
     }
+    try settleTerminals(&tasks, innerPid: innerPid)
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
@@ -435,6 +435,49 @@ public struct Dump {
     return facts.map { $0 ?? .failure(CKError(.failed, "a process was not read")) }
   }
 
+  /// Pseudo-terminals (see ``Terminals``): a slave whose master no process of the container
+  /// holds is a terminal of the host's, opened by its path again; a terminal's session and
+  /// foreground group become the container's pids; a controlling terminal must be one whose
+  /// master the container holds.
+  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws {
+    let masters = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
+    /// A process group as the container names it: by a member's group (its leader may be gone).
+    func innerGroup(_ group: Int32) -> Int32? {
+      if let inner = innerPid[group] { return inner }
+      return tasks.first { ProcStat.read(pid: $0.hostPid)?.pgrp == group }?.entry.pgid
+    }
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard var pty = tasks[index].files.descriptors[slot].pty else { continue }
+        guard pty.isMaster || masters.contains(pty.index) else {
+          tasks[index].files.descriptors[slot].kind = .path
+          tasks[index].files.descriptors[slot].pty = nil
+          continue
+        }
+        if let session = pty.session {
+          guard let inner = innerPid[session] else {
+            throw CKError(
+              .failed, "task \(tasks[index].hostPid): terminal \(pty.index) (fd \(tasks[index].files.descriptors[slot].fd)) controls session \(session), outside the container, which ckcont cannot checkpoint yet")
+          }
+          pty.session = inner
+        }
+        pty.foregroundGroup = pty.foregroundGroup.flatMap(innerGroup)
+        tasks[index].files.descriptors[slot].pty = pty
+      }
+    }
+    for task in tasks where task.controllingTerminal != 0 {
+      let device = UInt64(UInt32(bitPattern: task.controllingTerminal))
+      if let side = Terminals.side(device: device), !side.isMaster, masters.contains(side.index) { continue }
+      let major = device >> 8 & 0xfff
+      let minor = device & 0xff | device >> 12 & 0xfff00
+      let name = Terminals.side(device: device).map { "/dev/pts/\($0.index)" } ?? "tty \(major):\(minor)"
+      throw CKError(
+        .failed,
+        "process \(task.hostPid) has a controlling terminal (\(name)) whose master is outside the container, which ckcont cannot checkpoint yet",
+        hint: "start the container without a terminal (setsid, stdio on files or pipes), or give it a pseudo-terminal of its own")
+    }
+  }
+
   /// A connected unix socket is restored as one end of a pair: its peer must be in the
   /// container too.
   func checkSocketPeers(_ tasks: [CapturedTask]) throws {
@@ -519,6 +562,7 @@ public struct Dump {
         case .deletedFileMappings: task.memory.vmas.contains { $0.kind == .deletedFile }
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
         case .rootFilesystem: false
+        case .terminals: task.files.descriptors.contains { $0.kind == .pty }
         }
       }
     }

@@ -193,6 +193,11 @@ public struct BundleInspection: Codable, Sendable {
     case .signalfd: text = "signalfd for mask 0x\(String(descriptor.anon?.signalMask ?? 0, radix: 16))"
     case .socket: text = descriptor.socket?.description ?? "socket"
     case .timerfd: text = "timerfd on clock \(descriptor.anon?.clockID ?? 0), \(descriptor.anon?.valueNanoseconds ?? 0) ns left"
+    case .pty:
+      let pty = descriptor.pty
+      text = "\(pty?.isMaster == true ? "master" : "slave") of terminal \(pty?.index ?? -1) (\(descriptor.path ?? "?"))"
+        + (pty?.session.map { ", controlling terminal of session \($0)" } ?? "")
+        + (pty?.foregroundGroup.map { ", foreground group \($0)" } ?? "")
     case .mqueue: text = "message queue /\(descriptor.mqueue?.name ?? "?"), \(descriptor.mqueue?.messages.count ?? 0) message(s) waiting"
     }
     if let twin = descriptor.sharesWith { text += " (same file as fd \(twin))" }

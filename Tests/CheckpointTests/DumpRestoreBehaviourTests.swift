@@ -436,16 +436,21 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS sysv-ipc", in: container, timeout: 5)
   }
 
-  /// A session with a controlling terminal cannot be checkpointed yet: the dump says so in
-  /// one line and the container runs on, keeping its terminal.
-  @Test func controllingTerminalFailsTheDumpClearly() throws {
-    let container = try FixtureContainer("unsupported-fd", ["ctty"])
+  /// A session whose controlling terminal's master is outside the container (a terminal of
+  /// the host's) cannot be checkpointed yet: the dump says so in one line and the container
+  /// runs on, keeping its terminal.
+  @Test func controllingTerminalFromOutsideFailsTheDumpClearly() throws {
+    let terminal = try openPseudoTerminal()
+    defer { close(terminal.master) }
+    let container = try FixtureContainer("unsupported-fd", ["ctty", terminal.slave])
     defer { container.destroy() }
     try container.waitReady()
     let pids = container.cgroup.allPids()
     let dump = container.dump()
     #expect(dump.status == 1)
-    #expect(dump.stderr.hasPrefix("ckcont: error: process \(pids[0]) has a controlling terminal"), "\(dump.stderr)")
+    #expect(
+      dump.stderr.hasPrefix("ckcont: error: process \(pids[0]) has a controlling terminal (\(terminal.slave)) whose master is outside the container"),
+      "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count <= 2)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
     #expect(container.cgroup.read("cgroup.events").contains("frozen 0"))

@@ -154,3 +154,16 @@ public final class BackgroundProcess: @unchecked Sendable {
 
   deinit { if exitStatus == nil { kill(pid, SIGKILL) } }
 }
+
+/// A new pseudo-terminal of this process's: its master (which the caller closes) and the
+/// path of its slave, unlocked.
+public func openPseudoTerminal() throws -> (master: Int32, slave: String) {
+  let master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+  guard master >= 0 else { throw TestFailure("open /dev/ptmx: \(String(cString: strerror(errno)))") }
+  var index: Int32 = -1
+  guard ck_pty_open_master(master, &index) == 0 else {
+    close(master)
+    throw TestFailure("unlocking a pty failed")
+  }
+  return (master, "/dev/pts/\(index)")
+}

@@ -38,6 +38,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case socket
     /// A POSIX message queue (mq_open): `mqueue` holds its name, attributes and messages.
     case mqueue
+    /// One side of a pseudo-terminal whose master the container holds: `pty` says which.
+    case pty
   }
   public var fd: Int32
   public var kind: Kind
@@ -81,6 +83,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   /// its runtime pivoted into the root, like the stdio a runtime hands in); `path` is what
   /// ckcont saw, and the restore reopens it from there, not inside the container.
   public var outsideRoot: Bool?
+  /// kind == .pty: the terminal and its state.
+  public var pty: PtyImage?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
@@ -99,6 +103,39 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     self.anon = anon
     self.epollTargets = epollTargets
     self.memfd = memfd
+  }
+}
+
+/// One side of a pseudo-terminal (CRIU's tty image). The pair is its index in the
+/// container's devpts; the restore makes a new pair, with the same index where it is free.
+/// Bytes waiting in the terminal's queues are not kept (as in CRIU).
+public struct PtyImage: Codable, Sendable, Equatable {
+  public var index: Int32
+  public var isMaster: Bool
+  /// The terminal's state, which both sides read: struct termios2 (TCGETS2), and the window
+  /// size: rows, columns, x and y pixels.
+  public var termios: Data
+  public var windowSize: [UInt16]
+  /// A master's lock (TIOCGPTLCK) and packet mode (TIOCGPKT).
+  public var locked: Bool
+  public var packetMode: Bool
+  /// The session whose controlling terminal it is (its leader's pid) and that session's
+  /// foreground process group, as the container sees them (ckcont's pids while captured).
+  public var session: Int32?
+  public var foregroundGroup: Int32?
+
+  public init(
+    index: Int32, isMaster: Bool, termios: Data, windowSize: [UInt16], locked: Bool, packetMode: Bool, session: Int32?,
+    foregroundGroup: Int32?
+  ) {
+    self.index = index
+    self.isMaster = isMaster
+    self.termios = termios
+    self.windowSize = windowSize
+    self.locked = locked
+    self.packetMode = packetMode
+    self.session = session
+    self.foregroundGroup = foregroundGroup
   }
 }
 

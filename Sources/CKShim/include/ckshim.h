@@ -252,6 +252,26 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts);
 int ck_sock_diag_socket(int netns_fd);
 // Sends `fd` over unix socket `socket` with SCM_RIGHTS (0 or -errno).
 int ck_send_fd(int socket, int fd);
+// ---- pseudo-terminals (tty.c) ----
+enum { CK_TERMIOS2_SIZE = 44 };
+struct ck_pty_facts {
+  int index;             // TIOCGPTN (a master's), else -1
+  int locked, packet;    // TIOCGPTLCK, TIOCGPKT (a master's)
+  int session;           // TIOCGSID: the session it is the terminal of (0: none), in ckcont's pids
+  int foreground;        // TIOCGPGRP: its foreground process group (0: none)
+  unsigned short window[4];  // rows, columns, x and y pixels
+  unsigned char termios[CK_TERMIOS2_SIZE];  // struct termios2
+};
+// Reads the state of the terminal behind `fd` (`master`: a pty master, whose index, lock and
+// packet mode are read too); 0 or -errno.
+int ck_pty_facts(int fd, int master, struct ck_pty_facts *facts);
+// Unlocks a new master (TIOCSPTLCK 0) and tells its index; 0 or -errno.
+int ck_pty_open_master(int fd, int *index);
+// Sets termios, window size and packet mode of the terminal behind `master`; 0 or -errno.
+int ck_pty_apply(int master, const struct ck_pty_facts *facts);
+// TIOCSPTLCK; 0 or -errno.
+int ck_pty_lock(int master, int locked);
+
 // A unix socket as sock_diag tells it (which a descriptor alone does not: its peer).
 struct ck_unix_diag {
   unsigned int type, state;

@@ -119,6 +119,12 @@ struct FileCapture {
           DescriptorImage(fd: fd, kind: .fifo, flags: openFlags, closeOnExec: cloexec, path: target, pipe: inode))
         continue
       }
+      if type == S_IFCHR, target.hasPrefix("/"), let side = Terminals.side(device: UInt64(st.st_rdev)) {
+        var descriptor = DescriptorImage(fd: fd, kind: .pty, flags: openFlags, closeOnExec: cloexec, path: target)
+        descriptor.pty = try Terminals.capture(pid: pid, fd: fd, isMaster: side.isMaster, index: side.index)
+        descriptors.append(descriptor)
+        continue
+      }
       guard target.hasPrefix("/"), type == S_IFREG || type == S_IFCHR || type == S_IFDIR else {
         throw CKError(
           .failed, "task \(pid): fd \(fd) is \(describe(target)), which ckcont cannot checkpoint yet",

@@ -17,6 +17,8 @@ final class SharedDescriptions {
 
   /// Whether the container has a user namespace of its own (see ``FileRestore``'s paths).
   let inUserNamespace: Bool
+  /// The container's pseudo-terminals, made again by ckcont.
+  var terminals: Terminals?
 
   init(inherited: [String: Int32] = [:], ownIPCNamespace: Bool = true, inUserNamespace: Bool = false) {
     self.inherited = inherited
@@ -147,7 +149,12 @@ struct FileRestore {
         ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
       }
       defer { close(ours) }
-      let received = try injector.receive(ours, what: "fd \(fd) (\(path))")
+      return try queueReceived(ours, what: "fd \(fd) (\(path))", fd: fd)
+    }
+    /// Hands `ours`, a descriptor of ckcont's, to the task: the same description, moved to a
+    /// high number.
+    func queueReceived(_ ours: Int32, what: String, fd: Int32) throws -> Int64 {
+      let received = try injector.receive(ours, what: what)
       let high = prepared.takeHigh()
       batch.add(
         "dup3 fd \(fd) to \(high)", SyscallNumber.dup3, .value(UInt64(received)), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
@@ -493,6 +500,23 @@ struct FileRestore {
       case .eventfd, .signalfd, .timerfd:
         guard let state = descriptor.anon else { continue }
         prepared.descriptions[descriptor.fd] = try queueAnon(descriptor, state)
+      case .pty:
+        guard let pty = descriptor.pty, let path = descriptor.path, let terminals = shared.terminals else {
+          throw CKError(.badInput, "task \(pid): fd \(descriptor.fd) is a terminal the bundle does not describe")
+        }
+        let high: Int64
+        if pty.isMaster {
+          // The one master ckcont made: the same description for every holder.
+          high = try queueReceived(try terminals.master(pty.index), what: "terminal \(pty.index)", fd: descriptor.fd)
+          batch.add(
+            "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, .value(UInt64(high)), .value(UInt64(F_SETFL)),
+            .value(UInt64(descriptor.flags & ~O_ASYNC)))
+        } else {
+          let slave = try terminals.openSlave(pty.index, path: path, flags: descriptor.flags & ~O_ASYNC)
+          defer { close(slave) }
+          high = try queueReceived(slave, what: "terminal \(pty.index)", fd: descriptor.fd)
+        }
+        prepared.descriptions[descriptor.fd] = high
       case .path:
         guard let path = descriptor.path else { continue }
         let high: Int64
@@ -502,7 +526,7 @@ struct FileRestore {
               .failed, "task \(injector.pid): fd \(descriptor.fd) is \(path), outside the container's root, which ckcont cannot open: \(error)",
               hint: "hand in a descriptor for it with --inherit-fd fd[N]:\(path)")
           }
-        } else if shared.inUserNamespace {
+        } else if shared.inUserNamespace && path != "/dev/tty" {
           // A task of a user namespace may not open what the container's processes had open
           // before they entered it (a runtime's log file, say): ckcont opens it for it, as
           // CRIU's usernsd does.

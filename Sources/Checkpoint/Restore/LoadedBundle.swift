@@ -434,6 +434,11 @@ final class LoadedBundle {
         guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
           (descriptor.position ?? 0) >= 0
         else { throw bad("fd \(descriptor.fd) has a bad path or position") }
+      case .pty:
+        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"), let pty = descriptor.pty,
+          (0..<(1 << 20)).contains(pty.index), pty.termios.count == Terminals.termiosSize, pty.windowSize.count == 4,
+          (pty.session ?? 1) > 0, (pty.foregroundGroup ?? 1) > 0
+        else { throw bad("fd \(descriptor.fd) is a bad terminal") }
       case .pipe:
         guard let inode = descriptor.pipe, pipes.contains(inode) else { throw bad("fd \(descriptor.fd) names an unknown pipe") }
       case .fifo:

@@ -267,6 +267,9 @@ public struct Restore {
       phases.record("memory", since: memoryStarted)
       let shared = SharedDescriptions(
         inherited: inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc, inUserNamespace: bundle.tree.namespaces.user)
+      // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
+      shared.terminals = try phases.time("terminals") { try Terminals.make(for: order, rootPid: root, log: log) }
+      try shared.terminals?.controlSessions(order) { injectors[$0] }
       var prepared: [(FileRestore, FileRestore.Prepared)] = []
       // A table shared with the parent is the parent's to fill.
       for task in order where task.entry.sharesFilesWithParent != true {
@@ -276,6 +279,7 @@ public struct Restore {
         prepared.append((files, try phases.time("files") { try files.prepare() }))
       }
       for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
+      try shared.terminals?.relock(order)
       var threads: [Tracee] = []
       var restores: [TaskRestore] = []
       for task in order {

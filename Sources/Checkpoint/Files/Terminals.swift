@@ -1,0 +1,168 @@
+import Bundle
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+/// Pseudo-terminals whose master the container holds (a `script`, a terminal multiplexer, an
+/// ssh server, an interactive shell under one), and the sessions they control.
+///
+/// Dump: a descriptor of /dev/ptmx (or devpts's ptmx) is a master, one of a unix98 slave
+/// device a slave; the terminal's state (termios2, window size, lock, packet mode, session
+/// and foreground group) is asked through a copy of the descriptor. A slave whose master is
+/// not in the container (a terminal of the host) stays a file opened by path; a controlling
+/// terminal whose master is not in the container is refused.
+/// Restore: ckcont opens a new master for each terminal, in the container's root (so in its
+/// devpts), in the order of their indexes, so that a fresh devpts gives each its index back
+/// (opening and closing placeholders); elsewhere a terminal may get another index and its
+/// slaves follow it. ckcont sets the state, makes each terminal the controlling terminal of
+/// its session and sets the foreground group (in the session's leader), and hands the
+/// masters and new slave descriptions to the tasks.
+final class Terminals {
+  /// Dumped index -> ckcont's master and the index it got.
+  private var masters: [Int32: (fd: Int32, index: Int32)] = [:]
+  /// The container's root, where devpts paths resolve.
+  private let root: Int32
+  /// sizeof(struct termios2), which the C shim asserts.
+  static let termiosSize = 44
+
+  // MARK: Dump
+
+  /// Whether a character device is a pty master (5:2) or slave (unix98, majors 136-143), and
+  /// a slave's index; nil for any other device.
+  static func side(device: UInt64) -> (isMaster: Bool, index: Int32)? {
+    let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
+    let minor = device & 0xff | (device >> 12) & ~0xff
+    if major == 5 && minor == 2 { return (true, -1) }
+    if (136...143).contains(major) { return (false, Int32((major - 136) * 256 + minor)) }
+    return nil
+  }
+
+  /// The state of the terminal behind descriptor `fd` of task `pid`, read through a copy.
+  static func capture(pid: Int32, fd: Int32, isMaster: Bool, index: Int32) throws -> PtyImage {
+    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
+    defer { close(pidfd) }
+    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    defer { close(ours) }
+    var facts = ck_pty_facts()
+    try negErrnoChecked("the terminal ioctls", "task \(pid) fd \(fd)") { ck_pty_facts(ours, isMaster ? 1 : 0, &facts) }
+    let termios = withUnsafeBytes(of: facts.termios) { Data($0) }
+    let window = withUnsafeBytes(of: facts.window) { Array($0.bindMemory(to: UInt16.self)) }
+    return PtyImage(
+      index: isMaster ? facts.index : index, isMaster: isMaster, termios: termios, windowSize: window, locked: facts.locked != 0,
+      packetMode: facts.packet != 0, session: facts.session > 0 ? facts.session : nil,
+      foregroundGroup: facts.foreground > 0 ? facts.foreground : nil)
+  }
+
+  // MARK: Restore
+
+  /// Makes a master for every terminal of `tasks` in the container whose root task has host
+  /// pid `rootPid`; nil when there is none.
+  static func make(for tasks: [LoadedBundle.LoadedTask], rootPid: Int32, log: (String) -> Void) throws -> Terminals? {
+    var images: [Int32: (path: String, pty: PtyImage)] = [:]
+    for task in tasks {
+      for descriptor in task.files.descriptors where descriptor.kind == .pty {
+        guard let pty = descriptor.pty, pty.isMaster, let path = descriptor.path else { continue }
+        images[pty.index] = images[pty.index] ?? (path, pty)
+      }
+    }
+    guard !images.isEmpty else { return nil }
+    let root = try syscallChecked("open", "the root of task \(rootPid)") {
+      open("/proc/\(rootPid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+    }
+    let terminals = Terminals(root: root)
+    var placeholders: [Int32] = []
+    defer { for fd in placeholders { close(fd) } }
+    for (wanted, image) in images.sorted(by: { $0.key < $1.key }) {
+      while true {
+        let master = try negErrnoChecked("open", "\(image.path) in the container for terminal \(wanted)") {
+          ck_open_in_root(root, image.path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        }
+        var index: Int32 = -1
+        do { try negErrnoChecked("TIOCSPTLCK", image.path) { ck_pty_open_master(master, &index) } } catch {
+          close(master)
+          throw error
+        }
+        // A lower index than wanted is taken out of the way until every master is made.
+        if index < wanted && placeholders.count < 256 {
+          placeholders.append(master)
+          continue
+        }
+        terminals.masters[wanted] = (master, index)
+        if index != wanted { log("terminal \(wanted) is \(index) now: the container's devpts had \(index) free first") }
+        var facts = ck_pty_facts()
+        facts.packet = image.pty.packetMode ? 1 : 0
+        withUnsafeMutableBytes(of: &facts.termios) { _ = image.pty.termios.copyBytes(to: $0) }
+        withUnsafeMutableBytes(of: &facts.window) { bytes in
+          for (slot, value) in image.pty.windowSize.prefix(4).enumerated() { bytes.storeBytes(of: value, toByteOffset: slot * 2, as: UInt16.self) }
+        }
+        try negErrnoChecked("TCSETS2/TIOCSWINSZ/TIOCPKT", "terminal \(wanted)") { ck_pty_apply(master, &facts) }
+        break
+      }
+    }
+    return terminals
+  }
+
+  private init(root: Int32) { self.root = root }
+
+  deinit {
+    for master in masters.values { close(master.fd) }
+    close(root)
+  }
+
+  /// ckcont's descriptor of the master of dumped terminal `index`.
+  func master(_ index: Int32) throws -> Int32 {
+    guard let master = masters[index] else { throw CKError(.badInput, "the bundle holds a slave of terminal \(index), whose master it lacks") }
+    return master.fd
+  }
+
+  /// A new description of the slave of dumped terminal `index` (`path` as dumped,
+  /// `/dev/pts/<index>`), opened by ckcont in the container's root with `flags`, never
+  /// becoming ckcont's controlling terminal.
+  func openSlave(_ index: Int32, path: String, flags: Int32) throws -> Int32 {
+    guard let master = masters[index] else { throw CKError(.badInput, "the bundle holds a slave of terminal \(index), whose master it lacks") }
+    let directory = path.split(separator: "/").dropLast().joined(separator: "/")
+    let now = "/\(directory)/\(master.index)"
+    return try negErrnoChecked("open", "\(now) in the container for terminal \(index)") {
+      ck_open_in_root(root, now, flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NOCTTY | O_CLOEXEC)
+    }
+  }
+
+  /// Makes each terminal with a session the controlling terminal of that session (TIOCSCTTY
+  /// in its leader, through a slave handed to it) and sets its foreground group; `leaders`
+  /// finds the injector of a process by its pid in the container.
+  func controlSessions(_ tasks: [LoadedBundle.LoadedTask], leaders: (Int32) -> Injector?) throws {
+    var done: Set<Int32> = []
+    for task in tasks {
+      for descriptor in task.files.descriptors where descriptor.kind == .pty {
+        guard let pty = descriptor.pty, pty.isMaster, let session = pty.session, done.insert(pty.index).inserted else { continue }
+        guard let leader = leaders(session) else {
+          throw CKError(.badInput, "terminal \(pty.index) controls session \(session), which the bundle does not hold")
+        }
+        let slave = try openSlave(pty.index, path: "/dev/pts/\(pty.index)", flags: O_RDWR)
+        defer { close(slave) }
+        leader.resetData()
+        let received = try leader.receive(slave, what: "terminal \(pty.index)")
+        var batch = Injector.Batch()
+        batch.add("TIOCSCTTY terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)), .value(0x540E), .value(0))
+        if let group = pty.foregroundGroup {
+          let at = try leader.put(words: [UInt64(UInt32(bitPattern: group))])
+          batch.add(
+            "TIOCSPGRP \(group) on terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)), .value(0x5410), .value(at))
+        }
+        batch.add("close terminal \(pty.index)", SyscallNumber.close, .value(UInt64(received)))
+        try leader.run(batch)
+      }
+    }
+  }
+
+  /// Locks again the masters that were locked (no slave could be opened then).
+  func relock(_ tasks: [LoadedBundle.LoadedTask]) throws {
+    for task in tasks {
+      for descriptor in task.files.descriptors where descriptor.kind == .pty && descriptor.pty?.isMaster == true && descriptor.pty?.locked == true {
+        guard let index = descriptor.pty?.index, let master = masters[index] else { continue }
+        try negErrnoChecked("TIOCSPTLCK", "terminal \(index)") { ck_pty_lock(master.fd, 1) }
+      }
+    }
+  }
+}
