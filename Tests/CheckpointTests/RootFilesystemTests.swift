@@ -32,12 +32,7 @@ struct RootFilesystemTests {
     let before = try stagingDirectories()
     let container = try FixtureContainer("rootfs", [scratch.path])
     defer { container.destroy() }
-    try container.waitReady()
-    let dump = container.dump()
-    try #require(dump.status == 0, "dump failed: \(dump.output)")
-    try container.waitEmpty()
-    let restore = try container.restore()
-    try #require(restore.status == 0, "restore failed: \(restore.output)")
+    try container.dumpAndRestore()
     #expect(try rootMountSource(of: container.restoredPid) == scratch.path + "/root")
     #expect(try stagingDirectories() == before)
     let status = try container.terminateRestored()
@@ -51,10 +46,7 @@ struct RootFilesystemTests {
     let scratch = try Scratch()
     let container = try FixtureContainer("rootfs", [scratch.path])
     defer { container.destroy() }
-    try container.waitReady()
-    let dump = container.dump()
-    try #require(dump.status == 0, "dump failed: \(dump.output)")
-    try container.waitEmpty()
+    try container.dumpAndWaitGone()
     let moved = scratch.path + "/moved"
     try FileManager.default.moveItem(atPath: scratch.path + "/root", toPath: moved)
     let restore = try container.restore(["--root", moved])
@@ -71,10 +63,7 @@ struct RootFilesystemTests {
     let before = try stagingDirectories()
     let container = try FixtureContainer("rootfs", [scratch.path])
     defer { container.destroy() }
-    try container.waitReady()
-    let dump = container.dump()
-    try #require(dump.status == 0, "dump failed: \(dump.output)")
-    try container.waitEmpty()
+    try container.dumpAndWaitGone()
     let notThere = scratch.path + "/not-there"
     let refused = try container.restore(["--root", notThere])
     #expect(refused.status == 2)
@@ -89,9 +78,7 @@ struct RootFilesystemTests {
 
     let plain = try FixtureContainer("counter")
     defer { plain.destroy() }
-    try plain.waitReady()
-    #expect(plain.dump().status == 0)
-    try plain.waitEmpty()
+    try plain.dumpAndWaitGone()
     let wrong = try plain.restore(["--root", scratch.path])
     #expect(wrong.status == 2)
     #expect(wrong.stderr == "ckcont: error: --root \(scratch.path): the container had no root filesystem of its own\n", "\(wrong.stderr)")

@@ -37,12 +37,7 @@ struct RoundTripTests {
   }
 
   func roundTrip(_ container: FixtureContainer, name: String) throws {
-    try container.waitReady()
-    let dump = container.dump()
-    try #require(dump.status == 0, "dump failed: \(dump.output)")
-    try container.waitEmpty()
-    let restore = try container.restore()
-    try #require(restore.status == 0, "restore failed: \(restore.output)")
+    try container.dumpAndRestore()
     let status = try container.terminateRestored()
     #expect(status == 0, "\(name) exited with \(status); log: \(container.log)")
     #expect(container.log.contains("PASS \(name)"), "log: \(container.log)")

@@ -89,6 +89,22 @@ public final class FixtureContainer: @unchecked Sendable {
     return result
   }
 
+  /// Waits for `ready`, dumps (which kills it) and waits until it is gone; a failed dump
+  /// throws with ckcont's output.
+  public func dumpAndWaitGone() throws {
+    try waitReady()
+    let dumped = dump()
+    guard dumped.status == 0 else { throw TestFailure("dump failed: \(dumped.output)") }
+    try waitEmpty()
+  }
+
+  /// ``dumpAndWaitGone()``, then a restore with `arguments`, which must succeed.
+  public func dumpAndRestore(_ arguments: [String] = []) throws {
+    try dumpAndWaitGone()
+    let restored = try restore(arguments)
+    guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
+  }
+
   /// Sends SIGTERM to the restored container and collects its exit status.
   public func terminateRestored(timeout: Double = 20) throws -> Int32 {
     guard restoredPid > 0 else { throw TestFailure("nothing was restored") }
