@@ -4,6 +4,7 @@
  *   sockets [netns]
  *   sockets unix [DIR]
  *   sockets tcp-connection
+ *   sockets unix-outside PATH
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -27,11 +28,17 @@
  * carries data both ways, and the listener accepts a new client. `tcp-connection big`: the server has also sent as much of a 4 MiB
  * pattern as the connection takes without blocking (well beyond 8 KiB, in the server's send
  * queue and the client's receive queue), which the client reads back whole after SIGTERM.
+ *
+ * `unix-outside`: a stream connection to the listener at PATH, which the caller runs outside
+ * the container and through which it sends "from outside" before "ready". That client is
+ * cut off when the container is killed: after SIGTERM the waiting bytes read back, then the
+ * connection reads EOF and a write fails with EPIPE.
  */
 #include "fix.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -228,9 +235,27 @@ static int tcp_connection_mode(int big) {
   fx_finish();
 }
 
+static int unix_outside_mode(const char *path) {
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  snprintf(address.sun_path, sizeof address.sun_path, "%s", path);
+  int fd = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  FX_SYS(connect(fd, (struct sockaddr *)&address, sizeof address));
+  /* The caller's bytes are there before ready, unread. */
+  struct pollfd wait = {.fd = fd, .events = POLLIN};
+  if (poll(&wait, 1, 5000) != 1) fx_setup_fail("nothing came from outside");
+  fx_ready();
+  fx_wait_term();
+  expect_read(fd, "from outside", "the connection from outside");
+  char byte;
+  FX_EQ("read after the peer left", 0, read(fd, &byte, 1));
+  FX_TRUE(send(fd, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "a write to the peer that left did not fail with EPIPE");
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
+  if (argc > 2 && !strcmp(argv[1], "unix-outside")) return unix_outside_mode(argv[2]);
   if (argc > 1 && !strcmp(argv[1], "tcp-connection")) return tcp_connection_mode(argc > 2 && !strcmp(argv[2], "big"));
   if (argc > 1 && !strcmp(argv[1], "unix")) return unix_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {

@@ -285,7 +285,7 @@ public struct Dump {
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
-    try checkSocketPeers(tasks)
+    markOutsideSocketPeers(&tasks)
     try checkNamespaces(tasks, root: root)
     let timeNamespaces = try TimeNamespaces.assign(&tasks, hostTime: try NamespaceID.readAll(pid: getpid())["time"])
     try markSharedTables(&tasks)
@@ -478,17 +478,17 @@ public struct Dump {
     }
   }
 
-  /// A connected unix socket is restored as one end of a pair: its peer must be in the
-  /// container too.
-  func checkSocketPeers(_ tasks: [CapturedTask]) throws {
+  /// A connected unix socket is restored as one end of a pair. One whose peer no process
+  /// of the container holds is connected to the outside: marked, to come back with that peer
+  /// gone (``SocketImage/peerOutside``).
+  func markOutsideSocketPeers(_ tasks: inout [CapturedTask]) {
     let sockets = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.socket?.inode } })
-    for task in tasks {
-      for descriptor in task.files.descriptors {
-        guard let peer = descriptor.socket?.peerInode, !sockets.contains(peer) else { continue }
-        throw CKError(
-          .failed,
-          "task \(task.hostPid): fd \(descriptor.fd) is a unix socket connected to socket:[\(peer)], which no process of the container holds",
-          hint: "ckcont restores unix connections between the container's own processes only")
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard let peer = tasks[index].files.descriptors[slot].socket?.peerInode, !sockets.contains(peer) else { continue }
+        tasks[index].files.descriptors[slot].socket?.peerOutside = true
+        log(
+          "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone")
       }
     }
   }

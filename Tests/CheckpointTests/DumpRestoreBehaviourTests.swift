@@ -436,6 +436,40 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS sysv-ipc", in: container, timeout: 5)
   }
 
+  /// A unix connection to a client outside the container (a psql connected to a server
+  /// inside) comes back with the bytes that waited in it and that client gone, as it was once
+  /// the container was killed; the dump no longer refuses it.
+  @Test func aUnixConnectionFromOutsideComesBackWithThePeerGone() throws {
+    let path = NSTemporaryDirectory() + "ckcont-outside-\(UUID().uuidString.prefix(8)).sock"
+    let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    try #require(listener >= 0)
+    defer {
+      close(listener)
+      unlink(path)
+    }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+      path.utf8CString.withUnsafeBytes { bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(bytes.count))) }
+    }
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    try #require(bound == 0 && listen(listener, 1) == 0)
+    let container = try FixtureContainer("sockets", ["unix-outside", path])
+    defer { container.destroy() }
+    var waiting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+    try #require(poll(&waiting, 1, 10_000) == 1, "the fixture did not connect; log: \(container.log)")
+    let client = accept(listener, nil, nil)
+    try #require(client >= 0)
+    defer { close(client) }
+    #expect(send(client, "from outside", 12, Int32(MSG_NOSIGNAL)) == 12)
+    try container.dumpAndRestore()
+    let status = try container.terminateRestored()
+    #expect(status == 0, "sockets exited with \(status); log: \(container.log)")
+    #expect(container.log.contains("PASS sockets"), "log: \(container.log)")
+  }
+
   /// A session whose controlling terminal's master is outside the container (a terminal of
   /// the host's) cannot be checkpointed yet: the dump says so in one line and the container
   /// runs on, keeping its terminal.

@@ -259,6 +259,11 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// A unix socket: its inode, and its connected peer's (both in the container).
   public var inode: UInt64?
   public var peerInode: UInt64?
+  /// A connected unix socket whose peer no process of the container held (a client outside,
+  /// such as a psql connected to a server inside): that peer lost the connection when the
+  /// container was killed, so the socket comes back with its waiting data and a peer that is
+  /// gone (reads end in EOF, writes fail with EPIPE), as if the client had left then.
+  public var peerOutside: Bool?
   /// A connected unix stream socket: the bytes waiting to be read from it.
   public var queued: Data?
   /// A connected unix datagram or seqpacket socket: the messages waiting, in order.
@@ -391,7 +396,7 @@ extension SocketImage {
           ? "@" + String(decoding: name.dropFirst(), as: UTF8.self) : String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
       }
       var words = ["unix", kind, name ?? "unnamed"]
-      if let peerInode { words.append("connected to socket:[\(peerInode)]") }
+      if let peerInode { words.append("connected to socket:[\(peerInode)]\(peerOutside == true ? " outside the container (restored with that peer gone)" : "")") }
       if let backlog { words.append("listening (backlog \(backlog))") }
       if let queued, !queued.isEmpty { words.append("\(queued.count) bytes to read") }
       if let messages, !messages.isEmpty { words.append("\(messages.count) messages to read") }

@@ -786,10 +786,23 @@ struct FileRestore {
       end = try move(Int64(fds.0), to: prepared.takeHigh())
       let peer = try move(Int64(fds.1), to: prepared.takeHigh())
       shared.socketEnds[peerInode] = (pid, injector.pid, peer)
+      if socket.peerOutside == true {
+        // The peer outside: it writes what waited, then goes (closed with the high fds).
+        try fill(socket, inode: inode, through: (injector.pid, peer))
+        shared.socketEnds[peerInode] = nil
+        return end
+      }
     }
     shared.socketEnds[inode] = (pid, injector.pid, end)
+    if let peer = shared.socketEnds[peerInode] { try fill(socket, inode: inode, through: (peer.hostPid, peer.fd)) }
+    return end
+  }
+
+  /// Writes what waited in socket `inode` into it, once, through its peer (`fd` of the task
+  /// with host pid `hostPid`).
+  private func fill(_ socket: SocketImage, inode: UInt64, through peer: (hostPid: Int32, fd: Int64)) throws {
     let waiting = (socket.queued.map { [$0] } ?? []) + (socket.messages ?? [])
-    if !waiting.isEmpty, shared.filledSockets.insert(inode).inserted, let peer = shared.socketEnds[peerInode] {
+    if !waiting.isEmpty, shared.filledSockets.insert(inode).inserted {
       try withOurCopy(of: Int32(peer.fd), in: peer.hostPid) { ours in
         // A stream's bytes may go in several sends; a message must go in one.
         for message in waiting {
@@ -804,7 +817,6 @@ struct FileRestore {
         }
       }
     }
-    return end
   }
 
   /// A copy of another restored process's fd, taken from inside with pidfd_open +
