@@ -59,6 +59,8 @@ public enum BundleFormat {
     case rootFilesystem = "root-filesystem"
     /// Pseudo-terminals (descriptors of kind pty, controlling terminals).
     case terminals
+    /// A shell job: the restore must be asked for one (``ProcessTree/shellJobTerminal``).
+    case shellJob = "shell-job"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -5,11 +5,14 @@
 #include <spawn.h>
 #include "ckshim.h"
 
-pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd) {
+pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd, const char *terminal) {
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  // A session of its own first (POSIX_SPAWN_SETSID), so that opening the terminal makes it
+  // the controlling terminal.
+  if (terminal) posix_spawn_file_actions_addopen(&actions, 0, terminal, O_RDWR, 0);
+  else posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
@@ -19,7 +22,7 @@ pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd) {
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setsigdefault(&attributes, &all);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | (terminal ? POSIX_SPAWN_SETSID : 0));
   pid_t pid;
   int error = posix_spawn(&pid, argv[0], &actions, &attributes, argv, envp);
   posix_spawn_file_actions_destroy(&actions);

@@ -44,6 +44,9 @@ public struct Dump {
   public var aftermath: DumpAftermath
   public var freezeTimeout: Double
   public var toolVersion: String
+  /// `--shell-job`: the container is a job of a shell outside it, whose session and terminal
+  /// it shares (CRIU's --shell-job).
+  public var shellJob = false
   /// Called with (bytes of pages written, total page bytes) while pages stream.
   public var progress: (UInt64, UInt64) -> Void = { _, _ in }
   public var log: (String) -> Void = { _ in }
@@ -281,7 +284,7 @@ public struct Dump {
         tasks[index].files.descriptors[slot].asyncOwner = owner
       }
     }
-    try settleTerminals(&tasks, innerPid: innerPid)
+    let shellJobTerminal = try settleTerminals(&tasks, innerPid: innerPid)
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
@@ -363,6 +366,7 @@ public struct Dump {
     }
     var tree = ProcessTree(
       tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
+    tree.shellJobTerminal = shellJobTerminal
     if !timeNamespaces.isEmpty {
       tree.timeNamespaces = timeNamespaces
       tree.clocksAtDump = TimeNamespaces.now()
@@ -439,7 +443,9 @@ public struct Dump {
   /// holds is a terminal of the host's, opened by its path again; a terminal's session and
   /// foreground group become the container's pids; a controlling terminal must be one whose
   /// master the container holds.
-  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws {
+  /// With ``shellJob``, a controlling terminal outside is allowed when the session is outside
+  /// too (a job of a shell): its path is returned.
+  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws -> String? {
     let masters = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
     /// A process group as the container names it: by a member's group (its leader may be gone).
     func innerGroup(_ group: Int32) -> Int32? {
@@ -465,17 +471,29 @@ public struct Dump {
         tasks[index].files.descriptors[slot].pty = pty
       }
     }
+    var external: String?
     for task in tasks where task.controllingTerminal != 0 {
       let device = UInt64(UInt32(bitPattern: task.controllingTerminal))
       if let side = Terminals.side(device: device), !side.isMaster, masters.contains(side.index) { continue }
       let major = device >> 8 & 0xfff
       let minor = device & 0xff | device >> 12 & 0xfff00
       let name = Terminals.side(device: device).map { "/dev/pts/\($0.index)" } ?? "tty \(major):\(minor)"
-      throw CKError(
-        .failed,
-        "process \(task.hostPid) has a controlling terminal (\(name)) whose master is outside the container, which ckcont cannot checkpoint yet",
-        hint: "start the container without a terminal (setsid, stdio on files or pipes), or give it a pseudo-terminal of its own")
+      guard shellJob else {
+        throw CKError(
+          .failed,
+          "process \(task.hostPid) has a controlling terminal (\(name)) whose master is outside the container, which ckcont cannot checkpoint without --shell-job",
+          hint: "a job of a shell: dump and restore with --shell-job; else start the container without a terminal (setsid, stdio on files or pipes)")
+      }
+      let sessionOutside = task.entry.sid == 0 || !tasks.contains { $0.entry.pid == task.entry.sid }
+      guard sessionOutside, external == nil || external == name, Terminals.side(device: device) != nil else {
+        throw CKError(
+          .failed,
+          "process \(task.hostPid): --shell-job takes a job whose session and terminal (\(name)) are outside the container, each the same pseudo-terminal",
+          hint: "the container leads a session of its own on a terminal outside it, which ckcont cannot restore")
+      }
+      external = name
     }
+    return external
   }
 
   /// A connected unix socket is restored as one end of a pair. One whose peer no process
@@ -552,9 +570,10 @@ public struct Dump {
   }
 
   /// What a reader must understand to restore these tasks (``Manifest/requires``).
-  static func requirements(of tasks: [CapturedTask], mounts: MountsImage?) -> [String]? {
+  static func requirements(of tasks: [CapturedTask], mounts: MountsImage?, tree: ProcessTree) -> [String]? {
     let needed = BundleFormat.Requirement.allCases.filter { requirement in
       if requirement == .rootFilesystem { return mounts?.hasOwnRoot == true }
+      if requirement == .shellJob { return tree.shellJobTerminal != nil }
       return tasks.contains { task in
         switch requirement {
         case .seccompFilters: task.core.seccompFilters != nil
@@ -563,6 +582,7 @@ public struct Dump {
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
         case .rootFilesystem: false
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
+        case .shellJob: false
         }
       }
     }
@@ -617,7 +637,7 @@ public struct Dump {
     var manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
-    manifest.requires = Self.requirements(of: captured.tasks, mounts: captured.mounts)
+    manifest.requires = Self.requirements(of: captured.tasks, mounts: captured.mounts, tree: captured.tree)
     let writer = try BundleWriter(sink: destination.sink, manifest: manifest)
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }

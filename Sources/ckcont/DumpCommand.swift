@@ -24,6 +24,11 @@ struct DumpCommand: ParsableCommand {
   var leaveRunning = false
   @Flag(help: "Leave the container frozen after the dump.")
   var leaveFrozen = false
+  @Flag(
+    help: ArgumentHelp(
+      "Allow a job of a shell outside the container: its session and terminal are outside (CRIU's --shell-job).",
+      discussion: "Restore it with --shell-job from a terminal: the job gets that terminal and session."))
+  var shellJob = false
   @Option(help: "Seconds to wait for the subtree to freeze.")
   var timeout: Double = 5
   @OptionGroup var global: GlobalOptions
@@ -47,6 +52,7 @@ struct DumpCommand: ParsableCommand {
       cgroup: cgroup, output: output == "-" ? .standardOutput : .file(output),
       aftermath: leaveRunning ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
       toolVersion: ToolVersion.string)
+    dump.shellJob = shellJob
     dump.log = { log.debug("\($0)") }
     let meter = ProgressMeter(enabled: isatty(2) == 1 && !global.verbose)
     dump.progress = { meter.update(done: $0, total: $1) }

@@ -40,6 +40,11 @@ struct RestoreCommand: ParsableCommand {
       discussion: "By default the directory it was dumped with (`ckcont inspect` shows it). As in CRIU's --root: a runtime mounts the container's rootfs again and names it here.",
       valueName: "DIR"))
   var rootFilesystem: String?
+  @Flag(
+    help: ArgumentHelp(
+      "Restore a shell job (dumped with --shell-job) into ckcont's own session and terminal.",
+      discussion: "Its descriptors of the terminal it had become ckcont's terminal (/dev/tty), as with CRIU's --shell-job."))
+  var shellJob = false
   @Option(help: "Write the restored root pid to this file.")
   var pidfile: String?
   @OptionGroup var global: GlobalOptions
@@ -63,6 +68,7 @@ struct RestoreCommand: ParsableCommand {
     if let rootFilesystem {
       restore.rootFilesystem = rootFilesystem.hasPrefix("/") ? rootFilesystem : FileManager.default.currentDirectoryPath + "/" + rootFilesystem
     }
+    restore.shellJob = shellJob
     restore.log = { log.debug("\($0)") }
     let report = try restore.run()
     if let pidfile {

@@ -470,6 +470,63 @@ struct DumpRestoreBehaviourTests {
     #expect(container.log.contains("PASS sockets"), "log: \(container.log)")
   }
 
+  /// A job of a shell outside the container (its session and terminal outside) is refused
+  /// without --shell-job; with it, it comes back in the session and on the terminal of the
+  /// shell that restores it, and runs on.
+  @Test func aShellJobMovesToTheRestoringTerminal() throws {
+    let first = try openPseudoTerminal()
+    defer { close(first.master) }
+    let container = try FixtureContainer("counter", terminal: first.slave)
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let refused = container.dump()
+    #expect(refused.status == 1)
+    #expect(
+      refused.stderr.hasPrefix(
+        "ckcont: error: process \(pids[0]) has a controlling terminal (\(first.slave)) whose master is outside the container, which ckcont cannot checkpoint without --shell-job"
+      ), "\(refused.stderr)")
+    let dumped = container.dump(["--shell-job"])
+    try #require(dumped.status == 0, "dump failed: \(dumped.output)")
+    try container.waitEmpty()
+    let counted = countLines(container.log)
+    let plain = try container.restore()
+    #expect(plain.status == 2)
+    #expect(plain.stderr.contains("restore it with --shell-job"), "\(plain.stderr)")
+
+    let second = try openPseudoTerminal()
+    defer { close(second.master) }
+    let pidfile = NSTemporaryDirectory() + "ckcont-shell-job-\(UUID().uuidString).pid"
+    defer { unlink(pidfile) }
+    // The shell that restores it stays, as a user's does: the job is in its session.
+    let shell = try BackgroundProcess(
+      ["/bin/sh", "-c", "'\(TestPaths.ckcont)' restore --shell-job --pidfile '\(pidfile)' '\(container.bundlePath)' && exec sleep 60"],
+      terminal: second.slave)
+    defer { shell.stop() }
+    let deadline = Date().addingTimeInterval(10)
+    var pid: Int32 = 0
+    while pid == 0 && Date() < deadline {
+      pid = Int32(((try? String(contentsOfFile: pidfile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+      if pid == 0 { usleep(10_000) }
+    }
+    try #require(pid > 0, "no restored pid; restore: \(shell.log)")
+    defer {
+      kill(pid, SIGKILL)
+      waitpid(pid, nil, 0)
+    }
+    var link = [CChar](repeating: 0, count: 256)
+    _ = readlink("/proc/\(pid)/fd/0", &link, 255)
+    #expect(String(cString: link) == second.slave)
+    let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+    let fields = stat[stat.range(of: ") ")!.upperBound...].split(separator: " ")
+    #expect(fields[3] == "\(shell.pid)", "the job's session is \(fields[3]), not the restoring shell's \(shell.pid)")
+    let more = Date().addingTimeInterval(5)
+    while countLines(container.log) < counted + 3 && Date() < more { usleep(20_000) }
+    #expect(countLines(container.log) >= counted + 3, "the job does not count on: \(container.log)")
+    kill(pid, SIGTERM)
+    try waitForLine("PASS counter", in: container, timeout: 5)
+  }
+
   /// A session whose controlling terminal's master is outside the container (a terminal of
   /// the host's) cannot be checkpointed yet: the dump says so in one line and the container
   /// runs on, keeping its terminal.

@@ -20,9 +20,11 @@ public final class FixtureContainer: @unchecked Sendable {
   /// `{cgroup}` in `arguments` stands for the scratch cgroup's path; `children` are nested
   /// cgroups made before the program starts. `userNamespace` puts its namespaces in a user
   /// namespace of their own (`launch --userns`: ids 0-65535 are the host's 100000-165535).
+  /// `terminal`: a terminal the launcher gets as stdin and controlling terminal, in a session
+  /// of its own outside the container (a shell job's).
   public init(
     _ fixture: String, _ arguments: [String] = [], version: ScratchCgroup.Version = .v2, ownNamespaces: Bool = true,
-    userNamespace: Bool = false, environment: [String: String]? = nil, children: [String] = []
+    userNamespace: Bool = false, environment: [String: String]? = nil, children: [String] = [], terminal: String? = nil
   ) throws {
     FixtureContainer.subreaper
     let scratch = try ScratchCgroup(version)
@@ -34,7 +36,7 @@ public final class FixtureContainer: @unchecked Sendable {
     let launch = try FixturePrograms.path("launch")
     let mode = !ownNamespaces ? ["--host"] : userNamespace ? ["--userns"] : []
     let argv = [launch, cgroup.path] + mode + [program] + arguments
-    launcher = try BackgroundProcess(argv, environment: environment)
+    launcher = try BackgroundProcess(argv, environment: environment, terminal: terminal)
   }
 
   public var log: String { launcher.log }

@@ -101,13 +101,14 @@ public final class BackgroundProcess: @unchecked Sendable {
   public let logPath: String
   private var exitStatus: Int32?
 
-  /// Starts `argv` with stdout and stderr appended to a fresh log file.
-  public init(_ argv: [String], environment: [String: String]? = nil) throws {
+  /// Starts `argv` with stdout and stderr appended to a fresh log file (and `terminal` as
+  /// its stdin and controlling terminal, see ``Spawn/start``).
+  public init(_ argv: [String], environment: [String: String]? = nil, terminal: String? = nil) throws {
     logPath = NSTemporaryDirectory() + "ckcont-test-\(UUID().uuidString).log"
     let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw TestFailure("cannot create \(logPath)") }
     defer { close(fd) }
-    pid = try Spawn.start(argv, environment: environment, out: fd, err: fd)
+    pid = try Spawn.start(argv, environment: environment, out: fd, err: fd, terminal: terminal)
   }
 
   /// The log so far.

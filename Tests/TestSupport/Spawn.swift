@@ -7,7 +7,9 @@ import Glibc
 /// restored containers, and it leaks the runner's descriptors into children.
 enum Spawn {
   /// Starts `argv` with stdout and stderr on the given descriptors; returns its pid.
-  static func start(_ argv: [String], environment: [String: String]?, out: Int32, err: Int32) throws -> Int32 {
+  /// `terminal`: a terminal's path for its stdin and, in a session of its own, its
+  /// controlling terminal (default: stdin on /dev/null, the runner's session).
+  static func start(_ argv: [String], environment: [String: String]?, out: Int32, err: Int32, terminal: String? = nil) throws -> Int32 {
     let env = (environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } } ?? ProcessInfo.processInfo.environment)
       .map { "\($0.key)=\($0.value)" }
     var cArgs = argv.map { strdup($0) } + [nil]
@@ -16,7 +18,7 @@ enum Spawn {
       cArgs.forEach { free($0) }
       cEnv.forEach { free($0) }
     }
-    let pid = ck_spawn(&cArgs, &cEnv, out, err)
+    let pid = terminal.map { path in path.withCString { ck_spawn(&cArgs, &cEnv, out, err, $0) } } ?? ck_spawn(&cArgs, &cEnv, out, err, nil)
     guard pid > 0 else { throw TestFailure("cannot run \(argv[0]): \(String(cString: strerror(-pid)))") }
     return pid
   }

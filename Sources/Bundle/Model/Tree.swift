@@ -14,6 +14,10 @@ public struct ProcessTree: Codable, Sendable, Equatable {
   /// index, and the host's clocks when the dump read them.
   public var timeNamespaces: [TimeNamespaceImage]?
   public var clocksAtDump: ClockReadings?
+  /// A shell job (`dump --shell-job`): its session and controlling terminal were outside the
+  /// container, this terminal (`/dev/pts/3`); the restore (`--shell-job`) gives the job its own
+  /// terminal and session instead, as CRIU's --shell-job.
+  public var shellJobTerminal: String?
 
   public init(tasks: [TaskEntryImage], namespaces: NamespaceSet, cgroup: String, cgroupVersion: String) {
     self.tasks = tasks

@@ -138,7 +138,9 @@ int ck_open_by_handle(int mount_fd, int handle_type, const unsigned char *handle
 // posix_spawn(3) of argv with stdin from /dev/null and stdout/stderr onto out_fd/err_fd, every
 // other descriptor closed (closefrom), default signal actions and an empty signal mask: a
 // test's children must not inherit the runner's pipes or sockets. Returns the pid or -errno.
-pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd);
+// `terminal` (or NULL): the path of a terminal that becomes the child's standard input and,
+// in a session of its own, its controlling terminal.
+pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd, const char *terminal);
 
 // fallocate(2), a _GNU_SOURCE declaration.
 int ck_fallocate(int fd, int mode, int64_t offset, int64_t length);

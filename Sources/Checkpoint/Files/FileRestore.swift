@@ -19,6 +19,9 @@ final class SharedDescriptions {
   let inUserNamespace: Bool
   /// The container's pseudo-terminals, made again by ckcont.
   var terminals: Terminals?
+  /// A shell job's terminal (``ProcessTree/shellJobTerminal``) and ckcont's, which
+  /// descriptors of it become (the job is in ckcont's session).
+  var shellJobTerminal: (dumped: String, now: String)?
 
   init(inherited: [String: Int32] = [:], ownIPCNamespace: Bool = true, inUserNamespace: Bool = false) {
     self.inherited = inherited
@@ -520,7 +523,9 @@ struct FileRestore {
       case .path:
         guard let path = descriptor.path else { continue }
         let high: Int64
-        if descriptor.outsideRoot == true {
+        if let terminal = shared.shellJobTerminal, path == terminal.dumped {
+          high = try queueHandedOver(terminal.now, flags: descriptor.flags | O_NOCTTY, fd: descriptor.fd)
+        } else if descriptor.outsideRoot == true {
           do { high = try queueHandedOver(path, flags: descriptor.flags, fd: descriptor.fd) } catch {
             throw CKError(
               .failed, "task \(injector.pid): fd \(descriptor.fd) is \(path), outside the container's root, which ckcont cannot open: \(error)",

@@ -33,6 +33,9 @@ public struct Restore {
   /// `--inherit-fd`: `pipe:[inode]` or a file path -> a descriptor of this process that the
   /// restored tasks reopen instead (CRIU's --inherit-fd).
   public var inheritedDescriptors: [String: Int32] = [:]
+  /// `--shell-job`: the bundle may be a shell job, which joins this process's session and
+  /// terminal (CRIU's --shell-job).
+  public var shellJob = false
   /// `--root`: the directory to use as the root filesystem of a container that had one of its
   /// own (as CRIU's --root), instead of the one it was dumped with.
   public var rootFilesystem: String?
@@ -94,6 +97,14 @@ public struct Restore {
     if let cgroupRoot {
       guard cgroupRoot.hasPrefix("/"), !cgroupRoot.split(separator: "/").contains(".."), !cgroupRoot.contains("\0") else {
         throw CKError(.badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
+      }
+    }
+    if let terminal = bundle.tree.shellJobTerminal {
+      guard shellJob else {
+        throw CKError(.badInput, "the bundle is a shell job (its terminal was \(terminal)): restore it with --shell-job, from a terminal")
+      }
+      guard ownTerminal() != nil else {
+        throw CKError(.badInput, "--shell-job: ckcont has no terminal to give the job", hint: "run the restore from a terminal")
       }
     }
     if let rootFilesystem {
@@ -267,6 +278,7 @@ public struct Restore {
       phases.record("memory", since: memoryStarted)
       let shared = SharedDescriptions(
         inherited: inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc, inUserNamespace: bundle.tree.namespaces.user)
+      if let dumped = bundle.tree.shellJobTerminal, let now = ownTerminal() { shared.shellJobTerminal = (dumped, now) }
       // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
       shared.terminals = try phases.time("terminals") { try Terminals.make(for: order, rootPid: root, log: log) }
       try shared.terminals?.controlSessions(order) { injectors[$0] }
@@ -329,6 +341,17 @@ public struct Restore {
       log("restore failed; removed what it created")
       throw error
     }
+  }
+
+  /// The path of ckcont's controlling terminal, nil for none: a pseudo-terminal by its name
+  /// (descriptors of /dev/tty would show /dev/tty, not the terminal), else /dev/tty.
+  func ownTerminal() -> String? {
+    let tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
+    guard tty >= 0 else { return nil }
+    close(tty)
+    let device = (try? ProcStatExtended.read(pid: getpid())).map { UInt64(UInt32(bitPattern: $0.ttyNr)) } ?? 0
+    if let side = Terminals.side(device: device), !side.isMaster { return "/dev/pts/\(side.index)" }
+    return "/dev/tty"
   }
 
   /// Where every task holds its end of the channel to ckcont (``Injector/channel``) until
