@@ -38,11 +38,6 @@ extension Cgroup {
     return v2Files.values.contains { $0.contains(name) } || v1Files.values.contains { $0.contains(name) }
   }
 
-  /// True when a v1 hierarchy carries a controller with settings ckcont saves.
-  public static func hasSettings(_ hierarchy: CgroupHierarchy) -> Bool {
-    hierarchy.version == .v1 && hierarchy.controllers.contains { v1Files[$0] != nil }
-  }
-
   /// The saved settings of this cgroup. v2: the files of the controllers its parent enabled
   /// for it (its `cgroup.controllers`), then `cgroup.subtree_control`; v1: the files of the
   /// hierarchy's controllers. The root cgroup has none: it is not the container's.

@@ -103,6 +103,44 @@ struct RuncTests {
   func aRuncContainerComesBack(userNamespace: Bool) throws {
     let container = try RuncContainer(userNamespace: userNamespace)
     defer { container.destroy() }
+    try dumpAndRestore(container)
+    let mounts = try String(contentsOfFile: "/proc/\(container.restoredPid)/mountinfo", encoding: .utf8)
+    for point in [" / ", " /proc ", " /dev/pts ", " /dev/mqueue ", " /sys ", " /proc/keys ", " /tmp "] {
+      #expect(mounts.contains(point), "no mount at\(point)in \(mounts)")
+    }
+    #expect(try readLink("/proc/\(container.restoredPid)/fd/1") == container.bundle + "/out.log")
+    let map = try String(contentsOfFile: "/proc/\(container.restoredPid)/uid_map", encoding: .utf8)
+    let expected = userNamespace ? ["0", "100000", "65536"] : ["0", "0", "4294967295"]
+    #expect(map.split(whereSeparator: \.isWhitespace).map(String.init) == expected, "uid_map: \(map)")
+  }
+
+  /// Restored under another cgroup root, the container is in a cgroup of that root in every
+  /// hierarchy runc gave it one (devices, blkio, named ones too), and runc's bind mounts of
+  /// its cgroups show the new ones.
+  @Test func aRuncContainerMovesToAnotherCgroup() throws {
+    let container = try RuncContainer(userNamespace: false)
+    let root = "/ckcont-test-moved-\(UInt32.random(in: 0...UInt32.max))"
+    defer {
+      container.destroy()
+      let hierarchies = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+      for name in hierarchies { rmdir("/sys/fs/cgroup/\(name)\(root)") }
+    }
+    try dumpAndRestore(container, arguments: ["--cgroup-root", root])
+    let cgroups = try String(contentsOfFile: "/proc/\(container.restoredPid)/cgroup", encoding: .utf8).split(separator: "\n")
+    for controller in ["freezer", "devices", "memory", "name=systemd"] {
+      let line = cgroups.first { $0.split(separator: ":")[1] == controller } ?? "none"
+      #expect(line.hasSuffix(":" + root), "\(controller): \(line)")
+    }
+    let mounts = try String(contentsOfFile: "/proc/\(container.restoredPid)/mountinfo", encoding: .utf8).split(separator: "\n")
+    for point in ["/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices"] {
+      let line = mounts.first { $0.split(separator: " ")[4] == point } ?? "none"
+      #expect(line.split(separator: " ").dropFirst(3).first == root[...], "\(point): \(line)")
+    }
+  }
+
+  /// Dumps the counting container (killing it) and restores it with `arguments`: it counts
+  /// on from where it was (its tmpfs came back), not from 1 again.
+  func dumpAndRestore(_ container: RuncContainer, arguments: [String] = []) throws {
     let pid = try container.initPid()
     container.counting = pid
     try container.waitForCount(above: 10)
@@ -118,22 +156,13 @@ struct RuncTests {
       usleep(20_000)
     }
     #expect(left.isEmpty, "the dumped container still runs: \(left)")
-    let restore = run([TestPaths.ckcont, "restore", bundlePath])
+    let restore = run([TestPaths.ckcont, "restore", bundlePath] + arguments)
     try #require(restore.status == 0, "restore failed: \(restore.output)")
     container.restoredPid = Int32(restore.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     container.counting = container.restoredPid
-    // It counts on from where it was (its tmpfs came back), not from 1 again.
     #expect(container.count >= dumped)
     try container.waitForCount(above: dumped + 3)
     #expect(container.count < dumped + 60)
-    let mounts = try String(contentsOfFile: "/proc/\(container.restoredPid)/mountinfo", encoding: .utf8)
-    for point in [" / ", " /proc ", " /dev/pts ", " /dev/mqueue ", " /sys ", " /proc/keys ", " /tmp "] {
-      #expect(mounts.contains(point), "no mount at\(point)in \(mounts)")
-    }
-    #expect(try readLink("/proc/\(container.restoredPid)/fd/1") == container.bundle + "/out.log")
-    let map = try String(contentsOfFile: "/proc/\(container.restoredPid)/uid_map", encoding: .utf8)
-    let expected = userNamespace ? ["0", "100000", "65536"] : ["0", "0", "4294967295"]
-    #expect(map.split(whereSeparator: \.isWhitespace).map(String.init) == expected, "uid_map: \(map)")
   }
 
   func readLink(_ path: String) throws -> String {

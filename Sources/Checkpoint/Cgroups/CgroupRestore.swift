@@ -67,6 +67,16 @@ final class TargetCgroups {
     }
   }
 
+  /// The container's top cgroups where they move (under `--cgroup-root`): the dumped
+  /// directory and the new one, for each hierarchy. Bind mounts of the old (runc's cgroup
+  /// mounts) follow.
+  var moves: [(from: String, to: String)] {
+    tops.compactMap { image, top in
+      let dumped = top.hierarchy.mountPoint + (image.root == "/" ? "" : image.root)
+      return dumped == top.path ? nil : (dumped, top.path)
+    }
+  }
+
   /// The directory of `entry`'s cgroup in the main hierarchy (created by ``prepare``).
   func mainDirectory(of entry: TaskEntryImage) -> String {
     entry.cgroup == "." ? main.path : main.path + "/" + entry.cgroup

@@ -198,8 +198,12 @@ enum ContainerMounts {
   /// Makes the mounts in the new mount namespace of the root task behind `injector`, whose
   /// host pid is `pid`. A root of its own is a bind of `rootSource` when given (`--root`).
   /// `userMaps`: those of the container's own user namespace, whose ids (`uid=`, `gid=`
-  /// options) the mounts are made with.
-  static func restore(_ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?, userMaps: UserNamespaceMaps?) throws {
+  /// options) the mounts are made with. `cgroupMoves`: the container's cgroups that moved
+  /// (``TargetCgroups/moves``): a bind of one of them binds where it went.
+  static func restore(
+    _ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?, userMaps: UserNamespaceMaps?,
+    cgroupMoves: [(from: String, to: String)] = []
+  ) throws {
     guard !image.mounts.isEmpty else { return }
     injector.resetData()
     let slash = try injector.put(string: "/")
@@ -228,8 +232,13 @@ enum ContainerMounts {
     for mount in image.mounts {
       injector.resetData()
       let point = mount.mountPoint == "/" ? top : top + mount.mountPoint
-      let source =
+      var source =
         mount.mountPoint == "/" ? rootSource ?? mount.source : mount.sourceInContainer == true ? top + mount.source : mount.source
+      if mount.kind == .bind, mount.fsType.hasPrefix("cgroup"), mount.sourceInContainer != true,
+        let move = cgroupMoves.first(where: { source == $0.from || source.hasPrefix($0.from + "/") })
+      {
+        source = move.to + source.dropFirst(move.from.count)
+      }
       let view = "/proc/\(pid)/root"
       let hostPath = view + point
       // The mount point usually exists (the container made it on a filesystem both see). A

@@ -189,7 +189,7 @@ public struct Restore {
             try phases.time("mounts") {
               try ContainerMounts.restore(
                 mounts, injector: injector, pid: hostPid, rootSource: rootFilesystem,
-                userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil)
+                userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, cgroupMoves: target.moves)
             }
           }
           if bundle.tree.namespaces.uts { try restoreUTSNames(bundle.tree.namespaces, in: injector) }
