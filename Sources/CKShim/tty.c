@@ -22,6 +22,7 @@ int ck_pty_facts(int fd, int master, struct ck_pty_facts *facts) {
   // No session or group: ENOTTY; left 0.
   if (ioctl(fd, TIOCGSID, &facts->session) < 0) facts->session = 0;
   if (ioctl(fd, TIOCGPGRP, &facts->foreground) < 0) facts->foreground = 0;
+  if (ioctl(fd, FIONREAD, &facts->readable) < 0) facts->readable = 0;
   if (master) {
     if (ioctl(fd, TIOCGPTN, &facts->index) < 0) return -errno;
     if (ioctl(fd, TIOCGPTLCK, &facts->locked) < 0) return -errno;

@@ -261,6 +261,7 @@ struct ck_pty_facts {
   int locked, packet;    // TIOCGPTLCK, TIOCGPKT (a master's)
   int session;           // TIOCGSID: the session it is the terminal of (0: none), in ckcont's pids
   int foreground;        // TIOCGPGRP: its foreground process group (0: none)
+  int readable;          // FIONREAD: bytes waiting to be read through this side
   unsigned short window[4];  // rows, columns, x and y pixels
   unsigned char termios[CK_TERMIOS2_SIZE];  // struct termios2
 };

@@ -39,13 +39,17 @@ final class Terminals {
   }
 
   /// The state of the terminal behind descriptor `fd` of task `pid`, read through a copy.
-  static func capture(pid: Int32, fd: Int32, isMaster: Bool, index: Int32) throws -> PtyImage {
+  /// Bytes waiting in it are not kept (as in CRIU): `log` says how many.
+  static func capture(pid: Int32, fd: Int32, isMaster: Bool, index: Int32, log: (String) -> Void) throws -> PtyImage {
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
     defer { close(ours) }
     var facts = ck_pty_facts()
     try negErrnoChecked("the terminal ioctls", "task \(pid) fd \(fd)") { ck_pty_facts(ours, isMaster ? 1 : 0, &facts) }
+    if facts.readable > 0 {
+      log("task \(pid): fd \(fd): \(facts.readable) bytes waiting to be read from the \(isMaster ? "master" : "slave") of terminal \(isMaster ? facts.index : index) are not kept")
+    }
     let termios = withUnsafeBytes(of: facts.termios) { Data($0) }
     let window = withUnsafeBytes(of: facts.window) { Array($0.bindMemory(to: UInt16.self)) }
     return PtyImage(
