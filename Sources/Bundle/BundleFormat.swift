@@ -61,6 +61,8 @@ public enum BundleFormat {
     case terminals
     /// A shell job: the restore must be asked for one (``ProcessTree/shellJobTerminal``).
     case shellJob = "shell-job"
+    /// Processes in UTS, IPC or network namespaces of their own (``ProcessTree/nestedNamespaces``).
+    case nestedNamespaces = "nested-namespaces"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -291,6 +291,7 @@ public struct Dump {
     markOutsideSocketPeers(&tasks)
     try checkNamespaces(tasks, root: root)
     let timeNamespaces = try TimeNamespaces.assign(&tasks, hostTime: try NamespaceID.readAll(pid: getpid())["time"])
+    let nested = try NestedNamespaces.assign(&tasks, root: root)
     try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
     var namespaces = try namespaceSet(of: root.hostPid)
@@ -313,21 +314,7 @@ public struct Dump {
     }
     if namespaces.net {
       namespaces.loopbackUp = root.namespaces.loopbackUp
-      // Only loopback is made again: any other device would be gone after the restore.
-      let devices = try ProcNetDev.names(pid: root.hostPid).filter { $0 != "lo" }
-      guard devices.isEmpty else {
-        throw CKError(
-          .failed,
-          "the container's network namespace has network devices of its own (\(devices.joined(separator: ", "))), which ckcont cannot checkpoint yet",
-          hint: "ckcont makes only loopback again; move the devices out before the checkpoint, or run the container in the host's network namespace")
-      }
-      let addresses = try ProcNetAddresses.read(pid: root.hostPid).filter { $0 != "127.0.0.1" && $0 != "::1" }
-      guard addresses.isEmpty else {
-        throw CKError(
-          .failed,
-          "the container's network namespace has addresses of its own (\(addresses.joined(separator: ", "))), which ckcont cannot checkpoint yet",
-          hint: "ckcont makes only loopback's 127.0.0.1 and ::1 again")
-      }
+      try NestedNamespaces.checkOnlyLoopback(pid: root.hostPid, what: "the container's network namespace")
     }
     // SysV objects live in the IPC namespace, not in any process: saved with the namespace.
     let sysv = root.namespaces.sysvObjects
@@ -367,6 +354,7 @@ public struct Dump {
     var tree = ProcessTree(
       tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
     tree.shellJobTerminal = shellJobTerminal
+    tree.nestedNamespaces = nested.isEmpty ? nil : nested
     if !timeNamespaces.isEmpty {
       tree.timeNamespaces = timeNamespaces
       tree.clocksAtDump = TimeNamespaces.now()
@@ -386,11 +374,13 @@ public struct Dump {
       encoded: models, ipc: ipc, mounts: mounts, privateObjects: privateObjects)
   }
 
-  /// Every process must be in the namespaces of the container's init (time namespaces
-  /// aside, see ``TimeNamespaces``): the restore makes one of each.
+  /// Every process must be in the pid, mount, cgroup and user namespaces of the container's
+  /// init (time, UTS, IPC and network namespaces aside, see ``TimeNamespaces`` and
+  /// ``NestedNamespaces``): the restore makes one of each.
   func checkNamespaces(_ tasks: [CapturedTask], root: CapturedTask) throws {
     for task in tasks {
-      for kind in ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
+      // UTS, IPC and network namespaces of their own are NestedNamespaces'.
+      for kind in ["pid", "mnt", "cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
         throw CKError(
           .failed,
           "process \(task.hostPid) is in a \(kind) namespace of its own (not that of the container's init \(root.hostPid)), which ckcont cannot restore yet")
@@ -574,6 +564,7 @@ public struct Dump {
     let needed = BundleFormat.Requirement.allCases.filter { requirement in
       if requirement == .rootFilesystem { return mounts?.hasOwnRoot == true }
       if requirement == .shellJob { return tree.shellJobTerminal != nil }
+      if requirement == .nestedNamespaces { return tree.nestedNamespaces != nil }
       return tasks.contains { task in
         switch requirement {
         case .seccompFilters: task.core.seccompFilters != nil
@@ -582,7 +573,7 @@ public struct Dump {
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
         case .rootFilesystem: false
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
-        case .shellJob: false
+        case .shellJob, .nestedNamespaces: false
         }
       }
     }

@@ -155,6 +155,26 @@ struct BadBundleTests {
     }
   }
 
+  /// A process placed in a nested namespace the bundle does not hold, or in two of one kind,
+  /// is refused before anything is made.
+  @Test func inconsistentNestedNamespacesAreRefused() throws {
+    for (label, images, indices) in [
+      ("index out of range", [NestedNamespaceImage(kind: .uts, hostname: "x")], [3]),
+      ("two of one kind", [NestedNamespaceImage(kind: .net), NestedNamespaceImage(kind: .net)], [0, 1]),
+      ("long hostname", [NestedNamespaceImage(kind: .uts, hostname: String(repeating: "h", count: 65))], [0]),
+    ] {
+      let rewritten = try rewrite(
+        replacing: "tree.json",
+        with: { bytes in
+          var tree = try JSONDecoder().decode(ProcessTree.self, from: Data(bytes))
+          tree.nestedNamespaces = images
+          tree.tasks[0].nestedNamespaces = indices
+          return Array(try JSONEncoder().encode(tree))
+        })
+      try expectRefused(rewritten, containing: "the bundle is inconsistent: its nested namespaces", label: label)
+    }
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"

@@ -195,7 +195,7 @@ struct DumpRestoreBehaviourTests {
   /// be restored in the init's: the dump refuses it, naming it and the kind, and the
   /// container runs on.
   @Test func aProcessInANamespaceOfItsOwnIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["uts-child"])
+    let container = try FixtureContainer("unsupported-fd", ["mnt-child"])
     defer { container.destroy() }
     try container.waitReady()
     let pids = container.cgroup.allPids().sorted()
@@ -203,7 +203,7 @@ struct DumpRestoreBehaviourTests {
     let dump = container.dump()
     #expect(dump.status == 1)
     #expect(
-      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) is in a uts namespace of its own (not that of the container's init \(pids[0]))"),
+      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) is in a mnt namespace of its own (not that of the container's init \(pids[0]))"),
       "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count == 1)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))

@@ -14,6 +14,9 @@ public struct ProcessTree: Codable, Sendable, Equatable {
   /// index, and the host's clocks when the dump read them.
   public var timeNamespaces: [TimeNamespaceImage]?
   public var clocksAtDump: ClockReadings?
+  /// UTS, IPC and network namespaces some processes have besides the init's: each made again
+  /// by the first process in it and joined by the others (``TaskEntryImage/nestedNamespaces``).
+  public var nestedNamespaces: [NestedNamespaceImage]?
   /// A shell job (`dump --shell-job`): its session and controlling terminal were outside the
   /// container, this terminal (`/dev/pts/3`); the restore (`--shell-job`) gives the job its own
   /// terminal and session instead, as CRIU's --shell-job.
@@ -81,6 +84,10 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   /// ``ProcessTree/timeNamespaces``), when not the host's.
   public var timeNamespace: Int?
   public var childTimeNamespace: Int?
+  /// The UTS, IPC and network namespaces it has of its own, not the init's (indices into
+  /// ``ProcessTree/nestedNamespaces``): a process that unshared one, or forked from one that
+  /// did.
+  public var nestedNamespaces: [Int]?
 
   public init(
     pid: Int32, namespacePids: [Int32], ppid: Int32, pgid: Int32, sid: Int32, threads: [Int32], cgroup: String,
@@ -187,5 +194,25 @@ public struct UserNamespaceMaps: Codable, Sendable, Equatable {
       && map.allSatisfy {
         $0.count > 0 && UInt64($0.inside) + UInt64($0.count) <= 1 << 32 && UInt64($0.outside) + UInt64($0.count) <= 1 << 32
       }
+  }
+}
+
+/// A UTS, IPC or network namespace of some of the container's processes, not the init's.
+public struct NestedNamespaceImage: Codable, Sendable, Equatable {
+  public enum Kind: String, Codable, Sendable, CaseIterable {
+    case uts, ipc, net
+  }
+  public var kind: Kind
+  /// uts: the names.
+  public var hostname: String?
+  public var domainname: String?
+  /// net: whether loopback was up (the only device a restored one has).
+  public var loopbackUp: Bool?
+
+  public init(kind: Kind, hostname: String? = nil, domainname: String? = nil, loopbackUp: Bool? = nil) {
+    self.kind = kind
+    self.hostname = hostname
+    self.domainname = domainname
+    self.loopbackUp = loopbackUp
   }
 }

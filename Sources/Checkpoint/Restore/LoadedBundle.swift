@@ -117,6 +117,16 @@ final class LoadedBundle {
         throw CKError(.badInput, "the bundle is inconsistent: a user namespace without plausible id maps or a pid namespace")
       }
     }
+    let nested = tree.nestedNamespaces ?? []
+    guard nested.count <= 1024,
+      nested.allSatisfy({ [$0.hostname, $0.domainname].allSatisfy { $0.map { $0.utf8.count <= 64 && !$0.contains("\0") } ?? true } }),
+      tree.tasks.allSatisfy({ task in
+        let indices = task.nestedNamespaces ?? []
+        return indices.allSatisfy { nested.indices.contains($0) } && Set(indices.map { nested[$0].kind }).count == indices.count
+      })
+    else {
+      throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces")
+    }
     let timeNamespaceCount = tree.timeNamespaces?.count ?? 0
     guard timeNamespaceCount <= 64,
       (tree.timeNamespaces ?? []).allSatisfy({ abs($0.monotonicOffset) < 1 << 61 && abs($0.boottimeOffset) < 1 << 61 }),

@@ -139,6 +139,7 @@ public struct Restore {
       // The time namespaces' offsets, continuing the dumped clocks from now on.
       let timeOffsets = (bundle.tree.timeNamespaces ?? []).map { TimeNamespaces.offsets($0, dumpedAt: bundle.tree.clocksAtDump) }
       var rootTimeNamespace: Int?
+      var placement = NestedNamespaces.Placement()
       /// A process whose children got a time namespace of their own makes one before it forks.
       func makeChildTimeNamespace(_ entry: TaskEntryImage, _ injector: Injector, hostPid: Int32) throws {
         guard let child = entry.childTimeNamespace, child != entry.timeNamespace else { return }
@@ -192,8 +193,13 @@ public struct Restore {
                 userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, cgroupMoves: target.moves)
             }
           }
-          if bundle.tree.namespaces.uts { try restoreUTSNames(bundle.tree.namespaces, in: injector) }
-          if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true { try bringLoopbackUp(in: injector) }
+          if bundle.tree.namespaces.uts {
+            try NestedNamespaces.setNames(
+              hostname: bundle.tree.namespaces.hostname, domainname: bundle.tree.namespaces.domainname, in: injector)
+          }
+          if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true { try NestedNamespaces.bringLoopbackUp(in: injector) }
+          placement.rootPid = pid
+          placement.current[pid] = [:]
           injectors[pid] = injector
         case .fork(let pid, let parentPid):
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
@@ -212,6 +218,11 @@ public struct Restore {
             try phases.time("cgroup places") { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
           }
           injectors[pid] = try phases.time("injectors") { try Injector(thread: child, sharingRegionOf: parent) }
+          if let injector = injectors[pid] {
+            try NestedNamespaces.enter(
+              pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [], injector: injector,
+              placement: &placement)
+          }
           if let entry, let injector = injectors[pid] { try makeChildTimeNamespace(entry, injector, hostPid: child.tid) }
         case .setsid(let pid):
           try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
@@ -360,38 +371,6 @@ public struct Restore {
   func channelDescriptor(_ bundle: LoadedBundle) -> Int64 {
     let above = Int64((bundle.tasks.flatMap { $0.files.descriptors.map(\.fd) }.max() ?? 2) + 1)
     return above == MemoryRestore.exeFD ? above + 1 : above
-  }
-
-  /// The host and domain name of the container's new UTS namespace, set from inside it.
-  func restoreUTSNames(_ namespaces: NamespaceSet, in injector: Injector) throws {
-    injector.resetData()
-    var batch = Injector.Batch()
-    for (name, number, what) in [
-      (namespaces.hostname, SyscallNumber.sethostname, "sethostname"), (namespaces.domainname, SyscallNumber.setdomainname, "setdomainname"),
-    ] {
-      guard let name else { continue }
-      let bytes = Array(name.utf8.prefix(64))
-      let address = try injector.put(bytes + [0])
-      batch.add("\(what) \(name)", number, .value(address), .value(UInt64(bytes.count)))
-    }
-    try injector.run(batch)
-  }
-
-  /// Sets loopback up in the root's new network namespace, as it was in the dumped one
-  /// (SIOCSIFFLAGS through a socket of the root's; sockets bound to 127.0.0.1 need it).
-  func bringLoopbackUp(in injector: Injector) throws {
-    injector.resetData()
-    var batch = Injector.Batch()
-    var request = [UInt8](repeating: 0, count: 40)
-    request.replaceSubrange(0..<2, with: Array("lo".utf8))
-    request[16] = 0x09  // IFF_UP | IFF_LOOPBACK
-    let at = try injector.put(request)
-    let probe = batch.add(
-      "socket for loopback", SyscallNumber.socket, .value(UInt64(AF_INET)),
-      .value(UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))), .value(0))
-    batch.add("set loopback up", SyscallNumber.ioctl, .result(probe), .value(0x8914 /* SIOCSIFFLAGS */), .value(at))
-    batch.add("close", SyscallNumber.close, .result(probe))
-    try injector.run(batch)
   }
 
   /// Lets a freshly forked child die the way the dumped zombie did (exit code or signal), so
