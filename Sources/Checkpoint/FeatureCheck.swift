@@ -18,6 +18,8 @@ public enum FeatureCheck {
       KernelProbe.userfaultfdWriteProtect(),
       KernelProbe.timeNamespace(),
       KernelProbe.timerRestoreIDs(),
+      KernelProbe.userNamespaces(),
+      KernelProbe.openat2(),
     ]
     if let mounts = try? CgroupMounts.current() {
       probes += CgroupProbe.all(mounts)

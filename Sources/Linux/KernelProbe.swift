@@ -147,6 +147,30 @@ public enum KernelProbe {
     }
   }
 
+  /// User namespaces can be made (containers of rootless runtimes are restored in one).
+  public static func userNamespaces() -> Probe {
+    Probe.run("user namespaces", essential: false) {
+      let limit = String((try? PseudoFile.read("/proc/sys/user/max_user_namespaces"))?.split(separator: "\n").first ?? "0")
+      guard PseudoFile.exists("/proc/self/ns/user"), limit != "0" else {
+        throw CKError(.failed, "user namespaces are off (user.max_user_namespaces = \(limit))")
+      }
+      return "up to \(limit)"
+    }
+  }
+
+  /// openat2 with RESOLVE_IN_ROOT (Linux 5.6): how the restore opens files inside a
+  /// container's root for tasks in a user namespace.
+  public static func openat2() -> Probe {
+    Probe.run("openat2 RESOLVE_IN_ROOT", essential: false) {
+      let root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+      defer { if root >= 0 { close(root) } }
+      let fd = ck_open_in_root(root, "/proc/self/..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+      guard fd >= 0 else { throw CKError(.failed, "openat2: \(String(cString: strerror(-fd)))") }
+      close(fd)
+      return "works"
+    }
+  }
+
   /// PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15): POSIX timers come back with their ids. Asked
   /// with PR_TIMER_CREATE_RESTORE_IDS_GET, which changes nothing.
   public static func timerRestoreIDs() -> Probe {

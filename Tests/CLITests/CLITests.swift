@@ -18,7 +18,7 @@ struct CLITests {
     for expected in [
       "ptrace seize/interrupt", "process_vm_readv", "clone3 set_tid + CLONE_INTO_CGROUP", "pidfd_open/pidfd_getfd",
       "PAGEMAP_SCAN ioctl", "userfaultfd WP_ASYNC", "time namespace", "cgroup v2 freeze", "cgroup v1 freezer",
-      "root or CAP_CHECKPOINT_RESTORE",
+      "root or CAP_CHECKPOINT_RESTORE", "user namespaces", "openat2 RESOLVE_IN_ROOT",
     ] {
       #expect(names.contains(expected), "missing probe \(expected)")
     }
