@@ -374,13 +374,13 @@ public struct Dump {
       encoded: models, ipc: ipc, mounts: mounts, privateObjects: privateObjects)
   }
 
-  /// Every process must be in the pid, mount, cgroup and user namespaces of the container's
-  /// init (time, UTS, IPC and network namespaces aside, see ``TimeNamespaces`` and
+  /// Every process must be in the pid, cgroup and user namespaces of the container's init
+  /// (time, UTS, IPC, network and mount namespaces aside, see ``TimeNamespaces`` and
   /// ``NestedNamespaces``): the restore makes one of each.
   func checkNamespaces(_ tasks: [CapturedTask], root: CapturedTask) throws {
     for task in tasks {
-      // UTS, IPC and network namespaces of their own are NestedNamespaces'.
-      for kind in ["pid", "mnt", "cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
+      // UTS, IPC, network and mount namespaces of their own are NestedNamespaces'.
+      for kind in ["pid", "cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
         throw CKError(
           .failed,
           "process \(task.hostPid) is in a \(kind) namespace of its own (not that of the container's init \(root.hostPid)), which ckcont cannot restore yet")

@@ -195,15 +195,19 @@ struct DumpRestoreBehaviourTests {
   /// be restored in the init's: the dump refuses it, naming it and the kind, and the
   /// container runs on.
   @Test func aProcessInANamespaceOfItsOwnIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["mnt-child"])
+    let container = try FixtureContainer("unsupported-fd", ["pid-child"])
     defer { container.destroy() }
     try container.waitReady()
-    let pids = container.cgroup.allPids().sorted()
-    try #require(pids.count == 2)
+    var pids = container.cgroup.allPids().sorted()
+    for _ in 0..<100 where pids.count < 3 {
+      usleep(10_000)
+      pids = container.cgroup.allPids().sorted()
+    }
+    try #require(pids.count == 3)
     let dump = container.dump()
     #expect(dump.status == 1)
     #expect(
-      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) is in a mnt namespace of its own (not that of the container's init \(pids[0]))"),
+      dump.stderr.hasPrefix("ckcont: error: process \(pids[2]) is in a pid namespace of its own (not that of the container's init \(pids[0]))"),
       "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count == 1)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))

@@ -14,7 +14,7 @@ public struct ProcessTree: Codable, Sendable, Equatable {
   /// index, and the host's clocks when the dump read them.
   public var timeNamespaces: [TimeNamespaceImage]?
   public var clocksAtDump: ClockReadings?
-  /// UTS, IPC and network namespaces some processes have besides the init's: each made again
+  /// UTS, IPC, network and mount namespaces some processes have besides the init's: each made again
   /// by the first process in it and joined by the others (``TaskEntryImage/nestedNamespaces``).
   public var nestedNamespaces: [NestedNamespaceImage]?
   /// A shell job (`dump --shell-job`): its session and controlling terminal were outside the
@@ -84,7 +84,7 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   /// ``ProcessTree/timeNamespaces``), when not the host's.
   public var timeNamespace: Int?
   public var childTimeNamespace: Int?
-  /// The UTS, IPC and network namespaces it has of its own, not the init's (indices into
+  /// The UTS, IPC, network and mount namespaces it has of its own, not the init's (indices into
   /// ``ProcessTree/nestedNamespaces``): a process that unshared one, or forked from one that
   /// did.
   public var nestedNamespaces: [Int]?
@@ -197,10 +197,11 @@ public struct UserNamespaceMaps: Codable, Sendable, Equatable {
   }
 }
 
-/// A UTS, IPC or network namespace of some of the container's processes, not the init's.
+/// A UTS, IPC, network or mount namespace of some of the container's processes, not the
+/// init's.
 public struct NestedNamespaceImage: Codable, Sendable, Equatable {
   public enum Kind: String, Codable, Sendable, CaseIterable {
-    case uts, ipc, net
+    case uts, ipc, net, mnt
   }
   public var kind: Kind
   /// uts: the names.
@@ -208,11 +209,17 @@ public struct NestedNamespaceImage: Codable, Sendable, Equatable {
   public var domainname: String?
   /// net: whether loopback was up (the only device a restored one has).
   public var loopbackUp: Bool?
+  /// mnt: the mounts it has beyond the container's namespace (bind sources are the
+  /// container's paths).
+  public var mounts: MountsImage?
 
-  public init(kind: Kind, hostname: String? = nil, domainname: String? = nil, loopbackUp: Bool? = nil) {
+  public init(
+    kind: Kind, hostname: String? = nil, domainname: String? = nil, loopbackUp: Bool? = nil, mounts: MountsImage? = nil
+  ) {
     self.kind = kind
     self.hostname = hostname
     self.domainname = domainname
     self.loopbackUp = loopbackUp
+    self.mounts = mounts
   }
 }

@@ -52,13 +52,23 @@ enum ContainerMounts {
     return container.contains { $0.mountPoint == "/" && !hostKeys.contains(key($0)) }
   }
 
-  static func capture(pid: Int32) throws -> MountsImage {
-    let host = try MountInfo.read()
+  /// The mounts of `pid`'s namespace beyond the host's; with `base` (the container's init),
+  /// those of a nested mount namespace beyond the container's (``NestedNamespaces``), whose
+  /// bind sources are the container's paths.
+  static func capture(pid: Int32, base: Int32? = nil) throws -> MountsImage {
+    let ckconts = try MountInfo.read()
     var container = try MountInfo.read(pid: "\(pid)")
-    let ownRoot = hasOwnRoot(container, host: host)
+    let reference = try base.map { try MountInfo.read(pid: "\($0)") } ?? ckconts
+    // What a nested namespace binds from ckcont's view must be visible in the container's.
+    let hostVisible = base == nil || !hasOwnRoot(reference, host: ckconts)
+    let host = hostVisible ? ckconts : []
+    let ownRoot = hasOwnRoot(container, host: reference)
+    if ownRoot, let base {
+      throw CKError(.failed, "process \(pid) is in a mount namespace of its own with a root of its own (not that of the container's init \(base)), which ckcont cannot checkpoint yet")
+    }
     // Under a root of its own every mount is the container's: none of the host's is there.
     // The root comes first (a pivot_root leaves the old root's mounts listed before it).
-    let hostKeys = ownRoot ? [] : Set(host.map(key))
+    let hostKeys = ownRoot ? [] : Set(reference.map(key))
     if ownRoot {
       let roots = container.filter { $0.mountPoint == "/" }
       guard roots.count == 1 else {
@@ -66,8 +76,10 @@ enum ContainerMounts {
       }
       container = roots + container.filter { $0.mountPoint != "/" }
     }
-    var added: [MountInfoEntry] = []
+    // A nested namespace's bind sources: first what the container's namespace shows.
+    var added: [MountInfoEntry] = base == nil ? [] : reference
     var images: [MountImage] = []
+    let owner = base == nil ? "the container's" : "process \(pid)'s"
     for mount in container where !hostKeys.contains(key(mount)) {
       let flags = mountFlags(mount.mountOptions)
       let name = mount.mountPoint == "/" ? "root filesystem (\(mount.fsType) from \(mount.source))" : "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
@@ -79,14 +91,14 @@ enum ContainerMounts {
       } else if let source = bindSource(of: mount, in: host) {
         images.append(MountImage(kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, flags: flags, options: ""))
       } else if memoryFileSystems.contains(mount.fsType) || virtualFileSystems.contains(mount.fsType) {
-        let files = memoryFileSystems.contains(mount.fsType) ? try readFiles(of: mount, pid: pid, name: name) : nil
+        let files = memoryFileSystems.contains(mount.fsType) ? try readFiles(of: mount, pid: pid, name: "\(owner) \(name)") : nil
         images.append(
           MountImage(
             kind: .filesystem, mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source, flags: flags,
             options: mount.superOptions.filter { $0 != "rw" && $0 != "ro" }.joined(separator: ","), files: files))
       } else {
         throw CKError(
-          .failed, "the container's \(name) cannot be checkpointed yet: it is no view of a path ckcont sees, nor a filesystem ckcont can make again",
+          .failed, "\(owner) \(name) cannot be checkpointed yet: it is no view of a path ckcont sees, nor a filesystem ckcont can make again",
           hint: mount.mountPoint == "/" ? "mount the root filesystem on the host too (as podman mounts an overlay), then run the container on that" : "bind-mount it from the host instead")
       }
       added.append(mount)
@@ -130,7 +142,7 @@ enum ContainerMounts {
     let top = "/proc/\(pid)/root" + (mount.mountPoint == "/" ? "" : mount.mountPoint)
     var topStat = stat()
     guard lstat(top, &topStat) == 0 else {
-      throw CKError(.failed, "the container's \(name) cannot be read: \(String(cString: strerror(errno)))")
+      throw CKError(.failed, "\(name) cannot be read: \(String(cString: strerror(errno)))")
     }
     var files: [MountFileImage] = []
     var bytes = 0
@@ -139,7 +151,7 @@ enum ContainerMounts {
     func walk(_ relative: String) throws {
       let directory = relative.isEmpty ? top : top + "/" + relative
       guard let stream = opendir(directory) else {
-        throw CKError(.failed, "the container's \(name): cannot list \(relative.isEmpty ? "/" : relative): \(String(cString: strerror(errno)))")
+        throw CKError(.failed, "\(name): cannot list \(relative.isEmpty ? "/" : relative): \(String(cString: strerror(errno)))")
       }
       var names: [String] = []
       while let entry = readdir(stream) {
@@ -153,7 +165,7 @@ enum ContainerMounts {
         var st = stat()
         guard lstat(full, &st) == 0 else { continue }
         guard st.st_dev == topStat.st_dev else { continue }
-        guard files.count < maxFiles else { throw CKError(.failed, "the container's \(name) holds more than \(maxFiles) files") }
+        guard files.count < maxFiles else { throw CKError(.failed, "\(name) holds more than \(maxFiles) files") }
         let (mode, uid, gid) = (UInt32(st.st_mode & 0o7777), st.st_uid, st.st_gid)
         switch st.st_mode & S_IFMT {
         case S_IFDIR:
@@ -167,10 +179,10 @@ enum ContainerMounts {
           if st.st_nlink > 1 { linked[UInt64(st.st_ino)] = path }
           bytes += Int(st.st_size)
           guard bytes <= maxFileBytes else {
-            throw CKError(.failed, "the container's \(name) holds more than \(maxFileBytes >> 20) MiB of files, which ckcont does not save yet")
+            throw CKError(.failed, "\(name) holds more than \(maxFileBytes >> 20) MiB of files, which ckcont does not save yet")
           }
           guard let contents = FileManager.default.contents(atPath: full) else {
-            throw CKError(.failed, "the container's \(name): cannot read \(path)")
+            throw CKError(.failed, "\(name): cannot read \(path)")
           }
           files.append(MountFileImage(kind: .file, path: path, mode: mode, uid: uid, gid: gid, contents: contents))
         case S_IFLNK:
@@ -185,7 +197,7 @@ enum ContainerMounts {
           // A listener's socket file: made again when the socket is bound.
           continue
         default:
-          throw CKError(.failed, "the container's \(name) holds \(path), of a kind of file ckcont cannot save")
+          throw CKError(.failed, "\(name) holds \(path), of a kind of file ckcont cannot save")
         }
       }
     }

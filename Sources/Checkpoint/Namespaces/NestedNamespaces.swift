@@ -3,21 +3,25 @@ import CKShim
 import Glibc
 import Linux
 
-/// UTS, IPC and network namespaces some of the container's processes have besides the
-/// init's (a worker that unshared its own hostname, IPC or network), dumped and made again.
+/// UTS, IPC, network and mount namespaces some of the container's processes have besides
+/// the init's (a worker that unshared its own hostname, IPC, network or a private /tmp),
+/// dumped and made again.
 ///
 /// Dump: each process's namespaces are compared with the init's; one it has of its own is
-/// kept once (``NestedNamespaceImage``: UTS names, loopback's state). A nested IPC namespace
-/// holding SysV objects, or a nested network namespace with devices or addresses beyond
-/// loopback's, is refused, as the container's own would be.
+/// kept once (``NestedNamespaceImage``: UTS names, loopback's state, the mounts it has beyond
+/// the container's). A nested IPC namespace holding SysV objects, a nested network namespace
+/// with devices or addresses beyond loopback's, or a nested mount namespace with a root of its
+/// own, is refused.
 /// Restore: a process is forked with the namespaces of the process that forks it; right
 /// after, before it forks children of its own, it moves to the ones it had: it joins one
 /// another process made already (setns on a pidfd of that process), or makes it (unshare,
-/// then the names or loopback).
+/// then the names, loopback or mounts).
 enum NestedNamespaces {
   static let kinds: [(kind: NestedNamespaceImage.Kind, name: String, flag: Int32)] = [
     (.uts, "uts", Int32(CK_CLONE_NEWUTS)), (.ipc, "ipc", Int32(CK_CLONE_NEWIPC)),
     (.net, "net", Int32(CK_CLONE_NEWNET)),
+    // Last: a sysfs mounted in it belongs to the network namespace of the moment.
+    (.mnt, "mnt", Int32(CK_CLONE_NEWNS)),
   ]
 
   // MARK: Dump
@@ -32,7 +36,7 @@ enum NestedNamespaces {
       for (kind, name, _) in kinds {
         guard let id = task.namespaceIDs[name], id != root.namespaceIDs[name] else { continue }
         if indices[id] == nil {
-          images.append(try image(kind, of: task))
+          images.append(try image(kind, of: task, root: root.hostPid))
           indices[id] = images.count - 1
         }
         own.append(indices[id]!)
@@ -42,7 +46,8 @@ enum NestedNamespaces {
     return images
   }
 
-  private static func image(_ kind: NestedNamespaceImage.Kind, of task: Dump.CapturedTask) throws -> NestedNamespaceImage {
+  /// `root`: the host pid of the container's init.
+  private static func image(_ kind: NestedNamespaceImage.Kind, of task: Dump.CapturedTask, root: Int32) throws -> NestedNamespaceImage {
     switch kind {
     case .uts:
       return NestedNamespaceImage(kind: .uts, hostname: task.namespaces.uts.hostname, domainname: task.namespaces.uts.domainname)
@@ -56,6 +61,9 @@ enum NestedNamespaces {
     case .net:
       try checkOnlyLoopback(pid: task.hostPid, what: "process \(task.hostPid)'s network namespace")
       return NestedNamespaceImage(kind: .net, loopbackUp: task.namespaces.loopbackUp)
+    case .mnt:
+      let mounts = try ContainerMounts.capture(pid: task.hostPid, base: root)
+      return NestedNamespaceImage(kind: .mnt, mounts: mounts.mounts.isEmpty ? nil : mounts)
     }
   }
 
@@ -89,8 +97,10 @@ enum NestedNamespaces {
 
   /// Moves process `pid` (`injector`), just forked by `parent`, into the nested namespaces
   /// its entry names. `wanted`: the indices from its entry; `images`: the tree's.
+  /// `userMaps`: those of the container's user namespace, for mounts (``ContainerMounts``).
   static func enter(
-    pid: Int32, parent: Int32, wanted: [Int]?, images: [NestedNamespaceImage], injector: Injector, placement: inout Placement
+    pid: Int32, parent: Int32, wanted: [Int]?, images: [NestedNamespaceImage], injector: Injector, userMaps: UserNamespaceMaps?,
+    placement: inout Placement
   ) throws {
     let inherited = placement.current[parent] ?? [:]
     var now = inherited
@@ -103,6 +113,10 @@ enum NestedNamespaces {
         switch kind {
         case .uts: try setNames(hostname: image.hostname, domainname: image.domainname, in: injector)
         case .net: if image.loopbackUp == true { try bringLoopbackUp(in: injector) }
+        case .mnt:
+          if let mounts = image.mounts {
+            try ContainerMounts.restore(mounts, injector: injector, pid: injector.pid, rootSource: nil, userMaps: userMaps)
+          }
         case .ipc: break
         }
         placement.makers[target] = pid

@@ -127,6 +127,12 @@ final class LoadedBundle {
     else {
       throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces")
     }
+    for image in nested {
+      if let mounts = image.mounts {
+        guard image.kind == .mnt, !mounts.hasOwnRoot else { throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces") }
+        try ContainerMounts.validate(mounts)
+      }
+    }
     let timeNamespaceCount = tree.timeNamespaces?.count ?? 0
     guard timeNamespaceCount <= 64,
       (tree.timeNamespaces ?? []).allSatisfy({ abs($0.monotonicOffset) < 1 << 61 && abs($0.boottimeOffset) < 1 << 61 }),

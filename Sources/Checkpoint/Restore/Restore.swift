@@ -221,7 +221,7 @@ public struct Restore {
           if let injector = injectors[pid] {
             try NestedNamespaces.enter(
               pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [], injector: injector,
-              placement: &placement)
+              userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, placement: &placement)
           }
           if let entry, let injector = injectors[pid] { try makeChildTimeNamespace(entry, injector, hostPid: child.tid) }
         case .setsid(let pid):
