@@ -9,8 +9,9 @@
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
  * to 127.0.0.1 and "connected" to a second one, and a TCP socket never bound. With `netns`
- * the fixture first moves into a network namespace of its own and sets loopback up, so the
- * restore has to make one (with loopback up) too.
+ * the fixture first moves into a network namespace of its own, sets loopback up and sets two
+ * of the namespace's settings (net.core.somaxconn 321, net.ipv4.ip_local_port_range
+ * "41000 41999"), so the restore has to make one (with loopback up and those settings) too.
  * After SIGTERM: every address, option and flag reads as before, each listener accepts a new
  * connection made to its port and echoes over it, and the UDP pair exchanges a datagram.
  *
@@ -235,6 +236,23 @@ static int tcp_connection_mode(int big) {
   fx_finish();
 }
 
+static void set_sysctl(const char *path, const char *value) {
+  int fd = FX_SYS(open(path, O_WRONLY));
+  if (write(fd, value, strlen(value)) != (ssize_t)strlen(value)) fx_setup_fail("write %s", path);
+  close(fd);
+}
+
+/* The first line of a sysctl file, without its newline. */
+static void read_sysctl(const char *path, char *out, size_t size) {
+  out[0] = 0;
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return;
+  ssize_t n = read(fd, out, size - 1);
+  close(fd);
+  out[n > 0 ? n : 0] = 0;
+  out[strcspn(out, "\n")] = 0;
+}
+
 static int unix_outside_mode(const char *path) {
   struct sockaddr_un address = {.sun_family = AF_UNIX};
   snprintf(address.sun_path, sizeof address.sun_path, "%s", path);
@@ -266,6 +284,8 @@ int main(int argc, char **argv) {
     request.ifr_flags = IFF_UP;
     FX_SYS(ioctl(probe, SIOCSIFFLAGS, &request));
     close(probe);
+    set_sysctl("/proc/sys/net/core/somaxconn", "321");
+    set_sysctl("/proc/sys/net/ipv4/ip_local_port_range", "41000 41999");
   }
   int one = 1;
   struct sockaddr_in local4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -293,6 +313,13 @@ int main(int argc, char **argv) {
   fx_ready();
   fx_wait_term();
 
+  if (argc > 1 && !strcmp(argv[1], "netns")) {
+    char value[64];
+    read_sysctl("/proc/sys/net/core/somaxconn", value, sizeof value);
+    FX_TRUE(!strcmp(value, "321"), "net.core.somaxconn is %s", value);
+    read_sysctl("/proc/sys/net/ipv4/ip_local_port_range", value, sizeof value);
+    FX_TRUE(!strcmp(value, "41000\t41999"), "net.ipv4.ip_local_port_range is %s", value);
+  }
   int now[] = {port_of(tcp4), port_of(tcp6), port_of(udp_a), port_of(udp_b)};
   for (int i = 0; i < 4; i++) FX_EQ("a bound port", ports[i], now[i]);
   FX_EQ("port of the unbound socket", 0, port_of(unbound));

@@ -209,6 +209,12 @@ public struct Dump {
     // What /proc shows of each process needs no ptrace, so it is read on every CPU at once;
     // then the tracing thread asks each process the rest, on one CPU with all of them.
     let processes = session.processes
+    // The settings of the container's own network and IPC namespaces are read meanwhile.
+    let ours = try NamespaceID.readAll(pid: getpid())
+    let theirs = try NamespaceID.readAll(pid: processes[0].pid)
+    let settings = ["net", "ipc"].filter { theirs[$0] != nil && theirs[$0] != ours[$0] }.map {
+      ($0, NamespaceSysctls.Pending($0, of: processes[0].pid))
+    }
     let facts = try phases.time("/proc on all CPUs") { try readProc(of: processes, repaired: repaired) }
     nonisolated(unsafe) let log = self.log
     // Each process's core and mm are final once captured: they are encoded on the CPUs the
@@ -315,6 +321,10 @@ public struct Dump {
     if namespaces.net {
       namespaces.loopbackUp = root.namespaces.loopbackUp
       try NestedNamespaces.checkOnlyLoopback(pid: root.hostPid, what: "the container's network namespace")
+      namespaces.netSysctls = try phases.time("namespace settings") { try settings.first { $0.0 == "net" }?.1.wait() }
+    }
+    if namespaces.ipc {
+      namespaces.ipcSysctls = try phases.time("namespace settings") { try settings.first { $0.0 == "ipc" }?.1.wait() }
     }
     // SysV objects live in the IPC namespace, not in any process: saved with the namespace.
     let sysv = root.namespaces.sysvObjects

@@ -73,6 +73,9 @@ public struct BundleInspection: Codable, Sendable {
   public var sysvObjects: [String]
   /// One line per mount the container added to its own mount namespace.
   public var mounts: [String]
+  /// One line per namespace detail: user id maps, settings of the container's network and IPC
+  /// namespaces, nested namespaces, a shell job's terminal.
+  public var namespaceDetails: [String] = []
 
   /// Reads and verifies the bundle at `path` (or standard input for "-").
   public static func read(path: String) throws -> BundleInspection {
@@ -134,7 +137,31 @@ public struct BundleInspection: Codable, Sendable {
       kernelRelease: manifest.kernelRelease, created: manifest.created, sourceCgroup: manifest.sourceCgroup,
       namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures), members: manifest.members.count + 2,
       tasks: tasks, zombies: zombies, cgroups: cgroups, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes },
-      sysvObjects: sysvLines(bundle.ipc), mounts: (bundle.mounts?.mounts ?? []).map(mountLine))
+      sysvObjects: sysvLines(bundle.ipc), mounts: (bundle.mounts?.mounts ?? []).map(mountLine), namespaceDetails: details(bundle.tree))
+  }
+
+  static func details(_ tree: ProcessTree) -> [String] {
+    func settings(_ values: [String: String]) -> String {
+      values.sorted { $0.key < $1.key }.map { "\($0.key.replacingOccurrences(of: "/", with: "."))=\($0.value)" }.joined(separator: ", ")
+    }
+    func ranges(_ map: [UserNamespaceMaps.Range]) -> String { map.map { "\($0.inside)->\($0.outside) (\($0.count))" }.joined(separator: ", ") }
+    var lines: [String] = []
+    if let maps = tree.namespaces.userMaps {
+      lines.append("user namespace: uids \(ranges(maps.uids)); gids \(ranges(maps.gids)); setgroups \(maps.setgroupsAllowed ? "allowed" : "denied")")
+    }
+    if let values = tree.namespaces.netSysctls { lines.append("network namespace settings: \(settings(values))") }
+    if let values = tree.namespaces.ipcSysctls { lines.append("IPC namespace settings: \(settings(values))") }
+    for (index, nested) in (tree.nestedNamespaces ?? []).enumerated() {
+      let members = tree.tasks.filter { $0.nestedNamespaces?.contains(index) == true }.map { String($0.pid) }.joined(separator: ", ")
+      var what = "nested \(nested.kind.rawValue) namespace of process(es) \(members)"
+      if let host = nested.hostname { what += ": hostname \(host)" }
+      if let up = nested.loopbackUp { what += ": loopback \(up ? "up" : "down")" }
+      if let mounts = nested.mounts { what += ": \(mounts.mounts.count) mount(s) of its own" }
+      if let values = nested.sysctls { what += "; settings \(settings(values))" }
+      lines.append(what)
+    }
+    if let terminal = tree.shellJobTerminal { lines.append("shell job on terminal \(terminal) (restore with --shell-job)") }
+    return lines
   }
 
   static func mountLine(_ mount: MountImage) -> String {
@@ -241,6 +268,7 @@ public struct BundleInspection: Codable, Sendable {
     lines += cgroups.map { "cgroup \($0)" }
     lines += sysvObjects.map { "SysV \($0)" }
     lines += mounts.map { "mount \($0)" }
+    lines += namespaceDetails
     lines += ["", "process tree (pid in the container: command, group, session, threads):"] + renderTree() + [""]
     for task in tasks {
       lines.append(

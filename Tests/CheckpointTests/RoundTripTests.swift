@@ -28,6 +28,8 @@ struct RoundTripTests {
     let container = try FixtureContainer("userns", userNamespace: true)
     defer { container.destroy() }
     try roundTrip(container, name: "userns")
+    let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
+    #expect(inspect.stdout.contains("user namespace: uids 0->100000 (65536); gids 0->100000 (65536); setgroups allowed"), "\(inspect.stdout)")
   }
 
   @Test func roundTripOnCgroupV1() throws {

@@ -130,6 +130,10 @@ public struct NamespaceSet: Codable, Sendable, Equatable {
   /// The id maps of the container's own user namespace (`user`), written again for the new
   /// one.
   public var userMaps: UserNamespaceMaps?
+  /// The settings of the container's own network and IPC namespaces that differ from a fresh
+  /// one's (paths under /proc/sys -> values: `net/core/somaxconn`, `kernel/msgmnb`).
+  public var netSysctls: [String: String]?
+  public var ipcSysctls: [String: String]?
 
   public init(
     pid: Bool, mount: Bool, uts: Bool, ipc: Bool, net: Bool, user: Bool, cgroup: Bool, time: Bool,
@@ -212,6 +216,8 @@ public struct NestedNamespaceImage: Codable, Sendable, Equatable {
   /// mnt: the mounts it has beyond the container's namespace (bind sources are the
   /// container's paths).
   public var mounts: MountsImage?
+  /// net, ipc: its settings that differ from a fresh namespace's (paths under /proc/sys).
+  public var sysctls: [String: String]?
 
   public init(
     kind: Kind, hostname: String? = nil, domainname: String? = nil, loopbackUp: Bool? = nil, mounts: MountsImage? = nil

@@ -30,7 +30,7 @@ enum SysVIPC {
   // MARK: Dump
 
   static func capture(namespaceOf pid: Int32) throws -> Captured {
-    try inNamespace(of: pid) {
+    try NamespaceThread.run(in: "ipc", of: pid) {
       var captured = Captured(image: SysVIPCImage(sharedMemory: [], semaphoreSets: [], messageQueues: []), contents: [:])
       for id in try listedIDs("shm") {
         let perm = try stat(CK_IPC_SHM, id)
@@ -92,7 +92,7 @@ enum SysVIPC {
   /// each segment's bytes. Segments that were removed while attached stay until
   /// ``removeDetached(_:namespaceOf:)``, once the processes have attached them again.
   static func restore(_ image: SysVIPCImage, contents: [Int32: UnsafeRawBufferPointer], namespaceOf pid: Int32) throws {
-    try inNamespace(of: pid) {
+    try NamespaceThread.run(in: "ipc", of: pid) {
       for segment in image.sharedMemory.sorted(by: { $0.owner.id < $1.owner.id }) {
         let id = try create(CK_IPC_SHM, "shm", segment.owner, size: segment.size)
         guard let bytes = contents[id], bytes.count == Int(segment.size) else {
@@ -124,7 +124,7 @@ enum SysVIPC {
   static func removeDetached(_ image: SysVIPCImage, namespaceOf pid: Int32) throws {
     let removed = image.sharedMemory.filter(\.removed)
     guard !removed.isEmpty else { return }
-    try inNamespace(of: pid) {
+    try NamespaceThread.run(in: "ipc", of: pid) {
       for segment in removed where ck_ipc_remove(Int32(CK_IPC_SHM), segment.owner.id) != 0 {
         throw error("shmctl IPC_RMID", "SysV segment \(segment.owner.id)")
       }
@@ -150,31 +150,6 @@ enum SysVIPC {
   private static func setOwner(_ kind: Int, _ owner: SysVOwnership, maxBytes: UInt64) throws {
     var perm = ck_ipc_perm(key: owner.key, uid: owner.uid, gid: owner.gid, mode: owner.mode, size: maxBytes, count: 0)
     guard ck_ipc_set(Int32(kind), owner.id, &perm) == 0 else { throw error("IPC_SET", "SysV object \(owner.id)") }
-  }
-
-  // MARK: Namespace thread
-
-  /// Runs `body` on a new thread that joined the IPC namespace of `pid`, and waits for it.
-  private static func inNamespace<T>(of pid: Int32, _ body: @escaping () throws -> T) throws -> T {
-    let path = "/proc/\(pid)/ns/ipc"
-    let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
-    nonisolated(unsafe) var result: Result<T, any Error>?
-    nonisolated(unsafe) let work = body
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread {
-      defer { done.signal() }
-      guard ck_setns(fd, Int32(CK_CLONE_NEWIPC)) == 0 else {
-        result = .failure(error("setns", "the IPC namespace of \(pid)"))
-        return
-      }
-      result = Result { try work() }
-    }
-    thread.name = "ckcont-ipc"
-    thread.start()
-    done.wait()
-    guard let result else { throw CKError(.failed, "the IPC namespace thread of \(pid) did not run") }
-    return try result.get()
   }
 
   private static func error(_ call: String, _ subject: String) -> SyscallError {

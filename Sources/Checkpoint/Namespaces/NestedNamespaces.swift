@@ -57,10 +57,14 @@ enum NestedNamespaces {
         throw CKError(
           .failed, "process \(task.hostPid) is in an IPC namespace of its own holding SysV objects, which ckcont cannot checkpoint yet")
       }
-      return NestedNamespaceImage(kind: .ipc)
+      var image = NestedNamespaceImage(kind: .ipc)
+      image.sysctls = try NamespaceSysctls.capture("ipc", of: task.hostPid)
+      return image
     case .net:
       try checkOnlyLoopback(pid: task.hostPid, what: "process \(task.hostPid)'s network namespace")
-      return NestedNamespaceImage(kind: .net, loopbackUp: task.namespaces.loopbackUp)
+      var image = NestedNamespaceImage(kind: .net, loopbackUp: task.namespaces.loopbackUp)
+      image.sysctls = try NamespaceSysctls.capture("net", of: task.hostPid)
+      return image
     case .mnt:
       let mounts = try ContainerMounts.capture(pid: task.hostPid, base: root)
       return NestedNamespaceImage(kind: .mnt, mounts: mounts.mounts.isEmpty ? nil : mounts)
@@ -110,6 +114,13 @@ enum NestedNamespaces {
       if let target, placement.makers[target] == nil {
         try injector.call("unshare(\(kind.rawValue)) for process \(pid)", SyscallNumber.unshare, UInt64(flag))
         let image = images[target]
+        if let sysctls = image.sysctls {
+          if kind == .ipc {
+            try NamespaceSysctls.restore(sysctls, through: injector)
+          } else {
+            try NamespaceSysctls.restore(sysctls, kind: kind.rawValue, of: injector.pid)
+          }
+        }
         switch kind {
         case .uts: try setNames(hostname: image.hostname, domainname: image.domainname, in: injector)
         case .net: if image.loopbackUp == true { try bringLoopbackUp(in: injector) }

@@ -127,6 +127,12 @@ final class LoadedBundle {
     else {
       throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces")
     }
+    let settings = [("net", tree.namespaces.netSysctls), ("ipc", tree.namespaces.ipcSysctls)] + nested.map { ($0.kind.rawValue, $0.sysctls) }
+    for (kind, values) in settings {
+      guard values.map({ NamespaceSysctls.isValid($0, kind: kind) }) ?? true else {
+        throw CKError(.badInput, "the bundle is inconsistent: the settings of a \(kind) namespace")
+      }
+    }
     for image in nested {
       if let mounts = image.mounts {
         guard image.kind == .mnt, !mounts.hasOwnRoot else { throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces") }

@@ -167,6 +167,10 @@ public struct Restore {
           if rootPid == 0 {
             rootPid = hostPid
             inherited = try ProcStatus.read(pid: hostPid)
+            // The network namespace's settings before anything uses them (socket buffers).
+            if bundle.tree.namespaces.net, let settings = bundle.tree.namespaces.netSysctls {
+              try NamespaceSysctls.restore(settings, kind: "net", of: hostPid)
+            }
             // SysV objects first: processes attach segments by id as their memory is rebuilt.
             if let ipc = bundle.ipc, bundle.tree.namespaces.ipc {
               try phases.time("SysV IPC") { try SysVIPC.restore(ipc, contents: bundle.segments, namespaceOf: hostPid) }
@@ -180,6 +184,9 @@ public struct Restore {
           if bundle.tree.namespaces.user {
             try becomeNamespaceRoot(injector, maps: bundle.tree.namespaces.userMaps)
             inherited = try ProcStatus.read(pid: hostPid)
+          }
+          if bundle.tree.namespaces.ipc, let settings = bundle.tree.namespaces.ipcSysctls {
+            try NamespaceSysctls.restore(settings, through: injector)
           }
           try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
           try MemoryRestore.unmapInherited(injector)

@@ -1,0 +1,51 @@
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+/// Runs work inside another namespace of a kind a thread may join alone (IPC, network, UTS):
+/// on a new thread that joins it (setns), or one that makes a fresh one (unshare), so that
+/// ckcont's own threads stay where they are.
+enum NamespaceThread {
+  /// Runs `body` on a new thread in the `kind` namespace (`ipc`, `net`) of process `pid`.
+  static func run<T>(in kind: String, of pid: Int32, _ body: @escaping () throws -> T) throws -> T {
+    let path = "/proc/\(pid)/ns/\(kind)"
+    let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    return try onThread(named: "ckcont-\(kind)") {
+      guard ck_setns(fd, flag(kind)) == 0 else { throw SyscallError("setns", "the \(kind) namespace of \(pid)", .init(rawValue: errno)) }
+      return try body()
+    }
+  }
+
+  /// Runs `body` on a new thread in a fresh `kind` namespace, which goes with the thread.
+  static func runInFresh<T>(_ kind: String, _ body: @escaping () throws -> T) throws -> T {
+    try onThread(named: "ckcont-fresh-\(kind)") {
+      guard ck_unshare(flag(kind)) == 0 else { throw SyscallError("unshare", "a fresh \(kind) namespace", .init(rawValue: errno)) }
+      return try body()
+    }
+  }
+
+  private static func flag(_ kind: String) -> Int32 {
+    switch kind {
+    case "ipc": Int32(CK_CLONE_NEWIPC)
+    case "net": Int32(CK_CLONE_NEWNET)
+    default: Int32(CK_CLONE_NEWUTS)
+    }
+  }
+
+  private static func onThread<T>(named name: String, _ body: @escaping () throws -> T) throws -> T {
+    nonisolated(unsafe) var result: Result<T, any Error>?
+    nonisolated(unsafe) let work = body
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread {
+      defer { done.signal() }
+      result = Result { try work() }
+    }
+    thread.name = name
+    thread.start()
+    done.wait()
+    guard let result else { throw CKError(.failed, "the thread \(name) did not run") }
+    return try result.get()
+  }
+}
