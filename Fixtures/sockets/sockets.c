@@ -12,8 +12,11 @@
  * the fixture first moves into a network namespace of its own, sets loopback up and sets two
  * of the namespace's settings (net.core.somaxconn 321, net.ipv4.ip_local_port_range
  * "41000 41999"), so the restore has to make one (with loopback up and those settings) too.
+ * And a NETLINK_ROUTE socket bound to the link group (RTMGRP_LINK).
  * After SIGTERM: every address, option and flag reads as before, each listener accepts a new
- * connection made to its port and echoes over it, and the UDP pair exchanges a datagram.
+ * connection made to its port and echoes over it, and the UDP pair exchanges a datagram; the
+ * netlink socket has its groups (and, in its own network namespace, its port id) and answers
+ * a request for the links with loopback among them.
  *
  * `unix`: a stream socketpair with bytes waiting in both ends, a datagram socketpair with two
  * messages waiting in one end and one in the other, a seqpacket pair with one waiting, a
@@ -38,6 +41,8 @@
 #include "fix.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <poll.h>
 #include <netinet/in.h>
@@ -309,6 +314,12 @@ int main(int argc, char **argv) {
   FX_SYS(connect(udp_a, (struct sockaddr *)&peer, sizeof peer));
 
   int unbound = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  int netlink = FX_SYS(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  struct sockaddr_nl nl = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK};
+  FX_SYS(bind(netlink, (struct sockaddr *)&nl, sizeof nl));
+  struct sockaddr_nl nl_before;
+  socklen_t nl_length = sizeof nl_before;
+  FX_SYS(getsockname(netlink, (struct sockaddr *)&nl_before, &nl_length));
   int ports[] = {port_of(tcp4), port_of(tcp6), port_of(udp_a), port_of(udp_b)};
   fx_ready();
   fx_wait_term();
@@ -320,6 +331,19 @@ int main(int argc, char **argv) {
     read_sysctl("/proc/sys/net/ipv4/ip_local_port_range", value, sizeof value);
     FX_TRUE(!strcmp(value, "41000\t41999"), "net.ipv4.ip_local_port_range is %s", value);
   }
+  struct sockaddr_nl nl_now;
+  nl_length = sizeof nl_now;
+  FX_EQ("getsockname of the netlink socket", 0, getsockname(netlink, (struct sockaddr *)&nl_now, &nl_length));
+  FX_EQ("the netlink socket's groups", RTMGRP_LINK, nl_now.nl_groups);
+  if (argc > 1 && !strcmp(argv[1], "netns")) FX_EQ("the netlink socket's port id", nl_before.nl_pid, nl_now.nl_pid);
+  struct { struct nlmsghdr header; struct ifinfomsg info; } request = {
+    .header = {.nlmsg_len = sizeof request, .nlmsg_type = RTM_GETLINK, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 7},
+    .info = {.ifi_family = AF_UNSPEC},
+  };
+  FX_EQ("send of RTM_GETLINK", (long)sizeof request, send(netlink, &request, sizeof request, 0));
+  static char reply[65536];
+  ssize_t listed = recv(netlink, reply, sizeof reply, 0);
+  FX_TRUE(listed > 0 && memmem(reply, (size_t)listed, "lo", 3) != NULL, "the netlink socket did not list loopback (%zd bytes)", listed);
   int now[] = {port_of(tcp4), port_of(tcp6), port_of(udp_a), port_of(udp_b)};
   for (int i = 0; i < 4; i++) FX_EQ("a bound port", ports[i], now[i]);
   FX_EQ("port of the unbound socket", 0, port_of(unbound));

@@ -36,7 +36,8 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts) {
       facts->backlog = (int)info.tcpi_sacked;
     }
   }
-  if (!facts->listening && ioctl(fd, SIOCINQ, &facts->waiting) < 0) return -errno;
+  // Netlink sockets answer no SIOCINQ: what waits in them is counted by the caller.
+  if (!facts->listening && facts->family != AF_NETLINK && ioctl(fd, SIOCINQ, &facts->waiting) < 0) return -errno;
   static const int options[][2] = {
       {SOL_SOCKET, SO_REUSEADDR}, {SOL_SOCKET, SO_REUSEPORT}, {SOL_SOCKET, SO_KEEPALIVE},
       {SOL_SOCKET, SO_BROADCAST}, {IPPROTO_TCP, TCP_NODELAY},  {IPPROTO_IPV6, IPV6_V6ONLY},

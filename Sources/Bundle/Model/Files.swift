@@ -356,6 +356,11 @@ extension SocketImage {
   /// Whether the image is one restore can make: a known family, type, protocol, options,
   /// and addresses of the size their family has.
   public var isValid: Bool {
+    if family == 16 {
+      // Netlink: raw or datagram, a protocol, the address a sockaddr_nl (port id, groups).
+      return (type == 3 || type == 2) && (0..<32).contains(protocolNumber) && (address?.count ?? 12) == 12 && peer == nil
+        && backlog == nil && tcp == nil && queued == nil && messages == nil && options.isEmpty
+    }
     if family == 1 {
       return [1, 2, 5].contains(type) && protocolNumber == 0 && (address?.count ?? 1) <= 108 && (address?.count ?? 1) > 0
         && peer == nil && (backlog ?? 0) >= 0 && inode != nil && (queued?.count ?? 0) <= 16 << 20
@@ -389,6 +394,13 @@ extension SocketImage {
 
   /// `tcp 127.0.0.1:8080 listening`, `udp [::1]:53`, `unix stream /run/x.sock`: for people.
   public var description: String {
+    if family == 16 {
+      let words = address.flatMap { address -> (UInt32, UInt32)? in
+        guard address.count == 12 else { return nil }
+        return address.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 4, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+      }
+      return "netlink protocol \(protocolNumber)" + (words.map { " port \($0.0), groups 0x\(String($0.1, radix: 16))" } ?? " unbound")
+    }
     if family == 1 {
       let kind = type == 1 ? "stream" : type == 2 ? "datagram" : "seqpacket"
       let name = address.map { name in

@@ -56,7 +56,7 @@ struct FileCapture {
       }
       if target.hasPrefix("socket:[") {
         var descriptor = DescriptorImage(fd: fd, kind: .socket, flags: openFlags, closeOnExec: cloexec)
-        descriptor.socket = try captureSocket(fd: fd, target: target, inode: info.inode)
+        descriptor.socket = try captureSocket(fd: fd, target: target, inode: info.inode, log: log)
         descriptors.append(descriptor)
         continue
       }
@@ -219,7 +219,7 @@ struct FileCapture {
   /// What an internet socket is, asked through a copy of the descriptor (pidfd_getfd): one
   /// without a connection is recreated; a connection (or data waiting in a socket) cannot be
   /// yet, and stops the dump rather than be lost.
-  private func captureSocket(fd: Int32, target: String, inode: UInt64) throws -> SocketImage {
+  private func captureSocket(fd: Int32, target: String, inode: UInt64, log: (String) -> Void) throws -> SocketImage {
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
@@ -231,6 +231,18 @@ struct FileCapture {
       CKError(.failed, "task \(pid): fd \(fd) is \(what) (\(target)), which ckcont cannot checkpoint yet", hint: hint)
     }
     if facts.family == AF_UNIX { return try captureUnixSocket(ours, facts: facts, inode: inode, refuse: refuse) }
+    if facts.family == 16 /* AF_NETLINK */ {
+      // Bound to its port id and multicast groups again; messages waiting in it (notices
+      // the process had not read yet) are not kept, as in CRIU.
+      var waiting: Int32 = 0
+      if ioctl(ours, UInt(FIONREAD), &waiting) == 0, waiting > 0 {
+        log("task \(pid): fd \(fd): \(waiting) bytes waiting in a netlink socket are not kept")
+      }
+      let address = withUnsafeBytes(of: facts.address) { Data($0.prefix(Int(facts.address_length))) }
+      return SocketImage(
+        family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address.count == 12 ? address : nil, peer: nil,
+        backlog: nil, options: [])
+    }
     guard facts.family == AF_INET || facts.family == AF_INET6 else {
       throw refuse("a socket of address family \(facts.family)")
     }

@@ -193,6 +193,17 @@ struct FileRestore {
           "setsockopt(\(option.level), \(option.name)) fd \(fd)", SyscallNumber.setsockopt, .result(made),
           .value(UInt64(option.level)), .value(UInt64(option.name)), .value(value), .value(4))
       }
+      if socket.family == 16, let address = socket.address {
+        // Netlink: its port id again where it is free (in a new network namespace it is),
+        // else one the kernel picks; its groups either way.
+        let at = try address.withUnsafeBytes { try injector.put($0) }
+        var anyPort = address
+        anyPort.replaceSubrange(4..<8, with: [0, 0, 0, 0])
+        let any = try anyPort.withUnsafeBytes { try injector.put($0) }
+        batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(12), mayFail: true)
+        batch.add("bind fd \(fd) to any port", SyscallNumber.bind, .result(made), .value(any), .value(12), mayFail: true)
+        return queueMoveHigh(made, what: "fd \(fd)")
+      }
       if let address = socket.address {
         // A unix name is sun_path: after the two bytes of sun_family.
         let sockaddr = socket.family == AF_UNIX ? Data([UInt8(AF_UNIX), 0]) + address : address
