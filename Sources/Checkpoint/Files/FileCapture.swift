@@ -63,6 +63,10 @@ struct FileCapture {
       if target == "anon_inode:inotify" {
         var descriptor = DescriptorImage(fd: fd, kind: .inotify, flags: openFlags, closeOnExec: cloexec)
         descriptor.inotifyWatches = try info.extra.filter { $0.key == "inotify" }.map { try inotifyWatch($0, fd: fd) }
+        // Events waiting to be read are not kept (as in CRIU): say how many bytes.
+        if let waiting = try? waitingBytes(fd: fd), waiting > 0 {
+          log("task \(pid): fd \(fd): \(waiting) bytes of inotify events waiting to be read are not kept")
+        }
         descriptors.append(descriptor)
         continue
       }
@@ -202,6 +206,17 @@ struct FileCapture {
       }
     }
     return contents.prefix(done)
+  }
+
+  /// FIONREAD of the description behind `fd`, through a copy of it.
+  private func waitingBytes(fd: Int32) throws -> Int32 {
+    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
+    defer { close(pidfd) }
+    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    defer { close(ours) }
+    var waiting: Int32 = 0
+    _ = try syscallChecked("ioctl", "FIONREAD of task \(pid) fd \(fd)") { ioctl(ours, UInt(FIONREAD), &waiting) }
+    return waiting
   }
 
   /// F_GETOWN_EX and F_GETSIG of the description behind `fd` (the owner as the host sees it).
