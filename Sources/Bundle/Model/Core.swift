@@ -67,6 +67,8 @@ public struct ThreadCore: Codable, Sendable, Equatable {
   /// A thread's own name (pthread_setname_np); nil for the main thread, whose name is the
   /// process's `comm`.
   public var name: String?
+  /// The CPUs it may run on (sched_setaffinity); nil in bundles from before it was kept.
+  public var cpus: [Int]?
 
   public init(
     tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,

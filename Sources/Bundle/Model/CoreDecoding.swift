@@ -135,10 +135,12 @@ extension ThreadCore {
     var rseq: RseqRegistration?
     var altStack: AltStack?
     var name: String?
+    var cpus: [Int]?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "tid": tid = try scanner.integer()
       case "name": name = scanner.null() ? nil : try scanner.string()
+      case "cpus": cpus = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try scanner.integer() }
       case "registers": registers = try GeneralRegisters(scanning: &scanner)
       case "xstate": xstate = try scanner.base64()
       case "xstateFeatures": xstateFeatures = try scanner.integer()
@@ -171,6 +173,7 @@ extension ThreadCore {
       tid: tid, registers: registers, xstate: xstate, xstateFeatures: xstateFeatures, blockedSignals: blockedSignals,
       pendingSignals: pendingSignals, rseq: rseq, altStack: altStack, clearChildTid: clearChildTid)
     self.name = name
+    self.cpus = cpus
   }
 }
 

@@ -350,6 +350,7 @@ final class LoadedBundle {
     for thread in task.core.threads {
       guard thread.xstate.count >= 576, thread.xstate.count <= 1 << 16 else { throw bad("xstate of \(thread.xstate.count) bytes") }
       guard thread.name.map({ $0.utf8.count < 64 && !$0.contains("\0") }) ?? true else { throw bad("a thread name is malformed") }
+      guard (thread.cpus ?? []).count <= 1024 else { throw bad("a thread's CPUs are too many") }
       guard thread.pendingSignals.count <= 1 << 16, thread.pendingSignals.allSatisfy({ $0.count == 128 }) else {
         throw bad("malformed pending signals")
       }

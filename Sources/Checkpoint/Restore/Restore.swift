@@ -312,14 +312,21 @@ public struct Restore {
       try shared.terminals?.relock(order)
       var threads: [Tracee] = []
       var restores: [TaskRestore] = []
+      /// Each thread's own CPUs, by host tid.
+      var affinity: [Int32: CPUSet] = [:]
       for task in order {
         guard let injector = injectors[task.entry.pid] else { continue }
         guard let inherited else { throw CKError(.failed, "no process was created") }
         let restore = TaskRestore(
           entry: task.entry, core: task.core, injector: injector, inherited: inherited,
           userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, log: log)
-        threads += try phases.time("threads, signals, creds") {
+        let own = try phases.time("threads, signals, creds") {
           try restore.restoreState { batch in try memories[task.entry.pid]?.queueProtections(into: &batch) }
+        }
+        threads += own
+        // The main thread first, then the others in their dumped order.
+        for (thread, tracee) in zip(task.core.threads, own) {
+          if let set = thread.cpus.flatMap(CPUSet.init(cpus:)) { affinity[tracee.tid] = set }
         }
         restores.append(restore)
         try Interruption.check()
@@ -341,7 +348,7 @@ public struct Restore {
       let stops = order.compactMap { task in
         task.entry.stopSignal.flatMap { signal in injectors[task.entry.pid].map { (pid: $0.pid, signal: signal) } }
       }
-      try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs, stops: stops) }
+      try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs, affinity: affinity, stops: stops) }
       let resumedAt = monotonicNow()
       log("restored \(order.count) processes: \(phases)")
       return RestoreReport(
@@ -564,12 +571,16 @@ public struct Restore {
   /// Freeze the target cgroup, detach, thaw: every task resumes at once, on `cpus`.
   /// `stops`: stopped jobs, which get their stop signal while still frozen, so that they stop
   /// again before they run.
-  func release(_ threads: [Tracee], cgroup: Cgroup, cpus: CPUSet, stops: [(pid: Int32, signal: Int32)]) throws {
+  /// `affinity`: each thread's own CPUs (by host tid), of those of `cpus`.
+  func release(
+    _ threads: [Tracee], cgroup: Cgroup, cpus: CPUSet, affinity: [Int32: CPUSet], stops: [(pid: Int32, signal: Int32)]
+  ) throws {
     _ = try Freezer.freeze(cgroup, timeout: 5)
     for thread in threads {
       // Refused only when the task's cpuset and `cpus` have no CPU in common; it keeps the
       // cpuset's CPUs then, which is what it would have had anyway.
-      do { try cpus.apply(to: thread.tid) } catch { log("thread \(thread.tid): \(error)") }
+      let own = affinity[thread.tid].flatMap { $0.intersection(cpus) } ?? cpus
+      do { try own.apply(to: thread.tid) } catch { log("thread \(thread.tid): \(error)") }
       try thread.detach()
     }
     for stop in stops { kill(stop.pid, stop.signal) }

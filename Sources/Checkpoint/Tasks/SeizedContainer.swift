@@ -26,6 +26,9 @@ public final class SeizedContainer {
   private var released = false
   /// The CPUs of each thread and of ckcont's own, while they share one (``keepOnOneCPU()``).
   private var originalCPUs: [Int32: CPUSet] = [:]
+
+  /// The CPUs thread `tid` may run on, as it had them before ``keepOnOneCPU()``.
+  func cpus(of tid: Int32) -> CPUSet? { originalCPUs[tid] ?? (try? CPUSet.of(tid)) }
   private var tracerCPUs: CPUSet?
 
   /// Freezes `cgroup`, seizes every thread of its subtree and waits for all of them to stop.

@@ -280,6 +280,7 @@ struct TaskCapture: Sendable {
           address: rseqConfig.rseq_abi_pointer, size: rseqConfig.rseq_abi_size, signature: rseqConfig.signature),
       altStack: altStack, clearChildTid: clearTid)
     if tid != pid { core.name = threadStatus[tid]?.name }
+    core.cpus = session.cpus(of: tid)?.cpus
     return core
   }
 }
