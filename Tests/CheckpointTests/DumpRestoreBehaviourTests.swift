@@ -68,11 +68,16 @@ struct DumpRestoreBehaviourTests {
 
   /// ckcont holds every task on its own CPU while it makes remote calls: a dump that lets the
   /// container run on gives each thread its CPUs back as they were (one pinned by the test
-  /// included), and restored tasks get the CPUs they would have had from ckcont, not one.
+  /// included), and so does the restore, each process by its pid in the container.
   @Test func everyTaskGetsItsCPUsBack() throws {
     func cpus(_ pid: Int32) -> String {
       let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
       return status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }.map(String.init) ?? "gone"
+    }
+    /// The process's pid in the container (the last of its NSpid).
+    func inner(_ pid: Int32) -> String {
+      let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+      return status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.map(String.init) ?? "gone"
     }
     let own = cpus(getpid())
     try #require(sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 && own.contains("-"), "needs two CPUs: \(own)")
@@ -86,6 +91,7 @@ struct DumpRestoreBehaviourTests {
     try CPUSet(only: last).apply(to: pids[3])
     let before = Dictionary(uniqueKeysWithValues: pids.map { ($0, cpus($0)) })
     #expect(before[pids[3]] == "Cpus_allowed_list:\t\(last)")
+    let beforeInside = Dictionary(uniqueKeysWithValues: pids.map { (inner($0), cpus($0)) })
     let dump = container.dump(["--leave-running"])
     try #require(dump.status == 0, "\(dump.output)")
     #expect(Dictionary(uniqueKeysWithValues: pids.map { ($0, cpus($0)) }) == before)
@@ -97,7 +103,8 @@ struct DumpRestoreBehaviourTests {
     try #require(restore.status == 0, "\(restore.output)")
     let restored = container.cgroup.allPids()
     #expect(restored.count == pids.count)
-    #expect(restored.allSatisfy { cpus($0) == own }, "\(restored.map(cpus))")
+    #expect(Dictionary(uniqueKeysWithValues: restored.map { (inner($0), cpus($0)) }) == beforeInside, "\(restored.map(cpus))")
+    #expect(restored.filter { cpus($0) == own }.count == pids.count - 1)
     #expect(try container.terminateRestored() == 0)
     #expect(container.log.contains("PASS forest"), "\(container.log)")
   }
