@@ -512,6 +512,7 @@ final class LoadedBundle {
       }
     }
     guard task.core.cwd.hasPrefix("/"), task.core.cwd.utf8.count < 4096 else { throw bad("bad working directory") }
+    guard task.core.root.hasPrefix("/"), task.core.root.utf8.count < 4096, !task.core.root.contains("\0") else { throw bad("bad root") }
   }
 }
 

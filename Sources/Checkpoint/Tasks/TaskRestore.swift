@@ -78,8 +78,17 @@ struct TaskRestore {
     batch.add("umask", SyscallNumber.umask, .value(UInt64(core.umask)))
     batch.add("personality", SyscallNumber.personality, .value(core.personality))
     let limitCalls = try queueLimits(into: &batch)
-    let cwd = try injector.put(string: core.cwd)
-    batch.add("chdir \(core.cwd)", SyscallNumber.chdir, .value(cwd))
+    // A process sharing its parent's fs information (CLONE_FS) has them from the parent.
+    if entry.sharesFSWithParent != true {
+      let cwd = try injector.put(string: core.cwd)
+      batch.add("chdir \(core.cwd)", SyscallNumber.chdir, .value(cwd))
+      // A process that chroot()ed: its working directory (a path from the container's root)
+      // first, then its root, which the working directory may lie outside of.
+      if core.root != "/" {
+        let root = try injector.put(string: core.root)
+        batch.add("chroot \(core.root)", SyscallNumber.chroot, .value(root))
+      }
+    }
     try restoreThreadState(main, in: injector, batch: &batch)
     let results = try injector.run(batch)
     try finishLimits(limitCalls, results: results)
