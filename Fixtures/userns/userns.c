@@ -9,15 +9,23 @@
  * supplementary group 1001 and waits.
  * After SIGTERM: still uid and gid 0 with the capabilities it had (every one of the
  * namespace's), the same uid_map and gid_map, the hostname; the file's owner is 0; the child
- * is uid 1000, gid 1000, groups 1001; and it can still act as the namespace's root (set the
- * hostname again).
+ * is uid 1000, gid 1000, groups 1001, without PR_SET_KEEPCAPS (asked through a pipe on
+ * SIGUSR1); and it can still act as the namespace's root (set the hostname again).
  */
 #include "fix.h"
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
+
+static int answer_fd = -1;
+static void on_usr1(int signal) {
+  (void)signal;
+  char keep = (char)('0' + prctl(PR_GET_KEEPCAPS, 0, 0, 0, 0));
+  if (write(answer_fd, &keep, 1) != 1) _exit(3);
+}
 
 /* The value of `key` in /proc/<pid>/status ("self" for this process). */
 static void status_line(const char *pid, const char *key, char *out, size_t size) {
@@ -56,10 +64,14 @@ int main(int argc, char **argv) {
   FX_SYS(sethostname("userns-fixture", 14));
   FX_SYS(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
   FX_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
-  int ready[2];
+  int ready[2], answers[2];
   FX_SYS(pipe(ready));
+  FX_SYS(pipe(answers));
   pid_t child = FX_SYS(fork());
   if (child == 0) {
+    answer_fd = answers[1];
+    struct sigaction sa = {.sa_handler = on_usr1};
+    sigaction(SIGUSR1, &sa, NULL);
     gid_t group = 1001;
     if (setgroups(1, &group) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0) _exit(2);
     close(ready[0]);
@@ -100,6 +112,10 @@ int main(int argc, char **argv) {
   FX_TRUE(!strcmp(ids, "\t1000\t1000\t1000\t1000"), "the child's gids are%s", ids);
   status_line(pid, "Groups", ids, sizeof ids);
   FX_TRUE(!strcmp(ids, "\t1001 "), "the child's groups are%s", ids);
+  kill(child, SIGUSR1);
+  char keep = '?';
+  FX_EQ("the child's answer", 1, read(answers[0], &keep, 1));
+  FX_EQ("the child's PR_GET_KEEPCAPS", '0', keep);
   FX_EQ("sethostname again", 0, sethostname("userns-again", 12));
 
   kill(child, SIGKILL);

@@ -292,10 +292,13 @@ struct TaskRestore {
       try injector.call("setfsgid", SyscallNumber.setfsgid, UInt64(gids[3]))
     }
     if let uids {
-      // Keeps the capabilities through the change of uid; they are set right after.
+      // Keeps the capabilities through the change of uid; they are set right after. The flag
+      // itself goes back to what the process had (SECBIT_KEEP_CAPS), or it would keep its
+      // capabilities through a setuid of its own later.
       try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, 8, 1)
       try injector.call("setresuid", SyscallNumber.setresuid, UInt64(uids[0]), UInt64(uids[1]), UInt64(uids[2]))
       try injector.call("setfsuid", SyscallNumber.setfsuid, UInt64(uids[3]))
+      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, 8, UInt64(creds.securebits & 0x10 /* SECBIT_KEEP_CAPS */ != 0 ? 1 : 0))
     }
     if creds.capBounding != status.capBnd {
       for capability in 0..<64 where status.capBnd & (1 << UInt64(capability)) != 0 && creds.capBounding & (1 << UInt64(capability)) == 0 {
