@@ -39,6 +39,12 @@ public struct MountImage: Codable, Sendable, Equatable {
   public var options: String
   /// A tmpfs's files, parents first.
   public var files: [MountFileImage]?
+  /// Propagation among the container's own mounts (mountinfo's optional fields, for peer
+  /// groups no mount of ckcont's namespace is in): the peer group it shares mounts with
+  /// (`shared:N`), the one it receives them from (`master:N`), and `unbindable`.
+  public var sharedGroup: Int?
+  public var masterGroup: Int?
+  public var unbindable: Bool?
 
   public init(
     kind: Kind, mountPoint: String, fsType: String, source: String, sourceInContainer: Bool? = nil, flags: UInt64,

@@ -76,11 +76,45 @@ enum ContainerMounts {
       }
       container = roots + container.filter { $0.mountPoint != "/" }
     }
+    // Peer groups of ckcont's namespace are the host's business: the container's mounts
+    // come back private from them.
+    let hostGroups = Set(ckconts.flatMap { peerGroups(of: $0) })
     // A nested namespace's bind sources: first what the container's namespace shows.
     var added: [MountInfoEntry] = base == nil ? [] : reference
     var images: [MountImage] = []
     let owner = base == nil ? "the container's" : "process \(pid)'s"
+    let byID = Dictionary(container.map { ($0.mountID, $0) }) { first, _ in first }
+    /// The container's own peer groups a mount shares mounts with (`shared:`) or receives
+    /// them from (`master:`).
+    func groups(_ mount: MountInfoEntry?, _ kinds: [String]) -> Set<Int> {
+      Set(
+        (mount?.optionalFields ?? []).compactMap { field -> Int? in
+          let parts = field.split(separator: ":")
+          guard parts.count == 2, kinds.contains(String(parts[0])), let group = Int(parts[1]), !hostGroups.contains(group) else { return nil }
+          return group
+        })
+    }
+    /// Where a mount sits below its parent's mount point.
+    func below(_ mount: MountInfoEntry) -> String {
+      let parent = byID[mount.parentID]?.mountPoint ?? "/"
+      return parent == "/" ? mount.mountPoint : String(mount.mountPoint.dropFirst(parent.count))
+    }
+    var kept: [MountInfoEntry] = []
     for mount in container where !hostKeys.contains(key(mount)) {
+      // A copy that propagation made under a peer of an earlier mount's parent comes back by
+      // propagation when that mount is made: made again, it would be there twice.
+      // (Under a peer of the parent, or under a slave of the parent's group.)
+      let receives = groups(byID[mount.parentID], ["shared", "master"])
+      if !receives.isEmpty,
+        kept.contains(where: { other in
+          other.parentID != mount.parentID && !groups(byID[other.parentID], ["shared"]).isDisjoint(with: receives)
+            && below(other) == below(mount) && other.major == mount.major && other.minor == mount.minor && other.root == mount.root
+        })
+      {
+        added.append(mount)
+        continue
+      }
+      kept.append(mount)
       let flags = mountFlags(mount.mountOptions)
       let name = mount.mountPoint == "/" ? "root filesystem (\(mount.fsType) from \(mount.source))" : "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
       if let source = bindSource(of: mount, in: added) {
@@ -101,9 +135,27 @@ enum ContainerMounts {
           .failed, "\(owner) \(name) cannot be checkpointed yet: it is no view of a path ckcont sees, nor a filesystem ckcont can make again",
           hint: mount.mountPoint == "/" ? "mount the root filesystem on the host too (as podman mounts an overlay), then run the container on that" : "bind-mount it from the host instead")
       }
+      if let index = images.indices.last {
+        let groups = Dictionary(uniqueKeysWithValues: mount.optionalFields.compactMap { field -> (String, Int)? in
+          let parts = field.split(separator: ":")
+          guard parts.count == 2, let group = Int(parts[1]), !hostGroups.contains(group) else { return nil }
+          return (String(parts[0]), group)
+        })
+        images[index].sharedGroup = groups["shared"]
+        images[index].masterGroup = groups["master"]
+        images[index].unbindable = mount.optionalFields.contains("unbindable") ? true : nil
+      }
       added.append(mount)
     }
     return MountsImage(mounts: images)
+  }
+
+  /// The peer groups a mount is in or receives from (`shared:N`, `master:N`).
+  private static func peerGroups(of mount: MountInfoEntry) -> [Int] {
+    mount.optionalFields.compactMap { field in
+      let parts = field.split(separator: ":")
+      return parts.count == 2 && (parts[0] == "shared" || parts[0] == "master") ? Int(parts[1]) : nil
+    }
   }
 
   /// What makes a mount the same as one of ckcont's. The root of a cgroup mount is left out:
@@ -283,8 +335,25 @@ enum ContainerMounts {
           "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
         if let files = mount.files { try writeFiles(files, under: hostPath, mountPoint: mount.mountPoint) }
       }
+      try propagate(mount, at: target, injector: injector)
     }
     if let staging { try pivot(injector, into: staging) }
+  }
+
+  /// Makes the mount just made at `target` propagate as it did: a slave of its master's peer
+  /// group (it is a peer of it when it was bound from one of its members, made shared
+  /// before), then shared (its group's first member makes the group; a bind from a shared
+  /// member joins it), or unbindable.
+  private static func propagate(_ mount: MountImage, at target: UInt64, injector: Injector) throws {
+    // A root of its own is pivoted into, which a shared mount cannot be.
+    guard mount.mountPoint != "/" else { return }
+    var changes: [(flag: UInt64, what: String)] = []
+    if mount.masterGroup != nil { changes.append((0x80000 /* MS_SLAVE */, "slave")) }
+    if mount.sharedGroup != nil { changes.append((0x100000 /* MS_SHARED */, "shared")) }
+    if mount.unbindable == true { changes.append((0x20000 /* MS_UNBINDABLE */, "unbindable")) }
+    for (flag, what) in changes {
+      try injector.call("make \(mount.mountPoint) \(what)", SyscallNumber.mount, 0, target, 0, flag, 0)
+    }
   }
 
   /// Mount options with the host's ids (`uid=100000`, as ckcont read them) in a user
