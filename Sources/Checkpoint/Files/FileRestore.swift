@@ -606,33 +606,6 @@ struct FileRestore {
     injector.resetData()
   }
 
-  /// The queues of a connection in repair mode, then its window: in repair mode a write to
-  /// the send queue queues without sending, one to the receive queue is taken as received.
-  /// The receive queue goes in pieces the kernel takes whole (a write there may be short).
-  private func fillQueues(_ socket: Int32, _ tcp: TCPConnectionImage) throws {
-    func set(_ name: Int32, _ bytes: [UInt8], _ what: String) throws {
-      try syscallChecked("setsockopt", "\(what) of a TCP connection") {
-        bytes.withUnsafeBytes { setsockopt(socket, 6 /* IPPROTO_TCP */, name, $0.baseAddress, socklen_t($0.count)) }
-      }
-    }
-    func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
-    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send queue"), (1, tcp.receiveQueue, "receive queue")] where !bytes.isEmpty {
-      try set(TCPRepair.queue, int(queue), "TCP_REPAIR_QUEUE")
-      try bytes.withUnsafeBytes { all in
-        var done = 0
-        while done < all.count {
-          let piece = min(all.count - done, 64 << 10)
-          let n = try syscallChecked("write", "the \(what) of a TCP connection (\(done) of \(all.count) bytes in)") {
-            Glibc.write(socket, all.baseAddress! + done, piece)
-          }
-          guard n > 0 else { throw CKError(.failed, "the \(what) of a TCP connection took no more bytes after \(done) of \(all.count)") }
-          done += n
-        }
-      }
-    }
-    try set(TCPRepair.window, tcp.window.flatMap(int), "TCP_REPAIR_WINDOW")
-  }
-
   /// pwrite of the whole of `contents` from offset 0.
   private func write(_ contents: Data, to fd: Int32, what: String) throws {
     try contents.withUnsafeBytes { bytes in
@@ -645,7 +618,7 @@ struct FileRestore {
 
   /// Runs `body` with a descriptor of ckcont's own for the task's `fd` (pidfd_getfd): the same
   /// open file description, so what it writes is the task's.
-  private func withOurCopy(of fd: Int32, in hostPid: Int32? = nil, _ body: (Int32) throws -> Void) throws {
+  func withOurCopy(of fd: Int32, in hostPid: Int32? = nil, _ body: (Int32) throws -> Void) throws {
     let owner = hostPid ?? injector.pid
     let pidfd = try syscallChecked("pidfd_open", "\(owner)") { ck_pidfd_open(owner, 0) }
     defer { close(pidfd) }
@@ -781,63 +754,9 @@ struct FileRestore {
     return (read, write)
   }
 
-  /// This end of a connected unix socket: one socketpair(2) is made for it and its peer the
-  /// first time either is needed (its other end held for whoever needs the peer), fetched
-  /// from the process holding it afterwards. Bytes that waited in it are written into its
-  /// peer end, so that they wait in it again.
-  private func socketPairEnd(_ socket: SocketImage, prepared: inout Prepared) throws -> Int64 {
-    guard let inode = socket.inode, let peerInode = socket.peerInode else { throw CKError(.failed, "a unix socket without its inodes") }
-    var end: Int64
-    if let holder = shared.socketEnds[inode] {
-      end = holder.pid == pid ? holder.fd : try fetch(holder.fd, from: holder.pid, to: prepared.takeHigh())
-    } else {
-      injector.resetData()
-      let pair = try injector.reserve(8)
-      try injector.call(
-        "socketpair for socket:[\(inode)]", SyscallNumber.socketpair, UInt64(AF_UNIX),
-        UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue)), 0, pair)
-      let fds = try injector.read(8, at: pair).withUnsafeBytes {
-        ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
-      }
-      end = try move(Int64(fds.0), to: prepared.takeHigh())
-      let peer = try move(Int64(fds.1), to: prepared.takeHigh())
-      shared.socketEnds[peerInode] = (pid, injector.pid, peer)
-      if socket.peerOutside == true {
-        // The peer outside: it writes what waited, then goes (closed with the high fds).
-        try fill(socket, inode: inode, through: (injector.pid, peer))
-        shared.socketEnds[peerInode] = nil
-        return end
-      }
-    }
-    shared.socketEnds[inode] = (pid, injector.pid, end)
-    if let peer = shared.socketEnds[peerInode] { try fill(socket, inode: inode, through: (peer.hostPid, peer.fd)) }
-    return end
-  }
-
-  /// Writes what waited in socket `inode` into it, once, through its peer (`fd` of the task
-  /// with host pid `hostPid`).
-  private func fill(_ socket: SocketImage, inode: UInt64, through peer: (hostPid: Int32, fd: Int64)) throws {
-    let waiting = (socket.queued.map { [$0] } ?? []) + (socket.messages ?? [])
-    if !waiting.isEmpty, shared.filledSockets.insert(inode).inserted {
-      try withOurCopy(of: Int32(peer.fd), in: peer.hostPid) { ours in
-        // A stream's bytes may go in several sends; a message must go in one.
-        for message in waiting {
-          try message.withUnsafeBytes { bytes in
-            var done = 0
-            repeat {
-              done += try syscallChecked("send", "what waited in socket:[\(inode)]") {
-                send(ours, bytes.baseAddress.map { $0 + done }, bytes.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-              }
-            } while done < bytes.count
-          }
-        }
-      }
-    }
-  }
-
   /// A copy of another restored process's fd, taken from inside with pidfd_open +
   /// pidfd_getfd: the same open file description, so offset and flags stay shared.
-  private func fetch(_ fd: Int64, from owner: Int32, to high: Int64) throws -> Int64 {
+  func fetch(_ fd: Int64, from owner: Int32, to high: Int64) throws -> Int64 {
     let pidfd = try injector.call("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, UInt64(owner), 0)
     defer { _ = try? injector.raw(SyscallNumber.close, UInt64(pidfd)) }
     let copy = try injector.call("pidfd_getfd(\(owner), \(fd))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(fd), 0)
@@ -845,7 +764,7 @@ struct FileRestore {
   }
 
   /// dup3 to a high number handed out by ``Prepared``, then close the original.
-  private func move(_ fd: Int64, to high: Int64) throws -> Int64 {
+  func move(_ fd: Int64, to high: Int64) throws -> Int64 {
     try injector.call("dup3 to \(high)", SyscallNumber.dup3, UInt64(fd), UInt64(high), UInt64(O_CLOEXEC))
     try injector.call("close", SyscallNumber.close, UInt64(fd))
     return high
@@ -866,16 +785,6 @@ struct FileRestore {
       }
     }
   }
-}
-
-/// The TCP_REPAIR socket options (linux/tcp.h), at level IPPROTO_TCP.
-enum TCPRepair {
-  static let mode: Int32 = 19
-  static let queue: Int32 = 20
-  static let queueSequence: Int32 = 21
-  static let options: Int32 = 22
-  static let timestamp: Int32 = 24
-  static let window: Int32 = 29
 }
 
 /// Where a deleted file (held open or mapped) is made again before it is unlinked: at its own
