@@ -1,10 +1,12 @@
 /* sched: a process's scheduling comes back: nice 7 under SCHED_BATCH, and a thread it
  * starts after the restore inherits them; its main thread pinned to the last CPU and a
- * sleeping thread pinned to CPU 0 keep their CPUs.
+ * sleeping thread pinned to CPU 0 keep their CPUs; and its prctl settings: transparent huge
+ * pages off, a timer slack of 123456 ns, memory-deny-write-execute.
  */
 #include "fix.h"
 #include <pthread.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
@@ -52,6 +54,9 @@ int main(void) {
   if (pthread_create(&worker, NULL, sleeper, NULL) != 0) fx_setup_fail("pthread_create");
   for (int tries = 0; tries < 5000 && sleeper_tid == 0; tries++) usleep(1000);
   if (sleeper_tid == 0) fx_setup_fail("the sleeping thread did not pin itself");
+  FX_SYS(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0));
+  FX_SYS(prctl(PR_SET_TIMERSLACK, 123456, 0, 0, 0));
+  FX_SYS(prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0));
   fx_ready();
   fx_wait_term();
   FX_EQ("policy", SCHED_BATCH, sched_getscheduler(0));
@@ -59,6 +64,9 @@ int main(void) {
   FX_EQ("nice", 7, getpriority(PRIO_PROCESS, 0));
   FX_EQ("the main thread's CPU", last, only_cpu(0));
   FX_EQ("the sleeping thread's CPU", 0, only_cpu(sleeper_tid));
+  FX_EQ("PR_GET_THP_DISABLE", 1, prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0));
+  FX_EQ("PR_GET_TIMERSLACK", 123456, prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0));
+  FX_EQ("PR_GET_MDWE", 1, prctl(66 /* PR_GET_MDWE */, 0, 0, 0, 0));
   int seen[2] = {-1, -1};
   pthread_t thread;
   if (pthread_create(&thread, NULL, probe, seen) == 0) pthread_join(thread, NULL);

@@ -21,6 +21,8 @@ public struct TaskCore: Codable, Sendable, Equatable {
   public var scheduling: SchedulingImage?
   /// seccomp filters, oldest first, which every thread of the process has (nil: none).
   public var seccompFilters: [SeccompFilterImage]?
+  /// prctl settings (nil in bundles from before they were kept).
+  public var controls: ProcessControls?
   public var credentials: Credentials
   /// prctl state: PR_SET_PDEATHSIG signal, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER.
   public var parentDeathSignal: Int32
@@ -256,6 +258,22 @@ public struct SeccompFilterImage: Codable, Sendable, Equatable {
 }
 
 /// A task's scheduling: nice value, policy and real-time priority (/proc/<pid>/stat).
+/// prctl(2) settings of a process beyond the few TaskCore has its own fields for, each
+/// restored with its PR_SET_ call: transparent huge pages off (PR_SET_THP_DISABLE), the timer
+/// slack of its main thread in nanoseconds (PR_SET_TIMERSLACK), and memory-deny-write-execute
+/// (PR_SET_MDWE flags; 0 where the kernel has none).
+public struct ProcessControls: Codable, Sendable, Equatable {
+  public var thpDisabled: UInt64
+  public var timerSlack: UInt64
+  public var memoryDenyWriteExecute: UInt64
+
+  public init(thpDisabled: UInt64, timerSlack: UInt64, memoryDenyWriteExecute: UInt64) {
+    self.thpDisabled = thpDisabled
+    self.timerSlack = timerSlack
+    self.memoryDenyWriteExecute = memoryDenyWriteExecute
+  }
+}
+
 public struct SchedulingImage: Codable, Sendable, Equatable {
   public var nice: Int32
   public var policy: UInt32

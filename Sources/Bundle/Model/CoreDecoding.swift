@@ -21,8 +21,16 @@ extension TaskCore {
       var childSubreaper: Bool?
       var scheduling: SchedulingImage?
       var seccompFilters: [SeccompFilterImage]?
+      var controls: ProcessControls?
       try scanner.object { key, scanner throws(BundleError) in
         switch key {
+        case "controls":
+          if !scanner.null() {
+            let fields = try scanner.integerFields(["thpDisabled", "timerSlack", "memoryDenyWriteExecute"], in: "the process controls")
+            controls = ProcessControls(
+              thpDisabled: try fields.take("thpDisabled"), timerSlack: try fields.take("timerSlack"),
+              memoryDenyWriteExecute: try fields.take("memoryDenyWriteExecute"))
+          }
         case "seccompFilters":
           if !scanner.null() {
             seccompFilters = try scanner.list { scanner throws(BundleError) in
@@ -120,6 +128,7 @@ extension TaskCore {
         childSubreaper: childSubreaper)
       core.scheduling = scheduling
       core.seccompFilters = seccompFilters
+      core.controls = controls
       return core
     }
   }

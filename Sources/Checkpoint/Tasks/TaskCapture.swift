@@ -88,6 +88,9 @@ struct TaskCapture: Sendable {
     let subreaperAt = slot(8)
     let subreaperCall = batch.add(SyscallNumber.prctl, 37, subreaperAt)
     let securebitsCall = batch.add(SyscallNumber.prctl, 27)
+    let thpCall = batch.add(SyscallNumber.prctl, 42)  // PR_GET_THP_DISABLE
+    let slackCall = batch.add(SyscallNumber.prctl, 30)  // PR_GET_TIMERSLACK
+    let mdweCall = batch.add(SyscallNumber.prctl, 66)  // PR_GET_MDWE (EINVAL before 6.3)
     let posixTimerCalls = timers.map { timer in
       let at = slot(32)
       return (timer: timer, call: batch.add(SyscallNumber.timerGettime, UInt64(UInt32(bitPattern: timer.id)), at), at: at)
@@ -148,6 +151,9 @@ struct TaskCapture: Sendable {
     _ = try result(subreaperCall, "PR_GET_CHILD_SUBREAPER")
     let subreaper = Int32(truncatingIfNeeded: ran.words(at: subreaperAt, count: 1)[0]) != 0
     let securebits = try result(securebitsCall, "PR_GET_SECUREBITS")
+    let controls = ProcessControls(
+      thpDisabled: UInt64(try result(thpCall, "PR_GET_THP_DISABLE")), timerSlack: UInt64(try result(slackCall, "PR_GET_TIMERSLACK")),
+      memoryDenyWriteExecute: UInt64(max(0, ran.results[mdweCall])))
     let mainThreadState = try mainThread.read(ran, task: pid)
     _ = try result(unameCall, "uname")
     // struct utsname: six fields of 65 bytes; nodename is the second, domainname the sixth.
@@ -210,6 +216,7 @@ struct TaskCapture: Sendable {
       cwd: cwd, root: root, comm: status.name,
       credentials: credentials, parentDeathSignal: pdeathsig, dumpable: Int32(dumpable), childSubreaper: subreaper)
     core.seccompFilters = seccompFilters
+    core.controls = controls
     log("task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
     return (core, brk, NamespaceFacts(uts: uts, sysvObjects: sysvObjects, loopbackUp: loopbackUp))
   }
@@ -340,6 +347,8 @@ final class RemoteSession {
   let originalMask: UInt64
   /// The main thread's session owns (and unmaps) the area; other threads borrow it.
   private let ownsArea: Bool
+  /// The code part is not writable (a task under memory-deny-write-execute).
+  private let codeReadOnly: Bool
   private var finished = false
   static let areaSize: UInt64 = 32 << 10
   static let dataOffset: UInt64 = 12 << 10
@@ -354,9 +363,24 @@ final class RemoteSession {
     }
     try tracee.setSignalMask(~0)
     remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget))
-    let area = try? remote.call(
+    var area = try? remote.call(
       SyscallNumber.mmap, 0, Self.areaSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC), UInt64(MAP_PRIVATE | MAP_ANONYMOUS),
       UInt64.max, 0)
+    var codeReadOnly = false
+    if area == -Int64(EACCES) {
+      // Memory-deny-write-execute (PR_SET_MDWE) refuses a writable and executable mapping:
+      // the code part is mapped read and execute only (ckcont writes it through
+      // /proc/<pid>/mem), the data part read and write.
+      area = try? remote.call(
+        SyscallNumber.mmap, 0, Self.areaSize, UInt64(PROT_READ | PROT_EXEC), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+      if let mapped = area, mapped > 0 {
+        let data = UInt64(mapped) + Self.dataOffset
+        let changed = try? remote.call(SyscallNumber.mprotect, data, Self.areaSize - Self.dataOffset, UInt64(PROT_READ | PROT_WRITE))
+        if changed != 0 { _ = try? remote.call(SyscallNumber.munmap, UInt64(mapped), Self.areaSize) }
+        area = changed == 0 ? mapped : changed
+        codeReadOnly = true
+      }
+    }
     guard let area, area > 0 else {
       try? remote.restoreRegisters()
       try? tracee.setSignalMask(originalMask)
@@ -365,6 +389,7 @@ final class RemoteSession {
     code = UInt64(area)
     scratch = code + Self.dataOffset
     ownsArea = true
+    self.codeReadOnly = codeReadOnly
   }
 
   /// Another thread of the same process, using `main`'s scratch area.
@@ -376,6 +401,7 @@ final class RemoteSession {
     code = main.code
     scratch = main.scratch
     ownsArea = false
+    codeReadOnly = main.codeReadOnly
   }
 
   /// What a batch left: each call's result, and the out-parameters.
@@ -398,8 +424,12 @@ final class RemoteSession {
     guard batch.calls.count <= 512, code.count <= Int(Self.dataOffset) else {
       throw CKError(.failed, "task \(tracee.tid): a batch of \(batch.calls.count) remote calls does not fit")
     }
-    try code.withUnsafeBytes { bytes in
-      try ProcessMemory.write(pid: tracee.tid, bytes: bytes, at: self.code)
+    if codeReadOnly {
+      try code.withUnsafeBytes { bytes in try MemFile(pid: tracee.tid).write(bytes, at: self.code) }
+    } else {
+      try code.withUnsafeBytes { bytes in
+        try ProcessMemory.write(pid: tracee.tid, bytes: bytes, at: self.code)
+      }
     }
     try remote.runCode(at: self.code, calls: batch.calls.count)
     let words = Int(Self.dataSize / 8)

@@ -54,6 +54,10 @@ struct TaskRestore {
       log("task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container")
     }
     batch.add("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(36), .value(core.childSubreaper ? 1 : 0))
+    if let controls = core.controls {
+      batch.add("PR_SET_THP_DISABLE", SyscallNumber.prctl, .value(41), .value(controls.thpDisabled), .value(0), .value(0), .value(0))
+      batch.add("PR_SET_TIMERSLACK", SyscallNumber.prctl, .value(29), .value(controls.timerSlack))
+    }
     for timer in core.itimers {
       // A periodic timer read at the instant it expired shows value 0 before it re-arms;
       // set as is, 0 would disarm it: it fires now instead, as it was about to.
@@ -109,6 +113,10 @@ struct TaskRestore {
     for (_, own) in threads { try restoreCredentials(in: own) }
     // After the credentials: a change of ids makes the process undumpable (suid_dumpable).
     try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, 4, UInt64(core.dumpable))
+    // Memory-deny-write-execute last: it cannot be undone, and the restore maps what it denies.
+    if let flags = core.controls?.memoryDenyWriteExecute, flags != 0 {
+      try injector.call("PR_SET_MDWE", SyscallNumber.prctl, 65, flags, 0, 0, 0)
+    }
     for (thread, own) in threads.dropFirst() {
       try setFinalState(thread, of: own.tracee)
     }
