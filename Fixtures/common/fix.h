@@ -87,6 +87,15 @@ static __attribute__((unused)) const char *fx_dir(const char *arg) {
   return e && *e ? e : "/tmp";
 }
 
+/* dir/name, in one of four buffers: a call may take up to four such paths. */
+static __attribute__((unused)) const char *fx_join(const char *dir, const char *name) {
+  static char paths[4][4096];
+  static int next;
+  char *path = paths[next++ % 4];
+  snprintf(path, 4096, "%s/%s", dir, name);
+  return path;
+}
+
 static __attribute__((unused)) void fx_ready(void) { fx_write(1, "ready\n", 6); }
 
 /* Record a failure without stopping, so that one run reports everything that differs. */

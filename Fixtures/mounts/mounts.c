@@ -25,14 +25,8 @@
 #define DATA_SIZE (100 << 10)
 static char base[3000];
 
-/* base/name, in one of four buffers: a call may take two such paths. */
-static const char *at(const char *name) {
-  static char paths[4][4096];
-  static int next;
-  char *path = paths[next++ % 4];
-  snprintf(path, 4096, "%s/%s", base, name);
-  return path;
-}
+/* base/name. */
+static const char *at(const char *name) { return fx_join(base, name); }
 
 static void fill(unsigned char *bytes, size_t n) {
   uint64_t seed = fx_seed(21);

@@ -17,13 +17,8 @@
 
 static char base[3000];
 
-static const char *at(const char *name) {
-  static char paths[4][4096];
-  static int next;
-  char *path = paths[next++ % 4];
-  snprintf(path, 4096, "%s/%s", base, name);
-  return path;
-}
+/* base/name. */
+static const char *at(const char *name) { return fx_join(base, name); }
 
 static dev_t device(const char *name) {
   struct stat st;

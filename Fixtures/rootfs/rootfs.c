@@ -31,14 +31,8 @@
 
 static char root[3000];
 
-/* root/name, in one of four buffers: a call may take two such paths. */
-static const char *in(const char *name) {
-  static char paths[4][4096];
-  static int next;
-  char *path = paths[next++ % 4];
-  snprintf(path, 4096, "%s/%s", root, name);
-  return path;
-}
+/* root/name. */
+static const char *in(const char *name) { return fx_join(root, name); }
 
 static void copy_self(const char *to) {
   int from = FX_SYS(open("/proc/self/exe", O_RDONLY));
