@@ -6,14 +6,16 @@
  * bytes 10..29 of B, and an open-file-description write lock on all of C. After SIGTERM a
  * child forked then, with descriptors of its own, finds each lock held: flock of A fails
  * with EWOULDBLOCK, F_GETLK on B reports pid 1's read lock and its range, F_OFD_GETLK on C
- * reports a write lock; and pid 1 can still unlock and lock again.
+ * reports a write lock; and pid 1 can still unlock and lock again. A fourth file D holds a
+ * read lease (F_SETLEASE), which F_GETLEASE reports after the restore; a fifth, made with
+ * O_TMPFILE in DIR (never named), holds "unnamed" and reads it back.
  */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/wait.h>
 
-static char paths[3][4096];
+static char paths[4][4096];
 
 static int child_check(void) {
   int a = open(paths[0], O_RDWR), b = open(paths[1], O_RDWR), c = open(paths[2], O_RDWR);
@@ -43,6 +45,13 @@ int main(int argc, char **argv) {
   FX_SYS(fcntl(fds[1], F_SETLK, &range));
   struct flock whole = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
   FX_SYS(fcntl(fds[2], F_OFD_SETLK, &whole));
+  snprintf(paths[3], sizeof paths[3], "%s/ckcont-locks-%d-d-XXXXXX", dir, (int)getpid());
+  int made = FX_SYS(mkstemp(paths[3]));
+  close(made);
+  int leased = FX_SYS(open(paths[3], O_RDONLY));
+  FX_SYS(fcntl(leased, F_SETLEASE, F_RDLCK));
+  int unnamed = FX_SYS(open(dir, O_TMPFILE | O_RDWR, 0600));
+  if (write(unnamed, "unnamed", 7) != 7) fx_setup_fail("write the O_TMPFILE file");
   fx_ready();
   fx_wait_term();
   pid_t child = FX_SYS(fork());
@@ -52,8 +61,12 @@ int main(int argc, char **argv) {
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 100;
   if (fx_flip()) code = 99;
   FX_TRUE(code == 0, "a lock was not held after the restore (check %d: 11 flock, 13 POSIX, 15 OFD)", code);
+  FX_EQ("F_GETLEASE", F_RDLCK, fcntl(leased, F_GETLEASE));
+  char text[16] = "";
+  FX_EQ("pread of the O_TMPFILE file", 7, pread(unnamed, text, sizeof text - 1, 0));
+  FX_TRUE(!strcmp(text, "unnamed"), "the O_TMPFILE file reads \"%s\"", text);
   FX_EQ("flock unlock", 0, flock(fds[0], LOCK_UN));
   FX_EQ("flock again", 0, flock(fds[0], LOCK_EX | LOCK_NB));
-  for (int i = 0; i < 3; i++) unlink(paths[i]);
+  for (int i = 0; i < 4; i++) unlink(paths[i]);
   fx_finish();
 }

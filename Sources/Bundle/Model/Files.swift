@@ -434,6 +434,8 @@ public struct FileLockImage: Codable, Sendable, Equatable {
     case posix
     /// fcntl(F_OFD_SETLK): held by the open file description, on a byte range.
     case openFileDescription
+    /// fcntl(F_SETLEASE): a read or write lease held by the open file description.
+    case lease
   }
   public var kind: Kind
   public var write: Bool

@@ -472,6 +472,13 @@ struct FileCapture {
   private func lock(from line: String, fd: Int32) throws -> FileLockImage {
     let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
     func bad() -> CKError { CKError(.failed, "task \(pid): fd \(fd): cannot read the lock '\(line)'") }
+    if words.count >= 4, words[1] == "LEASE" {
+      // A lease being broken is in the middle of a conversation with another process.
+      guard words[2] == "ACTIVE" else {
+        throw CKError(.failed, "task \(pid): fd \(fd) holds a lease being broken (\(words[2])), which ckcont cannot checkpoint", hint: "checkpoint once it is released")
+      }
+      return FileLockImage(kind: .lease, write: words[3] == "WRITE", start: 0, length: 0)
+    }
     guard words.count >= 8, words[2] == "ADVISORY", let start = Int64(words[6]) else { throw bad() }
     let kinds: [Substring: FileLockImage.Kind] = ["FLOCK": .flock, "POSIX": .posix, "OFDLCK": .openFileDescription]
     guard let kind = kinds[words[1]] else {

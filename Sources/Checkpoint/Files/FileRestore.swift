@@ -122,7 +122,7 @@ struct FileRestore {
     func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
       // Never creating or truncating; close-on-exec until installed.
       let address = try injector.put(string: path)
-      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
+      let openFlags = reopening(flags)
       let opened = batch.add(
         "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
       return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
@@ -139,7 +139,7 @@ struct FileRestore {
     /// <n>`, `map_files`). Opened with the descriptor's flags: a description of its own. A
     /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse.
     func queueHandedOver(_ path: String, flags: Int32, fd: Int32, inContainer: Bool = false) throws -> Int64 {
-      let openFlags = flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOFOLLOW) | O_CLOEXEC
+      let openFlags = reopening(flags) & ~O_NOFOLLOW
       let ours: Int32
       if inContainer {
         // The container's file as its root sees it, without leaving that root.
@@ -719,6 +719,11 @@ struct FileRestore {
           batch.add(what, SyscallNumber.flock, .value(UInt64(descriptor.fd)), .value(UInt64((lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB)))
           continue
         }
+        if lock.kind == .lease {
+          // F_SETLEASE with F_RDLCK or F_WRLCK.
+          batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(1024 /* F_SETLEASE */), .value(lock.write ? 1 : 0))
+          continue
+        }
         // struct flock: l_type, l_whence (shorts), then l_start, l_len (64 bits), l_pid.
         let type: UInt64 = lock.write ? 1 /* F_WRLCK */ : 0 /* F_RDLCK */
         let at = try injector.put(words: [type, UInt64(bitPattern: lock.start), UInt64(bitPattern: lock.length), 0])
@@ -785,6 +790,15 @@ struct FileRestore {
       }
     }
   }
+}
+
+/// The flags to open a file again with those it was opened with: never creating or
+/// truncating, close-on-exec until installed, and without O_TMPFILE (a file made unnamed in
+/// a directory comes back as a deleted file; its flags would ask for a directory).
+func reopening(_ flags: Int32) -> Int32 {
+  let temporary: Int32 = 0o20000000  // __O_TMPFILE
+  let withoutTemporary = flags & temporary != 0 ? flags & ~(temporary | O_DIRECTORY) : flags
+  return withoutTemporary & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
 }
 
 /// Where a deleted file (held open or mapped) is made again before it is unlinked: at its own
