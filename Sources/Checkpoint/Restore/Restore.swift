@@ -80,6 +80,7 @@ public struct Restore {
   public func run() throws -> RestoreReport {
     let started = monotonicNow()
     try Interruption.check()
+    raiseDescriptorLimit()
     let bundle = try load()
     try checkCPU(bundle.manifest)
     let ownPidNamespace = bundle.tree.namespaces.pid
@@ -377,6 +378,16 @@ public struct Restore {
     let device = (try? ProcStatExtended.read(pid: getpid())).map { UInt64(UInt32(bitPattern: $0.ttyNr)) } ?? 0
     if let side = Terminals.side(device: device), !side.isMaster { return "/dev/pts/\(side.index)" }
     return "/dev/tty"
+  }
+
+  /// The soft RLIMIT_NOFILE up to the hard one, as CRIU does: the tasks inherit it, and
+  /// while their descriptors are made they hold them above the highest number any process of
+  /// the bundle restores (``Injector/channel``); each gets its own limits back afterwards.
+  func raiseDescriptorLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 { log("could not raise RLIMIT_NOFILE: \(String(cString: strerror(errno)))") }
   }
 
   /// Where every task holds its end of the channel to ckcont (``Injector/channel``) until
