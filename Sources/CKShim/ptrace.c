@@ -1,5 +1,7 @@
 // ptrace(2) and waitpid status macros: variadic or macro-only in C, so Swift needs these.
+#include <errno.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -44,3 +46,14 @@ _Static_assert(__builtin_offsetof(struct ck_user_regs, orig_rax) == __builtin_of
 _Static_assert(__builtin_offsetof(struct ck_user_regs, fs_base) == __builtin_offsetof(struct user_regs_struct, fs_base), "fs_base");
 _Static_assert(__builtin_offsetof(struct ck_user_regs, gs) == __builtin_offsetof(struct user_regs_struct, gs), "gs");
 _Static_assert(sizeof(struct ck_rseq_configuration) == 24, "ptrace_rseq_configuration");
+
+// get_robust_list(2) of thread `tid` (no glibc wrapper): the head of its robust futex list,
+// which only the thread itself can set again. 0 or -errno.
+int ck_get_robust_list(pid_t tid, unsigned long *head, unsigned long *length) {
+  size_t size = 0;
+  void *pointer = NULL;
+  if (syscall(SYS_get_robust_list, tid, &pointer, &size) < 0) return -errno;
+  *head = (unsigned long)pointer;
+  *length = size;
+  return 0;
+}

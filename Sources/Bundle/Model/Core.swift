@@ -71,6 +71,9 @@ public struct ThreadCore: Codable, Sendable, Equatable {
   public var name: String?
   /// The CPUs it may run on (sched_setaffinity); nil in bundles from before it was kept.
   public var cpus: [Int]?
+  /// The head of its robust futex list (set_robust_list: glibc's, for robust mutexes whose
+  /// owner dies), 0 for none; nil in bundles from before it was kept.
+  public var robustList: UInt64?
 
   public init(
     tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,

@@ -145,11 +145,13 @@ extension ThreadCore {
     var altStack: AltStack?
     var name: String?
     var cpus: [Int]?
+    var robustList: UInt64?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "tid": tid = try scanner.integer()
       case "name": name = scanner.null() ? nil : try scanner.string()
       case "cpus": cpus = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try scanner.integer() }
+      case "robustList": robustList = scanner.null() ? nil : try scanner.integer()
       case "registers": registers = try GeneralRegisters(scanning: &scanner)
       case "xstate": xstate = try scanner.base64()
       case "xstateFeatures": xstateFeatures = try scanner.integer()
@@ -183,6 +185,7 @@ extension ThreadCore {
       pendingSignals: pendingSignals, rseq: rseq, altStack: altStack, clearChildTid: clearChildTid)
     self.name = name
     self.cpus = cpus
+    self.robustList = robustList
   }
 }
 

@@ -111,6 +111,8 @@ long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid,
 // Opens `path` with `flags` resolved under `dirfd` as its root (openat2 RESOLVE_IN_ROOT |
 // RESOLVE_NO_MAGICLINKS); the descriptor or -errno.
 int ck_open_in_root(int dirfd, const char *path, int flags);
+// get_robust_list(2) of thread `tid`: its robust futex list head and length (0 or -errno).
+int ck_get_robust_list(pid_t tid, unsigned long *head, unsigned long *length);
 // Sets the calling thread's fsuid and fsgid and raises its effective capabilities to its
 // permitted ones (0 or -errno).
 int ck_set_fs_ids(unsigned int uid, unsigned int gid);

@@ -288,6 +288,9 @@ struct TaskCapture: Sendable {
       altStack: altStack, clearChildTid: clearTid)
     if tid != pid { core.name = threadStatus[tid]?.name }
     core.cpus = session.cpus(of: tid)?.cpus
+    var head: UInt = 0, length: UInt = 0
+    try negErrnoChecked("get_robust_list", "thread \(tid)") { ck_get_robust_list(tid, &head, &length) }
+    core.robustList = UInt64(head)
     return core
   }
 }

@@ -138,6 +138,10 @@ struct TaskRestore {
       batch.add("sigaltstack", SyscallNumber.sigaltstack, .value(address), .value(0))
     }
     batch.add("set_tid_address", SyscallNumber.setTidAddress, .value(thread.clearChildTid))
+    if let head = thread.robustList, head != 0 {
+      // struct robust_list_head: 24 bytes on x86_64.
+      batch.add("set_robust_list", SyscallNumber.setRobustList, .value(head), .value(24))
+    }
     if let name = thread.name {
       // PR_SET_NAME names the calling thread: this batch runs in the thread itself.
       let at = try own.put(string: String(name.prefix(15)))
