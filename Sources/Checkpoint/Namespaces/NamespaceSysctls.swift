@@ -27,8 +27,15 @@ enum NamespaceSysctls {
   /// The settings of the `kind` (`net`, `ipc`) namespace of process `pid` that differ from
   /// those of a fresh namespace; nil when none does.
   static func capture(_ kind: String, of pid: Int32) throws -> [String: String]? {
-    // Both at once: a network namespace has hundreds of settings, each a procfs read.
-    nonisolated(unsafe) var reads: [Result<[String: String], any Error>?] = [nil, nil]
+    // Both at once: a network namespace has hundreds of settings, each a procfs read. Into
+    // memory of fixed place: two threads assigning to elements of one Array race on its
+    // copy-on-write check, and one result was lost now and then.
+    nonisolated(unsafe) let reads = UnsafeMutableBufferPointer<Result<[String: String], any Error>?>.allocate(capacity: 2)
+    reads.initialize(repeating: nil)
+    defer {
+      _ = reads.deinitialize()
+      reads.deallocate()
+    }
     DispatchQueue.concurrentPerform(iterations: 2) { index in
       reads[index] = Result {
         index == 0 ? try NamespaceThread.run(in: kind, of: pid) { try readAll(kind) } : try NamespaceThread.runInFresh(kind) { try readAll(kind) }
