@@ -158,6 +158,33 @@ static __attribute__((unused)) int fx_await(volatile uint64_t *word, uint64_t va
   return 0;
 }
 
+/* The VmFlags of the mapping starting at `start`, from /proc/self/smaps (" rd wr mr ..."),
+ * or "" when no mapping starts there. */
+static __attribute__((unused)) void fx_vm_flags(const void *start, char *out, size_t size) {
+  char want[32];
+  snprintf(want, sizeof want, "%lx-", (unsigned long)start);
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int inside = 0;
+  out[0] = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    if (!strncmp(line, want, strlen(want))) inside = 1;
+    else if (inside && !strncmp(line, "VmFlags:", 8)) {
+      snprintf(out, size, "%s", line + 8);
+      out[strcspn(out, "\n")] = 0;
+      break;
+    }
+  }
+  if (f) fclose(f);
+}
+
+/* Whether VmFlags text holds the two-letter flag `name`. */
+static __attribute__((unused)) int fx_has_vm_flag(const char *flags, const char *name) {
+  for (const char *p = flags; (p = strstr(p, name)); p += 2)
+    if (p > flags && p[-1] == ' ' && (p[2] == ' ' || p[2] == 0)) return 1;
+  return 0;
+}
+
 /* xorshift64*: a deterministic pattern source. */
 static inline uint64_t fx_rng(uint64_t *s) {
   uint64_t x = *s; x ^= x >> 12; x ^= x << 25; x ^= x >> 27; *s = x;

@@ -9,24 +9,6 @@
 
 #define SIZE (64 << 10)
 
-/* The VmFlags line of the area starting at `start`, from smaps. */
-static void vm_flags(void *start, char *out, size_t size) {
-  char want[32];
-  snprintf(want, sizeof want, "%lx-", (unsigned long)start);
-  FILE *f = fopen("/proc/self/smaps", "r");
-  char line[512];
-  int inside = 0;
-  out[0] = 0;
-  while (f && fgets(line, sizeof line, f)) {
-    if (!strncmp(line, want, strlen(want))) inside = 1;
-    else if (inside && !strncmp(line, "VmFlags:", 8)) {
-      snprintf(out, size, "%s", line + 8);
-      break;
-    }
-  }
-  if (f) fclose(f);
-}
-
 static long locked_kib(void) {
   FILE *f = fopen("/proc/self/status", "r");
   char line[256];
@@ -51,9 +33,9 @@ int main(void) {
   fx_ready();
   fx_wait_term();
   char flags[256];
-  vm_flags(always, flags, sizeof flags);
+  fx_vm_flags(always, flags, sizeof flags);
   FX_TRUE(strstr(flags, " lo") != NULL, "the mlock()ed area is not locked: VmFlags%s", flags);
-  vm_flags(faulted, flags, sizeof flags);
+  fx_vm_flags(faulted, flags, sizeof flags);
   FX_TRUE(strstr(flags, " lo") != NULL && strstr(flags, " lf") != NULL, "the MLOCK_ONFAULT area is not locked on fault: VmFlags%s", flags);
   FX_EQ("VmLck in KiB", 128, locked_kib());
   uint64_t check = fx_seed(51);

@@ -63,6 +63,9 @@ public enum BundleFormat {
     case shellJob = "shell-job"
     /// Processes in UTS, IPC or network namespaces of their own (``ProcessTree/nestedNamespaces``).
     case nestedNamespaces = "nested-namespaces"
+    /// Mappings with madvise(2) advice or sealed with mseal(2) (``VMAImage/advice``,
+    /// ``VMAImage/sealed``).
+    case memoryAdvice = "memory-advice"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -144,7 +144,7 @@ public struct Dump {
       controllingTerminal = stat.ttyNr
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       entry = try task.entry(cgroup: process.cgroup.relative(to: container))
-      memory = try MemoryCapture(pid: process.pid, procStat: stat, hasLockedMemory: (task.status.lockedMemoryKiB ?? 0) > 0).image(log: log)
+      memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
       files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts).image(log: log)
       namespaceIDs = try NamespaceID.readAll(
         pid: process.pid, names: ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
@@ -217,7 +217,8 @@ public struct Dump {
     let ours = try NamespaceID.readAll(pid: getpid())
     let theirs = try NamespaceID.readAll(pid: processes[0].pid)
     let settings = ["net", "ipc"].filter { theirs[$0] != nil && theirs[$0] != ours[$0] }.map {
-      ($0, NamespaceSysctls.Pending($0, of: processes[0].pid))
+      // Reading takes tens of milliseconds, which the rest of the capture hides.
+      (kind: $0, settings: Pending(named: "ckcont-sysctls-\($0)") { [pid = processes[0].pid, kind = $0] in try NamespaceSysctls.capture(kind, of: pid) })
     }
     let facts = try phases.time("/proc on all CPUs") { try readProc(of: processes, repaired: repaired) }
     nonisolated(unsafe) let log = self.log
@@ -325,10 +326,10 @@ public struct Dump {
     if namespaces.net {
       namespaces.loopbackUp = root.namespaces.loopbackUp
       try NestedNamespaces.checkOnlyLoopback(pid: root.hostPid, what: "the container's network namespace")
-      namespaces.netSysctls = try phases.time("namespace settings") { try settings.first { $0.0 == "net" }?.1.wait() }
+      namespaces.netSysctls = try phases.time("namespace settings") { try settings.first { $0.kind == "net" }?.settings.wait() }
     }
     if namespaces.ipc {
-      namespaces.ipcSysctls = try phases.time("namespace settings") { try settings.first { $0.0 == "ipc" }?.1.wait() }
+      namespaces.ipcSysctls = try phases.time("namespace settings") { try settings.first { $0.kind == "ipc" }?.settings.wait() }
     }
     // SysV objects live in the IPC namespace, not in any process: saved with the namespace.
     let sysv = root.namespaces.sysvObjects
@@ -587,6 +588,7 @@ public struct Dump {
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
         case .rootFilesystem: false
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
+        case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil }
         case .shellJob, .nestedNamespaces: false
         }
       }

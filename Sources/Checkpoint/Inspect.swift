@@ -40,6 +40,8 @@ public struct BundleInspection: Codable, Sendable {
     public var kind: String
     public var path: String
     public var savedBytes: UInt64
+    /// What the kernel keeps on the mapping besides: mlock, madvise advice, mseal.
+    public var attributes: [String]?
   }
   public struct Descriptor: Codable, Sendable {
     public var fd: Int32
@@ -111,7 +113,8 @@ public struct BundleInspection: Codable, Sendable {
         vmas: task.memory.vmas.map { vma in
           Mapping(
             range: "\(hex(vma.start))-\(hex(vma.end))", size: vma.size, protection: protection(vma), kind: vma.kind.rawValue,
-            path: vma.kind == .deletedFile ? vma.path + " (deleted)" : vma.path, savedBytes: vma.pages.reduce(0) { $0 + $1.size })
+            path: vma.kind == .deletedFile ? vma.path + " (deleted)" : vma.path, savedBytes: vma.pages.reduce(0) { $0 + $1.size },
+            attributes: attributes(vma))
         },
         fds: task.files.descriptors.map { Descriptor(fd: $0.fd, description: describeInContainer($0)) },
         pageBytes: task.memory.pagesSize, signalActions: task.core.signalActions.count,
@@ -196,6 +199,15 @@ public struct BundleInspection: Codable, Sendable {
     default: how = "returned \(result)"
     }
     return "in system call \(call) (\(how))"
+  }
+
+  /// mlock, madvise advice and mseal of a mapping, or nil for none.
+  static func attributes(_ vma: VMAImage) -> [String]? {
+    var names: [String] = []
+    if let lock = vma.lock { names.append(lock == .always ? "locked" : "locked on fault") }
+    names += (vma.advice ?? []).map(\.rawValue)
+    if vma.sealed == true { names.append("sealed") }
+    return names.isEmpty ? nil : names
   }
 
   static func protection(_ vma: VMAImage) -> String {
@@ -288,7 +300,7 @@ public struct BundleInspection: Codable, Sendable {
         lines.append(
           "    \(vma.range) \(vma.protection) \(size.padding(toLength: 9, withPad: " ", startingAt: 0)) "
             + "saved \(String(vma.savedBytes >> 10).padding(toLength: 7, withPad: " ", startingAt: 0)) KiB  "
-            + (vma.path.isEmpty ? "[\(vma.kind)]" : vma.path))
+            + (vma.path.isEmpty ? "[\(vma.kind)]" : vma.path) + (vma.attributes.map { " (\($0.joined(separator: ", ")))" } ?? ""))
       }
       lines.append("  \(task.fds.count) fds:")
       for fd in task.fds { lines.append("    \(fd.fd): \(fd.description)") }

@@ -19,6 +19,31 @@ public struct PageScanner: ~Copyable {
   /// Runs of pages in [start, end) that hold data worth saving: present or swapped, not the
   /// shared zero page, and with `anonymousOnly` not the file's own page cache page (for
   /// private file mappings only the copied-on-write pages differ from the file).
+  /// ``dataRuns(start:end:anonymousOnly:)`` of several areas in address order, each
+  /// `anonymousOnly` alike, in one scan across them all (one ioctl for thousands of small
+  /// mappings instead of one each): runs are split at the areas' bounds, and what lies
+  /// between areas is left out.
+  public mutating func dataRuns(of areas: [AddressRange], anonymousOnly: Bool) throws -> [[AddressRange]] {
+    guard let first = areas.first, let last = areas.last else { return [] }
+    let runs = try dataRuns(start: first.start, end: last.end, anonymousOnly: anonymousOnly)
+    var result: [[AddressRange]] = Array(repeating: [], count: areas.count)
+    var area = 0
+    for run in runs {
+      var start = run.start
+      while start < run.end && area < areas.count {
+        if areas[area].end <= start {
+          area += 1
+          continue
+        }
+        let end = min(run.end, areas[area].end)
+        let clipped = max(start, areas[area].start)
+        if clipped < end { result[area].append(AddressRange(start: clipped, end: end)) }
+        start = end
+      }
+    }
+    return result
+  }
+
   public mutating func dataRuns(start: UInt64, end: UInt64, anonymousOnly: Bool) throws -> [AddressRange] {
     var runs: [AddressRange] = []
     var cursor = start

@@ -23,6 +23,8 @@ struct ModelEncodingTests {
           kind: index == 6 ? .memfd : .file, path: path, offset: UInt64(index) << 12, growsDown: index == 2, pages: pages,
           pagesOffset: offset, sharedObject: index == 6 ? 77 : nil, objectSize: index == 6 ? 1 << 20 : nil))
       vmas[vmas.count - 1].lock = index == 0 ? .always : index == 2 ? .onFault : nil
+      vmas[vmas.count - 1].advice = index == 1 ? [.dontFork, .wipeOnFork] : index == 4 ? VMAImage.Advice.allCases : nil
+      vmas[vmas.count - 1].sealed = index == 3 ? true : nil
       offset += pages.reduce(0) { $0 + $1.size }
     }
     return MemoryImage(
@@ -67,6 +69,7 @@ extension ModelEncodingTests {
     ("{\"exe\":\"abc", "the end of a string"),
     ("{\"exe\":\"a\nb\"}", "no control character"),
     ("{\"vmas\":[{\"kind\":\"weird\"}]}", "unknown kind"),
+    ("{\"vmas\":[{\"advice\":[\"dontFork\",\"fly\"]}]}", "unknown advice \"fly\""),
   ])
   func fastDecoderRefusesMalformedImages(text: String, complaint: String) {
     do {

@@ -385,12 +385,15 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS mounts", in: container, timeout: 5)
   }
 
-  /// inspect says which processes are stopped jobs (and by which signal) and which run under
-  /// seccomp filters (how many, how long).
-  @Test func inspectShowsStoppedJobsAndSeccompFilters() throws {
+  /// inspect says which processes are stopped jobs (and by which signal), which run under
+  /// seccomp filters (how many, how long), and which mappings are locked, advised or sealed.
+  /// (Each expected text ends a line.)
+  @Test func inspectShowsStoppedJobsSeccompFiltersAndMappingAttributes() throws {
     for (fixture, expected) in [
       ("stopped", ["  stopped job (signal 19): stopped again at restore", "  stopped job (signal 20): stopped again at restore"]),
       ("seccomp", ["  seccomp: 2 filter(s) of 7, 7 instructions"]),
+      ("mlock", ["KiB  [anonymous] (locked)", "KiB  [anonymous] (locked on fault)"]),
+      ("madvise", ["KiB  [anonymous] (dontFork, dontDump)", "KiB  [anonymous] (wipeOnFork)", "KiB  [anonymous] (mergeable)"]),
     ] {
       let container = try FixtureContainer(fixture)
       defer { container.destroy() }
@@ -400,7 +403,7 @@ struct DumpRestoreBehaviourTests {
       let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
       #expect(inspect.status == 0)
       let lines = inspect.stdout.split(separator: "\n").map(String.init)
-      for line in expected { #expect(lines.contains(line), "\(fixture): \(inspect.stdout)") }
+      for text in expected { #expect(lines.contains { $0.hasSuffix(text) }, "\(fixture): \(inspect.stdout)") }
       kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
       try waitForLine("PASS \(fixture)", in: container, timeout: 10)
     }

@@ -26,7 +26,7 @@ import Testing
     #expect(stat.ppid == 1 && stat.pgrp == 8193 && stat.session == 8193 && stat.ttyNr == 0)
     #expect(stat.flags == 0x40_0000)  // PF_RANDOMIZE
     #expect(stat.priority == 20 && stat.nice == 0 && stat.numThreads == 4)
-    #expect(stat.startTime == 69074 && stat.vsize == 28_049_408)
+    #expect(stat.startTime == 69074 && stat.vsize == 28_049_408 && stat.rssPages == 429)
     #expect(stat.rsslim == UInt64.max)
     #expect(stat.startCode == 93_925_168_283_648 && stat.endCode == 93_925_168_285_905)
     #expect(stat.startStack == 140_730_826_368_928)

@@ -11,6 +11,21 @@ import Testing
     #expect(smaps.allSatisfy { $0.kernelPageSize == 4096 })
   }
 
+  /// The flags-only parse finds what the whole parse finds, area by area.
+  @Test func flagsOnlyParseAgreesWithTheWholeParse() throws {
+    for name in ["multi-thread.smaps"] {
+      let text = try ProcFixture.text(name)
+      let whole = try ProcSmaps.parse(text)
+      let flags = try ProcSmaps.parseFlags(text)
+      #expect(flags.count == whole.count)
+      for entry in whole { #expect(flags[entry.vma.start] == entry.flags, "\(name) \(entry.vma.start)") }
+    }
+    let mine = try ProcSmaps.readFlags(pid: getpid())
+    #expect(mine.values.contains { $0.contains(.growsDown) })
+    #expect(throws: CKError.self) { try ProcSmaps.parseFlags("7f00-7f01 rw-p 00000000 00:00 0\nRss: 4 kB\n") }
+    #expect(throws: CKError.self) { try ProcSmaps.parseFlags("VmFlags: rd\n") }
+  }
+
   @Test func flagsAndSizes() throws {
     let smaps = try ProcSmaps.parse(ProcFixture.text("multi-thread.smaps"))
     func area(_ start: UInt64) throws -> SmapsEntry {

@@ -60,6 +60,14 @@ public struct VMAImage: Codable, Sendable, Equatable {
   public enum Lock: String, Codable, Sendable {
     case always, onFault
   }
+  /// Advice given with madvise(2) that the kernel keeps on the mapping (smaps VmFlags),
+  /// given again by the restore; nil for none.
+  public var advice: [Advice]?
+  public enum Advice: String, Codable, Sendable, CaseIterable {
+    case dontFork, wipeOnFork, dontDump, hugePage, noHugePage, mergeable, sequential, random
+  }
+  /// mseal(2)ed: sealed again once the restore has set it up.
+  public var sealed: Bool?
   /// For a memfd mapping and a deleted file: the size of the file.
   public var objectSize: UInt64?
   /// For a deleted file: the device it was on (st_dev; inodes are unique only per device) and
@@ -174,7 +182,9 @@ extension MemoryImage {
 
 extension VMAImage {
   func appendJSON(to text: inout String) {
-    text += "{\"end\":\(end),\"growsDown\":\(growsDown),\"kind\":\"\(kind.rawValue)\","
+    text += "{"
+    if let advice { text += "\"advice\":[" + advice.map { "\"\($0.rawValue)\"" }.joined(separator: ",") + "]," }
+    text += "\"end\":\(end),\"growsDown\":\(growsDown),\"kind\":\"\(kind.rawValue)\","
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
     if let objectDevice { text += "\"objectDevice\":\(objectDevice)," }
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
@@ -185,7 +195,9 @@ extension VMAImage {
     }
     text += "],\"pagesOffset\":\(pagesOffset),\"path\":"
     appendJSONString(path, to: &text)
-    text += ",\"protection\":\(protection),\"shared\":\(shared),"
+    text += ",\"protection\":\(protection),"
+    if let sealed { text += "\"sealed\":\(sealed)," }
+    text += "\"shared\":\(shared),"
     if let sharedObject { text += "\"sharedObject\":\(sharedObject)," }
     text += "\"start\":\(start)}"
   }
@@ -246,6 +258,8 @@ extension VMAImage {
     var sharedObject, objectSize, objectDevice: UInt64?
     var objectMode: UInt32?
     var lock: Lock?
+    var advice: [Advice]?
+    var sealed: Bool?
     var protection: Int32?
     var shared, growsDown: Bool?
     var kind: Kind?
@@ -278,6 +292,15 @@ extension VMAImage {
           guard let known = Lock(rawValue: name) else { throw scanner.invalid("a VMA has an unknown lock \"\(name.prefix(40))\"") }
           lock = known
         }
+      case "advice":
+        if !scanner.null() {
+          advice = try scanner.list { scanner throws(BundleError) in
+            let name = try scanner.string()
+            guard let known = Advice(rawValue: name) else { throw scanner.invalid("a VMA has an unknown advice \"\(name.prefix(40))\"") }
+            return known
+          }
+        }
+      case "sealed": sealed = scanner.null() ? nil : try scanner.bool()
       default: try scanner.skip()
       }
     }
@@ -295,6 +318,8 @@ extension VMAImage {
       start: start, end: end, protection: protection, shared: shared, kind: kind, path: path, offset: offset,
       growsDown: growsDown, pages: pages, pagesOffset: pagesOffset, sharedObject: sharedObject, objectSize: objectSize)
     self.lock = lock
+    self.advice = advice
+    self.sealed = sealed
     self.objectDevice = objectDevice
     self.objectMode = objectMode
   }

@@ -10,17 +10,22 @@ struct MemoryCapture {
   let pid: Int32
   /// /proc/<pid>/stat, for the mm fields.
   let procStat: ProcStatExtended
-  /// Whether some memory is locked (status VmLck): then smaps tells which mappings.
-  var hasLockedMemory = false
 
   /// The image, with `fields.brk` left 0: /proc does not show it, only the process itself
   /// can tell (a remote brk(0), see ``TaskCapture``).
   func image(log: (String) -> Void) throws -> MemoryImage {
     let started = monotonicNow()
     let vmas = try ProcMaps.read(pid: pid)
-    var scanner = try PageScanner(pid: pid)
+    // The kernel's flags of each mapping (locks, advice, seals) are only in smaps, which walks
+    // every page table to print (~40 ms for 1 GiB or 10000 mappings here): for a big address
+    // space it is read on another thread while this one scans the pages.
+    let aside = vmas.count >= Self.smapsAside.mappings || procStat.rssPages >= Self.smapsAside.pages
+    let pendingFlags = aside ? Pending(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil
     var images: [VMAImage] = []
-    var offset: UInt64 = 0
+    /// How each mapping's pages are found, by index: in the shared object it maps, or in its
+    /// page tables (for a private file mapping, only the copied-on-write pages).
+    enum PageSource: Equatable { case none, object, pageTables(anonymousOnly: Bool) }
+    var sources: [PageSource] = []
     for vma in vmas {
       let kind: VMAImage.Kind
       switch vma.kind {
@@ -43,20 +48,19 @@ struct MemoryCapture {
         deletedFile = try deletedFileFacts(vma)
       }
       let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
-      var runs: [AddressRange] = []
       // Shared file mappings live in the file, SysV segments in the IPC image; kernel
       // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
       // hold data written before an mprotect.
       if shared && (vma.kind == .sharedAnonymous || kind == .memfd || kind == .deletedFile) {
-        runs = try objectDataRuns(vma)
+        sources.append(.object)
       } else if !special && !(shared && kind == .file) && kind != .sysvShm {
         // A private mapping of a file keeps only its copied-on-write pages; the file's own
         // (for a memfd or a deleted file, saved apart: see ``privateObjectContents``) show
         // through the rest.
-        runs = try scanner.dataRuns(
-          start: vma.start, end: vma.end, anonymousOnly: kind == .file || kind == .deletedFile || (kind == .memfd && !shared))
+        sources.append(.pageTables(anonymousOnly: kind == .file || kind == .deletedFile || (kind == .memfd && !shared)))
+      } else {
+        sources.append(.none)
       }
-      let pages = runs.map { PageRun(start: $0.start, end: $0.end) }
       var objectSize: UInt64?
       if kind == .memfd {
         var st = stat()
@@ -68,7 +72,7 @@ struct MemoryCapture {
       }
       var image = VMAImage(
         start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
-        path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: pages, pagesOffset: offset,
+        path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: [], pagesOffset: 0,
         sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil, objectSize: objectSize)
       if let deletedFile {
         image.sharedObject = UInt64(deletedFile.st_ino)
@@ -77,15 +81,36 @@ struct MemoryCapture {
         image.objectMode = UInt32(deletedFile.st_mode) & 0o7777
       }
       images.append(image)
-      offset += pages.reduce(0) { $0 + $1.size }
     }
-    if hasLockedMemory {
-      // smaps is slow to produce: read only when VmLck says something is locked.
-      var locks: [UInt64: VMAImage.Lock] = [:]
-      for entry in try ProcSmaps.read(pid: pid) where entry.flags.contains(.locked) {
-        locks[entry.vma.start] = entry.flags.contains(.lockOnFault) ? .onFault : .always
+    // Neighbours scanned alike are scanned at once.
+    var scanner = try PageScanner(pid: pid)
+    var index = 0
+    while index < images.count {
+      switch sources[index] {
+      case .none:
+        index += 1
+      case .object:
+        images[index].pages = try objectDataRuns(vmas[index]).map { PageRun(start: $0.start, end: $0.end) }
+        index += 1
+      case .pageTables(let anonymousOnly):
+        var end = index + 1
+        while end < images.count && sources[end] == sources[index] { end += 1 }
+        let runs = try scanner.dataRuns(of: images[index..<end].map { AddressRange(start: $0.start, end: $0.end) }, anonymousOnly: anonymousOnly)
+        for (area, areaRuns) in zip(index..<end, runs) { images[area].pages = areaRuns.map { PageRun(start: $0.start, end: $0.end) } }
+        index = end
       }
-      for index in images.indices { images[index].lock = locks[images[index].start] }
+    }
+    var offset: UInt64 = 0
+    for index in images.indices {
+      images[index].pagesOffset = offset
+      offset += images[index].pages.reduce(0) { $0 + $1.size }
+    }
+    let flags = try pendingFlags?.wait() ?? ProcSmaps.readFlags(pid: pid)
+    for index in images.indices where !images[index].isSpecial {
+      guard let vmFlags = flags[images[index].start] else {
+        throw CKError(.failed, "task \(pid): mapping \(hex(images[index].start)) changed while it was read (smaps does not show it)")
+      }
+      try apply(vmFlags, to: &images[index])
     }
     // PR_SET_MM_MAP refuses (EPERM) the file made again for a deleted executable: its
     // mappings would come back, the process would not.
@@ -108,6 +133,26 @@ struct MemoryCapture {
         + "\(Int((monotonicNow() - started) * 1000)) ms")
     return image
   }
+
+  /// The kernel's flags of a mapping that the restore must set again: locks, madvise advice,
+  /// a seal. Those it cannot set again stop the dump rather than be lost.
+  private func apply(_ flags: VMFlags, to image: inout VMAImage) throws {
+    if flags.contains(.locked) { image.lock = flags.contains(.lockOnFault) ? .onFault : .always }
+    let advice: [(VMFlags, VMAImage.Advice)] = [
+      (.dontCopy, .dontFork), (.wipeOnFork, .wipeOnFork), (.dontDump, .dontDump), (.hugePage, .hugePage),
+      (.noHugePage, .noHugePage), (.mergeable, .mergeable), (.sequentialRead, .sequential), (.randomRead, .random),
+    ]
+    let given = advice.filter { flags.contains($0.0) }.map(\.1)
+    image.advice = given.isEmpty ? nil : given
+    if flags.contains(.sealed) { image.sealed = true }
+    if flags.contains(.guardRegions) {
+      throw CKError(
+        .failed, "task \(pid): mapping \(hex(image.start))-\(hex(image.end)) holds guard regions (MADV_GUARD_INSTALL), which ckcont cannot checkpoint yet")
+    }
+  }
+
+  /// From how many mappings or resident pages (16 MiB) smaps is read on a thread of its own.
+  static let smapsAside = (mappings: 256, pages: UInt64(4096))
 
   /// The file behind a mapping of a deleted file, which must be one the restore can make
   /// again: a regular file, linked nowhere else.

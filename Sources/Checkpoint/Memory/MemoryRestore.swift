@@ -191,25 +191,35 @@ final class MemoryRestore {
   /// Gives the mappings made writable for their pages their own protection back, at the
   /// start of a later batch of the task's, once the copier is done with them. Runs the batch
   /// early when it holds many: the calls queued after these must still fit.
+  /// Advice and seals come back here too: advice given earlier would be lost where the
+  /// mapping was made again in parts, and a seal refuses the mprotect before it.
   func queueProtections(into batch: inout Injector.Batch) throws {
+    func makeRoom() throws {
+      guard batch.labels.count >= 256 else { return }
+      try injector.run(batch)
+      batch = Injector.Batch()
+    }
     // mlock once the pages are in: it faults in what is missing, which a userfaultfd copy
     // would then find taken.
     for vma in image.vmas where vma.lock != nil {
-      if batch.labels.count >= 256 {
-        try injector.run(batch)
-        batch = Injector.Batch()
-      }
+      try makeRoom()
       batch.add(
         "mlock \(hex(vma.start))", SyscallNumber.mlock2, .value(vma.start), .value(vma.size),
         .value(vma.lock == .onFault ? 1 /* MLOCK_ONFAULT */ : 0))
     }
-    for vma in madeWritable {
-      if batch.labels.count >= 256 {
-        try injector.run(batch)
-        batch = Injector.Batch()
+    for vma in image.vmas {
+      for advice in vma.advice ?? [] {
+        try makeRoom()
+        batch.add("madvise \(hex(vma.start)) \(advice.rawValue)", SyscallNumber.madvise, .value(vma.start), .value(vma.size), .value(advice.madviseValue))
       }
-      batch.add(
-        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
+    }
+    for vma in madeWritable {
+      try makeRoom()
+      batch.add("mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
+    }
+    for vma in image.vmas where vma.sealed == true {
+      try makeRoom()
+      batch.add("mseal \(hex(vma.start))", SyscallNumber.mseal, .value(vma.start), .value(vma.size), .value(0))
     }
   }
 
@@ -415,5 +425,21 @@ final class MemoryRestore {
     let map = try injector.put(words: words)
     batch.add("PR_SET_MM_MAP", SyscallNumber.prctl, .value(35), .value(14), .value(map), .value(UInt64(words.count * 8)))
     batch.add("close \(image.exe)", SyscallNumber.close, .value(UInt64(Self.exeFD)))
+  }
+}
+
+extension VMAImage.Advice {
+  /// The MADV_* value that gives this advice.
+  var madviseValue: UInt64 {
+    switch self {
+    case .random: 1
+    case .sequential: 2
+    case .dontFork: 10
+    case .mergeable: 12
+    case .hugePage: 14
+    case .noHugePage: 15
+    case .dontDump: 16
+    case .wipeOnFork: 18
+    }
   }
 }

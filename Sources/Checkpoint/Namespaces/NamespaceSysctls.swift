@@ -68,28 +68,6 @@ enum NamespaceSysctls {
     return values
   }
 
-  /// ``capture(_:of:)`` on a thread of its own, started now and waited for with
-  /// ``Pending/wait()``: it takes tens of milliseconds, which the rest of the capture hides.
-  final class Pending: @unchecked Sendable {
-    private var result: Result<[String: String]?, any Error>?
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ kind: String, of pid: Int32) {
-      let thread = Thread { [self] in
-        result = Result { try NamespaceSysctls.capture(kind, of: pid) }
-        done.signal()
-      }
-      thread.name = "ckcont-sysctls-\(kind)"
-      thread.start()
-    }
-
-    func wait() throws -> [String: String]? {
-      done.wait()
-      done.signal()
-      return try result?.get() ?? nil
-    }
-  }
-
   // MARK: Restore
 
   /// Writes network namespace `settings` in the namespace of process `pid` (host pid), in

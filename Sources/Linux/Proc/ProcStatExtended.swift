@@ -28,6 +28,8 @@ public struct ProcStatExtended: Codable, Hashable, Sendable {
   public var startTime: UInt64
   /// (23) Virtual memory size in bytes.
   public var vsize: UInt64
+  /// (24) Resident set size in pages (the kernel's approximate counters).
+  public var rssPages: UInt64
   /// (25) Soft RSS limit in bytes.
   public var rsslim: UInt64
   /// (26) Address above which program text can run.
@@ -91,7 +93,7 @@ extension ProcStatExtended {
       pid: pid, comm: comm, state: state,
       ppid: try field(4), pgrp: try field(5), session: try field(6), ttyNr: try field(7),
       flags: try field(9), priority: try field(18), nice: try field(19),
-      numThreads: try field(20), startTime: try field(22), vsize: try field(23),
+      numThreads: try field(20), startTime: try field(22), vsize: try field(23), rssPages: try field(24),
       rsslim: try field(25), startCode: try field(26), endCode: try field(27),
       startStack: try field(28), exitSignal: try field(38), processor: try field(39),
       rtPriority: try field(40), policy: try field(41), startData: try field(45),

@@ -156,6 +156,47 @@ public enum ProcSmaps {
     return try bytes.withUnsafeBufferPointer { buffer throws(CKError) in try parse(bytes: buffer) }
   }
 
+  /// The flags of every area of `pid` by start address, with nothing else parsed: a dump
+  /// needs only these, and 10000 mappings make a quarter million detail lines.
+  public static func readFlags(pid: Int32) throws -> [UInt64: VMFlags] {
+    let bytes = try PseudoFile.readBytes("/proc/\(pid)/smaps")
+    return try bytes.withUnsafeBufferPointer { buffer throws(CKError) in try parseFlags(bytes: buffer) }
+  }
+
+  /// ``readFlags(pid:)`` of the whole text. Mnemonics this parser does not know (a newer
+  /// kernel's) are left out, as ``SmapsEntry/unknownFlags`` would list them.
+  public static func parseFlags(_ text: String) throws(CKError) -> [UInt64: VMFlags] {
+    try withProcBytes(text) { bytes throws(CKError) in try parseFlags(bytes: bytes) }
+  }
+
+  static func parseFlags(bytes: UnsafeBufferPointer<UInt8>) throws(CKError) -> [UInt64: VMFlags] {
+    var flags: [UInt64: VMFlags] = [:]
+    flags.reserveCapacity(bytes.count / 1000 + 1)
+    var start: UInt64?
+    try forEachProcLine(bytes) { line throws(CKError) in
+      var line = line
+      guard let first = line.first else { throw procParseError("smaps", line: line.number, "", "empty line") }
+      if isLowerHexDigit(first) {
+        guard start == nil else {
+          throw procParseError("smaps", line: line.number, line.text, "previous area has no VmFlags")
+        }
+        guard let address = line.hex(), line.skip(UInt8(ascii: "-")) else {
+          throw procParseError("smaps", line: line.number, line.text, "no start address")
+        }
+        start = address
+      } else if first == UInt8(ascii: "V"), line.hasPrefix("VmFlags:") {
+        guard let area = start else {
+          throw procParseError("smaps", line: line.number, line.text, "VmFlags before an area")
+        }
+        line.position += 8
+        flags[area] = try parseFlags(&line).0
+        start = nil
+      }
+    }
+    guard start == nil else { throw procParseError("smaps", line: 0, "", "last area has no VmFlags") }
+    return flags
+  }
+
   static func parse(bytes: UnsafeBufferPointer<UInt8>) throws(CKError) -> [SmapsEntry] {
     var entries: [SmapsEntry] = []
     entries.reserveCapacity(bytes.count / 1000 + 1)

@@ -1,0 +1,115 @@
+/* madvise: the advice the kernel keeps per mapping survives a restore.
+ *
+ * Areas of 4 pages with a pattern, each given advice with madvise(2): DONTFORK, WIPEONFORK,
+ * DONTDUMP, HUGEPAGE, NOHUGEPAGE, SEQUENTIAL, RANDOM, MERGEABLE, two at once (DONTFORK and
+ * DONTDUMP), and WIPEONFORK on the middle two pages of an area only (the kernel splits it).
+ * After SIGTERM: smaps shows each area's flag (and a plain area none), the patterns are
+ * intact, and a forked child sees the wiped pages as zeros and dies touching a DONTFORK area.
+ */
+#include "fix.h"
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define PAGE 4096
+#define SIZE (4 * PAGE)
+
+struct area {
+  const char *name;
+  int advice[2];   /* 0 ends the list */
+  const char *flags[2];
+  unsigned char *at;
+};
+
+static struct area areas[] = {
+  {"plain", {0}, {0}, NULL},
+  {"dontfork", {MADV_DONTFORK}, {"dc"}, NULL},
+  {"wipeonfork", {MADV_WIPEONFORK}, {"wf"}, NULL},
+  {"dontdump", {MADV_DONTDUMP}, {"dd"}, NULL},
+  {"hugepage", {MADV_HUGEPAGE}, {"hg"}, NULL},
+  {"nohugepage", {MADV_NOHUGEPAGE}, {"nh"}, NULL},
+  {"sequential", {MADV_SEQUENTIAL}, {"sr"}, NULL},
+  {"random", {MADV_RANDOM}, {"rr"}, NULL},
+  {"mergeable", {MADV_MERGEABLE}, {"mg"}, NULL},
+  {"dontfork+dontdump", {MADV_DONTFORK, MADV_DONTDUMP}, {"dc", "dd"}, NULL},
+};
+#define COUNT (sizeof areas / sizeof areas[0])
+static const char *every[] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr", "mg"};
+
+static unsigned char *split;   /* pages 1 and 2 wiped on fork, 0 and 3 not */
+
+static void fill(unsigned char *at, uint64_t seed) {
+  for (int i = 0; i < SIZE; i++) at[i] = (unsigned char)fx_rng(&seed);
+}
+
+static int intact(const unsigned char *at, uint64_t seed) {
+  int same = 1;
+  for (int i = 0; i < SIZE; i++) same &= at[i] == (unsigned char)fx_rng(&seed);
+  return same;
+}
+
+static int zero(const unsigned char *at, size_t size) {
+  for (size_t i = 0; i < size; i++)
+    if (at[i]) return 0;
+  return 1;
+}
+
+int main(void) {
+  fx_init("madvise");
+  fx_term_setup();
+  /* One reservation, cut into areas with a free page between them: the kernel would merge
+   * neighbours whose advice ends up the same. */
+  unsigned char *base = mmap(NULL, (COUNT + 1) * 2 * SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) fx_setup_fail("mmap");
+  for (size_t i = 0; i <= COUNT; i++) {
+    unsigned char *at = base + i * 2 * SIZE;
+    FX_SYS(mprotect(at, SIZE, PROT_READ | PROT_WRITE));
+    FX_SYS(munmap(at + SIZE, SIZE));
+    fill(at, fx_seed(i));
+    if (i == COUNT) {
+      split = at;
+      FX_SYS(madvise(split + PAGE, 2 * PAGE, MADV_WIPEONFORK));
+      continue;
+    }
+    areas[i].at = at;
+    for (int a = 0; a < 2 && areas[i].advice[a]; a++) FX_SYS(madvise(at, SIZE, areas[i].advice[a]));
+  }
+  fx_ready();
+  fx_wait_term();
+
+  char flags[512];
+  for (size_t i = 0; i < COUNT; i++) {
+    fx_vm_flags(areas[i].at, flags, sizeof flags);
+    for (size_t f = 0; f < sizeof every / sizeof every[0]; f++) {
+      int want = (areas[i].flags[0] && !strcmp(areas[i].flags[0], every[f])) ||
+                 (areas[i].flags[1] && !strcmp(areas[i].flags[1], every[f]));
+      FX_TRUE(fx_has_vm_flag(flags, every[f]) == want, "area %s: VmFlags%s %s %s", areas[i].name,
+              flags[0] ? flags : " (no mapping starts there)", want ? "lacks" : "has", every[f]);
+    }
+    if (fx_flip()) areas[i].at[SIZE / 2] ^= 1;
+    FX_TRUE(intact(areas[i].at, fx_seed(i)), "area %s lost its pattern", areas[i].name);
+  }
+  fx_vm_flags(split, flags, sizeof flags);
+  FX_TRUE(flags[0] && !fx_has_vm_flag(flags, "wf"), "the split area's first page: VmFlags%s", flags[0] ? flags : " none");
+  fx_vm_flags(split + PAGE, flags, sizeof flags);
+  FX_TRUE(fx_has_vm_flag(flags, "wf"), "the split area's wiped pages: VmFlags%s", flags[0] ? flags : " none (not split)");
+  FX_TRUE(intact(split, fx_seed(COUNT)), "the split area lost its pattern");
+
+  /* What the advice is for: a child sees wiped pages as zeros, and no DONTFORK area at all. */
+  pid_t child = fork();
+  if (child == 0) {
+    int ok = zero(areas[2].at, SIZE) && zero(split + PAGE, 2 * PAGE) && !zero(split, PAGE) && !zero(split + 3 * PAGE, PAGE);
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  FX_SYS(waitpid(child, &status, 0));
+  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a child did not see the WIPEONFORK pages (and only those) as zeros");
+  child = fork();
+  if (child == 0) {
+    volatile unsigned char c = areas[1].at[0];
+    (void)c;
+    _exit(0);
+  }
+  FX_SYS(waitpid(child, &status, 0));
+  FX_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "a child touched the DONTFORK area without a fault (status %#x)", status);
+  fx_finish();
+}
