@@ -1,7 +1,9 @@
 /* sched: a process's scheduling comes back: nice 7 under SCHED_BATCH, and a thread it
  * starts after the restore inherits them; its main thread pinned to the last CPU and a
  * sleeping thread pinned to CPU 0 keep their CPUs; and its prctl settings: transparent huge
- * pages off, a timer slack of 123456 ns, memory-deny-write-execute.
+ * pages off, a timer slack of 123456 ns, memory-deny-write-execute. What each thread set for
+ * itself alone comes back too: the main thread's I/O priority (best effort, level 3), and the
+ * sleeping thread's SCHED_IDLE, nice 12, idle I/O class and timer slack of 777777 ns.
  */
 #include "fix.h"
 #include <pthread.h>
@@ -10,14 +12,29 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
+#define IOPRIO_WHO_PROCESS 1
+#define IOPRIO_VALUE(class, level) ((class) << 13 | (level))
+
 static volatile pid_t sleeper_tid;
+static volatile int asked, answered;
+static volatile long sleeper_slack = -1;
 
 static void *sleeper(void *arg) {
   (void)arg;
   cpu_set_t zero;
   CPU_ZERO(&zero);
   CPU_SET(0, &zero);
-  if (sched_setaffinity(0, sizeof zero, &zero) == 0) sleeper_tid = (pid_t)syscall(SYS_gettid);
+  struct sched_param none = {0};
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  if (sched_setaffinity(0, sizeof zero, &zero) == 0 && sched_setscheduler(0, SCHED_IDLE, &none) == 0 &&
+      setpriority(PRIO_PROCESS, (id_t)tid, 12) == 0 &&
+      syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_VALUE(3 /* idle */, 0)) == 0 &&
+      prctl(PR_SET_TIMERSLACK, 777777, 0, 0, 0) == 0)
+    sleeper_tid = tid;
+  /* Its timer slack only it can ask (/proc/<tid>/timerslack_ns is not in its task directory). */
+  while (!asked) usleep(1000);
+  sleeper_slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+  answered = 1;
   for (;;) pause();
   return NULL;
 }
@@ -53,7 +70,8 @@ int main(void) {
   pthread_t worker;
   if (pthread_create(&worker, NULL, sleeper, NULL) != 0) fx_setup_fail("pthread_create");
   for (int tries = 0; tries < 5000 && sleeper_tid == 0; tries++) usleep(1000);
-  if (sleeper_tid == 0) fx_setup_fail("the sleeping thread did not pin itself");
+  if (sleeper_tid == 0) fx_setup_fail("the sleeping thread did not set itself up");
+  FX_SYS(syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_VALUE(2 /* best effort */, 3)));
   FX_SYS(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0));
   FX_SYS(prctl(PR_SET_TIMERSLACK, 123456, 0, 0, 0));
   FX_SYS(prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0));
@@ -67,6 +85,14 @@ int main(void) {
   FX_EQ("PR_GET_THP_DISABLE", 1, prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0));
   FX_EQ("PR_GET_TIMERSLACK", 123456, prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0));
   FX_EQ("PR_GET_MDWE", 1, prctl(66 /* PR_GET_MDWE */, 0, 0, 0, 0));
+  FX_EQ("the main thread's I/O priority", IOPRIO_VALUE(2, 3), syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0));
+  FX_EQ("the sleeping thread's policy", SCHED_IDLE, sched_getscheduler(sleeper_tid));
+  errno = 0;
+  FX_EQ("the sleeping thread's nice", 12, getpriority(PRIO_PROCESS, (id_t)sleeper_tid));
+  FX_EQ("the sleeping thread's I/O priority", IOPRIO_VALUE(3, 0), syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, sleeper_tid));
+  asked = 1;
+  for (int tries = 0; tries < 5000 && !answered; tries++) usleep(1000);
+  FX_EQ("the sleeping thread's timer slack", 777777, sleeper_slack);
   int seen[2] = {-1, -1};
   pthread_t thread;
   if (pthread_create(&thread, NULL, probe, seen) == 0) pthread_join(thread, NULL);

@@ -146,3 +146,12 @@ int ck_open_in_root(int dirfd, const char *path, int flags) {
   long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
   return fd < 0 ? -errno : (int)fd;
 }
+
+int ck_ioprio_get(pid_t tid) {
+  long priority = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+  return priority < 0 ? -errno : (int)priority;
+}
+
+int ck_ioprio_set(pid_t tid, int priority) {
+  return syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, priority) < 0 ? -errno : 0;
+}

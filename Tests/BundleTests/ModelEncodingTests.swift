@@ -111,6 +111,11 @@ extension ModelEncodingTests {
     second.altStack = nil
     second.pendingSignals = []
     second.name = "worker \"ü\""
+    second.cpus = [0, 3]
+    second.robustList = 0x7f00_4000
+    second.scheduling = SchedulingImage(nice: 12, policy: 5, realtimePriority: 0)
+    second.ioPriority = 3 << 13
+    second.timerSlack = 777_777
     var core = TaskCore(
       threads: [main, second], signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],
       sharedPendingSignals: [Data([9, 9])],

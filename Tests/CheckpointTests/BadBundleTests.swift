@@ -175,6 +175,28 @@ struct BadBundleTests {
     }
   }
 
+  /// A thread's own scheduling or I/O priority the kernel would not take is refused before
+  /// anything is made.
+  @Test func implausibleThreadSettingsAreRefused() throws {
+    let reader = try BundleReader(source: MemorySource(try Self.original.get()))
+    let member = try #require(reader.manifest.members.first { $0.name.hasSuffix("/core.json") }).name
+    let cases: [(String, (inout ThreadCore) -> Void, String)] = [
+      ("nice 40", { $0.scheduling = SchedulingImage(nice: 40, policy: 0, realtimePriority: 0) }, "bad scheduling of a thread"),
+      ("realtime without priority", { $0.scheduling = SchedulingImage(nice: 0, policy: 1, realtimePriority: 0) }, "bad scheduling of a thread"),
+      ("I/O class 5", { $0.ioPriority = 5 << 13 }, "bad I/O priority of a thread"),
+    ]
+    for (label, edit, message) in cases {
+      let rewritten = try rewrite(
+        replacing: member,
+        with: { bytes in
+          var core = try TaskCore.decodeJSON(bytes, member: member)
+          edit(&core.threads[0])
+          return Array(try JSONEncoder().encode(core))
+        })
+      try expectRefused(rewritten, containing: message, label: label)
+    }
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"

@@ -74,6 +74,14 @@ public struct ThreadCore: Codable, Sendable, Equatable {
   /// The head of its robust futex list (set_robust_list: glibc's, for robust mutexes whose
   /// owner dies), 0 for none; nil in bundles from before it was kept.
   public var robustList: UInt64?
+  /// The thread's own nice value, policy and realtime priority where they differ from the
+  /// process's (``TaskCore/scheduling``, the main thread's).
+  public var scheduling: SchedulingImage?
+  /// Its I/O priority (ioprio_get: class << 13 | level) when one was set.
+  public var ioPriority: UInt32?
+  /// Its timer slack in nanoseconds where it differs from the main thread's
+  /// (``ProcessControls/timerSlack``).
+  public var timerSlack: UInt64?
 
   public init(
     tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,

@@ -48,12 +48,7 @@ extension TaskCore {
               return SeccompFilterImage(flags: flags, program: program)
             }
           }
-        case "scheduling":
-          if !scanner.null() {
-            let fields = try scanner.integerFields(["nice", "policy", "realtimePriority"], in: "the scheduling")
-            scheduling = SchedulingImage(
-              nice: try fields.take("nice"), policy: try fields.take("policy"), realtimePriority: try fields.take("realtimePriority"))
-          }
+        case "scheduling": scheduling = scanner.null() ? nil : try SchedulingImage(scanning: &scanner)
         case "threads": threads = try scanner.list { scanner throws(BundleError) in try ThreadCore(scanning: &scanner) }
         case "signalActions":
           signalActions = try scanner.list { scanner throws(BundleError) in
@@ -146,9 +141,15 @@ extension ThreadCore {
     var name: String?
     var cpus: [Int]?
     var robustList: UInt64?
+    var scheduling: SchedulingImage?
+    var ioPriority: UInt32?
+    var timerSlack: UInt64?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "tid": tid = try scanner.integer()
+      case "scheduling": scheduling = scanner.null() ? nil : try SchedulingImage(scanning: &scanner)
+      case "ioPriority": ioPriority = scanner.null() ? nil : try scanner.integer()
+      case "timerSlack": timerSlack = scanner.null() ? nil : try scanner.integer()
       case "name": name = scanner.null() ? nil : try scanner.string()
       case "cpus": cpus = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try scanner.integer() }
       case "robustList": robustList = scanner.null() ? nil : try scanner.integer()
@@ -186,6 +187,16 @@ extension ThreadCore {
     self.name = name
     self.cpus = cpus
     self.robustList = robustList
+    self.scheduling = scheduling
+    self.ioPriority = ioPriority
+    self.timerSlack = timerSlack
+  }
+}
+
+extension SchedulingImage {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    let fields = try scanner.integerFields(["nice", "policy", "realtimePriority"], in: "the scheduling")
+    self.init(nice: try fields.take("nice"), policy: try fields.take("policy"), realtimePriority: try fields.take("realtimePriority"))
   }
 }
 

@@ -113,6 +113,10 @@ long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid,
 int ck_open_in_root(int dirfd, const char *path, int flags);
 // get_robust_list(2) of thread `tid`: its robust futex list head and length (0 or -errno).
 int ck_get_robust_list(pid_t tid, unsigned long *head, unsigned long *length);
+// ioprio_get/ioprio_set(2) of thread `tid` (IOPRIO_WHO_PROCESS): the priority, 0 or -errno.
+// In C: glibc has no wrapper and syscall(2) is variadic.
+int ck_ioprio_get(pid_t tid);
+int ck_ioprio_set(pid_t tid, int priority);
 // Sets the calling thread's fsuid and fsgid and raises its effective capabilities to its
 // permitted ones (0 or -errno).
 int ck_set_fs_ids(unsigned int uid, unsigned int gid);

@@ -351,6 +351,8 @@ final class LoadedBundle {
       guard thread.xstate.count >= 576, thread.xstate.count <= 1 << 16 else { throw bad("xstate of \(thread.xstate.count) bytes") }
       guard thread.name.map({ $0.utf8.count < 64 && !$0.contains("\0") }) ?? true else { throw bad("a thread name is malformed") }
       guard (thread.cpus ?? []).count <= 1024 else { throw bad("a thread's CPUs are too many") }
+      guard thread.scheduling.map(Self.plausible) ?? true else { throw bad("bad scheduling of a thread") }
+      guard (thread.ioPriority ?? 0) < 1 << 16, (thread.ioPriority ?? 0) >> 13 <= 3 else { throw bad("bad I/O priority of a thread") }
       guard thread.pendingSignals.count <= 1 << 16, thread.pendingSignals.allSatisfy({ $0.count == 128 }) else {
         throw bad("malformed pending signals")
       }
@@ -359,11 +361,7 @@ final class LoadedBundle {
       throw bad("malformed pending signals")
     }
     guard task.core.signalActions.allSatisfy({ (1...64).contains($0.signal) }) else { throw bad("signal number out of range") }
-    if let scheduling = task.core.scheduling {
-      guard (-20...19).contains(scheduling.nice), [0, 1, 2, 3, 5].contains(scheduling.policy), scheduling.realtimePriority <= 99,
-        (scheduling.policy == 1 || scheduling.policy == 2) == (scheduling.realtimePriority > 0)
-      else { throw bad("bad scheduling") }
-    }
+    guard task.core.scheduling.map(Self.plausible) ?? true else { throw bad("bad scheduling") }
     guard task.core.resourceLimits.allSatisfy({ (0...15).contains($0.resource) }) else { throw bad("unknown rlimit") }
     guard task.core.itimers.allSatisfy({ (0...2).contains($0.which) }) else { throw bad("unknown itimer") }
     let threadIDs = Set(task.entry.threads)
@@ -535,5 +533,13 @@ final class PageBuffer {
 
   deinit {
     if size > 0 { munmap(pointer, size) } else { pointer.deallocate() }
+  }
+}
+
+extension LoadedBundle {
+  /// A nice value, policy (not SCHED_DEADLINE) and realtime priority the kernel would take.
+  static func plausible(_ scheduling: SchedulingImage) -> Bool {
+    (-20...19).contains(scheduling.nice) && [0, 1, 2, 3, 5].contains(scheduling.policy) && scheduling.realtimePriority <= 99
+      && (scheduling.policy == 1 || scheduling.policy == 2) == (scheduling.realtimePriority > 0)
   }
 }

@@ -328,6 +328,7 @@ public struct Restore {
         // The main thread first, then the others in their dumped order.
         for (thread, tracee) in zip(task.core.threads, own) {
           if let set = thread.cpus.flatMap(CPUSet.init(cpus:)) { affinity[tracee.tid] = set }
+          try TaskRestore.restoreOwnSettings(of: thread, tid: tracee.tid)
         }
         restores.append(restore)
         try Interruption.check()

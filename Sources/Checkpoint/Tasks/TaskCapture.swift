@@ -194,8 +194,14 @@ struct TaskCapture: Sendable {
     }
 
     var threadCores: [ThreadCore] = []
+    let mainStat = try ProcStatExtended.read(pid: pid)
+    let processScheduling = SchedulingImage(
+      nice: Int32(truncatingIfNeeded: mainStat.nice), policy: mainStat.policy, realtimePriority: mainStat.rtPriority)
     for tid in threads {
-      threadCores.append(try threadCore(tid: tid, session: session, inject: inject, mainThread: mainThreadState))
+      threadCores.append(
+        try threadCore(
+          tid: tid, session: session, inject: inject, mainThread: mainThreadState,
+          process: (processScheduling, controls.timerSlack)))
     }
     let credentials = Credentials(
       uids: [status.uid.real, status.uid.effective, status.uid.saved, status.uid.filesystem],
@@ -256,9 +262,11 @@ struct TaskCapture: Sendable {
     return chains[0]
   }
 
-  /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid.
+  /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid,
+  /// and what it set for itself alone.
   private func threadCore(
-    tid: Int32, session: SeizedContainer, inject: RemoteSession, mainThread: (altStack: AltStack, clearTid: UInt64)
+    tid: Int32, session: SeizedContainer, inject: RemoteSession, mainThread: (altStack: AltStack, clearTid: UInt64),
+    process: (scheduling: SchedulingImage, timerSlack: UInt64)
   ) throws -> ThreadCore {
     let tracee = Tracee(tid: tid)
     guard let regs = session.registers(of: tid), let mask = session.signalMask(of: tid) else {
@@ -291,6 +299,18 @@ struct TaskCapture: Sendable {
     var head: UInt = 0, length: UInt = 0
     try negErrnoChecked("get_robust_list", "thread \(tid)") { ck_get_robust_list(tid, &head, &length) }
     core.robustList = UInt64(head)
+    // I/O priority, and for other threads their own scheduling and timer slack: what a thread
+    // set for itself alone (setpriority, sched_setscheduler, ioprio_set, prctl on its tid).
+    let ioPriority = ck_ioprio_get(tid)
+    guard ioPriority >= 0 else { throw SyscallError("ioprio_get", "thread \(tid)", .init(rawValue: -ioPriority)) }
+    if ioPriority != 0 { core.ioPriority = UInt32(ioPriority) }
+    if tid != pid {
+      let stat = try ProcStatExtended.read(pid: tid)
+      let own = SchedulingImage(nice: Int32(truncatingIfNeeded: stat.nice), policy: stat.policy, realtimePriority: stat.rtPriority)
+      if own != process.scheduling { core.scheduling = own }
+      let slack = try PseudoFile.read("/proc/\(tid)/timerslack_ns").trimmingCharacters(in: .whitespacesAndNewlines)
+      if let slack = UInt64(slack), slack != process.timerSlack { core.timerSlack = slack }
+    }
     return core
   }
 }

@@ -428,3 +428,21 @@ struct TaskRestore {
   }
 
 }
+
+extension TaskRestore {
+  /// What a thread set for itself alone: its own scheduling, I/O priority and timer slack.
+  /// Set from ckcont on its host tid (each call takes another task's), once the thread exists
+  /// and its process has its own settings, which new threads inherit.
+  static func restoreOwnSettings(of thread: ThreadCore, tid: Int32) throws {
+    if let scheduling = thread.scheduling {
+      var parameter = sched_param(sched_priority: Int32(scheduling.realtimePriority))
+      try syscallChecked("sched_setscheduler", "thread \(tid)") { sched_setscheduler(tid, Int32(scheduling.policy), &parameter) }
+      try syscallChecked("setpriority", "thread \(tid)") { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), scheduling.nice) }
+    }
+    if let ioPriority = thread.ioPriority {
+      let result = ck_ioprio_set(tid, Int32(ioPriority))
+      guard result == 0 else { throw SyscallError("ioprio_set", "thread \(tid)", .init(rawValue: -result)) }
+    }
+    if let slack = thread.timerSlack { try PseudoFile.write("/proc/\(tid)/timerslack_ns", "\(slack)") }
+  }
+}
