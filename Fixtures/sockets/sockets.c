@@ -5,6 +5,7 @@
  *   sockets unix [DIR]
  *   sockets tcp-connection
  *   sockets unix-outside PATH
+ *   sockets unix-dgram [DIR]
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -275,12 +276,83 @@ static int unix_outside_mode(const char *path) {
   fx_finish();
 }
 
+/* `unix-dgram`: datagrams waiting in unix datagram sockets no peer is connected to, from
+ * senders of every kind: a receiver with an abstract name holds "one" and "two" from a named
+ * sender that stays, "three" from an unnamed socket and "four" from a named one, both closed
+ * since; a receiver bound to DIR/ckcont-dgram-<pid>.sock holds "five" from the named sender.
+ * After SIGTERM each message reads back in order with its sender's name (none for the
+ * unnamed one), and the named sender still gets a reply sent to its name. */
+static struct sockaddr_un unix_name(const char *name, int abstract, socklen_t *length) {
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  size_t n = strlen(name);
+  memcpy(address.sun_path + (abstract ? 1 : 0), name, n);
+  *length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 1));
+  return address;
+}
+
+static int unix_dgram_mode(const char *dir) {
+  char name[128];
+  socklen_t receiver_length, sender_length, gone_length, path_length;
+  snprintf(name, sizeof name, "ckcont-dgram-r-%d", getpid());
+  struct sockaddr_un receiver_name = unix_name(name, 1, &receiver_length);
+  snprintf(name, sizeof name, "ckcont-dgram-s-%d", getpid());
+  struct sockaddr_un sender_name = unix_name(name, 1, &sender_length);
+  snprintf(name, sizeof name, "ckcont-dgram-g-%d", getpid());
+  struct sockaddr_un gone_name = unix_name(name, 1, &gone_length);
+  snprintf(name, sizeof name, "%s/ckcont-dgram-%d.sock", dir, getpid());
+  unlink(name);
+  struct sockaddr_un path_name = unix_name(name, 0, &path_length);
+  int receiver = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0)), by_path = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+  int sender = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0)), unnamed = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+  int gone = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+  FX_SYS(bind(receiver, (struct sockaddr *)&receiver_name, receiver_length));
+  FX_SYS(bind(by_path, (struct sockaddr *)&path_name, path_length));
+  FX_SYS(bind(sender, (struct sockaddr *)&sender_name, sender_length));
+  FX_SYS(bind(gone, (struct sockaddr *)&gone_name, gone_length));
+  FX_SYS(sendto(sender, "one", 3, 0, (struct sockaddr *)&receiver_name, receiver_length));
+  FX_SYS(sendto(sender, "two", 3, 0, (struct sockaddr *)&receiver_name, receiver_length));
+  FX_SYS(sendto(unnamed, "three", 5, 0, (struct sockaddr *)&receiver_name, receiver_length));
+  FX_SYS(sendto(gone, "four", 4, 0, (struct sockaddr *)&receiver_name, receiver_length));
+  FX_SYS(sendto(sender, "five", 4, 0, (struct sockaddr *)&path_name, path_length));
+  close(unnamed);
+  close(gone);
+  fx_ready();
+  fx_wait_term();
+
+  struct { int socket; const char *text; struct sockaddr_un *from; socklen_t from_length; } expected[] = {
+    {receiver, "one", &sender_name, sender_length}, {receiver, "two", &sender_name, sender_length},
+    {receiver, "three", NULL, 0}, {receiver, "four", &gone_name, gone_length},
+    {by_path, "five", &sender_name, sender_length},
+  };
+  for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+    char text[16] = "";
+    struct sockaddr_un from = {0};
+    socklen_t from_length = sizeof from;
+    ssize_t got = recvfrom(expected[i].socket, text, sizeof text - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &from_length);
+    if (fx_flip()) text[0] ^= 1;
+    FX_TRUE(got == (ssize_t)strlen(expected[i].text) && !strcmp(text, expected[i].text), "message %zu: expected \"%s\", got %zd bytes \"%s\"", i + 1,
+            expected[i].text, got, got > 0 ? text : "");
+    int same_sender = from_length == expected[i].from_length &&
+                      (!expected[i].from || !memcmp(from.sun_path, expected[i].from->sun_path, from_length - offsetof(struct sockaddr_un, sun_path)));
+    FX_TRUE(same_sender, "message %zu (\"%s\") came from a sender of name length %u, expected %u", i + 1, expected[i].text, from_length,
+            expected[i].from_length);
+  }
+  char rest[16];
+  FX_TRUE(recv(receiver, rest, sizeof rest, MSG_DONTWAIT) < 0 && errno == EAGAIN, "the receiver holds more messages");
+  FX_EQ("a reply to the sender's name", 5, sendto(receiver, "reply", 5, 0, (struct sockaddr *)&sender_name, sender_length));
+  char reply[16] = "";
+  FX_EQ("the sender's reply", 5, recv(sender, reply, sizeof reply, MSG_DONTWAIT));
+  unlink(path_name.sun_path);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
   if (argc > 2 && !strcmp(argv[1], "unix-outside")) return unix_outside_mode(argv[2]);
   if (argc > 1 && !strcmp(argv[1], "tcp-connection")) return tcp_connection_mode(argc > 2 && !strcmp(argv[2], "big"));
   if (argc > 1 && !strcmp(argv[1], "unix")) return unix_mode(fx_dir(argc > 2 ? argv[2] : NULL));
+  if (argc > 1 && !strcmp(argv[1], "unix-dgram")) return unix_dgram_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

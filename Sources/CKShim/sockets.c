@@ -209,7 +209,8 @@ int ck_tcp_repair_off(int fd, int reuse_address) {
   return err;
 }
 
-int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count) {
+int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count,
+                     void *senders, unsigned int *sender_lengths) {
   *count = 0;
   int old_offset = -1;
   socklen_t size = sizeof(old_offset);
@@ -223,6 +224,10 @@ int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *length
     struct iovec vector = {(char *)buffer + used, capacity - used};
     struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control,
                              .msg_controllen = sizeof(control)};
+    if (senders) {
+      message.msg_name = (struct sockaddr_un *)senders + *count;
+      message.msg_namelen = sizeof(struct sockaddr_un);
+    }
     ssize_t got = recvmsg(fd, &message, MSG_PEEK | MSG_DONTWAIT);
     if (got < 0) {
       if (errno != EAGAIN) err = -errno;
@@ -230,6 +235,7 @@ int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *length
     }
     // Descriptors or credentials in flight, or a message cut short: not kept.
     if (message.msg_controllen > 0 || (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) { err = -EBADMSG; break; }
+    if (sender_lengths) sender_lengths[*count] = message.msg_namelen;
     lengths[(*count)++] = (unsigned int)got;
     used += (size_t)got;
     if (got == 0 && capacity == used) { err = -E2BIG; break; }

@@ -174,3 +174,27 @@ extension ModelEncodingTests {
     }
   }
 }
+
+extension ModelEncodingTests {
+  /// Messages waiting in a unix socket come with what the restore needs to send them again:
+  /// a connected socket has its peer; one no peer is connected to is a named datagram socket
+  /// with a sender for each message.
+  @Test func waitingUnixMessagesNeedAPeerOrTheirSenders() {
+    func unix(type: Int32, name: String?, peer: UInt64?, messages: [String]?, senders: [String]?) -> SocketImage {
+      var image = SocketImage(
+        family: 1, type: type, protocolNumber: 0, address: name.map { Data($0.utf8) }, peer: nil, backlog: nil, options: [],
+        inode: 7, peerInode: peer)
+      image.messages = messages?.map { Data($0.utf8) }
+      image.senders = senders?.map { Data($0.utf8) }
+      return image
+    }
+    #expect(unix(type: 2, name: nil, peer: 8, messages: ["a"], senders: nil).isValid)
+    #expect(unix(type: 2, name: "\0r", peer: nil, messages: ["a", "b"], senders: ["\0s", ""]).isValid)
+    #expect(!unix(type: 2, name: "\0r", peer: nil, messages: ["a", "b"], senders: nil).isValid)
+    #expect(!unix(type: 2, name: "\0r", peer: nil, messages: ["a", "b"], senders: ["\0s"]).isValid)
+    #expect(!unix(type: 2, name: nil, peer: nil, messages: ["a"], senders: [""]).isValid)
+    #expect(!unix(type: 5, name: "\0r", peer: nil, messages: ["a"], senders: [""]).isValid)
+    #expect(!unix(type: 2, name: "\0r", peer: nil, messages: ["a"], senders: [String(repeating: "x", count: 109)]).isValid)
+    #expect(!unix(type: 2, name: nil, peer: 8, messages: ["a"], senders: [""]).isValid)
+  }
+}

@@ -266,8 +266,12 @@ public struct SocketImage: Codable, Sendable, Equatable {
   public var peerOutside: Bool?
   /// A connected unix stream socket: the bytes waiting to be read from it.
   public var queued: Data?
-  /// A connected unix datagram or seqpacket socket: the messages waiting, in order.
+  /// A connected unix datagram or seqpacket socket, or a named datagram socket no peer is
+  /// connected to: the messages waiting, in order.
   public var messages: [Data]?
+  /// For a datagram socket no peer is connected to: who sent each of `messages` (the
+  /// sender's name as `address` holds names; empty for an unnamed sender).
+  public var senders: [Data]?
   /// An established TCP connection (`peer` is the other end): its state under TCP_REPAIR.
   public var tcp: TCPConnectionImage?
 
@@ -364,7 +368,10 @@ extension SocketImage {
     if family == 1 {
       return [1, 2, 5].contains(type) && protocolNumber == 0 && (address?.count ?? 1) <= 108 && (address?.count ?? 1) > 0
         && peer == nil && (backlog ?? 0) >= 0 && inode != nil && (queued?.count ?? 0) <= 16 << 20
-        && (queued == nil || peerInode != nil) && (messages == nil || peerInode != nil && type != 1)
+        && (queued == nil || peerInode != nil)
+        && (messages == nil || peerInode != nil && type != 1 && senders == nil
+          || peerInode == nil && type == 2 && address != nil && senders?.count == messages?.count
+            && (senders ?? []).allSatisfy { $0.count <= 108 })
         && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20 && options.count <= 8
         && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
     }

@@ -161,6 +161,7 @@ int ck_setns(int fd, int nstype);
 
 enum {
   CK_CLONE_NEWTIME = 0x00000080,
+  CK_CLONE_FS = 0x00000200,
   CK_CLONE_NEWNS = 0x00020000,
   CK_CLONE_NEWCGROUP = 0x02000000,
   CK_CLONE_NEWUTS = 0x04000000,
@@ -295,8 +296,11 @@ int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);
 
 // The messages waiting in a datagram or seqpacket socket, peeked one after another (with
 // SO_PEEK_OFF, put back as it was) into `buffer`, their lengths into `lengths`. 0, -E2BIG
-// (more than fit), -EBADMSG (one carries descriptors or credentials), or -errno.
-int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count);
+// (more than fit), -EBADMSG (one carries descriptors or credentials), or -errno. With
+// `senders` (room for `max_messages` struct sockaddr_un, 110 bytes each), each message's
+// sender address and its length too.
+int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count,
+                     void *senders, unsigned int *sender_lengths);
 
 // An established TCP connection as TCP_REPAIR shows it (CRIU's tcp_stream): both queues'
 // sequence numbers and bytes, the options negotiated, the timestamp and the window.

@@ -351,22 +351,19 @@ struct FileCapture {
         family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
         backlog: Int32(clamping: diag.send_queue), options: options, inode: inode)
     }
-    guard diag.peer != 0 else {
-      guard facts.waiting == 0 else { throw refuse("an unconnected unix socket with a message waiting to be read", hint) }
-      return SocketImage(
-        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
-        options: options, inode: inode)
-    }
-    var queued = Data()
-    var messages: [Data]?
-    if facts.waiting > 0 && facts.type != Int32(SOCK_STREAM.rawValue) {
-      // Datagrams and seqpacket records: each message apart, peeked in order.
+    /// Datagrams and seqpacket records waiting: each message apart, peeked in order, with its
+    /// sender's name (sun_path bytes as sock_diag gives names; empty for an unnamed sender).
+    func peekMessages() throws -> [(message: Data, sender: Data)] {
       let capacity = 16 << 20
       let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
       defer { buffer.deallocate() }
-      var lengths = [UInt32](repeating: 0, count: 4096)
+      let maxMessages = 4096
+      let senderSize = 110  // sizeof(struct sockaddr_un)
+      var senders = [UInt8](repeating: 0, count: maxMessages * senderSize)
+      var senderLengths = [UInt32](repeating: 0, count: maxMessages)
+      var lengths = [UInt32](repeating: 0, count: maxMessages)
       var count: Int32 = 0
-      let result = ck_peek_messages(ours, buffer.baseAddress, capacity, &lengths, Int32(lengths.count), &count)
+      let result = ck_peek_messages(ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths)
       guard result == 0 else {
         throw refuse(
           result == -EBADMSG
@@ -375,10 +372,34 @@ struct FileCapture {
           "checkpoint once they have been read")
       }
       var offset = 0
-      messages = lengths.prefix(Int(count)).map { length in
-        defer { offset += Int(length) }
-        return Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + Int(length)]))
+      return (0..<Int(count)).map { index in
+        let length = Int(lengths[index])
+        defer { offset += length }
+        // The name follows the 2-byte family; an unnamed sender has none.
+        let nameLength = max(0, min(Int(senderLengths[index]), senderSize) - 2)
+        let sender = Data(senders[index * senderSize + 2..<index * senderSize + 2 + nameLength])
+        return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender)
       }
+    }
+    guard diag.peer != 0 else {
+      guard facts.waiting == 0 || facts.type == Int32(SOCK_DGRAM.rawValue) && !name.isEmpty else {
+        throw refuse("an unconnected unix socket with a message waiting to be read", hint)
+      }
+      var image = SocketImage(
+        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
+        options: options, inode: inode)
+      if facts.waiting > 0 {
+        // Datagrams sent to its name: they are sent again from the same names at restore.
+        let waiting = try peekMessages()
+        image.messages = waiting.map(\.message)
+        image.senders = waiting.map(\.sender)
+      }
+      return image
+    }
+    var queued = Data()
+    var messages: [Data]?
+    if facts.waiting > 0 && facts.type != Int32(SOCK_STREAM.rawValue) {
+      messages = try peekMessages().map(\.message)
     } else if facts.waiting > 0 {
       guard facts.waiting <= 16 << 20 else { throw refuse("a unix socket with \(facts.waiting) bytes waiting to be read", hint) }
       var bytes = [UInt8](repeating: 0, count: Int(facts.waiting))

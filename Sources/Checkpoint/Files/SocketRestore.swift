@@ -99,3 +99,73 @@ enum TCPRepair {
   static let timestamp: Int32 = 24
   static let window: Int32 = 29
 }
+
+/// Datagrams that waited in unix datagram sockets no peer was connected to (a server bound to
+/// a name, its clients sending to it): sent to it again, in order, each from a socket of the
+/// name that sent it, so that a reply finds its way. A sender the container still holds
+/// sends its own; a sender gone since is played by a socket of ckcont's bound to its name
+/// (an unnamed one for an unnamed sender).
+enum WaitingDatagrams {
+  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
+    var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
+    var receivers: [(socket: SocketImage, hostPid: Int32, fd: Int32)] = []
+    var seen: Set<UInt64> = []
+    for task in tasks {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, socket.family == AF_UNIX, socket.type == Int32(SOCK_DGRAM.rawValue) else { continue }
+        if let name = socket.address, holders[name] == nil { holders[name] = (injector.pid, descriptor.fd) }
+        if socket.peerInode == nil, socket.messages != nil, let inode = socket.inode, seen.insert(inode).inserted {
+          receivers.append((socket, injector.pid, descriptor.fd))
+        }
+      }
+    }
+    for receiver in receivers {
+      guard let name = receiver.socket.address, let messages = receiver.socket.messages, let senders = receiver.socket.senders else { continue }
+      let destination = sockaddrUnix(name)
+      // Names are resolved as the container sees them: abstract ones in its network
+      // namespace, paths under its root (a thread of its own, chrooted there).
+      let root = "/proc/\(receiver.hostPid)/root"
+      try NamespaceThread.run(in: "net", of: receiver.hostPid) {
+        guard ck_unshare(Int32(CK_CLONE_FS)) == 0 else { throw SyscallError("unshare", "CLONE_FS", .init(rawValue: errno)) }
+        try syscallChecked("chroot", root) { chroot(root) }
+        try syscallChecked("chdir", "/ under \(root)") { chdir("/") }
+        for (message, sender) in zip(messages, senders) {
+          let fd = try senderSocket(sender, holders: holders, log: log)
+          defer { close(fd) }
+          try message.withUnsafeBytes { bytes in
+            _ = try destination.withUnsafeBytes { address in
+              try syscallChecked("sendto", "a datagram that waited in socket:[\(receiver.socket.inode ?? 0)]") {
+                sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// A descriptor of ckcont's to send from as `sender`: the container's socket of that name,
+  /// else a new one bound to it, else (unnamed, or the name taken) an unnamed one.
+  private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
+    if !sender.isEmpty, let holder = holders[sender] {
+      let pidfd = try syscallChecked("pidfd_open", "\(holder.hostPid)") { ck_pidfd_open(holder.hostPid, 0) }
+      defer { close(pidfd) }
+      return try syscallChecked("pidfd_getfd", "\(holder.hostPid) fd \(holder.fd)") { ck_pidfd_getfd(pidfd, holder.fd, 0) }
+    }
+    let fd = try syscallChecked("socket", "a unix datagram socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) }
+    if !sender.isEmpty {
+      let address = sockaddrUnix(sender)
+      let bound = address.withUnsafeBytes { bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+      if bound != 0 {
+        log("a datagram's sender \(SocketImage.text(sender) ?? "?") could not be named again (\(String(cString: strerror(errno)))): it comes unnamed")
+      }
+    }
+    return fd
+  }
+
+  /// struct sockaddr_un of a name as sock_diag gives it (sun_path bytes).
+  private static func sockaddrUnix(_ name: Data) -> [UInt8] {
+    withUnsafeBytes(of: UInt16(AF_UNIX)) { Array($0) } + Array(name)
+  }
+}

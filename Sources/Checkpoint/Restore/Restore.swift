@@ -310,6 +310,8 @@ public struct Restore {
         prepared.append((files, try phases.time("files") { try files.prepare() }))
       }
       for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
+      // Once every socket is in place: a datagram's sender may be any process's.
+      try phases.time("files") { try WaitingDatagrams.deliver(order, injectors: injectors, log: log) }
       try shared.terminals?.relock(order)
       var threads: [Tracee] = []
       var restores: [TaskRestore] = []
