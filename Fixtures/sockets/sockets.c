@@ -6,6 +6,7 @@
  *   sockets tcp-connection
  *   sockets unix-outside PATH
  *   sockets unix-dgram [DIR]
+ *   sockets scm [DIR]
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -346,6 +347,89 @@ static int unix_dgram_mode(const char *dir) {
   fx_finish();
 }
 
+/* `scm`: descriptors in flight (SCM_RIGHTS) that the process also keeps: a stream pair with
+ * "hello" waiting and a pipe's read end attached to it, then "world" without; a seqpacket
+ * pair with "first" waiting and two attached (a file at offset 2 and the pipe's write end),
+ * then "second" without. After SIGTERM each piece arrives with its descriptors, which are
+ * the kept ones (the file's offset is shared, the pipe carries bytes both ways). */
+static ssize_t receive(int socket, char *text, size_t size, int *fds, int *count) {
+  union { char buffer[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } control;
+  struct iovec vector = {text, size - 1};
+  struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer};
+  ssize_t got = recvmsg(socket, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  text[got > 0 ? got : 0] = 0;
+  *count = 0;
+  for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header))
+    if (header->cmsg_type == SCM_RIGHTS)
+      for (size_t i = 0; i < (header->cmsg_len - CMSG_LEN(0)) / sizeof(int) && *count < 4; i++)
+        memcpy(&fds[(*count)++], CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+  return got;
+}
+
+static void send_with(int socket, const char *text, const int *fds, int count) {
+  union { char buffer[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } control;
+  memset(&control, 0, sizeof control);
+  struct iovec vector = {(void *)text, strlen(text)};
+  struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1};
+  if (count > 0) {
+    message.msg_control = control.buffer;
+    message.msg_controllen = CMSG_SPACE(count * sizeof(int));
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(count * sizeof(int));
+    memcpy(CMSG_DATA(header), fds, count * sizeof(int));
+  }
+  FX_SYS(sendmsg(socket, &message, 0));
+}
+
+static int scm_mode(const char *dir) {
+  int stream[2], packets[2], pipe_fds[2];
+  FX_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, stream));
+  FX_SYS(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, packets));
+  FX_SYS(pipe(pipe_fds));
+  char path[256];
+  snprintf(path, sizeof path, "%s/ckcont-scm-%d", dir, getpid());
+  int file = FX_SYS(open(path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  FX_SYS(write(file, "abcdef", 6));
+  FX_SYS(lseek(file, 2, SEEK_SET));
+  send_with(stream[0], "hello", &pipe_fds[0], 1);
+  send_with(stream[0], "world", NULL, 0);
+  int two[] = {file, pipe_fds[1]};
+  send_with(packets[0], "first", two, 2);
+  send_with(packets[0], "second", NULL, 0);
+  fx_ready();
+  fx_wait_term();
+
+  char text[64];
+  int fds[4], count = 0;
+  ssize_t got = receive(stream[1], text, sizeof text, fds, &count);
+  FX_TRUE(got == 5 && !strcmp(text, "hello") && count == 1, "stream: got %zd bytes \"%s\" with %d descriptors", got, text, count);
+  if (count == 1) {
+    FX_SYS(write(pipe_fds[1], "p", 1));
+    char byte = 0;
+    if (fx_flip()) FX_SYS(write(pipe_fds[1], "q", 1)), FX_SYS(read(pipe_fds[0], &byte, 1));
+    FX_TRUE(read(fds[0], &byte, 1) == 1 && byte == 'p', "the pipe's read end that came with \"hello\" does not read the pipe");
+  }
+  got = receive(stream[1], text, sizeof text, fds, &count);
+  FX_TRUE(got == 5 && !strcmp(text, "world") && count == 0, "stream: then %zd bytes \"%s\" with %d descriptors", got, text, count);
+  got = receive(packets[1], text, sizeof text, fds, &count);
+  FX_TRUE(got == 5 && !strcmp(text, "first") && count == 2, "seqpacket: got %zd bytes \"%s\" with %d descriptors", got, text, count);
+  if (count == 2) {
+    FX_EQ("the offset of the file that came with \"first\"", 2, lseek(fds[0], 0, SEEK_CUR));
+    char two_bytes[3] = "";
+    FX_TRUE(read(fds[0], two_bytes, 2) == 2 && !strcmp(two_bytes, "cd"), "the file that came with \"first\" reads \"%s\"", two_bytes);
+    FX_EQ("the kept file's offset, moved through the one that came", 4, lseek(file, 0, SEEK_CUR));
+    FX_SYS(write(fds[1], "w", 1));
+    char byte = 0;
+    FX_TRUE(read(pipe_fds[0], &byte, 1) == 1 && byte == 'w', "the pipe's write end that came with \"first\" does not write the pipe");
+  }
+  got = receive(packets[1], text, sizeof text, fds, &count);
+  FX_TRUE(got == 6 && !strcmp(text, "second") && count == 0, "seqpacket: then %zd bytes \"%s\" with %d descriptors", got, text, count);
+  unlink(path);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -353,6 +437,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "tcp-connection")) return tcp_connection_mode(argc > 2 && !strcmp(argv[2], "big"));
   if (argc > 1 && !strcmp(argv[1], "unix")) return unix_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-dgram")) return unix_dgram_mode(fx_dir(argc > 2 ? argv[2] : NULL));
+  if (argc > 1 && !strcmp(argv[1], "scm")) return scm_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

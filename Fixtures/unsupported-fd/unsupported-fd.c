@@ -35,8 +35,9 @@
  *             and a byte sent on it arrives at the other end (the dump that refused it took
  *             it back out of repair mode)
  *   unix      a unix datagram socketpair with a message waiting in the fd's end that carries a
- *             descriptor (SCM_RIGHTS: not kept yet). After: the link, the message and its
- *             descriptor, and a byte crosses the pair */
+ *             descriptor (SCM_RIGHTS) its sender closed since, which no process holds (kept only
+ *             when a process holds it too). After: the link, the message and its descriptor,
+ *             and a byte crosses the pair */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>

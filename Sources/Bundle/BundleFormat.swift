@@ -66,6 +66,10 @@ public enum BundleFormat {
     /// Mappings with madvise(2) advice or sealed with mseal(2) (``VMAImage/advice``,
     /// ``VMAImage/sealed``).
     case memoryAdvice = "memory-advice"
+    /// Descriptors in flight in unix sockets (``SocketImage/passed``).
+    case passedDescriptors = "passed-descriptors"
+    /// Datagrams waiting in a unix socket no peer is connected to (``SocketImage/senders``).
+    case unixDatagramSenders = "unix-datagram-senders"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -210,31 +210,55 @@ int ck_tcp_repair_off(int fd, int reuse_address) {
 }
 
 int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count,
-                     void *senders, unsigned int *sender_lengths) {
+                     void *senders, unsigned int *sender_lengths, int *fds, int max_fds, unsigned int *fd_counts) {
   *count = 0;
   int old_offset = -1;
   socklen_t size = sizeof(old_offset);
   if (getsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &old_offset, &size) < 0) return -errno;
+  int type = 0;
+  size = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) < 0) return -errno;
   int err = set_int(fd, SOL_SOCKET, SO_PEEK_OFF, 0);
   if (err) return err;
   size_t used = 0;
+  int fds_used = 0;
   for (;;) {
     if (*count == max_messages) { err = -E2BIG; break; }
-    char control[256];
+    union {
+      char buffer[CMSG_SPACE(253 * sizeof(int))];  // SCM_MAX_FD descriptors
+      struct cmsghdr align;
+    } control;
     struct iovec vector = {(char *)buffer + used, capacity - used};
-    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control,
-                             .msg_controllen = sizeof(control)};
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer,
+                             .msg_controllen = sizeof(control.buffer)};
     if (senders) {
       message.msg_name = (struct sockaddr_un *)senders + *count;
       message.msg_namelen = sizeof(struct sockaddr_un);
     }
-    ssize_t got = recvmsg(fd, &message, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t got = recvmsg(fd, &message, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (got < 0) {
       if (errno != EAGAIN) err = -errno;
       break;
     }
-    // Descriptors or credentials in flight, or a message cut short: not kept.
-    if (message.msg_controllen > 0 || (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) { err = -EBADMSG; break; }
+    // A stream ends its waiting bytes with 0 (its peer shut down); a datagram may be empty.
+    if (got == 0 && type == SOCK_STREAM) break;
+    // Descriptors in flight come as copies of ckcont's (the caller closes them); credentials
+    // or a message cut short are not kept.
+    unsigned int passed = 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+      if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) { err = -EBADMSG; break; }
+      int n = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      for (int i = 0; i < n; i++) {
+        int copy;
+        memcpy(&copy, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+        if (!fds || fds_used == max_fds) { close(copy); err = -E2BIG; continue; }
+        fds[fds_used++] = copy;
+        passed++;
+      }
+    }
+    if (err) break;
+    if (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) { err = -EBADMSG; break; }
+    if (fd_counts) fd_counts[*count] = passed;
     if (sender_lengths) sender_lengths[*count] = message.msg_namelen;
     lengths[(*count)++] = (unsigned int)got;
     used += (size_t)got;
@@ -242,6 +266,27 @@ int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *length
   }
   set_int(fd, SOL_SOCKET, SO_PEEK_OFF, old_offset);
   return err;
+}
+
+// Sends `count` bytes with descriptors `fds` attached (SCM_RIGHTS) on unix socket `socket`;
+// the bytes sent, or -errno. CMSG_* are macros Swift cannot use.
+long ck_send_with_fds(int socket, const void *bytes, size_t count, const int *fds, int fd_count) {
+  struct iovec iov = {.iov_base = (void *)bytes, .iov_len = count};
+  union {
+    char buffer[CMSG_SPACE(253 * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  if (fd_count < 1 || fd_count > 253) return -EINVAL;
+  memset(&control, 0, sizeof(control));
+  struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer,
+                           .msg_controllen = CMSG_SPACE(fd_count * sizeof(int))};
+  struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
+  memcpy(CMSG_DATA(header), fds, fd_count * sizeof(int));
+  ssize_t sent = sendmsg(socket, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+  return sent < 0 ? -errno : sent;
 }
 
 // Hands descriptor `fd` over unix socket `socket` (one byte with SCM_RIGHTS): the restore's

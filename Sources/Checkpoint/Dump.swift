@@ -305,6 +305,7 @@ public struct Dump {
     let nested = try NestedNamespaces.assign(&tasks, root: root)
     try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
+    try phases.time("shared files") { try resolvePassed(&tasks) }
     var namespaces = try namespaceSet(of: root.hostPid)
     if namespaces.user {
       // Its processes are made with set_tid, which a user namespace may do in a pid namespace
@@ -574,6 +575,43 @@ public struct Dump {
     }
   }
 
+  /// Descriptors in flight in unix sockets (SCM_RIGHTS) were captured as ckcont's own copies
+  /// (``PassedDescriptors`` with pid 0): each becomes the descriptor of a process of the
+  /// container that holds the same open file description (kcmp), and ckcont's copy is closed.
+  /// One that no process holds (sent, then closed by its sender) stops the dump.
+  func resolvePassed(_ tasks: inout [CapturedTask]) throws {
+    var copies: [Int32] = []
+    defer { for fd in copies { close(fd) } }
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        copies += (descriptor.socket?.passed ?? []).flatMap { $0.descriptors.map(\.fd) }
+      }
+    }
+    let holders = tasks.flatMap { task in
+      task.files.descriptors.map { (hostPid: task.hostPid, pid: task.entry.pid, fd: $0.fd) }
+    }
+    let me = getpid()
+    for taskIndex in tasks.indices {
+      for index in tasks[taskIndex].files.descriptors.indices {
+        guard var passed = tasks[taskIndex].files.descriptors[index].socket?.passed else { continue }
+        for group in passed.indices {
+          for slot in passed[group].descriptors.indices {
+            let ours = passed[group].descriptors[slot].fd
+            guard let holder = holders.first(where: { ck_kcmp_file(me, $0.hostPid, ours, $0.fd) == 0 }) else {
+              let what = (try? readLink("/proc/self/fd/\(ours)")) ?? "?"
+              throw CKError(
+                .failed,
+                "task \(tasks[taskIndex].hostPid): fd \(tasks[taskIndex].files.descriptors[index].fd) (a unix socket) holds a descriptor in flight (\(what)) that no process of the container holds, which ckcont cannot checkpoint yet",
+                hint: "checkpoint once it has been received")
+            }
+            passed[group].descriptors[slot] = DescriptorReference(pid: holder.pid, fd: holder.fd)
+          }
+        }
+        tasks[taskIndex].files.descriptors[index].socket?.passed = passed
+      }
+    }
+  }
+
   /// What a reader must understand to restore these tasks (``Manifest/requires``).
   static func requirements(of tasks: [CapturedTask], mounts: MountsImage?, tree: ProcessTree) -> [String]? {
     let needed = BundleFormat.Requirement.allCases.filter { requirement in
@@ -589,6 +627,8 @@ public struct Dump {
         case .rootFilesystem: false
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
         case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil }
+        case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
+        case .unixDatagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .shellJob, .nestedNamespaces: false
         }
       }

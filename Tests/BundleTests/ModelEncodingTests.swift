@@ -198,3 +198,28 @@ extension ModelEncodingTests {
     #expect(!unix(type: 2, name: nil, peer: 8, messages: ["a"], senders: [""]).isValid)
   }
 }
+
+extension ModelEncodingTests {
+  /// Descriptors in flight belong to a connected socket, each group at a message or a piece
+  /// of the stream that waits, in order, without overlapping, 1 to 253 at once.
+  @Test func passedDescriptorsMustLieInWhatWaits() {
+    let one = [DescriptorReference(pid: 1, fd: 3)]
+    func socket(type: Int32, peer: UInt64? = 8, _ passed: [PassedDescriptors]) -> SocketImage {
+      var image = SocketImage(
+        family: 1, type: type, protocolNumber: 0, address: nil, peer: nil, backlog: nil, options: [], inode: 7, peerInode: peer,
+        queued: type == 1 ? Data("helloworld".utf8) : nil)
+      if type != 1 { image.messages = [Data("a".utf8), Data("b".utf8)] }
+      image.passed = passed
+      return image
+    }
+    #expect(socket(type: 1, [PassedDescriptors(at: 0, length: 5, descriptors: one), PassedDescriptors(at: 5, length: 5, descriptors: one)]).isValid)
+    #expect(socket(type: 5, [PassedDescriptors(at: 1, descriptors: one)]).isValid)
+    #expect(!socket(type: 1, [PassedDescriptors(at: 0, length: 11, descriptors: one)]).isValid)
+    #expect(!socket(type: 1, [PassedDescriptors(at: 0, length: 6, descriptors: one), PassedDescriptors(at: 5, length: 5, descriptors: one)]).isValid)
+    #expect(!socket(type: 1, [PassedDescriptors(at: 0, descriptors: one)]).isValid)
+    #expect(!socket(type: 5, [PassedDescriptors(at: 2, descriptors: one)]).isValid)
+    #expect(!socket(type: 5, [PassedDescriptors(at: 0, descriptors: [])]).isValid)
+    #expect(!socket(type: 5, peer: nil, [PassedDescriptors(at: 0, descriptors: one)]).isValid)
+    #expect(!socket(type: 5, [PassedDescriptors(at: 1, descriptors: one), PassedDescriptors(at: 0, descriptors: one)]).isValid)
+  }
+}

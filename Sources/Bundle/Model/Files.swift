@@ -274,6 +274,9 @@ public struct SocketImage: Codable, Sendable, Equatable {
   public var senders: [Data]?
   /// An established TCP connection (`peer` is the other end): its state under TCP_REPAIR.
   public var tcp: TCPConnectionImage?
+  /// Descriptors passed (SCM_RIGHTS) with what waits in a connected unix socket, not yet
+  /// received: sent again with it by the restore.
+  public var passed: [PassedDescriptors]?
 
   public init(
     family: Int32, type: Int32, protocolNumber: Int32, address: Data?, peer: Data?, backlog: Int32?,
@@ -289,6 +292,34 @@ public struct SocketImage: Codable, Sendable, Equatable {
     self.peer = peer
     self.backlog = backlog
     self.options = options
+  }
+}
+
+/// Descriptors in flight in a unix socket, each one a descriptor a process of the container
+/// holds too (the same open file description).
+public struct PassedDescriptors: Codable, Sendable, Equatable {
+  /// Where they are attached: the index in ``SocketImage/messages``, or for a stream the
+  /// byte offset in ``SocketImage/queued`` where the piece they came with starts.
+  public var at: Int
+  /// For a stream: the bytes of that piece (a read ends with them).
+  public var length: Int?
+  public var descriptors: [DescriptorReference]
+
+  public init(at: Int, length: Int? = nil, descriptors: [DescriptorReference]) {
+    self.at = at
+    self.length = length
+    self.descriptors = descriptors
+  }
+}
+
+/// Descriptor `fd` of the process with pid `pid` in the container.
+public struct DescriptorReference: Codable, Sendable, Equatable, Hashable {
+  public var pid: Int32
+  public var fd: Int32
+
+  public init(pid: Int32, fd: Int32) {
+    self.pid = pid
+    self.fd = fd
   }
 }
 
@@ -353,6 +384,21 @@ public struct SocketOption: Codable, Sendable, Equatable {
 }
 
 extension SocketImage {
+  /// Passed descriptors belong to a connected socket, in order, each at a message (or a
+  /// byte of the stream) that waits, at most 253 at once (SCM_MAX_FD).
+  var passedIsValid: Bool {
+    guard let passed else { return true }
+    guard peerInode != nil, passed.count <= 4096 else { return false }
+    let stream = type == 1
+    let limit = stream ? (queued?.count ?? 0) : (messages?.count ?? 0)
+    let end = { (piece: PassedDescriptors) in stream ? piece.at + (piece.length ?? 0) : piece.at + 1 }
+    return zip(passed, passed.dropFirst()).allSatisfy { end($0) <= $1.at }
+      && passed.allSatisfy {
+        (0..<limit).contains($0.at) && (stream ? ($0.length ?? 0) > 0 && end($0) <= limit : $0.length == nil)
+          && (1...253).contains($0.descriptors.count)
+      }
+  }
+
   /// The options a bundle may set: those dump saves (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
   /// SO_BROADCAST, TCP_NODELAY, IPV6_V6ONLY), as (level, name).
   public static let knownOptions: Set<[Int32]> = [[1, 2], [1, 15], [1, 9], [1, 6], [6, 1], [41, 26]]
@@ -373,7 +419,7 @@ extension SocketImage {
           || peerInode == nil && type == 2 && address != nil && senders?.count == messages?.count
             && (senders ?? []).allSatisfy { $0.count <= 108 })
         && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20 && options.count <= 8
-        && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
+        && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) } && passedIsValid
     }
     let size = family == 2 ? 16 : 28
     func fits(_ address: Data?) -> Bool {

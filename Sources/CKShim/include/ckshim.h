@@ -298,9 +298,15 @@ int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);
 // SO_PEEK_OFF, put back as it was) into `buffer`, their lengths into `lengths`. 0, -E2BIG
 // (more than fit), -EBADMSG (one carries descriptors or credentials), or -errno. With
 // `senders` (room for `max_messages` struct sockaddr_un, 110 bytes each), each message's
-// sender address and its length too.
+// sender address and its length too. A stream's waiting bytes come in pieces that end where
+// descriptors are attached. Descriptors in flight (SCM_RIGHTS) come as ckcont's own copies
+// (close-on-exec) into `fds` (at most `max_fds`, else -E2BIG), how many per message into
+// `fd_counts`; the caller closes them.
 int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count,
-                     void *senders, unsigned int *sender_lengths);
+                     void *senders, unsigned int *sender_lengths, int *fds, int max_fds, unsigned int *fd_counts);
+// Sends `count` bytes with `fd_count` (1...253) descriptors attached (SCM_RIGHTS), without
+// waiting: the bytes sent or -errno.
+long ck_send_with_fds(int socket, const void *bytes, size_t count, const int *fds, int fd_count);
 
 // An established TCP connection as TCP_REPAIR shows it (CRIU's tcp_stream): both queues'
 // sequence numbers and bytes, the options negotiated, the timestamp and the window.

@@ -351,9 +351,11 @@ struct FileCapture {
         family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
         backlog: Int32(clamping: diag.send_queue), options: options, inode: inode)
     }
-    /// Datagrams and seqpacket records waiting: each message apart, peeked in order, with its
-    /// sender's name (sun_path bytes as sock_diag gives names; empty for an unnamed sender).
-    func peekMessages() throws -> [(message: Data, sender: Data)] {
+    /// What waits, peeked in order without taking it: each datagram or seqpacket record apart
+    /// (a stream in pieces ending where descriptors are attached), with its sender's name
+    /// (sun_path bytes as sock_diag gives names; empty for an unnamed sender) and the
+    /// descriptors passed with it, as copies of ckcont's own (see ``Dump/resolvePassed``).
+    func peekWaiting() throws -> [(bytes: Data, sender: Data, passed: [Int32])] {
       let capacity = 16 << 20
       let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
       defer { buffer.deallocate() }
@@ -362,24 +364,38 @@ struct FileCapture {
       var senders = [UInt8](repeating: 0, count: maxMessages * senderSize)
       var senderLengths = [UInt32](repeating: 0, count: maxMessages)
       var lengths = [UInt32](repeating: 0, count: maxMessages)
+      var passed = [Int32](repeating: -1, count: 4096)
+      var passedCounts = [UInt32](repeating: 0, count: maxMessages)
       var count: Int32 = 0
-      let result = ck_peek_messages(ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths)
+      let result = ck_peek_messages(
+        ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths, &passed, Int32(passed.count),
+        &passedCounts)
       guard result == 0 else {
+        for fd in passed where fd >= 0 { close(fd) }
         throw refuse(
           result == -EBADMSG
-            ? "a unix socket with a message carrying descriptors or credentials waiting"
-            : "a unix socket whose waiting messages could not be read (\(String(cString: strerror(-result))))",
+            ? "a unix socket with credentials waiting (SO_PASSCRED) or a message cut short"
+            : result == -E2BIG
+              ? "a unix socket with more messages or descriptors waiting than ckcont keeps (4096 each)"
+              : "a unix socket whose waiting messages could not be read (\(String(cString: strerror(-result))))",
           "checkpoint once they have been read")
       }
       var offset = 0
+      var passedAt = 0
       return (0..<Int(count)).map { index in
         let length = Int(lengths[index])
         defer { offset += length }
         // The name follows the 2-byte family; an unnamed sender has none.
         let nameLength = max(0, min(Int(senderLengths[index]), senderSize) - 2)
         let sender = Data(senders[index * senderSize + 2..<index * senderSize + 2 + nameLength])
-        return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender)
+        let own = Array(passed[passedAt..<passedAt + Int(passedCounts[index])])
+        passedAt += own.count
+        return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender, own)
       }
+    }
+    /// Descriptors in flight, as placeholders: ckcont's copy in `fd`, no pid yet.
+    func placeholders(_ fds: [Int32], at: Int, length: Int? = nil) -> PassedDescriptors? {
+      fds.isEmpty ? nil : PassedDescriptors(at: at, length: length, descriptors: fds.map { DescriptorReference(pid: 0, fd: $0) })
     }
     guard diag.peer != 0 else {
       guard facts.waiting == 0 || facts.type == Int32(SOCK_DGRAM.rawValue) && !name.isEmpty else {
@@ -390,29 +406,36 @@ struct FileCapture {
         options: options, inode: inode)
       if facts.waiting > 0 {
         // Datagrams sent to its name: they are sent again from the same names at restore.
-        let waiting = try peekMessages()
-        image.messages = waiting.map(\.message)
+        let waiting = try peekWaiting()
+        let inFlight = waiting.flatMap(\.passed)
+        guard inFlight.isEmpty else {
+          for fd in inFlight { close(fd) }
+          throw refuse("a unix datagram socket no peer is connected to, with descriptors in flight (SCM_RIGHTS)", "checkpoint once they have been received")
+        }
+        image.messages = waiting.map(\.bytes)
         image.senders = waiting.map(\.sender)
       }
       return image
     }
     var queued = Data()
     var messages: [Data]?
+    var passed: [PassedDescriptors] = []
     if facts.waiting > 0 && facts.type != Int32(SOCK_STREAM.rawValue) {
-      messages = try peekMessages().map(\.message)
+      let waiting = try peekWaiting()
+      messages = waiting.map(\.bytes)
+      passed = waiting.enumerated().compactMap { placeholders($0.element.passed, at: $0.offset) }
     } else if facts.waiting > 0 {
       guard facts.waiting <= 16 << 20 else { throw refuse("a unix socket with \(facts.waiting) bytes waiting to be read", hint) }
-      var bytes = [UInt8](repeating: 0, count: Int(facts.waiting))
-      let got = bytes.withUnsafeMutableBytes { recv(ours, $0.baseAddress, $0.count, Int32(MSG_PEEK | MSG_DONTWAIT)) }
-      guard got == Int(facts.waiting) else {
-        throw refuse("a unix socket whose \(facts.waiting) waiting bytes could not be peeked (got \(got))", hint)
+      for piece in try peekWaiting() {
+        if let attached = placeholders(piece.passed, at: queued.count, length: piece.bytes.count) { passed.append(attached) }
+        queued += piece.bytes
       }
-      queued = Data(bytes)
     }
     var image = SocketImage(
       family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
       options: options, inode: inode, peerInode: UInt64(diag.peer), queued: queued.isEmpty ? nil : queued)
     image.messages = messages
+    image.passed = passed.isEmpty ? nil : passed
     return image
   }
 

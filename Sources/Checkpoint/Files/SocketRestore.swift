@@ -45,7 +45,8 @@ extension FileRestore {
   /// with host pid `hostPid`).
   private func fill(_ socket: SocketImage, inode: UInt64, through peer: (hostPid: Int32, fd: Int64)) throws {
     let waiting = (socket.queued.map { [$0] } ?? []) + (socket.messages ?? [])
-    if !waiting.isEmpty, shared.filledSockets.insert(inode).inserted {
+    // With descriptors in flight, once every process has its descriptors: see PassedInFlight.
+    if !waiting.isEmpty, socket.passed == nil, shared.filledSockets.insert(inode).inserted {
       try withOurCopy(of: Int32(peer.fd), in: peer.hostPid) { ours in
         // A stream's bytes may go in several sends; a message must go in one.
         for message in waiting {
@@ -167,5 +168,84 @@ enum WaitingDatagrams {
   /// struct sockaddr_un of a name as sock_diag gives it (sun_path bytes).
   private static func sockaddrUnix(_ name: Data) -> [UInt8] {
     withUnsafeBytes(of: UInt16(AF_UNIX)) { Array($0) } + Array(name)
+  }
+}
+
+/// What waited in connected unix sockets together with descriptors in flight (SCM_RIGHTS):
+/// written into each through its peer once every process has its descriptors, the
+/// descriptors passed with the same pieces as before, taken from the processes that hold
+/// them (``Dump/resolvePassed``).
+enum PassedInFlight {
+  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector]) throws {
+    var holders: [UInt64: (hostPid: Int32, fd: Int32)] = [:]
+    for task in tasks {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      for descriptor in task.files.descriptors {
+        if let inode = descriptor.socket?.inode, holders[inode] == nil { holders[inode] = (injector.pid, descriptor.fd) }
+      }
+    }
+    var done: Set<UInt64> = []
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, let passed = socket.passed, let inode = socket.inode, let peerInode = socket.peerInode,
+          done.insert(inode).inserted
+        else { continue }
+        guard let peer = holders[peerInode] else {
+          throw CKError(.failed, "socket:[\(inode)] has descriptors in flight but no process holds its peer socket:[\(peerInode)]")
+        }
+        let ours = try copy(peer.fd, of: peer.hostPid)
+        defer { close(ours) }
+        // Pieces: each message, or the stream cut where descriptors are attached.
+        var pieces: [(bytes: Data, passed: [DescriptorReference])] = []
+        if socket.type == Int32(SOCK_STREAM.rawValue) {
+          let queued = socket.queued ?? Data()
+          // A read ends after the piece descriptors came with: it is sent alone again.
+          let cuts = Set([0, queued.count] + passed.flatMap { [$0.at, $0.at + ($0.length ?? 0)] }).sorted()
+          for (start, end) in zip(cuts, cuts.dropFirst()) where end > start {
+            let attached = passed.first { $0.at == start }?.descriptors ?? []
+            pieces.append((queued.subdata(in: queued.startIndex + start..<queued.startIndex + end), attached))
+          }
+        } else {
+          for (index, message) in (socket.messages ?? []).enumerated() {
+            pieces.append((message, passed.first { $0.at == index }?.descriptors ?? []))
+          }
+        }
+        for piece in pieces {
+          var fds: [Int32] = []
+          defer { for fd in fds { close(fd) } }
+          for reference in piece.passed {
+            guard let holder = injectors[reference.pid] else {
+              throw CKError(.failed, "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold")
+            }
+            fds.append(try copy(reference.fd, of: holder.pid))
+          }
+          try piece.bytes.withUnsafeBytes { bytes in
+            var sent = 0
+            repeat {
+              // The descriptors go with the first bytes of the piece, as they came.
+              let result: Int
+              if sent == 0 && !fds.isEmpty {
+                result = ck_send_with_fds(ours, bytes.baseAddress, bytes.count, fds, Int32(fds.count))
+              } else {
+                let n = send(ours, bytes.baseAddress.map { $0 + sent }, bytes.count - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                result = n < 0 ? -Int(errno) : n
+              }
+              guard result > 0 || (result == 0 && bytes.isEmpty) else {
+                throw SyscallError(
+                  "sendmsg", "what waited in socket:[\(inode)] with descriptors in flight (\(sent) of \(bytes.count) bytes in)",
+                  .init(rawValue: result < 0 ? Int32(-result) : EAGAIN))
+              }
+              sent += result
+            } while sent < bytes.count
+          }
+        }
+      }
+    }
+  }
+
+  private static func copy(_ fd: Int32, of hostPid: Int32) throws -> Int32 {
+    let pidfd = try syscallChecked("pidfd_open", "\(hostPid)") { ck_pidfd_open(hostPid, 0) }
+    defer { close(pidfd) }
+    return try syscallChecked("pidfd_getfd", "\(hostPid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
   }
 }

@@ -311,7 +311,10 @@ public struct Restore {
       }
       for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
       // Once every socket is in place: a datagram's sender may be any process's.
-      try phases.time("files") { try WaitingDatagrams.deliver(order, injectors: injectors, log: log) }
+      try phases.time("files") {
+        try WaitingDatagrams.deliver(order, injectors: injectors, log: log)
+        try PassedInFlight.deliver(order, injectors: injectors)
+      }
       try shared.terminals?.relock(order)
       var threads: [Tracee] = []
       var restores: [TaskRestore] = []
