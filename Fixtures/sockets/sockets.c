@@ -350,8 +350,10 @@ static int unix_dgram_mode(const char *dir) {
 /* `scm`: descriptors in flight (SCM_RIGHTS) that the process also keeps: a stream pair with
  * "hello" waiting and a pipe's read end attached to it, then "world" without; a seqpacket
  * pair with "first" waiting and two attached (a file at offset 2 and the pipe's write end),
- * then "second" without. After SIGTERM each piece arrives with its descriptors, which are
- * the kept ones (the file's offset is shared, the pipe carries bytes both ways). */
+ * then "second" without, then "third" with a file the process closed after sending it (open
+ * for reading and writing, at offset 3). After SIGTERM each piece arrives with its
+ * descriptors: the kept ones (the file's offset is shared, the pipe carries bytes both
+ * ways), and the file only the message held, at its offset with its flags. */
 static ssize_t receive(int socket, char *text, size_t size, int *fds, int *count) {
   union { char buffer[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } control;
   struct iovec vector = {text, size - 1};
@@ -398,6 +400,13 @@ static int scm_mode(const char *dir) {
   int two[] = {file, pipe_fds[1]};
   send_with(packets[0], "first", two, 2);
   send_with(packets[0], "second", NULL, 0);
+  char only_path[256];
+  snprintf(only_path, sizeof only_path, "%s/ckcont-scm-only-%d", dir, getpid());
+  int only = FX_SYS(open(only_path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  FX_SYS(write(only, "0123456789", 10));
+  FX_SYS(lseek(only, 3, SEEK_SET));
+  send_with(packets[0], "third", &only, 1);
+  close(only);
   fx_ready();
   fx_wait_term();
 
@@ -426,6 +435,15 @@ static int scm_mode(const char *dir) {
   }
   got = receive(packets[1], text, sizeof text, fds, &count);
   FX_TRUE(got == 6 && !strcmp(text, "second") && count == 0, "seqpacket: then %zd bytes \"%s\" with %d descriptors", got, text, count);
+  got = receive(packets[1], text, sizeof text, fds, &count);
+  FX_TRUE(got == 5 && !strcmp(text, "third") && count == 1, "seqpacket: last %zd bytes \"%s\" with %d descriptors", got, text, count);
+  if (count == 1) {
+    FX_EQ("the offset of the file only \"third\" held", 3, lseek(fds[0], 0, SEEK_CUR));
+    FX_EQ("its access mode", O_RDWR, fcntl(fds[0], F_GETFL) & O_ACCMODE);
+    char two_bytes[3] = "";
+    FX_TRUE(read(fds[0], two_bytes, 2) == 2 && !strcmp(two_bytes, "34"), "the file only \"third\" held reads \"%s\"", two_bytes);
+  }
+  unlink(only_path);
   unlink(path);
   fx_finish();
 }

@@ -35,9 +35,9 @@
  *             and a byte sent on it arrives at the other end (the dump that refused it took
  *             it back out of repair mode)
  *   unix      a unix datagram socketpair with a message waiting in the fd's end that carries a
- *             descriptor (SCM_RIGHTS) its sender closed since, which no process holds (kept only
- *             when a process holds it too). After: the link, the message and its descriptor,
- *             and a byte crosses the pair */
+ *             pipe's read end (SCM_RIGHTS) its sender closed since, which no process holds (kept
+ *             only when a process holds it too, or when it is a file to open again). After: the
+ *             link, the message and its descriptor, and a byte crosses the pair */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -226,7 +226,10 @@ int main(int argc, char **argv) {
     FX_SYS(socketpair(AF_UNIX, SOCK_DGRAM, 0, pair));
     fd = pair[0];
     other = pair[1];
-    int passed = FX_SYS(open("/dev/null", O_RDONLY));
+    int ends[2];
+    FX_SYS(pipe(ends));
+    close(ends[1]);
+    int passed = ends[0];
     char control[CMSG_SPACE(sizeof(int))] = {0};
     struct iovec vector = {"waiting", 7};
     struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};

@@ -597,19 +597,38 @@ public struct Dump {
         for group in passed.indices {
           for slot in passed[group].descriptors.indices {
             let ours = passed[group].descriptors[slot].fd
-            guard let holder = holders.first(where: { ck_kcmp_file(me, $0.hostPid, ours, $0.fd) == 0 }) else {
+            if let holder = holders.first(where: { ck_kcmp_file(me, $0.hostPid, ours, $0.fd) == 0 }) {
+              passed[group].descriptors[slot] = DescriptorReference(pid: holder.pid, fd: holder.fd)
+            } else if let file = Self.fileOnlyInFlight(ours) {
+              passed[group].descriptors[slot] = file
+            } else {
               let what = (try? readLink("/proc/self/fd/\(ours)")) ?? "?"
               throw CKError(
                 .failed,
-                "task \(tasks[taskIndex].hostPid): fd \(tasks[taskIndex].files.descriptors[index].fd) (a unix socket) holds a descriptor in flight (\(what)) that no process of the container holds, which ckcont cannot checkpoint yet",
+                "task \(tasks[taskIndex].hostPid): fd \(tasks[taskIndex].files.descriptors[index].fd) (a unix socket) holds a descriptor in flight (\(what)) that no process of the container holds and that is no file to open again, which ckcont cannot checkpoint yet",
                 hint: "checkpoint once it has been received")
             }
-            passed[group].descriptors[slot] = DescriptorReference(pid: holder.pid, fd: holder.fd)
           }
         }
         tasks[taskIndex].files.descriptors[index].socket?.passed = passed
       }
     }
+  }
+
+  /// A descriptor in flight that only the message holds, when it is one to open again: a
+  /// regular file or a device (not a terminal) at a path ckcont sees, with its flags and
+  /// offset. Nil for anything else (a pipe, a socket, a deleted file...).
+  static func fileOnlyInFlight(_ fd: Int32) -> DescriptorReference? {
+    var st = stat()
+    guard fstat(fd, &st) == 0, let path = try? readLink("/proc/self/fd/\(fd)"), path.hasPrefix("/"), !path.hasSuffix(" (deleted)")
+    else { return nil }
+    let type = st.st_mode & S_IFMT
+    guard type == S_IFREG || type == S_IFCHR && Terminals.side(device: UInt64(st.st_rdev)) == nil else { return nil }
+    let flags = fcntl(fd, F_GETFL)
+    guard flags >= 0 else { return nil }
+    let position = type == S_IFREG ? lseek(fd, 0, SEEK_CUR) : 0
+    // O_LARGEFILE shows in F_GETFL on 64-bit kernels; opening with it changes nothing.
+    return DescriptorReference(path: path, flags: flags & ~Int32(0o100000), position: max(0, Int64(position)))
   }
 
   /// What a reader must understand to restore these tasks (``Manifest/requires``).

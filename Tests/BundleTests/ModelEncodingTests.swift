@@ -221,5 +221,15 @@ extension ModelEncodingTests {
     #expect(!socket(type: 5, [PassedDescriptors(at: 0, descriptors: [])]).isValid)
     #expect(!socket(type: 5, peer: nil, [PassedDescriptors(at: 0, descriptors: one)]).isValid)
     #expect(!socket(type: 5, [PassedDescriptors(at: 1, descriptors: one), PassedDescriptors(at: 0, descriptors: one)]).isValid)
+    // A file only the message holds: an absolute path, opened without creating or truncating.
+    let file = DescriptorReference(path: "/tmp/x", flags: 2, position: 3)
+    #expect(socket(type: 5, [PassedDescriptors(at: 0, descriptors: [file])]).isValid)
+    for bad in [
+      DescriptorReference(path: "tmp/x", flags: 2, position: 3), DescriptorReference(path: "/tmp/x", flags: 2 | 0o1000, position: 0),
+      DescriptorReference(path: "/tmp/x", flags: 0o100, position: 0), DescriptorReference(path: "/tmp/x", flags: 0, position: -1),
+      DescriptorReference(pid: 0, fd: 3), DescriptorReference(pid: -4, fd: 3),
+    ] {
+      #expect(!socket(type: 5, [PassedDescriptors(at: 0, descriptors: [bad])]).isValid, "\(bad)")
+    }
   }
 }

@@ -312,14 +312,36 @@ public struct PassedDescriptors: Codable, Sendable, Equatable {
   }
 }
 
-/// Descriptor `fd` of the process with pid `pid` in the container.
+/// Descriptor `fd` of the process with pid `pid` in the container; or, with pid 0, a file
+/// that only the message holds (its sender closed it since): opened again at `path` with
+/// `flags`, at `position`.
 public struct DescriptorReference: Codable, Sendable, Equatable, Hashable {
   public var pid: Int32
   public var fd: Int32
+  public var path: String?
+  public var flags: Int32?
+  public var position: Int64?
 
   public init(pid: Int32, fd: Int32) {
     self.pid = pid
     self.fd = fd
+  }
+
+  /// A file only a message holds.
+  public init(path: String, flags: Int32, position: Int64) {
+    self.init(pid: 0, fd: -1)
+    self.path = path
+    self.flags = flags
+    self.position = position
+  }
+
+  /// Either a process's descriptor, or a file by an absolute path, opened without creating
+  /// or truncating anything.
+  public var isValid: Bool {
+    guard pid == 0 else { return pid > 0 && fd >= 0 && path == nil && flags == nil && position == nil }
+    guard let path, let flags, let position else { return false }
+    let forbidden: Int32 = 0o100 | 0o200 | 0o1000 | 0o20000000  // O_CREAT, O_EXCL, O_TRUNC, __O_TMPFILE
+    return path.hasPrefix("/") && !path.contains("\0") && path.utf8.count < 4096 && flags & forbidden == 0 && position >= 0
   }
 }
 
@@ -395,7 +417,7 @@ extension SocketImage {
     return zip(passed, passed.dropFirst()).allSatisfy { end($0) <= $1.at }
       && passed.allSatisfy {
         (0..<limit).contains($0.at) && (stream ? ($0.length ?? 0) > 0 && end($0) <= limit : $0.length == nil)
-          && (1...253).contains($0.descriptors.count)
+          && (1...253).contains($0.descriptors.count) && $0.descriptors.allSatisfy(\.isValid)
       }
   }
 

@@ -214,6 +214,15 @@ enum PassedInFlight {
           var fds: [Int32] = []
           defer { for fd in fds { close(fd) } }
           for reference in piece.passed {
+            if let path = reference.path, let flags = reference.flags {
+              // A file only the message held: opened again (new, so nothing shares it).
+              let fd = try syscallChecked("open", "\(path), in flight in socket:[\(inode)]") { open(path, flags | O_CLOEXEC) }
+              fds.append(fd)
+              if let position = reference.position, position > 0 {
+                try syscallChecked("lseek", path) { lseek(fd, off_t(position), SEEK_SET) }
+              }
+              continue
+            }
             guard let holder = injectors[reference.pid] else {
               throw CKError(.failed, "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold")
             }

@@ -255,6 +255,17 @@ final class LoadedBundle {
         }
       }
     }
+    // Descriptors in flight name descriptors of the container's processes: they must exist.
+    let held = Set(loaded.flatMap { task in task.files.descriptors.map { DescriptorReference(pid: task.entry.pid, fd: $0.fd) } })
+    for task in loaded {
+      for descriptor in task.files.descriptors {
+        for reference in (descriptor.socket?.passed ?? []).flatMap(\.descriptors) where reference.pid != 0 && !held.contains(reference) {
+          throw CKError(
+            .badInput,
+            "the bundle is inconsistent: task \(task.entry.pid) fd \(descriptor.fd) holds in flight fd \(reference.fd) of process \(reference.pid), which the bundle does not hold")
+        }
+      }
+    }
     tasks = loaded
     privateObjects = objects
     log("decoded the model of \(loaded.count) processes in \(Int((monotonicNow() - decoding) * 1000)) ms")
