@@ -197,6 +197,35 @@ struct BadBundleTests {
     }
   }
 
+  /// A descriptor in flight must be one the bundle holds: a reference to a descriptor of a
+  /// process that does not hold it is refused before anything is made.
+  @Test func descriptorsInFlightThatNoProcessHoldsAreRefused() throws {
+    let reader = try BundleReader(source: MemorySource(try Self.original.get()))
+    let member = try #require(reader.manifest.members.first { $0.name.hasSuffix("/files.json") }).name
+    let rewritten = try rewrite(
+      replacing: member,
+      with: { bytes in
+        var table = try JSONDecoder().decode(FileTableImage.self, from: Data(bytes))
+        let pid = try #require(reader.manifest.members.first { $0.name.hasSuffix("/files.json") }?.name.split(separator: "/").dropFirst().first)
+        func end(_ fd: Int32, inode: UInt64, peer: UInt64, passed: [PassedDescriptors]?) -> DescriptorImage {
+          var socket = SocketImage(
+            family: 1, type: 5, protocolNumber: 0, address: nil, peer: nil, backlog: nil, options: [], inode: inode, peerInode: peer)
+          socket.messages = passed == nil ? nil : [Data("m".utf8)]
+          socket.passed = passed
+          var descriptor = DescriptorImage(fd: fd, kind: .socket, flags: 2, closeOnExec: false)
+          descriptor.socket = socket
+          return descriptor
+        }
+        let missing = DescriptorReference(pid: Int32(pid) ?? 1, fd: 900)
+        table.descriptors += [
+          end(90, inode: 1_000_001, peer: 1_000_002, passed: [PassedDescriptors(at: 0, descriptors: [missing])]),
+          end(91, inode: 1_000_002, peer: 1_000_001, passed: nil),
+        ]
+        return Array(try JSONEncoder().encode(table))
+      })
+    try expectRefused(rewritten, containing: "holds in flight fd 900 of process", label: "missing in-flight descriptor")
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"
