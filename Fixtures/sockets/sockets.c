@@ -351,9 +351,11 @@ static int unix_dgram_mode(const char *dir) {
  * "hello" waiting and a pipe's read end attached to it, then "world" without; a seqpacket
  * pair with "first" waiting and two attached (a file at offset 2 and the pipe's write end),
  * then "second" without, then "third" with a file the process closed after sending it (open
- * for reading and writing, at offset 3). After SIGTERM each piece arrives with its
- * descriptors: the kept ones (the file's offset is shared, the pipe carries bytes both
- * ways), and the file only the message held, at its offset with its flags. */
+ * for reading and writing, at offset 3), then "fourth" with the read end of a second pipe,
+ * closed after sending (its write end kept, "inpipe" buffered). After SIGTERM each piece
+ * arrives with its descriptors: the kept ones (the file's offset is shared, the pipe carries
+ * bytes both ways), the file only the message held, at its offset with its flags, and a read
+ * end of the second pipe that reads what was buffered and what is written after. */
 static ssize_t receive(int socket, char *text, size_t size, int *fds, int *count) {
   union { char buffer[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } control;
   struct iovec vector = {text, size - 1};
@@ -407,6 +409,11 @@ static int scm_mode(const char *dir) {
   FX_SYS(lseek(only, 3, SEEK_SET));
   send_with(packets[0], "third", &only, 1);
   close(only);
+  int second_pipe[2];
+  FX_SYS(pipe(second_pipe));
+  FX_SYS(write(second_pipe[1], "inpipe", 6));
+  send_with(packets[0], "fourth", &second_pipe[0], 1);
+  close(second_pipe[0]);
   fx_ready();
   fx_wait_term();
 
@@ -442,6 +449,15 @@ static int scm_mode(const char *dir) {
     FX_EQ("its access mode", O_RDWR, fcntl(fds[0], F_GETFL) & O_ACCMODE);
     char two_bytes[3] = "";
     FX_TRUE(read(fds[0], two_bytes, 2) == 2 && !strcmp(two_bytes, "34"), "the file only \"third\" held reads \"%s\"", two_bytes);
+  }
+  got = receive(packets[1], text, sizeof text, fds, &count);
+  FX_TRUE(got == 6 && !strcmp(text, "fourth") && count == 1, "seqpacket: then %zd bytes \"%s\" with %d descriptors", got, text, count);
+  if (count == 1) {
+    FX_EQ("the access mode of the pipe end only \"fourth\" held", O_RDONLY, fcntl(fds[0], F_GETFL) & O_ACCMODE);
+    FX_EQ("its O_NONBLOCK", 0, fcntl(fds[0], F_GETFL) & O_NONBLOCK);
+    FX_SYS(write(second_pipe[1], "!", 1));
+    char piped[16] = "";
+    FX_TRUE(read(fds[0], piped, sizeof piped - 1) == 7 && !strcmp(piped, "inpipe!"), "the pipe end only \"fourth\" held reads \"%s\"", piped);
   }
   unlink(only_path);
   unlink(path);

@@ -601,6 +601,8 @@ public struct Dump {
               passed[group].descriptors[slot] = DescriptorReference(pid: holder.pid, fd: holder.fd)
             } else if let file = Self.fileOnlyInFlight(ours) {
               passed[group].descriptors[slot] = file
+            } else if let end = Self.pipeEndOnlyInFlight(ours, holders: holders) {
+              passed[group].descriptors[slot] = end
             } else {
               let what = (try? readLink("/proc/self/fd/\(ours)")) ?? "?"
               throw CKError(
@@ -629,6 +631,17 @@ public struct Dump {
     let position = type == S_IFREG ? lseek(fd, 0, SEEK_CUR) : 0
     // O_LARGEFILE shows in F_GETFL on 64-bit kernels; opening with it changes nothing.
     return DescriptorReference(path: path, flags: flags & ~Int32(0o100000), position: max(0, Int64(position)))
+  }
+
+  /// A pipe's end in flight that only the message holds, when a process of the container
+  /// holds the same pipe (either end): the restore opens a new end through that one
+  /// (/proc/<pid>/fd/<fd>, as a FIFO opens).
+  static func pipeEndOnlyInFlight(_ fd: Int32, holders: [(hostPid: Int32, pid: Int32, fd: Int32)]) -> DescriptorReference? {
+    guard let target = try? readLink("/proc/self/fd/\(fd)"), target.hasPrefix("pipe:[") else { return nil }
+    let flags = fcntl(fd, F_GETFL)
+    guard flags >= 0 else { return nil }
+    guard let holder = holders.first(where: { (try? readLink("/proc/\($0.hostPid)/fd/\($0.fd)")) == target }) else { return nil }
+    return DescriptorReference(pipeThrough: holder.pid, fd: holder.fd, flags: flags & (3 | Int32(O_NONBLOCK) | Int32(O_APPEND)))
   }
 
   /// What a reader must understand to restore these tasks (``Manifest/requires``).

@@ -314,13 +314,16 @@ public struct PassedDescriptors: Codable, Sendable, Equatable {
 
 /// Descriptor `fd` of the process with pid `pid` in the container; or, with pid 0, a file
 /// that only the message holds (its sender closed it since): opened again at `path` with
-/// `flags`, at `position`.
+/// `flags`, at `position`; or an end of a pipe whose other end (or another of the same
+/// kind) process `throughPid` holds as `throughFd`, opened again through it with `flags`.
 public struct DescriptorReference: Codable, Sendable, Equatable, Hashable {
   public var pid: Int32
   public var fd: Int32
   public var path: String?
   public var flags: Int32?
   public var position: Int64?
+  public var throughPid: Int32?
+  public var throughFd: Int32?
 
   public init(pid: Int32, fd: Int32) {
     self.pid = pid
@@ -335,11 +338,26 @@ public struct DescriptorReference: Codable, Sendable, Equatable, Hashable {
     self.position = position
   }
 
-  /// Either a process's descriptor, or a file by an absolute path, opened without creating
-  /// or truncating anything.
+  /// An end of a pipe only a message holds, opened again through a descriptor of the same
+  /// pipe that process `pid` holds.
+  public init(pipeThrough pid: Int32, fd: Int32, flags: Int32) {
+    self.init(pid: 0, fd: -1)
+    self.flags = flags
+    throughPid = pid
+    throughFd = fd
+  }
+
+  /// Either a process's descriptor, a file by an absolute path opened without creating or
+  /// truncating anything, or a pipe end opened through another for reading or writing.
   public var isValid: Bool {
-    guard pid == 0 else { return pid > 0 && fd >= 0 && path == nil && flags == nil && position == nil }
-    guard let path, let flags, let position else { return false }
+    guard pid == 0 else {
+      return pid > 0 && fd >= 0 && path == nil && flags == nil && position == nil && throughPid == nil && throughFd == nil
+    }
+    if let throughPid, let throughFd, let flags {
+      return throughPid > 0 && throughFd >= 0 && path == nil && position == nil && [0, 1].contains(flags & 3)
+        && flags & ~Int32(3 | 0o4000 | 0o2000) == 0  // O_NONBLOCK, O_APPEND
+    }
+    guard throughPid == nil, throughFd == nil, let path, let flags, let position else { return false }
     let forbidden: Int32 = 0o100 | 0o200 | 0o1000 | 0o20000000  // O_CREAT, O_EXCL, O_TRUNC, __O_TMPFILE
     return path.hasPrefix("/") && !path.contains("\0") && path.utf8.count < 4096 && flags & forbidden == 0 && position >= 0
   }

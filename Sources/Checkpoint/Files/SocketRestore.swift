@@ -214,6 +214,20 @@ enum PassedInFlight {
           var fds: [Int32] = []
           defer { for fd in fds { close(fd) } }
           for reference in piece.passed {
+            if let throughPid = reference.throughPid, let throughFd = reference.throughFd, let flags = reference.flags {
+              // A pipe end only the message held: a new end of the same pipe, opened through
+              // the one a process holds; without waiting for the other side, as it was made.
+              guard let holder = injectors[throughPid] else {
+                throw CKError(.failed, "socket:[\(inode)]: a pipe in flight goes through process \(throughPid), which the bundle does not hold")
+              }
+              let path = "/proc/\(holder.pid)/fd/\(throughFd)"
+              let fd = try syscallChecked("open", "\(path), a pipe end in flight in socket:[\(inode)]") {
+                open(path, flags | O_NONBLOCK | O_CLOEXEC)
+              }
+              fds.append(fd)
+              if flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+              continue
+            }
             if let path = reference.path, let flags = reference.flags {
               // A file only the message held: opened again (new, so nothing shares it).
               let fd = try syscallChecked("open", "\(path), in flight in socket:[\(inode)]") { open(path, flags | O_CLOEXEC) }

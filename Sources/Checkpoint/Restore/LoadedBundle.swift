@@ -259,7 +259,9 @@ final class LoadedBundle {
     let held = Set(loaded.flatMap { task in task.files.descriptors.map { DescriptorReference(pid: task.entry.pid, fd: $0.fd) } })
     for task in loaded {
       for descriptor in task.files.descriptors {
-        for reference in (descriptor.socket?.passed ?? []).flatMap(\.descriptors) where reference.pid != 0 && !held.contains(reference) {
+        for passed in (descriptor.socket?.passed ?? []).flatMap(\.descriptors) {
+          let reference = passed.pid != 0 ? passed : DescriptorReference(pid: passed.throughPid ?? 0, fd: passed.throughFd ?? 0)
+          guard reference.pid != 0, !held.contains(reference) else { continue }
           throw CKError(
             .badInput,
             "the bundle is inconsistent: task \(task.entry.pid) fd \(descriptor.fd) holds in flight fd \(reference.fd) of process \(reference.pid), which the bundle does not hold")
