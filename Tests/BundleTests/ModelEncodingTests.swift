@@ -224,6 +224,14 @@ extension ModelEncodingTests {
     // A file only the message holds: an absolute path, opened without creating or truncating.
     let file = DescriptorReference(path: "/tmp/x", flags: 2, position: 3)
     #expect(socket(type: 5, [PassedDescriptors(at: 0, descriptors: [file])]).isValid)
+    // A pipe end only the message holds: opened for reading or writing through another.
+    #expect(socket(type: 5, [PassedDescriptors(at: 0, descriptors: [DescriptorReference(pipeThrough: 1, fd: 3, flags: 0o4001)])]).isValid)
+    for bad in [
+      DescriptorReference(pipeThrough: 1, fd: 3, flags: 2), DescriptorReference(pipeThrough: 0, fd: 3, flags: 0),
+      DescriptorReference(pipeThrough: 1, fd: 3, flags: 0o100),
+    ] {
+      #expect(!socket(type: 5, [PassedDescriptors(at: 0, descriptors: [bad])]).isValid, "\(bad)")
+    }
     for bad in [
       DescriptorReference(path: "tmp/x", flags: 2, position: 3), DescriptorReference(path: "/tmp/x", flags: 2 | 0o1000, position: 0),
       DescriptorReference(path: "/tmp/x", flags: 0o100, position: 0), DescriptorReference(path: "/tmp/x", flags: 0, position: -1),
