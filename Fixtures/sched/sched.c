@@ -1,7 +1,8 @@
 /* sched: a process's scheduling comes back: nice 7 under SCHED_BATCH, and a thread it
  * starts after the restore inherits them; its main thread pinned to the last CPU and a
  * sleeping thread pinned to CPU 0 keep their CPUs; and its prctl settings: transparent huge
- * pages off, a timer slack of 123456 ns, memory-deny-write-execute. What each thread set for
+ * pages off, a timer slack of 123456 ns, memory-deny-write-execute, KSM merging of all its
+ * memory (PR_SET_MEMORY_MERGE, where the kernel has KSM). What each thread set for
  * itself alone comes back too: the main thread's I/O priority (best effort, level 3), and the
  * sleeping thread's SCHED_IDLE, nice 12, idle I/O class and timer slack of 777777 ns.
  */
@@ -75,6 +76,7 @@ int main(void) {
   FX_SYS(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0));
   FX_SYS(prctl(PR_SET_TIMERSLACK, 123456, 0, 0, 0));
   FX_SYS(prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0));
+  int ksm = prctl(67 /* PR_SET_MEMORY_MERGE */, 1, 0, 0, 0) == 0;
   fx_ready();
   fx_wait_term();
   FX_EQ("policy", SCHED_BATCH, sched_getscheduler(0));
@@ -85,6 +87,7 @@ int main(void) {
   FX_EQ("PR_GET_THP_DISABLE", 1, prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0));
   FX_EQ("PR_GET_TIMERSLACK", 123456, prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0));
   FX_EQ("PR_GET_MDWE", 1, prctl(66 /* PR_GET_MDWE */, 0, 0, 0, 0));
+  if (ksm) FX_EQ("PR_GET_MEMORY_MERGE", 1, prctl(68 /* PR_GET_MEMORY_MERGE */, 0, 0, 0, 0));
   FX_EQ("the main thread's I/O priority", IOPRIO_VALUE(2, 3), syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0));
   FX_EQ("the sleeping thread's policy", SCHED_IDLE, sched_getscheduler(sleeper_tid));
   errno = 0;

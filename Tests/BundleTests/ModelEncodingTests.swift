@@ -135,6 +135,8 @@ extension ModelEncodingTests {
         noNewPrivileges: true, securebits: 0),
       parentDeathSignal: 9, dumpable: 1, childSubreaper: false)
     core.scheduling = SchedulingImage(nice: -3, policy: 3, realtimePriority: 0)
+    core.controls = ProcessControls(thpDisabled: 1, timerSlack: 50_000, memoryDenyWriteExecute: 1)
+    core.controls?.memoryMerge = 1
     core.seccompFilters = [
       SeccompFilterImage(flags: 0, program: Data([0x20, 0, 0, 0, 4, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0xff, 0x7f])),
       SeccompFilterImage(flags: 2, program: Data([6, 0, 0, 0, 0, 0, 0xff, 0x7f])),

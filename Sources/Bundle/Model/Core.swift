@@ -271,12 +271,14 @@ public struct SeccompFilterImage: Codable, Sendable, Equatable {
 /// A task's scheduling: nice value, policy and real-time priority (/proc/<pid>/stat).
 /// prctl(2) settings of a process beyond the few TaskCore has its own fields for, each
 /// restored with its PR_SET_ call: transparent huge pages off (PR_SET_THP_DISABLE), the timer
-/// slack of its main thread in nanoseconds (PR_SET_TIMERSLACK), and memory-deny-write-execute
-/// (PR_SET_MDWE flags; 0 where the kernel has none).
+/// slack of its main thread in nanoseconds (PR_SET_TIMERSLACK), memory-deny-write-execute
+/// (PR_SET_MDWE flags; 0 where the kernel has none), and KSM merging of all its memory
+/// (PR_SET_MEMORY_MERGE; nil when off or where the kernel has no KSM).
 public struct ProcessControls: Codable, Sendable, Equatable {
   public var thpDisabled: UInt64
   public var timerSlack: UInt64
   public var memoryDenyWriteExecute: UInt64
+  public var memoryMerge: UInt64?
 
   public init(thpDisabled: UInt64, timerSlack: UInt64, memoryDenyWriteExecute: UInt64) {
     self.thpDisabled = thpDisabled

@@ -26,10 +26,12 @@ extension TaskCore {
         switch key {
         case "controls":
           if !scanner.null() {
-            let fields = try scanner.integerFields(["thpDisabled", "timerSlack", "memoryDenyWriteExecute"], in: "the process controls")
+            let fields = try scanner.integerFields(
+              ["thpDisabled", "timerSlack", "memoryDenyWriteExecute", "memoryMerge"], in: "the process controls")
             controls = ProcessControls(
               thpDisabled: try fields.take("thpDisabled"), timerSlack: try fields.take("timerSlack"),
               memoryDenyWriteExecute: try fields.take("memoryDenyWriteExecute"))
+            controls?.memoryMerge = try fields.optional("memoryMerge")
           }
         case "seccompFilters":
           if !scanner.null() {

@@ -91,6 +91,7 @@ struct TaskCapture: Sendable {
     let thpCall = batch.add(SyscallNumber.prctl, 42)  // PR_GET_THP_DISABLE
     let slackCall = batch.add(SyscallNumber.prctl, 30)  // PR_GET_TIMERSLACK
     let mdweCall = batch.add(SyscallNumber.prctl, 66)  // PR_GET_MDWE (EINVAL before 6.3)
+    let mergeCall = batch.add(SyscallNumber.prctl, 68)  // PR_GET_MEMORY_MERGE (EINVAL without KSM)
     let posixTimerCalls = timers.map { timer in
       let at = slot(32)
       return (timer: timer, call: batch.add(SyscallNumber.timerGettime, UInt64(UInt32(bitPattern: timer.id)), at), at: at)
@@ -151,9 +152,10 @@ struct TaskCapture: Sendable {
     _ = try result(subreaperCall, "PR_GET_CHILD_SUBREAPER")
     let subreaper = Int32(truncatingIfNeeded: ran.words(at: subreaperAt, count: 1)[0]) != 0
     let securebits = try result(securebitsCall, "PR_GET_SECUREBITS")
-    let controls = ProcessControls(
+    var controls = ProcessControls(
       thpDisabled: UInt64(try result(thpCall, "PR_GET_THP_DISABLE")), timerSlack: UInt64(try result(slackCall, "PR_GET_TIMERSLACK")),
       memoryDenyWriteExecute: UInt64(max(0, ran.results[mdweCall])))
+    if ran.results[mergeCall] > 0 { controls.memoryMerge = UInt64(ran.results[mergeCall]) }
     let mainThreadState = try mainThread.read(ran, task: pid)
     _ = try result(unameCall, "uname")
     // struct utsname: six fields of 65 bytes; nodename is the second, domainname the sixth.

@@ -57,6 +57,9 @@ struct TaskRestore {
     if let controls = core.controls {
       batch.add("PR_SET_THP_DISABLE", SyscallNumber.prctl, .value(41), .value(controls.thpDisabled), .value(0), .value(0), .value(0))
       batch.add("PR_SET_TIMERSLACK", SyscallNumber.prctl, .value(29), .value(controls.timerSlack))
+      if let merge = controls.memoryMerge {
+        batch.add("PR_SET_MEMORY_MERGE", SyscallNumber.prctl, .value(67), .value(merge), .value(0), .value(0), .value(0))
+      }
     }
     for timer in core.itimers {
       // A periodic timer read at the instant it expired shows value 0 before it re-arms;
