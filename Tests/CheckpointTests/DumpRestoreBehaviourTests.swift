@@ -386,16 +386,19 @@ struct DumpRestoreBehaviourTests {
   }
 
   /// inspect says which processes are stopped jobs (and by which signal), which run under
-  /// seccomp filters (how many, how long), and which mappings are locked, advised or sealed.
+  /// seccomp filters (how many, how long), which mappings are locked, advised or sealed, and
+  /// which unix sockets hold descriptors in flight or datagrams from named senders.
   /// (Each expected text ends a line.)
   @Test func inspectShowsStoppedJobsSeccompFiltersAndMappingAttributes() throws {
-    for (fixture, expected) in [
-      ("stopped", ["  stopped job (signal 19): stopped again at restore", "  stopped job (signal 20): stopped again at restore"]),
-      ("seccomp", ["  seccomp: 2 filter(s) of 7, 7 instructions"]),
-      ("mlock", ["KiB  [anonymous] (locked)", "KiB  [anonymous] (locked on fault)"]),
-      ("madvise", ["KiB  [anonymous] (dontFork, dontDump)", "KiB  [anonymous] (wipeOnFork)", "KiB  [anonymous] (mergeable)"]),
-    ] {
-      let container = try FixtureContainer(fixture)
+    for (fixture, arguments, expected) in [
+      ("stopped", [], ["  stopped job (signal 19): stopped again at restore", "  stopped job (signal 20): stopped again at restore"]),
+      ("seccomp", [], ["  seccomp: 2 filter(s) of 7, 7 instructions"]),
+      ("mlock", [], ["KiB  [anonymous] (locked)", "KiB  [anonymous] (locked on fault)"]),
+      ("madvise", [], ["KiB  [anonymous] (dontFork, dontDump)", "KiB  [anonymous] (wipeOnFork)", "KiB  [anonymous] (mergeable)"]),
+      ("sockets", ["scm"], ["10 bytes to read with 1 descriptor in flight", "4 messages to read with 4 descriptors in flight"]),
+      ("sockets", ["unix-dgram"], ["4 messages to read from their senders' names", "1 message to read from their senders' names"]),
+    ] as [(String, [String], [String])] {
+      let container = try FixtureContainer(fixture, arguments)
       defer { container.destroy() }
       try container.waitReady()
       let dump = container.dump(["--leave-running"])

@@ -504,7 +504,14 @@ extension SocketImage {
       if let peerInode { words.append("connected to socket:[\(peerInode)]\(peerOutside == true ? " outside the container (restored with that peer gone)" : "")") }
       if let backlog { words.append("listening (backlog \(backlog))") }
       if let queued, !queued.isEmpty { words.append("\(queued.count) bytes to read") }
-      if let messages, !messages.isEmpty { words.append("\(messages.count) messages to read") }
+      if let messages, !messages.isEmpty {
+        words.append(
+          "\(messages.count) message\(messages.count == 1 ? "" : "s") to read" + (senders != nil ? " from their senders' names" : ""))
+      }
+      if let passed, !passed.isEmpty {
+        let count = passed.reduce(0) { $0 + $1.descriptors.count }
+        words.append("with \(count) descriptor\(count == 1 ? "" : "s") in flight")
+      }
       return words.joined(separator: " ")
     }
     let text = { (address: Data?) in address.flatMap(Self.text) }
