@@ -7,6 +7,7 @@
  *   sockets unix-outside PATH
  *   sockets unix-dgram [DIR]
  *   sockets scm [DIR]
+ *   sockets udp-waiting
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -464,6 +465,65 @@ static int scm_mode(const char *dir) {
   fx_finish();
 }
 
+/* `udp-waiting`: datagrams waiting in a UDP socket bound to 127.0.0.1: "one" and "two" from a
+ * socket bound to 127.0.0.1 that stays, "three" from one that sent from an ephemeral port and
+ * was closed; and in a UDP socket bound to any address, "four" from the one that stays.
+ * After SIGTERM each arrives in order from its sender's address and port, and a reply to the
+ * sender that stays reaches it. */
+static int udp_waiting_mode(void) {
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+  int receiver = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0)), wide = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+  int sender = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0)), gone = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+  FX_SYS(bind(receiver, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(bind(wide, (struct sockaddr *)&any, sizeof any));
+  FX_SYS(bind(sender, (struct sockaddr *)&local, sizeof local));
+  struct sockaddr_in to = local, to_wide = local, from_sender, from_gone;
+  to.sin_port = htons((uint16_t)port_of(receiver));
+  to_wide.sin_port = htons((uint16_t)port_of(wide));
+  FX_SYS(sendto(sender, "one", 3, 0, (struct sockaddr *)&to, sizeof to));
+  FX_SYS(sendto(sender, "two", 3, 0, (struct sockaddr *)&to, sizeof to));
+  FX_SYS(sendto(gone, "three", 5, 0, (struct sockaddr *)&to, sizeof to));
+  FX_SYS(sendto(sender, "four", 4, 0, (struct sockaddr *)&to_wide, sizeof to_wide));
+  socklen_t length = sizeof from_sender;
+  FX_SYS(getsockname(sender, (struct sockaddr *)&from_sender, &length));
+  length = sizeof from_gone;
+  FX_SYS(getsockname(gone, (struct sockaddr *)&from_gone, &length));
+  from_gone.sin_addr = local.sin_addr;  /* bound to any address by its send, it sent from loopback */
+  close(gone);
+  usleep(20000);  /* loopback delivers at once; a moment for certainty */
+  fx_ready();
+  fx_wait_term();
+
+  struct { int socket; const char *text; struct sockaddr_in *from; } expected[] = {
+    {receiver, "one", &from_sender}, {receiver, "two", &from_sender}, {receiver, "three", &from_gone}, {wide, "four", &from_sender},
+  };
+  for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+    char text[16] = "";
+    struct sockaddr_in from = {0};
+    socklen_t from_length = sizeof from;
+    ssize_t got = recvfrom(expected[i].socket, text, sizeof text - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &from_length);
+    if (got >= 0) text[got] = 0;
+    if (fx_flip()) text[0] ^= 1;
+    FX_TRUE(got == (ssize_t)strlen(expected[i].text) && !strcmp(text, expected[i].text), "datagram %zu: expected \"%s\", got %zd bytes \"%s\"",
+            i + 1, expected[i].text, got, got > 0 ? text : "");
+    FX_TRUE(from.sin_addr.s_addr == expected[i].from->sin_addr.s_addr && from.sin_port == expected[i].from->sin_port,
+            "datagram %zu (\"%s\") came from port %d, expected %d", i + 1, expected[i].text, ntohs(from.sin_port),
+            ntohs(expected[i].from->sin_port));
+  }
+  char rest[16];
+  FX_TRUE(recv(receiver, rest, sizeof rest, MSG_DONTWAIT) < 0 && errno == EAGAIN, "the receiver holds more datagrams");
+  FX_EQ("a reply to the sender", 5, sendto(receiver, "reply", 5, 0, (struct sockaddr *)&from_sender, sizeof from_sender));
+  char reply[16] = "";
+  ssize_t got = recv(sender, reply, sizeof reply, MSG_DONTWAIT);
+  for (int i = 0; got < 0 && errno == EAGAIN && i < 100; i++) {
+    usleep(5000);
+    got = recv(sender, reply, sizeof reply, MSG_DONTWAIT);
+  }
+  FX_EQ("the sender's reply", 5, got);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -472,6 +532,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "unix")) return unix_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-dgram")) return unix_dgram_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "scm")) return scm_mode(fx_dir(argc > 2 ? argv[2] : NULL));
+  if (argc > 1 && !strcmp(argv[1], "udp-waiting")) return udp_waiting_mode();
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

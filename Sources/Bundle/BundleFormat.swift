@@ -68,8 +68,9 @@ public enum BundleFormat {
     case memoryAdvice = "memory-advice"
     /// Descriptors in flight in unix sockets (``SocketImage/passed``).
     case passedDescriptors = "passed-descriptors"
-    /// Datagrams waiting in a unix socket no peer is connected to (``SocketImage/senders``).
-    case unixDatagramSenders = "unix-datagram-senders"
+    /// Datagrams waiting with their senders' names or addresses, in a unix socket no peer is
+    /// connected to or a UDP socket (``SocketImage/senders``).
+    case datagramSenders = "datagram-senders"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

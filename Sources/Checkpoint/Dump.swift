@@ -660,7 +660,7 @@ public struct Dump {
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
         case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil }
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
-        case .unixDatagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
+        case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .shellJob, .nestedNamespaces: false
         }
       }

@@ -198,6 +198,19 @@ extension ModelEncodingTests {
     #expect(!unix(type: 5, name: "\0r", peer: nil, messages: ["a"], senders: [""]).isValid)
     #expect(!unix(type: 2, name: "\0r", peer: nil, messages: ["a"], senders: [String(repeating: "x", count: 109)]).isValid)
     #expect(!unix(type: 2, name: nil, peer: 8, messages: ["a"], senders: [""]).isValid)
+    // UDP: datagrams need a bound receiver and a sender address of its family each.
+    func udp(_ senders: [Data]?, bound: Bool = true) -> SocketImage {
+      let address = Data([2, 0, 0x1f, 0x90, 127, 0, 0, 1] + [UInt8](repeating: 0, count: 8))
+      var image = SocketImage(family: 2, type: 2, protocolNumber: 17, address: bound ? address : nil, peer: nil, backlog: nil, options: [])
+      image.messages = [Data("a".utf8)]
+      image.senders = senders
+      return image
+    }
+    let sender = Data([2, 0, 0x30, 0x39, 127, 0, 0, 1] + [UInt8](repeating: 0, count: 8))
+    #expect(udp([sender]).isValid)
+    #expect(!udp(nil).isValid)
+    #expect(!udp([sender], bound: false).isValid)
+    #expect(!udp([Data([10, 0]) + sender.dropFirst(2)]).isValid)
   }
 }
 

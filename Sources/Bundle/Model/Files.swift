@@ -269,8 +269,9 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// A connected unix datagram or seqpacket socket, or a named datagram socket no peer is
   /// connected to: the messages waiting, in order.
   public var messages: [Data]?
-  /// For a datagram socket no peer is connected to: who sent each of `messages` (the
-  /// sender's name as `address` holds names; empty for an unnamed sender).
+  /// For a unix datagram socket no peer is connected to, or a UDP socket: who sent each of
+  /// `messages` (the sender's name or address as `address` holds them; empty for an unnamed
+  /// unix sender).
   public var senders: [Data]?
   /// An established TCP connection (`peer` is the other end): its state under TCP_REPAIR.
   public var tcp: TCPConnectionImage?
@@ -470,6 +471,10 @@ extension SocketImage {
       && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true) && (tcp == nil || peer != nil && address != nil)
       && (backlog ?? 0) >= 0 && options.count <= 8
       && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
+      && queued == nil && passed == nil
+      && (messages == nil
+        || type == 2 && address != nil && senders?.count == messages?.count && (senders ?? []).allSatisfy { fits($0) }
+          && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20)
   }
 
   /// An internet address as people write it: `127.0.0.1:8080`, `[::1]:53`; nil when `address`

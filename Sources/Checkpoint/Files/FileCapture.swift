@@ -318,16 +318,50 @@ struct FileCapture {
           "checkpoint when no connection is open")
       }
     } else {
-      guard facts.waiting == 0 else {
-        throw refuse("a UDP socket with a datagram waiting to be read", "checkpoint once it has been read")
-      }
       if facts.peer_length > 0 { peer = data(facts.peer, facts.peer_length) }
     }
     let options = socketOptions(facts)
-    return SocketImage(
+    var image = SocketImage(
       family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil, peer: peer,
       backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
+    if facts.type == Int32(SOCK_DGRAM.rawValue), facts.waiting > 0 {
+      // Datagrams waiting: peeked with their senders' addresses, sent to it again from them.
+      let waiting = try peekDatagrams(ours, refuse: refuse)
+      image.messages = waiting.map(\.bytes)
+      image.senders = waiting.map(\.sender)
+    }
+    return image
   }
+
+  /// The datagrams waiting in UDP socket `ours`, in order, with each sender's address
+  /// (struct sockaddr_in or sockaddr_in6 bytes), peeked without taking them.
+  private func peekDatagrams(_ ours: Int32, refuse: (String, String) -> CKError) throws -> [(bytes: Data, sender: Data)] {
+    let capacity = 16 << 20
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+    defer { buffer.deallocate() }
+    let maxMessages = 4096
+    let senderSize = 110  // room ck_peek_messages gives each address
+    var senders = [UInt8](repeating: 0, count: maxMessages * senderSize)
+    var senderLengths = [UInt32](repeating: 0, count: maxMessages)
+    var lengths = [UInt32](repeating: 0, count: maxMessages)
+    var count: Int32 = 0
+    let result = ck_peek_messages(ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths, nil, 0, nil)
+    guard result == 0 else {
+      throw refuse(
+        result == -EBADMSG
+          ? "a UDP socket with datagrams waiting that carry control data (IP_PKTINFO and the like)"
+          : "a UDP socket whose waiting datagrams could not be read (\(String(cString: strerror(-result))))",
+        "checkpoint once they have been read")
+    }
+    var offset = 0
+    return (0..<Int(count)).map { index in
+      let length = Int(lengths[index])
+      defer { offset += length }
+      let sender = Data(senders[index * senderSize..<index * senderSize + min(Int(senderLengths[index]), senderSize)])
+      return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender)
+    }
+  }
+
 
   /// A unix socket: its name, its peer (sock_diag: a descriptor does not tell), and for a
   /// connected stream socket the bytes waiting in it, peeked without consuming them.

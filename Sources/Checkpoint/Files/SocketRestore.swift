@@ -102,8 +102,8 @@ enum TCPRepair {
 }
 
 /// Datagrams that waited in unix datagram sockets no peer was connected to (a server bound to
-/// a name, its clients sending to it): sent to it again, in order, each from a socket of the
-/// name that sent it, so that a reply finds its way. A sender the container still holds
+/// a name, its clients sending to it), and in UDP sockets: sent to it again, in order, each
+/// from a socket of the name (address) that sent it, so that a reply finds its way. A sender the container still holds
 /// sends its own; a sender gone since is played by a socket of ckcont's bound to its name
 /// (an unnamed one for an unnamed sender).
 enum WaitingDatagrams {
@@ -121,6 +121,7 @@ enum WaitingDatagrams {
         }
       }
     }
+    try deliverUDP(tasks, injectors: injectors, log: log)
     for receiver in receivers {
       guard let name = receiver.socket.address, let messages = receiver.socket.messages, let senders = receiver.socket.senders else { continue }
       let destination = sockaddrUnix(name)
@@ -144,6 +145,70 @@ enum WaitingDatagrams {
         }
       }
     }
+  }
+
+  /// Datagrams that waited in UDP sockets: sent to each again in order, from a thread in the
+  /// container's network namespace, each from its sender's address: the container's socket
+  /// bound there, else a socket of ckcont's bound there (IP_FREEBIND: the address need not be
+  /// local), else an unbound one. A socket bound to any address gets them on loopback.
+  private static func deliverUDP(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
+    var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
+    var receivers: [(socket: SocketImage, hostPid: Int32)] = []
+    for task in tasks {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, socket.family == AF_INET || socket.family == AF_INET6,
+          socket.type == Int32(SOCK_DGRAM.rawValue), let address = socket.address
+        else { continue }
+        if holders[address] == nil { holders[address] = (injector.pid, descriptor.fd) }
+        // The same socket held twice (inherited) was dumped twice alike: its datagrams go once.
+        if socket.messages != nil, !receivers.contains(where: { $0.socket == socket }) { receivers.append((socket, injector.pid)) }
+      }
+    }
+    for receiver in receivers {
+      guard var destination = receiver.socket.address, let messages = receiver.socket.messages, let senders = receiver.socket.senders
+      else { continue }
+      let family = receiver.socket.family
+      // Bound to any address: loopback reaches it.
+      if family == AF_INET, destination[destination.startIndex + 4..<destination.startIndex + 8].allSatisfy({ $0 == 0 }) {
+        destination.replaceSubrange(destination.startIndex + 4..<destination.startIndex + 8, with: [127, 0, 0, 1])
+      } else if family == AF_INET6, destination[destination.startIndex + 8..<destination.startIndex + 24].allSatisfy({ $0 == 0 }) {
+        destination[destination.startIndex + 23] = 1
+      }
+      let target = destination
+      try NamespaceThread.run(in: "net", of: receiver.hostPid) {
+        for (message, sender) in zip(messages, senders) {
+          let fd = try udpSender(sender, family: family, holders: holders, log: log)
+          defer { close(fd) }
+          try message.withUnsafeBytes { bytes in
+            _ = try target.withUnsafeBytes { address in
+              try syscallChecked("sendto", "a datagram that waited for \(SocketImage.text(target) ?? "?")") {
+                sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  private static func udpSender(_ sender: Data, family: Int32, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
+    if let holder = holders[sender] {
+      let pidfd = try syscallChecked("pidfd_open", "\(holder.hostPid)") { ck_pidfd_open(holder.hostPid, 0) }
+      defer { close(pidfd) }
+      return try syscallChecked("pidfd_getfd", "\(holder.hostPid) fd \(holder.fd)") { ck_pidfd_getfd(pidfd, holder.fd, 0) }
+    }
+    let fd = try syscallChecked("socket", "a UDP socket") { socket(family, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) }
+    var one: Int32 = 1
+    // IP_FREEBIND / IPV6_FREEBIND: bind to an address this namespace does not have.
+    _ = family == AF_INET
+      ? setsockopt(fd, Int32(IPPROTO_IP), 15, &one, socklen_t(MemoryLayout<Int32>.size))
+      : setsockopt(fd, Int32(IPPROTO_IPV6), 78, &one, socklen_t(MemoryLayout<Int32>.size))
+    let bound = sender.withUnsafeBytes { bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+    if bound != 0 {
+      log("a datagram's sender \(SocketImage.text(sender) ?? "?") could not be bound again (\(String(cString: strerror(errno)))): it comes from another port")
+    }
+    return fd
   }
 
   /// A descriptor of ckcont's to send from as `sender`: the container's socket of that name,
