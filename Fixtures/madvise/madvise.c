@@ -5,7 +5,11 @@
  * DONTDUMP), and WIPEONFORK on the middle two pages of an area only (the kernel splits it).
  * After SIGTERM: smaps shows each area's flag (and a plain area none), the patterns are
  * intact, and a forked child sees the wiped pages as zeros and dies touching a DONTFORK area.
+ * And an area of 8 pages with guard regions on pages 2-3 and 6 (MADV_GUARD_INSTALL, Linux
+ * 6.13+; skipped where the kernel has none): after SIGTERM those pages fault on touch and
+ * the others keep their pattern.
  */
+#include <setjmp.h>
 #include "fix.h"
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -36,6 +40,20 @@ static struct area areas[] = {
 static const char *every[] = {"dc", "wf", "dd", "hg", "nh", "sr", "rr", "mg"};
 
 static unsigned char *split;   /* pages 1 and 2 wiped on fork, 0 and 3 not */
+static unsigned char *guarded; /* 8 pages, guards on 2-3 and 6; NULL without guard regions */
+static sigjmp_buf fault_jump;
+
+static void on_fault(int signal) { siglongjmp(fault_jump, signal); }
+
+/* Whether reading the byte at `at` faults. */
+static int faults(volatile unsigned char *at) {
+  struct sigaction action = {.sa_handler = on_fault}, old;
+  sigaction(SIGSEGV, &action, &old);
+  int faulted = sigsetjmp(fault_jump, 1) != 0;
+  if (!faulted) (void)*at;
+  sigaction(SIGSEGV, &old, NULL);
+  return faulted;
+}
 
 static void fill(unsigned char *at, uint64_t seed) {
   for (int i = 0; i < SIZE; i++) at[i] = (unsigned char)fx_rng(&seed);
@@ -73,6 +91,13 @@ int main(void) {
     areas[i].at = at;
     for (int a = 0; a < 2 && areas[i].advice[a]; a++) FX_SYS(madvise(at, SIZE, areas[i].advice[a]));
   }
+  guarded = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (guarded == MAP_FAILED) fx_setup_fail("mmap");
+  for (int i = 0; i < 8 * PAGE; i++) guarded[i] = (unsigned char)(i * 7 + 3);
+  if (madvise(guarded + 2 * PAGE, 2 * PAGE, 102 /* MADV_GUARD_INSTALL */) != 0 || madvise(guarded + 6 * PAGE, PAGE, 102) != 0) {
+    if (errno != EINVAL) fx_setup_fail("MADV_GUARD_INSTALL");
+    guarded = NULL;
+  }
   fx_ready();
   fx_wait_term();
 
@@ -93,6 +118,19 @@ int main(void) {
   fx_vm_flags(split + PAGE, flags, sizeof flags);
   FX_TRUE(fx_has_vm_flag(flags, "wf"), "the split area's wiped pages: VmFlags%s", flags[0] ? flags : " none (not split)");
   FX_TRUE(intact(split, fx_seed(COUNT)), "the split area lost its pattern");
+
+  if (guarded) {
+    for (int page = 0; page < 8; page++) {
+      int guard = page == 2 || page == 3 || page == 6;
+      FX_TRUE(faults(guarded + page * PAGE + 5) == guard, "page %d of the guarded area %s", page, guard ? "does not fault" : "faults");
+      if (!guard) {
+        int same = 1;
+        if (fx_flip()) guarded[page * PAGE] ^= 1;
+        for (int i = page * PAGE; i < (page + 1) * PAGE; i++) same &= guarded[i] == (unsigned char)(i * 7 + 3);
+        FX_TRUE(same, "page %d of the guarded area lost its pattern", page);
+      }
+    }
+  }
 
   /* What the advice is for: a child sees wiped pages as zeros, and no DONTFORK area at all. */
   pid_t child = fork();

@@ -63,8 +63,8 @@ public enum BundleFormat {
     case shellJob = "shell-job"
     /// Processes in UTS, IPC or network namespaces of their own (``ProcessTree/nestedNamespaces``).
     case nestedNamespaces = "nested-namespaces"
-    /// Mappings with madvise(2) advice or sealed with mseal(2) (``VMAImage/advice``,
-    /// ``VMAImage/sealed``).
+    /// Mappings with madvise(2) advice, guard regions, or sealed with mseal(2)
+    /// (``VMAImage/advice``, ``VMAImage/guards``, ``VMAImage/sealed``).
     case memoryAdvice = "memory-advice"
     /// Descriptors in flight in unix sockets (``SocketImage/passed``).
     case passedDescriptors = "passed-descriptors"

@@ -658,7 +658,7 @@ public struct Dump {
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
         case .rootFilesystem: false
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
-        case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil }
+        case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil || $0.guards != nil }
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .shellJob, .nestedNamespaces: false

@@ -206,6 +206,7 @@ public struct BundleInspection: Codable, Sendable {
     var names: [String] = []
     if let lock = vma.lock { names.append(lock == .always ? "locked" : "locked on fault") }
     names += (vma.advice ?? []).map(\.rawValue)
+    if let guards = vma.guards { names.append("\(guards.reduce(0) { $0 + $1.size } >> 12) guard pages") }
     if vma.sealed == true { names.append("sealed") }
     return names.isEmpty ? nil : names
   }

@@ -16,9 +16,6 @@ public struct PageScanner: ~Copyable {
 
   deinit { close(fd) }
 
-  /// Runs of pages in [start, end) that hold data worth saving: present or swapped, not the
-  /// shared zero page, and with `anonymousOnly` not the file's own page cache page (for
-  /// private file mappings only the copied-on-write pages differ from the file).
   /// ``dataRuns(start:end:anonymousOnly:)`` of several areas in address order, each
   /// `anonymousOnly` alike, in one scan across them all (one ioctl for thousands of small
   /// mappings instead of one each): runs are split at the areas' bounds, and what lies
@@ -44,7 +41,23 @@ public struct PageScanner: ~Copyable {
     return result
   }
 
+  /// Runs of guard pages (MADV_GUARD_INSTALL) in [start, end).
+  public mutating func guardRuns(start: UInt64, end: UInt64) throws -> [AddressRange] {
+    try runs(start: start, end: end, inverted: 0, mask: UInt64(CK_PAGE_IS_GUARD), anyOf: 0, returned: UInt64(CK_PAGE_IS_GUARD))
+  }
+
+  /// Runs of pages in [start, end) that hold data worth saving: present or swapped, not the
+  /// shared zero page, and with `anonymousOnly` not the file's own page cache page (for
+  /// private file mappings only the copied-on-write pages differ from the file).
   public mutating func dataRuns(start: UInt64, end: UInt64, anonymousOnly: Bool) throws -> [AddressRange] {
+    let fileOrZero = UInt64(CK_PAGE_IS_PFNZERO | (anonymousOnly ? CK_PAGE_IS_FILE : 0))
+    return try runs(
+      start: start, end: end, inverted: fileOrZero, mask: fileOrZero, anyOf: UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED),
+      returned: UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED))
+  }
+
+  /// Runs of pages in [start, end) that PAGEMAP_SCAN's categories select.
+  private mutating func runs(start: UInt64, end: UInt64, inverted: UInt64, mask: UInt64, anyOf: UInt64, returned: UInt64) throws -> [AddressRange] {
     var runs: [AddressRange] = []
     var cursor = start
     while cursor < end {
@@ -52,10 +65,10 @@ public struct PageScanner: ~Copyable {
       arg.size = UInt64(MemoryLayout<ck_pm_scan_arg>.size)
       arg.start = cursor
       arg.end = end
-      arg.category_inverted = UInt64(CK_PAGE_IS_PFNZERO | (anonymousOnly ? CK_PAGE_IS_FILE : 0))
-      arg.category_mask = UInt64(CK_PAGE_IS_PFNZERO | (anonymousOnly ? CK_PAGE_IS_FILE : 0))
-      arg.category_anyof_mask = UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED)
-      arg.return_mask = UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED)
+      arg.category_inverted = inverted
+      arg.category_mask = mask
+      arg.category_anyof_mask = anyOf
+      arg.return_mask = returned
       let count = try regions.withUnsafeMutableBufferPointer { buffer in
         arg.vec = UInt64(UInt(bitPattern: buffer.baseAddress))
         arg.vec_len = UInt64(buffer.count)

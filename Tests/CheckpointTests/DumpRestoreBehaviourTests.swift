@@ -394,7 +394,7 @@ struct DumpRestoreBehaviourTests {
       ("stopped", [], ["  stopped job (signal 19): stopped again at restore", "  stopped job (signal 20): stopped again at restore"]),
       ("seccomp", [], ["  seccomp: 2 filter(s) of 7, 7 instructions"]),
       ("mlock", [], ["KiB  [anonymous] (locked)", "KiB  [anonymous] (locked on fault)"]),
-      ("madvise", [], ["KiB  [anonymous] (dontFork, dontDump)", "KiB  [anonymous] (wipeOnFork)", "KiB  [anonymous] (mergeable)"]),
+      ("madvise", [], ["KiB  [anonymous] (dontFork, dontDump)", "KiB  [anonymous] (wipeOnFork)", "KiB  [anonymous] (mergeable)", "KiB  [anonymous] (3 guard pages)"]),
       ("sockets", ["scm"], ["10 bytes to read with 1 descriptor in flight", "4 messages to read with 4 descriptors in flight"]),
       ("sockets", ["unix-dgram"], ["4 messages to read from their senders' names", "1 message to read from their senders' names"]),
     ] as [(String, [String], [String])] {

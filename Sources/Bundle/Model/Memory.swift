@@ -68,6 +68,8 @@ public struct VMAImage: Codable, Sendable, Equatable {
   }
   /// mseal(2)ed: sealed again once the restore has set it up.
   public var sealed: Bool?
+  /// Guard regions installed in it (MADV_GUARD_INSTALL): runs of pages that fault on touch.
+  public var guards: [PageRun]?
   /// For a memfd mapping and a deleted file: the size of the file.
   public var objectSize: UInt64?
   /// For a deleted file: the device it was on (st_dev; inodes are unique only per device) and
@@ -185,6 +187,9 @@ extension VMAImage {
     text += "{"
     if let advice { text += "\"advice\":[" + advice.map { "\"\($0.rawValue)\"" }.joined(separator: ",") + "]," }
     text += "\"end\":\(end),\"growsDown\":\(growsDown),\"kind\":\"\(kind.rawValue)\","
+    if let guards {
+      text += "\"guards\":[" + guards.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",") + "],"
+    }
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
     if let objectDevice { text += "\"objectDevice\":\(objectDevice)," }
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
@@ -260,6 +265,7 @@ extension VMAImage {
     var lock: Lock?
     var advice: [Advice]?
     var sealed: Bool?
+    var guards: [PageRun]?
     var protection: Int32?
     var shared, growsDown: Bool?
     var kind: Kind?
@@ -301,6 +307,7 @@ extension VMAImage {
           }
         }
       case "sealed": sealed = scanner.null() ? nil : try scanner.bool()
+      case "guards": guards = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       default: try scanner.skip()
       }
     }
@@ -320,6 +327,7 @@ extension VMAImage {
     self.lock = lock
     self.advice = advice
     self.sealed = sealed
+    self.guards = guards
     self.objectDevice = objectDevice
     self.objectMode = objectMode
   }

@@ -204,6 +204,7 @@ enum {
   CK_PAGE_IS_PFNZERO = 1 << 5,
   CK_PAGE_IS_HUGE = 1 << 6,
   CK_PAGE_IS_SOFT_DIRTY = 1 << 7,
+  CK_PAGE_IS_GUARD = 1 << 8,  // a guard region's page (MADV_GUARD_INSTALL), Linux 6.14+
   CK_PM_SCAN_WP_MATCHING = 1 << 0,
   CK_PM_SCAN_CHECK_WPASYNC = 1 << 1,
 };

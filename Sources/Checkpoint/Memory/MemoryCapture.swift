@@ -100,17 +100,30 @@ struct MemoryCapture {
         index = end
       }
     }
-    var offset: UInt64 = 0
-    for index in images.indices {
-      images[index].pagesOffset = offset
-      offset += images[index].pages.reduce(0) { $0 + $1.size }
-    }
     let flags = try pendingFlags?.wait() ?? ProcSmaps.readFlags(pid: pid)
     for index in images.indices where !images[index].isSpecial {
       guard let vmFlags = flags[images[index].start] else {
         throw CKError(.failed, "task \(pid): mapping \(hex(images[index].start)) changed while it was read (smaps does not show it)")
       }
-      try apply(vmFlags, to: &images[index])
+      apply(vmFlags, to: &images[index])
+      if vmFlags.contains(.guardRegions) {
+        let guards = try scanner.guardRuns(start: images[index].start, end: images[index].end)
+        images[index].guards = guards.map { PageRun(start: $0.start, end: $0.end) }
+        // A guard page is a marker PAGEMAP_SCAN counts as swapped: it holds no data.
+        images[index].pages = images[index].pages.flatMap { run in
+          guards.reduce([run]) { pieces, guardRun in
+            pieces.flatMap { piece -> [PageRun] in
+              guard guardRun.start < piece.end, piece.start < guardRun.end else { return [piece] }
+              return [PageRun(start: piece.start, end: guardRun.start), PageRun(start: guardRun.end, end: piece.end)].filter { $0.start < $0.end }
+            }
+          }
+        }
+      }
+    }
+    var offset: UInt64 = 0
+    for index in images.indices {
+      images[index].pagesOffset = offset
+      offset += images[index].pages.reduce(0) { $0 + $1.size }
     }
     // PR_SET_MM_MAP refuses (EPERM) the file made again for a deleted executable: its
     // mappings would come back, the process would not.
@@ -135,8 +148,8 @@ struct MemoryCapture {
   }
 
   /// The kernel's flags of a mapping that the restore must set again: locks, madvise advice,
-  /// a seal. Those it cannot set again stop the dump rather than be lost.
-  private func apply(_ flags: VMFlags, to image: inout VMAImage) throws {
+  /// a seal.
+  private func apply(_ flags: VMFlags, to image: inout VMAImage) {
     if flags.contains(.locked) { image.lock = flags.contains(.lockOnFault) ? .onFault : .always }
     let advice: [(VMFlags, VMAImage.Advice)] = [
       (.dontCopy, .dontFork), (.wipeOnFork, .wipeOnFork), (.dontDump, .dontDump), (.hugePage, .hugePage),
@@ -145,10 +158,6 @@ struct MemoryCapture {
     let given = advice.filter { flags.contains($0.0) }.map(\.1)
     image.advice = given.isEmpty ? nil : given
     if flags.contains(.sealed) { image.sealed = true }
-    if flags.contains(.guardRegions) {
-      throw CKError(
-        .failed, "task \(pid): mapping \(hex(image.start))-\(hex(image.end)) holds guard regions (MADV_GUARD_INSTALL), which ckcont cannot checkpoint yet")
-    }
   }
 
   /// From how many mappings or resident pages (16 MiB) smaps is read on a thread of its own.

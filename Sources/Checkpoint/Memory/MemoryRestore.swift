@@ -199,6 +199,14 @@ final class MemoryRestore {
       try injector.run(batch)
       batch = Injector.Batch()
     }
+    // Guard regions once the pages are in (a copy into one would fault), before mlock (which
+    // refuses none, where installing them in a locked mapping is refused).
+    for vma in image.vmas {
+      for run in vma.guards ?? [] {
+        try makeRoom()
+        batch.add("MADV_GUARD_INSTALL \(hex(run.start))", SyscallNumber.madvise, .value(run.start), .value(run.size), .value(102))
+      }
+    }
     // mlock once the pages are in: it faults in what is missing, which a userfaultfd copy
     // would then find taken.
     for vma in image.vmas where vma.lock != nil {

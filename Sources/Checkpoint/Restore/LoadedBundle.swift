@@ -405,6 +405,14 @@ final class LoadedBundle {
         expectedOffset += run.size
       }
       guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name) is a kernel mapping with pages") }
+      var guardEnd = vma.start
+      for run in vma.guards ?? [] {
+        // Guard pages hold nothing: no saved page lies in them.
+        guard run.start % page == 0, run.end % page == 0, run.start < run.end, run.start >= guardEnd, run.end <= vma.end,
+          !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end })
+        else { throw bad("\(name) has a guard region outside it or over saved pages") }
+        guardEnd = run.end
+      }
       if vma.kind == .sysvShm {
         guard vma.shared, vma.offset == 0, vma.pages.isEmpty, let id = vma.sharedObject, id < 1 << 31 else {
           throw bad("\(name) is a malformed SysV attachment")
