@@ -619,10 +619,7 @@ struct FileRestore {
   /// Runs `body` with a descriptor of ckcont's own for the task's `fd` (pidfd_getfd): the same
   /// open file description, so what it writes is the task's.
   func withOurCopy(of fd: Int32, in hostPid: Int32? = nil, _ body: (Int32) throws -> Void) throws {
-    let owner = hostPid ?? injector.pid
-    let pidfd = try syscallChecked("pidfd_open", "\(owner)") { ck_pidfd_open(owner, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(owner) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    let ours = try copyOfDescriptor(fd, of: hostPid ?? injector.pid)
     defer { close(ours) }
     try body(ours)
   }
@@ -809,4 +806,12 @@ func ghostFilePath(for path: String, inode: UInt64, taskPid pid: Int32) -> Strin
   if access("/proc/\(pid)/root" + path, F_OK) != 0 && errno == ENOENT { return path }
   let directory = path.split(separator: "/").dropLast().joined(separator: "/")
   return "/\(directory)/.ckcont-ghost-\(inode)-\(UInt32.random(in: 0...UInt32.max))"
+}
+
+/// A descriptor of ckcont's own for descriptor `fd` of the process with host pid `hostPid`
+/// (pidfd_getfd): the same open file description. The caller closes it.
+func copyOfDescriptor(_ fd: Int32, of hostPid: Int32) throws -> Int32 {
+  let pidfd = try syscallChecked("pidfd_open", "\(hostPid)") { ck_pidfd_open(hostPid, 0) }
+  defer { close(pidfd) }
+  return try syscallChecked("pidfd_getfd", "\(hostPid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
 }

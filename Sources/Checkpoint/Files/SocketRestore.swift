@@ -193,11 +193,7 @@ enum WaitingDatagrams {
   }
 
   private static func udpSender(_ sender: Data, family: Int32, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
-    if let holder = holders[sender] {
-      let pidfd = try syscallChecked("pidfd_open", "\(holder.hostPid)") { ck_pidfd_open(holder.hostPid, 0) }
-      defer { close(pidfd) }
-      return try syscallChecked("pidfd_getfd", "\(holder.hostPid) fd \(holder.fd)") { ck_pidfd_getfd(pidfd, holder.fd, 0) }
-    }
+    if let holder = holders[sender] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
     let fd = try syscallChecked("socket", "a UDP socket") { socket(family, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) }
     var one: Int32 = 1
     // IP_FREEBIND / IPV6_FREEBIND: bind to an address this namespace does not have.
@@ -214,11 +210,7 @@ enum WaitingDatagrams {
   /// A descriptor of ckcont's to send from as `sender`: the container's socket of that name,
   /// else a new one bound to it, else (unnamed, or the name taken) an unnamed one.
   private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
-    if !sender.isEmpty, let holder = holders[sender] {
-      let pidfd = try syscallChecked("pidfd_open", "\(holder.hostPid)") { ck_pidfd_open(holder.hostPid, 0) }
-      defer { close(pidfd) }
-      return try syscallChecked("pidfd_getfd", "\(holder.hostPid) fd \(holder.fd)") { ck_pidfd_getfd(pidfd, holder.fd, 0) }
-    }
+    if !sender.isEmpty, let holder = holders[sender] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
     let fd = try syscallChecked("socket", "a unix datagram socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) }
     if !sender.isEmpty {
       let address = sockaddrUnix(sender)
@@ -258,7 +250,7 @@ enum PassedInFlight {
         guard let peer = holders[peerInode] else {
           throw CKError(.failed, "socket:[\(inode)] has descriptors in flight but no process holds its peer socket:[\(peerInode)]")
         }
-        let ours = try copy(peer.fd, of: peer.hostPid)
+        let ours = try copyOfDescriptor(peer.fd, of: peer.hostPid)
         defer { close(ours) }
         // Pieces: each message, or the stream cut where descriptors are attached.
         var pieces: [(bytes: Data, passed: [DescriptorReference])] = []
@@ -305,7 +297,7 @@ enum PassedInFlight {
             guard let holder = injectors[reference.pid] else {
               throw CKError(.failed, "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold")
             }
-            fds.append(try copy(reference.fd, of: holder.pid))
+            fds.append(try copyOfDescriptor(reference.fd, of: holder.pid))
           }
           try piece.bytes.withUnsafeBytes { bytes in
             var sent = 0
@@ -331,9 +323,4 @@ enum PassedInFlight {
     }
   }
 
-  private static func copy(_ fd: Int32, of hostPid: Int32) throws -> Int32 {
-    let pidfd = try syscallChecked("pidfd_open", "\(hostPid)") { ck_pidfd_open(hostPid, 0) }
-    defer { close(pidfd) }
-    return try syscallChecked("pidfd_getfd", "\(hostPid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
-  }
 }
