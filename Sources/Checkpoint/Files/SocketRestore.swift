@@ -103,11 +103,16 @@ enum TCPRepair {
 
 /// Datagrams that waited in unix datagram sockets no peer was connected to (a server bound to
 /// a name, its clients sending to it), and in UDP sockets: sent to it again, in order, each
-/// from a socket of the name (address) that sent it, so that a reply finds its way. A sender the container still holds
-/// sends its own; a sender gone since is played by a socket of ckcont's bound to its name
-/// (an unnamed one for an unnamed sender).
+/// from a socket of the name (address) that sent it, so that a reply finds its way. A sender
+/// the container still holds sends its own; a sender gone since is played by a socket of
+/// ckcont's bound to its name (an unnamed one for an unnamed sender).
 enum WaitingDatagrams {
   static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
+    try deliverUnix(tasks, injectors: injectors, log: log)
+    try deliverUDP(tasks, injectors: injectors, log: log)
+  }
+
+  private static func deliverUnix(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
     var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
     var receivers: [(socket: SocketImage, hostPid: Int32, fd: Int32)] = []
     var seen: Set<UInt64> = []
@@ -121,7 +126,6 @@ enum WaitingDatagrams {
         }
       }
     }
-    try deliverUDP(tasks, injectors: injectors, log: log)
     for receiver in receivers {
       guard let name = receiver.socket.address, let messages = receiver.socket.messages, let senders = receiver.socket.senders else { continue }
       let destination = sockaddrUnix(name)
