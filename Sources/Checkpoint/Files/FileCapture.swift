@@ -326,42 +326,56 @@ struct FileCapture {
       backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
     if facts.type == Int32(SOCK_DGRAM.rawValue), facts.waiting > 0 {
       // Datagrams waiting: peeked with their senders' addresses, sent to it again from them.
-      let waiting = try peekDatagrams(ours, refuse: refuse)
+      let waiting = try peekWaiting(ours, descriptors: false, what: "a UDP socket", refuse: refuse)
       image.messages = waiting.map(\.bytes)
       image.senders = waiting.map(\.sender)
     }
     return image
   }
 
-  /// The datagrams waiting in UDP socket `ours`, in order, with each sender's address
-  /// (struct sockaddr_in or sockaddr_in6 bytes), peeked without taking them.
-  private func peekDatagrams(_ ours: Int32, refuse: (String, String) -> CKError) throws -> [(bytes: Data, sender: Data)] {
+  /// What waits in socket `ours`, peeked in order without taking it (ck_peek_messages): each
+  /// datagram or seqpacket record apart (a stream in pieces ending where descriptors are
+  /// attached), with its sender's address (struct sockaddr bytes; just the family for an
+  /// unnamed unix sender) and, with `descriptors`, the descriptors passed with it as copies
+  /// of ckcont's own (see ``Dump/resolvePassed``). `what` names the socket in refusals.
+  private func peekWaiting(_ ours: Int32, descriptors: Bool, what: String, refuse: (String, String) -> CKError) throws
+    -> [(bytes: Data, sender: Data, passed: [Int32])]
+  {
     let capacity = 16 << 20
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
     defer { buffer.deallocate() }
     let maxMessages = 4096
-    let senderSize = 110  // room ck_peek_messages gives each address
+    let senderSize = 110  // sizeof(struct sockaddr_un), room for any address
     var senders = [UInt8](repeating: 0, count: maxMessages * senderSize)
     var senderLengths = [UInt32](repeating: 0, count: maxMessages)
     var lengths = [UInt32](repeating: 0, count: maxMessages)
+    var passed = [Int32](repeating: -1, count: descriptors ? 4096 : 0)
+    var passedCounts = [UInt32](repeating: 0, count: maxMessages)
     var count: Int32 = 0
-    let result = ck_peek_messages(ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths, nil, 0, nil)
+    let result = ck_peek_messages(
+      ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths,
+      &passed, Int32(passed.count), &passedCounts)
     guard result == 0 else {
+      for fd in passed where fd >= 0 { close(fd) }
       throw refuse(
         result == -EBADMSG
-          ? "a UDP socket with datagrams waiting that carry control data (IP_PKTINFO and the like)"
-          : "a UDP socket whose waiting datagrams could not be read (\(String(cString: strerror(-result))))",
+          ? "\(what) with control data waiting (credentials, IP_PKTINFO and the like) or a message cut short"
+          : result == -E2BIG
+            ? "\(what) with more messages or descriptors waiting than ckcont keeps (4096 each)"
+            : "\(what) whose waiting messages could not be read (\(String(cString: strerror(-result))))",
         "checkpoint once they have been read")
     }
     var offset = 0
+    var passedAt = 0
     return (0..<Int(count)).map { index in
       let length = Int(lengths[index])
       defer { offset += length }
       let sender = Data(senders[index * senderSize..<index * senderSize + min(Int(senderLengths[index]), senderSize)])
-      return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender)
+      let own = descriptors ? Array(passed[passedAt..<passedAt + Int(passedCounts[index])]) : []
+      passedAt += own.count
+      return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender, own)
     }
   }
-
 
   /// A unix socket: its name, its peer (sock_diag: a descriptor does not tell), and for a
   /// connected stream socket the bytes waiting in it, peeked without consuming them.
@@ -385,47 +399,10 @@ struct FileCapture {
         family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
         backlog: Int32(clamping: diag.send_queue), options: options, inode: inode)
     }
-    /// What waits, peeked in order without taking it: each datagram or seqpacket record apart
-    /// (a stream in pieces ending where descriptors are attached), with its sender's name
-    /// (sun_path bytes as sock_diag gives names; empty for an unnamed sender) and the
-    /// descriptors passed with it, as copies of ckcont's own (see ``Dump/resolvePassed``).
+    /// What waits, with each sender's name as sock_diag gives names (sun_path bytes after the
+    /// 2-byte family; empty for an unnamed sender).
     func peekWaiting() throws -> [(bytes: Data, sender: Data, passed: [Int32])] {
-      let capacity = 16 << 20
-      let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
-      defer { buffer.deallocate() }
-      let maxMessages = 4096
-      let senderSize = 110  // sizeof(struct sockaddr_un)
-      var senders = [UInt8](repeating: 0, count: maxMessages * senderSize)
-      var senderLengths = [UInt32](repeating: 0, count: maxMessages)
-      var lengths = [UInt32](repeating: 0, count: maxMessages)
-      var passed = [Int32](repeating: -1, count: 4096)
-      var passedCounts = [UInt32](repeating: 0, count: maxMessages)
-      var count: Int32 = 0
-      let result = ck_peek_messages(
-        ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths, &passed, Int32(passed.count),
-        &passedCounts)
-      guard result == 0 else {
-        for fd in passed where fd >= 0 { close(fd) }
-        throw refuse(
-          result == -EBADMSG
-            ? "a unix socket with credentials waiting (SO_PASSCRED) or a message cut short"
-            : result == -E2BIG
-              ? "a unix socket with more messages or descriptors waiting than ckcont keeps (4096 each)"
-              : "a unix socket whose waiting messages could not be read (\(String(cString: strerror(-result))))",
-          "checkpoint once they have been read")
-      }
-      var offset = 0
-      var passedAt = 0
-      return (0..<Int(count)).map { index in
-        let length = Int(lengths[index])
-        defer { offset += length }
-        // The name follows the 2-byte family; an unnamed sender has none.
-        let nameLength = max(0, min(Int(senderLengths[index]), senderSize) - 2)
-        let sender = Data(senders[index * senderSize + 2..<index * senderSize + 2 + nameLength])
-        let own = Array(passed[passedAt..<passedAt + Int(passedCounts[index])])
-        passedAt += own.count
-        return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender, own)
-      }
+      try self.peekWaiting(ours, descriptors: true, what: "a unix socket", refuse: refuse).map { ($0.bytes, $0.sender.dropFirst(2), $0.passed) }
     }
     /// Descriptors in flight, as placeholders: ckcont's copy in `fd`, no pid yet.
     func placeholders(_ fds: [Int32], at: Int, length: Int? = nil) -> PassedDescriptors? {
