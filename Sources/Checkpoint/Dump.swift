@@ -64,14 +64,16 @@ public struct Dump {
     try Interruption.check()
     let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
     var destination: Destination?
-    let repaired = RepairedSockets()
+    let repaired = RepairedSockets(journal: session.journal)
     do {
       let captured = try capture(session, repaired: repaired)
       session.endRemoteCalls()
+      FaultInjection.point("dump:captured")
       try Interruption.check()
-      destination = try Destination(output)
+      destination = try Destination(output, journal: session.journal)
       let bundleBytes = try write(captured, to: destination!)
       try destination!.commit(log: log)
+      FaultInjection.point("dump:committed")
       // Unmapping the pages written in place costs ~0.1 s per GiB here: after the release,
       // so that the container does not wait for it.
       let committed = destination!
@@ -81,7 +83,7 @@ public struct Dump {
       let releasing = monotonicNow()
       switch aftermath {
       case .kill:
-        session.kill()
+        try session.kill()
         repaired.dropSilently()
       case .leaveRunning:
         repaired.release()
@@ -240,7 +242,7 @@ public struct Dump {
       if Self.captureDelay > 0 { usleep(Self.captureDelay) }
       try explainingVanished(process.pid) {
         let facts = try result.get()
-        let (asked, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, auxv: facts.memory.auxv, log: log) }
+        let (asked, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, vmas: facts.memory.vmas, log: log) }
         var core = asked
         core.scheduling = facts.scheduling
         var memory = sharedObjectPages.keepFirst(facts.memory)
@@ -735,6 +737,7 @@ public struct Dump {
         }
       }
       try writer.endMember()
+      FaultInjection.point("dump:writing")
       before += task.memory.pagesSize
     }
     for member in segments + memfds { try writer.add(name: member.name, data: member.bytes) }
@@ -755,20 +758,38 @@ final class Destination {
   let finalPath: String?
   let temporaryPath: String?
 
-  init(_ output: DumpOutput) throws {
+  /// The partial file is journaled before it is made, for ``DumpRecovery`` to remove should
+  /// ckcont die; partial files of earlier dumps to the same path whose ckcont is gone are
+  /// removed.
+  init(_ output: DumpOutput, journal: DumpJournal) throws {
     switch output {
     case .standardOutput:
       sink = FileDescriptorSink(fd: 1, name: "standard output")
       finalPath = nil
       temporaryPath = nil
     case .file(let path):
-      let temporary = path + ".partial-\(getpid())"
+      Self.removeStalePartials(of: path)
+      let temporary = path + Self.partialSuffix + "\(getpid())"
+      try journal.update { $0.partialBundle = temporary }
       let fd = try syscallChecked("open", temporary) {
         open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
       }
       sink = FileDescriptorSink(fd: fd, name: temporary, inPlace: true)
       finalPath = path
       temporaryPath = temporary
+    }
+  }
+
+  static let partialSuffix = ".partial-"
+
+  /// Removes `path.partial-<pid>` files whose ckcont no longer runs.
+  static func removeStalePartials(of path: String) {
+    let url = URL(fileURLWithPath: path)
+    let directory = url.deletingLastPathComponent().path
+    let prefix = url.lastPathComponent + partialSuffix
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+      guard let pid = Int32(name.dropFirst(prefix.count)) else { continue }
+      if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + name) }
     }
   }
 

@@ -38,7 +38,9 @@ public enum WaitStatus: Equatable, Sendable, CustomStringConvertible {
 /// ptrace(2) requests on one thread. ptrace belongs to the tracing *thread*: every call
 /// for a tracee must come from the thread that seized it.
 public enum Ptrace {
-  public static let defaultOptions = UInt(CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_EXITKILL)
+  /// Without PTRACE_O_EXITKILL: a tracer that dies must not take its tracees with it (a dump
+  /// leaves them parked, see SeizedContainer). The restore adds it for the tasks it makes.
+  public static let defaultOptions = UInt(CK_PTRACE_O_TRACESYSGOOD)
 
   /// PTRACE_SEIZE: attach without stopping the thread.
   public static func seize(_ tid: Int32, options: UInt = defaultOptions) throws(SyscallError) {

@@ -2,13 +2,33 @@ import Glibc
 
 /// Several system calls made inside a stopped tracee in one stop: straight-line x86-64 code
 /// that loads each call's number and arguments, executes `syscall`, stores rax in a result
-/// slot, and ends in `int3`. Each remote call costs a round trip through the scheduler (the
+/// slot, and ends (``Ending``) in `int3` or by stopping itself. Each remote call costs a round trip through the scheduler (the
 /// tracee must wake, run and trap); a batch of independent calls pays it once.
 public struct SyscallBatch {
   /// An argument: a value, or the result of an earlier call of the batch (an fd it opened).
   public enum Argument {
     case value(UInt64)
     case result(Int)
+  }
+
+  /// How the code hands the task back to its tracer.
+  public enum Ending: Sendable, Equatable {
+    /// `int3`: a SIGTRAP stop. Without a tracer the SIGTRAP kills the task (used to restore,
+    /// where a dead tracer's half-made tasks die anyway).
+    case breakpoint
+    /// `tgkill(tgid, tid, SIGSTOP)`, then pause() in a loop with every signal still blocked:
+    /// traced, a signal-delivery stop (the tracer discards the SIGSTOP by resuming with no
+    /// signal); should the tracer be gone, the process stops, and once continued sleeps in
+    /// the loop (used to dump: the container outlives ckcont).
+    case stopSignal(tgid: Int32, tid: Int32)
+
+    /// The signal of the stop the code ends in.
+    public var signal: Int32 {
+      switch self {
+      case .breakpoint: return SIGTRAP
+      case .stopSignal: return SIGSTOP
+      }
+    }
   }
 
   public private(set) var calls: [(number: Int, arguments: [Argument])] = []
@@ -31,7 +51,7 @@ public struct SyscallBatch {
   }
 
   /// The machine code, storing call i's result (rax) at `results + 8 * i`.
-  public func code(results: UInt64) -> [UInt8] {
+  public func code(results: UInt64, ending: Ending = .breakpoint) -> [UInt8] {
     // movabs opcodes for rdi, rsi, rdx, r10, r8, r9 (the syscall argument registers), and
     // `mov <register>, rax` for each.
     let argumentOpcodes: [[UInt8]] = [[0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]]
@@ -62,20 +82,38 @@ public struct SyscallBatch {
       code += [0x48, 0xa3]  // movabs [results + 8 index], rax
       imm64(results + UInt64(index * 8))
     }
-    code.append(0xcc)  // int3
+    switch ending {
+    case .breakpoint:
+      code.append(0xcc)  // int3
+    case .stopSignal(let tgid, let tid):
+      func imm32(_ value: Int32) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
+      code.append(0xb8)  // mov eax, tgkill
+      imm32(Int32(SyscallNumber.tgkill))
+      code.append(0xbf)  // mov edi, tgid
+      imm32(tgid)
+      code.append(0xbe)  // mov esi, tid
+      imm32(tid)
+      code.append(0xba)  // mov edx, SIGSTOP
+      imm32(SIGSTOP)
+      code += [0x0f, 0x05]  // syscall
+      code.append(0xb8)  // park: mov eax, pause
+      imm32(Int32(SyscallNumber.pause))
+      code += [0x0f, 0x05]  // syscall
+      code += [0xeb, 0xf7]  // jmp park
+    }
     return code
   }
 
   /// The most code bytes `count` calls can take.
-  public static func maximumCodeSize(calls count: Int) -> Int { count * (10 + 6 * 13 + 2 + 10) + 1 }
+  public static func maximumCodeSize(calls count: Int) -> Int { count * (10 + 6 * 13 + 2 + 10) + 32 }
 }
 
 extension RemoteSyscall {
   /// Runs code (a ``SyscallBatch``) the caller wrote at `address`, an executable page of the
   /// tracee, to its closing int3; signals must be blocked, as for single calls.
-  public mutating func runCode(at address: UInt64, calls: Int) throws {
+  public mutating func runCode(at address: UInt64, calls: Int, ending: SyscallBatch.Ending = .breakpoint) throws {
     try startCode(at: address)
-    try finishCode(calls: calls)
+    try finishCode(calls: calls, ending: ending)
   }
 
   /// Sets the tracee running the code at `address` and returns at once: the caller may do
@@ -88,10 +126,10 @@ extension RemoteSyscall {
     try tracee.resume()
   }
 
-  /// Waits for code started with ``startCode(at:)`` to reach its int3.
-  public mutating func finishCode(calls: Int) throws {
+  /// Waits for code started with ``startCode(at:)`` to reach its end.
+  public mutating func finishCode(calls: Int, ending: SyscallBatch.Ending = .breakpoint) throws {
     let status = try tracee.wait()
-    guard case .stopped(let signal, _) = status, signal == SIGTRAP else {
+    guard case .stopped(let signal, let event) = status, signal == ending.signal, event == 0 else {
       throw CKError(.failed, "task \(tracee.tid): a batch of \(calls) remote syscalls stopped unexpectedly: \(status)")
     }
     count += calls

@@ -158,6 +158,20 @@ public struct Tracee: Sendable, Hashable {
     try syscallChecked("ptrace", "PTRACE_SINGLESTEP, \(tid)") { ck_ptrace(Int32(CK_PTRACE_SINGLESTEP), tid, 0, 0) }
   }
 
+  /// Turns a signal-delivery stop (the SIGTRAP of a single step, the SIGSTOP a batch ends
+  /// with) into a PTRACE_EVENT_STOP without running user code: interrupt, resume with no
+  /// signal (the pending trap stops it before user space), wait. A tracer that dies leaves a
+  /// task in a signal-delivery stop to take that signal (SIGTRAP kills it); from an event
+  /// stop it simply resumes with the registers it holds.
+  public func settleToEventStop() throws {
+    try Ptrace.interrupt(tid)
+    try resume()
+    let status = try wait()
+    guard status.isEventStop else {
+      throw CKError(.failed, "thread \(tid) did not stop for ptrace after a remote call: \(status)")
+    }
+  }
+
   /// waitpid(tid, __WALL).
   public func wait() throws(SyscallError) -> WaitStatus { try Ptrace.wait(tid) }
 

@@ -17,10 +17,13 @@ struct CKCont: ParsableCommand {
       cgroup), 64 bad usage, 77 not enough privileges.
       """,
     version: ToolVersion.string,
-    subcommands: [Check.self, Ps.self, Freeze.self, Thaw.self, DumpCommand.self, RestoreCommand.self, InspectCommand.self])
+    subcommands: [Check.self, Ps.self, Freeze.self, Thaw.self, Kill.self, DumpCommand.self, RestoreCommand.self, InspectCommand.self])
 
   /// Parses, runs, and turns every error into one line on stderr with a documented exit code.
   static func main() {
+    // A reader that goes away (`ckcont dump -o - | head`) is an ordinary write error (EPIPE):
+    // the dump then releases the container and fails, instead of dying of SIGPIPE.
+    signal(SIGPIPE, SIG_IGN)
     do {
       var command = try parseAsRoot(sharedOptionsAfterSubcommand(Array(CommandLine.arguments.dropFirst())))
       try command.run()
@@ -29,7 +32,14 @@ struct CKCont: ParsableCommand {
     } catch let error as SyscallError {
       fail(error.description, code: 1)
     } catch {
-      exit(withError: error)
+      // Help and version requests print as the parser makes them; a usage error is one line
+      // in the form of every other error.
+      guard exitCode(for: error) != .success else { exit(withError: error) }
+      let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad usage"
+      let words = Array(CommandLine.arguments.dropFirst())
+      let subcommand = configuration.subcommands.first { command in words.contains(command._commandName) }
+      let help = subcommand.map { "ckcont \($0._commandName) --help" } ?? "ckcont --help"
+      fail("\(message.replacingOccurrences(of: "Error: ", with: "")) (see \(help))", code: 64)
     }
   }
 

@@ -47,7 +47,7 @@ struct DumpCommand: ParsableCommand {
     try requireRoot("dump")
     Interruption.install()
     let log = global.logger("dump")
-    let cgroup = try target.resolve()
+    let cgroup = try target.resolveSettled(log)
     var dump = Dump(
       cgroup: cgroup, output: output == "-" ? .standardOutput : .file(output),
       aftermath: leaveRunning ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,

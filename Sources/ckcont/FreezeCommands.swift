@@ -1,7 +1,9 @@
 import ArgumentParser
 import Cgroup
+import Checkpoint
 import Foundation
 import Linux
+import Logging
 
 /// The cgroup argument shared by the commands that take one.
 struct CgroupArgument: ParsableArguments {
@@ -10,6 +12,16 @@ struct CgroupArgument: ParsableArguments {
 
   func resolve() throws -> Cgroup {
     try Cgroup.resolve(cgroup, in: CgroupMounts.current()) { Terminal.error($0) }
+  }
+
+  /// ``resolve()``, then puts back the container if a dump of it died midway
+  /// (``DumpRecovery``): every command that acts on a cgroup's tasks starts here.
+  func resolveSettled(_ log: Logger) throws -> Cgroup {
+    let cgroup = try resolve()
+    if let done = try DumpRecovery.settle(cgroup, log: { log.debug("\($0)") }) {
+      Terminal.error("ckcont: \(done)")
+    }
+    return cgroup
   }
 }
 
@@ -46,7 +58,7 @@ struct Freeze: ParsableCommand {
   func run() throws {
     try requireRoot("freeze")
     let log = global.logger("freeze")
-    let cgroup = try target.resolve()
+    let cgroup = try target.resolveSettled(log)
     log.debug("freezing \(cgroup.path) (\(cgroup.hierarchy.label))")
     let report = try Freezer.freeze(cgroup, timeout: timeout)
     let note = report.wasFrozen ? "already frozen" : String(format: "%.2f ms", report.seconds * 1000)
@@ -64,14 +76,20 @@ struct Freeze: ParsableCommand {
 /// `ckcont thaw <cgroup>`.
 struct Thaw: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Thaw a frozen cgroup subtree, including descendants frozen on their own.")
+    abstract: "Thaw a frozen cgroup subtree, including descendants frozen on their own.",
+    discussion: """
+      If a dump of the cgroup was killed midway (SIGKILL, the OOM killer, a crash), thaw first \
+      puts the container back as it was from the dump's journal in /run/ckcont, removes the \
+      partial bundle, and then thaws (unless it was frozen before the dump). freeze, dump \
+      and kill do the same.
+      """)
 
   @OptionGroup var target: CgroupArgument
   @OptionGroup var global: GlobalOptions
 
   func run() throws {
     try requireRoot("thaw")
-    let cgroup = try target.resolve()
+    let cgroup = try target.resolveSettled(global.logger("thaw"))
     try Freezer.thaw(cgroup)
     if global.json {
       try printJSON(FreezeState(cgroup: cgroup.path, version: cgroup.version.rawValue, frozen: false))

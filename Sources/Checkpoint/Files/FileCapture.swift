@@ -279,14 +279,15 @@ struct FileCapture {
             "checkpoint once the server has accepted them")
         }
       } else if facts.tcp_state == 1 /* TCP_ESTABLISHED */ {
+        try repaired.add(ours, pid: pid, target: fd, reuseAddress: socketOptions(facts).reusesAddress)
         keep = true
-        repaired.add(ours, reuseAddress: socketOptions(facts).reusesAddress)
         let limit = TCPConnectionImage.queueLimit
         // Most queues are short: a small buffer first, the largest one if that is too small.
         var capacity = 64 << 10
         var sendQueue = [UInt8](repeating: 0, count: capacity), receiveQueue = [UInt8](repeating: 0, count: capacity)
         var state = ck_tcp_state()
         var result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, capacity)
+        FaultInjection.point("dump:repair")
         if result == -E2BIG {
           capacity = limit
           sendQueue = [UInt8](repeating: 0, count: capacity)

@@ -10,9 +10,18 @@ import Glibc
 final class RepairedSockets: @unchecked Sendable {
   private let lock = NSLock()
   private var fds: [(fd: Int32, reuseAddress: Bool)] = []
+  /// Where each connection is journaled before it enters repair mode (nil in tests).
+  private let journal: DumpJournal?
 
-  /// Takes over `fd`, a socket in repair mode, which had SO_REUSEADDR set if `reuseAddress`.
-  func add(_ fd: Int32, reuseAddress: Bool) {
+  init(journal: DumpJournal?) {
+    self.journal = journal
+  }
+
+  /// Takes over `fd`, a copy of process `pid`'s descriptor `target`, about to enter repair
+  /// mode, which had SO_REUSEADDR set if `reuseAddress`: journaled first, so that
+  /// ``DumpRecovery`` takes it out of repair mode should ckcont die.
+  func add(_ fd: Int32, pid: Int32, target: Int32, reuseAddress: Bool) throws {
+    try journal?.update { $0.repairedSockets.append(.init(pid: pid, fd: target, reuseAddress: reuseAddress)) }
     lock.withLock { fds.append((fd, reuseAddress)) }
   }
 

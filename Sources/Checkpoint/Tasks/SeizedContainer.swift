@@ -1,3 +1,4 @@
+import Bundle
 import CKShim
 import Cgroup
 import Foundation
@@ -13,7 +14,7 @@ import Linux
 /// created this object.
 public final class SeizedContainer {
   public let cgroup: Cgroup
-  public let processes: [CgroupProcess]
+  public private(set) var processes: [CgroupProcess] = []
   /// CLOCK_MONOTONIC seconds when the container was frozen: its tasks stopped running then.
   public private(set) var frozenAt: Double = 0
   /// Every seized thread with the state to put back on release.
@@ -31,20 +32,37 @@ public final class SeizedContainer {
   func cpus(of tid: Int32) -> CPUSet? { originalCPUs[tid] ?? (try? CPUSet.of(tid)) }
   private var tracerCPUs: CPUSet?
 
-  /// Freezes `cgroup`, seizes every thread of its subtree and waits for all of them to stop.
-  /// On failure everything seized is released and the cgroup thawed (unless it was frozen
-  /// before) before the error is thrown.
+  /// The write-ahead journal of what the dump changes, for ``DumpRecovery`` if ckcont dies.
+  let journal: DumpJournal
+
+  /// Freezes `cgroup`, seizes every thread of its subtree, waits for all of them to stop and
+  /// parks them (``park()``). On failure everything seized is released and the cgroup thawed
+  /// (unless it was frozen before) before the error is thrown.
+  ///
+  /// Seized without PTRACE_O_EXITKILL: should ckcont die, its tracees are detached, not
+  /// killed. Each change is journaled before it is made, and between remote calls every
+  /// thread is parked where a dead tracer leaves it harmless.
   public init(cgroup: Cgroup, freezeTimeout: Double, log: (String) -> Void) throws {
     self.cgroup = cgroup
     wasFrozen = try Freezer.isFrozen(cgroup)
+    journal = try DumpJournal(cgroup: cgroup, wasFrozen: wasFrozen)
     let started = monotonicNow()
-    _ = try Freezer.freeze(cgroup, timeout: freezeTimeout)
+    do {
+      _ = try Freezer.freeze(cgroup, timeout: freezeTimeout)
+    } catch {
+      journal.remove()
+      throw error
+    }
     frozenAt = monotonicNow()
+    FaultInjection.point("dump:frozen")
     var found: [CgroupProcess] = []
     do {
       found = try cgroup.processes()
       guard !found.isEmpty else {
         throw CKError(.badInput, "\(cgroup.path) holds no tasks", hint: "nothing to checkpoint")
+      }
+      try journal.update { record in
+        record.processes = found.map { .init(pid: $0.pid, startTime: ProcStat.read(pid: $0.pid)?.startTime ?? 0) }
       }
       for process in found {
         for tid in process.threads {
@@ -76,6 +94,10 @@ public final class SeizedContainer {
           stopped[pid] = signal
         }
       }
+      FaultInjection.point("dump:seized")
+      try journal.update { [stopped] record in
+        for index in record.processes.indices { record.processes[index].stopSignal = stopped[record.processes[index].pid] }
+      }
       // Such a task re-enters its stop whenever ptrace resumes it, so no remote call could run
       // in it: it is continued (the SIGCONT itself is never delivered) and stopped again at
       // release (``release(leaveFrozen:)``) or at restore.
@@ -88,11 +110,60 @@ public final class SeizedContainer {
         original[tid] = (try tracee.registers(), try tracee.signalMask())
       }
       processes = found
+      try park()
+      FaultInjection.point("dump:parked")
       log("seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started))")
     } catch {
       processes = found
       release(leaveFrozen: false)
       throw error
+    }
+  }
+
+  /// Where each process's threads are parked: a `syscall` instruction of its [vdso].
+  private var parks: [Int32: UInt64] = [:]
+
+  /// The `syscall` instruction where process `pid`'s threads are parked.
+  func park(of pid: Int32) -> UInt64? { parks[pid] }
+
+  /// Parks every thread: signals all blocked, and registers that make it call pause() at a
+  /// `syscall` instruction of its [vdso]. Should ckcont die, a parked thread sleeps there for
+  /// good (a stop and continue restarts the pause) instead of running with what the dump
+  /// changed, until ``DumpRecovery`` puts it back. Remote calls start from these registers
+  /// and come back to them (``RemoteSession``). The originals, each thread's CPUs and the
+  /// park addresses are journaled first.
+  private func park() throws {
+    for process in processes {
+      let base = try AuxVector.read(pid: process.pid).first { $0.type == 33 /* AT_SYSINFO_EHDR */ }?.value
+      guard let gadget = try RemoteSession.vdsoSyscall(pid: process.pid, base: base) else {
+        throw CKError(.failed, "task \(process.pid) has no [vdso] with a syscall instruction to run remote calls")
+      }
+      parks[process.pid] = gadget
+    }
+    try journal.update { record in
+      for index in record.processes.indices {
+        let pid = record.processes[index].pid
+        guard let process = processes.first(where: { $0.pid == pid }) else { continue }
+        record.processes[index].park = parks[pid]
+        record.processes[index].threads = process.threads.compactMap { tid in
+          original[tid].map {
+            .init(tid: tid, registers: GeneralRegisters($0.registers), signalMask: $0.mask, cpus: try? CPUSet.of(tid).cpus)
+          }
+        }
+      }
+    }
+    for process in processes {
+      guard let gadget = parks[process.pid] else { continue }
+      for tid in process.threads {
+        guard var registers = original[tid]?.registers else { continue }
+        registers.rip = gadget
+        registers.rax = UInt64(SyscallNumber.pause)
+        // -1: no syscall restart when it resumes from this stop.
+        registers.orig_rax = UInt64.max
+        let tracee = Tracee(tid: tid)
+        try tracee.setSignalMask(~0)
+        try tracee.setRegisters(registers)
+      }
     }
   }
 
@@ -152,13 +223,14 @@ public final class SeizedContainer {
 
   /// Puts every thread's registers and signal mask back and detaches; the container runs on
   /// (or stays frozen with `leaveFrozen`, or when it was frozen before the dump). Safe to call
-  /// more than once.
+  /// more than once. The journal goes last: ckcont dying meanwhile leaves the rest to
+  /// ``DumpRecovery``.
   public func release(leaveFrozen: Bool) {
     guard !released else { return }
     released = true
     // Freezing first makes every task resume at once on thaw, not one by one as detached.
     try? _ = Freezer.freeze(cgroup, timeout: 5)
-    for tid in seized {
+    for (index, tid) in seized.enumerated() {
       let tracee = Tracee(tid: tid)
       if let state = original[tid] {
         try? tracee.setRegisters(state.registers)
@@ -166,23 +238,32 @@ public final class SeizedContainer {
       }
       try? originalCPUs[tid]?.apply(to: tid)
       try? tracee.detach()
+      if index == 0 { FaultInjection.point("dump:releasing") }
     }
     // Stopped jobs stop again before they can run (the signal acts on thaw).
     for (pid, signal) in stopped { Glibc.kill(pid, signal) }
     if !leaveFrozen && !wasFrozen { try? Freezer.thaw(cgroup) }
     endRemoteCalls()
+    journal.remove()
   }
 
-  /// Kills every task of the container (after a complete dump): frozen, detached, SIGKILLed,
-  /// thawed so that the kills take effect.
-  public func kill() {
+  /// Kills every task of the container (after a complete dump): journaled first, so that a
+  /// ckcont dying meanwhile has the kill finished by ``DumpRecovery``; then frozen, SIGKILLed,
+  /// detached, thawed so that the kills take effect.
+  public func kill() throws {
     guard !released else { return }
+    try journal.update { record in
+      record.killing = true
+      record.partialBundle = nil
+    }
+    FaultInjection.point("dump:killing")
     released = true
     try? _ = Freezer.freeze(cgroup, timeout: 5)
     for process in processes { Glibc.kill(process.pid, SIGKILL) }
     for tid in seized { try? Tracee(tid: tid).detach() }
     try? Freezer.thaw(cgroup)
     endRemoteCalls()
+    journal.remove()
   }
 
   /// The registers thread `tid` had when seized.

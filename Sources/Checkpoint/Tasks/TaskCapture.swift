@@ -51,13 +51,12 @@ struct TaskCapture: Sendable {
   /// The core image, and brk (asked of the task, as /proc does not show it). Remote syscalls
   /// run in the main thread; its registers and signal mask are put back before returning.
   /// Also what the process sees of its namespaces (``NamespaceFacts``).
-  /// `auxv` is the process's auxiliary vector (its mm image has it), for where its [vdso] is.
-  func core(session: SeizedContainer, auxv: [UInt64], log: (String) -> Void) throws -> (
+  /// `vmas` are its mappings (its mm image has them), for a free place for the scratch area.
+  func core(session: SeizedContainer, vmas: [VMAImage], log: (String) -> Void) throws -> (
     core: TaskCore, brk: UInt64, namespaces: NamespaceFacts
   ) {
     let seccompFilters = try captureSeccomp()
-    let vdso = stride(from: 0, to: auxv.count - 1, by: 2).first { auxv[$0] == 33 /* AT_SYSINFO_EHDR */ }.map { auxv[$0 + 1] }
-    let inject = try RemoteSession(tracee: Tracee(tid: pid), vdsoBase: vdso)
+    let inject = try RemoteSession(tracee: Tracee(tid: pid), session: session, vmas: vmas, ending: batchEnding(tid: pid))
     defer { inject.finish() }
 
     // One batch of remote calls; out-parameters go to their own slots of the data area.
@@ -264,6 +263,17 @@ struct TaskCapture: Sendable {
     return chains[0]
   }
 
+  /// How batches end in thread `tid`: stopping themselves (``SyscallBatch/Ending``), unless
+  /// a SIGCONT is pending, which sending SIGSTOP would discard; then with a breakpoint, which
+  /// kills the process should ckcont die during the batch (microseconds).
+  private func batchEnding(tid: Int32) -> SyscallBatch.Ending {
+    let continueBit: UInt64 = 1 << UInt64(SIGCONT - 1)
+    let thread = tid == pid ? status : threadStatus[tid]
+    guard (status.shdPnd | (thread?.sigPnd ?? 0)) & continueBit == 0 else { return .breakpoint }
+    // tgkill runs in the task: the ids its own pid namespace gives it.
+    return .stopSignal(tgid: status.nsPid.last ?? pid, tid: thread?.nsPid.last ?? tid)
+  }
+
   /// One thread's registers, xstate, mask, pending signals, rseq, altstack, clear_child_tid,
   /// and what it set for itself alone.
   private func threadCore(
@@ -281,7 +291,7 @@ struct TaskCapture: Sendable {
     // inside the thread itself: other threads run their own batch in the same scratch page.
     var (altStack, clearTid) = mainThread
     if tid != pid {
-      let own = try RemoteSession(thread: tracee, sharing: inject)
+      let own = try RemoteSession(thread: tracee, sharing: inject, ending: batchEnding(tid: tid))
       defer { own.finish() }
       var batch = SyscallBatch()
       let queries = ThreadQueries(adding: &batch, at: own.scratch)
@@ -370,6 +380,9 @@ final class RemoteSession {
   /// Where out-parameters go (`dataSize`), followed by the results of a batch (4 KiB).
   let scratch: UInt64
   let originalMask: UInt64
+  /// How its batches end: stopping themselves, so that a tracer gone meanwhile leaves the
+  /// process stopped, not killed by a breakpoint's SIGTRAP.
+  let ending: SyscallBatch.Ending
   /// The main thread's session owns (and unmaps) the area; other threads borrow it.
   private let ownsArea: Bool
   /// The code part is not writable (a task under memory-deny-write-execute).
@@ -379,25 +392,34 @@ final class RemoteSession {
   static let dataOffset: UInt64 = 12 << 10
   static let dataSize: UInt64 = 16 << 10
 
-  /// `vdsoBase`: where the task's [vdso] starts (AT_SYSINFO_EHDR), if known.
-  init(tracee: Tracee, vdsoBase: UInt64?) throws {
+  /// Maps the scratch area in `tracee` (a process's main thread, parked by `session`) at a
+  /// free place of its address space (`vmas`), journaled before it is mapped.
+  init(tracee: Tracee, session: SeizedContainer, vmas: [VMAImage], ending: SyscallBatch.Ending) throws {
     self.tracee = tracee
+    self.ending = ending
     originalMask = try tracee.signalMask()
-    guard let gadget = try Self.vdsoSyscall(pid: tracee.tid, base: vdsoBase) else {
-      throw CKError(.failed, "task \(tracee.tid) has no [vdso] with a syscall instruction to run remote calls")
+    guard let gadget = session.park(of: tracee.tid) else {
+      throw CKError(.failed, "task \(tracee.tid) was not parked for remote calls")
+    }
+    guard let address = Self.freeArea(avoiding: vmas) else {
+      throw CKError(.failed, "task \(tracee.tid) has no free \(Self.areaSize >> 10) KiB for ckcont's scratch area")
+    }
+    try session.journal.update { record in
+      for index in record.processes.indices where record.processes[index].pid == tracee.tid {
+        record.processes[index].scratch = address
+      }
     }
     try tracee.setSignalMask(~0)
     remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget))
+    let flags = UInt64(MAP_PRIVATE | MAP_ANONYMOUS) | Self.mapFixedNoReplace
     var area = try? remote.call(
-      SyscallNumber.mmap, 0, Self.areaSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC), UInt64(MAP_PRIVATE | MAP_ANONYMOUS),
-      UInt64.max, 0)
+      SyscallNumber.mmap, address, Self.areaSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC), flags, UInt64.max, 0)
     var codeReadOnly = false
     if area == -Int64(EACCES) {
       // Memory-deny-write-execute (PR_SET_MDWE) refuses a writable and executable mapping:
       // the code part is mapped read and execute only (ckcont writes it through
       // /proc/<pid>/mem), the data part read and write.
-      area = try? remote.call(
-        SyscallNumber.mmap, 0, Self.areaSize, UInt64(PROT_READ | PROT_EXEC), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+      area = try? remote.call(SyscallNumber.mmap, address, Self.areaSize, UInt64(PROT_READ | PROT_EXEC), flags, UInt64.max, 0)
       if let mapped = area, mapped > 0 {
         let data = UInt64(mapped) + Self.dataOffset
         let changed = try? remote.call(SyscallNumber.mprotect, data, Self.areaSize - Self.dataOffset, UInt64(PROT_READ | PROT_WRITE))
@@ -406,20 +428,39 @@ final class RemoteSession {
         codeReadOnly = true
       }
     }
-    guard let area, area > 0 else {
+    guard let area, area > 0, UInt64(area) == address else {
+      if let area, area > 0 { _ = try? remote.call(SyscallNumber.munmap, UInt64(area), Self.areaSize) }
       try? remote.restoreRegisters()
       try? tracee.setSignalMask(originalMask)
       throw CKError(.failed, "task \(tracee.tid): remote mmap of a scratch area failed (\(area.map(String.init) ?? "stopped"))")
     }
+    FaultInjection.point("dump:scratch")
     code = UInt64(area)
     scratch = code + Self.dataOffset
     ownsArea = true
     self.codeReadOnly = codeReadOnly
   }
 
+  /// MAP_FIXED_NOREPLACE: the area goes exactly where the journal says, or nowhere.
+  static let mapFixedNoReplace: UInt64 = 0x10_0000
+
+  /// The lowest address from 1 GiB up with room for the area and a page either side, and
+  /// 2 MiB clear of a stack that grows down (its guard gap).
+  static func freeArea(avoiding vmas: [VMAImage]) -> UInt64? {
+    let page: UInt64 = 4096, stackGap: UInt64 = 2 << 20
+    var candidate: UInt64 = 1 << 30
+    for vma in vmas.sorted(by: { $0.start < $1.start }) {
+      let below = vma.growsDown ? stackGap : page
+      if vma.start >= candidate + areaSize + below { break }
+      candidate = max(candidate, vma.end + page)
+    }
+    return candidate + areaSize < 0x7fff_0000_0000 ? candidate : nil
+  }
+
   /// Another thread of the same process, using `main`'s scratch area.
-  init(thread: Tracee, sharing main: RemoteSession) throws {
+  init(thread: Tracee, sharing main: RemoteSession, ending: SyscallBatch.Ending) throws {
     tracee = thread
+    self.ending = ending
     originalMask = try thread.signalMask()
     try thread.setSignalMask(~0)
     remote = try RemoteSyscall(tracee: thread, gadget: main.remote.gadget)
@@ -445,7 +486,7 @@ final class RemoteSession {
   /// out-parameters in one go.
   func run(_ batch: SyscallBatch) throws -> BatchResult {
     let results = scratch + Self.dataSize
-    let code = batch.code(results: results)
+    let code = batch.code(results: results, ending: ending)
     guard batch.calls.count <= 512, code.count <= Int(Self.dataOffset) else {
       throw CKError(.failed, "task \(tracee.tid): a batch of \(batch.calls.count) remote calls does not fit")
     }
@@ -456,7 +497,14 @@ final class RemoteSession {
         try ProcessMemory.write(pid: tracee.tid, bytes: bytes, at: self.code)
       }
     }
-    try remote.runCode(at: self.code, calls: batch.calls.count)
+    try remote.startCode(at: self.code)
+    FaultInjection.point("dump:batch")
+    try remote.finishCode(calls: batch.calls.count, ending: ending)
+    if case .stopSignal = ending {
+      // Parked again, out of the SIGSTOP's delivery stop (``Tracee/settleToEventStop()``).
+      try remote.restoreRegisters()
+      try tracee.settleToEventStop()
+    }
     let words = Int(Self.dataSize / 8)
     var data = [UInt64](repeating: 0, count: words + batch.calls.count)
     try data.withUnsafeMutableBytes { buffer in

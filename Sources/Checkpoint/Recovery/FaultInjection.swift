@@ -1,0 +1,21 @@
+import Foundation
+import Glibc
+
+/// Named points where a test build of ckcont kills itself with SIGKILL, so that tests can
+/// show the container survives ckcont dying at each phase of a dump or restore
+/// (`CKCONT_FAULT_KILL_AT=dump:parked`). Release builds ignore the variable.
+public enum FaultInjection {
+  #if DEBUG
+    static let killAt: String? = ProcessInfo.processInfo.environment["CKCONT_FAULT_KILL_AT"]
+  #endif
+
+  /// Dies here when the test asked for this point.
+  public static func point(_ name: String) {
+    #if DEBUG
+      if killAt == name {
+        FileHandle.standardError.write(Data("ckcont: fault injection: SIGKILL at \(name)\n".utf8))
+        raise(SIGKILL)
+      }
+    #endif
+  }
+}
