@@ -34,6 +34,7 @@ struct CKCont: ParsableCommand {
     } catch {
       // Help and version requests print as the parser makes them; a usage error is one line
       // in the form of every other error.
+      if let code = error as? ExitCode { Glibc.exit(code.rawValue) }
       guard exitCode(for: error) != .success else { exit(withError: error) }
       let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad usage"
       let words = Array(CommandLine.arguments.dropFirst())

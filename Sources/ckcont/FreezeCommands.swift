@@ -18,10 +18,19 @@ struct CgroupArgument: ParsableArguments {
   /// (``DumpRecovery``): every command that acts on a cgroup's tasks starts here.
   func resolveSettled(_ log: Logger) throws -> Cgroup {
     let cgroup = try resolve()
+    Recovery.sweepRestores(log)
     if let done = try DumpRecovery.settle(cgroup, log: { log.debug("\($0)") }) {
       Terminal.error("ckcont: \(done)")
     }
     return cgroup
+  }
+}
+
+/// What every command that needs root does first.
+enum Recovery {
+  /// Removes what restores that died left on the host (``RestoreJournal``).
+  static func sweepRestores(_ log: Logger) {
+    RestoreJournal.sweep { Terminal.error("ckcont: \($0)") }
   }
 }
 

@@ -59,6 +59,7 @@ struct RestoreCommand: ParsableCommand {
     try requireRoot("restore")
     Interruption.install()
     let log = global.logger("restore")
+    Recovery.sweepRestores(log)
     let root = try cgroupRoot ?? cgroup.map(Restore.cgroupRoot(fromCgroup:))
     var restore = Restore(input: bundle == "-" ? .standardInput : .file(bundle), cgroupRoot: root)
     for spec in inheritFd {

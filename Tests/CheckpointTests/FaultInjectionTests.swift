@@ -43,7 +43,8 @@ struct FaultInjectionTests {
     ])
     #expect(result.status == 1, "\(result.output)")
     #expect(result.stderr.contains("ckcont: error:") && result.stderr.contains("Broken pipe"), "\(result.output)")
-    let journal = try FileManager.default.contentsOfDirectory(atPath: "/run/ckcont").filter { $0.hasPrefix("dump-") }
+    let name = container.cgroup.path.split(separator: "/").last.map(String.init) ?? "?"
+    let journal = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter { $0.contains(name) }
     #expect(journal.isEmpty, "a journal was left: \(journal)")
     #expect(try snapshot(container) == before)
     let pid = try #require(container.cgroup.allPids().first)
@@ -88,6 +89,33 @@ struct FaultInjectionTests {
     try #require(restore.status == 0, "\(restore.output)")
     #expect(try container.terminateRestored(timeout: 60) == 0, "\(container.log)")
     #expect(container.log.contains("PASS"), "\(container.log)")
+  }
+
+  /// A restore killed at each phase leaves nothing running (its tasks die with it) and the
+  /// cgroups it made are removed by the next ckcont command; the bundle then restores.
+  @Test func aRestoreKilledAtEveryPhaseLeavesNothingBehind() throws {
+    let container = try FixtureContainer("pipeline")
+    defer { container.destroy() }
+    try container.dumpAndWaitGone()
+    let root = "/ckcont-fault-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let made = "/sys/fs/cgroup/unified" + root
+    defer { rmdir(made) }
+    for phase in ["restore:cgroups", "restore:tree", "restore:state"] {
+      let restore = run(
+        [TestPaths.ckcont, "restore", container.bundlePath, "--cgroup-root", root], environment: environment(killAt: phase))
+      #expect(restore.status == 128 + SIGKILL, "\(phase): the restore did not die there: \(restore.output)")
+      #expect(access(made, F_OK) == 0, "\(phase): the restore made no cgroup")
+      // Any later command that needs root sweeps: the tasks died with ckcont, the cgroup goes.
+      let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
+      #expect(thaw.stderr.contains("removed what the restore of ckcont"), "\(phase): \(thaw.output)")
+      #expect(access(made, F_OK) != 0, "\(phase): the cgroup \(made) is left")
+      let journals = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter { $0.hasPrefix("restore-") }
+      #expect(journals.isEmpty, "\(phase): journal left: \(journals)")
+    }
+    let restore = try container.restore(["--cgroup-root", root])
+    try #require(restore.status == 0, "\(restore.output)")
+    #expect(try container.terminateRestored() == 0, "\(container.log)")
+    #expect(container.log.contains("PASS pipeline"))
   }
 
   private func environment(killAt phase: String) -> [String: String] {

@@ -14,6 +14,8 @@ final class TargetCgroups {
   private let tops: [(image: CgroupHierarchyImage, top: Cgroup)]
   /// Directories this restore made, parents first.
   private var created: [String] = []
+  /// Where each is journaled before it is made, for a restore that dies midway.
+  var journal: RestoreJournal?
 
   /// `root` is a path inside the hierarchies (`/web`) used for every hierarchy; nil keeps
   /// each hierarchy's dumped path.
@@ -105,6 +107,7 @@ final class TargetCgroups {
     var madeLast = false
     for part in path.dropFirst(mountPoint.count).split(separator: "/") {
       current += "/\(part)"
+      if !PseudoFile.isDirectory(current) { try journal?.willMake(current) }
       if mkdir(current, 0o755) == 0 {
         created.append(current)
         madeLast = true

@@ -118,6 +118,9 @@ public struct Restore {
       }
     }
     let target = try TargetCgroups(image: bundle.cgroups, root: cgroupRoot)
+    let journal = try RestoreJournal()
+    defer { journal.remove() }
+    target.journal = journal
     var created: [Int32] = []
     var phases = PhaseTimes()
     // Every remote call is a round trip between ckcont and a task; on one CPU it is a plain
@@ -130,6 +133,7 @@ public struct Restore {
     defer { try? ownCPUs.apply(to: 0) }
     do {
       try phases.time("cgroups") { try target.prepare(log: log) }
+      FaultInjection.point("restore:cgroups")
       // Every process is forked, with its pid, from its parent (or a helper, see TreePlan)
       // while all of them are still blank copies.
       var injectors: [Int32: Injector] = [:]
@@ -237,6 +241,7 @@ public struct Restore {
         }
       }
       let root = rootPid
+      FaultInjection.point("restore:tree")
       for (pid, group) in plan.joins {
         try injectors[pid]?.call("setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, 0, UInt64(group))
       }
@@ -340,6 +345,7 @@ public struct Restore {
       }
       // The last steps of each task are single stops with nothing to prepare in between: all
       // are set going on another CPU before ckcont waits for the first, so the stops overlap.
+      FaultInjection.point("restore:state")
       let finalStarted = monotonicNow()
       for restore in restores {
         try? otherCPUs?.apply(to: restore.injector.pid)
@@ -357,6 +363,7 @@ public struct Restore {
       }
       try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs, affinity: affinity, stops: stops) }
       let resumedAt = monotonicNow()
+      FaultInjection.point("restore:released")
       log("restored \(order.count) processes: \(phases)")
       return RestoreReport(
         rootPid: root, processes: order.count, cgroup: target.main.path, seconds: monotonicNow() - started,

@@ -1,0 +1,61 @@
+import Cgroup
+import Foundation
+import Glibc
+import Linux
+
+/// The directories a restore makes on the host (cgroups, the staging point of a root
+/// filesystem), journaled before each is made. A restore that dies midway loses its tasks
+/// (they are traced with PTRACE_O_EXITKILL), but its directories stay: the next ckcont
+/// command that needs root removes them (``sweep(log:)``).
+struct RestoreRecord: Codable, Sendable {
+  var ckcontPid: Int32
+  var ckcontStartTime: UInt64
+  /// In the order they were made (parents first).
+  var directories: [String] = []
+}
+
+/// The journal file of one running restore.
+public final class RestoreJournal: @unchecked Sendable {
+  let path: String
+  private let lock = NSLock()
+  private var record: RestoreRecord
+
+  init() throws {
+    path = "\(DumpJournal.directory)/restore-\(getpid()).json"
+    record = RestoreRecord(ckcontPid: getpid(), ckcontStartTime: ProcStat.read(pid: getpid())?.startTime ?? 0)
+    try DumpJournal.makeDirectory()
+    try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
+  }
+
+  /// Records `directory` before the caller makes it (only one that does not exist yet:
+  /// recovery must never remove what the restore did not make).
+  func willMake(_ directory: String) throws {
+    try lock.withLock {
+      record.directories.append(directory)
+      try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
+    }
+  }
+
+  /// The restore is over (done, or failed and cleaned up).
+  func remove() { unlink(path) }
+
+  /// Removes what restores that died left: their directories, children first (cgroups empty
+  /// out as their killed tasks exit; one that still holds tasks is left), then the journal.
+  public static func sweep(log: (String) -> Void) {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: DumpJournal.directory)) ?? []
+    for name in names where name.hasPrefix("restore-") && name.hasSuffix(".json") {
+      let path = DumpJournal.directory + "/" + name
+      guard let data = try? PseudoFile.readBytes(path), let record = try? JSONDecoder().decode(RestoreRecord.self, from: Data(data)),
+        ProcStat.read(pid: record.ckcontPid)?.startTime != record.ckcontStartTime
+      else { continue }
+      for directory in record.directories.reversed() {
+        for _ in 0..<100 {
+          if rmdir(directory) == 0 || errno == ENOENT || errno == ENOTDIR { break }
+          usleep(10_000)
+        }
+      }
+      unlink(path)
+      log("removed what the restore of ckcont \(record.ckcontPid) made before it died: \(record.directories.joined(separator: ", "))")
+    }
+  }
+}
