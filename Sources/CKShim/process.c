@@ -48,8 +48,8 @@ long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, s
   return pid < 0 ? -errno : pid;
 }
 
-long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
-  long pid = clone3_into(flags, cgroup_fd, set_tid, set_tid_size);
+long ck_clone3_traced_child(uint64_t flags, const pid_t *set_tid, size_t set_tid_size) {
+  long pid = clone3_into(flags, -1, set_tid, set_tid_size);
   if (pid == 0) {
     syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
     syscall(SYS_kill, syscall(SYS_getpid), SIGSTOP);
