@@ -158,6 +158,8 @@ enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
 // unshare(2) and setns(2) are hidden by Glibc's Swift overlay.
 int ck_unshare(int flags);
 int ck_setns(int fd, int nstype);
+// gettid(2), likewise hidden: the calling thread's id.
+pid_t ck_gettid(void);
 
 enum {
   CK_CLONE_NEWTIME = 0x00000080,
