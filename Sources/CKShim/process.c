@@ -48,8 +48,8 @@ long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, s
   return pid < 0 ? -errno : pid;
 }
 
-long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size) {
-  long pid = clone3_into(flags, cgroup_fd, set_tid, set_tid_size);
+long ck_clone3_traced_child(uint64_t flags, const pid_t *set_tid, size_t set_tid_size) {
+  long pid = clone3_into(flags, -1, set_tid, set_tid_size);
   if (pid == 0) {
     syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
     syscall(SYS_kill, syscall(SYS_getpid), SIGSTOP);
@@ -77,6 +77,7 @@ ssize_t ck_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long
 
 int ck_unshare(int flags) { return unshare(flags); }
 int ck_setns(int fd, int nstype) { return setns(fd, nstype); }
+pid_t ck_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
   return (int)syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);

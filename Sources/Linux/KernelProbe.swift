@@ -197,7 +197,8 @@ public enum KernelProbe {
 
 extension KernelProbe {
   /// clone3(2) with CLONE_NEWPID, `set_tid` = {1} and CLONE_INTO_CGROUP into the cgroup v2
-  /// directory `cgroupDirectory`: how restore creates a container's init.
+  /// directory `cgroupDirectory`: a container's init with its pid, in a cgroup (a restore
+  /// clones it in its own cgroup and moves it: see `Restore.createTask`).
   public static func clone3IntoCgroup(cgroupDirectory: String) -> Probe {
     Probe.run("clone3 set_tid + CLONE_INTO_CGROUP", essential: true) {
       let dirfd = try syscallChecked("open", cgroupDirectory) {

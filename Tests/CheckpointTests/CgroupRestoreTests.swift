@@ -27,6 +27,30 @@ struct CgroupRestoreTests {
     #expect(container.restoredPid == container.dumpedPids.min())
   }
 
+  /// A container killed the way runtimes and systemd kill one (v2: cgroup.kill; v1: SIGKILL
+  /// to every task) comes back into the same, still existing cgroup. On v2 the kernel kills
+  /// at birth every child cloned into a cgroup once killed (CLONE_INTO_CGROUP), however long
+  /// ago: the restore must get its tasks there another way.
+  @Test(arguments: [ScratchCgroup.Version.v2, .v1])
+  func aKilledContainerComesBackIntoItsCgroup(version: ScratchCgroup.Version) throws {
+    let container = try FixtureContainer("regs", ["read-pipe"], version: version)
+    defer { container.destroy() }
+    try container.waitReady()
+    let dump = container.dump(["--leave-running"])
+    try #require(dump.status == 0, "\(dump.output)")
+    if version == .v2 {
+      try container.cgroup.set("cgroup.kill", "1")
+    } else {
+      for pid in container.cgroup.allPids() { kill(pid, SIGKILL) }
+    }
+    try container.waitEmpty()
+    let restore = try container.restore()
+    try #require(restore.status == 0, "\(restore.output)")
+    #expect(container.cgroup.allPids() == [container.restoredPid])
+    #expect(try container.terminateRestored() == 0, "\(container.log)")
+    #expect(container.log.contains("PASS regs"), "\(container.log)")
+  }
+
   /// v2: the subtree is made again with its controllers enabled and its limits (hugetlb is
   /// the one controller this machine's v2 tree offers), every process in its place.
   @Test func v2SubtreeComesBackWithItsLimits() throws {

@@ -32,6 +32,24 @@ struct RoundTripTests {
     #expect(inspect.stdout.contains("user namespace: uids 0->100000 (65536); gids 0->100000 (65536); setgroups allowed"), "\(inspect.stdout)")
   }
 
+  /// The container's init in a time namespace of its own, made by unshare(1) before the init
+  /// entered it, as runc and crun make one for OCI timens: the restore makes it again around
+  /// the init, with the same offsets.
+  @Test func roundTripWithTheInitInATimeNamespaceOfItsOwn() throws {
+    let container = try FixtureContainer(
+      "timens", ["init", "5000", "7000"], ownNamespaces: false,
+      wrapper: ["/usr/bin/unshare", "-pfmuiT", "--monotonic", "5000", "--boottime", "7000", "--fork", "--mount-proc"])
+    defer { container.destroy() }
+    try container.dumpAndRestore()
+    let offsets = try String(contentsOfFile: "/proc/\(container.restoredPid)/timens_offsets", encoding: .utf8)
+    #expect(
+      offsets.split(separator: "\n").map { $0.split(separator: " ") } == [["monotonic", "5000", "0"], ["boottime", "7000", "0"]],
+      "\(offsets)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "timens exited with \(status); log: \(container.log)")
+    #expect(container.log.contains("PASS timens"), "log: \(container.log)")
+  }
+
   @Test func roundTripOnCgroupV1() throws {
     let container = try FixtureContainer("regs", ["read-pipe"], version: .v1)
     defer { container.destroy() }

@@ -21,10 +21,13 @@ public final class FixtureContainer: @unchecked Sendable {
   /// cgroups made before the program starts. `userNamespace` puts its namespaces in a user
   /// namespace of their own (`launch --userns`: ids 0-65535 are the host's 100000-165535).
   /// `terminal`: a terminal the launcher gets as stdin and controlling terminal, in a session
-  /// of its own outside the container (a shell job's).
+  /// of its own outside the container (a shell job's). `wrapper`: a command the launcher runs
+  /// under, as a runtime starts a container's init (`unshare -T ... --fork`); with
+  /// `ownNamespaces: false` the launcher joins the cgroup inside the namespaces it made.
   public init(
     _ fixture: String, _ arguments: [String] = [], version: ScratchCgroup.Version = .v2, ownNamespaces: Bool = true,
-    userNamespace: Bool = false, environment: [String: String]? = nil, children: [String] = [], terminal: String? = nil
+    userNamespace: Bool = false, environment: [String: String]? = nil, children: [String] = [], terminal: String? = nil,
+    wrapper: [String] = []
   ) throws {
     FixtureContainer.subreaper
     let scratch = try ScratchCgroup(version)
@@ -35,7 +38,7 @@ public final class FixtureContainer: @unchecked Sendable {
     let program = fixture.hasPrefix("/") ? fixture : try FixturePrograms.path(fixture)
     let launch = try FixturePrograms.path("launch")
     let mode = !ownNamespaces ? ["--host"] : userNamespace ? ["--userns"] : []
-    let argv = [launch, cgroup.path] + mode + [program] + arguments
+    let argv = wrapper + [launch, cgroup.path] + mode + [program] + arguments
     launcher = try BackgroundProcess(argv, environment: environment, terminal: terminal)
   }
 

@@ -101,12 +101,12 @@ pid_t ck_spawn_idle_child(void);
 // exits at once with status 0. Returns the child's pid or -errno.
 long ck_clone3_exit_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size);
 
-// clone3(2) the first task of a restore: in new namespaces (`flags`), in the cgroup v2
-// directory `cgroup_fd` when >= 0, with `set_tid` pids (innermost namespace first). The child
-// asks to be traced and stops itself with SIGSTOP (ptrace makes a pid-namespace init honour
-// it); everything it becomes is then done to it by remote system calls. Returns the pid in
-// our namespace or -errno.
-long ck_clone3_traced_child(uint64_t flags, int cgroup_fd, const pid_t *set_tid, size_t set_tid_size);
+// clone3(2) the first task of a restore: in new namespaces (`flags`), in the caller's
+// cgroups, with `set_tid` pids (innermost namespace first). The child asks to be traced and
+// stops itself with SIGSTOP (ptrace makes a pid-namespace init honour it); everything it
+// becomes is then done to it by remote system calls. Returns the pid in our namespace or
+// -errno.
+long ck_clone3_traced_child(uint64_t flags, const pid_t *set_tid, size_t set_tid_size);
 
 // Opens `path` with `flags` resolved under `dirfd` as its root (openat2 RESOLVE_IN_ROOT |
 // RESOLVE_NO_MAGICLINKS); the descriptor or -errno.
@@ -158,6 +158,8 @@ enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
 // unshare(2) and setns(2) are hidden by Glibc's Swift overlay.
 int ck_unshare(int flags);
 int ck_setns(int fd, int nstype);
+// gettid(2), likewise hidden: the calling thread's id.
+pid_t ck_gettid(void);
 
 enum {
   CK_CLONE_NEWTIME = 0x00000080,

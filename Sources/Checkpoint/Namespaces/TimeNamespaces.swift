@@ -116,6 +116,8 @@ enum TimeNamespaces {
   /// offsets (the root task, cloned from this thread next).
   static func enterForChildren(_ image: TimeNamespaceImage) throws {
     try syscallChecked("unshare", "CLONE_NEWTIME") { ck_unshare(Int32(CK_CLONE_NEWTIME)) }
-    try write(image, to: "/proc/thread-self/timens_offsets")
+    // The kernel has timens_offsets only at /proc/<pid>/, not under /proc/thread-self/ nor
+    // /proc/<pid>/task/<tid>/; /proc/<tid>/ (the tid as if it were a pid) is this thread's.
+    try write(image, to: "/proc/\(ck_gettid())/timens_offsets")
   }
 }

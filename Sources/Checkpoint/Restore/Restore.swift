@@ -166,9 +166,9 @@ public struct Restore {
             rootTimeNamespace = time
           }
           let hostPid = try createTask(
-            task, namespaces: bundle.tree.namespaces, cgroup: target,
-            suspendSeccomp: bundle.tasks.contains { $0.core.seccompFilters != nil })
+            task, namespaces: bundle.tree.namespaces, suspendSeccomp: bundle.tasks.contains { $0.core.seccompFilters != nil })
           created.append(hostPid)
+          try target.place(hostPid, entry: task.entry)
           if rootPid == 0 {
             rootPid = hostPid
             inherited = try ProcStatus.read(pid: hostPid)
@@ -181,11 +181,15 @@ public struct Restore {
               try phases.time("SysV IPC") { try SysVIPC.restore(ipc, contents: bundle.segments, namespaceOf: hostPid) }
             }
           }
-          try target.place(hostPid, entry: task.entry)
           let tracee = Tracee(tid: hostPid)
           try tracee.setSignalMask(~0)
           let injector = try Injector(tracee: tracee)
           try TaskRestore.resetInherited(injector)
+          if bundle.tree.namespaces.cgroup {
+            // Made where the task now is, so that its root is the container's cgroup in every
+            // hierarchy (as a runtime makes it), not ckcont's, where the task was born.
+            try injector.call("unshare(CLONE_NEWCGROUP) for process \(pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWCGROUP))
+          }
           if bundle.tree.namespaces.user {
             try becomeNamespaceRoot(injector, maps: bundle.tree.namespaces.userMaps)
             inherited = try ProcStatus.read(pid: hostPid)
@@ -509,7 +513,7 @@ public struct Restore {
   /// clone3 of the task in fresh namespaces with its pid; the child stops itself at once.
   /// With `suspendSeccomp`, the seccomp filters the restore installs in it and in the tasks it
   /// makes (which inherit the option) do not apply to the restore's own remote calls.
-  func createTask(_ task: LoadedBundle.LoadedTask, namespaces: NamespaceSet, cgroup: TargetCgroups, suspendSeccomp: Bool) throws -> Int32 {
+  func createTask(_ task: LoadedBundle.LoadedTask, namespaces: NamespaceSet, suspendSeccomp: Bool) throws -> Int32 {
     var flags: UInt64 = 0
     var pids: [pid_t]
     if namespaces.pid {
@@ -533,15 +537,15 @@ public struct Restore {
     if namespaces.uts { flags |= UInt64(CK_CLONE_NEWUTS) }
     if namespaces.ipc { flags |= UInt64(CK_CLONE_NEWIPC) }
     if namespaces.net { flags |= UInt64(CK_CLONE_NEWNET) }
-    if namespaces.cgroup { flags |= UInt64(CK_CLONE_NEWCGROUP) }
-    // The new user namespace owns the others made with it.
+    // The new user namespace owns the others made with it (the cgroup namespace is made once
+    // the task is in its cgroups, by the caller).
     if namespaces.user { flags |= UInt64(CK_CLONE_NEWUSER) }
-    // Straight into its own cgroup: the top may enable controllers, and then holds no process.
-    let directory = cgroup.mainDirectory(of: task.entry)
-    let dirfd = cgroup.main.version == .v2 ? open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
-    defer { if dirfd >= 0 { close(dirfd) } }
+    // Born in ckcont's own cgroups, not cloned into the container's (CLONE_INTO_CGROUP): once
+    // `1` was written to a v2 cgroup's cgroup.kill, the kernel kills at birth every child
+    // cloned into it, however long ago that was, and runtimes and systemd kill containers so.
+    // The caller moves it in through cgroup.procs before anything of the container runs.
     let child = try negErrnoChecked("clone3", "pid \(pids), flags 0x\(hex(flags))") {
-      ck_clone3_traced_child(flags, dirfd, &pids, pids.count)
+      ck_clone3_traced_child(flags, &pids, pids.count)
     }
     let pid = Int32(child)
     let status = try Ptrace.wait(pid)
@@ -558,7 +562,7 @@ public struct Restore {
     try Tracee(tid: pid).setOptions(
       Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK)
         | (suspendSeccomp ? Int32(CK_PTRACE_O_SUSPEND_SECCOMP) : 0))
-    log("created task \(pid) (pid \(pids[0]) in its namespace) in \(directory)")
+    log("created task \(pid) (pid \(pids[0]) in its namespace)")
     return pid
   }
 
