@@ -719,6 +719,7 @@ public struct Dump {
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
     manifest.requires = Self.requirements(of: captured.tasks, mounts: captured.mounts, tree: captured.tree)
+    try checkRestorable(manifest, json: small, tree: captured.tree)
     let writer = try BundleWriter(sink: destination.sink, manifest: manifest)
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
@@ -748,6 +749,29 @@ public struct Dump {
       "wrote \(totalPages >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
         + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(totalPages) / seconds / 1e9) : ""))
     return writer.bytesWritten
+  }
+}
+
+extension Dump {
+  /// Runs the restore's whole validation and its plan (tree, sessions, groups, cgroup
+  /// places) on the model about to be written, pages aside: whatever the restore would
+  /// refuse, the dump refuses first, while the container still runs.
+  func checkRestorable(_ manifest: Manifest, json: [(String, Data)], tree: ProcessTree) throws {
+    var pages: [String: (data: UnsafeRawBufferPointer?, size: Int)] = [:]
+    for member in manifest.members where LoadedBundle.isRawMember(member.name) { pages[member.name] = (nil, member.size) }
+    let members = LoadedBundle.Members(
+      manifest: manifest, json: Dictionary(json.map { ($0.0, [UInt8]($0.1)) }, uniquingKeysWith: { first, _ in first }), pages: pages)
+    // The container's own pids are taken now, free once it is gone.
+    let own = Set(tree.tasks.map(\.pid))
+    let ownPidNamespace = tree.namespaces.pid
+    do {
+      let bundle = try LoadedBundle(members, log: { _ in })
+      _ = try Restore.plan(bundle) { ownPidNamespace || own.contains($0) || (kill($0, 0) != 0 && errno == ESRCH) }
+    } catch let error as CKError {
+      throw CKError(
+        .failed, "ckcont could not restore what this dump would write: \(error.message)",
+        hint: "the container runs on; report this with `ckcont dump -v`")
+    }
   }
 }
 

@@ -36,7 +36,7 @@ struct FaultInjectionTests {
     let container = try FixtureContainer("bigmem", ["64"])
     defer { container.destroy() }
     try container.waitReady()
-    let before = try snapshot(container)
+    let before = try settledSnapshot(container)
     let result = run([
       "/bin/bash", "-c",
       "set -o pipefail; '\(TestPaths.ckcont)' dump '\(container.cgroup.path)' -o - | head -c 100000 >/dev/null",
@@ -60,7 +60,7 @@ struct FaultInjectionTests {
     let container = try FixtureContainer(fixture, arguments, version: version)
     defer { container.destroy() }
     try container.waitReady(timeout: 60)
-    let before = try snapshot(container)
+    let before = try settledSnapshot(container)
     for phase in phases {
       // A dump killed after its commit leaves a complete bundle, which a dump does not replace.
       try? FileManager.default.removeItem(atPath: container.bundlePath)
@@ -135,6 +135,19 @@ struct FaultInjectionTests {
     let frozen = container.cgroup.version == .v2
       ? container.cgroup.read("cgroup.events").contains("frozen 1") : container.cgroup.read("freezer.state").hasPrefix("FROZEN")
     #expect(!frozen, "\(phase): the cgroup is still frozen")
+  }
+
+  /// ``snapshot(_:)`` once two taken 100 ms apart agree: a fixture may still be on its way
+  /// into its wait after "ready" (its signal mask changes as it enters sigsuspend).
+  private func settledSnapshot(_ container: FixtureContainer) throws -> [String] {
+    var last = try snapshot(container)
+    for _ in 0..<20 {
+      usleep(100_000)
+      let now = try snapshot(container)
+      if now == last { return now }
+      last = now
+    }
+    return last
   }
 
   /// What a dump may touch and must give back, per thread of the container: maps, signal

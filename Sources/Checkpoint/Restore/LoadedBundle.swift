@@ -48,8 +48,23 @@ final class LoadedBundle {
   /// Whatever holds the page data: anonymous buffers or the file's mapping.
   private var pageStorage: [AnyObject] = []
 
+  /// A bundle's members as read: the JSON ones whole, the raw ones by size (and data where
+  /// it is kept).
+  struct Members {
+    var manifest: Manifest
+    var json: [String: [UInt8]]
+    var pages: [String: (data: UnsafeRawBufferPointer?, size: Int)]
+    /// Whatever holds the page data.
+    var storage: [AnyObject] = []
+  }
+
   /// Reads `source` to its end (checksums are verified there) and validates the model.
-  init(source: any ByteSource, pages handling: PageHandling = .copy, log: (String) -> Void) throws {
+  convenience init(source: any ByteSource, pages handling: PageHandling = .copy, log: (String) -> Void) throws {
+    try self.init(Self.read(source, pages: handling, log: log), log: log)
+  }
+
+  /// Reads every member of `source`, verifying checksums.
+  static func read(_ source: any ByteSource, pages handling: PageHandling, log: (String) -> Void) throws -> Members {
     let started = monotonicNow()
     let reader: BundleReader
     do {
@@ -57,7 +72,6 @@ final class LoadedBundle {
     } catch {
       throw CKError(.badInput, "not a usable bundle: \(error)")
     }
-    manifest = reader.manifest
     var json: [String: [UInt8]] = [:]
     var pages: [String: (data: UnsafeRawBufferPointer?, size: Int)] = [:]
     var offsets: [String: Int] = [:]
@@ -93,9 +107,17 @@ final class LoadedBundle {
         pages[name]?.data = UnsafeRawBufferPointer(rebasing: mapped.bytes[offset..<offset + size])
       }
     }
-    pageStorage = storage
     log("read and verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
+    return Members(manifest: reader.manifest, json: json, pages: pages, storage: storage)
+  }
 
+  /// Decodes and validates the model of `members`: everything a restore checks before it
+  /// makes anything (the dump runs it too, on what it is about to write).
+  init(_ members: Members, log: (String) -> Void) throws {
+    manifest = members.manifest
+    pageStorage = members.storage
+    let json = members.json
+    let pages = members.pages
     let decoder = JSONDecoder()
     func decode<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
       guard let bytes = json[name] else { throw CKError(.badInput, "the bundle lacks \(name)") }

@@ -84,16 +84,8 @@ public struct Restore {
     let bundle = try load()
     try checkCPU(bundle.manifest)
     let ownPidNamespace = bundle.tree.namespaces.pid
-    let plan = try TreePlan(
-      tasks: bundle.tasks.map(\.entry), reserved: bundle.zombies.map(\.pid), ownPidNamespace: ownPidNamespace,
-      isFree: { ownPidNamespace || (kill($0, 0) != 0 && errno == ESRCH) })
+    let (plan, order) = try Self.plan(bundle) { ownPidNamespace || (kill($0, 0) != 0 && errno == ESRCH) }
     let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
-    let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in
-      if case .fork(let pid, _) = step { return byPid[pid] } else { return nil }
-    }
-    if let bad = order.first(where: { $0.entry.cgroup.hasPrefix("/") || $0.entry.cgroup.split(separator: "/").contains("..") }) {
-      throw CKError(.badInput, "the bundle places process \(bad.entry.pid) in the cgroup \(bad.entry.cgroup), outside the container")
-    }
     try Interruption.check()
     if let cgroupRoot {
       guard cgroupRoot.hasPrefix("/"), !cgroupRoot.split(separator: "/").contains(".."), !cgroupRoot.contains("\0") else {
@@ -384,6 +376,23 @@ public struct Restore {
       log("restore failed; removed what it created")
       throw error
     }
+  }
+
+  /// The plan that recreates the tree, and the processes in the order it forks them; refuses
+  /// a process placed outside the container's cgroup. `isFree` says whether a pid of the
+  /// host's namespace can be taken (for a container without a pid namespace of its own).
+  static func plan(_ bundle: LoadedBundle, isFree: (Int32) -> Bool) throws -> (TreePlan, [LoadedBundle.LoadedTask]) {
+    let plan = try TreePlan(
+      tasks: bundle.tasks.map(\.entry), reserved: bundle.zombies.map(\.pid), ownPidNamespace: bundle.tree.namespaces.pid,
+      isFree: isFree)
+    let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
+    let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in
+      if case .fork(let pid, _) = step { return byPid[pid] } else { return nil }
+    }
+    if let bad = order.first(where: { $0.entry.cgroup.hasPrefix("/") || $0.entry.cgroup.split(separator: "/").contains("..") }) {
+      throw CKError(.badInput, "the bundle places process \(bad.entry.pid) in the cgroup \(bad.entry.cgroup), outside the container")
+    }
+    return (plan, order)
   }
 
   /// The path of ckcont's controlling terminal, nil for none: a pseudo-terminal by its name
