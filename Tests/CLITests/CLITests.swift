@@ -124,9 +124,28 @@ struct CLITests {
     #expect(result.status == status, "\(result.output)")
     #expect(result.stderr.contains(message), "\(result.stderr)")
     #expect(result.stdout.isEmpty)
-    if status != 64 {
-      #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
-    }
+    #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    #expect(result.stderr.hasPrefix("ckcont: error: "), "\(result.stderr)")
+  }
+
+  /// `ckcont kill` ends every task of a subtree, forkers and nested cgroups included, and
+  /// returns once it is empty.
+  @Test(arguments: [ScratchCgroup.Version.v2, .v1])
+  func killEmptiesTheSubtree(version: ScratchCgroup.Version) throws {
+    let scratch = try ScratchCgroup(version)
+    defer { scratch.destroy() }
+    let inner = try scratch.makeChildren("inner")
+    let swarm = try BackgroundProcess([
+      try FixturePrograms.path("swarm"), "-", scratch.path, "\(scratch.path):sleep:2", "\(inner):forker:2",
+    ])
+    defer { swarm.stop() }
+    try swarm.waitForLine(startingWith: "ready")
+    try #require(scratch.allPids().count >= 5)
+    let killed = run([ckcont, "kill", "--json", scratch.path])
+    #expect(killed.status == 0, "\(killed.output)")
+    let state = try #require(try JSONSerialization.jsonObject(with: Data(killed.stdout.utf8)) as? [String: Any])
+    #expect((state["killed"] as? Int ?? 0) >= 5, "forkers add a short-lived child now and then")
+    #expect(scratch.allPids().isEmpty)
   }
 
   @Test func freezeWithoutRootSaysSo() {
