@@ -138,6 +138,46 @@ struct RuncTests {
     }
   }
 
+  /// Dumped by its name (ckcont picks the v2 cgroup), deleted by runc (which removes its
+  /// cgroups in every hierarchy), restored: the container is back in the same cgroups of
+  /// every hierarchy, v2, each v1 controller and name=systemd, and counts on.
+  @Test func aRuncContainerComesBackInEveryHierarchyAfterRuncDelete() throws {
+    let container = try RuncContainer(userNamespace: false)
+    defer { container.destroy() }
+    let pid = try container.initPid()
+    container.counting = pid
+    try container.waitForCount(above: 5)
+    func cgroups(of pid: Int32) -> [String] {
+      ((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init).sorted()
+    }
+    let before = cgroups(of: pid)
+    try #require(before.filter { $0.hasSuffix(container.id) }.count >= 5, "runc made no cgroups of its own: \(before)")
+    let bundlePath = container.bundle + "/checkpoint.ckpt"
+    let dump = run([TestPaths.ckcont, "dump", container.id, "-o", bundlePath])
+    try #require(dump.status == 0, "dump failed: \(dump.output)")
+    for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
+    let deleted = run(["/usr/sbin/runc", "delete", "--force", container.id])
+    #expect(deleted.status == 0, "\(deleted.output)")
+    #expect(access("/sys/fs/cgroup/freezer/\(container.id)", F_OK) != 0, "runc delete left the freezer cgroup")
+    let dumped = container.count
+    let restore = run([TestPaths.ckcont, "restore", bundlePath])
+    try #require(restore.status == 0, "restore failed: \(restore.output)")
+    container.restoredPid = Int32(restore.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    container.counting = container.restoredPid
+    #expect(cgroups(of: container.restoredPid) == before)
+    try container.waitForCount(above: dumped + 3)
+    // runc no longer knows it: its cgroups are ckcont's to remove after the kill.
+    kill(container.restoredPid, SIGKILL)
+    for _ in 0..<250 where kill(container.restoredPid, 0) == 0 { usleep(20_000) }
+    container.restoredPid = 0
+    for line in before {
+      let parts = line.split(separator: ":", maxSplits: 2)
+      guard parts.count == 3, parts[2].hasSuffix(container.id) else { continue }
+      let name = parts[1].isEmpty ? "unified" : parts[1].replacingOccurrences(of: "name=", with: "")
+      rmdir("/sys/fs/cgroup/\(name)\(parts[2])")
+    }
+  }
+
   /// Dumps the counting container (killing it) and restores it with `arguments`: it counts
   /// on from where it was (its tmpfs came back), not from 1 again.
   func dumpAndRestore(_ container: RuncContainer, arguments: [String] = []) throws {

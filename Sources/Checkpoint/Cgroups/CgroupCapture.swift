@@ -3,10 +3,12 @@ import Cgroup
 import Glibc
 import Linux
 
-/// Saves the container's cgroup subtrees and their settings: the dumped subtree, and on v1
-/// every other hierarchy in which the container's root process has a cgroup of its own (as
-/// runc makes one in each), with each process's place in it and the settings ckcont knows
-/// (memory, pids, cpu, cpuset; devices, blkio, cpuacct, named hierarchies: the place only).
+/// Saves the container's cgroup subtrees and their settings: the dumped subtree, and every
+/// other mounted hierarchy (v2 beside a dumped v1 one, each v1 controller beside either,
+/// named ones such as name=systemd) in which the container's root process has a cgroup of
+/// its own, as runc makes one in each, with each process's place in it, the empty cgroups
+/// below it, and the settings ckcont knows (memory, pids, cpu, cpuset; devices, blkio,
+/// cpuacct, named hierarchies: the place only).
 struct CgroupCapture {
   /// The dumped cgroup.
   let cgroup: Cgroup
@@ -15,10 +17,9 @@ struct CgroupCapture {
 
   func image() throws -> CgroupTreeImage {
     var hierarchies = [try subtree(cgroup.hierarchy, top: cgroup, placement: nil)]
-    guard cgroup.version == .v1, let root = processes.first else { return CgroupTreeImage(hierarchies: hierarchies) }
+    guard let root = processes.first else { return CgroupTreeImage(hierarchies: hierarchies) }
     let mounts = try CgroupMounts.current()
-    for hierarchy in mounts.hierarchies
-    where hierarchy.version == .v1 && hierarchy.mountPoint != cgroup.hierarchy.mountPoint {
+    for hierarchy in mounts.hierarchies where hierarchy.mountPoint != cgroup.hierarchy.mountPoint {
       // A container without a cgroup of its own there shares ckcont's (or the root's), whose
       // settings are not the container's to carry.
       guard let top = try mounts.cgroup(of: root.host, in: hierarchy), !top.isRoot,

@@ -349,6 +349,8 @@ final class LoadedBundle {
     guard let first = image.hierarchies.first, first.version == tree.cgroupVersion, image.hierarchies.count <= 16 else {
       throw bad("no hierarchy of version \(tree.cgroupVersion) first")
     }
+    let keys = image.hierarchies.map { $0.version + ":" + $0.controllers.sorted().joined(separator: ",") }
+    guard Set(keys).count == keys.count else { throw bad("a hierarchy listed twice") }
     for hierarchy in image.hierarchies {
       guard ["v1", "v2"].contains(hierarchy.version), hierarchy.controllers.count <= 16,
         hierarchy.controllers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "=" } })
