@@ -22,8 +22,9 @@
  *             overlay mounted in the container's namespace (lower, upper and work dirs on a
  *             tmpfs there) on a directory made under DIR (which the caller removes: the host
  *             sees it as an empty directory), pivot_root into it. After: the link
- *   pid-child /dev/null, and a child that unshared a pid namespace and forked a grandchild,
- *             pid 1 of it (both sleep and die with this process). After: the link
+ *   pid-proc  /dev/null, and a child that unshared pid and mount namespaces and forked a
+ *             grandchild, pid 1 there, which mounted its own proc on /proc (unshare
+ *             --mount-proc). After: the link
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
  *             address space (the child sleeps; it dies with this process). After: the link
  *   ctty      a new session whose controlling terminal is the pty slave DIR (arg 2), whose master
@@ -174,18 +175,21 @@ int main(int argc, char **argv) {
     FX_SYS(mkdir(old, 0755));
     FX_SYS(syscall(SYS_pivot_root, merged, old));
     FX_SYS(chdir("/"));
-  } else if (!strcmp(kind, "pid-child")) {
+  } else if (!strcmp(kind, "pid-proc")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     int ready[2];
     FX_SYS(pipe(ready));
     if (FX_SYS(fork()) == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (unshare(CLONE_NEWPID) < 0 || fork() < 0) _exit(2);
-      if (write(ready[1], "u", 1) != 1) _exit(2);
+      if (unshare(CLONE_NEWPID | CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) _exit(2);
+      if (fork() == 0) {
+        if (mount("proc", "/proc", "proc", 0, NULL) < 0 || write(ready[1], "u", 1) != 1) _exit(2);
+        sharing_child(NULL);
+      }
       sharing_child(NULL);
     }
     char u;
-    if (read(ready[0], &u, 1) != 1) fx_setup_fail("the pid child");
+    if (read(ready[0], &u, 1) != 1) fx_setup_fail("the pid child with its proc");
   } else if (!strcmp(kind, "clone-vm")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     static char stack[64 << 10];
@@ -240,7 +244,7 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-child|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

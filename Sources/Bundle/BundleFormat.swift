@@ -63,6 +63,8 @@ public enum BundleFormat {
     case shellJob = "shell-job"
     /// Processes in UTS, IPC or network namespaces of their own (``ProcessTree/nestedNamespaces``).
     case nestedNamespaces = "nested-namespaces"
+    /// Processes in pid namespaces below the container's (``TaskEntryImage/nestedPids``).
+    case nestedPidNamespaces = "nested-pid-namespaces"
     /// Mappings with madvise(2) advice, guard regions, or sealed with mseal(2)
     /// (``VMAImage/advice``, ``VMAImage/guards``, ``VMAImage/sealed``).
     case memoryAdvice = "memory-advice"

@@ -129,7 +129,8 @@ public struct Dump {
   /// What /proc shows of one process (everything but what only it can tell).
   struct ProcessFacts: Sendable {
     var task: TaskCapture
-    var entry: TaskEntryImage
+    /// Its cgroup, relative to the container's.
+    var cgroup: String
     var memory: MemoryImage
     var files: FileTableImage
     /// /proc/<pid>/ns: the namespaces it is in and those its children get.
@@ -145,11 +146,11 @@ public struct Dump {
       let stat = try ProcStatExtended.read(pid: process.pid)
       controllingTerminal = stat.ttyNr
       task = try TaskCapture(pid: process.pid, threads: process.threads)
-      entry = try task.entry(cgroup: process.cgroup.relative(to: container))
+      cgroup = process.cgroup.relative(to: container)
       memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
       files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts).image(log: log)
       namespaceIDs = try NamespaceID.readAll(
-        pid: process.pid, names: ["pid", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
+        pid: process.pid, names: ["pid", "pid_for_children", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
       guard stat.policy != 6 else {
         throw CKError(.failed, "process \(process.pid) runs under SCHED_DEADLINE, which ckcont cannot checkpoint yet")
       }
@@ -223,6 +224,9 @@ public struct Dump {
       (kind: $0, settings: Pending(named: "ckcont-sysctls-\($0)") { [pid = processes[0].pid, kind = $0] in try NamespaceSysctls.capture(kind, of: pid) })
     }
     let facts = try phases.time("/proc on all CPUs") { try readProc(of: processes, repaired: repaired) }
+    // The container's pid namespace is its root's: the one of the fewest levels (processes
+    // deeper are in namespaces below it, see PidNamespaces).
+    let level = facts.compactMap { try? $0.get().task.status.nsPid.count }.min() ?? 1
     nonisolated(unsafe) let log = self.log
     // Each process's core and mm are final once captured: they are encoded on the CPUs the
     // tracing thread leaves free, while it asks the next process.
@@ -253,7 +257,7 @@ public struct Dump {
           json.outputFormatting = [.sortedKeys]
           encoded[index] = Result { (try json.encode(core), try memory.encodedJSON()) }
         }
-        var entry = facts.entry
+        var entry = try facts.task.entry(cgroup: facts.cgroup, level: level)
         entry.stopSignal = session.stopSignals[process.pid]
         tasks.append(
           CapturedTask(
@@ -285,7 +289,7 @@ public struct Dump {
           if let pid = innerPid[host] { return pid }
           // A thread of one of the container's processes.
           guard let status = try? ProcStatus.read(pid: host), innerPid[status.tgid] != nil else { return nil }
-          return status.nsPid.last
+          return status.nsPid.count >= level ? status.nsPid[level - 1] : nil
         }
         guard let inner = inner(owner.id) else {
           throw CKError(
@@ -303,6 +307,7 @@ public struct Dump {
     }
     markOutsideSocketPeers(&tasks)
     try checkNamespaces(tasks, root: root)
+    try PidNamespaces.check(&tasks, root: root)
     let timeNamespaces = try TimeNamespaces.assign(&tasks, hostTime: try NamespaceID.readAll(pid: getpid())["time"])
     let nested = try NestedNamespaces.assign(&tasks, root: root)
     try markSharedTables(&tasks)
@@ -362,13 +367,16 @@ public struct Dump {
         if parts.count == 2 { fields[String(parts[0])] = parts[1].split(whereSeparator: \.isWhitespace).map(String.init) }
       }
       let ids = { (key: String) in (fields[key] ?? []).compactMap { Int32($0) } }
+      // At the container's level, as for the living (TaskCapture.entry).
+      let at = { (key: String) in ids(key).count >= level ? ids(key)[level - 1] : (key == "NSpid" ? zombie : 0) }
       let stat = try ProcStatExtended.read(pid: zombie)
-      entries.append(
-        TaskEntryImage(
-          pid: ids("NSpid").last ?? zombie, namespacePids: ids("NSpid"), ppid: innerPid[parent] ?? 0,
-          pgid: ids("NSpgid").last ?? 0, sid: ids("NSsid").last ?? 0, threads: [], cgroup: ".",
-          comm: fields["Name"]?.first ?? "?", zombieStatus: stat.exitCode))
+      var entry = TaskEntryImage(
+        pid: at("NSpid"), namespacePids: ids("NSpid"), ppid: innerPid[parent] ?? 0, pgid: at("NSpgid"), sid: at("NSsid"),
+        threads: [], cgroup: ".", comm: fields["Name"]?.first ?? "?", zombieStatus: stat.exitCode)
+      if ids("NSpid").count > level { entry.nestedPids = Array(ids("NSpid")[level...]) }
+      entries.append(entry)
     }
+    try PidNamespaces.checkPlan(entries, ownPidNamespace: namespaces.pid)
     var tree = ProcessTree(
       tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
     tree.shellJobTerminal = shellJobTerminal
@@ -398,7 +406,8 @@ public struct Dump {
   func checkNamespaces(_ tasks: [CapturedTask], root: CapturedTask) throws {
     for task in tasks {
       // UTS, IPC, network and mount namespaces of their own are NestedNamespaces'.
-      for kind in ["pid", "cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
+      // Pid namespaces below the container's are PidNamespaces'.
+      for kind in ["cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
         throw CKError(
           .failed,
           "process \(task.hostPid) is in a \(kind) namespace of its own (not that of the container's init \(root.hostPid)), which ckcont cannot restore yet")
@@ -652,6 +661,7 @@ public struct Dump {
       if requirement == .rootFilesystem { return mounts?.hasOwnRoot == true }
       if requirement == .shellJob { return tree.shellJobTerminal != nil }
       if requirement == .nestedNamespaces { return tree.nestedNamespaces != nil }
+      if requirement == .nestedPidNamespaces { return tree.tasks.contains { $0.nestedPids != nil } }
       return tasks.contains { task in
         switch requirement {
         case .seccompFilters: task.core.seccompFilters != nil
@@ -663,7 +673,7 @@ public struct Dump {
         case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil || $0.guards != nil }
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
-        case .shellJob, .nestedNamespaces: false
+        case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }
     }

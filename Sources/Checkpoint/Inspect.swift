@@ -8,6 +8,8 @@ public struct BundleInspection: Codable, Sendable {
   public struct Task: Codable, Sendable {
     public var pid: Int32
     public var namespacePids: [Int32]
+    /// Its pids in the pid namespaces below the container's, outermost first (nil: none).
+    public var nestedPids: [Int32]?
     public var ppid: Int32
     public var pgid: Int32
     public var sid: Int32
@@ -103,7 +105,8 @@ public struct BundleInspection: Codable, Sendable {
     }
     let tasks = bundle.tasks.map { task -> Task in
       Task(
-        pid: task.entry.pid, namespacePids: task.entry.namespacePids, ppid: task.entry.ppid, pgid: task.entry.pgid,
+        pid: task.entry.pid, namespacePids: task.entry.namespacePids, nestedPids: task.entry.nestedPids, ppid: task.entry.ppid,
+        pgid: task.entry.pgid,
         sid: task.entry.sid, comm: task.entry.comm, cgroup: task.entry.cgroup, exe: task.memory.exe,
         threads: task.core.threads.map { thread in
           Thread(
@@ -253,7 +256,8 @@ public struct BundleInspection: Codable, Sendable {
     var children: [Int32: [(pid: Int32, line: String)]] = [:]
     for task in tasks {
       let leader = task.sid == task.pid ? ", session leader" : (task.pgid == task.pid ? ", group leader" : "")
-      let line = "\(task.pid) \(task.comm): pgid \(task.pgid) sid \(task.sid)\(leader), \(task.threads.count) thread(s)"
+      let nested = task.nestedPids.map { " (in nested pid namespaces: \($0.map(String.init).joined(separator: "/")))" } ?? ""
+      let line = "\(task.pid)\(nested) \(task.comm): pgid \(task.pgid) sid \(task.sid)\(leader), \(task.threads.count) thread(s)"
       children[task.ppid, default: []].append((task.pid, line))
     }
     for zombie in zombies {
@@ -286,6 +290,7 @@ public struct BundleInspection: Codable, Sendable {
     for task in tasks {
       lines.append(
         "process \(task.pid) (\(task.comm)) host pids \(task.namespacePids.map(String.init).joined(separator: "/")) "
+          + (task.nestedPids.map { "nested pids \($0.map(String.init).joined(separator: "/")) " } ?? "")
           + "ppid \(task.ppid) pgid \(task.pgid) sid \(task.sid) cgroup \(task.cgroup)")
       lines.append("  exe \(task.exe); \(task.credentials); \(task.signalActions) signal actions")
       if !task.seccompFilters.isEmpty {

@@ -198,11 +198,11 @@ struct DumpRestoreBehaviourTests {
     }
   }
 
-  /// A process in a namespace of its own (here UTS), apart from the container's init, would
-  /// be restored in the init's: the dump refuses it, naming it and the kind, and the
-  /// container runs on.
-  @Test func aProcessInANamespaceOfItsOwnIsRefused() throws {
-    let container = try FixtureContainer("unsupported-fd", ["pid-child"])
+  /// A proc mounted for a pid namespace below the container's (`unshare -pf --mount-proc`)
+  /// would be mounted again from the container's namespace and show other pids: the dump
+  /// refuses it, naming the process and the mount, and the container runs on.
+  @Test func aProcMountedForANestedPidNamespaceIsRefused() throws {
+    let container = try FixtureContainer("unsupported-fd", ["pid-proc"])
     defer { container.destroy() }
     try container.waitReady()
     var pids = container.cgroup.allPids().sorted()
@@ -214,7 +214,7 @@ struct DumpRestoreBehaviourTests {
     let dump = container.dump()
     #expect(dump.status == 1)
     #expect(
-      dump.stderr.hasPrefix("ckcont: error: process \(pids[2]) is in a pid namespace of its own (not that of the container's init \(pids[0]))"),
+      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) (unsupported-fd) sees a proc on /proc mounted for a pid namespace below the container's"),
       "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count == 1)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))

@@ -50,6 +50,31 @@ struct RoundTripTests {
     #expect(container.log.contains("PASS timens"), "log: \(container.log)")
   }
 
+  /// Shape a: a process of the container unshares a pid namespace and forks its init, which
+  /// has a thread and a child (`unshare -pf prog` run inside); pipes cross the levels.
+  @Test func roundTripWithANestedPidNamespace() throws {
+    let container = try FixtureContainer("pid-nested")
+    defer { container.destroy() }
+    try roundTrip(container, name: "pid-nested")
+  }
+
+  /// Shape b: the cgroup holds `unshare -fp` itself, in the container's pid namespace or the
+  /// host's, and its child is pid 1 of a new one (the naive way to start a container).
+  @Test(arguments: [true, false])
+  func roundTripWithUnshareAsTheRoot(ownNamespaces: Bool) throws {
+    let container = try FixtureContainer(
+      "/usr/bin/unshare", ["-fp", try FixturePrograms.path("pid-nested"), "init"], ownNamespaces: ownNamespaces)
+    defer { container.destroy() }
+    try container.dumpAndRestore()
+    // unshare ignores SIGTERM while it waits: the nested init gets it, unshare exits with its status.
+    let children = try String(contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)
+    let inner = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "unshare has no child")
+    kill(inner, SIGTERM)
+    let status = try container.reap(container.restoredPid, timeout: 20)
+    #expect(status == 0, "pid-nested exited with \(status); log: \(container.log)")
+    #expect(container.log.contains("PASS pid-nested"), "log: \(container.log)")
+  }
+
   @Test func roundTripOnCgroupV1() throws {
     let container = try FixtureContainer("regs", ["read-pipe"], version: .v1)
     defer { container.destroy() }

@@ -88,6 +88,16 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
   /// ``ProcessTree/nestedNamespaces``): a process that unshared one, or forked from one that
   /// did.
   public var nestedNamespaces: [Int]?
+  /// In a pid namespace below the container's (`unshare -pf` run inside it): its pid in each
+  /// namespace below the container's, outermost first; the last is what getpid() returns, 1
+  /// for the init of a namespace. nil in the container's own.
+  public var nestedPids: [Int32]?
+  /// With ``nestedPids``: each thread's ids in those namespaces, in the order of ``threads``.
+  public var nestedThreads: [[Int32]]?
+  /// Its children are born in a pid namespace below its own (it called
+  /// unshare(CLONE_NEWPID) and forked, as `unshare -pf` does): that namespace's init, one of
+  /// its children, by its pid in the container.
+  public var childPidNamespaceInit: Int32?
 
   public init(
     pid: Int32, namespacePids: [Int32], ppid: Int32, pgid: Int32, sid: Int32, threads: [Int32], cgroup: String,
@@ -102,6 +112,16 @@ public struct TaskEntryImage: Codable, Sendable, Equatable {
     self.cgroup = cgroup
     self.comm = comm
     self.zombieStatus = zombieStatus
+  }
+
+  /// Its pid in each pid namespace from the container's down to its own.
+  public var pidChain: [Int32] { [pid] + (nestedPids ?? []) }
+  /// How many pid namespaces below the container's it lives (0: in the container's).
+  public var pidDepth: Int { nestedPids?.count ?? 0 }
+  /// Thread ids as the process itself sees them (in its own pid namespace).
+  public var ownThreads: [Int32] {
+    guard let nestedThreads else { return threads }
+    return zip(threads, nestedThreads).map { $1.last ?? $0 }
   }
 
   /// The member names of this task's images.

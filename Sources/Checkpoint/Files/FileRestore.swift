@@ -36,6 +36,11 @@ final class SharedDescriptions {
   var holders: [UInt64: (pid: Int32, fd: Int64)] = [:]
   /// pipe inode -> the process holding both ends of the one pipe made for it.
   var pipes: [UInt64: (pid: Int32, read: Int64, write: Int64)] = [:]
+  /// Where the processes are among pid namespaces: a process below the container's names
+  /// another by its own pid for it, or, when it cannot see it, gets copies through ckcont.
+  var layout = PidNamespaces.Layout([])
+  /// Each process's pid inside the container -> its host pid.
+  var hostPids: [Int32: Int32] = [:]
   /// FIFOs whose buffered data has been written back.
   var filledFifos: Set<UInt64> = []
   /// Unix socket inode -> the process (pid inside, host pid) and fd holding that end of the
@@ -353,14 +358,21 @@ struct FileRestore {
         prepared.descriptions[descriptor.fd] = try queueHandedOver("/proc/self/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd)
         continue
       }
-      if let holder = heldElsewhere(descriptor) {
+      if let holder = heldElsewhere(descriptor), let seen = shared.layout.pid(of: holder.pid, seenBy: pid) {
         // The same open file description: from inside, pidfd_open + pidfd_getfd.
-        let pidfd = batch.add("pidfd_open(\(holder.pid))", SyscallNumber.pidfdOpen, .value(UInt64(holder.pid)), .value(0))
+        let pidfd = batch.add("pidfd_open(\(holder.pid))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))
         let copy = batch.add(
           "pidfd_getfd(\(holder.pid), \(holder.fd))", SyscallNumber.pidfdGetfd, .result(pidfd), .value(UInt64(holder.fd)),
           .value(0))
         batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
         prepared.descriptions[descriptor.fd] = queueMoveHigh(copy, what: "fd \(descriptor.fd)")
+        continue
+      }
+      if let holder = heldElsewhere(descriptor), let hostPid = shared.hostPids[holder.pid] {
+        // A holder its pid namespace does not see (one above it): through ckcont.
+        let ours = try copyOfDescriptor(Int32(holder.fd), of: hostPid)
+        defer { close(ours) }
+        prepared.descriptions[descriptor.fd] = try queueReceived(ours, what: "fd \(descriptor.fd) of \(holder.pid)", fd: descriptor.fd)
         continue
       }
       switch descriptor.kind {
@@ -759,7 +771,14 @@ struct FileRestore {
   /// A copy of another restored process's fd, taken from inside with pidfd_open +
   /// pidfd_getfd: the same open file description, so offset and flags stay shared.
   func fetch(_ fd: Int64, from owner: Int32, to high: Int64) throws -> Int64 {
-    let pidfd = try injector.call("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, UInt64(owner), 0)
+    guard let seen = shared.layout.pid(of: owner, seenBy: pid) else {
+      // An owner this process's pid namespace does not see (one above it): through ckcont.
+      guard let hostPid = shared.hostPids[owner] else { throw CKError(.failed, "process \(owner) was not restored") }
+      let ours = try copyOfDescriptor(Int32(fd), of: hostPid)
+      defer { close(ours) }
+      return try move(try injector.receive(ours, what: "fd \(fd) of \(owner)"), to: high)
+    }
+    let pidfd = try injector.call("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, UInt64(seen), 0)
     defer { _ = try? injector.raw(SyscallNumber.close, UInt64(pidfd)) }
     let copy = try injector.call("pidfd_getfd(\(owner), \(fd))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(fd), 0)
     return try move(copy, to: high)

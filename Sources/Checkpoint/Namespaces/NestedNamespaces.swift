@@ -104,7 +104,7 @@ enum NestedNamespaces {
   /// `userMaps`: those of the container's user namespace, for mounts (``ContainerMounts``).
   static func enter(
     pid: Int32, parent: Int32, wanted: [Int]?, images: [NestedNamespaceImage], injector: Injector, userMaps: UserNamespaceMaps?,
-    placement: inout Placement
+    layout: PidNamespaces.Layout, placement: inout Placement
   ) throws {
     let inherited = placement.current[parent] ?? [:]
     var now = inherited
@@ -133,9 +133,15 @@ enum NestedNamespaces {
         placement.makers[target] = pid
       } else {
         let owner = target.flatMap { placement.makers[$0] } ?? placement.rootPid
+        // Named as the process's pid namespace sees it (one below the container's may not).
+        guard let seen = layout.pid(of: owner, seenBy: pid) else {
+          throw CKError(
+            .failed,
+            "process \(pid) joins the \(kind.rawValue) namespace of process \(owner), which its pid namespace does not see; ckcont cannot restore that yet")
+        }
         injector.resetData()
         var batch = Injector.Batch()
-        let pidfd = batch.add("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, .value(UInt64(owner)), .value(0))
+        let pidfd = batch.add("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))
         batch.add("setns(\(kind.rawValue) of \(owner)) for process \(pid)", SyscallNumber.setns, .result(pidfd), .value(UInt64(flag)))
         batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
         try injector.run(batch)

@@ -103,30 +103,42 @@ final class Injector {
     return Int64(received)
   }
 
-  /// Creates a thread of this process with tid `tid` in its pid namespace (clone3 with
-  /// set_tid, from inside). It starts traced and stopped (PTRACE_O_TRACECLONE), registers
-  /// still those of this thread; returns it as this pid namespace sees it.
-  func cloneThread(tid: Int32) throws -> Tracee {
+  /// Creates a thread of this process with tid `ids` (clone3 with set_tid, from inside: its
+  /// tid in its pid namespace first, then in each namespace above, as far as the bundle
+  /// knows). It starts traced and stopped (PTRACE_O_TRACECLONE), registers still those of
+  /// this thread; returns it as this pid namespace sees it.
+  func cloneThread(ids: [Int32]) throws -> Tracee {
     // CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM; exit_signal 0; the stack is set with the
     // thread's registers later.
-    try spawn(id: tid, flags: 0x50f00, exitSignal: 0, event: Int32(CK_PTRACE_EVENT_CLONE), what: "thread")
+    try spawn(ids: ids, flags: 0x50f00, exitSignal: 0, event: Int32(CK_PTRACE_EVENT_CLONE), what: "thread")
   }
 
-  /// Forks a child process with pid `pid` in its pid namespace, from inside this task. It
-  /// starts traced and stopped (PTRACE_O_TRACEFORK) as a copy of this task, injection
-  /// region included.
+  /// Forks a child process with pid `ids` (innermost first, as ``cloneThread(ids:)``), from
+  /// inside this task. It starts traced and stopped (PTRACE_O_TRACEFORK) as a copy of this
+  /// task, injection region included.
   /// `sharing` adds CLONE_FILES / CLONE_FS: the child shares this task's descriptor table or
   /// fs information (the kernel reports such a clone as a fork: no CLONE_VM).
-  func forkChild(pid: Int32, sharing: UInt64 = 0) throws -> Tracee {
-    try spawn(id: pid, flags: sharing, exitSignal: UInt64(SIGCHLD), event: Int32(CK_PTRACE_EVENT_FORK), what: "process")
+  /// `newPidNamespace`: the child is the init (`ids[0]` is 1) of a pid namespace of its own.
+  func forkChild(ids: [Int32], sharing: UInt64 = 0, newPidNamespace: Bool = false) throws -> Tracee {
+    let flags = sharing | (newPidNamespace ? UInt64(CK_CLONE_NEWPID) : 0)
+    return try spawn(ids: ids, flags: flags, exitSignal: UInt64(SIGCHLD), event: Int32(CK_PTRACE_EVENT_FORK), what: "process")
   }
 
-  private func spawn(id: Int32, flags: UInt64, exitSignal: UInt64, event expected: Int32, what: String) throws -> Tracee {
+  /// ``forkChild(ids:sharing:newPidNamespace:)`` in this task's own pid namespace.
+  func forkChild(pid: Int32, sharing: UInt64 = 0) throws -> Tracee {
+    try forkChild(ids: [pid], sharing: sharing)
+  }
+
+  private func spawn(ids: [Int32], flags: UInt64, exitSignal: UInt64, event expected: Int32, what: String) throws -> Tracee {
     resetData()
-    let setTid = try put(words: [UInt64(UInt32(bitPattern: id))])
+    // clone3 returns the id this task's namespace gives the child: the next one out of a
+    // namespace the child starts.
+    let id = flags & UInt64(CK_CLONE_NEWPID) != 0 && ids.count > 1 ? ids[1] : ids[0]
+    // pid_t set_tid[]: 4 bytes each.
+    let setTid = try put(ids.flatMap { id in withUnsafeBytes(of: id.littleEndian) { Array($0) } })
     // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
     // tls, set_tid, set_tid_size, cgroup.
-    let args = try put(words: [flags, 0, 0, 0, exitSignal, 0, 0, 0, setTid, 1, 0])
+    let args = try put(words: [flags, 0, 0, 0, exitSignal, 0, 0, 0, setTid, UInt64(ids.count), 0])
     var regs = remote.saved
     regs.rax = UInt64(SyscallNumber.clone3)
     regs.orig_rax = UInt64.max

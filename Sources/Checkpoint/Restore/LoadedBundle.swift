@@ -216,6 +216,7 @@ final class LoadedBundle {
       else { throw CKError(.badInput, "the bundle is inconsistent: zombie \(entry.pid)") }
       return entry
     }
+    try PidNamespaces.Layout(tree.tasks).validate()
     // Decoding is CPU work independent per task: spread over the cores (each iteration
     // writes only its own slot), then checked in order.
     let decoding = monotonicNow()
@@ -401,7 +402,8 @@ final class LoadedBundle {
     guard task.core.scheduling.map(Self.plausible) ?? true else { throw bad("bad scheduling") }
     guard task.core.resourceLimits.allSatisfy({ (0...15).contains($0.resource) }) else { throw bad("unknown rlimit") }
     guard task.core.itimers.allSatisfy({ (0...2).contains($0.which) }) else { throw bad("unknown itimer") }
-    let threadIDs = Set(task.entry.threads)
+    // A timer names its thread as the process itself sees it.
+    let threadIDs = Set(task.entry.ownThreads)
     guard (task.core.posixTimers ?? []).count <= 64,
       (task.core.posixTimers ?? []).allSatisfy({
         $0.id >= 0 && [0, 1, 4].contains($0.notify) && (0...64).contains($0.signal) && $0.intervalNanoseconds >= 0

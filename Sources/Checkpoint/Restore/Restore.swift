@@ -86,6 +86,7 @@ public struct Restore {
     let ownPidNamespace = bundle.tree.namespaces.pid
     let (plan, order) = try Self.plan(bundle) { ownPidNamespace || (kill($0, 0) != 0 && errno == ESRCH) }
     let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
+    let layout = PidNamespaces.Layout(bundle.tree.tasks)
     try Interruption.check()
     if let cgroupRoot {
       guard cgroupRoot.hasPrefix("/"), !cgroupRoot.split(separator: "/").contains(".."), !cgroupRoot.contains("\0") else {
@@ -219,7 +220,12 @@ public struct Restore {
             throw CKError(
               .badInput, "process \(pid) shares its parent's descriptor table or fs information, but must be recreated by another process")
           }
-          let child = try phases.time("forks") { try parent.forkChild(pid: pid, sharing: sharing) }
+          // In its pid namespace with all its ids; a helper has one, in its parent's.
+          let (ids, newNamespace) = entry.map(PidNamespaces.Layout.setTid) ?? ([pid], false)
+          guard entry != nil || byPid[parentPid]?.entry.pidDepth ?? 0 == 0 else {
+            throw CKError(.badInput, "restore helper \(pid) would be forked in a pid namespace below the container's")
+          }
+          let child = try phases.time("forks") { try parent.forkChild(ids: ids, sharing: sharing, newPidNamespace: newNamespace) }
           created.append(child.tid)
           // A helper stays where its parent is; a process moves only where it differs.
           if let task = byPid[pid] {
@@ -229,7 +235,7 @@ public struct Restore {
           if let injector = injectors[pid] {
             try NestedNamespaces.enter(
               pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [], injector: injector,
-              userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, placement: &placement)
+              userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, layout: layout, placement: &placement)
           }
           if let entry, let injector = injectors[pid] { try makeChildTimeNamespace(entry, injector, hostPid: child.tid) }
         case .setsid(let pid):
@@ -239,18 +245,26 @@ public struct Restore {
       let root = rootPid
       FaultInjection.point("restore:tree")
       for (pid, group) in plan.joins {
-        try injectors[pid]?.call("setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, 0, UInt64(group))
+        let join = try PidNamespaces.groupJoin(pid: pid, group: group, layout: layout)
+        try injectors[join.caller]?.call(
+          "setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, UInt64(join.pid), UInt64(join.group))
       }
       // Zombies last, so that they inherit their parent's final group.
       for zombie in bundle.zombies {
         guard let parent = injectors[zombie.ppid], let status = zombie.zombieStatus else { continue }
-        let child = try parent.forkChild(pid: zombie.pid)
+        let (ids, newNamespace) = PidNamespaces.Layout.setTid(zombie)
+        let child = try parent.forkChild(ids: ids, newPidNamespace: newNamespace)
         created.append(child.tid)
         try makeZombie(child, status: status, parent: parent, name: zombie.comm)
       }
       for helper in plan.helpers {
         guard let own = injectors.removeValue(forKey: helper.pid), let parent = injectors[helper.parent] else { continue }
         try endHelper(own.tracee, pid: helper.pid, parent: parent)
+      }
+      // Once every child is made: who gave its children a pid namespace gives it again.
+      for task in order where task.entry.childPidNamespaceInit != nil {
+        guard let injector = injectors[task.entry.pid] else { continue }
+        try PidNamespaces.enterChildNamespace(task.entry, injector: injector, layout: layout)
       }
       try Interruption.check()
       // Memory of all, then descriptors in two passes over all (shared ones must exist
@@ -299,6 +313,8 @@ public struct Restore {
       let shared = SharedDescriptions(
         inherited: inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc, inUserNamespace: bundle.tree.namespaces.user)
       if let dumped = bundle.tree.shellJobTerminal, let now = ownTerminal() { shared.shellJobTerminal = (dumped, now) }
+      shared.layout = layout
+      shared.hostPids = injectors.mapValues(\.pid)
       // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
       shared.terminals = try phases.time("terminals") { try Terminals.make(for: order, rootPid: root, log: log) }
       try shared.terminals?.controlSessions(order) { injectors[$0] }

@@ -39,13 +39,24 @@ struct TaskCapture: Sendable {
     capabilitiesText = Capabilities.of(pid: pid) ?? ""
   }
 
-  /// The process's place in the tree, with ids as its own pid namespace sees them.
-  func entry(cgroup: String) throws -> TaskEntryImage {
-    let innerThreads = threads.map { tid in (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid }
-    return TaskEntryImage(
-      pid: status.nsPid.last ?? pid, namespacePids: status.nsPid, ppid: status.ppid,
-      pgid: status.nsPgid.last ?? 0, sid: status.nsSid.last ?? 0, threads: innerThreads, cgroup: cgroup,
-      comm: status.name)
+  /// The process's place in the tree, with ids as the container's pid namespace sees them:
+  /// the `level`-th of each chain (the container root's count of pid namespaces); deeper
+  /// ones are kept whole (``TaskEntryImage/nestedPids``, see ``PidNamespaces``).
+  func entry(cgroup: String, level: Int) throws -> TaskEntryImage {
+    let chains = threads.map { tid in (tid == pid ? status : threadStatus[tid])?.nsPid ?? [tid] }
+    let own = status.nsPid
+    guard level >= 1, own.count >= level, chains.allSatisfy({ $0.count == own.count }) else {
+      throw CKError(.failed, "process \(pid) is in \(own.count) pid namespaces, fewer than the container's \(level)")
+    }
+    func at(_ ids: [Int32]) -> Int32 { ids.count >= level ? ids[level - 1] : 0 }
+    var entry = TaskEntryImage(
+      pid: own[level - 1], namespacePids: own, ppid: status.ppid, pgid: at(status.nsPgid), sid: at(status.nsSid),
+      threads: chains.map { $0[level - 1] }, cgroup: cgroup, comm: status.name)
+    if own.count > level {
+      entry.nestedPids = Array(own[level...])
+      entry.nestedThreads = chains.map { Array($0[level...]) }
+    }
+    return entry
   }
 
   /// The core image, and brk (asked of the task, as /proc does not show it). Remote syscalls

@@ -102,7 +102,7 @@ struct TaskRestore {
 
     var threads: [(core: ThreadCore, injector: Injector)] = [(main, injector)]
     for (index, thread) in core.threads.enumerated().dropFirst() {
-      let tracee = try injector.cloneThread(tid: entry.threads[index])
+      let tracee = try injector.cloneThread(ids: PidNamespaces.Layout.setTid(thread: index, of: entry))
       let own = try Injector(thread: tracee, sharingRegionOf: injector)
       own.resetData()
       var batch = Injector.Batch()
