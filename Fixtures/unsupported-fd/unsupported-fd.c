@@ -25,6 +25,9 @@
  *   pid-proc  /dev/null, and a child that unshared pid and mount namespaces and forked a
  *             grandchild, pid 1 there, which mounted its own proc on /proc (unshare
  *             --mount-proc). After: the link
+ *   subreaper-orphan /dev/null, and a child S (a subreaper in its own session) that holds an
+ *             orphan M whose parent L made a session of its own, forked M and exited: M is in
+ *             L's session, which the restore cannot give it under S. After: the link
  *   clone-vm  /dev/null, and a child made by clone(CLONE_VM) without CLONE_THREAD, sharing this
  *             address space (the child sleeps; it dies with this process). After: the link
  *   ctty      a new session whose controlling terminal is the pty slave DIR (arg 2), whose master
@@ -55,6 +58,7 @@
 #include <linux/io_uring.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -190,6 +194,29 @@ int main(int argc, char **argv) {
     }
     char u;
     if (read(ready[0], &u, 1) != 1) fx_setup_fail("the pid child with its proc");
+  } else if (!strcmp(kind, "subreaper-orphan")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    int ready[2];
+    FX_SYS(pipe(ready));
+    if (FX_SYS(fork()) == 0) {
+      /* S: a subreaper in a session of its own. L, a daemon in its own session, forks M and
+       * exits: M falls to S, not to the init, and stays in L's session. */
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (setsid() < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) _exit(2);
+      pid_t leader = fork();
+      if (leader == 0) {
+        if (setsid() < 0) _exit(2);
+        if (fork() == 0) {
+          if (write(ready[1], "m", 1) != 1) _exit(2);
+          for (;;) pause();
+        }
+        _exit(0);
+      }
+      if (waitpid(leader, NULL, 0) != leader) _exit(2);
+      sharing_child(NULL);
+    }
+    char m;
+    if (read(ready[0], &m, 1) != 1) fx_setup_fail("the orphan of the subreaper");
   } else if (!strcmp(kind, "clone-vm")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     static char stack[64 << 10];

@@ -12,7 +12,7 @@ struct RoundTripTests {
     ("regs", ["read-pipe"]), ("regs", ["nanosleep"]), ("regs", ["clock-nanosleep-abs"]), ("regs", ["pause"]),
     ("regs", ["futex"]), ("regs", ["poll"]), ("regs", ["wait4"]),
     ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]), ("sysv-ipc", []), ("mounts", []), ("timens", []), ("locks", []), ("mqueue", []), ("mlock", []), ("memfd-private", []), ("sched", []), ("seccomp", []), ("sigio", []), ("stopped", []), ("pty", []), ("nested-ns", []), ("chroot", []), ("propagation", []), ("robust", []), ("madvise", []),
-    ("signals", []), ("files", []), ("pipe-self", []), ("pipe-self", ["fifo"]), ("threads", ["64"]), ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("zombie", []), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []), ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]), ("sockets", ["udp-waiting"]), ("sockets", ["tcp-connection"]), ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("deleted-file", []), ("deleted-mapping", []), ("inotify", []),
+    ("signals", []), ("files", []), ("pipe-self", []), ("pipe-self", ["fifo"]), ("threads", ["64"]), ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []), ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]), ("sockets", ["udp-waiting"]), ("sockets", ["tcp-connection"]), ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("deleted-file", []), ("deleted-mapping", []), ("inotify", []),
   ]
 
   @Test(arguments: fixtures)

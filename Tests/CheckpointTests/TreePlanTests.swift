@@ -45,12 +45,33 @@ struct TreePlanTests {
     #expect(plan.joins.map { [$0.pid, $0.group] } == [[4, 0], [5, 4]])
   }
 
+  /// A zombie of the bundle: dead with exit status 0.
+  func zombie(_ pid: Int32, _ ppid: Int32, _ pgid: Int32, _ sid: Int32) -> TaskEntryImage {
+    var entry = task(pid, ppid, pgid, sid)
+    entry.threads = []
+    entry.zombieStatus = 0
+    return entry
+  }
+
   @Test func aHelperNeverTakesTheZombiesPid() throws {
-    // The orphan 5 needs a helper in session 2; pid 6 is a zombie to be recreated later.
+    // The orphan 5 needs a helper in session 2; pid 6 is a zombie, created with the others.
     let plan = try TreePlan(
-      tasks: [task(1, 0, 0, 0), task(2, 1, 2, 2), task(5, 1, 2, 2)], reserved: [6], ownPidNamespace: true,
+      tasks: [task(1, 0, 0, 0), task(2, 1, 2, 2), task(5, 1, 2, 2), zombie(6, 1, 0, 0)], ownPidNamespace: true,
       isFree: { _ in true })
     #expect(plan.helpers == [.init(pid: 7, parent: 2, leadsGroup: false)])
+  }
+
+  @Test func aZombieLeadsTheSessionAndGroupOfItsLiveMembers() throws {
+    // Zombie 2 made session 2 and forked 3, which fell to 1; zombie 4 leads group 4 with 5.
+    let plan = try TreePlan(
+      tasks: [task(1, 0, 0, 0), zombie(2, 1, 2, 2), task(3, 1, 2, 2), zombie(4, 1, 4, 0), task(5, 1, 4, 0)],
+      ownPidNamespace: true, isFree: { _ in true })
+    #expect(plan.steps == [
+      .fork(pid: 1, parent: 0), .fork(pid: 2, parent: 1), .setsid(2), .fork(pid: 4, parent: 1), .fork(pid: 5, parent: 1),
+      .fork(pid: 6, parent: 2), .fork(pid: 3, parent: 6),  // helper 6 in the zombie's session forks 3
+    ])
+    #expect(plan.helpers == [.init(pid: 6, parent: 2, leadsGroup: false)])
+    #expect(plan.joins.map { [$0.pid, $0.group] } == [[4, 0], [5, 4], [3, 2]])
   }
 
   @Test func orphansOfAnExitedSessionLeaderGetAHelperWithItsPid() throws {
@@ -76,6 +97,13 @@ struct TreePlanTests {
     // A pid namespace without its init.
     #expect(throws: CKError.self) {
       try TreePlan(tasks: [task(2, 0, 2, 2)], ownPidNamespace: true, isFree: { _ in true })
+    }
+    // A child of a zombie, a zombie without a parent.
+    #expect(throws: CKError.self) {
+      try TreePlan(tasks: [task(1, 0, 0, 0), zombie(2, 1, 0, 0), task(3, 2, 0, 0)], ownPidNamespace: true, isFree: { _ in true })
+    }
+    #expect(throws: CKError.self) {
+      try TreePlan(tasks: [task(1, 0, 0, 0), zombie(2, 0, 0, 0)], ownPidNamespace: false, isFree: { _ in true })
     }
     // A parent that is not in the bundle.
     #expect(throws: CKError.self) {

@@ -108,8 +108,7 @@ enum PidNamespaces {
     guard entries.contains(where: { $0.nestedPids != nil }) else { return }
     let layout = Layout(entries)
     let plan = try TreePlan(
-      tasks: entries.filter { $0.zombieStatus == nil }, reserved: entries.filter { $0.zombieStatus != nil }.map(\.pid),
-      ownPidNamespace: ownPidNamespace, isFree: { _ in true })
+      tasks: entries, ownPidNamespace: ownPidNamespace, isFree: { _ in true })
     if let helper = plan.helpers.first(where: { layout.byPid[$0.parent]?.pidDepth ?? 0 > 0 }) {
       throw CKError(
         .failed,

@@ -86,6 +86,7 @@ public struct Restore {
     let ownPidNamespace = bundle.tree.namespaces.pid
     let (plan, order) = try Self.plan(bundle) { ownPidNamespace || (kill($0, 0) != 0 && errno == ESRCH) }
     let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
+    let zombies = Dictionary(uniqueKeysWithValues: bundle.zombies.map { ($0.pid, $0) })
     let layout = PidNamespaces.Layout(bundle.tree.tasks)
     try Interruption.check()
     if let cgroupRoot {
@@ -214,7 +215,7 @@ public struct Restore {
           guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
           // A process that shared its parent's descriptor table or fs information is cloned
           // sharing them, by that parent and no other.
-          let entry = byPid[pid]?.entry
+          let entry = byPid[pid]?.entry ?? zombies[pid]
           let sharing = UInt64(entry?.sharesFilesWithParent == true ? 0x400 : 0) | UInt64(entry?.sharesFSWithParent == true ? 0x200 : 0)
           if sharing != 0, entry?.ppid != parentPid {
             throw CKError(
@@ -249,17 +250,16 @@ public struct Restore {
         try injectors[join.caller]?.call(
           "setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, UInt64(join.pid), UInt64(join.group))
       }
-      // Zombies last, so that they inherit their parent's final group.
-      for zombie in bundle.zombies {
-        guard let parent = injectors[zombie.ppid], let status = zombie.zombieStatus else { continue }
-        let (ids, newNamespace) = PidNamespaces.Layout.setTid(zombie)
-        let child = try parent.forkChild(ids: ids, newPidNamespace: newNamespace)
-        created.append(child.tid)
-        try makeZombie(child, status: status, parent: parent, name: zombie.comm)
-      }
       for helper in plan.helpers {
         guard let own = injectors.removeValue(forKey: helper.pid), let parent = injectors[helper.parent] else { continue }
         try endHelper(own.tracee, pid: helper.pid, parent: parent)
+      }
+      // Zombies die once their sessions and groups have every member and the helpers have
+      // ended: a zombie-to-be an orphan helper forked has fallen to its parent, the init.
+      for zombie in bundle.zombies {
+        guard let own = injectors.removeValue(forKey: zombie.pid), let parent = injectors[zombie.ppid], let status = zombie.zombieStatus
+        else { throw CKError(.failed, "zombie \(zombie.pid) or its parent \(zombie.ppid) was not created") }
+        try makeZombie(own, status: status, parent: parent, name: zombie.comm)
       }
       // Once every child is made: who gave its children a pid namespace gives it again.
       for task in order where task.entry.childPidNamespaceInit != nil {
@@ -399,7 +399,7 @@ public struct Restore {
   /// host's namespace can be taken (for a container without a pid namespace of its own).
   static func plan(_ bundle: LoadedBundle, isFree: (Int32) -> Bool) throws -> (TreePlan, [LoadedBundle.LoadedTask]) {
     let plan = try TreePlan(
-      tasks: bundle.tasks.map(\.entry), reserved: bundle.zombies.map(\.pid), ownPidNamespace: bundle.tree.namespaces.pid,
+      tasks: bundle.tasks.map(\.entry) + bundle.zombies, ownPidNamespace: bundle.tree.namespaces.pid,
       isFree: isFree)
     let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
     let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in
@@ -443,9 +443,9 @@ public struct Restore {
   /// Lets a freshly forked child die the way the dumped zombie did (exit code or signal), so
   /// that its parent finds it unreaped with that status; then takes back the SIGCHLD the
   /// parent got for it (the original parent had it long before the dump).
-  func makeZombie(_ child: Tracee, status: Int32, parent: Injector, name: String) throws {
+  func makeZombie(_ own: Injector, status: Int32, parent: Injector, name: String) throws {
     let signal = status & 0x7f
-    let own = try Injector(thread: child, sharingRegionOf: parent)
+    let child = own.tracee
     own.resetData()
     let comm = try own.put(string: String(name.prefix(15)))
     try own.call("PR_SET_NAME", SyscallNumber.prctl, 15, comm)
@@ -454,7 +454,7 @@ public struct Restore {
       regs.rax = UInt64(SyscallNumber.exitGroup)
       regs.orig_rax = UInt64.max
       regs.rdi = UInt64((status >> 8) & 0xff)
-      regs.rip = parent.region
+      regs.rip = own.region
       try child.setRegisters(regs)
       try child.detach()
     } else {

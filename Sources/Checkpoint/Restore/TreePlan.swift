@@ -16,6 +16,10 @@ import Linux
 /// - a group whose leader has exited gets a helper with the leader's pid that creates the
 ///   group (setpgid(0, 0)) for the members to join, then exits.
 /// Helpers are reaped by the process that forked them before any state is restored.
+///
+/// Zombies are planned like the living: created in their session and group (they may lead
+/// one whose members live on, or be an orphan's session), and made to die only once every
+/// join is done and every helper has ended (see ``Restore/makeZombie``).
 struct TreePlan {
   enum Step: Equatable {
     /// Fork `pid` (a dumped process or a helper) from the already created `parent`; a root
@@ -39,14 +43,16 @@ struct TreePlan {
   /// setpgid(0, group) in `pid`, group leaders (and helpers leading groups) first.
   var joins: [(pid: Int32, group: Int32)] = []
 
-  /// The dumped (live) processes, each with its parent's pid inside the container (0 when
-  /// outside). `ownPidNamespace`: ids are the namespace's own (0 = outside it); otherwise
-  /// only ids of dumped processes are known to be the container's. `isFree` tells whether
-  /// a pid may be given to a helper; `reserved` are other pids the restore will create (the
-  /// zombies), which no helper may take.
-  init(tasks: [TaskEntryImage], reserved: [Int32] = [], ownPidNamespace: Bool, isFree: (Int32) -> Bool) throws(CKError) {
+  /// The dumped processes (living and zombies), each with its parent's pid inside the
+  /// container (0 when outside). `ownPidNamespace`: ids are the namespace's own (0 = outside
+  /// it); otherwise only ids of dumped processes are known to be the container's. `isFree`
+  /// tells whether a pid may be given to a helper.
+  init(tasks: [TaskEntryImage], ownPidNamespace: Bool, isFree: (Int32) -> Bool) throws(CKError) {
     let byPid = Dictionary(tasks.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
     guard byPid.count == tasks.count else { throw CKError(.badInput, "the bundle's process tree repeats a pid") }
+    if let zombie = tasks.first(where: { $0.zombieStatus != nil && $0.ppid == 0 }) {
+      throw CKError(.badInput, "the bundle's zombie \(zombie.pid) has no parent to reap it")
+    }
     let roots = tasks.filter { $0.ppid == 0 }.sorted { $0.pid < $1.pid }
     if ownPidNamespace {
       guard roots.count == 1, let root = roots.first, root.pid == 1 else {
@@ -58,8 +64,11 @@ struct TreePlan {
     guard !roots.isEmpty else { throw CKError(.badInput, "the bundle's process tree has no root") }
     var children: [Int32: [TaskEntryImage]] = [:]
     for task in tasks where task.ppid != 0 {
-      guard byPid[task.ppid] != nil else {
+      guard let parent = byPid[task.ppid] else {
         throw CKError(.badInput, "process \(task.pid) has no parent \(task.ppid) in the bundle")
+      }
+      guard parent.zombieStatus == nil else {
+        throw CKError(.badInput, "process \(task.pid) has the zombie \(task.ppid) as its parent")
       }
       children[task.ppid, default: []].append(task)
     }
@@ -70,7 +79,7 @@ struct TreePlan {
 
     var session: [Int32: Int32] = [:]  // the session each created process is in now
     var deferred: [TaskEntryImage] = []
-    var taken = Set(tasks.map(\.pid) + reserved)
+    var taken = Set(tasks.map(\.pid))
 
     func fork(_ task: TaskEntryImage, from parent: Int32) {
       steps.append(.fork(pid: task.pid, parent: parent))
