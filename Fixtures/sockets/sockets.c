@@ -8,6 +8,7 @@
  *   sockets unix-dgram [DIR]
  *   sockets scm [DIR]
  *   sockets udp-waiting
+ *   sockets udplite
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -524,6 +525,70 @@ static int udp_waiting_mode(void) {
   fx_finish();
 }
 
+/* `udplite`: UDP-Lite sockets on 127.0.0.1: a receiver demanding a checksum coverage of 20
+ * bytes (UDPLITE_RECV_CSCOV) holds "lite-one" from a sender that covers 20 bytes, and
+ * "lite-two" from one that was closed since. A plain UDP socket, made first, is bound to the
+ * sender's port number (UDP-Lite has ports of its own). After SIGTERM: the coverages read
+ * as before, the datagrams arrive in order from their senders' ports, and a reply to the
+ * sender reaches it, not the UDP socket. */
+#ifndef IPPROTO_UDPLITE
+#define IPPROTO_UDPLITE 136
+#endif
+#define UDPLITE_SEND_CSCOV 10
+#define UDPLITE_RECV_CSCOV 11
+static int udplite_mode(void) {
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int twin = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+  int receiver = FX_SYS(socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE));
+  int sender = FX_SYS(socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE));
+  int gone = FX_SYS(socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE));
+  int coverage = 20;
+  FX_SYS(setsockopt(receiver, IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV, &coverage, sizeof coverage));
+  FX_SYS(setsockopt(sender, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, &coverage, sizeof coverage));
+  FX_SYS(setsockopt(gone, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, &coverage, sizeof coverage));
+  FX_SYS(bind(receiver, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(bind(sender, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(bind(gone, (struct sockaddr *)&local, sizeof local));
+  struct sockaddr_in same = local, to = local, from_sender = local, from_gone = local;
+  same.sin_port = htons((uint16_t)port_of(sender));
+  FX_SYS(bind(twin, (struct sockaddr *)&same, sizeof same));
+  to.sin_port = htons((uint16_t)port_of(receiver));
+  from_sender.sin_port = same.sin_port;
+  from_gone.sin_port = htons((uint16_t)port_of(gone));
+  FX_SYS(sendto(sender, "lite-one", 8, 0, (struct sockaddr *)&to, sizeof to));
+  FX_SYS(sendto(gone, "lite-two", 8, 0, (struct sockaddr *)&to, sizeof to));
+  close(gone);
+  usleep(20000);
+  fx_ready();
+  fx_wait_term();
+
+  FX_EQ("the receiver's UDPLITE_RECV_CSCOV", 20, option(receiver, IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV));
+  FX_EQ("the sender's UDPLITE_SEND_CSCOV", 20, option(sender, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV));
+  FX_EQ("the receiver's protocol", IPPROTO_UDPLITE, option(receiver, SOL_SOCKET, SO_PROTOCOL));
+  struct { const char *text; struct sockaddr_in *from; } expected[] = {{"lite-one", &from_sender}, {"lite-two", &from_gone}};
+  for (size_t i = 0; i < 2; i++) {
+    char text[16] = "";
+    struct sockaddr_in from = {0};
+    socklen_t length = sizeof from;
+    ssize_t got = recvfrom(receiver, text, sizeof text - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &length);
+    if (got >= 0) text[got] = 0;
+    if (fx_flip()) text[0] ^= 1;
+    FX_TRUE(got == 8 && !strcmp(text, expected[i].text), "datagram %zu: expected \"%s\", got %zd bytes \"%s\"", i + 1,
+            expected[i].text, got, got > 0 ? text : "");
+    FX_EQ("the datagram's source port", ntohs(expected[i].from->sin_port), ntohs(from.sin_port));
+  }
+  FX_EQ("a reply to the sender", 5, sendto(receiver, "reply", 5, 0, (struct sockaddr *)&from_sender, sizeof from_sender));
+  char reply[16] = "";
+  ssize_t got = recv(sender, reply, sizeof reply, MSG_DONTWAIT);
+  for (int i = 0; got < 0 && errno == EAGAIN && i < 100; i++) {
+    usleep(5000);
+    got = recv(sender, reply, sizeof reply, MSG_DONTWAIT);
+  }
+  FX_EQ("the sender's reply", 5, got);
+  FX_TRUE(recv(twin, reply, sizeof reply, MSG_DONTWAIT) < 0 && errno == EAGAIN, "the UDP twin got a datagram");
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -533,6 +598,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "unix-dgram")) return unix_dgram_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "scm")) return scm_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "udp-waiting")) return udp_waiting_mode();
+  if (argc > 1 && !strcmp(argv[1], "udplite")) return udplite_mode();
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

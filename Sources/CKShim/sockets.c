@@ -41,10 +41,13 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts) {
   static const int options[][2] = {
       {SOL_SOCKET, SO_REUSEADDR}, {SOL_SOCKET, SO_REUSEPORT}, {SOL_SOCKET, SO_KEEPALIVE},
       {SOL_SOCKET, SO_BROADCAST}, {IPPROTO_TCP, TCP_NODELAY},  {IPPROTO_IPV6, IPV6_V6ONLY},
+      /* UDP-Lite's checksum coverage, sent and demanded (UDPLITE_SEND_CSCOV, _RECV_CSCOV). */
+      {IPPROTO_UDPLITE, 10}, {IPPROTO_UDPLITE, 11},
   };
   for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
     int level = options[i][0], name = options[i][1], value = 0;
     if (level == IPPROTO_TCP && facts->protocol != IPPROTO_TCP) continue;
+    if (level == IPPROTO_UDPLITE && facts->protocol != IPPROTO_UDPLITE) continue;
     if (level == IPPROTO_IPV6 && facts->family != AF_INET6) continue;
     if (int_option(fd, level, name, &value) < 0) continue;
     facts->options[facts->option_count][0] = level;

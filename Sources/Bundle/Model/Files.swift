@@ -441,8 +441,9 @@ extension SocketImage {
   }
 
   /// The options a bundle may set: those dump saves (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
-  /// SO_BROADCAST, TCP_NODELAY, IPV6_V6ONLY), as (level, name).
-  public static let knownOptions: Set<[Int32]> = [[1, 2], [1, 15], [1, 9], [1, 6], [6, 1], [41, 26]]
+  /// SO_BROADCAST, TCP_NODELAY, IPV6_V6ONLY, UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV), as
+  /// (level, name).
+  public static let knownOptions: Set<[Int32]> = [[1, 2], [1, 15], [1, 9], [1, 6], [6, 1], [41, 26], [136, 10], [136, 11]]
 
   /// Whether the image is one restore can make: a known family, type, protocol, options,
   /// and addresses of the size their family has.
@@ -467,7 +468,9 @@ extension SocketImage {
       guard let address else { return true }
       return address.count == size && Int32(address[address.startIndex]) | Int32(address[address.startIndex + 1]) << 8 == family
     }
-    return (family == 2 || family == 10) && (type == 1 || type == 2) && [0, 6, 17].contains(protocolNumber)
+    // TCP, UDP, UDP-Lite (136, datagrams only).
+    return (family == 2 || family == 10) && (type == 1 || type == 2)
+      && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2)
       && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true) && (tcp == nil || peer != nil && address != nil)
       && (backlog ?? 0) >= 0 && options.count <= 8
       && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }

@@ -156,7 +156,8 @@ enum WaitingDatagrams {
   /// bound there, else a socket of ckcont's bound there (IP_FREEBIND: the address need not be
   /// local), else an unbound one. A socket bound to any address gets them on loopback.
   private static func deliverUDP(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
-    var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
+    // UDP and UDP-Lite have ports of their own: a sender is found by protocol and address.
+    var holders: [UDPEnd: (hostPid: Int32, fd: Int32)] = [:]
     var receivers: [(socket: SocketImage, hostPid: Int32)] = []
     for task in tasks {
       guard let injector = injectors[task.entry.pid] else { continue }
@@ -164,7 +165,8 @@ enum WaitingDatagrams {
         guard let socket = descriptor.socket, socket.family == AF_INET || socket.family == AF_INET6,
           socket.type == Int32(SOCK_DGRAM.rawValue), let address = socket.address
         else { continue }
-        if holders[address] == nil { holders[address] = (injector.pid, descriptor.fd) }
+        let end = UDPEnd(protocolNumber: socket.protocolNumber, address: address)
+        if holders[end] == nil { holders[end] = (injector.pid, descriptor.fd) }
         // The same socket held twice (inherited) was dumped twice alike: its datagrams go once.
         if socket.messages != nil, !receivers.contains(where: { $0.socket == socket }) { receivers.append((socket, injector.pid)) }
       }
@@ -182,7 +184,8 @@ enum WaitingDatagrams {
       let target = destination
       try NamespaceThread.run(in: "net", of: receiver.hostPid) {
         for (message, sender) in zip(messages, senders) {
-          let fd = try udpSender(sender, family: family, holders: holders, log: log)
+          let fd = try udpSender(
+            UDPEnd(protocolNumber: receiver.socket.protocolNumber, address: sender), family: family, holders: holders, log: log)
           defer { close(fd) }
           try message.withUnsafeBytes { bytes in
             _ = try target.withUnsafeBytes { address in
@@ -196,9 +199,20 @@ enum WaitingDatagrams {
     }
   }
 
-  private static func udpSender(_ sender: Data, family: Int32, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
-    if let holder = holders[sender] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
-    let fd = try syscallChecked("socket", "a UDP socket") { socket(family, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) }
+  /// A UDP or UDP-Lite socket's protocol and address.
+  private struct UDPEnd: Hashable {
+    var protocolNumber: Int32
+    var address: Data
+  }
+
+  /// A socket of ckcont's to send from as `end` (a UDP-Lite one covers the whole datagram
+  /// with its checksum, which any coverage the receiver demands accepts).
+  private static func udpSender(_ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
+    if let holder = holders[end] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
+    let sender = end.address
+    let fd = try syscallChecked("socket", "a UDP socket") {
+      socket(family, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), end.protocolNumber)
+    }
     var one: Int32 = 1
     // IP_FREEBIND / IPV6_FREEBIND: bind to an address this namespace does not have.
     _ = family == AF_INET

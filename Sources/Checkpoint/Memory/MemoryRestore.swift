@@ -42,6 +42,8 @@ final class MemoryRestore {
   /// Private mappings of memfds and deleted files this task made: their files get their
   /// contents in ``finish()``.
   private var privateObjects: [VMAImage] = []
+  /// Shared objects (memfds, deleted files) the queued batch creates.
+  private var objectsInBatch: Set<ObjectKey> = []
   /// Files the batch has opened to map ("r:" or "w:" and the path) -> the open call.
   private var openFiles: [String: Int] = [:]
   private var started = 0.0
@@ -85,7 +87,9 @@ final class MemoryRestore {
       }
       if let object = vma.objectKey, let first = sharedObjects.created[object] {
         // Another process (or an earlier mapping of this one) made this object and wrote its
-        // pages: map the same one.
+        // pages: map the same one. Made by this batch, it must have run first: ckcont opens
+        // the object through that mapping.
+        if objectsInBatch.contains(object) { try flush() }
         try mapShared(vma, from: first)
         continue
       }
@@ -96,7 +100,10 @@ final class MemoryRestore {
       if vma.contentsMember != nil { privateObjects.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
       if needsWrite { madeWritable.append(vma) }
-      if let object = vma.objectKey { sharedObjects.created[object] = (injector.pid, vma.start, vma.end) }
+      if let object = vma.objectKey {
+        sharedObjects.created[object] = (injector.pid, vma.start, vma.end)
+        objectsInBatch.insert(object)
+      }
       if vma.kind == .deletedFile, let inode = vma.sharedObject {
         sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: inode, path: vma.path)] = (injector.pid, vma.start, vma.end)
       }
@@ -248,6 +255,7 @@ final class MemoryRestore {
   private func completeBatch() throws -> [Int64] {
     let results = try injector.complete()
     batch = Injector.Batch()
+    objectsInBatch = []
     injector.resetData()
     return results
   }
