@@ -2,7 +2,12 @@
  *
  *   pid-nested          (shape a) the container's pid 1 forks S, which unshares a pid
  *                       namespace and forks I, its init (as `unshare -pf` run inside);
- *   pid-nested init     (shape b) this process is already that init (`unshare -fp` holds it).
+ *   pid-nested init [proc]  (shape b) this process is already that init (`unshare -fp`
+ *                       holds it); with `proc`, unshare mounted a proc of its namespace
+ *                       (--mount-proc): /proc/self must be 1 after the restore, 2 for G.
+ *   pid-nested mount-proc  shape a with a mount namespace of S's and a proc I mounts on /proc
+ *                       there (`unshare -pf --mount-proc` run inside): after the restore
+ *                       /proc/self is 1 for I and 2 for G, /proc/1/status is I's.
  *
  * I starts a thread and forks G (pid 2 there); a pipe runs between I and G, another from G
  * straight up to the container's init (bytes wait in it across the dump), one from the init
@@ -16,6 +21,7 @@
 #include <sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/mount.h>
 
 /* The NSpid entries below the host's (the host's pid is the restore's to choose). */
 static void nspid(const char *status_path, char *out, size_t size) {
@@ -52,6 +58,18 @@ static void compare(const char *who, const struct ids *before) {
   FX_EQ("gettid", before->tid, now.tid);
 }
 
+static int mount_proc, check_proc;
+
+/* With mount-proc (or `init proc`): /proc shows this namespace, where this process is `pid`. */
+static int proc_shows(pid_t pid) {
+  if (!check_proc) return 1;
+  char self[32] = "", want[32];
+  ssize_t n = readlink("/proc/self", self, sizeof self - 1);
+  if (n > 0) self[n] = 0;
+  snprintf(want, sizeof want, "%d", (int)pid);
+  return !strcmp(self, want);
+}
+
 static struct ids thread_ids;
 static int thread_ask[2], thread_answer[2];
 
@@ -76,7 +94,7 @@ static void grandchild(int ask, int answer, int up) {
   if (write(answer, "r", 1) != 1 || read(ask, &byte, 1) != 1) _exit(2);
   struct ids now;
   take(&now);
-  char ok = !strcmp(now.ns, before.ns) && now.pid == before.pid && now.ppid == 1 && before.ppid == 1 ? 'y' : 'n';
+  char ok = !strcmp(now.ns, before.ns) && now.pid == before.pid && now.ppid == 1 && before.ppid == 1 && proc_shows(now.pid) ? 'y' : 'n';
   _exit(write(answer, &ok, 1) == 1 ? 0 : 2);
 }
 
@@ -86,6 +104,8 @@ static int g_ask[2], g_answer[2];
 
 /* I, pid 1 of the inner namespace: a thread, and G. */
 static void init_setup(int up) {
+  /* First: every id is read through the proc the process sees from now on. */
+  if (mount_proc) FX_SYS(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
   take(&init_ids);
   if (init_ids.pid != 1) fx_setup_fail("not pid 1 of a pid namespace (pid %d)", (int)init_ids.pid);
   FX_SYS(pipe(thread_ask));
@@ -103,6 +123,7 @@ static void init_setup(int up) {
 
 static void init_check(void) {
   compare("I", &init_ids);
+  FX_TRUE(proc_shows(1), "I's /proc does not show its pid namespace");
   FX_EQ("I's ppid in its namespace", 0, getppid());
   char byte = 'c';
   FX_TRUE(write(thread_ask[1], &byte, 1) == 1 && read(thread_answer[0], &byte, 1) == 1 && byte == 'y', "the thread's ids changed");
@@ -129,6 +150,7 @@ static void init_check(void) {
 int main(int argc, char **argv) {
   fx_init("pid-nested");
   if (argc > 1 && !strcmp(argv[1], "init")) {
+    check_proc = argc > 2 && !strcmp(argv[2], "proc");
     fx_term_setup();
     init_setup(-1);
     fx_ready();
@@ -136,6 +158,7 @@ int main(int argc, char **argv) {
     init_check();
     fx_finish();
   }
+  mount_proc = check_proc = argc > 1 && !strcmp(argv[1], "mount-proc");
   fx_term_setup();
   struct ids mine;
   take(&mine);
@@ -148,7 +171,8 @@ int main(int argc, char **argv) {
   if (s == 0) {
     struct ids before;
     take(&before);
-    if (unshare(CLONE_NEWPID) < 0) _exit(2);
+    if (unshare(CLONE_NEWPID | (mount_proc ? CLONE_NEWNS : 0)) < 0) _exit(2);
+    if (mount_proc && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) _exit(2);
     pid_t i = fork();
     if (i < 0) _exit(2);
     if (i == 0) {
@@ -167,7 +191,9 @@ int main(int argc, char **argv) {
     while (waitpid(i, &status, 0) < 0 && errno == EINTR) {}
     struct ids now;
     take(&now);
-    _exit(WIFEXITED(status) && WEXITSTATUS(status) == 0 && !strcmp(now.ns, before.ns) && now.pid == before.pid ? 0 : 1);
+    /* With mount-proc, S sees the inner proc, where it has no entry: its getpid() only. */
+    int same = mount_proc || !strcmp(now.ns, before.ns);
+    _exit(WIFEXITED(status) && WEXITSTATUS(status) == 0 && same && now.pid == before.pid ? 0 : 1);
   }
   char byte;
   if (read(ready[0], &byte, 1) != 1) fx_setup_fail("the inner init did not start");

@@ -24,7 +24,8 @@
  *             sees it as an empty directory), pivot_root into it. After: the link
  *   pid-proc  /dev/null, and a child that unshared pid and mount namespaces and forked a
  *             grandchild, pid 1 there, which mounted its own proc on /proc (unshare
- *             --mount-proc). After: the link
+ *             --mount-proc) and then moved to a mount namespace of its own: the proc its
+ *             parent sees has no init to mount it again. After: the link
  *   subreaper-orphan /dev/null, and a child S (a subreaper in its own session) that holds an
  *             orphan M whose parent L made a session of its own, forked M and exited: M is in
  *             L's session, which the restore cannot give it under S. After: the link
@@ -187,7 +188,7 @@ int main(int argc, char **argv) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (unshare(CLONE_NEWPID | CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) _exit(2);
       if (fork() == 0) {
-        if (mount("proc", "/proc", "proc", 0, NULL) < 0 || write(ready[1], "u", 1) != 1) _exit(2);
+        if (mount("proc", "/proc", "proc", 0, NULL) < 0 || unshare(CLONE_NEWNS) < 0 || write(ready[1], "u", 1) != 1) _exit(2);
         sharing_child(NULL);
       }
       sharing_child(NULL);

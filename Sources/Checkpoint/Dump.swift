@@ -353,7 +353,8 @@ public struct Dump {
     }
     var mounts: MountsImage?
     if namespaces.mount {
-      let image = try phases.time("mounts") { try ContainerMounts.capture(pid: root.hostPid) }
+      var image = try phases.time("mounts") { try ContainerMounts.capture(pid: root.hostPid) }
+      try PidNamespaces.markProcMounts(&image, viewer: root, tasks: tasks, root: root)
       if !image.mounts.isEmpty { mounts = image }
     }
     let features = tasks.flatMap(\.core.threads).reduce(UInt64(0)) { $0 | $1.xstateFeatures }

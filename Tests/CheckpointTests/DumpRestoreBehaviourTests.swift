@@ -198,9 +198,10 @@ struct DumpRestoreBehaviourTests {
     }
   }
 
-  /// A proc mounted for a pid namespace below the container's (`unshare -pf --mount-proc`)
-  /// would be mounted again from the container's namespace and show other pids: the dump
-  /// refuses it, naming the process and the mount, and the container runs on.
+  /// A proc mounted for a pid namespace below the container's is mounted again by that
+  /// namespace's init (`unshare -pf --mount-proc` round-trips); one whose init has left the
+  /// mount namespace that holds it has nobody to mount it: the dump refuses it, naming the
+  /// process and the mount, and the container runs on.
   @Test func aProcMountedForANestedPidNamespaceIsRefused() throws {
     let container = try FixtureContainer("unsupported-fd", ["pid-proc"])
     defer { container.destroy() }
@@ -214,7 +215,7 @@ struct DumpRestoreBehaviourTests {
     let dump = container.dump()
     #expect(dump.status == 1)
     #expect(
-      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) (unsupported-fd) sees a proc on /proc mounted for a pid namespace below the container's"),
+      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) (unsupported-fd) sees a proc on /proc mounted for a pid namespace whose init \(pids[2]) is in another mount namespace"),
       "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count == 1)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))

@@ -51,19 +51,24 @@ struct RoundTripTests {
   }
 
   /// Shape a: a process of the container unshares a pid namespace and forks its init, which
-  /// has a thread and a child (`unshare -pf prog` run inside); pipes cross the levels.
-  @Test func roundTripWithANestedPidNamespace() throws {
-    let container = try FixtureContainer("pid-nested")
+  /// has a thread and a child (`unshare -pf prog` run inside); pipes cross the levels. With
+  /// `mount-proc`, a mount namespace too, where the init mounted a proc of its namespace.
+  @Test(arguments: [[], ["mount-proc"]])
+  func roundTripWithANestedPidNamespace(arguments: [String]) throws {
+    let container = try FixtureContainer("pid-nested", arguments)
     defer { container.destroy() }
     try roundTrip(container, name: "pid-nested")
   }
 
   /// Shape b: the cgroup holds `unshare -fp` itself, in the container's pid namespace or the
-  /// host's, and its child is pid 1 of a new one (the naive way to start a container).
-  @Test(arguments: [true, false])
-  func roundTripWithUnshareAsTheRoot(ownNamespaces: Bool) throws {
+  /// host's, and its child is pid 1 of a new one (the naive way to start a container); with
+  /// `--mount-proc`, in a mount namespace of unshare's where that child mounted its proc.
+  @Test(arguments: [(true, false), (false, false), (true, true), (false, true)])
+  func roundTripWithUnshareAsTheRoot(ownNamespaces: Bool, mountProc: Bool) throws {
+    let program = try FixturePrograms.path("pid-nested")
     let container = try FixtureContainer(
-      "/usr/bin/unshare", ["-fp", try FixturePrograms.path("pid-nested"), "init"], ownNamespaces: ownNamespaces)
+      "/usr/bin/unshare", mountProc ? ["-fp", "--mount-proc", program, "init", "proc"] : ["-fp", program, "init"],
+      ownNamespaces: ownNamespaces)
     defer { container.destroy() }
     try container.dumpAndRestore()
     // unshare ignores SIGTERM while it waits: the nested init gets it, unshare exits with its status.

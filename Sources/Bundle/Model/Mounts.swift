@@ -45,6 +45,10 @@ public struct MountImage: Codable, Sendable, Equatable {
   public var sharedGroup: Int?
   public var masterGroup: Int?
   public var unbindable: Bool?
+  /// A proc of a nested mount namespace that shows a pid namespace below the container's
+  /// (`unshare -pf --mount-proc`): the pid in the container of that namespace's init, which
+  /// mounts it again once it exists (a proc shows the pid namespace of who mounts it).
+  public var pidNamespaceInit: Int32?
 
   public init(
     kind: Kind, mountPoint: String, fsType: String, source: String, sourceInContainer: Bool? = nil, flags: UInt64,

@@ -293,7 +293,8 @@ enum ContainerMounts {
       try negErrnoChecked("setfsuid/setfsgid", "\(uid)/\(gid)") { ck_set_fs_ids(uid, gid) }
     }
     defer { if userMaps != nil { _ = ck_set_fs_ids(0, 0) } }
-    for mount in image.mounts {
+    // A proc of a nested pid namespace is its init's to mount, once it exists.
+    for mount in image.mounts where mount.pidNamespaceInit == nil {
       injector.resetData()
       let point = mount.mountPoint == "/" ? top : top + mount.mountPoint
       var source =
@@ -327,17 +328,26 @@ enum ContainerMounts {
             "remount \(mount.mountPoint) with its flags", SyscallNumber.mount, 0, target, 0, 0x20 | 0x1000 | mount.flags, 0)
         }
       case .filesystem:
-        let from = try injector.put(string: mount.source)
-        let type = try injector.put(string: mount.fsType)
-        let text = try userMaps.map { try ownIDs(in: mount.options, maps: $0, mountPoint: mount.mountPoint) } ?? mount.options
-        let options = text.isEmpty ? 0 : try injector.put(string: text)
-        try injector.call(
-          "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
+        try mountFilesystem(mount, at: point, injector: injector, userMaps: userMaps)
         if let files = mount.files { try writeFiles(files, under: hostPath, mountPoint: mount.mountPoint) }
+        continue
       }
       try propagate(mount, at: target, injector: injector)
     }
     if let staging { try pivot(injector, into: staging) }
+  }
+
+  /// Mounts a new filesystem of `mount`'s type and options at `point`, from the task behind
+  /// `injector`, and gives it its propagation.
+  static func mountFilesystem(_ mount: MountImage, at point: String, injector: Injector, userMaps: UserNamespaceMaps?) throws {
+    injector.resetData()
+    let target = try injector.put(string: point)
+    let from = try injector.put(string: mount.source)
+    let type = try injector.put(string: mount.fsType)
+    let text = try userMaps.map { try ownIDs(in: mount.options, maps: $0, mountPoint: mount.mountPoint) } ?? mount.options
+    let options = text.isEmpty ? 0 : try injector.put(string: text)
+    try injector.call("mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
+    try propagate(mount, at: target, injector: injector)
   }
 
   /// Makes the mount just made at `target` propagate as it did: a slave of its master's peer

@@ -36,7 +36,7 @@ enum NestedNamespaces {
       for (kind, name, _) in kinds {
         guard let id = task.namespaceIDs[name], id != root.namespaceIDs[name] else { continue }
         if indices[id] == nil {
-          images.append(try image(kind, of: task, root: root.hostPid))
+          images.append(try image(kind, of: task, tasks: tasks, root: root))
           indices[id] = images.count - 1
         }
         own.append(indices[id]!)
@@ -46,8 +46,10 @@ enum NestedNamespaces {
     return images
   }
 
-  /// `root`: the host pid of the container's init.
-  private static func image(_ kind: NestedNamespaceImage.Kind, of task: Dump.CapturedTask, root: Int32) throws -> NestedNamespaceImage {
+  /// `root`: the container's init.
+  private static func image(
+    _ kind: NestedNamespaceImage.Kind, of task: Dump.CapturedTask, tasks: [Dump.CapturedTask], root: Dump.CapturedTask
+  ) throws -> NestedNamespaceImage {
     switch kind {
     case .uts:
       return NestedNamespaceImage(kind: .uts, hostname: task.namespaces.uts.hostname, domainname: task.namespaces.uts.domainname)
@@ -66,7 +68,8 @@ enum NestedNamespaces {
       image.sysctls = try NamespaceSysctls.capture("net", of: task.hostPid)
       return image
     case .mnt:
-      let mounts = try ContainerMounts.capture(pid: task.hostPid, base: root)
+      var mounts = try ContainerMounts.capture(pid: task.hostPid, base: root.hostPid)
+      try PidNamespaces.markProcMounts(&mounts, viewer: task, tasks: tasks, root: root)
       return NestedNamespaceImage(kind: .mnt, mounts: mounts.mounts.isEmpty ? nil : mounts)
     }
   }
@@ -149,6 +152,19 @@ enum NestedNamespaces {
       now[kind] = target
     }
     placement.current[pid] = now
+  }
+
+  /// Mounts the procs that show the pid namespace of `pid`, its init just made (see
+  /// ``PidNamespaces/markProcMounts``), in the mount namespace it is in: the container's
+  /// (`rootMounts`) or a nested one.
+  static func mountProcs(
+    ofInit pid: Int32, rootMounts: MountsImage?, images: [NestedNamespaceImage], injector: Injector, userMaps: UserNamespaceMaps?,
+    placement: Placement
+  ) throws {
+    let mounts = placement.current[pid]?[.mnt].map { images[$0].mounts } ?? rootMounts
+    for mount in mounts?.mounts ?? [] where mount.pidNamespaceInit == pid {
+      try ContainerMounts.mountFilesystem(mount, at: mount.mountPoint, injector: injector, userMaps: userMaps)
+    }
   }
 
   /// The host and domain name of a new UTS namespace, set from inside it.

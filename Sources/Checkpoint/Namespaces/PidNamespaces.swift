@@ -74,31 +74,38 @@ enum PidNamespaces {
       }
       tasks[index].entry.childPidNamespaceInit = initTask.entry.pid
     }
-    try checkProcMounts(tasks)
   }
 
-  /// A proc mounted for a nested pid namespace (`unshare -pf --mount-proc`) would be mounted
-  /// again by the process that makes its mount namespace, from the namespace that process is
-  /// in, and would show other pids: refused while the container runs.
-  static func checkProcMounts(_ tasks: [Dump.CapturedTask]) throws {
-    let nested = Set(tasks.filter { $0.entry.pidDepth > 0 }.compactMap { $0.namespaceIDs["pid"] })
-    guard !nested.isEmpty else { return }
-    var seen: Set<NamespaceID> = []
-    for task in tasks {
-      guard let mountNamespace = task.namespaceIDs["mnt"], seen.insert(mountNamespace).inserted else { continue }
-      let mounts = try PseudoFile.read("/proc/\(task.hostPid)/mountinfo")
-      for line in mounts.split(separator: "\n") {
-        let fields = line.split(separator: " ")
-        guard let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count, fields[dash + 1] == "proc", fields.count > 4 else { continue }
-        let point = String(fields[4])
-        let root = "/proc/\(task.hostPid)/root" + (point == "/" ? "" : point)
-        // Its pid 1 is the init of the namespace it shows.
-        guard let shows = try? NamespaceID.parse(readLink(root + "/1/ns/pid")), nested.contains(shows) else { continue }
-        throw CKError(
+  /// A proc mounted for a pid namespace below the container's (`unshare -pf --mount-proc`)
+  /// shows the pid namespace of the process that mounts it: the restore leaves it to that
+  /// namespace's init (``NestedNamespaces/mountProcs``), which must be in the mount
+  /// namespace it is mounted in, with nothing mounted on it later. Marks each such mount of
+  /// `image` (the mounts of `viewer`'s mount namespace) with its init; refuses the rest.
+  static func markProcMounts(
+    _ image: inout MountsImage, viewer: Dump.CapturedTask, tasks: [Dump.CapturedTask], root: Dump.CapturedTask
+  ) throws {
+    for index in image.mounts.indices where image.mounts[index].kind == .filesystem && image.mounts[index].fsType == "proc" {
+      let point = image.mounts[index].mountPoint
+      // Its pid 1 is the init of the namespace it shows.
+      let path = "/proc/\(viewer.hostPid)/root" + (point == "/" ? "" : point) + "/1/ns/pid"
+      guard let shows = try? NamespaceID.parse(readLink(path)), shows != root.namespaceIDs["pid"] else { continue }
+      func refuse(_ why: String) -> CKError {
+        CKError(
           .failed,
-          "process \(task.hostPid) (\(task.entry.comm)) sees a proc on \(point) mounted for a pid namespace below the container's (unshare --mount-proc), which ckcont cannot restore yet",
-          hint: "start the nested namespace without --mount-proc, or mount its proc from a process that stays in the container's pid namespace")
+          "process \(viewer.hostPid) (\(viewer.entry.comm)) sees a proc on \(point) mounted for a pid namespace \(why), which ckcont cannot restore yet",
+          hint: "mount that proc from the namespace's init, in its mount namespace")
       }
+      guard let initTask = tasks.first(where: { $0.entry.nestedPids?.last == 1 && $0.namespaceIDs["pid"] == shows }) else {
+        throw refuse("that is not below the container's")
+      }
+      guard initTask.namespaceIDs["mnt"] == viewer.namespaceIDs["mnt"] else {
+        throw refuse("whose init \(initTask.hostPid) is in another mount namespace")
+      }
+      let under = point == "/" ? "/" : point + "/"
+      guard !image.mounts[(index + 1)...].contains(where: { $0.mountPoint == point || $0.mountPoint.hasPrefix(under) }) else {
+        throw refuse("with mounts made on it since")
+      }
+      image.mounts[index].pidNamespaceInit = initTask.entry.pid
     }
   }
 

@@ -192,6 +192,7 @@ final class LoadedBundle {
     } else {
       mounts = nil
     }
+    try Self.validateProcInits(mounts, nested: tree.nestedNamespaces ?? [], tasks: tree.tasks)
     if json["ipc.json"] != nil {
       let image = try decode(SysVIPCImage.self, "ipc.json")
       guard tree.namespaces.ipc else {
@@ -340,6 +341,22 @@ final class LoadedBundle {
 
   /// Checks the cgroup subtrees: known hierarchies, paths that stay below their top, parents
   /// before children, settings ckcont would have saved, processes of the tree.
+  /// A proc left to a nested pid namespace's init names one that is in the mount namespace
+  /// the proc is in: otherwise nobody would mount it.
+  static func validateProcInits(_ mounts: MountsImage?, nested: [NestedNamespaceImage], tasks: [TaskEntryImage]) throws(CKError) {
+    let byPid = Dictionary(tasks.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+    let namespaces: [(mounts: MountsImage?, index: Int?)] = [(mounts, nil)] + nested.indices.map { (nested[$0].mounts, $0) }
+    for (image, index) in namespaces {
+      for mount in image?.mounts ?? [] {
+        guard let pid = mount.pidNamespaceInit else { continue }
+        let ownMount = byPid[pid]?.nestedNamespaces?.first { nested.indices.contains($0) && nested[$0].kind == .mnt }
+        guard mount.kind == .filesystem, mount.fsType == "proc", let entry = byPid[pid], entry.zombieStatus == nil,
+          entry.nestedPids?.last == 1, ownMount == index
+        else { throw CKError(.badInput, "the bundle is inconsistent: the proc on \(mount.mountPoint.prefix(200)) names no init of its own") }
+      }
+    }
+  }
+
   static func validate(_ image: CgroupTreeImage, tree: ProcessTree) throws(CKError) {
     func bad(_ what: String) -> CKError { CKError(.badInput, "the bundle is inconsistent: cgroups: \(what)") }
     func isSafe(_ path: String) -> Bool {

@@ -238,7 +238,14 @@ public struct Restore {
               pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [], injector: injector,
               userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, layout: layout, placement: &placement)
           }
-          if let entry, let injector = injectors[pid] { try makeChildTimeNamespace(entry, injector, hostPid: child.tid) }
+          if let entry, let injector = injectors[pid] {
+            if entry.nestedPids?.last == 1 {
+              try NestedNamespaces.mountProcs(
+                ofInit: pid, rootMounts: bundle.tree.namespaces.mount ? bundle.mounts : nil, images: bundle.tree.nestedNamespaces ?? [],
+                injector: injector, userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, placement: placement)
+            }
+            try makeChildTimeNamespace(entry, injector, hostPid: child.tid)
+          }
         case .setsid(let pid):
           try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
         }
