@@ -16,12 +16,14 @@ public struct JSONScanner {
 
   /// Scans `bytes`, which stay valid while `body` runs; throws unless `body` consumes one
   /// whole value followed by nothing but blanks.
-  public static func scan<T>(_ bytes: [UInt8], member: String, _ body: (inout JSONScanner) throws(BundleError) -> T)
-    throws(BundleError) -> T
-  {
+  /// `strict`: refuse fields this version does not know (see ``unknown(_:in:)``).
+  public static func scan<T>(
+    _ bytes: [UInt8], member: String, strict: Bool = true, _ body: (inout JSONScanner) throws(BundleError) -> T
+  ) throws(BundleError) -> T {
     let result = bytes.withUnsafeBufferPointer { buffer in
       Result { () throws(BundleError) -> T in
         var scanner = JSONScanner(bytes: buffer, member: member)
+        scanner.strict = strict
         let value = try body(&scanner)
         scanner.skipBlanks()
         guard scanner.position == buffer.count else { throw scanner.error("nothing after the value") }
@@ -29,6 +31,19 @@ public struct JSONScanner {
       }
     }
     return try result.get()
+  }
+
+  /// Whether a field this version does not know is an error: in a bundle of this format
+  /// version or an older one it is (a writer and a reader out of step would lose state
+  /// silently); a newer minor version may add fields, which are skipped.
+  private var strict = true
+
+  /// A field none of the object's names matched: refused when strict, else skipped.
+  public mutating func unknown(_ key: Key, in object: String) throws(BundleError) {
+    guard !strict else {
+      throw invalid("\(object) has a field \"\(String(decoding: key.bytes.prefix(40), as: UTF8.self))\" this ckcont does not know")
+    }
+    try skip()
   }
 
   private init(bytes: UnsafeBufferPointer<UInt8>, member: String) {
@@ -171,7 +186,7 @@ public struct JSONScanner {
   public mutating func integerFields(_ names: [StaticString], in object: String) throws(BundleError) -> IntegerFields {
     var values = [(negative: Bool, magnitude: UInt64)?](repeating: nil, count: names.count)
     try self.object { key, scanner throws(BundleError) in
-      guard let index = names.firstIndex(where: { name in name ~= key }) else { return try scanner.skip() }
+      guard let index = names.firstIndex(where: { name in name ~= key }) else { return try scanner.unknown(key, in: object) }
       if scanner.null() { return }
       values[index] = try scanner.rawInteger()
     }

@@ -26,6 +26,8 @@ struct ModelEncodingTests {
       vmas[vmas.count - 1].advice = index == 1 ? [.dontFork, .wipeOnFork] : index == 4 ? VMAImage.Advice.allCases : nil
       vmas[vmas.count - 1].sealed = index == 3 ? true : nil
       vmas[vmas.count - 1].guards = index == 5 ? [PageRun(start: start + 0x3000, end: start + 0x4000)] : nil
+      vmas[vmas.count - 1].objectDevice = index == 6 ? 0x1_0000_0021 : nil
+      vmas[vmas.count - 1].objectMode = index == 6 ? 0o4755 : nil
       offset += pages.reduce(0) { $0 + $1.size }
     }
     return MemoryImage(
@@ -33,6 +35,16 @@ struct ModelEncodingTests {
       fields: MMFields(
         startCode: 1, endCode: 2, startData: 3, endData: 4, startBrk: 5, brk: 6, startStack: 7, argStart: 8, argEnd: 9,
         envStart: 10, envEnd: 11), auxv: [6, 4096, 0, 0], exe: "/bin/true", pagesSize: offset)
+  }
+
+  /// The samples set every optional field somewhere: a field added to the model must be
+  /// added to them, and so to what the round trips below check.
+  @Test func theSamplesSetEveryField() {
+    #expect(ModelCoverage.neverSet(in: Self.sampleImage()).isEmpty, "\(ModelCoverage.neverSet(in: Self.sampleImage()).sorted())")
+    #expect(ModelCoverage.neverSet(in: Self.sampleCore()).isEmpty, "\(ModelCoverage.neverSet(in: Self.sampleCore()).sorted())")
+    var unsealed = Self.sampleImage()
+    for index in unsealed.vmas.indices { unsealed.vmas[index].sealed = nil }
+    #expect(ModelCoverage.neverSet(in: unsealed) == ["VMAImage.sealed"])
   }
 
   @Test func memoryImageRoundTripsThroughItsFastEncoding() throws {
@@ -71,6 +83,8 @@ extension ModelEncodingTests {
     ("{\"exe\":\"a\nb\"}", "no control character"),
     ("{\"vmas\":[{\"kind\":\"weird\"}]}", "unknown kind"),
     ("{\"vmas\":[{\"advice\":[\"dontFork\",\"fly\"]}]}", "unknown advice \"fly\""),
+    ("{\"vmas\":[{\"start\":1,\"colour\":2}]}", "a VMA has a field \"colour\" this ckcont does not know"),
+    ("{\"fields\":{\"brk\":1,\"heap\":2}}", "has a field \"heap\""),
   ])
   func fastDecoderRefusesMalformedImages(text: String, complaint: String) {
     do {
@@ -81,9 +95,18 @@ extension ModelEncodingTests {
     }
   }
 
+  /// A newer minor version may add fields: not strict, they are skipped.
+  @Test func unknownFieldsAreSkippedOnlyWhenNotStrict() throws {
+    let text = String(decoding: try Self.sampleImage().encodedJSON(), as: UTF8.self)
+    let added = text.replacingOccurrences(of: #""growsDown":"#, with: #""colour":[1,{"a":2}],"growsDown":"#)
+    #expect(added != text)
+    #expect(try MemoryImage.decodeJSON(Array(added.utf8), member: "mm.json", strict: false) == Self.sampleImage())
+    #expect(throws: BundleError.self) { try MemoryImage.decodeJSON(Array(added.utf8), member: "mm.json") }
+  }
+
   @Test func fastDecoderRefusesDeepNesting() {
     let text = "{\"x\":" + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}"
-    #expect { try MemoryImage.decodeJSON(Array(text.utf8), member: "mm.json") } throws: { error in
+    #expect { try MemoryImage.decodeJSON(Array(text.utf8), member: "mm.json", strict: false) } throws: { error in
       (error as? BundleError)?.message.contains("levels of nesting") == true
     }
   }
@@ -162,7 +185,7 @@ extension ModelEncodingTests {
   @Test(arguments: [
     (#""rax":18446744073709551100"#, #""rax":-1"#, "rax does not fit UInt64"),
     (#""tid":1"#, #""tid":4294967296"#, "an integer that fits Int32"),
-    (#""umask":18"#, #""umsk":18"#, "lacks \"umask\""),
+    (#""umask":18"#, #""umsk":18"#, "the core has a field \"umsk\" this ckcont does not know"),
     (#""xstateFeatures":231"#, #""xstateFeatures":"x""#, "an integer"),
   ])
   func coreDecoderRefusesWhatDoesNotFit(original: String, replacement: String, complaint: String) throws {

@@ -5,8 +5,8 @@ import Foundation
 // synthesized Codable conformances write; ModelEncodingTests holds both to the same result.
 
 extension TaskCore {
-  public static func decodeJSON(_ bytes: [UInt8], member: String) throws(BundleError) -> TaskCore {
-    try JSONScanner.scan(bytes, member: member) { scanner throws(BundleError) in
+  public static func decodeJSON(_ bytes: [UInt8], member: String, strict: Bool = true) throws(BundleError) -> TaskCore {
+    try JSONScanner.scan(bytes, member: member, strict: strict) { scanner throws(BundleError) in
       var threads: [ThreadCore]?
       var signalActions: [SignalAction]?
       var sharedPendingSignals: [Data]?
@@ -42,7 +42,7 @@ extension TaskCore {
                 switch key {
                 case "flags": flags = try scanner.integer()
                 case "program": program = try scanner.base64()
-                default: try scanner.skip()
+                default: try scanner.unknown(key, in: "a seccomp filter")
                 }
               }
               guard let flags else { throw scanner.missing("flags", in: "a seccomp filter") }
@@ -100,7 +100,7 @@ extension TaskCore {
         case "parentDeathSignal": parentDeathSignal = try scanner.integer()
         case "dumpable": dumpable = try scanner.integer()
         case "childSubreaper": childSubreaper = try scanner.bool()
-        default: try scanner.skip()
+        default: try scanner.unknown(key, in: "the core")
         }
       }
       func missing(_ name: String) -> BundleError { scanner.missing(name, in: "the core") }
@@ -172,7 +172,7 @@ extension ThreadCore {
           altStack = AltStack(base: try fields.take("base"), flags: try fields.take("flags"), size: try fields.take("size"))
         }
       case "clearChildTid": clearChildTid = try scanner.integer()
-      default: try scanner.skip()
+      default: try scanner.unknown(key, in: "a thread")
       }
     }
     func missing(_ name: String) -> BundleError { scanner.missing(name, in: "a thread") }
@@ -240,7 +240,7 @@ extension Credentials {
       case "capabilitiesText": capabilitiesText = try scanner.string()
       case "noNewPrivileges": noNewPrivileges = try scanner.bool()
       case "securebits": securebits = try scanner.integer()
-      default: try scanner.skip()
+      default: try scanner.unknown(key, in: "the credentials")
       }
     }
     func missing(_ name: String) -> BundleError { scanner.missing(name, in: "the credentials") }

@@ -230,8 +230,8 @@ func appendJSONString(_ value: String, to text: inout String) {
 extension MemoryImage {
   /// Decodes an `mm.json` member as JSONDecoder would, several times faster: a restore of
   /// hundreds of processes spent most of its decoding time in the VMA lists.
-  public static func decodeJSON(_ bytes: [UInt8], member: String) throws(BundleError) -> MemoryImage {
-    try JSONScanner.scan(bytes, member: member) { scanner throws(BundleError) in
+  public static func decodeJSON(_ bytes: [UInt8], member: String, strict: Bool = true) throws(BundleError) -> MemoryImage {
+    try JSONScanner.scan(bytes, member: member, strict: strict) { scanner throws(BundleError) in
       var vmas: [VMAImage]?
       var fields: MMFields?
       var auxv: [UInt64]?
@@ -244,7 +244,7 @@ extension MemoryImage {
         case "auxv": auxv = try scanner.list { scanner throws(BundleError) in try scanner.integer() }
         case "exe": exe = try scanner.string()
         case "pagesSize": pagesSize = try scanner.integer()
-        default: try scanner.skip()
+        default: try scanner.unknown(key, in: "the image")
         }
       }
       guard let vmas else { throw scanner.missing("vmas", in: "the image") }
@@ -308,7 +308,7 @@ extension VMAImage {
         }
       case "sealed": sealed = scanner.null() ? nil : try scanner.bool()
       case "guards": guards = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
-      default: try scanner.skip()
+      default: try scanner.unknown(key, in: "a VMA")
       }
     }
     guard let start, let end, let protection, let shared, let kind, let path, let offset, let growsDown, let pages,
@@ -340,7 +340,7 @@ extension PageRun {
       switch key {
       case "start": start = try scanner.integer()
       case "end": end = try scanner.integer()
-      default: try scanner.skip()
+      default: try scanner.unknown(key, in: "a page run")
       }
     }
     guard let start else { throw scanner.missing("start", in: "a page run") }
@@ -372,7 +372,7 @@ extension MMFields {
         case "envEnd": 10
         default: nil
         }
-      if let index { values[index] = try scanner.integer() } else { try scanner.skip() }
+      if let index { values[index] = try scanner.integer() } else { try scanner.unknown(key, in: "the mm fields") }
     }
     if let absent = values.firstIndex(where: { $0 == nil }) { throw scanner.missing(names[absent], in: "the mm fields") }
     let v = values.map { $0 ?? 0 }

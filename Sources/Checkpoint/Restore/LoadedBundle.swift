@@ -227,6 +227,8 @@ final class LoadedBundle {
     decoded.initialize(repeating: nil)
     defer { decoded.deallocate() }
     let members = json
+    // A newer minor version may add fields; in this version's own bundles none is unknown.
+    let strict = manifest.formatVersion.minor <= BundleFormat.minorVersion
     DispatchQueue.concurrentPerform(iterations: entries.count) { index in
       let entry = entries[index]
       func decode<T: Decodable>(_ type: T.Type, _ name: String) throws(CKError) -> T {
@@ -248,7 +250,8 @@ final class LoadedBundle {
           }
         }
         return (
-          try decodeByHand(entry.coreMember, TaskCore.decodeJSON), try decodeByHand(entry.mmMember, MemoryImage.decodeJSON),
+          try decodeByHand(entry.coreMember) { bytes, name throws(BundleError) in try TaskCore.decodeJSON(bytes, member: name, strict: strict) },
+          try decodeByHand(entry.mmMember) { bytes, name throws(BundleError) in try MemoryImage.decodeJSON(bytes, member: name, strict: strict) },
           try decode(FileTableImage.self, entry.filesMember)
         )
       }
