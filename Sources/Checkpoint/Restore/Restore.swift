@@ -85,10 +85,50 @@ public struct Restore {
     try checkCPU(bundle.manifest)
     let ownPidNamespace = bundle.tree.namespaces.pid
     let (plan, order) = try Self.plan(bundle) { ownPidNamespace || (kill($0, 0) != 0 && errno == ESRCH) }
-    let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
-    let zombies = Dictionary(uniqueKeysWithValues: bundle.zombies.map { ($0.pid, $0) })
-    let layout = PidNamespaces.Layout(bundle.tree.tasks)
     try Interruption.check()
+    try checkOptions(bundle)
+    let target = try TargetCgroups(image: bundle.cgroups, root: cgroupRoot)
+    let journal = try RestoreJournal()
+    defer { journal.remove() }
+    target.journal = journal
+    // Every remote call is a round trip between ckcont and a task; on one CPU it is a plain
+    // context switch, across CPUs two wake-up interrupts, several times slower in a VM. So
+    // ckcont and, by inheritance, every task it creates stay on ckcont's CPU until release
+    // gives the tasks back the CPUs they would have had.
+    let ownCPUs = try CPUSet.of(0)
+    let tracerCPU = CPUSet.current()
+    try? CPUSet(only: tracerCPU).apply(to: 0)
+    defer { try? ownCPUs.apply(to: 0) }
+    let run = RestoreRun(options: self, bundle: bundle, plan: plan, order: order, target: target, ownCPUs: ownCPUs, tracerCPU: tracerCPU)
+    do {
+      try run.phases.time("cgroups") { try target.prepare(log: log) }
+      FaultInjection.point("restore:cgroups")
+      try run.createTree()
+      FaultInjection.point("restore:tree")
+      try Interruption.check()
+      run.phases.record("up to the process tree", since: started)
+      try run.restoreMemory()
+      try run.restoreFiles()
+      try run.restoreTaskState()
+      FaultInjection.point("restore:state")
+      try run.finishRegisters()
+      let resumedAt = try run.release()
+      FaultInjection.point("restore:released")
+      log("restored \(order.count) processes: \(run.phases)")
+      return RestoreReport(
+        rootPid: run.rootPid, processes: order.count, cgroup: target.main.path, seconds: monotonicNow() - started,
+        resumedAt: resumedAt)
+    } catch {
+      run.killCreated()
+      target.removeCreated()
+      log("restore failed; removed what it created")
+      throw error
+    }
+  }
+
+  /// What the options ask of the bundle: a cgroup root inside the hierarchies, a terminal
+  /// for a shell job, a root filesystem for a container that had one.
+  func checkOptions(_ bundle: LoadedBundle) throws {
     if let cgroupRoot {
       guard cgroupRoot.hasPrefix("/"), !cgroupRoot.split(separator: "/").contains(".."), !cgroupRoot.contains("\0") else {
         throw CKError(.badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
@@ -110,294 +150,6 @@ public struct Restore {
       guard stat(rootFilesystem, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
         throw CKError(.badInput, "--root \(rootFilesystem) is not a directory")
       }
-    }
-    let target = try TargetCgroups(image: bundle.cgroups, root: cgroupRoot)
-    let journal = try RestoreJournal()
-    defer { journal.remove() }
-    target.journal = journal
-    var created: [Int32] = []
-    var phases = PhaseTimes()
-    // Every remote call is a round trip between ckcont and a task; on one CPU it is a plain
-    // context switch, across CPUs two wake-up interrupts, several times slower in a VM. So
-    // ckcont and, by inheritance, every task it creates stay on ckcont's CPU until release
-    // gives the tasks back the CPUs they would have had.
-    let ownCPUs = try CPUSet.of(0)
-    let tracerCPU = CPUSet.current()
-    try? CPUSet(only: tracerCPU).apply(to: 0)
-    defer { try? ownCPUs.apply(to: 0) }
-    do {
-      try phases.time("cgroups") { try target.prepare(log: log) }
-      FaultInjection.point("restore:cgroups")
-      // Every process is forked, with its pid, from its parent (or a helper, see TreePlan)
-      // while all of them are still blank copies.
-      var injectors: [Int32: Injector] = [:]
-      var rootPid: Int32 = 0
-      var channelPeer: Int32 = -1
-      defer { if channelPeer >= 0 { close(channelPeer) } }
-      var inherited: ProcStatus?
-      // The time namespaces' offsets, continuing the dumped clocks from now on.
-      let timeOffsets = (bundle.tree.timeNamespaces ?? []).map { TimeNamespaces.offsets($0, dumpedAt: bundle.tree.clocksAtDump) }
-      var rootTimeNamespace: Int?
-      var placement = NestedNamespaces.Placement()
-      /// A process whose children got a time namespace of their own makes one before it forks.
-      func makeChildTimeNamespace(_ entry: TaskEntryImage, _ injector: Injector, hostPid: Int32) throws {
-        guard let child = entry.childTimeNamespace, child != entry.timeNamespace else { return }
-        try injector.call("unshare(CLONE_NEWTIME) for process \(entry.pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWTIME))
-        try TimeNamespaces.write(timeOffsets[child], to: "/proc/\(hostPid)/timens_offsets")
-      }
-      for step in plan.steps {
-        switch step {
-        case .fork(let pid, 0):
-          guard let task = byPid[pid] else { throw CKError(.failed, "restore helper \(pid) has no parent") }
-          let rootStarted = monotonicNow()
-          defer { phases.record("the root", since: rootStarted) }
-          if let time = task.entry.timeNamespace, time != rootTimeNamespace {
-            // Cloned from this thread, the root enters the namespace this thread's children get.
-            guard rootTimeNamespace == nil else {
-              throw CKError(.badInput, "the bundle's processes without a parent are in different time namespaces")
-            }
-            try TimeNamespaces.enterForChildren(timeOffsets[time])
-            rootTimeNamespace = time
-          }
-          let hostPid = try createTask(
-            task, namespaces: bundle.tree.namespaces, suspendSeccomp: bundle.tasks.contains { $0.core.seccompFilters != nil })
-          created.append(hostPid)
-          try target.place(hostPid, entry: task.entry)
-          if rootPid == 0 {
-            rootPid = hostPid
-            inherited = try ProcStatus.read(pid: hostPid)
-            // The network namespace's settings before anything uses them (socket buffers).
-            if bundle.tree.namespaces.net, let settings = bundle.tree.namespaces.netSysctls {
-              try NamespaceSysctls.restore(settings, kind: "net", of: hostPid)
-            }
-            // SysV objects first: processes attach segments by id as their memory is rebuilt.
-            if let ipc = bundle.ipc, bundle.tree.namespaces.ipc {
-              try phases.time("SysV IPC") { try SysVIPC.restore(ipc, contents: bundle.segments, namespaceOf: hostPid) }
-            }
-          }
-          let tracee = Tracee(tid: hostPid)
-          try tracee.setSignalMask(~0)
-          let injector = try Injector(tracee: tracee)
-          try TaskRestore.resetInherited(injector)
-          if bundle.tree.namespaces.cgroup {
-            // Made where the task now is, so that its root is the container's cgroup in every
-            // hierarchy (as a runtime makes it), not ckcont's, where the task was born.
-            try injector.call("unshare(CLONE_NEWCGROUP) for process \(pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWCGROUP))
-          }
-          if bundle.tree.namespaces.user {
-            try becomeNamespaceRoot(injector, maps: bundle.tree.namespaces.userMaps)
-            inherited = try ProcStatus.read(pid: hostPid)
-          }
-          if bundle.tree.namespaces.ipc, let settings = bundle.tree.namespaces.ipcSysctls {
-            try NamespaceSysctls.restore(settings, through: injector)
-          }
-          try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
-          try MemoryRestore.unmapInherited(injector)
-          channelPeer = try injector.openChannel(at: channelDescriptor(bundle))
-          try makeChildTimeNamespace(task.entry, injector, hostPid: hostPid)
-          // Mounts before anything opens or maps a file that may live on them.
-          if let mounts = bundle.mounts, bundle.tree.namespaces.mount {
-            try phases.time("mounts") {
-              try ContainerMounts.restore(
-                mounts, injector: injector, pid: hostPid, rootSource: rootFilesystem,
-                userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, cgroupMoves: target.moves)
-            }
-          }
-          if bundle.tree.namespaces.uts {
-            try NestedNamespaces.setNames(
-              hostname: bundle.tree.namespaces.hostname, domainname: bundle.tree.namespaces.domainname, in: injector)
-          }
-          if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true { try NestedNamespaces.bringLoopbackUp(in: injector) }
-          placement.rootPid = pid
-          placement.current[pid] = [:]
-          injectors[pid] = injector
-        case .fork(let pid, let parentPid):
-          guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
-          // A process that shared its parent's descriptor table or fs information is cloned
-          // sharing them, by that parent and no other.
-          let entry = byPid[pid]?.entry ?? zombies[pid]
-          let sharing = UInt64(entry?.sharesFilesWithParent == true ? 0x400 : 0) | UInt64(entry?.sharesFSWithParent == true ? 0x200 : 0)
-          if sharing != 0, entry?.ppid != parentPid {
-            throw CKError(
-              .badInput, "process \(pid) shares its parent's descriptor table or fs information, but must be recreated by another process")
-          }
-          // In its pid namespace with all its ids; a helper has one, in its parent's.
-          let (ids, newNamespace) = entry.map(PidNamespaces.Layout.setTid) ?? ([pid], false)
-          guard entry != nil || byPid[parentPid]?.entry.pidDepth ?? 0 == 0 else {
-            throw CKError(.badInput, "restore helper \(pid) would be forked in a pid namespace below the container's")
-          }
-          let child = try phases.time("forks") { try parent.forkChild(ids: ids, sharing: sharing, newPidNamespace: newNamespace) }
-          created.append(child.tid)
-          // A helper stays where its parent is; a process moves only where it differs.
-          if let task = byPid[pid] {
-            try phases.time("cgroup places") { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
-          }
-          injectors[pid] = try phases.time("injectors") { try Injector(thread: child, sharingRegionOf: parent) }
-          if let injector = injectors[pid] {
-            try NestedNamespaces.enter(
-              pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [], injector: injector,
-              userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, layout: layout, placement: &placement)
-          }
-          if let entry, let injector = injectors[pid] {
-            if entry.nestedPids?.last == 1 {
-              try NestedNamespaces.mountProcs(
-                ofInit: pid, rootMounts: bundle.tree.namespaces.mount ? bundle.mounts : nil, images: bundle.tree.nestedNamespaces ?? [],
-                injector: injector, userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, placement: placement)
-            }
-            try makeChildTimeNamespace(entry, injector, hostPid: child.tid)
-          }
-        case .setsid(let pid):
-          try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
-        }
-      }
-      let root = rootPid
-      FaultInjection.point("restore:tree")
-      for (pid, group) in plan.joins {
-        let join = try PidNamespaces.groupJoin(pid: pid, group: group, layout: layout)
-        try injectors[join.caller]?.call(
-          "setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, UInt64(join.pid), UInt64(join.group))
-      }
-      for helper in plan.helpers {
-        guard let own = injectors.removeValue(forKey: helper.pid), let parent = injectors[helper.parent] else { continue }
-        try endHelper(own.tracee, pid: helper.pid, parent: parent)
-      }
-      // Zombies die once their sessions and groups have every member and the helpers have
-      // ended: a zombie-to-be an orphan helper forked has fallen to its parent, the init.
-      for zombie in bundle.zombies {
-        guard let own = injectors.removeValue(forKey: zombie.pid), let parent = injectors[zombie.ppid], let status = zombie.zombieStatus
-        else { throw CKError(.failed, "zombie \(zombie.pid) or its parent \(zombie.ppid) was not created") }
-        try makeZombie(own, status: status, parent: parent, name: zombie.comm)
-      }
-      // Once every child is made: who gave its children a pid namespace gives it again.
-      for task in order where task.entry.childPidNamespaceInit != nil {
-        guard let injector = injectors[task.entry.pid] else { continue }
-        try PidNamespaces.enterChildNamespace(task.entry, injector: injector, layout: layout)
-      }
-      try Interruption.check()
-      // Memory of all, then descriptors in two passes over all (shared ones must exist
-      // before anyone takes a copy), then the rest and the final registers of each.
-      phases.record("up to the process tree", since: started)
-      let sharedObjects = SharedMemoryObjects()
-      sharedObjects.privateObjectContents = bundle.privateObjects
-      // Rebuilding memory is mostly the tasks' own work (mappings) and the page copies: each
-      // task runs its mapping batch on another CPU while ckcont prepares the next one's, and
-      // comes back to ckcont's CPU for the round trips that follow; the pages are copied
-      // into it on both CPUs meanwhile.
-      let otherCPUs = ownCPUs.removing(tracerCPU)
-      let copier = PageCopier(helperCPUs: otherCPUs)
-      defer { copier.stop() }
-      var memories: [Int32: MemoryRestore] = [:]
-      var running: (memory: MemoryRestore, pid: Int32)?
-      func finishRunning() throws {
-        guard let (memory, pid) = running else { return }
-        running = nil
-        try memory.finish()
-        if otherCPUs != nil { try? CPUSet(only: tracerCPU).apply(to: pid) }
-      }
-      let memoryStarted = monotonicNow()
-      for task in order {
-        guard let injector = injectors[task.entry.pid] else { continue }
-        let memory = MemoryRestore(
-          image: task.memory, pages: task.pages ?? UnsafeRawBufferPointer(start: nil, count: 0), injector: injector,
-          sharedObjects: sharedObjects, copier: copier, log: log)
-        memories[task.entry.pid] = memory
-        // A shared object is mapped from the task that created it, once that one has mapped it;
-        // a task sharing its parent's descriptor table (CLONE_FILES) would open and close the
-        // executable's descriptor in the same table as the task before it, which may be the
-        // parent or a sibling sharing it too.
-        if memory.mapsSharedObjects || task.entry.sharesFilesWithParent == true { try finishRunning() }
-        try? otherCPUs?.apply(to: injector.pid)
-        try memory.start()
-        try finishRunning()
-        running = (memory, injector.pid)
-        try Interruption.check()
-      }
-      try finishRunning()
-      try copier.waitAll()
-      for memory in memories.values { memory.releaseUserfault() }
-      if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: root) }
-      phases.record("memory", since: memoryStarted)
-      let shared = SharedDescriptions(
-        inherited: inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc, inUserNamespace: bundle.tree.namespaces.user)
-      if let dumped = bundle.tree.shellJobTerminal, let now = ownTerminal() { shared.shellJobTerminal = (dumped, now) }
-      shared.layout = layout
-      shared.hostPids = injectors.mapValues(\.pid)
-      // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
-      shared.terminals = try phases.time("terminals") { try Terminals.make(for: order, rootPid: root, log: log) }
-      try shared.terminals?.controlSessions(order) { injectors[$0] }
-      var prepared: [(FileRestore, FileRestore.Prepared)] = []
-      // A table shared with the parent is the parent's to fill.
-      for task in order where task.entry.sharesFilesWithParent != true {
-        guard let injector = injectors[task.entry.pid] else { continue }
-        let files = FileRestore(
-          image: task.files, injector: injector, pid: task.entry.pid, shared: shared, sharedObjects: sharedObjects, log: log)
-        prepared.append((files, try phases.time("files") { try files.prepare() }))
-      }
-      for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
-      // Once every socket is in place: a datagram's sender may be any process's.
-      try phases.time("files") {
-        try WaitingDatagrams.deliver(order, injectors: injectors, log: log)
-        try PassedInFlight.deliver(order, injectors: injectors)
-      }
-      try shared.terminals?.relock(order)
-      var threads: [Tracee] = []
-      var restores: [TaskRestore] = []
-      /// Each thread's own CPUs, by host tid.
-      var affinity: [Int32: CPUSet] = [:]
-      for task in order {
-        guard let injector = injectors[task.entry.pid] else { continue }
-        guard let inherited else { throw CKError(.failed, "no process was created") }
-        let restore = TaskRestore(
-          entry: task.entry, core: task.core, injector: injector, inherited: inherited,
-          userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, log: log)
-        let own = try phases.time("threads, signals, creds") {
-          try restore.restoreState { batch in try memories[task.entry.pid]?.queueProtections(into: &batch) }
-        }
-        threads += own
-        // The main thread first, then the others in their dumped order.
-        for (thread, tracee) in zip(task.core.threads, own) {
-          if let set = thread.cpus.flatMap(CPUSet.init(cpus:)) { affinity[tracee.tid] = set }
-          try TaskRestore.restoreOwnSettings(of: thread, tid: tracee.tid)
-        }
-        restores.append(restore)
-        try Interruption.check()
-      }
-      // The last steps of each task are single stops with nothing to prepare in between: all
-      // are set going on another CPU before ckcont waits for the first, so the stops overlap.
-      FaultInjection.point("restore:state")
-      let finalStarted = monotonicNow()
-      for restore in restores {
-        try? otherCPUs?.apply(to: restore.injector.pid)
-        try restore.launchFinish()
-      }
-      var finalStates: [(TaskRestore, TaskRestore.FinalState?)] = []
-      for restore in restores { finalStates.append((restore, try restore.completeFinish())) }
-      for (restore, state) in finalStates {
-        try restore.finishSteps(state)
-        log("task \(restore.injector.pid): restored with \(restore.injector.remote.count + 1) remote syscalls")
-      }
-      phases.record("final registers", since: finalStarted)
-      let stops = order.compactMap { task in
-        task.entry.stopSignal.flatMap { signal in injectors[task.entry.pid].map { (pid: $0.pid, signal: signal) } }
-      }
-      try phases.time("release") { try release(threads, cgroup: target.main, cpus: ownCPUs, affinity: affinity, stops: stops) }
-      let resumedAt = monotonicNow()
-      FaultInjection.point("restore:released")
-      log("restored \(order.count) processes: \(phases)")
-      return RestoreReport(
-        rootPid: root, processes: order.count, cgroup: target.main.path, seconds: monotonicNow() - started,
-        resumedAt: resumedAt)
-    } catch {
-      for pid in created.reversed() { kill(pid, SIGKILL) }
-      // Reap them, children first: a dying pid-namespace init waits until every other task
-      // of the namespace is reaped, and those we trace are reaped only by us.
-      for pid in created.reversed() {
-        var status: Int32 = 0
-        while waitpid(pid, &status, Int32(CK_WALL)) < 0 && errno == EINTR {}
-      }
-      target.removeCreated()
-      log("restore failed; removed what it created")
-      throw error
     }
   }
 
