@@ -1,6 +1,8 @@
 // SysV IPC objects, for the dump and restore of a container's IPC namespace: semctl(2) is
 // variadic, and the ipc structs are passed here field by field.
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "ckshim.h"
 #include <errno.h>
 #include <stdlib.h>
