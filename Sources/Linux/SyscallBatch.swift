@@ -41,6 +41,12 @@ public struct SyscallBatch {
     add(number, arguments: arguments.map { .value($0) })
   }
 
+  /// Adds prctl(`option`, `arguments`...); returns its index.
+  @discardableResult
+  public mutating func prctl(_ option: PrctlOption, _ arguments: UInt64...) -> Int {
+    add(SyscallNumber.prctl, arguments: ([option.rawValue] + arguments).map { .value($0) })
+  }
+
   /// Adds a call whose arguments may be results of earlier calls; returns its index.
   @discardableResult
   public mutating func add(_ number: Int, arguments: [Argument]) -> Int {

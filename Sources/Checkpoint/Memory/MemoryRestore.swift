@@ -439,7 +439,7 @@ final class MemoryRestore {
     // struct prctl_mm_map ends with __u32 auxv_size and __u32 exe_fd.
     words.append(UInt64(image.auxv.count * 8) | UInt64(UInt32(truncatingIfNeeded: Self.exeFD)) << 32)
     let map = try injector.put(words: words)
-    batch.add("PR_SET_MM_MAP", SyscallNumber.prctl, .value(35), .value(14), .value(map), .value(UInt64(words.count * 8)))
+    batch.add("PR_SET_MM_MAP", SyscallNumber.prctl, .value(PrctlOption.setMM.rawValue), .value(14), .value(map), .value(UInt64(words.count * 8)))
     batch.add("close \(image.exe)", SyscallNumber.close, .value(UInt64(Self.exeFD)))
   }
 }

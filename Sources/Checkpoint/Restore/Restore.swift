@@ -207,7 +207,7 @@ public struct Restore {
     let child = own.tracee
     own.resetData()
     let comm = try own.put(string: String(name.prefix(15)))
-    try own.call("PR_SET_NAME", SyscallNumber.prctl, 15, comm)
+    try own.call("PR_SET_NAME", SyscallNumber.prctl, PrctlOption.setName.rawValue, comm)
     if signal == 0 {
       var regs = try child.registers()
       regs.rax = UInt64(SyscallNumber.exitGroup)
@@ -360,7 +360,7 @@ public struct Restore {
     try injector.call("setresuid(0) in the user namespace", SyscallNumber.setresuid, 0, 0, 0)
     // The change of ids made it undumpable, and then the processes forked from it could not
     // take descriptors from each other (pidfd_getfd) until their own credentials are set.
-    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, 4, 1)
+    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, PrctlOption.setDumpable.rawValue, 1)
   }
 
   /// The id maps of the root's new user namespace, as dumped (setgroups first: the kernel

@@ -45,20 +45,20 @@ struct TaskRestore {
     try first(&batch)
     try restoreSignalActions(into: &batch)
     let name = try injector.put(string: String(core.comm.prefix(15)))
-    batch.add("PR_SET_NAME", SyscallNumber.prctl, .value(15), .value(name))
+    batch.add("PR_SET_NAME", SyscallNumber.prctl, .value(PrctlOption.setName.rawValue), .value(name))
     // A parent-death signal refers to the parent: for a task whose parent was outside the
     // container, that parent is gone, and the restored task's parent (ckcont) exits at once.
     if entry.ppid != 0 {
-      batch.add("PR_SET_PDEATHSIG", SyscallNumber.prctl, .value(1), .value(UInt64(core.parentDeathSignal)))
+      batch.add("PR_SET_PDEATHSIG", SyscallNumber.prctl, .value(PrctlOption.setParentDeathSignal.rawValue), .value(UInt64(core.parentDeathSignal)))
     } else if core.parentDeathSignal != 0 {
       log("task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container")
     }
-    batch.add("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(36), .value(core.childSubreaper ? 1 : 0))
+    batch.add("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(PrctlOption.setChildSubreaper.rawValue), .value(core.childSubreaper ? 1 : 0))
     if let controls = core.controls {
-      batch.add("PR_SET_THP_DISABLE", SyscallNumber.prctl, .value(41), .value(controls.thpDisabled), .value(0), .value(0), .value(0))
-      batch.add("PR_SET_TIMERSLACK", SyscallNumber.prctl, .value(29), .value(controls.timerSlack))
+      batch.add("PR_SET_THP_DISABLE", SyscallNumber.prctl, .value(PrctlOption.setTHPDisable.rawValue), .value(controls.thpDisabled), .value(0), .value(0), .value(0))
+      batch.add("PR_SET_TIMERSLACK", SyscallNumber.prctl, .value(PrctlOption.setTimerSlack.rawValue), .value(controls.timerSlack))
       if let merge = controls.memoryMerge {
-        batch.add("PR_SET_MEMORY_MERGE", SyscallNumber.prctl, .value(67), .value(merge), .value(0), .value(0), .value(0))
+        batch.add("PR_SET_MEMORY_MERGE", SyscallNumber.prctl, .value(PrctlOption.setMemoryMerge.rawValue), .value(merge), .value(0), .value(0), .value(0))
       }
     }
     for timer in core.itimers {
@@ -115,10 +115,10 @@ struct TaskRestore {
     try installSeccompFilters(threads: threads.count)
     for (_, own) in threads { try restoreCredentials(in: own) }
     // After the credentials: a change of ids makes the process undumpable (suid_dumpable).
-    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, 4, UInt64(core.dumpable))
+    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, PrctlOption.setDumpable.rawValue, UInt64(core.dumpable))
     // Memory-deny-write-execute last: it cannot be undone, and the restore maps what it denies.
     if let flags = core.controls?.memoryDenyWriteExecute, flags != 0 {
-      try injector.call("PR_SET_MDWE", SyscallNumber.prctl, 65, flags, 0, 0, 0)
+      try injector.call("PR_SET_MDWE", SyscallNumber.prctl, PrctlOption.setMDWE.rawValue, flags, 0, 0, 0)
     }
     for (thread, own) in threads.dropFirst() {
       try setFinalState(thread, of: own.tracee)
@@ -148,7 +148,7 @@ struct TaskRestore {
     if let name = thread.name {
       // PR_SET_NAME names the calling thread: this batch runs in the thread itself.
       let at = try own.put(string: String(name.prefix(15)))
-      batch.add("PR_SET_NAME thread \(thread.tid)", SyscallNumber.prctl, .value(15), .value(at))
+      batch.add("PR_SET_NAME thread \(thread.tid)", SyscallNumber.prctl, .value(PrctlOption.setName.rawValue), .value(at))
     }
   }
 
@@ -214,7 +214,7 @@ struct TaskRestore {
     injector.resetData()
     var batch = Injector.Batch()
     batch.add(
-      "PR_TIMER_CREATE_RESTORE_IDS (timers keep their ids; Linux 6.15 or newer)", SyscallNumber.prctl, .value(77), .value(1))
+      "PR_TIMER_CREATE_RESTORE_IDS (timers keep their ids; Linux 6.15 or newer)", SyscallNumber.prctl, .value(PrctlOption.timerCreateRestoreIDs.rawValue), .value(1))
     var ids: [(timer: PosixTimerImage, at: UInt64)] = []
     for timer in timers {
       // struct sigevent: sigev_value, sigev_signo, sigev_notify, then the union (_tid first).
@@ -240,7 +240,7 @@ struct TaskRestore {
         "timer_settime(\(timer.id))", SyscallNumber.timerSettime, .value(UInt64(UInt32(bitPattern: timer.id))), .value(0),
         .value(spec), .value(0))
     }
-    batch.add("PR_TIMER_CREATE_RESTORE_IDS off", SyscallNumber.prctl, .value(77), .value(0))
+    batch.add("PR_TIMER_CREATE_RESTORE_IDS off", SyscallNumber.prctl, .value(PrctlOption.timerCreateRestoreIDs.rawValue), .value(0))
     try injector.run(batch)
     for (timer, at) in ids {
       let created = try injector.read(4, at: at).withUnsafeBytes { $0.load(as: Int32.self) }
@@ -310,14 +310,14 @@ struct TaskRestore {
       // Keeps the capabilities through the change of uid; they are set right after. The flag
       // itself goes back to what the process had (SECBIT_KEEP_CAPS), or it would keep its
       // capabilities through a setuid of its own later.
-      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, 8, 1)
+      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, PrctlOption.setKeepCapabilities.rawValue, 1)
       try injector.call("setresuid", SyscallNumber.setresuid, UInt64(uids[0]), UInt64(uids[1]), UInt64(uids[2]))
       try injector.call("setfsuid", SyscallNumber.setfsuid, UInt64(uids[3]))
-      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, 8, UInt64(creds.securebits & 0x10 /* SECBIT_KEEP_CAPS */ != 0 ? 1 : 0))
+      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, PrctlOption.setKeepCapabilities.rawValue, UInt64(creds.securebits & 0x10 /* SECBIT_KEEP_CAPS */ != 0 ? 1 : 0))
     }
     if creds.capBounding != status.capBnd {
       for capability in 0..<64 where status.capBnd & (1 << UInt64(capability)) != 0 && creds.capBounding & (1 << UInt64(capability)) == 0 {
-        try injector.call("PR_CAPBSET_DROP(\(capability))", SyscallNumber.prctl, 24, UInt64(capability))
+        try injector.call("PR_CAPBSET_DROP(\(capability))", SyscallNumber.prctl, PrctlOption.dropBoundingCapability.rawValue, UInt64(capability))
       }
     }
     if creds.capEffective != status.capEff || creds.capPermitted != status.capPrm || creds.capInheritable != status.capInh {
@@ -333,13 +333,13 @@ struct TaskRestore {
       try injector.call("capset", SyscallNumber.capset, header, data)
     }
     for capability in 0..<64 where creds.capAmbient & (1 << UInt64(capability)) != 0 {
-      try injector.call("PR_CAP_AMBIENT_RAISE(\(capability))", SyscallNumber.prctl, 47, 2, UInt64(capability))
+      try injector.call("PR_CAP_AMBIENT_RAISE(\(capability))", SyscallNumber.prctl, PrctlOption.ambientCapability.rawValue, 2, UInt64(capability))
     }
     if creds.securebits != 0 {
-      try injector.call("PR_SET_SECUREBITS", SyscallNumber.prctl, 28, UInt64(creds.securebits))
+      try injector.call("PR_SET_SECUREBITS", SyscallNumber.prctl, PrctlOption.setSecurebits.rawValue, UInt64(creds.securebits))
     }
     if creds.noNewPrivileges {
-      try injector.call("PR_SET_NO_NEW_PRIVS", SyscallNumber.prctl, 38, 1)
+      try injector.call("PR_SET_NO_NEW_PRIVS", SyscallNumber.prctl, PrctlOption.setNoNewPrivileges.rawValue, 1)
     }
   }
 
