@@ -527,7 +527,7 @@ struct DumpRestoreBehaviourTests {
     }
     var link = [CChar](repeating: 0, count: 256)
     _ = readlink("/proc/\(pid)/fd/0", &link, 255)
-    #expect(String(cString: link) == second.slave)
+    #expect(String(decoding: link.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == second.slave)
     let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
     let fields = stat[stat.range(of: ") ")!.upperBound...].split(separator: " ")
     #expect(fields[3] == "\(shell.pid)", "the job's session is \(fields[3]), not the restoring shell's \(shell.pid)")

@@ -27,23 +27,12 @@ enum NamespaceSysctls {
   /// The settings of the `kind` (`net`, `ipc`) namespace of process `pid` that differ from
   /// those of a fresh namespace; nil when none does.
   static func capture(_ kind: String, of pid: Int32) throws -> [String: String]? {
-    // Both at once: a network namespace has hundreds of settings, each a procfs read. Into
-    // memory of fixed place: two threads assigning to elements of one Array race on its
-    // copy-on-write check, and one result was lost now and then.
-    nonisolated(unsafe) let reads = UnsafeMutableBufferPointer<Result<[String: String], any Error>?>.allocate(capacity: 2)
-    reads.initialize(repeating: nil)
-    defer {
-      _ = reads.deinitialize()
-      reads.deallocate()
+    // Both at once: a network namespace has hundreds of settings, each a procfs read.
+    let reads = [true, false].concurrentMap { (own: Bool) throws(any Error) in
+      own ? try NamespaceThread.run(in: kind, of: pid) { try readAll(kind) } : try NamespaceThread.runInFresh(kind) { try readAll(kind) }
     }
-    DispatchQueue.concurrentPerform(iterations: 2) { index in
-      reads[index] = Result {
-        index == 0 ? try NamespaceThread.run(in: kind, of: pid) { try readAll(kind) } : try NamespaceThread.runInFresh(kind) { try readAll(kind) }
-      }
-    }
-    guard let ownRead = reads[0], let freshRead = reads[1] else { throw CKError(.failed, "the \(kind) namespace settings were not read") }
-    let own = try ownRead.get()
-    let fresh = try freshRead.get()
+    let own = try reads[0].get()
+    let fresh = try reads[1].get()
     let changed = own.filter { fresh[$0.key] != $0.value && fresh[$0.key] != nil }
     return changed.isEmpty ? nil : changed
   }

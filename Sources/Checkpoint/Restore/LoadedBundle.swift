@@ -222,15 +222,10 @@ final class LoadedBundle {
     // writes only its own slot), then checked in order.
     let decoding = monotonicNow()
     let entries = tree.tasks.filter { $0.zombieStatus == nil }
-    nonisolated(unsafe) let decoded = UnsafeMutableBufferPointer<Result<(TaskCore, MemoryImage, FileTableImage), CKError>?>
-      .allocate(capacity: entries.count)
-    decoded.initialize(repeating: nil)
-    defer { decoded.deallocate() }
     let members = json
     // A newer minor version may add fields; in this version's own bundles none is unknown.
     let strict = manifest.formatVersion.minor <= BundleFormat.minorVersion
-    DispatchQueue.concurrentPerform(iterations: entries.count) { index in
-      let entry = entries[index]
+    let decoded = entries.concurrentMap { entry throws(CKError) in
       func decode<T: Decodable>(_ type: T.Type, _ name: String) throws(CKError) -> T {
         guard let bytes = members[name] else { throw CKError(.badInput, "the bundle lacks \(name)") }
         do {
@@ -239,26 +234,24 @@ final class LoadedBundle {
           throw CKError(.badInput, "the bundle's \(name) is malformed: \(error)")
         }
       }
-      decoded[index] = Result { () throws(CKError) in
-        // The two big members by hand (see MemoryImage.decodeJSON), the rest by JSONDecoder.
-        func decodeByHand<T>(_ name: String, _ decode: ([UInt8], String) throws(BundleError) -> T) throws(CKError) -> T {
-          guard let bytes = members[name] else { throw CKError(.badInput, "the bundle lacks \(name)") }
-          do {
-            return try decode(bytes, name)
-          } catch {
-            throw CKError(.badInput, "the bundle's \(error)")
-          }
+      // The two big members by hand (see MemoryImage.decodeJSON), the rest by JSONDecoder.
+      func decodeByHand<T>(_ name: String, _ decode: ([UInt8], String) throws(BundleError) -> T) throws(CKError) -> T {
+        guard let bytes = members[name] else { throw CKError(.badInput, "the bundle lacks \(name)") }
+        do {
+          return try decode(bytes, name)
+        } catch {
+          throw CKError(.badInput, "the bundle's \(error)")
         }
-        return (
-          try decodeByHand(entry.coreMember) { bytes, name throws(BundleError) in try TaskCore.decodeJSON(bytes, member: name, strict: strict) },
-          try decodeByHand(entry.mmMember) { bytes, name throws(BundleError) in try MemoryImage.decodeJSON(bytes, member: name, strict: strict) },
-          try decode(FileTableImage.self, entry.filesMember)
-        )
       }
+      return (
+        try decodeByHand(entry.coreMember) { bytes, name throws(BundleError) in try TaskCore.decodeJSON(bytes, member: name, strict: strict) },
+        try decodeByHand(entry.mmMember) { bytes, name throws(BundleError) in try MemoryImage.decodeJSON(bytes, member: name, strict: strict) },
+        try decode(FileTableImage.self, entry.filesMember)
+      )
     }
     for (entry, result) in zip(entries, decoded) {
       guard let member = pages[entry.pagesMember] else { throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)") }
-      guard let (core, memory, files) = try result?.get() else { throw CKError(.badInput, "the bundle lacks \(entry.coreMember)") }
+      let (core, memory, files) = try result.get()
       let task = LoadedTask(entry: entry, core: core, memory: memory, files: files, pages: member.data, pagesSize: member.size)
       try Self.validate(task)
       loaded.append(task)
