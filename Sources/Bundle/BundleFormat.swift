@@ -73,6 +73,8 @@ public enum BundleFormat {
     /// Datagrams waiting with their senders' names or addresses, in a unix socket no peer is
     /// connected to or a UDP socket (``SocketImage/senders``).
     case datagramSenders = "datagram-senders"
+    /// Unix sockets shut down in a direction (``SocketImage/shutdown``).
+    case socketShutdown = "socket-shutdown"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -127,6 +127,9 @@ int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out) {
       memcpy(out->name, RTA_DATA(attribute), (size_t)size);
       out->name_length = (unsigned int)size;
       break;
+    case UNIX_DIAG_SHUTDOWN:
+      if (size >= 1) out->shutdown = *(unsigned char *)RTA_DATA(attribute);
+      break;
     case UNIX_DIAG_PEER:
       if (size >= 4) memcpy(&out->peer, RTA_DATA(attribute), 4);
       break;

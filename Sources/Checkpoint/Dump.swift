@@ -674,6 +674,7 @@ public struct Dump {
         case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil || $0.guards != nil }
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
+        case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }

@@ -266,6 +266,9 @@ public struct SocketImage: Codable, Sendable, Equatable {
   public var peerOutside: Bool?
   /// A connected unix stream socket: the bytes waiting to be read from it.
   public var queued: Data?
+  /// A unix socket shut down: 1 for receiving, 2 for sending, 3 both (the kernel's
+  /// sk_shutdown, which a shutdown(2) of the peer sets too); nil for neither.
+  public var shutdown: Int32?
   /// A connected unix datagram or seqpacket socket, or a named datagram socket no peer is
   /// connected to: the messages waiting, in order.
   public var messages: [Data]?
@@ -461,6 +464,7 @@ extension SocketImage {
           || peerInode == nil && type == 2 && address != nil && senders?.count == messages?.count
             && (senders ?? []).allSatisfy { $0.count <= 108 })
         && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20 && options.count <= 8
+        && (shutdown.map { (1...3).contains($0) && peerInode != nil } ?? true)
         && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) } && passedIsValid
     }
     let size = family == 2 ? 16 : 28

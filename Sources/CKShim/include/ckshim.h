@@ -293,6 +293,9 @@ struct ck_unix_diag {
   unsigned int peer;  // the peer's inode, 0 for none
   // A listener: connections waiting and the backlog; else bytes to read and bytes sent.
   unsigned int receive_queue, send_queue;
+  // The kernel's sk_shutdown: 1 receiving shut down, 2 sending (shutdown(2) of this end,
+  // or of the peer's other direction).
+  unsigned int shutdown;
 };
 // Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
 int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 
 /// Captures the open file descriptors of a process: files and devices opened by path, and
 /// pipes and FIFOs with the data buffered in them. Anything else fails the dump, naming task, fd and
@@ -448,6 +449,7 @@ struct FileCapture {
       options: options, inode: inode, peerInode: UInt64(diag.peer), queued: queued.isEmpty ? nil : queued)
     image.messages = messages
     image.passed = passed.isEmpty ? nil : passed
+    if diag.shutdown & 3 != 0 { image.shutdown = Int32(diag.shutdown & 3) }
     return image
   }
 
@@ -496,6 +498,8 @@ struct FileCapture {
   /// A POSIX message queue: its attributes and messages, taken and put back through a
   /// read-write description of ckcont's own (the container is frozen: nobody else takes
   /// them meanwhile).
+  private static let messageQueueReads = Mutex(())
+
   private func captureMessageQueue(fd: Int32, target: String, st: stat) throws -> MessageQueueImage {
     let unlinked = target.hasSuffix(" (deleted)")
     let name = String((unlinked ? target.dropLast(" (deleted)".count) : target[...]).dropFirst())
@@ -504,7 +508,11 @@ struct FileCapture {
     var lengths = [UInt32](repeating: 0, count: maxMessages), priorities = [UInt32](repeating: 0, count: maxMessages)
     var attr = ck_mq_attr()
     var count: Int32 = 0
-    let result = ck_mq_capture(pid, fd, &attr, &buffer, capacity, &lengths, &priorities, Int32(maxMessages), &count)
+    // Read by taking the messages out and putting them back: two holders of one queue,
+    // captured at once, would each see the other's reads.
+    let result = Self.messageQueueReads.withLock { _ in
+      ck_mq_capture(pid, fd, &attr, &buffer, capacity, &lengths, &priorities, Int32(maxMessages), &count)
+    }
     guard result == 0 else {
       throw CKError(
         .failed,

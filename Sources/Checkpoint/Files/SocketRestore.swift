@@ -342,3 +342,24 @@ enum PassedInFlight {
   }
 
 }
+
+/// Unix sockets shut down in a direction (``SocketImage/shutdown``), shut down again once
+/// every queue is filled (a socket shut for sending could not carry its peer's bytes): from
+/// ckcont's copy of each, as shutdown(2) acts on the socket, not the descriptor. The kernel
+/// marks a stream's peer as well, as it did when the program called it.
+enum SocketShutdowns {
+  static func restore(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector]) throws {
+    var done: Set<UInt64> = []
+    for task in tasks {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, let bits = socket.shutdown, let inode = socket.inode, done.insert(inode).inserted
+        else { continue }
+        let how = bits == 3 ? Int32(SHUT_RDWR) : bits == 2 ? Int32(SHUT_WR) : Int32(SHUT_RD)
+        let ours = try copyOfDescriptor(descriptor.fd, of: injector.pid)
+        defer { close(ours) }
+        try syscallChecked("shutdown", "socket:[\(inode)] of process \(task.entry.pid)") { shutdown(ours, how) }
+      }
+    }
+  }
+}

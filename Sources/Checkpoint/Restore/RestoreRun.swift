@@ -284,6 +284,7 @@ final class RestoreRun {
     try phases.time("files") {
       try WaitingDatagrams.deliver(order, injectors: injectors, log: log)
       try PassedInFlight.deliver(order, injectors: injectors)
+      try SocketShutdowns.restore(order, injectors: injectors)
     }
     try shared.terminals?.relock(order)
   }
