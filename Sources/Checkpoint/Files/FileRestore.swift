@@ -89,29 +89,188 @@ struct FileRestore {
   /// Pipes first, one call at a time (pipe2 returns its ends in memory); then everything
   /// else in one batch: copies of descriptions other processes hold, files and FIFOs.
   func prepare() throws -> Prepared {
+    try FileBatch(self).run()
+  }
+
+  /// dup3 of every description to its number, then the high numbers closed: one batch.
+  func install(_ prepared: Prepared) throws {
+    var batch = Injector.Batch()
+    for descriptor in image.descriptors {
+      guard let source = prepared.descriptions[descriptor.sharesWith ?? descriptor.fd] else { continue }
+      batch.add(
+        "dup3 fd \(descriptor.fd)", SyscallNumber.dup3, .value(UInt64(source)), .value(UInt64(descriptor.fd)),
+        .value(descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0), expecting: Int64(descriptor.fd))
+      if batch.isFull {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
+    }
+    injector.resetData()
+    let off = try injector.put(words: [0])
+    let on = try injector.put(words: [1])
+    func setOption(_ what: String, fd: Int32, _ level: Int32, _ name: Int32, _ value: UInt64) throws {
+      if batch.isFull {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
+      batch.add(
+        "\(what) fd \(fd)", SyscallNumber.setsockopt, .value(UInt64(fd)), .value(UInt64(level)), .value(UInt64(name)), .value(value),
+        .value(4))
+    }
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      guard let socket = descriptor.socket, socket.tcp != nil else { continue }
+      try setOption("TCP_REPAIR off", fd: descriptor.fd, 6, TCPRepair.mode, off)
+      // Leaving repair mode clears SO_REUSEADDR: a connection without it that lingers after
+      // its process closed it (FIN_WAIT, LAST_ACK) would keep a new listener off the port.
+      if socket.options.reusesAddress {
+        try setOption("SO_REUSEADDR", fd: descriptor.fd, SOL_SOCKET, SO_REUSEADDR, on)
+      }
+    }
+    for (epoll, targets) in prepared.epollWatches {
+      for target in targets {
+        if batch.isFull || injector.dataRoom < 64 {
+          try injector.run(batch)
+          batch = Injector.Batch()
+          injector.resetData()
+        }
+        // struct epoll_event is packed on x86_64: events (32 bits), then data (64 bits).
+        var event = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: target.events.littleEndian) { event.replaceSubrange(0..<4, with: $0) }
+        withUnsafeBytes(of: target.data.littleEndian) { event.replaceSubrange(4..<12, with: $0) }
+        let at = try injector.put(event)
+        batch.add(
+          "epoll_ctl(\(epoll), ADD, \(target.fd))", SyscallNumber.epollCtl, .value(UInt64(epoll)), .value(1),
+          .value(UInt64(target.fd)), .value(at))
+      }
+    }
+    for fd in prepared.highFds + [injector.channel] where fd >= 0 {
+      batch.add("close \(fd)", SyscallNumber.close, .value(UInt64(fd)))
+      if batch.isFull {
+        try injector.run(batch)
+        batch = Injector.Batch()
+      }
+    }
+    // Signal-driven I/O: the owner and signal first, then O_ASYNC, which open(2) and the
+    // calls that made the descriptor ignore (F_SETFL is what turns it on).
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      guard let owner = descriptor.asyncOwner else { continue }
+      if batch.isFull || injector.dataRoom < 64 {
+        try injector.run(batch)
+        batch = Injector.Batch()
+        injector.resetData()
+      }
+      let fd = UInt64(descriptor.fd)
+      if owner.id != 0 {
+        let at = try injector.put(words: [UInt64(UInt32(bitPattern: owner.type)) | UInt64(UInt32(bitPattern: owner.id)) << 32])
+        batch.add("F_SETOWN_EX fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(15 /* F_SETOWN_EX */), .value(at))
+      }
+      if owner.signal != 0 {
+        batch.add("F_SETSIG fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(10 /* F_SETSIG */), .value(UInt64(owner.signal)))
+      }
+      batch.add("F_SETFL O_ASYNC fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(UInt64(F_SETFL)), .value(UInt64(descriptor.flags)))
+    }
+    // Locks last: closing any descriptor of a file drops the process's POSIX locks on it
+    // (the high ones above). Without waiting: a lock someone else holds now is a failure to
+    // say, not a hang.
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      for lock in descriptor.locks ?? [] {
+        if batch.isFull || injector.dataRoom < 64 {
+          try injector.run(batch)
+          batch = Injector.Batch()
+          injector.resetData()
+        }
+        let what = "\(lock.write ? "write" : "read") \(lock.kind.rawValue) lock on fd \(descriptor.fd)"
+        if lock.kind == .flock {
+          batch.add(what, SyscallNumber.flock, .value(UInt64(descriptor.fd)), .value(UInt64((lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB)))
+          continue
+        }
+        if lock.kind == .lease {
+          // F_SETLEASE with F_RDLCK or F_WRLCK.
+          batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(1024 /* F_SETLEASE */), .value(lock.write ? 1 : 0))
+          continue
+        }
+        // struct flock: l_type, l_whence (shorts), then l_start, l_len (64 bits), l_pid.
+        let type: UInt64 = lock.write ? 1 /* F_WRLCK */ : 0 /* F_RDLCK */
+        let at = try injector.put(words: [type, UInt64(bitPattern: lock.start), UInt64(bitPattern: lock.length), 0])
+        let command: UInt64 = lock.kind == .posix ? 6 /* F_SETLK */ : 37 /* F_OFD_SETLK */
+        batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(command), .value(at))
+      }
+    }
+    try injector.run(batch)
+    log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
+  }
+}
+
+/// One process's descriptors on their way to high numbers (``FileRestore/prepare()``): the
+/// calls queued for the task (`batch`), what ckcont writes through them once they ran
+/// (`after`), and what is made so far (`prepared`), shared by the steps below.
+final class FileBatch {
+  let image: FileTableImage
+  let injector: Injector
+  /// The process's pid inside the container.
+  let pid: Int32
+  let shared: SharedDescriptions
+  /// Memory objects already recreated: a memfd that is also mapped is opened through them.
+  let sharedObjects: SharedMemoryObjects
+  var prepared: FileRestore.Prepared
+  var batch = Injector.Batch()
+  var after = AfterBatch()
+  let pipesByInode: [UInt64: PipeImage]
+
+  init(_ files: FileRestore) {
+    image = files.image
+    injector = files.injector
+    pid = files.pid
+    shared = files.shared
+    sharedObjects = files.sharedObjects
     // Above the channel to ckcont too, which the task holds above every target until install.
-    var prepared = Prepared(nextHigh: max(Int64((image.descriptors.map(\.fd).max() ?? 0) + 1), injector.channel + 1))
-    let pipesByInode = Dictionary(image.pipes.map { ($0.inode, $0) }) { first, _ in first }
-    func heldElsewhere(_ descriptor: DescriptorImage) -> (pid: Int32, fd: Int64)? {
-      guard let id = descriptor.sharedDescription, let holder = shared.holders[id], holder.pid != pid else { return nil }
-      return holder
+    prepared = FileRestore.Prepared(nextHigh: max(Int64((image.descriptors.map(\.fd).max() ?? 0) + 1), injector.channel + 1))
+    pipesByInode = Dictionary(image.pipes.map { ($0.inode, $0) }) { first, _ in first }
+  }
+
+  /// Pipes first, one call at a time (pipe2 returns its ends in memory); then everything
+  /// else in one batch: copies of descriptions other processes hold, files and FIFOs.
+  func run() throws -> FileRestore.Prepared {
+    try prepareSocketPairs()
+    try preparePipes()
+    injector.resetData()
+    try prepareInBatches()
+    try finish(batch, after)
+    for descriptor in image.descriptors where descriptor.sharesWith == nil {
+      if let id = descriptor.sharedDescription, shared.holders[id] == nil, let high = prepared.descriptions[descriptor.fd] {
+        shared.holders[id] = (pid, high)
+      }
     }
-    func inheritedFD(_ descriptor: DescriptorImage) -> Int32? {
-      let key = descriptor.kind == .pipe ? "pipe:[\(descriptor.pipe ?? 0)]" : descriptor.path ?? ""
-      return shared.inherited[key]
-    }
+    return prepared
+  }
+
+  func heldElsewhere(_ descriptor: DescriptorImage) -> (pid: Int32, fd: Int64)? {
+    guard let id = descriptor.sharedDescription, let holder = shared.holders[id], holder.pid != pid else { return nil }
+    return holder
+  }
+  func inheritedFD(_ descriptor: DescriptorImage) -> Int32? {
+    let key = descriptor.kind == .pipe ? "pipe:[\(descriptor.pipe ?? 0)]" : descriptor.path ?? ""
+    return shared.inherited[key]
+  }
+
+  /// Connected unix sockets: one end of a socketpair each (see ``socketPairEnd(_:)``).
+  func prepareSocketPairs() throws {
     for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .socket {
       guard heldElsewhere(descriptor) == nil, let socket = descriptor.socket, socket.peerInode != nil else { continue }
-      let end = try socketPairEnd(socket, prepared: &prepared)
+      let end = try socketPairEnd(socket)
       try injector.call(
         "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
       prepared.descriptions[descriptor.fd] = end
     }
+  }
+
+  /// Pipes: both ends made (or fetched) at once, with their buffered data.
+  func preparePipes() throws {
     for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .pipe {
       guard heldElsewhere(descriptor) == nil, inheritedFD(descriptor) == nil, let inode = descriptor.pipe,
         let image = pipesByInode[inode]
       else { continue }
-      let ends = try pipeEnds(image, prepared: &prepared)
+      let ends = try pipeEnds(image)
       let created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
       // Status flags (O_NONBLOCK...) belong to the description: set on the end itself. O_ASYNC
       // waits for the descriptor's own number: the kernel names that in its signals (si_fd).
@@ -119,238 +278,237 @@ struct FileRestore {
         "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
       prepared.descriptions[descriptor.fd] = created
     }
+  }
 
-    injector.resetData()
-    var batch = Injector.Batch()
-    var after = AfterBatch()
-    /// Queues open(path) of a path in the container and moves the result to a high number.
-    func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
-      // Never creating or truncating; close-on-exec until installed.
-      let address = try injector.put(string: path)
-      let openFlags = reopening(flags)
-      let opened = batch.add(
-        "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
-      return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
-    }
-    /// Runs the calls queued so far (then what they made is there to hand over).
-    func runQueued() throws {
-      try finish(batch, after)
-      batch = Injector.Batch()
-      after = AfterBatch()
-    }
-    /// Queues a file ckcont opens and hands over (see ``Injector/channel``), moved to a high
-    /// number: `path` in ckcont's view is a file of its own (`/proc/self/fd/<n>`), one
-    /// outside the container's root, or what another restored task holds (`/proc/<pid>/fd/
-    /// <n>`, `map_files`). Opened with the descriptor's flags: a description of its own. A
-    /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse.
-    func queueHandedOver(_ path: String, flags: Int32, fd: Int32, inContainer: Bool = false) throws -> Int64 {
-      let openFlags = reopening(flags) & ~O_NOFOLLOW
-      let ours: Int32
-      if inContainer {
-        // The container's file as its root sees it, without leaving that root.
-        let root = try syscallChecked("open", "the root of task \(injector.pid)") {
-          open("/proc/\(injector.pid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
-        }
-        defer { close(root) }
-        ours = try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") { ck_open_in_root(root, path, openFlags) }
-      } else {
-        ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
+  /// Queues open(path) of a path in the container and moves the result to a high number.
+  func queueOpen(_ path: String, flags: Int32, fd: Int32) throws -> (opened: Int, high: Int64) {
+    // Never creating or truncating; close-on-exec until installed.
+    let address = try injector.put(string: path)
+    let openFlags = reopening(flags)
+    let opened = batch.add(
+      "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
+    return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
+  }
+  /// Runs the calls queued so far (then what they made is there to hand over).
+  func runQueued() throws {
+    try finish(batch, after)
+    batch = Injector.Batch()
+    after = AfterBatch()
+  }
+  /// Queues a file ckcont opens and hands over (see ``Injector/channel``), moved to a high
+  /// number: `path` in ckcont's view is a file of its own (`/proc/self/fd/<n>`), one
+  /// outside the container's root, or what another restored task holds (`/proc/<pid>/fd/
+  /// <n>`, `map_files`). Opened with the descriptor's flags: a description of its own. A
+  /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse.
+  func queueHandedOver(_ path: String, flags: Int32, fd: Int32, inContainer: Bool = false) throws -> Int64 {
+    let openFlags = reopening(flags) & ~O_NOFOLLOW
+    let ours: Int32
+    if inContainer {
+      // The container's file as its root sees it, without leaving that root.
+      let root = try syscallChecked("open", "the root of task \(injector.pid)") {
+        open("/proc/\(injector.pid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
       }
-      defer { close(ours) }
-      return try queueReceived(ours, what: "fd \(fd) (\(path))", fd: fd)
+      defer { close(root) }
+      ours = try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") { ck_open_in_root(root, path, openFlags) }
+    } else {
+      ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
     }
-    /// Hands `ours`, a descriptor of ckcont's, to the task: the same description, moved to a
-    /// high number.
-    func queueReceived(_ ours: Int32, what: String, fd: Int32) throws -> Int64 {
-      let received = try injector.receive(ours, what: what)
-      let high = prepared.takeHigh()
+    defer { close(ours) }
+    return try queueReceived(ours, what: "fd \(fd) (\(path))", fd: fd)
+  }
+  /// Hands `ours`, a descriptor of ckcont's, to the task: the same description, moved to a
+  /// high number.
+  func queueReceived(_ ours: Int32, what: String, fd: Int32) throws -> Int64 {
+    let received = try injector.receive(ours, what: what)
+    let high = prepared.takeHigh()
+    batch.add(
+      "dup3 fd \(fd) to \(high)", SyscallNumber.dup3, .value(UInt64(received)), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
+      expecting: high)
+    batch.add("close", SyscallNumber.close, .value(UInt64(received)))
+    return high
+  }
+  /// lseek of the description at `high` to the descriptor's file position, if it had one.
+  func queueSeek(_ high: Int64, to descriptor: DescriptorImage) {
+    guard let position = descriptor.position, position > 0 else { return }
+    batch.add(
+      "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
+      .value(0), expecting: position)
+  }
+  func queueMoveHigh(_ call: Int, what: String) -> Int64 {
+    let high = prepared.takeHigh()
+    batch.add(
+      "dup3 \(what) to \(high)", SyscallNumber.dup3, .result(call), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
+      expecting: high)
+    batch.add("close", SyscallNumber.close, .result(call))
+    return high
+  }
+  /// A new socket with its options, bound, listening or connected as it was, at a high
+  /// number.
+  func queueSocket(_ socket: SocketImage, flags: Int32, fd: Int32) throws -> Int64 {
+    if let tcp = socket.tcp { return try queueConnection(socket, tcp, flags: flags, fd: fd) }
+    let made = batch.add(
+      "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
+      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
+    for option in socket.options {
+      let value = try injector.put(words: [UInt64(UInt32(bitPattern: option.value))])
       batch.add(
-        "dup3 fd \(fd) to \(high)", SyscallNumber.dup3, .value(UInt64(received)), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
-        expecting: high)
-      batch.add("close", SyscallNumber.close, .value(UInt64(received)))
+        "setsockopt(\(option.level), \(option.name)) fd \(fd)", SyscallNumber.setsockopt, .result(made),
+        .value(UInt64(option.level)), .value(UInt64(option.name)), .value(value), .value(4))
+    }
+    if socket.family == 16, let address = socket.address {
+      // Netlink: its port id again where it is free (in a new network namespace it is),
+      // else one the kernel picks; its groups either way.
+      let at = try address.withUnsafeBytes { try injector.put($0) }
+      var anyPort = address
+      anyPort.replaceSubrange(4..<8, with: [0, 0, 0, 0])
+      let any = try anyPort.withUnsafeBytes { try injector.put($0) }
+      batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(12), mayFail: true)
+      batch.add("bind fd \(fd) to any port", SyscallNumber.bind, .result(made), .value(any), .value(12), mayFail: true)
+      return queueMoveHigh(made, what: "fd \(fd)")
+    }
+    if let address = socket.address {
+      // A unix name is sun_path: after the two bytes of sun_family.
+      let sockaddr = socket.family == AF_UNIX ? Data([UInt8(AF_UNIX), 0]) + address : address
+      if socket.family == AF_UNIX { try removeStaleSocketFile(address) }
+      let at = try sockaddr.withUnsafeBytes { try injector.put($0) }
+      batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(UInt64(sockaddr.count)))
+    }
+    if let backlog = socket.backlog {
+      batch.add("listen fd \(fd)", SyscallNumber.listen, .result(made), .value(UInt64(backlog)))
+    }
+    if let peer = socket.peer {
+      let at = try peer.withUnsafeBytes { try injector.put($0) }
+      batch.add("connect fd \(fd)", SyscallNumber.connect, .result(made), .value(at), .value(UInt64(peer.count)))
+    }
+    return queueMoveHigh(made, what: "fd \(fd)")
+  }
+  /// An established TCP connection, taken up where it was (TCP_REPAIR, as CRIU does): a
+  /// socket in repair mode gets both sequence numbers, is bound and "connected" without a
+  /// packet sent, has its options, timestamp, queued bytes and window set, and leaves
+  /// repair mode (the kernel then probes the peer's window).
+  func queueConnection(_ socket: SocketImage, _ tcp: TCPConnectionImage, flags: Int32, fd: Int32) throws -> Int64 {
+    guard let local = socket.address, let peer = socket.peer else { throw CKError(.badInput, "fd \(fd): a TCP connection without its addresses") }
+    let made = batch.add(
+      "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
+      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
+    func set(_ what: String, _ level: Int32, _ name: Int32, _ bytes: [UInt8]) throws {
+      let at = try injector.put(bytes)
+      batch.add(
+        "\(what) fd \(fd)", SyscallNumber.setsockopt, .result(made), .value(UInt64(level)), .value(UInt64(name)), .value(at),
+        .value(UInt64(bytes.count)))
+    }
+    func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+    // Options first: SO_REUSEADDR would undo the forced reuse repair mode sets, which lets
+    // the connection bind the port its listener holds.
+    for option in socket.options {
+      try set("setsockopt(\(option.level), \(option.name))", option.level, option.name, int(UInt32(bitPattern: option.value)))
+    }
+    let long = max(tcp.sendQueue.count, tcp.receiveQueue.count) > TCPConnectionImage.inBatchLimit
+    if long {
+      // Room for what was queued, which the default buffers of a new socket may not have
+      // (the kernel doubles the size asked; forcing needs CAP_NET_ADMIN, which the task
+      // still has).
+      try set("SO_SNDBUFFORCE", SOL_SOCKET, 32, int(UInt32(max(tcp.sendQueue.count, 64 << 10))))
+      try set("SO_RCVBUFFORCE", SOL_SOCKET, 33, int(UInt32(max(tcp.receiveQueue.count, 64 << 10))))
+    }
+    try set("TCP_REPAIR", 6, TCPRepair.mode, int(1))
+    // The dumped sequence numbers are past the queued bytes; writing them back into the
+    // queues below advances them again.
+    try set("TCP_REPAIR_QUEUE send", 6, TCPRepair.queue, int(2))
+    try set("TCP_QUEUE_SEQ send", 6, TCPRepair.queueSequence, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
+    try set("TCP_REPAIR_QUEUE receive", 6, TCPRepair.queue, int(1))
+    try set("TCP_QUEUE_SEQ receive", 6, TCPRepair.queueSequence, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
+    let localAt = try local.withUnsafeBytes { try injector.put($0) }
+    batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(localAt), .value(UInt64(local.count)))
+    let peerAt = try peer.withUnsafeBytes { try injector.put($0) }
+    batch.add("connect fd \(fd) (repair)", SyscallNumber.connect, .result(made), .value(peerAt), .value(UInt64(peer.count)))
+    // struct tcp_repair_opt {code, value}: MSS always, then what both ends agreed on.
+    var options = int(2) + int(tcp.mss)
+    if tcp.options & 4 != 0 { options += int(3) + int(tcp.sendWindowScale | tcp.receiveWindowScale << 16) }
+    if tcp.options & 2 != 0 { options += int(4) + int(0) }
+    if tcp.options & 1 != 0 { options += int(8) + int(0) }
+    try set("TCP_REPAIR_OPTIONS", 6, TCPRepair.options, options)
+    if tcp.options & 1 != 0 { try set("TCP_TIMESTAMP", 6, TCPRepair.timestamp, int(tcp.timestamp)) }
+    if long {
+      // The queues and the window from ckcont once the batch ran (``fillQueues``).
+      let high = queueMoveHigh(made, what: "fd \(fd)")
+      after.connections.append((high, tcp))
       return high
     }
-    /// lseek of the description at `high` to the descriptor's file position, if it had one.
-    func queueSeek(_ high: Int64, to descriptor: DescriptorImage) {
-      guard let position = descriptor.position, position > 0 else { return }
+    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send"), (1, tcp.receiveQueue, "receive")] where !bytes.isEmpty {
+      try set("TCP_REPAIR_QUEUE \(what)", 6, TCPRepair.queue, int(queue))
+      let at = try bytes.withUnsafeBytes { try injector.put($0) }
       batch.add(
-        "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
-        .value(0), expecting: position)
+        "write the \(what) queue of fd \(fd)", SyscallNumber.write, .result(made), .value(at), .value(UInt64(bytes.count)),
+        expecting: Int64(bytes.count))
     }
-    func queueMoveHigh(_ call: Int, what: String) -> Int64 {
-      let high = prepared.takeHigh()
-      batch.add(
-        "dup3 \(what) to \(high)", SyscallNumber.dup3, .result(call), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
-        expecting: high)
-      batch.add("close", SyscallNumber.close, .result(call))
-      return high
-    }
-    /// A new socket with its options, bound, listening or connected as it was, at a high
-    /// number.
-    func queueSocket(_ socket: SocketImage, flags: Int32, fd: Int32) throws -> Int64 {
-      if let tcp = socket.tcp { return try queueConnection(socket, tcp, flags: flags, fd: fd) }
+    try set("TCP_REPAIR_WINDOW", 6, TCPRepair.window, tcp.window.flatMap(int))
+    // Repair mode ends at install, once every process has its sockets: a peer not made
+    // yet would answer the window probe with a reset (its listener would).
+    return queueMoveHigh(made, what: "fd \(fd)")
+  }
+  /// The socket file a unix name left behind when its process died: bind would find it
+  /// taken. Only a socket file at an absolute path is removed, found in the task's view.
+  func removeStaleSocketFile(_ name: Data) throws {
+    guard name.first == UInt8(ascii: "/") else { return }
+    let path = "/proc/\(injector.pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    var st = stat()
+    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
+    try syscallChecked("unlink", "the stale socket file \(path)") { unlink(path) }
+  }
+  /// A new eventfd (its counter), signalfd (its mask) or timerfd (armed with what was left,
+  /// and its unread expirations), at a high number.
+  func queueAnon(_ descriptor: DescriptorImage, _ state: AnonFileState) throws -> Int64 {
+    // EFD_/SFD_/TFD_NONBLOCK are O_NONBLOCK; CLOEXEC until installed.
+    let flags = UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)
+    let fd = descriptor.fd
+    switch descriptor.kind {
+    case .eventfd:
+      let count = state.count ?? 0
       let made = batch.add(
-        "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
-        .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
-      for option in socket.options {
-        let value = try injector.put(words: [UInt64(UInt32(bitPattern: option.value))])
+        "eventfd fd \(fd)", SyscallNumber.eventfd2, .value(min(count, UInt64(UInt32.max))),
+        .value(flags | (state.semaphore == true ? 1 : 0)))
+      if count > UInt64(UInt32.max) {
+        // eventfd2 takes a 32-bit start: the rest is added by a write.
+        let rest = try injector.put(words: [count - UInt64(UInt32.max)])
+        batch.add("write eventfd fd \(fd)", SyscallNumber.write, .result(made), .value(rest), .value(8), expecting: 8)
+      }
+      return queueMoveHigh(made, what: "fd \(fd)")
+    case .signalfd:
+      let mask = try injector.put(words: [state.signalMask ?? 0])
+      let made = batch.add("signalfd fd \(fd)", SyscallNumber.signalfd4, .value(UInt64.max), .value(mask), .value(8), .value(flags))
+      return queueMoveHigh(made, what: "fd \(fd)")
+    default:
+      let made = batch.add(
+        "timerfd_create fd \(fd)", SyscallNumber.timerfdCreate, .value(UInt64(UInt32(bitPattern: state.clockID ?? 1))),
+        .value(flags))
+      let interval = state.intervalNanoseconds ?? 0
+      // A periodic timer read at its expiry shows 0 left: it fires now, as it was about to.
+      let value = (state.valueNanoseconds ?? 0) == 0 && interval > 0 ? 1 : state.valueNanoseconds ?? 0
+      if value > 0 {
+        let spec = try injector.put(words: [
+          UInt64(interval / 1_000_000_000), UInt64(interval % 1_000_000_000), UInt64(value / 1_000_000_000),
+          UInt64(value % 1_000_000_000),
+        ])
+        batch.add("timerfd_settime fd \(fd)", SyscallNumber.timerfdSettime, .result(made), .value(0), .value(spec), .value(0))
+      }
+      if let ticks = state.ticks, ticks > 0 {
+        let count = try injector.put(words: [ticks])
         batch.add(
-          "setsockopt(\(option.level), \(option.name)) fd \(fd)", SyscallNumber.setsockopt, .result(made),
-          .value(UInt64(option.level)), .value(UInt64(option.name)), .value(value), .value(4))
-      }
-      if socket.family == 16, let address = socket.address {
-        // Netlink: its port id again where it is free (in a new network namespace it is),
-        // else one the kernel picks; its groups either way.
-        let at = try address.withUnsafeBytes { try injector.put($0) }
-        var anyPort = address
-        anyPort.replaceSubrange(4..<8, with: [0, 0, 0, 0])
-        let any = try anyPort.withUnsafeBytes { try injector.put($0) }
-        batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(12), mayFail: true)
-        batch.add("bind fd \(fd) to any port", SyscallNumber.bind, .result(made), .value(any), .value(12), mayFail: true)
-        return queueMoveHigh(made, what: "fd \(fd)")
-      }
-      if let address = socket.address {
-        // A unix name is sun_path: after the two bytes of sun_family.
-        let sockaddr = socket.family == AF_UNIX ? Data([UInt8(AF_UNIX), 0]) + address : address
-        if socket.family == AF_UNIX { try removeStaleSocketFile(address) }
-        let at = try sockaddr.withUnsafeBytes { try injector.put($0) }
-        batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(UInt64(sockaddr.count)))
-      }
-      if let backlog = socket.backlog {
-        batch.add("listen fd \(fd)", SyscallNumber.listen, .result(made), .value(UInt64(backlog)))
-      }
-      if let peer = socket.peer {
-        let at = try peer.withUnsafeBytes { try injector.put($0) }
-        batch.add("connect fd \(fd)", SyscallNumber.connect, .result(made), .value(at), .value(UInt64(peer.count)))
+          "TFD_IOC_SET_TICKS fd \(fd)", SyscallNumber.ioctl, .result(made), .value(0x4008_5400), .value(count))
       }
       return queueMoveHigh(made, what: "fd \(fd)")
     }
-    /// An established TCP connection, taken up where it was (TCP_REPAIR, as CRIU does): a
-    /// socket in repair mode gets both sequence numbers, is bound and "connected" without a
-    /// packet sent, has its options, timestamp, queued bytes and window set, and leaves
-    /// repair mode (the kernel then probes the peer's window).
-    func queueConnection(_ socket: SocketImage, _ tcp: TCPConnectionImage, flags: Int32, fd: Int32) throws -> Int64 {
-      guard let local = socket.address, let peer = socket.peer else { throw CKError(.badInput, "fd \(fd): a TCP connection without its addresses") }
-      let made = batch.add(
-        "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
-        .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
-      func set(_ what: String, _ level: Int32, _ name: Int32, _ bytes: [UInt8]) throws {
-        let at = try injector.put(bytes)
-        batch.add(
-          "\(what) fd \(fd)", SyscallNumber.setsockopt, .result(made), .value(UInt64(level)), .value(UInt64(name)), .value(at),
-          .value(UInt64(bytes.count)))
-      }
-      func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
-      // Options first: SO_REUSEADDR would undo the forced reuse repair mode sets, which lets
-      // the connection bind the port its listener holds.
-      for option in socket.options {
-        try set("setsockopt(\(option.level), \(option.name))", option.level, option.name, int(UInt32(bitPattern: option.value)))
-      }
-      let long = max(tcp.sendQueue.count, tcp.receiveQueue.count) > TCPConnectionImage.inBatchLimit
-      if long {
-        // Room for what was queued, which the default buffers of a new socket may not have
-        // (the kernel doubles the size asked; forcing needs CAP_NET_ADMIN, which the task
-        // still has).
-        try set("SO_SNDBUFFORCE", SOL_SOCKET, 32, int(UInt32(max(tcp.sendQueue.count, 64 << 10))))
-        try set("SO_RCVBUFFORCE", SOL_SOCKET, 33, int(UInt32(max(tcp.receiveQueue.count, 64 << 10))))
-      }
-      try set("TCP_REPAIR", 6, TCPRepair.mode, int(1))
-      // The dumped sequence numbers are past the queued bytes; writing them back into the
-      // queues below advances them again.
-      try set("TCP_REPAIR_QUEUE send", 6, TCPRepair.queue, int(2))
-      try set("TCP_QUEUE_SEQ send", 6, TCPRepair.queueSequence, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
-      try set("TCP_REPAIR_QUEUE receive", 6, TCPRepair.queue, int(1))
-      try set("TCP_QUEUE_SEQ receive", 6, TCPRepair.queueSequence, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
-      let localAt = try local.withUnsafeBytes { try injector.put($0) }
-      batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(localAt), .value(UInt64(local.count)))
-      let peerAt = try peer.withUnsafeBytes { try injector.put($0) }
-      batch.add("connect fd \(fd) (repair)", SyscallNumber.connect, .result(made), .value(peerAt), .value(UInt64(peer.count)))
-      // struct tcp_repair_opt {code, value}: MSS always, then what both ends agreed on.
-      var options = int(2) + int(tcp.mss)
-      if tcp.options & 4 != 0 { options += int(3) + int(tcp.sendWindowScale | tcp.receiveWindowScale << 16) }
-      if tcp.options & 2 != 0 { options += int(4) + int(0) }
-      if tcp.options & 1 != 0 { options += int(8) + int(0) }
-      try set("TCP_REPAIR_OPTIONS", 6, TCPRepair.options, options)
-      if tcp.options & 1 != 0 { try set("TCP_TIMESTAMP", 6, TCPRepair.timestamp, int(tcp.timestamp)) }
-      if long {
-        // The queues and the window from ckcont once the batch ran (``fillQueues``).
-        let high = queueMoveHigh(made, what: "fd \(fd)")
-        after.connections.append((high, tcp))
-        return high
-      }
-      for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send"), (1, tcp.receiveQueue, "receive")] where !bytes.isEmpty {
-        try set("TCP_REPAIR_QUEUE \(what)", 6, TCPRepair.queue, int(queue))
-        let at = try bytes.withUnsafeBytes { try injector.put($0) }
-        batch.add(
-          "write the \(what) queue of fd \(fd)", SyscallNumber.write, .result(made), .value(at), .value(UInt64(bytes.count)),
-          expecting: Int64(bytes.count))
-      }
-      try set("TCP_REPAIR_WINDOW", 6, TCPRepair.window, tcp.window.flatMap(int))
-      // Repair mode ends at install, once every process has its sockets: a peer not made
-      // yet would answer the window probe with a reset (its listener would).
-      return queueMoveHigh(made, what: "fd \(fd)")
-    }
-    /// The socket file a unix name left behind when its process died: bind would find it
-    /// taken. Only a socket file at an absolute path is removed, found in the task's view.
-    func removeStaleSocketFile(_ name: Data) throws {
-      guard name.first == UInt8(ascii: "/") else { return }
-      let path = "/proc/\(injector.pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
-      var st = stat()
-      guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
-      try syscallChecked("unlink", "the stale socket file \(path)") { unlink(path) }
-    }
-    /// A new eventfd (its counter), signalfd (its mask) or timerfd (armed with what was left,
-    /// and its unread expirations), at a high number.
-    func queueAnon(_ descriptor: DescriptorImage, _ state: AnonFileState) throws -> Int64 {
-      // EFD_/SFD_/TFD_NONBLOCK are O_NONBLOCK; CLOEXEC until installed.
-      let flags = UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)
-      let fd = descriptor.fd
-      switch descriptor.kind {
-      case .eventfd:
-        let count = state.count ?? 0
-        let made = batch.add(
-          "eventfd fd \(fd)", SyscallNumber.eventfd2, .value(min(count, UInt64(UInt32.max))),
-          .value(flags | (state.semaphore == true ? 1 : 0)))
-        if count > UInt64(UInt32.max) {
-          // eventfd2 takes a 32-bit start: the rest is added by a write.
-          let rest = try injector.put(words: [count - UInt64(UInt32.max)])
-          batch.add("write eventfd fd \(fd)", SyscallNumber.write, .result(made), .value(rest), .value(8), expecting: 8)
-        }
-        return queueMoveHigh(made, what: "fd \(fd)")
-      case .signalfd:
-        let mask = try injector.put(words: [state.signalMask ?? 0])
-        let made = batch.add("signalfd fd \(fd)", SyscallNumber.signalfd4, .value(UInt64.max), .value(mask), .value(8), .value(flags))
-        return queueMoveHigh(made, what: "fd \(fd)")
-      default:
-        let made = batch.add(
-          "timerfd_create fd \(fd)", SyscallNumber.timerfdCreate, .value(UInt64(UInt32(bitPattern: state.clockID ?? 1))),
-          .value(flags))
-        let interval = state.intervalNanoseconds ?? 0
-        // A periodic timer read at its expiry shows 0 left: it fires now, as it was about to.
-        let value = (state.valueNanoseconds ?? 0) == 0 && interval > 0 ? 1 : state.valueNanoseconds ?? 0
-        if value > 0 {
-          let spec = try injector.put(words: [
-            UInt64(interval / 1_000_000_000), UInt64(interval % 1_000_000_000), UInt64(value / 1_000_000_000),
-            UInt64(value % 1_000_000_000),
-          ])
-          batch.add("timerfd_settime fd \(fd)", SyscallNumber.timerfdSettime, .result(made), .value(0), .value(spec), .value(0))
-        }
-        if let ticks = state.ticks, ticks > 0 {
-          let count = try injector.put(words: [ticks])
-          batch.add(
-            "TFD_IOC_SET_TICKS fd \(fd)", SyscallNumber.ioctl, .result(made), .value(0x4008_5400), .value(count))
-        }
-        return queueMoveHigh(made, what: "fd \(fd)")
-      }
-    }
+  }
+
+  /// Everything else, queued in batches run whenever the data area or the batch fills up.
+  func prepareInBatches() throws {
     for descriptor in image.descriptors where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
       // A TCP connection with short queues puts both in the data area.
       let queued = descriptor.socket?.tcp.map { $0.sendQueue.count + $0.receiveQueue.count } ?? 0
       let room = 8192 + (queued <= 2 * TCPConnectionImage.inBatchLimit ? queued : 0)
       if injector.dataRoom < UInt64(room) || batch.isFull {
-        try finish(batch, after)
-        batch = Injector.Batch()
-        after = AfterBatch()
+        try runQueued()
       }
       if let ours = inheritedFD(descriptor) {
         // What the caller handed in (the outside end of a pipe to the runtime, a log file):
@@ -411,9 +569,7 @@ struct FileRestore {
         for watch in watches {
           while next <= watch.wd {
             if batch.isFull || injector.dataRoom < 8192 {
-              try finish(batch, after)
-              batch = Injector.Batch()
-              after = AfterBatch()
+              try runQueued()
             }
             if next < watch.wd {
               let spareAt = try injector.put(string: spare)
@@ -566,17 +722,8 @@ struct FileRestore {
         prepared.descriptions[descriptor.fd] = high
       }
     }
-    try finish(batch, after)
-    for descriptor in image.descriptors where descriptor.sharesWith == nil {
-      if let id = descriptor.sharedDescription, shared.holders[id] == nil, let high = prepared.descriptions[descriptor.fd] {
-        shared.holders[id] = (pid, high)
-      }
-    }
-    return prepared
   }
 
-  /// Runs a batch of ``prepare()``, then writes the buffered data of the FIFOs and the
-  /// contents of the memfds it made, and seals those memfds as they were.
   /// What ckcont writes through its own copies of descriptors a batch made, once it ran.
   struct AfterBatch {
     var pipes: [(keeper: Int64, pipe: PipeImage)] = []
@@ -588,6 +735,8 @@ struct FileRestore {
     var messageQueues: [(fd: Int64, queue: MessageQueueImage)] = []
   }
 
+  /// Runs a batch of ``prepare()``, then writes the buffered data of the FIFOs and the
+  /// contents of the memfds it made, and seals those memfds as they were.
   private func finish(_ batch: Injector.Batch, _ after: AfterBatch) throws {
     try injector.run(batch)
     for (keeper, pipe) in after.pipes { try fill(writeEnd: Int32(keeper), with: pipe) }
@@ -636,117 +785,9 @@ struct FileRestore {
     try body(ours)
   }
 
-  /// dup3 of every description to its number, then the high numbers closed: one batch.
-  func install(_ prepared: Prepared) throws {
-    var batch = Injector.Batch()
-    for descriptor in image.descriptors {
-      guard let source = prepared.descriptions[descriptor.sharesWith ?? descriptor.fd] else { continue }
-      batch.add(
-        "dup3 fd \(descriptor.fd)", SyscallNumber.dup3, .value(UInt64(source)), .value(UInt64(descriptor.fd)),
-        .value(descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0), expecting: Int64(descriptor.fd))
-      if batch.isFull {
-        try injector.run(batch)
-        batch = Injector.Batch()
-      }
-    }
-    injector.resetData()
-    let off = try injector.put(words: [0])
-    let on = try injector.put(words: [1])
-    func setOption(_ what: String, fd: Int32, _ level: Int32, _ name: Int32, _ value: UInt64) throws {
-      if batch.isFull {
-        try injector.run(batch)
-        batch = Injector.Batch()
-      }
-      batch.add(
-        "\(what) fd \(fd)", SyscallNumber.setsockopt, .value(UInt64(fd)), .value(UInt64(level)), .value(UInt64(name)), .value(value),
-        .value(4))
-    }
-    for descriptor in image.descriptors where descriptor.sharesWith == nil {
-      guard let socket = descriptor.socket, socket.tcp != nil else { continue }
-      try setOption("TCP_REPAIR off", fd: descriptor.fd, 6, TCPRepair.mode, off)
-      // Leaving repair mode clears SO_REUSEADDR: a connection without it that lingers after
-      // its process closed it (FIN_WAIT, LAST_ACK) would keep a new listener off the port.
-      if socket.options.reusesAddress {
-        try setOption("SO_REUSEADDR", fd: descriptor.fd, SOL_SOCKET, SO_REUSEADDR, on)
-      }
-    }
-    for (epoll, targets) in prepared.epollWatches {
-      for target in targets {
-        if batch.isFull || injector.dataRoom < 64 {
-          try injector.run(batch)
-          batch = Injector.Batch()
-          injector.resetData()
-        }
-        // struct epoll_event is packed on x86_64: events (32 bits), then data (64 bits).
-        var event = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: target.events.littleEndian) { event.replaceSubrange(0..<4, with: $0) }
-        withUnsafeBytes(of: target.data.littleEndian) { event.replaceSubrange(4..<12, with: $0) }
-        let at = try injector.put(event)
-        batch.add(
-          "epoll_ctl(\(epoll), ADD, \(target.fd))", SyscallNumber.epollCtl, .value(UInt64(epoll)), .value(1),
-          .value(UInt64(target.fd)), .value(at))
-      }
-    }
-    for fd in prepared.highFds + [injector.channel] where fd >= 0 {
-      batch.add("close \(fd)", SyscallNumber.close, .value(UInt64(fd)))
-      if batch.isFull {
-        try injector.run(batch)
-        batch = Injector.Batch()
-      }
-    }
-    // Signal-driven I/O: the owner and signal first, then O_ASYNC, which open(2) and the
-    // calls that made the descriptor ignore (F_SETFL is what turns it on).
-    for descriptor in image.descriptors where descriptor.sharesWith == nil {
-      guard let owner = descriptor.asyncOwner else { continue }
-      if batch.isFull || injector.dataRoom < 64 {
-        try injector.run(batch)
-        batch = Injector.Batch()
-        injector.resetData()
-      }
-      let fd = UInt64(descriptor.fd)
-      if owner.id != 0 {
-        let at = try injector.put(words: [UInt64(UInt32(bitPattern: owner.type)) | UInt64(UInt32(bitPattern: owner.id)) << 32])
-        batch.add("F_SETOWN_EX fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(15 /* F_SETOWN_EX */), .value(at))
-      }
-      if owner.signal != 0 {
-        batch.add("F_SETSIG fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(10 /* F_SETSIG */), .value(UInt64(owner.signal)))
-      }
-      batch.add("F_SETFL O_ASYNC fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(UInt64(F_SETFL)), .value(UInt64(descriptor.flags)))
-    }
-    // Locks last: closing any descriptor of a file drops the process's POSIX locks on it
-    // (the high ones above). Without waiting: a lock someone else holds now is a failure to
-    // say, not a hang.
-    for descriptor in image.descriptors where descriptor.sharesWith == nil {
-      for lock in descriptor.locks ?? [] {
-        if batch.isFull || injector.dataRoom < 64 {
-          try injector.run(batch)
-          batch = Injector.Batch()
-          injector.resetData()
-        }
-        let what = "\(lock.write ? "write" : "read") \(lock.kind.rawValue) lock on fd \(descriptor.fd)"
-        if lock.kind == .flock {
-          batch.add(what, SyscallNumber.flock, .value(UInt64(descriptor.fd)), .value(UInt64((lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB)))
-          continue
-        }
-        if lock.kind == .lease {
-          // F_SETLEASE with F_RDLCK or F_WRLCK.
-          batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(1024 /* F_SETLEASE */), .value(lock.write ? 1 : 0))
-          continue
-        }
-        // struct flock: l_type, l_whence (shorts), then l_start, l_len (64 bits), l_pid.
-        let type: UInt64 = lock.write ? 1 /* F_WRLCK */ : 0 /* F_RDLCK */
-        let at = try injector.put(words: [type, UInt64(bitPattern: lock.start), UInt64(bitPattern: lock.length), 0])
-        let command: UInt64 = lock.kind == .posix ? 6 /* F_SETLK */ : 37 /* F_OFD_SETLK */
-        batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(command), .value(at))
-      }
-    }
-    try injector.run(batch)
-    log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
-  }
-
   /// Both ends of the pipe: made here (filled with its buffered data) the first time any
   /// process needs it, fetched from that process afterwards.
-  private func pipeEnds(_ pipe: PipeImage, prepared: inout Prepared) throws -> (read: Int64, write: Int64) {
+  private func pipeEnds(_ pipe: PipeImage) throws -> (read: Int64, write: Int64) {
     if let holder = shared.pipes[pipe.inode] {
       if holder.pid == pid { return (holder.read, holder.write) }
       let read = try fetch(holder.read, from: holder.pid, to: prepared.takeHigh())
@@ -784,7 +825,7 @@ struct FileRestore {
     return try move(copy, to: high)
   }
 
-  /// dup3 to a high number handed out by ``Prepared``, then close the original.
+  /// dup3 to a high number handed out by ``FileRestore/Prepared``, then close the original.
   func move(_ fd: Int64, to high: Int64) throws -> Int64 {
     try injector.call("dup3 to \(high)", SyscallNumber.dup3, UInt64(fd), UInt64(high), UInt64(O_CLOEXEC))
     try injector.call("close", SyscallNumber.close, UInt64(fd))

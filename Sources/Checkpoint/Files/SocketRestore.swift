@@ -7,12 +7,12 @@ import Linux
 /// Sockets whose restore is more than a socket(2) call: unix connections made again as
 /// socketpairs with what waited in them, and what TCP_REPAIR needs written into an
 /// established connection's queues.
-extension FileRestore {
+extension FileBatch {
   /// This end of a connected unix socket: one socketpair(2) is made for it and its peer the
   /// first time either is needed (its other end held for whoever needs the peer), fetched
   /// from the process holding it afterwards. Bytes that waited in it are written into its
   /// peer end, so that they wait in it again.
-  func socketPairEnd(_ socket: SocketImage, prepared: inout Prepared) throws -> Int64 {
+  func socketPairEnd(_ socket: SocketImage) throws -> Int64 {
     guard let inode = socket.inode, let peerInode = socket.peerInode else { throw CKError(.failed, "a unix socket without its inodes") }
     var end: Int64
     if let holder = shared.socketEnds[inode] {
