@@ -170,3 +170,25 @@ final class Terminals {
     }
   }
 }
+
+extension FileBatch {
+  /// A side of a pseudo-terminal ckcont made again (see ``Terminals``).
+  func prepareTerminal(_ descriptor: DescriptorImage) throws {
+    guard let pty = descriptor.pty, let path = descriptor.path, let terminals = shared.terminals else {
+      throw CKError(.badInput, "task \(pid): fd \(descriptor.fd) is a terminal the bundle does not describe")
+    }
+    let high: Int64
+    if pty.isMaster {
+      // The one master ckcont made: the same description for every holder.
+      high = try queueReceived(try terminals.master(pty.index), what: "terminal \(pty.index)", fd: descriptor.fd)
+      batch.add(
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, .value(UInt64(high)), .value(UInt64(F_SETFL)),
+        .value(UInt64(descriptor.flags & ~O_ASYNC)))
+    } else {
+      let slave = try terminals.openSlave(pty.index, path: path, flags: descriptor.flags & ~O_ASYNC)
+      defer { close(slave) }
+      high = try queueReceived(slave, what: "terminal \(pty.index)", fd: descriptor.fd)
+    }
+    prepared.descriptions[descriptor.fd] = high
+  }
+}

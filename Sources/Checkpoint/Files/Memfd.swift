@@ -1,0 +1,54 @@
+import Bundle
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+// memfd files: contents and seals kept, made once per container (by inode) and shared by
+// every descriptor and mapping of them.
+
+extension FileCapture {
+  /// A memfd's contents and seals, read through a descriptor of our own.
+  func captureMemfd(fd: Int32, target: String, inode: UInt64, size: Int) throws -> MemfdImage {
+    let path = "/proc/\(pid)/fd/\(fd)"
+    let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(ours) }
+    let seals = fcntl(ours, 1034 /* F_GET_SEALS */)
+    let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
+    return MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: try readWhole(fd: fd, size: size, what: target))
+  }
+}
+
+extension FileBatch {
+  /// A memfd: made once per container (by inode), or opened through what already holds it.
+  func prepareMemfd(_ descriptor: DescriptorImage) throws {
+    guard let memfd = descriptor.memfd else { return }
+    let existing: String?
+    if let mapping = sharedObjects.created[ObjectKey(device: 0, inode: memfd.inode)] {
+      existing = "/proc/\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
+    } else if let held = shared.memfds[memfd.inode] {
+      existing = "/proc/\(held.hostPid)/fd/\(held.fd)"
+      if held.hostPid == injector.pid { try runQueued() }
+    } else {
+      existing = nil
+    }
+    let high: Int64
+    if let existing {
+      // The same file another descriptor or a mapping already brought back.
+      high = try queueHandedOver(existing, flags: descriptor.flags, fd: descriptor.fd)
+    } else {
+      let name = try injector.put(string: memfd.name)
+      // F_SEAL_SEAL alone is what a memfd made without MFD_ALLOW_SEALING shows (and means
+      // the same as a sealable one sealed only against more seals).
+      let sealable = memfd.seals != 1 /* F_SEAL_SEAL */
+      let made = batch.add(
+        "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name), .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
+      batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.contents.count)))
+      high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
+      after.memfds.append((high, memfd))
+      shared.memfds[memfd.inode] = (injector.pid, high)
+    }
+    queueSeek(high, to: descriptor)
+    prepared.descriptions[descriptor.fd] = high
+  }
+}
