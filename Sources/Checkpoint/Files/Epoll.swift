@@ -7,6 +7,23 @@ import Linux
 // epoll instances: their watches, by descriptor number, added again once every descriptor
 // has its number.
 
+/// epoll instances.
+enum Epoll: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let targets = descriptor.epollTargets, targets.count <= 1 << 16,
+      targets.allSatisfy({ $0.fd >= 0 && $0.fd < 1 << 20 })
+    else { throw bad("fd \(descriptor.fd) is a bad epoll") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareEpoll(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "epoll watching fds \((descriptor.epollTargets ?? []).map { String($0.fd) }.joined(separator: ","))"
+  }
+}
+
 extension FileBatch {
   /// An epoll instance; its watches are added at install.
   func prepareEpoll(_ descriptor: DescriptorImage) throws {

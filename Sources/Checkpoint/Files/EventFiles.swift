@@ -7,6 +7,37 @@ import Linux
 // eventfd, signalfd and timerfd (CRIU's eventfd.c, signalfd.c, timerfd.c): their state read
 // from fdinfo, made again with it.
 
+/// eventfd, signalfd and timerfd.
+enum EventFiles: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    switch descriptor.kind {
+    case .eventfd:
+      guard descriptor.anon?.count.map({ $0 < UInt64.max }) == true else { throw bad("fd \(descriptor.fd) is a bad eventfd") }
+    case .signalfd:
+      guard descriptor.anon?.signalMask != nil else { throw bad("fd \(descriptor.fd) is a bad signalfd") }
+    case .timerfd:
+      guard let state = descriptor.anon, state.clockID != nil, (state.intervalNanoseconds ?? -1) >= 0,
+        (state.valueNanoseconds ?? -1) >= 0, state.ticks != nil
+      else { throw bad("fd \(descriptor.fd) is a bad timerfd") }
+    default:
+      return
+    }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareEventFile(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    switch descriptor.kind {
+    case .eventfd: "eventfd, count \(descriptor.anon?.count ?? 0)"
+    case .signalfd: "signalfd for mask 0x\(String(descriptor.anon?.signalMask ?? 0, radix: 16))"
+    case .timerfd: "timerfd on clock \(descriptor.anon?.clockID ?? 0), \(descriptor.anon?.valueNanoseconds ?? 0) ns left"
+    default: ""
+    }
+  }
+}
+
 extension FileCapture {
   static let anonKinds: [String: DescriptorImage.Kind] = [
     "anon_inode:[eventfd]": .eventfd, "anon_inode:[signalfd]": .signalfd, "anon_inode:[timerfd]": .timerfd,

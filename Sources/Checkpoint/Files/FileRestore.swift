@@ -347,32 +347,7 @@ final class FileBatch {
         prepared.descriptions[descriptor.fd] = try queueReceived(ours, what: "fd \(descriptor.fd) of \(holder.pid)", fd: descriptor.fd)
         continue
       }
-      switch descriptor.kind {
-      case .pipe:
-        continue
-      case .socket:
-        try prepareSocket(descriptor)
-      case .fifo:
-        try prepareFifo(descriptor)
-      case .inotify:
-        try prepareInotify(descriptor)
-      case .deleted:
-        try prepareDeletedFile(descriptor)
-      case .pidfd:
-        try preparePidfd(descriptor)
-      case .memfd:
-        try prepareMemfd(descriptor)
-      case .mqueue:
-        try prepareMessageQueue(descriptor)
-      case .epoll:
-        try prepareEpoll(descriptor)
-      case .eventfd, .signalfd, .timerfd:
-        try prepareEventFile(descriptor)
-      case .pty:
-        try prepareTerminal(descriptor)
-      case .path:
-        try prepareFileByPath(descriptor)
-      }
+      try DescriptorKinds.handler(for: descriptor.kind).prepare(descriptor, in: self)
     }
   }
 

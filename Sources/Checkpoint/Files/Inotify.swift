@@ -7,6 +7,24 @@ import Linux
 // inotify instances: each watch kept by the watched file's path (found from its file
 // handle) and made again with its own watch descriptor. Events waiting are not kept.
 
+/// inotify instances.
+enum Inotify: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    let watches = descriptor.inotifyWatches ?? []
+    guard watches.count <= 1 << 16, Set(watches.map(\.wd)).count == watches.count,
+      watches.allSatisfy({ $0.wd > 0 && $0.wd <= 1 << 16 && $0.path.hasPrefix("/") && $0.path.utf8.count < 4096 && !$0.path.contains("\0") })
+    else { throw bad("fd \(descriptor.fd) is a bad inotify instance") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareInotify(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "inotify watching \((descriptor.inotifyWatches ?? []).map { "\($0.wd):\($0.path)" }.joined(separator: ", "))"
+  }
+}
+
 extension FileCapture {
   /// An inotify watch from its fdinfo line: the watched file is found from its file handle
   /// (open_by_handle_at on the mount of its device) and kept by path.

@@ -7,6 +7,23 @@ import Linux
 // memfd files: contents and seals kept, made once per container (by inode) and shared by
 // every descriptor and mapping of them.
 
+/// memfd files.
+enum Memfds: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let memfd = descriptor.memfd, memfd.name.utf8.count < 250, !memfd.name.contains("\0"),
+      memfd.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
+    else { throw bad("fd \(descriptor.fd) is a bad memfd") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareMemfd(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "memfd \(descriptor.memfd?.name ?? "?") of \(descriptor.memfd?.contents.count ?? 0) bytes at \(descriptor.position ?? 0)"
+  }
+}
+
 extension FileCapture {
   /// A memfd's contents and seals, read through a descriptor of our own.
   func captureMemfd(fd: Int32, target: String, inode: UInt64, size: Int) throws -> MemfdImage {

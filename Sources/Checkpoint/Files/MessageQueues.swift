@@ -7,6 +7,26 @@ import Linux
 // POSIX message queues: attributes and messages, made again in the container's own IPC
 // namespace (or kept in the host's).
 
+/// POSIX message queues.
+enum MessageQueues: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let queue = descriptor.mqueue, !queue.name.isEmpty, queue.name.utf8.count < 256, !queue.name.contains("/"),
+      !queue.name.contains("\0"), queue.name != ".", queue.name != "..", queue.mode <= 0o777,
+      (1...65536).contains(queue.maxMessages), (1...(16 << 20)).contains(queue.messageSize),
+      queue.messages.count <= queue.maxMessages,
+      queue.messages.allSatisfy({ $0.data.count <= queue.messageSize && $0.priority < 32768 })
+    else { throw bad("fd \(descriptor.fd) is a bad message queue") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareMessageQueue(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "message queue /\(descriptor.mqueue?.name ?? "?"), \(descriptor.mqueue?.messages.count ?? 0) message(s) waiting"
+  }
+}
+
 extension FileCapture {
   /// A POSIX message queue: its attributes and messages, taken and put back through a
   /// read-write description of ckcont's own (the container is frozen: nobody else takes

@@ -8,6 +8,38 @@ import Linux
 // (tee, without consuming it); made again once per container, filled, and handed to every
 // process that holds an end.
 
+/// Pipe ends: both made at once, before the batches (``FileBatch/preparePipes()``).
+enum Pipes: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let inode = descriptor.pipe, pipes.contains(inode) else { throw bad("fd \(descriptor.fd) names an unknown pipe") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    // Both ends made with their data before the batches: ``FileBatch/preparePipes()``.
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+  }
+}
+
+/// FIFOs opened by path, their data kept with the pipes'.
+enum Fifos: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
+      let inode = descriptor.pipe, pipes.contains(inode)
+    else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareFifo(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "FIFO \(descriptor.path ?? "?") \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+  }
+}
+
 extension FileCapture {
   /// The pipe's buffered bytes, copied without consuming them: a new read end opened through
   /// /proc, then tee(2) into a pipe of ours, which duplicates the data and leaves it in place.

@@ -8,6 +8,41 @@ import Linux
 // over), with their position and locks; and files deleted while open (CRIU's ghost files),
 // their contents kept and made again before they are opened.
 
+/// Files and devices opened by path.
+enum RegularFiles: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
+      (descriptor.position ?? 0) >= 0
+    else { throw bad("fd \(descriptor.fd) has a bad path or position") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareFileByPath(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
+      + (descriptor.outsideRoot == true ? " (outside the container's root: reopened from ckcont's, or --inherit-fd)" : "")
+  }
+}
+
+/// Files deleted while open.
+enum DeletedFiles: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4000, !path.contains("\0"),
+      let ghost = descriptor.ghost, ghost.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
+    else { throw bad("fd \(descriptor.fd) is a bad deleted file") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareDeletedFile(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "\(descriptor.path ?? "?") (deleted, \(descriptor.ghost?.contents.count ?? 0) bytes kept) at \(descriptor.position ?? 0)"
+  }
+}
+
 extension FileCapture {
   /// One fdinfo lock line: `1: FLOCK  ADVISORY  WRITE 4711 fe:00:1234 0 EOF`.
   func lock(from line: String, fd: Int32) throws -> FileLockImage {

@@ -9,6 +9,21 @@ import Linux
 // listening or connected as they were. What is particular to a family lives in
 // UnixSockets.swift, InetSockets.swift and NetlinkSockets.swift.
 
+/// Sockets of every family.
+enum Sockets: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard descriptor.socket?.isValid == true else { throw bad("fd \(descriptor.fd) is a bad socket") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareSocket(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    descriptor.socket?.description ?? "socket"
+  }
+}
+
 extension FileCapture {
   /// What an internet socket is, asked through a copy of the descriptor (pidfd_getfd): one
   /// without a connection is recreated; a connection (or data waiting in a socket) cannot be

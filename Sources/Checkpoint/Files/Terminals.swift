@@ -192,3 +192,24 @@ extension FileBatch {
     prepared.descriptions[descriptor.fd] = high
   }
 }
+
+/// Sides of the container's pseudo-terminals.
+enum TerminalDescriptors: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"), let pty = descriptor.pty,
+      (0..<(1 << 20)).contains(pty.index), pty.termios.count == Terminals.termiosSize, pty.windowSize.count == 4,
+      (pty.session ?? 1) > 0, (pty.foregroundGroup ?? 1) > 0
+    else { throw bad("fd \(descriptor.fd) is a bad terminal") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareTerminal(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    let pty = descriptor.pty
+    return "\(pty?.isMaster == true ? "master" : "slave") of terminal \(pty?.index ?? -1) (\(descriptor.path ?? "?"))"
+      + (pty?.session.map { ", controlling terminal of session \($0)" } ?? "")
+      + (pty?.foregroundGroup.map { ", foreground group \($0)" } ?? "")
+  }
+}
