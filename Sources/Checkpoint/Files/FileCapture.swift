@@ -216,3 +216,68 @@ struct FileCapture {
     return target
   }
 }
+
+extension Dump {
+  /// Open file descriptions held by more than one process (inherited across fork) get one
+  /// container-wide id, found by kcmp(KCMP_FILE) among descriptors of the same file or pipe.
+  func markSharedDescriptions(_ tasks: inout [CapturedTask]) {
+    var seen: [String: [(task: Int, index: Int)]] = [:]
+    var nextID: UInt64 = 1
+    for taskIndex in tasks.indices {
+      for index in tasks[taskIndex].files.descriptors.indices {
+        let descriptor = tasks[taskIndex].files.descriptors[index]
+        guard descriptor.sharesWith == nil else { continue }
+        let key = descriptor.kind == .pipe ? "pipe:\(descriptor.pipe ?? 0)" : "path:\(descriptor.path ?? "")"
+        let earlier = seen[key, default: []].first { other in
+          other.task != taskIndex
+            && ck_kcmp_file(
+              tasks[other.task].hostPid, tasks[taskIndex].hostPid,
+              tasks[other.task].files.descriptors[other.index].fd, descriptor.fd) == 0
+        }
+        if let earlier {
+          var id = tasks[earlier.task].files.descriptors[earlier.index].sharedDescription
+          if id == nil {
+            id = nextID
+            nextID += 1
+            tasks[earlier.task].files.descriptors[earlier.index].sharedDescription = id
+          }
+          tasks[taskIndex].files.descriptors[index].sharedDescription = id
+        } else {
+          seen[key, default: []].append((taskIndex, index))
+        }
+      }
+    }
+    // dup()s of a shared descriptor share its id too.
+    for taskIndex in tasks.indices {
+      let byFd = Dictionary(uniqueKeysWithValues: tasks[taskIndex].files.descriptors.map { ($0.fd, $0.sharedDescription) })
+      for index in tasks[taskIndex].files.descriptors.indices {
+        if let twin = tasks[taskIndex].files.descriptors[index].sharesWith, let id = byFd[twin] ?? nil {
+          tasks[taskIndex].files.descriptors[index].sharedDescription = id
+        }
+      }
+    }
+  }
+
+  /// The owner of signal-driven I/O names a thread, a process or a group's leader by its host
+  /// pid while captured: the image keeps the pid inside (at the container's pid namespace
+  /// `level`).
+  func nameAsyncOwnersInside(_ task: inout CapturedTask, innerPid: [Int32: Int32], level: Int) throws {
+    for (slot, descriptor) in task.files.descriptors.enumerated() {
+      guard var owner = descriptor.asyncOwner, owner.id != 0 else { continue }
+      func inner(_ host: Int32) -> Int32? {
+        if let pid = innerPid[host] { return pid }
+        // A thread of one of the container's processes.
+        guard let status = try? ProcStatus.read(pid: host), innerPid[status.tgid] != nil else { return nil }
+        return status.nsPid.count >= level ? status.nsPid[level - 1] : nil
+      }
+      guard let inner = inner(owner.id) else {
+        throw CKError(
+          .failed,
+          "task \(task.hostPid): fd \(descriptor.fd) signals \(owner.type == 2 ? "process group" : owner.type == 0 ? "thread" : "process") \(owner.id) on I/O, outside the container",
+          hint: "ckcont restores signal-driven I/O aimed at the container's own processes only")
+      }
+      owner.id = inner
+      task.files.descriptors[slot].asyncOwner = owner
+    }
+  }
+}

@@ -21,6 +21,19 @@ enum Pidfds: DescriptorKindHandler {
   static func describe(_ descriptor: DescriptorImage) -> String {
     "pidfd of process \(descriptor.pidfdTarget ?? 0)"
   }
+
+  /// A pidfd names a process by its host pid while captured: the image keeps the pid inside.
+  static func nameTargetsInside(_ task: inout Dump.CapturedTask, innerPid: [Int32: Int32]) throws {
+    for (slot, descriptor) in task.files.descriptors.enumerated() where descriptor.kind == .pidfd {
+      guard let host = descriptor.pidfdTarget, let inner = innerPid[host] else {
+        throw CKError(
+          .failed,
+          "task \(task.hostPid): fd \(descriptor.fd) is a pidfd of process \(descriptor.pidfdTarget ?? 0), outside the container",
+          hint: "ckcont recreates pidfds of the container's own processes only")
+      }
+      task.files.descriptors[slot].pidfdTarget = inner
+    }
+  }
 }
 
 extension FileBatch {

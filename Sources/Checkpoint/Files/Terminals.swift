@@ -213,3 +213,62 @@ enum TerminalDescriptors: DescriptorKindHandler {
       + (pty?.foregroundGroup.map { ", foreground group \($0)" } ?? "")
   }
 }
+
+extension Dump {
+  /// Pseudo-terminals (see ``Terminals``): a slave whose master no process of the container
+  /// holds is a terminal of the host's, opened by its path again; a terminal's session and
+  /// foreground group become the container's pids; a controlling terminal must be one whose
+  /// master the container holds.
+  /// With ``shellJob``, a controlling terminal outside is allowed when the session is outside
+  /// too (a job of a shell): its path is returned.
+  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws -> String? {
+    let masters = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
+    /// A process group as the container names it: by a member's group (its leader may be gone).
+    func innerGroup(_ group: Int32) -> Int32? {
+      if let inner = innerPid[group] { return inner }
+      return tasks.first { ProcStat.read(pid: $0.hostPid)?.pgrp == group }?.entry.pgid
+    }
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard var pty = tasks[index].files.descriptors[slot].pty else { continue }
+        guard pty.isMaster || masters.contains(pty.index) else {
+          tasks[index].files.descriptors[slot].kind = .path
+          tasks[index].files.descriptors[slot].pty = nil
+          continue
+        }
+        if let session = pty.session {
+          guard let inner = innerPid[session] else {
+            throw CKError(
+              .failed, "task \(tasks[index].hostPid): terminal \(pty.index) (fd \(tasks[index].files.descriptors[slot].fd)) controls session \(session), outside the container, which ckcont cannot checkpoint yet")
+          }
+          pty.session = inner
+        }
+        pty.foregroundGroup = pty.foregroundGroup.flatMap(innerGroup)
+        tasks[index].files.descriptors[slot].pty = pty
+      }
+    }
+    var external: String?
+    for task in tasks where task.controllingTerminal != 0 {
+      let device = UInt64(UInt32(bitPattern: task.controllingTerminal))
+      if let side = Terminals.side(device: device), !side.isMaster, masters.contains(side.index) { continue }
+      let major = device >> 8 & 0xfff
+      let minor = device & 0xff | device >> 12 & 0xfff00
+      let name = Terminals.side(device: device).map { "/dev/pts/\($0.index)" } ?? "tty \(major):\(minor)"
+      guard shellJob else {
+        throw CKError(
+          .failed,
+          "process \(task.hostPid) has a controlling terminal (\(name)) whose master is outside the container, which ckcont cannot checkpoint without --shell-job",
+          hint: "a job of a shell: dump and restore with --shell-job; else start the container without a terminal (setsid, stdio on files or pipes)")
+      }
+      let sessionOutside = task.entry.sid == 0 || !tasks.contains { $0.entry.pid == task.entry.sid }
+      guard sessionOutside, external == nil || external == name, Terminals.side(device: device) != nil else {
+        throw CKError(
+          .failed,
+          "process \(task.hostPid): --shell-job takes a job whose session and terminal (\(name)) are outside the container, each the same pseudo-terminal",
+          hint: "the container leads a session of its own on a terminal outside it, which ckcont cannot restore")
+      }
+      external = name
+    }
+    return external
+  }
+}

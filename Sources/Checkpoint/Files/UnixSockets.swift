@@ -318,3 +318,89 @@ enum PassedInFlight {
   }
 
 }
+
+extension Dump {
+  /// A connected unix socket is restored as one end of a pair. One whose peer no process
+  /// of the container holds is connected to the outside: marked, to come back with that peer
+  /// gone (``SocketImage/peerOutside``).
+  func markOutsideSocketPeers(_ tasks: inout [CapturedTask]) {
+    let sockets = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.socket?.inode } })
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard let peer = tasks[index].files.descriptors[slot].socket?.peerInode, !sockets.contains(peer) else { continue }
+        tasks[index].files.descriptors[slot].socket?.peerOutside = true
+        log(
+          "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone")
+      }
+    }
+  }
+
+  /// Descriptors in flight in unix sockets (SCM_RIGHTS) were captured as ckcont's own copies
+  /// (``PassedDescriptors`` with pid 0): each becomes the descriptor of a process of the
+  /// container that holds the same open file description (kcmp), and ckcont's copy is closed.
+  /// One that no process holds (sent, then closed by its sender) stops the dump.
+  func resolvePassed(_ tasks: inout [CapturedTask]) throws {
+    var copies: [Int32] = []
+    defer { for fd in copies { close(fd) } }
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        copies += (descriptor.socket?.passed ?? []).flatMap { $0.descriptors.map(\.fd) }
+      }
+    }
+    let holders = tasks.flatMap { task in
+      task.files.descriptors.map { (hostPid: task.hostPid, pid: task.entry.pid, fd: $0.fd) }
+    }
+    let me = getpid()
+    for taskIndex in tasks.indices {
+      for index in tasks[taskIndex].files.descriptors.indices {
+        guard var passed = tasks[taskIndex].files.descriptors[index].socket?.passed else { continue }
+        for group in passed.indices {
+          for slot in passed[group].descriptors.indices {
+            let ours = passed[group].descriptors[slot].fd
+            if let holder = holders.first(where: { ck_kcmp_file(me, $0.hostPid, ours, $0.fd) == 0 }) {
+              passed[group].descriptors[slot] = DescriptorReference(pid: holder.pid, fd: holder.fd)
+            } else if let file = Self.fileOnlyInFlight(ours) {
+              passed[group].descriptors[slot] = file
+            } else if let end = Self.pipeEndOnlyInFlight(ours, holders: holders) {
+              passed[group].descriptors[slot] = end
+            } else {
+              let what = (try? readLink("/proc/self/fd/\(ours)")) ?? "?"
+              throw CKError(
+                .failed,
+                "task \(tasks[taskIndex].hostPid): fd \(tasks[taskIndex].files.descriptors[index].fd) (a unix socket) holds a descriptor in flight (\(what)) that no process of the container holds and that is no file to open again, which ckcont cannot checkpoint yet",
+                hint: "checkpoint once it has been received")
+            }
+          }
+        }
+        tasks[taskIndex].files.descriptors[index].socket?.passed = passed
+      }
+    }
+  }
+
+  /// A descriptor in flight that only the message holds, when it is one to open again: a
+  /// regular file or a device (not a terminal) at a path ckcont sees, with its flags and
+  /// offset. Nil for anything else (a pipe, a socket, a deleted file...).
+  static func fileOnlyInFlight(_ fd: Int32) -> DescriptorReference? {
+    var st = stat()
+    guard fstat(fd, &st) == 0, let path = try? readLink("/proc/self/fd/\(fd)"), path.hasPrefix("/"), !path.hasSuffix(" (deleted)")
+    else { return nil }
+    let type = st.st_mode & S_IFMT
+    guard type == S_IFREG || type == S_IFCHR && Terminals.side(device: UInt64(st.st_rdev)) == nil else { return nil }
+    let flags = fcntl(fd, F_GETFL)
+    guard flags >= 0 else { return nil }
+    let position = type == S_IFREG ? lseek(fd, 0, SEEK_CUR) : 0
+    // O_LARGEFILE shows in F_GETFL on 64-bit kernels; opening with it changes nothing.
+    return DescriptorReference(path: path, flags: flags & ~Int32(0o100000), position: max(0, Int64(position)))
+  }
+
+  /// A pipe's end in flight that only the message holds, when a process of the container
+  /// holds the same pipe (either end): the restore opens a new end through that one
+  /// (/proc/<pid>/fd/<fd>, as a FIFO opens).
+  static func pipeEndOnlyInFlight(_ fd: Int32, holders: [(hostPid: Int32, pid: Int32, fd: Int32)]) -> DescriptorReference? {
+    guard let target = try? readLink("/proc/self/fd/\(fd)"), target.hasPrefix("pipe:[") else { return nil }
+    let flags = fcntl(fd, F_GETFL)
+    guard flags >= 0 else { return nil }
+    guard let holder = holders.first(where: { (try? readLink("/proc/\($0.hostPid)/fd/\($0.fd)")) == target }) else { return nil }
+    return DescriptorReference(pipeThrough: holder.pid, fd: holder.fd, flags: flags & (3 | Int32(O_NONBLOCK) | Int32(O_APPEND)))
+  }
+}
