@@ -22,6 +22,15 @@ enum Epoll: DescriptorKindHandler {
   static func describe(_ descriptor: DescriptorImage) -> String {
     "epoll watching fds \((descriptor.epollTargets ?? []).map { String($0.fd) }.joined(separator: ","))"
   }
+
+  /// Every epoll instance watches only descriptors the process has (`fds`, all its numbers).
+  static func validateTargets(_ descriptors: [DescriptorImage], fds: Set<Int32>, bad: (String) -> CKError) throws(CKError) {
+    for descriptor in descriptors where descriptor.kind == .epoll {
+      guard (descriptor.epollTargets ?? []).allSatisfy({ fds.contains($0.fd) }) else {
+        throw bad("epoll fd \(descriptor.fd) watches a descriptor the process does not have")
+      }
+    }
+  }
 }
 
 extension FileBatch {

@@ -4,9 +4,9 @@ import Foundation
 import Glibc
 import Linux
 
-/// Captures the open file descriptors of a process: files and devices opened by path, and
-/// pipes and FIFOs with the data buffered in them. Anything else fails the dump, naming task, fd and
-/// kind: a checkpoint never silently drops a descriptor.
+/// Captures the open file descriptors of a process: each is recognised here and captured by
+/// its kind's file (see ``DescriptorKinds``). Anything else fails the dump, naming task, fd
+/// and kind: a checkpoint never silently drops a descriptor.
 struct FileCapture {
   let pid: Int32
   /// A NETLINK_SOCK_DIAG socket in the container's network namespace, for unix sockets.

@@ -371,31 +371,20 @@ final class FileBatch {
       try withOurCopy(of: Int32(fd)) { ours in try fillQueues(ours, tcp) }
     }
     for (fd, queue) in after.messageQueues where !queue.messages.isEmpty {
-      try withOurCopy(of: Int32(fd)) { ours in
-        let bytes = queue.messages.reduce(into: [UInt8]()) { $0 += $1.data }
-        let result = ck_mq_fill(ours, bytes, queue.messages.map { UInt32($0.data.count) }, queue.messages.map(\.priority), Int32(queue.messages.count))
-        guard result == 0 else {
-          throw CKError(.failed, "cannot put the messages back in /\(queue.name): \(String(cString: strerror(-result)))")
-        }
-      }
+      try withOurCopy(of: Int32(fd)) { ours in try putMessagesBack(queue, into: ours) }
     }
     let ghosts = after.ghosts, memfds = after.memfds
     for (fd, contents) in ghosts {
       try withOurCopy(of: Int32(fd)) { ours in try write(contents, to: ours, what: "a deleted file's ghost") }
     }
     for (fd, memfd) in memfds {
-      try withOurCopy(of: Int32(fd)) { ours in
-        try write(memfd.contents, to: ours, what: "memfd \(memfd.name)")
-        if memfd.seals != 1 && memfd.seals != 0 {
-          try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") { fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals) }
-        }
-      }
+      try withOurCopy(of: Int32(fd)) { ours in try fill(ours, with: memfd) }
     }
     injector.resetData()
   }
 
   /// pwrite of the whole of `contents` from offset 0.
-  private func write(_ contents: Data, to fd: Int32, what: String) throws {
+  func write(_ contents: Data, to fd: Int32, what: String) throws {
     try contents.withUnsafeBytes { bytes in
       var done = 0
       while done < bytes.count {

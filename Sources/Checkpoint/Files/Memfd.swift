@@ -69,3 +69,14 @@ extension FileBatch {
     prepared.descriptions[descriptor.fd] = high
   }
 }
+
+extension FileBatch {
+  /// Writes a memfd's contents through ckcont's copy `ours` (after the batch that made it,
+  /// see ``finish``), then seals it as it was.
+  func fill(_ ours: Int32, with memfd: MemfdImage) throws {
+    try write(memfd.contents, to: ours, what: "memfd \(memfd.name)")
+    if memfd.seals != 1 && memfd.seals != 0 {
+      try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") { fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals) }
+    }
+  }
+}

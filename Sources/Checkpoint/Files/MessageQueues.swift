@@ -87,3 +87,15 @@ extension FileBatch {
     if make && queue.unlinked { batch.add("mq_unlink /\(queue.name)", SyscallNumber.mqUnlink, .value(name)) }
   }
 }
+
+extension FileBatch {
+  /// Puts the messages that waited in a queue just made back into it, in order, with their
+  /// priorities, through ckcont's copy `ours` (after the batch that made it, see ``finish``).
+  func putMessagesBack(_ queue: MessageQueueImage, into ours: Int32) throws {
+    let bytes = queue.messages.reduce(into: [UInt8]()) { $0 += $1.data }
+    let result = ck_mq_fill(ours, bytes, queue.messages.map { UInt32($0.data.count) }, queue.messages.map(\.priority), Int32(queue.messages.count))
+    guard result == 0 else {
+      throw CKError(.failed, "cannot put the messages back in /\(queue.name): \(String(cString: strerror(-result)))")
+    }
+  }
+}

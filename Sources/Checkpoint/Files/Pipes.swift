@@ -21,6 +21,15 @@ enum Pipes: DescriptorKindHandler {
   static func describe(_ descriptor: DescriptorImage) -> String {
     "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
   }
+
+  /// The pipes of a task's image: a capacity the kernel allows, holding no more than it.
+  static func validate(_ pipes: [PipeImage], bad: (String) -> CKError) throws(CKError) {
+    for pipe in pipes {
+      guard pipe.capacity >= 4096, pipe.capacity <= 1 << 30, pipe.buffered.count <= Int(pipe.capacity) else {
+        throw bad("pipe \(pipe.inode) has a bad size")
+      }
+    }
+  }
 }
 
 /// FIFOs opened by path, their data kept with the pipes'.

@@ -25,9 +25,9 @@ enum Sockets: DescriptorKindHandler {
 }
 
 extension FileCapture {
-  /// What an internet socket is, asked through a copy of the descriptor (pidfd_getfd): one
-  /// without a connection is recreated; a connection (or data waiting in a socket) cannot be
-  /// yet, and stops the dump rather than be lost.
+  /// What a socket is, asked through a copy of the descriptor (pidfd_getfd), then handed to
+  /// its family's capture (unix, netlink, inet); any other family, or a raw socket, stops the
+  /// dump rather than be lost.
   func captureSocket(fd: Int32, target: String, inode: UInt64, log: (String) -> Void) throws -> SocketImage {
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }

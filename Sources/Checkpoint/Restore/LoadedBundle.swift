@@ -511,16 +511,8 @@ final class LoadedBundle {
       }
       try DescriptorKinds.handler(for: descriptor.kind).validate(descriptor, pipes: pipes, bad: bad)
     }
-    for pipe in task.files.pipes {
-      guard pipe.capacity >= 4096, pipe.capacity <= 1 << 30, pipe.buffered.count <= Int(pipe.capacity) else {
-        throw bad("pipe \(pipe.inode) has a bad size")
-      }
-    }
-    for descriptor in task.files.descriptors where descriptor.kind == .epoll {
-      guard (descriptor.epollTargets ?? []).allSatisfy({ fds.contains($0.fd) }) else {
-        throw bad("epoll fd \(descriptor.fd) watches a descriptor the process does not have")
-      }
-    }
+    try Pipes.validate(task.files.pipes, bad: bad)
+    try Epoll.validateTargets(task.files.descriptors, fds: fds, bad: bad)
     guard task.core.cwd.hasPrefix("/"), task.core.cwd.utf8.count < 4096 else { throw bad("bad working directory") }
     guard task.core.root.hasPrefix("/"), task.core.root.utf8.count < 4096, !task.core.root.contains("\0") else { throw bad("bad root") }
   }
