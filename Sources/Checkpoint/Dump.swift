@@ -271,35 +271,11 @@ public struct Dump {
     for index in tasks.indices {
       tasks[index].entry.ppid = innerPid[tasks[index].entry.ppid] ?? 0
     }
-    // A pidfd names a process by its host pid while captured: the image keeps the pid inside.
+    // pidfds and owners of signal-driven I/O name processes by their host pids while
+    // captured: the image keeps the pids inside.
     for index in tasks.indices {
-      for (slot, descriptor) in tasks[index].files.descriptors.enumerated() where descriptor.kind == .pidfd {
-        guard let host = descriptor.pidfdTarget, let inner = innerPid[host] else {
-          throw CKError(
-            .failed,
-            "task \(tasks[index].hostPid): fd \(descriptor.fd) is a pidfd of process \(descriptor.pidfdTarget ?? 0), outside the container",
-            hint: "ckcont recreates pidfds of the container's own processes only")
-        }
-        tasks[index].files.descriptors[slot].pidfdTarget = inner
-      }
-      // The owner of signal-driven I/O likewise (a thread, a process or a group's leader).
-      for (slot, descriptor) in tasks[index].files.descriptors.enumerated() {
-        guard var owner = descriptor.asyncOwner, owner.id != 0 else { continue }
-        func inner(_ host: Int32) -> Int32? {
-          if let pid = innerPid[host] { return pid }
-          // A thread of one of the container's processes.
-          guard let status = try? ProcStatus.read(pid: host), innerPid[status.tgid] != nil else { return nil }
-          return status.nsPid.count >= level ? status.nsPid[level - 1] : nil
-        }
-        guard let inner = inner(owner.id) else {
-          throw CKError(
-            .failed,
-            "task \(tasks[index].hostPid): fd \(descriptor.fd) signals \(owner.type == 2 ? "process group" : owner.type == 0 ? "thread" : "process") \(owner.id) on I/O, outside the container",
-            hint: "ckcont restores signal-driven I/O aimed at the container's own processes only")
-        }
-        owner.id = inner
-        tasks[index].files.descriptors[slot].asyncOwner = owner
-      }
+      try Pidfds.nameTargetsInside(&tasks[index], innerPid: innerPid)
+      try nameAsyncOwnersInside(&tasks[index], innerPid: innerPid, level: level)
     }
     let shellJobTerminal = try settleTerminals(&tasks, innerPid: innerPid)
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
@@ -457,78 +433,6 @@ public struct Dump {
     return facts.map { $0 ?? .failure(CKError(.failed, "a process was not read")) }
   }
 
-  /// Pseudo-terminals (see ``Terminals``): a slave whose master no process of the container
-  /// holds is a terminal of the host's, opened by its path again; a terminal's session and
-  /// foreground group become the container's pids; a controlling terminal must be one whose
-  /// master the container holds.
-  /// With ``shellJob``, a controlling terminal outside is allowed when the session is outside
-  /// too (a job of a shell): its path is returned.
-  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws -> String? {
-    let masters = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
-    /// A process group as the container names it: by a member's group (its leader may be gone).
-    func innerGroup(_ group: Int32) -> Int32? {
-      if let inner = innerPid[group] { return inner }
-      return tasks.first { ProcStat.read(pid: $0.hostPid)?.pgrp == group }?.entry.pgid
-    }
-    for index in tasks.indices {
-      for slot in tasks[index].files.descriptors.indices {
-        guard var pty = tasks[index].files.descriptors[slot].pty else { continue }
-        guard pty.isMaster || masters.contains(pty.index) else {
-          tasks[index].files.descriptors[slot].kind = .path
-          tasks[index].files.descriptors[slot].pty = nil
-          continue
-        }
-        if let session = pty.session {
-          guard let inner = innerPid[session] else {
-            throw CKError(
-              .failed, "task \(tasks[index].hostPid): terminal \(pty.index) (fd \(tasks[index].files.descriptors[slot].fd)) controls session \(session), outside the container, which ckcont cannot checkpoint yet")
-          }
-          pty.session = inner
-        }
-        pty.foregroundGroup = pty.foregroundGroup.flatMap(innerGroup)
-        tasks[index].files.descriptors[slot].pty = pty
-      }
-    }
-    var external: String?
-    for task in tasks where task.controllingTerminal != 0 {
-      let device = UInt64(UInt32(bitPattern: task.controllingTerminal))
-      if let side = Terminals.side(device: device), !side.isMaster, masters.contains(side.index) { continue }
-      let major = device >> 8 & 0xfff
-      let minor = device & 0xff | device >> 12 & 0xfff00
-      let name = Terminals.side(device: device).map { "/dev/pts/\($0.index)" } ?? "tty \(major):\(minor)"
-      guard shellJob else {
-        throw CKError(
-          .failed,
-          "process \(task.hostPid) has a controlling terminal (\(name)) whose master is outside the container, which ckcont cannot checkpoint without --shell-job",
-          hint: "a job of a shell: dump and restore with --shell-job; else start the container without a terminal (setsid, stdio on files or pipes)")
-      }
-      let sessionOutside = task.entry.sid == 0 || !tasks.contains { $0.entry.pid == task.entry.sid }
-      guard sessionOutside, external == nil || external == name, Terminals.side(device: device) != nil else {
-        throw CKError(
-          .failed,
-          "process \(task.hostPid): --shell-job takes a job whose session and terminal (\(name)) are outside the container, each the same pseudo-terminal",
-          hint: "the container leads a session of its own on a terminal outside it, which ckcont cannot restore")
-      }
-      external = name
-    }
-    return external
-  }
-
-  /// A connected unix socket is restored as one end of a pair. One whose peer no process
-  /// of the container holds is connected to the outside: marked, to come back with that peer
-  /// gone (``SocketImage/peerOutside``).
-  func markOutsideSocketPeers(_ tasks: inout [CapturedTask]) {
-    let sockets = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.socket?.inode } })
-    for index in tasks.indices {
-      for slot in tasks[index].files.descriptors.indices {
-        guard let peer = tasks[index].files.descriptors[slot].socket?.peerInode, !sockets.contains(peer) else { continue }
-        tasks[index].files.descriptors[slot].socket?.peerOutside = true
-        log(
-          "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone")
-      }
-    }
-  }
-
   /// Processes that share their parent's descriptor table or fs information (clone with
   /// CLONE_FILES or CLONE_FS but not CLONE_THREAD) are marked, to be forked the same way. One
   /// that shares its address space (CLONE_VM: a vfork child before its exec) is refused.
@@ -545,115 +449,6 @@ public struct Dump {
       if ck_kcmp(task.hostPid, parent, 2 /* KCMP_FILES */) == 0 { tasks[index].entry.sharesFilesWithParent = true }
       if ck_kcmp(task.hostPid, parent, 3 /* KCMP_FS */) == 0 { tasks[index].entry.sharesFSWithParent = true }
     }
-  }
-
-  /// Open file descriptions held by more than one process (inherited across fork) get one
-  /// container-wide id, found by kcmp(KCMP_FILE) among descriptors of the same file or pipe.
-  func markSharedDescriptions(_ tasks: inout [CapturedTask]) {
-    var seen: [String: [(task: Int, index: Int)]] = [:]
-    var nextID: UInt64 = 1
-    for taskIndex in tasks.indices {
-      for index in tasks[taskIndex].files.descriptors.indices {
-        let descriptor = tasks[taskIndex].files.descriptors[index]
-        guard descriptor.sharesWith == nil else { continue }
-        let key = descriptor.kind == .pipe ? "pipe:\(descriptor.pipe ?? 0)" : "path:\(descriptor.path ?? "")"
-        let earlier = seen[key, default: []].first { other in
-          other.task != taskIndex
-            && ck_kcmp_file(
-              tasks[other.task].hostPid, tasks[taskIndex].hostPid,
-              tasks[other.task].files.descriptors[other.index].fd, descriptor.fd) == 0
-        }
-        if let earlier {
-          var id = tasks[earlier.task].files.descriptors[earlier.index].sharedDescription
-          if id == nil {
-            id = nextID
-            nextID += 1
-            tasks[earlier.task].files.descriptors[earlier.index].sharedDescription = id
-          }
-          tasks[taskIndex].files.descriptors[index].sharedDescription = id
-        } else {
-          seen[key, default: []].append((taskIndex, index))
-        }
-      }
-    }
-    // dup()s of a shared descriptor share its id too.
-    for taskIndex in tasks.indices {
-      let byFd = Dictionary(uniqueKeysWithValues: tasks[taskIndex].files.descriptors.map { ($0.fd, $0.sharedDescription) })
-      for index in tasks[taskIndex].files.descriptors.indices {
-        if let twin = tasks[taskIndex].files.descriptors[index].sharesWith, let id = byFd[twin] ?? nil {
-          tasks[taskIndex].files.descriptors[index].sharedDescription = id
-        }
-      }
-    }
-  }
-
-  /// Descriptors in flight in unix sockets (SCM_RIGHTS) were captured as ckcont's own copies
-  /// (``PassedDescriptors`` with pid 0): each becomes the descriptor of a process of the
-  /// container that holds the same open file description (kcmp), and ckcont's copy is closed.
-  /// One that no process holds (sent, then closed by its sender) stops the dump.
-  func resolvePassed(_ tasks: inout [CapturedTask]) throws {
-    var copies: [Int32] = []
-    defer { for fd in copies { close(fd) } }
-    for task in tasks {
-      for descriptor in task.files.descriptors {
-        copies += (descriptor.socket?.passed ?? []).flatMap { $0.descriptors.map(\.fd) }
-      }
-    }
-    let holders = tasks.flatMap { task in
-      task.files.descriptors.map { (hostPid: task.hostPid, pid: task.entry.pid, fd: $0.fd) }
-    }
-    let me = getpid()
-    for taskIndex in tasks.indices {
-      for index in tasks[taskIndex].files.descriptors.indices {
-        guard var passed = tasks[taskIndex].files.descriptors[index].socket?.passed else { continue }
-        for group in passed.indices {
-          for slot in passed[group].descriptors.indices {
-            let ours = passed[group].descriptors[slot].fd
-            if let holder = holders.first(where: { ck_kcmp_file(me, $0.hostPid, ours, $0.fd) == 0 }) {
-              passed[group].descriptors[slot] = DescriptorReference(pid: holder.pid, fd: holder.fd)
-            } else if let file = Self.fileOnlyInFlight(ours) {
-              passed[group].descriptors[slot] = file
-            } else if let end = Self.pipeEndOnlyInFlight(ours, holders: holders) {
-              passed[group].descriptors[slot] = end
-            } else {
-              let what = (try? readLink("/proc/self/fd/\(ours)")) ?? "?"
-              throw CKError(
-                .failed,
-                "task \(tasks[taskIndex].hostPid): fd \(tasks[taskIndex].files.descriptors[index].fd) (a unix socket) holds a descriptor in flight (\(what)) that no process of the container holds and that is no file to open again, which ckcont cannot checkpoint yet",
-                hint: "checkpoint once it has been received")
-            }
-          }
-        }
-        tasks[taskIndex].files.descriptors[index].socket?.passed = passed
-      }
-    }
-  }
-
-  /// A descriptor in flight that only the message holds, when it is one to open again: a
-  /// regular file or a device (not a terminal) at a path ckcont sees, with its flags and
-  /// offset. Nil for anything else (a pipe, a socket, a deleted file...).
-  static func fileOnlyInFlight(_ fd: Int32) -> DescriptorReference? {
-    var st = stat()
-    guard fstat(fd, &st) == 0, let path = try? readLink("/proc/self/fd/\(fd)"), path.hasPrefix("/"), !path.hasSuffix(" (deleted)")
-    else { return nil }
-    let type = st.st_mode & S_IFMT
-    guard type == S_IFREG || type == S_IFCHR && Terminals.side(device: UInt64(st.st_rdev)) == nil else { return nil }
-    let flags = fcntl(fd, F_GETFL)
-    guard flags >= 0 else { return nil }
-    let position = type == S_IFREG ? lseek(fd, 0, SEEK_CUR) : 0
-    // O_LARGEFILE shows in F_GETFL on 64-bit kernels; opening with it changes nothing.
-    return DescriptorReference(path: path, flags: flags & ~Int32(0o100000), position: max(0, Int64(position)))
-  }
-
-  /// A pipe's end in flight that only the message holds, when a process of the container
-  /// holds the same pipe (either end): the restore opens a new end through that one
-  /// (/proc/<pid>/fd/<fd>, as a FIFO opens).
-  static func pipeEndOnlyInFlight(_ fd: Int32, holders: [(hostPid: Int32, pid: Int32, fd: Int32)]) -> DescriptorReference? {
-    guard let target = try? readLink("/proc/self/fd/\(fd)"), target.hasPrefix("pipe:[") else { return nil }
-    let flags = fcntl(fd, F_GETFL)
-    guard flags >= 0 else { return nil }
-    guard let holder = holders.first(where: { (try? readLink("/proc/\($0.hostPid)/fd/\($0.fd)")) == target }) else { return nil }
-    return DescriptorReference(pipeThrough: holder.pid, fd: holder.fd, flags: flags & (3 | Int32(O_NONBLOCK) | Int32(O_APPEND)))
   }
 
   /// What a reader must understand to restore these tasks (``Manifest/requires``).

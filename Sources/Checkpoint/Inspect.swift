@@ -220,29 +220,7 @@ public struct BundleInspection: Codable, Sendable {
   }
 
   static func describe(_ descriptor: DescriptorImage) -> String {
-    var text: String
-    switch descriptor.kind {
-    case .path:
-      text = "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
-        + (descriptor.outsideRoot == true ? " (outside the container's root: reopened from ckcont's, or --inherit-fd)" : "")
-    case .pipe: text = "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
-    case .fifo: text = "FIFO \(descriptor.path ?? "?") \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
-    case .inotify: text = "inotify watching \((descriptor.inotifyWatches ?? []).map { "\($0.wd):\($0.path)" }.joined(separator: ", "))"
-    case .deleted: text = "\(descriptor.path ?? "?") (deleted, \(descriptor.ghost?.contents.count ?? 0) bytes kept) at \(descriptor.position ?? 0)"
-    case .pidfd: text = "pidfd of process \(descriptor.pidfdTarget ?? 0)"
-    case .memfd: text = "memfd \(descriptor.memfd?.name ?? "?") of \(descriptor.memfd?.contents.count ?? 0) bytes at \(descriptor.position ?? 0)"
-    case .epoll: text = "epoll watching fds \((descriptor.epollTargets ?? []).map { String($0.fd) }.joined(separator: ","))"
-    case .eventfd: text = "eventfd, count \(descriptor.anon?.count ?? 0)"
-    case .signalfd: text = "signalfd for mask 0x\(String(descriptor.anon?.signalMask ?? 0, radix: 16))"
-    case .socket: text = descriptor.socket?.description ?? "socket"
-    case .timerfd: text = "timerfd on clock \(descriptor.anon?.clockID ?? 0), \(descriptor.anon?.valueNanoseconds ?? 0) ns left"
-    case .pty:
-      let pty = descriptor.pty
-      text = "\(pty?.isMaster == true ? "master" : "slave") of terminal \(pty?.index ?? -1) (\(descriptor.path ?? "?"))"
-        + (pty?.session.map { ", controlling terminal of session \($0)" } ?? "")
-        + (pty?.foregroundGroup.map { ", foreground group \($0)" } ?? "")
-    case .mqueue: text = "message queue /\(descriptor.mqueue?.name ?? "?"), \(descriptor.mqueue?.messages.count ?? 0) message(s) waiting"
-    }
+    var text = DescriptorKinds.handler(for: descriptor.kind).describe(descriptor)
     if let twin = descriptor.sharesWith { text += " (same file as fd \(twin))" }
     var flags: [String] = []
     if descriptor.flags & O_APPEND != 0 { flags.append("append") }

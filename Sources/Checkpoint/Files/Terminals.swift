@@ -170,3 +170,105 @@ final class Terminals {
     }
   }
 }
+
+extension FileBatch {
+  /// A side of a pseudo-terminal ckcont made again (see ``Terminals``).
+  func prepareTerminal(_ descriptor: DescriptorImage) throws {
+    guard let pty = descriptor.pty, let path = descriptor.path, let terminals = shared.terminals else {
+      throw CKError(.badInput, "task \(pid): fd \(descriptor.fd) is a terminal the bundle does not describe")
+    }
+    let high: Int64
+    if pty.isMaster {
+      // The one master ckcont made: the same description for every holder.
+      high = try queueReceived(try terminals.master(pty.index), what: "terminal \(pty.index)", fd: descriptor.fd)
+      batch.add(
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, .value(UInt64(high)), .value(UInt64(F_SETFL)),
+        .value(UInt64(descriptor.flags & ~O_ASYNC)))
+    } else {
+      let slave = try terminals.openSlave(pty.index, path: path, flags: descriptor.flags & ~O_ASYNC)
+      defer { close(slave) }
+      high = try queueReceived(slave, what: "terminal \(pty.index)", fd: descriptor.fd)
+    }
+    prepared.descriptions[descriptor.fd] = high
+  }
+}
+
+/// Sides of the container's pseudo-terminals.
+enum TerminalDescriptors: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"), let pty = descriptor.pty,
+      (0..<(1 << 20)).contains(pty.index), pty.termios.count == Terminals.termiosSize, pty.windowSize.count == 4,
+      (pty.session ?? 1) > 0, (pty.foregroundGroup ?? 1) > 0
+    else { throw bad("fd \(descriptor.fd) is a bad terminal") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareTerminal(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    let pty = descriptor.pty
+    return "\(pty?.isMaster == true ? "master" : "slave") of terminal \(pty?.index ?? -1) (\(descriptor.path ?? "?"))"
+      + (pty?.session.map { ", controlling terminal of session \($0)" } ?? "")
+      + (pty?.foregroundGroup.map { ", foreground group \($0)" } ?? "")
+  }
+}
+
+extension Dump {
+  /// Pseudo-terminals (see ``Terminals``): a slave whose master no process of the container
+  /// holds is a terminal of the host's, opened by its path again; a terminal's session and
+  /// foreground group become the container's pids; a controlling terminal must be one whose
+  /// master the container holds.
+  /// With ``shellJob``, a controlling terminal outside is allowed when the session is outside
+  /// too (a job of a shell): its path is returned.
+  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws -> String? {
+    let masters = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
+    /// A process group as the container names it: by a member's group (its leader may be gone).
+    func innerGroup(_ group: Int32) -> Int32? {
+      if let inner = innerPid[group] { return inner }
+      return tasks.first { ProcStat.read(pid: $0.hostPid)?.pgrp == group }?.entry.pgid
+    }
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard var pty = tasks[index].files.descriptors[slot].pty else { continue }
+        guard pty.isMaster || masters.contains(pty.index) else {
+          tasks[index].files.descriptors[slot].kind = .path
+          tasks[index].files.descriptors[slot].pty = nil
+          continue
+        }
+        if let session = pty.session {
+          guard let inner = innerPid[session] else {
+            throw CKError(
+              .failed, "task \(tasks[index].hostPid): terminal \(pty.index) (fd \(tasks[index].files.descriptors[slot].fd)) controls session \(session), outside the container, which ckcont cannot checkpoint yet")
+          }
+          pty.session = inner
+        }
+        pty.foregroundGroup = pty.foregroundGroup.flatMap(innerGroup)
+        tasks[index].files.descriptors[slot].pty = pty
+      }
+    }
+    var external: String?
+    for task in tasks where task.controllingTerminal != 0 {
+      let device = UInt64(UInt32(bitPattern: task.controllingTerminal))
+      if let side = Terminals.side(device: device), !side.isMaster, masters.contains(side.index) { continue }
+      let major = device >> 8 & 0xfff
+      let minor = device & 0xff | device >> 12 & 0xfff00
+      let name = Terminals.side(device: device).map { "/dev/pts/\($0.index)" } ?? "tty \(major):\(minor)"
+      guard shellJob else {
+        throw CKError(
+          .failed,
+          "process \(task.hostPid) has a controlling terminal (\(name)) whose master is outside the container, which ckcont cannot checkpoint without --shell-job",
+          hint: "a job of a shell: dump and restore with --shell-job; else start the container without a terminal (setsid, stdio on files or pipes)")
+      }
+      let sessionOutside = task.entry.sid == 0 || !tasks.contains { $0.entry.pid == task.entry.sid }
+      guard sessionOutside, external == nil || external == name, Terminals.side(device: device) != nil else {
+        throw CKError(
+          .failed,
+          "process \(task.hostPid): --shell-job takes a job whose session and terminal (\(name)) are outside the container, each the same pseudo-terminal",
+          hint: "the container leads a session of its own on a terminal outside it, which ckcont cannot restore")
+      }
+      external = name
+    }
+    return external
+  }
+}

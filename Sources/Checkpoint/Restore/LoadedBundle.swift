@@ -505,72 +505,10 @@ final class LoadedBundle {
         guard fds.contains(twin), twin != descriptor.fd else { throw bad("fd \(descriptor.fd) duplicates an unknown fd") }
         continue
       }
-      switch descriptor.kind {
-      case .mqueue:
-        guard let queue = descriptor.mqueue, !queue.name.isEmpty, queue.name.utf8.count < 256, !queue.name.contains("/"),
-          !queue.name.contains("\0"), queue.name != ".", queue.name != "..", queue.mode <= 0o777,
-          (1...65536).contains(queue.maxMessages), (1...(16 << 20)).contains(queue.messageSize),
-          queue.messages.count <= queue.maxMessages,
-          queue.messages.allSatisfy({ $0.data.count <= queue.messageSize && $0.priority < 32768 })
-        else { throw bad("fd \(descriptor.fd) is a bad message queue") }
-      case .path:
-        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
-          (descriptor.position ?? 0) >= 0
-        else { throw bad("fd \(descriptor.fd) has a bad path or position") }
-      case .pty:
-        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"), let pty = descriptor.pty,
-          (0..<(1 << 20)).contains(pty.index), pty.termios.count == Terminals.termiosSize, pty.windowSize.count == 4,
-          (pty.session ?? 1) > 0, (pty.foregroundGroup ?? 1) > 0
-        else { throw bad("fd \(descriptor.fd) is a bad terminal") }
-      case .pipe:
-        guard let inode = descriptor.pipe, pipes.contains(inode) else { throw bad("fd \(descriptor.fd) names an unknown pipe") }
-      case .fifo:
-        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
-          let inode = descriptor.pipe, pipes.contains(inode)
-        else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
-      case .inotify:
-        let watches = descriptor.inotifyWatches ?? []
-        guard watches.count <= 1 << 16, Set(watches.map(\.wd)).count == watches.count,
-          watches.allSatisfy({ $0.wd > 0 && $0.wd <= 1 << 16 && $0.path.hasPrefix("/") && $0.path.utf8.count < 4096 && !$0.path.contains("\0") })
-        else { throw bad("fd \(descriptor.fd) is a bad inotify instance") }
-      case .deleted:
-        guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4000, !path.contains("\0"),
-          let ghost = descriptor.ghost, ghost.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
-        else { throw bad("fd \(descriptor.fd) is a bad deleted file") }
-      case .pidfd:
-        guard let target = descriptor.pidfdTarget, target > 0, target <= 4_194_304 else {
-          throw bad("fd \(descriptor.fd) is a bad pidfd")
-        }
-      case .memfd:
-        guard let memfd = descriptor.memfd, memfd.name.utf8.count < 250, !memfd.name.contains("\0"),
-          memfd.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
-        else { throw bad("fd \(descriptor.fd) is a bad memfd") }
-      case .epoll:
-        guard let targets = descriptor.epollTargets, targets.count <= 1 << 16,
-          targets.allSatisfy({ $0.fd >= 0 && $0.fd < 1 << 20 })
-        else { throw bad("fd \(descriptor.fd) is a bad epoll") }
-      case .socket:
-        guard descriptor.socket?.isValid == true else { throw bad("fd \(descriptor.fd) is a bad socket") }
-      case .eventfd:
-        guard descriptor.anon?.count.map({ $0 < UInt64.max }) == true else { throw bad("fd \(descriptor.fd) is a bad eventfd") }
-      case .signalfd:
-        guard descriptor.anon?.signalMask != nil else { throw bad("fd \(descriptor.fd) is a bad signalfd") }
-      case .timerfd:
-        guard let state = descriptor.anon, state.clockID != nil, (state.intervalNanoseconds ?? -1) >= 0,
-          (state.valueNanoseconds ?? -1) >= 0, state.ticks != nil
-        else { throw bad("fd \(descriptor.fd) is a bad timerfd") }
-      }
+      try DescriptorKinds.handler(for: descriptor.kind).validate(descriptor, pipes: pipes, bad: bad)
     }
-    for pipe in task.files.pipes {
-      guard pipe.capacity >= 4096, pipe.capacity <= 1 << 30, pipe.buffered.count <= Int(pipe.capacity) else {
-        throw bad("pipe \(pipe.inode) has a bad size")
-      }
-    }
-    for descriptor in task.files.descriptors where descriptor.kind == .epoll {
-      guard (descriptor.epollTargets ?? []).allSatisfy({ fds.contains($0.fd) }) else {
-        throw bad("epoll fd \(descriptor.fd) watches a descriptor the process does not have")
-      }
-    }
+    try Pipes.validate(task.files.pipes, bad: bad)
+    try Epoll.validateTargets(task.files.descriptors, fds: fds, bad: bad)
     guard task.core.cwd.hasPrefix("/"), task.core.cwd.utf8.count < 4096 else { throw bad("bad working directory") }
     guard task.core.root.hasPrefix("/"), task.core.root.utf8.count < 4096, !task.core.root.contains("\0") else { throw bad("bad root") }
   }

@@ -4,15 +4,103 @@ import Foundation
 import Glibc
 import Linux
 
-/// Sockets whose restore is more than a socket(2) call: unix connections made again as
-/// socketpairs with what waited in them, and what TCP_REPAIR needs written into an
-/// established connection's queues.
-extension FileRestore {
+// Unix sockets: a name, a peer found through sock_diag, and what waits in them (bytes,
+// datagrams, descriptors in flight). A connected one comes back as one end of a socketpair
+// with its peer; datagrams sent to a name come back from their senders' names.
+
+extension FileCapture {
+  /// A unix socket: its name, its peer (sock_diag: a descriptor does not tell), and for a
+  /// connected stream socket the bytes waiting in it, peeked without consuming them.
+  func captureUnixSocket(
+    _ ours: Int32, facts: ck_socket_facts, inode: UInt64, refuse: (String, String) -> CKError
+  ) throws -> SocketImage {
+    let hint = "close it before the checkpoint, or wait for support of this kind"
+    var diag = ck_unix_diag()
+    // A negative sockDiag is the error making it; ck_unix_diag on it would say EBADF.
+    let found = sockDiag < 0 ? sockDiag : ck_unix_diag(sockDiag, UInt32(truncatingIfNeeded: inode), &diag)
+    guard found == 0 else {
+      throw refuse("a unix socket sock_diag does not know (\(String(cString: strerror(-found))))", hint)
+    }
+    let name = withUnsafeBytes(of: diag.name) { Data($0.prefix(Int(diag.name_length))) }
+    let options = socketOptions(facts)
+    if facts.listening != 0 {
+      guard diag.receive_queue == 0 else {
+        throw refuse("a listening unix socket with \(diag.receive_queue) connection(s) not yet accepted", "checkpoint once the server has accepted them")
+      }
+      return SocketImage(
+        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
+        backlog: Int32(clamping: diag.send_queue), options: options, inode: inode)
+    }
+    /// What waits, with each sender's name as sock_diag gives names (sun_path bytes after the
+    /// 2-byte family; empty for an unnamed sender).
+    func peekWaiting() throws -> [(bytes: Data, sender: Data, passed: [Int32])] {
+      try self.peekWaiting(ours, descriptors: true, what: "a unix socket", refuse: refuse).map { ($0.bytes, $0.sender.dropFirst(2), $0.passed) }
+    }
+    /// Descriptors in flight, as placeholders: ckcont's copy in `fd`, no pid yet.
+    func placeholders(_ fds: [Int32], at: Int, length: Int? = nil) -> PassedDescriptors? {
+      fds.isEmpty ? nil : PassedDescriptors(at: at, length: length, descriptors: fds.map { DescriptorReference(pid: 0, fd: $0) })
+    }
+    guard diag.peer != 0 else {
+      guard facts.waiting == 0 || facts.type == Int32(SOCK_DGRAM.rawValue) && !name.isEmpty else {
+        throw refuse("an unconnected unix socket with a message waiting to be read", hint)
+      }
+      var image = SocketImage(
+        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
+        options: options, inode: inode)
+      if facts.waiting > 0 {
+        // Datagrams sent to its name: they are sent again from the same names at restore.
+        let waiting = try peekWaiting()
+        let inFlight = waiting.flatMap(\.passed)
+        guard inFlight.isEmpty else {
+          for fd in inFlight { close(fd) }
+          throw refuse("a unix datagram socket no peer is connected to, with descriptors in flight (SCM_RIGHTS)", "checkpoint once they have been received")
+        }
+        image.messages = waiting.map(\.bytes)
+        image.senders = waiting.map(\.sender)
+      }
+      return image
+    }
+    var queued = Data()
+    var messages: [Data]?
+    var passed: [PassedDescriptors] = []
+    if facts.waiting > 0 && facts.type != Int32(SOCK_STREAM.rawValue) {
+      let waiting = try peekWaiting()
+      messages = waiting.map(\.bytes)
+      passed = waiting.enumerated().compactMap { placeholders($0.element.passed, at: $0.offset) }
+    } else if facts.waiting > 0 {
+      guard facts.waiting <= 16 << 20 else { throw refuse("a unix socket with \(facts.waiting) bytes waiting to be read", hint) }
+      for piece in try peekWaiting() {
+        if let attached = placeholders(piece.passed, at: queued.count, length: piece.bytes.count) { passed.append(attached) }
+        queued += piece.bytes
+      }
+    }
+    var image = SocketImage(
+      family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
+      options: options, inode: inode, peerInode: UInt64(diag.peer), queued: queued.isEmpty ? nil : queued)
+    image.messages = messages
+    image.passed = passed.isEmpty ? nil : passed
+    if diag.shutdown & 3 != 0 { image.shutdown = Int32(diag.shutdown & 3) }
+    return image
+  }
+}
+
+extension FileBatch {
+  /// Connected unix sockets: one end of a socketpair each (see ``socketPairEnd(_:)``).
+  func prepareSocketPairs() throws {
+    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .socket {
+      guard heldElsewhere(descriptor) == nil, let socket = descriptor.socket, socket.peerInode != nil else { continue }
+      let end = try socketPairEnd(socket)
+      try injector.call(
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
+      prepared.descriptions[descriptor.fd] = end
+    }
+  }
+
   /// This end of a connected unix socket: one socketpair(2) is made for it and its peer the
   /// first time either is needed (its other end held for whoever needs the peer), fetched
   /// from the process holding it afterwards. Bytes that waited in it are written into its
   /// peer end, so that they wait in it again.
-  func socketPairEnd(_ socket: SocketImage, prepared: inout Prepared) throws -> Int64 {
+  func socketPairEnd(_ socket: SocketImage) throws -> Int64 {
     guard let inode = socket.inode, let peerInode = socket.peerInode else { throw CKError(.failed, "a unix socket without its inodes") }
     var end: Int64
     if let holder = shared.socketEnds[inode] {
@@ -63,56 +151,19 @@ extension FileRestore {
     }
   }
 
-  /// The queues of a connection in repair mode, then its window: in repair mode a write to
-  /// the send queue queues without sending, one to the receive queue is taken as received.
-  /// The receive queue goes in pieces the kernel takes whole (a write there may be short).
-  func fillQueues(_ socket: Int32, _ tcp: TCPConnectionImage) throws {
-    func set(_ name: Int32, _ bytes: [UInt8], _ what: String) throws {
-      try syscallChecked("setsockopt", "\(what) of a TCP connection") {
-        bytes.withUnsafeBytes { setsockopt(socket, 6 /* IPPROTO_TCP */, name, $0.baseAddress, socklen_t($0.count)) }
-      }
-    }
-    func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
-    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send queue"), (1, tcp.receiveQueue, "receive queue")] where !bytes.isEmpty {
-      try set(TCPRepair.queue, int(queue), "TCP_REPAIR_QUEUE")
-      try bytes.withUnsafeBytes { all in
-        var done = 0
-        while done < all.count {
-          let piece = min(all.count - done, 64 << 10)
-          let n = try syscallChecked("write", "the \(what) of a TCP connection (\(done) of \(all.count) bytes in)") {
-            Glibc.write(socket, all.baseAddress! + done, piece)
-          }
-          guard n > 0 else { throw CKError(.failed, "the \(what) of a TCP connection took no more bytes after \(done) of \(all.count)") }
-          done += n
-        }
-      }
-    }
-    try set(TCPRepair.window, tcp.window.flatMap(int), "TCP_REPAIR_WINDOW")
+  /// The socket file a unix name left behind when its process died: bind would find it
+  /// taken. Only a socket file at an absolute path is removed, found in the task's view.
+  func removeStaleSocketFile(_ name: Data) throws {
+    guard name.first == UInt8(ascii: "/") else { return }
+    let path = "/proc/\(injector.pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    var st = stat()
+    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
+    try syscallChecked("unlink", "the stale socket file \(path)") { unlink(path) }
   }
 }
 
-/// The TCP_REPAIR socket options (linux/tcp.h), at level IPPROTO_TCP.
-enum TCPRepair {
-  static let mode: Int32 = 19
-  static let queue: Int32 = 20
-  static let queueSequence: Int32 = 21
-  static let options: Int32 = 22
-  static let timestamp: Int32 = 24
-  static let window: Int32 = 29
-}
-
-/// Datagrams that waited in unix datagram sockets no peer was connected to (a server bound to
-/// a name, its clients sending to it), and in UDP sockets: sent to it again, in order, each
-/// from a socket of the name (address) that sent it, so that a reply finds its way. A sender
-/// the container still holds sends its own; a sender gone since is played by a socket of
-/// ckcont's bound to its name (an unnamed one for an unnamed sender).
-enum WaitingDatagrams {
-  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
-    try deliverUnix(tasks, injectors: injectors, log: log)
-    try deliverUDP(tasks, injectors: injectors, log: log)
-  }
-
-  private static func deliverUnix(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
+extension WaitingDatagrams {
+  static func deliverUnix(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
     var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
     var receivers: [(socket: SocketImage, hostPid: Int32, fd: Int32)] = []
     var seen: Set<UInt64> = []
@@ -149,80 +200,6 @@ enum WaitingDatagrams {
         }
       }
     }
-  }
-
-  /// Datagrams that waited in UDP sockets: sent to each again in order, from a thread in the
-  /// container's network namespace, each from its sender's address: the container's socket
-  /// bound there, else a socket of ckcont's bound there (IP_FREEBIND: the address need not be
-  /// local), else an unbound one. A socket bound to any address gets them on loopback.
-  private static func deliverUDP(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
-    // UDP and UDP-Lite have ports of their own: a sender is found by protocol and address.
-    var holders: [UDPEnd: (hostPid: Int32, fd: Int32)] = [:]
-    var receivers: [(socket: SocketImage, hostPid: Int32)] = []
-    for task in tasks {
-      guard let injector = injectors[task.entry.pid] else { continue }
-      for descriptor in task.files.descriptors {
-        guard let socket = descriptor.socket, socket.family == AF_INET || socket.family == AF_INET6,
-          socket.type == Int32(SOCK_DGRAM.rawValue), let address = socket.address
-        else { continue }
-        let end = UDPEnd(protocolNumber: socket.protocolNumber, address: address)
-        if holders[end] == nil { holders[end] = (injector.pid, descriptor.fd) }
-        // The same socket held twice (inherited) was dumped twice alike: its datagrams go once.
-        if socket.messages != nil, !receivers.contains(where: { $0.socket == socket }) { receivers.append((socket, injector.pid)) }
-      }
-    }
-    for receiver in receivers {
-      guard var destination = receiver.socket.address, let messages = receiver.socket.messages, let senders = receiver.socket.senders
-      else { continue }
-      let family = receiver.socket.family
-      // Bound to any address: loopback reaches it.
-      if family == AF_INET, destination[destination.startIndex + 4..<destination.startIndex + 8].allSatisfy({ $0 == 0 }) {
-        destination.replaceSubrange(destination.startIndex + 4..<destination.startIndex + 8, with: [127, 0, 0, 1])
-      } else if family == AF_INET6, destination[destination.startIndex + 8..<destination.startIndex + 24].allSatisfy({ $0 == 0 }) {
-        destination[destination.startIndex + 23] = 1
-      }
-      let target = destination
-      try NamespaceThread.run(in: "net", of: receiver.hostPid) {
-        for (message, sender) in zip(messages, senders) {
-          let fd = try udpSender(
-            UDPEnd(protocolNumber: receiver.socket.protocolNumber, address: sender), family: family, holders: holders, log: log)
-          defer { close(fd) }
-          try message.withUnsafeBytes { bytes in
-            _ = try target.withUnsafeBytes { address in
-              try syscallChecked("sendto", "a datagram that waited for \(SocketImage.text(target) ?? "?")") {
-                sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-
-  /// A UDP or UDP-Lite socket's protocol and address.
-  private struct UDPEnd: Hashable {
-    var protocolNumber: Int32
-    var address: Data
-  }
-
-  /// A socket of ckcont's to send from as `end` (a UDP-Lite one covers the whole datagram
-  /// with its checksum, which any coverage the receiver demands accepts).
-  private static func udpSender(_ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
-    if let holder = holders[end] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
-    let sender = end.address
-    let fd = try syscallChecked("socket", "a UDP socket") {
-      socket(family, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), end.protocolNumber)
-    }
-    var one: Int32 = 1
-    // IP_FREEBIND / IPV6_FREEBIND: bind to an address this namespace does not have.
-    _ = family == AF_INET
-      ? setsockopt(fd, Int32(IPPROTO_IP), 15, &one, socklen_t(MemoryLayout<Int32>.size))
-      : setsockopt(fd, Int32(IPPROTO_IPV6), 78, &one, socklen_t(MemoryLayout<Int32>.size))
-    let bound = sender.withUnsafeBytes { bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
-    if bound != 0 {
-      log("a datagram's sender \(SocketImage.text(sender) ?? "?") could not be bound again (\(String(cString: strerror(errno)))): it comes from another port")
-    }
-    return fd
   }
 
   /// A descriptor of ckcont's to send from as `sender`: the container's socket of that name,
@@ -341,6 +318,92 @@ enum PassedInFlight {
     }
   }
 
+}
+
+extension Dump {
+  /// A connected unix socket is restored as one end of a pair. One whose peer no process
+  /// of the container holds is connected to the outside: marked, to come back with that peer
+  /// gone (``SocketImage/peerOutside``).
+  func markOutsideSocketPeers(_ tasks: inout [CapturedTask]) {
+    let sockets = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.socket?.inode } })
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard let peer = tasks[index].files.descriptors[slot].socket?.peerInode, !sockets.contains(peer) else { continue }
+        tasks[index].files.descriptors[slot].socket?.peerOutside = true
+        log(
+          "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone")
+      }
+    }
+  }
+
+  /// Descriptors in flight in unix sockets (SCM_RIGHTS) were captured as ckcont's own copies
+  /// (``PassedDescriptors`` with pid 0): each becomes the descriptor of a process of the
+  /// container that holds the same open file description (kcmp), and ckcont's copy is closed.
+  /// One that no process holds (sent, then closed by its sender) stops the dump.
+  func resolvePassed(_ tasks: inout [CapturedTask]) throws {
+    var copies: [Int32] = []
+    defer { for fd in copies { close(fd) } }
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        copies += (descriptor.socket?.passed ?? []).flatMap { $0.descriptors.map(\.fd) }
+      }
+    }
+    let holders = tasks.flatMap { task in
+      task.files.descriptors.map { (hostPid: task.hostPid, pid: task.entry.pid, fd: $0.fd) }
+    }
+    let me = getpid()
+    for taskIndex in tasks.indices {
+      for index in tasks[taskIndex].files.descriptors.indices {
+        guard var passed = tasks[taskIndex].files.descriptors[index].socket?.passed else { continue }
+        for group in passed.indices {
+          for slot in passed[group].descriptors.indices {
+            let ours = passed[group].descriptors[slot].fd
+            if let holder = holders.first(where: { ck_kcmp_file(me, $0.hostPid, ours, $0.fd) == 0 }) {
+              passed[group].descriptors[slot] = DescriptorReference(pid: holder.pid, fd: holder.fd)
+            } else if let file = Self.fileOnlyInFlight(ours) {
+              passed[group].descriptors[slot] = file
+            } else if let end = Self.pipeEndOnlyInFlight(ours, holders: holders) {
+              passed[group].descriptors[slot] = end
+            } else {
+              let what = (try? readLink("/proc/self/fd/\(ours)")) ?? "?"
+              throw CKError(
+                .failed,
+                "task \(tasks[taskIndex].hostPid): fd \(tasks[taskIndex].files.descriptors[index].fd) (a unix socket) holds a descriptor in flight (\(what)) that no process of the container holds and that is no file to open again, which ckcont cannot checkpoint yet",
+                hint: "checkpoint once it has been received")
+            }
+          }
+        }
+        tasks[taskIndex].files.descriptors[index].socket?.passed = passed
+      }
+    }
+  }
+
+  /// A descriptor in flight that only the message holds, when it is one to open again: a
+  /// regular file or a device (not a terminal) at a path ckcont sees, with its flags and
+  /// offset. Nil for anything else (a pipe, a socket, a deleted file...).
+  static func fileOnlyInFlight(_ fd: Int32) -> DescriptorReference? {
+    var st = stat()
+    guard fstat(fd, &st) == 0, let path = try? readLink("/proc/self/fd/\(fd)"), path.hasPrefix("/"), !path.hasSuffix(" (deleted)")
+    else { return nil }
+    let type = st.st_mode & S_IFMT
+    guard type == S_IFREG || type == S_IFCHR && Terminals.side(device: UInt64(st.st_rdev)) == nil else { return nil }
+    let flags = fcntl(fd, F_GETFL)
+    guard flags >= 0 else { return nil }
+    let position = type == S_IFREG ? lseek(fd, 0, SEEK_CUR) : 0
+    // O_LARGEFILE shows in F_GETFL on 64-bit kernels; opening with it changes nothing.
+    return DescriptorReference(path: path, flags: flags & ~Int32(0o100000), position: max(0, Int64(position)))
+  }
+
+  /// A pipe's end in flight that only the message holds, when a process of the container
+  /// holds the same pipe (either end): the restore opens a new end through that one
+  /// (/proc/<pid>/fd/<fd>, as a FIFO opens).
+  static func pipeEndOnlyInFlight(_ fd: Int32, holders: [(hostPid: Int32, pid: Int32, fd: Int32)]) -> DescriptorReference? {
+    guard let target = try? readLink("/proc/self/fd/\(fd)"), target.hasPrefix("pipe:[") else { return nil }
+    let flags = fcntl(fd, F_GETFL)
+    guard flags >= 0 else { return nil }
+    guard let holder = holders.first(where: { (try? readLink("/proc/\($0.hostPid)/fd/\($0.fd)")) == target }) else { return nil }
+    return DescriptorReference(pipeThrough: holder.pid, fd: holder.fd, flags: flags & (3 | Int32(O_NONBLOCK) | Int32(O_APPEND)))
+  }
 }
 
 /// Unix sockets shut down in a direction (``SocketImage/shutdown``), shut down again once

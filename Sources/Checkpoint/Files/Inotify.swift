@@ -1,0 +1,106 @@
+import Bundle
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+// inotify instances: each watch kept by the watched file's path (found from its file
+// handle) and made again with its own watch descriptor. Events waiting are not kept.
+
+/// inotify instances.
+enum Inotify: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    let watches = descriptor.inotifyWatches ?? []
+    guard watches.count <= 1 << 16, Set(watches.map(\.wd)).count == watches.count,
+      watches.allSatisfy({ $0.wd > 0 && $0.wd <= 1 << 16 && $0.path.hasPrefix("/") && $0.path.utf8.count < 4096 && !$0.path.contains("\0") })
+    else { throw bad("fd \(descriptor.fd) is a bad inotify instance") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareInotify(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "inotify watching \((descriptor.inotifyWatches ?? []).map { "\($0.wd):\($0.path)" }.joined(separator: ", "))"
+  }
+}
+
+extension FileCapture {
+  /// An inotify watch from its fdinfo line: the watched file is found from its file handle
+  /// (open_by_handle_at on the mount of its device) and kept by path.
+  func inotifyWatch(_ field: FdInfoField, fd: Int32) throws -> InotifyWatch {
+    let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
+    func bad(_ why: String) -> CKError {
+      CKError(.failed, "task \(pid): inotify fd \(fd): \(why) (\(field.value))", hint: "remove the watch before the checkpoint")
+    }
+    guard let wd = pairs["wd"].flatMap({ Int32($0) }), let mask = pairs["mask"].flatMap({ UInt32($0, radix: 16) }),
+      let device = pairs["sdev"].flatMap({ UInt64($0, radix: 16) }), let type = pairs["fhandle-type"].flatMap({ Int32($0, radix: 16) }),
+      let hex = pairs["f_handle"], hex.count % 2 == 0
+    else { throw bad("cannot read a watch") }
+    let handle = stride(from: 0, to: hex.count, by: 2).compactMap {
+      UInt8(hex[hex.index(hex.startIndex, offsetBy: $0)..<hex.index(hex.startIndex, offsetBy: $0 + 2)], radix: 16)
+    }
+    // The kernel's dev_t: major in the bits above 20.
+    let (major, minor) = (device >> 20, device & 0xfffff)
+    guard let mount = try MountInfo.read().first(where: { UInt64($0.major) == major && UInt64($0.minor) == minor }) else {
+      throw bad("no mount of device \(major):\(minor) to find the watched file on")
+    }
+    // open_by_handle_at refuses an O_PATH descriptor for the mount (EBADF).
+    let mountFD = open(mount.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard mountFD >= 0 else { throw bad("cannot open \(mount.mountPoint)") }
+    defer { close(mountFD) }
+    let watched = ck_open_by_handle(mountFD, type, handle, UInt32(handle.count), 0o10000000 /* O_PATH */ | O_CLOEXEC)
+    guard watched >= 0 else { throw bad("the watched file is gone: \(String(cString: strerror(errno)))") }
+    defer { close(watched) }
+    let path = try readLink("/proc/self/fd/\(watched)")
+    guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { throw bad("the watched file \(path) has no path") }
+    return InotifyWatch(wd: wd, mask: mask, path: path)
+  }
+
+  /// FIONREAD of the description behind `fd`, through a copy of it.
+  func waitingBytes(fd: Int32) throws -> Int32 {
+    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
+    defer { close(pidfd) }
+    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
+    defer { close(ours) }
+    var waiting: Int32 = 0
+    _ = try syscallChecked("ioctl", "FIONREAD of task \(pid) fd \(fd)") { ioctl(ours, UInt(FIONREAD), &waiting) }
+    return waiting
+  }
+}
+
+extension FileBatch {
+  /// An inotify instance with its watches.
+  func prepareInotify(_ descriptor: DescriptorImage) throws {
+    // inotify_init1 (at its high number at once, so that batches may be run between the
+    // watches), then each watch with its own descriptor number: numbers are handed out one
+    // after another from 1, so a gap is filled by a watch added and removed again.
+    let made = batch.add(
+      "inotify_init1 fd \(descriptor.fd)", SyscallNumber.inotifyInit1, .value(UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)))
+    let high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
+    prepared.descriptions[descriptor.fd] = high
+    let watches = (descriptor.inotifyWatches ?? []).sorted { $0.wd < $1.wd }
+    let spare = watches.contains { $0.path == "/" } ? "/proc" : "/"
+    var next: Int32 = 1
+    for watch in watches {
+      while next <= watch.wd {
+        if batch.isFull || injector.dataRoom < 8192 {
+          try runQueued()
+        }
+        if next < watch.wd {
+          let spareAt = try injector.put(string: spare)
+          let added = batch.add(
+            "inotify spare watch \(next)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(spareAt), .value(1),
+            expecting: Int64(next))
+          batch.add("inotify_rm_watch \(next)", SyscallNumber.inotifyRmWatch, .value(UInt64(high)), .result(added))
+        } else {
+          let path = try injector.put(string: watch.path)
+          batch.add(
+            "inotify_add_watch \(watch.path) as \(watch.wd)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(path),
+            .value(UInt64(watch.mask)), expecting: Int64(watch.wd))
+        }
+        next += 1
+      }
+    }
+  }
+}

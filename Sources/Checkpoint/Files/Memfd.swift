@@ -1,0 +1,82 @@
+import Bundle
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+// memfd files: contents and seals kept, made once per container (by inode) and shared by
+// every descriptor and mapping of them.
+
+/// memfd files.
+enum Memfds: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let memfd = descriptor.memfd, memfd.name.utf8.count < 250, !memfd.name.contains("\0"),
+      memfd.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
+    else { throw bad("fd \(descriptor.fd) is a bad memfd") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareMemfd(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "memfd \(descriptor.memfd?.name ?? "?") of \(descriptor.memfd?.contents.count ?? 0) bytes at \(descriptor.position ?? 0)"
+  }
+}
+
+extension FileCapture {
+  /// A memfd's contents and seals, read through a descriptor of our own.
+  func captureMemfd(fd: Int32, target: String, inode: UInt64, size: Int) throws -> MemfdImage {
+    let path = "/proc/\(pid)/fd/\(fd)"
+    let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(ours) }
+    let seals = fcntl(ours, 1034 /* F_GET_SEALS */)
+    let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
+    return MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: try readWhole(fd: fd, size: size, what: target))
+  }
+}
+
+extension FileBatch {
+  /// A memfd: made once per container (by inode), or opened through what already holds it.
+  func prepareMemfd(_ descriptor: DescriptorImage) throws {
+    guard let memfd = descriptor.memfd else { return }
+    let existing: String?
+    if let mapping = sharedObjects.created[ObjectKey(device: 0, inode: memfd.inode)] {
+      existing = "/proc/\(mapping.hostPid)/map_files/\(hex(mapping.start))-\(hex(mapping.end))"
+    } else if let held = shared.memfds[memfd.inode] {
+      existing = "/proc/\(held.hostPid)/fd/\(held.fd)"
+      if held.hostPid == injector.pid { try runQueued() }
+    } else {
+      existing = nil
+    }
+    let high: Int64
+    if let existing {
+      // The same file another descriptor or a mapping already brought back.
+      high = try queueHandedOver(existing, flags: descriptor.flags, fd: descriptor.fd)
+    } else {
+      let name = try injector.put(string: memfd.name)
+      // F_SEAL_SEAL alone is what a memfd made without MFD_ALLOW_SEALING shows (and means
+      // the same as a sealable one sealed only against more seals).
+      let sealable = memfd.seals != 1 /* F_SEAL_SEAL */
+      let made = batch.add(
+        "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name), .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
+      batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.contents.count)))
+      high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
+      after.memfds.append((high, memfd))
+      shared.memfds[memfd.inode] = (injector.pid, high)
+    }
+    queueSeek(high, to: descriptor)
+    prepared.descriptions[descriptor.fd] = high
+  }
+}
+
+extension FileBatch {
+  /// Writes a memfd's contents through ckcont's copy `ours` (after the batch that made it,
+  /// see ``finish``), then seals it as it was.
+  func fill(_ ours: Int32, with memfd: MemfdImage) throws {
+    try write(memfd.contents, to: ours, what: "memfd \(memfd.name)")
+    if memfd.seals != 1 && memfd.seals != 0 {
+      try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") { fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals) }
+    }
+  }
+}

@@ -1,0 +1,159 @@
+import Bundle
+import CKShim
+import Foundation
+import Glibc
+import Linux
+
+// Pipes and FIFOs (CRIU's pipes.c and fifo.c): captured with the data buffered in them
+// (tee, without consuming it); made again once per container, filled, and handed to every
+// process that holds an end.
+
+/// Pipe ends: both made at once, before the batches (``FileBatch/preparePipes()``).
+enum Pipes: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let inode = descriptor.pipe, pipes.contains(inode) else { throw bad("fd \(descriptor.fd) names an unknown pipe") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    // Both ends made with their data before the batches: ``FileBatch/preparePipes()``.
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "pipe:[\(descriptor.pipe ?? 0)] \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+  }
+
+  /// The pipes of a task's image: a capacity the kernel allows, holding no more than it.
+  static func validate(_ pipes: [PipeImage], bad: (String) -> CKError) throws(CKError) {
+    for pipe in pipes {
+      guard pipe.capacity >= 4096, pipe.capacity <= 1 << 30, pipe.buffered.count <= Int(pipe.capacity) else {
+        throw bad("pipe \(pipe.inode) has a bad size")
+      }
+    }
+  }
+}
+
+/// FIFOs opened by path, their data kept with the pipes'.
+enum Fifos: DescriptorKindHandler {
+  static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
+    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
+      let inode = descriptor.pipe, pipes.contains(inode)
+    else { throw bad("fd \(descriptor.fd) names a bad FIFO") }
+  }
+
+  static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
+    try files.prepareFifo(descriptor)
+  }
+
+  static func describe(_ descriptor: DescriptorImage) -> String {
+    "FIFO \(descriptor.path ?? "?") \(descriptor.flags & O_ACCMODE == O_RDONLY ? "read" : "write") end"
+  }
+}
+
+extension FileCapture {
+  /// The pipe's buffered bytes, copied without consuming them: a new read end opened through
+  /// /proc, then tee(2) into a pipe of ours, which duplicates the data and leaves it in place.
+  func capturePipe(fd: Int32, inode: UInt64) throws -> PipeImage {
+    let path = "/proc/\(pid)/fd/\(fd)"
+    let reader = try syscallChecked("open", path) { open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
+    defer { close(reader) }
+    let capacity = try syscallChecked("fcntl", "F_GETPIPE_SZ \(path)") { fcntl(reader, Int32(CK_F_GETPIPE_SZ)) }
+    var ours: [Int32] = [0, 0]
+    try syscallChecked("pipe2", "copy of pipe:[\(inode)]") { ck_pipe2(&ours, O_CLOEXEC | O_NONBLOCK) }
+    defer {
+      close(ours[0])
+      close(ours[1])
+    }
+    try syscallChecked("fcntl", "F_SETPIPE_SZ") { fcntl(ours[1], Int32(CK_F_SETPIPE_SZ), capacity) }
+    let copied = ck_tee(reader, ours[1], Int(capacity), UInt32(CK_SPLICE_F_NONBLOCK))
+    if copied < 0 && errno != EAGAIN {
+      throw SyscallError("tee", "pipe:[\(inode)] of task \(pid)", .init(rawValue: errno))
+    }
+    var data = [UInt8](repeating: 0, count: max(copied, 0))
+    var done = 0
+    while done < data.count {
+      let n = try syscallChecked("read", "copy of pipe:[\(inode)]") {
+        data.withUnsafeMutableBytes { read(ours[0], $0.baseAddress! + done, $0.count - done) }
+      }
+      if n == 0 { break }
+      done += n
+    }
+    return PipeImage(inode: inode, buffered: Data(data.prefix(done)), capacity: Int32(capacity))
+  }
+}
+
+extension FileBatch {
+  /// Pipes: both ends made (or fetched) at once, with their buffered data.
+  func preparePipes() throws {
+    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .pipe {
+      guard heldElsewhere(descriptor) == nil, inheritedFD(descriptor) == nil, let inode = descriptor.pipe,
+        let image = pipesByInode[inode]
+      else { continue }
+      let ends = try pipeEnds(image)
+      let created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
+      // Status flags (O_NONBLOCK...) belong to the description: set on the end itself. O_ASYNC
+      // waits for the descriptor's own number: the kernel names that in its signals (si_fd).
+      try injector.call(
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
+      prepared.descriptions[descriptor.fd] = created
+    }
+  }
+
+  /// Both ends of the pipe: made here (filled with its buffered data) the first time any
+  /// process needs it, fetched from that process afterwards.
+  private func pipeEnds(_ pipe: PipeImage) throws -> (read: Int64, write: Int64) {
+    if let holder = shared.pipes[pipe.inode] {
+      if holder.pid == pid { return (holder.read, holder.write) }
+      let read = try fetch(holder.read, from: holder.pid, to: prepared.takeHigh())
+      let write = try fetch(holder.write, from: holder.pid, to: prepared.takeHigh())
+      shared.pipes[pipe.inode] = (pid, read, write)
+      return (read, write)
+    }
+    injector.resetData()
+    let pair = try injector.reserve(8)
+    try injector.call("pipe2", SyscallNumber.pipe2, pair, UInt64(O_CLOEXEC))
+    let fds = try injector.read(8, at: pair).withUnsafeBytes {
+      ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
+    }
+    try injector.call("F_SETPIPE_SZ", SyscallNumber.fcntl, UInt64(fds.1), UInt64(CK_F_SETPIPE_SZ), UInt64(pipe.capacity))
+    try fill(writeEnd: fds.1, with: pipe)
+    let read = try move(Int64(fds.0), to: prepared.takeHigh())
+    let write = try move(Int64(fds.1), to: prepared.takeHigh())
+    shared.pipes[pipe.inode] = (pid, read, write)
+    return (read, write)
+  }
+
+  /// Writes the pipe's buffered data through a copy of its write end taken with
+  /// pidfd_getfd: the data may be larger than the injection region.
+  func fill(writeEnd: Int32, with pipe: PipeImage) throws {
+    guard !pipe.buffered.isEmpty else { return }
+    try withOurCopy(of: writeEnd) { ours in
+      try pipe.buffered.withUnsafeBytes { bytes in
+        var done = 0
+        while done < bytes.count {
+          done += try syscallChecked("write", "pipe:[\(pipe.inode)] refill") {
+            Glibc.write(ours, bytes.baseAddress! + done, bytes.count - done)
+          }
+        }
+      }
+    }
+  }
+
+  /// A FIFO: opened by its path again, its buffered data written back once.
+  func prepareFifo(_ descriptor: DescriptorImage) throws {
+    guard let path = descriptor.path, let inode = descriptor.pipe else { return }
+    // Opening one end of a FIFO waits for (or, O_NONBLOCK, fails without) the other end:
+    // a read-write keeper opened first is both, and holds the buffered data until every
+    // process has opened its ends (it is closed with the other high fds at install).
+    if prepared.fifoKeepers[inode] == nil {
+      let keeper = try queueOpen(path, flags: O_RDWR | O_NONBLOCK, fd: descriptor.fd).high
+      prepared.fifoKeepers[inode] = keeper
+      if let image = pipesByInode[inode], shared.filledFifos.insert(inode).inserted {
+        batch.add(
+          "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, .value(UInt64(keeper)), .value(UInt64(CK_F_SETPIPE_SZ)),
+          .value(UInt64(image.capacity)))
+        after.pipes.append((keeper, image))
+      }
+    }
+    prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+  }
+}
