@@ -7,7 +7,7 @@ import Testing
 /// (`CKCONT_FIXTURE_SELFTEST_CORRUPT=1`, see fix.h), it must report FAIL. A fixture whose
 /// checks cannot fail would pass every round trip and prove nothing.
 struct FixtureSelfTests {
-  @Test(arguments: RoundTripTests.fixtures + [("pid-nested", []), ("pid-nested", ["mount-proc"])])
+  @Test(arguments: RoundTripTests.fixtures + [("pid-nested", []), ("pid-nested", ["mount-proc"]), ("random", ["7"])])
   func eachFixtureFailsWhenACheckIsTurnedAround(fixture: String, arguments: [String]) throws {
     var environment = ProcessInfo.processInfo.environment
     environment["CKCONT_FIXTURE_SELFTEST_CORRUPT"] = "1"

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 
 // Sockets of every family share one descriptor kind (``SocketImage``): asked what they are
 // through a copy of the descriptor, and made again with socket(2), their options, bound,
@@ -55,6 +56,8 @@ extension FileCapture {
   /// attached), with its sender's address (struct sockaddr bytes; just the family for an
   /// unnamed unix sender) and, with `descriptors`, the descriptors passed with it as copies
   /// of ckcont's own (see ``Dump/resolvePassed``). `what` names the socket in refusals.
+  private static let peeks = Mutex(())
+
   func peekWaiting(_ ours: Int32, descriptors: Bool, what: String, refuse: (String, String) -> CKError) throws
     -> [(bytes: Data, sender: Data, passed: [Int32])]
   {
@@ -69,9 +72,13 @@ extension FileCapture {
     var passed = [Int32](repeating: -1, count: descriptors ? 4096 : 0)
     var passedCounts = [UInt32](repeating: 0, count: maxMessages)
     var count: Int32 = 0
-    let result = ck_peek_messages(
-      ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths,
-      &passed, Int32(passed.count), &passedCounts)
+    // SO_PEEK_OFF walks the queue: a socket two processes hold, captured by both at once,
+    // would have its walks mixed. One peek at a time.
+    let result = Self.peeks.withLock { _ in
+      ck_peek_messages(
+        ours, buffer.baseAddress, capacity, &lengths, Int32(maxMessages), &count, &senders, &senderLengths,
+        &passed, Int32(passed.count), &passedCounts)
+    }
     guard result == 0 else {
       for fd in passed where fd >= 0 { close(fd) }
       throw refuse(
