@@ -412,9 +412,6 @@ public struct Dump {
 
   /// ``ProcessFacts`` of every process, read on all CPUs at once, in the order given.
   func readProc(of processes: [CgroupProcess], repaired: RepairedSockets) throws -> [Result<ProcessFacts, any Error>] {
-    nonisolated(unsafe) let facts = UnsafeMutableBufferPointer<Result<ProcessFacts, any Error>?>.allocate(capacity: processes.count)
-    facts.initialize(repeating: nil)
-    defer { facts.deallocate() }
     nonisolated(unsafe) let log = self.log
     let container = cgroup.path
     // Unix sockets are asked about through sock_diag, in the container's network namespace.
@@ -424,13 +421,9 @@ public struct Dump {
     let sockDiag = ck_sock_diag_socket(netns)
     defer { if sockDiag >= 0 { close(sockDiag) } }
     let rootMounts = try ContainerMounts.ownRootMounts(pid: processes[0].pid)
-    DispatchQueue.concurrentPerform(iterations: processes.count) { index in
-      facts[index] = Result {
-        try ProcessFacts(
-          processes[index], container: container, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts, log: log)
-      }
+    return processes.concurrentMap { (process: CgroupProcess) throws(any Error) in
+      try ProcessFacts(process, container: container, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts, log: log)
     }
-    return facts.map { $0 ?? .failure(CKError(.failed, "a process was not read")) }
   }
 
   /// Processes that share their parent's descriptor table or fs information (clone with
@@ -499,17 +492,13 @@ public struct Dump {
     let encoding = monotonicNow()
     // Encoding is CPU work independent per task: spread it over the cores.
     let tasks = captured.tasks
-    // Each iteration writes only its own slot.
-    nonisolated(unsafe) let encoded = UnsafeMutableBufferPointer<Result<[Data], any Error>?>.allocate(capacity: tasks.count)
-    encoded.initialize(repeating: nil)
-    defer { encoded.deallocate() }
-    DispatchQueue.concurrentPerform(iterations: tasks.count) { index in
+    let encoded = tasks.concurrentMap { (task: CapturedTask) throws(any Error) in
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
-      encoded[index] = Result { [try encoder.encode(tasks[index].files)] }
+      return try encoder.encode(task.files)
     }
     for (index, (task, result)) in zip(tasks, encoded).enumerated() {
-      guard let files = try result?.get().first else { throw CKError(.failed, "task \(task.hostPid): its model was not encoded") }
+      let files = try result.get()
       let model = captured.encoded[index]
       small += [(task.entry.coreMember, model.core), (task.entry.mmMember, model.mm), (task.entry.filesMember, files)]
     }
