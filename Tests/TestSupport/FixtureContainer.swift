@@ -110,6 +110,22 @@ public final class FixtureContainer: @unchecked Sendable {
     guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
   }
 
+  /// ``dumpAndRestore(_:)`` checked by state snapshots: once `ready`, the container is frozen
+  /// and read (``StateSnapshot``), thawed and dumped; once restored, it is frozen and read
+  /// again. The differences, one line each (empty when the restore gave back everything the
+  /// snapshot sees).
+  public func verifiedDumpAndRestore(_ arguments: [String] = []) throws -> [String] {
+    try waitReady()
+    let before = try StateSnapshot.take(cgroup: cgroup)
+    let dumped = dump()
+    guard dumped.status == 0 else { throw TestFailure("dump failed: \(dumped.output)") }
+    try waitEmpty()
+    let restored = try restore(arguments)
+    guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
+    let after = try StateSnapshot.take(cgroup: cgroup)
+    return StateSnapshot.diff(before, after)
+  }
+
   /// Sends SIGTERM to the restored container and collects its exit status.
   public func terminateRestored(timeout: Double = 20) throws -> Int32 {
     guard restoredPid > 0 else { throw TestFailure("nothing was restored") }
