@@ -123,6 +123,11 @@ public final class FixtureContainer: @unchecked Sendable {
     let restored = try restore(arguments)
     guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
     let after = try StateSnapshot.take(cgroup: cgroup)
+    if let directory = ProcessInfo.processInfo.environment["CKCONT_TEST_SNAPSHOTS"] {
+      let name = (cgroup.path as NSString).lastPathComponent
+      try? before.text.write(toFile: "\(directory)/\(name).before", atomically: false, encoding: .utf8)
+      try? after.text.write(toFile: "\(directory)/\(name).after", atomically: false, encoding: .utf8)
+    }
     return StateSnapshot.diff(before, after)
   }
 

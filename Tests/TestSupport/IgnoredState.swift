@@ -20,6 +20,7 @@ public enum IgnoredState {
 
   /// /proc/<pid>/status lines left out (all others listed in ``TaskFields`` are compared).
   public static let status: [Field] = [
+    Field(name: "State R/S/D", reason: "whether a thread runs, sleeps or sits in the v1 freezer tells only where the freeze caught it (T, t and Z are compared)"),
     Field(name: "SigQ", reason: "signals queued by the real uid across the whole host, and the limit"),
     Field(name: "Vm*/Rss*/voluntary_ctxt_switches", reason: "memory use and scheduling counters, not state (memory is compared mapping by mapping)"),
   ]
@@ -47,12 +48,18 @@ public enum IgnoredState {
   public static let mappingContents: [Field] = [
     Field(name: "[vvar], [vvar_vclock], [vsyscall]", reason: "the kernel's time data pages change by themselves and cannot be read with process_vm_readv"),
     Field(name: "unreadable mappings (no r permission)", reason: "process_vm_readv cannot read them; their range, permissions and flags are compared"),
+    Field(name: "rseq cpu_id_start, cpu_id, node_id, mm_cid", reason: "the kernel writes the CPU a thread runs on into its rseq area at every return to user space (RseqAreas)"),
   ]
 
   /// Pages left out of the copy-on-write relation.
   public static let sharedFrames: [Field] = [
     Field(name: "file pages and shared memory", reason: "the page cache and shmem are shared by nature; only private anonymous (copied or not yet copied on write) frames are compared"),
     Field(name: "the zero page and KSM pages", reason: "shared by the kernel's own choice (kpageflags ZERO_PAGE, KSM): KSM merges again in its own time"),
+  ]
+
+  /// What a zombie shows beyond its pid, parent, group, session, state and exit status.
+  public static let zombies: [Field] = [
+    Field(name: "everything else", reason: "a zombie never runs again: its signal state, affinity, credentials and the like are its last task's (a restore's helper's), seen by no one"),
   ]
 
   /// Mount facts left out.

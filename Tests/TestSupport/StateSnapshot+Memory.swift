@@ -33,7 +33,7 @@ extension StateSnapshot {
   private static let fileOrShared: UInt64 = 1 << 61
   private static let frameMask: UInt64 = (1 << 55) - 1
 
-  mutating func readMemory(_ tasks: SnapshotTasks) {
+  mutating func readMemory(_ tasks: SnapshotTasks, rseq: [Int32: [UInt64]]) {
     // Frame -> the (task, address) pairs mapping it privately, over all tasks.
     var frames: [UInt64: [(pid: Int32, address: UInt64)]] = [:]
     var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * Int(pageSize), alignment: Int(pageSize))
@@ -58,9 +58,13 @@ extension StateSnapshot {
             frames[entry & Self.frameMask, default: []].append((task.pid, mapping.start + UInt64(index) * pageSize))
           }
         }
-        record(
-          subject, "contents",
-          Self.contents(of: mapping, pid: task.hostPid, pagemap: entries, buffer: &buffer, zeroDigest: zeroDigest))
+        let (value, digests) = Self.contents(
+          of: mapping, pid: task.hostPid, pagemap: entries, rseq: rseq[task.hostPid] ?? [], buffer: &buffer, zeroDigest: zeroDigest)
+        record(subject, "contents", value)
+        pageDigests["\(subject): contents"] = digests
+        if mapping.isPrivate, mapping.perms.hasPrefix("rw"), mapping.end - mapping.start <= 1 << 20 {
+          mappingBytes["\(subject): contents"] = Self.bytes(of: mapping, pid: task.hostPid, rseq: rseq[task.hostPid] ?? [])
+        }
       }
     }
     recordSharedFrames(frames)
@@ -89,8 +93,9 @@ extension StateSnapshot {
   /// (a thread's untouched 8 MiB stack costs nothing), a page that cannot be read (beyond a
   /// file's end, a guard region) counts as unreadable.
   static func contents(
-    of mapping: SnapshotMapping, pid: Int32, pagemap: [UInt64], buffer: inout UnsafeMutableRawBufferPointer, zeroDigest: UInt64
-  ) -> String {
+    of mapping: SnapshotMapping, pid: Int32, pagemap: [UInt64], rseq: [UInt64], buffer: inout UnsafeMutableRawBufferPointer,
+    zeroDigest: UInt64
+  ) -> (String, [UInt64]) {
     let unreadableDigest: UInt64 = 1
     var digests = [UInt64](repeating: zeroDigest, count: mapping.pages)
     var unreadable: [Int] = []
@@ -112,6 +117,10 @@ extension StateSnapshot {
         iov_base: UnsafeMutableRawPointer(bitPattern: UInt(mapping.start + UInt64(page) * pageSize)), iov_len: count * Int(pageSize))
       let read = ck_process_vm_readv(pid, &local, 1, &remote, 1)
       let readPages = read > 0 ? read / Int(pageSize) : 0
+      let chunkStart = mapping.start + UInt64(page) * pageSize
+      for area in rseq where area >= chunkStart && area + 32 <= chunkStart + UInt64(readPages) * pageSize {
+        for word in RseqAreas.rewrittenWords { buffer.storeBytes(of: UInt32(0), toByteOffset: Int(area - chunkStart) + word, as: UInt32.self) }
+      }
       for index in 0..<readPages {
         digests[page + index] = XXH3_64bits(buffer.baseAddress! + index * Int(pageSize), Int(pageSize))
       }
@@ -127,7 +136,23 @@ extension StateSnapshot {
     if !unreadable.isEmpty {
       value += ", \(unreadable.count) pages unreadable from +\(hex(UInt64(unreadable[0]) * pageSize))"
     }
-    return value
+    return (value, digests)
+  }
+
+  /// The bytes of a small mapping (unreadable pages as zeros), rseq words cleared.
+  static func bytes(of mapping: SnapshotMapping, pid: Int32, rseq: [UInt64]) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: Int(mapping.end - mapping.start))
+    for page in 0..<mapping.pages {
+      bytes.withUnsafeMutableBytes { buffer in
+        var local = iovec(iov_base: buffer.baseAddress! + page * Int(pageSize), iov_len: Int(pageSize))
+        var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(mapping.start + UInt64(page) * pageSize)), iov_len: Int(pageSize))
+        _ = ck_process_vm_readv(pid, &local, 1, &remote, 1)
+      }
+    }
+    for area in rseq where area >= mapping.start && area + 32 <= mapping.end {
+      for word in RseqAreas.rewrittenWords { for byte in 0..<4 { bytes[Int(area - mapping.start) + word + byte] = 0 } }
+    }
+    return bytes
   }
 
   /// Records which private anonymous pages share a frame with which others (copy on write

@@ -7,7 +7,7 @@ extension StateSnapshot {
   /// Socket options compared: (level, name, option).
   static let socketOptions: [(level: Int32, option: Int32, name: String)] = [
     (SOL_SOCKET, 3, "SO_TYPE"), (SOL_SOCKET, 38, "SO_PROTOCOL"), (SOL_SOCKET, 39, "SO_DOMAIN"),
-    (SOL_SOCKET, 8, "SO_RCVBUF"), (SOL_SOCKET, 7, "SO_SNDBUF"), (SOL_SOCKET, 2, "SO_REUSEADDR"),
+    (SOL_SOCKET, 2, "SO_REUSEADDR"),
     (SOL_SOCKET, 15, "SO_REUSEPORT"), (SOL_SOCKET, 9, "SO_KEEPALIVE"), (SOL_SOCKET, 6, "SO_BROADCAST"),
     (SOL_SOCKET, 12, "SO_PRIORITY"), (SOL_SOCKET, 36, "SO_MARK"), (SOL_SOCKET, 16, "SO_PASSCRED"),
     (SOL_SOCKET, 30, "SO_ACCEPTCONN"), (SOL_SOCKET, 10, "SO_OOBINLINE"), (SOL_SOCKET, 18, "SO_RCVLOWAT"),
@@ -50,6 +50,8 @@ extension StateSnapshot {
         values.append("SO_LINGER \(linger.0),\(linger.1)")
       }
       record(subject, "options", values.joined(separator: " "))
+      // Apart: the kernel tunes a TCP connection's buffers to its traffic.
+      record(subject, "buffers", "SO_RCVBUF \(Self.intOption(copy, SOL_SOCKET, 8)) SO_SNDBUF \(Self.intOption(copy, SOL_SOCKET, 7))")
       record(subject, "name", Self.address(copy, getsockname))
       record(subject, "peer name", Self.address(copy, getpeername))
       var inq: Int32 = 0

@@ -11,9 +11,22 @@ enum TaskFields {
   ]
   /// status lines of each thread.
   static let threadStatus = [
-    "State", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "SigBlk", "SigPnd", "Cpus_allowed_list",
+    "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "SigBlk", "SigPnd", "Cpus_allowed_list",
     "Speculation_Store_Bypass", "SpeculationIndirectBranch",
   ]
+  /// A thread's state as far as it is state: stopped, traced, zombie, or neither (R, S and
+  /// D tell only where a thread froze, ``IgnoredState/status``).
+  static func runState(_ line: String?) -> String {
+    switch line?.first {
+    case "T": "stopped"
+    case "t": "traced"
+    case "Z": "zombie"
+    case "X": "dead"
+    case nil: "(none)"
+    default: "running or sleeping"
+    }
+  }
+
   /// Small per-process files read as they are.
   static let processFiles = ["oom_score_adj", "loginuid", "personality", "timens_offsets", "cgroup", "timerslack_ns"]
 }
@@ -24,14 +37,22 @@ extension StateSnapshot {
       let base = "/proc/\(task.hostPid)"
       let subject = task.name
       let status = ProcFile.status(base + "/status")
-      for field in TaskFields.processStatus { record(subject, field, status[field] ?? "(none)") }
       for field in ["NSpid", "NStgid", "NSpgid", "NSsid"] { record(subject, field, tasks.innerLevels(status[field])) }
       if let stat = ProcStat.read(base + "/stat") {
         record(subject, "ppid", tasks.name(hostPid: stat.ppid))
-        record(subject, "tty_nr", stat[7])
-        record(subject, "tpgid", Int32(stat[8]).map { $0 <= 0 ? "none" : tasks.name(hostPid: $0) } ?? stat[8])
         record(subject, "exit_signal", stat[38])
         record(subject, "exit_code", stat[52])
+      }
+      // A zombie is its pid, parent, group, session and exit status: nothing else of it is
+      // ever seen again (``IgnoredState/zombies``).
+      if task.isZombie {
+        record(subject, "State", status["State"] ?? "(none)")
+        continue
+      }
+      for field in TaskFields.processStatus { record(subject, field, status[field] ?? "(none)") }
+      if let stat = ProcStat.read(base + "/stat") {
+        record(subject, "tty_nr", stat[7])
+        record(subject, "tpgid", Int32(stat[8]).map { $0 <= 0 ? "none" : tasks.name(hostPid: $0) } ?? stat[8])
       }
       for file in TaskFields.processFiles {
         record(subject, file, (ProcFile.read("\(base)/\(file)") ?? "(unreadable)").trimmingCharacters(in: .whitespacesAndNewlines))
@@ -46,15 +67,14 @@ extension StateSnapshot {
         let threadSubject = "\(subject) thread \(thread.tid)"
         let threadStatus = ProcFile.status(threadBase + "/status")
         for field in TaskFields.threadStatus { record(threadSubject, field, threadStatus[field] ?? "(none)") }
+        record(threadSubject, "State", TaskFields.runState(threadStatus["State"]))
         record(threadSubject, "comm", (ProcFile.read(threadBase + "/comm") ?? "").trimmingCharacters(in: .newlines))
         if let stat = ProcStat.read(threadBase + "/stat") {
           record(threadSubject, "nice", stat[19])
           record(threadSubject, "rt_priority", stat[40])
           record(threadSubject, "policy", stat[41])
         }
-        if !task.isZombie {
-          record(threadSubject, "ioprio", String(ck_ioprio_get(thread.host)))
-        }
+        record(threadSubject, "ioprio", String(ck_ioprio_get(thread.host)))
       }
     }
     // Resources shared between processes (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND).

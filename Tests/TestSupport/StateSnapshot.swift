@@ -14,6 +14,11 @@ import Glibc
 public struct StateSnapshot: Sendable {
   /// `subject: field` -> value.
   public private(set) var entries: [String: String] = [:]
+  /// `task N map A-B: contents` -> each page's hash, to tell which pages differ.
+  var pageDigests: [String: [UInt64]] = [:]
+  /// `task N map A-B: contents` -> the bytes of small private writable mappings (stacks,
+  /// data, TLS), to show where a page differs.
+  var mappingBytes: [String: [UInt8]] = [:]
 
   mutating func record(_ subject: String, _ field: String, _ value: String) {
     entries["\(subject): \(field)"] = value
@@ -22,18 +27,19 @@ public struct StateSnapshot: Sendable {
   /// Freezes the cgroup subtree, reads every task in it (and every descendant of theirs,
   /// zombies included), and thaws it again.
   public static func take(cgroup: ScratchCgroup) throws -> StateSnapshot {
+    let rseq = RseqAreas.read(cgroup.allPids())
     try cgroup.freeze()
     defer { cgroup.thaw() }
-    return try take(pids: cgroup.allPids())
+    return try take(pids: cgroup.allPids(), rseq: rseq)
   }
 
   /// Reads the tasks `pids` (thread-group leaders of a frozen container) and their
-  /// descendants.
-  public static func take(pids: [Int32]) throws -> StateSnapshot {
+  /// descendants; `rseq`: ``RseqAreas`` of the tasks, whose rewritten words are not hashed.
+  public static func take(pids: [Int32], rseq: [Int32: [UInt64]] = [:]) throws -> StateSnapshot {
     let tasks = try SnapshotTasks(pids)
     var snapshot = StateSnapshot()
     snapshot.readTasks(tasks)
-    snapshot.readMemory(tasks)
+    snapshot.readMemory(tasks, rseq: rseq)
     snapshot.readFiles(tasks)
     snapshot.readNamespaces(tasks)
     return snapshot
@@ -46,8 +52,31 @@ public struct StateSnapshot: Sendable {
       let old = before.entries[key]
       let new = after.entries[key]
       guard old != new else { return nil }
-      return "\(key) \(old ?? "(none)") -> \(new ?? "(none)")"
+      var line = "\(key) \(old ?? "(none)") -> \(new ?? "(none)")"
+      if let pages = before.pageDigests[key], let other = after.pageDigests[key], pages.count == other.count {
+        let differing = pages.indices.filter { pages[$0] != other[$0] }
+        line += " (\(differing.count) pages differ: " + differing.prefix(8).map { "+" + hex(UInt64($0) * pageSize) }.joined(separator: " ")
+          + (differing.count > 8 ? " ..." : "") + ")"
+        if let old = before.mappingBytes[key], let new = after.mappingBytes[key], old.count == new.count {
+          line += wordsDiffering(old, new)
+        }
+      }
+      return line
     }
+  }
+
+  /// The first 8-byte words that differ between two copies of a mapping.
+  static func wordsDiffering(_ old: [UInt8], _ new: [UInt8]) -> String {
+    let words = stride(from: 0, to: old.count, by: 8).filter { old[$0..<$0 + 8] != new[$0..<$0 + 8] }
+    func word(_ bytes: [UInt8], _ at: Int) -> String { bytes[at..<at + 8].map { String(format: "%02x", $0) }.joined() }
+    return " words: " + words.prefix(6).map { "+\(hex(UInt64($0))) \(word(old, $0))->\(word(new, $0))" }.joined(separator: " ")
+      + (words.count > 6 ? " and \(words.count - 6) more" : "")
+  }
+
+  /// The entries as text, one `key value` a line in order: what
+  /// `CKCONT_TEST_SNAPSHOTS=DIR` writes for each round trip, to look at by hand.
+  public var text: String {
+    entries.keys.sorted(by: Self.naturalOrder).map { "\($0) \(entries[$0]!)" }.joined(separator: "\n") + "\n"
   }
 
   /// Orders `task 2` before `task 10`: digits compare as numbers.
@@ -182,7 +211,7 @@ struct ProcStat {
   var comm: String
 
   static func read(_ path: String) -> ProcStat? {
-    guard let text = ProcFile.read(path), let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")")
+    guard let text = ProcFile.read(path)?.trimmingCharacters(in: .newlines), let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")")
     else { return nil }
     let rest = text[text.index(after: close)...].split(separator: " ").map(String.init)
     return ProcStat(fields: rest, comm: String(text[text.index(after: open)..<close]))
