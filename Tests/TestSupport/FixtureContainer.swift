@@ -110,13 +110,14 @@ public final class FixtureContainer: @unchecked Sendable {
     guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
   }
 
-  /// ``dumpAndRestore(_:)`` checked by state snapshots: once `ready`, the container is frozen
-  /// and read (``StateSnapshot``), thawed and dumped; once restored, it is frozen and read
-  /// again. The differences, one line each (empty when the restore gave back everything the
-  /// snapshot sees).
+  /// ``dumpAndRestore(_:)`` checked by state snapshots: once `ready`, the container is frozen,
+  /// read (``StateSnapshot``) and dumped as it is, still frozen, so that the dump saves the
+  /// very state that was read; once restored, it is frozen, read and thawed again. The
+  /// differences, one line each (empty when the restore gave back everything the snapshot
+  /// sees).
   public func verifiedDumpAndRestore(_ arguments: [String] = []) throws -> [String] {
     try waitReady()
-    let before = try StateSnapshot.take(cgroup: cgroup)
+    let before = try StateSnapshot.take(cgroup: cgroup, leaveFrozen: true)
     let dumped = dump()
     guard dumped.status == 0 else { throw TestFailure("dump failed: \(dumped.output)") }
     try waitEmpty()

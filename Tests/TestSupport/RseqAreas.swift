@@ -6,9 +6,10 @@ import Glibc
 /// NUMA node and concurrency id) there at every return to user space, so those words of the
 /// area differ between any two snapshots and are left out of the memory hashes
 /// (``IgnoredState/mappingContents``). Only ptrace tells where the area is
-/// (PTRACE_GET_RSEQ_CONFIGURATION): each thread is seized, interrupted, asked and detached,
-/// before the freeze (a thread frozen by cgroup v1 never reaches the ptrace stop). The
-/// interruption restarts a system call the thread waits in, as the dump's own seizing does.
+/// (PTRACE_GET_RSEQ_CONFIGURATION): each thread is seized, interrupted, asked and detached.
+/// A thread frozen by cgroup v2 stops for ptrace and goes back into the freezer without
+/// leaving the kernel; one frozen by v1 never reaches the stop, so there it is asked before
+/// the freeze, and the interruption makes a sleep it waits in resume as restart_syscall.
 enum RseqAreas {
   /// Host pid -> the rseq areas of its threads.
   static func read(_ pids: [Int32]) -> [Int32: [UInt64]] {

@@ -25,11 +25,16 @@ public struct StateSnapshot: Sendable {
   }
 
   /// Freezes the cgroup subtree, reads every task in it (and every descendant of theirs,
-  /// zombies included), and thaws it again.
-  public static func take(cgroup: ScratchCgroup) throws -> StateSnapshot {
-    let rseq = RseqAreas.read(cgroup.allPids())
+  /// zombies included), and thaws it again unless `leaveFrozen` (for a dump of exactly this
+  /// state: a thawed task runs on, and one whose sleep the freeze interrupted resumes it as
+  /// restart_syscall, which a dump cannot carry; see KnownDifferences).
+  public static func take(cgroup: ScratchCgroup, leaveFrozen: Bool = false) throws -> StateSnapshot {
+    // ptrace reaches a task frozen by cgroup v2 (its stop counts as frozen and it goes back
+    // to the freezer without leaving the kernel), never one frozen by v1.
+    let early = cgroup.version == .v1 ? RseqAreas.read(cgroup.allPids()) : [:]
     try cgroup.freeze()
-    defer { cgroup.thaw() }
+    defer { if !leaveFrozen { cgroup.thaw() } }
+    let rseq = cgroup.version == .v1 ? early : RseqAreas.read(cgroup.allPids())
     return try take(pids: cgroup.allPids(), rseq: rseq)
   }
 
