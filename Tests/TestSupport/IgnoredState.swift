@@ -46,8 +46,8 @@ public enum IgnoredState {
 
   /// Mappings whose contents are not hashed.
   public static let mappingContents: [Field] = [
-    Field(name: "[vvar], [vvar_vclock], [vsyscall]", reason: "the kernel's time data pages change by themselves and cannot be read with process_vm_readv"),
-    Field(name: "unreadable mappings (no r permission)", reason: "process_vm_readv cannot read them; their range, permissions and flags are compared"),
+    Field(name: "[vvar], [vvar_vclock], [vsyscall]", reason: "the kernel's time data pages change by themselves and cannot be read through /proc/<pid>/mem"),
+    Field(name: "unreadable mappings (no r permission)", reason: "/proc/<pid>/mem does not read them; their range, permissions and flags are compared"),
     Field(name: "rseq cpu_id_start, cpu_id, node_id, mm_cid", reason: "the kernel writes the CPU a thread runs on into its rseq area at every return to user space (RseqAreas)"),
   ]
 

@@ -42,7 +42,11 @@ extension StateSnapshot {
     for task in tasks.tasks where !task.isZombie {
       let mappings = Self.mappings(task.hostPid)
       let pagemap = open("/proc/\(task.hostPid)/pagemap", O_RDONLY | O_CLOEXEC)
-      defer { if pagemap >= 0 { close(pagemap) } }
+      let memory = open("/proc/\(task.hostPid)/mem", O_RDONLY | O_CLOEXEC)
+      defer {
+        if pagemap >= 0 { close(pagemap) }
+        if memory >= 0 { close(memory) }
+      }
       for mapping in mappings {
         let subject = "\(task.name) map \(mapping.range)"
         record(subject, "mapping", "\(mapping.perms) \(mapping.offset) \(mapping.path)")
@@ -59,11 +63,11 @@ extension StateSnapshot {
           }
         }
         let (value, digests) = Self.contents(
-          of: mapping, pid: task.hostPid, pagemap: entries, rseq: rseq[task.hostPid] ?? [], buffer: &buffer, zeroDigest: zeroDigest)
+          of: mapping, memory: memory, pagemap: entries, rseq: rseq[task.hostPid] ?? [], buffer: &buffer, zeroDigest: zeroDigest)
         record(subject, "contents", value)
         pageDigests["\(subject): contents"] = digests
         if mapping.isPrivate, mapping.perms.hasPrefix("rw"), mapping.end - mapping.start <= 1 << 20 {
-          mappingBytes["\(subject): contents"] = Self.bytes(of: mapping, pid: task.hostPid, rseq: rseq[task.hostPid] ?? [])
+          mappingBytes["\(subject): contents"] = Self.bytes(of: mapping, memory: memory, rseq: rseq[task.hostPid] ?? [])
         }
       }
     }
@@ -88,12 +92,15 @@ extension StateSnapshot {
     return result
   }
 
-  /// XXH3 of the pages' XXH3s, read with process_vm_readv in runs of up to 256 pages: a
+  /// XXH3 of the pages' XXH3s, read from /proc/<pid>/mem in runs of up to 256 pages: a
   /// private anonymous page that is neither present nor swapped is zeros without reading it
   /// (a thread's untouched 8 MiB stack costs nothing), a page that cannot be read (beyond a
-  /// file's end, a guard region) counts as unreadable.
+  /// file's end, a guard region) counts as unreadable. Not process_vm_readv: it pins the
+  /// pages it reads (FOLL_PIN), and the kernel gives a pinned anonymous page shared since a
+  /// fork a copy of its own first, so reading would break the very copy-on-write sharing
+  /// the snapshot compares; /proc/<pid>/mem reads without pinning.
   static func contents(
-    of mapping: SnapshotMapping, pid: Int32, pagemap: [UInt64], rseq: [UInt64], buffer: inout UnsafeMutableRawBufferPointer,
+    of mapping: SnapshotMapping, memory: Int32, pagemap: [UInt64], rseq: [UInt64], buffer: inout UnsafeMutableRawBufferPointer,
     zeroDigest: UInt64
   ) -> (String, [UInt64]) {
     let unreadableDigest: UInt64 = 1
@@ -112,10 +119,7 @@ extension StateSnapshot {
       {
         count += 1
       }
-      var local = iovec(iov_base: buffer.baseAddress, iov_len: count * Int(pageSize))
-      var remote = iovec(
-        iov_base: UnsafeMutableRawPointer(bitPattern: UInt(mapping.start + UInt64(page) * pageSize)), iov_len: count * Int(pageSize))
-      let read = ck_process_vm_readv(pid, &local, 1, &remote, 1)
+      let read = pread(memory, buffer.baseAddress, count * Int(pageSize), off_t(mapping.start + UInt64(page) * pageSize))
       let readPages = read > 0 ? read / Int(pageSize) : 0
       let chunkStart = mapping.start + UInt64(page) * pageSize
       for area in rseq where area >= chunkStart && area + 32 <= chunkStart + UInt64(readPages) * pageSize {
@@ -140,13 +144,11 @@ extension StateSnapshot {
   }
 
   /// The bytes of a small mapping (unreadable pages as zeros), rseq words cleared.
-  static func bytes(of mapping: SnapshotMapping, pid: Int32, rseq: [UInt64]) -> [UInt8] {
+  static func bytes(of mapping: SnapshotMapping, memory: Int32, rseq: [UInt64]) -> [UInt8] {
     var bytes = [UInt8](repeating: 0, count: Int(mapping.end - mapping.start))
     for page in 0..<mapping.pages {
       bytes.withUnsafeMutableBytes { buffer in
-        var local = iovec(iov_base: buffer.baseAddress! + page * Int(pageSize), iov_len: Int(pageSize))
-        var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(mapping.start + UInt64(page) * pageSize)), iov_len: Int(pageSize))
-        _ = ck_process_vm_readv(pid, &local, 1, &remote, 1)
+        _ = pread(memory, buffer.baseAddress! + page * Int(pageSize), Int(pageSize), off_t(mapping.start + UInt64(page) * pageSize))
       }
     }
     for area in rseq where area >= mapping.start && area + 32 <= mapping.end {
