@@ -38,20 +38,26 @@ extension StateSnapshot {
 
   /// Each mount of each mount namespace, by mount point (relative to the task's root), with
   /// its parent's mount point, file system, source, root and options, and its propagation
-  /// as relations between the container's own mounts: peer groups the host's mounts are in
+  /// as relations between the container's own mounts: the host's mounts and peer groups
   /// are left out (``IgnoredState/mounts``).
   mutating func readMounts(_ tasks: [SnapshotTask]) {
     var hostGroups: Set<String> = []
+    // The host's mounts as copied into a namespace (same mount point, device and root): the
+    // host's state, not the container's (``IgnoredState/mounts``).
+    var hostMounts: Set<String> = []
     for line in (ProcFile.read("/proc/self/mountinfo") ?? "").split(separator: "\n") {
-      for word in line.split(separator: " ") where word.hasPrefix("shared:") { hostGroups.insert(String(word.dropFirst(7))) }
+      let words = line.split(separator: " ")
+      for word in words where word.hasPrefix("shared:") { hostGroups.insert(String(word.dropFirst(7))) }
+      if words.count > 4 { hostMounts.insert("\(words[4]) \(words[2]) \(words[3])") }
     }
+    func isHosts(_ words: [String]) -> Bool { hostMounts.contains("\(words[4]) \(words[2]) \(words[3])") }
     // A peer group is named by its first member (in namespace and file order).
     var groupNames: [String: String] = [:]
     for task in tasks {
       var seen: [String: Int] = [:]
       for line in (ProcFile.read("/proc/\(task.hostPid)/mountinfo") ?? "").split(separator: "\n") {
         let words = line.split(separator: " ").map(String.init)
-        guard words.count >= 10, let dash = words.firstIndex(of: "-") else { continue }
+        guard words.count >= 10, let dash = words.firstIndex(of: "-"), !isHosts(words) else { continue }
         seen[words[4], default: 0] += 1
         for field in words[6..<dash] where field.hasPrefix("shared:") && groupNames[String(field.dropFirst(7))] == nil {
           groupNames[String(field.dropFirst(7))] =
@@ -68,6 +74,7 @@ extension StateSnapshot {
         let words = line.split(separator: " ").map(String.init)
         guard words.count >= 10, let dash = words.firstIndex(of: "-") else { continue }
         pointOf[words[0]] = words[4]
+        if isHosts(words) { continue }
         let point = words[4]
         seen[point, default: 0] += 1
         let subject = "\(namespace) \(point)" + (seen[point]! > 1 ? " #\(seen[point]!)" : "")
