@@ -52,7 +52,10 @@ let package = Package(
     .testTarget(name: "LinuxTests", dependencies: ["Linux"]),
     .testTarget(name: "BundleTests", dependencies: ["Bundle", "TestSupport"]),
     // Helpers the test targets share: fixture programs, scratch cgroups, subprocesses.
-    .target(name: "TestSupport", dependencies: ["CKShim"], path: "Tests/TestSupport"),
+    // The state snapshot every round trip compares, independent of the engine: its own C
+    // (ioctls) and the XXH3 of libxxhash to hash memory fast.
+    .target(name: "CSnapshotShim", path: "Tests/CSnapshotShim", cSettings: [.define("_GNU_SOURCE")]),
+    .target(name: "TestSupport", dependencies: ["CKShim", "CSnapshotShim", "CXXHash"], path: "Tests/TestSupport"),
     .testTarget(name: "CgroupTests", dependencies: ["Cgroup", "Linux", "TestSupport"]),
     .testTarget(name: "CLITests", dependencies: ["ckcont", "TestSupport"]),
     .testTarget(name: "CheckpointTests", dependencies: ["ckcont", "Checkpoint", "Linux", "Bundle", "TestSupport"]),

@@ -101,11 +101,18 @@ int main(int argc, char **argv) {
     do_write_pipe = 1; pf.fd = pfd[0]; pf.events = POLLIN; fx_ready();
     r = regs_block(SYS_poll, (long)&pf, 1, 600000, 0, &s); want = -EINTR;
   } else if (!strcmp(c, "wait4")) {
+    /* Ready once the child has its own SIGTERM action: a state snapshot taken at `ready`
+       must see the state the dump saves. */
+    int sync[2]; FX_SYS(pipe(sync));
     pid_t pid = FX_SYS(fork());
     if (pid == 0) {
       signal(SIGTERM, SIG_DFL);
+      close(sync[1]); close(sync[0]);
       for (;;) pause();
     }
+    close(sync[1]);
+    char byte; while (read(sync[0], &byte, 1) < 0 && errno == EINTR) {}
+    close(sync[0]);
     child = pid; fx_ready();
     r = regs_block(SYS_wait4, pid, (long)&wstatus, 0, 0, &s); want = pid;
   } else {

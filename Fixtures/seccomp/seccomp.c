@@ -56,11 +56,12 @@ static char *read_status(void) {
   return text;
 }
 
-static volatile int go;
+static volatile int go, started;
 static const char *volatile thread_result = "the thread did not check";
 
 static void *thread_main(void *unused) {
   (void)unused;
+  started = 1;
   while (!go) usleep(1000);
   const char *problem = check();
   thread_result = problem ? problem : "";
@@ -75,6 +76,9 @@ int main(void) {
   pthread_t thread;
   if (pthread_create(&thread, NULL, thread_main, NULL)) fx_setup_fail("pthread_create");
   install(SYS_times, EACCES, SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_TSYNC);
+  /* Ready only once the thread runs its own code: until then it has every signal blocked
+     (pthread_create's), which a state snapshot would see change. */
+  while (!started) usleep(1000);
   fx_ready();
   fx_wait_term();
   const char *problem = check();

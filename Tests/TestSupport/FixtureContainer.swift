@@ -110,6 +110,46 @@ public final class FixtureContainer: @unchecked Sendable {
     guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
   }
 
+  /// ``dumpAndRestore(_:)`` checked by state snapshots: once `ready`, the container is frozen,
+  /// read (``StateSnapshot``) and dumped as it is, still frozen, so that the dump saves the
+  /// very state that was read; once restored, it is frozen, read and thawed again. The
+  /// differences, one line each (empty when the restore gave back everything the snapshot
+  /// sees).
+  public func verifiedDumpAndRestore(_ arguments: [String] = []) throws -> [String] {
+    try waitReady()
+    waitUntilAsleep()
+    let before = try StateSnapshot.take(cgroup: cgroup, leaveFrozen: true)
+    let dumped = dump()
+    guard dumped.status == 0 else { throw TestFailure("dump failed: \(dumped.output)") }
+    try waitEmpty()
+    let restored = try restore(arguments)
+    guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
+    waitUntilAsleep()
+    let after = try StateSnapshot.take(cgroup: cgroup)
+    if let directory = ProcessInfo.processInfo.environment["CKCONT_TEST_SNAPSHOTS"] {
+      let name = (cgroup.path as NSString).lastPathComponent
+      try? before.text.write(toFile: "\(directory)/\(name).before", atomically: false, encoding: .utf8)
+      try? after.text.write(toFile: "\(directory)/\(name).after", atomically: false, encoding: .utf8)
+    }
+    return StateSnapshot.diff(before, after)
+  }
+
+  /// Waits (up to `timeout` seconds) until no thread of the container runs, twice in a row:
+  /// `ready` says a fixture is set up, but a child it forked may still be on its way into
+  /// its wait (binding a symbol, setting its signal mask), and a restored task may still be
+  /// resuming. A fixture that keeps running never settles; it is read after the timeout.
+  public func waitUntilAsleep(timeout: Double = 0.5) {
+    let deadline = Date().addingTimeInterval(timeout)
+    var quiet = 0
+    while quiet < 2 && Date() < deadline {
+      let running = cgroup.allPids().contains { pid in
+        SnapshotTasks.threadIDs(pid).contains { ProcStat.read("/proc/\(pid)/task/\($0)/stat")?[3] == "R" }
+      }
+      quiet = running ? 0 : quiet + 1
+      usleep(2000)
+    }
+  }
+
   /// Sends SIGTERM to the restored container and collects its exit status.
   public func terminateRestored(timeout: Double = 20) throws -> Int32 {
     guard restoredPid > 0 else { throw TestFailure("nothing was restored") }

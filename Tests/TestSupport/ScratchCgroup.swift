@@ -117,6 +117,34 @@ public final class ScratchCgroup: @unchecked Sendable {
 
   deinit { destroy() }
 
+  /// Freezes the subtree (`cgroup.freeze` on v2, `freezer.state` on v1) and waits until the
+  /// kernel reports it frozen.
+  public func freeze(timeout: Double = 5) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    if version == .v2 {
+      write(path + "/cgroup.freeze", "1")
+      while !read("cgroup.events").split(separator: "\n").contains("frozen 1") {
+        guard Date() < deadline else { throw TestFailure("\(path) did not freeze: \(read("cgroup.events"))") }
+        usleep(1000)
+      }
+    } else {
+      write(path + "/freezer.state", "FROZEN")
+      while read("freezer.state").trimmingCharacters(in: .whitespacesAndNewlines) != "FROZEN" {
+        guard Date() < deadline else { throw TestFailure("\(path) did not freeze: \(read("freezer.state"))") }
+        usleep(1000)
+      }
+    }
+  }
+
+  /// Thaws the subtree frozen by ``freeze(timeout:)``.
+  public func thaw() {
+    if version == .v2 {
+      write(path + "/cgroup.freeze", "0")
+    } else {
+      write(path + "/freezer.state", "THAWED")
+    }
+  }
+
   /// Writes a control file of the cgroup at `relative` (`.` for the top).
   public func set(_ file: String, _ value: String, in relative: String = ".") throws {
     let target = (relative == "." ? path : path + "/" + relative) + "/" + file

@@ -66,6 +66,10 @@ public struct VMAImage: Codable, Sendable, Equatable {
   public enum Advice: String, Codable, Sendable, CaseIterable {
     case dontFork, wipeOnFork, dontDump, hugePage, noHugePage, mergeable, sequential, random
   }
+  /// Mapped with MAP_NORESERVE (smaps `nr`): no swap space is reserved for it, so it does
+  /// not count against a strict overcommit limit (glibc's 64 MiB thread arenas). Mapped so
+  /// again; nil when not.
+  public var noReserve: Bool?
   /// mseal(2)ed: sealed again once the restore has set it up.
   public var sealed: Bool?
   /// Guard regions installed in it (MADV_GUARD_INSTALL): runs of pages that fault on touch.
@@ -191,6 +195,7 @@ extension VMAImage {
       text += "\"guards\":[" + guards.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",") + "],"
     }
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
+    if let noReserve { text += "\"noReserve\":\(noReserve)," }
     if let objectDevice { text += "\"objectDevice\":\(objectDevice)," }
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
     if let objectSize { text += "\"objectSize\":\(objectSize)," }
@@ -264,7 +269,7 @@ extension VMAImage {
     var objectMode: UInt32?
     var lock: Lock?
     var advice: [Advice]?
-    var sealed: Bool?
+    var sealed, noReserve: Bool?
     var guards: [PageRun]?
     var protection: Int32?
     var shared, growsDown: Bool?
@@ -307,6 +312,7 @@ extension VMAImage {
           }
         }
       case "sealed": sealed = scanner.null() ? nil : try scanner.bool()
+      case "noReserve": noReserve = scanner.null() ? nil : try scanner.bool()
       case "guards": guards = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       default: try scanner.unknown(key, in: "a VMA")
       }
@@ -327,6 +333,7 @@ extension VMAImage {
     self.lock = lock
     self.advice = advice
     self.sealed = sealed
+    self.noReserve = noReserve
     self.guards = guards
     self.objectDevice = objectDevice
     self.objectMode = objectMode

@@ -148,7 +148,7 @@ struct MemoryCapture {
   }
 
   /// The kernel's flags of a mapping that the restore must set again: locks, madvise advice,
-  /// a seal.
+  /// a seal, MAP_NORESERVE.
   private func apply(_ flags: VMFlags, to image: inout VMAImage) {
     if flags.contains(.locked) { image.lock = flags.contains(.lockOnFault) ? .onFault : .always }
     let advice: [(VMFlags, VMAImage.Advice)] = [
@@ -158,6 +158,7 @@ struct MemoryCapture {
     let given = advice.filter { flags.contains($0.0) }.map(\.1)
     image.advice = given.isEmpty ? nil : given
     if flags.contains(.sealed) { image.sealed = true }
+    if flags.contains(.noReserve) { image.noReserve = true }
   }
 
   /// From how many mappings or resident pages (16 MiB) smaps is read on a thread of its own.

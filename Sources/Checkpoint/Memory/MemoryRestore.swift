@@ -372,7 +372,9 @@ final class MemoryRestore {
 
   private func map(_ vma: VMAImage, extraProtection: Int32) throws {
     let protection = UInt64(vma.protection | extraProtection)
-    let fixed: UInt64 = 0x100000  // MAP_FIXED_NOREPLACE: never clobber what is already there
+    // MAP_FIXED_NOREPLACE: never clobber what is already there; MAP_NORESERVE as it was
+    // mapped (no swap reserved: the mapping stays out of strict overcommit accounting).
+    let fixed: UInt64 = 0x100000 | (vma.noReserve == true ? UInt64(MAP_NORESERVE) : 0)
     let sharing = UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
     let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
     let at = Int64(vma.start)

@@ -1,0 +1,45 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// The state snapshot the round trips compare: two snapshots of an unchanged container are
+/// equal, and a change shows as one line.
+@Suite(.serialized)
+struct StateSnapshotTests {
+  @Test(arguments: [("tree", [String]()), ("sockets", ["unix"]), ("shm", []), ("bigmem", ["256"])])
+  func anUnchangedContainerReadsTheSame(fixture: String, arguments: [String]) throws {
+    let container = try FixtureContainer(fixture, arguments)
+    defer { container.destroy() }
+    try container.waitReady(timeout: 60)
+    container.waitUntilAsleep()
+    let started = Date()
+    let first = try StateSnapshot.take(cgroup: container.cgroup)
+    let seconds = Date().timeIntervalSince(started)
+    container.waitUntilAsleep()
+    let second = try StateSnapshot.take(cgroup: container.cgroup)
+    let diff = StateSnapshot.diff(first, second)
+    #expect(diff.isEmpty, "\(diff.joined(separator: "\n"))")
+    #expect(first.entries.count > 50)
+    // A few seconds over the whole suite at most (bigmem: 256 MiB hashed).
+    #expect(seconds < 2, "a snapshot took \(seconds) s")
+  }
+
+  @Test func aChangeShowsAsOneLine() throws {
+    let container = try FixtureContainer("tree")
+    defer { container.destroy() }
+    try container.waitReady()
+    container.waitUntilAsleep()
+    let before = try StateSnapshot.take(cgroup: container.cgroup)
+    let pid = try #require(container.cgroup.allPids().min())
+    try "500".write(toFile: "/proc/\(pid)/oom_score_adj", atomically: false, encoding: .utf8)
+    let after = try StateSnapshot.take(cgroup: container.cgroup)
+    #expect(StateSnapshot.diff(before, after) == ["task 1: oom_score_adj 0 -> 500"])
+  }
+
+  @Test func knownDifferencesExplainOnlyTheirFixturesLines() {
+    let line = "task 1 fd 7: flags 020300002 -> 0100002"
+    #expect(KnownDifferences.unexplained([line], fixture: "locks").isEmpty)
+    #expect(KnownDifferences.unexplained([line], fixture: "files") == [line])
+  }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Glibc
+
+extension StateSnapshot {
+  static let namespaceKinds = [
+    "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children", "user", "uts",
+  ]
+
+  /// Which tasks share which namespaces (each named `host` or by the first task in it), the
+  /// host and domain names of each UTS namespace, and the mounts of each mount namespace.
+  mutating func readNamespaces(_ tasks: SnapshotTasks) {
+    let live = tasks.tasks.filter { !$0.isZombie }
+    // Namespace link -> its name: the host's own first, then the first task holding it.
+    var names: [String: String] = [:]
+    for kind in Self.namespaceKinds { names[ProcFile.link("/proc/self/ns/\(kind)")] = "host" }
+    for task in live {
+      for kind in Self.namespaceKinds where !kind.hasSuffix("_for_children") {
+        let link = ProcFile.link("/proc/\(task.hostPid)/ns/\(kind)")
+        if names[link] == nil { names[link] = "of \(task.name)" }
+      }
+    }
+    var uts: [String: SnapshotTask] = [:]
+    var mounts: [String: SnapshotTask] = [:]
+    for task in live {
+      for kind in Self.namespaceKinds {
+        let link = ProcFile.link("/proc/\(task.hostPid)/ns/\(kind)")
+        record(task.name, "ns \(kind)", names[link] ?? (link.hasPrefix("(") ? link : "new"))
+        if kind == "uts", names[link] != "host", uts[link] == nil { uts[link] = task }
+        if kind == "mnt", mounts[link] == nil { mounts[link] = task }
+      }
+    }
+    for task in uts.values {
+      let output = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-u", "cat", "/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname"])
+      record("uts ns of \(task.name)", "names", output.stdout.split(separator: "\n").joined(separator: " "))
+    }
+    readMounts(mounts.values.sorted { $0.pid < $1.pid })
+  }
+
+  /// Each mount of each mount namespace, by mount point (relative to the task's root), with
+  /// its parent's mount point, file system, source, root and options, and its propagation
+  /// as relations between the container's own mounts: the host's mounts and peer groups
+  /// are left out (``IgnoredState/mounts``).
+  mutating func readMounts(_ tasks: [SnapshotTask]) {
+    var hostGroups: Set<String> = []
+    // The host's mounts as copied into a namespace (same mount point, device and root): the
+    // host's state, not the container's (``IgnoredState/mounts``).
+    var hostMounts: Set<String> = []
+    for line in (ProcFile.read("/proc/self/mountinfo") ?? "").split(separator: "\n") {
+      let words = line.split(separator: " ")
+      for word in words where word.hasPrefix("shared:") { hostGroups.insert(String(word.dropFirst(7))) }
+      if words.count > 4 { hostMounts.insert("\(words[4]) \(words[2]) \(words[3])") }
+    }
+    func isHosts(_ words: [String]) -> Bool { hostMounts.contains("\(words[4]) \(words[2]) \(words[3])") }
+    // A peer group is named by its first member (in namespace and file order).
+    var groupNames: [String: String] = [:]
+    for task in tasks {
+      var seen: [String: Int] = [:]
+      for line in (ProcFile.read("/proc/\(task.hostPid)/mountinfo") ?? "").split(separator: "\n") {
+        let words = line.split(separator: " ").map(String.init)
+        guard words.count >= 10, let dash = words.firstIndex(of: "-"), !isHosts(words) else { continue }
+        seen[words[4], default: 0] += 1
+        for field in words[6..<dash] where field.hasPrefix("shared:") && groupNames[String(field.dropFirst(7))] == nil {
+          groupNames[String(field.dropFirst(7))] =
+            "mounts of \(task.name) \(words[4])" + (seen[words[4]]! > 1 ? " #\(seen[words[4]]!)" : "")
+        }
+      }
+    }
+    for task in tasks {
+      let namespace = "mounts of \(task.name)"
+      var pointOf: [String: String] = [:]
+      var seen: [String: Int] = [:]
+      let lines = (ProcFile.read("/proc/\(task.hostPid)/mountinfo") ?? "").split(separator: "\n")
+      for line in lines {
+        let words = line.split(separator: " ").map(String.init)
+        guard words.count >= 10, let dash = words.firstIndex(of: "-") else { continue }
+        pointOf[words[0]] = words[4]
+        if isHosts(words) { continue }
+        let point = words[4]
+        seen[point, default: 0] += 1
+        let subject = "\(namespace) \(point)" + (seen[point]! > 1 ? " #\(seen[point]!)" : "")
+        var propagation: [String] = []
+        for field in words[6..<dash] {
+          let parts = field.split(separator: ":").map(String.init)
+          if parts.count == 2, hostGroups.contains(parts[1]) { continue }
+          switch parts[0] {
+          case "shared":
+            propagation.append("peer group of \(groupNames[parts[1]] ?? "?")")
+          case "master":
+            propagation.append("slave of \(groupNames[parts[1]] ?? "a group not seen")")
+          default:
+            propagation.append(field)
+          }
+        }
+        record(
+          subject, "mount",
+          "parent \(pointOf[words[1]] ?? "(outside)") root \(words[3]) options \(words[5]) type \(words[dash + 1]) "
+            + "source \(words[dash + 2]) super \(words.count > dash + 3 ? words[dash + 3] : "")")
+        record(subject, "propagation", propagation.isEmpty ? "private" : propagation.joined(separator: " "))
+      }
+    }
+  }
+}
