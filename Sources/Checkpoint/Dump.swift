@@ -459,7 +459,7 @@ public struct Dump {
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
         case .rootFilesystem: false
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
-        case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil || $0.guards != nil }
+        case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil || $0.guards != nil || $0.accounted != nil }
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }

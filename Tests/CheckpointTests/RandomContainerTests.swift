@@ -37,18 +37,20 @@ struct RandomContainerTests {
     #expect(failed.isEmpty, "seeds that failed: \(failed)")
   }
 
-  /// Dump, restore and the container's own verdict; nil when all held, else what happened.
+  /// Dump, restore, the snapshot diff (``StateSnapshot``) and the container's own verdict;
+  /// nil when all held, else what differed.
   private func roundTrip(seed: Int) throws -> String? {
     let container = try FixtureContainer("random", [String(seed)])
     defer { container.destroy() }
-    try container.waitReady()
-    let dump = container.dump()
-    guard dump.status == 0 else { return "the dump failed: \(dump.output)" }
-    try container.waitEmpty(timeout: 10)
-    let restore = try container.restore()
-    guard restore.status == 0 else { return "the restore failed: \(restore.output)" }
+    let differences: [String]
+    do {
+      differences = KnownDifferences.unexplained(try container.verifiedDumpAndRestore(), fixture: "random \(seed)")
+    } catch {
+      return "\(error)"
+    }
     let status = try container.terminateRestored(timeout: 30)
-    guard status == 0, container.log.contains("PASS random") else { return "exit \(status): \(container.log)" }
-    return nil
+    var problems = differences.map { "state: \($0)" }
+    if status != 0 || !container.log.contains("PASS random") { problems.append("exit \(status): \(container.log)") }
+    return problems.isEmpty ? nil : problems.joined(separator: "\n")
   }
 }

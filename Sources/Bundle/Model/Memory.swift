@@ -70,6 +70,10 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// not count against a strict overcommit limit (glibc's 64 MiB thread arenas). Mapped so
   /// again; nil when not.
   public var noReserve: Bool?
+  /// A private mapping not writable now that was (smaps `ac`, VM_ACCOUNT): its memory stays
+  /// charged against the overcommit limit. Mapped writable and made read-only again; nil
+  /// when not.
+  public var accounted: Bool?
   /// mseal(2)ed: sealed again once the restore has set it up.
   public var sealed: Bool?
   /// Guard regions installed in it (MADV_GUARD_INSTALL): runs of pages that fault on touch.
@@ -196,6 +200,7 @@ extension VMAImage {
     }
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
     if let noReserve { text += "\"noReserve\":\(noReserve)," }
+    if let accounted { text += "\"accounted\":\(accounted)," }
     if let objectDevice { text += "\"objectDevice\":\(objectDevice)," }
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
     if let objectSize { text += "\"objectSize\":\(objectSize)," }
@@ -269,7 +274,7 @@ extension VMAImage {
     var objectMode: UInt32?
     var lock: Lock?
     var advice: [Advice]?
-    var sealed, noReserve: Bool?
+    var sealed, noReserve, accounted: Bool?
     var guards: [PageRun]?
     var protection: Int32?
     var shared, growsDown: Bool?
@@ -313,6 +318,7 @@ extension VMAImage {
         }
       case "sealed": sealed = scanner.null() ? nil : try scanner.bool()
       case "noReserve": noReserve = scanner.null() ? nil : try scanner.bool()
+      case "accounted": accounted = scanner.null() ? nil : try scanner.bool()
       case "guards": guards = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       default: try scanner.unknown(key, in: "a VMA")
       }
@@ -334,6 +340,7 @@ extension VMAImage {
     self.advice = advice
     self.sealed = sealed
     self.noReserve = noReserve
+    self.accounted = accounted
     self.guards = guards
     self.objectDevice = objectDevice
     self.objectMode = objectMode

@@ -86,9 +86,11 @@ extension FileBatch {
       batch.add("fchmod /\(queue.name)", SyscallNumber.fchmod, .result(made), .value(UInt64(queue.mode)))
       after.messageQueues.append((queueMoveHigh(made, what: "the message queue /\(queue.name)"), queue))
     }
+    // Without O_CLOEXEC: unlike open(2), mq_open keeps it in the description's flags, which
+    // the program's fdinfo shows whatever FD_CLOEXEC the descriptor gets.
     let opened = batch.add(
       "mq_open /\(queue.name) for fd \(descriptor.fd)", SyscallNumber.mqOpen, .value(name),
-      .value(UInt64(descriptor.flags & (O_ACCMODE | O_NONBLOCK) | O_CLOEXEC)), .value(0), .value(0))
+      .value(UInt64(descriptor.flags & (O_ACCMODE | O_NONBLOCK))), .value(0), .value(0))
     prepared.descriptions[descriptor.fd] = queueMoveHigh(opened, what: "fd \(descriptor.fd)")
     if make && queue.unlinked { batch.add("mq_unlink /\(queue.name)", SyscallNumber.mqUnlink, .value(name)) }
   }

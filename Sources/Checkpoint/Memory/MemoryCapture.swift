@@ -159,6 +159,7 @@ struct MemoryCapture {
     image.advice = given.isEmpty ? nil : given
     if flags.contains(.sealed) { image.sealed = true }
     if flags.contains(.noReserve) { image.noReserve = true }
+    if flags.contains(.accountable) && !image.shared && image.protection & PROT_WRITE == 0 { image.accounted = true }
   }
 
   /// From how many mappings or resident pages (16 MiB) smaps is read on a thread of its own.

@@ -95,7 +95,8 @@ final class MemoryRestore {
       }
       // Pages go in through the mapping (process_vm_writev writes only writable ones): it is
       // writable until the task's last batch gives it its own protection.
-      let needsWrite = !vma.pages.isEmpty && vma.protection & PROT_WRITE == 0
+      // So must one that was writable once (its memory stays charged, see VMAImage.accounted).
+      let needsWrite = (!vma.pages.isEmpty || vma.accounted == true) && vma.protection & PROT_WRITE == 0
       try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
       if vma.contentsMember != nil { privateObjects.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
