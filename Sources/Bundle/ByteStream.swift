@@ -14,7 +14,9 @@ public struct InPlaceRegion: @unchecked Sendable {
   /// allocates the file's blocks, so that a full disk is an error instead of a SIGBUS.
   public let reserve: @Sendable (_ offset: Int, _ count: Int) throws -> Void
 
-  public init(bytes: UnsafeMutableRawBufferPointer, reserve: @escaping @Sendable (_ offset: Int, _ count: Int) throws -> Void) {
+  public init(
+    bytes: UnsafeMutableRawBufferPointer, reserve: @escaping @Sendable (_ offset: Int, _ count: Int) throws -> Void
+  ) {
     self.bytes = bytes
     self.reserve = reserve
   }

@@ -78,7 +78,10 @@ final class MemberHasher: @unchecked Sendable {
   func update(inPlace bytes: UnsafeRawBufferPointer) {
     guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
     flush()
-    enqueue(Job(buffer: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: base), count: bytes.count), count: bytes.count, ends: [], inPlace: true))
+    enqueue(
+      Job(
+        buffer: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: base), count: bytes.count),
+        count: bytes.count, ends: [], inPlace: true))
   }
 
   /// Ends the current member; its digest will be listed under `name`.

@@ -41,7 +41,8 @@ public struct JSONScanner {
   /// A field none of the object's names matched: refused when strict, else skipped.
   public mutating func unknown(_ key: Key, in object: String) throws(BundleError) {
     guard !strict else {
-      throw invalid("\(object) has a field \"\(String(decoding: key.bytes.prefix(40), as: UTF8.self))\" this ckcont does not know")
+      throw invalid(
+        "\(object) has a field \"\(String(decoding: key.bytes.prefix(40), as: UTF8.self))\" this ckcont does not know")
     }
     try skip()
   }
@@ -168,7 +169,9 @@ public struct JSONScanner {
     if position == digits {
       value = nil
     } else if negative {
-      value = magnitude <= UInt64(Int64.max) + 1 ? T(exactly: magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)) : nil
+      value =
+        magnitude <= UInt64(Int64.max) + 1
+        ? T(exactly: magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)) : nil
     } else {
       value = T(exactly: magnitude)
     }
@@ -186,7 +189,9 @@ public struct JSONScanner {
   public mutating func integerFields(_ names: [StaticString], in object: String) throws(BundleError) -> IntegerFields {
     var values = [(negative: Bool, magnitude: UInt64)?](repeating: nil, count: names.count)
     try self.object { key, scanner throws(BundleError) in
-      guard let index = names.firstIndex(where: { name in name ~= key }) else { return try scanner.unknown(key, in: object) }
+      guard let index = names.firstIndex(where: { name in name ~= key }) else {
+        return try scanner.unknown(key, in: object)
+      }
       if scanner.null() { return }
       values[index] = try scanner.rawInteger()
     }
@@ -210,7 +215,8 @@ public struct JSONScanner {
     public func optional<T: FixedWidthInteger>(_ name: StaticString) throws(BundleError) -> T? {
       guard
         let index = names.firstIndex(where: {
-          $0.utf8CodeUnitCount == name.utf8CodeUnitCount && memcmp($0.utf8Start, name.utf8Start, $0.utf8CodeUnitCount) == 0
+          $0.utf8CodeUnitCount == name.utf8CodeUnitCount
+            && memcmp($0.utf8Start, name.utf8Start, $0.utf8CodeUnitCount) == 0
         })
       else {
         preconditionFailure("\(name) is not one of the fields read")

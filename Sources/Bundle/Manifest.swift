@@ -121,7 +121,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     guard unknown.isEmpty else {
       let names = unknown.prefix(8).map { String($0.prefix(64)).debugDescription }.joined(separator: ", ")
       throw BundleError(
-        "the bundle needs \(names), which this ckcont does not know: restore it with the ckcont that wrote it (\(String(manifest.toolVersion.prefix(64)))) or a newer one")
+        "the bundle needs \(names), which this ckcont does not know: restore it with the ckcont that wrote it (\(String(manifest.toolVersion.prefix(64)))) or a newer one"
+      )
     }
     return manifest
   }

@@ -80,7 +80,8 @@ public struct Cgroup: Equatable, Sendable, CustomStringConvertible {
       throw CKError(.badInput, "no such cgroup: \(spec)", hint: "create it with mkdir or check the path")
     }
     guard PseudoFile.isDirectory(path), PseudoFile.exists(file("cgroup.procs")) else {
-      throw CKError(.badInput, "\(spec) is not a cgroup directory", hint: "give a directory under \(hierarchy.mountPoint)")
+      throw CKError(
+        .badInput, "\(spec) is not a cgroup directory", hint: "give a directory under \(hierarchy.mountPoint)")
     }
   }
 

@@ -15,7 +15,8 @@ public enum CgroupProbe {
         ?? Probe("cgroup v1 freezer", essential: false, available: false, detail: "freezer controller not mounted"),
       v2.map { hierarchy in
         withScratchCgroup(hierarchy) { KernelProbe.clone3IntoCgroup(cgroupDirectory: $0.path) }
-          ?? Probe("clone3 set_tid + CLONE_INTO_CGROUP", essential: true, available: false,
+          ?? Probe(
+            "clone3 set_tid + CLONE_INTO_CGROUP", essential: true, available: false,
             detail: "cannot create a scratch cgroup under \(hierarchy.mountPoint)")
       } ?? Probe("clone3 set_tid + CLONE_INTO_CGROUP", essential: true, available: false, detail: "no cgroup2 mount"),
       librarysView(),
@@ -48,7 +49,9 @@ public enum CgroupProbe {
       }
     }
     return result
-      ?? Probe(name, essential: false, available: false, detail: "cannot create a scratch cgroup under \(hierarchy.mountPoint)")
+      ?? Probe(
+        name, essential: false, available: false, detail: "cannot create a scratch cgroup under \(hierarchy.mountPoint)"
+      )
   }
 
   /// Runs `body` on a fresh cgroup `ckcont-probe-<pid>` under the hierarchy's root.

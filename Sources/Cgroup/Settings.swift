@@ -45,7 +45,8 @@ extension Cgroup {
     guard !isRoot else { return [] }
     var names: [String] = []
     if version == .v2 {
-      let enabled = Set(try PseudoFile.read(file("cgroup.controllers")).split(whereSeparator: \.isWhitespace).map(String.init))
+      let enabled = Set(
+        try PseudoFile.read(file("cgroup.controllers")).split(whereSeparator: \.isWhitespace).map(String.init))
       for controller in Self.controllerOrder where enabled.contains(controller) {
         if controller == "hugetlb" {
           names += try PseudoFile.list(path).filter { $0.hasPrefix("hugetlb.") && $0.hasSuffix(".max") }.sorted()
@@ -66,7 +67,8 @@ extension Cgroup {
     if version == .v2 {
       let control = try PseudoFile.read(file("cgroup.subtree_control")).split(whereSeparator: \.isWhitespace)
       if !control.isEmpty {
-        result.append(CgroupSetting(name: "cgroup.subtree_control", value: control.map { "+" + $0 }.joined(separator: " ")))
+        result.append(
+          CgroupSetting(name: "cgroup.subtree_control", value: control.map { "+" + $0 }.joined(separator: " ")))
       }
     }
     return result

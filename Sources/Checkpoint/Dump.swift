@@ -51,7 +51,8 @@ public struct Dump {
   public var progress: (UInt64, UInt64) -> Void = { _, _ in }
   public var log: (String) -> Void = { _ in }
 
-  public init(cgroup: Cgroup, output: DumpOutput, aftermath: DumpAftermath, freezeTimeout: Double, toolVersion: String) {
+  public init(cgroup: Cgroup, output: DumpOutput, aftermath: DumpAftermath, freezeTimeout: Double, toolVersion: String)
+  {
     self.cgroup = cgroup
     self.output = output
     self.aftermath = aftermath
@@ -148,13 +149,16 @@ public struct Dump {
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       cgroup = process.cgroup.relative(to: container)
       memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
-      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts).image(log: log)
+      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts).image(
+        log: log)
       namespaceIDs = try NamespaceID.readAll(
-        pid: process.pid, names: ["pid", "pid_for_children", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
+        pid: process.pid,
+        names: ["pid", "pid_for_children", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
       guard stat.policy != 6 else {
         throw CKError(.failed, "process \(process.pid) runs under SCHED_DEADLINE, which ckcont cannot checkpoint yet")
       }
-      scheduling = SchedulingImage(nice: Int32(truncatingIfNeeded: stat.nice), policy: stat.policy, realtimePriority: stat.rtPriority)
+      scheduling = SchedulingImage(
+        nice: Int32(truncatingIfNeeded: stat.nice), policy: stat.policy, realtimePriority: stat.rtPriority)
     }
   }
 
@@ -221,7 +225,12 @@ public struct Dump {
     let theirs = try NamespaceID.readAll(pid: processes[0].pid)
     let settings = ["net", "ipc"].filter { theirs[$0] != nil && theirs[$0] != ours[$0] }.map {
       // Reading takes tens of milliseconds, which the rest of the capture hides.
-      (kind: $0, settings: Pending(named: "ckcont-sysctls-\($0)") { [pid = processes[0].pid, kind = $0] in try NamespaceSysctls.capture(kind, of: pid) })
+      (
+        kind: $0,
+        settings: Pending(named: "ckcont-sysctls-\($0)") { [pid = processes[0].pid, kind = $0] in
+          try NamespaceSysctls.capture(kind, of: pid)
+        }
+      )
     }
     let facts = try phases.time("/proc on all CPUs") { try readProc(of: processes, repaired: repaired) }
     // The container's pid namespace is its root's: the one of the fewest levels (processes
@@ -246,7 +255,9 @@ public struct Dump {
       if Self.captureDelay > 0 { usleep(Self.captureDelay) }
       try explainingVanished(process.pid) {
         let facts = try result.get()
-        let (asked, brk, namespaces) = try phases.time("remote calls") { try facts.task.core(session: session, vmas: facts.memory.vmas, log: log) }
+        let (asked, brk, namespaces) = try phases.time("remote calls") {
+          try facts.task.core(session: session, vmas: facts.memory.vmas, log: log)
+        }
         var core = asked
         core.scheduling = facts.scheduling
         var memory = sharedObjectPages.keepFirst(facts.memory)
@@ -295,14 +306,18 @@ public struct Dump {
       // it owns only.
       guard namespaces.pid else {
         throw CKError(
-          .failed, "the container has a user namespace of its own but shares the host's pid namespace, which ckcont cannot restore",
+          .failed,
+          "the container has a user namespace of its own but shares the host's pid namespace, which ckcont cannot restore",
           hint: "give the container a pid namespace of its own too")
       }
       func ranges(_ file: String) throws -> [UserNamespaceMaps.Range] {
-        try ProcIDMap.read(pid: root.hostPid, file).map { .init(inside: $0.inside, outside: $0.outside, count: $0.count) }
+        try ProcIDMap.read(pid: root.hostPid, file).map {
+          .init(inside: $0.inside, outside: $0.outside, count: $0.count)
+        }
       }
       namespaces.userMaps = UserNamespaceMaps(
-        uids: try ranges("uid_map"), gids: try ranges("gid_map"), setgroupsAllowed: try ProcIDMap.setgroupsAllowed(pid: root.hostPid))
+        uids: try ranges("uid_map"), gids: try ranges("gid_map"),
+        setgroupsAllowed: try ProcIDMap.setgroupsAllowed(pid: root.hostPid))
     }
     if namespaces.uts {
       (namespaces.hostname, namespaces.domainname) = root.namespaces.uts
@@ -310,10 +325,14 @@ public struct Dump {
     if namespaces.net {
       namespaces.loopbackUp = root.namespaces.loopbackUp
       try NestedNamespaces.checkOnlyLoopback(pid: root.hostPid, what: "the container's network namespace")
-      namespaces.netSysctls = try phases.time("namespace settings") { try settings.first { $0.kind == "net" }?.settings.wait() }
+      namespaces.netSysctls = try phases.time("namespace settings") {
+        try settings.first { $0.kind == "net" }?.settings.wait()
+      }
     }
     if namespaces.ipc {
-      namespaces.ipcSysctls = try phases.time("namespace settings") { try settings.first { $0.kind == "ipc" }?.settings.wait() }
+      namespaces.ipcSysctls = try phases.time("namespace settings") {
+        try settings.first { $0.kind == "ipc" }?.settings.wait()
+      }
     }
     // SysV objects live in the IPC namespace, not in any process: saved with the namespace.
     let sysv = root.namespaces.sysvObjects
@@ -324,7 +343,8 @@ public struct Dump {
     try checkSysVAttachments(tasks, ipc: ipc?.image)
     var privateObjects: [String: [UInt8]] = [:]
     for task in tasks where task.memory.vmas.contains(where: { $0.contentsMember != nil }) {
-      let contents = try MemoryCapture.privateObjectContents(pid: task.hostPid, of: task.memory, known: Set(privateObjects.keys))
+      let contents = try MemoryCapture.privateObjectContents(
+        pid: task.hostPid, of: task.memory, known: Set(privateObjects.keys))
       privateObjects.merge(contents) { first, _ in first }
     }
     var mounts: MountsImage?
@@ -341,14 +361,17 @@ public struct Dump {
       var fields: [String: [String]] = [:]
       for line in try PseudoFile.read("/proc/\(zombie)/status").split(separator: "\n") {
         let parts = line.split(separator: ":", maxSplits: 1)
-        if parts.count == 2 { fields[String(parts[0])] = parts[1].split(whereSeparator: \.isWhitespace).map(String.init) }
+        if parts.count == 2 {
+          fields[String(parts[0])] = parts[1].split(whereSeparator: \.isWhitespace).map(String.init)
+        }
       }
       let ids = { (key: String) in (fields[key] ?? []).compactMap { Int32($0) } }
       // At the container's level, as for the living (TaskCapture.entry).
       let at = { (key: String) in ids(key).count >= level ? ids(key)[level - 1] : (key == "NSpid" ? zombie : 0) }
       let stat = try ProcStatExtended.read(pid: zombie)
       var entry = TaskEntryImage(
-        pid: at("NSpid"), namespacePids: ids("NSpid"), ppid: innerPid[parent] ?? 0, pgid: at("NSpgid"), sid: at("NSsid"),
+        pid: at("NSpid"), namespacePids: ids("NSpid"), ppid: innerPid[parent] ?? 0, pgid: at("NSpgid"),
+        sid: at("NSsid"),
         threads: [], cgroup: ".", comm: fields["Name"]?.first ?? "?", zombieStatus: stat.exitCode)
       if ids("NSpid").count > level { entry.nestedPids = Array(ids("NSpid")[level...]) }
       entries.append(entry)
@@ -362,14 +385,17 @@ public struct Dump {
       tree.timeNamespaces = timeNamespaces
       tree.clocksAtDump = TimeNamespaces.now()
     }
-    let members = [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
+    let members =
+      [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
     log("captured \(tasks.count) processes: \(phases)")
     let encodingWait = monotonicNow()
     encoder.finish()
     phases.record("waiting for the encoder", since: encodingWait)
     let models = try tasks.indices.map { index in
-      guard let result = encoded[index] else { throw CKError(.failed, "task \(tasks[index].hostPid): its model was not encoded") }
+      guard let result = encoded[index] else {
+        throw CKError(.failed, "task \(tasks[index].hostPid): its model was not encoded")
+      }
       return try result.get()
     }
     return Captured(
@@ -387,7 +413,8 @@ public struct Dump {
       for kind in ["cgroup", "user"] where task.namespaceIDs[kind] != root.namespaceIDs[kind] {
         throw CKError(
           .failed,
-          "process \(task.hostPid) is in a \(kind) namespace of its own (not that of the container's init \(root.hostPid)), which ckcont cannot restore yet")
+          "process \(task.hostPid) is in a \(kind) namespace of its own (not that of the container's init \(root.hostPid)), which ckcont cannot restore yet"
+        )
       }
     }
   }
@@ -422,7 +449,8 @@ public struct Dump {
     defer { if sockDiag >= 0 { close(sockDiag) } }
     let rootMounts = try ContainerMounts.ownRootMounts(pid: processes[0].pid)
     return processes.concurrentMap { (process: CgroupProcess) throws(any Error) in
-      try ProcessFacts(process, container: container, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts, log: log)
+      try ProcessFacts(
+        process, container: container, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts, log: log)
     }
   }
 
@@ -436,7 +464,8 @@ public struct Dump {
       guard let parent = hostPids[task.entry.ppid] else { continue }
       if ck_kcmp(task.hostPid, parent, 1 /* KCMP_VM */) == 0 {
         throw CKError(
-          .failed, "process \(task.hostPid) shares one address space (CLONE_VM) with its parent \(parent), which ckcont cannot checkpoint yet",
+          .failed,
+          "process \(task.hostPid) shares one address space (CLONE_VM) with its parent \(parent), which ckcont cannot checkpoint yet",
           hint: "only threads may share it (a vfork child must exec first); the container runs on")
       }
       if ck_kcmp(task.hostPid, parent, 2 /* KCMP_FILES */) == 0 { tasks[index].entry.sharesFilesWithParent = true }
@@ -459,7 +488,8 @@ public struct Dump {
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }
         case .rootFilesystem: false
         case .terminals: task.files.descriptors.contains { $0.kind == .pty }
-        case .memoryAdvice: task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil || $0.guards != nil || $0.accounted != nil }
+        case .memoryAdvice:
+          task.memory.vmas.contains { $0.advice != nil || $0.sealed != nil || $0.guards != nil || $0.accounted != nil }
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
@@ -502,11 +532,16 @@ public struct Dump {
       let model = captured.encoded[index]
       small += [(task.entry.coreMember, model.core), (task.entry.mmMember, model.mm), (task.entry.filesMember, files)]
     }
-    log("encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNow() - encoding) * 1000)) ms")
+    log(
+      "encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNow() - encoding) * 1000)) ms"
+    )
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
     members += captured.tasks.map { Manifest.Member(name: $0.entry.pagesMember, size: Int($0.memory.pagesSize)) }
     let segments = (captured.ipc?.image.sharedMemory ?? []).map { segment in
-      (name: SysVIPCImage.contentsMember(ofSegment: segment.owner.id), bytes: captured.ipc?.contents[segment.owner.id] ?? [])
+      (
+        name: SysVIPCImage.contentsMember(ofSegment: segment.owner.id),
+        bytes: captured.ipc?.contents[segment.owner.id] ?? []
+      )
     }
     members += segments.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
     let memfds = captured.privateObjects.sorted { $0.key < $1.key }.map { (name: $0.key, bytes: $0.value) }
@@ -529,7 +564,8 @@ public struct Dump {
       try Interruption.check()
       try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
       try explainingVanished(task.hostPid) {
-        try PageReader(pid: task.hostPid, image: task.memory, buffer: buffer, copier: copier).write(to: writer) { done in
+        try PageReader(pid: task.hostPid, image: task.memory, buffer: buffer, copier: copier).write(to: writer) {
+          done in
           progress(before + UInt64(done), totalPages)
         }
       }
@@ -554,9 +590,12 @@ extension Dump {
   /// refuse, the dump refuses first, while the container still runs.
   func checkRestorable(_ manifest: Manifest, json: [(String, Data)], tree: ProcessTree) throws {
     var pages: [String: (data: UnsafeRawBufferPointer?, size: Int)] = [:]
-    for member in manifest.members where LoadedBundle.isRawMember(member.name) { pages[member.name] = (nil, member.size) }
+    for member in manifest.members where LoadedBundle.isRawMember(member.name) {
+      pages[member.name] = (nil, member.size)
+    }
     let members = LoadedBundle.Members(
-      manifest: manifest, json: Dictionary(json.map { ($0.0, [UInt8]($0.1)) }, uniquingKeysWith: { first, _ in first }), pages: pages)
+      manifest: manifest, json: Dictionary(json.map { ($0.0, [UInt8]($0.1)) }, uniquingKeysWith: { first, _ in first }),
+      pages: pages)
     // The container's own pids are taken now, free once it is gone.
     let own = Set(tree.tasks.map(\.pid))
     let ownPidNamespace = tree.namespaces.pid

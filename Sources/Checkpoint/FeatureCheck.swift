@@ -24,7 +24,8 @@ public enum FeatureCheck {
     if let mounts = try? CgroupMounts.current() {
       probes += CgroupProbe.all(mounts)
     } else {
-      probes.append(Probe("cgroup mounts", essential: true, available: false, detail: "cannot read /proc/self/mountinfo"))
+      probes.append(
+        Probe("cgroup mounts", essential: true, available: false, detail: "cannot read /proc/self/mountinfo"))
     }
     probes.append(NetworkLinks.probe())
     return probes

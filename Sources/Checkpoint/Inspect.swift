@@ -84,12 +84,16 @@ public struct BundleInspection: Codable, Sendable {
   /// Reads and verifies the bundle at `path` (or standard input for "-").
   public static func read(path: String) throws -> BundleInspection {
     let fd = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else {
+      throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
+    }
     defer { if fd != 0 { close(fd) } }
     let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .drop, log: { _ in })
     let ns = bundle.tree.namespaces
-    let names = [("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc), ("net", ns.net), ("user", ns.user),
-      ("cgroup", ns.cgroup), ("time", ns.time)].filter(\.1).map(\.0)
+    let names = [
+      ("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc), ("net", ns.net), ("user", ns.user),
+      ("cgroup", ns.cgroup), ("time", ns.time),
+    ].filter(\.1).map(\.0)
     // Pipes of which the container holds one end only: the other end was closed, or is outside
     // (a runtime reading the output) and wants --inherit-fd at restore.
     var ends: [UInt64: Set<Bool>] = [:]  // pipe inode -> held ends (true: read)
@@ -101,11 +105,13 @@ public struct BundleInspection: Codable, Sendable {
     func describeInContainer(_ descriptor: DescriptorImage) -> String {
       let text = describe(descriptor)
       guard descriptor.kind == .pipe, let inode = descriptor.pipe, ends[inode]?.count == 1 else { return text }
-      return text + " (the container holds only this end; if the other is outside, restore with --inherit-fd 'fd[N]:pipe:[\(inode)]')"
+      return text
+        + " (the container holds only this end; if the other is outside, restore with --inherit-fd 'fd[N]:pipe:[\(inode)]')"
     }
     let tasks = bundle.tasks.map { task -> Task in
       Task(
-        pid: task.entry.pid, namespacePids: task.entry.namespacePids, nestedPids: task.entry.nestedPids, ppid: task.entry.ppid,
+        pid: task.entry.pid, namespacePids: task.entry.namespacePids, nestedPids: task.entry.nestedPids,
+        ppid: task.entry.ppid,
         pgid: task.entry.pgid,
         sid: task.entry.sid, comm: task.entry.comm, cgroup: task.entry.cgroup, exe: task.memory.exe,
         threads: task.core.threads.map { thread in
@@ -115,15 +121,18 @@ public struct BundleInspection: Codable, Sendable {
         },
         vmas: task.memory.vmas.map { vma in
           Mapping(
-            range: "\(hex(vma.start))-\(hex(vma.end))", size: vma.size, protection: protection(vma), kind: vma.kind.rawValue,
-            path: vma.kind == .deletedFile ? vma.path + " (deleted)" : vma.path, savedBytes: vma.pages.reduce(0) { $0 + $1.size },
+            range: "\(hex(vma.start))-\(hex(vma.end))", size: vma.size, protection: protection(vma),
+            kind: vma.kind.rawValue,
+            path: vma.kind == .deletedFile ? vma.path + " (deleted)" : vma.path,
+            savedBytes: vma.pages.reduce(0) { $0 + $1.size },
             attributes: attributes(vma))
         },
         fds: task.files.descriptors.map { Descriptor(fd: $0.fd, description: describeInContainer($0)) },
         pageBytes: task.memory.pagesSize, signalActions: task.core.signalActions.count,
         credentials: "uid \(task.core.credentials.uids.map(String.init).joined(separator: "/")) "
           + "gid \(task.core.credentials.gids.map(String.init).joined(separator: "/")) caps \(task.core.credentials.capabilitiesText)",
-        seccompFilters: (task.core.seccompFilters ?? []).map { $0.program.count / 8 }, stopSignal: task.entry.stopSignal)
+        seccompFilters: (task.core.seccompFilters ?? []).map { $0.program.count / 8 }, stopSignal: task.entry.stopSignal
+      )
     }
     let zombies = bundle.zombies.map { entry in
       let status = entry.zombieStatus ?? 0
@@ -139,26 +148,34 @@ public struct BundleInspection: Codable, Sendable {
     }
     let manifest = bundle.manifest
     return BundleInspection(
-      formatVersion: "\(manifest.formatVersion.major).\(manifest.formatVersion.minor)", toolVersion: manifest.toolVersion,
+      formatVersion: "\(manifest.formatVersion.major).\(manifest.formatVersion.minor)",
+      toolVersion: manifest.toolVersion,
       kernelRelease: manifest.kernelRelease, created: manifest.created, sourceCgroup: manifest.sourceCgroup,
       namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures), members: manifest.members.count + 2,
       tasks: tasks, zombies: zombies, cgroups: cgroups, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes },
-      sysvObjects: sysvLines(bundle.ipc), mounts: (bundle.mounts?.mounts ?? []).map(mountLine), namespaceDetails: details(bundle.tree))
+      sysvObjects: sysvLines(bundle.ipc), mounts: (bundle.mounts?.mounts ?? []).map(mountLine),
+      namespaceDetails: details(bundle.tree))
   }
 
   static func details(_ tree: ProcessTree) -> [String] {
     func settings(_ values: [String: String]) -> String {
-      values.sorted { $0.key < $1.key }.map { "\($0.key.replacingOccurrences(of: "/", with: "."))=\($0.value)" }.joined(separator: ", ")
+      values.sorted { $0.key < $1.key }.map { "\($0.key.replacingOccurrences(of: "/", with: "."))=\($0.value)" }.joined(
+        separator: ", ")
     }
-    func ranges(_ map: [UserNamespaceMaps.Range]) -> String { map.map { "\($0.inside)->\($0.outside) (\($0.count))" }.joined(separator: ", ") }
+    func ranges(_ map: [UserNamespaceMaps.Range]) -> String {
+      map.map { "\($0.inside)->\($0.outside) (\($0.count))" }.joined(separator: ", ")
+    }
     var lines: [String] = []
     if let maps = tree.namespaces.userMaps {
-      lines.append("user namespace: uids \(ranges(maps.uids)); gids \(ranges(maps.gids)); setgroups \(maps.setgroupsAllowed ? "allowed" : "denied")")
+      lines.append(
+        "user namespace: uids \(ranges(maps.uids)); gids \(ranges(maps.gids)); setgroups \(maps.setgroupsAllowed ? "allowed" : "denied")"
+      )
     }
     if let values = tree.namespaces.netSysctls { lines.append("network namespace settings: \(settings(values))") }
     if let values = tree.namespaces.ipcSysctls { lines.append("IPC namespace settings: \(settings(values))") }
     for (index, nested) in (tree.nestedNamespaces ?? []).enumerated() {
-      let members = tree.tasks.filter { $0.nestedNamespaces?.contains(index) == true }.map { String($0.pid) }.joined(separator: ", ")
+      let members = tree.tasks.filter { $0.nestedNamespaces?.contains(index) == true }.map { String($0.pid) }.joined(
+        separator: ", ")
       var what = "nested \(nested.kind.rawValue) namespace of process(es) \(members)"
       if let host = nested.hostname { what += ": hostname \(host)" }
       if let up = nested.loopbackUp { what += ": loopback \(up ? "up" : "down")" }
@@ -166,7 +183,9 @@ public struct BundleInspection: Codable, Sendable {
       if let values = nested.sysctls { what += "; settings \(settings(values))" }
       lines.append(what)
     }
-    if let terminal = tree.shellJobTerminal { lines.append("shell job on terminal \(terminal) (restore with --shell-job)") }
+    if let terminal = tree.shellJobTerminal {
+      lines.append("shell job on terminal \(terminal) (restore with --shell-job)")
+    }
     return lines
   }
 
@@ -175,7 +194,9 @@ public struct BundleInspection: Codable, Sendable {
       mount.kind == .bind
       ? "bind of \(mount.source)\(mount.sourceInContainer == true ? " (in the container)" : "")"
       : "\(mount.fsType)\(mount.options.isEmpty ? "" : " (\(mount.options))")"
-        + (mount.files.map { files in ", \(files.count) file(s), \(files.reduce(0) { $0 + ($1.contents?.count ?? 0) }) bytes" } ?? "")
+        + (mount.files.map { files in
+          ", \(files.count) file(s), \(files.reduce(0) { $0 + ($1.contents?.count ?? 0) }) bytes"
+        } ?? "")
     return "\(mount.mountPoint): \(what)\(mount.flags & 1 != 0 ? ", read-only" : "")"
   }
 
@@ -184,8 +205,12 @@ public struct BundleInspection: Codable, Sendable {
     func owner(_ o: SysVOwnership) -> String {
       "id \(o.id) key 0x\(String(UInt32(bitPattern: o.key), radix: 16)) uid \(o.uid) gid \(o.gid) mode \(String(o.mode, radix: 8))"
     }
-    return ipc.sharedMemory.map { "shared memory \(owner($0.owner)): \($0.size) bytes\($0.removed ? ", removed while attached" : "")" }
-      + ipc.semaphoreSets.map { "semaphore set \(owner($0.owner)): values \($0.values.map(String.init).joined(separator: " "))" }
+    return ipc.sharedMemory.map {
+      "shared memory \(owner($0.owner)): \($0.size) bytes\($0.removed ? ", removed while attached" : "")"
+    }
+      + ipc.semaphoreSets.map {
+        "semaphore set \(owner($0.owner)): values \($0.values.map(String.init).joined(separator: " "))"
+      }
       + ipc.messageQueues.map {
         "message queue \(owner($0.owner)): \($0.messages.count) message(s), \($0.messages.reduce(0) { $0 + $1.text.count }) bytes"
       }
@@ -234,8 +259,10 @@ public struct BundleInspection: Codable, Sendable {
     var children: [Int32: [(pid: Int32, line: String)]] = [:]
     for task in tasks {
       let leader = task.sid == task.pid ? ", session leader" : (task.pgid == task.pid ? ", group leader" : "")
-      let nested = task.nestedPids.map { " (in nested pid namespaces: \($0.map(String.init).joined(separator: "/")))" } ?? ""
-      let line = "\(task.pid)\(nested) \(task.comm): pgid \(task.pgid) sid \(task.sid)\(leader), \(task.threads.count) thread(s)"
+      let nested =
+        task.nestedPids.map { " (in nested pid namespaces: \($0.map(String.init).joined(separator: "/")))" } ?? ""
+      let line =
+        "\(task.pid)\(nested) \(task.comm): pgid \(task.pgid) sid \(task.sid)\(leader), \(task.threads.count) thread(s)"
       children[task.ppid, default: []].append((task.pid, line))
     }
     for zombie in zombies {
@@ -272,11 +299,15 @@ public struct BundleInspection: Codable, Sendable {
           + "ppid \(task.ppid) pgid \(task.pgid) sid \(task.sid) cgroup \(task.cgroup)")
       lines.append("  exe \(task.exe); \(task.credentials); \(task.signalActions) signal actions")
       if !task.seccompFilters.isEmpty {
-        lines.append("  seccomp: \(task.seccompFilters.count) filter(s) of \(task.seccompFilters.map(String.init).joined(separator: ", ")) instructions")
+        lines.append(
+          "  seccomp: \(task.seccompFilters.count) filter(s) of \(task.seccompFilters.map(String.init).joined(separator: ", ")) instructions"
+        )
       }
       if let signal = task.stopSignal { lines.append("  stopped job (signal \(signal)): stopped again at restore") }
       for thread in task.threads {
-        lines.append("  thread \(thread.tid): rip \(thread.rip) rsp \(thread.rsp), \(thread.state); xstate \(thread.xstateBytes) bytes")
+        lines.append(
+          "  thread \(thread.tid): rip \(thread.rip) rsp \(thread.rsp), \(thread.state); xstate \(thread.xstateBytes) bytes"
+        )
       }
       lines.append("  \(task.vmas.count) mappings, \(task.pageBytes >> 10) KiB saved:")
       for vma in task.vmas {
@@ -284,7 +315,8 @@ public struct BundleInspection: Codable, Sendable {
         lines.append(
           "    \(vma.range) \(vma.protection) \(size.padding(toLength: 9, withPad: " ", startingAt: 0)) "
             + "saved \(String(vma.savedBytes >> 10).padding(toLength: 7, withPad: " ", startingAt: 0)) KiB  "
-            + (vma.path.isEmpty ? "[\(vma.kind)]" : vma.path) + (vma.attributes.map { " (\($0.joined(separator: ", ")))" } ?? ""))
+            + (vma.path.isEmpty ? "[\(vma.kind)]" : vma.path)
+            + (vma.attributes.map { " (\($0.joined(separator: ", ")))" } ?? ""))
       }
       lines.append("  \(task.fds.count) fds:")
       for fd in task.fds { lines.append("    \(fd.fd): \(fd.description)") }

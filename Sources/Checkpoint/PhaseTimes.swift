@@ -14,7 +14,11 @@ struct PhaseTimes: CustomStringConvertible {
   /// Adds the time from `started` until now to `name`.
   mutating func record(_ name: String, since started: Double) {
     let spent = monotonicNow() - started
-    if let index = totals.firstIndex(where: { $0.name == name }) { totals[index].seconds += spent } else { totals.append((name, spent)) }
+    if let index = totals.firstIndex(where: { $0.name == name }) {
+      totals[index].seconds += spent
+    } else {
+      totals.append((name, spent))
+    }
   }
 
   var description: String {

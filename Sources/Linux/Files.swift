@@ -21,7 +21,7 @@ public enum PseudoFile {
   public static func readIfExists(_ path: String) throws(SyscallError) -> String? {
     do {
       return try read(path)
-    } catch where error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess {
+    } catch  where error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess {
       return nil
     }
   }
@@ -94,7 +94,8 @@ extension String {
 public enum FileData {
   /// The ranges of [from, to) of the file open at `fd` that hold data, in order.
   public static func ranges(fd: Int32, from: UInt64, to: UInt64, name: String) throws(SyscallError) -> [AddressRange] {
-    let seekData: Int32 = 3, seekHole: Int32 = 4
+    let seekData: Int32 = 3
+    let seekHole: Int32 = 4
     var ranges: [AddressRange] = []
     var cursor = from
     while cursor < to {

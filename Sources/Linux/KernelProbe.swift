@@ -35,7 +35,8 @@ public enum KernelProbe {
     if geteuid() == 0 && Capabilities.selfHasEffective(Capabilities.sysAdmin) {
       return Probe("root or CAP_CHECKPOINT_RESTORE", essential: true, available: true, detail: "root (\(caps))")
     }
-    let ok = Capabilities.selfHasEffective(Capabilities.checkpointRestore)
+    let ok =
+      Capabilities.selfHasEffective(Capabilities.checkpointRestore)
       && Capabilities.selfHasEffective(Capabilities.sysPtrace)
       && Capabilities.selfHasEffective(Capabilities.sysAdmin)
     return Probe(
@@ -150,7 +151,8 @@ public enum KernelProbe {
   /// User namespaces can be made (containers of rootless runtimes are restored in one).
   public static func userNamespaces() -> Probe {
     Probe.run("user namespaces", essential: false) {
-      let limit = String((try? PseudoFile.read("/proc/sys/user/max_user_namespaces"))?.split(separator: "\n").first ?? "0")
+      let limit = String(
+        (try? PseudoFile.read("/proc/sys/user/max_user_namespaces"))?.split(separator: "\n").first ?? "0")
       guard PseudoFile.exists("/proc/self/ns/user"), limit != "0" else {
         throw CKError(.failed, "user namespaces are off (user.max_user_namespaces = \(limit))")
       }
@@ -176,7 +178,8 @@ public enum KernelProbe {
   public static func timerRestoreIDs() -> Probe {
     Probe.run("POSIX timer ids (PR_TIMER_CREATE_RESTORE_IDS)", essential: false) {
       guard ck_prctl(77, 2, 0, 0, 0) >= 0 else {
-        throw CKError(.failed, "prctl(PR_TIMER_CREATE_RESTORE_IDS): \(String(cString: strerror(errno))) (Linux 6.15 or newer)")
+        throw CKError(
+          .failed, "prctl(PR_TIMER_CREATE_RESTORE_IDS): \(String(cString: strerror(errno))) (Linux 6.15 or newer)")
       }
       return "timer_create can take the id to restore"
     }

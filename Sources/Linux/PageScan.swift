@@ -43,7 +43,8 @@ public struct PageScanner: ~Copyable {
 
   /// Runs of guard pages (MADV_GUARD_INSTALL) in [start, end).
   public mutating func guardRuns(start: UInt64, end: UInt64) throws -> [AddressRange] {
-    try runs(start: start, end: end, inverted: 0, mask: UInt64(CK_PAGE_IS_GUARD), anyOf: 0, returned: UInt64(CK_PAGE_IS_GUARD))
+    try runs(
+      start: start, end: end, inverted: 0, mask: UInt64(CK_PAGE_IS_GUARD), anyOf: 0, returned: UInt64(CK_PAGE_IS_GUARD))
   }
 
   /// Runs of pages in [start, end) that hold data worth saving: present or swapped, not the
@@ -52,12 +53,15 @@ public struct PageScanner: ~Copyable {
   public mutating func dataRuns(start: UInt64, end: UInt64, anonymousOnly: Bool) throws -> [AddressRange] {
     let fileOrZero = UInt64(CK_PAGE_IS_PFNZERO | (anonymousOnly ? CK_PAGE_IS_FILE : 0))
     return try runs(
-      start: start, end: end, inverted: fileOrZero, mask: fileOrZero, anyOf: UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED),
+      start: start, end: end, inverted: fileOrZero, mask: fileOrZero,
+      anyOf: UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED),
       returned: UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED))
   }
 
   /// Runs of pages in [start, end) that PAGEMAP_SCAN's categories select.
-  private mutating func runs(start: UInt64, end: UInt64, inverted: UInt64, mask: UInt64, anyOf: UInt64, returned: UInt64) throws -> [AddressRange] {
+  private mutating func runs(
+    start: UInt64, end: UInt64, inverted: UInt64, mask: UInt64, anyOf: UInt64, returned: UInt64
+  ) throws -> [AddressRange] {
     var runs: [AddressRange] = []
     var cursor = start
     while cursor < end {

@@ -29,7 +29,9 @@ public enum ProcessMemory {
 
   /// process_vm_readv or process_vm_writev between one local buffer and many remote ranges,
   /// 1024 remote iovecs per call, resuming after partial transfers.
-  public static func transfer(pid: Int32, ranges: ArraySlice<AddressRange>, local buffer: UnsafeMutableRawPointer, write: Bool) throws {
+  public static func transfer(
+    pid: Int32, ranges: ArraySlice<AddressRange>, local buffer: UnsafeMutableRawPointer, write: Bool
+  ) throws {
     let name = write ? "process_vm_writev" : "process_vm_readv"
     var remote: [iovec] = []
     remote.reserveCapacity(min(ranges.count, 1024))
@@ -40,7 +42,8 @@ public enum ProcessMemory {
       var batchBytes = 0
       while index < ranges.endIndex && remote.count < 1024 {
         let range = ranges[index]
-        remote.append(iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(range.start)), iov_len: Int(range.count)))
+        remote.append(
+          iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(range.start)), iov_len: Int(range.count)))
         batchBytes += Int(range.count)
         index += 1
       }
@@ -49,7 +52,10 @@ public enum ProcessMemory {
       while done < batchBytes {
         var local = iovec(iov_base: buffer + offset + done, iov_len: batchBytes - done)
         let n = try remote.withUnsafeBufferPointer { iovs in
-          try syscallChecked(name, "\(pid), \(iovs.count - remoteIndex) ranges from 0x\(String(UInt(bitPattern: iovs[remoteIndex].iov_base), radix: 16))") {
+          try syscallChecked(
+            name,
+            "\(pid), \(iovs.count - remoteIndex) ranges from 0x\(String(UInt(bitPattern: iovs[remoteIndex].iov_base), radix: 16))"
+          ) {
             write
               ? ck_process_vm_writev(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
               : ck_process_vm_readv(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
@@ -84,8 +90,10 @@ extension ProcessMemory {
   public static func write(pid: Int32, bytes: UnsafeRawBufferPointer, at address: UInt64) throws {
     var done = 0
     while done < bytes.count {
-      var local = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress! + done), iov_len: bytes.count - done)
-      var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(address + UInt64(done))), iov_len: bytes.count - done)
+      var local = iovec(
+        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress! + done), iov_len: bytes.count - done)
+      var remote = iovec(
+        iov_base: UnsafeMutableRawPointer(bitPattern: UInt(address + UInt64(done))), iov_len: bytes.count - done)
       let n = try syscallChecked("process_vm_writev", "\(pid) at 0x\(String(address + UInt64(done), radix: 16))") {
         ck_process_vm_writev(pid, &local, 1, &remote, 1)
       }

@@ -95,13 +95,23 @@ public struct RemoteSyscall {
 
 /// x86_64 system call numbers ckcont injects.
 public enum SyscallNumber {
-  public static let write = 1, open = 2, close = 3, lseek = 8, mmap = 9, mprotect = 10, munmap = 11, brk = 12, madvise = 28, pause = 34
-  public static let rtSigaction = 13, ioctl = 16, pread64 = 17, mremap = 25, shmat = 30, shmctl = 31, nanosleep = 35, getitimer = 36, setitimer = 38
+  public static let write = 1, open = 2, close = 3, lseek = 8, mmap = 9, mprotect = 10, munmap = 11, brk = 12,
+    madvise = 28, pause = 34
+  public static let rtSigaction = 13, ioctl = 16, pread64 = 17, mremap = 25, shmat = 30, shmctl = 31, nanosleep = 35,
+    getitimer = 36, setitimer = 38
   public static let socket = 41, connect = 42, recvmsg = 47, bind = 49, listen = 50, socketpair = 53, setsockopt = 54
-  public static let wait4 = 61, uname = 63, semctl = 66, msgctl = 71, fcntl = 72, flock = 73, ftruncate = 77, chdir = 80, rmdir = 84, unlink = 87, umask = 95, fchmod = 91, fchown = 93, setpgid = 109, setsid = 112, setgroups = 116
+  public static let wait4 = 61, uname = 63, semctl = 66, msgctl = 71, fcntl = 72, flock = 73, ftruncate = 77,
+    chdir = 80, rmdir = 84, unlink = 87, umask = 95, fchmod = 91, fchown = 93, setpgid = 109, setsid = 112,
+    setgroups = 116
   public static let setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, capset = 126
-  public static let rtSigtimedwait = 128, rtSigqueueinfo = 129, sigaltstack = 131, personality = 135, setpriority = 141, schedSetscheduler = 144, prctl = 157, pivotRoot = 155, chroot = 161, mount = 165, umount2 = 166, sethostname = 170, setdomainname = 171
-  public static let setTidAddress = 218, setRobustList = 273, mqOpen = 240, mqUnlink = 241, unshare = 272, epollCtl = 233, timerCreate = 222, inotifyAddWatch = 254, inotifyRmWatch = 255, openat = 257, timerSettime = 223, timerGettime = 224, clockNanosleep = 230, exitGroup = 231, tgkill = 234, timerfdCreate = 283, timerfdSettime = 286, signalfd4 = 289, eventfd2 = 290, dup3 = 292, pipe2 = 293
-  public static let preadv = 295, rtTgsigqueueinfo = 297, prlimit64 = 302, setns = 308, epollCreate1 = 291, inotifyInit1 = 294, seccomp = 317, memfdCreate = 319, userfaultfd = 323, mlock2 = 325, rseq = 334, pidfdOpen = 434
+  public static let rtSigtimedwait = 128, rtSigqueueinfo = 129, sigaltstack = 131, personality = 135, setpriority = 141,
+    schedSetscheduler = 144, prctl = 157, pivotRoot = 155, chroot = 161, mount = 165, umount2 = 166, sethostname = 170,
+    setdomainname = 171
+  public static let setTidAddress = 218, setRobustList = 273, mqOpen = 240, mqUnlink = 241, unshare = 272,
+    epollCtl = 233, timerCreate = 222, inotifyAddWatch = 254, inotifyRmWatch = 255, openat = 257, timerSettime = 223,
+    timerGettime = 224, clockNanosleep = 230, exitGroup = 231, tgkill = 234, timerfdCreate = 283, timerfdSettime = 286,
+    signalfd4 = 289, eventfd2 = 290, dup3 = 292, pipe2 = 293
+  public static let preadv = 295, rtTgsigqueueinfo = 297, prlimit64 = 302, setns = 308, epollCreate1 = 291,
+    inotifyInit1 = 294, seccomp = 317, memfdCreate = 319, userfaultfd = 323, mlock2 = 325, rseq = 334, pidfdOpen = 434
   public static let clone3 = 435, closeRange = 436, pidfdGetfd = 438, mseal = 462
 }

@@ -121,13 +121,20 @@ public struct Tracee: Sendable, Hashable {
         throw SyscallError("ptrace", "PTRACE_SECCOMP_GET_FILTER, \(tid), \(index)", Errno(rawValue: errno))
       }
       var program = [UInt8](repeating: 0, count: count * 8)
-      let got = program.withUnsafeMutableBytes { ck_ptrace(Int32(CK_PTRACE_SECCOMP_GET_FILTER), tid, index, UInt(bitPattern: $0.baseAddress)) }
-      guard got == count else { throw SyscallError("ptrace", "PTRACE_SECCOMP_GET_FILTER, \(tid), \(index)", Errno(rawValue: got < 0 ? errno : EIO)) }
+      let got = program.withUnsafeMutableBytes {
+        ck_ptrace(Int32(CK_PTRACE_SECCOMP_GET_FILTER), tid, index, UInt(bitPattern: $0.baseAddress))
+      }
+      guard got == count else {
+        throw SyscallError(
+          "ptrace", "PTRACE_SECCOMP_GET_FILTER, \(tid), \(index)", Errno(rawValue: got < 0 ? errno : EIO))
+      }
       // struct seccomp_metadata { __u64 filter_off; __u64 flags; }
       var metadata: (UInt64, UInt64) = (UInt64(index), 0)
       let size = UInt(MemoryLayout.size(ofValue: metadata))
       try syscallChecked("ptrace", "PTRACE_SECCOMP_GET_METADATA, \(tid), \(index)") {
-        withUnsafeMutableBytes(of: &metadata) { ck_ptrace(Int32(CK_PTRACE_SECCOMP_GET_METADATA), tid, size, UInt(bitPattern: $0.baseAddress)) }
+        withUnsafeMutableBytes(of: &metadata) {
+          ck_ptrace(Int32(CK_PTRACE_SECCOMP_GET_METADATA), tid, size, UInt(bitPattern: $0.baseAddress))
+        }
       }
       filters.append((metadata.1, program))
     }

@@ -28,7 +28,8 @@ public enum NetworkLinks {
   public static func probe() -> Probe {
     do {
       let links = try names()
-      return Probe("netlink route (libnl)", essential: false, available: true, detail: "links: \(links.joined(separator: ", "))")
+      return Probe(
+        "netlink route (libnl)", essential: false, available: true, detail: "links: \(links.joined(separator: ", "))")
     } catch {
       return Probe("netlink route (libnl)", essential: false, available: false, detail: "\(error)")
     }

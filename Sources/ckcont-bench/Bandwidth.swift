@@ -78,7 +78,8 @@ struct MachineBandwidth {
       var offset = 0
       while offset < size {
         var local = iovec(iov_base: buffer, iov_len: chunk)
-        var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(region.start) + UInt(offset)), iov_len: chunk)
+        var remote = iovec(
+          iov_base: UnsafeMutableRawPointer(bitPattern: UInt(region.start) + UInt(offset)), iov_len: chunk)
         let n = ck_process_vm_readv(child.pid, &local, 1, &remote, 1)
         guard n == chunk else { throw CKError(.failed, "process_vm_readv(\(child.pid)) returned \(n), errno \(errno)") }
         offset += chunk

@@ -23,7 +23,9 @@ struct ContainerBench {
     for program in [ckcont, launch] + programs where access(program, X_OK) != 0 {
       throw CKError(.badInput, "\(program) is not an executable (build it first)")
     }
-    guard let unified = try CgroupMounts.current().unified else { throw CKError(.failed, "no cgroup v2 hierarchy is mounted") }
+    guard let unified = try CgroupMounts.current().unified else {
+      throw CKError(.failed, "no cgroup v2 hierarchy is mounted")
+    }
     cgroupRoot = unified.mountPoint
     // The mount holding `directory` is the one with the longest matching mount point.
     let mount = try MountInfo.read().filter { directory == $0.mountPoint || directory.hasPrefix($0.mountPoint + "/") }
@@ -53,7 +55,9 @@ struct ContainerBench {
     let cgroup = "\(cgroupRoot)/\(name)"
     let bundle = "\(directory)/\(name).ckpt"
     let log = "/tmp/\(name).log"
-    guard mkdir(cgroup, 0o755) == 0 else { throw CKError(.failed, "mkdir \(cgroup): \(String(cString: strerror(errno)))") }
+    guard mkdir(cgroup, 0o755) == 0 else {
+      throw CKError(.failed, "mkdir \(cgroup): \(String(cString: strerror(errno)))")
+    }
     var launcher: Child?
     var restored: pid_t = 0
     defer {
@@ -67,7 +71,9 @@ struct ContainerBench {
       unlink(log)
     }
     func output() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-    func ckcont(_ command: String, _ arguments: [String]) throws -> (status: Int32, out: String, err: String, seconds: Double) {
+    func ckcont(_ command: String, _ arguments: [String]) throws -> (
+      status: Int32, out: String, err: String, seconds: Double
+    ) {
       let argv = [self.ckcont, command] + (logs == nil ? [] : ["-v"]) + arguments
       let result = try runTimed(argv, scratch: "/tmp/\(name)-\(command)")
       if let logs { try result.err.write(toFile: "\(logs)/\(name)-\(command).log", atomically: false, encoding: .utf8) }

@@ -37,13 +37,15 @@ final class Population {
 
 func median(_ values: [Double]) -> Double {
   let sorted = values.sorted()
-  return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+  return sorted.count % 2 == 1
+    ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
 func benchFreeze(swarm: String, runs: Int) throws {
   let mounts = try CgroupMounts.current()
   let hierarchies = [mounts.unified, mounts.v1("freezer")].compactMap { $0 }
-  print("freeze latency (median of \(runs) runs; idle tasks in pause(2); freeze = write until the kernel reports frozen)")
+  print(
+    "freeze latency (median of \(runs) runs; idle tasks in pause(2); freeze = write until the kernel reports frozen)")
   print("tasks  cgroup   freeze ms   thaw ms")
   for tasks in [1, 100, 1000] {
     for hierarchy in hierarchies {
@@ -60,7 +62,8 @@ func benchFreeze(swarm: String, runs: Int) throws {
       }
       let label = hierarchy.version == .v2 ? "v2" : "v1"
       print(
-        String(tasks).padding(toLength: 7, withPad: " ", startingAt: 0) + label.padding(toLength: 9, withPad: " ", startingAt: 0)
+        String(tasks).padding(toLength: 7, withPad: " ", startingAt: 0)
+          + label.padding(toLength: 9, withPad: " ", startingAt: 0)
           + String(format: "%9.3f  %8.3f", median(freezes), median(thaws)))
     }
   }

@@ -47,13 +47,17 @@ struct MemoryBench {
       let report = try? JSONSerialization.jsonObject(with: Data(cycle.dumpOutput.utf8)) as? [String: Any],
       let pageBytes = report["pageBytes"] as? Double, let bundleBytes = report["bundleBytes"] as? Double,
       let frozen = report["frozenSeconds"] as? Double, let total = report["totalSeconds"] as? Double
-    else { throw CKError(.failed, "bigmem \(mib) MiB (\(label)): ckcont dump --json printed no report: \(cycle.dumpOutput)") }
+    else {
+      throw CKError(.failed, "bigmem \(mib) MiB (\(label)): ckcont dump --json printed no report: \(cycle.dumpOutput)")
+    }
     guard pageBytes >= Double(mib << 20) else {
       throw CKError(.failed, "bigmem \(mib) MiB (\(label)): the dump saved only \(Int(pageBytes)) bytes of pages")
     }
     var result = MemoryRun(mib: mib, label: label)
     (result.dumpSeconds, result.restoreSeconds) = (dumpSeconds, restoreSeconds)
-    (result.pageBytes, result.bundleBytes, result.frozenSeconds, result.engineSeconds) = (pageBytes, bundleBytes, frozen, total)
+    (result.pageBytes, result.bundleBytes, result.frozenSeconds, result.engineSeconds) = (
+      pageBytes, bundleBytes, frozen, total
+    )
     return result
   }
 }
@@ -65,10 +69,16 @@ func benchMemory(fixtures: String, ckcont: String, sizes: [Int]) throws {
   machine.print()
   print("")
   print("memory: bigmem N MiB as a container (cgroup v2, own pid/mnt/uts/ipc namespaces), bundle on tmpfs \(directory)")
-  print("  dump and restore s: the whole ckcont command; engine s: the dump's own totalSeconds; GB/s: page bytes (1e9) per s;")
-  print("  cold: first run of the size; warm: same size right after (recycled pages); ratios to the warm machine bandwidths;")
+  print(
+    "  dump and restore s: the whole ckcont command; engine s: the dump's own totalSeconds; GB/s: page bytes (1e9) per s;"
+  )
+  print(
+    "  cold: first run of the size; warm: same size right after (recycled pages); ratios to the warm machine bandwidths;"
+  )
   print("  every restore is verified (SIGTERM, bigmem checks its checksum, PASS)")
-  print("size       run    dump s  engine s  frozen s  dump GB/s  restore s  restore GB/s  dump/readv  dump/write  restore/memcpy")
+  print(
+    "size       run    dump s  engine s  frozen s  dump GB/s  restore s  restore GB/s  dump/readv  dump/write  restore/memcpy"
+  )
   var runs: [MemoryRun] = []
   for mib in sizes {
     for label in ["cold", "warm"] {
@@ -78,14 +88,17 @@ func benchMemory(fixtures: String, ckcont: String, sizes: [Int]) throws {
       print(
         size.padding(toLength: 11, withPad: " ", startingAt: 0) + label
           + String(
-            format: "  %7.3f  %8.3f  %8.3f  %9.2f  %9.3f  %12.2f  %10.2f  %10.2f  %14.2f", run.dumpSeconds, run.engineSeconds,
+            format: "  %7.3f  %8.3f  %8.3f  %9.2f  %9.3f  %12.2f  %10.2f  %10.2f  %14.2f", run.dumpSeconds,
+            run.engineSeconds,
             run.frozenSeconds, run.dumpGBps, run.restoreSeconds, run.restoreGBps, run.dumpGBps / machine.readv,
             run.dumpGBps / machine.writeWarm, run.restoreGBps / machine.memcpy))
       fflush(nil)
     }
   }
   print("")
-  print("targets at 1 GiB: dump >= 2.3 GB/s, restore >= 2.3 GB/s (CRIU 4.2 on this machine: dump 1.55 GB/s, restore 1.57 GB/s)")
+  print(
+    "targets at 1 GiB: dump >= 2.3 GB/s, restore >= 2.3 GB/s (CRIU 4.2 on this machine: dump 1.55 GB/s, restore 1.57 GB/s)"
+  )
   for run in runs where run.mib == 1024 {
     print(
       String(

@@ -30,7 +30,8 @@ struct ScaleCase {
   /// `MODE:COUNT`, e.g. `tree:500`.
   init?(_ text: String) {
     let parts = text.split(separator: ":")
-    guard parts.count == 2, ["tree", "threads", "mappings", "fds"].contains(String(parts[0])), let count = Int(parts[1]),
+    guard parts.count == 2, ["tree", "threads", "mappings", "fds"].contains(String(parts[0])),
+      let count = Int(parts[1]),
       count > 0
     else { return nil }
     self.init(mode: String(parts[0]), count: count)
@@ -48,11 +49,14 @@ func benchScale(fixtures: String, ckcont: String, cases: [ScaleCase]) throws {
   let logs = environment["CKCONT_BENCH_LOGS"].flatMap { $0.isEmpty ? nil : $0 }
   let scale = fixtures + "/scale"
   let bench = try ContainerBench(fixtures: fixtures, ckcont: ckcont, directory: directory, programs: [scale])
-  print("scale: the scale fixture as a container (cgroup v2, pid 1 of own pid/mnt/uts/ipc namespaces), bundle on tmpfs \(directory)")
+  print(
+    "scale: the scale fixture as a container (cgroup v2, pid 1 of own pid/mnt/uts/ipc namespaces), bundle on tmpfs \(directory)"
+  )
   print("  dump and restore s: the whole ckcont command, one run each; per unit: that time divided by the count;")
   print("  tree N: N tasks ten wide (1000: four levels), asleep in sigsuspend; threads N: one process, N-1 threads in")
   print("  FUTEX_WAIT; mappings N: N one-page VMAs of alternating protection, every third page touched; fds N: files")
-  print("  (some dup()ed), /dev/null and pipes holding data. Every restore is verified (SIGTERM, the fixture checks, PASS)")
+  print(
+    "  (some dup()ed), /dev/null and pipes holding data. Every restore is verified (SIGTERM, the fixture checks, PASS)")
   if let logs { print("  ckcont ran with -v: its logs are in \(logs) (the times include the logging)") }
   // This VM's speed drifts with its host by ±25%: a process round trip measured in the same
   // run tells a slow machine from a slow ckcont.
@@ -65,14 +69,17 @@ func benchScale(fixtures: String, ckcont: String, cases: [ScaleCase]) throws {
     // The fds case opens files: they go in a directory of their own, removed afterwards.
     let files = "\(directory)/ckcont-bench-\(getpid())-\(index).files"
     if item.mode == "fds" {
-      guard mkdir(files, 0o700) == 0 else { throw CKError(.failed, "mkdir \(files): \(String(cString: strerror(errno)))") }
+      guard mkdir(files, 0o700) == 0 else {
+        throw CKError(.failed, "mkdir \(files): \(String(cString: strerror(errno)))")
+      }
       program.append(files)
     }
     defer { if item.mode == "fds" { try? FileManager.default.removeItem(atPath: files) } }
     let cycle: ContainerBench.Cycle
     do {
       cycle = try bench.cycle(
-        name: "ckcont-bench-\(getpid())-\(index)-\(item.mode)-\(item.count)", program: program, pass: "PASS scale", logs: logs)
+        name: "ckcont-bench-\(getpid())-\(index)-\(item.mode)-\(item.count)", program: program, pass: "PASS scale",
+        logs: logs)
     } catch {
       cycle = ContainerBench.Cycle(failure: "\(error)")
     }
@@ -92,7 +99,8 @@ func benchScale(fixtures: String, ckcont: String, cases: [ScaleCase]) throws {
     fflush(nil)
   }
   print("")
-  print("targets: a 500-task tree dumps in < 0.5 s and restores in < 0.5 s (CRIU 4.2 on this machine: 1.43 s and 0.89 s);")
+  print(
+    "targets: a 500-task tree dumps in < 0.5 s and restores in < 0.5 s (CRIU 4.2 on this machine: 1.43 s and 0.89 s);")
   print("         10000 mappings dump in < 0.15 s (CRIU: 0.24 s)")
   func verdict(_ value: Double?, _ limit: Double) -> String {
     guard let value else { return "failed" }
@@ -108,7 +116,9 @@ func benchScale(fixtures: String, ckcont: String, cases: [ScaleCase]) throws {
 
 extension String {
   /// The string right-aligned in `width` characters.
-  func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+  func leftPadded(_ width: Int) -> String {
+    count >= width ? self : String(repeating: " ", count: width - count) + self
+  }
 }
 
 /// The median time to posix_spawn `program` and reap it.

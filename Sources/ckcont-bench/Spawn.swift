@@ -55,7 +55,9 @@ func reap(_ pid: pid_t, timeout: Double, what: String) throws -> Int32 {
 }
 
 /// Runs `argv` to completion: its exit status, stdout, stderr and wall-clock seconds.
-func runTimed(_ argv: [String], scratch: String, timeout: Double = 300) throws -> (status: Int32, out: String, err: String, seconds: Double) {
+func runTimed(_ argv: [String], scratch: String, timeout: Double = 300) throws -> (
+  status: Int32, out: String, err: String, seconds: Double
+) {
   let outPath = scratch + ".out"
   let errPath = scratch + ".err"
   defer {

@@ -23,9 +23,11 @@ do {
       print("ckcont-bench scale: bad case \(bad.0) (MODE:N, MODE one of tree, threads, mappings, fds)")
       exit(64)
     }
-    try benchScale(fixtures: arguments[2], ckcont: arguments[3], cases: cases.isEmpty ? ScaleCase.all : cases.compactMap { $0.1 })
+    try benchScale(
+      fixtures: arguments[2], ckcont: arguments[3], cases: cases.isEmpty ? ScaleCase.all : cases.compactMap { $0.1 })
   default:
-    print("usage: ckcont-bench freeze SWARM [runs] | memory FIXTURES CKCONT [MiB...] | scale FIXTURES CKCONT [MODE:N...]")
+    print(
+      "usage: ckcont-bench freeze SWARM [runs] | memory FIXTURES CKCONT [MiB...] | scale FIXTURES CKCONT [MODE:N...]")
     exit(64)
   }
 } catch {

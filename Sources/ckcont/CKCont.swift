@@ -17,7 +17,10 @@ struct CKCont: ParsableCommand {
       cgroup), 64 bad usage, 77 not enough privileges.
       """,
     version: ToolVersion.string,
-    subcommands: [Check.self, Ps.self, Freeze.self, Thaw.self, Kill.self, DumpCommand.self, RestoreCommand.self, InspectCommand.self])
+    subcommands: [
+      Check.self, Ps.self, Freeze.self, Thaw.self, Kill.self, DumpCommand.self, RestoreCommand.self,
+      InspectCommand.self,
+    ])
 
   /// Parses, runs, and turns every error into one line on stderr with a documented exit code.
   static func main() {

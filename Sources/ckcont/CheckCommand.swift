@@ -31,7 +31,8 @@ struct Check: ParsableCommand {
         let padded = probe.name.padding(toLength: width, withPad: " ", startingAt: 0)
         Terminal.out("\(mark)  \(padded)  \(probe.detail)")
       }
-      Terminal.out(missing.isEmpty ? "Looks good." : "Essential features missing: \(missing.map(\.name).joined(separator: ", ")).")
+      Terminal.out(
+        missing.isEmpty ? "Looks good." : "Essential features missing: \(missing.map(\.name).joined(separator: ", ")).")
     }
     if !missing.isEmpty { throw ExitCode(1) }
   }

@@ -87,7 +87,9 @@ final class ProgressMeter {
     let seconds = max(Date().timeIntervalSince(started), 0.001)
     let percent = total > 0 ? Double(done) * 100 / Double(total) : 100
     Terminal.errorRaw(
-      String(format: "\r  pages %6.1f%%  %6d / %d MiB  %7.1f MB/s", percent, done >> 20, total >> 20, Double(done) / seconds / 1e6))
+      String(
+        format: "\r  pages %6.1f%%  %6d / %d MiB  %7.1f MB/s", percent, done >> 20, total >> 20,
+        Double(done) / seconds / 1e6))
     drawn = true
   }
 

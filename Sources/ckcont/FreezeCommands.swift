@@ -77,7 +77,9 @@ struct Freeze: ParsableCommand {
           cgroup: cgroup.path, version: cgroup.version.rawValue, frozen: true, processes: report.processes,
           threads: report.threads, seconds: report.seconds))
     } else {
-      Terminal.out("frozen \(cgroup.path) (\(cgroup.hierarchy.label), \(report.processes) processes, \(report.threads) threads, \(note))")
+      Terminal.out(
+        "frozen \(cgroup.path) (\(cgroup.hierarchy.label), \(report.processes) processes, \(report.threads) threads, \(note))"
+      )
     }
   }
 }

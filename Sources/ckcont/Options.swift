@@ -1,7 +1,7 @@
 import ArgumentParser
+import Foundation
 import Glibc
 import Linux
-import Foundation
 import Logging
 
 /// Options every command shares: logging and output format.

@@ -6,7 +6,8 @@ import Linux
 struct Ps: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "List the tasks of a cgroup subtree as a process tree.",
-    discussion: "Columns: pid, parent pid, thread count, state (as in ps), the cgroup relative to <cgroup>, and the command.")
+    discussion:
+      "Columns: pid, parent pid, thread count, state (as in ps), the cgroup relative to <cgroup>, and the command.")
 
   @OptionGroup var target: CgroupArgument
   @OptionGroup var global: GlobalOptions

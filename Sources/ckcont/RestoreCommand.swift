@@ -20,30 +20,39 @@ struct RestoreCommand: ParsableCommand {
 
   @Argument(help: "The bundle to restore, or - for standard input.")
   var bundle: String
-  @Option(help: "The cgroup to restore into, as a cgroupfs path or a name (default: the one it was dumped from). It must not hold tasks.")
+  @Option(
+    help:
+      "The cgroup to restore into, as a cgroupfs path or a name (default: the one it was dumped from). It must not hold tasks."
+  )
   var cgroup: String?
   @Option(
     help: ArgumentHelp(
       "Restore under this root in every cgroup hierarchy the container used, e.g. /restored/web.",
-      discussion: "A path inside the hierarchies, as in CRIU's --cgroup-root: on v1 it applies to the freezer, memory, pids, cpu and cpuset trees alike."))
+      discussion:
+        "A path inside the hierarchies, as in CRIU's --cgroup-root: on v1 it applies to the freezer, memory, pids, cpu and cpuset trees alike."
+    ))
   var cgroupRoot: String?
   @Option(
     name: .customLong("inherit-fd"),
     help: ArgumentHelp(
       "fd[N]:RESOURCE - give the restored tasks ckcont's descriptor N wherever they held RESOURCE (repeatable).",
-      discussion: "RESOURCE is pipe:[INODE] (the outside end of a pipe, e.g. to a container runtime; `ckcont inspect` shows the inodes) or a file path as dumped, as in CRIU's --inherit-fd."))
+      discussion:
+        "RESOURCE is pipe:[INODE] (the outside end of a pipe, e.g. to a container runtime; `ckcont inspect` shows the inodes) or a file path as dumped, as in CRIU's --inherit-fd."
+    ))
   var inheritFd: [String] = []
   @Option(
     name: .customLong("root"),
     help: ArgumentHelp(
       "Use DIR as the root filesystem of a container that pivoted into one of its own (runc, crun, podman).",
-      discussion: "By default the directory it was dumped with (`ckcont inspect` shows it). As in CRIU's --root: a runtime mounts the container's rootfs again and names it here.",
+      discussion:
+        "By default the directory it was dumped with (`ckcont inspect` shows it). As in CRIU's --root: a runtime mounts the container's rootfs again and names it here.",
       valueName: "DIR"))
   var rootFilesystem: String?
   @Flag(
     help: ArgumentHelp(
       "Restore a shell job (dumped with --shell-job) into ckcont's own session and terminal.",
-      discussion: "Its descriptors of the terminal it had become ckcont's terminal (/dev/tty), as with CRIU's --shell-job."))
+      discussion:
+        "Its descriptors of the terminal it had become ckcont's terminal (/dev/tty), as with CRIU's --shell-job."))
   var shellJob = false
   @Option(help: "Write the restored root pid to this file.")
   var pidfile: String?
@@ -67,7 +76,8 @@ struct RestoreCommand: ParsableCommand {
       restore.inheritedDescriptors[resource] = fd
     }
     if let rootFilesystem {
-      restore.rootFilesystem = rootFilesystem.hasPrefix("/") ? rootFilesystem : FileManager.default.currentDirectoryPath + "/" + rootFilesystem
+      restore.rootFilesystem =
+        rootFilesystem.hasPrefix("/") ? rootFilesystem : FileManager.default.currentDirectoryPath + "/" + rootFilesystem
     }
     restore.shellJob = shellJob
     restore.log = { log.debug("\($0)") }

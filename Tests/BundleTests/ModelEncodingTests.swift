@@ -16,11 +16,14 @@ struct ModelEncodingTests {
     var offset: UInt64 = 0
     for (index, path) in paths.enumerated() {
       let start = UInt64(0x1000_0000 + index * 0x10_0000)
-      let pages = index % 2 == 0 ? [PageRun(start: start, end: start + 0x2000), PageRun(start: start + 0x5000, end: start + 0x6000)] : []
+      let pages =
+        index % 2 == 0
+        ? [PageRun(start: start, end: start + 0x2000), PageRun(start: start + 0x5000, end: start + 0x6000)] : []
       vmas.append(
         VMAImage(
           start: start, end: start + 0x8000, protection: Int32(index % 8), shared: index % 3 == 0,
-          kind: index == 6 ? .memfd : .file, path: path, offset: UInt64(index) << 12, growsDown: index == 2, pages: pages,
+          kind: index == 6 ? .memfd : .file, path: path, offset: UInt64(index) << 12, growsDown: index == 2,
+          pages: pages,
           pagesOffset: offset, sharedObject: index == 6 ? 77 : nil, objectSize: index == 6 ? 1 << 20 : nil))
       vmas[vmas.count - 1].lock = index == 0 ? .always : index == 2 ? .onFault : nil
       vmas[vmas.count - 1].advice = index == 1 ? [.dontFork, .wipeOnFork] : index == 4 ? VMAImage.Advice.allCases : nil
@@ -42,8 +45,12 @@ struct ModelEncodingTests {
   /// The samples set every optional field somewhere: a field added to the model must be
   /// added to them, and so to what the round trips below check.
   @Test func theSamplesSetEveryField() {
-    #expect(ModelCoverage.neverSet(in: Self.sampleImage()).isEmpty, "\(ModelCoverage.neverSet(in: Self.sampleImage()).sorted())")
-    #expect(ModelCoverage.neverSet(in: Self.sampleCore()).isEmpty, "\(ModelCoverage.neverSet(in: Self.sampleCore()).sorted())")
+    #expect(
+      ModelCoverage.neverSet(in: Self.sampleImage()).isEmpty,
+      "\(ModelCoverage.neverSet(in: Self.sampleImage()).sorted())")
+    #expect(
+      ModelCoverage.neverSet(in: Self.sampleCore()).isEmpty, "\(ModelCoverage.neverSet(in: Self.sampleCore()).sorted())"
+    )
     var unsealed = Self.sampleImage()
     for index in unsealed.vmas.indices { unsealed.vmas[index].sealed = nil }
     #expect(ModelCoverage.neverSet(in: unsealed) == ["VMAImage.sealed"])
@@ -124,7 +131,8 @@ extension ModelEncodingTests {
   static func sampleCore() -> TaskCore {
     let registers = GeneralRegisters(
       r15: 15, r14: 14, r13: 13, r12: 12, rbp: 0x7fff_0000, rbx: .max, r11: 11, r10: 10, r9: 9, r8: 8,
-      rax: UInt64(bitPattern: -516), rcx: 1, rdx: 2, rsi: 3, rdi: 4, origRax: 35, rip: 0x40_1000, cs: 0x33, eflags: 0x246,
+      rax: UInt64(bitPattern: -516), rcx: 1, rdx: 2, rsi: 3, rdi: 4, origRax: 35, rip: 0x40_1000, cs: 0x33,
+      eflags: 0x246,
       rsp: 0x7fff_1000, ss: 0x2b, fsBase: 0x7f00_0000, gsBase: 0, ds: 0, es: 0, fs: 0, gs: 0)
     let main = ThreadCore(
       tid: 1, registers: registers, xstate: Data((0..<2432).map { UInt8($0 % 251) }), xstateFeatures: 0xe7,
@@ -143,7 +151,8 @@ extension ModelEncodingTests {
     second.ioPriority = 3 << 13
     second.timerSlack = 777_777
     var core = TaskCore(
-      threads: [main, second], signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],
+      threads: [main, second],
+      signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],
       sharedPendingSignals: [Data([9, 9])],
       itimers: [IntervalTimer(which: 0, intervalMicroseconds: 10_000, valueMicroseconds: 3_000)],
       posixTimers: [
@@ -154,8 +163,10 @@ extension ModelEncodingTests {
           id: 1, clockID: -6, notify: 1, signal: 0, sigevValue: 0, targetThread: nil, intervalNanoseconds: 1,
           valueNanoseconds: 0),
       ],
-      personality: 0, resourceLimits: [ResourceLimitImage(resource: 7, soft: 1024, hard: .max)], umask: 0o022, cwd: "/tmp/ü \"x\"",
-      root: "/", comm: "scale\n", credentials: Credentials(
+      personality: 0, resourceLimits: [ResourceLimitImage(resource: 7, soft: 1024, hard: .max)], umask: 0o022,
+      cwd: "/tmp/ü \"x\"",
+      root: "/", comm: "scale\n",
+      credentials: Credentials(
         uids: [0, 0, 0, 0], gids: [1, 2, 3, 4], groups: [], capInheritable: 0, capPermitted: 0x1ff_ffff_ffff,
         capEffective: 0x1ff_ffff_ffff, capBounding: 0x1ff_ffff_ffff, capAmbient: 0, capabilitiesText: "=ep",
         noNewPrivileges: true, securebits: 0),
@@ -210,7 +221,8 @@ extension ModelEncodingTests {
   @Test func waitingUnixMessagesNeedAPeerOrTheirSenders() {
     func unix(type: Int32, name: String?, peer: UInt64?, messages: [String]?, senders: [String]?) -> SocketImage {
       var image = SocketImage(
-        family: 1, type: type, protocolNumber: 0, address: name.map { Data($0.utf8) }, peer: nil, backlog: nil, options: [],
+        family: 1, type: type, protocolNumber: 0, address: name.map { Data($0.utf8) }, peer: nil, backlog: nil,
+        options: [],
         inode: 7, peerInode: peer)
       image.messages = messages?.map { Data($0.utf8) }
       image.senders = senders?.map { Data($0.utf8) }
@@ -222,12 +234,14 @@ extension ModelEncodingTests {
     #expect(!unix(type: 2, name: "\0r", peer: nil, messages: ["a", "b"], senders: ["\0s"]).isValid)
     #expect(!unix(type: 2, name: nil, peer: nil, messages: ["a"], senders: [""]).isValid)
     #expect(!unix(type: 5, name: "\0r", peer: nil, messages: ["a"], senders: [""]).isValid)
-    #expect(!unix(type: 2, name: "\0r", peer: nil, messages: ["a"], senders: [String(repeating: "x", count: 109)]).isValid)
+    #expect(
+      !unix(type: 2, name: "\0r", peer: nil, messages: ["a"], senders: [String(repeating: "x", count: 109)]).isValid)
     #expect(!unix(type: 2, name: nil, peer: 8, messages: ["a"], senders: [""]).isValid)
     // UDP: datagrams need a bound receiver and a sender address of its family each.
     func udp(_ senders: [Data]?, bound: Bool = true) -> SocketImage {
       let address = Data([2, 0, 0x1f, 0x90, 127, 0, 0, 1] + [UInt8](repeating: 0, count: 8))
-      var image = SocketImage(family: 2, type: 2, protocolNumber: 17, address: bound ? address : nil, peer: nil, backlog: nil, options: [])
+      var image = SocketImage(
+        family: 2, type: 2, protocolNumber: 17, address: bound ? address : nil, peer: nil, backlog: nil, options: [])
       image.messages = [Data("a".utf8)]
       image.senders = senders
       return image
@@ -247,26 +261,40 @@ extension ModelEncodingTests {
     let one = [DescriptorReference(pid: 1, fd: 3)]
     func socket(type: Int32, peer: UInt64? = 8, _ passed: [PassedDescriptors]) -> SocketImage {
       var image = SocketImage(
-        family: 1, type: type, protocolNumber: 0, address: nil, peer: nil, backlog: nil, options: [], inode: 7, peerInode: peer,
+        family: 1, type: type, protocolNumber: 0, address: nil, peer: nil, backlog: nil, options: [], inode: 7,
+        peerInode: peer,
         queued: type == 1 ? Data("helloworld".utf8) : nil)
       if type != 1 { image.messages = [Data("a".utf8), Data("b".utf8)] }
       image.passed = passed
       return image
     }
-    #expect(socket(type: 1, [PassedDescriptors(at: 0, length: 5, descriptors: one), PassedDescriptors(at: 5, length: 5, descriptors: one)]).isValid)
+    #expect(
+      socket(
+        type: 1,
+        [PassedDescriptors(at: 0, length: 5, descriptors: one), PassedDescriptors(at: 5, length: 5, descriptors: one)]
+      ).isValid)
     #expect(socket(type: 5, [PassedDescriptors(at: 1, descriptors: one)]).isValid)
     #expect(!socket(type: 1, [PassedDescriptors(at: 0, length: 11, descriptors: one)]).isValid)
-    #expect(!socket(type: 1, [PassedDescriptors(at: 0, length: 6, descriptors: one), PassedDescriptors(at: 5, length: 5, descriptors: one)]).isValid)
+    #expect(
+      !socket(
+        type: 1,
+        [PassedDescriptors(at: 0, length: 6, descriptors: one), PassedDescriptors(at: 5, length: 5, descriptors: one)]
+      ).isValid)
     #expect(!socket(type: 1, [PassedDescriptors(at: 0, descriptors: one)]).isValid)
     #expect(!socket(type: 5, [PassedDescriptors(at: 2, descriptors: one)]).isValid)
     #expect(!socket(type: 5, [PassedDescriptors(at: 0, descriptors: [])]).isValid)
     #expect(!socket(type: 5, peer: nil, [PassedDescriptors(at: 0, descriptors: one)]).isValid)
-    #expect(!socket(type: 5, [PassedDescriptors(at: 1, descriptors: one), PassedDescriptors(at: 0, descriptors: one)]).isValid)
+    #expect(
+      !socket(type: 5, [PassedDescriptors(at: 1, descriptors: one), PassedDescriptors(at: 0, descriptors: one)]).isValid
+    )
     // A file only the message holds: an absolute path, opened without creating or truncating.
     let file = DescriptorReference(path: "/tmp/x", flags: 2, position: 3)
     #expect(socket(type: 5, [PassedDescriptors(at: 0, descriptors: [file])]).isValid)
     // A pipe end only the message holds: opened for reading or writing through another.
-    #expect(socket(type: 5, [PassedDescriptors(at: 0, descriptors: [DescriptorReference(pipeThrough: 1, fd: 3, flags: 0o4001)])]).isValid)
+    #expect(
+      socket(
+        type: 5, [PassedDescriptors(at: 0, descriptors: [DescriptorReference(pipeThrough: 1, fd: 3, flags: 0o4001)])]
+      ).isValid)
     for bad in [
       DescriptorReference(pipeThrough: 1, fd: 3, flags: 2), DescriptorReference(pipeThrough: 0, fd: 3, flags: 0),
       DescriptorReference(pipeThrough: 1, fd: 3, flags: 0o100),
@@ -274,8 +302,10 @@ extension ModelEncodingTests {
       #expect(!socket(type: 5, [PassedDescriptors(at: 0, descriptors: [bad])]).isValid, "\(bad)")
     }
     for bad in [
-      DescriptorReference(path: "tmp/x", flags: 2, position: 3), DescriptorReference(path: "/tmp/x", flags: 2 | 0o1000, position: 0),
-      DescriptorReference(path: "/tmp/x", flags: 0o100, position: 0), DescriptorReference(path: "/tmp/x", flags: 0, position: -1),
+      DescriptorReference(path: "tmp/x", flags: 2, position: 3),
+      DescriptorReference(path: "/tmp/x", flags: 2 | 0o1000, position: 0),
+      DescriptorReference(path: "/tmp/x", flags: 0o100, position: 0),
+      DescriptorReference(path: "/tmp/x", flags: 0, position: -1),
       DescriptorReference(pid: 0, fd: 3), DescriptorReference(pid: -4, fd: 3),
     ] {
       #expect(!socket(type: 5, [PassedDescriptors(at: 0, descriptors: [bad])]).isValid, "\(bad)")

@@ -22,7 +22,9 @@ struct CLITests {
     ] {
       #expect(names.contains(expected), "missing probe \(expected)")
     }
-    for probe in probes { #expect(probe["available"] is Bool && probe["essential"] is Bool && probe["detail"] is String) }
+    for probe in probes {
+      #expect(probe["available"] is Bool && probe["essential"] is Bool && probe["detail"] is String)
+    }
   }
 
   /// The shared options work before the subcommand as well as after it.
@@ -54,7 +56,8 @@ struct CLITests {
     defer { scratch.destroy() }
     try scratch.makeChildren("inner")
     let swarm = try BackgroundProcess([
-      try FixturePrograms.path("swarm"), "-", scratch.path, "\(scratch.path):pause:2", "\(scratch.path)/inner:threads:1",
+      try FixturePrograms.path("swarm"), "-", scratch.path, "\(scratch.path):pause:2",
+      "\(scratch.path)/inner:threads:1",
     ])
     defer { swarm.stop() }
     try swarm.waitForLine(startingWith: "ready")
@@ -96,7 +99,9 @@ struct CLITests {
     let state = try #require(try JSONSerialization.jsonObject(with: Data(frozen.stdout.utf8)) as? [String: Any])
     #expect(state["frozen"] as? Bool == true)
     #expect(state["processes"] as? Int == 4)
-    #expect(version == .v2 ? scratch.read("cgroup.events").contains("frozen 1") : scratch.read("freezer.state").hasPrefix("FROZEN"))
+    #expect(
+      version == .v2
+        ? scratch.read("cgroup.events").contains("frozen 1") : scratch.read("freezer.state").hasPrefix("FROZEN"))
 
     let again = run([ckcont, "freeze", scratch.path])
     #expect(again.status == 0)
@@ -105,11 +110,16 @@ struct CLITests {
     let thawed = run([ckcont, "thaw", scratch.path])
     #expect(thawed.status == 0, "\(thawed.output)")
     #expect(thawed.stdout.hasPrefix("thawed \(scratch.path)"))
-    #expect(version == .v2 ? scratch.read("cgroup.events").contains("frozen 0") : scratch.read("freezer.state").hasPrefix("THAWED"))
+    #expect(
+      version == .v2
+        ? scratch.read("cgroup.events").contains("frozen 0") : scratch.read("freezer.state").hasPrefix("THAWED"))
   }
 
   @Test(arguments: [
-    (["freeze", "/sys/fs/cgroup/unified/ckcont-no-such-cgroup"], Int32(2), "ckcont: error: no such cgroup: /sys/fs/cgroup/unified/ckcont-no-such-cgroup"),
+    (
+      ["freeze", "/sys/fs/cgroup/unified/ckcont-no-such-cgroup"], Int32(2),
+      "ckcont: error: no such cgroup: /sys/fs/cgroup/unified/ckcont-no-such-cgroup"
+    ),
     (["thaw", "ckcont-no-such-cgroup"], 2, "ckcont: error: no cgroup named ckcont-no-such-cgroup"),
     (["ps", "/tmp"], 2, "ckcont: error: /tmp is not under a cgroup mount"),
     (["freeze", "/sys/fs/cgroup/unified/cgroup.procs"], 2, "is not a cgroup directory"),

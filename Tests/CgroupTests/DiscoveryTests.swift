@@ -1,3 +1,4 @@
+import Glibc
 import Linux
 import Testing
 
@@ -94,15 +95,15 @@ struct DiscoveryTests {
 
   @Test func processTreeIsArrangedDepthFirst() {
     func entry(_ pid: Int32, _ ppid: Int32) -> TaskEntry {
-      TaskEntry(pid: pid, ppid: ppid, pgid: pid, sid: pid, state: "S", threads: [pid], cgroup: ".", comm: "x", command: "", depth: 9)
+      TaskEntry(
+        pid: pid, ppid: ppid, pgid: pid, sid: pid, state: "S", threads: [pid], cgroup: ".", comm: "x", command: "",
+        depth: 9)
     }
     let arranged = TaskTree.arrange([entry(30, 10), entry(20, 1), entry(10, 1), entry(40, 30), entry(11, 10)])
     #expect(arranged.map(\.pid) == [10, 11, 30, 40, 20])
     #expect(arranged.map(\.depth) == [0, 1, 1, 2, 0])
   }
 }
-
-import Glibc
 
 /// A bare scratch cgroup for resolution tests (no tasks).
 struct ScratchCgroupV2 {

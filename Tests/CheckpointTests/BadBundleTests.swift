@@ -48,7 +48,8 @@ struct BadBundleTests {
   /// refused, not restored without it.
   @Test func anUnknownRequirementIsRefused() throws {
     let rewritten = try rewrite { $0.requires = ["seccomp-filters", "teleportation"] }
-    try expectRefused(rewritten, containing: "the bundle needs \"teleportation\", which this ckcont does not know", label: "requires")
+    try expectRefused(
+      rewritten, containing: "the bundle needs \"teleportation\", which this ckcont does not know", label: "requires")
   }
 
   @Test func cpuFeaturesTheHostLacksAreRefused() throws {
@@ -68,11 +69,22 @@ struct BadBundleTests {
       SysVSegmentImage(owner: SysVOwnership(id: id, key: 0, uid: 0, gid: 0, mode: 0o600), size: size, removed: false)
     }
     let cases: [(String, SysVIPCImage, [(String, [UInt8])])] = [
-      ("short segment", SysVIPCImage(sharedMemory: [segment(5, size: 8192)], semaphoreSets: [], messageQueues: []),
-       [("ipc/shm-5.img", [UInt8](repeating: 1, count: 4096))]),
-      ("repeated id", SysVIPCImage(sharedMemory: [segment(5, size: 4096), segment(5, size: 4096)], semaphoreSets: [], messageQueues: []),
-       [("ipc/shm-5.img", [UInt8](repeating: 1, count: 4096))]),
-      ("empty semaphore set", SysVIPCImage(sharedMemory: [], semaphoreSets: [SysVSemaphoreSetImage(owner: segment(1, size: 1).owner, values: [])], messageQueues: []), []),
+      (
+        "short segment", SysVIPCImage(sharedMemory: [segment(5, size: 8192)], semaphoreSets: [], messageQueues: []),
+        [("ipc/shm-5.img", [UInt8](repeating: 1, count: 4096))]
+      ),
+      (
+        "repeated id",
+        SysVIPCImage(
+          sharedMemory: [segment(5, size: 4096), segment(5, size: 4096)], semaphoreSets: [], messageQueues: []),
+        [("ipc/shm-5.img", [UInt8](repeating: 1, count: 4096))]
+      ),
+      (
+        "empty semaphore set",
+        SysVIPCImage(
+          sharedMemory: [], semaphoreSets: [SysVSemaphoreSetImage(owner: segment(1, size: 1).owner, values: [])],
+          messageQueues: []), []
+      ),
     ]
     for (label, image, extra) in cases {
       let rewritten = try rewrite(adding: [("ipc.json", Array(try JSONEncoder().encode(image)))] + extra)
@@ -85,16 +97,30 @@ struct BadBundleTests {
   /// filesystem ckcont does not make are refused.
   @Test func unsafeMountsAreRefused() throws {
     func tmpfs(_ files: [MountFileImage], at point: String = "/tmp/ckcont-bad") -> MountsImage {
-      MountsImage(mounts: [MountImage(kind: .filesystem, mountPoint: point, fsType: "tmpfs", source: "tmpfs", flags: 0, options: "", files: files)])
+      MountsImage(mounts: [
+        MountImage(
+          kind: .filesystem, mountPoint: point, fsType: "tmpfs", source: "tmpfs", flags: 0, options: "", files: files)
+      ])
     }
     let cases: [(String, MountsImage)] = [
-      ("file under a symlink", tmpfs([
-        MountFileImage(kind: .symlink, path: "etc", mode: 0o777, uid: 0, gid: 0, target: "/etc"),
-        MountFileImage(kind: .file, path: "etc/passwd", mode: 0o644, uid: 0, gid: 0, contents: Data("x".utf8)),
-      ])),
-      ("dot-dot path", tmpfs([MountFileImage(kind: .file, path: "../escape", mode: 0o644, uid: 0, gid: 0, contents: Data())])),
+      (
+        "file under a symlink",
+        tmpfs([
+          MountFileImage(kind: .symlink, path: "etc", mode: 0o777, uid: 0, gid: 0, target: "/etc"),
+          MountFileImage(kind: .file, path: "etc/passwd", mode: 0o644, uid: 0, gid: 0, contents: Data("x".utf8)),
+        ])
+      ),
+      (
+        "dot-dot path",
+        tmpfs([MountFileImage(kind: .file, path: "../escape", mode: 0o644, uid: 0, gid: 0, contents: Data())])
+      ),
       ("relative mount point", tmpfs([], at: "tmp/x")),
-      ("unknown filesystem", MountsImage(mounts: [MountImage(kind: .filesystem, mountPoint: "/mnt", fsType: "ext4", source: "/dev/vda", flags: 0, options: "")])),
+      (
+        "unknown filesystem",
+        MountsImage(mounts: [
+          MountImage(kind: .filesystem, mountPoint: "/mnt", fsType: "ext4", source: "/dev/vda", flags: 0, options: "")
+        ])
+      ),
     ]
     for (label, image) in cases {
       let rewritten = try rewrite(adding: [("mounts.json", Array(try JSONEncoder().encode(image)))])
@@ -110,7 +136,8 @@ struct BadBundleTests {
     let member = try #require(reader.manifest.members.first { $0.name.hasSuffix("/mm.json") }).name
     func deleted(path: String, shared: Bool = true, device: UInt64? = 64) -> VMAImage {
       var vma = VMAImage(
-        start: 0x10000, end: 0x11000, protection: 3, shared: shared, kind: .deletedFile, path: path, offset: 0, growsDown: false,
+        start: 0x10000, end: 0x11000, protection: 3, shared: shared, kind: .deletedFile, path: path, offset: 0,
+        growsDown: false,
         pages: [], pagesOffset: 0, sharedObject: 12, objectSize: 4096)
       vma.objectDevice = device
       vma.objectMode = 0o600
@@ -118,9 +145,13 @@ struct BadBundleTests {
     }
     let malformed = "malformed mapping of a deleted file"
     for (label, vma, message) in [
-      ("dot-dot path", deleted(path: "/dev/shm/../../etc/cron.d/x"), malformed), ("relative path", deleted(path: "tmp/x"), malformed),
+      ("dot-dot path", deleted(path: "/dev/shm/../../etc/cron.d/x"), malformed),
+      ("relative path", deleted(path: "tmp/x"), malformed),
       ("no device", deleted(path: "/tmp/x", device: nil), malformed),
-      ("private without contents", deleted(path: "/tmp/x", shared: false), "maps /tmp/x privately at 10000 without its contents"),
+      (
+        "private without contents", deleted(path: "/tmp/x", shared: false),
+        "maps /tmp/x privately at 10000 without its contents"
+      ),
     ] {
       let rewritten = try rewrite(
         replacing: member,
@@ -138,8 +169,13 @@ struct BadBundleTests {
   @Test func implausibleUserNamespacesAreRefused() throws {
     let range = UserNamespaceMaps.Range(inside: 0, outside: 100_000, count: 65536)
     for (label, maps, pid) in [
-      ("no maps", nil, true), ("empty uid map", UserNamespaceMaps(uids: [], gids: [range], setgroupsAllowed: true), true),
-      ("gid map past 2^32", UserNamespaceMaps(uids: [range], gids: [.init(inside: 0, outside: 4_294_967_295, count: 2)], setgroupsAllowed: true), true),
+      ("no maps", nil, true),
+      ("empty uid map", UserNamespaceMaps(uids: [], gids: [range], setgroupsAllowed: true), true),
+      (
+        "gid map past 2^32",
+        UserNamespaceMaps(
+          uids: [range], gids: [.init(inside: 0, outside: 4_294_967_295, count: 2)], setgroupsAllowed: true), true
+      ),
       ("host pid namespace", UserNamespaceMaps(uids: [range], gids: [range], setgroupsAllowed: true), false),
     ] {
       let rewritten = try rewrite(
@@ -151,7 +187,8 @@ struct BadBundleTests {
           tree.namespaces.userMaps = maps
           return Array(try JSONEncoder().encode(tree))
         })
-      try expectRefused(rewritten, containing: "a user namespace without plausible id maps or a pid namespace", label: label)
+      try expectRefused(
+        rewritten, containing: "a user namespace without plausible id maps or a pid namespace", label: label)
     }
   }
 
@@ -181,8 +218,14 @@ struct BadBundleTests {
     let reader = try BundleReader(source: MemorySource(try Self.original.get()))
     let member = try #require(reader.manifest.members.first { $0.name.hasSuffix("/core.json") }).name
     let cases: [(String, (inout ThreadCore) -> Void, String)] = [
-      ("nice 40", { $0.scheduling = SchedulingImage(nice: 40, policy: 0, realtimePriority: 0) }, "bad scheduling of a thread"),
-      ("realtime without priority", { $0.scheduling = SchedulingImage(nice: 0, policy: 1, realtimePriority: 0) }, "bad scheduling of a thread"),
+      (
+        "nice 40", { $0.scheduling = SchedulingImage(nice: 40, policy: 0, realtimePriority: 0) },
+        "bad scheduling of a thread"
+      ),
+      (
+        "realtime without priority", { $0.scheduling = SchedulingImage(nice: 0, policy: 1, realtimePriority: 0) },
+        "bad scheduling of a thread"
+      ),
       ("I/O class 5", { $0.ioPriority = 5 << 13 }, "bad I/O priority of a thread"),
     ]
     for (label, edit, message) in cases {
@@ -206,10 +249,13 @@ struct BadBundleTests {
       replacing: member,
       with: { bytes in
         var table = try JSONDecoder().decode(FileTableImage.self, from: Data(bytes))
-        let pid = try #require(reader.manifest.members.first { $0.name.hasSuffix("/files.json") }?.name.split(separator: "/").dropFirst().first)
+        let pid = try #require(
+          reader.manifest.members.first { $0.name.hasSuffix("/files.json") }?.name.split(separator: "/").dropFirst()
+            .first)
         func end(_ fd: Int32, inode: UInt64, peer: UInt64, passed: [PassedDescriptors]?) -> DescriptorImage {
           var socket = SocketImage(
-            family: 1, type: 5, protocolNumber: 0, address: nil, peer: nil, backlog: nil, options: [], inode: inode, peerInode: peer)
+            family: 1, type: 5, protocolNumber: 0, address: nil, peer: nil, backlog: nil, options: [], inode: inode,
+            peerInode: peer)
           socket.messages = passed == nil ? nil : [Data("m".utf8)]
           socket.passed = passed
           var descriptor = DescriptorImage(fd: fd, kind: .socket, flags: 2, closeOnExec: false)
@@ -245,7 +291,8 @@ struct BadBundleTests {
   /// The original bundle with its manifest edited, the member `replaced` rewritten and
   /// `extra` members added at the end, re-checksummed (as a tool could).
   func rewrite(
-    adding extra: [(String, [UInt8])] = [], _ edit: (inout Manifest) -> Void = { _ in }, replacing replaced: String? = nil,
+    adding extra: [(String, [UInt8])] = [], _ edit: (inout Manifest) -> Void = { _ in },
+    replacing replaced: String? = nil,
     with replace: ([UInt8]) throws -> [UInt8] = { $0 }
   ) throws -> [UInt8] {
     let reader = try BundleReader(source: MemorySource(try Self.original.get()))

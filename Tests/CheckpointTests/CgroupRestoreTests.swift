@@ -127,7 +127,9 @@ struct CgroupRestoreTests {
 
     // Under another root, the same in every hierarchy.
     let newRoot = "/ckcont-test-\(getpid())-root-\(UInt32.random(in: 0...UInt32.max))"
-    let moved = try ["freezer", "memory", "pids", "cpu"].map { try ScratchCgroup(existing: "/sys/fs/cgroup/\($0)\(newRoot)") }
+    let moved = try ["freezer", "memory", "pids", "cpu"].map {
+      try ScratchCgroup(existing: "/sys/fs/cgroup/\($0)\(newRoot)")
+    }
     defer { for scratch in moved { scratch.destroy() } }
     let again = try container.restore(["--cgroup-root", newRoot])
     try #require(again.status == 0, "\(again.output)")

@@ -77,7 +77,8 @@ struct DumpRestoreBehaviourTests {
     /// The process's pid in the container (the last of its NSpid).
     func inner(_ pid: Int32) -> String {
       let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-      return status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.map(String.init) ?? "gone"
+      return status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.map(
+        String.init) ?? "gone"
     }
     let own = cpus(getpid())
     try #require(sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 && own.contains("-"), "needs two CPUs: \(own)")
@@ -103,7 +104,8 @@ struct DumpRestoreBehaviourTests {
     try #require(restore.status == 0, "\(restore.output)")
     let restored = container.cgroup.allPids()
     #expect(restored.count == pids.count)
-    #expect(Dictionary(uniqueKeysWithValues: restored.map { (inner($0), cpus($0)) }) == beforeInside, "\(restored.map(cpus))")
+    #expect(
+      Dictionary(uniqueKeysWithValues: restored.map { (inner($0), cpus($0)) }) == beforeInside, "\(restored.map(cpus))")
     #expect(restored.filter { cpus($0) == own }.count == pids.count - 1)
     #expect(try container.terminateRestored() == 0)
     #expect(container.log.contains("PASS forest"), "\(container.log)")
@@ -128,7 +130,9 @@ struct DumpRestoreBehaviourTests {
     let container = try FixtureContainer("pipe-self")
     defer { container.destroy() }
     try container.waitReady()
-    let dump = run(["/bin/sh", "-c", "'\(TestPaths.ckcont)' dump '\(container.cgroup.path)' -o - > '\(container.bundlePath)'"])
+    let dump = run([
+      "/bin/sh", "-c", "'\(TestPaths.ckcont)' dump '\(container.cgroup.path)' -o - > '\(container.bundlePath)'",
+    ])
     try #require(dump.status == 0, "\(dump.output)")
     #expect(dump.stderr.contains("to standard output"))
     try container.waitEmpty()
@@ -215,7 +219,9 @@ struct DumpRestoreBehaviourTests {
     let dump = container.dump()
     #expect(dump.status == 1)
     #expect(
-      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) (unsupported-fd) sees a proc on /proc mounted for a pid namespace whose init \(pids[2]) is in another mount namespace"),
+      dump.stderr.hasPrefix(
+        "ckcont: error: process \(pids[1]) (unsupported-fd) sees a proc on /proc mounted for a pid namespace whose init \(pids[2]) is in another mount namespace"
+      ),
       "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count == 1)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
@@ -251,7 +257,10 @@ struct DumpRestoreBehaviourTests {
   /// still runs, not at restore after it is gone.
   @Test func aSeccompFilterTooLongToRestoreIsRefused() throws {
     try expectDumpRefused(
-      "seccomp-big", prefix: { "ckcont: error: process \($0) has 1 seccomp filter(s) of up to 4001 instructions, more than ckcont restores" })
+      "seccomp-big",
+      prefix: {
+        "ckcont: error: process \($0) has 1 seccomp filter(s) of up to 4001 instructions, more than ckcont restores"
+      })
   }
 
   /// A network namespace holding a device besides loopback, or an address of its own on
@@ -259,12 +268,14 @@ struct DumpRestoreBehaviourTests {
   /// drop them.
   @Test func anAddressOfItsOwnOnLoopbackIsRefused() throws {
     try expectDumpRefused(
-      "netns-address", prefix: { _ in "ckcont: error: the container's network namespace has addresses of its own (10.9.9.9)" })
+      "netns-address",
+      prefix: { _ in "ckcont: error: the container's network namespace has addresses of its own (10.9.9.9)" })
   }
 
   @Test func aNetworkDeviceBesidesLoopbackIsRefused() throws {
     try expectDumpRefused(
-      "netns-device", prefix: { _ in "ckcont: error: the container's network namespace has network devices of its own (cktun0)" })
+      "netns-device",
+      prefix: { _ in "ckcont: error: the container's network namespace has network devices of its own (cktun0)" })
   }
 
   /// A container whose root filesystem of its own is nothing the host sees (an overlay it
@@ -294,7 +305,8 @@ struct DumpRestoreBehaviourTests {
     let dump = container.dump()
     #expect(dump.status == 1)
     #expect(
-      dump.stderr.hasPrefix("ckcont: error: process \(pids[1]) shares one address space (CLONE_VM) with its parent \(pids[0])"),
+      dump.stderr.hasPrefix(
+        "ckcont: error: process \(pids[1]) shares one address space (CLONE_VM) with its parent \(pids[0])"),
       "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count == 1)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
@@ -309,7 +321,10 @@ struct DumpRestoreBehaviourTests {
     var ends: [Int32] = [0, 0]
     try #require(pipe(&ends) == 0 && fcntl(ends[0], F_SETFL, O_NONBLOCK) == 0)
     for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-    defer { close(ends[0]); close(ends[1]) }
+    defer {
+      close(ends[0])
+      close(ends[1])
+    }
     var st = stat()
     try #require(fstat(ends[0], &st) == 0)
     let writeEnd = "/proc/\(getpid())/fd/\(ends[1])"
@@ -379,7 +394,9 @@ struct DumpRestoreBehaviourTests {
     #expect(inspect.status == 0)
     let lines = inspect.stdout.split(separator: "\n").filter { $0.hasPrefix("mount ") }
     #expect(lines.count == 3, "\(inspect.stdout)")
-    #expect(lines.contains { $0.contains("/t: tmpfs (size=4096k,mode=750") && $0.hasSuffix("6 file(s), 102410 bytes") }, "\(lines)")
+    #expect(
+      lines.contains { $0.contains("/t: tmpfs (size=4096k,mode=750") && $0.hasSuffix("6 file(s), 102410 bytes") },
+      "\(lines)")
     #expect(lines.contains { $0.contains("/bind: bind of /") && $0.hasSuffix("/src, read-only") }, "\(lines)")
     #expect(lines.contains { $0.hasSuffix("/proc: proc") }, "\(lines)")
     kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
@@ -392,12 +409,27 @@ struct DumpRestoreBehaviourTests {
   /// (An expected text that starts with two spaces is a whole line; others end a line.)
   @Test func inspectShowsStoppedJobsSeccompFiltersAndMappingAttributes() throws {
     for (fixture, arguments, expected) in [
-      ("stopped", [], ["  stopped job (signal 19): stopped again at restore", "  stopped job (signal 20): stopped again at restore"]),
+      (
+        "stopped", [],
+        ["  stopped job (signal 19): stopped again at restore", "  stopped job (signal 20): stopped again at restore"]
+      ),
       ("seccomp", [], ["  seccomp: 2 filter(s) of 7, 7 instructions"]),
       ("mlock", [], ["KiB  [anonymous] (locked)", "KiB  [anonymous] (locked on fault)"]),
-      ("madvise", [], ["KiB  [anonymous] (dontFork, dontDump)", "KiB  [anonymous] (wipeOnFork)", "KiB  [anonymous] (mergeable)", "KiB  [anonymous] (3 guard pages)"]),
-      ("sockets", ["scm"], ["10 bytes to read with 1 descriptor in flight", "4 messages to read with 4 descriptors in flight"]),
-      ("sockets", ["unix-dgram"], ["4 messages to read from their senders' names", "1 message to read from their senders' names"]),
+      (
+        "madvise", [],
+        [
+          "KiB  [anonymous] (dontFork, dontDump)", "KiB  [anonymous] (wipeOnFork)", "KiB  [anonymous] (mergeable)",
+          "KiB  [anonymous] (3 guard pages)",
+        ]
+      ),
+      (
+        "sockets", ["scm"],
+        ["10 bytes to read with 1 descriptor in flight", "4 messages to read with 4 descriptors in flight"]
+      ),
+      (
+        "sockets", ["unix-dgram"],
+        ["4 messages to read from their senders' names", "1 message to read from their senders' names"]
+      ),
     ] as [(String, [String], [String])] {
       let container = try FixtureContainer(fixture, arguments)
       defer { container.destroy() }
@@ -408,7 +440,8 @@ struct DumpRestoreBehaviourTests {
       #expect(inspect.status == 0)
       let lines = inspect.stdout.split(separator: "\n").map(String.init)
       for text in expected {
-        #expect(lines.contains { text.hasPrefix("  ") ? $0 == text : $0.hasSuffix(text) }, "\(fixture): \(inspect.stdout)")
+        #expect(
+          lines.contains { text.hasPrefix("  ") ? $0 == text : $0.hasSuffix(text) }, "\(fixture): \(inspect.stdout)")
       }
       kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
       try waitForLine("PASS \(fixture)", in: container, timeout: 10)
@@ -461,10 +494,14 @@ struct DumpRestoreBehaviourTests {
     var address = sockaddr_un()
     address.sun_family = sa_family_t(AF_UNIX)
     withUnsafeMutableBytes(of: &address.sun_path) { bytes in
-      path.utf8CString.withUnsafeBytes { bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(bytes.count))) }
+      path.utf8CString.withUnsafeBytes {
+        bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(bytes.count)))
+      }
     }
     let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
     }
     try #require(bound == 0 && listen(listener, 1) == 0)
     let container = try FixtureContainer("sockets", ["unix-outside", path])
@@ -511,13 +548,19 @@ struct DumpRestoreBehaviourTests {
     defer { unlink(pidfile) }
     // The shell that restores it stays, as a user's does: the job is in its session.
     let shell = try BackgroundProcess(
-      ["/bin/sh", "-c", "'\(TestPaths.ckcont)' restore --shell-job --pidfile '\(pidfile)' '\(container.bundlePath)' && exec sleep 60"],
+      [
+        "/bin/sh", "-c",
+        "'\(TestPaths.ckcont)' restore --shell-job --pidfile '\(pidfile)' '\(container.bundlePath)' && exec sleep 60",
+      ],
       terminal: second.slave)
     defer { shell.stop() }
     let deadline = Date().addingTimeInterval(10)
     var pid: Int32 = 0
     while pid == 0 && Date() < deadline {
-      pid = Int32(((try? String(contentsOfFile: pidfile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+      pid =
+        Int32(
+          ((try? String(contentsOfFile: pidfile, encoding: .utf8)) ?? "").trimmingCharacters(
+            in: .whitespacesAndNewlines)) ?? 0
       if pid == 0 { usleep(10_000) }
     }
     try #require(pid > 0, "no restored pid; restore: \(shell.log)")
@@ -546,7 +589,9 @@ struct DumpRestoreBehaviourTests {
     defer { close(terminal.master) }
     try expectDumpRefused(
       "ctty", [terminal.slave],
-      prefix: { "ckcont: error: process \($0) has a controlling terminal (\(terminal.slave)) whose master is outside the container" })
+      prefix: {
+        "ckcont: error: process \($0) has a controlling terminal (\(terminal.slave)) whose master is outside the container"
+      })
   }
 
   /// inspect reads a bundle without root and shows the tree, threads, mappings and fds.
@@ -652,7 +697,8 @@ struct DumpRestoreBehaviourTests {
     let directory = NSTemporaryDirectory() + "ckcont-full-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    try #require(mount("ckcont-test", directory, "tmpfs", 0, "size=16m") == 0, "mount: \(String(cString: strerror(errno)))")
+    try #require(
+      mount("ckcont-test", directory, "tmpfs", 0, "size=16m") == 0, "mount: \(String(cString: strerror(errno)))")
     defer { umount2(directory, Int32(MNT_DETACH)) }
     let container = try FixtureContainer("bigmem", ["64"])
     defer { container.destroy() }
@@ -699,7 +745,8 @@ struct DumpRestoreBehaviourTests {
   /// to a subreaper other than the init, in a session neither has, is such a layout.
   @Test func aLayoutTheRestoreWouldRefuseFailsTheDump() throws {
     try expectDumpRefused(
-      "subreaper-orphan", prefix: { _ in "ckcont: error: ckcont could not restore what this dump would write: process " },
+      "subreaper-orphan",
+      prefix: { _ in "ckcont: error: ckcont could not restore what this dump would write: process " },
       containing: ["which neither its parent"])
   }
 

@@ -44,7 +44,9 @@ struct FaultInjectionTests {
     #expect(result.status == 1, "\(result.output)")
     #expect(result.stderr.contains("ckcont: error:") && result.stderr.contains("Broken pipe"), "\(result.output)")
     let name = container.cgroup.path.split(separator: "/").last.map(String.init) ?? "?"
-    let journal = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter { $0.contains(name) }
+    let journal = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter {
+      $0.contains(name)
+    }
     #expect(journal.isEmpty, "a journal was left: \(journal)")
     #expect(try snapshot(container) == before)
     let pid = try #require(container.cgroup.allPids().first)
@@ -56,7 +58,9 @@ struct FaultInjectionTests {
   /// Runs a dump of `fixture` killed at each of `phases`, recovers with `ckcont thaw`, checks
   /// nothing changed and nothing is left; then a dump killed after its bundle is complete,
   /// which recovery finishes, and the bundle must restore a container that passes.
-  private func outlive(_ fixture: String, _ arguments: [String], phases: [String], version: ScratchCgroup.Version) throws {
+  private func outlive(_ fixture: String, _ arguments: [String], phases: [String], version: ScratchCgroup.Version)
+    throws
+  {
     let container = try FixtureContainer(fixture, arguments, version: version)
     defer { container.destroy() }
     try container.waitReady(timeout: 60)
@@ -71,14 +75,20 @@ struct FaultInjectionTests {
       #expect(dump.stderr.contains("fault injection: SIGKILL at \(phase)"), "\(phase): \(dump.output)")
       let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
       try #require(thaw.status == 0, "\(phase): thaw failed: \(thaw.output)")
-      #expect(thaw.stderr.contains("left when it died while dumping"), "\(phase): nothing was recovered: \(thaw.output)")
+      #expect(
+        thaw.stderr.contains("left when it died while dumping"), "\(phase): nothing was recovered: \(thaw.output)")
       try expectNothingLeft(container, phase)
       let after = try snapshot(container)
-      #expect(after == before, "\(phase): the container changed: \(after.filter { !before.contains($0) }) was \(before.filter { !after.contains($0) })")
+      #expect(
+        after == before,
+        "\(phase): the container changed: \(after.filter { !before.contains($0) }) was \(before.filter { !after.contains($0) })"
+      )
     }
     // Dumped completely, killed while ckcont kills it: recovery finishes the kill.
     try? FileManager.default.removeItem(atPath: container.bundlePath)
-    let dump = run([TestPaths.ckcont, "dump", container.cgroup.path, "-o", container.bundlePath], environment: environment(killAt: "dump:killing"))
+    let dump = run(
+      [TestPaths.ckcont, "dump", container.cgroup.path, "-o", container.bundlePath],
+      environment: environment(killAt: "dump:killing"))
     #expect(dump.status == 128 + SIGKILL, "\(dump.output)")
     let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
     try #require(thaw.status == 0, "\(thaw.output)")
@@ -102,20 +112,24 @@ struct FaultInjectionTests {
     defer { rmdir(made) }
     for phase in ["restore:cgroups", "restore:tree", "restore:state"] {
       let restore = run(
-        [TestPaths.ckcont, "restore", container.bundlePath, "--cgroup-root", root], environment: environment(killAt: phase))
+        [TestPaths.ckcont, "restore", container.bundlePath, "--cgroup-root", root],
+        environment: environment(killAt: phase))
       #expect(restore.status == 128 + SIGKILL, "\(phase): the restore did not die there: \(restore.output)")
       #expect(access(made, F_OK) == 0, "\(phase): the restore made no cgroup")
       // Any later command that needs root sweeps: the tasks died with ckcont, the cgroup goes.
       // (Another test's ckcont, running at the same time, may sweep it first.)
       let ours = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter { name in
-        name.hasPrefix("restore-") && ((try? String(contentsOfFile: "/run/ckcont/" + name, encoding: .utf8)) ?? "").contains(root)
+        name.hasPrefix("restore-")
+          && ((try? String(contentsOfFile: "/run/ckcont/" + name, encoding: .utf8)) ?? "").contains(root)
       }
       let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
       #expect(
         thaw.stderr.contains("removed what the restore of ckcont") || ours.isEmpty,
         "\(phase): \(thaw.output)")
       #expect(access(made, F_OK) != 0, "\(phase): the cgroup \(made) is left")
-      let journals = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter { $0.hasPrefix("restore-") }
+      let journals = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter {
+        $0.hasPrefix("restore-")
+      }
       #expect(journals.isEmpty, "\(phase): journal left: \(journals)")
     }
     let restore = try container.restore(["--cgroup-root", root])
@@ -136,10 +150,14 @@ struct FaultInjectionTests {
     #expect(journals.isEmpty, "\(phase): journal left: \(journals)")
     let directory = URL(fileURLWithPath: container.bundlePath).deletingLastPathComponent().path
     let name = URL(fileURLWithPath: container.bundlePath).lastPathComponent
-    let partials = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(name + ".partial") }
+    let partials = try FileManager.default.contentsOfDirectory(atPath: directory).filter {
+      $0.hasPrefix(name + ".partial")
+    }
     #expect(partials.isEmpty, "\(phase): partial bundle left: \(partials)")
-    let frozen = container.cgroup.version == .v2
-      ? container.cgroup.read("cgroup.events").contains("frozen 1") : container.cgroup.read("freezer.state").hasPrefix("FROZEN")
+    let frozen =
+      container.cgroup.version == .v2
+      ? container.cgroup.read("cgroup.events").contains("frozen 1")
+      : container.cgroup.read("freezer.state").hasPrefix("FROZEN")
     #expect(!frozen, "\(phase): the cgroup is still frozen")
   }
 

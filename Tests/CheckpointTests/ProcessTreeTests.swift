@@ -21,7 +21,9 @@ struct ProcessTreeTests {
     // inspect shows the tree readably: each process under its parent, the zombie included.
     let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
     #expect(inspect.status == 0, "\(inspect.output)")
-    let treeLines = inspect.stdout.split(separator: "\n").filter { $0.hasPrefix("  ") && $0.contains(" sid ") || $0.contains("zombie,") }
+    let treeLines = inspect.stdout.split(separator: "\n").filter {
+      $0.hasPrefix("  ") && $0.contains(" sid ") || $0.contains("zombie,")
+    }
     #expect(treeLines.count == 51, "\(inspect.stdout)")
     #expect(inspect.stdout.contains("  1 forest: pgid 0 sid 0, 1 thread(s)"), "\(inspect.stdout)")
     #expect(inspect.stdout.contains("zombie, exited 7"))

@@ -23,7 +23,8 @@ struct RandomContainerTests {
   /// The seeds of CKCONT_RANDOM_SEEDS (`FIRST-LAST`), each kept on failure in
   /// CKCONT_RANDOM_FAILURES/<seed>.txt; nothing to do without it.
   @Test func newSeeds() throws {
-    let range = ProcessInfo.processInfo.environment["CKCONT_RANDOM_SEEDS"]?.split(separator: "-").compactMap { Int($0) } ?? []
+    let range =
+      ProcessInfo.processInfo.environment["CKCONT_RANDOM_SEEDS"]?.split(separator: "-").compactMap { Int($0) } ?? []
     guard range.count == 2, range[0] <= range[1] else { return }
     let directory = ProcessInfo.processInfo.environment["CKCONT_RANDOM_FAILURES"]
     var failed: [Int] = []

@@ -17,7 +17,10 @@ struct RootFilesystemTests {
 
   /// The directories restores leave behind for a root's mount point (none should stay).
   func stagingDirectories() throws -> Set<String> {
-    Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("ckcont-root.") })
+    Set(
+      try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
+        $0.hasPrefix("ckcont-root.")
+      })
   }
 
   /// The root field of the first line of a process's mountinfo: what its root mount shows.
@@ -81,6 +84,8 @@ struct RootFilesystemTests {
     try plain.dumpAndWaitGone()
     let wrong = try plain.restore(["--root", scratch.path])
     #expect(wrong.status == 2)
-    #expect(wrong.stderr == "ckcont: error: --root \(scratch.path): the container had no root filesystem of its own\n", "\(wrong.stderr)")
+    #expect(
+      wrong.stderr == "ckcont: error: --root \(scratch.path): the container had no root filesystem of its own\n",
+      "\(wrong.stderr)")
   }
 }

@@ -11,8 +11,17 @@ struct RoundTripTests {
     ("counter", []),
     ("regs", ["read-pipe"]), ("regs", ["nanosleep"]), ("regs", ["clock-nanosleep-abs"]), ("regs", ["pause"]),
     ("regs", ["futex"]), ("regs", ["poll"]), ("regs", ["wait4"]),
-    ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]), ("sysv-ipc", []), ("mounts", []), ("timens", []), ("locks", []), ("mqueue", []), ("mlock", []), ("memfd-private", []), ("sched", []), ("seccomp", []), ("sigio", []), ("stopped", []), ("pty", []), ("nested-ns", []), ("chroot", []), ("propagation", []), ("robust", []), ("madvise", []),
-    ("signals", []), ("files", []), ("pipe-self", []), ("pipe-self", ["fifo"]), ("threads", ["64"]), ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("memfd-beyond", []), ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []), ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]), ("sockets", ["udp-waiting"]), ("sockets", ["udplite"]), ("sockets", ["tcp-connection"]), ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("deleted-file", []), ("deleted-mapping", []), ("inotify", []),
+    ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]), ("sysv-ipc", []),
+    ("mounts", []), ("timens", []), ("locks", []), ("mqueue", []), ("mlock", []), ("memfd-private", []), ("sched", []),
+    ("seccomp", []), ("sigio", []), ("stopped", []), ("pty", []), ("nested-ns", []), ("chroot", []),
+    ("propagation", []), ("robust", []), ("madvise", []),
+    ("signals", []), ("files", []), ("pipe-self", []), ("pipe-self", ["fifo"]), ("threads", ["64"]),
+    ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("memfd-beyond", []),
+    ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []),
+    ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]),
+    ("sockets", ["udp-waiting"]), ("sockets", ["udplite"]), ("sockets", ["tcp-connection"]),
+    ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("deleted-file", []), ("deleted-mapping", []),
+    ("inotify", []),
   ]
 
   @Test(arguments: fixtures)
@@ -29,7 +38,9 @@ struct RoundTripTests {
     defer { container.destroy() }
     try roundTrip(container, name: "userns")
     let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
-    #expect(inspect.stdout.contains("user namespace: uids 0->100000 (65536); gids 0->100000 (65536); setgroups allowed"), "\(inspect.stdout)")
+    #expect(
+      inspect.stdout.contains("user namespace: uids 0->100000 (65536); gids 0->100000 (65536); setgroups allowed"),
+      "\(inspect.stdout)")
   }
 
   /// The container's init in a time namespace of its own, made by unshare(1) before the init
@@ -43,7 +54,9 @@ struct RoundTripTests {
     try container.dumpAndRestore()
     let offsets = try String(contentsOfFile: "/proc/\(container.restoredPid)/timens_offsets", encoding: .utf8)
     #expect(
-      offsets.split(separator: "\n").map { $0.split(separator: " ") } == [["monotonic", "5000", "0"], ["boottime", "7000", "0"]],
+      offsets.split(separator: "\n").map { $0.split(separator: " ") } == [
+        ["monotonic", "5000", "0"], ["boottime", "7000", "0"],
+      ],
       "\(offsets)")
     let status = try container.terminateRestored()
     #expect(status == 0, "timens exited with \(status); log: \(container.log)")
@@ -72,7 +85,8 @@ struct RoundTripTests {
     defer { container.destroy() }
     try container.dumpAndRestore()
     // unshare ignores SIGTERM while it waits: the nested init gets it, unshare exits with its status.
-    let children = try String(contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)
+    let children = try String(
+      contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)
     let inner = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "unshare has no child")
     kill(inner, SIGTERM)
     let status = try container.reap(container.restoredPid, timeout: 20)

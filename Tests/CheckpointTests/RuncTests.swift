@@ -26,11 +26,15 @@ struct RuncTests {
         try files.createDirectory(atPath: rootfs + "/" + directory, withIntermediateDirectories: true)
       }
       try files.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
-      for applet in ["sh", "sleep"] { try files.createSymbolicLink(atPath: rootfs + "/bin/" + applet, withDestinationPath: "busybox") }
+      for applet in ["sh", "sleep"] {
+        try files.createSymbolicLink(atPath: rootfs + "/bin/" + applet, withDestinationPath: "busybox")
+      }
       let spec = run(["/usr/sbin/runc", "spec", "--bundle", bundle])
       guard spec.status == 0 else { throw TestFailure("runc spec: \(spec.output)") }
       let configPath = bundle + "/config.json"
-      guard var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any],
+      guard
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath)))
+          as? [String: Any],
         var process = config["process"] as? [String: Any]
       else { throw TestFailure("runc spec wrote no process") }
       process["terminal"] = false
@@ -44,10 +48,16 @@ struct RuncTests {
       }
       // runc spec makes the root read-only: the count goes to a tmpfs of the container's.
       var mounts = config["mounts"] as? [[String: Any]] ?? []
-      mounts.append(["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=1m"]])
+      mounts.append([
+        "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "mode=1777", "size=1m"],
+      ])
       config["mounts"] = mounts
       try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
-      let started = run(["/bin/sh", "-c", "exec /usr/sbin/runc run --bundle '\(bundle)' --detach \(id) >'\(bundle)/out.log' 2>&1 </dev/null"])
+      let started = run([
+        "/bin/sh", "-c",
+        "exec /usr/sbin/runc run --bundle '\(bundle)' --detach \(id) >'\(bundle)/out.log' 2>&1 </dev/null",
+      ])
       guard started.status == 0 else { throw TestFailure("runc run: \(started.output) \(log)") }
     }
 
@@ -62,7 +72,9 @@ struct RuncTests {
     func waitForCount(above value: Int, timeout: Double = 5) throws {
       let deadline = Date().addingTimeInterval(timeout)
       while count <= value {
-        guard Date() < deadline else { throw TestFailure("the count stays at \(count), not above \(value); runc: \(log)") }
+        guard Date() < deadline else {
+          throw TestFailure("the count stays at \(count), not above \(value); runc: \(log)")
+        }
         usleep(20_000)
       }
     }
@@ -70,7 +82,8 @@ struct RuncTests {
     /// The container's init, as runc reports it.
     func initPid() throws -> Int32 {
       let state = run(["/usr/sbin/runc", "state", id])
-      guard let json = try JSONSerialization.jsonObject(with: Data(state.stdout.utf8)) as? [String: Any], let pid = json["pid"] as? Int
+      guard let json = try JSONSerialization.jsonObject(with: Data(state.stdout.utf8)) as? [String: Any],
+        let pid = json["pid"] as? Int
       else { throw TestFailure("runc state: \(state.output)") }
       return Int32(pid)
     }
@@ -82,7 +95,8 @@ struct RuncTests {
         return "/sys/fs/cgroup/freezer" + freezer.split(separator: ":", maxSplits: 2)[2]
       }
       guard let unified = lines.first(where: { $0.hasPrefix("0::") }) else { throw TestFailure("no cgroup of \(pid)") }
-      let mount = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup"
+      let mount =
+        FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup"
       return mount + unified.dropFirst(3)
     }
 
@@ -126,12 +140,14 @@ struct RuncTests {
       for name in hierarchies { rmdir("/sys/fs/cgroup/\(name)\(root)") }
     }
     try dumpAndRestore(container, arguments: ["--cgroup-root", root])
-    let cgroups = try String(contentsOfFile: "/proc/\(container.restoredPid)/cgroup", encoding: .utf8).split(separator: "\n")
+    let cgroups = try String(contentsOfFile: "/proc/\(container.restoredPid)/cgroup", encoding: .utf8).split(
+      separator: "\n")
     for controller in ["freezer", "devices", "memory", "name=systemd"] {
       let line = cgroups.first { $0.split(separator: ":")[1] == controller } ?? "none"
       #expect(line.hasSuffix(":" + root), "\(controller): \(line)")
     }
-    let mounts = try String(contentsOfFile: "/proc/\(container.restoredPid)/mountinfo", encoding: .utf8).split(separator: "\n")
+    let mounts = try String(contentsOfFile: "/proc/\(container.restoredPid)/mountinfo", encoding: .utf8).split(
+      separator: "\n")
     for point in ["/sys/fs/cgroup/freezer", "/sys/fs/cgroup/devices"] {
       let line = mounts.first { $0.split(separator: " ")[4] == point } ?? "none"
       #expect(line.split(separator: " ").dropFirst(3).first == root[...], "\(point): \(line)")
@@ -148,7 +164,9 @@ struct RuncTests {
     container.counting = pid
     try container.waitForCount(above: 5)
     func cgroups(of pid: Int32) -> [String] {
-      ((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init).sorted()
+      ((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "").split(separator: "\n").map(
+        String.init
+      ).sorted()
     }
     let before = cgroups(of: pid)
     try #require(before.filter { $0.hasSuffix(container.id) }.count >= 5, "runc made no cgroups of its own: \(before)")

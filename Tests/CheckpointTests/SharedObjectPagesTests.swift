@@ -8,15 +8,22 @@ import Testing
 struct SharedObjectPagesTests {
   func image(_ vmas: [VMAImage]) -> MemoryImage {
     MemoryImage(
-      vmas: vmas, fields: MMFields(startCode: 0, endCode: 0, startData: 0, endData: 0, startBrk: 0, brk: 0, startStack: 0, argStart: 0, argEnd: 0, envStart: 0, envEnd: 0),
+      vmas: vmas,
+      fields: MMFields(
+        startCode: 0, endCode: 0, startData: 0, endData: 0, startBrk: 0, brk: 0, startStack: 0, argStart: 0, argEnd: 0,
+        envStart: 0, envEnd: 0),
       auxv: [0, 0], exe: "/x", pagesSize: vmas.flatMap(\.pages).reduce(0) { $0 + $1.size })
   }
 
-  func vma(_ start: UInt64, _ end: UInt64, offset: UInt64 = 0, object: UInt64 = 7, shared: Bool = true, pages: [(UInt64, UInt64)])
+  func vma(
+    _ start: UInt64, _ end: UInt64, offset: UInt64 = 0, object: UInt64 = 7, shared: Bool = true,
+    pages: [(UInt64, UInt64)]
+  )
     -> VMAImage
   {
     VMAImage(
-      start: start, end: end, protection: 3, shared: shared, kind: .anonymous, path: "", offset: offset, growsDown: false,
+      start: start, end: end, protection: 3, shared: shared, kind: .anonymous, path: "", offset: offset,
+      growsDown: false,
       pages: pages.map { PageRun(start: $0.0, end: $0.1) }, pagesOffset: 0, sharedObject: object)
   }
 
@@ -37,7 +44,11 @@ struct SharedObjectPagesTests {
     #expect(second.vmas[1].pagesOffset == 0x1000)
     #expect(second.pagesSize == 0x3000)
     // A third mapping of the whole object has nothing left to keep; another object is apart.
-    let third = pages.keepFirst(image([vma(0x60000, 0x66000, pages: [(0x60000, 0x66000)]), vma(0x70000, 0x71000, object: 8, pages: [(0x70000, 0x71000)])]))
+    let third = pages.keepFirst(
+      image([
+        vma(0x60000, 0x66000, pages: [(0x60000, 0x66000)]),
+        vma(0x70000, 0x71000, object: 8, pages: [(0x70000, 0x71000)]),
+      ]))
     #expect(third.vmas[0].pages == [PageRun(start: 0x65000, end: 0x66000)])
     #expect(third.vmas[1].pages == [PageRun(start: 0x70000, end: 0x71000)])
     #expect(third.vmas[1].pagesOffset == 0x1000)

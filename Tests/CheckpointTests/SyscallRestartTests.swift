@@ -5,13 +5,16 @@ import Testing
 
 /// How interrupted system calls resume: a pure function of the dumped registers.
 struct SyscallRestartTests {
-  func registers(rax: Int64, origRax: Int64, rip: UInt64 = 0x1002, rdi: UInt64 = 0, rsi: UInt64 = 0, rdx: UInt64 = 0, r10: UInt64 = 0)
+  func registers(
+    rax: Int64, origRax: Int64, rip: UInt64 = 0x1002, rdi: UInt64 = 0, rsi: UInt64 = 0, rdx: UInt64 = 0, r10: UInt64 = 0
+  )
     -> GeneralRegisters
   {
     GeneralRegisters(
-      r15: 15, r14: 14, r13: 13, r12: 12, rbp: 0xbb, rbx: 0xb, r11: 0, r10: r10, r9: 0, r8: 0, rax: UInt64(bitPattern: rax),
+      r15: 15, r14: 14, r13: 13, r12: 12, rbp: 0xbb, rbx: 0xb, r11: 0, r10: r10, r9: 0, r8: 0,
+      rax: UInt64(bitPattern: rax),
       rcx: 0, rdx: rdx, rsi: rsi, rdi: rdi, origRax: UInt64(bitPattern: origRax), rip: rip, cs: 0x33, eflags: 0x246,
-      rsp: 0x7ffe0000, ss: 0x2b, fsBase: 0, gsBase: 0, ds: 0, es: 0, fs: 0, gs: 0)
+      rsp: 0x7ffe_0000, ss: 0x2b, fsBase: 0, gsBase: 0, ds: 0, es: 0, fs: 0, gs: 0)
   }
 
   @Test(arguments: [-512, -513, -514])

@@ -9,7 +9,9 @@ import Testing
 struct TreePlanTests {
   /// (pid, ppid, pgid, sid) of a dumped process.
   func task(_ pid: Int32, _ ppid: Int32, _ pgid: Int32, _ sid: Int32) -> TaskEntryImage {
-    TaskEntryImage(pid: pid, namespacePids: [pid + 1000, pid], ppid: ppid, pgid: pgid, sid: sid, threads: [pid], cgroup: ".", comm: "t")
+    TaskEntryImage(
+      pid: pid, namespacePids: [pid + 1000, pid], ppid: ppid, pgid: pgid, sid: sid, threads: [pid], cgroup: ".",
+      comm: "t")
   }
 
   @Test func parentsBeforeChildrenAndSessionLeadersStartTheirSessionFirst() throws {
@@ -17,7 +19,11 @@ struct TreePlanTests {
     let plan = try TreePlan(
       tasks: [task(1, 0, 0, 0), task(2, 1, 2, 2), task(3, 2, 2, 2), task(4, 1, 4, 0)], ownPidNamespace: true,
       isFree: { _ in true })
-    #expect(plan.steps == [.fork(pid: 1, parent: 0), .fork(pid: 2, parent: 1), .setsid(2), .fork(pid: 3, parent: 2), .fork(pid: 4, parent: 1)])
+    #expect(
+      plan.steps == [
+        .fork(pid: 1, parent: 0), .fork(pid: 2, parent: 1), .setsid(2), .fork(pid: 3, parent: 2),
+        .fork(pid: 4, parent: 1),
+      ])
     #expect(plan.helpers.isEmpty)
     #expect(plan.joins.map { [$0.pid, $0.group] } == [[4, 0], [3, 2]])
   }
@@ -34,14 +40,16 @@ struct TreePlanTests {
     // orphaned to 1.
     let plan = try TreePlan(
       tasks: [task(1, 0, 0, 0), task(2, 1, 2, 2), task(5, 1, 4, 2)], ownPidNamespace: true, isFree: { _ in true })
-    #expect(plan.steps == [
-      .fork(pid: 1, parent: 0), .fork(pid: 2, parent: 1), .setsid(2),
-      .fork(pid: 6, parent: 2), .fork(pid: 5, parent: 6),  // helper 6 in session 2 forks the orphan
-      .fork(pid: 4, parent: 5),  // helper 4 re-creates the group
-    ])
-    #expect(plan.helpers == [
-      .init(pid: 6, parent: 2, leadsGroup: false), .init(pid: 4, parent: 5, leadsGroup: true),
-    ])
+    #expect(
+      plan.steps == [
+        .fork(pid: 1, parent: 0), .fork(pid: 2, parent: 1), .setsid(2),
+        .fork(pid: 6, parent: 2), .fork(pid: 5, parent: 6),  // helper 6 in session 2 forks the orphan
+        .fork(pid: 4, parent: 5),  // helper 4 re-creates the group
+      ])
+    #expect(
+      plan.helpers == [
+        .init(pid: 6, parent: 2, leadsGroup: false), .init(pid: 4, parent: 5, leadsGroup: true),
+      ])
     #expect(plan.joins.map { [$0.pid, $0.group] } == [[4, 0], [5, 4]])
   }
 
@@ -66,10 +74,12 @@ struct TreePlanTests {
     let plan = try TreePlan(
       tasks: [task(1, 0, 0, 0), zombie(2, 1, 2, 2), task(3, 1, 2, 2), zombie(4, 1, 4, 0), task(5, 1, 4, 0)],
       ownPidNamespace: true, isFree: { _ in true })
-    #expect(plan.steps == [
-      .fork(pid: 1, parent: 0), .fork(pid: 2, parent: 1), .setsid(2), .fork(pid: 4, parent: 1), .fork(pid: 5, parent: 1),
-      .fork(pid: 6, parent: 2), .fork(pid: 3, parent: 6),  // helper 6 in the zombie's session forks 3
-    ])
+    #expect(
+      plan.steps == [
+        .fork(pid: 1, parent: 0), .fork(pid: 2, parent: 1), .setsid(2), .fork(pid: 4, parent: 1),
+        .fork(pid: 5, parent: 1),
+        .fork(pid: 6, parent: 2), .fork(pid: 3, parent: 6),  // helper 6 in the zombie's session forks 3
+      ])
     #expect(plan.helpers == [.init(pid: 6, parent: 2, leadsGroup: false)])
     #expect(plan.joins.map { [$0.pid, $0.group] } == [[4, 0], [5, 4], [3, 2]])
   }
@@ -79,10 +89,11 @@ struct TreePlanTests {
     let plan = try TreePlan(
       tasks: [task(1, 0, 0, 0), task(8, 1, 7, 7), task(9, 1, 7, 7), task(10, 8, 7, 7)], ownPidNamespace: true,
       isFree: { _ in true })
-    #expect(plan.steps == [
-      .fork(pid: 1, parent: 0), .fork(pid: 7, parent: 1), .setsid(7), .fork(pid: 8, parent: 7),
-      .fork(pid: 10, parent: 8), .fork(pid: 9, parent: 7),
-    ])
+    #expect(
+      plan.steps == [
+        .fork(pid: 1, parent: 0), .fork(pid: 7, parent: 1), .setsid(7), .fork(pid: 8, parent: 7),
+        .fork(pid: 10, parent: 8), .fork(pid: 9, parent: 7),
+      ])
     #expect(plan.helpers == [.init(pid: 7, parent: 1, leadsGroup: true)])
     #expect(plan.joins.map { [$0.pid, $0.group] } == [[8, 7], [10, 7], [9, 7]])
   }
@@ -100,7 +111,8 @@ struct TreePlanTests {
     }
     // A child of a zombie, a zombie without a parent.
     #expect(throws: CKError.self) {
-      try TreePlan(tasks: [task(1, 0, 0, 0), zombie(2, 1, 0, 0), task(3, 2, 0, 0)], ownPidNamespace: true, isFree: { _ in true })
+      try TreePlan(
+        tasks: [task(1, 0, 0, 0), zombie(2, 1, 0, 0), task(3, 2, 0, 0)], ownPidNamespace: true, isFree: { _ in true })
     }
     #expect(throws: CKError.self) {
       try TreePlan(tasks: [task(1, 0, 0, 0), zombie(2, 0, 0, 0)], ownPidNamespace: false, isFree: { _ in true })
@@ -115,7 +127,10 @@ struct TreePlanTests {
     let plan = try TreePlan(
       tasks: [task(300, 0, 300, 300), task(200, 0, 50, 50), task(301, 300, 300, 300)], ownPidNamespace: false,
       isFree: { _ in true })
-    #expect(plan.steps == [.fork(pid: 200, parent: 0), .fork(pid: 300, parent: 0), .setsid(300), .fork(pid: 301, parent: 300)])
+    #expect(
+      plan.steps == [
+        .fork(pid: 200, parent: 0), .fork(pid: 300, parent: 0), .setsid(300), .fork(pid: 301, parent: 300),
+      ])
     // Group 50 is led from outside the container: left alone.
     #expect(plan.joins.map { [$0.pid, $0.group] } == [[301, 300]])
   }

@@ -85,7 +85,9 @@ public final class FixtureContainer: @unchecked Sendable {
     if result.status == 0 {
       // The pid alone, or with --json the report holding it.
       let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-      guard let pid = Int32(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? (json?["rootPid"] as? Int).map(Int32.init)
+      guard
+        let pid = Int32(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+          ?? (json?["rootPid"] as? Int).map(Int32.init)
       else {
         throw TestFailure("restore printed no pid: \(result.output)")
       }

@@ -36,7 +36,8 @@ public enum FixturePrograms {
     let out = TestPaths.packageRoot + "/.build/fixtures"
     let result = run([TestPaths.packageRoot + "/Scripts/build-fixtures", out, name])
     let outcome: Result<String, TestFailure> =
-      result.status == 0 ? .success(out + "/" + name) : .failure(TestFailure("building fixture \(name) failed: \(result.output)"))
+      result.status == 0
+      ? .success(out + "/" + name) : .failure(TestFailure("building fixture \(name) failed: \(result.output)"))
     built[name] = outcome
     return try outcome.get()
   }

@@ -20,46 +20,69 @@ public enum KnownDifferences {
   public static let entries: [Entry] = [
     Entry(
       fixture: "*", pattern: #"^task \d+ memory 0x[0-9a-f]+ \(\d+ pages\): shares frames with .* -> \(none\)$"#,
-      reason: "private pages shared copy-on-write since a fork come back as a copy in each process (CRIU keeps them shared by restoring the parent's pages before it forks): the container uses more memory after a restore",
+      reason:
+        "private pages shared copy-on-write since a fork come back as a copy in each process (CRIU keeps them shared by restoring the parent's pages before it forks): the container uses more memory after a restore",
       issue: "open: issue 16"),
     Entry(
       fixture: "counter", pattern: #"^task 1 (fd [12]: (pos|file) |map .*: contents )"#,
       reason: "counts and prints every 100 ms", issue: running),
     Entry(
       fixture: "regs nanosleep", pattern: #"^task 1 map .*: contents .* words: \+0x158 [0-9a-f]{16}->[0-9a-f]{16}$"#,
-      reason: "the kernel writes the time left into nanosleep's rem at every interruption (the snapshot's freeze): time, not state",
+      reason:
+        "the kernel writes the time left into nanosleep's rem at every interruption (the snapshot's freeze): time, not state",
       issue: "by design: time left"),
-    Entry(fixture: "pipeline", pattern: #"^task \d+ (fd 3: (pos|file) |map .*: contents )"#, reason: "its processes keep writing to a shared file", issue: running),
-    Entry(fixture: "threads", pattern: #"^task 1 map .*: contents "#, reason: "odd threads count every millisecond", issue: running),
-    Entry(fixture: "signals", pattern: #"^task 1 map .*: contents "#, reason: "an ITIMER_REAL handler counts ticks every 10 ms", issue: running),
-    Entry(fixture: "signals", pattern: #"^task 1: ShdPnd 000000040000[02]000 -> 000000040000[02]000$"#, reason: "the 10 ms ITIMER_REAL fires (SIGALRM pending or not) while a snapshot holds the container frozen", issue: running),
-    Entry(fixture: "timers", pattern: #"^task 1 map .*: contents "#, reason: "POSIX timers keep firing; their handler counts", issue: running),
-    Entry(fixture: "timers", pattern: #"^task 1: ShdPnd "#, reason: "a timer fires while the snapshot holds the container frozen", issue: running),
+    Entry(
+      fixture: "pipeline", pattern: #"^task \d+ (fd 3: (pos|file) |map .*: contents )"#,
+      reason: "its processes keep writing to a shared file", issue: running),
+    Entry(
+      fixture: "threads", pattern: #"^task 1 map .*: contents "#, reason: "odd threads count every millisecond",
+      issue: running),
+    Entry(
+      fixture: "signals", pattern: #"^task 1 map .*: contents "#,
+      reason: "an ITIMER_REAL handler counts ticks every 10 ms", issue: running),
+    Entry(
+      fixture: "signals", pattern: #"^task 1: ShdPnd 000000040000[02]000 -> 000000040000[02]000$"#,
+      reason: "the 10 ms ITIMER_REAL fires (SIGALRM pending or not) while a snapshot holds the container frozen",
+      issue: running),
+    Entry(
+      fixture: "timers", pattern: #"^task 1 map .*: contents "#,
+      reason: "POSIX timers keep firing; their handler counts", issue: running),
+    Entry(
+      fixture: "timers", pattern: #"^task 1: ShdPnd "#,
+      reason: "a timer fires while the snapshot holds the container frozen", issue: running),
     Entry(
       fixture: "locks", pattern: #"^task 1 fd 7: flags 020300002 -> 0100002$"#,
-      reason: "a file opened with O_TMPFILE comes back opened by path: fcntl(F_GETFL) no longer shows __O_TMPFILE|O_DIRECTORY",
+      reason:
+        "a file opened with O_TMPFILE comes back opened by path: fcntl(F_GETFL) no longer shows __O_TMPFILE|O_DIRECTORY",
       issue: "open: issue 16"),
     Entry(
       fixture: "deleted-mapping", pattern: #"^task [12] fd 3: flags 0500002 -> 0100002$"#,
-      reason: "a deleted file opened O_NOFOLLOW is reopened through /proc's magic link, which O_NOFOLLOW would refuse: F_GETFL no longer shows O_NOFOLLOW",
+      reason:
+        "a deleted file opened O_NOFOLLOW is reopened through /proc's magic link, which O_NOFOLLOW would refuse: F_GETFL no longer shows O_NOFOLLOW",
       issue: "open: issue 16"),
     Entry(
       fixture: "stopped", pattern: #"^task \d+: exit_code 0 -> (19|20)$"#,
-      reason: "the stop comes back unreported to the parent (docs/CAPABILITIES.md, Stopped jobs: the parent may see the new stop reported)",
+      reason:
+        "the stop comes back unreported to the parent (docs/CAPABILITIES.md, Stopped jobs: the parent may see the new stop reported)",
       issue: "documented"),
     Entry(
-      fixture: "sockets unix", pattern: #"^task 1 fd (10: peer name|11: name) unix /tmp/ckcont-sockets-1.sock -> unix unnamed$"#,
-      reason: "a connection accepted from a named listener comes back as a socketpair: getsockname of the accepted end and getpeername of the client no longer show the listener's path",
+      fixture: "sockets unix",
+      pattern: #"^task 1 fd (10: peer name|11: name) unix /tmp/ckcont-sockets-1.sock -> unix unnamed$"#,
+      reason:
+        "a connection accepted from a named listener comes back as a socketpair: getsockname of the accepted end and getpeername of the client no longer show the listener's path",
       issue: "open: issue 16"),
     Entry(
       fixture: "sockets tcp-connection", pattern: #"^task 1 fd [45]: buffers "#,
-      reason: "the kernel tunes an established connection's buffer sizes to its traffic; with `big`, the restore forces them large to refill the queues and they stay so (autotuning off)",
+      reason:
+        "the kernel tunes an established connection's buffer sizes to its traffic; with `big`, the restore forces them large to refill the queues and they stay so (autotuning off)",
       issue: "open: issue 16"),
   ]
 
   /// The lines of `diff` no entry for `fixture` explains.
   public static func unexplained(_ diff: [String], fixture: String) -> [String] {
-    let applicable = entries.filter { $0.fixture == "*" || $0.fixture == fixture || fixture.hasPrefix($0.fixture + " ") }
+    let applicable = entries.filter {
+      $0.fixture == "*" || $0.fixture == fixture || fixture.hasPrefix($0.fixture + " ")
+    }
     let patterns = applicable.compactMap { try? Regex($0.pattern) }
     return diff.filter { line in !patterns.contains { line.contains($0) } }
   }

@@ -9,8 +9,11 @@ enum Spawn {
   /// Starts `argv` with stdout and stderr on the given descriptors; returns its pid.
   /// `terminal`: a terminal's path for its stdin and, in a session of its own, its
   /// controlling terminal (default: stdin on /dev/null, the runner's session).
-  static func start(_ argv: [String], environment: [String: String]?, out: Int32, err: Int32, terminal: String? = nil) throws -> Int32 {
-    let env = (environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } } ?? ProcessInfo.processInfo.environment)
+  static func start(_ argv: [String], environment: [String: String]?, out: Int32, err: Int32, terminal: String? = nil)
+    throws -> Int32
+  {
+    let env =
+      (environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } } ?? ProcessInfo.processInfo.environment)
       .map { "\($0.key)=\($0.value)" }
     var cArgs = argv.map { strdup($0) } + [nil]
     var cEnv = env.map { strdup($0) } + [nil]
@@ -18,7 +21,9 @@ enum Spawn {
       cArgs.forEach { free($0) }
       cEnv.forEach { free($0) }
     }
-    let pid = terminal.map { path in path.withCString { ck_spawn(&cArgs, &cEnv, out, err, $0) } } ?? ck_spawn(&cArgs, &cEnv, out, err, nil)
+    let pid =
+      terminal.map { path in path.withCString { ck_spawn(&cArgs, &cEnv, out, err, $0) } }
+      ?? ck_spawn(&cArgs, &cEnv, out, err, nil)
     guard pid > 0 else { throw TestFailure("cannot run \(argv[0]): \(String(cString: strerror(-pid)))") }
     return pid
   }

@@ -21,16 +21,21 @@ extension StateSnapshot {
     var descriptors: [SnapshotDescriptor] = []
     for task in tasks.tasks where !task.isZombie {
       let base = "/proc/\(task.hostPid)"
-      let fds = ((try? FileManager.default.contentsOfDirectory(atPath: base + "/fd")) ?? []).compactMap { Int32($0) }.sorted()
+      let fds = ((try? FileManager.default.contentsOfDirectory(atPath: base + "/fd")) ?? []).compactMap { Int32($0) }
+        .sorted()
       for fd in fds {
         let descriptor = SnapshotDescriptor(task: task, fd: fd, link: ProcFile.link("\(base)/fd/\(fd)"))
         descriptors.append(descriptor)
         let subject = descriptor.name
         record(subject, "link", descriptor.sharedInode.map { String($0.prefix { $0 != ":" }) } ?? descriptor.link)
-        for (field, value) in Self.fdinfo(ProcFile.read("\(base)/fdinfo/\(fd)") ?? "", tasks) { record(subject, field, value) }
+        for (field, value) in Self.fdinfo(ProcFile.read("\(base)/fdinfo/\(fd)") ?? "", tasks) {
+          record(subject, field, value)
+        }
         var info = stat()
         if descriptor.link.hasPrefix("/"), stat("\(base)/fd/\(fd)", &info) == 0, info.st_mode & S_IFMT == S_IFREG {
-          record(subject, "file", "mode \(String(info.st_mode, radix: 8)) uid \(info.st_uid) gid \(info.st_gid) size \(info.st_size)")
+          record(
+            subject, "file",
+            "mode \(String(info.st_mode, radix: 8)) uid \(info.st_uid) gid \(info.st_gid) size \(info.st_size)")
         }
       }
     }

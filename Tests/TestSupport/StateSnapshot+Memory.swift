@@ -38,7 +38,9 @@ extension StateSnapshot {
     var frames: [UInt64: [(pid: Int32, address: UInt64)]] = [:]
     var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * Int(pageSize), alignment: Int(pageSize))
     defer { buffer.deallocate() }
-    let zeroDigest = [UInt8](repeating: 0, count: Int(pageSize)).withUnsafeBytes { XXH3_64bits($0.baseAddress, $0.count) }
+    let zeroDigest = [UInt8](repeating: 0, count: Int(pageSize)).withUnsafeBytes {
+      XXH3_64bits($0.baseAddress, $0.count)
+    }
     for task in tasks.tasks where !task.isZombie {
       let mappings = Self.mappings(task.hostPid)
       let pagemap = open("/proc/\(task.hostPid)/pagemap", O_RDONLY | O_CLOEXEC)
@@ -54,7 +56,9 @@ extension StateSnapshot {
         guard mapping.isReadable, !IgnoredState.unhashedMappings.contains(mapping.path) else { continue }
         var entries = [UInt64](repeating: 0, count: mapping.pages)
         let wanted = entries.count * 8
-        let got = entries.withUnsafeMutableBytes { pread(pagemap, $0.baseAddress, wanted, off_t(mapping.start / pageSize * 8)) }
+        let got = entries.withUnsafeMutableBytes {
+          pread(pagemap, $0.baseAddress, wanted, off_t(mapping.start / pageSize * 8))
+        }
         if got != wanted { record(subject, "pagemap", "(unreadable)") }
         if mapping.isPrivate {
           for (index, entry) in entries.enumerated()
@@ -63,7 +67,8 @@ extension StateSnapshot {
           }
         }
         let (value, digests) = Self.contents(
-          of: mapping, memory: memory, pagemap: entries, rseq: rseq[task.hostPid] ?? [], buffer: &buffer, zeroDigest: zeroDigest)
+          of: mapping, memory: memory, pagemap: entries, rseq: rseq[task.hostPid] ?? [], buffer: &buffer,
+          zeroDigest: zeroDigest)
         record(subject, "contents", value)
         pageDigests["\(subject): contents"] = digests
         if mapping.isPrivate, mapping.perms.hasPrefix("rw"), mapping.end - mapping.start <= 1 << 20 {
@@ -84,10 +89,12 @@ extension StateSnapshot {
       }
       let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
       guard fields.count >= 5, let dash = fields[0].firstIndex(of: "-"),
-        let start = UInt64(fields[0][..<dash], radix: 16), let end = UInt64(fields[0][fields[0].index(after: dash)...], radix: 16)
+        let start = UInt64(fields[0][..<dash], radix: 16),
+        let end = UInt64(fields[0][fields[0].index(after: dash)...], radix: 16)
       else { continue }
       let path = fields.count > 5 ? fields[5].trimmingCharacters(in: .whitespaces) : ""
-      result.append(SnapshotMapping(start: start, end: end, perms: String(fields[1]), offset: String(fields[2]), path: path))
+      result.append(
+        SnapshotMapping(start: start, end: end, perms: String(fields[1]), offset: String(fields[2]), path: path))
     }
     return result
   }
@@ -100,7 +107,8 @@ extension StateSnapshot {
   /// fork a copy of its own first, so reading would break the very copy-on-write sharing
   /// the snapshot compares; /proc/<pid>/mem reads without pinning.
   static func contents(
-    of mapping: SnapshotMapping, memory: Int32, pagemap: [UInt64], rseq: [UInt64], buffer: inout UnsafeMutableRawBufferPointer,
+    of mapping: SnapshotMapping, memory: Int32, pagemap: [UInt64], rseq: [UInt64],
+    buffer: inout UnsafeMutableRawBufferPointer,
     zeroDigest: UInt64
   ) -> (String, [UInt64]) {
     let unreadableDigest: UInt64 = 1
@@ -115,15 +123,19 @@ extension StateSnapshot {
       }
       var count = 1
       while count < chunkPages && page + count < mapping.pages
-        && !(mapping.isAnonymousPrivate && page + count < pagemap.count && pagemap[page + count] & (present | swapped) == 0)
+        && !(mapping.isAnonymousPrivate && page + count < pagemap.count
+          && pagemap[page + count] & (present | swapped) == 0)
       {
         count += 1
       }
-      let read = pread(memory, buffer.baseAddress, count * Int(pageSize), off_t(mapping.start + UInt64(page) * pageSize))
+      let read = pread(
+        memory, buffer.baseAddress, count * Int(pageSize), off_t(mapping.start + UInt64(page) * pageSize))
       let readPages = read > 0 ? read / Int(pageSize) : 0
       let chunkStart = mapping.start + UInt64(page) * pageSize
       for area in rseq where area >= chunkStart && area + 32 <= chunkStart + UInt64(readPages) * pageSize {
-        for word in RseqAreas.rewrittenWords { buffer.storeBytes(of: UInt32(0), toByteOffset: Int(area - chunkStart) + word, as: UInt32.self) }
+        for word in RseqAreas.rewrittenWords {
+          buffer.storeBytes(of: UInt32(0), toByteOffset: Int(area - chunkStart) + word, as: UInt32.self)
+        }
       }
       for index in 0..<readPages {
         digests[page + index] = XXH3_64bits(buffer.baseAddress! + index * Int(pageSize), Int(pageSize))
@@ -148,7 +160,9 @@ extension StateSnapshot {
     var bytes = [UInt8](repeating: 0, count: Int(mapping.end - mapping.start))
     for page in 0..<mapping.pages {
       bytes.withUnsafeMutableBytes { buffer in
-        _ = pread(memory, buffer.baseAddress! + page * Int(pageSize), Int(pageSize), off_t(mapping.start + UInt64(page) * pageSize))
+        _ = pread(
+          memory, buffer.baseAddress! + page * Int(pageSize), Int(pageSize),
+          off_t(mapping.start + UInt64(page) * pageSize))
       }
     }
     for area in rseq where area >= mapping.start && area + 32 <= mapping.end {
@@ -177,7 +191,9 @@ extension StateSnapshot {
     var runs: [(first: [(pid: Int32, address: UInt64)], pages: Int)] = []
     for group in groups {
       if let last = runs.last, last.first.count == group.count,
-        zip(last.first, group).allSatisfy({ $0.pid == $1.pid && $0.address + UInt64(last.pages) * pageSize == $1.address })
+        zip(last.first, group).allSatisfy({
+          $0.pid == $1.pid && $0.address + UInt64(last.pages) * pageSize == $1.address
+        })
       {
         runs[runs.count - 1].pages += 1
       } else {

@@ -30,7 +30,10 @@ extension StateSnapshot {
       }
     }
     for task in uts.values {
-      let output = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-u", "cat", "/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname"])
+      let output = run([
+        "/usr/bin/nsenter", "-t", "\(task.hostPid)", "-u", "cat", "/proc/sys/kernel/hostname",
+        "/proc/sys/kernel/domainname",
+      ])
       record("uts ns of \(task.name)", "names", output.stdout.split(separator: "\n").joined(separator: " "))
     }
     readMounts(mounts.values.sorted { $0.pid < $1.pid })

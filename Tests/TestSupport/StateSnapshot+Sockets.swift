@@ -31,7 +31,9 @@ extension StateSnapshot {
       }
       defer { close(copy) }
       var values: [String] = []
-      for entry in Self.socketOptions { values.append("\(entry.name) \(Self.intOption(copy, entry.level, entry.option))") }
+      for entry in Self.socketOptions {
+        values.append("\(entry.name) \(Self.intOption(copy, entry.level, entry.option))")
+      }
       let domain = Self.intOption(copy, SOL_SOCKET, 39)
       let type = Self.intOption(copy, SOL_SOCKET, 3)
       if domain == "\(AF_INET)" || domain == "\(AF_INET6)" {
@@ -41,7 +43,9 @@ extension StateSnapshot {
           values.append("TCP_NODELAY \(Self.intOption(copy, Int32(IPPROTO_TCP), 1))")
           var info = [UInt8](repeating: 0, count: 256)
           var length = socklen_t(info.count)
-          if getsockopt(copy, Int32(IPPROTO_TCP), 11 /* TCP_INFO */, &info, &length) == 0 { values.append("tcp state \(info[0])") }
+          if getsockopt(copy, Int32(IPPROTO_TCP), 11 /* TCP_INFO */, &info, &length) == 0 {
+            values.append("tcp state \(info[0])")
+          }
         }
       }
       var linger = (Int32(0), Int32(0))
@@ -51,7 +55,9 @@ extension StateSnapshot {
       }
       record(subject, "options", values.joined(separator: " "))
       // Apart: the kernel tunes a TCP connection's buffers to its traffic.
-      record(subject, "buffers", "SO_RCVBUF \(Self.intOption(copy, SOL_SOCKET, 8)) SO_SNDBUF \(Self.intOption(copy, SOL_SOCKET, 7))")
+      record(
+        subject, "buffers",
+        "SO_RCVBUF \(Self.intOption(copy, SOL_SOCKET, 8)) SO_SNDBUF \(Self.intOption(copy, SOL_SOCKET, 7))")
       record(subject, "name", Self.address(copy, getsockname))
       record(subject, "peer name", Self.address(copy, getpeername))
       var inq: Int32 = 0
@@ -60,7 +66,10 @@ extension StateSnapshot {
       record(subject, "queues", "in \(inq) out \(outq)")
       if let peer = peers[socket.link] {
         let value =
-          peer == "socket:[0]" ? "none" : holders[peer].map { $0.sorted(by: Self.naturalOrder).joined(separator: ", ") } ?? "not held by the container"
+          peer == "socket:[0]"
+          ? "none"
+          : holders[peer].map { $0.sorted(by: Self.naturalOrder).joined(separator: ", ") }
+            ?? "not held by the container"
         record(subject, "unix peer", value)
       }
     }
@@ -74,12 +83,16 @@ extension StateSnapshot {
 
   /// getsockname or getpeername: a unix name (`@` for abstract), an address and port, a
   /// netlink port id, or `none`.
-  static func address(_ fd: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32)
+  static func address(
+    _ fd: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+  )
     -> String
   {
     var bytes = [UInt8](repeating: 0, count: 128)
     var length = socklen_t(bytes.count)
-    let result = bytes.withUnsafeMutableBytes { call(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length) }
+    let result = bytes.withUnsafeMutableBytes {
+      call(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+    }
     guard result == 0 else { return "none" }
     let family = Int32(bytes[0]) | Int32(bytes[1]) << 8
     let port = Int(bytes[2]) << 8 | Int(bytes[3])
@@ -112,7 +125,8 @@ extension StateSnapshot {
       let output = run(["/usr/bin/nsenter", "-t", "\(socket.task.hostPid)", "-n", "/usr/bin/ss", "-xaHn"]).stdout
       for line in output.split(separator: "\n") {
         let words = line.split(separator: " ")
-        guard words.count >= 8, let local = UInt64(words[words.count - 3]), let peer = UInt64(words[words.count - 1]) else { continue }
+        guard words.count >= 8, let local = UInt64(words[words.count - 3]), let peer = UInt64(words[words.count - 1])
+        else { continue }
         result["socket:[\(local)]"] = "socket:[\(peer)]"
       }
     }

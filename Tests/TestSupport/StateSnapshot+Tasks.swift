@@ -55,7 +55,9 @@ extension StateSnapshot {
         record(subject, "tpgid", Int32(stat[8]).map { $0 <= 0 ? "none" : tasks.name(hostPid: $0) } ?? stat[8])
       }
       for file in TaskFields.processFiles {
-        record(subject, file, (ProcFile.read("\(base)/\(file)") ?? "(unreadable)").trimmingCharacters(in: .whitespacesAndNewlines))
+        record(
+          subject, file,
+          (ProcFile.read("\(base)/\(file)") ?? "(unreadable)").trimmingCharacters(in: .whitespacesAndNewlines))
       }
       record(subject, "limits", ProcFile.read(base + "/limits") ?? "(unreadable)")
       record(subject, "cwd", ProcFile.link(base + "/cwd"))

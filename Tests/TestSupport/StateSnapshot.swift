@@ -60,7 +60,9 @@ public struct StateSnapshot: Sendable {
       var line = "\(key) \(old ?? "(none)") -> \(new ?? "(none)")"
       if let pages = before.pageDigests[key], let other = after.pageDigests[key], pages.count == other.count {
         let differing = pages.indices.filter { pages[$0] != other[$0] }
-        line += " (\(differing.count) pages differ: " + differing.prefix(8).map { "+" + hex(UInt64($0) * pageSize) }.joined(separator: " ")
+        line +=
+          " (\(differing.count) pages differ: "
+          + differing.prefix(8).map { "+" + hex(UInt64($0) * pageSize) }.joined(separator: " ")
           + (differing.count > 8 ? " ..." : "") + ")"
         if let old = before.mappingBytes[key], let new = after.mappingBytes[key], old.count == new.count {
           line += wordsDiffering(old, new)
@@ -74,7 +76,8 @@ public struct StateSnapshot: Sendable {
   static func wordsDiffering(_ old: [UInt8], _ new: [UInt8]) -> String {
     let words = stride(from: 0, to: old.count, by: 8).filter { old[$0..<$0 + 8] != new[$0..<$0 + 8] }
     func word(_ bytes: [UInt8], _ at: Int) -> String { bytes[at..<at + 8].map { String(format: "%02x", $0) }.joined() }
-    return " words: " + words.prefix(6).map { "+\(hex(UInt64($0))) \(word(old, $0))->\(word(new, $0))" }.joined(separator: " ")
+    return " words: "
+      + words.prefix(6).map { "+\(hex(UInt64($0))) \(word(old, $0))->\(word(new, $0))" }.joined(separator: " ")
       + (words.count > 6 ? " and \(words.count - 6) more" : "")
   }
 
@@ -160,7 +163,8 @@ struct SnapshotTasks {
   }
 
   static func threadIDs(_ pid: Int32) -> [Int32] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { Int32($0) }.sorted()
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { Int32($0) }
+      .sorted()
   }
 
   static func nsPids(_ pid: Int32) -> [Int32] {
@@ -216,7 +220,8 @@ struct ProcStat {
   var comm: String
 
   static func read(_ path: String) -> ProcStat? {
-    guard let text = ProcFile.read(path)?.trimmingCharacters(in: .newlines), let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")")
+    guard let text = ProcFile.read(path)?.trimmingCharacters(in: .newlines), let open = text.firstIndex(of: "("),
+      let close = text.lastIndex(of: ")")
     else { return nil }
     let rest = text[text.index(after: close)...].split(separator: " ").map(String.init)
     return ProcStat(fields: rest, comm: String(text[text.index(after: open)..<close]))

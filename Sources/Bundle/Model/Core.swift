@@ -31,7 +31,8 @@ public struct TaskCore: Codable, Sendable, Equatable {
 
   public init(
     threads: [ThreadCore], signalActions: [SignalAction], sharedPendingSignals: [Data], itimers: [IntervalTimer],
-    posixTimers: [PosixTimerImage]? = nil, personality: UInt64, resourceLimits: [ResourceLimitImage], umask: UInt32, cwd: String, root: String, comm: String,
+    posixTimers: [PosixTimerImage]? = nil, personality: UInt64, resourceLimits: [ResourceLimitImage], umask: UInt32,
+    cwd: String, root: String, comm: String,
     credentials: Credentials, parentDeathSignal: Int32, dumpable: Int32, childSubreaper: Bool
   ) {
     self.threads = threads

@@ -15,9 +15,12 @@ extension TaskCore {
       var personality: UInt64?
       var resourceLimits: [ResourceLimitImage]?
       var umask: UInt32?
-      var cwd, root, comm: String?
+      var cwd: String?
+      var root: String?
+      var comm: String?
       var credentials: Credentials?
-      var parentDeathSignal, dumpable: Int32?
+      var parentDeathSignal: Int32?
+      var dumpable: Int32?
       var childSubreaper: Bool?
       var scheduling: SchedulingImage?
       var seccompFilters: [SeccompFilterImage]?
@@ -54,12 +57,14 @@ extension TaskCore {
         case "threads": threads = try scanner.list { scanner throws(BundleError) in try ThreadCore(scanning: &scanner) }
         case "signalActions":
           signalActions = try scanner.list { scanner throws(BundleError) in
-            let fields = try scanner.integerFields(["signal", "handler", "flags", "restorer", "mask"], in: "a signal action")
+            let fields = try scanner.integerFields(
+              ["signal", "handler", "flags", "restorer", "mask"], in: "a signal action")
             return SignalAction(
               signal: try fields.take("signal"), handler: try fields.take("handler"), flags: try fields.take("flags"),
               restorer: try fields.take("restorer"), mask: try fields.take("mask"))
           }
-        case "sharedPendingSignals": sharedPendingSignals = try scanner.list { scanner throws(BundleError) in try scanner.base64() }
+        case "sharedPendingSignals":
+          sharedPendingSignals = try scanner.list { scanner throws(BundleError) in try scanner.base64() }
         case "itimers":
           itimers = try scanner.list { scanner throws(BundleError) in
             let fields = try scanner.integerFields(
@@ -136,7 +141,9 @@ extension ThreadCore {
     var tid: Int32?
     var registers: GeneralRegisters?
     var xstate: Data?
-    var xstateFeatures, blockedSignals, clearChildTid: UInt64?
+    var xstateFeatures: UInt64?
+    var blockedSignals: UInt64?
+    var clearChildTid: UInt64?
     var pendingSignals: [Data]?
     var rseq: RseqRegistration?
     var altStack: AltStack?
@@ -153,7 +160,8 @@ extension ThreadCore {
       case "ioPriority": ioPriority = scanner.null() ? nil : try scanner.integer()
       case "timerSlack": timerSlack = scanner.null() ? nil : try scanner.integer()
       case "name": name = scanner.null() ? nil : try scanner.string()
-      case "cpus": cpus = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try scanner.integer() }
+      case "cpus":
+        cpus = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try scanner.integer() }
       case "robustList": robustList = scanner.null() ? nil : try scanner.integer()
       case "registers": registers = try GeneralRegisters(scanning: &scanner)
       case "xstate": xstate = try scanner.base64()
@@ -169,7 +177,8 @@ extension ThreadCore {
       case "altStack":
         if !scanner.null() {
           let fields = try scanner.integerFields(["base", "flags", "size"], in: "an alternate signal stack")
-          altStack = AltStack(base: try fields.take("base"), flags: try fields.take("flags"), size: try fields.take("size"))
+          altStack = AltStack(
+            base: try fields.take("base"), flags: try fields.take("flags"), size: try fields.take("size"))
         }
       case "clearChildTid": clearChildTid = try scanner.integer()
       default: try scanner.unknown(key, in: "a thread")
@@ -198,7 +207,9 @@ extension ThreadCore {
 extension SchedulingImage {
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
     let fields = try scanner.integerFields(["nice", "policy", "realtimePriority"], in: "the scheduling")
-    self.init(nice: try fields.take("nice"), policy: try fields.take("policy"), realtimePriority: try fields.take("realtimePriority"))
+    self.init(
+      nice: try fields.take("nice"), policy: try fields.take("policy"),
+      realtimePriority: try fields.take("realtimePriority"))
   }
 }
 
@@ -206,7 +217,8 @@ extension GeneralRegisters {
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
     let r = try scanner.integerFields(
       [
-        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi", "origRax",
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi",
+        "origRax",
         "rip", "cs", "eflags", "rsp", "ss", "fsBase", "gsBase", "ds", "es", "fs", "gs",
       ], in: "the registers")
     self.init(
@@ -222,8 +234,14 @@ extension GeneralRegisters {
 
 extension Credentials {
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
-    var uids, gids, groups: [UInt32]?
-    var capInheritable, capPermitted, capEffective, capBounding, capAmbient: UInt64?
+    var uids: [UInt32]?
+    var gids: [UInt32]?
+    var groups: [UInt32]?
+    var capInheritable: UInt64?
+    var capPermitted: UInt64?
+    var capEffective: UInt64?
+    var capBounding: UInt64?
+    var capAmbient: UInt64?
     var capabilitiesText: String?
     var noNewPrivileges: Bool?
     var securebits: UInt32?

@@ -355,7 +355,8 @@ public struct DescriptorReference: Codable, Sendable, Equatable, Hashable {
   /// truncating anything, or a pipe end opened through another for reading or writing.
   public var isValid: Bool {
     guard pid == 0 else {
-      return pid > 0 && fd >= 0 && path == nil && flags == nil && position == nil && throughPid == nil && throughFd == nil
+      return pid > 0 && fd >= 0 && path == nil && flags == nil && position == nil && throughPid == nil
+        && throughFd == nil
     }
     if let throughPid, let throughFd, let flags {
       return throughPid > 0 && throughFd >= 0 && path == nil && position == nil && [0, 1].contains(flags & 3)
@@ -363,7 +364,8 @@ public struct DescriptorReference: Codable, Sendable, Equatable, Hashable {
     }
     guard throughPid == nil, throughFd == nil, let path, let flags, let position else { return false }
     let forbidden: Int32 = 0o100 | 0o200 | 0o1000 | 0o20000000  // O_CREAT, O_EXCL, O_TRUNC, __O_TMPFILE
-    return path.hasPrefix("/") && !path.contains("\0") && path.utf8.count < 4096 && flags & forbidden == 0 && position >= 0
+    return path.hasPrefix("/") && !path.contains("\0") && path.utf8.count < 4096 && flags & forbidden == 0
+      && position >= 0
   }
 }
 
@@ -446,36 +448,43 @@ extension SocketImage {
   /// The options a bundle may set: those dump saves (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
   /// SO_BROADCAST, TCP_NODELAY, IPV6_V6ONLY, UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV), as
   /// (level, name).
-  public static let knownOptions: Set<[Int32]> = [[1, 2], [1, 15], [1, 9], [1, 6], [6, 1], [41, 26], [136, 10], [136, 11]]
+  public static let knownOptions: Set<[Int32]> = [
+    [1, 2], [1, 15], [1, 9], [1, 6], [6, 1], [41, 26], [136, 10], [136, 11],
+  ]
 
   /// Whether the image is one restore can make: a known family, type, protocol, options,
   /// and addresses of the size their family has.
   public var isValid: Bool {
     if family == 16 {
       // Netlink: raw or datagram, a protocol, the address a sockaddr_nl (port id, groups).
-      return (type == 3 || type == 2) && (0..<32).contains(protocolNumber) && (address?.count ?? 12) == 12 && peer == nil
+      return (type == 3 || type == 2) && (0..<32).contains(protocolNumber) && (address?.count ?? 12) == 12
+        && peer == nil
         && backlog == nil && tcp == nil && queued == nil && messages == nil && options.isEmpty
     }
     if family == 1 {
-      return [1, 2, 5].contains(type) && protocolNumber == 0 && (address?.count ?? 1) <= 108 && (address?.count ?? 1) > 0
+      return [1, 2, 5].contains(type) && protocolNumber == 0 && (address?.count ?? 1) <= 108
+        && (address?.count ?? 1) > 0
         && peer == nil && (backlog ?? 0) >= 0 && inode != nil && (queued?.count ?? 0) <= 16 << 20
         && (queued == nil || peerInode != nil)
         && (messages == nil || peerInode != nil && type != 1 && senders == nil
           || peerInode == nil && type == 2 && address != nil && senders?.count == messages?.count
             && (senders ?? []).allSatisfy { $0.count <= 108 })
-        && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20 && options.count <= 8
+        && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20
+        && options.count <= 8
         && (shutdown.map { (1...3).contains($0) && peerInode != nil } ?? true)
         && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) } && passedIsValid
     }
     let size = family == 2 ? 16 : 28
     func fits(_ address: Data?) -> Bool {
       guard let address else { return true }
-      return address.count == size && Int32(address[address.startIndex]) | Int32(address[address.startIndex + 1]) << 8 == family
+      return address.count == size
+        && Int32(address[address.startIndex]) | Int32(address[address.startIndex + 1]) << 8 == family
     }
     // TCP, UDP, UDP-Lite (136, datagrams only).
     return (family == 2 || family == 10) && (type == 1 || type == 2)
       && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2)
-      && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true) && (tcp == nil || peer != nil && address != nil)
+      && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true)
+      && (tcp == nil || peer != nil && address != nil)
       && (backlog ?? 0) >= 0 && options.count <= 8
       && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
       && queued == nil && passed == nil
@@ -502,23 +511,32 @@ extension SocketImage {
     if family == 16 {
       let words = address.flatMap { address -> (UInt32, UInt32)? in
         guard address.count == 12 else { return nil }
-        return address.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 4, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        return address.withUnsafeBytes {
+          ($0.loadUnaligned(fromByteOffset: 4, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        }
       }
-      return "netlink protocol \(protocolNumber)" + (words.map { " port \($0.0), groups 0x\(String($0.1, radix: 16))" } ?? " unbound")
+      return "netlink protocol \(protocolNumber)"
+        + (words.map { " port \($0.0), groups 0x\(String($0.1, radix: 16))" } ?? " unbound")
     }
     if family == 1 {
       let kind = type == 1 ? "stream" : type == 2 ? "datagram" : "seqpacket"
       let name = address.map { name in
         name.first == 0
-          ? "@" + String(decoding: name.dropFirst(), as: UTF8.self) : String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+          ? "@" + String(decoding: name.dropFirst(), as: UTF8.self)
+          : String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
       }
       var words = ["unix", kind, name ?? "unnamed"]
-      if let peerInode { words.append("connected to socket:[\(peerInode)]\(peerOutside == true ? " outside the container (restored with that peer gone)" : "")") }
+      if let peerInode {
+        words.append(
+          "connected to socket:[\(peerInode)]\(peerOutside == true ? " outside the container (restored with that peer gone)" : "")"
+        )
+      }
       if let backlog { words.append("listening (backlog \(backlog))") }
       if let queued, !queued.isEmpty { words.append("\(queued.count) bytes to read") }
       if let messages, !messages.isEmpty {
         words.append(
-          "\(messages.count) message\(messages.count == 1 ? "" : "s") to read" + (senders != nil ? " from their senders' names" : ""))
+          "\(messages.count) message\(messages.count == 1 ? "" : "s") to read"
+            + (senders != nil ? " from their senders' names" : ""))
       }
       if let passed, !passed.isEmpty {
         let count = passed.reduce(0) { $0 + $1.descriptors.count }
@@ -623,5 +641,7 @@ public struct AsyncOwnerImage: Codable, Sendable, Equatable {
 extension [SocketOption] {
   /// Whether SO_REUSEADDR is among them and set: leaving TCP repair mode clears it, so the
   /// dump and the restore put it back.
-  public var reusesAddress: Bool { contains { $0.level == 1 /* SOL_SOCKET */ && $0.name == 2 /* SO_REUSEADDR */ && $0.value != 0 } }
+  public var reusesAddress: Bool {
+    contains { $0.level == 1 /* SOL_SOCKET */ && $0.name == 2 /* SO_REUSEADDR */ && $0.value != 0 }
+  }
 }

@@ -9,7 +9,9 @@ public struct SysVIPCImage: Codable, Sendable, Equatable {
   public var semaphoreSets: [SysVSemaphoreSetImage]
   public var messageQueues: [SysVMessageQueueImage]
 
-  public init(sharedMemory: [SysVSegmentImage], semaphoreSets: [SysVSemaphoreSetImage], messageQueues: [SysVMessageQueueImage]) {
+  public init(
+    sharedMemory: [SysVSegmentImage], semaphoreSets: [SysVSemaphoreSetImage], messageQueues: [SysVMessageQueueImage]
+  ) {
     self.sharedMemory = sharedMemory
     self.semaphoreSets = semaphoreSets
     self.messageQueues = messageQueues

@@ -240,7 +240,9 @@ func appendJSONString(_ value: String, to text: inout String) {
 extension MemoryImage {
   /// Decodes an `mm.json` member as JSONDecoder would, several times faster: a restore of
   /// hundreds of processes spent most of its decoding time in the VMA lists.
-  public static func decodeJSON(_ bytes: [UInt8], member: String, strict: Bool = true) throws(BundleError) -> MemoryImage {
+  public static func decodeJSON(_ bytes: [UInt8], member: String, strict: Bool = true) throws(BundleError)
+    -> MemoryImage
+  {
     try JSONScanner.scan(bytes, member: member, strict: strict) { scanner throws(BundleError) in
       var vmas: [VMAImage]?
       var fields: MMFields?
@@ -269,15 +271,23 @@ extension MemoryImage {
 
 extension VMAImage {
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
-    var start, end, offset, pagesOffset: UInt64?
-    var sharedObject, objectSize, objectDevice: UInt64?
+    var start: UInt64?
+    var end: UInt64?
+    var offset: UInt64?
+    var pagesOffset: UInt64?
+    var sharedObject: UInt64?
+    var objectSize: UInt64?
+    var objectDevice: UInt64?
     var objectMode: UInt32?
     var lock: Lock?
     var advice: [Advice]?
-    var sealed, noReserve, accounted: Bool?
+    var sealed: Bool?
+    var noReserve: Bool?
+    var accounted: Bool?
     var guards: [PageRun]?
     var protection: Int32?
-    var shared, growsDown: Bool?
+    var shared: Bool?
+    var growsDown: Bool?
     var kind: Kind?
     var path: String?
     var pages: [PageRun]?
@@ -305,28 +315,36 @@ extension VMAImage {
       case "lock":
         if !scanner.null() {
           let name = try scanner.string()
-          guard let known = Lock(rawValue: name) else { throw scanner.invalid("a VMA has an unknown lock \"\(name.prefix(40))\"") }
+          guard let known = Lock(rawValue: name) else {
+            throw scanner.invalid("a VMA has an unknown lock \"\(name.prefix(40))\"")
+          }
           lock = known
         }
       case "advice":
         if !scanner.null() {
           advice = try scanner.list { scanner throws(BundleError) in
             let name = try scanner.string()
-            guard let known = Advice(rawValue: name) else { throw scanner.invalid("a VMA has an unknown advice \"\(name.prefix(40))\"") }
+            guard let known = Advice(rawValue: name) else {
+              throw scanner.invalid("a VMA has an unknown advice \"\(name.prefix(40))\"")
+            }
             return known
           }
         }
       case "sealed": sealed = scanner.null() ? nil : try scanner.bool()
       case "noReserve": noReserve = scanner.null() ? nil : try scanner.bool()
       case "accounted": accounted = scanner.null() ? nil : try scanner.bool()
-      case "guards": guards = scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+      case "guards":
+        guards =
+          scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       default: try scanner.unknown(key, in: "a VMA")
       }
     }
     guard let start, let end, let protection, let shared, let kind, let path, let offset, let growsDown, let pages,
       let pagesOffset
     else {
-      let names = ["start", "end", "protection", "shared", "kind", "path", "offset", "growsDown", "pages", "pagesOffset"]
+      let names = [
+        "start", "end", "protection", "shared", "kind", "path", "offset", "growsDown", "pages", "pagesOffset",
+      ]
       let present = [
         start != nil, end != nil, protection != nil, shared != nil, kind != nil, path != nil, offset != nil,
         growsDown != nil, pages != nil, pagesOffset != nil,
@@ -349,7 +367,8 @@ extension VMAImage {
 
 extension PageRun {
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
-    var start, end: UInt64?
+    var start: UInt64?
+    var end: UInt64?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "start": start = try scanner.integer()
@@ -388,7 +407,9 @@ extension MMFields {
         }
       if let index { values[index] = try scanner.integer() } else { try scanner.unknown(key, in: "the mm fields") }
     }
-    if let absent = values.firstIndex(where: { $0 == nil }) { throw scanner.missing(names[absent], in: "the mm fields") }
+    if let absent = values.firstIndex(where: { $0 == nil }) {
+      throw scanner.missing(names[absent], in: "the mm fields")
+    }
     let v = values.map { $0 ?? 0 }
     self.init(
       startCode: v[0], endCode: v[1], startData: v[2], endData: v[3], startBrk: v[4], brk: v[5], startStack: v[6],

@@ -216,7 +216,8 @@ public struct UserNamespaceMaps: Codable, Sendable, Equatable {
   public static func isPlausible(_ map: [Range]) -> Bool {
     (1...340).contains(map.count)
       && map.allSatisfy {
-        $0.count > 0 && UInt64($0.inside) + UInt64($0.count) <= 1 << 32 && UInt64($0.outside) + UInt64($0.count) <= 1 << 32
+        $0.count > 0 && UInt64($0.inside) + UInt64($0.count) <= 1 << 32
+          && UInt64($0.outside) + UInt64($0.count) <= 1 << 32
       }
   }
 }

@@ -42,7 +42,8 @@ struct CgroupCapture {
   }
 
   /// Every cgroup under `top` with its settings (and processes, outside the dumped hierarchy).
-  func subtree(_ hierarchy: CgroupHierarchy, top: Cgroup, placement: [String: [Int32]]?) throws -> CgroupHierarchyImage {
+  func subtree(_ hierarchy: CgroupHierarchy, top: Cgroup, placement: [String: [Int32]]?) throws -> CgroupHierarchyImage
+  {
     let groups = try top.subtree().map { group in
       let relative = group.relative(to: top.path)
       return CgroupGroupImage(

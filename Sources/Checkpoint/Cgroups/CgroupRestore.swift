@@ -29,12 +29,15 @@ final class TargetCgroups {
       } else if index == 0 {
         hierarchy = mounts.v1("freezer")
       } else {
-        hierarchy = mounts.hierarchies.first { $0.version == .v1 && Set($0.controllers) == Set(hierarchyImage.controllers) }
+        hierarchy = mounts.hierarchies.first {
+          $0.version == .v1 && Set($0.controllers) == Set(hierarchyImage.controllers)
+        }
       }
       let name = index == 0 && hierarchyImage.version == "v1" ? "freezer" : hierarchyImage.key
       guard let hierarchy else {
         throw CKError(
-          .failed, "this host mounts no cgroup \(hierarchyImage.version) hierarchy for \(name), which the container used",
+          .failed,
+          "this host mounts no cgroup \(hierarchyImage.version) hierarchy for \(name), which the container used",
           hint: "mount the cgroup hierarchies the source host had")
       }
       let path = root ?? hierarchyImage.root

@@ -24,7 +24,9 @@ enum Epoll: DescriptorKindHandler {
   }
 
   /// Every epoll instance watches only descriptors the process has (`fds`, all its numbers).
-  static func validateTargets(_ descriptors: [DescriptorImage], fds: Set<Int32>, bad: (String) -> CKError) throws(CKError) {
+  static func validateTargets(_ descriptors: [DescriptorImage], fds: Set<Int32>, bad: (String) -> CKError)
+    throws(CKError)
+  {
     for descriptor in descriptors where descriptor.kind == .epoll {
       guard (descriptor.epollTargets ?? []).allSatisfy({ fds.contains($0.fd) }) else {
         throw bad("epoll fd \(descriptor.fd) watches a descriptor the process does not have")

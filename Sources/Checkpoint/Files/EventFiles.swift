@@ -12,7 +12,9 @@ enum EventFiles: DescriptorKindHandler {
   static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
     switch descriptor.kind {
     case .eventfd:
-      guard descriptor.anon?.count.map({ $0 < UInt64.max }) == true else { throw bad("fd \(descriptor.fd) is a bad eventfd") }
+      guard descriptor.anon?.count.map({ $0 < UInt64.max }) == true else {
+        throw bad("fd \(descriptor.fd) is a bad eventfd")
+      }
     case .signalfd:
       guard descriptor.anon?.signalMask != nil else { throw bad("fd \(descriptor.fd) is a bad signalfd") }
     case .timerfd:
@@ -32,7 +34,8 @@ enum EventFiles: DescriptorKindHandler {
     switch descriptor.kind {
     case .eventfd: "eventfd, count \(descriptor.anon?.count ?? 0)"
     case .signalfd: "signalfd for mask 0x\(String(descriptor.anon?.signalMask ?? 0, radix: 16))"
-    case .timerfd: "timerfd on clock \(descriptor.anon?.clockID ?? 0), \(descriptor.anon?.valueNanoseconds ?? 0) ns left"
+    case .timerfd:
+      "timerfd on clock \(descriptor.anon?.clockID ?? 0), \(descriptor.anon?.valueNanoseconds ?? 0) ns left"
     default: ""
     }
   }
@@ -93,7 +96,8 @@ extension FileBatch {
       return queueMoveHigh(made, what: "fd \(fd)")
     case .signalfd:
       let mask = try injector.put(words: [state.signalMask ?? 0])
-      let made = batch.add("signalfd fd \(fd)", SyscallNumber.signalfd4, .value(UInt64.max), .value(mask), .value(8), .value(flags))
+      let made = batch.add(
+        "signalfd fd \(fd)", SyscallNumber.signalfd4, .value(UInt64.max), .value(mask), .value(8), .value(flags))
       return queueMoveHigh(made, what: "fd \(fd)")
     default:
       let made = batch.add(
@@ -107,7 +111,8 @@ extension FileBatch {
           UInt64(interval / 1_000_000_000), UInt64(interval % 1_000_000_000), UInt64(value / 1_000_000_000),
           UInt64(value % 1_000_000_000),
         ])
-        batch.add("timerfd_settime fd \(fd)", SyscallNumber.timerfdSettime, .result(made), .value(0), .value(spec), .value(0))
+        batch.add(
+          "timerfd_settime fd \(fd)", SyscallNumber.timerfdSettime, .result(made), .value(0), .value(spec), .value(0))
       }
       if let ticks = state.ticks, ticks > 0 {
         let count = try injector.put(words: [ticks])

@@ -72,7 +72,8 @@ struct FileCapture {
       }
       if target == "anon_inode:[pidfd]" || target.hasPrefix("pidfd:") {
         guard let host = info.value(for: "Pid").flatMap({ Int32($0) }), host > 0 else {
-          throw CKError(.failed, "task \(pid): fd \(fd) is a pidfd of a process that has exited, which ckcont cannot checkpoint")
+          throw CKError(
+            .failed, "task \(pid): fd \(fd) is a pidfd of a process that has exited, which ckcont cannot checkpoint")
         }
         var descriptor = DescriptorImage(fd: fd, kind: .pidfd, flags: openFlags, closeOnExec: cloexec)
         descriptor.pidfdTarget = host
@@ -83,9 +84,13 @@ struct FileCapture {
         var watched: [EpollTarget] = []
         for field in info.extra where field.key == "tfd" {
           let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
-          guard let tfd = pairs["tfd"].flatMap({ Int32($0) }), let events = pairs["events"].flatMap({ UInt32($0, radix: 16) }),
-            let data = pairs["data"].flatMap({ UInt64($0, radix: 16) }), let inode = pairs["ino"].flatMap({ UInt64($0, radix: 16) })
-          else { throw CKError(.failed, "task \(pid): fd \(fd): cannot read an epoll target from fdinfo: \(field.value)") }
+          guard let tfd = pairs["tfd"].flatMap({ Int32($0) }),
+            let events = pairs["events"].flatMap({ UInt32($0, radix: 16) }),
+            let data = pairs["data"].flatMap({ UInt64($0, radix: 16) }),
+            let inode = pairs["ino"].flatMap({ UInt64($0, radix: 16) })
+          else {
+            throw CKError(.failed, "task \(pid): fd \(fd): cannot read an epoll target from fdinfo: \(field.value)")
+          }
           watched.append(EpollTarget(fd: tfd, events: events, data: data))
           epollInodes.append((fd, tfd, inode))
         }
@@ -95,7 +100,8 @@ struct FileCapture {
       }
       if let kind = Self.anonKinds[target] {
         descriptors.append(
-          DescriptorImage(fd: fd, kind: kind, flags: openFlags, closeOnExec: cloexec, anon: try anonState(kind, info, fd: fd)))
+          DescriptorImage(
+            fd: fd, kind: kind, flags: openFlags, closeOnExec: cloexec, anon: try anonState(kind, info, fd: fd)))
         continue
       }
       var st = stat()
@@ -104,7 +110,8 @@ struct FileCapture {
       }
       let type = st.st_mode & S_IFMT
       if type == S_IFREG, ck_fs_magic("\(fdDir)/\(fd)") == 0x1980_0202 /* MQUEUE_MAGIC */ {
-        var descriptor = DescriptorImage(fd: fd, kind: .mqueue, flags: openFlags, closeOnExec: cloexec, mode: UInt32(st.st_mode))
+        var descriptor = DescriptorImage(
+          fd: fd, kind: .mqueue, flags: openFlags, closeOnExec: cloexec, mode: UInt32(st.st_mode))
         descriptor.mqueue = try captureMessageQueue(fd: fd, target: target, st: st)
         descriptors.append(descriptor)
         continue
@@ -113,7 +120,8 @@ struct FileCapture {
         descriptors.append(
           DescriptorImage(
             fd: fd, kind: .memfd, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
-            mode: UInt32(st.st_mode), memfd: try captureMemfd(fd: fd, target: target, inode: UInt64(st.st_ino), size: Int(st.st_size))))
+            mode: UInt32(st.st_mode),
+            memfd: try captureMemfd(fd: fd, target: target, inode: UInt64(st.st_ino), size: Int(st.st_size))))
         continue
       }
       if type == S_IFIFO, target.hasPrefix("/"), !target.hasSuffix(" (deleted)") {
@@ -137,18 +145,23 @@ struct FileCapture {
       if target.hasSuffix(" (deleted)") {
         guard type == S_IFREG, st.st_nlink == 0 else {
           throw CKError(
-            .failed, "task \(pid): fd \(fd) refers to \(target), deleted but still linked elsewhere or not a regular file, which ckcont cannot checkpoint yet")
+            .failed,
+            "task \(pid): fd \(fd) refers to \(target), deleted but still linked elsewhere or not a regular file, which ckcont cannot checkpoint yet"
+          )
         }
         var descriptor = DescriptorImage(
-          fd: fd, kind: .deleted, flags: openFlags, closeOnExec: cloexec, path: String(target.dropLast(" (deleted)".count)),
+          fd: fd, kind: .deleted, flags: openFlags, closeOnExec: cloexec,
+          path: String(target.dropLast(" (deleted)".count)),
           position: info.pos, mode: UInt32(st.st_mode))
         descriptor.ghost = GhostFileImage(
-          inode: UInt64(st.st_ino), contents: try readWhole(fd: fd, size: Int(st.st_size), what: "the deleted file \(target)"))
+          inode: UInt64(st.st_ino),
+          contents: try readWhole(fd: fd, size: Int(st.st_size), what: "the deleted file \(target)"))
         descriptors.append(descriptor)
         continue
       }
       var descriptor = DescriptorImage(
-        fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos, mode: UInt32(st.st_mode))
+        fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
+        mode: UInt32(st.st_mode))
       if let rootMounts, !rootMounts.contains(Int(info.mountID)) { descriptor.outsideRoot = true }
       descriptors.append(descriptor)
     }
@@ -157,7 +170,9 @@ struct FileCapture {
       guard let lines = lockLines[descriptor.fd], descriptor.sharesWith == nil else { continue }
       guard descriptor.kind == .path || descriptor.kind == .deleted else {
         throw CKError(
-          .failed, "task \(pid): fd \(descriptor.fd) holds a lock on a \(descriptor.kind.rawValue), which ckcont cannot checkpoint yet")
+          .failed,
+          "task \(pid): fd \(descriptor.fd) holds a lock on a \(descriptor.kind.rawValue), which ckcont cannot checkpoint yet"
+        )
       }
       descriptors[index].locks = try lines.map { try lock(from: $0, fd: descriptor.fd) }
     }
@@ -165,13 +180,15 @@ struct FileCapture {
     // (a watch whose descriptor was closed lives on with a number that means nothing now).
     for (epoll, target, inode) in epollInodes where inodes[target] != inode {
       throw CKError(
-        .failed, "task \(pid): epoll fd \(epoll) watches fd \(target), which is closed or another file now; ckcont cannot checkpoint that",
+        .failed,
+        "task \(pid): epoll fd \(epoll) watches fd \(target), which is closed or another file now; ckcont cannot checkpoint that",
         hint: "close the epoll descriptor's stale watches (EPOLL_CTL_DEL) before the checkpoint")
     }
     log("task \(pid): \(descriptors.count) fds, \(pipes.count) pipes")
     // Signal-driven I/O: the owner and signal belong to the open file description, read
     // through a copy of it (pidfd_getfd).
-    for index in descriptors.indices where descriptors[index].sharesWith == nil && descriptors[index].flags & O_ASYNC != 0 {
+    for index in descriptors.indices
+    where descriptors[index].sharesWith == nil && descriptors[index].flags & O_ASYNC != 0 {
       descriptors[index].asyncOwner = try asyncOwner(fd: descriptors[index].fd)
     }
     return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })
@@ -181,7 +198,8 @@ struct FileCapture {
   /// read through a descriptor of our own.
   func readWhole(fd: Int32, size: Int, what: String) throws -> Data {
     guard size <= 64 << 20 else {
-      throw CKError(.failed, "task \(pid): fd \(fd) is \(what) of \(size >> 20) MiB; ckcont saves such files up to 64 MiB")
+      throw CKError(
+        .failed, "task \(pid): fd \(fd) is \(what) of \(size >> 20) MiB; ckcont saves such files up to 64 MiB")
     }
     let path = "/proc/\(pid)/fd/\(fd)"
     let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
@@ -205,7 +223,9 @@ struct FileCapture {
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
     defer { close(ours) }
     var owner: (Int32, Int32) = (0, 0)  // struct f_owner_ex { int type; pid_t pid; }
-    _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") { withUnsafeMutableBytes(of: &owner) { fcntl(ours, 16 /* F_GETOWN_EX */, $0.baseAddress!) } }
+    _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") {
+      withUnsafeMutableBytes(of: &owner) { fcntl(ours, 16 /* F_GETOWN_EX */, $0.baseAddress!) }
+    }
     let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, 11 /* F_GETSIG */) }
     return AsyncOwnerImage(type: owner.0, id: owner.1, signal: signal)
   }
@@ -249,7 +269,8 @@ extension Dump {
     }
     // dup()s of a shared descriptor share its id too.
     for taskIndex in tasks.indices {
-      let byFd = Dictionary(uniqueKeysWithValues: tasks[taskIndex].files.descriptors.map { ($0.fd, $0.sharedDescription) })
+      let byFd = Dictionary(
+        uniqueKeysWithValues: tasks[taskIndex].files.descriptors.map { ($0.fd, $0.sharedDescription) })
       for index in tasks[taskIndex].files.descriptors.indices {
         if let twin = tasks[taskIndex].files.descriptors[index].sharesWith, let id = byFd[twin] ?? nil {
           tasks[taskIndex].files.descriptors[index].sharedDescription = id

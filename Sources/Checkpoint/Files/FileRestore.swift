@@ -1,6 +1,6 @@
 import Bundle
-import Foundation
 import CKShim
+import Foundation
 import Glibc
 import Linux
 
@@ -114,7 +114,8 @@ struct FileRestore {
         batch = Injector.Batch()
       }
       batch.add(
-        "\(what) fd \(fd)", SyscallNumber.setsockopt, .value(UInt64(fd)), .value(UInt64(level)), .value(UInt64(name)), .value(value),
+        "\(what) fd \(fd)", SyscallNumber.setsockopt, .value(UInt64(fd)), .value(UInt64(level)), .value(UInt64(name)),
+        .value(value),
         .value(4))
     }
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
@@ -161,13 +162,20 @@ struct FileRestore {
       }
       let fd = UInt64(descriptor.fd)
       if owner.id != 0 {
-        let at = try injector.put(words: [UInt64(UInt32(bitPattern: owner.type)) | UInt64(UInt32(bitPattern: owner.id)) << 32])
-        batch.add("F_SETOWN_EX fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(15 /* F_SETOWN_EX */), .value(at))
+        let at = try injector.put(words: [
+          UInt64(UInt32(bitPattern: owner.type)) | UInt64(UInt32(bitPattern: owner.id)) << 32
+        ])
+        batch.add(
+          "F_SETOWN_EX fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(15 /* F_SETOWN_EX */), .value(at))
       }
       if owner.signal != 0 {
-        batch.add("F_SETSIG fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(10 /* F_SETSIG */), .value(UInt64(owner.signal)))
+        batch.add(
+          "F_SETSIG fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(10 /* F_SETSIG */),
+          .value(UInt64(owner.signal)))
       }
-      batch.add("F_SETFL O_ASYNC fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(UInt64(F_SETFL)), .value(UInt64(descriptor.flags)))
+      batch.add(
+        "F_SETFL O_ASYNC fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(UInt64(F_SETFL)),
+        .value(UInt64(descriptor.flags)))
     }
     // Locks last: closing any descriptor of a file drops the process's POSIX locks on it
     // (the high ones above). Without waiting: a lock someone else holds now is a failure to
@@ -181,12 +189,16 @@ struct FileRestore {
         }
         let what = "\(lock.write ? "write" : "read") \(lock.kind.rawValue) lock on fd \(descriptor.fd)"
         if lock.kind == .flock {
-          batch.add(what, SyscallNumber.flock, .value(UInt64(descriptor.fd)), .value(UInt64((lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB)))
+          batch.add(
+            what, SyscallNumber.flock, .value(UInt64(descriptor.fd)),
+            .value(UInt64((lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB)))
           continue
         }
         if lock.kind == .lease {
           // F_SETLEASE with F_RDLCK or F_WRLCK.
-          batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(1024 /* F_SETLEASE */), .value(lock.write ? 1 : 0))
+          batch.add(
+            what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(1024 /* F_SETLEASE */),
+            .value(lock.write ? 1 : 0))
           continue
         }
         // struct flock: l_type, l_whence (shorts), then l_start, l_len (64 bits), l_pid.
@@ -224,7 +236,8 @@ final class FileBatch {
     shared = files.shared
     sharedObjects = files.sharedObjects
     // Above the channel to ckcont too, which the task holds above every target until install.
-    prepared = FileRestore.Prepared(nextHigh: max(Int64((image.descriptors.map(\.fd).max() ?? 0) + 1), injector.channel + 1))
+    prepared = FileRestore.Prepared(
+      nextHigh: max(Int64((image.descriptors.map(\.fd).max() ?? 0) + 1), injector.channel + 1))
     pipesByInode = Dictionary(image.pipes.map { ($0.inode, $0) }) { first, _ in first }
   }
 
@@ -237,7 +250,9 @@ final class FileBatch {
     try prepareInBatches()
     try finish(batch, after)
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
-      if let id = descriptor.sharedDescription, shared.holders[id] == nil, let high = prepared.descriptions[descriptor.fd] {
+      if let id = descriptor.sharedDescription, shared.holders[id] == nil,
+        let high = prepared.descriptions[descriptor.fd]
+      {
         shared.holders[id] = (pid, high)
       }
     }
@@ -259,7 +274,8 @@ final class FileBatch {
     let address = try injector.put(string: path)
     let openFlags = reopening(flags)
     let opened = batch.add(
-      "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))), .value(0))
+      "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))),
+      .value(0))
     return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
   }
   /// Runs the calls queued so far (then what they made is there to hand over).
@@ -282,7 +298,9 @@ final class FileBatch {
         open("/proc/\(injector.pid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
       }
       defer { close(root) }
-      ours = try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") { ck_open_in_root(root, path, openFlags) }
+      ours = try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") {
+        ck_open_in_root(root, path, openFlags)
+      }
     } else {
       ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
     }
@@ -295,7 +313,8 @@ final class FileBatch {
     let received = try injector.receive(ours, what: what)
     let high = prepared.takeHigh()
     batch.add(
-      "dup3 fd \(fd) to \(high)", SyscallNumber.dup3, .value(UInt64(received)), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
+      "dup3 fd \(fd) to \(high)", SyscallNumber.dup3, .value(UInt64(received)), .value(UInt64(high)),
+      .value(UInt64(O_CLOEXEC)),
       expecting: high)
     batch.add("close", SyscallNumber.close, .value(UInt64(received)))
     return high
@@ -317,7 +336,8 @@ final class FileBatch {
   }
   /// Everything else, queued in batches run whenever the data area or the batch fills up.
   func prepareInBatches() throws {
-    for descriptor in image.descriptors where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
+    for descriptor in image.descriptors
+    where descriptor.sharesWith == nil && prepared.descriptions[descriptor.fd] == nil {
       // A TCP connection with short queues puts both in the data area.
       let queued = descriptor.socket?.tcp.map { $0.sendQueue.count + $0.receiveQueue.count } ?? 0
       let room = 8192 + (queued <= 2 * TCPConnectionImage.inBatchLimit ? queued : 0)
@@ -327,14 +347,16 @@ final class FileBatch {
       if let ours = inheritedFD(descriptor) {
         // What the caller handed in (the outside end of a pipe to the runtime, a log file):
         // reopened through ckcont's own descriptor.
-        prepared.descriptions[descriptor.fd] = try queueHandedOver("/proc/self/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd)
+        prepared.descriptions[descriptor.fd] = try queueHandedOver(
+          "/proc/self/fd/\(ours)", flags: descriptor.flags, fd: descriptor.fd)
         continue
       }
       if let holder = heldElsewhere(descriptor), let seen = shared.layout.pid(of: holder.pid, seenBy: pid) {
         // The same open file description: from inside, pidfd_open + pidfd_getfd.
         let pidfd = batch.add("pidfd_open(\(holder.pid))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))
         let copy = batch.add(
-          "pidfd_getfd(\(holder.pid), \(holder.fd))", SyscallNumber.pidfdGetfd, .result(pidfd), .value(UInt64(holder.fd)),
+          "pidfd_getfd(\(holder.pid), \(holder.fd))", SyscallNumber.pidfdGetfd, .result(pidfd),
+          .value(UInt64(holder.fd)),
           .value(0))
         batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
         prepared.descriptions[descriptor.fd] = queueMoveHigh(copy, what: "fd \(descriptor.fd)")
@@ -344,7 +366,8 @@ final class FileBatch {
         // A holder its pid namespace does not see (one above it): through ckcont.
         let ours = try copyOfDescriptor(Int32(holder.fd), of: hostPid)
         defer { close(ours) }
-        prepared.descriptions[descriptor.fd] = try queueReceived(ours, what: "fd \(descriptor.fd) of \(holder.pid)", fd: descriptor.fd)
+        prepared.descriptions[descriptor.fd] = try queueReceived(
+          ours, what: "fd \(descriptor.fd) of \(holder.pid)", fd: descriptor.fd)
         continue
       }
       try DescriptorKinds.handler(for: descriptor.kind).prepare(descriptor, in: self)
@@ -373,7 +396,8 @@ final class FileBatch {
     for (fd, queue) in after.messageQueues where !queue.messages.isEmpty {
       try withOurCopy(of: Int32(fd)) { ours in try putMessagesBack(queue, into: ours) }
     }
-    let ghosts = after.ghosts, memfds = after.memfds
+    let ghosts = after.ghosts
+    let memfds = after.memfds
     for (fd, contents) in ghosts {
       try withOurCopy(of: Int32(fd)) { ours in try write(contents, to: ours, what: "a deleted file's ghost") }
     }
@@ -388,7 +412,9 @@ final class FileBatch {
     try contents.withUnsafeBytes { bytes in
       var done = 0
       while done < bytes.count {
-        done += try syscallChecked("pwrite", what) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(done)) }
+        done += try syscallChecked("pwrite", what) {
+          pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(done))
+        }
       }
     }
   }

@@ -12,7 +12,8 @@ extension FileCapture {
   /// An internet socket: one without a connection is recreated, an established TCP
   /// connection is read in repair mode (and kept there: `keep`, see ``RepairedSockets``).
   func captureInetSocket(
-    _ ours: Int32, facts: ck_socket_facts, fd: Int32, target: String, keep: inout Bool, refuse: (String, String) -> CKError
+    _ ours: Int32, facts: ck_socket_facts, fd: Int32, target: String, keep: inout Bool,
+    refuse: (String, String) -> CKError
   ) throws -> SocketImage {
     func data<T>(_ tuple: T, _ length: UInt32) -> Data {
       withUnsafeBytes(of: tuple) { Data($0.prefix(Int(length))) }
@@ -34,7 +35,8 @@ extension FileCapture {
         let limit = TCPConnectionImage.queueLimit
         // Most queues are short: a small buffer first, the largest one if that is too small.
         var capacity = 64 << 10
-        var sendQueue = [UInt8](repeating: 0, count: capacity), receiveQueue = [UInt8](repeating: 0, count: capacity)
+        var sendQueue = [UInt8](repeating: 0, count: capacity)
+        var receiveQueue = [UInt8](repeating: 0, count: capacity)
         var state = ck_tcp_state()
         var result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, capacity)
         FaultInjection.point("dump:repair")
@@ -53,16 +55,22 @@ extension FileCapture {
         }
         let tcp = TCPConnectionImage(
           sendSequence: state.send_seq, receiveSequence: state.receive_seq,
-          sendQueue: Data(sendQueue.prefix(Int(state.send_length))), receiveQueue: Data(receiveQueue.prefix(Int(state.receive_length))),
-          options: state.options, sendWindowScale: state.send_wscale, receiveWindowScale: state.receive_wscale, mss: state.mss,
-          timestamp: state.timestamp, window: withUnsafeBytes(of: state.window) { Array($0.bindMemory(to: UInt32.self)) })
+          sendQueue: Data(sendQueue.prefix(Int(state.send_length))),
+          receiveQueue: Data(receiveQueue.prefix(Int(state.receive_length))),
+          options: state.options, sendWindowScale: state.send_wscale, receiveWindowScale: state.receive_wscale,
+          mss: state.mss,
+          timestamp: state.timestamp,
+          window: withUnsafeBytes(of: state.window) { Array($0.bindMemory(to: UInt32.self)) })
         var image = SocketImage(
           family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
           peer: data(facts.peer, facts.peer_length), backlog: nil, options: socketOptions(facts))
         image.tcp = tcp
         return image
       } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
-        let states = [1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT", 8: "CLOSE-WAIT", 9: "LAST-ACK", 11: "CLOSING"]
+        let states = [
+          1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT",
+          8: "CLOSE-WAIT", 9: "LAST-ACK", 11: "CLOSING",
+        ]
         let ends = [address, data(facts.peer, facts.peer_length)].compactMap(SocketImage.text).joined(separator: " to ")
         throw refuse(
           "a TCP connection (\(states[Int(facts.tcp_state)] ?? "state \(facts.tcp_state)"), \(ends))",
@@ -73,7 +81,8 @@ extension FileCapture {
     }
     let options = socketOptions(facts)
     var image = SocketImage(
-      family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil, peer: peer,
+      family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil,
+      peer: peer,
       backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
     if facts.type == Int32(SOCK_DGRAM.rawValue), facts.waiting > 0 {
       // Datagrams waiting: peeked with their senders' addresses, sent to it again from them.
@@ -91,21 +100,26 @@ extension FileBatch {
   /// packet sent, has its options, timestamp, queued bytes and window set, and leaves
   /// repair mode (the kernel then probes the peer's window).
   func queueConnection(_ socket: SocketImage, _ tcp: TCPConnectionImage, flags: Int32, fd: Int32) throws -> Int64 {
-    guard let local = socket.address, let peer = socket.peer else { throw CKError(.badInput, "fd \(fd): a TCP connection without its addresses") }
+    guard let local = socket.address, let peer = socket.peer else {
+      throw CKError(.badInput, "fd \(fd): a TCP connection without its addresses")
+    }
     let made = batch.add(
       "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
-      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
+      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)),
+      .value(UInt64(socket.protocolNumber)))
     func set(_ what: String, _ level: Int32, _ name: Int32, _ bytes: [UInt8]) throws {
       let at = try injector.put(bytes)
       batch.add(
-        "\(what) fd \(fd)", SyscallNumber.setsockopt, .result(made), .value(UInt64(level)), .value(UInt64(name)), .value(at),
+        "\(what) fd \(fd)", SyscallNumber.setsockopt, .result(made), .value(UInt64(level)), .value(UInt64(name)),
+        .value(at),
         .value(UInt64(bytes.count)))
     }
     func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
     // Options first: SO_REUSEADDR would undo the forced reuse repair mode sets, which lets
     // the connection bind the port its listener holds.
     for option in socket.options {
-      try set("setsockopt(\(option.level), \(option.name))", option.level, option.name, int(UInt32(bitPattern: option.value)))
+      try set(
+        "setsockopt(\(option.level), \(option.name))", option.level, option.name, int(UInt32(bitPattern: option.value)))
     }
     let long = max(tcp.sendQueue.count, tcp.receiveQueue.count) > TCPConnectionImage.inBatchLimit
     if long {
@@ -121,11 +135,15 @@ extension FileBatch {
     try set("TCP_REPAIR_QUEUE send", 6, TCPRepair.queue, int(2))
     try set("TCP_QUEUE_SEQ send", 6, TCPRepair.queueSequence, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
     try set("TCP_REPAIR_QUEUE receive", 6, TCPRepair.queue, int(1))
-    try set("TCP_QUEUE_SEQ receive", 6, TCPRepair.queueSequence, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
+    try set(
+      "TCP_QUEUE_SEQ receive", 6, TCPRepair.queueSequence, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
     let localAt = try local.withUnsafeBytes { try injector.put($0) }
-    batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(localAt), .value(UInt64(local.count)))
+    batch.add(
+      "bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(localAt),
+      .value(UInt64(local.count)))
     let peerAt = try peer.withUnsafeBytes { try injector.put($0) }
-    batch.add("connect fd \(fd) (repair)", SyscallNumber.connect, .result(made), .value(peerAt), .value(UInt64(peer.count)))
+    batch.add(
+      "connect fd \(fd) (repair)", SyscallNumber.connect, .result(made), .value(peerAt), .value(UInt64(peer.count)))
     // struct tcp_repair_opt {code, value}: MSS always, then what both ends agreed on.
     var options = int(2) + int(tcp.mss)
     if tcp.options & 4 != 0 { options += int(3) + int(tcp.sendWindowScale | tcp.receiveWindowScale << 16) }
@@ -139,11 +157,13 @@ extension FileBatch {
       after.connections.append((high, tcp))
       return high
     }
-    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send"), (1, tcp.receiveQueue, "receive")] where !bytes.isEmpty {
+    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send"), (1, tcp.receiveQueue, "receive")]
+    where !bytes.isEmpty {
       try set("TCP_REPAIR_QUEUE \(what)", 6, TCPRepair.queue, int(queue))
       let at = try bytes.withUnsafeBytes { try injector.put($0) }
       batch.add(
-        "write the \(what) queue of fd \(fd)", SyscallNumber.write, .result(made), .value(at), .value(UInt64(bytes.count)),
+        "write the \(what) queue of fd \(fd)", SyscallNumber.write, .result(made), .value(at),
+        .value(UInt64(bytes.count)),
         expecting: Int64(bytes.count))
     }
     try set("TCP_REPAIR_WINDOW", 6, TCPRepair.window, tcp.window.flatMap(int))
@@ -162,7 +182,8 @@ extension FileBatch {
       }
     }
     func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
-    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send queue"), (1, tcp.receiveQueue, "receive queue")] where !bytes.isEmpty {
+    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send queue"), (1, tcp.receiveQueue, "receive queue")]
+    where !bytes.isEmpty {
       try set(TCPRepair.queue, int(queue), "TCP_REPAIR_QUEUE")
       try bytes.withUnsafeBytes { all in
         var done = 0
@@ -171,7 +192,9 @@ extension FileBatch {
           let n = try syscallChecked("write", "the \(what) of a TCP connection (\(done) of \(all.count) bytes in)") {
             Glibc.write(socket, all.baseAddress! + done, piece)
           }
-          guard n > 0 else { throw CKError(.failed, "the \(what) of a TCP connection took no more bytes after \(done) of \(all.count)") }
+          guard n > 0 else {
+            throw CKError(.failed, "the \(what) of a TCP connection took no more bytes after \(done) of \(all.count)")
+          }
           done += n
         }
       }
@@ -195,7 +218,9 @@ extension WaitingDatagrams {
   /// container's network namespace, each from its sender's address: the container's socket
   /// bound there, else a socket of ckcont's bound there (IP_FREEBIND: the address need not be
   /// local), else an unbound one. A socket bound to any address gets them on loopback.
-  static func deliverUDP(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
+  static func deliverUDP(
+    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void
+  ) throws {
     // UDP and UDP-Lite have ports of their own: a sender is found by protocol and address.
     var holders: [UDPEnd: (hostPid: Int32, fd: Int32)] = [:]
     var receivers: [(socket: SocketImage, hostPid: Int32)] = []
@@ -208,29 +233,38 @@ extension WaitingDatagrams {
         let end = UDPEnd(protocolNumber: socket.protocolNumber, address: address)
         if holders[end] == nil { holders[end] = (injector.pid, descriptor.fd) }
         // The same socket held twice (inherited) was dumped twice alike: its datagrams go once.
-        if socket.messages != nil, !receivers.contains(where: { $0.socket == socket }) { receivers.append((socket, injector.pid)) }
+        if socket.messages != nil, !receivers.contains(where: { $0.socket == socket }) {
+          receivers.append((socket, injector.pid))
+        }
       }
     }
     for receiver in receivers {
-      guard var destination = receiver.socket.address, let messages = receiver.socket.messages, let senders = receiver.socket.senders
+      guard var destination = receiver.socket.address, let messages = receiver.socket.messages,
+        let senders = receiver.socket.senders
       else { continue }
       let family = receiver.socket.family
       // Bound to any address: loopback reaches it.
-      if family == AF_INET, destination[destination.startIndex + 4..<destination.startIndex + 8].allSatisfy({ $0 == 0 }) {
+      if family == AF_INET, destination[destination.startIndex + 4..<destination.startIndex + 8].allSatisfy({ $0 == 0 })
+      {
         destination.replaceSubrange(destination.startIndex + 4..<destination.startIndex + 8, with: [127, 0, 0, 1])
-      } else if family == AF_INET6, destination[destination.startIndex + 8..<destination.startIndex + 24].allSatisfy({ $0 == 0 }) {
+      } else if family == AF_INET6,
+        destination[destination.startIndex + 8..<destination.startIndex + 24].allSatisfy({ $0 == 0 })
+      {
         destination[destination.startIndex + 23] = 1
       }
       let target = destination
       try NamespaceThread.run(in: "net", of: receiver.hostPid) {
         for (message, sender) in zip(messages, senders) {
           let fd = try udpSender(
-            UDPEnd(protocolNumber: receiver.socket.protocolNumber, address: sender), family: family, holders: holders, log: log)
+            UDPEnd(protocolNumber: receiver.socket.protocolNumber, address: sender), family: family, holders: holders,
+            log: log)
           defer { close(fd) }
           try message.withUnsafeBytes { bytes in
             _ = try target.withUnsafeBytes { address in
               try syscallChecked("sendto", "a datagram that waited for \(SocketImage.text(target) ?? "?")") {
-                sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+                sendto(
+                  fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL),
+                  address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
               }
             }
           }
@@ -247,7 +281,9 @@ extension WaitingDatagrams {
 
   /// A socket of ckcont's to send from as `end` (a UDP-Lite one covers the whole datagram
   /// with its checksum, which any coverage the receiver demands accepts).
-  private static func udpSender(_ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
+  private static func udpSender(
+    _ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: (String) -> Void
+  ) throws -> Int32 {
     if let holder = holders[end] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
     let sender = end.address
     let fd = try syscallChecked("socket", "a UDP socket") {
@@ -255,12 +291,17 @@ extension WaitingDatagrams {
     }
     var one: Int32 = 1
     // IP_FREEBIND / IPV6_FREEBIND: bind to an address this namespace does not have.
-    _ = family == AF_INET
+    _ =
+      family == AF_INET
       ? setsockopt(fd, Int32(IPPROTO_IP), 15, &one, socklen_t(MemoryLayout<Int32>.size))
       : setsockopt(fd, Int32(IPPROTO_IPV6), 78, &one, socklen_t(MemoryLayout<Int32>.size))
-    let bound = sender.withUnsafeBytes { bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+    let bound = sender.withUnsafeBytes {
+      bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+    }
     if bound != 0 {
-      log("a datagram's sender \(SocketImage.text(sender) ?? "?") could not be bound again (\(String(cString: strerror(errno)))): it comes from another port")
+      log(
+        "a datagram's sender \(SocketImage.text(sender) ?? "?") could not be bound again (\(String(cString: strerror(errno)))): it comes from another port"
+      )
     }
     return fd
   }

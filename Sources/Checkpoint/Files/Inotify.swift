@@ -12,7 +12,9 @@ enum Inotify: DescriptorKindHandler {
   static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
     let watches = descriptor.inotifyWatches ?? []
     guard watches.count <= 1 << 16, Set(watches.map(\.wd)).count == watches.count,
-      watches.allSatisfy({ $0.wd > 0 && $0.wd <= 1 << 16 && $0.path.hasPrefix("/") && $0.path.utf8.count < 4096 && !$0.path.contains("\0") })
+      watches.allSatisfy({
+        $0.wd > 0 && $0.wd <= 1 << 16 && $0.path.hasPrefix("/") && $0.path.utf8.count < 4096 && !$0.path.contains("\0")
+      })
     else { throw bad("fd \(descriptor.fd) is a bad inotify instance") }
   }
 
@@ -31,10 +33,13 @@ extension FileCapture {
   func inotifyWatch(_ field: FdInfoField, fd: Int32) throws -> InotifyWatch {
     let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
     func bad(_ why: String) -> CKError {
-      CKError(.failed, "task \(pid): inotify fd \(fd): \(why) (\(field.value))", hint: "remove the watch before the checkpoint")
+      CKError(
+        .failed, "task \(pid): inotify fd \(fd): \(why) (\(field.value))",
+        hint: "remove the watch before the checkpoint")
     }
     guard let wd = pairs["wd"].flatMap({ Int32($0) }), let mask = pairs["mask"].flatMap({ UInt32($0, radix: 16) }),
-      let device = pairs["sdev"].flatMap({ UInt64($0, radix: 16) }), let type = pairs["fhandle-type"].flatMap({ Int32($0, radix: 16) }),
+      let device = pairs["sdev"].flatMap({ UInt64($0, radix: 16) }),
+      let type = pairs["fhandle-type"].flatMap({ Int32($0, radix: 16) }),
       let hex = pairs["f_handle"], hex.count % 2 == 0
     else { throw bad("cannot read a watch") }
     let handle = stride(from: 0, to: hex.count, by: 2).compactMap {
@@ -42,7 +47,8 @@ extension FileCapture {
     }
     // The kernel's dev_t: major in the bits above 20.
     let (major, minor) = (device >> 20, device & 0xfffff)
-    guard let mount = try MountInfo.read().first(where: { UInt64($0.major) == major && UInt64($0.minor) == minor }) else {
+    guard let mount = try MountInfo.read().first(where: { UInt64($0.major) == major && UInt64($0.minor) == minor })
+    else {
       throw bad("no mount of device \(major):\(minor) to find the watched file on")
     }
     // open_by_handle_at refuses an O_PATH descriptor for the mount (EBADF).
@@ -76,7 +82,8 @@ extension FileBatch {
     // watches), then each watch with its own descriptor number: numbers are handed out one
     // after another from 1, so a gap is filled by a watch added and removed again.
     let made = batch.add(
-      "inotify_init1 fd \(descriptor.fd)", SyscallNumber.inotifyInit1, .value(UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)))
+      "inotify_init1 fd \(descriptor.fd)", SyscallNumber.inotifyInit1,
+      .value(UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)))
     let high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
     prepared.descriptions[descriptor.fd] = high
     let watches = (descriptor.inotifyWatches ?? []).sorted { $0.wd < $1.wd }
@@ -90,13 +97,15 @@ extension FileBatch {
         if next < watch.wd {
           let spareAt = try injector.put(string: spare)
           let added = batch.add(
-            "inotify spare watch \(next)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(spareAt), .value(1),
+            "inotify spare watch \(next)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(spareAt),
+            .value(1),
             expecting: Int64(next))
           batch.add("inotify_rm_watch \(next)", SyscallNumber.inotifyRmWatch, .value(UInt64(high)), .result(added))
         } else {
           let path = try injector.put(string: watch.path)
           batch.add(
-            "inotify_add_watch \(watch.path) as \(watch.wd)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(path),
+            "inotify_add_watch \(watch.path) as \(watch.wd)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)),
+            .value(path),
             .value(UInt64(watch.mask)), expecting: Int64(watch.wd))
         }
         next += 1

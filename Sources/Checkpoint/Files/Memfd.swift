@@ -32,7 +32,8 @@ extension FileCapture {
     defer { close(ours) }
     let seals = fcntl(ours, 1034 /* F_GET_SEALS */)
     let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
-    return MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: try readWhole(fd: fd, size: size, what: target))
+    return MemfdImage(
+      name: name, inode: inode, seals: max(seals, 0), contents: try readWhole(fd: fd, size: size, what: target))
   }
 }
 
@@ -59,7 +60,8 @@ extension FileBatch {
       // the same as a sealable one sealed only against more seals).
       let sealable = memfd.seals != 1 /* F_SEAL_SEAL */
       let made = batch.add(
-        "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name), .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
+        "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name),
+        .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
       batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.contents.count)))
       high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
       after.memfds.append((high, memfd))
@@ -76,7 +78,9 @@ extension FileBatch {
   func fill(_ ours: Int32, with memfd: MemfdImage) throws {
     try write(memfd.contents, to: ours, what: "memfd \(memfd.name)")
     if memfd.seals != 1 && memfd.seals != 0 {
-      try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") { fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals) }
+      try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") {
+        fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals)
+      }
     }
   }
 }

@@ -38,9 +38,11 @@ extension FileCapture {
   func captureMessageQueue(fd: Int32, target: String, st: stat) throws -> MessageQueueImage {
     let unlinked = target.hasSuffix(" (deleted)")
     let name = String((unlinked ? target.dropLast(" (deleted)".count) : target[...]).dropFirst())
-    let capacity = 1 << 20, maxMessages = 4096
+    let capacity = 1 << 20
+    let maxMessages = 4096
     var buffer = [UInt8](repeating: 0, count: capacity)
-    var lengths = [UInt32](repeating: 0, count: maxMessages), priorities = [UInt32](repeating: 0, count: maxMessages)
+    var lengths = [UInt32](repeating: 0, count: maxMessages)
+    var priorities = [UInt32](repeating: 0, count: maxMessages)
     var attr = ck_mq_attr()
     var count: Int32 = 0
     let result = Self.messageQueueReads.withLock { _ in
@@ -79,9 +81,12 @@ extension FileBatch {
       // struct mq_attr: flags, maxmsg, msgsize, curmsgs.
       let attributes = try injector.put(words: [0, UInt64(queue.maxMessages), UInt64(queue.messageSize), 0])
       let made = batch.add(
-        "mq_open /\(queue.name) (making it)", SyscallNumber.mqOpen, .value(name), .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)),
+        "mq_open /\(queue.name) (making it)", SyscallNumber.mqOpen, .value(name),
+        .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)),
         .value(UInt64(queue.mode)), .value(attributes))
-      batch.add("fchown /\(queue.name)", SyscallNumber.fchown, .result(made), .value(UInt64(queue.uid)), .value(UInt64(queue.gid)))
+      batch.add(
+        "fchown /\(queue.name)", SyscallNumber.fchown, .result(made), .value(UInt64(queue.uid)),
+        .value(UInt64(queue.gid)))
       // The task's umask (ckcont's still) has taken bits off the mode.
       batch.add("fchmod /\(queue.name)", SyscallNumber.fchmod, .result(made), .value(UInt64(queue.mode)))
       after.messageQueues.append((queueMoveHigh(made, what: "the message queue /\(queue.name)"), queue))
@@ -101,7 +106,9 @@ extension FileBatch {
   /// priorities, through ckcont's copy `ours` (after the batch that made it, see ``finish``).
   func putMessagesBack(_ queue: MessageQueueImage, into ours: Int32) throws {
     let bytes = queue.messages.reduce(into: [UInt8]()) { $0 += $1.data }
-    let result = ck_mq_fill(ours, bytes, queue.messages.map { UInt32($0.data.count) }, queue.messages.map(\.priority), Int32(queue.messages.count))
+    let result = ck_mq_fill(
+      ours, bytes, queue.messages.map { UInt32($0.data.count) }, queue.messages.map(\.priority),
+      Int32(queue.messages.count))
     guard result == 0 else {
       throw CKError(.failed, "cannot put the messages back in /\(queue.name): \(String(cString: strerror(-result)))")
     }

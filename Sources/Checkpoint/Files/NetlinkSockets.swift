@@ -16,7 +16,8 @@ extension FileCapture {
     }
     let address = withUnsafeBytes(of: facts.address) { Data($0.prefix(Int(facts.address_length))) }
     return SocketImage(
-      family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address.count == 12 ? address : nil, peer: nil,
+      family: facts.family, type: facts.type, protocolNumber: facts.protocol,
+      address: address.count == 12 ? address : nil, peer: nil,
       backlog: nil, options: [])
   }
 }
@@ -29,7 +30,9 @@ extension FileBatch {
     var anyPort = address
     anyPort.replaceSubrange(4..<8, with: [0, 0, 0, 0])
     let any = try anyPort.withUnsafeBytes { try injector.put($0) }
-    batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(12), mayFail: true)
+    batch.add(
+      "bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(12), mayFail: true
+    )
     batch.add("bind fd \(fd) to any port", SyscallNumber.bind, .result(made), .value(any), .value(12), mayFail: true)
     return queueMoveHigh(made, what: "fd \(fd)")
   }

@@ -11,7 +11,9 @@ import Linux
 /// Pipe ends: both made at once, before the batches (``FileBatch/preparePipes()``).
 enum Pipes: DescriptorKindHandler {
   static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
-    guard let inode = descriptor.pipe, pipes.contains(inode) else { throw bad("fd \(descriptor.fd) names an unknown pipe") }
+    guard let inode = descriptor.pipe, pipes.contains(inode) else {
+      throw bad("fd \(descriptor.fd) names an unknown pipe")
+    }
   }
 
   static func prepare(_ descriptor: DescriptorImage, in files: FileBatch) throws {
@@ -93,7 +95,8 @@ extension FileBatch {
       // Status flags (O_NONBLOCK...) belong to the description: set on the end itself. O_ASYNC
       // waits for the descriptor's own number: the kernel names that in its signals (si_fd).
       try injector.call(
-        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL),
+        UInt64(descriptor.flags & ~O_ASYNC))
       prepared.descriptions[descriptor.fd] = created
     }
   }
@@ -114,7 +117,8 @@ extension FileBatch {
     let fds = try injector.read(8, at: pair).withUnsafeBytes {
       ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
     }
-    try injector.call("F_SETPIPE_SZ", SyscallNumber.fcntl, UInt64(fds.1), UInt64(CK_F_SETPIPE_SZ), UInt64(pipe.capacity))
+    try injector.call(
+      "F_SETPIPE_SZ", SyscallNumber.fcntl, UInt64(fds.1), UInt64(CK_F_SETPIPE_SZ), UInt64(pipe.capacity))
     try fill(writeEnd: fds.1, with: pipe)
     let read = try move(Int64(fds.0), to: prepared.takeHigh())
     let write = try move(Int64(fds.1), to: prepared.takeHigh())

@@ -22,7 +22,8 @@ enum RegularFiles: DescriptorKindHandler {
 
   static func describe(_ descriptor: DescriptorImage) -> String {
     "\(descriptor.path ?? "?") at \(descriptor.position ?? 0)"
-      + (descriptor.outsideRoot == true ? " (outside the container's root: reopened from ckcont's, or --inherit-fd)" : "")
+      + (descriptor.outsideRoot == true
+        ? " (outside the container's root: reopened from ckcont's, or --inherit-fd)" : "")
   }
 }
 
@@ -51,7 +52,9 @@ extension FileCapture {
     if words.count >= 4, words[1] == "LEASE" {
       // A lease being broken is in the middle of a conversation with another process.
       guard words[2] == "ACTIVE" else {
-        throw CKError(.failed, "task \(pid): fd \(fd) holds a lease being broken (\(words[2])), which ckcont cannot checkpoint", hint: "checkpoint once it is released")
+        throw CKError(
+          .failed, "task \(pid): fd \(fd) holds a lease being broken (\(words[2])), which ckcont cannot checkpoint",
+          hint: "checkpoint once it is released")
       }
       return FileLockImage(kind: .lease, write: words[3] == "WRITE", start: 0, length: 0)
     }
@@ -81,7 +84,8 @@ extension FileBatch {
     } else if descriptor.outsideRoot == true {
       do { high = try queueHandedOver(path, flags: descriptor.flags, fd: descriptor.fd) } catch {
         throw CKError(
-          .failed, "task \(injector.pid): fd \(descriptor.fd) is \(path), outside the container's root, which ckcont cannot open: \(error)",
+          .failed,
+          "task \(injector.pid): fd \(descriptor.fd) is \(path), outside the container's root, which ckcont cannot open: \(error)",
           hint: "hand in a descriptor for it with --inherit-fd fd[N]:\(path)")
       }
     } else if shared.inUserNamespace && path != "/dev/tty" {
@@ -105,7 +109,9 @@ extension FileBatch {
     if let held = shared.ghosts[ghost.inode] {
       source = "/proc/\(held.hostPid)/fd/\(held.fd)"
       madeHere = held.hostPid == injector.pid
-    } else if let mapped = sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: ghost.inode, path: path)] {
+    } else if let mapped = sharedObjects.deletedFiles[
+      SharedMemoryObjects.deletedFileName(inode: ghost.inode, path: path)]
+    {
       // Mapped too: the file a mapping made again, which already has the contents.
       source = "/proc/\(mapped.hostPid)/map_files/\(hex(mapped.start))-\(hex(mapped.end))"
     } else {

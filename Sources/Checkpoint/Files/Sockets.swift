@@ -37,7 +37,9 @@ extension FileCapture {
     defer { if !keep { close(ours) } }
     var facts = ck_socket_facts()
     try negErrnoChecked("getsockopt", "task \(pid) fd \(fd)") { ck_socket_facts(ours, &facts) }
-    func refuse(_ what: String, _ hint: String = "close it before the checkpoint, or wait for support of this kind") -> CKError {
+    func refuse(_ what: String, _ hint: String = "close it before the checkpoint, or wait for support of this kind")
+      -> CKError
+    {
       CKError(.failed, "task \(pid): fd \(fd) is \(what) (\(target)), which ckcont cannot checkpoint yet", hint: hint)
     }
     if facts.family == AF_UNIX { return try captureUnixSocket(ours, facts: facts, inode: inode, refuse: refuse) }
@@ -105,7 +107,8 @@ extension FileCapture {
     withUnsafeBytes(of: facts.options) { raw in
       (0..<Int(facts.option_count)).map { index in
         SocketOption(
-          level: raw.load(fromByteOffset: index * 12, as: Int32.self), name: raw.load(fromByteOffset: index * 12 + 4, as: Int32.self),
+          level: raw.load(fromByteOffset: index * 12, as: Int32.self),
+          name: raw.load(fromByteOffset: index * 12 + 4, as: Int32.self),
           value: raw.load(fromByteOffset: index * 12 + 8, as: Int32.self))
       }
     }
@@ -125,20 +128,25 @@ extension FileBatch {
     if let tcp = socket.tcp { return try queueConnection(socket, tcp, flags: flags, fd: fd) }
     let made = batch.add(
       "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
-      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)), .value(UInt64(socket.protocolNumber)))
+      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)),
+      .value(UInt64(socket.protocolNumber)))
     for option in socket.options {
       let value = try injector.put(words: [UInt64(UInt32(bitPattern: option.value))])
       batch.add(
         "setsockopt(\(option.level), \(option.name)) fd \(fd)", SyscallNumber.setsockopt, .result(made),
         .value(UInt64(option.level)), .value(UInt64(option.name)), .value(value), .value(4))
     }
-    if socket.family == 16, let address = socket.address { return try queueNetlinkBind(made, to: address, socket, fd: fd) }
+    if socket.family == 16, let address = socket.address {
+      return try queueNetlinkBind(made, to: address, socket, fd: fd)
+    }
     if let address = socket.address {
       // A unix name is sun_path: after the two bytes of sun_family.
       let sockaddr = socket.family == AF_UNIX ? Data([UInt8(AF_UNIX), 0]) + address : address
       if socket.family == AF_UNIX { try removeStaleSocketFile(address) }
       let at = try sockaddr.withUnsafeBytes { try injector.put($0) }
-      batch.add("bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(UInt64(sockaddr.count)))
+      batch.add(
+        "bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at),
+        .value(UInt64(sockaddr.count)))
     }
     if let backlog = socket.backlog {
       batch.add("listen fd \(fd)", SyscallNumber.listen, .result(made), .value(UInt64(backlog)))
@@ -157,7 +165,9 @@ extension FileBatch {
 /// the container still holds sends its own; a sender gone since is played by a socket of
 /// ckcont's bound to its name (an unnamed one for an unnamed sender).
 enum WaitingDatagrams {
-  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
+  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void)
+    throws
+  {
     try deliverUnix(tasks, injectors: injectors, log: log)
     try deliverUDP(tasks, injectors: injectors, log: log)
   }

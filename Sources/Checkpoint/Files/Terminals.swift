@@ -48,12 +48,15 @@ final class Terminals {
     var facts = ck_pty_facts()
     try negErrnoChecked("the terminal ioctls", "task \(pid) fd \(fd)") { ck_pty_facts(ours, isMaster ? 1 : 0, &facts) }
     if facts.readable > 0 {
-      log("task \(pid): fd \(fd): \(facts.readable) bytes waiting to be read from the \(isMaster ? "master" : "slave") of terminal \(isMaster ? facts.index : index) are not kept")
+      log(
+        "task \(pid): fd \(fd): \(facts.readable) bytes waiting to be read from the \(isMaster ? "master" : "slave") of terminal \(isMaster ? facts.index : index) are not kept"
+      )
     }
     let termios = withUnsafeBytes(of: facts.termios) { Data($0) }
     let window = withUnsafeBytes(of: facts.window) { Array($0.bindMemory(to: UInt16.self)) }
     return PtyImage(
-      index: isMaster ? facts.index : index, isMaster: isMaster, termios: termios, windowSize: window, locked: facts.locked != 0,
+      index: isMaster ? facts.index : index, isMaster: isMaster, termios: termios, windowSize: window,
+      locked: facts.locked != 0,
       packetMode: facts.packet != 0, session: facts.session > 0 ? facts.session : nil,
       foregroundGroup: facts.foreground > 0 ? facts.foreground : nil)
   }
@@ -98,7 +101,9 @@ final class Terminals {
         facts.packet = image.pty.packetMode ? 1 : 0
         withUnsafeMutableBytes(of: &facts.termios) { _ = image.pty.termios.copyBytes(to: $0) }
         withUnsafeMutableBytes(of: &facts.window) { bytes in
-          for (slot, value) in image.pty.windowSize.prefix(4).enumerated() { bytes.storeBytes(of: value, toByteOffset: slot * 2, as: UInt16.self) }
+          for (slot, value) in image.pty.windowSize.prefix(4).enumerated() {
+            bytes.storeBytes(of: value, toByteOffset: slot * 2, as: UInt16.self)
+          }
         }
         try negErrnoChecked("TCSETS2/TIOCSWINSZ/TIOCPKT", "terminal \(wanted)") { ck_pty_apply(master, &facts) }
         break
@@ -116,7 +121,9 @@ final class Terminals {
 
   /// ckcont's descriptor of the master of dumped terminal `index`.
   func master(_ index: Int32) throws -> Int32 {
-    guard let master = masters[index] else { throw CKError(.badInput, "the bundle holds a slave of terminal \(index), whose master it lacks") }
+    guard let master = masters[index] else {
+      throw CKError(.badInput, "the bundle holds a slave of terminal \(index), whose master it lacks")
+    }
     return master.fd
   }
 
@@ -124,7 +131,9 @@ final class Terminals {
   /// `/dev/pts/<index>`), opened by ckcont in the container's root with `flags`, never
   /// becoming ckcont's controlling terminal.
   func openSlave(_ index: Int32, path: String, flags: Int32) throws -> Int32 {
-    guard let master = masters[index] else { throw CKError(.badInput, "the bundle holds a slave of terminal \(index), whose master it lacks") }
+    guard let master = masters[index] else {
+      throw CKError(.badInput, "the bundle holds a slave of terminal \(index), whose master it lacks")
+    }
     let directory = path.split(separator: "/").dropLast().joined(separator: "/")
     let now = "/\(directory)/\(master.index)"
     return try negErrnoChecked("open", "\(now) in the container for terminal \(index)") {
@@ -139,7 +148,9 @@ final class Terminals {
     var done: Set<Int32> = []
     for task in tasks {
       for descriptor in task.files.descriptors where descriptor.kind == .pty {
-        guard let pty = descriptor.pty, pty.isMaster, let session = pty.session, done.insert(pty.index).inserted else { continue }
+        guard let pty = descriptor.pty, pty.isMaster, let session = pty.session, done.insert(pty.index).inserted else {
+          continue
+        }
         guard let leader = leaders(session) else {
           throw CKError(.badInput, "terminal \(pty.index) controls session \(session), which the bundle does not hold")
         }
@@ -148,11 +159,13 @@ final class Terminals {
         leader.resetData()
         let received = try leader.receive(slave, what: "terminal \(pty.index)")
         var batch = Injector.Batch()
-        batch.add("TIOCSCTTY terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)), .value(0x540E), .value(0))
+        batch.add(
+          "TIOCSCTTY terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)), .value(0x540E), .value(0))
         if let group = pty.foregroundGroup {
           let at = try leader.put(words: [UInt64(UInt32(bitPattern: group))])
           batch.add(
-            "TIOCSPGRP \(group) on terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)), .value(0x5410), .value(at))
+            "TIOCSPGRP \(group) on terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)),
+            .value(0x5410), .value(at))
         }
         batch.add("close terminal \(pty.index)", SyscallNumber.close, .value(UInt64(received)))
         try leader.run(batch)
@@ -163,7 +176,8 @@ final class Terminals {
   /// Locks again the masters that were locked (no slave could be opened then).
   func relock(_ tasks: [LoadedBundle.LoadedTask]) throws {
     for task in tasks {
-      for descriptor in task.files.descriptors where descriptor.kind == .pty && descriptor.pty?.isMaster == true && descriptor.pty?.locked == true {
+      for descriptor in task.files.descriptors
+      where descriptor.kind == .pty && descriptor.pty?.isMaster == true && descriptor.pty?.locked == true {
         guard let index = descriptor.pty?.index, let master = masters[index] else { continue }
         try negErrnoChecked("TIOCSPTLCK", "terminal \(index)") { ck_pty_lock(master.fd, 1) }
       }
@@ -196,7 +210,8 @@ extension FileBatch {
 /// Sides of the container's pseudo-terminals.
 enum TerminalDescriptors: DescriptorKindHandler {
   static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
-    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"), let pty = descriptor.pty,
+    guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
+      let pty = descriptor.pty,
       (0..<(1 << 20)).contains(pty.index), pty.termios.count == Terminals.termiosSize, pty.windowSize.count == 4,
       (pty.session ?? 1) > 0, (pty.foregroundGroup ?? 1) > 0
     else { throw bad("fd \(descriptor.fd) is a bad terminal") }
@@ -222,7 +237,8 @@ extension Dump {
   /// With ``shellJob``, a controlling terminal outside is allowed when the session is outside
   /// too (a job of a shell): its path is returned.
   func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws -> String? {
-    let masters = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
+    let masters = Set(
+      tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
     /// A process group as the container names it: by a member's group (its leader may be gone).
     func innerGroup(_ group: Int32) -> Int32? {
       if let inner = innerPid[group] { return inner }
@@ -239,7 +255,9 @@ extension Dump {
         if let session = pty.session {
           guard let inner = innerPid[session] else {
             throw CKError(
-              .failed, "task \(tasks[index].hostPid): terminal \(pty.index) (fd \(tasks[index].files.descriptors[slot].fd)) controls session \(session), outside the container, which ckcont cannot checkpoint yet")
+              .failed,
+              "task \(tasks[index].hostPid): terminal \(pty.index) (fd \(tasks[index].files.descriptors[slot].fd)) controls session \(session), outside the container, which ckcont cannot checkpoint yet"
+            )
           }
           pty.session = inner
         }
@@ -258,7 +276,9 @@ extension Dump {
         throw CKError(
           .failed,
           "process \(task.hostPid) has a controlling terminal (\(name)) whose master is outside the container, which ckcont cannot checkpoint without --shell-job",
-          hint: "a job of a shell: dump and restore with --shell-job; else start the container without a terminal (setsid, stdio on files or pipes)")
+          hint:
+            "a job of a shell: dump and restore with --shell-job; else start the container without a terminal (setsid, stdio on files or pipes)"
+        )
       }
       let sessionOutside = task.entry.sid == 0 || !tasks.contains { $0.entry.pid == task.entry.sid }
       guard sessionOutside, external == nil || external == name, Terminals.side(device: device) != nil else {

@@ -25,7 +25,9 @@ extension FileCapture {
     let options = socketOptions(facts)
     if facts.listening != 0 {
       guard diag.receive_queue == 0 else {
-        throw refuse("a listening unix socket with \(diag.receive_queue) connection(s) not yet accepted", "checkpoint once the server has accepted them")
+        throw refuse(
+          "a listening unix socket with \(diag.receive_queue) connection(s) not yet accepted",
+          "checkpoint once the server has accepted them")
       }
       return SocketImage(
         family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
@@ -34,18 +36,22 @@ extension FileCapture {
     /// What waits, with each sender's name as sock_diag gives names (sun_path bytes after the
     /// 2-byte family; empty for an unnamed sender).
     func peekWaiting() throws -> [(bytes: Data, sender: Data, passed: [Int32])] {
-      try self.peekWaiting(ours, descriptors: true, what: "a unix socket", refuse: refuse).map { ($0.bytes, $0.sender.dropFirst(2), $0.passed) }
+      try self.peekWaiting(ours, descriptors: true, what: "a unix socket", refuse: refuse).map {
+        ($0.bytes, $0.sender.dropFirst(2), $0.passed)
+      }
     }
     /// Descriptors in flight, as placeholders: ckcont's copy in `fd`, no pid yet.
     func placeholders(_ fds: [Int32], at: Int, length: Int? = nil) -> PassedDescriptors? {
-      fds.isEmpty ? nil : PassedDescriptors(at: at, length: length, descriptors: fds.map { DescriptorReference(pid: 0, fd: $0) })
+      fds.isEmpty
+        ? nil : PassedDescriptors(at: at, length: length, descriptors: fds.map { DescriptorReference(pid: 0, fd: $0) })
     }
     guard diag.peer != 0 else {
       guard facts.waiting == 0 || facts.type == Int32(SOCK_DGRAM.rawValue) && !name.isEmpty else {
         throw refuse("an unconnected unix socket with a message waiting to be read", hint)
       }
       var image = SocketImage(
-        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
+        family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
+        backlog: nil,
         options: options, inode: inode)
       if facts.waiting > 0 {
         // Datagrams sent to its name: they are sent again from the same names at restore.
@@ -53,7 +59,9 @@ extension FileCapture {
         let inFlight = waiting.flatMap(\.passed)
         guard inFlight.isEmpty else {
           for fd in inFlight { close(fd) }
-          throw refuse("a unix datagram socket no peer is connected to, with descriptors in flight (SCM_RIGHTS)", "checkpoint once they have been received")
+          throw refuse(
+            "a unix datagram socket no peer is connected to, with descriptors in flight (SCM_RIGHTS)",
+            "checkpoint once they have been received")
         }
         image.messages = waiting.map(\.bytes)
         image.senders = waiting.map(\.sender)
@@ -68,14 +76,19 @@ extension FileCapture {
       messages = waiting.map(\.bytes)
       passed = waiting.enumerated().compactMap { placeholders($0.element.passed, at: $0.offset) }
     } else if facts.waiting > 0 {
-      guard facts.waiting <= 16 << 20 else { throw refuse("a unix socket with \(facts.waiting) bytes waiting to be read", hint) }
+      guard facts.waiting <= 16 << 20 else {
+        throw refuse("a unix socket with \(facts.waiting) bytes waiting to be read", hint)
+      }
       for piece in try peekWaiting() {
-        if let attached = placeholders(piece.passed, at: queued.count, length: piece.bytes.count) { passed.append(attached) }
+        if let attached = placeholders(piece.passed, at: queued.count, length: piece.bytes.count) {
+          passed.append(attached)
+        }
         queued += piece.bytes
       }
     }
     var image = SocketImage(
-      family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil, backlog: nil,
+      family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
+      backlog: nil,
       options: options, inode: inode, peerInode: UInt64(diag.peer), queued: queued.isEmpty ? nil : queued)
     image.messages = messages
     image.passed = passed.isEmpty ? nil : passed
@@ -91,7 +104,8 @@ extension FileBatch {
       guard heldElsewhere(descriptor) == nil, let socket = descriptor.socket, socket.peerInode != nil else { continue }
       let end = try socketPairEnd(socket)
       try injector.call(
-        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL), UInt64(descriptor.flags & ~O_ASYNC))
+        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL),
+        UInt64(descriptor.flags & ~O_ASYNC))
       prepared.descriptions[descriptor.fd] = end
     }
   }
@@ -101,7 +115,9 @@ extension FileBatch {
   /// from the process holding it afterwards. Bytes that waited in it are written into its
   /// peer end, so that they wait in it again.
   func socketPairEnd(_ socket: SocketImage) throws -> Int64 {
-    guard let inode = socket.inode, let peerInode = socket.peerInode else { throw CKError(.failed, "a unix socket without its inodes") }
+    guard let inode = socket.inode, let peerInode = socket.peerInode else {
+      throw CKError(.failed, "a unix socket without its inodes")
+    }
     var end: Int64
     if let holder = shared.socketEnds[inode] {
       end = holder.pid == pid ? holder.fd : try fetch(holder.fd, from: holder.pid, to: prepared.takeHigh())
@@ -163,14 +179,18 @@ extension FileBatch {
 }
 
 extension WaitingDatagrams {
-  static func deliverUnix(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void) throws {
+  static func deliverUnix(
+    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void
+  ) throws {
     var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
     var receivers: [(socket: SocketImage, hostPid: Int32, fd: Int32)] = []
     var seen: Set<UInt64> = []
     for task in tasks {
       guard let injector = injectors[task.entry.pid] else { continue }
       for descriptor in task.files.descriptors {
-        guard let socket = descriptor.socket, socket.family == AF_UNIX, socket.type == Int32(SOCK_DGRAM.rawValue) else { continue }
+        guard let socket = descriptor.socket, socket.family == AF_UNIX, socket.type == Int32(SOCK_DGRAM.rawValue) else {
+          continue
+        }
         if let name = socket.address, holders[name] == nil { holders[name] = (injector.pid, descriptor.fd) }
         if socket.peerInode == nil, socket.messages != nil, let inode = socket.inode, seen.insert(inode).inserted {
           receivers.append((socket, injector.pid, descriptor.fd))
@@ -178,13 +198,17 @@ extension WaitingDatagrams {
       }
     }
     for receiver in receivers {
-      guard let name = receiver.socket.address, let messages = receiver.socket.messages, let senders = receiver.socket.senders else { continue }
+      guard let name = receiver.socket.address, let messages = receiver.socket.messages,
+        let senders = receiver.socket.senders
+      else { continue }
       let destination = sockaddrUnix(name)
       // Names are resolved as the container sees them: abstract ones in its network
       // namespace, paths under its root (a thread of its own, chrooted there).
       let root = "/proc/\(receiver.hostPid)/root"
       try NamespaceThread.run(in: "net", of: receiver.hostPid) {
-        guard ck_unshare(Int32(CK_CLONE_FS)) == 0 else { throw SyscallError("unshare", "CLONE_FS", .init(rawValue: errno)) }
+        guard ck_unshare(Int32(CK_CLONE_FS)) == 0 else {
+          throw SyscallError("unshare", "CLONE_FS", .init(rawValue: errno))
+        }
         try syscallChecked("chroot", root) { chroot(root) }
         try syscallChecked("chdir", "/ under \(root)") { chdir("/") }
         for (message, sender) in zip(messages, senders) {
@@ -193,7 +217,9 @@ extension WaitingDatagrams {
           try message.withUnsafeBytes { bytes in
             _ = try destination.withUnsafeBytes { address in
               try syscallChecked("sendto", "a datagram that waited in socket:[\(receiver.socket.inode ?? 0)]") {
-                sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+                sendto(
+                  fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL),
+                  address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
               }
             }
           }
@@ -204,14 +230,22 @@ extension WaitingDatagrams {
 
   /// A descriptor of ckcont's to send from as `sender`: the container's socket of that name,
   /// else a new one bound to it, else (unnamed, or the name taken) an unnamed one.
-  private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void) throws -> Int32 {
+  private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void)
+    throws -> Int32
+  {
     if !sender.isEmpty, let holder = holders[sender] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
-    let fd = try syscallChecked("socket", "a unix datagram socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) }
+    let fd = try syscallChecked("socket", "a unix datagram socket") {
+      socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+    }
     if !sender.isEmpty {
       let address = sockaddrUnix(sender)
-      let bound = address.withUnsafeBytes { bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+      let bound = address.withUnsafeBytes {
+        bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+      }
       if bound != 0 {
-        log("a datagram's sender \(SocketImage.text(sender) ?? "?") could not be named again (\(String(cString: strerror(errno)))): it comes unnamed")
+        log(
+          "a datagram's sender \(SocketImage.text(sender) ?? "?") could not be named again (\(String(cString: strerror(errno)))): it comes unnamed"
+        )
       }
     }
     return fd
@@ -233,17 +267,21 @@ enum PassedInFlight {
     for task in tasks {
       guard let injector = injectors[task.entry.pid] else { continue }
       for descriptor in task.files.descriptors {
-        if let inode = descriptor.socket?.inode, holders[inode] == nil { holders[inode] = (injector.pid, descriptor.fd) }
+        if let inode = descriptor.socket?.inode, holders[inode] == nil {
+          holders[inode] = (injector.pid, descriptor.fd)
+        }
       }
     }
     var done: Set<UInt64> = []
     for task in tasks {
       for descriptor in task.files.descriptors {
-        guard let socket = descriptor.socket, let passed = socket.passed, let inode = socket.inode, let peerInode = socket.peerInode,
+        guard let socket = descriptor.socket, let passed = socket.passed, let inode = socket.inode,
+          let peerInode = socket.peerInode,
           done.insert(inode).inserted
         else { continue }
         guard let peer = holders[peerInode] else {
-          throw CKError(.failed, "socket:[\(inode)] has descriptors in flight but no process holds its peer socket:[\(peerInode)]")
+          throw CKError(
+            .failed, "socket:[\(inode)] has descriptors in flight but no process holds its peer socket:[\(peerInode)]")
         }
         let ours = try copyOfDescriptor(peer.fd, of: peer.hostPid)
         defer { close(ours) }
@@ -270,7 +308,10 @@ enum PassedInFlight {
               // A pipe end only the message held: a new end of the same pipe, opened through
               // the one a process holds; without waiting for the other side, as it was made.
               guard let holder = injectors[throughPid] else {
-                throw CKError(.failed, "socket:[\(inode)]: a pipe in flight goes through process \(throughPid), which the bundle does not hold")
+                throw CKError(
+                  .failed,
+                  "socket:[\(inode)]: a pipe in flight goes through process \(throughPid), which the bundle does not hold"
+                )
               }
               let path = "/proc/\(holder.pid)/fd/\(throughFd)"
               let fd = try syscallChecked("open", "\(path), a pipe end in flight in socket:[\(inode)]") {
@@ -282,7 +323,9 @@ enum PassedInFlight {
             }
             if let path = reference.path, let flags = reference.flags {
               // A file only the message held: opened again (new, so nothing shares it).
-              let fd = try syscallChecked("open", "\(path), in flight in socket:[\(inode)]") { open(path, flags | O_CLOEXEC) }
+              let fd = try syscallChecked("open", "\(path), in flight in socket:[\(inode)]") {
+                open(path, flags | O_CLOEXEC)
+              }
               fds.append(fd)
               if let position = reference.position, position > 0 {
                 try syscallChecked("lseek", path) { lseek(fd, off_t(position), SEEK_SET) }
@@ -290,7 +333,10 @@ enum PassedInFlight {
               continue
             }
             guard let holder = injectors[reference.pid] else {
-              throw CKError(.failed, "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold")
+              throw CKError(
+                .failed,
+                "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold"
+              )
             }
             fds.append(try copyOfDescriptor(reference.fd, of: holder.pid))
           }
@@ -302,12 +348,14 @@ enum PassedInFlight {
               if sent == 0 && !fds.isEmpty {
                 result = ck_send_with_fds(ours, bytes.baseAddress, bytes.count, fds, Int32(fds.count))
               } else {
-                let n = send(ours, bytes.baseAddress.map { $0 + sent }, bytes.count - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                let n = send(
+                  ours, bytes.baseAddress.map { $0 + sent }, bytes.count - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                 result = n < 0 ? -Int(errno) : n
               }
               guard result > 0 || (result == 0 && bytes.isEmpty) else {
                 throw SyscallError(
-                  "sendmsg", "what waited in socket:[\(inode)] with descriptors in flight (\(sent) of \(bytes.count) bytes in)",
+                  "sendmsg",
+                  "what waited in socket:[\(inode)] with descriptors in flight (\(sent) of \(bytes.count) bytes in)",
                   .init(rawValue: result < 0 ? Int32(-result) : EAGAIN))
               }
               sent += result
@@ -328,10 +376,13 @@ extension Dump {
     let sockets = Set(tasks.flatMap { $0.files.descriptors.compactMap { $0.socket?.inode } })
     for index in tasks.indices {
       for slot in tasks[index].files.descriptors.indices {
-        guard let peer = tasks[index].files.descriptors[slot].socket?.peerInode, !sockets.contains(peer) else { continue }
+        guard let peer = tasks[index].files.descriptors[slot].socket?.peerInode, !sockets.contains(peer) else {
+          continue
+        }
         tasks[index].files.descriptors[slot].socket?.peerOutside = true
         log(
-          "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone")
+          "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone"
+        )
       }
     }
   }
@@ -383,7 +434,8 @@ extension Dump {
   /// offset. Nil for anything else (a pipe, a socket, a deleted file...).
   static func fileOnlyInFlight(_ fd: Int32) -> DescriptorReference? {
     var st = stat()
-    guard fstat(fd, &st) == 0, let path = try? readLink("/proc/self/fd/\(fd)"), path.hasPrefix("/"), !path.hasSuffix(" (deleted)")
+    guard fstat(fd, &st) == 0, let path = try? readLink("/proc/self/fd/\(fd)"), path.hasPrefix("/"),
+      !path.hasSuffix(" (deleted)")
     else { return nil }
     let type = st.st_mode & S_IFMT
     guard type == S_IFREG || type == S_IFCHR && Terminals.side(device: UInt64(st.st_rdev)) == nil else { return nil }
@@ -397,12 +449,17 @@ extension Dump {
   /// A pipe's end in flight that only the message holds, when a process of the container
   /// holds the same pipe (either end): the restore opens a new end through that one
   /// (/proc/<pid>/fd/<fd>, as a FIFO opens).
-  static func pipeEndOnlyInFlight(_ fd: Int32, holders: [(hostPid: Int32, pid: Int32, fd: Int32)]) -> DescriptorReference? {
+  static func pipeEndOnlyInFlight(_ fd: Int32, holders: [(hostPid: Int32, pid: Int32, fd: Int32)])
+    -> DescriptorReference?
+  {
     guard let target = try? readLink("/proc/self/fd/\(fd)"), target.hasPrefix("pipe:[") else { return nil }
     let flags = fcntl(fd, F_GETFL)
     guard flags >= 0 else { return nil }
-    guard let holder = holders.first(where: { (try? readLink("/proc/\($0.hostPid)/fd/\($0.fd)")) == target }) else { return nil }
-    return DescriptorReference(pipeThrough: holder.pid, fd: holder.fd, flags: flags & (3 | Int32(O_NONBLOCK) | Int32(O_APPEND)))
+    guard let holder = holders.first(where: { (try? readLink("/proc/\($0.hostPid)/fd/\($0.fd)")) == target }) else {
+      return nil
+    }
+    return DescriptorReference(
+      pipeThrough: holder.pid, fd: holder.fd, flags: flags & (3 | Int32(O_NONBLOCK) | Int32(O_APPEND)))
   }
 }
 
@@ -416,7 +473,8 @@ enum SocketShutdowns {
     for task in tasks {
       guard let injector = injectors[task.entry.pid] else { continue }
       for descriptor in task.files.descriptors {
-        guard let socket = descriptor.socket, let bits = socket.shutdown, let inode = socket.inode, done.insert(inode).inserted
+        guard let socket = descriptor.socket, let bits = socket.shutdown, let inode = socket.inode,
+          done.insert(inode).inserted
         else { continue }
         let how = bits == 3 ? Int32(SHUT_RDWR) : bits == 2 ? Int32(SHUT_WR) : Int32(SHUT_RD)
         let ours = try copyOfDescriptor(descriptor.fd, of: injector.pid)

@@ -1,5 +1,5 @@
-import CKShim
 import Bundle
+import CKShim
 import Glibc
 import Linux
 
@@ -113,7 +113,9 @@ public final class FileDescriptorSink: InPlaceByteSink {
       // only (the first may hold the member's header). Failure only means faults later.
       let start = (base + at + 4095) & ~4095
       let end = (base + at + length) & ~4095
-      if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 23 /* MADV_POPULATE_WRITE */) }
+      if end > start {
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 23 /* MADV_POPULATE_WRITE */)
+      }
     }
   }
 

@@ -31,7 +31,8 @@ enum SysVIPC {
 
   static func capture(namespaceOf pid: Int32) throws -> Captured {
     try NamespaceThread.run(in: "ipc", of: pid) {
-      var captured = Captured(image: SysVIPCImage(sharedMemory: [], semaphoreSets: [], messageQueues: []), contents: [:])
+      var captured = Captured(
+        image: SysVIPCImage(sharedMemory: [], semaphoreSets: [], messageQueues: []), contents: [:])
       for id in try listedIDs("shm") {
         let perm = try stat(CK_IPC_SHM, id)
         let size = Int(perm.size)
@@ -47,7 +48,11 @@ enum SysVIPC {
         guard ck_sem_getall(id, &values) == 0 else { throw error("semctl GETALL", "SysV semaphore set \(id)") }
         captured.image.semaphoreSets.append(SysVSemaphoreSetImage(owner: owner(id, perm), values: values))
       }
-      let capacity = max(Int((try? PseudoFile.read("/proc/sys/kernel/msgmax")).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 8192), 8192)
+      let capacity = max(
+        Int(
+          (try? PseudoFile.read("/proc/sys/kernel/msgmax")).flatMap {
+            Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+          } ?? 8192), 8192)
       var text = [UInt8](repeating: 0, count: capacity)
       for id in try listedIDs("msg") {
         let perm = try stat(CK_IPC_MSG, id)
@@ -58,7 +63,8 @@ enum SysVIPC {
           guard n >= 0 else { throw error("msgrcv MSG_COPY", "message \(index) of SysV queue \(id)") }
           messages.append(SysVMessageImage(type: Int64(type), text: Data(text[0..<n])))
         }
-        captured.image.messageQueues.append(SysVMessageQueueImage(owner: owner(id, perm), maxBytes: perm.size, messages: messages))
+        captured.image.messageQueues.append(
+          SysVMessageQueueImage(owner: owner(id, perm), maxBytes: perm.size, messages: messages))
       }
       return captured
     }

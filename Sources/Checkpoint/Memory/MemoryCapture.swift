@@ -24,7 +24,10 @@ struct MemoryCapture {
     var images: [VMAImage] = []
     /// How each mapping's pages are found, by index: in the shared object it maps, or in its
     /// page tables (for a private file mapping, only the copied-on-write pages).
-    enum PageSource: Equatable { case none, object, pageTables(anonymousOnly: Bool) }
+    enum PageSource: Equatable {
+      case none, object
+      case pageTables(anonymousOnly: Bool)
+    }
     var sources: [PageSource] = []
     for vma in vmas {
       let kind: VMAImage.Kind
@@ -40,7 +43,8 @@ struct MemoryCapture {
       case .vvarVclock: kind = .vvarVclock
       case .vsyscall: kind = .vsyscall
       case .otherPseudo(let name):
-        throw CKError(.failed, "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) [\(name)] cannot be checkpointed")
+        throw CKError(
+          .failed, "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) [\(name)] cannot be checkpointed")
       }
       let shared = vma.permissions.contains(.shared)
       var deletedFile: stat?
@@ -73,7 +77,8 @@ struct MemoryCapture {
       var image = VMAImage(
         start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
         path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: [], pagesOffset: 0,
-        sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil, objectSize: objectSize)
+        sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil,
+        objectSize: objectSize)
       if let deletedFile {
         image.sharedObject = UInt64(deletedFile.st_ino)
         image.objectDevice = UInt64(deletedFile.st_dev)
@@ -95,15 +100,20 @@ struct MemoryCapture {
       case .pageTables(let anonymousOnly):
         var end = index + 1
         while end < images.count && sources[end] == sources[index] { end += 1 }
-        let runs = try scanner.dataRuns(of: images[index..<end].map { AddressRange(start: $0.start, end: $0.end) }, anonymousOnly: anonymousOnly)
-        for (area, areaRuns) in zip(index..<end, runs) { images[area].pages = areaRuns.map { PageRun(start: $0.start, end: $0.end) } }
+        let runs = try scanner.dataRuns(
+          of: images[index..<end].map { AddressRange(start: $0.start, end: $0.end) }, anonymousOnly: anonymousOnly)
+        for (area, areaRuns) in zip(index..<end, runs) {
+          images[area].pages = areaRuns.map { PageRun(start: $0.start, end: $0.end) }
+        }
         index = end
       }
     }
     let flags = try pendingFlags?.wait() ?? ProcSmaps.readFlags(pid: pid)
     for index in images.indices where !images[index].isSpecial {
       guard let vmFlags = flags[images[index].start] else {
-        throw CKError(.failed, "task \(pid): mapping \(hex(images[index].start)) changed while it was read (smaps does not show it)")
+        throw CKError(
+          .failed, "task \(pid): mapping \(hex(images[index].start)) changed while it was read (smaps does not show it)"
+        )
       }
       apply(vmFlags, to: &images[index])
       if vmFlags.contains(.guardRegions) {
@@ -114,7 +124,8 @@ struct MemoryCapture {
           guards.reduce([run]) { pieces, guardRun in
             pieces.flatMap { piece -> [PageRun] in
               guard guardRun.start < piece.end, piece.start < guardRun.end else { return [piece] }
-              return [PageRun(start: piece.start, end: guardRun.start), PageRun(start: guardRun.end, end: piece.end)].filter { $0.start < $0.end }
+              return [PageRun(start: piece.start, end: guardRun.start), PageRun(start: guardRun.end, end: piece.end)]
+                .filter { $0.start < $0.end }
             }
           }
         }
@@ -130,12 +141,15 @@ struct MemoryCapture {
     let exe = try readLink("/proc/\(pid)/exe")
     if exe.hasSuffix(" (deleted)") {
       throw CKError(
-        .failed, "task \(pid): its executable \(exe.dropLast(" (deleted)".count)) was deleted since it started, which ckcont cannot checkpoint yet",
+        .failed,
+        "task \(pid): its executable \(exe.dropLast(" (deleted)".count)) was deleted since it started, which ckcont cannot checkpoint yet",
         hint: "restart the process from the executable's new version")
     }
     let fields = MMFields(
-      startCode: procStat.startCode, endCode: procStat.endCode, startData: procStat.startData, endData: procStat.endData,
-      startBrk: procStat.startBrk, brk: 0, startStack: procStat.startStack, argStart: procStat.argStart, argEnd: procStat.argEnd,
+      startCode: procStat.startCode, endCode: procStat.endCode, startData: procStat.startData,
+      endData: procStat.endData,
+      startBrk: procStat.startBrk, brk: 0, startStack: procStat.startStack, argStart: procStat.argStart,
+      argEnd: procStat.argEnd,
       envStart: procStat.envStart, envEnd: procStat.envEnd)
     // AuxVector leaves out the terminating AT_NULL pair, which PR_SET_MM_MAP wants.
     let auxv: [UInt64] = try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
@@ -171,9 +185,12 @@ struct MemoryCapture {
     let name = "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) of deleted file \(vma.path)"
     let file = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
     var st = stat()
-    guard stat(file, &st) == 0 else { throw CKError(.failed, "\(name): cannot stat \(file): \(String(cString: strerror(errno)))") }
+    guard stat(file, &st) == 0 else {
+      throw CKError(.failed, "\(name): cannot stat \(file): \(String(cString: strerror(errno)))")
+    }
     guard st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 0 else {
-      throw CKError(.failed, "\(name) is not a regular file or is still linked elsewhere, which ckcont cannot checkpoint yet")
+      throw CKError(
+        .failed, "\(name) is not a regular file or is still linked elsewhere, which ckcont cannot checkpoint yet")
     }
     // Huge pages (MAP_HUGETLB shows as /anon_hugepage, deleted) are no file to make again.
     guard ck_fs_magic(file) != 0x9584_58f6 /* HUGETLBFS_MAGIC */ else {
@@ -195,7 +212,9 @@ struct MemoryCapture {
     let objectEnd = vma.offset + (vma.end - vma.start)
     return try FileData.ranges(fd: fd, from: vma.offset, to: objectEnd, name: path).map { range in
       // The last page may end past the end of the file: it is mapped whole.
-      AddressRange(start: vma.start + (range.start - vma.offset), end: min(vma.start + ((range.end - vma.offset + 4095) & ~4095), vma.end))
+      AddressRange(
+        start: vma.start + (range.start - vma.offset),
+        end: min(vma.start + ((range.end - vma.offset + 4095) & ~4095), vma.end))
     }
   }
 
@@ -212,7 +231,9 @@ struct MemoryCapture {
       let size = Int(vma.objectSize ?? 0)
       guard size <= Self.maxPrivateObjectSize else {
         throw CKError(
-          .failed, "task \(pid): the file \(vma.path) mapped privately at \(hex(vma.start)) holds \(size >> 20) MiB, more than ckcont keeps of such a file (\(Self.maxPrivateObjectSize >> 20) MiB)")
+          .failed,
+          "task \(pid): the file \(vma.path) mapped privately at \(hex(vma.start)) holds \(size >> 20) MiB, more than ckcont keeps of such a file (\(Self.maxPrivateObjectSize >> 20) MiB)"
+        )
       }
       let path = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
       let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
@@ -220,8 +241,12 @@ struct MemoryCapture {
       var bytes = [UInt8](repeating: 0, count: size)
       var done = 0
       while done < size {
-        let n = try syscallChecked("pread", path) { bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) } }
-        guard n > 0 else { throw CKError(.failed, "task \(pid): the file \(vma.path) ended at \(done) of \(size) bytes") }
+        let n = try syscallChecked("pread", path) {
+          bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
+        }
+        guard n > 0 else {
+          throw CKError(.failed, "task \(pid): the file \(vma.path) ended at \(done) of \(size) bytes")
+        }
         done += n
       }
       contents[member] = bytes

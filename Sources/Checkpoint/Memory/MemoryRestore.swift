@@ -60,7 +60,8 @@ final class MemoryRestore {
   static let exeFD: Int64 = 901
 
   init(
-    image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects, copier: PageCopier,
+    image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects,
+    copier: PageCopier,
     log: @escaping (String) -> Void
   ) {
     self.image = image
@@ -106,12 +107,16 @@ final class MemoryRestore {
         objectsInBatch.insert(object)
       }
       if vma.kind == .deletedFile, let inode = vma.sharedObject {
-        sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: inode, path: vma.path)] = (injector.pid, vma.start, vma.end)
+        sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: inode, path: vma.path)] = (
+          injector.pid, vma.start, vma.end
+        )
       }
     }
     if injector.dataRoom < 8192 || batch.isFull { try flush() }
     try queueMMFields()
-    let anonymous = mapped.filter(Self.fillsThroughUserfault).reduce(UInt64(0)) { $0 + $1.pages.reduce(0) { $0 + $1.size } }
+    let anonymous = mapped.filter(Self.fillsThroughUserfault).reduce(UInt64(0)) {
+      $0 + $1.pages.reduce(0) { $0 + $1.size }
+    }
     if anonymous >= Self.userfaultMinimum {
       userfaultCall = batch.add(
         "userfaultfd", SyscallNumber.userfaultfd, .value(UInt64(O_CLOEXEC | O_NONBLOCK)), mayFail: true)
@@ -156,14 +161,17 @@ final class MemoryRestore {
     // The file under a private mapping, before anything is copied into the mapping: pages
     // not copied on write show it.
     for vma in privateObjects {
-      guard let member = vma.contentsMember, let contents = sharedObjects.privateObjectContents[member], let base = contents.baseAddress
+      guard let member = vma.contentsMember, let contents = sharedObjects.privateObjectContents[member],
+        let base = contents.baseAddress
       else { continue }
       let path = "/proc/\(injector.pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
       let fd = try syscallChecked("open", path) { open(path, O_RDWR | O_CLOEXEC) }
       defer { close(fd) }
       var done = 0
       while done < contents.count {
-        done += try syscallChecked("pwrite", "the file \(vma.path)") { pwrite(fd, base + done, contents.count - done, off_t(done)) }
+        done += try syscallChecked("pwrite", "the file \(vma.path)") {
+          pwrite(fd, base + done, contents.count - done, off_t(done))
+        }
       }
     }
     var written: UInt64 = 0
@@ -187,7 +195,8 @@ final class MemoryRestore {
         throw CKError(.failed, "task \(injector.pid): the bundle holds fewer pages than its mappings need")
       }
       copier.submit(
-        pid: injector.pid, ranges: ranges, local: UnsafeMutableRawPointer(mutating: base + Int(first.pagesOffset)), intoTask: true,
+        pid: injector.pid, ranges: ranges, local: UnsafeMutableRawPointer(mutating: base + Int(first.pagesOffset)),
+        intoTask: true,
         uffd: throughUserfault ? userfault : nil)
       written += end - first.pagesOffset
     }
@@ -212,7 +221,9 @@ final class MemoryRestore {
     for vma in image.vmas {
       for run in vma.guards ?? [] {
         try makeRoom()
-        batch.add("MADV_GUARD_INSTALL \(hex(run.start))", SyscallNumber.madvise, .value(run.start), .value(run.size), .value(102))
+        batch.add(
+          "MADV_GUARD_INSTALL \(hex(run.start))", SyscallNumber.madvise, .value(run.start), .value(run.size),
+          .value(102))
       }
     }
     // mlock once the pages are in: it faults in what is missing, which a userfaultfd copy
@@ -226,12 +237,16 @@ final class MemoryRestore {
     for vma in image.vmas {
       for advice in vma.advice ?? [] {
         try makeRoom()
-        batch.add("madvise \(hex(vma.start)) \(advice.rawValue)", SyscallNumber.madvise, .value(vma.start), .value(vma.size), .value(advice.madviseValue))
+        batch.add(
+          "madvise \(hex(vma.start)) \(advice.rawValue)", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
+          .value(advice.madviseValue))
       }
     }
     for vma in madeWritable {
       try makeRoom()
-      batch.add("mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
+      batch.add(
+        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size),
+        .value(UInt64(vma.protection)))
     }
     for vma in image.vmas where vma.sealed == true {
       try makeRoom()
@@ -273,7 +288,8 @@ final class MemoryRestore {
     let attached = PROT_READ | (writable ? PROT_WRITE : 0) | (executable ? PROT_EXEC : 0)
     if attached != vma.protection {
       batch.add(
-        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size), .value(UInt64(vma.protection)))
+        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size),
+        .value(UInt64(vma.protection)))
     }
   }
 
@@ -293,8 +309,10 @@ final class MemoryRestore {
     defer { close(ours) }
     let fd = try injector.receive(ours, what: "the shared object of \(hex(vma.start))")
     batch.add(
-      "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start), .value(vma.size),
-      .value(UInt64(vma.protection | extra)), .value(UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE) | 0x100000), .value(UInt64(fd)),
+      "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start),
+      .value(vma.size),
+      .value(UInt64(vma.protection | extra)), .value(UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE) | 0x100000),
+      .value(UInt64(fd)),
       .value(vma.offset), expecting: Int64(vma.start))
     batch.add("close the shared object", SyscallNumber.close, .value(UInt64(fd)))
     if ownPages { mapped.append(vma) }
@@ -358,7 +376,8 @@ final class MemoryRestore {
           let destination = pass == 0 ? 0x2000_0000_0000 + (target.start & 0xffff_ffff) : target.start
           if source.start == destination { continue }
           batch.add(
-            "mremap \(target.path)", SyscallNumber.mremap, .value(source.start), .value(source.size), .value(source.size),
+            "mremap \(target.path)", SyscallNumber.mremap, .value(source.start), .value(source.size),
+            .value(source.size),
             .value(3 /* MREMAP_MAYMOVE | MREMAP_FIXED */), .value(destination), expecting: Int64(destination))
           current[sourceIndex].start = destination
           current[sourceIndex].end = destination + source.size
@@ -385,7 +404,8 @@ final class MemoryRestore {
       if vma.kind == .memfd {
         // A new memfd of the same name.
         let label = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
-        fd = batch.add("memfd_create \(vma.path)", SyscallNumber.memfdCreate, .value(label), .value(1 /* MFD_CLOEXEC */))
+        fd = batch.add(
+          "memfd_create \(vma.path)", SyscallNumber.memfdCreate, .value(label), .value(1 /* MFD_CLOEXEC */))
       } else {
         // A file unlinked at once, where the deleted one was.
         let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0, taskPid: injector.pid)
@@ -395,9 +415,11 @@ final class MemoryRestore {
           .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64(vma.objectMode ?? 0o600)))
         batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(path))
       }
-      batch.add("ftruncate \(vma.path)", SyscallNumber.ftruncate, .result(fd), .value(vma.objectSize ?? vma.offset + vma.size))
       batch.add(
-        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
+        "ftruncate \(vma.path)", SyscallNumber.ftruncate, .result(fd), .value(vma.objectSize ?? vma.offset + vma.size))
+      batch.add(
+        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed),
+        .result(fd),
         .value(vma.offset), expecting: at)
       batch.add("close \(vma.path)", SyscallNumber.close, .result(fd))
     } else if vma.kind == .file {
@@ -410,16 +432,19 @@ final class MemoryRestore {
       } else {
         let path = try injector.put(string: vma.path)
         fd = batch.add(
-          "open \(vma.path) to map it", SyscallNumber.open, .value(path), .value(UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC)))
+          "open \(vma.path) to map it", SyscallNumber.open, .value(path),
+          .value(UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC)))
         openFiles[key] = fd
       }
       batch.add(
-        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed), .result(fd),
+        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed),
+        .result(fd),
         .value(vma.offset), expecting: at)
     } else {
       let flags = sharing | UInt64(MAP_ANONYMOUS) | fixed | (vma.growsDown ? UInt64(MAP_GROWSDOWN) : 0)
       batch.add(
-        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(flags), .value(UInt64.max),
+        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(flags),
+        .value(UInt64.max),
         .value(0), expecting: at)
     }
   }
@@ -428,7 +453,8 @@ final class MemoryRestore {
   /// /proc/<pid>/cmdline keep working.
   private func queueMMFields() throws {
     let exePath = try injector.put(string: image.exe)
-    let opened = batch.add("open \(image.exe)", SyscallNumber.open, .value(exePath), .value(UInt64(O_RDONLY | O_CLOEXEC)))
+    let opened = batch.add(
+      "open \(image.exe)", SyscallNumber.open, .value(exePath), .value(UInt64(O_RDONLY | O_CLOEXEC)))
     batch.add(
       "dup3 \(image.exe)", SyscallNumber.dup3, .result(opened), .value(UInt64(Self.exeFD)), .value(UInt64(O_CLOEXEC)),
       expecting: Self.exeFD)
@@ -442,7 +468,9 @@ final class MemoryRestore {
     // struct prctl_mm_map ends with __u32 auxv_size and __u32 exe_fd.
     words.append(UInt64(image.auxv.count * 8) | UInt64(UInt32(truncatingIfNeeded: Self.exeFD)) << 32)
     let map = try injector.put(words: words)
-    batch.add("PR_SET_MM_MAP", SyscallNumber.prctl, .value(PrctlOption.setMM.rawValue), .value(14), .value(map), .value(UInt64(words.count * 8)))
+    batch.add(
+      "PR_SET_MM_MAP", SyscallNumber.prctl, .value(PrctlOption.setMM.rawValue), .value(14), .value(map),
+      .value(UInt64(words.count * 8)))
     batch.add("close \(image.exe)", SyscallNumber.close, .value(UInt64(Self.exeFD)))
   }
 }

@@ -82,7 +82,9 @@ final class PageCopier: @unchecked Sendable {
       var preparePiece: (@Sendable () throws -> Void)?
       if let prepare { preparePiece = { try prepare(at, count) } }
       pieces.append(
-        Piece(pid: pid, local: local + at, ranges: split[first..<end], intoTask: intoTask, prepare: preparePiece, uffd: uffd))
+        Piece(
+          pid: pid, local: local + at, ranges: split[first..<end], intoTask: intoTask, prepare: preparePiece, uffd: uffd
+        ))
     }
     guard !pieces.isEmpty else { return }
     condition.lock()
@@ -150,7 +152,8 @@ final class PageCopier: @unchecked Sendable {
         for range in piece.ranges {
           let result = ck_uffd_copy(uffd, range.start, piece.local + offset, range.count)
           guard result == 0 else {
-            throw SyscallError("UFFDIO_COPY", "task \(piece.pid) at 0x\(String(range.start, radix: 16))", .init(rawValue: -result))
+            throw SyscallError(
+              "UFFDIO_COPY", "task \(piece.pid) at 0x\(String(range.start, radix: 16))", .init(rawValue: -result))
           }
           offset += Int(range.count)
         }

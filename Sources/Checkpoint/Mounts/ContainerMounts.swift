@@ -64,7 +64,10 @@ enum ContainerMounts {
     let host = hostVisible ? ckconts : []
     let ownRoot = hasOwnRoot(container, host: reference)
     if ownRoot, let base {
-      throw CKError(.failed, "process \(pid) is in a mount namespace of its own with a root of its own (not that of the container's init \(base)), which ckcont cannot checkpoint yet")
+      throw CKError(
+        .failed,
+        "process \(pid) is in a mount namespace of its own with a root of its own (not that of the container's init \(base)), which ckcont cannot checkpoint yet"
+      )
     }
     // Under a root of its own every mount is the container's: none of the host's is there.
     // The root comes first (a pivot_root leaves the old root's mounts listed before it).
@@ -90,7 +93,9 @@ enum ContainerMounts {
       Set(
         (mount?.optionalFields ?? []).compactMap { field -> Int? in
           let parts = field.split(separator: ":")
-          guard parts.count == 2, kinds.contains(String(parts[0])), let group = Int(parts[1]), !hostGroups.contains(group) else { return nil }
+          guard parts.count == 2, kinds.contains(String(parts[0])), let group = Int(parts[1]),
+            !hostGroups.contains(group)
+          else { return nil }
           return group
         })
     }
@@ -108,7 +113,8 @@ enum ContainerMounts {
       if !receives.isEmpty,
         kept.contains(where: { other in
           other.parentID != mount.parentID && !groups(byID[other.parentID], ["shared"]).isDisjoint(with: receives)
-            && below(other) == below(mount) && other.major == mount.major && other.minor == mount.minor && other.root == mount.root
+            && below(other) == below(mount) && other.major == mount.major && other.minor == mount.minor
+            && other.root == mount.root
         })
       {
         added.append(mount)
@@ -116,31 +122,42 @@ enum ContainerMounts {
       }
       kept.append(mount)
       let flags = mountFlags(mount.mountOptions)
-      let name = mount.mountPoint == "/" ? "root filesystem (\(mount.fsType) from \(mount.source))" : "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
+      let name =
+        mount.mountPoint == "/"
+        ? "root filesystem (\(mount.fsType) from \(mount.source))"
+        : "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
       if let source = bindSource(of: mount, in: added) {
         images.append(
           MountImage(
-            kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, sourceInContainer: true, flags: flags,
+            kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, sourceInContainer: true,
+            flags: flags,
             options: ""))
       } else if let source = bindSource(of: mount, in: host) {
-        images.append(MountImage(kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, flags: flags, options: ""))
+        images.append(
+          MountImage(
+            kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, flags: flags, options: ""))
       } else if memoryFileSystems.contains(mount.fsType) || virtualFileSystems.contains(mount.fsType) {
-        let files = memoryFileSystems.contains(mount.fsType) ? try readFiles(of: mount, pid: pid, name: "\(owner) \(name)") : nil
+        let files =
+          memoryFileSystems.contains(mount.fsType) ? try readFiles(of: mount, pid: pid, name: "\(owner) \(name)") : nil
         images.append(
           MountImage(
             kind: .filesystem, mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source, flags: flags,
             options: mount.superOptions.filter { $0 != "rw" && $0 != "ro" }.joined(separator: ","), files: files))
       } else {
         throw CKError(
-          .failed, "\(owner) \(name) cannot be checkpointed yet: it is no view of a path ckcont sees, nor a filesystem ckcont can make again",
-          hint: mount.mountPoint == "/" ? "mount the root filesystem on the host too (as podman mounts an overlay), then run the container on that" : "bind-mount it from the host instead")
+          .failed,
+          "\(owner) \(name) cannot be checkpointed yet: it is no view of a path ckcont sees, nor a filesystem ckcont can make again",
+          hint: mount.mountPoint == "/"
+            ? "mount the root filesystem on the host too (as podman mounts an overlay), then run the container on that"
+            : "bind-mount it from the host instead")
       }
       if let index = images.indices.last {
-        let groups = Dictionary(uniqueKeysWithValues: mount.optionalFields.compactMap { field -> (String, Int)? in
-          let parts = field.split(separator: ":")
-          guard parts.count == 2, let group = Int(parts[1]), !hostGroups.contains(group) else { return nil }
-          return (String(parts[0]), group)
-        })
+        let groups = Dictionary(
+          uniqueKeysWithValues: mount.optionalFields.compactMap { field -> (String, Int)? in
+            let parts = field.split(separator: ":")
+            guard parts.count == 2, let group = Int(parts[1]), !hostGroups.contains(group) else { return nil }
+            return (String(parts[0]), group)
+          })
         images[index].sharedGroup = groups["shared"]
         images[index].masterGroup = groups["master"]
         images[index].unbindable = mount.optionalFields.contains("unbindable") ? true : nil
@@ -203,11 +220,14 @@ enum ContainerMounts {
     func walk(_ relative: String) throws {
       let directory = relative.isEmpty ? top : top + "/" + relative
       guard let stream = opendir(directory) else {
-        throw CKError(.failed, "\(name): cannot list \(relative.isEmpty ? "/" : relative): \(String(cString: strerror(errno)))")
+        throw CKError(
+          .failed, "\(name): cannot list \(relative.isEmpty ? "/" : relative): \(String(cString: strerror(errno)))")
       }
       var names: [String] = []
       while let entry = readdir(stream) {
-        let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let entryName = withUnsafeBytes(of: entry.pointee.d_name) {
+          String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
         if entryName != "." && entryName != ".." { names.append(entryName) }
       }
       closedir(stream)
@@ -224,14 +244,17 @@ enum ContainerMounts {
           files.append(MountFileImage(kind: .directory, path: path, mode: mode, uid: uid, gid: gid))
           try walk(path)
         case S_IFREG where st.st_nlink > 1 && linked[UInt64(st.st_ino)] != nil:
-          files.append(MountFileImage(kind: .hardLink, path: path, mode: mode, uid: uid, gid: gid, target: linked[UInt64(st.st_ino)]))
+          files.append(
+            MountFileImage(
+              kind: .hardLink, path: path, mode: mode, uid: uid, gid: gid, target: linked[UInt64(st.st_ino)]))
         case S_IFIFO:
           files.append(MountFileImage(kind: .fifo, path: path, mode: mode, uid: uid, gid: gid))
         case S_IFREG:
           if st.st_nlink > 1 { linked[UInt64(st.st_ino)] = path }
           bytes += Int(st.st_size)
           guard bytes <= maxFileBytes else {
-            throw CKError(.failed, "\(name) holds more than \(maxFileBytes >> 20) MiB of files, which ckcont does not save yet")
+            throw CKError(
+              .failed, "\(name) holds more than \(maxFileBytes >> 20) MiB of files, which ckcont does not save yet")
           }
           guard let contents = FileManager.default.contents(atPath: full) else {
             throw CKError(.failed, "\(name): cannot read \(path)")
@@ -243,7 +266,8 @@ enum ContainerMounts {
         case S_IFCHR, S_IFBLK:
           files.append(
             MountFileImage(
-              kind: st.st_mode & S_IFMT == S_IFCHR ? .characterDevice : .blockDevice, path: path, mode: mode, uid: uid, gid: gid,
+              kind: st.st_mode & S_IFMT == S_IFCHR ? .characterDevice : .blockDevice, path: path, mode: mode, uid: uid,
+              gid: gid,
               device: UInt64(st.st_rdev)))
         case S_IFSOCK:
           // A listener's socket file: made again when the socket is bound.
@@ -298,7 +322,8 @@ enum ContainerMounts {
       injector.resetData()
       let point = mount.mountPoint == "/" ? top : top + mount.mountPoint
       var source =
-        mount.mountPoint == "/" ? rootSource ?? mount.source : mount.sourceInContainer == true ? top + mount.source : mount.source
+        mount.mountPoint == "/"
+        ? rootSource ?? mount.source : mount.sourceInContainer == true ? top + mount.source : mount.source
       if mount.kind == .bind, mount.fsType.hasPrefix("cgroup"), mount.sourceInContainer != true,
         let move = cgroupMoves.first(where: { source == $0.from || source.hasPrefix($0.from + "/") })
       {
@@ -321,11 +346,13 @@ enum ContainerMounts {
       switch mount.kind {
       case .bind:
         let from = try injector.put(string: source)
-        try injector.call("bind-mount \(source) at \(mount.mountPoint)", SyscallNumber.mount, from, target, 0, 0x1000 /* MS_BIND */, 0)
+        try injector.call(
+          "bind-mount \(source) at \(mount.mountPoint)", SyscallNumber.mount, from, target, 0, 0x1000 /* MS_BIND */, 0)
         if mount.flags != 0 {
           // MS_REMOUNT | MS_BIND: the flags of a bind mount are set on the mount itself.
           try injector.call(
-            "remount \(mount.mountPoint) with its flags", SyscallNumber.mount, 0, target, 0, 0x20 | 0x1000 | mount.flags, 0)
+            "remount \(mount.mountPoint) with its flags", SyscallNumber.mount, 0, target, 0,
+            0x20 | 0x1000 | mount.flags, 0)
         }
       case .filesystem:
         try mountFilesystem(mount, at: point, injector: injector, userMaps: userMaps)
@@ -339,14 +366,18 @@ enum ContainerMounts {
 
   /// Mounts a new filesystem of `mount`'s type and options at `point`, from the task behind
   /// `injector`, and gives it its propagation.
-  static func mountFilesystem(_ mount: MountImage, at point: String, injector: Injector, userMaps: UserNamespaceMaps?) throws {
+  static func mountFilesystem(_ mount: MountImage, at point: String, injector: Injector, userMaps: UserNamespaceMaps?)
+    throws
+  {
     injector.resetData()
     let target = try injector.put(string: point)
     let from = try injector.put(string: mount.source)
     let type = try injector.put(string: mount.fsType)
-    let text = try userMaps.map { try ownIDs(in: mount.options, maps: $0, mountPoint: mount.mountPoint) } ?? mount.options
+    let text =
+      try userMaps.map { try ownIDs(in: mount.options, maps: $0, mountPoint: mount.mountPoint) } ?? mount.options
     let options = text.isEmpty ? 0 : try injector.put(string: text)
-    try injector.call("mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
+    try injector.call(
+      "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
     try propagate(mount, at: target, injector: injector)
   }
 
@@ -405,14 +436,18 @@ enum ContainerMounts {
       switch file.kind {
       case .directory:
         guard mkdir(path, mode_t(file.mode)) == 0 || errno == EEXIST else { throw fail("mkdir") }
-        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
+        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else {
+          throw fail("chown/chmod")
+        }
       case .symlink:
         guard symlink(file.target ?? "", path) == 0 else { throw fail("symlink") }
         guard lchown(path, file.uid, file.gid) == 0 else { throw fail("lchown") }
       case .fifo, .characterDevice, .blockDevice:
         let type = file.kind == .fifo ? S_IFIFO : file.kind == .characterDevice ? S_IFCHR : S_IFBLK
         guard mknod(path, type | mode_t(file.mode), dev_t(file.device ?? 0)) == 0 else { throw fail("mknod") }
-        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
+        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else {
+          throw fail("chown/chmod")
+        }
       case .hardLink:
         guard link(top + "/" + (file.target ?? ""), path) == 0 else { throw fail("link") }
       case .file:
@@ -441,17 +476,20 @@ enum ContainerMounts {
       guard isAbsolute(mount.mountPoint), mount.kind != .bind || isAbsolute(mount.source) else {
         throw bad("mount \(mount.mountPoint.prefix(200)) has a bad path")
       }
-      guard mount.kind == .bind || virtualFileSystems.contains(mount.fsType) || memoryFileSystems.contains(mount.fsType) else {
+      guard mount.kind == .bind || virtualFileSystems.contains(mount.fsType) || memoryFileSystems.contains(mount.fsType)
+      else {
         throw bad("mount \(mount.mountPoint) has a filesystem ckcont does not make: \(mount.fsType.prefix(64))")
       }
-      guard mount.options.utf8.count < 4096, !mount.options.contains("\0"), mount.source.utf8.count < 4096, !mount.source.contains("\0"),
+      guard mount.options.utf8.count < 4096, !mount.options.contains("\0"), mount.source.utf8.count < 4096,
+        !mount.source.contains("\0"),
         mount.flags & ~knownFlags == 0
       else { throw bad("mount \(mount.mountPoint) has bad options") }
       let files = mount.files ?? []
       guard files.count <= maxFiles, files.reduce(0, { $0 + ($1.contents?.count ?? 0) }) <= maxFileBytes,
         files.allSatisfy({ file in
           !file.path.isEmpty && isAbsolute("/" + file.path) && file.mode <= 0o7777
-            && (file.kind != .symlink || (file.target.map { !$0.isEmpty && $0.utf8.count < 4096 && !$0.contains("\0") } ?? false))
+            && (file.kind != .symlink
+              || (file.target.map { !$0.isEmpty && $0.utf8.count < 4096 && !$0.contains("\0") } ?? false))
             && (file.kind != .characterDevice && file.kind != .blockDevice || file.device != nil)
         })
       else { throw bad("mount \(mount.mountPoint) has bad files") }

@@ -29,7 +29,9 @@ enum NamespaceSysctls {
   static func capture(_ kind: String, of pid: Int32) throws -> [String: String]? {
     // Both at once: a network namespace has hundreds of settings, each a procfs read.
     let reads = [true, false].concurrentMap { (own: Bool) throws(any Error) in
-      own ? try NamespaceThread.run(in: kind, of: pid) { try readAll(kind) } : try NamespaceThread.runInFresh(kind) { try readAll(kind) }
+      own
+        ? try NamespaceThread.run(in: kind, of: pid) { try readAll(kind) }
+        : try NamespaceThread.runInFresh(kind) { try readAll(kind) }
     }
     let own = try reads[0].get()
     let fresh = try reads[1].get()
@@ -66,7 +68,10 @@ enum NamespaceSysctls {
     try NamespaceThread.run(in: kind, of: pid) {
       for (name, value) in settings.sorted(by: { $0.key < $1.key }) {
         do { try PseudoFile.write("/proc/sys/" + name, value) } catch {
-          throw CKError(.failed, "cannot set \(name.replacingOccurrences(of: "/", with: ".")) = \(value) in the new \(kind) namespace: \(error)")
+          throw CKError(
+            .failed,
+            "cannot set \(name.replacingOccurrences(of: "/", with: ".")) = \(value) in the new \(kind) namespace: \(error)"
+          )
         }
       }
     }
@@ -83,9 +88,11 @@ enum NamespaceSysctls {
       let bytes = Array(value.utf8)
       let text = try injector.put(bytes)
       var batch = Injector.Batch()
-      let fd = batch.add("open /proc/sys/\(name)", SyscallNumber.open, .value(path), .value(UInt64(O_WRONLY | O_CLOEXEC)))
+      let fd = batch.add(
+        "open /proc/sys/\(name)", SyscallNumber.open, .value(path), .value(UInt64(O_WRONLY | O_CLOEXEC)))
       batch.add(
-        "set \(name.replacingOccurrences(of: "/", with: ".")) = \(value)", SyscallNumber.write, .result(fd), .value(text),
+        "set \(name.replacingOccurrences(of: "/", with: ".")) = \(value)", SyscallNumber.write, .result(fd),
+        .value(text),
         .value(UInt64(bytes.count)))
       batch.add("close", SyscallNumber.close, .result(fd))
       try injector.run(batch)
@@ -99,7 +106,8 @@ enum NamespaceSysctls {
     return settings.allSatisfy { name, value in
       let parts = name.split(separator: "/", omittingEmptySubsequences: false)
       return !parts.contains { $0.isEmpty || $0 == "." || $0 == ".." } && !name.contains("\0")
-        && allowed.contains { name == $0 || name.hasPrefix($0 + "/") } && value.utf8.count < maxValue && !value.contains("\0")
+        && allowed.contains { name == $0 || name.hasPrefix($0 + "/") } && value.utf8.count < maxValue
+        && !value.contains("\0")
     }
   }
 }

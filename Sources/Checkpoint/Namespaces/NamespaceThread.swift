@@ -13,7 +13,9 @@ enum NamespaceThread {
     let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
     return try onThread(named: "ckcont-\(kind)") {
-      guard ck_setns(fd, flag(kind)) == 0 else { throw SyscallError("setns", "the \(kind) namespace of \(pid)", .init(rawValue: errno)) }
+      guard ck_setns(fd, flag(kind)) == 0 else {
+        throw SyscallError("setns", "the \(kind) namespace of \(pid)", .init(rawValue: errno))
+      }
       return try body()
     }
   }
@@ -21,7 +23,9 @@ enum NamespaceThread {
   /// Runs `body` on a new thread in a fresh `kind` namespace, which goes with the thread.
   static func runInFresh<T>(_ kind: String, _ body: @escaping () throws -> T) throws -> T {
     try onThread(named: "ckcont-fresh-\(kind)") {
-      guard ck_unshare(flag(kind)) == 0 else { throw SyscallError("unshare", "a fresh \(kind) namespace", .init(rawValue: errno)) }
+      guard ck_unshare(flag(kind)) == 0 else {
+        throw SyscallError("unshare", "a fresh \(kind) namespace", .init(rawValue: errno))
+      }
       return try body()
     }
   }

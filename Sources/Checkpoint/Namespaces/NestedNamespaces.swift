@@ -52,12 +52,15 @@ enum NestedNamespaces {
   ) throws -> NestedNamespaceImage {
     switch kind {
     case .uts:
-      return NestedNamespaceImage(kind: .uts, hostname: task.namespaces.uts.hostname, domainname: task.namespaces.uts.domainname)
+      return NestedNamespaceImage(
+        kind: .uts, hostname: task.namespaces.uts.hostname, domainname: task.namespaces.uts.domainname)
     case .ipc:
       let sysv = task.namespaces.sysvObjects
       guard sysv.shm + sysv.sem + sysv.msg == 0 else {
         throw CKError(
-          .failed, "process \(task.hostPid) is in an IPC namespace of its own holding SysV objects, which ckcont cannot checkpoint yet")
+          .failed,
+          "process \(task.hostPid) is in an IPC namespace of its own holding SysV objects, which ckcont cannot checkpoint yet"
+        )
       }
       var image = NestedNamespaceImage(kind: .ipc)
       image.sysctls = try NamespaceSysctls.capture("ipc", of: task.hostPid)
@@ -80,13 +83,17 @@ enum NestedNamespaces {
     let devices = try ProcNetDev.names(pid: pid).filter { $0 != "lo" }
     guard devices.isEmpty else {
       throw CKError(
-        .failed, "\(what) has network devices of its own (\(devices.joined(separator: ", "))), which ckcont cannot checkpoint yet",
-        hint: "ckcont makes only loopback again; move the devices out before the checkpoint, or run the container in the host's network namespace")
+        .failed,
+        "\(what) has network devices of its own (\(devices.joined(separator: ", "))), which ckcont cannot checkpoint yet",
+        hint:
+          "ckcont makes only loopback again; move the devices out before the checkpoint, or run the container in the host's network namespace"
+      )
     }
     let addresses = try ProcNetAddresses.read(pid: pid).filter { $0 != "127.0.0.1" && $0 != "::1" }
     guard addresses.isEmpty else {
       throw CKError(
-        .failed, "\(what) has addresses of its own (\(addresses.joined(separator: ", "))), which ckcont cannot checkpoint yet",
+        .failed,
+        "\(what) has addresses of its own (\(addresses.joined(separator: ", "))), which ckcont cannot checkpoint yet",
         hint: "ckcont makes only loopback's 127.0.0.1 and ::1 again")
     }
   }
@@ -106,7 +113,8 @@ enum NestedNamespaces {
   /// its entry names. `wanted`: the indices from its entry; `images`: the tree's.
   /// `userMaps`: those of the container's user namespace, for mounts (``ContainerMounts``).
   static func enter(
-    pid: Int32, parent: Int32, wanted: [Int]?, images: [NestedNamespaceImage], injector: Injector, userMaps: UserNamespaceMaps?,
+    pid: Int32, parent: Int32, wanted: [Int]?, images: [NestedNamespaceImage], injector: Injector,
+    userMaps: UserNamespaceMaps?,
     layout: PidNamespaces.Layout, placement: inout Placement
   ) throws {
     let inherited = placement.current[parent] ?? [:]
@@ -129,7 +137,8 @@ enum NestedNamespaces {
         case .net: if image.loopbackUp == true { try bringLoopbackUp(in: injector) }
         case .mnt:
           if let mounts = image.mounts {
-            try ContainerMounts.restore(mounts, injector: injector, pid: injector.pid, rootSource: nil, userMaps: userMaps)
+            try ContainerMounts.restore(
+              mounts, injector: injector, pid: injector.pid, rootSource: nil, userMaps: userMaps)
           }
         case .ipc: break
         }
@@ -140,12 +149,15 @@ enum NestedNamespaces {
         guard let seen = layout.pid(of: owner, seenBy: pid) else {
           throw CKError(
             .failed,
-            "process \(pid) joins the \(kind.rawValue) namespace of process \(owner), which its pid namespace does not see; ckcont cannot restore that yet")
+            "process \(pid) joins the \(kind.rawValue) namespace of process \(owner), which its pid namespace does not see; ckcont cannot restore that yet"
+          )
         }
         injector.resetData()
         var batch = Injector.Batch()
         let pidfd = batch.add("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))
-        batch.add("setns(\(kind.rawValue) of \(owner)) for process \(pid)", SyscallNumber.setns, .result(pidfd), .value(UInt64(flag)))
+        batch.add(
+          "setns(\(kind.rawValue) of \(owner)) for process \(pid)", SyscallNumber.setns, .result(pidfd),
+          .value(UInt64(flag)))
         batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
         try injector.run(batch)
       }
@@ -158,7 +170,8 @@ enum NestedNamespaces {
   /// ``PidNamespaces/markProcMounts``), in the mount namespace it is in: the container's
   /// (`rootMounts`) or a nested one.
   static func mountProcs(
-    ofInit pid: Int32, rootMounts: MountsImage?, images: [NestedNamespaceImage], injector: Injector, userMaps: UserNamespaceMaps?,
+    ofInit pid: Int32, rootMounts: MountsImage?, images: [NestedNamespaceImage], injector: Injector,
+    userMaps: UserNamespaceMaps?,
     placement: Placement
   ) throws {
     let mounts = placement.current[pid]?[.mnt].map { images[$0].mounts } ?? rootMounts

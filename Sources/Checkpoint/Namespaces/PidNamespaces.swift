@@ -33,13 +33,15 @@ enum PidNamespaces {
       }
       guard entry.pidDepth > 0 else {
         guard own == containerNamespace else {
-          throw refuse("is in a pid namespace of its own that is not below the container's (not that of its init \(root.hostPid))")
+          throw refuse(
+            "is in a pid namespace of its own that is not below the container's (not that of its init \(root.hostPid))")
         }
         continue
       }
       // Restored from inside the process by ids the container's namespace gives.
       guard !task.files.descriptors.contains(where: { $0.kind == .pidfd || ($0.asyncOwner?.id ?? 0) != 0 }) else {
-        throw refuse("holds a pidfd or signal-driven I/O naming a process while in a pid namespace below the container's")
+        throw refuse(
+          "holds a pidfd or signal-driven I/O naming a process while in a pid namespace below the container's")
       }
       guard let parent = byPid[entry.ppid], entry.ppid != 0 else {
         throw refuse("is in a pid namespace below the container's, but its parent is outside the container")
@@ -54,13 +56,16 @@ enum PidNamespaces {
         // could not be forked there again.
         guard parent.entry.pidDepth == entry.pidDepth, own == parent.namespaceIDs["pid"] else {
           throw refuse(
-            "is in a pid namespace below the container's that its parent \(parent.hostPid) is not in (it joined it by setns)")
+            "is in a pid namespace below the container's that its parent \(parent.hostPid) is not in (it joined it by setns)"
+          )
         }
       }
     }
     for index in tasks.indices {
       let task = tasks[index]
-      guard let forChildren = task.namespaceIDs["pid_for_children"], forChildren != task.namespaceIDs["pid"] else { continue }
+      guard let forChildren = task.namespaceIDs["pid_for_children"], forChildren != task.namespaceIDs["pid"] else {
+        continue
+      }
       // unshare(CLONE_NEWPID): the namespace is its children's; its first child is the init.
       guard
         let initTask = tasks.first(where: {
@@ -84,7 +89,8 @@ enum PidNamespaces {
   static func markProcMounts(
     _ image: inout MountsImage, viewer: Dump.CapturedTask, tasks: [Dump.CapturedTask], root: Dump.CapturedTask
   ) throws {
-    for index in image.mounts.indices where image.mounts[index].kind == .filesystem && image.mounts[index].fsType == "proc" {
+    for index in image.mounts.indices
+    where image.mounts[index].kind == .filesystem && image.mounts[index].fsType == "proc" {
       let point = image.mounts[index].mountPoint
       // Its pid 1 is the init of the namespace it shows.
       let path = "/proc/\(viewer.hostPid)/root" + (point == "/" ? "" : point) + "/1/ns/pid"
@@ -95,14 +101,16 @@ enum PidNamespaces {
           "process \(viewer.hostPid) (\(viewer.entry.comm)) sees a proc on \(point) mounted for a pid namespace \(why), which ckcont cannot restore yet",
           hint: "mount that proc from the namespace's init, in its mount namespace")
       }
-      guard let initTask = tasks.first(where: { $0.entry.nestedPids?.last == 1 && $0.namespaceIDs["pid"] == shows }) else {
+      guard let initTask = tasks.first(where: { $0.entry.nestedPids?.last == 1 && $0.namespaceIDs["pid"] == shows })
+      else {
         throw refuse("that is not below the container's")
       }
       guard initTask.namespaceIDs["mnt"] == viewer.namespaceIDs["mnt"] else {
         throw refuse("whose init \(initTask.hostPid) is in another mount namespace")
       }
       let under = point == "/" ? "/" : point + "/"
-      guard !image.mounts[(index + 1)...].contains(where: { $0.mountPoint == point || $0.mountPoint.hasPrefix(under) }) else {
+      guard !image.mounts[(index + 1)...].contains(where: { $0.mountPoint == point || $0.mountPoint.hasPrefix(under) })
+      else {
         throw refuse("with mounts made on it since")
       }
       image.mounts[index].pidNamespaceInit = initTask.entry.pid
@@ -119,7 +127,8 @@ enum PidNamespaces {
     if let helper = plan.helpers.first(where: { layout.byPid[$0.parent]?.pidDepth ?? 0 > 0 }) {
       throw CKError(
         .failed,
-        "the restore would need a helper process in the pid namespace of process \(helper.parent), below the container's (an orphan or a group whose leader exited), which ckcont cannot restore yet")
+        "the restore would need a helper process in the pid namespace of process \(helper.parent), below the container's (an orphan or a group whose leader exited), which ckcont cannot restore yet"
+      )
     }
     for (pid, group) in plan.joins { _ = try groupJoin(pid: pid, group: group, layout: layout) }
   }
@@ -198,7 +207,9 @@ enum PidNamespaces {
           throw bad(entry.pid, "nested pids without nested thread ids")
         }
         if depth > 0 {
-          guard entry.ppid != 0, let parent = byPid[entry.ppid] else { throw bad(entry.pid, "a nested pid namespace without a parent") }
+          guard entry.ppid != 0, let parent = byPid[entry.ppid] else {
+            throw bad(entry.pid, "a nested pid namespace without a parent")
+          }
           let isInit = entry.nestedPids?.last == 1
           guard parent.pidDepth == depth - (isInit ? 1 : 0) else {
             throw bad(entry.pid, "its nested pids do not fit its parent's")
@@ -220,7 +231,9 @@ enum PidNamespaces {
   /// Who calls setpgid for process `pid` joining `group` (0: a group of its own), and the
   /// ids as that caller names them: the process itself when its pid namespace sees the
   /// group, else its parent, which may move a child that has not exec'd.
-  static func groupJoin(pid: Int32, group: Int32, layout: Layout) throws(CKError) -> (caller: Int32, pid: Int32, group: Int32) {
+  static func groupJoin(pid: Int32, group: Int32, layout: Layout) throws(CKError) -> (
+    caller: Int32, pid: Int32, group: Int32
+  ) {
     if group == 0 { return (pid, 0, 0) }
     if let seen = layout.pid(of: group, seenBy: pid) { return (pid, 0, seen) }
     if let parent = layout.byPid[pid]?.ppid, parent != 0, let child = layout.pid(of: pid, seenBy: parent),
@@ -236,7 +249,9 @@ enum PidNamespaces {
   /// Makes process `entry` (forked already) bring its children into the namespace of its
   /// child init again, as unshare(CLONE_NEWPID) had (setns on a pidfd of that init).
   static func enterChildNamespace(_ entry: TaskEntryImage, injector: Injector, layout: Layout) throws {
-    guard let initPid = entry.childPidNamespaceInit, let seen = layout.pid(of: initPid, seenBy: entry.pid) else { return }
+    guard let initPid = entry.childPidNamespaceInit, let seen = layout.pid(of: initPid, seenBy: entry.pid) else {
+      return
+    }
     injector.resetData()
     var batch = Injector.Batch()
     let pidfd = batch.add("pidfd_open(\(seen))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))

@@ -43,7 +43,8 @@ enum TimeNamespaces {
       if let parent = byPid[task.entry.ppid], task.entry.ppid != 0, parent.namespaceIDs["time_for_children"] != own {
         throw CKError(
           .failed,
-          "process \(task.hostPid) is in another time namespace than its parent \(parent.hostPid) gives its children, which ckcont cannot recreate")
+          "process \(task.hostPid) is in another time namespace than its parent \(parent.hostPid) gives its children, which ckcont cannot recreate"
+        )
       }
       tasks[position].entry.timeNamespace = own.flatMap { indices[$0] }
       tasks[position].entry.childTimeNamespace = task.namespaceIDs["time_for_children"].flatMap { indices[$0] }
@@ -72,7 +73,8 @@ enum TimeNamespaces {
       clock_gettime(clock, &time)
       return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
-    return ClockReadings(realtime: read(CLOCK_REALTIME), monotonic: read(CLOCK_MONOTONIC), boottime: read(CLOCK_BOOTTIME))
+    return ClockReadings(
+      realtime: read(CLOCK_REALTIME), monotonic: read(CLOCK_MONOTONIC), boottime: read(CLOCK_BOOTTIME))
   }
 
   /// The offsets that continue the dumped clocks now: the old ones plus how much the host's

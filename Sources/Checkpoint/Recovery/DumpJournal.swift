@@ -2,8 +2,8 @@ import Bundle
 import Cgroup
 import Foundation
 import Glibc
-import SystemPackage
 import Linux
+import SystemPackage
 
 /// What a dump is about to change in a container, written and synced before each change
 /// (a write-ahead journal), so that whatever ckcont dies of — SIGKILL, the OOM killer, a
@@ -119,7 +119,9 @@ final class DumpJournal: @unchecked Sendable {
     try data.withUnsafeBytes { bytes in
       var done = 0
       while done < bytes.count {
-        done += try syscallChecked("write", temporary) { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+        done += try syscallChecked("write", temporary) {
+          Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+        }
       }
     }
     try syscallChecked("fsync", temporary) { fsync(fd) }

@@ -60,7 +60,9 @@ public enum DumpRecovery {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: DumpJournal.directory)) ?? []
     for name in names where name.hasPrefix("dump-") && name.hasSuffix(".json") {
       let path = DumpJournal.directory + "/" + name
-      guard let record = try? DumpJournal.read(path), !record.isOwnerAlive, access(record.cgroup, F_OK) != 0 else { continue }
+      guard let record = try? DumpJournal.read(path), !record.isOwnerAlive, access(record.cgroup, F_OK) != 0 else {
+        continue
+      }
       if let partial = record.partialBundle { unlink(partial) }
       unlink(path)
     }
@@ -119,7 +121,8 @@ public enum DumpRecovery {
     }
     var restored = 0
     for process in processes {
-      restored += try putBack(process, stoppedThreads, socketsOf: record.repairedSockets.filter { $0.pid == process.pid }, log: log)
+      restored += try putBack(
+        process, stoppedThreads, socketsOf: record.repairedSockets.filter { $0.pid == process.pid }, log: log)
     }
     // Everything resumes at once: frozen while detached, thawed (unless it was frozen).
     try? _ = Freezer.freeze(cgroup, timeout: 5)
@@ -183,8 +186,12 @@ public enum DumpRecovery {
 
   /// munmap of the scratch area, when the process's maps still show it, run by thread `tid`
   /// at the park's `syscall` instruction.
-  private static func unmapScratch(at address: UInt64, pid: Int32, from tid: Int32, park: UInt64, log: (String) -> Void) throws {
-    guard try ProcMaps.read(pid: pid).contains(where: { $0.start == address && $0.end == address + RemoteSession.areaSize }) else {
+  private static func unmapScratch(at address: UInt64, pid: Int32, from tid: Int32, park: UInt64, log: (String) -> Void)
+    throws
+  {
+    guard
+      try ProcMaps.read(pid: pid).contains(where: { $0.start == address && $0.end == address + RemoteSession.areaSize })
+    else {
       return
     }
     let tracee = Tracee(tid: tid)

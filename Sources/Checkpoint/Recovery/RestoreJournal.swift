@@ -45,7 +45,8 @@ public final class RestoreJournal: @unchecked Sendable {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: DumpJournal.directory)) ?? []
     for name in names where name.hasPrefix("restore-") && name.hasSuffix(".json") {
       let path = DumpJournal.directory + "/" + name
-      guard let data = try? PseudoFile.readBytes(path), let record = try? JSONDecoder().decode(RestoreRecord.self, from: Data(data)),
+      guard let data = try? PseudoFile.readBytes(path),
+        let record = try? JSONDecoder().decode(RestoreRecord.self, from: Data(data)),
         ProcStat.read(pid: record.ckcontPid)?.startTime != record.ckcontStartTime
       else { continue }
       for directory in record.directories.reversed() {
@@ -55,7 +56,9 @@ public final class RestoreJournal: @unchecked Sendable {
         }
       }
       unlink(path)
-      log("removed what the restore of ckcont \(record.ckcontPid) made before it died: \(record.directories.joined(separator: ", "))")
+      log(
+        "removed what the restore of ckcont \(record.ckcontPid) made before it died: \(record.directories.joined(separator: ", "))"
+      )
     }
   }
 }

@@ -62,14 +62,18 @@ final class Injector {
     try call(
       "socketpair for ckcont's channel", SyscallNumber.socketpair, UInt64(AF_UNIX),
       UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), 0, pair)
-    let ends = try read(8, at: pair).withUnsafeBytes { (Int32(littleEndian: $0.load(as: Int32.self)), Int32(littleEndian: $0.load(fromByteOffset: 4, as: Int32.self))) }
+    let ends = try read(8, at: pair).withUnsafeBytes {
+      (Int32(littleEndian: $0.load(as: Int32.self)), Int32(littleEndian: $0.load(fromByteOffset: 4, as: Int32.self)))
+    }
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(ends.0)") { ck_pidfd_getfd(pidfd, ends.0, 0) }
     var batch = Batch()
     batch.add("close \(ends.0)", SyscallNumber.close, .value(UInt64(ends.0)))
     if Int64(ends.1) != fd {
-      batch.add("dup3 the channel to \(fd)", SyscallNumber.dup3, .value(UInt64(ends.1)), .value(UInt64(fd)), .value(UInt64(O_CLOEXEC)))
+      batch.add(
+        "dup3 the channel to \(fd)", SyscallNumber.dup3, .value(UInt64(ends.1)), .value(UInt64(fd)),
+        .value(UInt64(O_CLOEXEC)))
       batch.add("close \(ends.1)", SyscallNumber.close, .value(UInt64(ends.1)))
     }
     do { try run(batch) } catch {
@@ -92,10 +96,15 @@ final class Injector {
     let control = try reserve(24)
     // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
     let header = try put(words: [0, 0, iov, 1, control, 24, 0])
-    try call("receive \(what()) from ckcont", SyscallNumber.recvmsg, UInt64(channel), header, 0x4000_0000 /* MSG_CMSG_CLOEXEC */)
+    try call(
+      "receive \(what()) from ckcont", SyscallNumber.recvmsg, UInt64(channel), header,
+      0x4000_0000 /* MSG_CMSG_CLOEXEC */)
     // struct cmsghdr: len (8 bytes), level, type, then the descriptor.
     let (level, type, received) = try read(24, at: control).withUnsafeBytes {
-      ($0.load(fromByteOffset: 8, as: Int32.self), $0.load(fromByteOffset: 12, as: Int32.self), $0.load(fromByteOffset: 16, as: Int32.self))
+      (
+        $0.load(fromByteOffset: 8, as: Int32.self), $0.load(fromByteOffset: 12, as: Int32.self),
+        $0.load(fromByteOffset: 16, as: Int32.self)
+      )
     }
     guard level == SOL_SOCKET, type == 1 /* SCM_RIGHTS */ else {
       throw CKError(.failed, "task \(pid): receiving \(what()) from ckcont brought no descriptor")
@@ -121,7 +130,8 @@ final class Injector {
   /// `newPidNamespace`: the child is the init (`ids[0]` is 1) of a pid namespace of its own.
   func forkChild(ids: [Int32], sharing: UInt64 = 0, newPidNamespace: Bool = false) throws -> Tracee {
     let flags = sharing | (newPidNamespace ? UInt64(CK_CLONE_NEWPID) : 0)
-    return try spawn(ids: ids, flags: flags, exitSignal: UInt64(SIGCHLD), event: Int32(CK_PTRACE_EVENT_FORK), what: "process")
+    return try spawn(
+      ids: ids, flags: flags, exitSignal: UInt64(SIGCHLD), event: Int32(CK_PTRACE_EVENT_FORK), what: "process")
   }
 
   /// ``forkChild(ids:sharing:newPidNamespace:)`` in this task's own pid namespace.
@@ -129,7 +139,9 @@ final class Injector {
     try forkChild(ids: [pid], sharing: sharing)
   }
 
-  private func spawn(ids: [Int32], flags: UInt64, exitSignal: UInt64, event expected: Int32, what: String) throws -> Tracee {
+  private func spawn(ids: [Int32], flags: UInt64, exitSignal: UInt64, event expected: Int32, what: String) throws
+    -> Tracee
+  {
     resetData()
     // clone3 returns the id this task's namespace gives the child: the next one out of a
     // namespace the child starts.
@@ -254,7 +266,8 @@ final class Injector {
   func read(_ count: Int, at address: UInt64) throws -> [UInt8] {
     var bytes = [UInt8](repeating: 0, count: count)
     try bytes.withUnsafeMutableBytes { buffer in
-      try ProcessMemory.read(pid: pid, ranges: [AddressRange(start: address, end: address + UInt64(count))], into: buffer)
+      try ProcessMemory.read(
+        pid: pid, ranges: [AddressRange(start: address, end: address + UInt64(count))], into: buffer)
     }
     return bytes
   }
@@ -306,7 +319,8 @@ final class Injector {
     guard !batch.isEmpty else { return }
     let code = batch.calls.code(results: region + Self.resultsStart)
     guard batch.labels.count <= 512, UInt64(code.count) <= Self.regionSize - Self.codeStart else {
-      throw CKError(.failed, "task \(pid): a batch of \(batch.labels.count) restore calls does not fit the injection region")
+      throw CKError(
+        .failed, "task \(pid): a batch of \(batch.labels.count) restore calls does not fit the injection region")
     }
     try writeStaged()
     try code.withUnsafeBytes { try write($0, at: region + Self.codeStart) }

@@ -85,7 +85,9 @@ final class LoadedBundle {
           storage.append(buffer)
           var offset = 0
           try reader.forEachChunk { chunk in
-            guard offset + chunk.count <= buffer.size else { throw BundleError("member \(member.name) is longer than listed") }
+            guard offset + chunk.count <= buffer.size else {
+              throw BundleError("member \(member.name) is longer than listed")
+            }
             buffer.pointer.advanced(by: offset).copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
             offset += chunk.count
           }
@@ -136,20 +138,26 @@ final class LoadedBundle {
       guard let maps = tree.namespaces.userMaps, tree.namespaces.pid, UserNamespaceMaps.isPlausible(maps.uids),
         UserNamespaceMaps.isPlausible(maps.gids)
       else {
-        throw CKError(.badInput, "the bundle is inconsistent: a user namespace without plausible id maps or a pid namespace")
+        throw CKError(
+          .badInput, "the bundle is inconsistent: a user namespace without plausible id maps or a pid namespace")
       }
     }
     let nested = tree.nestedNamespaces ?? []
     guard nested.count <= 1024,
-      nested.allSatisfy({ [$0.hostname, $0.domainname].allSatisfy { $0.map { $0.utf8.count <= 64 && !$0.contains("\0") } ?? true } }),
+      nested.allSatisfy({
+        [$0.hostname, $0.domainname].allSatisfy { $0.map { $0.utf8.count <= 64 && !$0.contains("\0") } ?? true }
+      }),
       tree.tasks.allSatisfy({ task in
         let indices = task.nestedNamespaces ?? []
-        return indices.allSatisfy { nested.indices.contains($0) } && Set(indices.map { nested[$0].kind }).count == indices.count
+        return indices.allSatisfy { nested.indices.contains($0) }
+          && Set(indices.map { nested[$0].kind }).count == indices.count
       })
     else {
       throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces")
     }
-    let settings = [("net", tree.namespaces.netSysctls), ("ipc", tree.namespaces.ipcSysctls)] + nested.map { ($0.kind.rawValue, $0.sysctls) }
+    let settings =
+      [("net", tree.namespaces.netSysctls), ("ipc", tree.namespaces.ipcSysctls)]
+      + nested.map { ($0.kind.rawValue, $0.sysctls) }
     for (kind, values) in settings {
       guard values.map({ NamespaceSysctls.isValid($0, kind: kind) }) ?? true else {
         throw CKError(.badInput, "the bundle is inconsistent: the settings of a \(kind) namespace")
@@ -157,14 +165,20 @@ final class LoadedBundle {
     }
     for image in nested {
       if let mounts = image.mounts {
-        guard image.kind == .mnt, !mounts.hasOwnRoot else { throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces") }
+        guard image.kind == .mnt, !mounts.hasOwnRoot else {
+          throw CKError(.badInput, "the bundle is inconsistent: its nested namespaces")
+        }
         try ContainerMounts.validate(mounts)
       }
     }
     let timeNamespaceCount = tree.timeNamespaces?.count ?? 0
     guard timeNamespaceCount <= 64,
       (tree.timeNamespaces ?? []).allSatisfy({ abs($0.monotonicOffset) < 1 << 61 && abs($0.boottimeOffset) < 1 << 61 }),
-      tree.tasks.allSatisfy({ [$0.timeNamespace, $0.childTimeNamespace].allSatisfy { $0.map { (0..<timeNamespaceCount).contains($0) } ?? true } }),
+      tree.tasks.allSatisfy({
+        [$0.timeNamespace, $0.childTimeNamespace].allSatisfy {
+          $0.map { (0..<timeNamespaceCount).contains($0) } ?? true
+        }
+      }),
       timeNamespaceCount == 0 || tree.clocksAtDump != nil
     else {
       throw CKError(.badInput, "the bundle is inconsistent: its time namespaces")
@@ -196,7 +210,8 @@ final class LoadedBundle {
     if json["ipc.json"] != nil {
       let image = try decode(SysVIPCImage.self, "ipc.json")
       guard tree.namespaces.ipc else {
-        throw CKError(.badInput, "the bundle is inconsistent: SysV objects without an IPC namespace of the container's own")
+        throw CKError(
+          .badInput, "the bundle is inconsistent: SysV objects without an IPC namespace of the container's own")
       }
       try Self.validate(image, members: pages.mapValues(\.size))
       ipc = image
@@ -244,15 +259,22 @@ final class LoadedBundle {
         }
       }
       return (
-        try decodeByHand(entry.coreMember) { bytes, name throws(BundleError) in try TaskCore.decodeJSON(bytes, member: name, strict: strict) },
-        try decodeByHand(entry.mmMember) { bytes, name throws(BundleError) in try MemoryImage.decodeJSON(bytes, member: name, strict: strict) },
+        try decodeByHand(entry.coreMember) { bytes, name throws(BundleError) in
+          try TaskCore.decodeJSON(bytes, member: name, strict: strict)
+        },
+        try decodeByHand(entry.mmMember) { bytes, name throws(BundleError) in
+          try MemoryImage.decodeJSON(bytes, member: name, strict: strict)
+        },
         try decode(FileTableImage.self, entry.filesMember)
       )
     }
     for (entry, result) in zip(entries, decoded) {
-      guard let member = pages[entry.pagesMember] else { throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)") }
+      guard let member = pages[entry.pagesMember] else {
+        throw CKError(.badInput, "the bundle lacks \(entry.pagesMember)")
+      }
       let (core, memory, files) = try result.get()
-      let task = LoadedTask(entry: entry, core: core, memory: memory, files: files, pages: member.data, pagesSize: member.size)
+      let task = LoadedTask(
+        entry: entry, core: core, memory: memory, files: files, pages: member.data, pagesSize: member.size)
       try Self.validate(task)
       loaded.append(task)
     }
@@ -260,9 +282,13 @@ final class LoadedBundle {
     for task in loaded {
       for vma in task.memory.vmas {
         guard let name = vma.contentsMember else { continue }
-        guard let member = pages[name], UInt64(member.size) == vma.objectSize, member.size <= MemoryCapture.maxPrivateObjectSize else {
+        guard let member = pages[name], UInt64(member.size) == vma.objectSize,
+          member.size <= MemoryCapture.maxPrivateObjectSize
+        else {
           throw CKError(
-            .badInput, "the bundle is inconsistent: task \(task.entry.pid) maps \(vma.path) privately at \(hex(vma.start)) without its contents")
+            .badInput,
+            "the bundle is inconsistent: task \(task.entry.pid) maps \(vma.path) privately at \(hex(vma.start)) without its contents"
+          )
         }
         objects[name] = member.data ?? UnsafeRawBufferPointer(start: nil, count: 0)
       }
@@ -271,20 +297,25 @@ final class LoadedBundle {
           vma.size == (segment.size + 4095) & ~4095
         else {
           throw CKError(
-            .badInput, "the bundle is inconsistent: task \(task.entry.pid) attaches SysV segment \(vma.sharedObject ?? 0), which ipc.json does not hold at that size")
+            .badInput,
+            "the bundle is inconsistent: task \(task.entry.pid) attaches SysV segment \(vma.sharedObject ?? 0), which ipc.json does not hold at that size"
+          )
         }
       }
     }
     // Descriptors in flight name descriptors of the container's processes: they must exist.
-    let held = Set(loaded.flatMap { task in task.files.descriptors.map { DescriptorReference(pid: task.entry.pid, fd: $0.fd) } })
+    let held = Set(
+      loaded.flatMap { task in task.files.descriptors.map { DescriptorReference(pid: task.entry.pid, fd: $0.fd) } })
     for task in loaded {
       for descriptor in task.files.descriptors {
         for passed in (descriptor.socket?.passed ?? []).flatMap(\.descriptors) {
-          let reference = passed.pid != 0 ? passed : DescriptorReference(pid: passed.throughPid ?? 0, fd: passed.throughFd ?? 0)
+          let reference =
+            passed.pid != 0 ? passed : DescriptorReference(pid: passed.throughPid ?? 0, fd: passed.throughFd ?? 0)
           guard reference.pid != 0, !held.contains(reference) else { continue }
           throw CKError(
             .badInput,
-            "the bundle is inconsistent: task \(task.entry.pid) fd \(descriptor.fd) holds in flight fd \(reference.fd) of process \(reference.pid), which the bundle does not hold")
+            "the bundle is inconsistent: task \(task.entry.pid) fd \(descriptor.fd) holds in flight fd \(reference.fd) of process \(reference.pid), which the bundle does not hold"
+          )
         }
       }
     }
@@ -307,7 +338,9 @@ final class LoadedBundle {
     guard image.sharedMemory.count <= 32768, image.semaphoreSets.count <= 32768, image.messageQueues.count <= 32768,
       owners.allSatisfy({ $0.id >= 0 && $0.mode <= 0o1777 })
     else { throw bad("too many objects, or a bad id or mode") }
-    for ids in [image.sharedMemory.map(\.owner.id), image.semaphoreSets.map(\.owner.id), image.messageQueues.map(\.owner.id)]
+    for ids in [
+      image.sharedMemory.map(\.owner.id), image.semaphoreSets.map(\.owner.id), image.messageQueues.map(\.owner.id),
+    ]
     where Set(ids).count != ids.count {
       throw bad("an id is repeated")
     }
@@ -339,16 +372,23 @@ final class LoadedBundle {
   /// before children, settings ckcont would have saved, processes of the tree.
   /// A proc left to a nested pid namespace's init names one that is in the mount namespace
   /// the proc is in: otherwise nobody would mount it.
-  static func validateProcInits(_ mounts: MountsImage?, nested: [NestedNamespaceImage], tasks: [TaskEntryImage]) throws(CKError) {
+  static func validateProcInits(_ mounts: MountsImage?, nested: [NestedNamespaceImage], tasks: [TaskEntryImage])
+    throws(CKError)
+  {
     let byPid = Dictionary(tasks.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
-    let namespaces: [(mounts: MountsImage?, index: Int?)] = [(mounts, nil)] + nested.indices.map { (nested[$0].mounts, $0) }
+    let namespaces: [(mounts: MountsImage?, index: Int?)] =
+      [(mounts, nil)] + nested.indices.map { (nested[$0].mounts, $0) }
     for (image, index) in namespaces {
       for mount in image?.mounts ?? [] {
         guard let pid = mount.pidNamespaceInit else { continue }
         let ownMount = byPid[pid]?.nestedNamespaces?.first { nested.indices.contains($0) && nested[$0].kind == .mnt }
         guard mount.kind == .filesystem, mount.fsType == "proc", let entry = byPid[pid], entry.zombieStatus == nil,
           entry.nestedPids?.last == 1, ownMount == index
-        else { throw CKError(.badInput, "the bundle is inconsistent: the proc on \(mount.mountPoint.prefix(200)) names no init of its own") }
+        else {
+          throw CKError(
+            .badInput,
+            "the bundle is inconsistent: the proc on \(mount.mountPoint.prefix(200)) names no init of its own")
+        }
       }
     }
   }
@@ -367,7 +407,9 @@ final class LoadedBundle {
     guard Set(keys).count == keys.count else { throw bad("a hierarchy listed twice") }
     for hierarchy in image.hierarchies {
       guard ["v1", "v2"].contains(hierarchy.version), hierarchy.controllers.count <= 16,
-        hierarchy.controllers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "=" } })
+        hierarchy.controllers.allSatisfy({
+          !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "=" }
+        })
       else { throw bad("unknown hierarchy") }
       guard hierarchy.root.hasPrefix("/"), hierarchy.root == "/" || isSafe(String(hierarchy.root.dropFirst())) else {
         throw bad("bad root \(hierarchy.root)")
@@ -376,11 +418,15 @@ final class LoadedBundle {
       var seen: Set<String> = []
       for group in hierarchy.groups {
         let parent = group.path.split(separator: "/").dropLast().joined(separator: "/")
-        guard group.path == "." || (!group.path.hasPrefix("/") && isSafe(group.path) && seen.contains(parent.isEmpty ? "." : parent)),
+        guard
+          group.path == "."
+            || (!group.path.hasPrefix("/") && isSafe(group.path) && seen.contains(parent.isEmpty ? "." : parent)),
           seen.insert(group.path).inserted
         else { throw bad("bad cgroup path \(group.path)") }
         guard group.settings.count <= 64,
-          group.settings.allSatisfy({ Cgroup.isSavedSetting($0.name) && $0.value.utf8.count < 4096 && !$0.value.contains("\n") })
+          group.settings.allSatisfy({
+            Cgroup.isSavedSetting($0.name) && $0.value.utf8.count < 4096 && !$0.value.contains("\n")
+          })
         else { throw bad("\(group.path) has settings ckcont does not write") }
         guard group.processes.allSatisfy(pids.contains) else { throw bad("\(group.path) lists unknown processes") }
       }
@@ -399,19 +445,29 @@ final class LoadedBundle {
       task.core.threads.count <= 65536
     else { throw bad("thread count does not match the tree") }
     for thread in task.core.threads {
-      guard thread.xstate.count >= 576, thread.xstate.count <= 1 << 16 else { throw bad("xstate of \(thread.xstate.count) bytes") }
-      guard thread.name.map({ $0.utf8.count < 64 && !$0.contains("\0") }) ?? true else { throw bad("a thread name is malformed") }
+      guard thread.xstate.count >= 576, thread.xstate.count <= 1 << 16 else {
+        throw bad("xstate of \(thread.xstate.count) bytes")
+      }
+      guard thread.name.map({ $0.utf8.count < 64 && !$0.contains("\0") }) ?? true else {
+        throw bad("a thread name is malformed")
+      }
       guard (thread.cpus ?? []).count <= 1024 else { throw bad("a thread's CPUs are too many") }
       guard thread.scheduling.map(Self.plausible) ?? true else { throw bad("bad scheduling of a thread") }
-      guard (thread.ioPriority ?? 0) < 1 << 16, (thread.ioPriority ?? 0) >> 13 <= 3 else { throw bad("bad I/O priority of a thread") }
+      guard (thread.ioPriority ?? 0) < 1 << 16, (thread.ioPriority ?? 0) >> 13 <= 3 else {
+        throw bad("bad I/O priority of a thread")
+      }
       guard thread.pendingSignals.count <= 1 << 16, thread.pendingSignals.allSatisfy({ $0.count == 128 }) else {
         throw bad("malformed pending signals")
       }
     }
-    guard task.core.sharedPendingSignals.count <= 1 << 16, task.core.sharedPendingSignals.allSatisfy({ $0.count == 128 }) else {
+    guard task.core.sharedPendingSignals.count <= 1 << 16,
+      task.core.sharedPendingSignals.allSatisfy({ $0.count == 128 })
+    else {
       throw bad("malformed pending signals")
     }
-    guard task.core.signalActions.allSatisfy({ (1...64).contains($0.signal) }) else { throw bad("signal number out of range") }
+    guard task.core.signalActions.allSatisfy({ (1...64).contains($0.signal) }) else {
+      throw bad("signal number out of range")
+    }
     guard task.core.scheduling.map(Self.plausible) ?? true else { throw bad("bad scheduling") }
     guard task.core.resourceLimits.allSatisfy({ (0...15).contains($0.resource) }) else { throw bad("unknown rlimit") }
     guard task.core.itimers.allSatisfy({ (0...2).contains($0.which) }) else { throw bad("unknown itimer") }
@@ -437,7 +493,8 @@ final class LoadedBundle {
       guard vma.pagesOffset == expectedOffset else { throw bad("\(name) has its pages at the wrong offset") }
       var runEnd = vma.start
       for run in vma.pages {
-        guard run.start % page == 0, run.end % page == 0, run.start < run.end, run.start >= runEnd, run.end <= vma.end else {
+        guard run.start % page == 0, run.end % page == 0, run.start < run.end, run.start >= runEnd, run.end <= vma.end
+        else {
           throw bad("\(name) has a page run outside it")
         }
         runEnd = run.end
@@ -447,7 +504,8 @@ final class LoadedBundle {
       var guardEnd = vma.start
       for run in vma.guards ?? [] {
         // Guard pages hold nothing: no saved page lies in them.
-        guard run.start % page == 0, run.end % page == 0, run.start < run.end, run.start >= guardEnd, run.end <= vma.end,
+        guard run.start % page == 0, run.end % page == 0, run.start < run.end, run.start >= guardEnd,
+          run.end <= vma.end,
           !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end })
         else { throw bad("\(name) has a guard region outside it or over saved pages") }
         guardEnd = run.end
@@ -479,7 +537,8 @@ final class LoadedBundle {
       // The restore puts each program into the task's 32 KiB data area, beside its header.
       guard filters.count <= SeccompFilterImage.maxRestorableFilters,
         filters.allSatisfy({
-          !$0.program.isEmpty && $0.program.count % 8 == 0 && $0.program.count / 8 <= SeccompFilterImage.maxRestorableInstructions
+          !$0.program.isEmpty && $0.program.count % 8 == 0
+            && $0.program.count / 8 <= SeccompFilterImage.maxRestorableInstructions
             && $0.flags & ~SeccompFilterImage.knownFlags == 0
         })
       else { throw bad("malformed or oversized seccomp filters") }
@@ -498,11 +557,15 @@ final class LoadedBundle {
           throw bad("fd \(descriptor.fd) has a bad owner for signal-driven I/O")
         }
       }
-      guard (descriptor.locks ?? []).count <= 1024, (descriptor.locks ?? []).allSatisfy({ $0.start >= 0 && $0.length >= 0 }) else {
+      guard (descriptor.locks ?? []).count <= 1024,
+        (descriptor.locks ?? []).allSatisfy({ $0.start >= 0 && $0.length >= 0 })
+      else {
         throw bad("fd \(descriptor.fd) has bad locks")
       }
       if let twin = descriptor.sharesWith {
-        guard fds.contains(twin), twin != descriptor.fd else { throw bad("fd \(descriptor.fd) duplicates an unknown fd") }
+        guard fds.contains(twin), twin != descriptor.fd else {
+          throw bad("fd \(descriptor.fd) duplicates an unknown fd")
+        }
         continue
       }
       try DescriptorKinds.handler(for: descriptor.kind).validate(descriptor, pipes: pipes, bad: bad)
@@ -510,7 +573,9 @@ final class LoadedBundle {
     try Pipes.validate(task.files.pipes, bad: bad)
     try Epoll.validateTargets(task.files.descriptors, fds: fds, bad: bad)
     guard task.core.cwd.hasPrefix("/"), task.core.cwd.utf8.count < 4096 else { throw bad("bad working directory") }
-    guard task.core.root.hasPrefix("/"), task.core.root.utf8.count < 4096, !task.core.root.contains("\0") else { throw bad("bad root") }
+    guard task.core.root.hasPrefix("/"), task.core.root.utf8.count < 4096, !task.core.root.contains("\0") else {
+      throw bad("bad root")
+    }
   }
 }
 
@@ -539,7 +604,8 @@ final class PageBuffer {
 extension LoadedBundle {
   /// A nice value, policy (not SCHED_DEADLINE) and realtime priority the kernel would take.
   static func plausible(_ scheduling: SchedulingImage) -> Bool {
-    (-20...19).contains(scheduling.nice) && [0, 1, 2, 3, 5].contains(scheduling.policy) && scheduling.realtimePriority <= 99
+    (-20...19).contains(scheduling.nice) && [0, 1, 2, 3, 5].contains(scheduling.policy)
+      && scheduling.realtimePriority <= 99
       && (scheduling.policy == 1 || scheduling.policy == 2) == (scheduling.realtimePriority > 0)
   }
 }

@@ -58,7 +58,9 @@ public struct Restore {
     let resource = String(spec[spec.index(close, offsetBy: 2)...])
     guard !resource.isEmpty else { throw CKError(.badInput, "--inherit-fd \(spec): no resource after fd[\(fd)]:") }
     guard fcntl(fd, F_GETFD) >= 0 else {
-      throw CKError(.badInput, "--inherit-fd \(spec): ckcont has no descriptor \(fd)", hint: "open it for ckcont, e.g. 3>&1 in a shell")
+      throw CKError(
+        .badInput, "--inherit-fd \(spec): ckcont has no descriptor \(fd)",
+        hint: "open it for ckcont, e.g. 3>&1 in a shell")
     }
     return (resource, fd)
   }
@@ -71,7 +73,8 @@ public struct Restore {
     }
     guard spec.hasPrefix("/") else { return "/" + spec.split(separator: "/").joined(separator: "/") }
     guard let hierarchy = try CgroupMounts.current().hierarchy(containing: spec), hierarchy.canFreeze else {
-      throw CKError(.badInput, "\(spec) is not a path under a v2 or v1 freezer cgroup mount", hint: "or give --cgroup-root")
+      throw CKError(
+        .badInput, "\(spec) is not a path under a v2 or v1 freezer cgroup mount", hint: "or give --cgroup-root")
     }
     let inside = spec.dropFirst(hierarchy.mountPoint.count).split(separator: "/").joined(separator: "/")
     return "/" + inside
@@ -99,7 +102,8 @@ public struct Restore {
     let tracerCPU = CPUSet.current()
     try? CPUSet(only: tracerCPU).apply(to: 0)
     defer { try? ownCPUs.apply(to: 0) }
-    let run = RestoreRun(options: self, bundle: bundle, plan: plan, order: order, target: target, ownCPUs: ownCPUs, tracerCPU: tracerCPU)
+    let run = RestoreRun(
+      options: self, bundle: bundle, plan: plan, order: order, target: target, ownCPUs: ownCPUs, tracerCPU: tracerCPU)
     do {
       try run.phases.time("cgroups") { try target.prepare(log: log) }
       FaultInjection.point("restore:cgroups")
@@ -130,16 +134,21 @@ public struct Restore {
   /// for a shell job, a root filesystem for a container that had one.
   func checkOptions(_ bundle: LoadedBundle) throws {
     if let cgroupRoot {
-      guard cgroupRoot.hasPrefix("/"), !cgroupRoot.split(separator: "/").contains(".."), !cgroupRoot.contains("\0") else {
-        throw CKError(.badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
+      guard cgroupRoot.hasPrefix("/"), !cgroupRoot.split(separator: "/").contains(".."), !cgroupRoot.contains("\0")
+      else {
+        throw CKError(
+          .badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
       }
     }
     if let terminal = bundle.tree.shellJobTerminal {
       guard shellJob else {
-        throw CKError(.badInput, "the bundle is a shell job (its terminal was \(terminal)): restore it with --shell-job, from a terminal")
+        throw CKError(
+          .badInput,
+          "the bundle is a shell job (its terminal was \(terminal)): restore it with --shell-job, from a terminal")
       }
       guard ownTerminal() != nil else {
-        throw CKError(.badInput, "--shell-job: ckcont has no terminal to give the job", hint: "run the restore from a terminal")
+        throw CKError(
+          .badInput, "--shell-job: ckcont has no terminal to give the job", hint: "run the restore from a terminal")
       }
     }
     if let rootFilesystem {
@@ -164,8 +173,12 @@ public struct Restore {
     let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in
       if case .fork(let pid, _) = step { return byPid[pid] } else { return nil }
     }
-    if let bad = order.first(where: { $0.entry.cgroup.hasPrefix("/") || $0.entry.cgroup.split(separator: "/").contains("..") }) {
-      throw CKError(.badInput, "the bundle places process \(bad.entry.pid) in the cgroup \(bad.entry.cgroup), outside the container")
+    if let bad = order.first(where: {
+      $0.entry.cgroup.hasPrefix("/") || $0.entry.cgroup.split(separator: "/").contains("..")
+    }) {
+      throw CKError(
+        .badInput, "the bundle places process \(bad.entry.pid) in the cgroup \(bad.entry.cgroup), outside the container"
+      )
     }
     return (plan, order)
   }
@@ -188,7 +201,9 @@ public struct Restore {
     var limit = rlimit()
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
     limit.rlim_cur = limit.rlim_max
-    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 { log("could not raise RLIMIT_NOFILE: \(String(cString: strerror(errno)))") }
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+      log("could not raise RLIMIT_NOFILE: \(String(cString: strerror(errno)))")
+    }
   }
 
   /// Where every task holds its end of the channel to ckcont (``Injector/channel``) until
@@ -355,7 +370,9 @@ public struct Restore {
   /// socket's name) would be refused. Like any process a runtime starts in one, it becomes
   /// the namespace's root first (its capabilities there stay whole); the dumped ids come last.
   func becomeNamespaceRoot(_ injector: Injector, maps: UserNamespaceMaps?) throws {
-    guard let maps, maps.uids.contains(where: { $0.inside == 0 }), maps.gids.contains(where: { $0.inside == 0 }) else { return }
+    guard let maps, maps.uids.contains(where: { $0.inside == 0 }), maps.gids.contains(where: { $0.inside == 0 }) else {
+      return
+    }
     try injector.call("setresgid(0) in the user namespace", SyscallNumber.setresgid, 0, 0, 0)
     try injector.call("setresuid(0) in the user namespace", SyscallNumber.setresuid, 0, 0, 0)
     // The change of ids made it undumpable, and then the processes forked from it could not
@@ -375,7 +392,10 @@ public struct Restore {
       defer { close(fd) }
       let written = text.withCString { write(fd, $0, strlen($0)) }
       guard written == text.utf8.count else {
-        throw CKError(.failed, "cannot write the user namespace's \(file) (\(text.split(separator: "\n").joined(separator: ", "))): \(String(cString: strerror(errno)))")
+        throw CKError(
+          .failed,
+          "cannot write the user namespace's \(file) (\(text.split(separator: "\n").joined(separator: ", "))): \(String(cString: strerror(errno)))"
+        )
       }
     }
   }

@@ -49,7 +49,8 @@ final class RestoreRun {
   var log: (String) -> Void { options.log }
 
   init(
-    options: Restore, bundle: LoadedBundle, plan: TreePlan, order: [LoadedBundle.LoadedTask], target: TargetCgroups, ownCPUs: CPUSet,
+    options: Restore, bundle: LoadedBundle, plan: TreePlan, order: [LoadedBundle.LoadedTask], target: TargetCgroups,
+    ownCPUs: CPUSet,
     tracerCPU: Int
   ) {
     self.options = options
@@ -63,7 +64,9 @@ final class RestoreRun {
     byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
     zombies = Dictionary(uniqueKeysWithValues: bundle.zombies.map { ($0.pid, $0) })
     layout = PidNamespaces.Layout(bundle.tree.tasks)
-    timeOffsets = (bundle.tree.timeNamespaces ?? []).map { TimeNamespaces.offsets($0, dumpedAt: bundle.tree.clocksAtDump) }
+    timeOffsets = (bundle.tree.timeNamespaces ?? []).map {
+      TimeNamespaces.offsets($0, dumpedAt: bundle.tree.clocksAtDump)
+    }
     sharedObjects.privateObjectContents = bundle.privateObjects
   }
 
@@ -95,7 +98,8 @@ final class RestoreRun {
     // Zombies die once their sessions and groups have every member and the helpers have
     // ended: a zombie-to-be an orphan helper forked has fallen to its parent, the init.
     for zombie in bundle.zombies {
-      guard let own = injectors.removeValue(forKey: zombie.pid), let parent = injectors[zombie.ppid], let status = zombie.zombieStatus
+      guard let own = injectors.removeValue(forKey: zombie.pid), let parent = injectors[zombie.ppid],
+        let status = zombie.zombieStatus
       else { throw CKError(.failed, "zombie \(zombie.pid) or its parent \(zombie.ppid) was not created") }
       try options.makeZombie(own, status: status, parent: parent, name: zombie.comm)
     }
@@ -143,7 +147,8 @@ final class RestoreRun {
     if bundle.tree.namespaces.cgroup {
       // Made where the task now is, so that its root is the container's cgroup in every
       // hierarchy (as a runtime makes it), not ckcont's, where the task was born.
-      try injector.call("unshare(CLONE_NEWCGROUP) for process \(pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWCGROUP))
+      try injector.call(
+        "unshare(CLONE_NEWCGROUP) for process \(pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWCGROUP))
     }
     if bundle.tree.namespaces.user {
       try options.becomeNamespaceRoot(injector, maps: bundle.tree.namespaces.userMaps)
@@ -168,7 +173,9 @@ final class RestoreRun {
       try NestedNamespaces.setNames(
         hostname: bundle.tree.namespaces.hostname, domainname: bundle.tree.namespaces.domainname, in: injector)
     }
-    if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true { try NestedNamespaces.bringLoopbackUp(in: injector) }
+    if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true {
+      try NestedNamespaces.bringLoopbackUp(in: injector)
+    }
     placement.rootPid = pid
     placement.current[pid] = [:]
     injectors[pid] = injector
@@ -176,37 +183,50 @@ final class RestoreRun {
 
   /// A process (or helper) forked by its parent, moved to its cgroup and namespaces.
   private func forkChild(_ pid: Int32, from parentPid: Int32) throws {
-    guard let parent = injectors[parentPid] else { throw CKError(.failed, "process \(pid): parent \(parentPid) not created") }
+    guard let parent = injectors[parentPid] else {
+      throw CKError(.failed, "process \(pid): parent \(parentPid) not created")
+    }
     // A process that shared its parent's descriptor table or fs information is cloned
     // sharing them, by that parent and no other.
     let entry = byPid[pid]?.entry ?? zombies[pid]
-    let sharing = UInt64(entry?.sharesFilesWithParent == true ? 0x400 : 0) | UInt64(entry?.sharesFSWithParent == true ? 0x200 : 0)
+    let sharing =
+      UInt64(entry?.sharesFilesWithParent == true ? 0x400 : 0) | UInt64(entry?.sharesFSWithParent == true ? 0x200 : 0)
     if sharing != 0, entry?.ppid != parentPid {
       throw CKError(
-        .badInput, "process \(pid) shares its parent's descriptor table or fs information, but must be recreated by another process")
+        .badInput,
+        "process \(pid) shares its parent's descriptor table or fs information, but must be recreated by another process"
+      )
     }
     // In its pid namespace with all its ids; a helper has one, in its parent's.
     let (ids, newNamespace) = entry.map(PidNamespaces.Layout.setTid) ?? ([pid], false)
     guard entry != nil || byPid[parentPid]?.entry.pidDepth ?? 0 == 0 else {
       throw CKError(.badInput, "restore helper \(pid) would be forked in a pid namespace below the container's")
     }
-    let child = try phases.time("forks") { try parent.forkChild(ids: ids, sharing: sharing, newPidNamespace: newNamespace) }
+    let child = try phases.time("forks") {
+      try parent.forkChild(ids: ids, sharing: sharing, newPidNamespace: newNamespace)
+    }
     created.append(child.tid)
     // A helper stays where its parent is; a process moves only where it differs.
     if let task = byPid[pid] {
-      try phases.time("cgroup places") { try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry) }
+      try phases.time("cgroup places") {
+        try target.place(child.tid, entry: task.entry, parent: byPid[parentPid]?.entry)
+      }
     }
     injectors[pid] = try phases.time("injectors") { try Injector(thread: child, sharingRegionOf: parent) }
     if let injector = injectors[pid] {
       try NestedNamespaces.enter(
-        pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [], injector: injector,
-        userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, layout: layout, placement: &placement)
+        pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [],
+        injector: injector,
+        userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, layout: layout,
+        placement: &placement)
     }
     if let entry, let injector = injectors[pid] {
       if entry.nestedPids?.last == 1 {
         try NestedNamespaces.mountProcs(
-          ofInit: pid, rootMounts: bundle.tree.namespaces.mount ? bundle.mounts : nil, images: bundle.tree.nestedNamespaces ?? [],
-          injector: injector, userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, placement: placement)
+          ofInit: pid, rootMounts: bundle.tree.namespaces.mount ? bundle.mounts : nil,
+          images: bundle.tree.nestedNamespaces ?? [],
+          injector: injector, userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil,
+          placement: placement)
       }
       try makeChildTimeNamespace(entry, injector, hostPid: child.tid)
     }
@@ -215,7 +235,8 @@ final class RestoreRun {
   /// A process whose children got a time namespace of their own makes one before it forks.
   func makeChildTimeNamespace(_ entry: TaskEntryImage, _ injector: Injector, hostPid: Int32) throws {
     guard let child = entry.childTimeNamespace, child != entry.timeNamespace else { return }
-    try injector.call("unshare(CLONE_NEWTIME) for process \(entry.pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWTIME))
+    try injector.call(
+      "unshare(CLONE_NEWTIME) for process \(entry.pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWTIME))
     try TimeNamespaces.write(timeOffsets[child], to: "/proc/\(hostPid)/timens_offsets")
   }
 
@@ -264,8 +285,11 @@ final class RestoreRun {
 
   func restoreFiles() throws {
     let shared = SharedDescriptions(
-      inherited: options.inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc, inUserNamespace: bundle.tree.namespaces.user)
-    if let dumped = bundle.tree.shellJobTerminal, let now = options.ownTerminal() { shared.shellJobTerminal = (dumped, now) }
+      inherited: options.inheritedDescriptors, ownIPCNamespace: bundle.tree.namespaces.ipc,
+      inUserNamespace: bundle.tree.namespaces.user)
+    if let dumped = bundle.tree.shellJobTerminal, let now = options.ownTerminal() {
+      shared.shellJobTerminal = (dumped, now)
+    }
     shared.layout = layout
     shared.hostPids = injectors.mapValues(\.pid)
     // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
@@ -276,7 +300,8 @@ final class RestoreRun {
     for task in order where task.entry.sharesFilesWithParent != true {
       guard let injector = injectors[task.entry.pid] else { continue }
       let files = FileRestore(
-        image: task.files, injector: injector, pid: task.entry.pid, shared: shared, sharedObjects: sharedObjects, log: log)
+        image: task.files, injector: injector, pid: task.entry.pid, shared: shared, sharedObjects: sharedObjects,
+        log: log)
       prepared.append((files, try phases.time("files") { try files.prepare() }))
     }
     for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
@@ -332,7 +357,9 @@ final class RestoreRun {
     let stops = order.compactMap { task in
       task.entry.stopSignal.flatMap { signal in injectors[task.entry.pid].map { (pid: $0.pid, signal: signal) } }
     }
-    try phases.time("release") { try options.release(threads, cgroup: target.main, cpus: ownCPUs, affinity: affinity, stops: stops) }
+    try phases.time("release") {
+      try options.release(threads, cgroup: target.main, cpus: ownCPUs, affinity: affinity, stops: stops)
+    }
     return monotonicNow()
   }
 

@@ -138,8 +138,10 @@ struct TreePlan {
         creator = pid
       } else {
         // The leader has exited: a helper takes its pid and starts the session again.
-        guard byPid[orphan.sid] == nil, !taken.contains(orphan.sid), isFree(orphan.sid), let parent = roots.first?.pid else {
-          throw CKError(.failed, "the session \(orphan.sid) of process \(orphan.pid) cannot be recreated: its id is taken")
+        guard byPid[orphan.sid] == nil, !taken.contains(orphan.sid), isFree(orphan.sid), let parent = roots.first?.pid
+        else {
+          throw CKError(
+            .failed, "the session \(orphan.sid) of process \(orphan.pid) cannot be recreated: its id is taken")
         }
         taken.insert(orphan.sid)
         steps.append(.fork(pid: orphan.sid, parent: ownPidNamespace ? parent : 0))
@@ -173,7 +175,8 @@ struct TreePlan {
           helpers[index].leadsGroup = true
         } else {
           guard isFree(group) && !taken.contains(group) else {
-            throw CKError(.failed, "the process group \(group) of process \(task.pid) cannot be recreated: its id is taken")
+            throw CKError(
+              .failed, "the process group \(group) of process \(task.pid) cannot be recreated: its id is taken")
           }
           taken.insert(group)
           steps.append(.fork(pid: group, parent: task.pid))

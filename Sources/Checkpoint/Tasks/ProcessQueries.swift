@@ -85,7 +85,9 @@ struct TimerQueries {
 
   /// `innerTids`: host tid -> tid in the container (/proc names a SIGEV_THREAD_ID target by
   /// its host tid; the image keeps the inner one).
-  func posixTimers(_ ran: RemoteSession.BatchResult, task pid: Int32, innerTids: [Int32: Int32]) throws -> [PosixTimerImage] {
+  func posixTimers(_ ran: RemoteSession.BatchResult, task pid: Int32, innerTids: [Int32: Int32]) throws
+    -> [PosixTimerImage]
+  {
     try posixCalls.map { timer, call, at in
       _ = try ran.checked(call, "timer_gettime(\(timer.id))", task: pid)
       let words = ran.words(at: at, count: 4).map { Int64(bitPattern: $0) }
@@ -96,7 +98,8 @@ struct TimerQueries {
         case .thread: 2
         }
       guard notify != 2 else {
-        throw CKError(.failed, "task \(pid): POSIX timer \(timer.id) notifies by SIGEV_THREAD, which ckcont cannot checkpoint yet")
+        throw CKError(
+          .failed, "task \(pid): POSIX timer \(timer.id) notifies by SIGEV_THREAD, which ckcont cannot checkpoint yet")
       }
       return PosixTimerImage(
         id: timer.id, clockID: timer.clockID, notify: notify, signal: timer.signal, sigevValue: timer.sigevValue,
@@ -172,8 +175,10 @@ struct NamespaceQueries {
     // SIOCGIFFLAGS on "lo" through a socket of its own (struct ifreq: the name, then the
     // flags at byte 16).
     loopbackAt = slots.take(40)
-    let probe = batch.add(SyscallNumber.socket, UInt64(AF_INET), UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), 0)
-    loopback = batch.add(SyscallNumber.ioctl, arguments: [.result(probe), .value(UInt64(SIOCGIFFLAGS)), .value(loopbackAt)])
+    let probe = batch.add(
+      SyscallNumber.socket, UInt64(AF_INET), UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), 0)
+    loopback = batch.add(
+      SyscallNumber.ioctl, arguments: [.result(probe), .value(UInt64(SIOCGIFFLAGS)), .value(loopbackAt)])
     batch.add(SyscallNumber.close, arguments: [.result(probe)])
     try [UInt8]([0x6c, 0x6f, 0]).withUnsafeBytes { try ProcessMemory.write(pid: pid, bytes: $0, at: loopbackAt) }
   }
@@ -186,14 +191,18 @@ struct NamespaceQueries {
       String(decoding: utsBytes[index * 65..<(index + 1) * 65].prefix { $0 != 0 }, as: UTF8.self)
     }
     let ipcWords = ran.words(at: ipcAt, count: 16)
-    func int32(_ byteOffset: Int) -> Int32 { Int32(truncatingIfNeeded: ipcWords[byteOffset / 8] >> UInt64(byteOffset % 8 * 8)) }
+    func int32(_ byteOffset: Int) -> Int32 {
+      Int32(truncatingIfNeeded: ipcWords[byteOffset / 8] >> UInt64(byteOffset % 8 * 8))
+    }
     // shm_info.used_ids, seminfo.semusz (sets in use), msginfo.msgpool (queues in use).
     let sysvObjects = (
       shm: ran.results[shm] >= 0 ? Int(int32(0)) : 0, sem: ran.results[sem] >= 0 ? Int(int32(48 + 28)) : 0,
       msg: ran.results[msg] >= 0 ? Int(int32(96)) : 0
     )
-    let loopbackUp = ran.results[loopback] == 0 ? ran.words(at: loopbackAt + 16, count: 1)[0] & UInt64(IFF_UP) != 0 : nil
-    return NamespaceFacts(uts: (hostname: utsField(1), domainname: utsField(5)), sysvObjects: sysvObjects, loopbackUp: loopbackUp)
+    let loopbackUp =
+      ran.results[loopback] == 0 ? ran.words(at: loopbackAt + 16, count: 1)[0] & UInt64(IFF_UP) != 0 : nil
+    return NamespaceFacts(
+      uts: (hostname: utsField(1), domainname: utsField(5)), sysvObjects: sysvObjects, loopbackUp: loopbackUp)
   }
 }
 
@@ -233,7 +242,8 @@ struct ThreadQueries {
   }
 
   func read(_ ran: RemoteSession.BatchResult, task: Int32) throws -> (altStack: AltStack, clearTid: UInt64) {
-    for (call, what) in [(altStackCall, "sigaltstack"), (tidAddressCall, "PR_GET_TID_ADDRESS")] where ran.results[call] < 0 {
+    for (call, what) in [(altStackCall, "sigaltstack"), (tidAddressCall, "PR_GET_TID_ADDRESS")]
+    where ran.results[call] < 0 {
       throw CKError(.failed, "task \(task): \(what): \(String(cString: strerror(Int32(-ran.results[call]))))")
     }
     let words = ran.words(at: at, count: 4)

@@ -55,10 +55,12 @@ final class RemoteSession {
       // Memory-deny-write-execute (PR_SET_MDWE) refuses a writable and executable mapping:
       // the code part is mapped read and execute only (ckcont writes it through
       // /proc/<pid>/mem), the data part read and write.
-      area = try? remote.call(SyscallNumber.mmap, address, Self.areaSize, UInt64(PROT_READ | PROT_EXEC), flags, UInt64.max, 0)
+      area = try? remote.call(
+        SyscallNumber.mmap, address, Self.areaSize, UInt64(PROT_READ | PROT_EXEC), flags, UInt64.max, 0)
       if let mapped = area, mapped > 0 {
         let data = UInt64(mapped) + Self.dataOffset
-        let changed = try? remote.call(SyscallNumber.mprotect, data, Self.areaSize - Self.dataOffset, UInt64(PROT_READ | PROT_WRITE))
+        let changed = try? remote.call(
+          SyscallNumber.mprotect, data, Self.areaSize - Self.dataOffset, UInt64(PROT_READ | PROT_WRITE))
         if changed != 0 { _ = try? remote.call(SyscallNumber.munmap, UInt64(mapped), Self.areaSize) }
         area = changed == 0 ? mapped : changed
         codeReadOnly = true
@@ -68,7 +70,8 @@ final class RemoteSession {
       if let area, area > 0 { _ = try? remote.call(SyscallNumber.munmap, UInt64(area), Self.areaSize) }
       try? remote.restoreRegisters()
       try? tracee.setSignalMask(originalMask)
-      throw CKError(.failed, "task \(tracee.tid): remote mmap of a scratch area failed (\(area.map(String.init) ?? "stopped"))")
+      throw CKError(
+        .failed, "task \(tracee.tid): remote mmap of a scratch area failed (\(area.map(String.init) ?? "stopped"))")
     }
     FaultInjection.point("dump:scratch")
     code = UInt64(area)
@@ -83,7 +86,8 @@ final class RemoteSession {
   /// The lowest address from 1 GiB up with room for the area and a page either side, and
   /// 2 MiB clear of a stack that grows down (its guard gap).
   static func freeArea(avoiding vmas: [VMAImage]) -> UInt64? {
-    let page: UInt64 = 4096, stackGap: UInt64 = 2 << 20
+    let page: UInt64 = 4096
+    let stackGap: UInt64 = 2 << 20
     var candidate: UInt64 = 1 << 30
     for vma in vmas.sorted(by: { $0.start < $1.start }) {
       let below = vma.growsDown ? stackGap : page
@@ -145,9 +149,11 @@ final class RemoteSession {
     var data = [UInt64](repeating: 0, count: words + batch.calls.count)
     try data.withUnsafeMutableBytes { buffer in
       try ProcessMemory.read(
-        pid: tracee.tid, ranges: [AddressRange(start: scratch, end: results + UInt64(batch.calls.count * 8))], into: buffer)
+        pid: tracee.tid, ranges: [AddressRange(start: scratch, end: results + UInt64(batch.calls.count * 8))],
+        into: buffer)
     }
-    return BatchResult(results: (0..<batch.calls.count).map { Int64(bitPattern: data[words + $0]) }, data: data, base: scratch)
+    return BatchResult(
+      results: (0..<batch.calls.count).map { Int64(bitPattern: data[words + $0]) }, data: data, base: scratch)
   }
 
   /// Unmaps the scratch area (if this session owns it) and puts registers and signal mask back.
@@ -176,7 +182,8 @@ final class RemoteSession {
     if let offset = vdsoSyscallOffset, let base {
       var found: [UInt8] = [0, 0]
       let read: ()? = try? found.withUnsafeMutableBytes { buffer in
-        try ProcessMemory.read(pid: pid, ranges: [AddressRange(start: base + offset, end: base + offset + 2)], into: buffer)
+        try ProcessMemory.read(
+          pid: pid, ranges: [AddressRange(start: base + offset, end: base + offset + 2)], into: buffer)
       }
       if read != nil && found == [0x0f, 0x05] { return base + offset }
     }

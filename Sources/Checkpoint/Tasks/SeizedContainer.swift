@@ -96,7 +96,9 @@ public final class SeizedContainer {
       }
       FaultInjection.point("dump:seized")
       try journal.update { [stopped] record in
-        for index in record.processes.indices { record.processes[index].stopSignal = stopped[record.processes[index].pid] }
+        for index in record.processes.indices {
+          record.processes[index].stopSignal = stopped[record.processes[index].pid]
+        }
       }
       // Such a task re-enters its stop whenever ptrace resumes it, so no remote call could run
       // in it: it is continued (the SIGCONT itself is never delivered) and stopped again at
@@ -147,7 +149,8 @@ public final class SeizedContainer {
         record.processes[index].park = parks[pid]
         record.processes[index].threads = process.threads.compactMap { tid in
           original[tid].map {
-            .init(tid: tid, registers: GeneralRegisters($0.registers), signalMask: $0.mask, cpus: try? CPUSet.of(tid).cpus)
+            .init(
+              tid: tid, registers: GeneralRegisters($0.registers), signalMask: $0.mask, cpus: try? CPUSet.of(tid).cpus)
           }
         }
       }

@@ -67,7 +67,8 @@ struct TaskCapture: Sendable {
     core: TaskCore, brk: UInt64, namespaces: NamespaceFacts
   ) {
     let seccompFilters = try captureSeccomp()
-    let inject = try RemoteSession(tracee: Tracee(tid: pid), session: session, vmas: vmas, ending: batchEnding(tid: pid))
+    let inject = try RemoteSession(
+      tracee: Tracee(tid: pid), session: session, vmas: vmas, ending: batchEnding(tid: pid))
     defer { inject.finish() }
     // One batch of remote calls; out-parameters go to their own slots of the scratch area.
     var batch = SyscallBatch()
@@ -83,9 +84,10 @@ struct TaskCapture: Sendable {
     let actions = actionQueries.read(ran)
     let answers = try controlQueries.read(ran, task: pid)
     let itimers = try timerQueries.intervalTimers(ran, task: pid)
-    let innerTids = Dictionary(uniqueKeysWithValues: threads.map { tid in
-      (tid, (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid)
-    })
+    let innerTids = Dictionary(
+      uniqueKeysWithValues: threads.map { tid in
+        (tid, (tid == pid ? status : threadStatus[tid])?.nsPid.last ?? tid)
+      })
     let posixTimers = try timerQueries.posixTimers(ran, task: pid, innerTids: innerTids)
     let namespaces = try namespaceQueries.read(ran, task: pid)
     let mainThreadState = try mainThread.read(ran, task: pid)
@@ -94,7 +96,8 @@ struct TaskCapture: Sendable {
       nice: Int32(truncatingIfNeeded: mainStat.nice), policy: mainStat.policy, realtimePriority: mainStat.rtPriority)
     let threadCores = try threads.map { tid in
       try threadCore(
-        tid: tid, session: session, inject: inject, mainThread: mainThreadState, process: (processScheduling, answers.controls.timerSlack))
+        tid: tid, session: session, inject: inject, mainThread: mainThreadState,
+        process: (processScheduling, answers.controls.timerSlack))
     }
     let credentials = Credentials(
       uids: [status.uid.real, status.uid.effective, status.uid.saved, status.uid.filesystem],
@@ -106,12 +109,14 @@ struct TaskCapture: Sendable {
       threads: threadCores, signalActions: actions,
       sharedPendingSignals: try Tracee(tid: pid).queuedSignals(shared: true).map { Data($0) }, itimers: itimers,
       posixTimers: posixTimers.isEmpty ? nil : posixTimers, personality: answers.personality,
-      resourceLimits: try limitQueries.read(ran, task: pid), umask: status.umask, cwd: cwd, root: root, comm: status.name,
+      resourceLimits: try limitQueries.read(ran, task: pid), umask: status.umask, cwd: cwd, root: root,
+      comm: status.name,
       credentials: credentials, parentDeathSignal: answers.parentDeathSignal, dumpable: answers.dumpable,
       childSubreaper: answers.childSubreaper)
     core.seccompFilters = seccompFilters
     core.controls = answers.controls
-    log("task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
+    log(
+      "task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
     return (core, answers.brk, namespaces)
   }
 
@@ -136,11 +141,13 @@ struct TaskCapture: Sendable {
     }
     // Refused here rather than at restore, after the container is gone.
     let sizes = chains[0].map { $0.program.count / 8 }
-    guard sizes.count <= SeccompFilterImage.maxRestorableFilters, sizes.allSatisfy({ $0 <= SeccompFilterImage.maxRestorableInstructions })
+    guard sizes.count <= SeccompFilterImage.maxRestorableFilters,
+      sizes.allSatisfy({ $0 <= SeccompFilterImage.maxRestorableInstructions })
     else {
       throw CKError(
         .failed,
-        "process \(pid) has \(sizes.count) seccomp filter(s) of up to \((sizes.max() ?? 0)) instructions, more than ckcont restores (\(SeccompFilterImage.maxRestorableFilters) of \(SeccompFilterImage.maxRestorableInstructions))")
+        "process \(pid) has \(sizes.count) seccomp filter(s) of up to \((sizes.max() ?? 0)) instructions, more than ckcont restores (\(SeccompFilterImage.maxRestorableFilters) of \(SeccompFilterImage.maxRestorableInstructions))"
+      )
     }
     guard chains.allSatisfy({ $0 == chains[0] }) else {
       throw CKError(
@@ -195,7 +202,8 @@ struct TaskCapture: Sendable {
       altStack: altStack, clearChildTid: clearTid)
     if tid != pid { core.name = threadStatus[tid]?.name }
     core.cpus = session.cpus(of: tid)?.cpus
-    var head: UInt = 0, length: UInt = 0
+    var head: UInt = 0
+    var length: UInt = 0
     try negErrnoChecked("get_robust_list", "thread \(tid)") { ck_get_robust_list(tid, &head, &length) }
     core.robustList = UInt64(head)
     // I/O priority, and for other threads their own scheduling and timer slack: what a thread
@@ -205,7 +213,8 @@ struct TaskCapture: Sendable {
     if ioPriority != 0 { core.ioPriority = UInt32(ioPriority) }
     if tid != pid {
       let stat = try ProcStatExtended.read(pid: tid)
-      let own = SchedulingImage(nice: Int32(truncatingIfNeeded: stat.nice), policy: stat.policy, realtimePriority: stat.rtPriority)
+      let own = SchedulingImage(
+        nice: Int32(truncatingIfNeeded: stat.nice), policy: stat.policy, realtimePriority: stat.rtPriority)
       if own != process.scheduling { core.scheduling = own }
       let slack = try PseudoFile.read("/proc/\(tid)/timerslack_ns").trimmingCharacters(in: .whitespacesAndNewlines)
       if let slack = UInt64(slack), slack != process.timerSlack { core.timerSlack = slack }

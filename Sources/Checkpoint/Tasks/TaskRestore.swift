@@ -49,16 +49,28 @@ struct TaskRestore {
     // A parent-death signal refers to the parent: for a task whose parent was outside the
     // container, that parent is gone, and the restored task's parent (ckcont) exits at once.
     if entry.ppid != 0 {
-      batch.add("PR_SET_PDEATHSIG", SyscallNumber.prctl, .value(PrctlOption.setParentDeathSignal.rawValue), .value(UInt64(core.parentDeathSignal)))
+      batch.add(
+        "PR_SET_PDEATHSIG", SyscallNumber.prctl, .value(PrctlOption.setParentDeathSignal.rawValue),
+        .value(UInt64(core.parentDeathSignal)))
     } else if core.parentDeathSignal != 0 {
-      log("task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container")
+      log(
+        "task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container"
+      )
     }
-    batch.add("PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(PrctlOption.setChildSubreaper.rawValue), .value(core.childSubreaper ? 1 : 0))
+    batch.add(
+      "PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(PrctlOption.setChildSubreaper.rawValue),
+      .value(core.childSubreaper ? 1 : 0))
     if let controls = core.controls {
-      batch.add("PR_SET_THP_DISABLE", SyscallNumber.prctl, .value(PrctlOption.setTHPDisable.rawValue), .value(controls.thpDisabled), .value(0), .value(0), .value(0))
-      batch.add("PR_SET_TIMERSLACK", SyscallNumber.prctl, .value(PrctlOption.setTimerSlack.rawValue), .value(controls.timerSlack))
+      batch.add(
+        "PR_SET_THP_DISABLE", SyscallNumber.prctl, .value(PrctlOption.setTHPDisable.rawValue),
+        .value(controls.thpDisabled), .value(0), .value(0), .value(0))
+      batch.add(
+        "PR_SET_TIMERSLACK", SyscallNumber.prctl, .value(PrctlOption.setTimerSlack.rawValue),
+        .value(controls.timerSlack))
       if let merge = controls.memoryMerge {
-        batch.add("PR_SET_MEMORY_MERGE", SyscallNumber.prctl, .value(PrctlOption.setMemoryMerge.rawValue), .value(merge), .value(0), .value(0), .value(0))
+        batch.add(
+          "PR_SET_MEMORY_MERGE", SyscallNumber.prctl, .value(PrctlOption.setMemoryMerge.rawValue), .value(merge),
+          .value(0), .value(0), .value(0))
       }
     }
     for timer in core.itimers {
@@ -69,14 +81,16 @@ struct TaskRestore {
         UInt64(timer.intervalMicroseconds / 1_000_000), UInt64(timer.intervalMicroseconds % 1_000_000),
         UInt64(remaining / 1_000_000), UInt64(remaining % 1_000_000),
       ])
-      batch.add("setitimer(\(timer.which))", SyscallNumber.setitimer, .value(UInt64(timer.which)), .value(value), .value(0))
+      batch.add(
+        "setitimer(\(timer.which))", SyscallNumber.setitimer, .value(UInt64(timer.which)), .value(value), .value(0))
     }
     if let scheduling = core.scheduling {
       // Policy, then nice (which SCHED_OTHER, BATCH and IDLE use); threads cloned after this
       // batch inherit both. The task is still root: it may raise its priority.
       let parameter = try injector.put(words: [UInt64(scheduling.realtimePriority)])
       batch.add(
-        "sched_setscheduler \(scheduling.policy)", SyscallNumber.schedSetscheduler, .value(0), .value(UInt64(scheduling.policy)),
+        "sched_setscheduler \(scheduling.policy)", SyscallNumber.schedSetscheduler, .value(0),
+        .value(UInt64(scheduling.policy)),
         .value(parameter))
       batch.add(
         "setpriority \(scheduling.nice)", SyscallNumber.setpriority, .value(0 /* PRIO_PROCESS */), .value(0),
@@ -148,7 +162,8 @@ struct TaskRestore {
     if let name = thread.name {
       // PR_SET_NAME names the calling thread: this batch runs in the thread itself.
       let at = try own.put(string: String(name.prefix(15)))
-      batch.add("PR_SET_NAME thread \(thread.tid)", SyscallNumber.prctl, .value(PrctlOption.setName.rawValue), .value(at))
+      batch.add(
+        "PR_SET_NAME thread \(thread.tid)", SyscallNumber.prctl, .value(PrctlOption.setName.rawValue), .value(at))
     }
   }
 
@@ -165,7 +180,8 @@ struct TaskRestore {
       ])
       // Signals 32 and 33 belong to the C library and may refuse; only a dumped action must stick.
       batch.add(
-        "rt_sigaction(\(signal))", SyscallNumber.rtSigaction, .value(UInt64(signal)), .value(address), .value(0), .value(8),
+        "rt_sigaction(\(signal))", SyscallNumber.rtSigaction, .value(UInt64(signal)), .value(address), .value(0),
+        .value(8),
         mayFail: action == nil)
     }
   }
@@ -176,12 +192,15 @@ struct TaskRestore {
     var calls: [(call: Int, limit: ResourceLimitImage)] = []
     for limit in core.resourceLimits {
       var own = rlimit()
-      if getrlimit(__rlimit_resource_t(UInt32(limit.resource)), &own) == 0, own.rlim_cur == limit.soft, own.rlim_max == limit.hard {
+      if getrlimit(__rlimit_resource_t(UInt32(limit.resource)), &own) == 0, own.rlim_cur == limit.soft,
+        own.rlim_max == limit.hard
+      {
         continue
       }
       let value = try injector.put(words: [limit.soft, limit.hard])
       let call = batch.add(
-        "prlimit64(\(limit.resource))", SyscallNumber.prlimit64, .value(0), .value(UInt64(limit.resource)), .value(value),
+        "prlimit64(\(limit.resource))", SyscallNumber.prlimit64, .value(0), .value(UInt64(limit.resource)),
+        .value(value),
         .value(0), mayFail: true)
       calls.append((call, limit))
     }
@@ -194,7 +213,8 @@ struct TaskRestore {
     for (call, limit) in calls where results[call] < 0 {
       guard results[call] == -Int64(EPERM) else {
         throw CKError(
-          .failed, "task \(entry.pid): prlimit64(\(limit.resource)) failed: \(String(cString: strerror(Int32(-results[call]))))")
+          .failed,
+          "task \(entry.pid): prlimit64(\(limit.resource)) failed: \(String(cString: strerror(Int32(-results[call]))))")
       }
       injector.resetData()
       let current = try injector.reserve(16)
@@ -214,7 +234,8 @@ struct TaskRestore {
     injector.resetData()
     var batch = Injector.Batch()
     batch.add(
-      "PR_TIMER_CREATE_RESTORE_IDS (timers keep their ids; Linux 6.15 or newer)", SyscallNumber.prctl, .value(PrctlOption.timerCreateRestoreIDs.rawValue), .value(1))
+      "PR_TIMER_CREATE_RESTORE_IDS (timers keep their ids; Linux 6.15 or newer)", SyscallNumber.prctl,
+      .value(PrctlOption.timerCreateRestoreIDs.rawValue), .value(1))
     var ids: [(timer: PosixTimerImage, at: UInt64)] = []
     for timer in timers {
       // struct sigevent: sigev_value, sigev_signo, sigev_notify, then the union (_tid first).
@@ -237,10 +258,13 @@ struct TaskRestore {
         UInt64(value / 1_000_000_000), UInt64(value % 1_000_000_000),
       ])
       batch.add(
-        "timer_settime(\(timer.id))", SyscallNumber.timerSettime, .value(UInt64(UInt32(bitPattern: timer.id))), .value(0),
+        "timer_settime(\(timer.id))", SyscallNumber.timerSettime, .value(UInt64(UInt32(bitPattern: timer.id))),
+        .value(0),
         .value(spec), .value(0))
     }
-    batch.add("PR_TIMER_CREATE_RESTORE_IDS off", SyscallNumber.prctl, .value(PrctlOption.timerCreateRestoreIDs.rawValue), .value(0))
+    batch.add(
+      "PR_TIMER_CREATE_RESTORE_IDS off", SyscallNumber.prctl, .value(PrctlOption.timerCreateRestoreIDs.rawValue),
+      .value(0))
     try injector.run(batch)
     for (timer, at) in ids {
       let created = try injector.read(4, at: at).withUnsafeBytes { $0.load(as: Int32.self) }
@@ -257,7 +281,8 @@ struct TaskRestore {
       injector.resetData()
       let signal = info.withUnsafeBytes { $0.load(as: Int32.self) }
       let address = try info.withUnsafeBytes { try injector.put($0) }
-      try injector.call("rt_sigqueueinfo(\(signal))", SyscallNumber.rtSigqueueinfo, UInt64(entry.pid), UInt64(signal), address)
+      try injector.call(
+        "rt_sigqueueinfo(\(signal))", SyscallNumber.rtSigqueueinfo, UInt64(entry.pid), UInt64(signal), address)
     }
     for (index, thread) in core.threads.enumerated() {
       for info in thread.pendingSignals {
@@ -281,12 +306,17 @@ struct TaskRestore {
     /// The ids as the task names them: in a user namespace of its own, through its map. nil
     /// when they are what it inherited (which need not be mapped: a process that never set
     /// its ids keeps the host's).
-    func own(_ ids: [UInt32], _ map: [UserNamespaceMaps.Range]?, inherited: [UInt32], _ what: String) throws -> [UInt32]? {
+    func own(_ ids: [UInt32], _ map: [UserNamespaceMaps.Range]?, inherited: [UInt32], _ what: String) throws
+      -> [UInt32]?
+    {
       if ids == inherited { return nil }
       guard let map else { return ids }
       let mapped = ids.compactMap { UserNamespaceMaps.inside($0, in: map) }
       guard mapped.count == ids.count else {
-        throw CKError(.badInput, "task \(entry.pid): its \(what) \(ids.map(String.init).joined(separator: ", ")) are not all in its user namespace's map")
+        throw CKError(
+          .badInput,
+          "task \(entry.pid): its \(what) \(ids.map(String.init).joined(separator: ", ")) are not all in its user namespace's map"
+        )
       }
       return mapped
     }
@@ -313,30 +343,41 @@ struct TaskRestore {
       try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, PrctlOption.setKeepCapabilities.rawValue, 1)
       try injector.call("setresuid", SyscallNumber.setresuid, UInt64(uids[0]), UInt64(uids[1]), UInt64(uids[2]))
       try injector.call("setfsuid", SyscallNumber.setfsuid, UInt64(uids[3]))
-      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, PrctlOption.setKeepCapabilities.rawValue, UInt64(creds.securebits & 0x10 /* SECBIT_KEEP_CAPS */ != 0 ? 1 : 0))
+      try injector.call(
+        "PR_SET_KEEPCAPS", SyscallNumber.prctl, PrctlOption.setKeepCapabilities.rawValue,
+        UInt64(creds.securebits & 0x10 /* SECBIT_KEEP_CAPS */ != 0 ? 1 : 0))
     }
     if creds.capBounding != status.capBnd {
-      for capability in 0..<64 where status.capBnd & (1 << UInt64(capability)) != 0 && creds.capBounding & (1 << UInt64(capability)) == 0 {
-        try injector.call("PR_CAPBSET_DROP(\(capability))", SyscallNumber.prctl, PrctlOption.dropBoundingCapability.rawValue, UInt64(capability))
+      for capability in 0..<64
+      where status.capBnd & (1 << UInt64(capability)) != 0 && creds.capBounding & (1 << UInt64(capability)) == 0 {
+        try injector.call(
+          "PR_CAPBSET_DROP(\(capability))", SyscallNumber.prctl, PrctlOption.dropBoundingCapability.rawValue,
+          UInt64(capability))
       }
     }
-    if creds.capEffective != status.capEff || creds.capPermitted != status.capPrm || creds.capInheritable != status.capInh {
+    if creds.capEffective != status.capEff || creds.capPermitted != status.capPrm
+      || creds.capInheritable != status.capInh
+    {
       injector.resetData()
       // _LINUX_CAPABILITY_VERSION_3: header {version, pid}, then two {effective, permitted, inheritable}.
       let header = try injector.put(words: [0x2008_0522])
       func low(_ value: UInt64) -> UInt64 { value & 0xffff_ffff }
       func high(_ value: UInt64) -> UInt64 { value >> 32 }
       let data = try injector.put(words: [
-        low(creds.capEffective) | low(creds.capPermitted) << 32, low(creds.capInheritable) | high(creds.capEffective) << 32,
+        low(creds.capEffective) | low(creds.capPermitted) << 32,
+        low(creds.capInheritable) | high(creds.capEffective) << 32,
         high(creds.capPermitted) | high(creds.capInheritable) << 32,
       ])
       try injector.call("capset", SyscallNumber.capset, header, data)
     }
     for capability in 0..<64 where creds.capAmbient & (1 << UInt64(capability)) != 0 {
-      try injector.call("PR_CAP_AMBIENT_RAISE(\(capability))", SyscallNumber.prctl, PrctlOption.ambientCapability.rawValue, 2, UInt64(capability))
+      try injector.call(
+        "PR_CAP_AMBIENT_RAISE(\(capability))", SyscallNumber.prctl, PrctlOption.ambientCapability.rawValue, 2,
+        UInt64(capability))
     }
     if creds.securebits != 0 {
-      try injector.call("PR_SET_SECUREBITS", SyscallNumber.prctl, PrctlOption.setSecurebits.rawValue, UInt64(creds.securebits))
+      try injector.call(
+        "PR_SET_SECUREBITS", SyscallNumber.prctl, PrctlOption.setSecurebits.rawValue, UInt64(creds.securebits))
     }
     if creds.noNewPrivileges {
       try injector.call("PR_SET_NO_NEW_PRIVS", SyscallNumber.prctl, PrctlOption.setNoNewPrivileges.rawValue, 1)
@@ -356,7 +397,8 @@ struct TaskRestore {
       let fprog = try injector.put(words: [UInt64(filter.program.count / 8), program])
       let flags = filter.flags | (threads > 1 ? 1 /* SECCOMP_FILTER_FLAG_TSYNC */ : 0)
       try injector.call(
-        "seccomp filter \(index + 1) of \(core.seccompFilters?.count ?? 0)", SyscallNumber.seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags,
+        "seccomp filter \(index + 1) of \(core.seccompFilters?.count ?? 0)", SyscallNumber.seccomp,
+        1 /* SECCOMP_SET_MODE_FILTER */, flags,
         fprog)
     }
   }
@@ -402,7 +444,9 @@ struct TaskRestore {
     guard let state else { return }
     if let number = state.reissued {
       let status = try state.tracee.wait()
-      guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80, try state.tracee.registers().orig_rax == number else {
+      guard case .stopped(let signal, _) = status, signal == SIGTRAP | 0x80,
+        try state.tracee.registers().orig_rax == number
+      else {
         throw CKError(
           .failed, "thread \(state.thread.tid) of \(entry.pid): reissuing system call \(number) stopped at \(status)")
       }
@@ -421,7 +465,9 @@ struct TaskRestore {
     let resume = SyscallRestart.resumeRegisters(thread.registers)
     try tracee.setRegisters(resume.raw)
     try tracee.setExtendedState(Array(thread.xstate))
-    guard SyscallRestart.reissues(thread.registers) else { return FinalState(thread: thread, tracee: tracee, reissued: nil) }
+    guard SyscallRestart.reissues(thread.registers) else {
+      return FinalState(thread: thread, tracee: tracee, reissued: nil)
+    }
     // Enter the reissued call before any signal can arrive: a signal handled first would
     // run its handler and then block in the call (a pause() that never returns), where the
     // kernel's own restart would have returned EINTR. Signals stay blocked up to the
@@ -439,8 +485,12 @@ extension TaskRestore {
   static func restoreOwnSettings(of thread: ThreadCore, tid: Int32) throws {
     if let scheduling = thread.scheduling {
       var parameter = sched_param(sched_priority: Int32(scheduling.realtimePriority))
-      try syscallChecked("sched_setscheduler", "thread \(tid)") { sched_setscheduler(tid, Int32(scheduling.policy), &parameter) }
-      try syscallChecked("setpriority", "thread \(tid)") { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), scheduling.nice) }
+      try syscallChecked("sched_setscheduler", "thread \(tid)") {
+        sched_setscheduler(tid, Int32(scheduling.policy), &parameter)
+      }
+      try syscallChecked("setpriority", "thread \(tid)") {
+        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), scheduling.nice)
+      }
     }
     if let ioPriority = thread.ioPriority {
       let result = ck_ioprio_set(tid, Int32(ioPriority))

@@ -20,7 +20,9 @@ public enum ProcIDMap {
   public static func read(pid: Int32, _ file: String) throws -> [Range] {
     let path = "/proc/\(pid)/\(file)"
     let text = try PseudoFile.read(path)
-    guard let ranges = parse(text) else { throw procParseError(path, "not three numbers per line: \(text.prefix(200))") }
+    guard let ranges = parse(text) else {
+      throw procParseError(path, "not three numbers per line: \(text.prefix(200))")
+    }
     return ranges
   }
 
@@ -29,7 +31,8 @@ public enum ProcIDMap {
     var ranges: [Range] = []
     for line in text.split(separator: "\n") {
       let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-      guard fields.count == 3, let inside = UInt32(fields[0]), let outside = UInt32(fields[1]), let count = UInt32(fields[2])
+      guard fields.count == 3, let inside = UInt32(fields[0]), let outside = UInt32(fields[1]),
+        let count = UInt32(fields[2])
       else { return nil }
       ranges.append(Range(inside: inside, outside: outside, count: count))
     }

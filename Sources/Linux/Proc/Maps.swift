@@ -86,7 +86,9 @@ public struct VMA: Codable, Hashable, Sendable {
     // memfd_create(2) files live on the same internal mount, named "memfd:<name>".
     if major == 0, minor == 1, path.hasPrefix("/memfd:"), isDeleted { return .memfd(String(path.dropFirst(7))) }
     // SysV segments too, named after their key; the inode number is the segment's id.
-    if major == 0, minor == 1, path.hasPrefix("/SYSV"), isDeleted, let id = Int32(exactly: inode) { return .sysvShm(id) }
+    if major == 0, minor == 1, path.hasPrefix("/SYSV"), isDeleted, let id = Int32(exactly: inode) {
+      return .sysvShm(id)
+    }
     return .file
   }
 }

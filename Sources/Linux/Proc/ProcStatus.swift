@@ -118,7 +118,9 @@ extension ProcStatus {
       }
       let reader = StatusReader(fields: fields)
       let sigQ = try reader.require("SigQ") { value -> (UInt64, UInt64)? in
-        guard let queued = value.decimal(), value.skip(UInt8(ascii: "/")), let limit = value.decimal() else { return nil }
+        guard let queued = value.decimal(), value.skip(UInt8(ascii: "/")), let limit = value.decimal() else {
+          return nil
+        }
         return (queued, limit)
       }
       return ProcStatus(
