@@ -115,6 +115,8 @@ int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out) {
   }
   if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY) return -EIO;
   struct unix_diag_msg *found = NLMSG_DATA(header);
+  // The answer to another question (a caller that shares the socket without taking turns).
+  if (found->udiag_ino != inode) return -EIO;
   out->type = found->udiag_type;
   out->state = found->udiag_state;
   int rest = (int)header->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*found));

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 
 // Unix sockets: a name, a peer found through sock_diag, and what waits in them (bytes,
 // datagrams, descriptors in flight). A connected one comes back as one end of a socketpair
@@ -11,13 +12,19 @@ import Linux
 extension FileCapture {
   /// A unix socket: its name, its peer (sock_diag: a descriptor does not tell), and for a
   /// connected stream socket the bytes waiting in it, peeked without consuming them.
+  private static let diagQuestions = Mutex(())
+
   func captureUnixSocket(
     _ ours: Int32, facts: ck_socket_facts, inode: UInt64, refuse: (String, String) -> CKError
   ) throws -> SocketImage {
     let hint = "close it before the checkpoint, or wait for support of this kind"
     var diag = ck_unix_diag()
-    // A negative sockDiag is the error making it; ck_unix_diag on it would say EBADF.
-    let found = sockDiag < 0 ? sockDiag : ck_unix_diag(sockDiag, UInt32(truncatingIfNeeded: inode), &diag)
+    // A negative sockDiag is the error making it; ck_unix_diag on it would say EBADF. The
+    // one netlink socket serves the processes captured at once: a question and its answer
+    // must not interleave with another's (each would read the other's socket).
+    let found =
+      sockDiag < 0
+      ? sockDiag : Self.diagQuestions.withLock { _ in ck_unix_diag(sockDiag, UInt32(truncatingIfNeeded: inode), &diag) }
     guard found == 0 else {
       throw refuse("a unix socket sock_diag does not know (\(String(cString: strerror(-found))))", hint)
     }
