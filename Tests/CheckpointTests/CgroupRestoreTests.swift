@@ -161,8 +161,14 @@ struct CgroupRestoreTests {
   }
 }
 
+/// Held by a test that changes the v2 root's controllers (``RootController``) and by one
+/// whose container takes whatever the root enables (runc's): one at a time, or a
+/// container made while a controller was on loses it before its restore.
+let v2RootControllers = NSLock()
+
 /// Enables a controller in the v2 root's subtree_control for a test and disables it again
-/// afterwards if it was off (the machine's other cgroups are not touched).
+/// afterwards if it was off (the machine's other cgroups are not touched); holds
+/// ``v2RootControllers`` until then.
 struct RootController {
   let name: String
   let wasEnabled: Bool
@@ -170,10 +176,12 @@ struct RootController {
 
   init(_ name: String) throws {
     self.name = name
+    v2RootControllers.lock()
     let current = (try? String(contentsOfFile: Self.control, encoding: .utf8)) ?? ""
     wasEnabled = current.split(whereSeparator: \.isWhitespace).contains { $0 == name }
     if !wasEnabled {
       guard (try? "+\(name)".write(toFile: Self.control, atomically: false, encoding: .utf8)) != nil else {
+        v2RootControllers.unlock()
         throw TestFailure("cannot enable \(name) in the v2 root")
       }
     }
@@ -181,5 +189,6 @@ struct RootController {
 
   func restore() {
     if !wasEnabled { try? "-\(name)".write(toFile: Self.control, atomically: false, encoding: .utf8) }
+    v2RootControllers.unlock()
   }
 }

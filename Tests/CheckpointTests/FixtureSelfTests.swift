@@ -14,6 +14,9 @@ struct FixtureSelfTests {
     let container = try FixtureContainer(fixture, arguments, environment: environment)
     defer { container.destroy() }
     try container.waitReady()
+    // As a dump would find it: asleep where it waits (a SIGTERM before that may be taken
+    // by a fixture that then sleeps to an absolute deadline).
+    container.waitUntilAsleep(timeout: 2)
     // The container's init: the one process whose parent is not in the cgroup.
     let pids = container.cgroup.allPids()
     let root = try #require(pids.first { pid in !pids.contains(parentOf(pid)) }, "no root among \(pids)")

@@ -20,6 +20,17 @@ struct RuncTests {
     /// `userNamespace`: in a user namespace of its own, ids 0-65535 on the host's 100000-165535
     /// (a rootless runtime's mapping).
     init(userNamespace: Bool) throws {
+      // Until destroy(): runc's cgroups take the controllers the v2 root enables.
+      v2RootControllers.lock()
+      do {
+        try make(userNamespace: userNamespace)
+      } catch {
+        v2RootControllers.unlock()
+        throw error
+      }
+    }
+
+    private func make(userNamespace: Bool) throws {
       let files = FileManager.default
       // Root's directories: the container's root (host uid 100000) could not make them.
       for directory in ["bin", "proc", "sys/fs/cgroup", "dev", "tmp", "etc"] {
@@ -110,7 +121,12 @@ struct RuncTests {
       }
       run(["/usr/sbin/runc", "delete", "--force", id])
       try? FileManager.default.removeItem(atPath: bundle)
+      if !released {
+        released = true
+        v2RootControllers.unlock()
+      }
     }
+    private var released = false
   }
 
   @Test(arguments: [false, true])
