@@ -75,6 +75,9 @@ public enum BundleFormat {
     case datagramSenders = "datagram-senders"
     /// Unix sockets shut down in a direction (``SocketImage/shutdown``).
     case socketShutdown = "socket-shutdown"
+    /// Mappings kept from the parent through fork(), with pages shared copy-on-write and
+    /// not saved in the child (``VMAImage/parentPages``).
+    case parentPages = "parent-pages"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -188,6 +188,8 @@ public struct Dump {
     var mounts: MountsImage?
     /// The contents of memfds and deleted files mapped privately, by member name.
     var privateObjects: [String: [UInt8]] = [:]
+    /// By host pid: saved pages to read without pinning (``ForkInheritance/Marked/unpinned``).
+    var unpinned: [Int32: [AddressRange]] = [:]
   }
 
   /// Children the cgroup does not list: zombies (the kernel drops them from cgroup.procs),
@@ -385,6 +387,10 @@ public struct Dump {
       tree.timeNamespaces = timeNamespaces
       tree.clocksAtDump = TimeNamespaces.now()
     }
+    // Copy-on-write sharing with parents, once the plan says who forks whom.
+    let forkedBy = (try? TreePlan(tasks: entries, ownPidNamespace: namespaces.pid, isFree: { _ in true }))
+      .map(ForkInheritance.memorySources)
+    let inheritance = try phases.time("fork sharing") { try ForkInheritance.mark(&tasks, forkedBy: forkedBy ?? [:]) }
     let members =
       [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
@@ -392,15 +398,16 @@ public struct Dump {
     let encodingWait = monotonicNow()
     encoder.finish()
     phases.record("waiting for the encoder", since: encodingWait)
-    let models = try tasks.indices.map { index in
+    var models = try tasks.indices.map { index in
       guard let result = encoded[index] else {
         throw CKError(.failed, "task \(tasks[index].hostPid): its model was not encoded")
       }
       return try result.get()
     }
+    for index in inheritance.changed { models[index].mm = try tasks[index].memory.encodedJSON() }
     return Captured(
       tree: tree, cgroups: cgroups, tasks: tasks, cpu: Manifest.CPU(xsaveFeatures: features, xsaveSize: xsaveSize),
-      encoded: models, ipc: ipc, mounts: mounts, privateObjects: privateObjects)
+      encoded: models, ipc: ipc, mounts: mounts, privateObjects: privateObjects, unpinned: inheritance.unpinned)
   }
 
   /// Every process must be in the pid, cgroup and user namespaces of the container's init
@@ -493,6 +500,7 @@ public struct Dump {
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
+        case .parentPages: task.memory.vmas.contains { $0.parentPages != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }
@@ -564,7 +572,10 @@ public struct Dump {
       try Interruption.check()
       try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
       try explainingVanished(task.hostPid) {
-        try PageReader(pid: task.hostPid, image: task.memory, buffer: buffer, copier: copier).write(to: writer) {
+        try PageReader(
+          pid: task.hostPid, image: task.memory, buffer: buffer, copier: copier,
+          unpinned: captured.unpinned[task.hostPid] ?? []
+        ).write(to: writer) {
           done in
           progress(before + UInt64(done), totalPages)
         }

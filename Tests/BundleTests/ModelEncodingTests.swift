@@ -31,6 +31,10 @@ struct ModelEncodingTests {
       vmas[vmas.count - 1].noReserve = index == 5 ? true : nil
       vmas[vmas.count - 1].accounted = index == 3 ? true : nil
       vmas[vmas.count - 1].guards = index == 5 ? [PageRun(start: start + 0x3000, end: start + 0x4000)] : nil
+      vmas[vmas.count - 1].parentPages =
+        index == 4
+        ? [PageRun(start: start + 0x2000, end: start + 0x3000), PageRun(start: start + 0x6000, end: start + 0x7000)]
+        : index == 7 ? [] : nil
       vmas[vmas.count - 1].objectDevice = index == 6 ? 0x1_0000_0021 : nil
       vmas[vmas.count - 1].objectMode = index == 6 ? 0o4755 : nil
       offset += pages.reduce(0) { $0 + $1.size }

@@ -19,11 +19,6 @@ public enum KnownDifferences {
 
   public static let entries: [Entry] = [
     Entry(
-      fixture: "*", pattern: #"^task \d+ memory 0x[0-9a-f]+ \(\d+ pages\): shares frames with .* -> \(none\)$"#,
-      reason:
-        "private pages shared copy-on-write since a fork come back as a copy in each process (CRIU keeps them shared by restoring the parent's pages before it forks): the container uses more memory after a restore",
-      issue: "open: issue 16"),
-    Entry(
       fixture: "counter", pattern: #"^task 1 (fd [12]: (pos|file) |map .*: contents )"#,
       reason: "counts and prints every 100 ms", issue: running),
     Entry(

@@ -20,6 +20,19 @@ public struct MemoryImage: Codable, Sendable, Equatable {
   }
 }
 
+extension MemoryImage {
+  /// Sets each mapping's ``VMAImage/pagesOffset`` and ``pagesSize`` from the page runs, once
+  /// runs were taken out.
+  public mutating func renumberPages() {
+    var offset: UInt64 = 0
+    for index in vmas.indices {
+      vmas[index].pagesOffset = offset
+      offset += vmas[index].pages.reduce(0) { $0 + $1.size }
+    }
+    pagesSize = offset
+  }
+}
+
 /// One mapping and which of its pages are in the pages member.
 public struct VMAImage: Codable, Sendable, Equatable {
   public enum Kind: String, Codable, Sendable {
@@ -84,6 +97,13 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// its permission bits.
   public var objectDevice: UInt64?
   public var objectMode: UInt32?
+  /// Nil for a mapping the restore makes anew. Otherwise a private mapping the process got
+  /// from its parent through fork(), kept so by the restore (it forks the process once the
+  /// parent's pages are in): these runs of its pages are the parent's own at the same
+  /// addresses, one physical page shared copy-on-write since the fork, and are not saved
+  /// here; its other saved pages are its own, and a page the parent holds that it holds
+  /// neither way is dropped (MADV_DONTNEED).
+  public var parentPages: [PageRun]?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
@@ -204,7 +224,13 @@ extension VMAImage {
     if let objectDevice { text += "\"objectDevice\":\(objectDevice)," }
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
     if let objectSize { text += "\"objectSize\":\(objectSize)," }
-    text += "\"offset\":\(offset),\"pages\":["
+    text += "\"offset\":\(offset),"
+    if let parentPages {
+      text +=
+        "\"parentPages\":[" + parentPages.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",")
+        + "],"
+    }
+    text += "\"pages\":["
     for (index, run) in pages.enumerated() {
       text += index > 0 ? ",{\"end\":\(run.end),\"start\":\(run.start)}" : "{\"end\":\(run.end),\"start\":\(run.start)}"
     }
@@ -285,6 +311,7 @@ extension VMAImage {
     var noReserve: Bool?
     var accounted: Bool?
     var guards: [PageRun]?
+    var parentPages: [PageRun]?
     var protection: Int32?
     var shared: Bool?
     var growsDown: Bool?
@@ -336,6 +363,9 @@ extension VMAImage {
       case "guards":
         guards =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+      case "parentPages":
+        parentPages =
+          scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       default: try scanner.unknown(key, in: "a VMA")
       }
     }
@@ -360,6 +390,7 @@ extension VMAImage {
     self.noReserve = noReserve
     self.accounted = accounted
     self.guards = guards
+    self.parentPages = parentPages
     self.objectDevice = objectDevice
     self.objectMode = objectMode
   }

@@ -59,11 +59,24 @@ final class MemoryRestore {
   /// RLIMIT_NOFILE a host sets.
   static let exeFD: Int64 = 901
 
+  /// The parent's image, for a task forked from its restored parent whose mappings it keeps
+  /// (``VMAImage/parentPages``).
+  let parent: MemoryImage?
+  /// Where the kernel mappings are now, for a task forked from a restored one (see
+  /// ``RestoreRun``): not where ckcont has them.
+  let kernelMappings: [VMA]?
+  /// The executable of a task forked from a restored one, which it has already: the kernel
+  /// refuses to replace an executable still mapped (EBUSY), and it need not be.
+  let inheritedExe: String?
+
   init(
     image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects,
-    copier: PageCopier,
+    copier: PageCopier, parent: MemoryImage? = nil, kernelMappings: [VMA]? = nil, inheritedExe: String? = nil,
     log: @escaping (String) -> Void
   ) {
+    self.parent = parent
+    self.inheritedExe = inheritedExe
+    self.kernelMappings = kernelMappings
     self.image = image
     self.pages = pages
     self.injector = injector
@@ -84,6 +97,10 @@ final class MemoryRestore {
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if vma.kind == .sysvShm {
         attachSegment(vma)
+        continue
+      }
+      if vma.parentPages != nil {
+        try keep(vma)
         continue
       }
       if let object = vma.objectKey, let first = sharedObjects.created[object] {
@@ -125,8 +142,32 @@ final class MemoryRestore {
   }
 
   /// Private anonymous memory: what UFFDIO_COPY can fill (file mappings it cannot).
+  /// Not a mapping kept from the parent: its pages are there already.
   static func fillsThroughUserfault(_ vma: VMAImage) -> Bool {
-    !vma.shared && (vma.kind == .anonymous || vma.kind == .heap || vma.kind == .stack)
+    !vma.shared && (vma.kind == .anonymous || vma.kind == .heap || vma.kind == .stack) && vma.parentPages == nil
+  }
+
+  /// A mapping kept from the parent through the fork: given its own protection (writable
+  /// while its own pages go in, as a mapping made anew), the parent's pages it no longer
+  /// holds dropped. Its own pages are then copied over the parent's, which gives it pages of
+  /// its own there, as its writes once did.
+  private func keep(_ vma: VMAImage) throws {
+    guard let parent else {
+      throw CKError(
+        .failed, "task \(injector.pid): mapping \(hex(vma.start)) is kept from a parent whose memory is not restored")
+    }
+    let needsWrite = (!vma.pages.isEmpty || vma.accounted == true) && vma.protection & PROT_WRITE == 0
+    batch.add(
+      "mprotect kept \(hex(vma.start))-\(hex(vma.end))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size),
+      .value(UInt64(vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0))))
+    for range in ForkInheritance.dropped(vma, parent: parent) {
+      if batch.isFull { try flush() }
+      batch.add(
+        "MADV_DONTNEED \(hex(range.lowerBound))", SyscallNumber.madvise, .value(range.lowerBound),
+        .value(range.upperBound - range.lowerBound), .value(UInt64(MADV_DONTNEED)))
+    }
+    if !vma.pages.isEmpty { mapped.append(vma) }
+    if needsWrite { madeWritable.append(vma) }
   }
 
   /// Takes the task's userfaultfd into ckcont (pidfd_getfd), closes the task's, and
@@ -322,13 +363,19 @@ final class MemoryRestore {
   /// Everything but the injection region and the kernel's own mappings goes. Done in a root
   /// task before it forks the others, so they start from an empty address space (forking
   /// ckcont's whole layout, page tables and all, hundreds of times is what it would cost).
-  static func unmapInherited(_ injector: Injector) throws {
+  /// A task forked from a restored one keeps `keeping` (``ForkInheritance/keptRanges(_:)``)
+  /// too. Returns the kernel mappings, where they are.
+  @discardableResult
+  static func unmapInherited(_ injector: Injector, keeping: [AddressRange] = []) throws -> [VMA] {
     // munmap of a range with holes is fine: one call per stretch between the mappings that
     // stay, instead of one per inherited mapping (ckcont has hundreds).
-    var kept: [(start: UInt64, end: UInt64)] = []
+    var kept = keeping.map { (start: $0.start, end: $0.end) }
+    var kernel: [VMA] = []
     for vma in try ProcMaps.read(pid: injector.pid) {
       switch vma.kind {
-      case .vdso, .vvar, .vvarVclock, .vsyscall: kept.append((vma.start, vma.end))
+      case .vdso, .vvar, .vvarVclock, .vsyscall:
+        kept.append((vma.start, vma.end))
+        kernel.append(vma)
       default: if vma.start == injector.region { kept.append((vma.start, vma.end)) }
       }
     }
@@ -343,6 +390,7 @@ final class MemoryRestore {
       }
       cursor = max(cursor, mapping.end)
     }
+    return kernel
   }
 
   /// mremap [vvar], [vvar_vclock] and [vdso], each whole, to the dumped addresses (through a
@@ -350,12 +398,12 @@ final class MemoryRestore {
   private func queueKernelMappingMoves() throws {
     let kinds: [(VMAImage.Kind, VMAKind)] = [(.vvar, .vvar), (.vvarVclock, .vvarVclock), (.vdso, .vdso)]
     // Where the kernel mappings are now, then followed through the mremaps queued here.
-    if sharedObjects.inheritedKernelMappings == nil {
+    if kernelMappings == nil && sharedObjects.inheritedKernelMappings == nil {
       sharedObjects.inheritedKernelMappings = try ProcMaps.read(pid: injector.pid).filter {
         $0.kind == .vdso || $0.kind == .vvar || $0.kind == .vvarVclock
       }
     }
-    var current = sharedObjects.inheritedKernelMappings ?? []
+    var current = kernelMappings ?? sharedObjects.inheritedKernelMappings ?? []
     let targets = image.vmas.filter { $0.kind == .vvar || $0.kind == .vvarVclock || $0.kind == .vdso }
     let collide = targets.contains { target in
       current.contains { $0.start < target.end && target.start < $0.end }
@@ -452,13 +500,16 @@ final class MemoryRestore {
   /// PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, so brk() and
   /// /proc/<pid>/cmdline keep working.
   private func queueMMFields() throws {
-    let exePath = try injector.put(string: image.exe)
-    let opened = batch.add(
-      "open \(image.exe)", SyscallNumber.open, .value(exePath), .value(UInt64(O_RDONLY | O_CLOEXEC)))
-    batch.add(
-      "dup3 \(image.exe)", SyscallNumber.dup3, .result(opened), .value(UInt64(Self.exeFD)), .value(UInt64(O_CLOEXEC)),
-      expecting: Self.exeFD)
-    batch.add("close", SyscallNumber.close, .result(opened))
+    let replacesExe = image.exe != inheritedExe
+    if replacesExe {
+      let exePath = try injector.put(string: image.exe)
+      let opened = batch.add(
+        "open \(image.exe)", SyscallNumber.open, .value(exePath), .value(UInt64(O_RDONLY | O_CLOEXEC)))
+      batch.add(
+        "dup3 \(image.exe)", SyscallNumber.dup3, .result(opened), .value(UInt64(Self.exeFD)), .value(UInt64(O_CLOEXEC)),
+        expecting: Self.exeFD)
+      batch.add("close", SyscallNumber.close, .result(opened))
+    }
     let auxv = try injector.put(words: image.auxv)
     let f = image.fields
     var words: [UInt64] = [
@@ -466,12 +517,14 @@ final class MemoryRestore {
       f.envStart, f.envEnd, auxv,
     ]
     // struct prctl_mm_map ends with __u32 auxv_size and __u32 exe_fd.
-    words.append(UInt64(image.auxv.count * 8) | UInt64(UInt32(truncatingIfNeeded: Self.exeFD)) << 32)
+    // exe_fd -1 keeps the executable.
+    let exeFD = replacesExe ? UInt32(truncatingIfNeeded: Self.exeFD) : UInt32.max
+    words.append(UInt64(image.auxv.count * 8) | UInt64(exeFD) << 32)
     let map = try injector.put(words: words)
     batch.add(
       "PR_SET_MM_MAP", SyscallNumber.prctl, .value(PrctlOption.setMM.rawValue), .value(14), .value(map),
       .value(UInt64(words.count * 8)))
-    batch.add("close \(image.exe)", SyscallNumber.close, .value(UInt64(Self.exeFD)))
+    if replacesExe { batch.add("close \(image.exe)", SyscallNumber.close, .value(UInt64(Self.exeFD))) }
   }
 }
 

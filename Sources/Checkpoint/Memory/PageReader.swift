@@ -14,6 +14,9 @@ struct PageReader {
   /// mmap, page faults and a munmap, more than a small process's pages).
   let buffer: UnsafeMutableRawBufferPointer
   let copier: PageCopier
+  /// Saved pages other mappings map too, sorted: read through /proc/<pid>/mem, which does
+  /// not pin them (see ``ForkInheritance/Marked/unpinned``).
+  var unpinned: [AddressRange] = []
   static let chunkSize = 8 << 20
   /// The part of a member copied in place before it is handed to the hashing thread, which
   /// then hashes it while the next one is copied.
@@ -26,9 +29,11 @@ struct PageReader {
     UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
   }
 
-  /// One stretch of the member: page runs of readable areas, or one unreadable area.
+  /// One stretch of the member: page runs of readable areas, page runs to read without
+  /// pinning them, or one unreadable area.
   private enum Stretch {
     case readable([AddressRange], bytes: Int)
+    case unpinned([AddressRange], bytes: Int)
     case unreadable(VMAImage, bytes: Int)
   }
 
@@ -37,11 +42,28 @@ struct PageReader {
     var result: [Stretch] = []
     var pending: [AddressRange] = []
     var pendingBytes = 0
+    var pendingUnpinned = false
     func close() {
-      if pendingBytes > 0 { result.append(.readable(pending, bytes: pendingBytes)) }
+      if pendingBytes > 0 {
+        result.append(
+          pendingUnpinned ? .unpinned(pending, bytes: pendingBytes) : .readable(pending, bytes: pendingBytes))
+      }
       pending = []
       pendingBytes = 0
     }
+    func add(_ range: AddressRange, unpinned: Bool) {
+      if unpinned != pendingUnpinned { close() }
+      pendingUnpinned = unpinned
+      var start = range.start
+      while start < range.end {
+        let take = min(range.end - start, UInt64(limit - pendingBytes))
+        pending.append(AddressRange(start: start, end: start + take))
+        pendingBytes += Int(take)
+        start += take
+        if pendingBytes == limit { close() }
+      }
+    }
+    var next = 0
     for vma in image.vmas where !vma.pages.isEmpty {
       guard vma.protection & PROT_READ != 0 else {
         close()
@@ -50,12 +72,21 @@ struct PageReader {
       }
       for run in vma.pages {
         var start = run.start
+        while next < unpinned.count && unpinned[next].end <= start { next += 1 }
+        var index = next
         while start < run.end {
-          let take = min(run.end - start, UInt64(limit - pendingBytes))
-          pending.append(AddressRange(start: start, end: start + take))
-          pendingBytes += Int(take)
-          start += take
-          if pendingBytes == limit { close() }
+          guard index < unpinned.count, unpinned[index].start < run.end else {
+            add(AddressRange(start: start, end: run.end), unpinned: false)
+            break
+          }
+          if unpinned[index].start > start {
+            add(AddressRange(start: start, end: unpinned[index].start), unpinned: false)
+            start = unpinned[index].start
+          }
+          let end = min(unpinned[index].end, run.end)
+          add(AddressRange(start: start, end: end), unpinned: true)
+          start = end
+          index += 1
         }
       }
     }
@@ -92,8 +123,11 @@ struct PageReader {
           try writeBuffered(ranges, to: writer)
         }
         done += bytes
+      case .unpinned(let ranges, let bytes):
+        try writeForced(ranges, to: writer)
+        done += bytes
       case .unreadable(let vma, let bytes):
-        try writeForced(vma: vma, to: writer)
+        try writeForced(vma.pages.map { AddressRange(start: $0.start, end: $0.end) }, to: writer)
         done += bytes
       }
       progress(done)
@@ -129,16 +163,17 @@ struct PageReader {
     try flush()
   }
 
-  /// Pages of an area without PROT_READ, through /proc/<pid>/mem.
-  private func writeForced(vma: VMAImage, to writer: BundleWriter) throws {
+  /// Pages through /proc/<pid>/mem: of an area without PROT_READ (which it reads with
+  /// FOLL_FORCE), or not to be pinned.
+  private func writeForced(_ ranges: [AddressRange], to writer: BundleWriter) throws {
     let mem = try MemFile(pid: pid, readOnly: true)
-    for run in vma.pages {
+    for run in ranges {
       var address = run.start
       while address < run.end {
         let count = Int(min(run.end - address, UInt64(Self.chunkSize)))
         let bytes = try mem.read(count, at: address)
         guard bytes.count == count else {
-          throw CKError(.failed, "task \(pid): short read of the unreadable area at 0x\(hex(address))")
+          throw CKError(.failed, "task \(pid): short read of /proc/\(pid)/mem at 0x\(hex(address))")
         }
         try bytes.withUnsafeBytes { try writer.write($0) }
         address += UInt64(count)

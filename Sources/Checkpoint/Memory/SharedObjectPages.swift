@@ -32,13 +32,7 @@ struct SharedObjectPages {
         changed = true
       }
     }
-    guard changed else { return image }
-    var offset: UInt64 = 0
-    for index in image.vmas.indices {
-      image.vmas[index].pagesOffset = offset
-      offset += image.vmas[index].pages.reduce(0) { $0 + $1.size }
-    }
-    image.pagesSize = offset
+    if changed { image.renumberPages() }
     return image
   }
 

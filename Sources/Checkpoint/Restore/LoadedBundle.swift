@@ -278,6 +278,7 @@ final class LoadedBundle {
       try Self.validate(task)
       loaded.append(task)
     }
+    try ForkInheritance.validate(loaded)
     var objects: [String: UnsafeRawBufferPointer] = [:]
     for task in loaded {
       for vma in task.memory.vmas {
@@ -509,6 +510,9 @@ final class LoadedBundle {
           !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end })
         else { throw bad("\(name) has a guard region outside it or over saved pages") }
         guardEnd = run.end
+      }
+      guard vma.parentPages == nil || ForkInheritance.inheritable(vma) else {
+        throw bad("\(name) is kept from the parent but is not a private mapping of memory or a file")
       }
       if vma.kind == .sysvShm {
         guard vma.shared, vma.offset == 0, vma.pages.isEmpty, let id = vma.sharedObject, id < 1 << 31 else {

@@ -40,6 +40,16 @@ final class RestoreRun {
   private let tracerCPU: Int
   private let otherCPUs: CPUSet?
   private var memories: [Int32: MemoryRestore] = [:]
+  /// Processes whose address space holds restored mappings (their memory was restored before
+  /// they forked, see ``restoreMemoryFirst(of:)``), and those forked from them; where the
+  /// kernel mappings of the latter are.
+  private var carriers: Set<Int32> = []
+  /// The parents of processes that keep mappings of theirs.
+  private lazy var keptFrom = Set(
+    bundle.tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.map(\.entry.ppid))
+  private var kernelMappings: [Int32: [VMA]] = [:]
+  /// The executable each carrier's mm has now.
+  private var carriedExe: [Int32: String] = [:]
   private let sharedObjects = SharedMemoryObjects()
   private var threads: [Tracee] = []
   private var restores: [TaskRestore] = []
@@ -81,7 +91,10 @@ final class RestoreRun {
     for step in plan.steps {
       switch step {
       case .fork(let pid, 0): try createRoot(pid)
-      case .fork(let pid, let parent): try forkChild(pid, from: parent)
+      case .fork(let pid, let parent):
+        // Before anything forks from it: a helper it forks carries its memory on.
+        if memories[parent] == nil, keptFrom.contains(parent) { try restoreMemoryFirst(of: parent) }
+        try forkChild(pid, from: parent)
       case .setsid(let pid): try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
       }
     }
@@ -213,6 +226,17 @@ final class RestoreRun {
       }
     }
     injectors[pid] = try phases.time("injectors") { try Injector(thread: child, sharingRegionOf: parent) }
+    // A helper keeps all its parent's memory for the processes it forks.
+    if carriers.contains(parentPid), byPid[pid] == nil {
+      carriers.insert(pid)
+      carriedExe[pid] = carriedExe[parentPid]
+    } else if carriers.contains(parentPid), let injector = injectors[pid] {
+      // Forked with its parent's restored memory: it keeps what it had from the parent.
+      carriers.insert(pid)
+      carriedExe[pid] = carriedExe[parentPid]
+      kernelMappings[pid] = try MemoryRestore.unmapInherited(
+        injector, keeping: byPid[pid].map { ForkInheritance.keptRanges($0.memory) } ?? [])
+    }
     if let injector = injectors[pid] {
       try NestedNamespaces.enter(
         pid: pid, parent: parentPid, wanted: entry?.nestedNamespaces, images: bundle.tree.nestedNamespaces ?? [],
@@ -259,11 +283,9 @@ final class RestoreRun {
       if otherCPUs != nil { try? CPUSet(only: tracerCPU).apply(to: pid) }
     }
     let memoryStarted = monotonicNow()
-    for task in order {
+    for task in order where memories[task.entry.pid] == nil {
       guard let injector = injectors[task.entry.pid] else { continue }
-      let memory = MemoryRestore(
-        image: task.memory, pages: task.pages ?? UnsafeRawBufferPointer(start: nil, count: 0), injector: injector,
-        sharedObjects: sharedObjects, copier: copier, log: log)
+      let memory = makeMemoryRestore(task, injector: injector, copier: copier)
       memories[task.entry.pid] = memory
       // A shared object is mapped from the task that created it, once that one has mapped it;
       // a task sharing its parent's descriptor table (CLONE_FILES) would open and close the
@@ -281,6 +303,36 @@ final class RestoreRun {
     for memory in memories.values { memory.releaseUserfault() }
     if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: rootPid) }
     phases.record("memory", since: memoryStarted)
+  }
+
+  private func makeMemoryRestore(_ task: LoadedBundle.LoadedTask, injector: Injector, copier: PageCopier)
+    -> MemoryRestore
+  {
+    let keeps = !ForkInheritance.keptRanges(task.memory).isEmpty
+    return MemoryRestore(
+      image: task.memory, pages: task.pages ?? UnsafeRawBufferPointer(start: nil, count: 0), injector: injector,
+      sharedObjects: sharedObjects, copier: copier, parent: keeps ? byPid[task.entry.ppid]?.memory : nil,
+      kernelMappings: kernelMappings[task.entry.pid], inheritedExe: carriedExe[task.entry.pid], log: log)
+  }
+
+  /// The whole memory of a process whose children keep its mappings, before it forks them:
+  /// they share its pages copy-on-write as they did (``ForkInheritance``).
+  private func restoreMemoryFirst(of pid: Int32) throws {
+    guard let task = byPid[pid], let injector = injectors[pid] else {
+      throw CKError(.failed, "process \(pid) must restore its memory before it forks, but was not created")
+    }
+    let started = monotonicNow()
+    let copier = PageCopier(helperCPUs: otherCPUs)
+    defer { copier.stop() }
+    let memory = makeMemoryRestore(task, injector: injector, copier: copier)
+    try memory.start()
+    try memory.finish()
+    try copier.waitAll()
+    memory.releaseUserfault()
+    memories[pid] = memory
+    carriers.insert(pid)
+    carriedExe[pid] = task.memory.exe
+    phases.record("memory before forks", since: started)
   }
 
   func restoreFiles() throws {
