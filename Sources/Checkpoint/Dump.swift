@@ -389,8 +389,8 @@ public struct Dump {
     }
     // Copy-on-write sharing with parents, once the plan says who forks whom.
     let forkedBy = (try? TreePlan(tasks: entries, ownPidNamespace: namespaces.pid, isFree: { _ in true }))
-      .map(ForkInheritance.memorySources)
-    let inheritance = try phases.time("fork sharing") { try ForkInheritance.mark(&tasks, forkedBy: forkedBy ?? [:]) }
+      .map { ForkInheritance.memorySources($0, living: Set(tasks.map(\.entry.pid))) }
+    let inheritance = try phases.time("fork sharing") { try ForkInheritance.mark(&tasks, sources: forkedBy ?? [:]) }
     let members =
       [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
@@ -500,7 +500,7 @@ public struct Dump {
         case .passedDescriptors: task.files.descriptors.contains { $0.socket?.passed != nil }
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
-        case .parentPages: task.memory.vmas.contains { $0.parentPages != nil }
+        case .parentPages: task.memory.vmas.contains { $0.parentPages != nil || $0.laterPages != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }

@@ -14,7 +14,7 @@ struct RoundTripTests {
     ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]), ("sysv-ipc", []),
     ("mounts", []), ("timens", []), ("locks", []), ("mqueue", []), ("mlock", []), ("memfd-private", []), ("sched", []),
     ("seccomp", []), ("sigio", []), ("stopped", []), ("pty", []), ("nested-ns", []), ("chroot", []),
-    ("propagation", []), ("robust", []), ("madvise", []),
+    ("propagation", []), ("robust", []), ("madvise", []), ("cow", []), ("cow", ["many"]),
     ("signals", []), ("files", []), ("pipe-self", []), ("pipe-self", ["fifo"]), ("threads", ["64"]),
     ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("memfd-beyond", []),
     ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []),

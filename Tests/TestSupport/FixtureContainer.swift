@@ -117,16 +117,20 @@ public final class FixtureContainer: @unchecked Sendable {
   /// very state that was read; once restored, it is frozen, read and thawed again. The
   /// differences, one line each (empty when the restore gave back everything the snapshot
   /// sees).
-  public func verifiedDumpAndRestore(_ arguments: [String] = []) throws -> [String] {
+  /// `settle`: how long to wait for every thread to sleep before each snapshot (a fixture
+  /// that never settles costs it twice); a loaded machine needs long for a process that
+  /// said ready to reach its wait, and one still on its way writes its stack after the
+  /// restore (copy-on-write sharing the first snapshot saw is then gone).
+  public func verifiedDumpAndRestore(_ arguments: [String] = [], settle: Double = 0.5) throws -> [String] {
     try waitReady()
-    waitUntilAsleep()
+    waitUntilAsleep(timeout: settle)
     let before = try StateSnapshot.take(cgroup: cgroup, leaveFrozen: true)
     let dumped = dump()
     guard dumped.status == 0 else { throw TestFailure("dump failed: \(dumped.output)") }
     try waitEmpty()
     let restored = try restore(arguments)
     guard restored.status == 0 else { throw TestFailure("restore failed: \(restored.output)") }
-    waitUntilAsleep()
+    waitUntilAsleep(timeout: settle)
     let after = try StateSnapshot.take(cgroup: cgroup)
     if let directory = ProcessInfo.processInfo.environment["CKCONT_TEST_SNAPSHOTS"] {
       let name = (cgroup.path as NSString).lastPathComponent

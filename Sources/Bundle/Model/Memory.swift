@@ -104,6 +104,10 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// here; its other saved pages are its own, and a page the parent holds that it holds
   /// neither way is dropped (MADV_DONTNEED).
   public var parentPages: [PageRun]?
+  /// For a kept mapping: pages where the process still held its parent's page when it
+  /// forked its children (who share that page still), and has written (a saved page of its
+  /// own) or dropped since. The restore does either only once its children are forked.
+  public var laterPages: [PageRun]?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
@@ -225,6 +229,11 @@ extension VMAImage {
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
     if let objectSize { text += "\"objectSize\":\(objectSize)," }
     text += "\"offset\":\(offset),"
+    if let laterPages {
+      text +=
+        "\"laterPages\":[" + laterPages.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",")
+        + "],"
+    }
     if let parentPages {
       text +=
         "\"parentPages\":[" + parentPages.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",")
@@ -312,6 +321,7 @@ extension VMAImage {
     var accounted: Bool?
     var guards: [PageRun]?
     var parentPages: [PageRun]?
+    var laterPages: [PageRun]?
     var protection: Int32?
     var shared: Bool?
     var growsDown: Bool?
@@ -363,6 +373,9 @@ extension VMAImage {
       case "guards":
         guards =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+      case "laterPages":
+        laterPages =
+          scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       case "parentPages":
         parentPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
@@ -391,6 +404,7 @@ extension VMAImage {
     self.accounted = accounted
     self.guards = guards
     self.parentPages = parentPages
+    self.laterPages = laterPages
     self.objectDevice = objectDevice
     self.objectMode = objectMode
   }

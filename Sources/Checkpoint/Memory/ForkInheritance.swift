@@ -50,22 +50,32 @@ enum ForkInheritance {
   static func hasFile(_ vma: VMAImage) -> Bool { vma.kind == .file || vma.kind == .memfd || vma.kind == .deletedFile }
 
   /// The process whose memory each forked process starts with: the one that forks it, or,
-  /// when that is a restore helper (``TreePlan``), the process that forked the helper.
-  static func memorySources(_ plan: TreePlan) -> [Int32: Int32] {
+  /// when that is a restore helper or a zombie-to-be (``TreePlan``), which keep the memory
+  /// they were forked with, the living process above it.
+  static func memorySources(_ plan: TreePlan, living: Set<Int32>) -> [Int32: Int32] {
     var forker: [Int32: Int32] = [:]
     for case .fork(let pid, let parent) in plan.steps { forker[pid] = parent }
-    let helpers = Set(plan.helpers.map(\.pid))
     var sources: [Int32: Int32] = [:]
     for (pid, parent) in forker {
       var source = parent
       var hops = 0
-      while helpers.contains(source), let next = forker[source], hops < forker.count {
+      while !living.contains(source), let next = forker[source], hops < forker.count {
         source = next
         hops += 1
       }
-      sources[pid] = source
+      if living.contains(source) { sources[pid] = source }
     }
     return sources
+  }
+
+  /// The mapping of `parent` a mapping of its child is kept from, when it can be: a like
+  /// mapping around it in which the parent holds data (so it has an anon_vma), not one
+  /// fork() leaves out.
+  static func keptFrom(_ vma: VMAImage, parent: MemoryImage) -> VMAImage? {
+    guard let parentVMA = parentMapping(of: vma, in: parent.vmas), !held(parentVMA).isEmpty,
+      !(parentVMA.advice ?? []).contains(.dontFork)
+    else { return nil }
+    return parentVMA
   }
 
   /// The pages a parent's mapping holds at restore: its own and those it kept in turn.
@@ -86,66 +96,121 @@ enum ForkInheritance {
   }
 
   /// Marks the mappings each process kept from its parent and the pages it shares with it.
-  /// `forkedBy`: the process whose memory each one starts with at restore
-  /// (``memorySources(_:)``, dumped pids inside).
-  static func mark(_ tasks: inout [Dump.CapturedTask], forkedBy: [Int32: Int32]) throws -> Marked {
+  /// `sources`: the process whose memory each one starts with at restore
+  /// (``memorySources(_:living:)``, dumped pids inside).
+  ///
+  /// A child's page may be its parent's, or an older one: that of a process further up whose
+  /// page each process between still held when it forked the next (it wrote its own since).
+  /// Those between get the page as ``VMAImage/laterPages``: at restore they hold the older
+  /// page until their children are forked. A child sharing such a process's newer page
+  /// cannot then get it by the fork and saves it as its own.
+  static func mark(_ tasks: inout [Dump.CapturedTask], sources: [Int32: Int32]) throws -> Marked {
     var marked = Marked()
     let index = Dictionary(uniqueKeysWithValues: tasks.indices.map { (tasks[$0].entry.pid, $0) })
-    let children = tasks.indices.filter { child in
-      let ppid = tasks[child].entry.ppid
-      return ppid != 0 && forkedBy[tasks[child].entry.pid] == ppid && index[ppid] != nil
+    var source: [Int: Int] = [:]
+    for child in tasks.indices {
+      if let pid = sources[tasks[child].entry.pid], let parent = index[pid], parent != child { source[child] = parent }
     }
-    guard !children.isEmpty else { return marked }
-    var involved = Set(children)
-    for child in children { if let parent = index[tasks[child].entry.ppid] { involved.insert(parent) } }
+    guard !source.isEmpty else { return marked }
     // Decisions read the images as captured: a parent may be changed before its child.
     let captured = tasks.map(\.memory)
     var frames: [Int: Frames] = [:]
-    for task in involved.sorted() {
-      frames[task] = try Frames(pid: tasks[task].hostPid, image: tasks[task].memory)
+    for task in Set(source.keys).union(source.values).sorted() {
+      frames[task] = try Frames(pid: tasks[task].hostPid, image: captured[task])
       let unpinned = frames[task]?.mappedElsewhere ?? []
       if !unpinned.isEmpty { marked.unpinned[tasks[task].hostPid] = unpinned }
     }
-    // Parents before their children: a child's kept pages lie in its parent's image.
-    for child in children {
-      guard let parent = index[tasks[child].entry.ppid], let childFrames = frames[child],
-        let parentFrames = frames[parent]
-      else { continue }
-      let parentImage = captured[parent]
-      var image = captured[child]
-      var changed = false
-      for (vmaIndex, vma) in image.vmas.enumerated() {
-        guard let parentVMA = parentMapping(of: vma, in: parentImage.vmas), !parentVMA.pages.isEmpty,
-          !(parentVMA.advice ?? []).contains(.dontFork)
-        else { continue }
-        var shared: [Range<UInt64>] = []
+    func identity(_ task: Int, _ address: UInt64) -> UInt64? {
+      frames[task]?.entry(at: address, in: captured[task])?.anonymousIdentity
+    }
+    /// The mapping of `task` around `address` when it is kept from its source.
+    func keptMapping(_ task: Int, at address: UInt64) -> Int? {
+      guard let parent = source[task], let at = mappingIndex(captured[task].vmas, at: address),
+        keptFrom(captured[task].vmas[at], parent: captured[parent]) != nil
+      else { return nil }
+      return at
+    }
+    // By task, by mapping index: pages shared with the source, older pages, later pages.
+    var direct: [Int: [Int: [UInt64]]] = [:]
+    var older: [Int: [Int: [UInt64]]] = [:]
+    var later: [Int: [Int: Set<UInt64>]] = [:]
+    var kept: [Int: Set<Int>] = [:]
+    for (child, parent) in source.sorted(by: { $0.key < $1.key }) {
+      for (at, vma) in captured[child].vmas.enumerated() where keptFrom(vma, parent: captured[parent]) != nil {
+        kept[child, default: []].insert(at)
         for run in vma.pages {
-          var address = run.start
-          while address < run.end {
-            if let mine = childFrames.entry(at: address, in: captured[child])?.anonymousIdentity,
-              mine == parentFrames.entry(at: address, in: parentImage)?.anonymousIdentity
-            {
-              if let last = shared.last, last.upperBound == address {
-                shared[shared.count - 1] = last.lowerBound..<address + 4096
-              } else {
-                shared.append(address..<address + 4096)
-              }
+          for address in stride(from: run.start, to: run.end, by: 4096) {
+            guard let mine = identity(child, address) else { continue }
+            if mine == identity(parent, address) {
+              direct[child, default: [:]][at, default: []].append(address)
+              continue
             }
-            address += 4096
+            // Up the chain while each keeps the mapping from the one above.
+            var between: [(task: Int, mapping: Int)] = []
+            var current = parent
+            while let above = source[current], let mapping = keptMapping(current, at: address),
+              between.count < tasks.count
+            {
+              between.append((current, mapping))
+              if mine == identity(above, address) {
+                older[child, default: [:]][at, default: []].append(address)
+                for (task, mapping) in between { later[task, default: [:]][mapping, default: []].insert(address) }
+                break
+              }
+              current = above
+            }
           }
         }
-        image.vmas[vmaIndex].parentPages = shared.map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
-        image.vmas[vmaIndex].pages = SharedObjectPages.subtract(shared, from: vma.pages.map { $0.start..<$0.end }).map {
-          PageRun(start: $0.lowerBound, end: $0.upperBound)
-        }
-        changed = true
       }
-      guard changed else { continue }
+    }
+    for (child, mappings) in kept {
+      var image = captured[child]
+      let parent = source[child] ?? child
+      for at in mappings {
+        // A page the source holds only after its forks is not the source's at the fork.
+        let shared = (direct[child]?[at] ?? []).filter {
+          later[parent]?[mappingIndex(captured[parent].vmas, at: $0) ?? -1]?.contains($0) != true
+        }
+        let pages = (shared + (older[child]?[at] ?? [])).sorted()
+        let runs = coalesce(pages)
+        image.vmas[at].parentPages = runs.map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
+        image.vmas[at].pages = SharedObjectPages.subtract(runs, from: image.vmas[at].pages.map { $0.start..<$0.end })
+          .map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
+        if let pending = later[child]?[at], !pending.isEmpty {
+          image.vmas[at].laterPages = coalesce(pending.sorted()).map {
+            PageRun(start: $0.lowerBound, end: $0.upperBound)
+          }
+        }
+      }
       image.renumberPages()
       tasks[child].memory = image
       marked.changed.insert(child)
     }
     return marked
+  }
+
+  /// Sorted page addresses as runs.
+  static func coalesce(_ addresses: [UInt64]) -> [Range<UInt64>] {
+    var runs: [Range<UInt64>] = []
+    for address in addresses {
+      if let last = runs.last, last.upperBound == address {
+        runs[runs.count - 1] = last.lowerBound..<address + 4096
+      } else {
+        runs.append(address..<address + 4096)
+      }
+    }
+    return runs
+  }
+
+  /// The index of the mapping of `vmas` (sorted) around `address`.
+  static func mappingIndex(_ vmas: [VMAImage], at address: UInt64) -> Int? {
+    var low = 0
+    var high = vmas.count
+    while low < high {
+      let middle = (low + high) / 2
+      if vmas[middle].end <= address { low = middle + 1 } else { high = middle }
+    }
+    return low < vmas.count && vmas[low].start <= address ? low : nil
   }
 
   /// The pagemap entries of a process's saved private pages, by mapping and run.
@@ -177,15 +242,8 @@ enum ForkInheritance {
 
     /// The entry of the saved page at `address`, nil when none is saved there.
     func entry(at address: UInt64, in image: MemoryImage) -> PageMapEntry? {
-      let vmas = image.vmas
-      var low = 0
-      var high = vmas.count
-      while low < high {
-        let middle = (low + high) / 2
-        if vmas[middle].end <= address { low = middle + 1 } else { high = middle }
-      }
-      guard low < vmas.count, vmas[low].start <= address, let runs = entries[low] else { return nil }
-      for (run, pages) in zip(vmas[low].pages, runs) where run.start <= address && address < run.end {
+      guard let at = ForkInheritance.mappingIndex(image.vmas, at: address), let runs = entries[at] else { return nil }
+      for (run, pages) in zip(image.vmas[at].pages, runs) where run.start <= address && address < run.end {
         return pages[Int((address - run.start) / 4096)]
       }
       return nil
@@ -194,49 +252,48 @@ enum ForkInheritance {
 
   // MARK: Restore
 
-  /// Every kept mapping lies in a like mapping of the living parent, its kept pages among
-  /// what that mapping holds, apart from its own saved pages.
-  static func validate(_ tasks: [LoadedBundle.LoadedTask]) throws(CKError) {
+  /// Every kept mapping lies in a like mapping of the process the plan forks it from
+  /// (through helpers), its kept pages among what that mapping holds at the fork, apart from
+  /// its own saved pages; later pages only in kept mappings, among what they hold then.
+  static func validate(_ plan: TreePlan, tasks: [LoadedBundle.LoadedTask]) throws(CKError) {
+    let sources = memorySources(plan, living: Set(tasks.map(\.entry.pid)))
     let byPid = Dictionary(tasks.map { ($0.entry.pid, $0) }, uniquingKeysWith: { first, _ in first })
-    for task in tasks where task.memory.vmas.contains(where: { $0.parentPages != nil }) {
+    for task in tasks where task.memory.vmas.contains(where: { $0.parentPages != nil || $0.laterPages != nil }) {
       func bad(_ what: String) -> CKError {
         CKError(.badInput, "the bundle is inconsistent: task \(task.entry.pid): \(what)")
       }
-      guard let parent = byPid[task.entry.ppid] else {
-        throw bad("it keeps mappings of a parent \(task.entry.ppid) the bundle does not hold")
+      guard let source = sources[task.entry.pid].flatMap({ byPid[$0] }) else {
+        throw bad("it keeps mappings of a parent but is created by none")
       }
-      for vma in task.memory.vmas {
-        guard let kept = vma.parentPages else { continue }
+      for vma in task.memory.vmas where vma.parentPages != nil || vma.laterPages != nil {
         let name = "mapping \(hex(vma.start))-\(hex(vma.end))"
-        guard let parentVMA = parentMapping(of: vma, in: parent.memory.vmas) else {
-          throw bad("\(name) is kept from the parent, which has no like mapping around it")
+        guard let kept = vma.parentPages, let parentVMA = keptFrom(vma, parent: source.memory) else {
+          throw bad("\(name) is kept from process \(source.entry.pid), which has no like mapping around it")
+        }
+        for runs in [kept, vma.laterPages ?? []] {
+          var end = vma.start
+          for run in runs {
+            guard run.start % 4096 == 0, run.end % 4096 == 0, run.start < run.end, run.start >= end,
+              run.end <= vma.end
+            else { throw bad("\(name) has a kept page run outside it") }
+            end = run.end
+          }
         }
         let keptRanges = kept.map { $0.start..<$0.end }
-        var end = vma.start
-        for run in kept {
-          guard run.start % 4096 == 0, run.end % 4096 == 0, run.start < run.end, run.start >= end, run.end <= vma.end
-          else { throw bad("\(name) has a kept page run outside it") }
-          end = run.end
-        }
+        let laterRanges = (vma.laterPages ?? []).map { $0.start..<$0.end }
+        let there = heldAtForks(parentVMA)
         guard SharedObjectPages.subtract(vma.pages.map { $0.start..<$0.end }, from: keptRanges) == keptRanges,
-          SharedObjectPages.subtract(held(parentVMA), from: keptRanges).isEmpty
-        else { throw bad("\(name) keeps pages it saved too or that its parent does not hold") }
+          SharedObjectPages.subtract(there, from: keptRanges).isEmpty,
+          SharedObjectPages.subtract(there, from: laterRanges).isEmpty
+        else { throw bad("\(name) keeps pages it saved too or that process \(source.entry.pid) does not hold") }
       }
     }
   }
 
-  /// A process that keeps its parent's mappings must be forked by that parent (or by a
-  /// helper it forked).
-  static func checkPlan(_ plan: TreePlan, tasks: [LoadedBundle.LoadedTask]) throws(CKError) {
-    let sources = memorySources(plan)
-    for task in tasks where task.memory.vmas.contains(where: { $0.parentPages != nil }) {
-      guard sources[task.entry.pid] == task.entry.ppid else {
-        throw CKError(
-          .badInput,
-          "the bundle is inconsistent: task \(task.entry.pid) keeps mappings of its parent \(task.entry.ppid) but is not created by it"
-        )
-      }
-    }
+  /// What a mapping holds while its process forks: its saved and kept pages, and the older
+  /// pages it replaces or drops only later.
+  static func heldAtForks(_ vma: VMAImage) -> [Range<UInt64>] {
+    SharedObjectPages.union(held(vma), (vma.laterPages ?? []).map { $0.start..<$0.end })
   }
 
   /// The kept mappings of `image`: what a process forked from its restored parent keeps.
@@ -244,14 +301,20 @@ enum ForkInheritance {
     image.vmas.filter { $0.parentPages != nil }.map { AddressRange(start: $0.start, end: $0.end) }
   }
 
-  /// The parent's pages in a kept mapping that the child holds neither as its own nor kept:
-  /// dropped in the child (MADV_DONTNEED gives zeros, or the file's page for a file mapping).
+  /// The parent's pages in a kept mapping that the child holds neither as its own nor kept,
+  /// nor until its forks: dropped in the child (MADV_DONTNEED gives zeros, or the file's
+  /// page for a file mapping).
   static func dropped(_ vma: VMAImage, parent: MemoryImage) -> [Range<UInt64>] {
     guard let parentVMA = parentMapping(of: vma, in: parent.vmas) else { return [] }
-    let inside = held(parentVMA).compactMap { range -> Range<UInt64>? in
+    let inside = heldAtForks(parentVMA).compactMap { range -> Range<UInt64>? in
       let clipped = max(range.lowerBound, vma.start)..<min(range.upperBound, vma.end)
       return clipped.isEmpty ? nil : clipped
     }
-    return SharedObjectPages.subtract(held(vma), from: inside)
+    return SharedObjectPages.subtract(heldAtForks(vma), from: inside)
+  }
+
+  /// The later pages a mapping drops once its process has forked: those it holds no page of.
+  static func droppedLater(_ vma: VMAImage) -> [Range<UInt64>] {
+    SharedObjectPages.subtract(held(vma), from: (vma.laterPages ?? []).map { $0.start..<$0.end })
   }
 }

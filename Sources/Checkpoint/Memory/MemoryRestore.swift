@@ -39,6 +39,9 @@ final class MemoryRestore {
   private var mapped: [VMAImage] = []
   /// VMAs mapped writable only so that their pages can be written (see ``queueProtections``).
   private var madeWritable: [VMAImage] = []
+  /// Pages copied only once the task's children are forked (``finishLater``), with the
+  /// offsets of their bytes.
+  private var deferredCopies: [(AddressRange, UInt64)] = []
   /// Private mappings of memfds and deleted files this task made: their files get their
   /// contents in ``finish()``.
   private var privateObjects: [VMAImage] = []
@@ -216,6 +219,27 @@ final class MemoryRestore {
       }
     }
     var written: UInt64 = 0
+    guard let base = pages.baseAddress else {
+      guard mapped.isEmpty else {
+        throw CKError(.failed, "task \(injector.pid): the bundle holds no pages for its mappings")
+      }
+      return
+    }
+    // Pages the task replaces only once its children are forked go then (``finishLater``).
+    for vma in mapped where vma.laterPages != nil {
+      for (range, offset) in try pieces(of: vma) {
+        let later = (vma.laterPages ?? []).contains { $0.start <= range.start && range.end <= $0.end }
+        if later {
+          deferredCopies.append((range, offset))
+        } else {
+          copier.submit(
+            pid: injector.pid, ranges: [range], local: UnsafeMutableRawPointer(mutating: base + Int(offset)),
+            intoTask: true, uffd: nil)
+          written += range.count
+        }
+      }
+    }
+    let mapped = mapped.filter { $0.laterPages == nil }
     // Consecutive mappings whose pages lie back to back in the image, all filled the same
     // way, go as one copy.
     var index = mapped.startIndex
@@ -232,7 +256,7 @@ final class MemoryRestore {
         end += mapped[index].pages.reduce(0) { $0 + $1.size }
         index += 1
       }
-      guard end <= UInt64(pages.count), let base = pages.baseAddress else {
+      guard end <= UInt64(pages.count) else {
         throw CKError(.failed, "task \(injector.pid): the bundle holds fewer pages than its mappings need")
       }
       copier.submit(
@@ -244,6 +268,44 @@ final class MemoryRestore {
     log(
       "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, "
         + "\(written >> 10) KiB of pages queued")
+  }
+
+  /// The saved pages of a mapping with later pages, cut at their bounds, each with the
+  /// offset of its bytes in the image.
+  private func pieces(of vma: VMAImage) throws -> [(AddressRange, UInt64)] {
+    let cuts = (vma.laterPages ?? []).flatMap { [$0.start, $0.end] }
+    var result: [(AddressRange, UInt64)] = []
+    var offset = vma.pagesOffset
+    for run in vma.pages {
+      let bounds = [run.start] + cuts.filter { $0 > run.start && $0 < run.end } + [run.end]
+      for (start, end) in zip(bounds, bounds.dropFirst()) {
+        result.append((AddressRange(start: start, end: end), offset + (start - run.start)))
+      }
+      offset += run.size
+    }
+    guard offset <= UInt64(pages.count) else {
+      throw CKError(.failed, "task \(injector.pid): the bundle holds fewer pages than its mappings need")
+    }
+    return result
+  }
+
+  /// Once the task's children are forked (they keep the older pages): its own pages where it
+  /// wrote since, and the drops of pages it no longer holds.
+  func finishLater(copier: PageCopier) throws {
+    guard let base = pages.baseAddress else { return }
+    for (range, offset) in deferredCopies {
+      copier.submit(
+        pid: injector.pid, ranges: [range], local: UnsafeMutableRawPointer(mutating: base + Int(offset)),
+        intoTask: true, uffd: nil)
+    }
+    deferredCopies = []
+    for vma in image.vmas {
+      for range in ForkInheritance.droppedLater(vma) {
+        try injector.call(
+          "MADV_DONTNEED \(hex(range.lowerBound)) after the forks", SyscallNumber.madvise, range.lowerBound,
+          range.upperBound - range.lowerBound, UInt64(MADV_DONTNEED))
+      }
+    }
   }
 
   /// Gives the mappings made writable for their pages their own protection back, at the

@@ -278,7 +278,6 @@ final class LoadedBundle {
       try Self.validate(task)
       loaded.append(task)
     }
-    try ForkInheritance.validate(loaded)
     var objects: [String: UnsafeRawBufferPointer] = [:]
     for task in loaded {
       for vma in task.memory.vmas {
@@ -511,7 +510,7 @@ final class LoadedBundle {
         else { throw bad("\(name) has a guard region outside it or over saved pages") }
         guardEnd = run.end
       }
-      guard vma.parentPages == nil || ForkInheritance.inheritable(vma) else {
+      guard (vma.parentPages == nil && vma.laterPages == nil) || ForkInheritance.inheritable(vma) else {
         throw bad("\(name) is kept from the parent but is not a private mapping of memory or a file")
       }
       if vma.kind == .sysvShm {

@@ -169,7 +169,7 @@ public struct Restore {
     let plan = try TreePlan(
       tasks: bundle.tasks.map(\.entry) + bundle.zombies, ownPidNamespace: bundle.tree.namespaces.pid,
       isFree: isFree)
-    try ForkInheritance.checkPlan(plan, tasks: bundle.tasks)
+    try ForkInheritance.validate(plan, tasks: bundle.tasks)
     let byPid = Dictionary(uniqueKeysWithValues: bundle.tasks.map { ($0.entry.pid, $0) })
     let order = plan.steps.compactMap { step -> LoadedBundle.LoadedTask? in
       if case .fork(let pid, _) = step { return byPid[pid] } else { return nil }

@@ -46,7 +46,9 @@ final class RestoreRun {
   private var carriers: Set<Int32> = []
   /// The parents of processes that keep mappings of theirs.
   private lazy var keptFrom = Set(
-    bundle.tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.map(\.entry.ppid))
+    bundle.tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.compactMap { memorySources[$0.entry.pid] })
+  /// The process whose memory each one is forked with (``ForkInheritance/memorySources``).
+  private lazy var memorySources = ForkInheritance.memorySources(plan, living: Set(byPid.keys))
   private var kernelMappings: [Int32: [VMA]] = [:]
   /// The executable each carrier's mm has now.
   private var carriedExe: [Int32: String] = [:]
@@ -299,6 +301,7 @@ final class RestoreRun {
       try Interruption.check()
     }
     try finishRunning()
+    for memory in memories.values { try memory.finishLater(copier: copier) }
     try copier.waitAll()
     for memory in memories.values { memory.releaseUserfault() }
     if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: rootPid) }
@@ -311,7 +314,8 @@ final class RestoreRun {
     let keeps = !ForkInheritance.keptRanges(task.memory).isEmpty
     return MemoryRestore(
       image: task.memory, pages: task.pages ?? UnsafeRawBufferPointer(start: nil, count: 0), injector: injector,
-      sharedObjects: sharedObjects, copier: copier, parent: keeps ? byPid[task.entry.ppid]?.memory : nil,
+      sharedObjects: sharedObjects, copier: copier,
+      parent: keeps ? memorySources[task.entry.pid].flatMap { byPid[$0]?.memory } : nil,
       kernelMappings: kernelMappings[task.entry.pid], inheritedExe: carriedExe[task.entry.pid], log: log)
   }
 
