@@ -35,7 +35,13 @@ struct ModelEncodingTests {
         index == 4
         ? [PageRun(start: start + 0x2000, end: start + 0x3000), PageRun(start: start + 0x6000, end: start + 0x7000)]
         : index == 7 ? [] : nil
-      vmas[vmas.count - 1].laterPages = index == 4 ? [PageRun(start: start + 0x7000, end: start + 0x8000)] : nil
+      vmas[vmas.count - 1].laterPages =
+        index == 4
+        ? [
+          LaterRun(start: start + 0x6000, end: start + 0x7000),
+          LaterRun(start: start + 0x7000, end: start + 0x8000, from: 9),
+        ]
+        : nil
       vmas[vmas.count - 1].objectDevice = index == 6 ? 0x1_0000_0021 : nil
       vmas[vmas.count - 1].objectMode = index == 6 ? 0o4755 : nil
       offset += pages.reduce(0) { $0 + $1.size }

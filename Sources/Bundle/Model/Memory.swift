@@ -104,10 +104,10 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// here; its other saved pages are its own, and a page the parent holds that it holds
   /// neither way is dropped (MADV_DONTNEED).
   public var parentPages: [PageRun]?
-  /// For a kept mapping: pages where the process still held its parent's page when it
-  /// forked its children (who share that page still), and has written (a saved page of its
-  /// own) or dropped since. The restore does either only once its children are forked.
-  public var laterPages: [PageRun]?
+  /// Pages where the process held another page than its final one when it forked its
+  /// children (who share that page still), and has written (a saved page of its own) or
+  /// dropped since: the restore does either only once its children are forked.
+  public var laterPages: [LaterRun]?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
@@ -158,6 +158,39 @@ public struct ObjectKey: Hashable, Sendable {
   public init(device: UInt64, inode: UInt64) {
     self.device = device
     self.inode = inode
+  }
+}
+
+/// A run of ``VMAImage/laterPages``: what the process holds there while it forks is the
+/// page it kept from its parent (`from` nil), or, when no process above has it any more, the
+/// saved page of its child `from` at the same address, which the child's siblings share.
+public struct LaterRun: Codable, Sendable, Equatable {
+  public var start: UInt64
+  public var end: UInt64
+  public var from: Int32?
+  public init(start: UInt64, end: UInt64, from: Int32? = nil) {
+    self.start = start
+    self.end = end
+    self.from = from
+  }
+}
+
+extension LaterRun {
+  init(scanning scanner: inout JSONScanner) throws(BundleError) {
+    var start: UInt64?
+    var end: UInt64?
+    var from: Int32?
+    try scanner.object { key, scanner throws(BundleError) in
+      switch key {
+      case "start": start = try scanner.integer()
+      case "end": end = try scanner.integer()
+      case "from": from = scanner.null() ? nil : try scanner.integer()
+      default: try scanner.unknown(key, in: "a run of later pages")
+      }
+    }
+    guard let start else { throw scanner.missing("start", in: "a run of later pages") }
+    guard let end else { throw scanner.missing("end", in: "a run of later pages") }
+    self.init(start: start, end: end, from: from)
   }
 }
 
@@ -222,6 +255,13 @@ extension VMAImage {
     if let guards {
       text += "\"guards\":[" + guards.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",") + "],"
     }
+    if let laterPages {
+      text +=
+        "\"laterPages\":["
+        + laterPages.map { run in
+          "{\"end\":\(run.end)," + (run.from.map { "\"from\":\($0)," } ?? "") + "\"start\":\(run.start)}"
+        }.joined(separator: ",") + "],"
+    }
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
     if let noReserve { text += "\"noReserve\":\(noReserve)," }
     if let accounted { text += "\"accounted\":\(accounted)," }
@@ -229,11 +269,6 @@ extension VMAImage {
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
     if let objectSize { text += "\"objectSize\":\(objectSize)," }
     text += "\"offset\":\(offset),"
-    if let laterPages {
-      text +=
-        "\"laterPages\":[" + laterPages.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",")
-        + "],"
-    }
     if let parentPages {
       text +=
         "\"parentPages\":[" + parentPages.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",")
@@ -321,7 +356,7 @@ extension VMAImage {
     var accounted: Bool?
     var guards: [PageRun]?
     var parentPages: [PageRun]?
-    var laterPages: [PageRun]?
+    var laterPages: [LaterRun]?
     var protection: Int32?
     var shared: Bool?
     var growsDown: Bool?
@@ -375,7 +410,7 @@ extension VMAImage {
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       case "laterPages":
         laterPages =
-          scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+          scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try LaterRun(scanning: &scanner) }
       case "parentPages":
         parentPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }

@@ -98,12 +98,6 @@ enum ForkInheritance {
   /// Marks the mappings each process kept from its parent and the pages it shares with it.
   /// `sources`: the process whose memory each one starts with at restore
   /// (``memorySources(_:living:)``, dumped pids inside).
-  ///
-  /// A child's page may be its parent's, or an older one: that of a process further up whose
-  /// page each process between still held when it forked the next (it wrote its own since).
-  /// Those between get the page as ``VMAImage/laterPages``: at restore they hold the older
-  /// page until their children are forked. A child sharing such a process's newer page
-  /// cannot then get it by the fork and saves it as its own.
   static func mark(_ tasks: inout [Dump.CapturedTask], sources: [Int32: Int32]) throws -> Marked {
     var marked = Marked()
     let index = Dictionary(uniqueKeysWithValues: tasks.indices.map { (tasks[$0].entry.pid, $0) })
@@ -112,81 +106,169 @@ enum ForkInheritance {
       if let pid = sources[tasks[child].entry.pid], let parent = index[pid], parent != child { source[child] = parent }
     }
     guard !source.isEmpty else { return marked }
-    // Decisions read the images as captured: a parent may be changed before its child.
-    let captured = tasks.map(\.memory)
     var frames: [Int: Frames] = [:]
     for task in Set(source.keys).union(source.values).sorted() {
-      frames[task] = try Frames(pid: tasks[task].hostPid, image: captured[task])
+      frames[task] = try Frames(pid: tasks[task].hostPid, image: tasks[task].memory)
       let unpinned = frames[task]?.mappedElsewhere ?? []
       if !unpinned.isEmpty { marked.unpinned[tasks[task].hostPid] = unpinned }
     }
-    func identity(_ task: Int, _ address: UInt64) -> UInt64? {
-      frames[task]?.entry(at: address, in: captured[task])?.anonymousIdentity
+    var marking = Marking(images: tasks.map(\.memory), pids: tasks.map(\.entry.pid), source: source, frames: frames)
+    marking.classify()
+    marking.groupSiblings()
+    for (task, image) in marking.assemble() {
+      tasks[task].memory = image
+      marked.changed.insert(task)
     }
+    return marked
+  }
+
+  /// Which saved page of which process the restore gets by a fork (``mark(_:sources:)``).
+  ///
+  /// A child's page may be its parent's; or an older one, that of a process further up whose
+  /// page each process between still held when it forked the next (it wrote its own since);
+  /// or one its siblings share that no process above has any more (their parent wrote its
+  /// own after the forks). Those between, or the parent, get the page as
+  /// ``VMAImage/laterPages``: at restore they hold the older page (kept, or copied from one
+  /// child that saves it) until their children are forked. A child sharing such a process's
+  /// newer page cannot then get it by the fork and saves it as its own.
+  struct Marking {
+    /// The images as captured: decisions read them, not the changed ones.
+    let images: [MemoryImage]
+    let pids: [Int32]
+    /// Each child's source, by task index.
+    let source: [Int: Int]
+    let frames: [Int: Frames]
+    /// By task, by mapping index: pages it gets by the fork; later pages (the child that
+    /// saves the page held until the forks, nil when kept from the source).
+    var kept: [Int: [Int: [UInt64]]] = [:]
+    var later: [Int: [Int: [UInt64: Int32?]]] = [:]
+    /// Pages shared with the source's final page (dropped where the source holds another
+    /// page at its forks), and pages no process above has, by (source, address, frame).
+    var direct: [Int: [Int: [UInt64]]] = [:]
+    var orphans: [OrphanKey: [(task: Int, mapping: Int)]] = [:]
+    /// Kept pages a child saves too, for its source to hold while it forks.
+    var provided: [Int: [Int: Set<UInt64>]] = [:]
+
+    struct OrphanKey: Hashable {
+      var source: Int
+      var address: UInt64
+      var identity: UInt64
+    }
+
+    init(images: [MemoryImage], pids: [Int32], source: [Int: Int], frames: [Int: Frames]) {
+      self.images = images
+      self.pids = pids
+      self.source = source
+      self.frames = frames
+    }
+
+    func identity(_ task: Int, _ address: UInt64) -> UInt64? {
+      frames[task]?.entry(at: address, in: images[task])?.anonymousIdentity
+    }
+
     /// The mapping of `task` around `address` when it is kept from its source.
     func keptMapping(_ task: Int, at address: UInt64) -> Int? {
-      guard let parent = source[task], let at = mappingIndex(captured[task].vmas, at: address),
-        keptFrom(captured[task].vmas[at], parent: captured[parent]) != nil
+      guard let parent = source[task], let at = mappingIndex(images[task].vmas, at: address),
+        keptFrom(images[task].vmas[at], parent: images[parent]) != nil
       else { return nil }
       return at
     }
-    // By task, by mapping index: pages shared with the source, older pages, later pages.
-    var direct: [Int: [Int: [UInt64]]] = [:]
-    var older: [Int: [Int: [UInt64]]] = [:]
-    var later: [Int: [Int: Set<UInt64>]] = [:]
-    var kept: [Int: Set<Int>] = [:]
-    for (child, parent) in source.sorted(by: { $0.key < $1.key }) {
-      for (at, vma) in captured[child].vmas.enumerated() where keptFrom(vma, parent: captured[parent]) != nil {
-        kept[child, default: []].insert(at)
-        for run in vma.pages {
-          for address in stride(from: run.start, to: run.end, by: 4096) {
-            guard let mine = identity(child, address) else { continue }
-            if mine == identity(parent, address) {
-              direct[child, default: [:]][at, default: []].append(address)
-              continue
-            }
-            // Up the chain while each keeps the mapping from the one above.
-            var between: [(task: Int, mapping: Int)] = []
-            var current = parent
-            while let above = source[current], let mapping = keptMapping(current, at: address),
-              between.count < tasks.count
-            {
-              between.append((current, mapping))
-              if mine == identity(above, address) {
-                older[child, default: [:]][at, default: []].append(address)
-                for (task, mapping) in between { later[task, default: [:]][mapping, default: []].insert(address) }
-                break
+
+    mutating func classify() {
+      for (child, parent) in source.sorted(by: { $0.key < $1.key }) {
+        for (at, vma) in images[child].vmas.enumerated() where keptFrom(vma, parent: images[parent]) != nil {
+          kept[child, default: [:]][at] = kept[child]?[at] ?? []
+          for run in vma.pages {
+            for address in stride(from: run.start, to: run.end, by: 4096) {
+              guard let mine = identity(child, address) else { continue }
+              if mine == identity(parent, address) {
+                direct[child, default: [:]][at, default: []].append(address)
+              } else if !older(child, at: address, identity: mine) {
+                orphans[OrphanKey(source: parent, address: address, identity: mine), default: []].append((child, at))
               }
-              current = above
             }
           }
         }
       }
     }
-    for (child, mappings) in kept {
-      var image = captured[child]
-      let parent = source[child] ?? child
-      for at in mappings {
-        // A page the source holds only after its forks is not the source's at the fork.
-        let shared = (direct[child]?[at] ?? []).filter {
-          later[parent]?[mappingIndex(captured[parent].vmas, at: $0) ?? -1]?.contains($0) != true
+
+    /// Up the chain while each keeps the mapping from the one above: a process whose page
+    /// the child still shares.
+    mutating func older(_ child: Int, at address: UInt64, identity mine: UInt64) -> Bool {
+      var between: [(task: Int, mapping: Int)] = []
+      var current = source[child] ?? child
+      while let above = source[current], let mapping = keptMapping(current, at: address), between.count < pids.count {
+        between.append((current, mapping))
+        if mine == identity(above, address) {
+          guard let at = mappingIndex(images[child].vmas, at: address) else { return false }
+          kept[child, default: [:]][at, default: []].append(address)
+          for (task, mapping) in between { later[task, default: [:]][mapping, default: [:]][address] = .some(nil) }
+          return true
         }
-        let pages = (shared + (older[child]?[at] ?? [])).sorted()
-        let runs = coalesce(pages)
-        image.vmas[at].parentPages = runs.map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
-        image.vmas[at].pages = SharedObjectPages.subtract(runs, from: image.vmas[at].pages.map { $0.start..<$0.end })
-          .map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
-        if let pending = later[child]?[at], !pending.isEmpty {
-          image.vmas[at].laterPages = coalesce(pending.sorted()).map {
-            PageRun(start: $0.lowerBound, end: $0.upperBound)
-          }
+        current = above
+      }
+      return false
+    }
+
+    /// Siblings sharing a page their source no longer has: the first saves it, the source
+    /// holds a copy of it while it forks, the others keep it. Not where the source must
+    /// hold another page then, or keeps its own from above.
+    mutating func groupSiblings() {
+      for (key, members) in orphans.sorted(by: { ($0.key.source, $0.key.address) < ($1.key.source, $1.key.address) })
+      where members.count > 1 {
+        let parent = key.source
+        guard let mapping = mappingIndex(images[parent].vmas, at: key.address),
+          ForkInheritance.inheritable(images[parent].vmas[mapping]),
+          later[parent]?[mapping]?[key.address] == nil,
+          !(kept[parent]?[mapping]?.contains(key.address) ?? false),
+          !(direct[parent]?[mapping]?.contains(key.address) ?? false)
+        else { continue }
+        let provider = members[0]
+        later[parent, default: [:]][mapping, default: [:]][key.address] = .some(pids[provider.task])
+        provided[provider.task, default: [:]][provider.mapping, default: []].insert(key.address)
+        for member in members {
+          kept[member.task, default: [:]][member.mapping, default: []].append(key.address)
         }
       }
-      image.renumberPages()
-      tasks[child].memory = image
-      marked.changed.insert(child)
     }
-    return marked
+
+    /// The changed images, by task index.
+    func assemble() -> [Int: MemoryImage] {
+      var result: [Int: MemoryImage] = [:]
+      for task in Set(kept.keys).union(later.keys) {
+        var image = images[task]
+        for at in Set((kept[task] ?? [:]).keys).union((later[task] ?? [:]).keys) {
+          if let mine = kept[task]?[at] {
+            // A page the source holds only after its forks is not the source's at the fork.
+            let parent = source[task] ?? task
+            let shared = (direct[task]?[at] ?? []).filter {
+              later[parent]?[mappingIndex(images[parent].vmas, at: $0) ?? -1]?[$0] == nil
+            }
+            let runs = coalesce((shared + mine).sorted())
+            image.vmas[at].parentPages = runs.map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
+            // What it provides stays saved too: the bytes its source holds while it forks.
+            let notSaved = coalesce((shared + mine).filter { provided[task]?[at]?.contains($0) != true }.sorted())
+            image.vmas[at].pages = SharedObjectPages.subtract(
+              notSaved, from: image.vmas[at].pages.map { $0.start..<$0.end }
+            ).map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
+          }
+          if let pending = later[task]?[at], !pending.isEmpty {
+            var runs: [LaterRun] = []
+            for (address, from) in pending.sorted(by: { $0.key < $1.key }) {
+              if let last = runs.last, last.end == address, last.from == from {
+                runs[runs.count - 1].end = address + 4096
+              } else {
+                runs.append(LaterRun(start: address, end: address + 4096, from: from))
+              }
+            }
+            image.vmas[at].laterPages = runs
+          }
+        }
+        image.renumberPages()
+        result[task] = image
+      }
+      return result
+    }
   }
 
   /// Sorted page addresses as runs.
@@ -258,34 +340,50 @@ enum ForkInheritance {
   static func validate(_ plan: TreePlan, tasks: [LoadedBundle.LoadedTask]) throws(CKError) {
     let sources = memorySources(plan, living: Set(tasks.map(\.entry.pid)))
     let byPid = Dictionary(tasks.map { ($0.entry.pid, $0) }, uniquingKeysWith: { first, _ in first })
-    for task in tasks where task.memory.vmas.contains(where: { $0.parentPages != nil || $0.laterPages != nil }) {
+    for task in tasks {
       func bad(_ what: String) -> CKError {
         CKError(.badInput, "the bundle is inconsistent: task \(task.entry.pid): \(what)")
       }
-      guard let source = sources[task.entry.pid].flatMap({ byPid[$0] }) else {
-        throw bad("it keeps mappings of a parent but is created by none")
-      }
+      let source = sources[task.entry.pid].flatMap { byPid[$0] }
       for vma in task.memory.vmas where vma.parentPages != nil || vma.laterPages != nil {
         let name = "mapping \(hex(vma.start))-\(hex(vma.end))"
-        guard let kept = vma.parentPages, let parentVMA = keptFrom(vma, parent: source.memory) else {
-          throw bad("\(name) is kept from process \(source.entry.pid), which has no like mapping around it")
-        }
-        for runs in [kept, vma.laterPages ?? []] {
+        let later = vma.laterPages ?? []
+        for runs in [vma.parentPages ?? [], later.map { PageRun(start: $0.start, end: $0.end) }] {
           var end = vma.start
           for run in runs {
             guard run.start % 4096 == 0, run.end % 4096 == 0, run.start < run.end, run.start >= end,
               run.end <= vma.end
-            else { throw bad("\(name) has a kept page run outside it") }
+            else { throw bad("\(name) has a kept or later page run outside it") }
             end = run.end
           }
         }
-        let keptRanges = kept.map { $0.start..<$0.end }
-        let laterRanges = (vma.laterPages ?? []).map { $0.start..<$0.end }
-        let there = heldAtForks(parentVMA)
-        guard SharedObjectPages.subtract(vma.pages.map { $0.start..<$0.end }, from: keptRanges) == keptRanges,
-          SharedObjectPages.subtract(there, from: keptRanges).isEmpty,
-          SharedObjectPages.subtract(there, from: laterRanges).isEmpty
-        else { throw bad("\(name) keeps pages it saved too or that process \(source.entry.pid) does not hold") }
+        var fromAbove = later.filter { $0.from == nil }.map { $0.start..<$0.end }
+        if let kept = vma.parentPages {
+          guard let source, let parentVMA = keptFrom(vma, parent: source.memory) else {
+            throw bad("\(name) is kept from a process that has no like mapping around it")
+          }
+          let keptRanges = kept.map { $0.start..<$0.end }
+          let there = heldAtForks(parentVMA)
+          // Kept pages it saves too are those its source holds while it forks.
+          let savedToo = SharedObjectPages.subtract(
+            SharedObjectPages.subtract(vma.pages.map { $0.start..<$0.end }, from: keptRanges), from: keptRanges)
+          let provided = (parentVMA.laterPages ?? []).filter { $0.from == task.entry.pid }.map { $0.start..<$0.end }
+          guard SharedObjectPages.subtract(provided, from: savedToo).isEmpty,
+            SharedObjectPages.subtract(there, from: keptRanges).isEmpty,
+            SharedObjectPages.subtract(there, from: fromAbove).isEmpty
+          else { throw bad("\(name) keeps pages it saved too or that process \(source.entry.pid) does not hold") }
+          fromAbove = []
+        }
+        guard fromAbove.isEmpty else { throw bad("\(name) holds pages from above but is not kept") }
+        for run in later {
+          guard let from = run.from else { continue }
+          guard sources[from] == task.entry.pid, let child = byPid[from],
+            let at = mappingIndex(child.memory.vmas, at: run.start),
+            SharedObjectPages.subtract(
+              child.memory.vmas[at].pages.map { $0.start..<$0.end }, from: [run.start..<run.end]
+            ).isEmpty
+          else { throw bad("\(name) holds pages of its child \(from) which that child does not save") }
+        }
       }
     }
   }
@@ -314,6 +412,21 @@ enum ForkInheritance {
   }
 
   /// The later pages a mapping drops once its process has forked: those it holds no page of.
+  /// The saved pages of `child` over `run`, each piece with the offset of its bytes in the
+  /// child's pages (validated to cover it whole).
+  static func savedPieces(of run: LaterRun, in child: MemoryImage) -> [(AddressRange, UInt64)] {
+    guard let at = mappingIndex(child.vmas, at: run.start) else { return [] }
+    var offset = child.vmas[at].pagesOffset
+    var pieces: [(AddressRange, UInt64)] = []
+    for saved in child.vmas[at].pages {
+      let start = max(saved.start, run.start)
+      let end = min(saved.end, run.end)
+      if start < end { pieces.append((AddressRange(start: start, end: end), offset + (start - saved.start))) }
+      offset += saved.size
+    }
+    return pieces
+  }
+
   static func droppedLater(_ vma: VMAImage) -> [Range<UInt64>] {
     SharedObjectPages.subtract(held(vma), from: (vma.laterPages ?? []).map { $0.start..<$0.end })
   }

@@ -71,12 +71,17 @@ final class MemoryRestore {
   /// The executable of a task forked from a restored one, which it has already: the kernel
   /// refuses to replace an executable still mapped (EBUSY), and it need not be.
   let inheritedExe: String?
+  /// The image and pages of a child of the task, for pages it holds while it forks that the
+  /// child saves (``LaterRun/from``).
+  let childPages: (Int32) -> (MemoryImage, UnsafeRawBufferPointer)?
 
   init(
     image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects,
     copier: PageCopier, parent: MemoryImage? = nil, kernelMappings: [VMA]? = nil, inheritedExe: String? = nil,
+    childPages: @escaping (Int32) -> (MemoryImage, UnsafeRawBufferPointer)? = { _ in nil },
     log: @escaping (String) -> Void
   ) {
+    self.childPages = childPages
     self.parent = parent
     self.inheritedExe = inheritedExe
     self.kernelMappings = kernelMappings
@@ -117,7 +122,7 @@ final class MemoryRestore {
       // Pages go in through the mapping (process_vm_writev writes only writable ones): it is
       // writable until the task's last batch gives it its own protection.
       // So must one that was writable once (its memory stays charged, see VMAImage.accounted).
-      let needsWrite = (!vma.pages.isEmpty || vma.accounted == true) && vma.protection & PROT_WRITE == 0
+      let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
       try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
       if vma.contentsMember != nil { privateObjects.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
@@ -145,9 +150,17 @@ final class MemoryRestore {
   }
 
   /// Private anonymous memory: what UFFDIO_COPY can fill (file mappings it cannot).
+  /// Whether the restore writes into a mapping (its pages, pages held until its forks), or
+  /// it was writable once (its memory stays charged, see VMAImage.accounted): it is mapped
+  /// writable until the task's last batch gives it its own protection.
+  static func writtenInto(_ vma: VMAImage) -> Bool {
+    !vma.pages.isEmpty || vma.accounted == true || vma.laterPages != nil
+  }
+
   /// Not a mapping kept from the parent: its pages are there already.
   static func fillsThroughUserfault(_ vma: VMAImage) -> Bool {
     !vma.shared && (vma.kind == .anonymous || vma.kind == .heap || vma.kind == .stack) && vma.parentPages == nil
+      && vma.laterPages == nil
   }
 
   /// A mapping kept from the parent through the fork: given its own protection (writable
@@ -159,7 +172,7 @@ final class MemoryRestore {
       throw CKError(
         .failed, "task \(injector.pid): mapping \(hex(vma.start)) is kept from a parent whose memory is not restored")
     }
-    let needsWrite = (!vma.pages.isEmpty || vma.accounted == true) && vma.protection & PROT_WRITE == 0
+    let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
     batch.add(
       "mprotect kept \(hex(vma.start))-\(hex(vma.end))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size),
       .value(UInt64(vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0))))
@@ -225,11 +238,31 @@ final class MemoryRestore {
       }
       return
     }
-    // Pages the task replaces only once its children are forked go then (``finishLater``).
-    for vma in mapped where vma.laterPages != nil {
+    // Pages the task holds while it forks that a child saves.
+    for vma in image.vmas {
+      for run in vma.laterPages ?? [] {
+        guard let from = run.from, let (child, bytes) = childPages(from), let childBase = bytes.baseAddress else {
+          continue
+        }
+        for (range, offset) in ForkInheritance.savedPieces(of: run, in: child) {
+          guard offset + range.count <= UInt64(bytes.count) else {
+            throw CKError(.failed, "task \(from): the bundle holds fewer pages than its mappings need")
+          }
+          copier.submit(
+            pid: injector.pid, ranges: [range], local: UnsafeMutableRawPointer(mutating: childBase + Int(offset)),
+            intoTask: true, uffd: nil)
+        }
+      }
+    }
+    // In a mapping with kept or later pages, piece by piece: a kept page it saves too is
+    // its parent's to hold while it forks, not written here; pages the task replaces only
+    // once its children are forked go then (``finishLater``).
+    for vma in mapped where vma.laterPages != nil || vma.parentPages != nil {
       for (range, offset) in try pieces(of: vma) {
         let later = (vma.laterPages ?? []).contains { $0.start <= range.start && range.end <= $0.end }
-        if later {
+        if (vma.parentPages ?? []).contains(where: { $0.start <= range.start && range.end <= $0.end }) {
+          continue
+        } else if later {
           deferredCopies.append((range, offset))
         } else {
           copier.submit(
@@ -239,7 +272,7 @@ final class MemoryRestore {
         }
       }
     }
-    let mapped = mapped.filter { $0.laterPages == nil }
+    let mapped = mapped.filter { $0.laterPages == nil && $0.parentPages == nil }
     // Consecutive mappings whose pages lie back to back in the image, all filled the same
     // way, go as one copy.
     var index = mapped.startIndex
@@ -270,10 +303,13 @@ final class MemoryRestore {
         + "\(written >> 10) KiB of pages queued")
   }
 
-  /// The saved pages of a mapping with later pages, cut at their bounds, each with the
+  /// The saved pages of a mapping with later or kept pages, cut at their bounds, each with the
   /// offset of its bytes in the image.
   private func pieces(of vma: VMAImage) throws -> [(AddressRange, UInt64)] {
-    let cuts = (vma.laterPages ?? []).flatMap { [$0.start, $0.end] }
+    let cuts = Set(
+      (vma.laterPages ?? []).flatMap { [$0.start, $0.end] } + (vma.parentPages ?? []).flatMap { [$0.start, $0.end] }
+    )
+    .sorted()
     var result: [(AddressRange, UInt64)] = []
     var offset = vma.pagesOffset
     for run in vma.pages {

@@ -46,7 +46,9 @@ final class RestoreRun {
   private var carriers: Set<Int32> = []
   /// The parents of processes that keep mappings of theirs.
   private lazy var keptFrom = Set(
-    bundle.tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.compactMap { memorySources[$0.entry.pid] })
+    bundle.tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.compactMap { memorySources[$0.entry.pid] }
+  )
+  .union(bundle.tasks.filter { $0.memory.vmas.contains { $0.laterPages != nil } }.map(\.entry.pid))
   /// The process whose memory each one is forked with (``ForkInheritance/memorySources``).
   private lazy var memorySources = ForkInheritance.memorySources(plan, living: Set(byPid.keys))
   private var kernelMappings: [Int32: [VMA]] = [:]
@@ -316,7 +318,10 @@ final class RestoreRun {
       image: task.memory, pages: task.pages ?? UnsafeRawBufferPointer(start: nil, count: 0), injector: injector,
       sharedObjects: sharedObjects, copier: copier,
       parent: keeps ? memorySources[task.entry.pid].flatMap { byPid[$0]?.memory } : nil,
-      kernelMappings: kernelMappings[task.entry.pid], inheritedExe: carriedExe[task.entry.pid], log: log)
+      kernelMappings: kernelMappings[task.entry.pid], inheritedExe: carriedExe[task.entry.pid],
+      childPages: { [byPid] pid in
+        byPid[pid].map { ($0.memory, $0.pages ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
+      }, log: log)
   }
 
   /// The whole memory of a process whose children keep its mappings, before it forks them:
