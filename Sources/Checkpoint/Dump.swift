@@ -388,9 +388,12 @@ public struct Dump {
       tree.clocksAtDump = TimeNamespaces.now()
     }
     // Copy-on-write sharing with parents, once the plan says who forks whom.
-    let forkedBy = (try? TreePlan(tasks: entries, ownPidNamespace: namespaces.pid, isFree: { _ in true }))
-      .map { ForkInheritance.memorySources($0, living: Set(tasks.map(\.entry.pid))) }
-    let inheritance = try phases.time("fork sharing") { try ForkInheritance.mark(&tasks, sources: forkedBy ?? [:]) }
+    let plan = try? TreePlan(tasks: entries, ownPidNamespace: namespaces.pid, isFree: { _ in true })
+    let inheritance = try phases.time("fork sharing") {
+      try ForkInheritance.mark(
+        &tasks, sources: plan.map { ForkInheritance.memorySources($0, living: Set(tasks.map(\.entry.pid))) } ?? [:],
+        forkOrder: plan.map(ForkInheritance.forkOrder) ?? [:])
+    }
     let members =
       [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }

@@ -39,7 +39,7 @@ struct ModelEncodingTests {
         index == 4
         ? [
           LaterRun(start: start + 0x6000, end: start + 0x7000),
-          LaterRun(start: start + 0x7000, end: start + 0x8000, from: 9),
+          LaterRun(start: start + 0x7000, end: start + 0x8000, from: 9, until: 11),
         ]
         : nil
       vmas[vmas.count - 1].objectDevice = index == 6 ? 0x1_0000_0021 : nil

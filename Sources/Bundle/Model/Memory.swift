@@ -163,15 +163,19 @@ public struct ObjectKey: Hashable, Sendable {
 
 /// A run of ``VMAImage/laterPages``: what the process holds there while it forks is the
 /// page it kept from its parent (`from` nil), or, when no process above has it any more, the
-/// saved page of its child `from` at the same address, which the child's siblings share.
+/// saved page of its child `from` at the same address, which the child's siblings share. It
+/// writes or drops its own once it has forked its child `until` (nil: all its children),
+/// so that children forked after share its own page.
 public struct LaterRun: Codable, Sendable, Equatable {
   public var start: UInt64
   public var end: UInt64
   public var from: Int32?
-  public init(start: UInt64, end: UInt64, from: Int32? = nil) {
+  public var until: Int32?
+  public init(start: UInt64, end: UInt64, from: Int32? = nil, until: Int32? = nil) {
     self.start = start
     self.end = end
     self.from = from
+    self.until = until
   }
 }
 
@@ -180,17 +184,19 @@ extension LaterRun {
     var start: UInt64?
     var end: UInt64?
     var from: Int32?
+    var until: Int32?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "start": start = try scanner.integer()
       case "end": end = try scanner.integer()
       case "from": from = scanner.null() ? nil : try scanner.integer()
+      case "until": until = scanner.null() ? nil : try scanner.integer()
       default: try scanner.unknown(key, in: "a run of later pages")
       }
     }
     guard let start else { throw scanner.missing("start", in: "a run of later pages") }
     guard let end else { throw scanner.missing("end", in: "a run of later pages") }
-    self.init(start: start, end: end, from: from)
+    self.init(start: start, end: end, from: from, until: until)
   }
 }
 
@@ -259,7 +265,8 @@ extension VMAImage {
       text +=
         "\"laterPages\":["
         + laterPages.map { run in
-          "{\"end\":\(run.end)," + (run.from.map { "\"from\":\($0)," } ?? "") + "\"start\":\(run.start)}"
+          "{\"end\":\(run.end)," + (run.from.map { "\"from\":\($0)," } ?? "") + "\"start\":\(run.start)"
+            + (run.until.map { ",\"until\":\($0)" } ?? "") + "}"
         }.joined(separator: ",") + "],"
     }
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }

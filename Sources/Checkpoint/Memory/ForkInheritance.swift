@@ -68,15 +68,27 @@ enum ForkInheritance {
     return sources
   }
 
+  /// Each process's place in the plan's forks.
+  static func forkOrder(_ plan: TreePlan) -> [Int32: Int] {
+    var order: [Int32: Int] = [:]
+    for case .fork(let pid, _) in plan.steps { order[pid] = order.count }
+    return order
+  }
+
   /// The mapping of `parent` a mapping of its child is kept from, when it can be: a like
   /// mapping around it in which the parent holds data (so it has an anon_vma), not one
   /// fork() leaves out.
   static func keptFrom(_ vma: VMAImage, parent: MemoryImage) -> VMAImage? {
     guard let parentVMA = parentMapping(of: vma, in: parent.vmas), !held(parentVMA).isEmpty,
-      !(parentVMA.advice ?? []).contains(.dontFork)
+      !(parentVMA.advice ?? []).contains(.dontFork), !(charged(parentVMA) && !charged(vma))
     else { return nil }
     return parentVMA
   }
+
+  /// Whether a private mapping is charged to the overcommit limit (VM_ACCOUNT): fork copies
+  /// the flag and no mprotect takes it away, so a child's uncharged mapping is never kept
+  /// from a charged one (its parent made it writable after the fork).
+  static func charged(_ vma: VMAImage) -> Bool { vma.protection & PROT_WRITE != 0 || vma.accounted == true }
 
   /// The pages a parent's mapping holds at restore: its own and those it kept in turn.
   static func held(_ vma: VMAImage) -> [Range<UInt64>] {
@@ -98,7 +110,10 @@ enum ForkInheritance {
   /// Marks the mappings each process kept from its parent and the pages it shares with it.
   /// `sources`: the process whose memory each one starts with at restore
   /// (``memorySources(_:living:)``, dumped pids inside).
-  static func mark(_ tasks: inout [Dump.CapturedTask], sources: [Int32: Int32]) throws -> Marked {
+  /// `forkOrder`: each one's place in the plan's forks.
+  static func mark(_ tasks: inout [Dump.CapturedTask], sources: [Int32: Int32], forkOrder: [Int32: Int]) throws
+    -> Marked
+  {
     var marked = Marked()
     let index = Dictionary(uniqueKeysWithValues: tasks.indices.map { (tasks[$0].entry.pid, $0) })
     var source: [Int: Int] = [:]
@@ -112,7 +127,9 @@ enum ForkInheritance {
       let unpinned = frames[task]?.mappedElsewhere ?? []
       if !unpinned.isEmpty { marked.unpinned[tasks[task].hostPid] = unpinned }
     }
-    var marking = Marking(images: tasks.map(\.memory), pids: tasks.map(\.entry.pid), source: source, frames: frames)
+    let order = Dictionary(uniqueKeysWithValues: forkOrder.compactMap { pid, place in index[pid].map { ($0, place) } })
+    var marking = Marking(
+      images: tasks.map(\.memory), pids: tasks.map(\.entry.pid), source: source, frames: frames, forkOrder: order)
     marking.classify()
     marking.groupSiblings()
     for (task, image) in marking.assemble() {
@@ -138,10 +155,19 @@ enum ForkInheritance {
     /// Each child's source, by task index.
     let source: [Int: Int]
     let frames: [Int: Frames]
+    /// Each task's place in the restore's forks.
+    let forkOrder: [Int: Int]
     /// By task, by mapping index: pages it gets by the fork; later pages (the child that
     /// saves the page held until the forks, nil when kept from the source).
     var kept: [Int: [Int: [UInt64]]] = [:]
-    var later: [Int: [Int: [UInt64: Int32?]]] = [:]
+    var later: [Int: [Int: [UInt64: Later]]] = [:]
+
+    /// Who provides a later page (nil: kept from the source) and the last child, by task
+    /// index, that needs it.
+    struct Later {
+      var from: Int32?
+      var until: Int
+    }
     /// Pages shared with the source's final page (dropped where the source holds another
     /// page at its forks), and pages no process above has, by (source, address, frame).
     var direct: [Int: [Int: [UInt64]]] = [:]
@@ -155,7 +181,8 @@ enum ForkInheritance {
       var identity: UInt64
     }
 
-    init(images: [MemoryImage], pids: [Int32], source: [Int: Int], frames: [Int: Frames]) {
+    init(images: [MemoryImage], pids: [Int32], source: [Int: Int], frames: [Int: Frames], forkOrder: [Int: Int]) {
+      self.forkOrder = forkOrder
       self.images = images
       self.pids = pids
       self.source = source
@@ -202,12 +229,21 @@ enum ForkInheritance {
         if mine == identity(above, address) {
           guard let at = mappingIndex(images[child].vmas, at: address) else { return false }
           kept[child, default: [:]][at, default: []].append(address)
-          for (task, mapping) in between { later[task, default: [:]][mapping, default: [:]][address] = .some(nil) }
+          for (step, (task, mapping)) in between.enumerated() {
+            hold(task, mapping, address, from: nil, until: step == 0 ? child : between[step - 1].task)
+          }
           return true
         }
         current = above
       }
       return false
+    }
+
+    /// `task` holds the older page at `address` at least until it has forked `child`.
+    mutating func hold(_ task: Int, _ mapping: Int, _ address: UInt64, from: Int32?, until child: Int) {
+      let known = later[task]?[mapping]?[address]
+      let until = known.map { (forkOrder[$0.until] ?? 0) >= (forkOrder[child] ?? 0) ? $0.until : child } ?? child
+      later[task, default: [:]][mapping, default: [:]][address] = Later(from: known.map(\.from) ?? from, until: until)
     }
 
     /// Siblings sharing a page their source no longer has: the first saves it, the source
@@ -224,7 +260,7 @@ enum ForkInheritance {
           !(direct[parent]?[mapping]?.contains(key.address) ?? false)
         else { continue }
         let provider = members[0]
-        later[parent, default: [:]][mapping, default: [:]][key.address] = .some(pids[provider.task])
+        for member in members { hold(parent, mapping, key.address, from: pids[provider.task], until: member.task) }
         provided[provider.task, default: [:]][provider.mapping, default: []].insert(key.address)
         for member in members {
           kept[member.task, default: [:]][member.mapping, default: []].append(key.address)
@@ -241,8 +277,11 @@ enum ForkInheritance {
           if let mine = kept[task]?[at] {
             // A page the source holds only after its forks is not the source's at the fork.
             let parent = source[task] ?? task
-            let shared = (direct[task]?[at] ?? []).filter {
-              later[parent]?[mappingIndex(images[parent].vmas, at: $0) ?? -1]?[$0] == nil
+            let shared = (direct[task]?[at] ?? []).filter { address in
+              guard let held = later[parent]?[mappingIndex(images[parent].vmas, at: address) ?? -1]?[address] else {
+                return true
+              }
+              return (forkOrder[task] ?? 0) > (forkOrder[held.until] ?? 0)
             }
             let runs = coalesce((shared + mine).sorted())
             image.vmas[at].parentPages = runs.map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
@@ -254,11 +293,12 @@ enum ForkInheritance {
           }
           if let pending = later[task]?[at], !pending.isEmpty {
             var runs: [LaterRun] = []
-            for (address, from) in pending.sorted(by: { $0.key < $1.key }) {
-              if let last = runs.last, last.end == address, last.from == from {
+            for (address, held) in pending.sorted(by: { $0.key < $1.key }) {
+              let until = pids[held.until]
+              if let last = runs.last, last.end == address, last.from == held.from, last.until == until {
                 runs[runs.count - 1].end = address + 4096
               } else {
-                runs.append(LaterRun(start: address, end: address + 4096, from: from))
+                runs.append(LaterRun(start: address, end: address + 4096, from: held.from, until: until))
               }
             }
             image.vmas[at].laterPages = runs
@@ -376,6 +416,9 @@ enum ForkInheritance {
         }
         guard fromAbove.isEmpty else { throw bad("\(name) holds pages from above but is not kept") }
         for run in later {
+          if let until = run.until, sources[until] != task.entry.pid {
+            throw bad("\(name) holds pages until it forks \(until), which it does not")
+          }
           guard let from = run.from else { continue }
           guard sources[from] == task.entry.pid, let child = byPid[from],
             let at = mappingIndex(child.memory.vmas, at: run.start),
@@ -405,13 +448,13 @@ enum ForkInheritance {
   static func dropped(_ vma: VMAImage, parent: MemoryImage) -> [Range<UInt64>] {
     guard let parentVMA = parentMapping(of: vma, in: parent.vmas) else { return [] }
     let inside = heldAtForks(parentVMA).compactMap { range -> Range<UInt64>? in
-      let clipped = max(range.lowerBound, vma.start)..<min(range.upperBound, vma.end)
-      return clipped.isEmpty ? nil : clipped
+      let start = max(range.lowerBound, vma.start)
+      let end = min(range.upperBound, vma.end)
+      return start < end ? start..<end : nil
     }
     return SharedObjectPages.subtract(heldAtForks(vma), from: inside)
   }
 
-  /// The later pages a mapping drops once its process has forked: those it holds no page of.
   /// The saved pages of `child` over `run`, each piece with the offset of its bytes in the
   /// child's pages (validated to cover it whole).
   static func savedPieces(of run: LaterRun, in child: MemoryImage) -> [(AddressRange, UInt64)] {
@@ -427,7 +470,4 @@ enum ForkInheritance {
     return pieces
   }
 
-  static func droppedLater(_ vma: VMAImage) -> [Range<UInt64>] {
-    SharedObjectPages.subtract(held(vma), from: (vma.laterPages ?? []).map { $0.start..<$0.end })
-  }
 }

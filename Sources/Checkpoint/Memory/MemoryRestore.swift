@@ -41,7 +41,9 @@ final class MemoryRestore {
   private var madeWritable: [VMAImage] = []
   /// Pages copied only once the task's children are forked (``finishLater``), with the
   /// offsets of their bytes.
-  private var deferredCopies: [(AddressRange, UInt64)] = []
+  private var deferredCopies: [(range: AddressRange, offset: UInt64, until: Int32?)] = []
+  /// The later runs whose drops are not done yet.
+  private lazy var pendingLater: [LaterRun] = image.vmas.flatMap { $0.laterPages ?? [] }
   /// Private mappings of memfds and deleted files this task made: their files get their
   /// contents in ``finish()``.
   private var privateObjects: [VMAImage] = []
@@ -259,11 +261,11 @@ final class MemoryRestore {
     // once its children are forked go then (``finishLater``).
     for vma in mapped where vma.laterPages != nil || vma.parentPages != nil {
       for (range, offset) in try pieces(of: vma) {
-        let later = (vma.laterPages ?? []).contains { $0.start <= range.start && range.end <= $0.end }
+        let later = (vma.laterPages ?? []).first { $0.start <= range.start && range.end <= $0.end }
         if (vma.parentPages ?? []).contains(where: { $0.start <= range.start && range.end <= $0.end }) {
           continue
-        } else if later {
-          deferredCopies.append((range, offset))
+        } else if let later {
+          deferredCopies.append((range, offset, later.until))
         } else {
           copier.submit(
             pid: injector.pid, ranges: [range], local: UnsafeMutableRawPointer(mutating: base + Int(offset)),
@@ -327,21 +329,32 @@ final class MemoryRestore {
 
   /// Once the task's children are forked (they keep the older pages): its own pages where it
   /// wrote since, and the drops of pages it no longer holds.
-  func finishLater(copier: PageCopier) throws {
-    guard let base = pages.baseAddress else { return }
-    for (range, offset) in deferredCopies {
-      copier.submit(
-        pid: injector.pid, ranges: [range], local: UnsafeMutableRawPointer(mutating: base + Int(offset)),
-        intoTask: true, uffd: nil)
+  /// `child`: the child just forked (the work held until it is done); nil: all that is left.
+  func finishLater(after child: Int32?, copier: PageCopier) throws {
+    let due = { (until: Int32?) in child == nil || until == child }
+    if let base = pages.baseAddress {
+      for copy in deferredCopies where due(copy.until) {
+        copier.submit(
+          pid: injector.pid, ranges: [copy.range], local: UnsafeMutableRawPointer(mutating: base + Int(copy.offset)),
+          intoTask: true, uffd: nil)
+      }
     }
-    deferredCopies = []
-    for vma in image.vmas {
-      for range in ForkInheritance.droppedLater(vma) {
+    deferredCopies.removeAll { due($0.until) }
+    for run in pendingLater where due(run.until) {
+      guard let vma = image.vmas.first(where: { $0.start <= run.start && run.end <= $0.end }) else { continue }
+      let held = ForkInheritance.held(vma)
+      for range in SharedObjectPages.subtract(held, from: [run.start..<run.end]) {
         try injector.call(
           "MADV_DONTNEED \(hex(range.lowerBound)) after the forks", SyscallNumber.madvise, range.lowerBound,
           range.upperBound - range.lowerBound, UInt64(MADV_DONTNEED))
       }
     }
+    pendingLater.removeAll { due($0.until) }
+  }
+
+  /// Whether work waits for the fork of `child` (``finishLater(after:copier:)``).
+  func holdsUntil(_ child: Int32) -> Bool {
+    deferredCopies.contains { $0.until == child } || pendingLater.contains { $0.until == child }
   }
 
   /// Gives the mappings made writable for their pages their own protection back, at the

@@ -99,6 +99,13 @@ final class RestoreRun {
         // Before anything forks from it: a helper it forks carries its memory on.
         if memories[parent] == nil, keptFrom.contains(parent) { try restoreMemoryFirst(of: parent) }
         try forkChild(pid, from: parent)
+        // Its source writes the pages it held only for it and those forked before.
+        if let source = memorySources[pid], let memory = memories[source], memory.holdsUntil(pid) {
+          let copier = PageCopier(helperCPUs: otherCPUs)
+          defer { copier.stop() }
+          try memory.finishLater(after: pid, copier: copier)
+          try copier.waitAll()
+        }
       case .setsid(let pid): try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
       }
     }
@@ -303,7 +310,7 @@ final class RestoreRun {
       try Interruption.check()
     }
     try finishRunning()
-    for memory in memories.values { try memory.finishLater(copier: copier) }
+    for memory in memories.values { try memory.finishLater(after: nil, copier: copier) }
     try copier.waitAll()
     for memory in memories.values { memory.releaseUserfault() }
     if let ipc = bundle.ipc, bundle.tree.namespaces.ipc { try SysVIPC.removeDetached(ipc, namespaceOf: rootPid) }
