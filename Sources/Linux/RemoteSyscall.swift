@@ -114,4 +114,6 @@ public enum SyscallNumber {
   public static let preadv = 295, rtTgsigqueueinfo = 297, prlimit64 = 302, setns = 308, epollCreate1 = 291,
     inotifyInit1 = 294, seccomp = 317, memfdCreate = 319, userfaultfd = 323, mlock2 = 325, rseq = 334, pidfdOpen = 434
   public static let clone3 = 435, closeRange = 436, pidfdGetfd = 438, mseal = 462
+  /// Not injected: the calls the kernel resumes through restart_syscall.
+  public static let poll = 7, futex = 202, restartSyscall = 219
 }

@@ -10,6 +10,44 @@ public enum SyscallRestart {
   static let eRestartRestartBlock: Int64 = -516
   static let timerAbstime: UInt64 = 1
 
+  /// The calls that leave a restart block for restart_syscall (ERESTART_RESTARTBLOCK).
+  static let restartedThroughBlock: Set<Int> = [
+    SyscallNumber.nanosleep, SyscallNumber.clockNanosleep, SyscallNumber.poll, SyscallNumber.futex,
+  ]
+
+  /// A thread caught in restart_syscall (orig_rax 219): the kernel restarted its sleep after
+  /// an earlier stop (a freeze and thaw, SIGSTOP and SIGCONT, an earlier dump that let it
+  /// run), and its restart block, which a restored task cannot have, says what it was. The
+  /// registers still hold the original call's arguments and rip follows its `syscall`; the
+  /// call is the one the instruction before loads into eax (`mov $nr, %eax; syscall`, as
+  /// glibc's and Go's wrappers do), read through `code` (7 bytes ending at rip). Returns the
+  /// registers as if the original call had been interrupted (the restore then re-issues it,
+  /// with the time left that the kernel writes into `rem` at each interruption), or throws a
+  /// refusal when the call cannot be known.
+  public static func recoverRestartedCall(_ dumped: GeneralRegisters, code: [UInt8]) throws -> GeneralRegisters {
+    guard Int64(bitPattern: dumped.origRax) == Int64(SyscallNumber.restartSyscall),
+      Int64(bitPattern: dumped.rax) == eRestartRestartBlock
+    else { return dumped }
+    let movEax: UInt8 = 0xb8
+    let syscallInstruction: [UInt8] = [0x0f, 0x05]
+    guard code.count == 7, code[0] == movEax, Array(code[5...]) == syscallInstruction else {
+      throw CKError(
+        .failed,
+        "sleeps in a system call the kernel restarted after an earlier stop (restart_syscall), loaded by code ckcont cannot read the call from",
+        hint: "dump again once the call has returned, or do not stop the container between its sleep and the dump")
+    }
+    let number = code[1...4].reversed().reduce(0) { $0 << 8 | Int($1) }
+    guard restartedThroughBlock.contains(number) else {
+      throw CKError(
+        .failed,
+        "sleeps in system call \(number), restarted by the kernel after an earlier stop, which ckcont cannot resume",
+        hint: "dump again once the call has returned")
+    }
+    var regs = dumped
+    regs.origRax = UInt64(number)
+    return regs
+  }
+
   /// Whether the task resumes by issuing its interrupted system call again.
   public static func reissues(_ dumped: GeneralRegisters) -> Bool {
     let result = Int64(bitPattern: dumped.rax)

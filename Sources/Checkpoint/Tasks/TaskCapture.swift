@@ -191,8 +191,17 @@ struct TaskCapture: Sendable {
       let queries = ThreadQueries(adding: &batch, at: own.scratch)
       (altStack, clearTid) = try queries.read(try own.run(batch), task: pid)
     }
+    var registers = GeneralRegisters(regs)
+    if Int64(bitPattern: registers.origRax) == Int64(SyscallNumber.restartSyscall) {
+      let code = (try? MemFile(pid: tid, readOnly: true).read(7, at: registers.rip &- 7)) ?? []
+      do {
+        registers = try SyscallRestart.recoverRestartedCall(registers, code: code)
+      } catch let error as CKError {
+        throw CKError(.failed, "thread \(tid): \(error.message)", hint: error.hint)
+      }
+    }
     var core = ThreadCore(
-      tid: innerTid, registers: GeneralRegisters(regs), xstate: Data(xstate),
+      tid: innerTid, registers: registers, xstate: Data(xstate),
       xstateFeatures: XSave.features(of: xstate), blockedSignals: mask,
       pendingSignals: try tracee.queuedSignals(shared: false).map { Data($0) },
       rseq: rseqConfig.rseq_abi_pointer == 0
