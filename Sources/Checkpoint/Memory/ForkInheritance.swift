@@ -29,7 +29,9 @@ enum ForkInheritance {
   }
 
   /// The parent's mapping (of `parent`, sorted by address) `vma` can be the kept part of:
-  /// like it and around it.
+  /// like it and around it. The parent may have cut it in pieces since the fork (an mprotect
+  /// of a part): adjacent like pieces covering `vma` count as one, their pages, advice and
+  /// charge together.
   static func parentMapping(of vma: VMAImage, in parent: [VMAImage]) -> VMAImage? {
     var low = 0
     var high = parent.count
@@ -37,9 +39,26 @@ enum ForkInheritance {
       let middle = (low + high) / 2
       if parent[middle].end <= vma.start { low = middle + 1 } else { high = middle }
     }
-    guard low < parent.count else { return nil }
-    let candidate = parent[low]
-    guard inheritable(vma), inheritable(candidate), candidate.kind == vma.kind, candidate.path == vma.path,
+    guard low < parent.count, inheritable(vma), parent[low].start <= vma.start else { return nil }
+    var merged = parent[low]
+    var next = low + 1
+    while merged.end < vma.end, next < parent.count, parent[next].start == merged.end {
+      let piece = parent[next]
+      guard piece.kind == merged.kind, piece.path == merged.path, piece.growsDown == merged.growsDown,
+        piece.sharedObject == merged.sharedObject, piece.objectDevice == merged.objectDevice,
+        !hasFile(piece) || piece.offset == merged.offset + (piece.start - merged.start)
+      else { return nil }
+      merged.end = piece.end
+      merged.protection |= piece.protection
+      merged.accounted = merged.accounted == true || piece.accounted == true ? true : nil
+      merged.pages += piece.pages
+      merged.parentPages = merged.parentPages.map { $0 + (piece.parentPages ?? []) } ?? piece.parentPages
+      merged.laterPages = merged.laterPages.map { $0 + (piece.laterPages ?? []) } ?? piece.laterPages
+      merged.advice = Array(Set((merged.advice ?? []) + (piece.advice ?? []))).sorted { $0.rawValue < $1.rawValue }
+      next += 1
+    }
+    let candidate = merged
+    guard inheritable(candidate), candidate.kind == vma.kind, candidate.path == vma.path,
       candidate.growsDown == vma.growsDown, candidate.start <= vma.start, vma.end <= candidate.end,
       candidate.sharedObject == vma.sharedObject, candidate.objectDevice == vma.objectDevice,
       !hasFile(vma) || vma.offset == candidate.offset + (vma.start - candidate.start)

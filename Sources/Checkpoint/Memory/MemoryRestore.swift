@@ -39,6 +39,8 @@ final class MemoryRestore {
   private var mapped: [VMAImage] = []
   /// VMAs mapped writable only so that their pages can be written (see ``queueProtections``).
   private var madeWritable: [VMAImage] = []
+  /// Pages written only to give their mapping an anon_vma (``mapApart``), dropped again.
+  private var forcedPages: [UInt64] = []
   /// Pages copied only once the task's children are forked (``finishLater``), with the
   /// offsets of their bytes.
   private var deferredCopies: [(range: AddressRange, offset: UInt64, until: Int32?)] = []
@@ -103,7 +105,9 @@ final class MemoryRestore {
     // cannot hold the next arguments.
     injector.resetData()
     try queueKernelMappingMoves()
+    var previous: VMAImage?
     for vma in image.vmas where !vma.isSpecial {
+      defer { previous = vma }
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if vma.kind == .sysvShm {
         attachSegment(vma)
@@ -125,10 +129,14 @@ final class MemoryRestore {
       // writable until the task's last batch gives it its own protection.
       // So must one that was writable once (its memory stays charged, see VMAImage.accounted).
       let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
-      try map(vma, extraProtection: needsWrite ? PROT_READ | PROT_WRITE : 0)
+      if let previous, Self.wouldMerge(previous, vma) {
+        try mapApart(vma, from: previous)
+      } else {
+        try map(vma, protection: vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0))
+        if needsWrite { madeWritable.append(vma) }
+      }
       if vma.contentsMember != nil { privateObjects.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
-      if needsWrite { madeWritable.append(vma) }
       if let object = vma.objectKey {
         sharedObjects.created[object] = (injector.pid, vma.start, vma.end)
         objectsInBatch.insert(object)
@@ -149,6 +157,33 @@ final class MemoryRestore {
         "userfaultfd", SyscallNumber.userfaultfd, .value(UInt64(O_CLOEXEC | O_NONBLOCK)), mayFail: true)
     }
     try flush(waiting: false)
+  }
+
+  /// Whether the kernel would merge `vma`, mapped anew, into `previous`, its neighbour: both
+  /// private anonymous memory alike. The dump saw them apart: in a process that never forked
+  /// they had different anon_vmas (each had pages once), which the kernel never merges, but
+  /// a new mapping has none yet and merges with any neighbour alike (unless that one was kept
+  /// through a fork).
+  static func wouldMerge(_ previous: VMAImage, _ vma: VMAImage) -> Bool {
+    let anonymous: Set<VMAImage.Kind> = [.anonymous, .heap]
+    return previous.end == vma.start && !previous.shared && !vma.shared && anonymous.contains(previous.kind)
+      && anonymous.contains(vma.kind) && previous.protection == vma.protection && previous.noReserve == vma.noReserve
+      && previous.sharedObject == nil && vma.sharedObject == nil && previous.parentPages == nil
+  }
+
+  /// Maps `vma` apart from its neighbour alike (``wouldMerge(_:_:)``): with another
+  /// protection (writable, for its pages), both given an anon_vma (a page each, written
+  /// through /proc/<pid>/mem and dropped again where none was saved) before the state
+  /// batch gives it its own protection, which then merges nothing.
+  private func mapApart(_ vma: VMAImage, from previous: VMAImage) throws {
+    let readWrite = PROT_READ | PROT_WRITE
+    let other = vma.protection & readWrite == readWrite ? vma.protection & ~PROT_READ : vma.protection | readWrite
+    try map(vma, protection: other)
+    madeWritable.append(vma)
+    if vma.pages.isEmpty { forcedPages.append(vma.start) }
+    if previous.pages.isEmpty && previous.parentPages == nil && !forcedPages.contains(previous.start) {
+      forcedPages.append(previous.start)
+    }
   }
 
   /// Private anonymous memory: what UFFDIO_COPY can fill (file mappings it cannot).
@@ -174,10 +209,13 @@ final class MemoryRestore {
       throw CKError(
         .failed, "task \(injector.pid): mapping \(hex(vma.start)) is kept from a parent whose memory is not restored")
     }
-    let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
-    batch.add(
-      "mprotect kept \(hex(vma.start))-\(hex(vma.end))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size),
-      .value(UInt64(vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0))))
+    // Its own protection only once every process is forked (``queueProtections``): a child
+    // forked before this process cut the mapping (an mprotect of a part) has it whole.
+    if Self.writtenInto(vma) {
+      batch.add(
+        "mprotect kept \(hex(vma.start))-\(hex(vma.end))", SyscallNumber.mprotect, .value(vma.start),
+        .value(vma.size), .value(UInt64(vma.protection | PROT_READ | PROT_WRITE)))
+    }
     for range in ForkInheritance.dropped(vma, parent: parent) {
       if batch.isFull { try flush() }
       batch.add(
@@ -185,7 +223,7 @@ final class MemoryRestore {
         .value(range.upperBound - range.lowerBound), .value(UInt64(MADV_DONTNEED)))
     }
     if !vma.pages.isEmpty { mapped.append(vma) }
-    if needsWrite { madeWritable.append(vma) }
+    madeWritable.append(vma)
   }
 
   /// Takes the task's userfaultfd into ckcont (pidfd_getfd), closes the task's, and
@@ -217,6 +255,10 @@ final class MemoryRestore {
   func finish() throws {
     let results = try completeBatch()
     if let call = userfaultCall, call < results.count { try takeUserfault(results[call]) }
+    if !forcedPages.isEmpty {
+      let memory = try MemFile(pid: injector.pid)
+      for address in forcedPages { try memory.write([0], at: address) }
+    }
     // The file under a private mapping, before anything is copied into the mapping: pages
     // not copied on write show it.
     for vma in privateObjects {
@@ -367,6 +409,12 @@ final class MemoryRestore {
       guard batch.labels.count >= 256 else { return }
       try injector.run(batch)
       batch = Injector.Batch()
+    }
+    for address in forcedPages {
+      try makeRoom()
+      batch.add(
+        "MADV_DONTNEED \(hex(address)) (written for its anon_vma)", SyscallNumber.madvise, .value(address),
+        .value(4096), .value(UInt64(MADV_DONTNEED)))
     }
     // Guard regions once the pages are in (a copy into one would fault), before mlock (which
     // refuses none, where installing them in a locked mapping is refused).
@@ -549,8 +597,8 @@ final class MemoryRestore {
     }
   }
 
-  private func map(_ vma: VMAImage, extraProtection: Int32) throws {
-    let protection = UInt64(vma.protection | extraProtection)
+  private func map(_ vma: VMAImage, protection: Int32) throws {
+    let protection = UInt64(protection)
     // MAP_FIXED_NOREPLACE: never clobber what is already there; MAP_NORESERVE as it was
     // mapped (no swap reserved: the mapping stays out of strict overcommit accounting).
     let fixed: UInt64 = 0x100000 | (vma.noReserve == true ? UInt64(MAP_NORESERVE) : 0)
