@@ -122,6 +122,22 @@ struct RoundTripTests {
     #expect(container.log.contains("PASS regs"), "log: \(container.log)")
   }
 
+  /// A dump that lets the container run reads the pages it shares copy-on-write without
+  /// pinning them (process_vm_readv would give the parent a copy of its own of each): after
+  /// it, the container still shares every page as before (cow checks its own frames).
+  @Test func aDumpThatLetsTheContainerRunKeepsItsSharing() throws {
+    let container = try FixtureContainer("cow", ["many"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let dumped = container.dump(["--leave-running"])
+    #expect(dumped.status == 0, "\(dumped.output)")
+    // The root: the first of the container's processes, the others' parent.
+    let root = try #require(container.cgroup.allPids().min())
+    kill(root, SIGTERM)
+    #expect(container.launcher.waitUntilExit() == 0, "\(container.log)")
+    #expect(container.log.contains("PASS cow"), "log: \(container.log)")
+  }
+
   /// When the code around the restarted call does not say which call it was (a raw
   /// `syscall` with the number in a register), the dump refuses it clearly, and the
   /// container runs on unharmed.
