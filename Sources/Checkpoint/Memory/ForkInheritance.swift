@@ -222,7 +222,19 @@ enum ForkInheritance {
 
     mutating func classify() {
       for (child, parent) in source.sorted(by: { $0.key < $1.key }) {
-        for (at, vma) in images[child].vmas.enumerated() where keptFrom(vma, parent: images[parent]) != nil {
+        for (at, vma) in images[child].vmas.enumerated() {
+          guard let parentVMA = keptFrom(vma, parent: images[parent]) else { continue }
+          // Over several mappings of the parent, only when a page shows the fork: the child
+          // may have mapped it anew over what the parent mapped after the fork.
+          if !images[parent].vmas.contains(where: { $0.start == parentVMA.start && $0.end == parentVMA.end }),
+            !vma.pages.contains(where: { run in
+              stride(from: run.start, to: run.end, by: 4096).contains { address in
+                identity(child, address).map { $0 == identity(parent, address) } ?? false
+              }
+            })
+          {
+            continue
+          }
           kept[child, default: [:]][at] = kept[child]?[at] ?? []
           for run in vma.pages {
             for address in stride(from: run.start, to: run.end, by: 4096) {

@@ -41,6 +41,11 @@ final class MemoryRestore {
   private var madeWritable: [VMAImage] = []
   /// Pages written only to give their mapping an anon_vma (``mapApart``), dropped again.
   private var forcedPages: [UInt64] = []
+  /// The end and protection of the last mapping made apart (``mapApart``).
+  private var lastApart: (end: UInt64, protection: Int32, advice: Int32) = (0, 0, 0)
+  /// Mappings made apart, and kept ones, given their read-ahead advice back (MADV_NORMAL) in
+  /// the state batch.
+  private var mappedApart: [VMAImage] = []
   /// Pages copied only once the task's children are forked (``finishLater``), with the
   /// offsets of their bytes.
   private var deferredCopies: [(range: AddressRange, offset: UInt64, until: Int32?)] = []
@@ -106,8 +111,9 @@ final class MemoryRestore {
     injector.resetData()
     try queueKernelMappingMoves()
     var previous: VMAImage?
-    for vma in image.vmas where !vma.isSpecial {
+    for (index, vma) in image.vmas.enumerated() where !vma.isSpecial {
       defer { previous = vma }
+      let next = index + 1 < image.vmas.count ? image.vmas[index + 1] : nil
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if vma.kind == .sysvShm {
         attachSegment(vma)
@@ -131,9 +137,16 @@ final class MemoryRestore {
       let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
       if let previous, Self.wouldMerge(previous, vma) {
         try mapApart(vma, from: previous)
+      } else if let next, next.parentPages != nil, Self.wouldMerge(vma, next) {
+        try mapApart(vma, from: nil)
       } else {
         try map(vma, protection: vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0))
         if needsWrite { madeWritable.append(vma) }
+        // Read-only once its pages are in, it stays charged only with an anon_vma (mprotect
+        // uncharges an anonymous mapping that has none).
+        if vma.accounted == true && vma.pages.isEmpty && Self.anonymousKinds.contains(vma.kind) {
+          forcedPages.append(vma.start)
+        }
       }
       if vma.contentsMember != nil { privateObjects.append(vma) }
       if !vma.pages.isEmpty { mapped.append(vma) }
@@ -165,23 +178,44 @@ final class MemoryRestore {
   /// a new mapping has none yet and merges with any neighbour alike (unless that one was kept
   /// through a fork).
   static func wouldMerge(_ previous: VMAImage, _ vma: VMAImage) -> Bool {
-    let anonymous: Set<VMAImage.Kind> = [.anonymous, .heap]
-    return previous.end == vma.start && !previous.shared && !vma.shared && anonymous.contains(previous.kind)
-      && anonymous.contains(vma.kind) && previous.protection == vma.protection && previous.noReserve == vma.noReserve
-      && previous.sharedObject == nil && vma.sharedObject == nil && previous.parentPages == nil
+    // A mapping kept through a fork has its parent's protection until the state batch.
+    let alike = previous.protection == vma.protection || previous.parentPages != nil || vma.parentPages != nil
+    return previous.end == vma.start && !previous.shared && !vma.shared && anonymousKinds.contains(previous.kind)
+      && anonymousKinds.contains(vma.kind) && alike && previous.noReserve == vma.noReserve
+      && previous.sharedObject == nil && vma.sharedObject == nil
   }
 
-  /// Maps `vma` apart from its neighbour alike (``wouldMerge(_:_:)``): with another
+  static let anonymousKinds: Set<VMAImage.Kind> = [.anonymous, .heap]
+
+  /// Maps `vma` apart from its neighbours alike (``wouldMerge(_:_:)``): with another
   /// protection (writable, for its pages), both given an anon_vma (a page each, written
   /// through /proc/<pid>/mem and dropped again where none was saved) before the state
   /// batch gives it its own protection, which then merges nothing.
-  private func mapApart(_ vma: VMAImage, from previous: VMAImage) throws {
-    let readWrite = PROT_READ | PROT_WRITE
-    let other = vma.protection & readWrite == readWrite ? vma.protection & ~PROT_READ : vma.protection | readWrite
-    try map(vma, protection: other)
+  private func mapApart(_ vma: VMAImage, from previous: VMAImage?) throws {
+    // Like no mapping a program makes, and unlike the last one mapped so (a row of them):
+    // write-only or write-execute where pages go in (or it was writable once: it is
+    // charged), execute-only or read-execute elsewhere (it stays uncharged; the anon_vma's
+    // page is written with FOLL_FORCE).
+    let writable = Self.writtenInto(vma) || vma.protection & PROT_WRITE != 0
+    let choices =
+      writable
+      ? [PROT_WRITE, PROT_WRITE | PROT_EXEC, PROT_READ | PROT_WRITE | PROT_EXEC] : [PROT_EXEC, PROT_READ | PROT_EXEC]
+    let afterLast = lastApart.end == vma.start
+    let protection =
+      choices.first { $0 != vma.protection && !(afterLast && $0 == lastApart.protection) } ?? choices[0]
+    try map(vma, protection: protection)
+    // Read-ahead advice unlike its neighbours' until the state batch: the kernel gives a
+    // mapping the anon_vma of a neighbour alike but for its protection (anon_vma_prepare),
+    // and two mappings sharing one merge again.
+    let advice = afterLast && lastApart.advice == MADV_RANDOM ? MADV_SEQUENTIAL : MADV_RANDOM
+    batch.add(
+      "madvise apart \(hex(vma.start))", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
+      .value(UInt64(advice)))
+    lastApart = (vma.end, protection, advice)
+    mappedApart.append(vma)
     madeWritable.append(vma)
     if vma.pages.isEmpty { forcedPages.append(vma.start) }
-    if previous.pages.isEmpty && previous.parentPages == nil && !forcedPages.contains(previous.start) {
+    if let previous, previous.pages.isEmpty && previous.parentPages == nil && !forcedPages.contains(previous.start) {
       forcedPages.append(previous.start)
     }
   }
@@ -224,6 +258,8 @@ final class MemoryRestore {
     }
     if !vma.pages.isEmpty { mapped.append(vma) }
     madeWritable.append(vma)
+    // It may have the read-ahead advice its parent had only for the restore (``mapApart``).
+    mappedApart.append(vma)
   }
 
   /// Takes the task's userfaultfd into ckcont (pidfd_getfd), closes the task's, and
@@ -415,6 +451,12 @@ final class MemoryRestore {
       batch.add(
         "MADV_DONTNEED \(hex(address)) (written for its anon_vma)", SyscallNumber.madvise, .value(address),
         .value(4096), .value(UInt64(MADV_DONTNEED)))
+    }
+    for vma in mappedApart {
+      try makeRoom()
+      batch.add(
+        "MADV_NORMAL \(hex(vma.start))", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
+        .value(UInt64(MADV_NORMAL)))
     }
     // Guard regions once the pages are in (a copy into one would fault), before mlock (which
     // refuses none, where installing them in a locked mapping is refused).
