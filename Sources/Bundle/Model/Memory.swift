@@ -163,7 +163,8 @@ public struct ObjectKey: Hashable, Sendable {
 
 /// A run of ``VMAImage/laterPages``: what the process holds there while it forks is the
 /// page it kept from its parent (`from` nil), or, when no process above has it any more, the
-/// saved page of its child `from` at the same address, which the child's siblings share. It
+/// saved page of its descendant `from` at the same address, which that one's siblings or
+/// cousins share. It
 /// writes or drops its own once it has forked its child `until` (nil: all its children),
 /// so that children forked after share its own page.
 public struct LaterRun: Codable, Sendable, Equatable {

@@ -150,7 +150,7 @@ enum ForkInheritance {
     var marking = Marking(
       images: tasks.map(\.memory), pids: tasks.map(\.entry.pid), source: source, frames: frames, forkOrder: order)
     marking.classify()
-    marking.groupSiblings()
+    marking.groupRelatives()
     for (task, image) in marking.assemble() {
       tasks[task].memory = image
       marked.changed.insert(task)
@@ -277,26 +277,72 @@ enum ForkInheritance {
       later[task, default: [:]][mapping, default: [:]][address] = Later(from: known.map(\.from) ?? from, until: until)
     }
 
-    /// Siblings sharing a page their source no longer has: the first saves it, the source
-    /// holds a copy of it while it forks, the others keep it. Not where the source must
-    /// hold another page then, or keeps its own from above.
-    mutating func groupSiblings() {
-      for (key, members) in orphans.sorted(by: { ($0.key.source, $0.key.address) < ($1.key.source, $1.key.address) })
-      where members.count > 1 {
-        let parent = key.source
-        guard let mapping = mappingIndex(images[parent].vmas, at: key.address),
-          ForkInheritance.inheritable(images[parent].vmas[mapping]),
-          later[parent]?[mapping]?[key.address] == nil,
-          !(kept[parent]?[mapping]?.contains(key.address) ?? false),
-          !(direct[parent]?[mapping]?.contains(key.address) ?? false)
-        else { continue }
-        let provider = members[0]
-        for member in members { hold(parent, mapping, key.address, from: pids[provider.task], until: member.task) }
-        provided[provider.task, default: [:]][provider.mapping, default: []].insert(key.address)
-        for member in members {
-          kept[member.task, default: [:]][member.mapping, default: []].append(key.address)
-        }
+    /// Relatives sharing a page no process above them has any more (each wrote its own
+    /// since): siblings, or cousins whose parents wrote theirs. The nearest process above
+    /// all of them held it when it forked them: at restore it holds a copy of the page the
+    /// first of them saves, the processes between hold it kept until they have forked the
+    /// next, and every one of them keeps it. Not where one of those must hold another page
+    /// then, or keeps its own from above.
+    mutating func groupRelatives() {
+      var groups: [Pair: [(task: Int, mapping: Int)]] = [:]
+      for (key, members) in orphans {
+        groups[Pair(address: key.address, identity: key.identity), default: []] += members
       }
+      for (key, members) in groups.sorted(by: { $0.key.address < $1.key.address }) where members.count > 1 {
+        let members = members.sorted { $0.task < $1.task }
+        let chains = members.map { chain(above: $0.task, at: key.address) }
+        guard let top = chains[0].first(where: { holder in chains.allSatisfy { $0.contains(holder) } }),
+          let topMapping = mappingIndex(images[top].vmas, at: key.address),
+          ForkInheritance.inheritable(images[top].vmas[topMapping]), free(top, topMapping, key.address)
+        else { continue }
+        // Each one's path up to the top: those between hold the page kept until the next.
+        var holds: [(task: Int, mapping: Int, until: Int, from: Int32?)] = []
+        var possible = true
+        for (member, chain) in zip(members, chains) {
+          var below = member.task
+          for holder in chain {
+            if holder == top {
+              holds.append((top, topMapping, below, pids[members[0].task]))
+              break
+            }
+            guard let mapping = keptMapping(holder, at: key.address), free(holder, mapping, key.address) else {
+              possible = false
+              break
+            }
+            holds.append((holder, mapping, below, nil))
+            below = holder
+          }
+        }
+        guard possible else { continue }
+        for held in holds { hold(held.task, held.mapping, key.address, from: held.from, until: held.until) }
+        provided[members[0].task, default: [:]][members[0].mapping, default: []].insert(key.address)
+        for member in members { kept[member.task, default: [:]][member.mapping, default: []].append(key.address) }
+      }
+    }
+
+    struct Pair: Hashable {
+      var address: UInt64
+      var identity: UInt64
+    }
+
+    /// The processes above `task`, nearest first, as far as each but the last keeps its
+    /// mapping at `address` from the next.
+    func chain(above task: Int, at address: UInt64) -> [Int] {
+      var result: [Int] = []
+      var current = task
+      while let up = source[current], result.count < pids.count {
+        result.append(up)
+        guard keptMapping(up, at: address) != nil else { break }
+        current = up
+      }
+      return result
+    }
+
+    /// Whether `task` may hold another page at `address` while it forks: it holds none it
+    /// keeps from above there, and no other older page.
+    func free(_ task: Int, _ mapping: Int, _ address: UInt64) -> Bool {
+      !(kept[task]?[mapping]?.contains(address) ?? false) && !(direct[task]?[mapping]?.contains(address) ?? false)
+        && later[task]?[mapping]?[address] == nil
     }
 
     /// The changed images, by task index.
@@ -451,12 +497,12 @@ enum ForkInheritance {
             throw bad("\(name) holds pages until it forks \(until), which it does not")
           }
           guard let from = run.from else { continue }
-          guard sources[from] == task.entry.pid, let child = byPid[from],
+          guard let child = byPid[from],
             let at = mappingIndex(child.memory.vmas, at: run.start),
             SharedObjectPages.subtract(
               child.memory.vmas[at].pages.map { $0.start..<$0.end }, from: [run.start..<run.end]
             ).isEmpty
-          else { throw bad("\(name) holds pages of its child \(from) which that child does not save") }
+          else { throw bad("\(name) holds pages of process \(from), which that process does not save") }
         }
       }
     }
