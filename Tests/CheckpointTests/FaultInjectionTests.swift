@@ -37,14 +37,15 @@ struct FaultInjectionTests {
     defer { container.destroy() }
     try container.waitReady()
     let before = try settledSnapshot(container)
-    let result = run([
-      "/bin/bash", "-c",
-      "set -o pipefail; '\(TestPaths.ckcont)' dump '\(container.cgroup.path)' -o - | head -c 100000 >/dev/null",
-    ])
+    let result = run(
+      [
+        "/bin/bash", "-c",
+        "set -o pipefail; '\(TestPaths.ckcont)' dump '\(container.cgroup.path)' -o - | head -c 100000 >/dev/null",
+      ], environment: isolated)
     #expect(result.status == 1, "\(result.output)")
     #expect(result.stderr.contains("ckcont: error:") && result.stderr.contains("Broken pipe"), "\(result.output)")
     let name = container.cgroup.path.split(separator: "/").last.map(String.init) ?? "?"
-    let journal = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter {
+    let journal = ((try? FileManager.default.contentsOfDirectory(atPath: Self.runDirectory)) ?? []).filter {
       $0.contains(name)
     }
     #expect(journal.isEmpty, "a journal was left: \(journal)")
@@ -73,7 +74,7 @@ struct FaultInjectionTests {
         environment: environment(killAt: phase))
       #expect(dump.status == 128 + SIGKILL, "\(phase): the dump did not die there: \(dump.output)")
       #expect(dump.stderr.contains("fault injection: SIGKILL at \(phase)"), "\(phase): \(dump.output)")
-      let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
+      let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path], environment: isolated)
       try #require(thaw.status == 0, "\(phase): thaw failed: \(thaw.output)")
       #expect(
         thaw.stderr.contains("left when it died while dumping"), "\(phase): nothing was recovered: \(thaw.output)")
@@ -90,7 +91,7 @@ struct FaultInjectionTests {
       [TestPaths.ckcont, "dump", container.cgroup.path, "-o", container.bundlePath],
       environment: environment(killAt: "dump:killing"))
     #expect(dump.status == 128 + SIGKILL, "\(dump.output)")
-    let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
+    let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path], environment: isolated)
     try #require(thaw.status == 0, "\(thaw.output)")
     #expect(thaw.stderr.contains("finished killing"), "\(thaw.output)")
     try expectNothingLeft(container, "dump:killing")
@@ -117,17 +118,10 @@ struct FaultInjectionTests {
       #expect(restore.status == 128 + SIGKILL, "\(phase): the restore did not die there: \(restore.output)")
       #expect(access(made, F_OK) == 0, "\(phase): the restore made no cgroup")
       // Any later command that needs root sweeps: the tasks died with ckcont, the cgroup goes.
-      // (Another test's ckcont, running at the same time, may sweep it first.)
-      let ours = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter { name in
-        name.hasPrefix("restore-")
-          && ((try? String(contentsOfFile: "/run/ckcont/" + name, encoding: .utf8)) ?? "").contains(root)
-      }
-      let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
-      #expect(
-        thaw.stderr.contains("removed what the restore of ckcont") || ours.isEmpty,
-        "\(phase): \(thaw.output)")
+      let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path], environment: isolated)
+      #expect(thaw.stderr.contains("removed what the restore of ckcont"), "\(phase): \(thaw.output)")
       #expect(access(made, F_OK) != 0, "\(phase): the cgroup \(made) is left")
-      let journals = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter {
+      let journals = ((try? FileManager.default.contentsOfDirectory(atPath: Self.runDirectory)) ?? []).filter {
         $0.hasPrefix("restore-")
       }
       #expect(journals.isEmpty, "\(phase): journal left: \(journals)")
@@ -138,13 +132,21 @@ struct FaultInjectionTests {
     #expect(container.log.contains("PASS pipeline"))
   }
 
+  /// The journals of this suite's ckcont runs: apart from /run/ckcont, so that no other
+  /// test's ckcont sweeps what these leave on purpose, and these sweep nothing of theirs.
+  static let runDirectory = "/run/ckcont-faults-\(getpid())"
+
+  private var isolated: [String: String] {
+    ProcessInfo.processInfo.environment.merging(["CKCONT_FAULT_RUN_DIR": Self.runDirectory]) { _, new in new }
+  }
+
   private func environment(killAt phase: String) -> [String: String] {
-    ProcessInfo.processInfo.environment.merging(["CKCONT_FAULT_KILL_AT": phase]) { _, new in new }
+    isolated.merging(["CKCONT_FAULT_KILL_AT": phase]) { _, new in new }
   }
 
   /// No journal, no partial bundle, no tracer, nothing frozen or stopped.
   private func expectNothingLeft(_ container: FixtureContainer, _ phase: String) throws {
-    let journals = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/ckcont")) ?? []).filter {
+    let journals = ((try? FileManager.default.contentsOfDirectory(atPath: Self.runDirectory)) ?? []).filter {
       $0.contains(container.cgroup.path.split(separator: "/").last.map(String.init) ?? "?")
     }
     #expect(journals.isEmpty, "\(phase): journal left: \(journals)")

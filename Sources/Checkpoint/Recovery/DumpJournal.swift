@@ -59,7 +59,7 @@ struct DumpRecord: Codable, Sendable {
 /// The journal file of one running dump. Every change goes to disk (written to a temporary
 /// file, fsync'ed, renamed over the journal) before the caller makes it.
 final class DumpJournal: @unchecked Sendable {
-  static let directory = "/run/ckcont"
+  static let directory = FaultInjection.runDirectory ?? "/run/ckcont"
   let path: String
   private let lock = NSLock()
   private var record: DumpRecord

@@ -9,6 +9,17 @@ public enum FaultInjection {
     static let killAt: String? = ProcessInfo.processInfo.environment["CKCONT_FAULT_KILL_AT"]
   #endif
 
+  /// Where a test build keeps its journals instead of /run/ckcont (`CKCONT_FAULT_RUN_DIR`):
+  /// the fault tests leave journals of killed runs on purpose, which any other ckcont would
+  /// otherwise find and sweep while other tests run. Nil in release builds.
+  static var runDirectory: String? {
+    #if DEBUG
+      ProcessInfo.processInfo.environment["CKCONT_FAULT_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+    #else
+      nil
+    #endif
+  }
+
   /// Dies here when the test asked for this point.
   public static func point(_ name: String) {
     #if DEBUG
