@@ -110,9 +110,11 @@ final class MemoryRestore {
     // cannot hold the next arguments.
     injector.resetData()
     try queueKernelMappingMoves()
-    var previous: VMAImage?
+    // The mapping before, and the protection it was mapped with (nil: not mapped anew here).
+    var previous: (vma: VMAImage, protection: Int32?)?
     for (index, vma) in image.vmas.enumerated() where !vma.isSpecial {
-      defer { previous = vma }
+      var protection: Int32?
+      defer { previous = (vma, protection) }
       let next = index + 1 < image.vmas.count ? image.vmas[index + 1] : nil
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if vma.kind == .sysvShm {
@@ -135,12 +137,14 @@ final class MemoryRestore {
       // writable until the task's last batch gives it its own protection.
       // So must one that was writable once (its memory stays charged, see VMAImage.accounted).
       let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
-      if let previous, Self.wouldMerge(previous, vma) {
-        try mapApart(vma, from: previous)
-      } else if let next, next.parentPages != nil, Self.wouldMerge(vma, next) {
-        try mapApart(vma, from: nil)
+      let planned = vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0)
+      if let previous, Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned) {
+        protection = try mapApart(vma, from: previous.vma)
+      } else if let next, next.parentPages != nil, Self.wouldMerge(vma, mappedWith: planned, next, mappedWith: nil) {
+        protection = try mapApart(vma, from: nil)
       } else {
-        try map(vma, protection: vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0))
+        try map(vma, protection: planned)
+        protection = planned
         if needsWrite { madeWritable.append(vma) }
         // Read-only once its pages are in, it stays charged only with an anon_vma (mprotect
         // uncharges an anonymous mapping that has none).
@@ -177,9 +181,12 @@ final class MemoryRestore {
   /// they had different anon_vmas (each had pages once), which the kernel never merges, but
   /// a new mapping has none yet and merges with any neighbour alike (unless that one was kept
   /// through a fork).
-  static func wouldMerge(_ previous: VMAImage, _ vma: VMAImage) -> Bool {
-    // A mapping kept through a fork has its parent's protection until the state batch.
-    let alike = previous.protection == vma.protection || previous.parentPages != nil || vma.parentPages != nil
+  /// `mappedWith`: the protection each has at the time (nil when not known: a mapping kept
+  /// through a fork has its parent's until the state batch).
+  static func wouldMerge(
+    _ previous: VMAImage, mappedWith previousProtection: Int32?, _ vma: VMAImage, mappedWith protection: Int32?
+  ) -> Bool {
+    let alike = previousProtection == nil || protection == nil || previousProtection == protection
     return previous.end == vma.start && !previous.shared && !vma.shared && anonymousKinds.contains(previous.kind)
       && anonymousKinds.contains(vma.kind) && alike && previous.noReserve == vma.noReserve
       && previous.sharedObject == nil && vma.sharedObject == nil
@@ -187,11 +194,12 @@ final class MemoryRestore {
 
   static let anonymousKinds: Set<VMAImage.Kind> = [.anonymous, .heap]
 
-  /// Maps `vma` apart from its neighbours alike (``wouldMerge(_:_:)``): with another
+  /// Maps `vma` apart from its neighbours alike (``wouldMerge(_:mappedWith:_:mappedWith:)``): with another
   /// protection (writable, for its pages), both given an anon_vma (a page each, written
   /// through /proc/<pid>/mem and dropped again where none was saved) before the state
   /// batch gives it its own protection, which then merges nothing.
-  private func mapApart(_ vma: VMAImage, from previous: VMAImage?) throws {
+  @discardableResult
+  private func mapApart(_ vma: VMAImage, from previous: VMAImage?) throws -> Int32 {
     // Like no mapping a program makes, and unlike the last one mapped so (a row of them):
     // write-only or write-execute where pages go in (or it was writable once: it is
     // charged), execute-only or read-execute elsewhere (it stays uncharged; the anon_vma's
@@ -218,6 +226,7 @@ final class MemoryRestore {
     if let previous, previous.pages.isEmpty && previous.parentPages == nil && !forcedPages.contains(previous.start) {
       forcedPages.append(previous.start)
     }
+    return protection
   }
 
   /// Private anonymous memory: what UFFDIO_COPY can fill (file mappings it cannot).
