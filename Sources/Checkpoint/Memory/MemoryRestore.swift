@@ -80,6 +80,9 @@ final class MemoryRestore {
   /// The executable of a task forked from a restored one, which it has already: the kernel
   /// refuses to replace an executable still mapped (EBUSY), and it need not be.
   let inheritedExe: String?
+  /// Where a mapping starts that a child keeps as one with the mapping before it (the task
+  /// cut it after the fork): the two are mapped as one until the state batch.
+  let joinedAt: Set<UInt64>
   /// The image and pages of a child of the task, for pages it holds while it forks that the
   /// child saves (``LaterRun/from``).
   let childPages: (Int32) -> (MemoryImage, UnsafeRawBufferPointer)?
@@ -87,9 +90,10 @@ final class MemoryRestore {
   init(
     image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects,
     copier: PageCopier, parent: MemoryImage? = nil, kernelMappings: [VMA]? = nil, inheritedExe: String? = nil,
-    childPages: @escaping (Int32) -> (MemoryImage, UnsafeRawBufferPointer)? = { _ in nil },
+    childPages: @escaping (Int32) -> (MemoryImage, UnsafeRawBufferPointer)? = { _ in nil }, joinedAt: Set<UInt64> = [],
     log: @escaping (String) -> Void
   ) {
+    self.joinedAt = joinedAt
     self.childPages = childPages
     self.parent = parent
     self.inheritedExe = inheritedExe
@@ -137,8 +141,27 @@ final class MemoryRestore {
       // writable until the task's last batch gives it its own protection.
       // So must one that was writable once (its memory stays charged, see VMAImage.accounted).
       let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
-      let planned = vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0)
-      if let previous, Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned) {
+      var planned = vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0)
+      if let previous, let previousProtection = previous.protection, joinedAt.contains(vma.start),
+        Self.wouldMerge(previous.vma, mappedWith: nil, vma, mappedWith: nil),
+        previousProtection & PROT_WRITE != 0 || !needsWrite
+      {
+        // A child keeps one mapping over both: mapped alike, they are one while it forks.
+        planned = previousProtection
+        madeWritable.append(vma)
+        try map(vma, protection: planned)
+        protection = planned
+        if lastApart.end == vma.start {
+          // Joined to one made apart: the same advice makes them one.
+          batch.add(
+            "madvise joined \(hex(vma.start))", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
+            .value(UInt64(lastApart.advice)))
+          lastApart.end = vma.end
+          mappedApart.append(vma)
+        }
+      } else if let previous,
+        Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned)
+      {
         protection = try mapApart(vma, from: previous.vma)
       } else if let next, next.parentPages != nil, Self.wouldMerge(vma, mappedWith: planned, next, mappedWith: nil) {
         protection = try mapApart(vma, from: nil)

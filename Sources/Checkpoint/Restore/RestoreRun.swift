@@ -328,7 +328,20 @@ final class RestoreRun {
       kernelMappings: kernelMappings[task.entry.pid], inheritedExe: carriedExe[task.entry.pid],
       childPages: { [byPid] pid in
         byPid[pid].map { ($0.memory, $0.pages ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
-      }, log: log)
+      }, joinedAt: joinedAt(task), log: log)
+  }
+
+  /// The starts of the mappings of `task` that a process forked from it keeps as one with
+  /// the mapping before (``ForkInheritance/parentMapping(of:in:)``).
+  private func joinedAt(_ task: LoadedBundle.LoadedTask) -> Set<UInt64> {
+    let starts = Set(task.memory.vmas.map(\.start))
+    var joined: Set<UInt64> = []
+    for child in bundle.tasks where memorySources[child.entry.pid] == task.entry.pid {
+      for vma in child.memory.vmas where vma.parentPages != nil {
+        for start in starts where vma.start < start && start < vma.end { joined.insert(start) }
+      }
+    }
+    return joined
   }
 
   /// The whole memory of a process whose children keep its mappings, before it forks them:
