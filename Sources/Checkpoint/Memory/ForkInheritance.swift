@@ -457,6 +457,13 @@ enum ForkInheritance {
   static func validate(_ plan: TreePlan, tasks: [LoadedBundle.LoadedTask]) throws(CKError) {
     let sources = memorySources(plan, living: Set(tasks.map(\.entry.pid)))
     let byPid = Dictionary(tasks.map { ($0.entry.pid, $0) }, uniquingKeysWith: { first, _ in first })
+    // The pages each process saves for a process above it to hold while it forks.
+    var providedBy: [Int32: [Range<UInt64>]] = [:]
+    for task in tasks {
+      for run in task.memory.vmas.flatMap({ $0.laterPages ?? [] }) {
+        if let from = run.from { providedBy[from, default: []].append(run.start..<run.end) }
+      }
+    }
     for task in tasks {
       func bad(_ what: String) -> CKError {
         CKError(.badInput, "the bundle is inconsistent: task \(task.entry.pid): \(what)")
@@ -481,10 +488,10 @@ enum ForkInheritance {
           }
           let keptRanges = kept.map { $0.start..<$0.end }
           let there = heldAtForks(parentVMA)
-          // Kept pages it saves too are those its source holds while it forks.
+          // Kept pages it saves too are those a process above holds while it forks.
           let savedToo = SharedObjectPages.subtract(
             SharedObjectPages.subtract(vma.pages.map { $0.start..<$0.end }, from: keptRanges), from: keptRanges)
-          let provided = (parentVMA.laterPages ?? []).filter { $0.from == task.entry.pid }.map { $0.start..<$0.end }
+          let provided = SharedObjectPages.union(providedBy[task.entry.pid] ?? [], [])
           guard SharedObjectPages.subtract(provided, from: savedToo).isEmpty,
             SharedObjectPages.subtract(there, from: keptRanges).isEmpty,
             SharedObjectPages.subtract(there, from: fromAbove).isEmpty
