@@ -512,7 +512,9 @@ struct DumpRestoreBehaviourTests {
     try #require(client >= 0)
     defer { close(client) }
     #expect(send(client, "from outside", 12, Int32(MSG_NOSIGNAL)) == 12)
-    try container.dumpAndRestore()
+    let differences = KnownDifferences.unexplained(
+      try container.verifiedDumpAndRestore(), fixture: "sockets unix-outside")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     let status = try container.terminateRestored()
     #expect(status == 0, "sockets exited with \(status); log: \(container.log)")
     #expect(container.log.contains("PASS sockets"), "log: \(container.log)")

@@ -35,7 +35,8 @@ struct RootFilesystemTests {
     let before = try stagingDirectories()
     let container = try FixtureContainer("rootfs", [scratch.path])
     defer { container.destroy() }
-    try container.dumpAndRestore()
+    let differences = KnownDifferences.unexplained(try container.verifiedDumpAndRestore(), fixture: "rootfs")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     #expect(try rootMountSource(of: container.restoredPid) == scratch.path + "/root")
     #expect(try stagingDirectories() == before)
     let status = try container.terminateRestored()

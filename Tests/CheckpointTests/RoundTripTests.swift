@@ -51,7 +51,8 @@ struct RoundTripTests {
       "timens", ["init", "5000", "7000"], ownNamespaces: false,
       wrapper: ["/usr/bin/unshare", "-pfmuiT", "--monotonic", "5000", "--boottime", "7000", "--fork", "--mount-proc"])
     defer { container.destroy() }
-    try container.dumpAndRestore()
+    let differences = KnownDifferences.unexplained(try container.verifiedDumpAndRestore(), fixture: "timens init")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     let offsets = try String(contentsOfFile: "/proc/\(container.restoredPid)/timens_offsets", encoding: .utf8)
     #expect(
       offsets.split(separator: "\n").map { $0.split(separator: " ") } == [
@@ -83,7 +84,8 @@ struct RoundTripTests {
       "/usr/bin/unshare", mountProc ? ["-fp", "--mount-proc", program, "init", "proc"] : ["-fp", program, "init"],
       ownNamespaces: ownNamespaces)
     defer { container.destroy() }
-    try container.dumpAndRestore()
+    let differences = KnownDifferences.unexplained(try container.verifiedDumpAndRestore(), fixture: "pid-nested init")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     // unshare ignores SIGTERM while it waits: the nested init gets it, unshare exits with its status.
     let children = try String(
       contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)

@@ -20,12 +20,14 @@ extension StateSnapshot {
       }
     }
     var uts: [String: SnapshotTask] = [:]
+    var ipc: [String: SnapshotTask] = [:]
     var mounts: [String: SnapshotTask] = [:]
     for task in live {
       for kind in Self.namespaceKinds {
         let link = ProcFile.link("/proc/\(task.hostPid)/ns/\(kind)")
         record(task.name, "ns \(kind)", names[link] ?? (link.hasPrefix("(") ? link : "new"))
         if kind == "uts", names[link] != "host", uts[link] == nil { uts[link] = task }
+        if kind == "ipc", names[link] != "host", ipc[link] == nil { ipc[link] = task }
         if kind == "mnt", mounts[link] == nil { mounts[link] = task }
       }
     }
@@ -36,7 +38,39 @@ extension StateSnapshot {
       ])
       record("uts ns of \(task.name)", "names", output.stdout.split(separator: "\n").joined(separator: " "))
     }
+    for task in ipc.values { readSysV(task) }
     readMounts(mounts.values.sorted { $0.pid < $1.pid })
+  }
+
+  /// The SysV objects of an IPC namespace of the container's own, from /proc/sysvipc read
+  /// inside it: ids, keys, modes, owners, sizes, attach counts, queued messages and bytes,
+  /// and each semaphore's value (`ipcs -s -i`). Times and pids are left out (time, and pids
+  /// of the reader's pid namespace).
+  mutating func readSysV(_ task: SnapshotTask) {
+    let kept: [String: [String]] = [
+      "shm": ["key", "shmid", "perms", "size", "nattch", "uid", "gid", "cuid", "cgid"],
+      "sem": ["key", "semid", "perms", "nsems", "uid", "gid", "cuid", "cgid"],
+      "msg": ["key", "msqid", "perms", "cbytes", "qnum", "uid", "gid", "cuid", "cgid"],
+    ]
+    for (kind, columns) in kept {
+      let output = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-i", "cat", "/proc/sysvipc/\(kind)"])
+      let lines = output.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+      guard let header = lines.first else { continue }
+      for row in lines.dropFirst() {
+        let fields = Dictionary(zip(header, row), uniquingKeysWith: { first, _ in first })
+        let id = fields[kind == "shm" ? "shmid" : kind == "sem" ? "semid" : "msqid"] ?? "?"
+        let subject = "ipc ns of \(task.name) \(kind) \(id)"
+        record(subject, "object", columns.map { "\($0) \(fields[$0] ?? "?")" }.joined(separator: " "))
+        if kind == "sem" {
+          let values = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-i", "ipcs", "-s", "-i", id]).stdout
+          // "semnum value ncount zcount pid": the value of each.
+          let rows = values.split(separator: "\n").map { $0.split(separator: " ") }.filter {
+            $0.count >= 5 && Int($0[0]) != nil
+          }
+          record(subject, "values", rows.map { String($0[1]) }.joined(separator: " "))
+        }
+      }
+    }
   }
 
   /// Each mount of each mount namespace, by mount point (relative to the task's root), with
