@@ -250,6 +250,14 @@ public struct Dump {
     // Before the buffer goes, on every way out.
     defer { encoder.finish() }
     session.keepOnOneCPU()
+    // Every scratch area journaled at once, before the first is mapped.
+    var areas: [Int32: UInt64] = [:]
+    for (process, result) in zip(processes, facts) {
+      if let vmas = try? result.get().memory.vmas, let area = RemoteSession.freeArea(avoiding: vmas) {
+        areas[process.pid] = area
+      }
+    }
+    try session.reserveScratchAreas(areas)
     var tasks: [CapturedTask] = []
     var sharedObjectPages = SharedObjectPages()
     for (process, result) in zip(processes, facts) {

@@ -37,14 +37,10 @@ final class RemoteSession {
     guard let gadget = session.park(of: tracee.tid) else {
       throw CKError(.failed, "task \(tracee.tid) was not parked for remote calls")
     }
-    guard let address = Self.freeArea(avoiding: vmas) else {
+    guard let address = session.scratchAreas[tracee.tid] ?? Self.freeArea(avoiding: vmas) else {
       throw CKError(.failed, "task \(tracee.tid) has no free \(Self.areaSize >> 10) KiB for ckcont's scratch area")
     }
-    try session.journal.update { record in
-      for index in record.processes.indices where record.processes[index].pid == tracee.tid {
-        record.processes[index].scratch = address
-      }
-    }
+    if session.scratchAreas[tracee.tid] == nil { try session.reserveScratchAreas([tracee.tid: address]) }
     try tracee.setSignalMask(~0)
     remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget))
     let flags = UInt64(MAP_PRIVATE | MAP_ANONYMOUS) | Self.mapFixedNoReplace
