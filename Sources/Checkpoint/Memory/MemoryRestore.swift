@@ -599,17 +599,27 @@ final class MemoryRestore {
   /// A task forked from a restored one keeps `keeping` (``ForkInheritance/keptRanges(_:)``)
   /// too. Returns the kernel mappings, where they are.
   @discardableResult
-  static func unmapInherited(_ injector: Injector, keeping: [AddressRange] = []) throws -> [VMA] {
+  /// `knownKernel`: where the kernel mappings are when ckcont knows (a task forked from a
+  /// restored one has them where that one's image put them): the task's maps are not read.
+  static func unmapInherited(_ injector: Injector, keeping: [AddressRange] = [], knownKernel: [VMA]? = nil) throws
+    -> [VMA]
+  {
     // munmap of a range with holes is fine: one call per stretch between the mappings that
     // stay, instead of one per inherited mapping (ckcont has hundreds).
     var kept = keeping.map { (start: $0.start, end: $0.end) }
     var kernel: [VMA] = []
-    for vma in try ProcMaps.read(pid: injector.pid) {
-      switch vma.kind {
-      case .vdso, .vvar, .vvarVclock, .vsyscall:
-        kept.append((vma.start, vma.end))
-        kernel.append(vma)
-      default: if vma.start == injector.region { kept.append((vma.start, vma.end)) }
+    if let knownKernel {
+      kernel = knownKernel
+      kept += knownKernel.map { ($0.start, $0.end) }
+      kept.append((injector.region, injector.region + Injector.regionSize))
+    } else {
+      for vma in try ProcMaps.read(pid: injector.pid) {
+        switch vma.kind {
+        case .vdso, .vvar, .vvarVclock, .vsyscall:
+          kept.append((vma.start, vma.end))
+          kernel.append(vma)
+        default: if vma.start == injector.region { kept.append((vma.start, vma.end)) }
+        }
       }
     }
     kept.sort { $0.start < $1.start }

@@ -52,8 +52,9 @@ final class RestoreRun {
   /// The process whose memory each one is forked with (``ForkInheritance/memorySources``).
   private lazy var memorySources = ForkInheritance.memorySources(plan, living: Set(byPid.keys))
   private var kernelMappings: [Int32: [VMA]] = [:]
-  /// The executable each carrier's mm has now.
+  /// The executable each carrier's mm has now, and where its kernel mappings are.
   private var carriedExe: [Int32: String] = [:]
+  private var carriedKernel: [Int32: [VMA]] = [:]
   private let sharedObjects = SharedMemoryObjects()
   private var threads: [Tracee] = []
   private var restores: [TaskRestore] = []
@@ -241,12 +242,15 @@ final class RestoreRun {
     if carriers.contains(parentPid), byPid[pid] == nil {
       carriers.insert(pid)
       carriedExe[pid] = carriedExe[parentPid]
+      carriedKernel[pid] = carriedKernel[parentPid]
     } else if carriers.contains(parentPid), let injector = injectors[pid] {
       // Forked with its parent's restored memory: it keeps what it had from the parent.
       carriers.insert(pid)
       carriedExe[pid] = carriedExe[parentPid]
+      carriedKernel[pid] = carriedKernel[parentPid]
       kernelMappings[pid] = try MemoryRestore.unmapInherited(
-        injector, keeping: byPid[pid].map { ForkInheritance.keptRanges($0.memory) } ?? [])
+        injector, keeping: byPid[pid].map { ForkInheritance.keptRanges($0.memory) } ?? [],
+        knownKernel: carriedKernel[parentPid])
     }
     if let injector = injectors[pid] {
       try NestedNamespaces.enter(
@@ -361,6 +365,9 @@ final class RestoreRun {
     memories[pid] = memory
     carriers.insert(pid)
     carriedExe[pid] = task.memory.exe
+    // Moved where its image has them (MemoryRestore moves [vvar], [vvar_vclock], [vdso]).
+    carriedKernel[pid] = task.memory.vmas.filter { $0.kind == .vdso || $0.kind == .vvar || $0.kind == .vvarVclock }
+      .map { VMA(start: $0.start, end: $0.end, permissions: [], path: $0.path) }
     phases.record("memory before forks", since: started)
   }
 
