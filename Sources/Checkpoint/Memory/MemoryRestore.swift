@@ -625,14 +625,22 @@ final class MemoryRestore {
     kept.sort { $0.start < $1.start }
     var cursor: UInt64 = 0x1000
     let top: UInt64 = 0x7fff_ffff_f000
+    // All in one stop.
+    var batch = Injector.Batch()
     // [vsyscall] lies above user space and ends the walk.
     for mapping in kept + [(start: top, end: top)] where cursor < top {
       let end = min(mapping.start, top)
       if end > cursor {
-        try injector.call("munmap \(hex(cursor))-\(hex(end))", SyscallNumber.munmap, cursor, end - cursor)
+        if batch.isFull {
+          try injector.run(batch)
+          batch = Injector.Batch()
+        }
+        batch.add(
+          "munmap \(hex(cursor))-\(hex(end))", SyscallNumber.munmap, .value(cursor), .value(end - cursor), expecting: 0)
       }
       cursor = max(cursor, mapping.end)
     }
+    if !batch.isEmpty { try injector.run(batch) }
     return kernel
   }
 
