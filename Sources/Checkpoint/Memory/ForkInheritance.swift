@@ -95,10 +95,11 @@ enum ForkInheritance {
   }
 
   /// The mapping of `parent` a mapping of its child is kept from, when it can be: a like
-  /// mapping around it in which the parent holds data (so it has an anon_vma), not one
-  /// fork() leaves out.
+  /// mapping around it in which the parent holds data (so it has an anon_vma), or any like
+  /// file mapping (one without copied pages is the same kept or made anew, and keeping it
+  /// saves the child opening and mapping a library again), not one fork() leaves out.
   static func keptFrom(_ vma: VMAImage, parent: MemoryImage) -> VMAImage? {
-    guard let parentVMA = parentMapping(of: vma, in: parent.vmas), !held(parentVMA).isEmpty,
+    guard let parentVMA = parentMapping(of: vma, in: parent.vmas), !held(parentVMA).isEmpty || vma.kind == .file,
       !(parentVMA.advice ?? []).contains(.dontFork), !(charged(parentVMA) && !charged(vma))
     else { return nil }
     return parentVMA

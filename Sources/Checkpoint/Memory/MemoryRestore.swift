@@ -39,6 +39,11 @@ final class MemoryRestore {
   private var mapped: [VMAImage] = []
   /// VMAs mapped writable only so that their pages can be written (see ``queueProtections``).
   private var madeWritable: [VMAImage] = []
+  /// The protection each mapping (by start) has while the task forks, where known: what its
+  /// children keep has it too.
+  private(set) var protectionsAtForks: [UInt64: Int32] = [:]
+  /// Those of the parent's mappings (``parent``).
+  let parentProtections: [UInt64: Int32]
   /// Pages written only to give their mapping an anon_vma (``mapApart``), dropped again.
   private var forcedPages: [UInt64] = []
   /// The end and protection of the last mapping made apart (``mapApart``).
@@ -91,8 +96,10 @@ final class MemoryRestore {
     image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects,
     copier: PageCopier, parent: MemoryImage? = nil, kernelMappings: [VMA]? = nil, inheritedExe: String? = nil,
     childPages: @escaping (Int32) -> (MemoryImage, UnsafeRawBufferPointer)? = { _ in nil }, joinedAt: Set<UInt64> = [],
+    parentProtections: [UInt64: Int32] = [:],
     log: @escaping (String) -> Void
   ) {
+    self.parentProtections = parentProtections
     self.joinedAt = joinedAt
     self.childPages = childPages
     self.parent = parent
@@ -118,7 +125,10 @@ final class MemoryRestore {
     var previous: (vma: VMAImage, protection: Int32?)?
     for (index, vma) in image.vmas.enumerated() where !vma.isSpecial {
       var protection: Int32?
-      defer { previous = (vma, protection) }
+      defer {
+        previous = (vma, protection)
+        if let protection { protectionsAtForks[vma.start] = protection }
+      }
       let next = index + 1 < image.vmas.count ? image.vmas[index + 1] : nil
       if injector.dataRoom < 4096 || batch.isFull { try flush() }
       if vma.kind == .sysvShm {
@@ -126,7 +136,7 @@ final class MemoryRestore {
         continue
       }
       if vma.parentPages != nil {
-        try keep(vma)
+        protectionsAtForks[vma.start] = try keep(vma)
         continue
       }
       if let object = vma.objectKey, let first = sharedObjects.created[object] {
@@ -270,17 +280,24 @@ final class MemoryRestore {
   /// while its own pages go in, as a mapping made anew), the parent's pages it no longer
   /// holds dropped. Its own pages are then copied over the parent's, which gives it pages of
   /// its own there, as its writes once did.
-  private func keep(_ vma: VMAImage) throws {
+  /// Returns the protection it has until the state batch, nil when not known.
+  private func keep(_ vma: VMAImage) throws -> Int32? {
     guard let parent else {
       throw CKError(
         .failed, "task \(injector.pid): mapping \(hex(vma.start)) is kept from a parent whose memory is not restored")
     }
+    // What the parent's mapping had when it forked: known when one mapping of the parent,
+    // restored by ckcont, holds it all.
+    let single = ForkInheritance.mappingIndex(parent.vmas, at: vma.start).map { parent.vmas[$0] }
+    var now = single.flatMap { $0.end >= vma.end ? parentProtections[$0.start] : nil }
     // Its own protection only once every process is forked (``queueProtections``): a child
     // forked before this process cut the mapping (an mprotect of a part) has it whole.
-    if Self.writtenInto(vma) {
+    let readWrite = PROT_READ | PROT_WRITE
+    if Self.writtenInto(vma) && now.map({ $0 & readWrite != readWrite }) ?? true {
+      now = vma.protection | readWrite
       batch.add(
         "mprotect kept \(hex(vma.start))-\(hex(vma.end))", SyscallNumber.mprotect, .value(vma.start),
-        .value(vma.size), .value(UInt64(vma.protection | PROT_READ | PROT_WRITE)))
+        .value(vma.size), .value(UInt64(vma.protection | readWrite)))
     }
     for range in ForkInheritance.dropped(vma, parent: parent) {
       if batch.isFull { try flush() }
@@ -289,9 +306,11 @@ final class MemoryRestore {
         .value(range.upperBound - range.lowerBound), .value(UInt64(MADV_DONTNEED)))
     }
     if !vma.pages.isEmpty { mapped.append(vma) }
-    madeWritable.append(vma)
-    // It may have the read-ahead advice its parent had only for the restore (``mapApart``).
-    mappedApart.append(vma)
+    if now != vma.protection { madeWritable.append(vma) }
+    // An anonymous one may have the read-ahead advice its parent had only for the restore
+    // (``mapApart``).
+    if Self.anonymousKinds.contains(vma.kind) { mappedApart.append(vma) }
+    return now
   }
 
   /// Takes the task's userfaultfd into ckcont (pidfd_getfd), closes the task's, and

@@ -332,7 +332,8 @@ final class RestoreRun {
       kernelMappings: kernelMappings[task.entry.pid], inheritedExe: carriedExe[task.entry.pid],
       childPages: { [byPid] pid in
         byPid[pid].map { ($0.memory, $0.pages ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
-      }, joinedAt: joinedAt(task), log: log)
+      }, joinedAt: joinedAt(task),
+      parentProtections: memorySources[task.entry.pid].flatMap { memories[$0]?.protectionsAtForks } ?? [:], log: log)
   }
 
   /// The starts of the mappings of `task` that a process forked from it keeps as one with
