@@ -189,17 +189,11 @@ enum ForkInheritance {
       var until: Int
     }
     /// Pages shared with the source's final page (dropped where the source holds another
-    /// page at its forks), and pages no process above has, by (source, address, frame).
+    /// page at its forks), and pages no process above has, by address and frame.
     var direct: [Int: [Int: [UInt64]]] = [:]
-    var orphans: [OrphanKey: [(task: Int, mapping: Int)]] = [:]
-    /// Kept pages a child saves too, for its source to hold while it forks.
+    var orphans: [Pair: [(task: Int, mapping: Int)]] = [:]
+    /// Kept pages a child saves too, for a process above to hold while it forks.
     var provided: [Int: [Int: Set<UInt64>]] = [:]
-
-    struct OrphanKey: Hashable {
-      var source: Int
-      var address: UInt64
-      var identity: UInt64
-    }
 
     init(images: [MemoryImage], pids: [Int32], source: [Int: Int], frames: [Int: Frames], forkOrder: [Int: Int]) {
       self.forkOrder = forkOrder
@@ -243,7 +237,7 @@ enum ForkInheritance {
               if mine == identity(parent, address) {
                 direct[child, default: [:]][at, default: []].append(address)
               } else if !older(child, at: address, identity: mine) {
-                orphans[OrphanKey(source: parent, address: address, identity: mine), default: []].append((child, at))
+                orphans[Pair(address: address, identity: mine), default: []].append((child, at))
               }
             }
           }
@@ -285,11 +279,7 @@ enum ForkInheritance {
     /// next, and every one of them keeps it. Not where one of those must hold another page
     /// then, or keeps its own from above.
     mutating func groupRelatives() {
-      var groups: [Pair: [(task: Int, mapping: Int)]] = [:]
-      for (key, members) in orphans {
-        groups[Pair(address: key.address, identity: key.identity), default: []] += members
-      }
-      for (key, members) in groups.sorted(by: { $0.key.address < $1.key.address }) where members.count > 1 {
+      for (key, members) in orphans.sorted(by: { $0.key.address < $1.key.address }) where members.count > 1 {
         let members = members.sorted { $0.task < $1.task }
         let chains = members.map { chain(above: $0.task, at: key.address) }
         guard let top = chains[0].first(where: { holder in chains.allSatisfy { $0.contains(holder) } }),
