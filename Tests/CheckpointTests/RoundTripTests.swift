@@ -118,7 +118,9 @@ struct RoundTripTests {
       unlink(container.bundlePath)
     }
     usleep(50_000)
-    try container.dumpAndRestore()
+    let differences = KnownDifferences.unexplained(
+      try container.verifiedDumpAndRestore(), fixture: "regs libc-nanosleep")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     let status = try container.terminateRestored()
     #expect(status == 0, "regs exited with \(status); log: \(container.log)")
     #expect(container.log.contains("PASS regs"), "log: \(container.log)")
