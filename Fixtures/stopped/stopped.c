@@ -13,23 +13,38 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+static int started[2]; /* each thread writes a byte once it runs */
+
 static void *idle(void *unused) {
   (void)unused;
+  char byte = 't';
+  if (write(started[1], &byte, 1) != 1) _exit(3);
   for (;;) pause();
   return NULL;
 }
 
+/* The child is stopped only once every thread of it runs (in pause()): a thread still being
+ * created when the stop comes may join the stop late, and a snapshot taken then sees it
+ * running. */
 static pid_t start(int threads, int signal) {
+  FX_SYS(pipe(started));
   pid_t child = fork();
   if (child < 0) fx_setup_fail("fork");
   if (child == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(started[0]);
     for (int i = 0; i < threads; i++) {
       pthread_t thread;
       if (pthread_create(&thread, NULL, idle, NULL)) _exit(3);
     }
     for (;;) pause();
   }
+  close(started[1]);
+  for (int i = 0; i < threads; i++) {
+    char byte;
+    while (read(started[0], &byte, 1) < 0 && errno == EINTR) {}
+  }
+  close(started[0]);
   usleep(20000);
   FX_SYS(kill(child, signal));
   int status;
