@@ -51,6 +51,12 @@ final class RestoreRun {
   .union(bundle.tasks.filter { $0.memory.vmas.contains { $0.laterPages != nil } }.map(\.entry.pid))
   /// The process whose memory each one is forked with (``ForkInheritance/memorySources``).
   private lazy var memorySources = ForkInheritance.memorySources(plan, living: Set(byPid.keys))
+  /// The processes that keep mappings, by the process they keep them from.
+  private lazy var keepersBySource = Dictionary(
+    grouping: bundle.tasks.filter { task in task.memory.vmas.contains { $0.parentPages != nil } },
+    by: { memorySources[$0.entry.pid] ?? 0 })
+  /// Copies pages for the restores done while the tree is made (``restoreMemoryFirst(of:)``).
+  private var treeCopier: PageCopier?
   private var kernelMappings: [Int32: [VMA]] = [:]
   /// The executable each carrier's mm has now, and where its kernel mappings are.
   private var carriedExe: [Int32: String] = [:]
@@ -85,7 +91,10 @@ final class RestoreRun {
     sharedObjects.privateObjectContents = bundle.privateObjects
   }
 
-  deinit { if channelPeer >= 0 { close(channelPeer) } }
+  deinit {
+    if channelPeer >= 0 { close(channelPeer) }
+    treeCopier?.stop()
+  }
 
   // MARK: The tree
 
@@ -102,14 +111,14 @@ final class RestoreRun {
         try forkChild(pid, from: parent)
         // Its source writes the pages it held only for it and those forked before.
         if let source = memorySources[pid], let memory = memories[source], memory.holdsUntil(pid) {
-          let copier = PageCopier(helperCPUs: otherCPUs)
-          defer { copier.stop() }
-          try memory.finishLater(after: pid, copier: copier)
-          try copier.waitAll()
+          try memory.finishLater(after: pid, copier: makeTreeCopier())
+          try treeCopier?.waitAll()
         }
       case .setsid(let pid): try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
       }
     }
+    treeCopier?.stop()
+    treeCopier = nil
     FaultInjection.point("restore:tree")
     for (pid, group) in plan.joins {
       let join = try PidNamespaces.groupJoin(pid: pid, group: group, layout: layout)
@@ -341,12 +350,19 @@ final class RestoreRun {
   private func joinedAt(_ task: LoadedBundle.LoadedTask) -> Set<UInt64> {
     let starts = Set(task.memory.vmas.map(\.start))
     var joined: Set<UInt64> = []
-    for child in bundle.tasks where memorySources[child.entry.pid] == task.entry.pid {
+    for child in keepersBySource[task.entry.pid] ?? [] {
       for vma in child.memory.vmas where vma.parentPages != nil {
         for start in starts where vma.start < start && start < vma.end { joined.insert(start) }
       }
     }
     return joined
+  }
+
+  private func makeTreeCopier() -> PageCopier {
+    if let treeCopier { return treeCopier }
+    let copier = PageCopier(helperCPUs: otherCPUs)
+    treeCopier = copier
+    return copier
   }
 
   /// The whole memory of a process whose children keep its mappings, before it forks them:
@@ -356,8 +372,7 @@ final class RestoreRun {
       throw CKError(.failed, "process \(pid) must restore its memory before it forks, but was not created")
     }
     let started = monotonicNow()
-    let copier = PageCopier(helperCPUs: otherCPUs)
-    defer { copier.stop() }
+    let copier = makeTreeCopier()
     let memory = makeMemoryRestore(task, injector: injector, copier: copier)
     try memory.start()
     try memory.finish()
