@@ -512,8 +512,7 @@ struct DumpRestoreBehaviourTests {
     try #require(client >= 0)
     defer { close(client) }
     #expect(send(client, "from outside", 12, Int32(MSG_NOSIGNAL)) == 12)
-    let differences = KnownDifferences.unexplained(
-      try container.verifiedDumpAndRestore(), fixture: "sockets unix-outside")
+    let differences = try container.unexplainedDifferences("sockets unix-outside")
     #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     let status = try container.terminateRestored()
     #expect(status == 0, "sockets exited with \(status); log: \(container.log)")

@@ -35,6 +35,7 @@ struct FaultInjectionTests {
   @Test func readerGoneFailsTheDumpNotTheContainer() throws {
     let container = try FixtureContainer("bigmem", ["64"])
     defer { container.destroy() }
+    defer { Self.removeRunDirectory() }
     try container.waitReady()
     let before = try settledSnapshot(container)
     let result = run(
@@ -64,6 +65,7 @@ struct FaultInjectionTests {
   {
     let container = try FixtureContainer(fixture, arguments, version: version)
     defer { container.destroy() }
+    defer { Self.removeRunDirectory() }
     try container.waitReady(timeout: 60)
     let before = try settledSnapshot(container)
     for phase in phases {
@@ -109,6 +111,7 @@ struct FaultInjectionTests {
   @Test func aRestoreKilledAtEveryPhaseLeavesNothingBehind() throws {
     let container = try FixtureContainer("pipeline")
     defer { container.destroy() }
+    defer { Self.removeRunDirectory() }
     try container.dumpAndWaitGone()
     let root = "/ckcont-fault-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     let made = "/sys/fs/cgroup/unified" + root
@@ -137,6 +140,10 @@ struct FaultInjectionTests {
   /// The journals of this suite's ckcont runs: apart from /run/ckcont, so that no other
   /// test's ckcont sweeps what these leave on purpose, and these sweep nothing of theirs.
   static let runDirectory = "/run/ckcont-faults-\(getpid())"
+
+  /// Removes the journal directory once empty (a test still running keeps it; ckcont makes
+  /// it again when it needs it).
+  static func removeRunDirectory() { rmdir(runDirectory) }
 
   private var isolated: [String: String] {
     ProcessInfo.processInfo.environment.merging(["CKCONT_FAULT_RUN_DIR": Self.runDirectory]) { _, new in new }

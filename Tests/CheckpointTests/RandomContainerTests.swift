@@ -49,8 +49,7 @@ struct RandomContainerTests {
     let differences: [String]
     do {
       // Random containers settle: waiting long for them costs only on a loaded machine.
-      differences = KnownDifferences.unexplained(
-        try container.verifiedDumpAndRestore(settle: 5), fixture: "random \(seed)")
+      differences = try container.unexplainedDifferences("random \(seed)", settle: 5)
     } catch {
       return "\(error)"
     }

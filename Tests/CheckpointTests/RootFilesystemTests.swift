@@ -35,7 +35,7 @@ struct RootFilesystemTests {
     let before = try stagingDirectories()
     let container = try FixtureContainer("rootfs", [scratch.path])
     defer { container.destroy() }
-    let differences = KnownDifferences.unexplained(try container.verifiedDumpAndRestore(), fixture: "rootfs")
+    let differences = try container.unexplainedDifferences("rootfs")
     #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     #expect(try rootMountSource(of: container.restoredPid) == scratch.path + "/root")
     #expect(try stagingDirectories() == before)

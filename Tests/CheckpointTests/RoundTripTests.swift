@@ -51,7 +51,7 @@ struct RoundTripTests {
       "timens", ["init", "5000", "7000"], ownNamespaces: false,
       wrapper: ["/usr/bin/unshare", "-pfmuiT", "--monotonic", "5000", "--boottime", "7000", "--fork", "--mount-proc"])
     defer { container.destroy() }
-    let differences = KnownDifferences.unexplained(try container.verifiedDumpAndRestore(), fixture: "timens init")
+    let differences = try container.unexplainedDifferences("timens init")
     #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     let offsets = try String(contentsOfFile: "/proc/\(container.restoredPid)/timens_offsets", encoding: .utf8)
     #expect(
@@ -84,7 +84,7 @@ struct RoundTripTests {
       "/usr/bin/unshare", mountProc ? ["-fp", "--mount-proc", program, "init", "proc"] : ["-fp", program, "init"],
       ownNamespaces: ownNamespaces)
     defer { container.destroy() }
-    let differences = KnownDifferences.unexplained(try container.verifiedDumpAndRestore(), fixture: "pid-nested init")
+    let differences = try container.unexplainedDifferences("pid-nested init")
     #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     // unshare ignores SIGTERM while it waits: the nested init gets it, unshare exits with its status.
     let children = try String(
@@ -118,8 +118,7 @@ struct RoundTripTests {
       unlink(container.bundlePath)
     }
     usleep(50_000)
-    let differences = KnownDifferences.unexplained(
-      try container.verifiedDumpAndRestore(), fixture: "regs libc-nanosleep")
+    let differences = try container.unexplainedDifferences("regs libc-nanosleep")
     #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     let status = try container.terminateRestored()
     #expect(status == 0, "regs exited with \(status); log: \(container.log)")
@@ -172,8 +171,7 @@ struct RoundTripTests {
   /// ``KnownDifferences`` fail), then SIGTERM: the fixture checks itself.
   func roundTrip(_ container: FixtureContainer, name: String, arguments: [String] = []) throws {
     let label = ([name] + arguments).joined(separator: " ")
-    let differences = try container.verifiedDumpAndRestore()
-    let unexplained = KnownDifferences.unexplained(differences, fixture: label)
+    let unexplained = try container.unexplainedDifferences(label)
     #expect(unexplained.isEmpty, "\(label): the restored state differs:\n\(unexplained.joined(separator: "\n"))")
     let status = try container.terminateRestored()
     #expect(status == 0, "\(name) exited with \(status); log: \(container.log)")

@@ -140,6 +140,14 @@ public final class FixtureContainer: @unchecked Sendable {
     return StateSnapshot.diff(before, after)
   }
 
+  /// ``verifiedDumpAndRestore(_:settle:)``, less what ``KnownDifferences`` lists for
+  /// `fixture` (`name args`): the differences that must fail a test.
+  public func unexplainedDifferences(_ fixture: String, _ arguments: [String] = [], settle: Double = 0.5) throws
+    -> [String]
+  {
+    KnownDifferences.unexplained(try verifiedDumpAndRestore(arguments, settle: settle), fixture: fixture)
+  }
+
   /// Waits (up to `timeout` seconds) until no thread of the container runs, twice in a row:
   /// `ready` says a fixture is set up, but a child it forked may still be on its way into
   /// its wait (binding a symbol, setting its signal mask), and a restored task may still be
