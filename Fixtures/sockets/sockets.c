@@ -9,6 +9,7 @@
  *   sockets scm [DIR]
  *   sockets udp-waiting
  *   sockets udplite
+ *   sockets options
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -41,10 +42,21 @@
  * the container and through which it sends "from outside" before "ready". That client is
  * cut off when the container is killed: after SIGTERM the waiting bytes read back, then the
  * connection reads EOF and a write fails with EPIPE.
+ *
+ * `options`: socket options a program sets, on a TCP listener, a connected TCP client, the
+ * end its listener accepted, a UDP socket on IPv4 with a classic BPF filter that drops
+ * everything (attached and locked after a datagram arrived), a UDP socket on IPv6 with a
+ * datagram waiting (its IPV6_RECVPKTINFO and SO_TIMESTAMPNS add control data to it), and a
+ * unix socketpair with bytes waiting past an SO_PEEK_OFF: integer options of every level,
+ * SO_LINGER, SO_RCVTIMEO/SO_SNDTIMEO, SO_BINDTODEVICE, TCP_CONGESTION, locked buffer sizes.
+ * After SIGTERM each reads as set, the filter is there, locked, the datagram that came before
+ * it still reads and a new one is dropped, the IPv6 datagram reads with its control data, and
+ * a peek starts at the offset.
  */
 #include "fix.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -589,6 +601,160 @@ static int udplite_mode(void) {
   fx_finish();
 }
 
+struct int_setting {
+  const char *what;
+  int *fd, level, name, value, expected;
+};
+
+static void set_int(int fd, int level, int name, int value) {
+  FX_SYS(setsockopt(fd, level, name, &value, sizeof value));
+}
+
+static int options_mode(void) {
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in6 local6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  int client = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  int udp = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+  int udp6 = FX_SYS(socket(AF_INET6, SOCK_DGRAM, 0));
+  int pair[2];
+  FX_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
+  int accepted = -1;
+  struct int_setting settings[] = {
+      // IP_TOS sets the priority too: first, so that SO_PRIORITY has the last word.
+      {"the listener's IP_TOS", &listener, IPPROTO_IP, IP_TOS, 0x10, 0x10},
+      {"the listener's SO_PRIORITY", &listener, SOL_SOCKET, SO_PRIORITY, 5, 5},
+      {"the listener's SO_MARK", &listener, SOL_SOCKET, SO_MARK, 7, 7},
+      {"the listener's SO_RCVLOWAT", &listener, SOL_SOCKET, SO_RCVLOWAT, 3, 3},
+      {"the listener's SO_KEEPALIVE", &listener, SOL_SOCKET, SO_KEEPALIVE, 1, 1},
+      {"the listener's IP_TTL", &listener, IPPROTO_IP, IP_TTL, 33, 33},
+      {"the listener's IP_FREEBIND", &listener, IPPROTO_IP, IP_FREEBIND, 1, 1},
+      {"the listener's TCP_USER_TIMEOUT", &listener, IPPROTO_TCP, TCP_USER_TIMEOUT, 12345, 12345},
+      {"the listener's TCP_DEFER_ACCEPT", &listener, IPPROTO_TCP, TCP_DEFER_ACCEPT, 7, 7},
+      {"the listener's TCP_KEEPIDLE", &listener, IPPROTO_TCP, TCP_KEEPIDLE, 77, 77},
+      {"the listener's TCP_KEEPINTVL", &listener, IPPROTO_TCP, TCP_KEEPINTVL, 11, 11},
+      {"the listener's TCP_KEEPCNT", &listener, IPPROTO_TCP, TCP_KEEPCNT, 4, 4},
+      {"the listener's TCP_NODELAY", &listener, IPPROTO_TCP, TCP_NODELAY, 1, 1},
+      {"the listener's TCP_NOTSENT_LOWAT", &listener, IPPROTO_TCP, TCP_NOTSENT_LOWAT, 4096, 4096},
+      {"the listener's TCP_SYNCNT", &listener, IPPROTO_TCP, TCP_SYNCNT, 3, 3},
+      {"the listener's TCP_LINGER2", &listener, IPPROTO_TCP, TCP_LINGER2, 9, 9},
+      {"the client's SO_SNDBUF (the kernel doubles it)", &client, SOL_SOCKET, SO_SNDBUF, 50000, 100000},
+      {"the client's SO_DEBUG", &client, SOL_SOCKET, SO_DEBUG, 1, 1},
+      {"the client's TCP_CORK", &client, IPPROTO_TCP, TCP_CORK, 1, 1},
+      {"the client's TCP_KEEPIDLE", &client, IPPROTO_TCP, TCP_KEEPIDLE, 99, 99},
+      {"the client's TCP_USER_TIMEOUT", &client, IPPROTO_TCP, TCP_USER_TIMEOUT, 2222, 2222},
+      {"the client's TCP_THIN_LINEAR_TIMEOUTS", &client, IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, 1, 1},
+      {"the UDP socket's SO_RCVBUF (the kernel doubles it)", &udp, SOL_SOCKET, SO_RCVBUF, 30000, 60000},
+      {"the UDP socket's IP_PKTINFO", &udp, IPPROTO_IP, IP_PKTINFO, 1, 1},
+      {"the UDP socket's IP_RECVTTL", &udp, IPPROTO_IP, IP_RECVTTL, 1, 1},
+      {"the UDP socket's IP_RECVTOS", &udp, IPPROTO_IP, IP_RECVTOS, 1, 1},
+      {"the UDP socket's IP_MTU_DISCOVER", &udp, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DO},
+      {"the UDP socket's IP_MULTICAST_TTL", &udp, IPPROTO_IP, IP_MULTICAST_TTL, 7, 7},
+      {"the UDP socket's IP_MULTICAST_LOOP", &udp, IPPROTO_IP, IP_MULTICAST_LOOP, 0, 0},
+      {"the UDP socket's SO_BROADCAST", &udp, SOL_SOCKET, SO_BROADCAST, 1, 1},
+      {"the IPv6 socket's IPV6_V6ONLY", &udp6, IPPROTO_IPV6, IPV6_V6ONLY, 1, 1},
+      {"the IPv6 socket's IPV6_TCLASS", &udp6, IPPROTO_IPV6, IPV6_TCLASS, 0x20, 0x20},
+      {"the IPv6 socket's IPV6_UNICAST_HOPS", &udp6, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 9, 9},
+      {"the IPv6 socket's IPV6_MULTICAST_HOPS", &udp6, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 5, 5},
+      {"the IPv6 socket's IPV6_RECVPKTINFO", &udp6, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, 1},
+      {"the IPv6 socket's IPV6_RECVTCLASS", &udp6, IPPROTO_IPV6, IPV6_RECVTCLASS, 1, 1},
+      {"the IPv6 socket's IPV6_FREEBIND", &udp6, IPPROTO_IPV6, IPV6_FREEBIND, 1, 1},
+      {"the IPv6 socket's IPV6_TRANSPARENT", &udp6, IPPROTO_IPV6, IPV6_TRANSPARENT, 1, 1},
+      {"the IPv6 socket's SO_TIMESTAMPNS", &udp6, SOL_SOCKET, SO_TIMESTAMPNS, 1, 1},
+      {"the IPv6 socket's SO_RXQ_OVFL", &udp6, SOL_SOCKET, SO_RXQ_OVFL, 1, 1},
+      {"the unix socket's SO_PASSCRED", &pair[1], SOL_SOCKET, SO_PASSCRED, 1, 1},
+      {"the unix socket's SO_SNDBUF (the kernel doubles it)", &pair[1], SOL_SOCKET, SO_SNDBUF, 40000, 80000},
+      {"the unix socket's SO_PEEK_OFF", &pair[0], SOL_SOCKET, SO_PEEK_OFF, 3, 3},
+      {"the unix socket's SO_RCVLOWAT", &pair[0], SOL_SOCKET, SO_RCVLOWAT, 2, 2},
+  };
+  size_t count = sizeof settings / sizeof settings[0];
+  for (size_t i = 0; i < count; i++) set_int(*settings[i].fd, settings[i].level, settings[i].name, settings[i].value);
+  struct linger linger = {.l_onoff = 1, .l_linger = 9};
+  FX_SYS(setsockopt(listener, SOL_SOCKET, SO_LINGER, &linger, sizeof linger));
+  struct timeval receive_timeout = {2, 500000}, send_timeout = {1, 250000};
+  FX_SYS(setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &receive_timeout, sizeof receive_timeout));
+  FX_SYS(setsockopt(pair[0], SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout));
+  // Kept in jiffies: 1.25 s may read back as 1.252 s. What it reads now must read after.
+  socklen_t length = sizeof send_timeout;
+  FX_SYS(getsockopt(pair[0], SOL_SOCKET, SO_SNDTIMEO, &send_timeout, &length));
+  FX_SYS(setsockopt(udp, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3));
+  FX_SYS(setsockopt(client, IPPROTO_TCP, TCP_CONGESTION, "reno", 4));
+
+  FX_SYS(bind(listener, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(listen(listener, 4));
+  struct sockaddr_in to = local;
+  to.sin_port = htons((uint16_t)port_of(listener));
+  FX_SYS(connect(client, (struct sockaddr *)&to, sizeof to));
+  accepted = FX_SYS(accept(listener, NULL, NULL));
+  FX_SYS(bind(udp, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(bind(udp6, (struct sockaddr *)&local6, sizeof local6));
+  int sender = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+  int sender6 = FX_SYS(socket(AF_INET6, SOCK_DGRAM, 0));
+  to.sin_port = htons((uint16_t)port_of(udp));
+  struct sockaddr_in6 to6 = local6;
+  to6.sin6_port = htons((uint16_t)port_of(udp6));
+  FX_SYS(sendto(sender, "before", 6, 0, (struct sockaddr *)&to, sizeof to));
+  FX_SYS(sendto(sender6, "six", 3, 0, (struct sockaddr *)&to6, sizeof to6));
+  FX_SYS(write(pair[1], "abcdefgh", 8));
+  usleep(20000);
+  struct sock_filter drop[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+  struct sock_fprog program = {.len = 1, .filter = drop};
+  FX_SYS(setsockopt(udp, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program));
+  set_int(udp, SOL_SOCKET, SO_LOCK_FILTER, 1);
+  fx_ready();
+  fx_wait_term();
+
+  for (size_t i = 0; i < count; i++) FX_EQ(settings[i].what, settings[i].expected, option(*settings[i].fd, settings[i].level, settings[i].name));
+  // IP_TOS sets the priority too (rt_tos2priority): the accepted end has the TOS but not
+  // the priority of its listener.
+  FX_EQ("the accepted end's IP_TOS (from its listener)", 0x10, option(accepted, IPPROTO_IP, IP_TOS));
+  FX_EQ("the accepted end's SO_PRIORITY", 0, option(accepted, SOL_SOCKET, SO_PRIORITY));
+  struct linger linger_now = {0};
+  length = sizeof linger_now;
+  FX_SYS(getsockopt(listener, SOL_SOCKET, SO_LINGER, &linger_now, &length));
+  FX_TRUE(linger_now.l_onoff == 1 && linger_now.l_linger == 9, "the listener's SO_LINGER is {%d, %d}", linger_now.l_onoff, linger_now.l_linger);
+  struct timeval now = {0};
+  length = sizeof now;
+  FX_SYS(getsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &now, &length));
+  FX_TRUE(now.tv_sec == 2 && now.tv_usec == 500000, "SO_RCVTIMEO is %ld.%06ld s", (long)now.tv_sec, (long)now.tv_usec);
+  length = sizeof now;
+  FX_SYS(getsockopt(pair[0], SOL_SOCKET, SO_SNDTIMEO, &now, &length));
+  FX_TRUE(now.tv_sec == send_timeout.tv_sec && now.tv_usec == send_timeout.tv_usec, "SO_SNDTIMEO is %ld.%06ld s, was %ld.%06ld s",
+          (long)now.tv_sec, (long)now.tv_usec, (long)send_timeout.tv_sec, (long)send_timeout.tv_usec);
+  char name[32] = "";
+  length = sizeof name;
+  FX_SYS(getsockopt(udp, SOL_SOCKET, SO_BINDTODEVICE, name, &length));
+  FX_TRUE(!strcmp(name, "lo"), "the UDP socket is bound to device \"%s\"", name);
+  memset(name, 0, sizeof name);
+  length = sizeof name;
+  FX_SYS(getsockopt(client, IPPROTO_TCP, TCP_CONGESTION, name, &length));
+  FX_TRUE(!strcmp(name, "reno"), "the client's congestion control is \"%s\"", name);
+  FX_EQ("the UDP socket's SO_LOCK_FILTER", 1, option(udp, SOL_SOCKET, SO_LOCK_FILTER));
+  struct sock_filter got_filter[4];
+  length = 4;  // SO_GET_FILTER counts instructions
+  FX_SYS(getsockopt(udp, SOL_SOCKET, SO_GET_FILTER, got_filter, &length));
+  FX_TRUE(length == 1 && got_filter[0].code == (BPF_RET | BPF_K) && got_filter[0].k == 0, "the UDP socket's filter has %u instructions", length);
+  char text[16] = "";
+  ssize_t got = recv(udp, text, sizeof text - 1, MSG_DONTWAIT);
+  FX_TRUE(got == 6 && !memcmp(text, "before", 6), "the datagram from before the filter: %zd bytes", got);
+  FX_SYS(sendto(sender, "after", 5, 0, (struct sockaddr *)&to, sizeof to));
+  usleep(20000);
+  FX_TRUE(recv(udp, text, sizeof text, MSG_DONTWAIT) < 0 && errno == EAGAIN, "a datagram passed the filter that drops all");
+  char control[256];
+  struct iovec vector = {text, sizeof text};
+  struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  got = recvmsg(udp6, &message, MSG_DONTWAIT);
+  int pktinfo = 0;
+  for (struct cmsghdr *h = CMSG_FIRSTHDR(&message); h; h = CMSG_NXTHDR(&message, h)) pktinfo |= h->cmsg_level == IPPROTO_IPV6 && h->cmsg_type == IPV6_PKTINFO;
+  FX_TRUE(got == 3 && !memcmp(text, "six", 3) && pktinfo, "the IPv6 datagram: %zd bytes, IPV6_PKTINFO %d", got, pktinfo);
+  memset(text, 0, sizeof text);
+  got = recv(pair[0], text, sizeof text - 1, MSG_PEEK | MSG_DONTWAIT);
+  FX_TRUE(got == 5 && !strcmp(text, "defgh"), "a peek at the unix socket from SO_PEEK_OFF 3 got \"%s\"", text);
+  close(sender);
+  close(sender6);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -599,6 +765,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "scm")) return scm_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "udp-waiting")) return udp_waiting_mode();
   if (argc > 1 && !strcmp(argv[1], "udplite")) return udplite_mode();
+  if (argc > 1 && !strcmp(argv[1], "options")) return options_mode();
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

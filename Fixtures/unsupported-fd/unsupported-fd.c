@@ -42,7 +42,10 @@
  *   unix      a unix datagram socketpair with a message waiting in the fd's end that carries a
  *             pipe's read end (SCM_RIGHTS) its sender closed since, which no process holds (kept
  *             only when a process holds it too, or when it is a file to open again). After: the
- *             link, the message and its descriptor, and a byte crosses the pair */
+ *             link, the message and its descriptor, and a byte crosses the pair
+ *   ebpf-filter a UDP socket with an eBPF program attached as its filter (SO_ATTACH_BPF), which
+ *             the kernel cannot give back. After: the link, and the filter is still there
+ *             (SO_ATTACH_BPF again succeeds only if the program loads; SO_GET_FILTER refuses) */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -60,6 +63,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <linux/bpf.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -272,7 +276,22 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(header), &passed, sizeof(int));
     FX_SYS(sendmsg(other, &message, 0));
     close(passed);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix] [DIR]"); }
+  } else if (!strcmp(kind, "ebpf-filter")) {
+    fd = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+    /* r0 = -1 (keep the whole packet); exit */
+    struct bpf_insn program[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = -1},
+        {.code = BPF_JMP | BPF_EXIT},
+    };
+    union bpf_attr load = {0};
+    load.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    load.insns = (uint64_t)(uintptr_t)program;
+    load.insn_cnt = 2;
+    load.license = (uint64_t)(uintptr_t)"GPL";
+    int loaded = FX_SYS(syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load));
+    FX_SYS(setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &loaded, sizeof loaded));
+    close(loaded);
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -314,6 +333,10 @@ int main(int argc, char **argv) {
       ssize_t got = recvmsg(fd, &message, 0);
       FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
     }
+  } else if (!strcmp(kind, "ebpf-filter")) {
+    socklen_t length = 0;
+    FX_TRUE(getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &length) < 0 && errno == EACCES,
+            "ebpf-filter: SO_GET_FILTER no longer refuses: the filter is gone");
   } else if (!strcmp(kind, "ctty")) {
     pid_t sid = 0;
     int tty = open("/dev/tty", O_RDWR);

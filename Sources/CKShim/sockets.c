@@ -38,23 +38,6 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts) {
   }
   // Netlink sockets answer no SIOCINQ: what waits in them is counted by the caller.
   if (!facts->listening && facts->family != AF_NETLINK && ioctl(fd, SIOCINQ, &facts->waiting) < 0) return -errno;
-  static const int options[][2] = {
-      {SOL_SOCKET, SO_REUSEADDR}, {SOL_SOCKET, SO_REUSEPORT}, {SOL_SOCKET, SO_KEEPALIVE},
-      {SOL_SOCKET, SO_BROADCAST}, {IPPROTO_TCP, TCP_NODELAY},  {IPPROTO_IPV6, IPV6_V6ONLY},
-      /* UDP-Lite's checksum coverage, sent and demanded (UDPLITE_SEND_CSCOV, _RECV_CSCOV). */
-      {IPPROTO_UDPLITE, 10}, {IPPROTO_UDPLITE, 11},
-  };
-  for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-    int level = options[i][0], name = options[i][1], value = 0;
-    if (level == IPPROTO_TCP && facts->protocol != IPPROTO_TCP) continue;
-    if (level == IPPROTO_UDPLITE && facts->protocol != IPPROTO_UDPLITE) continue;
-    if (level == IPPROTO_IPV6 && facts->family != AF_INET6) continue;
-    if (int_option(fd, level, name, &value) < 0) continue;
-    facts->options[facts->option_count][0] = level;
-    facts->options[facts->option_count][1] = name;
-    facts->options[facts->option_count][2] = value;
-    facts->option_count++;
-  }
   return 0;
 }
 
@@ -217,6 +200,21 @@ int ck_tcp_repair_off(int fd, int reuse_address) {
   return err;
 }
 
+// A control message the receiving socket's options add to every message it hands out,
+// rather than one that came with the message: timestamps (SO_TIMESTAMP*, old and new),
+// SO_RXQ_OVFL's drop count, and the IP and IPv6 ancillary data (IP_PKTINFO, IP_RECVTTL...).
+static int added_on_receipt(const struct cmsghdr *header) {
+  if (header->cmsg_level == IPPROTO_IP || header->cmsg_level == IPPROTO_IPV6) return 1;
+  if (header->cmsg_level != SOL_SOCKET) return 0;
+  switch (header->cmsg_type) {
+  case 29: case 35: case 37:  // SO_TIMESTAMP_OLD, SO_TIMESTAMPNS_OLD, SO_TIMESTAMPING_OLD
+  case 63: case 64: case 65:  // SO_TIMESTAMP_NEW, SO_TIMESTAMPNS_NEW, SO_TIMESTAMPING_NEW
+  case 40:                    // SO_RXQ_OVFL
+    return 1;
+  }
+  return 0;
+}
+
 int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *lengths, int max_messages, int *count,
                      void *senders, unsigned int *sender_lengths, int *fds, int max_fds, unsigned int *fd_counts) {
   *count = 0;
@@ -233,7 +231,8 @@ int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *length
   for (;;) {
     if (*count == max_messages) { err = -E2BIG; break; }
     union {
-      char buffer[CMSG_SPACE(253 * sizeof(int))];  // SCM_MAX_FD descriptors
+      // SCM_MAX_FD descriptors, and room for what options add (see added_on_receipt).
+      char buffer[CMSG_SPACE(253 * sizeof(int)) + 512];
       struct cmsghdr align;
     } control;
     struct iovec vector = {(char *)buffer + used, capacity - used};
@@ -251,9 +250,12 @@ int ck_peek_messages(int fd, void *buffer, size_t capacity, unsigned int *length
     // A stream ends its waiting bytes with 0 (its peer shut down); a datagram may be empty.
     if (got == 0 && type == SOCK_STREAM) break;
     // Descriptors in flight come as copies of ckcont's (the caller closes them); credentials
-    // or a message cut short are not kept.
+    // or a message cut short are not kept. What the socket's own options add as it hands a
+    // message out (timestamps, IP_PKTINFO, the TTL...) is made again when the restore sends
+    // the message anew.
     unsigned int passed = 0;
     for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+      if (added_on_receipt(header)) continue;
       if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) { err = -EBADMSG; break; }
       int n = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
       for (int i = 0; i < n; i++) {
@@ -315,3 +317,49 @@ int ck_send_fd(int socket, int fd) {
   memcpy(CMSG_DATA(header), &fd, sizeof(int));
   return sendmsg(socket, &message, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
+
+#include <linux/filter.h>
+
+// The classic BPF filter attached to `fd` (SO_GET_FILTER): its instruction count in `count`
+// and, when `capacity` (in instructions) holds them, the instructions in `instructions`;
+// 0 or -errno (EACCES: an eBPF program, which cannot be read back).
+int ck_socket_filter(int fd, void *instructions, unsigned int capacity, unsigned int *count) {
+  // SO_GET_FILTER measures in instructions, not bytes: length 0 asks for the count.
+  socklen_t length = 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &length) < 0) return -errno;
+  *count = length;
+  if (length == 0 || length > capacity) return 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, instructions, &length) < 0) return -errno;
+  *count = length;
+  return 0;
+}
+
+int ck_attach_socket_filter(int fd, const void *instructions, unsigned int count) {
+  struct sock_fprog program = {.len = (unsigned short)count, .filter = (struct sock_filter *)instructions};
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(program)) == 0 ? 0 : -errno;
+}
+
+// The option numbers SocketOptionKind.all (Bundle) names, as the headers have them.
+_Static_assert(SO_REUSEADDR == 2 && SO_REUSEPORT == 15 && SO_BINDTODEVICE == 25, "SO_* (bind)");
+_Static_assert(IP_FREEBIND == 15 && IP_TRANSPARENT == 19 && IP_BIND_ADDRESS_NO_PORT == 24, "IP_* (bind)");
+_Static_assert(IPV6_V6ONLY == 26 && IPV6_TRANSPARENT == 75 && IPV6_FREEBIND == 78, "IPV6_* (bind)");
+_Static_assert(SO_DEBUG == 1 && SO_DONTROUTE == 5 && SO_BROADCAST == 6 && SO_KEEPALIVE == 9 && SO_OOBINLINE == 10 &&
+                   SO_NO_CHECK == 11 && SO_PRIORITY == 12 && SO_LINGER == 13 && SO_PASSCRED == 16 &&
+                   SO_RCVLOWAT == 18 && SO_PASSSEC == 34 && SO_MARK == 36 && SO_RXQ_OVFL == 40 &&
+                   SO_WIFI_STATUS == 41 && SO_PEEK_OFF == 42 && SO_SELECT_ERR_QUEUE == 45 && SO_BUSY_POLL == 46 &&
+                   SO_ZEROCOPY == 60 && SO_SNDBUF == 7 && SO_RCVBUF == 8 && SO_SNDBUFFORCE == 32 &&
+                   SO_RCVBUFFORCE == 33 && SO_ATTACH_FILTER == 26 && SO_GET_FILTER == 26 && SO_LOCK_FILTER == 44,
+               "SO_*");
+_Static_assert(IP_TOS == 1 && IP_TTL == 2 && IP_PKTINFO == 8 && IP_MTU_DISCOVER == 10 && IP_RECVERR == 11 &&
+                   IP_RECVTTL == 12 && IP_RECVTOS == 13 && IP_RECVORIGDSTADDR == 20 && IP_NODEFRAG == 22 &&
+                   IP_MULTICAST_TTL == 33 && IP_MULTICAST_LOOP == 34 && IP_MULTICAST_ALL == 49,
+               "IP_*");
+_Static_assert(IPV6_UNICAST_HOPS == 16 && IPV6_MULTICAST_HOPS == 18 && IPV6_MULTICAST_LOOP == 19 &&
+                   IPV6_MTU_DISCOVER == 23 && IPV6_RECVERR == 25 && IPV6_RECVPKTINFO == 49 &&
+                   IPV6_RECVHOPLIMIT == 51 && IPV6_DONTFRAG == 62 && IPV6_RECVTCLASS == 66 && IPV6_TCLASS == 67 &&
+                   IPV6_AUTOFLOWLABEL == 70 && IPV6_RECVORIGDSTADDR == 74,
+               "IPV6_*");
+_Static_assert(TCP_NODELAY == 1 && TCP_CORK == 3 && TCP_KEEPIDLE == 4 && TCP_KEEPINTVL == 5 && TCP_KEEPCNT == 6 &&
+                   TCP_SYNCNT == 7 && TCP_LINGER2 == 8 && TCP_DEFER_ACCEPT == 9 && TCP_CONGESTION == 13 &&
+                   TCP_THIN_LINEAR_TIMEOUTS == 16 && TCP_USER_TIMEOUT == 18 && TCP_NOTSENT_LOWAT == 25,
+               "TCP_*");

@@ -323,3 +323,29 @@ extension ModelEncodingTests {
     }
   }
 }
+
+extension ModelEncodingTests {
+  /// A bundle's socket options are ones ckcont saves, each once, each value of its shape: an
+  /// int, a struct of its size, a name that fits, whole BPF instructions.
+  @Test func socketOptionsMustBeKnownAndShapedRight() {
+    func valid(_ options: [SocketOption]) -> Bool {
+      SocketImage(
+        family: 2, type: 1, protocolNumber: 6, address: nil, peer: nil, backlog: nil, options: options
+      ).isValid
+    }
+    let priority = SocketOption(level: 1, name: 12, value: 5)
+    let linger = SocketOption(level: 1, name: 13, value: 0, bytes: Data(count: 8))
+    let congestion = SocketOption(level: 6, name: 13, value: 0, bytes: Data("reno".utf8))
+    let filter = SocketOption(level: 1, name: 26, value: 0, bytes: Data(count: 16))
+    #expect(valid([priority, linger, congestion, filter]))
+    #expect(!valid([priority, priority]))
+    #expect(!valid([SocketOption(level: 1, name: 99, value: 1)]))
+    #expect(!valid([SocketOption(level: 1, name: 12, value: 5, bytes: Data(count: 4))]))
+    #expect(!valid([SocketOption(level: 1, name: 13, value: 0, bytes: Data(count: 7))]))
+    #expect(!valid([SocketOption(level: 1, name: 13, value: 0)]))
+    #expect(!valid([SocketOption(level: 6, name: 13, value: 0, bytes: Data(count: 17))]))
+    #expect(!valid([SocketOption(level: 6, name: 13, value: 0, bytes: Data())]))
+    #expect(!valid([SocketOption(level: 1, name: 26, value: 0, bytes: Data(count: 9))]))
+    #expect(!valid([SocketOption(level: 1, name: 26, value: 0, bytes: Data(count: 8 * 4097))]))
+  }
+}

@@ -19,7 +19,7 @@ struct RoundTripTests {
     ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("memfd-beyond", []),
     ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []),
     ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]),
-    ("sockets", ["udp-waiting"]), ("sockets", ["udplite"]), ("sockets", ["tcp-connection"]),
+    ("sockets", ["udp-waiting"]), ("sockets", ["udplite"]), ("sockets", ["options"]), ("sockets", ["tcp-connection"]),
     ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("deleted-file", []), ("deleted-mapping", []),
     ("inotify", []),
   ]

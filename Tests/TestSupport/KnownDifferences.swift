@@ -84,11 +84,6 @@ public enum KnownDifferences {
       reason:
         "a connection accepted from a named listener comes back as a socketpair: getsockname of the accepted end and getpeername of the client no longer show the listener's path",
       issue: "open: issue 16"),
-    Entry(
-      fixture: "sockets tcp-connection", pattern: #"^task 1 fd [45]: buffers "#,
-      reason:
-        "the kernel tunes an established connection's buffer sizes to its traffic; with `big`, the restore forces them large to refill the queues and they stay so (autotuning off)",
-      issue: "open: issue 16"),
   ]
 
   /// The lines of `diff` no entry for `fixture` explains.

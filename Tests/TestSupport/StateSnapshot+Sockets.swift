@@ -11,6 +11,33 @@ extension StateSnapshot {
     (SOL_SOCKET, 15, "SO_REUSEPORT"), (SOL_SOCKET, 9, "SO_KEEPALIVE"), (SOL_SOCKET, 6, "SO_BROADCAST"),
     (SOL_SOCKET, 12, "SO_PRIORITY"), (SOL_SOCKET, 36, "SO_MARK"), (SOL_SOCKET, 16, "SO_PASSCRED"),
     (SOL_SOCKET, 30, "SO_ACCEPTCONN"), (SOL_SOCKET, 10, "SO_OOBINLINE"), (SOL_SOCKET, 18, "SO_RCVLOWAT"),
+    (SOL_SOCKET, 1, "SO_DEBUG"), (SOL_SOCKET, 5, "SO_DONTROUTE"), (SOL_SOCKET, 11, "SO_NO_CHECK"),
+    (SOL_SOCKET, 29, "SO_TIMESTAMP"), (SOL_SOCKET, 35, "SO_TIMESTAMPNS"), (SOL_SOCKET, 37, "SO_TIMESTAMPING"),
+    (SOL_SOCKET, 40, "SO_RXQ_OVFL"), (SOL_SOCKET, 42, "SO_PEEK_OFF"), (SOL_SOCKET, 44, "SO_LOCK_FILTER"),
+    (SOL_SOCKET, 34, "SO_PASSSEC"), (SOL_SOCKET, 60, "SO_ZEROCOPY"),
+  ]
+
+  /// Options of internet sockets, by level (TCP's only for stream sockets; the multicast
+  /// ones only for datagram sockets, as the kernel sets them on an accepted connection).
+  static let ipOptions: [(level: Int32, option: Int32, name: String)] = [
+    (0, 1, "IP_TOS"), (0, 2, "IP_TTL"), (0, 8, "IP_PKTINFO"), (0, 10, "IP_MTU_DISCOVER"), (0, 11, "IP_RECVERR"),
+    (0, 12, "IP_RECVTTL"), (0, 13, "IP_RECVTOS"), (0, 15, "IP_FREEBIND"), (0, 19, "IP_TRANSPARENT"),
+    (0, 24, "IP_BIND_ADDRESS_NO_PORT"),
+  ]
+  static let ipv6Options: [(level: Int32, option: Int32, name: String)] = [
+    (41, 26, "IPV6_V6ONLY"), (41, 16, "IPV6_UNICAST_HOPS"), (41, 49, "IPV6_RECVPKTINFO"), (41, 66, "IPV6_RECVTCLASS"),
+    (41, 67, "IPV6_TCLASS"), (41, 75, "IPV6_TRANSPARENT"), (41, 78, "IPV6_FREEBIND"), (41, 23, "IPV6_MTU_DISCOVER"),
+  ]
+  static let multicastOptions: [(level: Int32, option: Int32, name: String)] = [
+    (0, 33, "IP_MULTICAST_TTL"), (0, 34, "IP_MULTICAST_LOOP"),
+  ]
+  static let multicastV6Options: [(level: Int32, option: Int32, name: String)] = [
+    (41, 18, "IPV6_MULTICAST_HOPS"), (41, 19, "IPV6_MULTICAST_LOOP"),
+  ]
+  static let tcpOptions: [(level: Int32, option: Int32, name: String)] = [
+    (6, 1, "TCP_NODELAY"), (6, 3, "TCP_CORK"), (6, 4, "TCP_KEEPIDLE"), (6, 5, "TCP_KEEPINTVL"), (6, 6, "TCP_KEEPCNT"),
+    (6, 7, "TCP_SYNCNT"), (6, 8, "TCP_LINGER2"), (6, 9, "TCP_DEFER_ACCEPT"), (6, 16, "TCP_THIN_LINEAR_TIMEOUTS"),
+    (6, 18, "TCP_USER_TIMEOUT"), (6, 25, "TCP_NOTSENT_LOWAT"),
   ]
 
   /// Options of each socket, through a copy taken with pidfd_getfd; its names, queues and,
@@ -37,10 +64,14 @@ extension StateSnapshot {
       let domain = Self.intOption(copy, SOL_SOCKET, 39)
       let type = Self.intOption(copy, SOL_SOCKET, 3)
       if domain == "\(AF_INET)" || domain == "\(AF_INET6)" {
-        values.append("IP_TOS \(Self.intOption(copy, Int32(IPPROTO_IP), 1))")
-        if domain == "\(AF_INET6)" { values.append("IPV6_V6ONLY \(Self.intOption(copy, Int32(IPPROTO_IPV6), 26))") }
-        if type == "\(SOCK_STREAM.rawValue)" {
-          values.append("TCP_NODELAY \(Self.intOption(copy, Int32(IPPROTO_TCP), 1))")
+        let stream = type == "\(SOCK_STREAM.rawValue)"
+        var table = Self.ipOptions + (stream ? Self.tcpOptions : Self.multicastOptions)
+        if domain == "\(AF_INET6)" { table += Self.ipv6Options + (stream ? [] : Self.multicastV6Options) }
+        for entry in table {
+          values.append("\(entry.name) \(Self.intOption(copy, entry.level, entry.option))")
+        }
+        if stream {
+          values.append("TCP_CONGESTION \(Self.textOption(copy, 6, 13))")
           var info = [UInt8](repeating: 0, count: 256)
           var length = socklen_t(info.count)
           if getsockopt(copy, Int32(IPPROTO_TCP), 11 /* TCP_INFO */, &info, &length) == 0 {
@@ -48,16 +79,29 @@ extension StateSnapshot {
           }
         }
       }
+      values.append("SO_BINDTODEVICE \(Self.textOption(copy, SOL_SOCKET, 25))")
+      for (option, name) in [(Int32(20), "SO_RCVTIMEO"), (21, "SO_SNDTIMEO")] {
+        var time = (Int64(0), Int64(0))
+        var timeLength = socklen_t(16)
+        if getsockopt(copy, SOL_SOCKET, option, &time, &timeLength) == 0 {
+          values.append("\(name) \(time.0),\(time.1)")
+        }
+      }
+      // SO_GET_FILTER with length 0 tells the number of instructions.
+      var filterLength = socklen_t(0)
+      values.append(
+        "filter \(getsockopt(copy, SOL_SOCKET, 26, nil, &filterLength) == 0 ? String(filterLength) : "(\(errno))")")
       var linger = (Int32(0), Int32(0))
       var lingerLength = socklen_t(8)
       if getsockopt(copy, SOL_SOCKET, 13 /* SO_LINGER */, &linger, &lingerLength) == 0 {
         values.append("SO_LINGER \(linger.0),\(linger.1)")
       }
       record(subject, "options", values.joined(separator: " "))
-      // Apart: the kernel tunes a TCP connection's buffers to its traffic.
+      // Apart: the kernel tunes a TCP connection's buffers to its traffic, unless locked.
       record(
         subject, "buffers",
-        "SO_RCVBUF \(Self.intOption(copy, SOL_SOCKET, 8)) SO_SNDBUF \(Self.intOption(copy, SOL_SOCKET, 7))")
+        "SO_RCVBUF \(Self.intOption(copy, SOL_SOCKET, 8)) SO_SNDBUF \(Self.intOption(copy, SOL_SOCKET, 7)) "
+          + "SO_BUF_LOCK \(Self.intOption(copy, SOL_SOCKET, 72))")
       record(subject, "name", Self.address(copy, getsockname))
       record(subject, "peer name", Self.address(copy, getpeername))
       var inq: Int32 = 0
@@ -73,6 +117,14 @@ extension StateSnapshot {
         record(subject, "unix peer", value)
       }
     }
+  }
+
+  /// A name option (a device, a congestion control), or its errno.
+  static func textOption(_ fd: Int32, _ level: Int32, _ option: Int32) -> String {
+    var name = [UInt8](repeating: 0, count: 32)
+    var length = socklen_t(name.count)
+    guard getsockopt(fd, level, option, &name, &length) == 0 else { return "(\(errno))" }
+    return String(decoding: name.prefix(Int(length)).prefix { $0 != 0 }, as: UTF8.self)
   }
 
   static func intOption(_ fd: Int32, _ level: Int32, _ option: Int32) -> String {

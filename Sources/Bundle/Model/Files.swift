@@ -254,7 +254,7 @@ public struct SocketImage: Codable, Sendable, Equatable {
   public var peer: Data?
   /// For a listening TCP socket: its backlog.
   public var backlog: Int32?
-  /// Integer socket options that differ from a fresh socket's, set before bind.
+  /// Socket options that differ from a new socket's (``SocketOptionKind``).
   public var options: [SocketOption]
   /// A unix socket: its inode, and its connected peer's (both in the container).
   public var inode: UInt64?
@@ -416,19 +416,6 @@ public struct TCPConnectionImage: Codable, Sendable, Equatable {
   }
 }
 
-/// setsockopt(fd, level, name, &value, 4).
-public struct SocketOption: Codable, Sendable, Equatable {
-  public var level: Int32
-  public var name: Int32
-  public var value: Int32
-
-  public init(level: Int32, name: Int32, value: Int32) {
-    self.level = level
-    self.name = name
-    self.value = value
-  }
-}
-
 extension SocketImage {
   /// Passed descriptors belong to a connected socket, in order, each at a message (or a
   /// byte of the stream) that waits, at most 253 at once (SCM_MAX_FD).
@@ -444,13 +431,6 @@ extension SocketImage {
           && (1...253).contains($0.descriptors.count) && $0.descriptors.allSatisfy(\.isValid)
       }
   }
-
-  /// The options a bundle may set: those dump saves (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE,
-  /// SO_BROADCAST, TCP_NODELAY, IPV6_V6ONLY, UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV), as
-  /// (level, name).
-  public static let knownOptions: Set<[Int32]> = [
-    [1, 2], [1, 15], [1, 9], [1, 6], [6, 1], [41, 26], [136, 10], [136, 11],
-  ]
 
   /// Whether the image is one restore can make: a known family, type, protocol, options,
   /// and addresses of the size their family has.
@@ -470,9 +450,8 @@ extension SocketImage {
           || peerInode == nil && type == 2 && address != nil && senders?.count == messages?.count
             && (senders ?? []).allSatisfy { $0.count <= 108 })
         && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20
-        && options.count <= 8
-        && (shutdown.map { (1...3).contains($0) && peerInode != nil } ?? true)
-        && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) } && passedIsValid
+        && options.isValid
+        && (shutdown.map { (1...3).contains($0) && peerInode != nil } ?? true) && passedIsValid
     }
     let size = family == 2 ? 16 : 28
     func fits(_ address: Data?) -> Bool {
@@ -485,8 +464,7 @@ extension SocketImage {
       && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2)
       && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true)
       && (tcp == nil || peer != nil && address != nil)
-      && (backlog ?? 0) >= 0 && options.count <= 8
-      && options.allSatisfy { Self.knownOptions.contains([$0.level, $0.name]) }
+      && (backlog ?? 0) >= 0 && options.isValid
       && queued == nil && passed == nil
       && (messages == nil
         || type == 2 && address != nil && senders?.count == messages?.count && (senders ?? []).allSatisfy { fits($0) }
@@ -635,13 +613,5 @@ public struct AsyncOwnerImage: Codable, Sendable, Equatable {
     self.type = type
     self.id = id
     self.signal = signal
-  }
-}
-
-extension [SocketOption] {
-  /// Whether SO_REUSEADDR is among them and set: leaving TCP repair mode clears it, so the
-  /// dump and the restore put it back.
-  public var reusesAddress: Bool {
-    contains { $0.level == 1 /* SOL_SOCKET */ && $0.name == 2 /* SO_REUSEADDR */ && $0.value != 0 }
   }
 }

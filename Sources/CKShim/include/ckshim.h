@@ -253,9 +253,6 @@ struct ck_socket_facts {
   unsigned int address_length;
   unsigned char peer[128];  // getpeername; peer_length 0 when not connected
   unsigned int peer_length;
-  // Integer options worth carrying: {level, name, value}.
-  int options[8][3];
-  int option_count;
 };
 // Fills `facts` for socket `fd`; 0 or -errno.
 int ck_socket_facts(int fd, struct ck_socket_facts *facts);
@@ -331,6 +328,11 @@ int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, vo
 // kernel clears it on the way out, and a connection without it that lingers after its process
 // closed it (FIN_WAIT, LAST_ACK) keeps a new listener from binding the port.
 int ck_tcp_repair_off(int fd, int reuse_address);
+// The classic BPF filter of socket `fd`: its length in instructions in `count`, the
+// instructions (8 bytes each) when `capacity` instructions hold them; 0 or -errno.
+int ck_socket_filter(int fd, void *instructions, unsigned int capacity, unsigned int *count);
+// Attaches classic BPF `instructions` to socket `fd` (SO_ATTACH_FILTER); 0 or -errno.
+int ck_attach_socket_filter(int fd, const void *instructions, unsigned int count);
 
 // ---- cpu (cpu.c) ----
 // XCR0: the XSAVE state components the OS enabled on this CPU (xgetbv(0)).

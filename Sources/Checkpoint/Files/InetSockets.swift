@@ -30,7 +30,8 @@ extension FileCapture {
             "checkpoint once the server has accepted them")
         }
       } else if facts.tcp_state == 1 /* TCP_ESTABLISHED */ {
-        try repaired.add(ours, pid: pid, target: fd, reuseAddress: socketOptions(facts).reusesAddress)
+        let options = try SocketOptions.capture(ours, facts, tunedByKernel: true, refuse: refuse)
+        try repaired.add(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
         keep = true
         let limit = TCPConnectionImage.queueLimit
         // Most queues are short: a small buffer first, the largest one if that is too small.
@@ -63,7 +64,7 @@ extension FileCapture {
           window: withUnsafeBytes(of: state.window) { Array($0.bindMemory(to: UInt32.self)) })
         var image = SocketImage(
           family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
-          peer: data(facts.peer, facts.peer_length), backlog: nil, options: socketOptions(facts))
+          peer: data(facts.peer, facts.peer_length), backlog: nil, options: options)
         image.tcp = tcp
         return image
       } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
@@ -79,7 +80,7 @@ extension FileCapture {
     } else {
       if facts.peer_length > 0 { peer = data(facts.peer, facts.peer_length) }
     }
-    let options = socketOptions(facts)
+    let options = try SocketOptions.capture(ours, facts, refuse: refuse)
     var image = SocketImage(
       family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil,
       peer: peer,
@@ -115,12 +116,10 @@ extension FileBatch {
         .value(UInt64(bytes.count)))
     }
     func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
-    // Options first: SO_REUSEADDR would undo the forced reuse repair mode sets, which lets
-    // the connection bind the port its listener holds.
-    for option in socket.options {
-      try set(
-        "setsockopt(\(option.level), \(option.name))", option.level, option.name, int(UInt32(bitPattern: option.value)))
-    }
+    // Options for bind first: SO_REUSEADDR would undo the forced reuse repair mode sets,
+    // which lets the connection bind the port its listener holds. The rest come last
+    // (``SocketOptions/restore``), with the buffer sizes the connection had.
+    try queueOptionsBeforeBind(socket, made: made, fd: fd)
     let long = max(tcp.sendQueue.count, tcp.receiveQueue.count) > TCPConnectionImage.inBatchLimit
     if long {
       // Room for what was queued, which the default buffers of a new socket may not have

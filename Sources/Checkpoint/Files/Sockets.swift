@@ -102,17 +102,6 @@ extension FileCapture {
       return (Data(UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + length])), sender, own)
     }
   }
-
-  func socketOptions(_ facts: ck_socket_facts) -> [SocketOption] {
-    withUnsafeBytes(of: facts.options) { raw in
-      (0..<Int(facts.option_count)).map { index in
-        SocketOption(
-          level: raw.load(fromByteOffset: index * 12, as: Int32.self),
-          name: raw.load(fromByteOffset: index * 12 + 4, as: Int32.self),
-          value: raw.load(fromByteOffset: index * 12 + 8, as: Int32.self))
-      }
-    }
-  }
 }
 
 extension FileBatch {
@@ -122,7 +111,7 @@ extension FileBatch {
     prepared.descriptions[descriptor.fd] = try queueSocket(socket, flags: descriptor.flags, fd: descriptor.fd)
   }
 
-  /// A new socket with its options, bound, listening or connected as it was, at a high
+  /// A new socket with its options for bind (the rest: ``SocketOptions/restore``), bound, listening or connected as it was, at a high
   /// number.
   func queueSocket(_ socket: SocketImage, flags: Int32, fd: Int32) throws -> Int64 {
     if let tcp = socket.tcp { return try queueConnection(socket, tcp, flags: flags, fd: fd) }
@@ -130,12 +119,7 @@ extension FileBatch {
       "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
       .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)),
       .value(UInt64(socket.protocolNumber)))
-    for option in socket.options {
-      let value = try injector.put(words: [UInt64(UInt32(bitPattern: option.value))])
-      batch.add(
-        "setsockopt(\(option.level), \(option.name)) fd \(fd)", SyscallNumber.setsockopt, .result(made),
-        .value(UInt64(option.level)), .value(UInt64(option.name)), .value(value), .value(4))
-    }
+    try queueOptionsBeforeBind(socket, made: made, fd: fd)
     if socket.family == 16, let address = socket.address {
       return try queueNetlinkBind(made, to: address, socket, fd: fd)
     }

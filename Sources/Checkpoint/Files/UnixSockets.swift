@@ -29,7 +29,7 @@ extension FileCapture {
       throw refuse("a unix socket sock_diag does not know (\(String(cString: strerror(-found))))", hint)
     }
     let name = withUnsafeBytes(of: diag.name) { Data($0.prefix(Int(diag.name_length))) }
-    let options = socketOptions(facts)
+    let options = try SocketOptions.capture(ours, facts, refuse: refuse)
     if facts.listening != 0 {
       guard diag.receive_queue == 0 else {
         throw refuse(

@@ -414,6 +414,7 @@ final class RestoreRun {
       try WaitingDatagrams.deliver(order, injectors: injectors, log: log)
       try PassedInFlight.deliver(order, injectors: injectors)
       try SocketShutdowns.restore(order, injectors: injectors)
+      try SocketOptions.restore(order, injectors: injectors)
     }
     try shared.terminals?.relock(order)
   }
