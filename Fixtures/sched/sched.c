@@ -5,8 +5,12 @@
  * memory (PR_SET_MEMORY_MERGE, where the kernel has KSM). What each thread set for
  * itself alone comes back too: the main thread's I/O priority (best effort, level 3), and the
  * sleeping thread's SCHED_IDLE, nice 12, idle I/O class and timer slack of 777777 ns.
+ * And two settings of the process beyond the scheduler: oom_score_adj 345, and the audit
+ * login uid 1234 (set before the thread starts, which inherits it; its session id is the
+ * kernel's to hand out and is not checked).
  */
 #include "fix.h"
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/prctl.h>
@@ -18,7 +22,8 @@
 
 static volatile pid_t sleeper_tid;
 static volatile int asked, answered;
-static volatile long sleeper_slack = -1;
+static volatile long sleeper_slack = -1, sleeper_loginuid = -1;
+static long proc_number(const char *path);
 
 static void *sleeper(void *arg) {
   (void)arg;
@@ -35,6 +40,7 @@ static void *sleeper(void *arg) {
   /* Its timer slack only it can ask (/proc/<tid>/timerslack_ns is not in its task directory). */
   while (!asked) usleep(1000);
   sleeper_slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+  sleeper_loginuid = proc_number("/proc/thread-self/loginuid");
   answered = 1;
   for (;;) pause();
   return NULL;
@@ -57,9 +63,27 @@ static void *probe(void *arg) {
   return NULL;
 }
 
+/* A number in a /proc file (-1 when unreadable). */
+static long proc_number(const char *path) {
+  char text[32] = "";
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t got = read(fd, text, sizeof text - 1);
+  close(fd);
+  return got > 0 ? strtol(text, NULL, 10) : -1;
+}
+
+static void proc_write(const char *path, const char *text) {
+  int fd = FX_SYS(open(path, O_WRONLY));
+  FX_SYS(write(fd, text, strlen(text)));
+  close(fd);
+}
+
 int main(void) {
   fx_init("sched");
   fx_term_setup();
+  proc_write("/proc/self/oom_score_adj", "345");
+  proc_write("/proc/self/loginuid", "1234");
   struct sched_param none = {0};
   FX_SYS(sched_setscheduler(0, SCHED_BATCH, &none));
   FX_SYS(setpriority(PRIO_PROCESS, 0, 7));
@@ -89,6 +113,8 @@ int main(void) {
   FX_EQ("PR_GET_MDWE", 1, prctl(66 /* PR_GET_MDWE */, 0, 0, 0, 0));
   if (ksm) FX_EQ("PR_GET_MEMORY_MERGE", 1, prctl(68 /* PR_GET_MEMORY_MERGE */, 0, 0, 0, 0));
   FX_EQ("the main thread's I/O priority", IOPRIO_VALUE(2, 3), syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0));
+  FX_EQ("oom_score_adj", 345, proc_number("/proc/self/oom_score_adj"));
+  FX_EQ("the main thread's loginuid", 1234, proc_number("/proc/thread-self/loginuid"));
   FX_EQ("the sleeping thread's policy", SCHED_IDLE, sched_getscheduler(sleeper_tid));
   errno = 0;
   FX_EQ("the sleeping thread's nice", 12, getpriority(PRIO_PROCESS, (id_t)sleeper_tid));
@@ -96,6 +122,7 @@ int main(void) {
   asked = 1;
   for (int tries = 0; tries < 5000 && !answered; tries++) usleep(1000);
   FX_EQ("the sleeping thread's timer slack", 777777, sleeper_slack);
+  FX_EQ("the sleeping thread's loginuid", 1234, sleeper_loginuid);
   int seen[2] = {-1, -1};
   pthread_t thread;
   if (pthread_create(&thread, NULL, probe, seen) == 0) pthread_join(thread, NULL);

@@ -185,6 +185,8 @@ extension ModelEncodingTests {
     core.scheduling = SchedulingImage(nice: -3, policy: 3, realtimePriority: 0)
     core.controls = ProcessControls(thpDisabled: 1, timerSlack: 50_000, memoryDenyWriteExecute: 1)
     core.controls?.memoryMerge = 1
+    core.oomScoreAdjust = -17
+    core.loginUID = 1000
     core.seccompFilters = [
       SeccompFilterImage(flags: 0, program: Data([0x20, 0, 0, 0, 4, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0xff, 0x7f])),
       SeccompFilterImage(flags: 2, program: Data([6, 0, 0, 0, 0, 0, 0xff, 0x7f])),

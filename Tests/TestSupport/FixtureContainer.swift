@@ -11,6 +11,9 @@ public final class FixtureContainer: @unchecked Sendable {
   public let launcher: BackgroundProcess
   public let bundlePath: String
   public private(set) var restoredPid: Int32 = 0
+  /// A command `ckcont restore` runs under (as `sh -c 'SETUP; exec "$@"' sh ckcont ...`):
+  /// a restore by a ckcont in another situation (another login uid...).
+  public var restoreSetup: String?
 
   /// Makes this test process a child subreaper, so restored containers (whose parent,
   /// ckcont, exits) become its children and their exit status can be collected.
@@ -81,7 +84,8 @@ public final class FixtureContainer: @unchecked Sendable {
   /// `ckcont restore <bundle> [arguments]`; remembers the restored pid.
   @discardableResult
   public func restore(_ arguments: [String] = []) throws -> CommandResult {
-    let result = run([TestPaths.ckcont, "restore", bundlePath] + arguments)
+    let prefix = restoreSetup.map { ["/bin/sh", "-c", "\($0); exec \"$@\"", "sh"] } ?? []
+    let result = run(prefix + [TestPaths.ckcont, "restore", bundlePath] + arguments)
     if result.status == 0 {
       // The pid alone, or with --json the report holding it.
       let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]

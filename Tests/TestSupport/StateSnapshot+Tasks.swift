@@ -28,7 +28,9 @@ enum TaskFields {
   }
 
   /// Small per-process files read as they are.
-  static let processFiles = ["oom_score_adj", "loginuid", "personality", "timens_offsets", "cgroup", "timerslack_ns"]
+  static let processFiles = [
+    "oom_score_adj", "loginuid", "sessionid", "personality", "timens_offsets", "cgroup", "timerslack_ns",
+  ]
 }
 
 extension StateSnapshot {
@@ -77,6 +79,10 @@ extension StateSnapshot {
           record(threadSubject, "policy", stat[41])
         }
         record(threadSubject, "ioprio", String(ck_ioprio_get(thread.host)))
+        // Audit's login uid is each thread's own (a thread inherits it when cloned).
+        record(
+          threadSubject, "loginuid",
+          (ProcFile.read(threadBase + "/loginuid") ?? "(unreadable)").trimmingCharacters(in: .whitespacesAndNewlines))
       }
     }
     // Resources shared between processes (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND).

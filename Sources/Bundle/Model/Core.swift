@@ -28,6 +28,12 @@ public struct TaskCore: Codable, Sendable, Equatable {
   public var parentDeathSignal: Int32
   public var dumpable: Int32
   public var childSubreaper: Bool
+  /// /proc/<pid>/oom_score_adj, -1000...1000 (nil in bundles from before it was kept).
+  public var oomScoreAdjust: Int32?
+  /// /proc/<pid>/loginuid, the audit login uid (4294967295: unset); nil without audit.
+  /// Its audit session id cannot be kept: the kernel hands out a new one whenever the login
+  /// uid is set.
+  public var loginUID: UInt32?
 
   public init(
     threads: [ThreadCore], signalActions: [SignalAction], sharedPendingSignals: [Data], itimers: [IntervalTimer],

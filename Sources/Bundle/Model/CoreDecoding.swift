@@ -25,6 +25,8 @@ extension TaskCore {
       var scheduling: SchedulingImage?
       var seccompFilters: [SeccompFilterImage]?
       var controls: ProcessControls?
+      var oomScoreAdjust: Int32?
+      var loginUID: UInt32?
       try scanner.object { key, scanner throws(BundleError) in
         switch key {
         case "controls":
@@ -105,6 +107,8 @@ extension TaskCore {
         case "parentDeathSignal": parentDeathSignal = try scanner.integer()
         case "dumpable": dumpable = try scanner.integer()
         case "childSubreaper": childSubreaper = try scanner.bool()
+        case "oomScoreAdjust": oomScoreAdjust = scanner.null() ? nil : try scanner.integer()
+        case "loginUID": loginUID = scanner.null() ? nil : try scanner.integer()
         default: try scanner.unknown(key, in: "the core")
         }
       }
@@ -131,6 +135,8 @@ extension TaskCore {
       core.scheduling = scheduling
       core.seccompFilters = seccompFilters
       core.controls = controls
+      core.oomScoreAdjust = oomScoreAdjust
+      core.loginUID = loginUID
       return core
     }
   }

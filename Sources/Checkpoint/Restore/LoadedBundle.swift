@@ -469,6 +469,7 @@ final class LoadedBundle {
       throw bad("signal number out of range")
     }
     guard task.core.scheduling.map(Self.plausible) ?? true else { throw bad("bad scheduling") }
+    guard (task.core.oomScoreAdjust ?? 0).magnitude <= 1000 else { throw bad("oom_score_adj out of range") }
     guard task.core.resourceLimits.allSatisfy({ (0...15).contains($0.resource) }) else { throw bad("unknown rlimit") }
     guard task.core.itimers.allSatisfy({ (0...2).contains($0.which) }) else { throw bad("unknown itimer") }
     // A timer names its thread as the process itself sees it.

@@ -425,7 +425,8 @@ final class RestoreRun {
       guard let inherited else { throw CKError(.failed, "no process was created") }
       let restore = TaskRestore(
         entry: task.entry, core: task.core, injector: injector, inherited: inherited,
-        userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, log: log)
+        userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil,
+        freeDescriptor: Int64((task.files.descriptors.map(\.fd).max() ?? 2) + 1), log: log)
       let own = try phases.time("threads, signals, creds") {
         try restore.restoreState { batch in try memories[task.entry.pid]?.queueProtections(into: &batch) }
       }

@@ -115,6 +115,19 @@ struct TaskCapture: Sendable {
       childSubreaper: answers.childSubreaper)
     core.seccompFilters = seccompFilters
     core.controls = answers.controls
+    core.oomScoreAdjust = Int32(try PseudoFile.readValue("/proc/\(pid)/oom_score_adj"))
+    // Without audit in the kernel there is no loginuid.
+    core.loginUID = try PseudoFile.readIfExists("/proc/\(pid)/loginuid").flatMap(UInt32.init)
+    // Each thread has its own, which the restore sets once, before the threads are cloned.
+    for tid in threads where tid != pid {
+      let own = try PseudoFile.readIfExists("/proc/\(pid)/task/\(tid)/loginuid").flatMap(UInt32.init)
+      guard own == core.loginUID else {
+        throw CKError(
+          .failed,
+          "task \(pid): thread \(tid) has audit login uid \(own.map(String.init) ?? "none"), the process \(core.loginUID.map(String.init) ?? "none"): ckcont keeps one per process",
+          hint: "checkpoint it before a thread sets its own login uid")
+      }
+    }
     log(
       "task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
     return (core, answers.brk, namespaces)

@@ -17,6 +17,8 @@ struct TaskRestore {
   let inherited: ProcStatus
   /// The maps of the container's own user namespace, whose ids the task names its own by.
   let userMaps: UserNamespaceMaps?
+  /// A descriptor number the task has free (above its own), for a channel to ckcont.
+  let freeDescriptor: Int64
   let log: (String) -> Void
 
   /// Undoes what the fresh task inherited from ckcont: rseq registration (its area is about
@@ -113,6 +115,8 @@ struct TaskRestore {
     try restoreThreadState(main, in: injector, batch: &batch)
     let results = try injector.run(batch)
     try finishLimits(limitCalls, results: results)
+    // Each thread has a login uid of its own, which a thread cloned from this one inherits.
+    try restoreLoginUID()
 
     var threads: [(core: ThreadCore, injector: Injector)] = [(main, injector)]
     for (index, thread) in core.threads.enumerated().dropFirst() {
@@ -126,6 +130,7 @@ struct TaskRestore {
     }
     try restorePosixTimers()
     try queueSignals()
+    try restoreOOMScoreAdjust()
     try installSeccompFilters(threads: threads.count)
     for (_, own) in threads { try restoreCredentials(in: own) }
     // After the credentials: a change of ids makes the process undumpable (suid_dumpable).
@@ -139,6 +144,48 @@ struct TaskRestore {
     }
     if threads.count > 1 { log("task \(entry.pid): \(threads.count - 1) more threads restored") }
     return threads.map(\.injector.tracee)
+  }
+
+  /// oom_score_adj, which ckcont writes itself. Lower than the task's minimum (ckcont's, which
+  /// it inherited) takes CAP_SYS_RESOURCE.
+  private func restoreOOMScoreAdjust() throws {
+    guard let adjust = core.oomScoreAdjust else { return }
+    let path = "/proc/\(injector.pid)/oom_score_adj"
+    guard try PseudoFile.readValue(path) != String(adjust) else { return }
+    do { try PseudoFile.write(path, String(adjust)) } catch {
+      throw CKError(
+        .permission, "task \(entry.pid): its oom_score_adj \(adjust) could not be set (\(error))",
+        hint: "lowering it takes CAP_SYS_RESOURCE: restore with it, or from a process whose oom_score_adj is \(adjust)")
+    }
+  }
+
+  /// The audit login uid, before the credentials change. Only the task itself may write its
+  /// loginuid, and the file reads the value through the user namespace of whoever opened it:
+  /// ckcont opens it (host ids, as the dump read them) and hands it over, the task writes.
+  /// A task starts with ckcont's login uid; another one takes CAP_AUDIT_CONTROL (in the
+  /// host's user namespace) unless ckcont's is unset.
+  private func restoreLoginUID() throws {
+    let path = "/proc/\(injector.pid)/loginuid"
+    guard let login = core.loginUID, let now = try PseudoFile.readIfExists(path).flatMap(UInt32.init), now != login
+    else { return }
+    let file = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
+    defer { close(file) }
+    let ours = try injector.openChannel(at: freeDescriptor)
+    defer { close(ours) }
+    let received = try injector.receive(file, what: "its loginuid file")
+    let text = Array(String(login).utf8)
+    let at = try injector.put(text)
+    var batch = Injector.Batch()
+    batch.add(
+      "write loginuid \(login)", SyscallNumber.write, .value(UInt64(received)), .value(at), .value(UInt64(text.count)),
+      expecting: Int64(text.count))
+    batch.add("close \(received)", SyscallNumber.close, .value(UInt64(received)))
+    batch.add("close \(freeDescriptor)", SyscallNumber.close, .value(UInt64(freeDescriptor)))
+    do { try injector.run(batch) } catch let error as CKError {
+      throw CKError(
+        .permission, "task \(entry.pid): its audit login uid \(login) could not be set (\(error.message))",
+        hint: "ckcont's own is \(now); restore from a process whose loginuid is unset (a service) or \(login)")
+    }
   }
 
   /// What each thread has of its own: rseq, alternate signal stack, clear_child_tid.
