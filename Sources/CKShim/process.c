@@ -156,3 +156,7 @@ int ck_ioprio_get(pid_t tid) {
 int ck_ioprio_set(pid_t tid, int priority) {
   return syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, priority) < 0 ? -errno : 0;
 }
+
+// Linux.OpenFlags (Swift) mirrors these.
+_Static_assert(O_PATH == 010000000 && O_NOATIME == 01000000 && (__O_TMPFILE & ~O_DIRECTORY) == 020000000,
+               "O_PATH, O_NOATIME, __O_TMPFILE");

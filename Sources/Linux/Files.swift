@@ -115,3 +115,14 @@ public enum FileData {
     return ranges
   }
 }
+
+/// open(2) flags that Glibc's Swift overlay does not export (asm-generic/fcntl.h; checked
+/// against it in CKShim's process.c).
+public enum OpenFlags {
+  /// O_PATH: a descriptor that only names a file.
+  public static let path: Int32 = 0o10000000
+  /// O_NOATIME: reads leave the access time alone.
+  public static let noAccessTime: Int32 = 0o1000000
+  /// __O_TMPFILE without O_DIRECTORY: what F_GETFL shows of O_TMPFILE.
+  public static let temporaryFile: Int32 = 0o20000000
+}

@@ -156,14 +156,95 @@ public struct InotifyWatch: Codable, Sendable, Equatable {
 /// next to where it was, filled, opened and unlinked again.
 public struct GhostFileImage: Codable, Sendable, Equatable {
   public var inode: UInt64
-  /// The whole file, base64 in JSON.
+  /// What the file holds, base64 in JSON: the whole file, or, with `extents`, the bytes of
+  /// each extent one after the other.
   public var contents: Data
+  /// The file's size, holes at its end included (nil: `contents.count`).
+  public var size: Int64?
+  /// Where the file holds data (SEEK_DATA, SEEK_HOLE); nil: all of it, from 0.
+  public var extents: [FileExtent]?
+  /// Owner, mode and times (nil in bundles from before they were kept).
+  public var attributes: FileAttributes?
 
   public init(inode: UInt64, contents: Data) {
     self.inode = inode
     self.contents = contents
   }
 }
+
+/// A range of a file that holds data.
+public struct FileExtent: Codable, Sendable, Equatable {
+  public var offset: Int64
+  public var length: Int64
+
+  public init(offset: Int64, length: Int64) {
+    self.offset = offset
+    self.length = length
+  }
+}
+
+/// What a file ckcont makes again had of its own besides its bytes: owner and group (host
+/// ids), permission bits (07777) and the times of its last access and change of contents.
+public struct FileAttributes: Codable, Sendable, Equatable {
+  public var uid: UInt32
+  public var gid: UInt32
+  public var mode: UInt32
+  public var accessed: FileTime
+  public var modified: FileTime
+
+  public init(uid: UInt32, gid: UInt32, mode: UInt32, accessed: FileTime, modified: FileTime) {
+    self.uid = uid
+    self.gid = gid
+    self.mode = mode
+    self.accessed = accessed
+    self.modified = modified
+  }
+}
+
+/// A struct timespec.
+public struct FileTime: Codable, Sendable, Equatable {
+  public var seconds: Int64
+  public var nanoseconds: Int64
+
+  public init(seconds: Int64, nanoseconds: Int64) {
+    self.seconds = seconds
+    self.nanoseconds = nanoseconds
+  }
+}
+
+/// A file's bytes as a bundle keeps them: all of them, or the extents that hold data.
+public protocol KeptFileContents {
+  var contents: Data { get }
+  var size: Int64? { get }
+  var extents: [FileExtent]? { get }
+  var attributes: FileAttributes? { get }
+}
+
+extension KeptFileContents {
+  /// Its size, holes included.
+  public var fileSize: Int64 { size ?? Int64(contents.count) }
+
+  /// Whether it can be made again: at most 64 MiB of data within a size of at most 1 TiB,
+  /// in extents that follow each other, hold every byte of `contents`, and end within the
+  /// file; times and mode plausible.
+  public var contentsAreValid: Bool {
+    guard contents.count <= 64 << 20, (0...(1 << 40)).contains(fileSize) else { return false }
+    if let attributes {
+      guard attributes.mode <= 0o7777,
+        [attributes.accessed, attributes.modified].allSatisfy({ (0..<1_000_000_000).contains($0.nanoseconds) })
+      else { return false }
+    }
+    guard let extents else { return size == nil || fileSize >= Int64(contents.count) }
+    guard extents.count <= 1 << 16, extents.allSatisfy({ $0.offset >= 0 && $0.length > 0 }),
+      zip(extents, extents.dropFirst()).allSatisfy({ $0.offset + $0.length <= $1.offset }),
+      extents.reduce(Int64(0), { $0 + $1.length }) == Int64(contents.count)
+    else { return false }
+    return extents.last.map { $0.offset + $0.length <= fileSize } ?? true
+  }
+}
+
+extension GhostFileImage: KeptFileContents {}
+extension MemfdImage: KeptFileContents {}
 
 /// A memfd file: restored once per container (by inode), shared by every descriptor and
 /// mapping of it.
@@ -172,8 +253,11 @@ public struct MemfdImage: Codable, Sendable, Equatable {
   public var inode: UInt64
   /// F_GET_SEALS (F_SEAL_SEAL alone: created without MFD_ALLOW_SEALING).
   public var seals: Int32
-  /// The whole file, base64 in JSON.
+  /// As ``GhostFileImage/contents``, `size`, `extents` and `attributes` are.
   public var contents: Data
+  public var size: Int64?
+  public var extents: [FileExtent]?
+  public var attributes: FileAttributes?
 
   public init(name: String, inode: UInt64, seals: Int32, contents: Data) {
     self.name = name

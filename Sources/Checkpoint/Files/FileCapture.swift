@@ -153,9 +153,10 @@ struct FileCapture {
           fd: fd, kind: .deleted, flags: openFlags, closeOnExec: cloexec,
           path: String(target.dropLast(" (deleted)".count)),
           position: info.pos, mode: UInt32(st.st_mode))
-        descriptor.ghost = GhostFileImage(
-          inode: UInt64(st.st_ino),
-          contents: try readWhole(fd: fd, size: Int(st.st_size), what: "the deleted file \(target)"))
+        let kept = try readKept(fd: fd, what: "the deleted file \(target)")
+        var ghost = GhostFileImage(inode: UInt64(st.st_ino), contents: kept.contents)
+        (ghost.size, ghost.extents, ghost.attributes) = (kept.size, kept.extents, kept.attributes)
+        descriptor.ghost = ghost
         descriptors.append(descriptor)
         continue
       }
@@ -192,28 +193,6 @@ struct FileCapture {
       descriptors[index].asyncOwner = try asyncOwner(fd: descriptors[index].fd)
     }
     return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })
-  }
-
-  /// The whole contents of a file the task holds open (up to 64 MiB: they go into the model),
-  /// read through a descriptor of our own.
-  func readWhole(fd: Int32, size: Int, what: String) throws -> Data {
-    guard size <= 64 << 20 else {
-      throw CKError(
-        .failed, "task \(pid): fd \(fd) is \(what) of \(size >> 20) MiB; ckcont saves such files up to 64 MiB")
-    }
-    let path = "/proc/\(pid)/fd/\(fd)"
-    let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(ours) }
-    var contents = Data(count: size)
-    var done = 0
-    try contents.withUnsafeMutableBytes { buffer in
-      while done < size {
-        let n = try syscallChecked("pread", path) { pread(ours, buffer.baseAddress! + done, size - done, off_t(done)) }
-        if n == 0 { break }
-        done += n
-      }
-    }
-    return contents.prefix(done)
   }
 
   /// F_GETOWN_EX and F_GETSIG of the description behind `fd` (the owner as the host sees it).

@@ -52,6 +52,8 @@ final class SharedDescriptions {
   var memfds: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
   /// Deleted file's inode -> the task (host pid) and high fd holding its recreated ghost.
   var ghosts: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
+  /// Files made again whose owner, mode and times are set (``FileBatch/keepAttributes``).
+  var attributed: Set<String> = []
 }
 
 /// Reopens a process's descriptors inside the restored task at their exact numbers, with
@@ -295,7 +297,7 @@ final class FileBatch {
     if inContainer {
       // The container's file as its root sees it, without leaving that root.
       let root = try syscallChecked("open", "the root of task \(injector.pid)") {
-        open("/proc/\(injector.pid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+        open("/proc/\(injector.pid)/root", OpenFlags.path | O_DIRECTORY | O_CLOEXEC)
       }
       defer { close(root) }
       ours = try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") {
@@ -378,7 +380,9 @@ final class FileBatch {
   struct AfterBatch {
     var pipes: [(keeper: Int64, pipe: PipeImage)] = []
     var memfds: [(fd: Int64, memfd: MemfdImage)] = []
-    var ghosts: [(fd: Int64, contents: Data)] = []
+    var ghosts: [(fd: Int64, ghost: GhostFileImage)] = []
+    /// Owner, mode and times of files made again, set once they are filled.
+    var attributes: [(fd: Int64, attributes: FileAttributes, what: String)] = []
     /// TCP connections whose queues are too long for the data area: still in repair mode.
     var connections: [(fd: Int64, tcp: TCPConnectionImage)] = []
     /// POSIX message queues just made, and the messages to put back in them.
@@ -396,13 +400,17 @@ final class FileBatch {
     for (fd, queue) in after.messageQueues where !queue.messages.isEmpty {
       try withOurCopy(of: Int32(fd)) { ours in try putMessagesBack(queue, into: ours) }
     }
-    let ghosts = after.ghosts
-    let memfds = after.memfds
-    for (fd, contents) in ghosts {
-      try withOurCopy(of: Int32(fd)) { ours in try write(contents, to: ours, what: "a deleted file's ghost") }
+    for (fd, ghost) in after.ghosts {
+      try withOurCopy(of: Int32(fd)) { ours in try fill(ours, with: ghost, what: "a deleted file's ghost") }
     }
-    for (fd, memfd) in memfds {
-      try withOurCopy(of: Int32(fd)) { ours in try fill(ours, with: memfd) }
+    for (fd, memfd) in after.memfds {
+      try withOurCopy(of: Int32(fd)) { ours in try fill(ours, with: memfd, what: "memfd \(memfd.name)") }
+    }
+    for (fd, attributes, what) in after.attributes {
+      try withOurCopy(of: Int32(fd)) { ours in try apply(attributes, to: ours, what: what) }
+    }
+    for (fd, memfd) in after.memfds {
+      try withOurCopy(of: Int32(fd)) { ours in try seal(ours, as: memfd) }
     }
     injector.resetData()
   }
@@ -456,7 +464,7 @@ final class FileBatch {
 /// truncating, close-on-exec until installed, and without O_TMPFILE (a file made unnamed in
 /// a directory comes back as a deleted file; its flags would ask for a directory).
 func reopening(_ flags: Int32) -> Int32 {
-  let temporary: Int32 = 0o20000000  // __O_TMPFILE
+  let temporary = OpenFlags.temporaryFile
   let withoutTemporary = flags & temporary != 0 ? flags & ~(temporary | O_DIRECTORY) : flags
   return withoutTemporary & ~(O_CREAT | O_TRUNC | O_EXCL) | O_CLOEXEC
 }

@@ -11,7 +11,7 @@ import Linux
 enum Memfds: DescriptorKindHandler {
   static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
     guard let memfd = descriptor.memfd, memfd.name.utf8.count < 250, !memfd.name.contains("\0"),
-      memfd.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
+      memfd.contentsAreValid, (descriptor.position ?? 0) >= 0
     else { throw bad("fd \(descriptor.fd) is a bad memfd") }
   }
 
@@ -32,8 +32,10 @@ extension FileCapture {
     defer { close(ours) }
     let seals = fcntl(ours, 1034 /* F_GET_SEALS */)
     let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
-    return MemfdImage(
-      name: name, inode: inode, seals: max(seals, 0), contents: try readWhole(fd: fd, size: size, what: target))
+    let kept = try readKept(fd: fd, what: target)
+    var memfd = MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: kept.contents)
+    (memfd.size, memfd.extents, memfd.attributes) = (kept.size, kept.extents, kept.attributes)
+    return memfd
   }
 }
 
@@ -62,21 +64,21 @@ extension FileBatch {
       let made = batch.add(
         "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name),
         .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
-      batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.contents.count)))
+      batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.fileSize)))
       high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
       after.memfds.append((high, memfd))
       shared.memfds[memfd.inode] = (injector.pid, high)
     }
+    if let attributes = memfd.attributes { keepAttributes(attributes, of: "memfd \(memfd.inode)", at: high) }
     queueSeek(high, to: descriptor)
     prepared.descriptions[descriptor.fd] = high
   }
 }
 
 extension FileBatch {
-  /// Writes a memfd's contents through ckcont's copy `ours` (after the batch that made it,
-  /// see ``finish``), then seals it as it was.
-  func fill(_ ours: Int32, with memfd: MemfdImage) throws {
-    try write(memfd.contents, to: ours, what: "memfd \(memfd.name)")
+  /// Seals a memfd as it was through ckcont's copy `ours`, once filled and given its
+  /// attributes (see ``finish``).
+  func seal(_ ours: Int32, as memfd: MemfdImage) throws {
     if memfd.seals != 1 && memfd.seals != 0 {
       try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") {
         fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals)

@@ -31,7 +31,7 @@ enum RegularFiles: DescriptorKindHandler {
 enum DeletedFiles: DescriptorKindHandler {
   static func validate(_ descriptor: DescriptorImage, pipes: Set<UInt64>, bad: (String) -> CKError) throws(CKError) {
     guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4000, !path.contains("\0"),
-      let ghost = descriptor.ghost, ghost.contents.count <= 64 << 20, (descriptor.position ?? 0) >= 0
+      let ghost = descriptor.ghost, ghost.contentsAreValid, (descriptor.position ?? 0) >= 0
     else { throw bad("fd \(descriptor.fd) is a bad deleted file") }
   }
 
@@ -124,13 +124,14 @@ extension FileBatch {
         .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64((descriptor.mode ?? 0o600) & 0o7777)))
       batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(at))
       let keeper = queueMoveHigh(made, what: "the ghost of \(path)")
-      after.ghosts.append((keeper, ghost.contents))
+      after.ghosts.append((keeper, ghost))
       shared.ghosts[ghost.inode] = (injector.pid, keeper)
       source = "/proc/\(injector.pid)/fd/\(keeper)"
       madeHere = true
     }
     if madeHere { try runQueued() }
     let high = try queueHandedOver(source, flags: descriptor.flags, fd: descriptor.fd)
+    if let attributes = ghost.attributes { keepAttributes(attributes, of: "deleted \(ghost.inode)", at: high) }
     queueSeek(high, to: descriptor)
     prepared.descriptions[descriptor.fd] = high
   }

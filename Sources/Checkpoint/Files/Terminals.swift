@@ -75,7 +75,7 @@ final class Terminals {
     }
     guard !images.isEmpty else { return nil }
     let root = try syscallChecked("open", "the root of task \(rootPid)") {
-      open("/proc/\(rootPid)/root", 0o10000000 /* O_PATH */ | O_DIRECTORY | O_CLOEXEC)
+      open("/proc/\(rootPid)/root", OpenFlags.path | O_DIRECTORY | O_CLOEXEC)
     }
     let terminals = Terminals(root: root)
     var placeholders: [Int32] = []
