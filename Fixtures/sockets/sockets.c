@@ -10,6 +10,7 @@
  *   sockets udp-waiting
  *   sockets udplite
  *   sockets options
+ *   sockets icmp
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -52,6 +53,12 @@
  * After SIGTERM each reads as set, the filter is there, locked, the datagram that came before
  * it still reads and a new one is dropped, the IPv6 datagram reads with its control data, and
  * a peek starts at the offset.
+ *
+ * `icmp`: ping sockets (SOCK_DGRAM, IPPROTO_ICMP and IPPROTO_ICMPV6, allowed by the
+ * namespace's net.ipv4.ping_group_range, which the fixture opens): one bound to 127.0.0.1
+ * with identifier 4242 and IP_TTL 17 that has had an echo answered, one on ::1 never used.
+ * After SIGTERM the first keeps its identifier and TTL and gets an answer to a new echo
+ * request; the IPv6 one gets an answer too.
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -755,6 +762,42 @@ static int options_mode(void) {
   fx_finish();
 }
 
+/* Sends an echo request with `sequence` on ping socket `fd` to `to` and waits for its reply;
+ * 1 when it came back with that sequence. */
+static int ping_once(int fd, const struct sockaddr *to, socklen_t length, int v6, uint16_t sequence) {
+  unsigned char request[16] = {v6 ? 128 : 8, 0}, reply[64];
+  memcpy(request + 6, &sequence, 2);
+  memcpy(request + 8, "ckcont!!", 8);
+  if (sendto(fd, request, sizeof request, 0, to, length) != sizeof request) return 0;
+  struct pollfd ready = {.fd = fd, .events = POLLIN};
+  if (poll(&ready, 1, 2000) != 1) return 0;
+  ssize_t got = recv(fd, reply, sizeof reply, MSG_DONTWAIT);
+  uint16_t answered = 0;
+  if (got >= 8) memcpy(&answered, reply + 6, 2);
+  return got == 16 && reply[0] == (v6 ? 129 : 0) && answered == sequence;
+}
+
+static int icmp_mode(void) {
+  set_sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(4242), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in6 local6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  int ping = FX_SYS(socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP));
+  int ping6 = FX_SYS(socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6));
+  set_int(ping, IPPROTO_IP, IP_TTL, 17);
+  FX_SYS(bind(ping, (struct sockaddr *)&local, sizeof local));
+  if (!ping_once(ping, (struct sockaddr *)&local, sizeof local, 0, 1)) fx_setup_fail("no echo reply before the dump");
+  fx_ready();
+  fx_wait_term();
+
+  FX_EQ("the ping socket's identifier", 4242, port_of(ping));
+  FX_EQ("the ping socket's IP_TTL", 17, option(ping, IPPROTO_IP, IP_TTL));
+  FX_EQ("the ping socket's protocol", IPPROTO_ICMP, option(ping, SOL_SOCKET, SO_PROTOCOL));
+  FX_TRUE(ping_once(ping, (struct sockaddr *)&local, sizeof local, 0, 2), "no echo reply after the restore");
+  FX_EQ("the IPv6 ping socket's protocol", IPPROTO_ICMPV6, option(ping6, SOL_SOCKET, SO_PROTOCOL));
+  FX_TRUE(ping_once(ping6, (struct sockaddr *)&local6, sizeof local6, 1, 3), "no IPv6 echo reply after the restore");
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -766,6 +809,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "udp-waiting")) return udp_waiting_mode();
   if (argc > 1 && !strcmp(argv[1], "udplite")) return udplite_mode();
   if (argc > 1 && !strcmp(argv[1], "options")) return options_mode();
+  if (argc > 1 && !strcmp(argv[1], "icmp")) return icmp_mode();
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

@@ -45,7 +45,12 @@
  *             link, the message and its descriptor, and a byte crosses the pair
  *   ebpf-filter a UDP socket with an eBPF program attached as its filter (SO_ATTACH_BPF), which
  *             the kernel cannot give back. After: the link, and the filter is still there
- *             (SO_ATTACH_BPF again succeeds only if the program loads; SO_GET_FILTER refuses) */
+ *             (SO_ATTACH_BPF again succeeds only if the program loads; SO_GET_FILTER refuses)
+ *   ping-waiting a ping socket (its namespace's ping_group_range opened) with the reply to
+ *             its echo request waiting, which no one would send again. After: the link, and
+ *             the reply reads
+ *   hungup-tty the slave of a pseudo-terminal whose master was closed (hung up: every
+ *             ioctl on it fails with EIO). After: the link, and a read says end of file */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -291,7 +296,21 @@ int main(int argc, char **argv) {
     int loaded = FX_SYS(syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load));
     FX_SYS(setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &loaded, sizeof loaded));
     close(loaded);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter] [DIR]"); }
+  } else if (!strcmp(kind, "ping-waiting")) {
+    int range = FX_SYS(open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY));
+    FX_SYS(write(range, "0 2147483647", 12));
+    close(range);
+    fd = FX_SYS(socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP));
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    unsigned char request[8] = {8 /* echo request */};
+    FX_SYS(sendto(fd, request, sizeof request, 0, (struct sockaddr *)&to, sizeof to));
+    usleep(20000);
+  } else if (!strcmp(kind, "hungup-tty")) {
+    int master = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
+    FX_SYS(unlockpt(master));
+    fd = FX_SYS(open(ptsname(master), O_RDWR | O_NOCTTY));
+    close(master);
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -333,6 +352,11 @@ int main(int argc, char **argv) {
       ssize_t got = recvmsg(fd, &message, 0);
       FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
     }
+  } else if (!strcmp(kind, "hungup-tty")) {
+    FX_EQ("a read of the hung-up terminal", 0, read(fd, u.b, 1));
+  } else if (!strcmp(kind, "ping-waiting")) {
+    ssize_t got = recv(fd, u.b, sizeof u.b, MSG_DONTWAIT);
+    FX_TRUE(got == 8 && u.b[0] == 0, "ping-waiting: the reply is gone (%zd bytes)", got);
   } else if (!strcmp(kind, "ebpf-filter")) {
     socklen_t length = 0;
     FX_TRUE(getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &length) < 0 && errno == EACCES,

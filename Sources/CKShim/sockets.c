@@ -36,8 +36,15 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts) {
       facts->backlog = (int)info.tcpi_sacked;
     }
   }
-  // Netlink sockets answer no SIOCINQ: what waits in them is counted by the caller.
-  if (!facts->listening && facts->family != AF_NETLINK && ioctl(fd, SIOCINQ, &facts->waiting) < 0) return -errno;
+  // Netlink sockets answer no SIOCINQ: what waits in them is counted by the caller. Nor do
+  // ping sockets: a peek tells the length of the first reply waiting.
+  if (!facts->listening && facts->family != AF_NETLINK && ioctl(fd, SIOCINQ, &facts->waiting) < 0) {
+    if (errno != ENOTTY) return -errno;
+    char byte;
+    ssize_t got = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    if (got < 0 && errno != EAGAIN) return -errno;
+    facts->waiting = got < 0 ? 0 : (int)got;
+  }
   return 0;
 }
 

@@ -543,9 +543,11 @@ extension SocketImage {
       return address.count == size
         && Int32(address[address.startIndex]) | Int32(address[address.startIndex + 1]) << 8 == family
     }
-    // TCP, UDP, UDP-Lite (136, datagrams only).
+    // TCP, UDP, UDP-Lite (136, datagrams only), ping sockets (ICMP for IPv4, ICMPv6 for
+    // IPv6; datagrams, nothing waiting).
+    let ping = type == 2 && protocolNumber == (family == 2 ? 1 : 58) && messages == nil
     return (family == 2 || family == 10) && (type == 1 || type == 2)
-      && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2)
+      && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2 || ping)
       && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true)
       && (tcp == nil || peer != nil && address != nil)
       && (backlog ?? 0) >= 0 && options.isValid
@@ -554,6 +556,9 @@ extension SocketImage {
         || type == 2 && address != nil && senders?.count == messages?.count && (senders ?? []).allSatisfy { fits($0) }
           && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20)
   }
+
+  /// IPPROTO_ICMP and IPPROTO_ICMPV6: ping sockets (SOCK_DGRAM).
+  public static let pingProtocols: Set<Int32> = [1, 58]
 
   /// An internet address as people write it: `127.0.0.1:8080`, `[::1]:53`; nil when `address`
   /// is not a sockaddr_in or sockaddr_in6.

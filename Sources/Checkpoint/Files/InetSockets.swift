@@ -79,6 +79,10 @@ extension FileCapture {
       }
     } else {
       if facts.peer_length > 0 { peer = data(facts.peer, facts.peer_length) }
+      if SocketImage.pingProtocols.contains(facts.protocol), facts.waiting > 0 {
+        // Replies come from whom the program pinged: none would send them again.
+        throw refuse("a ping socket with replies waiting", "checkpoint once the program has read them")
+      }
     }
     let options = try SocketOptions.capture(ours, facts, refuse: refuse)
     var image = SocketImage(

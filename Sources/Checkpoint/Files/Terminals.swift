@@ -46,7 +46,15 @@ final class Terminals {
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
     defer { close(ours) }
     var facts = ck_pty_facts()
-    try negErrnoChecked("the terminal ioctls", "task \(pid) fd \(fd)") { ck_pty_facts(ours, isMaster ? 1 : 0, &facts) }
+    let result = ck_pty_facts(ours, isMaster ? 1 : 0, &facts)
+    if result == -EIO {
+      // A hung-up terminal answers every ioctl with EIO.
+      throw CKError(
+        .failed,
+        "task \(pid): fd \(fd) is a terminal that was hung up (its master closed, or vhangup), which ckcont cannot checkpoint yet",
+        hint: "close it before the checkpoint")
+    }
+    try negErrnoChecked("the terminal ioctls", "task \(pid) fd \(fd)") { result }
     if facts.readable > 0 {
       log(
         "task \(pid): fd \(fd): \(facts.readable) bytes waiting to be read from the \(isMaster ? "master" : "slave") of terminal \(isMaster ? facts.index : index) are not kept"
