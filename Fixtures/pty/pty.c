@@ -1,7 +1,7 @@
 /* pty: a pseudo-terminal inside the container, the controlling terminal of a session there
  * (an interactive program under `script`, a terminal multiplexer, an ssh server).
  *
- *   pty
+ *   pty [output]
  *
  * Makes a pty whose master stays with this process (pid 1), sets its window to 33x101, and
  * forks a child that starts a session with the slave as its controlling terminal, standard
@@ -12,6 +12,10 @@
  * After SIGTERM: each of those answers comes back right through the master; the child's
  * ttyname is the master's ptsname; the window is 33x101, echo is off, the terminal's session
  * and foreground group are the child's.
+ *
+ * `output`: also a second pty, both sides held by this process, output processing on (the
+ * default: "\n" goes out as "\r\n"), with "out\nput" written to its slave and not read:
+ * after SIGTERM the master reads exactly "out\r\nput", no more, no less.
  */
 #include "fix.h"
 #include <ctype.h>
@@ -89,9 +93,17 @@ static void ask(int master, const char *question, char *answer, size_t size) {
   read_line(master, answer, size);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   fx_init("pty");
   fx_term_setup();
+  int output = argc > 1 && !strcmp(argv[1], "output");
+  int second = -1, second_slave = -1;
+  if (output) {
+    second = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
+    FX_SYS(unlockpt(second));
+    second_slave = FX_SYS(open(ptsname(second), O_RDWR | O_NOCTTY));
+    FX_SYS(write(second_slave, "out\nput", 7));
+  }
   int master = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
   FX_SYS(grantpt(master));
   FX_SYS(unlockpt(master));
@@ -137,6 +149,17 @@ int main(void) {
   FX_EQ("the terminal's session", child, sid);
   FX_EQ("TIOCGPGRP", 0, ioctl(master, TIOCGPGRP, &group));
   FX_EQ("the terminal's foreground group", child, group);
+  if (output) {
+    char waiting[64] = "";
+    size_t got = 0;
+    for (struct pollfd p = {.fd = second, .events = POLLIN}; got < sizeof waiting - 1 && poll(&p, 1, 200) == 1;) {
+      ssize_t n = read(second, waiting + got, sizeof waiting - 1 - got);
+      if (n <= 0) break;
+      got += (size_t)n;
+    }
+    FX_TRUE(got == 8 && !memcmp(waiting, "out\r\nput", 8), "the output waiting in the second terminal: %zu bytes %02x %02x %02x %02x %02x %02x %02x %02x", got,
+            waiting[0], waiting[1], waiting[2], waiting[3], waiting[4], waiting[5], waiting[6], waiting[7]);
+  }
 
   kill(child, SIGKILL);
   fx_finish();

@@ -50,7 +50,10 @@
  *             its echo request waiting, which no one would send again. After: the link, and
  *             the reply reads
  *   hungup-tty the slave of a pseudo-terminal whose master was closed (hung up: every
- *             ioctl on it fails with EIO). After: the link, and a read says end of file */
+ *             ioctl on it fails with EIO). After: the link, and a read says end of file
+ *   pty-typed the master of a pseudo-terminal (its slave held too) into which "typed ahead\n"
+ *             was written that nothing has read from the slave. After: the link, and the
+ *             slave reads the line */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -305,12 +308,18 @@ int main(int argc, char **argv) {
     unsigned char request[8] = {8 /* echo request */};
     FX_SYS(sendto(fd, request, sizeof request, 0, (struct sockaddr *)&to, sizeof to));
     usleep(20000);
+  } else if (!strcmp(kind, "pty-typed")) {
+    fd = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
+    FX_SYS(unlockpt(fd));
+    other = FX_SYS(open(ptsname(fd), O_RDWR | O_NOCTTY));
+    FX_SYS(write(fd, "typed ahead\n", 12));
+    usleep(20000);
   } else if (!strcmp(kind, "hungup-tty")) {
     int master = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
     FX_SYS(unlockpt(master));
     fd = FX_SYS(open(ptsname(master), O_RDWR | O_NOCTTY));
     close(master);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -352,6 +361,9 @@ int main(int argc, char **argv) {
       ssize_t got = recvmsg(fd, &message, 0);
       FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
     }
+  } else if (!strcmp(kind, "pty-typed")) {
+    ssize_t got = read(other, u.b, sizeof u.b);
+    FX_TRUE(got == 12 && !memcmp(u.b, "typed ahead\n", 12), "pty-typed: the slave read %zd bytes", got);
   } else if (!strcmp(kind, "hungup-tty")) {
     FX_EQ("a read of the hung-up terminal", 0, read(fd, u.b, 1));
   } else if (!strcmp(kind, "ping-waiting")) {

@@ -21,6 +21,8 @@ struct FaultInjectionTests {
     (fixture: "bigmem", arguments: ["1024"], extra: [String]()),
     (fixture: "pipeline", arguments: [String](), extra: []),
     (fixture: "sockets", arguments: ["tcp-connection"], extra: ["dump:repair"]),
+    // Terminal output the dump reads out of a master goes back from the journal.
+    (fixture: "pty", arguments: ["output"], extra: []),
   ])
   func containerOutlivesADumpKilledAtEveryPhase(fixture: String, arguments: [String], extra: [String]) throws {
     try outlive(fixture, arguments, phases: Self.dumpPhases + extra, version: .v2)

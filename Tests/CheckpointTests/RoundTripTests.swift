@@ -13,7 +13,8 @@ struct RoundTripTests {
     ("regs", ["futex"]), ("regs", ["poll"]), ("regs", ["wait4"]), ("regs", ["libc-nanosleep"]),
     ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]), ("sysv-ipc", []),
     ("mounts", []), ("timens", []), ("locks", []), ("mqueue", []), ("mlock", []), ("memfd-private", []), ("sched", []),
-    ("seccomp", []), ("sigio", []), ("stopped", []), ("pty", []), ("nested-ns", []), ("chroot", []),
+    ("seccomp", []), ("sigio", []), ("stopped", []), ("pty", []), ("pty", ["output"]), ("nested-ns", []),
+    ("chroot", []),
     ("propagation", []), ("robust", []), ("madvise", []), ("cow", []), ("cow", ["many"]),
     ("signals", []), ("files", []), ("pipe-self", []), ("pipe-self", ["fifo"]), ("threads", ["64"]),
     ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("memfd-beyond", []),
@@ -130,6 +131,20 @@ struct RoundTripTests {
   /// A dump that lets the container run reads the pages it shares copy-on-write without
   /// pinning them (process_vm_readv would give the parent a copy of its own of each): after
   /// it, the container still shares every page as before (cow checks its own frames).
+  /// What the dump took out of the running container to save it goes back: terminal output
+  /// read out of a master (a terminal has no peek), and it runs on unharmed.
+  @Test func aDumpThatLetsTheContainerRunGivesBackTerminalOutput() throws {
+    let container = try FixtureContainer("pty", ["output"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let dumped = container.dump(["--leave-running"])
+    #expect(dumped.status == 0, "\(dumped.output)")
+    let root = try #require(container.cgroup.allPids().min())
+    kill(root, SIGTERM)
+    #expect(container.launcher.waitUntilExit() == 0, "\(container.log)")
+    #expect(container.log.contains("PASS pty"), "log: \(container.log)")
+  }
+
   @Test func aDumpThatLetsTheContainerRunKeepsItsSharing() throws {
     let container = try FixtureContainer("cow", ["many"])
     defer { container.destroy() }

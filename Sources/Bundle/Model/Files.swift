@@ -123,6 +123,12 @@ public struct PtyImage: Codable, Sendable, Equatable {
   /// foreground process group, as the container sees them (ckcont's pids while captured).
   public var session: Int32?
   public var foregroundGroup: Int32?
+  /// A master's: what the programs wrote to the terminal that waits to be read from the
+  /// master (at most ``PtyImage/outputLimit`` bytes).
+  public var output: Data?
+
+  /// The most output a terminal keeps: what its buffers hold.
+  public static let outputLimit = 1 << 20
 
   public init(
     index: Int32, isMaster: Bool, termios: Data, windowSize: [UInt16], locked: Bool, packetMode: Bool, session: Int32?,

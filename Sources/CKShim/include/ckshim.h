@@ -281,6 +281,19 @@ int ck_pty_open_master(int fd, int *index);
 int ck_pty_apply(int master, const struct ck_pty_facts *facts);
 // TIOCSPTLCK; 0 or -errno.
 int ck_pty_lock(int master, int locked);
+// Bytes typed into the terminal of `master` that wait to be read from its slave (whole
+// lines in canonical mode), and in `devpts` the device of its devpts instance; 0 (and 0)
+// when no slave can be opened to ask through (a locked master).
+int ck_pty_typed_ahead(int master, unsigned long long *devpts);
+// Reads what waits to be read from `master` (the programs' output) into `buffer`; returns
+// the bytes read, and in `error` 0 or the -errno that stopped it (-E2BIG: more than
+// `capacity` waited).
+size_t ck_pty_take_output(int master, void *buffer, size_t capacity, int *error);
+// What waits to be read from terminal descriptor `fd` (FIONREAD), or -errno.
+int ck_pty_readable(int fd);
+// Writes `bytes` into the slave of `master` with output processing off (they had it once),
+// so that they wait in the master again; 0 or -errno.
+int ck_pty_put_output(int master, const void *bytes, size_t length);
 
 // A unix socket as sock_diag tells it (which a descriptor alone does not: its peer).
 struct ck_unix_diag {

@@ -133,7 +133,8 @@ struct FileCapture {
       }
       if type == S_IFCHR, target.hasPrefix("/"), let side = Terminals.side(device: UInt64(st.st_rdev)) {
         var descriptor = DescriptorImage(fd: fd, kind: .pty, flags: openFlags, closeOnExec: cloexec, path: target)
-        descriptor.pty = try Terminals.capture(pid: pid, fd: fd, isMaster: side.isMaster, index: side.index, log: log)
+        descriptor.pty = try Terminals.capture(
+          pid: pid, fd: fd, isMaster: side.isMaster, index: side.index, taken: repaired, log: log)
         descriptors.append(descriptor)
         continue
       }

@@ -39,8 +39,12 @@ final class Terminals {
   }
 
   /// The state of the terminal behind descriptor `fd` of task `pid`, read through a copy.
-  /// Bytes waiting in it are not kept (as in CRIU): `log` says how many.
-  static func capture(pid: Int32, fd: Int32, isMaster: Bool, index: Int32, log: (String) -> Void) throws -> PtyImage {
+  /// Through a master: the output waiting in it, read out once per terminal (`taken` gives
+  /// it back if the container runs on; CRIU drops it); input typed into it that its programs
+  /// have not read is refused (taking it out and back would lose where its lines end).
+  static func capture(
+    pid: Int32, fd: Int32, isMaster: Bool, index: Int32, taken: RepairedSockets, log: (String) -> Void
+  ) throws -> PtyImage {
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
@@ -55,18 +59,38 @@ final class Terminals {
         hint: "close it before the checkpoint")
     }
     try negErrnoChecked("the terminal ioctls", "task \(pid) fd \(fd)") { result }
-    if facts.readable > 0 {
-      log(
-        "task \(pid): fd \(fd): \(facts.readable) bytes waiting to be read from the \(isMaster ? "master" : "slave") of terminal \(isMaster ? facts.index : index) are not kept"
-      )
+    var output: Data?
+    if isMaster {
+      var devpts: UInt64 = 0
+      let typed = ck_pty_typed_ahead(ours, &devpts)
+      guard typed == 0 else {
+        throw CKError(
+          .failed,
+          "task \(pid): fd \(fd) is the master of terminal \(facts.index), into which \(typed) bytes were typed that its programs have not read, which ckcont cannot checkpoint yet",
+          hint: "checkpoint once they have been read")
+      }
+      if facts.readable > 0 && facts.packet != 0 {
+        throw CKError(
+          .failed,
+          "task \(pid): fd \(fd) is the master of terminal \(facts.index) in packet mode with output waiting, which ckcont cannot checkpoint yet",
+          hint: "checkpoint once the output was read")
+      }
+      if facts.readable > 0 {
+        output = try taken.takeOutput(of: [devpts, UInt64(facts.index)], through: ours, pid: pid, target: fd)
+        if let output, !output.isEmpty {
+          log("task \(pid): fd \(fd): \(output.count) bytes of output waiting in terminal \(facts.index) kept")
+        }
+      }
     }
     let termios = withUnsafeBytes(of: facts.termios) { Data($0) }
     let window = withUnsafeBytes(of: facts.window) { Array($0.bindMemory(to: UInt16.self)) }
-    return PtyImage(
+    var image = PtyImage(
       index: isMaster ? facts.index : index, isMaster: isMaster, termios: termios, windowSize: window,
       locked: facts.locked != 0,
       packetMode: facts.packet != 0, session: facts.session > 0 ? facts.session : nil,
       foregroundGroup: facts.foreground > 0 ? facts.foreground : nil)
+    image.output = output?.isEmpty == false ? output : nil
+    return image
   }
 
   // MARK: Restore
@@ -79,6 +103,8 @@ final class Terminals {
       for descriptor in task.files.descriptors where descriptor.kind == .pty {
         guard let pty = descriptor.pty, pty.isMaster, let path = descriptor.path else { continue }
         images[pty.index] = images[pty.index] ?? (path, pty)
+        // The output went with whichever master the dump read it through.
+        if let output = pty.output { images[pty.index]?.pty.output = output }
       }
     }
     guard !images.isEmpty else { return nil }
@@ -111,6 +137,12 @@ final class Terminals {
         withUnsafeMutableBytes(of: &facts.window) { bytes in
           for (slot, value) in image.pty.windowSize.prefix(4).enumerated() {
             bytes.storeBytes(of: value, toByteOffset: slot * 2, as: UInt16.self)
+          }
+        }
+        if let output = image.pty.output {
+          // Written with a fresh terminal's settings, output processing off, before its own.
+          try negErrnoChecked("write", "the output waiting in terminal \(wanted)") {
+            output.withUnsafeBytes { ck_pty_put_output(master, $0.baseAddress, $0.count) }
           }
         }
         try negErrnoChecked("TCSETS2/TIOCSWINSZ/TIOCPKT", "terminal \(wanted)") { ck_pty_apply(master, &facts) }
@@ -221,7 +253,8 @@ enum TerminalDescriptors: DescriptorKindHandler {
     guard let path = descriptor.path, path.hasPrefix("/"), path.utf8.count < 4096, !path.contains("\0"),
       let pty = descriptor.pty,
       (0..<(1 << 20)).contains(pty.index), pty.termios.count == Terminals.termiosSize, pty.windowSize.count == 4,
-      (pty.session ?? 1) > 0, (pty.foregroundGroup ?? 1) > 0
+      (pty.session ?? 1) > 0, (pty.foregroundGroup ?? 1) > 0,
+      pty.output.map({ pty.isMaster && !pty.packetMode && (1...PtyImage.outputLimit).contains($0.count) }) ?? true
     else { throw bad("fd \(descriptor.fd) is a bad terminal") }
   }
 

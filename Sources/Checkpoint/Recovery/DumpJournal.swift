@@ -42,6 +42,14 @@ struct DumpRecord: Codable, Sendable {
     var reuseAddress: Bool
   }
 
+  /// What the programs wrote to a terminal that waited in its master, which the dump read
+  /// out (a terminal has no way to peek) through the descriptor its process holds.
+  struct TerminalOutput: Codable, Sendable {
+    var pid: Int32
+    var fd: Int32
+    var bytes: Data
+  }
+
   var cgroup: String
   var ckcontPid: Int32
   var ckcontStartTime: UInt64
@@ -49,6 +57,7 @@ struct DumpRecord: Codable, Sendable {
   var wasFrozen: Bool
   var processes: [Process] = []
   var repairedSockets: [RepairedSocket] = []
+  var terminalOutputs: [TerminalOutput]? = nil
   /// The bundle file being written (removed by recovery).
   var partialBundle: String?
   /// The bundle is complete and verified, and the dump was to kill the container: recovery

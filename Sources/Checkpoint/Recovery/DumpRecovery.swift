@@ -123,6 +123,7 @@ public enum DumpRecovery {
     for process in processes {
       restored += try putBack(
         process, stoppedThreads, socketsOf: record.repairedSockets.filter { $0.pid == process.pid }, log: log)
+      for output in record.terminalOutputs ?? [] where output.pid == process.pid { putBack(output, log: log) }
     }
     // Everything resumes at once: frozen while detached, thawed (unless it was frozen).
     try? _ = Freezer.freeze(cgroup, timeout: 5)
@@ -202,6 +203,21 @@ public enum DumpRecovery {
   }
 
   /// TCP_REPAIR off through a copy of the process's descriptor, if it still is a TCP socket.
+  /// Writes a terminal's output back so that it waits in the master again, unless the dump
+  /// did already (it read out all there was, and nothing ran since but its own put-back).
+  private static func putBack(_ output: DumpRecord.TerminalOutput, log: (String) -> Void) {
+    let pidfd = ck_pidfd_open(output.pid, 0)
+    guard pidfd >= 0 else { return }
+    defer { close(pidfd) }
+    let ours = ck_pidfd_getfd(pidfd, output.fd, 0)
+    guard ours >= 0 else { return }
+    defer { close(ours) }
+    guard ck_pty_readable(ours) == 0 else { return }
+    if output.bytes.withUnsafeBytes({ ck_pty_put_output(ours, $0.baseAddress, $0.count) }) == 0 {
+      log("task \(output.pid) fd \(output.fd): \(output.bytes.count) bytes of terminal output put back")
+    }
+  }
+
   private static func takeOutOfRepair(_ socket: DumpRecord.RepairedSocket, log: (String) -> Void) {
     let pidfd = ck_pidfd_open(socket.pid, 0)
     guard pidfd >= 0 else { return }
