@@ -11,6 +11,7 @@
  *   sockets udplite
  *   sockets options
  *   sockets icmp
+ *   sockets unix-unlinked [DIR]
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -59,6 +60,12 @@
  * with identifier 4242 and IP_TTL 17 that has had an echo answered, one on ::1 never used.
  * After SIGTERM the first keeps its identifier and TTL and gets an answer to a new echo
  * request; the IPv6 one gets an answer too.
+ *
+ * `unix-unlinked`: a listener whose socket file in DIR was unlinked and another listener
+ * then bound to the same path (a server restarted while the old one still runs), a listener
+ * whose file was unlinked, and a datagram socket whose file was unlinked. After SIGTERM each
+ * still has its name; the path of the first two is the second listener's (a client reaches
+ * it, not the old one); the other two paths are gone.
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -798,6 +805,55 @@ static int icmp_mode(void) {
   fx_finish();
 }
 
+static int unix_path_socket(int type, const char *path, int listening) {
+  int fd = FX_SYS(socket(AF_UNIX, type | SOCK_NONBLOCK, 0));
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  snprintf(address.sun_path, sizeof address.sun_path, "%s", path);
+  FX_SYS(bind(fd, (struct sockaddr *)&address, sizeof address));
+  if (listening) FX_SYS(listen(fd, 4));
+  return fd;
+}
+
+static void check_name(const char *what, int fd, const char *path) {
+  struct sockaddr_un now = {0};
+  socklen_t length = sizeof now;
+  FX_SYS(getsockname(fd, (struct sockaddr *)&now, &length));
+  FX_TRUE(!strcmp(now.sun_path, path), "%s is named \"%s\"", what, now.sun_path);
+}
+
+static int unix_unlinked_mode(const char *dir) {
+  char shared[108], gone[108], dgram[108];
+  snprintf(shared, sizeof shared, "%s/ckcont-unlinked-%d.sock", dir, getpid());
+  snprintf(gone, sizeof gone, "%s/ckcont-gone-%d.sock", dir, getpid());
+  snprintf(dgram, sizeof dgram, "%s/ckcont-gone-dgram-%d.sock", dir, getpid());
+  int old = unix_path_socket(SOCK_STREAM, shared, 1);
+  FX_SYS(unlink(shared));
+  int replacement = unix_path_socket(SOCK_STREAM, shared, 1);
+  int orphan = unix_path_socket(SOCK_STREAM, gone, 1);
+  FX_SYS(unlink(gone));
+  int datagrams = unix_path_socket(SOCK_DGRAM, dgram, 0);
+  FX_SYS(unlink(dgram));
+  fx_ready();
+  fx_wait_term();
+
+  check_name("the old listener", old, shared);
+  check_name("the listener bound in its place", replacement, shared);
+  check_name("the listener whose file was unlinked", orphan, gone);
+  check_name("the datagram socket whose file was unlinked", datagrams, dgram);
+  struct stat st;
+  FX_TRUE(lstat(gone, &st) < 0 && errno == ENOENT, "%s is there again", gone);
+  FX_TRUE(lstat(dgram, &st) < 0 && errno == ENOENT, "%s is there again", dgram);
+  int client = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  struct sockaddr_un to = {.sun_family = AF_UNIX};
+  snprintf(to.sun_path, sizeof to.sun_path, "%s", shared);
+  FX_EQ("a client's connect to the shared path", 0, connect(client, (struct sockaddr *)&to, sizeof to));
+  int accepted = accept(replacement, NULL, NULL);
+  FX_TRUE(accepted >= 0, "the listener bound in the old one's place got no connection");
+  FX_TRUE(accept(old, NULL, NULL) < 0 && errno == EAGAIN, "the old listener got a connection");
+  unlink(shared);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -810,6 +866,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "udplite")) return udplite_mode();
   if (argc > 1 && !strcmp(argv[1], "options")) return options_mode();
   if (argc > 1 && !strcmp(argv[1], "icmp")) return icmp_mode();
+  if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
     int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));

@@ -349,6 +349,9 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// A unix socket: its inode, and its connected peer's (both in the container).
   public var inode: UInt64?
   public var peerInode: UInt64?
+  /// A unix socket bound to an absolute path whose socket file is no longer there (unlinked,
+  /// or replaced by another file): it keeps its name, without a file to connect through.
+  public var nameUnlinked: Bool?
   /// A connected unix socket whose peer no process of the container held (a client outside,
   /// such as a psql connected to a server inside): that peer lost the connection when the
   /// container was killed, so the socket comes back with its waiting data and a peer that is
@@ -542,6 +545,7 @@ extension SocketImage {
         && (messages?.count ?? 0) <= 4096 && (messages ?? []).reduce(0, { $0 + $1.count }) <= 16 << 20
         && options.isValid
         && (shutdown.map { (1...3).contains($0) && peerInode != nil } ?? true) && passedIsValid
+        && (nameUnlinked == nil || address?.first == UInt8(ascii: "/"))
     }
     let size = family == 2 ? 16 : 28
     func fits(_ address: Data?) -> Bool {

@@ -306,6 +306,8 @@ struct ck_unix_diag {
   // The kernel's sk_shutdown: 1 receiving shut down, 2 sending (shutdown(2) of this end,
   // or of the peer's other direction).
   unsigned int shutdown;
+  // A socket bound to a path: the inode of the socket file bind(2) made (0: none).
+  unsigned int file_inode;
 };
 // Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
 int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);

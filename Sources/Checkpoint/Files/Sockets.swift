@@ -123,14 +123,23 @@ extension FileBatch {
     if socket.family == 16, let address = socket.address {
       return try queueNetlinkBind(made, to: address, socket, fd: fd)
     }
+    var putBack: (() throws -> Void)?
     if let address = socket.address {
       // A unix name is sun_path: after the two bytes of sun_family.
       let sockaddr = socket.family == AF_UNIX ? Data([UInt8(AF_UNIX), 0]) + address : address
-      if socket.family == AF_UNIX { try removeStaleSocketFile(address) }
+      if socket.nameUnlinked == true {
+        putBack = try moveAsideForUnlinkedName(address, fd: fd)
+      } else if socket.family == AF_UNIX {
+        try removeStaleSocketFile(address)
+      }
       let at = try sockaddr.withUnsafeBytes { try injector.put($0) }
       batch.add(
         "bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at),
         .value(UInt64(sockaddr.count)))
+      if socket.nameUnlinked == true {
+        let path = try injector.put(string: String(decoding: address.prefix { $0 != 0 }, as: UTF8.self))
+        batch.add("unlink the file of fd \(fd)'s name", SyscallNumber.unlink, .value(path))
+      }
     }
     if let backlog = socket.backlog {
       batch.add("listen fd \(fd)", SyscallNumber.listen, .result(made), .value(UInt64(backlog)))
@@ -139,7 +148,12 @@ extension FileBatch {
       let at = try peer.withUnsafeBytes { try injector.put($0) }
       batch.add("connect fd \(fd)", SyscallNumber.connect, .result(made), .value(at), .value(UInt64(peer.count)))
     }
-    return queueMoveHigh(made, what: "fd \(fd)")
+    let high = queueMoveHigh(made, what: "fd \(fd)")
+    if let putBack {
+      try runQueued()
+      try putBack()
+    }
+    return high
   }
 }
 

@@ -14,6 +14,19 @@ extension FileCapture {
   /// connected stream socket the bytes waiting in it, peeked without consuming them.
   private static let diagQuestions = Mutex(())
 
+  /// Whether the file bind(2) made for `name` (inode `fileInode`) is no longer at its path,
+  /// as the task sees it; nil for a name without a file or one relative to a directory
+  /// long left.
+  private func nameUnlinked(_ name: Data, fileInode: UInt32) -> Bool? {
+    guard name.first == UInt8(ascii: "/"), fileInode != 0 else { return nil }
+    var st = stat()
+    let path = "/proc/\(pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    let there =
+      lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK
+      && UInt32(truncatingIfNeeded: st.st_ino) == fileInode
+    return there ? nil : true
+  }
+
   func captureUnixSocket(
     _ ours: Int32, facts: ck_socket_facts, inode: UInt64, refuse: (String, String) -> CKError
   ) throws -> SocketImage {
@@ -29,6 +42,7 @@ extension FileCapture {
       throw refuse("a unix socket sock_diag does not know (\(String(cString: strerror(-found))))", hint)
     }
     let name = withUnsafeBytes(of: diag.name) { Data($0.prefix(Int(diag.name_length))) }
+    let unlinked = nameUnlinked(name, fileInode: diag.file_inode)
     let options = try SocketOptions.capture(ours, facts, refuse: refuse)
     if facts.listening != 0 {
       guard diag.receive_queue == 0 else {
@@ -36,9 +50,11 @@ extension FileCapture {
           "a listening unix socket with \(diag.receive_queue) connection(s) not yet accepted",
           "checkpoint once the server has accepted them")
       }
-      return SocketImage(
+      var image = SocketImage(
         family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
         backlog: Int32(clamping: diag.send_queue), options: options, inode: inode)
+      image.nameUnlinked = unlinked
+      return image
     }
     /// What waits, with each sender's name as sock_diag gives names (sun_path bytes after the
     /// 2-byte family; empty for an unnamed sender).
@@ -60,6 +76,7 @@ extension FileCapture {
         family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
         backlog: nil,
         options: options, inode: inode)
+      image.nameUnlinked = unlinked
       if facts.waiting > 0 {
         // Datagrams sent to its name: they are sent again from the same names at restore.
         let waiting = try peekWaiting()
@@ -182,6 +199,21 @@ extension FileBatch {
     var st = stat()
     guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
     try syscallChecked("unlink", "the stale socket file \(path)") { unlink(path) }
+  }
+
+  /// A socket whose name's file was unlinked or replaced (``SocketImage/nameUnlinked``)
+  /// binds its name and unlinks the file at once, in the task. Whatever is at the path now
+  /// (the replacement, or its stale socket file) is moved aside for the bind and put back
+  /// by `putBack`, once the batch ran; nil when the path is free.
+  func moveAsideForUnlinkedName(_ name: Data, fd: Int32) throws -> (() throws -> Void)? {
+    let path = "/proc/\(injector.pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return nil }
+    let aside = path + ".ckcont-aside-\(getpid())-\(fd)"
+    try syscallChecked("rename", "\(path) aside for the bind of fd \(fd)") { rename(path, aside) }
+    return {
+      try syscallChecked("rename", "\(aside) back to \(path)") { rename(aside, path) }
+    }
   }
 }
 
