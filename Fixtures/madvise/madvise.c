@@ -8,6 +8,13 @@
  * And an area of 8 pages with guard regions on pages 2-3 and 6 (MADV_GUARD_INSTALL, Linux
  * 6.13+; skipped where the kernel has none): after SIGTERM those pages fault on touch and
  * the others keep their pattern.
+ *
+ * `madvise fork`: an area with MADV_WIPEONFORK and a MAP_DROPPABLE one (which the kernel
+ * may empty under memory pressure, and wipes on fork too), each 4 pages of a pattern, then
+ * a child forked, which writes its own pattern into page 0 of the first and page 1 of the
+ * second. After SIGTERM (the child's sent on by the parent) each process finds its own
+ * pages, the child zeros where it wrote nothing (a droppable page may also read zeros, never
+ * the other process's bytes), and both areas keep their flags in both processes.
  */
 #include <setjmp.h>
 #include "fix.h"
@@ -71,9 +78,70 @@ static int zero(const unsigned char *at, size_t size) {
   return 1;
 }
 
-int main(void) {
+/* Whether `at` (one page) holds `byte` everywhere, or, `or_zero`, is all zeros. */
+static int page_is(const unsigned char *at, unsigned char byte, int or_zero) {
+  int all = 1, none = 1;
+  for (int i = 0; i < PAGE; i++) {
+    all &= at[i] == byte;
+    none &= at[i] == 0;
+  }
+  return all || (or_zero && none);
+}
+
+static int has_flag(const void *at, const char *flag) {
+  char flags[512];
+  fx_vm_flags(at, flags, sizeof flags);
+  return fx_has_vm_flag(flags, flag);
+}
+
+/* The checks of one process: `mine` the byte it wrote (0: the parent's patterns). */
+static void check_fork_areas(const char *who, unsigned char *wiped, unsigned char *droppable, int child) {
+  for (int page = 0; page < 4; page++) {
+    int expected = child ? (page == 0 ? 'C' : 0) : 'W';
+    FX_TRUE(page_is(wiped + page * PAGE, (unsigned char)expected, 0), "%s: page %d of the wipe-on-fork area", who, page);
+    int dropped = child ? (page == 1 ? 'E' : 0) : 'D';
+    FX_TRUE(page_is(droppable + page * PAGE, (unsigned char)dropped, 1), "%s: page %d of the droppable area", who, page);
+  }
+  FX_TRUE(has_flag(wiped, "wf"), "%s: the wipe-on-fork area lost wf", who);
+  FX_TRUE(has_flag(droppable, "dp") && has_flag(droppable, "wf"), "%s: the droppable area lost dp or wf", who);
+}
+
+static int fork_mode(void) {
+  unsigned char *wiped = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  unsigned char *droppable = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, 0x08 /* MAP_DROPPABLE */ | MAP_ANONYMOUS, -1, 0);
+  if (wiped == MAP_FAILED || droppable == MAP_FAILED) fx_setup_fail("mmap");
+  FX_SYS(madvise(wiped, 4 * PAGE, MADV_WIPEONFORK));
+  memset(wiped, 'W', 4 * PAGE);
+  memset(droppable, 'D', 4 * PAGE);
+  int report[2];
+  FX_SYS(pipe(report));
+  pid_t child = FX_SYS(fork());
+  if (child == 0) {
+    close(report[0]);
+    memset(wiped, 'C', PAGE);
+    memset(droppable + PAGE, 'E', PAGE);
+    FX_SYS(write(report[1], "r", 1));
+    fx_wait_term();
+    check_fork_areas("the child", wiped, droppable, 1);
+    fx_finish();
+  }
+  close(report[1]);
+  char byte;
+  if (read(report[0], &byte, 1) != 1) fx_setup_fail("the child did not write");
+  fx_ready();
+  fx_wait_term();
+  check_fork_areas("the parent", wiped, droppable, 0);
+  kill(child, SIGTERM);
+  int status = 0;
+  FX_SYS(waitpid(child, &status, 0));
+  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's checks failed (status %#x)", status);
+  fx_finish();
+}
+
+int main(int argc, char **argv) {
   fx_init("madvise");
   fx_term_setup();
+  if (argc > 1 && !strcmp(argv[1], "fork")) return fork_mode();
   /* One reservation, cut into areas with a free page between them: the kernel would merge
    * neighbours whose advice ends up the same. */
   unsigned char *base = mmap(NULL, (COUNT + 1) * 2 * SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -29,6 +29,7 @@ struct ModelEncodingTests {
       vmas[vmas.count - 1].advice = index == 1 ? [.dontFork, .wipeOnFork] : index == 4 ? VMAImage.Advice.allCases : nil
       vmas[vmas.count - 1].sealed = index == 3 ? true : nil
       vmas[vmas.count - 1].noReserve = index == 5 ? true : nil
+      vmas[vmas.count - 1].droppable = index == 4 ? true : nil
       vmas[vmas.count - 1].accounted = index == 3 ? true : nil
       vmas[vmas.count - 1].guards = index == 5 ? [PageRun(start: start + 0x3000, end: start + 0x4000)] : nil
       vmas[vmas.count - 1].parentPages =

@@ -15,7 +15,7 @@ struct RoundTripTests {
     ("mounts", []), ("timens", []), ("locks", []), ("mqueue", []), ("mlock", []), ("memfd-private", []), ("sched", []),
     ("seccomp", []), ("sigio", []), ("stopped", []), ("pty", []), ("pty", ["output"]), ("nested-ns", []),
     ("chroot", []),
-    ("propagation", []), ("robust", []), ("madvise", []), ("cow", []), ("cow", ["many"]),
+    ("propagation", []), ("robust", []), ("madvise", []), ("madvise", ["fork"]), ("cow", []), ("cow", ["many"]),
     ("signals", []), ("files", []), ("pipe-self", []), ("pipe-self", ["fifo"]), ("threads", ["64"]),
     ("threads", ["128"]), ("tree", []), ("pipeline", []), ("shm", []), ("shm", ["memfd"]), ("memfd-beyond", []),
     ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []),

@@ -83,6 +83,9 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// not count against a strict overcommit limit (glibc's 64 MiB thread arenas). Mapped so
   /// again; nil when not.
   public var noReserve: Bool?
+  /// Mapped with MAP_DROPPABLE (smaps `dp`; anonymous, wiped on fork, its pages the kernel's
+  /// to drop under memory pressure). Mapped so again; nil when not.
+  public var droppable: Bool?
   /// A private mapping not writable now that was (smaps `ac`, VM_ACCOUNT): its memory stays
   /// charged against the overcommit limit. Mapped writable and made read-only again; nil
   /// when not.
@@ -272,6 +275,7 @@ extension VMAImage {
     }
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
     if let noReserve { text += "\"noReserve\":\(noReserve)," }
+    if let droppable { text += "\"droppable\":\(droppable)," }
     if let accounted { text += "\"accounted\":\(accounted)," }
     if let objectDevice { text += "\"objectDevice\":\(objectDevice)," }
     if let objectMode { text += "\"objectMode\":\(objectMode)," }
@@ -361,6 +365,7 @@ extension VMAImage {
     var advice: [Advice]?
     var sealed: Bool?
     var noReserve: Bool?
+    var droppable: Bool?
     var accounted: Bool?
     var guards: [PageRun]?
     var parentPages: [PageRun]?
@@ -412,6 +417,7 @@ extension VMAImage {
         }
       case "sealed": sealed = scanner.null() ? nil : try scanner.bool()
       case "noReserve": noReserve = scanner.null() ? nil : try scanner.bool()
+      case "droppable": droppable = scanner.null() ? nil : try scanner.bool()
       case "accounted": accounted = scanner.null() ? nil : try scanner.bool()
       case "guards":
         guards =
@@ -444,6 +450,7 @@ extension VMAImage {
     self.advice = advice
     self.sealed = sealed
     self.noReserve = noReserve
+    self.droppable = droppable
     self.accounted = accounted
     self.guards = guards
     self.parentPages = parentPages

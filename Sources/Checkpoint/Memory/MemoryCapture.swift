@@ -162,7 +162,7 @@ struct MemoryCapture {
   }
 
   /// The kernel's flags of a mapping that the restore must set again: locks, madvise advice,
-  /// a seal, MAP_NORESERVE.
+  /// a seal, MAP_NORESERVE, MAP_DROPPABLE.
   private func apply(_ flags: VMFlags, to image: inout VMAImage) {
     if flags.contains(.locked) { image.lock = flags.contains(.lockOnFault) ? .onFault : .always }
     let advice: [(VMFlags, VMAImage.Advice)] = [
@@ -173,6 +173,7 @@ struct MemoryCapture {
     image.advice = given.isEmpty ? nil : given
     if flags.contains(.sealed) { image.sealed = true }
     if flags.contains(.noReserve) { image.noReserve = true }
+    if flags.contains(.droppable) { image.droppable = true }
     if flags.contains(.accountable) && !image.shared && image.protection & PROT_WRITE == 0 { image.accounted = true }
   }
 

@@ -222,10 +222,13 @@ final class MemoryRestore {
     let alike = previousProtection == nil || protection == nil || previousProtection == protection
     return previous.end == vma.start && !previous.shared && !vma.shared && anonymousKinds.contains(previous.kind)
       && anonymousKinds.contains(vma.kind) && alike && previous.noReserve == vma.noReserve
+      && previous.droppable == vma.droppable
       && previous.sharedObject == nil && vma.sharedObject == nil
   }
 
   static let anonymousKinds: Set<VMAImage.Kind> = [.anonymous, .heap]
+  /// MAP_DROPPABLE (linux/mman.h), which Glibc does not name yet.
+  static let mapDroppable: UInt64 = 0x08
 
   /// Maps `vma` apart from its neighbours alike (``wouldMerge(_:mappedWith:_:mappedWith:)``): with another
   /// protection (writable, for its pages), both given an anon_vma (a page each, written
@@ -713,7 +716,8 @@ final class MemoryRestore {
     // MAP_FIXED_NOREPLACE: never clobber what is already there; MAP_NORESERVE as it was
     // mapped (no swap reserved: the mapping stays out of strict overcommit accounting).
     let fixed: UInt64 = 0x100000 | (vma.noReserve == true ? UInt64(MAP_NORESERVE) : 0)
-    let sharing = UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
+    // MAP_DROPPABLE is a kind of mapping of its own, as MAP_SHARED and MAP_PRIVATE are.
+    let sharing = vma.droppable == true ? MemoryRestore.mapDroppable : UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
     let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
     let at = Int64(vma.start)
     if vma.kind == .memfd || vma.kind == .deletedFile {

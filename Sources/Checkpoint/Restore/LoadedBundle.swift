@@ -502,6 +502,9 @@ final class LoadedBundle {
         expectedOffset += run.size
       }
       guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name) is a kernel mapping with pages") }
+      guard vma.droppable != true || !vma.shared && vma.kind == .anonymous else {
+        throw bad("\(name) is droppable but not private anonymous memory")
+      }
       var guardEnd = vma.start
       for run in vma.guards ?? [] {
         // Guard pages hold nothing: no saved page lies in them.

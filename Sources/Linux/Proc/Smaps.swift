@@ -83,6 +83,8 @@ public struct VMFlags: OptionSet, Codable, Hashable, Sendable {
   public static let mpx = VMFlags(rawValue: 1 << 37)
   /// `gu` guard regions installed (MADV_GUARD_INSTALL).
   public static let guardRegions = VMFlags(rawValue: 1 << 38)
+  /// `dp` droppable (MAP_DROPPABLE, Linux 6.11+): the kernel may empty it under pressure.
+  public static let droppable = VMFlags(rawValue: 1 << 39)
 
   /// Every known two-letter mnemonic and its flag.
   public static let mnemonics: [(String, VMFlags)] = [
@@ -95,7 +97,7 @@ public struct VMFlags: OptionSet, Codable, Hashable, Sendable {
     ("sd", .softDirty), ("mm", .mixedMap), ("hg", .hugePage), ("nh", .noHugePage),
     ("mg", .mergeable), ("bt", .bti), ("mt", .mte), ("um", .uffdMissing),
     ("uw", .uffdWriteProtect), ("ui", .uffdMinor), ("ss", .shadowStack), ("sl", .sealed),
-    ("mp", .mpx), ("gu", .guardRegions),
+    ("mp", .mpx), ("gu", .guardRegions), ("dp", .droppable),
   ]
 
   /// The flag for a two-letter mnemonic, packed as `first << 8 | second`.
