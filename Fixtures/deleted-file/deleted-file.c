@@ -3,6 +3,7 @@
  *
  *   deleted-file [DIR]
  *   deleted-file sparse [DIR]
+ *   deleted-file fifo [DIR]
  *
  * Before "ready": DIR/ckcont-deleted-<time> ($CKCONT_FIXTURE_DIR or /tmp) gets "0123456789",
  * is opened read-write (then read up to offset 4) and read-only, and unlinked. After SIGTERM:
@@ -14,6 +15,11 @@
  * 1234:5678, mode 02751 (0640 the memfd), with access and modification times set to fixed
  * instants. After SIGTERM each has its size, data, holes (SEEK_DATA from 0 finds the data,
  * few blocks allocated), owner, mode and times.
+ *
+ * `fifo`: also a FIFO in DIR, mode 0640, opened read-write and read-only (non-blocking),
+ * "queued" written into it, then deleted. After SIGTERM the read-only end reads "queued",
+ * then what the other end writes; the FIFO has no links, its mode, and /proc names it
+ * with its old path and "(deleted)".
  */
 #include "fix.h"
 #include <fcntl.h>
@@ -56,7 +62,8 @@ int main(int argc, char **argv) {
   fx_init("deleted-file");
   fx_term_setup();
   int sparse = argc > 1 && !strcmp(argv[1], "sparse");
-  if (sparse) argv++, argc--;
+  int fifo = argc > 1 && !strcmp(argv[1], "fifo");
+  if (sparse || fifo) argv++, argc--;
   char path[4096];
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -75,6 +82,17 @@ int main(int argc, char **argv) {
     make_sparse(holed, 200 << 20, 100 << 20, 02751);
     memfd = FX_SYS(memfd_create("sparse", 0));
     make_sparse(memfd, 10 << 20, 5 << 20, 0640);
+  }
+  int fifo_rw = -1, fifo_ro = -1;
+  char fifo_path[4200];
+  if (fifo) {
+    snprintf(fifo_path, sizeof fifo_path, "%s-fifo", path);
+    FX_SYS(mkfifo(fifo_path, 0600));
+    FX_SYS(chmod(fifo_path, 0640));
+    fifo_rw = FX_SYS(open(fifo_path, O_RDWR));
+    fifo_ro = FX_SYS(open(fifo_path, O_RDONLY | O_NONBLOCK));
+    FX_SYS(write(fifo_rw, "queued", 6));
+    FX_SYS(unlink(fifo_path));
   }
   fx_ready();
   fx_wait_term();
@@ -96,6 +114,21 @@ int main(int argc, char **argv) {
   link[n < 0 ? 0 : n] = 0;
   snprintf(expected, sizeof expected, "%s (deleted)", path);
   FX_TRUE(!strcmp(link, expected), "/proc names it \"%s\"", link);
+  if (fifo) {
+    char got[16] = "";
+    FX_TRUE(read(fifo_ro, got, sizeof got - 1) == 6 && !strcmp(got, "queued"), "the deleted FIFO held \"%s\"", got);
+    FX_EQ("a write into the deleted FIFO", 4, write(fifo_rw, "more", 4));
+    memset(got, 0, sizeof got);
+    FX_TRUE(read(fifo_ro, got, sizeof got - 1) == 4 && !strcmp(got, "more"), "the other end of the deleted FIFO read \"%s\"", got);
+    FX_SYS(fstat(fifo_ro, &st));
+    FX_TRUE(S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640 && st.st_nlink == 0, "the deleted FIFO: mode %o, %ld links",
+            (unsigned)st.st_mode, (long)st.st_nlink);
+    snprintf(buf, sizeof buf, "/proc/self/fd/%d", fifo_ro);
+    n = readlink(buf, link, sizeof link - 1);
+    link[n < 0 ? 0 : n] = 0;
+    snprintf(expected, sizeof expected, "%.4000s (deleted)", fifo_path);
+    FX_TRUE(!strcmp(link, expected), "/proc names the FIFO \"%s\"", link);
+  }
   if (sparse) {
     check_sparse("the sparse deleted file", holed, 200 << 20, 100 << 20, 02751);
     check_sparse("the memfd", memfd, 10 << 20, 5 << 20, 0640);

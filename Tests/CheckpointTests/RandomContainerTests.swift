@@ -14,8 +14,10 @@ struct RandomContainerTests {
   /// holders of a datagram socket peeked at once); and the copy-on-write sharing and mapping
   /// boundaries after fork: 9052 (a kept mapping beyond the parent's runs), 9279 (a parent
   /// cut a mapping after the fork), 9584, 10329, 10523, 10524, 11526, 12810 (neighbours merged or
-  /// charged wrongly), 10075, 10107, 13122 (cousins sharing a page no parent has).
-  static let seeds = Array(1...50) + [57, 9052, 9279, 9584, 10075, 10107, 10329, 10523, 10524, 11526, 12810, 13122]
+  /// charged wrongly), 10075, 10107, 13122 (cousins sharing a page no parent has); 17069, 17456
+  /// (a unix socket's SO_PEEK_OFF read while another holder's capture peeked at it).
+  static let seeds =
+    Array(1...50) + [57, 9052, 9279, 9584, 10075, 10107, 10329, 10523, 10524, 11526, 12810, 13122, 17069, 17456]
 
   @Test(arguments: seeds)
   func aRandomContainerComesBackAsItWas(seed: Int) throws {

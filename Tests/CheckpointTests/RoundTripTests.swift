@@ -24,6 +24,7 @@ struct RoundTripTests {
     ("sockets", ["unix-unlinked"]),
     ("sockets", ["tcp-connection"]),
     ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("deleted-file", []), ("deleted-file", ["sparse"]),
+    ("deleted-file", ["fifo"]),
     ("deleted-mapping", []),
     ("inotify", []),
   ]

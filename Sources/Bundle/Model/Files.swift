@@ -65,6 +65,10 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var inotifyWatches: [InotifyWatch]?
   /// kind == .deleted: the file's contents.
   public var ghost: GhostFileImage?
+  /// kind == .fifo: the FIFO was deleted while open (`path` is where it was), made again
+  /// there for a moment with `fifoAttributes` (owner, mode, times).
+  public var fifoDeleted: Bool?
+  public var fifoAttributes: FileAttributes?
   /// kind == .pidfd: the process it refers to (the host's pid while capturing, the
   /// container's in the image).
   public var pidfdTarget: Int32?

@@ -124,11 +124,21 @@ struct FileCapture {
             memfd: try captureMemfd(fd: fd, target: target, inode: UInt64(st.st_ino), size: Int(st.st_size))))
         continue
       }
-      if type == S_IFIFO, target.hasPrefix("/"), !target.hasSuffix(" (deleted)") {
+      if type == S_IFIFO, target.hasPrefix("/") {
         let inode = UInt64(st.st_ino)
         if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }
-        descriptors.append(
-          DescriptorImage(fd: fd, kind: .fifo, flags: openFlags, closeOnExec: cloexec, path: target, pipe: inode))
+        let deleted = target.hasSuffix(" (deleted)")
+        var descriptor = DescriptorImage(
+          fd: fd, kind: .fifo, flags: openFlags, closeOnExec: cloexec,
+          path: deleted ? String(target.dropLast(" (deleted)".count)) : target, pipe: inode)
+        if deleted {
+          descriptor.fifoDeleted = true
+          descriptor.fifoAttributes = FileAttributes(
+            uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777,
+            accessed: FileTime(seconds: Int64(st.st_atim.tv_sec), nanoseconds: Int64(st.st_atim.tv_nsec)),
+            modified: FileTime(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec)))
+        }
+        descriptors.append(descriptor)
         continue
       }
       if type == S_IFCHR, target.hasPrefix("/"), let side = Terminals.side(device: UInt64(st.st_rdev)) {

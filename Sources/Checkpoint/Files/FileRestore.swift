@@ -43,6 +43,9 @@ final class SharedDescriptions {
   var hostPids: [Int32: Int32] = [:]
   /// FIFOs whose buffered data has been written back.
   var filledFifos: Set<UInt64> = []
+  /// Deleted FIFO's inode -> the task (host pid) and high fd of a read-write keeper of the
+  /// FIFO made again for it.
+  var deletedFifos: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
   /// Unix socket inode -> the process (pid inside, host pid) and fd holding that end of the
   /// socketpair made for it and its peer.
   var socketEnds: [UInt64: (pid: Int32, hostPid: Int32, fd: Int64)] = [:]

@@ -145,6 +145,7 @@ extension FileBatch {
   /// A FIFO: opened by its path again, its buffered data written back once.
   func prepareFifo(_ descriptor: DescriptorImage) throws {
     guard let path = descriptor.path, let inode = descriptor.pipe else { return }
+    if descriptor.fifoDeleted == true { return try prepareDeletedFifo(descriptor, path: path, inode: inode) }
     // Opening one end of a FIFO waits for (or, O_NONBLOCK, fails without) the other end:
     // a read-write keeper opened first is both, and holds the buffered data until every
     // process has opened its ends (it is closed with the other high fds at install).
@@ -159,5 +160,34 @@ extension FileBatch {
       }
     }
     prepared.descriptions[descriptor.fd] = try queueOpen(path, flags: descriptor.flags, fd: descriptor.fd).high
+  }
+
+  /// A FIFO deleted while open: made again where it was (or next to it, when the path is
+  /// taken), a read-write keeper opened and the FIFO unlinked at once, once per container;
+  /// every descriptor of it then opens the keeper's FIFO through /proc.
+  private func prepareDeletedFifo(_ descriptor: DescriptorImage, path: String, inode: UInt64) throws {
+    if shared.deletedFifos[inode] == nil {
+      let made = ghostFilePath(for: path, inode: inode, taskPid: injector.pid)
+      let at = try injector.put(string: made)
+      batch.add(
+        "mknod the FIFO \(made) for the deleted \(path)", SyscallNumber.mknod, .value(at),
+        .value(UInt64(S_IFIFO | 0o600)), .value(0))
+      let opened = batch.add(
+        "open \(made)", SyscallNumber.open, .value(at), .value(UInt64(O_RDWR | O_NONBLOCK | O_CLOEXEC)), .value(0))
+      batch.add("unlink \(made)", SyscallNumber.unlink, .value(at))
+      let keeper = queueMoveHigh(opened, what: "the deleted FIFO \(path)")
+      if let image = pipesByInode[inode], shared.filledFifos.insert(inode).inserted {
+        batch.add(
+          "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, .value(UInt64(keeper)), .value(UInt64(CK_F_SETPIPE_SZ)),
+          .value(UInt64(image.capacity)))
+        after.pipes.append((keeper, image))
+      }
+      if let attributes = descriptor.fifoAttributes { keepAttributes(attributes, of: "fifo \(inode)", at: keeper) }
+      shared.deletedFifos[inode] = (injector.pid, keeper)
+      try runQueued()
+    }
+    guard let keeper = shared.deletedFifos[inode] else { return }
+    prepared.descriptions[descriptor.fd] = try queueHandedOver(
+      "/proc/\(keeper.hostPid)/fd/\(keeper.fd)", flags: descriptor.flags, fd: descriptor.fd)
   }
 }

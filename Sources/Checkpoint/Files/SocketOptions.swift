@@ -18,6 +18,17 @@ enum SocketOptions {
     _ fd: Int32, _ facts: ck_socket_facts, tunedByKernel: Bool = false, refuse: (String, String) -> CKError
   ) throws -> [SocketOption] {
     let fresh = defaults(facts)
+    // A socket two processes hold may be peeked at by the other's capture right now, which
+    // moves SO_PEEK_OFF for the while (see ``FileCapture/peekWaiting``): not meanwhile.
+    return try FileCapture.peeks.withLock { _ in
+      try read(fd, facts, fresh: fresh, tunedByKernel: tunedByKernel, refuse: refuse)
+    }
+  }
+
+  private static func read(
+    _ fd: Int32, _ facts: ck_socket_facts, fresh: [[Int32]: Data], tunedByKernel: Bool,
+    refuse: (String, String) -> CKError
+  ) throws -> [SocketOption] {
     let buffers = [SocketOptionKind.sendBuffer, SocketOptionKind.receiveBuffer, SocketOptionKind.bufferLock]
     let lock = SocketOptionKind.byLevelAndName[[SOL_SOCKET, SocketOptionKind.bufferLock]]
     let keepBuffers = tunedByKernel || read(fd, lock).map(value) ?? 0 != 0

@@ -58,7 +58,7 @@ extension FileCapture {
   /// attached), with its sender's address (struct sockaddr bytes; just the family for an
   /// unnamed unix sender) and, with `descriptors`, the descriptors passed with it as copies
   /// of ckcont's own (see ``Dump/resolvePassed``). `what` names the socket in refusals.
-  private static let peeks = Mutex(())
+  static let peeks = Mutex(())
 
   func peekWaiting(_ ours: Int32, descriptors: Bool, what: String, refuse: (String, String) -> CKError) throws
     -> [(bytes: Data, sender: Data, passed: [Int32])]
