@@ -1,6 +1,7 @@
 /* anon-fds: an eventfd, a signalfd and a timerfd come back with their state.
  *
  *   anon-fds
+ *   anon-fds stale-epoll
  *
  * Before "ready": an eventfd in semaphore mode holding 42 (O_NONBLOCK); a signalfd for
  * SIGUSR1 and SIGUSR2 (both blocked) with a SIGUSR2 already queued; a timerfd on
@@ -12,6 +13,13 @@
  * (EPOLLIN, data 0x1122334455667788) and the hour timer (EPOLLIN): after the restore it
  * reports the eventfd, with its data, and not the timer. A pidfd of itself (pid 1) must still
  * name pid 1 and take a signal 0.
+ *
+ * `stale-epoll`: instead, an epoll instance with watches whose descriptors were closed while
+ * the file lives on (the watch stays): an eventfd holding 1, watched (data 0xAAAA), dup'ed,
+ * then closed, its number taken by /dev/null since; and the read end of a pipe, watched
+ * (data 0xBBBB), closed here after a forked child inherited it (the child holds it). After
+ * SIGTERM the epoll reports the eventfd's watch; after a write into the pipe, the pipe's
+ * too; the number the eventfd had is /dev/null still.
  */
 #include "fix.h"
 #include <fcntl.h>
@@ -20,11 +28,59 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 
-int main(void) {
+/* The data of the events epoll `epoll` reports now, or-ed: 0 when none. */
+static uint64_t reported(int epoll) {
+  struct epoll_event events[8];
+  int n = epoll_wait(epoll, events, 8, 100);
+  uint64_t all = 0;
+  for (int i = 0; i < n; i++) all |= events[i].data.u64;
+  return all;
+}
+
+static int stale_epoll_mode(void) {
+  int epoll = FX_SYS(epoll_create1(EPOLL_CLOEXEC));
+  int counter = FX_SYS(eventfd(1, EFD_NONBLOCK));
+  struct epoll_event event = {.events = EPOLLIN, .data.u64 = 0xAAAA};
+  FX_SYS(epoll_ctl(epoll, EPOLL_CTL_ADD, counter, &event));
+  int kept = FX_SYS(dup(counter));
+  FX_SYS(close(counter));
+  int null = FX_SYS(open("/dev/null", O_RDONLY));
+  if (null != counter) fx_setup_fail("/dev/null got fd %d, not the eventfd's %d", null, counter);
+  int ends[2];
+  FX_SYS(pipe(ends));
+  event.data.u64 = 0xBBBB;
+  FX_SYS(epoll_ctl(epoll, EPOLL_CTL_ADD, ends[0], &event));
+  pid_t child = FX_SYS(fork());
+  if (child == 0) {
+    for (;;) pause();  /* holds the read end; killed by its parent */
+  }
+  FX_SYS(close(ends[0]));
+  if (reported(epoll) != 0xAAAA) fx_setup_fail("the epoll reports %#llx before the dump", (unsigned long long)reported(epoll));
+  fx_ready();
+  fx_wait_term();
+
+  FX_EQ("what the epoll reports", 0xAAAA, reported(epoll));
+  FX_EQ("a write into the pipe", 1, write(ends[1], "x", 1));
+  FX_EQ("what the epoll reports after a write into the pipe", 0xAAAA | 0xBBBB, reported(epoll));
+  char link[64] = "", path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", null);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  link[n < 0 ? 0 : n] = 0;
+  FX_TRUE(!strcmp(link, "/dev/null"), "fd %d is now %s", null, link);
+  uint64_t value = 0;
+  FX_EQ("the eventfd kept through its dup", 8, read(kept, &value, 8));
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+  fx_finish();
+}
+
+int main(int argc, char **argv) {
   fx_init("anon-fds");
   fx_term_setup();
+  if (argc > 1 && !strcmp(argv[1], "stale-epoll")) return stale_epoll_mode();
   int efd = FX_SYS(eventfd(42, EFD_NONBLOCK | EFD_SEMAPHORE));
   sigset_t mask;
   sigemptyset(&mask);

@@ -83,6 +83,13 @@ int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
   return (int)syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
 }
 
+int ck_kcmp_epoll_target(pid_t pid1, pid_t pid2, int fd1, int epoll, int target, int offset) {
+  // struct kcmp_epoll_slot: the epoll instance, the watched descriptor number, and which of
+  // the watches of that number (in the order fdinfo lists them).
+  struct { unsigned int efd, tfd, toff; } slot = {(unsigned)epoll, (unsigned)target, (unsigned)offset};
+  return (int)syscall(SYS_kcmp, pid1, pid2, 7 /* KCMP_EPOLL_TFD */, fd1, (unsigned long)&slot);
+}
+
 int ck_open_by_handle(int mount_fd, int handle_type, const unsigned char *handle, unsigned int handle_bytes, int flags) {
   if (handle_bytes > MAX_HANDLE_SZ) {
     errno = EINVAL;

@@ -309,7 +309,10 @@ public struct Dump {
     let nested = try NestedNamespaces.assign(&tasks, root: root)
     try markSharedTables(&tasks)
     phases.time("shared files") { markSharedDescriptions(&tasks) }
-    try phases.time("shared files") { try resolvePassed(&tasks) }
+    try phases.time("shared files") {
+      try resolvePassed(&tasks)
+      try findStaleWatches(&tasks)
+    }
     var namespaces = try namespaceSet(of: root.hostPid)
     if namespaces.user {
       // Its processes are made with set_tid, which a user namespace may do in a pid namespace

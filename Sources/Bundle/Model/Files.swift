@@ -282,6 +282,10 @@ public struct EpollTarget: Codable, Sendable, Equatable {
   public var fd: Int32
   public var events: UInt32
   public var data: UInt64
+  /// A watch whose descriptor `fd` was closed since (the watch lives on with the file): a
+  /// descriptor of the container that holds that file, which the restore puts at number
+  /// `fd` for the moment of adding the watch.
+  public var source: DescriptorReference?
 
   public init(fd: Int32, events: UInt32, data: UInt64) {
     self.fd = fd

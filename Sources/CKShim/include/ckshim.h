@@ -134,6 +134,9 @@ enum { CK_F_SETPIPE_SZ = 1031, CK_F_GETPIPE_SZ = 1032, CK_SPLICE_F_NONBLOCK = 2 
 
 // kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open file description.
 int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
+// kcmp(KCMP_EPOLL_TFD): 0 when descriptor `fd1` of pid1 is the file of the `offset`-th watch
+// of descriptor number `target` in epoll `epoll` of pid2.
+int ck_kcmp_epoll_target(pid_t pid1, pid_t pid2, int fd1, int epoll, int target, int offset);
 // kcmp(2) of a whole resource (KCMP_VM 1, KCMP_FILES 2, KCMP_FS 3, KCMP_SIGHAND 4): 0 when
 // pid1 and pid2 share it.
 int ck_kcmp(pid_t pid1, pid_t pid2, int type);

@@ -24,7 +24,7 @@ struct FileCapture {
     var pipes: [UInt64: PipeImage] = [:]
     var byInode: [UInt64: [Int32]] = [:]
     var inodes: [Int32: UInt64] = [:]
-    var epollInodes: [(epoll: Int32, target: Int32, inode: UInt64)] = []
+    var epollInodes: [(epoll: Int32, target: Int32, inode: UInt64, index: Int)] = []
     var lockLines: [Int32: [String]] = [:]
     for fd in numbers {
       let target = try readLink("\(fdDir)/\(fd)")
@@ -92,7 +92,7 @@ struct FileCapture {
             throw CKError(.failed, "task \(pid): fd \(fd): cannot read an epoll target from fdinfo: \(field.value)")
           }
           watched.append(EpollTarget(fd: tfd, events: events, data: data))
-          epollInodes.append((fd, tfd, inode))
+          epollInodes.append((fd, tfd, inode, watched.count - 1))
         }
         descriptors.append(
           DescriptorImage(fd: fd, kind: .epoll, flags: openFlags, closeOnExec: cloexec, epollTargets: watched))
@@ -188,13 +188,11 @@ struct FileCapture {
       }
       descriptors[index].locks = try lines.map { try lock(from: $0, fd: descriptor.fd) }
     }
-    // An epoll watch is keyed by a descriptor number: it must still name the same file here
-    // (a watch whose descriptor was closed lives on with a number that means nothing now).
-    for (epoll, target, inode) in epollInodes where inodes[target] != inode {
-      throw CKError(
-        .failed,
-        "task \(pid): epoll fd \(epoll) watches fd \(target), which is closed or another file now; ckcont cannot checkpoint that",
-        hint: "close the epoll descriptor's stale watches (EPOLL_CTL_DEL) before the checkpoint")
+    // An epoll watch is keyed by a descriptor number, which a watch whose descriptor was
+    // closed keeps though it means nothing now: found after the capture (``Dump/findStaleWatches``).
+    for (epoll, target, inode, slot) in epollInodes where inodes[target] != inode {
+      guard let index = descriptors.firstIndex(where: { $0.fd == epoll }) else { continue }
+      descriptors[index].epollTargets?[slot].source = Epoll.unresolved
     }
     log("task \(pid): \(descriptors.count) fds, \(pipes.count) pipes")
     // Signal-driven I/O: the owner and signal belong to the open file description, read

@@ -43,6 +43,9 @@ final class SharedDescriptions {
   var hostPids: [Int32: Int32] = [:]
   /// FIFOs whose buffered data has been written back.
   var filledFifos: Set<UInt64> = []
+  /// Each process's descriptors (pid inside) -> the number in that process holding the
+  /// description now: a high one once prepared, its own once installed.
+  var placed: [Int32: [Int32: Int64]] = [:]
   /// Deleted FIFO's inode -> the task (host pid) and high fd of a read-write keeper of the
   /// FIFO made again for it.
   var deletedFifos: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
@@ -94,7 +97,9 @@ struct FileRestore {
   /// Pipes first, one call at a time (pipe2 returns its ends in memory); then everything
   /// else in one batch: copies of descriptions other processes hold, files and FIFOs.
   func prepare() throws -> Prepared {
-    try FileBatch(self).run()
+    let prepared = try FileBatch(self).run()
+    shared.placed[pid] = prepared.descriptions
+    return prepared
   }
 
   /// dup3 of every description to its number, then the high numbers closed: one batch.
@@ -132,23 +137,7 @@ struct FileRestore {
         try setOption("SO_REUSEADDR", fd: descriptor.fd, SOL_SOCKET, SO_REUSEADDR, on)
       }
     }
-    for (epoll, targets) in prepared.epollWatches {
-      for target in targets {
-        if batch.isFull || injector.dataRoom < 64 {
-          try injector.run(batch)
-          batch = Injector.Batch()
-          injector.resetData()
-        }
-        // struct epoll_event is packed on x86_64: events (32 bits), then data (64 bits).
-        var event = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: target.events.littleEndian) { event.replaceSubrange(0..<4, with: $0) }
-        withUnsafeBytes(of: target.data.littleEndian) { event.replaceSubrange(4..<12, with: $0) }
-        let at = try injector.put(event)
-        batch.add(
-          "epoll_ctl(\(epoll), ADD, \(target.fd))", SyscallNumber.epollCtl, .value(UInt64(epoll)), .value(1),
-          .value(UInt64(target.fd)), .value(at))
-      }
-    }
+    try queueWatches(prepared, into: &batch)
     for fd in prepared.highFds + [injector.channel] where fd >= 0 {
       batch.add("close \(fd)", SyscallNumber.close, .value(UInt64(fd)))
       if batch.isFull {
@@ -214,6 +203,7 @@ struct FileRestore {
       }
     }
     try injector.run(batch)
+    shared.placed[pid] = Dictionary(image.descriptors.map { ($0.fd, Int64($0.fd)) }) { first, _ in first }
     log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
   }
 }

@@ -290,8 +290,11 @@ final class Injector {
     var labels: [(what: String, expected: Int64?, mayFail: Bool)] = []
     var isEmpty: Bool { labels.isEmpty }
     /// Time to run it: one more call might not fit the code area of the region.
-    var isFull: Bool {
-      SyscallBatch.maximumCodeSize(calls: labels.count + 1) > Int(Injector.regionSize - Injector.codeStart)
+    var isFull: Bool { !hasRoom(for: 1) }
+
+    /// Whether `count` more calls fit the code area of the region.
+    func hasRoom(for count: Int) -> Bool {
+      SyscallBatch.maximumCodeSize(calls: labels.count + count) <= Int(Injector.regionSize - Injector.codeStart)
     }
 
     @discardableResult
