@@ -1,12 +1,16 @@
 /* seccomp: a process's seccomp filters come back, in every thread, and keep filtering.
  *
- *   seccomp
+ *   seccomp [apart]
  *
  * Before "ready": no_new_privs, then filter A (uname fails with EPERM), a thread, then
  * filter B with SECCOMP_FILTER_FLAG_LOG and SECCOMP_FILTER_FLAG_TSYNC (times fails with
  * EACCES), so both threads have both. After SIGTERM, in both threads: uname fails with EPERM,
  * times with EACCES, getppid works, PR_GET_SECCOMP says filter mode, and /proc shows two
  * filters and no_new_privs.
+ *
+ * `apart`: filter A, a thread, then each thread adds a filter of its own without TSYNC: the
+ * main thread B (times fails with EACCES), the other C (getpgid fails with EXDEV). After
+ * SIGTERM each thread is filtered by A and its own filter only.
  */
 #include "fix.h"
 #include <linux/audit.h>
@@ -68,9 +72,56 @@ static void *thread_main(void *unused) {
   return NULL;
 }
 
-int main(void) {
+static volatile int apart_installed;
+
+/* Whether system call `number` (with a zero argument) fails with `error` in this thread. */
+static int refused(long number, int error) {
+  struct tms t;
+  errno = 0;
+  long result = number == SYS_times ? syscall(number, &t) : syscall(number, 0);
+  return result == -1 && errno == error;
+}
+
+static const char *check_apart(int main_thread) {
+  struct utsname names;
+  errno = 0;
+  if (uname(&names) != -1 || errno != EPERM) return "uname was not refused with EPERM";
+  if (refused(SYS_times, EACCES) != main_thread) return main_thread ? "times was not refused" : "times was refused";
+  if (refused(SYS_getpgid, EXDEV) == main_thread) return main_thread ? "getpgid was refused" : "getpgid was not refused";
+  return NULL;
+}
+
+static void *apart_thread(void *unused) {
+  (void)unused;
+  install(SYS_getpgid, EXDEV, 0);
+  apart_installed = 1;
+  while (!go) usleep(1000);
+  const char *problem = check_apart(0);
+  thread_result = problem ? problem : "";
+  return NULL;
+}
+
+static int apart_mode(void) {
+  FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+  install(SYS_uname, EPERM, 0);
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, apart_thread, NULL)) fx_setup_fail("pthread_create");
+  while (!apart_installed) usleep(1000);
+  install(SYS_times, EACCES, 0);
+  fx_ready();
+  fx_wait_term();
+  const char *problem = check_apart(1);
+  FX_TRUE(problem == NULL, "main thread: %s", problem);
+  go = 1;
+  pthread_join(thread, NULL);
+  FX_TRUE(!strcmp((const char *)thread_result, ""), "thread: %s", (const char *)thread_result);
+  fx_finish();
+}
+
+int main(int argc, char **argv) {
   fx_init("seccomp");
   fx_term_setup();
+  if (argc > 1 && !strcmp(argv[1], "apart")) return apart_mode();
   FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
   install(SYS_uname, EPERM, 0);
   pthread_t thread;

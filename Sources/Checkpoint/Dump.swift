@@ -503,7 +503,7 @@ public struct Dump {
       if requirement == .nestedPidNamespaces { return tree.tasks.contains { $0.nestedPids != nil } }
       return tasks.contains { task in
         switch requirement {
-        case .seccompFilters: task.core.seccompFilters != nil
+        case .seccompFilters: task.core.hasSeccompFilters
         case .stoppedJobs: task.entry.stopSignal != nil
         case .deletedFileMappings: task.memory.vmas.contains { $0.kind == .deletedFile }
         case .asyncIOOwners: task.files.descriptors.contains { $0.asyncOwner != nil }

@@ -162,6 +162,7 @@ extension ModelEncodingTests {
     second.scheduling = SchedulingImage(nice: 12, policy: 5, realtimePriority: 0)
     second.ioPriority = 3 << 13
     second.timerSlack = 777_777
+    second.seccompFilters = [SeccompFilterImage(flags: 0, program: Data(repeating: 6, count: 8))]
     var core = TaskCore(
       threads: [main, second],
       signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],

@@ -19,7 +19,8 @@ public struct TaskCore: Codable, Sendable, Equatable {
   /// How the scheduler treats it: nice value, policy (SCHED_OTHER, BATCH, IDLE, FIFO, RR)
   /// and real-time priority, as its main thread has them.
   public var scheduling: SchedulingImage?
-  /// seccomp filters, oldest first, which every thread of the process has (nil: none).
+  /// seccomp filters, oldest first, which every thread of the process has (nil: none); a
+  /// thread's own come after them (``ThreadCore/seccompFilters``).
   public var seccompFilters: [SeccompFilterImage]?
   /// prctl settings (nil in bundles from before they were kept).
   public var controls: ProcessControls?
@@ -28,6 +29,9 @@ public struct TaskCore: Codable, Sendable, Equatable {
   public var parentDeathSignal: Int32
   public var dumpable: Int32
   public var childSubreaper: Bool
+
+  /// Whether a thread of it has a seccomp filter.
+  public var hasSeccompFilters: Bool { seccompFilters != nil || threads.contains { $0.seccompFilters != nil } }
   /// /proc/<pid>/oom_score_adj, -1000...1000 (nil in bundles from before it was kept).
   public var oomScoreAdjust: Int32?
   /// /proc/<pid>/loginuid, the audit login uid (4294967295: unset); nil without audit.
@@ -89,6 +93,9 @@ public struct ThreadCore: Codable, Sendable, Equatable {
   /// Its timer slack in nanoseconds where it differs from the main thread's
   /// (``ProcessControls/timerSlack``).
   public var timerSlack: UInt64?
+  /// The seccomp filters it added on its own (without TSYNC), oldest first, after those of
+  /// every thread (``TaskCore/seccompFilters``); nil for none.
+  public var seccompFilters: [SeccompFilterImage]?
 
   public init(
     tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,

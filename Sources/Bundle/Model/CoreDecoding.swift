@@ -39,22 +39,7 @@ extension TaskCore {
             controls?.memoryMerge = try fields.optional("memoryMerge")
           }
         case "seccompFilters":
-          if !scanner.null() {
-            seccompFilters = try scanner.list { scanner throws(BundleError) in
-              var flags: UInt64?
-              var program: Data?
-              try scanner.object { key, scanner throws(BundleError) in
-                switch key {
-                case "flags": flags = try scanner.integer()
-                case "program": program = try scanner.base64()
-                default: try scanner.unknown(key, in: "a seccomp filter")
-                }
-              }
-              guard let flags else { throw scanner.missing("flags", in: "a seccomp filter") }
-              guard let program else { throw scanner.missing("program", in: "a seccomp filter") }
-              return SeccompFilterImage(flags: flags, program: program)
-            }
-          }
+          if !scanner.null() { seccompFilters = try SeccompFilterImage.list(scanning: &scanner) }
         case "scheduling": scheduling = scanner.null() ? nil : try SchedulingImage(scanning: &scanner)
         case "threads": threads = try scanner.list { scanner throws(BundleError) in try ThreadCore(scanning: &scanner) }
         case "signalActions":
@@ -159,6 +144,7 @@ extension ThreadCore {
     var scheduling: SchedulingImage?
     var ioPriority: UInt32?
     var timerSlack: UInt64?
+    var seccompFilters: [SeccompFilterImage]?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "tid": tid = try scanner.integer()
@@ -187,6 +173,7 @@ extension ThreadCore {
             base: try fields.take("base"), flags: try fields.take("flags"), size: try fields.take("size"))
         }
       case "clearChildTid": clearChildTid = try scanner.integer()
+      case "seccompFilters": seccompFilters = scanner.null() ? nil : try SeccompFilterImage.list(scanning: &scanner)
       default: try scanner.unknown(key, in: "a thread")
       }
     }
@@ -207,6 +194,7 @@ extension ThreadCore {
     self.scheduling = scheduling
     self.ioPriority = ioPriority
     self.timerSlack = timerSlack
+    self.seccompFilters = seccompFilters
   }
 }
 
@@ -283,5 +271,25 @@ extension Credentials {
       uids: uids, gids: gids, groups: groups, capInheritable: capInheritable, capPermitted: capPermitted,
       capEffective: capEffective, capBounding: capBounding, capAmbient: capAmbient, capabilitiesText: capabilitiesText,
       noNewPrivileges: noNewPrivileges, securebits: securebits)
+  }
+}
+
+extension SeccompFilterImage {
+  /// A list of filters, oldest first.
+  static func list(scanning scanner: inout JSONScanner) throws(BundleError) -> [SeccompFilterImage] {
+    try scanner.list { scanner throws(BundleError) in
+      var flags: UInt64?
+      var program: Data?
+      try scanner.object { key, scanner throws(BundleError) in
+        switch key {
+        case "flags": flags = try scanner.integer()
+        case "program": program = try scanner.base64()
+        default: try scanner.unknown(key, in: "a seccomp filter")
+        }
+      }
+      guard let flags else { throw scanner.missing("flags", in: "a seccomp filter") }
+      guard let program else { throw scanner.missing("program", in: "a seccomp filter") }
+      return SeccompFilterImage(flags: flags, program: program)
+    }
   }
 }

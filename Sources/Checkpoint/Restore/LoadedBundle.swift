@@ -540,7 +540,9 @@ final class LoadedBundle {
     guard expectedOffset == task.memory.pagesSize, UInt64(task.pagesSize) == task.memory.pagesSize else {
       throw bad("the page runs (\(expectedOffset) bytes) do not match the pages member (\(task.pagesSize) bytes)")
     }
-    if let filters = task.core.seccompFilters {
+    // Each thread's chain: the process's filters, then its own.
+    for thread in task.core.threads {
+      let filters = (task.core.seccompFilters ?? []) + (thread.seccompFilters ?? [])
       // The restore puts each program into the task's 32 KiB data area, beside its header.
       guard filters.count <= SeccompFilterImage.maxRestorableFilters,
         filters.allSatisfy({

@@ -159,7 +159,7 @@ final class RestoreRun {
       rootTimeNamespace = time
     }
     let hostPid = try options.createTask(
-      task, namespaces: bundle.tree.namespaces, suspendSeccomp: bundle.tasks.contains { $0.core.seccompFilters != nil })
+      task, namespaces: bundle.tree.namespaces, suspendSeccomp: bundle.tasks.contains(where: \.core.hasSeccompFilters))
     created.append(hostPid)
     try target.place(hostPid, entry: task.entry)
     if rootPid == 0 {

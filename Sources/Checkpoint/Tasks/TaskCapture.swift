@@ -66,7 +66,8 @@ struct TaskCapture: Sendable {
   func core(session: SeizedContainer, vmas: [VMAImage], log: (String) -> Void) throws -> (
     core: TaskCore, brk: UInt64, namespaces: NamespaceFacts
   ) {
-    let seccompFilters = try captureSeccomp()
+    var ownFilters: [Int32: [SeccompFilterImage]] = [:]
+    let seccompFilters = try captureSeccomp(suffixes: &ownFilters)
     let inject = try RemoteSession(
       tracee: Tracee(tid: pid), session: session, vmas: vmas, ending: batchEnding(tid: pid))
     defer { inject.finish() }
@@ -95,9 +96,11 @@ struct TaskCapture: Sendable {
     let processScheduling = SchedulingImage(
       nice: Int32(truncatingIfNeeded: mainStat.nice), policy: mainStat.policy, realtimePriority: mainStat.rtPriority)
     let threadCores = try threads.map { tid in
-      try threadCore(
+      var thread = try threadCore(
         tid: tid, session: session, inject: inject, mainThread: mainThreadState,
         process: (processScheduling, answers.controls.timerSlack))
+      thread.seccompFilters = ownFilters[tid]
+      return thread
     }
     let credentials = Credentials(
       uids: [status.uid.real, status.uid.effective, status.uid.saved, status.uid.filesystem],
@@ -133,11 +136,12 @@ struct TaskCapture: Sendable {
     return (core, answers.brk, namespaces)
   }
 
-  /// The seccomp filters every thread of the process has, oldest first (nil: none). Their
-  /// threads' filters are suspended for ckcont's remote calls (PTRACE_O_SUSPEND_SECCOMP,
-  /// until the detach), which the filters could otherwise deny or answer by killing. Refused:
-  /// strict mode, and threads with filters that differ (each thread would need its own).
-  private func captureSeccomp() throws -> [SeccompFilterImage]? {
+  /// The seccomp filters every thread of the process has, oldest first (nil: none), and
+  /// what each thread added on its own after them (by tid; `suffixes`). Their threads'
+  /// filters are suspended for ckcont's remote calls (PTRACE_O_SUSPEND_SECCOMP, until the
+  /// detach), which the filters could otherwise deny or answer by killing. Strict mode is
+  /// refused.
+  private func captureSeccomp(suffixes: inout [Int32: [SeccompFilterImage]]) throws -> [SeccompFilterImage]? {
     let modes = threads.map { tid in (tid, (tid == pid ? status : threadStatus[tid])?.seccomp ?? 0) }
     guard modes.contains(where: { $0.1 != 0 }) else { return nil }
     if let strict = modes.first(where: { $0.1 == 1 }) {
@@ -153,21 +157,27 @@ struct TaskCapture: Sendable {
       chains.append(try tracee.seccompFilters().map { SeccompFilterImage(flags: $0.flags, program: Data($0.program)) })
     }
     // Refused here rather than at restore, after the container is gone.
-    let sizes = chains[0].map { $0.program.count / 8 }
-    guard sizes.count <= SeccompFilterImage.maxRestorableFilters,
-      sizes.allSatisfy({ $0 <= SeccompFilterImage.maxRestorableInstructions })
-    else {
-      throw CKError(
-        .failed,
-        "process \(pid) has \(sizes.count) seccomp filter(s) of up to \((sizes.max() ?? 0)) instructions, more than ckcont restores (\(SeccompFilterImage.maxRestorableFilters) of \(SeccompFilterImage.maxRestorableInstructions))"
-      )
+    for chain in chains {
+      let sizes = chain.map { $0.program.count / 8 }
+      guard sizes.count <= SeccompFilterImage.maxRestorableFilters,
+        sizes.allSatisfy({ $0 <= SeccompFilterImage.maxRestorableInstructions })
+      else {
+        throw CKError(
+          .failed,
+          "process \(pid) has \(sizes.count) seccomp filter(s) of up to \((sizes.max() ?? 0)) instructions, more than ckcont restores (\(SeccompFilterImage.maxRestorableFilters) of \(SeccompFilterImage.maxRestorableInstructions))"
+        )
+      }
     }
-    guard chains.allSatisfy({ $0 == chains[0] }) else {
-      throw CKError(
-        .failed, "the threads of process \(pid) have different seccomp filters, which ckcont cannot checkpoint yet",
-        hint: "install the filters before the threads are made, or with SECCOMP_FILTER_FLAG_TSYNC")
+    // What every thread has, oldest first; a thread's own come after (each installs them
+    // itself at restore, without TSYNC).
+    var shared = chains[0]
+    for chain in chains.dropFirst() {
+      shared = Array(zip(shared, chain).prefix { $0.0 == $0.1 }.map(\.0))
     }
-    return chains[0]
+    for (tid, chain) in zip(threads, chains) where chain.count > shared.count {
+      suffixes[tid] = Array(chain.dropFirst(shared.count))
+    }
+    return shared.isEmpty ? nil : shared
   }
 
   /// How batches end in thread `tid`: stopping themselves (``SyscallBatch/Ending``), unless

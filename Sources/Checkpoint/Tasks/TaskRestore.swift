@@ -131,7 +131,7 @@ struct TaskRestore {
     try restorePosixTimers()
     try queueSignals()
     try restoreOOMScoreAdjust()
-    try installSeccompFilters(threads: threads.count)
+    try installSeccompFilters(threads)
     for (_, own) in threads { try restoreCredentials(in: own) }
     // After the credentials: a change of ids makes the process undumpable (suid_dumpable).
     try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, PrctlOption.setDumpable.rawValue, UInt64(core.dumpable))
@@ -436,17 +436,23 @@ struct TaskRestore {
   /// CAP_SYS_ADMIN (the filters need it, or no_new_privs, which comes with the credentials).
   /// The calls that follow are not filtered: the restore's tracees have their seccomp
   /// suspended (PTRACE_O_SUSPEND_SECCOMP) until they are released.
-  private func installSeccompFilters(threads: Int) throws {
-    for (index, filter) in (core.seccompFilters ?? []).enumerated() {
-      injector.resetData()
-      let program = try injector.put(Array(filter.program))
-      // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
-      let fprog = try injector.put(words: [UInt64(filter.program.count / 8), program])
-      let flags = filter.flags | (threads > 1 ? 1 /* SECCOMP_FILTER_FLAG_TSYNC */ : 0)
-      try injector.call(
-        "seccomp filter \(index + 1) of \(core.seccompFilters?.count ?? 0)", SyscallNumber.seccomp,
-        1 /* SECCOMP_SET_MODE_FILTER */, flags,
-        fprog)
+  /// Then each thread's own, which it installs itself (without TSYNC).
+  private func installSeccompFilters(_ threads: [(core: ThreadCore, injector: Injector)]) throws {
+    func install(_ filters: [SeccompFilterImage], in own: Injector, synchronized: Bool, what: String) throws {
+      for (index, filter) in filters.enumerated() {
+        own.resetData()
+        let program = try own.put(Array(filter.program))
+        // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+        let fprog = try own.put(words: [UInt64(filter.program.count / 8), program])
+        let flags = filter.flags | (synchronized ? 1 /* SECCOMP_FILTER_FLAG_TSYNC */ : 0)
+        try own.call(
+          "\(what) seccomp filter \(index + 1) of \(filters.count)", SyscallNumber.seccomp,
+          1 /* SECCOMP_SET_MODE_FILTER */, flags, fprog)
+      }
+    }
+    try install(core.seccompFilters ?? [], in: injector, synchronized: threads.count > 1, what: "the process's")
+    for (thread, own) in threads where thread.seccompFilters != nil {
+      try install(thread.seccompFilters ?? [], in: own, synchronized: false, what: "thread \(thread.tid)'s own")
     }
   }
 
