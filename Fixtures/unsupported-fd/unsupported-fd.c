@@ -53,7 +53,9 @@
  *             ioctl on it fails with EIO). After: the link, and a read says end of file
  *   pty-typed the master of a pseudo-terminal (its slave held too) into which "typed ahead\n"
  *             was written that nothing has read from the slave. After: the link, and the
- *             slave reads the line */
+ *             slave reads the line
+ *   tcp-reset a TCP connection over 127.0.0.1 that its peer reset (SO_LINGER 0, closed): closed
+ *             now, ECONNRESET or end of file to read. After: the link, and a read says so */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -308,6 +310,21 @@ int main(int argc, char **argv) {
     unsigned char request[8] = {8 /* echo request */};
     FX_SYS(sendto(fd, request, sizeof request, 0, (struct sockaddr *)&to, sizeof to));
     usleep(20000);
+  } else if (!strcmp(kind, "tcp-reset")) {
+    int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    struct sockaddr_in at = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    FX_SYS(bind(listener, (struct sockaddr *)&at, sizeof at));
+    FX_SYS(listen(listener, 1));
+    socklen_t length = sizeof at;
+    FX_SYS(getsockname(listener, (struct sockaddr *)&at, &length));
+    fd = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    FX_SYS(connect(fd, (struct sockaddr *)&at, sizeof at));
+    int accepted = FX_SYS(accept(listener, NULL, NULL));
+    struct linger abort_it = {.l_onoff = 1, .l_linger = 0};
+    FX_SYS(setsockopt(accepted, SOL_SOCKET, SO_LINGER, &abort_it, sizeof abort_it));
+    close(accepted);
+    close(listener);
+    usleep(20000);
   } else if (!strcmp(kind, "pty-typed")) {
     fd = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
     FX_SYS(unlockpt(fd));
@@ -319,7 +336,7 @@ int main(int argc, char **argv) {
     FX_SYS(unlockpt(master));
     fd = FX_SYS(open(ptsname(master), O_RDWR | O_NOCTTY));
     close(master);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -361,6 +378,9 @@ int main(int argc, char **argv) {
       ssize_t got = recvmsg(fd, &message, 0);
       FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
     }
+  } else if (!strcmp(kind, "tcp-reset")) {
+    ssize_t got = read(fd, u.b, 1);
+    FX_TRUE(got == 0 || (got < 0 && errno == ECONNRESET), "tcp-reset: a read got %zd (%s)", got, strerror(errno));
   } else if (!strcmp(kind, "pty-typed")) {
     ssize_t got = read(other, u.b, sizeof u.b);
     FX_TRUE(got == 12 && !memcmp(u.b, "typed ahead\n", 12), "pty-typed: the slave read %zd bytes", got);

@@ -346,6 +346,9 @@ int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, vo
 // kernel clears it on the way out, and a connection without it that lingers after its process
 // closed it (FIN_WAIT, LAST_ACK) keeps a new listener from binding the port.
 int ck_tcp_repair_off(int fd, int reuse_address);
+// TCP segments the socket `fd` has sent (tcp_info.tcpi_segs_out): none for a socket never
+// connected. -errno on failure.
+long ck_tcp_segments_out(int fd);
 // The classic BPF filter of socket `fd`: its length in instructions in `count`, the
 // instructions (8 bytes each) when `capacity` instructions hold them; 0 or -errno.
 int ck_socket_filter(int fd, void *instructions, unsigned int capacity, unsigned int *count);

@@ -67,6 +67,12 @@ extension FileCapture {
           peer: data(facts.peer, facts.peer_length), backlog: nil, options: options)
         image.tcp = tcp
         return image
+      } else if facts.tcp_state == 7 /* TCP_CLOSE */ && ck_tcp_segments_out(ours) > 0 {
+        // Closed, but once connected (reset, or ended): reads say so (0 or ECONNRESET), which
+        // a new socket would not (ENOTCONN).
+        throw refuse(
+          "a TCP connection that has ended (\(SocketImage.text(address) ?? "unbound"))",
+          "close it before the checkpoint")
       } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
         let states = [
           1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT",
