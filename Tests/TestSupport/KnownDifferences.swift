@@ -58,11 +58,6 @@ public enum KnownDifferences {
       fixture: "timers", pattern: #"^task 1: ShdPnd "#,
       reason: "a timer fires while the snapshot holds the container frozen", issue: running),
     Entry(
-      fixture: "locks", pattern: #"^task 1 fd 7: flags 020300002 -> 0100002$"#,
-      reason:
-        "a file opened with O_TMPFILE comes back opened by path: fcntl(F_GETFL) no longer shows __O_TMPFILE|O_DIRECTORY",
-      issue: "open: issue 16"),
-    Entry(
       fixture: "deleted-mapping", pattern: #"^task [12] fd 3: flags 0500002 -> 0100002$"#,
       reason:
         "a deleted file opened O_NOFOLLOW is reopened through /proc's magic link, which O_NOFOLLOW would refuse: F_GETFL no longer shows O_NOFOLLOW",

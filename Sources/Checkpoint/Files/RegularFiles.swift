@@ -114,6 +114,21 @@ extension FileBatch {
     {
       // Mapped too: the file a mapping made again, which already has the contents.
       source = "/proc/\(mapped.hostPid)/map_files/\(hex(mapped.start))-\(hex(mapped.end))"
+    } else if descriptor.flags & OpenFlags.temporaryFile != 0 {
+      // Made with O_TMPFILE (unnamed from the start), as the program made it: the descriptor
+      // is the one open(2) gives, which alone shows O_TMPFILE in its flags.
+      let directory = "/" + path.split(separator: "/").dropLast().joined(separator: "/")
+      let at = try injector.put(string: directory)
+      let made = batch.add(
+        "O_TMPFILE in \(directory) for \(path)", SyscallNumber.open, .value(at),
+        .value(UInt64(descriptor.flags | O_CLOEXEC)), .value(UInt64((descriptor.mode ?? 0o600) & 0o7777)))
+      let high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
+      after.ghosts.append((high, ghost))
+      shared.ghosts[ghost.inode] = (injector.pid, high)
+      if let attributes = ghost.attributes { keepAttributes(attributes, of: "deleted \(ghost.inode)", at: high) }
+      queueSeek(high, to: descriptor)
+      prepared.descriptions[descriptor.fd] = high
+      return
     } else {
       // Made again next to where it was and unlinked at once; ckcont fills it after the
       // batch, through the keeper descriptor.
