@@ -8,9 +8,10 @@
  * times with EACCES, getppid works, PR_GET_SECCOMP says filter mode, and /proc shows two
  * filters and no_new_privs.
  *
- * `apart`: filter A, a thread, then each thread adds a filter of its own without TSYNC: the
- * main thread B (times fails with EACCES), the other C (getpgid fails with EXDEV). After
- * SIGTERM each thread is filtered by A and its own filter only.
+ * `apart`: a thread made before any filter, then filter A, a second thread, then each of the
+ * main and the second thread adds a filter of its own without TSYNC: the main thread B (times
+ * fails with EACCES), the second C (getpgid fails with EXDEV). After SIGTERM each thread is
+ * filtered by A and its own filter only, and the first thread by none.
  */
 #include "fix.h"
 #include <linux/audit.h>
@@ -101,8 +102,24 @@ static void *apart_thread(void *unused) {
   return NULL;
 }
 
+static volatile int unfiltered_started, unfiltered_go;
+static const char *volatile unfiltered_result = "the unfiltered thread did not check";
+
+static void *unfiltered_thread(void *unused) {
+  (void)unused;
+  unfiltered_started = 1;
+  while (!unfiltered_go) usleep(1000);
+  struct utsname names;
+  unfiltered_result = uname(&names) != 0 ? "uname was refused" : refused(SYS_times, EACCES) ? "times was refused"
+                    : refused(SYS_getpgid, EXDEV) ? "getpgid was refused" : prctl(PR_GET_SECCOMP) != 0 ? "it is in seccomp mode" : "";
+  return NULL;
+}
+
 static int apart_mode(void) {
   FX_SYS(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+  pthread_t unfiltered;
+  if (pthread_create(&unfiltered, NULL, unfiltered_thread, NULL)) fx_setup_fail("pthread_create");
+  while (!unfiltered_started) usleep(1000);
   install(SYS_uname, EPERM, 0);
   pthread_t thread;
   if (pthread_create(&thread, NULL, apart_thread, NULL)) fx_setup_fail("pthread_create");
@@ -115,6 +132,9 @@ static int apart_mode(void) {
   go = 1;
   pthread_join(thread, NULL);
   FX_TRUE(!strcmp((const char *)thread_result, ""), "thread: %s", (const char *)thread_result);
+  unfiltered_go = 1;
+  pthread_join(unfiltered, NULL);
+  FX_TRUE(!strcmp((const char *)unfiltered_result, ""), "the unfiltered thread: %s", (const char *)unfiltered_result);
   fx_finish();
 }
 

@@ -18,7 +18,7 @@ public enum IgnoredState {
     Field(
       name: "inode numbers",
       reason:
-        "pipes, sockets and namespaces get new inodes: their identity is kept as a relation (which descriptors or tasks share it)"
+        "pipes, sockets and namespaces get new inodes: their identity is kept as a relation (which descriptors or tasks share it); an O_TMPFILE file's name is its inode number (`/tmp/#123 (deleted)`), compared as `#inode`"
     ),
     Field(
       name: "open file descriptions",

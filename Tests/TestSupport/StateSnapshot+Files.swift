@@ -17,6 +17,12 @@ struct SnapshotDescriptor {
 }
 
 extension StateSnapshot {
+  /// An O_TMPFILE file is named by its inode number (`/tmp/#123 (deleted)`), which changes
+  /// with the inode (``IgnoredState/normalised``).
+  static func withoutTemporaryInode(_ link: String) -> String {
+    link.replacing(#/\/#[0-9]+ \(deleted\)$/#, with: "/#inode (deleted)")
+  }
+
   mutating func readFiles(_ tasks: SnapshotTasks) {
     var descriptors: [SnapshotDescriptor] = []
     for task in tasks.tasks where !task.isZombie {
@@ -27,7 +33,9 @@ extension StateSnapshot {
         let descriptor = SnapshotDescriptor(task: task, fd: fd, link: ProcFile.link("\(base)/fd/\(fd)"))
         descriptors.append(descriptor)
         let subject = descriptor.name
-        record(subject, "link", descriptor.sharedInode.map { String($0.prefix { $0 != ":" }) } ?? descriptor.link)
+        record(
+          subject, "link",
+          descriptor.sharedInode.map { String($0.prefix { $0 != ":" }) } ?? Self.withoutTemporaryInode(descriptor.link))
         for (field, value) in Self.fdinfo(ProcFile.read("\(base)/fdinfo/\(fd)") ?? "", tasks) {
           record(subject, field, value)
         }

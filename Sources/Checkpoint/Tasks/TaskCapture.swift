@@ -151,7 +151,13 @@ struct TaskCapture: Sendable {
         hint: "checkpoint it before it enters strict mode")
     }
     var chains: [[SeccompFilterImage]] = []
-    for tid in threads {
+    for (tid, mode) in modes {
+      // A thread without filters (made before any was installed without TSYNC): the kernel
+      // answers PTRACE_SECCOMP_GET_FILTER with EINVAL for it.
+      guard mode != 0 else {
+        chains.append([])
+        continue
+      }
       let tracee = Tracee(tid: tid)
       try tracee.setOptions(Int32(Ptrace.defaultOptions) | Int32(CK_PTRACE_O_SUSPEND_SECCOMP))
       chains.append(try tracee.seccompFilters().map { SeccompFilterImage(flags: $0.flags, program: Data($0.program)) })
