@@ -65,9 +65,9 @@ public struct Dump {
     try Interruption.check()
     let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
     var destination: Destination?
-    let repaired = RepairedSockets(journal: session.journal)
+    let taken = TakenState(journal: session.journal)
     do {
-      let captured = try capture(session, repaired: repaired)
+      let captured = try capture(session, taken: taken)
       session.endRemoteCalls()
       FaultInjection.point("dump:captured")
       try Interruption.check()
@@ -85,12 +85,12 @@ public struct Dump {
       switch aftermath {
       case .kill:
         try session.kill()
-        repaired.dropSilently()
+        taken.dropSilently()
       case .leaveRunning:
-        repaired.release()
+        taken.release()
         session.release(leaveFrozen: false)
       case .leaveFrozen:
-        repaired.release()
+        taken.release()
         session.release(leaveFrozen: true)
       }
       log("released the container in \(Int((monotonicNow() - releasing) * 1000)) ms")
@@ -100,7 +100,7 @@ public struct Dump {
         frozenSeconds: frozenSeconds, frozenAt: session.frozenAt, totalSeconds: monotonicNow() - started)
     } catch {
       destination?.abandon()
-      repaired.release()
+      taken.release()
       session.release(leaveFrozen: false)
       log("dump failed; the container was released and runs on")
       throw error
@@ -141,7 +141,7 @@ public struct Dump {
     var controllingTerminal: Int32
 
     init(
-      _ process: CgroupProcess, container: String, sockDiag: Int32, repaired: RepairedSockets, rootMounts: Set<Int>?,
+      _ process: CgroupProcess, container: String, sockDiag: Int32, taken: TakenState, rootMounts: Set<Int>?,
       log: (String) -> Void
     ) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
@@ -149,7 +149,7 @@ public struct Dump {
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       cgroup = process.cgroup.relative(to: container)
       memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
-      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts).image(
+      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts).image(
         log: log)
       namespaceIDs = try NamespaceID.readAll(
         pid: process.pid,
@@ -216,7 +216,7 @@ public struct Dump {
     return zombies
   }
 
-  func capture(_ session: SeizedContainer, repaired: RepairedSockets) throws -> Captured {
+  func capture(_ session: SeizedContainer, taken: TakenState) throws -> Captured {
     var phases = PhaseTimes()
     let zombies = try phases.time("zombie search") { try zombieChildren(session.processes) }
     // What /proc shows of each process needs no ptrace, so it is read on every CPU at once;
@@ -234,7 +234,7 @@ public struct Dump {
         }
       )
     }
-    let facts = try phases.time("/proc on all CPUs") { try readProc(of: processes, repaired: repaired) }
+    let facts = try phases.time("/proc on all CPUs") { try readProc(of: processes, taken: taken) }
     // The container's pid namespace is its root's: the one of the fewest levels (processes
     // deeper are in namespaces below it, see PidNamespaces).
     let level = facts.compactMap { try? $0.get().task.status.nsPid.count }.min() ?? 1
@@ -459,7 +459,7 @@ public struct Dump {
   }
 
   /// ``ProcessFacts`` of every process, read on all CPUs at once, in the order given.
-  func readProc(of processes: [CgroupProcess], repaired: RepairedSockets) throws -> [Result<ProcessFacts, any Error>] {
+  func readProc(of processes: [CgroupProcess], taken: TakenState) throws -> [Result<ProcessFacts, any Error>] {
     nonisolated(unsafe) let log = self.log
     let container = cgroup.path
     // Unix sockets are asked about through sock_diag, in the container's network namespace.
@@ -471,7 +471,7 @@ public struct Dump {
     let rootMounts = try ContainerMounts.ownRootMounts(pid: processes[0].pid)
     return processes.concurrentMap { (process: CgroupProcess) throws(any Error) in
       try ProcessFacts(
-        process, container: container, sockDiag: sockDiag, repaired: repaired, rootMounts: rootMounts, log: log)
+        process, container: container, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts, log: log)
     }
   }
 

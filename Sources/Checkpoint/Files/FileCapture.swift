@@ -12,7 +12,7 @@ struct FileCapture {
   /// A NETLINK_SOCK_DIAG socket in the container's network namespace, for unix sockets.
   let sockDiag: Int32
   /// Where established TCP connections go once in repair mode.
-  let repaired: RepairedSockets
+  let taken: TakenState
   /// The mounts of a container with a root filesystem of its own (nil: it has none): a file
   /// on none of them lies outside its root.
   var rootMounts: Set<Int>? = nil
@@ -144,7 +144,7 @@ struct FileCapture {
       if type == S_IFCHR, target.hasPrefix("/"), let side = Terminals.side(device: UInt64(st.st_rdev)) {
         var descriptor = DescriptorImage(fd: fd, kind: .pty, flags: openFlags, closeOnExec: cloexec, path: target)
         descriptor.pty = try Terminals.capture(
-          pid: pid, fd: fd, isMaster: side.isMaster, index: side.index, taken: repaired, log: log)
+          pid: pid, fd: fd, isMaster: side.isMaster, index: side.index, taken: taken, log: log)
         descriptors.append(descriptor)
         continue
       }

@@ -10,7 +10,7 @@ import Linux
 
 extension FileCapture {
   /// An internet socket: one without a connection is recreated, an established TCP
-  /// connection is read in repair mode (and kept there: `keep`, see ``RepairedSockets``).
+  /// connection is read in repair mode (and kept there: `keep`, see ``TakenState``).
   func captureInetSocket(
     _ ours: Int32, facts: ck_socket_facts, fd: Int32, target: String, keep: inout Bool,
     refuse: (String, String) -> CKError
@@ -31,7 +31,7 @@ extension FileCapture {
         }
       } else if facts.tcp_state == 1 /* TCP_ESTABLISHED */ {
         let options = try SocketOptions.capture(ours, facts, tunedByKernel: true, refuse: refuse)
-        try repaired.add(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
+        try taken.addRepaired(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
         keep = true
         let limit = TCPConnectionImage.queueLimit
         // Most queues are short: a small buffer first, the largest one if that is too small.

@@ -11,7 +11,7 @@ import Linux
 /// killed, closing these descriptors drops the connections silently (no FIN, no RST), for the
 /// restore to take them up again. A container that runs on gets them back out of repair
 /// mode, and its terminal output back into the masters.
-final class RepairedSockets: @unchecked Sendable {
+final class TakenState: @unchecked Sendable {
   private let lock = NSLock()
   private var fds: [(fd: Int32, reuseAddress: Bool)] = []
   private var outputs: [(master: Int32, bytes: Data)] = []
@@ -27,7 +27,7 @@ final class RepairedSockets: @unchecked Sendable {
   /// Takes over `fd`, a copy of process `pid`'s descriptor `target`, about to enter repair
   /// mode, which had SO_REUSEADDR set if `reuseAddress`: journaled first, so that
   /// ``DumpRecovery`` takes it out of repair mode should ckcont die.
-  func add(_ fd: Int32, pid: Int32, target: Int32, reuseAddress: Bool) throws {
+  func addRepaired(_ fd: Int32, pid: Int32, target: Int32, reuseAddress: Bool) throws {
     try journal?.update { $0.repairedSockets.append(.init(pid: pid, fd: target, reuseAddress: reuseAddress)) }
     lock.withLock { fds.append((fd, reuseAddress)) }
   }

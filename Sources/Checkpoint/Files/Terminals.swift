@@ -43,7 +43,7 @@ final class Terminals {
   /// it back if the container runs on; CRIU drops it); input typed into it that its programs
   /// have not read is refused (taking it out and back would lose where its lines end).
   static func capture(
-    pid: Int32, fd: Int32, isMaster: Bool, index: Int32, taken: RepairedSockets, log: (String) -> Void
+    pid: Int32, fd: Int32, isMaster: Bool, index: Int32, taken: TakenState, log: (String) -> Void
   ) throws -> PtyImage {
     let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
     defer { close(pidfd) }
