@@ -12,6 +12,7 @@
  *   sockets options
  *   sockets icmp
  *   sockets unix-unlinked [DIR]
+ *   sockets reuseport
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -66,6 +67,11 @@
  * whose file was unlinked, and a datagram socket whose file was unlinked. After SIGTERM each
  * still has its name; the path of the first two is the second listener's (a client reaches
  * it, not the old one); the other two paths are gone.
+ *
+ * `reuseport`: this process and a child it forked each hold a TCP listener bound to the same
+ * port of 127.0.0.1 with SO_REUSEPORT (a prefork server), and a UDP socket bound to one port
+ * with SO_REUSEADDR. After SIGTERM both listeners still listen on the port and take
+ * connections, and both UDP sockets are bound to theirs.
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -81,6 +87,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 static int option(int fd, int level, int name) {
   int value = -1;
@@ -854,6 +861,62 @@ static int unix_unlinked_mode(const char *dir) {
   fx_finish();
 }
 
+static int reuse_socket(int type, int option, uint16_t port) {
+  int fd = FX_SYS(socket(AF_INET, type, 0));
+  set_int(fd, SOL_SOCKET, option, 1);
+  struct sockaddr_in at = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  FX_SYS(bind(fd, (struct sockaddr *)&at, sizeof at));
+  if (type == SOCK_STREAM) FX_SYS(listen(fd, 8));
+  return fd;
+}
+
+static const char *check_reuse(int listener, int udp, int tcp_port, int udp_port) {
+  if (port_of(listener) != tcp_port || option(listener, SOL_SOCKET, SO_ACCEPTCONN) != 1) return "the listener moved";
+  if (option(listener, SOL_SOCKET, SO_REUSEPORT) != 1) return "the listener lost SO_REUSEPORT";
+  if (port_of(udp) != udp_port || option(udp, SOL_SOCKET, SO_REUSEADDR) != 1) return "the UDP socket moved";
+  return NULL;
+}
+
+static int reuseport_mode(void) {
+  int listener = reuse_socket(SOCK_STREAM, SO_REUSEPORT, 0);
+  int tcp_port = port_of(listener);
+  int udp = reuse_socket(SOCK_DGRAM, SO_REUSEADDR, 0);
+  int udp_port = port_of(udp);
+  int report[2];
+  FX_SYS(pipe(report));
+  pid_t child = FX_SYS(fork());
+  if (child == 0) {
+    close(listener);
+    close(udp);
+    int own = reuse_socket(SOCK_STREAM, SO_REUSEPORT, (uint16_t)tcp_port);
+    int own_udp = reuse_socket(SOCK_DGRAM, SO_REUSEADDR, (uint16_t)udp_port);
+    FX_SYS(write(report[1], "r", 1));
+    fx_wait_term();
+    const char *problem = check_reuse(own, own_udp, tcp_port, udp_port);
+    FX_TRUE(problem == NULL, "the child: %s", problem);
+    fx_finish();
+  }
+  char byte;
+  if (read(report[0], &byte, 1) != 1) fx_setup_fail("the child did not bind");
+  fx_ready();
+  fx_wait_term();
+  const char *problem = check_reuse(listener, udp, tcp_port, udp_port);
+  FX_TRUE(problem == NULL, "the parent: %s", problem);
+  int connected = 0;
+  for (int i = 0; i < 4; i++) {
+    int client = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)tcp_port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    connected += connect(client, (struct sockaddr *)&to, sizeof to) == 0;
+    close(client);
+  }
+  FX_EQ("connections to the shared port", 4, connected);
+  kill(child, SIGTERM);
+  int status = 0;
+  FX_SYS(waitpid(child, &status, 0));
+  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's checks failed (status %#x)", status);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -866,6 +929,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "udplite")) return udplite_mode();
   if (argc > 1 && !strcmp(argv[1], "options")) return options_mode();
   if (argc > 1 && !strcmp(argv[1], "icmp")) return icmp_mode();
+  if (argc > 1 && !strcmp(argv[1], "reuseport")) return reuseport_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));
