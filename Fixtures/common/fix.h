@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 static const char *fx_name = "?";
 static long fx_corrupt_k;   /* 0 = self-test off */
@@ -135,6 +136,15 @@ __attribute__((noreturn, unused)) static void fx_finish(void) {
 
 /* Plain SIGTERM wait: the handler only sets a flag. SIGTERM stays blocked except inside
  * sigsuspend, so it cannot slip in between the flag test and the sleep. */
+/* Sends SIGTERM to `child`, whose own checks run then, and checks that it exited 0; `what`
+ * says what a failure means. */
+static __attribute__((unused)) void fx_stop_child(pid_t child, const char *what) {
+  kill(child, SIGTERM);
+  int status = 0;
+  if (waitpid(child, &status, 0) < 0) status = -1;
+  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s (status %#x)", what, status);
+}
+
 static __attribute__((unused)) void fx_on_term(int s) { (void)s; fx_term = 1; }
 static __attribute__((unused)) void fx_term_setup(void) {
   sigset_t m; sigemptyset(&m); sigaddset(&m, SIGTERM);

@@ -131,10 +131,7 @@ static int fork_mode(void) {
   fx_ready();
   fx_wait_term();
   check_fork_areas("the parent", wiped, droppable, 0);
-  kill(child, SIGTERM);
-  int status = 0;
-  FX_SYS(waitpid(child, &status, 0));
-  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's checks failed (status %#x)", status);
+  fx_stop_child(child, "the child's checks failed");
   fx_finish();
 }
 

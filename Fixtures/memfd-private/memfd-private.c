@@ -48,10 +48,7 @@ int main(void) {
   }
   fx_ready();
   fx_wait_term();
-  kill(child, SIGTERM);
-  int status;
-  waitpid(child, &status, 0);
-  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's copy of the mapping differs (status %#x)", status);
+  fx_stop_child(child, "the child's copy of the mapping differs");
   if (fx_flip()) map[3] ^= 1;
   FX_TRUE(!memcmp(map, expected, sizeof expected), "the mapping differs");
   unsigned char back[PAGE];

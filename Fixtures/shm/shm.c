@@ -111,10 +111,7 @@ int main(int argc, char **argv) {
   fx_ready();
   fx_wait_term();
   region[0] = 0xA11CE;
-  kill(child, SIGTERM);
-  int status;
-  waitpid(child, &status, 0);
-  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
+  fx_stop_child(child, "the child did not see pid 1's write or lost the pattern");
   FX_TRUE(fx_await(&region[1], 0xB0B), "pid 1 did not see the child's write");
   FX_TRUE(half_intact(0, fx_seed(11)), "the half written by the child that is gone is lost");
   FX_TRUE(half_intact(1, fx_seed(13)), "the half written by the other child is lost");

@@ -910,10 +910,7 @@ static int reuseport_mode(void) {
     close(client);
   }
   FX_EQ("connections to the shared port", 4, connected);
-  kill(child, SIGTERM);
-  int status = 0;
-  FX_SYS(waitpid(child, &status, 0));
-  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's checks failed (status %#x)", status);
+  fx_stop_child(child, "the child's checks failed");
   fx_finish();
 }
 

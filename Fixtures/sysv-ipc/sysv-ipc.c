@@ -85,10 +85,7 @@ int main(void) {
   FX_EQ("size of segment A", SIZE_A, ds.shm_segsz);
   FX_EQ("mode of segment A", 0640, ds.shm_perm.mode & 0777);
   a[0] = 0xA11CE;
-  kill(child, SIGTERM);
-  int status;
-  waitpid(child, &status, 0);
-  FX_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child did not see pid 1's write or lost the pattern (status %#x)", status);
+  fx_stop_child(child, "the child did not see pid 1's write or lost the pattern");
   FX_TRUE(fx_await(&a[1], 0xB0B), "pid 1 did not see the child's write");
   FX_EQ("the read-only attachment sees the token", 0xA11CE, *(const volatile uint64_t *)a_ro);
   uint64_t check = fx_seed(11);
