@@ -11,7 +11,7 @@
  *   pause    waits in pause(2) (benchmarks: a population that costs no CPU)
  * COUNTERS is a file (or "-" for none) that holds one 64-bit counter per task, slot 0 being the
  * root's, mapped MAP_SHARED so the test reads progress with plain reads. The root prints
- * "ready N" (N = slots) once every child sits in its cgroup, then increments slot 0 every
+ * "ready N" (N = slots) once every child sits in its cgroup with its threads, then increments slot 0 every
  * millisecond. Every task asks for SIGKILL when its parent dies, so killing the root ends all.
  */
 #define _GNU_SOURCE
@@ -65,7 +65,15 @@ static void *thread_main(void *slot) {
   return NULL;
 }
 
-static void run(const char *kind, long slot) {
+/* Tells the parent this child is in place (its cgroup joined, its threads made). */
+static void report_placed(int fd) {
+  if (write(fd, "x", 1) != 1) die("write");
+  close(fd);
+}
+
+static void run(const char *kind, long slot, int placed) {
+  /* A child with threads is in place once they run: "ready" counts them too. */
+  if (strcmp(kind, "threads")) report_placed(placed);
   if (!strcmp(kind, "sleep")) {
     for (;;) { counters[slot]++; tick(); }
   } else if (!strcmp(kind, "spin")) {
@@ -74,6 +82,7 @@ static void run(const char *kind, long slot) {
     pthread_t t;
     for (int i = 0; i < 4; i++)
       if (pthread_create(&t, NULL, thread_main, (void *)slot)) die("pthread_create");
+    report_placed(placed);
     for (;;) pause();
   } else if (!strcmp(kind, "forker")) {
     for (;;) {
@@ -132,9 +141,7 @@ int main(int argc, char **argv) {
         if (getppid() == 1) _exit(0);
         close(placed[0]);
         join_cgroup(spec);
-        if (write(placed[1], "x", 1) != 1) die("write");
-        close(placed[1]);
-        run(kind, slot);
+        run(kind, slot, placed[1]);
       }
     }
   }
