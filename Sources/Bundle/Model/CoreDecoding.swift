@@ -5,6 +5,8 @@ import Foundation
 // synthesized Codable conformances write; ModelEncodingTests holds both to the same result.
 
 extension TaskCore {
+  /// TaskCore from core.json. Long by nature: one local per field and one `case` per key,
+  /// as JSONScanner decodes in one pass; splitting it would only scatter the key list.
   public static func decodeJSON(_ bytes: [UInt8], member: String, strict: Bool = true) throws(BundleError) -> TaskCore {
     try JSONScanner.scan(bytes, member: member, strict: strict) { scanner throws(BundleError) in
       var threads: [ThreadCore]?

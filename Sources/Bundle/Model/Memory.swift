@@ -352,6 +352,8 @@ extension MemoryImage {
 }
 
 extension VMAImage {
+  /// One mapping of mm.json. Long by nature: one local per field and one `case` per key, as
+  /// JSONScanner decodes in one pass; splitting it would only scatter the key list.
   init(scanning scanner: inout JSONScanner) throws(BundleError) {
     var start: UInt64?
     var end: UInt64?

@@ -17,191 +17,255 @@ struct FileCapture {
   /// on none of them lies outside its root.
   var rootMounts: Set<Int>? = nil
 
-  func image(log: (String) -> Void) throws -> FileTableImage {
-    let fdDir = "/proc/\(pid)/fd"
-    let numbers = try PseudoFile.list(fdDir).compactMap { Int32($0) }.sorted()
+  /// What the capture of one table gathers as it goes through the descriptors in order.
+  private struct Gathered {
     var descriptors: [DescriptorImage] = []
     var pipes: [UInt64: PipeImage] = [:]
+    /// The descriptors seen so far by inode, to find dup()ed ones among them.
     var byInode: [UInt64: [Int32]] = [:]
     var inodes: [Int32: UInt64] = [:]
+    /// Each epoll watch with the inode fdinfo gave for its target.
     var epollInodes: [(epoll: Int32, target: Int32, inode: UInt64, index: Int)] = []
     var lockLines: [Int32: [String]] = [:]
-    for fd in numbers {
-      let target = try readLink("\(fdDir)/\(fd)")
-      let info = try FdInfo.read(pid: pid, fd: fd)
-      // Locks held, not those waited for (`->` lines).
-      let locks = info.extra.filter { $0.key == "lock" && !$0.value.contains("->") }.map(\.value)
-      if !locks.isEmpty { lockLines[fd] = locks }
+  }
+
+  /// One descriptor as /proc shows it: its link, fdinfo and flags.
+  private struct Opened {
+    let fd: Int32
+    let target: String
+    let info: FdInfo
+    let closeOnExec: Bool
+    /// The status flags without O_CLOEXEC (a property of the descriptor, not the file).
+    let flags: Int32
+
+    init(pid: Int32, fd: Int32) throws {
+      self.fd = fd
+      target = try readLink("/proc/\(pid)/fd/\(fd)")
+      info = try FdInfo.read(pid: pid, fd: fd)
       let flags = Int32(bitPattern: info.flags)
-      let cloexec = flags & O_CLOEXEC != 0
-      let openFlags = flags & ~O_CLOEXEC
-      inodes[fd] = info.inode
-      // dup()ed descriptors share one open file description (offset, status flags).
-      if let twin = byInode[info.inode, default: []].first(where: { ck_kcmp_file(pid, pid, $0, fd) == 0 }),
-        let original = descriptors.first(where: { $0.fd == twin })
-      {
-        var copy = original
-        copy.fd = fd
-        copy.closeOnExec = cloexec
-        copy.sharesWith = twin
-        descriptors.append(copy)
-        continue
-      }
-      byInode[info.inode, default: []].append(fd)
-      if target.hasPrefix("pipe:[") {
-        let inode = info.inode
-        if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }
-        descriptors.append(DescriptorImage(fd: fd, kind: .pipe, flags: openFlags, closeOnExec: cloexec, pipe: inode))
-        continue
-      }
-      if target.hasPrefix("socket:[") {
-        var descriptor = DescriptorImage(fd: fd, kind: .socket, flags: openFlags, closeOnExec: cloexec)
-        descriptor.socket = try captureSocket(fd: fd, target: target, inode: info.inode, log: log)
-        descriptors.append(descriptor)
-        continue
-      }
-      if target == "anon_inode:inotify" {
-        var descriptor = DescriptorImage(fd: fd, kind: .inotify, flags: openFlags, closeOnExec: cloexec)
-        descriptor.inotifyWatches = try info.extra.filter { $0.key == "inotify" }.map { try inotifyWatch($0, fd: fd) }
-        // Events waiting to be read are not kept (as in CRIU): say how many bytes.
-        if let waiting = try? waitingBytes(fd: fd), waiting > 0 {
-          log("task \(pid): fd \(fd): \(waiting) bytes of inotify events waiting to be read are not kept")
-        }
-        descriptors.append(descriptor)
-        continue
-      }
-      if target == "anon_inode:[pidfd]" || target.hasPrefix("pidfd:") {
-        guard let host = info.value(for: "Pid").flatMap({ Int32($0) }), host > 0 else {
-          throw CKError(
-            .failed, "task \(pid): fd \(fd) is a pidfd of a process that has exited, which ckcont cannot checkpoint")
-        }
-        var descriptor = DescriptorImage(fd: fd, kind: .pidfd, flags: openFlags, closeOnExec: cloexec)
-        descriptor.pidfdTarget = host
-        descriptors.append(descriptor)
-        continue
-      }
-      if target == "anon_inode:[eventpoll]" {
-        var watched: [EpollTarget] = []
-        for field in info.extra where field.key == "tfd" {
-          let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
-          guard let tfd = pairs["tfd"].flatMap({ Int32($0) }),
-            let events = pairs["events"].flatMap({ UInt32($0, radix: 16) }),
-            let data = pairs["data"].flatMap({ UInt64($0, radix: 16) }),
-            let inode = pairs["ino"].flatMap({ UInt64($0, radix: 16) })
-          else {
-            throw CKError(.failed, "task \(pid): fd \(fd): cannot read an epoll target from fdinfo: \(field.value)")
-          }
-          watched.append(EpollTarget(fd: tfd, events: events, data: data))
-          epollInodes.append((fd, tfd, inode, watched.count - 1))
-        }
-        descriptors.append(
-          DescriptorImage(fd: fd, kind: .epoll, flags: openFlags, closeOnExec: cloexec, epollTargets: watched))
-        continue
-      }
-      if let kind = Self.anonKinds[target] {
-        descriptors.append(
-          DescriptorImage(
-            fd: fd, kind: kind, flags: openFlags, closeOnExec: cloexec, anon: try anonState(kind, info, fd: fd)))
-        continue
-      }
-      var st = stat()
-      guard stat("\(fdDir)/\(fd)", &st) == 0 else {
-        throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
-      }
-      let type = st.st_mode & S_IFMT
-      if type == S_IFREG, ck_fs_magic("\(fdDir)/\(fd)") == 0x1980_0202 /* MQUEUE_MAGIC */ {
-        var descriptor = DescriptorImage(
-          fd: fd, kind: .mqueue, flags: openFlags, closeOnExec: cloexec, mode: UInt32(st.st_mode))
-        descriptor.mqueue = try captureMessageQueue(fd: fd, target: target, st: st)
-        descriptors.append(descriptor)
-        continue
-      }
-      if type == S_IFREG, target.hasPrefix("/memfd:"), target.hasSuffix(" (deleted)") {
-        descriptors.append(
-          DescriptorImage(
-            fd: fd, kind: .memfd, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
-            mode: UInt32(st.st_mode),
-            memfd: try captureMemfd(fd: fd, target: target, inode: UInt64(st.st_ino), size: Int(st.st_size))))
-        continue
-      }
-      if type == S_IFIFO, target.hasPrefix("/") {
-        let inode = UInt64(st.st_ino)
-        if pipes[inode] == nil { pipes[inode] = try capturePipe(fd: fd, inode: inode) }
-        let deleted = target.hasSuffix(" (deleted)")
-        var descriptor = DescriptorImage(
-          fd: fd, kind: .fifo, flags: openFlags, closeOnExec: cloexec,
-          path: deleted ? String(target.dropLast(" (deleted)".count)) : target, pipe: inode)
-        if deleted {
-          descriptor.fifoDeleted = true
-          descriptor.fifoAttributes = FileAttributes(
-            uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777,
-            accessed: FileTime(seconds: Int64(st.st_atim.tv_sec), nanoseconds: Int64(st.st_atim.tv_nsec)),
-            modified: FileTime(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec)))
-        }
-        descriptors.append(descriptor)
-        continue
-      }
-      if type == S_IFCHR, target.hasPrefix("/"), let side = Terminals.side(device: UInt64(st.st_rdev)) {
-        var descriptor = DescriptorImage(fd: fd, kind: .pty, flags: openFlags, closeOnExec: cloexec, path: target)
-        descriptor.pty = try Terminals.capture(
-          pid: pid, fd: fd, isMaster: side.isMaster, index: side.index, taken: taken, log: log)
-        descriptors.append(descriptor)
-        continue
-      }
-      guard target.hasPrefix("/"), type == S_IFREG || type == S_IFCHR || type == S_IFDIR else {
-        throw CKError(
-          .failed, "task \(pid): fd \(fd) is \(describe(target)), which ckcont cannot checkpoint yet",
-          hint: "close it before the checkpoint, or wait for support of this kind")
-      }
-      if target.hasSuffix(" (deleted)") {
-        guard type == S_IFREG, st.st_nlink == 0 else {
-          throw CKError(
-            .failed,
-            "task \(pid): fd \(fd) refers to \(target), deleted but still linked elsewhere or not a regular file, which ckcont cannot checkpoint yet"
-          )
-        }
-        var descriptor = DescriptorImage(
-          fd: fd, kind: .deleted, flags: openFlags, closeOnExec: cloexec,
-          path: String(target.dropLast(" (deleted)".count)),
-          position: info.pos, mode: UInt32(st.st_mode))
-        let kept = try readKept(fd: fd, what: "the deleted file \(target)")
-        var ghost = GhostFileImage(inode: UInt64(st.st_ino), contents: kept.contents)
-        (ghost.size, ghost.extents, ghost.attributes) = (kept.size, kept.extents, kept.attributes)
-        descriptor.ghost = ghost
-        descriptors.append(descriptor)
-        continue
-      }
-      var descriptor = DescriptorImage(
-        fd: fd, kind: .path, flags: openFlags, closeOnExec: cloexec, path: target, position: info.pos,
-        mode: UInt32(st.st_mode))
-      if let rootMounts, !rootMounts.contains(Int(info.mountID)) { descriptor.outsideRoot = true }
-      descriptors.append(descriptor)
+      closeOnExec = flags & O_CLOEXEC != 0
+      self.flags = flags & ~O_CLOEXEC
     }
-    for index in descriptors.indices {
-      let descriptor = descriptors[index]
-      guard let lines = lockLines[descriptor.fd], descriptor.sharesWith == nil else { continue }
+
+    func image(_ kind: DescriptorImage.Kind) -> DescriptorImage {
+      DescriptorImage(fd: fd, kind: kind, flags: flags, closeOnExec: closeOnExec)
+    }
+  }
+
+  /// The process's descriptor table, each descriptor captured by its kind, then the locks,
+  /// stale epoll watches and owners of signal-driven I/O, which need the whole table.
+  func image(log: (String) -> Void) throws -> FileTableImage {
+    let numbers = try PseudoFile.list("/proc/\(pid)/fd").compactMap { Int32($0) }.sorted()
+    var gathered = Gathered()
+    for fd in numbers {
+      let opened = try Opened(pid: pid, fd: fd)
+      // Locks held, not those waited for (`->` lines).
+      let locks = opened.info.extra.filter { $0.key == "lock" && !$0.value.contains("->") }.map(\.value)
+      if !locks.isEmpty { gathered.lockLines[fd] = locks }
+      gathered.inodes[fd] = opened.info.inode
+      if let copy = duplicate(opened, of: gathered) {
+        gathered.descriptors.append(copy)
+        continue
+      }
+      gathered.byInode[opened.info.inode, default: []].append(fd)
+      let descriptor =
+        try anonymousDescriptor(opened, into: &gathered, log: log)
+        ?? inodeDescriptor(opened, into: &gathered, log: log)
+      gathered.descriptors.append(descriptor)
+    }
+    try attachLocks(&gathered)
+    // An epoll watch is keyed by a descriptor number, which a watch whose descriptor was
+    // closed keeps though it means nothing now: found after the capture (``Dump/findStaleWatches``).
+    for (epoll, target, inode, slot) in gathered.epollInodes where gathered.inodes[target] != inode {
+      guard let index = gathered.descriptors.firstIndex(where: { $0.fd == epoll }) else { continue }
+      gathered.descriptors[index].epollTargets?[slot].source = Epoll.unresolved
+    }
+    log("task \(pid): \(gathered.descriptors.count) fds, \(gathered.pipes.count) pipes")
+    // Signal-driven I/O: the owner and signal belong to the open file description, read
+    // through a copy of it (pidfd_getfd).
+    for index in gathered.descriptors.indices
+    where gathered.descriptors[index].sharesWith == nil && gathered.descriptors[index].flags & O_ASYNC != 0 {
+      gathered.descriptors[index].asyncOwner = try asyncOwner(fd: gathered.descriptors[index].fd)
+    }
+    return FileTableImage(
+      descriptors: gathered.descriptors, pipes: gathered.pipes.values.sorted { $0.inode < $1.inode })
+  }
+
+  /// dup()ed descriptors share one open file description (offset, status flags): a copy of
+  /// the first one's image that names it.
+  private func duplicate(_ opened: Opened, of gathered: Gathered) -> DescriptorImage? {
+    guard
+      let twin = gathered.byInode[opened.info.inode, default: []].first(where: {
+        ck_kcmp_file(pid, pid, $0, opened.fd) == 0
+      }),
+      let original = gathered.descriptors.first(where: { $0.fd == twin })
+    else { return nil }
+    var copy = original
+    copy.fd = opened.fd
+    copy.closeOnExec = opened.closeOnExec
+    copy.sharesWith = twin
+    return copy
+  }
+
+  /// A descriptor known by its link alone: pipes, sockets, inotify, pidfds, epoll and the
+  /// other anonymous inodes; nil for one that needs a stat.
+  private func anonymousDescriptor(_ opened: Opened, into gathered: inout Gathered, log: (String) -> Void) throws
+    -> DescriptorImage?
+  {
+    let (fd, target, info) = (opened.fd, opened.target, opened.info)
+    if target.hasPrefix("pipe:[") {
+      if gathered.pipes[info.inode] == nil { gathered.pipes[info.inode] = try capturePipe(fd: fd, inode: info.inode) }
+      var descriptor = opened.image(.pipe)
+      descriptor.pipe = info.inode
+      return descriptor
+    }
+    if target.hasPrefix("socket:[") {
+      var descriptor = opened.image(.socket)
+      descriptor.socket = try captureSocket(fd: fd, target: target, inode: info.inode, log: log)
+      return descriptor
+    }
+    if target == "anon_inode:inotify" {
+      var descriptor = opened.image(.inotify)
+      descriptor.inotifyWatches = try info.extra.filter { $0.key == "inotify" }.map { try inotifyWatch($0, fd: fd) }
+      // Events waiting to be read are not kept (as in CRIU): say how many bytes.
+      if let waiting = try? waitingBytes(fd: fd), waiting > 0 {
+        log("task \(pid): fd \(fd): \(waiting) bytes of inotify events waiting to be read are not kept")
+      }
+      return descriptor
+    }
+    if target == "anon_inode:[pidfd]" || target.hasPrefix("pidfd:") {
+      guard let host = info.value(for: "Pid").flatMap({ Int32($0) }), host > 0 else {
+        throw CKError(
+          .failed, "task \(pid): fd \(fd) is a pidfd of a process that has exited, which ckcont cannot checkpoint")
+      }
+      var descriptor = opened.image(.pidfd)
+      descriptor.pidfdTarget = host
+      return descriptor
+    }
+    if target == "anon_inode:[eventpoll]" {
+      var descriptor = opened.image(.epoll)
+      descriptor.epollTargets = try epollTargets(opened, into: &gathered)
+      return descriptor
+    }
+    if let kind = Self.anonKinds[target] {
+      var descriptor = opened.image(kind)
+      descriptor.anon = try anonState(kind, info, fd: fd)
+      return descriptor
+    }
+    return nil
+  }
+
+  /// An epoll instance's watches as fdinfo lists them, each noted with its target's inode.
+  private func epollTargets(_ opened: Opened, into gathered: inout Gathered) throws -> [EpollTarget] {
+    var watched: [EpollTarget] = []
+    for field in opened.info.extra where field.key == "tfd" {
+      let pairs = Dictionary(field.recordFields ?? [], uniquingKeysWith: { first, _ in first })
+      guard let tfd = pairs["tfd"].flatMap({ Int32($0) }),
+        let events = pairs["events"].flatMap({ UInt32($0, radix: 16) }),
+        let data = pairs["data"].flatMap({ UInt64($0, radix: 16) }),
+        let inode = pairs["ino"].flatMap({ UInt64($0, radix: 16) })
+      else {
+        throw CKError(
+          .failed, "task \(pid): fd \(opened.fd): cannot read an epoll target from fdinfo: \(field.value)")
+      }
+      watched.append(EpollTarget(fd: tfd, events: events, data: data))
+      gathered.epollInodes.append((opened.fd, tfd, inode, watched.count - 1))
+    }
+    return watched
+  }
+
+  /// A descriptor of an inode with a file type: message queues, memfds, FIFOs, terminals,
+  /// deleted files and files by path. Anything else fails the dump by name.
+  private func inodeDescriptor(_ opened: Opened, into gathered: inout Gathered, log: (String) -> Void) throws
+    -> DescriptorImage
+  {
+    let (fd, target, info) = (opened.fd, opened.target, opened.info)
+    let path = "/proc/\(pid)/fd/\(fd)"
+    var st = stat()
+    guard stat(path, &st) == 0 else {
+      throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
+    }
+    let type = st.st_mode & S_IFMT
+    let deleted = target.hasSuffix(" (deleted)")
+    let livePath = deleted ? String(target.dropLast(" (deleted)".count)) : target
+    if type == S_IFREG, ck_fs_magic(path) == 0x1980_0202 /* MQUEUE_MAGIC */ {
+      var descriptor = opened.image(.mqueue)
+      descriptor.mode = UInt32(st.st_mode)
+      descriptor.mqueue = try captureMessageQueue(fd: fd, target: target, st: st)
+      return descriptor
+    }
+    if type == S_IFREG, target.hasPrefix("/memfd:"), deleted {
+      var descriptor = opened.image(.memfd)
+      (descriptor.path, descriptor.position, descriptor.mode) = (target, info.pos, UInt32(st.st_mode))
+      descriptor.memfd = try captureMemfd(fd: fd, target: target, inode: UInt64(st.st_ino), size: Int(st.st_size))
+      return descriptor
+    }
+    if type == S_IFIFO, target.hasPrefix("/") {
+      let inode = UInt64(st.st_ino)
+      if gathered.pipes[inode] == nil { gathered.pipes[inode] = try capturePipe(fd: fd, inode: inode) }
+      var descriptor = opened.image(.fifo)
+      (descriptor.path, descriptor.pipe) = (livePath, inode)
+      if deleted {
+        descriptor.fifoDeleted = true
+        descriptor.fifoAttributes = FileAttributes(
+          uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777,
+          accessed: FileTime(seconds: Int64(st.st_atim.tv_sec), nanoseconds: Int64(st.st_atim.tv_nsec)),
+          modified: FileTime(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec)))
+      }
+      return descriptor
+    }
+    if type == S_IFCHR, target.hasPrefix("/"), let side = Terminals.side(device: UInt64(st.st_rdev)) {
+      var descriptor = opened.image(.pty)
+      descriptor.path = target
+      descriptor.pty = try Terminals.capture(
+        pid: pid, fd: fd, isMaster: side.isMaster, index: side.index, taken: taken, log: log)
+      return descriptor
+    }
+    guard target.hasPrefix("/"), type == S_IFREG || type == S_IFCHR || type == S_IFDIR else {
+      throw CKError(
+        .failed, "task \(pid): fd \(fd) is \(describe(target)), which ckcont cannot checkpoint yet",
+        hint: "close it before the checkpoint, or wait for support of this kind")
+    }
+    if deleted {
+      return try deletedFile(opened, st: st)
+    }
+    var descriptor = opened.image(.path)
+    (descriptor.path, descriptor.position, descriptor.mode) = (target, info.pos, UInt32(st.st_mode))
+    if let rootMounts, !rootMounts.contains(Int(info.mountID)) { descriptor.outsideRoot = true }
+    return descriptor
+  }
+
+  /// A regular file deleted while open, its contents kept (a ghost file, in CRIU's words).
+  private func deletedFile(_ opened: Opened, st: stat) throws -> DescriptorImage {
+    guard st.st_mode & S_IFMT == S_IFREG, st.st_nlink == 0 else {
+      throw CKError(
+        .failed,
+        "task \(pid): fd \(opened.fd) refers to \(opened.target), deleted but still linked elsewhere or not a regular file, which ckcont cannot checkpoint yet"
+      )
+    }
+    var descriptor = opened.image(.deleted)
+    descriptor.path = String(opened.target.dropLast(" (deleted)".count))
+    (descriptor.position, descriptor.mode) = (opened.info.pos, UInt32(st.st_mode))
+    let kept = try readKept(fd: opened.fd, what: "the deleted file \(opened.target)")
+    var ghost = GhostFileImage(inode: UInt64(st.st_ino), contents: kept.contents)
+    (ghost.size, ghost.extents, ghost.attributes) = (kept.size, kept.extents, kept.attributes)
+    descriptor.ghost = ghost
+    return descriptor
+  }
+
+  /// The locks each descriptor holds; only on files by path and deleted files.
+  private func attachLocks(_ gathered: inout Gathered) throws {
+    for index in gathered.descriptors.indices {
+      let descriptor = gathered.descriptors[index]
+      guard let lines = gathered.lockLines[descriptor.fd], descriptor.sharesWith == nil else { continue }
       guard descriptor.kind == .path || descriptor.kind == .deleted else {
         throw CKError(
           .failed,
           "task \(pid): fd \(descriptor.fd) holds a lock on a \(descriptor.kind.rawValue), which ckcont cannot checkpoint yet"
         )
       }
-      descriptors[index].locks = try lines.map { try lock(from: $0, fd: descriptor.fd) }
+      gathered.descriptors[index].locks = try lines.map { try lock(from: $0, fd: descriptor.fd) }
     }
-    // An epoll watch is keyed by a descriptor number, which a watch whose descriptor was
-    // closed keeps though it means nothing now: found after the capture (``Dump/findStaleWatches``).
-    for (epoll, target, inode, slot) in epollInodes where inodes[target] != inode {
-      guard let index = descriptors.firstIndex(where: { $0.fd == epoll }) else { continue }
-      descriptors[index].epollTargets?[slot].source = Epoll.unresolved
-    }
-    log("task \(pid): \(descriptors.count) fds, \(pipes.count) pipes")
-    // Signal-driven I/O: the owner and signal belong to the open file description, read
-    // through a copy of it (pidfd_getfd).
-    for index in descriptors.indices
-    where descriptors[index].sharesWith == nil && descriptors[index].flags & O_ASYNC != 0 {
-      descriptors[index].asyncOwner = try asyncOwner(fd: descriptors[index].fd)
-    }
-    return FileTableImage(descriptors: descriptors, pipes: pipes.values.sorted { $0.inode < $1.inode })
   }
 
   /// F_GETOWN_EX and F_GETSIG of the description behind `fd` (the owner as the host sees it).

@@ -301,8 +301,12 @@ extension WaitingDatagrams {
 /// descriptors passed with the same pieces as before, taken from the processes that hold
 /// them (``Dump/resolvePassed``).
 enum PassedInFlight {
+  /// Where a socket's peer lives now, by the peer's inode: a restored process and its fd.
+  private typealias Holders = [UInt64: (hostPid: Int32, fd: Int32)]
+
+  /// Refills every socket with descriptors in flight, through its peer.
   static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector]) throws {
-    var holders: [UInt64: (hostPid: Int32, fd: Int32)] = [:]
+    var holders: Holders = [:]
     for task in tasks {
       guard let injector = injectors[task.entry.pid] else { continue }
       for descriptor in task.files.descriptors {
@@ -314,97 +318,118 @@ enum PassedInFlight {
     var done: Set<UInt64> = []
     for task in tasks {
       for descriptor in task.files.descriptors {
-        guard let socket = descriptor.socket, let passed = socket.passed, let inode = socket.inode,
-          let peerInode = socket.peerInode,
-          done.insert(inode).inserted
+        guard let socket = descriptor.socket, socket.passed != nil, let inode = socket.inode,
+          let peerInode = socket.peerInode, done.insert(inode).inserted
         else { continue }
-        guard let peer = holders[peerInode] else {
-          throw CKError(
-            .failed, "socket:[\(inode)] has descriptors in flight but no process holds its peer socket:[\(peerInode)]")
-        }
-        let ours = try copyOfDescriptor(peer.fd, of: peer.hostPid)
-        defer { close(ours) }
-        // Pieces: each message, or the stream cut where descriptors are attached.
-        var pieces: [(bytes: Data, passed: [DescriptorReference])] = []
-        if socket.type == Int32(SOCK_STREAM.rawValue) {
-          let queued = socket.queued ?? Data()
-          // A read ends after the piece descriptors came with: it is sent alone again.
-          let cuts = Set([0, queued.count] + passed.flatMap { [$0.at, $0.at + ($0.length ?? 0)] }).sorted()
-          for (start, end) in zip(cuts, cuts.dropFirst()) where end > start {
-            let attached = passed.first { $0.at == start }?.descriptors ?? []
-            pieces.append((queued.subdata(in: queued.startIndex + start..<queued.startIndex + end), attached))
-          }
-        } else {
-          for (index, message) in (socket.messages ?? []).enumerated() {
-            pieces.append((message, passed.first { $0.at == index }?.descriptors ?? []))
-          }
-        }
-        for piece in pieces {
-          var fds: [Int32] = []
-          defer { for fd in fds { close(fd) } }
-          for reference in piece.passed {
-            if let throughPid = reference.throughPid, let throughFd = reference.throughFd, let flags = reference.flags {
-              // A pipe end only the message held: a new end of the same pipe, opened through
-              // the one a process holds; without waiting for the other side, as it was made.
-              guard let holder = injectors[throughPid] else {
-                throw CKError(
-                  .failed,
-                  "socket:[\(inode)]: a pipe in flight goes through process \(throughPid), which the bundle does not hold"
-                )
-              }
-              let path = "/proc/\(holder.pid)/fd/\(throughFd)"
-              let fd = try syscallChecked("open", "\(path), a pipe end in flight in socket:[\(inode)]") {
-                open(path, flags | O_NONBLOCK | O_CLOEXEC)
-              }
-              fds.append(fd)
-              if flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
-              continue
-            }
-            if let path = reference.path, let flags = reference.flags {
-              // A file only the message held: opened again (new, so nothing shares it).
-              let fd = try syscallChecked("open", "\(path), in flight in socket:[\(inode)]") {
-                open(path, flags | O_CLOEXEC)
-              }
-              fds.append(fd)
-              if let position = reference.position, position > 0 {
-                try syscallChecked("lseek", path) { lseek(fd, off_t(position), SEEK_SET) }
-              }
-              continue
-            }
-            guard let holder = injectors[reference.pid] else {
-              throw CKError(
-                .failed,
-                "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold"
-              )
-            }
-            fds.append(try copyOfDescriptor(reference.fd, of: holder.pid))
-          }
-          try piece.bytes.withUnsafeBytes { bytes in
-            var sent = 0
-            repeat {
-              // The descriptors go with the first bytes of the piece, as they came.
-              let result: Int
-              if sent == 0 && !fds.isEmpty {
-                result = ck_send_with_fds(ours, bytes.baseAddress, bytes.count, fds, Int32(fds.count))
-              } else {
-                let n = send(
-                  ours, bytes.baseAddress.map { $0 + sent }, bytes.count - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-                result = n < 0 ? -Int(errno) : n
-              }
-              guard result > 0 || (result == 0 && bytes.isEmpty) else {
-                throw SyscallError(
-                  "sendmsg",
-                  "what waited in socket:[\(inode)] with descriptors in flight (\(sent) of \(bytes.count) bytes in)",
-                  .init(rawValue: result < 0 ? Int32(-result) : EAGAIN))
-              }
-              sent += result
-            } while sent < bytes.count
-          }
-        }
+        try refill(socket, inode: inode, peerInode: peerInode, holders: holders, injectors: injectors)
       }
     }
   }
 
+  /// Sends what waited in `socket`, piece by piece with the descriptors attached, through
+  /// a copy of its peer.
+  private static func refill(
+    _ socket: SocketImage, inode: UInt64, peerInode: UInt64, holders: Holders, injectors: [Int32: Injector]
+  ) throws {
+    guard let peer = holders[peerInode] else {
+      throw CKError(
+        .failed, "socket:[\(inode)] has descriptors in flight but no process holds its peer socket:[\(peerInode)]")
+    }
+    let ours = try copyOfDescriptor(peer.fd, of: peer.hostPid)
+    defer { close(ours) }
+    for piece in pieces(of: socket) {
+      var fds: [Int32] = []
+      defer { for fd in fds { close(fd) } }
+      for reference in piece.passed {
+        fds.append(try open(reference, inode: inode, injectors: injectors))
+      }
+      try send(piece.bytes, with: fds, through: ours, inode: inode)
+    }
+  }
+
+  /// Each message, or the stream cut where descriptors are attached: a read ends after the
+  /// piece descriptors came with, so it is sent alone again.
+  private static func pieces(of socket: SocketImage) -> [(bytes: Data, passed: [DescriptorReference])] {
+    let passed = socket.passed ?? []
+    guard socket.type == Int32(SOCK_STREAM.rawValue) else {
+      return (socket.messages ?? []).enumerated().map { index, message in
+        (message, passed.first { $0.at == index }?.descriptors ?? [])
+      }
+    }
+    let queued = socket.queued ?? Data()
+    let cuts = Set([0, queued.count] + passed.flatMap { [$0.at, $0.at + ($0.length ?? 0)] }).sorted()
+    return zip(cuts, cuts.dropFirst()).filter { $0.1 > $0.0 }.map { start, end in
+      let attached = passed.first { $0.at == start }?.descriptors ?? []
+      return (queued.subdata(in: queued.startIndex + start..<queued.startIndex + end), attached)
+    }
+  }
+
+  /// A descriptor of ckcont's for one passed in flight: a copy of a process's, or, for one
+  /// only the message held, the file or pipe end opened again.
+  private static func open(_ reference: DescriptorReference, inode: UInt64, injectors: [Int32: Injector]) throws
+    -> Int32
+  {
+    if let throughPid = reference.throughPid, let throughFd = reference.throughFd, let flags = reference.flags {
+      // A pipe end only the message held: a new end of the same pipe, opened through
+      // the one a process holds; without waiting for the other side, as it was made.
+      guard let holder = injectors[throughPid] else {
+        throw CKError(
+          .failed,
+          "socket:[\(inode)]: a pipe in flight goes through process \(throughPid), which the bundle does not hold")
+      }
+      let path = "/proc/\(holder.pid)/fd/\(throughFd)"
+      let fd = try syscallChecked("open", "\(path), a pipe end in flight in socket:[\(inode)]") {
+        Glibc.open(path, flags | O_NONBLOCK | O_CLOEXEC)
+      }
+      if flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+      return fd
+    }
+    if let path = reference.path, let flags = reference.flags {
+      // A file only the message held: opened again (new, so nothing shares it).
+      let fd = try syscallChecked("open", "\(path), in flight in socket:[\(inode)]") {
+        Glibc.open(path, flags | O_CLOEXEC)
+      }
+      if let position = reference.position, position > 0 {
+        do {
+          try syscallChecked("lseek", path) { lseek(fd, off_t(position), SEEK_SET) }
+        } catch {
+          close(fd)
+          throw error
+        }
+      }
+      return fd
+    }
+    guard let holder = injectors[reference.pid] else {
+      throw CKError(
+        .failed,
+        "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold")
+    }
+    return try copyOfDescriptor(reference.fd, of: holder.pid)
+  }
+
+  /// Sends `bytes` through `socket`, the descriptors with the first bytes, as they came.
+  private static func send(_ bytes: Data, with fds: [Int32], through socket: Int32, inode: UInt64) throws {
+    try bytes.withUnsafeBytes { bytes in
+      var sent = 0
+      repeat {
+        let result: Int
+        if sent == 0 && !fds.isEmpty {
+          result = ck_send_with_fds(socket, bytes.baseAddress, bytes.count, fds, Int32(fds.count))
+        } else {
+          let n = Glibc.send(
+            socket, bytes.baseAddress.map { $0 + sent }, bytes.count - sent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+          result = n < 0 ? -Int(errno) : n
+        }
+        guard result > 0 || (result == 0 && bytes.isEmpty) else {
+          throw SyscallError(
+            "sendmsg",
+            "what waited in socket:[\(inode)] with descriptors in flight (\(sent) of \(bytes.count) bytes in)",
+            .init(rawValue: result < 0 ? Int32(-result) : EAGAIN))
+        }
+        sent += result
+      } while sent < bytes.count
+    }
+  }
 }
 
 extension Dump {

@@ -11,6 +11,13 @@ struct MemoryCapture {
   /// /proc/<pid>/stat, for the mm fields.
   let procStat: ProcStatExtended
 
+  /// How a mapping's pages are found: in the shared object it maps, or in its page tables
+  /// (for a private file mapping, only the copied-on-write pages).
+  private enum PageSource: Equatable {
+    case none, object
+    case pageTables(anonymousOnly: Bool)
+  }
+
   /// The image, with `fields.brk` left 0: /proc does not show it, only the process itself
   /// can tell (a remote brk(0), see ``TaskCapture``).
   func image(log: (String) -> Void) throws -> MemoryImage {
@@ -21,74 +28,87 @@ struct MemoryCapture {
     // space it is read on another thread while this one scans the pages.
     let aside = vmas.count >= Self.smapsAside.mappings || procStat.rssPages >= Self.smapsAside.pages
     let pendingFlags = aside ? Pending(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil
-    var images: [VMAImage] = []
-    /// How each mapping's pages are found, by index: in the shared object it maps, or in its
-    /// page tables (for a private file mapping, only the copied-on-write pages).
-    enum PageSource: Equatable {
-      case none, object
-      case pageTables(anonymousOnly: Bool)
-    }
-    var sources: [PageSource] = []
-    for vma in vmas {
-      let kind: VMAImage.Kind
-      switch vma.kind {
-      case .anonymous, .anonymousNamed, .sharedAnonymous: kind = .anonymous
-      case .file: kind = vma.isDeleted ? .deletedFile : .file
-      case .memfd: kind = .memfd
-      case .sysvShm: kind = .sysvShm
-      case .heap: kind = .heap
-      case .stack: kind = .stack
-      case .vdso: kind = .vdso
-      case .vvar: kind = .vvar
-      case .vvarVclock: kind = .vvarVclock
-      case .vsyscall: kind = .vsyscall
-      case .otherPseudo(let name):
-        throw CKError(
-          .failed, "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) [\(name)] cannot be checkpointed")
-      }
-      let shared = vma.permissions.contains(.shared)
-      var deletedFile: stat?
-      if kind == .deletedFile {
-        deletedFile = try deletedFileFacts(vma)
-      }
-      let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
-      // Shared file mappings live in the file, SysV segments in the IPC image; kernel
-      // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
-      // hold data written before an mprotect.
-      if shared && (vma.kind == .sharedAnonymous || kind == .memfd || kind == .deletedFile) {
-        sources.append(.object)
-      } else if !special && !(shared && kind == .file) && kind != .sysvShm {
-        // A private mapping of a file keeps only its copied-on-write pages; the file's own
-        // (for a memfd or a deleted file, saved apart: see ``privateObjectContents``) show
-        // through the rest.
-        sources.append(.pageTables(anonymousOnly: kind == .file || kind == .deletedFile || (kind == .memfd && !shared)))
-      } else {
-        sources.append(.none)
-      }
-      var objectSize: UInt64?
-      if kind == .memfd {
-        var st = stat()
-        let file = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
-        guard stat(file, &st) == 0 else {
-          throw CKError(.failed, "task \(pid): cannot stat \(file): \(String(cString: strerror(errno)))")
-        }
-        objectSize = UInt64(st.st_size)
-      }
-      var image = VMAImage(
-        start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
-        path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: [], pagesOffset: 0,
-        sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil,
-        objectSize: objectSize)
-      if let deletedFile {
-        image.sharedObject = UInt64(deletedFile.st_ino)
-        image.objectDevice = UInt64(deletedFile.st_dev)
-        image.objectSize = UInt64(deletedFile.st_size)
-        image.objectMode = UInt32(deletedFile.st_mode) & 0o7777
-      }
-      images.append(image)
-    }
-    // Neighbours scanned alike are scanned at once.
+    let described = try vmas.map(describe)
+    var images = described.map(\.image)
     var scanner = try PageScanner(pid: pid)
+    try scanPages(&images, sources: described.map(\.source), vmas: vmas, scanner: &scanner)
+    try applyFlags(try pendingFlags?.wait() ?? ProcSmaps.readFlags(pid: pid), to: &images, scanner: &scanner)
+    var offset: UInt64 = 0
+    for index in images.indices {
+      images[index].pagesOffset = offset
+      offset += images[index].pages.reduce(0) { $0 + $1.size }
+    }
+    let image = MemoryImage(
+      vmas: images, fields: fields, auxv: try auxVector(), exe: try executable(), pagesSize: offset)
+    log(
+      "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
+        + "\(Int((monotonicNow() - started) * 1000)) ms")
+    return image
+  }
+
+  /// One mapping's image without its pages, and where its pages are to be found.
+  private func describe(_ vma: VMA) throws -> (image: VMAImage, source: PageSource) {
+    let kind = try kind(of: vma)
+    let shared = vma.permissions.contains(.shared)
+    let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
+    // Shared file mappings live in the file, SysV segments in the IPC image; kernel
+    // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
+    // hold data written before an mprotect.
+    let source: PageSource
+    if shared && (vma.kind == .sharedAnonymous || kind == .memfd || kind == .deletedFile) {
+      source = .object
+    } else if !special && !(shared && kind == .file) && kind != .sysvShm {
+      // A private mapping of a file keeps only its copied-on-write pages; the file's own
+      // (for a memfd or a deleted file, saved apart: see ``privateObjectContents``) show
+      // through the rest.
+      source = .pageTables(anonymousOnly: kind == .file || kind == .deletedFile || (kind == .memfd && !shared))
+    } else {
+      source = .none
+    }
+    var image = VMAImage(
+      start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: shared, kind: kind,
+      path: vma.path, offset: vma.offset, growsDown: kind == .stack, pages: [], pagesOffset: 0,
+      sharedObject: vma.kind == .sharedAnonymous || kind == .memfd || kind == .sysvShm ? vma.inode : nil)
+    if kind == .memfd {
+      var st = stat()
+      let file = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
+      guard stat(file, &st) == 0 else {
+        throw CKError(.failed, "task \(pid): cannot stat \(file): \(String(cString: strerror(errno)))")
+      }
+      image.objectSize = UInt64(st.st_size)
+    }
+    if kind == .deletedFile {
+      let deletedFile = try deletedFileFacts(vma)
+      image.sharedObject = UInt64(deletedFile.st_ino)
+      image.objectDevice = UInt64(deletedFile.st_dev)
+      image.objectSize = UInt64(deletedFile.st_size)
+      image.objectMode = UInt32(deletedFile.st_mode) & 0o7777
+    }
+    return (image, source)
+  }
+
+  /// The image's kind of a mapping /proc/<pid>/maps lists; unknown kernel mappings fail.
+  private func kind(of vma: VMA) throws -> VMAImage.Kind {
+    switch vma.kind {
+    case .anonymous, .anonymousNamed, .sharedAnonymous: return .anonymous
+    case .file: return vma.isDeleted ? .deletedFile : .file
+    case .memfd: return .memfd
+    case .sysvShm: return .sysvShm
+    case .heap: return .heap
+    case .stack: return .stack
+    case .vdso: return .vdso
+    case .vvar: return .vvar
+    case .vvarVclock: return .vvarVclock
+    case .vsyscall: return .vsyscall
+    case .otherPseudo(let name):
+      throw CKError(.failed, "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) [\(name)] cannot be checkpointed")
+    }
+  }
+
+  /// Finds the pages that hold data; neighbours scanned alike are scanned at once.
+  private func scanPages(
+    _ images: inout [VMAImage], sources: [PageSource], vmas: [VMA], scanner: inout PageScanner
+  ) throws {
     var index = 0
     while index < images.count {
       switch sources[index] {
@@ -108,7 +128,13 @@ struct MemoryCapture {
         index = end
       }
     }
-    let flags = try pendingFlags?.wait() ?? ProcSmaps.readFlags(pid: pid)
+  }
+
+  /// The kernel's flags from smaps on each mapping, and its guard regions, whose pages
+  /// hold no data.
+  private func applyFlags(_ flags: [UInt64: VMFlags], to images: inout [VMAImage], scanner: inout PageScanner)
+    throws
+  {
     for index in images.indices where !images[index].isSpecial {
       guard let vmFlags = flags[images[index].start] else {
         throw CKError(
@@ -116,28 +142,25 @@ struct MemoryCapture {
         )
       }
       apply(vmFlags, to: &images[index])
-      if vmFlags.contains(.guardRegions) {
-        let guards = try scanner.guardRuns(start: images[index].start, end: images[index].end)
-        images[index].guards = guards.map { PageRun(start: $0.start, end: $0.end) }
-        // A guard page is a marker PAGEMAP_SCAN counts as swapped: it holds no data.
-        images[index].pages = images[index].pages.flatMap { run in
-          guards.reduce([run]) { pieces, guardRun in
-            pieces.flatMap { piece -> [PageRun] in
-              guard guardRun.start < piece.end, piece.start < guardRun.end else { return [piece] }
-              return [PageRun(start: piece.start, end: guardRun.start), PageRun(start: guardRun.end, end: piece.end)]
-                .filter { $0.start < $0.end }
-            }
+      guard vmFlags.contains(.guardRegions) else { continue }
+      let guards = try scanner.guardRuns(start: images[index].start, end: images[index].end)
+      images[index].guards = guards.map { PageRun(start: $0.start, end: $0.end) }
+      // A guard page is a marker PAGEMAP_SCAN counts as swapped: it holds no data.
+      images[index].pages = images[index].pages.flatMap { run in
+        guards.reduce([run]) { pieces, guardRun in
+          pieces.flatMap { piece -> [PageRun] in
+            guard guardRun.start < piece.end, piece.start < guardRun.end else { return [piece] }
+            return [PageRun(start: piece.start, end: guardRun.start), PageRun(start: guardRun.end, end: piece.end)]
+              .filter { $0.start < $0.end }
           }
         }
       }
     }
-    var offset: UInt64 = 0
-    for index in images.indices {
-      images[index].pagesOffset = offset
-      offset += images[index].pages.reduce(0) { $0 + $1.size }
-    }
-    // PR_SET_MM_MAP refuses (EPERM) the file made again for a deleted executable: its
-    // mappings would come back, the process would not.
+  }
+
+  /// The executable's path. PR_SET_MM_MAP refuses (EPERM) the file made again for a deleted
+  /// executable: its mappings would come back, the process would not.
+  private func executable() throws -> String {
     let exe = try readLink("/proc/\(pid)/exe")
     if exe.hasSuffix(" (deleted)") {
       throw CKError(
@@ -145,20 +168,21 @@ struct MemoryCapture {
         "task \(pid): its executable \(exe.dropLast(" (deleted)".count)) was deleted since it started, which ckcont cannot checkpoint yet",
         hint: "restart the process from the executable's new version")
     }
-    let fields = MMFields(
+    return exe
+  }
+
+  /// The mm fields /proc/<pid>/stat shows (brk aside).
+  private var fields: MMFields {
+    MMFields(
       startCode: procStat.startCode, endCode: procStat.endCode, startData: procStat.startData,
-      endData: procStat.endData,
-      startBrk: procStat.startBrk, brk: 0, startStack: procStat.startStack, argStart: procStat.argStart,
-      argEnd: procStat.argEnd,
-      envStart: procStat.envStart, envEnd: procStat.envEnd)
-    // AuxVector leaves out the terminating AT_NULL pair, which PR_SET_MM_MAP wants.
-    let auxv: [UInt64] = try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
-    let image = MemoryImage(
-      vmas: images, fields: fields, auxv: auxv, exe: exe, pagesSize: offset)
-    log(
-      "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
-        + "\(Int((monotonicNow() - started) * 1000)) ms")
-    return image
+      endData: procStat.endData, startBrk: procStat.startBrk, brk: 0, startStack: procStat.startStack,
+      argStart: procStat.argStart, argEnd: procStat.argEnd, envStart: procStat.envStart, envEnd: procStat.envEnd)
+  }
+
+  /// The auxiliary vector as PR_SET_MM_MAP wants it: AuxVector leaves out the terminating
+  /// AT_NULL pair.
+  private func auxVector() throws -> [UInt64] {
+    try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
   }
 
   /// The kernel's flags of a mapping that the restore must set again: locks, madvise advice,

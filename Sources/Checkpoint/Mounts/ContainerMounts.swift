@@ -61,7 +61,6 @@ enum ContainerMounts {
     let reference = try base.map { try MountInfo.read(pid: "\($0)") } ?? ckconts
     // What a nested namespace binds from ckcont's view must be visible in the container's.
     let hostVisible = base == nil || !hasOwnRoot(reference, host: ckconts)
-    let host = hostVisible ? ckconts : []
     let ownRoot = hasOwnRoot(container, host: reference)
     if ownRoot, let base {
       throw CKError(
@@ -79,14 +78,36 @@ enum ContainerMounts {
       }
       container = roots + container.filter { $0.mountPoint != "/" }
     }
-    // Peer groups of ckcont's namespace are the host's business: the container's mounts
-    // come back private from them.
-    let hostGroups = Set(ckconts.flatMap { peerGroups(of: $0) })
+    let capture = MountCapture(
+      pid: pid, owner: base == nil ? "the container's" : "process \(pid)'s", host: hostVisible ? ckconts : [],
+      // Peer groups of ckcont's namespace are the host's business: the container's mounts
+      // come back private from them.
+      hostGroups: Set(ckconts.flatMap { peerGroups(of: $0) }),
+      byID: Dictionary(container.map { ($0.mountID, $0) }) { first, _ in first })
     // A nested namespace's bind sources: first what the container's namespace shows.
     var added: [MountInfoEntry] = base == nil ? [] : reference
     var images: [MountImage] = []
-    let owner = base == nil ? "the container's" : "process \(pid)'s"
-    let byID = Dictionary(container.map { ($0.mountID, $0) }) { first, _ in first }
+    var kept: [MountInfoEntry] = []
+    for mount in container where !hostKeys.contains(key(mount)) {
+      if !capture.isPropagatedCopy(mount, of: kept) {
+        kept.append(mount)
+        images.append(try capture.image(of: mount, added: added))
+      }
+      added.append(mount)
+    }
+    return MountsImage(mounts: images)
+  }
+
+  /// What capturing the mounts of one namespace needs to know besides the mount at hand.
+  private struct MountCapture {
+    let pid: Int32
+    /// Whose mounts, for errors: the container's or a process's.
+    let owner: String
+    /// The host's mounts the container can see, for bind sources.
+    let host: [MountInfoEntry]
+    let hostGroups: Set<Int>
+    let byID: [Int: MountInfoEntry]
+
     /// The container's own peer groups a mount shares mounts with (`shared:`) or receives
     /// them from (`master:`).
     func groups(_ mount: MountInfoEntry?, _ kinds: [String]) -> Set<Int> {
@@ -99,50 +120,51 @@ enum ContainerMounts {
           return group
         })
     }
+
     /// Where a mount sits below its parent's mount point.
     func below(_ mount: MountInfoEntry) -> String {
       let parent = byID[mount.parentID]?.mountPoint ?? "/"
       return parent == "/" ? mount.mountPoint : String(mount.mountPoint.dropFirst(parent.count))
     }
-    var kept: [MountInfoEntry] = []
-    for mount in container where !hostKeys.contains(key(mount)) {
-      // A copy that propagation made under a peer of an earlier mount's parent comes back by
-      // propagation when that mount is made: made again, it would be there twice.
-      // (Under a peer of the parent, or under a slave of the parent's group.)
+
+    /// A copy that propagation made under a peer of an earlier mount's parent comes back by
+    /// propagation when that mount is made: made again, it would be there twice. (Under a
+    /// peer of the parent, or under a slave of the parent's group.)
+    func isPropagatedCopy(_ mount: MountInfoEntry, of kept: [MountInfoEntry]) -> Bool {
       let receives = groups(byID[mount.parentID], ["shared", "master"])
-      if !receives.isEmpty,
-        kept.contains(where: { other in
+      return !receives.isEmpty
+        && kept.contains(where: { other in
           other.parentID != mount.parentID && !groups(byID[other.parentID], ["shared"]).isDisjoint(with: receives)
             && below(other) == below(mount) && other.major == mount.major && other.minor == mount.minor
             && other.root == mount.root
         })
-      {
-        added.append(mount)
-        continue
-      }
-      kept.append(mount)
-      let flags = mountFlags(mount.mountOptions)
+    }
+
+    /// How `mount` is made again: a bind of a path the container or ckcont sees, or a new
+    /// filesystem (with its files, for one in memory); with its peer groups.
+    func image(of mount: MountInfoEntry, added: [MountInfoEntry]) throws -> MountImage {
+      let flags = ContainerMounts.mountFlags(mount.mountOptions)
       let name =
         mount.mountPoint == "/"
         ? "root filesystem (\(mount.fsType) from \(mount.source))"
         : "mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source))"
-      if let source = bindSource(of: mount, in: added) {
-        images.append(
-          MountImage(
-            kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, sourceInContainer: true,
-            flags: flags,
-            options: ""))
-      } else if let source = bindSource(of: mount, in: host) {
-        images.append(
-          MountImage(
-            kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, flags: flags, options: ""))
-      } else if memoryFileSystems.contains(mount.fsType) || virtualFileSystems.contains(mount.fsType) {
+      var image: MountImage
+      if let source = ContainerMounts.bindSource(of: mount, in: added) {
+        image = MountImage(
+          kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, sourceInContainer: true,
+          flags: flags, options: "")
+      } else if let source = ContainerMounts.bindSource(of: mount, in: host) {
+        image = MountImage(
+          kind: .bind, mountPoint: mount.mountPoint, fsType: mount.fsType, source: source, flags: flags, options: "")
+      } else if ContainerMounts.memoryFileSystems.contains(mount.fsType)
+        || ContainerMounts.virtualFileSystems.contains(mount.fsType)
+      {
         let files =
-          memoryFileSystems.contains(mount.fsType) ? try readFiles(of: mount, pid: pid, name: "\(owner) \(name)") : nil
-        images.append(
-          MountImage(
-            kind: .filesystem, mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source, flags: flags,
-            options: mount.superOptions.filter { $0 != "rw" && $0 != "ro" }.joined(separator: ","), files: files))
+          ContainerMounts.memoryFileSystems.contains(mount.fsType)
+          ? try ContainerMounts.readFiles(of: mount, pid: pid, name: "\(owner) \(name)") : nil
+        image = MountImage(
+          kind: .filesystem, mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source, flags: flags,
+          options: mount.superOptions.filter { $0 != "rw" && $0 != "ro" }.joined(separator: ","), files: files)
       } else {
         throw CKError(
           .failed,
@@ -151,20 +173,17 @@ enum ContainerMounts {
             ? "mount the root filesystem on the host too (as podman mounts an overlay), then run the container on that"
             : "bind-mount it from the host instead")
       }
-      if let index = images.indices.last {
-        let groups = Dictionary(
-          uniqueKeysWithValues: mount.optionalFields.compactMap { field -> (String, Int)? in
-            let parts = field.split(separator: ":")
-            guard parts.count == 2, let group = Int(parts[1]), !hostGroups.contains(group) else { return nil }
-            return (String(parts[0]), group)
-          })
-        images[index].sharedGroup = groups["shared"]
-        images[index].masterGroup = groups["master"]
-        images[index].unbindable = mount.optionalFields.contains("unbindable") ? true : nil
-      }
-      added.append(mount)
+      let groups = Dictionary(
+        uniqueKeysWithValues: mount.optionalFields.compactMap { field -> (String, Int)? in
+          let parts = field.split(separator: ":")
+          guard parts.count == 2, let group = Int(parts[1]), !hostGroups.contains(group) else { return nil }
+          return (String(parts[0]), group)
+        })
+      image.sharedGroup = groups["shared"]
+      image.masterGroup = groups["master"]
+      image.unbindable = mount.optionalFields.contains("unbindable") ? true : nil
+      return image
     }
-    return MountsImage(mounts: images)
   }
 
   /// The peer groups a mount is in or receives from (`shared:N`, `master:N`).
