@@ -71,13 +71,14 @@ public struct Dump {
       session.endRemoteCalls()
       FaultInjection.point("dump:captured")
       try Interruption.check()
-      destination = try Destination(output, journal: session.journal)
-      let bundleBytes = try write(captured, to: destination!)
-      try destination!.commit(log: log)
+      let opened = try Destination(output, journal: session.journal)
+      destination = opened
+      let bundleBytes = try write(captured, to: opened)
+      try opened.commit(log: log)
       FaultInjection.point("dump:committed")
       // Unmapping the pages written in place costs ~0.1 s per GiB here: after the release,
       // so that the container does not wait for it.
-      let committed = destination!
+      let committed = opened
       defer { committed.close() }
       destination = nil
       let frozenSeconds = monotonicNow() - started

@@ -126,3 +126,30 @@ public enum OpenFlags {
   /// __O_TMPFILE without O_DIRECTORY: what F_GETFL shows of O_TMPFILE.
   public static let temporaryFile: Int32 = 0o20000000
 }
+
+/// Writes every byte of `bytes` to `fd` (retrying short writes and EINTR, as swift-system's
+/// `writeAll` does); an error names `call`, `subject` and how far it got.
+public func writeAll(
+  _ fd: Int32, _ bytes: UnsafeRawBufferPointer, call: String = "write", _ subject: @autoclosure () -> String
+) throws(SyscallError) {
+  do {
+    _ = try FileDescriptor(rawValue: fd).writeAll(bytes)
+  } catch let error as Errno {
+    throw SyscallError(call, "\(subject()) (\(bytes.count) bytes)", error)
+  } catch {
+    throw SyscallError(call, subject(), .ioError)
+  }
+}
+
+/// Writes every byte of `bytes` to `fd` at `offset` (pwrite, retried as ``writeAll(_:_:call:_:)``).
+public func writeAll(
+  _ fd: Int32, _ bytes: UnsafeRawBufferPointer, atOffset offset: Int64, _ subject: @autoclosure () -> String
+) throws(SyscallError) {
+  do {
+    _ = try FileDescriptor(rawValue: fd).writeAll(toAbsoluteOffset: offset, bytes)
+  } catch let error as Errno {
+    throw SyscallError("pwrite", "\(subject()) at 0x\(String(UInt64(bitPattern: offset), radix: 16))", error)
+  } catch {
+    throw SyscallError("pwrite", subject(), .ioError)
+  }
+}

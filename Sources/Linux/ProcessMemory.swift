@@ -18,7 +18,8 @@ public enum ProcessMemory {
   /// Copies the bytes of `ranges` of `pid`, in order, into `buffer` (whose size must be their
   /// total) with process_vm_readv, up to 1024 remote iovecs per call.
   public static func read(pid: Int32, ranges: [AddressRange], into buffer: UnsafeMutableRawBufferPointer) throws {
-    try transfer(pid: pid, ranges: ranges[...], local: buffer.baseAddress!, write: false)
+    guard let local = buffer.baseAddress else { return }
+    try transfer(pid: pid, ranges: ranges[...], local: local, write: false)
   }
 
   /// Copies `local` (the total size of `ranges`) into `ranges` of `pid`, in order, with
@@ -56,9 +57,10 @@ public enum ProcessMemory {
             name,
             "\(pid), \(iovs.count - remoteIndex) ranges from 0x\(String(UInt(bitPattern: iovs[remoteIndex].iov_base), radix: 16))"
           ) {
-            write
-              ? ck_process_vm_writev(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
-              : ck_process_vm_readv(pid, &local, 1, iovs.baseAddress! + remoteIndex, UInt(iovs.count - remoteIndex))
+            let rest = iovs.baseAddress.map { $0 + remoteIndex }
+            return write
+              ? ck_process_vm_writev(pid, &local, 1, rest, UInt(iovs.count - remoteIndex))
+              : ck_process_vm_readv(pid, &local, 1, rest, UInt(iovs.count - remoteIndex))
           }
         }
         guard n > 0 else {
@@ -74,7 +76,7 @@ public enum ProcessMemory {
             consumed -= length
             remoteIndex += 1
           } else {
-            remote[remoteIndex].iov_base = remote[remoteIndex].iov_base! + consumed
+            remote[remoteIndex].iov_base = remote[remoteIndex].iov_base.map { $0 + consumed }
             remote[remoteIndex].iov_len -= consumed
             consumed = 0
           }
@@ -88,10 +90,10 @@ public enum ProcessMemory {
 extension ProcessMemory {
   /// Copies `bytes` to `address` in `pid` with process_vm_writev (writable mappings only).
   public static func write(pid: Int32, bytes: UnsafeRawBufferPointer, at address: UInt64) throws {
+    guard let base = bytes.baseAddress else { return }
     var done = 0
     while done < bytes.count {
-      var local = iovec(
-        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress! + done), iov_len: bytes.count - done)
+      var local = iovec(iov_base: UnsafeMutableRawPointer(mutating: base + done), iov_len: bytes.count - done)
       var remote = iovec(
         iov_base: UnsafeMutableRawPointer(bitPattern: UInt(address + UInt64(done))), iov_len: bytes.count - done)
       let n = try syscallChecked("process_vm_writev", "\(pid) at 0x\(String(address + UInt64(done), radix: 16))") {
@@ -120,14 +122,8 @@ public struct MemFile: ~Copyable {
 
   /// Writes `bytes` at `address` in the process.
   public func write(_ bytes: UnsafeRawBufferPointer, at address: UInt64) throws(SyscallError) {
-    var done = 0
-    while done < bytes.count {
-      let n = try syscallChecked("pwrite", "/proc/\(pid)/mem at 0x\(String(address + UInt64(done), radix: 16))") {
-        pwrite(fd, bytes.baseAddress! + done, bytes.count - done, Int(bitPattern: UInt(address &+ UInt64(done))))
-      }
-      guard n > 0 else { throw SyscallError("pwrite", "/proc/\(pid)/mem", .ioError) }
-      done += n
-    }
+    // /proc/<pid>/mem answers EIO, never 0, where nothing could be written.
+    try writeAll(fd, bytes, atOffset: Int64(bitPattern: address), "/proc/\(pid)/mem")
   }
 
   /// Writes an array's bytes at `address`.

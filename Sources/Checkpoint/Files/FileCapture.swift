@@ -276,7 +276,9 @@ struct FileCapture {
     defer { close(ours) }
     var owner: (Int32, Int32) = (0, 0)  // struct f_owner_ex { int type; pid_t pid; }
     _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") {
-      withUnsafeMutableBytes(of: &owner) { fcntl(ours, 16 /* F_GETOWN_EX */, $0.baseAddress!) }
+      withUnsafeMutableBytes(of: &owner) { bytes in
+        bytes.baseAddress.map { fcntl(ours, 16 /* F_GETOWN_EX */, $0) } ?? -1
+      }
     }
     let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, 11 /* F_GETSIG */) }
     return AsyncOwnerImage(type: owner.0, id: owner.1, signal: signal)

@@ -199,7 +199,7 @@ extension FileBatch {
         while done < all.count {
           let piece = min(all.count - done, 64 << 10)
           let n = try syscallChecked("write", "the \(what) of a TCP connection (\(done) of \(all.count) bytes in)") {
-            Glibc.write(socket, all.baseAddress! + done, piece)
+            Glibc.write(socket, all.baseAddress.map { $0 + done }, piece)
           }
           guard n > 0 else {
             throw CKError(.failed, "the \(what) of a TCP connection took no more bytes after \(done) of \(all.count)")

@@ -74,7 +74,7 @@ extension FileCapture {
     var done = 0
     while done < data.count {
       let n = try syscallChecked("read", "copy of pipe:[\(inode)]") {
-        data.withUnsafeMutableBytes { read(ours[0], $0.baseAddress! + done, $0.count - done) }
+        data.withUnsafeMutableBytes { read(ours[0], $0.baseAddress.map { $0 + done }, $0.count - done) }
       }
       if n == 0 { break }
       done += n
@@ -131,14 +131,7 @@ extension FileBatch {
   func fill(writeEnd: Int32, with pipe: PipeImage) throws {
     guard !pipe.buffered.isEmpty else { return }
     try withOurCopy(of: writeEnd) { ours in
-      try pipe.buffered.withUnsafeBytes { bytes in
-        var done = 0
-        while done < bytes.count {
-          done += try syscallChecked("write", "pipe:[\(pipe.inode)] refill") {
-            Glibc.write(ours, bytes.baseAddress! + done, bytes.count - done)
-          }
-        }
-      }
+      try pipe.buffered.withUnsafeBytes { bytes in try writeAll(ours, bytes, "pipe:[\(pipe.inode)] refill") }
     }
   }
 

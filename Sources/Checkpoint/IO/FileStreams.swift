@@ -35,7 +35,8 @@ public final class FileDescriptorSink: InPlaceByteSink {
     if large {
       try writeOut(bytes)
     } else if let base = bytes.baseAddress {
-      (pending.baseAddress! + pendingCount).copyMemory(from: base, byteCount: bytes.count)
+      UnsafeMutableRawBufferPointer(rebasing: pending[pendingCount...]).copyMemory(
+        from: UnsafeRawBufferPointer(start: base, count: bytes.count))
       pendingCount += bytes.count
     }
     bytesWritten += bytes.count
@@ -52,7 +53,7 @@ public final class FileDescriptorSink: InPlaceByteSink {
   private func writeOut(_ bytes: UnsafeRawBufferPointer) throws {
     var done = 0
     while done < bytes.count {
-      let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+      let n = Glibc.write(fd, bytes.baseAddress.map { $0 + done }, bytes.count - done)
       guard n >= 0 else {
         let code = errno
         if code == EINTR { continue }
@@ -102,7 +103,7 @@ public final class FileDescriptorSink: InPlaceByteSink {
     try syscallChecked("lseek", name) { lseek(fd, off_t(offset + count), SEEK_SET) }
     bytesWritten += count
     let region = UnsafeMutableRawBufferPointer(start: mapped + (offset - pageStart), count: count)
-    let base = Int(bitPattern: region.baseAddress!)
+    let base = Int(bitPattern: mapped + (offset - pageStart))
     return InPlaceRegion(bytes: region) { at, length in
       guard ck_fallocate(fd, 0, Int64(offset + at), Int64(length)) == 0 else {
         let code = errno

@@ -267,7 +267,7 @@ struct MemoryCapture {
       var done = 0
       while done < size {
         let n = try syscallChecked("pread", path) {
-          bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
+          bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + done }, size - done, off_t(done)) }
         }
         guard n > 0 else {
           throw CKError(.failed, "task \(pid): the file \(vma.path) ended at \(done) of \(size) bytes")

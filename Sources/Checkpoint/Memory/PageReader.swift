@@ -106,7 +106,7 @@ struct PageReader {
         var copied = false
         if inPlace && bytes >= Self.inPlaceMinimum {
           copied = try writer.writeInPlace(count: bytes) { region in
-            let base = region.bytes.baseAddress!
+            guard let base = region.bytes.baseAddress else { return }
             copier.submit(pid: pid, ranges: ranges, local: base, intoTask: false, prepare: region.reserve)
             do {
               try copier.waitAll()

@@ -35,11 +35,13 @@ enum NestedNamespaces {
       var own: [Int] = []
       for (kind, name, _) in kinds {
         guard let id = task.namespaceIDs[name], id != root.namespaceIDs[name] else { continue }
-        if indices[id] == nil {
+        if let index = indices[id] {
+          own.append(index)
+        } else {
           images.append(try image(kind, of: task, tasks: tasks, root: root))
           indices[id] = images.count - 1
+          own.append(images.count - 1)
         }
-        own.append(indices[id]!)
       }
       tasks[position].entry.nestedNamespaces = own.isEmpty ? nil : own
     }

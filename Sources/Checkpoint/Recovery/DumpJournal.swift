@@ -125,14 +125,7 @@ final class DumpJournal: @unchecked Sendable {
     let temporary = path + ".new"
     let fd = try syscallChecked("open", temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
     defer { close(fd) }
-    try data.withUnsafeBytes { bytes in
-      var done = 0
-      while done < bytes.count {
-        done += try syscallChecked("write", temporary) {
-          Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-        }
-      }
-    }
+    try data.withUnsafeBytes { bytes in try writeAll(fd, bytes, temporary) }
     try syscallChecked("fsync", temporary) { fsync(fd) }
     try syscallChecked("rename", "\(temporary) -> \(path)") { rename(temporary, path) }
   }

@@ -88,7 +88,9 @@ final class LoadedBundle {
             guard offset + chunk.count <= buffer.size else {
               throw BundleError("member \(member.name) is longer than listed")
             }
-            buffer.pointer.advanced(by: offset).copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
+            if let source = chunk.baseAddress {
+              buffer.pointer.advanced(by: offset).copyMemory(from: source, byteCount: chunk.count)
+            }
             offset += chunk.count
           }
           pages[member.name] = (UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.size), member.size)

@@ -273,9 +273,7 @@ struct NamespaceFacts {
 /// readlink(2) of a /proc link.
 func readLink(_ path: String) throws -> String {
   var buffer = [CChar](repeating: 0, count: 4097)
-  let n = try syscallChecked("readlink", path) {
-    buffer.withUnsafeMutableBufferPointer { readlink(path, $0.baseAddress!, 4096) }
-  }
+  let n = try syscallChecked("readlink", path) { readlink(path, &buffer, 4096) }
   return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
