@@ -78,6 +78,8 @@ public enum BundleFormat {
     /// Mappings kept from the parent through fork(), with pages shared copy-on-write and
     /// not saved in the child (``VMAImage/parentPages``).
     case parentPages = "parent-pages"
+    /// i386 programs (``TaskCore/abi``), restored the compat way.
+    case i386Tasks = "i386-tasks"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
+#include <asm/ldt.h>
 #include "ckshim.h"
 
 long ck_ptrace(int request, pid_t pid, uintptr_t addr, uintptr_t data) {
@@ -42,6 +43,9 @@ __asm__(".text\n.globl ck_gadget_bytes\nck_gadget_bytes:\n\tsyscall\n\tint3\n");
 uintptr_t ck_syscall_gadget(void) { return (uintptr_t)ck_gadget_bytes; }
 
 _Static_assert(sizeof(struct ck_user_regs) == sizeof(struct user_regs_struct), "user_regs_struct");
+_Static_assert(CK_PTRACE_GET_THREAD_AREA == PTRACE_GET_THREAD_AREA, "PTRACE_GET_THREAD_AREA");
+_Static_assert(CK_PTRACE_SET_THREAD_AREA == PTRACE_SET_THREAD_AREA, "PTRACE_SET_THREAD_AREA");
+_Static_assert(sizeof(struct ck_user_desc) == sizeof(struct user_desc), "struct user_desc");
 _Static_assert(__builtin_offsetof(struct ck_user_regs, orig_rax) == __builtin_offsetof(struct user_regs_struct, orig_rax), "orig_rax");
 _Static_assert(__builtin_offsetof(struct ck_user_regs, fs_base) == __builtin_offsetof(struct user_regs_struct, fs_base), "fs_base");
 _Static_assert(__builtin_offsetof(struct ck_user_regs, gs) == __builtin_offsetof(struct user_regs_struct, gs), "gs");

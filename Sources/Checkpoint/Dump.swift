@@ -202,6 +202,7 @@ public struct Dump {
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
         case .parentPages: task.memory.vmas.contains { $0.parentPages != nil || $0.laterPages != nil }
+        case .i386Tasks: task.core.abi != nil
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }

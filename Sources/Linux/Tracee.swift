@@ -52,6 +52,41 @@ public struct Tracee: Sendable, Hashable {
     }
   }
 
+  /// Whether the thread runs i386 code: NT_PRSTATUS has the i386 layout (68 bytes) for a
+  /// thread whose code segment is the compat one.
+  public func isI386() throws(SyscallError) -> Bool {
+    var buffer = [UInt8](repeating: 0, count: MemoryLayout<ck_user_regs>.size)
+    var length = buffer.count
+    try syscallChecked("ptrace", "PTRACE_GETREGSET NT_PRSTATUS, \(tid)") {
+      buffer.withUnsafeMutableBytes {
+        ck_ptrace_regset(Int32(CK_PTRACE_GETREGSET), tid, Int32(CK_NT_PRSTATUS), $0.baseAddress, &length)
+      }
+    }
+    return length == Int(CK_I386_PRSTATUS_SIZE)
+  }
+
+  /// PTRACE_GET_THREAD_AREA: an i386 thread's GDT TLS entry `entry` (12-14).
+  public func threadArea(_ entry: UInt32) throws(SyscallError) -> ck_user_desc {
+    var desc = ck_user_desc(entry_number: entry, base_addr: 0, limit: 0, flags: 0)
+    try syscallChecked("ptrace", "PTRACE_GET_THREAD_AREA \(entry), \(tid)") {
+      withUnsafeMutablePointer(to: &desc) {
+        ck_ptrace(Int32(CK_PTRACE_GET_THREAD_AREA), tid, UInt(entry), UInt(bitPattern: $0))
+      }
+    }
+    return desc
+  }
+
+  /// PTRACE_SET_THREAD_AREA: sets GDT TLS entry `desc.entry_number` of the thread (which
+  /// may still run 64-bit code).
+  public func setThreadArea(_ desc: ck_user_desc) throws(SyscallError) {
+    var copy = desc
+    try syscallChecked("ptrace", "PTRACE_SET_THREAD_AREA \(desc.entry_number), \(tid)") {
+      withUnsafeMutablePointer(to: &copy) {
+        ck_ptrace(Int32(CK_PTRACE_SET_THREAD_AREA), tid, UInt(desc.entry_number), UInt(bitPattern: $0))
+      }
+    }
+  }
+
   /// PTRACE_GETSIGMASK: the blocked-signal mask (bit n-1 for signal n).
   public func signalMask() throws(SyscallError) -> UInt64 {
     var mask: UInt64 = 0

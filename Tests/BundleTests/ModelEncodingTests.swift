@@ -163,6 +163,7 @@ extension ModelEncodingTests {
     second.ioPriority = 3 << 13
     second.timerSlack = 777_777
     second.seccompFilters = [SeccompFilterImage(flags: 0, program: Data(repeating: 6, count: 8))]
+    second.tlsEntries = [TLSEntry(entry: 12, base: 0xf7f9_1580, limit: 0xfffff, flags: 0x51)]
     var core = TaskCore(
       threads: [main, second],
       signalActions: [SignalAction(signal: 10, handler: 0x40_2000, flags: 0x0400_0004, restorer: 0x40_3000, mask: 0)],
@@ -189,6 +190,7 @@ extension ModelEncodingTests {
     core.controls?.memoryMerge = 1
     core.oomScoreAdjust = -17
     core.loginUID = 1000
+    core.abi = .i386
     core.seccompFilters = [
       SeccompFilterImage(flags: 0, program: Data([0x20, 0, 0, 0, 4, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0xff, 0x7f])),
       SeccompFilterImage(flags: 2, program: Data([6, 0, 0, 0, 0, 0, 0xff, 0x7f])),

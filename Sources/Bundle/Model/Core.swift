@@ -38,6 +38,10 @@ public struct TaskCore: Codable, Sendable, Equatable {
   /// Its audit session id cannot be kept: the kernel hands out a new one whenever the login
   /// uid is set.
   public var loginUID: UInt32?
+  /// The instruction set its code runs in: nil for x86_64, `.i386` for a 32-bit program on
+  /// the 64-bit kernel (IA32 emulation), whose remote calls, signal actions, robust lists,
+  /// TLS and vDSO the restore makes the compat way.
+  public var abi: TaskABI?
 
   public init(
     threads: [ThreadCore], signalActions: [SignalAction], sharedPendingSignals: [Data], itimers: [IntervalTimer],
@@ -96,6 +100,9 @@ public struct ThreadCore: Codable, Sendable, Equatable {
   /// The seccomp filters it added on its own (without TSYNC), oldest first, after those of
   /// every thread (``TaskCore/seccompFilters``); nil for none.
   public var seccompFilters: [SeccompFilterImage]?
+  /// An i386 thread's TLS: the GDT entries set_thread_area installed (12-14; glibc uses 12),
+  /// those in use only; nil for an x86_64 thread.
+  public var tlsEntries: [TLSEntry]?
 
   public init(
     tid: Int32, registers: GeneralRegisters, xstate: Data, xstateFeatures: UInt64, blockedSignals: UInt64,
@@ -111,6 +118,32 @@ public struct ThreadCore: Codable, Sendable, Equatable {
     self.altStack = altStack
     self.clearChildTid = clearChildTid
   }
+}
+
+/// The instruction set of a task's code.
+public enum TaskABI: String, Codable, Sendable {
+  /// 32-bit x86 code under IA32 emulation (code segment 0x23).
+  case i386
+}
+
+/// One GDT TLS entry of an i386 thread: `struct user_desc` (asm/ldt.h) with its bit fields
+/// in one word as the kernel packs them (seg_32bit, contents, read_exec_only, limit_in_pages,
+/// seg_not_present, useable).
+public struct TLSEntry: Codable, Sendable, Equatable {
+  public var entry: UInt32
+  public var base: UInt32
+  public var limit: UInt32
+  public var flags: UInt32
+
+  public init(entry: UInt32, base: UInt32, limit: UInt32, flags: UInt32) {
+    self.entry = entry
+    self.base = base
+    self.limit = limit
+    self.flags = flags
+  }
+
+  /// The GDT entries an i386 thread may set (GDT_ENTRY_TLS_MIN...MAX).
+  public static let entries: ClosedRange<UInt32> = 12...14
 }
 
 /// x86_64 `user_regs_struct`, by name.

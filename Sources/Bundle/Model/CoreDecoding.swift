@@ -29,6 +29,7 @@ extension TaskCore {
       var controls: ProcessControls?
       var oomScoreAdjust: Int32?
       var loginUID: UInt32?
+      var abi: TaskABI?
       try scanner.object { key, scanner throws(BundleError) in
         switch key {
         case "controls":
@@ -96,6 +97,12 @@ extension TaskCore {
         case "childSubreaper": childSubreaper = try scanner.bool()
         case "oomScoreAdjust": oomScoreAdjust = scanner.null() ? nil : try scanner.integer()
         case "loginUID": loginUID = scanner.null() ? nil : try scanner.integer()
+        case "abi":
+          if !scanner.null() {
+            let name = try scanner.string()
+            guard let value = TaskABI(rawValue: name) else { throw scanner.invalid("an unknown abi \(name) in the core") }
+            abi = value
+          }
         default: try scanner.unknown(key, in: "the core")
         }
       }
@@ -124,6 +131,7 @@ extension TaskCore {
       core.controls = controls
       core.oomScoreAdjust = oomScoreAdjust
       core.loginUID = loginUID
+      core.abi = abi
       return core
     }
   }
@@ -147,6 +155,7 @@ extension ThreadCore {
     var ioPriority: UInt32?
     var timerSlack: UInt64?
     var seccompFilters: [SeccompFilterImage]?
+    var tlsEntries: [TLSEntry]?
     try scanner.object { key, scanner throws(BundleError) in
       switch key {
       case "tid": tid = try scanner.integer()
@@ -176,6 +185,16 @@ extension ThreadCore {
         }
       case "clearChildTid": clearChildTid = try scanner.integer()
       case "seccompFilters": seccompFilters = scanner.null() ? nil : try SeccompFilterImage.list(scanning: &scanner)
+      case "tlsEntries":
+        tlsEntries =
+          scanner.null()
+          ? nil
+          : try scanner.list { scanner throws(BundleError) in
+            let fields = try scanner.integerFields(["entry", "base", "limit", "flags"], in: "a TLS entry")
+            return TLSEntry(
+              entry: try fields.take("entry"), base: try fields.take("base"), limit: try fields.take("limit"),
+              flags: try fields.take("flags"))
+          }
       default: try scanner.unknown(key, in: "a thread")
       }
     }
@@ -197,6 +216,7 @@ extension ThreadCore {
     self.ioPriority = ioPriority
     self.timerSlack = timerSlack
     self.seccompFilters = seccompFilters
+    self.tlsEntries = tlsEntries
   }
 }
 

@@ -40,7 +40,23 @@ enum {
   CK_PTRACE_SECCOMP_GET_FILTER = 0x420c,
   CK_PTRACE_SECCOMP_GET_METADATA = 0x420d,
   CK_PTRACE_GET_RSEQ_CONFIGURATION = 0x420f,
+  CK_PTRACE_GET_THREAD_AREA = 25,
+  CK_PTRACE_SET_THREAD_AREA = 26,
 };
+
+// struct user_desc (asm/ldt.h): one GDT TLS entry of an i386 thread, its bit fields packed
+// into `flags` as the kernel lays them out (seg_32bit bit 0, contents bits 1-2,
+// read_exec_only 3, limit_in_pages 4, seg_not_present 5, useable 6, lm 7).
+struct ck_user_desc {
+  uint32_t entry_number;
+  uint32_t base_addr;
+  uint32_t limit;
+  uint32_t flags;
+};
+
+// The size of NT_PRSTATUS for an i386 (compat) thread: the regset view follows the
+// tracee's code segment, so this size tells a 32-bit thread from a 64-bit one.
+enum { CK_I386_PRSTATUS_SIZE = 68, CK_I386_CODE_SEGMENT = 0x23 };
 
 enum {
   CK_PTRACE_O_TRACESYSGOOD = 1,
