@@ -55,4 +55,27 @@ struct SyscallRestartTests {
     let user = registers(rax: 42, origRax: -1)
     #expect(SyscallRestart.resumeRegisters(user).rip == 0x1002 && !SyscallRestart.reissues(user))
   }
+
+  @Test func i386SleepsContinueWithTheRemainingTime() {
+    // clock_nanosleep (267): ebx clock, ecx flags, edx req, esi rem.
+    var dumped = registers(rax: -516, origRax: 267, rsi: 0x200, rdx: 0x100)
+    dumped.rcx = 0
+    let resumed = SyscallRestart.resumeRegisters(dumped, abi: .i386)
+    #expect(resumed.rax == 267 && resumed.rip == 0x1000 && resumed.rdx == 0x200 && resumed.origRax == UInt64.max)
+    dumped.rcx = 1  // TIMER_ABSTIME
+    #expect(SyscallRestart.resumeRegisters(dumped, abi: .i386).rdx == 0x100)
+    // nanosleep (162): ebx req, ecx rem.
+    var old = registers(rax: -516, origRax: 162)
+    (old.rbx, old.rcx) = (0x300, 0x400)
+    #expect(SyscallRestart.resumeRegisters(old, abi: .i386).rbx == 0x400)
+    // The same numbers mean other calls to an x86_64 task: left alone there.
+    #expect(SyscallRestart.resumeRegisters(old).rbx == 0x300)
+  }
+
+  @Test func anI386RestartedSleepIsRefused() throws {
+    let dumped = registers(rax: -516, origRax: 0)
+    #expect(throws: (any Error).self) { try SyscallRestart.recoverRestartedCall(dumped, code: [], abi: .i386) }
+    let read = registers(rax: -512, origRax: 3)
+    #expect(try SyscallRestart.recoverRestartedCall(read, code: [], abi: .i386) == read)
+  }
 }

@@ -100,7 +100,9 @@ extension TaskCore {
         case "abi":
           if !scanner.null() {
             let name = try scanner.string()
-            guard let value = TaskABI(rawValue: name) else { throw scanner.invalid("an unknown abi \(name) in the core") }
+            guard let value = TaskABI(rawValue: name) else {
+              throw scanner.invalid("an unknown abi \(name) in the core")
+            }
             abi = value
           }
         default: try scanner.unknown(key, in: "the core")

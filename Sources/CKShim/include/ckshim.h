@@ -129,6 +129,9 @@ long ck_clone3_traced_child(uint64_t flags, const pid_t *set_tid, size_t set_tid
 int ck_open_in_root(int dirfd, const char *path, int flags);
 // get_robust_list(2) of thread `tid`: its robust futex list head and length (0 or -errno).
 int ck_get_robust_list(pid_t tid, unsigned long *head, unsigned long *length);
+// The compat (i386) robust list of a thread: compat get_robust_list through `int $0x80`.
+// Returns 0 or -errno.
+int ck_get_compat_robust_list(pid_t tid, uint32_t *head, uint32_t *length);
 // ioprio_get/ioprio_set(2) of thread `tid` (IOPRIO_WHO_PROCESS): the priority, 0 or -errno.
 // In C: glibc has no wrapper and syscall(2) is variadic.
 int ck_ioprio_get(pid_t tid);

@@ -24,7 +24,20 @@ public enum SyscallRestart {
   /// registers as if the original call had been interrupted (the restore then re-issues it,
   /// with the time left that the kernel writes into `rem` at each interruption), or throws a
   /// refusal when the call cannot be known.
-  public static func recoverRestartedCall(_ dumped: GeneralRegisters, code: [UInt8]) throws -> GeneralRegisters {
+  public static func recoverRestartedCall(_ dumped: GeneralRegisters, code: [UInt8], abi: TaskABI? = nil) throws
+    -> GeneralRegisters
+  {
+    if abi == .i386 {
+      // An i386 task enters the kernel through __kernel_vsyscall of its vDSO, with the call
+      // number loaded by its caller: nothing at rip tells which call was restarted.
+      guard Int64(bitPattern: dumped.origRax) == Int64(I386SyscallNumber.restartSyscall),
+        Int64(bitPattern: dumped.rax) == eRestartRestartBlock
+      else { return dumped }
+      throw CKError(
+        .failed,
+        "is an i386 task that sleeps in a system call the kernel restarted after an earlier stop (restart_syscall), which ckcont cannot resume",
+        hint: "dump again once the call has returned, or do not stop the container between its sleep and the dump")
+    }
     guard Int64(bitPattern: dumped.origRax) == Int64(SyscallNumber.restartSyscall),
       Int64(bitPattern: dumped.rax) == eRestartRestartBlock
     else { return dumped }
@@ -62,7 +75,7 @@ public enum SyscallRestart {
   /// `rem`, so the total sleep stays exact; others with their original arguments (poll or
   /// futex with a timeout may oversleep, which POSIX allows) — never an EINTR the program
   /// would not have seen. orig_rax = -1 keeps the kernel from restarting anything itself.
-  public static func resumeRegisters(_ dumped: GeneralRegisters) -> GeneralRegisters {
+  public static func resumeRegisters(_ dumped: GeneralRegisters, abi: TaskABI? = nil) -> GeneralRegisters {
     var regs = dumped
     let result = Int64(bitPattern: dumped.rax)
     let call = Int64(bitPattern: dumped.origRax)
@@ -71,6 +84,18 @@ public enum SyscallRestart {
       case eRestartSys, eRestartNoIntr, eRestartNoHand:
         regs.rax = dumped.origRax
         regs.rip = dumped.rip &- 2
+      case eRestartRestartBlock where abi == .i386:
+        // `int $0x80` is two bytes too; the arguments are in ebx, ecx, edx, esi.
+        regs.rax = dumped.origRax
+        regs.rip = dumped.rip &- 2
+        if call == Int64(I386SyscallNumber.nanosleep) && dumped.rcx != 0 {
+          regs.rbx = dumped.rcx
+        } else if call == Int64(I386SyscallNumber.clockNanosleep)
+          || call == Int64(I386SyscallNumber.clockNanosleepTime64),
+          dumped.rcx & timerAbstime == 0 && dumped.rsi != 0
+        {
+          regs.rdx = dumped.rsi
+        }
       case eRestartRestartBlock:
         regs.rax = dumped.origRax
         regs.rip = dumped.rip &- 2
