@@ -32,6 +32,8 @@ public struct SyscallBatch {
   }
 
   public private(set) var calls: [(number: Int, arguments: [Argument])] = []
+  /// The calls (by index) made through `int $0x80`: i386 calls, from 64-bit code as well.
+  private var i386Calls: Set<Int> = []
 
   public init() {}
 
@@ -56,42 +58,72 @@ public struct SyscallBatch {
     return calls.count - 1
   }
 
+  /// Adds an i386 call (an ``I386SyscallNumber``, made through `int $0x80`, whose arguments go
+  /// in ebx, ecx, edx, esi, edi, ebp): what decides the compat way some state is kept, e.g.
+  /// an rt_sigaction whose handler gets ia32 signal frames. Returns its index.
+  @discardableResult
+  public mutating func addI386(_ number: Int, arguments: [Argument]) -> Int {
+    let index = add(number, arguments: arguments)
+    i386Calls.insert(index)
+    return index
+  }
+
+  /// The encodings of loading each argument register (movabs), zeroing it (xor) and
+  /// copying rax into it, for the two ways into the kernel.
+  private struct ArgumentRegisters {
+    let load: [[UInt8]]
+    let zero: [[UInt8]]
+    let fromRax: [[UInt8]]
+    /// `syscall`, or `int $0x80`.
+    let entry: [UInt8]
+
+    /// rdi, rsi, rdx, r10, r8, r9.
+    static let native = ArgumentRegisters(
+      load: [[0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]],
+      zero: [
+        [0x31, 0xff], [0x31, 0xf6], [0x31, 0xd2], [0x45, 0x31, 0xd2], [0x45, 0x31, 0xc0], [0x45, 0x31, 0xc9],
+      ],
+      fromRax: [
+        [0x48, 0x89, 0xc7], [0x48, 0x89, 0xc6], [0x48, 0x89, 0xc2], [0x49, 0x89, 0xc2], [0x49, 0x89, 0xc0],
+        [0x49, 0x89, 0xc1],
+      ],
+      entry: [0x0f, 0x05])
+    /// ebx, ecx, edx, esi, edi, ebp (loaded whole; the ia32 entry reads the low halves).
+    static let i386 = ArgumentRegisters(
+      load: [[0x48, 0xbb], [0x48, 0xb9], [0x48, 0xba], [0x48, 0xbe], [0x48, 0xbf], [0x48, 0xbd]],
+      zero: [[0x31, 0xdb], [0x31, 0xc9], [0x31, 0xd2], [0x31, 0xf6], [0x31, 0xff], [0x31, 0xed]],
+      fromRax: [
+        [0x48, 0x89, 0xc3], [0x48, 0x89, 0xc1], [0x48, 0x89, 0xc2], [0x48, 0x89, 0xc6], [0x48, 0x89, 0xc7],
+        [0x48, 0x89, 0xc5],
+      ],
+      entry: [0xcd, 0x80])
+  }
+
   /// The machine code, storing call i's result (rax) at `results + 8 * i`.
   public func code(results: UInt64, ending: Ending = .breakpoint) -> [UInt8] {
-    // movabs opcodes for rdi, rsi, rdx, r10, r8, r9 (the syscall argument registers), and
-    // `mov <register>, rax` for each.
-    let argumentOpcodes: [[UInt8]] = [
-      [0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9],
-    ]
-    let fromRax: [[UInt8]] = [
-      [0x48, 0x89, 0xc7], [0x48, 0x89, 0xc6], [0x48, 0x89, 0xc2], [0x49, 0x89, 0xc2], [0x49, 0x89, 0xc0],
-      [0x49, 0x89, 0xc1],
-    ]
     var code: [UInt8] = []
     func imm64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
-    // `xor <register>d, <register>d` for a zero: every call sets all six registers, so no
-    // argument is left over from the call before (prctl and others check unused ones).
-    let zero: [[UInt8]] = [
-      [0x31, 0xff], [0x31, 0xf6], [0x31, 0xd2], [0x45, 0x31, 0xd2], [0x45, 0x31, 0xc0], [0x45, 0x31, 0xc9],
-    ]
     for (index, call) in calls.enumerated() {
+      let registers = i386Calls.contains(index) ? ArgumentRegisters.i386 : ArgumentRegisters.native
       let arguments = call.arguments + Array(repeating: Argument.value(0), count: 6 - call.arguments.count)
       for (register, argument) in arguments.enumerated() {
         switch argument {
         case .value(0):
-          code += zero[register]
+          // Every call sets all six registers, so no argument is left over from the call
+          // before (prctl and others check unused ones).
+          code += registers.zero[register]
         case .value(let value):
-          code += argumentOpcodes[register]
+          code += registers.load[register]
           imm64(value)
         case .result(let earlier):
           code += [0x48, 0xa1]  // movabs rax, [results + 8 earlier]
           imm64(results + UInt64(earlier * 8))
-          code += fromRax[register]
+          code += registers.fromRax[register]
         }
       }
       code += [0x48, 0xb8]  // movabs rax, number
       imm64(UInt64(call.number))
-      code += [0x0f, 0x05]  // syscall
+      code += registers.entry
       code += [0x48, 0xa3]  // movabs [results + 8 index], rax
       imm64(results + UInt64(index * 8))
     }

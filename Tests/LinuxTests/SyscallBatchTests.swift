@@ -23,5 +23,17 @@ struct SyscallBatchTests {
     #expect(code.count <= SyscallBatch.maximumCodeSize(calls: 2))
   }
 
+  @Test func encodesI386CallsThroughInt80() {
+    var batch = SyscallBatch()
+    batch.addI386(174, arguments: [.value(10), .value(0x2000), .value(0), .value(8)])  // rt_sigaction
+    let code = batch.code(results: 0x7000)
+    let expected: [UInt8] =
+      [0x48, 0xbb] + le(10) + [0x48, 0xb9] + le(0x2000) + [0x31, 0xd2] + [0x48, 0xbe] + le(8)  // ebx ecx edx esi
+      + [0x31, 0xff, 0x31, 0xed]  // edi, ebp zeroed
+      + [0x48, 0xb8] + le(174) + [0xcd, 0x80] + [0x48, 0xa3] + le(0x7000) + [0xcc]  // int $0x80
+    #expect(code == expected)
+    #expect(code.count <= SyscallBatch.maximumCodeSize(calls: 1))
+  }
+
   func le(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
 }
