@@ -198,7 +198,9 @@ extension Dump {
     // Every scratch area journaled at once, before the first is mapped.
     var areas: [Int32: UInt64] = [:]
     for (process, result) in zip(session.processes, facts) {
-      if let vmas = try? result.get().memory.vmas, let area = RemoteSession.freeArea(avoiding: vmas) {
+      if let vmas = try? result.get().memory.vmas,
+        let area = RemoteSession.freeArea(avoiding: vmas, i386: try session.abi(of: process) == .i386)
+      {
         areas[process.pid] = area
       }
     }

@@ -22,11 +22,21 @@ public struct RemoteSyscall {
   /// How many calls ran (for -v logs and benchmarks).
   public internal(set) var count = 0
 
-  public init(tracee: Tracee, gadget: Gadget) throws(SyscallError) {
+  /// The tracee runs i386 code: its single-step gadget is an `int $0x80` and calls made
+  /// through it take i386 numbers and registers (``I386SyscallNumber/forNative(_:)``);
+  /// batch code runs with the 64-bit code segment for the time it takes.
+  public let i386: Bool
+
+  public init(tracee: Tracee, gadget: Gadget, i386: Bool = false) throws(SyscallError) {
     self.tracee = tracee
     self.gadget = gadget
+    self.i386 = i386
     self.saved = try tracee.registers()
   }
+
+  /// The 64-bit user code segment (__USER_CS): batch code is x86-64 code, which an i386
+  /// task runs when its cs says so (IA32 emulation keeps both segments in the GDT).
+  public static let codeSegment64: UInt64 = 0x33
 
   /// Runs syscall `number` with up to six arguments; returns the raw result (-errno on failure).
   @discardableResult
@@ -38,12 +48,17 @@ public struct RemoteSyscall {
     regs.rax = UInt64(number)
     // -1: no syscall-restart processing when the tracee resumes from its current stop.
     regs.orig_rax = UInt64.max
-    regs.rdi = a1
-    regs.rsi = a2
-    regs.rdx = a3
-    regs.r10 = a4
-    regs.r8 = a5
-    regs.r9 = a6
+    if i386 {
+      guard let compat = I386SyscallNumber.forNative(number) else {
+        throw CKError(.failed, "task \(tracee.tid): no i386 remote call for system call \(number)")
+      }
+      // mmap2 counts its offset in pages.
+      let offsetArgument = compat == I386SyscallNumber.mmap2 ? a6 >> 12 : a6
+      (regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp) =
+        (UInt64(compat), a1, a2, a3, a4, a5, offsetArgument)
+    } else {
+      (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9) = (a1, a2, a3, a4, a5, a6)
+    }
     switch gadget {
     case .singleStep(let address):
       regs.rip = address
@@ -63,7 +78,9 @@ public struct RemoteSyscall {
       }
     }
     count += 1
-    let result = Int64(bitPattern: try tracee.registers().rax)
+    var result = Int64(bitPattern: try tracee.registers().rax)
+    // An i386 call returns 32 bits: an address above 2 GiB is no error.
+    if i386 && !(-4095..<0).contains(result) { result &= 0xffff_ffff }
     if case .singleStep = gadget {
       // Back to the registers it had, out of the SIGTRAP stop: a tracer that dies now leaves
       // the task where they put it (a dump's park), not after a [vdso] `syscall`, and does

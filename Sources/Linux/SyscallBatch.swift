@@ -167,6 +167,7 @@ extension RemoteSyscall {
     var regs = saved
     regs.orig_rax = UInt64.max
     regs.rip = address
+    if i386 { regs.cs = Self.codeSegment64 }
     try tracee.setRegisters(regs)
     try tracee.resume()
   }

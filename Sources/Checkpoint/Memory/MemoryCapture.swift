@@ -180,9 +180,31 @@ struct MemoryCapture {
   }
 
   /// The auxiliary vector as PR_SET_MM_MAP wants it: AuxVector leaves out the terminating
-  /// AT_NULL pair.
+  /// AT_NULL pair. An i386 program's (its executable is ELF32) is of 32-bit words, kept one
+  /// word per element; the restore packs them back (``TaskCore/abi``).
   private func auxVector() throws -> [UInt64] {
-    try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
+    guard try Self.isELF32(pid: pid) else {
+      return try AuxVector.read(pid: pid).flatMap { [$0.type, $0.value] } + [0, 0]
+    }
+    let bytes = try PseudoFile.readBytes("/proc/\(pid)/auxv")
+    let words = stride(from: 0, to: bytes.count - 3, by: 4).map { offset in
+      bytes[offset..<offset + 4].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+    var pairs: [UInt64] = []
+    for index in stride(from: 0, to: words.count - 1, by: 2) {
+      guard words[index] != 0 else { break }  // AT_NULL
+      pairs += [words[index], words[index + 1]]
+    }
+    return pairs + [0, 0]
+  }
+
+  /// Whether the process's executable is a 32-bit ELF file (EI_CLASS 1).
+  static func isELF32(pid: Int32) throws -> Bool {
+    let fd = try syscallChecked("open", "/proc/\(pid)/exe") { open("/proc/\(pid)/exe", O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var header = [UInt8](repeating: 0, count: 5)
+    let count = read(fd, &header, 5)
+    return count == 5 && header[0...3] == [0x7f, 0x45, 0x4c, 0x46] && header[4] == 1
   }
 
   /// The kernel's flags of a mapping that the restore must set again: locks, madvise advice,

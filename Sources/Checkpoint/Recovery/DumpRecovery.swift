@@ -159,8 +159,11 @@ public enum DumpRecovery {
     _ process: DumpRecord.Process, _ stopped: [Int32: Seized], socketsOf sockets: [DumpRecord.RepairedSocket],
     log: (String) -> Void
   ) throws -> Int {
+    // An i386 process was parked at an int $0x80 calling the i386 pause.
+    let i386 = process.threads.first?.registers.cs == UInt64(CK_I386_CODE_SEGMENT)
+    let pause = UInt64(i386 ? I386SyscallNumber.pause : SyscallNumber.pause)
     func isParked(_ registers: Registers) -> Bool {
-      if let park = process.park, registers.rip == park || (registers.rip == park + 2 && registers.orig_rax == 34) {
+      if let park = process.park, registers.rip == park || (registers.rip == park + 2 && registers.orig_rax == pause) {
         return true
       }
       if let scratch = process.scratch, registers.rip >= scratch && registers.rip < scratch + RemoteSession.areaSize {
@@ -170,7 +173,7 @@ public enum DumpRecovery {
     }
     let parked = process.threads.filter { stopped[$0.tid].map { isParked($0.registers) } ?? false }
     if let scratch = process.scratch, let park = process.park, let first = parked.first {
-      try unmapScratch(at: scratch, pid: process.pid, from: first.tid, park: park, log: log)
+      try unmapScratch(at: scratch, pid: process.pid, from: first.tid, park: park, i386: i386, log: log)
     }
     for thread in parked {
       let tracee = Tracee(tid: thread.tid)
@@ -187,9 +190,9 @@ public enum DumpRecovery {
 
   /// munmap of the scratch area, when the process's maps still show it, run by thread `tid`
   /// at the park's `syscall` instruction.
-  private static func unmapScratch(at address: UInt64, pid: Int32, from tid: Int32, park: UInt64, log: (String) -> Void)
-    throws
-  {
+  private static func unmapScratch(
+    at address: UInt64, pid: Int32, from tid: Int32, park: UInt64, i386: Bool, log: (String) -> Void
+  ) throws {
     guard
       try ProcMaps.read(pid: pid).contains(where: { $0.start == address && $0.end == address + RemoteSession.areaSize })
     else {
@@ -197,7 +200,7 @@ public enum DumpRecovery {
     }
     let tracee = Tracee(tid: tid)
     try tracee.setSignalMask(~0)
-    var remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: park))
+    var remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: park), i386: i386)
     try remote.checked("munmap of ckcont's scratch area", SyscallNumber.munmap, address, RemoteSession.areaSize)
     log("task \(pid): unmapped ckcont's scratch area at \(hex(address))")
   }

@@ -1,4 +1,5 @@
 import Bundle
+import CKShim
 import Cgroup
 import Linux
 
@@ -182,7 +183,7 @@ extension LoadedBundle {
     guard !task.core.threads.isEmpty, task.core.threads.count == task.entry.threads.count,
       task.core.threads.count <= 65536
     else { throw bad("thread count does not match the tree") }
-    for thread in task.core.threads { try validate(thread, bad: bad) }
+    for thread in task.core.threads { try validate(thread, abi: task.core.abi, bad: bad) }
     try validateProcessCore(task, bad: bad)
     try validateMemory(task, bad: bad)
     try validateSeccomp(task.core, bad: bad)
@@ -194,7 +195,15 @@ extension LoadedBundle {
   }
 
   /// One thread's xstate, name, CPUs, scheduling, I/O priority and pending signals.
-  private static func validate(_ thread: ThreadCore, bad: (String) -> CKError) throws(CKError) {
+  private static func validate(_ thread: ThreadCore, abi: TaskABI?, bad: (String) -> CKError) throws(CKError) {
+    // The code segment says which code a thread resumes in; only an i386 task has TLS entries.
+    let codeSegment = abi == .i386 ? UInt64(CK_I386_CODE_SEGMENT) : RemoteSyscall.codeSegment64
+    guard thread.registers.cs == codeSegment else { throw bad("a thread's code segment does not match its ABI") }
+    guard (thread.tlsEntries == nil) == (abi == nil),
+      (thread.tlsEntries ?? []).allSatisfy({ TLSEntry.entries.contains($0.entry) }),
+      Set((thread.tlsEntries ?? []).map(\.entry)).count == (thread.tlsEntries ?? []).count
+    else { throw bad("a thread's TLS entries are malformed") }
+    guard abi == nil else { throw bad("is an i386 task, which this ckcont cannot restore yet") }
     guard thread.xstate.count >= 576, thread.xstate.count <= 1 << 16 else {
       throw bad("xstate of \(thread.xstate.count) bytes")
     }

@@ -37,12 +37,13 @@ final class RemoteSession {
     guard let gadget = session.park(of: tracee.tid) else {
       throw CKError(.failed, "task \(tracee.tid) was not parked for remote calls")
     }
-    guard let address = session.scratchAreas[tracee.tid] ?? Self.freeArea(avoiding: vmas) else {
+    let i386 = try session.abi(ofPid: tracee.tid) == .i386
+    guard let address = session.scratchAreas[tracee.tid] ?? Self.freeArea(avoiding: vmas, i386: i386) else {
       throw CKError(.failed, "task \(tracee.tid) has no free \(Self.areaSize >> 10) KiB for ckcont's scratch area")
     }
     if session.scratchAreas[tracee.tid] == nil { try session.reserveScratchAreas([tracee.tid: address]) }
     try tracee.setSignalMask(~0)
-    remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget))
+    remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget), i386: i386)
     let flags = UInt64(MAP_PRIVATE | MAP_ANONYMOUS) | Self.mapFixedNoReplace
     var area = try? remote.call(
       SyscallNumber.mmap, address, Self.areaSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC), flags, UInt64.max, 0)
@@ -80,8 +81,9 @@ final class RemoteSession {
   static let mapFixedNoReplace: UInt64 = 0x10_0000
 
   /// The lowest address from 1 GiB up with room for the area and a page either side, and
-  /// 2 MiB clear of a stack that grows down (its guard gap).
-  static func freeArea(avoiding vmas: [VMAImage]) -> UInt64? {
+  /// 2 MiB clear of a stack that grows down (its guard gap); below 4 GiB for an i386 task,
+  /// whose address space ends there (and whose code reaches no further).
+  static func freeArea(avoiding vmas: [VMAImage], i386: Bool = false) -> UInt64? {
     let page: UInt64 = 4096
     let stackGap: UInt64 = 2 << 20
     var candidate: UInt64 = 1 << 30
@@ -90,7 +92,7 @@ final class RemoteSession {
       if vma.start >= candidate + areaSize + below { break }
       candidate = max(candidate, vma.end + page)
     }
-    return candidate + areaSize < 0x7fff_0000_0000 ? candidate : nil
+    return candidate + areaSize < (i386 ? 0xffff_0000 : 0x7fff_0000_0000) ? candidate : nil
   }
 
   /// Another thread of the same process, using `main`'s scratch area.
@@ -99,7 +101,7 @@ final class RemoteSession {
     self.ending = ending
     originalMask = try thread.signalMask()
     try thread.setSignalMask(~0)
-    remote = try RemoteSyscall(tracee: thread, gadget: main.remote.gadget)
+    remote = try RemoteSyscall(tracee: thread, gadget: main.remote.gadget, i386: main.remote.i386)
     code = main.code
     scratch = main.scratch
     ownsArea = false
@@ -170,6 +172,21 @@ final class RemoteSession {
     let bytes = UnsafeBufferPointer(start: base, count: Int(vdso.size))
     return (0..<bytes.count - 1).first { bytes[$0] == 0x0f && bytes[$0 + 1] == 0x05 }.map(UInt64.init)
   }()
+
+  /// The address of an `int $0x80` (cd 80) in an i386 task's [vdso] (__kernel_vsyscall and
+  /// the sigreturn trampolines have one): jumped to from anywhere, those two bytes enter the
+  /// kernel, whichever instruction they belong to.
+  static func vdsoInt80(pid: Int32) throws -> UInt64? {
+    guard let vdso = try ProcMaps.read(pid: pid).first(where: { $0.kind == .vdso }) else { return nil }
+    var bytes = [UInt8](repeating: 0, count: Int(vdso.size))
+    try bytes.withUnsafeMutableBytes { buffer in
+      try ProcessMemory.read(pid: pid, ranges: [AddressRange(start: vdso.start, end: vdso.end)], into: buffer)
+    }
+    for index in 0..<(bytes.count - 1) where bytes[index] == 0xcd && bytes[index + 1] == 0x80 {
+      return vdso.start + UInt64(index)
+    }
+    return nil
+  }
 
   /// The address of a `syscall` instruction (0f 05) in the task's [vdso]: at the known offset
   /// from the vdso base (AT_SYSINFO_EHDR) when the bytes there say so, else searched in the

@@ -150,6 +150,13 @@ public final class SeizedContainer {
   /// park addresses are journaled first.
   private func park() throws {
     for process in processes {
+      if try abi(of: process) == .i386 {
+        guard let gadget = try RemoteSession.vdsoInt80(pid: process.pid) else {
+          throw CKError(.failed, "i386 task \(process.pid) has no [vdso] with an int $0x80 to run remote calls")
+        }
+        parks[process.pid] = gadget
+        continue
+      }
       let base = try AuxVector.read(pid: process.pid).first { $0.type == 33 /* AT_SYSINFO_EHDR */ }?.value
       guard let gadget = try RemoteSession.vdsoSyscall(pid: process.pid, base: base) else {
         throw CKError(.failed, "task \(process.pid) has no [vdso] with a syscall instruction to run remote calls")
@@ -174,7 +181,7 @@ public final class SeizedContainer {
       for tid in process.threads {
         guard var registers = original[tid]?.registers else { continue }
         registers.rip = gadget
-        registers.rax = UInt64(SyscallNumber.pause)
+        registers.rax = UInt64(try abi(of: process) == .i386 ? I386SyscallNumber.pause : SyscallNumber.pause)
         // -1: no syscall restart when it resumes from this stop.
         registers.orig_rax = UInt64.max
         let tracee = Tracee(tid: tid)
@@ -285,6 +292,26 @@ public final class SeizedContainer {
 
   /// The registers thread `tid` had when seized.
   public func registers(of tid: Int32) -> Registers? { original[tid]?.registers }
+
+  /// The ABI of a process's code, from its threads' code segments as seized: nil for
+  /// x86_64, `.i386` when every thread runs i386 code; a process whose threads differ is
+  /// refused.
+  func abi(of process: CgroupProcess) throws -> TaskABI? {
+    let i386 = process.threads.compactMap { original[$0]?.registers.cs }.map { $0 == UInt64(CK_I386_CODE_SEGMENT) }
+    guard i386.contains(true) else { return nil }
+    guard !i386.contains(false) else {
+      throw CKError(
+        .failed, "process \(process.pid) has threads in i386 and in x86_64 code at once, which ckcont cannot checkpoint"
+      )
+    }
+    return .i386
+  }
+
+  /// The ABI of the process `pid` (see ``abi(of:)``).
+  func abi(ofPid pid: Int32) throws -> TaskABI? {
+    guard let process = processes.first(where: { $0.pid == pid }) else { return nil }
+    return try abi(of: process)
+  }
 
   /// The signal mask thread `tid` had when seized.
   public func signalMask(of tid: Int32) -> UInt64? { original[tid]?.mask }

@@ -118,6 +118,7 @@ struct TaskCapture: Sendable {
       childSubreaper: answers.childSubreaper)
     core.seccompFilters = seccompFilters
     core.controls = answers.controls
+    core.abi = try session.abi(ofPid: pid)
     core.oomScoreAdjust = Int32(try PseudoFile.readValue("/proc/\(pid)/oom_score_adj"))
     // Without audit in the kernel there is no loginuid.
     core.loginUID = try PseudoFile.readIfExists("/proc/\(pid)/loginuid").flatMap(UInt32.init)
@@ -221,10 +222,12 @@ struct TaskCapture: Sendable {
       (altStack, clearTid) = try queries.read(try own.run(batch), task: pid)
     }
     var registers = GeneralRegisters(regs)
-    if Int64(bitPattern: registers.origRax) == Int64(SyscallNumber.restartSyscall) {
+    let abi = try session.abi(ofPid: pid)
+    let restarted = abi == .i386 ? I386SyscallNumber.restartSyscall : SyscallNumber.restartSyscall
+    if Int64(bitPattern: registers.origRax) == Int64(restarted) {
       let code = (try? MemFile(pid: tid, readOnly: true).read(7, at: registers.rip &- 7)) ?? []
       do {
-        registers = try SyscallRestart.recoverRestartedCall(registers, code: code)
+        registers = try SyscallRestart.recoverRestartedCall(registers, code: code, abi: abi)
       } catch let error as CKError {
         throw CKError(.failed, "thread \(tid): \(error.message)", hint: error.hint)
       }
@@ -240,10 +243,22 @@ struct TaskCapture: Sendable {
       altStack: altStack, clearChildTid: clearTid)
     if tid != pid { core.name = threadStatus[tid]?.name }
     core.cpus = session.cpus(of: tid)?.cpus
-    var head: UInt = 0
-    var length: UInt = 0
-    try negErrnoChecked("get_robust_list", "thread \(tid)") { ck_get_robust_list(tid, &head, &length) }
-    core.robustList = UInt64(head)
+    if abi == .i386 {
+      // An i386 thread's robust list has a slot of its own, which only the compat call reads.
+      var head: UInt32 = 0
+      var length: UInt32 = 0
+      try negErrnoChecked("compat get_robust_list", "thread \(tid)") { ck_get_compat_robust_list(tid, &head, &length) }
+      core.robustList = UInt64(head)
+      core.tlsEntries = try TLSEntry.entries.map { entry in
+        let desc = try tracee.threadArea(entry)
+        return TLSEntry(entry: entry, base: desc.base_addr, limit: desc.limit, flags: desc.flags)
+      }
+    } else {
+      var head: UInt = 0
+      var length: UInt = 0
+      try negErrnoChecked("get_robust_list", "thread \(tid)") { ck_get_robust_list(tid, &head, &length) }
+      core.robustList = UInt64(head)
+    }
     // I/O priority, and for other threads their own scheduling and timer slack: what a thread
     // set for itself alone (setpriority, sched_setscheduler, ioprio_set, prctl on its tid).
     let ioPriority = ck_ioprio_get(tid)
