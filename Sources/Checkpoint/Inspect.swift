@@ -16,6 +16,8 @@ public struct BundleInspection: Codable, Sendable {
     public var comm: String
     public var cgroup: String
     public var exe: String
+    /// The instruction set of its code: "x86_64" or "i386".
+    public var abi: String
     public var threads: [Thread]
     public var vmas: [Mapping]
     public var fds: [Descriptor]
@@ -114,6 +116,7 @@ public struct BundleInspection: Codable, Sendable {
         ppid: task.entry.ppid,
         pgid: task.entry.pgid,
         sid: task.entry.sid, comm: task.entry.comm, cgroup: task.entry.cgroup, exe: task.memory.exe,
+        abi: task.core.abi?.rawValue ?? "x86_64",
         threads: task.core.threads.map { thread in
           Thread(
             tid: thread.tid, rip: "0x" + hex(thread.registers.rip), rsp: "0x" + hex(thread.registers.rsp),
@@ -297,7 +300,8 @@ public struct BundleInspection: Codable, Sendable {
         "process \(task.pid) (\(task.comm)) host pids \(task.namespacePids.map(String.init).joined(separator: "/")) "
           + (task.nestedPids.map { "nested pids \($0.map(String.init).joined(separator: "/")) " } ?? "")
           + "ppid \(task.ppid) pgid \(task.pgid) sid \(task.sid) cgroup \(task.cgroup)")
-      lines.append("  exe \(task.exe); \(task.credentials); \(task.signalActions) signal actions")
+      lines.append(
+        "  exe \(task.exe) (\(task.abi)); \(task.credentials); \(task.signalActions) signal actions")
       if !task.seccompFilters.isEmpty {
         lines.append(
           "  seccomp: \(task.seccompFilters.count) filter(s) of \(task.seccompFilters.map(String.init).joined(separator: ", ")) instructions"

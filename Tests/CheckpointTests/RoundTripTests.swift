@@ -11,6 +11,7 @@ struct RoundTripTests {
     ("counter", []),
     ("regs", ["read-pipe"]), ("regs", ["nanosleep"]), ("regs", ["clock-nanosleep-abs"]), ("regs", ["pause"]),
     ("regs", ["futex"]), ("regs", ["poll"]), ("regs", ["wait4"]), ("regs", ["libc-nanosleep"]),
+    ("compat32", []), ("compat32", ["threads"]), ("compat32", ["sleep"]), ("compat32", ["fork"]),
     ("fpu", []), ("tls", []), ("heap", []), ("stack", []), ("mappings", []), ("bigmem", ["256"]), ("sysv-ipc", []),
     ("mounts", []), ("timens", []), ("locks", []), ("mqueue", []), ("mlock", []), ("memfd-private", []), ("sched", []),
     ("seccomp", []), ("seccomp", ["apart"]), ("sigio", []), ("stopped", []), ("pty", []), ("pty", ["output"]),
