@@ -89,13 +89,16 @@ static void check_process(void) {
 }
 
 struct worker { pthread_t thread; uint32_t value; struct seen before; volatile int state; };
+/* Workers wait in read(2) on this pipe: blocked without the kernel writing their memory. */
+static int release[2];
 
 static void *worker_main(void *arg) {
   struct worker *w = arg;
   tls_value = w->value;
   w->before = look();
   w->state = 1;
-  while (w->state != 2) usleep(1000);
+  char go;
+  while (read(release[0], &go, 1) < 0 && errno == EINTR) {}
   check_same("thread", w->before, w->value);
   return NULL;
 }
@@ -136,10 +139,16 @@ int main(int argc, char **argv) {
   pthread_t sleeper;
   pid_t child = 0;
   if (!strcmp(mode, "threads")) {
+    FX_SYS(pipe(release));
     for (int i = 0; i < 2; i++) FX_SYS(-pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]));
     for (int i = 0; i < 2; i++) while (workers[i].state != 1) usleep(1000);
   } else if (!strcmp(mode, "sleep")) {
-    FX_SYS(-pthread_create(&sleeper, NULL, sleeper_main, NULL));
+    /* A small stack, which the state snapshot compares word by word: the kernel writes the
+     * time left into the sleep's rem (glibc's, on this stack) when the dump stops it. */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 << 10);
+    FX_SYS(-pthread_create(&sleeper, &attr, sleeper_main, NULL));
     usleep(100000);
   } else if (!strcmp(mode, "fork")) {
     int set[2];
@@ -172,7 +181,7 @@ int main(int argc, char **argv) {
   check_same("main", before, 0x32323232);
   check_process();
   if (!strcmp(mode, "threads")) {
-    for (int i = 0; i < 2; i++) workers[i].state = 2;
+    FX_SYS(write(release[1], "gg", 2));
     for (int i = 0; i < 2; i++) pthread_join(workers[i].thread, NULL);
   } else if (!strcmp(mode, "sleep")) {
     pthread_join(sleeper, NULL);

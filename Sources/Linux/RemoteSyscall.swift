@@ -133,4 +133,6 @@ public enum SyscallNumber {
   public static let clone3 = 435, closeRange = 436, pidfdGetfd = 438, mseal = 462
   /// Not injected: the calls the kernel resumes through restart_syscall.
   public static let poll = 7, futex = 202, restartSyscall = 219
+  /// arch_prctl: an i386 task's vDSO (ARCH_MAP_VDSO_32).
+  public static let archPrctl = 158
 }

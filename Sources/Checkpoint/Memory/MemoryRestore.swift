@@ -79,6 +79,8 @@ final class MemoryRestore {
   /// The parent's image, for a task forked from its restored parent whose mappings it keeps
   /// (``VMAImage/parentPages``).
   let parent: MemoryImage?
+  /// The task's ABI: an i386 task gets the 32-bit vDSO and a vector of 32-bit words.
+  var abi: TaskABI?
   /// Where the kernel mappings are now, for a task forked from a restored one (see
   /// ``RestoreRun``): not where ckcont has them.
   let kernelMappings: [VMA]?
@@ -669,6 +671,7 @@ final class MemoryRestore {
   /// mremap [vvar], [vvar_vclock] and [vdso], each whole, to the dumped addresses (through a
   /// temporary place when the ranges collide). Moving [vdso] without [vvar] kills the task.
   private func queueKernelMappingMoves() throws {
+    if abi == .i386 { return try mapI386VDSO() }
     let kinds: [(VMAImage.Kind, VMAKind)] = [(.vvar, .vvar), (.vvarVclock, .vvarVclock), (.vdso, .vdso)]
     // Where the kernel mappings are now, then followed through the mremaps queued here.
     if kernelMappings == nil && sharedObjects.inheritedKernelMappings == nil {
@@ -710,6 +713,45 @@ final class MemoryRestore {
       }
     }
   }
+
+  /// An i386 task's [vvar], [vvar_vclock] and [vdso]: the 32-bit image, mapped whole by
+  /// arch_prctl(ARCH_MAP_VDSO_32) at the dumped [vvar] once the 64-bit ones are gone (it
+  /// refuses with EEXIST while any is mapped). Copying it as data would not do: the kernel
+  /// returns from an i386 signal handler through it (glibc sets no SA_RESTORER), by the
+  /// place it recorded. A task forked from a restored one has it in place already.
+  private func mapI386VDSO() throws {
+    let current =
+      try kernelMappings
+      ?? ProcMaps.read(pid: injector.pid).filter {
+        $0.kind == .vdso || $0.kind == .vvar || $0.kind == .vvarVclock
+      }
+    guard let vvar = image.vmas.first(where: { $0.kind == .vvar }),
+      let vdso = image.vmas.first(where: { $0.kind == .vdso })
+    else {
+      throw CKError(.failed, "task \(injector.pid): the i386 image has no [vvar] and [vdso]")
+    }
+    if current.contains(where: { $0.kind == .vdso && $0.start == vdso.start && $0.size == vdso.size }) { return }
+    for mapping in current {
+      batch.add("munmap the 64-bit \(mapping.kind)", SyscallNumber.munmap, .value(mapping.start), .value(mapping.size))
+    }
+    // It answers the size of the image mapped, not 0.
+    batch.add(
+      "arch_prctl(ARCH_MAP_VDSO_32, \(hex(vvar.start)))", SyscallNumber.archPrctl, .value(Self.archMapVDSO32),
+      .value(vvar.start))
+    try flush()
+    guard
+      try ProcMaps.read(pid: injector.pid).contains(where: {
+        $0.kind == .vdso && $0.start == vdso.start && $0.size == vdso.size
+      })
+    else {
+      throw CKError(
+        .failed, "task \(injector.pid): the 32-bit [vdso] did not land at \(hex(vdso.start)) as dumped",
+        hint: "restore on a host running the same kernel as the dump")
+    }
+  }
+
+  /// ARCH_MAP_VDSO_32 (asm/prctl.h): map the 32-bit vDSO image at an address.
+  static let archMapVDSO32: UInt64 = 0x2002
 
   private func map(_ vma: VMAImage, protection: Int32) throws {
     let protection = UInt64(protection)
@@ -784,7 +826,12 @@ final class MemoryRestore {
         expecting: Self.exeFD)
       batch.add("close", SyscallNumber.close, .result(opened))
     }
-    let auxv = try injector.put(words: image.auxv)
+    // An i386 task's vector is of 32-bit words (kept one per element).
+    let auxvBytes = abi == .i386 ? image.auxv.count * 4 : image.auxv.count * 8
+    let auxv =
+      abi == .i386
+      ? try image.auxv.map { UInt32(truncatingIfNeeded: $0) }.withUnsafeBytes { try injector.put($0) }
+      : try injector.put(words: image.auxv)
     let f = image.fields
     var words: [UInt64] = [
       f.startCode, f.endCode, f.startData, f.endData, f.startBrk, f.brk, f.startStack, f.argStart, f.argEnd,
@@ -793,7 +840,7 @@ final class MemoryRestore {
     // struct prctl_mm_map ends with __u32 auxv_size and __u32 exe_fd.
     // exe_fd -1 keeps the executable.
     let exeFD = replacesExe ? UInt32(truncatingIfNeeded: Self.exeFD) : UInt32.max
-    words.append(UInt64(image.auxv.count * 8) | UInt64(exeFD) << 32)
+    words.append(UInt64(auxvBytes) | UInt64(exeFD) << 32)
     let map = try injector.put(words: words)
     batch.add(
       "PR_SET_MM_MAP", SyscallNumber.prctl, .value(PrctlOption.setMM.rawValue), .value(14), .value(map),

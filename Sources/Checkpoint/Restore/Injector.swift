@@ -202,10 +202,12 @@ final class Injector {
   }
 
   /// Maps the injection region at an address free in both the current and the target
-  /// layout, writes `syscall; int3` there, and makes it the gadget.
-  func mapRegion(avoiding target: [VMAImage]) throws {
-    var candidate: UInt64 = 0x1000_0000_0000
-    while candidate < 0x7f00_0000_0000 {
+  /// layout, writes `syscall; int3` there, and makes it the gadget. Below 4 GiB for a
+  /// container with i386 tasks: their compat calls take 32-bit pointers into its data area.
+  func mapRegion(avoiding target: [VMAImage], below4GiB: Bool = false) throws {
+    var candidate: UInt64 = below4GiB ? 0x1000_0000 : 0x1000_0000_0000
+    let (limit, step): (UInt64, UInt64) = below4GiB ? (0xf000_0000, 0x10_0000) : (0x7f00_0000_0000, 0x1000_0000)
+    while candidate < limit {
       let end = candidate + Self.regionSize
       if !target.contains(where: { $0.start < end && candidate < $0.end }) {
         let result = try remote.call(
@@ -218,7 +220,7 @@ final class Injector {
           return
         }
       }
-      candidate += 0x1000_0000
+      candidate += step
     }
     throw CKError(.failed, "task \(pid): found no free place for the injection region")
   }
@@ -304,6 +306,15 @@ final class Injector {
     ) -> Int {
       labels.append((what(), expecting, mayFail))
       return calls.add(number, arguments: arguments)
+    }
+
+    /// Adds an i386 call (``SyscallBatch/addI386(_:arguments:)``).
+    @discardableResult
+    mutating func addI386(
+      _ what: @autoclosure () -> String, _ number: Int, _ arguments: SyscallBatch.Argument..., mayFail: Bool = false
+    ) -> Int {
+      labels.append((what(), nil, mayFail))
+      return calls.addI386(number, arguments: arguments)
     }
   }
 

@@ -203,7 +203,6 @@ extension LoadedBundle {
       (thread.tlsEntries ?? []).allSatisfy({ TLSEntry.entries.contains($0.entry) }),
       Set((thread.tlsEntries ?? []).map(\.entry)).count == (thread.tlsEntries ?? []).count
     else { throw bad("a thread's TLS entries are malformed") }
-    guard abi == nil else { throw bad("is an i386 task, which this ckcont cannot restore yet") }
     guard thread.xstate.count >= 576, thread.xstate.count <= 1 << 16 else {
       throw bad("xstate of \(thread.xstate.count) bytes")
     }

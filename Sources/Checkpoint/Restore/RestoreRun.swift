@@ -191,7 +191,8 @@ final class RestoreRun {
     if bundle.tree.namespaces.ipc, let settings = bundle.tree.namespaces.ipcSysctls {
       try NamespaceSysctls.restore(settings, through: injector)
     }
-    try injector.mapRegion(avoiding: bundle.tasks.flatMap(\.memory.vmas))
+    try injector.mapRegion(
+      avoiding: bundle.tasks.flatMap(\.memory.vmas), below4GiB: bundle.tasks.contains { $0.core.abi == .i386 })
     try MemoryRestore.unmapInherited(injector)
     channelPeer = try injector.openChannel(at: options.channelDescriptor(bundle))
     try makeChildTimeNamespace(task.entry, injector, hostPid: hostPid)
@@ -334,7 +335,7 @@ final class RestoreRun {
     -> MemoryRestore
   {
     let keeps = !ForkInheritance.keptRanges(task.memory).isEmpty
-    return MemoryRestore(
+    let memory = MemoryRestore(
       image: task.memory, pages: task.pages ?? UnsafeRawBufferPointer(start: nil, count: 0), injector: injector,
       sharedObjects: sharedObjects, copier: copier,
       parent: keeps ? memorySources[task.entry.pid].flatMap { byPid[$0]?.memory } : nil,
@@ -343,6 +344,8 @@ final class RestoreRun {
         byPid[pid].map { ($0.memory, $0.pages ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
       }, joinedAt: joinedAt(task),
       parentProtections: memorySources[task.entry.pid].flatMap { memories[$0]?.protectionsAtForks } ?? [:], log: log)
+    memory.abi = task.core.abi
+    return memory
   }
 
   /// The starts of the mappings of `task` that a process forked from it keeps as one with

@@ -202,7 +202,10 @@ struct TaskRestore {
       batch.add("sigaltstack", SyscallNumber.sigaltstack, .value(address), .value(0))
     }
     batch.add("set_tid_address", SyscallNumber.setTidAddress, .value(thread.clearChildTid))
-    if let head = thread.robustList, head != 0 {
+    if let head = thread.robustList, head != 0, core.abi == .i386 {
+      // The compat slot, set only through the compat call; struct robust_list_head: 12 bytes.
+      batch.addI386("compat set_robust_list", I386SyscallNumber.setRobustList, .value(head), .value(12))
+    } else if let head = thread.robustList, head != 0 {
       // struct robust_list_head: 24 bytes on x86_64.
       batch.add("set_robust_list", SyscallNumber.setRobustList, .value(head), .value(24))
     }
@@ -222,10 +225,24 @@ struct TaskRestore {
     for signal in Int32(1)...64 where signal != SIGKILL && signal != SIGSTOP {
       guard actions[signal] != nil || inherited & (1 << UInt64(signal - 1)) != 0 else { continue }
       let action = actions[signal]
+      // Signals 32 and 33 belong to the C library and may refuse; only a dumped action must stick.
+      if core.abi == .i386 {
+        // Through the compat call, which marks the handler for ia32 signal frames (SA_IA32_ABI,
+        // which no query shows): struct compat_sigaction { u32 handler, flags, restorer;
+        // u32 mask[2] }.
+        let words = [action?.handler ?? 0, action?.flags ?? 0, action?.restorer ?? 0, action?.mask ?? 0]
+        let compat =
+          words.prefix(3).map { UInt32(truncatingIfNeeded: $0) }
+          + [UInt32(truncatingIfNeeded: words[3]), UInt32(truncatingIfNeeded: words[3] >> 32)]
+        let address = try compat.withUnsafeBytes { try injector.put($0) }
+        batch.addI386(
+          "compat rt_sigaction(\(signal))", I386SyscallNumber.rtSigaction, .value(UInt64(signal)), .value(address),
+          .value(0), .value(8), mayFail: action == nil)
+        continue
+      }
       let address = try injector.put(words: [
         action?.handler ?? 0, action?.flags ?? 0, action?.restorer ?? 0, action?.mask ?? 0,
       ])
-      // Signals 32 and 33 belong to the C library and may refuse; only a dumped action must stick.
       batch.add(
         "rt_sigaction(\(signal))", SyscallNumber.rtSigaction, .value(UInt64(signal)), .value(address), .value(0),
         .value(8),
@@ -515,7 +532,12 @@ struct TaskRestore {
   /// Registers and xstate of a stopped thread, and, for a system call it must re-enter, the
   /// run to that call's entry (launched, not waited for).
   private func startFinalState(_ thread: ThreadCore, of tracee: Tracee) throws -> FinalState {
-    let resume = SyscallRestart.resumeRegisters(thread.registers)
+    // An i386 thread's TLS entries first: loading its %gs selector reads one.
+    for entry in thread.tlsEntries ?? [] {
+      try tracee.setThreadArea(
+        ck_user_desc(entry_number: entry.entry, base_addr: entry.base, limit: entry.limit, flags: entry.flags))
+    }
+    let resume = SyscallRestart.resumeRegisters(thread.registers, abi: core.abi)
     try tracee.setRegisters(resume.raw)
     try tracee.setExtendedState(Array(thread.xstate))
     guard SyscallRestart.reissues(thread.registers) else {
