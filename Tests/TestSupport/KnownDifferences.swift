@@ -46,7 +46,7 @@ public enum KnownDifferences {
       issue: "by design: the kernel offers no way to drop it (CRIU alike)"),
     Entry(
       fixture: "compat32 sleep",
-      pattern: #"^task 1 map .*: contents .* words:( \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}){1,2}$"#,
+      pattern: #"^task \d+ map .*: contents .* words:( \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}){1,2}$"#,
       reason:
         "the kernel writes the time left into nanosleep's rem (glibc's, on the sleeping thread's stack) at every interruption (the snapshot's freeze): time, not state",
       issue: "by design: time left"),
