@@ -52,19 +52,6 @@ public struct Tracee: Sendable, Hashable {
     }
   }
 
-  /// Whether the thread runs i386 code: NT_PRSTATUS has the i386 layout (68 bytes) for a
-  /// thread whose code segment is the compat one.
-  public func isI386() throws(SyscallError) -> Bool {
-    var buffer = [UInt8](repeating: 0, count: MemoryLayout<ck_user_regs>.size)
-    var length = buffer.count
-    try syscallChecked("ptrace", "PTRACE_GETREGSET NT_PRSTATUS, \(tid)") {
-      buffer.withUnsafeMutableBytes {
-        ck_ptrace_regset(Int32(CK_PTRACE_GETREGSET), tid, Int32(CK_NT_PRSTATUS), $0.baseAddress, &length)
-      }
-    }
-    return length == Int(CK_I386_PRSTATUS_SIZE)
-  }
-
   /// PTRACE_GET_THREAD_AREA: an i386 thread's GDT TLS entry `entry` (12-14).
   public func threadArea(_ entry: UInt32) throws(SyscallError) -> ck_user_desc {
     var desc = ck_user_desc(entry_number: entry, base_addr: 0, limit: 0, flags: 0)

@@ -54,9 +54,8 @@ struct ck_user_desc {
   uint32_t flags;
 };
 
-// The size of NT_PRSTATUS for an i386 (compat) thread: the regset view follows the
-// tracee's code segment, so this size tells a 32-bit thread from a 64-bit one.
-enum { CK_I386_PRSTATUS_SIZE = 68, CK_I386_CODE_SEGMENT = 0x23 };
+// The code segment of i386 code (__USER32_CS): a thread seized with it runs 32-bit code.
+enum { CK_I386_CODE_SEGMENT = 0x23 };
 
 enum {
   CK_PTRACE_O_TRACESYSGOOD = 1,
