@@ -28,7 +28,8 @@ public struct RemoteSyscall {
     self.saved = try tracee.registers()
   }
 
-  /// Runs syscall `number` with up to six arguments; returns the raw result (-errno on failure).
+  /// Runs syscall `number` with up to six arguments (the raw layer under ``call(_:)``, which
+  /// takes a typed ``RemoteCall``); returns the raw result (-errno on failure).
   @discardableResult
   public mutating func call(
     _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0, _ a5: UInt64 = 0,
@@ -74,7 +75,8 @@ public struct RemoteSyscall {
     return result
   }
 
-  /// Like `call`, but a negative result becomes an error naming `what`.
+  /// Like `call`, but a negative result becomes an error naming `what` (the raw form, until
+  /// every call site is typed).
   @discardableResult
   public mutating func checked(
     _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,

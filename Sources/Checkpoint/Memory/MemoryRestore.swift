@@ -496,7 +496,7 @@ final class MemoryRestore {
   /// mapping was made again in parts, and a seal refuses the mprotect before it.
   func queueProtections(into batch: inout Injector.Batch) throws {
     func makeRoom() throws {
-      guard batch.labels.count >= 256 else { return }
+      guard batch.count >= 256 else { return }
       try injector.run(batch)
       batch = Injector.Batch()
     }
