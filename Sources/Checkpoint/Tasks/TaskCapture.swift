@@ -221,6 +221,7 @@ struct TaskCapture: Sendable {
       (altStack, clearTid) = try queries.read(try own.run(batch), task: pid)
     }
     var registers = GeneralRegisters(regs)
+    // A number in the registers (the call the thread is in), not a call to make.
     if Int64(bitPattern: registers.origRax) == Int64(SyscallNumber.restartSyscall) {
       let code = (try? MemFile(pid: tid, readOnly: true).read(7, at: registers.rip &- 7)) ?? []
       do {
