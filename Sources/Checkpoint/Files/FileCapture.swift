@@ -109,7 +109,7 @@ struct FileCapture {
         throw CKError(.failed, "task \(pid): fd \(fd) (\(target)): cannot stat it: \(String(cString: strerror(errno)))")
       }
       let type = st.st_mode & S_IFMT
-      if type == S_IFREG, ck_fs_magic("\(fdDir)/\(fd)") == 0x1980_0202 /* MQUEUE_MAGIC */ {
+      if type == S_IFREG, ck_fs_magic("\(fdDir)/\(fd)") == CK_MQUEUE_MAGIC {
         var descriptor = DescriptorImage(
           fd: fd, kind: .mqueue, flags: openFlags, closeOnExec: cloexec, mode: UInt32(st.st_mode))
         descriptor.mqueue = try captureMessageQueue(fd: fd, target: target, st: st)
@@ -212,9 +212,9 @@ struct FileCapture {
     defer { close(ours) }
     var owner: (Int32, Int32) = (0, 0)  // struct f_owner_ex { int type; pid_t pid; }
     _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") {
-      withUnsafeMutableBytes(of: &owner) { fcntl(ours, 16 /* F_GETOWN_EX */, $0.baseAddress!) }
+      withUnsafeMutableBytes(of: &owner) { fcntl(ours, Int32(CK_F_GETOWN_EX), $0.baseAddress!) }
     }
-    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, 11 /* F_GETSIG */) }
+    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, Int32(CK_F_GETSIG)) }
     return AsyncOwnerImage(type: owner.0, id: owner.1, signal: signal)
   }
 
