@@ -75,20 +75,6 @@ public struct RemoteSyscall {
     return result
   }
 
-  /// Like `call`, but a negative result becomes an error naming `what` (the raw form, until
-  /// every call site is typed).
-  @discardableResult
-  public mutating func checked(
-    _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,
-    _ a4: UInt64 = 0, _ a5: UInt64 = 0, _ a6: UInt64 = 0
-  ) throws -> Int64 {
-    let result = try call(number, a1, a2, a3, a4, a5, a6)
-    if result < 0 && result > -4096 {
-      throw CKError(.failed, "task \(tracee.tid): \(what()): \(String(cString: strerror(Int32(-result))))")
-    }
-    return result
-  }
-
   /// Puts back the registers the task had before the first call.
   public func restoreRegisters() throws(SyscallError) {
     try tracee.setRegisters(saved)

@@ -36,20 +36,6 @@ public struct SyscallBatch {
 
   public init() {}
 
-  /// Adds a call by its number, its arguments values (the raw form, until every call site is
-  /// typed); returns its index in the results.
-  @discardableResult
-  public mutating func add(_ number: Int, _ arguments: UInt64...) -> Int {
-    add(number, arguments: arguments.map { .value($0) })
-  }
-
-  /// Adds prctl(`option`, `arguments`...) (the raw form, until every call site is typed);
-  /// returns its index.
-  @discardableResult
-  public mutating func prctl(_ option: PrctlOption, _ arguments: UInt64...) -> Int {
-    add(SyscallNumber.prctl, arguments: ([option.rawValue] + arguments).map { .value($0) })
-  }
-
   /// Adds a call by its number (the raw layer under ``add(_:)``), whose arguments may be
   /// results of earlier calls; returns its index.
   @discardableResult

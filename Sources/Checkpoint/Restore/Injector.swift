@@ -198,22 +198,6 @@ final class Injector {
     return try remote.call(call)
   }
 
-  /// Runs a syscall by its number; a negative result becomes an error naming `what` (the
-  /// raw form, until every call site is typed).
-  @discardableResult
-  func call(
-    _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,
-    _ a4: UInt64 = 0, _ a5: UInt64 = 0, _ a6: UInt64 = 0
-  ) throws -> Int64 {
-    try call(RemoteCall(number, [a1, a2, a3, a4, a5, a6], label: what()))
-  }
-
-  /// Runs a syscall by its number and returns its raw result (the raw form, until every call
-  /// site is typed).
-  func raw(_ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0) throws -> Int64 {
-    try raw(RemoteCall(number, [a1, a2, a3, a4], label: ""))
-  }
-
   /// Maps the injection region at an address free in both the current and the target
   /// layout, writes `syscall; int3` there, and makes it the gadget.
   func mapRegion(avoiding target: [VMAImage]) throws {
@@ -321,15 +305,6 @@ final class Injector {
       if let label { call.label = label }
       calls.append((call, mayFail))
       return syscalls.add(call)
-    }
-
-    /// Queues a call by its number (the raw form, until every call site is typed).
-    @discardableResult
-    mutating func add(
-      _ what: @autoclosure () -> String, _ number: Int, _ arguments: SyscallBatch.Argument..., expecting: Int64? = nil,
-      mayFail: Bool = false
-    ) -> Int {
-      add(RemoteCall(number, arguments, label: what(), expecting: expecting), mayFail: mayFail)
     }
   }
 
