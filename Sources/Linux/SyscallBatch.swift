@@ -89,6 +89,7 @@ public struct SyscallBatch {
     case .breakpoint:
       code.append(0xcc)  // int3
     case .stopSignal(let tgid, let tid):
+      // Raw numbers: the ending's two calls are machine code of its own, not queued calls.
       func imm32(_ value: Int32) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
       code.append(0xb8)  // mov eax, tgkill
       imm32(Int32(SyscallNumber.tgkill))
