@@ -2,6 +2,8 @@
 // runs raw system calls only: any libc call that takes a lock could deadlock on a lock
 // another thread held at the time of the fork.
 #include <linux/capability.h>
+#include <linux/ioprio.h>
+#include <linux/kcmp.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -11,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include "ckshim.h"
@@ -80,14 +83,14 @@ int ck_setns(int fd, int nstype) { return setns(fd, nstype); }
 pid_t ck_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
-  return (int)syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
+  return (int)syscall(SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2);
 }
 
 int ck_kcmp_epoll_target(pid_t pid1, pid_t pid2, int fd1, int epoll, int target, int offset) {
   // struct kcmp_epoll_slot: the epoll instance, the watched descriptor number, and which of
   // the watches of that number (in the order fdinfo lists them).
   struct { unsigned int efd, tfd, toff; } slot = {(unsigned)epoll, (unsigned)target, (unsigned)offset};
-  return (int)syscall(SYS_kcmp, pid1, pid2, 7 /* KCMP_EPOLL_TFD */, fd1, (unsigned long)&slot);
+  return (int)syscall(SYS_kcmp, pid1, pid2, KCMP_EPOLL_TFD, fd1, (unsigned long)&slot);
 }
 
 int ck_open_by_handle(int mount_fd, int handle_type, const unsigned char *handle, unsigned int handle_bytes, int flags) {
@@ -128,6 +131,14 @@ _Static_assert(CK_CLONE_NEWUTS == CLONE_NEWUTS, "CLONE_NEWUTS");
 _Static_assert(CK_CLONE_NEWIPC == CLONE_NEWIPC, "CLONE_NEWIPC");
 _Static_assert(CK_CLONE_NEWUSER == CLONE_NEWUSER, "CLONE_NEWUSER");
 _Static_assert(CK_CLONE_NEWCGROUP == CLONE_NEWCGROUP, "CLONE_NEWCGROUP");
+_Static_assert(CK_CLONE_VM == CLONE_VM && CK_CLONE_FS == CLONE_FS && CK_CLONE_FILES == CLONE_FILES &&
+                   CK_CLONE_SIGHAND == CLONE_SIGHAND && CK_CLONE_THREAD == CLONE_THREAD &&
+                   CK_CLONE_SYSVSEM == CLONE_SYSVSEM && CK_CLONE_NEWTIME == CLONE_NEWTIME,
+               "CLONE_*");
+_Static_assert((int)CK_KCMP_FILE == KCMP_FILE && (int)CK_KCMP_VM == KCMP_VM && (int)CK_KCMP_FILES == KCMP_FILES &&
+                   (int)CK_KCMP_FS == KCMP_FS && (int)CK_KCMP_EPOLL_TFD == KCMP_EPOLL_TFD,
+               "KCMP_*");
+_Static_assert((int)CK_EFD_SEMAPHORE == EFD_SEMAPHORE, "EFD_SEMAPHORE");
 
 // Makes the calling thread's file-system ids `uid` and `gid` (setfsuid/setfsgid act on the
 // thread alone) and raises its effective capabilities back to its permitted ones, which a
@@ -156,12 +167,12 @@ int ck_open_in_root(int dirfd, const char *path, int flags) {
 }
 
 int ck_ioprio_get(pid_t tid) {
-  long priority = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+  long priority = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid);
   return priority < 0 ? -errno : (int)priority;
 }
 
 int ck_ioprio_set(pid_t tid, int priority) {
-  return syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, priority) < 0 ? -errno : 0;
+  return syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, priority) < 0 ? -errno : 0;
 }
 
 // Linux.OpenFlags (Swift) mirrors these.

@@ -183,9 +183,9 @@ int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, vo
   memset(state, 0, sizeof(*state));
   int err = set_int(fd, IPPROTO_TCP, TCP_REPAIR, 1);
   if (err) return err;
-  if ((err = dump_queue(fd, 2 /* TCP_SEND_QUEUE */, SIOCOUTQ, &state->send_seq, send_buffer, capacity, &state->send_length)))
+  if ((err = dump_queue(fd, TCP_SEND_QUEUE, SIOCOUTQ, &state->send_seq, send_buffer, capacity, &state->send_length)))
     return err;
-  if ((err = dump_queue(fd, 1 /* TCP_RECV_QUEUE */, SIOCINQ, &state->receive_seq, receive_buffer, capacity,
+  if ((err = dump_queue(fd, TCP_RECV_QUEUE, SIOCINQ, &state->receive_seq, receive_buffer, capacity,
                         &state->receive_length)))
     return err;
   set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, 0);

@@ -170,14 +170,14 @@ public struct Dump {
     for index in tasks.indices where tasks[index].entry.ppid != 0 {
       let task = tasks[index]
       guard let parent = hostPids[task.entry.ppid] else { continue }
-      if ck_kcmp(task.hostPid, parent, 1 /* KCMP_VM */) == 0 {
+      if ck_kcmp(task.hostPid, parent, Int32(CK_KCMP_VM)) == 0 {
         throw CKError(
           .failed,
           "process \(task.hostPid) shares one address space (CLONE_VM) with its parent \(parent), which ckcont cannot checkpoint yet",
           hint: "only threads may share it (a vfork child must exec first); the container runs on")
       }
-      if ck_kcmp(task.hostPid, parent, 2 /* KCMP_FILES */) == 0 { tasks[index].entry.sharesFilesWithParent = true }
-      if ck_kcmp(task.hostPid, parent, 3 /* KCMP_FS */) == 0 { tasks[index].entry.sharesFSWithParent = true }
+      if ck_kcmp(task.hostPid, parent, Int32(CK_KCMP_FILES)) == 0 { tasks[index].entry.sharesFilesWithParent = true }
+      if ck_kcmp(task.hostPid, parent, Int32(CK_KCMP_FS)) == 0 { tasks[index].entry.sharesFSWithParent = true }
     }
   }
 

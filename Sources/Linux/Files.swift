@@ -1,3 +1,4 @@
+import CKShim
 import Glibc
 import SystemPackage
 
@@ -94,8 +95,8 @@ extension String {
 public enum FileData {
   /// The ranges of [from, to) of the file open at `fd` that hold data, in order.
   public static func ranges(fd: Int32, from: UInt64, to: UInt64, name: String) throws(SyscallError) -> [AddressRange] {
-    let seekData: Int32 = 3
-    let seekHole: Int32 = 4
+    let seekData = Int32(CK_SEEK_DATA)
+    let seekHole = Int32(CK_SEEK_HOLE)
     var ranges: [AddressRange] = []
     var cursor = from
     while cursor < to {

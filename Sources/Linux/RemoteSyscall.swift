@@ -38,7 +38,8 @@ public struct RemoteSyscall {
   /// task runs when its cs says so (IA32 emulation keeps both segments in the GDT).
   public static let codeSegment64: UInt64 = 0x33
 
-  /// Runs syscall `number` with up to six arguments; returns the raw result (-errno on failure).
+  /// Runs syscall `number` with up to six arguments (the raw layer under ``call(_:)``, which
+  /// takes a typed ``RemoteCall``); returns the raw result (-errno on failure).
   @discardableResult
   public mutating func call(
     _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0, _ a5: UInt64 = 0,
@@ -87,19 +88,6 @@ public struct RemoteSyscall {
       // not hand it the SIGTRAP.
       try tracee.setRegisters(saved)
       try tracee.settleToEventStop()
-    }
-    return result
-  }
-
-  /// Like `call`, but a negative result becomes an error naming `what`.
-  @discardableResult
-  public mutating func checked(
-    _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,
-    _ a4: UInt64 = 0, _ a5: UInt64 = 0, _ a6: UInt64 = 0
-  ) throws -> Int64 {
-    let result = try call(number, a1, a2, a3, a4, a5, a6)
-    if result < 0 && result > -4096 {
-      throw CKError(.failed, "task \(tracee.tid): \(what()): \(String(cString: strerror(Int32(-result))))")
     }
     return result
   }

@@ -5,10 +5,11 @@ import Glibc
 /// slot, and ends (``Ending``) in `int3` or by stopping itself. Each remote call costs a round trip through the scheduler (the
 /// tracee must wake, run and trap); a batch of independent calls pays it once.
 public struct SyscallBatch {
-  /// An argument: a value, or the result of an earlier call of the batch (an fd it opened).
-  public enum Argument {
+  /// An argument: a value, or the result of an earlier call of the batch (an fd it opened),
+  /// written `.result(index)` (see ``RemoteArgument``).
+  public enum Argument: Sendable {
     case value(UInt64)
-    case result(Int)
+    case earlierResult(Int)
   }
 
   /// How the code hands the task back to its tracer.
@@ -37,23 +38,12 @@ public struct SyscallBatch {
 
   public init() {}
 
-  /// Adds a call; returns its index in the results.
-  @discardableResult
-  public mutating func add(_ number: Int, _ arguments: UInt64...) -> Int {
-    add(number, arguments: arguments.map { .value($0) })
-  }
-
-  /// Adds prctl(`option`, `arguments`...); returns its index.
-  @discardableResult
-  public mutating func prctl(_ option: PrctlOption, _ arguments: UInt64...) -> Int {
-    add(SyscallNumber.prctl, arguments: ([option.rawValue] + arguments).map { .value($0) })
-  }
-
-  /// Adds a call whose arguments may be results of earlier calls; returns its index.
+  /// Adds a call by its number (the raw layer under ``add(_:)``), whose arguments may be
+  /// results of earlier calls; returns its index.
   @discardableResult
   public mutating func add(_ number: Int, arguments: [Argument]) -> Int {
     precondition(arguments.count <= 6, "a system call takes at most six arguments")
-    for case .result(let index) in arguments { precondition(index < calls.count, "a result of a later call") }
+    for case .earlierResult(let index) in arguments { precondition(index < calls.count, "a result of a later call") }
     calls.append((number, arguments))
     return calls.count - 1
   }
@@ -115,7 +105,7 @@ public struct SyscallBatch {
         case .value(let value):
           code += registers.load[register]
           imm64(value)
-        case .result(let earlier):
+        case .earlierResult(let earlier):
           code += [0x48, 0xa1]  // movabs rax, [results + 8 earlier]
           imm64(results + UInt64(earlier * 8))
           code += registers.fromRax[register]
@@ -131,6 +121,7 @@ public struct SyscallBatch {
     case .breakpoint:
       code.append(0xcc)  // int3
     case .stopSignal(let tgid, let tid):
+      // Raw numbers: the ending's two calls are machine code of its own, not queued calls.
       func imm32(_ value: Int32) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
       code.append(0xb8)  // mov eax, tgkill
       imm32(Int32(SyscallNumber.tgkill))

@@ -7,8 +7,8 @@ import Testing
 struct SyscallBatchTests {
   @Test func encodesArgumentsResultsAndTheClosingBreakpoint() {
     var batch = SyscallBatch()
-    let open = batch.add(2, 0x1000, 0)  // open(0x1000, 0)
-    batch.add(3, arguments: [.result(open)])  // close(result of open)
+    let open = batch.add(.open(0x1000, 0))
+    batch.add(.close(.result(open)))
     let code = batch.code(results: 0x7000)
     // Unused argument registers are zeroed (xor), so nothing leaks from the call before.
     let zeroRest: [UInt8] = [0x31, 0xd2, 0x45, 0x31, 0xd2, 0x45, 0x31, 0xc0, 0x45, 0x31, 0xc9]  // rdx, r10, r8, r9

@@ -155,7 +155,7 @@ int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
 // kcmp(KCMP_EPOLL_TFD): 0 when descriptor `fd1` of pid1 is the file of the `offset`-th watch
 // of descriptor number `target` in epoll `epoll` of pid2.
 int ck_kcmp_epoll_target(pid_t pid1, pid_t pid2, int fd1, int epoll, int target, int offset);
-// kcmp(2) of a whole resource (KCMP_VM 1, KCMP_FILES 2, KCMP_FS 3, KCMP_SIGHAND 4): 0 when
+// kcmp(2) of a whole resource (CK_KCMP_VM, CK_KCMP_FILES, CK_KCMP_FS below): 0 when
 // pid1 and pid2 share it.
 int ck_kcmp(pid_t pid1, pid_t pid2, int type);
 // open_by_handle_at(2) with a struct file_handle built from its parts (a flexible array
@@ -184,7 +184,12 @@ pid_t ck_gettid(void);
 
 enum {
   CK_CLONE_NEWTIME = 0x00000080,
+  CK_CLONE_VM = 0x00000100,
   CK_CLONE_FS = 0x00000200,
+  CK_CLONE_FILES = 0x00000400,
+  CK_CLONE_SIGHAND = 0x00000800,
+  CK_CLONE_THREAD = 0x00010000,
+  CK_CLONE_SYSVSEM = 0x00040000,
   CK_CLONE_NEWNS = 0x00020000,
   CK_CLONE_NEWCGROUP = 0x02000000,
   CK_CLONE_NEWUTS = 0x04000000,
@@ -193,6 +198,12 @@ enum {
   CK_CLONE_NEWPID = 0x20000000,
   CK_CLONE_NEWNET = 0x40000000,
 };
+
+// kcmp(2) types (linux/kcmp.h), for ck_kcmp.
+enum { CK_KCMP_FILE = 0, CK_KCMP_VM = 1, CK_KCMP_FILES = 2, CK_KCMP_FS = 3, CK_KCMP_EPOLL_TFD = 7 };
+
+// ---- constants (ckconstants.h, checked in constants.c) ----
+#include "ckconstants.h"
 
 // ---- memory probes (memory.c) ----
 // The PAGEMAP_SCAN ioctl (Linux 6.7) on /proc/<pid>/pagemap: the header of Debian's

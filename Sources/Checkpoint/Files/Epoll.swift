@@ -47,7 +47,7 @@ enum Epoll: DescriptorKindHandler {
 extension FileBatch {
   /// An epoll instance; its watches are added at install.
   func prepareEpoll(_ descriptor: DescriptorImage) throws {
-    let made = batch.add("epoll_create1 fd \(descriptor.fd)", SyscallNumber.epollCreate1, .value(UInt64(O_CLOEXEC)))
+    let made = batch.add(.epollCreate1(O_CLOEXEC), "epoll_create1 fd \(descriptor.fd)")
     prepared.descriptions[descriptor.fd] = queueMoveHigh(made, what: "fd \(descriptor.fd)")
     // Watches are added once every descriptor has its number (they are keyed by it).
     prepared.epollWatches.append((descriptor.fd, descriptor.epollTargets ?? []))
@@ -128,12 +128,8 @@ extension FileRestore {
       withUnsafeBytes(of: target.events.littleEndian) { event.replaceSubrange(0..<4, with: $0) }
       withUnsafeBytes(of: target.data.littleEndian) { event.replaceSubrange(4..<12, with: $0) }
       let at = try injector.put(event)
-      let number = UInt64(target.fd)
-      func add() {
-        batch.add(
-          "epoll_ctl(\(epoll), ADD, \(target.fd))", SyscallNumber.epollCtl, .value(UInt64(epoll)), .value(1),
-          .value(number), .value(at))
-      }
+      let number = Int64(target.fd)
+      func add() { batch.add(.epollAdd(epoll, number, event: at)) }
       guard let source = target.source else {
         add()
         continue
@@ -146,23 +142,19 @@ extension FileRestore {
       }
       let holder = inUse[target.fd]
       if holder != nil {
-        batch.add("dup3 fd \(target.fd) aside", SyscallNumber.dup3, .value(number), .value(UInt64(spare)), .value(0))
+        batch.add(.dup3(number, spare, closeOnExec: false), "dup3 fd \(target.fd) aside")
       }
-      batch.add(
-        "dup3 a stale watch's file to \(target.fd)", SyscallNumber.dup3, .value(UInt64(file)), .value(number), .value(0)
-      )
+      batch.add(.dup3(file, number, closeOnExec: false), "dup3 a stale watch's file to \(target.fd)")
       add()
       if let holder {
-        batch.add(
-          "dup3 fd \(target.fd) back", SyscallNumber.dup3, .value(UInt64(spare)), .value(number),
-          .value(holder.closeOnExec ? UInt64(O_CLOEXEC) : 0))
-        batch.add("close \(spare)", SyscallNumber.close, .value(UInt64(spare)))
+        batch.add(.dup3(spare, number, closeOnExec: holder.closeOnExec), "dup3 fd \(target.fd) back")
+        batch.add(.close(spare))
       } else {
-        batch.add("close \(target.fd)", SyscallNumber.close, .value(number))
+        batch.add(.close(number))
       }
     }
     for number in received.values {
-      batch.add("close \(number)", SyscallNumber.close, .value(UInt64(number)))
+      batch.add(.close(number))
     }
   }
 }

@@ -80,29 +80,27 @@ extension FileBatch {
   /// and its unread expirations), at a high number.
   func queueAnon(_ descriptor: DescriptorImage, _ state: AnonFileState) throws -> Int64 {
     // EFD_/SFD_/TFD_NONBLOCK are O_NONBLOCK; CLOEXEC until installed.
-    let flags = UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)
+    let flags = descriptor.flags & O_NONBLOCK | O_CLOEXEC
     let fd = descriptor.fd
     switch descriptor.kind {
     case .eventfd:
       let count = state.count ?? 0
       let made = batch.add(
-        "eventfd fd \(fd)", SyscallNumber.eventfd2, .value(min(count, UInt64(UInt32.max))),
-        .value(flags | (state.semaphore == true ? 1 : 0)))
+        .eventfd2(
+          UInt32(min(count, UInt64(UInt32.max))), flags | (state.semaphore == true ? Int32(CK_EFD_SEMAPHORE) : 0)),
+        "eventfd fd \(fd)")
       if count > UInt64(UInt32.max) {
         // eventfd2 takes a 32-bit start: the rest is added by a write.
         let rest = try injector.put(words: [count - UInt64(UInt32.max)])
-        batch.add("write eventfd fd \(fd)", SyscallNumber.write, .result(made), .value(rest), .value(8), expecting: 8)
+        batch.add(.write(.result(made), rest, count: 8), "write eventfd fd \(fd)")
       }
       return queueMoveHigh(made, what: "fd \(fd)")
     case .signalfd:
       let mask = try injector.put(words: [state.signalMask ?? 0])
-      let made = batch.add(
-        "signalfd fd \(fd)", SyscallNumber.signalfd4, .value(UInt64.max), .value(mask), .value(8), .value(flags))
+      let made = batch.add(.signalfd4(mask: mask, flags), "signalfd fd \(fd)")
       return queueMoveHigh(made, what: "fd \(fd)")
     default:
-      let made = batch.add(
-        "timerfd_create fd \(fd)", SyscallNumber.timerfdCreate, .value(UInt64(UInt32(bitPattern: state.clockID ?? 1))),
-        .value(flags))
+      let made = batch.add(.timerfdCreate(state.clockID ?? CLOCK_MONOTONIC, flags), "timerfd_create fd \(fd)")
       let interval = state.intervalNanoseconds ?? 0
       // A periodic timer read at its expiry shows 0 left: it fires now, as it was about to.
       let value = (state.valueNanoseconds ?? 0) == 0 && interval > 0 ? 1 : state.valueNanoseconds ?? 0
@@ -111,13 +109,11 @@ extension FileBatch {
           UInt64(interval / 1_000_000_000), UInt64(interval % 1_000_000_000), UInt64(value / 1_000_000_000),
           UInt64(value % 1_000_000_000),
         ])
-        batch.add(
-          "timerfd_settime fd \(fd)", SyscallNumber.timerfdSettime, .result(made), .value(0), .value(spec), .value(0))
+        batch.add(.timerfdSettime(.result(made), spec), "timerfd_settime fd \(fd)")
       }
       if let ticks = state.ticks, ticks > 0 {
         let count = try injector.put(words: [ticks])
-        batch.add(
-          "TFD_IOC_SET_TICKS fd \(fd)", SyscallNumber.ioctl, .result(made), .value(0x4008_5400), .value(count))
+        batch.add(.ioctl(.result(made), .setTimerTicks, count), "TFD_IOC_SET_TICKS fd \(fd)")
       }
       return queueMoveHigh(made, what: "fd \(fd)")
     }

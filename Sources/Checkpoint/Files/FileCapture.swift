@@ -188,7 +188,7 @@ struct FileCapture {
     let type = st.st_mode & S_IFMT
     let deleted = target.hasSuffix(" (deleted)")
     let livePath = deleted ? String(target.dropLast(" (deleted)".count)) : target
-    if type == S_IFREG, ck_fs_magic(path) == 0x1980_0202 /* MQUEUE_MAGIC */ {
+    if type == S_IFREG, ck_fs_magic(path) == CK_MQUEUE_MAGIC {
       var descriptor = opened.image(.mqueue)
       descriptor.mode = UInt32(st.st_mode)
       descriptor.mqueue = try captureMessageQueue(fd: fd, target: target, st: st)
@@ -277,10 +277,10 @@ struct FileCapture {
     var owner: (Int32, Int32) = (0, 0)  // struct f_owner_ex { int type; pid_t pid; }
     _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") {
       withUnsafeMutableBytes(of: &owner) { bytes in
-        bytes.baseAddress.map { fcntl(ours, 16 /* F_GETOWN_EX */, $0) } ?? -1
+        bytes.baseAddress.map { fcntl(ours, Int32(CK_F_GETOWN_EX), $0) } ?? -1
       }
     }
-    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, 11 /* F_GETSIG */) }
+    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, Int32(CK_F_GETSIG)) }
     return AsyncOwnerImage(type: owner.0, id: owner.1, signal: signal)
   }
 

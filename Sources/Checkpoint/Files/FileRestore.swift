@@ -102,109 +102,109 @@ struct FileRestore {
     return prepared
   }
 
-  /// dup3 of every description to its number, then the high numbers closed: one batch.
+  /// dup3 of every description to its number, then the high numbers closed, in batches;
+  /// around them what needs the descriptors in place, in the order the kernel needs.
   func install(_ prepared: Prepared) throws {
     var batch = Injector.Batch()
+    try queuePlacing(prepared, into: &batch)
+    injector.resetData()
+    try queueRepairOff(into: &batch)
+    try queueWatches(prepared, into: &batch)
+    try queueClosingHighFds(prepared, into: &batch)
+    try queueAsyncOwners(into: &batch)
+    try queueLocks(into: &batch)
+    try injector.run(batch)
+    shared.placed[pid] = Dictionary(image.descriptors.map { ($0.fd, Int64($0.fd)) }) { first, _ in first }
+    log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
+  }
+
+  /// Runs `batch` and starts another when it is full (or, `needingData`, when the data area
+  /// is nearly full too: then that starts again).
+  private func runIfFull(_ batch: inout Injector.Batch, needingData: Bool = false) throws {
+    guard batch.isFull || needingData && injector.dataRoom < 64 else { return }
+    try injector.run(batch)
+    batch = Injector.Batch()
+    if needingData { injector.resetData() }
+  }
+
+  /// dup3 of every description to the descriptor's own number, with its close-on-exec.
+  private func queuePlacing(_ prepared: Prepared, into batch: inout Injector.Batch) throws {
     for descriptor in image.descriptors {
       guard let source = prepared.descriptions[descriptor.sharesWith ?? descriptor.fd] else { continue }
       batch.add(
-        "dup3 fd \(descriptor.fd)", SyscallNumber.dup3, .value(UInt64(source)), .value(UInt64(descriptor.fd)),
-        .value(descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0), expecting: Int64(descriptor.fd))
-      if batch.isFull {
-        try injector.run(batch)
-        batch = Injector.Batch()
-      }
+        .dup3(source, Int64(descriptor.fd), closeOnExec: descriptor.closeOnExec), "dup3 fd \(descriptor.fd)")
+      try runIfFull(&batch)
     }
-    injector.resetData()
+  }
+
+  /// TCP connections out of repair mode, with SO_REUSEADDR back where they had it.
+  private func queueRepairOff(into batch: inout Injector.Batch) throws {
     let off = try injector.put(words: [0])
     let on = try injector.put(words: [1])
     func setOption(_ what: String, fd: Int32, _ level: Int32, _ name: Int32, _ value: UInt64) throws {
-      if batch.isFull {
-        try injector.run(batch)
-        batch = Injector.Batch()
-      }
-      batch.add(
-        "\(what) fd \(fd)", SyscallNumber.setsockopt, .value(UInt64(fd)), .value(UInt64(level)), .value(UInt64(name)),
-        .value(value),
-        .value(4))
+      try runIfFull(&batch)
+      batch.add(.setsockopt(fd, level: level, name: name, value, length: 4), "\(what) fd \(fd)")
     }
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
       guard let socket = descriptor.socket, socket.tcp != nil else { continue }
-      try setOption("TCP_REPAIR off", fd: descriptor.fd, 6, TCPRepair.mode, off)
+      try setOption("TCP_REPAIR off", fd: descriptor.fd, Int32(IPPROTO_TCP), TCP_REPAIR, off)
       // Leaving repair mode clears SO_REUSEADDR: a connection without it that lingers after
       // its process closed it (FIN_WAIT, LAST_ACK) would keep a new listener off the port.
       if socket.options.reusesAddress {
         try setOption("SO_REUSEADDR", fd: descriptor.fd, SOL_SOCKET, SO_REUSEADDR, on)
       }
     }
-    try queueWatches(prepared, into: &batch)
+  }
+
+  /// The high numbers and the channel to ckcont closed.
+  private func queueClosingHighFds(_ prepared: Prepared, into batch: inout Injector.Batch) throws {
     for fd in prepared.highFds + [injector.channel] where fd >= 0 {
-      batch.add("close \(fd)", SyscallNumber.close, .value(UInt64(fd)))
-      if batch.isFull {
-        try injector.run(batch)
-        batch = Injector.Batch()
-      }
+      batch.add(.close(fd))
+      try runIfFull(&batch)
     }
-    // Signal-driven I/O: the owner and signal first, then O_ASYNC, which open(2) and the
-    // calls that made the descriptor ignore (F_SETFL is what turns it on).
+  }
+
+  /// Signal-driven I/O: the owner and signal first, then O_ASYNC, which open(2) and the
+  /// calls that made the descriptor ignore (F_SETFL is what turns it on).
+  private func queueAsyncOwners(into batch: inout Injector.Batch) throws {
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
       guard let owner = descriptor.asyncOwner else { continue }
-      if batch.isFull || injector.dataRoom < 64 {
-        try injector.run(batch)
-        batch = Injector.Batch()
-        injector.resetData()
-      }
-      let fd = UInt64(descriptor.fd)
+      try runIfFull(&batch, needingData: true)
+      let fd = descriptor.fd
       if owner.id != 0 {
         let at = try injector.put(words: [
           UInt64(UInt32(bitPattern: owner.type)) | UInt64(UInt32(bitPattern: owner.id)) << 32
         ])
-        batch.add(
-          "F_SETOWN_EX fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(15 /* F_SETOWN_EX */), .value(at))
+        batch.add(.fcntl(fd, .setOwner(at)), "F_SETOWN_EX fd \(fd)")
       }
       if owner.signal != 0 {
-        batch.add(
-          "F_SETSIG fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(10 /* F_SETSIG */),
-          .value(UInt64(owner.signal)))
+        batch.add(.fcntl(fd, .setSignal(owner.signal)), "F_SETSIG fd \(fd)")
       }
-      batch.add(
-        "F_SETFL O_ASYNC fd \(descriptor.fd)", SyscallNumber.fcntl, .value(fd), .value(UInt64(F_SETFL)),
-        .value(UInt64(descriptor.flags)))
+      batch.add(.fcntl(fd, .setFlags(descriptor.flags)), "F_SETFL O_ASYNC fd \(fd)")
     }
-    // Locks last: closing any descriptor of a file drops the process's POSIX locks on it
-    // (the high ones above). Without waiting: a lock someone else holds now is a failure to
-    // say, not a hang.
+  }
+
+  /// Locks last: closing any descriptor of a file drops the process's POSIX locks on it (the
+  /// high ones above). Without waiting: a lock someone else holds now is a failure to say,
+  /// not a hang.
+  private func queueLocks(into batch: inout Injector.Batch) throws {
     for descriptor in image.descriptors where descriptor.sharesWith == nil {
       for lock in descriptor.locks ?? [] {
-        if batch.isFull || injector.dataRoom < 64 {
-          try injector.run(batch)
-          batch = Injector.Batch()
-          injector.resetData()
-        }
+        try runIfFull(&batch, needingData: true)
         let what = "\(lock.write ? "write" : "read") \(lock.kind.rawValue) lock on fd \(descriptor.fd)"
-        if lock.kind == .flock {
-          batch.add(
-            what, SyscallNumber.flock, .value(UInt64(descriptor.fd)),
-            .value(UInt64((lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB)))
-          continue
+        switch lock.kind {
+        case .flock:
+          batch.add(.flock(descriptor.fd, (lock.write ? LOCK_EX : LOCK_SH) | LOCK_NB), what)
+        case .lease:
+          batch.add(.fcntl(descriptor.fd, .setLease(write: lock.write)), what)
+        default:
+          // struct flock: l_type, l_whence (shorts), then l_start, l_len (64 bits), l_pid.
+          let type = UInt64(lock.write ? F_WRLCK : F_RDLCK)
+          let at = try injector.put(words: [type, UInt64(bitPattern: lock.start), UInt64(bitPattern: lock.length), 0])
+          batch.add(.fcntl(descriptor.fd, .setLock(at, openFileDescription: lock.kind != .posix)), what)
         }
-        if lock.kind == .lease {
-          // F_SETLEASE with F_RDLCK or F_WRLCK.
-          batch.add(
-            what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(1024 /* F_SETLEASE */),
-            .value(lock.write ? 1 : 0))
-          continue
-        }
-        // struct flock: l_type, l_whence (shorts), then l_start, l_len (64 bits), l_pid.
-        let type: UInt64 = lock.write ? 1 /* F_WRLCK */ : 0 /* F_RDLCK */
-        let at = try injector.put(words: [type, UInt64(bitPattern: lock.start), UInt64(bitPattern: lock.length), 0])
-        let command: UInt64 = lock.kind == .posix ? 6 /* F_SETLK */ : 37 /* F_OFD_SETLK */
-        batch.add(what, SyscallNumber.fcntl, .value(UInt64(descriptor.fd)), .value(command), .value(at))
       }
     }
-    try injector.run(batch)
-    shared.placed[pid] = Dictionary(image.descriptors.map { ($0.fd, Int64($0.fd)) }) { first, _ in first }
-    log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
   }
 }
 
@@ -268,9 +268,7 @@ final class FileBatch {
     // Never creating or truncating; close-on-exec until installed.
     let address = try injector.put(string: path)
     let openFlags = reopening(flags)
-    let opened = batch.add(
-      "open fd \(fd) \(path)", SyscallNumber.open, .value(address), .value(UInt64(UInt32(bitPattern: openFlags))),
-      .value(0))
+    let opened = batch.add(.open(address, openFlags), "open fd \(fd) \(path)")
     return (opened, queueMoveHigh(opened, what: "fd \(fd)"))
   }
   /// Runs the calls queued so far (then what they made is there to hand over).
@@ -307,26 +305,19 @@ final class FileBatch {
   func queueReceived(_ ours: Int32, what: String, fd: Int32) throws -> Int64 {
     let received = try injector.receive(ours, what: what)
     let high = prepared.takeHigh()
-    batch.add(
-      "dup3 fd \(fd) to \(high)", SyscallNumber.dup3, .value(UInt64(received)), .value(UInt64(high)),
-      .value(UInt64(O_CLOEXEC)),
-      expecting: high)
-    batch.add("close", SyscallNumber.close, .value(UInt64(received)))
+    batch.add(.dup3(received, high, closeOnExec: true), "dup3 fd \(fd) to \(high)")
+    batch.add(.close(received), "close \(received) (fd \(fd), received)")
     return high
   }
   /// lseek of the description at `high` to the descriptor's file position, if it had one.
   func queueSeek(_ high: Int64, to descriptor: DescriptorImage) {
     guard let position = descriptor.position, position > 0 else { return }
-    batch.add(
-      "lseek fd \(descriptor.fd) to \(position)", SyscallNumber.lseek, .value(UInt64(high)), .value(UInt64(position)),
-      .value(0), expecting: position)
+    batch.add(.lseek(high, to: position), "lseek fd \(descriptor.fd) to \(position)")
   }
   func queueMoveHigh(_ call: Int, what: String) -> Int64 {
     let high = prepared.takeHigh()
-    batch.add(
-      "dup3 \(what) to \(high)", SyscallNumber.dup3, .result(call), .value(UInt64(high)), .value(UInt64(O_CLOEXEC)),
-      expecting: high)
-    batch.add("close", SyscallNumber.close, .result(call))
+    batch.add(.dup3(.result(call), high, closeOnExec: true), "dup3 \(what) to \(high)")
+    batch.add(.close(.result(call)), "close \(what) (made)")
     return high
   }
   /// Everything else, queued in batches run whenever the data area or the batch fills up.
@@ -348,12 +339,9 @@ final class FileBatch {
       }
       if let holder = heldElsewhere(descriptor), let seen = shared.layout.pid(of: holder.pid, seenBy: pid) {
         // The same open file description: from inside, pidfd_open + pidfd_getfd.
-        let pidfd = batch.add("pidfd_open(\(holder.pid))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))
-        let copy = batch.add(
-          "pidfd_getfd(\(holder.pid), \(holder.fd))", SyscallNumber.pidfdGetfd, .result(pidfd),
-          .value(UInt64(holder.fd)),
-          .value(0))
-        batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
+        let pidfd = batch.add(.pidfdOpen(seen), "pidfd_open(\(holder.pid))")
+        let copy = batch.add(.pidfdGetfd(.result(pidfd), holder.fd), "pidfd_getfd(\(holder.pid), \(holder.fd))")
+        batch.add(.close(.result(pidfd)), "close the pidfd of \(holder.pid)")
         prepared.descriptions[descriptor.fd] = queueMoveHigh(copy, what: "fd \(descriptor.fd)")
         continue
       }
@@ -438,16 +426,16 @@ final class FileBatch {
       defer { close(ours) }
       return try move(try injector.receive(ours, what: "fd \(fd) of \(owner)"), to: high)
     }
-    let pidfd = try injector.call("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, UInt64(seen), 0)
-    defer { _ = try? injector.raw(SyscallNumber.close, UInt64(pidfd)) }
-    let copy = try injector.call("pidfd_getfd(\(owner), \(fd))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(fd), 0)
+    let pidfd = try injector.call(.pidfdOpen(seen), "pidfd_open(\(owner))")
+    defer { _ = try? injector.raw(.close(pidfd)) }
+    let copy = try injector.call(.pidfdGetfd(pidfd, fd), "pidfd_getfd(\(owner), \(fd))")
     return try move(copy, to: high)
   }
 
   /// dup3 to a high number handed out by ``FileRestore/Prepared``, then close the original.
   func move(_ fd: Int64, to high: Int64) throws -> Int64 {
-    try injector.call("dup3 to \(high)", SyscallNumber.dup3, UInt64(fd), UInt64(high), UInt64(O_CLOEXEC))
-    try injector.call("close", SyscallNumber.close, UInt64(fd))
+    try injector.call(.dup3(fd, high, closeOnExec: true))
+    try injector.call(.close(fd))
     return high
   }
 

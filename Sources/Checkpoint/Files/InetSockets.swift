@@ -29,7 +29,7 @@ extension FileCapture {
             "a listening socket with \(facts.waiting) connection(s) not yet accepted",
             "checkpoint once the server has accepted them")
         }
-      } else if facts.tcp_state == 1 /* TCP_ESTABLISHED */ {
+      } else if facts.tcp_state == TCP_ESTABLISHED {
         let options = try SocketOptions.capture(ours, facts, tunedByKernel: true, refuse: refuse)
         try taken.addRepaired(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
         keep = true
@@ -67,7 +67,7 @@ extension FileCapture {
           peer: data(facts.peer, facts.peer_length), backlog: nil, options: options)
         image.tcp = tcp
         return image
-      } else if facts.tcp_state == 7 /* TCP_CLOSE */ && ck_tcp_segments_out(ours) > 0 {
+      } else if facts.tcp_state == TCP_CLOSE && ck_tcp_segments_out(ours) > 0 {
         // Closed, but once connected (reset, or ended): reads say so (0 or ECONNRESET), which
         // a new socket would not (ENOTCONN).
         throw refuse(
@@ -115,16 +115,15 @@ extension FileBatch {
       throw CKError(.badInput, "fd \(fd): a TCP connection without its addresses")
     }
     let made = batch.add(
-      "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
-      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)),
-      .value(UInt64(socket.protocolNumber)))
+      .socket(
+        family: socket.family, type: socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK,
+        protocol: socket.protocolNumber),
+      "socket fd \(fd)")
     func set(_ what: String, _ level: Int32, _ name: Int32, _ bytes: [UInt8]) throws {
       let at = try injector.put(bytes)
-      batch.add(
-        "\(what) fd \(fd)", SyscallNumber.setsockopt, .result(made), .value(UInt64(level)), .value(UInt64(name)),
-        .value(at),
-        .value(UInt64(bytes.count)))
+      batch.add(.setsockopt(.result(made), level: level, name: name, at, length: bytes.count), "\(what) fd \(fd)")
     }
+    let tcpLevel = Int32(IPPROTO_TCP)
     func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
     // Options for bind first: SO_REUSEADDR would undo the forced reuse repair mode sets,
     // which lets the connection bind the port its listener holds. The rest come last
@@ -135,47 +134,47 @@ extension FileBatch {
       // Room for what was queued, which the default buffers of a new socket may not have
       // (the kernel doubles the size asked; forcing needs CAP_NET_ADMIN, which the task
       // still has).
-      try set("SO_SNDBUFFORCE", SOL_SOCKET, 32, int(UInt32(max(tcp.sendQueue.count, 64 << 10))))
-      try set("SO_RCVBUFFORCE", SOL_SOCKET, 33, int(UInt32(max(tcp.receiveQueue.count, 64 << 10))))
+      try set("SO_SNDBUFFORCE", SOL_SOCKET, SO_SNDBUFFORCE, int(UInt32(max(tcp.sendQueue.count, 64 << 10))))
+      try set("SO_RCVBUFFORCE", SOL_SOCKET, SO_RCVBUFFORCE, int(UInt32(max(tcp.receiveQueue.count, 64 << 10))))
     }
-    try set("TCP_REPAIR", 6, TCPRepair.mode, int(1))
+    try set("TCP_REPAIR", tcpLevel, TCP_REPAIR, int(1))
     // The dumped sequence numbers are past the queued bytes; writing them back into the
     // queues below advances them again.
-    try set("TCP_REPAIR_QUEUE send", 6, TCPRepair.queue, int(2))
-    try set("TCP_QUEUE_SEQ send", 6, TCPRepair.queueSequence, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
-    try set("TCP_REPAIR_QUEUE receive", 6, TCPRepair.queue, int(1))
+    try set("TCP_REPAIR_QUEUE send", tcpLevel, TCP_REPAIR_QUEUE, int(UInt32(TCP_SEND_QUEUE)))
+    try set("TCP_QUEUE_SEQ send", tcpLevel, TCP_QUEUE_SEQ, int(tcp.sendSequence &- UInt32(tcp.sendQueue.count)))
+    try set("TCP_REPAIR_QUEUE receive", tcpLevel, TCP_REPAIR_QUEUE, int(UInt32(TCP_RECV_QUEUE)))
     try set(
-      "TCP_QUEUE_SEQ receive", 6, TCPRepair.queueSequence, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
+      "TCP_QUEUE_SEQ receive", tcpLevel, TCP_QUEUE_SEQ, int(tcp.receiveSequence &- UInt32(tcp.receiveQueue.count)))
     let localAt = try local.withUnsafeBytes { try injector.put($0) }
-    batch.add(
-      "bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(localAt),
-      .value(UInt64(local.count)))
+    batch.add(.bind(.result(made), localAt, length: local.count), "bind fd \(fd) to \(socket.description)")
     let peerAt = try peer.withUnsafeBytes { try injector.put($0) }
-    batch.add(
-      "connect fd \(fd) (repair)", SyscallNumber.connect, .result(made), .value(peerAt), .value(UInt64(peer.count)))
+    batch.add(.connect(.result(made), peerAt, length: peer.count), "connect fd \(fd) (repair)")
     // struct tcp_repair_opt {code, value}: MSS always, then what both ends agreed on.
-    var options = int(2) + int(tcp.mss)
-    if tcp.options & 4 != 0 { options += int(3) + int(tcp.sendWindowScale | tcp.receiveWindowScale << 16) }
-    if tcp.options & 2 != 0 { options += int(4) + int(0) }
-    if tcp.options & 1 != 0 { options += int(8) + int(0) }
-    try set("TCP_REPAIR_OPTIONS", 6, TCPRepair.options, options)
-    if tcp.options & 1 != 0 { try set("TCP_TIMESTAMP", 6, TCPRepair.timestamp, int(tcp.timestamp)) }
+    let agreed = tcp.options
+    var options = int(UInt32(TCPOPT_MAXSEG)) + int(tcp.mss)
+    if agreed & UInt32(TCPI_OPT_WSCALE) != 0 {
+      options += int(UInt32(TCPOPT_WINDOW)) + int(tcp.sendWindowScale | tcp.receiveWindowScale << 16)
+    }
+    if agreed & UInt32(TCPI_OPT_SACK) != 0 { options += int(UInt32(TCPOPT_SACK_PERMITTED)) + int(0) }
+    if agreed & UInt32(TCPI_OPT_TIMESTAMPS) != 0 { options += int(UInt32(TCPOPT_TIMESTAMP)) + int(0) }
+    try set("TCP_REPAIR_OPTIONS", tcpLevel, TCP_REPAIR_OPTIONS, options)
+    if agreed & UInt32(TCPI_OPT_TIMESTAMPS) != 0 {
+      try set("TCP_TIMESTAMP", tcpLevel, TCP_TIMESTAMP, int(tcp.timestamp))
+    }
     if long {
       // The queues and the window from ckcont once the batch ran (``fillQueues``).
       let high = queueMoveHigh(made, what: "fd \(fd)")
       after.connections.append((high, tcp))
       return high
     }
-    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send"), (1, tcp.receiveQueue, "receive")]
-    where !bytes.isEmpty {
-      try set("TCP_REPAIR_QUEUE \(what)", 6, TCPRepair.queue, int(queue))
+    for (queue, bytes, what) in [
+      (UInt32(TCP_SEND_QUEUE), tcp.sendQueue, "send"), (UInt32(TCP_RECV_QUEUE), tcp.receiveQueue, "receive"),
+    ] where !bytes.isEmpty {
+      try set("TCP_REPAIR_QUEUE \(what)", tcpLevel, TCP_REPAIR_QUEUE, int(queue))
       let at = try bytes.withUnsafeBytes { try injector.put($0) }
-      batch.add(
-        "write the \(what) queue of fd \(fd)", SyscallNumber.write, .result(made), .value(at),
-        .value(UInt64(bytes.count)),
-        expecting: Int64(bytes.count))
+      batch.add(.write(.result(made), at, count: bytes.count), "write the \(what) queue of fd \(fd)")
     }
-    try set("TCP_REPAIR_WINDOW", 6, TCPRepair.window, tcp.window.flatMap(int))
+    try set("TCP_REPAIR_WINDOW", tcpLevel, TCP_REPAIR_WINDOW, tcp.window.flatMap(int))
     // Repair mode ends at install, once every process has its sockets: a peer not made
     // yet would answer the window probe with a reset (its listener would).
     return queueMoveHigh(made, what: "fd \(fd)")
@@ -187,13 +186,15 @@ extension FileBatch {
   func fillQueues(_ socket: Int32, _ tcp: TCPConnectionImage) throws {
     func set(_ name: Int32, _ bytes: [UInt8], _ what: String) throws {
       try syscallChecked("setsockopt", "\(what) of a TCP connection") {
-        bytes.withUnsafeBytes { setsockopt(socket, 6 /* IPPROTO_TCP */, name, $0.baseAddress, socklen_t($0.count)) }
+        bytes.withUnsafeBytes { setsockopt(socket, Int32(IPPROTO_TCP), name, $0.baseAddress, socklen_t($0.count)) }
       }
     }
     func int(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
-    for (queue, bytes, what) in [(UInt32(2), tcp.sendQueue, "send queue"), (1, tcp.receiveQueue, "receive queue")]
-    where !bytes.isEmpty {
-      try set(TCPRepair.queue, int(queue), "TCP_REPAIR_QUEUE")
+    for (queue, bytes, what) in [
+      (UInt32(TCP_SEND_QUEUE), tcp.sendQueue, "send queue"),
+      (UInt32(TCP_RECV_QUEUE), tcp.receiveQueue, "receive queue"),
+    ] where !bytes.isEmpty {
+      try set(TCP_REPAIR_QUEUE, int(queue), "TCP_REPAIR_QUEUE")
       try bytes.withUnsafeBytes { all in
         var done = 0
         while done < all.count {
@@ -208,18 +209,8 @@ extension FileBatch {
         }
       }
     }
-    try set(TCPRepair.window, tcp.window.flatMap(int), "TCP_REPAIR_WINDOW")
+    try set(TCP_REPAIR_WINDOW, tcp.window.flatMap(int), "TCP_REPAIR_WINDOW")
   }
-}
-
-/// The TCP_REPAIR socket options (linux/tcp.h), at level IPPROTO_TCP.
-enum TCPRepair {
-  static let mode: Int32 = 19
-  static let queue: Int32 = 20
-  static let queueSequence: Int32 = 21
-  static let options: Int32 = 22
-  static let timestamp: Int32 = 24
-  static let window: Int32 = 29
 }
 
 extension WaitingDatagrams {

@@ -55,7 +55,7 @@ extension FileCapture {
     let mountFD = open(mount.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard mountFD >= 0 else { throw bad("cannot open \(mount.mountPoint)") }
     defer { close(mountFD) }
-    let watched = ck_open_by_handle(mountFD, type, handle, UInt32(handle.count), 0o10000000 /* O_PATH */ | O_CLOEXEC)
+    let watched = ck_open_by_handle(mountFD, type, handle, UInt32(handle.count), OpenFlags.path | O_CLOEXEC)
     guard watched >= 0 else { throw bad("the watched file is gone: \(String(cString: strerror(errno)))") }
     defer { close(watched) }
     let path = try readLink("/proc/self/fd/\(watched)")
@@ -81,9 +81,7 @@ extension FileBatch {
     // inotify_init1 (at its high number at once, so that batches may be run between the
     // watches), then each watch with its own descriptor number: numbers are handed out one
     // after another from 1, so a gap is filled by a watch added and removed again.
-    let made = batch.add(
-      "inotify_init1 fd \(descriptor.fd)", SyscallNumber.inotifyInit1,
-      .value(UInt64(descriptor.flags & O_NONBLOCK | O_CLOEXEC)))
+    let made = batch.add(.inotifyInit1(descriptor.flags & O_NONBLOCK | O_CLOEXEC), "inotify_init1 fd \(descriptor.fd)")
     let high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
     prepared.descriptions[descriptor.fd] = high
     let watches = (descriptor.inotifyWatches ?? []).sorted { $0.wd < $1.wd }
@@ -97,16 +95,13 @@ extension FileBatch {
         if next < watch.wd {
           let spareAt = try injector.put(string: spare)
           let added = batch.add(
-            "inotify spare watch \(next)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)), .value(spareAt),
-            .value(1),
-            expecting: Int64(next))
-          batch.add("inotify_rm_watch \(next)", SyscallNumber.inotifyRmWatch, .value(UInt64(high)), .result(added))
+            .inotifyAddWatch(high, spareAt, mask: UInt32(IN_ACCESS), as: next), "inotify spare watch \(next)")
+          batch.add(.inotifyRmWatch(high, .result(added)), "inotify_rm_watch \(next)")
         } else {
           let path = try injector.put(string: watch.path)
           batch.add(
-            "inotify_add_watch \(watch.path) as \(watch.wd)", SyscallNumber.inotifyAddWatch, .value(UInt64(high)),
-            .value(path),
-            .value(UInt64(watch.mask)), expecting: Int64(watch.wd))
+            .inotifyAddWatch(high, path, mask: watch.mask, as: watch.wd),
+            "inotify_add_watch \(watch.path) as \(watch.wd)")
         }
         next += 1
       }

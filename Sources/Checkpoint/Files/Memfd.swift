@@ -30,7 +30,7 @@ extension FileCapture {
     let path = "/proc/\(pid)/fd/\(fd)"
     let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(ours) }
-    let seals = fcntl(ours, 1034 /* F_GET_SEALS */)
+    let seals = fcntl(ours, Int32(CK_F_GET_SEALS))
     let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
     let kept = try readKept(fd: fd, what: target)
     var memfd = MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: kept.contents)
@@ -60,11 +60,10 @@ extension FileBatch {
       let name = try injector.put(string: memfd.name)
       // F_SEAL_SEAL alone is what a memfd made without MFD_ALLOW_SEALING shows (and means
       // the same as a sealable one sealed only against more seals).
-      let sealable = memfd.seals != 1 /* F_SEAL_SEAL */
+      let sealable = memfd.seals != Int32(CK_F_SEAL_SEAL)
       let made = batch.add(
-        "memfd_create \(memfd.name)", SyscallNumber.memfdCreate, .value(name),
-        .value(sealable ? 3 : 1 /* MFD_CLOEXEC, ALLOW_SEALING */))
-      batch.add("ftruncate \(memfd.name)", SyscallNumber.ftruncate, .result(made), .value(UInt64(memfd.fileSize)))
+        .memfdCreate(name, sealable ? [.closeOnExec, .allowSealing] : .closeOnExec), "memfd_create \(memfd.name)")
+      batch.add(.ftruncate(.result(made), UInt64(memfd.fileSize)), "ftruncate \(memfd.name)")
       high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
       after.memfds.append((high, memfd))
       shared.memfds[memfd.inode] = (injector.pid, high)
@@ -79,9 +78,9 @@ extension FileBatch {
   /// Seals a memfd as it was through ckcont's copy `ours`, once filled and given its
   /// attributes (see ``finish``).
   func seal(_ ours: Int32, as memfd: MemfdImage) throws {
-    if memfd.seals != 1 && memfd.seals != 0 {
+    if memfd.seals != Int32(CK_F_SEAL_SEAL) && memfd.seals != 0 {
       try syscallChecked("fcntl", "F_ADD_SEALS memfd \(memfd.name)") {
-        fcntl(ours, 1033 /* F_ADD_SEALS */, memfd.seals)
+        fcntl(ours, Int32(CK_F_ADD_SEALS), memfd.seals)
       }
     }
   }

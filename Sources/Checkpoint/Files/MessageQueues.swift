@@ -81,23 +81,19 @@ extension FileBatch {
       // struct mq_attr: flags, maxmsg, msgsize, curmsgs.
       let attributes = try injector.put(words: [0, UInt64(queue.maxMessages), UInt64(queue.messageSize), 0])
       let made = batch.add(
-        "mq_open /\(queue.name) (making it)", SyscallNumber.mqOpen, .value(name),
-        .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)),
-        .value(UInt64(queue.mode)), .value(attributes))
-      batch.add(
-        "fchown /\(queue.name)", SyscallNumber.fchown, .result(made), .value(UInt64(queue.uid)),
-        .value(UInt64(queue.gid)))
+        .mqOpen(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: queue.mode, attributes: attributes),
+        "mq_open /\(queue.name) (making it)")
+      batch.add(.fchown(.result(made), uid: queue.uid, gid: queue.gid), "fchown /\(queue.name)")
       // The task's umask (ckcont's still) has taken bits off the mode.
-      batch.add("fchmod /\(queue.name)", SyscallNumber.fchmod, .result(made), .value(UInt64(queue.mode)))
+      batch.add(.fchmod(.result(made), queue.mode), "fchmod /\(queue.name)")
       after.messageQueues.append((queueMoveHigh(made, what: "the message queue /\(queue.name)"), queue))
     }
     // Without O_CLOEXEC: unlike open(2), mq_open keeps it in the description's flags, which
     // the program's fdinfo shows whatever FD_CLOEXEC the descriptor gets.
     let opened = batch.add(
-      "mq_open /\(queue.name) for fd \(descriptor.fd)", SyscallNumber.mqOpen, .value(name),
-      .value(UInt64(descriptor.flags & (O_ACCMODE | O_NONBLOCK))), .value(0), .value(0))
+      .mqOpen(name, descriptor.flags & (O_ACCMODE | O_NONBLOCK)), "mq_open /\(queue.name) for fd \(descriptor.fd)")
     prepared.descriptions[descriptor.fd] = queueMoveHigh(opened, what: "fd \(descriptor.fd)")
-    if make && queue.unlinked { batch.add("mq_unlink /\(queue.name)", SyscallNumber.mqUnlink, .value(name)) }
+    if make && queue.unlinked { batch.add(.mqUnlink(name), "mq_unlink /\(queue.name)") }
   }
 }
 

@@ -30,10 +30,8 @@ extension FileBatch {
     var anyPort = address
     anyPort.replaceSubrange(4..<8, with: [0, 0, 0, 0])
     let any = try anyPort.withUnsafeBytes { try injector.put($0) }
-    batch.add(
-      "bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at), .value(12), mayFail: true
-    )
-    batch.add("bind fd \(fd) to any port", SyscallNumber.bind, .result(made), .value(any), .value(12), mayFail: true)
+    batch.add(.bind(.result(made), at, length: 12), "bind fd \(fd) to \(socket.description)", mayFail: true)
+    batch.add(.bind(.result(made), any, length: 12), "bind fd \(fd) to any port", mayFail: true)
     return queueMoveHigh(made, what: "fd \(fd)")
   }
 }

@@ -41,8 +41,7 @@ extension FileBatch {
   func preparePidfd(_ descriptor: DescriptorImage) throws {
     guard let target = descriptor.pidfdTarget else { return }
     let made = batch.add(
-      "pidfd_open(\(target)) fd \(descriptor.fd)", SyscallNumber.pidfdOpen, .value(UInt64(target)),
-      .value(UInt64(descriptor.flags & O_NONBLOCK)))
+      .pidfdOpen(target, descriptor.flags & O_NONBLOCK), "pidfd_open(\(target)) fd \(descriptor.fd)")
     prepared.descriptions[descriptor.fd] = queueMoveHigh(made, what: "fd \(descriptor.fd)")
   }
 }

@@ -94,9 +94,7 @@ extension FileBatch {
       let created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
       // Status flags (O_NONBLOCK...) belong to the description: set on the end itself. O_ASYNC
       // waits for the descriptor's own number: the kernel names that in its signals (si_fd).
-      try injector.call(
-        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(created), UInt64(F_SETFL),
-        UInt64(descriptor.flags & ~O_ASYNC))
+      try injector.call(.fcntl(created, .setFlags(descriptor.flags & ~O_ASYNC)), "F_SETFL fd \(descriptor.fd)")
       prepared.descriptions[descriptor.fd] = created
     }
   }
@@ -113,12 +111,11 @@ extension FileBatch {
     }
     injector.resetData()
     let pair = try injector.reserve(8)
-    try injector.call("pipe2", SyscallNumber.pipe2, pair, UInt64(O_CLOEXEC))
+    try injector.call(.pipe2(pair, O_CLOEXEC))
     let fds = try injector.read(8, at: pair).withUnsafeBytes {
       ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
     }
-    try injector.call(
-      "F_SETPIPE_SZ", SyscallNumber.fcntl, UInt64(fds.1), UInt64(CK_F_SETPIPE_SZ), UInt64(pipe.capacity))
+    try injector.call(.fcntl(fds.1, .setPipeSize(pipe.capacity)))
     try fill(writeEnd: fds.1, with: pipe)
     let read = try move(Int64(fds.0), to: prepared.takeHigh())
     let write = try move(Int64(fds.1), to: prepared.takeHigh())
@@ -146,9 +143,7 @@ extension FileBatch {
       let keeper = try queueOpen(path, flags: O_RDWR | O_NONBLOCK, fd: descriptor.fd).high
       prepared.fifoKeepers[inode] = keeper
       if let image = pipesByInode[inode], shared.filledFifos.insert(inode).inserted {
-        batch.add(
-          "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, .value(UInt64(keeper)), .value(UInt64(CK_F_SETPIPE_SZ)),
-          .value(UInt64(image.capacity)))
+        batch.add(.fcntl(keeper, .setPipeSize(image.capacity)), "F_SETPIPE_SZ \(path)")
         after.pipes.append((keeper, image))
       }
     }
@@ -162,17 +157,12 @@ extension FileBatch {
     if shared.deletedFifos[inode] == nil {
       let made = ghostFilePath(for: path, inode: inode, taskPid: injector.pid)
       let at = try injector.put(string: made)
-      batch.add(
-        "mknod the FIFO \(made) for the deleted \(path)", SyscallNumber.mknod, .value(at),
-        .value(UInt64(S_IFIFO | 0o600)), .value(0))
-      let opened = batch.add(
-        "open \(made)", SyscallNumber.open, .value(at), .value(UInt64(O_RDWR | O_NONBLOCK | O_CLOEXEC)), .value(0))
-      batch.add("unlink \(made)", SyscallNumber.unlink, .value(at))
+      batch.add(.mknod(at, mode: S_IFIFO | 0o600), "mknod the FIFO \(made) for the deleted \(path)")
+      let opened = batch.add(.open(at, O_RDWR | O_NONBLOCK | O_CLOEXEC), "open \(made)")
+      batch.add(.unlink(at), "unlink \(made)")
       let keeper = queueMoveHigh(opened, what: "the deleted FIFO \(path)")
       if let image = pipesByInode[inode], shared.filledFifos.insert(inode).inserted {
-        batch.add(
-          "F_SETPIPE_SZ \(path)", SyscallNumber.fcntl, .value(UInt64(keeper)), .value(UInt64(CK_F_SETPIPE_SZ)),
-          .value(UInt64(image.capacity)))
+        batch.add(.fcntl(keeper, .setPipeSize(image.capacity)), "F_SETPIPE_SZ \(path)")
         after.pipes.append((keeper, image))
       }
       if let attributes = descriptor.fifoAttributes { keepAttributes(attributes, of: "fifo \(inode)", at: keeper) }

@@ -120,8 +120,8 @@ extension FileBatch {
       let directory = "/" + path.split(separator: "/").dropLast().joined(separator: "/")
       let at = try injector.put(string: directory)
       let made = batch.add(
-        "O_TMPFILE in \(directory) for \(path)", SyscallNumber.open, .value(at),
-        .value(UInt64(descriptor.flags | O_CLOEXEC)), .value(UInt64((descriptor.mode ?? 0o600) & 0o7777)))
+        .open(at, descriptor.flags | O_CLOEXEC, mode: (descriptor.mode ?? 0o600) & 0o7777),
+        "O_TMPFILE in \(directory) for \(path)")
       let high = queueMoveHigh(made, what: "fd \(descriptor.fd)")
       after.ghosts.append((high, ghost))
       shared.ghosts[ghost.inode] = (injector.pid, high)
@@ -135,9 +135,9 @@ extension FileBatch {
       let ghostPath = ghostFilePath(for: path, inode: ghost.inode, taskPid: injector.pid)
       let at = try injector.put(string: ghostPath)
       let made = batch.add(
-        "create \(ghostPath) for the deleted \(path)", SyscallNumber.open, .value(at),
-        .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64((descriptor.mode ?? 0o600) & 0o7777)))
-      batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(at))
+        .open(at, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: (descriptor.mode ?? 0o600) & 0o7777),
+        "create \(ghostPath) for the deleted \(path)")
+      batch.add(.unlink(at), "unlink \(ghostPath)")
       let keeper = queueMoveHigh(made, what: "the ghost of \(path)")
       after.ghosts.append((keeper, ghost))
       shared.ghosts[ghost.inode] = (injector.pid, keeper)

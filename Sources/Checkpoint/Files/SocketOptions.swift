@@ -196,8 +196,8 @@ extension FileBatch {
       let bytes = option.bytes ?? withUnsafeBytes(of: option.value.littleEndian) { Data($0) }
       let at = try bytes.withUnsafeBytes { try injector.put($0) }
       batch.add(
-        "setsockopt \(option.kind?.label ?? "") fd \(fd)", SyscallNumber.setsockopt, .result(made),
-        .value(UInt64(option.level)), .value(UInt64(option.name)), .value(at), .value(UInt64(bytes.count)))
+        .setsockopt(.result(made), level: option.level, name: option.name, at, length: bytes.count),
+        "setsockopt \(option.kind?.label ?? "") fd \(fd)")
     }
   }
 }

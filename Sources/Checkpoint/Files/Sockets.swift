@@ -43,7 +43,7 @@ extension FileCapture {
       CKError(.failed, "task \(pid): fd \(fd) is \(what) (\(target)), which ckcont cannot checkpoint yet", hint: hint)
     }
     if facts.family == AF_UNIX { return try captureUnixSocket(ours, facts: facts, inode: inode, refuse: refuse) }
-    if facts.family == 16 /* AF_NETLINK */ { return captureNetlinkSocket(ours, facts: facts, fd: fd, log: log) }
+    if facts.family == AF_NETLINK { return captureNetlinkSocket(ours, facts: facts, fd: fd, log: log) }
     guard facts.family == AF_INET || facts.family == AF_INET6 else {
       throw refuse("a socket of address family \(facts.family)")
     }
@@ -116,11 +116,12 @@ extension FileBatch {
   func queueSocket(_ socket: SocketImage, flags: Int32, fd: Int32) throws -> Int64 {
     if let tcp = socket.tcp { return try queueConnection(socket, tcp, flags: flags, fd: fd) }
     let made = batch.add(
-      "socket fd \(fd)", SyscallNumber.socket, .value(UInt64(socket.family)),
-      .value(UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK)),
-      .value(UInt64(socket.protocolNumber)))
+      .socket(
+        family: socket.family, type: socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK,
+        protocol: socket.protocolNumber),
+      "socket fd \(fd)")
     try queueOptionsBeforeBind(socket, made: made, fd: fd)
-    if socket.family == 16, let address = socket.address {
+    if socket.family == AF_NETLINK, let address = socket.address {
       return try queueNetlinkBind(made, to: address, socket, fd: fd)
     }
     var putBack: (() throws -> Void)?
@@ -133,20 +134,18 @@ extension FileBatch {
         try removeStaleSocketFile(address)
       }
       let at = try sockaddr.withUnsafeBytes { try injector.put($0) }
-      batch.add(
-        "bind fd \(fd) to \(socket.description)", SyscallNumber.bind, .result(made), .value(at),
-        .value(UInt64(sockaddr.count)))
+      batch.add(.bind(.result(made), at, length: sockaddr.count), "bind fd \(fd) to \(socket.description)")
       if socket.nameUnlinked == true {
         let path = try injector.put(string: String(decoding: address.prefix { $0 != 0 }, as: UTF8.self))
-        batch.add("unlink the file of fd \(fd)'s name", SyscallNumber.unlink, .value(path))
+        batch.add(.unlink(path), "unlink the file of fd \(fd)'s name")
       }
     }
     if let backlog = socket.backlog {
-      batch.add("listen fd \(fd)", SyscallNumber.listen, .result(made), .value(UInt64(backlog)))
+      batch.add(.listen(.result(made), backlog: backlog), "listen fd \(fd)")
     }
     if let peer = socket.peer {
       let at = try peer.withUnsafeBytes { try injector.put($0) }
-      batch.add("connect fd \(fd)", SyscallNumber.connect, .result(made), .value(at), .value(UInt64(peer.count)))
+      batch.add(.connect(.result(made), at, length: peer.count), "connect fd \(fd)")
     }
     let high = queueMoveHigh(made, what: "fd \(fd)")
     if let putBack {

@@ -199,15 +199,12 @@ final class Terminals {
         leader.resetData()
         let received = try leader.receive(slave, what: "terminal \(pty.index)")
         var batch = Injector.Batch()
-        batch.add(
-          "TIOCSCTTY terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)), .value(0x540E), .value(0))
+        batch.add(.ioctl(received, .setControllingTerminal), "TIOCSCTTY terminal \(pty.index)")
         if let group = pty.foregroundGroup {
           let at = try leader.put(words: [UInt64(UInt32(bitPattern: group))])
-          batch.add(
-            "TIOCSPGRP \(group) on terminal \(pty.index)", SyscallNumber.ioctl, .value(UInt64(received)),
-            .value(0x5410), .value(at))
+          batch.add(.ioctl(received, .setForegroundGroup, at), "TIOCSPGRP \(group) on terminal \(pty.index)")
         }
-        batch.add("close terminal \(pty.index)", SyscallNumber.close, .value(UInt64(received)))
+        batch.add(.close(received), "close terminal \(pty.index)")
         try leader.run(batch)
       }
     }
@@ -235,9 +232,7 @@ extension FileBatch {
     if pty.isMaster {
       // The one master ckcont made: the same description for every holder.
       high = try queueReceived(try terminals.master(pty.index), what: "terminal \(pty.index)", fd: descriptor.fd)
-      batch.add(
-        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, .value(UInt64(high)), .value(UInt64(F_SETFL)),
-        .value(UInt64(descriptor.flags & ~O_ASYNC)))
+      batch.add(.fcntl(high, .setFlags(descriptor.flags & ~O_ASYNC)), "F_SETFL fd \(descriptor.fd)")
     } else {
       let slave = try terminals.openSlave(pty.index, path: path, flags: descriptor.flags & ~O_ASYNC)
       defer { close(slave) }

@@ -127,9 +127,7 @@ extension FileBatch {
     for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .socket {
       guard heldElsewhere(descriptor) == nil, let socket = descriptor.socket, socket.peerInode != nil else { continue }
       let end = try socketPairEnd(socket)
-      try injector.call(
-        "F_SETFL fd \(descriptor.fd)", SyscallNumber.fcntl, UInt64(end), UInt64(F_SETFL),
-        UInt64(descriptor.flags & ~O_ASYNC))
+      try injector.call(.fcntl(end, .setFlags(descriptor.flags & ~O_ASYNC)), "F_SETFL fd \(descriptor.fd)")
       prepared.descriptions[descriptor.fd] = end
     }
   }
@@ -149,8 +147,8 @@ extension FileBatch {
       injector.resetData()
       let pair = try injector.reserve(8)
       try injector.call(
-        "socketpair for socket:[\(inode)]", SyscallNumber.socketpair, UInt64(AF_UNIX),
-        UInt64(socket.type | Int32(SOCK_CLOEXEC.rawValue)), 0, pair)
+        .socketpair(family: AF_UNIX, type: socket.type | Int32(SOCK_CLOEXEC.rawValue), into: pair),
+        "socketpair for socket:[\(inode)]")
       let fds = try injector.read(8, at: pair).withUnsafeBytes {
         ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
       }

@@ -115,7 +115,7 @@ public final class FileDescriptorSink: InPlaceByteSink {
       let start = (base + at + 4095) & ~4095
       let end = (base + at + length) & ~4095
       if end > start {
-        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 23 /* MADV_POPULATE_WRITE */)
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_POPULATE_WRITE)
       }
     }
   }
@@ -188,7 +188,7 @@ public final class MappedFileSource: MappedByteSource {
     if take >= 1 << 20 {
       // Page-aligned, as madvise wants; failure only means faults later.
       let first = (position - take) & ~4095
-      _ = madvise(UnsafeMutableRawPointer(mutating: base + first), position - first, 22 /* MADV_POPULATE_READ */)
+      _ = madvise(UnsafeMutableRawPointer(mutating: base + first), position - first, MADV_POPULATE_READ)
     }
     return chunk
   }

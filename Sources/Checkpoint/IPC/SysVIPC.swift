@@ -40,7 +40,7 @@ enum SysVIPC {
         defer { ck_shm_detach(address) }
         captured.contents[id] = Array(UnsafeRawBufferPointer(start: address, count: size))
         captured.image.sharedMemory.append(
-          SysVSegmentImage(owner: owner(id, perm), size: perm.size, removed: perm.mode & 0o1000 /* SHM_DEST */ != 0))
+          SysVSegmentImage(owner: owner(id, perm), size: perm.size, removed: perm.mode & UInt32(SHM_DEST) != 0))
       }
       for id in try listedIDs("sem") {
         let perm = try stat(CK_IPC_SEM, id)

@@ -240,7 +240,7 @@ struct MemoryCapture {
         .failed, "\(name) is not a regular file or is still linked elsewhere, which ckcont cannot checkpoint yet")
     }
     // Huge pages (MAP_HUGETLB shows as /anon_hugepage, deleted) are no file to make again.
-    guard ck_fs_magic(file) != 0x9584_58f6 /* HUGETLBFS_MAGIC */ else {
+    guard ck_fs_magic(file) != Int(CK_HUGETLBFS_MAGIC) else {
       throw CKError(.failed, "\(name) is in huge pages (hugetlbfs), which ckcont cannot checkpoint yet")
     }
     return st

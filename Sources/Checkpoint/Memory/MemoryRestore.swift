@@ -47,7 +47,7 @@ final class MemoryRestore {
   /// Pages written only to give their mapping an anon_vma (``mapApart``), dropped again.
   private var forcedPages: [UInt64] = []
   /// The end and protection of the last mapping made apart (``mapApart``).
-  private var lastApart: (end: UInt64, protection: Int32, advice: Int32) = (0, 0, 0)
+  private var lastApart: (end: UInt64, protection: Int32, advice: MemoryAdvice) = (0, 0, .normal)
   /// Mappings made apart, and kept ones, given their read-ahead advice back (MADV_NORMAL) in
   /// the state batch.
   private var mappedApart: [VMAImage] = []
@@ -123,92 +123,118 @@ final class MemoryRestore {
     // cannot hold the next arguments.
     injector.resetData()
     try queueKernelMappingMoves()
-    // The mapping before, and the protection it was mapped with (nil: not mapped anew here).
-    var previous: (vma: VMAImage, protection: Int32?)?
-    for (index, vma) in image.vmas.enumerated() where !vma.isSpecial {
-      var protection: Int32?
-      defer {
-        previous = (vma, protection)
-        if let protection { protectionsAtForks[vma.start] = protection }
-      }
-      let next = index + 1 < image.vmas.count ? image.vmas[index + 1] : nil
-      if injector.dataRoom < 4096 || batch.isFull { try flush() }
-      if vma.kind == .sysvShm {
-        attachSegment(vma)
-        continue
-      }
-      if vma.parentPages != nil {
-        protectionsAtForks[vma.start] = try keep(vma)
-        continue
-      }
-      if let object = vma.objectKey, let first = sharedObjects.created[object] {
-        // Another process (or an earlier mapping of this one) made this object and wrote its
-        // pages: map the same one. Made by this batch, it must have run first: ckcont opens
-        // the object through that mapping.
-        if objectsInBatch.contains(object) { try flush() }
-        try mapShared(vma, from: first)
-        continue
-      }
-      // Pages go in through the mapping (process_vm_writev writes only writable ones): it is
-      // writable until the task's last batch gives it its own protection.
-      // So must one that was writable once (its memory stays charged, see VMAImage.accounted).
-      let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
-      var planned = vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0)
-      if let previous, let previousProtection = previous.protection, joinedAt.contains(vma.start),
-        Self.wouldMerge(previous.vma, mappedWith: nil, vma, mappedWith: nil),
-        previousProtection & PROT_WRITE != 0 || !needsWrite
-      {
-        // A child keeps one mapping over both: mapped alike, they are one while it forks.
-        planned = previousProtection
-        madeWritable.append(vma)
-        try map(vma, protection: planned)
-        protection = planned
-        if lastApart.end == vma.start {
-          // Joined to one made apart: the same advice makes them one.
-          batch.add(
-            "madvise joined \(hex(vma.start))", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
-            .value(UInt64(lastApart.advice)))
-          lastApart.end = vma.end
-          mappedApart.append(vma)
-        }
-      } else if let previous,
-        Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned)
-      {
-        protection = try mapApart(vma, from: previous.vma)
-      } else if let next, next.parentPages != nil, Self.wouldMerge(vma, mappedWith: planned, next, mappedWith: nil) {
-        protection = try mapApart(vma, from: nil)
-      } else {
-        try map(vma, protection: planned)
-        protection = planned
-        if needsWrite { madeWritable.append(vma) }
-        // Read-only once its pages are in, it stays charged only with an anon_vma (mprotect
-        // uncharges an anonymous mapping that has none).
-        if vma.accounted == true && vma.pages.isEmpty && Self.anonymousKinds.contains(vma.kind) {
-          forcedPages.append(vma.start)
-        }
-      }
-      if vma.contentsMember != nil { privateObjects.append(vma) }
-      if !vma.pages.isEmpty { mapped.append(vma) }
-      if let object = vma.objectKey {
-        sharedObjects.created[object] = (injector.pid, vma.start, vma.end)
-        objectsInBatch.insert(object)
-      }
-      if vma.kind == .deletedFile, let inode = vma.sharedObject {
-        sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: inode, path: vma.path)] = (
-          injector.pid, vma.start, vma.end
-        )
-      }
-    }
+    try queueMappings()
     if injector.dataRoom < 8192 || batch.isFull { try flush() }
     try queueMMFields()
+    queueUserfaultfd()
+    try flush(waiting: false)
+  }
+
+  /// A mapping queued, and the protection it was mapped with (nil: not mapped anew here).
+  private typealias Queued = (vma: VMAImage, protection: Int32?)
+
+  /// Queues every VMA but the kernel's, in order, running the batch whenever it fills.
+  private func queueMappings() throws {
+    var previous: Queued?
+    for (index, vma) in image.vmas.enumerated() where !vma.isSpecial {
+      let next = index + 1 < image.vmas.count ? image.vmas[index + 1] : nil
+      if injector.dataRoom < 4096 || batch.isFull { try flush() }
+      let protection = try queueMapping(vma, after: previous, before: next)
+      previous = (vma, protection)
+      if let protection { protectionsAtForks[vma.start] = protection }
+    }
+  }
+
+  /// Queues one VMA: a SysV segment attached, a mapping kept from the parent, a shared object
+  /// another mapping made, or a mapping made anew; returns the protection it is mapped with
+  /// (nil: not mapped anew here).
+  private func queueMapping(_ vma: VMAImage, after previous: Queued?, before next: VMAImage?) throws -> Int32? {
+    if vma.kind == .sysvShm {
+      attachSegment(vma)
+      return nil
+    }
+    if vma.parentPages != nil {
+      protectionsAtForks[vma.start] = try keep(vma)
+      return nil
+    }
+    if let object = vma.objectKey, let first = sharedObjects.created[object] {
+      // Another process (or an earlier mapping of this one) made this object and wrote its
+      // pages: map the same one. Made by this batch, it must have run first: ckcont opens
+      // the object through that mapping.
+      if objectsInBatch.contains(object) { try flush() }
+      try mapShared(vma, from: first)
+      return nil
+    }
+    let protection = try mapAnew(vma, after: previous, before: next)
+    noteMappedAnew(vma)
+    return protection
+  }
+
+  /// Maps `vma` anew: as one with the mapping before when a child keeps both as one, apart
+  /// from neighbours the kernel would merge it with, else with the protection it needs while
+  /// its pages go in. Returns that protection.
+  private func mapAnew(_ vma: VMAImage, after previous: Queued?, before next: VMAImage?) throws -> Int32 {
+    // Pages go in through the mapping (process_vm_writev writes only writable ones): it is
+    // writable until the task's last batch gives it its own protection.
+    // So must one that was writable once (its memory stays charged, see VMAImage.accounted).
+    let needsWrite = Self.writtenInto(vma) && vma.protection & PROT_WRITE == 0
+    let planned = vma.protection | (needsWrite ? PROT_READ | PROT_WRITE : 0)
+    if let previous, let previousProtection = previous.protection, joinedAt.contains(vma.start),
+      Self.wouldMerge(previous.vma, mappedWith: nil, vma, mappedWith: nil),
+      previousProtection & PROT_WRITE != 0 || !needsWrite
+    {
+      // A child keeps one mapping over both: mapped alike, they are one while it forks.
+      madeWritable.append(vma)
+      try map(vma, protection: previousProtection)
+      if lastApart.end == vma.start {
+        // Joined to one made apart: the same advice makes them one.
+        batch.add(
+          .madvise(vma.start, length: vma.size, lastApart.advice), "madvise joined \(hex(vma.start))")
+        lastApart.end = vma.end
+        mappedApart.append(vma)
+      }
+      return previousProtection
+    }
+    if let previous, Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned) {
+      return try mapApart(vma, from: previous.vma)
+    }
+    if let next, next.parentPages != nil, Self.wouldMerge(vma, mappedWith: planned, next, mappedWith: nil) {
+      return try mapApart(vma, from: nil)
+    }
+    try map(vma, protection: planned)
+    if needsWrite { madeWritable.append(vma) }
+    // Read-only once its pages are in, it stays charged only with an anon_vma (mprotect
+    // uncharges an anonymous mapping that has none).
+    if vma.accounted == true && vma.pages.isEmpty && Self.anonymousKinds.contains(vma.kind) {
+      forcedPages.append(vma.start)
+    }
+    return planned
+  }
+
+  /// Notes what a mapping made anew brings: its object's contents and pages to write, the
+  /// shared object or deleted file it made for other mappings to map.
+  private func noteMappedAnew(_ vma: VMAImage) {
+    if vma.contentsMember != nil { privateObjects.append(vma) }
+    if !vma.pages.isEmpty { mapped.append(vma) }
+    if let object = vma.objectKey {
+      sharedObjects.created[object] = (injector.pid, vma.start, vma.end)
+      objectsInBatch.insert(object)
+    }
+    if vma.kind == .deletedFile, let inode = vma.sharedObject {
+      sharedObjects.deletedFiles[SharedMemoryObjects.deletedFileName(inode: inode, path: vma.path)] = (
+        injector.pid, vma.start, vma.end
+      )
+    }
+  }
+
+  /// Queues a userfaultfd for the task when it has enough private anonymous memory to fill.
+  private func queueUserfaultfd() {
     let anonymous = mapped.filter(Self.fillsThroughUserfault).reduce(UInt64(0)) {
       $0 + $1.pages.reduce(0) { $0 + $1.size }
     }
     if anonymous >= Self.userfaultMinimum {
-      userfaultCall = batch.add(
-        "userfaultfd", SyscallNumber.userfaultfd, .value(UInt64(O_CLOEXEC | O_NONBLOCK)), mayFail: true)
+      userfaultCall = batch.add(.userfaultfd(O_CLOEXEC | O_NONBLOCK), mayFail: true)
     }
-    try flush(waiting: false)
   }
 
   /// Whether the kernel would merge `vma`, mapped anew, into `previous`, its neighbour: both
@@ -229,8 +255,6 @@ final class MemoryRestore {
   }
 
   static let anonymousKinds: Set<VMAImage.Kind> = [.anonymous, .heap]
-  /// MAP_DROPPABLE (linux/mman.h), which Glibc does not name yet.
-  static let mapDroppable: UInt64 = 0x08
 
   /// Maps `vma` apart from its neighbours alike (``wouldMerge(_:mappedWith:_:mappedWith:)``): with another
   /// protection (writable, for its pages), both given an anon_vma (a page each, written
@@ -253,10 +277,8 @@ final class MemoryRestore {
     // Read-ahead advice unlike its neighbours' until the state batch: the kernel gives a
     // mapping the anon_vma of a neighbour alike but for its protection (anon_vma_prepare),
     // and two mappings sharing one merge again.
-    let advice = afterLast && lastApart.advice == MADV_RANDOM ? MADV_SEQUENTIAL : MADV_RANDOM
-    batch.add(
-      "madvise apart \(hex(vma.start))", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
-      .value(UInt64(advice)))
+    let advice: MemoryAdvice = afterLast && lastApart.advice == .random ? .sequential : .random
+    batch.add(.madvise(vma.start, length: vma.size, advice), "madvise apart \(hex(vma.start))")
     lastApart = (vma.end, protection, advice)
     mappedApart.append(vma)
     madeWritable.append(vma)
@@ -301,14 +323,12 @@ final class MemoryRestore {
     if Self.writtenInto(vma) && now.map({ $0 & readWrite != readWrite }) ?? true {
       now = vma.protection | readWrite
       batch.add(
-        "mprotect kept \(hex(vma.start))-\(hex(vma.end))", SyscallNumber.mprotect, .value(vma.start),
-        .value(vma.size), .value(UInt64(vma.protection | readWrite)))
+        .mprotect(vma.start, length: vma.size, vma.protection | readWrite),
+        "mprotect kept \(hex(vma.start))-\(hex(vma.end))")
     }
     for range in ForkInheritance.dropped(vma, parent: parent) {
       if batch.isFull { try flush() }
-      batch.add(
-        "MADV_DONTNEED \(hex(range.lowerBound))", SyscallNumber.madvise, .value(range.lowerBound),
-        .value(range.upperBound - range.lowerBound), .value(UInt64(MADV_DONTNEED)))
+      batch.add(.madvise(range.lowerBound, length: range.upperBound - range.lowerBound, .dontNeed))
     }
     if !vma.pages.isEmpty { mapped.append(vma) }
     if now != vma.protection { madeWritable.append(vma) }
@@ -325,7 +345,7 @@ final class MemoryRestore {
     let pidfd = ck_pidfd_open(injector.pid, 0)
     let ours = pidfd >= 0 ? ck_pidfd_getfd(pidfd, Int32(remote), 0) : -1
     if pidfd >= 0 { close(pidfd) }
-    try injector.call("close the userfaultfd", SyscallNumber.close, UInt64(remote))
+    try injector.call(.close(remote), "close the userfaultfd")
     guard ours >= 0 else { return }
     guard ck_uffd_prepare(ours) == 0,
       mapped.filter(Self.fillsThroughUserfault).allSatisfy({ ck_uffd_register_missing(ours, $0.start, $0.size) == 0 })
@@ -347,12 +367,31 @@ final class MemoryRestore {
   func finish() throws {
     let results = try completeBatch()
     if let call = userfaultCall, call < results.count { try takeUserfault(results[call]) }
-    if !forcedPages.isEmpty {
-      let memory = try MemFile(pid: injector.pid)
-      for address in forcedPages { try memory.write([0], at: address) }
+    try writeForcedPages()
+    try writePrivateObjectContents()
+    guard let base = pages.baseAddress else {
+      guard mapped.isEmpty else {
+        throw CKError(.failed, "task \(injector.pid): the bundle holds no pages for its mappings")
+      }
+      return
     }
-    // The file under a private mapping, before anything is copied into the mapping: pages
-    // not copied on write show it.
+    try submitChildrensPages()
+    let written = try submitPiecewise(from: base) + submitWhole(from: base)
+    log(
+      "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, "
+        + "\(written >> 10) KiB of pages queued")
+  }
+
+  /// Writes the page that gives each mapping in ``forcedPages`` its anon_vma.
+  private func writeForcedPages() throws {
+    guard !forcedPages.isEmpty else { return }
+    let memory = try MemFile(pid: injector.pid)
+    for address in forcedPages { try memory.write([0], at: address) }
+  }
+
+  /// Writes the file under each private mapping of a memfd or deleted file, before anything
+  /// is copied into the mapping: pages not copied on write show it.
+  private func writePrivateObjectContents() throws {
     for vma in privateObjects {
       guard let member = vma.contentsMember, let contents = sharedObjects.privateObjectContents[member],
         let base = contents.baseAddress
@@ -367,14 +406,10 @@ final class MemoryRestore {
         }
       }
     }
-    var written: UInt64 = 0
-    guard let base = pages.baseAddress else {
-      guard mapped.isEmpty else {
-        throw CKError(.failed, "task \(injector.pid): the bundle holds no pages for its mappings")
-      }
-      return
-    }
-    // Pages the task holds while it forks that a child saves.
+  }
+
+  /// Submits the pages the task holds while it forks that a child saves.
+  private func submitChildrensPages() throws {
     for vma in image.vmas {
       for run in vma.laterPages ?? [] {
         guard let from = run.from, let (child, bytes) = childPages(from), let childBase = bytes.baseAddress else {
@@ -390,9 +425,14 @@ final class MemoryRestore {
         }
       }
     }
-    // In a mapping with kept or later pages, piece by piece: a kept page it saves too is
-    // its parent's to hold while it forks, not written here; pages the task replaces only
-    // once its children are forked go then (``finishLater``).
+  }
+
+  /// Submits the pages of mappings with kept or later pages, piece by piece: a kept page it
+  /// saves too is its parent's to hold while it forks, not written here; pages the task
+  /// replaces only once its children are forked go then (``finishLater``). Returns the bytes
+  /// submitted.
+  private func submitPiecewise(from base: UnsafeRawPointer) throws -> UInt64 {
+    var written: UInt64 = 0
     for vma in mapped where vma.laterPages != nil || vma.parentPages != nil {
       for (range, offset) in try pieces(of: vma) {
         let later = (vma.laterPages ?? []).first { $0.start <= range.start && range.end <= $0.end }
@@ -408,9 +448,14 @@ final class MemoryRestore {
         }
       }
     }
+    return written
+  }
+
+  /// Submits the pages of every other mapping: consecutive mappings whose pages lie back to
+  /// back in the image, all filled the same way, go as one copy. Returns the bytes submitted.
+  private func submitWhole(from base: UnsafeRawPointer) throws -> UInt64 {
+    var written: UInt64 = 0
     let mapped = mapped.filter { $0.laterPages == nil && $0.parentPages == nil }
-    // Consecutive mappings whose pages lie back to back in the image, all filled the same
-    // way, go as one copy.
     var index = mapped.startIndex
     while index < mapped.endIndex {
       let first = mapped[index]
@@ -434,9 +479,7 @@ final class MemoryRestore {
         uffd: throughUserfault ? userfault : nil)
       written += end - first.pagesOffset
     }
-    log(
-      "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, "
-        + "\(written >> 10) KiB of pages queued")
+    return written
   }
 
   /// The saved pages of a mapping with later or kept pages, cut at their bounds, each with the
@@ -479,8 +522,8 @@ final class MemoryRestore {
       let held = ForkInheritance.held(vma)
       for range in SharedObjectPages.subtract(held, from: [run.start..<run.end]) {
         try injector.call(
-          "MADV_DONTNEED \(hex(range.lowerBound)) after the forks", SyscallNumber.madvise, range.lowerBound,
-          range.upperBound - range.lowerBound, UInt64(MADV_DONTNEED))
+          .madvise(range.lowerBound, length: range.upperBound - range.lowerBound, .dontNeed),
+          "MADV_DONTNEED \(hex(range.lowerBound)) after the forks")
       }
     }
     pendingLater.removeAll { due($0.until) }
@@ -498,57 +541,47 @@ final class MemoryRestore {
   /// mapping was made again in parts, and a seal refuses the mprotect before it.
   func queueProtections(into batch: inout Injector.Batch) throws {
     func makeRoom() throws {
-      guard batch.labels.count >= 256 else { return }
+      guard batch.count >= 256 else { return }
       try injector.run(batch)
       batch = Injector.Batch()
     }
     for address in forcedPages {
       try makeRoom()
       batch.add(
-        "MADV_DONTNEED \(hex(address)) (written for its anon_vma)", SyscallNumber.madvise, .value(address),
-        .value(4096), .value(UInt64(MADV_DONTNEED)))
+        .madvise(address, length: 4096, .dontNeed), "MADV_DONTNEED \(hex(address)) (written for its anon_vma)")
     }
     for vma in mappedApart {
       try makeRoom()
-      batch.add(
-        "MADV_NORMAL \(hex(vma.start))", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
-        .value(UInt64(MADV_NORMAL)))
+      batch.add(.madvise(vma.start, length: vma.size, .normal))
     }
     // Guard regions once the pages are in (a copy into one would fault), before mlock (which
     // refuses none, where installing them in a locked mapping is refused).
     for vma in image.vmas {
       for run in vma.guards ?? [] {
         try makeRoom()
-        batch.add(
-          "MADV_GUARD_INSTALL \(hex(run.start))", SyscallNumber.madvise, .value(run.start), .value(run.size),
-          .value(102))
+        batch.add(.madvise(run.start, length: run.size, .guardInstall))
       }
     }
     // mlock once the pages are in: it faults in what is missing, which a userfaultfd copy
     // would then find taken.
     for vma in image.vmas where vma.lock != nil {
       try makeRoom()
-      batch.add(
-        "mlock \(hex(vma.start))", SyscallNumber.mlock2, .value(vma.start), .value(vma.size),
-        .value(vma.lock == .onFault ? 1 /* MLOCK_ONFAULT */ : 0))
+      batch.add(.mlock2(vma.start, length: vma.size, onFault: vma.lock == .onFault))
     }
     for vma in image.vmas {
       for advice in vma.advice ?? [] {
         try makeRoom()
         batch.add(
-          "madvise \(hex(vma.start)) \(advice.rawValue)", SyscallNumber.madvise, .value(vma.start), .value(vma.size),
-          .value(advice.madviseValue))
+          .madvise(vma.start, length: vma.size, advice.memoryAdvice), "madvise \(hex(vma.start)) \(advice.rawValue)")
       }
     }
     for vma in madeWritable {
       try makeRoom()
-      batch.add(
-        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size),
-        .value(UInt64(vma.protection)))
+      batch.add(.mprotect(vma.start, length: vma.size, vma.protection))
     }
     for vma in image.vmas where vma.sealed == true {
       try makeRoom()
-      batch.add("mseal \(hex(vma.start))", SyscallNumber.mseal, .value(vma.start), .value(vma.size), .value(0))
+      batch.add(.mseal(vma.start, length: vma.size))
     }
   }
 
@@ -558,7 +591,7 @@ final class MemoryRestore {
 
   /// Launches the queued batch and, unless told not to wait, completes it.
   private func flush(waiting: Bool = true) throws {
-    for (key, fd) in openFiles { batch.add("close \(key.dropFirst(2))", SyscallNumber.close, .result(fd)) }
+    for (key, fd) in openFiles { batch.add(.close(.result(fd)), "close \(key.dropFirst(2))") }
     openFiles = [:]
     try injector.launch(batch)
     if waiting { try completeBatch() }
@@ -579,15 +612,10 @@ final class MemoryRestore {
   private func attachSegment(_ vma: VMAImage) {
     let writable = vma.protection & PROT_WRITE != 0
     let executable = vma.protection & PROT_EXEC != 0
-    let flags = (writable ? 0 : 0o10000 /* SHM_RDONLY */) | (executable ? 0o100000 /* SHM_EXEC */ : 0)
-    batch.add(
-      "shmat segment \(vma.sharedObject ?? 0) at \(hex(vma.start))", SyscallNumber.shmat, .value(vma.sharedObject ?? 0),
-      .value(vma.start), .value(UInt64(flags)), expecting: Int64(vma.start))
+    batch.add(.shmat(vma.sharedObject ?? 0, at: vma.start, writable: writable, executable: executable))
     let attached = PROT_READ | (writable ? PROT_WRITE : 0) | (executable ? PROT_EXEC : 0)
     if attached != vma.protection {
-      batch.add(
-        "mprotect \(hex(vma.start))", SyscallNumber.mprotect, .value(vma.start), .value(vma.size),
-        .value(UInt64(vma.protection)))
+      batch.add(.mprotect(vma.start, length: vma.size, vma.protection))
     }
   }
 
@@ -607,12 +635,11 @@ final class MemoryRestore {
     defer { close(ours) }
     let fd = try injector.receive(ours, what: "the shared object of \(hex(vma.start))")
     batch.add(
-      "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))", SyscallNumber.mmap, .value(vma.start),
-      .value(vma.size),
-      .value(UInt64(vma.protection | extra)), .value(UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE) | 0x100000),
-      .value(UInt64(fd)),
-      .value(vma.offset), expecting: Int64(vma.start))
-    batch.add("close the shared object", SyscallNumber.close, .value(UInt64(fd)))
+      .mmap(
+        at: vma.start, length: vma.size, protection: vma.protection | extra,
+        flags: [vma.shared ? .shared : .private, .fixedNoReplace], fd: fd, offset: vma.offset),
+      "mmap \(vma.shared ? "shared" : "private") \(hex(vma.start))")
+    batch.add(.close(fd), "close the shared object of \(hex(vma.start))")
     if ownPages { mapped.append(vma) }
     if extra != 0 { madeWritable.append(vma) }
   }
@@ -659,8 +686,7 @@ final class MemoryRestore {
           try injector.run(batch)
           batch = Injector.Batch()
         }
-        batch.add(
-          "munmap \(hex(cursor))-\(hex(end))", SyscallNumber.munmap, .value(cursor), .value(end - cursor), expecting: 0)
+        batch.add(.munmap(cursor, length: end - cursor))
       }
       cursor = max(cursor, mapping.end)
     }
@@ -699,10 +725,7 @@ final class MemoryRestore {
           }
           let destination = pass == 0 ? 0x2000_0000_0000 + (target.start & 0xffff_ffff) : target.start
           if source.start == destination { continue }
-          batch.add(
-            "mremap \(target.path)", SyscallNumber.mremap, .value(source.start), .value(source.size),
-            .value(source.size),
-            .value(3 /* MREMAP_MAYMOVE | MREMAP_FIXED */), .value(destination), expecting: Int64(destination))
+          batch.add(.mremap(source.start, length: source.size, to: destination), "mremap \(target.path)")
           current[sourceIndex].start = destination
           current[sourceIndex].end = destination + source.size
         default:
@@ -732,12 +755,9 @@ final class MemoryRestore {
     }
     if current.contains(where: { $0.kind == .vdso && $0.start == vdso.start && $0.size == vdso.size }) { return }
     for mapping in current {
-      batch.add("munmap the 64-bit \(mapping.kind)", SyscallNumber.munmap, .value(mapping.start), .value(mapping.size))
+      batch.add(.munmap(mapping.start, length: mapping.size), "munmap the 64-bit \(mapping.kind)")
     }
-    // It answers the size of the image mapped, not 0.
-    batch.add(
-      "arch_prctl(ARCH_MAP_VDSO_32, \(hex(vvar.start)))", SyscallNumber.archPrctl, .value(Self.archMapVDSO32),
-      .value(vvar.start))
+    batch.add(.mapI386VDSO(at: vvar.start))
     try flush()
     guard
       try ProcMaps.read(pid: injector.pid).contains(where: {
@@ -750,42 +770,24 @@ final class MemoryRestore {
     }
   }
 
-  /// ARCH_MAP_VDSO_32 (asm/prctl.h): map the 32-bit vDSO image at an address.
-  static let archMapVDSO32: UInt64 = 0x2002
-
+  /// Queues the mmap of `vma` at its address with `protection`; a memfd or deleted file is
+  /// made again first, a file opened (once per batch).
   private func map(_ vma: VMAImage, protection: Int32) throws {
-    let protection = UInt64(protection)
     // MAP_FIXED_NOREPLACE: never clobber what is already there; MAP_NORESERVE as it was
     // mapped (no swap reserved: the mapping stays out of strict overcommit accounting).
-    let fixed: UInt64 = 0x100000 | (vma.noReserve == true ? UInt64(MAP_NORESERVE) : 0)
     // MAP_DROPPABLE is a kind of mapping of its own, as MAP_SHARED and MAP_PRIVATE are.
-    let sharing = vma.droppable == true ? MemoryRestore.mapDroppable : UInt64(vma.shared ? MAP_SHARED : MAP_PRIVATE)
+    var flags: MapFlags = vma.droppable == true ? .droppable : vma.shared ? .shared : .private
+    flags.insert(.fixedNoReplace)
+    if vma.noReserve == true { flags.insert(.noReserve) }
     let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
-    let at = Int64(vma.start)
     if vma.kind == .memfd || vma.kind == .deletedFile {
       // The file made again, of its size; other mappings of it come through map_files.
-      let fd: Int
-      if vma.kind == .memfd {
-        // A new memfd of the same name.
-        let label = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
-        fd = batch.add(
-          "memfd_create \(vma.path)", SyscallNumber.memfdCreate, .value(label), .value(1 /* MFD_CLOEXEC */))
-      } else {
-        // A file unlinked at once, where the deleted one was.
-        let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0, taskPid: injector.pid)
-        let path = try injector.put(string: ghostPath)
-        fd = batch.add(
-          "create \(ghostPath) for the deleted \(vma.path)", SyscallNumber.open, .value(path),
-          .value(UInt64(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)), .value(UInt64(vma.objectMode ?? 0o600)))
-        batch.add("unlink \(ghostPath)", SyscallNumber.unlink, .value(path))
-      }
+      let fd = try queueObjectFile(vma)
       batch.add(
-        "ftruncate \(vma.path)", SyscallNumber.ftruncate, .result(fd), .value(vma.objectSize ?? vma.offset + vma.size))
-      batch.add(
-        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed),
-        .result(fd),
-        .value(vma.offset), expecting: at)
-      batch.add("close \(vma.path)", SyscallNumber.close, .result(fd))
+        .mmap(
+          at: vma.start, length: vma.size, protection: protection, flags: flags, fd: .result(fd), offset: vma.offset),
+        name)
+      batch.add(.close(.result(fd)), "close \(vma.path)")
     } else if vma.kind == .file {
       // A library maps several VMAs of one file: it is opened once per batch.
       let writable = vma.shared && vma.protection & PROT_WRITE != 0
@@ -795,22 +797,39 @@ final class MemoryRestore {
         fd = opened
       } else {
         let path = try injector.put(string: vma.path)
-        fd = batch.add(
-          "open \(vma.path) to map it", SyscallNumber.open, .value(path),
-          .value(UInt64(writable ? O_RDWR : O_RDONLY) | UInt64(O_CLOEXEC)))
+        fd = batch.add(.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC), "open \(vma.path) to map it")
         openFiles[key] = fd
       }
       batch.add(
-        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(sharing | fixed),
-        .result(fd),
-        .value(vma.offset), expecting: at)
+        .mmap(
+          at: vma.start, length: vma.size, protection: protection, flags: flags, fd: .result(fd), offset: vma.offset),
+        name)
     } else {
-      let flags = sharing | UInt64(MAP_ANONYMOUS) | fixed | (vma.growsDown ? UInt64(MAP_GROWSDOWN) : 0)
-      batch.add(
-        name, SyscallNumber.mmap, .value(vma.start), .value(vma.size), .value(protection), .value(flags),
-        .value(UInt64.max),
-        .value(0), expecting: at)
+      flags.insert(.anonymous)
+      if vma.growsDown { flags.insert(.growsDown) }
+      batch.add(.mmap(at: vma.start, length: vma.size, protection: protection, flags: flags), name)
     }
+  }
+
+  /// Queues the making of the file under a memfd or deleted-file mapping, of its size;
+  /// returns the call whose result is its descriptor.
+  private func queueObjectFile(_ vma: VMAImage) throws -> Int {
+    let fd: Int
+    if vma.kind == .memfd {
+      // A new memfd of the same name.
+      let label = try injector.put(string: String(vma.path.dropFirst("/memfd:".count).prefix(249)))
+      fd = batch.add(.memfdCreate(label, .closeOnExec), "memfd_create \(vma.path)")
+    } else {
+      // A file unlinked at once, where the deleted one was.
+      let ghostPath = ghostFilePath(for: vma.path, inode: vma.sharedObject ?? 0, taskPid: injector.pid)
+      let path = try injector.put(string: ghostPath)
+      fd = batch.add(
+        .open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: vma.objectMode ?? 0o600),
+        "create \(ghostPath) for the deleted \(vma.path)")
+      batch.add(.unlink(path), "unlink \(ghostPath)")
+    }
+    batch.add(.ftruncate(.result(fd), vma.objectSize ?? vma.offset + vma.size), "ftruncate \(vma.path)")
+    return fd
   }
 
   /// PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, so brk() and
@@ -819,12 +838,9 @@ final class MemoryRestore {
     let replacesExe = image.exe != inheritedExe
     if replacesExe {
       let exePath = try injector.put(string: image.exe)
-      let opened = batch.add(
-        "open \(image.exe)", SyscallNumber.open, .value(exePath), .value(UInt64(O_RDONLY | O_CLOEXEC)))
-      batch.add(
-        "dup3 \(image.exe)", SyscallNumber.dup3, .result(opened), .value(UInt64(Self.exeFD)), .value(UInt64(O_CLOEXEC)),
-        expecting: Self.exeFD)
-      batch.add("close", SyscallNumber.close, .result(opened))
+      let opened = batch.add(.open(exePath, O_RDONLY | O_CLOEXEC), "open \(image.exe)")
+      batch.add(.dup3(.result(opened), Self.exeFD, closeOnExec: true), "dup3 \(image.exe) to \(Self.exeFD)")
+      batch.add(.close(.result(opened)), "close \(image.exe) (opened)")
     }
     // An i386 task's vector is of 32-bit words (kept one per element).
     let auxvBytes = abi == .i386 ? image.auxv.count * 4 : image.auxv.count * 8
@@ -842,25 +858,23 @@ final class MemoryRestore {
     let exeFD = replacesExe ? UInt32(truncatingIfNeeded: Self.exeFD) : UInt32.max
     words.append(UInt64(auxvBytes) | UInt64(exeFD) << 32)
     let map = try injector.put(words: words)
-    batch.add(
-      "PR_SET_MM_MAP", SyscallNumber.prctl, .value(PrctlOption.setMM.rawValue), .value(14), .value(map),
-      .value(UInt64(words.count * 8)))
-    if replacesExe { batch.add("close \(image.exe)", SyscallNumber.close, .value(UInt64(Self.exeFD))) }
+    batch.add(.prctl(.setMMMap(map, size: words.count * 8)))
+    if replacesExe { batch.add(.close(Self.exeFD), "close \(image.exe)") }
   }
 }
 
 extension VMAImage.Advice {
-  /// The MADV_* value that gives this advice.
-  var madviseValue: UInt64 {
+  /// The madvise advice that gives this advice.
+  var memoryAdvice: MemoryAdvice {
     switch self {
-    case .random: 1
-    case .sequential: 2
-    case .dontFork: 10
-    case .mergeable: 12
-    case .hugePage: 14
-    case .noHugePage: 15
-    case .dontDump: 16
-    case .wipeOnFork: 18
+    case .random: .random
+    case .sequential: .sequential
+    case .dontFork: .dontFork
+    case .mergeable: .mergeable
+    case .hugePage: .hugePage
+    case .noHugePage: .noHugePage
+    case .dontDump: .dontDump
+    case .wipeOnFork: .wipeOnFork
     }
   }
 }

@@ -315,7 +315,8 @@ enum ContainerMounts {
     injector.resetData()
     let slash = try injector.put(string: "/")
     // MS_REC | MS_PRIVATE: nothing mounted from here on may reach the host's namespace.
-    try injector.call("make the mount namespace private", SyscallNumber.mount, 0, slash, 0, UInt64(0x4000 | 0x40000), 0)
+    try injector.call(
+      .mount(source: 0, target: slash, flags: UInt64(MS_REC | MS_PRIVATE)), "make the mount namespace private")
     // The new root's mount point: a directory of ckcont's, mounted on only in the task's
     // private namespace, and gone once the task has pivoted.
     var staging: String?
@@ -366,12 +367,12 @@ enum ContainerMounts {
       case .bind:
         let from = try injector.put(string: source)
         try injector.call(
-          "bind-mount \(source) at \(mount.mountPoint)", SyscallNumber.mount, from, target, 0, 0x1000 /* MS_BIND */, 0)
+          .mount(source: from, target: target, flags: UInt64(MS_BIND)), "bind-mount \(source) at \(mount.mountPoint)")
         if mount.flags != 0 {
           // MS_REMOUNT | MS_BIND: the flags of a bind mount are set on the mount itself.
           try injector.call(
-            "remount \(mount.mountPoint) with its flags", SyscallNumber.mount, 0, target, 0,
-            0x20 | 0x1000 | mount.flags, 0)
+            .mount(source: 0, target: target, flags: UInt64(MS_REMOUNT | MS_BIND) | mount.flags),
+            "remount \(mount.mountPoint) with its flags")
         }
       case .filesystem:
         try mountFilesystem(mount, at: point, injector: injector, userMaps: userMaps)
@@ -396,7 +397,8 @@ enum ContainerMounts {
       try userMaps.map { try ownIDs(in: mount.options, maps: $0, mountPoint: mount.mountPoint) } ?? mount.options
     let options = text.isEmpty ? 0 : try injector.put(string: text)
     try injector.call(
-      "mount \(mount.fsType) at \(mount.mountPoint)", SyscallNumber.mount, from, target, type, mount.flags, options)
+      .mount(source: from, target: target, type: type, flags: mount.flags, data: options),
+      "mount \(mount.fsType) at \(mount.mountPoint)")
     try propagate(mount, at: target, injector: injector)
   }
 
@@ -408,11 +410,11 @@ enum ContainerMounts {
     // A root of its own is pivoted into, which a shared mount cannot be.
     guard mount.mountPoint != "/" else { return }
     var changes: [(flag: UInt64, what: String)] = []
-    if mount.masterGroup != nil { changes.append((0x80000 /* MS_SLAVE */, "slave")) }
-    if mount.sharedGroup != nil { changes.append((0x100000 /* MS_SHARED */, "shared")) }
-    if mount.unbindable == true { changes.append((0x20000 /* MS_UNBINDABLE */, "unbindable")) }
+    if mount.masterGroup != nil { changes.append((UInt64(MS_SLAVE), "slave")) }
+    if mount.sharedGroup != nil { changes.append((UInt64(MS_SHARED), "shared")) }
+    if mount.unbindable == true { changes.append((UInt64(MS_UNBINDABLE), "unbindable")) }
     for (flag, what) in changes {
-      try injector.call("make \(mount.mountPoint) \(what)", SyscallNumber.mount, 0, target, 0, flag, 0)
+      try injector.call(.mount(source: 0, target: target, flags: flag), "make \(mount.mountPoint) \(what)")
     }
   }
 
@@ -438,10 +440,10 @@ enum ContainerMounts {
     let dot = try injector.put(string: ".")
     let slash = try injector.put(string: "/")
     var batch = Injector.Batch()
-    batch.add("chdir to the new root \(directory)", SyscallNumber.chdir, .value(path))
-    batch.add("pivot_root into \(directory)", SyscallNumber.pivotRoot, .value(dot), .value(dot))
-    batch.add("detach the old root", SyscallNumber.umount2, .value(dot), .value(2 /* MNT_DETACH */))
-    batch.add("chdir /", SyscallNumber.chdir, .value(slash))
+    batch.add(.chdir(path), "chdir to the new root \(directory)")
+    batch.add(.pivotRoot(dot, putOld: dot), "pivot_root into \(directory)")
+    batch.add(.umount2(dot, Int32(MNT_DETACH)), "detach the old root")
+    batch.add(.chdir(slash), "chdir /")
     try injector.run(batch)
   }
 

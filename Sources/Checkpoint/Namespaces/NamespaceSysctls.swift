@@ -88,13 +88,11 @@ enum NamespaceSysctls {
       let bytes = Array(value.utf8)
       let text = try injector.put(bytes)
       var batch = Injector.Batch()
-      let fd = batch.add(
-        "open /proc/sys/\(name)", SyscallNumber.open, .value(path), .value(UInt64(O_WRONLY | O_CLOEXEC)))
+      let fd = batch.add(.open(path, O_WRONLY | O_CLOEXEC), "open /proc/sys/\(name)")
       batch.add(
-        "set \(name.replacingOccurrences(of: "/", with: ".")) = \(value)", SyscallNumber.write, .result(fd),
-        .value(text),
-        .value(UInt64(bytes.count)))
-      batch.add("close", SyscallNumber.close, .result(fd))
+        .write(.result(fd), text, count: bytes.count), "set \(name.replacingOccurrences(of: "/", with: ".")) = \(value)"
+      )
+      batch.add(.close(.result(fd)), "close /proc/sys/\(name)")
       try injector.run(batch)
     }
   }

@@ -125,7 +125,7 @@ enum NestedNamespaces {
       let target = (wanted ?? []).first { images.indices.contains($0) && images[$0].kind == kind }
       guard target != inherited[kind] else { continue }
       if let target, placement.makers[target] == nil {
-        try injector.call("unshare(\(kind.rawValue)) for process \(pid)", SyscallNumber.unshare, UInt64(flag))
+        try injector.call(.unshare(flag), "unshare(\(kind.rawValue)) for process \(pid)")
         let image = images[target]
         if let sysctls = image.sysctls {
           if kind == .ipc {
@@ -156,11 +156,9 @@ enum NestedNamespaces {
         }
         injector.resetData()
         var batch = Injector.Batch()
-        let pidfd = batch.add("pidfd_open(\(owner))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))
-        batch.add(
-          "setns(\(kind.rawValue) of \(owner)) for process \(pid)", SyscallNumber.setns, .result(pidfd),
-          .value(UInt64(flag)))
-        batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
+        let pidfd = batch.add(.pidfdOpen(seen), "pidfd_open(\(owner))")
+        batch.add(.setns(.result(pidfd), flag), "setns(\(kind.rawValue) of \(owner)) for process \(pid)")
+        batch.add(.close(.result(pidfd)), "close the pidfd of \(owner)")
         try injector.run(batch)
       }
       now[kind] = target
@@ -186,13 +184,13 @@ enum NestedNamespaces {
   static func setNames(hostname: String?, domainname: String?, in injector: Injector) throws {
     injector.resetData()
     var batch = Injector.Batch()
-    for (name, number, what) in [
-      (hostname, SyscallNumber.sethostname, "sethostname"), (domainname, SyscallNumber.setdomainname, "setdomainname"),
+    for (name, call, what) in [
+      (hostname, RemoteCall.sethostname, "sethostname"), (domainname, RemoteCall.setdomainname, "setdomainname"),
     ] {
       guard let name else { continue }
       let bytes = Array(name.utf8.prefix(64))
       let address = try injector.put(bytes + [0])
-      batch.add("\(what) \(name)", number, .value(address), .value(UInt64(bytes.count)))
+      batch.add(call(address, bytes.count), "\(what) \(name)")
     }
     try injector.run(batch)
   }
@@ -204,13 +202,12 @@ enum NestedNamespaces {
     var batch = Injector.Batch()
     var request = [UInt8](repeating: 0, count: 40)
     request.replaceSubrange(0..<2, with: Array("lo".utf8))
-    request[16] = 0x09  // IFF_UP | IFF_LOOPBACK
+    request[16] = UInt8(IFF_UP | IFF_LOOPBACK)
     let at = try injector.put(request)
     let probe = batch.add(
-      "socket for loopback", SyscallNumber.socket, .value(UInt64(AF_INET)),
-      .value(UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))), .value(0))
-    batch.add("set loopback up", SyscallNumber.ioctl, .result(probe), .value(0x8914 /* SIOCSIFFLAGS */), .value(at))
-    batch.add("close", SyscallNumber.close, .result(probe))
+      .socket(family: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), "socket for loopback")
+    batch.add(.ioctl(.result(probe), .setInterfaceFlags, at), "set loopback up")
+    batch.add(.close(.result(probe)), "close the socket for loopback")
     try injector.run(batch)
   }
 }

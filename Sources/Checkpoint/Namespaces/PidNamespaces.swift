@@ -254,11 +254,11 @@ enum PidNamespaces {
     }
     injector.resetData()
     var batch = Injector.Batch()
-    let pidfd = batch.add("pidfd_open(\(seen))", SyscallNumber.pidfdOpen, .value(UInt64(seen)), .value(0))
+    let pidfd = batch.add(.pidfdOpen(seen))
     batch.add(
-      "setns(pid of \(initPid)) for the children of process \(entry.pid)", SyscallNumber.setns, .result(pidfd),
-      .value(UInt64(CK_CLONE_NEWPID)))
-    batch.add("close the pidfd", SyscallNumber.close, .result(pidfd))
+      .setns(.result(pidfd), Int32(CK_CLONE_NEWPID)),
+      "setns(pid of \(initPid)) for the children of process \(entry.pid)")
+    batch.add(.close(.result(pidfd)), "close the pidfd of \(seen)")
     try injector.run(batch)
   }
 }

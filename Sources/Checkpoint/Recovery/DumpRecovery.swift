@@ -201,7 +201,7 @@ public enum DumpRecovery {
     let tracee = Tracee(tid: tid)
     try tracee.setSignalMask(~0)
     var remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: park), i386: i386)
-    try remote.checked("munmap of ckcont's scratch area", SyscallNumber.munmap, address, RemoteSession.areaSize)
+    try remote.checked(.munmap(address, length: RemoteSession.areaSize), "munmap of ckcont's scratch area")
     log("task \(pid): unmapped ckcont's scratch area at \(hex(address))")
   }
 

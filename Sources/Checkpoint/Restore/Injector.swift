@@ -60,8 +60,8 @@ final class Injector {
     resetData()
     let pair = try reserve(8)
     try call(
-      "socketpair for ckcont's channel", SyscallNumber.socketpair, UInt64(AF_UNIX),
-      UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), 0, pair)
+      .socketpair(family: AF_UNIX, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), into: pair),
+      "socketpair for ckcont's channel")
     let ends = try read(8, at: pair).withUnsafeBytes {
       (Int32(littleEndian: $0.load(as: Int32.self)), Int32(littleEndian: $0.load(fromByteOffset: 4, as: Int32.self)))
     }
@@ -69,12 +69,10 @@ final class Injector {
     defer { close(pidfd) }
     let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(ends.0)") { ck_pidfd_getfd(pidfd, ends.0, 0) }
     var batch = Batch()
-    batch.add("close \(ends.0)", SyscallNumber.close, .value(UInt64(ends.0)))
+    batch.add(.close(ends.0))
     if Int64(ends.1) != fd {
-      batch.add(
-        "dup3 the channel to \(fd)", SyscallNumber.dup3, .value(UInt64(ends.1)), .value(UInt64(fd)),
-        .value(UInt64(O_CLOEXEC)))
-      batch.add("close \(ends.1)", SyscallNumber.close, .value(UInt64(ends.1)))
+      batch.add(.dup3(ends.1, fd, closeOnExec: true), "dup3 the channel to \(fd)")
+      batch.add(.close(ends.1))
     }
     do { try run(batch) } catch {
       close(ours)
@@ -96,9 +94,7 @@ final class Injector {
     let control = try reserve(24)
     // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
     let header = try put(words: [0, 0, iov, 1, control, 24, 0])
-    try call(
-      "receive \(what()) from ckcont", SyscallNumber.recvmsg, UInt64(channel), header,
-      0x4000_0000 /* MSG_CMSG_CLOEXEC */)
+    try call(.recvmsg(channel, header, Int32(MSG_CMSG_CLOEXEC)), "receive \(what()) from ckcont")
     // struct cmsghdr: len (8 bytes), level, type, then the descriptor.
     let (level, type, received) = try read(24, at: control).withUnsafeBytes {
       (
@@ -106,7 +102,7 @@ final class Injector {
         $0.load(fromByteOffset: 16, as: Int32.self)
       )
     }
-    guard level == SOL_SOCKET, type == 1 /* SCM_RIGHTS */ else {
+    guard level == SOL_SOCKET, type == SCM_RIGHTS else {
       throw CKError(.failed, "task \(pid): receiving \(what()) from ckcont brought no descriptor")
     }
     return Int64(received)
@@ -117,9 +113,10 @@ final class Injector {
   /// knows). It starts traced and stopped (PTRACE_O_TRACECLONE), registers still those of
   /// this thread; returns it as this pid namespace sees it.
   func cloneThread(ids: [Int32]) throws -> Tracee {
-    // CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM; exit_signal 0; the stack is set with the
-    // thread's registers later.
-    try spawn(ids: ids, flags: 0x50f00, exitSignal: 0, event: Int32(CK_PTRACE_EVENT_CLONE), what: "thread")
+    // exit_signal 0; the stack is set with the thread's registers later.
+    let flags = CK_CLONE_VM | CK_CLONE_FS | CK_CLONE_FILES | CK_CLONE_SIGHAND | CK_CLONE_THREAD | CK_CLONE_SYSVSEM
+    return try spawn(
+      ids: ids, flags: UInt64(flags), exitSignal: 0, event: Int32(CK_PTRACE_EVENT_CLONE), what: "thread")
   }
 
   /// Forks a child process with pid `ids` (innermost first, as ``cloneThread(ids:)``), from
@@ -151,6 +148,7 @@ final class Injector {
     // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
     // tls, set_tid, set_tid_size, cgroup.
     let args = try put(words: [flags, 0, 0, 0, exitSignal, 0, 0, 0, setTid, UInt64(ids.count), 0])
+    // Raw: run by hand to the fork event, which stops the task inside the call.
     var regs = remote.saved
     regs.rax = UInt64(SyscallNumber.clone3)
     regs.orig_rax = UInt64.max
@@ -185,20 +183,19 @@ final class Injector {
     return created
   }
 
-  /// Runs a syscall; a negative result becomes an error naming `what`.
+  /// Runs `call`; a failure, or a result other than the one it must have, becomes an error
+  /// naming `label` (or the call's own).
   @discardableResult
-  func call(
-    _ what: @autoclosure () -> String, _ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0,
-    _ a4: UInt64 = 0, _ a5: UInt64 = 0, _ a6: UInt64 = 0
-  ) throws -> Int64 {
-    try writeStaged()
-    return try remote.checked("restore: \(what())", number, a1, a2, a3, a4, a5, a6)
+  func call(_ call: RemoteCall, _ label: String? = nil) throws -> Int64 {
+    let result = try raw(call)
+    try call.check(result, label: label, task: pid, prefix: "restore: ")
+    return result
   }
 
-  /// Runs a syscall and returns its raw result (negative errno included).
-  func raw(_ number: Int, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0, _ a4: UInt64 = 0) throws -> Int64 {
+  /// Runs `call` and returns its raw result (negative errno included).
+  func raw(_ call: RemoteCall) throws -> Int64 {
     try writeStaged()
-    return try remote.call(number, a1, a2, a3, a4)
+    return try remote.call(call)
   }
 
   /// Maps the injection region at an address free in both the current and the target
@@ -211,8 +208,9 @@ final class Injector {
       let end = candidate + Self.regionSize
       if !target.contains(where: { $0.start < end && candidate < $0.end }) {
         let result = try remote.call(
-          SyscallNumber.mmap, candidate, Self.regionSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC),
-          UInt64(MAP_PRIVATE | MAP_ANONYMOUS | 0x100000 /* MAP_FIXED_NOREPLACE */), UInt64.max, 0)
+          .mmap(
+            at: candidate, length: Self.regionSize, protection: PROT_READ | PROT_WRITE | PROT_EXEC,
+            flags: [.private, .anonymous, .fixedNoReplace]))
         if result == Int64(candidate) {
           region = candidate
           try [UInt8]([0x0f, 0x05, 0xcc]).withUnsafeBytes { try write($0, at: region) }
@@ -288,34 +286,29 @@ final class Injector {
   /// Calls to run in one stop (see ``SyscallBatch``), each with what it does for errors and,
   /// for those that must return a known value (mmap at a fixed address), that value.
   struct Batch {
-    var calls = SyscallBatch()
-    var labels: [(what: String, expected: Int64?, mayFail: Bool)] = []
-    var isEmpty: Bool { labels.isEmpty }
+    var syscalls = SyscallBatch()
+    /// The calls queued, labels and expected results as they are checked.
+    private(set) var calls: [(call: RemoteCall, mayFail: Bool)] = []
+    var isEmpty: Bool { calls.isEmpty }
+    var count: Int { calls.count }
     /// Time to run it: one more call might not fit the code area of the region.
     var isFull: Bool { !hasRoom(for: 1) }
 
     /// Whether `count` more calls fit the code area of the region.
     func hasRoom(for count: Int) -> Bool {
-      SyscallBatch.maximumCodeSize(calls: labels.count + count) <= Int(Injector.regionSize - Injector.codeStart)
+      SyscallBatch.maximumCodeSize(calls: calls.count + count) <= Int(Injector.regionSize - Injector.codeStart)
     }
 
+    /// Queues `call`, its label replaced by `label` if given; `mayFail`: its result is not
+    /// checked (the caller reads it). Returns its index in the results.
     @discardableResult
-    mutating func add(
-      _ what: @autoclosure () -> String, _ number: Int, _ arguments: SyscallBatch.Argument..., expecting: Int64? = nil,
-      mayFail: Bool = false
-    ) -> Int {
-      labels.append((what(), expecting, mayFail))
-      return calls.add(number, arguments: arguments)
+    mutating func add(_ call: RemoteCall, _ label: String? = nil, mayFail: Bool = false) -> Int {
+      var call = call
+      if let label { call.label = label }
+      calls.append((call, mayFail))
+      return syscalls.add(call)
     }
 
-    /// Adds an i386 call (``SyscallBatch/addI386(_:arguments:)``).
-    @discardableResult
-    mutating func addI386(
-      _ what: @autoclosure () -> String, _ number: Int, _ arguments: SyscallBatch.Argument..., mayFail: Bool = false
-    ) -> Int {
-      labels.append((what(), nil, mayFail))
-      return calls.addI386(number, arguments: arguments)
-    }
   }
 
   /// Runs `batch` from code written into the region; the first call that failed (unless it
@@ -331,10 +324,9 @@ final class Injector {
   func launch(_ batch: Batch) throws {
     precondition(launched == nil, "task \(pid): a batch is already running")
     guard !batch.isEmpty else { return }
-    let code = batch.calls.code(results: region + Self.resultsStart)
-    guard batch.labels.count <= 512, UInt64(code.count) <= Self.regionSize - Self.codeStart else {
-      throw CKError(
-        .failed, "task \(pid): a batch of \(batch.labels.count) restore calls does not fit the injection region")
+    let code = batch.syscalls.code(results: region + Self.resultsStart)
+    guard batch.count <= 512, UInt64(code.count) <= Self.regionSize - Self.codeStart else {
+      throw CKError(.failed, "task \(pid): a batch of \(batch.count) restore calls does not fit the injection region")
     }
     try writeStaged()
     try code.withUnsafeBytes { try write($0, at: region + Self.codeStart) }
@@ -347,18 +339,13 @@ final class Injector {
   func complete() throws -> [Int64] {
     guard let batch = launched else { return [] }
     launched = nil
-    try remote.finishCode(calls: batch.labels.count)
-    let raw = try read(batch.labels.count * 8, at: region + Self.resultsStart)
+    try remote.finishCode(calls: batch.count)
+    let raw = try read(batch.count * 8, at: region + Self.resultsStart)
     let results = raw.withUnsafeBytes { bytes in
-      (0..<batch.labels.count).map { Int64(littleEndian: bytes.load(fromByteOffset: $0 * 8, as: Int64.self)) }
+      (0..<batch.count).map { Int64(littleEndian: bytes.load(fromByteOffset: $0 * 8, as: Int64.self)) }
     }
-    for (result, label) in zip(results, batch.labels) {
-      if result < 0 && result > -4096 && !label.mayFail {
-        throw CKError(.failed, "task \(pid): restore: \(label.what): \(String(cString: strerror(Int32(-result))))")
-      }
-      if let expected = label.expected, result != expected {
-        throw CKError(.failed, "task \(pid): restore: \(label.what) returned 0x\(String(result, radix: 16))")
-      }
+    for (result, queued) in zip(results, batch.calls) where !queued.mayFail {
+      try queued.call.check(result, task: pid, prefix: "restore: ")
     }
     return results
   }

@@ -223,8 +223,9 @@ public struct Restore {
     let child = own.tracee
     own.resetData()
     let comm = try own.put(string: String(name.prefix(15)))
-    try own.call("PR_SET_NAME", SyscallNumber.prctl, PrctlOption.setName.rawValue, comm)
+    try own.call(.prctl(.setName(comm)))
     if signal == 0 {
+      // Raw: the task leaves by it and is let go (detached) at once, never to stop again.
       var regs = try child.registers()
       regs.rax = UInt64(SyscallNumber.exitGroup)
       regs.orig_rax = UInt64.max
@@ -236,7 +237,7 @@ public struct Restore {
       // The blank child carries ckcont's signal handlers: the default action must apply.
       own.resetData()
       let action = try own.put(words: [0, 0, 0, 0])
-      try own.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), action, 0, 8)
+      try own.call(.rtSigaction(signal, action: action))
       try child.setSignalMask(0)
       try child.detach(signal: signal)
     }
@@ -258,7 +259,7 @@ public struct Restore {
     var status: Int32 = 0
     // The tracer collects the death first; only then does the real parent see a zombie.
     _ = waitpid(helper.tid, &status, Int32(CK_WALL))
-    try parent.call("wait4(helper \(pid))", SyscallNumber.wait4, UInt64(pid), 0, UInt64(CK_WALL), 0)
+    try parent.call(.wait4(pid, options: Int32(CK_WALL)), "wait4(helper \(pid))")
     try takeBackSIGCHLD(parent)
     log("restore helper \(pid) (\(helper.tid)) ended")
   }
@@ -268,7 +269,7 @@ public struct Restore {
     parent.resetData()
     let set = try parent.put(words: [1 << UInt64(SIGCHLD - 1)])
     let zero = try parent.put(words: [0, 0])
-    _ = try parent.raw(SyscallNumber.rtSigtimedwait, set, 0, zero, 8)
+    _ = try parent.raw(.rtSigtimedwait(set, timeout: zero))
   }
 
   func load() throws -> LoadedBundle {
@@ -374,11 +375,11 @@ public struct Restore {
     guard let maps, maps.uids.contains(where: { $0.inside == 0 }), maps.gids.contains(where: { $0.inside == 0 }) else {
       return
     }
-    try injector.call("setresgid(0) in the user namespace", SyscallNumber.setresgid, 0, 0, 0)
-    try injector.call("setresuid(0) in the user namespace", SyscallNumber.setresuid, 0, 0, 0)
+    try injector.call(.setresgid(0, 0, 0), "setresgid(0) in the user namespace")
+    try injector.call(.setresuid(0, 0, 0), "setresuid(0) in the user namespace")
     // The change of ids made it undumpable, and then the processes forked from it could not
     // take descriptors from each other (pidfd_getfd) until their own credentials are set.
-    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, PrctlOption.setDumpable.rawValue, 1)
+    try injector.call(.prctl(.setDumpable(1)))
   }
 
   /// The id maps of the root's new user namespace, as dumped (setgroups first: the kernel

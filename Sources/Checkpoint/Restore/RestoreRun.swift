@@ -114,7 +114,7 @@ final class RestoreRun {
           try memory.finishLater(after: pid, copier: makeTreeCopier())
           try treeCopier?.waitAll()
         }
-      case .setsid(let pid): try injectors[pid]?.call("setsid for process \(pid)", SyscallNumber.setsid)
+      case .setsid(let pid): try injectors[pid]?.call(.setsid(), "setsid for process \(pid)")
       }
     }
     treeCopier?.stop()
@@ -122,8 +122,7 @@ final class RestoreRun {
     FaultInjection.point("restore:tree")
     for (pid, group) in plan.joins {
       let join = try PidNamespaces.groupJoin(pid: pid, group: group, layout: layout)
-      try injectors[join.caller]?.call(
-        "setpgid(\(group)) for process \(pid)", SyscallNumber.setpgid, UInt64(join.pid), UInt64(join.group))
+      try injectors[join.caller]?.call(.setpgid(join.pid, join.group), "setpgid(\(group)) for process \(pid)")
     }
     for helper in plan.helpers {
       guard let own = injectors.removeValue(forKey: helper.pid), let parent = injectors[helper.parent] else { continue }
@@ -181,8 +180,7 @@ final class RestoreRun {
     if bundle.tree.namespaces.cgroup {
       // Made where the task now is, so that its root is the container's cgroup in every
       // hierarchy (as a runtime makes it), not ckcont's, where the task was born.
-      try injector.call(
-        "unshare(CLONE_NEWCGROUP) for process \(pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWCGROUP))
+      try injector.call(.unshare(Int32(CK_CLONE_NEWCGROUP)), "unshare(CLONE_NEWCGROUP) for process \(pid)")
     }
     if bundle.tree.namespaces.user {
       try options.becomeNamespaceRoot(injector, maps: bundle.tree.namespaces.userMaps)
@@ -225,7 +223,8 @@ final class RestoreRun {
     // sharing them, by that parent and no other.
     let entry = byPid[pid]?.entry ?? zombies[pid]
     let sharing =
-      UInt64(entry?.sharesFilesWithParent == true ? 0x400 : 0) | UInt64(entry?.sharesFSWithParent == true ? 0x200 : 0)
+      UInt64(entry?.sharesFilesWithParent == true ? CK_CLONE_FILES : 0)
+      | UInt64(entry?.sharesFSWithParent == true ? CK_CLONE_FS : 0)
     if sharing != 0, entry?.ppid != parentPid {
       throw CKError(
         .badInput,
@@ -284,8 +283,7 @@ final class RestoreRun {
   /// A process whose children got a time namespace of their own makes one before it forks.
   func makeChildTimeNamespace(_ entry: TaskEntryImage, _ injector: Injector, hostPid: Int32) throws {
     guard let child = entry.childTimeNamespace, child != entry.timeNamespace else { return }
-    try injector.call(
-      "unshare(CLONE_NEWTIME) for process \(entry.pid)", SyscallNumber.unshare, UInt64(CK_CLONE_NEWTIME))
+    try injector.call(.unshare(Int32(CK_CLONE_NEWTIME)), "unshare(CLONE_NEWTIME) for process \(entry.pid)")
     try TimeNamespaces.write(timeOffsets[child], to: "/proc/\(hostPid)/timens_offsets")
   }
 

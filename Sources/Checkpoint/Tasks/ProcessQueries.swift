@@ -39,7 +39,7 @@ struct SignalActionQueries {
     for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && handled & (1 << UInt64(signal - 1)) != 0 {
       // rt_sigaction(sig, NULL, &old, sizeof(sigset_t)) fills struct kernel_sigaction.
       let at = slots.take(32)
-      calls.append((Int32(signal), batch.add(SyscallNumber.rtSigaction, UInt64(signal), 0, at, 8), at))
+      calls.append((Int32(signal), batch.add(.rtSigaction(Int32(signal), action: 0, old: at)), at))
     }
   }
 
@@ -61,11 +61,11 @@ struct TimerQueries {
   init(posix timers: [PosixTimerInfo], adding batch: inout SyscallBatch, slots: inout ScratchSlots) {
     intervalCalls = (0...2).map { which in
       let at = slots.take(32)
-      return (Int32(which), batch.add(SyscallNumber.getitimer, UInt64(which), at), at)
+      return (Int32(which), batch.add(.getitimer(Int32(which), into: at)), at)
     }
     posixCalls = timers.map { timer in
       let at = slots.take(32)
-      return (timer, batch.add(SyscallNumber.timerGettime, UInt64(UInt32(bitPattern: timer.id)), at), at)
+      return (timer, batch.add(.timerGettime(timer.id, into: at)), at)
     }
   }
 
@@ -126,18 +126,18 @@ struct ProcessControlQueries {
   private let parentDeathSignalAt, childSubreaperAt: UInt64
 
   init(adding batch: inout SyscallBatch, slots: inout ScratchSlots) {
-    brk = batch.add(SyscallNumber.brk, 0)
-    personality = batch.add(SyscallNumber.personality, 0xffff_ffff)
+    brk = batch.add(.brk(0))
+    personality = batch.add(.personality(0xffff_ffff))
     parentDeathSignalAt = slots.take(8)
-    parentDeathSignal = batch.prctl(.getParentDeathSignal, parentDeathSignalAt)
-    dumpable = batch.prctl(.getDumpable)
+    parentDeathSignal = batch.add(.prctl(.getParentDeathSignal(into: parentDeathSignalAt)))
+    dumpable = batch.add(.prctl(.getDumpable))
     childSubreaperAt = slots.take(8)
-    childSubreaper = batch.prctl(.getChildSubreaper, childSubreaperAt)
-    securebits = batch.prctl(.getSecurebits)
-    thpDisabled = batch.prctl(.getTHPDisable)
-    timerSlack = batch.prctl(.getTimerSlack)
-    memoryDenyWriteExecute = batch.prctl(.getMDWE)  // EINVAL before Linux 6.3
-    memoryMerge = batch.prctl(.getMemoryMerge)  // EINVAL without KSM
+    childSubreaper = batch.add(.prctl(.getChildSubreaper(into: childSubreaperAt)))
+    securebits = batch.add(.prctl(.getSecurebits))
+    thpDisabled = batch.add(.prctl(.getTHPDisable))
+    timerSlack = batch.add(.prctl(.getTimerSlack))
+    memoryDenyWriteExecute = batch.add(.prctl(.getMDWE))  // EINVAL before Linux 6.3
+    memoryMerge = batch.add(.prctl(.getMemoryMerge))  // EINVAL without KSM
   }
 
   func read(_ ran: RemoteSession.BatchResult, task pid: Int32) throws -> Answers {
@@ -166,20 +166,17 @@ struct NamespaceQueries {
 
   init(task pid: Int32, adding batch: inout SyscallBatch, slots: inout ScratchSlots) throws {
     unameAt = slots.take(392)
-    uname = batch.add(SyscallNumber.uname, unameAt)
-    // SHM_INFO, SEM_INFO, MSG_INFO.
+    uname = batch.add(.uname(into: unameAt))
     ipcAt = slots.take(128)
-    shm = batch.add(SyscallNumber.shmctl, 0, 14, ipcAt)
-    sem = batch.add(SyscallNumber.semctl, 0, 0, 19, ipcAt + 48)
-    msg = batch.add(SyscallNumber.msgctl, 0, 12, ipcAt + 96)
+    shm = batch.add(.shmctl(0, SHM_INFO, ipcAt))
+    sem = batch.add(.semctl(0, 0, SEM_INFO, ipcAt + 48))
+    msg = batch.add(.msgctl(0, MSG_INFO, ipcAt + 96))
     // SIOCGIFFLAGS on "lo" through a socket of its own (struct ifreq: the name, then the
     // flags at byte 16).
     loopbackAt = slots.take(40)
-    let probe = batch.add(
-      SyscallNumber.socket, UInt64(AF_INET), UInt64(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)), 0)
-    loopback = batch.add(
-      SyscallNumber.ioctl, arguments: [.result(probe), .value(UInt64(SIOCGIFFLAGS)), .value(loopbackAt)])
-    batch.add(SyscallNumber.close, arguments: [.result(probe)])
+    let probe = batch.add(.socket(family: AF_INET, type: Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)))
+    loopback = batch.add(.ioctl(.result(probe), .getInterfaceFlags, loopbackAt))
+    batch.add(.close(.result(probe)))
     try [UInt8]([0x6c, 0x6f, 0]).withUnsafeBytes { try ProcessMemory.write(pid: pid, bytes: $0, at: loopbackAt) }
   }
 
@@ -214,7 +211,7 @@ struct LimitQueries {
   init(adding batch: inout SyscallBatch, slots: inout ScratchSlots) {
     calls = (0..<16).map { resource in
       let at = slots.take(16)
-      return (Int32(resource), batch.add(SyscallNumber.prlimit64, 0, UInt64(resource), 0, at), at)
+      return (Int32(resource), batch.add(.prlimit64(Int32(resource), new: 0, old: at)), at)
     }
   }
 
@@ -237,8 +234,8 @@ struct ThreadQueries {
   /// Adds the calls to `batch`, with 32 bytes of out-parameters at `at`.
   init(adding batch: inout SyscallBatch, at: UInt64) {
     self.at = at
-    altStackCall = batch.add(SyscallNumber.sigaltstack, 0, at)
-    tidAddressCall = batch.prctl(.getTidAddress, at + 24)
+    altStackCall = batch.add(.sigaltstack(0, old: at))
+    tidAddressCall = batch.add(.prctl(.getTidAddress(into: at + 24)))
   }
 
   func read(_ ran: RemoteSession.BatchResult, task: Int32) throws -> (altStack: AltStack, clearTid: UInt64) {

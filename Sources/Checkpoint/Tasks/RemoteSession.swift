@@ -44,27 +44,27 @@ final class RemoteSession {
     if session.scratchAreas[tracee.tid] == nil { try session.reserveScratchAreas([tracee.tid: address]) }
     try tracee.setSignalMask(~0)
     remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: gadget), i386: i386)
-    let flags = UInt64(MAP_PRIVATE | MAP_ANONYMOUS) | Self.mapFixedNoReplace
+    // MAP_FIXED_NOREPLACE: the area goes exactly where the journal says, or nowhere.
+    let flags: MapFlags = [.private, .anonymous, .fixedNoReplace]
     var area = try? remote.call(
-      SyscallNumber.mmap, address, Self.areaSize, UInt64(PROT_READ | PROT_WRITE | PROT_EXEC), flags, UInt64.max, 0)
+      .mmap(at: address, length: Self.areaSize, protection: PROT_READ | PROT_WRITE | PROT_EXEC, flags: flags))
     var codeReadOnly = false
     if area == -Int64(EACCES) {
       // Memory-deny-write-execute (PR_SET_MDWE) refuses a writable and executable mapping:
       // the code part is mapped read and execute only (ckcont writes it through
       // /proc/<pid>/mem), the data part read and write.
       area = try? remote.call(
-        SyscallNumber.mmap, address, Self.areaSize, UInt64(PROT_READ | PROT_EXEC), flags, UInt64.max, 0)
+        .mmap(at: address, length: Self.areaSize, protection: PROT_READ | PROT_EXEC, flags: flags))
       if let mapped = area, mapped > 0 {
         let data = UInt64(mapped) + Self.dataOffset
-        let changed = try? remote.call(
-          SyscallNumber.mprotect, data, Self.areaSize - Self.dataOffset, UInt64(PROT_READ | PROT_WRITE))
-        if changed != 0 { _ = try? remote.call(SyscallNumber.munmap, UInt64(mapped), Self.areaSize) }
+        let changed = try? remote.call(.mprotect(data, length: Self.areaSize - Self.dataOffset, PROT_READ | PROT_WRITE))
+        if changed != 0 { _ = try? remote.call(.munmap(UInt64(mapped), length: Self.areaSize)) }
         area = changed == 0 ? mapped : changed
         codeReadOnly = true
       }
     }
     guard let area, area > 0, UInt64(area) == address else {
-      if let area, area > 0 { _ = try? remote.call(SyscallNumber.munmap, UInt64(area), Self.areaSize) }
+      if let area, area > 0 { _ = try? remote.call(.munmap(UInt64(area), length: Self.areaSize)) }
       try? remote.restoreRegisters()
       try? tracee.setSignalMask(originalMask)
       throw CKError(
@@ -76,9 +76,6 @@ final class RemoteSession {
     ownsArea = true
     self.codeReadOnly = codeReadOnly
   }
-
-  /// MAP_FIXED_NOREPLACE: the area goes exactly where the journal says, or nowhere.
-  static let mapFixedNoReplace: UInt64 = 0x10_0000
 
   /// The lowest address from 1 GiB up with room for the area and a page either side, and
   /// 2 MiB clear of a stack that grows down (its guard gap); below 4 GiB for an i386 task,
@@ -158,7 +155,7 @@ final class RemoteSession {
   func finish() {
     guard !finished else { return }
     finished = true
-    if ownsArea { _ = try? remote.call(SyscallNumber.munmap, code, Self.areaSize) }
+    if ownsArea { _ = try? remote.call(.munmap(code, length: Self.areaSize)) }
     try? remote.restoreRegisters()
     try? tracee.setSignalMask(originalMask)
   }

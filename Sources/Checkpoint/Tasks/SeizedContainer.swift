@@ -157,7 +157,7 @@ public final class SeizedContainer {
         parks[process.pid] = gadget
         continue
       }
-      let base = try AuxVector.read(pid: process.pid).first { $0.type == 33 /* AT_SYSINFO_EHDR */ }?.value
+      let base = try AuxVector.read(pid: process.pid).first { $0.type == UInt64(AT_SYSINFO_EHDR) }?.value
       guard let gadget = try RemoteSession.vdsoSyscall(pid: process.pid, base: base) else {
         throw CKError(.failed, "task \(process.pid) has no [vdso] with a syscall instruction to run remote calls")
       }
@@ -180,6 +180,7 @@ public final class SeizedContainer {
       guard let gadget = parks[process.pid] else { continue }
       for tid in process.threads {
         guard var registers = original[tid]?.registers else { continue }
+        // Raw: the park is set in the registers, run whenever the task is next let go.
         registers.rip = gadget
         registers.rax = UInt64(try abi(of: process) == .i386 ? I386SyscallNumber.pause : SyscallNumber.pause)
         // -1: no syscall restart when it resumes from this stop.

@@ -11,6 +11,7 @@ public enum SyscallRestart {
   static let timerAbstime: UInt64 = 1
 
   /// The calls that leave a restart block for restart_syscall (ERESTART_RESTARTBLOCK).
+  /// (SyscallNumber here and below: numbers read in dumped registers, not calls made.)
   static let restartedThroughBlock: Set<Int> = [
     SyscallNumber.nanosleep, SyscallNumber.clockNanosleep, SyscallNumber.poll, SyscallNumber.futex,
   ]

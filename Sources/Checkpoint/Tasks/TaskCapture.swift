@@ -223,6 +223,7 @@ struct TaskCapture: Sendable {
     }
     var registers = GeneralRegisters(regs)
     let abi = try session.abi(ofPid: pid)
+    // A number in the registers (the call the thread is in), not a call to make.
     let restarted = abi == .i386 ? I386SyscallNumber.restartSyscall : SyscallNumber.restartSyscall
     if Int64(bitPattern: registers.origRax) == Int64(restarted) {
       let code = (try? MemFile(pid: tid, readOnly: true).read(7, at: registers.rip &- 7)) ?? []

@@ -27,10 +27,10 @@ struct TaskRestore {
     let rseq = try injector.tracee.rseqConfiguration()
     if rseq.rseq_abi_pointer != 0 {
       try injector.call(
-        "unregister the inherited rseq", SyscallNumber.rseq, rseq.rseq_abi_pointer, UInt64(rseq.rseq_abi_size), 1,
-        UInt64(rseq.signature))
+        .rseq(rseq.rseq_abi_pointer, length: rseq.rseq_abi_size, signature: rseq.signature, unregister: true),
+        "unregister the inherited rseq")
     }
-    try injector.call("close_range", SyscallNumber.closeRange, 0, UInt64(UInt32.max), 0)
+    try injector.call(.closeRange(0, UInt32.max))
   }
 
   /// Everything of the process, its threads included: process-wide state from the main
@@ -41,84 +41,46 @@ struct TaskRestore {
   /// mappings' own protections, see ``MemoryRestore/queueProtections(into:)``).
   func restoreState(first: (inout Injector.Batch) throws -> Void) throws -> [Tracee] {
     guard let main = core.threads.first else { return [injector.tracee] }
-    // The process-wide state and the main thread's own, in one batch of calls.
+    try restoreProcessState(main, first: first)
+    // Each thread has a login uid of its own, which a thread cloned from this one inherits.
+    try restoreLoginUID()
+    var threads: [(core: ThreadCore, injector: Injector)] = [(main, injector)]
+    threads += try createThreads()
+    try restorePosixTimers()
+    try queueSignals()
+    try restoreOOMScoreAdjust()
+    try installSeccompFilters(threads)
+    for (_, own) in threads { try restoreCredentials(in: own) }
+    try restoreLastControls()
+    for (thread, own) in threads.dropFirst() {
+      try setFinalState(thread, of: own.tracee)
+    }
+    if threads.count > 1 { log("task \(entry.pid): \(threads.count - 1) more threads restored") }
+    return threads.map(\.injector.tracee)
+  }
+
+  /// The process-wide state and the main thread's own, in one batch of calls after those
+  /// `first` queues.
+  private func restoreProcessState(_ main: ThreadCore, first: (inout Injector.Batch) throws -> Void) throws {
     injector.resetData()
     var batch = Injector.Batch()
     try first(&batch)
     try restoreSignalActions(into: &batch)
-    let name = try injector.put(string: String(core.comm.prefix(15)))
-    batch.add("PR_SET_NAME", SyscallNumber.prctl, .value(PrctlOption.setName.rawValue), .value(name))
-    // A parent-death signal refers to the parent: for a task whose parent was outside the
-    // container, that parent is gone, and the restored task's parent (ckcont) exits at once.
-    if entry.ppid != 0 {
-      batch.add(
-        "PR_SET_PDEATHSIG", SyscallNumber.prctl, .value(PrctlOption.setParentDeathSignal.rawValue),
-        .value(UInt64(core.parentDeathSignal)))
-    } else if core.parentDeathSignal != 0 {
-      log(
-        "task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container"
-      )
-    }
-    batch.add(
-      "PR_SET_CHILD_SUBREAPER", SyscallNumber.prctl, .value(PrctlOption.setChildSubreaper.rawValue),
-      .value(core.childSubreaper ? 1 : 0))
-    if let controls = core.controls {
-      batch.add(
-        "PR_SET_THP_DISABLE", SyscallNumber.prctl, .value(PrctlOption.setTHPDisable.rawValue),
-        .value(controls.thpDisabled), .value(0), .value(0), .value(0))
-      batch.add(
-        "PR_SET_TIMERSLACK", SyscallNumber.prctl, .value(PrctlOption.setTimerSlack.rawValue),
-        .value(controls.timerSlack))
-      if let merge = controls.memoryMerge {
-        batch.add(
-          "PR_SET_MEMORY_MERGE", SyscallNumber.prctl, .value(PrctlOption.setMemoryMerge.rawValue), .value(merge),
-          .value(0), .value(0), .value(0))
-      }
-    }
-    for timer in core.itimers {
-      // A periodic timer read at the instant it expired shows value 0 before it re-arms;
-      // set as is, 0 would disarm it: it fires now instead, as it was about to.
-      let remaining = timer.valueMicroseconds == 0 && timer.intervalMicroseconds > 0 ? 1 : timer.valueMicroseconds
-      let value = try injector.put(words: [
-        UInt64(timer.intervalMicroseconds / 1_000_000), UInt64(timer.intervalMicroseconds % 1_000_000),
-        UInt64(remaining / 1_000_000), UInt64(remaining % 1_000_000),
-      ])
-      batch.add(
-        "setitimer(\(timer.which))", SyscallNumber.setitimer, .value(UInt64(timer.which)), .value(value), .value(0))
-    }
-    if let scheduling = core.scheduling {
-      // Policy, then nice (which SCHED_OTHER, BATCH and IDLE use); threads cloned after this
-      // batch inherit both. The task is still root: it may raise its priority.
-      let parameter = try injector.put(words: [UInt64(scheduling.realtimePriority)])
-      batch.add(
-        "sched_setscheduler \(scheduling.policy)", SyscallNumber.schedSetscheduler, .value(0),
-        .value(UInt64(scheduling.policy)),
-        .value(parameter))
-      batch.add(
-        "setpriority \(scheduling.nice)", SyscallNumber.setpriority, .value(0 /* PRIO_PROCESS */), .value(0),
-        .value(UInt64(bitPattern: Int64(scheduling.nice))))
-    }
-    batch.add("umask", SyscallNumber.umask, .value(UInt64(core.umask)))
-    batch.add("personality", SyscallNumber.personality, .value(core.personality))
+    try queueControls(into: &batch)
+    try queueIntervalTimers(into: &batch)
+    try queueScheduling(into: &batch)
+    batch.add(.umask(core.umask))
+    batch.add(.personality(core.personality))
     let limitCalls = try queueLimits(into: &batch)
-    // A process sharing its parent's fs information (CLONE_FS) has them from the parent.
-    if entry.sharesFSWithParent != true {
-      let cwd = try injector.put(string: core.cwd)
-      batch.add("chdir \(core.cwd)", SyscallNumber.chdir, .value(cwd))
-      // A process that chroot()ed: its working directory (a path from the container's root)
-      // first, then its root, which the working directory may lie outside of.
-      if core.root != "/" {
-        let root = try injector.put(string: core.root)
-        batch.add("chroot \(core.root)", SyscallNumber.chroot, .value(root))
-      }
-    }
+    try queueDirectories(into: &batch)
     try restoreThreadState(main, in: injector, batch: &batch)
     let results = try injector.run(batch)
     try finishLimits(limitCalls, results: results)
-    // Each thread has a login uid of its own, which a thread cloned from this one inherits.
-    try restoreLoginUID()
+  }
 
-    var threads: [(core: ThreadCore, injector: Injector)] = [(main, injector)]
+  /// Every thread but the main one, created with its tid and given its own state.
+  private func createThreads() throws -> [(core: ThreadCore, injector: Injector)] {
+    var threads: [(core: ThreadCore, injector: Injector)] = []
     for (index, thread) in core.threads.enumerated().dropFirst() {
       let tracee = try injector.cloneThread(ids: PidNamespaces.Layout.setTid(thread: index, of: entry))
       let own = try Injector(thread: tracee, sharingRegionOf: injector)
@@ -128,22 +90,77 @@ struct TaskRestore {
       try own.run(batch)
       threads.append((thread, own))
     }
-    try restorePosixTimers()
-    try queueSignals()
-    try restoreOOMScoreAdjust()
-    try installSeccompFilters(threads)
-    for (_, own) in threads { try restoreCredentials(in: own) }
-    // After the credentials: a change of ids makes the process undumpable (suid_dumpable).
-    try injector.call("PR_SET_DUMPABLE", SyscallNumber.prctl, PrctlOption.setDumpable.rawValue, UInt64(core.dumpable))
-    // Memory-deny-write-execute last: it cannot be undone, and the restore maps what it denies.
+    return threads
+  }
+
+  /// The process's name and prctl settings (parent-death signal, subreaper, THP, timer
+  /// slack, KSM merging).
+  private func queueControls(into batch: inout Injector.Batch) throws {
+    let name = try injector.put(string: String(core.comm.prefix(15)))
+    batch.add(.prctl(.setName(name)))
+    // A parent-death signal refers to the parent: for a task whose parent was outside the
+    // container, that parent is gone, and the restored task's parent (ckcont) exits at once.
+    if entry.ppid != 0 {
+      batch.add(.prctl(.setParentDeathSignal(core.parentDeathSignal)))
+    } else if core.parentDeathSignal != 0 {
+      log(
+        "task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container"
+      )
+    }
+    batch.add(.prctl(.setChildSubreaper(core.childSubreaper)))
+    if let controls = core.controls {
+      batch.add(.prctl(.setTHPDisable(controls.thpDisabled)))
+      batch.add(.prctl(.setTimerSlack(controls.timerSlack)))
+      if let merge = controls.memoryMerge { batch.add(.prctl(.setMemoryMerge(merge))) }
+    }
+  }
+
+  /// The interval timers (setitimer) with what was left of them.
+  private func queueIntervalTimers(into batch: inout Injector.Batch) throws {
+    for timer in core.itimers {
+      // A periodic timer read at the instant it expired shows value 0 before it re-arms;
+      // set as is, 0 would disarm it: it fires now instead, as it was about to.
+      let remaining = timer.valueMicroseconds == 0 && timer.intervalMicroseconds > 0 ? 1 : timer.valueMicroseconds
+      let value = try injector.put(words: [
+        UInt64(timer.intervalMicroseconds / 1_000_000), UInt64(timer.intervalMicroseconds % 1_000_000),
+        UInt64(remaining / 1_000_000), UInt64(remaining % 1_000_000),
+      ])
+      batch.add(.setitimer(timer.which, value))
+    }
+  }
+
+  /// The scheduling policy, then the nice value (which SCHED_OTHER, BATCH and IDLE use);
+  /// threads cloned after this batch inherit both. The task is still root: it may raise its
+  /// priority.
+  private func queueScheduling(into batch: inout Injector.Batch) throws {
+    guard let scheduling = core.scheduling else { return }
+    let parameter = try injector.put(words: [UInt64(scheduling.realtimePriority)])
+    batch.add(.schedSetscheduler(scheduling.policy, parameter: parameter))
+    batch.add(.setpriority(scheduling.nice))
+  }
+
+  /// The working directory and root, unless the process shares its parent's fs information
+  /// (CLONE_FS): then it has them from the parent.
+  private func queueDirectories(into batch: inout Injector.Batch) throws {
+    guard entry.sharesFSWithParent != true else { return }
+    let cwd = try injector.put(string: core.cwd)
+    batch.add(.chdir(cwd), "chdir \(core.cwd)")
+    // A process that chroot()ed: its working directory (a path from the container's root)
+    // first, then its root, which the working directory may lie outside of.
+    if core.root != "/" {
+      let root = try injector.put(string: core.root)
+      batch.add(.chroot(root), "chroot \(core.root)")
+    }
+  }
+
+  /// What comes after the credentials: dumpable (a change of ids makes the process
+  /// undumpable, suid_dumpable), and memory-deny-write-execute last (it cannot be undone,
+  /// and the restore maps what it denies).
+  private func restoreLastControls() throws {
+    try injector.call(.prctl(.setDumpable(core.dumpable)))
     if let flags = core.controls?.memoryDenyWriteExecute, flags != 0 {
-      try injector.call("PR_SET_MDWE", SyscallNumber.prctl, PrctlOption.setMDWE.rawValue, flags, 0, 0, 0)
+      try injector.call(.prctl(.setMDWE(flags)))
     }
-    for (thread, own) in threads.dropFirst() {
-      try setFinalState(thread, of: own.tracee)
-    }
-    if threads.count > 1 { log("task \(entry.pid): \(threads.count - 1) more threads restored") }
-    return threads.map(\.injector.tracee)
   }
 
   /// oom_score_adj, which ckcont writes itself. Lower than the task's minimum (ckcont's, which
@@ -176,11 +193,9 @@ struct TaskRestore {
     let text = Array(String(login).utf8)
     let at = try injector.put(text)
     var batch = Injector.Batch()
-    batch.add(
-      "write loginuid \(login)", SyscallNumber.write, .value(UInt64(received)), .value(at), .value(UInt64(text.count)),
-      expecting: Int64(text.count))
-    batch.add("close \(received)", SyscallNumber.close, .value(UInt64(received)))
-    batch.add("close \(freeDescriptor)", SyscallNumber.close, .value(UInt64(freeDescriptor)))
+    batch.add(.write(received, at, count: text.count), "write loginuid \(login)")
+    batch.add(.close(received))
+    batch.add(.close(freeDescriptor))
     do { try injector.run(batch) } catch let error as CKError {
       throw CKError(
         .permission, "task \(entry.pid): its audit login uid \(login) could not be set (\(error.message))",
@@ -191,29 +206,26 @@ struct TaskRestore {
   /// What each thread has of its own: rseq, alternate signal stack, clear_child_tid.
   private func restoreThreadState(_ thread: ThreadCore, in own: Injector, batch: inout Injector.Batch) throws {
     if let rseq = thread.rseq {
-      batch.add(
-        "rseq register", SyscallNumber.rseq, .value(rseq.address), .value(UInt64(rseq.size)), .value(0),
-        .value(UInt64(rseq.signature)))
+      batch.add(.rseq(rseq.address, length: rseq.size, signature: rseq.signature))
     }
-    if let stack = thread.altStack, stack.flags & 2 == 0 /* SS_DISABLE */ {
+    if let stack = thread.altStack, stack.flags & Int32(SS_DISABLE) == 0 {
       // SS_ONSTACK is a state, not a flag one may set: only SS_AUTODISARM carries over.
-      let flags = UInt64(UInt32(bitPattern: stack.flags) & 0x8000_0000)
+      let flags = UInt64(UInt32(bitPattern: stack.flags) & CK_SS_AUTODISARM)
       let address = try own.put(words: [stack.base, flags, stack.size])
-      batch.add("sigaltstack", SyscallNumber.sigaltstack, .value(address), .value(0))
+      batch.add(.sigaltstack(address))
     }
-    batch.add("set_tid_address", SyscallNumber.setTidAddress, .value(thread.clearChildTid))
+    batch.add(.setTidAddress(thread.clearChildTid))
     if let head = thread.robustList, head != 0, core.abi == .i386 {
       // The compat slot, set only through the compat call; struct robust_list_head: 12 bytes.
-      batch.addI386("compat set_robust_list", I386SyscallNumber.setRobustList, .value(head), .value(12))
+      batch.add(.i386SetRobustList(head))
     } else if let head = thread.robustList, head != 0 {
       // struct robust_list_head: 24 bytes on x86_64.
-      batch.add("set_robust_list", SyscallNumber.setRobustList, .value(head), .value(24))
+      batch.add(.setRobustList(head, length: 24))
     }
     if let name = thread.name {
       // PR_SET_NAME names the calling thread: this batch runs in the thread itself.
       let at = try own.put(string: String(name.prefix(15)))
-      batch.add(
-        "PR_SET_NAME thread \(thread.tid)", SyscallNumber.prctl, .value(PrctlOption.setName.rawValue), .value(at))
+      batch.add(.prctl(.setName(at)), "PR_SET_NAME thread \(thread.tid)")
     }
   }
 
@@ -235,18 +247,13 @@ struct TaskRestore {
           words.prefix(3).map { UInt32(truncatingIfNeeded: $0) }
           + [UInt32(truncatingIfNeeded: words[3]), UInt32(truncatingIfNeeded: words[3] >> 32)]
         let address = try compat.withUnsafeBytes { try injector.put($0) }
-        batch.addI386(
-          "compat rt_sigaction(\(signal))", I386SyscallNumber.rtSigaction, .value(UInt64(signal)), .value(address),
-          .value(0), .value(8), mayFail: action == nil)
+        batch.add(.i386RtSigaction(signal, action: address), mayFail: action == nil)
         continue
       }
       let address = try injector.put(words: [
         action?.handler ?? 0, action?.flags ?? 0, action?.restorer ?? 0, action?.mask ?? 0,
       ])
-      batch.add(
-        "rt_sigaction(\(signal))", SyscallNumber.rtSigaction, .value(UInt64(signal)), .value(address), .value(0),
-        .value(8),
-        mayFail: action == nil)
+      batch.add(.rtSigaction(signal, action: address), mayFail: action == nil)
     }
   }
 
@@ -262,10 +269,7 @@ struct TaskRestore {
         continue
       }
       let value = try injector.put(words: [limit.soft, limit.hard])
-      let call = batch.add(
-        "prlimit64(\(limit.resource))", SyscallNumber.prlimit64, .value(0), .value(UInt64(limit.resource)),
-        .value(value),
-        .value(0), mayFail: true)
+      let call = batch.add(.prlimit64(limit.resource, new: value), mayFail: true)
       calls.append((call, limit))
     }
     return calls
@@ -282,10 +286,10 @@ struct TaskRestore {
       }
       injector.resetData()
       let current = try injector.reserve(16)
-      try injector.call("prlimit64 get", SyscallNumber.prlimit64, 0, UInt64(limit.resource), 0, current)
+      try injector.call(.prlimit64(limit.resource, new: 0, old: current), "prlimit64 get")
       let hard = try injector.read(16, at: current).withUnsafeBytes { $0.load(fromByteOffset: 8, as: UInt64.self) }
       let lowered = try injector.put(words: [min(limit.soft, hard), hard])
-      try injector.call("prlimit64(\(limit.resource))", SyscallNumber.prlimit64, 0, UInt64(limit.resource), lowered, 0)
+      try injector.call(.prlimit64(limit.resource, new: lowered))
       log("task \(entry.pid): rlimit \(limit.resource) hard \(limit.hard) could not be raised beyond \(hard)")
     }
   }
@@ -298,8 +302,7 @@ struct TaskRestore {
     injector.resetData()
     var batch = Injector.Batch()
     batch.add(
-      "PR_TIMER_CREATE_RESTORE_IDS (timers keep their ids; Linux 6.15 or newer)", SyscallNumber.prctl,
-      .value(PrctlOption.timerCreateRestoreIDs.rawValue), .value(1))
+      .prctl(.timerCreateRestoreIDs(true)), "PR_TIMER_CREATE_RESTORE_IDS (timers keep their ids; Linux 6.15 or newer)")
     var ids: [(timer: PosixTimerImage, at: UInt64)] = []
     for timer in timers {
       // struct sigevent: sigev_value, sigev_signo, sigev_notify, then the union (_tid first).
@@ -311,9 +314,7 @@ struct TaskRestore {
       let eventAt = try injector.put(event)
       let idAt = try injector.put(words: [UInt64(UInt32(bitPattern: timer.id))])
       ids.append((timer, idAt))
-      batch.add(
-        "timer_create(\(timer.id))", SyscallNumber.timerCreate, .value(UInt64(UInt32(bitPattern: timer.clockID))),
-        .value(eventAt), .value(idAt))
+      batch.add(.timerCreate(timer.clockID, event: eventAt, id: idAt), "timer_create(\(timer.id))")
       // A periodic timer read at its expiry shows 0 left: it fires now instead, as it was about to.
       let value = timer.valueNanoseconds == 0 && timer.intervalNanoseconds > 0 ? 1 : timer.valueNanoseconds
       guard value > 0 else { continue }
@@ -321,14 +322,9 @@ struct TaskRestore {
         UInt64(timer.intervalNanoseconds / 1_000_000_000), UInt64(timer.intervalNanoseconds % 1_000_000_000),
         UInt64(value / 1_000_000_000), UInt64(value % 1_000_000_000),
       ])
-      batch.add(
-        "timer_settime(\(timer.id))", SyscallNumber.timerSettime, .value(UInt64(UInt32(bitPattern: timer.id))),
-        .value(0),
-        .value(spec), .value(0))
+      batch.add(.timerSettime(timer.id, spec))
     }
-    batch.add(
-      "PR_TIMER_CREATE_RESTORE_IDS off", SyscallNumber.prctl, .value(PrctlOption.timerCreateRestoreIDs.rawValue),
-      .value(0))
+    batch.add(.prctl(.timerCreateRestoreIDs(false)))
     try injector.run(batch)
     for (timer, at) in ids {
       let created = try injector.read(4, at: at).withUnsafeBytes { $0.load(as: Int32.self) }
@@ -345,17 +341,14 @@ struct TaskRestore {
       injector.resetData()
       let signal = info.withUnsafeBytes { $0.load(as: Int32.self) }
       let address = try info.withUnsafeBytes { try injector.put($0) }
-      try injector.call(
-        "rt_sigqueueinfo(\(signal))", SyscallNumber.rtSigqueueinfo, UInt64(entry.pid), UInt64(signal), address)
+      try injector.call(.rtSigqueueinfo(entry.pid, signal, info: address))
     }
     for (index, thread) in core.threads.enumerated() {
       for info in thread.pendingSignals {
         injector.resetData()
         let signal = info.withUnsafeBytes { $0.load(as: Int32.self) }
         let address = try info.withUnsafeBytes { try injector.put($0) }
-        try injector.call(
-          "rt_tgsigqueueinfo(\(signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(entry.pid),
-          UInt64(entry.threads[index]), UInt64(signal), address)
+        try injector.call(.rtTgsigqueueinfo(entry.pid, entry.threads[index], signal, info: address))
       }
     }
   }
@@ -367,56 +360,80 @@ struct TaskRestore {
     let status = inherited
     let inheritedUids = [status.uid.real, status.uid.effective, status.uid.saved, status.uid.filesystem]
     let inheritedGids = [status.gid.real, status.gid.effective, status.gid.saved, status.gid.filesystem]
-    /// The ids as the task names them: in a user namespace of its own, through its map. nil
-    /// when they are what it inherited (which need not be mapped: a process that never set
-    /// its ids keeps the host's).
-    func own(_ ids: [UInt32], _ map: [UserNamespaceMaps.Range]?, inherited: [UInt32], _ what: String) throws
-      -> [UInt32]?
-    {
-      if ids == inherited { return nil }
-      guard let map else { return ids }
-      let mapped = ids.compactMap { UserNamespaceMaps.inside($0, in: map) }
-      guard mapped.count == ids.count else {
-        throw CKError(
-          .badInput,
-          "task \(entry.pid): its \(what) \(ids.map(String.init).joined(separator: ", ")) are not all in its user namespace's map"
-        )
-      }
-      return mapped
+    let uids = try ownIDs(creds.uids, userMaps?.uids, inherited: inheritedUids, "uids")
+    let gids = try ownIDs(creds.gids, userMaps?.gids, inherited: inheritedGids, "gids")
+    if let groups = try ownIDs(creds.groups, userMaps?.gids, inherited: status.groups, "groups") {
+      try setGroups(groups, in: injector)
     }
-    let uids = try own(creds.uids, userMaps?.uids, inherited: inheritedUids, "uids")
-    let gids = try own(creds.gids, userMaps?.gids, inherited: inheritedGids, "gids")
-    let groups = try own(creds.groups, userMaps?.gids, inherited: status.groups, "groups")
-    if let groups {
-      if userMaps?.setgroupsAllowed == false {
-        log("task \(entry.pid): supplementary groups \(creds.groups) not set: its user namespace denies setgroups")
-      } else {
-        injector.resetData()
-        let list = try groups.withUnsafeBytes { try injector.put($0) }
-        try injector.call("setgroups", SyscallNumber.setgroups, UInt64(groups.count), list)
-      }
+    try setIDs(uids: uids, gids: gids, in: injector)
+    try restoreCapabilities(in: injector)
+    if creds.securebits != 0 {
+      try injector.call(.prctl(.setSecurebits(creds.securebits)))
     }
+    if creds.noNewPrivileges {
+      try injector.call(.prctl(.setNoNewPrivileges))
+    }
+  }
+
+  /// The ids as the task names them: in a user namespace of its own, through its map. nil
+  /// when they are what it inherited (which need not be mapped: a process that never set its
+  /// ids keeps the host's).
+  private func ownIDs(_ ids: [UInt32], _ map: [UserNamespaceMaps.Range]?, inherited: [UInt32], _ what: String) throws
+    -> [UInt32]?
+  {
+    if ids == inherited { return nil }
+    guard let map else { return ids }
+    let mapped = ids.compactMap { UserNamespaceMaps.inside($0, in: map) }
+    guard mapped.count == ids.count else {
+      throw CKError(
+        .badInput,
+        "task \(entry.pid): its \(what) \(ids.map(String.init).joined(separator: ", ")) are not all in its user namespace's map"
+      )
+    }
+    return mapped
+  }
+
+  /// The supplementary groups, unless the task's user namespace denies setgroups.
+  private func setGroups(_ groups: [UInt32], in injector: Injector) throws {
+    if userMaps?.setgroupsAllowed == false {
+      log(
+        "task \(entry.pid): supplementary groups \(core.credentials.groups) not set: its user namespace denies setgroups"
+      )
+      return
+    }
+    injector.resetData()
+    let list = try groups.withUnsafeBytes { try injector.put($0) }
+    try injector.call(.setgroups(groups.count, list))
+  }
+
+  /// Real, effective, saved and filesystem gids, then uids (keeping the capabilities
+  /// through the change of uid).
+  private func setIDs(uids: [UInt32]?, gids: [UInt32]?, in injector: Injector) throws {
     if let gids {
-      try injector.call("setresgid", SyscallNumber.setresgid, UInt64(gids[0]), UInt64(gids[1]), UInt64(gids[2]))
-      try injector.call("setfsgid", SyscallNumber.setfsgid, UInt64(gids[3]))
+      try injector.call(.setresgid(gids[0], gids[1], gids[2]))
+      try injector.call(.setfsgid(gids[3]))
     }
     if let uids {
       // Keeps the capabilities through the change of uid; they are set right after. The flag
       // itself goes back to what the process had (SECBIT_KEEP_CAPS), or it would keep its
       // capabilities through a setuid of its own later.
-      try injector.call("PR_SET_KEEPCAPS", SyscallNumber.prctl, PrctlOption.setKeepCapabilities.rawValue, 1)
-      try injector.call("setresuid", SyscallNumber.setresuid, UInt64(uids[0]), UInt64(uids[1]), UInt64(uids[2]))
-      try injector.call("setfsuid", SyscallNumber.setfsuid, UInt64(uids[3]))
-      try injector.call(
-        "PR_SET_KEEPCAPS", SyscallNumber.prctl, PrctlOption.setKeepCapabilities.rawValue,
-        UInt64(creds.securebits & 0x10 /* SECBIT_KEEP_CAPS */ != 0 ? 1 : 0))
+      try injector.call(.prctl(.setKeepCapabilities(true)))
+      try injector.call(.setresuid(uids[0], uids[1], uids[2]))
+      try injector.call(.setfsuid(uids[3]))
+      let keeps = core.credentials.securebits & UInt32(CK_SECBIT_KEEP_CAPS) != 0
+      try injector.call(.prctl(.setKeepCapabilities(keeps)))
     }
+  }
+
+  /// The bounding set (capabilities dropped), the effective, permitted and inheritable sets
+  /// (capset), and the ambient ones raised.
+  private func restoreCapabilities(in injector: Injector) throws {
+    let creds = core.credentials
+    let status = inherited
     if creds.capBounding != status.capBnd {
       for capability in 0..<64
       where status.capBnd & (1 << UInt64(capability)) != 0 && creds.capBounding & (1 << UInt64(capability)) == 0 {
-        try injector.call(
-          "PR_CAPBSET_DROP(\(capability))", SyscallNumber.prctl, PrctlOption.dropBoundingCapability.rawValue,
-          UInt64(capability))
+        try injector.call(.prctl(.dropBoundingCapability(capability)))
       }
     }
     if creds.capEffective != status.capEff || creds.capPermitted != status.capPrm
@@ -424,7 +441,7 @@ struct TaskRestore {
     {
       injector.resetData()
       // _LINUX_CAPABILITY_VERSION_3: header {version, pid}, then two {effective, permitted, inheritable}.
-      let header = try injector.put(words: [0x2008_0522])
+      let header = try injector.put(words: [UInt64(CK_LINUX_CAPABILITY_VERSION_3)])
       func low(_ value: UInt64) -> UInt64 { value & 0xffff_ffff }
       func high(_ value: UInt64) -> UInt64 { value >> 32 }
       let data = try injector.put(words: [
@@ -432,19 +449,10 @@ struct TaskRestore {
         low(creds.capInheritable) | high(creds.capEffective) << 32,
         high(creds.capPermitted) | high(creds.capInheritable) << 32,
       ])
-      try injector.call("capset", SyscallNumber.capset, header, data)
+      try injector.call(.capset(header: header, data: data))
     }
     for capability in 0..<64 where creds.capAmbient & (1 << UInt64(capability)) != 0 {
-      try injector.call(
-        "PR_CAP_AMBIENT_RAISE(\(capability))", SyscallNumber.prctl, PrctlOption.ambientCapability.rawValue, 2,
-        UInt64(capability))
-    }
-    if creds.securebits != 0 {
-      try injector.call(
-        "PR_SET_SECUREBITS", SyscallNumber.prctl, PrctlOption.setSecurebits.rawValue, UInt64(creds.securebits))
-    }
-    if creds.noNewPrivileges {
-      try injector.call("PR_SET_NO_NEW_PRIVS", SyscallNumber.prctl, PrctlOption.setNoNewPrivileges.rawValue, 1)
+      try injector.call(.prctl(.raiseAmbientCapability(capability)))
     }
   }
 
@@ -461,10 +469,9 @@ struct TaskRestore {
         let program = try own.put(Array(filter.program))
         // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
         let fprog = try own.put(words: [UInt64(filter.program.count / 8), program])
-        let flags = filter.flags | (synchronized ? 1 /* SECCOMP_FILTER_FLAG_TSYNC */ : 0)
+        let flags = filter.flags | (synchronized ? UInt64(CK_SECCOMP_FILTER_FLAG_TSYNC) : 0)
         try own.call(
-          "\(what) seccomp filter \(index + 1) of \(filters.count)", SyscallNumber.seccomp,
-          1 /* SECCOMP_SET_MODE_FILTER */, flags, fprog)
+          .seccompSetFilter(fprog, flags: flags), "\(what) seccomp filter \(index + 1) of \(filters.count)")
       }
     }
     try install(core.seccompFilters ?? [], in: injector, synchronized: threads.count > 1, what: "the process's")
@@ -480,6 +487,7 @@ struct TaskRestore {
   /// with ``completeFinish()``.
   func launchFinish() throws {
     guard !core.threads.isEmpty else { return }
+    // Raw: single-stepped by hand, to stop at the trap right after the call.
     var regs = injector.remote.saved
     regs.rax = UInt64(SyscallNumber.munmap)
     regs.orig_rax = UInt64.max
