@@ -398,14 +398,7 @@ final class FileBatch {
 
   /// pwrite of the whole of `contents` from offset 0.
   func write(_ contents: Data, to fd: Int32, what: String) throws {
-    try contents.withUnsafeBytes { bytes in
-      var done = 0
-      while done < bytes.count {
-        done += try syscallChecked("pwrite", what) {
-          pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(done))
-        }
-      }
-    }
+    try contents.withUnsafeBytes { bytes in try writeAll(fd, bytes, atOffset: 0, what) }
   }
 
   /// Runs `body` with a descriptor of ckcont's own for the task's `fd` (pidfd_getfd): the same

@@ -234,7 +234,8 @@ final class Injector {
     guard let source = bytes.baseAddress, bytes.count > 0 else { return address }
     let offset = Int(dataCursor - Self.dataStart)
     staged.withUnsafeMutableBytes { staged in
-      staged.baseAddress!.advanced(by: offset).copyMemory(from: source, byteCount: bytes.count)
+      UnsafeMutableRawBufferPointer(rebasing: staged[offset..<offset + bytes.count]).copyMemory(
+        from: UnsafeRawBufferPointer(start: source, count: bytes.count))
     }
     let written = offset..<offset + bytes.count
     dirty = dirty.map { min($0.lowerBound, written.lowerBound)..<max($0.upperBound, written.upperBound) } ?? written
