@@ -177,6 +177,7 @@ public enum DumpRecovery {
     }
     for thread in parked {
       let tracee = Tracee(tid: thread.tid)
+      RestartMemos.record(tid: thread.tid, registers: thread.registers.raw)
       try tracee.setRegisters(thread.registers.raw)
       try tracee.setSignalMask(thread.signalMask)
       if let cpus = thread.cpus.flatMap(CPUSet.init(cpus:)) { try? cpus.apply(to: thread.tid) }

@@ -255,9 +255,12 @@ public final class SeizedContainer {
     released = true
     // Freezing first makes every task resume at once on thaw, not one by one as detached.
     try? _ = Freezer.freeze(cgroup, timeout: 5)
+    RestartMemos.prune()
     for (index, tid) in seized.enumerated() {
       let tracee = Tracee(tid: tid)
       if let state = original[tid] {
+        // A sleep it resumes through the kernel's restart block: a later dump asks here.
+        RestartMemos.record(tid: tid, registers: state.registers)
         try? tracee.setRegisters(state.registers)
         try? tracee.setSignalMask(state.mask)
       }

@@ -225,7 +225,13 @@ struct TaskCapture: Sendable {
     let abi = try session.abi(ofPid: pid)
     // A number in the registers (the call the thread is in), not a call to make.
     let restarted = abi == .i386 ? I386SyscallNumber.restartSyscall : SyscallNumber.restartSyscall
-    if Int64(bitPattern: registers.origRax) == Int64(restarted) {
+    if Int64(bitPattern: registers.origRax) == Int64(restarted),
+      Int64(bitPattern: registers.rax) == RestartMemos.restartBlock,
+      let number = RestartMemos.recall(tid: tid, registers: registers)
+    {
+      // A sleep an earlier ckcont let the kernel restart: it noted the call.
+      registers.origRax = number
+    } else if Int64(bitPattern: registers.origRax) == Int64(restarted) {
       let code = (try? MemFile(pid: tid, readOnly: true).read(7, at: registers.rip &- 7)) ?? []
       do {
         registers = try SyscallRestart.recoverRestartedCall(registers, code: code, abi: abi)
