@@ -7,14 +7,18 @@
  *   - heap and stack contents, x87 and SSE registers held across the dump;
  *   - a SA_SIGINFO|SA_ONSTACK handler gets a correct frame on its alternate stack;
  *   - the robust list head (compat get_robust_list) and the vDSO's clock_gettime;
- *   - a new mmap works (below 4 GiB, as every 32-bit pointer is).
+ *   - a new mmap works (below 4 GiB, as every 32-bit pointer is);
+ *   - a signal blocked and pending at the dump is delivered once unblocked after it;
+ *   - a 64 MiB heap by checksum, a private file mapping with a modified page, AVX ymm7.
  * Modes:
  *   basic   the above in one thread
  *   threads two more threads, each with its own TLS value and %gs base, checked after
  *   sleep    a thread sleeping in nanosleep(1.5 s) across the dump returns 0, not early
- *   fork     a forked 32-bit child checks the same in itself
+ *   fork     a forked 32-bit child checks the same in itself, then says so through the
+ *            pipe they share
  * usage: compat32 [basic|threads|sleep|fork] */
 #include "fix.h"
+#include <fcntl.h>
 #include <pthread.h>
 #include <time.h>
 #include <asm/ldt.h>
@@ -29,6 +33,9 @@ static __thread uint32_t tls_value = 0x1234;
 static volatile sig_atomic_t handled, on_altstack, handler_signo;
 static char *altstack;
 #define ALTSTACK_SIZE 65536
+
+static volatile sig_atomic_t pending_handled;
+static void on_pending(int sig) { (void)sig; pending_handled++; }
 
 static void handler(int sig, siginfo_t *info, void *context) {
   (void)context;
@@ -134,10 +141,32 @@ int main(int argc, char **argv) {
   asm volatile("movups %0, %%xmm5" : : "m"(sse_in) : "xmm5");
   struct seen before = look();
   if (before.base == 0 || before.robust == 0) fx_setup_fail("no TLS base or robust list");
+  /* SIGUSR2 blocked and pending across the dump. */
+  signal(SIGUSR2, on_pending);
+  sigset_t usr2; sigemptyset(&usr2); sigaddset(&usr2, SIGUSR2);
+  FX_SYS(sigprocmask(SIG_BLOCK, &usr2, NULL));
+  raise(SIGUSR2);
+  /* 64 MiB of heap, summed. */
+  size_t big_words = (64u << 20) / 4;
+  uint32_t *big = malloc(big_words * 4);
+  if (!big) fx_setup_fail("malloc 64 MiB");
+  uint64_t seed = 32, big_sum = 0;
+  for (size_t i = 0; i < big_words; i++) { big[i] = (uint32_t)fx_rng(&seed); big_sum += big[i]; }
+  /* A private mapping of this program's own file, its first page written. */
+  int self = FX_SYS(open("/proc/self/exe", O_RDONLY));
+  unsigned char *image = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, self, 0);
+  if (image == MAP_FAILED) fx_setup_fail("mmap /proc/self/exe");
+  close(self);
+  image[100] = 0x5a;
+  /* ymm7 where the CPU has AVX (the kernel enables it for i386 tasks too). */
+  int avx = __builtin_cpu_supports("avx");
+  uint32_t ymm_in[8] = {1, 2, 3, 4, 0xdead, 0xbeef, 7, 8}, ymm_out[8] = {0};
+  if (avx) asm volatile("vmovdqu %0, %%ymm7" : : "m"(ymm_in) : "xmm7");
 
   struct worker workers[2] = {{.value = 0x1111}, {.value = 0x2222}};
   pthread_t sleeper;
   pid_t child = 0;
+  int set[2] = {-1, -1};
   if (!strcmp(mode, "threads")) {
     FX_SYS(pipe(release));
     for (int i = 0; i < 2; i++) FX_SYS(-pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]));
@@ -151,7 +180,6 @@ int main(int argc, char **argv) {
     FX_SYS(-pthread_create(&sleeper, &attr, sleeper_main, NULL));
     usleep(100000);
   } else if (!strcmp(mode, "fork")) {
-    int set[2];
     FX_SYS(pipe(set));
     child = FX_SYS(fork());
     if (child == 0) {
@@ -161,6 +189,7 @@ int main(int argc, char **argv) {
       fx_wait_term();
       check_same("child", mine, 0x4444);
       check_process();
+      if (!fx_nbad) FX_SYS(write(set[1], "k", 1));
       fx_finish();
     }
     char done;
@@ -173,6 +202,19 @@ int main(int argc, char **argv) {
   fx_wait_term();
 
   asm volatile("movups %%xmm5, %0" : "=m"(sse_out));
+  if (avx) {
+    asm volatile("vmovdqu %%ymm7, %0" : "=m"(ymm_out));
+    FX_TRUE(!memcmp(ymm_in, ymm_out, sizeof ymm_in), "ymm7 changed across the restore");
+  }
+  FX_EQ("the pending SIGUSR2 not delivered while blocked", 0, pending_handled);
+  FX_SYS(sigprocmask(SIG_UNBLOCK, &usr2, NULL));
+  FX_EQ("the pending SIGUSR2 delivered once unblocked", 1, pending_handled);
+  uint64_t sum = 0;
+  if (fx_flip()) big[12345] ^= 1;
+  for (size_t i = 0; i < big_words; i++) sum += big[i];
+  FX_EQ("64 MiB heap checksum", big_sum, sum);
+  FX_EQ("the written page of the private file mapping", 0x5a, image[100]);
+  FX_EQ("an unwritten byte of the private file mapping", 0x7f, image[0]);
   FX_TRUE(!memcmp(sse_in, sse_out, sizeof sse_in), "xmm5 changed across the restore");
   FX_TRUE(x87 == 1.0 / 3.0, "a double changed");
   if (fx_flip()) heap[999] ^= 1;
@@ -189,6 +231,8 @@ int main(int argc, char **argv) {
     FX_TRUE(sleep_took >= 1.5, "nanosleep returned after %.3f s of 1.5", sleep_took);
   } else if (child > 0) {
     fx_stop_child(child, "the forked 32-bit child failed its checks");
+    char word = 0;
+    FX_TRUE(read(set[0], &word, 1) == 1 && word == 'k', "the child's word through the pipe: %d", word);
   }
   fx_finish();
 }

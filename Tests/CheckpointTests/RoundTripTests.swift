@@ -121,6 +121,24 @@ struct RoundTripTests {
     #expect(container.log.contains("PASS compat32"), "log: \(container.log)")
   }
 
+  /// The mixed tree of issue 17: a 64-bit init (a shell), its i386 child and grandchild
+  /// sharing a pipe they talk through after the restore.
+  @Test func roundTripOfA64BitInitWithI386ChildAndGrandchild() throws {
+    let program = try FixturePrograms.path("compat32")
+    // `; exit` keeps the shell from exec()ing the program: it stays the container's init.
+    let container = try FixtureContainer("/bin/busybox", ["sh", "-c", "\(program) fork; exit $?"])
+    defer { container.destroy() }
+    let differences = try container.unexplainedDifferences("compat32 fork")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let children = try String(
+      contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)
+    let child = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "the shell has no child")
+    kill(child, SIGTERM)
+    let status = try container.reap(container.restoredPid, timeout: 20)
+    #expect(status == 0, "the shell exited with \(status); log: \(container.log)")
+    #expect(container.log.contains("PASS compat32"), "log: \(container.log)")
+  }
+
   /// Found by the state snapshots: a sleep that a freeze (or a stop, or ptrace) interrupted
   /// before the dump resumes as restart_syscall, whose restart block the kernel keeps to
   /// itself; the restore issues restart_syscall again in a task without a restart block and

@@ -472,12 +472,18 @@ final class RestoreRun {
 
   /// Kills every process made, and reaps them, children first: a dying pid-namespace init
   /// waits until every other task of the namespace is reaped, and those we trace are reaped
-  /// only by us.
+  /// only by us. Threads first: a traced thread's zombie waits for us too, and its leader is
+  /// not reported before it is gone (a wait for the leader alone would never return).
   func killCreated() {
+    let tasks = created.reversed().map { pid in
+      (pid, ((try? PseudoFile.list("/proc/\(pid)/task")) ?? []).compactMap { Int32($0) }.filter { $0 != pid })
+    }
     for pid in created.reversed() { kill(pid, SIGKILL) }
-    for pid in created.reversed() {
-      var status: Int32 = 0
-      while waitpid(pid, &status, Int32(CK_WALL)) < 0 && errno == EINTR {}
+    for (pid, threads) in tasks {
+      for tid in threads + [pid] {
+        var status: Int32 = 0
+        while waitpid(tid, &status, Int32(CK_WALL)) < 0 && errno == EINTR {}
+      }
     }
   }
 }

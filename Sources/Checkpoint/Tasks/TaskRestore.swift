@@ -337,18 +337,21 @@ struct TaskRestore {
   /// Queued signals go back with their siginfo, in order, sent by the task to itself (which
   /// may carry any si_code). All signals are blocked until the final mask is set.
   private func queueSignals() throws {
+    // Ids as the task sees them: the kernel lets a task queue a kill()ed or tkill()ed signal
+    // (si_code SI_USER, SI_TKILL) only to itself, by the pid its own namespace gives it.
+    let ownPid = entry.nestedPids?.last ?? entry.pid
     for info in core.sharedPendingSignals {
       injector.resetData()
       let signal = info.withUnsafeBytes { $0.load(as: Int32.self) }
       let address = try info.withUnsafeBytes { try injector.put($0) }
-      try injector.call(.rtSigqueueinfo(entry.pid, signal, info: address))
+      try injector.call(.rtSigqueueinfo(ownPid, signal, info: address))
     }
     for (index, thread) in core.threads.enumerated() {
       for info in thread.pendingSignals {
         injector.resetData()
         let signal = info.withUnsafeBytes { $0.load(as: Int32.self) }
         let address = try info.withUnsafeBytes { try injector.put($0) }
-        try injector.call(.rtTgsigqueueinfo(entry.pid, entry.threads[index], signal, info: address))
+        try injector.call(.rtTgsigqueueinfo(ownPid, entry.ownThreads[index], signal, info: address))
       }
     }
   }
