@@ -104,10 +104,10 @@ extension Dump {
     let container = cgroup.path
     // Unix sockets are asked about through sock_diag, in the container's network namespace.
     // Without it (a negative fd) only a container that holds unix sockets fails, naming them.
-    let netns = open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC)
-    defer { if netns >= 0 { close(netns) } }
-    let sockDiag = ck_sock_diag_socket(netns)
-    defer { if sockDiag >= 0 { close(sockDiag) } }
+    let netns = OwnedDescriptor(adoptingValid: open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC))
+    let diagSocket = OwnedDescriptor(adoptingValid: ck_sock_diag_socket(netns.rawOrMinusOne))
+    // The number, for the workers: `diagSocket` stays open until they are done.
+    let sockDiag = diagSocket.rawOrMinusOne
     let rootMounts = try ContainerMounts.ownRootMounts(pid: processes[0].pid)
     return processes.concurrentMap { (process: CgroupProcess) throws(any Error) in
       try ProcessFacts(

@@ -109,9 +109,8 @@ extension FileRestore {
         throw CKError(
           .badInput, "task \(pid): an epoll watch names fd \(source.fd) of \(source.pid), which the bundle lacks")
       }
-      let ours = try copyOfDescriptor(Int32(number), of: host)
-      defer { close(ours) }
-      received[source] = try injector.receive(ours, what: "the file of a stale epoll watch")
+      let ours = try OwnedDescriptor(copying: Int32(number), ofProcess: host)
+      received[source] = try injector.receive(ours.raw, what: "the file of a stale epoll watch")
     }
     let spare = Int64(
       max(image.descriptors.map(\.fd).max() ?? 0, Int32(prepared.nextHigh), Int32(injector.channel)) + 1)

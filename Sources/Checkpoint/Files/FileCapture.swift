@@ -270,17 +270,14 @@ struct FileCapture {
 
   /// F_GETOWN_EX and F_GETSIG of the description behind `fd` (the owner as the host sees it).
   private func asyncOwner(fd: Int32) throws -> AsyncOwnerImage {
-    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
-    defer { close(ours) }
+    let ours = try OwnedDescriptor(copying: fd, ofProcess: pid)
     var owner: (Int32, Int32) = (0, 0)  // struct f_owner_ex { int type; pid_t pid; }
     _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") {
       withUnsafeMutableBytes(of: &owner) { bytes in
-        bytes.baseAddress.map { fcntl(ours, Int32(CK_F_GETOWN_EX), $0) } ?? -1
+        bytes.baseAddress.map { fcntl(ours.raw, Int32(CK_F_GETOWN_EX), $0) } ?? -1
       }
     }
-    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, Int32(CK_F_GETSIG)) }
+    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours.raw, Int32(CK_F_GETSIG)) }
     return AsyncOwnerImage(type: owner.0, id: owner.1, signal: signal)
   }
 

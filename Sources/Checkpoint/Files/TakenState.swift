@@ -27,9 +27,10 @@ final class TakenState: @unchecked Sendable {
   /// Takes over `fd`, a copy of process `pid`'s descriptor `target`, about to enter repair
   /// mode, which had SO_REUSEADDR set if `reuseAddress`: journaled first, so that
   /// ``DumpRecovery`` takes it out of repair mode should ckcont die.
-  func addRepaired(_ fd: Int32, pid: Int32, target: Int32, reuseAddress: Bool) throws {
+  func addRepaired(_ fd: consuming OwnedDescriptor, pid: Int32, target: Int32, reuseAddress: Bool) throws {
     try journal?.update { $0.repairedSockets.append(.init(pid: pid, fd: target, reuseAddress: reuseAddress)) }
-    lock.withLock { fds.append((fd, reuseAddress)) }
+    let kept = fd.take()
+    lock.withLock { fds.append((kept, reuseAddress)) }
   }
 
   /// Reads out what waits in terminal `terminal` (devpts device, index) through `master`, a

@@ -123,10 +123,9 @@ final class DumpJournal: @unchecked Sendable {
   /// old contents or the new, never a part.
   static func writeDurably(_ data: Data, to path: String) throws {
     let temporary = path + ".new"
-    let fd = try syscallChecked("open", temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
-    defer { close(fd) }
-    try data.withUnsafeBytes { bytes in try writeAll(fd, bytes, temporary) }
-    try syscallChecked("fsync", temporary) { fsync(fd) }
+    let file = try OwnedDescriptor(opening: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+    try data.withUnsafeBytes { bytes in try writeAll(file.raw, bytes, temporary) }
+    try syscallChecked("fsync", temporary) { fsync(file.raw) }
     try syscallChecked("rename", "\(temporary) -> \(path)") { rename(temporary, path) }
   }
 

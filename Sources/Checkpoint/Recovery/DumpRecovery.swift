@@ -209,29 +209,21 @@ public enum DumpRecovery {
   /// Writes a terminal's output back so that it waits in the master again, unless the dump
   /// did already (it read out all there was, and nothing ran since but its own put-back).
   private static func putBack(_ output: DumpRecord.TerminalOutput, log: (String) -> Void) {
-    let pidfd = ck_pidfd_open(output.pid, 0)
-    guard pidfd >= 0 else { return }
-    defer { close(pidfd) }
-    let ours = ck_pidfd_getfd(pidfd, output.fd, 0)
-    guard ours >= 0 else { return }
-    defer { close(ours) }
-    guard ck_pty_readable(ours) == 0 else { return }
-    if output.bytes.withUnsafeBytes({ ck_pty_put_output(ours, $0.baseAddress, $0.count) }) == 0 {
+    guard let ours = try? OwnedDescriptor(copying: output.fd, ofProcess: output.pid) else { return }
+    guard ck_pty_readable(ours.raw) == 0 else { return }
+    if output.bytes.withUnsafeBytes({ ck_pty_put_output(ours.raw, $0.baseAddress, $0.count) }) == 0 {
       log("task \(output.pid) fd \(output.fd): \(output.bytes.count) bytes of terminal output put back")
     }
   }
 
   private static func takeOutOfRepair(_ socket: DumpRecord.RepairedSocket, log: (String) -> Void) {
-    let pidfd = ck_pidfd_open(socket.pid, 0)
-    guard pidfd >= 0 else { return }
-    defer { close(pidfd) }
-    let ours = ck_pidfd_getfd(pidfd, socket.fd, 0)
-    guard ours >= 0 else { return }
-    defer { close(ours) }
+    guard let ours = try? OwnedDescriptor(copying: socket.fd, ofProcess: socket.pid) else { return }
     var proto: Int32 = 0
     var size = socklen_t(MemoryLayout<Int32>.size)
-    guard getsockopt(ours, SOL_SOCKET, SO_PROTOCOL, &proto, &size) == 0, proto == Int32(IPPROTO_TCP) else { return }
-    if ck_tcp_repair_off(ours, socket.reuseAddress ? 1 : 0) == 0 {
+    guard getsockopt(ours.raw, SOL_SOCKET, SO_PROTOCOL, &proto, &size) == 0, proto == Int32(IPPROTO_TCP) else {
+      return
+    }
+    if ck_tcp_repair_off(ours.raw, socket.reuseAddress ? 1 : 0) == 0 {
       log("task \(socket.pid) fd \(socket.fd): TCP connection out of repair mode")
     }
   }

@@ -277,11 +277,10 @@ public struct Restore {
     case .standardInput:
       return try LoadedBundle(source: FileDescriptorSource(fd: 0, name: "standard input"), log: log)
     case .file(let path):
-      let fd = open(path, O_RDONLY | O_CLOEXEC)
-      guard fd >= 0 else {
+      guard let file = OwnedDescriptor(adoptingValid: open(path, O_RDONLY | O_CLOEXEC)) else {
         throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
       }
-      defer { close(fd) }
+      let fd = file.raw
       var st = stat()
       // A regular file is verified in one pass and then mapped: its pages go to the tasks
       // from the page cache. Anything else (a FIFO, a device) can be read only once: its
@@ -390,9 +389,8 @@ public struct Restore {
       ("uid_map", UserNamespaceMaps.text(maps.uids)),
     ] {
       let path = "/proc/\(pid)/\(file)"
-      let fd = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
-      defer { close(fd) }
-      let written = text.withCString { write(fd, $0, strlen($0)) }
+      let map = try OwnedDescriptor(opening: path, flags: O_WRONLY | O_CLOEXEC)
+      let written = text.withCString { write(map.raw, $0, strlen($0)) }
       guard written == text.utf8.count else {
         throw CKError(
           .failed,

@@ -28,7 +28,7 @@ final class RestoreRun {
   /// The root's host pid.
   private(set) var rootPid: Int32 = 0
   /// ckcont's end of the channel the tasks receive descriptors through.
-  private var channelPeer: Int32 = -1
+  private var channelPeer: OwnedDescriptor?
   /// The blank copy's status (ids, capabilities) the state restore starts from.
   private var inherited: ProcStatus?
   /// The time namespaces' offsets, continuing the dumped clocks from now on.
@@ -92,7 +92,6 @@ final class RestoreRun {
   }
 
   deinit {
-    if channelPeer >= 0 { close(channelPeer) }
     treeCopier?.stop()
   }
 

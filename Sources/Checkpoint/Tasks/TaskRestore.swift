@@ -185,11 +185,9 @@ struct TaskRestore {
     let path = "/proc/\(injector.pid)/loginuid"
     guard let login = core.loginUID, let now = try PseudoFile.readIfExists(path).flatMap(UInt32.init), now != login
     else { return }
-    let file = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
-    defer { close(file) }
-    let ours = try injector.openChannel(at: freeDescriptor)
-    defer { close(ours) }
-    let received = try injector.receive(file, what: "its loginuid file")
+    let file = try OwnedDescriptor(opening: path, flags: O_WRONLY | O_CLOEXEC)
+    let channel = try injector.openChannel(at: freeDescriptor)
+    let received = try injector.receive(file.raw, what: "its loginuid file")
     let text = Array(String(login).utf8)
     let at = try injector.put(text)
     var batch = Injector.Batch()
@@ -201,6 +199,7 @@ struct TaskRestore {
         .permission, "task \(entry.pid): its audit login uid \(login) could not be set (\(error.message))",
         hint: "ckcont's own is \(now); restore from a process whose loginuid is unset (a service) or \(login)")
     }
+    _ = consume channel  // ckcont's end of the channel: closed once the task has written
   }
 
   /// What each thread has of its own: rseq, alternate signal stack, clear_child_tid.
