@@ -3,6 +3,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 import SystemPackage
 
 /// What a dump is about to change in a container, written and synced before each change
@@ -67,11 +68,10 @@ struct DumpRecord: Codable, Sendable {
 
 /// The journal file of one running dump. Every change goes to disk (written to a temporary
 /// file, fsync'ed, renamed over the journal) before the caller makes it.
-final class DumpJournal: @unchecked Sendable {
+final class DumpJournal: Sendable {
   static let directory = FaultInjection.runDirectory ?? "/run/ckcont"
   let path: String
-  private let lock = NSLock()
-  private var record: DumpRecord
+  private let record: Mutex<DumpRecord>
 
   /// The journal file for `cgroup`: its path with `%` and `/` escaped.
   static func path(for cgroup: String) -> String {
@@ -85,7 +85,8 @@ final class DumpJournal: @unchecked Sendable {
   init(cgroup: Cgroup, wasFrozen: Bool) throws {
     path = Self.path(for: cgroup.path)
     let own = ProcStat.read(pid: getpid())?.startTime ?? 0
-    record = DumpRecord(cgroup: cgroup.path, ckcontPid: getpid(), ckcontStartTime: own, wasFrozen: wasFrozen)
+    let record = DumpRecord(cgroup: cgroup.path, ckcontPid: getpid(), ckcontStartTime: own, wasFrozen: wasFrozen)
+    self.record = Mutex(record)
     try Self.makeDirectory()
     if let existing = try? Self.read(path), existing.isOwnerAlive {
       throw CKError(
@@ -97,7 +98,7 @@ final class DumpJournal: @unchecked Sendable {
 
   /// Records a change before the caller makes it.
   func update(_ change: (inout DumpRecord) -> Void) throws {
-    try lock.withLock {
+    try record.withLock { record in
       change(&record)
       try write(record)
     }

@@ -2,6 +2,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 
 /// The directories a restore makes on the host (cgroups, the staging point of a root
 /// filesystem), journaled before each is made. A restore that dies midway loses its tasks
@@ -15,22 +16,22 @@ struct RestoreRecord: Codable, Sendable {
 }
 
 /// The journal file of one running restore.
-public final class RestoreJournal: @unchecked Sendable {
+public final class RestoreJournal: Sendable {
   let path: String
-  private let lock = NSLock()
-  private var record: RestoreRecord
+  private let record: Mutex<RestoreRecord>
 
   init() throws {
     path = "\(DumpJournal.directory)/restore-\(getpid()).json"
-    record = RestoreRecord(ckcontPid: getpid(), ckcontStartTime: ProcStat.read(pid: getpid())?.startTime ?? 0)
+    let record = RestoreRecord(ckcontPid: getpid(), ckcontStartTime: ProcStat.read(pid: getpid())?.startTime ?? 0)
     try DumpJournal.makeDirectory()
     try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
+    self.record = Mutex(record)
   }
 
   /// Records `directory` before the caller makes it (only one that does not exist yet:
   /// recovery must never remove what the restore did not make).
   func willMake(_ directory: String) throws {
-    try lock.withLock {
+    try record.withLock { record in
       record.directories.append(directory)
       try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
     }
