@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 // epoll instances: their watches, by descriptor number, added again once every descriptor
 // has its number. A watch outlives the closing of its descriptor while another holds the
@@ -83,7 +84,7 @@ extension Dump {
           }
           tasks[taskIndex].files.descriptors[index].epollTargets?[slot].source = DescriptorReference(
             pid: holder.pid, fd: holder.fd)
-          log(
+          log.debug(
             "task \(task.hostPid): epoll fd \(epollFd) watches closed fd \(target.fd): the file of \(holder.pid)'s fd \(holder.fd)"
           )
         }

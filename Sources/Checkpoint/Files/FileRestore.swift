@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Open file descriptions several restored processes share: the first to restore one holds
 /// it at a high fd until every process has taken its copy (pidfd_getfd from inside).
@@ -76,7 +77,7 @@ struct FileRestore {
   let shared: SharedDescriptions
   /// Memory objects already recreated: a memfd that is also mapped is opened through them.
   let sharedObjects: SharedMemoryObjects
-  let log: (String) -> Void
+  let log: Logger
 
   /// What ``prepare()`` left at high fds: numbers above every target, handed out in order,
   /// so that calls naming them can be queued before they exist.
@@ -115,7 +116,7 @@ struct FileRestore {
     try queueLocks(into: &batch)
     try injector.run(batch)
     shared.placed[pid] = Dictionary(image.descriptors.map { ($0.fd, Int64($0.fd)) }) { first, _ in first }
-    log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
+    log.debug("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
   }
 
   /// Runs `batch` and starts another when it is full (or, `needingData`, when the data area

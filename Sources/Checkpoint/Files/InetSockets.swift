@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 // Internet sockets (TCP, UDP, UDP-Lite; IPv4 and IPv6): made anew when not connected;
 // established TCP connections read and taken up again in repair mode (TCP_REPAIR, as
@@ -220,7 +221,7 @@ extension WaitingDatagrams {
   /// bound there, else a socket of ckcont's bound there (IP_FREEBIND: the address need not be
   /// local), else an unbound one. A socket bound to any address gets them on loopback.
   static func deliverUDP(
-    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void
+    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: Logger
   ) throws {
     // UDP and UDP-Lite have ports of their own: a sender is found by protocol and address.
     var holders: [UDPEnd: (hostPid: Int32, fd: Int32)] = [:]
@@ -282,7 +283,7 @@ extension WaitingDatagrams {
   /// A socket of ckcont's to send from as `end` (a UDP-Lite one covers the whole datagram
   /// with its checksum, which any coverage the receiver demands accepts).
   private static func udpSender(
-    _ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: (String) -> Void
+    _ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: Logger
   ) throws -> OwnedDescriptor {
     if let holder = holders[end] { return try OwnedDescriptor(copying: holder.fd, ofProcess: holder.hostPid) }
     let sender = end.address
@@ -299,7 +300,7 @@ extension WaitingDatagrams {
       bind(fd.raw, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
     }
     if bound != 0 {
-      log(
+      log.debug(
         "a datagram's sender \(SocketImage.text(sender) ?? "?") could not be bound again (\(String(cString: strerror(errno)))): it comes from another port"
       )
     }

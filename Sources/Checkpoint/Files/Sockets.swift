@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 import Synchronization
 
 // Sockets of every family share one descriptor kind (``SocketImage``): asked what they are
@@ -29,7 +30,7 @@ extension FileCapture {
   /// What a socket is, asked through a copy of the descriptor (pidfd_getfd), then handed to
   /// its family's capture (unix, netlink, inet); any other family, or a raw socket, stops the
   /// dump rather than be lost.
-  func captureSocket(fd: Int32, target: String, inode: UInt64, log: (String) -> Void) throws -> SocketImage {
+  func captureSocket(fd: Int32, target: String, inode: UInt64, log: Logger) throws -> SocketImage {
     let ours = try OwnedDescriptor(copying: fd, ofProcess: pid)
     var facts = ck_socket_facts()
     try negErrnoChecked("getsockopt", "task \(pid) fd \(fd)") { ck_socket_facts(ours.raw, &facts) }
@@ -158,7 +159,7 @@ extension FileBatch {
 /// the container still holds sends its own; a sender gone since is played by a socket of
 /// ckcont's bound to its name (an unnamed one for an unnamed sender).
 enum WaitingDatagrams {
-  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void)
+  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: Logger)
     throws
   {
     try deliverUnix(tasks, injectors: injectors, log: log)

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Pseudo-terminals whose master the container holds (a `script`, a terminal multiplexer, an
 /// ssh server, an interactive shell under one), and the sessions they control.
@@ -44,7 +45,7 @@ final class Terminals {
   /// it back if the container runs on; CRIU drops it); input typed into it that its programs
   /// have not read is refused (taking it out and back would lose where its lines end).
   static func capture(
-    pid: Int32, fd: Int32, isMaster: Bool, index: Int32, taken: TakenState, log: (String) -> Void
+    pid: Int32, fd: Int32, isMaster: Bool, index: Int32, taken: TakenState, log: Logger
   ) throws -> PtyImage {
     let ours = try OwnedDescriptor(copying: fd, ofProcess: pid)
     var facts = ck_pty_facts()
@@ -76,7 +77,7 @@ final class Terminals {
       if facts.readable > 0 {
         output = try taken.takeOutput(of: [devpts, UInt64(facts.index)], through: ours.raw, pid: pid, target: fd)
         if let output, !output.isEmpty {
-          log("task \(pid): fd \(fd): \(output.count) bytes of output waiting in terminal \(facts.index) kept")
+          log.debug("task \(pid): fd \(fd): \(output.count) bytes of output waiting in terminal \(facts.index) kept")
         }
       }
     }
@@ -95,7 +96,7 @@ final class Terminals {
 
   /// Makes a master for every terminal of `tasks` in the container whose root task has host
   /// pid `rootPid`; nil when there is none.
-  static func make(for tasks: [LoadedBundle.LoadedTask], rootPid: Int32, log: (String) -> Void) throws -> Terminals? {
+  static func make(for tasks: [LoadedBundle.LoadedTask], rootPid: Int32, log: Logger) throws -> Terminals? {
     var images: [Int32: (path: String, pty: PtyImage)] = [:]
     for task in tasks {
       for descriptor in task.files.descriptors where descriptor.kind == .pty {
@@ -128,7 +129,9 @@ final class Terminals {
         }
         let master = opened.take()
         terminals.masters[wanted] = (master, index)
-        if index != wanted { log("terminal \(wanted) is \(index) now: the container's devpts had \(index) free first") }
+        if index != wanted {
+          log.debug("terminal \(wanted) is \(index) now: the container's devpts had \(index) free first")
+        }
         var facts = ck_pty_facts()
         facts.packet = image.pty.packetMode ? 1 : 0
         withUnsafeMutableBytes(of: &facts.termios) { _ = image.pty.termios.copyBytes(to: $0) }

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 import Synchronization
 
 // Unix sockets: a name, a peer found through sock_diag, and what waits in them (bytes,
@@ -217,7 +218,7 @@ extension FileBatch {
 
 extension WaitingDatagrams {
   static func deliverUnix(
-    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void
+    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: Logger
   ) throws {
     var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
     var receivers: [(socket: SocketImage, hostPid: Int32, fd: Int32)] = []
@@ -266,7 +267,7 @@ extension WaitingDatagrams {
 
   /// A descriptor of ckcont's to send from as `sender`: the container's socket of that name,
   /// else a new one bound to it, else (unnamed, or the name taken) an unnamed one.
-  private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void)
+  private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: Logger)
     throws -> OwnedDescriptor
   {
     if !sender.isEmpty, let holder = holders[sender] {
@@ -281,7 +282,7 @@ extension WaitingDatagrams {
         bind(fd.raw, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
       }
       if bound != 0 {
-        log(
+        log.debug(
           "a datagram's sender \(SocketImage.text(sender) ?? "?") could not be named again (\(String(cString: strerror(errno)))): it comes unnamed"
         )
       }
@@ -438,7 +439,7 @@ extension Dump {
           continue
         }
         tasks[index].files.descriptors[slot].socket?.peerOutside = true
-        log(
+        log.debug(
           "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone"
         )
       }

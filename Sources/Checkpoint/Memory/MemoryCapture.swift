@@ -3,6 +3,7 @@ import CKShim
 import Cgroup
 import Glibc
 import Linux
+import Logging
 
 /// Captures an address space: every VMA, which of its pages hold data, and the mm fields.
 /// Page contents are read later, while the bundle is written (see `PageReader`).
@@ -20,7 +21,7 @@ struct MemoryCapture {
 
   /// The image, with `fields.brk` left 0: /proc does not show it, only the process itself
   /// can tell (a remote brk(0), see ``TaskCapture``).
-  func image(log: (String) -> Void) throws -> MemoryImage {
+  func image(log: Logger) throws -> MemoryImage {
     let started = monotonicNow()
     let vmas = try ProcMaps.read(pid: pid)
     // The kernel's flags of each mapping (locks, advice, seals) are only in smaps, which walks
@@ -40,9 +41,9 @@ struct MemoryCapture {
     }
     let image = MemoryImage(
       vmas: images, fields: fields, auxv: try auxVector(), exe: try executable(), pagesSize: offset)
-    log(
-      "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
-        + "\(Int((monotonicNow() - started) * 1000)) ms")
+    log.debug(
+      "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in \(Int((monotonicNow() - started) * 1000)) ms"
+    )
     return image
   }
 

@@ -4,6 +4,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Rebuilds a dumped address space inside a fresh task (DESIGN.md 3, "Restore a task"):
 /// unmap what it inherited from ckcont, move [vdso]/[vvar] to their dumped addresses, map
@@ -33,7 +34,7 @@ final class MemoryRestore {
   let injector: Injector
   let sharedObjects: SharedMemoryObjects
   let copier: PageCopier
-  let log: (String) -> Void
+  let log: Logger
   /// The calls queued to run in one stop, and the VMAs mapped whose pages this task writes.
   private var batch = Injector.Batch()
   private var mapped: [VMAImage] = []
@@ -100,7 +101,7 @@ final class MemoryRestore {
     copier: PageCopier, parent: MemoryImage? = nil, kernelMappings: [VMA]? = nil, inheritedExe: String? = nil,
     childPages: @escaping (Int32) -> (MemoryImage, UnsafeRawBufferPointer)? = { _ in nil }, joinedAt: Set<UInt64> = [],
     parentProtections: [UInt64: Int32] = [:],
-    log: @escaping (String) -> Void
+    log: Logger
   ) {
     self.parentProtections = parentProtections
     self.joinedAt = joinedAt
@@ -375,9 +376,9 @@ final class MemoryRestore {
     }
     try submitChildrensPages()
     let written = try submitPiecewise(from: base) + submitWhole(from: base)
-    log(
-      "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, "
-        + "\(written >> 10) KiB of pages queued")
+    log.debug(
+      "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, \(written >> 10) KiB of pages queued"
+    )
   }
 
   /// Writes the page that gives each mapping in ``forcedPages`` its anon_vma.

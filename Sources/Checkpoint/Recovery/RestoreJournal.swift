@@ -7,7 +7,7 @@ import Synchronization
 /// The directories a restore makes on the host (cgroups, the staging point of a root
 /// filesystem), journaled before each is made. A restore that dies midway loses its tasks
 /// (they are traced with PTRACE_O_EXITKILL), but its directories stay: the next ckcont
-/// command that needs root removes them (``sweep(log:)``).
+/// command that needs root removes them (``sweep()``).
 struct RestoreRecord: Codable, Sendable {
   var ckcontPid: Int32
   var ckcontStartTime: UInt64
@@ -42,7 +42,9 @@ public final class RestoreJournal: Sendable {
 
   /// Removes what restores that died left: their directories, children first (cgroups empty
   /// out as their killed tasks exit; one that still holds tasks is left), then the journal.
-  public static func sweep(log: (String) -> Void) {
+  /// Returns one line per restore swept, for the user (printed with or without -v).
+  public static func sweep() -> [String] {
+    var swept: [String] = []
     let names = (try? FileManager.default.contentsOfDirectory(atPath: DumpJournal.directory)) ?? []
     for name in names where name.hasPrefix("restore-") && name.hasSuffix(".json") {
       let path = DumpJournal.directory + "/" + name
@@ -57,9 +59,10 @@ public final class RestoreJournal: Sendable {
         }
       }
       unlink(path)
-      log(
+      swept.append(
         "removed what the restore of ckcont \(record.ckcontPid) made before it died: \(record.directories.joined(separator: ", "))"
       )
     }
+    return swept
   }
 }
