@@ -451,6 +451,7 @@ extension Dump {
   /// container that holds the same open file description (kcmp), and ckcont's copy is closed.
   /// One that no process holds (sent, then closed by its sender) stops the dump.
   func resolvePassed(_ tasks: inout [CapturedTask]) throws {
+    // Raw numbers: the capture kept them in the model (``PassedDescriptors``), closed here.
     var copies: [Int32] = []
     defer { for fd in copies { close(fd) } }
     for task in tasks {
