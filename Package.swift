@@ -38,7 +38,12 @@ let package = Package(
     // Bundle format and the state model: no syscalls. Imports CXXHash.
     .target(name: "Bundle", dependencies: ["CXXHash"]),
     // The checkpoint engine: dump and restore, one folder per resource.
-    .target(name: "Checkpoint", dependencies: ["Linux", "Cgroup", "Netlink", "Bundle"]),
+    .target(
+      name: "Checkpoint",
+      dependencies: [
+        "Linux", "Cgroup", "Netlink", "Bundle",
+        .product(name: "Logging", package: "swift-log"),
+      ]),
     .executableTarget(
       name: "ckcont",
       dependencies: [

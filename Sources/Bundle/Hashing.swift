@@ -23,7 +23,8 @@ final class MemberHasher: @unchecked Sendable {
     var inPlace = false
   }
 
-  // Shared with the hashing thread, guarded by `condition`.
+  // Shared with the hashing thread, guarded by `condition`: a condition variable, not a
+  // Mutex, as the thread sleeps until a buffer comes and the caller until one is free.
   private let condition = NSCondition()
   private var freeBuffers: [UnsafeMutableRawBufferPointer]
   private var queue: [Job] = []

@@ -137,18 +137,17 @@ public enum Freezer {
     switch cgroup.version {
     case .v2:
       let path = cgroup.file("cgroup.events")
-      let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-      defer { close(fd) }
+      let events = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
       var buffer = [UInt8](repeating: 0, count: 512)
       while true {
         let n = try syscallChecked("pread", path) {
-          buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+          buffer.withUnsafeMutableBytes { pread(events.raw, $0.baseAddress, $0.count, 0) }
         }
         let state = parseKeyValues(String(decoding: buffer[0..<n], as: UTF8.self))["frozen"]
         if state == (frozen ? "1" : "0") { return true }
         let remaining = deadline - monotonicNow()
         if remaining <= 0 { return false }
-        var pfd = pollfd(fd: fd, events: Int16(POLLPRI), revents: 0)
+        var pfd = pollfd(fd: events.raw, events: Int16(POLLPRI), revents: 0)
         _ = poll(&pfd, 1, Int32(min(remaining * 1000 + 1, 1000)))
       }
     case .v1:

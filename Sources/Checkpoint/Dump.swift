@@ -4,6 +4,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Where a dump goes.
 public enum DumpOutput: Sendable {
@@ -49,7 +50,8 @@ public struct Dump {
   public var shellJob = false
   /// Called with (bytes of pages written, total page bytes) while pages stream.
   public var progress: (UInt64, UInt64) -> Void = { _, _ in }
-  public var log: (String) -> Void = { _ in }
+  /// Where the dump tells what it does, at debug level (what `-v` shows).
+  public var log = Logger.discarding
 
   public init(cgroup: Cgroup, output: DumpOutput, aftermath: DumpAftermath, freezeTimeout: Double, toolVersion: String)
   {
@@ -94,7 +96,7 @@ public struct Dump {
         taken.release()
         session.release(leaveFrozen: true)
       }
-      log("released the container in \(Int((monotonicNow() - releasing) * 1000)) ms")
+      log.debug("released the container in \(Int((monotonicNow() - releasing) * 1000)) ms")
       return DumpReport(
         processes: captured.tasks.count, threads: captured.tasks.reduce(0) { $0 + $1.entry.threads.count },
         pageBytes: captured.tasks.reduce(0) { $0 + $1.memory.pagesSize }, bundleBytes: bundleBytes,
@@ -103,7 +105,7 @@ public struct Dump {
       destination?.abandon()
       taken.release()
       session.release(leaveFrozen: false)
-      log("dump failed; the container was released and runs on")
+      log.debug("dump failed; the container was released and runs on")
       throw error
     }
   }
@@ -242,7 +244,7 @@ public struct Dump {
       let model = captured.encoded[index]
       small += [(task.entry.coreMember, model.core), (task.entry.mmMember, model.mm), (task.entry.filesMember, files)]
     }
-    log(
+    log.debug(
       "encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNow() - encoding) * 1000)) ms"
     )
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
@@ -290,9 +292,8 @@ public struct Dump {
     try writer.finish()
     try destination.sink.flush()
     let seconds = monotonicNow() - started
-    log(
-      "wrote \(totalPages >> 20) MiB of pages in \(Int(seconds * 1000)) ms"
-        + (seconds > 0 ? String(format: " (%.2f GB/s)", Double(totalPages) / seconds / 1e9) : ""))
+    let rate = seconds > 0 ? String(format: " (%.2f GB/s)", Double(totalPages) / seconds / 1e9) : ""
+    log.debug("wrote \(totalPages >> 20) MiB of pages in \(Int(seconds * 1000)) ms\(rate)")
     return writer.bytesWritten
   }
 }
@@ -313,7 +314,7 @@ extension Dump {
     let own = Set(tree.tasks.map(\.pid))
     let ownPidNamespace = tree.namespaces.pid
     do {
-      let bundle = try LoadedBundle(members, log: { _ in })
+      let bundle = try LoadedBundle(members, log: .discarding)
       _ = try Restore.plan(bundle) { ownPidNamespace || own.contains($0) || (kill($0, 0) != 0 && errno == ESRCH) }
     } catch let error as CKError {
       throw CKError(
@@ -367,7 +368,7 @@ final class Destination {
 
   /// fsync, verify by reading it back, rename into place. The sink stays open (its
   /// mappings too) until the owner closes it.
-  func commit(log: (String) -> Void) throws {
+  func commit(log: Logger) throws {
     guard let finalPath, let temporaryPath else {
       // A pipe cannot be read back: what went out was checksummed as it went.
       return
@@ -381,7 +382,7 @@ final class Destination {
     } catch {
       throw CKError(.failed, "the bundle written to \(temporaryPath) does not verify: \(error)")
     }
-    log("verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
+    log.debug("verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
     try syscallChecked("rename", "\(temporaryPath) -> \(finalPath)") { rename(temporaryPath, finalPath) }
   }
 

@@ -4,6 +4,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// The capture phase of a dump: what /proc shows of every process (on all CPUs), what each
 /// tells by remote calls (on the tracing thread), what links processes to each other, and
@@ -24,7 +25,7 @@ extension Dump {
 
     init(
       _ process: CgroupProcess, container: String, sockDiag: Int32, taken: TakenState, rootMounts: Set<Int>?,
-      log: (String) -> Void
+      log: Logger
     ) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
       controllingTerminal = stat.ttyNr
@@ -100,14 +101,14 @@ extension Dump {
 
   /// ``ProcessFacts`` of every process, read on all CPUs at once, in the order given.
   func readProc(of processes: [CgroupProcess], taken: TakenState) throws -> [Result<ProcessFacts, any Error>] {
-    nonisolated(unsafe) let log = self.log
+    let log = self.log
     let container = cgroup.path
     // Unix sockets are asked about through sock_diag, in the container's network namespace.
     // Without it (a negative fd) only a container that holds unix sockets fails, naming them.
-    let netns = open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC)
-    defer { if netns >= 0 { close(netns) } }
-    let sockDiag = ck_sock_diag_socket(netns)
-    defer { if sockDiag >= 0 { close(sockDiag) } }
+    let netns = OwnedDescriptor(adoptingValid: open("/proc/\(processes[0].pid)/ns/net", O_RDONLY | O_CLOEXEC))
+    let diagSocket = OwnedDescriptor(adoptingValid: ck_sock_diag_socket(netns.rawOrMinusOne))
+    // The number, for the workers: `diagSocket` stays open until they are done.
+    let sockDiag = diagSocket.rawOrMinusOne
     let rootMounts = try ContainerMounts.ownRootMounts(pid: processes[0].pid)
     return processes.concurrentMap { (process: CgroupProcess) throws(any Error) in
       try ProcessFacts(
@@ -157,7 +158,7 @@ extension Dump {
     let members =
       [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
-    log("captured \(tasks.count) processes: \(phases)")
+    log.debug("captured \(tasks.count) processes: \(phases)")
     let encodingWait = monotonicNow()
     var models = try encoder.models(of: tasks.map(\.hostPid))
     phases.record("waiting for the encoder", since: encodingWait)
@@ -193,7 +194,7 @@ extension Dump {
     _ session: SeizedContainer, facts: [Result<ProcessFacts, any Error>], level: Int, encoder: ModelEncoder,
     phases: inout PhaseTimes
   ) throws -> [CapturedTask] {
-    nonisolated(unsafe) let log = self.log
+    let log = self.log
     session.keepOnOneCPU()
     // Every scratch area journaled at once, before the first is mapped.
     var areas: [Int32: UInt64] = [:]

@@ -85,12 +85,13 @@ public struct BundleInspection: Codable, Sendable {
 
   /// Reads and verifies the bundle at `path` (or standard input for "-").
   public static func read(path: String) throws -> BundleInspection {
-    let fd = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
+    // Standard input is borrowed, a file is ours.
+    let file = path == "-" ? nil : OwnedDescriptor(adoptingValid: open(path, O_RDONLY | O_CLOEXEC))
+    let fd = path == "-" ? 0 : file.rawOrMinusOne
     guard fd >= 0 else {
       throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
     }
-    defer { if fd != 0 { close(fd) } }
-    let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .drop, log: { _ in })
+    let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .drop, log: .discarding)
     let ns = bundle.tree.namespaces
     let names = [
       ("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc), ("net", ns.net), ("user", ns.user),

@@ -5,7 +5,8 @@ import Linux
 /// goes on: a dump encodes each process's model while its tracing thread, held on one CPU
 /// with the tasks, asks the next process for its state.
 final class WorkerThread: @unchecked Sendable {
-  // Guarded by `condition`.
+  // Guarded by `condition`: a condition variable, not a Mutex, as the thread sleeps until
+  // work comes and the caller until the queue drains.
   private let condition = NSCondition()
   private var queue: [@Sendable () -> Void] = []
   private var busy = false

@@ -29,13 +29,12 @@ public enum PseudoFile {
 
   /// Reads the whole file at `path` as bytes.
   public static func readBytes(_ path: String) throws(SyscallError) -> [UInt8] {
-    let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
+    let file = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
     var result: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 16384)
     while true {
       let n = try syscallChecked("read", path) {
-        chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        chunk.withUnsafeMutableBytes { Glibc.read(file.raw, $0.baseAddress, $0.count) }
       }
       if n == 0 { break }
       result.append(contentsOf: chunk[0..<n])
@@ -45,11 +44,10 @@ public enum PseudoFile {
 
   /// Writes `text` to `path` in one write(2), as cgroupfs and /proc control files expect.
   public static func write(_ path: String, _ text: String) throws(SyscallError) {
-    let fd = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
-    defer { close(fd) }
+    let file = try OwnedDescriptor(opening: path, flags: O_WRONLY | O_CLOEXEC)
     var bytes = Array(text.utf8)
     try syscallChecked("write", "\(path) <- \(text.trimmingSuffixNewline)") {
-      bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+      bytes.withUnsafeMutableBytes { Glibc.write(file.raw, $0.baseAddress, $0.count) }
     }
   }
 

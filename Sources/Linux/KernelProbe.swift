@@ -85,10 +85,8 @@ public enum KernelProbe {
   /// pidfd_open(2) and pidfd_getfd(2): duplicate one of our own descriptors through a pidfd.
   public static func pidfd() -> Probe {
     Probe.run("pidfd_open/pidfd_getfd", essential: true) {
-      let pidfd = try syscallChecked("pidfd_open", "\(getpid())") { ck_pidfd_open(getpid(), 0) }
-      defer { close(pidfd) }
-      let copy = try syscallChecked("pidfd_getfd", "\(pidfd)") { ck_pidfd_getfd(pidfd, pidfd, 0) }
-      close(copy)
+      let pidfd = try OwnedDescriptor("pidfd_open", "\(getpid())") { ck_pidfd_open(getpid(), 0) }
+      _ = try OwnedDescriptor("pidfd_getfd", "\(pidfd.raw)") { ck_pidfd_getfd(pidfd.raw, pidfd.raw, 0) }
       return "ok"
     }
   }
@@ -102,8 +100,7 @@ public enum KernelProbe {
       else { throw SyscallError("mmap", "probe area", Errno(rawValue: errno)) }
       defer { munmap(area, 4 * pageSize) }
       area.storeBytes(of: 1, toByteOffset: pageSize, as: UInt8.self)
-      let fd = try syscallChecked("open", "/proc/self/pagemap") { open("/proc/self/pagemap", O_RDONLY) }
-      defer { close(fd) }
+      let pagemap = try OwnedDescriptor(opening: "/proc/self/pagemap", flags: O_RDONLY)
       var regions = [ck_page_region](repeating: ck_page_region(), count: 4)
       let start = UInt64(UInt(bitPattern: area))
       let count = try regions.withUnsafeMutableBufferPointer { buffer in
@@ -115,7 +112,7 @@ public enum KernelProbe {
         arg.vec_len = UInt64(buffer.count)
         arg.category_mask = UInt64(CK_PAGE_IS_PRESENT)
         arg.return_mask = UInt64(CK_PAGE_IS_PRESENT)
-        return try syscallChecked("ioctl", "PAGEMAP_SCAN") { ck_pagemap_scan(fd, &arg) }
+        return try syscallChecked("ioctl", "PAGEMAP_SCAN") { ck_pagemap_scan(pagemap.raw, &arg) }
       }
       guard count == 1, regions[0].start == start + UInt64(pageSize) else {
         throw CKError(.failed, "PAGEMAP_SCAN returned \(count) unexpected regions")
@@ -129,10 +126,10 @@ public enum KernelProbe {
     Probe.run("userfaultfd WP_ASYNC", essential: false) {
       let wanted = UInt64(CK_UFFD_FEATURE_WP_ASYNC | CK_UFFD_FEATURE_WP_UNPOPULATED)
       var granted: UInt64 = 0
-      let fd = try negErrnoChecked("userfaultfd", "UFFD_USER_MODE_ONLY") {
-        ck_userfaultfd_api(O_CLOEXEC | O_NONBLOCK | Int32(CK_UFFD_USER_MODE_ONLY), wanted, &granted)
-      }
-      close(fd)
+      _ = OwnedDescriptor(
+        adopting: try negErrnoChecked("userfaultfd", "UFFD_USER_MODE_ONLY") {
+          ck_userfaultfd_api(O_CLOEXEC | O_NONBLOCK | Int32(CK_UFFD_USER_MODE_ONLY), wanted, &granted)
+        })
       guard granted & wanted == wanted else { throw CKError(.failed, "features not granted") }
       return "WP_ASYNC and WP_UNPOPULATED granted"
     }
@@ -164,11 +161,10 @@ public enum KernelProbe {
   /// container's root for tasks in a user namespace.
   public static func openat2() -> Probe {
     Probe.run("openat2 RESOLVE_IN_ROOT", essential: false) {
-      let root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-      defer { if root >= 0 { close(root) } }
-      let fd = ck_open_in_root(root, "/proc/self/..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+      let root = try OwnedDescriptor(opening: "/", flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+      let fd = ck_open_in_root(root.raw, "/proc/self/..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
       guard fd >= 0 else { throw CKError(.failed, "openat2: \(String(cString: strerror(-fd)))") }
-      close(fd)
+      _ = OwnedDescriptor(adopting: fd)
       return "works"
     }
   }
@@ -204,13 +200,10 @@ extension KernelProbe {
   /// clones it in its own cgroup and moves it: see `Restore.createTask`).
   public static func clone3IntoCgroup(cgroupDirectory: String) -> Probe {
     Probe.run("clone3 set_tid + CLONE_INTO_CGROUP", essential: true) {
-      let dirfd = try syscallChecked("open", cgroupDirectory) {
-        open(cgroupDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-      }
-      defer { close(dirfd) }
+      let directory = try OwnedDescriptor(opening: cgroupDirectory, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC)
       var tids: [pid_t] = [1]
       let pid = try negErrnoChecked("clone3", "NEWPID, set_tid {1}, into \(cgroupDirectory)") {
-        ck_clone3_exit_child(UInt64(CK_CLONE_NEWPID), dirfd, &tids, 1)
+        ck_clone3_exit_child(UInt64(CK_CLONE_NEWPID), directory.raw, &tids, 1)
       }
       let status = try Ptrace.wait(Int32(pid))
       guard status == .exited(0) else { throw CKError(.failed, "probe child \(status)") }

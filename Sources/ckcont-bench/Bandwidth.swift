@@ -95,12 +95,12 @@ struct MachineBandwidth {
     defer { buffer.deallocate() }
     func writeFile() throws {
       unlink(path)
-      let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-      guard fd >= 0 else { throw CKError(.failed, "open \(path): \(String(cString: strerror(errno)))") }
-      defer { close(fd) }
+      guard let file = OwnedDescriptor(adoptingValid: open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)) else {
+        throw CKError(.failed, "open \(path): \(String(cString: strerror(errno)))")
+      }
       var done = 0
       while done < size {
-        let n = write(fd, buffer, chunk)
+        let n = write(file.raw, buffer, chunk)
         guard n == chunk else { throw CKError(.failed, "write \(path): \(String(cString: strerror(errno)))") }
         done += n
       }
@@ -108,12 +108,12 @@ struct MachineBandwidth {
     let first = try best(1, writeFile)
     let warm = try best(3, writeFile)
     let read = try best(3) {
-      let fd = open(path, O_RDONLY)
-      guard fd >= 0 else { throw CKError(.failed, "open \(path): \(String(cString: strerror(errno)))") }
-      defer { close(fd) }
+      guard let file = OwnedDescriptor(adoptingValid: open(path, O_RDONLY)) else {
+        throw CKError(.failed, "open \(path): \(String(cString: strerror(errno)))")
+      }
       var done = 0
       while done < size {
-        let n = Glibc.read(fd, buffer, chunk)
+        let n = Glibc.read(file.raw, buffer, chunk)
         guard n == chunk else { throw CKError(.failed, "read \(path): \(String(cString: strerror(errno)))") }
         done += n
       }

@@ -53,7 +53,7 @@ struct DumpCommand: ParsableCommand {
       aftermath: leaveRunning ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
       toolVersion: ToolVersion.string)
     dump.shellJob = shellJob
-    dump.log = { log.debug("\($0)") }
+    dump.log = log
     let meter = ProgressMeter(enabled: isatty(2) == 1 && !global.verbose)
     dump.progress = { meter.update(done: $0, total: $1) }
     let report = try dump.run()

@@ -19,7 +19,7 @@ struct CgroupArgument: ParsableArguments {
   func resolveSettled(_ log: Logger) throws -> Cgroup {
     let cgroup = try resolve()
     Recovery.sweepRestores(log)
-    if let done = try DumpRecovery.settle(cgroup, log: { log.debug("\($0)") }) {
+    if let done = try DumpRecovery.settle(cgroup, log: log) {
       Terminal.error("ckcont: \(done)")
     }
     return cgroup
@@ -30,7 +30,7 @@ struct CgroupArgument: ParsableArguments {
 enum Recovery {
   /// Removes what restores that died left on the host (``RestoreJournal``).
   static func sweepRestores(_ log: Logger) {
-    RestoreJournal.sweep { Terminal.error("ckcont: \($0)") }
+    for line in RestoreJournal.sweep() { Terminal.error("ckcont: \(line)") }
   }
 }
 

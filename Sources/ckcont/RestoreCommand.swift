@@ -80,7 +80,7 @@ struct RestoreCommand: ParsableCommand {
         rootFilesystem.hasPrefix("/") ? rootFilesystem : FileManager.default.currentDirectoryPath + "/" + rootFilesystem
     }
     restore.shellJob = shellJob
-    restore.log = { log.debug("\($0)") }
+    restore.log = log
     let report = try restore.run()
     if let pidfile {
       try "\(report.rootPid)\n".write(toFile: pidfile, atomically: true, encoding: .utf8)

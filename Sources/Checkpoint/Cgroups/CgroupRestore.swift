@@ -2,6 +2,7 @@ import Bundle
 import Cgroup
 import Glibc
 import Linux
+import Logging
 
 /// Where a restore puts the container: in each hierarchy of the bundle, its top cgroup (the
 /// dumped path, or the root asked for) and the subtree below it. The subtree is made before
@@ -60,14 +61,14 @@ final class TargetCgroups {
 
   /// Creates the subtrees and writes the settings of the cgroups it creates (and the
   /// controllers enabled below an existing one), parents first.
-  func prepare(log: (String) -> Void) throws {
+  func prepare(log: Logger) throws {
     for (image, top) in tops {
       for group in image.groups {
         let directory = group.path == "." ? top : top.child(group.path)
         let fresh = try makeDirectories(upTo: directory.path, from: top.hierarchy.mountPoint)
         let settings = group.settings.map { CgroupSetting(name: $0.name, value: $0.value) }
         try directory.apply(fresh ? settings : settings.filter { $0.name == "cgroup.subtree_control" })
-        if fresh && !settings.isEmpty { log("cgroup \(directory.path): \(settings.count) settings") }
+        if fresh && !settings.isEmpty { log.debug("cgroup \(directory.path): \(settings.count) settings") }
       }
     }
   }

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 // epoll instances: their watches, by descriptor number, added again once every descriptor
 // has its number. A watch outlives the closing of its descriptor while another holds the
@@ -83,7 +84,7 @@ extension Dump {
           }
           tasks[taskIndex].files.descriptors[index].epollTargets?[slot].source = DescriptorReference(
             pid: holder.pid, fd: holder.fd)
-          log(
+          log.debug(
             "task \(task.hostPid): epoll fd \(epollFd) watches closed fd \(target.fd): the file of \(holder.pid)'s fd \(holder.fd)"
           )
         }
@@ -109,9 +110,8 @@ extension FileRestore {
         throw CKError(
           .badInput, "task \(pid): an epoll watch names fd \(source.fd) of \(source.pid), which the bundle lacks")
       }
-      let ours = try copyOfDescriptor(Int32(number), of: host)
-      defer { close(ours) }
-      received[source] = try injector.receive(ours, what: "the file of a stale epoll watch")
+      let ours = try OwnedDescriptor(copying: Int32(number), ofProcess: host)
+      received[source] = try injector.receive(ours.raw, what: "the file of a stale epoll watch")
     }
     let spare = Int64(
       max(image.descriptors.map(\.fd).max() ?? 0, Int32(prepared.nextHigh), Int32(injector.channel)) + 1)

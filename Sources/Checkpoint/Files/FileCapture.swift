@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Captures the open file descriptors of a process: each is recognised here and captured by
 /// its kind's file (see ``DescriptorKinds``). Anything else fails the dump, naming task, fd
@@ -54,7 +55,7 @@ struct FileCapture {
 
   /// The process's descriptor table, each descriptor captured by its kind, then the locks,
   /// stale epoll watches and owners of signal-driven I/O, which need the whole table.
-  func image(log: (String) -> Void) throws -> FileTableImage {
+  func image(log: Logger) throws -> FileTableImage {
     let numbers = try PseudoFile.list("/proc/\(pid)/fd").compactMap { Int32($0) }.sorted()
     var gathered = Gathered()
     for fd in numbers {
@@ -80,7 +81,7 @@ struct FileCapture {
       guard let index = gathered.descriptors.firstIndex(where: { $0.fd == epoll }) else { continue }
       gathered.descriptors[index].epollTargets?[slot].source = Epoll.unresolved
     }
-    log("task \(pid): \(gathered.descriptors.count) fds, \(gathered.pipes.count) pipes")
+    log.debug("task \(pid): \(gathered.descriptors.count) fds, \(gathered.pipes.count) pipes")
     // Signal-driven I/O: the owner and signal belong to the open file description, read
     // through a copy of it (pidfd_getfd).
     for index in gathered.descriptors.indices
@@ -109,7 +110,7 @@ struct FileCapture {
 
   /// A descriptor known by its link alone: pipes, sockets, inotify, pidfds, epoll and the
   /// other anonymous inodes; nil for one that needs a stat.
-  private func anonymousDescriptor(_ opened: Opened, into gathered: inout Gathered, log: (String) -> Void) throws
+  private func anonymousDescriptor(_ opened: Opened, into gathered: inout Gathered, log: Logger) throws
     -> DescriptorImage?
   {
     let (fd, target, info) = (opened.fd, opened.target, opened.info)
@@ -129,7 +130,7 @@ struct FileCapture {
       descriptor.inotifyWatches = try info.extra.filter { $0.key == "inotify" }.map { try inotifyWatch($0, fd: fd) }
       // Events waiting to be read are not kept (as in CRIU): say how many bytes.
       if let waiting = try? waitingBytes(fd: fd), waiting > 0 {
-        log("task \(pid): fd \(fd): \(waiting) bytes of inotify events waiting to be read are not kept")
+        log.debug("task \(pid): fd \(fd): \(waiting) bytes of inotify events waiting to be read are not kept")
       }
       return descriptor
     }
@@ -176,7 +177,7 @@ struct FileCapture {
 
   /// A descriptor of an inode with a file type: message queues, memfds, FIFOs, terminals,
   /// deleted files and files by path. Anything else fails the dump by name.
-  private func inodeDescriptor(_ opened: Opened, into gathered: inout Gathered, log: (String) -> Void) throws
+  private func inodeDescriptor(_ opened: Opened, into gathered: inout Gathered, log: Logger) throws
     -> DescriptorImage
   {
     let (fd, target, info) = (opened.fd, opened.target, opened.info)
@@ -270,17 +271,14 @@ struct FileCapture {
 
   /// F_GETOWN_EX and F_GETSIG of the description behind `fd` (the owner as the host sees it).
   private func asyncOwner(fd: Int32) throws -> AsyncOwnerImage {
-    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
-    defer { close(ours) }
+    let ours = try OwnedDescriptor(copying: fd, ofProcess: pid)
     var owner: (Int32, Int32) = (0, 0)  // struct f_owner_ex { int type; pid_t pid; }
     _ = try syscallChecked("fcntl", "F_GETOWN_EX of task \(pid) fd \(fd)") {
       withUnsafeMutableBytes(of: &owner) { bytes in
-        bytes.baseAddress.map { fcntl(ours, Int32(CK_F_GETOWN_EX), $0) } ?? -1
+        bytes.baseAddress.map { fcntl(ours.raw, Int32(CK_F_GETOWN_EX), $0) } ?? -1
       }
     }
-    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours, Int32(CK_F_GETSIG)) }
+    let signal = try syscallChecked("fcntl", "F_GETSIG of task \(pid) fd \(fd)") { fcntl(ours.raw, Int32(CK_F_GETSIG)) }
     return AsyncOwnerImage(type: owner.0, id: owner.1, signal: signal)
   }
 

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Open file descriptions several restored processes share: the first to restore one holds
 /// it at a high fd until every process has taken its copy (pidfd_getfd from inside).
@@ -76,7 +77,7 @@ struct FileRestore {
   let shared: SharedDescriptions
   /// Memory objects already recreated: a memfd that is also mapped is opened through them.
   let sharedObjects: SharedMemoryObjects
-  let log: (String) -> Void
+  let log: Logger
 
   /// What ``prepare()`` left at high fds: numbers above every target, handed out in order,
   /// so that calls naming them can be queued before they exist.
@@ -115,7 +116,7 @@ struct FileRestore {
     try queueLocks(into: &batch)
     try injector.run(batch)
     shared.placed[pid] = Dictionary(image.descriptors.map { ($0.fd, Int64($0.fd)) }) { first, _ in first }
-    log("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
+    log.debug("task \(injector.pid): \(image.descriptors.count) fds, \(image.pipes.count) pipes restored")
   }
 
   /// Runs `batch` and starts another when it is full (or, `needingData`, when the data area
@@ -284,21 +285,20 @@ final class FileBatch {
   /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse.
   func queueHandedOver(_ path: String, flags: Int32, fd: Int32, inContainer: Bool = false) throws -> Int64 {
     let openFlags = reopening(flags) & ~O_NOFOLLOW
-    let ours: Int32
+    let ours: OwnedDescriptor
     if inContainer {
       // The container's file as its root sees it, without leaving that root.
-      let root = try syscallChecked("open", "the root of task \(injector.pid)") {
+      let root = try OwnedDescriptor("open", "the root of task \(injector.pid)") {
         open("/proc/\(injector.pid)/root", OpenFlags.path | O_DIRECTORY | O_CLOEXEC)
       }
-      defer { close(root) }
-      ours = try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") {
-        ck_open_in_root(root, path, openFlags)
-      }
+      ours = OwnedDescriptor(
+        adopting: try negErrnoChecked("openat2", "\(path) in the container for fd \(fd)") {
+          ck_open_in_root(root.raw, path, openFlags)
+        })
     } else {
-      ours = try syscallChecked("open", "\(path) for fd \(fd)") { open(path, openFlags) }
+      ours = try OwnedDescriptor("open", "\(path) for fd \(fd)") { open(path, openFlags) }
     }
-    defer { close(ours) }
-    return try queueReceived(ours, what: "fd \(fd) (\(path))", fd: fd)
+    return try queueReceived(ours.raw, what: "fd \(fd) (\(path))", fd: fd)
   }
   /// Hands `ours`, a descriptor of ckcont's, to the task: the same description, moved to a
   /// high number.
@@ -347,10 +347,9 @@ final class FileBatch {
       }
       if let holder = heldElsewhere(descriptor), let hostPid = shared.hostPids[holder.pid] {
         // A holder its pid namespace does not see (one above it): through ckcont.
-        let ours = try copyOfDescriptor(Int32(holder.fd), of: hostPid)
-        defer { close(ours) }
+        let ours = try OwnedDescriptor(copying: Int32(holder.fd), ofProcess: hostPid)
         prepared.descriptions[descriptor.fd] = try queueReceived(
-          ours, what: "fd \(descriptor.fd) of \(holder.pid)", fd: descriptor.fd)
+          ours.raw, what: "fd \(descriptor.fd) of \(holder.pid)", fd: descriptor.fd)
         continue
       }
       try DescriptorKinds.handler(for: descriptor.kind).prepare(descriptor, in: self)
@@ -404,9 +403,8 @@ final class FileBatch {
   /// Runs `body` with a descriptor of ckcont's own for the task's `fd` (pidfd_getfd): the same
   /// open file description, so what it writes is the task's.
   func withOurCopy(of fd: Int32, in hostPid: Int32? = nil, _ body: (Int32) throws -> Void) throws {
-    let ours = try copyOfDescriptor(fd, of: hostPid ?? injector.pid)
-    defer { close(ours) }
-    try body(ours)
+    let ours = try OwnedDescriptor(copying: fd, ofProcess: hostPid ?? injector.pid)
+    try body(ours.raw)
   }
 
   /// A copy of another restored process's fd, taken from inside with pidfd_open +
@@ -415,9 +413,8 @@ final class FileBatch {
     guard let seen = shared.layout.pid(of: owner, seenBy: pid) else {
       // An owner this process's pid namespace does not see (one above it): through ckcont.
       guard let hostPid = shared.hostPids[owner] else { throw CKError(.failed, "process \(owner) was not restored") }
-      let ours = try copyOfDescriptor(Int32(fd), of: hostPid)
-      defer { close(ours) }
-      return try move(try injector.receive(ours, what: "fd \(fd) of \(owner)"), to: high)
+      let ours = try OwnedDescriptor(copying: Int32(fd), ofProcess: hostPid)
+      return try move(try injector.receive(ours.raw, what: "fd \(fd) of \(owner)"), to: high)
     }
     let pidfd = try injector.call(.pidfdOpen(seen), "pidfd_open(\(owner))")
     defer { _ = try? injector.raw(.close(pidfd)) }
@@ -451,12 +448,4 @@ func ghostFilePath(for path: String, inode: UInt64, taskPid pid: Int32) -> Strin
   if access("/proc/\(pid)/root" + path, F_OK) != 0 && errno == ENOENT { return path }
   let directory = path.split(separator: "/").dropLast().joined(separator: "/")
   return "/\(directory)/.ckcont-ghost-\(inode)-\(UInt32.random(in: 0...UInt32.max))"
-}
-
-/// A descriptor of ckcont's own for descriptor `fd` of the process with host pid `hostPid`
-/// (pidfd_getfd): the same open file description. The caller closes it.
-func copyOfDescriptor(_ fd: Int32, of hostPid: Int32) throws -> Int32 {
-  let pidfd = try syscallChecked("pidfd_open", "\(hostPid)") { ck_pidfd_open(hostPid, 0) }
-  defer { close(pidfd) }
-  return try syscallChecked("pidfd_getfd", "\(hostPid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
 }

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 // Internet sockets (TCP, UDP, UDP-Lite; IPv4 and IPv6): made anew when not connected;
 // established TCP connections read and taken up again in repair mode (TCP_REPAIR, as
@@ -10,11 +11,13 @@ import Linux
 
 extension FileCapture {
   /// An internet socket: one without a connection is recreated, an established TCP
-  /// connection is read in repair mode (and kept there: `keep`, see ``TakenState``).
+  /// connection is read in repair mode (and kept there: its copy goes to ``TakenState``).
   func captureInetSocket(
-    _ ours: Int32, facts: ck_socket_facts, fd: Int32, target: String, keep: inout Bool,
+    _ ours: consuming OwnedDescriptor, facts: ck_socket_facts, fd: Int32, target: String,
     refuse: (String, String) -> CKError
   ) throws -> SocketImage {
+    // The number stays valid once an established connection's copy went to `taken`.
+    let raw = ours.raw
     func data<T>(_ tuple: T, _ length: UInt32) -> Data {
       withUnsafeBytes(of: tuple) { Data($0.prefix(Int(length))) }
     }
@@ -30,22 +33,21 @@ extension FileCapture {
             "checkpoint once the server has accepted them")
         }
       } else if facts.tcp_state == TCP_ESTABLISHED {
-        let options = try SocketOptions.capture(ours, facts, tunedByKernel: true, refuse: refuse)
+        let options = try SocketOptions.capture(raw, facts, tunedByKernel: true, refuse: refuse)
         try taken.addRepaired(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
-        keep = true
         let limit = TCPConnectionImage.queueLimit
         // Most queues are short: a small buffer first, the largest one if that is too small.
         var capacity = 64 << 10
         var sendQueue = [UInt8](repeating: 0, count: capacity)
         var receiveQueue = [UInt8](repeating: 0, count: capacity)
         var state = ck_tcp_state()
-        var result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, capacity)
+        var result = ck_tcp_repair_dump(raw, &state, &sendQueue, &receiveQueue, capacity)
         FaultInjection.point("dump:repair")
         if result == -E2BIG {
           capacity = limit
           sendQueue = [UInt8](repeating: 0, count: capacity)
           receiveQueue = [UInt8](repeating: 0, count: capacity)
-          result = ck_tcp_repair_dump(ours, &state, &sendQueue, &receiveQueue, capacity)
+          result = ck_tcp_repair_dump(raw, &state, &sendQueue, &receiveQueue, capacity)
         }
         guard result == 0 else {
           throw refuse(
@@ -67,7 +69,7 @@ extension FileCapture {
           peer: data(facts.peer, facts.peer_length), backlog: nil, options: options)
         image.tcp = tcp
         return image
-      } else if facts.tcp_state == TCP_CLOSE && ck_tcp_segments_out(ours) > 0 {
+      } else if facts.tcp_state == TCP_CLOSE && ck_tcp_segments_out(raw) > 0 {
         // Closed, but once connected (reset, or ended): reads say so (0 or ECONNRESET), which
         // a new socket would not (ENOTCONN).
         throw refuse(
@@ -90,14 +92,14 @@ extension FileCapture {
         throw refuse("a ping socket with replies waiting", "checkpoint once the program has read them")
       }
     }
-    let options = try SocketOptions.capture(ours, facts, refuse: refuse)
+    let options = try SocketOptions.capture(raw, facts, refuse: refuse)
     var image = SocketImage(
       family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil,
       peer: peer,
       backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
     if facts.type == Int32(SOCK_DGRAM.rawValue), facts.waiting > 0 {
       // Datagrams waiting: peeked with their senders' addresses, sent to it again from them.
-      let waiting = try peekWaiting(ours, descriptors: false, what: "a UDP socket", refuse: refuse)
+      let waiting = try peekWaiting(raw, descriptors: false, what: "a UDP socket", refuse: refuse)
       image.messages = waiting.map(\.bytes)
       image.senders = waiting.map(\.sender)
     }
@@ -219,7 +221,7 @@ extension WaitingDatagrams {
   /// bound there, else a socket of ckcont's bound there (IP_FREEBIND: the address need not be
   /// local), else an unbound one. A socket bound to any address gets them on loopback.
   static func deliverUDP(
-    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void
+    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: Logger
   ) throws {
     // UDP and UDP-Lite have ports of their own: a sender is found by protocol and address.
     var holders: [UDPEnd: (hostPid: Int32, fd: Int32)] = [:]
@@ -258,12 +260,11 @@ extension WaitingDatagrams {
           let fd = try udpSender(
             UDPEnd(protocolNumber: receiver.socket.protocolNumber, address: sender), family: family, holders: holders,
             log: log)
-          defer { close(fd) }
           try message.withUnsafeBytes { bytes in
             _ = try target.withUnsafeBytes { address in
               try syscallChecked("sendto", "a datagram that waited for \(SocketImage.text(target) ?? "?")") {
                 sendto(
-                  fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL),
+                  fd.raw, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL),
                   address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
               }
             }
@@ -282,24 +283,24 @@ extension WaitingDatagrams {
   /// A socket of ckcont's to send from as `end` (a UDP-Lite one covers the whole datagram
   /// with its checksum, which any coverage the receiver demands accepts).
   private static func udpSender(
-    _ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: (String) -> Void
-  ) throws -> Int32 {
-    if let holder = holders[end] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
+    _ end: UDPEnd, family: Int32, holders: [UDPEnd: (hostPid: Int32, fd: Int32)], log: Logger
+  ) throws -> OwnedDescriptor {
+    if let holder = holders[end] { return try OwnedDescriptor(copying: holder.fd, ofProcess: holder.hostPid) }
     let sender = end.address
-    let fd = try syscallChecked("socket", "a UDP socket") {
+    let fd = try OwnedDescriptor("socket", "a UDP socket") {
       socket(family, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), end.protocolNumber)
     }
     var one: Int32 = 1
     // IP_FREEBIND / IPV6_FREEBIND: bind to an address this namespace does not have.
     _ =
       family == AF_INET
-      ? setsockopt(fd, Int32(IPPROTO_IP), 15, &one, socklen_t(MemoryLayout<Int32>.size))
-      : setsockopt(fd, Int32(IPPROTO_IPV6), 78, &one, socklen_t(MemoryLayout<Int32>.size))
+      ? setsockopt(fd.raw, Int32(IPPROTO_IP), 15, &one, socklen_t(MemoryLayout<Int32>.size))
+      : setsockopt(fd.raw, Int32(IPPROTO_IPV6), 78, &one, socklen_t(MemoryLayout<Int32>.size))
     let bound = sender.withUnsafeBytes {
-      bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+      bind(fd.raw, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
     }
     if bound != 0 {
-      log(
+      log.debug(
         "a datagram's sender \(SocketImage.text(sender) ?? "?") could not be bound again (\(String(cString: strerror(errno)))): it comes from another port"
       )
     }

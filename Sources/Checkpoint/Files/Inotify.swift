@@ -54,23 +54,20 @@ extension FileCapture {
     // open_by_handle_at refuses an O_PATH descriptor for the mount (EBADF).
     let mountFD = open(mount.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard mountFD >= 0 else { throw bad("cannot open \(mount.mountPoint)") }
-    defer { close(mountFD) }
-    let watched = ck_open_by_handle(mountFD, type, handle, UInt32(handle.count), OpenFlags.path | O_CLOEXEC)
-    guard watched >= 0 else { throw bad("the watched file is gone: \(String(cString: strerror(errno)))") }
-    defer { close(watched) }
-    let path = try readLink("/proc/self/fd/\(watched)")
+    let mountPoint = OwnedDescriptor(adopting: mountFD)
+    let handleFD = ck_open_by_handle(mountPoint.raw, type, handle, UInt32(handle.count), OpenFlags.path | O_CLOEXEC)
+    guard handleFD >= 0 else { throw bad("the watched file is gone: \(String(cString: strerror(errno)))") }
+    let watched = OwnedDescriptor(adopting: handleFD)
+    let path = try readLink("/proc/self/fd/\(watched.raw)")
     guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { throw bad("the watched file \(path) has no path") }
     return InotifyWatch(wd: wd, mask: mask, path: path)
   }
 
   /// FIONREAD of the description behind `fd`, through a copy of it.
   func waitingBytes(fd: Int32) throws -> Int32 {
-    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
-    defer { close(ours) }
+    let ours = try OwnedDescriptor(copying: fd, ofProcess: pid)
     var waiting: Int32 = 0
-    _ = try syscallChecked("ioctl", "FIONREAD of task \(pid) fd \(fd)") { ioctl(ours, UInt(FIONREAD), &waiting) }
+    _ = try syscallChecked("ioctl", "FIONREAD of task \(pid) fd \(fd)") { ioctl(ours.raw, UInt(FIONREAD), &waiting) }
     return waiting
   }
 }

@@ -22,12 +22,11 @@ extension FileCapture {
   func readKept(fd: Int32, what: String) throws -> KeptContents {
     let path = "/proc/\(pid)/fd/\(fd)"
     // O_NOATIME: reading must not change the access time it saves (relatime would).
-    let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC | OpenFlags.noAccessTime) }
-    defer { close(ours) }
+    let ours = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC | OpenFlags.noAccessTime)
     var status = stat()
-    try syscallChecked("fstat", path) { fstat(ours, &status) }
+    try syscallChecked("fstat", path) { fstat(ours.raw, &status) }
     let size = UInt64(status.st_size)
-    let ranges = try FileData.ranges(fd: ours, from: 0, to: size, name: what)
+    let ranges = try FileData.ranges(fd: ours.raw, from: 0, to: size, name: what)
     let total = ranges.reduce(0) { $0 + Int($1.end - $1.start) }
     guard total <= 64 << 20 else {
       throw CKError(
@@ -41,7 +40,7 @@ extension FileCapture {
         var offset = range.start
         while offset < range.end, let base = buffer.baseAddress {
           let n = try syscallChecked("pread", path) {
-            pread(ours, base + done, Int(range.end - offset), off_t(offset))
+            pread(ours.raw, base + done, Int(range.end - offset), off_t(offset))
           }
           if n == 0 { break }
           done += n

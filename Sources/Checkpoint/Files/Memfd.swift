@@ -28,9 +28,8 @@ extension FileCapture {
   /// A memfd's contents and seals, read through a descriptor of our own.
   func captureMemfd(fd: Int32, target: String, inode: UInt64, size: Int) throws -> MemfdImage {
     let path = "/proc/\(pid)/fd/\(fd)"
-    let ours = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(ours) }
-    let seals = fcntl(ours, Int32(CK_F_GET_SEALS))
+    let ours = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
+    let seals = fcntl(ours.raw, Int32(CK_F_GET_SEALS))
     let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
     let kept = try readKept(fd: fd, what: target)
     var memfd = MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: kept.contents)

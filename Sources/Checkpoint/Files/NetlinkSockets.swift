@@ -3,16 +3,17 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 // Netlink sockets: bound again to their port id (where it is free) and groups.
 
 extension FileCapture {
   /// A netlink socket: bound to its port id and multicast groups again; messages waiting in
   /// it (notices the process had not read yet) are not kept, as in CRIU.
-  func captureNetlinkSocket(_ ours: Int32, facts: ck_socket_facts, fd: Int32, log: (String) -> Void) -> SocketImage {
+  func captureNetlinkSocket(_ ours: Int32, facts: ck_socket_facts, fd: Int32, log: Logger) -> SocketImage {
     var waiting: Int32 = 0
     if ioctl(ours, UInt(FIONREAD), &waiting) == 0, waiting > 0 {
-      log("task \(pid): fd \(fd): \(waiting) bytes waiting in a netlink socket are not kept")
+      log.debug("task \(pid): fd \(fd): \(waiting) bytes waiting in a netlink socket are not kept")
     }
     let address = withUnsafeBytes(of: facts.address) { Data($0.prefix(Int(facts.address_length))) }
     return SocketImage(

@@ -56,17 +56,14 @@ extension FileCapture {
   /// /proc, then tee(2) into a pipe of ours, which duplicates the data and leaves it in place.
   func capturePipe(fd: Int32, inode: UInt64) throws -> PipeImage {
     let path = "/proc/\(pid)/fd/\(fd)"
-    let reader = try syscallChecked("open", path) { open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) }
-    defer { close(reader) }
-    let capacity = try syscallChecked("fcntl", "F_GETPIPE_SZ \(path)") { fcntl(reader, Int32(CK_F_GETPIPE_SZ)) }
-    var ours: [Int32] = [0, 0]
-    try syscallChecked("pipe2", "copy of pipe:[\(inode)]") { ck_pipe2(&ours, O_CLOEXEC | O_NONBLOCK) }
-    defer {
-      close(ours[0])
-      close(ours[1])
-    }
-    try syscallChecked("fcntl", "F_SETPIPE_SZ") { fcntl(ours[1], Int32(CK_F_SETPIPE_SZ), capacity) }
-    let copied = ck_tee(reader, ours[1], Int(capacity), UInt32(CK_SPLICE_F_NONBLOCK))
+    let reader = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    let capacity = try syscallChecked("fcntl", "F_GETPIPE_SZ \(path)") { fcntl(reader.raw, Int32(CK_F_GETPIPE_SZ)) }
+    var ends: [Int32] = [0, 0]
+    try syscallChecked("pipe2", "copy of pipe:[\(inode)]") { ck_pipe2(&ends, O_CLOEXEC | O_NONBLOCK) }
+    let readEnd = OwnedDescriptor(adopting: ends[0])
+    let writeEnd = OwnedDescriptor(adopting: ends[1])
+    try syscallChecked("fcntl", "F_SETPIPE_SZ") { fcntl(writeEnd.raw, Int32(CK_F_SETPIPE_SZ), capacity) }
+    let copied = ck_tee(reader.raw, writeEnd.raw, Int(capacity), UInt32(CK_SPLICE_F_NONBLOCK))
     if copied < 0 && errno != EAGAIN {
       throw SyscallError("tee", "pipe:[\(inode)] of task \(pid)", .init(rawValue: errno))
     }
@@ -74,7 +71,7 @@ extension FileCapture {
     var done = 0
     while done < data.count {
       let n = try syscallChecked("read", "copy of pipe:[\(inode)]") {
-        data.withUnsafeMutableBytes { read(ours[0], $0.baseAddress.map { $0 + done }, $0.count - done) }
+        data.withUnsafeMutableBytes { read(readEnd.raw, $0.baseAddress.map { $0 + done }, $0.count - done) }
       }
       if n == 0 { break }
       done += n

@@ -81,10 +81,10 @@ enum SocketOptions {
     if let found = known.withLock({ $0[key] }) { return found }
     let fd = socket(facts.family, facts.type | Int32(SOCK_CLOEXEC.rawValue), facts.protocol)
     guard fd >= 0 else { return [:] }
-    defer { close(fd) }
+    let fresh = OwnedDescriptor(adopting: fd)
     var values: [[Int32]: Data] = [:]
     for kind in SocketOptionKind.all where applies(kind, to: facts) {
-      values[[kind.level, kind.name]] = read(fd, kind)
+      values[[kind.level, kind.name]] = read(fresh.raw, kind)
     }
     known.withLock { $0[key] = values }
     return values
@@ -176,13 +176,12 @@ enum SocketOptions {
         let madeAsPair = socket.family == AF_UNIX && socket.peerInode != nil
         let last = socket.options.filter { madeAsPair || $0.kind?.beforeBind == false }
         guard !last.isEmpty else { continue }
-        let ours = try copyOfDescriptor(descriptor.fd, of: injector.pid)
-        defer { close(ours) }
+        let ours = try OwnedDescriptor(copying: descriptor.fd, ofProcess: injector.pid)
         var status = stat()
-        try syscallChecked("fstat", "fd \(descriptor.fd) of process \(task.entry.pid)") { fstat(ours, &status) }
+        try syscallChecked("fstat", "fd \(descriptor.fd) of process \(task.entry.pid)") { fstat(ours.raw, &status) }
         guard done.insert([UInt64(status.st_dev), UInt64(status.st_ino)]).inserted else { continue }
         for option in last {
-          try set(option, on: ours, what: "fd \(descriptor.fd) of process \(task.entry.pid)")
+          try set(option, on: ours.raw, what: "fd \(descriptor.fd) of process \(task.entry.pid)")
         }
       }
     }

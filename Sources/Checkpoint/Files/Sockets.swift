@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 import Synchronization
 
 // Sockets of every family share one descriptor kind (``SocketImage``): asked what they are
@@ -29,28 +30,24 @@ extension FileCapture {
   /// What a socket is, asked through a copy of the descriptor (pidfd_getfd), then handed to
   /// its family's capture (unix, netlink, inet); any other family, or a raw socket, stops the
   /// dump rather than be lost.
-  func captureSocket(fd: Int32, target: String, inode: UInt64, log: (String) -> Void) throws -> SocketImage {
-    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
-    var keep = false
-    defer { if !keep { close(ours) } }
+  func captureSocket(fd: Int32, target: String, inode: UInt64, log: Logger) throws -> SocketImage {
+    let ours = try OwnedDescriptor(copying: fd, ofProcess: pid)
     var facts = ck_socket_facts()
-    try negErrnoChecked("getsockopt", "task \(pid) fd \(fd)") { ck_socket_facts(ours, &facts) }
+    try negErrnoChecked("getsockopt", "task \(pid) fd \(fd)") { ck_socket_facts(ours.raw, &facts) }
     func refuse(_ what: String, _ hint: String = "close it before the checkpoint, or wait for support of this kind")
       -> CKError
     {
       CKError(.failed, "task \(pid): fd \(fd) is \(what) (\(target)), which ckcont cannot checkpoint yet", hint: hint)
     }
-    if facts.family == AF_UNIX { return try captureUnixSocket(ours, facts: facts, inode: inode, refuse: refuse) }
-    if facts.family == AF_NETLINK { return captureNetlinkSocket(ours, facts: facts, fd: fd, log: log) }
+    if facts.family == AF_UNIX { return try captureUnixSocket(ours.raw, facts: facts, inode: inode, refuse: refuse) }
+    if facts.family == AF_NETLINK { return captureNetlinkSocket(ours.raw, facts: facts, fd: fd, log: log) }
     guard facts.family == AF_INET || facts.family == AF_INET6 else {
       throw refuse("a socket of address family \(facts.family)")
     }
     guard facts.type == Int32(SOCK_STREAM.rawValue) || facts.type == Int32(SOCK_DGRAM.rawValue) else {
       throw refuse("a raw socket")
     }
-    return try captureInetSocket(ours, facts: facts, fd: fd, target: target, keep: &keep, refuse: refuse)
+    return try captureInetSocket(ours, facts: facts, fd: fd, target: target, refuse: refuse)
   }
 
   /// What waits in socket `ours`, peeked in order without taking it (ck_peek_messages): each
@@ -162,7 +159,7 @@ extension FileBatch {
 /// the container still holds sends its own; a sender gone since is played by a socket of
 /// ckcont's bound to its name (an unnamed one for an unnamed sender).
 enum WaitingDatagrams {
-  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void)
+  static func deliver(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: Logger)
     throws
   {
     try deliverUnix(tasks, injectors: injectors, log: log)

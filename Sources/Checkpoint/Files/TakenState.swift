@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 
 /// What the dump takes from the running container and must give back if it runs on: TCP
 /// connections put into repair mode, and terminal output read out of masters, each held by a
@@ -11,12 +12,16 @@ import Linux
 /// killed, closing these descriptors drops the connections silently (no FIN, no RST), for the
 /// restore to take them up again. A container that runs on gets them back out of repair
 /// mode, and its terminal output back into the masters.
-final class TakenState: @unchecked Sendable {
-  private let lock = NSLock()
-  private var fds: [(fd: Int32, reuseAddress: Bool)] = []
-  private var outputs: [(master: Int32, bytes: Data)] = []
-  /// Terminals whose output was read out (devpts device, index): once, whoever holds them.
-  private var terminals: Set<[UInt64]> = []
+final class TakenState: Sendable {
+  /// What the dump took, added to by the threads that read /proc.
+  private struct Taken {
+    /// Raw numbers: this table owns them until ``release()`` or ``dropSilently()``.
+    var fds: [(fd: Int32, reuseAddress: Bool)] = []
+    var outputs: [(master: Int32, bytes: Data)] = []
+    /// Terminals whose output was read out (devpts device, index): once, whoever holds them.
+    var terminals: Set<[UInt64]> = []
+  }
+  private let taken = Mutex(Taken())
   /// Where each connection is journaled before it enters repair mode (nil in tests).
   private let journal: DumpJournal?
 
@@ -27,9 +32,10 @@ final class TakenState: @unchecked Sendable {
   /// Takes over `fd`, a copy of process `pid`'s descriptor `target`, about to enter repair
   /// mode, which had SO_REUSEADDR set if `reuseAddress`: journaled first, so that
   /// ``DumpRecovery`` takes it out of repair mode should ckcont die.
-  func addRepaired(_ fd: Int32, pid: Int32, target: Int32, reuseAddress: Bool) throws {
+  func addRepaired(_ fd: consuming OwnedDescriptor, pid: Int32, target: Int32, reuseAddress: Bool) throws {
     try journal?.update { $0.repairedSockets.append(.init(pid: pid, fd: target, reuseAddress: reuseAddress)) }
-    lock.withLock { fds.append((fd, reuseAddress)) }
+    let kept = fd.take()
+    taken.withLock { $0.fds.append((kept, reuseAddress)) }
   }
 
   /// Reads out what waits in terminal `terminal` (devpts device, index) through `master`, a
@@ -37,19 +43,20 @@ final class TakenState: @unchecked Sendable {
   /// kept, with a copy of `master`, and journaled, so that the output is written back if the
   /// container runs on, by ``DumpRecovery`` should ckcont die.
   func takeOutput(of terminal: [UInt64], through master: Int32, pid: Int32, target: Int32) throws -> Data? {
-    guard lock.withLock({ terminals.insert(terminal).inserted }) else { return nil }
+    guard taken.withLock({ $0.terminals.insert(terminal).inserted }) else { return nil }
     var buffer = [UInt8](repeating: 0, count: PtyImage.outputLimit)
     var error: Int32 = 0
     let count = ck_pty_take_output(master, &buffer, buffer.count, &error)
     let bytes = Data(buffer.prefix(count))
-    let kept = dup(master)
+    let kept = OwnedDescriptor(adoptingValid: dup(master))
     if !bytes.isEmpty {
       try journal?.update {
         $0.terminalOutputs = ($0.terminalOutputs ?? []) + [.init(pid: pid, fd: target, bytes: bytes)]
       }
-      if kept >= 0 { lock.withLock { outputs.append((kept, bytes)) } }
-    } else if kept >= 0 {
-      close(kept)
+      if let kept {
+        let master = kept.take()
+        taken.withLock { $0.outputs.append((master, bytes)) }
+      }
     }
     guard error == 0 else {
       throw CKError(
@@ -82,16 +89,16 @@ final class TakenState: @unchecked Sendable {
   }
 
   private func takeOutputs() -> [(master: Int32, bytes: Data)] {
-    lock.withLock {
-      defer { outputs = [] }
-      return outputs
+    taken.withLock { taken in
+      defer { taken.outputs = [] }
+      return taken.outputs
     }
   }
 
   private func take() -> [(fd: Int32, reuseAddress: Bool)] {
-    lock.withLock {
-      defer { fds = [] }
-      return fds
+    taken.withLock { taken in
+      defer { taken.fds = [] }
+      return taken.fds
     }
   }
 

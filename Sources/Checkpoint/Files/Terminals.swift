@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Pseudo-terminals whose master the container holds (a `script`, a terminal multiplexer, an
 /// ssh server, an interactive shell under one), and the sessions they control.
@@ -20,9 +21,10 @@ import Linux
 /// masters and new slave descriptions to the tasks.
 final class Terminals {
   /// Dumped index -> ckcont's master and the index it got.
+  /// Raw numbers: the table owns them and closes them in `deinit`.
   private var masters: [Int32: (fd: Int32, index: Int32)] = [:]
   /// The container's root, where devpts paths resolve.
-  private let root: Int32
+  private let root: OwnedDescriptor
   /// sizeof(struct termios2), which the C shim asserts.
   static let termiosSize = 44
 
@@ -43,14 +45,11 @@ final class Terminals {
   /// it back if the container runs on; CRIU drops it); input typed into it that its programs
   /// have not read is refused (taking it out and back would lose where its lines end).
   static func capture(
-    pid: Int32, fd: Int32, isMaster: Bool, index: Int32, taken: TakenState, log: (String) -> Void
+    pid: Int32, fd: Int32, isMaster: Bool, index: Int32, taken: TakenState, log: Logger
   ) throws -> PtyImage {
-    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(fd)") { ck_pidfd_getfd(pidfd, fd, 0) }
-    defer { close(ours) }
+    let ours = try OwnedDescriptor(copying: fd, ofProcess: pid)
     var facts = ck_pty_facts()
-    let result = ck_pty_facts(ours, isMaster ? 1 : 0, &facts)
+    let result = ck_pty_facts(ours.raw, isMaster ? 1 : 0, &facts)
     if result == -EIO {
       // A hung-up terminal answers every ioctl with EIO.
       throw CKError(
@@ -62,7 +61,7 @@ final class Terminals {
     var output: Data?
     if isMaster {
       var devpts: UInt64 = 0
-      let typed = ck_pty_typed_ahead(ours, &devpts)
+      let typed = ck_pty_typed_ahead(ours.raw, &devpts)
       guard typed == 0 else {
         throw CKError(
           .failed,
@@ -76,9 +75,9 @@ final class Terminals {
           hint: "checkpoint once the output was read")
       }
       if facts.readable > 0 {
-        output = try taken.takeOutput(of: [devpts, UInt64(facts.index)], through: ours, pid: pid, target: fd)
+        output = try taken.takeOutput(of: [devpts, UInt64(facts.index)], through: ours.raw, pid: pid, target: fd)
         if let output, !output.isEmpty {
-          log("task \(pid): fd \(fd): \(output.count) bytes of output waiting in terminal \(facts.index) kept")
+          log.debug("task \(pid): fd \(fd): \(output.count) bytes of output waiting in terminal \(facts.index) kept")
         }
       }
     }
@@ -97,7 +96,7 @@ final class Terminals {
 
   /// Makes a master for every terminal of `tasks` in the container whose root task has host
   /// pid `rootPid`; nil when there is none.
-  static func make(for tasks: [LoadedBundle.LoadedTask], rootPid: Int32, log: (String) -> Void) throws -> Terminals? {
+  static func make(for tasks: [LoadedBundle.LoadedTask], rootPid: Int32, log: Logger) throws -> Terminals? {
     var images: [Int32: (path: String, pty: PtyImage)] = [:]
     for task in tasks {
       for descriptor in task.files.descriptors where descriptor.kind == .pty {
@@ -108,29 +107,31 @@ final class Terminals {
       }
     }
     guard !images.isEmpty else { return nil }
-    let root = try syscallChecked("open", "the root of task \(rootPid)") {
-      open("/proc/\(rootPid)/root", OpenFlags.path | O_DIRECTORY | O_CLOEXEC)
-    }
-    let terminals = Terminals(root: root)
+    let terminals = Terminals(
+      root: try OwnedDescriptor("open", "the root of task \(rootPid)") {
+        open("/proc/\(rootPid)/root", OpenFlags.path | O_DIRECTORY | O_CLOEXEC)
+      })
+    // Raw numbers: an array cannot hold noncopyable owners.
     var placeholders: [Int32] = []
     defer { for fd in placeholders { close(fd) } }
     for (wanted, image) in images.sorted(by: { $0.key < $1.key }) {
       while true {
-        let master = try negErrnoChecked("open", "\(image.path) in the container for terminal \(wanted)") {
-          ck_open_in_root(root, image.path, O_RDWR | O_NOCTTY | O_CLOEXEC)
-        }
+        let opened = OwnedDescriptor(
+          adopting: try negErrnoChecked("open", "\(image.path) in the container for terminal \(wanted)") {
+            ck_open_in_root(terminals.root.raw, image.path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+          })
         var index: Int32 = -1
-        do { try negErrnoChecked("TIOCSPTLCK", image.path) { ck_pty_open_master(master, &index) } } catch {
-          close(master)
-          throw error
-        }
+        try negErrnoChecked("TIOCSPTLCK", image.path) { ck_pty_open_master(opened.raw, &index) }
         // A lower index than wanted is taken out of the way until every master is made.
         if index < wanted && placeholders.count < 256 {
-          placeholders.append(master)
+          placeholders.append(opened.take())
           continue
         }
+        let master = opened.take()
         terminals.masters[wanted] = (master, index)
-        if index != wanted { log("terminal \(wanted) is \(index) now: the container's devpts had \(index) free first") }
+        if index != wanted {
+          log.debug("terminal \(wanted) is \(index) now: the container's devpts had \(index) free first")
+        }
         var facts = ck_pty_facts()
         facts.packet = image.pty.packetMode ? 1 : 0
         withUnsafeMutableBytes(of: &facts.termios) { _ = image.pty.termios.copyBytes(to: $0) }
@@ -152,11 +153,10 @@ final class Terminals {
     return terminals
   }
 
-  private init(root: Int32) { self.root = root }
+  private init(root: consuming OwnedDescriptor) { self.root = root }
 
   deinit {
     for master in masters.values { close(master.fd) }
-    close(root)
   }
 
   /// ckcont's descriptor of the master of dumped terminal `index`.
@@ -170,15 +170,16 @@ final class Terminals {
   /// A new description of the slave of dumped terminal `index` (`path` as dumped,
   /// `/dev/pts/<index>`), opened by ckcont in the container's root with `flags`, never
   /// becoming ckcont's controlling terminal.
-  func openSlave(_ index: Int32, path: String, flags: Int32) throws -> Int32 {
+  func openSlave(_ index: Int32, path: String, flags: Int32) throws -> OwnedDescriptor {
     guard let master = masters[index] else {
       throw CKError(.badInput, "the bundle holds a slave of terminal \(index), whose master it lacks")
     }
     let directory = path.split(separator: "/").dropLast().joined(separator: "/")
     let now = "/\(directory)/\(master.index)"
-    return try negErrnoChecked("open", "\(now) in the container for terminal \(index)") {
-      ck_open_in_root(root, now, flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NOCTTY | O_CLOEXEC)
-    }
+    return OwnedDescriptor(
+      adopting: try negErrnoChecked("open", "\(now) in the container for terminal \(index)") {
+        ck_open_in_root(root.raw, now, flags & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NOCTTY | O_CLOEXEC)
+      })
   }
 
   /// Makes each terminal with a session the controlling terminal of that session (TIOCSCTTY
@@ -195,9 +196,8 @@ final class Terminals {
           throw CKError(.badInput, "terminal \(pty.index) controls session \(session), which the bundle does not hold")
         }
         let slave = try openSlave(pty.index, path: "/dev/pts/\(pty.index)", flags: O_RDWR)
-        defer { close(slave) }
         leader.resetData()
-        let received = try leader.receive(slave, what: "terminal \(pty.index)")
+        let received = try leader.receive(slave.raw, what: "terminal \(pty.index)")
         var batch = Injector.Batch()
         batch.add(.ioctl(received, .setControllingTerminal), "TIOCSCTTY terminal \(pty.index)")
         if let group = pty.foregroundGroup {
@@ -235,8 +235,7 @@ extension FileBatch {
       batch.add(.fcntl(high, .setFlags(descriptor.flags & ~O_ASYNC)), "F_SETFL fd \(descriptor.fd)")
     } else {
       let slave = try terminals.openSlave(pty.index, path: path, flags: descriptor.flags & ~O_ASYNC)
-      defer { close(slave) }
-      high = try queueReceived(slave, what: "terminal \(pty.index)", fd: descriptor.fd)
+      high = try queueReceived(slave.raw, what: "terminal \(pty.index)", fd: descriptor.fd)
     }
     prepared.descriptions[descriptor.fd] = high
   }

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 import Synchronization
 
 // Unix sockets: a name, a peer found through sock_diag, and what waits in them (bytes,
@@ -217,7 +218,7 @@ extension FileBatch {
 
 extension WaitingDatagrams {
   static func deliverUnix(
-    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: @escaping (String) -> Void
+    _ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: Logger
   ) throws {
     var holders: [Data: (hostPid: Int32, fd: Int32)] = [:]
     var receivers: [(socket: SocketImage, hostPid: Int32, fd: Int32)] = []
@@ -249,13 +250,12 @@ extension WaitingDatagrams {
         try syscallChecked("chroot", root) { chroot(root) }
         try syscallChecked("chdir", "/ under \(root)") { chdir("/") }
         for (message, sender) in zip(messages, senders) {
-          let fd = try senderSocket(sender, holders: holders, log: log)
-          defer { close(fd) }
+          let sending = try senderSocket(sender, holders: holders, log: log)
           try message.withUnsafeBytes { bytes in
             _ = try destination.withUnsafeBytes { address in
               try syscallChecked("sendto", "a datagram that waited in socket:[\(receiver.socket.inode ?? 0)]") {
                 sendto(
-                  fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL),
+                  sending.raw, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL),
                   address.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
               }
             }
@@ -267,20 +267,22 @@ extension WaitingDatagrams {
 
   /// A descriptor of ckcont's to send from as `sender`: the container's socket of that name,
   /// else a new one bound to it, else (unnamed, or the name taken) an unnamed one.
-  private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: (String) -> Void)
-    throws -> Int32
+  private static func senderSocket(_ sender: Data, holders: [Data: (hostPid: Int32, fd: Int32)], log: Logger)
+    throws -> OwnedDescriptor
   {
-    if !sender.isEmpty, let holder = holders[sender] { return try copyOfDescriptor(holder.fd, of: holder.hostPid) }
-    let fd = try syscallChecked("socket", "a unix datagram socket") {
+    if !sender.isEmpty, let holder = holders[sender] {
+      return try OwnedDescriptor(copying: holder.fd, ofProcess: holder.hostPid)
+    }
+    let fd = try OwnedDescriptor("socket", "a unix datagram socket") {
       socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
     }
     if !sender.isEmpty {
       let address = sockaddrUnix(sender)
       let bound = address.withUnsafeBytes {
-        bind(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+        bind(fd.raw, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
       }
       if bound != 0 {
-        log(
+        log.debug(
           "a datagram's sender \(SocketImage.text(sender) ?? "?") could not be named again (\(String(cString: strerror(errno)))): it comes unnamed"
         )
       }
@@ -333,15 +335,15 @@ enum PassedInFlight {
       throw CKError(
         .failed, "socket:[\(inode)] has descriptors in flight but no process holds its peer socket:[\(peerInode)]")
     }
-    let ours = try copyOfDescriptor(peer.fd, of: peer.hostPid)
-    defer { close(ours) }
+    let ours = try OwnedDescriptor(copying: peer.fd, ofProcess: peer.hostPid)
     for piece in pieces(of: socket) {
+      // Raw numbers: an array cannot hold noncopyable owners, and ck_send_with_fds takes one.
       var fds: [Int32] = []
       defer { for fd in fds { close(fd) } }
       for reference in piece.passed {
-        fds.append(try open(reference, inode: inode, injectors: injectors))
+        fds.append(try open(reference, inode: inode, injectors: injectors).take())
       }
-      try send(piece.bytes, with: fds, through: ours, inode: inode)
+      try send(piece.bytes, with: fds, through: ours.raw, inode: inode)
     }
   }
 
@@ -365,7 +367,7 @@ enum PassedInFlight {
   /// A descriptor of ckcont's for one passed in flight: a copy of a process's, or, for one
   /// only the message held, the file or pipe end opened again.
   private static func open(_ reference: DescriptorReference, inode: UInt64, injectors: [Int32: Injector]) throws
-    -> Int32
+    -> OwnedDescriptor
   {
     if let throughPid = reference.throughPid, let throughFd = reference.throughFd, let flags = reference.flags {
       // A pipe end only the message held: a new end of the same pipe, opened through
@@ -376,24 +378,19 @@ enum PassedInFlight {
           "socket:[\(inode)]: a pipe in flight goes through process \(throughPid), which the bundle does not hold")
       }
       let path = "/proc/\(holder.pid)/fd/\(throughFd)"
-      let fd = try syscallChecked("open", "\(path), a pipe end in flight in socket:[\(inode)]") {
+      let fd = try OwnedDescriptor("open", "\(path), a pipe end in flight in socket:[\(inode)]") {
         Glibc.open(path, flags | O_NONBLOCK | O_CLOEXEC)
       }
-      if flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+      if flags & O_NONBLOCK == 0 { _ = fcntl(fd.raw, F_SETFL, flags & ~O_NONBLOCK) }
       return fd
     }
     if let path = reference.path, let flags = reference.flags {
       // A file only the message held: opened again (new, so nothing shares it).
-      let fd = try syscallChecked("open", "\(path), in flight in socket:[\(inode)]") {
+      let fd = try OwnedDescriptor("open", "\(path), in flight in socket:[\(inode)]") {
         Glibc.open(path, flags | O_CLOEXEC)
       }
       if let position = reference.position, position > 0 {
-        do {
-          try syscallChecked("lseek", path) { lseek(fd, off_t(position), SEEK_SET) }
-        } catch {
-          close(fd)
-          throw error
-        }
+        try syscallChecked("lseek", path) { lseek(fd.raw, off_t(position), SEEK_SET) }
       }
       return fd
     }
@@ -402,7 +399,7 @@ enum PassedInFlight {
         .failed,
         "socket:[\(inode)]: a descriptor in flight belongs to process \(reference.pid), which the bundle does not hold")
     }
-    return try copyOfDescriptor(reference.fd, of: holder.pid)
+    return try OwnedDescriptor(copying: reference.fd, ofProcess: holder.pid)
   }
 
   /// Sends `bytes` through `socket`, the descriptors with the first bytes, as they came.
@@ -442,7 +439,7 @@ extension Dump {
           continue
         }
         tasks[index].files.descriptors[slot].socket?.peerOutside = true
-        log(
+        log.debug(
           "task \(tasks[index].hostPid): fd \(tasks[index].files.descriptors[slot].fd) is connected to socket:[\(peer)] outside the container: restored with that peer gone"
         )
       }
@@ -454,6 +451,7 @@ extension Dump {
   /// container that holds the same open file description (kcmp), and ckcont's copy is closed.
   /// One that no process holds (sent, then closed by its sender) stops the dump.
   func resolvePassed(_ tasks: inout [CapturedTask]) throws {
+    // Raw numbers: the capture kept them in the model (``PassedDescriptors``), closed here.
     var copies: [Int32] = []
     defer { for fd in copies { close(fd) } }
     for task in tasks {
@@ -539,9 +537,8 @@ enum SocketShutdowns {
           done.insert(inode).inserted
         else { continue }
         let how = bits == 3 ? Int32(SHUT_RDWR) : bits == 2 ? Int32(SHUT_WR) : Int32(SHUT_RD)
-        let ours = try copyOfDescriptor(descriptor.fd, of: injector.pid)
-        defer { close(ours) }
-        try syscallChecked("shutdown", "socket:[\(inode)] of process \(task.entry.pid)") { shutdown(ours, how) }
+        let ours = try OwnedDescriptor(copying: descriptor.fd, ofProcess: injector.pid)
+        try syscallChecked("shutdown", "socket:[\(inode)] of process \(task.entry.pid)") { shutdown(ours.raw, how) }
       }
     }
   }

@@ -140,10 +140,9 @@ enum SysVIPC {
   /// Creates an object with the dumped id: the namespace's next id is set just before.
   private static func create(_ kind: Int, _ name: String, _ owner: SysVOwnership, size: UInt64) throws -> Int32 {
     let sysctl = "/proc/sys/kernel/\(name)_next_id"
-    let fd = try syscallChecked("open", sysctl) { open(sysctl, O_WRONLY | O_CLOEXEC) }
-    defer { close(fd) }
+    let nextID = try OwnedDescriptor(opening: sysctl, flags: O_WRONLY | O_CLOEXEC)
     let text = Array("\(owner.id)".utf8)
-    _ = try syscallChecked("write", sysctl) { write(fd, text, text.count) }
+    _ = try syscallChecked("write", sysctl) { write(nextID.raw, text, text.count) }
     let id = ck_ipc_create(Int32(kind), owner.key, size, owner.mode & 0o777)
     guard id >= 0 else { throw error("\(name)get", "SysV object \(owner.id) (key \(owner.key))") }
     guard id == owner.id else {

@@ -3,6 +3,7 @@ import CKShim
 import Cgroup
 import Glibc
 import Linux
+import Logging
 
 /// Captures an address space: every VMA, which of its pages hold data, and the mm fields.
 /// Page contents are read later, while the bundle is written (see `PageReader`).
@@ -20,7 +21,7 @@ struct MemoryCapture {
 
   /// The image, with `fields.brk` left 0: /proc does not show it, only the process itself
   /// can tell (a remote brk(0), see ``TaskCapture``).
-  func image(log: (String) -> Void) throws -> MemoryImage {
+  func image(log: Logger) throws -> MemoryImage {
     let started = monotonicNow()
     let vmas = try ProcMaps.read(pid: pid)
     // The kernel's flags of each mapping (locks, advice, seals) are only in smaps, which walks
@@ -40,9 +41,9 @@ struct MemoryCapture {
     }
     let image = MemoryImage(
       vmas: images, fields: fields, auxv: try auxVector(), exe: try executable(), pagesSize: offset)
-    log(
-      "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in "
-        + "\(Int((monotonicNow() - started) * 1000)) ms")
+    log.debug(
+      "task \(pid): \(images.count) VMAs, \(offset >> 10) KiB of pages to save, scanned in \(Int((monotonicNow() - started) * 1000)) ms"
+    )
     return image
   }
 
@@ -200,10 +201,9 @@ struct MemoryCapture {
 
   /// Whether the process's executable is a 32-bit ELF file (EI_CLASS 1).
   static func isELF32(pid: Int32) throws -> Bool {
-    let fd = try syscallChecked("open", "/proc/\(pid)/exe") { open("/proc/\(pid)/exe", O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
+    let executable = try OwnedDescriptor(opening: "/proc/\(pid)/exe", flags: O_RDONLY | O_CLOEXEC)
     var header = [UInt8](repeating: 0, count: 5)
-    let count = read(fd, &header, 5)
+    let count = read(executable.raw, &header, 5)
     return count == 5 && header[0...3] == [0x7f, 0x45, 0x4c, 0x46] && header[4] == 1
   }
 
@@ -254,10 +254,9 @@ struct MemoryCapture {
   /// pages: ``SharedObjectPages`` keeps them in one.
   private func objectDataRuns(_ vma: VMA) throws -> [AddressRange] {
     let path = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
-    let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
+    let object = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
     let objectEnd = vma.offset + (vma.end - vma.start)
-    return try FileData.ranges(fd: fd, from: vma.offset, to: objectEnd, name: path).map { range in
+    return try FileData.ranges(fd: object.raw, from: vma.offset, to: objectEnd, name: path).map { range in
       // The last page may end past the end of the file: it is mapped whole.
       AddressRange(
         start: vma.start + (range.start - vma.offset),
@@ -283,13 +282,12 @@ struct MemoryCapture {
         )
       }
       let path = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
-      let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-      defer { close(fd) }
+      let file = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
       var bytes = [UInt8](repeating: 0, count: size)
       var done = 0
       while done < size {
         let n = try syscallChecked("pread", path) {
-          bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + done }, size - done, off_t(done)) }
+          bytes.withUnsafeMutableBytes { pread(file.raw, $0.baseAddress.map { $0 + done }, size - done, off_t(done)) }
         }
         guard n > 0 else {
           throw CKError(.failed, "task \(pid): the file \(vma.path) ended at \(done) of \(size) bytes")

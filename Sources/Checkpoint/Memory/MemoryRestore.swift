@@ -4,6 +4,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Rebuilds a dumped address space inside a fresh task (DESIGN.md 3, "Restore a task"):
 /// unmap what it inherited from ckcont, move [vdso]/[vvar] to their dumped addresses, map
@@ -33,7 +34,7 @@ final class MemoryRestore {
   let injector: Injector
   let sharedObjects: SharedMemoryObjects
   let copier: PageCopier
-  let log: (String) -> Void
+  let log: Logger
   /// The calls queued to run in one stop, and the VMAs mapped whose pages this task writes.
   private var batch = Injector.Batch()
   private var mapped: [VMAImage] = []
@@ -67,6 +68,7 @@ final class MemoryRestore {
   /// The call of the last batch that makes a userfaultfd in the task, and ckcont's copy of
   /// it once taken (see ``usesUserfault``).
   private var userfaultCall: Int?
+  /// Raw: the page copier's threads use it; ``releaseUserfault()`` closes it.
   private var userfault: Int32?
   /// A task with at least this much private anonymous memory to fill gets it through a
   /// userfaultfd: it costs two more system calls and a stop, and saves clearing every page.
@@ -99,7 +101,7 @@ final class MemoryRestore {
     copier: PageCopier, parent: MemoryImage? = nil, kernelMappings: [VMA]? = nil, inheritedExe: String? = nil,
     childPages: @escaping (Int32) -> (MemoryImage, UnsafeRawBufferPointer)? = { _ in nil }, joinedAt: Set<UInt64> = [],
     parentProtections: [UInt64: Int32] = [:],
-    log: @escaping (String) -> Void
+    log: Logger
   ) {
     self.parentProtections = parentProtections
     self.joinedAt = joinedAt
@@ -342,18 +344,15 @@ final class MemoryRestore {
   /// registers the mappings to fill; on any failure the pages go by process_vm_writev.
   private func takeUserfault(_ remote: Int64) throws {
     guard remote >= 0 else { return }
-    let pidfd = ck_pidfd_open(injector.pid, 0)
-    let ours = pidfd >= 0 ? ck_pidfd_getfd(pidfd, Int32(remote), 0) : -1
-    if pidfd >= 0 { close(pidfd) }
+    let copied = try? OwnedDescriptor(copying: Int32(remote), ofProcess: injector.pid)
     try injector.call(.close(remote), "close the userfaultfd")
-    guard ours >= 0 else { return }
-    guard ck_uffd_prepare(ours) == 0,
-      mapped.filter(Self.fillsThroughUserfault).allSatisfy({ ck_uffd_register_missing(ours, $0.start, $0.size) == 0 })
-    else {
-      close(ours)
-      return
-    }
-    userfault = ours
+    guard let ours = copied else { return }
+    guard ck_uffd_prepare(ours.raw) == 0,
+      mapped.filter(Self.fillsThroughUserfault).allSatisfy({
+        ck_uffd_register_missing(ours.raw, $0.start, $0.size) == 0
+      })
+    else { return }
+    userfault = ours.take()
   }
 
   /// Closes ckcont's userfaultfd once every page is in: that unregisters the mappings.
@@ -377,9 +376,9 @@ final class MemoryRestore {
     }
     try submitChildrensPages()
     let written = try submitPiecewise(from: base) + submitWhole(from: base)
-    log(
-      "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, "
-        + "\(written >> 10) KiB of pages queued")
+    log.debug(
+      "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, \(written >> 10) KiB of pages queued"
+    )
   }
 
   /// Writes the page that gives each mapping in ``forcedPages`` its anon_vma.
@@ -397,12 +396,11 @@ final class MemoryRestore {
         let base = contents.baseAddress
       else { continue }
       let path = "/proc/\(injector.pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
-      let fd = try syscallChecked("open", path) { open(path, O_RDWR | O_CLOEXEC) }
-      defer { close(fd) }
+      let file = try OwnedDescriptor(opening: path, flags: O_RDWR | O_CLOEXEC)
       var done = 0
       while done < contents.count {
         done += try syscallChecked("pwrite", "the file \(vma.path)") {
-          pwrite(fd, base + done, contents.count - done, off_t(done))
+          pwrite(file.raw, base + done, contents.count - done, off_t(done))
         }
       }
     }
@@ -631,9 +629,8 @@ final class MemoryRestore {
     let extra = ownPages && vma.protection & PROT_WRITE == 0 ? PROT_READ | PROT_WRITE : 0
     let writable = vma.shared && (vma.protection & PROT_WRITE != 0 || ownPages)
     // Opened by ckcont and handed over (see ``Injector/channel``).
-    let ours = try syscallChecked("open", path) { open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC) }
-    defer { close(ours) }
-    let fd = try injector.receive(ours, what: "the shared object of \(hex(vma.start))")
+    let ours = try OwnedDescriptor(opening: path, flags: (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+    let fd = try injector.receive(ours.raw, what: "the shared object of \(hex(vma.start))")
     batch.add(
       .mmap(
         at: vma.start, length: vma.size, protection: vma.protection | extra,

@@ -31,7 +31,8 @@ final class PageCopier: @unchecked Sendable {
   /// enough that two threads share a big area evenly.
   static let pieceSize = 4 << 20
 
-  // Guarded by `condition`.
+  // Guarded by `condition`: a condition variable, not a Mutex, as the copying threads sleep
+  // until pieces come and waitAll until the last one is copied.
   private let condition = NSCondition()
   private var queue: [Piece] = []
   private var head = 0

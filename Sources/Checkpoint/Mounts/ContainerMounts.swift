@@ -472,13 +472,16 @@ enum ContainerMounts {
       case .hardLink:
         guard link(top + "/" + (file.target ?? ""), path) == 0 else { throw fail("link") }
       case .file:
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(file.mode))
-        guard fd >= 0 else { throw fail("create") }
-        defer { close(fd) }
+        guard
+          let made = OwnedDescriptor(
+            adoptingValid: open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(file.mode)))
+        else { throw fail("create") }
         let contents = file.contents ?? Data()
-        let written = contents.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let written = contents.withUnsafeBytes { write(made.raw, $0.baseAddress, $0.count) }
         guard written == contents.count else { throw fail("write") }
-        guard fchown(fd, file.uid, file.gid) == 0, fchmod(fd, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
+        guard fchown(made.raw, file.uid, file.gid) == 0, fchmod(made.raw, mode_t(file.mode)) == 0 else {
+          throw fail("chown/chmod")
+        }
       }
     }
   }

@@ -10,8 +10,9 @@ enum NamespaceThread {
   /// Runs `body` on a new thread in the `kind` namespace (`ipc`, `net`) of process `pid`.
   static func run<T>(in kind: String, of pid: Int32, _ body: @escaping () throws -> T) throws -> T {
     let path = "/proc/\(pid)/ns/\(kind)"
-    let fd = try syscallChecked("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
+    let namespace = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
+    // The number, for the thread: `namespace` stays open until it has joined and returned.
+    let fd = namespace.raw
     return try onThread(named: "ckcont-\(kind)") {
       guard ck_setns(fd, flag(kind)) == 0 else {
         throw SyscallError("setns", "the \(kind) namespace of \(pid)", .init(rawValue: errno))

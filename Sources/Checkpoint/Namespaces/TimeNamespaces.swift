@@ -106,11 +106,10 @@ enum TimeNamespaces {
       }
       return "\(name) \(seconds) \(nanoseconds)\n"
     }
-    let fd = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
-    defer { close(fd) }
+    let offsets = try OwnedDescriptor(opening: path, flags: O_WRONLY | O_CLOEXEC)
     for line in [text("monotonic", image.monotonicOffset), text("boottime", image.boottimeOffset)] {
       let bytes = Array(line.utf8)
-      _ = try syscallChecked("write", "\(path): \(line.dropLast())") { Glibc.write(fd, bytes, bytes.count) }
+      _ = try syscallChecked("write", "\(path): \(line.dropLast())") { Glibc.write(offsets.raw, bytes, bytes.count) }
     }
   }
 

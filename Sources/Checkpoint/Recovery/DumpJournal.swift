@@ -3,6 +3,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 import SystemPackage
 
 /// What a dump is about to change in a container, written and synced before each change
@@ -67,11 +68,10 @@ struct DumpRecord: Codable, Sendable {
 
 /// The journal file of one running dump. Every change goes to disk (written to a temporary
 /// file, fsync'ed, renamed over the journal) before the caller makes it.
-final class DumpJournal: @unchecked Sendable {
+final class DumpJournal: Sendable {
   static let directory = FaultInjection.runDirectory ?? "/run/ckcont"
   let path: String
-  private let lock = NSLock()
-  private var record: DumpRecord
+  private let record: Mutex<DumpRecord>
 
   /// The journal file for `cgroup`: its path with `%` and `/` escaped.
   static func path(for cgroup: String) -> String {
@@ -85,7 +85,8 @@ final class DumpJournal: @unchecked Sendable {
   init(cgroup: Cgroup, wasFrozen: Bool) throws {
     path = Self.path(for: cgroup.path)
     let own = ProcStat.read(pid: getpid())?.startTime ?? 0
-    record = DumpRecord(cgroup: cgroup.path, ckcontPid: getpid(), ckcontStartTime: own, wasFrozen: wasFrozen)
+    let record = DumpRecord(cgroup: cgroup.path, ckcontPid: getpid(), ckcontStartTime: own, wasFrozen: wasFrozen)
+    self.record = Mutex(record)
     try Self.makeDirectory()
     if let existing = try? Self.read(path), existing.isOwnerAlive {
       throw CKError(
@@ -97,7 +98,7 @@ final class DumpJournal: @unchecked Sendable {
 
   /// Records a change before the caller makes it.
   func update(_ change: (inout DumpRecord) -> Void) throws {
-    try lock.withLock {
+    try record.withLock { record in
       change(&record)
       try write(record)
     }
@@ -123,10 +124,9 @@ final class DumpJournal: @unchecked Sendable {
   /// old contents or the new, never a part.
   static func writeDurably(_ data: Data, to path: String) throws {
     let temporary = path + ".new"
-    let fd = try syscallChecked("open", temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
-    defer { close(fd) }
-    try data.withUnsafeBytes { bytes in try writeAll(fd, bytes, temporary) }
-    try syscallChecked("fsync", temporary) { fsync(fd) }
+    let file = try OwnedDescriptor(opening: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+    try data.withUnsafeBytes { bytes in try writeAll(file.raw, bytes, temporary) }
+    try syscallChecked("fsync", temporary) { fsync(file.raw) }
     try syscallChecked("rename", "\(temporary) -> \(path)") { rename(temporary, path) }
   }
 

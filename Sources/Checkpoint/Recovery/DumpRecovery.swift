@@ -3,6 +3,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 import SystemPackage
 
 /// Puts back a container that a dump left when ckcont died in the middle of it, from the
@@ -24,7 +25,7 @@ import SystemPackage
 public enum DumpRecovery {
   /// Recovers `cgroup` if a dead dump left a journal for it; returns what was done, nil when
   /// there was nothing to do. Throws when a live ckcont is dumping it.
-  public static func settle(_ cgroup: Cgroup, log: (String) -> Void) throws -> String? {
+  public static func settle(_ cgroup: Cgroup, log: Logger) throws -> String? {
     removeOrphanJournals()
     let path = DumpJournal.path(for: cgroup.path)
     guard access(path, F_OK) == 0 else { return nil }
@@ -82,7 +83,7 @@ public enum DumpRecovery {
 
   /// Seizes every recorded thread still there, puts back those the dump had parked, and lets
   /// the container go as it was before the dump (frozen or not). Returns how many it put back.
-  private static func putBack(_ record: DumpRecord, cgroup: Cgroup, log: (String) -> Void) throws -> Int {
+  private static func putBack(_ record: DumpRecord, cgroup: Cgroup, log: Logger) throws -> Int {
     let processes = record.processes.filter { record.isSame($0) }
     // Stopped by the SIGSTOP at the end of a batch, not as a job of its own.
     let stoppedByBatch = Set(
@@ -157,7 +158,7 @@ public enum DumpRecovery {
   /// and CPUs, its connections out of repair mode.
   private static func putBack(
     _ process: DumpRecord.Process, _ stopped: [Int32: Seized], socketsOf sockets: [DumpRecord.RepairedSocket],
-    log: (String) -> Void
+    log: Logger
   ) throws -> Int {
     // An i386 process was parked at an int $0x80 calling the i386 pause.
     let i386 = process.threads.first?.registers.cs == UInt64(CK_I386_CODE_SEGMENT)
@@ -181,7 +182,7 @@ public enum DumpRecovery {
       try tracee.setRegisters(thread.registers.raw)
       try tracee.setSignalMask(thread.signalMask)
       if let cpus = thread.cpus.flatMap(CPUSet.init(cpus:)) { try? cpus.apply(to: thread.tid) }
-      log("task \(process.pid) thread \(thread.tid): registers, signal mask and CPUs put back")
+      log.debug("task \(process.pid) thread \(thread.tid): registers, signal mask and CPUs put back")
     }
     for socket in sockets {
       takeOutOfRepair(socket, log: log)
@@ -192,7 +193,7 @@ public enum DumpRecovery {
   /// munmap of the scratch area, when the process's maps still show it, run by thread `tid`
   /// at the park's `syscall` instruction.
   private static func unmapScratch(
-    at address: UInt64, pid: Int32, from tid: Int32, park: UInt64, i386: Bool, log: (String) -> Void
+    at address: UInt64, pid: Int32, from tid: Int32, park: UInt64, i386: Bool, log: Logger
   ) throws {
     guard
       try ProcMaps.read(pid: pid).contains(where: { $0.start == address && $0.end == address + RemoteSession.areaSize })
@@ -203,37 +204,29 @@ public enum DumpRecovery {
     try tracee.setSignalMask(~0)
     var remote = try RemoteSyscall(tracee: tracee, gadget: .singleStep(address: park), i386: i386)
     try remote.checked(.munmap(address, length: RemoteSession.areaSize), "munmap of ckcont's scratch area")
-    log("task \(pid): unmapped ckcont's scratch area at \(hex(address))")
+    log.debug("task \(pid): unmapped ckcont's scratch area at \(hex(address))")
   }
 
   /// TCP_REPAIR off through a copy of the process's descriptor, if it still is a TCP socket.
   /// Writes a terminal's output back so that it waits in the master again, unless the dump
   /// did already (it read out all there was, and nothing ran since but its own put-back).
-  private static func putBack(_ output: DumpRecord.TerminalOutput, log: (String) -> Void) {
-    let pidfd = ck_pidfd_open(output.pid, 0)
-    guard pidfd >= 0 else { return }
-    defer { close(pidfd) }
-    let ours = ck_pidfd_getfd(pidfd, output.fd, 0)
-    guard ours >= 0 else { return }
-    defer { close(ours) }
-    guard ck_pty_readable(ours) == 0 else { return }
-    if output.bytes.withUnsafeBytes({ ck_pty_put_output(ours, $0.baseAddress, $0.count) }) == 0 {
-      log("task \(output.pid) fd \(output.fd): \(output.bytes.count) bytes of terminal output put back")
+  private static func putBack(_ output: DumpRecord.TerminalOutput, log: Logger) {
+    guard let ours = try? OwnedDescriptor(copying: output.fd, ofProcess: output.pid) else { return }
+    guard ck_pty_readable(ours.raw) == 0 else { return }
+    if output.bytes.withUnsafeBytes({ ck_pty_put_output(ours.raw, $0.baseAddress, $0.count) }) == 0 {
+      log.debug("task \(output.pid) fd \(output.fd): \(output.bytes.count) bytes of terminal output put back")
     }
   }
 
-  private static func takeOutOfRepair(_ socket: DumpRecord.RepairedSocket, log: (String) -> Void) {
-    let pidfd = ck_pidfd_open(socket.pid, 0)
-    guard pidfd >= 0 else { return }
-    defer { close(pidfd) }
-    let ours = ck_pidfd_getfd(pidfd, socket.fd, 0)
-    guard ours >= 0 else { return }
-    defer { close(ours) }
+  private static func takeOutOfRepair(_ socket: DumpRecord.RepairedSocket, log: Logger) {
+    guard let ours = try? OwnedDescriptor(copying: socket.fd, ofProcess: socket.pid) else { return }
     var proto: Int32 = 0
     var size = socklen_t(MemoryLayout<Int32>.size)
-    guard getsockopt(ours, SOL_SOCKET, SO_PROTOCOL, &proto, &size) == 0, proto == Int32(IPPROTO_TCP) else { return }
-    if ck_tcp_repair_off(ours, socket.reuseAddress ? 1 : 0) == 0 {
-      log("task \(socket.pid) fd \(socket.fd): TCP connection out of repair mode")
+    guard getsockopt(ours.raw, SOL_SOCKET, SO_PROTOCOL, &proto, &size) == 0, proto == Int32(IPPROTO_TCP) else {
+      return
+    }
+    if ck_tcp_repair_off(ours.raw, socket.reuseAddress ? 1 : 0) == 0 {
+      log.debug("task \(socket.pid) fd \(socket.fd): TCP connection out of repair mode")
     }
   }
 }

@@ -2,11 +2,12 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Synchronization
 
 /// The directories a restore makes on the host (cgroups, the staging point of a root
 /// filesystem), journaled before each is made. A restore that dies midway loses its tasks
 /// (they are traced with PTRACE_O_EXITKILL), but its directories stay: the next ckcont
-/// command that needs root removes them (``sweep(log:)``).
+/// command that needs root removes them (``sweep()``).
 struct RestoreRecord: Codable, Sendable {
   var ckcontPid: Int32
   var ckcontStartTime: UInt64
@@ -15,22 +16,22 @@ struct RestoreRecord: Codable, Sendable {
 }
 
 /// The journal file of one running restore.
-public final class RestoreJournal: @unchecked Sendable {
+public final class RestoreJournal: Sendable {
   let path: String
-  private let lock = NSLock()
-  private var record: RestoreRecord
+  private let record: Mutex<RestoreRecord>
 
   init() throws {
     path = "\(DumpJournal.directory)/restore-\(getpid()).json"
-    record = RestoreRecord(ckcontPid: getpid(), ckcontStartTime: ProcStat.read(pid: getpid())?.startTime ?? 0)
+    let record = RestoreRecord(ckcontPid: getpid(), ckcontStartTime: ProcStat.read(pid: getpid())?.startTime ?? 0)
     try DumpJournal.makeDirectory()
     try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
+    self.record = Mutex(record)
   }
 
   /// Records `directory` before the caller makes it (only one that does not exist yet:
   /// recovery must never remove what the restore did not make).
   func willMake(_ directory: String) throws {
-    try lock.withLock {
+    try record.withLock { record in
       record.directories.append(directory)
       try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
     }
@@ -41,7 +42,9 @@ public final class RestoreJournal: @unchecked Sendable {
 
   /// Removes what restores that died left: their directories, children first (cgroups empty
   /// out as their killed tasks exit; one that still holds tasks is left), then the journal.
-  public static func sweep(log: (String) -> Void) {
+  /// Returns one line per restore swept, for the user (printed with or without -v).
+  public static func sweep() -> [String] {
+    var swept: [String] = []
     let names = (try? FileManager.default.contentsOfDirectory(atPath: DumpJournal.directory)) ?? []
     for name in names where name.hasPrefix("restore-") && name.hasSuffix(".json") {
       let path = DumpJournal.directory + "/" + name
@@ -56,9 +59,10 @@ public final class RestoreJournal: @unchecked Sendable {
         }
       }
       unlink(path)
-      log(
+      swept.append(
         "removed what the restore of ckcont \(record.ckcontPid) made before it died: \(record.directories.joined(separator: ", "))"
       )
     }
+    return swept
   }
 }

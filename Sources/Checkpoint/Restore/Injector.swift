@@ -55,8 +55,8 @@ final class Injector {
   var pid: Int32 { tracee.tid }
 
   /// Makes the channel (see ``channel``) with the task's end at descriptor `fd`; returns
-  /// ckcont's end, which the caller owns.
-  func openChannel(at fd: Int64) throws -> Int32 {
+  /// ckcont's end, which the caller owns (``channelPeer`` borrows its number).
+  func openChannel(at fd: Int64) throws -> OwnedDescriptor {
     resetData()
     let pair = try reserve(8)
     try call(
@@ -65,21 +65,16 @@ final class Injector {
     let ends = try read(8, at: pair).withUnsafeBytes {
       (Int32(littleEndian: $0.load(as: Int32.self)), Int32(littleEndian: $0.load(fromByteOffset: 4, as: Int32.self)))
     }
-    let pidfd = try syscallChecked("pidfd_open", "\(pid)") { ck_pidfd_open(pid, 0) }
-    defer { close(pidfd) }
-    let ours = try syscallChecked("pidfd_getfd", "\(pid) fd \(ends.0)") { ck_pidfd_getfd(pidfd, ends.0, 0) }
+    let ours = try OwnedDescriptor(copying: ends.0, ofProcess: pid)
     var batch = Batch()
     batch.add(.close(ends.0))
     if Int64(ends.1) != fd {
       batch.add(.dup3(ends.1, fd, closeOnExec: true), "dup3 the channel to \(fd)")
       batch.add(.close(ends.1))
     }
-    do { try run(batch) } catch {
-      close(ours)
-      throw error
-    }
+    try run(batch)
     channel = fd
-    channelPeer = ours
+    channelPeer = ours.raw
     return ours
   }
 

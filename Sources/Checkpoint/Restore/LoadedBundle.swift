@@ -3,6 +3,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// A bundle read completely and verified, with its model decoded and checked for
 /// consistency, before restore creates anything. Page contents sit in anonymous memory.
@@ -59,12 +60,12 @@ final class LoadedBundle {
   }
 
   /// Reads `source` to its end (checksums are verified there) and validates the model.
-  convenience init(source: any ByteSource, pages handling: PageHandling = .copy, log: (String) -> Void) throws {
+  convenience init(source: any ByteSource, pages handling: PageHandling = .copy, log: Logger) throws {
     try self.init(Self.read(source, pages: handling, log: log), log: log)
   }
 
   /// Reads every member of `source`, verifying checksums.
-  static func read(_ source: any ByteSource, pages handling: PageHandling, log: (String) -> Void) throws -> Members {
+  static func read(_ source: any ByteSource, pages handling: PageHandling, log: Logger) throws -> Members {
     let started = monotonicNow()
     let reader: BundleReader
     do {
@@ -111,7 +112,7 @@ final class LoadedBundle {
         pages[name]?.data = UnsafeRawBufferPointer(rebasing: mapped.bytes[offset..<offset + size])
       }
     }
-    log("read and verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
+    log.debug("read and verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
     return Members(manifest: reader.manifest, json: json, pages: pages, storage: storage)
   }
 
@@ -119,7 +120,7 @@ final class LoadedBundle {
   /// makes anything (the dump runs it too, on what it is about to write). The order is the
   /// model's: the tree first, then what hangs off it, then each process, then what crosses
   /// processes.
-  init(_ members: Members, log: (String) -> Void) throws {
+  init(_ members: Members, log: Logger) throws {
     manifest = members.manifest
     pageStorage = members.storage
     let model = ModelMembers(
@@ -138,7 +139,7 @@ final class LoadedBundle {
     tasks = try Self.decodeTasks(of: tree, model, pages: members.pages)
     privateObjects = try Self.privateObjects(of: tasks, ipc: ipc, pages: members.pages)
     try Self.validateDescriptorsInFlight(tasks)
-    log("decoded the model of \(tasks.count) processes in \(Int((monotonicNow() - decoding) * 1000)) ms")
+    log.debug("decoded the model of \(tasks.count) processes in \(Int((monotonicNow() - decoding) * 1000)) ms")
   }
 
   /// The JSON members of a bundle, decoded on demand into model types.

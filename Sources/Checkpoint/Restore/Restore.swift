@@ -4,6 +4,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Where a restore reads its bundle.
 public enum RestoreInput: Sendable {
@@ -39,7 +40,8 @@ public struct Restore {
   /// `--root`: the directory to use as the root filesystem of a container that had one of its
   /// own (as CRIU's --root), instead of the one it was dumped with.
   public var rootFilesystem: String?
-  public var log: (String) -> Void = { _ in }
+  /// Where the restore tells what it does, at debug level (what `-v` shows).
+  public var log = Logger.discarding
 
   public init(input: RestoreInput, cgroupRoot: String?) {
     self.input = input
@@ -118,14 +120,14 @@ public struct Restore {
       try run.finishRegisters()
       let resumedAt = try run.release()
       FaultInjection.point("restore:released")
-      log("restored \(order.count) processes: \(run.phases)")
+      log.debug("restored \(order.count) processes: \(run.phases)")
       return RestoreReport(
         rootPid: run.rootPid, processes: order.count, cgroup: target.main.path, seconds: monotonicNow() - started,
         resumedAt: resumedAt)
     } catch {
       run.killCreated()
       target.removeCreated()
-      log("restore failed; removed what it created")
+      log.debug("restore failed; removed what it created")
       throw error
     }
   }
@@ -203,7 +205,7 @@ public struct Restore {
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
     limit.rlim_cur = limit.rlim_max
     if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
-      log("could not raise RLIMIT_NOFILE: \(String(cString: strerror(errno)))")
+      log.debug("could not raise RLIMIT_NOFILE: \(String(cString: strerror(errno)))")
     }
   }
 
@@ -249,7 +251,7 @@ public struct Restore {
       usleep(500)
     }
     try takeBackSIGCHLD(parent)
-    log("zombie \(child.tid) recreated with status 0x\(String(status, radix: 16))")
+    log.debug("zombie \(child.tid) recreated with status 0x\(String(status, radix: 16))")
   }
 
   /// Ends a restore helper (TreePlan): it is killed, its parent reaps it and forgets the
@@ -261,7 +263,7 @@ public struct Restore {
     _ = waitpid(helper.tid, &status, Int32(CK_WALL))
     try parent.call(.wait4(pid, options: Int32(CK_WALL)), "wait4(helper \(pid))")
     try takeBackSIGCHLD(parent)
-    log("restore helper \(pid) (\(helper.tid)) ended")
+    log.debug("restore helper \(pid) (\(helper.tid)) ended")
   }
 
   /// Takes the SIGCHLD a restore step caused out of `parent`'s pending signals.
@@ -277,11 +279,10 @@ public struct Restore {
     case .standardInput:
       return try LoadedBundle(source: FileDescriptorSource(fd: 0, name: "standard input"), log: log)
     case .file(let path):
-      let fd = open(path, O_RDONLY | O_CLOEXEC)
-      guard fd >= 0 else {
+      guard let file = OwnedDescriptor(adoptingValid: open(path, O_RDONLY | O_CLOEXEC)) else {
         throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
       }
-      defer { close(fd) }
+      let fd = file.raw
       var st = stat()
       // A regular file is verified in one pass and then mapped: its pages go to the tasks
       // from the page cache. Anything else (a FIFO, a device) can be read only once: its
@@ -363,7 +364,7 @@ public struct Restore {
     try Tracee(tid: pid).setOptions(
       Int32(CK_PTRACE_O_EXITKILL | CK_PTRACE_O_TRACESYSGOOD | CK_PTRACE_O_TRACECLONE | CK_PTRACE_O_TRACEFORK)
         | (suspendSeccomp ? Int32(CK_PTRACE_O_SUSPEND_SECCOMP) : 0))
-    log("created task \(pid) (pid \(pids[0]) in its namespace)")
+    log.debug("created task \(pid) (pid \(pids[0]) in its namespace)")
     return pid
   }
 
@@ -390,9 +391,8 @@ public struct Restore {
       ("uid_map", UserNamespaceMaps.text(maps.uids)),
     ] {
       let path = "/proc/\(pid)/\(file)"
-      let fd = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
-      defer { close(fd) }
-      let written = text.withCString { write(fd, $0, strlen($0)) }
+      let map = try OwnedDescriptor(opening: path, flags: O_WRONLY | O_CLOEXEC)
+      let written = text.withCString { write(map.raw, $0, strlen($0)) }
       guard written == text.utf8.count else {
         throw CKError(
           .failed,
@@ -414,7 +414,7 @@ public struct Restore {
       // Refused only when the task's cpuset and `cpus` have no CPU in common; it keeps the
       // cpuset's CPUs then, which is what it would have had anyway.
       let own = affinity[thread.tid].flatMap { $0.intersection(cpus) } ?? cpus
-      do { try own.apply(to: thread.tid) } catch { log("thread \(thread.tid): \(error)") }
+      do { try own.apply(to: thread.tid) } catch { log.debug("thread \(thread.tid): \(error)") }
       try thread.detach()
     }
     for stop in stops { kill(stop.pid, stop.signal) }

@@ -4,6 +4,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// One restore under way (``Restore/run()``): the state its phases share, and the phases in
 /// CRIU's order: ``createTree()`` (every process forked with its pids, sessions, groups and
@@ -28,7 +29,7 @@ final class RestoreRun {
   /// The root's host pid.
   private(set) var rootPid: Int32 = 0
   /// ckcont's end of the channel the tasks receive descriptors through.
-  private var channelPeer: Int32 = -1
+  private var channelPeer: OwnedDescriptor?
   /// The blank copy's status (ids, capabilities) the state restore starts from.
   private var inherited: ProcStatus?
   /// The time namespaces' offsets, continuing the dumped clocks from now on.
@@ -67,7 +68,7 @@ final class RestoreRun {
   /// Each thread's own CPUs, by host tid.
   private var affinity: [Int32: CPUSet] = [:]
 
-  var log: (String) -> Void { options.log }
+  var log: Logger { options.log }
 
   init(
     options: Restore, bundle: LoadedBundle, plan: TreePlan, order: [LoadedBundle.LoadedTask], target: TargetCgroups,
@@ -92,7 +93,6 @@ final class RestoreRun {
   }
 
   deinit {
-    if channelPeer >= 0 { close(channelPeer) }
     treeCopier?.stop()
   }
 
@@ -454,7 +454,7 @@ final class RestoreRun {
     for restore in restores { finalStates.append((restore, try restore.completeFinish())) }
     for (restore, state) in finalStates {
       try restore.finishSteps(state)
-      log("task \(restore.injector.pid): restored with \(restore.injector.remote.count + 1) remote syscalls")
+      log.debug("task \(restore.injector.pid): restored with \(restore.injector.remote.count + 1) remote syscalls")
     }
     phases.record("final registers", since: finalStarted)
   }

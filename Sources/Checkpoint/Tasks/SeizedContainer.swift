@@ -4,6 +4,7 @@ import Cgroup
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Every thread of a cgroup subtree stopped under ptrace, with the registers and signal mask
 /// each had, so that any failure can put the container back exactly as it was.
@@ -42,7 +43,7 @@ public final class SeizedContainer {
   /// Seized without PTRACE_O_EXITKILL: should ckcont die, its tracees are detached, not
   /// killed. Each change is journaled before it is made, and between remote calls every
   /// thread is parked where a dead tracer leaves it harmless.
-  public init(cgroup: Cgroup, freezeTimeout: Double, log: (String) -> Void) throws {
+  public init(cgroup: Cgroup, freezeTimeout: Double, log: Logger) throws {
     self.cgroup = cgroup
     wasFrozen = try Freezer.isFrozen(cgroup)
     journal = try DumpJournal(cgroup: cgroup, wasFrozen: wasFrozen)
@@ -114,7 +115,7 @@ public final class SeizedContainer {
       processes = found
       try park()
       FaultInjection.point("dump:parked")
-      log("seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started))")
+      log.debug("seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started))")
     } catch {
       processes = found
       release(leaveFrozen: false)

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Captures what a process is — threads, registers, signal state, credentials, limits — from
 /// /proc, ptrace, and remote system calls run inside the (stopped) process itself.
@@ -63,7 +64,7 @@ struct TaskCapture: Sendable {
   /// run in the main thread; its registers and signal mask are put back before returning.
   /// Also what the process sees of its namespaces (``NamespaceFacts``).
   /// `vmas` are its mappings (its mm image has them), for a free place for the scratch area.
-  func core(session: SeizedContainer, vmas: [VMAImage], log: (String) -> Void) throws -> (
+  func core(session: SeizedContainer, vmas: [VMAImage], log: Logger) throws -> (
     core: TaskCore, brk: UInt64, namespaces: NamespaceFacts
   ) {
     var ownFilters: [Int32: [SeccompFilterImage]] = [:]
@@ -132,7 +133,7 @@ struct TaskCapture: Sendable {
           hint: "checkpoint it before a thread sets its own login uid")
       }
     }
-    log(
+    log.debug(
       "task \(pid): \(actions.count) signal actions, \(itimers.count) itimers, \(inject.remote.count) remote syscalls")
     return (core, answers.brk, namespaces)
   }

@@ -3,6 +3,7 @@ import CKShim
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// Restores what a process is beyond its memory and files, by remote syscalls inside it:
 /// signal actions, rseq, altstack, clear_child_tid, name, prctl state, timers, umask,
@@ -19,7 +20,7 @@ struct TaskRestore {
   let userMaps: UserNamespaceMaps?
   /// A descriptor number the task has free (above its own), for a channel to ckcont.
   let freeDescriptor: Int64
-  let log: (String) -> Void
+  let log: Logger
 
   /// Undoes what the fresh task inherited from ckcont: rseq registration (its area is about
   /// to be unmapped, which would kill the task on the next preemption) and every descriptor.
@@ -55,7 +56,7 @@ struct TaskRestore {
     for (thread, own) in threads.dropFirst() {
       try setFinalState(thread, of: own.tracee)
     }
-    if threads.count > 1 { log("task \(entry.pid): \(threads.count - 1) more threads restored") }
+    if threads.count > 1 { log.debug("task \(entry.pid): \(threads.count - 1) more threads restored") }
     return threads.map(\.injector.tracee)
   }
 
@@ -103,7 +104,7 @@ struct TaskRestore {
     if entry.ppid != 0 {
       batch.add(.prctl(.setParentDeathSignal(core.parentDeathSignal)))
     } else if core.parentDeathSignal != 0 {
-      log(
+      log.debug(
         "task \(entry.pid): parent-death signal \(core.parentDeathSignal) dropped: its parent was outside the container"
       )
     }
@@ -185,11 +186,9 @@ struct TaskRestore {
     let path = "/proc/\(injector.pid)/loginuid"
     guard let login = core.loginUID, let now = try PseudoFile.readIfExists(path).flatMap(UInt32.init), now != login
     else { return }
-    let file = try syscallChecked("open", path) { open(path, O_WRONLY | O_CLOEXEC) }
-    defer { close(file) }
-    let ours = try injector.openChannel(at: freeDescriptor)
-    defer { close(ours) }
-    let received = try injector.receive(file, what: "its loginuid file")
+    let file = try OwnedDescriptor(opening: path, flags: O_WRONLY | O_CLOEXEC)
+    let channel = try injector.openChannel(at: freeDescriptor)
+    let received = try injector.receive(file.raw, what: "its loginuid file")
     let text = Array(String(login).utf8)
     let at = try injector.put(text)
     var batch = Injector.Batch()
@@ -201,6 +200,7 @@ struct TaskRestore {
         .permission, "task \(entry.pid): its audit login uid \(login) could not be set (\(error.message))",
         hint: "ckcont's own is \(now); restore from a process whose loginuid is unset (a service) or \(login)")
     }
+    _ = consume channel  // ckcont's end of the channel: closed once the task has written
   }
 
   /// What each thread has of its own: rseq, alternate signal stack, clear_child_tid.
@@ -290,7 +290,7 @@ struct TaskRestore {
       let hard = try injector.read(16, at: current).withUnsafeBytes { $0.load(fromByteOffset: 8, as: UInt64.self) }
       let lowered = try injector.put(words: [min(limit.soft, hard), hard])
       try injector.call(.prlimit64(limit.resource, new: lowered))
-      log("task \(entry.pid): rlimit \(limit.resource) hard \(limit.hard) could not be raised beyond \(hard)")
+      log.debug("task \(entry.pid): rlimit \(limit.resource) hard \(limit.hard) could not be raised beyond \(hard)")
     }
   }
 
@@ -399,7 +399,7 @@ struct TaskRestore {
   /// The supplementary groups, unless the task's user namespace denies setgroups.
   private func setGroups(_ groups: [UInt32], in injector: Injector) throws {
     if userMaps?.setgroupsAllowed == false {
-      log(
+      log.debug(
         "task \(entry.pid): supplementary groups \(core.credentials.groups) not set: its user namespace denies setgroups"
       )
       return
