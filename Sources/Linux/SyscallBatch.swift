@@ -91,12 +91,14 @@ public struct SyscallBatch {
 
   /// The machine code, storing call i's result (rax) at `results + 8 * i`.
   public func code(results: UInt64, ending: Ending = .breakpoint) -> [UInt8] {
+    // Sized once: a batch of thousands of calls is built for every stop of a restore.
     var code: [UInt8] = []
+    code.reserveCapacity(Self.maximumCodeSize(calls: calls.count))
     func imm64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
     for (index, call) in calls.enumerated() {
       let registers = i386Calls.contains(index) ? ArgumentRegisters.i386 : ArgumentRegisters.native
-      let arguments = call.arguments + Array(repeating: Argument.value(0), count: 6 - call.arguments.count)
-      for (register, argument) in arguments.enumerated() {
+      for register in 0..<6 {
+        let argument = register < call.arguments.count ? call.arguments[register] : .value(0)
         switch argument {
         case .value(0):
           // Every call sets all six registers, so no argument is left over from the call

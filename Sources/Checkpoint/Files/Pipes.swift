@@ -83,39 +83,92 @@ extension FileCapture {
 extension FileBatch {
   /// Pipes: both ends made (or fetched) at once, with their buffered data.
   func preparePipes() throws {
-    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .pipe {
-      guard heldElsewhere(descriptor) == nil, inheritedFD(descriptor) == nil, let inode = descriptor.pipe,
-        let image = pipesByInode[inode]
-      else { continue }
+    let descriptors = image.descriptors.filter { descriptor in
+      descriptor.sharesWith == nil && descriptor.kind == .pipe && heldElsewhere(descriptor) == nil
+        && inheritedFD(descriptor) == nil && descriptor.pipe.flatMap { pipesByInode[$0] } != nil
+    }
+    // The pipes no process made yet, each once, in the order their descriptors come.
+    var seen: Set<UInt64> = []
+    let new = descriptors.compactMap { $0.pipe.flatMap { pipesByInode[$0] } }.filter {
+      shared.pipes[$0.inode] == nil && seen.insert($0.inode).inserted
+    }
+    try makePipes(new)
+    // Status flags (O_NONBLOCK...) belong to the description: set on the end itself, once
+    // its data is in. O_ASYNC waits for the descriptor's own number: the kernel names that
+    // in its signals (si_fd).
+    var flags = Injector.Batch()
+    for descriptor in descriptors {
+      guard let inode = descriptor.pipe, let image = pipesByInode[inode] else { continue }
       let ends = try pipeEnds(image)
       let created = descriptor.flags & O_ACCMODE == O_RDONLY ? ends.read : ends.write
-      // Status flags (O_NONBLOCK...) belong to the description: set on the end itself. O_ASYNC
-      // waits for the descriptor's own number: the kernel names that in its signals (si_fd).
-      try injector.call(.fcntl(created, .setFlags(descriptor.flags & ~O_ASYNC)), "F_SETFL fd \(descriptor.fd)")
+      flags.add(.fcntl(created, .setFlags(descriptor.flags & ~O_ASYNC)), "F_SETFL fd \(descriptor.fd)")
+      if flags.isFull {
+        try injector.run(flags)
+        flags = Injector.Batch()
+      }
       prepared.descriptions[descriptor.fd] = created
+    }
+    try injector.run(flags)
+  }
+
+  /// Makes `pipes` in this task, with their capacity, at high numbers, filled with their
+  /// buffered data, in two stops for up to a thousand of them (one call at a time, a
+  /// thousand descriptors with 125 pipes took a thousand stops, most of their restore):
+  /// every pipe2 first, as each writes its two ends into the data area, which ckcont reads
+  /// before it can name them in the calls that resize and move them.
+  private func makePipes(_ pipes: [PipeImage]) throws {
+    var rest = pipes[...]
+    while !rest.isEmpty {
+      injector.resetData()
+      // Five calls a pipe in the second stop; 16 bytes of the data area each (two ints,
+      // rounded up).
+      let chunk = rest.prefix(min(Int(injector.dataRoom / 16), Injector.maximumBatch / 8))
+      rest = rest.dropFirst(chunk.count)
+      var making = Injector.Batch()
+      var pairs: [UInt64] = []
+      for _ in chunk {
+        let pair = try injector.reserve(8)
+        pairs.append(pair)
+        making.add(.pipe2(pair, O_CLOEXEC))
+      }
+      try injector.run(making)
+      guard let first = pairs.first, let last = pairs.last else { continue }
+      let bytes = try injector.read(Int(last + 8 - first), at: first)
+      var placing = Injector.Batch()
+      var made: [(pipe: PipeImage, read: Int64, write: Int64)] = []
+      for (pipe, pair) in zip(chunk, pairs) {
+        let fds = bytes.withUnsafeBytes {
+          (
+            Int64($0.load(fromByteOffset: Int(pair - first), as: Int32.self)),
+            Int64($0.load(fromByteOffset: Int(pair - first) + 4, as: Int32.self))
+          )
+        }
+        placing.add(.fcntl(fds.1, .setPipeSize(pipe.capacity)))
+        let read = prepared.takeHigh()
+        let write = prepared.takeHigh()
+        for (fd, high) in [(fds.0, read), (fds.1, write)] {
+          placing.add(.dup3(fd, high, closeOnExec: true))
+          placing.add(.close(fd))
+        }
+        made.append((pipe, read, write))
+      }
+      try injector.run(placing)
+      for (pipe, read, write) in made {
+        try fill(writeEnd: Int32(write), with: pipe)
+        shared.pipes[pipe.inode] = (pid, read, write)
+      }
     }
   }
 
-  /// Both ends of the pipe: made here (filled with its buffered data) the first time any
-  /// process needs it, fetched from that process afterwards.
+  /// Both ends of the pipe: made by ``makePipes(_:)`` in the first process that needs it,
+  /// fetched from that process afterwards.
   private func pipeEnds(_ pipe: PipeImage) throws -> (read: Int64, write: Int64) {
-    if let holder = shared.pipes[pipe.inode] {
-      if holder.pid == pid { return (holder.read, holder.write) }
-      let read = try fetch(holder.read, from: holder.pid, to: prepared.takeHigh())
-      let write = try fetch(holder.write, from: holder.pid, to: prepared.takeHigh())
-      shared.pipes[pipe.inode] = (pid, read, write)
-      return (read, write)
+    guard let holder = shared.pipes[pipe.inode] else {
+      throw CKError(.failed, "task \(injector.pid): pipe:[\(pipe.inode)] was not made")
     }
-    injector.resetData()
-    let pair = try injector.reserve(8)
-    try injector.call(.pipe2(pair, O_CLOEXEC))
-    let fds = try injector.read(8, at: pair).withUnsafeBytes {
-      ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
-    }
-    try injector.call(.fcntl(fds.1, .setPipeSize(pipe.capacity)))
-    try fill(writeEnd: fds.1, with: pipe)
-    let read = try move(Int64(fds.0), to: prepared.takeHigh())
-    let write = try move(Int64(fds.1), to: prepared.takeHigh())
+    if holder.pid == pid { return (holder.read, holder.write) }
+    let read = try fetch(holder.read, from: holder.pid, to: prepared.takeHigh())
+    let write = try fetch(holder.write, from: holder.pid, to: prepared.takeHigh())
     shared.pipes[pipe.inode] = (pid, read, write)
     return (read, write)
   }

@@ -539,7 +539,8 @@ final class MemoryRestore {
   /// mapping was made again in parts, and a seal refuses the mprotect before it.
   func queueProtections(into batch: inout Injector.Batch) throws {
     func makeRoom() throws {
-      guard batch.count >= 256 else { return }
+      // Room left for the few hundred calls of the state batch queued after these.
+      guard batch.count >= Injector.maximumBatch / 2 else { return }
       try injector.run(batch)
       batch = Injector.Batch()
     }

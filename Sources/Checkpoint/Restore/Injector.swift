@@ -11,13 +11,18 @@ final class Injector {
   var remote: RemoteSyscall
   /// The injection region: code at its start, argument data after it.
   private(set) var region: UInt64 = 0
-  static let regionSize: UInt64 = 64 << 10
+  /// 1 MiB: a batch of up to ``maximumBatch`` calls in one stop. Each stop costs a round trip
+  /// through the scheduler (tens of µs); with 64 KiB (about 240 calls a batch) restoring
+  /// 10,000 mappings took 150 stops, the state batch after them 120 more.
+  static let regionSize: UInt64 = 1 << 20
   /// Argument data (paths, structs, iovecs) from here up to `dataEnd`; then the results of a
-  /// batch (512 slots) and its code.
+  /// batch (``maximumBatch`` slots) and its code.
   static let dataStart: UInt64 = 4096
-  static let dataEnd: UInt64 = 36 << 10
-  static let resultsStart: UInt64 = 36 << 10
-  static let codeStart: UInt64 = 40 << 10
+  static let dataEnd: UInt64 = 256 << 10
+  static let resultsStart: UInt64 = 256 << 10
+  static let codeStart: UInt64 = resultsStart + 8 * UInt64(maximumBatch)
+  /// The most calls a batch holds: one result slot each.
+  static let maximumBatch = 8192
   private var dataCursor: UInt64 = dataStart
   /// The data area as the task will find it: arguments are copied here and written into the
   /// task in one go before it next runs (a write to /proc/<pid>/mem per argument cost more
@@ -292,7 +297,8 @@ final class Injector {
 
     /// Whether `count` more calls fit the code area of the region.
     func hasRoom(for count: Int) -> Bool {
-      SyscallBatch.maximumCodeSize(calls: calls.count + count) <= Int(Injector.regionSize - Injector.codeStart)
+      calls.count + count <= Injector.maximumBatch
+        && SyscallBatch.maximumCodeSize(calls: calls.count + count) <= Int(Injector.regionSize - Injector.codeStart)
     }
 
     /// Queues `call`, its label replaced by `label` if given; `mayFail`: its result is not
@@ -321,7 +327,7 @@ final class Injector {
     precondition(launched == nil, "task \(pid): a batch is already running")
     guard !batch.isEmpty else { return }
     let code = batch.syscalls.code(results: region + Self.resultsStart)
-    guard batch.count <= 512, UInt64(code.count) <= Self.regionSize - Self.codeStart else {
+    guard batch.count <= Self.maximumBatch, UInt64(code.count) <= Self.regionSize - Self.codeStart else {
       throw CKError(.failed, "task \(pid): a batch of \(batch.count) restore calls does not fit the injection region")
     }
     try writeStaged()
