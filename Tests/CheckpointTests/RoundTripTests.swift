@@ -92,16 +92,7 @@ struct RoundTripTests {
       "/usr/bin/unshare", mountProc ? ["-fp", "--mount-proc", program, "init", "proc"] : ["-fp", program, "init"],
       ownNamespaces: ownNamespaces)
     defer { container.destroy() }
-    let differences = try container.unexplainedDifferences("pid-nested init")
-    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
-    // unshare ignores SIGTERM while it waits: the nested init gets it, unshare exits with its status.
-    let children = try String(
-      contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)
-    let inner = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "unshare has no child")
-    kill(inner, SIGTERM)
-    let status = try container.reap(container.restoredPid, timeout: 20)
-    #expect(status == 0, "pid-nested exited with \(status); log: \(container.log)")
-    #expect(container.log.contains("PASS pid-nested"), "log: \(container.log)")
+    try roundTripUnderARoot(container, name: "pid-nested init", fixture: "pid-nested")
   }
 
   /// A mixed container (issue 17): a 64-bit root (unshare) whose child is an i386 program
@@ -110,15 +101,7 @@ struct RoundTripTests {
     let program = try FixturePrograms.path("compat32")
     let container = try FixtureContainer("/usr/bin/unshare", ["-fp", program, "sleep"], ownNamespaces: true)
     defer { container.destroy() }
-    let differences = try container.unexplainedDifferences("compat32 sleep")
-    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
-    let children = try String(
-      contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)
-    let inner = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "unshare has no child")
-    kill(inner, SIGTERM)
-    let status = try container.reap(container.restoredPid, timeout: 20)
-    #expect(status == 0, "compat32 exited with \(status); log: \(container.log)")
-    #expect(container.log.contains("PASS compat32"), "log: \(container.log)")
+    try roundTripUnderARoot(container, name: "compat32 sleep", fixture: "compat32")
   }
 
   /// The mixed tree of issue 17: a 64-bit init (a shell), its i386 child and grandchild
@@ -128,15 +111,22 @@ struct RoundTripTests {
     // `; exit` keeps the shell from exec()ing the program: it stays the container's init.
     let container = try FixtureContainer("/bin/busybox", ["sh", "-c", "\(program) fork; exit $?"])
     defer { container.destroy() }
-    let differences = try container.unexplainedDifferences("compat32 fork")
+    try roundTripUnderARoot(container, name: "compat32 fork", fixture: "compat32")
+  }
+
+  /// Round trip of a container whose root (unshare, a shell) runs `fixture` as its child:
+  /// the root ignores SIGTERM while it waits, so the child gets it, and the root exits with
+  /// the child's status.
+  func roundTripUnderARoot(_ container: FixtureContainer, name: String, fixture: String) throws {
+    let differences = try container.unexplainedDifferences(name)
     #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
     let children = try String(
       contentsOfFile: "/proc/\(container.restoredPid)/task/\(container.restoredPid)/children", encoding: .utf8)
-    let child = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "the shell has no child")
-    kill(child, SIGTERM)
+    let inner = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "the root has no child")
+    kill(inner, SIGTERM)
     let status = try container.reap(container.restoredPid, timeout: 20)
-    #expect(status == 0, "the shell exited with \(status); log: \(container.log)")
-    #expect(container.log.contains("PASS compat32"), "log: \(container.log)")
+    #expect(status == 0, "\(fixture) exited with \(status); log: \(container.log)")
+    #expect(container.log.contains("PASS \(fixture)"), "log: \(container.log)")
   }
 
   /// Found by the state snapshots: a sleep that a freeze (or a stop, or ptrace) interrupted
