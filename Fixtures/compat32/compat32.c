@@ -16,7 +16,10 @@
  *   sleep    a thread sleeping in nanosleep(1.5 s) across the dump returns 0, not early
  *   fork     a forked 32-bit child checks the same in itself, then says so through the
  *            pipe they share
- * usage: compat32 [basic|threads|sleep|fork] */
+ *   sleep-exact  after "ready", glibc's nanosleep(1 s) in the main thread, then "slept BEFORE
+ *            AFTER" (CLOCK_MONOTONIC ns): the test subtracts the time the container stood
+ *            still (as for `regs sleep-exact`): 1 s, not 1 s again, not EINTR
+ * usage: compat32 [basic|threads|sleep|fork|sleep-exact] */
 #include "fix.h"
 #include <fcntl.h>
 #include <pthread.h>
@@ -194,11 +197,21 @@ int main(int argc, char **argv) {
     }
     char done;
     if (read(set[0], &done, 1) != 1) fx_setup_fail("the child did not start");
-  } else if (strcmp(mode, "basic")) {
+  } else if (strcmp(mode, "basic") && strcmp(mode, "sleep-exact")) {
     fx_setup_fail("unknown mode %s", mode);
   }
 
   fx_ready();
+  if (!strcmp(mode, "sleep-exact")) {
+    struct timespec from, until, req = {1, 0}, rem;
+    clock_gettime(CLOCK_MONOTONIC, &from);
+    int slept = nanosleep(&req, &rem);
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    FX_TRUE(slept == 0, "nanosleep(1 s) failed: %s", strerror(errno));
+    if (slept == 0)
+      fx_print("slept %lld %lld", (long long)from.tv_sec * 1000000000LL + from.tv_nsec,
+               (long long)until.tv_sec * 1000000000LL + until.tv_nsec);
+  }
   fx_wait_term();
 
   asm volatile("movups %%xmm5, %0" : "=m"(sse_out));
