@@ -41,9 +41,18 @@
 #include <sys/wait.h>
 #include <linux/futex.h>
 
+#ifdef __i386__
+/* Fixtures/regs32: a raw `int $0x80` (block32.S) with the arguments in ebx, ecx, edx, esi and
+ * known values in edi and ebp; every one must hold what it held (the kernel preserves all
+ * but eax), as must esp and the pushed dwords. */
+struct regs_snap {
+  uint32_t esp_before, esp_after, a1, a2, a3, a4, ebx, ecx, edx, esi, edi, ebp, stk[NSTK];
+};
+#else
 struct regs_snap {
   uint64_t rsp_before, rsp_after, rbx, rbp, r12, r13, r14, r15, r8, r9, stk[NSTK], rz[NRZ];
 };
+#endif
 long regs_block(long nr, long a1, long a2, long a3, long a4, struct regs_snap *out);
 
 static int pfd[2] = {-1, -1};
@@ -63,9 +72,12 @@ static void on_term(int s) {
 }
 
 int main(int argc, char **argv) {
-  fx_init("regs");
+#ifndef REGS_NAME
+#define REGS_NAME "regs"
+#endif
+  fx_init(REGS_NAME);
   const char *c = argc > 1 ? argv[1] : "";
-  static char name[64]; snprintf(name, sizeof name, "regs-%s", c); fx_name = name;
+  static char name[64]; snprintf(name, sizeof name, "%s-%s", REGS_NAME, c); fx_name = name;
   int sleep_exact = !strcmp(c, "sleep-exact");
   struct sigaction sa; memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_term; sa.sa_flags = SA_RESTART;
@@ -138,6 +150,19 @@ int main(int argc, char **argv) {
   FX_EQ("syscall result", want, r);
   if (!sleep_exact) FX_TRUE(term_at_return, "syscall returned %ld before SIGTERM arrived", r);
   /* A raw call from block.S: the registers around it. */
+#ifdef __i386__
+  if (strcmp(c, "libc-nanosleep")) {
+    FX_EQ("ebx (argument 1)", s.a1, s.ebx);
+    FX_EQ("ecx (argument 2)", s.a2, s.ecx);
+    FX_EQ("edx (argument 3)", s.a3, s.edx);
+    FX_EQ("esi (argument 4)", s.a4, s.esi);
+    FX_EQ("edi", EDI32_VAL, s.edi);
+    FX_EQ("ebp", EBP32_VAL, s.ebp);
+    FX_EQ("esp after syscall", s.esp_before, s.esp_after);
+    char what[64];
+    for (int i = 0; i < NSTK; i++) { snprintf(what, sizeof what, "stack dword %d", i); FX_EQ(what, STK32_VAL + i, s.stk[i]); }
+  }
+#else
   if (strcmp(c, "libc-nanosleep")) {
     FX_EQ("rbx", RBX_VAL, s.rbx);
     FX_EQ("rbp", RBP_VAL, s.rbp);
@@ -152,6 +177,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NSTK; i++) { snprintf(what, sizeof what, "stack qword %d", i); FX_EQ(what, STK_VAL + i, s.stk[i]); }
     for (int i = 0; i < NRZ; i++) { snprintf(what, sizeof what, "red zone qword -%d(%%rsp)", 8 * (i + 1)); FX_EQ(what, RZ_VAL + i, s.rz[i]); }
   }
+#endif
   if (fx_flip()) local[7] ^= 4;
   for (int i = 0; i < 32; i++)
     if (local[i] != (fx_seed(i) ^ 0x10ca1)) fx_bad("caller local[%d]: expected %#llx got %#llx", i,

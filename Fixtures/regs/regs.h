@@ -10,5 +10,9 @@
 #define R9_VAL  0x9999000099990009
 #define STK_VAL 0x5354414300000000   /* stk[i] = STK_VAL + i: pushed on the stack */
 #define RZ_VAL  0x52454452a0000000   /* rz[i] = RZ_VAL + i: written in the red zone below rsp */
+/* The i386 build (Fixtures/regs32): edi and ebp known, NSTK dwords pushed. */
+#define EDI32_VAL 0xd1d2d3d4
+#define EBP32_VAL 0xb0b1fffe
+#define STK32_VAL 0x53540000
 #define NSTK 4
 #define NRZ 16

@@ -17,86 +17,92 @@ public enum KnownDifferences {
   /// counters, stacks and output differ by design.
   static let running = "by design: the fixture runs on after `ready`"
 
-  public static let entries: [Entry] = [
+  /// An i386 fixture's restored mm lists [vsyscall].
+  static func i386VSyscall(_ fixture: String) -> Entry {
     Entry(
-      fixture: "sched", pattern: #"^task 1: sessionid \d+ -> \d+$"#,
-      reason:
-        "the audit session id is the kernel's to hand out: setting the login uid again (the restore must) opens a new session",
-      issue: "by design: the kernel allows no other way (CRIU alike)"),
-    Entry(
-      fixture: "counter", pattern: #"^task 1 (fd [12]: (pos|file) |map .*: contents )"#,
-      reason: "counts and prints every 100 ms", issue: running),
-    Entry(
-      fixture: "regs nanosleep",
-      pattern: #"^task 1 map .*: contents .* words: \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}$"#,
-      reason:
-        "the kernel writes the time left into nanosleep's rem at every interruption (the snapshot's freeze): time, not state",
-      issue: "by design: time left"),
-    Entry(
-      fixture: "regs libc-nanosleep",
-      pattern: #"^task 1 map .*: contents .* words: \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}$"#,
-      reason:
-        "the kernel writes the time left into nanosleep's rem at every interruption (the snapshot's freeze): time, not state",
-      issue: "by design: time left"),
-    Entry(
-      fixture: "compat32",
+      fixture: fixture,
       pattern: #"^task \d+ map 0xffffffffff600000-0xffffffffff601000: (VmFlags|mapping) \(none\) -> "#,
       reason:
         "the kernel lists [vsyscall] for every mm but one exec() set up for i386 code (MM_CONTEXT_HAS_VSYSCALL, which only exec clears); above 4 GiB, i386 code cannot reach it",
-      issue: "by design: the kernel offers no way to drop it (CRIU alike)"),
-    Entry(
-      fixture: "compat32 sleep",
-      pattern: #"^task \d+ map .*: contents .* words:( \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}){1,2}$"#,
-      reason:
-        "the kernel writes the time left into nanosleep's rem (glibc's, on the sleeping thread's stack) at every interruption (the snapshot's freeze): time, not state",
-      issue: "by design: time left"),
-    Entry(
-      fixture: "pipeline", pattern: #"^task \d+ (fd 3: (pos|file) |map .*: contents )"#,
-      reason: "its processes keep writing to a shared file", issue: running),
-    Entry(
-      fixture: "threads", pattern: #"^task 1 map .*: contents "#, reason: "odd threads count every millisecond",
-      issue: running),
-    Entry(
-      fixture: "signals", pattern: #"^task 1 map .*: contents "#,
-      reason: "an ITIMER_REAL handler counts ticks every 10 ms", issue: running),
-    Entry(
-      fixture: "signals", pattern: #"^task 1: ShdPnd 000000040000[02]000 -> 000000040000[02]000$"#,
-      reason: "the 10 ms ITIMER_REAL fires (SIGALRM pending or not) while a snapshot holds the container frozen",
-      issue: running),
-    Entry(
-      fixture: "timers", pattern: #"^task 1 map .*: contents "#,
-      reason: "POSIX timers keep firing; their handler counts", issue: running),
-    Entry(
-      fixture: "timers", pattern: #"^task 1: ShdPnd "#,
-      reason: "a timer fires while the snapshot holds the container frozen", issue: running),
-    Entry(
-      fixture: "deleted-mapping", pattern: #"^task [12] fd 3: flags 0500002 -> 0100002$"#,
-      reason:
-        "a deleted file opened O_NOFOLLOW is reopened through /proc's magic link, which O_NOFOLLOW would refuse: F_GETFL no longer shows O_NOFOLLOW",
-      issue: "open: issue 16"),
-    Entry(
-      fixture: "timens init",
-      pattern: #"^task 1 fd [12]: file mode 100644 uid 0 gid 0 size \d+ -> mode 100644 uid 0 gid 0 size \d+$"#,
-      reason: "the init prints the clocks it sees as soon as it runs again, before the second snapshot",
-      issue: running),
-    Entry(
-      fixture: "sockets unix-outside",
-      pattern: #"^task 1 fd 3: (peer name unix .* -> unix unnamed|unix peer not held by the container -> none)$"#,
-      reason:
-        "the client outside the container is not restored: the connection comes back with its bytes and its peer gone, as the kill left it (docs/CAPABILITIES.md)",
-      issue: "by design"),
-    Entry(
-      fixture: "stopped", pattern: #"^task \d+: exit_code 0 -> (19|20)$"#,
-      reason:
-        "the stop comes back unreported to the parent (docs/CAPABILITIES.md, Stopped jobs: the parent may see the new stop reported)",
-      issue: "documented"),
-    Entry(
-      fixture: "sockets unix",
-      pattern: #"^task 1 fd (10: peer name|11: name) unix /tmp/ckcont-sockets-1.sock -> unix unnamed$"#,
-      reason:
-        "a connection accepted from a named listener comes back as a socketpair: getsockname of the accepted end and getpeername of the client no longer show the listener's path",
-      issue: "open: issue 16"),
-  ]
+      issue: "by design: the kernel offers no way to drop it (CRIU alike)")
+  }
+
+  public static let entries: [Entry] =
+    [
+      Entry(
+        fixture: "sched", pattern: #"^task 1: sessionid \d+ -> \d+$"#,
+        reason:
+          "the audit session id is the kernel's to hand out: setting the login uid again (the restore must) opens a new session",
+        issue: "by design: the kernel allows no other way (CRIU alike)"),
+      Entry(
+        fixture: "counter", pattern: #"^task 1 (fd [12]: (pos|file) |map .*: contents )"#,
+        reason: "counts and prints every 100 ms", issue: running),
+      Entry(
+        fixture: "regs nanosleep",
+        pattern: #"^task 1 map .*: contents .* words: \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}$"#,
+        reason:
+          "the kernel writes the time left into nanosleep's rem at every interruption (the snapshot's freeze): time, not state",
+        issue: "by design: time left"),
+      Entry(
+        fixture: "regs libc-nanosleep",
+        pattern: #"^task 1 map .*: contents .* words: \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}$"#,
+        reason:
+          "the kernel writes the time left into nanosleep's rem at every interruption (the snapshot's freeze): time, not state",
+        issue: "by design: time left"),
+    ] + ["compat32", "regs32"].map(i386VSyscall) + [
+      Entry(
+        fixture: "compat32 sleep",
+        pattern: #"^task \d+ map .*: contents .* words:( \+0x[0-9a-f]+ [0-9a-f]{16}->[0-9a-f]{16}){1,2}$"#,
+        reason:
+          "the kernel writes the time left into nanosleep's rem (glibc's, on the sleeping thread's stack) at every interruption (the snapshot's freeze): time, not state",
+        issue: "by design: time left"),
+      Entry(
+        fixture: "pipeline", pattern: #"^task \d+ (fd 3: (pos|file) |map .*: contents )"#,
+        reason: "its processes keep writing to a shared file", issue: running),
+      Entry(
+        fixture: "threads", pattern: #"^task 1 map .*: contents "#, reason: "odd threads count every millisecond",
+        issue: running),
+      Entry(
+        fixture: "signals", pattern: #"^task 1 map .*: contents "#,
+        reason: "an ITIMER_REAL handler counts ticks every 10 ms", issue: running),
+      Entry(
+        fixture: "signals", pattern: #"^task 1: ShdPnd 000000040000[02]000 -> 000000040000[02]000$"#,
+        reason: "the 10 ms ITIMER_REAL fires (SIGALRM pending or not) while a snapshot holds the container frozen",
+        issue: running),
+      Entry(
+        fixture: "timers", pattern: #"^task 1 map .*: contents "#,
+        reason: "POSIX timers keep firing; their handler counts", issue: running),
+      Entry(
+        fixture: "timers", pattern: #"^task 1: ShdPnd "#,
+        reason: "a timer fires while the snapshot holds the container frozen", issue: running),
+      Entry(
+        fixture: "deleted-mapping", pattern: #"^task [12] fd 3: flags 0500002 -> 0100002$"#,
+        reason:
+          "a deleted file opened O_NOFOLLOW is reopened through /proc's magic link, which O_NOFOLLOW would refuse: F_GETFL no longer shows O_NOFOLLOW",
+        issue: "open: issue 16"),
+      Entry(
+        fixture: "timens init",
+        pattern: #"^task 1 fd [12]: file mode 100644 uid 0 gid 0 size \d+ -> mode 100644 uid 0 gid 0 size \d+$"#,
+        reason: "the init prints the clocks it sees as soon as it runs again, before the second snapshot",
+        issue: running),
+      Entry(
+        fixture: "sockets unix-outside",
+        pattern: #"^task 1 fd 3: (peer name unix .* -> unix unnamed|unix peer not held by the container -> none)$"#,
+        reason:
+          "the client outside the container is not restored: the connection comes back with its bytes and its peer gone, as the kill left it (docs/CAPABILITIES.md)",
+        issue: "by design"),
+      Entry(
+        fixture: "stopped", pattern: #"^task \d+: exit_code 0 -> (19|20)$"#,
+        reason:
+          "the stop comes back unreported to the parent (docs/CAPABILITIES.md, Stopped jobs: the parent may see the new stop reported)",
+        issue: "documented"),
+      Entry(
+        fixture: "sockets unix",
+        pattern: #"^task 1 fd (10: peer name|11: name) unix /tmp/ckcont-sockets-1.sock -> unix unnamed$"#,
+        reason:
+          "a connection accepted from a named listener comes back as a socketpair: getsockname of the accepted end and getpeername of the client no longer show the listener's path",
+        issue: "open: issue 16"),
+    ]
 
   /// The lines of `diff` no entry for `fixture` explains.
   public static func unexplained(_ diff: [String], fixture: String) -> [String] {
