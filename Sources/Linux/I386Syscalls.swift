@@ -1,9 +1,9 @@
 /// System call numbers of the i386 ABI (arch/x86/entry/syscalls/syscall_32.tbl), for remote
 /// calls through `int $0x80` in a 32-bit task and for reading what a 32-bit task sleeps in.
 public enum I386SyscallNumber {
-  public static let restartSyscall = 0, munmap = 91, mprotect = 125, pause = 29, nanosleep = 162, poll = 168
-  public static let rtSigaction = 174, mmap2 = 192, futex = 240, setThreadArea = 243, clockNanosleep = 267
-  public static let setRobustList = 311, clockNanosleepTime64 = 407, futexTime64 = 422, ppollTime64 = 414
+  public static let restartSyscall = 0, pause = 29, munmap = 91, mprotect = 125, nanosleep = 162
+  public static let rtSigaction = 174, mmap2 = 192, clockNanosleep = 267, setRobustList = 311
+  public static let clockNanosleepTime64 = 407
 
   /// The i386 number of an x86_64 call ckcont makes through the single-step gadget of a
   /// 32-bit task (mapping and unmapping its scratch area, parking it); nil for one it does
