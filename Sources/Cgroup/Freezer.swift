@@ -40,15 +40,7 @@ public enum Freezer {
     let wasFrozen = try isFrozen(cgroup)
     if !wasFrozen {
       try PseudoFile.write(controlFile(cgroup), cgroup.version == .v2 ? "1" : "FROZEN")
-      var frozen = try waitUntil(frozen: true, cgroup, deadline: start + timeout)
-      // Walk the subtree again: a fork that was in flight when the top reported frozen adds a
-      // task that freezes a moment later, and its cgroup reads unfrozen until it has.
-      if frozen {
-        for member in try cgroup.subtree().dropFirst() where frozen {
-          frozen = try waitUntil(frozen: true, member, deadline: start + timeout)
-        }
-      }
-      if !frozen {
+      if try !waitUntilSettled(cgroup, deadline: start + timeout) {
         let stuck = (try? unfrozenTasks(cgroup)) ?? []
         try? thaw(cgroup)
         let list = stuck.prefix(10).map(\.description).joined(separator: "; ")
@@ -65,6 +57,22 @@ public enum Freezer {
     return FreezeReport(
       threads: processes.reduce(0) { $0 + $1.threads.count }, processes: processes.count,
       seconds: seconds, wasFrozen: wasFrozen)
+  }
+
+  /// Waits until one walk over `cgroup` and its subtree finds every member frozen without
+  /// waiting. A fork that was in flight when the top reported frozen adds a task that freezes
+  /// a moment later; its cgroup and every ancestor read unfrozen until it has, so a walk that
+  /// had to wait anywhere starts over from the top.
+  static func waitUntilSettled(_ cgroup: Cgroup, deadline: Double) throws -> Bool {
+    while true {
+      var waited = false
+      for member in try cgroup.subtree() {
+        if try isFrozen(member) { continue }
+        waited = true
+        guard try waitUntil(frozen: true, member, deadline: deadline) else { return false }
+      }
+      if !waited { return true }
+    }
   }
 
   /// Thaws `cgroup` and every descendant that was frozen on its own.
