@@ -7,7 +7,8 @@
  * compiler can save or restore a register around the syscall: whatever the registers hold
  * afterwards comes from the kernel, and after a restore from the checkpoint engine.
  * struct regs_snap: rsp_before, rsp_after, rbx, rbp, r12, r13, r14, r15, r8, r9,
- *                   stk[NSTK], rz[NRZ]  (all 64-bit).
+ *                   stk[NSTK], rz[NRZ], rdi, rsi, rdx, r10  (all 64-bit; the last four
+ *                   are the arguments, which the kernel preserves as well).
  * The return value is the raw rax (-errno on failure). */
 #include "regs.h"
         .text
@@ -53,6 +54,10 @@ regs_block:
         mov %r15, 56(%rcx)
         mov %r8, 64(%rcx)
         mov %r9, 72(%rcx)
+        mov %rdi, 80+8*NSTK+8*NRZ(%rcx)
+        mov %rsi, 88+8*NSTK+8*NRZ(%rcx)
+        mov %rdx, 96+8*NSTK+8*NRZ(%rcx)
+        mov %r10, 104+8*NSTK+8*NRZ(%rcx)
         .set i, 0
         .rept NSTK
         mov 8*i(%rsp), %rdx

@@ -1,6 +1,7 @@
 /* regs: callee-saved registers (rbx, rbp, r12-r15, and r8/r9 too), the stack pointer, pushed
  * stack data and the red zone must survive a checkpoint taken while the task blocks in a raw
- * syscall issued from assembly (block.S). The syscall result must also be what the kernel
+ * syscall issued from assembly (block.S), and so must its argument registers (rdi, rsi, rdx,
+ * r10: the kernel preserves them). The syscall result must also be what the kernel
  * gives without a checkpoint, after the dump interrupted the call and the restore reissued it.
  *
  * usage: regs <case>
@@ -51,9 +52,16 @@ struct regs_snap {
 #else
 struct regs_snap {
   uint64_t rsp_before, rsp_after, rbx, rbp, r12, r13, r14, r15, r8, r9, stk[NSTK], rz[NRZ];
+  uint64_t rdi, rsi, rdx, r10; /* the arguments as the call left them */
 };
 #endif
 long regs_block(long nr, long a1, long a2, long a3, long a4, struct regs_snap *out);
+#ifndef __i386__
+static long args[4]; /* the arguments regs_block was given, for the checks */
+#define regs_block(nr, a1, a2, a3, a4, out) \
+  (args[0] = (long)(a1), args[1] = (long)(a2), args[2] = (long)(a3), args[3] = (long)(a4), \
+   regs_block(nr, args[0], args[1], args[2], args[3], out))
+#endif
 
 static int pfd[2] = {-1, -1};
 static int fut;                      /* futex word */
@@ -172,6 +180,10 @@ int main(int argc, char **argv) {
     FX_EQ("r15", R15_VAL, s.r15);
     FX_EQ("r8", R8_VAL, s.r8);
     FX_EQ("r9", R9_VAL, s.r9);
+    FX_EQ("rdi (argument 1)", (uint64_t)args[0], s.rdi);
+    FX_EQ("rsi (argument 2)", (uint64_t)args[1], s.rsi);
+    FX_EQ("rdx (argument 3)", (uint64_t)args[2], s.rdx);
+    FX_EQ("r10 (argument 4)", (uint64_t)args[3], s.r10);
     FX_EQ("rsp after syscall", s.rsp_before, s.rsp_after);
     char what[64];
     for (int i = 0; i < NSTK; i++) { snprintf(what, sizeof what, "stack qword %d", i); FX_EQ(what, STK_VAL + i, s.stk[i]); }

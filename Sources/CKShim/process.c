@@ -81,6 +81,7 @@ ssize_t ck_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long
 int ck_unshare(int flags) { return unshare(flags); }
 int ck_setns(int fd, int nstype) { return setns(fd, nstype); }
 pid_t ck_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+int ck_tgkill(pid_t tgid, pid_t tid, int signal) { return (int)syscall(SYS_tgkill, tgid, tid, signal); }
 
 int ck_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
   return (int)syscall(SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2);

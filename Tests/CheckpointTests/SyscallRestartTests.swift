@@ -26,23 +26,28 @@ struct SyscallRestartTests {
     #expect(SyscallRestart.reissues(dumped))
   }
 
-  @Test func nanosleepContinuesWithTheRemainingTime() {
+  @Test func nanosleepRebuildsItsRestartBlockWithTheRemainingTime() throws {
     let dumped = registers(rax: -516, origRax: 35, rdi: 0x100, rsi: 0x200)
-    let resumed = SyscallRestart.resumeRegisters(dumped)
-    #expect(resumed.rax == 35 && resumed.rip == 0x1000 && resumed.rdi == 0x200 && resumed.rsi == 0x200)
+    let sleep = try #require(SyscallRestart.sleepRebuildingRestartBlock(dumped))
+    #expect(sleep.rax == 35 && sleep.rip == 0x1000 && sleep.rdi == 0x200 && sleep.rsi == 0x200)
+    #expect(sleep.origRax == UInt64.max && sleep.rbx == 0xb && sleep.r15 == 15)
   }
 
-  @Test func relativeClockNanosleepContinuesWithTheRemainingTime() {
+  @Test func relativeClockNanosleepRebuildsItsRestartBlock() {
     let dumped = registers(rax: -516, origRax: 230, rdi: 1, rsi: 0, rdx: 0x100, r10: 0x200)
-    #expect(SyscallRestart.resumeRegisters(dumped).rdx == 0x200)
+    #expect(SyscallRestart.sleepRebuildingRestartBlock(dumped)?.rdx == 0x200)
     let absolute = registers(rax: -516, origRax: 230, rdi: 0, rsi: 1 /* TIMER_ABSTIME */, rdx: 0x100, r10: 0x200)
-    #expect(SyscallRestart.resumeRegisters(absolute).rdx == 0x100)
+    #expect(SyscallRestart.sleepRebuildingRestartBlock(absolute) == nil)
   }
 
-  @Test func nanosleepWithoutRemIsReissuedAsIs() {
-    let dumped = registers(rax: -516, origRax: 35, rdi: 0x100, rsi: 0)
-    let resumed = SyscallRestart.resumeRegisters(dumped)
-    #expect(resumed.rax == 35 && resumed.rdi == 0x100 && resumed.rip == 0x1000)
+  @Test func sleepsWithoutRemAndOtherBlockedCallsAreReissuedAsIs() {
+    for dumped in [registers(rax: -516, origRax: 35, rdi: 0x100, rsi: 0), registers(rax: -516, origRax: 7, rdi: 0x100)]
+    {
+      #expect(SyscallRestart.sleepRebuildingRestartBlock(dumped) == nil)
+      let resumed = SyscallRestart.resumeRegisters(dumped)
+      #expect(resumed.rax == dumped.origRax && resumed.rdi == 0x100 && resumed.rip == 0x1000)
+      #expect(resumed.origRax == UInt64.max && SyscallRestart.reissues(dumped))
+    }
   }
 
   @Test func finishedCallsAndUserCodeResumeUnchanged() {
@@ -56,20 +61,20 @@ struct SyscallRestartTests {
     #expect(SyscallRestart.resumeRegisters(user).rip == 0x1002 && !SyscallRestart.reissues(user))
   }
 
-  @Test func i386SleepsContinueWithTheRemainingTime() {
+  @Test func i386SleepsRebuildTheirRestartBlocks() {
     // clock_nanosleep (267): ebx clock, ecx flags, edx req, esi rem.
     var dumped = registers(rax: -516, origRax: 267, rsi: 0x200, rdx: 0x100)
     dumped.rcx = 0
-    let resumed = SyscallRestart.resumeRegisters(dumped, abi: .i386)
-    #expect(resumed.rax == 267 && resumed.rip == 0x1000 && resumed.rdx == 0x200 && resumed.origRax == UInt64.max)
+    let sleep = SyscallRestart.sleepRebuildingRestartBlock(dumped, abi: .i386)
+    #expect(sleep?.rax == 267 && sleep?.rip == 0x1000 && sleep?.rdx == 0x200 && sleep?.origRax == UInt64.max)
     dumped.rcx = 1  // TIMER_ABSTIME
-    #expect(SyscallRestart.resumeRegisters(dumped, abi: .i386).rdx == 0x100)
+    #expect(SyscallRestart.sleepRebuildingRestartBlock(dumped, abi: .i386) == nil)
     // nanosleep (162): ebx req, ecx rem.
     var old = registers(rax: -516, origRax: 162)
     (old.rbx, old.rcx) = (0x300, 0x400)
-    #expect(SyscallRestart.resumeRegisters(old, abi: .i386).rbx == 0x400)
-    // The same numbers mean other calls to an x86_64 task: left alone there.
-    #expect(SyscallRestart.resumeRegisters(old).rbx == 0x300)
+    #expect(SyscallRestart.sleepRebuildingRestartBlock(old, abi: .i386)?.rbx == 0x400)
+    // The same numbers mean other calls to an x86_64 task: no sleep there.
+    #expect(SyscallRestart.sleepRebuildingRestartBlock(old) == nil)
   }
 
   @Test func anI386RestartedSleepIsRefused() throws {

@@ -181,6 +181,8 @@ int ck_unshare(int flags);
 int ck_setns(int fd, int nstype);
 // gettid(2), likewise hidden: the calling thread's id.
 pid_t ck_gettid(void);
+// tgkill(2) from ckcont itself: -1 and errno on failure.
+int ck_tgkill(pid_t tgid, pid_t tid, int signal);
 
 enum {
   CK_CLONE_NEWTIME = 0x00000080,

@@ -69,45 +69,58 @@ public enum SyscallRestart {
       && [eRestartSys, eRestartNoIntr, eRestartNoHand, eRestartRestartBlock].contains(result)
   }
 
-  /// The registers to resume with. Restartable calls run again (rip back over the 2-byte
-  /// `syscall`, rax = the call number). ERESTART_RESTARTBLOCK cannot use restart_syscall in
-  /// a restored task (it has no restart block), so the original call is issued again —
-  /// nanosleep and relative clock_nanosleep with the remaining time the kernel left in
-  /// `rem`, so the total sleep stays exact; others with their original arguments (poll or
-  /// futex with a timeout may oversleep, which POSIX allows) — never an EINTR the program
-  /// would not have seen. orig_rax = -1 keeps the kernel from restarting anything itself.
-  public static func resumeRegisters(_ dumped: GeneralRegisters, abi: TaskABI? = nil) -> GeneralRegisters {
-    var regs = dumped
-    let result = Int64(bitPattern: dumped.rax)
+  /// The call that gives a restored thread the restart block its relative sleep had:
+  /// nanosleep or relative clock_nanosleep interrupted with ERESTART_RESTARTBLOCK, whose
+  /// time left the kernel wrote into `rem`. The restore runs it (rip back over the 2-byte
+  /// `syscall` or `int $0x80`, `req` = `rem`) and interrupts it, so that the kernel records
+  /// the expiry and `rem` in the thread's restart block exactly as at the dump; the thread
+  /// then gets its dumped registers unchanged and the kernel itself turns the call into
+  /// restart_syscall. The program's registers (its `req`) never change and the total sleep
+  /// stays exact. Nil for every other state.
+  public static func sleepRebuildingRestartBlock(_ dumped: GeneralRegisters, abi: TaskABI? = nil)
+    -> GeneralRegisters?
+  {
+    guard Int64(bitPattern: dumped.rax) == eRestartRestartBlock else { return nil }
     let call = Int64(bitPattern: dumped.origRax)
-    if call >= 0 {
-      switch result {
-      case eRestartSys, eRestartNoIntr, eRestartNoHand:
-        regs.rax = dumped.origRax
-        regs.rip = dumped.rip &- 2
-      case eRestartRestartBlock where abi == .i386:
-        // `int $0x80` is two bytes too; the arguments are in ebx, ecx, edx, esi.
-        regs.rax = dumped.origRax
-        regs.rip = dumped.rip &- 2
-        if call == Int64(I386SyscallNumber.nanosleep) && dumped.rcx != 0 {
-          regs.rbx = dumped.rcx
-        } else if call == Int64(I386SyscallNumber.clockNanosleep)
-          || call == Int64(I386SyscallNumber.clockNanosleepTime64),
-          dumped.rcx & timerAbstime == 0 && dumped.rsi != 0
-        {
-          regs.rdx = dumped.rsi
-        }
-      case eRestartRestartBlock:
-        regs.rax = dumped.origRax
-        regs.rip = dumped.rip &- 2
-        if call == Int64(SyscallNumber.nanosleep) && dumped.rsi != 0 {
-          regs.rdi = dumped.rsi
-        } else if call == Int64(SyscallNumber.clockNanosleep) && dumped.rsi & timerAbstime == 0 && dumped.r10 != 0 {
-          regs.rdx = dumped.r10
-        }
-      default:
-        break
+    var regs = dumped
+    regs.rax = dumped.origRax
+    regs.rip = dumped.rip &- 2
+    regs.origRax = UInt64.max
+    if abi == .i386 {
+      // i386 arguments: nanosleep ebx req, ecx rem; clock_nanosleep ebx clock, ecx flags,
+      // edx req, esi rem.
+      if call == Int64(I386SyscallNumber.nanosleep) && dumped.rcx != 0 {
+        regs.rbx = dumped.rcx
+      } else if call == Int64(I386SyscallNumber.clockNanosleep)
+        || call == Int64(I386SyscallNumber.clockNanosleepTime64),
+        dumped.rcx & timerAbstime == 0 && dumped.rsi != 0
+      {
+        regs.rdx = dumped.rsi
+      } else {
+        return nil
       }
+    } else if call == Int64(SyscallNumber.nanosleep) && dumped.rsi != 0 {
+      regs.rdi = dumped.rsi
+    } else if call == Int64(SyscallNumber.clockNanosleep) && dumped.rsi & timerAbstime == 0 && dumped.r10 != 0 {
+      regs.rdx = dumped.r10
+    } else {
+      return nil
+    }
+    return regs
+  }
+
+  /// The registers to resume with when no restart block is rebuilt. Restartable calls run
+  /// again (rip back over the 2-byte `syscall` or `int $0x80`, rax = the call number).
+  /// ERESTART_RESTARTBLOCK cannot use restart_syscall in a restored task without a restart
+  /// block, so the original call is issued again with its original arguments (a poll or
+  /// futex with a timeout, or a sleep without `rem`, may oversleep, which POSIX allows) —
+  /// never an EINTR the program would not have seen. orig_rax = -1 keeps the kernel from
+  /// restarting anything itself.
+  public static func resumeRegisters(_ dumped: GeneralRegisters) -> GeneralRegisters {
+    var regs = dumped
+    if reissues(dumped) {
+      regs.rax = dumped.origRax
+      regs.rip = dumped.rip &- 2
     }
     regs.origRax = UInt64.max
     return regs

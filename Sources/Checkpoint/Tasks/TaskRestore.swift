@@ -548,7 +548,18 @@ struct TaskRestore {
       try tracee.setThreadArea(
         ck_user_desc(entry_number: entry.entry, base_addr: entry.base, limit: entry.limit, flags: entry.flags))
     }
-    let resume = SyscallRestart.resumeRegisters(thread.registers, abi: core.abi)
+    if let sleep = SyscallRestart.sleepRebuildingRestartBlock(thread.registers, abi: core.abi) {
+      var final = thread.registers
+      if try !rebuildRestartBlock(sleep, thread: thread, of: tracee) {
+        // The time left ran out before the interruption: the sleep returned 0.
+        final.rax = 0
+        final.origRax = UInt64.max
+      }
+      try tracee.setRegisters(final.raw)
+      try tracee.setExtendedState(Array(thread.xstate))
+      return FinalState(thread: thread, tracee: tracee, reissued: nil)
+    }
+    let resume = SyscallRestart.resumeRegisters(thread.registers)
     try tracee.setRegisters(resume.raw)
     try tracee.setExtendedState(Array(thread.xstate))
     guard SyscallRestart.reissues(thread.registers) else {
@@ -560,6 +571,51 @@ struct TaskRestore {
     // syscall-entry stop; the thread's own mask applies from there.
     try tracee.resumeToSyscall()
     return FinalState(thread: thread, tracee: tracee, reissued: resume.rax)
+  }
+
+  /// Runs `sleep` (``SyscallRestart/sleepRebuildingRestartBlock(_:abi:)``) in the thread and
+  /// wakes it once entered with a signal the thread alone has unblocked: the kernel leaves
+  /// the sleep's expiry and `rem` in the thread's restart block, as the dump found it, and
+  /// stops to deliver the signal, which the tracer takes away (the thread is resumed with no
+  /// signal). PTRACE_INTERRUPT would be simpler but needs PTRACE_SEIZE, and restored tasks
+  /// are traced from their birth. False when the time left ran out first.
+  private func rebuildRestartBlock(_ sleep: GeneralRegisters, thread: ThreadCore, of tracee: Tracee) throws -> Bool {
+    let what = "thread \(thread.tid) of \(entry.pid): rebuilding the restart block of system call \(sleep.rax)"
+    let signal = try Self.wakingSignal(tid: tracee.tid)
+    try tracee.setSignalMask(~(UInt64(1) << (signal - 1)))
+    try tracee.setRegisters(sleep.raw)
+    try tracee.resumeToSyscall()
+    let entered = try tracee.wait()
+    guard case .stopped(let trap, _) = entered, trap == SIGTRAP | 0x80,
+      try tracee.registers().orig_rax == sleep.rax
+    else { throw CKError(.failed, "\(what): the call's entry stopped at \(entered)") }
+    try tracee.resume()
+    // The main thread's host tid is the process's host id.
+    try syscallChecked("tgkill", what) { ck_tgkill(injector.tracee.tid, tracee.tid, signal) }
+    let woken = try tracee.wait()
+    guard woken == .stopped(signal: signal, event: 0) else {
+      throw CKError(.failed, "\(what): the wake-up stopped at \(woken)")
+    }
+    let result = Int64(bitPattern: try tracee.registers().rax)
+    guard result == 0 || result == SyscallRestart.eRestartRestartBlock else {
+      throw CKError(.failed, "\(what): the call returned \(result)")
+    }
+    return result != 0
+  }
+
+  /// The signal that wakes a rebuilt sleep: the highest real-time signal pending nowhere in
+  /// the thread or its process, so that taking it away takes nothing the program was sent.
+  static func wakingSignal(tid: Int32) throws -> Int32 {
+    var pending: UInt64 = 0
+    for line in try PseudoFile.read("/proc/\(tid)/status").split(separator: "\n")
+    where line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:") {
+      pending |= line.split(separator: "\t").last.flatMap { UInt64($0, radix: 16) } ?? 0
+    }
+    let realTime: ClosedRange<Int32> = 34...64
+    guard let signal = realTime.reversed().first(where: { pending & (UInt64(1) << ($0 - 1)) == 0 }) else {
+      throw CKError(.failed, "thread \(tid): every real-time signal is pending; none is left to wake its sleep")
+    }
+    return signal
   }
 
 }
