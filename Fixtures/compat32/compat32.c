@@ -19,7 +19,9 @@
  *   sleep-exact  after "ready", glibc's nanosleep(1 s) in the main thread, then "slept BEFORE
  *            AFTER" (CLOCK_MONOTONIC ns): the test subtracts the time the container stood
  *            still (as for `regs sleep-exact`): 1 s, not 1 s again, not EINTR
- * usage: compat32 [basic|threads|sleep|fork|sleep-exact] */
+ *   ldt      a data segment of its own in the LDT, in %fs (the dump refuses it; checked
+ *            to still work when SIGTERM arrives)
+ * usage: compat32 [basic|threads|sleep|fork|sleep-exact|ldt] */
 #include "fix.h"
 #include <fcntl.h>
 #include <pthread.h>
@@ -27,6 +29,9 @@
 #include <asm/ldt.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+
+/* LDT entry 0, table indicator set, privilege 3. */
+#define LDT_SELECTOR 0x7
 
 #if !defined(__i386__)
 #error "compat32 is built with -m32"
@@ -197,6 +202,13 @@ int main(int argc, char **argv) {
     }
     char done;
     if (read(set[0], &done, 1) != 1) fx_setup_fail("the child did not start");
+  } else if (!strcmp(mode, "ldt")) {
+    /* A data segment of its own in the LDT, loaded into %fs, as Wine does: the dump must
+     * refuse it (ckcont does not save the LDT), and the program runs on with it. */
+    struct user_desc ldt = {.entry_number = 0, .base_addr = (uintptr_t)heap, .limit = 0xf, .seg_32bit = 1,
+                            .limit_in_pages = 1, .useable = 1};
+    FX_SYS(syscall(SYS_modify_ldt, 1, &ldt, sizeof ldt));
+    asm volatile("movw %w0, %%fs" : : "r"(LDT_SELECTOR));
   } else if (strcmp(mode, "basic") && strcmp(mode, "sleep-exact")) {
     fx_setup_fail("unknown mode %s", mode);
   }
@@ -235,6 +247,12 @@ int main(int argc, char **argv) {
     if (heap[i] != (uint32_t)fx_seed(i)) { fx_bad("heap[%d] changed", i); break; }
   check_same("main", before, 0x32323232);
   check_process();
+  if (!strcmp(mode, "ldt")) {
+    uint32_t fs, word;
+    asm volatile("movl %%fs, %0; movl %%fs:0, %1" : "=r"(fs), "=r"(word));
+    FX_EQ("%fs", LDT_SELECTOR, fs);
+    FX_EQ("the first heap word through %fs", heap[0], word);
+  }
   if (!strcmp(mode, "threads")) {
     FX_SYS(write(release[1], "gg", 2));
     for (int i = 0; i < 2; i++) pthread_join(workers[i].thread, NULL);

@@ -172,6 +172,23 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// An i386 program with a segment of its own in the LDT (as Wine makes them) is refused
+  /// at the dump, in one line, and runs on with its segment.
+  @Test func anI386TaskUsingItsLDTIsRefusedAtDump() throws {
+    let container = try FixtureContainer("compat32", ["ldt"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(dump.stderr.contains("runs with segment selectors ckcont cannot restore (cs 0x23"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.allPids() == pids)
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS compat32", in: container, timeout: 5)
+  }
+
   /// A process killed from outside in the middle of the dump: the dump says so in one line,
   /// leaves no bundle, and the rest of the container runs on, untraced and thawed.
   @Test func aProcessKilledMidDumpFailsItClearlyAndTheRestRunsOn() throws {

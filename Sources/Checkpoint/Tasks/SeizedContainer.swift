@@ -302,6 +302,20 @@ public final class SeizedContainer {
   /// x86_64, `.i386` when every thread runs i386 code; a process whose threads differ is
   /// refused.
   func abi(of process: CgroupProcess) throws -> TaskABI? {
+    for tid in process.threads {
+      guard let regs = original[tid]?.registers else { continue }
+      // A selector with the table-indicator bit names an LDT entry (modify_ldt: Wine,
+      // DOSEMU, old threading libraries), which ckcont does not save.
+      let localDescriptorTable: UInt64 = 0x4
+      let selectors = [regs.cs, regs.ss, regs.ds, regs.es, regs.fs, regs.gs]
+      let known = [UInt64(CK_I386_CODE_SEGMENT), RemoteSyscall.codeSegment64]
+      guard known.contains(regs.cs), selectors.allSatisfy({ $0 & localDescriptorTable == 0 }) else {
+        throw CKError(
+          .failed,
+          "thread \(tid) of process \(process.pid) runs with segment selectors ckcont cannot restore (cs 0x\(String(regs.cs, radix: 16)), LDT or 16-bit code)",
+          hint: "programs that use modify_ldt (Wine, DOSEMU) or vm86 cannot be checkpointed")
+      }
+    }
     let i386 = process.threads.compactMap { original[$0]?.registers.cs }.map { $0 == UInt64(CK_I386_CODE_SEGMENT) }
     guard i386.contains(true) else { return nil }
     guard !i386.contains(false) else {
