@@ -29,9 +29,10 @@
  * `unix`: a stream socketpair with bytes waiting in both ends, a datagram socketpair with two
  * messages waiting in one end and one in the other, a seqpacket pair with one waiting, a
  * listener bound to DIR/ckcont-sockets-<pid>.sock (backlog 5) with one accepted connection
- * whose server end has bytes waiting, and a listener with an abstract name. After SIGTERM the
- * waiting bytes read back exactly, every pair still carries data both ways, and both
- * listeners accept new clients by their names.
+ * whose server end has bytes waiting, and a listener with an abstract name with one accepted
+ * connection. After SIGTERM the waiting bytes read back exactly, every pair still carries data
+ * both ways, each accepted end has its listener's name and its client sees that name as its
+ * peer's, and both listeners accept new clients by their names.
  *
  * `tcp-connection`: a TCP listener on 127.0.0.1 with SO_REUSEADDR and an established
  * connection to it, with bytes already exchanged and read, and bytes waiting unread at both
@@ -169,6 +170,19 @@ static void connect_unix(int listener, const struct sockaddr_un *address, sockle
   close(client);
 }
 
+/* What getsockname/getpeername say of `fd`: `want` of `size` bytes (the family alone when
+ * NULL: unnamed). */
+static void expect_name(int (*get)(int, struct sockaddr *, socklen_t *), int fd, const struct sockaddr_un *want,
+                        socklen_t size, const char *what) {
+  struct sockaddr_un got = {0};
+  socklen_t length = sizeof got;
+  if (get(fd, (struct sockaddr *)&got, &length) < 0) { fx_bad("%s: %s", what, strerror(errno)); return; }
+  socklen_t want_length = want ? size : (socklen_t)sizeof(sa_family_t);
+  if (want && size == sizeof *want) want_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(want->sun_path) + 1);
+  FX_TRUE(length == want_length && (!want || !memcmp(&got, want, length)), "%s: %u bytes \"%s%s\"", what,
+          (unsigned)length, got.sun_path[0] ? "" : "@", got.sun_path[0] ? got.sun_path : got.sun_path + 1);
+}
+
 static int unix_mode(const char *dir) {
   int stream[2], datagram[2];
   FX_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, stream));
@@ -199,6 +213,9 @@ static int unix_mode(const char *dir) {
   int hidden = FX_SYS(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0));
   FX_SYS(bind(hidden, (struct sockaddr *)&abstract, abstract_size));
   FX_SYS(listen(hidden, 3));
+  int hidden_client = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  FX_SYS(connect(hidden_client, (struct sockaddr *)&abstract, abstract_size));
+  int hidden_server = FX_SYS(accept(hidden, NULL, NULL));
   fx_ready();
   fx_wait_term();
 
@@ -220,6 +237,13 @@ static int unix_mode(const char *dir) {
   socklen_t now_length = sizeof now;
   FX_SYS(getsockname(listener, (struct sockaddr *)&now, &now_length));
   FX_TRUE(!strcmp(now.sun_path, named.sun_path), "the listener is bound to \"%s\"", now.sun_path);
+  /* An accepted end has its listener's name, and its client sees that name as its peer's. */
+  expect_name(getsockname, server, &named, sizeof named, "the accepted end's name");
+  expect_name(getpeername, client, &named, sizeof named, "the client's peer name");
+  expect_name(getsockname, client, NULL, 0, "the client's own name");
+  expect_name(getsockname, hidden_server, &abstract, abstract_size, "the abstract accepted end's name");
+  expect_name(getpeername, hidden_client, &abstract, abstract_size, "the abstract client's peer name");
+  exchange(hidden_client, hidden_server, "abstract accepted connection");
   connect_unix(listener, &named, sizeof named, "named listener");
   int nonblocking = fcntl(hidden, F_GETFL);
   FX_SYS(fcntl(hidden, F_SETFL, nonblocking & ~O_NONBLOCK));

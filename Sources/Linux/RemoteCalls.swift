@@ -182,6 +182,11 @@ extension RemoteCall {
     RemoteCall(SyscallNumber.connect, [fd, address, length], label: "connect \(fd.argument)")
   }
 
+  /// accept4(2), not asking for the peer's address.
+  public static func accept4(_ fd: some RemoteArgument, flags: Int32) -> RemoteCall {
+    RemoteCall(SyscallNumber.accept4, [fd, 0, 0, flags], label: "accept4 \(fd.argument)")
+  }
+
   /// listen(2).
   public static func listen(_ fd: some RemoteArgument, backlog: Int32) -> RemoteCall {
     RemoteCall(SyscallNumber.listen, [fd, backlog], label: "listen \(fd.argument)")

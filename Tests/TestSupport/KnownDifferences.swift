@@ -95,12 +95,6 @@ public enum KnownDifferences {
         reason:
           "the stop comes back unreported to the parent (docs/CAPABILITIES.md, Stopped jobs: the parent may see the new stop reported)",
         issue: "documented"),
-      Entry(
-        fixture: "sockets unix",
-        pattern: #"^task 1 fd (10: peer name|11: name) unix /tmp/ckcont-sockets-1.sock -> unix unnamed$"#,
-        reason:
-          "a connection accepted from a named listener comes back as a socketpair: getsockname of the accepted end and getpeername of the client no longer show the listener's path",
-        issue: "open: issue 16"),
     ]
 
   /// The lines of `diff` no entry for `fixture` explains.

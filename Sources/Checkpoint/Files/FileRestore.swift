@@ -53,6 +53,8 @@ final class SharedDescriptions {
   /// Unix socket inode -> the process (pid inside, host pid) and fd holding that end of the
   /// socketpair made for it and its peer.
   var socketEnds: [UInt64: (pid: Int32, hostPid: Int32, fd: Int64)] = [:]
+  /// Every unix socket the processes hold, by inode: a connection's end finds its peer's.
+  var unixSockets: [UInt64: SocketImage] = [:]
   /// Unix sockets whose waiting bytes have been written back (through their peer).
   var filledSockets: Set<UInt64> = []
   /// memfd inode -> the task (host pid) and high fd holding the one recreated for it.
@@ -224,8 +226,10 @@ final class FileBatch {
   var batch = Injector.Batch()
   var after = AfterBatch()
   let pipesByInode: [UInt64: PipeImage]
+  let log: Logger
 
   init(_ files: FileRestore) {
+    log = files.log
     image = files.image
     injector = files.injector
     pid = files.pid

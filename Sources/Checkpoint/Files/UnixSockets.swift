@@ -145,16 +145,9 @@ extension FileBatch {
     if let holder = shared.socketEnds[inode] {
       end = holder.pid == pid ? holder.fd : try fetch(holder.fd, from: holder.pid, to: prepared.takeHigh())
     } else {
-      injector.resetData()
-      let pair = try injector.reserve(8)
-      try injector.call(
-        .socketpair(family: AF_UNIX, type: socket.type | Int32(SOCK_CLOEXEC.rawValue), into: pair),
-        "socketpair for socket:[\(inode)]")
-      let fds = try injector.read(8, at: pair).withUnsafeBytes {
-        ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
-      }
-      end = try move(Int64(fds.0), to: prepared.takeHigh())
-      let peer = try move(Int64(fds.1), to: prepared.takeHigh())
+      let fds = try makeConnection(socket, inode: inode, peer: shared.unixSockets[peerInode])
+      end = try move(fds.end, to: prepared.takeHigh())
+      let peer = try move(fds.peer, to: prepared.takeHigh())
       shared.socketEnds[peerInode] = (pid, injector.pid, peer)
       if socket.peerOutside == true {
         // The peer outside: it writes what waited, then goes (closed with the high fds).
@@ -166,6 +159,81 @@ extension FileBatch {
     shared.socketEnds[inode] = (pid, injector.pid, end)
     if let peer = shared.socketEnds[peerInode] { try fill(socket, inode: inode, through: (peer.hostPid, peer.fd)) }
     return end
+  }
+
+  /// The two ends of a new connection for `socket` and its peer, in the task. A connection a
+  /// listener accepted is made through a listener bound to its name for the moment, so that
+  /// the accepted end has the listener's name (getsockname) and the client sees it as its
+  /// peer's (getpeername); any other is a socketpair, whose ends have no names, as they had.
+  private func makeConnection(_ socket: SocketImage, inode: UInt64, peer: SocketImage?) throws -> (
+    end: Int64, peer: Int64
+  ) {
+    injector.resetData()
+    let type = socket.type | Int32(SOCK_CLOEXEC.rawValue)
+    if let peer, let accepted = Self.acceptedEnd(socket, peer), let name = accepted.address,
+      let made = try connectThroughListener(named: name, type: type, inode: inode, accepted: accepted)
+    {
+      return accepted.inode == socket.inode ? (made.server, made.client) : (made.client, made.server)
+    }
+    do {
+      let pair = try injector.reserve(8)
+      try injector.call(.socketpair(family: AF_UNIX, type: type, into: pair), "socketpair for socket:[\(inode)]")
+      let fds = try injector.read(8, at: pair).withUnsafeBytes {
+        ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
+      }
+      return (Int64(fds.0), Int64(fds.1))
+    }
+  }
+
+  /// A connection accepted by a listener bound to `name` for the moment, in the task. A path
+  /// is taken for that moment (whatever is there moved aside); an abstract name another
+  /// restored process's listener holds already cannot be: nil, and the caller makes a
+  /// socketpair (the names are lost, as a -v line says).
+  private func connectThroughListener(named name: Data, type: Int32, inode: UInt64, accepted: SocketImage) throws
+    -> (client: Int64, server: Int64)?
+  {
+    let what = "the connection of socket:[\(inode)] through \(accepted.description)"
+    let sockaddr = Data([UInt8(AF_UNIX), 0]) + name
+    let address = try sockaddr.withUnsafeBytes { try injector.put($0) }
+    let isPath = name.first == UInt8(ascii: "/")
+    let path = isPath ? try injector.put(string: String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)) : 0
+    let putBack = isPath ? try moveAsideForUnlinkedName(name, fd: -1) : nil
+    let listener = try injector.call(.socket(family: AF_UNIX, type: type), "socket: listener for \(what)")
+    var made: (client: Int64, server: Int64)?
+    var failure: (any Error)?
+    do {
+      do {
+        try injector.call(.bind(listener, address, length: sockaddr.count), "bind: listener for \(what)")
+      } catch  where !isPath {
+        try injector.call(.close(listener), "close: listener for \(what)")
+        log.debug("\(what): its abstract name is taken; made as a socketpair, without names")
+        return nil
+      }
+      do {
+        try injector.call(.listen(listener, backlog: 1), "listen: \(what)")
+        let client = try injector.call(.socket(family: AF_UNIX, type: type), "socket: client of \(what)")
+        try injector.call(.connect(client, address, length: sockaddr.count), "connect: \(what)")
+        let server = try injector.call(.accept4(listener, flags: Int32(SOCK_CLOEXEC.rawValue)), "accept4: \(what)")
+        made = (client, server)
+      } catch { failure = error }
+      if isPath { try injector.call(.unlink(path), "unlink: listener for \(what)") }
+    } catch { failure = failure ?? error }
+    try injector.call(.close(listener), "close: listener for \(what)")
+    try putBack?()
+    guard let made else { throw failure ?? CKError(.failed, "\(what): not made") }
+    return made
+  }
+
+  /// Of a connected stream or seqpacket pair, the end a listener accepted:
+  /// the one with a name when its peer has none (a client that bound a name of its own
+  /// leaves both named, and which is which is not known: nil, a socketpair).
+  static func acceptedEnd(_ socket: SocketImage, _ peer: SocketImage) -> SocketImage? {
+    guard socket.type != Int32(SOCK_DGRAM.rawValue), socket.type == peer.type,
+      (socket.address == nil) != (peer.address == nil)
+    else { return nil }
+    let named = socket.address == nil ? peer : socket
+    guard named.nameUnlinked != true else { return nil }
+    return named
   }
 
   /// Writes what waited in socket `inode` into it, once, through its peer (`fd` of the task

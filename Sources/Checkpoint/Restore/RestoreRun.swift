@@ -397,6 +397,13 @@ final class RestoreRun {
     }
     shared.layout = layout
     shared.hostPids = injectors.mapValues(\.pid)
+    for task in order {
+      for descriptor in task.files.descriptors {
+        if let socket = descriptor.socket, socket.family == AF_UNIX, let inode = socket.inode {
+          shared.unixSockets[inode] = socket
+        }
+      }
+    }
     // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
     shared.terminals = try phases.time("terminals") { try Terminals.make(for: order, rootPid: rootPid, log: log) }
     try shared.terminals?.controlSessions(order) { injectors[$0] }
