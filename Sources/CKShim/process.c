@@ -167,6 +167,21 @@ int ck_open_in_root(int dirfd, const char *path, int flags) {
   return fd < 0 ? -errno : (int)fd;
 }
 
+// The file `fd` is open on, opened again by its file handle with `flags`: no path walk, so
+// O_NOFOLLOW stays in the new description's flags even for a file only a /proc magic link
+// names (deleted). The descriptor or -errno (EOPNOTSUPP where the filesystem has no handles).
+int ck_reopen_by_handle(int fd, int flags) {
+  union {
+    struct file_handle handle;
+    char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } buffer;
+  buffer.handle.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  if (name_to_handle_at(fd, "", &buffer.handle, &mount_id, AT_EMPTY_PATH) < 0) return -errno;
+  int opened = open_by_handle_at(fd, &buffer.handle, flags);
+  return opened < 0 ? -errno : opened;
+}
+
 int ck_ioprio_get(pid_t tid) {
   long priority = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid);
   return priority < 0 ? -errno : (int)priority;

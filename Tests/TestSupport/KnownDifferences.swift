@@ -75,11 +75,6 @@ public enum KnownDifferences {
         fixture: "timers", pattern: #"^task 1: ShdPnd "#,
         reason: "a timer fires while the snapshot holds the container frozen", issue: running),
       Entry(
-        fixture: "deleted-mapping", pattern: #"^task [12] fd 3: flags 0500002 -> 0100002$"#,
-        reason:
-          "a deleted file opened O_NOFOLLOW is reopened through /proc's magic link, which O_NOFOLLOW would refuse: F_GETFL no longer shows O_NOFOLLOW",
-        issue: "open: issue 16"),
-      Entry(
         fixture: "timens init",
         pattern: #"^task 1 fd [12]: file mode 100644 uid 0 gid 0 size \d+ -> mode 100644 uid 0 gid 0 size \d+$"#,
         reason: "the init prints the clocks it sees as soon as it runs again, before the second snapshot",

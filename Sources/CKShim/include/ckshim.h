@@ -126,6 +126,9 @@ long ck_clone3_traced_child(uint64_t flags, const pid_t *set_tid, size_t set_tid
 // Opens `path` with `flags` resolved under `dirfd` as its root (openat2 RESOLVE_IN_ROOT |
 // RESOLVE_NO_MAGICLINKS); the descriptor or -errno.
 int ck_open_in_root(int dirfd, const char *path, int flags);
+// The file `fd` is open on, opened again by its file handle with `flags` (O_NOFOLLOW kept);
+// the descriptor or -errno.
+int ck_reopen_by_handle(int fd, int flags);
 // get_robust_list(2) of thread `tid`: its robust futex list head and length (0 or -errno).
 int ck_get_robust_list(pid_t tid, unsigned long *head, unsigned long *length);
 // The compat (i386) robust list of a thread: compat get_robust_list through `int $0x80`.

@@ -286,7 +286,8 @@ final class FileBatch {
   /// number: `path` in ckcont's view is a file of its own (`/proc/self/fd/<n>`), one
   /// outside the container's root, or what another restored task holds (`/proc/<pid>/fd/
   /// <n>`, `map_files`). Opened with the descriptor's flags: a description of its own. A
-  /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse.
+  /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse: such a
+  /// description is opened again by its file handle, with O_NOFOLLOW.
   func queueHandedOver(_ path: String, flags: Int32, fd: Int32, inContainer: Bool = false) throws -> Int64 {
     let openFlags = reopening(flags) & ~O_NOFOLLOW
     let ours: OwnedDescriptor
@@ -302,7 +303,17 @@ final class FileBatch {
     } else {
       ours = try OwnedDescriptor("open", "\(path) for fd \(fd)") { open(path, openFlags) }
     }
+    if flags & O_NOFOLLOW != 0, let exact = Self.reopenedByHandle(ours.raw, flags: reopening(flags)) {
+      return try queueReceived(exact.raw, what: "fd \(fd) (\(path), O_NOFOLLOW)", fd: fd)
+    }
     return try queueReceived(ours.raw, what: "fd \(fd) (\(path))", fd: fd)
+  }
+  /// The file `fd` is open on, opened again with `flags` by its file handle (no path walk,
+  /// so O_NOFOLLOW stays in its flags); nil on a filesystem without file handles (an
+  /// overlay without nfs_export), where the description goes without O_NOFOLLOW.
+  static func reopenedByHandle(_ fd: Int32, flags: Int32) -> OwnedDescriptor? {
+    let opened = ck_reopen_by_handle(fd, flags | O_CLOEXEC)
+    return opened >= 0 ? OwnedDescriptor(adopting: opened) : nil
   }
   /// Hands `ours`, a descriptor of ckcont's, to the task: the same description, moved to a
   /// high number.
