@@ -121,7 +121,7 @@ public struct BundleInspection: Codable, Sendable {
         threads: task.core.threads.map { thread in
           Thread(
             tid: thread.tid, rip: "0x" + hex(thread.registers.rip), rsp: "0x" + hex(thread.registers.rsp),
-            state: syscallState(thread.registers), xstateBytes: thread.xstate.count)
+            state: syscallState(thread.registers, abi: task.core.abi), xstateBytes: thread.xstate.count)
         },
         vmas: task.memory.vmas.map { vma in
           Mapping(
@@ -220,14 +220,16 @@ public struct BundleInspection: Codable, Sendable {
       }
   }
 
-  static func syscallState(_ regs: GeneralRegisters) -> String {
+  static func syscallState(_ regs: GeneralRegisters, abi: TaskABI? = nil) -> String {
     let call = Int64(bitPattern: regs.origRax)
     guard call >= 0 else { return "running in user space" }
     let result = Int64(bitPattern: regs.rax)
     let how: String
     switch result {
     case -512, -513, -514: how = "restarts on resume"
-    case -516: how = "re-issued with the remaining time"
+    case -516 where SyscallRestart.sleepRebuildingRestartBlock(regs, abi: abi) != nil:
+      how = "sleeps on for the time left"
+    case -516: how = "re-issued with its arguments"
     default: how = "returned \(result)"
     }
     return "in system call \(call) (\(how))"

@@ -137,7 +137,7 @@ struct RoundTripTests {
   /// the sleep returns EINTR. Any container frozen and thawed before its dump (`ckcont
   /// freeze`, `docker pause`, a `dump --leave-running`) hits it.
   /// A sleep the kernel restarted after an earlier stop (freeze and thaw here) sits in
-  /// restart_syscall at the dump: the restore re-issues the original call with the time left,
+  /// restart_syscall at the dump: the restore rebuilds its restart block with the time left,
   /// never an EINTR (issue 16). Also when the earlier stop was a dump that let it run.
   @Test(arguments: [("regs", "freeze"), ("regs", "dump"), ("compat32", "dump")])
   func sleepInterruptedBeforeTheDump(fixture: String, earlierStop: String) throws {

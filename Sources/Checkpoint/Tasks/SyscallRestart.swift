@@ -22,9 +22,9 @@ public enum SyscallRestart {
   /// registers still hold the original call's arguments and rip follows its `syscall`; the
   /// call is the one the instruction before loads into eax (`mov $nr, %eax; syscall`, as
   /// glibc's and Go's wrappers do), read through `code` (7 bytes ending at rip). Returns the
-  /// registers as if the original call had been interrupted (the restore then re-issues it,
-  /// with the time left that the kernel writes into `rem` at each interruption), or throws a
-  /// refusal when the call cannot be known.
+  /// registers as if the original call had been interrupted (the restore then rebuilds its
+  /// restart block from the time left that the kernel writes into `rem` at each
+  /// interruption), or throws a refusal when the call cannot be known.
   public static func recoverRestartedCall(_ dumped: GeneralRegisters, code: [UInt8], abi: TaskABI? = nil) throws
     -> GeneralRegisters
   {
