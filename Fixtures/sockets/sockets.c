@@ -13,6 +13,7 @@
  *   sockets icmp
  *   sockets unix-unlinked [DIR]
  *   sockets reuseport
+ *   sockets unix-pending [DIR]
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -248,6 +249,94 @@ static int unix_mode(const char *dir) {
   int nonblocking = fcntl(hidden, F_GETFL);
   FX_SYS(fcntl(hidden, F_SETFL, nonblocking & ~O_NONBLOCK));
   connect_unix(hidden, &abstract, abstract_size, "abstract listener");
+  unlink(named.sun_path);
+  fx_finish();
+}
+
+/* `unix-pending`: connections waiting to be accepted. A stream listener bound to
+ * DIR/ckcont-pending-<pid>.sock (backlog 4) holds two connections not yet accepted, the first
+ * from a client of this process, the second from a forked child's; a seqpacket listener with
+ * an abstract name holds one from this process. Neither client has sent anything. After
+ * SIGTERM the listeners accept them in the order they came (each client names itself first),
+ * each client sees the listener's name as its peer's, and every connection carries data both
+ * ways (the child's answers and exits 0). */
+static void name_self(int client, const char *id, const char *what) {
+  FX_TRUE(send(client, id, strlen(id), MSG_DONTWAIT) == (ssize_t)strlen(id), "%s: send: %s", what, strerror(errno));
+}
+
+static int unix_pending_mode(const char *dir) {
+  struct sockaddr_un named = {.sun_family = AF_UNIX};
+  snprintf(named.sun_path, sizeof named.sun_path, "%s/ckcont-pending-%d.sock", dir, (int)getpid());
+  unlink(named.sun_path);
+  int listener = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  FX_SYS(bind(listener, (struct sockaddr *)&named, sizeof named));
+  FX_SYS(listen(listener, 4));
+  int first = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  FX_SYS(connect(first, (struct sockaddr *)&named, sizeof named));
+  int sync[2];
+  FX_SYS(pipe(sync));
+  pid_t child = FX_SYS(fork());
+  if (child == 0) {
+    close(sync[0]);
+    int second = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+    FX_SYS(connect(second, (struct sockaddr *)&named, sizeof named));
+    FX_SYS(write(sync[1], "c", 1));
+    /* The server speaks first once it has accepted this connection, after the restore. */
+    char got[8] = "";
+    ssize_t n = recv(second, got, 2, MSG_WAITALL);
+    if (n != 2 || memcmp(got, "hi", 2)) _exit(3);
+    struct sockaddr_un peer = {0};
+    socklen_t length = sizeof peer;
+    if (getpeername(second, (struct sockaddr *)&peer, &length) < 0 || strcmp(peer.sun_path, named.sun_path)) _exit(4);
+    if (send(second, "2!", 2, 0) != 2) _exit(5);
+    _exit(0);
+  }
+  close(sync[1]);
+  char byte;
+  if (read(sync[0], &byte, 1) != 1) fx_setup_fail("the child did not connect");
+  close(sync[0]);
+
+  struct sockaddr_un abstract = {.sun_family = AF_UNIX};
+  int abstract_length = snprintf(abstract.sun_path + 1, sizeof abstract.sun_path - 1, "ckcont-pending-%d", (int)getpid());
+  socklen_t abstract_size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + abstract_length);
+  int records = FX_SYS(socket(AF_UNIX, SOCK_SEQPACKET, 0));
+  FX_SYS(bind(records, (struct sockaddr *)&abstract, abstract_size));
+  FX_SYS(listen(records, 2));
+  int record_client = FX_SYS(socket(AF_UNIX, SOCK_SEQPACKET, 0));
+  FX_SYS(connect(record_client, (struct sockaddr *)&abstract, abstract_size));
+  fx_ready();
+  fx_wait_term();
+
+  expect_name(getpeername, first, &named, sizeof named, "the first client's peer name");
+  expect_name(getpeername, record_client, &abstract, abstract_size, "the seqpacket client's peer name");
+  name_self(first, "1!", "the first client");
+  int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+  FX_TRUE(accepted >= 0, "the first waiting connection: accept: %s", strerror(errno));
+  if (accepted >= 0) {
+    expect_read(accepted, "1!", "the first connection accepted");
+    exchange(first, accepted, "the first connection");
+    close(accepted);
+  }
+  accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+  FX_TRUE(accepted >= 0, "the child's waiting connection: accept: %s", strerror(errno));
+  if (accepted >= 0) {
+    FX_TRUE(send(accepted, "hi", 2, 0) == 2, "the child's connection: send: %s", strerror(errno));
+    char got[8] = "";
+    FX_TRUE(recv(accepted, got, 2, MSG_WAITALL) == 2 && !memcmp(got, "2!", 2), "the child answered \"%s\"", got);
+    close(accepted);
+  }
+  int status = 0;
+  FX_TRUE(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "the child's client failed its checks (status %#x)", status);
+  struct pollfd third = {.fd = listener, .events = POLLIN};
+  FX_EQ("connections still waiting after both were accepted", 0, poll(&third, 1, 0));
+  name_self(record_client, "r", "the seqpacket client");
+  accepted = accept4(records, NULL, NULL, SOCK_CLOEXEC);
+  FX_TRUE(accepted >= 0, "the waiting seqpacket connection: accept: %s", strerror(errno));
+  if (accepted >= 0) {
+    expect_read(accepted, "r", "the seqpacket connection accepted");
+    exchange(record_client, accepted, "the seqpacket connection");
+  }
   unlink(named.sun_path);
   fx_finish();
 }
@@ -951,6 +1040,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "options")) return options_mode();
   if (argc > 1 && !strcmp(argv[1], "icmp")) return icmp_mode();
   if (argc > 1 && !strcmp(argv[1], "reuseport")) return reuseport_mode();
+  if (argc > 1 && !strcmp(argv[1], "unix-pending")) return unix_pending_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));

@@ -55,10 +55,14 @@
  *             was written that nothing has read from the slave. After: the link, and the
  *             slave reads the line
  *   tcp-reset a TCP connection over 127.0.0.1 that its peer reset (SO_LINGER 0, closed): closed
- *             now, ECONNRESET or end of file to read. After: the link, and a read says so */
+ *             now, ECONNRESET or end of file to read. After: the link, and a read says so
+ *   unix-pending a unix listener (abstract name) with a connection waiting to be accepted whose
+ *             client already sent "request" (the bytes wait where no descriptor reaches them).
+ *             After: the link, and the connection accepted reads "request" */
 #include "fix.h"
 #include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/un.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
@@ -325,6 +329,16 @@ int main(int argc, char **argv) {
     close(accepted);
     close(listener);
     usleep(20000);
+  } else if (!strcmp(kind, "unix-pending")) {
+    struct sockaddr_un name = {.sun_family = AF_UNIX};
+    int length = snprintf(name.sun_path + 1, sizeof name.sun_path - 1, "ckcont-unsupported-%d", (int)getpid());
+    socklen_t size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + length);
+    fd = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+    FX_SYS(bind(fd, (struct sockaddr *)&name, size));
+    FX_SYS(listen(fd, 2));
+    other = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+    FX_SYS(connect(other, (struct sockaddr *)&name, size));
+    FX_SYS(send(other, "request", 7, 0));
   } else if (!strcmp(kind, "pty-typed")) {
     fd = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
     FX_SYS(unlockpt(fd));
@@ -378,6 +392,10 @@ int main(int argc, char **argv) {
       ssize_t got = recvmsg(fd, &message, 0);
       FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
     }
+  } else if (!strcmp(kind, "unix-pending")) {
+    int accepted = accept(fd, NULL, NULL);
+    ssize_t got = accepted < 0 ? -1 : recv(accepted, u.b, sizeof u.b, MSG_DONTWAIT);
+    FX_TRUE(got == 7 && !memcmp(u.b, "request", 7), "unix-pending: the waiting connection read %zd bytes", got);
   } else if (!strcmp(kind, "tcp-reset")) {
     ssize_t got = read(fd, u.b, 1);
     FX_TRUE(got == 0 || (got < 0 && errno == ECONNRESET), "tcp-reset: a read got %zd (%s)", got, strerror(errno));

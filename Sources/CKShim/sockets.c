@@ -90,7 +90,7 @@ int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out) {
   } message = {
       .header = {.nlmsg_len = sizeof(message), .nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST},
       .request = {.sdiag_family = AF_UNIX, .udiag_states = ~0u, .udiag_ino = inode,
-                  .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_VFS,
+                  .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_VFS | UDIAG_SHOW_ICONS,
                   .udiag_cookie = {~0u, ~0u}},
   };
   if (send(diag_fd, &message, sizeof(message), 0) < 0) return -errno;
@@ -128,6 +128,11 @@ int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out) {
     case UNIX_DIAG_VFS:
       if (size >= (int)sizeof(struct unix_diag_vfs))
         out->file_inode = ((struct unix_diag_vfs *)RTA_DATA(attribute))->udiag_vfs_ino;
+      break;
+    case UNIX_DIAG_ICONS:
+      out->icon_count = (unsigned int)size / 4;
+      memcpy(out->icons, RTA_DATA(attribute),
+             4 * (out->icon_count < CK_UNIX_ICONS ? out->icon_count : CK_UNIX_ICONS));
       break;
     case UNIX_DIAG_RQLEN:
       if (size >= 8) {

@@ -249,6 +249,7 @@ extension Dump {
   private func relate(_ tasks: inout [CapturedTask], root: CapturedTask, phases: inout PhaseTimes) throws -> (
     time: [TimeNamespaceImage], nested: [NestedNamespaceImage]
   ) {
+    try markPendingConnections(&tasks)
     markOutsideSocketPeers(&tasks)
     try checkNamespaces(tasks, root: root)
     try PidNamespaces.check(&tasks, root: root)

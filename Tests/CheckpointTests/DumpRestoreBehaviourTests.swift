@@ -151,7 +151,7 @@ struct DumpRestoreBehaviourTests {
   /// An fd kind the engine cannot save fails the dump with a clear line, and the container
   /// runs on untouched.
   @Test(arguments: [
-    "io_uring", "tcp", "unix", "ebpf-filter", "ping-waiting", "hungup-tty", "pty-typed", "tcp-reset",
+    "io_uring", "tcp", "unix", "ebpf-filter", "ping-waiting", "hungup-tty", "pty-typed", "tcp-reset", "unix-pending",
   ])
   func unsupportedDescriptorFailsTheDumpAndLeavesTheContainerRunning(kind: String) throws {
     let container = try FixtureContainer("unsupported-fd", [kind])

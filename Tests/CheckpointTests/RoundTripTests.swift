@@ -25,7 +25,7 @@ struct RoundTripTests {
     ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []),
     ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]),
     ("sockets", ["udp-waiting"]), ("sockets", ["udplite"]), ("sockets", ["options"]), ("sockets", ["icmp"]),
-    ("sockets", ["unix-unlinked"]), ("sockets", ["reuseport"]),
+    ("sockets", ["unix-unlinked"]), ("sockets", ["reuseport"]), ("sockets", ["unix-pending"]),
     ("sockets", ["tcp-connection"]),
     ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("anon-fds", ["stale-epoll"]), ("deleted-file", []),
     ("deleted-file", ["sparse"]),

@@ -365,6 +365,12 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// container was killed, so the socket comes back with its waiting data and a peer that is
   /// gone (reads end in EOF, writes fail with EPIPE), as if the client had left then.
   public var peerOutside: Bool?
+  /// A unix listener: the clients whose connections waited to be accepted, by inode, in the
+  /// order accept(2) takes them. Each connects to it again at restore, in that order.
+  public var pending: [UInt64]?
+  /// A unix socket whose connection waited in a listener's queue, not yet accepted (its
+  /// peer an embryo socket no process holds): that listener's inode.
+  public var pendingOn: UInt64?
   /// A connected unix stream socket: the bytes waiting to be read from it.
   public var queued: Data?
   /// A unix socket shut down: 1 for receiving, 2 for sending, 3 both (the kernel's
@@ -554,6 +560,10 @@ extension SocketImage {
         && options.isValid
         && (shutdown.map { (1...3).contains($0) && peerInode != nil } ?? true) && passedIsValid
         && (nameUnlinked == nil || address?.first == UInt8(ascii: "/"))
+        && (pending == nil
+          || backlog != nil && address != nil && nameUnlinked == nil && type != 2
+            && (pending?.count ?? 0) <= 256)
+        && (pendingOn == nil || peerInode == nil && type != 2 && queued == nil && messages == nil && backlog == nil)
     }
     let size = family == 2 ? 16 : 28
     func fits(_ address: Data?) -> Bool {
@@ -617,6 +627,10 @@ extension SocketImage {
         )
       }
       if let backlog { words.append("listening (backlog \(backlog))") }
+      if let pending, !pending.isEmpty {
+        words.append("with \(pending.count) connection\(pending.count == 1 ? "" : "s") waiting to be accepted")
+      }
+      if let pendingOn { words.append("connecting, waiting to be accepted by socket:[\(pendingOn)]") }
       if let queued, !queued.isEmpty { words.append("\(queued.count) bytes to read") }
       if let messages, !messages.isEmpty {
         words.append(

@@ -332,6 +332,7 @@ int ck_pty_readable(int fd);
 // so that they wait in the master again; 0 or -errno.
 int ck_pty_put_output(int master, const void *bytes, size_t length);
 
+enum { CK_UNIX_ICONS = 256 };
 // A unix socket as sock_diag tells it (which a descriptor alone does not: its peer).
 struct ck_unix_diag {
   unsigned int type, state;
@@ -345,6 +346,11 @@ struct ck_unix_diag {
   unsigned int shutdown;
   // A socket bound to a path: the inode of the socket file bind(2) made (0: none).
   unsigned int file_inode;
+  // A listener: the inodes of the clients whose connections wait to be accepted, in the
+  // order accept(2) takes them (0: a client gone since), the first CK_UNIX_ICONS of
+  // `icon_count`.
+  unsigned int icons[CK_UNIX_ICONS];
+  unsigned int icon_count;
 };
 // Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
 int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);

@@ -28,6 +28,30 @@ extension FileCapture {
     return there ? nil : true
   }
 
+  /// The clients whose connections wait in listener `diag`'s queue, in the order accept(2)
+  /// takes them. Each comes back by connecting to the listener's name again, which keeps
+  /// neither bytes it sent (they wait in an embryo socket no descriptor reaches) nor a client
+  /// gone since: both refused, as a listener that lost its name.
+  private func pendingConnections(of diag: ck_unix_diag, unlinked: Bool, refuse: (String, String) -> CKError) throws
+    -> [UInt64]
+  {
+    let hint = "checkpoint once the server has accepted them"
+    let waiting = "a listening unix socket with \(diag.receive_queue) connection(s) not yet accepted"
+    guard diag.name_length > 0, !unlinked else { throw refuse("\(waiting), its name no longer reachable", hint) }
+    guard diag.icon_count <= UInt32(CK_UNIX_ICONS) else { throw refuse("\(waiting), more than \(CK_UNIX_ICONS)", hint) }
+    let clients = withUnsafeBytes(of: diag.icons) { Array($0.bindMemory(to: UInt32.self).prefix(Int(diag.icon_count))) }
+    for client in clients {
+      guard client != 0 else { throw refuse("\(waiting), one from a client that has closed its end", hint) }
+      var seen = ck_unix_diag()
+      let found = Self.diagQuestions.withLock { _ in ck_unix_diag(sockDiag, client, &seen) }
+      guard found == 0 else { throw refuse("\(waiting): its client socket:[\(client)] is gone", hint) }
+      guard seen.send_queue == 0 else {
+        throw refuse("\(waiting), one holding \(seen.send_queue) bytes its client sent", hint)
+      }
+    }
+    return clients.map { UInt64($0) }
+  }
+
   func captureUnixSocket(
     _ ours: Int32, facts: ck_socket_facts, inode: UInt64, refuse: (String, String) -> CKError
   ) throws -> SocketImage {
@@ -46,15 +70,13 @@ extension FileCapture {
     let unlinked = nameUnlinked(name, fileInode: diag.file_inode)
     let options = try SocketOptions.capture(ours, facts, refuse: refuse)
     if facts.listening != 0 {
-      guard diag.receive_queue == 0 else {
-        throw refuse(
-          "a listening unix socket with \(diag.receive_queue) connection(s) not yet accepted",
-          "checkpoint once the server has accepted them")
-      }
       var image = SocketImage(
         family: facts.family, type: facts.type, protocolNumber: 0, address: name.isEmpty ? nil : name, peer: nil,
         backlog: Int32(clamping: diag.send_queue), options: options, inode: inode)
       image.nameUnlinked = unlinked
+      if diag.receive_queue > 0 {
+        image.pending = try pendingConnections(of: diag, unlinked: unlinked == true, refuse: refuse)
+      }
       return image
     }
     /// What waits, with each sender's name as sock_diag gives names (sun_path bytes after the
@@ -496,6 +518,37 @@ enum PassedInFlight {
 }
 
 extension Dump {
+  /// A client whose connection waits in a listener's queue is connected to an embryo socket
+  /// no process holds: it is marked to connect to that listener again
+  /// (``SocketImage/pendingOn``). A client no process of the container holds stops the dump.
+  func markPendingConnections(_ tasks: inout [CapturedTask]) throws {
+    var listeners: [UInt64: UInt64] = [:]
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, let listener = socket.inode else { continue }
+        for client in socket.pending ?? [] { listeners[client] = listener }
+      }
+    }
+    guard !listeners.isEmpty else { return }
+    var found: Set<UInt64> = []
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard let inode = tasks[index].files.descriptors[slot].socket?.inode, let listener = listeners[inode] else {
+          continue
+        }
+        tasks[index].files.descriptors[slot].socket?.pendingOn = listener
+        tasks[index].files.descriptors[slot].socket?.peerInode = nil
+        found.insert(inode)
+      }
+    }
+    if let outside = listeners.keys.first(where: { !found.contains($0) }), let listener = listeners[outside] {
+      throw CKError(
+        .failed,
+        "unix listener socket:[\(listener)] has a connection waiting to be accepted from socket:[\(outside)], a client outside the container, which ckcont cannot checkpoint",
+        hint: "checkpoint once the server has accepted it")
+    }
+  }
+
   /// A connected unix socket is restored as one end of a pair. One whose peer no process
   /// of the container holds is connected to the outside: marked, to come back with that peer
   /// gone (``SocketImage/peerOutside``).
@@ -595,6 +648,42 @@ extension Dump {
 /// every queue is filled (a socket shut for sending could not carry its peer's bytes): from
 /// ckcont's copy of each, as shutdown(2) acts on the socket, not the descriptor. The kernel
 /// marks a stream's peer as well, as it did when the program called it.
+/// Connections that waited in unix listeners' queues: each client connects to its listener
+/// again, by the listener's name, in the order accept(2) takes them, once every socket is in
+/// place (a listener and its clients may be any processes'). The client's own process makes
+/// the call: the path is looked up in its view, and the embryo records it as the peer.
+enum PendingConnections {
+  static func restore(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector]) throws {
+    var holders: [UInt64: (pid: Int32, fd: Int32)] = [:]
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        if let inode = descriptor.socket?.inode, holders[inode] == nil {
+          holders[inode] = (task.entry.pid, descriptor.fd)
+        }
+      }
+    }
+    var done: Set<UInt64> = []
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let listener = descriptor.socket, let inode = listener.inode, let pending = listener.pending,
+          let name = listener.address, done.insert(inode).inserted
+        else { continue }
+        for client in pending {
+          guard let holder = holders[client], let injector = injectors[holder.pid] else {
+            throw CKError(.failed, "no process holds socket:[\(client)], waiting to be accepted by socket:[\(inode)]")
+          }
+          injector.resetData()
+          let sockaddr = Data([UInt8(AF_UNIX), 0]) + name
+          let address = try sockaddr.withUnsafeBytes { try injector.put($0) }
+          try injector.call(
+            .connect(Int64(holder.fd), address, length: sockaddr.count),
+            "connect fd \(holder.fd) of process \(holder.pid) to \(listener.description), to wait in its queue")
+        }
+      }
+    }
+  }
+}
+
 enum SocketShutdowns {
   static func restore(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector]) throws {
     var done: Set<UInt64> = []

@@ -419,6 +419,7 @@ final class RestoreRun {
     for (files, state) in prepared { try phases.time("files") { try files.install(state) } }
     // Once every socket is in place: a datagram's sender may be any process's.
     try phases.time("files") {
+      try PendingConnections.restore(order, injectors: injectors)
       try WaitingDatagrams.deliver(order, injectors: injectors, log: log)
       try PassedInFlight.deliver(order, injectors: injectors)
       try SocketShutdowns.restore(order, injectors: injectors)
