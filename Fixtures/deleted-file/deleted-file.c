@@ -4,6 +4,7 @@
  *   deleted-file [DIR]
  *   deleted-file sparse [DIR]
  *   deleted-file fifo [DIR]
+ *   deleted-file big [DIR]
  *
  * Before "ready": DIR/ckcont-deleted-<time> ($CKCONT_FIXTURE_DIR or /tmp) gets "0123456789",
  * is opened read-write (then read up to offset 4) and read-only, and unlinked. After SIGTERM:
@@ -15,6 +16,11 @@
  * 1234:5678, mode 02751 (0640 the memfd), with access and modification times set to fixed
  * instants. After SIGTERM each has its size, data, holes (SEEK_DATA from 0 finds the data,
  * few blocks allocated), owner, mode and times.
+ *
+ * `big`: also a deleted file with 72 MiB of data around a 1 MiB hole (more than a bundle's
+ * model holds: the bytes go into a member of their own), opened at offset 5 MiB, and a memfd
+ * with 3 MiB of data. After SIGTERM both hold the same bytes (checksums, the hole reads
+ * zeros and stays a hole) and the file descriptor's offset is where it was.
  *
  * `fifo`: also a FIFO in DIR, mode 0640, opened read-write and read-only (non-blocking),
  * "queued" written into it, then deleted. After SIGTERM the read-only end reads "queued",
@@ -58,12 +64,43 @@ static void check_sparse(const char *what, int fd, off_t size, off_t at, mode_t 
   FX_TRUE(pread(fd, block, 16, at - 4096) == 16 && block[0] == 0 && block[15] == 0, "%s: a hole reads zeros", what);
 }
 
+/* `size` pseudo-random bytes from `seed` written at `at` into `fd`; their checksum. */
+static uint64_t fill_random(int fd, off_t at, size_t size, uint64_t seed) {
+  static unsigned char chunk[1 << 20];
+  uint64_t sum = 0;
+  for (size_t done = 0; done < size; done += sizeof chunk) {
+    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = (unsigned char)fx_rng(&seed);
+    size_t n = size - done < sizeof chunk ? size - done : sizeof chunk;
+    if (pwrite(fd, chunk, n, at + (off_t)done) != (ssize_t)n) fx_setup_fail("pwrite %zu bytes", n);
+    for (size_t i = 0; i < n; i++) sum = sum * 31 + chunk[i];
+  }
+  return sum;
+}
+
+/* The checksum of `size` bytes at `at` in `fd`, as fill_random computes it. */
+static uint64_t checksum(int fd, off_t at, size_t size) {
+  static unsigned char chunk[1 << 20];
+  uint64_t sum = 0;
+  for (size_t done = 0; done < size; done += sizeof chunk) {
+    size_t n = size - done < sizeof chunk ? size - done : sizeof chunk;
+    if (pread(fd, chunk, n, at + (off_t)done) != (ssize_t)n) return 0;
+    for (size_t i = 0; i < n; i++) sum = sum * 31 + chunk[i];
+  }
+  return sum;
+}
+
+#define BIG_FIRST (40 << 20)
+#define BIG_HOLE (1 << 20)
+#define BIG_SECOND (32 << 20)
+#define BIG_MEMFD (3 << 20)
+
 int main(int argc, char **argv) {
   fx_init("deleted-file");
   fx_term_setup();
   int sparse = argc > 1 && !strcmp(argv[1], "sparse");
   int fifo = argc > 1 && !strcmp(argv[1], "fifo");
-  if (sparse || fifo) argv++, argc--;
+  int big = argc > 1 && !strcmp(argv[1], "big");
+  if (sparse || fifo || big) argv++, argc--;
   char path[4096];
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -82,6 +119,19 @@ int main(int argc, char **argv) {
     make_sparse(holed, 200 << 20, 100 << 20, 02751);
     memfd = FX_SYS(memfd_create("sparse", 0));
     make_sparse(memfd, 10 << 20, 5 << 20, 0640);
+  }
+  int large = -1, large_memfd = -1;
+  uint64_t first_sum = 0, second_sum = 0, memfd_sum = 0;
+  if (big) {
+    char other[4200];
+    snprintf(other, sizeof other, "%s-big", path);
+    large = FX_SYS(open(other, O_RDWR | O_CREAT | O_EXCL, 0600));
+    FX_SYS(unlink(other));
+    first_sum = fill_random(large, 0, BIG_FIRST, 7);
+    second_sum = fill_random(large, BIG_FIRST + BIG_HOLE, BIG_SECOND, 8);
+    FX_SYS(lseek(large, 5 << 20, SEEK_SET));
+    large_memfd = FX_SYS(memfd_create("big", 0));
+    memfd_sum = fill_random(large_memfd, 0, BIG_MEMFD, 9);
   }
   int fifo_rw = -1, fifo_ro = -1;
   char fifo_path[4200];
@@ -128,6 +178,18 @@ int main(int argc, char **argv) {
     link[n < 0 ? 0 : n] = 0;
     snprintf(expected, sizeof expected, "%.4000s (deleted)", fifo_path);
     FX_TRUE(!strcmp(link, expected), "/proc names the FIFO \"%s\"", link);
+  }
+  if (big) {
+    FX_EQ("the big deleted file's offset", 5 << 20, lseek(large, 0, SEEK_CUR));
+    uint64_t first = checksum(large, 0, BIG_FIRST);
+    if (fx_flip()) first ^= 1;
+    FX_TRUE(first == first_sum, "the big deleted file: its first 40 MiB differ");
+    FX_TRUE(checksum(large, BIG_FIRST + BIG_HOLE, BIG_SECOND) == second_sum, "the big deleted file: its last 32 MiB differ");
+    FX_EQ("the big deleted file's data after the first part", BIG_FIRST + BIG_HOLE, lseek(large, BIG_FIRST, SEEK_DATA));
+    FX_SYS(fstat(large, &st));
+    FX_EQ("the big deleted file's size", BIG_FIRST + BIG_HOLE + BIG_SECOND, st.st_size);
+    FX_EQ("the big deleted file's links", 0, st.st_nlink);
+    FX_TRUE(checksum(large_memfd, 0, BIG_MEMFD) == memfd_sum, "the 3 MiB memfd differs");
   }
   if (sparse) {
     check_sparse("the sparse deleted file", holed, 200 << 20, 100 << 20, 02751);

@@ -80,6 +80,10 @@ public enum BundleFormat {
     case parentPages = "parent-pages"
     /// i386 programs (``TaskCore/abi``), restored the compat way.
     case i386Tasks = "i386-tasks"
+    /// Bytes of deleted files or memfds in members of their own (``KeptFiles``).
+    case keptFileMembers = "kept-file-members"
+    /// Connections waiting in unix listeners' queues (``SocketImage/pending``, ``SocketImage/pendingOn``).
+    case pendingConnections = "pending-connections"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

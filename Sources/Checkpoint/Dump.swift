@@ -205,6 +205,10 @@ public struct Dump {
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
         case .parentPages: task.memory.vmas.contains { $0.parentPages != nil || $0.laterPages != nil }
         case .i386Tasks: task.core.abi != nil
+        case .keptFileMembers:
+          task.files.descriptors.contains { $0.ghost?.dataMember != nil || $0.memfd?.dataMember != nil }
+        case .pendingConnections:
+          task.files.descriptors.contains { $0.socket?.pending != nil || $0.socket?.pendingOn != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }
@@ -258,6 +262,8 @@ public struct Dump {
     members += segments.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
     let memfds = captured.privateObjects.sorted { $0.key < $1.key }.map { (name: $0.key, bytes: $0.value) }
     members += memfds.map { Manifest.Member(name: $0.name, size: $0.bytes.count) }
+    let kept = KeptFileData.members(of: captured.tasks)
+    members += kept.map { Manifest.Member(name: $0.name, size: Int($0.file.storedLength)) }
     var manifest = Manifest(
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
@@ -289,6 +295,7 @@ public struct Dump {
       before += task.memory.pagesSize
     }
     for member in segments + memfds { try writer.add(name: member.name, data: member.bytes) }
+    for member in kept { try member.write(to: writer) }
     try writer.finish()
     try destination.sink.flush()
     let seconds = monotonicNow() - started

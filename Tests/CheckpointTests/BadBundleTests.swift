@@ -272,6 +272,33 @@ struct BadBundleTests {
     try expectRefused(rewritten, containing: "holds in flight fd 900 of process", label: "missing in-flight descriptor")
   }
 
+  /// A deleted file whose bytes the model says are in a member: that member missing, of
+  /// another length, or named outside `kept/`, is refused before anything is made.
+  @Test func deletedFileBytesMissingFromTheirMemberAreRefused() throws {
+    let reader = try BundleReader(source: MemorySource(try Self.original.get()))
+    let member = try #require(reader.manifest.members.first { $0.name.hasSuffix("/files.json") }).name
+    func withGhost(_ name: String, length: Int64) throws -> ([UInt8]) throws -> [UInt8] {
+      { bytes in
+        var table = try JSONDecoder().decode(FileTableImage.self, from: Data(bytes))
+        var ghost = GhostFileImage(inode: 4242, contents: Data())
+        (ghost.size, ghost.dataMember) = (length, name)
+        var descriptor = DescriptorImage(fd: 95, kind: .deleted, flags: 2, closeOnExec: false)
+        (descriptor.path, descriptor.ghost) = ("/tmp/ckcont-bad-ghost", ghost)
+        table.descriptors.append(descriptor)
+        return Array(try JSONEncoder().encode(table))
+      }
+    }
+    let name = KeptFiles.dataMember(device: 1, inode: 4242)
+    let missing = try rewrite(replacing: member, with: withGhost(name, length: 3 << 20))
+    try expectRefused(missing, containing: "which the bundle does not hold at that size", label: "missing member")
+    let short = try rewrite(
+      adding: [(name, [UInt8](repeating: 7, count: 1 << 20))], replacing: member, with: withGhost(name, length: 3 << 20)
+    )
+    try expectRefused(short, containing: "which the bundle does not hold at that size", label: "short member")
+    let outside = try rewrite(replacing: member, with: withGhost("tasks/1/pages.img", length: 3 << 20))
+    try expectRefused(outside, containing: "", label: "a member outside kept/")
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"

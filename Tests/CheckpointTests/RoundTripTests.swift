@@ -29,7 +29,7 @@ struct RoundTripTests {
     ("sockets", ["tcp-connection"]),
     ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("anon-fds", ["stale-epoll"]), ("deleted-file", []),
     ("deleted-file", ["sparse"]),
-    ("deleted-file", ["fifo"]),
+    ("deleted-file", ["fifo"]), ("deleted-file", ["big"]),
     ("deleted-mapping", []),
     ("inotify", []),
   ]

@@ -175,6 +175,9 @@ public struct GhostFileImage: Codable, Sendable, Equatable {
   public var extents: [FileExtent]?
   /// Owner, mode and times (nil in bundles from before they were kept).
   public var attributes: FileAttributes?
+  /// The bundle member holding the bytes instead of `contents` (which is then empty), for
+  /// more than ``KeptFiles/inlineLimit`` of them (``KeptFiles/dataMember(device:inode:)``).
+  public var dataMember: String?
 
   public init(inode: UInt64, contents: Data) {
     self.inode = inode
@@ -222,32 +225,59 @@ public struct FileTime: Codable, Sendable, Equatable {
   }
 }
 
+/// Where a bundle keeps the bytes of files ckcont makes again (deleted files, memfds): in
+/// the model up to ``inlineLimit``, in a member of their own beyond, which the dump streams
+/// from the file and the restore writes from the bundle, never through JSON.
+public enum KeptFiles {
+  /// The most bytes kept in the model itself (base64 in JSON).
+  public static let inlineLimit = 1 << 20
+  /// The most bytes a file kept in a member may hold.
+  public static let memberLimit: Int64 = 1 << 40
+  /// The member for the file with `inode` on device `device`: one per file, whichever
+  /// descriptors or processes hold it.
+  public static func dataMember(device: UInt64, inode: UInt64) -> String { "kept/\(device)-\(inode).img" }
+}
+
 /// A file's bytes as a bundle keeps them: all of them, or the extents that hold data.
 public protocol KeptFileContents {
   var contents: Data { get }
   var size: Int64? { get }
   var extents: [FileExtent]? { get }
   var attributes: FileAttributes? { get }
+  var dataMember: String? { get }
 }
 
 extension KeptFileContents {
   /// Its size, holes included.
-  public var fileSize: Int64 { size ?? Int64(contents.count) }
+  public var fileSize: Int64 { size ?? storedLength }
 
-  /// Whether it can be made again: at most 64 MiB of data within a size of at most 1 TiB,
-  /// in extents that follow each other, hold every byte of `contents`, and end within the
-  /// file; times and mode plausible.
+  /// The bytes kept: `contents`, or those of `dataMember` (every extent's, or the whole file).
+  public var storedLength: Int64 {
+    guard dataMember != nil else { return Int64(contents.count) }
+    return extents.map { $0.reduce(Int64(0)) { $0 + $1.length } } ?? (size ?? 0)
+  }
+
+  /// Whether it can be made again: at most ``KeptFiles/inlineLimit`` bytes in the model, or
+  /// up to ``KeptFiles/memberLimit`` in a member named as ``KeptFiles/dataMember(device:inode:)``
+  /// names them, within a size of at most 1 TiB, in extents that follow each other, hold every
+  /// byte kept, and end within the file; times and mode plausible.
   public var contentsAreValid: Bool {
+    if let dataMember {
+      guard contents.isEmpty, dataMember.hasPrefix("kept/"), dataMember.hasSuffix(".img"), !dataMember.contains(".."),
+        dataMember.count <= 100, (0...KeptFiles.memberLimit).contains(storedLength)
+      else { return false }
+    }
+    // Bundles from before members kept files up to 64 MiB in the model.
     guard contents.count <= 64 << 20, (0...(1 << 40)).contains(fileSize) else { return false }
     if let attributes {
       guard attributes.mode <= 0o7777,
         [attributes.accessed, attributes.modified].allSatisfy({ (0..<1_000_000_000).contains($0.nanoseconds) })
       else { return false }
     }
-    guard let extents else { return size == nil || fileSize >= Int64(contents.count) }
+    guard let extents else { return size == nil || fileSize >= storedLength }
     guard extents.count <= 1 << 16, extents.allSatisfy({ $0.offset >= 0 && $0.length > 0 }),
       zip(extents, extents.dropFirst()).allSatisfy({ $0.offset + $0.length <= $1.offset }),
-      extents.reduce(Int64(0), { $0 + $1.length }) == Int64(contents.count)
+      extents.reduce(Int64(0), { $0 + $1.length }) == storedLength
     else { return false }
     return extents.last.map { $0.offset + $0.length <= fileSize } ?? true
   }
@@ -268,6 +298,7 @@ public struct MemfdImage: Codable, Sendable, Equatable {
   public var size: Int64?
   public var extents: [FileExtent]?
   public var attributes: FileAttributes?
+  public var dataMember: String?
 
   public init(name: String, inode: UInt64, seals: Int32, contents: Data) {
     self.name = name

@@ -249,7 +249,9 @@ struct FileCapture {
     (descriptor.position, descriptor.mode) = (opened.info.pos, UInt32(st.st_mode))
     let kept = try readKept(fd: opened.fd, what: "the deleted file \(opened.target)")
     var ghost = GhostFileImage(inode: UInt64(st.st_ino), contents: kept.contents)
-    (ghost.size, ghost.extents, ghost.attributes) = (kept.size, kept.extents, kept.attributes)
+    (ghost.size, ghost.extents, ghost.attributes, ghost.dataMember) = (
+      kept.size, kept.extents, kept.attributes, kept.dataMember
+    )
     descriptor.ghost = ghost
     return descriptor
   }

@@ -53,6 +53,9 @@ final class SharedDescriptions {
   /// Unix socket inode -> the process (pid inside, host pid) and fd holding that end of the
   /// socketpair made for it and its peer.
   var socketEnds: [UInt64: (pid: Int32, hostPid: Int32, fd: Int64)] = [:]
+  /// The bytes of files made again that the bundle keeps in members of their own, by member
+  /// name (``KeptFiles``).
+  var keptData: [String: UnsafeRawBufferPointer] = [:]
   /// Every unix socket the processes hold, by inode: a connection's end finds its peer's.
   var unixSockets: [UInt64: SocketImage] = [:]
   /// Unix sockets whose waiting bytes have been written back (through their peer).

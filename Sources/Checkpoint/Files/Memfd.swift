@@ -33,7 +33,9 @@ extension FileCapture {
     let name = String(target.dropFirst("/memfd:".count).dropLast(" (deleted)".count))
     let kept = try readKept(fd: fd, what: target)
     var memfd = MemfdImage(name: name, inode: inode, seals: max(seals, 0), contents: kept.contents)
-    (memfd.size, memfd.extents, memfd.attributes) = (kept.size, kept.extents, kept.attributes)
+    (memfd.size, memfd.extents, memfd.attributes, memfd.dataMember) = (
+      kept.size, kept.extents, kept.attributes, kept.dataMember
+    )
     return memfd
   }
 }

@@ -24,6 +24,8 @@ final class LoadedBundle {
   let mounts: MountsImage?
   /// The contents of each memfd and deleted file mapped privately, by member name.
   let privateObjects: [String: UnsafeRawBufferPointer]
+  /// The bytes of each file made again that the bundle keeps in a member (``KeptFiles``).
+  let keptData: [String: UnsafeRawBufferPointer]
 
   struct LoadedTask {
     var entry: TaskEntryImage
@@ -138,6 +140,7 @@ final class LoadedBundle {
     let decoding = monotonicNow()
     tasks = try Self.decodeTasks(of: tree, model, pages: members.pages)
     privateObjects = try Self.privateObjects(of: tasks, ipc: ipc, pages: members.pages)
+    keptData = try Self.keptData(of: tasks, pages: members.pages)
     try Self.validateDescriptorsInFlight(tasks)
     log.debug("decoded the model of \(tasks.count) processes in \(Int((monotonicNow() - decoding) * 1000)) ms")
   }
@@ -292,6 +295,30 @@ final class LoadedBundle {
     return objects
   }
 
+  /// The bytes of each deleted file and memfd kept in a member, by member name: each member
+  /// a descriptor names must be there, of the length its extents (or size) say.
+  private static func keptData(of tasks: [LoadedTask], pages: [String: (data: UnsafeRawBufferPointer?, size: Int)])
+    throws(CKError) -> [String: UnsafeRawBufferPointer]
+  {
+    var kept: [String: UnsafeRawBufferPointer] = [:]
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        let files: [(any KeptFileContents)?] = [descriptor.ghost, descriptor.memfd]
+        for case let file? in files {
+          guard let name = file.dataMember else { continue }
+          guard let member = pages[name], Int64(member.size) == file.storedLength else {
+            throw CKError(
+              .badInput,
+              "the bundle is inconsistent: task \(task.entry.pid) fd \(descriptor.fd) keeps its file's bytes in \(name), which the bundle does not hold at that size"
+            )
+          }
+          kept[name] = member.data ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+      }
+    }
+    return kept
+  }
+
   /// Descriptors in flight name descriptors of the container's processes: they must exist.
   private static func validateDescriptorsInFlight(_ tasks: [LoadedTask]) throws(CKError) {
     let held = Set(
@@ -314,7 +341,7 @@ final class LoadedBundle {
   /// The members of raw bytes: each process's pages and each SysV segment's contents.
   static func isRawMember(_ name: String) -> Bool {
     name.hasSuffix("/pages.img") || (name.hasPrefix("ipc/shm-") && name.hasSuffix(".img"))
-      || ((name.hasPrefix("memfd/") || name.hasPrefix("deleted/")) && name.hasSuffix(".img"))
+      || ((name.hasPrefix("memfd/") || name.hasPrefix("deleted/") || name.hasPrefix("kept/")) && name.hasSuffix(".img"))
   }
 
   /// `/web` for `/sys/fs/cgroup/unified/web` (a bundle from before cgroups.json).

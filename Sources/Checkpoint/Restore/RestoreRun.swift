@@ -397,6 +397,7 @@ final class RestoreRun {
     }
     shared.layout = layout
     shared.hostPids = injectors.mapValues(\.pid)
+    shared.keptData = bundle.keptData
     for task in order {
       for descriptor in task.files.descriptors {
         if let socket = descriptor.socket, socket.family == AF_UNIX, let inode = socket.inode {
