@@ -13,6 +13,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
   ],
   targets: [
     // What Swift cannot call: variadic syscalls (ptrace, prctl, ioctl), clone3, and every
@@ -35,8 +36,8 @@ let package = Package(
     .target(name: "Cgroup", dependencies: ["Linux", "CLibcgroup"]),
     // Network namespaces through netlink. Imports CLibnl.
     .target(name: "Netlink", dependencies: ["Linux", "CLibnl"]),
-    // Bundle format and the state model: no syscalls. Imports CXXHash.
-    .target(name: "Bundle", dependencies: ["CXXHash"]),
+    // Bundle format and the state model: no syscalls. Imports CXXHash; signs with Crypto.
+    .target(name: "Bundle", dependencies: ["CXXHash", .product(name: "Crypto", package: "swift-crypto")]),
     // The checkpoint engine: dump and restore, one folder per resource.
     .target(
       name: "Checkpoint",
@@ -47,7 +48,7 @@ let package = Package(
     .executableTarget(
       name: "ckcont",
       dependencies: [
-        "Checkpoint", "Cgroup", "Linux", "Netlink",
+        "Checkpoint", "Cgroup", "Linux", "Netlink", "Bundle",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]),

@@ -82,6 +82,8 @@ public enum BundleFormat {
     case i386Tasks = "i386-tasks"
     /// Bytes of deleted files or memfds in members of their own (``KeptFiles``).
     case keptFileMembers = "kept-file-members"
+    /// Signed: `signature.json` follows `checksums.json` (``BundlePublicKey``).
+    case signature
     /// Connections waiting in unix listeners' queues (``SocketImage/pending``, ``SocketImage/pendingOn``).
     case pendingConnections = "pending-connections"
   }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reads a bundle as a stream, checking it as it goes: the manifest first (magic, major
 /// version, every field), then that the members arrive exactly as the manifest lists them,
 /// then `checksums.json` against the XXH3-128 of every member computed while reading, then the
@@ -11,6 +13,10 @@ public final class BundleReader {
   private var nextIndex = 0
   private var current: Manifest.Member?
   private var done = false
+  /// SHA-256 of every member, for a bundle whose manifest requires "signature".
+  private var sha256: MemberSHA256?
+  /// Who signed the bundle, once its signature has been checked (the end of the stream).
+  public private(set) var signer: BundlePublicKey?
 
   /// Reads and validates `manifest.json` from the start of `source`.
   public init(source: any ByteSource) throws {
@@ -25,6 +31,12 @@ public final class BundleReader {
     }
     let bytes = try tar.readAll(maxSize: BundleFormat.maxJSONMemberSize)
     manifest = try Manifest.decode(bytes)
+    if manifest.requires?.contains(BundleFormat.Requirement.signature.rawValue) == true {
+      var first = MemberSHA256()
+      bytes.withUnsafeBytes { first.update($0) }
+      first.finishMember(name: BundleFormat.manifestName)
+      sha256 = first
+    }
     // Created last: a throwing init runs no deinit, which would leave the thread running.
     hasher = MemberHasher()
     bytes.withUnsafeBytes { hasher.update($0) }
@@ -45,6 +57,14 @@ public final class BundleReader {
     return reader.manifest
   }
 
+  /// Reads a whole bundle, keeping nothing, and returns who signed it (nil: unsigned) if
+  /// every check passes.
+  public static func signer(source: any ByteSource) throws -> BundlePublicKey? {
+    let reader = try BundleReader(source: source)
+    while try reader.nextMember() != nil {}
+    return reader.signer
+  }
+
   /// Skips what is left of the current member and returns the next one as listed in the
   /// manifest, or nil once `checksums.json` has been verified and the stream has ended.
   public func nextMember() throws -> Manifest.Member? {
@@ -52,6 +72,7 @@ public final class BundleReader {
     if let member = current {
       try forEachChunk { _ in }
       hasher.finishMember(name: member.name)
+      sha256?.finishMember(name: member.name)
       current = nil
     }
     let position = tar.bytesRead
@@ -91,6 +112,7 @@ public final class BundleReader {
     try tar.forEachChunk { chunk, inPlace in
       // Data in place stays valid: the hashing thread reads it there, without a copy.
       if inPlace { hasher.update(inPlace: chunk) } else { hasher.update(chunk) }
+      sha256?.update(chunk)
       try body(chunk)
     }
   }
@@ -98,7 +120,10 @@ public final class BundleReader {
   /// The rest of the current member in memory, refused (before reading) above `maxSize` bytes.
   public func readAll(maxSize: Int = BundleFormat.maxJSONMemberSize) throws -> [UInt8] {
     let bytes = try tar.readAll(maxSize: maxSize)
-    bytes.withUnsafeBytes { hasher.update($0) }
+    bytes.withUnsafeBytes {
+      hasher.update($0)
+      sha256?.update($0)
+    }
     return bytes
   }
 
@@ -110,7 +135,8 @@ public final class BundleReader {
         "not listed in the manifest (all \(manifest.members.count) listed members were read; \(BundleFormat.checksumsName) should follow)"
       )
     }
-    let trailer = try Checksums.decode(tar.readAll(maxSize: BundleFormat.maxJSONMemberSize))
+    let trailerBytes = try tar.readAll(maxSize: BundleFormat.maxJSONMemberSize)
+    let trailer = try Checksums.decode(trailerBytes)
     let computed = hasher.digests()
     guard trailer.members.count == computed.count else {
       throw BundleError(
@@ -129,9 +155,42 @@ public final class BundleReader {
         )
       }
     }
+    if var sha256 {
+      trailerBytes.withUnsafeBytes { sha256.update($0) }
+      sha256.finishMember(name: BundleFormat.checksumsName)
+      signer = try verifySignature(computed: sha256.entries)
+    }
     guard try tar.nextMember() == nil else {
-      throw BundleError("a member follows \(BundleFormat.checksumsName), which must be last")
+      throw BundleError(
+        "a member follows \(sha256 == nil ? BundleFormat.checksumsName : BundleSignature.memberName), which must be last"
+      )
     }
     try tar.expectEndOfStream()
+  }
+
+  /// Checks `signature.json`, which must follow the checksums of a signed bundle: the
+  /// SHA-256 it lists for every member are those computed while reading, and its Ed25519
+  /// signature over them is valid for the public key it names. Returns that key; whether it
+  /// is one the reader trusts is the caller's to decide.
+  private func verifySignature(computed: [BundleSignature.Entry]) throws -> BundlePublicKey {
+    guard let header = try tar.nextMember(), header.name == BundleSignature.memberName, header.kind == .file else {
+      throw BundleError(
+        "the manifest requires a signature, but \(BundleSignature.memberName) does not follow the checksums")
+    }
+    let signed = try BundleSignature.decode(try tar.readAll(maxSize: BundleFormat.maxJSONMemberSize))
+    guard signed.algorithm == BundleSignature.algorithmName else {
+      throw BundleError("\(BundleSignature.memberName): unknown algorithm '\(signed.algorithm.prefix(40))'")
+    }
+    guard signed.members == computed else {
+      let first = zip(signed.members, computed).first { $0 != $1 }?.1.name ?? "the list of members"
+      throw BundleError("the signature does not cover this bundle: \(first.prefix(200)) differs from what was signed")
+    }
+    let key = try BundlePublicKey(fileText: signed.publicKey)
+    guard let signature = Data(base64Encoded: signed.signature),
+      key.isValidSignature(signature, for: BundleSignature.message(computed))
+    else {
+      throw BundleError("the signature of \(key) is not valid for this bundle")
+    }
+    return key
   }
 }

@@ -10,16 +10,30 @@ public final class BundleWriter {
   private let hasher: MemberHasher
   private var nextIndex = 0
   private var open: String?
+  private let signingKey: BundleSigningKey?
+  private var sha256: MemberSHA256?
 
   /// Validates `manifest` and writes it as the first member to `sink`. Every member's mtime is
-  /// the manifest's creation time.
-  public init(sink: any ByteSink, manifest: Manifest) throws {
+  /// the manifest's creation time. With `signingKey`, every member is hashed with SHA-256 too
+  /// and `signature.json` ends the bundle; the manifest must then require "signature".
+  public init(sink: any ByteSink, manifest: Manifest, signingKey: BundleSigningKey? = nil) throws {
     try manifest.validate()
+    let signed = manifest.requires?.contains(BundleFormat.Requirement.signature.rawValue) == true
+    guard signed == (signingKey != nil) else {
+      throw BundleError("bundle writer: a signed bundle's manifest requires \"signature\", an unsigned one's does not")
+    }
     self.manifest = manifest
+    self.signingKey = signingKey
     let created = manifest.creationDate.map { Int($0.timeIntervalSince1970) } ?? 0
     tar = TarWriter(sink: sink, mtime: created)
     let bytes = try manifest.encoded()
     try Self.writeWhole(tar, name: BundleFormat.manifestName, bytes: bytes)
+    if signingKey != nil {
+      var first = MemberSHA256()
+      bytes.withUnsafeBytes { first.update($0) }
+      first.finishMember(name: BundleFormat.manifestName)
+      sha256 = first
+    }
     // Created last: a throwing init runs no deinit, which would leave the thread running.
     hasher = MemberHasher()
     bytes.withUnsafeBytes { hasher.update($0) }
@@ -64,6 +78,7 @@ public final class BundleWriter {
   public func write(_ bytes: UnsafeRawBufferPointer) throws {
     try tar.write(bytes)
     hasher.update(bytes)
+    sha256?.update(bytes)
   }
 
   /// Appends `count` bytes to the open member and lets `fill` write them in place; returns
@@ -73,13 +88,17 @@ public final class BundleWriter {
     guard let region = try tar.appendInPlace(count: count) else { return false }
     try fill(region)
     hasher.update(inPlace: UnsafeRawBufferPointer(region.bytes))
+    sha256?.update(UnsafeRawBufferPointer(region.bytes))
     return true
   }
 
   /// Ends the open member; throws if fewer bytes were written than its size.
   public func endMember() throws {
     try tar.endMember()
-    if let open { hasher.finishMember(name: open) }
+    if let open {
+      hasher.finishMember(name: open)
+      sha256?.finishMember(name: open)
+    }
     open = nil
   }
 
@@ -92,9 +111,18 @@ public final class BundleWriter {
     }
     let checksums = Checksums(
       members: hasher.digests().map { Checksums.Entry(name: $0.name, digest: $0.digest) })
-    try Self.writeWhole(
-      tar, name: BundleFormat.checksumsName,
-      bytes: Array(BundleFormat.jsonEncoder.encode(checksums)))
+    let trailer = Array(try BundleFormat.jsonEncoder.encode(checksums))
+    try Self.writeWhole(tar, name: BundleFormat.checksumsName, bytes: trailer)
+    if let signingKey, var sha256 {
+      trailer.withUnsafeBytes { sha256.update($0) }
+      sha256.finishMember(name: BundleFormat.checksumsName)
+      let message = BundleSignature.message(sha256.entries)
+      let signature = BundleSignature(
+        algorithm: BundleSignature.algorithmName, publicKey: signingKey.publicKey.base64, members: sha256.entries,
+        signature: try signingKey.sign(message).base64EncodedString())
+      try Self.writeWhole(
+        tar, name: BundleSignature.memberName, bytes: Array(try BundleFormat.jsonEncoder.encode(signature)))
+    }
     try tar.finish()
   }
 

@@ -48,6 +48,8 @@ public struct Dump {
   /// `--shell-job`: the container is a job of a shell outside it, whose session and terminal
   /// it shares (CRIU's --shell-job).
   public var shellJob = false
+  /// Signs the bundle (`--sign`): `signature.json` ends it (``BundleSigningKey``).
+  public var signingKey: BundleSigningKey?
   /// Called with (bytes of pages written, total page bytes) while pages stream.
   public var progress: (UInt64, UInt64) -> Void = { _, _ in }
   /// Where the dump tells what it does, at debug level (what `-v` shows).
@@ -205,6 +207,7 @@ public struct Dump {
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
         case .parentPages: task.memory.vmas.contains { $0.parentPages != nil || $0.laterPages != nil }
         case .i386Tasks: task.core.abi != nil
+        case .signature: false
         case .keptFileMembers:
           task.files.descriptors.contains { $0.ghost?.dataMember != nil || $0.memfd?.dataMember != nil }
         case .pendingConnections:
@@ -268,8 +271,11 @@ public struct Dump {
       toolVersion: toolVersion, kernelRelease: kernelRelease(), cpu: captured.cpu, sourceCgroup: cgroup.path,
       created: Date(), members: members)
     manifest.requires = Self.requirements(of: captured.tasks, mounts: captured.mounts, tree: captured.tree)
+    if signingKey != nil {
+      manifest.requires = (manifest.requires ?? []) + [BundleFormat.Requirement.signature.rawValue]
+    }
     try checkRestorable(manifest, json: small, tree: captured.tree)
-    let writer = try BundleWriter(sink: destination.sink, manifest: manifest)
+    let writer = try BundleWriter(sink: destination.sink, manifest: manifest, signingKey: signingKey)
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
     var before: UInt64 = 0

@@ -82,6 +82,8 @@ public struct BundleInspection: Codable, Sendable {
   /// One line per namespace detail: user id maps, settings of the container's network and IPC
   /// namespaces, nested namespaces, a shell job's terminal.
   public var namespaceDetails: [String] = []
+  /// Who signed the bundle (its signature checked): `ckcont-ed25519 <base64>`; nil: unsigned.
+  public var signedBy: String?
 
   /// Reads and verifies the bundle at `path` (or standard input for "-").
   public static func read(path: String) throws -> BundleInspection {
@@ -155,10 +157,11 @@ public struct BundleInspection: Codable, Sendable {
       formatVersion: "\(manifest.formatVersion.major).\(manifest.formatVersion.minor)",
       toolVersion: manifest.toolVersion,
       kernelRelease: manifest.kernelRelease, created: manifest.created, sourceCgroup: manifest.sourceCgroup,
-      namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures), members: manifest.members.count + 2,
+      namespaces: names, xsaveFeatures: "0x" + hex(manifest.cpu.xsaveFeatures),
+      members: manifest.members.count + (bundle.signer == nil ? 2 : 3),
       tasks: tasks, zombies: zombies, cgroups: cgroups, totalPageBytes: tasks.reduce(0) { $0 + $1.pageBytes },
       sysvObjects: sysvLines(bundle.ipc), mounts: (bundle.mounts?.mounts ?? []).map(mountLine),
-      namespaceDetails: details(bundle.tree))
+      namespaceDetails: details(bundle.tree), signedBy: bundle.signer?.description)
   }
 
   static func details(_ tree: ProcessTree) -> [String] {
@@ -292,6 +295,7 @@ public struct BundleInspection: Codable, Sendable {
       "source cgroup \(sourceCgroup); own namespaces: \(namespaces.isEmpty ? "none" : namespaces.joined(separator: ", ")); "
         + "xsave features \(xsaveFeatures); \(members) members",
       "\(tasks.count) process(es), \(zombies.count) zombie(s), \(totalPageBytes >> 10) KiB of memory saved",
+      signedBy.map { "signed by \($0) (signature valid)" } ?? "unsigned",
     ]
     lines += cgroups.map { "cgroup \($0)" }
     lines += sysvObjects.map { "SysV \($0)" }

@@ -31,6 +31,12 @@ struct DumpCommand: ParsableCommand {
   var shellJob = false
   @Option(help: "Seconds to wait for the subtree to freeze.")
   var timeout: Double = 5
+  @Option(
+    help: ArgumentHelp(
+      "Sign the bundle with the private key in KEY (`ckcont keygen`).",
+      discussion: "signature.json ends the bundle: the SHA-256 of every member and an Ed25519 signature over them.",
+      valueName: "KEY"))
+  var sign: String?
   @OptionGroup var global: GlobalOptions
 
   func validate() throws {
@@ -53,6 +59,7 @@ struct DumpCommand: ParsableCommand {
       aftermath: leaveRunning ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
       toolVersion: ToolVersion.string)
     dump.shellJob = shellJob
+    dump.signingKey = try sign.map(KeyFiles.signingKey)
     dump.log = log
     let meter = ProgressMeter(enabled: isatty(2) == 1 && !global.verbose)
     dump.progress = { meter.update(done: $0, total: $1) }

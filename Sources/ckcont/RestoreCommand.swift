@@ -56,11 +56,23 @@ struct RestoreCommand: ParsableCommand {
   var shellJob = false
   @Option(help: "Write the restored root pid to this file.")
   var pidfile: String?
+  @Option(
+    help: ArgumentHelp(
+      "Restore only a bundle signed by the key in KEY.pub (repeatable: any of them).",
+      discussion:
+        "The signature (`dump --sign`) is checked with the whole bundle, before anything is made; a bundle that is unsigned or signed by another key is refused.",
+      valueName: "KEY.pub"))
+  var trustedKey: [String] = []
+  @Flag(help: "Refuse a bundle without a valid signature by a --trusted-key.")
+  var requireSignature = false
   @OptionGroup var global: GlobalOptions
 
   func validate() throws {
     if cgroup != nil && cgroupRoot != nil {
       throw ValidationError("give --cgroup or --cgroup-root, not both")
+    }
+    if requireSignature && trustedKey.isEmpty {
+      throw ValidationError("--require-signature needs the keys you trust: give them with --trusted-key")
     }
   }
 
@@ -80,6 +92,7 @@ struct RestoreCommand: ParsableCommand {
         rootFilesystem.hasPrefix("/") ? rootFilesystem : FileManager.default.currentDirectoryPath + "/" + rootFilesystem
     }
     restore.shellJob = shellJob
+    restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))
     restore.log = log
     let report = try restore.run()
     if let pidfile {

@@ -22,6 +22,8 @@ final class LoadedBundle {
   let segments: [Int32: UnsafeRawBufferPointer]
   /// The mounts the container added to its own mount namespace.
   let mounts: MountsImage?
+  /// Who signed the bundle (its signature checked); nil: unsigned.
+  let signer: BundlePublicKey?
   /// The contents of each memfd and deleted file mapped privately, by member name.
   let privateObjects: [String: UnsafeRawBufferPointer]
   /// The bytes of each file made again that the bundle keeps in a member (``KeptFiles``).
@@ -59,11 +61,19 @@ final class LoadedBundle {
     var pages: [String: (data: UnsafeRawBufferPointer?, size: Int)]
     /// Whatever holds the page data.
     var storage: [AnyObject] = []
+    /// Who signed the bundle (its signature checked), nil for an unsigned one.
+    var signer: BundlePublicKey?
   }
 
-  /// Reads `source` to its end (checksums are verified there) and validates the model.
-  convenience init(source: any ByteSource, pages handling: PageHandling = .copy, log: Logger) throws {
-    try self.init(Self.read(source, pages: handling, log: log), log: log)
+  /// Reads `source` to its end (checksums and any signature are verified there), checks the
+  /// signer against `trust` before anything of the model is decoded, and validates the model.
+  convenience init(
+    source: any ByteSource, pages handling: PageHandling = .copy, trust: SignatureTrust = SignatureTrust(),
+    log: Logger
+  ) throws {
+    let members = try Self.read(source, pages: handling, log: log)
+    try trust.check(members.signer)
+    try self.init(members, log: log)
   }
 
   /// Reads every member of `source`, verifying checksums.
@@ -115,7 +125,7 @@ final class LoadedBundle {
       }
     }
     log.debug("read and verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
-    return Members(manifest: reader.manifest, json: json, pages: pages, storage: storage)
+    return Members(manifest: reader.manifest, json: json, pages: pages, storage: storage, signer: reader.signer)
   }
 
   /// Decodes and validates the model of `members`: everything a restore checks before it
@@ -124,6 +134,7 @@ final class LoadedBundle {
   /// processes.
   init(_ members: Members, log: Logger) throws {
     manifest = members.manifest
+    signer = members.signer
     pageStorage = members.storage
     let model = ModelMembers(
       json: members.json, strict: manifest.formatVersion.minor <= BundleFormat.minorVersion)
@@ -373,5 +384,27 @@ final class PageBuffer {
 
   deinit {
     if size > 0 { munmap(pointer, size) } else { pointer.deallocate() }
+  }
+}
+
+/// Which signatures a restore accepts: with trusted keys (`--trusted-key`), only a bundle one
+/// of them signed; without, any bundle, signed or not (a signature is still checked).
+public struct SignatureTrust: Sendable {
+  public var trustedKeys: [BundlePublicKey]
+
+  public init(trustedKeys: [BundlePublicKey] = []) { self.trustedKeys = trustedKeys }
+
+  func check(_ signer: BundlePublicKey?) throws(CKError) {
+    guard !trustedKeys.isEmpty else { return }
+    guard let signer else {
+      throw CKError(
+        .badInput, "the bundle is not signed, and this restore accepts only bundles signed by a trusted key",
+        hint: "dump it with --sign KEY, or restore without --trusted-key")
+    }
+    guard trustedKeys.contains(signer) else {
+      throw CKError(
+        .badInput, "the bundle is signed by \(signer), which is not one of the trusted keys",
+        hint: "give its public key with --trusted-key if you trust who signed it")
+    }
   }
 }

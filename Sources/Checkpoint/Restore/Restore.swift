@@ -40,6 +40,8 @@ public struct Restore {
   /// `--root`: the directory to use as the root filesystem of a container that had one of its
   /// own (as CRIU's --root), instead of the one it was dumped with.
   public var rootFilesystem: String?
+  /// `--trusted-key`: the keys one of which must have signed the bundle (none: any bundle).
+  public var trust = SignatureTrust()
   /// Where the restore tells what it does, at debug level (what `-v` shows).
   public var log = Logger.discarding
 
@@ -277,7 +279,7 @@ public struct Restore {
   func load() throws -> LoadedBundle {
     switch input {
     case .standardInput:
-      return try LoadedBundle(source: FileDescriptorSource(fd: 0, name: "standard input"), log: log)
+      return try LoadedBundle(source: FileDescriptorSource(fd: 0, name: "standard input"), trust: trust, log: log)
     case .file(let path):
       guard let file = OwnedDescriptor(adoptingValid: open(path, O_RDONLY | O_CLOEXEC)) else {
         throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
@@ -288,7 +290,8 @@ public struct Restore {
       // from the page cache. Anything else (a FIFO, a device) can be read only once: its
       // pages are kept in memory.
       guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
-        return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .copy, log: log)
+        return try LoadedBundle(
+          source: FileDescriptorSource(fd: fd, name: path), pages: .copy, trust: trust, log: log)
       }
       let source: MappedFileSource
       do {
@@ -296,7 +299,7 @@ public struct Restore {
       } catch {
         throw CKError(.badInput, "cannot map the bundle \(path): \(error)")
       }
-      return try LoadedBundle(source: source, pages: .inPlace, log: log)
+      return try LoadedBundle(source: source, pages: .inPlace, trust: trust, log: log)
     }
   }
 
