@@ -83,7 +83,7 @@ public struct CgroupMounts: Sendable {
 
   /// Where a relative cgroup name is looked for: v2 first, then the v1 freezer hierarchy,
   /// then the other v1 hierarchies.
-  var searchOrder: [CgroupHierarchy] {
+  public var searchOrder: [CgroupHierarchy] {
     let v2 = hierarchies.filter { $0.version == .v2 }
     let freezer = hierarchies.filter { $0.version == .v1 && $0.controllers.contains("freezer") }
     let others = hierarchies.filter { $0.version == .v1 && !$0.controllers.contains("freezer") }

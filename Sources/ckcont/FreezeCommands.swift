@@ -8,10 +8,25 @@ import Logging
 /// The cgroup argument shared by the commands that take one.
 struct CgroupArgument: ParsableArguments {
   @Argument(help: "The cgroup: an absolute path under a cgroup mount, or a name.")
-  var cgroup: String
+  var cgroup: String?
+  @Option(
+    help: ArgumentHelp(
+      "Instead of <cgroup>: the OCI state of the container (JSON, as a runtime hands it to a hook), from FILE or - for standard input.",
+      discussion:
+        "Its `pid` names the container's init; its cgroup is the one that process is in (cgroup v2 first, then the v1 freezer hierarchy), as /proc/<pid>/cgroup says.",
+      valueName: "FILE"))
+  var ociState: String?
+
+  func validate() throws {
+    guard (cgroup == nil) != (ociState == nil) else {
+      throw ValidationError("give the cgroup or --oci-state, one of them")
+    }
+  }
 
   func resolve() throws -> Cgroup {
-    try Cgroup.resolve(cgroup, in: CgroupMounts.current()) { Terminal.error($0) }
+    let mounts = try CgroupMounts.current()
+    if let ociState { return try OCIState.read(ociState).cgroup(in: mounts) }
+    return try Cgroup.resolve(cgroup ?? "", in: mounts) { Terminal.error($0) }
   }
 
   /// ``resolve()``, then puts back the container if a dump of it died midway

@@ -217,6 +217,50 @@ struct RuncTests {
     }
   }
 
+  /// What a hook has: the container's OCI state (`runc state` prints the same JSON a hook gets
+  /// on standard input). freeze, thaw and dump take it with --oci-state and find the
+  /// container's cgroup from its init; a state whose process is gone is refused in one line.
+  @Test func aHookDrivesCkcontWithTheContainersOCIState() throws {
+    let container = try RuncContainer(userNamespace: false)
+    defer { container.destroy() }
+    let pid = try container.initPid()
+    container.counting = pid
+    try container.waitForCount(above: 3)
+    let state = container.bundle + "/state.json"
+    let written = run(["/bin/sh", "-c", "/usr/sbin/runc state \(container.id) > '\(state)'"])
+    try #require(written.status == 0, "\(written.output)")
+    func ckcont(_ arguments: String) -> CommandResult {
+      run(["/bin/sh", "-c", "\(TestPaths.ckcont) \(arguments) --oci-state - < '\(state)'"])
+    }
+    let frozen = ckcont("freeze --json")
+    #expect(frozen.status == 0, "\(frozen.output)")
+    let cgroup =
+      (try? JSONSerialization.jsonObject(with: Data(frozen.stdout.utf8)) as? [String: Any])?["cgroup"] as? String
+    let own = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+    #expect(
+      cgroup.map { own.contains("::" + $0.replacingOccurrences(of: "/sys/fs/cgroup/unified", with: "")) } == true,
+      "froze \(cgroup ?? "nothing"); the init is in \(own)")
+    let still = container.count
+    usleep(300_000)
+    #expect(container.count == still, "the container counts on while frozen")
+    let thawed = run([TestPaths.ckcont, "thaw", "--oci-state", state])
+    #expect(thawed.status == 0, "\(thawed.output)")
+    try container.waitForCount(above: still)
+    let bundlePath = container.bundle + "/hook.ckpt"
+    let dumped = ckcont("dump --leave-running -o '\(bundlePath)'")
+    #expect(dumped.status == 0, "\(dumped.output)")
+    #expect(FileManager.default.fileExists(atPath: bundlePath))
+    try container.waitForCount(above: container.count)
+    // Both, or neither, or a state whose process is gone: refused, one line, nothing done.
+    let both = run([TestPaths.ckcont, "freeze", "web", "--oci-state", state])
+    #expect(both.status == 64 && both.stderr.contains("give the cgroup or --oci-state"), "\(both.output)")
+    try #"{"ociVersion":"1.0.2","id":"gone","status":"stopped","pid":999999999,"bundle":"/x"}"#.write(
+      toFile: state, atomically: true, encoding: .utf8)
+    let gone = ckcont("freeze")
+    #expect(gone.status == 2 && gone.stderr.contains("names no running process"), "\(gone.output)")
+    #expect(gone.stderr.split(separator: "\n").count == 1)
+  }
+
   /// Dumps the counting container (killing it) and restores it with `arguments`: it counts
   /// on from where it was (its tmpfs came back), not from 1 again.
   func dumpAndRestore(_ container: RuncContainer, arguments: [String] = []) throws {
