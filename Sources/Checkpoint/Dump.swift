@@ -50,6 +50,8 @@ public struct Dump {
   public var shellJob = false
   /// Signs the bundle (`--sign`): `signature.json` ends it (``BundleSigningKey``).
   public var signingKey: BundleSigningKey?
+  /// `--action-script`: run before the capture and once the bundle is in place.
+  public var actionScript: ActionScript?
   /// Called with (bytes of pages written, total page bytes) while pages stream.
   public var progress: (UInt64, UInt64) -> Void = { _, _ in }
   /// Where the dump tells what it does, at debug level (what `-v` shows).
@@ -70,7 +72,9 @@ public struct Dump {
     let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
     var destination: Destination?
     let taken = TakenState(journal: session.journal)
+    let pids = session.processes.map(\.pid)
     do {
+      try actionScript?.run(.preDump, cgroup: cgroup.path, pids: pids, log: log)
       let captured = try capture(session, taken: taken)
       session.endRemoteCalls()
       FaultInjection.point("dump:captured")
@@ -80,6 +84,12 @@ public struct Dump {
       let bundleBytes = try write(captured, to: opened)
       try opened.commit(log: log)
       FaultInjection.point("dump:committed")
+      do {
+        try actionScript?.run(.postDump, cgroup: cgroup.path, pids: pids, log: log)
+      } catch {
+        opened.withdraw()
+        throw error
+      }
       // Unmapping the pages written in place costs ~0.1 s per GiB here: after the release,
       // so that the container does not wait for it.
       let committed = opened
@@ -377,6 +387,12 @@ final class Destination {
       guard let pid = Int32(name.dropFirst(prefix.count)) else { continue }
       if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + name) }
     }
+  }
+
+  /// Removes the bundle committed into place (a post-dump action script failed: the dump
+  /// fails, and a failed dump leaves no bundle). Standard output cannot take it back.
+  func withdraw() {
+    if let finalPath { unlink(finalPath) }
   }
 
   /// fsync, verify by reading it back, rename into place. The sink stays open (its

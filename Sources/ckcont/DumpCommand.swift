@@ -37,6 +37,13 @@ struct DumpCommand: ParsableCommand {
       discussion: "signature.json ends the bundle: the SHA-256 of every member and an Ed25519 signature over them.",
       valueName: "KEY"))
   var sign: String?
+  @Option(
+    help: ArgumentHelp(
+      "Run PROGRAM at each stage of the dump, as CRIU's --action-script.",
+      discussion:
+        "Stages (CRTOOLS_SCRIPT_ACTION and CKCONT_ACTION): pre-dump, post-dump. It gets CKCONT_CGROUP and CKCONT_PIDS too; a script that fails fails the dump, which lets the container run on and leaves no bundle.",
+      valueName: "PROGRAM"))
+  var actionScript: String?
   @OptionGroup var global: GlobalOptions
 
   func validate() throws {
@@ -44,6 +51,7 @@ struct DumpCommand: ParsableCommand {
       throw ValidationError("--leave-running and --leave-frozen exclude each other")
     }
     guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    try validateActionScript(actionScript)
     if output != "-" && FileManager.default.fileExists(atPath: output) {
       throw ValidationError("\(output) exists; remove it or choose another name")
     }
@@ -60,6 +68,7 @@ struct DumpCommand: ParsableCommand {
       toolVersion: ToolVersion.string)
     dump.shellJob = shellJob
     dump.signingKey = try sign.map(KeyFiles.signingKey)
+    dump.actionScript = actionScript.map(ActionScript.init(path:))
     dump.log = log
     let meter = ProgressMeter(enabled: isatty(2) == 1 && !global.verbose)
     dump.progress = { meter.update(done: $0, total: $1) }

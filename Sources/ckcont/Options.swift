@@ -59,3 +59,11 @@ func printJSON<T: Encodable>(_ value: T) throws {
   encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
   Terminal.out(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
+
+/// An --action-script must be a program this user may run.
+func validateActionScript(_ path: String?) throws {
+  guard let path else { return }
+  guard access(path, X_OK) == 0 else {
+    throw ValidationError("--action-script \(path) is not an executable program")
+  }
+}

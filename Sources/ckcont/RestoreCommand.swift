@@ -65,6 +65,13 @@ struct RestoreCommand: ParsableCommand {
   var trustedKey: [String] = []
   @Flag(help: "Refuse a bundle without a valid signature by a --trusted-key.")
   var requireSignature = false
+  @Option(
+    help: ArgumentHelp(
+      "Run PROGRAM at each stage of the restore, as CRIU's --action-script.",
+      discussion:
+        "Stages (CRTOOLS_SCRIPT_ACTION and CKCONT_ACTION): pre-restore, setup-namespaces, post-setup-namespaces, post-restore, post-resume. It gets CKCONT_CGROUP, CKCONT_PIDS and CRTOOLS_INIT_PID (the container's init on this host) too; a script that fails before the resume fails the restore, which removes what it made.",
+      valueName: "PROGRAM"))
+  var actionScript: String?
   @OptionGroup var global: GlobalOptions
 
   func validate() throws {
@@ -74,6 +81,7 @@ struct RestoreCommand: ParsableCommand {
     if requireSignature && trustedKey.isEmpty {
       throw ValidationError("--require-signature needs the keys you trust: give them with --trusted-key")
     }
+    try validateActionScript(actionScript)
   }
 
   func run() throws {
@@ -93,6 +101,7 @@ struct RestoreCommand: ParsableCommand {
     }
     restore.shellJob = shellJob
     restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))
+    restore.actionScript = actionScript.map(ActionScript.init(path:))
     restore.log = log
     let report = try restore.run()
     if let pidfile {

@@ -42,6 +42,9 @@ public struct Restore {
   public var rootFilesystem: String?
   /// `--trusted-key`: the keys one of which must have signed the bundle (none: any bundle).
   public var trust = SignatureTrust()
+  /// `--action-script`: run before anything is made, around the namespaces' setup, before
+  /// and after the container resumes.
+  public var actionScript: ActionScript?
   /// Where the restore tells what it does, at debug level (what `-v` shows).
   public var log = Logger.discarding
 
@@ -108,7 +111,9 @@ public struct Restore {
     defer { try? ownCPUs.apply(to: 0) }
     let run = RestoreRun(
       options: self, bundle: bundle, plan: plan, order: order, target: target, ownCPUs: ownCPUs, tracerCPU: tracerCPU)
+    let pids = order.map(\.entry.pid)
     do {
+      try actionScript?.run(.preRestore, cgroup: target.main.path, pids: pids, log: log)
       try run.phases.time("cgroups") { try target.prepare(log: log) }
       FaultInjection.point("restore:cgroups")
       try run.createTree()
@@ -120,9 +125,16 @@ public struct Restore {
       try run.restoreTaskState()
       FaultInjection.point("restore:state")
       try run.finishRegisters()
+      try actionScript?.run(.postRestore, cgroup: target.main.path, pids: run.created, initPid: run.rootPid, log: log)
       let resumedAt = try run.release()
       FaultInjection.point("restore:released")
       log.debug("restored \(order.count) processes: \(run.phases)")
+      // Running now: a failure here is the script's to report, not a reason to undo.
+      do {
+        try actionScript?.run(.postResume, cgroup: target.main.path, pids: run.created, initPid: run.rootPid, log: log)
+      } catch {
+        log.error("\(error); the container runs on")
+      }
       return RestoreReport(
         rootPid: run.rootPid, processes: order.count, cgroup: target.main.path, seconds: monotonicNow() - started,
         resumedAt: resumedAt)

@@ -163,6 +163,8 @@ final class RestoreRun {
     try target.place(hostPid, entry: task.entry)
     if rootPid == 0 {
       rootPid = hostPid
+      try options.actionScript?.run(
+        .setupNamespaces, cgroup: target.main.path, pids: created, initPid: hostPid, log: options.log)
       inherited = try ProcStatus.read(pid: hostPid)
       // The network namespace's settings before anything uses them (socket buffers).
       if bundle.tree.namespaces.net, let settings = bundle.tree.namespaces.netSysctls {
@@ -208,6 +210,10 @@ final class RestoreRun {
     }
     if bundle.tree.namespaces.net && bundle.tree.namespaces.loopbackUp == true {
       try NestedNamespaces.bringLoopbackUp(in: injector)
+    }
+    if rootPid == hostPid {
+      try options.actionScript?.run(
+        .postSetupNamespaces, cgroup: target.main.path, pids: created, initPid: hostPid, log: options.log)
     }
     placement.rootPid = pid
     placement.current[pid] = [:]
