@@ -52,6 +52,8 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]),
+    // The bundle fuzzer driven by Scripts/fuzz-bundles (and a short run in the tests).
+    .executableTarget(name: "ckcont-fuzz", dependencies: ["Checkpoint", "Bundle"]),
     // Benchmarks driven by Scripts/bench (never timed in tests).
     .executableTarget(name: "ckcont-bench", dependencies: ["Cgroup", "Linux"]),
 

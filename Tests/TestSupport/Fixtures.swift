@@ -18,6 +18,8 @@ public enum TestPaths {
 
   /// The ckcont executable under test.
   public static var ckcont: String { products + "/ckcont" }
+  /// The bundle fuzzer (Sources/ckcont-fuzz).
+  public static var fuzzer: String { products + "/ckcont-fuzz" }
 
   /// Captured text under Fixtures/ (e.g. `proc/mountinfo-hybrid.txt`).
   public static func fixtureFile(_ relative: String) -> String { packageRoot + "/Fixtures/" + relative }
