@@ -18,8 +18,11 @@ struct CgroupArgument: ParsableArguments {
   var ociState: String?
 
   func validate() throws {
-    guard (cgroup == nil) != (ociState == nil) else {
-      throw ValidationError("give the cgroup or --oci-state, one of them")
+    guard cgroup != nil || ociState != nil else {
+      throw ValidationError("Missing expected argument '<cgroup>' (or the container's OCI state with --oci-state)")
+    }
+    guard cgroup == nil || ociState == nil else {
+      throw ValidationError("give the cgroup or --oci-state, not both")
     }
   }
 
