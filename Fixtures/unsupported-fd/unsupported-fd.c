@@ -56,6 +56,10 @@
  *             slave reads the line
  *   tcp-reset a TCP connection over 127.0.0.1 that its peer reset (SO_LINGER 0, closed): closed
  *             now, ECONNRESET or end of file to read. After: the link, and a read says so
+ *   nofollow-overlay a file on an overlay (no file handles without nfs_export) opened
+ *             O_RDWR|O_NOFOLLOW (as sem_open opens) and deleted; the overlay and its tmpfs are
+ *             this process's, under DIR. After: a write reads back; the mounts and the
+ *             directory are removed
  *   unix-pending a unix listener (abstract name) with a connection waiting to be accepted whose
  *             client already sent "request" (the bytes wait where no descriptor reaches them).
  *             After: the link, and the connection accepted reads "request" */
@@ -85,6 +89,7 @@
 #include <time.h>
 
 static char link0[256];
+static char overlay_root[4096]; /* nofollow-overlay: the tmpfs under DIR holding the overlay */
 static int other = -1;  /* tcp, unix: the other end of the connection */
 #define TCP_WAITING (24 << 20)
 static size_t tcp_sent;  /* tcp: the bytes written, waiting in the connection */
@@ -198,6 +203,23 @@ int main(int argc, char **argv) {
     FX_SYS(mkdir(old, 0755));
     FX_SYS(syscall(SYS_pivot_root, merged, old));
     FX_SYS(chdir("/"));
+  } else if (!strcmp(kind, "nofollow-overlay")) {
+    snprintf(overlay_root, sizeof overlay_root, "%s/ckcont-overlay-%d-%ld", dir, (int)getpid(), (long)time(NULL));
+    FX_SYS(mkdir(overlay_root, 0755));
+    FX_SYS(mount("tmpfs", overlay_root, "tmpfs", 0, "size=1m"));
+    char layers[12400], part[4200];
+    snprintf(layers, sizeof layers, "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work", overlay_root, overlay_root,
+             overlay_root);
+    const char *parts[] = {"lower", "upper", "work", "merged"};
+    for (int i = 0; i < 4; i++) {
+      snprintf(part, sizeof part, "%s/%s", overlay_root, parts[i]);
+      FX_SYS(mkdir(part, 0755));
+    }
+    FX_SYS(mount("overlay", part, "overlay", 0, layers));
+    char file[4300];
+    snprintf(file, sizeof file, "%s/semaphore", part);
+    fd = FX_SYS(open(file, O_RDWR | O_CREAT | O_NOFOLLOW, 0600));
+    FX_SYS(unlink(file));
   } else if (!strcmp(kind, "pid-proc")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     int ready[2];
@@ -392,6 +414,16 @@ int main(int argc, char **argv) {
       ssize_t got = recvmsg(fd, &message, 0);
       FX_TRUE(got == 7 && CMSG_FIRSTHDR(&message) != NULL, "unix: the waiting message or its descriptor is gone");
     }
+  } else if (!strcmp(kind, "nofollow-overlay")) {
+    char got[8] = "";
+    FX_TRUE(pwrite(fd, "sem", 3, 0) == 3 && pread(fd, got, 3, 0) == 3 && !memcmp(got, "sem", 3),
+            "nofollow-overlay: the deleted file no longer reads back what was written");
+    char merged[4200];
+    snprintf(merged, sizeof merged, "%s/merged", overlay_root);
+    close(fd);
+    umount2(merged, MNT_DETACH);
+    umount2(overlay_root, MNT_DETACH);
+    rmdir(overlay_root);
   } else if (!strcmp(kind, "unix-pending")) {
     int accepted = accept(fd, NULL, NULL);
     ssize_t got = accepted < 0 ? -1 : recv(accepted, u.b, sizeof u.b, MSG_DONTWAIT);

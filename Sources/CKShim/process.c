@@ -182,6 +182,18 @@ int ck_reopen_by_handle(int fd, int flags) {
   return opened < 0 ? -errno : opened;
 }
 
+// Whether the filesystem of the file `fd` is open on gives file handles: 0, or -errno
+// (-EOPNOTSUPP: an overlay without nfs_export, say).
+int ck_has_file_handle(int fd) {
+  union {
+    struct file_handle handle;
+    char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } buffer;
+  buffer.handle.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  return name_to_handle_at(fd, "", &buffer.handle, &mount_id, AT_EMPTY_PATH) < 0 ? -errno : 0;
+}
+
 int ck_ioprio_get(pid_t tid) {
   long priority = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid);
   return priority < 0 ? -errno : (int)priority;

@@ -129,6 +129,8 @@ int ck_open_in_root(int dirfd, const char *path, int flags);
 // The file `fd` is open on, opened again by its file handle with `flags` (O_NOFOLLOW kept);
 // the descriptor or -errno.
 int ck_reopen_by_handle(int fd, int flags);
+// 0 when the filesystem of the file `fd` is open on gives file handles, else -errno.
+int ck_has_file_handle(int fd);
 // get_robust_list(2) of thread `tid`: its robust futex list head and length (0 or -errno).
 int ck_get_robust_list(pid_t tid, unsigned long *head, unsigned long *length);
 // The compat (i386) robust list of a thread: compat get_robust_list through `int $0x80`.

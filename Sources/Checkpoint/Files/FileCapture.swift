@@ -245,6 +245,16 @@ struct FileCapture {
       )
     }
     var descriptor = opened.image(.deleted)
+    if descriptor.flags & O_NOFOLLOW != 0 {
+      // Reopened by its file handle at restore (a /proc link would refuse O_NOFOLLOW).
+      let ours = try OwnedDescriptor(opening: "/proc/\(pid)/fd/\(opened.fd)", flags: O_RDONLY | O_CLOEXEC)
+      guard ck_has_file_handle(ours.raw) == 0 else {
+        throw CKError(
+          .failed,
+          "task \(pid): fd \(opened.fd) is \(opened.target), deleted and opened O_NOFOLLOW on a filesystem without file handles (an overlay without nfs_export), which ckcont cannot checkpoint yet",
+          hint: "mount an overlay with nfs_export=on, or checkpoint once the file is closed")
+      }
+    }
     descriptor.path = String(opened.target.dropLast(" (deleted)".count))
     (descriptor.position, descriptor.mode) = (opened.info.pos, UInt32(st.st_mode))
     let kept = try readKept(fd: opened.fd, what: "the deleted file \(opened.target)")

@@ -292,7 +292,10 @@ final class FileBatch {
   /// /proc entry is a magic symlink, which O_NOFOLLOW (sem_open's, say) would refuse: such a
   /// description is opened again by its file handle, with O_NOFOLLOW.
   func queueHandedOver(_ path: String, flags: Int32, fd: Int32, inContainer: Bool = false) throws -> Int64 {
-    let openFlags = reopening(flags) & ~O_NOFOLLOW
+    // A file a path names is opened with the descriptor's flags, O_NOFOLLOW too (the path,
+    // read from /proc, ends in no symlink); through a /proc magic link, without it.
+    let magicLink = !inContainer && path.hasPrefix("/proc/")
+    let openFlags = magicLink ? reopening(flags) & ~O_NOFOLLOW : reopening(flags)
     let ours: OwnedDescriptor
     if inContainer {
       // The container's file as its root sees it, without leaving that root.
@@ -306,14 +309,20 @@ final class FileBatch {
     } else {
       ours = try OwnedDescriptor("open", "\(path) for fd \(fd)") { open(path, openFlags) }
     }
-    if flags & O_NOFOLLOW != 0, let exact = Self.reopenedByHandle(ours.raw, flags: reopening(flags)) {
+    if magicLink && flags & O_NOFOLLOW != 0 {
+      guard let exact = Self.reopenedByHandle(ours.raw, flags: reopening(flags)) else {
+        throw CKError(
+          .failed,
+          "task \(injector.pid): fd \(fd) is \(path), opened O_NOFOLLOW, which this filesystem gives no file handle to open again with that flag",
+          hint: "restore onto a filesystem with file handles (an overlay needs nfs_export=on)")
+      }
       return try queueReceived(exact.raw, what: "fd \(fd) (\(path), O_NOFOLLOW)", fd: fd)
     }
     return try queueReceived(ours.raw, what: "fd \(fd) (\(path))", fd: fd)
   }
   /// The file `fd` is open on, opened again with `flags` by its file handle (no path walk,
   /// so O_NOFOLLOW stays in its flags); nil on a filesystem without file handles (an
-  /// overlay without nfs_export), where the description goes without O_NOFOLLOW.
+  /// overlay without nfs_export), which the dump refuses for such a descriptor.
   static func reopenedByHandle(_ fd: Int32, flags: Int32) -> OwnedDescriptor? {
     let opened = ck_reopen_by_handle(fd, flags | O_CLOEXEC)
     return opened >= 0 ? OwnedDescriptor(adopting: opened) : nil

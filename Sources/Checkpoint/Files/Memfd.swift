@@ -20,7 +20,7 @@ enum Memfds: DescriptorKindHandler {
   }
 
   static func describe(_ descriptor: DescriptorImage) -> String {
-    "memfd \(descriptor.memfd?.name ?? "?") of \(descriptor.memfd?.contents.count ?? 0) bytes at \(descriptor.position ?? 0)"
+    "memfd \(descriptor.memfd?.name ?? "?") of \(descriptor.memfd?.storedLength ?? 0) bytes\(descriptor.memfd?.dataMember.map { " (in \($0))" } ?? "") at \(descriptor.position ?? 0)"
   }
 }
 

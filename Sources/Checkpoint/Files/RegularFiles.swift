@@ -40,7 +40,7 @@ enum DeletedFiles: DescriptorKindHandler {
   }
 
   static func describe(_ descriptor: DescriptorImage) -> String {
-    "\(descriptor.path ?? "?") (deleted, \(descriptor.ghost?.contents.count ?? 0) bytes kept) at \(descriptor.position ?? 0)"
+    "\(descriptor.path ?? "?") (deleted, \(descriptor.ghost?.storedLength ?? 0) bytes kept\(descriptor.ghost?.dataMember.map { " in \($0)" } ?? "")) at \(descriptor.position ?? 0)"
   }
 }
 
