@@ -167,31 +167,33 @@ int ck_open_in_root(int dirfd, const char *path, int flags) {
   return fd < 0 ? -errno : (int)fd;
 }
 
+// A file handle of the file `fd` is open on, into `buffer`; 0 or -errno (-EOPNOTSUPP where
+// the filesystem has no handles: an overlay without nfs_export, say).
+union ck_handle_buffer {
+  struct file_handle handle;
+  char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+};
+static int handle_of(int fd, union ck_handle_buffer *buffer) {
+  buffer->handle.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  return name_to_handle_at(fd, "", &buffer->handle, &mount_id, AT_EMPTY_PATH) < 0 ? -errno : 0;
+}
+
 // The file `fd` is open on, opened again by its file handle with `flags`: no path walk, so
 // O_NOFOLLOW stays in the new description's flags even for a file only a /proc magic link
-// names (deleted). The descriptor or -errno (EOPNOTSUPP where the filesystem has no handles).
+// names (deleted). The descriptor or -errno.
 int ck_reopen_by_handle(int fd, int flags) {
-  union {
-    struct file_handle handle;
-    char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-  } buffer;
-  buffer.handle.handle_bytes = MAX_HANDLE_SZ;
-  int mount_id;
-  if (name_to_handle_at(fd, "", &buffer.handle, &mount_id, AT_EMPTY_PATH) < 0) return -errno;
+  union ck_handle_buffer buffer;
+  int found = handle_of(fd, &buffer);
+  if (found < 0) return found;
   int opened = open_by_handle_at(fd, &buffer.handle, flags);
   return opened < 0 ? -errno : opened;
 }
 
-// Whether the filesystem of the file `fd` is open on gives file handles: 0, or -errno
-// (-EOPNOTSUPP: an overlay without nfs_export, say).
+// Whether the filesystem of the file `fd` is open on gives file handles: 0, or -errno.
 int ck_has_file_handle(int fd) {
-  union {
-    struct file_handle handle;
-    char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-  } buffer;
-  buffer.handle.handle_bytes = MAX_HANDLE_SZ;
-  int mount_id;
-  return name_to_handle_at(fd, "", &buffer.handle, &mount_id, AT_EMPTY_PATH) < 0 ? -errno : 0;
+  union ck_handle_buffer buffer;
+  return handle_of(fd, &buffer);
 }
 
 int ck_ioprio_get(pid_t tid) {
