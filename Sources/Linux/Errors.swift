@@ -38,9 +38,16 @@ public struct CKError: Error, CustomStringConvertible, Sendable {
     self.hint = hint
   }
 
+  /// One line, whatever the message quotes (a bundle's strings are untrusted input): control
+  /// characters are written as escapes.
   public var description: String {
-    if let hint { return "\(message) (\(hint))" }
-    return message
+    Self.oneLine(hint.map { "\(message) (\($0))" } ?? message)
+  }
+
+  static func oneLine(_ text: String) -> String {
+    func isControl(_ scalar: Unicode.Scalar) -> Bool { scalar.value < 0x20 || scalar.value == 0x7f }
+    guard text.unicodeScalars.contains(where: isControl) else { return text }
+    return text.unicodeScalars.map { isControl($0) ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
   }
 }
 

@@ -299,6 +299,21 @@ struct BadBundleTests {
     try expectRefused(outside, containing: "", label: "a member outside kept/")
   }
 
+  /// Found by the bundle fuzzer: a refusal that quotes a bundle's string holding a newline
+  /// (a cgroup root here) is still one line.
+  @Test func aRefusalQuotingANewlineIsStillOneLine() throws {
+    let rewritten = try rewrite(
+      replacing: "cgroups.json",
+      with: { bytes in
+        var tree = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        var hierarchies = try #require(tree["hierarchies"] as? [[String: Any]])
+        hierarchies[0]["root"] = "/ckcont-bad/../..\nckcont: forged second line"
+        tree["hierarchies"] = hierarchies
+        return Array(try JSONSerialization.data(withJSONObject: tree))
+      })
+    try expectRefused(rewritten, containing: "\\u{a}ckcont: forged second line", label: "a newline in a cgroup root")
+  }
+
   /// Writes `bytes` to a file, restores it into a fresh cgroup path, and checks the refusal.
   func expectRefused(_ bytes: [UInt8], containing message: String, label: String) throws {
     let path = NSTemporaryDirectory() + "ckcont-bad-\(UUID().uuidString).ckpt"
