@@ -140,8 +140,11 @@ public final class BackgroundProcess: @unchecked Sendable {
   public func waitForLine(startingWith prefix: String, timeout: Double = 10) throws -> String {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
+      // Whether it still runs is read before the log: a program that writes its line and
+      // exits between the two reads would otherwise be taken for one that never wrote it.
+      let running = isRunning
       if let line = log.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) { return String(line) }
-      if !isRunning {
+      if !running {
         throw TestFailure("\((logPath as NSString).lastPathComponent) program exited before '\(prefix)': \(log)")
       }
       usleep(2000)
