@@ -14,6 +14,7 @@
  *   sockets unix-unlinked [DIR]
  *   sockets reuseport
  *   sockets unix-pending [DIR]
+ *   sockets unix-peercred [DIR]
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -88,6 +89,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -1027,6 +1029,113 @@ static int reuseport_mode(void) {
   fx_finish();
 }
 
+/* `unix-peercred`: who is at the other end of a connection (SO_PEERCRED) is the process
+ * that made it, with the effective ids it had then. This process listens at
+ * DIR/ckcont-peercred-<pid>.sock and accepts the connection of a child that had set its ids
+ * to 1234/2345 first; a second child made a socketpair and passed one end to this process
+ * over a socketpair this process made before forking it. After SIGTERM every end names the
+ * right process and ids: the accepted end the first child (1234/2345), that child's end this
+ * process (0/0, as it was when it listened), both ends of the passed pair the second child,
+ * both ends of the first pair this process. Each child checks its own ends when told to and
+ * answers with its verdict. And a datagram socket connected to one with an abstract name (as
+ * syslog(3) connects to /dev/log), which gives neither credentials: after SIGTERM neither has
+ * any, and a datagram sent without an address reaches the named one. */
+static void expect_peer(int fd, pid_t pid, uid_t uid, gid_t gid, const char *what) {
+  struct ucred cred = {0};
+  socklen_t length = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) < 0) { fx_bad("%s: SO_PEERCRED: %s", what, strerror(errno)); return; }
+  FX_TRUE(cred.pid == pid && cred.uid == uid && cred.gid == gid, "%s: SO_PEERCRED pid %d uid %u gid %u, expected %d %u %u",
+          what, (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid, (int)pid, (unsigned)uid, (unsigned)gid);
+}
+
+/* In a child: its ends once told, then its verdict ("ok" or what was wrong) back. */
+static int peer_ok(int fd, pid_t pid, uid_t uid, gid_t gid) {
+  struct ucred cred = {0};
+  socklen_t length = sizeof cred;
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0 && cred.pid == pid && cred.uid == uid && cred.gid == gid;
+}
+
+static void wait_until_told(int talk) {
+  char go[4] = "";
+  if (recv(talk, go, 2, MSG_WAITALL) != 2) _exit(3);
+}
+
+static void answer(int talk, int ok) {
+  if (send(talk, ok ? "ok" : "no", 2, 0) != 2) _exit(4);
+  _exit(0);
+}
+
+static void ask_child(int talk, pid_t child, const char *what) {
+  FX_TRUE(send(talk, "go", 2, 0) == 2, "%s: send: %s", what, strerror(errno));
+  char verdict[4] = "";
+  FX_TRUE(recv(talk, verdict, 2, MSG_WAITALL) == 2 && !memcmp(verdict, "ok", 2), "%s: its ends name the wrong peers (\"%s\")", what, verdict);
+  int status = 0;
+  FX_TRUE(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %#x", what, status);
+}
+
+static int unix_peercred_mode(const char *dir) {
+  pid_t self = getpid();
+  struct sockaddr_un named = {.sun_family = AF_UNIX};
+  snprintf(named.sun_path, sizeof named.sun_path, "%s/ckcont-peercred-%d.sock", dir, (int)self);
+  unlink(named.sun_path);
+  int listener = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+  FX_SYS(bind(listener, (struct sockaddr *)&named, sizeof named));
+  FX_SYS(chmod(named.sun_path, 0777)); /* connect(2) needs write permission on the file */
+  FX_SYS(listen(listener, 2));
+  pid_t client = FX_SYS(fork());
+  if (client == 0) {
+    if (setresgid(2345, 2345, 2345) < 0 || setresuid(1234, 1234, 1234) < 0) _exit(2);
+    int end = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (end < 0 || connect(end, (struct sockaddr *)&named, sizeof named) < 0) _exit(2);
+    wait_until_told(end);
+    answer(end, peer_ok(end, self, 0, 0));
+  }
+  int accepted = FX_SYS(accept(listener, NULL, NULL));
+  int channel[2];
+  FX_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, channel));
+  pid_t maker = FX_SYS(fork());
+  if (maker == 0) {
+    close(channel[0]);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair) < 0) _exit(2);
+    send_with(channel[1], "p", &pair[0], 1);
+    close(pair[0]);
+    pid_t me = getpid();
+    wait_until_told(channel[1]);
+    answer(channel[1], peer_ok(channel[1], getppid(), 0, 0) && peer_ok(pair[1], me, 0, 0));
+  }
+  close(channel[1]);
+  /* A datagram socket connected to a named one (as syslog(3) connects to /dev/log): no
+   * credentials at either end, and the connection goes one way. */
+  struct sockaddr_un log_name = {.sun_family = AF_UNIX};
+  int log_length = snprintf(log_name.sun_path + 1, sizeof log_name.sun_path - 1, "ckcont-peercred-log-%d", (int)self);
+  socklen_t log_size = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + log_length);
+  int log_receiver = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+  FX_SYS(bind(log_receiver, (struct sockaddr *)&log_name, log_size));
+  int log_sender = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+  FX_SYS(connect(log_sender, (struct sockaddr *)&log_name, log_size));
+  char text[8];
+  int passed[4], count = 0;
+  struct pollfd arrived = {.fd = channel[0], .events = POLLIN};
+  poll(&arrived, 1, 5000);
+  if (receive(channel[0], text, sizeof text, passed, &count) != 1 || count != 1) fx_setup_fail("the passed socket did not come");
+  fx_ready();
+  fx_wait_term();
+
+  expect_peer(accepted, client, 1234, 2345, "the end accepted from the child with ids 1234/2345");
+  expect_peer(channel[0], self, 0, 0, "this process's end of the pair it made");
+  expect_peer(passed[0], maker, 0, 0, "the end of the pair the second child made and passed");
+  expect_peer(log_sender, 0, (uid_t)-1, (gid_t)-1, "a datagram socket connected to a named one");
+  expect_peer(log_receiver, 0, (uid_t)-1, (gid_t)-1, "the named datagram socket");
+  FX_TRUE(send(log_sender, "log", 3, 0) == 3, "send on the connected datagram socket: %s", strerror(errno));
+  expect_read(log_receiver, "log", "the named datagram socket");
+  expect_name(getpeername, log_sender, &log_name, log_size, "the connected datagram socket's peer name");
+  ask_child(accepted, client, "the connecting child");
+  ask_child(channel[0], maker, "the child that made a pair");
+  unlink(named.sun_path);
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -1041,6 +1150,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "icmp")) return icmp_mode();
   if (argc > 1 && !strcmp(argv[1], "reuseport")) return reuseport_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-pending")) return unix_pending_mode(fx_dir(argc > 2 ? argv[2] : NULL));
+  if (argc > 1 && !strcmp(argv[1], "unix-peercred")) return unix_peercred_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
     FX_SYS(unshare(CLONE_NEWNET));

@@ -60,6 +60,9 @@
  *             O_RDWR|O_NOFOLLOW (as sem_open opens) and deleted; the overlay and its tmpfs are
  *             this process's, under DIR. After: a write reads back; the mounts and the
  *             directory are removed
+ *   unix-dgram-unlinked a unix datagram socket connected to one bound to a path in DIR whose
+ *             file was then unlinked, so that nothing can connect to that name again. After:
+ *             the link, and a datagram sent without an address arrives
  *   unix-pending a unix listener (abstract name) with a connection waiting to be accepted whose
  *             client already sent "request" (the bytes wait where no descriptor reaches them).
  *             After: the link, and the connection accepted reads "request" */
@@ -361,6 +364,15 @@ int main(int argc, char **argv) {
     other = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
     FX_SYS(connect(other, (struct sockaddr *)&name, size));
     FX_SYS(send(other, "request", 7, 0));
+  } else if (!strcmp(kind, "unix-dgram-unlinked")) {
+    struct sockaddr_un name = {.sun_family = AF_UNIX};
+    snprintf(name.sun_path, sizeof name.sun_path, "%s/ckcont-unsupported-dgram-%d.sock", dir, (int)getpid());
+    unlink(name.sun_path);
+    other = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+    FX_SYS(bind(other, (struct sockaddr *)&name, sizeof name));
+    fd = FX_SYS(socket(AF_UNIX, SOCK_DGRAM, 0));
+    FX_SYS(connect(fd, (struct sockaddr *)&name, sizeof name));
+    FX_SYS(unlink(name.sun_path));
   } else if (!strcmp(kind, "pty-typed")) {
     fd = FX_SYS(posix_openpt(O_RDWR | O_NOCTTY));
     FX_SYS(unlockpt(fd));
@@ -372,7 +384,7 @@ int main(int argc, char **argv) {
     FX_SYS(unlockpt(master));
     fd = FX_SYS(open(ptsname(master), O_RDWR | O_NOCTTY));
     close(master);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset|unix-dgram-unlinked] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -428,6 +440,9 @@ int main(int argc, char **argv) {
     int accepted = accept(fd, NULL, NULL);
     ssize_t got = accepted < 0 ? -1 : recv(accepted, u.b, sizeof u.b, MSG_DONTWAIT);
     FX_TRUE(got == 7 && !memcmp(u.b, "request", 7), "unix-pending: the waiting connection read %zd bytes", got);
+  } else if (!strcmp(kind, "unix-dgram-unlinked")) {
+    ssize_t got = send(fd, "x", 1, 0) == 1 ? recv(other, u.b, sizeof u.b, MSG_DONTWAIT) : -1;
+    FX_TRUE(got == 1 && u.b[0] == 'x', "unix-dgram-unlinked: a datagram did not arrive (%zd)", got);
   } else if (!strcmp(kind, "tcp-reset")) {
     ssize_t got = read(fd, u.b, 1);
     FX_TRUE(got == 0 || (got < 0 && errno == ECONNRESET), "tcp-reset: a read got %zd (%s)", got, strerror(errno));

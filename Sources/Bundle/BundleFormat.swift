@@ -86,6 +86,9 @@ public enum BundleFormat {
     case signature
     /// Connections waiting in unix listeners' queues (``SocketImage/pending``, ``SocketImage/pendingOn``).
     case pendingConnections = "pending-connections"
+    /// Unix connections made again by the processes that made them (``SocketImage/peerCredentials``),
+    /// and datagram sockets connected again by their peer's name (``SocketImage/peer``).
+    case unixConnectionMakers = "unix-connection-makers"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -25,6 +25,15 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts) {
   if (getsockname(fd, (struct sockaddr *)facts->address, &length) == 0) facts->address_length = length;
   length = sizeof(facts->peer);
   if (getpeername(fd, (struct sockaddr *)facts->peer, &length) == 0) facts->peer_length = length;
+  facts->peer_uid = facts->peer_gid = ~0u;
+  if (facts->family == AF_UNIX) {
+    struct ucred cred;
+    length = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) < 0) return -errno;
+    facts->peer_pid = cred.pid;
+    facts->peer_uid = cred.uid;
+    facts->peer_gid = cred.gid;
+  }
   if (facts->protocol == IPPROTO_TCP) {
     struct tcp_info info;
     length = sizeof(info);

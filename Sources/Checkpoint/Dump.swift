@@ -222,6 +222,10 @@ public struct Dump {
           task.files.descriptors.contains { $0.ghost?.dataMember != nil || $0.memfd?.dataMember != nil }
         case .pendingConnections:
           task.files.descriptors.contains { $0.socket?.pending != nil || $0.socket?.pendingOn != nil }
+        case .unixConnectionMakers:
+          task.files.descriptors.contains {
+            $0.socket?.peerCredentials != nil || $0.socket?.family == AF_UNIX && $0.socket?.peer != nil
+          }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }

@@ -232,13 +232,15 @@ extension Dump {
     return tasks
   }
 
-  /// Parents, pidfd targets and owners of signal-driven I/O as the container sees them:
+  /// Parents, pidfd targets, owners of signal-driven I/O and makers of unix connections as
+  /// the container sees them:
   /// captured by host pid, kept by the pid inside (a parent outside the container, of the
   /// root or of a task whose parent was not dumped, becomes 0).
   private func nameRelativesInside(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32], level: Int) throws {
     for index in tasks.indices {
       tasks[index].entry.ppid = innerPid[tasks[index].entry.ppid] ?? 0
       try Pidfds.nameTargetsInside(&tasks[index], innerPid: innerPid)
+      Dump.namePeerCredentialsInside(&tasks[index], innerPid: innerPid)
       try nameAsyncOwnersInside(&tasks[index], innerPid: innerPid, level: level)
     }
   }

@@ -379,7 +379,9 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// The bound address: a struct sockaddr_in or sockaddr_in6 as getsockname(2) gives it, or
   /// a unix socket's sun_path bytes (a leading NUL: an abstract name); nil when unbound.
   public var address: Data?
-  /// A UDP socket's connected peer (connect(2) on a datagram socket only sets a default).
+  /// A UDP socket's connected peer (connect(2) on a datagram socket only sets a default),
+  /// or the name (sun_path bytes) of the socket a unix datagram socket connect(2)ed to (as
+  /// syslog(3) connects to /dev/log): it connects to that name again at restore.
   public var peer: Data?
   /// For a listening TCP socket: its backlog.
   public var backlog: Int32?
@@ -419,6 +421,9 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// Descriptors passed (SCM_RIGHTS) with what waits in a connected unix socket, not yet
   /// received: sent again with it by the restore.
   public var passed: [PassedDescriptors]?
+  /// A connected unix stream or seqpacket socket, or an end of a socketpair: who made the
+  /// connection, as SO_PEERCRED tells it.
+  public var peerCredentials: PeerCredentials?
 
   public init(
     family: Int32, type: Int32, protocolNumber: Int32, address: Data?, peer: Data?, backlog: Int32?,
@@ -434,6 +439,23 @@ public struct SocketImage: Codable, Sendable, Equatable {
     self.peer = peer
     self.backlog = backlog
     self.options = options
+  }
+}
+
+/// The credentials a unix connection carries (SO_PEERCRED): those of the process that
+/// connected, listened or made the socketpair, as they were at that moment. The restore makes
+/// the connection in that process with those ids, so that the peer sees the same.
+public struct PeerCredentials: Codable, Sendable, Equatable {
+  /// That process, by its pid in the container; 0 for one outside it or gone.
+  public var pid: Int32
+  /// Its effective user and group ids then, as the host names them.
+  public var uid: UInt32
+  public var gid: UInt32
+
+  public init(pid: Int32, uid: UInt32, gid: UInt32) {
+    self.pid = pid
+    self.uid = uid
+    self.gid = gid
   }
 }
 
@@ -582,7 +604,8 @@ extension SocketImage {
     if family == 1 {
       return [1, 2, 5].contains(type) && protocolNumber == 0 && (address?.count ?? 1) <= 108
         && (address?.count ?? 1) > 0
-        && peer == nil && (backlog ?? 0) >= 0 && inode != nil && (queued?.count ?? 0) <= 16 << 20
+        && (peer == nil || type == 2 && peerInode == nil && (1...108).contains(peer?.count ?? 0))
+        && (backlog ?? 0) >= 0 && inode != nil && (queued?.count ?? 0) <= 16 << 20
         && (queued == nil || peerInode != nil)
         && (messages == nil || peerInode != nil && type != 1 && senders == nil
           || peerInode == nil && type == 2 && address != nil && senders?.count == messages?.count
@@ -632,6 +655,13 @@ extension SocketImage {
     return "[\(groups.joined(separator: ":"))]:\(port)"
   }
 
+  /// A unix socket's name for people: its path, or `@` and its abstract name.
+  public static func describeUnixName(_ name: Data) -> String {
+    name.first == 0
+      ? "@" + String(decoding: name.dropFirst(), as: UTF8.self)
+      : String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+  }
+
   /// `tcp 127.0.0.1:8080 listening`, `udp [::1]:53`, `unix stream /run/x.sock`: for people.
   public var description: String {
     if family == 16 {
@@ -646,12 +676,8 @@ extension SocketImage {
     }
     if family == 1 {
       let kind = type == 1 ? "stream" : type == 2 ? "datagram" : "seqpacket"
-      let name = address.map { name in
-        name.first == 0
-          ? "@" + String(decoding: name.dropFirst(), as: UTF8.self)
-          : String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
-      }
-      var words = ["unix", kind, name ?? "unnamed"]
+      var words = ["unix", kind, address.map(Self.describeUnixName) ?? "unnamed"]
+      if let peer { words.append("connected to \(Self.describeUnixName(peer))") }
       if let peerInode {
         words.append(
           "connected to socket:[\(peerInode)]\(peerOutside == true ? " outside the container (restored with that peer gone)" : "")"

@@ -39,6 +39,7 @@ enum {
   // prctl(2) sub-options, capabilities (linux/prctl.h, linux/securebits.h, linux/capability.h).
   CK_PR_SET_MM_MAP = 14,
   CK_PR_CAP_AMBIENT_RAISE = 2,
+  CK_SECBIT_NO_SETUID_FIXUP = 0x4,
   CK_SECBIT_KEEP_CAPS = 0x10,
   CK_LINUX_CAPABILITY_VERSION_3 = 0x20080522,
   // statfs(2) f_type: POSIX message queues (the kernel's include/linux/magic.h, not uapi).

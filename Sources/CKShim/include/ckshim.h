@@ -292,6 +292,10 @@ struct ck_socket_facts {
   unsigned int address_length;
   unsigned char peer[128];  // getpeername; peer_length 0 when not connected
   unsigned int peer_length;
+  // A unix socket's SO_PEERCRED (pid in ckcont's pid namespace); pid 0 and uid/gid ~0 when
+  // it carries none.
+  int peer_pid;
+  unsigned int peer_uid, peer_gid;
 };
 // Fills `facts` for socket `fd`; 0 or -errno.
 int ck_socket_facts(int fd, struct ck_socket_facts *facts);

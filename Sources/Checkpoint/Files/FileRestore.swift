@@ -50,16 +50,11 @@ final class SharedDescriptions {
   /// Deleted FIFO's inode -> the task (host pid) and high fd of a read-write keeper of the
   /// FIFO made again for it.
   var deletedFifos: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
-  /// Unix socket inode -> the process (pid inside, host pid) and fd holding that end of the
-  /// socketpair made for it and its peer.
-  var socketEnds: [UInt64: (pid: Int32, hostPid: Int32, fd: Int64)] = [:]
+  /// The container's connected unix sockets, made before any descriptor is prepared.
+  var connections: UnixConnections?
   /// The bytes of files made again that the bundle keeps in members of their own, by member
   /// name (``KeptFiles``).
   var keptData: [String: UnsafeRawBufferPointer] = [:]
-  /// Every unix socket the processes hold, by inode: a connection's end finds its peer's.
-  var unixSockets: [UInt64: SocketImage] = [:]
-  /// Unix sockets whose waiting bytes have been written back (through their peer).
-  var filledSockets: Set<UInt64> = []
   /// memfd inode -> the task (host pid) and high fd holding the one recreated for it.
   var memfds: [UInt64: (hostPid: Int32, fd: Int64)] = [:]
   /// Deleted file's inode -> the task (host pid) and high fd holding its recreated ghost.

@@ -140,7 +140,9 @@ extension FileBatch {
     if let backlog = socket.backlog {
       batch.add(.listen(.result(made), backlog: backlog), "listen fd \(fd)")
     }
-    if let peer = socket.peer {
+    // A unix datagram socket connects to its peer's name once every name is bound
+    // (``DatagramConnections``); a UDP socket's peer is only a default address.
+    if let peer = socket.peer, socket.family != AF_UNIX {
       let at = try peer.withUnsafeBytes { try injector.put($0) }
       batch.add(.connect(.result(made), at, length: peer.count), "connect fd \(fd)")
     }

@@ -91,7 +91,11 @@ extension FileCapture {
       fds.isEmpty
         ? nil : PassedDescriptors(at: at, length: length, descriptors: fds.map { DescriptorReference(pid: 0, fd: $0) })
     }
-    guard diag.peer != 0 else {
+    let credentials =
+      facts.peer_pid != 0 || facts.peer_uid != UInt32.max
+      ? PeerCredentials(pid: facts.peer_pid, uid: facts.peer_uid, gid: facts.peer_gid) : nil
+    let connectedByName = try datagramPeerName(facts, diag: diag, credentials: credentials, refuse: refuse)
+    guard diag.peer != 0, connectedByName == nil else {
       guard facts.waiting == 0 || facts.type == Int32(SOCK_DGRAM.rawValue) && !name.isEmpty else {
         throw refuse("an unconnected unix socket with a message waiting to be read", hint)
       }
@@ -100,6 +104,7 @@ extension FileCapture {
         backlog: nil,
         options: options, inode: inode)
       image.nameUnlinked = unlinked
+      image.peer = connectedByName
       if facts.waiting > 0 {
         // Datagrams sent to its name: they are sent again from the same names at restore.
         let waiting = try peekWaiting()
@@ -140,146 +145,33 @@ extension FileCapture {
     image.messages = messages
     image.passed = passed.isEmpty ? nil : passed
     if diag.shutdown & 3 != 0 { image.shutdown = Int32(diag.shutdown & 3) }
+    image.peerCredentials = credentials
     return image
+  }
+
+  /// The name of the socket a unix datagram socket connect(2)ed to: such a connection goes one
+  /// way and carries no credentials (a socketpair's ends carry their maker's), and comes back
+  /// by connecting to that name again. nil for any other socket. One whose peer's file was
+  /// unlinked cannot be connected again: refused.
+  private func datagramPeerName(
+    _ facts: ck_socket_facts, diag: ck_unix_diag, credentials: PeerCredentials?, refuse: (String, String) -> CKError
+  ) throws -> Data? {
+    guard diag.peer != 0, facts.type == Int32(SOCK_DGRAM.rawValue), credentials == nil, facts.peer_length > 2 else {
+      return nil
+    }
+    let name = withUnsafeBytes(of: facts.peer) { Data($0[2..<Int(min(facts.peer_length, 128))]) }
+    var peer = ck_unix_diag()
+    let found = Self.diagQuestions.withLock { _ in ck_unix_diag(sockDiag, diag.peer, &peer) }
+    if found == 0, nameUnlinked(name, fileInode: peer.file_inode) == true {
+      throw refuse(
+        "a unix datagram socket connected to socket:[\(diag.peer)], whose file \(String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)) was unlinked since, so that nothing can connect to it again",
+        "checkpoint after it has connected to the socket now at that path")
+    }
+    return name
   }
 }
 
 extension FileBatch {
-  /// Connected unix sockets: one end of a socketpair each (see ``socketPairEnd(_:)``).
-  func prepareSocketPairs() throws {
-    for descriptor in image.descriptors where descriptor.sharesWith == nil && descriptor.kind == .socket {
-      guard heldElsewhere(descriptor) == nil, let socket = descriptor.socket, socket.peerInode != nil else { continue }
-      let end = try socketPairEnd(socket)
-      try injector.call(.fcntl(end, .setFlags(descriptor.flags & ~O_ASYNC)), "F_SETFL fd \(descriptor.fd)")
-      prepared.descriptions[descriptor.fd] = end
-    }
-  }
-
-  /// This end of a connected unix socket: one socketpair(2) is made for it and its peer the
-  /// first time either is needed (its other end held for whoever needs the peer), fetched
-  /// from the process holding it afterwards. Bytes that waited in it are written into its
-  /// peer end, so that they wait in it again.
-  func socketPairEnd(_ socket: SocketImage) throws -> Int64 {
-    guard let inode = socket.inode, let peerInode = socket.peerInode else {
-      throw CKError(.failed, "a unix socket without its inodes")
-    }
-    var end: Int64
-    if let holder = shared.socketEnds[inode] {
-      end = holder.pid == pid ? holder.fd : try fetch(holder.fd, from: holder.pid, to: prepared.takeHigh())
-    } else {
-      let fds = try makeConnection(socket, inode: inode, peer: shared.unixSockets[peerInode])
-      end = try move(fds.end, to: prepared.takeHigh())
-      let peer = try move(fds.peer, to: prepared.takeHigh())
-      shared.socketEnds[peerInode] = (pid, injector.pid, peer)
-      if socket.peerOutside == true {
-        // The peer outside: it writes what waited, then goes (closed with the high fds).
-        try fill(socket, inode: inode, through: (injector.pid, peer))
-        shared.socketEnds[peerInode] = nil
-        return end
-      }
-    }
-    shared.socketEnds[inode] = (pid, injector.pid, end)
-    if let peer = shared.socketEnds[peerInode] { try fill(socket, inode: inode, through: (peer.hostPid, peer.fd)) }
-    return end
-  }
-
-  /// The two ends of a new connection for `socket` and its peer, in the task. A connection a
-  /// listener accepted is made through a listener bound to its name for the moment, so that
-  /// the accepted end has the listener's name (getsockname) and the client sees it as its
-  /// peer's (getpeername); any other is a socketpair, whose ends have no names, as they had.
-  private func makeConnection(_ socket: SocketImage, inode: UInt64, peer: SocketImage?) throws -> (
-    end: Int64, peer: Int64
-  ) {
-    injector.resetData()
-    let type = socket.type | Int32(SOCK_CLOEXEC.rawValue)
-    if let peer, let accepted = Self.acceptedEnd(socket, peer), let name = accepted.address,
-      let made = try connectThroughListener(named: name, type: type, inode: inode, accepted: accepted)
-    {
-      return accepted.inode == socket.inode ? (made.server, made.client) : (made.client, made.server)
-    }
-    do {
-      let pair = try injector.reserve(8)
-      try injector.call(.socketpair(family: AF_UNIX, type: type, into: pair), "socketpair for socket:[\(inode)]")
-      let fds = try injector.read(8, at: pair).withUnsafeBytes {
-        ($0.load(as: Int32.self), $0.load(fromByteOffset: 4, as: Int32.self))
-      }
-      return (Int64(fds.0), Int64(fds.1))
-    }
-  }
-
-  /// A connection accepted by a listener bound to `name` for the moment, in the task. A path
-  /// is taken for that moment (whatever is there moved aside); an abstract name another
-  /// restored process's listener holds already cannot be: nil, and the caller makes a
-  /// socketpair (the names are lost, as a -v line says).
-  private func connectThroughListener(named name: Data, type: Int32, inode: UInt64, accepted: SocketImage) throws
-    -> (client: Int64, server: Int64)?
-  {
-    let what = "the connection of socket:[\(inode)] through \(accepted.description)"
-    let sockaddr = Data([UInt8(AF_UNIX), 0]) + name
-    let address = try sockaddr.withUnsafeBytes { try injector.put($0) }
-    let isPath = name.first == UInt8(ascii: "/")
-    let path = isPath ? try injector.put(string: String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)) : 0
-    let putBack = isPath ? try moveAsideForUnlinkedName(name, fd: -1) : nil
-    let listener = try injector.call(.socket(family: AF_UNIX, type: type), "socket: listener for \(what)")
-    var made: (client: Int64, server: Int64)?
-    var failure: (any Error)?
-    do {
-      do {
-        try injector.call(.bind(listener, address, length: sockaddr.count), "bind: listener for \(what)")
-      } catch  where !isPath {
-        try injector.call(.close(listener), "close: listener for \(what)")
-        log.debug("\(what): its abstract name is taken; made as a socketpair, without names")
-        return nil
-      }
-      do {
-        try injector.call(.listen(listener, backlog: 1), "listen: \(what)")
-        let client = try injector.call(.socket(family: AF_UNIX, type: type), "socket: client of \(what)")
-        try injector.call(.connect(client, address, length: sockaddr.count), "connect: \(what)")
-        let server = try injector.call(.accept4(listener, flags: Int32(SOCK_CLOEXEC.rawValue)), "accept4: \(what)")
-        made = (client, server)
-      } catch { failure = error }
-      if isPath { try injector.call(.unlink(path), "unlink: listener for \(what)") }
-    } catch { failure = failure ?? error }
-    try injector.call(.close(listener), "close: listener for \(what)")
-    try putBack?()
-    guard let made else { throw failure ?? CKError(.failed, "\(what): not made") }
-    return made
-  }
-
-  /// Of a connected stream or seqpacket pair, the end a listener accepted:
-  /// the one with a name when its peer has none (a client that bound a name of its own
-  /// leaves both named, and which is which is not known: nil, a socketpair).
-  static func acceptedEnd(_ socket: SocketImage, _ peer: SocketImage) -> SocketImage? {
-    guard socket.type != Int32(SOCK_DGRAM.rawValue), socket.type == peer.type,
-      (socket.address == nil) != (peer.address == nil)
-    else { return nil }
-    let named = socket.address == nil ? peer : socket
-    guard named.nameUnlinked != true else { return nil }
-    return named
-  }
-
-  /// Writes what waited in socket `inode` into it, once, through its peer (`fd` of the task
-  /// with host pid `hostPid`).
-  private func fill(_ socket: SocketImage, inode: UInt64, through peer: (hostPid: Int32, fd: Int64)) throws {
-    let waiting = (socket.queued.map { [$0] } ?? []) + (socket.messages ?? [])
-    // With descriptors in flight, once every process has its descriptors: see PassedInFlight.
-    if !waiting.isEmpty, socket.passed == nil, shared.filledSockets.insert(inode).inserted {
-      try withOurCopy(of: Int32(peer.fd), in: peer.hostPid) { ours in
-        // A stream's bytes may go in several sends; a message must go in one.
-        for message in waiting {
-          try message.withUnsafeBytes { bytes in
-            var done = 0
-            repeat {
-              done += try syscallChecked("send", "what waited in socket:[\(inode)]") {
-                send(ours, bytes.baseAddress.map { $0 + done }, bytes.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-              }
-            } while done < bytes.count
-          }
-        }
-      }
-    }
-  }
-
   /// The socket file a unix name left behind when its process died: bind would find it
   /// taken. Only a socket file at an absolute path is removed, found in the task's view.
   func removeStaleSocketFile(_ name: Data) throws {
@@ -295,14 +187,7 @@ extension FileBatch {
   /// (the replacement, or its stale socket file) is moved aside for the bind and put back
   /// by `putBack`, once the batch ran; nil when the path is free.
   func moveAsideForUnlinkedName(_ name: Data, fd: Int32) throws -> (() throws -> Void)? {
-    let path = "/proc/\(injector.pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return nil }
-    let aside = path + ".ckcont-aside-\(getpid())-\(fd)"
-    try syscallChecked("rename", "\(path) aside for the bind of fd \(fd)") { rename(path, aside) }
-    return {
-      try syscallChecked("rename", "\(aside) back to \(path)") { rename(aside, path) }
-    }
+    try UnixConnections.moveAside(name, seenBy: injector.pid, tag: fd)
   }
 }
 
@@ -567,6 +452,15 @@ extension Dump {
     }
   }
 
+  /// Who made each unix connection of `task` was captured by its pid on the host: it
+  /// becomes the pid inside, 0 for a process outside the container or gone.
+  static func namePeerCredentialsInside(_ task: inout CapturedTask, innerPid: [Int32: Int32]) {
+    for slot in task.files.descriptors.indices {
+      guard let maker = task.files.descriptors[slot].socket?.peerCredentials?.pid else { continue }
+      task.files.descriptors[slot].socket?.peerCredentials?.pid = innerPid[maker] ?? 0
+    }
+  }
+
   /// Descriptors in flight in unix sockets (SCM_RIGHTS) were captured as ckcont's own copies
   /// (``PassedDescriptors`` with pid 0): each becomes the descriptor of a process of the
   /// container that holds the same open file description (kcmp), and ckcont's copy is closed.
@@ -696,6 +590,33 @@ enum SocketShutdowns {
         let how = bits == 3 ? Int32(SHUT_RDWR) : bits == 2 ? Int32(SHUT_WR) : Int32(SHUT_RD)
         let ours = try OwnedDescriptor(copying: descriptor.fd, ofProcess: injector.pid)
         try syscallChecked("shutdown", "socket:[\(inode)] of process \(task.entry.pid)") { shutdown(ours.raw, how) }
+      }
+    }
+  }
+}
+
+/// Datagram sockets connect(2)ed to a named one (``SocketImage/peer``) connect to that name
+/// again, from their own process (a path and an abstract name are found in its namespaces),
+/// once every socket is bound. A peer gone since leaves it unconnected, as a -v line says
+/// (its next send fails either way).
+enum DatagramConnections {
+  static func restore(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector], log: Logger) throws {
+    var done: Set<UInt64> = []
+    for task in tasks {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, socket.family == AF_UNIX, let name = socket.peer,
+          let inode = socket.inode, done.insert(inode).inserted
+        else { continue }
+        let sockaddr = Data([UInt8(AF_UNIX), 0]) + name
+        injector.resetData()
+        let address = try sockaddr.withUnsafeBytes { try injector.put($0) }
+        let what = "connect fd \(descriptor.fd) of process \(task.entry.pid) to \(SocketImage.describeUnixName(name))"
+        do {
+          try injector.call(.connect(Int64(descriptor.fd), address, length: sockaddr.count), what)
+        } catch {
+          log.debug("\(what): \(error); left unconnected, as its peer is gone")
+        }
       }
     }
   }

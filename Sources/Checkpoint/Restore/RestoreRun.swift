@@ -404,13 +404,11 @@ final class RestoreRun {
     shared.layout = layout
     shared.hostPids = injectors.mapValues(\.pid)
     shared.keptData = bundle.keptData
-    for task in order {
-      for descriptor in task.files.descriptors {
-        if let socket = descriptor.socket, socket.family == AF_UNIX, let inode = socket.inode {
-          shared.unixSockets[inode] = socket
-        }
-      }
-    }
+    let connections = UnixConnections(
+      tasks: order, injectors: injectors, userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil,
+      log: log)
+    try phases.time("files") { try connections.makeAll() }
+    shared.connections = connections
     // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
     shared.terminals = try phases.time("terminals") { try Terminals.make(for: order, rootPid: rootPid, log: log) }
     try shared.terminals?.controlSessions(order) { injectors[$0] }
@@ -428,6 +426,7 @@ final class RestoreRun {
     try phases.time("files") {
       try PendingConnections.restore(order, injectors: injectors)
       try WaitingDatagrams.deliver(order, injectors: injectors, log: log)
+      try DatagramConnections.restore(order, injectors: injectors, log: log)
       try PassedInFlight.deliver(order, injectors: injectors)
       try SocketShutdowns.restore(order, injectors: injectors)
       try SocketOptions.restore(order, injectors: injectors)
