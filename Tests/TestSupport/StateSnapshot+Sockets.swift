@@ -102,6 +102,7 @@ extension StateSnapshot {
         subject, "buffers",
         "SO_RCVBUF \(Self.intOption(copy, SOL_SOCKET, 8)) SO_SNDBUF \(Self.intOption(copy, SOL_SOCKET, 7)) "
           + "SO_BUF_LOCK \(Self.intOption(copy, SOL_SOCKET, 72))")
+      if domain == "\(AF_UNIX)" { record(subject, "peer credentials", Self.peerCredentials(copy, tasks)) }
       record(subject, "name", Self.address(copy, getsockname))
       record(subject, "peer name", Self.address(copy, getpeername))
       var inq: Int32 = 0
@@ -117,6 +118,16 @@ extension StateSnapshot {
         record(subject, "unix peer", value)
       }
     }
+  }
+
+  /// SO_PEERCRED: the process that made the connection, by its pid in the container (one
+  /// outside it, or gone, alike: a restore cannot make a dead pid again), and its ids.
+  static func peerCredentials(_ fd: Int32, _ tasks: SnapshotTasks) -> String {
+    var cred = (pid: Int32(0), uid: UInt32(0), gid: UInt32(0))
+    var length = socklen_t(MemoryLayout.size(ofValue: cred))
+    guard getsockopt(fd, SOL_SOCKET, 17 /* SO_PEERCRED */, &cred, &length) == 0 else { return "(\(errno))" }
+    let maker = tasks.containerPid[cred.pid].map { "process \($0)" } ?? "none, outside or gone"
+    return "\(maker) uid \(Int32(bitPattern: cred.uid)) gid \(Int32(bitPattern: cred.gid))"
   }
 
   /// A name option (a device, a congestion control), or its errno.
