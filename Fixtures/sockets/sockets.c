@@ -15,6 +15,8 @@
  *   sockets reuseport
  *   sockets unix-pending [DIR]
  *   sockets unix-peercred [DIR]
+ *   sockets tcp-closing
+ *   sockets tcp-outside PORT
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -1136,6 +1138,100 @@ static int unix_peercred_mode(const char *dir) {
   fx_finish();
 }
 
+/* `tcp-closing`: TCP connections on loopback half closed. The first: the client sent "bye"
+ * and shut down its sending (FIN-WAIT-2), the server has "bye" unread and has sent "late",
+ * which the client has not read (CLOSE-WAIT). The second: its client set a small receive
+ * buffer and reads nothing; the server sent until its buffers were full, then shut down its
+ * sending, so that its FIN waits behind the bytes (FIN-WAIT-1, the client ESTABLISHED).
+ * After SIGTERM every end is in its state again; the server reads "bye" then the end of
+ * the stream, still sends "ok", which the client reads after "late", and the client cannot
+ * send; the second client reads every byte, then the end, and its server is in FIN-WAIT-2. */
+static int tcp_state(int fd) {
+  struct tcp_info info;
+  socklen_t length = sizeof info;
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) < 0 ? -1 : info.tcpi_state;
+}
+
+static int tcp_pair(int listener, int *client, int receive_buffer) {
+  struct sockaddr_in address;
+  socklen_t length = sizeof address;
+  FX_SYS(getsockname(listener, (struct sockaddr *)&address, &length));
+  *client = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  if (receive_buffer) FX_SYS(setsockopt(*client, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer));
+  FX_SYS(connect(*client, (struct sockaddr *)&address, sizeof address));
+  return FX_SYS(accept(listener, NULL, NULL));
+}
+
+static int tcp_closing_mode(void) {
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  FX_SYS(bind(listener, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(listen(listener, 4));
+  int client, small;
+  int server = tcp_pair(listener, &client, 0);
+  FX_SYS(send(client, "bye", 3, 0));
+  FX_SYS(shutdown(client, SHUT_WR));
+  FX_SYS(send(server, "late", 4, 0));
+  int stuck = tcp_pair(listener, &small, 4096);
+  int send_buffer = 4096;
+  FX_SYS(setsockopt(stuck, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer));
+  static char block[1 << 20];
+  memset(block, 'z', sizeof block);
+  size_t sent = 0;
+  for (int quiet = 0; quiet < 20; quiet++) {
+    ssize_t n = send(stuck, block, sizeof block, MSG_DONTWAIT);
+    if (n > 0) { sent += (size_t)n; quiet = 0; }
+    usleep(2000);
+  }
+  FX_SYS(shutdown(stuck, SHUT_WR));
+  usleep(50000);
+  int states[4] = {tcp_state(client), tcp_state(server), tcp_state(stuck), tcp_state(small)};
+  if (states[0] != TCP_FIN_WAIT2 || states[1] != TCP_CLOSE_WAIT || states[2] != TCP_FIN_WAIT1 || states[3] != TCP_ESTABLISHED)
+    fx_setup_fail("states %d %d %d %d after the shutdowns", states[0], states[1], states[2], states[3]);
+  fx_ready();
+  fx_wait_term();
+
+  FX_EQ("the state of the client that shut down", TCP_FIN_WAIT2, tcp_state(client));
+  FX_EQ("the state of its server", TCP_CLOSE_WAIT, tcp_state(server));
+  FX_EQ("the state of the server whose FIN waits behind its bytes", TCP_FIN_WAIT1, tcp_state(stuck));
+  FX_EQ("the state of the client that reads nothing", TCP_ESTABLISHED, tcp_state(small));
+  char text[8] = "";
+  FX_TRUE(recv(server, text, sizeof text, MSG_DONTWAIT) == 3 && !memcmp(text, "bye", 3), "the server read \"%s\"", text);
+  FX_EQ("the server's read after \"bye\" (the end)", 0, recv(server, text, sizeof text, MSG_DONTWAIT));
+  FX_TRUE(send(server, "ok", 2, MSG_NOSIGNAL) == 2, "the server's send after the client's FIN: %s", strerror(errno));
+  memset(text, 0, sizeof text);
+  FX_TRUE(recv(client, text, 6, MSG_WAITALL) == 6 && !memcmp(text, "lateok", 6), "the client read \"%s\"", text);
+  FX_TRUE(send(client, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "the client could send after shutting down");
+  static char got[1 << 20];
+  size_t have = 0;
+  for (ssize_t n; have <= sent && (n = recv(small, got, sizeof got, 0)) > 0;) {
+    if (memcmp(got, block, (size_t)n)) { fx_bad("the bytes that waited differ"); break; }
+    have += (size_t)n;
+  }
+  FX_EQ("bytes that waited behind the FIN", sent, have);
+  for (int i = 0; i < 200 && tcp_state(stuck) != TCP_FIN_WAIT2; i++) usleep(5000);
+  FX_EQ("the state of that server once they were read", TCP_FIN_WAIT2, tcp_state(stuck));
+  fx_finish();
+}
+
+/* `tcp-outside PORT`: a TCP connection to 127.0.0.1:PORT, whose listener the caller runs
+ * outside the container and whose accepted end it shuts down for sending before "ready"
+ * (CLOSE-WAIT here: a dump must refuse it, as nothing would send that FIN again). After
+ * SIGTERM, in this same process, the connection reads its end. */
+static int tcp_outside_mode(const char *port) {
+  struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                .sin_port = htons((uint16_t)atoi(port))};
+  int fd = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  FX_SYS(connect(fd, (struct sockaddr *)&address, sizeof address));
+  for (int i = 0; i < 500 && tcp_state(fd) != TCP_CLOSE_WAIT; i++) usleep(10000);
+  if (tcp_state(fd) != TCP_CLOSE_WAIT) fx_setup_fail("the peer outside did not shut down (state %d)", tcp_state(fd));
+  fx_ready();
+  fx_wait_term();
+  char byte;
+  FX_EQ("a read of the connection its peer shut down", 0, read(fd, &byte, 1));
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -1150,6 +1246,8 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "icmp")) return icmp_mode();
   if (argc > 1 && !strcmp(argv[1], "reuseport")) return reuseport_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-pending")) return unix_pending_mode(fx_dir(argc > 2 ? argv[2] : NULL));
+  if (argc > 2 && !strcmp(argv[1], "tcp-outside")) return tcp_outside_mode(argv[2]);
+  if (argc > 1 && !strcmp(argv[1], "tcp-closing")) return tcp_closing_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-peercred")) return unix_peercred_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {

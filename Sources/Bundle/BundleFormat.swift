@@ -89,6 +89,9 @@ public enum BundleFormat {
     /// Unix connections made again by the processes that made them (``SocketImage/peerCredentials``),
     /// and datagram sockets connected again by their peer's name (``SocketImage/peer``).
     case unixConnectionMakers = "unix-connection-makers"
+    /// TCP connections closing (``TCPConnectionImage/state``), their FINs left out of their
+    /// sequence numbers.
+    case tcpClosing = "tcp-closing"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -175,14 +175,17 @@ static int set_int(int fd, int level, int name, int value) {
 }
 
 // One queue of a socket in repair mode: its sequence number and its bytes, peeked.
+// `fin_queued`: a FIN not yet acknowledged, which SIOCOUTQ counts as a byte though no read
+// returns it.
 static int dump_queue(int fd, int queue, int size_request, unsigned int *seq, void *buffer, size_t capacity,
-                      unsigned int *length) {
+                      unsigned int *length, int fin_queued) {
   int err = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue);
   if (err) return err;
   socklen_t size = sizeof(*seq);
   if (getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &size) < 0) return -errno;
   int bytes = 0;
   if (ioctl(fd, size_request, &bytes) < 0) return -errno;
+  if (fin_queued && bytes > 0) bytes--;
   if ((size_t)bytes > capacity) return -E2BIG;
   *length = 0;
   if (bytes > 0) {
@@ -197,15 +200,27 @@ int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, vo
   memset(state, 0, sizeof(*state));
   int err = set_int(fd, IPPROTO_TCP, TCP_REPAIR, 1);
   if (err) return err;
-  if ((err = dump_queue(fd, TCP_SEND_QUEUE, SIOCOUTQ, &state->send_seq, send_buffer, capacity, &state->send_length)))
-    return err;
-  if ((err = dump_queue(fd, TCP_RECV_QUEUE, SIOCINQ, &state->receive_seq, receive_buffer, capacity,
-                        &state->receive_length)))
-    return err;
-  set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, 0);
   struct tcp_info info;
   socklen_t size = sizeof(info);
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) < 0) return -errno;
+  state->state = info.tcpi_state;
+  // Sent a FIN (counted in write_seq), not yet acknowledged (counted in SIOCOUTQ too);
+  // received one (counted in rcv_nxt, not in SIOCINQ).
+  int fin_sent = 0, fin_unacked = 0, fin_received = 0;
+  switch (state->state) {
+  case TCP_FIN_WAIT1: case TCP_CLOSING: case TCP_LAST_ACK: fin_sent = fin_unacked = 1; break;
+  case TCP_FIN_WAIT2: fin_sent = 1; break;
+  }
+  fin_received = state->state == TCP_CLOSE_WAIT || state->state == TCP_CLOSING || state->state == TCP_LAST_ACK;
+  if ((err = dump_queue(fd, TCP_SEND_QUEUE, SIOCOUTQ, &state->send_seq, send_buffer, capacity, &state->send_length,
+                        fin_unacked)))
+    return err;
+  if ((err = dump_queue(fd, TCP_RECV_QUEUE, SIOCINQ, &state->receive_seq, receive_buffer, capacity,
+                        &state->receive_length, 0)))
+    return err;
+  set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, 0);
+  state->send_seq -= (unsigned int)fin_sent;
+  state->receive_seq -= (unsigned int)fin_received;
   state->options = info.tcpi_options;
   state->send_wscale = info.tcpi_snd_wscale;
   state->receive_wscale = info.tcpi_rcv_wscale;
@@ -215,6 +230,8 @@ int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, vo
   if (getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &state->timestamp, &size) < 0) return -errno;
   size = sizeof(state->window);
   if (getsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, state->window, &size) < 0) return -errno;
+  // rcv_wup may not pass rcv_nxt (the kernel refuses such a window): not past the FIN.
+  if (fin_received && (int)(state->window[4] - state->receive_seq) > 0) state->window[4] = state->receive_seq;
   return 0;
 }
 

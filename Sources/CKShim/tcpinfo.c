@@ -15,3 +15,9 @@ long ck_tcp_segments_out(int fd) {
   if (length < offsetof(struct tcp_info, tcpi_segs_out) + sizeof(info.tcpi_segs_out)) return -ENOSYS;
   return (long)info.tcpi_segs_out;
 }
+
+int ck_tcp_state_of(int fd) {
+  struct tcp_info info;
+  socklen_t size = sizeof(info);
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) < 0 ? -errno : info.tcpi_state;
+}

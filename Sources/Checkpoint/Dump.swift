@@ -226,6 +226,7 @@ public struct Dump {
           task.files.descriptors.contains {
             $0.socket?.peerCredentials != nil || $0.socket?.family == AF_UNIX && $0.socket?.peer != nil
           }
+        case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
         }
       }

@@ -541,6 +541,42 @@ struct DumpRestoreBehaviourTests {
     #expect(container.log.contains("PASS sockets"), "log: \(container.log)")
   }
 
+  /// A TCP connection whose peer outside the container shut it down (CLOSE-WAIT here) is
+  /// refused at dump: nothing would send that FIN again. The container runs on.
+  @Test func aConnectionClosedByAPeerOutsideIsRefused() throws {
+    let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    try #require(listener >= 0)
+    defer { close(listener) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(listener, $0, length) == 0 && listen(listener, 1) == 0 && getsockname(listener, $0, &length) == 0
+      }
+    }
+    try #require(bound)
+    let container = try FixtureContainer("sockets", ["tcp-outside", String(UInt16(bigEndian: address.sin_port))])
+    defer { container.destroy() }
+    var waiting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+    try #require(poll(&waiting, 1, 10_000) == 1, "the fixture did not connect; log: \(container.log)")
+    let accepted = accept(listener, nil, nil)
+    try #require(accepted >= 0)
+    defer { close(accepted) }
+    #expect(shutdown(accepted, Int32(SHUT_WR)) == 0)
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(dump.stderr.contains("is a TCP connection in CLOSE-WAIT"), "\(dump.stderr)")
+    #expect(dump.stderr.contains("whose peer, outside the container, closed it"), "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count == 1)
+    #expect(container.cgroup.allPids() == pids)
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS sockets", in: container, timeout: 5)
+  }
+
   /// A job of a shell outside the container (its session and terminal outside) is refused
   /// without --shell-job; with it, it comes back in the session and on the terminal of the
   /// shell that restores it, and runs on.

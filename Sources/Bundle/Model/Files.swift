@@ -547,6 +547,18 @@ public struct TCPConnectionImage: Codable, Sendable, Equatable {
   public var timestamp: UInt32
   /// struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
   public var window: [UInt32]
+  /// A connection closing (``closingStates``: tcpi_state), nil for an established one. Its
+  /// FINs are not in the sequence numbers: the restore makes it established, then each end
+  /// that had sent its FIN shuts down its sending again once both ends are out of repair.
+  public var state: Int32?
+
+  /// FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, LAST-ACK (CLOSING, both FINs crossing, passes too
+  /// fast to be met; TIME-WAIT and CLOSE have no connection left to restore).
+  public static let closingStates: [Int32: String] = [4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 8: "CLOSE-WAIT", 9: "LAST-ACK"]
+  /// This end sent its FIN (it shut down sending, or closed).
+  public var finSent: Bool { state.map { [4, 5, 9].contains($0) } ?? false }
+  /// Its peer's FIN arrived (the peer shut down sending).
+  public var finReceived: Bool { state.map { [8, 9].contains($0) } ?? false }
 
   /// The most each queue may hold (more than the kernel lets a queue grow to by default).
   public static let queueLimit = 8 << 20
@@ -573,6 +585,7 @@ public struct TCPConnectionImage: Codable, Sendable, Equatable {
   public var isValid: Bool {
     sendQueue.count <= Self.queueLimit && receiveQueue.count <= Self.queueLimit && window.count == 5
       && sendWindowScale <= 14 && receiveWindowScale <= 14 && mss <= 65535
+      && (state.map { Self.closingStates[$0] != nil } ?? true)
   }
 }
 

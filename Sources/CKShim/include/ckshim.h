@@ -383,10 +383,13 @@ struct ck_tcp_state {
   unsigned int options;  // tcpi_options: TCPI_OPT_TIMESTAMPS 1, SACK 2, WSCALE 4
   unsigned int send_wscale, receive_wscale, mss, timestamp;
   unsigned int window[5];  // struct tcp_repair_window
+  int state;               // tcpi_state: TCP_ESTABLISHED, or a closing one (FIN_WAIT1...)
 };
 // Puts socket `fd` into repair mode (it stays there: ck_tcp_repair_off takes it out) and
 // reads its state; each queue's bytes (up to `capacity`) into its buffer. 0 or -errno
-// (-E2BIG: a queue holds more than `capacity`).
+// (-E2BIG: a queue holds more than `capacity`). A FIN sent or received is left out of the
+// sequence numbers (and of rcv_wup): the restore makes the connection without it, then
+// sends it again.
 int ck_tcp_repair_dump(int fd, struct ck_tcp_state *state, void *send_buffer, void *receive_buffer, size_t capacity);
 // Takes socket `fd` out of repair mode and gives it SO_REUSEADDR back if it had it: the
 // kernel clears it on the way out, and a connection without it that lingers after its process
@@ -395,6 +398,8 @@ int ck_tcp_repair_off(int fd, int reuse_address);
 // TCP segments the socket `fd` has sent (tcp_info.tcpi_segs_out): none for a socket never
 // connected. -errno on failure.
 long ck_tcp_segments_out(int fd);
+// tcp_info.tcpi_state of socket `fd` (TCP_ESTABLISHED, TCP_CLOSE_WAIT...), or -errno.
+int ck_tcp_state_of(int fd);
 // The classic BPF filter of socket `fd`: its length in instructions in `count`, the
 // instructions (8 bytes each) when `capacity` instructions hold them; 0 or -errno.
 int ck_socket_filter(int fd, void *instructions, unsigned int capacity, unsigned int *count);

@@ -32,7 +32,7 @@ extension FileCapture {
             "a listening socket with \(facts.waiting) connection(s) not yet accepted",
             "checkpoint once the server has accepted them")
         }
-      } else if facts.tcp_state == TCP_ESTABLISHED {
+      } else if facts.tcp_state == TCP_ESTABLISHED || TCPConnectionImage.closingStates[facts.tcp_state] != nil {
         let options = try SocketOptions.capture(raw, facts, tunedByKernel: true, refuse: refuse)
         try taken.addRepaired(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
         let limit = TCPConnectionImage.queueLimit
@@ -56,7 +56,7 @@ extension FileCapture {
               : "a TCP connection that TCP_REPAIR cannot read (\(String(cString: strerror(-result))))",
             "checkpoint when less data is in flight")
         }
-        let tcp = TCPConnectionImage(
+        var tcp = TCPConnectionImage(
           sendSequence: state.send_seq, receiveSequence: state.receive_seq,
           sendQueue: Data(sendQueue.prefix(Int(state.send_length))),
           receiveQueue: Data(receiveQueue.prefix(Int(state.receive_length))),
@@ -64,6 +64,13 @@ extension FileCapture {
           mss: state.mss,
           timestamp: state.timestamp,
           window: withUnsafeBytes(of: state.window) { Array($0.bindMemory(to: UInt32.self)) })
+        // Read in repair mode, so as it was when the socket stopped (not facts' earlier look).
+        if state.state != TCP_ESTABLISHED {
+          guard TCPConnectionImage.closingStates[state.state] != nil else {
+            throw refuse("a TCP connection in state \(state.state) (closing)", "checkpoint when no connection is open")
+          }
+          tcp.state = state.state
+        }
         var image = SocketImage(
           family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
           peer: data(facts.peer, facts.peer_length), backlog: nil, options: options)
@@ -305,5 +312,73 @@ extension WaitingDatagrams {
       )
     }
     return fd
+  }
+}
+
+extension Dump {
+  /// A TCP connection whose peer's FIN had arrived (CLOSE-WAIT, LAST-ACK) needs that FIN
+  /// again at restore: its peer must be a socket of the container that sent it, which the
+  /// restore has shut down again. One whose peer is outside is refused.
+  func checkClosingPeers(_ tasks: [CapturedTask]) throws {
+    var ends: [Data: TCPConnectionImage] = [:]
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, let tcp = socket.tcp, let local = socket.address, let peer = socket.peer
+        else { continue }
+        ends[local + peer] = tcp
+      }
+    }
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, let tcp = socket.tcp, tcp.finReceived, let local = socket.address,
+          let peer = socket.peer, ends[peer + local]?.finSent != true
+        else { continue }
+        throw CKError(
+          .failed,
+          "task \(task.hostPid): fd \(descriptor.fd) is a TCP connection in \(tcp.state.flatMap { TCPConnectionImage.closingStates[$0] } ?? "?") (\(socket.description)) whose peer, outside the container, closed it, which ckcont cannot checkpoint yet: nothing would send that FIN again",
+          hint: "checkpoint once the program has closed it")
+      }
+    }
+  }
+}
+
+/// Closing TCP connections (``TCPConnectionImage/state``) came back established, without
+/// their FINs: each end that had sent one shuts down its sending again once every
+/// connection is out of repair mode, those whose peer's FIN came first (LAST-ACK) after
+/// the others, and every end is then checked to be in its dumped state.
+enum TCPClosings {
+  static func restore(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector]) throws {
+    // ckcont's copies, closed on the way out.
+    var ends: [(socket: Int32, tcp: TCPConnectionImage, what: String)] = []
+    defer { for end in ends { close(end.socket) } }
+    var seen: Set<Data> = []
+    for task in tasks {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, let tcp = socket.tcp, tcp.state != nil, let local = socket.address,
+          let peer = socket.peer, seen.insert(local + peer).inserted
+        else { continue }
+        let what = "fd \(descriptor.fd) of process \(task.entry.pid) (\(socket.description))"
+        ends.append((try OwnedDescriptor(copying: descriptor.fd, ofProcess: injector.pid).take(), tcp, what))
+      }
+    }
+    for lastAck in [false, true] {
+      for end in ends where end.tcp.finSent && end.tcp.finReceived == lastAck {
+        try syscallChecked("shutdown", "the sending side of \(end.what)") { shutdown(end.socket, Int32(SHUT_WR)) }
+      }
+    }
+    for end in ends { try waitForState(end.socket, end.tcp.state ?? 0, what: end.what) }
+  }
+
+  /// Waits (up to a second: loopback delivers at once) for `socket` to reach `state`.
+  private static func waitForState(_ socket: Int32, _ state: Int32, what: String) throws {
+    var now = Int32(-1)
+    for _ in 0..<200 {
+      now = ck_tcp_state_of(socket)
+      if now == state { return }
+      usleep(5000)
+    }
+    let name = { (state: Int32) in TCPConnectionImage.closingStates[state] ?? "state \(state)" }
+    throw CKError(.failed, "\(what) came back in \(name(now)), not \(name(state)) as dumped")
   }
 }

@@ -429,6 +429,7 @@ final class RestoreRun {
       try DatagramConnections.restore(order, injectors: injectors, log: log)
       try PassedInFlight.deliver(order, injectors: injectors)
       try SocketShutdowns.restore(order, injectors: injectors)
+      try TCPClosings.restore(order, injectors: injectors)
       try SocketOptions.restore(order, injectors: injectors)
     }
     try shared.terminals?.relock(order)
