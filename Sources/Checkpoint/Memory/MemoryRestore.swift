@@ -47,6 +47,7 @@ final class MemoryRestore {
   let parentProtections: [UInt64: Int32]
   /// Pages written only to give their mapping an anon_vma (``mapApart``), dropped again.
   private var forcedPages: [UInt64] = []
+  private var forced: Set<UInt64> = []
   /// The end and protection of the last mapping made apart (``mapApart``).
   private var lastApart: (end: UInt64, protection: Int32, advice: MemoryAdvice) = (0, 0, .normal)
   /// Mappings made apart, and kept ones, given their read-ahead advice back (MADV_NORMAL) in
@@ -92,6 +93,9 @@ final class MemoryRestore {
   /// Where a mapping starts that a child keeps as one with the mapping before it (the task
   /// cut it after the fork): the two are mapped as one until the state batch.
   let joinedAt: Set<UInt64>
+  /// Whether a process forked from the task keeps mappings of it: they keep the anon_vmas
+  /// they were forked with, so each mapping the dump saw apart is made apart.
+  let forksKeepMappings: Bool
   /// The image and pages of a child of the task, for pages it holds while it forks that the
   /// child saves (``LaterRun/from``).
   let childPages: (Int32) -> (MemoryImage, UnsafeRawBufferPointer)?
@@ -100,9 +104,10 @@ final class MemoryRestore {
     image: MemoryImage, pages: UnsafeRawBufferPointer, injector: Injector, sharedObjects: SharedMemoryObjects,
     copier: PageCopier, parent: MemoryImage? = nil, kernelMappings: [VMA]? = nil, inheritedExe: String? = nil,
     childPages: @escaping (Int32) -> (MemoryImage, UnsafeRawBufferPointer)? = { _ in nil }, joinedAt: Set<UInt64> = [],
-    parentProtections: [UInt64: Int32] = [:],
+    forksKeepMappings: Bool = false, parentProtections: [UInt64: Int32] = [:],
     log: Logger
   ) {
+    self.forksKeepMappings = forksKeepMappings
     self.parentProtections = parentProtections
     self.joinedAt = joinedAt
     self.childPages = childPages
@@ -197,18 +202,24 @@ final class MemoryRestore {
       }
       return previousProtection
     }
-    if let previous, Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned) {
+    // Neighbours whose own protections differ come apart when the state batch gives them
+    // those (mprotect splits what a while merged, as the program's mprotect did): only
+    // those alike but for their anon_vma need making apart, unless a child keeps them
+    // (with one anon_vma, its mappings alike would merge).
+    if let previous, Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned),
+      forksKeepMappings || !Self.protectionsSplit(previous.vma, vma)
+    {
       return try mapApart(vma, from: previous.vma)
     }
     if let next, next.parentPages != nil, Self.wouldMerge(vma, mappedWith: planned, next, mappedWith: nil) {
       return try mapApart(vma, from: nil)
     }
     try map(vma, protection: planned)
-    if needsWrite { madeWritable.append(vma) }
+    if needsWrite || planned != vma.protection { madeWritable.append(vma) }
     // Read-only once its pages are in, it stays charged only with an anon_vma (mprotect
     // uncharges an anonymous mapping that has none).
     if vma.accounted == true && vma.pages.isEmpty && Self.anonymousKinds.contains(vma.kind) {
-      forcedPages.append(vma.start)
+      force(vma.start)
     }
     return planned
   }
@@ -258,6 +269,13 @@ final class MemoryRestore {
 
   static let anonymousKinds: Set<VMAImage.Kind> = [.anonymous, .heap]
 
+  /// Whether neighbours `previous` and `vma`, mapped alike for a while, come apart again when
+  /// each gets its own protection: so they are when those differ (and neither is kept
+  /// through a fork, whose protection is set elsewhere).
+  static func protectionsSplit(_ previous: VMAImage, _ vma: VMAImage) -> Bool {
+    previous.protection != vma.protection && previous.parentPages == nil && vma.parentPages == nil
+  }
+
   /// Maps `vma` apart from its neighbours alike (``wouldMerge(_:mappedWith:_:mappedWith:)``): with another
   /// protection (writable, for its pages), both given an anon_vma (a page each, written
   /// through /proc/<pid>/mem and dropped again where none was saved) before the state
@@ -284,10 +302,8 @@ final class MemoryRestore {
     lastApart = (vma.end, protection, advice)
     mappedApart.append(vma)
     madeWritable.append(vma)
-    if vma.pages.isEmpty { forcedPages.append(vma.start) }
-    if let previous, previous.pages.isEmpty && previous.parentPages == nil && !forcedPages.contains(previous.start) {
-      forcedPages.append(previous.start)
-    }
+    if vma.pages.isEmpty { force(vma.start) }
+    if let previous, previous.pages.isEmpty && previous.parentPages == nil { force(previous.start) }
     return protection
   }
 
@@ -379,6 +395,11 @@ final class MemoryRestore {
     log.debug(
       "task \(injector.pid): \(image.vmas.count) VMAs mapped in \(Int((monotonicNow() - started) * 1000)) ms, \(written >> 10) KiB of pages queued"
     )
+  }
+
+  /// Notes the mapping at `start` for a page written to give it an anon_vma, once.
+  private func force(_ start: UInt64) {
+    if forced.insert(start).inserted { forcedPages.append(start) }
   }
 
   /// Writes the page that gives each mapping in ``forcedPages`` its anon_vma.

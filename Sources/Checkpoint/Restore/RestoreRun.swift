@@ -346,7 +346,7 @@ final class RestoreRun {
       kernelMappings: kernelMappings[task.entry.pid], inheritedExe: carriedExe[task.entry.pid],
       childPages: { [byPid] pid in
         byPid[pid].map { ($0.memory, $0.pages ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
-      }, joinedAt: joinedAt(task),
+      }, joinedAt: joinedAt(task), forksKeepMappings: !(keepersBySource[task.entry.pid] ?? []).isEmpty,
       parentProtections: memorySources[task.entry.pid].flatMap { memories[$0]?.protectionsAtForks } ?? [:], log: log)
     memory.abi = task.core.abi
     return memory
