@@ -7,7 +7,9 @@ let package = Package(
   name: "ckcont",
   platforms: [.macOS(.v13)],
   products: [
-    .executable(name: "ckcont", targets: ["ckcont"])
+    .executable(name: "ckcont", targets: ["ckcont"]),
+    // An OCI runtime for podman and CRI-O: runc, with checkpoint and restore by ckcont.
+    .executable(name: "ckcont-runc", targets: ["ckcont-runc"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,6 +54,9 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]),
+    // The runtime front: hands runc every command but checkpoint and restore, which it does
+    // with the ckcont beside it (no engine code of its own; CKShim for pipe2 and prctl).
+    .executableTarget(name: "ckcont-runc", dependencies: ["CKShim"]),
     // The bundle fuzzer driven by Scripts/fuzz-bundles (and a short run in the tests).
     .executableTarget(name: "ckcont-fuzz", dependencies: ["Checkpoint", "Bundle"]),
     // Benchmarks driven by Scripts/bench (never timed in tests).

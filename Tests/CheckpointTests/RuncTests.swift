@@ -261,6 +261,61 @@ struct RuncTests {
     #expect(gone.stderr.split(separator: "\n").count == 1)
   }
 
+  /// Through the runtime front, as podman drives it: `ckcont-runc checkpoint` (runc then
+  /// says stopped, and `runc delete` removes it, as podman runs it), `ckcont-runc restore
+  /// --detach --pid-file`: the container counts on, runc knows it again (state running with
+  /// the restored pid, list), and runc's kill and delete end it and remove its cgroups.
+  /// Other commands reach runc itself; what ckcont cannot do is refused in one line.
+  @Test func runcKnowsAContainerRestoredThroughTheFront() throws {
+    let container = try RuncContainer(userNamespace: false)
+    defer { container.destroy() }
+    let front = TestPaths.ckcontRunc
+    let listed = run([front, "list"])
+    #expect(listed.status == 0 && listed.stdout.contains(container.id), "\(listed.output)")
+    #expect(run([front, "checkpoint", "--help"]).status == 0)
+    let images = container.bundle + "/checkpoint"
+    let preDump = run([front, "checkpoint", "--pre-dump", "--image-path", images, container.id])
+    #expect(preDump.status == 64 && preDump.stderr.contains("--pre-dump"), "\(preDump.output)")
+    let pid = try container.initPid()
+    container.counting = pid
+    try container.waitForCount(above: 5)
+    let checkpoint = run([front, "checkpoint", "--image-path", images, "--work-path", images, container.id])
+    try #require(checkpoint.status == 0, "\(checkpoint.output)")
+    for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
+    #expect(run(["/usr/sbin/runc", "state", container.id]).stdout.contains("\"stopped\""))
+    let deleted = run(["/usr/sbin/runc", "delete", "--force", container.id])
+    #expect(deleted.status == 0, "\(deleted.output)")
+    let dumped = container.count
+    let pidFile = container.bundle + "/restored.pid"
+    let restore = run([
+      front, "restore", "--image-path", images, "--work-path", images, "--bundle", container.bundle, "--detach",
+      "--pid-file", pidFile, container.id,
+    ])
+    try #require(restore.status == 0, "\(restore.output)")
+    let restored = Int32((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "") ?? 0
+    try #require(restored > 0)
+    container.restoredPid = restored
+    container.counting = restored
+    try container.waitForCount(above: dumped + 3)
+    #expect(try container.initPid() == restored)
+    #expect(run(["/usr/sbin/runc", "state", container.id]).stdout.contains("\"running\""))
+    #expect(run(["/usr/sbin/runc", "list"]).stdout.contains(container.id))
+    #expect(run(["/usr/sbin/runc", "kill", container.id, "KILL"]).status == 0)
+    for _ in 0..<250 where kill(restored, 0) == 0 { usleep(20_000) }
+    #expect(kill(restored, 0) != 0, "runc kill left the restored init running")
+    container.restoredPid = 0
+    let removed = run(["/usr/sbin/runc", "delete", container.id])
+    #expect(removed.status == 0, "\(removed.output)")
+    #expect(access("/sys/fs/cgroup/freezer/\(container.id)", F_OK) != 0, "runc delete left the freezer cgroup")
+    // A directory with a CRIU image is not ours.
+    let criu = container.bundle + "/criu-image"
+    try FileManager.default.createDirectory(atPath: criu, withIntermediateDirectories: true)
+    _ = FileManager.default.createFile(atPath: criu + "/inventory.img", contents: Data([0x54, 0x58]))
+    let refused = run([front, "restore", "--image-path", criu, "--bundle", container.bundle, "-d", container.id])
+    #expect(refused.status == 1 && refused.stderr.contains("holds a CRIU image"), "\(refused.output)")
+    #expect(refused.stderr.split(separator: "\n").count == 1)
+  }
+
   /// Dumps the counting container (killing it) and restores it with `arguments`: it counts
   /// on from where it was (its tmpfs came back), not from 1 again.
   func dumpAndRestore(_ container: RuncContainer, arguments: [String] = []) throws {

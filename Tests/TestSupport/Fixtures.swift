@@ -18,6 +18,8 @@ public enum TestPaths {
 
   /// The ckcont executable under test.
   public static var ckcont: String { products + "/ckcont" }
+  /// The OCI runtime front beside it.
+  public static var ckcontRunc: String { products + "/ckcont-runc" }
   /// The bundle fuzzer (Sources/ckcont-fuzz).
   public static var fuzzer: String { products + "/ckcont-fuzz" }
 
