@@ -49,19 +49,26 @@ enum Runtime {
     guard ck_pipe2(&output, O_CLOEXEC) == 0, ck_pipe2(&errors, O_CLOEXEC) == 0 else {
       throw FrontError("pipe2: \(String(cString: strerror(errno)))")
     }
+    // Every source far above the numbers the child gets them at (0-2 and 3, 4, 5...), so
+    // that no dup2 of the file actions overwrites one a later dup2 reads.
+    let sources = try ([output[1], errors[1]] + descriptors).map(Self.farAbove)
+    close(output[1])
+    close(errors[1])
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
+    for (index, fd) in sources.dropFirst(2).enumerated() {
+      posix_spawn_file_actions_adddup2(&actions, fd, Int32(3 + index))
+    }
+    posix_spawn_file_actions_adddup2(&actions, sources[0], 1)
+    posix_spawn_file_actions_adddup2(&actions, sources[1], 2)
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, output[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
-    for (index, fd) in descriptors.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(3 + index)) }
     let argv = ([program] + arguments).map { strdup($0) } + [nil]
     defer { for word in argv { free(word) } }
     var pid: pid_t = 0
     let spawned = posix_spawn(&pid, program, &actions, nil, argv, environ)
-    close(output[1])
-    close(errors[1])
+    // The child has its copies: reading to the end needs ours of the write ends closed.
+    for fd in sources { close(fd) }
     defer {
       close(output[0])
       close(errors[0])
@@ -76,6 +83,13 @@ enum Runtime {
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     return (exited, outputText, errorText)
+  }
+
+  /// A close-on-exec copy of `fd` numbered 100 or above.
+  private static func farAbove(_ fd: Int32) throws -> Int32 {
+    let copy = fcntl(fd, F_DUPFD_CLOEXEC, 100)
+    guard copy >= 0 else { throw FrontError("fcntl(F_DUPFD_CLOEXEC) of fd \(fd): \(String(cString: strerror(errno)))") }
+    return copy
   }
 
   private static func readAll(_ fd: Int32) -> String {

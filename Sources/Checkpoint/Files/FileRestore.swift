@@ -87,6 +87,14 @@ struct FileRestore {
     var fifoKeepers: [UInt64: Int64] = [:]  // FIFO inode -> a read-write fd of it
     var epollWatches: [(epoll: Int32, targets: [EpollTarget])] = []  // epolls made here, by target number
     var nextHigh: Int64
+    /// The first of the high numbers: a descriptor received or fetched at or above it may
+    /// sit where a queued move goes.
+    let firstHigh: Int64
+
+    init(nextHigh: Int64) {
+      self.nextHigh = nextHigh
+      firstHigh = nextHigh
+    }
 
     mutating func takeHigh() -> Int64 {
       defer { nextHigh += 1 }
@@ -222,6 +230,8 @@ final class FileBatch {
   let sharedObjects: SharedMemoryObjects
   var prepared: FileRestore.Prepared
   var batch = Injector.Batch()
+  /// Whether the queued calls make descriptors (``queueMoveHigh(_:what:)``).
+  var creationsQueued = false
   var after = AfterBatch()
   let pipesByInode: [UInt64: PipeImage]
   let log: Logger
@@ -279,6 +289,7 @@ final class FileBatch {
     try finish(batch, after)
     batch = Injector.Batch()
     after = AfterBatch()
+    creationsQueued = false
   }
   /// Queues a file ckcont opens and hands over (see ``Injector/channel``), moved to a high
   /// number: `path` in ckcont's view is a file of its own (`/proc/self/fd/<n>`), one
@@ -325,8 +336,17 @@ final class FileBatch {
   /// Hands `ours`, a descriptor of ckcont's, to the task: the same description, moved to a
   /// high number.
   func queueReceived(_ ours: Int32, what: String, fd: Int32) throws -> Int64 {
+    // A descriptor received now takes the lowest number free now, until its queued move:
+    // descriptors the queued calls make would then land higher, on a number a queued move
+    // goes to (even their own). So those calls run first.
+    if creationsQueued { try runQueued() }
     let received = try injector.receive(ours, what: what)
     let high = prepared.takeHigh()
+    if received >= prepared.firstHigh {
+      // It landed among the high numbers (the low ones hold descriptors received before,
+      // whose moves are still queued), perhaps where a queued move goes: moved now.
+      return try move(received, to: high)
+    }
     batch.add(.dup3(received, high, closeOnExec: true), "dup3 fd \(fd) to \(high)")
     batch.add(.close(received), "close \(received) (fd \(fd), received)")
     return high
@@ -337,6 +357,7 @@ final class FileBatch {
     batch.add(.lseek(high, to: position), "lseek fd \(descriptor.fd) to \(position)")
   }
   func queueMoveHigh(_ call: Int, what: String) -> Int64 {
+    creationsQueued = true
     let high = prepared.takeHigh()
     batch.add(.dup3(.result(call), high, closeOnExec: true), "dup3 \(what) to \(high)")
     batch.add(.close(.result(call)), "close \(what) (made)")
@@ -446,6 +467,8 @@ final class FileBatch {
 
   /// dup3 to a high number handed out by ``FileRestore/Prepared``, then close the original.
   func move(_ fd: Int64, to high: Int64) throws -> Int64 {
+    // Already there: it was the lowest number free.
+    if fd == high { return high }
     try injector.call(.dup3(fd, high, closeOnExec: true))
     try injector.call(.close(fd))
     return high
