@@ -100,11 +100,25 @@ struct RestoreCommand {
     if let cgroup = ((config["linux"] as? [String: Any])?["cgroupsPath"] as? String), cgroup.hasPrefix("/") {
       restore += ["--cgroup-root", cgroup]
     }
+    restore += Self.bindSources(config).flatMap { ["--mount-source", $0] }
     let result = try Runtime.run(Runtime.ckcont, restore, descriptors: [0, 1, 2])
     guard result.status == 0, let pid = Int32(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
       throw FrontError(Runtime.lastLine(result.errors) ?? "ckcont restore failed (exit \(result.status))", status: 1)
     }
     return pid
+  }
+
+  /// `POINT=SOURCE` of each bind mount the bundle's config.json makes: a runtime restoring a
+  /// container under a new id (podman's import) made those files anew for it.
+  static func bindSources(_ config: [String: Any]) -> [String] {
+    (config["mounts"] as? [[String: Any]] ?? []).compactMap { mount in
+      let options = mount["options"] as? [String] ?? []
+      guard mount["type"] as? String == "bind" || options.contains("bind") || options.contains("rbind"),
+        let point = mount["destination"] as? String, let source = mount["source"] as? String,
+        point.hasPrefix("/"), source.hasPrefix("/")
+      else { return nil }
+      return "\(point)=\(source)"
+    }
   }
 
   private func prctlSubreaper() -> Int32 {

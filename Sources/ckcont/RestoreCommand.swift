@@ -48,6 +48,14 @@ struct RestoreCommand: ParsableCommand {
         "By default the directory it was dumped with (`ckcont inspect` shows it). As in CRIU's --root: a runtime mounts the container's rootfs again and names it here.",
       valueName: "DIR"))
   var rootFilesystem: String?
+  @Option(
+    name: .customLong("mount-source"),
+    help: ArgumentHelp(
+      "POINT=SOURCE - bind-mount SOURCE at the container's mount point POINT instead of what was bound there (repeatable).",
+      discussion:
+        "For bind mounts from the host, as CRIU's --ext-mount-map: a runtime that restores a container under a new id names the files it made for it (hostname, resolv.conf, ...).",
+      valueName: "POINT=SOURCE"))
+  var mountSource: [String] = []
   @Flag(
     help: ArgumentHelp(
       "Restore a shell job (dumped with --shell-job) into ckcont's own session and terminal.",
@@ -98,6 +106,10 @@ struct RestoreCommand: ParsableCommand {
     if let rootFilesystem {
       restore.rootFilesystem =
         rootFilesystem.hasPrefix("/") ? rootFilesystem : FileManager.default.currentDirectoryPath + "/" + rootFilesystem
+    }
+    for spec in mountSource {
+      let (point, source) = try Restore.mountSource(spec)
+      restore.mountSources[point] = source
     }
     restore.shellJob = shellJob
     restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))

@@ -306,10 +306,11 @@ enum ContainerMounts {
   /// host pid is `pid`. A root of its own is a bind of `rootSource` when given (`--root`).
   /// `userMaps`: those of the container's own user namespace, whose ids (`uid=`, `gid=`
   /// options) the mounts are made with. `cgroupMoves`: the container's cgroups that moved
-  /// (``TargetCgroups/moves``): a bind of one of them binds where it went.
+  /// (``TargetCgroups/moves``): a bind of one of them binds where it went. `sources`: what
+  /// binds from the host at a mount point bind instead (`--mount-source`).
   static func restore(
     _ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?, userMaps: UserNamespaceMaps?,
-    cgroupMoves: [(from: String, to: String)] = []
+    cgroupMoves: [(from: String, to: String)] = [], sources: [String: String] = [:]
   ) throws {
     guard !image.mounts.isEmpty else { return }
     injector.resetData()
@@ -349,6 +350,9 @@ enum ContainerMounts {
       {
         source = move.to + source.dropFirst(move.from.count)
       }
+      if mount.kind == .bind, mount.sourceInContainer != true, let given = sources[mount.mountPoint] {
+        source = given
+      }
       let view = "/proc/\(pid)/root"
       let hostPath = view + point
       // The mount point usually exists (the container made it on a filesystem both see). A
@@ -356,6 +360,9 @@ enum ContainerMounts {
       var st = stat()
       if lstat(hostPath, &st) != 0 {
         if mount.kind == .bind, stat(view + source, &st) == 0, st.st_mode & S_IFMT != S_IFDIR {
+          // Its directory too (a runtime's new rootfs may lack the /run it made for it).
+          try? FileManager.default.createDirectory(
+            atPath: (hostPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
           let made = open(hostPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
           if made >= 0 { close(made) }
         } else {

@@ -40,6 +40,9 @@ public struct Restore {
   /// `--root`: the directory to use as the root filesystem of a container that had one of its
   /// own (as CRIU's --root), instead of the one it was dumped with.
   public var rootFilesystem: String?
+  /// `--mount-source`: a bind mount from the host at this mount point of the container binds
+  /// this source instead (CRIU's --ext-mount-map).
+  public var mountSources: [String: String] = [:]
   /// `--trusted-key`: the keys one of which must have signed the bundle (none: any bundle).
   public var trust = SignatureTrust()
   /// `--action-script`: run before anything is made, around the namespaces' setup, before
@@ -51,6 +54,20 @@ public struct Restore {
   public init(input: RestoreInput, cgroupRoot: String?) {
     self.input = input
     self.cgroupRoot = cgroupRoot
+  }
+
+  /// Parses `POINT=SOURCE` (`--mount-source`): both absolute, the source there.
+  public static func mountSource(_ spec: String) throws -> (point: String, source: String) {
+    guard let equals = spec.firstIndex(of: "="), spec.hasPrefix("/"),
+      spec[spec.index(after: equals)...].hasPrefix("/")
+    else {
+      throw CKError(.badInput, "--mount-source \(spec): expected POINT=SOURCE, both absolute paths")
+    }
+    let source = String(spec[spec.index(after: equals)...])
+    guard access(source, F_OK) == 0 else {
+      throw CKError(.badInput, "--mount-source \(spec): \(source) does not exist")
+    }
+    return (String(spec[..<equals]), source)
   }
 
   /// Parses `fd[N]:RESOURCE` (CRIU's --inherit-fd syntax): RESOURCE is `pipe:[inode]` or a

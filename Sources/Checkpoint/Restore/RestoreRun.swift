@@ -201,7 +201,8 @@ final class RestoreRun {
       try phases.time("mounts") {
         try ContainerMounts.restore(
           mounts, injector: injector, pid: hostPid, rootSource: options.rootFilesystem,
-          userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, cgroupMoves: target.moves)
+          userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, cgroupMoves: target.moves,
+          sources: options.mountSources)
       }
     }
     if bundle.tree.namespaces.uts {

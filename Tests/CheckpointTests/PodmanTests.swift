@@ -1,0 +1,152 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// Debian's podman with ckcont-runc as its runtime: `podman container checkpoint` and
+/// `restore` go through the front to ckcont (podman asks `criu swrk` for a version first:
+/// Debian's criu answers, though it cannot dump on this kernel). The containers run a
+/// busybox shell from a local image that counts lines on its standard output, which conmon
+/// keeps: the log shows where it went on after a restore.
+@Suite(.serialized)
+struct PodmanTests {
+  /// A local image of busybox-static (no registry is reachable), made once.
+  static let image: String = {
+    let name = "localhost/ckcont-test-busybox:latest"
+    let root = NSTemporaryDirectory() + "ckcont-podman-image-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let files = FileManager.default
+    for directory in ["bin", "tmp", "etc", "proc", "sys", "dev", "run"] {
+      try? files.createDirectory(atPath: root + "/rootfs/" + directory, withIntermediateDirectories: true)
+    }
+    try? files.copyItem(atPath: "/bin/busybox", toPath: root + "/rootfs/bin/busybox")
+    for applet in ["sh", "sleep", "echo"] {
+      try? files.createSymbolicLink(atPath: root + "/rootfs/bin/" + applet, withDestinationPath: "busybox")
+    }
+    _ = run(["/bin/tar", "-C", root + "/rootfs", "-cf", root + "/image.tar", "."])
+    _ = run(["/usr/bin/podman", "import", root + "/image.tar", name])
+    return name
+  }()
+
+  /// podman with the front as runtime and the limits this host allows (root lacks
+  /// CAP_SYS_RESOURCE: podman's default nofile limit is above the hard limit here).
+  static func podman(_ arguments: [String]) -> CommandResult {
+    run(["/usr/bin/podman"] + arguments)
+  }
+
+  /// A counting container, detached, through the front.
+  final class Container {
+    let name = "ckcont-test-\(UInt32.random(in: 0...UInt32.max))"
+    var names: [String]
+
+    init(terminal: Bool = false) throws {
+      names = [name]
+      let started = PodmanTests.podman(
+        ["run", "-d", "--name", name, "--network", "none", "--runtime", TestPaths.ckcontRunc]
+          + ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"] + (terminal ? ["-t"] : [])
+          + [PodmanTests.image, "sh", "-c", "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"])
+      guard started.status == 0 else { throw TestFailure("podman run: \(started.output)") }
+    }
+
+    /// The last line the container wrote (0 before the first).
+    func line(_ name: String? = nil) -> Int {
+      let logs = PodmanTests.podman(["logs", "--tail", "1", name ?? self.name])
+      return Int(logs.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+    }
+
+    func waitForLine(above value: Int, name: String? = nil, timeout: Double = 10) throws {
+      let deadline = Date().addingTimeInterval(timeout)
+      while line(name) <= value {
+        guard Date() < deadline else { throw TestFailure("the log stays at line \(line(name)), not above \(value)") }
+        usleep(50_000)
+      }
+    }
+
+    /// `podman ps` says it runs.
+    func isRunning(_ name: String? = nil) -> Bool {
+      PodmanTests.podman(["ps", "--filter", "name=^\(name ?? self.name)$", "--format", "{{.Status}}"]).stdout
+        .hasPrefix("Up")
+    }
+
+    func destroy() {
+      for name in names { _ = PodmanTests.podman(["rm", "-f", "-t", "0", name]) }
+    }
+  }
+
+  /// Checkpoint (podman then shows it exited), restore: it goes on from where it was, podman
+  /// shows it running, runc knows it, and `podman stop` ends it.
+  @Test func podmanCheckpointsAndRestoresThroughCkcont() throws {
+    let container = try Container()
+    defer { container.destroy() }
+    try container.waitForLine(above: 5)
+    let checkpoint = Self.podman(["container", "checkpoint", container.name])
+    try #require(checkpoint.status == 0, "\(checkpoint.output)")
+    #expect(!container.isRunning())
+    let dumped = container.line()
+    usleep(300_000)
+    #expect(container.line() == dumped, "the container wrote on after its checkpoint")
+    let restore = Self.podman(["container", "restore", container.name])
+    try #require(restore.status == 0, "\(restore.output)")
+    #expect(container.isRunning())
+    try container.waitForLine(above: dumped + 3)
+    #expect(container.line() < dumped + 100, "it started over or ran on: line \(container.line()) after \(dumped)")
+    let id = Self.podman(["inspect", "--format", "{{.Id}}", container.name]).stdout.trimmingCharacters(
+      in: .whitespacesAndNewlines)
+    #expect(run(["/usr/sbin/runc", "state", id]).stdout.contains("\"running\""))
+    let stopped = Self.podman(["stop", "-t", "1", container.name])
+    #expect(stopped.status == 0, "\(stopped.output)")
+    #expect(!container.isRunning())
+  }
+
+  /// `checkpoint --export`, `rm`, `restore --import --name`: the same container under a new
+  /// name (a new id, its cgroups and files podman made for it), going on where it was.
+  @Test func podmanExportsAndImportsUnderANewName() throws {
+    let container = try Container()
+    let archive = NSTemporaryDirectory() + "ckcont-podman-\(UUID().uuidString).tar.gz"
+    let copy = container.name + "-imported"
+    container.names.append(copy)
+    defer {
+      container.destroy()
+      try? FileManager.default.removeItem(atPath: archive)
+    }
+    try container.waitForLine(above: 5)
+    let exported = Self.podman(["container", "checkpoint", "--export=\(archive)", container.name])
+    try #require(exported.status == 0, "\(exported.output)")
+    let dumped = container.line()
+    #expect(Self.podman(["rm", container.name]).status == 0)
+    let imported = Self.podman([
+      "container", "restore", "--runtime", TestPaths.ckcontRunc, "--import=\(archive)", "--name", copy,
+    ])
+    try #require(imported.status == 0, "\(imported.output)")
+    #expect(container.isRunning(copy))
+    try container.waitForLine(above: dumped + 3, name: copy)
+    let id = Self.podman(["inspect", "--format", "{{.Id}}", copy]).stdout.trimmingCharacters(
+      in: .whitespacesAndNewlines)
+    let pid = Self.podman(["inspect", "--format", "{{.State.Pid}}", copy]).stdout.trimmingCharacters(
+      in: .whitespacesAndNewlines)
+    let cgroups = (try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? ""
+    #expect(cgroups.contains("freezer:/libpod_parent/libpod-\(id)"), "\(cgroups)")
+  }
+
+  /// `--leave-running`: the checkpoint is taken and the container writes on; a checkpoint
+  /// that fails (a container with a terminal, which conmon holds) leaves it running and
+  /// podman shows ckcont's line.
+  @Test func podmanLeavesTheContainerRunningWhenAskedOrWhenTheCheckpointFails() throws {
+    let container = try Container()
+    defer { container.destroy() }
+    try container.waitForLine(above: 3)
+    let left = Self.podman(["container", "checkpoint", "--leave-running", container.name])
+    try #require(left.status == 0, "\(left.output)")
+    #expect(container.isRunning())
+    try container.waitForLine(above: container.line())
+    let withTerminal = try Container(terminal: true)
+    defer { withTerminal.destroy() }
+    try withTerminal.waitForLine(above: 2)
+    let refused = Self.podman(["container", "checkpoint", withTerminal.name])
+    #expect(refused.status != 0)
+    #expect(refused.stderr.contains("ckcont-runc: error: ckcont: process"), "\(refused.output)")
+    #expect(refused.stderr.contains("controlling terminal"), "\(refused.output)")
+    #expect(withTerminal.isRunning())
+    try withTerminal.waitForLine(above: withTerminal.line())
+  }
+}
