@@ -92,6 +92,8 @@ public enum BundleFormat {
     /// TCP connections closing (``TCPConnectionImage/state``), their FINs left out of their
     /// sequence numbers.
     case tcpClosing = "tcp-closing"
+    /// A console whose master the runtime held (``ProcessTree/console``).
+    case console
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -48,6 +48,9 @@ public struct Dump {
   /// `--shell-job`: the container is a job of a shell outside it, whose session and terminal
   /// it shares (CRIU's --shell-job).
   public var shellJob = false
+  /// `--external-console`: a controlling terminal of a session of the container whose master
+  /// its runtime holds is the container's console (``ProcessTree/console``).
+  public var externalConsole = false
   /// Signs the bundle (`--sign`): `signature.json` ends it (``BundleSigningKey``).
   public var signingKey: BundleSigningKey?
   /// `--action-script`: run before the capture and once the bundle is in place.
@@ -200,6 +203,7 @@ public struct Dump {
     let needed = BundleFormat.Requirement.allCases.filter { requirement in
       if requirement == .rootFilesystem { return mounts?.hasOwnRoot == true }
       if requirement == .shellJob { return tree.shellJobTerminal != nil }
+      if requirement == .console { return tree.console != nil }
       if requirement == .nestedNamespaces { return tree.nestedNamespaces != nil }
       if requirement == .nestedPidNamespaces { return tree.tasks.contains { $0.nestedPids != nil } }
       return tasks.contains { task in
@@ -227,7 +231,7 @@ public struct Dump {
             $0.socket?.peerCredentials != nil || $0.socket?.family == AF_UNIX && $0.socket?.peer != nil
           }
         case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
-        case .shellJob, .nestedNamespaces, .nestedPidNamespaces: false
+        case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console: false
         }
       }
     }

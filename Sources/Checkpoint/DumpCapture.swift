@@ -134,7 +134,7 @@ extension Dump {
     var tasks = try captureProcesses(session, facts: facts, level: level, encoder: encoder, phases: &phases)
     let innerPid = Dictionary(uniqueKeysWithValues: tasks.map { ($0.hostPid, $0.entry.pid) })
     try nameRelativesInside(&tasks, innerPid: innerPid, level: level)
-    let shellJobTerminal = try settleTerminals(&tasks, innerPid: innerPid)
+    let terminals = try settleTerminals(&tasks, innerPid: innerPid)
     guard let root = tasks.first(where: { $0.entry.ppid == 0 }) else {
       throw CKError(.failed, "the processes of \(cgroup.path) form no tree (every one has its parent inside)")
     }
@@ -148,7 +148,8 @@ extension Dump {
     try PidNamespaces.checkPlan(entries, ownPidNamespace: namespaces.pid)
     var tree = ProcessTree(
       tasks: entries, namespaces: namespaces, cgroup: cgroup.path, cgroupVersion: cgroup.version.rawValue)
-    tree.shellJobTerminal = shellJobTerminal
+    tree.shellJobTerminal = terminals.shellJob
+    tree.console = terminals.console
     tree.nestedNamespaces = relations.nested.isEmpty ? nil : relations.nested
     if !relations.time.isEmpty {
       tree.timeNamespaces = relations.time

@@ -87,7 +87,8 @@ struct CheckpointCommand {
     let stateFile = images + "/.oci-state.json"
     try JSONFile.write(state, to: stateFile)
     defer { try? FileManager.default.removeItem(atPath: stateFile) }
-    var dump = ["dump", "--oci-state", stateFile, "-o", bundle]
+    // A container with a terminal (podman -t): its console's master is the runtime's.
+    var dump = ["dump", "--oci-state", stateFile, "-o", bundle, "--external-console"]
     if arguments.has("leave-running") { dump.append("--leave-running") }
     if arguments.has("shell-job") { dump.append("--shell-job") }
     let result = try Runtime.run(Runtime.ckcont, dump)

@@ -27,7 +27,8 @@ struct RestoreCommand {
       --no-subreaper, --manage-cgroups-mode, --auto-dedup, --lsm-profile
                              accepted; ckcont keeps connections and locks always and has no
                              LSM profile to set (a note says so)
-      --console-socket, --lazy-pages, --empty-ns
+      --console-socket PATH  a container with a terminal: its new console's master goes there
+      --lazy-pages, --empty-ns
                              refused: not done by ckcont-runc yet
     """
 
@@ -35,7 +36,7 @@ struct RestoreCommand {
 
   init(_ arguments: RuncArguments) { self.arguments = arguments }
 
-  static let refused = ["console-socket", "lazy-pages", "empty-ns"]
+  static let refused = ["lazy-pages", "empty-ns"]
 
   func run() throws -> Int32 {
     if arguments.has("help") || arguments.has("h") {
@@ -101,6 +102,7 @@ struct RestoreCommand {
       restore += ["--cgroup-root", cgroup]
     }
     restore += Self.bindSources(config).flatMap { ["--mount-source", $0] }
+    if let socket = arguments.value("console-socket") { restore += ["--console-socket", socket] }
     let result = try Runtime.run(Runtime.ckcont, restore, descriptors: [0, 1, 2])
     guard result.status == 0, let pid = Int32(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
       throw FrontError(Runtime.lastLine(result.errors) ?? "ckcont restore failed (exit \(result.status))", status: 1)

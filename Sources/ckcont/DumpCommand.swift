@@ -29,6 +29,13 @@ struct DumpCommand: ParsableCommand {
       "Allow a job of a shell outside the container: its session and terminal are outside (CRIU's --shell-job).",
       discussion: "Restore it with --shell-job from a terminal: the job gets that terminal and session."))
   var shellJob = false
+  @Flag(
+    help: ArgumentHelp(
+      "Allow a console whose master the runtime holds (podman -t, runc with a terminal).",
+      discussion:
+        "The controlling terminal of the container's session, a pseudo-terminal of its devpts: restore it with --console-socket, which gets the new terminal's master, as runc's console socket does."
+    ))
+  var externalConsole = false
   @Option(help: "Seconds to wait for the subtree to freeze.")
   var timeout: Double = 5
   @Option(
@@ -67,6 +74,7 @@ struct DumpCommand: ParsableCommand {
       aftermath: leaveRunning ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
       toolVersion: ToolVersion.string)
     dump.shellJob = shellJob
+    dump.externalConsole = externalConsole
     dump.signingKey = try sign.map(KeyFiles.signingKey)
     dump.actionScript = actionScript.map(ActionScript.init(path:))
     dump.log = log

@@ -56,6 +56,13 @@ struct RestoreCommand: ParsableCommand {
         "For bind mounts from the host, as CRIU's --ext-mount-map: a runtime that restores a container under a new id names the files it made for it (hostname, resolv.conf, ...).",
       valueName: "POINT=SOURCE"))
   var mountSource: [String] = []
+  @Option(
+    help: ArgumentHelp(
+      "Send the master of the container's new console over the unix socket at PATH.",
+      discussion:
+        "For a container dumped with --external-console: its console is made again in its devpts and the master goes to PATH, as runc's --console-socket.",
+      valueName: "PATH"))
+  var consoleSocket: String?
   @Flag(
     help: ArgumentHelp(
       "Restore a shell job (dumped with --shell-job) into ckcont's own session and terminal.",
@@ -112,6 +119,7 @@ struct RestoreCommand: ParsableCommand {
       restore.mountSources[point] = source
     }
     restore.shellJob = shellJob
+    restore.consoleSocket = consoleSocket
     restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))
     restore.actionScript = actionScript.map(ActionScript.init(path:))
     restore.log = log

@@ -39,12 +39,16 @@ struct PodmanTests {
     let name = "ckcont-test-\(UInt32.random(in: 0...UInt32.max))"
     var names: [String]
 
-    init(terminal: Bool = false) throws {
+    /// `terminal`: with a terminal (`-t`), conmon holding its master. `rawSocket`: a ping of
+    /// busybox's in the background, holding a raw socket (which ckcont refuses).
+    init(terminal: Bool = false, rawSocket: Bool = false) throws {
       names = [name]
+      let ping = rawSocket ? "ping -i 0.3 127.0.0.1 >/dev/null 2>&1 & " : ""
       let started = PodmanTests.podman(
         ["run", "-d", "--name", name, "--network", "none", "--runtime", TestPaths.ckcontRunc]
           + ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"] + (terminal ? ["-t"] : [])
-          + [PodmanTests.image, "sh", "-c", "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"])
+          + (rawSocket ? ["--cap-add", "NET_RAW"] : [])
+          + [PodmanTests.image, "sh", "-c", ping + "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"])
       guard started.status == 0 else { throw TestFailure("podman run: \(started.output)") }
     }
 
@@ -74,9 +78,12 @@ struct PodmanTests {
   }
 
   /// Checkpoint (podman then shows it exited), restore: it goes on from where it was, podman
-  /// shows it running, runc knows it, and `podman stop` ends it.
-  @Test func podmanCheckpointsAndRestoresThroughCkcont() throws {
-    let container = try Container()
+  /// shows it running, runc knows it, and `podman stop` ends it. With a terminal (`-t`): the
+  /// restore makes a new console in the container's devpts, hands its master to conmon
+  /// (the log goes on through it) and makes it the session's controlling terminal again.
+  @Test(arguments: [false, true])
+  func podmanCheckpointsAndRestoresThroughCkcont(terminal: Bool) throws {
+    let container = try Container(terminal: terminal)
     defer { container.destroy() }
     try container.waitForLine(above: 5)
     let checkpoint = Self.podman(["container", "checkpoint", container.name])
@@ -93,6 +100,18 @@ struct PodmanTests {
     let id = Self.podman(["inspect", "--format", "{{.Id}}", container.name]).stdout.trimmingCharacters(
       in: .whitespacesAndNewlines)
     #expect(run(["/usr/sbin/runc", "state", id]).stdout.contains("\"running\""))
+    let pid = Self.podman(["inspect", "--format", "{{.State.Pid}}", container.name]).stdout.trimmingCharacters(
+      in: .whitespacesAndNewlines)
+    if terminal {
+      // tty_nr (field 7) is 136:0, the container's /dev/pts/0, whose /dev/console it is.
+      let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+      let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+      #expect(fields.count > 4 && fields[4] == "34816", "the init's controlling terminal: \(stat)")
+      let mounts = (try? String(contentsOfFile: "/proc/\(pid)/mountinfo", encoding: .utf8)) ?? ""
+      #expect(mounts.contains(" /0 /dev/console "), "\(mounts)")
+    }
+    let exec = Self.podman(["exec", container.name, "echo", "inside"])
+    #expect(exec.status == 0 && exec.stdout.contains("inside"), "\(exec.output)")
     let stopped = Self.podman(["stop", "-t", "1", container.name])
     #expect(stopped.status == 0, "\(stopped.output)")
     #expect(!container.isRunning())
@@ -129,8 +148,8 @@ struct PodmanTests {
   }
 
   /// `--leave-running`: the checkpoint is taken and the container writes on; a checkpoint
-  /// that fails (a container with a terminal, which conmon holds) leaves it running and
-  /// podman shows ckcont's line.
+  /// that fails (a container holding a raw socket, which ckcont refuses) leaves it running
+  /// and podman shows ckcont's line.
   @Test func podmanLeavesTheContainerRunningWhenAskedOrWhenTheCheckpointFails() throws {
     let container = try Container()
     defer { container.destroy() }
@@ -139,14 +158,14 @@ struct PodmanTests {
     try #require(left.status == 0, "\(left.output)")
     #expect(container.isRunning())
     try container.waitForLine(above: container.line())
-    let withTerminal = try Container(terminal: true)
-    defer { withTerminal.destroy() }
-    try withTerminal.waitForLine(above: 2)
-    let refused = Self.podman(["container", "checkpoint", withTerminal.name])
+    let pinging = try Container(rawSocket: true)
+    defer { pinging.destroy() }
+    try pinging.waitForLine(above: 2)
+    let refused = Self.podman(["container", "checkpoint", pinging.name])
     #expect(refused.status != 0)
-    #expect(refused.stderr.contains("ckcont-runc: error: ckcont: process"), "\(refused.output)")
-    #expect(refused.stderr.contains("controlling terminal"), "\(refused.output)")
-    #expect(withTerminal.isRunning())
-    try withTerminal.waitForLine(above: withTerminal.line())
+    #expect(refused.stderr.contains("ckcont-runc: error: ckcont: task"), "\(refused.output)")
+    #expect(refused.stderr.contains("is a raw socket"), "\(refused.output)")
+    #expect(pinging.isRunning())
+    try pinging.waitForLine(above: pinging.line())
   }
 }

@@ -21,6 +21,11 @@ public struct ProcessTree: Codable, Sendable, Equatable {
   /// container, this terminal (`/dev/pts/3`); the restore (`--shell-job`) gives the job its own
   /// terminal and session instead, as CRIU's --shell-job.
   public var shellJobTerminal: String?
+  /// The container's console (`dump --external-console`): a pseudo-terminal whose master its
+  /// runtime held (podman -t, runc with a terminal), the controlling terminal of a session of
+  /// the container's; its descriptors are slaves of this terminal. The restore makes a new one
+  /// in the container's devpts and hands its master to the runtime (`--console-socket`).
+  public var console: PtyImage?
 
   public init(tasks: [TaskEntryImage], namespaces: NamespaceSet, cgroup: String, cgroupVersion: String) {
     self.tasks = tasks

@@ -96,8 +96,12 @@ final class Terminals {
 
   /// Makes a master for every terminal of `tasks` in the container whose root task has host
   /// pid `rootPid`; nil when there is none.
-  static func make(for tasks: [LoadedBundle.LoadedTask], rootPid: Int32, log: Logger) throws -> Terminals? {
+  static func make(for tasks: [LoadedBundle.LoadedTask], console: PtyImage?, rootPid: Int32, log: Logger) throws
+    -> Terminals?
+  {
     var images: [Int32: (path: String, pty: PtyImage)] = [:]
+    // The console's master was its runtime's: made through the container's /dev/ptmx.
+    if let console { images[console.index] = ("/dev/ptmx", console) }
     for task in tasks {
       for descriptor in task.files.descriptors where descriptor.kind == .pty {
         guard let pty = descriptor.pty, pty.isMaster, let path = descriptor.path else { continue }
@@ -185,29 +189,57 @@ final class Terminals {
   /// Makes each terminal with a session the controlling terminal of that session (TIOCSCTTY
   /// in its leader, through a slave handed to it) and sets its foreground group; `leaders`
   /// finds the injector of a process by its pid in the container.
-  func controlSessions(_ tasks: [LoadedBundle.LoadedTask], leaders: (Int32) -> Injector?) throws {
+  func controlSessions(
+    _ tasks: [LoadedBundle.LoadedTask], console: PtyImage?, leaders: (Int32) -> Injector?
+  ) throws {
     var done: Set<Int32> = []
-    for task in tasks {
-      for descriptor in task.files.descriptors where descriptor.kind == .pty {
-        guard let pty = descriptor.pty, pty.isMaster, let session = pty.session, done.insert(pty.index).inserted else {
-          continue
-        }
-        guard let leader = leaders(session) else {
-          throw CKError(.badInput, "terminal \(pty.index) controls session \(session), which the bundle does not hold")
-        }
-        let slave = try openSlave(pty.index, path: "/dev/pts/\(pty.index)", flags: O_RDWR)
-        leader.resetData()
-        let received = try leader.receive(slave.raw, what: "terminal \(pty.index)")
-        var batch = Injector.Batch()
-        batch.add(.ioctl(received, .setControllingTerminal), "TIOCSCTTY terminal \(pty.index)")
-        if let group = pty.foregroundGroup {
-          let at = try leader.put(words: [UInt64(UInt32(bitPattern: group))])
-          batch.add(.ioctl(received, .setForegroundGroup, at), "TIOCSPGRP \(group) on terminal \(pty.index)")
-        }
-        batch.add(.close(received), "close terminal \(pty.index)")
-        try leader.run(batch)
+    let masters = tasks.flatMap { $0.files.descriptors.filter { $0.kind == .pty }.compactMap(\.pty) }
+    for pty in (console.map { [$0] } ?? []) + masters {
+      guard pty.isMaster, let session = pty.session, done.insert(pty.index).inserted else {
+        continue
+      }
+      guard let leader = leaders(session) else {
+        throw CKError(.badInput, "terminal \(pty.index) controls session \(session), which the bundle does not hold")
+      }
+      let slave = try openSlave(pty.index, path: "/dev/pts/\(pty.index)", flags: O_RDWR)
+      leader.resetData()
+      let received = try leader.receive(slave.raw, what: "terminal \(pty.index)")
+      var batch = Injector.Batch()
+      batch.add(.ioctl(received, .setControllingTerminal), "TIOCSCTTY terminal \(pty.index)")
+      if let group = pty.foregroundGroup {
+        let at = try leader.put(words: [UInt64(UInt32(bitPattern: group))])
+        batch.add(.ioctl(received, .setForegroundGroup, at), "TIOCSPGRP \(group) on terminal \(pty.index)")
+      }
+      batch.add(.close(received), "close terminal \(pty.index)")
+      try leader.run(batch)
+    }
+  }
+
+  /// Sends the master of terminal `index` over the unix socket at `path` (SCM_RIGHTS), as
+  /// runc hands a container's console to its runtime (conmon).
+  func handOver(_ index: Int32, to path: String) throws {
+    guard let master = masters[index] else { throw CKError(.failed, "the console \(index) was not made") }
+    let socket = try OwnedDescriptor("socket", "the console socket") {
+      Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    guard path.utf8.count < MemoryLayout.size(ofValue: address.sun_path) else {
+      throw CKError(.badInput, "--console-socket \(path): too long for a unix socket's name")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+      path.utf8CString.withUnsafeBytes {
+        bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(bytes.count)))
       }
     }
+    try syscallChecked("connect", "the console socket \(path)") {
+      withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          connect(socket.raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+      }
+    }
+    try negErrnoChecked("sendmsg", "the console's master to \(path)") { ck_send_fd(socket.raw, master.fd) }
   }
 
   /// Locks again the masters that were locked (no slave could be opened then).
@@ -270,10 +302,16 @@ extension Dump {
   /// foreground group become the container's pids; a controlling terminal must be one whose
   /// master the container holds.
   /// With ``shellJob``, a controlling terminal outside is allowed when the session is outside
-  /// too (a job of a shell): its path is returned.
-  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws -> String? {
-    let masters = Set(
+  /// too (a job of a shell): its path is returned. With ``externalConsole``, one that controls
+  /// a session of the container is its console, returned as a master's image.
+  func settleTerminals(_ tasks: inout [CapturedTask], innerPid: [Int32: Int32]) throws -> (
+    shellJob: String?, console: PtyImage?
+  ) {
+    var masters = Set(
       tasks.flatMap { $0.files.descriptors.compactMap { $0.pty.flatMap { $0.isMaster ? $0.index : nil } } })
+    let consoleTerminal = externalConsole ? Self.console(tasks, masters: masters, innerPid: innerPid) : nil
+    let consoleIndex = consoleTerminal?.index
+    if let consoleIndex { masters.insert(consoleIndex) }
     /// A process group as the container names it: by a member's group (its leader may be gone).
     func innerGroup(_ group: Int32) -> Int32? {
       if let inner = innerPid[group] { return inner }
@@ -324,6 +362,32 @@ extension Dump {
       }
       external = name
     }
-    return external
+    // Its state as a slave of it reads it; its session and foreground group as /proc says.
+    let console = consoleTerminal.flatMap { terminal in
+      tasks.lazy.flatMap(\.files.descriptors).compactMap(\.pty).first { $0.index == terminal.index }.map { slave in
+        var master = slave
+        (master.isMaster, master.locked, master.packetMode, master.output) = (true, false, false, nil)
+        master.session = innerPid[terminal.session]
+        master.foregroundGroup = terminal.foreground > 0 ? innerGroup(terminal.foreground) : nil
+        return master
+      }
+    }
+    return (external, console)
+  }
+
+  /// The terminal whose master is outside (its runtime's) that is the controlling terminal
+  /// of a session led in the container: its console; its session and foreground group by
+  /// their host pids.
+  private static func console(_ tasks: [CapturedTask], masters: Set<Int32>, innerPid: [Int32: Int32]) -> (
+    index: Int32, session: Int32, foreground: Int32
+  )? {
+    for task in tasks where task.controllingTerminal != 0 {
+      let device = UInt64(UInt32(bitPattern: task.controllingTerminal))
+      guard let side = Terminals.side(device: device), !side.isMaster, !masters.contains(side.index),
+        let stat = ProcStat.read(pid: task.hostPid), innerPid[stat.session] != nil
+      else { continue }
+      return (side.index, stat.session, stat.foregroundGroup)
+    }
+    return nil
   }
 }

@@ -311,8 +311,9 @@ enum ContainerMounts {
   static func restore(
     _ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?, userMaps: UserNamespaceMaps?,
     cgroupMoves: [(from: String, to: String)] = [], sources: [String: String] = [:]
-  ) throws {
-    guard !image.mounts.isEmpty else { return }
+  ) throws -> [MountImage] {
+    guard !image.mounts.isEmpty else { return [] }
+    var later: [MountImage] = []
     injector.resetData()
     let slash = try injector.put(string: "/")
     // MS_REC | MS_PRIVATE: nothing mounted from here on may reach the host's namespace.
@@ -355,6 +356,13 @@ enum ContainerMounts {
       }
       let view = "/proc/\(pid)/root"
       let hostPath = view + point
+      if mount.kind == .bind, mount.sourceInContainer == true, access(view + source, F_OK) != 0,
+        mount.source.hasPrefix("/dev/pts/")
+      {
+        // A terminal of the container's devpts (its /dev/console): bound once made.
+        later.append(mount)
+        continue
+      }
       // The mount point usually exists (the container made it on a filesystem both see). A
       // file is mounted on a file.
       var st = stat()
@@ -389,10 +397,36 @@ enum ContainerMounts {
       try propagate(mount, at: target, injector: injector)
     }
     if let staging { try pivot(injector, into: staging) }
+    return later
   }
 
   /// Mounts a new filesystem of `mount`'s type and options at `point`, from the task behind
   /// `injector`, and gives it its propagation.
+  /// The binds ``restore(_:injector:pid:rootSource:userMaps:cgroupMoves:sources:)`` left for
+  /// later (terminals of the container's devpts, once ``Terminals`` made them), in the
+  /// container's root (the task has pivoted): its paths as the container names them.
+  static func bindLater(_ mounts: [MountImage], injector: Injector, pid: Int32) throws {
+    for mount in mounts {
+      let hostPath = "/proc/\(pid)/root" + mount.mountPoint
+      if access(hostPath, F_OK) != 0 {
+        let made = open(hostPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        if made >= 0 { close(made) }
+      }
+      injector.resetData()
+      let from = try injector.put(string: mount.source)
+      let target = try injector.put(string: mount.mountPoint)
+      try injector.call(
+        .mount(source: from, target: target, flags: UInt64(MS_BIND)),
+        "bind-mount \(mount.source) at \(mount.mountPoint)")
+      if mount.flags != 0 {
+        try injector.call(
+          .mount(source: 0, target: target, flags: UInt64(MS_REMOUNT | MS_BIND) | mount.flags),
+          "remount \(mount.mountPoint) with its flags")
+      }
+      try propagate(mount, at: target, injector: injector)
+    }
+  }
+
   static func mountFilesystem(_ mount: MountImage, at point: String, injector: Injector, userMaps: UserNamespaceMaps?)
     throws
   {

@@ -27,6 +27,13 @@ extension LoadedBundle {
     guard !tree.tasks.isEmpty, tree.tasks.count <= 32768 else {
       throw CKError(.badInput, "the bundle's tree holds \(tree.tasks.count) tasks")
     }
+    if let console = tree.console {
+      guard console.isMaster, (0..<(1 << 20)).contains(console.index), console.termios.count == Terminals.termiosSize,
+        console.windowSize.count == 4, console.output == nil,
+        let session = console.session, tree.tasks.contains(where: { $0.pid == session }),
+        (console.foregroundGroup ?? 1) > 0
+      else { throw CKError(.badInput, "the bundle is inconsistent: a bad console") }
+    }
   }
 
   /// Nested namespaces: bounded, named plausibly, each task in at most one of each kind, the

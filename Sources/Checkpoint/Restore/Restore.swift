@@ -43,6 +43,9 @@ public struct Restore {
   /// `--mount-source`: a bind mount from the host at this mount point of the container binds
   /// this source instead (CRIU's --ext-mount-map).
   public var mountSources: [String: String] = [:]
+  /// `--console-socket`: the unix socket the runtime takes the new console's master from
+  /// (runc's console socket), for a bundle with a console (``ProcessTree/console``).
+  public var consoleSocket: String?
   /// `--trusted-key`: the keys one of which must have signed the bundle (none: any bundle).
   public var trust = SignatureTrust()
   /// `--action-script`: run before anything is made, around the namespaces' setup, before
@@ -172,6 +175,12 @@ public struct Restore {
         throw CKError(
           .badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
       }
+    }
+    if bundle.tree.console != nil, consoleSocket == nil {
+      throw CKError(
+        .badInput,
+        "the container's console was a terminal its runtime held: restore it with --console-socket, which gets the new one's master",
+        hint: "a runtime's restore passes its console socket (runc restore --console-socket)")
     }
     if let terminal = bundle.tree.shellJobTerminal {
       guard shellJob else {

@@ -30,6 +30,8 @@ final class RestoreRun {
   private(set) var rootPid: Int32 = 0
   /// ckcont's end of the channel the tasks receive descriptors through.
   private var channelPeer: OwnedDescriptor?
+  /// Binds of terminals the container's devpts gets only with the terminals (its console).
+  private var laterBinds: [MountImage] = []
   /// The blank copy's status (ids, capabilities) the state restore starts from.
   private var inherited: ProcStatus?
   /// The time namespaces' offsets, continuing the dumped clocks from now on.
@@ -199,7 +201,7 @@ final class RestoreRun {
     // Mounts before anything opens or maps a file that may live on them.
     if let mounts = bundle.mounts, bundle.tree.namespaces.mount {
       try phases.time("mounts") {
-        try ContainerMounts.restore(
+        laterBinds = try ContainerMounts.restore(
           mounts, injector: injector, pid: hostPid, rootSource: options.rootFilesystem,
           userMaps: bundle.tree.namespaces.user ? bundle.tree.namespaces.userMaps : nil, cgroupMoves: target.moves,
           sources: options.mountSources)
@@ -411,8 +413,16 @@ final class RestoreRun {
     try phases.time("files") { try connections.makeAll() }
     shared.connections = connections
     // Terminals before descriptors: a descriptor of /dev/tty needs its session's terminal.
-    shared.terminals = try phases.time("terminals") { try Terminals.make(for: order, rootPid: rootPid, log: log) }
-    try shared.terminals?.controlSessions(order) { injectors[$0] }
+    shared.terminals = try phases.time("terminals") {
+      try Terminals.make(for: order, console: bundle.tree.console, rootPid: rootPid, log: log)
+    }
+    try shared.terminals?.controlSessions(order, console: bundle.tree.console) { injectors[$0] }
+    if let root = order.first.flatMap({ injectors[$0.entry.pid] }), !laterBinds.isEmpty {
+      try ContainerMounts.bindLater(laterBinds, injector: root, pid: rootPid)
+    }
+    if let console = bundle.tree.console, let socket = options.consoleSocket {
+      try shared.terminals?.handOver(console.index, to: socket)
+    }
     var prepared: [(FileRestore, FileRestore.Prepared)] = []
     // A table shared with the parent is the parent's to fill.
     for task in order where task.entry.sharesFilesWithParent != true {

@@ -9,6 +9,8 @@ public struct ProcStat: Equatable, Sendable {
   public var pgrp: Int32
   public var session: Int32
   public var ttyNr: Int32
+  /// The foreground process group of its controlling terminal (tpgid; -1 for none).
+  public var foregroundGroup: Int32 = -1
   public var threads: Int
   public var startTime: UInt64
 
@@ -25,9 +27,11 @@ public struct ProcStat: Equatable, Sendable {
       let tty = Int32(rest[4]), let threads = Int(rest[17]),
       let start = UInt64(rest[19])
     else { return nil }
-    return ProcStat(
+    var stat = ProcStat(
       pid: pid, comm: comm, state: state, ppid: ppid, pgrp: pgrp, session: session,
       ttyNr: tty, threads: threads, startTime: start)
+    stat.foregroundGroup = Int32(rest[5]) ?? -1
+    return stat
   }
 
   /// Reads `/proc/<pid>/stat`; nil when the task is gone.
