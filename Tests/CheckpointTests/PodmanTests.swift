@@ -41,14 +41,22 @@ struct PodmanTests {
 
     /// `terminal`: with a terminal (`-t`), conmon holding its master. `rawSocket`: a ping of
     /// busybox's in the background, holding a raw socket (which ckcont refuses).
-    init(terminal: Bool = false, rawSocket: Bool = false) throws {
+    /// `echoPort`: in the host's network namespace, with busybox's nc echoing on that port.
+    init(terminal: Bool = false, rawSocket: Bool = false, echoPort: UInt16? = nil) throws {
       names = [name]
       let ping = rawSocket ? "ping -i 0.3 127.0.0.1 >/dev/null 2>&1 & " : ""
+      let echo = echoPort.map { "nc -ll -p \($0) -e cat & " } ?? ""
       let started = PodmanTests.podman(
-        ["run", "-d", "--name", name, "--network", "none", "--runtime", TestPaths.ckcontRunc]
+        [
+          "run", "-d", "--name", name, "--network", echoPort == nil ? "none" : "host", "--runtime",
+          TestPaths.ckcontRunc,
+        ]
           + ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"] + (terminal ? ["-t"] : [])
           + (rawSocket ? ["--cap-add", "NET_RAW"] : [])
-          + [PodmanTests.image, "sh", "-c", ping + "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"])
+          + [
+            PodmanTests.image, "sh", "-c",
+            ping + echo + "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done",
+          ])
       guard started.status == 0 else { throw TestFailure("podman run: \(started.output)") }
     }
 
@@ -145,6 +153,49 @@ struct PodmanTests {
       in: .whitespacesAndNewlines)
     let cgroups = (try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? ""
     #expect(cgroups.contains("freezer:/libpod_parent/libpod-\(id)"), "\(cgroups)")
+  }
+
+  /// `--tcp-established`: a client outside the container (this test) holds a connection to
+  /// its server (in the host's network namespace) across the checkpoint and the restore, and
+  /// the connection carries data after, as if it had only been slow.
+  @Test func podmanKeepsAConnectionFromOutside() throws {
+    let port = UInt16.random(in: 40000...47999)
+    let container = try Container(echoPort: port)
+    defer { container.destroy() }
+    try container.waitForLine(above: 2)
+    let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    try #require(client >= 0)
+    defer { close(client) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    var connected = false
+    for _ in 0..<100 where !connected {
+      connected =
+        withUnsafePointer(to: &address) {
+          $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+          }
+        } == 0
+      if !connected { usleep(50_000) }
+    }
+    try #require(connected, "nothing listens on port \(port)")
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    func echo(_ text: String) -> String {
+      _ = text.withCString { send(client, $0, text.utf8.count, Int32(MSG_NOSIGNAL)) }
+      var buffer = [UInt8](repeating: 0, count: 64)
+      let count = recv(client, &buffer, buffer.count, 0)
+      return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : "(\(String(cString: strerror(errno))))"
+    }
+    #expect(echo("before\n") == "before\n")
+    let checkpoint = Self.podman(["container", "checkpoint", "--tcp-established", container.name])
+    try #require(checkpoint.status == 0, "\(checkpoint.output)")
+    let restore = Self.podman(["container", "restore", "--tcp-established", container.name])
+    try #require(restore.status == 0, "\(restore.output)")
+    #expect(echo("after\n") == "after\n")
+    #expect(container.isRunning())
   }
 
   /// `--leave-running`: the checkpoint is taken and the container writes on; a checkpoint
