@@ -46,6 +46,10 @@ struct CheckpointCommand {
     guard let id = arguments.operands.first else {
       throw FrontError("checkpoint: give the container id", status: 64)
     }
+    arguments.noteIgnored([
+      "manage-cgroups-mode": "ckcont keeps the container's cgroups and their limits",
+      "auto-dedup": "ckcont writes one bundle, no image to deduplicate",
+    ])
     let images = arguments.value("image-path") ?? FileManager.default.currentDirectoryPath + "/checkpoint"
     try FileManager.default.createDirectory(
       atPath: images, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -46,10 +46,12 @@ struct RestoreCommand {
     if let flag = Self.refused.first(where: arguments.has) {
       throw FrontError("restore --\(flag): not done by ckcont-runc yet", status: 64)
     }
-    if arguments.value("lsm-profile").map({ !$0.isEmpty }) == true {
-      FileHandle.standardError.write(
-        Data("ckcont-runc: note: --lsm-profile ignored: ckcont sets no LSM profile\n".utf8))
-    }
+    arguments.noteIgnored([
+      "lsm-profile": "ckcont sets no LSM profile", "lsm-mount-context": "ckcont sets no LSM mount context",
+      "manage-cgroups-mode": "ckcont makes the cgroups the bundle's config names, with the limits dumped",
+      "no-pivot": "ckcont pivots into the rootfs as the container had", "auto-dedup": "ckcont reads one bundle",
+      "no-subreaper": "this process is a subreaper only without --detach",
+    ])
     guard let id = arguments.operands.first else { throw FrontError("restore: give the container id", status: 64) }
     let images = arguments.value("image-path") ?? FileManager.default.currentDirectoryPath + "/checkpoint"
     let bundle = arguments.value("bundle", "b") ?? FileManager.default.currentDirectoryPath

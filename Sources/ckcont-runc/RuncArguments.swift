@@ -93,6 +93,13 @@ struct RuncArguments {
     return nil
   }
 
+  /// Says on standard error that each of `flags` given is ignored, and why.
+  func noteIgnored(_ flags: [String: String]) {
+    for (flag, why) in flags.sorted(by: { $0.key < $1.key }) where has(flag) {
+      FileHandle.standardError.write(Data("ckcont-runc: note: --\(flag) ignored: \(why)\n".utf8))
+    }
+  }
+
   /// runc's state directory for containers (`--root`, default /run/runc).
   var root: String { globalValue("root") ?? "/run/runc" }
 
