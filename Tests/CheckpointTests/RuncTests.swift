@@ -323,6 +323,38 @@ struct RuncTests {
     #expect(refused.stderr.split(separator: "\n").count == 1)
   }
 
+  /// `ckcont-runc restore` without --detach stays in the foreground, the restored init its
+  /// child (it is a subreaper), and exits with the container's status once it ends.
+  @Test func aForegroundRestoreExitsWithTheContainer() throws {
+    let container = try RuncContainer(userNamespace: false)
+    defer { container.destroy() }
+    let front = TestPaths.ckcontRunc
+    let pid = try container.initPid()
+    container.counting = pid
+    try container.waitForCount(above: 3)
+    let images = container.bundle + "/checkpoint"
+    let checkpoint = run([front, "checkpoint", "--image-path", images, container.id])
+    try #require(checkpoint.status == 0, "\(checkpoint.output)")
+    for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
+    #expect(run(["/usr/sbin/runc", "delete", "--force", container.id]).status == 0)
+    let dumped = container.count
+    let restore = try BackgroundProcess([
+      front, "restore", "--image-path", images, "--bundle", container.bundle, container.id,
+    ])
+    defer { restore.stop() }
+    var restored: Int32 = 0
+    for _ in 0..<250 where restored == 0 {
+      restored = (try? container.initPid()) ?? 0
+      if restored == 0 { usleep(20_000) }
+    }
+    try #require(restored > 0, "runc knows no restored init; front: \(restore.log)")
+    container.counting = restored
+    try container.waitForCount(above: dumped + 2)
+    #expect(restore.isRunning, "the front left before the container ended: \(restore.log)")
+    #expect(run(["/usr/sbin/runc", "kill", container.id, "KILL"]).status == 0)
+    #expect(restore.waitUntilExit() == 128 + SIGKILL, "\(restore.log)")
+  }
+
   /// Dumps the counting container (killing it) and restores it with `arguments`: it counts
   /// on from where it was (its tmpfs came back), not from 1 again.
   func dumpAndRestore(_ container: RuncContainer, arguments: [String] = []) throws {
