@@ -87,6 +87,12 @@ final class UnixConnections {
     return .process(injector, ids: ids(credentials))
   }
 
+  /// The process of `maker`, or the first holder of socket `inode` when ckcont would be it.
+  private func process(_ maker: Maker, orHolder inode: UInt64) -> (Injector, (uid: UInt32, gid: UInt32)?)? {
+    if case .process(let injector, let ids) = maker { return (injector, ids) }
+    return holders[inode].flatMap { injectors[$0] }.map { ($0, nil) }
+  }
+
   /// The maker's ids as its user namespace names them; nil for root's (what the restored
   /// processes have until their own credentials are set) or ids the namespace cannot name.
   private func ids(_ credentials: PeerCredentials) -> (uid: UInt32, gid: UInt32)? {
@@ -110,11 +116,13 @@ final class UnixConnections {
       let acceptedInode = accepted.inode
     {
       let client = accepted.inode == socket.inode ? peer : socket
-      let listening = maker(client.peerCredentials, holder: acceptedInode)
-      let connecting = maker(accepted.peerCredentials, holder: client.inode ?? acceptedInode)
-      if case .process(let server, let serverIDs) = listening, case .process(let caller, let callerIDs) = connecting,
+      // A maker outside or gone: the holder of that end plays it, so that the names stay.
+      if let server = process(maker(client.peerCredentials, holder: acceptedInode), orHolder: acceptedInode),
+        let caller = process(
+          maker(accepted.peerCredentials, holder: client.inode ?? acceptedInode),
+          orHolder: client.inode ?? acceptedInode),
         let made = try connectThroughListener(
-          named: name, type: type, listener: (server, serverIDs), client: (caller, callerIDs),
+          named: name, type: type, listener: server, client: caller,
           what: "the connection of socket:[\(inode)] through \(accepted.description)")
       {
         return accepted.inode == socket.inode ? (made.server, made.client) : (made.client, made.server)
