@@ -17,6 +17,7 @@
  *   sockets unix-peercred [DIR]
  *   sockets tcp-closing
  *   sockets tcp-outside PORT
+ *   sockets tcp-pending
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -1232,6 +1233,66 @@ static int tcp_outside_mode(const char *port) {
   fx_finish();
 }
 
+/* `tcp-pending`: a TCP listener on 127.0.0.1 (backlog 4) holding two connections not yet
+ * accepted, one from a client of this process, one from a forked child's; neither sent
+ * anything. After SIGTERM the listener accepts both (each accepted end's peer is one of
+ * the clients), each connection carries data both ways (the child answers and exits 0),
+ * and no third waits. */
+static int tcp_pending_mode(void) {
+  struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int listener = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  FX_SYS(bind(listener, (struct sockaddr *)&local, sizeof local));
+  FX_SYS(listen(listener, 4));
+  socklen_t length = sizeof local;
+  FX_SYS(getsockname(listener, (struct sockaddr *)&local, &length));
+  int first = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  FX_SYS(connect(first, (struct sockaddr *)&local, sizeof local));
+  int sync[2];
+  FX_SYS(pipe(sync));
+  pid_t child = FX_SYS(fork());
+  if (child == 0) {
+    close(sync[0]);
+    int second = socket(AF_INET, SOCK_STREAM, 0);
+    if (second < 0 || connect(second, (struct sockaddr *)&local, sizeof local) < 0) _exit(2);
+    if (write(sync[1], "c", 1) != 1) _exit(2);
+    char got[4] = "";
+    if (recv(second, got, 2, MSG_WAITALL) != 2 || memcmp(got, "hi", 2)) _exit(3);
+    if (send(second, "2!", 2, 0) != 2) _exit(4);
+    _exit(0);
+  }
+  close(sync[1]);
+  char byte;
+  if (read(sync[0], &byte, 1) != 1) fx_setup_fail("the child did not connect");
+  close(sync[0]);
+  usleep(20000);
+  fx_ready();
+  fx_wait_term();
+
+  int first_port = port_of(first);
+  for (int i = 0; i < 2; i++) {
+    int accepted = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    FX_TRUE(accepted >= 0, "waiting connection %d: accept: %s", i + 1, strerror(errno));
+    if (accepted < 0) continue;
+    struct sockaddr_in peer;
+    socklen_t size = sizeof peer;
+    FX_SYS(getpeername(accepted, (struct sockaddr *)&peer, &size));
+    if (ntohs(peer.sin_port) == first_port) {
+      exchange(first, accepted, "the first waiting connection");
+    } else {
+      FX_TRUE(send(accepted, "hi", 2, 0) == 2, "the child's connection: send: %s", strerror(errno));
+      char got[4] = "";
+      FX_TRUE(recv(accepted, got, 2, MSG_WAITALL) == 2 && !memcmp(got, "2!", 2), "the child answered \"%s\"", got);
+    }
+    close(accepted);
+  }
+  int status = 0;
+  FX_TRUE(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "the child's client failed its checks (status %#x)", status);
+  struct pollfd third = {.fd = listener, .events = POLLIN};
+  FX_EQ("connections still waiting after both were accepted", 0, poll(&third, 1, 0));
+  fx_finish();
+}
+
 int main(int argc, char **argv) {
   fx_init("sockets");
   fx_term_setup();
@@ -1247,6 +1308,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "reuseport")) return reuseport_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-pending")) return unix_pending_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 2 && !strcmp(argv[1], "tcp-outside")) return tcp_outside_mode(argv[2]);
+  if (argc > 1 && !strcmp(argv[1], "tcp-pending")) return tcp_pending_mode();
   if (argc > 1 && !strcmp(argv[1], "tcp-closing")) return tcp_closing_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-peercred")) return unix_peercred_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));

@@ -60,6 +60,9 @@
  *             O_RDWR|O_NOFOLLOW (as sem_open opens) and deleted; the overlay and its tmpfs are
  *             this process's, under DIR. After: a write reads back; the mounts and the
  *             directory are removed
+ *   tcp-pending a TCP listener on 127.0.0.1 with a connection waiting to be accepted whose
+ *             client already sent "request" (it waits in the embryo no descriptor reaches).
+ *             After: the link, and the connection accepted reads "request"
  *   unix-dgram-unlinked a unix datagram socket connected to one bound to a path in DIR whose
  *             file was then unlinked, so that nothing can connect to that name again. After:
  *             the link, and a datagram sent without an address arrives
@@ -364,6 +367,17 @@ int main(int argc, char **argv) {
     other = FX_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
     FX_SYS(connect(other, (struct sockaddr *)&name, size));
     FX_SYS(send(other, "request", 7, 0));
+  } else if (!strcmp(kind, "tcp-pending")) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    fd = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    FX_SYS(bind(fd, (struct sockaddr *)&a, sizeof a));
+    FX_SYS(listen(fd, 2));
+    FX_SYS(getsockname(fd, (struct sockaddr *)&a, &n));
+    other = FX_SYS(socket(AF_INET, SOCK_STREAM, 0));
+    FX_SYS(connect(other, (struct sockaddr *)&a, sizeof a));
+    FX_SYS(send(other, "request", 7, 0));
+    usleep(20000);
   } else if (!strcmp(kind, "unix-dgram-unlinked")) {
     struct sockaddr_un name = {.sun_family = AF_UNIX};
     snprintf(name.sun_path, sizeof name.sun_path, "%s/ckcont-unsupported-dgram-%d.sock", dir, (int)getpid());
@@ -384,7 +398,7 @@ int main(int argc, char **argv) {
     FX_SYS(unlockpt(master));
     fd = FX_SYS(open(ptsname(master), O_RDWR | O_NOCTTY));
     close(master);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset|unix-dgram-unlinked] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset|unix-dgram-unlinked|tcp-pending] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -436,10 +450,10 @@ int main(int argc, char **argv) {
     umount2(merged, MNT_DETACH);
     umount2(overlay_root, MNT_DETACH);
     rmdir(overlay_root);
-  } else if (!strcmp(kind, "unix-pending")) {
+  } else if (!strcmp(kind, "unix-pending") || !strcmp(kind, "tcp-pending")) {
     int accepted = accept(fd, NULL, NULL);
     ssize_t got = accepted < 0 ? -1 : recv(accepted, u.b, sizeof u.b, MSG_DONTWAIT);
-    FX_TRUE(got == 7 && !memcmp(u.b, "request", 7), "unix-pending: the waiting connection read %zd bytes", got);
+    FX_TRUE(got == 7 && !memcmp(u.b, "request", 7), "%s: the waiting connection read %zd bytes", kind, got);
   } else if (!strcmp(kind, "unix-dgram-unlinked")) {
     ssize_t got = send(fd, "x", 1, 0) == 1 ? recv(other, u.b, sizeof u.b, MSG_DONTWAIT) : -1;
     FX_TRUE(got == 1 && u.b[0] == 'x', "unix-dgram-unlinked: a datagram did not arrive (%zd)", got);

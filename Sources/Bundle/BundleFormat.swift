@@ -94,6 +94,8 @@ public enum BundleFormat {
     case tcpClosing = "tcp-closing"
     /// A console whose master the runtime held (``ProcessTree/console``).
     case console
+    /// TCP connections waiting in a listener's queue (``SocketImage/awaitsAccept``).
+    case tcpPending = "tcp-pending"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -21,3 +21,12 @@ int ck_tcp_state_of(int fd) {
   socklen_t size = sizeof(info);
   return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) < 0 ? -errno : info.tcpi_state;
 }
+
+long long ck_tcp_bytes_acked(int fd) {
+  struct tcp_info info;
+  memset(&info, 0, sizeof(info));
+  socklen_t length = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) < 0) return -errno;
+  if (length < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(info.tcpi_bytes_acked)) return -ENOSYS;
+  return (long long)info.tcpi_bytes_acked;
+}

@@ -231,6 +231,7 @@ public struct Dump {
             $0.socket?.peerCredentials != nil || $0.socket?.family == AF_UNIX && $0.socket?.peer != nil
           }
         case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
+        case .tcpPending: task.files.descriptors.contains { $0.socket?.acceptQueue != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console: false
         }
       }

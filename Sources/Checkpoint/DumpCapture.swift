@@ -255,6 +255,7 @@ extension Dump {
     try markPendingConnections(&tasks)
     markOutsideSocketPeers(&tasks)
     try checkClosingPeers(tasks)
+    try markPendingTCP(&tasks)
     try checkNamespaces(tasks, root: root)
     try PidNamespaces.check(&tasks, root: root)
     let time = try TimeNamespaces.assign(&tasks, hostTime: try NamespaceID.readAll(pid: getpid())["time"])

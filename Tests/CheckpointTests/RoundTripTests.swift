@@ -26,7 +26,7 @@ struct RoundTripTests {
     ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]),
     ("sockets", ["udp-waiting"]), ("sockets", ["udplite"]), ("sockets", ["options"]), ("sockets", ["icmp"]),
     ("sockets", ["unix-unlinked"]), ("sockets", ["reuseport"]), ("sockets", ["unix-pending"]),
-    ("sockets", ["unix-peercred"]), ("sockets", ["tcp-closing"]),
+    ("sockets", ["unix-peercred"]), ("sockets", ["tcp-closing"]), ("sockets", ["tcp-pending"]),
     ("sockets", ["tcp-connection"]),
     ("sockets", ["tcp-connection", "big"]), ("anon-fds", []), ("anon-fds", ["stale-epoll"]), ("deleted-file", []),
     ("deleted-file", ["sparse"]),

@@ -421,6 +421,13 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// Descriptors passed (SCM_RIGHTS) with what waits in a connected unix socket, not yet
   /// received: sent again with it by the restore.
   public var passed: [PassedDescriptors]?
+  /// A TCP listener: how many connections waited in its queue, not yet accepted; their
+  /// clients (``awaitsAccept``) connect again at restore.
+  public var acceptQueue: Int?
+  /// A TCP client whose connection waited in its listener's queue (a listener of the
+  /// container, `peer`), having sent nothing: it connects to it again at restore, from its
+  /// own address, once the listener listens.
+  public var awaitsAccept: Bool?
   /// A connected unix stream or seqpacket socket, or an end of a socketpair: who made the
   /// connection, as SO_PEERCRED tells it.
   public var peerCredentials: PeerCredentials?
@@ -643,7 +650,9 @@ extension SocketImage {
     let ping = type == 2 && protocolNumber == (family == 2 ? 1 : 58) && messages == nil
     return (family == 2 || family == 10) && (type == 1 || type == 2)
       && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2 || ping)
-      && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true)
+      && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true || awaitsAccept == true)
+      && (awaitsAccept == nil || type == 1 && tcp == nil && peer != nil && address != nil && backlog == nil)
+      && (acceptQueue.map { (1...4096).contains($0) && backlog != nil } ?? true)
       && (tcp == nil || peer != nil && address != nil)
       && (backlog ?? 0) >= 0 && options.isValid
       && queued == nil && passed == nil

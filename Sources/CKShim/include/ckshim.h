@@ -400,6 +400,9 @@ int ck_tcp_repair_off(int fd, int reuse_address);
 long ck_tcp_segments_out(int fd);
 // tcp_info.tcpi_state of socket `fd` (TCP_ESTABLISHED, TCP_CLOSE_WAIT...), or -errno.
 int ck_tcp_state_of(int fd);
+// tcp_info.tcpi_bytes_acked of socket `fd`: the bytes it sent that its peer acknowledged,
+// its SYN counted as one (1 for a client that sent nothing). -errno.
+long long ck_tcp_bytes_acked(int fd);
 // The classic BPF filter of socket `fd`: its length in instructions in `count`, the
 // instructions (8 bytes each) when `capacity` instructions hold them; 0 or -errno.
 int ck_socket_filter(int fd, void *instructions, unsigned int capacity, unsigned int *count);

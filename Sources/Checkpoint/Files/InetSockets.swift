@@ -25,13 +25,11 @@ extension FileCapture {
     // sin_port and sin6_port both follow the 2-byte family: port 0 was never bound.
     let bound = address.count >= 4 && (address[2] != 0 || address[3] != 0)
     var peer: Data?
+    var acceptQueue: Int?
     if facts.type == Int32(SOCK_STREAM.rawValue) {
       if facts.listening != 0 {
-        guard facts.waiting == 0 else {
-          throw refuse(
-            "a listening socket with \(facts.waiting) connection(s) not yet accepted",
-            "checkpoint once the server has accepted them")
-        }
+        // Their clients, if the container's, connect again: see ``Dump/markPendingTCP``.
+        if facts.waiting > 0 { acceptQueue = Int(facts.waiting) }
       } else if facts.tcp_state == TCP_ESTABLISHED || TCPConnectionImage.closingStates[facts.tcp_state] != nil {
         let options = try SocketOptions.capture(raw, facts, tunedByKernel: true, refuse: refuse)
         try taken.addRepaired(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
@@ -75,6 +73,11 @@ extension FileCapture {
           family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
           peer: data(facts.peer, facts.peer_length), backlog: nil, options: options)
         image.tcp = tcp
+        // Sent nothing its peer took: if that peer waits unaccepted, a new connection is as good.
+        // (The kernel counts the SYN as the first byte acknowledged.)
+        if ck_tcp_bytes_acked(raw) <= 1 && tcp.sendQueue.isEmpty && tcp.receiveQueue.isEmpty && tcp.state == nil {
+          image.awaitsAccept = false
+        }
         return image
       } else if facts.tcp_state == TCP_CLOSE && ck_tcp_segments_out(raw) > 0 {
         // Closed, but once connected (reset, or ended): reads say so (0 or ECONNRESET), which
@@ -104,6 +107,7 @@ extension FileCapture {
       family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: bound ? address : nil,
       peer: peer,
       backlog: facts.listening != 0 ? facts.backlog : nil, options: options)
+    image.acceptQueue = acceptQueue
     if facts.type == Int32(SOCK_DGRAM.rawValue), facts.waiting > 0 {
       // Datagrams waiting: peeked with their senders' addresses, sent to it again from them.
       let waiting = try peekWaiting(raw, descriptors: false, what: "a UDP socket", refuse: refuse)
@@ -380,5 +384,106 @@ enum TCPClosings {
     }
     let name = { (state: Int32) in TCPConnectionImage.closingStates[state] ?? "state \(state)" }
     throw CKError(.failed, "\(what) came back in \(name(now)), not \(name(state)) as dumped")
+  }
+}
+
+extension Dump {
+  /// A TCP listener with connections not yet accepted (``SocketImage/acceptQueue``): each
+  /// waiting connection's client must be a socket of the container (no accepted end holds
+  /// its peer) that sent nothing (what it sent would wait in the embryo no descriptor
+  /// reaches): it is marked to connect again (``SocketImage/awaitsAccept``) and loses its
+  /// repair image. Otherwise the dump is refused, naming the listener.
+  func markPendingTCP(_ tasks: inout [CapturedTask]) throws {
+    var held: Set<Data> = []
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        if let socket = descriptor.socket, socket.tcp != nil, let local = socket.address, let peer = socket.peer {
+          held.insert(local + peer)
+        }
+      }
+    }
+    var clients: Set<Data> = []
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let listener = descriptor.socket, let waiting = listener.acceptQueue, let address = listener.address
+        else { continue }
+        let found = Set(
+          tasks.flatMap(\.files.descriptors).compactMap(\.socket).filter { client in
+            guard client.tcp != nil, let local = client.address, let peer = client.peer else { return false }
+            return Self.reaches(peer, listener: address) && !held.contains(peer + local)
+          }.compactMap { client in client.address.flatMap { local in client.peer.map { local + $0 } } })
+        let eligible = found.filter { key in
+          tasks.flatMap(\.files.descriptors).contains {
+            $0.socket.flatMap { s in s.address.flatMap { l in s.peer.map { l + $0 } } } == key
+              && $0.socket?.awaitsAccept == false
+          }
+        }
+        guard found.count == waiting, eligible.count == waiting else {
+          let why =
+            found.count < waiting ? "from clients outside the container" : "one of whose clients already sent bytes"
+          throw CKError(
+            .failed,
+            "task \(task.hostPid): fd \(descriptor.fd) is a listening socket (\(listener.description)) with \(waiting) connection(s) not yet accepted, \(why), which ckcont cannot checkpoint yet",
+            hint: "checkpoint once the server has accepted them")
+        }
+        clients.formUnion(found)
+      }
+    }
+    for index in tasks.indices {
+      for slot in tasks[index].files.descriptors.indices {
+        guard var socket = tasks[index].files.descriptors[slot].socket, socket.awaitsAccept != nil else { continue }
+        let key = socket.address.flatMap { local in socket.peer.map { local + $0 } }
+        if let key, clients.contains(key) {
+          socket.awaitsAccept = true
+          socket.tcp = nil
+        } else {
+          socket.awaitsAccept = nil
+        }
+        tasks[index].files.descriptors[slot].socket = socket
+      }
+    }
+  }
+
+  /// Whether a connection to `peer` reaches a listener bound to `listener` (its address, or
+  /// any address of the family, on the same port).
+  static func reaches(_ peer: Data, listener: Data) -> Bool {
+    guard peer.count == listener.count, peer.count >= 8 else { return false }
+    let (p, l) = (Array(peer), Array(listener))
+    guard p[0..<4] == l[0..<4] else { return false }  // family and port
+    let address = p.count == 16 ? 4..<8 : 8..<24
+    return l[address].allSatisfy { $0 == 0 } || p[address] == l[address]
+  }
+}
+
+/// Connections that waited in TCP listeners' queues (``SocketImage/awaitsAccept``): each
+/// client connects to its listener again, from its own address, once every listener
+/// listens, in the order the processes hold them (the queue's own order is not known), from
+/// its own process (blocking or not: it waits until the connection is made).
+enum TCPPendingConnections {
+  static func restore(_ tasks: [LoadedBundle.LoadedTask], injectors: [Int32: Injector]) throws {
+    var done: Set<Data> = []
+    for task in tasks {
+      guard let injector = injectors[task.entry.pid] else { continue }
+      for descriptor in task.files.descriptors {
+        guard let socket = descriptor.socket, socket.awaitsAccept == true, let local = socket.address,
+          let peer = socket.peer, done.insert(local + peer).inserted
+        else { continue }
+        let what = "fd \(descriptor.fd) of process \(task.entry.pid) (\(socket.description)) to its listener again"
+        injector.resetData()
+        let at = try peer.withUnsafeBytes { try injector.put($0) }
+        let result = try injector.raw(.connect(Int64(descriptor.fd), at, length: peer.count))
+        guard result == 0 || result == -Int64(EINPROGRESS) else {
+          throw CKError(.failed, "connect \(what): \(String(cString: strerror(Int32(-result))))")
+        }
+        let ours = try OwnedDescriptor(copying: descriptor.fd, ofProcess: injector.pid)
+        var state: Int32 = 0
+        for _ in 0..<200 {
+          state = ck_tcp_state_of(ours.raw)
+          if state == TCP_ESTABLISHED { break }
+          usleep(5000)
+        }
+        guard state == TCP_ESTABLISHED else { throw CKError(.failed, "connect \(what): not made (state \(state))") }
+      }
+    }
   }
 }

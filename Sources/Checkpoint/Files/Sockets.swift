@@ -142,7 +142,9 @@ extension FileBatch {
     }
     // A unix datagram socket connects to its peer's name once every name is bound
     // (``DatagramConnections``); a UDP socket's peer is only a default address.
-    if let peer = socket.peer, socket.family != AF_UNIX {
+    // A TCP client that waited in a queue connects once its listener listens
+    // (``TCPPendingConnections``).
+    if let peer = socket.peer, socket.family != AF_UNIX, socket.awaitsAccept != true {
       let at = try peer.withUnsafeBytes { try injector.put($0) }
       batch.add(.connect(.result(made), at, length: peer.count), "connect fd \(fd)")
     }

@@ -307,7 +307,10 @@ enum ContainerMounts {
   /// `userMaps`: those of the container's own user namespace, whose ids (`uid=`, `gid=`
   /// options) the mounts are made with. `cgroupMoves`: the container's cgroups that moved
   /// (``TargetCgroups/moves``): a bind of one of them binds where it went. `sources`: what
-  /// binds from the host at a mount point bind instead (`--mount-source`).
+  /// binds from the host at a mount point bind instead (`--mount-source`). Returns the binds
+  /// of terminals not made yet (``bindLater(_:injector:pid:)``); a nested namespace has none
+  /// to bind later (its console is its container's).
+  @discardableResult
   static func restore(
     _ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?, userMaps: UserNamespaceMaps?,
     cgroupMoves: [(from: String, to: String)] = [], sources: [String: String] = [:]

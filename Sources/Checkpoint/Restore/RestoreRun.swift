@@ -441,6 +441,7 @@ final class RestoreRun {
       try PassedInFlight.deliver(order, injectors: injectors)
       try SocketShutdowns.restore(order, injectors: injectors)
       try TCPClosings.restore(order, injectors: injectors)
+      try TCPPendingConnections.restore(order, injectors: injectors)
       try SocketOptions.restore(order, injectors: injectors)
     }
     try shared.terminals?.relock(order)
