@@ -115,6 +115,15 @@ struct BadBundleTests {
         tmpfs([MountFileImage(kind: .file, path: "../escape", mode: 0o644, uid: 0, gid: 0, contents: Data())])
       ),
       ("relative mount point", tmpfs([], at: "tmp/x")),
+      ("dot-dot mount point", tmpfs([], at: "/tmp/../../etc")),
+      (
+        "dot-dot bind source",
+        MountsImage(mounts: [
+          MountImage(
+            kind: .bind, mountPoint: "/mnt", fsType: "tmpfs", source: "/a/../../..", sourceInContainer: true, flags: 0,
+            options: "")
+        ])
+      ),
       (
         "unknown filesystem",
         MountsImage(mounts: [
@@ -299,6 +308,21 @@ struct BadBundleTests {
     try expectRefused(outside, containing: "", label: "a member outside kept/")
   }
 
+  /// A cgroup path that climbs out of the container's cgroup with ".." is refused before any
+  /// cgroup is made.
+  @Test func cgroupPathsOutOfTheContainersCgroupAreRefused() throws {
+    for path in ["../../escape", "a/../../b", "."] {
+      let rewritten = try rewrite(
+        replacing: "cgroups.json",
+        with: { bytes in
+          var tree = try JSONDecoder().decode(CgroupTreeImage.self, from: Data(bytes))
+          tree.hierarchies[0].groups.append(CgroupGroupImage(path: path, settings: []))
+          return Array(try JSONEncoder().encode(tree))
+        })
+      try expectRefused(rewritten, containing: "cgroups", label: "cgroup path \(path)")
+    }
+  }
+
   /// Found by the bundle fuzzer: a refusal that quotes a bundle's string holding a newline
   /// (a cgroup root here) is still one line.
   @Test func aRefusalQuotingANewlineIsStillOneLine() throws {
@@ -330,34 +354,12 @@ struct BadBundleTests {
     #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == bytes, "\(label): the bundle changed")
   }
 
-  /// The original bundle with its manifest edited, the member `replaced` rewritten and
-  /// `extra` members added at the end, re-checksummed (as a tool could).
+  /// The original bundle, edited (see ``rewriteBundle(_:adding:_:replacing:with:)``).
   func rewrite(
     adding extra: [(String, [UInt8])] = [], _ edit: (inout Manifest) -> Void = { _ in },
     replacing replaced: String? = nil,
     with replace: ([UInt8]) throws -> [UInt8] = { $0 }
   ) throws -> [UInt8] {
-    let reader = try BundleReader(source: MemorySource(try Self.original.get()))
-    var contents: [String: [UInt8]] = [:]
-    var manifest = reader.manifest
-    edit(&manifest)
-    manifest.members += extra.map { Manifest.Member(name: $0.0, size: $0.1.count) }
-    var members: [(String, [UInt8])] = []
-    while let member = try reader.nextMember() {
-      var bytes: [UInt8] = []
-      try reader.forEachChunk { bytes += $0 }
-      if member.name == replaced { bytes = try replace(bytes) }
-      contents[member.name] = bytes
-      members.append((member.name, bytes))
-    }
-    for index in manifest.members.indices {
-      if let bytes = contents[manifest.members[index].name] { manifest.members[index].size = bytes.count }
-    }
-    let sink = MemorySink()
-    let writer = try BundleWriter(sink: sink, manifest: manifest)
-    for (name, bytes) in members { try writer.add(name: name, data: bytes) }
-    for (name, bytes) in extra { try writer.add(name: name, data: bytes) }
-    try writer.finish()
-    return sink.bytes
+    try rewriteBundle(try Self.original.get(), adding: extra, edit, replacing: replaced, with: replace)
   }
 }

@@ -289,13 +289,21 @@ final class UnixConnections {
   /// bind there; returns what puts it back, nil when the path is free. `tag` keeps the
   /// names of several moves apart.
   static func moveAside(_ name: Data, seenBy hostPid: Int32, tag: Int32) throws -> (() throws -> Void)? {
-    let path = "/proc/\(hostPid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    let path = String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    let root = try RootedDirectory("/proc/\(hostPid)/root", name: "the root of task \(hostPid)")
+    // The directory stays open: putting back goes where the file went, whatever happens
+    // to the path in between.
+    let directory = try root.open(
+      "/" + path.split(separator: "/").dropLast().joined(separator: "/"), flags: OpenFlags.path | O_DIRECTORY)
+    guard let entry = path.split(separator: "/").last.map(String.init), entry != "..", entry != "." else { return nil }
     var st = stat()
-    guard lstat(path, &st) == 0 else { return nil }
-    let aside = path + ".ckcont-aside-\(getpid())-\(tag)"
-    try syscallChecked("rename", "\(path) aside for a bind") { rename(path, aside) }
+    guard fstatat(directory.raw, entry, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
+    let aside = entry + ".ckcont-aside-\(getpid())-\(tag)"
+    try syscallChecked("rename", "\(path) aside for a bind") { renameat(directory.raw, entry, directory.raw, aside) }
+    let held = directory.take()
     return {
-      try syscallChecked("rename", "\(aside) back to \(path)") { rename(aside, path) }
+      defer { close(held) }
+      try syscallChecked("rename", "\(aside) back to \(path)") { renameat(held, aside, held, entry) }
     }
   }
 }

@@ -176,10 +176,13 @@ extension FileBatch {
   /// taken. Only a socket file at an absolute path is removed, found in the task's view.
   func removeStaleSocketFile(_ name: Data) throws {
     guard name.first == UInt8(ascii: "/") else { return }
-    let path = "/proc/\(injector.pid)/root" + String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
-    var st = stat()
-    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
-    try syscallChecked("unlink", "the stale socket file \(path)") { unlink(path) }
+    let path = String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    let root = try RootedDirectory("/proc/\(injector.pid)/root", name: "the root of task \(injector.pid)")
+    try root.withParent(of: path) { directory, entry in
+      var st = stat()
+      guard fstatat(directory, entry, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return }
+      try syscallChecked("unlink", "the stale socket file \(path)") { unlinkat(directory, entry, 0) }
+    }
   }
 
   /// A socket whose name's file was unlinked or replaced (``SocketImage/nameUnlinked``)

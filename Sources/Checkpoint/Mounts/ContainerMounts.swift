@@ -343,46 +343,51 @@ enum ContainerMounts {
     }
     defer { if userMaps != nil { _ = ck_set_fs_ids(0, 0) } }
     // A proc of a nested pid namespace is its init's to mount, once it exists.
-    for mount in image.mounts where mount.pidNamespaceInit == nil {
+    var mounts = image.mounts.filter { $0.pidNamespaceInit == nil }[...]
+    let view = "/proc/\(pid)/root"
+    var rootFiles: [MountFileImage]?
+    if let staging, let first = mounts.first, first.mountPoint == "/" {
+      // The root itself, on ckcont's own directory: no path of the bundle's to resolve.
+      mounts = mounts.dropFirst()
       injector.resetData()
-      let point = mount.mountPoint == "/" ? top : top + mount.mountPoint
-      var source =
-        mount.mountPoint == "/"
-        ? rootSource ?? mount.source : mount.sourceInContainer == true ? top + mount.source : mount.source
-      if mount.kind == .bind, mount.fsType.hasPrefix("cgroup"), mount.sourceInContainer != true,
-        let move = cgroupMoves.first(where: { source == $0.from || source.hasPrefix($0.from + "/") })
-      {
-        source = move.to + source.dropFirst(move.from.count)
+      let target = try injector.put(string: staging)
+      switch first.kind {
+      case .bind:
+        let source = sources["/"] ?? rootSource ?? first.source
+        let from = try injector.put(string: source)
+        try injector.call(.mount(source: from, target: target, flags: UInt64(MS_BIND)), "bind-mount \(source) at /")
+        if first.flags != 0 {
+          try injector.call(
+            .mount(source: 0, target: target, flags: UInt64(MS_REMOUNT | MS_BIND) | first.flags),
+            "remount / with its flags")
+        }
+      case .filesystem:
+        try mountFilesystem(first, at: staging, injector: injector, userMaps: userMaps)
+        rootFiles = first.files
       }
-      if mount.kind == .bind, mount.sourceInContainer != true, let given = sources[mount.mountPoint] {
-        source = given
-      }
-      let view = "/proc/\(pid)/root"
-      let hostPath = view + point
-      if mount.kind == .bind, mount.sourceInContainer == true, access(view + source, F_OK) != 0,
-        mount.source.hasPrefix("/dev/pts/")
+    }
+    // Every other path is the bundle's: resolved in the container's root (the task's own
+    // when it has none), never through a symlink out of it (see ``RootedDirectory``).
+    let root = try RootedDirectory(view + top, name: "the container's root")
+    if let rootFiles { try writeFiles(rootFiles, in: root, mountPoint: "/") }
+    for mount in mounts {
+      if mount.kind == .bind, mount.sourceInContainer == true, mount.source.hasPrefix("/dev/pts/"),
+        root.fileType(mount.source) == nil
       {
         // A terminal of the container's devpts (its /dev/console): bound once made.
         later.append(mount)
         continue
       }
-      // The mount point usually exists (the container made it on a filesystem both see). A
-      // file is mounted on a file.
-      var st = stat()
-      if lstat(hostPath, &st) != 0 {
-        if mount.kind == .bind, stat(view + source, &st) == 0, st.st_mode & S_IFMT != S_IFDIR {
-          // Its directory too (a runtime's new rootfs may lack the /run it made for it).
-          try? FileManager.default.createDirectory(
-            atPath: (hostPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-          let made = open(hostPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-          if made >= 0 { close(made) }
-        } else {
-          try? FileManager.default.createDirectory(atPath: hostPath, withIntermediateDirectories: true)
-        }
-      }
+      let source =
+        mount.kind == .bind
+        ? try bindSource(of: mount, in: root, top: top, cgroupMoves: cgroupMoves, sources: sources) : nil
+      try makeMountPoint(for: mount, in: root, bindingFrom: source.map { view + $0 })
+      let point = top + (try root.canonical(mount.mountPoint))
+      injector.resetData()
       let target = try injector.put(string: point)
       switch mount.kind {
       case .bind:
+        let source = source ?? mount.source
         let from = try injector.put(string: source)
         try injector.call(
           .mount(source: from, target: target, flags: UInt64(MS_BIND)), "bind-mount \(source) at \(mount.mountPoint)")
@@ -394,7 +399,10 @@ enum ContainerMounts {
         }
       case .filesystem:
         try mountFilesystem(mount, at: point, injector: injector, userMaps: userMaps)
-        if let files = mount.files { try writeFiles(files, under: hostPath, mountPoint: mount.mountPoint) }
+        if let files = mount.files {
+          let made = try root.directory(mount.mountPoint, name: mount.mountPoint)
+          try writeFiles(files, in: made, mountPoint: mount.mountPoint)
+        }
         continue
       }
       try propagate(mount, at: target, injector: injector)
@@ -403,18 +411,61 @@ enum ContainerMounts {
     return later
   }
 
+  /// Where a bind of `mount` binds from, as the task names it before it pivots: a path of
+  /// the container's (resolved in its root), what `--mount-source` gave, a cgroup that
+  /// moved, or the host's path.
+  private static func bindSource(
+    of mount: MountImage, in root: borrowing RootedDirectory, top: String, cgroupMoves: [(from: String, to: String)],
+    sources: [String: String]
+  ) throws -> String {
+    if mount.sourceInContainer == true { return top + (try root.canonical(mount.source)) }
+    if let given = sources[mount.mountPoint] { return given }
+    if mount.fsType.hasPrefix("cgroup"),
+      let move = cgroupMoves.first(where: { mount.source == $0.from || mount.source.hasPrefix($0.from + "/") })
+    {
+      return move.to + mount.source.dropFirst(move.from.count)
+    }
+    return mount.source
+  }
+
+  /// Makes `mount`'s mount point when the root lacks it (a runtime's new rootfs may lack the
+  /// /run it made for it; the container usually made it on a filesystem both see): a file
+  /// when a file is bound there (`source`, as ckcont sees it), with its directories, else a
+  /// directory.
+  private static func makeMountPoint(
+    for mount: MountImage, in root: borrowing RootedDirectory, bindingFrom source: String?
+  )
+    throws
+  {
+    guard root.fileType(mount.mountPoint) == nil else { return }
+    var st = stat()
+    guard let source, stat(source, &st) == 0, st.st_mode & S_IFMT != S_IFDIR else {
+      try root.makeDirectories(mount.mountPoint)
+      return
+    }
+    try root.makeDirectories(String(mount.mountPoint.split(separator: "/").dropLast().joined(separator: "/")))
+    try root.withParent(of: mount.mountPoint) { directory, entry in
+      let made = try OwnedDescriptor("openat", "\(mount.mountPoint) in \(root.name)") {
+        openat(directory, entry, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+      }
+      _ = made
+    }
+  }
+
   /// Mounts a new filesystem of `mount`'s type and options at `point`, from the task behind
   /// `injector`, and gives it its propagation.
   /// The binds ``restore(_:injector:pid:rootSource:userMaps:cgroupMoves:sources:)`` left for
   /// later (terminals of the container's devpts, once ``Terminals`` made them), in the
   /// container's root (the task has pivoted): its paths as the container names them.
   static func bindLater(_ mounts: [MountImage], injector: Injector, pid: Int32) throws {
-    for mount in mounts {
-      let hostPath = "/proc/\(pid)/root" + mount.mountPoint
-      if access(hostPath, F_OK) != 0 {
-        let made = open(hostPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+    let root = try RootedDirectory("/proc/\(pid)/root", name: "the container's root")
+    for mount in mounts where root.fileType(mount.mountPoint) == nil {
+      try root.withParent(of: mount.mountPoint) { directory, entry in
+        let made = openat(directory, entry, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         if made >= 0 { close(made) }
       }
+    }
+    for mount in mounts {
       injector.resetData()
       let from = try injector.put(string: mount.source)
       let target = try injector.put(string: mount.mountPoint)
@@ -491,43 +542,62 @@ enum ContainerMounts {
     try injector.run(batch)
   }
 
-  /// A tmpfs's files, written from ckcont through /proc/<pid>/root.
-  private static func writeFiles(_ files: [MountFileImage], under top: String, mountPoint: String) throws {
+  /// A tmpfs's files, written from ckcont into `top`, the new tmpfs: each made by the `*at`
+  /// call of its kind in its directory resolved in `top`, never through a symlink.
+  private static func writeFiles(_ files: [MountFileImage], in top: borrowing RootedDirectory, mountPoint: String)
+    throws
+  {
     for file in files {
-      let path = top + "/" + file.path
       func fail(_ what: String) -> CKError {
         CKError(.failed, "cannot restore \(mountPoint)/\(file.path): \(what): \(String(cString: strerror(errno)))")
       }
-      switch file.kind {
-      case .directory:
-        guard mkdir(path, mode_t(file.mode)) == 0 || errno == EEXIST else { throw fail("mkdir") }
-        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else {
-          throw fail("chown/chmod")
-        }
-      case .symlink:
-        guard symlink(file.target ?? "", path) == 0 else { throw fail("symlink") }
-        guard lchown(path, file.uid, file.gid) == 0 else { throw fail("lchown") }
-      case .fifo, .characterDevice, .blockDevice:
-        let type = file.kind == .fifo ? S_IFIFO : file.kind == .characterDevice ? S_IFCHR : S_IFBLK
-        guard mknod(path, type | mode_t(file.mode), dev_t(file.device ?? 0)) == 0 else { throw fail("mknod") }
-        guard lchown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else {
-          throw fail("chown/chmod")
-        }
-      case .hardLink:
-        guard link(top + "/" + (file.target ?? ""), path) == 0 else { throw fail("link") }
-      case .file:
-        guard
-          let made = OwnedDescriptor(
-            adoptingValid: open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(file.mode)))
-        else { throw fail("create") }
-        let contents = file.contents ?? Data()
-        let written = contents.withUnsafeBytes { write(made.raw, $0.baseAddress, $0.count) }
-        guard written == contents.count else { throw fail("write") }
-        guard fchown(made.raw, file.uid, file.gid) == 0, fchmod(made.raw, mode_t(file.mode)) == 0 else {
-          throw fail("chown/chmod")
+      try top.withParent(of: file.path) { directory, entry in
+        switch file.kind {
+        case .directory:
+          guard mkdirat(directory, entry, mode_t(file.mode)) == 0 || errno == EEXIST else { throw fail("mkdir") }
+          // Owner and mode through the directory itself: a name listed twice may be a symlink.
+          guard
+            let made = OwnedDescriptor(adoptingValid: openat(directory, entry, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC))
+          else { throw fail("open") }
+          try restoreOwner(of: made.raw, file, fail)
+        case .symlink:
+          guard symlinkat(file.target ?? "", directory, entry) == 0 else { throw fail("symlink") }
+          guard fchownat(directory, entry, file.uid, file.gid, AT_SYMLINK_NOFOLLOW) == 0 else { throw fail("lchown") }
+        case .fifo, .characterDevice, .blockDevice:
+          let type = file.kind == .fifo ? S_IFIFO : file.kind == .characterDevice ? S_IFCHR : S_IFBLK
+          guard mknodat(directory, entry, type | mode_t(file.mode), dev_t(file.device ?? 0)) == 0 else {
+            throw fail("mknod")
+          }
+          guard
+            let made = OwnedDescriptor(adoptingValid: openat(directory, entry, OpenFlags.path | O_NOFOLLOW | O_CLOEXEC))
+          else { throw fail("open") }
+          // fchown/fchmod refuse O_PATH descriptors; the node just made through its fd's link.
+          let path = "/proc/self/fd/\(made.raw)"
+          guard chown(path, file.uid, file.gid) == 0, chmod(path, mode_t(file.mode)) == 0 else {
+            throw fail("chown/chmod")
+          }
+        case .hardLink:
+          try top.withParent(of: file.target ?? "") { targetDirectory, targetEntry in
+            guard linkat(targetDirectory, targetEntry, directory, entry, 0) == 0 else { throw fail("link") }
+          }
+        case .file:
+          guard
+            let made = OwnedDescriptor(
+              adoptingValid: openat(
+                directory, entry, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(file.mode)))
+          else { throw fail("create") }
+          let contents = file.contents ?? Data()
+          let written = contents.withUnsafeBytes { write(made.raw, $0.baseAddress, $0.count) }
+          guard written == contents.count else { throw fail("write") }
+          try restoreOwner(of: made.raw, file, fail)
         }
       }
     }
+  }
+
+  /// Gives the file open at `fd` `file`'s owner and mode.
+  private static func restoreOwner(of fd: Int32, _ file: MountFileImage, _ fail: (String) -> CKError) throws {
+    guard fchown(fd, file.uid, file.gid) == 0, fchmod(fd, mode_t(file.mode)) == 0 else { throw fail("chown/chmod") }
   }
 
   /// Checks mounts.json: absolute mount points and sources, safe relative file paths,
