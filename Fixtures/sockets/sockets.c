@@ -82,6 +82,7 @@
 #include "fix.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -1035,14 +1036,26 @@ static int reuseport_mode(void) {
 /* `unix-peercred`: who is at the other end of a connection (SO_PEERCRED) is the process
  * that made it, with the effective ids it had then. This process listens at
  * DIR/ckcont-peercred-<pid>.sock and accepts the connection of a child that had set its ids
- * to 1234/2345 first; a second child made a socketpair and passed one end to this process
+ * to 1234/2345 and its groups to 3456, 4567 first; a second child made a socketpair and passed one end to this process
  * over a socketpair this process made before forking it. After SIGTERM every end names the
- * right process and ids: the accepted end the first child (1234/2345), that child's end this
+ * right process and ids: the accepted end the first child (1234/2345, groups 3456 and 4567
+ * as SO_PEERGROUPS shows), that child's end this
  * process (0/0, as it was when it listened), both ends of the passed pair the second child,
  * both ends of the first pair this process. Each child checks its own ends when told to and
  * answers with its verdict. And a datagram socket connected to one with an abstract name (as
  * syslog(3) connects to /dev/log), which gives neither credentials: after SIGTERM neither has
  * any, and a datagram sent without an address reaches the named one. */
+/* SO_PEERGROUPS: the supplementary groups the peer had when it made the connection. */
+static void expect_peer_groups(int fd, const gid_t *groups, int count, const char *what) {
+  gid_t got[16] = {0};
+  socklen_t length = sizeof got;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, got, &length) < 0) { fx_bad("%s: SO_PEERGROUPS: %s", what, strerror(errno)); return; }
+  int ok = length == count * sizeof(gid_t);
+  for (int i = 0; ok && i < count; i++) ok = got[i] == groups[i];
+  FX_TRUE(ok, "%s: SO_PEERGROUPS has %u groups (first %u), expected %d (first %u)", what, (unsigned)(length / sizeof(gid_t)),
+          (unsigned)got[0], count, (unsigned)groups[0]);
+}
+
 static void expect_peer(int fd, pid_t pid, uid_t uid, gid_t gid, const char *what) {
   struct ucred cred = {0};
   socklen_t length = sizeof cred;
@@ -1087,7 +1100,8 @@ static int unix_peercred_mode(const char *dir) {
   FX_SYS(listen(listener, 2));
   pid_t client = FX_SYS(fork());
   if (client == 0) {
-    if (setresgid(2345, 2345, 2345) < 0 || setresuid(1234, 1234, 1234) < 0) _exit(2);
+    gid_t groups[] = {3456, 4567};
+    if (setgroups(2, groups) < 0 || setresgid(2345, 2345, 2345) < 0 || setresuid(1234, 1234, 1234) < 0) _exit(2);
     int end = socket(AF_UNIX, SOCK_STREAM, 0);
     if (end < 0 || connect(end, (struct sockaddr *)&named, sizeof named) < 0) _exit(2);
     wait_until_told(end);
@@ -1126,6 +1140,7 @@ static int unix_peercred_mode(const char *dir) {
   fx_wait_term();
 
   expect_peer(accepted, client, 1234, 2345, "the end accepted from the child with ids 1234/2345");
+  expect_peer_groups(accepted, (gid_t[]){3456, 4567}, 2, "the end accepted from the child with groups 3456, 4567");
   expect_peer(channel[0], self, 0, 0, "this process's end of the pair it made");
   expect_peer(passed[0], maker, 0, 0, "the end of the pair the second child made and passed");
   expect_peer(log_sender, 0, (uid_t)-1, (gid_t)-1, "a datagram socket connected to a named one");

@@ -118,6 +118,11 @@ extension RemoteCall {
     RemoteCall(SyscallNumber.chroot, [path], label: "chroot")
   }
 
+  /// getgroups(2) into the room for `count` gid_t at `list` (0, 0: how many there are).
+  public static func getgroups(_ count: Int, _ list: UInt64) -> RemoteCall {
+    RemoteCall(SyscallNumber.getgroups, [count, list], label: "getgroups")
+  }
+
   /// setgroups(2) of the `count` gid_t at `list`.
   public static func setgroups(_ count: Int, _ list: UInt64) -> RemoteCall {
     RemoteCall(SyscallNumber.setgroups, [count, list], label: "setgroups")

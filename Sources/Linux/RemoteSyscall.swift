@@ -107,7 +107,7 @@ public enum SyscallNumber {
   public static let socket = 41, connect = 42, recvmsg = 47, bind = 49, listen = 50, socketpair = 53, setsockopt = 54
   public static let wait4 = 61, uname = 63, semctl = 66, msgctl = 71, fcntl = 72, flock = 73, ftruncate = 77,
     chdir = 80, rmdir = 84, unlink = 87, umask = 95, fchmod = 91, fchown = 93, mknod = 133, setpgid = 109, setsid = 112,
-    setgroups = 116
+    getgroups = 115, setgroups = 116
   public static let setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, capset = 126
   public static let rtSigtimedwait = 128, rtSigqueueinfo = 129, sigaltstack = 131, personality = 135, setpriority = 141,
     schedSetscheduler = 144, prctl = 157, pivotRoot = 155, chroot = 161, mount = 165, umount2 = 166, sethostname = 170,

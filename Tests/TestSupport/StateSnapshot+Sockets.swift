@@ -121,13 +121,20 @@ extension StateSnapshot {
   }
 
   /// SO_PEERCRED: the process that made the connection, by its pid in the container (one
-  /// outside it, or gone, alike: a restore cannot make a dead pid again), and its ids.
+  /// outside it, or gone, alike: a restore cannot make a dead pid again), and its ids; and
+  /// SO_PEERGROUPS, its supplementary groups.
   static func peerCredentials(_ fd: Int32, _ tasks: SnapshotTasks) -> String {
     var cred = (pid: Int32(0), uid: UInt32(0), gid: UInt32(0))
     var length = socklen_t(MemoryLayout.size(ofValue: cred))
     guard getsockopt(fd, SOL_SOCKET, 17 /* SO_PEERCRED */, &cred, &length) == 0 else { return "(\(errno))" }
     let maker = tasks.containerPid[cred.pid].map { "process \($0)" } ?? "none, outside or gone"
-    return "\(maker) uid \(Int32(bitPattern: cred.uid)) gid \(Int32(bitPattern: cred.gid))"
+    // SO_PEERGROUPS: its supplementary groups then.
+    var groups = [UInt32](repeating: 0, count: 64)
+    var groupsLength = socklen_t(groups.count * 4)
+    let groupList =
+      getsockopt(fd, SOL_SOCKET, 59 /* SO_PEERGROUPS */, &groups, &groupsLength) == 0
+      ? groups.prefix(Int(groupsLength) / 4).map(String.init).joined(separator: ",") : "(\(errno))"
+    return "\(maker) uid \(Int32(bitPattern: cred.uid)) gid \(Int32(bitPattern: cred.gid)) groups \(groupList)"
   }
 
   /// A name option (a device, a congestion control), or its errno.

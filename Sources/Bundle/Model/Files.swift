@@ -458,11 +458,15 @@ public struct PeerCredentials: Codable, Sendable, Equatable {
   /// Its effective user and group ids then, as the host names them.
   public var uid: UInt32
   public var gid: UInt32
+  /// Its supplementary groups then (SO_PEERGROUPS), as the host names them; nil in bundles
+  /// made before ckcont kept them.
+  public var groups: [UInt32]?
 
-  public init(pid: Int32, uid: UInt32, gid: UInt32) {
+  public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32]? = nil) {
     self.pid = pid
     self.uid = uid
     self.gid = gid
+    self.groups = groups
   }
 }
 

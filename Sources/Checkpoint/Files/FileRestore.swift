@@ -490,7 +490,13 @@ func reopening(_ flags: Int32) -> Int32 {
 /// ckcont's. Looked up in the view of the task with host pid `pid` (through /proc/<pid>/root,
 /// its root and mount namespace).
 func ghostFilePath(for path: String, inode: UInt64, taskPid pid: Int32) -> String {
-  if access("/proc/\(pid)/root" + path, F_OK) != 0 && errno == ENOENT { return path }
+  // Looked up in the task's root, not from ckcont's (see RootedDirectory).
+  let taken = try? RootedDirectory("/proc/\(pid)/root", name: "the root of task \(pid)").withParent(of: path) {
+    directory, entry in
+    var st = stat()
+    return fstatat(directory, entry, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT
+  }
+  if taken == false { return path }
   let directory = path.split(separator: "/").dropLast().joined(separator: "/")
   return "/\(directory)/.ckcont-ghost-\(inode)-\(UInt32.random(in: 0...UInt32.max))"
 }

@@ -75,7 +75,7 @@ final class UnixConnections {
   /// Who makes (part of) a connection: a restored process, with the ids to take for it, or
   /// ckcont.
   private enum Maker {
-    case process(Injector, ids: (uid: UInt32, gid: UInt32)?)
+    case process(Injector, ids: MakerIDs?)
     case ckcont
   }
 
@@ -88,22 +88,41 @@ final class UnixConnections {
   }
 
   /// The process of `maker`, or the first holder of socket `inode` when ckcont would be it.
-  private func process(_ maker: Maker, orHolder inode: UInt64) -> (Injector, (uid: UInt32, gid: UInt32)?)? {
+  private func process(_ maker: Maker, orHolder inode: UInt64) -> (Injector, MakerIDs?)? {
     if case .process(let injector, let ids) = maker { return (injector, ids) }
     return holders[inode].flatMap { injectors[$0] }.map { ($0, nil) }
   }
 
-  /// The maker's ids as its user namespace names them; nil for root's (what the restored
-  /// processes have until their own credentials are set) or ids the namespace cannot name.
-  private func ids(_ credentials: PeerCredentials) -> (uid: UInt32, gid: UInt32)? {
-    var (uid, gid) = (credentials.uid, credentials.gid)
+  /// The ids a maker takes for the while, as its user namespace names them.
+  struct MakerIDs {
+    var uid: UInt32
+    var gid: UInt32
+    /// Its supplementary groups (SO_PEERGROUPS); nil: as they are.
+    var groups: [UInt32]?
+  }
+
+  /// The maker's ids as its user namespace names them; nil for root's without groups kept
+  /// (what the restored processes have until their own credentials are set) or ids the
+  /// namespace cannot name. Groups it cannot name, or may not set, stay as they are (a -v
+  /// line says so).
+  private func ids(_ credentials: PeerCredentials) -> MakerIDs? {
+    var ids = MakerIDs(uid: credentials.uid, gid: credentials.gid, groups: credentials.groups)
     if let userMaps {
-      guard let inside = UserNamespaceMaps.inside(uid, in: userMaps.uids),
-        let insideGroup = UserNamespaceMaps.inside(gid, in: userMaps.gids)
+      guard let inside = UserNamespaceMaps.inside(ids.uid, in: userMaps.uids),
+        let insideGroup = UserNamespaceMaps.inside(ids.gid, in: userMaps.gids)
       else { return nil }
-      (uid, gid) = (inside, insideGroup)
+      (ids.uid, ids.gid) = (inside, insideGroup)
+      let groups = ids.groups?.compactMap { UserNamespaceMaps.inside($0, in: userMaps.gids) }
+      if groups?.count != ids.groups?.count || !userMaps.setgroupsAllowed && ids.groups != nil {
+        log.debug(
+          "a connection of process \(credentials.pid): its groups \(ids.groups ?? []) cannot be set in its user namespace"
+        )
+        ids.groups = nil
+      } else {
+        ids.groups = groups
+      }
     }
-    return uid == 0 && gid == 0 ? nil : (uid, gid)
+    return ids.uid == 0 && ids.gid == 0 && ids.groups == nil ? nil : ids
   }
 
   /// The two ends of the connection of `socket` with its peer. One a listener accepted is
@@ -153,8 +172,8 @@ final class UnixConnections {
   /// (whatever is there moved aside); an abstract name something else holds cannot be: nil,
   /// and the caller makes a socketpair (the names are lost, as a -v line says).
   private func connectThroughListener(
-    named name: Data, type: Int32, listener server: (Injector, (uid: UInt32, gid: UInt32)?),
-    client caller: (Injector, (uid: UInt32, gid: UInt32)?), what: String
+    named name: Data, type: Int32, listener server: (Injector, MakerIDs?),
+    client caller: (Injector, MakerIDs?), what: String
   ) throws -> (client: Int32, server: Int32)? {
     let (injector, ids) = server
     let sockaddr = Data([UInt8(AF_UNIX), 0]) + name
@@ -195,7 +214,7 @@ final class UnixConnections {
   /// with its ids; by `fallback` (the listener's process) when the client's cannot reach
   /// the name (another mount or network namespace): then SO_PEERCRED names that one.
   private func connect(
-    to sockaddr: Data, type: Int32, as caller: (Injector, (uid: UInt32, gid: UInt32)?), orFrom fallback: Injector,
+    to sockaddr: Data, type: Int32, as caller: (Injector, MakerIDs?), orFrom fallback: Injector,
     what: String
   ) throws -> Int32 {
     let (injector, ids) = caller
@@ -211,7 +230,7 @@ final class UnixConnections {
   }
 
   private func connect(
-    to sockaddr: Data, type: Int32, in injector: Injector, ids: (uid: UInt32, gid: UInt32)?, what: String
+    to sockaddr: Data, type: Int32, in injector: Injector, ids: MakerIDs?, what: String
   ) throws -> Int32 {
     let address = try sockaddr.withUnsafeBytes { try injector.put($0) }
     let client = try injector.call(.socket(family: AF_UNIX, type: type), "socket: client of \(what)")
@@ -230,11 +249,12 @@ final class UnixConnections {
   /// are), with its capabilities kept (SECBIT_NO_SETUID_FIXUP) so that it may change them
   /// back: the kernel records the effective ids of who connects, listens or makes a pair.
   @discardableResult
-  private func asMaker<T>(_ injector: Injector, ids: (uid: UInt32, gid: UInt32)?, _ body: () throws -> T) throws -> T {
+  private func asMaker<T>(_ injector: Injector, ids: MakerIDs?, _ body: () throws -> T) throws -> T {
     guard let ids else { return try body() }
     let unchanged = UInt32.max
     let bits = UInt32(truncatingIfNeeded: try injector.call(.prctl(.getSecurebits)))
     try injector.call(.prctl(.setSecurebits(bits | UInt32(CK_SECBIT_NO_SETUID_FIXUP))))
+    let ownGroups = try ids.groups.map { try setGroups($0, of: injector) }
     try injector.call(
       .setresgid(unchanged, ids.gid, unchanged), "setresgid(-1, \(ids.gid), -1) of a connection's maker")
     try injector.call(
@@ -242,10 +262,25 @@ final class UnixConnections {
     let result = Result { try body() }
     try injector.call(.setresuid(unchanged, 0, unchanged), "setresuid back")
     try injector.call(.setresgid(unchanged, 0, unchanged), "setresgid back")
+    if let ownGroups { _ = try setGroups(ownGroups, of: injector) }
     try injector.call(.prctl(.setSecurebits(bits)))
     // A change of effective ids made it undumpable: others could not take its descriptors.
     try injector.call(.prctl(.setDumpable(1)))
     return try result.get()
+  }
+
+  /// Sets the supplementary groups of the process behind `injector`; returns those it had.
+  /// Uses the data area beyond what the caller put there.
+  private func setGroups(_ groups: [UInt32], of injector: Injector) throws -> [UInt32] {
+    let count = Int(try injector.call(.getgroups(0, 0), "getgroups of a connection's maker"))
+    let room = try injector.reserve(max(count, 1) * MemoryLayout<UInt32>.size)
+    _ = try injector.call(.getgroups(count, room), "getgroups of a connection's maker")
+    let had = try injector.read(count * MemoryLayout<UInt32>.size, at: room).withUnsafeBytes {
+      Array($0.bindMemory(to: UInt32.self))
+    }
+    let list = try groups.withUnsafeBytes { try injector.put($0) }
+    try injector.call(.setgroups(groups.count, list), "setgroups \(groups) of a connection's maker")
+    return had
   }
 
   /// ckcont's copy of the process's `fd`, closed in the process.

@@ -93,7 +93,9 @@ extension FileCapture {
     }
     let credentials =
       facts.peer_pid != 0 || facts.peer_uid != UInt32.max
-      ? PeerCredentials(pid: facts.peer_pid, uid: facts.peer_uid, gid: facts.peer_gid) : nil
+      ? PeerCredentials(
+        pid: facts.peer_pid, uid: facts.peer_uid, gid: facts.peer_gid, groups: try Self.peerGroups(ours, inode: inode))
+      : nil
     let connectedByName = try datagramPeerName(facts, diag: diag, credentials: credentials, refuse: refuse)
     guard diag.peer != 0, connectedByName == nil else {
       guard facts.waiting == 0 || facts.type == Int32(SOCK_DGRAM.rawValue) && !name.isEmpty else {
@@ -168,6 +170,24 @@ extension FileCapture {
         "checkpoint after it has connected to the socket now at that path")
     }
     return name
+  }
+}
+
+extension FileCapture {
+  /// SO_PEERGROUPS: the supplementary groups of whoever made the connection, as the host
+  /// names them (dbus-daemon decides by them).
+  static func peerGroups(_ fd: Int32, inode: UInt64) throws -> [UInt32]? {
+    var groups = [UInt32](repeating: 0, count: 64)
+    var length = socklen_t(groups.count * MemoryLayout<UInt32>.size)
+    if getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, &groups, &length) != 0 {
+      // ENODATA: no credentials (a datagram connection); ERANGE gives the length it needs.
+      if errno == ENODATA { return nil }
+      if errno == ERANGE { groups = [UInt32](repeating: 0, count: Int(length) / MemoryLayout<UInt32>.size) }
+    }
+    try syscallChecked("getsockopt(SO_PEERGROUPS)", "socket:[\(inode)]") {
+      getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, &groups, &length)
+    }
+    return Array(groups.prefix(Int(length) / MemoryLayout<UInt32>.size))
   }
 }
 
@@ -363,9 +383,10 @@ enum PassedInFlight {
       return fd
     }
     if let path = reference.path, let flags = reference.flags {
-      // A file only the message held: opened again (new, so nothing shares it).
+      // A file only the message held: opened again (new, so nothing shares it), never
+      // created or truncated.
       let fd = try OwnedDescriptor("open", "\(path), in flight in socket:[\(inode)]") {
-        Glibc.open(path, flags | O_CLOEXEC)
+        Glibc.open(path, reopening(flags))
       }
       if let position = reference.position, position > 0 {
         try syscallChecked("lseek", path) { lseek(fd.raw, off_t(position), SEEK_SET) }
