@@ -96,6 +96,8 @@ public enum BundleFormat {
     case console
     /// TCP connections waiting in a listener's queue (``SocketImage/awaitsAccept``).
     case tcpPending = "tcp-pending"
+    /// A network namespace its runtime made, joined again at restore (``NamespaceSet/netExternal``).
+    case externalNetwork = "external-network"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -51,6 +51,9 @@ public struct Dump {
   /// `--external-console`: a controlling terminal of a session of the container whose master
   /// its runtime holds is the container's console (``ProcessTree/console``).
   public var externalConsole = false
+  /// `--external-net`: the container's network namespace is its runtime's, which makes it
+  /// again for the restore (``NamespaceSet/netExternal``): its devices are not refused.
+  public var externalNetwork = false
   /// Signs the bundle (`--sign`): `signature.json` ends it (``BundleSigningKey``).
   public var signingKey: BundleSigningKey?
   /// `--action-script`: run before the capture and once the bundle is in place.
@@ -204,6 +207,7 @@ public struct Dump {
       if requirement == .rootFilesystem { return mounts?.hasOwnRoot == true }
       if requirement == .shellJob { return tree.shellJobTerminal != nil }
       if requirement == .console { return tree.console != nil }
+      if requirement == .externalNetwork { return tree.namespaces.netExternal == true }
       if requirement == .nestedNamespaces { return tree.nestedNamespaces != nil }
       if requirement == .nestedPidNamespaces { return tree.tasks.contains { $0.nestedPids != nil } }
       return tasks.contains { task in
@@ -232,7 +236,7 @@ public struct Dump {
           }
         case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
         case .tcpPending: task.files.descriptors.contains { $0.socket?.acceptQueue != nil }
-        case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console: false
+        case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console, .externalNetwork: false
         }
       }
     }

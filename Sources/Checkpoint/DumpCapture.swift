@@ -296,7 +296,9 @@ extension Dump {
     if namespaces.uts {
       (namespaces.hostname, namespaces.domainname) = root.namespaces.uts
     }
-    if namespaces.net {
+    if namespaces.net && externalNetwork {
+      namespaces.netExternal = true
+    } else if namespaces.net {
       namespaces.loopbackUp = root.namespaces.loopbackUp
       try NestedNamespaces.checkOnlyLoopback(pid: root.hostPid, what: "the container's network namespace")
       namespaces.netSysctls = try phases.time("namespace settings") { try settings.wait("net") }

@@ -96,7 +96,8 @@ public struct BundleInspection: Codable, Sendable {
     let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .drop, log: .discarding)
     let ns = bundle.tree.namespaces
     let names = [
-      ("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc), ("net", ns.net), ("user", ns.user),
+      ("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc),
+      (ns.netExternal == true ? "net (its runtime's: restore with --join-net)" : "net", ns.net), ("user", ns.user),
       ("cgroup", ns.cgroup), ("time", ns.time),
     ].filter(\.1).map(\.0)
     // Pipes of which the container holds one end only: the other end was closed, or is outside

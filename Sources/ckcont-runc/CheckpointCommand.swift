@@ -95,6 +95,9 @@ struct CheckpointCommand {
     var dump = ["dump", "--oci-state", stateFile, "-o", bundle, "--external-console"]
     if arguments.has("leave-running") { dump.append("--leave-running") }
     if arguments.has("shell-job") { dump.append("--shell-job") }
+    // A network namespace its caller made (podman's netavark): it makes it again for the
+    // restore, which joins it (CRIU's external net namespace, as runc asks for it).
+    if RuncState.joinedNetwork(inStateAt: images + "/" + RuncState.keptName) != nil { dump.append("--external-net") }
     let result = try Runtime.run(Runtime.ckcont, dump)
     guard result.status == 0 else {
       throw FrontError(

@@ -105,11 +105,20 @@ struct RestoreCommand {
     }
     restore += Self.bindSources(config).flatMap { ["--mount-source", $0] }
     if let socket = arguments.value("console-socket") { restore += ["--console-socket", socket] }
+    if let network = Self.networkNamespace(config) { restore += ["--join-net", network] }
     let result = try Runtime.run(Runtime.ckcont, restore, descriptors: [0, 1, 2])
     guard result.status == 0, let pid = Int32(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
       throw FrontError(Runtime.lastLine(result.errors) ?? "ckcont restore failed (exit \(result.status))", status: 1)
     }
     return pid
+  }
+
+  /// The network namespace the bundle's config.json names (one its caller made for the
+  /// container), which the restored container joins.
+  static func networkNamespace(_ config: [String: Any]) -> String? {
+    let namespaces = (config["linux"] as? [String: Any])?["namespaces"] as? [[String: Any]] ?? []
+    let path = namespaces.first { $0["type"] as? String == "network" }?["path"] as? String
+    return path?.isEmpty == false ? path : nil
   }
 
   /// `POINT=SOURCE` of each bind mount the bundle's config.json makes: a runtime restoring a

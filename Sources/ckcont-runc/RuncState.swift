@@ -9,6 +9,18 @@ enum RuncState {
   /// The copy beside the checkpoint.
   static let keptName = "runc-state.json"
 
+  /// The network namespace runc joined for the container (its config's NEWNET entry with a
+  /// path: one its caller made, as podman's netavark does), from runc's state at `path`;
+  /// nil when runc made a new one or kept the host's.
+  static func joinedNetwork(inStateAt path: String) -> String? {
+    guard let data = FileManager.default.contents(atPath: path),
+      let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+      let namespaces = (state["config"] as? [String: Any])?["namespaces"] as? [[String: Any]]
+    else { return nil }
+    let network = namespaces.first { $0["type"] as? String == "NEWNET" }?["path"] as? String
+    return network?.isEmpty == false ? network : nil
+  }
+
   static func writeRestored(
     kept: String, id: String, pid: Int32, bundle: String, rootfs: String, root: String
   ) throws {

@@ -36,6 +36,13 @@ struct DumpCommand: ParsableCommand {
         "The controlling terminal of the container's session, a pseudo-terminal of its devpts: restore it with --console-socket, which gets the new terminal's master, as runc's console socket does."
     ))
   var externalConsole = false
+  @Flag(
+    help: ArgumentHelp(
+      "The container's network namespace is its runtime's: save nothing of it, restore with --join-net.",
+      discussion:
+        "As CRIU's --external net[...]: a runtime (podman's netavark, CNI) made its devices, addresses and routes and makes them again for the restore; the container's sockets are kept."
+    ))
+  var externalNet = false
   @Option(help: "Seconds to wait for the subtree to freeze.")
   var timeout: Double = 5
   @Option(
@@ -75,6 +82,7 @@ struct DumpCommand: ParsableCommand {
       toolVersion: ToolVersion.string)
     dump.shellJob = shellJob
     dump.externalConsole = externalConsole
+    dump.externalNetwork = externalNet
     dump.signingKey = try sign.map(KeyFiles.signingKey)
     dump.actionScript = actionScript.map(ActionScript.init(path:))
     dump.log = log

@@ -63,6 +63,13 @@ struct RestoreCommand: ParsableCommand {
         "For a container dumped with --external-console: its console is made again in its devpts and the master goes to PATH, as runc's --console-socket.",
       valueName: "PATH"))
   var consoleSocket: String?
+  @Option(
+    help: ArgumentHelp(
+      "Join the network namespace at PATH (/run/netns/NAME, /proc/PID/ns/net).",
+      discussion:
+        "For a container dumped with --external-net: the namespace its runtime made again for it, with the same addresses.",
+      valueName: "PATH"))
+  var joinNet: String?
   @Flag(
     help: ArgumentHelp(
       "Restore a shell job (dumped with --shell-job) into ckcont's own session and terminal.",
@@ -120,6 +127,7 @@ struct RestoreCommand: ParsableCommand {
     }
     restore.shellJob = shellJob
     restore.consoleSocket = consoleSocket
+    restore.joinNetwork = joinNet
     restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))
     restore.actionScript = actionScript.map(ActionScript.init(path:))
     restore.log = log

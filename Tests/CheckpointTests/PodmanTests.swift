@@ -42,21 +42,24 @@ struct PodmanTests {
     /// `terminal`: with a terminal (`-t`), conmon holding its master. `rawSocket`: a ping of
     /// busybox's in the background, holding a raw socket (which ckcont refuses).
     /// `echoPort`: in the host's network namespace, with busybox's nc echoing on that port.
-    init(terminal: Bool = false, rawSocket: Bool = false, echoPort: UInt16? = nil) throws {
+    /// `bridged`: on podman's default network (netavark's bridge: a veth pair whose end in
+    /// the container is eth0 with an address of its own), its lines going out and back
+    /// through a TCP connection to its own address (`script` replaces the counting loop).
+    init(terminal: Bool = false, rawSocket: Bool = false, echoPort: UInt16? = nil, bridged: Bool = false) throws {
       names = [name]
       let ping = rawSocket ? "ping -i 0.3 127.0.0.1 >/dev/null 2>&1 & " : ""
       let echo = echoPort.map { "nc -ll -p \($0) -e cat & " } ?? ""
+      let count = "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"
+      let script =
+        bridged
+        ? "busybox nc -ll -p 7000 -e cat & sleep 0.5; a=$(busybox hostname -i); \(count) | busybox nc $a 7000"
+        : ping + echo + count
+      let network = bridged ? [] : ["--network", echoPort == nil ? "none" : "host"]
       let started = PodmanTests.podman(
-        [
-          "run", "-d", "--name", name, "--network", echoPort == nil ? "none" : "host", "--runtime",
-          TestPaths.ckcontRunc,
-        ]
+        ["run", "-d", "--name", name] + network + ["--runtime", TestPaths.ckcontRunc]
           + ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"] + (terminal ? ["-t"] : [])
           + (rawSocket ? ["--cap-add", "NET_RAW"] : [])
-          + [
-            PodmanTests.image, "sh", "-c",
-            ping + echo + "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done",
-          ])
+          + [PodmanTests.image, "sh", "-c", script])
       guard started.status == 0 else { throw TestFailure("podman run: \(started.output)") }
     }
 
@@ -196,6 +199,32 @@ struct PodmanTests {
     try #require(restore.status == 0, "\(restore.output)")
     #expect(echo("after\n") == "after\n")
     #expect(container.isRunning())
+  }
+
+  /// A container on podman's default network: its namespace is netavark's, which podman
+  /// makes again (same address) before it asks for the restore; ckcont saves none of it
+  /// (`--external-net`) and the restored container joins the new one (`--join-net`). Its
+  /// lines go through a TCP connection to its own eth0 address, which goes on.
+  @Test func podmanRestoresAContainerOnItsOwnNetwork() throws {
+    let container = try Container(bridged: true)
+    defer { container.destroy() }
+    try container.waitForLine(above: 2)
+    func address() -> String {
+      let key = Self.podman(["inspect", "--format", "{{.NetworkSettings.SandboxKey}}", container.name]).stdout
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+      return run(["/usr/bin/nsenter", "--net=\(key)", "/sbin/ip", "-4", "-o", "addr", "show", "eth0"]).stdout
+        .split(separator: " ").first { $0.contains("/") }.map(String.init) ?? "none"
+    }
+    let before = address()
+    #expect(before.hasPrefix("10."), "eth0: \(before)")
+    let checkpoint = Self.podman(["container", "checkpoint", "--tcp-established", container.name])
+    try #require(checkpoint.status == 0, "\(checkpoint.output)")
+    let last = container.line()
+    let restore = Self.podman(["container", "restore", "--tcp-established", container.name])
+    try #require(restore.status == 0, "\(restore.output)")
+    try container.waitForLine(above: last + 5)
+    #expect(container.isRunning())
+    #expect(address() == before)
   }
 
   /// `--leave-running`: the checkpoint is taken and the container writes on; a checkpoint

@@ -152,6 +152,10 @@ public struct NamespaceSet: Codable, Sendable, Equatable {
   /// Whether loopback was up in the container's own network namespace: a new one is made
   /// with it down.
   public var loopbackUp: Bool?
+  /// The container's network namespace was its runtime's (`dump --external-net`, as a
+  /// podman container's, whose devices netavark made): nothing of it is saved, and the
+  /// restore joins the one its caller names (`--join-net`).
+  public var netExternal: Bool?
   /// The id maps of the container's own user namespace (`user`), written again for the new
   /// one.
   public var userMaps: UserNamespaceMaps?

@@ -46,6 +46,9 @@ public struct Restore {
   /// `--console-socket`: the unix socket the runtime takes the new console's master from
   /// (runc's console socket), for a bundle with a console (``ProcessTree/console``).
   public var consoleSocket: String?
+  /// `--join-net`: the network namespace a runtime made for a container whose namespace was
+  /// its runtime's (``NamespaceSet/netExternal``), which the restored container joins.
+  public var joinNetwork: String?
   /// `--trusted-key`: the keys one of which must have signed the bundle (none: any bundle).
   public var trust = SignatureTrust()
   /// `--action-script`: run before anything is made, around the namespaces' setup, before
@@ -175,6 +178,18 @@ public struct Restore {
         throw CKError(
           .badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
       }
+    }
+    if bundle.tree.namespaces.netExternal == true, joinNetwork == nil {
+      throw CKError(
+        .badInput,
+        "the container's network namespace was its runtime's (dumped with --external-net): restore it with --join-net PATH, the network namespace made for it",
+        hint: "a runtime's restore passes the one it made (runc: config.json's network namespace path)")
+    }
+    if let joinNetwork, bundle.tree.namespaces.netExternal != true {
+      throw CKError(
+        .badInput,
+        "--join-net \(joinNetwork): the container's network namespace was not its runtime's (dump it with --external-net)"
+      )
     }
     if bundle.tree.console != nil, consoleSocket == nil {
       throw CKError(
@@ -356,6 +371,24 @@ public struct Restore {
   /// clone3 of the task in fresh namespaces with its pid; the child stops itself at once.
   /// With `suspendSeccomp`, the seccomp filters the restore installs in it and in the tasks it
   /// makes (which inherit the option) do not apply to the restore's own remote calls.
+  /// Runs `body` (the root task's clone) with this thread in the network namespace at `path`,
+  /// so that the task is born in it, then back in its own; `body` alone when `path` is nil.
+  /// setns(CLONE_NEWNET) changes the calling thread only, which a threaded process may do.
+  private func joinedNetwork<T>(_ path: String?, _ body: () throws -> T) throws -> T {
+    guard let path else { return try body() }
+    let own = try OwnedDescriptor("open", "this thread's network namespace") {
+      open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+    }
+    let joined = try OwnedDescriptor("open", "--join-net \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+    do {
+      try syscallChecked("setns", "--join-net \(path)") { ck_setns(joined.raw, Int32(CK_CLONE_NEWNET)) }
+    } catch {
+      throw CKError(.badInput, "--join-net \(path) is not a network namespace ckcont can join: \(error)")
+    }
+    defer { _ = ck_setns(own.raw, Int32(CK_CLONE_NEWNET)) }
+    return try body()
+  }
+
   func createTask(_ task: LoadedBundle.LoadedTask, namespaces: NamespaceSet, suspendSeccomp: Bool) throws -> Int32 {
     var flags: UInt64 = 0
     var pids: [pid_t]
@@ -379,7 +412,8 @@ public struct Restore {
     if namespaces.mount { flags |= UInt64(CK_CLONE_NEWNS) }
     if namespaces.uts { flags |= UInt64(CK_CLONE_NEWUTS) }
     if namespaces.ipc { flags |= UInt64(CK_CLONE_NEWIPC) }
-    if namespaces.net { flags |= UInt64(CK_CLONE_NEWNET) }
+    // A namespace its runtime made is joined instead (see ``joinedNetwork(_:)``).
+    if namespaces.net && namespaces.netExternal != true { flags |= UInt64(CK_CLONE_NEWNET) }
     // The new user namespace owns the others made with it (the cgroup namespace is made once
     // the task is in its cgroups, by the caller).
     if namespaces.user { flags |= UInt64(CK_CLONE_NEWUSER) }
@@ -387,8 +421,10 @@ public struct Restore {
     // `1` was written to a v2 cgroup's cgroup.kill, the kernel kills at birth every child
     // cloned into it, however long ago that was, and runtimes and systemd kill containers so.
     // The caller moves it in through cgroup.procs before anything of the container runs.
-    let child = try negErrnoChecked("clone3", "pid \(pids), flags 0x\(hex(flags))") {
-      ck_clone3_traced_child(flags, &pids, pids.count)
+    let child = try joinedNetwork(namespaces.net && namespaces.netExternal == true ? joinNetwork : nil) {
+      try negErrnoChecked("clone3", "pid \(pids), flags 0x\(hex(flags))") {
+        ck_clone3_traced_child(flags, &pids, pids.count)
+      }
     }
     let pid = Int32(child)
     let status = try Ptrace.wait(pid)

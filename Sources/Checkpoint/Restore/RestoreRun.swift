@@ -169,7 +169,9 @@ final class RestoreRun {
         .setupNamespaces, cgroup: target.main.path, pids: created, initPid: hostPid, log: options.log)
       inherited = try ProcStatus.read(pid: hostPid)
       // The network namespace's settings before anything uses them (socket buffers).
-      if bundle.tree.namespaces.net, let settings = bundle.tree.namespaces.netSysctls {
+      if bundle.tree.namespaces.net, bundle.tree.namespaces.netExternal != true,
+        let settings = bundle.tree.namespaces.netSysctls
+      {
         try NamespaceSysctls.restore(settings, kind: "net", of: hostPid)
       }
       // SysV objects first: processes attach segments by id as their memory is rebuilt.
