@@ -348,6 +348,20 @@ public struct JSONScanner {
   /// Skips one value of any kind.
   public mutating func skip() throws(BundleError) { try skip(depth: 0) }
 
+  /// One value of any kind, checked as ``skip()`` checks it, decoded by JSONDecoder as `T`:
+  /// for the rarer nested parts of a member decoded by hand.
+  public mutating func decoded<T: Decodable>(_: T.Type, with decoder: JSONDecoder) throws(BundleError) -> T {
+    skipBlanks()
+    let start = position
+    try skip()
+    let value = Data(UnsafeBufferPointer(rebasing: bytes[start..<position]))
+    do {
+      return try decoder.decode(T.self, from: value)
+    } catch {
+      throw invalid("\(T.self) that does not decode: \(error)")
+    }
+  }
+
   private mutating func skip(depth: Int) throws(BundleError) {
     guard depth < Self.maximumDepth else { throw error("at most \(Self.maximumDepth) levels of nesting") }
     skipBlanks()

@@ -355,3 +355,65 @@ extension ModelEncodingTests {
     #expect(!valid([SocketOption(level: 1, name: 26, value: 0, bytes: Data(count: 8 * 4097))]))
   }
 }
+
+extension ModelEncodingTests {
+  /// A file table whose descriptors set every field of DescriptorImage somewhere (the
+  /// nested parts, which the hand decoder hands to JSONDecoder, with one value each).
+  static func sampleFiles() -> FileTableImage {
+    var plain = DescriptorImage(
+      fd: 3, kind: .path, flags: 0o2, closeOnExec: true, path: "/tmp/a \"quoted\" ☃ path", position: 4096,
+      mode: 0o100644)
+    plain.sharedDescription = 7
+    plain.outsideRoot = true
+    plain.locks = [FileLockImage(kind: .posix, write: true, start: 0, length: 10)]
+    plain.asyncOwner = AsyncOwnerImage(type: 0, id: 12, signal: 29)
+    var fifo = DescriptorImage(
+      fd: 4, kind: .fifo, flags: 0, closeOnExec: false, path: "/run/f", pipe: 99, sharesWith: 3)
+    fifo.fifoDeleted = true
+    fifo.fifoAttributes = FileAttributes(
+      uid: 1, gid: 2, mode: 0o600, accessed: FileTime(seconds: 3, nanoseconds: 4),
+      modified: FileTime(seconds: 5, nanoseconds: 6))
+    let event = DescriptorImage(
+      fd: 5, kind: .eventfd, flags: 0, closeOnExec: false, anon: AnonFileState(count: 3, semaphore: true),
+      epollTargets: [EpollTarget(fd: 3, events: 1, data: 42)],
+      memfd: MemfdImage(name: "m", inode: 8, seals: 1, contents: Data([1, 2])))
+    var watch = DescriptorImage(fd: 6, kind: .inotify, flags: 0, closeOnExec: true)
+    watch.inotifyWatches = [InotifyWatch(wd: 1, mask: 2, path: "/etc")]
+    watch.ghost = GhostFileImage(inode: 9, contents: Data("gone".utf8))
+    watch.pidfdTarget = 77
+    watch.mqueue = MessageQueueImage(
+      name: "q", mode: 0o600, uid: 0, gid: 0, maxMessages: 10, messageSize: 64, unlinked: false,
+      messages: [.init(priority: 1, data: Data([7]))])
+    var socket = DescriptorImage(fd: 7, kind: .socket, flags: 0o4002, closeOnExec: false)
+    socket.socket = SocketImage(
+      family: 1, type: 1, protocolNumber: 0, address: Data("/run/s".utf8), peer: nil, backlog: 5, options: [],
+      inode: 11)
+    socket.pty = PtyImage(
+      index: 2, isMaster: true, termios: Data([1, 2, 3]), windowSize: [24, 80], locked: false, packetMode: false,
+      session: 1, foregroundGroup: 1)
+    return FileTableImage(
+      descriptors: [plain, fifo, event, watch, socket],
+      pipes: [PipeImage(inode: 99, buffered: Data("in the pipe".utf8), capacity: 65536)])
+  }
+
+  @Test func filesDecodeByHandAsJSONDecoderDoes() throws {
+    let files = Self.sampleFiles()
+    let unset = ModelCoverage.neverSet(in: files).filter { $0.hasPrefix("DescriptorImage.") }
+    #expect(unset.isEmpty, "\(unset.sorted())")
+    for formatting: JSONEncoder.OutputFormatting in [[.sortedKeys], [.prettyPrinted]] {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = formatting
+      let data = try encoder.encode(files)
+      #expect(try JSONDecoder().decode(FileTableImage.self, from: data) == files)
+      #expect(try FileTableImage.decodeJSON(Array(data), member: "files.json") == files)
+    }
+    let text = String(decoding: try JSONEncoder().encode(files), as: UTF8.self)
+    let added = text.replacingOccurrences(of: "\"fd\":3,", with: "\"fd\":3,\"later\":[1,{\"x\":2}],")
+    #expect(try FileTableImage.decodeJSON(Array(added.utf8), member: "files.json", strict: false) == files)
+    #expect(throws: BundleError.self) { try FileTableImage.decodeJSON(Array(added.utf8), member: "files.json") }
+    let badKind = text.replacingOccurrences(of: "\"kind\":\"fifo\"", with: "\"kind\":\"teleporter\"")
+    #expect(throws: BundleError.self) { try FileTableImage.decodeJSON(Array(badKind.utf8), member: "files.json") }
+    let badSocket = text.replacingOccurrences(of: "\"family\":1", with: "\"family\":\"one\"")
+    #expect(throws: BundleError.self) { try FileTableImage.decodeJSON(Array(badSocket.utf8), member: "files.json") }
+  }
+}

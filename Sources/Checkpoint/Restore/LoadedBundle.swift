@@ -256,7 +256,9 @@ final class LoadedBundle {
         try model.decodeByHand(entry.mmMember) { bytes, name, strict throws(BundleError) in
           try MemoryImage.decodeJSON(bytes, member: name, strict: strict)
         },
-        try model.decode(FileTableImage.self, entry.filesMember)
+        try model.decodeByHand(entry.filesMember) { bytes, name, strict throws(BundleError) in
+          try FileTableImage.decodeJSON(bytes, member: name, strict: strict)
+        }
       )
     }
     var loaded: [LoadedTask] = []
