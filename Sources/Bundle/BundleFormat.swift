@@ -98,6 +98,8 @@ public enum BundleFormat {
     case tcpPending = "tcp-pending"
     /// A network namespace its runtime made, joined again at restore (``NamespaceSet/netExternal``).
     case externalNetwork = "external-network"
+    /// Network devices, addresses and routes of the container's namespace (``NamespaceSet/network``).
+    case networkDevices = "network-devices"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -300,7 +300,7 @@ extension Dump {
       namespaces.netExternal = true
     } else if namespaces.net {
       namespaces.loopbackUp = root.namespaces.loopbackUp
-      try NestedNamespaces.checkOnlyLoopback(pid: root.hostPid, what: "the container's network namespace")
+      namespaces.network = try phases.time("network devices") { try NetworkDevices.capture(pid: root.hostPid) }
       namespaces.netSysctls = try phases.time("namespace settings") { try settings.wait("net") }
     }
     if namespaces.ipc {

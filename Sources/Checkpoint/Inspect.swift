@@ -97,7 +97,11 @@ public struct BundleInspection: Codable, Sendable {
     let ns = bundle.tree.namespaces
     let names = [
       ("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc),
-      (ns.netExternal == true ? "net (its runtime's: restore with --join-net)" : "net", ns.net), ("user", ns.user),
+      (
+        ns.netExternal == true
+          ? "net (its runtime's: restore with --join-net)"
+          : ns.network.map { "net (\(NetworkDevices.describe($0)))" } ?? "net", ns.net
+      ), ("user", ns.user),
       ("cgroup", ns.cgroup), ("time", ns.time),
     ].filter(\.1).map(\.0)
     // Pipes of which the container holds one end only: the other end was closed, or is outside

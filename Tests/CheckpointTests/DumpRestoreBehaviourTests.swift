@@ -285,19 +285,26 @@ struct DumpRestoreBehaviourTests {
       })
   }
 
-  /// A network namespace holding a device besides loopback, or an address of its own on
-  /// loopback, cannot be restored whole yet: the dump names them in one line rather than
-  /// drop them.
-  @Test func anAddressOfItsOwnOnLoopbackIsRefused() throws {
-    try expectDumpRefused(
-      "netns-address",
-      prefix: { _ in "ckcont: error: the container's network namespace has addresses of its own (10.9.9.9)" })
+  /// An address of its own on loopback (10.9.9.9 as lo:1) comes back, label and all.
+  @Test func anAddressOfItsOwnOnLoopbackComesBack() throws {
+    let container = try FixtureContainer("unsupported-fd", ["netns-address"])
+    defer { container.destroy() }
+    let differences = try container.unexplainedDifferences("unsupported-fd")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let addresses = run(["/usr/bin/nsenter", "-t", "\(container.restoredPid)", "-n", "/sbin/ip", "-o", "addr"]).stdout
+    #expect(addresses.contains("inet 10.9.9.9/") && addresses.contains("lo:1"), "\(addresses)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "unsupported-fd exited with \(status); log: \(container.log)")
   }
 
-  @Test func aNetworkDeviceBesidesLoopbackIsRefused() throws {
+  /// A network device of a kind ckcont does not make (a tun device) is named in one line
+  /// rather than dropped.
+  @Test func aNetworkDeviceCkcontDoesNotMakeIsRefused() throws {
     try expectDumpRefused(
       "netns-device",
-      prefix: { _ in "ckcont: error: the container's network namespace has network devices of its own (cktun0)" })
+      prefix: { _ in
+        "ckcont: error: the container's network namespace has network device cktun0 of kind tun, which ckcont cannot checkpoint yet"
+      })
   }
 
   /// A container whose root filesystem of its own is nothing the host sees (an overlay it
@@ -401,7 +408,7 @@ struct DumpRestoreBehaviourTests {
     #expect(lines.contains { $0.contains("removed while attached") }, "\(lines)")
     #expect(lines.contains { $0.hasPrefix("SysV semaphore set") && $0.hasSuffix("values 7 0 32767") }, "\(lines)")
     #expect(lines.contains { $0.hasPrefix("SysV message queue") && $0.hasSuffix("2 message(s), 21 bytes") }, "\(lines)")
-    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+    kill(container.cgroup.rootPid() ?? 0, SIGTERM)
     try waitForLine("PASS sysv-ipc", in: container, timeout: 5)
   }
 
@@ -421,7 +428,7 @@ struct DumpRestoreBehaviourTests {
       "\(lines)")
     #expect(lines.contains { $0.contains("/bind: bind of /") && $0.hasSuffix("/src, read-only") }, "\(lines)")
     #expect(lines.contains { $0.hasSuffix("/proc: proc") }, "\(lines)")
-    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+    kill(container.cgroup.rootPid() ?? 0, SIGTERM)
     try waitForLine("PASS mounts", in: container, timeout: 5)
   }
 
@@ -465,7 +472,7 @@ struct DumpRestoreBehaviourTests {
         #expect(
           lines.contains { text.hasPrefix("  ") ? $0 == text : $0.hasSuffix(text) }, "\(fixture): \(inspect.stdout)")
       }
-      kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+      kill(container.cgroup.rootPid() ?? 0, SIGTERM)
       try waitForLine("PASS \(fixture)", in: container, timeout: 10)
     }
   }
@@ -480,7 +487,7 @@ struct DumpRestoreBehaviourTests {
     try #require(dump.status == 0, "\(dump.output)")
     let inspect = run([TestPaths.ckcont, "inspect", container.bundlePath])
     #expect(inspect.stdout.contains("3 message(s) waiting"), "\(inspect.stdout)")
-    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
+    kill(container.cgroup.rootPid() ?? 0, SIGTERM)
     try waitForLine("PASS mqueue", in: container, timeout: 5)
   }
 
@@ -491,14 +498,14 @@ struct DumpRestoreBehaviourTests {
     let container = try FixtureContainer("sysv-ipc", ownNamespaces: false)
     defer { container.destroy() }
     try container.waitReady()
-    let pids = container.cgroup.allPids()
+    let root = container.cgroup.rootPid() ?? 0
     let dump = container.dump()
     #expect(dump.status == 1)
-    #expect(dump.stderr.hasPrefix("ckcont: error: task \(pids.min() ?? 0): SysV segment "), "\(dump.stderr)")
+    #expect(dump.stderr.hasPrefix("ckcont: error: task \(root): SysV segment "), "\(dump.stderr)")
     #expect(dump.stderr.contains("belongs to the host's IPC namespace"), "\(dump.stderr)")
     #expect(dump.stderr.split(separator: "\n").count <= 2)
     #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
-    kill(pids.min() ?? 0, SIGTERM)
+    kill(root, SIGTERM)
     try waitForLine("PASS sysv-ipc", in: container, timeout: 5)
   }
 
@@ -719,8 +726,13 @@ struct DumpRestoreBehaviourTests {
     #expect(container.cgroup.read("cgroup.events").contains("frozen 1"))
     let thaw = run([TestPaths.ckcont, "thaw", container.cgroup.path])
     #expect(thaw.status == 0, "\(thaw.output)")
-    kill(container.cgroup.allPids().min() ?? 0, SIGTERM)
-    try waitForLine("PASS stopped", in: container, timeout: 10)
+    kill(container.cgroup.rootPid() ?? 0, SIGTERM)
+    do { try waitForLine("PASS stopped", in: container, timeout: 10) } catch {
+      // Seen once in several runs, with the container gone: what each step said.
+      throw TestFailure(
+        "\(error); cgroup: \(container.cgroup.read("cgroup.events").split(separator: "\n").joined(separator: ", ")); "
+          + "dump: \(dump.output); thaw: \(thaw.output)")
+    }
   }
 
   /// SIGTERM in the middle of a dump: ckcont cleans up and exits non-zero; the container runs

@@ -178,7 +178,7 @@ struct RoundTripTests {
     let dumped = container.dump(["--leave-running"])
     #expect(dumped.status == 0, "\(dumped.output)")
     // The root: the first of the container's processes, the others' parent.
-    let root = try #require(container.cgroup.allPids().min())
+    let root = try #require(container.cgroup.rootPid())
     kill(root, SIGTERM)
     #expect(container.launcher.waitUntilExit() == 0, "\(container.log)")
     #expect(container.log.contains("PASS \(fixture)"), "log: \(container.log)")

@@ -38,7 +38,7 @@ struct StateSnapshotTests {
       before = again
       usleep(50_000)
     }
-    let pid = try #require(container.cgroup.allPids().min())
+    let pid = try #require(container.cgroup.rootPid())
     try "500".write(toFile: "/proc/\(pid)/oom_score_adj", atomically: false, encoding: .utf8)
     let after = try StateSnapshot.take(cgroup: container.cgroup)
     #expect(StateSnapshot.diff(before, after) == ["task 1: oom_score_adj 0 -> 500"])

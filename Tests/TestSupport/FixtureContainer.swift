@@ -55,11 +55,15 @@ public final class FixtureContainer: @unchecked Sendable {
   /// The container's pids when it was last dumped.
   public private(set) var dumpedPids: [Int32] = []
 
+  /// What ckcont runs under for dumps and restores (`nsenter --net=...`: in the namespace
+  /// of a veth's outer end).
+  public var ckcontPrefix: [String] = []
+
   /// `ckcont dump <cgroup> -o <bundle> [arguments]`.
   @discardableResult
   public func dump(_ arguments: [String] = []) -> CommandResult {
     dumpedPids = cgroup.allPids()
-    return run([TestPaths.ckcont, "dump", cgroup.path, "-o", bundlePath] + arguments)
+    return run(ckcontPrefix + [TestPaths.ckcont, "dump", cgroup.path, "-o", bundlePath] + arguments)
   }
 
   /// Waits until the cgroup holds no task (the dumped container was killed), and reaps the
@@ -85,7 +89,7 @@ public final class FixtureContainer: @unchecked Sendable {
   @discardableResult
   public func restore(_ arguments: [String] = []) throws -> CommandResult {
     let prefix = restoreSetup.map { ["/bin/sh", "-c", "\($0); exec \"$@\"", "sh"] } ?? []
-    let result = run(prefix + [TestPaths.ckcont, "restore", bundlePath] + arguments)
+    let result = run(prefix + ckcontPrefix + [TestPaths.ckcont, "restore", bundlePath] + arguments)
     if result.status == 0 {
       // The pid alone, or with --json the report holding it.
       let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]

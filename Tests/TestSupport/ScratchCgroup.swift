@@ -88,6 +88,21 @@ public final class ScratchCgroup: @unchecked Sendable {
     }
   }
 
+  /// The container's first process: the one whose parent is not in the cgroup (pid 1 of
+  /// its namespace). Not the lowest pid: host pids wrap (pid_max is 32768 here), and a
+  /// child may then have a lower one than its parent.
+  public func rootPid() -> Int32? {
+    let pids = allPids()
+    let members = Set(pids)
+    return pids.first { pid in
+      let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+      let parent = status.split(separator: "\n").first { $0.hasPrefix("PPid:") }.flatMap {
+        Int32($0.dropFirst(5).trimmingCharacters(in: .whitespaces))
+      }
+      return parent.map { !members.contains($0) } ?? false
+    }
+  }
+
   /// Kills every task of the subtree (only ours: the cgroup is ours), thaws, and removes the
   /// directories bottom-up, waiting for the tasks to be gone.
   public func destroy() {

@@ -22,6 +22,7 @@ extension StateSnapshot {
     var uts: [String: SnapshotTask] = [:]
     var ipc: [String: SnapshotTask] = [:]
     var mounts: [String: SnapshotTask] = [:]
+    var networks: [String: SnapshotTask] = [:]
     for task in live {
       for kind in Self.namespaceKinds {
         let link = ProcFile.link("/proc/\(task.hostPid)/ns/\(kind)")
@@ -29,6 +30,7 @@ extension StateSnapshot {
         if kind == "uts", names[link] != "host", uts[link] == nil { uts[link] = task }
         if kind == "ipc", names[link] != "host", ipc[link] == nil { ipc[link] = task }
         if kind == "mnt", mounts[link] == nil { mounts[link] = task }
+        if kind == "net", names[link] != "host", networks[link] == nil { networks[link] = task }
       }
     }
     for task in uts.values {
@@ -39,7 +41,26 @@ extension StateSnapshot {
       record("uts ns of \(task.name)", "names", output.stdout.split(separator: "\n").joined(separator: " "))
     }
     for task in ipc.values { readSysV(task) }
+    for task in networks.values { readNetwork(task) }
     readMounts(mounts.values.sorted { $0.pid < $1.pid })
+  }
+
+  /// The links, addresses and routes of a network namespace of the container's own, as `ip`
+  /// shows them inside; indexes (which a new namespace gives anew to a peer outside),
+  /// lifetimes and duplicate detection's passing `tentative` left out.
+  mutating func readNetwork(_ task: SnapshotTask) {
+    let views = [
+      ("links", ["-o", "link"]), ("addresses", ["-o", "addr"]), ("routes", ["route", "show", "table", "all"]),
+    ]
+    for (what, arguments) in views {
+      let output = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-n", "/sbin/ip"] + arguments)
+      let lines = output.stdout.split(separator: "\n").map { line in
+        line.replacing(#/^\d+: /#, with: "").replacing(#/@(if\d+|NONE)/#, with: "")
+          .replacing(#/ link-netnsid \d+/#, with: "").replacing(#/\\? +valid_lft \S+ preferred_lft \S+/#, with: "")
+          .replacing(" tentative", with: "").replacing(#/ +/#, with: " ")
+      }
+      record("net ns of \(task.name)", what, lines.sorted().joined(separator: " | "))
+    }
   }
 
   /// The SysV objects of an IPC namespace of the container's own, from /proc/sysvipc read

@@ -156,6 +156,9 @@ public struct NamespaceSet: Codable, Sendable, Equatable {
   /// podman container's, whose devices netavark made): nothing of it is saved, and the
   /// restore joins the one its caller names (`--join-net`).
   public var netExternal: Bool?
+  /// The devices, addresses and routes of the container's own network namespace beyond
+  /// loopback (veth pairs, with a peer outside or inside).
+  public var network: NetworkImage?
   /// The id maps of the container's own user namespace (`user`), written again for the new
   /// one.
   public var userMaps: UserNamespaceMaps?

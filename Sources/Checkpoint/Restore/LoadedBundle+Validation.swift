@@ -24,6 +24,12 @@ extension LoadedBundle {
     }
     try validateNestedNamespaces(tree)
     try validateTimeNamespaces(tree)
+    if let network = tree.namespaces.network {
+      guard tree.namespaces.net, tree.namespaces.netExternal != true else {
+        throw CKError(.badInput, "the bundle is inconsistent: network devices without a network namespace of its own")
+      }
+      try NetworkDevices.validate(network)
+    }
     guard !tree.tasks.isEmpty, tree.tasks.count <= 32768 else {
       throw CKError(.badInput, "the bundle's tree holds \(tree.tasks.count) tasks")
     }

@@ -1,0 +1,101 @@
+import Foundation
+
+/// The devices, addresses and routes of the container's own network namespace, beyond a
+/// fresh namespace's loopback: what the restore makes again in the new one. Links are named
+/// (names are unique in a namespace; indexes are not kept).
+public struct NetworkImage: Codable, Sendable, Equatable {
+  public var links: [NetworkLinkImage]
+  public var addresses: [NetworkAddressImage]
+  public var routes: [NetworkRouteImage]
+
+  public init(links: [NetworkLinkImage], addresses: [NetworkAddressImage], routes: [NetworkRouteImage]) {
+    (self.links, self.addresses, self.routes) = (links, addresses, routes)
+  }
+}
+
+/// A link of the namespace: a veth end (the only kind ckcont makes yet).
+public struct NetworkLinkImage: Codable, Sendable, Equatable {
+  public var name: String
+  /// rtnetlink's kind: `veth`.
+  public var kind: String
+  public var mac: Data?
+  public var mtu: UInt32
+  public var up: Bool
+  public var txQueueLength: UInt32
+  public var alias: String?
+  /// A veth whose peer is in the container too: the peer's name.
+  public var peer: String?
+  /// A veth whose peer is outside: in the network namespace the dump ran in (a host's end,
+  /// often enslaved to a bridge), made again where the restore runs.
+  public var outsidePeer: OutsideVethPeer?
+
+  public init(
+    name: String, kind: String, mac: Data?, mtu: UInt32, up: Bool, txQueueLength: UInt32, alias: String?,
+    peer: String? = nil, outsidePeer: OutsideVethPeer? = nil
+  ) {
+    (self.name, self.kind, self.mac, self.mtu, self.up) = (name, kind, mac, mtu, up)
+    (self.txQueueLength, self.alias, self.peer, self.outsidePeer) = (txQueueLength, alias, peer, outsidePeer)
+  }
+}
+
+/// The outer end of a veth pair.
+public struct OutsideVethPeer: Codable, Sendable, Equatable {
+  public var name: String
+  /// The bridge it was enslaved to, by name: it joins the bridge of that name where the
+  /// restore runs, when there is one.
+  public var master: String?
+  public var mac: Data?
+  public var mtu: UInt32
+  public var up: Bool
+
+  public init(name: String, master: String?, mac: Data?, mtu: UInt32, up: Bool) {
+    (self.name, self.master, self.mac, self.mtu, self.up) = (name, master, mac, mtu, up)
+  }
+}
+
+/// An address of a link (`ip addr`).
+public struct NetworkAddressImage: Codable, Sendable, Equatable {
+  public var link: String
+  public var family: Int32
+  public var local: Data
+  public var prefixLength: Int32
+  /// IFA_F_* flags (secondary, noprefixroute, ...).
+  public var flags: UInt32
+  public var scope: Int32
+  public var broadcast: Data?
+  public var peer: Data?
+  public var label: String?
+
+  public init(
+    link: String, family: Int32, local: Data, prefixLength: Int32, flags: UInt32, scope: Int32, broadcast: Data?,
+    peer: Data?, label: String?
+  ) {
+    (self.link, self.family, self.local, self.prefixLength, self.flags) = (link, family, local, prefixLength, flags)
+    (self.scope, self.broadcast, self.peer, self.label) = (scope, broadcast, peer, label)
+  }
+}
+
+/// A route the kernel did not make itself for an address (`ip route show table all`, less
+/// the local table and `proto kernel`), with one next hop.
+public struct NetworkRouteImage: Codable, Sendable, Equatable {
+  public var table: UInt32
+  public var family: Int32
+  /// nil: the default route.
+  public var destination: Data?
+  public var prefixLength: Int32
+  public var gateway: Data?
+  public var link: String?
+  public var priority: UInt32
+  public var protocolNumber: UInt8
+  public var scope: UInt8
+  public var type: UInt8
+
+  public init(
+    table: UInt32, family: Int32, destination: Data?, prefixLength: Int32, gateway: Data?, link: String?,
+    priority: UInt32, protocolNumber: UInt8, scope: UInt8, type: UInt8
+  ) {
+    (self.table, self.family, self.destination, self.prefixLength) = (table, family, destination, prefixLength)
+    (self.gateway, self.link, self.priority, self.protocolNumber) = (gateway, link, priority, protocolNumber)
+    (self.scope, self.type) = (scope, type)
+  }
+}

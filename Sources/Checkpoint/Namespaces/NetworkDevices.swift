@@ -1,0 +1,223 @@
+import Bundle
+import Foundation
+import Glibc
+import Linux
+import Logging
+import Netlink
+
+/// The devices, addresses and routes of the container's own network namespace (issue 18's
+/// first part): veth pairs, with the peer inside or outside (in the namespace ckcont runs
+/// in: a host's end, often on a bridge), their addresses and the routes not made by the
+/// kernel for an address. Read and made through libnl-route, from threads that join the
+/// namespace (``NamespaceThread``). What ckcont does not make (another kind of device, a
+/// multipath route, a veth whose peer is in a third namespace) is refused at dump.
+enum NetworkDevices {
+  static let rtTableLocal: UInt32 = 255
+  static let rtProtocolKernel: UInt8 = 2
+  static let ifaFlagTentative: UInt32 = 0x40
+  static let ifaFlagNoDAD: UInt32 = 0x02
+  static let ifaFlagPermanent: UInt32 = 0x80
+  static let scopeLink: Int32 = 253
+
+  // MARK: Capture
+
+  /// What the network namespace of process `pid` holds beyond loopback and its own
+  /// addresses; nil when nothing.
+  static func capture(pid: Int32) throws -> NetworkImage? {
+    let inside = try NamespaceThread.run(in: "net", of: pid) { try NetworkConfig.read() }
+    let names = Dictionary(inside.links.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
+    var outside: NetworkConfig?
+    var links: [NetworkLinkImage] = []
+    for link in inside.links where link.kind != "loopback" {
+      guard link.kind == "veth" else {
+        throw refuse(
+          "network device \(link.name) of kind \(link.kind ?? "none")",
+          "ckcont makes veth pairs again; move the device out before the checkpoint")
+      }
+      guard link.masterIndex == nil else {
+        throw refuse("network device \(link.name) enslaved to \(names[link.masterIndex ?? 0] ?? "a bridge")", nil)
+      }
+      var image = NetworkLinkImage(
+        name: link.name, kind: "veth", mac: link.mac.map { Data($0) }, mtu: link.mtu, up: link.up,
+        txQueueLength: link.txQueueLength, alias: link.alias)
+      if link.peerNamespaceID == nil {
+        image.peer = link.peerIndex.flatMap { names[$0] }
+      } else {
+        let here = try outside ?? NetworkConfig.read()
+        outside = here
+        image.outsidePeer = try outerEnd(of: link, in: here)
+      }
+      links.append(image)
+    }
+    let addresses = try inside.addresses.filter { !isMadeByTheKernel($0, names) }.map { address in
+      guard let link = names[address.linkIndex] else { throw refuse("an address on a link that is gone", nil) }
+      return NetworkAddressImage(
+        link: link, family: address.family, local: Data(address.local), prefixLength: address.prefixLength,
+        flags: address.flags & ~ifaFlagTentative, scope: address.scope, broadcast: address.broadcast.map { Data($0) },
+        peer: address.peer.map { Data($0) }, label: address.label)
+    }
+    let routes = try inside.routes.filter { $0.table != rtTableLocal && $0.protocolNumber != rtProtocolKernel }.map {
+      route in
+      guard route.extraHops == 0 else { throw refuse("a route with several next hops", nil) }
+      return NetworkRouteImage(
+        table: route.table, family: route.family, destination: route.destination.map { Data($0) },
+        prefixLength: route.prefixLength, gateway: route.gateway.map { Data($0) },
+        link: route.linkIndex.flatMap { names[$0] }, priority: route.priority, protocolNumber: route.protocolNumber,
+        scope: route.scope, type: route.type)
+    }
+    guard !links.isEmpty || !addresses.isEmpty || !routes.isEmpty else { return nil }
+    return NetworkImage(links: links, addresses: addresses, routes: routes)
+  }
+
+  /// Loopback's own addresses and IPv6 link-local ones, which the kernel makes when a link
+  /// comes up (from its MAC, which is kept).
+  private static func isMadeByTheKernel(_ address: NetworkConfig.Address, _ names: [Int32: String]) -> Bool {
+    if names[address.linkIndex] == "lo" {
+      return address.local == [127, 0, 0, 1] && address.prefixLength == 8
+        || address.local == [UInt8](repeating: 0, count: 15) + [1] && address.prefixLength == 128
+    }
+    return address.family == AF_INET6 && address.scope == scopeLink && address.local.starts(with: [0xfe, 0x80])
+  }
+
+  /// The outer end of the veth `link`: the link of the namespace ckcont runs in whose
+  /// peer it is.
+  private static func outerEnd(of link: NetworkConfig.Link, in outside: NetworkConfig) throws -> OutsideVethPeer {
+    guard
+      let peer = outside.links.first(where: {
+        $0.index == link.peerIndex && $0.kind == "veth" && $0.peerIndex == link.index && $0.peerNamespaceID != nil
+      })
+    else {
+      throw refuse(
+        "network device \(link.name), whose veth peer is in a network namespace ckcont does not run in",
+        "run the dump in the namespace of the peer (nsenter --net)")
+    }
+    let master = peer.masterIndex.flatMap { index in outside.links.first { $0.index == index }?.name }
+    return OutsideVethPeer(name: peer.name, master: master, mac: peer.mac.map { Data($0) }, mtu: peer.mtu, up: peer.up)
+  }
+
+  private static func refuse(_ what: String, _ hint: String?) -> CKError {
+    CKError(
+      .failed, "the container's network namespace has \(what), which ckcont cannot checkpoint yet",
+      hint: hint ?? "ckcont makes veth pairs, their addresses and routes again")
+  }
+
+  // MARK: Restore
+
+  /// Makes `image` again in the network namespace of process `pid` (new, with loopback):
+  /// each veth pair (an outer end here, where ckcont runs, joining the bridge of its master's
+  /// name when there is one), their attributes, addresses, then routes.
+  static func restore(_ image: NetworkImage, pid: Int32, log: Logger) throws {
+    for link in image.links {
+      guard let outer = link.outsidePeer else { continue }
+      guard try NetworkChanges.index(ofLink: outer.name) == nil else {
+        throw CKError(
+          .failed, "cannot make the veth end \(outer.name) here: a link of that name exists",
+          hint: "remove it, or restore in another network namespace (nsenter --net)")
+      }
+      try NetworkChanges.addVethPair(name: outer.name, peerName: link.name, peerNamespaceOf: pid)
+      var master: Int32?
+      if let bridge = outer.master {
+        master = try NetworkChanges.index(ofLink: bridge)
+        if master == nil { log.info("veth \(outer.name): no bridge \(bridge) here; left on its own") }
+      }
+      try NetworkChanges.configure(link: outer.name, as: attributes(outer), master: master)
+    }
+    try NamespaceThread.run(in: "net", of: pid) {
+      var made: Set<String> = []
+      for link in image.links where link.outsidePeer == nil && !made.contains(link.name) {
+        guard let peer = link.peer else { continue }
+        try NetworkChanges.addVethPair(name: link.name, peerName: peer, peerNamespaceOf: pid)
+        made.formUnion([link.name, peer])
+      }
+      for link in image.links { try NetworkChanges.configure(link: link.name, as: attributes(link)) }
+      for address in image.addresses {
+        guard let index = try NetworkChanges.index(ofLink: address.link) else {
+          throw CKError(.failed, "link \(address.link) is missing for its address")
+        }
+        var wanted = NetworkConfig.Address(
+          linkIndex: index, family: address.family, local: Array(address.local), prefixLength: address.prefixLength,
+          flags: address.flags, scope: address.scope, broadcast: address.broadcast.map(Array.init),
+          peer: address.peer.map(Array.init), label: address.label)
+        // An IPv6 address would be tentative for a second of duplicate detection, in which
+        // nothing can bind it: the container had it usable.
+        if address.family == AF_INET6 { wanted.flags |= ifaFlagNoDAD }
+        try NetworkChanges.add(wanted, toLink: index, named: address.link)
+      }
+      for route in image.routes {
+        let index = try route.link.map { name in
+          guard let index = try NetworkChanges.index(ofLink: name) else {
+            throw CKError(.failed, "link \(name) is missing for its route")
+          }
+          return index
+        }
+        try NetworkChanges.add(
+          NetworkConfig.Route(
+            table: route.table, family: route.family, destination: route.destination.map(Array.init),
+            prefixLength: route.prefixLength, gateway: route.gateway.map(Array.init), linkIndex: index,
+            priority: route.priority, protocolNumber: route.protocolNumber, scope: route.scope, type: route.type),
+          throughLink: index)
+      }
+    }
+  }
+
+  private static func attributes(_ link: NetworkLinkImage) -> NetworkConfig.Link {
+    NetworkConfig.Link(
+      index: 0, name: link.name, kind: link.kind, mac: link.mac.map(Array.init), mtu: link.mtu, up: link.up,
+      txQueueLength: link.txQueueLength, alias: link.alias)
+  }
+
+  private static func attributes(_ outer: OutsideVethPeer) -> NetworkConfig.Link {
+    NetworkConfig.Link(
+      index: 0, name: outer.name, kind: "veth", mac: outer.mac.map(Array.init), mtu: outer.mtu, up: outer.up,
+      txQueueLength: 1000, alias: nil)
+  }
+
+  // MARK: Validation
+
+  /// Names a kernel accepts (IFNAMSIZ), links that exist for every address and route,
+  /// addresses of their family's length, bounded counts.
+  static func validate(_ image: NetworkImage) throws(CKError) {
+    func bad(_ what: String) -> CKError { CKError(.badInput, "the bundle is inconsistent: network: \(what)") }
+    func isName(_ name: String) -> Bool {
+      !name.isEmpty && name.utf8.count < 16 && !name.contains("/") && !name.contains(" ") && !name.contains("\0")
+        && name != "." && name != ".."
+    }
+    func length(_ family: Int32) -> Int? { family == AF_INET ? 4 : family == AF_INET6 ? 16 : nil }
+    guard image.links.count <= 256, image.addresses.count <= 4096, image.routes.count <= 4096 else {
+      throw bad("too many links, addresses or routes")
+    }
+    var names = Set(["lo"])
+    for link in image.links {
+      guard link.kind == "veth", isName(link.name), link.mac.map({ $0.count == 6 }) ?? true, link.mtu >= 68,
+        link.mtu <= 65536, link.alias.map({ $0.utf8.count < 256 && !$0.contains("\0") }) ?? true,
+        link.peer.map(isName) ?? true,
+        link.outsidePeer.map({ isName($0.name) && ($0.master.map(isName) ?? true) })
+          ?? true, link.peer == nil || link.outsidePeer == nil
+      else { throw bad("link \(link.name.prefix(20)) is not one ckcont makes") }
+      guard names.insert(link.name).inserted else { throw bad("link \(link.name) listed twice") }
+    }
+    for address in image.addresses {
+      guard names.contains(address.link), let size = length(address.family), address.local.count == size,
+        address.prefixLength >= 0, address.prefixLength <= size * 8,
+        address.broadcast.map({ $0.count == size }) ?? true,
+        address.peer.map({ $0.count == size }) ?? true, address.label.map({ $0.utf8.count < 16 }) ?? true
+      else { throw bad("an address of \(address.link.prefix(20)) is malformed") }
+    }
+    for route in image.routes {
+      guard route.link.map(names.contains) ?? true, let size = length(route.family),
+        route.destination.map({ $0.count == size }) ?? true, route.prefixLength >= 0,
+        route.prefixLength <= size * 8, route.gateway.map({ $0.count == size }) ?? true
+      else { throw bad("a route is malformed") }
+    }
+  }
+
+  /// One line for `inspect`.
+  static func describe(_ image: NetworkImage) -> String {
+    let links = image.links.map { link in
+      link.name
+        + (link.outsidePeer.map { " (veth, peer \($0.name) outside\($0.master.map { " on \($0)" } ?? ""))" }
+          ?? " (veth, peer \(link.peer ?? "?"))")
+    }
+    return "\(links.joined(separator: ", ")); \(image.addresses.count) address(es), \(image.routes.count) route(s)"
+  }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// A container in a network namespace of its own with a veth pair, as a script or CNI's
+/// bridge plugin wires one: eth0 inside with an address and a default route, the outer end
+/// on a bridge in a "LAN" namespace of its own (made here with `ip netns add`), where ckcont
+/// runs (`nsenter --net`). The dump keeps the pair, addresses and routes; the restore makes
+/// the pair again with the outer end on the bridge of the same name.
+@Suite(.serialized)
+struct NetworkDevicesTests {
+  /// A "LAN" namespace with bridge br0 at 10.77.0.1/24, removed afterwards.
+  final class LAN {
+    let name = "ckcont-lan-\(UInt32.random(in: 0...UInt32.max))"
+    var path: String { "/run/netns/" + name }
+    init() throws {
+      try Self.ip(["netns", "add", name])
+      for command in [
+        ["link", "set", "lo", "up"], ["link", "add", "br0", "type", "bridge"],
+        ["addr", "add", "10.77.0.1/24", "dev", "br0"], ["link", "set", "br0", "up"],
+      ] { try Self.ip(["-n", name] + command) }
+    }
+    deinit { _ = run(["/sbin/ip", "netns", "del", name]) }
+
+    static func ip(_ arguments: [String]) throws {
+      let result = run(["/sbin/ip"] + arguments)
+      guard result.status == 0 else { throw TestFailure("ip \(arguments.joined(separator: " ")): \(result.output)") }
+    }
+  }
+
+  /// Wires the container's namespace (that of process `pid`) to `lan`: veth `outer` on br0,
+  /// eth0 inside at 10.77.0.2/24 with a default route through the bridge.
+  func wire(_ pid: Int32, to lan: LAN, outer: String) throws {
+    try LAN.ip(["-n", lan.name, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", "\(pid)"])
+    try LAN.ip(["-n", lan.name, "link", "set", outer, "master", "br0", "up"])
+    for command in [
+      ["link", "set", "lo", "up"], ["addr", "add", "10.77.0.2/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
+      ["route", "add", "default", "via", "10.77.0.1"],
+      ["route", "add", "10.88.0.0/16", "via", "10.77.0.1", "metric", "7"],
+    ] {
+      let result = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/sbin/ip"] + command)
+      guard result.status == 0 else { throw TestFailure("ip \(command.joined(separator: " ")): \(result.output)") }
+    }
+  }
+
+  @Test func aVethPairToABridgeComesBack() throws {
+    let lan = try LAN()
+    let outer = "ckv\(UInt16.random(in: 0...9999))"
+    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    defer { container.destroy() }
+    try container.waitReady()
+    try wire(container.launcher.pid, to: lan, outer: outer)
+    // The snapshot compares links, addresses and routes inside.
+    let differences = try container.unexplainedDifferences("counter")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let link = run(["/sbin/ip", "-n", lan.name, "-o", "link", "show", outer]).stdout
+    #expect(link.contains("master br0") && link.contains("state UP"), "\(outer): \(link)")
+    // Packets cross the bridge to the restored container (ping, answered by its kernel).
+    let ping = run(["/usr/bin/nsenter", "--net=\(lan.path)", "/bin/busybox", "ping", "-c", "1", "-W", "2", "10.77.0.2"])
+    #expect(ping.status == 0, "\(ping.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "counter exited with \(status); log: \(container.log)")
+  }
+
+  /// A device ckcont does not make (a bridge inside) is refused at dump, and the container
+  /// runs on.
+  @Test func aDeviceCkcontDoesNotMakeIsRefused() throws {
+    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let add = run([
+      "/usr/bin/nsenter", "-t", "\(container.launcher.pid)", "-n", "/sbin/ip", "link", "add", "br9", "type", "bridge",
+    ])
+    try #require(add.status == 0, "\(add.output)")
+    let refused = container.dump()
+    #expect(refused.status == 1)
+    #expect(
+      refused.stderr.contains("network device br9 of kind bridge, which ckcont cannot checkpoint yet"),
+      "\(refused.stderr)")
+    #expect(!container.cgroup.allPids().isEmpty)
+  }
+}
