@@ -11,8 +11,9 @@ import Linux
 struct ContainerBench {
   let ckcont: String
   let launch: String
-  let cgroupRoot: String
+  let cgroupHierarchy: CgroupHierarchy
   let directory: String
+  var cgroupRoot: String { cgroupHierarchy.mountPoint }
 
   /// Checks that `programs` (besides ckcont and launch) are built and `directory` is a tmpfs,
   /// and makes this process a child subreaper.
@@ -26,7 +27,7 @@ struct ContainerBench {
     guard let unified = try CgroupMounts.current().unified else {
       throw CKError(.failed, "no cgroup v2 hierarchy is mounted")
     }
-    cgroupRoot = unified.mountPoint
+    cgroupHierarchy = unified
     // The mount holding `directory` is the one with the longest matching mount point.
     let mount = try MountInfo.read().filter { directory == $0.mountPoint || directory.hasPrefix($0.mountPoint + "/") }
       .max { $0.mountPoint.count < $1.mountPoint.count }
@@ -71,9 +72,7 @@ struct ContainerBench {
       unlink(log)
     }
     func output() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-    func ckcont(_ command: String, _ arguments: [String]) throws -> (
-      status: Int32, out: String, err: String, seconds: Double
-    ) {
+    func ckcont(_ command: String, _ arguments: [String]) throws -> FinishedCommand {
       let argv = [self.ckcont, command] + (logs == nil ? [] : ["-v"]) + arguments
       let result = try runTimed(argv, scratch: "/tmp/\(name)-\(command)")
       if let logs { try result.err.write(toFile: "\(logs)/\(name)-\(command).log", atomically: false, encoding: .utf8) }

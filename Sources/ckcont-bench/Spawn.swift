@@ -38,26 +38,40 @@ struct Child {
 
 /// Waits for a child (or an orphan adopted as subreaper) to exit: its exit code, or 128+signal.
 func reap(_ pid: pid_t, timeout: Double, what: String) throws -> Int32 {
+  try reapWithUsage(pid, timeout: timeout, what: what).status
+}
+
+/// ``reap``, with the child's resource usage as wait4(2) reports it (`ru_maxrss`: its peak
+/// resident memory in KiB).
+func reapWithUsage(_ pid: pid_t, timeout: Double, what: String) throws -> (status: Int32, usage: rusage) {
   let deadline = monotonicNow() + timeout
   var status: Int32 = 0
+  var usage = rusage()
   while true {
-    let result = waitpid(pid, &status, WNOHANG)
+    let result = wait4(pid, &status, WNOHANG, &usage)
     if result == pid { break }
-    guard result == 0 else { throw CKError(.failed, "waitpid(\(pid)): \(String(cString: strerror(errno)))") }
+    guard result == 0 else { throw CKError(.failed, "wait4(\(pid)): \(String(cString: strerror(errno)))") }
     guard monotonicNow() < deadline else {
       kill(pid, SIGKILL)
-      _ = waitpid(pid, &status, 0)
+      _ = wait4(pid, &status, 0, &usage)
       throw CKError(.failed, "\(what) (pid \(pid)) did not finish in \(Int(timeout)) s")
     }
     usleep(500)
   }
-  return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + status & 0x7f
+  return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + status & 0x7f, usage)
 }
 
-/// Runs `argv` to completion: its exit status, stdout, stderr and wall-clock seconds.
-func runTimed(_ argv: [String], scratch: String, timeout: Double = 300) throws -> (
-  status: Int32, out: String, err: String, seconds: Double
-) {
+/// What a command run to completion by ``runTimed`` did.
+struct FinishedCommand {
+  let status: Int32  // the exit code, or 128+signal
+  let out: String
+  let err: String
+  let seconds: Double  // wall clock, spawn to exit
+  let peakKiB: Int  // peak resident memory (wait4's ru_maxrss)
+}
+
+/// Runs `argv` to completion, its stdout and stderr in `scratch`.out and .err meanwhile.
+func runTimed(_ argv: [String], scratch: String, timeout: Double = 300) throws -> FinishedCommand {
   let outPath = scratch + ".out"
   let errPath = scratch + ".err"
   defer {
@@ -66,11 +80,11 @@ func runTimed(_ argv: [String], scratch: String, timeout: Double = 300) throws -
   }
   let start = monotonicNow()
   let child = try Child(argv, stdout: outPath, stderr: errPath)
-  let status = try child.wait(timeout: timeout)
+  let (status, usage) = try reapWithUsage(child.pid, timeout: timeout, what: argv[0])
   let seconds = monotonicNow() - start
   let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
   let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-  return (status, out, err, seconds)
+  return FinishedCommand(status: status, out: out, err: err, seconds: seconds, peakKiB: usage.ru_maxrss)
 }
 
 /// Waits until the file at `path` holds a line starting with `prefix`, while `pid` runs.

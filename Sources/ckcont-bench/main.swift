@@ -7,6 +7,10 @@
 //                                                     1-128 threads, 1000/10000 mappings, 1000 fds (MODE:N picks
 //                                                     cases, e.g. tree:500); bundles on $CKCONT_BENCH_TMPFS; with
 //                                                     $CKCONT_BENCH_LOGS=DIR, ckcont runs with -v, logs in DIR
+//   ckcont-bench soak FIXTURES CKCONT N               N cycles of one mixed container, odd ones dump --leave-running,
+//                                                     even ones dump + restore; ckcont's, the container's and the
+//                                                     host's resources every 100 cycles must not grow (Soak.swift);
+//                                                     bundles on $CKCONT_BENCH_TMPFS; exit status 1 if anything grew
 import Foundation
 import Glibc
 
@@ -25,9 +29,16 @@ do {
     }
     try benchScale(
       fixtures: arguments[2], ckcont: arguments[3], cases: cases.isEmpty ? ScaleCase.all : cases.compactMap { $0.1 })
+  case "soak" where arguments.count == 5:
+    guard let cycles = Int(arguments[4]), cycles >= 2 else {
+      print("ckcont-bench soak: N must be a number of cycles, at least 2 (one of each kind)")
+      exit(64)
+    }
+    exit(try soak(fixtures: arguments[2], ckcont: arguments[3], cycles: cycles) ? 0 : 1)
   default:
     print(
-      "usage: ckcont-bench freeze SWARM [runs] | memory FIXTURES CKCONT [MiB...] | scale FIXTURES CKCONT [MODE:N...]")
+      "usage: ckcont-bench freeze SWARM [runs] | memory FIXTURES CKCONT [MiB...] | scale FIXTURES CKCONT [MODE:N...]"
+        + " | soak FIXTURES CKCONT N")
     exit(64)
   }
 } catch {

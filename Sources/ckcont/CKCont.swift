@@ -27,6 +27,7 @@ struct CKCont: ParsableCommand {
     // A reader that goes away (`ckcont dump -o - | head`) is an ordinary write error (EPIPE):
     // the dump then releases the container and fails, instead of dying of SIGPIPE.
     signal(SIGPIPE, SIG_IGN)
+    ResourceReport.installIfAsked()
     do {
       var command = try parseAsRoot(sharedOptionsAfterSubcommand(Array(CommandLine.arguments.dropFirst())))
       try command.run()
