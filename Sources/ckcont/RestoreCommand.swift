@@ -70,6 +70,15 @@ struct RestoreCommand: ParsableCommand {
         "For a container dumped with --external-net: the namespace its runtime made again for it, with the same addresses.",
       valueName: "PATH"))
   var joinNet: String?
+  @Option(
+    help: ArgumentHelp(
+      "Make the outer end of the container's veth NAME under NEWNAME (repeatable).",
+      discussion:
+        "The outer end of a veth pair is made where ckcont runs, under the name it had, on the bridge of its master's name when there is one.",
+      valueName: "NAME=NEWNAME"))
+  var veth: [String] = []
+  @Option(help: ArgumentHelp("Enslave the outer ends of the container's veth pairs to BRIDGE.", valueName: "BRIDGE"))
+  var bridge: String?
   @Flag(
     help: ArgumentHelp(
       "Restore a shell job (dumped with --shell-job) into ckcont's own session and terminal.",
@@ -128,6 +137,11 @@ struct RestoreCommand: ParsableCommand {
     restore.shellJob = shellJob
     restore.consoleSocket = consoleSocket
     restore.joinNetwork = joinNet
+    for spec in veth {
+      let (name, newName) = try Restore.vethRename(spec)
+      restore.outerEnds.names[name] = newName
+    }
+    restore.outerEnds.bridge = bridge
     restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))
     restore.actionScript = actionScript.map(ActionScript.init(path:))
     restore.log = log

@@ -64,6 +64,39 @@ struct NetworkDevicesTests {
     #expect(status == 0, "counter exited with \(status); log: \(container.log)")
   }
 
+  /// `--veth NAME=NEWNAME` and `--bridge NAME`: the outer end comes back under another name,
+  /// on another bridge (a second one in the LAN, which takes over the addresses).
+  @Test func theOuterEndCanBeRenamedAndMoved() throws {
+    let lan = try LAN()
+    let outer = "ckv\(UInt16.random(in: 0...9999))"
+    let renamed = outer + "n"
+    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    defer { container.destroy() }
+    try container.waitReady()
+    try wire(container.launcher.pid, to: lan, outer: outer)
+    try container.dumpAndWaitGone()
+    try LAN.ip(["-n", lan.name, "link", "add", "br1", "type", "bridge"])
+    try LAN.ip(["-n", lan.name, "addr", "flush", "dev", "br0"])
+    try LAN.ip(["-n", lan.name, "addr", "add", "10.77.0.1/24", "dev", "br1"])
+    try LAN.ip(["-n", lan.name, "link", "set", "br1", "up"])
+    // Asked of a bridge or a veth that are not there: refused before anything is made.
+    let missing = try container.restore(["--bridge", "br7"])
+    #expect(
+      missing.status == 2 && missing.stderr.contains("--bridge br7: no link of that name here"), "\(missing.output)")
+    let unknown = try container.restore(["--veth", "nosuch=x"])
+    #expect(unknown.status == 2 && unknown.stderr.contains("no veth whose outer end was nosuch"), "\(unknown.output)")
+    #expect(container.cgroup.allPids().isEmpty)
+    let restored = try container.restore(["--veth", "\(outer)=\(renamed)", "--bridge", "br1"])
+    try #require(restored.status == 0, "\(restored.output)")
+    let link = run(["/sbin/ip", "-n", lan.name, "-o", "link", "show", renamed]).stdout
+    #expect(link.contains("master br1"), "\(renamed): \(link)")
+    let ping = run(["/usr/bin/nsenter", "--net=\(lan.path)", "/bin/busybox", "ping", "-c", "1", "-W", "2", "10.77.0.2"])
+    #expect(ping.status == 0, "\(ping.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "counter exited with \(status); log: \(container.log)")
+  }
+
   /// A device ckcont does not make (a bridge inside) is refused at dump, and the container
   /// runs on.
   @Test func aDeviceCkcontDoesNotMakeIsRefused() throws {

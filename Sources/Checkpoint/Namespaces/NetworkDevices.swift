@@ -11,7 +11,7 @@ import Netlink
 /// kernel for an address. Read and made through libnl-route, from threads that join the
 /// namespace (``NamespaceThread``). What ckcont does not make (another kind of device, a
 /// multipath route, a veth whose peer is in a third namespace) is refused at dump.
-enum NetworkDevices {
+public enum NetworkDevices {
   static let rtTableLocal: UInt32 = 255
   static let rtProtocolKernel: UInt8 = 2
   static let ifaFlagTentative: UInt32 = 0x40
@@ -103,12 +103,37 @@ enum NetworkDevices {
 
   // MARK: Restore
 
+  /// Where the outer ends go: a new name for some (`--veth NAME=NEWNAME`), and the bridge
+  /// they join (`--bridge NAME`; else the bridge of their master's name, when there is one).
+  public struct OuterEnds: Sendable {
+    public var names: [String: String] = [:]
+    public var bridge: String?
+    public init() {}
+  }
+
   /// Makes `image` again in the network namespace of process `pid` (new, with loopback):
   /// each veth pair (an outer end here, where ckcont runs, joining the bridge of its master's
   /// name when there is one), their attributes, addresses, then routes.
-  static func restore(_ image: NetworkImage, pid: Int32, log: Logger) throws {
+  /// What `--veth` and `--bridge` ask of the bundle and of this namespace, before anything
+  /// is made: a veth end the bundle has, a bridge that exists here.
+  static func check(_ outerEnds: OuterEnds, against image: NetworkImage?) throws {
+    let outer = Set(image?.links.compactMap { $0.outsidePeer?.name } ?? [])
+    if let name = outerEnds.names.keys.sorted().first(where: { !outer.contains($0) }) {
+      throw CKError(
+        .badInput,
+        "--veth \(name)=...: the container had no veth whose outer end was \(name)"
+          + (outer.isEmpty ? "" : " (it had \(outer.sorted().joined(separator: ", ")))"))
+    }
+    if let bridge = outerEnds.bridge, try NetworkChanges.index(ofLink: bridge) == nil {
+      throw CKError(.badInput, "--bridge \(bridge): no link of that name here")
+    }
+  }
+
+  static func restore(_ image: NetworkImage, pid: Int32, outerEnds: OuterEnds, log: Logger) throws {
     for link in image.links {
-      guard let outer = link.outsidePeer else { continue }
+      guard var outer = link.outsidePeer else { continue }
+      outer.name = outerEnds.names[outer.name] ?? outer.name
+      outer.master = outerEnds.bridge ?? outer.master
       guard try NetworkChanges.index(ofLink: outer.name) == nil else {
         throw CKError(
           .failed, "cannot make the veth end \(outer.name) here: a link of that name exists",

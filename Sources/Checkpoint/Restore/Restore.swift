@@ -49,6 +49,9 @@ public struct Restore {
   /// `--join-net`: the network namespace a runtime made for a container whose namespace was
   /// its runtime's (``NamespaceSet/netExternal``), which the restored container joins.
   public var joinNetwork: String?
+  /// `--veth NAME=NEWNAME`, `--bridge NAME`: where the outer ends of the container's veth
+  /// pairs go (``NetworkDevices``).
+  public var outerEnds = NetworkDevices.OuterEnds()
   /// `--trusted-key`: the keys one of which must have signed the bundle (none: any bundle).
   public var trust = SignatureTrust()
   /// `--action-script`: run before anything is made, around the namespaces' setup, before
@@ -74,6 +77,15 @@ public struct Restore {
       throw CKError(.badInput, "--mount-source \(spec): \(source) does not exist")
     }
     return (String(spec[..<equals]), source)
+  }
+
+  /// Parses `NAME=NEWNAME` (`--veth`): the outer end of a veth pair made under a new name.
+  public static func vethRename(_ spec: String) throws -> (name: String, newName: String) {
+    let parts = spec.split(separator: "=", omittingEmptySubsequences: false).map(String.init)
+    guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.utf8.count < 16 && !$0.contains("/") }) else {
+      throw CKError(.badInput, "--veth \(spec): expected NAME=NEWNAME, link names of at most 15 bytes")
+    }
+    return (parts[0], parts[1])
   }
 
   /// Parses `fd[N]:RESOURCE` (CRIU's --inherit-fd syntax): RESOURCE is `pipe:[inode]` or a
@@ -191,6 +203,7 @@ public struct Restore {
         "--join-net \(joinNetwork): the container's network namespace was not its runtime's (dump it with --external-net)"
       )
     }
+    try NetworkDevices.check(outerEnds, against: bundle.tree.namespaces.network)
     if bundle.tree.console != nil, consoleSocket == nil {
       throw CKError(
         .badInput,

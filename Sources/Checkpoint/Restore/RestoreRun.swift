@@ -170,7 +170,9 @@ final class RestoreRun {
       inherited = try ProcStatus.read(pid: hostPid)
       // The network namespace's settings before anything uses them (socket buffers).
       if bundle.tree.namespaces.net, let network = bundle.tree.namespaces.network {
-        try phases.time("network devices") { try NetworkDevices.restore(network, pid: hostPid, log: options.log) }
+        try phases.time("network devices") {
+          try NetworkDevices.restore(network, pid: hostPid, outerEnds: options.outerEnds, log: options.log)
+        }
       }
       if bundle.tree.namespaces.net, bundle.tree.namespaces.netExternal != true,
         let settings = bundle.tree.namespaces.netSysctls
