@@ -731,7 +731,8 @@ struct DumpRestoreBehaviourTests {
       // Seen once in several runs, with the container gone: what each step said.
       throw TestFailure(
         "\(error); cgroup: \(container.cgroup.read("cgroup.events").split(separator: "\n").joined(separator: ", ")); "
-          + "dump: \(dump.output); thaw: \(thaw.output)")
+          + "dump: \(dump.output); thaw: \(thaw.output)"
+          + (container.launcher.isRunning ? "" : "; launcher exited \(container.launcher.waitUntilExit())"))
     }
   }
 

@@ -353,14 +353,7 @@ enum ContainerMounts {
       let target = try injector.put(string: staging)
       switch first.kind {
       case .bind:
-        let source = sources["/"] ?? rootSource ?? first.source
-        let from = try injector.put(string: source)
-        try injector.call(.mount(source: from, target: target, flags: UInt64(MS_BIND)), "bind-mount \(source) at /")
-        if first.flags != 0 {
-          try injector.call(
-            .mount(source: 0, target: target, flags: UInt64(MS_REMOUNT | MS_BIND) | first.flags),
-            "remount / with its flags")
-        }
+        try bind(sources["/"] ?? rootSource ?? first.source, at: target, flags: first.flags, point: "/", injector)
       case .filesystem:
         try mountFilesystem(first, at: staging, injector: injector, userMaps: userMaps)
         rootFiles = first.files
@@ -387,16 +380,7 @@ enum ContainerMounts {
       let target = try injector.put(string: point)
       switch mount.kind {
       case .bind:
-        let source = source ?? mount.source
-        let from = try injector.put(string: source)
-        try injector.call(
-          .mount(source: from, target: target, flags: UInt64(MS_BIND)), "bind-mount \(source) at \(mount.mountPoint)")
-        if mount.flags != 0 {
-          // MS_REMOUNT | MS_BIND: the flags of a bind mount are set on the mount itself.
-          try injector.call(
-            .mount(source: 0, target: target, flags: UInt64(MS_REMOUNT | MS_BIND) | mount.flags),
-            "remount \(mount.mountPoint) with its flags")
-        }
+        try bind(source ?? mount.source, at: target, flags: mount.flags, point: mount.mountPoint, injector)
       case .filesystem:
         try mountFilesystem(mount, at: point, injector: injector, userMaps: userMaps)
         if let files = mount.files {
@@ -409,6 +393,21 @@ enum ContainerMounts {
     }
     if let staging { try pivot(injector, into: staging) }
     return later
+  }
+
+  /// Binds `source` at `target` (a path put in the injector's data area) from the task, then
+  /// gives the new mount `flags`: MS_REMOUNT | MS_BIND sets a bind mount's flags on the
+  /// mount itself.
+  private static func bind(_ source: String, at target: UInt64, flags: UInt64, point: String, _ injector: Injector)
+    throws
+  {
+    let from = try injector.put(string: source)
+    try injector.call(.mount(source: from, target: target, flags: UInt64(MS_BIND)), "bind-mount \(source) at \(point)")
+    if flags != 0 {
+      try injector.call(
+        .mount(source: 0, target: target, flags: UInt64(MS_REMOUNT | MS_BIND) | flags),
+        "remount \(point) with its flags")
+    }
   }
 
   /// Where a bind of `mount` binds from, as the task names it before it pivots: a path of
@@ -467,16 +466,8 @@ enum ContainerMounts {
     }
     for mount in mounts {
       injector.resetData()
-      let from = try injector.put(string: mount.source)
       let target = try injector.put(string: mount.mountPoint)
-      try injector.call(
-        .mount(source: from, target: target, flags: UInt64(MS_BIND)),
-        "bind-mount \(mount.source) at \(mount.mountPoint)")
-      if mount.flags != 0 {
-        try injector.call(
-          .mount(source: 0, target: target, flags: UInt64(MS_REMOUNT | MS_BIND) | mount.flags),
-          "remount \(mount.mountPoint) with its flags")
-      }
+      try bind(mount.source, at: target, flags: mount.flags, point: mount.mountPoint, injector)
       try propagate(mount, at: target, injector: injector)
     }
   }
