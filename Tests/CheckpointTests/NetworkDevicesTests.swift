@@ -1,3 +1,4 @@
+import CSnapshotShim
 import Foundation
 import Glibc
 import TestSupport
@@ -7,7 +8,8 @@ import Testing
 /// bridge plugin wires one: eth0 inside with an address and a default route, the outer end
 /// on a bridge in a "LAN" namespace of its own (made here with `ip netns add`), where ckcont
 /// runs (`nsenter --net`). The dump keeps the pair, addresses and routes; the restore makes
-/// the pair again with the outer end on the bridge of the same name.
+/// the pair again with the outer end on the bridge of the same name, and announces the
+/// container's addresses there once it runs.
 @Suite(.serialized)
 struct NetworkDevicesTests {
   /// A "LAN" namespace with bridge br0 at 10.77.0.1/24, removed afterwards.
@@ -52,6 +54,17 @@ struct NetworkDevicesTests {
     defer { container.destroy() }
     try container.waitReady()
     try wire(container.launcher.pid, to: lan, outer: outer)
+    // nodad: usable at once, as the restore makes IPv6 addresses (a tentative one would show
+    // its local route only once duplicate detection ends).
+    let added = run([
+      "/usr/bin/nsenter", "-t", "\(container.launcher.pid)", "-n", "/sbin/ip", "addr", "add", "fd77::2/64", "dev",
+      "eth0", "nodad",
+    ])
+    try #require(added.status == 0, "\(added.output)")
+    // Watching the bridge: the restored container announces its addresses there.
+    let watch = ckt_packet_socket(lan.path, "br0")
+    try #require(watch >= 0, "packet socket: \(watch)")
+    defer { close(watch) }
     // The snapshot compares links, addresses and routes inside.
     let differences = try container.unexplainedDifferences("counter")
     #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
@@ -60,6 +73,10 @@ struct NetworkDevicesTests {
     // Packets cross the bridge to the restored container (ping, answered by its kernel).
     let ping = run(["/usr/bin/nsenter", "--net=\(lan.path)", "/bin/busybox", "ping", "-c", "1", "-W", "2", "10.77.0.2"])
     #expect(ping.status == 0, "\(ping.output)")
+    let ipv4: [UInt8] = [10, 77, 0, 2]
+    let ipv6: [UInt8] = [0xfd, 0x77] + [UInt8](repeating: 0, count: 13) + [2]
+    #expect(ckt_saw_announcement(watch, AF_INET, ipv4, 2000) == 1, "no gratuitous ARP for 10.77.0.2")
+    #expect(ckt_saw_announcement(watch, AF_INET6, ipv6, 2000) == 1, "no neighbour advertisement for fd77::2")
     let status = try container.terminateRestored()
     #expect(status == 0, "counter exited with \(status); log: \(container.log)")
   }

@@ -361,6 +361,11 @@ struct ck_unix_diag {
 // Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
 int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);
 
+// Announces `address` of the link `ifindex` with MAC `mac` where it is now: a gratuitous ARP
+// (IPv4) or an unsolicited neighbour advertisement (IPv6). 0 or -errno.
+int ck_announce_ipv4(int ifindex, const unsigned char mac[6], const unsigned char address[4]);
+int ck_announce_ipv6(int ifindex, const unsigned char mac[6], const unsigned char address[16]);
+
 // The messages waiting in a datagram or seqpacket socket, peeked one after another (with
 // SO_PEEK_OFF, put back as it was) into `buffer`, their lengths into `lengths`. 0, -E2BIG
 // (more than fit), -EBADMSG (one carries descriptors or credentials), or -errno. With

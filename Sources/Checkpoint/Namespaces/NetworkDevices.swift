@@ -1,4 +1,5 @@
 import Bundle
+import CKShim
 import Foundation
 import Glibc
 import Linux
@@ -182,6 +183,35 @@ public enum NetworkDevices {
             priority: route.priority, protocolNumber: route.protocolNumber, scope: route.scope, type: route.type),
           throughLink: index)
       }
+    }
+  }
+
+  /// Announces the container's addresses where it now is, once it runs (a gratuitous ARP
+  /// for each IPv4 address, an unsolicited neighbour advertisement for each IPv6 one), so
+  /// that a switch or a peer that knew it elsewhere learns its new port. A failure is
+  /// logged: the container runs already.
+  static func announce(_ image: NetworkImage, pid: Int32, log: Logger) {
+    let macs = Dictionary(image.links.compactMap { link in link.mac.map { (link.name, $0) } }) { first, _ in first }
+    do {
+      try NamespaceThread.run(in: "net", of: pid) {
+        for address in image.addresses {
+          guard let mac = macs[address.link], mac.count == 6, let index = try NetworkChanges.index(ofLink: address.link)
+          else { continue }
+          let status = mac.withUnsafeBytes { mac in
+            address.local.withUnsafeBytes { ip in
+              let macBytes = mac.bindMemory(to: UInt8.self).baseAddress
+              let ipBytes = ip.bindMemory(to: UInt8.self).baseAddress
+              return address.family == AF_INET
+                ? ck_announce_ipv4(index, macBytes, ipBytes) : ck_announce_ipv6(index, macBytes, ipBytes)
+            }
+          }
+          if status < 0 {
+            log.info("cannot announce \(address.link)'s address: \(String(cString: strerror(-status)))")
+          }
+        }
+      }
+    } catch {
+      log.info("cannot announce the container's addresses: \(error)")
     }
   }
 
