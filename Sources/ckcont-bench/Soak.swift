@@ -502,13 +502,22 @@ func soak(fixtures: String, ckcont: String, cycles: Int) throws -> Bool {
 /// shared machine, other people's builds and tests add and remove hundreds of files there a
 /// minute (swift's TemporaryDirectory.*, test journals) and mount things of their own. The
 /// namespace goes away with the soak, and with it everything left in those directories.
+/// The package itself (the working directory: builds, fixtures) may lie below one of them (a
+/// clone in /tmp, as CI may make): it is bound back at its path on the fresh tmpfs.
 func isolateMounts() throws {
   func fail(_ call: String, _ subject: String) -> CKError {
     CKError(.failed, "\(call)(\(subject)): \(String(cString: strerror(errno)))")
   }
+  let here = FileManager.default.currentDirectoryPath
+  let package = try OwnedDescriptor("open", here) { open(here, OpenFlags.path | O_DIRECTORY | O_CLOEXEC) }
   guard ck_unshare(Int32(CK_CLONE_NEWNS)) == 0 else { throw fail("unshare", "CLONE_NEWNS") }
   guard mount("none", "/", nil, UInt(MS_REC | MS_PRIVATE), nil) == 0 else { throw fail("mount", "/, MS_PRIVATE") }
   for (directory, mode) in [("/run", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")] {
     guard mount("ckcont-soak", directory, "tmpfs", 0, "mode=\(mode)") == 0 else { throw fail("mount", directory) }
+    guard here.hasPrefix(directory + "/") else { continue }
+    try FileManager.default.createDirectory(atPath: here, withIntermediateDirectories: true)
+    guard mount("/proc/self/fd/\(package.raw)", here, nil, UInt(MS_BIND | MS_REC), nil) == 0 else {
+      throw fail("mount", "\(here) again, on the fresh \(directory)")
+    }
   }
 }
