@@ -508,10 +508,11 @@ func isolateMounts() throws {
   func fail(_ call: String, _ subject: String) -> CKError {
     CKError(.failed, "\(call)(\(subject)): \(String(cString: strerror(errno)))")
   }
-  let here = FileManager.default.currentDirectoryPath
-  let package = try OwnedDescriptor("open", here) { open(here, OpenFlags.path | O_DIRECTORY | O_CLOEXEC) }
   guard ck_unshare(Int32(CK_CLONE_NEWNS)) == 0 else { throw fail("unshare", "CLONE_NEWNS") }
   guard mount("none", "/", nil, UInt(MS_REC | MS_PRIVATE), nil) == 0 else { throw fail("mount", "/, MS_PRIVATE") }
+  // Opened in the new namespace: a bind's source must be one of its mounts.
+  let here = FileManager.default.currentDirectoryPath
+  let package = try OwnedDescriptor("open", here) { open(here, OpenFlags.path | O_DIRECTORY | O_CLOEXEC) }
   for (directory, mode) in [("/run", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")] {
     guard mount("ckcont-soak", directory, "tmpfs", 0, "mode=\(mode)") == 0 else { throw fail("mount", directory) }
     guard here.hasPrefix(directory + "/") else { continue }
