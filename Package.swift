@@ -24,6 +24,7 @@ let package = Package(
     // System libraries, each imported by exactly one Swift module.
     .systemLibrary(name: "CLibcgroup", pkgConfig: "libcgroup", providers: [.apt(["libcgroup-dev"])]),
     .systemLibrary(name: "CLibnl", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-route-3-dev"])]),
+    .systemLibrary(name: "CLibnftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
     .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
     .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
 
@@ -36,8 +37,8 @@ let package = Package(
       ]),
     // cgroup v1/v2 discovery, subtree walk, freezer, settings. Imports CLibcgroup.
     .target(name: "Cgroup", dependencies: ["Linux", "CLibcgroup"]),
-    // Network namespaces through netlink. Imports CLibnl.
-    .target(name: "Netlink", dependencies: ["Linux", "CLibnl"]),
+    // Network namespaces through netlink. Imports CLibnl and CLibnftables.
+    .target(name: "Netlink", dependencies: ["Linux", "CLibnl", "CLibnftables"]),
     // Bundle format and the state model: no syscalls. Imports CXXHash; signs with Crypto.
     .target(name: "Bundle", dependencies: ["CXXHash", .product(name: "Crypto", package: "swift-crypto")]),
     // The checkpoint engine: dump and restore, one folder per resource.

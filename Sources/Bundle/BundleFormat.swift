@@ -100,6 +100,8 @@ public enum BundleFormat {
     case externalNetwork = "external-network"
     /// Network devices, addresses and routes of the container's namespace (``NamespaceSet/network``).
     case networkDevices = "network-devices"
+    /// Packet filter rules of the container's namespace (``NetworkImage/netfilter``).
+    case netfilter
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -80,6 +80,7 @@ ssize_t ck_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long
 
 int ck_unshare(int flags) { return unshare(flags); }
 int ck_setns(int fd, int nstype) { return setns(fd, nstype); }
+int ck_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 pid_t ck_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 int ck_tgkill(pid_t tgid, pid_t tid, int signal) { return (int)syscall(SYS_tgkill, tgid, tid, signal); }
 

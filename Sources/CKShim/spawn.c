@@ -5,13 +5,14 @@
 #include <spawn.h>
 #include "ckshim.h"
 
-pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd, const char *terminal) {
+pid_t ck_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd, const char *terminal) {
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
   posix_spawn_file_actions_init(&actions);
   // A session of its own first (POSIX_SPAWN_SETSID), so that opening the terminal makes it
   // the controlling terminal.
   if (terminal) posix_spawn_file_actions_addopen(&actions, 0, terminal, O_RDWR, 0);
+  else if (in_fd >= 0) posix_spawn_file_actions_adddup2(&actions, in_fd, 0);
   else posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, err_fd, 2);

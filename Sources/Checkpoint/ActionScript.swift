@@ -54,17 +54,20 @@ public struct ActionScript: Sendable {
     }
   }
 
-  /// posix_spawn with ckcont's standard error as its output, waited for.
-  static func spawnAndWait(_ argv: [String], environment: [String: String]) throws -> WaitStatus {
+  /// posix_spawn with /dev/null as its input and ckcont's standard error as its output (or
+  /// `input`, `output` and `errors`), waited for.
+  static func spawnAndWait(
+    _ argv: [String], environment: [String: String], input: Int32 = -1, output: Int32 = 2, errors: Int32 = 2
+  ) throws -> WaitStatus {
     let arguments = argv.map { strdup($0) } + [nil]
     let variables = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {
       for pointer in arguments + variables { free(pointer) }
     }
-    let pid = ck_spawn(arguments, variables, 2, 2, nil)
+    let pid = ck_spawn(arguments, variables, input, output, errors, nil)
     guard pid > 0 else {
       throw CKError(
-        .badInput, "cannot run the action script \(argv[0]): \(String(cString: strerror(-pid)))",
+        .badInput, "cannot run \(argv[0]): \(String(cString: strerror(-pid)))",
         hint: "give the path of an executable")
     }
     var raw: Int32 = 0

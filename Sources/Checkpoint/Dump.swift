@@ -209,6 +209,7 @@ public struct Dump {
       if requirement == .console { return tree.console != nil }
       if requirement == .externalNetwork { return tree.namespaces.netExternal == true }
       if requirement == .networkDevices { return tree.namespaces.network != nil }
+      if requirement == .netfilter { return tree.namespaces.network?.netfilter != nil }
       if requirement == .nestedNamespaces { return tree.nestedNamespaces != nil }
       if requirement == .nestedPidNamespaces { return tree.tasks.contains { $0.nestedPids != nil } }
       return tasks.contains { task in
@@ -237,7 +238,9 @@ public struct Dump {
           }
         case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
         case .tcpPending: task.files.descriptors.contains { $0.socket?.acceptQueue != nil }
-        case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console, .externalNetwork, .networkDevices: false
+        case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console, .externalNetwork, .networkDevices,
+          .netfilter:
+          false
         }
       }
     }

@@ -22,8 +22,8 @@ enum Spawn {
       cEnv.forEach { free($0) }
     }
     let pid =
-      terminal.map { path in path.withCString { ck_spawn(&cArgs, &cEnv, out, err, $0) } }
-      ?? ck_spawn(&cArgs, &cEnv, out, err, nil)
+      terminal.map { path in path.withCString { ck_spawn(&cArgs, &cEnv, -1, out, err, $0) } }
+      ?? ck_spawn(&cArgs, &cEnv, -1, out, err, nil)
     guard pid > 0 else { throw TestFailure("cannot run \(argv[0]): \(String(cString: strerror(-pid)))") }
     return pid
   }

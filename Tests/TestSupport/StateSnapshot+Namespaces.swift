@@ -61,6 +61,28 @@ extension StateSnapshot {
       }
       record("net ns of \(task.name)", what, lines.sorted().joined(separator: " | "))
     }
+    readNetfilter(task)
+  }
+
+  /// The packet filter rules inside, in order: nft's view of every table (stateless:
+  /// counters move with traffic) and each iptables flavour's (`*-save`, which shows
+  /// iptables-nft's comments and matches nft cannot print), less the dated comment lines
+  /// and counters.
+  mutating func readNetfilter(_ task: SnapshotTask) {
+    let views = [
+      ("nftables", ["/usr/sbin/nft", "-s", "list", "ruleset"]), ("iptables-nft", ["/usr/sbin/iptables-nft-save"]),
+      ("ip6tables-nft", ["/usr/sbin/ip6tables-nft-save"]), ("ebtables-nft", ["/usr/sbin/ebtables-nft-save"]),
+      ("arptables-nft", ["/usr/sbin/arptables-nft-save"]), ("iptables-legacy", ["/usr/sbin/iptables-legacy-save"]),
+      ("ip6tables-legacy", ["/usr/sbin/ip6tables-legacy-save"]),
+    ]
+    for (what, arguments) in views {
+      let output = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-n"] + arguments)
+      let lines = output.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }.map {
+        $0.replacing(#/ \[\d+:\d+\]/#, with: "").replacing(#/ expires [0-9a-z]+/#, with: "")
+          .trimmingCharacters(in: .whitespaces)
+      }
+      record("net ns of \(task.name)", what, output.status == 0 ? lines.joined(separator: " | ") : "fails")
+    }
   }
 
   /// The SysV objects of an IPC namespace of the container's own, from /proc/sysvipc read

@@ -7,9 +7,68 @@ public struct NetworkImage: Codable, Sendable, Equatable {
   public var links: [NetworkLinkImage]
   public var addresses: [NetworkAddressImage]
   public var routes: [NetworkRouteImage]
+  /// Its packet filter rules, when it has any.
+  public var netfilter: NetfilterImage?
 
-  public init(links: [NetworkLinkImage], addresses: [NetworkAddressImage], routes: [NetworkRouteImage]) {
-    (self.links, self.addresses, self.routes) = (links, addresses, routes)
+  public init(
+    links: [NetworkLinkImage], addresses: [NetworkAddressImage], routes: [NetworkRouteImage],
+    netfilter: NetfilterImage? = nil
+  ) {
+    (self.links, self.addresses, self.routes, self.netfilter) = (links, addresses, routes, netfilter)
+  }
+}
+
+/// The packet filter of the namespace, as the tools that made it print it and read it back:
+/// nft's text of the tables nftables itself holds (counters, sets and their elements, maps
+/// included), and the `*-save` text of each iptables flavour in use (iptables-nft's tables
+/// keep comments and matches nft cannot print; the legacy x_tables are not nftables at all).
+public struct NetfilterImage: Codable, Sendable, Equatable {
+  /// `nft list table` of every table not iptables-nft's, in order; nil when none.
+  public var nftables: String?
+  /// `iptables-save -c` of each flavour that has tables, by tool.
+  public var iptables: [IptablesSave]
+
+  public init(nftables: String?, iptables: [IptablesSave]) {
+    (self.nftables, self.iptables) = (nftables, iptables)
+  }
+}
+
+/// What one iptables flavour printed (`<tool>-save`), restored with `<tool>-restore` (with
+/// `-c` where the tool keeps counters).
+public struct IptablesSave: Codable, Sendable, Equatable {
+  /// The flavour: a fixed list, never a program a bundle names.
+  public enum Tool: String, Codable, Sendable, CaseIterable {
+    case iptablesNft = "iptables-nft"
+    case ip6tablesNft = "ip6tables-nft"
+    case ebtablesNft = "ebtables-nft"
+    case arptablesNft = "arptables-nft"
+    case iptablesLegacy = "iptables-legacy"
+    case ip6tablesLegacy = "ip6tables-legacy"
+
+    /// The nftables family and table names an nft flavour makes (nil: a legacy flavour).
+    public var nftTables: (family: String, names: Set<String>)? {
+      switch self {
+      case .iptablesNft: ("ip", ["filter", "nat", "mangle", "raw", "security"])
+      case .ip6tablesNft: ("ip6", ["filter", "nat", "mangle", "raw", "security"])
+      case .ebtablesNft: ("bridge", ["filter", "nat", "broute"])
+      case .arptablesNft: ("arp", ["filter"])
+      case .iptablesLegacy, .ip6tablesLegacy: nil
+      }
+    }
+
+    /// Whether its save and restore keep counters (`-c`): ebtables' and arptables' do not.
+    public var keepsCounters: Bool { self != .ebtablesNft && self != .arptablesNft }
+  }
+
+  public var tool: Tool
+  public var text: String
+  /// An nft flavour's chains as nftables held them ("family table chain"): the tool makes
+  /// its built-in chains only once a rule uses them, but its restore makes them all, so
+  /// the others are deleted again.
+  public var chains: [String]?
+
+  public init(tool: Tool, text: String, chains: [String]? = nil) {
+    (self.tool, self.text, self.chains) = (tool, text, chains)
   }
 }
 

@@ -167,12 +167,12 @@ int ck_kcmp(pid_t pid1, pid_t pid2, int type);
 // member Swift cannot build): what an inotify watch's fdinfo names.
 int ck_open_by_handle(int mount_fd, int handle_type, const unsigned char *handle, unsigned int handle_bytes, int flags);
 
-// posix_spawn(3) of argv with stdin from /dev/null and stdout/stderr onto out_fd/err_fd, every
+// posix_spawn(3) of argv with stdin from in_fd (/dev/null for -1) and stdout/stderr onto out_fd/err_fd, every
 // other descriptor closed (closefrom), default signal actions and an empty signal mask: a
 // test's children must not inherit the runner's pipes or sockets. Returns the pid or -errno.
 // `terminal` (or NULL): the path of a terminal that becomes the child's standard input and,
 // in a session of its own, its controlling terminal.
-pid_t ck_spawn(char *const argv[], char *const envp[], int out_fd, int err_fd, const char *terminal);
+pid_t ck_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd, const char *terminal);
 
 // fallocate(2), a _GNU_SOURCE declaration.
 int ck_fallocate(int fd, int mode, int64_t offset, int64_t length);
@@ -184,6 +184,8 @@ enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
 // unshare(2) and setns(2) are hidden by Glibc's Swift overlay.
 int ck_unshare(int flags);
 int ck_setns(int fd, int nstype);
+// memfd_create(2), likewise hidden: a file in memory for a tool's input or output.
+int ck_memfd_create(const char *name, unsigned int flags);
 // gettid(2), likewise hidden: the calling thread's id.
 pid_t ck_gettid(void);
 // tgkill(2) from ckcont itself: -1 and errno on failure.

@@ -66,8 +66,9 @@ public enum NetworkDevices {
         link: route.linkIndex.flatMap { names[$0] }, priority: route.priority, protocolNumber: route.protocolNumber,
         scope: route.scope, type: route.type)
     }
-    guard !links.isEmpty || !addresses.isEmpty || !routes.isEmpty else { return nil }
-    return NetworkImage(links: links, addresses: addresses, routes: routes)
+    let netfilter = try Netfilter.capture(pid: pid)
+    guard !links.isEmpty || !addresses.isEmpty || !routes.isEmpty || netfilter != nil else { return nil }
+    return NetworkImage(links: links, addresses: addresses, routes: routes, netfilter: netfilter)
   }
 
   /// Loopback's own addresses and IPv6 link-local ones, which the kernel makes when a link
@@ -184,6 +185,8 @@ public enum NetworkDevices {
           throughLink: index)
       }
     }
+    // Rules name links (iif, oif) that must exist by then.
+    if let netfilter = image.netfilter { try Netfilter.restore(netfilter, pid: pid) }
   }
 
   /// Announces the container's addresses where it now is, once it runs (a gratuitous ARP
@@ -264,6 +267,7 @@ public enum NetworkDevices {
         route.prefixLength <= size * 8, route.gateway.map({ $0.count == size }) ?? true
       else { throw bad("a route is malformed") }
     }
+    if let netfilter = image.netfilter { try Netfilter.validate(netfilter) }
   }
 
   /// One line for `inspect`.
@@ -274,5 +278,6 @@ public enum NetworkDevices {
           ?? " (veth, peer \(link.peer ?? "?"))")
     }
     return "\(links.joined(separator: ", ")); \(image.addresses.count) address(es), \(image.routes.count) route(s)"
+      + (image.netfilter.map { "; " + Netfilter.describe($0) } ?? "")
   }
 }
