@@ -20,6 +20,9 @@ public enum DumpAftermath: Sendable {
   case leaveRunning
   /// Leave it frozen (for a caller that will kill or thaw it).
   case leaveFrozen
+  /// Ask `decide` (`ckcont migrate`: has the receiver restored it?), the container still
+  /// frozen and its network locked: kill it on true, let it run on on false or a throw.
+  case handOff(@Sendable () throws -> Bool)
 }
 
 /// What a dump did.
@@ -34,6 +37,9 @@ public struct DumpReport: Sendable, Codable {
   /// how long the container stood still).
   public var frozenAt: Double
   public var totalSeconds: Double
+  /// With ``DumpAftermath/handOff(_:)``: whether the container was handed off (and killed
+  /// here) or runs on here.
+  public var handedOff: Bool?
 }
 
 /// `ckcont dump`: seize the container, capture every process, stream the bundle, and only
@@ -62,6 +68,9 @@ public struct Dump {
   public var progress: (UInt64, UInt64) -> Void = { _, _ in }
   /// Where the dump tells what it does, at debug level (what `-v` shows).
   public var log = Logger.discarding
+  /// Lock the network namespaces of the container's own from the freeze on
+  /// (``NetworkLock``); `--network-lock skip` turns it off.
+  public var lockNetwork = true
 
   public init(cgroup: Cgroup, output: DumpOutput, aftermath: DumpAftermath, freezeTimeout: Double, toolVersion: String)
   {
@@ -79,7 +88,10 @@ public struct Dump {
     var destination: Destination?
     let taken = TakenState(journal: session.journal)
     let pids = session.processes.map(\.pid)
+    var locks: [NetworkLock] = []
+    defer { for lock in locks { lock.unlock() } }
     do {
+      locks = try lockNetworks(of: session.processes)
       try actionScript?.run(.preDump, cgroup: cgroup.path, pids: pids, log: log)
       let captured = try capture(session, taken: taken)
       session.endRemoteCalls()
@@ -103,14 +115,25 @@ public struct Dump {
       destination = nil
       let frozenSeconds = monotonicNow() - started
       let releasing = monotonicNow()
+      var handedOff = false
+      if case .handOff(let decide) = aftermath {
+        handedOff = (try? decide()) == true
+      }
       switch aftermath {
       case .kill:
         try session.kill()
         taken.dropSilently()
-      case .leaveRunning:
+        for lock in locks { lock.release() }
+      case .handOff where handedOff:
+        try session.kill()
+        taken.dropSilently()
+        for lock in locks { lock.release() }
+      case .leaveRunning, .handOff:
+        for lock in locks { lock.unlock() }
         taken.release()
         session.release(leaveFrozen: false)
       case .leaveFrozen:
+        for lock in locks { lock.unlock() }
         taken.release()
         session.release(leaveFrozen: true)
       }
@@ -118,14 +141,38 @@ public struct Dump {
       return DumpReport(
         processes: captured.tasks.count, threads: captured.tasks.reduce(0) { $0 + $1.entry.threads.count },
         pageBytes: captured.tasks.reduce(0) { $0 + $1.memory.pagesSize }, bundleBytes: bundleBytes,
-        frozenSeconds: frozenSeconds, frozenAt: session.frozenAt, totalSeconds: monotonicNow() - started)
+        frozenSeconds: frozenSeconds, frozenAt: session.frozenAt, totalSeconds: monotonicNow() - started,
+        handedOff: { if case .handOff = aftermath { handedOff } else { nil } }())
     } catch {
       destination?.abandon()
+      for lock in locks { lock.unlock() }
       taken.release()
       session.release(leaveFrozen: false)
       log.debug("dump failed; the container was released and runs on")
       throw error
     }
+  }
+
+  /// Locks each network namespace of the container's own (``NetworkLock``): not one a
+  /// runtime keeps (`--external-net`), nor ckcont's.
+  private func lockNetworks(of processes: [CgroupProcess]) throws -> [NetworkLock] {
+    guard lockNetwork, !externalNetwork else { return [] }
+    var seen: Set<String> = []
+    var locks: [NetworkLock] = []
+    for process in processes where NetworkLock.hasOwnNamespace(process.pid) {
+      guard let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(process.pid)/ns/net"),
+        seen.insert(namespace).inserted
+      else { continue }
+      do {
+        locks.append(try NetworkLock(namespaceOf: process.pid, log: log))
+      } catch {
+        for lock in locks { lock.unlock() }
+        throw CKError(
+          .failed, "cannot lock the network of process \(process.pid) for the dump: \(error)",
+          hint: "`--network-lock skip` dumps without (peers may see resets meanwhile)")
+      }
+    }
+    return locks
   }
 
   /// Microseconds to wait before capturing each process: a fault-injection knob for tests

@@ -43,6 +43,13 @@ struct DumpCommand: ParsableCommand {
         "As CRIU's --external net[...]: a runtime (podman's netavark, CNI) made its devices, addresses and routes and makes them again for the restore; the container's sockets are kept."
     ))
   var externalNet = false
+  @Option(
+    help: ArgumentHelp(
+      "How to lock the container's own network while it is held: nftables (default) or skip.",
+      discussion:
+        "From the freeze on, an nftables table in each network namespace of the container's own drops every packet but loopback's, so that peers see silence, not resets, until the container runs on (or is restored: the restore locks the new namespace until it runs). As CRIU's --network-lock.",
+      valueName: "nftables|skip"))
+  var networkLock = "nftables"
   @Option(help: "Seconds to wait for the subtree to freeze.")
   var timeout: Double = 5
   @Option(
@@ -65,6 +72,9 @@ struct DumpCommand: ParsableCommand {
       throw ValidationError("--leave-running and --leave-frozen exclude each other")
     }
     guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    guard ["nftables", "skip"].contains(networkLock) else {
+      throw ValidationError("--network-lock \(networkLock): give nftables or skip")
+    }
     try validateActionScript(actionScript)
     if output != "-" && FileManager.default.fileExists(atPath: output) {
       throw ValidationError("\(output) exists; remove it or choose another name")
@@ -83,6 +93,7 @@ struct DumpCommand: ParsableCommand {
     dump.shellJob = shellJob
     dump.externalConsole = externalConsole
     dump.externalNetwork = externalNet
+    dump.lockNetwork = networkLock == "nftables"
     dump.signingKey = try sign.map(KeyFiles.signingKey)
     dump.actionScript = actionScript.map(ActionScript.init(path:))
     dump.log = log

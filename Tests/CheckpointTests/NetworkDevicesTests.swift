@@ -114,6 +114,43 @@ struct NetworkDevicesTests {
     #expect(status == 0, "counter exited with \(status); log: \(container.log)")
   }
 
+  /// While a dump holds the container, its network is locked: a peer's packets are dropped
+  /// (no answer, no reset) from the freeze on; once the container runs on, the lock is gone
+  /// without a trace and packets pass again.
+  @Test func theNetworkIsLockedWhileTheDumpHoldsTheContainer() throws {
+    let lan = try LAN()
+    let outer = "ckv\(UInt16.random(in: 0...9999))"
+    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pid = container.launcher.pid
+    try wire(pid, to: lan, outer: outer)
+    let ping = ["/usr/bin/nsenter", "--net=\(lan.path)", "/bin/busybox", "ping", "-c", "1", "-W", "1", "10.77.0.2"]
+    let before = run(ping)
+    try #require(before.status == 0, "\(before.output)")
+    // Slowed down (the fault-injection knob), so that the test sees the dump at work.
+    let dump = try BackgroundProcess(
+      [
+        "/usr/bin/nsenter", "--net=\(lan.path)", TestPaths.ckcont, "dump", container.cgroup.path, "-o",
+        container.bundlePath, "--leave-running",
+      ],
+      environment: ["CKCONT_FAULT_CAPTURE_DELAY_MS": "2500"])
+    var locked = false
+    for _ in 0..<40 where !locked {
+      usleep(50_000)
+      locked = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/usr/sbin/nft", "list", "tables"]).stdout
+        .contains("ckcont-lock")
+    }
+    #expect(locked, "no lock table while the dump ran")
+    let during = run(ping)
+    #expect(during.status != 0, "a ping was answered while the dump held the container: \(during.output)")
+    #expect(dump.waitUntilExit() == 0, "\(dump.log)")
+    let tables = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/usr/sbin/nft", "list", "tables"]).stdout
+    #expect(!tables.contains("ckcont-lock"), "the lock is left: \(tables)")
+    let after = run(ping)
+    #expect(after.status == 0, "\(after.output)")
+  }
+
   /// A device ckcont does not make (a bridge inside) is refused at dump, and the container
   /// runs on.
   @Test func aDeviceCkcontDoesNotMakeIsRefused() throws {

@@ -11,11 +11,18 @@ enum NamespaceThread {
   static func run<T>(in kind: String, of pid: Int32, _ body: @escaping () throws -> T) throws -> T {
     let path = "/proc/\(pid)/ns/\(kind)"
     let namespace = try OwnedDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
-    // The number, for the thread: `namespace` stays open until it has joined and returned.
-    let fd = namespace.raw
-    return try onThread(named: "ckcont-\(kind)") {
+    // `namespace` stays open until the thread has joined and returned.
+    return try run(inNamespace: namespace.raw, kind: kind, named: "of \(pid)", body)
+  }
+
+  /// Runs `body` on a new thread in the `kind` namespace open as `fd` (which outlives the
+  /// call); `name` says whose it is in an error.
+  static func run<T>(inNamespace fd: Int32, kind: String, named name: String, _ body: @escaping () throws -> T) throws
+    -> T
+  {
+    try onThread(named: "ckcont-\(kind)") {
       guard ck_setns(fd, flag(kind)) == 0 else {
-        throw SyscallError("setns", "the \(kind) namespace of \(pid)", .init(rawValue: errno))
+        throw SyscallError("setns", "the \(kind) namespace \(name)", .init(rawValue: errno))
       }
       return try body()
     }

@@ -44,7 +44,8 @@ enum Netfilter {
       for (tool, file) in legacy where !names(pid, file).isEmpty {
         saves.append(IptablesSave(tool: tool, text: try runTool(tool, "save", ["-c"])))
       }
-      let own = tables.filter { table in
+      // The network lock's table is the dump's, not the container's.
+      let own = tables.filter { $0.name != NetworkLock.table }.filter { table in
         !IptablesSave.Tool.allCases.contains {
           $0.nftTables.map { $0.family == table.family && $0.names.contains(table.name) } ?? false
         }

@@ -163,6 +163,7 @@ public struct Restore {
       try actionScript?.run(.postRestore, cgroup: target.main.path, pids: run.created, initPid: run.rootPid, log: log)
       let resumedAt = try run.release()
       FaultInjection.point("restore:released")
+      run.networkLock?.unlock()
       if let network = bundle.tree.namespaces.network { NetworkDevices.announce(network, pid: run.rootPid, log: log) }
       log.debug("restored \(order.count) processes: \(run.phases)")
       // Running now: a failure here is the script's to report, not a reason to undo.

@@ -28,6 +28,8 @@ final class RestoreRun {
   private var injectors: [Int32: Injector] = [:]
   /// The root's host pid.
   private(set) var rootPid: Int32 = 0
+  /// The new network namespace's lock (``NetworkLock``), until the container runs.
+  private(set) var networkLock: NetworkLock?
   /// ckcont's end of the channel the tasks receive descriptors through.
   private var channelPeer: OwnedDescriptor?
   /// Binds of terminals the container's devpts gets only with the terminals (its console).
@@ -170,6 +172,8 @@ final class RestoreRun {
       inherited = try ProcStatus.read(pid: hostPid)
       // The network namespace's settings before anything uses them (socket buffers).
       if bundle.tree.namespaces.net, let network = bundle.tree.namespaces.network {
+        // Links that carry traffic before the sockets are all made: peers would get resets.
+        networkLock = try NetworkLock(namespaceOf: hostPid, log: options.log)
         try phases.time("network devices") {
           try NetworkDevices.restore(network, pid: hostPid, outerEnds: options.outerEnds, log: options.log)
         }
