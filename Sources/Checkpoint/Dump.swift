@@ -10,6 +10,8 @@ import Logging
 public enum DumpOutput: Sendable {
   case file(String)
   case standardOutput
+  /// A descriptor of the caller's (a migration's connection), left open.
+  case descriptor(Int32, name: String)
 }
 
 /// How a dump ends for the container.
@@ -426,6 +428,10 @@ final class Destination {
     switch output {
     case .standardOutput:
       sink = FileDescriptorSink(fd: 1, name: "standard output")
+      finalPath = nil
+      temporaryPath = nil
+    case .descriptor(let fd, let name):
+      sink = FileDescriptorSink(fd: fd, name: name)
       finalPath = nil
       temporaryPath = nil
     case .file(let path):

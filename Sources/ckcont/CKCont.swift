@@ -19,7 +19,7 @@ struct CKCont: ParsableCommand {
     version: ToolVersion.string,
     subcommands: [
       Check.self, Ps.self, Freeze.self, Thaw.self, Kill.self, DumpCommand.self, RestoreCommand.self,
-      InspectCommand.self, KeygenCommand.self,
+      InspectCommand.self, KeygenCommand.self, MigrateCommand.self, ReceiveCommand.self,
     ])
 
   /// Parses, runs, and turns every error into one line on stderr with a documented exit code.

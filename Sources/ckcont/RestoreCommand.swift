@@ -3,6 +3,7 @@ import Checkpoint
 import Foundation
 import Glibc
 import Linux
+import Logging
 
 /// `ckcont restore BUNDLE`.
 struct RestoreCommand: ParsableCommand {
@@ -20,6 +21,22 @@ struct RestoreCommand: ParsableCommand {
 
   @Argument(help: "The bundle to restore, or - for standard input.")
   var bundle: String
+  @OptionGroup var options: RestoreOptions
+  @OptionGroup var global: GlobalOptions
+
+  func run() throws {
+    try requireRoot("restore")
+    Interruption.install()
+    let log = global.logger("restore")
+    Recovery.sweepRestores(log)
+    let restore = try options.restore(input: bundle == "-" ? .standardInput : .file(bundle), log: log)
+    let report = try restore.run()
+    try options.report(report, global: global)
+  }
+}
+
+/// What every restore takes (`restore` and `receive`): where and how to make the container.
+struct RestoreOptions: ParsableArguments {
   @Option(
     help:
       "The cgroup to restore into, as a cgroupfs path or a name (default: the one it was dumped from). It must not hold tasks."
@@ -103,8 +120,6 @@ struct RestoreCommand: ParsableCommand {
         "Stages (CRTOOLS_SCRIPT_ACTION and CKCONT_ACTION): pre-restore, setup-namespaces, post-setup-namespaces, post-restore, post-resume. It gets CKCONT_CGROUP, CKCONT_PIDS and CRTOOLS_INIT_PID (the container's init on this host) too; a script that fails before the resume fails the restore, which removes what it made.",
       valueName: "PROGRAM"))
   var actionScript: String?
-  @OptionGroup var global: GlobalOptions
-
   func validate() throws {
     if cgroup != nil && cgroupRoot != nil {
       throw ValidationError("give --cgroup or --cgroup-root, not both")
@@ -115,13 +130,10 @@ struct RestoreCommand: ParsableCommand {
     try validateActionScript(actionScript)
   }
 
-  func run() throws {
-    try requireRoot("restore")
-    Interruption.install()
-    let log = global.logger("restore")
-    Recovery.sweepRestores(log)
+  /// The restore these options describe, reading `input`.
+  func restore(input: RestoreInput, log: Logger) throws -> Restore {
     let root = try cgroupRoot ?? cgroup.map(Restore.cgroupRoot(fromCgroup:))
-    var restore = Restore(input: bundle == "-" ? .standardInput : .file(bundle), cgroupRoot: root)
+    var restore = Restore(input: input, cgroupRoot: root)
     for spec in inheritFd {
       let (resource, fd) = try Restore.inheritedDescriptor(spec)
       restore.inheritedDescriptors[resource] = fd
@@ -145,7 +157,11 @@ struct RestoreCommand: ParsableCommand {
     restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))
     restore.actionScript = actionScript.map(ActionScript.init(path:))
     restore.log = log
-    let report = try restore.run()
+    return restore
+  }
+
+  /// Writes the pid file and prints the root pid (or the report with --json).
+  func report(_ report: RestoreReport, global: GlobalOptions) throws {
     if let pidfile {
       try "\(report.rootPid)\n".write(toFile: pidfile, atomically: true, encoding: .utf8)
     }

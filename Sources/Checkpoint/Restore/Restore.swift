@@ -10,6 +10,8 @@ import Logging
 public enum RestoreInput: Sendable {
   case file(String)
   case standardInput
+  /// A descriptor of the caller's (a migration's connection), read once, left open.
+  case descriptor(Int32, name: String)
 }
 
 /// What a restore did.
@@ -348,6 +350,8 @@ public struct Restore {
     switch input {
     case .standardInput:
       return try LoadedBundle(source: FileDescriptorSource(fd: 0, name: "standard input"), trust: trust, log: log)
+    case .descriptor(let fd, let name):
+      return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: name), trust: trust, log: log)
     case .file(let path):
       guard let file = OwnedDescriptor(adoptingValid: open(path, O_RDONLY | O_CLOEXEC)) else {
         throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")

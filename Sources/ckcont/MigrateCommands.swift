@@ -1,0 +1,96 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Glibc
+import Linux
+
+/// `ckcont migrate <cgroup> --to HOST:PORT`.
+struct MigrateCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "migrate",
+    abstract: "Move a running container to another host, where `ckcont receive` waits.",
+    discussion: """
+      Freezes the container, locks its network (its peers see silence, not resets), and \
+      streams its bundle to the receiver, which restores it. The container stays frozen here \
+      until the receiver says it runs there; only then is it killed here. If anything fails \
+      before that (the receiver refuses, the connection is lost, ckcont is interrupted), it is \
+      thawed and runs on here. Prints what moved and the downtime (frozen time).
+      """)
+
+  @OptionGroup var target: CgroupArgument
+  @Option(help: ArgumentHelp("The receiver: HOST:PORT ([IPv6]:PORT).", valueName: "HOST:PORT"))
+  var to: String
+  @Flag(help: "The container's network namespace is its runtime's (as dump --external-net).")
+  var externalNet = false
+  @Option(help: ArgumentHelp("nftables (default) or skip, as for dump.", valueName: "nftables|skip"))
+  var networkLock = "nftables"
+  @Option(help: "Seconds to wait for the subtree to freeze.")
+  var timeout: Double = 5
+  @Option(help: "Seconds to wait for the receiver's word once the container is sent.")
+  var replyTimeout: Double = 600
+  @OptionGroup var global: GlobalOptions
+
+  func validate() throws {
+    guard timeout > 0, replyTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+    guard ["nftables", "skip"].contains(networkLock) else {
+      throw ValidationError("--network-lock \(networkLock): give nftables or skip")
+    }
+  }
+
+  func run() throws {
+    try requireRoot("migrate")
+    Interruption.install()
+    let log = global.logger("migrate")
+    let cgroup = try target.resolveSettled(log)
+    var dump = Dump(
+      cgroup: cgroup, output: .standardOutput, aftermath: .kill, freezeTimeout: timeout,
+      toolVersion: ToolVersion.string)
+    dump.externalNetwork = externalNet
+    dump.lockNetwork = networkLock == "nftables"
+    dump.log = log
+    var migrate = Migrate(dump: dump, destination: to)
+    migrate.replyTimeout = replyTimeout
+    let report = try migrate.run()
+    if global.json {
+      try printJSON(report)
+    } else {
+      Terminal.out(
+        "moved \(cgroup.path) to \(to): \(report.processes) processes, \(report.threads) threads, "
+          + "\(report.pageBytes >> 20) MiB of memory, \(report.bytesSent >> 20) MiB sent, root pid there "
+          + "\(report.receiverRootPid); "
+          + String(format: "downtime %.3f s, total %.3f s", report.frozenSeconds, report.totalSeconds))
+    }
+  }
+}
+
+/// `ckcont receive --listen [ADDR:]PORT`.
+struct ReceiveCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "receive",
+    abstract: "Wait for one container from `ckcont migrate`, restore it, and exit.",
+    discussion: """
+      Listens on [ADDR:]PORT (port 0: any free one; the address is printed on stderr as \
+      "listening on ADDR:PORT"), restores the one container a `ckcont migrate` sends (every \
+      restore option applies), tells the source that it runs (the source then kills its \
+      copy), prints the restored root pid, and exits. A restore that fails is undone and the \
+      source is told: its container runs on there.
+      """)
+
+  @Option(help: ArgumentHelp("Where to listen: [ADDR:]PORT.", valueName: "[ADDR:]PORT"))
+  var listen: String
+  @OptionGroup var options: RestoreOptions
+  @OptionGroup var global: GlobalOptions
+
+  func run() throws {
+    try requireRoot("receive")
+    Interruption.install()
+    let log = global.logger("receive")
+    Recovery.sweepRestores(log)
+    let restore = try options.restore(input: .standardInput, log: log)
+    var receive = Receive(restore: restore, listenAddress: listen)
+    receive.listening = { Terminal.error("listening on \($0)") }
+    receive.log = log
+    let report = try receive.run()
+    try options.report(report, global: global)
+  }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// Two hosts on one machine (issue 18's test): a LAN (a bridge in a namespace of its own),
+/// host namespaces A and B, each with a bridge br0 uplinked to the LAN and an address on
+/// it, and a client namespace on the LAN. A container with its own network namespace (a
+/// veth whose outer end is on A's br0, 10.78.0.2 on the LAN) runs the key-value server; the
+/// client keeps one connection and asks every 20 ms. `ckcont receive` runs in B, `ckcont
+/// migrate` in A.
+@Suite(.serialized)
+struct MigrationTests {
+  final class TwoHosts {
+    let id = UInt16.random(in: 0...9999)
+    var lan: String { "ckl\(id)" }
+    var a: String { "cka\(id)" }
+    var b: String { "ckb\(id)" }
+    var client: String { "ckc\(id)" }
+    static let subnet = "10.78.0"
+
+    init() throws {
+      for name in [lan, a, b, client] {
+        try Self.ip(["netns", "add", name])
+        try Self.ip(["-n", name, "link", "set", "lo", "up"])
+      }
+      try Self.ip(["-n", lan, "link", "add", "lan0", "type", "bridge"])
+      try Self.ip(["-n", lan, "link", "set", "lan0", "up"])
+      for (host, number) in [(a, 11), (b, 12)] {
+        // A bridge's MAC is its lowest port's unless set, as host networking sets it: a
+        // port joining would change it under the other host's ARP cache.
+        try Self.ip(["-n", host, "link", "add", "br0", "address", "02:00:00:00:00:\(number)", "type", "bridge"])
+        try Self.ip(["-n", host, "link", "add", "up0", "type", "veth", "peer", "name", "to-\(host)", "netns", lan])
+        try Self.ip(["-n", host, "link", "set", "up0", "master", "br0", "up"])
+        try Self.ip(["-n", host, "addr", "add", "\(Self.subnet).\(number)/24", "dev", "br0"])
+        try Self.ip(["-n", host, "link", "set", "br0", "up"])
+        try Self.ip(["-n", lan, "link", "set", "to-\(host)", "master", "lan0", "up"])
+      }
+      try Self.ip(["-n", client, "link", "add", "eth0", "type", "veth", "peer", "name", "to-client", "netns", lan])
+      try Self.ip(["-n", lan, "link", "set", "to-client", "master", "lan0", "up"])
+      try Self.ip(["-n", client, "addr", "add", "\(Self.subnet).100/24", "dev", "eth0"])
+      try Self.ip(["-n", client, "link", "set", "eth0", "up"])
+    }
+
+    deinit {
+      for name in [client, a, b, lan] { _ = run(["/sbin/ip", "netns", "del", name]) }
+    }
+
+    func path(_ name: String) -> String { "/run/netns/" + name }
+
+    /// Wires the container's namespace (of process `pid`) into host A: veth `outer` on br0,
+    /// eth0 inside at .2 with a default route through host A.
+    func wire(_ pid: Int32, outer: String) throws {
+      try Self.ip(["-n", a, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", "\(pid)"])
+      try Self.ip(["-n", a, "link", "set", outer, "master", "br0", "up"])
+      for command in [
+        ["link", "set", "lo", "up"], ["addr", "add", "\(Self.subnet).2/24", "dev", "eth0"],
+        ["link", "set", "eth0", "up"], ["route", "add", "default", "via", "\(Self.subnet).11"],
+      ] {
+        let result = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/sbin/ip"] + command)
+        guard result.status == 0 else { throw TestFailure("ip \(command.joined(separator: " ")): \(result.output)") }
+      }
+    }
+
+    static func ip(_ arguments: [String]) throws {
+      let result = run(["/sbin/ip"] + arguments)
+      guard result.status == 0 else { throw TestFailure("ip \(arguments.joined(separator: " ")): \(result.output)") }
+    }
+  }
+
+  /// A running container: the server in its namespace on host A, a client asking.
+  struct Scene {
+    let hosts: TwoHosts
+    let container: FixtureContainer
+    let outer = "ckv\(UInt16.random(in: 0...9999))"
+    let client: BackgroundProcess
+    let destination: ScratchCgroup
+
+    init(requests: Int = 250) throws {
+      hosts = try TwoHosts()
+      container = try FixtureContainer("kvserver", ["serve", "7000"], wrapper: ["/usr/bin/unshare", "-n"])
+      try container.waitReady()
+      try hosts.wire(container.launcher.pid, outer: outer)
+      client = try BackgroundProcess([
+        "/usr/bin/nsenter", "--net=\(hosts.path(hosts.client))", try FixturePrograms.path("kvserver"), "client",
+        "\(TwoHosts.subnet).2", "7000", "\(requests)",
+      ])
+      destination = try ScratchCgroup(.v2)
+      // Some replies before the move.
+      usleep(500_000)
+    }
+
+    /// `ckcont receive` in host B, listening on a free port: the process and its port.
+    func receiver(_ arguments: [String] = [], environment: [String: String]? = nil) throws -> (
+      BackgroundProcess, String
+    ) {
+      let receiver = try BackgroundProcess(
+        [
+          "/usr/bin/nsenter", "--net=\(hosts.path(hosts.b))", TestPaths.ckcont, "receive", "--listen", "0", "--cgroup",
+          destination.path,
+        ] + arguments, environment: environment)
+      let line = try receiver.waitForLine(startingWith: "listening on ")
+      guard let port = line.split(separator: ":").last else { throw TestFailure("no port in \(line)") }
+      return (receiver, String(port))
+    }
+
+    func migrate(port: String, _ arguments: [String] = []) -> CommandResult {
+      run(
+        [
+          "/usr/bin/nsenter", "--net=\(hosts.path(hosts.a))", TestPaths.ckcont, "migrate", container.cgroup.path,
+          "--to",
+          "\(TwoHosts.subnet).12:\(port)",
+        ] + arguments)
+    }
+
+    /// The client's verdict: every reply in order, none lost or repeated, no reset.
+    func clientSucceeded() -> (Bool, String) {
+      let status = client.waitUntilExit()
+      return (status == 0 && client.log.contains("client: "), client.log)
+    }
+
+    func destroy() {
+      client.stop()
+      destination.destroy()
+      container.destroy()
+    }
+  }
+
+  @Test func aContainerMovesToAnotherHostWithItsConnection() throws {
+    let scene = try Scene()
+    defer { scene.destroy() }
+    let (receiver, port) = try scene.receiver()
+    let moved = scene.migrate(port: port)
+    try #require(moved.status == 0, "migrate: \(moved.output)\nreceiver: \(receiver.log)")
+    #expect(moved.stdout.contains("moved"), "\(moved.output)")
+    #expect(receiver.waitUntilExit() == 0, "\(receiver.log)")
+    let pid = try #require(
+      receiver.log.split(separator: "\n").compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) }.last,
+      "no pid: \(receiver.log)")
+    let (succeeded, log) = scene.clientSucceeded()
+    #expect(succeeded, "the client: \(log)")
+    // The container's veth end is on B's bridge now, and nothing of it is left in A.
+    let there = run(["/sbin/ip", "-n", scene.hosts.b, "-o", "link", "show", scene.outer]).stdout
+    #expect(there.contains("master br0") && there.contains("state UP"), "in B: \(there)")
+    #expect(run(["/sbin/ip", "-n", scene.hosts.a, "link", "show", scene.outer]).status != 0, "the veth is left in A")
+    #expect(scene.container.cgroup.allPids().isEmpty, "the source runs on in A")
+    // The server's state is whole: it checks its table at SIGTERM.
+    kill(pid, SIGTERM)
+    let status = try scene.container.reap(pid, timeout: 20)
+    #expect(status == 0, "kvserver exited with \(status); log: \(scene.container.log)")
+    #expect(scene.container.log.contains("PASS kvserver"), "\(scene.container.log)")
+  }
+
+  /// A receiver that refuses (here: a root filesystem that is not there): the source is
+  /// thawed and runs on, its client's connection unharmed.
+  @Test func aRefusingReceiverLeavesTheSourceRunning() throws {
+    let scene = try Scene(requests: 150)
+    defer { scene.destroy() }
+    let (receiver, port) = try scene.receiver(["--root", "/nonexistent-ckcont-root"])
+    let refused = scene.migrate(port: port)
+    #expect(refused.status == 1, "\(refused.output)")
+    #expect(refused.stderr.contains("runs on here"), "\(refused.stderr)")
+    #expect(receiver.waitUntilExit() != 0)
+    #expect(!scene.container.cgroup.allPids().isEmpty, "the source is gone")
+    #expect(scene.destination.allPids().isEmpty, "the receiver left processes")
+    let (succeeded, log) = scene.clientSucceeded()
+    #expect(succeeded, "the client: \(log)")
+    #expect(run(["/sbin/ip", "-n", scene.hosts.b, "link", "show", scene.outer]).status != 0, "a veth is left in B")
+  }
+
+  /// A receiver killed midway through the restore: the source runs on.
+  @Test func aReceiverKilledMidwayLeavesTheSourceRunning() throws {
+    let scene = try Scene(requests: 150)
+    defer { scene.destroy() }
+    let runDirectory = NSTemporaryDirectory() + "ckcont-migrate-run-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: runDirectory) }
+    let (receiver, port) = try scene.receiver(
+      environment: ["CKCONT_FAULT_KILL_AT": "restore:tree", "CKCONT_FAULT_RUN_DIR": runDirectory])
+    let failed = scene.migrate(port: port)
+    #expect(failed.status == 1, "\(failed.output)")
+    #expect(failed.stderr.contains("runs on here"), "\(failed.stderr)")
+    #expect(receiver.waitUntilExit() != 0)
+    #expect(!scene.container.cgroup.allPids().isEmpty, "the source is gone")
+    let (succeeded, log) = scene.clientSucceeded()
+    #expect(succeeded, "the client: \(log)")
+  }
+}
