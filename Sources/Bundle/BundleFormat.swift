@@ -102,6 +102,8 @@ public enum BundleFormat {
     case networkDevices = "network-devices"
     /// Packet filter rules of the container's namespace (``NetworkImage/netfilter``).
     case netfilter
+    /// Pages a migration sent ahead (``VMAImage/precopiedPages``): only its receiver has them.
+    case precopiedPages = "precopied-pages"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -31,6 +31,21 @@ int ck_userfaultfd_api(int flags, uint64_t features, uint64_t *granted) {
   return fd;
 }
 
+int ck_uffd_api_features(int uffd, uint64_t features) {
+  struct uffdio_api api = {.api = UFFD_API, .features = features};
+  return ioctl(uffd, UFFDIO_API, &api) < 0 ? -errno : 0;
+}
+
+int ck_uffd_register_wp(int uffd, uint64_t start, uint64_t length) {
+  struct uffdio_register reg = {.range = {.start = start, .len = length}, .mode = UFFDIO_REGISTER_MODE_WP};
+  return ioctl(uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+int ck_uffd_writeprotect(int uffd, uint64_t start, uint64_t length) {
+  struct uffdio_writeprotect wp = {.range = {.start = start, .len = length}, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+  return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+}
+
 int ck_uffd_prepare(int uffd) {
   struct uffdio_api api = {.api = UFFD_API, .features = 0};
   return ioctl(uffd, UFFDIO_API, &api) < 0 ? -errno : 0;

@@ -73,6 +73,9 @@ public struct Dump {
   /// Lock the network namespaces of the container's own from the freeze on
   /// (``NetworkLock``); `--network-lock skip` turns it off.
   public var lockNetwork = true
+  /// A pre-copy migration's tracking (``PreCopy``): pages the receiver holds as they still
+  /// are are named in the bundle, not saved in it.
+  var precopy: PreCopy?
 
   public init(cgroup: Cgroup, output: DumpOutput, aftermath: DumpAftermath, freezeTimeout: Double, toolVersion: String)
   {
@@ -275,6 +278,7 @@ public struct Dump {
         case .datagramSenders: task.files.descriptors.contains { $0.socket?.senders != nil }
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
         case .parentPages: task.memory.vmas.contains { $0.parentPages != nil || $0.laterPages != nil }
+        case .precopiedPages: task.memory.vmas.contains { $0.precopiedPages != nil }
         case .i386Tasks: task.core.abi != nil
         case .signature: false
         case .keptFileMembers:
@@ -404,7 +408,7 @@ extension Dump {
     let own = Set(tree.tasks.map(\.pid))
     let ownPidNamespace = tree.namespaces.pid
     do {
-      let bundle = try LoadedBundle(members, log: .discarding)
+      let bundle = try LoadedBundle(members, allowingPrecopied: true, log: .discarding)
       _ = try Restore.plan(bundle) { ownPidNamespace || own.contains($0) || (kill($0, 0) != 0 && errno == ESRCH) }
     } catch let error as CKError {
       throw CKError(

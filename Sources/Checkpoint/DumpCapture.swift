@@ -163,7 +163,11 @@ extension Dump {
     let encodingWait = monotonicNow()
     var models = try encoder.models(of: tasks.map(\.hostPid))
     phases.record("waiting for the encoder", since: encodingWait)
-    for index in inheritance.changed { models[index].mm = try tasks[index].memory.encodedJSON() }
+    var changed = inheritance.changed
+    if let precopy {
+      changed.formUnion(try phases.time("pages sent ahead") { try Self.markPrecopied(&tasks, precopy) })
+    }
+    for index in changed { models[index].mm = try tasks[index].memory.encodedJSON() }
     let threads = tasks.flatMap(\.core.threads)
     let cpu = Manifest.CPU(
       xsaveFeatures: threads.reduce(UInt64(0)) { $0 | $1.xstateFeatures },
@@ -362,6 +366,37 @@ extension Dump {
       if ids("NSpid").count > level { entry.nestedPids = Array(ids("NSpid")[level...]) }
       return entry
     }
+  }
+
+  /// Moves the saved pages of private anonymous memory that the receiver of a pre-copy
+  /// migration holds as they still are (``PreCopy/trustedRuns(hostPid:)``) from
+  /// ``VMAImage/pages`` to ``VMAImage/precopiedPages``; pages written back after the forks
+  /// (``VMAImage/laterPages``) stay saved. Returns the tasks changed.
+  private static func markPrecopied(_ tasks: inout [CapturedTask], _ precopy: PreCopy) throws -> Set<Int> {
+    var changed = Set<Int>()
+    for index in tasks.indices {
+      let trusted = try precopy.trustedRuns(hostPid: tasks[index].hostPid)
+      guard !trusted.isEmpty else { continue }
+      var image = tasks[index].memory
+      for at in image.vmas.indices {
+        let vma = image.vmas[at]
+        guard !vma.shared, [.anonymous, .heap, .stack].contains(vma.kind) else { continue }
+        let saved = vma.pages.map { AddressRange(start: $0.start, end: $0.end) }
+        let later = (vma.laterPages ?? []).map { $0.start..<$0.end }
+        let ahead = SharedObjectPages.subtract(
+          later, from: PreCopy.intersect(saved, trusted).map { $0.start..<$0.end })
+        guard !ahead.isEmpty else { continue }
+        image.vmas[at].pages = SharedObjectPages.subtract(ahead, from: saved.map { $0.start..<$0.end }).map {
+          PageRun(start: $0.lowerBound, end: $0.upperBound)
+        }
+        image.vmas[at].precopiedPages = ahead.map { PageRun(start: $0.lowerBound, end: $0.upperBound) }
+      }
+      guard image != tasks[index].memory else { continue }
+      image.renumberPages()
+      tasks[index].memory = image
+      changed.insert(index)
+    }
+    return changed
   }
 
   /// Copy-on-write sharing with parents, once the plan says who forks whom.

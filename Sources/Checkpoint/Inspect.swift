@@ -93,7 +93,8 @@ public struct BundleInspection: Codable, Sendable {
     guard fd >= 0 else {
       throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
     }
-    let bundle = try LoadedBundle(source: FileDescriptorSource(fd: fd, name: path), pages: .drop, log: .discarding)
+    let bundle = try LoadedBundle(
+      source: FileDescriptorSource(fd: fd, name: path), pages: .drop, allowingPrecopied: true, log: .discarding)
     let ns = bundle.tree.namespaces
     let names = [
       ("pid", ns.pid), ("mnt", ns.mount), ("uts", ns.uts), ("ipc", ns.ipc),

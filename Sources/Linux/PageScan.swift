@@ -58,15 +58,26 @@ public struct PageScanner: ~Copyable {
       returned: UInt64(CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED))
   }
 
+  /// Runs of pages in [start, end), a range a userfaultfd tracks in asynchronous
+  /// write-protect mode, written since they were last write-protected; they are
+  /// write-protected again by the same call (PM_SCAN_WP_MATCHING), so that each write is
+  /// found once.
+  public mutating func writtenRuns(start: UInt64, end: UInt64) throws -> [AddressRange] {
+    try runs(
+      start: start, end: end, inverted: 0, mask: UInt64(CK_PAGE_IS_WRITTEN), anyOf: 0,
+      returned: UInt64(CK_PAGE_IS_WRITTEN), flags: UInt64(CK_PM_SCAN_WP_MATCHING | CK_PM_SCAN_CHECK_WPASYNC))
+  }
+
   /// Runs of pages in [start, end) that PAGEMAP_SCAN's categories select.
   private mutating func runs(
-    start: UInt64, end: UInt64, inverted: UInt64, mask: UInt64, anyOf: UInt64, returned: UInt64
+    start: UInt64, end: UInt64, inverted: UInt64, mask: UInt64, anyOf: UInt64, returned: UInt64, flags: UInt64 = 0
   ) throws -> [AddressRange] {
     var runs: [AddressRange] = []
     var cursor = start
     while cursor < end {
       var arg = ck_pm_scan_arg()
       arg.size = UInt64(MemoryLayout<ck_pm_scan_arg>.size)
+      arg.flags = flags
       arg.start = cursor
       arg.end = end
       arg.category_inverted = inverted

@@ -28,10 +28,22 @@ struct MigrateCommand: ParsableCommand {
   var timeout: Double = 5
   @Option(help: "Seconds to wait for the receiver's word once the container is sent.")
   var replyTimeout: Double = 600
+  @Flag(
+    inversion: .prefixedNo,
+    help: ArgumentHelp(
+      "Copy the memory while the container runs, then only what it wrote since (default: when it holds more than 8 MiB).",
+      discussion:
+        "Dirty pages are tracked with userfaultfd write-protection (this kernel has no soft-dirty bits): rounds go on until the rest fits --max-downtime or stops shrinking; then the container is frozen and the rest goes with its state. --no-pre-copy: stop and copy."
+    ))
+  var preCopy: Bool?
+  @Option(help: ArgumentHelp("The downtime pre-copy aims at, in milliseconds.", valueName: "MS"))
+  var maxDowntime: Double = 100
   @OptionGroup var global: GlobalOptions
 
   func validate() throws {
-    guard timeout > 0, replyTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+    guard timeout > 0, replyTimeout > 0, maxDowntime > 0 else {
+      throw ValidationError("timeouts and --max-downtime must be positive")
+    }
     guard ["nftables", "skip"].contains(networkLock) else {
       throw ValidationError("--network-lock \(networkLock): give nftables or skip")
     }
@@ -50,6 +62,15 @@ struct MigrateCommand: ParsableCommand {
     dump.log = log
     var migrate = Migrate(dump: dump, destination: to)
     migrate.replyTimeout = replyTimeout
+    migrate.preCopy = preCopy
+    migrate.maximumDowntime = maxDowntime / 1000
+    let json = global.json
+    migrate.roundDone = { round in
+      guard !json else { return }
+      Terminal.error(
+        "  pre-copy round: \(round.pages) pages (\(round.pages >> 8) MiB) "
+          + String(format: "in %.3f s", round.seconds))
+    }
     let report = try migrate.run()
     if global.json {
       try printJSON(report)
@@ -57,7 +78,7 @@ struct MigrateCommand: ParsableCommand {
       Terminal.out(
         "moved \(cgroup.path) to \(to): \(report.processes) processes, \(report.threads) threads, "
           + "\(report.pageBytes >> 20) MiB of memory, \(report.bytesSent >> 20) MiB sent, root pid there "
-          + "\(report.receiverRootPid); "
+          + "\(report.receiverRootPid); \(report.rounds.count) pre-copy rounds; "
           + String(format: "downtime %.3f s, total %.3f s", report.frozenSeconds, report.totalSeconds))
     }
   }

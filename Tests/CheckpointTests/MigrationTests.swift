@@ -76,9 +76,10 @@ struct MigrationTests {
     let client: BackgroundProcess
     let destination: ScratchCgroup
 
-    init(requests: Int = 250) throws {
+    init(requests: Int = 250, memory: Int = 0) throws {
       hosts = try TwoHosts()
-      container = try FixtureContainer("kvserver", ["serve", "7000"], wrapper: ["/usr/bin/unshare", "-n"])
+      container = try FixtureContainer(
+        "kvserver", ["serve", "7000"] + (memory > 0 ? ["\(memory)"] : []), wrapper: ["/usr/bin/unshare", "-n"])
       try container.waitReady()
       try hosts.wire(container.launcher.pid, outer: outer)
       client = try BackgroundProcess([
@@ -126,13 +127,21 @@ struct MigrationTests {
     }
   }
 
-  @Test func aContainerMovesToAnotherHostWithItsConnection() throws {
-    let scene = try Scene()
+  @Test(arguments: [false, true])
+  func aContainerMovesToAnotherHostWithItsConnection(preCopy: Bool) throws {
+    // With pre-copy: 64 MiB of which it writes 20 MiB a second in random pages, each page
+    // with its generation kept apart, which the server checks at the end: a page that
+    // came back older than it was fails it.
+    let scene = try Scene(memory: preCopy ? 64 : 0)
     defer { scene.destroy() }
     let (receiver, port) = try scene.receiver()
-    let moved = scene.migrate(port: port)
+    let moved = scene.migrate(port: port, [preCopy ? "--pre-copy" : "--no-pre-copy"])
     try #require(moved.status == 0, "migrate: \(moved.output)\nreceiver: \(receiver.log)")
     #expect(moved.stdout.contains("moved"), "\(moved.output)")
+    if preCopy {
+      #expect(moved.stderr.contains("pre-copy round"), "\(moved.output)")
+      #expect(!moved.stdout.contains(" 0 pre-copy rounds"), "\(moved.output)")
+    }
     #expect(receiver.waitUntilExit() == 0, "\(receiver.log)")
     let pid = try #require(
       receiver.log.split(separator: "\n").compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) }.last,

@@ -111,6 +111,10 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// children (who share that page still), and has written (a saved page of its own) or
   /// dropped since: the restore does either only once its children are forked.
   public var laterPages: [LaterRun]?
+  /// Runs of its pages the receiver of a migration holds already (sent while the container
+  /// ran, ``Migrate``) and not in this bundle: the receiver puts them in beside the saved
+  /// ones. Only in private anonymous memory, never over ``pages``.
+  public var precopiedPages: [PageRun]?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
@@ -292,6 +296,11 @@ extension VMAImage {
     }
     text += "],\"pagesOffset\":\(pagesOffset),\"path\":"
     appendJSONString(path, to: &text)
+    if let precopiedPages {
+      text +=
+        ",\"precopiedPages\":["
+        + precopiedPages.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",") + "]"
+    }
     text += ",\"protection\":\(protection),"
     if let sealed { text += "\"sealed\":\(sealed)," }
     text += "\"shared\":\(shared),"
@@ -372,6 +381,7 @@ extension VMAImage {
     var guards: [PageRun]?
     var parentPages: [PageRun]?
     var laterPages: [LaterRun]?
+    var precopiedPages: [PageRun]?
     var protection: Int32?
     var shared: Bool?
     var growsDown: Bool?
@@ -430,6 +440,9 @@ extension VMAImage {
       case "parentPages":
         parentPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+      case "precopiedPages":
+        precopiedPages =
+          scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       default: try scanner.unknown(key, in: "a VMA")
       }
     }
@@ -457,6 +470,7 @@ extension VMAImage {
     self.guards = guards
     self.parentPages = parentPages
     self.laterPages = laterPages
+    self.precopiedPages = precopiedPages
     self.objectDevice = objectDevice
     self.objectMode = objectMode
   }

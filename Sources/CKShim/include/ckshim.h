@@ -259,6 +259,13 @@ long ck_pagemap_scan(int pagemap_fd, struct ck_pm_scan_arg *arg);
 // stores the features the kernel granted; on failure returns -errno.
 int ck_userfaultfd_api(int flags, uint64_t features, uint64_t *granted);
 
+// Dirty tracking of another process's address space through its userfaultfd (taken with
+// pidfd_getfd): UFFDIO_API with `features` (WP_ASYNC, WP_UNPOPULATED), UFFDIO_REGISTER of a
+// range in write-protect mode, UFFDIO_WRITEPROTECT of a range. Each returns 0 or -errno.
+int ck_uffd_api_features(int uffd, uint64_t features);
+int ck_uffd_register_wp(int uffd, uint64_t start, uint64_t length);
+int ck_uffd_writeprotect(int uffd, uint64_t start, uint64_t length);
+
 // A userfaultfd of another process's address space (taken with pidfd_getfd), for restore:
 // UFFDIO_API with no features, then UFFDIO_REGISTER of [start, start+length) for missing
 // pages. 0 or -errno.

@@ -15,6 +15,14 @@ public struct MigrationReport: Sendable, Codable {
   /// From the freeze to the receiver's word that the container runs there: the downtime.
   public var frozenSeconds: Double
   public var totalSeconds: Double
+  /// The pre-copy rounds, in order (empty: stop and copy).
+  public var rounds: [Round]
+
+  /// One pre-copy round, the container running.
+  public struct Round: Sendable, Codable {
+    public var pages: Int
+    public var seconds: Double
+  }
 }
 
 /// `ckcont migrate`: the dump streamed to a receiver (``Receive``) while the container
@@ -29,6 +37,17 @@ public struct Migrate {
   /// takes a while to restore); a receiver that dies is noticed at once, a host that goes
   /// away within keepalive's 15 s.
   public var replyTimeout: Double = 600
+  /// Copy the pages while the container runs first (nil: when it holds more than
+  /// ``preCopyThreshold`` of private memory).
+  public var preCopy: Bool?
+  /// The longest the container may stand still: pre-copy rounds go on until what is left
+  /// to send would take about this long at the rate seen, or stops shrinking.
+  public var maximumDowntime: Double = 0.1
+  public static let preCopyThreshold: UInt64 = 8 << 20
+  public static let maximumRounds = 8
+  /// Called after each pre-copy round.
+  public var roundDone: (Round) -> Void = { _ in }
+  public typealias Round = MigrationReport.Round
 
   public init(dump: Dump, destination: String) {
     self.dump = dump
@@ -42,11 +61,19 @@ public struct Migrate {
   }
 
   public func run() throws -> MigrationReport {
+    let started = monotonicNow()
     let channel = try MigrationChannel.connect(to: destination)
     try channel.send(MigrationChannel.hello)
+    var dump = self.dump
+    var rounds: [Round] = []
+    if try preCopy ?? (privateMemory() >= Self.preCopyThreshold) {
+      let precopy = try PreCopy.start(cgroup: dump.cgroup, freezeTimeout: dump.freezeTimeout, log: dump.log)
+      rounds = try sendRounds(precopy, over: channel)
+      dump.precopy = precopy
+    }
+    try channel.send("bundle")
     let verdict = Verdict()
     let timeout = replyTimeout
-    var dump = self.dump
     dump.output = .descriptor(channel.fd, name: "the receiver at \(destination)")
     dump.aftermath = .handOff {
       channel.finishSending()
@@ -82,10 +109,45 @@ public struct Migrate {
     }
     // Killed here: the receiver keeps its copy running once it hears this.
     try? channel.send("done")
+    let ahead = rounds.reduce(0) { $0 + $1.pages } * Int(PreCopy.pageSize)
     return MigrationReport(
-      processes: report.processes, threads: report.threads, pageBytes: report.pageBytes,
-      bytesSent: report.bundleBytes, receiverRootPid: rootPid, frozenSeconds: report.frozenSeconds,
-      totalSeconds: report.totalSeconds)
+      processes: report.processes, threads: report.threads, pageBytes: report.pageBytes + UInt64(ahead),
+      bytesSent: report.bundleBytes + ahead, receiverRootPid: rootPid, frozenSeconds: report.frozenSeconds,
+      totalSeconds: monotonicNow() - started, rounds: rounds)
+  }
+
+  /// Pre-copy rounds until what is left would go within ``maximumDowntime`` at the rate of
+  /// the rounds, stops shrinking, or ``maximumRounds``.
+  private func sendRounds(_ precopy: PreCopy, over channel: MigrationChannel) throws -> [Round] {
+    var rounds: [Round] = []
+    while rounds.count < Self.maximumRounds {
+      try Interruption.check()
+      let started = monotonicNow()
+      try channel.send("round \(rounds.count)")
+      let bytes = try precopy.round(first: rounds.isEmpty) { pid, start, data in
+        try channel.send("pages \(pid) \(start) \(data.count / Int(PreCopy.pageSize))")
+        try channel.send(bytes: data)
+      }
+      try channel.send("end")
+      let round = Round(pages: bytes / Int(PreCopy.pageSize), seconds: monotonicNow() - started)
+      rounds.append(round)
+      roundDone(round)
+      dump.log.debug("pre-copy round \(rounds.count): \(bytes >> 10) KiB in \(Int(round.seconds * 1000)) ms")
+      let rate = Double(rounds[0].pages) / max(rounds[0].seconds, 0.001)
+      let shrinking = rounds.count < 2 || round.pages * 10 < rounds[rounds.count - 2].pages * 9
+      if rounds.count >= 2 && (Double(round.pages) / rate <= maximumDowntime || !shrinking) { break }
+    }
+    return rounds
+  }
+
+  /// The private memory the container's processes hold (resident anonymous pages).
+  private func privateMemory() throws -> UInt64 {
+    try dump.cgroup.processes().reduce(0) { sum, process in
+      let fields = (try? PseudoFile.read("/proc/\(process.pid)/statm"))?.split(separator: " ") ?? []
+      let resident =
+        fields.count > 2 ? (UInt64(fields[1]) ?? 0) - min(UInt64(fields[1]) ?? 0, UInt64(fields[2]) ?? 0) : 0
+      return sum + resident * PreCopy.pageSize
+    }
   }
 }
 
@@ -115,8 +177,10 @@ public struct Receive {
       try? channel.send("refused not a ckcont migration of this version (\(MigrationChannel.hello))")
       throw CKError(.badInput, "\(channel.peer) did not start a ckcont migration: refused")
     }
+    let store = try receiveRounds(over: channel)
     var restore = self.restore
     restore.input = .descriptor(channel.fd, name: "the migration from \(channel.peer)")
+    restore.precopied = store
     let report: RestoreReport
     do {
       report = try restore.run()
@@ -142,6 +206,37 @@ public struct Receive {
         "the source did not confirm that it killed its copy: check that the container does not run there too")
     }
     return report
+  }
+
+  /// The pages sent ahead, up to the `bundle` line.
+  private func receiveRounds(over channel: MigrationChannel) throws -> PreCopyStore? {
+    var store: PreCopyStore?
+    let buffer = UnsafeMutableRawBufferPointer.allocate(
+      byteCount: Int(PreCopy.batchPages * PreCopy.pageSize), alignment: Int(PreCopy.pageSize))
+    defer { buffer.deallocate() }
+    while true {
+      // A round of a large container takes a while: minutes without a line are a dead source.
+      guard let line = try channel.readLine(timeout: 600) else {
+        throw CKError(.failed, "\(channel.peer) closed the connection before its container came")
+      }
+      let words = line.split(separator: " ")
+      switch words.first {
+      case "bundle":
+        return store
+      case "round", "end":
+        continue
+      case "pages":
+        guard words.count == 4, let pid = Int32(words[1]), let start = UInt64(words[2]), let count = Int(words[3]),
+          count > 0, count <= Int(PreCopy.batchPages), start % PreCopy.pageSize == 0
+        else { throw CKError(.badInput, "\(channel.peer) sent a malformed line: \(line.prefix(80))") }
+        let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count * Int(PreCopy.pageSize)])
+        try channel.receive(into: data)
+        if store == nil { store = try PreCopyStore() }
+        try store?.store(pid: pid, start: start, count: count, data: UnsafeRawBufferPointer(data))
+      default:
+        throw CKError(.badInput, "\(channel.peer) sent what a migration does not: \(line.prefix(80))")
+      }
+    }
   }
 
   private func killRestored(_ report: RestoreReport) {

@@ -4,7 +4,8 @@ import Glibc
 import Linux
 
 /// The TCP connection of a migration: the source (`ckcont migrate`) connects, says hello,
-/// streams the bundle and half-closes; the receiver (`ckcont receive`) restores from the
+/// sends its pre-copy rounds (`round N`, then `pages PID START COUNT` lines each followed by
+/// COUNT pages, then `end`), then `bundle`, streams the bundle and half-closes; the receiver (`ckcont receive`) restores from the
 /// stream and answers one line, `running PID` or `refused MESSAGE`; the source answers
 /// `done` once it has killed its copy. Lines are short and read a byte at a time, so that
 /// nothing of the bundle after the hello is read by anyone but the restore.
@@ -131,6 +132,23 @@ public final class MigrationChannel: @unchecked Sendable {
       bytes.append(byte)
     }
     throw CKError(.badInput, "\(peer) sent a line longer than \(Self.maximumLine) bytes: not a ckcont migration")
+  }
+
+  /// Sends `bytes` whole.
+  public func send(bytes: UnsafeRawBufferPointer) throws {
+    try writeAll(fd, bytes, call: "send", "pages to \(peer)")
+  }
+
+  /// Fills `buffer` from the stream; the end of the stream before is an error.
+  public func receive(into buffer: UnsafeMutableRawBufferPointer) throws {
+    var done = 0
+    while done < buffer.count {
+      let count = Glibc.read(fd, buffer.baseAddress.map { $0 + done }, buffer.count - done)
+      if count < 0 && errno == EINTR { continue }
+      guard count >= 0 else { throw SyscallError("read", "the connection to \(peer)", .init(rawValue: errno)) }
+      guard count > 0 else { throw CKError(.failed, "\(peer) closed the connection in the middle of pages") }
+      done += count
+    }
   }
 
   /// Half-closes: the peer reads the end of the bundle.

@@ -307,6 +307,17 @@ extension LoadedBundle {
       else { throw bad("\(name) has a guard region outside it or over saved pages") }
       guardEnd = run.end
     }
+    var precopiedEnd = vma.start
+    for run in vma.precopiedPages ?? [] {
+      // Sent ahead into private anonymous memory only, none where a saved or a parent's
+      // page lies.
+      guard !vma.shared, [.anonymous, .heap, .stack].contains(vma.kind), run.start % pageSize == 0,
+        run.end % pageSize == 0, run.start < run.end, run.start >= precopiedEnd, run.end <= vma.end,
+        !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end }),
+        !(vma.parentPages ?? []).contains(where: { $0.start < run.end && run.start < $0.end })
+      else { throw bad("\(name) has pages sent ahead outside it, over saved pages, or not in its memory") }
+      precopiedEnd = run.end
+    }
     guard (vma.parentPages == nil && vma.laterPages == nil) || ForkInheritance.inheritable(vma) else {
       throw bad("\(name) is kept from the parent but is not a private mapping of memory or a file")
     }

@@ -67,13 +67,16 @@ final class LoadedBundle {
 
   /// Reads `source` to its end (checksums and any signature are verified there), checks the
   /// signer against `trust` before anything of the model is decoded, and validates the model.
+  /// `precopied`: the pages a migration sent ahead (``VMAImage/precopiedPages``), put in
+  /// beside the saved ones; without, such a bundle is refused unless `allowingPrecopied`
+  /// (what only looks at it).
   convenience init(
     source: any ByteSource, pages handling: PageHandling = .copy, trust: SignatureTrust = SignatureTrust(),
-    log: Logger
+    precopied: PreCopyStore? = nil, allowingPrecopied: Bool = false, log: Logger
   ) throws {
     let members = try Self.read(source, pages: handling, log: log)
     try trust.check(members.signer)
-    try self.init(members, log: log)
+    try self.init(members, precopied: precopied, allowingPrecopied: allowingPrecopied, log: log)
   }
 
   /// Reads every member of `source`, verifying checksums.
@@ -132,10 +135,10 @@ final class LoadedBundle {
   /// makes anything (the dump runs it too, on what it is about to write). The order is the
   /// model's: the tree first, then what hangs off it, then each process, then what crosses
   /// processes.
-  init(_ members: Members, log: Logger) throws {
+  init(_ members: Members, precopied: PreCopyStore? = nil, allowingPrecopied: Bool = false, log: Logger) throws {
     manifest = members.manifest
     signer = members.signer
-    pageStorage = members.storage
+    var pageStorage = members.storage
     let model = ModelMembers(
       json: members.json, strict: manifest.formatVersion.minor <= BundleFormat.minorVersion)
     tree = try model.decode(ProcessTree.self, "tree.json")
@@ -149,7 +152,19 @@ final class LoadedBundle {
     zombies = try Self.zombies(of: tree)
     try PidNamespaces.Layout(tree.tasks).validate()
     let decoding = monotonicNow()
-    tasks = try Self.decodeTasks(of: tree, model, pages: members.pages)
+    var tasks = try Self.decodeTasks(of: tree, model, pages: members.pages)
+    for index in tasks.indices where tasks[index].memory.vmas.contains(where: { $0.precopiedPages != nil }) {
+      if let precopied {
+        pageStorage.append(try precopied.merge(into: &tasks[index]))
+        try Self.validate(tasks[index])
+      } else if !allowingPrecopied {
+        throw CKError(
+          .badInput, "the bundle lacks pages a migration sent ahead of it",
+          hint: "only the `ckcont receive` it was sent to can restore it")
+      }
+    }
+    self.tasks = tasks
+    self.pageStorage = pageStorage
     privateObjects = try Self.privateObjects(of: tasks, ipc: ipc, pages: members.pages)
     keptData = try Self.keptData(of: tasks, pages: members.pages)
     try Self.validateDescriptorsInFlight(tasks)

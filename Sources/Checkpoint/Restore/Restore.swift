@@ -30,6 +30,8 @@ public struct RestoreReport: Sendable, Codable {
 /// everything created is removed (tasks killed, cgroup removed) and the bundle is untouched.
 public struct Restore {
   public var input: RestoreInput
+  /// The pages a migration sent ahead of its bundle (``Receive``).
+  public var precopied: PreCopyStore?
   /// The container's top cgroup, as a path inside the hierarchies (`/web`), used in every
   /// hierarchy it had cgroups in; nil for the dumped paths.
   public var cgroupRoot: String?
@@ -351,7 +353,8 @@ public struct Restore {
     case .standardInput:
       return try LoadedBundle(source: FileDescriptorSource(fd: 0, name: "standard input"), trust: trust, log: log)
     case .descriptor(let fd, let name):
-      return try LoadedBundle(source: FileDescriptorSource(fd: fd, name: name), trust: trust, log: log)
+      return try LoadedBundle(
+        source: FileDescriptorSource(fd: fd, name: name), trust: trust, precopied: precopied, log: log)
     case .file(let path):
       guard let file = OwnedDescriptor(adoptingValid: open(path, O_RDONLY | O_CLOEXEC)) else {
         throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
