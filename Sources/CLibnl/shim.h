@@ -5,3 +5,5 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
 #include <netlink/route/nexthop.h>
+#include <netlink/route/neighbour.h>
+#include <netlink/route/link/macvlan.h>

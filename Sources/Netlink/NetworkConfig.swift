@@ -9,6 +9,8 @@ public struct NetworkConfig: Sendable, Equatable {
   public var links: [Link]
   public var addresses: [Address]
   public var routes: [Route]
+  /// Neighbour entries set by hand (NUD_PERMANENT): learned ones come back by themselves.
+  public var neighbours: [Neighbour]
 
   /// One link (`ip link`).
   public struct Link: Sendable, Equatable {
@@ -27,6 +29,8 @@ public struct NetworkConfig: Sendable, Equatable {
     public var peerNamespaceID: Int32?
     /// The bridge (or bond) it is enslaved to, by index.
     public var masterIndex: Int32?
+    /// A macvlan's mode (MACVLAN_MODE_*).
+    public var macvlanMode: UInt32?
 
     public init(
       index: Int32, name: String, kind: String?, mac: [UInt8]?, mtu: UInt32, up: Bool, txQueueLength: UInt32,
@@ -35,6 +39,20 @@ public struct NetworkConfig: Sendable, Equatable {
       (self.index, self.name, self.kind, self.mac, self.mtu, self.up) = (index, name, kind, mac, mtu, up)
       (self.txQueueLength, self.alias, self.peerIndex) = (txQueueLength, alias, peerIndex)
       (self.peerNamespaceID, self.masterIndex) = (peerNamespaceID, masterIndex)
+    }
+  }
+
+  /// One permanent neighbour entry (`ip neigh show nud permanent`).
+  public struct Neighbour: Sendable, Equatable {
+    public var linkIndex: Int32
+    public var family: Int32
+    public var destination: [UInt8]
+    public var linkAddress: [UInt8]?
+    public var flags: UInt32
+
+    public init(linkIndex: Int32, family: Int32, destination: [UInt8], linkAddress: [UInt8]?, flags: UInt32) {
+      (self.linkIndex, self.family, self.destination, self.linkAddress, self.flags) =
+        (linkIndex, family, destination, linkAddress, flags)
     }
   }
 
@@ -96,7 +114,11 @@ public struct NetworkConfig: Sendable, Equatable {
     let routes = try socket.withCache("routes", { rtnl_route_alloc_cache($0, AF_UNSPEC, 0, $1) }) { cache in
       RouteSocket.objects(of: cache).map(Route.init(libnl:))
     }
-    return NetworkConfig(links: links, addresses: addresses, routes: routes)
+    let neighbours = try socket.withCache("neighbours", { sock, cache in rtnl_neigh_alloc_cache(sock, cache) }) {
+      cache in
+      RouteSocket.objects(of: cache).compactMap(Neighbour.init(libnl:))
+    }
+    return NetworkConfig(links: links, addresses: addresses, routes: routes, neighbours: neighbours)
   }
 }
 
@@ -115,6 +137,20 @@ extension NetworkConfig.Link {
       alias: rtnl_link_get_ifalias(link).map { String(cString: $0) }, peerIndex: peer > 0 ? peer : nil,
       peerNamespaceID: rtnl_link_get_link_netnsid(link, &namespaceID) == 0 ? namespaceID : nil,
       masterIndex: master > 0 ? master : nil)
+    if kind == "macvlan" { macvlanMode = rtnl_link_macvlan_get_mode(link) }
+  }
+}
+
+extension NetworkConfig.Neighbour {
+  static let permanent: Int32 = 0x80  // NUD_PERMANENT
+
+  init?(libnl neighbour: OpaquePointer) {
+    guard rtnl_neigh_get_state(neighbour) & Self.permanent != 0,
+      let destination = bytes(of: rtnl_neigh_get_dst(neighbour))
+    else { return nil }
+    self.init(
+      linkIndex: rtnl_neigh_get_ifindex(neighbour), family: rtnl_neigh_get_family(neighbour), destination: destination,
+      linkAddress: bytes(of: rtnl_neigh_get_lladdr(neighbour)), flags: rtnl_neigh_get_flags(neighbour))
   }
 }
 
@@ -152,6 +188,37 @@ public enum NetworkChanges {
     let socket = try RouteSocket()
     try RouteSocket.check(
       rtnl_link_veth_add(socket.raw, name, peerName, pid), "cannot make the veth pair \(name) and \(peerName)")
+  }
+
+  /// A macvlan `name` on the link of index `lower` here, made in the network namespace of
+  /// process `pid` (IFLA_NET_NS_PID: the lower link stays where it is).
+  public static func addMacvlan(name: String, lower: Int32, mode: UInt32, inNamespaceOf pid: Int32) throws {
+    let socket = try RouteSocket()
+    guard let link = rtnl_link_macvlan_alloc() else { throw CKError(.failed, "libnl: cannot allocate a link") }
+    defer { rtnl_link_put(link) }
+    rtnl_link_set_name(link, name)
+    rtnl_link_set_link(link, lower)
+    try RouteSocket.check(rtnl_link_macvlan_set_mode(link, mode), "macvlan mode")
+    rtnl_link_set_ns_pid(link, pid)
+    try RouteSocket.check(rtnl_link_add(socket.raw, link, NLM_F_CREATE), "cannot make the macvlan \(name)")
+  }
+
+  /// Adds the permanent neighbour entry `neighbour` on the link of index `link`.
+  public static func add(_ neighbour: NetworkConfig.Neighbour, toLink link: Int32) throws {
+    let socket = try RouteSocket()
+    guard let made = rtnl_neigh_alloc() else { throw CKError(.failed, "libnl: cannot allocate a neighbour") }
+    defer { rtnl_neigh_put(made) }
+    rtnl_neigh_set_ifindex(made, link)
+    rtnl_neigh_set_family(made, neighbour.family)
+    rtnl_neigh_set_state(made, NetworkConfig.Neighbour.permanent)
+    rtnl_neigh_set_flags(made, neighbour.flags)
+    let destination = makeAddress(family: neighbour.family, neighbour.destination)
+    defer { if let destination { nl_addr_put(destination) } }
+    try RouteSocket.check(rtnl_neigh_set_dst(made, destination), "neighbour address")
+    let linkAddress = neighbour.linkAddress.flatMap { makeAddress(family: AF_LLC, $0) }
+    defer { if let linkAddress { nl_addr_put(linkAddress) } }
+    if let linkAddress { rtnl_neigh_set_lladdr(made, linkAddress) }
+    try RouteSocket.check(rtnl_neigh_add(socket.raw, made, NLM_F_CREATE), "cannot add a neighbour entry")
   }
 
   /// The index of the link called `name`, nil when there is none.

@@ -102,7 +102,8 @@ struct DumpCommand: ParsableCommand {
     let report = try dump.run()
     meter.finish()
     if global.json {
-      try printJSON(report)
+      // The bundle may be on stdout: the report goes to stderr then.
+      try printJSON(report, toStandardError: output == "-")
     } else {
       let destination = output == "-" ? "standard output" : output
       let line =

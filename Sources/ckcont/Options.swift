@@ -54,10 +54,11 @@ func requireRoot(_ command: String) throws(CKError) {
 }
 
 /// Prints `value` as pretty JSON with sorted keys on stdout.
-func printJSON<T: Encodable>(_ value: T) throws {
+func printJSON<T: Encodable>(_ value: T, toStandardError: Bool = false) throws {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-  Terminal.out(String(decoding: try encoder.encode(value), as: UTF8.self))
+  let text = String(decoding: try encoder.encode(value), as: UTF8.self)
+  if toStandardError { Terminal.error(text) } else { Terminal.out(text) }
 }
 
 /// An --action-script must be a program this user may run.

@@ -81,6 +81,46 @@ struct NetworkDevicesTests {
     #expect(status == 0, "counter exited with \(status); log: \(container.log)")
   }
 
+  /// Macvlans (one on a link of the host, as docker's macvlan network makes them, one on the
+  /// container's own eth0), policy rules (a source rule, a WireGuard-style fwmark rule with
+  /// suppress_prefixlength, a default rule deleted) and a permanent neighbour entry.
+  @Test func macvlansRulesAndNeighboursComeBack() throws {
+    let lan = try LAN()
+    let outer = "ckv\(UInt16.random(in: 0...9999))"
+    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    defer { container.destroy() }
+    try container.waitReady()
+    let pid = container.launcher.pid
+    try wire(pid, to: lan, outer: outer)
+    // The host's link under the macvlan: a veth whose other end is on the bridge.
+    try LAN.ip(["-n", lan.name, "link", "add", "low0", "type", "veth", "peer", "name", "low1"])
+    try LAN.ip(["-n", lan.name, "link", "set", "low1", "master", "br0", "up"])
+    try LAN.ip(["-n", lan.name, "link", "set", "low0", "up"])
+    try LAN.ip(["-n", lan.name, "addr", "add", "10.77.1.1/24", "dev", "br0"])
+    try LAN.ip(["-n", lan.name, "link", "add", "mv0", "link", "low0", "type", "macvlan", "mode", "bridge"])
+    try LAN.ip(["-n", lan.name, "link", "set", "mv0", "netns", "\(pid)"])
+    for command in [
+      ["addr", "add", "10.77.1.2/24", "dev", "mv0"], ["link", "set", "mv0", "up"],
+      ["link", "add", "mvi0", "link", "eth0", "type", "macvlan", "mode", "private"],
+      ["rule", "add", "from", "10.77.0.0/24", "table", "100", "priority", "100"],
+      ["route", "add", "default", "via", "10.77.0.1", "table", "100"],
+      ["rule", "add", "fwmark", "0x7", "lookup", "200", "suppress_prefixlength", "0", "priority", "200"],
+      ["rule", "del", "priority", "32767"],
+      ["neigh", "add", "10.77.0.9", "lladdr", "02:00:00:00:00:09", "dev", "eth0", "nud", "permanent"],
+    ] {
+      let result = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/sbin/ip"] + command)
+      try #require(result.status == 0, "ip \(command.joined(separator: " ")): \(result.output)")
+    }
+    // The snapshot compares links, addresses, routes, rules and neighbours inside.
+    let differences = try container.unexplainedDifferences("counter")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let ping = run(["/usr/bin/nsenter", "--net=\(lan.path)", "/bin/busybox", "ping", "-c", "1", "-W", "2", "10.77.1.2"])
+    #expect(ping.status == 0, "the macvlan does not answer: \(ping.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "counter exited with \(status); log: \(container.log)")
+  }
+
   /// `--veth NAME=NEWNAME` and `--bridge NAME`: the outer end comes back under another name,
   /// on another bridge (a second one in the LAN, which takes over the addresses).
   @Test func theOuterEndCanBeRenamedAndMoved() throws {

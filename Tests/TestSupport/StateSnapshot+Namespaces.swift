@@ -51,6 +51,8 @@ extension StateSnapshot {
   mutating func readNetwork(_ task: SnapshotTask) {
     let views = [
       ("links", ["-o", "link"]), ("addresses", ["-o", "addr"]), ("routes", ["route", "show", "table", "all"]),
+      ("rules", ["rule", "show"]), ("IPv6 rules", ["-6", "rule", "show"]),
+      ("neighbours", ["neigh", "show", "nud", "permanent"]),
     ]
     for (what, arguments) in views {
       let output = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-n", "/sbin/ip"] + arguments)

@@ -9,6 +9,11 @@ public struct NetworkImage: Codable, Sendable, Equatable {
   public var routes: [NetworkRouteImage]
   /// Its packet filter rules, when it has any.
   public var netfilter: NetfilterImage?
+  /// Its policy routing rules (`ip rule`), each the kernel's RTM_NEWRULE message after the
+  /// netlink header; nil when they are a new namespace's.
+  public var rules: [Data]?
+  /// Its permanent neighbour entries (`ip neigh ... nud permanent`).
+  public var neighbours: [NetworkNeighbourImage]?
 
   public init(
     links: [NetworkLinkImage], addresses: [NetworkAddressImage], routes: [NetworkRouteImage],
@@ -72,7 +77,21 @@ public struct IptablesSave: Codable, Sendable, Equatable {
   }
 }
 
-/// A link of the namespace: a veth end (the only kind ckcont makes yet).
+/// A permanent neighbour entry of a link.
+public struct NetworkNeighbourImage: Codable, Sendable, Equatable {
+  public var link: String
+  public var family: Int32
+  public var destination: Data
+  public var linkAddress: Data?
+  public var flags: UInt32
+
+  public init(link: String, family: Int32, destination: Data, linkAddress: Data?, flags: UInt32) {
+    (self.link, self.family, self.destination, self.linkAddress, self.flags) =
+      (link, family, destination, linkAddress, flags)
+  }
+}
+
+/// A link of the namespace: a veth end, or a macvlan.
 public struct NetworkLinkImage: Codable, Sendable, Equatable {
   public var name: String
   /// rtnetlink's kind: `veth`.
@@ -87,6 +106,13 @@ public struct NetworkLinkImage: Codable, Sendable, Equatable {
   /// A veth whose peer is outside: in the network namespace the dump ran in (a host's end,
   /// often enslaved to a bridge), made again where the restore runs.
   public var outsidePeer: OutsideVethPeer?
+  /// A macvlan's lower link, in the container.
+  public var lower: String?
+  /// A macvlan's lower link outside: in the namespace the dump ran in (a host's NIC), by
+  /// name; the restore puts the macvlan on the link of that name where it runs.
+  public var outsideLower: String?
+  /// A macvlan's mode (MACVLAN_MODE_*: 1 private, 2 vepa, 4 bridge, 8 passthru, 16 source).
+  public var macvlanMode: UInt32?
 
   public init(
     name: String, kind: String, mac: Data?, mtu: UInt32, up: Bool, txQueueLength: UInt32, alias: String?,

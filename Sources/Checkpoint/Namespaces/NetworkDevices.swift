@@ -8,8 +8,9 @@ import Netlink
 
 /// The devices, addresses and routes of the container's own network namespace (issue 18's
 /// first part): veth pairs, with the peer inside or outside (in the namespace ckcont runs
-/// in: a host's end, often on a bridge), their addresses and the routes not made by the
-/// kernel for an address. Read and made through libnl-route, from threads that join the
+/// in: a host's end, often on a bridge), macvlans on a link inside or outside, their
+/// addresses, the routes not made by the kernel for an address, policy rules (the kernel's
+/// own messages, ``PolicyRules``) and permanent neighbour entries. Read and made through libnl-route, from threads that join the
 /// namespace (``NamespaceThread``). What ckcont does not make (another kind of device, a
 /// multipath route, a veth whose peer is in a third namespace) is refused at dump.
 public enum NetworkDevices {
@@ -25,28 +26,48 @@ public enum NetworkDevices {
   /// What the network namespace of process `pid` holds beyond loopback and its own
   /// addresses; nil when nothing.
   static func capture(pid: Int32) throws -> NetworkImage? {
-    let inside = try NamespaceThread.run(in: "net", of: pid) { try NetworkConfig.read() }
+    let (inside, rules, freshRules) = try NamespaceThread.run(in: "net", of: pid) {
+      (
+        try NetworkConfig.read(), try PolicyRules.read(),
+        try NamespaceThread.runInFresh("net") { try PolicyRules.read() }
+      )
+    }
     let names = Dictionary(inside.links.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
     var outside: NetworkConfig?
+    func here() throws -> NetworkConfig {
+      let config = try outside ?? NetworkConfig.read()
+      outside = config
+      return config
+    }
     var links: [NetworkLinkImage] = []
     for link in inside.links where link.kind != "loopback" {
-      guard link.kind == "veth" else {
+      guard link.kind == "veth" || link.kind == "macvlan" else {
         throw refuse(
           "network device \(link.name) of kind \(link.kind ?? "none")",
-          "ckcont makes veth pairs again; move the device out before the checkpoint")
+          "ckcont makes veth pairs and macvlans again; move the device out before the checkpoint")
       }
       guard link.masterIndex == nil else {
         throw refuse("network device \(link.name) enslaved to \(names[link.masterIndex ?? 0] ?? "a bridge")", nil)
       }
       var image = NetworkLinkImage(
-        name: link.name, kind: "veth", mac: link.mac.map { Data($0) }, mtu: link.mtu, up: link.up,
+        name: link.name, kind: link.kind ?? "", mac: link.mac.map { Data($0) }, mtu: link.mtu, up: link.up,
         txQueueLength: link.txQueueLength, alias: link.alias)
-      if link.peerNamespaceID == nil {
+      if link.kind == "macvlan" {
+        image.macvlanMode = link.macvlanMode
+        if link.peerNamespaceID == nil {
+          image.lower = link.peerIndex.flatMap { names[$0] }
+        } else {
+          guard let lower = try here().links.first(where: { $0.index == link.peerIndex }) else {
+            throw refuse(
+              "the macvlan \(link.name), whose lower link is in a network namespace ckcont does not run in",
+              "run the dump in the namespace of its lower link (nsenter --net)")
+          }
+          image.outsideLower = lower.name
+        }
+      } else if link.peerNamespaceID == nil {
         image.peer = link.peerIndex.flatMap { names[$0] }
       } else {
-        let here = try outside ?? NetworkConfig.read()
-        outside = here
-        image.outsidePeer = try outerEnd(of: link, in: here)
+        image.outsidePeer = try outerEnd(of: link, in: try here())
       }
       links.append(image)
     }
@@ -66,9 +87,19 @@ public enum NetworkDevices {
         link: route.linkIndex.flatMap { names[$0] }, priority: route.priority, protocolNumber: route.protocolNumber,
         scope: route.scope, type: route.type)
     }
+    let neighbours = try inside.neighbours.map { neighbour in
+      guard let link = names[neighbour.linkIndex] else { throw refuse("a neighbour entry on a link that is gone", nil) }
+      return NetworkNeighbourImage(
+        link: link, family: neighbour.family, destination: Data(neighbour.destination),
+        linkAddress: neighbour.linkAddress.map { Data($0) }, flags: neighbour.flags)
+    }
     let netfilter = try Netfilter.capture(pid: pid)
-    guard !links.isEmpty || !addresses.isEmpty || !routes.isEmpty || netfilter != nil else { return nil }
-    return NetworkImage(links: links, addresses: addresses, routes: routes, netfilter: netfilter)
+    var image = NetworkImage(links: links, addresses: addresses, routes: routes, netfilter: netfilter)
+    // A new namespace's rules are made with it: kept only when they differ.
+    image.rules = rules == freshRules ? nil : rules.map { Data($0) }
+    image.neighbours = neighbours.isEmpty ? nil : neighbours
+    guard image != NetworkImage(links: [], addresses: [], routes: []) else { return nil }
+    return image
   }
 
   /// Loopback's own addresses and IPv6 link-local ones, which the kernel makes when a link
@@ -133,6 +164,15 @@ public enum NetworkDevices {
 
   static func restore(_ image: NetworkImage, pid: Int32, outerEnds: OuterEnds, log: Logger) throws {
     for link in image.links {
+      guard let lower = link.outsideLower, let mode = link.macvlanMode else { continue }
+      guard let index = try NetworkChanges.index(ofLink: lower) else {
+        throw CKError(
+          .failed, "cannot make the macvlan \(link.name): no link \(lower) here for it to sit on",
+          hint: "restore where that link exists, or make it first")
+      }
+      try NetworkChanges.addMacvlan(name: link.name, lower: index, mode: mode, inNamespaceOf: pid)
+    }
+    for link in image.links {
       guard var outer = link.outsidePeer else { continue }
       outer.name = outerEnds.names[outer.name] ?? outer.name
       outer.master = outerEnds.bridge ?? outer.master
@@ -155,6 +195,13 @@ public enum NetworkDevices {
         guard let peer = link.peer else { continue }
         try NetworkChanges.addVethPair(name: link.name, peerName: peer, peerNamespaceOf: pid)
         made.formUnion([link.name, peer])
+      }
+      for link in image.links {
+        guard let lower = link.lower, let mode = link.macvlanMode else { continue }
+        guard let index = try NetworkChanges.index(ofLink: lower) else {
+          throw CKError(.failed, "link \(lower) is missing for the macvlan \(link.name)")
+        }
+        try NetworkChanges.addMacvlan(name: link.name, lower: index, mode: mode, inNamespaceOf: pid)
       }
       for link in image.links { try NetworkChanges.configure(link: link.name, as: attributes(link)) }
       for address in image.addresses {
@@ -184,6 +231,17 @@ public enum NetworkDevices {
             priority: route.priority, protocolNumber: route.protocolNumber, scope: route.scope, type: route.type),
           throughLink: index)
       }
+      for neighbour in image.neighbours ?? [] {
+        guard let index = try NetworkChanges.index(ofLink: neighbour.link) else {
+          throw CKError(.failed, "link \(neighbour.link) is missing for its neighbour entry")
+        }
+        try NetworkChanges.add(
+          NetworkConfig.Neighbour(
+            linkIndex: index, family: neighbour.family, destination: Array(neighbour.destination),
+            linkAddress: neighbour.linkAddress.map(Array.init), flags: neighbour.flags),
+          toLink: index)
+      }
+      if let rules = image.rules { try PolicyRules.replace(with: rules.map(Array.init)) }
     }
     // Rules name links (iif, oif) that must exist by then.
     if let netfilter = image.netfilter { try Netfilter.restore(netfilter, pid: pid) }
@@ -245,8 +303,14 @@ public enum NetworkDevices {
       throw bad("too many links, addresses or routes")
     }
     var names = Set(["lo"])
+    let macvlanModes: Set<UInt32> = [1, 2, 4, 8, 16]
     for link in image.links {
-      guard link.kind == "veth", isName(link.name), link.mac.map({ $0.count == 6 }) ?? true, link.mtu >= 68,
+      let macvlan =
+        link.kind == "macvlan" && link.macvlanMode.map(macvlanModes.contains) == true
+        && (link.lower == nil) != (link.outsideLower == nil) && (link.lower ?? link.outsideLower).map(isName) == true
+        && link.peer == nil && link.outsidePeer == nil
+      let veth = link.kind == "veth" && link.lower == nil && link.outsideLower == nil && link.macvlanMode == nil
+      guard veth || macvlan, isName(link.name), link.mac.map({ $0.count == 6 }) ?? true, link.mtu >= 68,
         link.mtu <= 65536, link.alias.map({ $0.utf8.count < 256 && !$0.contains("\0") }) ?? true,
         link.peer.map(isName) ?? true,
         link.outsidePeer.map({ isName($0.name) && ($0.master.map(isName) ?? true) })
@@ -267,17 +331,30 @@ public enum NetworkDevices {
         route.prefixLength <= size * 8, route.gateway.map({ $0.count == size }) ?? true
       else { throw bad("a route is malformed") }
     }
+    for neighbour in image.neighbours ?? [] {
+      guard names.contains(neighbour.link), let size = length(neighbour.family), neighbour.destination.count == size,
+        neighbour.linkAddress.map({ $0.count <= 32 }) ?? true
+      else { throw bad("a neighbour entry of \(neighbour.link.prefix(20)) is malformed") }
+    }
+    guard (image.neighbours?.count ?? 0) <= 4096, (image.rules?.count ?? 0) <= 4096,
+      (image.rules ?? []).allSatisfy({ PolicyRules.isWellFormed(Array($0)) })
+    else { throw bad("too many neighbour entries or rules, or a malformed rule") }
     if let netfilter = image.netfilter { try Netfilter.validate(netfilter) }
   }
 
   /// One line for `inspect`.
   static func describe(_ image: NetworkImage) -> String {
     let links = image.links.map { link in
-      link.name
+      if link.kind == "macvlan" {
+        return link.name + " (macvlan on \(link.lower ?? (link.outsideLower ?? "?") + " outside"))"
+      }
+      return link.name
         + (link.outsidePeer.map { " (veth, peer \($0.name) outside\($0.master.map { " on \($0)" } ?? ""))" }
           ?? " (veth, peer \(link.peer ?? "?"))")
     }
     return "\(links.joined(separator: ", ")); \(image.addresses.count) address(es), \(image.routes.count) route(s)"
+      + (image.rules.map { "; \($0.count) rule(s)" } ?? "")
+      + (image.neighbours.map { "; \($0.count) neighbour(s)" } ?? "")
       + (image.netfilter.map { "; " + Netfilter.describe($0) } ?? "")
   }
 }
