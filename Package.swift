@@ -27,6 +27,7 @@ let package = Package(
     .systemLibrary(name: "CLibnftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
     .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
     .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+    .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
     // Typed syscall wrappers, /proc parsers, ptrace, kernel probes. Imports CLibcap.
     .target(
@@ -39,8 +40,8 @@ let package = Package(
     .target(name: "Cgroup", dependencies: ["Linux", "CLibcgroup"]),
     // Network namespaces through netlink. Imports CLibnl and CLibnftables.
     .target(name: "Netlink", dependencies: ["Linux", "CLibnl", "CLibnftables"]),
-    // Bundle format and the state model: no syscalls. Imports CXXHash; signs with Crypto.
-    .target(name: "Bundle", dependencies: ["CXXHash", .product(name: "Crypto", package: "swift-crypto")]),
+    // Bundle format and the state model: no syscalls. Imports CXXHash and CZstd; signs with Crypto.
+    .target(name: "Bundle", dependencies: ["CXXHash", "CZstd", .product(name: "Crypto", package: "swift-crypto")]),
     // The checkpoint engine: dump and restore, one folder per resource.
     .target(
       name: "Checkpoint",

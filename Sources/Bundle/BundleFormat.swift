@@ -104,6 +104,8 @@ public enum BundleFormat {
     case netfilter
     /// Pages a migration sent ahead (``VMAImage/precopiedPages``): only its receiver has them.
     case precopiedPages = "precopied-pages"
+    /// Page members compressed with zstd (`NAME.zst`, ``Compression``).
+    case compressedPages = "compressed-pages"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

@@ -73,6 +73,8 @@ public struct Dump {
   /// Lock the network namespaces of the container's own from the freeze on
   /// (``NetworkLock``); `--network-lock skip` turns it off.
   public var lockNetwork = true
+  /// Compress page members with zstd at this level (`--compress zstd[:LEVEL]`).
+  public var compressionLevel: Int32?
   /// A pre-copy migration's tracking (``PreCopy``): pages the receiver holds as they still
   /// are are named in the bundle, not saved in it.
   var precopy: PreCopy?
@@ -292,7 +294,7 @@ public struct Dump {
         case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
         case .tcpPending: task.files.descriptors.contains { $0.socket?.acceptQueue != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console, .externalNetwork, .networkDevices,
-          .netfilter:
+          .netfilter, .compressedPages:
           false
         }
       }
@@ -336,7 +338,15 @@ public struct Dump {
       "encoded the model (\(small.reduce(0) { $0 + $1.1.count } >> 10) KiB of JSON) in \(Int((monotonicNow() - encoding) * 1000)) ms"
     )
     var members = small.map { Manifest.Member(name: $0.0, size: $0.1.count) }
-    members += captured.tasks.map { Manifest.Member(name: $0.entry.pagesMember, size: Int($0.memory.pagesSize)) }
+    // Compressed pages are read and compressed first: the manifest lists their sizes.
+    let compressed = try compressionLevel.map { try compressPages(captured, level: $0) }
+    members += captured.tasks.indices.map { index in
+      let task = captured.tasks[index]
+      if let compressed {
+        return Manifest.Member(name: task.entry.pagesMember + Compression.suffix, size: compressed[index].count)
+      }
+      return Manifest.Member(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
+    }
     let segments = (captured.ipc?.image.sharedMemory ?? []).map { segment in
       (
         name: SysVIPCImage.contentsMember(ofSegment: segment.owner.id),
@@ -355,7 +365,16 @@ public struct Dump {
     if signingKey != nil {
       manifest.requires = (manifest.requires ?? []) + [BundleFormat.Requirement.signature.rawValue]
     }
-    try checkRestorable(manifest, json: small, tree: captured.tree)
+    if compressed != nil {
+      manifest.requires = (manifest.requires ?? []) + [BundleFormat.Requirement.compressedPages.rawValue]
+    }
+    try checkRestorable(
+      manifest, json: small, tree: captured.tree,
+      plainSizes: compressed == nil
+        ? [:]
+        : Dictionary(
+          captured.tasks.map { ($0.entry.pagesMember, Int($0.memory.pagesSize)) },
+          uniquingKeysWith: { first, _ in first }))
     let writer = try BundleWriter(sink: destination.sink, manifest: manifest, signingKey: signingKey)
     for (name, data) in small { try writer.add(name: name, data: data) }
     let totalPages = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
@@ -365,8 +384,12 @@ public struct Dump {
     defer { buffer.deallocate() }
     let copier = PageCopier(helperCPUs: nil)
     defer { copier.stop() }
-    for task in captured.tasks {
+    for (index, task) in captured.tasks.enumerated() {
       try Interruption.check()
+      if let compressed {
+        try writer.add(name: task.entry.pagesMember + Compression.suffix, data: compressed[index])
+        continue
+      }
       try writer.beginMember(name: task.entry.pagesMember, size: Int(task.memory.pagesSize))
       try explainingVanished(task.hostPid) {
         try PageReader(
@@ -393,14 +416,46 @@ public struct Dump {
 }
 
 extension Dump {
+  /// Each task's pages as one zstd frame, in task order.
+  func compressPages(_ captured: Captured, level: Int32) throws -> [[UInt8]] {
+    let buffer = PageReader.allocateBuffer()
+    defer { buffer.deallocate() }
+    let copier = PageCopier(helperCPUs: nil)
+    defer { copier.stop() }
+    let total = captured.tasks.reduce(UInt64(0)) { $0 + $1.memory.pagesSize }
+    var before: UInt64 = 0
+    let started = monotonicNow()
+    var frames: [[UInt8]] = []
+    for task in captured.tasks {
+      try Interruption.check()
+      let sink = try CompressingPageSink(level: level, total: task.memory.pagesSize)
+      try explainingVanished(task.hostPid) {
+        try PageReader(
+          pid: task.hostPid, image: task.memory, buffer: buffer, copier: copier,
+          unpinned: captured.unpinned[task.hostPid] ?? []
+        ).write(to: sink) { done in progress(before + UInt64(done), total) }
+      }
+      frames.append(try sink.finish())
+      before += task.memory.pagesSize
+    }
+    let size = frames.reduce(0) { $0 + $1.count }
+    log.debug(
+      "compressed \(total >> 20) MiB of pages to \(size >> 20) MiB in \(Int((monotonicNow() - started) * 1000)) ms")
+    return frames
+  }
+
   /// Runs the restore's whole validation and its plan (tree, sessions, groups, cgroup
   /// places) on the model about to be written, pages aside: whatever the restore would
   /// refuse, the dump refuses first, while the container still runs.
-  func checkRestorable(_ manifest: Manifest, json: [(String, Data)], tree: ProcessTree) throws {
+  func checkRestorable(
+    _ manifest: Manifest, json: [(String, Data)], tree: ProcessTree, plainSizes: [String: Int] = [:]
+  ) throws {
     var pages: [String: (data: UnsafeRawBufferPointer?, size: Int)] = [:]
     for member in manifest.members where LoadedBundle.isRawMember(member.name) {
       pages[member.name] = (nil, member.size)
     }
+    // A compressed member is checked at the size it holds.
+    for (name, size) in plainSizes { pages[name] = (nil, size) }
     let members = LoadedBundle.Members(
       manifest: manifest, json: Dictionary(json.map { ($0.0, [UInt8]($0.1)) }, uniquingKeysWith: { first, _ in first }),
       pages: pages)

@@ -50,6 +50,13 @@ struct DumpCommand: ParsableCommand {
         "From the freeze on, an nftables table in each network namespace of the container's own drops every packet but loopback's, so that peers see silence, not resets, until the container runs on (or is restored: the restore locks the new namespace until it runs). As CRIU's --network-lock.",
       valueName: "nftables|skip"))
   var networkLock = "nftables"
+  @Option(
+    help: ArgumentHelp(
+      "Compress the pages with zstd (LEVEL: -7 to 19, default 3).",
+      discussion:
+        "Each process's pages become one member tasks/PID/pages.img.zst; the bundle stays a tar that tar lists and inspect reads. The pages are read and compressed before the bundle is written, so the container stays frozen for that time.",
+      valueName: "zstd[:LEVEL]"))
+  var compress: String?
   @Option(help: "Seconds to wait for the subtree to freeze.")
   var timeout: Double = 5
   @Option(
@@ -72,6 +79,7 @@ struct DumpCommand: ParsableCommand {
       throw ValidationError("--leave-running and --leave-frozen exclude each other")
     }
     guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    _ = try compressionLevel(compress)
     guard ["nftables", "skip"].contains(networkLock) else {
       throw ValidationError("--network-lock \(networkLock): give nftables or skip")
     }
@@ -94,6 +102,7 @@ struct DumpCommand: ParsableCommand {
     dump.externalConsole = externalConsole
     dump.externalNetwork = externalNet
     dump.lockNetwork = networkLock == "nftables"
+    dump.compressionLevel = try compressionLevel(compress)
     dump.signingKey = try sign.map(KeyFiles.signingKey)
     dump.actionScript = actionScript.map(ActionScript.init(path:))
     dump.log = log

@@ -36,6 +36,8 @@ struct MigrateCommand: ParsableCommand {
         "Dirty pages are tracked with userfaultfd write-protection (this kernel has no soft-dirty bits): rounds go on until the rest fits --max-downtime or stops shrinking; then the container is frozen and the rest goes with its state. --no-pre-copy: stop and copy."
     ))
   var preCopy: Bool?
+  @Option(help: ArgumentHelp("Compress the final pages with zstd, as dump --compress.", valueName: "zstd[:LEVEL]"))
+  var compress: String?
   @Option(help: ArgumentHelp("The downtime pre-copy aims at, in milliseconds.", valueName: "MS"))
   var maxDowntime: Double = 100
   @OptionGroup var global: GlobalOptions
@@ -44,6 +46,7 @@ struct MigrateCommand: ParsableCommand {
     guard timeout > 0, replyTimeout > 0, maxDowntime > 0 else {
       throw ValidationError("timeouts and --max-downtime must be positive")
     }
+    _ = try compressionLevel(compress)
     guard ["nftables", "skip"].contains(networkLock) else {
       throw ValidationError("--network-lock \(networkLock): give nftables or skip")
     }
@@ -59,6 +62,7 @@ struct MigrateCommand: ParsableCommand {
       toolVersion: ToolVersion.string)
     dump.externalNetwork = externalNet
     dump.lockNetwork = networkLock == "nftables"
+    dump.compressionLevel = try compressionLevel(compress)
     dump.log = log
     var migrate = Migrate(dump: dump, destination: to)
     migrate.replyTimeout = replyTimeout

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bundle
 import Foundation
 import Glibc
 import Linux
@@ -67,4 +68,17 @@ func validateActionScript(_ path: String?) throws {
   guard access(path, X_OK) == 0 else {
     throw ValidationError("--action-script \(path) is not an executable program")
   }
+}
+
+/// `--compress zstd[:LEVEL]`: the zstd level (3 when not given).
+func compressionLevel(_ spec: String?) throws -> Int32? {
+  guard let spec else { return nil }
+  let parts = spec.split(separator: ":", maxSplits: 1)
+  guard parts.first == "zstd" else { throw ValidationError("--compress \(spec): give zstd or zstd:LEVEL") }
+  guard parts.count == 2 else { return 3 }
+  guard let level = Int32(parts[1]), Compression.levels.contains(Int(level)) else {
+    throw ValidationError(
+      "--compress \(spec): the level is one of \(Compression.levels.lowerBound)...\(Compression.levels.upperBound)")
+  }
+  return level
 }

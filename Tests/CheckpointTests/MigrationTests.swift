@@ -129,13 +129,14 @@ struct MigrationTests {
 
   @Test(arguments: [false, true])
   func aContainerMovesToAnotherHostWithItsConnection(preCopy: Bool) throws {
-    // With pre-copy: 64 MiB of which it writes 20 MiB a second in random pages, each page
+    // With pre-copy (and compression): 64 MiB of which it writes 20 MiB a second in random pages, each page
     // with its generation kept apart, which the server checks at the end: a page that
     // came back older than it was fails it.
     let scene = try Scene(memory: preCopy ? 64 : 0)
     defer { scene.destroy() }
     let (receiver, port) = try scene.receiver()
-    let moved = scene.migrate(port: port, [preCopy ? "--pre-copy" : "--no-pre-copy"])
+    // The pre-copy case compresses its final pages too.
+    let moved = scene.migrate(port: port, preCopy ? ["--pre-copy", "--compress", "zstd"] : ["--no-pre-copy"])
     try #require(moved.status == 0, "migrate: \(moved.output)\nreceiver: \(receiver.log)")
     #expect(moved.stdout.contains("moved"), "\(moved.output)")
     if preCopy {

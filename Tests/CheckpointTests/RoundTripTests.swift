@@ -44,6 +44,22 @@ struct RoundTripTests {
 
   /// A container in a user namespace of its own (ids shifted by 100000, as a rootless
   /// runtime makes them): maps, ids of a root and a non-root process, proc mounted inside.
+  /// `dump --compress zstd`: each process's pages one zstd member (`tar` lists them), read
+  /// back by `inspect` and the restore; a threaded tree with anonymous, heap and file pages.
+  @Test func aCompressedBundleRoundTrips() throws {
+    let container = try FixtureContainer("random", ["44"])
+    defer { container.destroy() }
+    let differences = try container.unexplainedDifferences(
+      "random 44", dumpArguments: ["--compress", "zstd:1"], settle: 5)
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let listed = run(["/bin/tar", "tvf", container.bundlePath]).stdout
+    #expect(listed.contains("pages.img.zst") && !listed.contains("pages.img\n"), "\(listed)")
+    let inspected = run([TestPaths.ckcont, "inspect", container.bundlePath])
+    #expect(inspected.status == 0, "\(inspected.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "random exited with \(status); log: \(container.log)")
+  }
+
   @Test func roundTripInAUserNamespace() throws {
     let container = try FixtureContainer("userns", userNamespace: true)
     defer { container.destroy() }

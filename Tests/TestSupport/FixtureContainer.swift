@@ -129,11 +129,13 @@ public final class FixtureContainer: @unchecked Sendable {
   /// that never settles costs it twice); a loaded machine needs long for a process that
   /// said ready to reach its wait, and one still on its way writes its stack after the
   /// restore (copy-on-write sharing the first snapshot saw is then gone).
-  public func verifiedDumpAndRestore(_ arguments: [String] = [], settle: Double = 0.5) throws -> [String] {
+  public func verifiedDumpAndRestore(
+    _ arguments: [String] = [], dumpArguments: [String] = [], settle: Double = 0.5
+  ) throws -> [String] {
     try waitReady()
     waitUntilAsleep(timeout: settle)
     let before = try StateSnapshot.take(cgroup: cgroup, leaveFrozen: true)
-    let dumped = dump()
+    let dumped = dump(dumpArguments)
     guard dumped.status == 0 else { throw TestFailure("dump failed: \(dumped.output)") }
     try waitEmpty()
     let restored = try restore(arguments)
@@ -150,10 +152,11 @@ public final class FixtureContainer: @unchecked Sendable {
 
   /// ``verifiedDumpAndRestore(_:settle:)``, less what ``KnownDifferences`` lists for
   /// `fixture` (`name args`): the differences that must fail a test.
-  public func unexplainedDifferences(_ fixture: String, _ arguments: [String] = [], settle: Double = 0.5) throws
-    -> [String]
-  {
-    KnownDifferences.unexplained(try verifiedDumpAndRestore(arguments, settle: settle), fixture: fixture)
+  public func unexplainedDifferences(
+    _ fixture: String, _ arguments: [String] = [], dumpArguments: [String] = [], settle: Double = 0.5
+  ) throws -> [String] {
+    KnownDifferences.unexplained(
+      try verifiedDumpAndRestore(arguments, dumpArguments: dumpArguments, settle: settle), fixture: fixture)
   }
 
   /// Waits (up to `timeout` seconds) until no thread of the container runs, twice in a row:

@@ -95,7 +95,7 @@ struct PageReader {
   }
 
   /// Writes every page run in image order; calls `progress` with bytes done.
-  func write(to writer: BundleWriter, progress: (Int) -> Void) throws {
+  func write(to writer: some PageSink, progress: (Int) -> Void) throws {
     precondition(buffer.count == Self.chunkSize)
     var done = 0
     var inPlace = true
@@ -135,7 +135,7 @@ struct PageReader {
   }
 
   /// Page runs through the buffer, a chunk per process_vm_readv and write.
-  private func writeBuffered(_ ranges: [AddressRange], to writer: BundleWriter) throws {
+  private func writeBuffered(_ ranges: [AddressRange], to writer: some PageSink) throws {
     var pending: [AddressRange] = []
     var pendingBytes = 0
     func flush() throws {
@@ -165,7 +165,7 @@ struct PageReader {
 
   /// Pages through /proc/<pid>/mem: of an area without PROT_READ (which it reads with
   /// FOLL_FORCE), or not to be pinned.
-  private func writeForced(_ ranges: [AddressRange], to writer: BundleWriter) throws {
+  private func writeForced(_ ranges: [AddressRange], to writer: some PageSink) throws {
     let mem = try MemFile(pid: pid, readOnly: true)
     for run in ranges {
       var address = run.start
@@ -179,5 +179,33 @@ struct PageReader {
         address += UInt64(count)
       }
     }
+  }
+}
+
+/// Where ``PageReader`` puts pages: the bundle's writer, or a compressor.
+protocol PageSink: AnyObject {
+  func write(_ bytes: UnsafeRawBufferPointer) throws
+  /// Lets `fill` write `count` bytes in place; false when this sink cannot.
+  func writeInPlace(count: Int, _ fill: (InPlaceRegion) throws -> Void) throws -> Bool
+}
+
+extension BundleWriter: PageSink {}
+
+/// Pages compressed into one zstd frame in memory (`dump --compress zstd`).
+final class CompressingPageSink: PageSink {
+  let compressor: Compression.Compressor
+
+  init(level: Int32, total: UInt64) throws {
+    compressor = try Compression.Compressor(level: level, total: total, threads: 2)
+  }
+
+  func write(_ bytes: UnsafeRawBufferPointer) throws { try compressor.add(bytes) }
+
+  func writeInPlace(count: Int, _ fill: (InPlaceRegion) throws -> Void) throws -> Bool { false }
+
+  /// The frame, whole.
+  func finish() throws -> [UInt8] {
+    try compressor.finish()
+    return compressor.output
   }
 }

@@ -96,6 +96,13 @@ final class LoadedBundle {
       while let member = try reader.nextMember() {
         if member.name.hasSuffix(".json") {
           json[member.name] = try reader.readAll()
+        } else if member.name.hasSuffix(Compression.suffix),
+          Self.isRawMember(String(member.name.dropLast(Compression.suffix.count)))
+        {
+          let name = String(member.name.dropLast(Compression.suffix.count))
+          let (buffer, size) = try Self.decompress(member.name, from: reader, keeping: !Self.drops(handling))
+          if let buffer { storage.append(buffer) }
+          pages[name] = (buffer.map { UnsafeRawBufferPointer(start: $0.pointer, count: $0.size) }, size)
         } else if Self.isRawMember(member.name), case .copy = handling {
           let buffer = try PageBuffer(size: member.size)
           storage.append(buffer)
@@ -367,6 +374,48 @@ final class LoadedBundle {
   }
 
   /// The members of raw bytes: each process's pages and each SysV segment's contents.
+  private static func drops(_ handling: PageHandling) -> Bool {
+    if case .drop = handling { return true }
+    return false
+  }
+
+  /// A compressed member's content (one zstd frame), decompressed into a buffer of the
+  /// size its frame announces (at most 1 TiB); with `keeping` false only that size.
+  private static func decompress(_ member: String, from reader: BundleReader, keeping: Bool) throws -> (
+    PageBuffer?, Int
+  ) {
+    // The frame's header (18 bytes at most) may come in more than one chunk.
+    var pending: [UInt8] = []
+    var size: Int?
+    var buffer: PageBuffer?
+    var decompressor: Compression.Decompressor?
+    try reader.forEachChunk { chunk in
+      guard size == nil else {
+        try decompressor?.add(chunk)
+        return
+      }
+      pending += chunk
+      guard let announced = pending.withUnsafeBytes({ Compression.contentSize(ofFrameStartingWith: $0) }) else {
+        guard pending.count < 18 else { throw BundleError("compressed member \(member) does not announce its size") }
+        return
+      }
+      guard announced <= 1 << 40 else { throw BundleError("compressed member \(member) announces \(announced) bytes") }
+      size = Int(announced)
+      if keeping {
+        let made = try PageBuffer(size: Int(announced))
+        buffer = made
+        let decompressing = try Compression.Decompressor(
+          into: UnsafeMutableRawBufferPointer(start: made.pointer, count: made.size))
+        decompressor = decompressing
+        try pending.withUnsafeBytes { try decompressing.add($0) }
+      }
+      pending = []
+    }
+    guard let size else { throw BundleError("compressed member \(member) is empty") }
+    try decompressor?.finish()
+    return (buffer, size)
+  }
+
   static func isRawMember(_ name: String) -> Bool {
     name.hasSuffix("/pages.img") || (name.hasPrefix("ipc/shm-") && name.hasSuffix(".img"))
       || ((name.hasPrefix("memfd/") || name.hasPrefix("deleted/") || name.hasPrefix("kept/")) && name.hasSuffix(".img"))
