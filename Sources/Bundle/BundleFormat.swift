@@ -106,6 +106,8 @@ public enum BundleFormat {
     case precopiedPages = "precopied-pages"
     /// Page members compressed with zstd (`NAME.zst`, ``Compression``).
     case compressedPages = "compressed-pages"
+    /// Dumped against a parent bundle (``Manifest/parent``), whose pages it needs.
+    case parentBundle = "parent-bundle"
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

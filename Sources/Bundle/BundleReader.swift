@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Reads a bundle as a stream, checking it as it goes: the manifest first (magic, major
@@ -17,6 +18,9 @@ public final class BundleReader {
   private var sha256: MemberSHA256?
   /// Who signed the bundle, once its signature has been checked (the end of the stream).
   public private(set) var signer: BundlePublicKey?
+  /// The bundle's identity once read whole: the SHA-256 of its `checksums.json`, which holds
+  /// the digest of every member (``Manifest/Parent``).
+  public private(set) var identity: String?
 
   /// Reads and validates `manifest.json` from the start of `source`.
   public init(source: any ByteSource) throws {
@@ -137,6 +141,7 @@ public final class BundleReader {
     }
     let trailerBytes = try tar.readAll(maxSize: BundleFormat.maxJSONMemberSize)
     let trailer = try Checksums.decode(trailerBytes)
+    identity = SHA256.hash(data: trailerBytes).map { String(format: "%02x", $0) }.joined()
     let computed = hasher.digests()
     guard trailer.members.count == computed.count else {
       throw BundleError(

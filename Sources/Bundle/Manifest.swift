@@ -66,6 +66,17 @@ public struct Manifest: Codable, Sendable, Equatable {
   /// ``BundleFormat/knownRequirements``): a reader that does not know one refuses the bundle
   /// rather than drop what it does not know (a seccomp sandbox, say). Nil: nothing.
   public var requires: [String]?
+  /// The bundle this one was dumped against (`dump --parent`): its pages that did not change
+  /// are named in this one (``VMAImage/precopiedPages``), not saved.
+  public var parent: Parent?
+
+  /// A parent bundle: where it was (as given to the dump) and its identity
+  /// (``BundleReader/identity``), which the restore checks.
+  public struct Parent: Codable, Sendable, Equatable {
+    public var path: String
+    public var identity: String
+    public init(path: String, identity: String) { (self.path, self.identity) = (path, identity) }
+  }
 
   /// A manifest in the current format version.
   public init(

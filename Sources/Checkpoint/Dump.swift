@@ -75,6 +75,10 @@ public struct Dump {
   public var lockNetwork = true
   /// Compress page members with zstd at this level (`--compress zstd[:LEVEL]`).
   public var compressionLevel: Int32?
+  /// `--parent P`: the bundle this one is dumped against (``ParentBundle``).
+  public var parent: String?
+  /// The parent's pages, loaded before the freeze.
+  var parentPages: (store: PreCopyStore, identity: String, recorded: String)?
   /// A pre-copy migration's tracking (``PreCopy``): pages the receiver holds as they still
   /// are are named in the bundle, not saved in it.
   var precopy: PreCopy?
@@ -91,6 +95,22 @@ public struct Dump {
   public func run() throws -> DumpReport {
     let started = monotonicNow()
     try Interruption.check()
+    var dump = self
+    if let parent {
+      // Loaded while the container still runs: only the comparison waits for the freeze.
+      let loaded = try ParentBundle.load(parent, identity: nil, trust: SignatureTrust(), log: log)
+      let recorded: String
+      if case .file(let output) = output {
+        recorded = ParentBundle.recordedPath(parent, forOutput: output)
+      } else {
+        recorded = URL(fileURLWithPath: parent).standardizedFileURL.path
+      }
+      dump.parentPages = (loaded.store, loaded.identity, recorded)
+    }
+    return try dump.runLoaded(started: started)
+  }
+
+  private func runLoaded(started: Double) throws -> DumpReport {
     let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
     var destination: Destination?
     let taken = TakenState(journal: session.journal)
@@ -294,7 +314,7 @@ public struct Dump {
         case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
         case .tcpPending: task.files.descriptors.contains { $0.socket?.acceptQueue != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console, .externalNetwork, .networkDevices,
-          .netfilter, .compressedPages:
+          .netfilter, .compressedPages, .parentBundle:
           false
         }
       }
@@ -367,6 +387,10 @@ public struct Dump {
     }
     if compressed != nil {
       manifest.requires = (manifest.requires ?? []) + [BundleFormat.Requirement.compressedPages.rawValue]
+    }
+    if let parentPages {
+      manifest.parent = Manifest.Parent(path: parentPages.recorded, identity: parentPages.identity)
+      manifest.requires = (manifest.requires ?? []) + [BundleFormat.Requirement.parentBundle.rawValue]
     }
     try checkRestorable(
       manifest, json: small, tree: captured.tree,

@@ -165,7 +165,19 @@ extension Dump {
     phases.record("waiting for the encoder", since: encodingWait)
     var changed = inheritance.changed
     if let precopy {
-      changed.formUnion(try phases.time("pages sent ahead") { try Self.markPrecopied(&tasks, precopy) })
+      changed.formUnion(
+        try phases.time("pages sent ahead") {
+          try Self.markPrecopied(&tasks) { task in try precopy.trustedRuns(hostPid: task.hostPid) }
+        })
+    }
+    if let parentPages {
+      changed.formUnion(
+        try phases.time("pages as in the parent") {
+          try Self.markPrecopied(&tasks) { task in
+            try ParentBundle.unchangedRuns(
+              parentPages.store, hostPid: task.hostPid, innerPid: task.entry.pid, image: task.memory)
+          }
+        })
     }
     for index in changed { models[index].mm = try tasks[index].memory.encodedJSON() }
     let threads = tasks.flatMap(\.core.threads)
@@ -368,14 +380,18 @@ extension Dump {
     }
   }
 
-  /// Moves the saved pages of private anonymous memory that the receiver of a pre-copy
-  /// migration holds as they still are (``PreCopy/trustedRuns(hostPid:)``) from
-  /// ``VMAImage/pages`` to ``VMAImage/precopiedPages``; pages written back after the forks
+  /// Moves the saved pages of private anonymous memory that the reader will have already
+  /// as they are (`held`: what the receiver of a pre-copy migration holds as it still is,
+  /// ``PreCopy/trustedRuns(hostPid:)``; or what the parent bundle holds,
+  /// ``ParentBundle/unchangedRuns(_:hostPid:innerPid:image:)``) from ``VMAImage/pages`` to
+  /// ``VMAImage/precopiedPages``; pages written back after the forks
   /// (``VMAImage/laterPages``) stay saved. Returns the tasks changed.
-  private static func markPrecopied(_ tasks: inout [CapturedTask], _ precopy: PreCopy) throws -> Set<Int> {
+  private static func markPrecopied(
+    _ tasks: inout [CapturedTask], held: (CapturedTask) throws -> [AddressRange]
+  ) throws -> Set<Int> {
     var changed = Set<Int>()
     for index in tasks.indices {
-      let trusted = try precopy.trustedRuns(hostPid: tasks[index].hostPid)
+      let trusted = try held(tasks[index])
       guard !trusted.isEmpty else { continue }
       var image = tasks[index].memory
       for at in image.vmas.indices {

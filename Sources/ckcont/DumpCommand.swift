@@ -26,6 +26,18 @@ struct DumpCommand: ParsableCommand {
   var leaveFrozen = false
   @Flag(
     help: ArgumentHelp(
+      "A first bundle of a chain (runc's --pre-dump): the container runs on; dump it again later with --parent.",
+      discussion: "A whole bundle, restorable on its own; its pages are what a later --parent dump leaves out."))
+  var preDump = false
+  @Option(
+    help: ArgumentHelp(
+      "Dump against the bundle P (a --pre-dump, or any earlier dump of the container): its unchanged pages are named, not saved.",
+      discussion:
+        "Pages of private memory that are byte for byte as in P are left out; the manifest names P (beside the new bundle, or its absolute path) with its identity, and the restore loads it too (or the one given with restore --parent). P is loaded before the freeze; the comparison runs frozen.",
+      valueName: "P"))
+  var parent: String?
+  @Flag(
+    help: ArgumentHelp(
       "Allow a job of a shell outside the container: its session and terminal are outside (CRIU's --shell-job).",
       discussion: "Restore it with --shell-job from a terminal: the job gets that terminal and session."))
   var shellJob = false
@@ -75,8 +87,11 @@ struct DumpCommand: ParsableCommand {
   @OptionGroup var global: GlobalOptions
 
   func validate() throws {
-    guard !(leaveRunning && leaveFrozen) else {
-      throw ValidationError("--leave-running and --leave-frozen exclude each other")
+    guard !(leaveRunning && leaveFrozen), !(preDump && leaveFrozen) else {
+      throw ValidationError("--leave-running (or --pre-dump) and --leave-frozen exclude each other")
+    }
+    if let parent, !FileManager.default.fileExists(atPath: parent) {
+      throw ValidationError("--parent \(parent): no such bundle")
     }
     guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
     _ = try compressionLevel(compress)
@@ -96,13 +111,14 @@ struct DumpCommand: ParsableCommand {
     let cgroup = try target.resolveSettled(log)
     var dump = Dump(
       cgroup: cgroup, output: output == "-" ? .standardOutput : .file(output),
-      aftermath: leaveRunning ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
+      aftermath: leaveRunning || preDump ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
       toolVersion: ToolVersion.string)
     dump.shellJob = shellJob
     dump.externalConsole = externalConsole
     dump.externalNetwork = externalNet
     dump.lockNetwork = networkLock == "nftables"
     dump.compressionLevel = try compressionLevel(compress)
+    dump.parent = parent
     dump.signingKey = try sign.map(KeyFiles.signingKey)
     dump.actionScript = actionScript.map(ActionScript.init(path:))
     dump.log = log

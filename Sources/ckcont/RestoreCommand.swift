@@ -106,6 +106,11 @@ struct RestoreOptions: ParsableArguments {
   var pidfile: String?
   @Option(
     help: ArgumentHelp(
+      "The parent bundle of a bundle dumped with --parent (default: where it records it, beside it).",
+      discussion: "Its identity must be the one the bundle records.", valueName: "P"))
+  var parent: String?
+  @Option(
+    help: ArgumentHelp(
       "Restore only a bundle signed by the key in KEY.pub (repeatable: any of them).",
       discussion:
         "The signature (`dump --sign`) is checked with the whole bundle, before anything is made; a bundle that is unsigned or signed by another key is refused.",
@@ -154,6 +159,7 @@ struct RestoreOptions: ParsableArguments {
       restore.outerEnds.names[name] = newName
     }
     restore.outerEnds.bridge = bridge
+    restore.parentPath = parent
     restore.trust = SignatureTrust(trustedKeys: try trustedKey.map(KeyFiles.publicKey))
     restore.actionScript = actionScript.map(ActionScript.init(path:))
     restore.log = log

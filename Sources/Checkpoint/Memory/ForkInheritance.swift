@@ -52,6 +52,7 @@ enum ForkInheritance {
       merged.protection |= piece.protection
       merged.accounted = merged.accounted == true || piece.accounted == true ? true : nil
       merged.pages += piece.pages
+      merged.precopiedPages = merged.precopiedPages.map { $0 + (piece.precopiedPages ?? []) } ?? piece.precopiedPages
       merged.parentPages = merged.parentPages.map { $0 + (piece.parentPages ?? []) } ?? piece.parentPages
       merged.laterPages = merged.laterPages.map { $0 + (piece.laterPages ?? []) } ?? piece.laterPages
       merged.advice = Array(Set((merged.advice ?? []) + (piece.advice ?? []))).sorted { $0.rawValue < $1.rawValue }
@@ -110,9 +111,12 @@ enum ForkInheritance {
   /// from a charged one (its parent made it writable after the fork).
   static func charged(_ vma: VMAImage) -> Bool { vma.protection & PROT_WRITE != 0 || vma.accounted == true }
 
-  /// The pages a parent's mapping holds at restore: its own and those it kept in turn.
+  /// The pages a parent's mapping holds at restore: its own (saved, or merged in from a
+  /// migration's rounds or a parent bundle) and those it kept in turn.
   static func held(_ vma: VMAImage) -> [Range<UInt64>] {
-    SharedObjectPages.union(vma.pages.map { $0.start..<$0.end }, (vma.parentPages ?? []).map { $0.start..<$0.end })
+    let own = SharedObjectPages.union(
+      vma.pages.map { $0.start..<$0.end }, (vma.precopiedPages ?? []).map { $0.start..<$0.end })
+    return SharedObjectPages.union(own, (vma.parentPages ?? []).map { $0.start..<$0.end })
   }
 
   // MARK: Dump

@@ -17,6 +17,9 @@ public final class PreCopyStore {
   private let base: UnsafeMutableRawPointer
   private var slots = 0
   private var index: [Int32: [UInt64: Int]] = [:]
+  /// Pages of a parent bundle (``ParentBundle``), where they lie in it, and what holds them.
+  private var borrowed: [Int32: [UInt64: UnsafeRawPointer]] = [:]
+  private var holders: [AnyObject] = []
 
   public init() throws {
     guard
@@ -56,13 +59,38 @@ public final class PreCopyStore {
     index[pid] = pages
   }
 
+  /// Takes every saved page of `bundle` (loaded whole, its own parents merged) where it lies,
+  /// by process and address: `bundle` is kept as long as this store.
+  func borrow(_ bundle: LoadedBundle) {
+    holders.append(bundle)
+    for task in bundle.tasks {
+      guard let data = task.pages?.baseAddress else { continue }
+      var pages = borrowed[task.entry.pid] ?? [:]
+      for vma in task.memory.vmas {
+        var offset = Int(vma.pagesOffset)
+        for run in vma.pages {
+          for address in stride(from: run.start, to: run.end, by: Self.pageSize) {
+            pages[address] = data + offset
+            offset += Self.pageSize
+          }
+        }
+      }
+      borrowed[task.entry.pid] = pages
+    }
+  }
+
+  /// The page of process `pid` at `address`, when held.
+  func page(pid: Int32, at address: UInt64) -> UnsafeRawPointer? {
+    if let slot = index[pid]?[address] { return UnsafeRawPointer(base + slot * Self.pageSize) }
+    return borrowed[pid]?[address]
+  }
+
   /// Puts the pages sent ahead that `task`'s final image names beside its saved ones: its
   /// mappings' runs become one sorted list, their bytes one new buffer (returned: it holds
   /// the data as long as the bundle). A page named that was never sent fails: the source
   /// promised it.
   func merge(into task: inout LoadedBundle.LoadedTask) throws -> AnyObject {
     let pid = task.entry.pid
-    let pages = index[pid] ?? [:]
     let extra = task.memory.vmas.reduce(UInt64(0)) { sum, vma in
       sum + (vma.precopiedPages ?? []).reduce(0) { $0 + $1.size }
     }
@@ -96,13 +124,13 @@ public final class PreCopyStore {
           (buffer.pointer + written).copyMemory(from: from + savedAt, byteCount: Int(run.size))
         } else {
           for address in stride(from: run.start, to: run.end, by: Self.pageSize) {
-            guard let slot = pages[address] else {
+            guard let page = page(pid: pid, at: address) else {
               throw CKError(
-                .badInput, "task \(pid): page \(hex(address)) was to be sent ahead but never came",
-                hint: "the source runs on; migrate again")
+                .badInput,
+                "task \(pid): page \(hex(address)) was to come from a migration's rounds or a parent bundle, which lack it"
+              )
             }
-            (buffer.pointer + written + Int(address - run.start)).copyMemory(
-              from: base + slot * Self.pageSize, byteCount: Self.pageSize)
+            (buffer.pointer + written + Int(address - run.start)).copyMemory(from: page, byteCount: Self.pageSize)
           }
         }
         written += Int(run.size)

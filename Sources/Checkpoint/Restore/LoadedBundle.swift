@@ -63,6 +63,8 @@ final class LoadedBundle {
     var storage: [AnyObject] = []
     /// Who signed the bundle (its signature checked), nil for an unsigned one.
     var signer: BundlePublicKey?
+    /// ``BundleReader/identity``.
+    var identity: String?
   }
 
   /// Reads `source` to its end (checksums and any signature are verified there), checks the
@@ -70,14 +72,29 @@ final class LoadedBundle {
   /// `precopied`: the pages a migration sent ahead (``VMAImage/precopiedPages``), put in
   /// beside the saved ones; without, such a bundle is refused unless `allowingPrecopied`
   /// (what only looks at it).
+  /// `parents`: finds and loads the parent a bundle was dumped against (``Manifest/parent``),
+  /// as pages to merge (``ParentBundle``); nil refuses such a bundle.
   convenience init(
     source: any ByteSource, pages handling: PageHandling = .copy, trust: SignatureTrust = SignatureTrust(),
-    precopied: PreCopyStore? = nil, allowingPrecopied: Bool = false, log: Logger
+    precopied: PreCopyStore? = nil, allowingPrecopied: Bool = false,
+    parents: ((Manifest.Parent) throws -> PreCopyStore)? = nil, log: Logger
   ) throws {
     let members = try Self.read(source, pages: handling, log: log)
     try trust.check(members.signer)
-    try self.init(members, precopied: precopied, allowingPrecopied: allowingPrecopied, log: log)
+    var store = precopied
+    if let parent = members.manifest.parent, !allowingPrecopied {
+      guard let parents else {
+        throw CKError(
+          .badInput, "the bundle was dumped against a parent bundle (\(parent.path)), which this restore cannot take")
+      }
+      store = try parents(parent)
+    }
+    try self.init(members, precopied: store, allowingPrecopied: allowingPrecopied, log: log)
+    identity = members.identity
   }
+
+  /// ``BundleReader/identity`` of the bundle read.
+  private(set) var identity: String?
 
   /// Reads every member of `source`, verifying checksums.
   static func read(_ source: any ByteSource, pages handling: PageHandling, log: Logger) throws -> Members {
@@ -135,7 +152,9 @@ final class LoadedBundle {
       }
     }
     log.debug("read and verified the bundle in \(Int((monotonicNow() - started) * 1000)) ms")
-    return Members(manifest: reader.manifest, json: json, pages: pages, storage: storage, signer: reader.signer)
+    return Members(
+      manifest: reader.manifest, json: json, pages: pages, storage: storage, signer: reader.signer,
+      identity: reader.identity)
   }
 
   /// Decodes and validates the model of `members`: everything a restore checks before it

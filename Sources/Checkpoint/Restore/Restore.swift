@@ -32,6 +32,8 @@ public struct Restore {
   public var input: RestoreInput
   /// The pages a migration sent ahead of its bundle (``Receive``).
   public var precopied: PreCopyStore?
+  /// `--parent P`: where the parent bundle lies (else where the bundle records it, beside it).
+  public var parentPath: String?
   /// The container's top cgroup, as a path inside the hierarchies (`/web`), used in every
   /// hierarchy it had cgroups in; nil for the dumped paths.
   public var cgroupRoot: String?
@@ -348,10 +350,20 @@ public struct Restore {
     _ = try parent.raw(.rtSigtimedwait(set, timeout: zero))
   }
 
+  /// Loads the parent a bundle at `path` (nil: read from a stream, whose parents lie
+  /// where they were recorded, from the current directory) was dumped against.
+  private func parents(of path: String?) -> (Manifest.Parent) throws -> PreCopyStore {
+    { [parentPath, trust, log] parent in
+      let place = parentPath ?? path.map { ParentBundle.resolve(parent.path, besides: $0) } ?? parent.path
+      return try ParentBundle.load(place, identity: parent.identity, trust: trust, log: log).store
+    }
+  }
+
   func load() throws -> LoadedBundle {
     switch input {
     case .standardInput:
-      return try LoadedBundle(source: FileDescriptorSource(fd: 0, name: "standard input"), trust: trust, log: log)
+      return try LoadedBundle(
+        source: FileDescriptorSource(fd: 0, name: "standard input"), trust: trust, parents: parents(of: nil), log: log)
     case .descriptor(let fd, let name):
       return try LoadedBundle(
         source: FileDescriptorSource(fd: fd, name: name), trust: trust, precopied: precopied, log: log)
@@ -366,7 +378,8 @@ public struct Restore {
       // pages are kept in memory.
       guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
         return try LoadedBundle(
-          source: FileDescriptorSource(fd: fd, name: path), pages: .copy, trust: trust, log: log)
+          source: FileDescriptorSource(fd: fd, name: path), pages: .copy, trust: trust, parents: parents(of: path),
+          log: log)
       }
       let source: MappedFileSource
       do {
@@ -374,7 +387,7 @@ public struct Restore {
       } catch {
         throw CKError(.badInput, "cannot map the bundle \(path): \(error)")
       }
-      return try LoadedBundle(source: source, pages: .inPlace, trust: trust, log: log)
+      return try LoadedBundle(source: source, pages: .inPlace, trust: trust, parents: parents(of: path), log: log)
     }
   }
 
