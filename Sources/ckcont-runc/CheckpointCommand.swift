@@ -23,8 +23,11 @@ struct CheckpointCommand {
                              and sockets connected outside (restored with that peer gone)
       --manage-cgroups-mode, --auto-dedup
                              accepted and ignored
-      --pre-dump, --parent-path, --lazy-pages, --page-server, --empty-ns, --status-fd
-                             refused: ckcont has no pre-dumps, lazy pages or page server here
+      --pre-dump             a whole bundle, the container running on (ckcont dump --pre-dump)
+      --parent-path DIR      against the checkpoint in DIR (relative to --image-path, as
+                             runc's): only the pages that changed since (ckcont dump --parent)
+      --lazy-pages, --page-server, --empty-ns, --status-fd
+                             refused: ckcont has no lazy pages or page server here
     """
 
   let arguments: RuncArguments
@@ -32,8 +35,8 @@ struct CheckpointCommand {
   init(_ arguments: RuncArguments) { self.arguments = arguments }
 
   /// Flags that change what a checkpoint is, which ckcont does not do: refused rather than
-  /// ignored (a pre-dump taken as a full dump would kill the container).
-  static let refused = ["pre-dump", "lazy-pages", "page-server", "empty-ns", "status-fd"]
+  /// ignored.
+  static let refused = ["lazy-pages", "page-server", "empty-ns", "status-fd"]
 
   func run() throws -> Int32 {
     if arguments.has("help") || arguments.has("h") {
@@ -94,6 +97,12 @@ struct CheckpointCommand {
     // A container with a terminal (podman -t): its console's master is the runtime's.
     var dump = ["dump", "--oci-state", stateFile, "-o", bundle, "--external-console"]
     if arguments.has("leave-running") { dump.append("--leave-running") }
+    if arguments.has("pre-dump") { dump.append("--pre-dump") }
+    // runc takes the parent's directory relative to the image directory (CRIU's rule).
+    if let parent = arguments.value("parent-path") {
+      let directory = parent.hasPrefix("/") ? parent : images + "/" + parent
+      dump += ["--parent", directory + "/" + RestoreCommand.checkpointName]
+    }
     if arguments.has("shell-job") { dump.append("--shell-job") }
     // A network namespace its caller made (podman's netavark): it makes it again for the
     // restore, which joins it (CRIU's external net namespace, as runc asks for it).

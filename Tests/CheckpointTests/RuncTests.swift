@@ -274,12 +274,18 @@ struct RuncTests {
     #expect(listed.status == 0 && listed.stdout.contains(container.id), "\(listed.output)")
     #expect(run([front, "checkpoint", "--help"]).status == 0)
     let images = container.bundle + "/checkpoint"
-    let preDump = run([front, "checkpoint", "--pre-dump", "--image-path", images, container.id])
-    #expect(preDump.status == 64 && preDump.stderr.contains("--pre-dump"), "\(preDump.output)")
+    let lazy = run([front, "checkpoint", "--lazy-pages", "--image-path", images, container.id])
+    #expect(lazy.status == 64 && lazy.stderr.contains("--lazy-pages"), "\(lazy.output)")
     let pid = try container.initPid()
     container.counting = pid
     try container.waitForCount(above: 5)
-    let checkpoint = run([front, "checkpoint", "--image-path", images, "--work-path", images, container.id])
+    // runc's chain: a pre-dump (the container counts on), then the checkpoint against it.
+    let preDump = run([front, "checkpoint", "--pre-dump", "--image-path", container.bundle + "/pre", container.id])
+    try #require(preDump.status == 0, "\(preDump.output)")
+    #expect(kill(pid, 0) == 0, "the pre-dump stopped the container")
+    let checkpoint = run([
+      front, "checkpoint", "--image-path", images, "--work-path", images, "--parent-path", "../pre", container.id,
+    ])
     try #require(checkpoint.status == 0, "\(checkpoint.output)")
     for _ in 0..<250 where kill(pid, 0) == 0 { usleep(20_000) }
     #expect(run(["/usr/sbin/runc", "state", container.id]).stdout.contains("\"stopped\""))
