@@ -86,6 +86,13 @@ public struct MapFlags: OptionSet, Sendable {
   /// No swap reserved: the mapping stays out of strict overcommit accounting.
   public static let noReserve = Self(rawValue: UInt32(MAP_NORESERVE))
   public static let growsDown = Self(rawValue: UInt32(MAP_GROWSDOWN))
+  /// MAP_HUGETLB.
+  public static let hugeTLB = Self(rawValue: 0x40000)
+
+  /// MAP_HUGETLB's page size bits: log2 of `size` from bit 26 (MAP_HUGE_SHIFT).
+  public static func hugePages(of size: UInt64) -> Self {
+    Self(rawValue: 0x40000 | UInt32(size.trailingZeroBitCount) << 26)
+  }
 }
 
 /// madvise(2) advice, with its name for labels.

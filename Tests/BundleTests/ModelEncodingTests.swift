@@ -43,6 +43,7 @@ struct ModelEncodingTests {
           LaterRun(start: start + 0x7000, end: start + 0x8000, from: 9, until: 11),
         ]
         : nil
+      vmas[vmas.count - 1].hugePageSize = index == 1 ? 2 << 20 : nil
       vmas[vmas.count - 1].precopiedPages = index == 5 ? [PageRun(start: start + 0x5000, end: start + 0x6000)] : nil
       vmas[vmas.count - 1].objectDevice = index == 6 ? 0x1_0000_0021 : nil
       vmas[vmas.count - 1].objectMode = index == 6 ? 0o4755 : nil

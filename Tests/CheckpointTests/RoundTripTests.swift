@@ -44,6 +44,23 @@ struct RoundTripTests {
 
   /// A container in a user namespace of its own (ids shifted by 100000, as a rootless
   /// runtime makes them): maps, ids of a root and a non-root process, proc mounted inside.
+  /// Private anonymous memory in huge pages (MAP_HUGETLB), in a parent and a child that wrote
+  /// its own copy of one huge page: mapped again in huge pages, every byte back. Eight huge
+  /// pages are reserved for the test (vm.nr_hugepages) and given back.
+  @Test func hugePagesComeBackInHugePages() throws {
+    let setting = "/proc/sys/vm/nr_hugepages"
+    let before =
+      Int((try String(contentsOfFile: setting, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    try "\(before + 8)".write(toFile: setting, atomically: false, encoding: .utf8)
+    defer { try? "\(before)".write(toFile: setting, atomically: false, encoding: .utf8) }
+    let container = try FixtureContainer("hugetlb")
+    defer { container.destroy() }
+    let differences = try container.unexplainedDifferences("hugetlb")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "hugetlb exited with \(status); log: \(container.log)")
+  }
+
   /// `dump --compress zstd`: each process's pages one zstd member (`tar` lists them), read
   /// back by `inspect` and the restore; a threaded tree with anonymous, heap and file pages.
   @Test func aCompressedBundleRoundTrips() throws {

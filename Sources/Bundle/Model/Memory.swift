@@ -115,6 +115,9 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// ran, ``Migrate``) and not in this bundle: the receiver puts them in beside the saved
   /// ones. Only in private anonymous memory, never over ``pages``.
   public var precopiedPages: [PageRun]?
+  /// Private anonymous memory in huge pages (MAP_HUGETLB, shown as `/anon_hugepage`): their
+  /// size. Mapped again in huge pages of that size.
+  public var hugePageSize: UInt64?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
@@ -265,10 +268,12 @@ extension VMAImage {
   func appendJSON(to text: inout String) {
     text += "{"
     if let advice { text += "\"advice\":[" + advice.map { "\"\($0.rawValue)\"" }.joined(separator: ",") + "]," }
-    text += "\"end\":\(end),\"growsDown\":\(growsDown),\"kind\":\"\(kind.rawValue)\","
+    text += "\"end\":\(end),\"growsDown\":\(growsDown),"
     if let guards {
       text += "\"guards\":[" + guards.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",") + "],"
     }
+    if let hugePageSize { text += "\"hugePageSize\":\(hugePageSize)," }
+    text += "\"kind\":\"\(kind.rawValue)\","
     if let laterPages {
       text +=
         "\"laterPages\":["
@@ -382,6 +387,7 @@ extension VMAImage {
     var parentPages: [PageRun]?
     var laterPages: [LaterRun]?
     var precopiedPages: [PageRun]?
+    var hugePageSize: UInt64?
     var protection: Int32?
     var shared: Bool?
     var growsDown: Bool?
@@ -440,6 +446,7 @@ extension VMAImage {
       case "parentPages":
         parentPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+      case "hugePageSize": hugePageSize = scanner.null() ? nil : try scanner.integer()
       case "precopiedPages":
         precopiedPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
@@ -471,6 +478,7 @@ extension VMAImage {
     self.parentPages = parentPages
     self.laterPages = laterPages
     self.precopiedPages = precopiedPages
+    self.hugePageSize = hugePageSize
     self.objectDevice = objectDevice
     self.objectMode = objectMode
   }

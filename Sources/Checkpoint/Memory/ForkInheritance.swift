@@ -45,6 +45,7 @@ enum ForkInheritance {
     while merged.end < vma.end, next < parent.count, parent[next].start == merged.end {
       let piece = parent[next]
       guard piece.kind == merged.kind, piece.path == merged.path, piece.growsDown == merged.growsDown,
+        piece.hugePageSize == merged.hugePageSize,
         piece.sharedObject == merged.sharedObject, piece.objectDevice == merged.objectDevice,
         !hasFile(piece) || piece.offset == merged.offset + (piece.start - merged.start)
       else { return nil }
@@ -60,6 +61,7 @@ enum ForkInheritance {
     }
     let candidate = merged
     guard inheritable(candidate), candidate.kind == vma.kind, candidate.path == vma.path,
+      candidate.hugePageSize == vma.hugePageSize,
       candidate.growsDown == vma.growsDown, candidate.start <= vma.start, vma.end <= candidate.end,
       candidate.sharedObject == vma.sharedObject, candidate.objectDevice == vma.objectDevice,
       !hasFile(vma) || vma.offset == candidate.offset + (vma.start - candidate.start)

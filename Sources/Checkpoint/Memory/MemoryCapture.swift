@@ -49,8 +49,16 @@ struct MemoryCapture {
 
   /// One mapping's image without its pages, and where its pages are to be found.
   private func describe(_ vma: VMA) throws -> (image: VMAImage, source: PageSource) {
-    let kind = try kind(of: vma)
     let shared = vma.permissions.contains(.shared)
+    if Self.isPrivateHugeTLB(vma) {
+      // Private memory in huge pages: its pages are in its page tables like any private
+      // anonymous memory's; its page size comes from smaps (``applyFlags``).
+      let image = VMAImage(
+        start: vma.start, end: vma.end, protection: protection(vma.permissions), shared: false, kind: .anonymous,
+        path: "", offset: 0, growsDown: false, pages: [], pagesOffset: 0)
+      return (image, .pageTables(anonymousOnly: false))
+    }
+    let kind = try kind(of: vma)
     let special = kind == .vdso || kind == .vvar || kind == .vvarVclock || kind == .vsyscall
     // Shared file mappings live in the file, SysV segments in the IPC image; kernel
     // mappings are recreated by the kernel. PROT_NONE areas are scanned too: they may
@@ -86,6 +94,11 @@ struct MemoryCapture {
       image.objectMode = UInt32(deletedFile.st_mode) & 0o7777
     }
     return (image, source)
+  }
+
+  /// MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB (maps shows `/anon_hugepage (deleted)`).
+  static func isPrivateHugeTLB(_ vma: VMA) -> Bool {
+    vma.path == "/anon_hugepage" && vma.isDeleted && !vma.permissions.contains(.shared)
   }
 
   /// The image's kind of a mapping /proc/<pid>/maps lists; unknown kernel mappings fail.
@@ -136,6 +149,12 @@ struct MemoryCapture {
   private func applyFlags(_ flags: [UInt64: VMFlags], to images: inout [VMAImage], scanner: inout PageScanner)
     throws
   {
+    // The size of huge pages is only in the full smaps: read when there are some.
+    let hugePageSizes: [UInt64: UInt64] =
+      flags.values.contains { $0.contains(.hugeTLB) }
+      ? Dictionary(
+        try ProcSmaps.read(pid: pid).map { ($0.vma.start, $0.kernelPageSize) }, uniquingKeysWith: { first, _ in first })
+      : [:]
     for index in images.indices where !images[index].isSpecial {
       guard let vmFlags = flags[images[index].start] else {
         throw CKError(
@@ -143,6 +162,17 @@ struct MemoryCapture {
         )
       }
       apply(vmFlags, to: &images[index])
+      if vmFlags.contains(.hugeTLB) {
+        guard images[index].kind == .anonymous, !images[index].shared,
+          let size = hugePageSizes[images[index].start], size > 4096
+        else {
+          throw CKError(
+            .failed,
+            "task \(pid): mapping \(hex(images[index].start)) is shared memory or a file in huge pages (hugetlbfs), which ckcont cannot checkpoint yet",
+            hint: "private anonymous huge pages (MAP_PRIVATE|MAP_HUGETLB) are kept")
+        }
+        images[index].hugePageSize = size
+      }
       guard vmFlags.contains(.guardRegions) else { continue }
       let guards = try scanner.guardRuns(start: images[index].start, end: images[index].end)
       images[index].guards = guards.map { PageRun(start: $0.start, end: $0.end) }

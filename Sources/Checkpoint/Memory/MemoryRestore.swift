@@ -263,7 +263,7 @@ final class MemoryRestore {
     let alike = previousProtection == nil || protection == nil || previousProtection == protection
     return previous.end == vma.start && !previous.shared && !vma.shared && anonymousKinds.contains(previous.kind)
       && anonymousKinds.contains(vma.kind) && alike && previous.noReserve == vma.noReserve
-      && previous.droppable == vma.droppable
+      && previous.droppable == vma.droppable && previous.hugePageSize == vma.hugePageSize
       && previous.sharedObject == nil && vma.sharedObject == nil
   }
 
@@ -318,7 +318,7 @@ final class MemoryRestore {
   /// Not a mapping kept from the parent: its pages are there already.
   static func fillsThroughUserfault(_ vma: VMAImage) -> Bool {
     !vma.shared && (vma.kind == .anonymous || vma.kind == .heap || vma.kind == .stack) && vma.parentPages == nil
-      && vma.laterPages == nil
+      && vma.laterPages == nil && vma.hugePageSize == nil
   }
 
   /// A mapping kept from the parent through the fork: given its own protection (writable
@@ -826,6 +826,7 @@ final class MemoryRestore {
     } else {
       flags.insert(.anonymous)
       if vma.growsDown { flags.insert(.growsDown) }
+      if let size = vma.hugePageSize { flags.formUnion(.hugePages(of: size)) }
       batch.add(.mmap(at: vma.start, length: vma.size, protection: protection, flags: flags), name)
     }
   }

@@ -89,7 +89,7 @@ final class PreCopy {
 
   /// Private anonymous memory: what a program writes; files and shared memory go whole.
   private static func isTracked(_ vma: VMA) -> Bool {
-    guard !vma.permissions.contains(.shared) else { return false }
+    guard !vma.permissions.contains(.shared), !MemoryCapture.isPrivateHugeTLB(vma) else { return false }
     switch vma.kind {
     case .anonymous, .anonymousNamed, .heap, .stack: return true
     default: return false

@@ -307,6 +307,11 @@ extension LoadedBundle {
       else { throw bad("\(name) has a guard region outside it or over saved pages") }
       guardEnd = run.end
     }
+    if let size = vma.hugePageSize {
+      guard [UInt64(2 << 20), UInt64(1 << 30)].contains(size), vma.kind == .anonymous, !vma.shared,
+        vma.start % size == 0, vma.end % size == 0, vma.precopiedPages == nil
+      else { throw bad("\(name) is in huge pages of a size or place the kernel does not make") }
+    }
     var precopiedEnd = vma.start
     for run in vma.precopiedPages ?? [] {
       // Sent ahead into private anonymous memory only, none where a saved or a parent's
