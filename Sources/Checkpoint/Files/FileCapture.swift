@@ -227,6 +227,15 @@ struct FileCapture {
         .failed, "task \(pid): fd \(fd) is \(describe(target)), which ckcont cannot checkpoint yet",
         hint: "close it before the checkpoint, or wait for support of this kind")
     }
+    if type == S_IFCHR, !Self.reopensAsItWas(device: UInt64(st.st_rdev)) {
+      // A tun/tap device's queue, a FUSE connection, an input device: opened again, it
+      // would be a fresh one, attached to nothing.
+      let number = DeviceNumber(UInt64(st.st_rdev))
+      throw CKError(
+        .failed,
+        "task \(pid): fd \(fd) is the character device \(target) (\(number.major):\(number.minor)), whose open state ckcont cannot checkpoint yet",
+        hint: "opened again it would be a fresh one; close it before the checkpoint")
+    }
     if deleted {
       return try deletedFile(opened, st: st)
     }
@@ -234,6 +243,16 @@ struct FileCapture {
     (descriptor.path, descriptor.position, descriptor.mode) = (target, info.pos, UInt32(st.st_mode))
     if let rootMounts, !rootMounts.contains(Int(info.mountID)) { descriptor.outsideRoot = true }
     return descriptor
+  }
+
+  /// Character devices with no state of their own per open file: opened again, they are
+  /// what they were (/dev/null, zero, full, random, urandom; /dev/tty, /dev/console).
+  static func reopensAsItWas(device: UInt64) -> Bool {
+    let number = DeviceNumber(device)
+    return switch (number.major, number.minor) {
+    case (1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1): true
+    default: false
+    }
   }
 
   /// A regular file deleted while open, its contents kept (a ghost file, in CRIU's words).

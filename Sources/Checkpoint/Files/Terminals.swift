@@ -33,8 +33,7 @@ final class Terminals {
   /// Whether a character device is a pty master (5:2) or slave (unix98, majors 136-143), and
   /// a slave's index; nil for any other device.
   static func side(device: UInt64) -> (isMaster: Bool, index: Int32)? {
-    let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
-    let minor = device & 0xff | (device >> 12) & ~0xff
+    let (major, minor) = (DeviceNumber(device).major, DeviceNumber(device).minor)
     if major == 5 && minor == 2 { return (true, -1) }
     if (136...143).contains(major) { return (false, Int32((major - 136) * 256 + minor)) }
     return nil
@@ -342,9 +341,8 @@ extension Dump {
     for task in tasks where task.controllingTerminal != 0 {
       let device = UInt64(UInt32(bitPattern: task.controllingTerminal))
       if let side = Terminals.side(device: device), !side.isMaster, masters.contains(side.index) { continue }
-      let major = device >> 8 & 0xfff
-      let minor = device & 0xff | device >> 12 & 0xfff00
-      let name = Terminals.side(device: device).map { "/dev/pts/\($0.index)" } ?? "tty \(major):\(minor)"
+      let number = DeviceNumber(device)
+      let name = Terminals.side(device: device).map { "/dev/pts/\($0.index)" } ?? "tty \(number.major):\(number.minor)"
       guard shellJob else {
         throw CKError(
           .failed,

@@ -33,7 +33,7 @@ final class NetworkLock {
   /// Locks the network namespace of process `pid`.
   init(namespaceOf pid: Int32, log: Logger) throws {
     let namespace = try OwnedDescriptor(opening: "/proc/\(pid)/ns/net", flags: O_RDONLY | O_CLOEXEC)
-    try NamespaceThread.run(inNamespace: namespace.raw, kind: "net", named: "\(pid)") {
+    _ = try NamespaceThread.run(inNamespace: namespace.raw, kind: "net", named: "\(pid)") {
       try Nftables().run(Self.rules)
     }
     self.namespace = consume namespace
@@ -46,7 +46,7 @@ final class NetworkLock {
   func unlock() {
     guard let namespace = namespace.take() else { return }
     do {
-      try NamespaceThread.run(inNamespace: namespace.raw, kind: "net", named: "the locked one") {
+      _ = try NamespaceThread.run(inNamespace: namespace.raw, kind: "net", named: "the locked one") {
         try Nftables().run("delete table inet \(Self.table)\ndelete table arp \(Self.table)")
       }
       log.debug("network unlocked")
