@@ -10,7 +10,8 @@ import Logging
 public enum DumpOutput: Sendable {
   case file(String)
   case standardOutput
-  /// A descriptor of the caller's (a migration's connection), left open.
+  /// A descriptor of the caller's (a migration's connection), left open; the bundle in
+  /// frames (``FileDescriptorSink``), the stream going on after it.
   case descriptor(Int32, name: String)
 }
 
@@ -514,7 +515,7 @@ final class Destination {
       finalPath = nil
       temporaryPath = nil
     case .descriptor(let fd, let name):
-      sink = FileDescriptorSink(fd: fd, name: name)
+      sink = FileDescriptorSink(fd: fd, name: name, framed: true)
       finalPath = nil
       temporaryPath = nil
     case .file(let path):
@@ -554,6 +555,7 @@ final class Destination {
   func commit(log: Logger) throws {
     guard let finalPath, let temporaryPath else {
       // A pipe cannot be read back: what went out was checksummed as it went.
+      try sink.endFrames()
       return
     }
     try syscallChecked("fsync", temporaryPath) { fsync(sink.fd) }

@@ -144,6 +144,8 @@ struct MigrationTests {
       #expect(!moved.stdout.contains(" 0 pre-copy rounds"), "\(moved.output)")
     }
     #expect(receiver.waitUntilExit() == 0, "\(receiver.log)")
+    // The source told it that its copy is gone.
+    #expect(!receiver.log.contains("did not confirm"), "\(receiver.log)")
     let pid = try #require(
       receiver.log.split(separator: "\n").compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) }.last,
       "no pid: \(receiver.log)")

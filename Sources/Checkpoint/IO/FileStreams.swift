@@ -21,10 +21,23 @@ public final class FileDescriptorSink: InPlaceByteSink {
   private let pending = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
   private var pendingCount = 0
 
-  public init(fd: Int32, name: String, inPlace: Bool = false) {
+  /// Each write goes out as a frame (its length, 4 bytes little-endian, then its bytes), and
+  /// ``endFrames()`` ends them with a frame of length 0: a migration's bundle in a stream
+  /// that goes on after it (``FileDescriptorSource``'s `framed`).
+  private let framed: Bool
+
+  public init(fd: Int32, name: String, inPlace: Bool = false, framed: Bool = false) {
     self.fd = fd
     self.name = name
-    self.inPlace = inPlace
+    self.inPlace = inPlace && !framed
+    self.framed = framed
+  }
+
+  /// Writes out what is gathered and the empty frame that ends a framed stream.
+  public func endFrames() throws {
+    guard framed else { return }
+    try flush()
+    try writeRaw(UnsafeRawBufferPointer(start: nil, count: 0), framing: true)
   }
 
   deinit { pending.deallocate() }
@@ -51,6 +64,15 @@ public final class FileDescriptorSink: InPlaceByteSink {
   }
 
   private func writeOut(_ bytes: UnsafeRawBufferPointer) throws {
+    guard !bytes.isEmpty else { return }
+    try writeRaw(bytes, framing: framed)
+  }
+
+  private func writeRaw(_ bytes: UnsafeRawBufferPointer, framing: Bool) throws {
+    if framing {
+      var length = UInt32(bytes.count).littleEndian
+      try withUnsafeBytes(of: &length) { try writeRaw($0, framing: false) }
+    }
     var done = 0
     while done < bytes.count {
       let n = Glibc.write(fd, bytes.baseAddress.map { $0 + done }, bytes.count - done)
@@ -131,17 +153,47 @@ public final class FileDescriptorSink: InPlaceByteSink {
   }
 }
 
-/// A bundle read from a file descriptor.
+/// A bundle read from a file descriptor; `framed`: in frames that end with an empty one
+/// (``FileDescriptorSink``'s), the end of the bundle, not of the stream.
 public final class FileDescriptorSource: ByteSource {
   public let fd: Int32
   let name: String
+  private let framed: Bool
+  /// Bytes left in the current frame; nil once the empty frame came.
+  private var left: Int? = 0
 
-  public init(fd: Int32, name: String) {
+  public init(fd: Int32, name: String, framed: Bool = false) {
     self.fd = fd
     self.name = name
+    self.framed = framed
   }
 
   public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    guard framed else { return try readRaw(into: buffer) }
+    guard var frame = left else { return 0 }
+    if frame == 0 {
+      var header = [UInt8](repeating: 0, count: 4)
+      var got = 0
+      while got < 4 {
+        let n = try header.withUnsafeMutableBytes {
+          try readRaw(into: UnsafeMutableRawBufferPointer(rebasing: $0[got...]))
+        }
+        guard n > 0 else { throw CKError(.failed, "\(name) ended in the middle of the bundle") }
+        got += n
+      }
+      frame = Int(UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24)
+      guard frame > 0 else {
+        left = nil
+        return 0
+      }
+    }
+    let n = try readRaw(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, frame)]))
+    guard n > 0 else { throw CKError(.failed, "\(name) ended in the middle of the bundle") }
+    left = frame - n
+    return n
+  }
+
+  private func readRaw(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
     try syscallChecked("read", name) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
   }
 }

@@ -76,7 +76,6 @@ public struct Migrate {
     let timeout = replyTimeout
     dump.output = .descriptor(channel.fd, name: "the receiver at \(destination)")
     dump.aftermath = .handOff {
-      channel.finishSending()
       do {
         let line = try channel.readLine(timeout: timeout)
         if let line, line.hasPrefix("running "), let pid = Int32(line.dropFirst("running ".count)) {

@@ -5,7 +5,8 @@ import Linux
 
 /// The TCP connection of a migration: the source (`ckcont migrate`) connects, says hello,
 /// sends its pre-copy rounds (`round N`, then `pages PID START COUNT` lines each followed by
-/// COUNT pages, then `end`), then `bundle`, streams the bundle and half-closes; the receiver (`ckcont receive`) restores from the
+/// COUNT pages, then `end`), then `bundle` and the bundle in frames that end with an empty
+/// one; the receiver (`ckcont receive`) restores from the
 /// stream and answers one line, `running PID` or `refused MESSAGE`; the source answers
 /// `done` once it has killed its copy. Lines are short and read a byte at a time, so that
 /// nothing of the bundle after the hello is read by anyone but the restore.
@@ -149,11 +150,6 @@ public final class MigrationChannel: @unchecked Sendable {
       guard count > 0 else { throw CKError(.failed, "\(peer) closed the connection in the middle of pages") }
       done += count
     }
-  }
-
-  /// Half-closes: the peer reads the end of the bundle.
-  public func finishSending() {
-    shutdown(fd, Int32(SHUT_WR))
   }
 
   // MARK: Addresses

@@ -40,11 +40,11 @@ public final class PreCopyStore {
     guard data.count == count * Self.pageSize, let source = data.baseAddress else {
       throw CKError(.badInput, "a batch of pages sent ahead is not whole")
     }
-    var pages = index[pid] ?? [:]
     for page in 0..<count {
       let address = start + UInt64(page * Self.pageSize)
       let slot: Int
-      if let existing = pages[address] {
+      // Changed in place: a copy of the process's index per batch would cost its size.
+      if let existing = index[pid, default: [:]][address] {
         slot = existing
       } else {
         guard (slots + 1) * Self.pageSize <= Self.capacity else {
@@ -52,11 +52,10 @@ public final class PreCopyStore {
         }
         slot = slots
         slots += 1
-        pages[address] = slot
+        index[pid, default: [:]][address] = slot
       }
       (base + slot * Self.pageSize).copyMemory(from: source + page * Self.pageSize, byteCount: Self.pageSize)
     }
-    index[pid] = pages
   }
 
   /// Takes every saved page of `bundle` (loaded whole, its own parents merged) where it lies,
@@ -65,7 +64,7 @@ public final class PreCopyStore {
     holders.append(bundle)
     for task in bundle.tasks {
       guard let data = task.pages?.baseAddress else { continue }
-      var pages = borrowed[task.entry.pid] ?? [:]
+      var pages: [UInt64: UnsafeRawPointer] = [:]
       for vma in task.memory.vmas {
         var offset = Int(vma.pagesOffset)
         for run in vma.pages {

@@ -10,7 +10,8 @@ import Logging
 public enum RestoreInput: Sendable {
   case file(String)
   case standardInput
-  /// A descriptor of the caller's (a migration's connection), read once, left open.
+  /// A descriptor of the caller's (a migration's connection), read once, left open: the
+  /// bundle in frames (``FileDescriptorSource``), the stream going on after it.
   case descriptor(Int32, name: String)
 }
 
@@ -366,7 +367,7 @@ public struct Restore {
         source: FileDescriptorSource(fd: 0, name: "standard input"), trust: trust, parents: parents(of: nil), log: log)
     case .descriptor(let fd, let name):
       return try LoadedBundle(
-        source: FileDescriptorSource(fd: fd, name: name), trust: trust, precopied: precopied, log: log)
+        source: FileDescriptorSource(fd: fd, name: name, framed: true), trust: trust, precopied: precopied, log: log)
     case .file(let path):
       guard let file = OwnedDescriptor(adoptingValid: open(path, O_RDONLY | O_CLOEXEC)) else {
         throw CKError(.badInput, "cannot open the bundle \(path): \(String(cString: strerror(errno)))")
