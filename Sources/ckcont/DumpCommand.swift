@@ -48,29 +48,7 @@ struct DumpCommand: ParsableCommand {
         "The controlling terminal of the container's session, a pseudo-terminal of its devpts: restore it with --console-socket, which gets the new terminal's master, as runc's console socket does."
     ))
   var externalConsole = false
-  @Flag(
-    help: ArgumentHelp(
-      "The container's network namespace is its runtime's: save nothing of it, restore with --join-net.",
-      discussion:
-        "As CRIU's --external net[...]: a runtime (podman's netavark, CNI) made its devices, addresses and routes and makes them again for the restore; the container's sockets are kept."
-    ))
-  var externalNet = false
-  @Option(
-    help: ArgumentHelp(
-      "How to lock the container's own network while it is held: nftables (default) or skip.",
-      discussion:
-        "From the freeze on, an nftables table in each network namespace of the container's own drops every packet but loopback's, so that peers see silence, not resets, until the container runs on (or is restored: the restore locks the new namespace until it runs). As CRIU's --network-lock.",
-      valueName: "nftables|skip"))
-  var networkLock = "nftables"
-  @Option(
-    help: ArgumentHelp(
-      "Compress the pages with zstd (LEVEL: -7 to 19, default 3).",
-      discussion:
-        "Each process's pages become one member tasks/PID/pages.img.zst; the bundle stays a tar that tar lists and inspect reads. The pages are read and compressed before the bundle is written, so the container stays frozen for that time.",
-      valueName: "zstd[:LEVEL]"))
-  var compress: String?
-  @Option(help: "Seconds to wait for the subtree to freeze.")
-  var timeout: Double = 5
+  @OptionGroup var capture: CaptureOptions
   @Option(
     help: ArgumentHelp(
       "Sign the bundle with the private key in KEY (`ckcont keygen`).",
@@ -93,11 +71,6 @@ struct DumpCommand: ParsableCommand {
     if let parent, !FileManager.default.fileExists(atPath: parent) {
       throw ValidationError("--parent \(parent): no such bundle")
     }
-    guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
-    _ = try compressionLevel(compress)
-    guard ["nftables", "skip"].contains(networkLock) else {
-      throw ValidationError("--network-lock \(networkLock): give nftables or skip")
-    }
     try validateActionScript(actionScript)
     if output != "-" && FileManager.default.fileExists(atPath: output) {
       throw ValidationError("\(output) exists; remove it or choose another name")
@@ -111,13 +84,12 @@ struct DumpCommand: ParsableCommand {
     let cgroup = try target.resolveSettled(log)
     var dump = Dump(
       cgroup: cgroup, output: output == "-" ? .standardOutput : .file(output),
-      aftermath: leaveRunning || preDump ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill, freezeTimeout: timeout,
+      aftermath: leaveRunning || preDump ? .leaveRunning : leaveFrozen ? .leaveFrozen : .kill,
+      freezeTimeout: capture.timeout,
       toolVersion: ToolVersion.string)
     dump.shellJob = shellJob
     dump.externalConsole = externalConsole
-    dump.externalNetwork = externalNet
-    dump.lockNetwork = networkLock == "nftables"
-    dump.compressionLevel = try compressionLevel(compress)
+    try capture.apply(to: &dump)
     dump.parent = parent
     dump.signingKey = try sign.map(KeyFiles.signingKey)
     dump.actionScript = actionScript.map(ActionScript.init(path:))
@@ -164,5 +136,47 @@ final class ProgressMeter {
 
   func finish() {
     if drawn { Terminal.errorRaw("\r\u{1b}[K") }
+  }
+}
+
+/// What every capture takes (`dump` and `migrate`): how long to wait for the freeze, the
+/// network's treatment, compression.
+struct CaptureOptions: ParsableArguments {
+  @Flag(
+    help: ArgumentHelp(
+      "The container's network namespace is its runtime's: save nothing of it, restore with --join-net.",
+      discussion:
+        "As CRIU's --external net[...]: a runtime (podman's netavark, CNI) made its devices, addresses and routes and makes them again for the restore; the container's sockets are kept."
+    ))
+  var externalNet = false
+  @Option(
+    help: ArgumentHelp(
+      "How to lock the container's own network while it is held: nftables (default) or skip.",
+      discussion:
+        "From the freeze on, an nftables table in each network namespace of the container's own drops every packet but loopback's, so that peers see silence, not resets, until the container runs on (or is restored: the restore locks the new namespace until it runs). As CRIU's --network-lock.",
+      valueName: "nftables|skip"))
+  var networkLock = "nftables"
+  @Option(
+    help: ArgumentHelp(
+      "Compress the pages with zstd (LEVEL: -7 to 19, default 3).",
+      discussion:
+        "Each process's pages become one member tasks/PID/pages.img.zst; the bundle stays a tar that tar lists and inspect reads. The pages are read and compressed before the bundle is written, so the container stays frozen for that time.",
+      valueName: "zstd[:LEVEL]"))
+  var compress: String?
+  @Option(help: "Seconds to wait for the subtree to freeze.")
+  var timeout: Double = 5
+
+  func validate() throws {
+    guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    _ = try compressionLevel(compress)
+    guard ["nftables", "skip"].contains(networkLock) else {
+      throw ValidationError("--network-lock \(networkLock): give nftables or skip")
+    }
+  }
+
+  func apply(to dump: inout Dump) throws {
+    dump.externalNetwork = externalNet
+    dump.lockNetwork = networkLock == "nftables"
+    dump.compressionLevel = try compressionLevel(compress)
   }
 }

@@ -20,12 +20,7 @@ struct MigrateCommand: ParsableCommand {
   @OptionGroup var target: CgroupArgument
   @Option(help: ArgumentHelp("The receiver: HOST:PORT ([IPv6]:PORT).", valueName: "HOST:PORT"))
   var to: String
-  @Flag(help: "The container's network namespace is its runtime's (as dump --external-net).")
-  var externalNet = false
-  @Option(help: ArgumentHelp("nftables (default) or skip, as for dump.", valueName: "nftables|skip"))
-  var networkLock = "nftables"
-  @Option(help: "Seconds to wait for the subtree to freeze.")
-  var timeout: Double = 5
+  @OptionGroup var capture: CaptureOptions
   @Option(help: "Seconds to wait for the receiver's word once the container is sent.")
   var replyTimeout: Double = 600
   @Flag(
@@ -36,19 +31,13 @@ struct MigrateCommand: ParsableCommand {
         "Dirty pages are tracked with userfaultfd write-protection (this kernel has no soft-dirty bits): rounds go on until the rest fits --max-downtime or stops shrinking; then the container is frozen and the rest goes with its state. --no-pre-copy: stop and copy."
     ))
   var preCopy: Bool?
-  @Option(help: ArgumentHelp("Compress the final pages with zstd, as dump --compress.", valueName: "zstd[:LEVEL]"))
-  var compress: String?
   @Option(help: ArgumentHelp("The downtime pre-copy aims at, in milliseconds.", valueName: "MS"))
   var maxDowntime: Double = 100
   @OptionGroup var global: GlobalOptions
 
   func validate() throws {
-    guard timeout > 0, replyTimeout > 0, maxDowntime > 0 else {
-      throw ValidationError("timeouts and --max-downtime must be positive")
-    }
-    _ = try compressionLevel(compress)
-    guard ["nftables", "skip"].contains(networkLock) else {
-      throw ValidationError("--network-lock \(networkLock): give nftables or skip")
+    guard replyTimeout > 0, maxDowntime > 0 else {
+      throw ValidationError("--reply-timeout and --max-downtime must be positive")
     }
   }
 
@@ -58,11 +47,9 @@ struct MigrateCommand: ParsableCommand {
     let log = global.logger("migrate")
     let cgroup = try target.resolveSettled(log)
     var dump = Dump(
-      cgroup: cgroup, output: .standardOutput, aftermath: .kill, freezeTimeout: timeout,
+      cgroup: cgroup, output: .standardOutput, aftermath: .kill, freezeTimeout: capture.timeout,
       toolVersion: ToolVersion.string)
-    dump.externalNetwork = externalNet
-    dump.lockNetwork = networkLock == "nftables"
-    dump.compressionLevel = try compressionLevel(compress)
+    try capture.apply(to: &dump)
     dump.log = log
     var migrate = Migrate(dump: dump, destination: to)
     migrate.replyTimeout = replyTimeout
