@@ -16,8 +16,8 @@
  *             more than a restore installs. After: the link
  *   netns-address /dev/null, and a network namespace of its own whose loopback has an address
  *             besides 127.0.0.1 (10.9.9.9 on lo:1). After: the link
- *   tun       /dev/net/tun attached to the tun device cktun1 of a network namespace of its own
- *             (what a VPN holds): opened again it would be attached to nothing. After: the link
+ *   fuse      /dev/fuse, a FUSE connection (not mounted): opened again it would be a new one.
+ *             After: the link
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
  *             loopback (a persistent tun device, cktun0). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own that the host does not see: an
@@ -193,15 +193,9 @@ int main(int argc, char **argv) {
     FX_SYS(ioctl(tun, TUNSETIFF, &request));
     FX_SYS(ioctl(tun, TUNSETPERSIST, 1));
     close(tun);
-  } else if (!strcmp(kind, "tun")) {
-    /* A VPN's descriptor: attached to its tun device, in a network namespace of its own. */
-    FX_SYS(unshare(CLONE_NEWNET));
-    fd = FX_SYS(open("/dev/net/tun", O_RDWR));
-    struct ifreq request;
-    memset(&request, 0, sizeof request);
-    request.ifr_flags = IFF_TUN | IFF_NO_PI;
-    snprintf(request.ifr_name, sizeof request.ifr_name, "cktun1");
-    FX_SYS(ioctl(fd, TUNSETIFF, &request));
+  } else if (!strcmp(kind, "fuse")) {
+    /* A FUSE connection not mounted yet: opened again it would be another one. */
+    fd = FX_SYS(open("/dev/fuse", O_RDWR));
   } else if (!strcmp(kind, "pivot-root")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     char root[4096], old[4400];

@@ -140,6 +140,7 @@ extension Dump {
     }
     let relations = try relate(&tasks, root: root, phases: &phases)
     let namespaces = try containerNamespaces(of: root, settings: settings, phases: &phases)
+    try NetworkDevices.checkTunQueues(tasks, network: namespaces.network)
     let ipc = try sysVObjects(of: root, namespaces: namespaces, phases: &phases)
     try checkSysVAttachments(tasks, ipc: ipc?.image)
     let privateObjects = try Self.privateObjects(of: tasks)

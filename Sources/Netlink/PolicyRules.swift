@@ -123,7 +123,7 @@ final class RawRouteSocket {
               bitPattern: UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16
                 | UInt32(payload[3]) << 24) : 0
           guard code == 0 else {
-            throw CKError(.failed, "rtnetlink refused a rule: \(String(cString: strerror(-code)))")
+            throw CKError(.failed, "rtnetlink refused the request: \(String(cString: strerror(-code)))")
           }
           return
         }

@@ -152,7 +152,7 @@ struct DumpRestoreBehaviourTests {
   /// runs on untouched.
   @Test(arguments: [
     "io_uring", "tcp", "unix", "ebpf-filter", "ping-waiting", "hungup-tty", "pty-typed", "tcp-reset", "unix-pending",
-    "nofollow-overlay", "unix-dgram-unlinked", "tcp-pending", "tun",
+    "nofollow-overlay", "unix-dgram-unlinked", "tcp-pending", "fuse",
   ])
   func unsupportedDescriptorFailsTheDumpAndLeavesTheContainerRunning(kind: String) throws {
     let container = try FixtureContainer("unsupported-fd", [kind])
@@ -297,14 +297,34 @@ struct DumpRestoreBehaviourTests {
     #expect(status == 0, "unsupported-fd exited with \(status); log: \(container.log)")
   }
 
-  /// A network device of a kind ckcont does not make (a tun device) is named in one line
-  /// rather than dropped.
-  @Test func aNetworkDeviceCkcontDoesNotMakeIsRefused() throws {
-    try expectDumpRefused(
-      "netns-device",
-      prefix: { _ in
-        "ckcont: error: the container's network namespace has network device cktun0 of kind tun, which ckcont cannot checkpoint yet"
-      })
+  /// A persistent tun device no descriptor holds comes back, persistent.
+  @Test func aPersistentTunDeviceComesBack() throws {
+    let container = try FixtureContainer("unsupported-fd", ["netns-device"])
+    defer { container.destroy() }
+    let differences = try container.unexplainedDifferences("unsupported-fd")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let link = run([
+      "/usr/bin/nsenter", "-t", "\(container.restoredPid)", "-n", "/sbin/ip", "-d", "link", "show", "cktun0",
+    ])
+    #expect(link.stdout.contains("tun type tun") && link.stdout.contains("persist on"), "\(link.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "unsupported-fd exited with \(status); log: \(container.log)")
+  }
+
+  /// What a VPN holds: a queue of a tun device that only it holds, in a network namespace of
+  /// its own. It comes back attached to the device, which carries traffic to it and is not
+  /// persistent (`ip -d link` says so).
+  @Test func aVPNsTunDescriptorComesBackAttached() throws {
+    let container = try FixtureContainer("tun", wrapper: ["/usr/bin/unshare", "-n"])
+    defer { container.destroy() }
+    let differences = try container.unexplainedDifferences("tun")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let link = run([
+      "/usr/bin/nsenter", "-t", "\(container.restoredPid)", "-n", "/sbin/ip", "-d", "link", "show", "cktun2",
+    ])
+    #expect(link.stdout.contains("tun type tun") && link.stdout.contains("persist off"), "\(link.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0 && container.log.contains("PASS tun"), "tun exited with \(status); log: \(container.log)")
   }
 
   /// A container whose root filesystem of its own is nothing the host sees (an overlay it

@@ -40,6 +40,9 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case mqueue
     /// One side of a pseudo-terminal whose master the container holds: `pty` says which.
     case pty
+    /// /dev/net/tun, attached to a tun/tap device of the container's network namespace or
+    /// not: `tun` says which, with its settings.
+    case tun
   }
   public var fd: Int32
   public var kind: Kind
@@ -89,6 +92,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var outsideRoot: Bool?
   /// kind == .pty: the terminal and its state.
   public var pty: PtyImage?
+  /// kind == .tun: the device it is a queue of, and its settings.
+  public var tun: TunDescriptorImage?
 
   public init(
     fd: Int32, kind: Kind, flags: Int32, closeOnExec: Bool, path: String? = nil, position: Int64? = nil,
@@ -817,5 +822,22 @@ public struct AsyncOwnerImage: Codable, Sendable, Equatable {
     self.type = type
     self.id = id
     self.signal = signal
+  }
+}
+
+/// A descriptor of /dev/net/tun (``DescriptorImage/Kind/tun``).
+public struct TunDescriptorImage: Codable, Sendable, Equatable {
+  /// The device it is attached to (a link of the container's network namespace); nil when
+  /// it is attached to none.
+  public var device: String?
+  /// TUNGETIFF's flags: IFF_TUN or IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_MULTI_QUEUE...
+  public var flags: UInt32
+  /// TUNGETSNDBUF.
+  public var sendBuffer: Int32
+  /// TUNGETVNETHDRSZ.
+  public var vnetHeaderSize: Int32
+
+  public init(device: String?, flags: UInt32, sendBuffer: Int32, vnetHeaderSize: Int32) {
+    (self.device, self.flags, self.sendBuffer, self.vnetHeaderSize) = (device, flags, sendBuffer, vnetHeaderSize)
   }
 }

@@ -76,6 +76,7 @@ extension DescriptorImage {
       case "mqueue": image.mqueue = try optional(MessageQueueImage.self, &scanner)
       case "asyncOwner": image.asyncOwner = try optional(AsyncOwnerImage.self, &scanner)
       case "pty": image.pty = try optional(PtyImage.self, &scanner)
+      case "tun": image.tun = try optional(TunDescriptorImage.self, &scanner)
       default: try scanner.unknown(key, in: "a descriptor")
       }
     }

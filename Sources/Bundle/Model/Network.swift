@@ -113,6 +113,8 @@ public struct NetworkLinkImage: Codable, Sendable, Equatable {
   public var outsideLower: String?
   /// A macvlan's mode (MACVLAN_MODE_*: 1 private, 2 vepa, 4 bridge, 8 passthru, 16 source).
   public var macvlanMode: UInt32?
+  /// A tun/tap device's settings.
+  public var tun: TunDeviceImage?
 
   public init(
     name: String, kind: String, mac: Data?, mtu: UInt32, up: Bool, txQueueLength: UInt32, alias: String?,
@@ -182,5 +184,30 @@ public struct NetworkRouteImage: Codable, Sendable, Equatable {
     (self.table, self.family, self.destination, self.prefixLength) = (table, family, destination, prefixLength)
     (self.gateway, self.link, self.priority, self.protocolNumber) = (gateway, link, priority, protocolNumber)
     (self.scope, self.type) = (scope, type)
+  }
+}
+
+/// A tun or tap device (rtnetlink's IFLA_TUN_* of kind `tun`).
+public struct TunDeviceImage: Codable, Sendable, Equatable {
+  /// A tap (Ethernet frames) rather than a tun (IP packets).
+  public var tap: Bool
+  /// Frames carry the packet information header (no IFF_NO_PI).
+  public var packetInfo: Bool
+  public var vnetHeader: Bool
+  public var multiQueue: Bool
+  /// It outlives its descriptors (TUNSETPERSIST); else the container's descriptors hold it.
+  public var persistent: Bool
+  /// TUNSETOWNER, TUNSETGROUP: who may attach to it.
+  public var owner: UInt32?
+  public var group: UInt32?
+  /// Its IPv6 stable_secret (a device without a hardware address derives its link-local
+  /// address from it, random per device): given back, the address comes back.
+  public var stableSecret: String?
+
+  public init(
+    tap: Bool, packetInfo: Bool, vnetHeader: Bool, multiQueue: Bool, persistent: Bool, owner: UInt32?, group: UInt32?
+  ) {
+    (self.tap, self.packetInfo, self.vnetHeader, self.multiQueue) = (tap, packetInfo, vnetHeader, multiQueue)
+    (self.persistent, self.owner, self.group) = (persistent, owner, group)
   }
 }

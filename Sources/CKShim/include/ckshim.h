@@ -184,6 +184,16 @@ enum { CK_PR_SET_CHILD_SUBREAPER = 36 };
 // unshare(2) and setns(2) are hidden by Glibc's Swift overlay.
 int ck_unshare(int flags);
 int ck_setns(int fd, int nstype);
+// tun/tap: TUNGETIFF (the device's name and flags; -EBADFD when attached to none),
+// TUNSETIFF, and the settings below (TUNSET*/TUNGET*). Each returns 0 or -errno.
+enum { CK_TUN_PERSIST = 1, CK_TUN_OWNER = 2, CK_TUN_GROUP = 3, CK_TUN_SNDBUF = 4, CK_TUN_VNETHDRSZ = 5 };
+enum { CK_IFF_TUN = 0x0001, CK_IFF_TAP = 0x0002, CK_IFF_NO_PI = 0x1000, CK_IFF_VNET_HDR = 0x4000,
+  CK_IFF_MULTI_QUEUE = 0x0100, CK_IFF_PERSIST = 0x0800 };
+int ck_tun_get(int fd, char name[16], int *flags);
+int ck_tun_attach(int fd, const char *name, int flags);
+int ck_tun_set(int fd, int what, unsigned long value);
+int ck_tun_get_int(int fd, int what, int *value);
+
 // memfd_create(2), likewise hidden: a file in memory for a tool's input or output.
 int ck_memfd_create(const char *name, unsigned int flags);
 // gettid(2), likewise hidden: the calling thread's id.

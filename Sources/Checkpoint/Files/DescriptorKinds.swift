@@ -36,6 +36,7 @@ enum DescriptorKinds {
     case .mqueue: MessageQueues.self
     case .pidfd: Pidfds.self
     case .pty: TerminalDescriptors.self
+    case .tun: TunDescriptors.self
     }
   }
 }

@@ -227,6 +227,12 @@ struct FileCapture {
         .failed, "task \(pid): fd \(fd) is \(describe(target)), which ckcont cannot checkpoint yet",
         hint: "close it before the checkpoint, or wait for support of this kind")
     }
+    if type == S_IFCHR, TunDescriptors.isTun(DeviceNumber(UInt64(st.st_rdev))) {
+      var descriptor = opened.image(.tun)
+      descriptor.path = target
+      descriptor.tun = try captureTun(fd: fd)
+      return descriptor
+    }
     if type == S_IFCHR, !Self.reopensAsItWas(device: UInt64(st.st_rdev)) {
       // A tun/tap device's queue, a FUSE connection, an input device: opened again, it
       // would be a fresh one, attached to nothing.

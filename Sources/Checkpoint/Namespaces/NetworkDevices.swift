@@ -26,10 +26,18 @@ public enum NetworkDevices {
   /// What the network namespace of process `pid` holds beyond loopback and its own
   /// addresses; nil when nothing.
   static func capture(pid: Int32) throws -> NetworkImage? {
-    let (inside, rules, freshRules) = try NamespaceThread.run(in: "net", of: pid) {
-      (
+    let (inside, rules, freshRules, tuns, secrets) = try NamespaceThread.run(in: "net", of: pid) {
+      let tuns = try TunDevices.read()
+      // /proc/sys/net is the reading thread's namespace's; unset, the secret reads EIO.
+      let secrets = Dictionary(
+        tuns.keys.compactMap { name in
+          (try? PseudoFile.read("/proc/sys/net/ipv6/conf/\(name)/stable_secret")).map {
+            (name, $0.trimmingCharacters(in: .whitespacesAndNewlines))
+          }
+        }, uniquingKeysWith: { first, _ in first })
+      return (
         try NetworkConfig.read(), try PolicyRules.read(),
-        try NamespaceThread.runInFresh("net") { try PolicyRules.read() }
+        try NamespaceThread.runInFresh("net") { try PolicyRules.read() }, tuns, secrets
       )
     }
     let names = Dictionary(inside.links.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
@@ -41,10 +49,10 @@ public enum NetworkDevices {
     }
     var links: [NetworkLinkImage] = []
     for link in inside.links where link.kind != "loopback" {
-      guard link.kind == "veth" || link.kind == "macvlan" else {
+      guard link.kind == "veth" || link.kind == "macvlan" || link.kind == "tun" else {
         throw refuse(
           "network device \(link.name) of kind \(link.kind ?? "none")",
-          "ckcont makes veth pairs and macvlans again; move the device out before the checkpoint")
+          "ckcont makes veth pairs, macvlans and tun/tap devices again; move the device out before the checkpoint")
       }
       guard link.masterIndex == nil else {
         throw refuse("network device \(link.name) enslaved to \(names[link.masterIndex ?? 0] ?? "a bridge")", nil)
@@ -52,7 +60,16 @@ public enum NetworkDevices {
       var image = NetworkLinkImage(
         name: link.name, kind: link.kind ?? "", mac: link.mac.map { Data($0) }, mtu: link.mtu, up: link.up,
         txQueueLength: link.txQueueLength, alias: link.alias)
-      if link.kind == "macvlan" {
+      if link.kind == "tun" {
+        guard let settings = tuns[link.name] else {
+          throw refuse("the tun device \(link.name), whose settings rtnetlink does not show", nil)
+        }
+        image.tun = TunDeviceImage(
+          tap: settings.tap, packetInfo: settings.packetInfo, vnetHeader: settings.vnetHeader,
+          multiQueue: settings.multiQueue, persistent: settings.persistent, owner: settings.owner,
+          group: settings.group)
+        image.tun?.stableSecret = secrets[link.name]
+      } else if link.kind == "macvlan" {
         image.macvlanMode = link.macvlanMode
         if link.peerNamespaceID == nil {
           image.lower = link.peerIndex.flatMap { names[$0] }
@@ -190,6 +207,7 @@ public enum NetworkDevices {
       try NetworkChanges.configure(link: outer.name, as: attributes(outer), master: master)
     }
     try NamespaceThread.run(in: "net", of: pid) {
+      for link in image.links { if let tun = link.tun { try makeTun(link.name, tun) } }
       var made: Set<String> = []
       for link in image.links where link.outsidePeer == nil && !made.contains(link.name) {
         guard let peer = link.peer else { continue }
@@ -247,6 +265,58 @@ public enum NetworkDevices {
     if let netfilter = image.netfilter { try Netfilter.restore(netfilter, pid: pid) }
   }
 
+  /// Makes the tun/tap device `name` in the calling thread's namespace, through a queue
+  /// that one of the container's descriptors becomes (``TunDescriptors``), as the program
+  /// made it: attached before the link comes up (its operational state follows that
+  /// order). A persistent device is made persistent and its queue closed.
+  private static func makeTun(_ name: String, _ tun: TunDeviceImage) throws {
+    let device = try OwnedDescriptor(opening: "/dev/net/tun", flags: O_RDWR | O_CLOEXEC)
+    var flags = tun.tap ? CK_IFF_TAP : CK_IFF_TUN
+    if !tun.packetInfo { flags |= CK_IFF_NO_PI }
+    if tun.vnetHeader { flags |= CK_IFF_VNET_HDR }
+    if tun.multiQueue { flags |= CK_IFF_MULTI_QUEUE }
+    let made = ck_tun_attach(device.raw, name, Int32(flags))
+    guard made == 0 else { throw SyscallError("ioctl(TUNSETIFF)", "tun device \(name)", .init(rawValue: -made)) }
+    if let owner = tun.owner { _ = ck_tun_set(device.raw, Int32(CK_TUN_OWNER), UInt(owner)) }
+    if let group = tun.group { _ = ck_tun_set(device.raw, Int32(CK_TUN_GROUP), UInt(group)) }
+    if let secret = tun.stableSecret {
+      try PseudoFile.write("/proc/sys/net/ipv6/conf/\(name)/stable_secret", secret)
+    }
+    guard tun.persistent else {
+      let queue = device.take()
+      TunDescriptors.madeQueues.withLock { $0[name] = queue }
+      return
+    }
+    let persisted = ck_tun_set(device.raw, Int32(CK_TUN_PERSIST), 1)
+    guard persisted == 0 else {
+      throw SyscallError("ioctl(TUNSETPERSIST)", "tun device \(name)", .init(rawValue: -persisted))
+    }
+  }
+
+  /// Every queue attached to a tun device must be the container's, of a device it makes,
+  /// and every device that does not persist must have one (else a process outside holds
+  /// it, which ckcont does not checkpoint).
+  static func checkTunQueues(_ tasks: [Dump.CapturedTask], network: NetworkImage?) throws {
+    let devices = Dictionary(
+      (network?.links ?? []).compactMap { link in link.tun.map { (link.name, $0) } }, uniquingKeysWith: { a, _ in a })
+    var held: Set<String> = []
+    for task in tasks {
+      for descriptor in task.files.descriptors {
+        guard let device = descriptor.tun?.device else { continue }
+        guard devices[device] != nil else {
+          throw CKError(
+            .failed,
+            "task \(task.hostPid): fd \(descriptor.fd) is a queue of the tun device \(device), which is not in a network namespace of the container's own; ckcont cannot checkpoint it",
+            hint: "give the container a network namespace of its own")
+        }
+        held.insert(device)
+      }
+    }
+    if let name = devices.keys.sorted().first(where: { devices[$0]?.persistent == false && !held.contains($0) }) {
+      throw refuse("the tun device \(name), held by a process outside the container", nil)
+    }
+  }
+
   /// Announces the container's addresses where it now is, once it runs (a gratuitous ARP
   /// for each IPv4 address, an unsolicited neighbour advertisement for each IPv6 one), so
   /// that a switch or a peer that knew it elsewhere learns its new port. A failure is
@@ -292,12 +362,14 @@ public enum NetworkDevices {
 
   /// Names a kernel accepts (IFNAMSIZ), links that exist for every address and route,
   /// addresses of their family's length, bounded counts.
+  /// A name the kernel gives a link (IFNAMSIZ, no slash, space or NUL).
+  static func isName(_ name: String) -> Bool {
+    !name.isEmpty && name.utf8.count < 16 && !name.contains("/") && !name.contains(" ") && !name.contains("\0")
+      && name != "." && name != ".."
+  }
+
   static func validate(_ image: NetworkImage) throws(CKError) {
     func bad(_ what: String) -> CKError { CKError(.badInput, "the bundle is inconsistent: network: \(what)") }
-    func isName(_ name: String) -> Bool {
-      !name.isEmpty && name.utf8.count < 16 && !name.contains("/") && !name.contains(" ") && !name.contains("\0")
-        && name != "." && name != ".."
-    }
     func length(_ family: Int32) -> Int? { family == AF_INET ? 4 : family == AF_INET6 ? 16 : nil }
     guard image.links.count <= 256, image.addresses.count <= 4096, image.routes.count <= 4096 else {
       throw bad("too many links, addresses or routes")
@@ -309,8 +381,13 @@ public enum NetworkDevices {
         link.kind == "macvlan" && link.macvlanMode.map(macvlanModes.contains) == true
         && (link.lower == nil) != (link.outsideLower == nil) && (link.lower ?? link.outsideLower).map(isName) == true
         && link.peer == nil && link.outsidePeer == nil
-      let veth = link.kind == "veth" && link.lower == nil && link.outsideLower == nil && link.macvlanMode == nil
-      guard veth || macvlan, isName(link.name), link.mac.map({ $0.count == 6 }) ?? true, link.mtu >= 68,
+      let veth =
+        link.kind == "veth" && link.lower == nil && link.outsideLower == nil && link.macvlanMode == nil
+        && link.tun == nil
+      let tun =
+        link.kind == "tun" && link.tun != nil && link.peer == nil && link.outsidePeer == nil && link.lower == nil
+        && link.outsideLower == nil
+      guard veth || macvlan || tun, isName(link.name), link.mac.map({ $0.count == 6 }) ?? true, link.mtu >= 68,
         link.mtu <= 65536, link.alias.map({ $0.utf8.count < 256 && !$0.contains("\0") }) ?? true,
         link.peer.map(isName) ?? true,
         link.outsidePeer.map({ isName($0.name) && ($0.master.map(isName) ?? true) })
@@ -345,6 +422,9 @@ public enum NetworkDevices {
   /// One line for `inspect`.
   static func describe(_ image: NetworkImage) -> String {
     let links = image.links.map { link in
+      if let tun = link.tun {
+        return link.name + " (\(tun.tap ? "tap" : "tun")\(tun.persistent ? ", persistent" : ""))"
+      }
       if link.kind == "macvlan" {
         return link.name + " (macvlan on \(link.lower ?? (link.outsideLower ?? "?") + " outside"))"
       }

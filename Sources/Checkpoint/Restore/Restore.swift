@@ -154,6 +154,7 @@ public struct Restore {
     let run = RestoreRun(
       options: self, bundle: bundle, plan: plan, order: order, target: target, ownCPUs: ownCPUs, tracerCPU: tracerCPU)
     let pids = order.map(\.entry.pid)
+    defer { TunDescriptors.dropMadeQueues() }
     do {
       try actionScript?.run(.preRestore, cgroup: target.main.path, pids: pids, log: log)
       try run.phases.time("cgroups") { try target.prepare(log: log) }
