@@ -393,6 +393,7 @@ extension ModelEncodingTests {
     socket.pty = PtyImage(
       index: 2, isMaster: true, termios: Data([1, 2, 3]), windowSize: [24, 80], locked: false, packetMode: false,
       session: 1, foregroundGroup: 1)
+    socket.tun = TunDescriptorImage(device: "tun0", flags: 0x1001, sendBuffer: 1 << 20, vnetHeaderSize: 10)
     return FileTableImage(
       descriptors: [plain, fifo, event, watch, socket],
       pipes: [PipeImage(inode: 99, buffered: Data("in the pipe".utf8), capacity: 65536)])
