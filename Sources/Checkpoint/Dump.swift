@@ -181,8 +181,8 @@ public struct Dump {
     }
   }
 
-  /// Locks each network namespace of the container's own (``NetworkLock``): not one a
-  /// runtime keeps (`--external-net`), nor ckcont's.
+  /// Locks each network namespace of the container's own (``NetworkLock``) that has a link
+  /// besides loopback: not one a runtime keeps (`--external-net`), nor ckcont's.
   private func lockNetworks(of processes: [CgroupProcess]) throws -> [NetworkLock] {
     guard lockNetwork, !externalNetwork else { return [] }
     var seen: Set<String> = []
@@ -191,6 +191,8 @@ public struct Dump {
       guard let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(process.pid)/ns/net"),
         seen.insert(namespace).inserted
       else { continue }
+      // Loopback alone: no peer can reach it, nothing to lock (nor a need for nftables).
+      guard (try? ProcNetDev.names(pid: process.pid))?.allSatisfy({ $0 == "lo" }) == false else { continue }
       do {
         locks.append(try NetworkLock(namespaceOf: process.pid, log: log))
       } catch {
