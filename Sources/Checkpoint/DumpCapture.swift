@@ -397,7 +397,7 @@ extension Dump {
       var image = tasks[index].memory
       for at in image.vmas.indices {
         let vma = image.vmas[at]
-        guard !vma.shared, [.anonymous, .heap, .stack].contains(vma.kind), vma.hugePageSize == nil else { continue }
+        guard vma.isPrivateAnonymous, vma.hugePageSize == nil else { continue }
         let saved = vma.pages.map { AddressRange(start: $0.start, end: $0.end) }
         let later = (vma.laterPages ?? []).map { $0.start..<$0.end }
         let ahead = SharedObjectPages.subtract(

@@ -138,6 +138,9 @@ public struct VMAImage: Codable, Sendable, Equatable {
   }
 
   public var size: UInt64 { end - start }
+  /// Private memory of the process's own (anonymous, heap, stack): what pre-copy tracks,
+  /// what a parent bundle and a migration's rounds may hold for it.
+  public var isPrivateAnonymous: Bool { !shared && (kind == .anonymous || kind == .heap || kind == .stack) }
   /// The object a shared mapping shares with others, restored once for all of them: shared
   /// anonymous memory, a memfd or a deleted file. Nil for other mappings (and SysV segments,
   /// which the IPC namespace holds).

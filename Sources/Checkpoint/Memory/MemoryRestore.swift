@@ -317,8 +317,7 @@ final class MemoryRestore {
 
   /// Not a mapping kept from the parent: its pages are there already.
   static func fillsThroughUserfault(_ vma: VMAImage) -> Bool {
-    !vma.shared && (vma.kind == .anonymous || vma.kind == .heap || vma.kind == .stack) && vma.parentPages == nil
-      && vma.laterPages == nil && vma.hugePageSize == nil
+    vma.isPrivateAnonymous && vma.parentPages == nil && vma.laterPages == nil && vma.hugePageSize == nil
   }
 
   /// A mapping kept from the parent through the fork: given its own protection (writable

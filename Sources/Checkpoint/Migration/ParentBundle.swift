@@ -74,7 +74,7 @@ enum ParentBundle {
     defer { buffer.deallocate() }
     guard let base = buffer.baseAddress else { return [] }
     var runs: [AddressRange] = []
-    for vma in image.vmas where !vma.shared && [.anonymous, .heap, .stack].contains(vma.kind) {
+    for vma in image.vmas where vma.isPrivateAnonymous {
       for run in vma.pages {
         var start = run.start
         while start < run.end {

@@ -316,7 +316,7 @@ extension LoadedBundle {
     for run in vma.precopiedPages ?? [] {
       // Sent ahead into private anonymous memory only, none where a saved or a parent's
       // page lies.
-      guard !vma.shared, [.anonymous, .heap, .stack].contains(vma.kind), run.start % pageSize == 0,
+      guard vma.isPrivateAnonymous, run.start % pageSize == 0,
         run.end % pageSize == 0, run.start < run.end, run.start >= precopiedEnd, run.end <= vma.end,
         !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end }),
         !(vma.parentPages ?? []).contains(where: { $0.start < run.end && run.start < $0.end })
