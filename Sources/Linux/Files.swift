@@ -80,6 +80,11 @@ public enum PseudoFile {
 }
 
 extension String {
+  /// The text of a C buffer up to its first NUL (all of it when it has none), as UTF-8.
+  public init(nulTerminated buffer: [CChar]) {
+    self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+
   var trimmingSuffixNewline: Substring {
     var s = self[...]
     while s.last == "\n" { s = s.dropLast() }

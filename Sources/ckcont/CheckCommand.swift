@@ -6,6 +6,7 @@ import Linux
 /// `ckcont check`: can this kernel do checkpoint/restore?
 struct Check: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "check",
     abstract: "Probe the kernel features ckcont needs, one line each.",
     discussion: """
       Each feature is tried for real on a child process or a scratch cgroup, as `criu check` \

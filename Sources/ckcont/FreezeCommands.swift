@@ -65,6 +65,7 @@ struct FreezeState: Encodable {
 /// `ckcont freeze <cgroup>`.
 struct Freeze: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "freeze",
     abstract: "Freeze every task of a cgroup subtree.",
     discussion: """
       v2 writes cgroup.freeze and waits for `frozen 1` in cgroup.events; v1 writes FROZEN to \
@@ -105,6 +106,7 @@ struct Freeze: ParsableCommand {
 /// `ckcont thaw <cgroup>`.
 struct Thaw: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "thaw",
     abstract: "Thaw a frozen cgroup subtree, including descendants frozen on their own.",
     discussion: """
       If a dump of the cgroup was killed midway (SIGKILL, the OOM killer, a crash), thaw first \

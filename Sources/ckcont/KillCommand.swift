@@ -6,6 +6,7 @@ import Linux
 /// `ckcont kill <cgroup>`.
 struct Kill: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "kill",
     abstract: "Kill every task of a cgroup subtree and wait until it is empty.",
     discussion: """
       For scripts that dump with --leave-frozen, restore elsewhere, and then end the source: \

@@ -5,6 +5,7 @@ import Linux
 /// `ckcont ps <cgroup>`.
 struct Ps: ParsableCommand {
   static let configuration = CommandConfiguration(
+    commandName: "ps",
     abstract: "List the tasks of a cgroup subtree as a process tree.",
     discussion:
       "Columns: pid, parent pid, thread count, state (as in ps), the cgroup relative to <cgroup>, and the command.")

@@ -165,6 +165,12 @@ struct BundleTests {
     #expect(
       errorMessage { _ = try BundleWriter(sink: MemorySink(), manifest: manifest) }
         == "manifest.json: created \"yesterday\" is not an ISO-8601 time")
+    for bad in ["2026-02-30T10:00:00Z", "2026-12-07T24:00:00Z", "2026-12-07 10:00:00Z", "2026-12-07T10:00:00"] {
+      manifest.created = bad
+      #expect(manifest.creationDate == nil, "\(bad)")
+    }
+    manifest.created = "2024-02-29T23:59:59Z"
+    #expect(manifest.creationDate == Date(timeIntervalSince1970: 1_709_251_199))
   }
 
   @Test func sinkErrorsReachTheCaller() throws {

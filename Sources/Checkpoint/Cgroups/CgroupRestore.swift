@@ -92,16 +92,35 @@ final class TargetCgroups {
   /// bundle lists it. A process forked by `parent` (the bundle pid) is already in the
   /// parent's cgroups: only those that differ are written (a migration is not free).
   func place(_ pid: Int32, entry: TaskEntryImage, parent: TaskEntryImage? = nil) throws {
+    for file in try procsFiles(for: entry, parent: parent) { try PseudoFile.write(file, "\(pid)") }
+  }
+
+  /// ``place(_:entry:parent:)`` with the moves on a thread of their own, for the caller to
+  /// await before the task's cgroups matter: the first cgroup move in a while waits out an
+  /// RCU grace period (cgroup_threadgroup_rwsem's writer: 10-25 ms here, most of a small
+  /// restore's time), which the caller's own work can overlap.
+  func startPlacing(_ pid: Int32, entry: TaskEntryImage) throws -> BackgroundJob<Void> {
+    let files = try procsFiles(for: entry, parent: nil)
+    return BackgroundJob(named: "ckcont-cgroup-move") {
+      for file in files { try PseudoFile.write(file, "\(pid)") }
+    }
+  }
+
+  /// The cgroup.procs files that move a task of `entry` where it belongs, its main cgroup's
+  /// directories made first.
+  private func procsFiles(for entry: TaskEntryImage, parent: TaskEntryImage?) throws -> [String] {
+    var files: [String] = []
     if entry.cgroup != parent?.cgroup {
       let directory = mainDirectory(of: entry)
       _ = try makeDirectories(upTo: directory, from: main.hierarchy.mountPoint)
-      try PseudoFile.write(directory + "/cgroup.procs", "\(pid)")
+      files.append(directory + "/cgroup.procs")
     }
     for (image, top) in tops.dropFirst() {
       guard let group = image.groups.first(where: { $0.processes.contains(entry.pid) }) else { continue }
       if let parent, group.processes.contains(parent.pid) { continue }
-      try PseudoFile.write((group.path == "." ? top.path : top.path + "/" + group.path) + "/cgroup.procs", "\(pid)")
+      files.append((group.path == "." ? top.path : top.path + "/" + group.path) + "/cgroup.procs")
     }
+    return files
   }
 
   /// mkdir of every missing directory from below `mountPoint` down to `path`; true when

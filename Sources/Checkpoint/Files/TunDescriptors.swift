@@ -69,7 +69,7 @@ extension FileCapture {
       throw SyscallError("ioctl(TUNGETIFF)", "fd \(fd) of task \(pid)", .init(rawValue: -attached))
     }
     return TunDescriptorImage(
-      device: String(cString: name), flags: UInt32(UInt16(truncatingIfNeeded: flags)), sendBuffer: sendBuffer,
+      device: String(nulTerminated: name), flags: UInt32(UInt16(truncatingIfNeeded: flags)), sendBuffer: sendBuffer,
       vnetHeaderSize: vnetHeaderSize)
   }
 }

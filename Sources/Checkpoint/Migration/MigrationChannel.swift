@@ -217,7 +217,7 @@ public final class MigrationChannel: @unchecked Sendable {
       }
     }
     guard status == 0 else { return "?" }
-    let name = String(cString: host)
-    return (name.contains(":") ? "[\(name)]" : name) + ":" + String(cString: service)
+    let name = String(nulTerminated: host)
+    return (name.contains(":") ? "[\(name)]" : name) + ":" + String(nulTerminated: service)
   }
 }

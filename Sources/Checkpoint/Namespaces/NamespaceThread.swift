@@ -47,17 +47,7 @@ enum NamespaceThread {
   }
 
   private static func onThread<T>(named name: String, _ body: @escaping () throws -> T) throws -> T {
-    nonisolated(unsafe) var result: Result<T, any Error>?
-    nonisolated(unsafe) let work = body
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread {
-      defer { done.signal() }
-      result = Result { try work() }
-    }
-    thread.name = name
-    thread.start()
-    done.wait()
-    guard let result else { throw CKError(.failed, "the thread \(name) did not run") }
-    return try result.get()
+    try BackgroundJob(named: name, body).wait()
   }
+
 }

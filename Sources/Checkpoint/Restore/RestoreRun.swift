@@ -164,11 +164,15 @@ final class RestoreRun {
     let hostPid = try options.createTask(
       task, namespaces: bundle.tree.namespaces, suspendSeccomp: bundle.tasks.contains(where: \.core.hasSeccompFilters))
     created.append(hostPid)
-    try target.place(hostPid, entry: task.entry)
+    // The move runs while ckcont sets up the root; awaited before the cgroup namespace is
+    // made (its root is where the task is) and before anything is charged to the cgroup.
+    let placing = try target.startPlacing(hostPid, entry: task.entry)
     if rootPid == 0 {
       rootPid = hostPid
-      try options.actionScript?.run(
-        .setupNamespaces, cgroup: target.main.path, pids: created, initPid: hostPid, log: options.log)
+      if let script = options.actionScript {
+        try placing.wait()
+        try script.run(.setupNamespaces, cgroup: target.main.path, pids: created, initPid: hostPid, log: options.log)
+      }
       inherited = try ProcStatus.read(pid: hostPid)
       // The network namespace's settings before anything uses them (socket buffers).
       if bundle.tree.namespaces.net, let network = bundle.tree.namespaces.network {
@@ -192,6 +196,10 @@ final class RestoreRun {
     try tracee.setSignalMask(~0)
     let injector = try Injector(tracee: tracee)
     try TaskRestore.resetInherited(injector)
+    try injector.mapRegion(
+      avoiding: bundle.tasks.flatMap(\.memory.vmas), below4GiB: bundle.tasks.contains { $0.core.abi == .i386 })
+    try MemoryRestore.unmapInherited(injector)
+    try phases.time("cgroup move") { try placing.wait() }
     if bundle.tree.namespaces.cgroup {
       // Made where the task now is, so that its root is the container's cgroup in every
       // hierarchy (as a runtime makes it), not ckcont's, where the task was born.
@@ -204,9 +212,6 @@ final class RestoreRun {
     if bundle.tree.namespaces.ipc, let settings = bundle.tree.namespaces.ipcSysctls {
       try NamespaceSysctls.restore(settings, through: injector)
     }
-    try injector.mapRegion(
-      avoiding: bundle.tasks.flatMap(\.memory.vmas), below4GiB: bundle.tasks.contains { $0.core.abi == .i386 })
-    try MemoryRestore.unmapInherited(injector)
     channelPeer = try injector.openChannel(at: options.channelDescriptor(bundle))
     try makeChildTimeNamespace(task.entry, injector, hostPid: hostPid)
     // Mounts before anything opens or maps a file that may live on them.
