@@ -91,55 +91,96 @@ public struct SyscallBatch {
 
   /// The machine code, storing call i's result (rax) at `results + 8 * i`.
   public func code(results: UInt64, ending: Ending = .breakpoint) -> [UInt8] {
-    // Sized once: a batch of thousands of calls is built for every stop of a restore.
-    var code: [UInt8] = []
-    code.reserveCapacity(Self.maximumCodeSize(calls: calls.count))
-    func imm64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
-    for (index, call) in calls.enumerated() {
-      let registers = i386Calls.contains(index) ? ArgumentRegisters.i386 : ArgumentRegisters.native
-      for register in 0..<6 {
-        let argument = register < call.arguments.count ? call.arguments[register] : .value(0)
-        switch argument {
-        case .value(0):
-          // Every call sets all six registers, so no argument is left over from the call
-          // before (prctl and others check unused ones).
-          code += registers.zero[register]
-        case .value(let value):
-          code += registers.load[register]
-          imm64(value)
-        case .earlierResult(let earlier):
-          code += [0x48, 0xa1]  // movabs rax, [results + 8 earlier]
-          imm64(results + UInt64(earlier * 8))
-          code += registers.fromRax[register]
+    // Written through a buffer sized once: a batch of thousands of calls is built for every
+    // stop of a restore, and appending small arrays cost ~3 ms a thousand descriptors (perf).
+    let capacity = Self.maximumCodeSize(calls: calls.count)
+    return [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+      var writer = CodeWriter(buffer: buffer)
+      for (index, call) in calls.enumerated() {
+        let registers = i386Calls.isEmpty || !i386Calls.contains(index) ? ArgumentRegisters.native : .i386
+        for register in 0..<6 {
+          let argument = register < call.arguments.count ? call.arguments[register] : .value(0)
+          switch argument {
+          case .value(0):
+            // Every call sets all six registers, so no argument is left over from the call
+            // before (prctl and others check unused ones).
+            writer.append(registers.zero[register])
+          case .value(let value):
+            writer.append(registers.load[register])
+            writer.append64(value)
+          case .earlierResult(let earlier):
+            writer.append(0x48, 0xa1)  // movabs rax, [results + 8 earlier]
+            writer.append64(results + UInt64(earlier * 8))
+            writer.append(registers.fromRax[register])
+          }
         }
+        writer.append(0x48, 0xb8)  // movabs rax, number
+        writer.append64(UInt64(call.number))
+        writer.append(registers.entry)
+        writer.append(0x48, 0xa3)  // movabs [results + 8 index], rax
+        writer.append64(results + UInt64(index * 8))
       }
-      code += [0x48, 0xb8]  // movabs rax, number
-      imm64(UInt64(call.number))
-      code += registers.entry
-      code += [0x48, 0xa3]  // movabs [results + 8 index], rax
-      imm64(results + UInt64(index * 8))
+      switch ending {
+      case .breakpoint:
+        writer.append(0xcc)  // int3
+      case .stopSignal(let tgid, let tid):
+        // Raw numbers: the ending's two calls are machine code of its own, not queued calls.
+        writer.append(0xb8)  // mov eax, tgkill
+        writer.append32(Int32(SyscallNumber.tgkill))
+        writer.append(0xbf)  // mov edi, tgid
+        writer.append32(tgid)
+        writer.append(0xbe)  // mov esi, tid
+        writer.append32(tid)
+        writer.append(0xba)  // mov edx, SIGSTOP
+        writer.append32(SIGSTOP)
+        writer.append(0x0f, 0x05)  // syscall
+        writer.append(0xb8)  // park: mov eax, pause
+        writer.append32(Int32(SyscallNumber.pause))
+        writer.append(0x0f, 0x05)  // syscall
+        writer.append(0xeb, 0xf7)  // jmp park
+      }
+      count = writer.count
     }
-    switch ending {
-    case .breakpoint:
-      code.append(0xcc)  // int3
-    case .stopSignal(let tgid, let tid):
-      // Raw numbers: the ending's two calls are machine code of its own, not queued calls.
-      func imm32(_ value: Int32) { withUnsafeBytes(of: value.littleEndian) { code += $0 } }
-      code.append(0xb8)  // mov eax, tgkill
-      imm32(Int32(SyscallNumber.tgkill))
-      code.append(0xbf)  // mov edi, tgid
-      imm32(tgid)
-      code.append(0xbe)  // mov esi, tid
-      imm32(tid)
-      code.append(0xba)  // mov edx, SIGSTOP
-      imm32(SIGSTOP)
-      code += [0x0f, 0x05]  // syscall
-      code.append(0xb8)  // park: mov eax, pause
-      imm32(Int32(SyscallNumber.pause))
-      code += [0x0f, 0x05]  // syscall
-      code += [0xeb, 0xf7]  // jmp park
+  }
+
+  /// Bytes written in order into a buffer ``maximumCodeSize(calls:)`` long (a bound the
+  /// encodings above never exceed: checked, a batch too long is a bug).
+  private struct CodeWriter {
+    let buffer: UnsafeMutableBufferPointer<UInt8>
+    var count = 0
+
+    mutating func append(_ bytes: [UInt8]) {
+      precondition(count + bytes.count <= buffer.count, "syscall batch code overflows its bound")
+      for byte in bytes {
+        buffer[count] = byte
+        count += 1
+      }
     }
-    return code
+
+    mutating func append(_ byte: UInt8) {
+      precondition(count < buffer.count, "syscall batch code overflows its bound")
+      buffer[count] = byte
+      count += 1
+    }
+
+    mutating func append(_ first: UInt8, _ second: UInt8) {
+      append(first)
+      append(second)
+    }
+
+    mutating func append64(_ value: UInt64) {
+      precondition(count + 8 <= buffer.count, "syscall batch code overflows its bound")
+      UnsafeMutableRawPointer(buffer.baseAddress.unsafelyUnwrapped + count).storeBytes(
+        of: value.littleEndian, as: UInt64.self)
+      count += 8
+    }
+
+    mutating func append32(_ value: Int32) {
+      precondition(count + 4 <= buffer.count, "syscall batch code overflows its bound")
+      UnsafeMutableRawPointer(buffer.baseAddress.unsafelyUnwrapped + count).storeBytes(
+        of: value.littleEndian, as: Int32.self)
+      count += 4
+    }
   }
 
   /// The most code bytes `count` calls can take.

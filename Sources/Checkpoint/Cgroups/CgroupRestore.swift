@@ -106,6 +106,21 @@ final class TargetCgroups {
     }
   }
 
+  /// Starts a move of ckcont into the cgroup it is in already (a move that changes nothing),
+  /// for a restore to start while it reads its bundle: the kernel waits out the grace period
+  /// of the first move in a while (see ``startPlacing(_:entry:)``) in this one, and a real
+  /// move that follows within ~10 ms (measured) takes ~0.2 ms instead of 10-25. Best effort:
+  /// errors are ignored, and a later move simply pays the wait itself.
+  static func startPrimingMoves() -> BackgroundJob<Void> {
+    BackgroundJob(named: "ckcont-cgroup-prime") {
+      guard let mounts = try? CgroupMounts.current(),
+        let hierarchy = mounts.searchOrder.first,
+        let own = try? mounts.cgroup(of: getpid(), in: hierarchy)
+      else { return }
+      try? PseudoFile.write(own.path + "/cgroup.procs", "\(getpid())")
+    }
+  }
+
   /// The cgroup.procs files that move a task of `entry` where it belongs, its main cgroup's
   /// directories made first.
   private func procsFiles(for entry: TaskEntryImage, parent: TaskEntryImage?) throws -> [String] {

@@ -99,6 +99,8 @@ extension FileRestore {
   /// and whatever holds that number is put back after.
   func queueWatches(_ prepared: Prepared, into batch: inout Injector.Batch) throws {
     let watches = prepared.epollWatches.flatMap { epoll in epoll.targets.map { (epoll: epoll.epoll, target: $0) } }
+    // What follows copies the descriptor table: not for a process without watches.
+    guard !watches.isEmpty else { return }
     // Files of other processes first, each received at a number of its own (one call each).
     var received: [DescriptorReference: Int64] = [:]
     for (_, target) in watches {

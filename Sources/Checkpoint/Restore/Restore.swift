@@ -132,6 +132,8 @@ public struct Restore {
   public func run() throws -> RestoreReport {
     let started = monotonicNow()
     try Interruption.check()
+    let primed = TargetCgroups.startPrimingMoves()
+    defer { _ = try? primed.wait() }
     raiseDescriptorLimit()
     let bundle = try load()
     try checkCPU(bundle.manifest)
