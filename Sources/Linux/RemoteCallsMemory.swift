@@ -27,6 +27,15 @@ extension RemoteCall {
     RemoteCall(SyscallNumber.mprotect, [address, length, protection], label: "mprotect \(hex(address))")
   }
 
+  /// clock_gettime(2) of CLOCK_MONOTONIC into the 16 bytes at `address`: the task writes its
+  /// own memory there, as its first write would (a fault that gives the mapping its page and
+  /// its anon_vma), in a batch, where a write through /proc/<pid>/mem costs ckcont a call.
+  public static func clockGettime(into address: UInt64) -> RemoteCall {
+    RemoteCall(
+      SyscallNumber.clockGettime, [Int32(CLOCK_MONOTONIC), address], label: "clock_gettime into \(hex(address))",
+      expecting: 0)
+  }
+
   /// madvise(2).
   public static func madvise(_ address: UInt64, length: UInt64, _ advice: MemoryAdvice) -> RemoteCall {
     RemoteCall(SyscallNumber.madvise, [address, length, advice.rawValue], label: "madvise \(hex(address)) \(advice)")

@@ -91,9 +91,10 @@ extension FileBatch {
         }
         if next < watch.wd {
           let spareAt = try injector.put(string: spare)
+          let wd = next
           let added = batch.add(
-            .inotifyAddWatch(high, spareAt, mask: UInt32(IN_ACCESS), as: next), "inotify spare watch \(next)")
-          batch.add(.inotifyRmWatch(high, .result(added)), "inotify_rm_watch \(next)")
+            .inotifyAddWatch(high, spareAt, mask: UInt32(IN_ACCESS), as: wd), "inotify spare watch \(wd)")
+          batch.add(.inotifyRmWatch(high, .result(added)), "inotify_rm_watch \(wd)")
         } else {
           let path = try injector.put(string: watch.path)
           batch.add(

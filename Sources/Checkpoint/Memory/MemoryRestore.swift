@@ -45,9 +45,11 @@ final class MemoryRestore {
   private(set) var protectionsAtForks: [UInt64: Int32] = [:]
   /// Those of the parent's mappings (``parent``).
   let parentProtections: [UInt64: Int32]
-  /// Pages written only to give their mapping an anon_vma (``mapApart``), dropped again.
+  /// Pages written only to give their mapping an anon_vma (``mapApart``), dropped again;
+  /// those ckcont writes through /proc/<pid>/mem (the others the task writes itself).
   private var forcedPages: [UInt64] = []
   private var forced: Set<UInt64> = []
+  private var forcedByCkcont: [UInt64] = []
   /// The end and protection of the last mapping made apart (``mapApart``).
   private var lastApart: (end: UInt64, protection: Int32, advice: MemoryAdvice) = (0, 0, .normal)
   /// Mappings made apart, and kept ones, given their read-ahead advice back (MADV_NORMAL) in
@@ -209,7 +211,7 @@ final class MemoryRestore {
     if let previous, Self.wouldMerge(previous.vma, mappedWith: previous.protection, vma, mappedWith: planned),
       forksKeepMappings || !Self.protectionsSplit(previous.vma, vma)
     {
-      return try mapApart(vma, from: previous.vma)
+      return try mapApart(vma, from: previous)
     }
     if let next, next.parentPages != nil, Self.wouldMerge(vma, mappedWith: planned, next, mappedWith: nil) {
       return try mapApart(vma, from: nil)
@@ -219,7 +221,7 @@ final class MemoryRestore {
     // Read-only once its pages are in, it stays charged only with an anon_vma (mprotect
     // uncharges an anonymous mapping that has none).
     if vma.accounted == true && vma.pages.isEmpty && Self.anonymousKinds.contains(vma.kind) {
-      force(vma.start)
+      force(vma.start, writableNow: true)
     }
     return planned
   }
@@ -281,7 +283,7 @@ final class MemoryRestore {
   /// through /proc/<pid>/mem and dropped again where none was saved) before the state
   /// batch gives it its own protection, which then merges nothing.
   @discardableResult
-  private func mapApart(_ vma: VMAImage, from previous: VMAImage?) throws -> Int32 {
+  private func mapApart(_ vma: VMAImage, from previous: Queued?) throws -> Int32 {
     // Like no mapping a program makes, and unlike the last one mapped so (a row of them):
     // write-only or write-execute where pages go in (or it was writable once: it is
     // charged), execute-only or read-execute elsewhere (it stays uncharged; the anon_vma's
@@ -302,8 +304,10 @@ final class MemoryRestore {
     lastApart = (vma.end, protection, advice)
     mappedApart.append(vma)
     madeWritable.append(vma)
-    if vma.pages.isEmpty { force(vma.start) }
-    if let previous, previous.pages.isEmpty && previous.parentPages == nil { force(previous.start) }
+    if vma.pages.isEmpty { force(vma.start, writableNow: protection & PROT_WRITE != 0) }
+    if let previous, previous.vma.pages.isEmpty && previous.vma.parentPages == nil {
+      force(previous.vma.start, writableNow: previous.protection.map { $0 & PROT_WRITE != 0 } ?? false)
+    }
     return protection
   }
 
@@ -315,10 +319,16 @@ final class MemoryRestore {
     !vma.pages.isEmpty || vma.accounted == true || vma.laterPages != nil
   }
 
-  /// Not a mapping kept from the parent: its pages are there already.
+  /// Not a mapping kept from the parent: its pages are there already. Nor one with few pages:
+  /// registering a mapping costs ~8 µs (perf: 10,000 one-page mappings, a third with a page,
+  /// spent 26 ms in UFFDIO_REGISTER), where a copy saves clearing each page (~0.5 µs).
   static func fillsThroughUserfault(_ vma: VMAImage) -> Bool {
     vma.isPrivateAnonymous && vma.parentPages == nil && vma.laterPages == nil && vma.hugePageSize == nil
+      && vma.pages.reduce(0) { $0 + $1.size } >= userfaultMinimumMapping
   }
+
+  /// The pages a mapping needs to be filled through the userfaultfd (see above).
+  static let userfaultMinimumMapping: UInt64 = 64 << 10
 
   /// A mapping kept from the parent through the fork: given its own protection (writable
   /// while its own pages go in, as a mapping made anew), the parent's pages it no longer
@@ -381,7 +391,7 @@ final class MemoryRestore {
   func finish() throws {
     let results = try completeBatch()
     if let call = userfaultCall, call < results.count { try takeUserfault(results[call]) }
-    try writeForcedPages()
+    writeForcedPages()
     try writePrivateObjectContents()
     guard let base = pages.baseAddress else {
       guard mapped.isEmpty else {
@@ -396,16 +406,24 @@ final class MemoryRestore {
     )
   }
 
-  /// Notes the mapping at `start` for a page written to give it an anon_vma, once.
-  private func force(_ start: UInt64) {
-    if forced.insert(start).inserted { forcedPages.append(start) }
+  /// Has a page written at `start` to give its mapping an anon_vma, once: by the task, in
+  /// the batch, where the mapping is writable now (after the mmap and madvise queued for it:
+  /// with another mapping's advice it would share that one's anon_vma), else by ckcont.
+  /// 10,000 one-page mappings made apart took 28 ms of ckcont's writes (perf).
+  private func force(_ start: UInt64, writableNow: Bool) {
+    guard forced.insert(start).inserted else { return }
+    forcedPages.append(start)
+    if writableNow {
+      batch.add(.clockGettime(into: start), "clock_gettime into \(hex(start)) (a page for its anon_vma)")
+    } else {
+      forcedByCkcont.append(start)
+    }
   }
 
-  /// Writes the page that gives each mapping in ``forcedPages`` its anon_vma.
-  private func writeForcedPages() throws {
-    guard !forcedPages.isEmpty else { return }
-    let memory = try MemFile(pid: injector.pid)
-    for address in forcedPages { try memory.write([0], at: address) }
+  /// Has the copier write the page that gives each mapping in ``forcedPages`` its anon_vma
+  /// (dropped again in ``queueProtections(into:)``, after the copier is done).
+  private func writeForcedPages() {
+    copier.submitForcedWrites(pid: injector.pid, at: forcedByCkcont)
   }
 
   /// Writes the file under each private mapping of a memfd or deleted file, before anything
@@ -797,14 +815,15 @@ final class MemoryRestore {
     var flags: MapFlags = vma.droppable == true ? .droppable : vma.shared ? .shared : .private
     flags.insert(.fixedNoReplace)
     if vma.noReserve == true { flags.insert(.noReserve) }
-    let name = "mmap \(hex(vma.start))-\(hex(vma.end)) \(vma.path)"
+    let (start, end, path) = (vma.start, vma.end, vma.path)
+    let name: @Sendable () -> String = { "mmap \(hex(start))-\(hex(end)) \(path)" }
     if vma.kind == .memfd || vma.kind == .deletedFile {
       // The file made again, of its size; other mappings of it come through map_files.
       let fd = try queueObjectFile(vma)
       batch.add(
         .mmap(
           at: vma.start, length: vma.size, protection: protection, flags: flags, fd: .result(fd), offset: vma.offset),
-        name)
+        name())
       batch.add(.close(.result(fd)), "close \(vma.path)")
     } else if vma.kind == .file {
       // A library maps several VMAs of one file: it is opened once per batch.
@@ -821,12 +840,12 @@ final class MemoryRestore {
       batch.add(
         .mmap(
           at: vma.start, length: vma.size, protection: protection, flags: flags, fd: .result(fd), offset: vma.offset),
-        name)
+        name())
     } else {
       flags.insert(.anonymous)
       if vma.growsDown { flags.insert(.growsDown) }
       if let size = vma.hugePageSize { flags.formUnion(.hugePages(of: size)) }
-      batch.add(.mmap(at: vma.start, length: vma.size, protection: protection, flags: flags), name)
+      batch.add(.mmap(at: vma.start, length: vma.size, protection: protection, flags: flags), name())
     }
   }
 
@@ -855,11 +874,12 @@ final class MemoryRestore {
   /// /proc/<pid>/cmdline keep working.
   private func queueMMFields() throws {
     let replacesExe = image.exe != inheritedExe
+    let exe = image.exe
     if replacesExe {
-      let exePath = try injector.put(string: image.exe)
-      let opened = batch.add(.open(exePath, O_RDONLY | O_CLOEXEC), "open \(image.exe)")
-      batch.add(.dup3(.result(opened), Self.exeFD, closeOnExec: true), "dup3 \(image.exe) to \(Self.exeFD)")
-      batch.add(.close(.result(opened)), "close \(image.exe) (opened)")
+      let exePath = try injector.put(string: exe)
+      let opened = batch.add(.open(exePath, O_RDONLY | O_CLOEXEC), "open \(exe)")
+      batch.add(.dup3(.result(opened), Self.exeFD, closeOnExec: true), "dup3 \(exe) to \(Self.exeFD)")
+      batch.add(.close(.result(opened)), "close \(exe) (opened)")
     }
     // An i386 task's vector is of 32-bit words (kept one per element).
     let auxvBytes = abi == .i386 ? image.auxv.count * 4 : image.auxv.count * 8
@@ -878,7 +898,7 @@ final class MemoryRestore {
     words.append(UInt64(auxvBytes) | UInt64(exeFD) << 32)
     let map = try injector.put(words: words)
     batch.add(.prctl(.setMMMap(map, size: words.count * 8)))
-    if replacesExe { batch.add(.close(Self.exeFD), "close \(image.exe)") }
+    if replacesExe { batch.add(.close(Self.exeFD), "close \(exe)") }
   }
 }
 

@@ -25,6 +25,10 @@ final class PageCopier: @unchecked Sendable {
     /// ranges registered for missing pages) rather than with process_vm_writev. The kernel
     /// then fills fresh pages without clearing them first, and pins nothing.
     var uffd: Int32?
+    /// Into a task: one byte from `local` at the start of each range, through
+    /// /proc/<pid>/mem, which writes where the mapping is not writable too (see
+    /// ``submitForcedWrites(pid:at:)``).
+    var forced = false
   }
 
   /// The most bytes one piece copies: big enough that a call costs little per byte, small
@@ -94,6 +98,32 @@ final class PageCopier: @unchecked Sendable {
     condition.unlock()
   }
 
+  /// Queues a zero byte written at each of `addresses` of `pid` through /proc/<pid>/mem, in
+  /// two pieces, one for each copying thread; returns at once. Each write faults in a page
+  /// (and gives its mapping an anon_vma): ~4 µs in the kernel, 28 ms for the 6,700 pages of
+  /// 10,000 one-page mappings made apart, which two threads share and ckcont overlaps.
+  func submitForcedWrites(pid: Int32, at addresses: [UInt64]) {
+    let ranges = addresses.map { AddressRange(start: $0, end: $0 + 1) }
+    let half = (ranges.count + 1) / 2
+    let pieces = stride(from: 0, to: ranges.count, by: max(half, 1)).map {
+      Piece(
+        pid: pid, local: Self.zeroByte, ranges: ranges[$0..<min($0 + half, ranges.count)], intoTask: true,
+        prepare: nil, uffd: nil, forced: true)
+    }
+    guard !pieces.isEmpty else { return }
+    condition.lock()
+    queue += pieces
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  /// The byte forced writes write: a zero, for the life of ckcont.
+  nonisolated(unsafe) private static let zeroByte: UnsafeMutableRawPointer = {
+    let byte = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
+    byte.storeBytes(of: 0, as: UInt8.self)
+    return byte
+  }()
+
   /// Copies queued pieces alongside the helper until all are done; throws the first failure.
   func waitAll() throws {
     condition.lock()
@@ -148,7 +178,12 @@ final class PageCopier: @unchecked Sendable {
     var error: (any Error)?
     do {
       try piece.prepare?()
-      if let uffd = piece.uffd {
+      if piece.forced {
+        let memory = try MemFile(pid: piece.pid)
+        for range in piece.ranges {
+          try memory.write(UnsafeRawBufferPointer(start: piece.local, count: 1), at: range.start)
+        }
+      } else if let uffd = piece.uffd {
         var offset = 0
         for range in piece.ranges {
           let result = ck_uffd_copy(uffd, range.start, piece.local + offset, range.count)

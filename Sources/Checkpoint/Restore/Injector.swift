@@ -201,7 +201,7 @@ final class Injector {
   /// Maps the injection region at an address free in both the current and the target
   /// layout, writes `syscall; int3` there, and makes it the gadget. Below 4 GiB for a
   /// container with i386 tasks: their compat calls take 32-bit pointers into its data area.
-  func mapRegion(avoiding target: [VMAImage], below4GiB: Bool = false) throws {
+  func mapRegion(avoiding target: [AddressRange], below4GiB: Bool = false) throws {
     var candidate: UInt64 = below4GiB ? 0x1000_0000 : 0x1000_0000_0000
     let (limit, step): (UInt64, UInt64) = below4GiB ? (0xf000_0000, 0x10_0000) : (0x7f00_0000_0000, 0x1000_0000)
     while candidate < limit {
@@ -301,14 +301,22 @@ final class Injector {
         && SyscallBatch.maximumCodeSize(calls: calls.count + count) <= Int(Injector.regionSize - Injector.codeStart)
     }
 
-    /// Queues `call`, its label replaced by `label` if given; `mayFail`: its result is not
-    /// checked (the caller reads it). Returns its index in the results.
+    /// Queues `call`; `mayFail`: its result is not checked (the caller reads it). Returns its
+    /// index in the results.
     @discardableResult
-    mutating func add(_ call: RemoteCall, _ label: String? = nil, mayFail: Bool = false) -> Int {
-      var call = call
-      if let label { call.label = label }
+    mutating func add(_ call: RemoteCall, mayFail: Bool = false) -> Int {
       calls.append((call, mayFail))
       return syscalls.add(call)
+    }
+
+    /// Queues `call` with its label replaced by `label` (made only if it fails).
+    @discardableResult
+    mutating func add(
+      _ call: RemoteCall, _ label: @autoclosure @escaping @Sendable () -> String, mayFail: Bool = false
+    ) -> Int {
+      var call = call
+      call.relabel(label)
+      return add(call, mayFail: mayFail)
     }
 
   }

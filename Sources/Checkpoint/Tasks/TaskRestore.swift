@@ -144,13 +144,14 @@ struct TaskRestore {
   /// (CLONE_FS): then it has them from the parent.
   private func queueDirectories(into batch: inout Injector.Batch) throws {
     guard entry.sharesFSWithParent != true else { return }
-    let cwd = try injector.put(string: core.cwd)
-    batch.add(.chdir(cwd), "chdir \(core.cwd)")
+    let (cwdPath, rootPath) = (core.cwd, core.root)
+    let cwd = try injector.put(string: cwdPath)
+    batch.add(.chdir(cwd), "chdir \(cwdPath)")
     // A process that chroot()ed: its working directory (a path from the container's root)
     // first, then its root, which the working directory may lie outside of.
     if core.root != "/" {
       let root = try injector.put(string: core.root)
-      batch.add(.chroot(root), "chroot \(core.root)")
+      batch.add(.chroot(root), "chroot \(rootPath)")
     }
   }
 
