@@ -18,6 +18,9 @@
  *             besides 127.0.0.1 (10.9.9.9 on lo:1). After: the link
  *   fuse      /dev/fuse, a FUSE connection (not mounted): opened again it would be a new one.
  *             After: the link
+ *   aio       /dev/null, and a kernel AIO context (io_setup(8)), whose ring is a mapping.
+ *             After: the link, and io_destroy of the context succeeds
+ *   fanotify  fanotify_init, marked for FAN_OPEN of DIR. After: the link
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
  *             loopback (a persistent tun device, cktun0). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own that the host does not see: an
@@ -95,10 +98,13 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <time.h>
+#include <linux/aio_abi.h>
+#include <sys/fanotify.h>
 
 static char link0[256];
 static char overlay_root[4096]; /* nofollow-overlay: the tmpfs under DIR holding the overlay */
 static int other = -1;  /* tcp, unix: the other end of the connection */
+static aio_context_t aio_context;  /* aio: the context io_setup made */
 #define TCP_WAITING (24 << 20)
 static size_t tcp_sent;  /* tcp: the bytes written, waiting in the connection */
 
@@ -193,6 +199,12 @@ int main(int argc, char **argv) {
     FX_SYS(ioctl(tun, TUNSETIFF, &request));
     FX_SYS(ioctl(tun, TUNSETPERSIST, 1));
     close(tun);
+  } else if (!strcmp(kind, "aio")) {
+    fd = FX_SYS(open("/dev/null", O_RDWR));
+    FX_SYS(syscall(SYS_io_setup, 8, &aio_context));
+  } else if (!strcmp(kind, "fanotify")) {
+    fd = FX_SYS(fanotify_init(FAN_CLASS_NOTIF, O_RDONLY));
+    FX_SYS(fanotify_mark(fd, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, dir));
   } else if (!strcmp(kind, "fuse")) {
     /* A FUSE connection not mounted yet: opened again it would be another one. */
     fd = FX_SYS(open("/dev/fuse", O_RDWR));
@@ -403,7 +415,7 @@ int main(int argc, char **argv) {
     FX_SYS(unlockpt(master));
     fd = FX_SYS(open(ptsname(master), O_RDWR | O_NOCTTY));
     close(master);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset|unix-dgram-unlinked|tcp-pending] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|aio|fanotify|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset|unix-dgram-unlinked|tcp-pending] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();
@@ -427,6 +439,8 @@ int main(int argc, char **argv) {
   } else if (!strcmp(kind, "timerfd")) {
     ssize_t n = read(fd, &u.u, 8);
     FX_TRUE(n == 8 && u.u >= 1, "timerfd: read %zd, expirations %llu", n, (unsigned long long)u.u);
+  } else if (!strcmp(kind, "aio")) {
+    FX_TRUE(syscall(SYS_io_destroy, aio_context) == 0, "aio: io_destroy of the context: %s", strerror(errno));
   } else if (!strcmp(kind, "eventfd")) {
     ssize_t n = read(fd, &u.u, 8);
     FX_TRUE(n == 8 && u.u == 42, "eventfd: read %zd, value %llu", n, (unsigned long long)u.u);

@@ -261,6 +261,14 @@ struct MemoryCapture {
   private func deletedFileFacts(_ vma: VMA) throws -> stat {
     let name = "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) of deleted file \(vma.path)"
     let file = "/proc/\(pid)/map_files/\(hex(vma.start))-\(hex(vma.end))"
+    // The ring of a kernel AIO context (io_setup) shows as the deleted file /[aio] of the
+    // kernel's aio filesystem: not a file to make again, and its requests may be in flight.
+    guard vma.path != "/[aio]" else {
+      throw CKError(
+        .failed,
+        "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) is the ring of an AIO context (io_setup), which ckcont cannot checkpoint yet",
+        hint: "let the program io_destroy its AIO contexts before the checkpoint")
+    }
     var st = stat()
     guard stat(file, &st) == 0 else {
       throw CKError(.failed, "\(name): cannot stat \(file): \(String(cString: strerror(errno)))")
