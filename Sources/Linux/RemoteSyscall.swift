@@ -114,7 +114,8 @@ public enum SyscallNumber {
     setdomainname = 171
   public static let setTidAddress = 218, setRobustList = 273, mqOpen = 240, mqUnlink = 241, unshare = 272,
     epollCtl = 233, timerCreate = 222, inotifyAddWatch = 254, inotifyRmWatch = 255, openat = 257, timerSettime = 223,
-    timerGettime = 224, clockGettime = 228, clockNanosleep = 230, exitGroup = 231, tgkill = 234, timerfdCreate = 283, timerfdSettime = 286,
+    timerGettime = 224, clockGettime = 228, clockNanosleep = 230, exitGroup = 231, tgkill = 234, timerfdCreate = 283,
+    timerfdSettime = 286,
     signalfd4 = 289, eventfd2 = 290, dup3 = 292, pipe2 = 293, accept4 = 288
   public static let preadv = 295, rtTgsigqueueinfo = 297, prlimit64 = 302, setns = 308, epollCreate1 = 291,
     inotifyInit1 = 294, seccomp = 317, memfdCreate = 319, userfaultfd = 323, mlock2 = 325, rseq = 334, pidfdOpen = 434
