@@ -20,7 +20,6 @@
  *             After: the link
  *   aio       /dev/null, and a kernel AIO context (io_setup(8)), whose ring is a mapping.
  *             After: the link, and io_destroy of the context succeeds
- *   fanotify  fanotify_init, marked for FAN_OPEN of DIR. After: the link
  *   netns-device /dev/null, and a network namespace of its own holding a device besides
  *             loopback (a persistent tun device, cktun0). After: the link
  *   pivot-root /dev/null, and a root filesystem of its own that the host does not see: an
@@ -99,7 +98,6 @@
 #include <sys/mount.h>
 #include <time.h>
 #include <linux/aio_abi.h>
-#include <sys/fanotify.h>
 
 static char link0[256];
 static char overlay_root[4096]; /* nofollow-overlay: the tmpfs under DIR holding the overlay */
@@ -202,9 +200,6 @@ int main(int argc, char **argv) {
   } else if (!strcmp(kind, "aio")) {
     fd = FX_SYS(open("/dev/null", O_RDWR));
     FX_SYS(syscall(SYS_io_setup, 8, &aio_context));
-  } else if (!strcmp(kind, "fanotify")) {
-    fd = FX_SYS(fanotify_init(FAN_CLASS_NOTIF, O_RDONLY));
-    FX_SYS(fanotify_mark(fd, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, dir));
   } else if (!strcmp(kind, "fuse")) {
     /* A FUSE connection not mounted yet: opened again it would be another one. */
     fd = FX_SYS(open("/dev/fuse", O_RDWR));
@@ -415,7 +410,7 @@ int main(int argc, char **argv) {
     FX_SYS(unlockpt(master));
     fd = FX_SYS(open(ptsname(master), O_RDWR | O_NOCTTY));
     close(master);
-  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|aio|fanotify|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset|unix-dgram-unlinked|tcp-pending] [DIR]"); }
+  } else { errno = EINVAL; fx_setup_fail("usage: unsupported-fd [inotify|signalfd|timerfd|eventfd|io_uring|aio|pidfd|deleted-exe|seccomp-big|netns-address|netns-device|pivot-root|pid-proc|clone-vm|ctty|tcp|unix|ebpf-filter|ping-waiting|hungup-tty|pty-typed|tcp-reset|unix-dgram-unlinked|tcp-pending] [DIR]"); }
   fdlink(fd, link0, sizeof link0);
 
   fx_ready();

@@ -3,6 +3,7 @@
 // the headers have them.
 #include <linux/capability.h>
 #include <linux/eventpoll.h>
+#include <linux/fanotify.h>
 #include <linux/fcntl.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
@@ -19,6 +20,17 @@
 
 #define CK_SAME(name) _Static_assert((long long)CK_##name == (long long)(name), #name)
 CK_SAME(F_SETSIG);
+CK_SAME(FAN_CLOEXEC);
+CK_SAME(FAN_NONBLOCK);
+CK_SAME(FAN_CLASS_CONTENT);
+CK_SAME(FAN_CLASS_PRE_CONTENT);
+CK_SAME(FAN_MARK_ADD);
+CK_SAME(FAN_MARK_MOUNT);
+CK_SAME(FAN_MARK_IGNORED_MASK);
+CK_SAME(FAN_MARK_IGNORED_SURV_MODIFY);
+CK_SAME(FAN_MARK_FILESYSTEM);
+CK_SAME(FAN_MARK_EVICTABLE);
+CK_SAME(FAN_MARK_IGNORE);
 CK_SAME(F_GETSIG);
 CK_SAME(F_SETOWN_EX);
 CK_SAME(F_GETOWN_EX);

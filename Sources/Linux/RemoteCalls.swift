@@ -133,6 +133,18 @@ extension RemoteCall {
     RemoteCall(SyscallNumber.inotifyInit1, [flags], label: "inotify_init1")
   }
 
+  /// fanotify_init(2).
+  public static func fanotifyInit(_ flags: UInt32, eventFlags: UInt32) -> RemoteCall {
+    RemoteCall(SyscallNumber.fanotifyInit, [flags, eventFlags], label: "fanotify_init 0x\(String(flags, radix: 16))")
+  }
+
+  /// fanotify_mark(2) of the path at `path` (from the working directory when relative).
+  public static func fanotifyMark(_ fd: some RemoteArgument, flags: UInt32, mask: UInt64, path: UInt64) -> RemoteCall {
+    RemoteCall(
+      SyscallNumber.fanotifyMark, [fd, flags, mask, AT_FDCWD, path],
+      label: "fanotify_mark \(fd.argument) 0x\(String(flags, radix: 16))", expecting: 0)
+  }
+
   /// inotify_add_watch(2) of the path at `path`, which must return watch descriptor `wd`.
   public static func inotifyAddWatch(_ fd: some RemoteArgument, _ path: UInt64, mask: UInt32, as wd: Int32)
     -> RemoteCall

@@ -118,7 +118,8 @@ public enum SyscallNumber {
     timerfdSettime = 286,
     signalfd4 = 289, eventfd2 = 290, dup3 = 292, pipe2 = 293, accept4 = 288
   public static let preadv = 295, rtTgsigqueueinfo = 297, prlimit64 = 302, setns = 308, epollCreate1 = 291,
-    inotifyInit1 = 294, seccomp = 317, memfdCreate = 319, userfaultfd = 323, mlock2 = 325, rseq = 334, pidfdOpen = 434
+    inotifyInit1 = 294, seccomp = 317, memfdCreate = 319, userfaultfd = 323, mlock2 = 325, rseq = 334, pidfdOpen = 434,
+    fanotifyInit = 300, fanotifyMark = 301
   public static let clone3 = 435, closeRange = 436, pidfdGetfd = 438, mseal = 462
   /// Not injected: the calls the kernel resumes through restart_syscall.
   public static let poll = 7, futex = 202, restartSyscall = 219

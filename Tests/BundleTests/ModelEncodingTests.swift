@@ -381,6 +381,9 @@ extension ModelEncodingTests {
       memfd: MemfdImage(name: "m", inode: 8, seals: 1, contents: Data([1, 2])))
     var watch = DescriptorImage(fd: 6, kind: .inotify, flags: 0, closeOnExec: true)
     watch.inotifyWatches = [InotifyWatch(wd: 1, mask: 2, path: "/etc")]
+    watch.fanotify = FanotifyImage(
+      flags: 0x10, eventFlags: 0o100000,
+      marks: [FanotifyMark(kind: .mount, path: "/tmp", mask: 0x20, ignoredMask: 0x2, flags: 0x40)])
     watch.ghost = GhostFileImage(inode: 9, contents: Data("gone".utf8))
     watch.pidfdTarget = 77
     watch.mqueue = MessageQueueImage(

@@ -152,7 +152,7 @@ struct DumpRestoreBehaviourTests {
   /// runs on untouched.
   @Test(arguments: [
     "io_uring", "tcp", "unix", "ebpf-filter", "ping-waiting", "hungup-tty", "pty-typed", "tcp-reset", "unix-pending",
-    "nofollow-overlay", "unix-dgram-unlinked", "tcp-pending", "fuse", "aio", "fanotify",
+    "nofollow-overlay", "unix-dgram-unlinked", "tcp-pending", "fuse", "aio",
   ])
   func unsupportedDescriptorFailsTheDumpAndLeavesTheContainerRunning(kind: String) throws {
     let container = try FixtureContainer("unsupported-fd", [kind])

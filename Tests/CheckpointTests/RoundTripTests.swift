@@ -32,7 +32,7 @@ struct RoundTripTests {
     ("deleted-file", ["sparse"]),
     ("deleted-file", ["fifo"]), ("deleted-file", ["big"]),
     ("deleted-mapping", []),
-    ("inotify", []),
+    ("inotify", []), ("fanotify", []),
   ]
 
   @Test(arguments: fixtures)

@@ -33,6 +33,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
     case deleted
     /// An inotify instance: `inotifyWatches` are its watches.
     case inotify
+    /// A fanotify group: `fanotify` holds its flags and marks.
+    case fanotify
     /// An internet socket not connected to a peer (TCP listening or not yet used, UDP):
     /// `socket` holds its family, type, address and options.
     case socket
@@ -66,6 +68,8 @@ public struct DescriptorImage: Codable, Sendable, Equatable {
   public var memfd: MemfdImage?
   /// kind == .inotify: the watches, by watch descriptor.
   public var inotifyWatches: [InotifyWatch]?
+  /// kind == .fanotify: the group's flags and marks.
+  public var fanotify: FanotifyImage?
   /// kind == .deleted: the file's contents.
   public var ghost: GhostFileImage?
   /// kind == .fifo: the FIFO was deleted while open (`path` is where it was), made again
@@ -164,6 +168,48 @@ public struct InotifyWatch: Codable, Sendable, Equatable {
     self.wd = wd
     self.mask = mask
     self.path = path
+  }
+}
+
+/// A fanotify group (fanotify_init): its flags and the marks it holds.
+public struct FanotifyImage: Codable, Sendable, Equatable {
+  /// fanotify_init's flags (class, reporting), without FAN_CLOEXEC and FAN_NONBLOCK, which
+  /// the descriptor's own flags say.
+  public var flags: UInt32
+  /// fanotify_init's event_f_flags: how the files of events are opened.
+  public var eventFlags: UInt32
+  /// In the order they were made (the oldest first).
+  public var marks: [FanotifyMark]
+
+  public init(flags: UInt32, eventFlags: UInt32, marks: [FanotifyMark]) {
+    self.flags = flags
+    self.eventFlags = eventFlags
+    self.marks = marks
+  }
+}
+
+/// One fanotify mark: on a file or directory, on a mount, or on a whole filesystem, by a
+/// path to it.
+public struct FanotifyMark: Codable, Sendable, Equatable {
+  public enum Kind: String, Codable, Sendable {
+    case inode, mount, filesystem
+  }
+  public var kind: Kind
+  /// The path marked: the file, the mount's mount point, a directory of the filesystem.
+  public var path: String
+  /// What it reports, and what it ignores (FAN_MARK_IGNORED_MASK).
+  public var mask: UInt64
+  public var ignoredMask: UInt64
+  /// fanotify_mark's flags the kernel keeps (FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE,
+  /// FAN_MARK_IGNORE).
+  public var flags: UInt32
+
+  public init(kind: Kind, path: String, mask: UInt64, ignoredMask: UInt64, flags: UInt32) {
+    self.kind = kind
+    self.path = path
+    self.mask = mask
+    self.ignoredMask = ignoredMask
+    self.flags = flags
   }
 }
 

@@ -69,6 +69,7 @@ extension DescriptorImage {
       case "epollTargets": image.epollTargets = try optional([EpollTarget].self, &scanner)
       case "memfd": image.memfd = try optional(MemfdImage.self, &scanner)
       case "inotifyWatches": image.inotifyWatches = try optional([InotifyWatch].self, &scanner)
+      case "fanotify": image.fanotify = try optional(FanotifyImage.self, &scanner)
       case "ghost": image.ghost = try optional(GhostFileImage.self, &scanner)
       case "fifoAttributes": image.fifoAttributes = try optional(FileAttributes.self, &scanner)
       case "socket": image.socket = try optional(SocketImage.self, &scanner)

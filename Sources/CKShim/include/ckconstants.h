@@ -36,6 +36,19 @@ enum {
   CK_SECCOMP_SET_MODE_FILTER = 1,
   CK_SECCOMP_FILTER_FLAG_TSYNC = 1,
   CK_TFD_IOC_SET_TICKS = 0x40085400,
+  // fanotify_init(2), fanotify_mark(2) (linux/fanotify.h): the classes, the flags a
+  // descriptor's own flags replace, the kinds of mark and the ignore masks.
+  CK_FAN_CLOEXEC = 0x1,
+  CK_FAN_NONBLOCK = 0x2,
+  CK_FAN_CLASS_CONTENT = 0x4,
+  CK_FAN_CLASS_PRE_CONTENT = 0x8,
+  CK_FAN_MARK_ADD = 0x1,
+  CK_FAN_MARK_MOUNT = 0x10,
+  CK_FAN_MARK_IGNORED_MASK = 0x20,
+  CK_FAN_MARK_IGNORED_SURV_MODIFY = 0x40,
+  CK_FAN_MARK_FILESYSTEM = 0x100,
+  CK_FAN_MARK_EVICTABLE = 0x200,
+  CK_FAN_MARK_IGNORE = 0x400,
   // prctl(2) sub-options, capabilities (linux/prctl.h, linux/securebits.h, linux/capability.h).
   CK_PR_SET_MM_MAP = 14,
   CK_PR_CAP_AMBIENT_RAISE = 2,

@@ -32,6 +32,7 @@ enum DescriptorKinds {
     case .eventfd, .signalfd, .timerfd: EventFiles.self
     case .epoll: Epoll.self
     case .inotify: Inotify.self
+    case .fanotify: Fanotify.self
     case .memfd: Memfds.self
     case .mqueue: MessageQueues.self
     case .pidfd: Pidfds.self

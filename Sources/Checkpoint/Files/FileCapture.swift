@@ -134,6 +134,11 @@ struct FileCapture {
       }
       return descriptor
     }
+    if target == "anon_inode:[fanotify]" {
+      var descriptor = opened.image(.fanotify)
+      descriptor.fanotify = try fanotifyGroup(info, fd: fd)
+      return descriptor
+    }
     if target == "anon_inode:[pidfd]" || target.hasPrefix("pidfd:") {
       guard let host = info.value(for: "Pid").flatMap({ Int32($0) }), host > 0 else {
         throw CKError(

@@ -37,11 +37,18 @@ extension FileCapture {
         .failed, "task \(pid): inotify fd \(fd): \(why) (\(field.value))",
         hint: "remove the watch before the checkpoint")
     }
-    guard let wd = pairs["wd"].flatMap({ Int32($0) }), let mask = pairs["mask"].flatMap({ UInt32($0, radix: 16) }),
-      let device = pairs["sdev"].flatMap({ UInt64($0, radix: 16) }),
+    guard let wd = pairs["wd"].flatMap({ Int32($0) }), let mask = pairs["mask"].flatMap({ UInt32($0, radix: 16) })
+    else { throw bad("cannot read a watch") }
+    return InotifyWatch(wd: wd, mask: mask, path: try watchedPath(pairs, bad: bad))
+  }
+
+  /// The path of the file an inotify watch or a fanotify inode mark is on, from the record's
+  /// device and file handle (open_by_handle_at on a mount of that device).
+  func watchedPath(_ pairs: [String: String], bad: (String) -> CKError) throws -> String {
+    guard let device = pairs["sdev"].flatMap({ UInt64($0, radix: 16) }),
       let type = pairs["fhandle-type"].flatMap({ Int32($0, radix: 16) }),
       let hex = pairs["f_handle"], hex.count % 2 == 0
-    else { throw bad("cannot read a watch") }
+    else { throw bad("cannot read the watched file's handle") }
     let handle = stride(from: 0, to: hex.count, by: 2).compactMap {
       UInt8(hex[hex.index(hex.startIndex, offsetBy: $0)..<hex.index(hex.startIndex, offsetBy: $0 + 2)], radix: 16)
     }
@@ -60,7 +67,7 @@ extension FileCapture {
     let watched = OwnedDescriptor(adopting: handleFD)
     let path = try readLink("/proc/self/fd/\(watched.raw)")
     guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { throw bad("the watched file \(path) has no path") }
-    return InotifyWatch(wd: wd, mask: mask, path: path)
+    return path
   }
 
   /// FIONREAD of the description behind `fd`, through a copy of it.

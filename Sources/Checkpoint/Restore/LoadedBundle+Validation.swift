@@ -261,17 +261,19 @@ extension LoadedBundle {
     var previousEnd: UInt64 = 0
     var expectedOffset: UInt64 = 0
     for vma in task.memory.vmas {
-      let name = "mapping \(hex(vma.start))-\(hex(vma.end))"
+      // Put into words only for an error: formatting it for each of 10,000 mappings cost
+      // more than checking them.
+      let name = { "mapping \(hex(vma.start))-\(hex(vma.end))" }
       guard vma.start % pageSize == 0, vma.end % pageSize == 0, vma.start < vma.end, vma.start >= previousEnd else {
-        throw bad("\(name) is misaligned, empty or overlaps the previous one")
+        throw bad("\(name()) is misaligned, empty or overlaps the previous one")
       }
-      guard vma.pagesOffset == expectedOffset else { throw bad("\(name) has its pages at the wrong offset") }
+      guard vma.pagesOffset == expectedOffset else { throw bad("\(name()) has its pages at the wrong offset") }
       var runEnd = vma.start
       for run in vma.pages {
         guard run.start % pageSize == 0, run.end % pageSize == 0, run.start < run.end, run.start >= runEnd,
           run.end <= vma.end
         else {
-          throw bad("\(name) has a page run outside it")
+          throw bad("\(name()) has a page run outside it")
         }
         runEnd = run.end
         expectedOffset += run.size
@@ -290,13 +292,13 @@ extension LoadedBundle {
   private static let pageSize: UInt64 = 4096
 
   /// One mapping's place, path, guard regions and what its kind requires.
-  private static func validate(_ vma: VMAImage, name: String, bad: (String) -> CKError) throws(CKError) {
-    guard vma.kind == .vsyscall || vma.end <= 0x7fff_ffff_f000 else { throw bad("\(name) is outside user space") }
-    guard vma.path.utf8.count < 4096, !vma.path.contains("\0") else { throw bad("\(name) has a bad path") }
-    guard vma.kind != .file || vma.path.hasPrefix("/") else { throw bad("\(name) has a relative file path") }
-    guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name) is a kernel mapping with pages") }
+  private static func validate(_ vma: VMAImage, name: () -> String, bad: (String) -> CKError) throws(CKError) {
+    guard vma.kind == .vsyscall || vma.end <= 0x7fff_ffff_f000 else { throw bad("\(name()) is outside user space") }
+    guard vma.path.utf8.count < 4096, !vma.path.utf8.contains(0) else { throw bad("\(name()) has a bad path") }
+    guard vma.kind != .file || vma.path.hasPrefix("/") else { throw bad("\(name()) has a relative file path") }
+    guard !(vma.isSpecial && !vma.pages.isEmpty) else { throw bad("\(name()) is a kernel mapping with pages") }
     guard vma.droppable != true || !vma.shared && vma.kind == .anonymous else {
-      throw bad("\(name) is droppable but not private anonymous memory")
+      throw bad("\(name()) is droppable but not private anonymous memory")
     }
     var guardEnd = vma.start
     for run in vma.guards ?? [] {
@@ -304,13 +306,13 @@ extension LoadedBundle {
       guard run.start % pageSize == 0, run.end % pageSize == 0, run.start < run.end, run.start >= guardEnd,
         run.end <= vma.end,
         !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end })
-      else { throw bad("\(name) has a guard region outside it or over saved pages") }
+      else { throw bad("\(name()) has a guard region outside it or over saved pages") }
       guardEnd = run.end
     }
     if let size = vma.hugePageSize {
       guard [UInt64(2 << 20), UInt64(1 << 30)].contains(size), vma.kind == .anonymous, !vma.shared,
         vma.start % size == 0, vma.end % size == 0, vma.precopiedPages == nil
-      else { throw bad("\(name) is in huge pages of a size or place the kernel does not make") }
+      else { throw bad("\(name()) is in huge pages of a size or place the kernel does not make") }
     }
     var precopiedEnd = vma.start
     for run in vma.precopiedPages ?? [] {
@@ -320,28 +322,28 @@ extension LoadedBundle {
         run.end % pageSize == 0, run.start < run.end, run.start >= precopiedEnd, run.end <= vma.end,
         !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end }),
         !(vma.parentPages ?? []).contains(where: { $0.start < run.end && run.start < $0.end })
-      else { throw bad("\(name) has pages sent ahead outside it, over saved pages, or not in its memory") }
+      else { throw bad("\(name()) has pages sent ahead outside it, over saved pages, or not in its memory") }
       precopiedEnd = run.end
     }
     guard (vma.parentPages == nil && vma.laterPages == nil) || ForkInheritance.inheritable(vma) else {
-      throw bad("\(name) is kept from the parent but is not a private mapping of memory or a file")
+      throw bad("\(name()) is kept from the parent but is not a private mapping of memory or a file")
     }
     switch vma.kind {
     case .sysvShm:
       guard vma.shared, vma.offset == 0, vma.pages.isEmpty, let id = vma.sharedObject, id < 1 << 31 else {
-        throw bad("\(name) is a malformed SysV attachment")
+        throw bad("\(name()) is a malformed SysV attachment")
       }
     case .memfd:
       // A mapping may reach past the file's end (it grows later, or shrank since): the
       // pages beyond raise SIGBUS as they did, the object is made at its own size.
       guard vma.sharedObject != nil, let size = vma.objectSize, size <= 1 << 46, vma.offset < 1 << 46,
         vma.offset % pageSize == 0, vma.path.hasPrefix("/memfd:")
-      else { throw bad("\(name) is a malformed memfd mapping") }
+      else { throw bad("\(name()) is a malformed memfd mapping") }
     case .deletedFile:
       guard vma.sharedObject != nil, vma.objectDevice != nil, let size = vma.objectSize, size <= 1 << 46,
         vma.offset % pageSize == 0, vma.path.hasPrefix("/"), !vma.path.split(separator: "/").contains(".."),
         (vma.objectMode ?? 0) <= 0o7777
-      else { throw bad("\(name) is a malformed mapping of a deleted file") }
+      else { throw bad("\(name()) is a malformed mapping of a deleted file") }
     default:
       break
     }
