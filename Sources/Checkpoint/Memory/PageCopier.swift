@@ -91,17 +91,14 @@ final class PageCopier: @unchecked Sendable {
           pid: pid, local: local + at, ranges: split[first..<end], intoTask: intoTask, prepare: preparePiece, uffd: uffd
         ))
     }
-    guard !pieces.isEmpty else { return }
-    condition.lock()
-    queue += pieces
-    condition.broadcast()
-    condition.unlock()
+    enqueue(pieces)
   }
 
   /// Queues a zero byte written at each of `addresses` of `pid` through /proc/<pid>/mem, in
   /// two pieces, one for each copying thread; returns at once. Each write faults in a page
-  /// (and gives its mapping an anon_vma): ~4 µs in the kernel, 28 ms for the 6,700 pages of
-  /// 10,000 one-page mappings made apart, which two threads share and ckcont overlaps.
+  /// (and gives its mapping an anon_vma), ~4 µs in the kernel: written one after the other
+  /// by the tracing thread, 6,700 took 28 ms. Only pages of mappings not writable while
+  /// they are restored come here (the task writes the others itself, MemoryRestore.force).
   func submitForcedWrites(pid: Int32, at addresses: [UInt64]) {
     let ranges = addresses.map { AddressRange(start: $0, end: $0 + 1) }
     let half = (ranges.count + 1) / 2
@@ -110,6 +107,10 @@ final class PageCopier: @unchecked Sendable {
         pid: pid, local: Self.zeroByte, ranges: ranges[$0..<min($0 + half, ranges.count)], intoTask: true,
         prepare: nil, uffd: nil, forced: true)
     }
+    enqueue(pieces)
+  }
+
+  private func enqueue(_ pieces: [Piece]) {
     guard !pieces.isEmpty else { return }
     condition.lock()
     queue += pieces
