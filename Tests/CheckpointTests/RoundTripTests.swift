@@ -33,6 +33,9 @@ struct RoundTripTests {
     ("deleted-file", ["fifo"]), ("deleted-file", ["big"]),
     ("deleted-mapping", []),
     ("inotify", []), ("fanotify", []),
+    // One-page mappings whose protections alternate, a third with a page: charged read-only
+    // ones without pages get their anon_vma from a fault the task makes itself.
+    ("scale", ["mappings", "300"]),
   ]
 
   @Test(arguments: fixtures)
