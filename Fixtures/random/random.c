@@ -77,7 +77,7 @@ static long seed_arg;
 static pid_t children[4];
 static int nchildren;
 static int is_root = 1;
-static volatile int *counters;  /* [0] processes made, [1] processes ready */
+static volatile int *counters;  /* [0] processes made, [1] processes ready, [2] inotify read */
 static char altstack[2][65536];
 
 static uint64_t next_rand(void) {
@@ -417,6 +417,13 @@ static void make_inotify(struct item *it) {
   it->fd = renumber(FX_SYS(inotify_init1(IN_NONBLOCK)));
   it->value = IN_CREATE | (pick(2) ? IN_DELETE : 0) | (pick(2) ? IN_MODIFY : 0);
   FX_SYS(inotify_add_watch(it->fd, dir, (uint32_t)it->value));
+}
+
+static void drain_inotify(void) {
+  char events[4096];
+  for (int n = 0; n < nitems; n++)
+    if (items[n].kind == K_INOTIFY)
+      while (read(items[n].fd, events, sizeof events) > 0) {}
 }
 
 static void check_inotify(struct item *it) {
@@ -781,7 +788,11 @@ int main(int argc, char **argv) {
   fx_init("random");
   if (argc < 2) { errno = EINVAL; fx_setup_fail("usage: random SEED [DIR]"); }
   seed_arg = atol(argv[1]);
-  dir = fx_dir(argc > 2 ? argv[2] : NULL);
+  /* A directory of its own: the inotify watches on it see only what this container does. */
+  static char own_dir[4096];
+  snprintf(own_dir, sizeof own_dir, "%s/ckcont-random-%ld-%d", fx_dir(argc > 2 ? argv[2] : NULL), seed_arg, (int)getpid());
+  if (mkdir(own_dir, 0755) < 0) fx_setup_fail("mkdir %s", own_dir);
+  dir = own_dir;
   rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)seed_arg * 0xbf58476d1ce4e5b9ULL;
   if (!rng) rng = 1;
   fx_term_setup();
@@ -794,9 +805,14 @@ int main(int argc, char **argv) {
     touch_mem();
   }
   __atomic_add_fetch(&counters[1], 1, __ATOMIC_SEQ_CST);
+  /* Once every process has made its items, no file is made any more: read the inotify
+   * events they caused, as a watcher would (events left waiting make the dump refuse). */
+  for (int i = 0; i < 5000 && counters[1] < counters[0]; i++) usleep(1000);
+  drain_inotify();
+  __atomic_add_fetch(&counters[2], 1, __ATOMIC_SEQ_CST);
   if (is_root) {
-    for (int i = 0; i < 5000 && counters[1] < counters[0]; i++) usleep(1000);
-    if (counters[1] < counters[0]) fx_setup_fail("%d of %d processes got ready", counters[1], counters[0]);
+    for (int i = 0; i < 5000 && counters[2] < counters[0]; i++) usleep(1000);
+    if (counters[2] < counters[0]) fx_setup_fail("%d of %d processes got ready", counters[2], counters[0]);
     fx_ready();
   }
   fx_wait_term();
@@ -809,6 +825,7 @@ int main(int argc, char **argv) {
   for (int n = 0; n < nitems; n++) check(&items[n]);
   check_threads();
   cleanup();
+  if (is_root) rmdir(dir);
   if (!is_root) {
     if (fx_nbad) fx_print("FAIL random (pid %d): %s", (int)getpid(), fx_msg);
     _exit(fx_nbad ? 1 : 0);

@@ -63,6 +63,9 @@ public struct Dump {
   /// `--external-net`: the container's network namespace is its runtime's, which makes it
   /// again for the restore (``NamespaceSet/netExternal``): its devices are not refused.
   public var externalNetwork = false
+  /// `--drop-inotify-events`: inotify events not read yet are dropped (as CRIU does) instead
+  /// of refusing the dump.
+  public var dropInotifyEvents = false
   /// Signs the bundle (`--sign`): `signature.json` ends it (``BundleSigningKey``).
   public var signingKey: BundleSigningKey?
   /// `--action-script`: run before the capture and once the bundle is in place.

@@ -25,15 +25,17 @@ extension Dump {
 
     init(
       _ process: CgroupProcess, container: String, sockDiag: Int32, taken: TakenState, rootMounts: Set<Int>?,
-      log: Logger
+      dropInotifyEvents: Bool, log: Logger
     ) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
       controllingTerminal = stat.ttyNr
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       cgroup = process.cgroup.relative(to: container)
       memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
-      files = try FileCapture(pid: process.pid, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts).image(
-        log: log)
+      files = try FileCapture(
+        pid: process.pid, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts,
+        dropInotifyEvents: dropInotifyEvents
+      ).image(log: log)
       namespaceIDs = try NamespaceID.readAll(
         pid: process.pid,
         names: ["pid", "pid_for_children", "mnt", "uts", "ipc", "net", "cgroup", "user", "time", "time_for_children"])
@@ -110,9 +112,11 @@ extension Dump {
     // The number, for the workers: `diagSocket` stays open until they are done.
     let sockDiag = diagSocket.rawOrMinusOne
     let rootMounts = try ContainerMounts.ownRootMounts(pid: processes[0].pid)
+    let dropInotifyEvents = self.dropInotifyEvents
     return processes.concurrentMap { (process: CgroupProcess) throws(any Error) in
       try ProcessFacts(
-        process, container: container, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts, log: log)
+        process, container: container, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts,
+        dropInotifyEvents: dropInotifyEvents, log: log)
     }
   }
 

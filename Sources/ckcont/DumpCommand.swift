@@ -163,6 +163,13 @@ struct CaptureOptions: ParsableArguments {
         "Each process's pages become one member tasks/PID/pages.img.zst; the bundle stays a tar that tar lists and inspect reads. The pages are read and compressed before the bundle is written, so the container stays frozen for that time.",
       valueName: "zstd[:LEVEL]"))
   var compress: String?
+  @Flag(
+    help: ArgumentHelp(
+      "Drop inotify events not read yet instead of refusing the dump (CRIU drops them).",
+      discussion:
+        "Only the kernel makes inotify events, so those waiting in a queue cannot be queued again; by default the dump refuses them while the container runs on. With this flag the watches come back and the waiting events are lost."
+    ))
+  var dropInotifyEvents = false
   @Option(help: "Seconds to wait for the subtree to freeze.")
   var timeout: Double = 5
 
@@ -176,6 +183,7 @@ struct CaptureOptions: ParsableArguments {
 
   func apply(to dump: inout Dump) throws {
     dump.externalNetwork = externalNet
+    dump.dropInotifyEvents = dropInotifyEvents
     dump.lockNetwork = networkLock == "nftables"
     dump.compressionLevel = try compressionLevel(compress)
   }

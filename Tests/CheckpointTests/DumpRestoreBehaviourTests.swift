@@ -175,6 +175,42 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS unsupported-fd", in: container, timeout: 5)
   }
 
+  /// inotify events not read yet cannot be queued again: the dump refuses them in one line
+  /// and the program runs on with its event still waiting.
+  @Test func waitingInotifyEventsAreRefusedAndTheContainerRunsOn() throws {
+    let container = try FixtureContainer("inotify", ["", "waiting"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let pids = container.cgroup.allPids()
+    let dump = container.dump()
+    #expect(dump.status == 1)
+    #expect(
+      dump.stderr.hasPrefix("ckcont: error: task \(pids[0]): inotify fd ")
+        && dump.stderr.contains("bytes of events not read yet") && dump.stderr.contains("--drop-inotify-events"),
+      "\(dump.stderr)")
+    #expect(dump.stderr.split(separator: "\n").count == 1)
+    #expect(!FileManager.default.fileExists(atPath: container.bundlePath))
+    #expect(container.cgroup.allPids() == pids)
+    kill(pids[0], SIGTERM)
+    try waitForLine("PASS inotify", in: container, timeout: 5)
+    #expect(container.log.contains("waiting event kept"), "\(container.log)")
+  }
+
+  /// `--drop-inotify-events` lets the waiting events go (as CRIU does): the watches come
+  /// back and report new events.
+  @Test func dropInotifyEventsRestoresTheWatchesWithoutTheEvents() throws {
+    let container = try FixtureContainer("inotify", ["", "waiting"])
+    defer { container.destroy() }
+    try container.waitReady()
+    let dumped = container.dump(["--drop-inotify-events"])
+    try #require(dumped.status == 0, "\(dumped.output)")
+    try container.waitEmpty()
+    let restored = try container.restore()
+    try #require(restored.status == 0, "\(restored.output)")
+    #expect(try container.terminateRestored() == 0, "\(container.log)")
+    #expect(container.log.contains("waiting event lost") && container.log.contains("PASS inotify"), "\(container.log)")
+  }
+
   /// An i386 program with a segment of its own in the LDT (as Wine makes them) is refused
   /// at the dump, in one line, and runs on with its segment.
   @Test func anI386TaskUsingItsLDTIsRefusedAtDump() throws {

@@ -17,6 +17,9 @@ struct FileCapture {
   /// The mounts of a container with a root filesystem of its own (nil: it has none): a file
   /// on none of them lies outside its root.
   var rootMounts: Set<Int>? = nil
+  /// `--drop-inotify-events`: inotify events not read yet are left behind instead of
+  /// refusing the dump.
+  var dropInotifyEvents = false
 
   /// What the capture of one table gathers as it goes through the descriptors in order.
   private struct Gathered {
@@ -128,9 +131,17 @@ struct FileCapture {
     if target == "anon_inode:inotify" {
       var descriptor = opened.image(.inotify)
       descriptor.inotifyWatches = try info.extra.filter { $0.key == "inotify" }.map { try inotifyWatch($0, fd: fd) }
-      // Events waiting to be read are not kept (as in CRIU): say how many bytes.
+      // Events waiting to be read cannot be queued again: the kernel alone makes them, from
+      // what happens to the watched files. A program waiting for one would wait forever, so
+      // they are refused unless the user lets them go (what CRIU does silently).
       if let waiting = try? waitingBytes(fd: fd), waiting > 0 {
-        log.debug("task \(pid): fd \(fd): \(waiting) bytes of inotify events waiting to be read are not kept")
+        guard dropInotifyEvents else {
+          throw CKError(
+            .failed,
+            "task \(pid): inotify fd \(fd) has \(waiting) bytes of events not read yet, which ckcont cannot queue again",
+            hint: "checkpoint again once the program has read them, or pass --drop-inotify-events to lose them")
+        }
+        log.debug("task \(pid): fd \(fd): \(waiting) bytes of inotify events waiting to be read are dropped")
       }
       return descriptor
     }
