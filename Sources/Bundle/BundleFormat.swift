@@ -104,6 +104,9 @@ public enum BundleFormat {
     case netfilter
     /// Pages a migration sent ahead (``VMAImage/precopiedPages``): only its receiver has them.
     case precopiedPages = "precopied-pages"
+    /// Pages a lazy migration's receiver fetches from the source once the container runs
+    /// (``VMAImage/lazyPages``): only that receiver, connected to the source, can restore it.
+    case lazyPages = "lazy-pages"
     /// Page members compressed with zstd (`NAME.zst`, ``Compression``).
     case compressedPages = "compressed-pages"
     /// Dumped against a parent bundle (``Manifest/parent``), whose pages it needs.

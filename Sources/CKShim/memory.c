@@ -46,11 +46,6 @@ int ck_uffd_writeprotect(int uffd, uint64_t start, uint64_t length) {
   return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
 }
 
-int ck_uffd_prepare(int uffd) {
-  struct uffdio_api api = {.api = UFFD_API, .features = 0};
-  return ioctl(uffd, UFFDIO_API, &api) < 0 ? -errno : 0;
-}
-
 int ck_uffd_register_missing(int uffd, uint64_t start, uint64_t length) {
   struct uffdio_register reg = {.range = {.start = start, .len = length}, .mode = UFFDIO_REGISTER_MODE_MISSING};
   return ioctl(uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
@@ -70,4 +65,52 @@ int ck_uffd_copy(int uffd, uint64_t destination, const void *source, uint64_t le
     return copy.copy < 0 ? (int)copy.copy : -errno;
   }
   return 0;
+}
+
+_Static_assert(CK_UFFD_EVENT_PAGEFAULT == UFFD_EVENT_PAGEFAULT && CK_UFFD_EVENT_FORK == UFFD_EVENT_FORK &&
+                   CK_UFFD_EVENT_REMAP == UFFD_EVENT_REMAP && CK_UFFD_EVENT_REMOVE == UFFD_EVENT_REMOVE &&
+                   CK_UFFD_EVENT_UNMAP == UFFD_EVENT_UNMAP,
+               "userfaultfd events");
+_Static_assert(CK_UFFD_FEATURES_NONCOOPERATIVE ==
+                   (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+                    UFFD_FEATURE_EVENT_UNMAP),
+               "userfaultfd non-cooperative features");
+_Static_assert(sizeof(struct uffd_msg) == 32, "struct uffd_msg");
+
+int ck_uffd_read_event(int uffd, struct ck_uffd_event *event) {
+  struct uffd_msg msg;
+  ssize_t n;
+  do n = read(uffd, &msg, sizeof msg);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? 0 : -errno;
+  if (n != sizeof msg) return -EIO;
+  *event = (struct ck_uffd_event){.kind = msg.event, .ufd = -1};
+  switch (msg.event) {
+  case UFFD_EVENT_PAGEFAULT: event->address = msg.arg.pagefault.address; break;
+  case UFFD_EVENT_FORK: event->ufd = (int32_t)msg.arg.fork.ufd; break;
+  case UFFD_EVENT_REMAP:
+    event->from = msg.arg.remap.from;
+    event->to = msg.arg.remap.to;
+    event->length = msg.arg.remap.len;
+    break;
+  case UFFD_EVENT_REMOVE:
+  case UFFD_EVENT_UNMAP:
+    event->start = msg.arg.remove.start;
+    event->end = msg.arg.remove.end;
+    break;
+  default: break;
+  }
+  return 1;
+}
+
+int ck_uffd_wake(int uffd, uint64_t address) {
+  struct uffdio_range range = {.start = address, .len = 4096};
+  return ioctl(uffd, UFFDIO_WAKE, &range) < 0 ? -errno : 0;
+}
+
+int ck_uffd_zeropage(int uffd, uint64_t address) {
+  struct uffdio_zeropage zero = {.range = {.start = address, .len = 4096}};
+  if (ioctl(uffd, UFFDIO_ZEROPAGE, &zero) == 0) return 0;
+  if (errno == EEXIST) return ck_uffd_wake(uffd, address);
+  return -errno;
 }

@@ -24,8 +24,20 @@ public enum DumpAftermath: Sendable {
   /// Leave it frozen (for a caller that will kill or thaw it).
   case leaveFrozen
   /// Ask `decide` (`ckcont migrate`: has the receiver restored it?), the container still
-  /// frozen and its network locked: kill it on true, let it run on on false or a throw.
-  case handOff(@Sendable () throws -> Bool)
+  /// frozen and its network locked: kill it when handed off, let it run on when not or on a
+  /// throw, or leave it frozen.
+  case handOff(@Sendable () throws -> HandOff)
+
+  /// What became of a container handed off (``DumpAftermath/handOff(_:)``).
+  public enum HandOff: Sendable {
+    /// It runs elsewhere: killed here.
+    case handedOff
+    /// It runs nowhere else: it runs on here.
+    case runOn
+    /// It ran elsewhere, but that copy is lost (a lazy migration whose pages stopped
+    /// coming): left frozen here as it was at the freeze, for the user to thaw or kill.
+    case keepFrozen
+  }
 }
 
 /// What a dump did.
@@ -86,6 +98,9 @@ public struct Dump {
   /// A pre-copy migration's tracking (``PreCopy``): pages the receiver holds as they still
   /// are are named in the bundle, not saved in it.
   var precopy: PreCopy?
+  /// A lazy migration's source: private memory is named (``VMAImage/lazyPages``), not
+  /// saved, and served from here once the receiver runs the container.
+  var lazy: LazySource?
 
   public init(cgroup: Cgroup, output: DumpOutput, aftermath: DumpAftermath, freezeTimeout: Double, toolVersion: String)
   {
@@ -146,10 +161,11 @@ public struct Dump {
       destination = nil
       let frozenSeconds = monotonicNow() - started
       let releasing = monotonicNow()
-      var handedOff = false
+      var handOff = DumpAftermath.HandOff.runOn
       if case .handOff(let decide) = aftermath {
-        handedOff = (try? decide()) == true
+        handOff = (try? decide()) ?? .runOn
       }
+      let handedOff = handOff == .handedOff
       switch aftermath {
       case .kill:
         try session.kill()
@@ -159,14 +175,14 @@ public struct Dump {
         try session.kill()
         taken.dropSilently()
         for lock in locks { lock.release() }
+      case .handOff where handOff == .keepFrozen, .leaveFrozen:
+        for lock in locks { lock.unlock() }
+        taken.release()
+        session.release(leaveFrozen: true)
       case .leaveRunning, .handOff:
         for lock in locks { lock.unlock() }
         taken.release()
         session.release(leaveFrozen: false)
-      case .leaveFrozen:
-        for lock in locks { lock.unlock() }
-        taken.release()
-        session.release(leaveFrozen: true)
       }
       log.debug("released the container in \(Int((monotonicNow() - releasing) * 1000)) ms")
       return DumpReport(
@@ -307,6 +323,7 @@ public struct Dump {
         case .socketShutdown: task.files.descriptors.contains { $0.socket?.shutdown != nil }
         case .parentPages: task.memory.vmas.contains { $0.parentPages != nil || $0.laterPages != nil }
         case .precopiedPages: task.memory.vmas.contains { $0.precopiedPages != nil }
+        case .lazyPages: task.memory.vmas.contains { $0.lazyPages != nil }
         case .i386Tasks: task.core.abi != nil
         case .signature: false
         case .keptFileMembers:

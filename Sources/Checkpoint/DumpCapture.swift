@@ -175,6 +175,9 @@ extension Dump {
           try Self.markPrecopied(&tasks) { task in try precopy.trustedRuns(hostPid: task.hostPid) }
         })
     }
+    if let lazy {
+      changed.formUnion(phases.time("pages to fetch lazily") { lazy.mark(&tasks, entries: entries, tree: tree) })
+    }
     if let parentPages {
       changed.formUnion(
         try phases.time("pages as in the parent") {

@@ -31,6 +31,13 @@ struct MigrateCommand: ParsableCommand {
         "Dirty pages are tracked with userfaultfd write-protection (this kernel has no soft-dirty bits): rounds go on until the rest fits --max-downtime or stops shrinking; then the container is frozen and the rest goes with its state. --no-pre-copy: stop and copy."
     ))
   var preCopy: Bool?
+  @Flag(
+    help: ArgumentHelp(
+      "Post-copy: run the container there at once and send its memory after (as it touches it, the rest in order).",
+      discussion:
+        "The state goes with the first page of each large mapping of private memory; the receiver runs the container and fetches every other page from here, where the container stays frozen until the last page is there, then is killed. The downtime does not grow with the memory. The risk: once it runs there, a broken connection loses the container there (its processes would wait for pages for ever, so the receiver kills them); here it stays frozen as it was at the freeze, for `ckcont thaw` or `ckcont kill`. Pre-copy has no such risk, which is why it is the default."
+    ))
+  var lazy = false
   @Option(help: ArgumentHelp("The downtime pre-copy aims at, in milliseconds.", valueName: "MS"))
   var maxDowntime: Double = 100
   @OptionGroup var global: GlobalOptions
@@ -39,6 +46,7 @@ struct MigrateCommand: ParsableCommand {
     guard replyTimeout > 0, maxDowntime > 0 else {
       throw ValidationError("--reply-timeout and --max-downtime must be positive")
     }
+    guard !(lazy && preCopy == true) else { throw ValidationError("--lazy and --pre-copy exclude each other") }
   }
 
   func run() throws {
@@ -54,6 +62,7 @@ struct MigrateCommand: ParsableCommand {
     var migrate = Migrate(dump: dump, destination: to)
     migrate.replyTimeout = replyTimeout
     migrate.preCopy = preCopy
+    migrate.lazy = lazy
     migrate.maximumDowntime = maxDowntime / 1000
     let json = global.json
     migrate.roundDone = { round in
@@ -69,7 +78,10 @@ struct MigrateCommand: ParsableCommand {
       Terminal.out(
         "moved \(cgroup.path) to \(to): \(report.processes) processes, \(report.threads) threads, "
           + "\(report.pageBytes >> 20) MiB of memory, \(report.bytesSent >> 20) MiB sent, root pid there "
-          + "\(report.receiverRootPid); \(report.rounds.count) pre-copy rounds; "
+          + "\(report.receiverRootPid); "
+          + (report.lazyBytes.map {
+            "\($0 >> 20) MiB sent lazily" + String(format: " in %.3f s after it ran; ", report.lazySeconds ?? 0)
+          } ?? "\(report.rounds.count) pre-copy rounds; ")
           + String(format: "downtime %.3f s, total %.3f s", report.frozenSeconds, report.totalSeconds))
     }
   }

@@ -115,6 +115,11 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// ran, ``Migrate``) and not in this bundle: the receiver puts them in beside the saved
   /// ones. Only in private anonymous memory, never over ``pages``.
   public var precopiedPages: [PageRun]?
+  /// Runs of its pages the receiver of a lazy migration (post-copy, ``Migrate``) fetches
+  /// from the frozen source at their first touch, or as they stream in after the container
+  /// runs; not in this bundle. Only in writable private anonymous memory whose first page
+  /// is saved, never over ``pages``.
+  public var lazyPages: [PageRun]?
   /// Private anonymous memory in huge pages (MAP_HUGETLB, shown as `/anon_hugepage`): their
   /// size. Mapped again in huge pages of that size.
   public var hugePageSize: UInt64?
@@ -285,6 +290,10 @@ extension VMAImage {
             + (run.until.map { ",\"until\":\($0)" } ?? "") + "}"
         }.joined(separator: ",") + "],"
     }
+    if let lazyPages {
+      text +=
+        "\"lazyPages\":[" + lazyPages.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",") + "],"
+    }
     if let lock { text += "\"lock\":\"\(lock.rawValue)\"," }
     if let noReserve { text += "\"noReserve\":\(noReserve)," }
     if let droppable { text += "\"droppable\":\(droppable)," }
@@ -390,6 +399,7 @@ extension VMAImage {
     var parentPages: [PageRun]?
     var laterPages: [LaterRun]?
     var precopiedPages: [PageRun]?
+    var lazyPages: [PageRun]?
     var hugePageSize: UInt64?
     var protection: Int32?
     var shared: Bool?
@@ -453,6 +463,9 @@ extension VMAImage {
       case "precopiedPages":
         precopiedPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
+      case "lazyPages":
+        lazyPages =
+          scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       default: try scanner.unknown(key, in: "a VMA")
       }
     }
@@ -481,6 +494,7 @@ extension VMAImage {
     self.parentPages = parentPages
     self.laterPages = laterPages
     self.precopiedPages = precopiedPages
+    self.lazyPages = lazyPages
     self.hugePageSize = hugePageSize
     self.objectDevice = objectDevice
     self.objectMode = objectMode

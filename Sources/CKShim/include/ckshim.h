@@ -277,9 +277,8 @@ int ck_uffd_register_wp(int uffd, uint64_t start, uint64_t length);
 int ck_uffd_writeprotect(int uffd, uint64_t start, uint64_t length);
 
 // A userfaultfd of another process's address space (taken with pidfd_getfd), for restore:
-// UFFDIO_API with no features, then UFFDIO_REGISTER of [start, start+length) for missing
-// pages. 0 or -errno.
-int ck_uffd_prepare(int uffd);
+// after UFFDIO_API (ck_uffd_api_features), UFFDIO_REGISTER of [start, start+length) for
+// missing pages. 0 or -errno.
 int ck_uffd_register_missing(int uffd, uint64_t start, uint64_t length);
 // UFFDIO_COPY of `length` bytes from `source` (in this process) to `destination` (in the
 // registered address space), into fresh pages that are not cleared first; loops over
@@ -290,6 +289,34 @@ enum {
   CK_UFFD_USER_MODE_ONLY = 1,
   CK_UFFD_FEATURE_WP_UNPOPULATED = 1 << 13,
   CK_UFFD_FEATURE_WP_ASYNC = 1 << 15,
+};
+
+// Post-copy (lazy migration): the events of a userfaultfd whose missing pages ckcont fills
+// as they are touched. struct uffd_msg is a union; this is it flattened.
+struct ck_uffd_event {
+  uint8_t kind;      // CK_UFFD_EVENT_*
+  uint64_t address;  // PAGEFAULT: the address touched
+  uint64_t from, to, length;  // REMAP: the range moved
+  uint64_t start, end;        // REMOVE, UNMAP: the range dropped
+  int32_t ufd;       // FORK: the child's userfaultfd, now a descriptor of this process
+};
+// Reads one event: 1 when read, 0 when none waits (EAGAIN), -errno on failure.
+int ck_uffd_read_event(int uffd, struct ck_uffd_event *event);
+// UFFDIO_ZEROPAGE of one page (a page that never held data), waking its faulting threads;
+// a page already there is only woken (UFFDIO_WAKE). 0 or -errno.
+int ck_uffd_zeropage(int uffd, uint64_t address);
+// UFFDIO_WAKE of one page. 0 or -errno.
+int ck_uffd_wake(int uffd, uint64_t address);
+
+enum {
+  CK_UFFD_EVENT_PAGEFAULT = 0x12,
+  CK_UFFD_EVENT_FORK = 0x13,
+  CK_UFFD_EVENT_REMAP = 0x14,
+  CK_UFFD_EVENT_REMOVE = 0x15,
+  CK_UFFD_EVENT_UNMAP = 0x16,
+  // UFFD_FEATURE_EVENT_FORK | EVENT_REMAP | EVENT_REMOVE | EVENT_UNMAP: what a process does
+  // with memory not yet filled (fork it, move it, drop it) is told before it takes effect.
+  CK_UFFD_FEATURES_NONCOOPERATIVE = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6),
 };
 
 // ---- interruption (signals.c) ----

@@ -73,6 +73,12 @@ final class MemoryRestore {
   private var userfaultCall: Int?
   /// Raw: the page copier's threads use it; ``releaseUserfault()`` closes it.
   private var userfault: Int32?
+  /// A lazy migration's page server: the mappings with pages to fetch
+  /// (``VMAImage/lazyPages``) are registered and handed to it, the task's pid in the
+  /// container (`containerPid`) naming them at the source.
+  var lazy: LazyPages?
+  var containerPid: Int32 = 0
+  private var fetchesLazily: Bool { lazy != nil && image.vmas.contains { $0.lazyPages != nil } }
   /// A task with at least this much private anonymous memory to fill gets it through a
   /// userfaultfd: it costs two more system calls and a stop, and saves clearing every page.
   static let userfaultMinimum: UInt64 = 4 << 20
@@ -247,7 +253,7 @@ final class MemoryRestore {
     let anonymous = mapped.filter(Self.fillsThroughUserfault).reduce(UInt64(0)) {
       $0 + $1.pages.reduce(0) { $0 + $1.size }
     }
-    if anonymous >= Self.userfaultMinimum {
+    if anonymous >= Self.userfaultMinimum || fetchesLazily {
       userfaultCall = batch.add(.userfaultfd(O_CLOEXEC | O_NONBLOCK), mayFail: true)
     }
   }
@@ -323,8 +329,9 @@ final class MemoryRestore {
   /// registering a mapping costs ~8 µs (perf: 10,000 one-page mappings, a third with a page,
   /// spent 26 ms in UFFDIO_REGISTER), where a copy saves clearing each page (~0.5 µs).
   static func fillsThroughUserfault(_ vma: VMAImage) -> Bool {
-    vma.isPrivateAnonymous && vma.parentPages == nil && vma.laterPages == nil && vma.hugePageSize == nil
-      && vma.pages.reduce(0) { $0 + $1.size } >= userfaultMinimumMapping
+    vma.lazyPages != nil
+      || vma.isPrivateAnonymous && vma.parentPages == nil && vma.laterPages == nil && vma.hugePageSize == nil
+        && vma.pages.reduce(0) { $0 + $1.size } >= userfaultMinimumMapping
   }
 
   /// The pages a mapping needs to be filled through the userfaultfd (see above).
@@ -367,16 +374,36 @@ final class MemoryRestore {
 
   /// Takes the task's userfaultfd into ckcont (pidfd_getfd), closes the task's, and
   /// registers the mappings to fill; on any failure the pages go by process_vm_writev.
+  /// With pages to fetch lazily, the userfaultfd also reports what the task does with its
+  /// memory (forks, mremap, madvise, munmap) and a copy goes to ``lazy``; without one the
+  /// restore fails.
   private func takeUserfault(_ remote: Int64) throws {
-    guard remote >= 0 else { return }
+    let lazyFailure = CKError(
+      .failed, "task \(injector.pid): cannot register its memory with a userfaultfd, which a lazy migration needs",
+      hint: "migrate without --lazy")
+    guard remote >= 0 else {
+      if fetchesLazily { throw lazyFailure }
+      return
+    }
     let copied = try? OwnedDescriptor(copying: Int32(remote), ofProcess: injector.pid)
     try injector.call(.close(remote), "close the userfaultfd")
-    guard let ours = copied else { return }
-    guard ck_uffd_prepare(ours.raw) == 0,
-      mapped.filter(Self.fillsThroughUserfault).allSatisfy({
-        ck_uffd_register_missing(ours.raw, $0.start, $0.size) == 0
-      })
-    else { return }
+    guard let ours = copied else {
+      if fetchesLazily { throw lazyFailure }
+      return
+    }
+    let registered = mapped.filter(Self.fillsThroughUserfault)
+    guard ck_uffd_api_features(ours.raw, fetchesLazily ? UInt64(CK_UFFD_FEATURES_NONCOOPERATIVE) : 0) == 0,
+      registered.allSatisfy({ ck_uffd_register_missing(ours.raw, $0.start, $0.size) == 0 })
+    else {
+      if fetchesLazily { throw lazyFailure }
+      return
+    }
+    if let lazy, fetchesLazily {
+      guard let handed = OwnedDescriptor(adoptingValid: fcntl(ours.raw, F_DUPFD_CLOEXEC, 0)) else { throw lazyFailure }
+      lazy.adopt(
+        handed, pid: containerPid, lazy: image.vmas.flatMap { $0.lazyPages ?? [] },
+        restoring: registered.flatMap { $0.pages.map { AddressRange(start: $0.start, end: $0.end) } })
+    }
     userfault = ours.take()
   }
 

@@ -17,6 +17,10 @@ public struct MigrationReport: Sendable, Codable {
   public var totalSeconds: Double
   /// The pre-copy rounds, in order (empty: stop and copy).
   public var rounds: [Round]
+  /// With `--lazy`: the memory sent after the container ran there, and how long that took
+  /// from its word that it runs.
+  public var lazyBytes: Int?
+  public var lazySeconds: Double?
 
   /// One pre-copy round, the container running.
   public struct Round: Sendable, Codable {
@@ -40,6 +44,11 @@ public struct Migrate {
   /// Copy the pages while the container runs first (nil: when it holds more than
   /// ``preCopyThreshold`` of private memory).
   public var preCopy: Bool?
+  /// Post-copy (`--lazy`): send the state with little memory, let the receiver run the
+  /// container at once and fetch the rest from here (``LazySource``), frozen until the last
+  /// page is there. Once it runs there, a broken connection loses it there; it stays frozen
+  /// here as it was at the freeze.
+  public var lazy = false
   /// The longest the container may stand still: pre-copy rounds go on until what is left
   /// to send would take about this long at the rate seen, or stops shrinking.
   public var maximumDowntime: Double = 0.1
@@ -58,6 +67,9 @@ public struct Migrate {
   private final class Verdict: @unchecked Sendable {
     var rootPid: Int32?
     var refusal: String?
+    /// Why the pages of a lazy migration stopped coming once the container ran there.
+    var lost: String?
+    var lazySeconds: Double?
   }
 
   public func run() throws -> MigrationReport {
@@ -66,7 +78,14 @@ public struct Migrate {
     try channel.send(MigrationChannel.hello)
     var dump = self.dump
     var rounds: [Round] = []
-    if try preCopy ?? (privateMemory() >= Self.preCopyThreshold) {
+    // A lazy migration's pages go over a connection of their own: the restore may fault on
+    // them while it still reads its bundle from the first.
+    let pages = lazy ? try MigrationChannel.connect(to: destination) : nil
+    if let pages {
+      try channel.send("lazy")
+      try pages.send(LazySource.hello)
+      dump.lazy = LazySource()
+    } else if try preCopy ?? (privateMemory() >= Self.preCopyThreshold) {
       let precopy = try PreCopy.start(cgroup: dump.cgroup, freezeTimeout: dump.freezeTimeout, log: dump.log)
       rounds = try sendRounds(precopy, over: channel)
       dump.precopy = precopy
@@ -75,12 +94,17 @@ public struct Migrate {
     let verdict = Verdict()
     let timeout = replyTimeout
     dump.output = .descriptor(channel.fd, name: "the receiver at \(destination)")
+    let source = dump.lazy
     dump.aftermath = .handOff {
+      // The receiver's restore may touch pages to fetch before it runs the container.
+      let server = source.flatMap { source in
+        pages.map { pages in BackgroundJob(named: "ckcont-page-server") { try source.serve(over: pages) } }
+      }
       do {
         let line = try channel.readLine(timeout: timeout)
         if let line, line.hasPrefix("running "), let pid = Int32(line.dropFirst("running ".count)) {
           verdict.rootPid = pid
-          return true
+          return Self.awaitLazyPages(server, verdict: verdict)
         }
         verdict.refusal =
           line.map { $0.hasPrefix("refused ") ? String($0.dropFirst("refused ".count)) : "it said \($0.prefix(120))" }
@@ -88,7 +112,9 @@ public struct Migrate {
       } catch {
         verdict.refusal = "\(error)"
       }
-      return false
+      if let pages { shutdown(pages.fd, Int32(SHUT_RDWR)) }
+      _ = try? server?.wait()
+      return .runOn
     }
     let report: DumpReport
     do {
@@ -102,6 +128,13 @@ public struct Migrate {
       }
       throw error
     }
+    if let lost = verdict.lost {
+      throw CKError(
+        .failed,
+        "the container ran at \(destination), but its memory stopped coming there (\(lost)): it is lost there; here it stays frozen as it was at the freeze",
+        hint:
+          "`ckcont thaw \(dump.cgroup.path)` runs it on from there (its peers may see resets), `ckcont kill` ends it")
+    }
     guard report.handedOff == true, let rootPid = verdict.rootPid else {
       throw CKError(
         .failed, "the receiver did not restore the container: \(verdict.refusal ?? "no word"); it runs on here")
@@ -112,7 +145,26 @@ public struct Migrate {
     return MigrationReport(
       processes: report.processes, threads: report.threads, pageBytes: report.pageBytes + UInt64(ahead),
       bytesSent: report.bundleBytes + ahead, receiverRootPid: rootPid, frozenSeconds: report.frozenSeconds,
-      totalSeconds: monotonicNow() - started, rounds: rounds)
+      totalSeconds: monotonicNow() - started, rounds: rounds,
+      lazyBytes: dump.lazy.map { $0.pageCount * Int(LazySource.pageSize) }, lazySeconds: verdict.lazySeconds)
+  }
+
+  /// Once the receiver runs the container: with lazy pages, waits until the last is there
+  /// (handed off) or the connection breaks (the copy there is lost: this one stays frozen).
+  private static func awaitLazyPages(_ server: BackgroundJob<Bool>?, verdict: Verdict) -> DumpAftermath.HandOff {
+    guard let server else { return .handedOff }
+    let started = monotonicNow()
+    do {
+      guard try server.wait() else {
+        verdict.lost = "the receiver closed the page connection"
+        return .keepFrozen
+      }
+    } catch {
+      verdict.lost = "\(error)"
+      return .keepFrozen
+    }
+    verdict.lazySeconds = monotonicNow() - started
+    return .handedOff
   }
 
   /// Pre-copy rounds until what is left would go within ``maximumDowntime`` at the rate of
@@ -159,6 +211,9 @@ public struct Receive {
   public var listenAddress: String
   /// Called with the address listened on (the port chosen when 0 was asked).
   public var listening: (String) -> Void = { _ in }
+  /// Called once the container runs here and the source knows it; a lazy migration then
+  /// goes on fetching its memory until ``run()`` returns.
+  public var running: (RestoreReport) -> Void = { _ in }
   public var log = Logger.discarding
 
   public init(restore: Restore, listenAddress: String) {
@@ -176,14 +231,26 @@ public struct Receive {
       try? channel.send("refused not a ckcont migration of this version (\(MigrationChannel.hello))")
       throw CKError(.badInput, "\(channel.peer) did not start a ckcont migration: refused")
     }
-    let store = try receiveRounds(over: channel)
+    let (store, lazyMigration) = try receiveRounds(over: channel)
     var restore = self.restore
     restore.input = .descriptor(channel.fd, name: "the migration from \(channel.peer)")
     restore.precopied = store
-    let report: RestoreReport
+    var lazy: LazyPages?
+    if lazyMigration {
+      let pages = try listener.accept()
+      guard try pages.readLine(timeout: 30) == LazySource.hello else {
+        try? channel.send("refused the page connection is not a ckcont migration's")
+        throw CKError(.badInput, "\(pages.peer) did not open the page connection of a lazy migration: refused")
+      }
+      lazy = try LazyPages(channel: pages, log: log)
+      lazy?.start()
+      restore.lazy = lazy
+    }
+    var report: RestoreReport
     do {
       report = try restore.run()
     } catch {
+      lazy?.stop()
       try? channel.send("refused \(error)")
       throw error
     }
@@ -191,11 +258,25 @@ public struct Receive {
       try channel.send("running \(report.rootPid)")
     } catch {
       // The source cannot have heard: it runs on there, so this copy must not.
+      lazy?.stop()
       killRestored(report)
       throw CKError(
         .failed,
         "the source is gone before it heard that the container runs here (\(error)); killed here, it runs on there"
       )
+    }
+    running(report)
+    if let lazy {
+      do {
+        report.lazyPages = try lazy.wait()
+      } catch {
+        // Its processes would wait for those pages for ever.
+        killRestored(report)
+        throw CKError(
+          .failed,
+          "the container's memory stopped coming (\(error)): the container is lost here (killed); the source keeps its copy frozen as it was at the freeze"
+        )
+      }
     }
     // A source that heard kills its copy and says so; one that did not hear runs on, and
     // the container would run twice: say so plainly (it cannot be known from here).
@@ -207,9 +288,10 @@ public struct Receive {
     return report
   }
 
-  /// The pages sent ahead, up to the `bundle` line.
-  private func receiveRounds(over channel: MigrationChannel) throws -> PreCopyStore? {
+  /// The pages sent ahead, up to the `bundle` line; whether the migration is lazy.
+  private func receiveRounds(over channel: MigrationChannel) throws -> (PreCopyStore?, lazy: Bool) {
     var store: PreCopyStore?
+    var lazy = false
     let buffer = UnsafeMutableRawBufferPointer.allocate(
       byteCount: Int(PreCopy.batchPages * PreCopy.pageSize), alignment: Int(PreCopy.pageSize))
     defer { buffer.deallocate() }
@@ -221,7 +303,9 @@ public struct Receive {
       let words = line.split(separator: " ")
       switch words.first {
       case "bundle":
-        return store
+        return (store, lazy)
+      case "lazy":
+        lazy = true
       case "round", "end":
         continue
       case "pages":

@@ -1,6 +1,7 @@
 import Bundle
 import CKShim
 import Cgroup
+import Glibc
 import Linux
 
 /// The checks a bundle's model passes before a restore uses any of it: every count, size,
@@ -324,6 +325,17 @@ extension LoadedBundle {
         !(vma.parentPages ?? []).contains(where: { $0.start < run.end && run.start < $0.end })
       else { throw bad("\(name()) has pages sent ahead outside it, over saved pages, or not in its memory") }
       precopiedEnd = run.end
+    }
+    var lazyEnd = vma.start
+    for run in vma.lazyPages ?? [] {
+      // Fetched at first touch (post-copy) into writable private anonymous memory whose
+      // other pages are its own (saved, the first among them), none where another page lies.
+      guard vma.isPrivateAnonymous, vma.protection & PROT_WRITE != 0, vma.hugePageSize == nil,
+        vma.parentPages == nil, vma.laterPages == nil, vma.precopiedPages == nil, !vma.pages.isEmpty,
+        run.start % pageSize == 0, run.end % pageSize == 0, run.start < run.end, run.start >= lazyEnd,
+        run.end <= vma.end, !vma.pages.contains(where: { $0.start < run.end && run.start < $0.end })
+      else { throw bad("\(name()) has pages to fetch lazily outside it, over saved pages, or not in its memory") }
+      lazyEnd = run.end
     }
     guard (vma.parentPages == nil && vma.laterPages == nil) || ForkInheritance.inheritable(vma) else {
       throw bad("\(name()) is kept from the parent but is not a private mapping of memory or a file")

@@ -24,6 +24,8 @@ public struct RestoreReport: Sendable, Codable {
   public var seconds: Double
   /// CLOCK_MONOTONIC seconds at the thaw that let the restored container run.
   public var resumedAt: Double
+  /// A lazy migration's fetch of the memory, once done (``Receive``).
+  public var lazyPages: LazyPages.Summary?
 }
 
 /// `ckcont restore`: verify the whole bundle, then recreate the container in fresh
@@ -33,6 +35,9 @@ public struct Restore {
   public var input: RestoreInput
   /// The pages a migration sent ahead of its bundle (``Receive``).
   public var precopied: PreCopyStore?
+  /// A lazy migration's page server (``Receive``): pages the bundle names lazily
+  /// (``VMAImage/lazyPages``) are fetched through it once the container runs.
+  var lazy: LazyPages?
   /// `--parent P`: where the parent bundle lies (else where the bundle records it, beside it).
   public var parentPath: String?
   /// The container's top cgroup, as a path inside the hierarchies (`/web`), used in every
@@ -166,6 +171,7 @@ public struct Restore {
       try Interruption.check()
       run.phases.record("up to the process tree", since: started)
       try run.restoreMemory()
+      lazy?.seal()
       try run.restoreFiles()
       try run.restoreTaskState()
       FaultInjection.point("restore:state")
@@ -202,6 +208,11 @@ public struct Restore {
         throw CKError(
           .badInput, "--cgroup-root \(cgroupRoot) must be an absolute path inside the cgroup hierarchies, like /web")
       }
+    }
+    if lazy == nil, bundle.tasks.contains(where: { $0.memory.vmas.contains { $0.lazyPages != nil } }) {
+      throw CKError(
+        .badInput, "the bundle names pages a lazy migration fetches from its source, which it does not hold",
+        hint: "only the `ckcont receive` it was sent to can restore it")
     }
     if bundle.tree.namespaces.netExternal == true, joinNetwork == nil {
       throw CKError(

@@ -370,6 +370,8 @@ final class RestoreRun {
       }, joinedAt: joinedAt(task), forksKeepMappings: !(keepersBySource[task.entry.pid] ?? []).isEmpty,
       parentProtections: memorySources[task.entry.pid].flatMap { memories[$0]?.protectionsAtForks } ?? [:], log: log)
     memory.abi = task.core.abi
+    memory.lazy = options.lazy
+    memory.containerPid = task.entry.pid
     return memory
   }
 

@@ -1,0 +1,383 @@
+import Bundle
+import CKShim
+import Cgroup
+import Foundation
+import Glibc
+import Linux
+import Logging
+import Synchronization
+
+/// The receiver's side of a lazy migration (post-copy; the source's is ``LazySource``).
+/// Each restored process with pages to fetch (``VMAImage/lazyPages``) hands its userfaultfd
+/// over as soon as its mappings are registered (``adopt(_:pid:lazy:restoring:)``); from
+/// then on a thread of its own serves every fault: a page still at the source is asked for
+/// and put in when it comes (UFFDIO_COPY wakes the process), a page that never held data
+/// becomes a zero page, a page the restore is still copying is left to the copy. The pages
+/// the source pushes in order are put in as they come, so the fetch ends by itself.
+///
+/// What a process does with memory not yet filled reaches this thread before it takes
+/// effect (the non-cooperative events): a fork gives the child's userfaultfd, whose
+/// missing pages are the same source pages as the parent's; mremap moves them; madvise
+/// (DONTNEED, REMOVE) and munmap drop them (a later touch reads zeros, as it would have).
+/// Every page that came is kept until the end: a child forked after its parent got a page
+/// may still miss it.
+public final class LazyPages: @unchecked Sendable {
+  /// What the fetch did, for the report.
+  public struct Summary: Sendable, Codable {
+    public var pages: Int
+    /// Pages a process waited for (asked for ahead of the push).
+    public var requested: Int
+    public var zeroPages: Int
+    public var seconds: Double
+  }
+
+  /// One address space being filled: a restored process, or one forked from it since.
+  private final class Space: @unchecked Sendable {
+    let fd: OwnedDescriptor
+    /// The restored process it comes from (pid in the container), for messages.
+    let pid: Int32
+    /// The source page each missing page of this space is.
+    var entries: [UInt64: PageKey]
+    var addressOf: [PageKey: UInt64]
+    /// Pages the restore copies in itself (until it is done): a fault there waits for it.
+    var restoring: [AddressRange]
+    var deferred: [UInt64] = []
+
+    init(fd: consuming OwnedDescriptor, pid: Int32, entries: [UInt64: PageKey], restoring: [AddressRange]) {
+      self.fd = fd
+      self.pid = pid
+      self.entries = entries
+      self.addressOf = Dictionary(uniqueKeysWithValues: entries.map { ($1, $0) })
+      self.restoring = restoring
+    }
+  }
+
+  /// What the restore's thread hands to the serving thread.
+  private struct Inbox {
+    var spaces: [Space] = []
+    var sealed = false
+    var stopped = false
+  }
+
+  private let channel: MigrationChannel
+  private let log: Logger
+  private let inbox = Mutex(Inbox())
+  /// A pipe whose reading end the serving thread polls.
+  private let wakeup: OwnedDescriptor
+  private let wakeupWriter: OwnedDescriptor
+  private var job: BackgroundJob<Summary>?
+
+  // Owned by the serving thread.
+  private var spaces: [Space] = []
+  private var holders: [PageKey: [Space]] = [:]
+  private let store: PreCopyStore
+  private var asked: Set<PageKey> = []
+  private var arrived = 0
+  private var zeroPages = 0
+  private var sourceDone = false
+  private var sealed = false
+  private let buffer: UnsafeMutableRawBufferPointer
+
+  /// Serves the pages coming over `channel` (the page connection, its hello read).
+  init(channel: MigrationChannel, log: Logger) throws {
+    self.channel = channel
+    self.log = log
+    store = try PreCopyStore()
+    var ends: [Int32] = [-1, -1]
+    guard ck_pipe2(&ends, O_CLOEXEC | O_NONBLOCK) == 0 else {
+      throw SyscallError("pipe2", "the lazy pages' wake-up", .init(rawValue: errno))
+    }
+    wakeup = OwnedDescriptor(adopting: ends[0])
+    wakeupWriter = OwnedDescriptor(adopting: ends[1])
+    buffer = UnsafeMutableRawBufferPointer.allocate(
+      byteCount: Int(LazySource.pushPages * LazySource.pageSize), alignment: Int(LazySource.pageSize))
+  }
+
+  deinit {
+    stop()
+    _ = try? job?.wait()
+    buffer.deallocate()
+  }
+
+  /// Starts serving.
+  func start() {
+    let started = monotonicNow()
+    job = BackgroundJob(named: "ckcont-lazy-pages") { [self] in
+      // Closing the userfaultfds unregisters what is left: nothing is missing any more.
+      defer {
+        holders.removeAll()
+        spaces.removeAll()
+      }
+      try serve()
+      return Summary(
+        pages: arrived, requested: asked.count, zeroPages: zeroPages, seconds: monotonicNow() - started)
+    }
+  }
+
+  /// Takes over a restored process's userfaultfd, its mappings registered for missing
+  /// pages: `lazy` are the pages to fetch (the process's pid in the container, `pid`, names
+  /// them at the source), `restoring` those the restore copies in itself.
+  func adopt(_ userfault: consuming OwnedDescriptor, pid: Int32, lazy: [PageRun], restoring: [AddressRange]) {
+    var entries: [UInt64: PageKey] = [:]
+    for run in lazy {
+      for address in stride(from: run.start, to: run.end, by: Int(LazySource.pageSize)) {
+        entries[address] = PageKey(pid: pid, address: address)
+      }
+    }
+    let space = Space(fd: userfault, pid: pid, entries: entries, restoring: restoring)
+    inbox.withLock { $0.spaces.append(space) }
+    wake()
+  }
+
+  /// The restore is done: every page it copies is in.
+  func seal() {
+    inbox.withLock { $0.sealed = true }
+    wake()
+  }
+
+  /// Stops serving (a failed restore): the processes are being killed.
+  func stop() {
+    inbox.withLock { $0.stopped = true }
+    wake()
+  }
+
+  /// Waits until every page has come and is in (or was dropped by its process).
+  func wait() throws -> Summary {
+    guard let job else { throw CKError(.failed, "the lazy pages were never served") }
+    return try job.wait()
+  }
+
+  private func wake() {
+    var one: UInt8 = 1
+    _ = write(wakeupWriter.raw, &one, 1)
+  }
+
+  // MARK: The serving thread
+
+  private func serve() throws {
+    while true {
+      var polled = [pollfd(fd: wakeup.raw, events: Int16(POLLIN), revents: 0)]
+      polled.append(pollfd(fd: sourceDone ? -1 : channel.fd, events: Int16(POLLIN), revents: 0))
+      polled += spaces.map { pollfd(fd: $0.fd.raw, events: Int16(POLLIN), revents: 0) }
+      let ready = poll(&polled, nfds_t(polled.count), -1)
+      if ready < 0 && errno == EINTR { continue }
+      guard ready >= 0 else { throw SyscallError("poll", "the lazy pages", .init(rawValue: errno)) }
+      if polled[0].revents != 0, try takeInbox() { return }
+      for (space, entry) in zip(spaces, polled.dropFirst(2)) where entry.revents != 0 {
+        try handleEvents(of: space)
+      }
+      if polled[1].revents != 0 { try receivePages() }
+      if sealed && sourceDone {
+        try channel.send(record: PageRecord(pid: 0, count: 0, address: 0))
+        log.debug("lazy pages: all \(arrived) in, \(asked.count) asked for, \(zeroPages) zero pages")
+        return
+      }
+    }
+  }
+
+  /// Takes what the restore handed over; true when told to stop.
+  private func takeInbox() throws -> Bool {
+    var drained = [UInt8](repeating: 0, count: 64)
+    while read(wakeup.raw, &drained, drained.count) > 0 {}
+    let taken = inbox.withLock { inbox in
+      defer { inbox.spaces.removeAll() }
+      return inbox
+    }
+    if taken.stopped { return true }
+    for space in taken.spaces {
+      spaces.append(space)
+      // The source pushes from the moment it has sent the bundle: what came before the
+      // restore got here goes in now, the rest as it comes.
+      var present: [(address: UInt64, data: UnsafeRawPointer)] = []
+      for (address, key) in space.entries {
+        if let data = store.page(pid: key.pid, at: key.address) {
+          present.append((address, data))
+        } else {
+          holders[key, default: []].append(space)
+        }
+      }
+      fill(space, present.sorted { $0.address < $1.address })
+      // Faults of the restore itself (a kernel write into a page to fetch) wait for it.
+      try handleEvents(of: space)
+    }
+    if taken.sealed && !sealed {
+      sealed = true
+      for space in spaces {
+        for page in space.deferred { zeroPage(space, page) }
+        space.deferred.removeAll()
+        space.restoring.removeAll()
+      }
+    }
+    return false
+  }
+
+  /// Reads every event waiting on `space`'s userfaultfd.
+  private func handleEvents(of space: Space) throws {
+    var event = ck_uffd_event()
+    while true {
+      let result = ck_uffd_read_event(space.fd.raw, &event)
+      if result == 0 { return }
+      guard result > 0 else {
+        // Its process is gone: nothing more to fill there.
+        log.debug("lazy pages: process \(space.pid)'s address space: \(String(cString: strerror(-result)))")
+        forget(space)
+        return
+      }
+      switch Int32(event.kind) {
+      case Int32(CK_UFFD_EVENT_PAGEFAULT):
+        try fault(space, at: event.address & ~(LazySource.pageSize - 1))
+      case Int32(CK_UFFD_EVENT_FORK):
+        fork(space, child: event.ufd)
+      case Int32(CK_UFFD_EVENT_REMAP):
+        remap(space, from: event.from, to: event.to, length: event.length)
+      case Int32(CK_UFFD_EVENT_REMOVE), Int32(CK_UFFD_EVENT_UNMAP):
+        drop(space, from: event.start, to: event.end)
+      default:
+        continue
+      }
+    }
+  }
+
+  private func fault(_ space: Space, at page: UInt64) throws {
+    if let key = space.entries[page] {
+      if let data = store.page(pid: key.pid, at: key.address) {
+        copy(space, page, from: data, count: 1)
+      } else if asked.insert(key).inserted {
+        try channel.send(record: PageRecord(pid: key.pid, count: 1, address: key.address))
+      }
+      return
+    }
+    if !sealed && space.restoring.contains(where: { $0.start <= page && page < $0.end }) {
+      space.deferred.append(page)
+      return
+    }
+    zeroPage(space, page)
+  }
+
+  /// A fork of a process being filled: the child misses what its parent missed, the same
+  /// source pages.
+  private func fork(_ parent: Space, child fd: Int32) {
+    guard let owned = OwnedDescriptor(adoptingValid: fd) else { return }
+    let child = Space(fd: owned, pid: parent.pid, entries: parent.entries, restoring: parent.restoring)
+    child.addressOf = parent.addressOf
+    for key in child.entries.values where holders[key] != nil { holders[key]?.append(child) }
+    spaces.append(child)
+  }
+
+  private func remap(_ space: Space, from: UInt64, to: UInt64, length: UInt64) {
+    var moved: [(UInt64, PageKey)] = []
+    for (address, key) in space.entries where address >= from && address < from + length {
+      moved.append((address, key))
+    }
+    for (address, _) in moved { space.entries.removeValue(forKey: address) }
+    for (address, key) in moved {
+      space.entries[to + (address - from)] = key
+      space.addressOf[key] = to + (address - from)
+    }
+  }
+
+  private func drop(_ space: Space, from start: UInt64, to end: UInt64) {
+    let pages = (end - start) / LazySource.pageSize
+    if pages < UInt64(space.entries.count) {
+      for address in stride(from: start, to: end, by: Int(LazySource.pageSize)) {
+        if let key = space.entries.removeValue(forKey: address) { space.addressOf.removeValue(forKey: key) }
+      }
+    } else {
+      for (address, key) in space.entries where address >= start && address < end {
+        space.entries.removeValue(forKey: address)
+        space.addressOf.removeValue(forKey: key)
+      }
+    }
+  }
+
+  private func forget(_ space: Space) {
+    spaces.removeAll { $0 === space }
+  }
+
+  /// One record of pages from the source: kept, and put into every space missing them.
+  private func receivePages() throws {
+    guard let record = try channel.receiveRecord() else {
+      throw CKError(.failed, "the source closed the page connection before it sent every page")
+    }
+    if record.pid == 0 && record.count == 0 {
+      sourceDone = true
+      return
+    }
+    let count = Int(record.count)
+    guard count > 0, UInt64(count) <= LazySource.pushPages, record.address % LazySource.pageSize == 0 else {
+      throw CKError(.badInput, "the source sent a malformed page record")
+    }
+    let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count * Int(LazySource.pageSize)])
+    try channel.receive(into: data)
+    try store.store(pid: record.pid, start: record.address, count: count, data: UnsafeRawBufferPointer(data))
+    arrived += count
+    // Runs of pages bound for the same space at consecutive addresses go in one copy.
+    var run: (space: Space, address: UInt64, first: Int, count: Int)?
+    for index in 0..<count {
+      let key = PageKey(pid: record.pid, address: record.address + UInt64(index) * LazySource.pageSize)
+      for space in holders.removeValue(forKey: key) ?? [] {
+        guard let address = space.addressOf[key] else { continue }
+        if let current = run, current.space === space,
+          current.address + UInt64(current.count) * LazySource.pageSize == address,
+          current.first + current.count == index
+        {
+          run?.count += 1
+          continue
+        }
+        if let current = run { copyRun(current, from: data) }
+        run = (space, address, index, 1)
+      }
+    }
+    if let current = run { copyRun(current, from: data) }
+  }
+
+  /// Copies `pages` (sorted by address) into `space`, runs of neighbours that lie back to
+  /// back in the store in one copy each.
+  private func fill(_ space: Space, _ pages: [(address: UInt64, data: UnsafeRawPointer)]) {
+    var index = 0
+    while index < pages.count {
+      var count = 1
+      while index + count < pages.count, count < Int(LazySource.pushPages),
+        pages[index + count].address == pages[index].address + UInt64(count) * LazySource.pageSize,
+        pages[index + count].data == pages[index].data + count * Int(LazySource.pageSize)
+      {
+        count += 1
+      }
+      copy(space, pages[index].address, from: pages[index].data, count: count)
+      index += count
+    }
+  }
+
+  private func copyRun(
+    _ run: (space: Space, address: UInt64, first: Int, count: Int), from data: UnsafeMutableRawBufferPointer
+  ) {
+    guard let base = data.baseAddress else { return }
+    copy(run.space, run.address, from: base + run.first * Int(LazySource.pageSize), count: run.count)
+  }
+
+  /// UFFDIO_COPY of `count` pages, which wakes whoever waits for them; where a page is
+  /// there already (its process wrote it since: a zero page or a copy-on-write), it is only
+  /// woken, page by page.
+  private func copy(_ space: Space, _ address: UInt64, from data: UnsafeRawPointer, count: Int) {
+    let bytes = UInt64(count) * LazySource.pageSize
+    let result = ck_uffd_copy(space.fd.raw, address, data, bytes)
+    guard result == -EEXIST, count > 1 else {
+      if result == -EEXIST { _ = ck_uffd_wake(space.fd.raw, address) }
+      if result != 0 && result != -EEXIST {
+        log.debug(
+          "lazy pages: process \(space.pid): UFFDIO_COPY at \(hex(address)): \(String(cString: strerror(-result)))")
+      }
+      return
+    }
+    for page in 0..<count {
+      let at = address + UInt64(page) * LazySource.pageSize
+      if ck_uffd_copy(space.fd.raw, at, data + page * Int(LazySource.pageSize), LazySource.pageSize) == -EEXIST {
+        _ = ck_uffd_wake(space.fd.raw, at)
+      }
+    }
+  }
+
+  private func zeroPage(_ space: Space, _ page: UInt64) {
+    if ck_uffd_zeropage(space.fd.raw, page) == 0 { zeroPages += 1 }
+  }
+}

@@ -1,0 +1,214 @@
+import Bundle
+import Cgroup
+import Foundation
+import Glibc
+import Linux
+
+/// The source's side of a lazy migration (post-copy, `ckcont migrate --lazy`): the bundle
+/// names most private memory (``VMAImage/lazyPages``) instead of holding it, and the
+/// source, frozen, serves those pages over a connection of their own while the receiver
+/// runs the container: the pages its processes touch first (requests), and all the others
+/// in order meanwhile (the push). The receiver's side is ``LazyPages``.
+///
+/// Protocol of the page connection, after its hello line (``hello``): records of 16 bytes,
+/// (pid: Int32, count: UInt32, address: UInt64), little-endian as both hosts are x86_64.
+/// The receiver sends requests (count 1) and, once every page is in, (0, 0, 0). The source
+/// sends a record followed by `count` pages, and (0, 0, 0) once it has pushed them all.
+final class LazySource: @unchecked Sendable {
+  static let hello = "ckcont-pages 1"
+  static let pageSize: UInt64 = 4096
+  /// Pages pushed per record: small enough that a request waits little behind one.
+  static let pushPages: UInt64 = 64
+
+  /// The pages a process's image names lazily, and where it is on this host.
+  struct Process {
+    var hostPid: Int32
+    var runs: [PageRun]
+  }
+  /// By pid in the container, as the bundle names them; filled by ``mark(_:entries:tree:)``.
+  private(set) var processes: [Int32: Process] = [:]
+  var pageCount: Int { processes.values.reduce(0) { $0 + $1.runs.reduce(0) { $0 + Int($1.size / Self.pageSize) } } }
+
+  /// Whether a mapping's pages can be fetched at first touch: writable private anonymous
+  /// memory in small pages, the process's own (not kept through a fork, no pages held for
+  /// children), unlocked (mlock would touch every page while the restore runs), not wiped,
+  /// dropped or guarded by the kernel on its own, and with enough pages to be worth it. Its
+  /// first saved page stays in the bundle: the mapping is then one with pages for every
+  /// decision of the restore (it gets its anon_vma from that page).
+  static func eligible(_ vma: VMAImage) -> Bool {
+    vma.isPrivateAnonymous && vma.protection & PROT_WRITE != 0 && vma.hugePageSize == nil
+      && vma.parentPages == nil && vma.laterPages == nil && vma.precopiedPages == nil && vma.lock == nil
+      && vma.droppable != true && vma.guards == nil && !(vma.advice ?? []).contains(.wipeOnFork)
+      && vma.pages.reduce(0) { $0 + $1.size } >= MemoryRestore.userfaultMinimumMapping
+  }
+
+  /// Moves the saved pages of eligible mappings (all but each one's first) to
+  /// ``VMAImage/lazyPages`` and notes them for serving. Not in a process whose children keep
+  /// its mappings: the restore fills its memory before it forks them, which share its pages.
+  /// Returns the tasks changed.
+  func mark(_ tasks: inout [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree) -> Set<Int> {
+    guard let plan = try? TreePlan(tasks: entries, ownPidNamespace: tree.namespaces.pid, isFree: { _ in true })
+    else { return [] }
+    let sources = ForkInheritance.memorySources(plan, living: Set(tasks.map(\.entry.pid)))
+    let keptFrom = Set(
+      tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.compactMap { sources[$0.entry.pid] }
+    ).union(tasks.filter { $0.memory.vmas.contains { $0.laterPages != nil } }.map(\.entry.pid))
+    var changed = Set<Int>()
+    for index in tasks.indices where !keptFrom.contains(tasks[index].entry.pid) {
+      var image = tasks[index].memory
+      var runs: [PageRun] = []
+      for at in image.vmas.indices where Self.eligible(image.vmas[at]) {
+        let vma = image.vmas[at]
+        let first = vma.pages[0].start
+        let kept = PageRun(start: first, end: first + Self.pageSize)
+        var lazy = vma.pages
+        lazy[0].start += Self.pageSize
+        lazy.removeAll { $0.start == $0.end }
+        guard !lazy.isEmpty else { continue }
+        image.vmas[at].pages = [kept]
+        image.vmas[at].lazyPages = lazy
+        runs += lazy
+      }
+      guard !runs.isEmpty else { continue }
+      image.renumberPages()
+      tasks[index].memory = image
+      processes[tasks[index].entry.pid] = Process(hostPid: tasks[index].hostPid, runs: runs)
+      changed.insert(index)
+    }
+    return changed
+  }
+
+  /// Serves the pages over `channel` until the receiver says it has them all (true), or
+  /// the connection ends first (false). The processes stay frozen meanwhile.
+  func serve(over channel: MigrationChannel) throws -> Bool {
+    // Raw: a dictionary cannot hold owned descriptors; closed on the way out.
+    var memories: [Int32: Int32] = [:]
+    defer { for fd in memories.values { close(fd) } }
+    for (pid, process) in processes {
+      let memory = open("/proc/\(process.hostPid)/mem", O_RDONLY | O_CLOEXEC)
+      guard memory >= 0 else {
+        throw CKError(.failed, "cannot read the memory of process \(process.hostPid) to serve its pages")
+      }
+      memories[pid] = memory
+    }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(
+      byteCount: Int(Self.pushPages * Self.pageSize), alignment: Int(Self.pageSize))
+    defer { buffer.deallocate() }
+    var sent = Set<PageKey>()
+    var queue = processes.sorted { $0.key < $1.key }.flatMap { pid, process in process.runs.map { (pid, $0) } }[...]
+
+    func send(pid: Int32, address: UInt64, count: UInt64) throws {
+      guard let memory = memories[pid] else {
+        throw CKError(.badInput, "the receiver asked for a page of process \(pid), which has none to fetch")
+      }
+      let bytes = Int(count * Self.pageSize)
+      let read = pread(memory, buffer.baseAddress, bytes, off_t(address))
+      guard read == bytes else {
+        throw SyscallError("pread", "pages \(hex(address)) of process \(pid)", .init(rawValue: read < 0 ? errno : EIO))
+      }
+      try channel.send(record: PageRecord(pid: pid, count: UInt32(count), address: address))
+      try channel.send(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes]))
+    }
+
+    var pushed = false
+    while true {
+      // Requests first: a process waits for each.
+      if try channel.hasInput(timeout: pushed ? 600 : 0) {
+        guard let request = try channel.receiveRecord() else { return false }
+        if request.count == 0 { return true }
+        let key = PageKey(pid: request.pid, address: request.address)
+        guard request.count == 1, request.address % Self.pageSize == 0 else {
+          throw CKError(.badInput, "the receiver sent a malformed page request")
+        }
+        if sent.insert(key).inserted { try send(pid: request.pid, address: request.address, count: 1) }
+        continue
+      }
+      guard let (pid, run) = queue.first else {
+        if !pushed {
+          try channel.send(record: PageRecord(pid: 0, count: 0, address: 0))
+          pushed = true
+        }
+        continue
+      }
+      // The next pages of the run not sent yet on request.
+      var start = run.start
+      while start < run.end && sent.contains(PageKey(pid: pid, address: start)) { start += Self.pageSize }
+      var end = start
+      while end < run.end && end - start < Self.pushPages * Self.pageSize
+        && !sent.contains(PageKey(pid: pid, address: end))
+      {
+        end += Self.pageSize
+      }
+      if end > start {
+        try send(pid: pid, address: start, count: (end - start) / Self.pageSize)
+        for address in stride(from: start, to: end, by: Int(Self.pageSize)) {
+          sent.insert(PageKey(pid: pid, address: address))
+        }
+      }
+      if end >= run.end {
+        queue.removeFirst()
+      } else {
+        queue[queue.startIndex].1.start = end
+      }
+    }
+  }
+}
+
+/// A page of the source: its process (pid in the container) and address.
+struct PageKey: Hashable {
+  var pid: Int32
+  var address: UInt64
+}
+
+/// One record of the page connection (``LazySource``).
+struct PageRecord {
+  var pid: Int32
+  var count: UInt32
+  var address: UInt64
+  static let size = 16
+}
+
+extension MigrationChannel {
+  /// Sends `record`.
+  func send(record: PageRecord) throws {
+    var bytes = [UInt8](repeating: 0, count: PageRecord.size)
+    withUnsafeBytes(of: record.pid.littleEndian) { bytes.replaceSubrange(0..<4, with: $0) }
+    withUnsafeBytes(of: record.count.littleEndian) { bytes.replaceSubrange(4..<8, with: $0) }
+    withUnsafeBytes(of: record.address.littleEndian) { bytes.replaceSubrange(8..<16, with: $0) }
+    try bytes.withUnsafeBytes { try send(bytes: $0) }
+  }
+
+  /// The next record; nil when the stream ends before it.
+  func receiveRecord() throws -> PageRecord? {
+    var bytes = [UInt8](repeating: 0, count: PageRecord.size)
+    var done = 0
+    while done < PageRecord.size {
+      let count = bytes.withUnsafeMutableBytes {
+        Glibc.read(fd, $0.baseAddress.map { $0 + done }, PageRecord.size - done)
+      }
+      if count < 0 && errno == EINTR { continue }
+      guard count >= 0 else { throw SyscallError("read", "the connection to \(peer)", .init(rawValue: errno)) }
+      guard count > 0 else {
+        if done == 0 { return nil }
+        throw CKError(.failed, "\(peer) closed the connection in the middle of a record")
+      }
+      done += count
+    }
+    func word<T: FixedWidthInteger>(_ range: Range<Int>, _: T.Type) -> T {
+      bytes[range].withUnsafeBytes { T(littleEndian: $0.loadUnaligned(as: T.self)) }
+    }
+    return PageRecord(pid: word(0..<4, Int32.self), count: word(4..<8, UInt32.self), address: word(8..<16, UInt64.self))
+  }
+
+  /// Whether something waits to be read within `timeout` seconds (0: now).
+  func hasInput(timeout: Double) throws -> Bool {
+    var polled = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    while true {
+      let ready = poll(&polled, 1, Int32(timeout * 1000))
+      if ready < 0 && errno == EINTR { continue }
+      guard ready >= 0 else { throw SyscallError("poll", "the connection to \(peer)", .init(rawValue: errno)) }
+      guard ready > 0 || timeout == 0 else { throw CKError(.failed, "\(peer) said nothing for \(Int(timeout)) s") }
+      return ready > 0
+    }
+  }
+}
