@@ -45,6 +45,7 @@ struct ModelEncodingTests {
         : nil
       vmas[vmas.count - 1].hugePageSize = index == 1 ? 2 << 20 : nil
       vmas[vmas.count - 1].precopiedPages = index == 5 ? [PageRun(start: start + 0x5000, end: start + 0x6000)] : nil
+      vmas[vmas.count - 1].lazyPages = index == 3 ? [PageRun(start: start + 0x4000, end: start + 0x6000)] : nil
       vmas[vmas.count - 1].objectDevice = index == 6 ? 0x1_0000_0021 : nil
       vmas[vmas.count - 1].objectMode = index == 6 ? 0o4755 : nil
       offset += pages.reduce(0) { $0 + $1.size }
@@ -413,7 +414,11 @@ extension ModelEncodingTests {
       #expect(try JSONDecoder().decode(FileTableImage.self, from: data) == files)
       #expect(try FileTableImage.decodeJSON(Array(data), member: "files.json") == files)
     }
-    let text = String(decoding: try JSONEncoder().encode(files), as: UTF8.self)
+    // Sorted: "fd" is then never the last key, which the replacement below needs (unsorted,
+    // it was now and then, and the test found no unknown key to refuse).
+    let sorted = JSONEncoder()
+    sorted.outputFormatting = .sortedKeys
+    let text = String(decoding: try sorted.encode(files), as: UTF8.self)
     let added = text.replacingOccurrences(of: "\"fd\":3,", with: "\"fd\":3,\"later\":[1,{\"x\":2}],")
     #expect(try FileTableImage.decodeJSON(Array(added.utf8), member: "files.json", strict: false) == files)
     #expect(throws: BundleError.self) { try FileTableImage.decodeJSON(Array(added.utf8), member: "files.json") }

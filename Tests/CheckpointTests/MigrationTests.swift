@@ -205,3 +205,92 @@ struct MigrationTests {
     #expect(succeeded, "the client: \(log)")
   }
 }
+
+/// Lazy migrations (post-copy) over loopback, the push of pages held back (a test build's
+/// `CKCONT_FAULT_DELAY_AT=lazy:push`) so that the restored container touches pages that are
+/// still at the source.
+@Suite(.serialized)
+struct LazyMigrationTests {
+  /// A container being moved, and the receiver waiting for it.
+  struct Move {
+    let container: FixtureContainer
+    let destination: ScratchCgroup
+    let receiver: BackgroundProcess
+    let port: String
+
+    init(_ fixture: String, _ arguments: [String], receiverEnvironment: [String: String]? = nil) throws {
+      container = try FixtureContainer(fixture, arguments)
+      try container.waitReady()
+      destination = try ScratchCgroup(.v2)
+      receiver = try BackgroundProcess(
+        [TestPaths.ckcont, "receive", "--listen", "127.0.0.1:0", "--cgroup", destination.path, "-v"],
+        environment: receiverEnvironment)
+      let line = try receiver.waitForLine(startingWith: "listening on ")
+      port = String(line.split(separator: ":").last ?? "")
+    }
+
+    /// `ckcont migrate --lazy`, its push held back for `delay` ms.
+    func migrate(delay: Int) throws -> BackgroundProcess {
+      try BackgroundProcess(
+        [TestPaths.ckcont, "migrate", container.cgroup.path, "--to", "127.0.0.1:\(port)", "--lazy"],
+        environment: ["CKCONT_FAULT_DELAY_AT": "lazy:push", "CKCONT_FAULT_DELAY_MS": "\(delay)"])
+    }
+
+    /// The restored root, once the destination runs it.
+    func restoredPid(timeout: Double = 10) throws -> Int32 {
+      let deadline = Date().addingTimeInterval(timeout)
+      while Date() < deadline {
+        if let pid = destination.allPids().first, destination.read("cgroup.events").contains("frozen 0") { return pid }
+        usleep(2000)
+      }
+      throw TestFailure("nothing runs in \(destination.path); receiver: \(receiver.log)")
+    }
+
+    func destroy() {
+      receiver.stop()
+      destination.destroy()
+      container.destroy()
+    }
+  }
+
+  /// The program runs on at once while its 64 MiB are still at the source: a child it forks
+  /// sees the memory as it was, a quarter moved by mremap comes along, a quarter dropped
+  /// reads as zeros, a quarter written keeps what was under the writes.
+  @Test func aProgramThatForksMovesAndDropsMemoryBeforeItCameRunsOn() throws {
+    let move = try Move("bigmem", ["64", "ops"])
+    defer { move.destroy() }
+    let migrate = try move.migrate(delay: 3000)
+    let pid = try move.restoredPid()
+    kill(pid, SIGTERM)
+    #expect(migrate.waitUntilExit() == 0, "\(migrate.log)")
+    #expect(migrate.log.contains("MiB sent lazily"), "\(migrate.log)")
+    #expect(move.receiver.waitUntilExit() == 0, "\(move.receiver.log)")
+    // Its parent gone, the restored root is this runner's (the subreaper's) to reap.
+    #expect(try move.container.reap(pid, timeout: 30) == 0, "\(move.container.log)")
+    #expect(move.container.log.contains("PASS bigmem"), "\(move.container.log)")
+    // It asked for pages ahead of the push (the faults), and the dropped quarter became zero pages.
+    let summary = move.receiver.log.split(separator: "\n").first { $0.contains("lazy pages: all") } ?? ""
+    #expect(!summary.contains(" 0 asked for") && !summary.contains(" 0 zero pages"), "\(move.receiver.log)")
+    #expect(move.container.cgroup.allPids().isEmpty, "the source runs on")
+  }
+
+  /// The receiver dies once the container runs there, before its memory has come: the copy
+  /// there is killed (its guard), the source stays frozen as it was and says so, and runs on
+  /// once thawed.
+  @Test func aReceiverKilledBeforeTheMemoryCameLeavesTheSourceFrozen() throws {
+    let move = try Move("bigmem", ["64"], receiverEnvironment: ["CKCONT_FAULT_KILL_AT": "receive:running"])
+    defer { move.destroy() }
+    let migrate = try move.migrate(delay: 3000)
+    #expect(migrate.waitUntilExit() == 1, "\(migrate.log)")
+    #expect(migrate.log.contains("it is lost there; here it stays frozen"), "\(migrate.log)")
+    #expect(move.receiver.waitUntilExit() != 0)
+    #expect(move.destination.allPids().isEmpty, "the copy without its memory runs on there")
+    let pids = move.container.cgroup.allPids()
+    #expect(!pids.isEmpty && move.container.cgroup.read("cgroup.events").contains("frozen 1"))
+    let thawed = run([TestPaths.ckcont, "thaw", move.container.cgroup.path])
+    try #require(thawed.status == 0, "\(thawed.output)")
+    kill(pids[0], SIGTERM)
+    #expect(move.container.launcher.waitUntilExit() == 0, "\(move.container.log)")
+    #expect(move.container.log.contains("PASS bigmem"), "\(move.container.log)")
+  }
+}

@@ -308,6 +308,13 @@ int ck_uffd_zeropage(int uffd, uint64_t address);
 // UFFDIO_WAKE of one page. 0 or -errno.
 int ck_uffd_wake(int uffd, uint64_t address);
 
+// The guard of a lazy migration's receiver: a forked child that keeps a copy of every
+// descriptor sent over *control (ck_send_fd: the restored processes' userfaultfds, so that
+// their missing pages stay missing if the receiver dies), takes a message "c" + the cgroup
+// directory to kill, and on the end of the stream before a message "d" kills that cgroup.
+// Returns its pid or -errno.
+pid_t ck_spawn_lazy_guard(int *control);
+
 enum {
   CK_UFFD_EVENT_PAGEFAULT = 0x12,
   CK_UFFD_EVENT_FORK = 0x13,

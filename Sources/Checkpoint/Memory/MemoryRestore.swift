@@ -400,7 +400,7 @@ final class MemoryRestore {
     }
     if let lazy, fetchesLazily {
       guard let handed = OwnedDescriptor(adoptingValid: fcntl(ours.raw, F_DUPFD_CLOEXEC, 0)) else { throw lazyFailure }
-      lazy.adopt(
+      try lazy.adopt(
         handed, pid: containerPid, lazy: image.vmas.flatMap { $0.lazyPages ?? [] },
         restoring: registered.flatMap { $0.pages.map { AddressRange(start: $0.start, end: $0.end) } })
     }

@@ -21,6 +21,12 @@ import Synchronization
 /// (DONTNEED, REMOVE) and munmap drop them (a later touch reads zeros, as it would have).
 /// Every page that came is kept until the end: a child forked after its parent got a page
 /// may still miss it.
+///
+/// If the receiver dies before the end, the processes must not run on: closing the last
+/// descriptor of a userfaultfd unregisters it, and a missing page would then read as zeros.
+/// A guard process (``ck_spawn_lazy_guard``) holds a copy of every userfaultfd, so that the
+/// processes wait, and kills the container's cgroup when the receiver's end of its socket
+/// closes before the receiver said it is done.
 public final class LazyPages: @unchecked Sendable {
   /// What the fetch did, for the report.
   public struct Summary: Sendable, Codable {
@@ -61,6 +67,8 @@ public final class LazyPages: @unchecked Sendable {
 
   private let channel: MigrationChannel
   private let log: Logger
+  private let guardPid: pid_t
+  private let guardControl: OwnedDescriptor
   private let inbox = Mutex(Inbox())
   /// A pipe whose reading end the serving thread polls.
   private let wakeup: OwnedDescriptor
@@ -89,6 +97,13 @@ public final class LazyPages: @unchecked Sendable {
     }
     wakeup = OwnedDescriptor(adopting: ends[0])
     wakeupWriter = OwnedDescriptor(adopting: ends[1])
+    var control: Int32 = -1
+    let spawned = ck_spawn_lazy_guard(&control)
+    guard spawned > 0 else {
+      throw SyscallError("fork", "the lazy migration's guard", .init(rawValue: -spawned))
+    }
+    guardPid = spawned
+    guardControl = OwnedDescriptor(adopting: control)
     buffer = UnsafeMutableRawBufferPointer.allocate(
       byteCount: Int(LazySource.pushPages * LazySource.pageSize), alignment: Int(LazySource.pageSize))
   }
@@ -117,7 +132,11 @@ public final class LazyPages: @unchecked Sendable {
   /// Takes over a restored process's userfaultfd, its mappings registered for missing
   /// pages: `lazy` are the pages to fetch (the process's pid in the container, `pid`, names
   /// them at the source), `restoring` those the restore copies in itself.
-  func adopt(_ userfault: consuming OwnedDescriptor, pid: Int32, lazy: [PageRun], restoring: [AddressRange]) {
+  func adopt(_ userfault: consuming OwnedDescriptor, pid: Int32, lazy: [PageRun], restoring: [AddressRange]) throws {
+    let held = ck_send_fd(guardControl.raw, userfault.raw)
+    guard held == 0 else {
+      throw SyscallError("sendmsg", "a userfaultfd to the lazy migration's guard", .init(rawValue: -held))
+    }
     var entries: [UInt64: PageKey] = [:]
     for run in lazy {
       for address in stride(from: run.start, to: run.end, by: Int(LazySource.pageSize)) {
@@ -127,6 +146,13 @@ public final class LazyPages: @unchecked Sendable {
     let space = Space(fd: userfault, pid: pid, entries: entries, restoring: restoring)
     inbox.withLock { $0.spaces.append(space) }
     wake()
+  }
+
+  /// The restored container's cgroup (its directory), which the guard kills if this
+  /// process dies before every page is in.
+  func guardCgroup(_ directory: String) {
+    let message = Array(("c" + directory).utf8)
+    _ = message.withUnsafeBytes { send(guardControl.raw, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
   }
 
   /// The restore is done: every page it copies is in.
@@ -168,6 +194,11 @@ public final class LazyPages: @unchecked Sendable {
       }
       if polled[1].revents != 0 { try receivePages() }
       if sealed && sourceDone {
+        // Every page is in: the guard lets go of its copies (and the processes' memory is
+        // ordinary again once this thread's are closed too).
+        _ = send(guardControl.raw, "d", 1, Int32(MSG_NOSIGNAL))
+        var status: Int32 = 0
+        while waitpid(guardPid, &status, 0) < 0 && errno == EINTR {}
         try channel.send(record: PageRecord(pid: 0, count: 0, address: 0))
         log.debug("lazy pages: all \(arrived) in, \(asked.count) asked for, \(zeroPages) zero pages")
         return
@@ -258,6 +289,8 @@ public final class LazyPages: @unchecked Sendable {
   /// source pages.
   private func fork(_ parent: Space, child fd: Int32) {
     guard let owned = OwnedDescriptor(adoptingValid: fd) else { return }
+    // The guard holds it too (see above).
+    _ = ck_send_fd(guardControl.raw, owned.raw)
     let child = Space(fd: owned, pid: parent.pid, entries: parent.entries, restoring: parent.restoring)
     child.addressOf = parent.addressOf
     for key in child.entries.values where holders[key] != nil { holders[key]?.append(child) }

@@ -19,6 +19,8 @@ final class LazySource: @unchecked Sendable {
   static let pageSize: UInt64 = 4096
   /// Pages pushed per record: small enough that a request waits little behind one.
   static let pushPages: UInt64 = 64
+  /// Pages sent for a request: the one asked for and those after it not sent yet.
+  static let readAhead: UInt64 = 16
 
   /// The pages a process's image names lazily, and where it is on this host.
   struct Process {
@@ -111,18 +113,34 @@ final class LazySource: @unchecked Sendable {
     }
 
     var pushed = false
+    let pushFrom = monotonicNow() + FaultInjection.delay("lazy:push")
     while true {
       // Requests first: a process waits for each.
-      if try channel.hasInput(timeout: pushed ? 600 : 0) {
+      let wait = pushed ? 600 : max(0, pushFrom - monotonicNow())
+      if try channel.hasInput(timeout: wait) {
         guard let request = try channel.receiveRecord() else { return false }
         if request.count == 0 { return true }
         let key = PageKey(pid: request.pid, address: request.address)
         guard request.count == 1, request.address % Self.pageSize == 0 else {
           throw CKError(.badInput, "the receiver sent a malformed page request")
         }
-        if sent.insert(key).inserted { try send(pid: request.pid, address: request.address, count: 1) }
+        guard !sent.contains(key) else { continue }
+        // The pages after it in its run come along: a program reads on.
+        var end = request.address + Self.pageSize
+        let run = processes[request.pid]?.runs.first { $0.start <= request.address && request.address < $0.end }
+        while let run, end < run.end, end - request.address < Self.readAhead * Self.pageSize,
+          !sent.contains(PageKey(pid: request.pid, address: end))
+        {
+          end += Self.pageSize
+        }
+        try send(pid: request.pid, address: request.address, count: (end - request.address) / Self.pageSize)
+        for address in stride(from: request.address, to: end, by: Int(Self.pageSize)) {
+          sent.insert(PageKey(pid: request.pid, address: address))
+        }
         continue
       }
+      if pushed { throw CKError(.failed, "the receiver said nothing for \(Int(wait)) s once it had every page") }
+      guard monotonicNow() >= pushFrom else { continue }
       guard let (pid, run) = queue.first else {
         if !pushed {
           try channel.send(record: PageRecord(pid: 0, count: 0, address: 0))
@@ -200,14 +218,13 @@ extension MigrationChannel {
     return PageRecord(pid: word(0..<4, Int32.self), count: word(4..<8, UInt32.self), address: word(8..<16, UInt64.self))
   }
 
-  /// Whether something waits to be read within `timeout` seconds (0: now).
+  /// Whether something comes to be read within `timeout` seconds (0: now).
   func hasInput(timeout: Double) throws -> Bool {
     var polled = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
     while true {
       let ready = poll(&polled, 1, Int32(timeout * 1000))
       if ready < 0 && errno == EINTR { continue }
       guard ready >= 0 else { throw SyscallError("poll", "the connection to \(peer)", .init(rawValue: errno)) }
-      guard ready > 0 || timeout == 0 else { throw CKError(.failed, "\(peer) said nothing for \(Int(timeout)) s") }
       return ready > 0
     }
   }

@@ -133,7 +133,8 @@ public struct Migrate {
         .failed,
         "the container ran at \(destination), but its memory stopped coming there (\(lost)): it is lost there; here it stays frozen as it was at the freeze",
         hint:
-          "`ckcont thaw \(dump.cgroup.path)` runs it on from there (its peers may see resets), `ckcont kill` ends it")
+          "run `ckcont thaw \(dump.cgroup.path)` to run it on from there, its peers may see resets; or `ckcont kill` to end it"
+      )
     }
     guard report.handedOff == true, let rootPid = verdict.rootPid else {
       throw CKError(
@@ -265,6 +266,10 @@ public struct Receive {
         "the source is gone before it heard that the container runs here (\(error)); killed here, it runs on there"
       )
     }
+    if let lazy, let cgroup = try? Cgroup.resolve(report.cgroup, in: CgroupMounts.current()) {
+      lazy.guardCgroup(cgroup.path)
+    }
+    FaultInjection.point("receive:running")
     running(report)
     if let lazy {
       do {

@@ -20,6 +20,19 @@ public enum FaultInjection {
     #endif
   }
 
+  /// How long a test build waits at this point (`CKCONT_FAULT_DELAY_AT` names it,
+  /// `CKCONT_FAULT_DELAY_MS` says how long): a lazy migration's push held back, so that the
+  /// restored container touches pages that are not there yet. Zero in release builds.
+  static func delay(_ name: String) -> Double {
+    #if DEBUG
+      let environment = ProcessInfo.processInfo.environment
+      guard environment["CKCONT_FAULT_DELAY_AT"] == name else { return 0 }
+      return (environment["CKCONT_FAULT_DELAY_MS"].flatMap(Double.init) ?? 0) / 1000
+    #else
+      0
+    #endif
+  }
+
   /// Dies here when the test asked for this point.
   public static func point(_ name: String) {
     #if DEBUG
