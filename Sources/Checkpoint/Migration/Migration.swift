@@ -12,7 +12,8 @@ public struct MigrationReport: Sendable, Codable {
   public var bytesSent: Int
   /// The container's root pid on the receiving host.
   public var receiverRootPid: Int32
-  /// From the freeze to the receiver's word that the container runs there: the downtime.
+  /// From the freeze to the receiver's word that the container runs there: the downtime
+  /// (a little more: the word's way back).
   public var frozenSeconds: Double
   public var totalSeconds: Double
   /// The pre-copy rounds, in order (empty: stop and copy).
@@ -70,6 +71,8 @@ public struct Migrate {
     /// Why the pages of a lazy migration stopped coming once the container ran there.
     var lost: String?
     var lazySeconds: Double?
+    /// When the word came (CLOCK_MONOTONIC seconds).
+    var runningAt: Double?
   }
 
   public func run() throws -> MigrationReport {
@@ -104,6 +107,7 @@ public struct Migrate {
         let line = try channel.readLine(timeout: timeout)
         if let line, line.hasPrefix("running "), let pid = Int32(line.dropFirst("running ".count)) {
           verdict.rootPid = pid
+          verdict.runningAt = monotonicNow()
           return Self.awaitLazyPages(server, verdict: verdict)
         }
         verdict.refusal =
@@ -145,7 +149,8 @@ public struct Migrate {
     let ahead = rounds.reduce(0) { $0 + $1.pages } * Int(PreCopy.pageSize)
     return MigrationReport(
       processes: report.processes, threads: report.threads, pageBytes: report.pageBytes + UInt64(ahead),
-      bytesSent: report.bundleBytes + ahead, receiverRootPid: rootPid, frozenSeconds: report.frozenSeconds,
+      bytesSent: report.bundleBytes + ahead, receiverRootPid: rootPid,
+      frozenSeconds: (verdict.runningAt ?? monotonicNow()) - report.frozenAt,
       totalSeconds: monotonicNow() - started, rounds: rounds,
       lazyBytes: dump.lazy.map { $0.pageCount * Int(LazySource.pageSize) }, lazySeconds: verdict.lazySeconds)
   }
