@@ -103,6 +103,20 @@ int ck_uffd_read_event(int uffd, struct ck_uffd_event *event) {
   return 1;
 }
 
+int ck_uffd_copy_nowait(int uffd, uint64_t destination, const void *source, uint64_t length, uint64_t *done) {
+  *done = 0;
+  while (*done < length) {
+    struct uffdio_copy copy = {.dst = destination + *done, .src = (uint64_t)(uintptr_t)source + *done, .len = length - *done};
+    if (ioctl(uffd, UFFDIO_COPY, &copy) == 0) return 0;
+    if (copy.copy > 0) {
+      *done += (uint64_t)copy.copy;
+      continue;
+    }
+    return copy.copy < 0 ? (int)copy.copy : -errno;
+  }
+  return 0;
+}
+
 int ck_uffd_wake(int uffd, uint64_t address) {
   struct uffdio_range range = {.start = address, .len = 4096};
   return ioctl(uffd, UFFDIO_WAKE, &range) < 0 ? -errno : 0;

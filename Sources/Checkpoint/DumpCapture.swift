@@ -174,6 +174,7 @@ extension Dump {
         try phases.time("pages sent ahead") {
           try Self.markPrecopied(&tasks) { task in try precopy.trustedRuns(hostPid: task.hostPid) }
         })
+      changed.formUnion(LazySource.markHeldAhead(&tasks, entries: entries, tree: tree))
     }
     if let lazy {
       changed.formUnion(phases.time("pages to fetch lazily") { lazy.mark(&tasks, entries: entries, tree: tree) })

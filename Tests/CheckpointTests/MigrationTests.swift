@@ -230,9 +230,9 @@ struct LazyMigrationTests {
     }
 
     /// `ckcont migrate --lazy`, its push held back for `delay` ms.
-    func migrate(delay: Int) throws -> BackgroundProcess {
+    func migrate(delay: Int, _ mode: String = "--lazy") throws -> BackgroundProcess {
       try BackgroundProcess(
-        [TestPaths.ckcont, "migrate", container.cgroup.path, "--to", "127.0.0.1:\(port)", "--lazy"],
+        [TestPaths.ckcont, "migrate", container.cgroup.path, "--to", "127.0.0.1:\(port)", mode],
         environment: ["CKCONT_FAULT_DELAY_AT": "lazy:push", "CKCONT_FAULT_DELAY_MS": "\(delay)"])
     }
 
@@ -272,6 +272,25 @@ struct LazyMigrationTests {
     let summary = move.receiver.log.split(separator: "\n").first { $0.contains("lazy pages: all") } ?? ""
     #expect(!summary.contains(" 0 asked for") && !summary.contains(" 0 zero pages"), "\(move.receiver.log)")
     #expect(move.container.cgroup.allPids().isEmpty, "the source runs on")
+  }
+
+  /// After pre-copy the pages sent ahead go in once the container resumed (here held back
+  /// 1.5 s): the program works on them at once (forks, mremap, madvise, writes) and the
+  /// child, which misses what its parent had not had put in, gets it too.
+  @Test func aProgramThatWorksOnMemorySentAheadBeforeItIsInRunsOn() throws {
+    let move = try Move(
+      "bigmem", ["64", "ops"],
+      receiverEnvironment: ["CKCONT_FAULT_DELAY_AT": "lazy:fill", "CKCONT_FAULT_DELAY_MS": "1500"])
+    defer { move.destroy() }
+    let migrate = try move.migrate(delay: 0, "--pre-copy")
+    let pid = try move.restoredPid()
+    kill(pid, SIGTERM)
+    #expect(migrate.waitUntilExit() == 0, "\(migrate.log)")
+    #expect(migrate.log.contains("pre-copy rounds"), "\(migrate.log)")
+    #expect(move.receiver.waitUntilExit() == 0, "\(move.receiver.log)")
+    #expect(try move.container.reap(pid, timeout: 30) == 0, "\(move.container.log)")
+    #expect(move.container.log.contains("PASS bigmem"), "\(move.container.log)")
+    #expect(move.receiver.log.contains("lazy pages: all"), "the pages sent ahead went in before: \(move.receiver.log)")
   }
 
   /// The receiver dies once the container runs there, before its memory has come: the copy

@@ -307,6 +307,10 @@ int ck_uffd_read_event(int uffd, struct ck_uffd_event *event);
 int ck_uffd_zeropage(int uffd, uint64_t address);
 // UFFDIO_WAKE of one page. 0 or -errno.
 int ck_uffd_wake(int uffd, uint64_t address);
+// As ck_uffd_copy, but gives up with -EAGAIN while the address space changes (a fork,
+// mremap, madvise or munmap whose event is not read yet: the copy waits for the reader,
+// which is the caller), `*done` bytes copied so far.
+int ck_uffd_copy_nowait(int uffd, uint64_t destination, const void *source, uint64_t length, uint64_t *done);
 
 // The guard of a lazy migration's receiver: a forked child that keeps a copy of every
 // descriptor sent over *control (ck_send_fd: the restored processes' userfaultfds, so that

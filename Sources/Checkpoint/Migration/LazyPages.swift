@@ -48,6 +48,12 @@ public final class LazyPages: @unchecked Sendable {
     /// Pages the restore copies in itself (until it is done): a fault there waits for it.
     var restoring: [AddressRange]
     var deferred: [UInt64] = []
+    /// Pages held already (came before the process was adopted, or sent ahead by pre-copy
+    /// rounds), sorted by address: put in a chunk at a time between faults.
+    var toFill: ArraySlice<(address: UInt64, data: UnsafeRawPointer)> = []
+    /// Zero pages refused while the address space changed, put in once its events are read.
+    var toZero: [UInt64] = []
+    var filling: Bool { !toFill.isEmpty || !toZero.isEmpty }
 
     init(fd: consuming OwnedDescriptor, pid: Int32, entries: [UInt64: PageKey], restoring: [AddressRange]) {
       self.fd = fd
@@ -65,7 +71,9 @@ public final class LazyPages: @unchecked Sendable {
     var stopped = false
   }
 
-  private let channel: MigrationChannel
+  /// The page connection to the source; nil when every page is held here already (the
+  /// pages a pre-copy migration sent ahead, put in after the container resumes).
+  private let channel: MigrationChannel?
   private let log: Logger
   private let guardPid: pid_t
   private let guardControl: OwnedDescriptor
@@ -84,13 +92,16 @@ public final class LazyPages: @unchecked Sendable {
   private var zeroPages = 0
   private var sourceDone = false
   private var sealed = false
+  private var fillFrom = 0.0
   private let buffer: UnsafeMutableRawBufferPointer
 
-  /// Serves the pages coming over `channel` (the page connection, its hello read).
-  init(channel: MigrationChannel, log: Logger) throws {
+  /// Serves the pages coming over `channel` (the page connection, its hello read), or
+  /// (nil) those `store` holds already.
+  init(channel: MigrationChannel?, store: PreCopyStore? = nil, log: Logger) throws {
     self.channel = channel
     self.log = log
-    store = try PreCopyStore()
+    self.store = try store ?? PreCopyStore()
+    sourceDone = channel == nil
     var ends: [Int32] = [-1, -1]
     guard ck_pipe2(&ends, O_CLOEXEC | O_NONBLOCK) == 0 else {
       throw SyscallError("pipe2", "the lazy pages' wake-up", .init(rawValue: errno))
@@ -117,6 +128,8 @@ public final class LazyPages: @unchecked Sendable {
   /// Starts serving.
   func start() {
     let started = monotonicNow()
+    // A test build may hold the fills back: the container then works on memory not put in.
+    fillFrom = started + FaultInjection.delay("lazy:fill")
     job = BackgroundJob(named: "ckcont-lazy-pages") { [self] in
       // Closing the userfaultfds unregisters what is left: nothing is missing any more.
       defer {
@@ -133,6 +146,16 @@ public final class LazyPages: @unchecked Sendable {
   /// pages: `lazy` are the pages to fetch (the process's pid in the container, `pid`, names
   /// them at the source), `restoring` those the restore copies in itself.
   func adopt(_ userfault: consuming OwnedDescriptor, pid: Int32, lazy: [PageRun], restoring: [AddressRange]) throws {
+    if channel == nil {
+      // Every page must be here: nothing can fetch one.
+      for run in lazy {
+        for address in stride(from: run.start, to: run.end, by: Int(LazySource.pageSize))
+        where store.page(pid: pid, at: address) == nil {
+          throw CKError(
+            .badInput, "task \(pid): page \(hex(address)) was to come from a migration's rounds, which lack it")
+        }
+      }
+    }
     let held = ck_send_fd(guardControl.raw, userfault.raw)
     guard held == 0 else {
       throw SyscallError("sendmsg", "a userfaultfd to the lazy migration's guard", .init(rawValue: -held))
@@ -183,9 +206,12 @@ public final class LazyPages: @unchecked Sendable {
   private func serve() throws {
     while true {
       var polled = [pollfd(fd: wakeup.raw, events: Int16(POLLIN), revents: 0)]
-      polled.append(pollfd(fd: sourceDone ? -1 : channel.fd, events: Int16(POLLIN), revents: 0))
+      polled.append(pollfd(fd: sourceDone ? -1 : channel?.fd ?? -1, events: Int16(POLLIN), revents: 0))
       polled += spaces.map { pollfd(fd: $0.fd.raw, events: Int16(POLLIN), revents: 0) }
-      let ready = poll(&polled, nfds_t(polled.count), -1)
+      // Faults and events first; pages held already go in between them.
+      let filling = spaces.contains { $0.filling }
+      let holdBack = Int32(max(0, (fillFrom - monotonicNow()) * 1000))
+      let ready = poll(&polled, nfds_t(polled.count), filling ? holdBack : -1)
       if ready < 0 && errno == EINTR { continue }
       guard ready >= 0 else { throw SyscallError("poll", "the lazy pages", .init(rawValue: errno)) }
       if polled[0].revents != 0, try takeInbox() { return }
@@ -193,13 +219,14 @@ public final class LazyPages: @unchecked Sendable {
         try handleEvents(of: space)
       }
       if polled[1].revents != 0 { try receivePages() }
-      if sealed && sourceDone {
+      if ready == 0 && monotonicNow() >= fillFrom { fillChunk() }
+      if sealed && sourceDone && !spaces.contains(where: { $0.filling }) {
         // Every page is in: the guard lets go of its copies (and the processes' memory is
         // ordinary again once this thread's are closed too).
         _ = send(guardControl.raw, "d", 1, Int32(MSG_NOSIGNAL))
         var status: Int32 = 0
         while waitpid(guardPid, &status, 0) < 0 && errno == EINTR {}
-        try channel.send(record: PageRecord(pid: 0, count: 0, address: 0))
+        try channel?.send(record: PageRecord(pid: 0, count: 0, address: 0))
         log.debug("lazy pages: all \(arrived) in, \(asked.count) asked for, \(zeroPages) zero pages")
         return
       }
@@ -227,7 +254,7 @@ public final class LazyPages: @unchecked Sendable {
           holders[key, default: []].append(space)
         }
       }
-      fill(space, present.sorted { $0.address < $1.address })
+      space.toFill = present.sorted { $0.address < $1.address }[...]
       // Faults of the restore itself (a kernel write into a page to fetch) wait for it.
       try handleEvents(of: space)
     }
@@ -274,7 +301,7 @@ public final class LazyPages: @unchecked Sendable {
       if let data = store.page(pid: key.pid, at: key.address) {
         copy(space, page, from: data, count: 1)
       } else if asked.insert(key).inserted {
-        try channel.send(record: PageRecord(pid: key.pid, count: 1, address: key.address))
+        try channel?.send(record: PageRecord(pid: key.pid, count: 1, address: key.address))
       }
       return
     }
@@ -293,6 +320,9 @@ public final class LazyPages: @unchecked Sendable {
     _ = ck_send_fd(guardControl.raw, owned.raw)
     let child = Space(fd: owned, pid: parent.pid, entries: parent.entries, restoring: parent.restoring)
     child.addressOf = parent.addressOf
+    // What the parent has not had put in yet the child misses too: once the fills are done
+    // the userfaultfds close, and a page still missing would then read as zeros.
+    child.toFill = parent.toFill
     for key in child.entries.values where holders[key] != nil { holders[key]?.append(child) }
     spaces.append(child)
   }
@@ -307,9 +337,20 @@ public final class LazyPages: @unchecked Sendable {
       space.entries[to + (address - from)] = key
       space.addressOf[key] = to + (address - from)
     }
+    if space.filling {
+      space.toFill =
+        space.toFill.map { page in
+          page.address >= from && page.address < from + length ? (to + (page.address - from), page.data) : page
+        }[...]
+      space.toZero = space.toZero.map { $0 >= from && $0 < from + length ? to + ($0 - from) : $0 }
+    }
   }
 
   private func drop(_ space: Space, from start: UInt64, to end: UInt64) {
+    if space.filling {
+      space.toFill = space.toFill.filter { $0.address < start || $0.address >= end }[...]
+      space.toZero.removeAll { $0 >= start && $0 < end }
+    }
     let pages = (end - start) / LazySource.pageSize
     if pages < UInt64(space.entries.count) {
       for address in stride(from: start, to: end, by: Int(LazySource.pageSize)) {
@@ -329,7 +370,7 @@ public final class LazyPages: @unchecked Sendable {
 
   /// One record of pages from the source: kept, and put into every space missing them.
   private func receivePages() throws {
-    guard let record = try channel.receiveRecord() else {
+    guard let channel, let record = try channel.receiveRecord() else {
       throw CKError(.failed, "the source closed the page connection before it sent every page")
     }
     if record.pid == 0 && record.count == 0 {
@@ -364,22 +405,31 @@ public final class LazyPages: @unchecked Sendable {
     if let current = run { copyRun(current, from: data) }
   }
 
-  /// Copies `pages` (sorted by address) into `space`, runs of neighbours that lie back to
-  /// back in the store in one copy each.
-  private func fill(_ space: Space, _ pages: [(address: UInt64, data: UnsafeRawPointer)]) {
-    var index = 0
-    while index < pages.count {
+  /// Puts in the next pages held already of the first space that has some: up to
+  /// ``fillChunk`` pages, neighbours that lie back to back in the store in one copy each.
+  private func fillChunk() {
+    guard let space = spaces.first(where: { $0.filling }) else { return }
+    let zeroes = space.toZero
+    space.toZero.removeAll()
+    for page in zeroes { zeroPage(space, page) }
+    var budget = Self.fillChunk
+    while budget > 0, let first = space.toFill.first {
       var count = 1
-      while index + count < pages.count, count < Int(LazySource.pushPages),
-        pages[index + count].address == pages[index].address + UInt64(count) * LazySource.pageSize,
-        pages[index + count].data == pages[index].data + count * Int(LazySource.pageSize)
+      let pages = space.toFill
+      while count < min(budget, pages.count),
+        pages[pages.startIndex + count].address == first.address + UInt64(count) * LazySource.pageSize,
+        pages[pages.startIndex + count].data == first.data + count * Int(LazySource.pageSize)
       {
         count += 1
       }
-      copy(space, pages[index].address, from: pages[index].data, count: count)
-      index += count
+      space.toFill.removeFirst(count)
+      guard copy(space, first.address, from: first.data, count: count) else { return }
+      budget -= count
     }
   }
+
+  /// Pages put in between two looks at the faults: a fault waits at most for this many.
+  static let fillChunk = 512
 
   private func copyRun(
     _ run: (space: Space, address: UInt64, first: Int, count: Int), from data: UnsafeMutableRawBufferPointer
@@ -391,26 +441,48 @@ public final class LazyPages: @unchecked Sendable {
   /// UFFDIO_COPY of `count` pages, which wakes whoever waits for them; where a page is
   /// there already (its process wrote it since: a zero page or a copy-on-write), it is only
   /// woken, page by page.
-  private func copy(_ space: Space, _ address: UInt64, from data: UnsafeRawPointer, count: Int) {
-    let bytes = UInt64(count) * LazySource.pageSize
-    let result = ck_uffd_copy(space.fd.raw, address, data, bytes)
-    guard result == -EEXIST, count > 1 else {
-      if result == -EEXIST { _ = ck_uffd_wake(space.fd.raw, address) }
-      if result != 0 && result != -EEXIST {
+  /// While the address space changes (an event not read yet) the kernel refuses copies
+  /// (EAGAIN) until the event is read, which only this thread does: what is left goes back
+  /// to the space's fills, put in once its events are read.
+  /// Returns false when the address space was changing.
+  @discardableResult
+  private func copy(_ space: Space, _ address: UInt64, from data: UnsafeRawPointer, count: Int) -> Bool {
+    let size = Int(LazySource.pageSize)
+    var page = 0
+    var single = false
+    while page < count {
+      var done: UInt64 = 0
+      let pages = single ? 1 : count - page
+      let result = ck_uffd_copy_nowait(
+        space.fd.raw, address + UInt64(page * size), data + page * size, UInt64(pages * size), &done)
+      page += Int(done) / size
+      switch result {
+      case 0:
+        if single { single = page < count }
+      case -EEXIST:
+        // That page is there already: woken, and the rest go one by one.
+        _ = ck_uffd_wake(space.fd.raw, address + UInt64(page * size))
+        page += 1
+        single = true
+      case -EAGAIN:
+        let left = (page..<count).map { (address: address + UInt64($0 * size), data: data + $0 * size) }
+        space.toFill = left[...] + space.toFill
+        return false
+      default:
         log.debug(
-          "lazy pages: process \(space.pid): UFFDIO_COPY at \(hex(address)): \(String(cString: strerror(-result)))")
-      }
-      return
-    }
-    for page in 0..<count {
-      let at = address + UInt64(page) * LazySource.pageSize
-      if ck_uffd_copy(space.fd.raw, at, data + page * Int(LazySource.pageSize), LazySource.pageSize) == -EEXIST {
-        _ = ck_uffd_wake(space.fd.raw, at)
+          "lazy pages: process \(space.pid): UFFDIO_COPY at \(hex(address + UInt64(page * size))): \(String(cString: strerror(-result)))"
+        )
+        return true
       }
     }
+    return true
   }
 
   private func zeroPage(_ space: Space, _ page: UInt64) {
-    if ck_uffd_zeropage(space.fd.raw, page) == 0 { zeroPages += 1 }
+    switch ck_uffd_zeropage(space.fd.raw, page) {
+    case 0: zeroPages += 1
+    case -EAGAIN: space.toZero.append(page)
+    default: break
+    }
   }
 }

@@ -38,10 +38,56 @@ final class LazySource: @unchecked Sendable {
   /// first saved page stays in the bundle: the mapping is then one with pages for every
   /// decision of the restore (it gets its anon_vma from that page).
   static func eligible(_ vma: VMAImage) -> Bool {
-    vma.isPrivateAnonymous && vma.protection & PROT_WRITE != 0 && vma.hugePageSize == nil
-      && vma.parentPages == nil && vma.laterPages == nil && vma.precopiedPages == nil && vma.lock == nil
-      && vma.droppable != true && vma.guards == nil && !(vma.advice ?? []).contains(.wipeOnFork)
+    fillableAfterResume(vma) && vma.precopiedPages == nil
       && vma.pages.reduce(0) { $0 + $1.size } >= MemoryRestore.userfaultMinimumMapping
+  }
+
+  /// Whether pages of a mapping can be put in after its process resumed (see above).
+  static func fillableAfterResume(_ vma: VMAImage) -> Bool {
+    vma.isPrivateAnonymous && vma.protection & PROT_WRITE != 0 && vma.hugePageSize == nil
+      && vma.parentPages == nil && vma.laterPages == nil && vma.lock == nil && vma.sealed == nil
+      && vma.droppable != true && vma.guards == nil && !(vma.advice ?? []).contains(.wipeOnFork)
+  }
+
+  /// The processes whose children keep their mappings (the restore fills their memory
+  /// before it forks them); nil when the tree cannot be planned.
+  static func keptFrom(_ tasks: [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree) -> Set<Int32>? {
+    guard let plan = try? TreePlan(tasks: entries, ownPidNamespace: tree.namespaces.pid, isFree: { _ in true })
+    else { return nil }
+    let sources = ForkInheritance.memorySources(plan, living: Set(tasks.map(\.entry.pid)))
+    return Set(tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.compactMap { sources[$0.entry.pid] })
+      .union(tasks.filter { $0.memory.vmas.contains { $0.laterPages != nil } }.map(\.entry.pid))
+  }
+
+  /// With pre-copy: the pages the receiver holds already (``VMAImage/precopiedPages``) of
+  /// mappings whose pages can be put in after the process resumed become
+  /// ``VMAImage/lazyPages``, which the receiver puts in from its store then (a fault first
+  /// takes its page at once), not inside the downtime. A mapping without a saved page gets
+  /// its first one saved (see ``eligible(_:)``). Returns the tasks changed.
+  static func markHeldAhead(_ tasks: inout [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree)
+    -> Set<Int>
+  {
+    guard let keptFrom = keptFrom(tasks, entries: entries, tree: tree) else { return [] }
+    var changed = Set<Int>()
+    for index in tasks.indices where !keptFrom.contains(tasks[index].entry.pid) {
+      var image = tasks[index].memory
+      for at in image.vmas.indices where fillableAfterResume(image.vmas[at]) {
+        guard var ahead = image.vmas[at].precopiedPages, !ahead.isEmpty else { continue }
+        if image.vmas[at].pages.isEmpty {
+          let first = ahead[0].start
+          image.vmas[at].pages = [PageRun(start: first, end: first + pageSize)]
+          ahead[0].start += pageSize
+          ahead.removeAll { $0.start == $0.end }
+        }
+        image.vmas[at].precopiedPages = nil
+        image.vmas[at].lazyPages = ahead.isEmpty ? nil : ahead
+      }
+      guard image != tasks[index].memory else { continue }
+      image.renumberPages()
+      tasks[index].memory = image
+      changed.insert(index)
+    }
+    return changed
   }
 
   /// Moves the saved pages of eligible mappings (all but each one's first) to
@@ -49,12 +95,7 @@ final class LazySource: @unchecked Sendable {
   /// its mappings: the restore fills its memory before it forks them, which share its pages.
   /// Returns the tasks changed.
   func mark(_ tasks: inout [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree) -> Set<Int> {
-    guard let plan = try? TreePlan(tasks: entries, ownPidNamespace: tree.namespaces.pid, isFree: { _ in true })
-    else { return [] }
-    let sources = ForkInheritance.memorySources(plan, living: Set(tasks.map(\.entry.pid)))
-    let keptFrom = Set(
-      tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.compactMap { sources[$0.entry.pid] }
-    ).union(tasks.filter { $0.memory.vmas.contains { $0.laterPages != nil } }.map(\.entry.pid))
+    guard let keptFrom = Self.keptFrom(tasks, entries: entries, tree: tree) else { return [] }
     var changed = Set<Int>()
     for index in tasks.indices where !keptFrom.contains(tasks[index].entry.pid) {
       var image = tasks[index].memory

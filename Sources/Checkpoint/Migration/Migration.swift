@@ -104,10 +104,15 @@ public struct Migrate {
         pages.map { pages in BackgroundJob(named: "ckcont-page-server") { try source.serve(over: pages) } }
       }
       do {
-        let line = try channel.readLine(timeout: timeout)
+        var line = try channel.readLine(timeout: timeout)
+        // Resumed there, its memory sent ahead still going in: the downtime ends here.
+        if line == "resumed" {
+          verdict.runningAt = monotonicNow()
+          line = try channel.readLine(timeout: timeout)
+        }
         if let line, line.hasPrefix("running "), let pid = Int32(line.dropFirst("running ".count)) {
           verdict.rootPid = pid
-          verdict.runningAt = monotonicNow()
+          verdict.runningAt = verdict.runningAt ?? monotonicNow()
           return Self.awaitLazyPages(server, verdict: verdict)
         }
         verdict.refusal =
@@ -242,7 +247,12 @@ public struct Receive {
     restore.input = .descriptor(channel.fd, name: "the migration from \(channel.peer)")
     restore.precopied = store
     var lazy: LazyPages?
-    if lazyMigration {
+    if let store {
+      // The pages sent ahead that the bundle names lazily go in once the container resumed.
+      lazy = try LazyPages(channel: nil, store: store, log: log)
+      lazy?.start()
+      restore.lazy = lazy
+    } else if lazyMigration {
       let pages = try listener.accept()
       guard try pages.readLine(timeout: 30) == LazySource.hello else {
         try? channel.send("refused the page connection is not a ckcont migration's")
@@ -260,7 +270,17 @@ public struct Receive {
       try? channel.send("refused \(error)")
       throw error
     }
+    // Should this process die before the memory is all in, its guard kills the container.
+    if let lazy, let cgroup = try? Cgroup.resolve(report.cgroup, in: CgroupMounts.current()) {
+      lazy.guardCgroup(cgroup.path)
+    }
     do {
+      if let lazy, store != nil {
+        // Running here, but not handed off before its memory is all in: until then the
+        // source runs on if this receiver dies.
+        try channel.send("resumed")
+        report.lazyPages = try lazy.wait()
+      }
       try channel.send("running \(report.rootPid)")
     } catch {
       // The source cannot have heard: it runs on there, so this copy must not.
@@ -271,12 +291,9 @@ public struct Receive {
         "the source is gone before it heard that the container runs here (\(error)); killed here, it runs on there"
       )
     }
-    if let lazy, let cgroup = try? Cgroup.resolve(report.cgroup, in: CgroupMounts.current()) {
-      lazy.guardCgroup(cgroup.path)
-    }
     FaultInjection.point("receive:running")
     running(report)
-    if let lazy {
+    if let lazy, store == nil {
       do {
         report.lazyPages = try lazy.wait()
       } catch {

@@ -7,12 +7,13 @@ import Linux
 /// sends its pre-copy rounds (`round N`, then `pages PID START COUNT` lines each followed by
 /// COUNT pages, then `end`), then `bundle` and the bundle in frames that end with an empty
 /// one; the receiver (`ckcont receive`) restores from the
-/// stream and answers one line, `running PID` or `refused MESSAGE`; the source answers
+/// stream and answers `running PID` or `refused MESSAGE` (after pre-copy, `resumed` first:
+/// the container runs, the pages sent ahead still going in); the source answers
 /// `done` once it has killed its copy. Lines are short and read a byte at a time, so that
 /// nothing of the bundle after the hello is read by anyone but the restore.
 public final class MigrationChannel: @unchecked Sendable {
   /// The first line: the protocol and its version.
-  static let hello = "ckcont-migrate 1"
+  static let hello = "ckcont-migrate 2"
   /// Lines longer than this are not the protocol's.
   static let maximumLine = 4096
 
