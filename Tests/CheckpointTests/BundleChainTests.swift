@@ -64,6 +64,9 @@ struct BundleChainTests {
     for path in [parent, other] {
       let preDump = run([TestPaths.ckcont, "dump", container.cgroup.path, "--pre-dump", "-o", path])
       try #require(preDump.status == 0, "\(preDump.output)")
+      // The counter moves on every 100 ms: two dumps within one tick (and one second, the
+      // manifest's creation time) are the same bundle, and either is then the parent.
+      usleep(250_000)
     }
     let dumped = container.dump(["--parent", parent])
     try #require(dumped.status == 0, "\(dumped.output)")

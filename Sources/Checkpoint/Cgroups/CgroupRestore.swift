@@ -3,12 +3,25 @@ import Cgroup
 import Glibc
 import Linux
 import Logging
+import Synchronization
 
 /// Where a restore puts the container: in each hierarchy of the bundle, its top cgroup (the
 /// dumped path, or the root asked for) and the subtree below it. The subtree is made before
 /// any task exists, because v2 enables controllers only in cgroups without processes. Like
 /// CRIU's default ("soft") mode, limits are written only into cgroups the restore creates;
 /// an existing top must be empty. Everything created is removed again if the restore fails.
+/// The no-op moves of ``TargetCgroups/startPrimingMoves()``, until stopped.
+final class CgroupPrimer {
+  let stopped = Atomic<Bool>(false)
+  fileprivate var job: BackgroundJob<Void>?
+
+  /// Ends the moves and waits for the last.
+  func stop() {
+    stopped.store(true, ordering: .relaxed)
+    _ = try? job?.wait()
+  }
+}
+
 final class TargetCgroups {
   /// The top in the hierarchy the container was dumped from, which freezes and thaws it.
   let main: Cgroup
@@ -106,20 +119,32 @@ final class TargetCgroups {
     }
   }
 
-  /// Starts a move of ckcont into the cgroup it is in already (a move that changes nothing),
-  /// for a restore to start while it reads its bundle: the kernel waits out the grace period
-  /// of the first move in a while (see ``startPlacing(_:entry:)``) in this one, and a real
-  /// move that follows within ~10 ms (measured) takes ~0.2 ms instead of 10-25. Best effort:
-  /// errors are ignored, and a later move simply pays the wait itself.
-  static func startPrimingMoves() -> BackgroundJob<Void> {
-    BackgroundJob(named: "ckcont-cgroup-prime") {
+  /// Keeps moving ckcont into the cgroup it is in already (a move that changes nothing)
+  /// while a restore reads its bundle and makes its tree: the kernel waits out the grace
+  /// period of the first move in a while (see ``startPlacing(_:entry:)``) in the first of
+  /// these, and a real move within ~10 ms (measured) of one takes ~0.2 ms instead of 10-25.
+  /// One every ``primingInterval`` until ``CgroupPrimer/stop()``, at most for
+  /// ``primingLimit``. Best effort: errors are ignored, and a move simply pays the wait.
+  static func startPrimingMoves() -> CgroupPrimer {
+    let primer = CgroupPrimer()
+    primer.job = BackgroundJob(named: "ckcont-cgroup-prime") { [primer] in
       guard let mounts = try? CgroupMounts.current(),
         let hierarchy = mounts.searchOrder.first,
         let own = try? mounts.cgroup(of: getpid(), in: hierarchy)
       else { return }
-      try? PseudoFile.write(own.path + "/cgroup.procs", "\(getpid())")
+      let deadline = monotonicNow() + primingLimit
+      while !primer.stopped.load(ordering: .relaxed) && monotonicNow() < deadline {
+        try? PseudoFile.write(own.path + "/cgroup.procs", "\(getpid())")
+        usleep(useconds_t(primingInterval * 1_000_000))
+      }
     }
+    return primer
   }
+
+  /// A move every 5 ms keeps the kernel's rcu_sync "passed" (it lapses after ~10-20 ms);
+  /// each takes the lock that forks take too, for ~0.2 ms.
+  static let primingInterval = 0.005
+  static let primingLimit = 2.0
 
   /// The cgroup.procs files that move a task of `entry` where it belongs, its main cgroup's
   /// directories made first.

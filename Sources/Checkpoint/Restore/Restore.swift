@@ -137,8 +137,8 @@ public struct Restore {
   public func run() throws -> RestoreReport {
     let started = monotonicNow()
     try Interruption.check()
-    let primed = TargetCgroups.startPrimingMoves()
-    defer { _ = try? primed.wait() }
+    let primer = TargetCgroups.startPrimingMoves()
+    defer { primer.stop() }
     raiseDescriptorLimit()
     let bundle = try load()
     try checkCPU(bundle.manifest)
@@ -167,6 +167,7 @@ public struct Restore {
       try run.phases.time("cgroups") { try target.prepare(log: log) }
       FaultInjection.point("restore:cgroups")
       try run.createTree()
+      primer.stop()
       FaultInjection.point("restore:tree")
       try Interruption.check()
       run.phases.record("up to the process tree", since: started)
