@@ -48,6 +48,8 @@ public final class LazyPages: @unchecked Sendable {
     /// Pages the restore copies in itself (until it is done): a fault there waits for it.
     var restoring: [AddressRange]
     var deferred: [UInt64] = []
+    /// The runs to fetch as adopted, listed page by page into ``entries`` when taken.
+    var runs: [PageRun] = []
     /// Pages held already (came before the process was adopted, or sent ahead by pre-copy
     /// rounds), sorted by address: put in a chunk at a time between faults.
     var toFill: ArraySlice<(address: UInt64, data: UnsafeRawPointer)> = []
@@ -145,28 +147,15 @@ public final class LazyPages: @unchecked Sendable {
   /// Takes over a restored process's userfaultfd, its mappings registered for missing
   /// pages: `lazy` are the pages to fetch (the process's pid in the container, `pid`, names
   /// them at the source), `restoring` those the restore copies in itself.
+  /// Its pages are listed on the serving thread: a gigabyte is 262,144 of them, and the
+  /// restore goes on meanwhile.
   func adopt(_ userfault: consuming OwnedDescriptor, pid: Int32, lazy: [PageRun], restoring: [AddressRange]) throws {
-    if channel == nil {
-      // Every page must be here: nothing can fetch one.
-      for run in lazy {
-        for address in stride(from: run.start, to: run.end, by: Int(LazySource.pageSize))
-        where store.page(pid: pid, at: address) == nil {
-          throw CKError(
-            .badInput, "task \(pid): page \(hex(address)) was to come from a migration's rounds, which lack it")
-        }
-      }
-    }
     let held = ck_send_fd(guardControl.raw, userfault.raw)
     guard held == 0 else {
       throw SyscallError("sendmsg", "a userfaultfd to the lazy migration's guard", .init(rawValue: -held))
     }
-    var entries: [UInt64: PageKey] = [:]
-    for run in lazy {
-      for address in stride(from: run.start, to: run.end, by: Int(LazySource.pageSize)) {
-        entries[address] = PageKey(pid: pid, address: address)
-      }
-    }
-    let space = Space(fd: userfault, pid: pid, entries: entries, restoring: restoring)
+    let space = Space(fd: userfault, pid: pid, entries: [:], restoring: restoring)
+    space.runs = lazy
     inbox.withLock { $0.spaces.append(space) }
     wake()
   }
@@ -245,16 +234,26 @@ public final class LazyPages: @unchecked Sendable {
     for space in taken.spaces {
       spaces.append(space)
       // The source pushes from the moment it has sent the bundle: what came before the
-      // restore got here goes in now, the rest as it comes.
+      // restore got here goes in now, the rest as it comes. Without a source every page
+      // must be here (sent ahead): a page missing would be waited for for ever.
       var present: [(address: UInt64, data: UnsafeRawPointer)] = []
-      for (address, key) in space.entries {
-        if let data = store.page(pid: key.pid, at: key.address) {
-          present.append((address, data))
-        } else {
-          holders[key, default: []].append(space)
+      for run in space.runs {
+        for address in stride(from: run.start, to: run.end, by: Int(LazySource.pageSize)) {
+          let key = PageKey(pid: space.pid, address: address)
+          space.entries[address] = key
+          space.addressOf[key] = address
+          if let data = store.page(pid: key.pid, at: key.address) {
+            present.append((address, data))
+          } else if channel == nil {
+            throw CKError(
+              .badInput, "task \(space.pid): page \(hex(address)) was to come from a migration's rounds, which lack it")
+          } else {
+            holders[key, default: []].append(space)
+          }
         }
       }
-      space.toFill = present.sorted { $0.address < $1.address }[...]
+      space.runs = []
+      space.toFill = present[...]
       // Faults of the restore itself (a kernel write into a page to fetch) wait for it.
       try handleEvents(of: space)
     }
