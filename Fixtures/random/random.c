@@ -789,9 +789,12 @@ int main(int argc, char **argv) {
   if (argc < 2) { errno = EINVAL; fx_setup_fail("usage: random SEED [DIR]"); }
   seed_arg = atol(argv[1]);
   /* A directory of its own: the inotify watches on it see only what this container does. */
+  /* Made anew (mkdtemp): the pid is 1 in a pid namespace of its own, and a run that was
+   * killed leaves its directory behind. */
   static char own_dir[4096];
-  snprintf(own_dir, sizeof own_dir, "%s/ckcont-random-%ld-%d", fx_dir(argc > 2 ? argv[2] : NULL), seed_arg, (int)getpid());
-  if (mkdir(own_dir, 0755) < 0) fx_setup_fail("mkdir %s", own_dir);
+  snprintf(own_dir, sizeof own_dir, "%s/ckcont-random-%ld-XXXXXX", fx_dir(argc > 2 ? argv[2] : NULL), seed_arg);
+  if (!mkdtemp(own_dir)) fx_setup_fail("mkdtemp %s", own_dir);
+  FX_SYS(chmod(own_dir, 0755));
   dir = own_dir;
   rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)seed_arg * 0xbf58476d1ce4e5b9ULL;
   if (!rng) rng = 1;
@@ -825,7 +828,14 @@ int main(int argc, char **argv) {
   for (int n = 0; n < nitems; n++) check(&items[n]);
   check_threads();
   cleanup();
-  if (is_root) rmdir(dir);
+  if (is_root) {
+    /* Whatever is left in its own directory (socket paths, files of processes killed). */
+    DIR *left = opendir(dir);
+    for (struct dirent *entry; left && (entry = readdir(left));)
+      if (strcmp(entry->d_name, ".") && strcmp(entry->d_name, "..")) unlink(fx_join(dir, entry->d_name));
+    if (left) closedir(left);
+    rmdir(dir);
+  }
   if (!is_root) {
     if (fx_nbad) fx_print("FAIL random (pid %d): %s", (int)getpid(), fx_msg);
     _exit(fx_nbad ? 1 : 0);
