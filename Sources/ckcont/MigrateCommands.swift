@@ -14,7 +14,9 @@ struct MigrateCommand: ParsableCommand {
       streams its bundle to the receiver, which restores it. The container stays frozen here \
       until the receiver says it runs there; only then is it killed here. If anything fails \
       before that (the receiver refuses, the connection is lost, ckcont is interrupted), it is \
-      thawed and runs on here. Prints what moved and the downtime (frozen time).
+      thawed and runs on here. With --lazy the container runs there before its memory has \
+      come, and stays frozen here until the last page is there. Prints what moved and the \
+      downtime (from the freeze to the receiver's word that the container runs there).
       """)
 
   @OptionGroup var target: CgroupArgument
@@ -96,8 +98,10 @@ struct ReceiveCommand: ParsableCommand {
       Listens on [ADDR:]PORT (port 0: any free one; the address is printed on stderr as \
       "listening on ADDR:PORT"), restores the one container a `ckcont migrate` sends (every \
       restore option applies), tells the source that it runs (the source then kills its \
-      copy), prints the restored root pid, and exits. A restore that fails is undone and the \
-      source is told: its container runs on there.
+      copy), prints the restored root pid, and exits: after pre-copy or --lazy once the \
+      container's memory is all in (it runs meanwhile; should this receiver die before, a \
+      guard process it started kills the container here). A restore that fails is undone and \
+      the source is told: its container runs on there.
       """)
 
   @Option(help: ArgumentHelp("Where to listen: [ADDR:]PORT.", valueName: "[ADDR:]PORT"))
