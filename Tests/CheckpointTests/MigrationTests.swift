@@ -218,8 +218,11 @@ struct LazyMigrationTests {
     let receiver: BackgroundProcess
     let port: String
 
-    init(_ fixture: String, _ arguments: [String], receiverEnvironment: [String: String]? = nil) throws {
-      container = try FixtureContainer(fixture, arguments)
+    init(
+      _ fixture: String, _ arguments: [String], userNamespace: Bool = false,
+      receiverEnvironment: [String: String]? = nil
+    ) throws {
+      container = try FixtureContainer(fixture, arguments, userNamespace: userNamespace)
       try container.waitReady()
       destination = try ScratchCgroup(.v2)
       receiver = try BackgroundProcess(
@@ -291,6 +294,23 @@ struct LazyMigrationTests {
     #expect(try move.container.reap(pid, timeout: 30) == 0, "\(move.container.log)")
     #expect(move.container.log.contains("PASS bigmem"), "\(move.container.log)")
     #expect(move.receiver.log.contains("lazy pages: all"), "the pages sent ahead went in before: \(move.receiver.log)")
+  }
+
+  /// A container in a user namespace of its own cannot have a userfaultfd that catches the
+  /// kernel's faults: its memory goes whole (with pre-copy, merged before it runs), and
+  /// it moves all the same (it was refused at the receiver, the source running on).
+  @Test(arguments: ["--lazy", "--pre-copy"])
+  func aContainerInAUserNamespaceMovesWithItsMemoryWhole(mode: String) throws {
+    let move = try Move("bigmem", ["64"], userNamespace: true)
+    defer { move.destroy() }
+    let migrate = try move.migrate(delay: 0, mode)
+    #expect(migrate.waitUntilExit() == 0, "\(migrate.log)")
+    #expect(migrate.log.contains(mode == "--lazy" ? " 0 MiB sent lazily" : "pre-copy rounds"), "\(migrate.log)")
+    #expect(move.receiver.waitUntilExit() == 0, "\(move.receiver.log)")
+    let pid = try move.restoredPid()
+    kill(pid, SIGTERM)
+    #expect(try move.container.reap(pid, timeout: 30) == 0, "\(move.container.log)")
+    #expect(move.container.log.contains("PASS bigmem"), "\(move.container.log)")
   }
 
   /// The receiver dies once the container runs there, before its memory has come: the copy

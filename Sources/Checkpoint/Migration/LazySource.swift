@@ -49,14 +49,19 @@ final class LazySource: @unchecked Sendable {
       && vma.droppable != true && vma.guards == nil && !(vma.advice ?? []).contains(.wipeOnFork)
   }
 
-  /// The processes whose children keep their mappings (the restore fills their memory
-  /// before it forks them); nil when the tree cannot be planned.
-  static func keptFrom(_ tasks: [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree) -> Set<Int32>? {
-    guard let plan = try? TreePlan(tasks: entries, ownPidNamespace: tree.namespaces.pid, isFree: { _ in true })
+  /// The processes whose memory must be whole at the restore (nil when the tree cannot be
+  /// planned): those whose children keep their mappings (the restore fills their memory
+  /// before it forks them), and those in a user namespace other than ckcont's, which
+  /// cannot get a userfaultfd that catches the kernel's faults too (userfaultfd(2) without
+  /// UFFD_USER_MODE_ONLY wants CAP_SYS_PTRACE in the first namespace).
+  static func keptWhole(_ tasks: [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree) -> Set<Int32>? {
+    guard let plan = try? TreePlan(tasks: entries, ownPidNamespace: tree.namespaces.pid, isFree: { _ in true }),
+      let ownUser = try? NamespaceID.read(pid: getpid(), name: "user")
     else { return nil }
     let sources = ForkInheritance.memorySources(plan, living: Set(tasks.map(\.entry.pid)))
     return Set(tasks.filter { !ForkInheritance.keptRanges($0.memory).isEmpty }.compactMap { sources[$0.entry.pid] })
       .union(tasks.filter { $0.memory.vmas.contains { $0.laterPages != nil } }.map(\.entry.pid))
+      .union(tasks.filter { $0.namespaceIDs["user"] != ownUser }.map(\.entry.pid))
   }
 
   /// With pre-copy: the pages the receiver holds already (``VMAImage/precopiedPages``) of
@@ -67,9 +72,9 @@ final class LazySource: @unchecked Sendable {
   static func markHeldAhead(_ tasks: inout [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree)
     -> Set<Int>
   {
-    guard let keptFrom = keptFrom(tasks, entries: entries, tree: tree) else { return [] }
+    guard let keptWhole = keptWhole(tasks, entries: entries, tree: tree) else { return [] }
     var changed = Set<Int>()
-    for index in tasks.indices where !keptFrom.contains(tasks[index].entry.pid) {
+    for index in tasks.indices where !keptWhole.contains(tasks[index].entry.pid) {
       var image = tasks[index].memory
       for at in image.vmas.indices where fillableAfterResume(image.vmas[at]) {
         guard var ahead = image.vmas[at].precopiedPages, !ahead.isEmpty else { continue }
@@ -91,13 +96,13 @@ final class LazySource: @unchecked Sendable {
   }
 
   /// Moves the saved pages of eligible mappings (all but each one's first) to
-  /// ``VMAImage/lazyPages`` and notes them for serving. Not in a process whose children keep
-  /// its mappings: the restore fills its memory before it forks them, which share its pages.
-  /// Returns the tasks changed.
+  /// ``VMAImage/lazyPages`` and notes them for serving; not in a process kept whole
+  /// (``keptWhole(_:entries:tree:)``), whose memory goes in the bundle. Returns the tasks
+  /// changed.
   func mark(_ tasks: inout [Dump.CapturedTask], entries: [TaskEntryImage], tree: ProcessTree) -> Set<Int> {
-    guard let keptFrom = Self.keptFrom(tasks, entries: entries, tree: tree) else { return [] }
+    guard let keptWhole = Self.keptWhole(tasks, entries: entries, tree: tree) else { return [] }
     var changed = Set<Int>()
-    for index in tasks.indices where !keptFrom.contains(tasks[index].entry.pid) {
+    for index in tasks.indices where !keptWhole.contains(tasks[index].entry.pid) {
       var image = tasks[index].memory
       var runs: [PageRun] = []
       for at in image.vmas.indices where Self.eligible(image.vmas[at]) {
