@@ -79,6 +79,27 @@ extension FileCapture {
   }
 }
 
+extension Inotify {
+  /// Empties the queues of the inotify instances of the restored process `hostPid` (as in
+  /// `files`): the dump saw them empty (events waiting are refused, or dropped with
+  /// --drop-inotify-events), but the restore itself makes events where the container
+  /// watches (a socket bound to a path, a deleted file made again and unlinked). Read
+  /// through a copy of each descriptor, as many bytes as FIONREAD says (a blocking
+  /// descriptor never waits). Returns the bytes dropped.
+  static func drainRestored(_ files: FileTableImage, hostPid: Int32) throws -> Int {
+    var dropped = 0
+    for descriptor in files.descriptors where descriptor.kind == .inotify && descriptor.sharesWith == nil {
+      let copy = try OwnedDescriptor(copying: descriptor.fd, ofProcess: hostPid)
+      var waiting: Int32 = 0
+      guard ioctl(copy.raw, UInt(FIONREAD), &waiting) == 0, waiting > 0 else { continue }
+      var events = [UInt8](repeating: 0, count: Int(waiting))
+      let count = read(copy.raw, &events, events.count)
+      dropped += max(0, count)
+    }
+    return dropped
+  }
+}
+
 extension FileBatch {
   /// An inotify instance with its watches.
   func prepareInotify(_ descriptor: DescriptorImage) throws {

@@ -177,6 +177,7 @@ public struct Restore {
       try run.restoreTaskState()
       FaultInjection.point("restore:state")
       try run.finishRegisters()
+      try run.drainInotifyEvents()
       try actionScript?.run(.postRestore, cgroup: target.main.path, pids: run.created, initPid: run.rootPid, log: log)
       let resumedAt = try run.release()
       FaultInjection.point("restore:released")

@@ -506,6 +506,18 @@ final class RestoreRun {
     phases.record("final registers", since: finalStarted)
   }
 
+  /// Drops the inotify events the restore's own work made (``Inotify/drainRestored``):
+  /// the last step before the container runs, once every file is there.
+  func drainInotifyEvents() throws {
+    for task in order {
+      guard let hostPid = injectors[task.entry.pid]?.pid,
+        task.files.descriptors.contains(where: { $0.kind == .inotify })
+      else { continue }
+      let dropped = try Inotify.drainRestored(task.files, hostPid: hostPid)
+      if dropped > 0 { log.debug("task \(hostPid): dropped \(dropped) bytes of inotify events the restore made") }
+    }
+  }
+
   /// Lets the whole container run; returns when (CLOCK_MONOTONIC).
   func release() throws -> Double {
     let stops = order.compactMap { task in
