@@ -69,6 +69,11 @@ public enum KnownDifferences {
         reason: "the 10 ms ITIMER_REAL fires (SIGALRM pending or not) while a snapshot holds the container frozen",
         issue: running),
       Entry(
+        fixture: "signals", pattern: #"^task 1 thread 1: SigBlk 000000040000[02]800 -> 000000040000[02]800$"#,
+        reason:
+          "a snapshot's freeze may land inside the 10 ms ITIMER_REAL's handler, which runs with SIGALRM blocked (CI saw it once, the machine loaded)",
+        issue: running),
+      Entry(
         fixture: "timers", pattern: #"^task 1 map .*: contents "#,
         reason: "POSIX timers keep firing; their handler counts", issue: running),
       Entry(
