@@ -158,6 +158,21 @@ final class LazySource: @unchecked Sendable {
       try channel.send(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes]))
     }
 
+    /// Sends the pages from `start` on, up to `end` and at most `limit` of them, that were
+    /// not sent yet (stopping at the first that was); returns where it stopped.
+    func sendUnsent(pid: Int32, from start: UInt64, to end: UInt64, limit: UInt64) throws -> UInt64 {
+      var stop = start
+      while stop < end && stop - start < limit * Self.pageSize && !sent.contains(PageKey(pid: pid, address: stop)) {
+        stop += Self.pageSize
+      }
+      guard stop > start else { return stop }
+      try send(pid: pid, address: start, count: (stop - start) / Self.pageSize)
+      for address in stride(from: start, to: stop, by: Int(Self.pageSize)) {
+        sent.insert(PageKey(pid: pid, address: address))
+      }
+      return stop
+    }
+
     var pushed = false
     let pushFrom = monotonicNow() + FaultInjection.delay("lazy:push")
     while true {
@@ -172,17 +187,10 @@ final class LazySource: @unchecked Sendable {
         }
         guard !sent.contains(key) else { continue }
         // The pages after it in its run come along: a program reads on.
-        var end = request.address + Self.pageSize
         let run = processes[request.pid]?.runs.first { $0.start <= request.address && request.address < $0.end }
-        while let run, end < run.end, end - request.address < Self.readAhead * Self.pageSize,
-          !sent.contains(PageKey(pid: request.pid, address: end))
-        {
-          end += Self.pageSize
-        }
-        try send(pid: request.pid, address: request.address, count: (end - request.address) / Self.pageSize)
-        for address in stride(from: request.address, to: end, by: Int(Self.pageSize)) {
-          sent.insert(PageKey(pid: request.pid, address: address))
-        }
+        _ = try sendUnsent(
+          pid: request.pid, from: request.address, to: run?.end ?? request.address + Self.pageSize,
+          limit: Self.readAhead)
         continue
       }
       if pushed { throw CKError(.failed, "the receiver said nothing for \(Int(wait)) s once it had every page") }
@@ -197,18 +205,7 @@ final class LazySource: @unchecked Sendable {
       // The next pages of the run not sent yet on request.
       var start = run.start
       while start < run.end && sent.contains(PageKey(pid: pid, address: start)) { start += Self.pageSize }
-      var end = start
-      while end < run.end && end - start < Self.pushPages * Self.pageSize
-        && !sent.contains(PageKey(pid: pid, address: end))
-      {
-        end += Self.pageSize
-      }
-      if end > start {
-        try send(pid: pid, address: start, count: (end - start) / Self.pageSize)
-        for address in stride(from: start, to: end, by: Int(Self.pageSize)) {
-          sent.insert(PageKey(pid: pid, address: address))
-        }
-      }
+      let end = try sendUnsent(pid: pid, from: start, to: run.end, limit: Self.pushPages)
       if end >= run.end {
         queue.removeFirst()
       } else {

@@ -222,9 +222,6 @@ public struct Receive {
   public var listenAddress: String
   /// Called with the address listened on (the port chosen when 0 was asked).
   public var listening: (String) -> Void = { _ in }
-  /// Called once the container runs here and the source knows it; a lazy migration then
-  /// goes on fetching its memory until ``run()`` returns.
-  public var running: (RestoreReport) -> Void = { _ in }
   public var log = Logger.discarding
 
   public init(restore: Restore, listenAddress: String) {
@@ -292,7 +289,6 @@ public struct Receive {
       )
     }
     FaultInjection.point("receive:running")
-    running(report)
     if let lazy, store == nil {
       do {
         report.lazyPages = try lazy.wait()
