@@ -843,6 +843,7 @@ struct DumpRestoreBehaviourTests {
     let directory = NSTemporaryDirectory() + "ckcont-full-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
     defer { try? FileManager.default.removeItem(atPath: directory) }
+    HostMounts.note(directory)
     try #require(
       mount("ckcont-test", directory, "tmpfs", 0, "size=16m") == 0, "mount: \(String(cString: strerror(errno)))")
     defer { umount2(directory, Int32(MNT_DETACH)) }

@@ -16,6 +16,7 @@ struct ExternalNetworkTests {
     let name = "ckcont-test-\(UInt32.random(in: 0...UInt32.max))"
     var path: String { "/run/netns/" + name }
     init() throws {
+      HostMounts.note(path)
       for command in [
         ["netns", "add", name], ["-n", name, "link", "set", "lo", "up"],
         ["-n", name, "link", "add", "ck0", "type", "veth", "peer", "name", "ck1"],

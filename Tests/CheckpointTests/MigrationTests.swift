@@ -21,6 +21,7 @@ struct MigrationTests {
 
     init() throws {
       for name in [lan, a, b, client] {
+        HostMounts.note(path(name))
         try Self.ip(["netns", "add", name])
         try Self.ip(["-n", name, "link", "set", "lo", "up"])
       }

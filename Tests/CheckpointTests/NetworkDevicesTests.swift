@@ -17,6 +17,7 @@ struct NetworkDevicesTests {
     let name = "ckcont-lan-\(UInt32.random(in: 0...UInt32.max))"
     var path: String { "/run/netns/" + name }
     init() throws {
+      HostMounts.note(path)
       try Self.ip(["netns", "add", name])
       for command in [
         ["link", "set", "lo", "up"], ["link", "add", "br0", "type", "bridge"],

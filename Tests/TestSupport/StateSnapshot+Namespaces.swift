@@ -132,7 +132,9 @@ extension StateSnapshot {
       for word in words where word.hasPrefix("shared:") { hostGroups.insert(String(word.dropFirst(7))) }
       if words.count > 4 { hostMounts.insert("\(words[4]) \(words[2]) \(words[3])") }
     }
-    func isHosts(_ words: [String]) -> Bool { hostMounts.contains("\(words[4]) \(words[2]) \(words[3])") }
+    func isHosts(_ words: [String]) -> Bool {
+      hostMounts.contains("\(words[4]) \(words[2]) \(words[3])") || HostMounts.isTests(words[4])
+    }
     // A peer group is named by its first member (in namespace and file order).
     var groupNames: [String: String] = [:]
     for task in tasks {
