@@ -59,9 +59,13 @@ public struct JSONScanner {
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
+    /// memcmp: a VMA's keys are compared ~25 times each, and Sequence.elementsEqual took a
+    /// tenth of decoding 10,000 VMAs (perf).
     public static func ~= (name: StaticString, key: Key) -> Bool {
-      name.utf8CodeUnitCount == key.bytes.count
-        && name.withUTF8Buffer { wanted in wanted.elementsEqual(key.bytes) }
+      guard name.utf8CodeUnitCount == key.bytes.count, let base = key.bytes.baseAddress else {
+        return name.utf8CodeUnitCount == key.bytes.count
+      }
+      return memcmp(name.utf8Start, base, key.bytes.count) == 0
     }
   }
 
@@ -134,8 +138,8 @@ public struct JSONScanner {
   private mutating func literal(_ word: StaticString) -> Bool {
     skipBlanks()
     let count = word.utf8CodeUnitCount
-    guard bytes.count - position >= count,
-      word.withUTF8Buffer({ $0.elementsEqual(UnsafeBufferPointer(rebasing: bytes[position..<position + count])) })
+    guard let base = bytes.baseAddress, bytes.count - position >= count,
+      memcmp(word.utf8Start, base + position, count) == 0
     else { return false }
     position += count
     return true
