@@ -111,6 +111,9 @@ public enum BundleFormat {
     case compressedPages = "compressed-pages"
     /// Dumped against a parent bundle (``Manifest/parent``), whose pages it needs.
     case parentBundle = "parent-bundle"
+    /// Bridges in the container's network namespace and links enslaved to them
+    /// (``NetworkLinkImage/bridge``, ``NetworkLinkImage/master``).
+    case bridges
   }
   /// The requirements this ckcont understands.
   public static let knownRequirements = Set(Requirement.allCases.map(\.rawValue))

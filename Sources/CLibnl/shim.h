@@ -7,3 +7,4 @@
 #include <netlink/route/nexthop.h>
 #include <netlink/route/neighbour.h>
 #include <netlink/route/link/macvlan.h>
+#include <netlink/route/link/inet6.h>

@@ -171,6 +171,7 @@ public struct Dump {
         try session.kill()
         taken.dropSilently()
         for lock in locks { lock.release() }
+        NetworkDevices.awaitOuterEndsGone(captured.tree.namespaces.network, log: log)
       case .handOff where handedOff:
         try session.kill()
         taken.dropSilently()
@@ -306,6 +307,7 @@ public struct Dump {
       if requirement == .externalNetwork { return tree.namespaces.netExternal == true }
       if requirement == .networkDevices { return tree.namespaces.network != nil }
       if requirement == .netfilter { return tree.namespaces.network?.netfilter != nil }
+      if requirement == .bridges { return tree.namespaces.network?.links.contains { $0.bridge != nil } == true }
       if requirement == .nestedNamespaces { return tree.nestedNamespaces != nil }
       if requirement == .nestedPidNamespaces { return tree.tasks.contains { $0.nestedPids != nil } }
       return tasks.contains { task in
@@ -337,7 +339,7 @@ public struct Dump {
         case .tcpClosing: task.files.descriptors.contains { $0.socket?.tcp?.state != nil }
         case .tcpPending: task.files.descriptors.contains { $0.socket?.acceptQueue != nil }
         case .shellJob, .nestedNamespaces, .nestedPidNamespaces, .console, .externalNetwork, .networkDevices,
-          .netfilter, .compressedPages, .parentBundle:
+          .netfilter, .compressedPages, .parentBundle, .bridges:
           false
         }
       }

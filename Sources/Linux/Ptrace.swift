@@ -63,6 +63,26 @@ public enum Ptrace {
     }
   }
 
+  /// Takes the exits of killed tracees that could not be detached (they were dying): until
+  /// their tracer has waited for them, their parents cannot reap them, and what such a
+  /// parent holds (a network namespace it was started in) stays. Waits at most `timeout`
+  /// seconds for all (waitpid(tid, __WALL | WNOHANG) every millisecond).
+  public static func reapKilled(_ tids: [Int32], timeout: Double) {
+    var left = Set(tids)
+    var waited = 0.0
+    while !left.isEmpty && waited < timeout {
+      for tid in left {
+        var status: Int32 = 0
+        let result = waitpid(tid, &status, Int32(CK_WALL) | WNOHANG)
+        // ECHILD: detached after all, or already taken.
+        if result == tid || result < 0 { left.remove(tid) }
+      }
+      guard !left.isEmpty else { return }
+      usleep(1000)
+      waited += 0.001
+    }
+  }
+
   /// waitpid(tid, __WALL): the next state change of one thread.
   public static func wait(_ tid: Int32) throws(SyscallError) -> WaitStatus {
     var status: Int32 = 0

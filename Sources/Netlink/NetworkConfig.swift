@@ -31,6 +31,9 @@ public struct NetworkConfig: Sendable, Equatable {
     public var masterIndex: Int32?
     /// A macvlan's mode (MACVLAN_MODE_*).
     public var macvlanMode: UInt32?
+    /// How the kernel makes its IPv6 link-local address (IN6_ADDR_GEN_MODE_*: 0 EUI-64 from
+    /// the MAC, 1 none, 2 stable privacy, 3 random); nil when not known.
+    public var addressGeneration: UInt8?
 
     public init(
       index: Int32, name: String, kind: String?, mac: [UInt8]?, mtu: UInt32, up: Bool, txQueueLength: UInt32,
@@ -138,6 +141,8 @@ extension NetworkConfig.Link {
       peerNamespaceID: rtnl_link_get_link_netnsid(link, &namespaceID) == 0 ? namespaceID : nil,
       masterIndex: master > 0 ? master : nil)
     if kind == "macvlan" { macvlanMode = rtnl_link_macvlan_get_mode(link) }
+    var mode: UInt8 = 0
+    if rtnl_link_inet6_get_addr_gen_mode(link, &mode) == 0 { addressGeneration = mode }
   }
 }
 
@@ -252,6 +257,43 @@ public enum NetworkChanges {
     if let master { rtnl_link_set_master(changes, master) }
     if wanted.up { rtnl_link_set_flags(changes, UInt32(IFF_UP)) }
     try RouteSocket.check(rtnl_link_change(socket.raw, original, changes, 0), "cannot set up link \(name)")
+  }
+
+  /// How the kernel makes an IPv6 link-local address for the link `name` as it comes up
+  /// (IFLA_INET6_ADDR_GEN_MODE, see ``NetworkConfig/Link/addressGeneration``).
+  public static func setAddressGeneration(link name: String, _ mode: UInt8) throws {
+    let socket = try RouteSocket()
+    var original: OpaquePointer?
+    try RouteSocket.check(rtnl_link_get_kernel(socket.raw, 0, name, &original), "link \(name)")
+    guard let original else { throw CKError(.failed, "link \(name) is gone") }
+    defer { rtnl_link_put(original) }
+    guard let changes = rtnl_link_alloc() else { throw CKError(.failed, "libnl: cannot allocate a link") }
+    defer { rtnl_link_put(changes) }
+    try RouteSocket.check(rtnl_link_inet6_set_addr_gen_mode(changes, mode), "address generation of \(name)")
+    try RouteSocket.check(
+      rtnl_link_change(socket.raw, original, changes, 0), "cannot set the address generation of \(name)")
+  }
+
+  /// Deletes the link `name` (a veth's peer goes with it).
+  public static func delete(link name: String) throws {
+    let socket = try RouteSocket()
+    guard let link = rtnl_link_alloc() else { throw CKError(.failed, "libnl: cannot allocate a link") }
+    defer { rtnl_link_put(link) }
+    rtnl_link_set_name(link, name)
+    try RouteSocket.check(rtnl_link_delete(socket.raw, link), "cannot delete link \(name)")
+  }
+
+  /// Enslaves the link `name` to the link of index `master` (a bridge).
+  public static func enslave(link name: String, to master: Int32) throws {
+    let socket = try RouteSocket()
+    var original: OpaquePointer?
+    try RouteSocket.check(rtnl_link_get_kernel(socket.raw, 0, name, &original), "link \(name)")
+    guard let original else { throw CKError(.failed, "link \(name) is gone") }
+    defer { rtnl_link_put(original) }
+    guard let changes = rtnl_link_alloc() else { throw CKError(.failed, "libnl: cannot allocate a link") }
+    defer { rtnl_link_put(changes) }
+    rtnl_link_set_master(changes, master)
+    try RouteSocket.check(rtnl_link_change(socket.raw, original, changes, 0), "cannot enslave link \(name)")
   }
 
   /// Adds `address` to the link of index `link`.

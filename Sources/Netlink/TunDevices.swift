@@ -64,7 +64,7 @@ public enum TunDevices {
     return result
   }
 
-  private static func string(_ bytes: [UInt8]) -> String {
+  static func string(_ bytes: [UInt8]) -> String {
     String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
   }
 }

@@ -122,6 +122,55 @@ struct NetworkDevicesTests {
     #expect(status == 0, "counter exited with \(status); log: \(container.log)")
   }
 
+  /// Bridges inside the container (as a node that bridges its own workloads makes them): its
+  /// eth0 enslaved to br0, which carries its address, with settings of its own (no STP, an
+  /// ageing time, no multicast snooping, a group forward mask); a veth pair inside with one
+  /// end on br0 (hairpin, a cost), a tap on br0 that does not learn or flood, a macvlan on
+  /// br0, a static and a permanent forwarding entry, and br1 without ports, with STP, its
+  /// own MAC and MTU; the other end of the pair told to make no link-local address once it
+  /// had one. The snapshot compares every link's details (`ip -d link`) and the
+  /// forwarding entries; packets cross br0 to the restored container.
+  @Test func bridgesInsideComeBack() throws {
+    let lan = try LAN()
+    let outer = "ckv\(UInt16.random(in: 0...9999))"
+    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    defer { container.destroy() }
+    try container.waitReady()
+    let pid = container.launcher.pid
+    try wire(pid, to: lan, outer: outer)
+    for command in [
+      ["ip", "addr", "del", "10.77.0.2/24", "dev", "eth0"],
+      [
+        "ip", "link", "add", "br0", "type", "bridge", "stp_state", "0", "ageing_time", "12345", "mcast_snooping", "0",
+        "group_fwd_mask", "8",
+      ],
+      ["ip", "link", "set", "eth0", "master", "br0"], ["ip", "addr", "add", "10.77.0.2/24", "dev", "br0"],
+      ["ip", "link", "set", "br0", "up"], ["ip", "route", "add", "default", "via", "10.77.0.1"],
+      ["ip", "link", "add", "c0", "type", "veth", "peer", "name", "c1"], ["ip", "link", "set", "c0", "master", "br0"],
+      ["bridge", "link", "set", "dev", "c0", "hairpin", "on", "cost", "7"],
+      ["ip", "link", "set", "c0", "up"], ["ip", "link", "set", "c1", "up"],
+      // Its link-local address stays; the kernel makes none when it next comes up.
+      ["ip", "link", "set", "c1", "addrgenmode", "none"],
+      ["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"], ["ip", "link", "set", "tap0", "master", "br0"],
+      ["bridge", "link", "set", "dev", "tap0", "learning", "off", "flood", "off"],
+      ["ip", "link", "add", "mv0", "link", "br0", "type", "macvlan", "mode", "bridge"],
+      ["bridge", "fdb", "add", "02:00:00:00:00:99", "dev", "c0", "master", "static"],
+      ["bridge", "fdb", "add", "02:00:00:00:00:98", "dev", "c0", "master", "permanent"],
+      ["ip", "link", "add", "br1", "type", "bridge", "stp_state", "1", "priority", "4096"],
+      ["ip", "link", "set", "br1", "address", "02:11:22:33:44:55", "mtu", "1400"],
+    ] {
+      let result = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/sbin/" + command[0]] + command.dropFirst())
+      try #require(result.status == 0, "\(command.joined(separator: " ")): \(result.output)")
+    }
+    let differences = try container.unexplainedDifferences("counter")
+    #expect(differences.isEmpty, "the restored state differs:\n\(differences.joined(separator: "\n"))")
+    let ping = run(["/usr/bin/nsenter", "--net=\(lan.path)", "/bin/busybox", "ping", "-c", "1", "-W", "2", "10.77.0.2"])
+    #expect(ping.status == 0, "br0 does not answer: \(ping.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "counter exited with \(status); log: \(container.log)")
+  }
+
   /// `--veth NAME=NEWNAME` and `--bridge NAME`: the outer end comes back under another name,
   /// on another bridge (a second one in the LAN, which takes over the addresses).
   @Test func theOuterEndCanBeRenamedAndMoved() throws {
@@ -192,20 +241,21 @@ struct NetworkDevicesTests {
     #expect(after.status == 0, "\(after.output)")
   }
 
-  /// A device ckcont does not make (a bridge inside) is refused at dump, and the container
+  /// A device ckcont does not make (a VXLAN inside) is refused at dump, and the container
   /// runs on.
   @Test func aDeviceCkcontDoesNotMakeIsRefused() throws {
     let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
     defer { container.destroy() }
     try container.waitReady()
     let add = run([
-      "/usr/bin/nsenter", "-t", "\(container.launcher.pid)", "-n", "/sbin/ip", "link", "add", "br9", "type", "bridge",
+      "/usr/bin/nsenter", "-t", "\(container.launcher.pid)", "-n", "/sbin/ip", "link", "add", "vx9", "type", "vxlan",
+      "id", "9", "dstport", "4789",
     ])
     try #require(add.status == 0, "\(add.output)")
     let refused = container.dump()
     #expect(refused.status == 1)
     #expect(
-      refused.stderr.contains("network device br9 of kind bridge, which ckcont cannot checkpoint yet"),
+      refused.stderr.contains("network device vx9 of kind vxlan, which ckcont cannot checkpoint yet"),
       "\(refused.stderr)")
     #expect(!container.cgroup.allPids().isEmpty)
   }

@@ -45,12 +45,14 @@ extension StateSnapshot {
     readMounts(mounts.values.sorted { $0.pid < $1.pid })
   }
 
-  /// The links, addresses and routes of a network namespace of the container's own, as `ip`
-  /// shows them inside; indexes (which a new namespace gives anew to a peer outside),
-  /// lifetimes and duplicate detection's passing `tentative` left out.
+  /// The links (with every detail: a bridge's and a port's settings), addresses and routes
+  /// of a network namespace of the container's own, as `ip` shows them inside, and the
+  /// bridges' forwarding entries set by hand; indexes (which a new namespace gives anew to a
+  /// peer outside), lifetimes, timers and duplicate detection's passing `tentative` left
+  /// out.
   mutating func readNetwork(_ task: SnapshotTask) {
     let views = [
-      ("links", ["-o", "link"]), ("addresses", ["-o", "addr"]), ("routes", ["route", "show", "table", "all"]),
+      ("links", ["-d", "-o", "link"]), ("addresses", ["-o", "addr"]), ("routes", ["route", "show", "table", "all"]),
       ("rules", ["rule", "show"]), ("IPv6 rules", ["-6", "rule", "show"]),
       ("neighbours", ["neigh", "show", "nud", "permanent"]),
     ]
@@ -59,10 +61,16 @@ extension StateSnapshot {
       let lines = output.stdout.split(separator: "\n").map { line in
         line.replacing(#/^\d+: /#, with: "").replacing(#/@(if\d+|NONE)/#, with: "")
           .replacing(#/ link-netnsid \d+/#, with: "").replacing(#/\\? +valid_lft \S+ preferred_lft \S+/#, with: "")
-          .replacing(" tentative", with: "").replacing(#/ +/#, with: " ")
+          .replacing(" tentative", with: "").replacing(#/[a-z_]+_timer +[0-9.]+/#, with: "")
+          .replacing(#/ +/#, with: " ")
       }
       record("net ns of \(task.name)", what, lines.sorted().joined(separator: " | "))
     }
+    let entries = run(["/usr/bin/nsenter", "-t", "\(task.hostPid)", "-n", "/sbin/bridge", "fdb", "show"]).stdout
+      .split(separator: "\n").filter {
+        $0.contains(" master ") && ($0.hasSuffix("static") || $0.hasSuffix("permanent"))
+      }
+    record("net ns of \(task.name)", "forwarding entries", entries.sorted().joined(separator: " | "))
     readNetfilter(task)
   }
 

@@ -14,6 +14,8 @@ public struct NetworkImage: Codable, Sendable, Equatable {
   public var rules: [Data]?
   /// Its permanent neighbour entries (`ip neigh ... nud permanent`).
   public var neighbours: [NetworkNeighbourImage]?
+  /// The forwarding entries set by hand on its bridges' ports.
+  public var bridgeEntries: [BridgeEntryImage]?
 
   public init(
     links: [NetworkLinkImage], addresses: [NetworkAddressImage], routes: [NetworkRouteImage],
@@ -115,6 +117,15 @@ public struct NetworkLinkImage: Codable, Sendable, Equatable {
   public var macvlanMode: UInt32?
   /// A tun/tap device's settings.
   public var tun: TunDeviceImage?
+  /// How the kernel makes its IPv6 link-local address (IN6_ADDR_GEN_MODE_*), when not from
+  /// its MAC (EUI-64): a tun's random one, one set to none.
+  public var addressGeneration: UInt8?
+  /// A bridge's settings (IFLA_BR_*, as the kernel gave them, less what it sets itself).
+  public var bridge: [NetlinkAttributeImage]?
+  /// The bridge in the container it is enslaved to, and its settings as a port
+  /// (IFLA_BRPORT_*, likewise).
+  public var master: String?
+  public var portSettings: [NetlinkAttributeImage]?
 
   public init(
     name: String, kind: String, mac: Data?, mtu: UInt32, up: Bool, txQueueLength: UInt32, alias: String?,
@@ -209,5 +220,26 @@ public struct TunDeviceImage: Codable, Sendable, Equatable {
   ) {
     (self.tap, self.packetInfo, self.vnetHeader, self.multiQueue) = (tap, packetInfo, vnetHeader, multiQueue)
     (self.persistent, self.owner, self.group) = (persistent, owner, group)
+  }
+}
+
+/// One rtnetlink attribute, kept as the kernel gave it and sent back whole.
+public struct NetlinkAttributeImage: Codable, Sendable, Equatable {
+  public var type: UInt16
+  public var value: Data
+
+  public init(type: UInt16, value: Data) { (self.type, self.value) = (type, value) }
+}
+
+/// A bridge's forwarding entry set by hand (`bridge fdb add MAC dev PORT master static`).
+public struct BridgeEntryImage: Codable, Sendable, Equatable {
+  /// The port.
+  public var link: String
+  public var mac: Data
+  /// `permanent` (a local address of the bridge), else `static`.
+  public var permanent: Bool
+
+  public init(link: String, mac: Data, permanent: Bool) {
+    (self.link, self.mac, self.permanent) = (link, mac, permanent)
   }
 }

@@ -1,5 +1,6 @@
 import Bundle
 import CKShim
+import Cgroup
 import Foundation
 import Glibc
 import Linux
@@ -20,13 +21,14 @@ public enum NetworkDevices {
   static let ifaFlagNoDAD: UInt32 = 0x02
   static let ifaFlagPermanent: UInt32 = 0x80
   static let scopeLink: Int32 = 253
+  static let addressGenerationNone: UInt8 = 1  // IN6_ADDR_GEN_MODE_NONE
 
   // MARK: Capture
 
   /// What the network namespace of process `pid` holds beyond loopback and its own
   /// addresses; nil when nothing.
   static func capture(pid: Int32) throws -> NetworkImage? {
-    let (inside, rules, freshRules, tuns, secrets) = try NamespaceThread.run(in: "net", of: pid) {
+    let (inside, rules, freshRules, tuns, secrets, found, entries) = try NamespaceThread.run(in: "net", of: pid) {
       let tuns = try TunDevices.read()
       // /proc/sys/net is the reading thread's namespace's; unset, the secret reads EIO.
       let secrets = Dictionary(
@@ -35,12 +37,16 @@ public enum NetworkDevices {
             (name, $0.trimmingCharacters(in: .whitespacesAndNewlines))
           }
         }, uniquingKeysWith: { first, _ in first })
+      let config = try NetworkConfig.read()
+      let macs = Dictionary(
+        config.links.compactMap { link in link.mac.map { (link.index, $0) } }, uniquingKeysWith: { first, _ in first })
       return (
-        try NetworkConfig.read(), try PolicyRules.read(),
-        try NamespaceThread.runInFresh("net") { try PolicyRules.read() }, tuns, secrets
+        config, try PolicyRules.read(), try NamespaceThread.runInFresh("net") { try PolicyRules.read() }, tuns, secrets,
+        try Bridges.read(), try Bridges.entries(macs: macs)
       )
     }
     let names = Dictionary(inside.links.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
+    let bridges = try found.bridges.isEmpty ? found : changedBridgeSettings(found)
     var outside: NetworkConfig?
     func here() throws -> NetworkConfig {
       let config = try outside ?? NetworkConfig.read()
@@ -49,18 +55,22 @@ public enum NetworkDevices {
     }
     var links: [NetworkLinkImage] = []
     for link in inside.links where link.kind != "loopback" {
-      guard link.kind == "veth" || link.kind == "macvlan" || link.kind == "tun" else {
+      guard link.kind == "veth" || link.kind == "macvlan" || link.kind == "tun" || link.kind == "bridge" else {
         throw refuse(
           "network device \(link.name) of kind \(link.kind ?? "none")",
-          "ckcont makes veth pairs, macvlans and tun/tap devices again; move the device out before the checkpoint")
-      }
-      guard link.masterIndex == nil else {
-        throw refuse("network device \(link.name) enslaved to \(names[link.masterIndex ?? 0] ?? "a bridge")", nil)
+          "ckcont makes veth pairs, macvlans, bridges and tun/tap devices again; move the device out before the checkpoint"
+        )
       }
       var image = NetworkLinkImage(
         name: link.name, kind: link.kind ?? "", mac: link.mac.map { Data($0) }, mtu: link.mtu, up: link.up,
         txQueueLength: link.txQueueLength, alias: link.alias)
-      if link.kind == "tun" {
+      image.addressGeneration = link.addressGeneration == 0 ? nil : link.addressGeneration
+      if let master = link.masterIndex {
+        (image.master, image.portSettings) = try port(link, of: master, in: inside, bridges: bridges)
+      }
+      if link.kind == "bridge" {
+        (image.bridge, image.mac) = try bridge(link, in: inside, bridges: bridges)
+      } else if link.kind == "tun" {
         guard let settings = tuns[link.name] else {
           throw refuse("the tun device \(link.name), whose settings rtnetlink does not show", nil)
         }
@@ -88,7 +98,10 @@ public enum NetworkDevices {
       }
       links.append(image)
     }
-    let addresses = try inside.addresses.filter { !isMadeByTheKernel($0, names) }.map { address in
+    let keepingLinkLocals = Set(
+      inside.links.filter { $0.kind == "bridge" || $0.addressGeneration == addressGenerationNone }.map(\.index))
+    let addresses = try inside.addresses.filter { !isMadeByTheKernel($0, names, keeping: keepingLinkLocals) }.map {
+      address in
       guard let link = names[address.linkIndex] else { throw refuse("an address on a link that is gone", nil) }
       return NetworkAddressImage(
         link: link, family: address.family, local: Data(address.local), prefixLength: address.prefixLength,
@@ -115,18 +128,87 @@ public enum NetworkDevices {
     // A new namespace's rules are made with it: kept only when they differ.
     image.rules = rules == freshRules ? nil : rules.map { Data($0) }
     image.neighbours = neighbours.isEmpty ? nil : neighbours
+    image.bridgeEntries = try bridgeEntries(entries, names: names)
     guard image != NetworkImage(links: [], addresses: [], routes: []) else { return nil }
     return image
   }
 
+  /// The forwarding entries set by hand, by port name; nil when none.
+  private static func bridgeEntries(_ entries: [Bridges.Entry]?, names: [Int32: String]) throws
+    -> [BridgeEntryImage]?
+  {
+    guard let entries else {
+      throw refuse("forwarding entries of a VLAN on a bridge", "ckcont keeps bridges without VLAN filtering")
+    }
+    let kept = try entries.map { entry in
+      guard let link = names[entry.linkIndex] else { throw refuse("a forwarding entry on a link that is gone", nil) }
+      return BridgeEntryImage(link: link, mac: Data(entry.mac), permanent: entry.state == Bridges.statePermanent)
+    }
+    return kept.isEmpty ? nil : kept
+  }
+
+  /// The settings of each bridge and port that differ from a new one's (``Bridges/defaults()``).
+  private static func changedBridgeSettings(_ settings: Bridges.Settings) throws -> Bridges.Settings {
+    let (bridge, port) = try NamespaceThread.runInFresh("net") { try Bridges.defaults() }
+    var changed = settings
+    changed.bridges = settings.bridges.mapValues { $0.filter { !bridge.contains($0) } }
+    changed.ports = settings.ports.mapValues { $0.filter { !port.contains($0) } }
+    return changed
+  }
+
+  /// A bridge's settings, and its MAC unless it is its lowest port's: a bridge takes that
+  /// one until a MAC is set (which would stay when ports come and go).
+  private static func bridge(_ link: NetworkConfig.Link, in inside: NetworkConfig, bridges: Bridges.Settings) throws
+    -> ([NetlinkAttributeImage], Data?)
+  {
+    guard let settings = bridges.bridges[link.name] else {
+      throw refuse("the bridge \(link.name), whose settings rtnetlink does not show", nil)
+    }
+    if let filtering = settings.first(where: { $0.type == Bridges.vlanFiltering }), filtering.value.first != 0 {
+      throw refuse(
+        "the bridge \(link.name) filtering VLANs (vlan_filtering 1)", "ckcont keeps bridges without VLAN filtering")
+    }
+    let portMACs = inside.links.filter { $0.masterIndex == link.index }.compactMap(\.mac)
+    let lowest = portMACs.min { $0.lexicographicallyPrecedes($1) }
+    return (
+      settings.map { NetlinkAttributeImage(type: $0.type, value: Data($0.value)) },
+      link.mac == lowest ? nil : link.mac.map { Data($0) }
+    )
+  }
+
+  /// The bridge a link is enslaved to (by the index `master`) and its settings as a port.
+  private static func port(
+    _ link: NetworkConfig.Link, of master: Int32, in inside: NetworkConfig, bridges: Bridges.Settings
+  ) throws -> (String, [NetlinkAttributeImage]) {
+    guard let bridge = inside.links.first(where: { $0.index == master }), bridge.kind == "bridge",
+      let settings = bridges.ports[link.name]
+    else {
+      let name = inside.links.first { $0.index == master }?.name ?? "a link"
+      throw refuse("network device \(link.name) enslaved to \(name), which is not a bridge", nil)
+    }
+    guard !settings.contains(where: { Bridges.portBackup.contains($0.type) }) else {
+      throw refuse("the bridge port \(link.name) with a backup port or next hop", nil)
+    }
+    return (bridge.name, settings.map { NetlinkAttributeImage(type: $0.type, value: Data($0.value)) })
+  }
+
   /// Loopback's own addresses and IPv6 link-local ones, which the kernel makes when a link
-  /// comes up (from its MAC, which is kept).
-  private static func isMadeByTheKernel(_ address: NetworkConfig.Address, _ names: [Int32: String]) -> Bool {
+  /// comes up (from its MAC, which is kept, or a tun's stable secret). Not those of the links
+  /// in `keeping`: a bridge's has the MAC of its lowest port when it first had a carrier,
+  /// which later ports may have changed since; a link told to make none since it came up
+  /// kept the one it had. The restore puts those back as they were.
+  private static func isMadeByTheKernel(
+    _ address: NetworkConfig.Address, _ names: [Int32: String], keeping: Set<Int32>
+  ) -> Bool {
     if names[address.linkIndex] == "lo" {
       return address.local == [127, 0, 0, 1] && address.prefixLength == 8
         || address.local == [UInt8](repeating: 0, count: 15) + [1] && address.prefixLength == 128
     }
-    return address.family == AF_INET6 && address.scope == scopeLink && address.local.starts(with: [0xfe, 0x80])
+    return isLinkLocal(address.family, address.local) && !keeping.contains(address.linkIndex)
+  }
+
+  private static func isLinkLocal(_ family: Int32, _ local: [UInt8]) -> Bool {
+    family == AF_INET6 && local.starts(with: [0xfe, 0x80])
   }
 
   /// The outer end of the veth `link`: the link of the namespace ckcont runs in whose
@@ -149,6 +231,23 @@ public enum NetworkDevices {
     CKError(
       .failed, "the container's network namespace has \(what), which ckcont cannot checkpoint yet",
       hint: hint ?? "ckcont makes veth pairs, their addresses and routes again")
+  }
+
+  /// Waits (at most two seconds) until the outer ends of the killed container's veth pairs
+  /// are gone: the kernel takes its network namespace down in a worker once nothing holds
+  /// it (a parent outside the container that it was started in, as `unshare -n` makes it,
+  /// holds it until it has reaped the container's init), and a restore right after the dump
+  /// makes those ends again under their names. Something else may hold it for longer (a
+  /// runtime's bind mount): the restore then says that the name is taken.
+  static func awaitOuterEndsGone(_ image: NetworkImage?, log: Logger) {
+    let outer = image?.links.compactMap { $0.outsidePeer?.name } ?? []
+    guard !outer.isEmpty else { return }
+    let deadline = monotonicNow() + 2
+    while monotonicNow() < deadline {
+      guard outer.contains(where: { (try? NetworkChanges.index(ofLink: $0)) != nil }) else { return }
+      usleep(5000)
+    }
+    log.info("the outer ends of the container's veth pairs (\(outer.joined(separator: ", "))) are still here")
   }
 
   // MARK: Restore
@@ -207,6 +306,18 @@ public enum NetworkDevices {
       try NetworkChanges.configure(link: outer.name, as: attributes(outer), master: master)
     }
     try NamespaceThread.run(in: "net", of: pid) {
+      // Bridges first: ports join them as they are configured, a macvlan may sit on one.
+      let keepingLinkLocals = Set(
+        image.addresses.filter { isLinkLocal($0.family, Array($0.local)) }.map(\.link))
+      for link in image.links {
+        guard let settings = link.bridge else { continue }
+        try Bridges.add(name: link.name, settings: settings.map { .init(type: $0.type, value: Array($0.value)) })
+        // The kernel would make a link-local address from the MAC the bridge has when it
+        // first has a carrier; the bundle says which one it had.
+        if keepingLinkLocals.contains(link.name) {
+          try NetworkChanges.setAddressGeneration(link: link.name, addressGenerationNone)
+        }
+      }
       for link in image.links { if let tun = link.tun { try makeTun(link.name, tun) } }
       var made: Set<String> = []
       for link in image.links where link.outsidePeer == nil && !made.contains(link.name) {
@@ -214,6 +325,10 @@ public enum NetworkDevices {
         try NetworkChanges.addVethPair(name: link.name, peerName: peer, peerNamespaceOf: pid)
         made.formUnion([link.name, peer])
       }
+      // Macvlans on links inside once those are configured (ports in their bridges): a
+      // macvlan takes limits such as its lower link's largest TSO size as they are then.
+      let onInner = Set(image.links.filter { $0.lower != nil }.map(\.name))
+      try configureLinks(image.links.filter { !onInner.contains($0.name) }, keepingLinkLocals: keepingLinkLocals)
       for link in image.links {
         guard let lower = link.lower, let mode = link.macvlanMode else { continue }
         guard let index = try NetworkChanges.index(ofLink: lower) else {
@@ -221,7 +336,7 @@ public enum NetworkDevices {
         }
         try NetworkChanges.addMacvlan(name: link.name, lower: index, mode: mode, inNamespaceOf: pid)
       }
-      for link in image.links { try NetworkChanges.configure(link: link.name, as: attributes(link)) }
+      try configureLinks(image.links.filter { onInner.contains($0.name) }, keepingLinkLocals: keepingLinkLocals)
       for address in image.addresses {
         guard let index = try NetworkChanges.index(ofLink: address.link) else {
           throw CKError(.failed, "link \(address.link) is missing for its address")
@@ -231,9 +346,16 @@ public enum NetworkDevices {
           flags: address.flags, scope: address.scope, broadcast: address.broadcast.map(Array.init),
           peer: address.peer.map(Array.init), label: address.label)
         // An IPv6 address would be tentative for a second of duplicate detection, in which
-        // nothing can bind it: the container had it usable.
-        if address.family == AF_INET6 { wanted.flags |= ifaFlagNoDAD }
+        // nothing can bind it: the container had it usable. Not a bridge's link-local one:
+        // the kernel made it, and makes its own again each time a link comes up, tentative.
+        if address.family == AF_INET6 && !isLinkLocal(address.family, Array(address.local)) {
+          wanted.flags |= ifaFlagNoDAD
+        }
         try NetworkChanges.add(wanted, toLink: index, named: address.link)
+      }
+      // As the kernel had it: it makes one again from the MAC if the bridge goes down and up.
+      for link in image.links where keepingLinkLocals.contains(link.name) && link.bridge != nil {
+        try NetworkChanges.setAddressGeneration(link: link.name, link.addressGeneration ?? 0)
       }
       for route in image.routes {
         let index = try route.link.map { name in
@@ -249,6 +371,13 @@ public enum NetworkDevices {
             priority: route.priority, protocolNumber: route.protocolNumber, scope: route.scope, type: route.type),
           throughLink: index)
       }
+      for entry in image.bridgeEntries ?? [] {
+        guard let index = try NetworkChanges.index(ofLink: entry.link) else {
+          throw CKError(.failed, "link \(entry.link) is missing for its forwarding entry")
+        }
+        let state = entry.permanent ? Bridges.statePermanent : Bridges.stateStatic
+        try Bridges.add(Bridges.Entry(linkIndex: index, mac: Array(entry.mac), state: state), named: entry.link)
+      }
       for neighbour in image.neighbours ?? [] {
         guard let index = try NetworkChanges.index(ofLink: neighbour.link) else {
           throw CKError(.failed, "link \(neighbour.link) is missing for its neighbour entry")
@@ -263,6 +392,37 @@ public enum NetworkDevices {
     }
     // Rules name links (iif, oif) that must exist by then.
     if let netfilter = image.netfilter { try Netfilter.restore(netfilter, pid: pid) }
+  }
+
+  /// Gives every link made its attributes: ports join their bridges and get their settings
+  /// as ports, then the bridges theirs (an MTU a bridge would have from its ports is then
+  /// no change: only one set by hand stays set).
+  /// Each gets its way of making a link-local address first, before it comes up (a tun's
+  /// after its stable secret, whose writing makes it stable privacy); a bridge whose
+  /// link-local address is restored (`keepingLinkLocals`) gets it after that address.
+  private static func configureLinks(_ links: [NetworkLinkImage], keepingLinkLocals: Set<String>) throws {
+    for link in links {
+      guard let mode = link.addressGeneration, link.bridge == nil || !keepingLinkLocals.contains(link.name) else {
+        continue
+      }
+      try NetworkChanges.setAddressGeneration(link: link.name, mode)
+    }
+    for link in links where link.bridge == nil {
+      let master = try link.master.map { name in
+        guard let index = try NetworkChanges.index(ofLink: name) else {
+          throw CKError(.failed, "bridge \(name) is missing for its port \(link.name)")
+        }
+        return index
+      }
+      try NetworkChanges.configure(link: link.name, as: attributes(link), master: master)
+      if let settings = link.portSettings, let index = try NetworkChanges.index(ofLink: link.name) {
+        try Bridges.configurePort(
+          index: index, named: link.name, settings: settings.map { .init(type: $0.type, value: Array($0.value)) })
+      }
+    }
+    for link in links where link.bridge != nil {
+      try NetworkChanges.configure(link: link.name, as: attributes(link))
+    }
   }
 
   /// Makes the tun/tap device `name` in the calling thread's namespace, through a queue
@@ -387,13 +547,26 @@ public enum NetworkDevices {
       let tun =
         link.kind == "tun" && link.tun != nil && link.peer == nil && link.outsidePeer == nil && link.lower == nil
         && link.outsideLower == nil
-      guard veth || macvlan || tun, isName(link.name), link.mac.map({ $0.count == 6 }) ?? true, link.mtu >= 68,
+      let bridge =
+        link.kind == "bridge" && link.bridge.map(isWellFormed) == true && link.peer == nil && link.outsidePeer == nil
+        && link.lower == nil && link.outsideLower == nil && link.macvlanMode == nil && link.tun == nil
+        && link.master == nil
+      guard veth || macvlan || tun || bridge, link.kind == "bridge" || link.bridge == nil,
+        link.addressGeneration.map({ $0 <= 3 }) ?? true,
+        link.portSettings.map(isWellFormed) ?? true, link.portSettings == nil || link.master != nil, isName(link.name),
+        link.mac.map({ $0.count == 6 }) ?? true, link.mtu >= 68,
         link.mtu <= 65536, link.alias.map({ $0.utf8.count < 256 && !$0.contains("\0") }) ?? true,
         link.peer.map(isName) ?? true,
         link.outsidePeer.map({ isName($0.name) && ($0.master.map(isName) ?? true) })
           ?? true, link.peer == nil || link.outsidePeer == nil
       else { throw bad("link \(link.name.prefix(20)) is not one ckcont makes") }
       guard names.insert(link.name).inserted else { throw bad("link \(link.name) listed twice") }
+    }
+    let bridges = Set(image.links.filter { $0.bridge != nil }.map(\.name))
+    for link in image.links {
+      guard link.master.map(bridges.contains) ?? true else {
+        throw bad("link \(link.name.prefix(20)) is enslaved to a link that is not a bridge of the container")
+      }
     }
     for address in image.addresses {
       guard names.contains(address.link), let size = length(address.family), address.local.count == size,
@@ -408,6 +581,11 @@ public enum NetworkDevices {
         route.prefixLength <= size * 8, route.gateway.map({ $0.count == size }) ?? true
       else { throw bad("a route is malformed") }
     }
+    for entry in image.bridgeEntries ?? [] {
+      guard image.links.contains(where: { $0.name == entry.link && $0.master != nil }), entry.mac.count == 6 else {
+        throw bad("a forwarding entry of \(entry.link.prefix(20)) is malformed")
+      }
+    }
     for neighbour in image.neighbours ?? [] {
       guard names.contains(neighbour.link), let size = length(neighbour.family), neighbour.destination.count == size,
         neighbour.linkAddress.map({ $0.count <= 32 }) ?? true
@@ -419,22 +597,30 @@ public enum NetworkDevices {
     if let netfilter = image.netfilter { try Netfilter.validate(netfilter) }
   }
 
+  /// A list of attributes the kernel could have given: a few dozen, each a few bytes.
+  private static func isWellFormed(_ attributes: [NetlinkAttributeImage]) -> Bool {
+    attributes.count <= 128 && attributes.allSatisfy { $0.type > 0 && $0.type < 0x4000 && $0.value.count <= 64 }
+  }
+
   /// One line for `inspect`.
   static func describe(_ image: NetworkImage) -> String {
     let links = image.links.map { link in
       if let tun = link.tun {
         return link.name + " (\(tun.tap ? "tap" : "tun")\(tun.persistent ? ", persistent" : ""))"
+          + (link.master.map { " on \($0)" } ?? "")
       }
       if link.kind == "macvlan" {
         return link.name + " (macvlan on \(link.lower ?? (link.outsideLower ?? "?") + " outside"))"
       }
+      if link.bridge != nil { return link.name + " (bridge)" }
       return link.name
         + (link.outsidePeer.map { " (veth, peer \($0.name) outside\($0.master.map { " on \($0)" } ?? ""))" }
-          ?? " (veth, peer \(link.peer ?? "?"))")
+          ?? " (veth, peer \(link.peer ?? "?"))") + (link.master.map { " on \($0)" } ?? "")
     }
     return "\(links.joined(separator: ", ")); \(image.addresses.count) address(es), \(image.routes.count) route(s)"
       + (image.rules.map { "; \($0.count) rule(s)" } ?? "")
       + (image.neighbours.map { "; \($0.count) neighbour(s)" } ?? "")
+      + (image.bridgeEntries.map { "; \($0.count) forwarding entr\($0.count == 1 ? "y" : "ies")" } ?? "")
       + (image.netfilter.map { "; " + Netfilter.describe($0) } ?? "")
   }
 }

@@ -289,8 +289,10 @@ public final class SeizedContainer {
     released = true
     try? _ = Freezer.freeze(cgroup, timeout: 5)
     for process in processes { Glibc.kill(process.pid, SIGKILL) }
-    for tid in seized { try? Tracee(tid: tid).detach() }
+    // A dying thread cannot be detached: its exit is taken below, once thawed.
+    let dying = seized.filter { (try? Tracee(tid: $0).detach()) == nil }
     try? Freezer.thaw(cgroup)
+    Ptrace.reapKilled(dying, timeout: 1)
     endRemoteCalls()
     journal.remove()
   }
