@@ -547,8 +547,9 @@ static int scm_mode(const char *dir) {
   FX_SYS(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, packets));
   FX_SYS(pipe(pipe_fds));
   char path[256];
-  snprintf(path, sizeof path, "%s/ckcont-scm-%d", dir, getpid());
-  int file = FX_SYS(open(path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  /* mkstemp: the pid is 1 in every container, and two may run this mode at once. */
+  snprintf(path, sizeof path, "%s/ckcont-scm-XXXXXX", dir);
+  int file = FX_SYS(mkstemp(path));
   FX_SYS(write(file, "abcdef", 6));
   FX_SYS(lseek(file, 2, SEEK_SET));
   send_with(stream[0], "hello", &pipe_fds[0], 1);
@@ -557,8 +558,8 @@ static int scm_mode(const char *dir) {
   send_with(packets[0], "first", two, 2);
   send_with(packets[0], "second", NULL, 0);
   char only_path[256];
-  snprintf(only_path, sizeof only_path, "%s/ckcont-scm-only-%d", dir, getpid());
-  int only = FX_SYS(open(only_path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  snprintf(only_path, sizeof only_path, "%s/ckcont-scm-only-XXXXXX", dir);
+  int only = FX_SYS(mkstemp(only_path));
   FX_SYS(write(only, "0123456789", 10));
   FX_SYS(lseek(only, 3, SEEK_SET));
   send_with(packets[0], "third", &only, 1);

@@ -48,6 +48,8 @@ struct ModelEncodingTests {
       vmas[vmas.count - 1].lazyPages = index == 3 ? [PageRun(start: start + 0x4000, end: start + 0x6000)] : nil
       vmas[vmas.count - 1].objectDevice = index == 6 ? 0x1_0000_0021 : nil
       vmas[vmas.count - 1].objectMode = index == 6 ? 0o4755 : nil
+      vmas[vmas.count - 1].fileSize = index == 2 ? 2_093_256 : nil
+      vmas[vmas.count - 1].fileModified = index == 2 ? -1_700_000_000_123_456_789 : nil
       offset += pages.reduce(0) { $0 + $1.size }
     }
     return MemoryImage(

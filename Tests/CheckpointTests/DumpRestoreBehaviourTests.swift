@@ -835,6 +835,71 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS bigmem", in: container, timeout: 20)
   }
 
+  /// A file mapped privately that changed between dump and restore (as a library upgraded
+  /// since, or another host's): its pages not written would show other bytes, so the restore
+  /// refuses it in one line and leaves nothing; put back as it was (size and time), the
+  /// restore works and the program's checks of the mapping pass.
+  @Test func aMappedFileChangedSinceTheDumpIsRefusedAtRestore() throws {
+    let directory = try FileManager.default.url(
+      for: .itemReplacementDirectory, in: .userDomainMask, appropriateFor: URL(fileURLWithPath: "/tmp"), create: true
+    ).path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let container = try FixtureContainer("mappings", [directory])
+    defer { container.destroy() }
+    try container.dumpAndWaitGone()
+    let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first)
+    let file = directory + "/" + name
+    var before = stat()
+    try #require(stat(file, &before) == 0)
+    let handle = try #require(FileHandle(forWritingAtPath: file))
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data(repeating: 7, count: 4096))
+    try handle.close()
+    let refused = try container.restore()
+    #expect(refused.status == 1, "\(refused.output)")
+    #expect(refused.stderr.contains("the file \(file) it maps privately changed since the dump"), "\(refused.stderr)")
+    #expect(refused.stderr.split(separator: "\n").filter { $0.hasPrefix("ckcont: error:") }.count == 1)
+    #expect(container.cgroup.allPids().isEmpty)
+    // As it was: the same size and modification time.
+    try #require(truncate(file, before.st_size) == 0)
+    var times = [before.st_atim, before.st_mtim]
+    try #require(utimensat(AT_FDCWD, file, &times, 0) == 0)
+    let restored = try container.restore()
+    try #require(restored.status == 0, "\(restored.output)")
+    let status = try container.terminateRestored()
+    #expect(status == 0, "mappings exited with \(status); log: \(container.log)")
+    #expect(container.log.contains("PASS mappings"), "log: \(container.log)")
+  }
+
+  /// A file mapped privately whose path names another file at the dump (one mounted over it
+  /// in the container): the restore would map that one, so the dump refuses it while the
+  /// container runs on.
+  @Test func aMappedPathCoveredByAnotherFileIsRefusedAtDump() throws {
+    let directory = try FileManager.default.url(
+      for: .itemReplacementDirectory, in: .userDomainMask, appropriateFor: URL(fileURLWithPath: "/tmp"), create: true
+    ).path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let container = try FixtureContainer("mappings", [directory])
+    defer { container.destroy() }
+    try container.waitReady()
+    let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first)
+    let file = directory + "/" + name
+    let cover = directory + "/cover"
+    try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: cover))
+    let pid = try #require(container.cgroup.allPids().first)
+    let mounted = run(["/usr/bin/nsenter", "-t", "\(pid)", "-m", "/bin/mount", "--bind", cover, file])
+    try #require(mounted.status == 0, "\(mounted.output)")
+    let refused = container.dump()
+    #expect(refused.status == 1, "\(refused.output)")
+    #expect(refused.stderr.contains("names another file now (one mounted over it)"), "\(refused.stderr)")
+    #expect(container.cgroup.allPids() == [pid])
+    let unmounted = run(["/usr/bin/nsenter", "-t", "\(pid)", "-m", "/bin/umount", file])
+    try #require(unmounted.status == 0, "\(unmounted.output)")
+    kill(pid, SIGTERM)
+    #expect(container.launcher.waitUntilExit() == 0, "\(container.log)")
+    #expect(container.log.contains("PASS mappings"), "log: \(container.log)")
+  }
+
   /// A bundle that does not fit (a 16 MiB tmpfs, 64 MiB of pages): the dump says so in one
   /// line, leaves no partial file, and the container runs on, thawed and untraced. The pages
   /// go into a mapping of the file, where a page the file system cannot back would be a

@@ -123,6 +123,11 @@ public struct VMAImage: Codable, Sendable, Equatable {
   /// Private anonymous memory in huge pages (MAP_HUGETLB, shown as `/anon_hugepage`): their
   /// size. Mapped again in huge pages of that size.
   public var hugePageSize: UInt64?
+  /// A private mapping of a file: the file's size and last modification (ns since the epoch)
+  /// at the dump. Its pages not written show the file: the restore refuses a file that is
+  /// not so any more (a library upgraded since, another host's).
+  public var fileSize: UInt64?
+  public var fileModified: Int64?
 
   public init(
     start: UInt64, end: UInt64, protection: Int32, shared: Bool, kind: Kind, path: String, offset: UInt64,
@@ -276,7 +281,10 @@ extension VMAImage {
   func appendJSON(to text: inout String) {
     text += "{"
     if let advice { text += "\"advice\":[" + advice.map { "\"\($0.rawValue)\"" }.joined(separator: ",") + "]," }
-    text += "\"end\":\(end),\"growsDown\":\(growsDown),"
+    text += "\"end\":\(end),"
+    if let fileModified { text += "\"fileModified\":\(fileModified)," }
+    if let fileSize { text += "\"fileSize\":\(fileSize)," }
+    text += "\"growsDown\":\(growsDown),"
     if let guards {
       text += "\"guards\":[" + guards.map { "{\"end\":\($0.end),\"start\":\($0.start)}" }.joined(separator: ",") + "],"
     }
@@ -401,6 +409,8 @@ extension VMAImage {
     var precopiedPages: [PageRun]?
     var lazyPages: [PageRun]?
     var hugePageSize: UInt64?
+    var fileSize: UInt64?
+    var fileModified: Int64?
     var protection: Int32?
     var shared: Bool?
     var growsDown: Bool?
@@ -460,6 +470,8 @@ extension VMAImage {
         parentPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
       case "hugePageSize": hugePageSize = scanner.null() ? nil : try scanner.integer()
+      case "fileSize": fileSize = scanner.null() ? nil : try scanner.integer()
+      case "fileModified": fileModified = scanner.null() ? nil : try scanner.integer()
       case "precopiedPages":
         precopiedPages =
           scanner.null() ? nil : try scanner.list { scanner throws(BundleError) in try PageRun(scanning: &scanner) }
@@ -496,6 +508,8 @@ extension VMAImage {
     self.precopiedPages = precopiedPages
     self.lazyPages = lazyPages
     self.hugePageSize = hugePageSize
+    self.fileSize = fileSize
+    self.fileModified = fileModified
     self.objectDevice = objectDevice
     self.objectMode = objectMode
   }

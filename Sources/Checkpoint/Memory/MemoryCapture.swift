@@ -31,6 +31,7 @@ struct MemoryCapture {
     let pendingFlags = aside ? Pending(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil
     let described = try vmas.map(describe)
     var images = described.map(\.image)
+    try MappedFiles.identify(&images, pid: pid)
     var scanner = try PageScanner(pid: pid)
     try scanPages(&images, sources: described.map(\.source), vmas: vmas, scanner: &scanner)
     try applyFlags(try pendingFlags?.wait() ?? ProcSmaps.readFlags(pid: pid), to: &images, scanner: &scanner)

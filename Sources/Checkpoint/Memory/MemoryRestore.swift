@@ -17,6 +17,8 @@ final class SharedMemoryObjects {
   /// Deleted files made again for mappings, by ``deletedFileName(inode:path:)``: a descriptor
   /// of the same file opens that one rather than a ghost of its own.
   var deletedFiles: [String: (hostPid: Int32, start: UInt64, end: UInt64)] = [:]
+  /// Files of private mappings found as the dump saw them (``MappedFiles/check``).
+  var checkedFiles: Set<String> = []
 
   static func deletedFileName(inode: UInt64, path: String) -> String { "\(inode) \(path)" }
   /// Where every new task has [vdso] and [vvar]: where ckcont has them, as each was cloned
@@ -71,6 +73,8 @@ final class MemoryRestore {
   /// Files the batch has opened to map ("r:" or "w:" and the path) -> the open call.
   private var openFiles: [String: Int] = [:]
   private var started = 0.0
+  /// The task's mount namespace, naming the files it maps (``MappedFiles/check``).
+  private lazy var mountNamespace = (try? readLink("/proc/\(injector.pid)/ns/mnt")) ?? "\(injector.pid)"
   /// The call of the last batch that makes a userfaultfd in the task, and ckcont's copy of
   /// it once taken (see ``usesUserfault``).
   private var userfaultCall: Int?
@@ -912,6 +916,8 @@ final class MemoryRestore {
         name())
       batch.add(.close(.result(fd)), "close \(vma.path)")
     } else if vma.kind == .file {
+      try MappedFiles.check(
+        vma, pid: injector.pid, namespace: mountNamespace, checked: &sharedObjects.checkedFiles)
       // A library maps several VMAs of one file: it is opened once per batch.
       let writable = vma.shared && vma.protection & PROT_WRITE != 0
       let key = "\(writable ? "w" : "r"):\(vma.path)"
