@@ -18,6 +18,7 @@
  *   sockets tcp-closing
  *   sockets tcp-outside PORT
  *   sockets tcp-pending
+ *   sockets raw
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -78,6 +79,15 @@
  * port of 127.0.0.1 with SO_REUSEPORT (a prefork server), and a UDP socket bound to one port
  * with SO_REUSEADDR. After SIGTERM both listeners still listen on the port and take
  * connections, and both UDP sockets are bound to theirs.
+ *
+ * `raw`: raw sockets, in a network namespace of the fixture's own (loopback up; a raw ICMP
+ * socket sees every ICMP packet of its namespace): an IPv4 ICMP one with ICMP_FILTER passing
+ * echo replies only, IP_TTL 33 and connected to 127.0.0.1 (its echo request is sent with
+ * send(2), which needs the connection: getpeername refuses raw sockets); one of protocol 253 with
+ * IP_HDRINCL bound to 127.0.0.1; an ICMPv6 one whose ICMP6_FILTER passes echo replies only;
+ * one of protocol 253 over IPv6 with IPV6_CHECKSUM at offset 2. After SIGTERM each has its
+ * protocol, options, address and peer, and both ICMP ones get the reply to an echo request
+ * they send (their filters hold: only the replies come).
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -96,6 +106,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+
+#include <linux/icmp.h>
+#include <netinet/icmp6.h>
 
 static int option(int fd, int level, int name) {
   int value = -1;
@@ -911,6 +924,96 @@ static int ping_once(int fd, const struct sockaddr *to, socklen_t length, int v6
   return got == 16 && reply[0] == (v6 ? 129 : 0) && answered == sequence;
 }
 
+/* Moves into a network namespace of its own, loopback up. */
+static void own_network(void) {
+  FX_SYS(unshare(CLONE_NEWNET));
+  int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  struct ifreq request = {0};
+  strcpy(request.ifr_name, "lo");
+  request.ifr_flags = IFF_UP;
+  FX_SYS(ioctl(probe, SIOCSIFFLAGS, &request));
+  close(probe);
+}
+
+/* Sends an echo request with `sequence` on raw ICMP socket `fd` (IPv4 when !v6) to the
+ * loopback address and waits for its reply, which comes after the IPv4 header; 1 when it
+ * came with that sequence and nothing else came (the filter lets replies only through). */
+static int raw_ping(int fd, int v6, uint16_t sequence) {
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in6 to6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  unsigned char request[16] = {v6 ? 128 : 8, 0}, reply[128];
+  uint16_t identifier = 0x4b43;
+  memcpy(request + 4, &identifier, 2);
+  memcpy(request + 6, &sequence, 2);
+  memcpy(request + 8, "ckcont!!", 8);
+  if (!v6) {
+    /* The ICMP checksum, which the kernel computes only for ICMPv6 raw sockets. */
+    uint32_t sum = 0;
+    for (int i = 0; i < 16; i += 2) sum += (uint32_t)request[i] << 8 | request[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    request[2] = (unsigned char)(~sum >> 8);
+    request[3] = (unsigned char)~sum;
+  }
+  /* The IPv4 one is connected to the loopback address: send(2) without one fails otherwise. */
+  (void)to;
+  ssize_t sent = v6 ? sendto(fd, request, sizeof request, 0, (struct sockaddr *)&to6, sizeof to6)
+                    : send(fd, request, sizeof request, 0);
+  if (sent != sizeof request) return 0;
+  struct pollfd ready = {.fd = fd, .events = POLLIN};
+  if (poll(&ready, 1, 2000) != 1) return 0;
+  ssize_t got = recv(fd, reply, sizeof reply, MSG_DONTWAIT);
+  unsigned char *icmp = v6 ? reply : reply + 20;
+  ssize_t length = v6 ? got : got - 20;
+  uint16_t answered = 0;
+  if (length >= 8) memcpy(&answered, icmp + 6, 2);
+  int more = recv(fd, reply, sizeof reply, MSG_DONTWAIT) >= 0;
+  return length == 16 && icmp[0] == (v6 ? 129 : 0) && answered == sequence && !more;
+}
+
+static int raw_mode(void) {
+  own_network();
+  int icmp = FX_SYS(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+  struct icmp_filter filter = {.data = ~(1u << ICMP_ECHOREPLY)};
+  FX_SYS(setsockopt(icmp, SOL_RAW, ICMP_FILTER, &filter, sizeof filter));
+  set_int(icmp, IPPROTO_IP, IP_TTL, 33);
+  struct sockaddr_in loopback = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  FX_SYS(connect(icmp, (struct sockaddr *)&loopback, sizeof loopback));
+  int headers = FX_SYS(socket(AF_INET, SOCK_RAW, 253));
+  set_int(headers, IPPROTO_IP, IP_HDRINCL, 1);
+  FX_SYS(bind(headers, (struct sockaddr *)&loopback, sizeof loopback));
+  int icmp6 = FX_SYS(socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6));
+  struct icmp6_filter filter6;
+  ICMP6_FILTER_SETBLOCKALL(&filter6);
+  ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &filter6);
+  FX_SYS(setsockopt(icmp6, IPPROTO_ICMPV6, ICMP6_FILTER, &filter6, sizeof filter6));
+  int checksummed = FX_SYS(socket(AF_INET6, SOCK_RAW, 253));
+  set_int(checksummed, IPPROTO_IPV6, IPV6_CHECKSUM, 2);
+  fx_ready();
+  fx_wait_term();
+
+  FX_EQ("the ICMP socket's protocol", IPPROTO_ICMP, option(icmp, SOL_SOCKET, SO_PROTOCOL));
+  FX_EQ("the ICMP socket's type", SOCK_RAW, option(icmp, SOL_SOCKET, SO_TYPE));
+  struct icmp_filter now = {0};
+  socklen_t length = sizeof now;
+  FX_SYS(getsockopt(icmp, SOL_RAW, ICMP_FILTER, &now, &length));
+  FX_EQ("the ICMP socket's filter", (int)filter.data, (int)now.data);
+  FX_EQ("the ICMP socket's IP_TTL", 33, option(icmp, IPPROTO_IP, IP_TTL));
+  FX_EQ("the header socket's protocol", 253, option(headers, SOL_SOCKET, SO_PROTOCOL));
+  FX_EQ("the header socket's IP_HDRINCL", 1, option(headers, IPPROTO_IP, IP_HDRINCL));
+  struct sockaddr_in bound = {0};
+  length = sizeof bound;
+  FX_SYS(getsockname(headers, (struct sockaddr *)&bound, &length));
+  FX_EQ("the header socket's address", (int)htonl(INADDR_LOOPBACK), (int)bound.sin_addr.s_addr);
+  struct icmp6_filter now6;
+  length = sizeof now6;
+  FX_SYS(getsockopt(icmp6, IPPROTO_ICMPV6, ICMP6_FILTER, &now6, &length));
+  FX_TRUE(!memcmp(&now6, &filter6, sizeof now6), "the ICMPv6 socket's filter changed");
+  FX_EQ("the checksum socket's IPV6_CHECKSUM", 2, option(checksummed, IPPROTO_IPV6, IPV6_CHECKSUM));
+  FX_TRUE(raw_ping(icmp, 0, 7), "no echo reply (alone) on the raw ICMP socket after the restore");
+  FX_TRUE(raw_ping(icmp6, 1, 8), "no echo reply (alone) on the raw ICMPv6 socket after the restore");
+  fx_finish();
+}
+
 static int icmp_mode(void) {
   set_sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
   struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(4242), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -1325,17 +1428,12 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "unix-pending")) return unix_pending_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 2 && !strcmp(argv[1], "tcp-outside")) return tcp_outside_mode(argv[2]);
   if (argc > 1 && !strcmp(argv[1], "tcp-pending")) return tcp_pending_mode();
+  if (argc > 1 && !strcmp(argv[1], "raw")) return raw_mode();
   if (argc > 1 && !strcmp(argv[1], "tcp-closing")) return tcp_closing_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-peercred")) return unix_peercred_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "netns")) {
-    FX_SYS(unshare(CLONE_NEWNET));
-    int probe = FX_SYS(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    struct ifreq request = {0};
-    strcpy(request.ifr_name, "lo");
-    request.ifr_flags = IFF_UP;
-    FX_SYS(ioctl(probe, SIOCSIFFLAGS, &request));
-    close(probe);
+    own_network();
     set_sysctl("/proc/sys/net/core/somaxconn", "321");
     set_sysctl("/proc/sys/net/ipv4/ip_local_port_range", "41000 41999");
   }

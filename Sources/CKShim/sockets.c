@@ -361,6 +361,8 @@ int ck_send_fd(int socket, int fd) {
 }
 
 #include <linux/filter.h>
+#include <linux/icmp.h>
+#include <netinet/icmp6.h>
 
 // The classic BPF filter attached to `fd` (SO_GET_FILTER): its instruction count in `count`
 // and, when `capacity` (in instructions) holds them, the instructions in `instructions`;
@@ -401,6 +403,9 @@ _Static_assert(IPV6_UNICAST_HOPS == 16 && IPV6_MULTICAST_HOPS == 18 && IPV6_MULT
                    IPV6_RECVHOPLIMIT == 51 && IPV6_DONTFRAG == 62 && IPV6_RECVTCLASS == 66 && IPV6_TCLASS == 67 &&
                    IPV6_AUTOFLOWLABEL == 70 && IPV6_RECVORIGDSTADDR == 74,
                "IPV6_*");
+_Static_assert(IP_HDRINCL == 3 && IPV6_CHECKSUM == 7 && SOL_RAW == 255 && ICMP_FILTER == 1 && ICMP6_FILTER == 1 &&
+                   IPPROTO_ICMPV6 == 58,
+               "raw socket options");
 _Static_assert(TCP_NODELAY == 1 && TCP_CORK == 3 && TCP_KEEPIDLE == 4 && TCP_KEEPINTVL == 5 && TCP_KEEPCNT == 6 &&
                    TCP_SYNCNT == 7 && TCP_LINGER2 == 8 && TCP_DEFER_ACCEPT == 9 && TCP_CONGESTION == 13 &&
                    TCP_THIN_LINEAR_TIMEOUTS == 16 && TCP_USER_TIMEOUT == 18 && TCP_NOTSENT_LOWAT == 25,

@@ -357,7 +357,9 @@ public struct Dump {
       cgroup: own("cgroup"), time: own("time"))
   }
 
-  /// Streams the bundle; returns its size.
+  /// Streams the bundle; returns its size. Long by nature: the members in the order the
+  /// format fixes (small models, per-process models, the manifest that lists them all, then
+  /// pages and objects), each a few lines that share the encoders and sizes.
   func write(_ captured: Captured, to destination: Destination) throws -> Int {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]

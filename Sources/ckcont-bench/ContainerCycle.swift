@@ -49,7 +49,7 @@ struct ContainerBench {
   /// restores it, sends SIGTERM and expects `pass` in its output and exit status 0. Everything
   /// it made (cgroup, processes, bundle, log) is gone when it returns, also after a failure.
   /// With `logs`, ckcont runs with -v and its stderr is kept in `<logs>/<name>-dump.log` and
-  /// `-restore.log`.
+  /// `-restore.log`. One sequence with one cleanup, kept whole so that nothing escapes it.
   func cycle(name: String, program: [String], pass: String, dumpArguments: [String] = [], logs: String? = nil)
     throws -> Cycle
   {

@@ -703,9 +703,12 @@ extension SocketImage {
     // TCP, UDP, UDP-Lite (136, datagrams only), ping sockets (ICMP for IPv4, ICMPv6 for
     // IPv6; datagrams, nothing waiting).
     let ping = type == 2 && protocolNumber == (family == 2 ? 1 : 58) && messages == nil
-    return (family == 2 || family == 10) && (type == 1 || type == 2)
-      && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2 || ping)
-      && fits(address) && fits(peer) && (peer == nil || type == 2 || tcp?.isValid == true || awaitsAccept == true)
+    // Raw sockets (SOCK_RAW, any protocol but 0; nothing waiting, nothing listening).
+    let raw = type == 3 && (1...255).contains(protocolNumber) && messages == nil && backlog == nil && tcp == nil
+    return (family == 2 || family == 10) && (type == 1 || type == 2 || raw)
+      && ([0, 6, 17].contains(protocolNumber) || protocolNumber == 136 && type == 2 || ping || raw)
+      && fits(address) && fits(peer)
+      && (peer == nil || type == 2 || raw || tcp?.isValid == true || awaitsAccept == true)
       && (awaitsAccept == nil || type == 1 && tcp == nil && peer != nil && address != nil && backlog == nil)
       && (acceptQueue.map { (1...4096).contains($0) && backlog != nil } ?? true)
       && (tcp == nil || peer != nil && address != nil)

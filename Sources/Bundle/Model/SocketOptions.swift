@@ -77,6 +77,8 @@ public struct SocketOptionKind: Sendable {
   static let tcp: Int32 = 6  // IPPROTO_TCP
   static let udp: Int32 = 17  // IPPROTO_UDP
   static let udpLite: Int32 = 136  // IPPROTO_UDPLITE
+  public static let raw: Int32 = 255  // SOL_RAW
+  public static let icmpv6: Int32 = 58  // IPPROTO_ICMPV6
 
   /// SO_SNDBUF and SO_RCVBUF: saved as getsockopt gives them (twice what was asked), set
   /// again with SO_SNDBUFFORCE and SO_RCVBUFFORCE, then SO_BUF_LOCK as it was.
@@ -144,6 +146,10 @@ public struct SocketOptionKind: Sendable {
     // UDP and UDP-Lite.
     .init(udp, 103, "UDP_SEGMENT"), .init(udp, 104, "UDP_GRO"),
     .init(udpLite, 10, "UDPLITE_SEND_CSCOV"), .init(udpLite, 11, "UDPLITE_RECV_CSCOV"),
+    // Raw sockets: the IP header written by the program, the checksum the kernel computes,
+    // the ICMP types let through.
+    .init(ip, 3, "IP_HDRINCL"), .init(ipv6, 7, "IPV6_CHECKSUM"), .init(raw, 1, "ICMP_FILTER", .bytes(4)),
+    .init(icmpv6, 1, "ICMP6_FILTER", .bytes(32)),
     // Last: a filter sees no byte the restore puts back; locked once attached.
     .init(socket, attachFilter, "SO_ATTACH_FILTER", .filter), .init(socket, 44, "SO_LOCK_FILTER"),
   ]

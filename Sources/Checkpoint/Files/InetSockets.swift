@@ -13,7 +13,7 @@ extension FileCapture {
   /// An internet socket: one without a connection is recreated, an established TCP
   /// connection is read in repair mode (and kept there: its copy goes to ``TakenState``).
   func captureInetSocket(
-    _ ours: consuming OwnedDescriptor, facts: ck_socket_facts, fd: Int32, target: String,
+    _ ours: consuming OwnedDescriptor, facts: ck_socket_facts, fd: Int32, inode: UInt64, target: String,
     refuse: (String, String) -> CKError
   ) throws -> SocketImage {
     // The number stays valid once an established connection's copy went to `taken`.
@@ -31,54 +31,7 @@ extension FileCapture {
         // Their clients, if the container's, connect again: see ``Dump/markPendingTCP``.
         if facts.waiting > 0 { acceptQueue = Int(facts.waiting) }
       } else if facts.tcp_state == TCP_ESTABLISHED || TCPConnectionImage.closingStates[facts.tcp_state] != nil {
-        let options = try SocketOptions.capture(raw, facts, tunedByKernel: true, refuse: refuse)
-        try taken.addRepaired(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
-        let limit = TCPConnectionImage.queueLimit
-        // Most queues are short: a small buffer first, the largest one if that is too small.
-        var capacity = 64 << 10
-        var sendQueue = [UInt8](repeating: 0, count: capacity)
-        var receiveQueue = [UInt8](repeating: 0, count: capacity)
-        var state = ck_tcp_state()
-        var result = ck_tcp_repair_dump(raw, &state, &sendQueue, &receiveQueue, capacity)
-        FaultInjection.point("dump:repair")
-        if result == -E2BIG {
-          capacity = limit
-          sendQueue = [UInt8](repeating: 0, count: capacity)
-          receiveQueue = [UInt8](repeating: 0, count: capacity)
-          result = ck_tcp_repair_dump(raw, &state, &sendQueue, &receiveQueue, capacity)
-        }
-        guard result == 0 else {
-          throw refuse(
-            result == -E2BIG
-              ? "a TCP connection with more than \(limit >> 10) KiB waiting in a queue"
-              : "a TCP connection that TCP_REPAIR cannot read (\(String(cString: strerror(-result))))",
-            "checkpoint when less data is in flight")
-        }
-        var tcp = TCPConnectionImage(
-          sendSequence: state.send_seq, receiveSequence: state.receive_seq,
-          sendQueue: Data(sendQueue.prefix(Int(state.send_length))),
-          receiveQueue: Data(receiveQueue.prefix(Int(state.receive_length))),
-          options: state.options, sendWindowScale: state.send_wscale, receiveWindowScale: state.receive_wscale,
-          mss: state.mss,
-          timestamp: state.timestamp,
-          window: withUnsafeBytes(of: state.window) { Array($0.bindMemory(to: UInt32.self)) })
-        // Read in repair mode, so as it was when the socket stopped (not facts' earlier look).
-        if state.state != TCP_ESTABLISHED {
-          guard TCPConnectionImage.closingStates[state.state] != nil else {
-            throw refuse("a TCP connection in state \(state.state) (closing)", "checkpoint when no connection is open")
-          }
-          tcp.state = state.state
-        }
-        var image = SocketImage(
-          family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
-          peer: data(facts.peer, facts.peer_length), backlog: nil, options: options)
-        image.tcp = tcp
-        // Sent nothing its peer took: if that peer waits unaccepted, a new connection is as good.
-        // (The kernel counts the SYN as the first byte acknowledged.)
-        if ck_tcp_bytes_acked(raw) <= 1 && tcp.sendQueue.isEmpty && tcp.receiveQueue.isEmpty && tcp.state == nil {
-          image.awaitsAccept = false
-        }
-        return image
+        return try captureConnection(ours, facts: facts, fd: fd, address: address, refuse: refuse)
       } else if facts.tcp_state == TCP_CLOSE && ck_tcp_segments_out(raw) > 0 {
         // Closed, but once connected (reset, or ended): reads say so (0 or ECONNRESET), which
         // a new socket would not (ENOTCONN).
@@ -97,6 +50,13 @@ extension FileCapture {
       }
     } else {
       if facts.peer_length > 0 { peer = data(facts.peer, facts.peer_length) }
+      if facts.type == Int32(SOCK_RAW.rawValue) {
+        if facts.waiting > 0 {
+          // Packets came from the network, which would not send them again.
+          throw refuse("a raw socket with packets waiting", "checkpoint once the program has read them")
+        }
+        peer = try rawPeer(family: facts.family, inode: inode)
+      }
       if SocketImage.pingProtocols.contains(facts.protocol), facts.waiting > 0 {
         // Replies come from whom the program pinged: none would send them again.
         throw refuse("a ping socket with replies waiting", "checkpoint once the program has read them")
@@ -113,6 +73,95 @@ extension FileCapture {
       let waiting = try peekWaiting(raw, descriptors: false, what: "a UDP socket", refuse: refuse)
       image.messages = waiting.map(\.bytes)
       image.senders = waiting.map(\.sender)
+    }
+    return image
+  }
+
+  /// The address a raw socket is connected to, nil when it is not: getpeername refuses a raw
+  /// socket (no port: ENOTCONN), /proc/<pid>/net/raw shows it (state 01 and rem_address,
+  /// the __be32 words printed as host-order hex).
+  private func rawPeer(family: Int32, inode: UInt64) throws -> Data? {
+    let table = "/proc/\(pid)/net/" + (family == AF_INET ? "raw" : "raw6")
+    let lines = try PseudoFile.read(table).split(separator: "\n").dropFirst()
+    guard
+      let words = lines.map({ $0.split(separator: " ") }).first(where: { $0.count > 9 && UInt64($0[9]) == inode })
+    else {
+      throw CKError(.failed, "task \(pid): its raw socket (inode \(inode)) is not in \(table)")
+    }
+    guard words[3] == "01", let colon = words[2].firstIndex(of: ":") else { return nil }
+    let hex = words[2][..<colon]
+    var address: [UInt8] = []
+    var index = hex.startIndex
+    while index < hex.endIndex {
+      let next = hex.index(index, offsetBy: 8, limitedBy: hex.endIndex) ?? hex.endIndex
+      guard let word = UInt32(hex[index..<next], radix: 16) else { return nil }
+      withUnsafeBytes(of: word.littleEndian) { address += $0 }
+      index = next
+    }
+    var sockaddr: [UInt8] = withUnsafeBytes(of: UInt16(family).littleEndian) { Array($0) } + [0, 0]
+    if family == AF_INET {
+      guard address.count == 4 else { return nil }
+      sockaddr += address + [UInt8](repeating: 0, count: 8)
+    } else {
+      guard address.count == 16 else { return nil }
+      sockaddr += [0, 0, 0, 0] + address + [0, 0, 0, 0]
+    }
+    return Data(sockaddr)
+  }
+
+  /// An established (or closing) TCP connection, read in repair mode and kept there: its
+  /// copy goes to ``TakenState``, which lets it go once the dump is over.
+  private func captureConnection(
+    _ ours: consuming OwnedDescriptor, facts: ck_socket_facts, fd: Int32, address: Data,
+    refuse: (String, String) -> CKError
+  ) throws -> SocketImage {
+    let raw = ours.raw
+    let options = try SocketOptions.capture(raw, facts, tunedByKernel: true, refuse: refuse)
+    try taken.addRepaired(ours, pid: pid, target: fd, reuseAddress: options.reusesAddress)
+    let limit = TCPConnectionImage.queueLimit
+    // Most queues are short: a small buffer first, the largest one if that is too small.
+    var capacity = 64 << 10
+    var sendQueue = [UInt8](repeating: 0, count: capacity)
+    var receiveQueue = [UInt8](repeating: 0, count: capacity)
+    var state = ck_tcp_state()
+    var result = ck_tcp_repair_dump(raw, &state, &sendQueue, &receiveQueue, capacity)
+    FaultInjection.point("dump:repair")
+    if result == -E2BIG {
+      capacity = limit
+      sendQueue = [UInt8](repeating: 0, count: capacity)
+      receiveQueue = [UInt8](repeating: 0, count: capacity)
+      result = ck_tcp_repair_dump(raw, &state, &sendQueue, &receiveQueue, capacity)
+    }
+    guard result == 0 else {
+      throw refuse(
+        result == -E2BIG
+          ? "a TCP connection with more than \(limit >> 10) KiB waiting in a queue"
+          : "a TCP connection that TCP_REPAIR cannot read (\(String(cString: strerror(-result))))",
+        "checkpoint when less data is in flight")
+    }
+    var tcp = TCPConnectionImage(
+      sendSequence: state.send_seq, receiveSequence: state.receive_seq,
+      sendQueue: Data(sendQueue.prefix(Int(state.send_length))),
+      receiveQueue: Data(receiveQueue.prefix(Int(state.receive_length))),
+      options: state.options, sendWindowScale: state.send_wscale, receiveWindowScale: state.receive_wscale,
+      mss: state.mss,
+      timestamp: state.timestamp,
+      window: withUnsafeBytes(of: state.window) { Array($0.bindMemory(to: UInt32.self)) })
+    // Read in repair mode, so as it was when the socket stopped (not facts' earlier look).
+    if state.state != TCP_ESTABLISHED {
+      guard TCPConnectionImage.closingStates[state.state] != nil else {
+        throw refuse("a TCP connection in state \(state.state) (closing)", "checkpoint when no connection is open")
+      }
+      tcp.state = state.state
+    }
+    var image = SocketImage(
+      family: facts.family, type: facts.type, protocolNumber: facts.protocol, address: address,
+      peer: withUnsafeBytes(of: facts.peer) { Data($0.prefix(Int(facts.peer_length))) }, backlog: nil, options: options)
+    image.tcp = tcp
+    // Sent nothing its peer took: if that peer waits unaccepted, a new connection is as good.
+    // (The kernel counts the SYN as the first byte acknowledged.)
+    if ck_tcp_bytes_acked(raw) <= 1 && tcp.sendQueue.isEmpty && tcp.receiveQueue.isEmpty && tcp.state == nil {
+      image.awaitsAccept = false
     }
     return image
   }

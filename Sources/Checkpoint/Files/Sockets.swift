@@ -44,10 +44,10 @@ extension FileCapture {
     guard facts.family == AF_INET || facts.family == AF_INET6 else {
       throw refuse("a socket of address family \(facts.family)")
     }
-    guard facts.type == Int32(SOCK_STREAM.rawValue) || facts.type == Int32(SOCK_DGRAM.rawValue) else {
-      throw refuse("a raw socket")
+    guard [SOCK_STREAM, SOCK_DGRAM, SOCK_RAW].map({ Int32($0.rawValue) }).contains(facts.type) else {
+      throw refuse("an internet socket of type \(facts.type)")
     }
-    return try captureInetSocket(ours, facts: facts, fd: fd, target: target, refuse: refuse)
+    return try captureInetSocket(ours, facts: facts, fd: fd, inode: inode, target: target, refuse: refuse)
   }
 
   /// What waits in socket `ours`, peeked in order without taking it (ck_peek_messages): each

@@ -52,6 +52,9 @@ extension FileCapture {
     return clients.map { UInt64($0) }
   }
 
+  /// A unix socket: its name, peer, queue (with descriptors in flight), shutdown state and
+  /// options. Long by nature: one fact after another from one sock_diag answer, each
+  /// refusal naming what ckcont cannot keep.
   func captureUnixSocket(
     _ ours: Int32, facts: ck_socket_facts, inode: UInt64, refuse: (String, String) -> CKError
   ) throws -> SocketImage {

@@ -127,7 +127,8 @@ final class LazySource: @unchecked Sendable {
   }
 
   /// Serves the pages over `channel` until the receiver says it has them all (true), or
-  /// the connection ends first (false). The processes stay frozen meanwhile.
+  /// the connection ends first (false). The processes stay frozen meanwhile. One loop over
+  /// the connection's events (requests first, then the push), kept whole to read as one.
   func serve(over channel: MigrationChannel) throws -> Bool {
     // Raw: a dictionary cannot hold owned descriptors; closed on the way out.
     var memories: [Int32: Int32] = [:]

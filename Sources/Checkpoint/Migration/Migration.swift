@@ -75,6 +75,9 @@ public struct Migrate {
     var runningAt: Double?
   }
 
+  /// Moves the container: the protocol's steps in order (hello, rounds, final dump, the
+  /// receiver's words, the source's end), each a few lines sharing the connection and the
+  /// report; kept whole so that the protocol reads top to bottom.
   public func run() throws -> MigrationReport {
     let started = monotonicNow()
     let channel = try MigrationChannel.connect(to: destination)

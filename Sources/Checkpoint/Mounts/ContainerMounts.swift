@@ -309,7 +309,8 @@ enum ContainerMounts {
   /// (``TargetCgroups/moves``): a bind of one of them binds where it went. `sources`: what
   /// binds from the host at a mount point bind instead (`--mount-source`). Returns the binds
   /// of terminals not made yet (``bindLater(_:injector:pid:)``); a nested namespace has none
-  /// to bind later (its console is its container's).
+  /// to bind later (its console is its container's). Long by nature: the tree is made in
+  /// one pass in mount order, each kind of mount a few lines sharing the made mounts' table.
   @discardableResult
   static func restore(
     _ image: MountsImage, injector: Injector, pid: Int32, rootSource: String?, userMaps: UserNamespaceMaps?,

@@ -25,79 +25,29 @@ public enum NetworkDevices {
 
   // MARK: Capture
 
+  /// What a network namespace's own threads read of it (``read(pid:)``).
+  private struct Reading {
+    var config: NetworkConfig
+    var rules: [[UInt8]]
+    /// A new namespace's rules, which it is made with.
+    var freshRules: [[UInt8]]
+    var tuns: [String: TunDevices.Settings]
+    /// Each tun's IPv6 stable secret, where set.
+    var secrets: [String: String]
+    var bridges: Bridges.Settings
+    var entries: [Bridges.Entry]?
+    /// Link index -> name.
+    var names: [Int32: String] { Dictionary(config.links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a }) }
+  }
+
   /// What the network namespace of process `pid` holds beyond loopback and its own
   /// addresses; nil when nothing.
   static func capture(pid: Int32) throws -> NetworkImage? {
-    let (inside, rules, freshRules, tuns, secrets, found, entries) = try NamespaceThread.run(in: "net", of: pid) {
-      let tuns = try TunDevices.read()
-      // /proc/sys/net is the reading thread's namespace's; unset, the secret reads EIO.
-      let secrets = Dictionary(
-        tuns.keys.compactMap { name in
-          (try? PseudoFile.read("/proc/sys/net/ipv6/conf/\(name)/stable_secret")).map {
-            (name, $0.trimmingCharacters(in: .whitespacesAndNewlines))
-          }
-        }, uniquingKeysWith: { first, _ in first })
-      let config = try NetworkConfig.read()
-      let macs = Dictionary(
-        config.links.compactMap { link in link.mac.map { (link.index, $0) } }, uniquingKeysWith: { first, _ in first })
-      return (
-        config, try PolicyRules.read(), try NamespaceThread.runInFresh("net") { try PolicyRules.read() }, tuns, secrets,
-        try Bridges.read(), try Bridges.entries(macs: macs)
-      )
-    }
-    let names = Dictionary(inside.links.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
-    let bridges = try found.bridges.isEmpty ? found : changedBridgeSettings(found)
-    var outside: NetworkConfig?
-    func here() throws -> NetworkConfig {
-      let config = try outside ?? NetworkConfig.read()
-      outside = config
-      return config
-    }
-    var links: [NetworkLinkImage] = []
-    for link in inside.links where link.kind != "loopback" {
-      guard link.kind == "veth" || link.kind == "macvlan" || link.kind == "tun" || link.kind == "bridge" else {
-        throw refuse(
-          "network device \(link.name) of kind \(link.kind ?? "none")",
-          "ckcont makes veth pairs, macvlans, bridges and tun/tap devices again; move the device out before the checkpoint"
-        )
-      }
-      var image = NetworkLinkImage(
-        name: link.name, kind: link.kind ?? "", mac: link.mac.map { Data($0) }, mtu: link.mtu, up: link.up,
-        txQueueLength: link.txQueueLength, alias: link.alias)
-      image.addressGeneration = link.addressGeneration == 0 ? nil : link.addressGeneration
-      if let master = link.masterIndex {
-        (image.master, image.portSettings) = try port(link, of: master, in: inside, bridges: bridges)
-      }
-      if link.kind == "bridge" {
-        (image.bridge, image.mac) = try bridge(link, in: inside, bridges: bridges)
-      } else if link.kind == "tun" {
-        guard let settings = tuns[link.name] else {
-          throw refuse("the tun device \(link.name), whose settings rtnetlink does not show", nil)
-        }
-        image.tun = TunDeviceImage(
-          tap: settings.tap, packetInfo: settings.packetInfo, vnetHeader: settings.vnetHeader,
-          multiQueue: settings.multiQueue, persistent: settings.persistent, owner: settings.owner,
-          group: settings.group)
-        image.tun?.stableSecret = secrets[link.name]
-      } else if link.kind == "macvlan" {
-        image.macvlanMode = link.macvlanMode
-        if link.peerNamespaceID == nil {
-          image.lower = link.peerIndex.flatMap { names[$0] }
-        } else {
-          guard let lower = try here().links.first(where: { $0.index == link.peerIndex }) else {
-            throw refuse(
-              "the macvlan \(link.name), whose lower link is in a network namespace ckcont does not run in",
-              "run the dump in the namespace of its lower link (nsenter --net)")
-          }
-          image.outsideLower = lower.name
-        }
-      } else if link.peerNamespaceID == nil {
-        image.peer = link.peerIndex.flatMap { names[$0] }
-      } else {
-        image.outsidePeer = try outerEnd(of: link, in: try here())
-      }
-      links.append(image)
-    }
+    var reading = try read(pid: pid)
+    if !reading.bridges.bridges.isEmpty { reading.bridges = try changedBridgeSettings(reading.bridges) }
+    let names = reading.names
+    let links = try captureLinks(reading)
+    let inside = reading.config
     let keepingLinkLocals = Set(
       inside.links.filter { $0.kind == "bridge" || $0.addressGeneration == addressGenerationNone }.map(\.index))
     let addresses = try inside.addresses.filter { !isMadeByTheKernel($0, names, keeping: keepingLinkLocals) }.map {
@@ -123,14 +73,93 @@ public enum NetworkDevices {
         link: link, family: neighbour.family, destination: Data(neighbour.destination),
         linkAddress: neighbour.linkAddress.map { Data($0) }, flags: neighbour.flags)
     }
-    let netfilter = try Netfilter.capture(pid: pid)
-    var image = NetworkImage(links: links, addresses: addresses, routes: routes, netfilter: netfilter)
+    var image = NetworkImage(
+      links: links, addresses: addresses, routes: routes, netfilter: try Netfilter.capture(pid: pid))
     // A new namespace's rules are made with it: kept only when they differ.
-    image.rules = rules == freshRules ? nil : rules.map { Data($0) }
+    image.rules = reading.rules == reading.freshRules ? nil : reading.rules.map { Data($0) }
     image.neighbours = neighbours.isEmpty ? nil : neighbours
-    image.bridgeEntries = try bridgeEntries(entries, names: names)
+    image.bridgeEntries = try bridgeEntries(reading.entries, names: names)
     guard image != NetworkImage(links: [], addresses: [], routes: []) else { return nil }
     return image
+  }
+
+  /// Reads the namespace of process `pid` from a thread inside it.
+  private static func read(pid: Int32) throws -> Reading {
+    try NamespaceThread.run(in: "net", of: pid) {
+      let tuns = try TunDevices.read()
+      // /proc/sys/net is the reading thread's namespace's; unset, the secret reads EIO.
+      let secrets = Dictionary(
+        tuns.keys.compactMap { name in
+          (try? PseudoFile.read("/proc/sys/net/ipv6/conf/\(name)/stable_secret")).map {
+            (name, $0.trimmingCharacters(in: .whitespacesAndNewlines))
+          }
+        }, uniquingKeysWith: { first, _ in first })
+      let config = try NetworkConfig.read()
+      let macs = Dictionary(
+        config.links.compactMap { link in link.mac.map { (link.index, $0) } }, uniquingKeysWith: { first, _ in first })
+      return Reading(
+        config: config, rules: try PolicyRules.read(),
+        freshRules: try NamespaceThread.runInFresh("net") { try PolicyRules.read() }, tuns: tuns, secrets: secrets,
+        bridges: try Bridges.read(), entries: try Bridges.entries(macs: macs))
+    }
+  }
+
+  /// The links but loopback, each of a kind ckcont makes again.
+  private static func captureLinks(_ reading: Reading) throws -> [NetworkLinkImage] {
+    let (inside, names) = (reading.config, reading.names)
+    var outside: NetworkConfig?
+    func here() throws -> NetworkConfig {
+      let config = try outside ?? NetworkConfig.read()
+      outside = config
+      return config
+    }
+    return try inside.links.filter { $0.kind != "loopback" }.map { link in
+      guard link.kind == "veth" || link.kind == "macvlan" || link.kind == "tun" || link.kind == "bridge" else {
+        throw refuse(
+          "network device \(link.name) of kind \(link.kind ?? "none")",
+          "ckcont makes veth pairs, macvlans, bridges and tun/tap devices again; move the device out before the checkpoint"
+        )
+      }
+      var image = NetworkLinkImage(
+        name: link.name, kind: link.kind ?? "", mac: link.mac.map { Data($0) }, mtu: link.mtu, up: link.up,
+        txQueueLength: link.txQueueLength, alias: link.alias)
+      image.addressGeneration = link.addressGeneration == 0 ? nil : link.addressGeneration
+      if let master = link.masterIndex {
+        (image.master, image.portSettings) = try port(link, of: master, in: inside, bridges: reading.bridges)
+      }
+      switch link.kind {
+      case "bridge":
+        (image.bridge, image.mac) = try bridge(link, in: inside, bridges: reading.bridges)
+      case "tun":
+        guard let settings = reading.tuns[link.name] else {
+          throw refuse("the tun device \(link.name), whose settings rtnetlink does not show", nil)
+        }
+        image.tun = TunDeviceImage(
+          tap: settings.tap, packetInfo: settings.packetInfo, vnetHeader: settings.vnetHeader,
+          multiQueue: settings.multiQueue, persistent: settings.persistent, owner: settings.owner,
+          group: settings.group)
+        image.tun?.stableSecret = reading.secrets[link.name]
+      case "macvlan":
+        image.macvlanMode = link.macvlanMode
+        if link.peerNamespaceID == nil {
+          image.lower = link.peerIndex.flatMap { names[$0] }
+        } else {
+          guard let lower = try here().links.first(where: { $0.index == link.peerIndex }) else {
+            throw refuse(
+              "the macvlan \(link.name), whose lower link is in a network namespace ckcont does not run in",
+              "run the dump in the namespace of its lower link (nsenter --net)")
+          }
+          image.outsideLower = lower.name
+        }
+      default:
+        if link.peerNamespaceID == nil {
+          image.peer = link.peerIndex.flatMap { names[$0] }
+        } else {
+          image.outsidePeer = try outerEnd(of: link, in: try here())
+        }
+      }
+      return image
+    }
   }
 
   /// The forwarding entries set by hand, by port name; nil when none.
@@ -279,6 +308,20 @@ public enum NetworkDevices {
   }
 
   static func restore(_ image: NetworkImage, pid: Int32, outerEnds: OuterEnds, log: Logger) throws {
+    try makeOutsideLinks(image, pid: pid, outerEnds: outerEnds, log: log)
+    try NamespaceThread.run(in: "net", of: pid) {
+      let keepingLinkLocals = Set(image.addresses.filter { isLinkLocal($0.family, Array($0.local)) }.map(\.link))
+      try makeInsideLinks(image, pid: pid, keepingLinkLocals: keepingLinkLocals)
+      try addAddresses(image, keepingLinkLocals: keepingLinkLocals)
+      try addRoutesAndEntries(image)
+    }
+    // Rules name links (iif, oif) that must exist by then.
+    if let netfilter = image.netfilter { try Netfilter.restore(netfilter, pid: pid) }
+  }
+
+  /// Makes, where ckcont runs, what the container has on links outside: macvlans on a link
+  /// of that name here, and the outer ends of its veth pairs (on their bridges).
+  private static func makeOutsideLinks(_ image: NetworkImage, pid: Int32, outerEnds: OuterEnds, log: Logger) throws {
     for link in image.links {
       guard let lower = link.outsideLower, let mode = link.macvlanMode else { continue }
       guard let index = try NetworkChanges.index(ofLink: lower) else {
@@ -305,93 +348,97 @@ public enum NetworkDevices {
       }
       try NetworkChanges.configure(link: outer.name, as: attributes(outer), master: master)
     }
-    try NamespaceThread.run(in: "net", of: pid) {
-      // Bridges first: ports join them as they are configured, a macvlan may sit on one.
-      let keepingLinkLocals = Set(
-        image.addresses.filter { isLinkLocal($0.family, Array($0.local)) }.map(\.link))
-      for link in image.links {
-        guard let settings = link.bridge else { continue }
-        try Bridges.add(name: link.name, settings: settings.map { .init(type: $0.type, value: Array($0.value)) })
-        // The kernel would make a link-local address from the MAC the bridge has when it
-        // first has a carrier; the bundle says which one it had.
-        if keepingLinkLocals.contains(link.name) {
-          try NetworkChanges.setAddressGeneration(link: link.name, addressGenerationNone)
-        }
+  }
+
+  /// Makes the links inside (in the calling thread's namespace, the container's) and gives
+  /// them their attributes: bridges first (ports join them as they are configured, a macvlan
+  /// may sit on one), tun/tap devices, veth pairs inside, macvlans on links inside last.
+  private static func makeInsideLinks(_ image: NetworkImage, pid: Int32, keepingLinkLocals: Set<String>) throws {
+    for link in image.links {
+      guard let settings = link.bridge else { continue }
+      try Bridges.add(name: link.name, settings: settings.map { .init(type: $0.type, value: Array($0.value)) })
+      // The kernel would make a link-local address from the MAC the bridge has when it
+      // first has a carrier; the bundle says which one it had.
+      if keepingLinkLocals.contains(link.name) {
+        try NetworkChanges.setAddressGeneration(link: link.name, addressGenerationNone)
       }
-      for link in image.links { if let tun = link.tun { try makeTun(link.name, tun) } }
-      var made: Set<String> = []
-      for link in image.links where link.outsidePeer == nil && !made.contains(link.name) {
-        guard let peer = link.peer else { continue }
-        try NetworkChanges.addVethPair(name: link.name, peerName: peer, peerNamespaceOf: pid)
-        made.formUnion([link.name, peer])
-      }
-      // Macvlans on links inside once those are configured (ports in their bridges): a
-      // macvlan takes limits such as its lower link's largest TSO size as they are then.
-      let onInner = Set(image.links.filter { $0.lower != nil }.map(\.name))
-      try configureLinks(image.links.filter { !onInner.contains($0.name) }, keepingLinkLocals: keepingLinkLocals)
-      for link in image.links {
-        guard let lower = link.lower, let mode = link.macvlanMode else { continue }
-        guard let index = try NetworkChanges.index(ofLink: lower) else {
-          throw CKError(.failed, "link \(lower) is missing for the macvlan \(link.name)")
-        }
-        try NetworkChanges.addMacvlan(name: link.name, lower: index, mode: mode, inNamespaceOf: pid)
-      }
-      try configureLinks(image.links.filter { onInner.contains($0.name) }, keepingLinkLocals: keepingLinkLocals)
-      for address in image.addresses {
-        guard let index = try NetworkChanges.index(ofLink: address.link) else {
-          throw CKError(.failed, "link \(address.link) is missing for its address")
-        }
-        var wanted = NetworkConfig.Address(
-          linkIndex: index, family: address.family, local: Array(address.local), prefixLength: address.prefixLength,
-          flags: address.flags, scope: address.scope, broadcast: address.broadcast.map(Array.init),
-          peer: address.peer.map(Array.init), label: address.label)
-        // An IPv6 address would be tentative for a second of duplicate detection, in which
-        // nothing can bind it: the container had it usable. Not a bridge's link-local one:
-        // the kernel made it, and makes its own again each time a link comes up, tentative.
-        if address.family == AF_INET6 && !isLinkLocal(address.family, Array(address.local)) {
-          wanted.flags |= ifaFlagNoDAD
-        }
-        try NetworkChanges.add(wanted, toLink: index, named: address.link)
-      }
-      // As the kernel had it: it makes one again from the MAC if the bridge goes down and up.
-      for link in image.links where keepingLinkLocals.contains(link.name) && link.bridge != nil {
-        try NetworkChanges.setAddressGeneration(link: link.name, link.addressGeneration ?? 0)
-      }
-      for route in image.routes {
-        let index = try route.link.map { name in
-          guard let index = try NetworkChanges.index(ofLink: name) else {
-            throw CKError(.failed, "link \(name) is missing for its route")
-          }
-          return index
-        }
-        try NetworkChanges.add(
-          NetworkConfig.Route(
-            table: route.table, family: route.family, destination: route.destination.map(Array.init),
-            prefixLength: route.prefixLength, gateway: route.gateway.map(Array.init), linkIndex: index,
-            priority: route.priority, protocolNumber: route.protocolNumber, scope: route.scope, type: route.type),
-          throughLink: index)
-      }
-      for entry in image.bridgeEntries ?? [] {
-        guard let index = try NetworkChanges.index(ofLink: entry.link) else {
-          throw CKError(.failed, "link \(entry.link) is missing for its forwarding entry")
-        }
-        let state = entry.permanent ? Bridges.statePermanent : Bridges.stateStatic
-        try Bridges.add(Bridges.Entry(linkIndex: index, mac: Array(entry.mac), state: state), named: entry.link)
-      }
-      for neighbour in image.neighbours ?? [] {
-        guard let index = try NetworkChanges.index(ofLink: neighbour.link) else {
-          throw CKError(.failed, "link \(neighbour.link) is missing for its neighbour entry")
-        }
-        try NetworkChanges.add(
-          NetworkConfig.Neighbour(
-            linkIndex: index, family: neighbour.family, destination: Array(neighbour.destination),
-            linkAddress: neighbour.linkAddress.map(Array.init), flags: neighbour.flags),
-          toLink: index)
-      }
-      if let rules = image.rules { try PolicyRules.replace(with: rules.map(Array.init)) }
     }
-    // Rules name links (iif, oif) that must exist by then.
-    if let netfilter = image.netfilter { try Netfilter.restore(netfilter, pid: pid) }
+    for link in image.links { if let tun = link.tun { try makeTun(link.name, tun) } }
+    var made: Set<String> = []
+    for link in image.links where link.outsidePeer == nil && !made.contains(link.name) {
+      guard let peer = link.peer else { continue }
+      try NetworkChanges.addVethPair(name: link.name, peerName: peer, peerNamespaceOf: pid)
+      made.formUnion([link.name, peer])
+    }
+    // Macvlans on links inside once those are configured (ports in their bridges): a
+    // macvlan takes limits such as its lower link's largest TSO size as they are then.
+    let onInner = Set(image.links.filter { $0.lower != nil }.map(\.name))
+    try configureLinks(image.links.filter { !onInner.contains($0.name) }, keepingLinkLocals: keepingLinkLocals)
+    for link in image.links {
+      guard let lower = link.lower, let mode = link.macvlanMode else { continue }
+      let index = try linkIndex(lower, for: "the macvlan \(link.name)")
+      try NetworkChanges.addMacvlan(name: link.name, lower: index, mode: mode, inNamespaceOf: pid)
+    }
+    try configureLinks(image.links.filter { onInner.contains($0.name) }, keepingLinkLocals: keepingLinkLocals)
+  }
+
+  /// Adds the addresses (the link-local ones of `keepingLinkLocals`, which the kernel would
+  /// make otherwise, with the way each link makes them afterwards).
+  private static func addAddresses(_ image: NetworkImage, keepingLinkLocals: Set<String>) throws {
+    for address in image.addresses {
+      let index = try linkIndex(address.link, for: "its address")
+      var wanted = NetworkConfig.Address(
+        linkIndex: index, family: address.family, local: Array(address.local), prefixLength: address.prefixLength,
+        flags: address.flags, scope: address.scope, broadcast: address.broadcast.map(Array.init),
+        peer: address.peer.map(Array.init), label: address.label)
+      // An IPv6 address would be tentative for a second of duplicate detection, in which
+      // nothing can bind it: the container had it usable. Not a link-local one: the kernel
+      // made it, and makes its own again each time a link comes up, tentative.
+      if address.family == AF_INET6 && !isLinkLocal(address.family, Array(address.local)) {
+        wanted.flags |= ifaFlagNoDAD
+      }
+      try NetworkChanges.add(wanted, toLink: index, named: address.link)
+    }
+    // As the kernel had it: it makes one again from the MAC if the bridge goes down and up.
+    for link in image.links where keepingLinkLocals.contains(link.name) && link.bridge != nil {
+      try NetworkChanges.setAddressGeneration(link: link.name, link.addressGeneration ?? 0)
+    }
+  }
+
+  /// Adds the routes, the bridges' forwarding entries, the permanent neighbour entries and
+  /// the policy rules.
+  private static func addRoutesAndEntries(_ image: NetworkImage) throws {
+    for route in image.routes {
+      let index = try route.link.map { try linkIndex($0, for: "its route") }
+      try NetworkChanges.add(
+        NetworkConfig.Route(
+          table: route.table, family: route.family, destination: route.destination.map(Array.init),
+          prefixLength: route.prefixLength, gateway: route.gateway.map(Array.init), linkIndex: index,
+          priority: route.priority, protocolNumber: route.protocolNumber, scope: route.scope, type: route.type),
+        throughLink: index)
+    }
+    for entry in image.bridgeEntries ?? [] {
+      let index = try linkIndex(entry.link, for: "its forwarding entry")
+      let state = entry.permanent ? Bridges.statePermanent : Bridges.stateStatic
+      try Bridges.add(Bridges.Entry(linkIndex: index, mac: Array(entry.mac), state: state), named: entry.link)
+    }
+    for neighbour in image.neighbours ?? [] {
+      let index = try linkIndex(neighbour.link, for: "its neighbour entry")
+      try NetworkChanges.add(
+        NetworkConfig.Neighbour(
+          linkIndex: index, family: neighbour.family, destination: Array(neighbour.destination),
+          linkAddress: neighbour.linkAddress.map(Array.init), flags: neighbour.flags),
+        toLink: index)
+    }
+    if let rules = image.rules { try PolicyRules.replace(with: rules.map(Array.init)) }
+  }
+
+  /// The index of the link `name` made earlier in the restore (for `what` needs it).
+  private static func linkIndex(_ name: String, for what: String) throws -> Int32 {
+    guard let index = try NetworkChanges.index(ofLink: name) else {
+      throw CKError(.failed, "link \(name) is missing for \(what)")
+    }
+    return index
   }
 
   /// Gives every link made its attributes: ports join their bridges and get their settings
@@ -408,12 +455,7 @@ public enum NetworkDevices {
       try NetworkChanges.setAddressGeneration(link: link.name, mode)
     }
     for link in links where link.bridge == nil {
-      let master = try link.master.map { name in
-        guard let index = try NetworkChanges.index(ofLink: name) else {
-          throw CKError(.failed, "bridge \(name) is missing for its port \(link.name)")
-        }
-        return index
-      }
+      let master = try link.master.map { try linkIndex($0, for: "its port \(link.name)") }
       try NetworkChanges.configure(link: link.name, as: attributes(link), master: master)
       if let settings = link.portSettings, let index = try NetworkChanges.index(ofLink: link.name) {
         try Bridges.configurePort(

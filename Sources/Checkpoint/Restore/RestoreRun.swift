@@ -149,6 +149,8 @@ final class RestoreRun {
 
   /// The root: made by ckcont in the container's namespaces, which it sets up from inside
   /// (cgroup namespace, user ids, sysctls, mounts, names, loopback) before anything else.
+  /// Long by nature: each step a few lines, in the one order the kernel allows (ids before
+  /// the mounts they own, mounts before the names resolved in them).
   private func createRoot(_ pid: Int32) throws {
     guard let task = byPid[pid] else { throw CKError(.failed, "restore helper \(pid) has no parent") }
     let rootStarted = monotonicNow()
