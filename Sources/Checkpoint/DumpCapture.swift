@@ -127,6 +127,7 @@ extension Dump {
     var phases = PhaseTimes()
     let zombies = try phases.time("zombie search") { try zombieChildren(session.processes) }
     let settings = try NamespaceSettingsReading(of: session.processes[0].pid)
+    MappedFiles.forgetPaths()
     let facts = try phases.time("/proc on all CPUs") { try readProc(of: session.processes, taken: taken) }
     // The container's pid namespace is its root's: the one of the fewest levels (processes
     // deeper are in namespaces below it, see PidNamespaces).

@@ -1,6 +1,7 @@
 import Bundle
 import Glibc
 import Linux
+import Synchronization
 
 /// The files behind private file mappings (a program's executable and libraries, data it
 /// maps privately): the pages it never wrote show the file, so the restore must map the
@@ -8,13 +9,26 @@ import Linux
 /// refuses a path that names another file by then (one mounted over it); the restore
 /// refuses a file that changed since (a library upgraded, another host's files).
 enum MappedFiles {
+  /// What each path names in each mount namespace and root ("NAMESPACE ROOT PATH" -> device
+  /// and inode),
+  /// found once per capture for every process mapping it (``forgetPaths()``).
+  private static let named = Mutex<[String: (dev_t, ino_t)]>([:])
+
+  /// Starts a capture: mounts may have changed since the last one (a migration's rounds).
+  static func forgetPaths() { named.withLock { $0 = [:] } }
+
   /// Notes the size and modification time of the file behind each private file mapping of
   /// process `pid` (``VMAImage/fileSize``, ``VMAImage/fileModified``), checking that its
   /// path names that file in the process's root, as the restore will open it.
   static func identify(_ images: inout [VMAImage], pid: Int32) throws {
     let files = images.indices.filter { images[$0].kind == .file && !images[$0].shared }
     guard !files.isEmpty else { return }
-    let root = try RootedDirectory("/proc/\(pid)/root", name: "the root of task \(pid)")
+    // Paths resolve by the mount namespace and the root (a chroot): both name the cache.
+    var rootFacts = stat()
+    let namespace =
+      ((try? readLink("/proc/\(pid)/ns/mnt")) ?? "\(pid)")
+      + (stat("/proc/\(pid)/root", &rootFacts) == 0 ? " \(rootFacts.st_dev):\(rootFacts.st_ino)" : " \(pid)")
+    var root: RootedDirectory?
     var identities: [String: (size: UInt64, modified: Int64)] = [:]
     for index in files {
       let vma = images[index]
@@ -24,9 +38,18 @@ enum MappedFiles {
         guard stat(mapped, &facts) == 0 else {
           throw CKError(.failed, "task \(pid): cannot stat \(mapped): \(String(cString: strerror(errno)))")
         }
-        if let named = try? root.open(vma.path, flags: OpenFlags.path) {
+        let key = "\(namespace) \(vma.path)"
+        var names = Self.named.withLock { $0[key] }
+        if names == nil {
+          if root == nil { root = try RootedDirectory("/proc/\(pid)/root", name: "the root of task \(pid)") }
           var found = stat()
-          if fstat(named.raw, &found) == 0, found.st_dev != facts.st_dev || found.st_ino != facts.st_ino {
+          if let file = try? root?.open(vma.path, flags: OpenFlags.path), fstat(file.raw, &found) == 0 {
+            names = (found.st_dev, found.st_ino)
+            Self.named.withLock { $0[key] = names }
+          }
+        }
+        if let names {
+          if names.0 != facts.st_dev || names.1 != facts.st_ino {
             throw CKError(
               .failed,
               "task \(pid): mapping \(hex(vma.start))-\(hex(vma.end)) is of a file whose path, \(vma.path), names another file now (one mounted over it): the restore would map that one",

@@ -277,8 +277,11 @@ public final class SeizedContainer {
   }
 
   /// Kills every task of the container (after a complete dump): journaled first, so that a
-  /// ckcont dying meanwhile has the kill finished by ``DumpRecovery``; then frozen, SIGKILLed,
-  /// detached, thawed so that the kills take effect.
+  /// ckcont dying meanwhile has the kill finished by ``DumpRecovery``; then frozen, detached
+  /// (still stopped: frozen, they run no code of theirs), SIGKILLed, thawed so that the
+  /// kills take effect. A tracee killed first could not be detached (it was dying) and stayed
+  /// a zombie of ckcont's until ckcont waited for it or exited: its parent could not reap it,
+  /// nor a pid namespace's init finish, meanwhile.
   public func kill() throws {
     guard !released else { return }
     try journal.update { record in
@@ -288,11 +291,15 @@ public final class SeizedContainer {
     FaultInjection.point("dump:killing")
     released = true
     try? _ = Freezer.freeze(cgroup, timeout: 5)
+    let stuck = seized.filter { (try? Tracee(tid: $0).detach()) == nil }
     for process in processes { Glibc.kill(process.pid, SIGKILL) }
-    // A dying thread cannot be detached: its exit is taken below, once thawed.
-    let dying = seized.filter { (try? Tracee(tid: $0).detach()) == nil }
     try? Freezer.thaw(cgroup)
-    Ptrace.reapKilled(dying, timeout: 1)
+    // Any that could not be detached: their exits are taken here.
+    Ptrace.reapKilled(stuck, timeout: 1)
+    // Gone when the dump returns (a restore into the same cgroup right after finds it
+    // empty); a task in uninterruptible sleep may take longer, which the caller can see.
+    let deadline = monotonicNow() + 5
+    while (try? cgroup.processes().isEmpty) == false && monotonicNow() < deadline { usleep(1000) }
     endRemoteCalls()
     journal.remove()
   }
