@@ -22,8 +22,8 @@ public enum Bridges {
     public var ports: [String: [Attribute]] = [:]
   }
 
-  static let newLink: UInt16 = 16  // RTM_NEWLINK
-  static let getLink: UInt16 = 18  // RTM_GETLINK
+  static let newLink = TunDevices.newLink
+  static let getLink = TunDevices.getLink
   static let setLink: UInt16 = 19  // RTM_SETLINK
   static let familyBridge: UInt8 = 7  // AF_BRIDGE
   static let protocolInfo: UInt16 = 12  // IFLA_PROTINFO

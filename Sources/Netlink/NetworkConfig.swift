@@ -238,40 +238,30 @@ public enum NetworkChanges {
   /// Gives the link `name` the attributes of `wanted` (MAC, MTU, queue length, alias, up)
   /// and enslaves it to the link of index `master` when given.
   public static func configure(link name: String, as wanted: NetworkConfig.Link, master: Int32? = nil) throws {
-    let socket = try RouteSocket()
-    var original: OpaquePointer?
-    try RouteSocket.check(rtnl_link_get_kernel(socket.raw, 0, name, &original), "link \(name)")
-    guard let original else { throw CKError(.failed, "link \(name) is gone") }
-    defer { rtnl_link_put(original) }
-    guard let changes = rtnl_link_alloc() else { throw CKError(.failed, "libnl: cannot allocate a link") }
-    defer { rtnl_link_put(changes) }
-    var macAddress: OpaquePointer?
-    if let mac = wanted.mac {
-      macAddress = makeAddress(family: AF_LLC, mac)
-      rtnl_link_set_addr(changes, macAddress)
+    try change(link: name, "cannot set up link \(name)") { changes in
+      if let mac = wanted.mac, let macAddress = makeAddress(family: AF_LLC, mac) {
+        rtnl_link_set_addr(changes, macAddress)
+        nl_addr_put(macAddress)
+      }
+      rtnl_link_set_mtu(changes, wanted.mtu)
+      rtnl_link_set_txqlen(changes, wanted.txQueueLength)
+      if let alias = wanted.alias { rtnl_link_set_ifalias(changes, alias) }
+      if let master { rtnl_link_set_master(changes, master) }
+      if wanted.up { rtnl_link_set_flags(changes, UInt32(IFF_UP)) }
     }
-    defer { if let macAddress { nl_addr_put(macAddress) } }
-    rtnl_link_set_mtu(changes, wanted.mtu)
-    rtnl_link_set_txqlen(changes, wanted.txQueueLength)
-    if let alias = wanted.alias { rtnl_link_set_ifalias(changes, alias) }
-    if let master { rtnl_link_set_master(changes, master) }
-    if wanted.up { rtnl_link_set_flags(changes, UInt32(IFF_UP)) }
-    try RouteSocket.check(rtnl_link_change(socket.raw, original, changes, 0), "cannot set up link \(name)")
   }
 
   /// How the kernel makes an IPv6 link-local address for the link `name` as it comes up
   /// (IFLA_INET6_ADDR_GEN_MODE, see ``NetworkConfig/Link/addressGeneration``).
   public static func setAddressGeneration(link name: String, _ mode: UInt8) throws {
-    let socket = try RouteSocket()
-    var original: OpaquePointer?
-    try RouteSocket.check(rtnl_link_get_kernel(socket.raw, 0, name, &original), "link \(name)")
-    guard let original else { throw CKError(.failed, "link \(name) is gone") }
-    defer { rtnl_link_put(original) }
-    guard let changes = rtnl_link_alloc() else { throw CKError(.failed, "libnl: cannot allocate a link") }
-    defer { rtnl_link_put(changes) }
-    try RouteSocket.check(rtnl_link_inet6_set_addr_gen_mode(changes, mode), "address generation of \(name)")
-    try RouteSocket.check(
-      rtnl_link_change(socket.raw, original, changes, 0), "cannot set the address generation of \(name)")
+    try change(link: name, "cannot set the address generation of \(name)") { changes in
+      try RouteSocket.check(rtnl_link_inet6_set_addr_gen_mode(changes, mode), "address generation of \(name)")
+    }
+  }
+
+  /// Enslaves the link `name` to the link of index `master` (a bridge).
+  public static func enslave(link name: String, to master: Int32) throws {
+    try change(link: name, "cannot enslave link \(name)") { rtnl_link_set_master($0, master) }
   }
 
   /// Deletes the link `name` (a veth's peer goes with it).
@@ -283,8 +273,9 @@ public enum NetworkChanges {
     try RouteSocket.check(rtnl_link_delete(socket.raw, link), "cannot delete link \(name)")
   }
 
-  /// Enslaves the link `name` to the link of index `master` (a bridge).
-  public static func enslave(link name: String, to master: Int32) throws {
+  /// Changes the link `name` as `edit` sets the attributes of a change (the libnl link
+  /// holding only what changes), in one RTM_NEWLINK; `failure` names the change in errors.
+  private static func change(link name: String, _ failure: String, _ edit: (OpaquePointer) throws -> Void) throws {
     let socket = try RouteSocket()
     var original: OpaquePointer?
     try RouteSocket.check(rtnl_link_get_kernel(socket.raw, 0, name, &original), "link \(name)")
@@ -292,8 +283,8 @@ public enum NetworkChanges {
     defer { rtnl_link_put(original) }
     guard let changes = rtnl_link_alloc() else { throw CKError(.failed, "libnl: cannot allocate a link") }
     defer { rtnl_link_put(changes) }
-    rtnl_link_set_master(changes, master)
-    try RouteSocket.check(rtnl_link_change(socket.raw, original, changes, 0), "cannot enslave link \(name)")
+    try edit(changes)
+    try RouteSocket.check(rtnl_link_change(socket.raw, original, changes, 0), failure)
   }
 
   /// Adds `address` to the link of index `link`.

@@ -835,20 +835,33 @@ struct DumpRestoreBehaviourTests {
     try waitForLine("PASS bigmem", in: container, timeout: 20)
   }
 
+  /// The `mappings` fixture, ready, mapping a file of its own in a new directory (which the
+  /// caller removes, with the container).
+  private func mappingsWithAFileOfItsOwn() throws -> (directory: String, container: FixtureContainer, file: String) {
+    let directory = try FileManager.default.url(
+      for: .itemReplacementDirectory, in: .userDomainMask, appropriateFor: URL(fileURLWithPath: "/tmp"), create: true
+    ).path
+    let container = try FixtureContainer("mappings", [directory])
+    do {
+      try container.waitReady()
+      let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first)
+      return (directory, container, directory + "/" + name)
+    } catch {
+      container.destroy()
+      try? FileManager.default.removeItem(atPath: directory)
+      throw error
+    }
+  }
+
   /// A file mapped privately that changed between dump and restore (as a library upgraded
   /// since, or another host's): its pages not written would show other bytes, so the restore
   /// refuses it in one line and leaves nothing; put back as it was (size and time), the
   /// restore works and the program's checks of the mapping pass.
   @Test func aMappedFileChangedSinceTheDumpIsRefusedAtRestore() throws {
-    let directory = try FileManager.default.url(
-      for: .itemReplacementDirectory, in: .userDomainMask, appropriateFor: URL(fileURLWithPath: "/tmp"), create: true
-    ).path
+    let (directory, container, file) = try mappingsWithAFileOfItsOwn()
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let container = try FixtureContainer("mappings", [directory])
     defer { container.destroy() }
     try container.dumpAndWaitGone()
-    let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first)
-    let file = directory + "/" + name
     var before = stat()
     try #require(stat(file, &before) == 0)
     let handle = try #require(FileHandle(forWritingAtPath: file))
@@ -875,15 +888,9 @@ struct DumpRestoreBehaviourTests {
   /// in the container): the restore would map that one, so the dump refuses it while the
   /// container runs on.
   @Test func aMappedPathCoveredByAnotherFileIsRefusedAtDump() throws {
-    let directory = try FileManager.default.url(
-      for: .itemReplacementDirectory, in: .userDomainMask, appropriateFor: URL(fileURLWithPath: "/tmp"), create: true
-    ).path
+    let (directory, container, file) = try mappingsWithAFileOfItsOwn()
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let container = try FixtureContainer("mappings", [directory])
     defer { container.destroy() }
-    try container.waitReady()
-    let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first)
-    let file = directory + "/" + name
     let cover = directory + "/cover"
     try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: cover))
     let pid = try #require(container.cgroup.allPids().first)
