@@ -19,6 +19,7 @@
  *   sockets tcp-outside PORT
  *   sockets tcp-pending
  *   sockets raw
+ *   sockets packet
  *
  * Before "ready": a TCP listener on 127.0.0.1 (ephemeral port, SO_REUSEADDR, O_NONBLOCK,
  * backlog 7), a TCP listener on [::1] with IPV6_V6ONLY and TCP_NODELAY, a UDP socket bound
@@ -88,6 +89,13 @@
  * one of protocol 253 over IPv6 with IPV6_CHECKSUM at offset 2. After SIGTERM each has its
  * protocol, options, address and peer, and both ICMP ones get the reply to an echo request
  * they send (their filters hold: only the replies come).
+ *
+ * `packet`: packet sockets, in a network namespace of the fixture's own: a raw one for
+ * every ethertype bound to lo with PACKET_AUXDATA, PACKET_VERSION TPACKET_V2 and
+ * PACKET_IGNORE_OUTGOING, lo put in promiscuous mode through it and a multicast address
+ * added (memberships); a datagram one for IPv4 in fanout group 77 (hash). After SIGTERM each
+ * has its type, ethertype, options, link and group, and both see a UDP datagram sent to
+ * 127.0.0.1.
  */
 #include "fix.h"
 #include <arpa/inet.h>
@@ -108,6 +116,8 @@
 #include <sys/wait.h>
 
 #include <linux/icmp.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
 #include <netinet/icmp6.h>
 
 static int option(int fd, int level, int name) {
@@ -1014,6 +1024,65 @@ static int raw_mode(void) {
   fx_finish();
 }
 
+/* Sends a UDP datagram to 127.0.0.1 and waits for packet socket `fd` to see it; 1 when
+ * it did (a packet longer than an IPv4 and UDP header). */
+static int packet_sees_udp(int fd) {
+  int udp = FX_SYS(socket(AF_INET, SOCK_DGRAM, 0));
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ssize_t sent = sendto(udp, "ckcont", 6, 0, (struct sockaddr *)&to, sizeof to);
+  close(udp);
+  if (sent != 6) return 0;
+  struct pollfd ready = {.fd = fd, .events = POLLIN};
+  unsigned char packet[2048];
+  for (int tries = 0; tries < 8; tries++) {
+    if (poll(&ready, 1, 1000) != 1) return 0;
+    ssize_t got = recv(fd, packet, sizeof packet, MSG_DONTWAIT);
+    if (got >= 28 + 6 && !memcmp(packet + got - 6, "ckcont", 6)) return 1;
+  }
+  return 0;
+}
+
+static int packet_mode(void) {
+  own_network();
+  int lo = (int)if_nametoindex("lo");
+  int all = FX_SYS(socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)));
+  struct sockaddr_ll on_lo = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = lo};
+  FX_SYS(bind(all, (struct sockaddr *)&on_lo, sizeof on_lo));
+  set_int(all, SOL_PACKET, PACKET_AUXDATA, 1);
+  set_int(all, SOL_PACKET, PACKET_VERSION, TPACKET_V2);
+  set_int(all, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+  struct packet_mreq promisc = {.mr_ifindex = lo, .mr_type = PACKET_MR_PROMISC};
+  FX_SYS(setsockopt(all, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &promisc, sizeof promisc));
+  struct packet_mreq multicast = {
+      .mr_ifindex = lo, .mr_type = PACKET_MR_MULTICAST, .mr_alen = 6, .mr_address = {0x01, 0x00, 0x5e, 0, 0, 0x42}};
+  FX_SYS(setsockopt(all, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &multicast, sizeof multicast));
+  int ip = FX_SYS(socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_IP)));
+  int fanout = 77 | PACKET_FANOUT_HASH << 16;
+  set_int(ip, SOL_PACKET, PACKET_FANOUT, fanout);
+  fx_ready();
+  fx_wait_term();
+
+  FX_EQ("the raw packet socket's type", SOCK_RAW, option(all, SOL_SOCKET, SO_TYPE));
+  FX_EQ("its PACKET_AUXDATA", 1, option(all, SOL_PACKET, PACKET_AUXDATA));
+  FX_EQ("its PACKET_VERSION", TPACKET_V2, option(all, SOL_PACKET, PACKET_VERSION));
+  FX_EQ("its PACKET_IGNORE_OUTGOING", 1, option(all, SOL_PACKET, PACKET_IGNORE_OUTGOING));
+  struct sockaddr_ll bound = {0};
+  socklen_t length = sizeof bound;
+  FX_SYS(getsockname(all, (struct sockaddr *)&bound, &length));
+  FX_EQ("the link it is bound to", (int)if_nametoindex("lo"), bound.sll_ifindex);
+  /* SO_PROTOCOL reads 0 for a packet socket: the ethertype is in its address. */
+  FX_EQ("the raw packet socket's ethertype", htons(ETH_P_ALL), bound.sll_protocol);
+  FX_EQ("the datagram packet socket's type", SOCK_DGRAM, option(ip, SOL_SOCKET, SO_TYPE));
+  length = sizeof bound;
+  FX_SYS(getsockname(ip, (struct sockaddr *)&bound, &length));
+  FX_EQ("its ethertype", htons(ETH_P_IP), bound.sll_protocol);
+  FX_EQ("its link (every one)", 0, bound.sll_ifindex);
+  FX_EQ("its fanout group", fanout, option(ip, SOL_PACKET, PACKET_FANOUT));
+  FX_TRUE(packet_sees_udp(all), "the raw packet socket did not see a datagram on lo");
+  FX_TRUE(packet_sees_udp(ip), "the datagram packet socket did not see a datagram");
+  fx_finish();
+}
+
 static int icmp_mode(void) {
   set_sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
   struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(4242), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -1429,6 +1498,7 @@ int main(int argc, char **argv) {
   if (argc > 2 && !strcmp(argv[1], "tcp-outside")) return tcp_outside_mode(argv[2]);
   if (argc > 1 && !strcmp(argv[1], "tcp-pending")) return tcp_pending_mode();
   if (argc > 1 && !strcmp(argv[1], "raw")) return raw_mode();
+  if (argc > 1 && !strcmp(argv[1], "packet")) return packet_mode();
   if (argc > 1 && !strcmp(argv[1], "tcp-closing")) return tcp_closing_mode();
   if (argc > 1 && !strcmp(argv[1], "unix-peercred")) return unix_peercred_mode(fx_dir(argc > 2 ? argv[2] : NULL));
   if (argc > 1 && !strcmp(argv[1], "unix-unlinked")) return unix_unlinked_mode(fx_dir(argc > 2 ? argv[2] : NULL));

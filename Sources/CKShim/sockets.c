@@ -61,6 +61,7 @@ int ck_socket_facts(int fd, struct ck_socket_facts *facts) {
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
+#include <linux/packet_diag.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/un.h>
@@ -362,6 +363,7 @@ int ck_send_fd(int socket, int fd) {
 
 #include <linux/filter.h>
 #include <linux/icmp.h>
+#include <linux/if_packet.h>
 #include <netinet/icmp6.h>
 
 // The classic BPF filter attached to `fd` (SO_GET_FILTER): its instruction count in `count`
@@ -406,7 +408,91 @@ _Static_assert(IPV6_UNICAST_HOPS == 16 && IPV6_MULTICAST_HOPS == 18 && IPV6_MULT
 _Static_assert(IP_HDRINCL == 3 && IPV6_CHECKSUM == 7 && SOL_RAW == 255 && ICMP_FILTER == 1 && ICMP6_FILTER == 1 &&
                    IPPROTO_ICMPV6 == 58,
                "raw socket options");
+_Static_assert(SOL_PACKET == 263 && PACKET_VERSION == 10 && PACKET_RESERVE == 12 && PACKET_AUXDATA == 8 &&
+                   PACKET_ORIGDEV == 9 && PACKET_VNET_HDR == 15 && PACKET_LOSS == 14 && PACKET_TIMESTAMP == 17 &&
+                   PACKET_QDISC_BYPASS == 20 && PACKET_IGNORE_OUTGOING == 23 && PACKET_FANOUT == 18 &&
+                   PACKET_ADD_MEMBERSHIP == 1 && PACKET_MR_UNICAST == 3,
+               "packet socket options");
 _Static_assert(TCP_NODELAY == 1 && TCP_CORK == 3 && TCP_KEEPIDLE == 4 && TCP_KEEPINTVL == 5 && TCP_KEEPCNT == 6 &&
                    TCP_SYNCNT == 7 && TCP_LINGER2 == 8 && TCP_DEFER_ACCEPT == 9 && TCP_CONGESTION == 13 &&
                    TCP_THIN_LINEAR_TIMEOUTS == 16 && TCP_USER_TIMEOUT == 18 && TCP_NOTSENT_LOWAT == 25,
                "TCP_*");
+
+// packet_diag answers dumps only (NLM_F_DUMP): every packet socket of the namespace comes,
+// in as many messages as it takes; the one of `inode` is kept.
+int ck_packet_diag(int diag_fd, unsigned int inode, struct ck_packet_diag *out) {
+  memset(out, 0, sizeof(*out));
+  struct {
+    struct nlmsghdr header;
+    struct packet_diag_req request;
+  } message = {
+      .header = {.nlmsg_len = sizeof(message), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+      .request = {.sdiag_family = AF_PACKET,
+                  .pdiag_show = PACKET_SHOW_INFO | PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT},
+  };
+  if (send(diag_fd, &message, sizeof(message), 0) < 0) return -errno;
+  int found = 0;
+  for (;;) {
+    union { char bytes[32768]; struct nlmsghdr align; } reply;
+    ssize_t length = recv(diag_fd, reply.bytes, sizeof(reply.bytes), 0);
+    if (length < 0) return -errno;
+    int rest = (int)length;
+    for (struct nlmsghdr *header = &reply.align; NLMSG_OK(header, (unsigned int)rest);
+         header = NLMSG_NEXT(header, rest)) {
+      if (header->nlmsg_type == NLMSG_DONE) return found ? 0 : -ENOENT;
+      if (header->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *error = NLMSG_DATA(header);
+        return error->error ? error->error : -EIO;
+      }
+      if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      struct packet_diag_msg *socket_message = NLMSG_DATA(header);
+      if (found || socket_message->pdiag_ino != inode) continue;
+      found = 1;
+      out->type = socket_message->pdiag_type;
+      out->protocol = socket_message->pdiag_num;
+      int left = (int)header->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*socket_message));
+      for (struct rtattr *attribute = (struct rtattr *)(socket_message + 1); RTA_OK(attribute, left);
+           attribute = RTA_NEXT(attribute, left)) {
+        size_t size = RTA_PAYLOAD(attribute);
+        switch (attribute->rta_type) {
+        case PACKET_DIAG_INFO:
+          if (size >= sizeof(struct packet_diag_info)) {
+            struct packet_diag_info *info = RTA_DATA(attribute);
+            out->index = (int)info->pdi_index;
+            out->version = info->pdi_version;
+            out->reserve = info->pdi_reserve;
+            out->copy_threshold = info->pdi_copy_thresh;
+            out->timestamp = info->pdi_tstamp;
+            out->flags = info->pdi_flags;
+          }
+          break;
+        case PACKET_DIAG_MCLIST: {
+          size_t count = size / sizeof(struct packet_diag_mclist);
+          struct packet_diag_mclist *list = RTA_DATA(attribute);
+          if (count > CK_PACKET_MEMBERSHIPS) { out->memberships = -1; break; }
+          for (size_t i = 0; i < count; i++) {
+            out->membership[i].index = (int)list[i].pdmc_index;
+            out->membership[i].count = list[i].pdmc_count;
+            out->membership[i].type = list[i].pdmc_type;
+            out->membership[i].length = list[i].pdmc_alen > 32 ? 32 : list[i].pdmc_alen;
+            memcpy(out->membership[i].address, list[i].pdmc_addr, 32);
+          }
+          out->memberships = (int)count;
+          break;
+        }
+        case PACKET_DIAG_RX_RING:
+        case PACKET_DIAG_TX_RING:
+          out->rings = 1;
+          break;
+        case PACKET_DIAG_FANOUT:
+          if (size >= 4) {
+            out->fanout = 1;
+            memcpy(&out->fanout_value, RTA_DATA(attribute), 4);
+          }
+          break;
+        }
+      }
+    }
+  }
+}

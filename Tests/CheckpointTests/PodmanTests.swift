@@ -39,26 +39,31 @@ struct PodmanTests {
     let name = "ckcont-test-\(UInt32.random(in: 0...UInt32.max))"
     var names: [String]
 
-    /// `terminal`: with a terminal (`-t`), conmon holding its master. `rawSocket`: a ping of
-    /// busybox's in the background, holding a raw socket (which ckcont refuses).
+    /// `terminal`: with a terminal (`-t`), conmon holding its master. `deletedExecutable`: a
+    /// sleep in the background whose executable (a copy of busybox) was deleted since it
+    /// started (which ckcont refuses).
     /// `echoPort`: in the host's network namespace, with busybox's nc echoing on that port.
     /// `bridged`: on podman's default network (netavark's bridge: a veth pair whose end in
     /// the container is eth0 with an address of its own), its lines going out and back
     /// through a TCP connection to its own address (`script` replaces the counting loop).
-    init(terminal: Bool = false, rawSocket: Bool = false, echoPort: UInt16? = nil, bridged: Bool = false) throws {
+    init(terminal: Bool = false, deletedExecutable: Bool = false, echoPort: UInt16? = nil, bridged: Bool = false)
+      throws
+    {
       names = [name]
-      let ping = rawSocket ? "ping -i 0.3 127.0.0.1 >/dev/null 2>&1 & " : ""
+      let deleted =
+        deletedExecutable
+        ? "busybox cp /bin/busybox /tmp/sleep && (/tmp/sleep 1000 &) && sleep 0.2 && busybox rm /tmp/sleep; " : ""
       let echo = echoPort.map { "nc -ll -p \($0) -e cat & " } ?? ""
       let count = "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"
       let script =
         bridged
         ? "busybox nc -ll -p 7000 -e cat & sleep 0.5; a=$(busybox hostname -i); \(count) | busybox nc $a 7000"
-        : ping + echo + count
+        : deleted + echo + count
       let network = bridged ? [] : ["--network", echoPort == nil ? "none" : "host"]
       let started = PodmanTests.podman(
         ["run", "-d", "--name", name] + network + ["--runtime", TestPaths.ckcontRunc]
           + ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"] + (terminal ? ["-t"] : [])
-          + (rawSocket ? ["--cap-add", "NET_RAW"] : [])
+
           + [PodmanTests.image, "sh", "-c", script])
       guard started.status == 0 else { throw TestFailure("podman run: \(started.output)") }
     }
@@ -228,7 +233,8 @@ struct PodmanTests {
   }
 
   /// `--leave-running`: the checkpoint is taken and the container writes on; a checkpoint
-  /// that fails (a container holding a raw socket, which ckcont refuses) leaves it running
+  /// that fails (a container running a program whose executable was deleted, which ckcont
+  /// refuses) leaves it running
   /// and podman shows ckcont's line.
   @Test func podmanLeavesTheContainerRunningWhenAskedOrWhenTheCheckpointFails() throws {
     let container = try Container()
@@ -238,13 +244,13 @@ struct PodmanTests {
     try #require(left.status == 0, "\(left.output)")
     #expect(container.isRunning())
     try container.waitForLine(above: container.line())
-    let pinging = try Container(rawSocket: true)
+    let pinging = try Container(deletedExecutable: true)
     defer { pinging.destroy() }
     try pinging.waitForLine(above: 2)
     let refused = Self.podman(["container", "checkpoint", pinging.name])
     #expect(refused.status != 0)
     #expect(refused.stderr.contains("ckcont-runc: error: ckcont: task"), "\(refused.output)")
-    #expect(refused.stderr.contains("is a raw socket"), "\(refused.output)")
+    #expect(refused.stderr.contains("was deleted since it started"), "\(refused.output)")
     #expect(pinging.isRunning())
     try pinging.waitForLine(above: pinging.line())
   }

@@ -25,7 +25,7 @@ struct RoundTripTests {
     ("zombie", []), ("zombie", ["session-leader"]), ("clone-share", []), ("timers", []), ("uts", []), ("sockets", []),
     ("sockets", ["netns"]), ("sockets", ["unix"]), ("sockets", ["unix-dgram"]), ("sockets", ["scm"]),
     ("sockets", ["udp-waiting"]), ("sockets", ["udplite"]), ("sockets", ["options"]), ("sockets", ["icmp"]),
-    ("sockets", ["raw"]),
+    ("sockets", ["raw"]), ("sockets", ["packet"]),
     ("sockets", ["unix-unlinked"]), ("sockets", ["reuseport"]), ("sockets", ["unix-pending"]),
     ("sockets", ["unix-peercred"]), ("sockets", ["tcp-closing"]), ("sockets", ["tcp-pending"]),
     ("sockets", ["tcp-connection"]),

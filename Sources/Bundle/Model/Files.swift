@@ -482,6 +482,9 @@ public struct SocketImage: Codable, Sendable, Equatable {
   /// A connected unix stream or seqpacket socket, or an end of a socketpair: who made the
   /// connection, as SO_PEERCRED tells it.
   public var peerCredentials: PeerCredentials?
+  /// A packet socket (AF_PACKET; `protocolNumber` is the ethertype it receives, in host
+  /// order): the link it is bound to and its memberships, links named.
+  public var packet: PacketSocketImage?
 
   public init(
     family: Int32, type: Int32, protocolNumber: Int32, address: Data?, peer: Data?, backlog: Int32?,
@@ -670,6 +673,12 @@ extension SocketImage {
   /// Whether the image is one restore can make: a known family, type, protocol, options,
   /// and addresses of the size their family has.
   public var isValid: Bool {
+    if family == 17 {
+      // Packet: raw or datagram, an ethertype, nothing of the other families'.
+      return (type == 3 || type == 2) && (0...0xffff).contains(protocolNumber) && address == nil && peer == nil
+        && backlog == nil && tcp == nil && queued == nil && messages == nil && passed == nil && options.isValid
+        && packet?.isValid == true
+    }
     if family == 16 {
       // Netlink: raw or datagram, a protocol, the address a sockaddr_nl (port id, groups).
       return (type == 3 || type == 2) && (0..<32).contains(protocolNumber) && (address?.count ?? 12) == 12
@@ -744,6 +753,13 @@ extension SocketImage {
 
   /// `tcp 127.0.0.1:8080 listening`, `udp [::1]:53`, `unix stream /run/x.sock`: for people.
   public var description: String {
+    if family == 17 {
+      let kind = type == 3 ? "raw" : "datagram"
+      let memberships = packet?.memberships.count ?? 0
+      return "packet \(kind) ethertype 0x\(String(protocolNumber, radix: 16))"
+        + (packet?.link.map { " on \($0)" } ?? " on every link")
+        + (memberships > 0 ? ", \(memberships) membership\(memberships == 1 ? "" : "s")" : "")
+    }
     if family == 16 {
       let words = address.flatMap { address -> (UInt32, UInt32)? in
         guard address.count == 12 else { return nil }
@@ -888,5 +904,40 @@ public struct TunDescriptorImage: Codable, Sendable, Equatable {
 
   public init(device: String?, flags: UInt32, sendBuffer: Int32, vnetHeaderSize: Int32) {
     (self.device, self.flags, self.sendBuffer, self.vnetHeaderSize) = (device, flags, sendBuffer, vnetHeaderSize)
+  }
+}
+
+/// What a packet socket (AF_PACKET) holds beyond its type, ethertype and options.
+public struct PacketSocketImage: Codable, Sendable, Equatable {
+  /// The link it is bound to (nil: every link).
+  public var link: String?
+  /// PACKET_ADD_MEMBERSHIP, each as often as it was added.
+  public var memberships: [PacketMembershipImage]
+
+  public init(link: String?, memberships: [PacketMembershipImage]) {
+    (self.link, self.memberships) = (link, memberships)
+  }
+
+  var isValid: Bool {
+    (link.map(PacketSocketImage.isLinkName) ?? true) && memberships.count <= 16
+      && memberships.allSatisfy {
+        Self.isLinkName($0.link) && $0.address.count <= 8 && (1...64).contains($0.count) && $0.type <= 3
+      }
+  }
+
+  static func isLinkName(_ name: String) -> Bool { !name.isEmpty && name.utf8.count < 16 && !name.contains("/") }
+}
+
+/// One membership of a packet socket (struct packet_mreq): PACKET_MR_MULTICAST 0,
+/// PACKET_MR_PROMISC 1, PACKET_MR_ALLMULTI 2, PACKET_MR_UNICAST 3.
+public struct PacketMembershipImage: Codable, Sendable, Equatable {
+  public var link: String
+  public var type: UInt16
+  public var address: Data
+  /// How many times it was added (each counts in the link's promiscuity or lists).
+  public var count: UInt32
+
+  public init(link: String, type: UInt16, address: Data, count: UInt32) {
+    (self.link, self.type, self.address, self.count) = (link, type, address, count)
   }
 }

@@ -79,6 +79,7 @@ public struct SocketOptionKind: Sendable {
   static let udpLite: Int32 = 136  // IPPROTO_UDPLITE
   public static let raw: Int32 = 255  // SOL_RAW
   public static let icmpv6: Int32 = 58  // IPPROTO_ICMPV6
+  public static let packet: Int32 = 263  // SOL_PACKET
 
   /// SO_SNDBUF and SO_RCVBUF: saved as getsockopt gives them (twice what was asked), set
   /// again with SO_SNDBUFFORCE and SO_RCVBUFFORCE, then SO_BUF_LOCK as it was.
@@ -150,6 +151,11 @@ public struct SocketOptionKind: Sendable {
     // the ICMP types let through.
     .init(ip, 3, "IP_HDRINCL"), .init(ipv6, 7, "IPV6_CHECKSUM"), .init(raw, 1, "ICMP_FILTER", .bytes(4)),
     .init(icmpv6, 1, "ICMP6_FILTER", .bytes(32)),
+    // Packet sockets (rings are refused; PACKET_FANOUT joins a group once the socket runs).
+    .init(packet, 10, "PACKET_VERSION"), .init(packet, 12, "PACKET_RESERVE"), .init(packet, 8, "PACKET_AUXDATA"),
+    .init(packet, 9, "PACKET_ORIGDEV"), .init(packet, 15, "PACKET_VNET_HDR"), .init(packet, 14, "PACKET_LOSS"),
+    .init(packet, 17, "PACKET_TIMESTAMP"), .init(packet, 20, "PACKET_QDISC_BYPASS"),
+    .init(packet, 23, "PACKET_IGNORE_OUTGOING"), .init(packet, 18, "PACKET_FANOUT"),
     // Last: a filter sees no byte the restore puts back; locked once attached.
     .init(socket, attachFilter, "SO_ATTACH_FILTER", .filter), .init(socket, 44, "SO_LOCK_FILTER"),
   ]

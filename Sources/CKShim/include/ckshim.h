@@ -418,6 +418,31 @@ struct ck_unix_diag {
 // Asks about the unix socket with `inode`; 0, -ENOENT when there is none, or -errno.
 int ck_unix_diag(int diag_fd, unsigned int inode, struct ck_unix_diag *out);
 
+// ---- packet sockets (sockets.c) ----
+enum { CK_PACKET_MEMBERSHIPS = 16 };
+struct ck_packet_membership {
+  int index;             // the link, by index in the socket's namespace
+  unsigned int count;    // how many times it was added
+  unsigned short type;   // PACKET_MR_*
+  unsigned short length; // of address
+  unsigned char address[32];
+};
+struct ck_packet_diag {
+  unsigned int type;      // SOCK_RAW or SOCK_DGRAM
+  unsigned int protocol;  // the ethertype it receives, host order (0: none)
+  int index;              // the link it is bound to (0: every link)
+  unsigned int version, reserve, copy_threshold, timestamp, flags;  // packet_diag_info
+  int rings;              // an RX or TX ring is set up (mmap(2)ed by the program)
+  int fanout;             // in a fanout group (its PACKET_FANOUT value in `fanout_value`)
+  unsigned int fanout_value;
+  int memberships;        // how many in `membership`, -1: more than CK_PACKET_MEMBERSHIPS
+  struct ck_packet_membership membership[CK_PACKET_MEMBERSHIPS];
+};
+// What packet_diag says of the packet socket of `inode`, asked through `diag_fd` (a
+// NETLINK_SOCK_DIAG socket of its namespace, used by no one else meanwhile: packet_diag
+// answers only dumps, in several messages). 0, -ENOENT (not found) or -errno.
+int ck_packet_diag(int diag_fd, unsigned int inode, struct ck_packet_diag *out);
+
 // Announces `address` of the link `ifindex` with MAC `mac` where it is now: a gratuitous ARP
 // (IPv4) or an unsolicited neighbour advertisement (IPv6). 0 or -errno.
 int ck_announce_ipv4(int ifindex, const unsigned char mac[6], const unsigned char address[4]);

@@ -67,6 +67,7 @@ enum SocketOptions {
     if facts.type == Int32(SOCK_STREAM.rawValue) && multicast.contains([kind.level, kind.name]) { return false }
     switch kind.level {
     case SOL_SOCKET: return true
+    case SocketOptionKind.packet: return facts.family == AF_PACKET
     case SocketOptionKind.raw:
       return facts.type == Int32(SOCK_RAW.rawValue) && facts.family == AF_INET && facts.protocol == IPPROTO_ICMP
     case Int32(IPPROTO_IP): return facts.family == AF_INET || facts.family == AF_INET6

@@ -41,6 +41,9 @@ extension FileCapture {
     }
     if facts.family == AF_UNIX { return try captureUnixSocket(ours.raw, facts: facts, inode: inode, refuse: refuse) }
     if facts.family == AF_NETLINK { return captureNetlinkSocket(ours.raw, facts: facts, fd: fd, log: log) }
+    if facts.family == AF_PACKET {
+      return try capturePacketSocket(ours.raw, facts: facts, fd: fd, inode: inode, log: log, refuse: refuse)
+    }
     guard facts.family == AF_INET || facts.family == AF_INET6 else {
       throw refuse("a socket of address family \(facts.family)")
     }
@@ -112,12 +115,17 @@ extension FileBatch {
   /// number.
   func queueSocket(_ socket: SocketImage, flags: Int32, fd: Int32) throws -> Int64 {
     if let tcp = socket.tcp { return try queueConnection(socket, tcp, flags: flags, fd: fd) }
+    // A packet socket's ethertype goes to socket(2) in network order.
+    let protocolNumber =
+      socket.family == AF_PACKET
+      ? Int32(UInt16(truncatingIfNeeded: socket.protocolNumber).bigEndian) : socket.protocolNumber
     let made = batch.add(
       .socket(
         family: socket.family, type: socket.type | Int32(SOCK_CLOEXEC.rawValue) | flags & O_NONBLOCK,
-        protocol: socket.protocolNumber),
+        protocol: protocolNumber),
       "socket fd \(fd)")
     try queueOptionsBeforeBind(socket, made: made, fd: fd)
+    if socket.family == AF_PACKET { return try queuePacketSocket(made, socket, fd: fd) }
     if socket.family == AF_NETLINK, let address = socket.address {
       return try queueNetlinkBind(made, to: address, socket, fd: fd)
     }
