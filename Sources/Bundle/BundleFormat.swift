@@ -53,8 +53,10 @@ public enum BundleFormat {
   /// What a manifest may require (``Manifest/requires``): state beyond format 1.0 that a
   /// reader must restore or refuse, never drop.
   public enum Requirement: String, CaseIterable, Sendable {
-    case seccompFilters = "seccomp-filters", stoppedJobs = "stopped-jobs"
-    case deletedFileMappings = "deleted-file-mappings", asyncIOOwners = "async-io-owners"
+    case seccompFilters = "seccomp-filters"
+    case stoppedJobs = "stopped-jobs"
+    case deletedFileMappings = "deleted-file-mappings"
+    case asyncIOOwners = "async-io-owners"
     /// The container pivoted into a root filesystem of its own (mounts.json starts with "/").
     case rootFilesystem = "root-filesystem"
     /// Pseudo-terminals (descriptors of kind pty, controlling terminals).

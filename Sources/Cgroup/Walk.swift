@@ -29,6 +29,16 @@ extension Cgroup {
     try Self.parseIDs(PseudoFile.read(file("cgroup.procs")))
   }
 
+  /// Whether no task is left in the subtree: v2's `cgroup.events` says so in one read
+  /// (`populated 0`); v1 has each cgroup's `cgroup.procs` read. Cheap enough to poll while
+  /// hundreds of killed tasks exit (``processes()`` lists each one's threads).
+  public func isEmpty() -> Bool {
+    if version == .v2, let events = try? PseudoFile.read(file("cgroup.events")) {
+      return events.split(separator: "\n").contains("populated 0")
+    }
+    return (try? subtree().allSatisfy { (try? $0.processIDs().isEmpty) ?? true }) ?? true
+  }
+
   /// The thread ids in this cgroup alone (v2 `cgroup.threads`, v1 `tasks`).
   public func threadIDs() throws(SyscallError) -> [Int32] {
     try Self.parseIDs(PseudoFile.read(file(version == .v2 ? "cgroup.threads" : "tasks")))

@@ -294,7 +294,7 @@ public enum NetworkChanges {
     defer { rtnl_addr_put(made) }
     rtnl_addr_set_ifindex(made, link)
     var owned: [OpaquePointer] = []
-    defer { owned.forEach { nl_addr_put($0) } }
+    defer { for address in owned { nl_addr_put(address) } }
     if let local = makeAddress(family: address.family, address.local, prefixLength: address.prefixLength) {
       owned.append(local)
       try RouteSocket.check(rtnl_addr_set_local(made, local), "address on \(name)")

@@ -19,7 +19,8 @@ struct SyscallRestartTests {
 
   @Test(arguments: [-512, -513, -514])
   func restartableCallsRunAgain(code: Int64) {
-    let dumped = registers(rax: code, origRax: 0 /* read */, rdi: 3)
+    let read: Int64 = 0
+    let dumped = registers(rax: code, origRax: read, rdi: 3)
     let resumed = SyscallRestart.resumeRegisters(dumped)
     #expect(resumed.rax == 0 && resumed.rip == 0x1000 && resumed.origRax == UInt64.max)
     #expect(resumed.rdi == 3 && resumed.rbx == 0xb && resumed.r15 == 15)
@@ -36,7 +37,8 @@ struct SyscallRestartTests {
   @Test func relativeClockNanosleepRebuildsItsRestartBlock() {
     let dumped = registers(rax: -516, origRax: 230, rdi: 1, rsi: 0, rdx: 0x100, r10: 0x200)
     #expect(SyscallRestart.sleepRebuildingRestartBlock(dumped)?.rdx == 0x200)
-    let absolute = registers(rax: -516, origRax: 230, rdi: 0, rsi: 1 /* TIMER_ABSTIME */, rdx: 0x100, r10: 0x200)
+    let timerAbsolute: UInt64 = 1  // TIMER_ABSTIME
+    let absolute = registers(rax: -516, origRax: 230, rdi: 0, rsi: timerAbsolute, rdx: 0x100, r10: 0x200)
     #expect(SyscallRestart.sleepRebuildingRestartBlock(absolute) == nil)
   }
 

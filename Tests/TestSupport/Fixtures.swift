@@ -73,7 +73,7 @@ public func run(_ argv: [String], environment: [String: String]? = nil) -> Comma
   do {
     pid = try Spawn.start(argv, environment: environment, out: outPipe[1], err: errPipe[1])
   } catch {
-    [outPipe[0], outPipe[1], errPipe[0], errPipe[1]].forEach { close($0) }
+    for fd in [outPipe[0], outPipe[1], errPipe[0], errPipe[1]] { close(fd) }
     return CommandResult(status: -1, stdout: "", stderr: "\(error)")
   }
   close(outPipe[1])

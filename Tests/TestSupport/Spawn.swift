@@ -18,8 +18,8 @@ enum Spawn {
     var cArgs = argv.map { strdup($0) } + [nil]
     var cEnv = env.map { strdup($0) } + [nil]
     defer {
-      cArgs.forEach { free($0) }
-      cEnv.forEach { free($0) }
+      for argument in cArgs { free(argument) }
+      for variable in cEnv { free(variable) }
     }
     let pid =
       terminal.map { path in path.withCString { ck_spawn(&cArgs, &cEnv, -1, out, err, $0) } }

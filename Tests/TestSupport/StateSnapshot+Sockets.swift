@@ -74,7 +74,7 @@ extension StateSnapshot {
           values.append("TCP_CONGESTION \(Self.textOption(copy, 6, 13))")
           var info = [UInt8](repeating: 0, count: 256)
           var length = socklen_t(info.count)
-          if getsockopt(copy, Int32(IPPROTO_TCP), 11 /* TCP_INFO */, &info, &length) == 0 {
+          if getsockopt(copy, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 {
             values.append("tcp state \(info[0])")
           }
         }
@@ -93,7 +93,7 @@ extension StateSnapshot {
         "filter \(getsockopt(copy, SOL_SOCKET, 26, nil, &filterLength) == 0 ? String(filterLength) : "(\(errno))")")
       var linger = (Int32(0), Int32(0))
       var lingerLength = socklen_t(8)
-      if getsockopt(copy, SOL_SOCKET, 13 /* SO_LINGER */, &linger, &lingerLength) == 0 {
+      if getsockopt(copy, SOL_SOCKET, SO_LINGER, &linger, &lingerLength) == 0 {
         values.append("SO_LINGER \(linger.0),\(linger.1)")
       }
       record(subject, "options", values.joined(separator: " "))
@@ -126,13 +126,13 @@ extension StateSnapshot {
   static func peerCredentials(_ fd: Int32, _ tasks: SnapshotTasks) -> String {
     var cred = (pid: Int32(0), uid: UInt32(0), gid: UInt32(0))
     var length = socklen_t(MemoryLayout.size(ofValue: cred))
-    guard getsockopt(fd, SOL_SOCKET, 17 /* SO_PEERCRED */, &cred, &length) == 0 else { return "(\(errno))" }
+    guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0 else { return "(\(errno))" }
     let maker = tasks.containerPid[cred.pid].map { "process \($0)" } ?? "none, outside or gone"
     // SO_PEERGROUPS: its supplementary groups then.
     var groups = [UInt32](repeating: 0, count: 64)
     var groupsLength = socklen_t(groups.count * 4)
     let groupList =
-      getsockopt(fd, SOL_SOCKET, 59 /* SO_PEERGROUPS */, &groups, &groupsLength) == 0
+      getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, &groups, &groupsLength) == 0
       ? groups.prefix(Int(groupsLength) / 4).map(String.init).joined(separator: ",") : "(\(errno))"
     return "\(maker) uid \(Int32(bitPattern: cred.uid)) gid \(Int32(bitPattern: cred.gid)) groups \(groupList)"
   }

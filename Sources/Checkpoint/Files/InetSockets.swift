@@ -38,7 +38,8 @@ extension FileCapture {
         throw refuse(
           "a TCP connection that has ended (\(SocketImage.text(address) ?? "unbound"))",
           "close it before the checkpoint")
-      } else if facts.tcp_state != 7 /* TCP_CLOSE: never connected */ {
+      } else if facts.tcp_state != TCP_CLOSE {
+        // Never connected (closed ones that were are above).
         let states = [
           1: "established", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2", 6: "TIME-WAIT",
           8: "CLOSE-WAIT", 9: "LAST-ACK", 11: "CLOSING",

@@ -299,7 +299,7 @@ public final class SeizedContainer {
     // Gone when the dump returns (a restore into the same cgroup right after finds it
     // empty); a task in uninterruptible sleep may take longer, which the caller can see.
     let deadline = monotonicNow() + 5
-    while (try? cgroup.processes().isEmpty) == false && monotonicNow() < deadline { usleep(1000) }
+    while !cgroup.isEmpty() && monotonicNow() < deadline { usleep(1000) }
     endRemoteCalls()
     journal.remove()
   }
