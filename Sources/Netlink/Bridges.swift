@@ -195,7 +195,7 @@ public enum Bridges {
     }
   }
 
-  /// The attributes of a message part in their order.
+  /// The attributes of a message part in their order (the one parser: TunDevices keys them).
   static func ordered(_ bytes: [UInt8]) -> [Attribute] {
     var result: [Attribute] = []
     var offset = 0

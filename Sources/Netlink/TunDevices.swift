@@ -52,16 +52,7 @@ public enum TunDevices {
 
   /// The attributes of a message part, by type (the nested flag taken off).
   static func attributes(_ bytes: ArraySlice<UInt8>) -> [UInt16: [UInt8]] {
-    var result: [UInt16: [UInt8]] = [:]
-    var offset = bytes.startIndex
-    while offset + 4 <= bytes.endIndex {
-      let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8
-      let type = (UInt16(bytes[offset + 2]) | UInt16(bytes[offset + 3]) << 8) & 0x3fff
-      guard length >= 4, offset + length <= bytes.endIndex else { break }
-      result[type] = Array(bytes[offset + 4..<offset + length])
-      offset += (length + 3) & ~3
-    }
-    return result
+    Dictionary(Bridges.ordered(Array(bytes)).map { ($0.type, $0.value) }, uniquingKeysWith: { _, last in last })
   }
 
   static func string(_ bytes: [UInt8]) -> String {
