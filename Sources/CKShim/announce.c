@@ -2,7 +2,10 @@
 // learn its MAC's new port: a gratuitous ARP for an IPv4 address (a request for the address
 // itself from it, RFC 5227's ARP announcement) and an unsolicited neighbour advertisement for
 // an IPv6 one (RFC 4861 7.2.6, override set, to all nodes). In C: sockaddr_ll, the ARP and
-// ICMPv6 layouts and IPV6_MULTICAST_HOPS are not in Glibc's Swift overlay.
+// ICMPv6 layouts and IPV6_MULTICAST_HOPS are not in Glibc's Swift overlay. Each returns its
+// socket, sent on, for the caller to close: closing a packet socket waits out an RCU grace
+// period (packet_release's synchronize_net, 15-20 ms here), which the caller keeps off
+// the container's downtime.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if_ether.h>
@@ -26,9 +29,12 @@ int ck_announce_ipv4(int ifindex, const unsigned char mac[6], const unsigned cha
   memcpy(packet + 14, address, 4);
   memcpy(packet + 24, address, 4);
   long sent = sendto(fd, packet, sizeof packet, 0, (struct sockaddr *)&to, sizeof to);
-  int error = sent < 0 ? -errno : 0;
-  close(fd);
-  return error;
+  if (sent < 0) {
+    int error = -errno;
+    close(fd);
+    return error;
+  }
+  return fd;
 }
 
 int ck_announce_ipv6(int ifindex, const unsigned char mac[6], const unsigned char address[16]) {
@@ -51,7 +57,10 @@ int ck_announce_ipv6(int ifindex, const unsigned char mac[6], const unsigned cha
   struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_scope_id = (unsigned)ifindex};
   inet_pton(AF_INET6, "ff02::1", &to.sin6_addr);
   long sent = sendto(fd, packet, sizeof packet, 0, (struct sockaddr *)&to, sizeof to);
-  int error = sent < 0 ? -errno : 0;
-  close(fd);
-  return error;
+  if (sent < 0) {
+    int error = -errno;
+    close(fd);
+    return error;
+  }
+  return fd;
 }

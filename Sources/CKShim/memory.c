@@ -1,5 +1,6 @@
 // Memory-introspection ioctls: ioctl(2) is variadic, and PAGEMAP_SCAN / userfaultfd WP_ASYNC
 // are newer than the system headers.
+#include <poll.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -115,6 +116,12 @@ int ck_uffd_copy_nowait(int uffd, uint64_t destination, const void *source, uint
     return copy.copy < 0 ? (int)copy.copy : -errno;
   }
   return 0;
+}
+
+int ck_poll_for(struct pollfd *fds, unsigned long count, long long nanoseconds) {
+  if (nanoseconds < 0) return ppoll(fds, count, NULL, NULL);
+  struct timespec timeout = {.tv_sec = nanoseconds / 1000000000, .tv_nsec = nanoseconds % 1000000000};
+  return ppoll(fds, count, &timeout, NULL);
 }
 
 int ck_uffd_wake(int uffd, uint64_t address) {

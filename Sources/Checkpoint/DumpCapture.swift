@@ -165,7 +165,6 @@ extension Dump {
     let members =
       [(root.hostPid, root.entry.pid)] + tasks.filter { $0.hostPid != root.hostPid }.map { ($0.hostPid, $0.entry.pid) }
     let cgroups = try phases.time("cgroups") { try CgroupCapture(cgroup: cgroup, processes: members).image() }
-    log.debug("captured \(tasks.count) processes: \(phases)")
     let encodingWait = monotonicNow()
     var models = try encoder.models(of: tasks.map(\.hostPid))
     phases.record("waiting for the encoder", since: encodingWait)
@@ -189,7 +188,10 @@ extension Dump {
           }
         })
     }
-    for index in changed { models[index].mm = try tasks[index].memory.encodedJSON() }
+    try phases.time("memory models") {
+      for index in changed { models[index].mm = try tasks[index].memory.encodedJSON() }
+    }
+    log.debug("captured \(tasks.count) processes: \(phases)")
     let threads = tasks.flatMap(\.core.threads)
     let cpu = Manifest.CPU(
       xsaveFeatures: threads.reduce(UInt64(0)) { $0 | $1.xstateFeatures },

@@ -24,7 +24,7 @@ struct GlobalOptions: ParsableArguments {
 
 enum LoggingBootstrap {
   static let once: Void = {
-    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    LoggingSystem.bootstrap { LogLines(label: $0) }
   }()
 }
 

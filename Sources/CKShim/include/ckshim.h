@@ -311,6 +311,11 @@ int ck_uffd_wake(int uffd, uint64_t address);
 // mremap, madvise or munmap whose event is not read yet: the copy waits for the reader,
 // which is the caller), `*done` bytes copied so far.
 int ck_uffd_copy_nowait(int uffd, uint64_t destination, const void *source, uint64_t length, uint64_t *done);
+// ppoll for at most `nanoseconds` (negative: no limit), without a signal mask: poll's
+// milliseconds are too coarse for the lazy pages' pause between faults, and ppoll is GNU
+// (Glibc's module hides it).
+struct pollfd;
+int ck_poll_for(struct pollfd *fds, unsigned long count, long long nanoseconds);
 
 // The guard of a lazy migration's receiver: a forked child that keeps a copy of every
 // descriptor sent over *control (ck_send_fd: the restored processes' userfaultfds, so that
@@ -444,7 +449,8 @@ struct ck_packet_diag {
 int ck_packet_diag(int diag_fd, unsigned int inode, struct ck_packet_diag *out);
 
 // Announces `address` of the link `ifindex` with MAC `mac` where it is now: a gratuitous ARP
-// (IPv4) or an unsolicited neighbour advertisement (IPv6). 0 or -errno.
+// (IPv4) or an unsolicited neighbour advertisement (IPv6). The socket it sent on, for the
+// caller to close (closing a packet socket waits out an RCU grace period), or -errno.
 int ck_announce_ipv4(int ifindex, const unsigned char mac[6], const unsigned char address[4]);
 int ck_announce_ipv6(int ifindex, const unsigned char mac[6], const unsigned char address[16]);
 

@@ -155,7 +155,7 @@ final class LazySource: @unchecked Sendable {
       guard read == bytes else {
         throw SyscallError("pread", "pages \(hex(address)) of process \(pid)", .init(rawValue: read < 0 ? errno : EIO))
       }
-      try channel.send(record: PageRecord(pid: pid, count: UInt32(count), address: address))
+      try channel.send(record: PageRecord(pid: pid, count: UInt32(count), address: address), more: true)
       try channel.send(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes]))
     }
 
@@ -232,12 +232,13 @@ struct PageRecord {
 
 extension MigrationChannel {
   /// Sends `record`.
-  func send(record: PageRecord) throws {
+  /// Sends `record`; with `more`, held back to go with its pages (MSG_MORE).
+  func send(record: PageRecord, more: Bool = false) throws {
     var bytes = [UInt8](repeating: 0, count: PageRecord.size)
     withUnsafeBytes(of: record.pid.littleEndian) { bytes.replaceSubrange(0..<4, with: $0) }
     withUnsafeBytes(of: record.count.littleEndian) { bytes.replaceSubrange(4..<8, with: $0) }
     withUnsafeBytes(of: record.address.littleEndian) { bytes.replaceSubrange(8..<16, with: $0) }
-    try bytes.withUnsafeBytes { try send(bytes: $0) }
+    try bytes.withUnsafeBytes { try send(bytes: $0, more: more) }
   }
 
   /// The next record; nil when the stream ends before it.

@@ -190,10 +190,13 @@ public struct Migrate {
       let started = monotonicNow()
       try channel.send("round \(rounds.count)")
       let bytes = try precopy.round(first: rounds.isEmpty) { pid, start, data in
-        try channel.send("pages \(pid) \(start) \(data.count / Int(PreCopy.pageSize))")
+        try channel.send("pages \(pid) \(start) \(data.count / Int(PreCopy.pageSize))", more: true)
         try channel.send(bytes: data)
       }
       try channel.send("end")
+      // The freeze waits until the receiver holds the round: pages still on their way then
+      // would be downtime (the receiver stores ~300 MB/s here, where fresh memory is slow).
+      try awaitStored(over: channel)
       let round = Round(pages: bytes / Int(PreCopy.pageSize), seconds: monotonicNow() - started)
       rounds.append(round)
       roundDone(round)
@@ -203,6 +206,17 @@ public struct Migrate {
       if rounds.count >= 2 && (Double(round.pages) / rate <= maximumDowntime || !shrinking) { break }
     }
     return rounds
+  }
+
+  /// Reads the receiver's `stored` after a round.
+  private func awaitStored(over channel: MigrationChannel) throws {
+    let line = try channel.readLine(timeout: replyTimeout)
+    guard line == "stored" else {
+      let said =
+        line.map { $0.hasPrefix("refused ") ? String($0.dropFirst("refused ".count)) : "it said \($0.prefix(120))" }
+        ?? "it closed the connection"
+      throw CKError(.failed, "the receiver stopped taking pages sent ahead (\(said)); the container runs on here")
+    }
   }
 
   /// The private memory the container's processes hold (resident anonymous pages).
@@ -262,6 +276,8 @@ public struct Receive {
       lazy?.start()
       restore.lazy = lazy
     }
+    // The downtime ends here: the source hears it before the restore has tidied up.
+    restore.resumed = { try? channel.send("resumed") }
     var report: RestoreReport
     do {
       report = try restore.run()
@@ -278,7 +294,6 @@ public struct Receive {
       if let lazy, store != nil {
         // Running here, but not handed off before its memory is all in: until then the
         // source runs on if this receiver dies.
-        try channel.send("resumed")
         report.lazyPages = try lazy.wait()
       }
       try channel.send("running \(report.rootPid)")
@@ -318,6 +333,7 @@ public struct Receive {
   private func receiveRounds(over channel: MigrationChannel) throws -> (PreCopyStore?, lazy: Bool) {
     var store: PreCopyStore?
     var lazy = false
+    let started = monotonicNow()
     let buffer = UnsafeMutableRawBufferPointer.allocate(
       byteCount: Int(PreCopy.batchPages * PreCopy.pageSize), alignment: Int(PreCopy.pageSize))
     defer { buffer.deallocate() }
@@ -329,11 +345,16 @@ public struct Receive {
       let words = line.split(separator: " ")
       switch words.first {
       case "bundle":
+        log.debug(
+          "pages sent ahead: \((store?.bytes ?? 0) >> 20) MiB held, \(Int((monotonicNow() - started) * 1000)) ms since the hello"
+        )
         return (store, lazy)
       case "lazy":
         lazy = true
-      case "round", "end":
+      case "round":
         continue
+      case "end":
+        try channel.send("stored")
       case "pages":
         guard words.count == 4, let pid = Int32(words[1]), let start = UInt64(words[2]), let count = Int(words[3]),
           count > 0, count <= Int(PreCopy.batchPages), start % PreCopy.pageSize == 0

@@ -5,15 +5,16 @@ import Linux
 
 /// The TCP connection of a migration: the source (`ckcont migrate`) connects, says hello,
 /// sends its pre-copy rounds (`round N`, then `pages PID START COUNT` lines each followed by
-/// COUNT pages, then `end`), then `bundle` and the bundle in frames that end with an empty
-/// one; the receiver (`ckcont receive`) restores from the
-/// stream and answers `running PID` or `refused MESSAGE` (after pre-copy, `resumed` first:
-/// the container runs, the pages sent ahead still going in); the source answers
-/// `done` once it has killed its copy. Lines are short and read a byte at a time, so that
-/// nothing of the bundle after the hello is read by anyone but the restore.
+/// COUNT pages, then `end`, which the receiver answers `stored` once it holds them all), then
+/// `bundle` and the bundle in frames that end with an empty one; the receiver (`ckcont
+/// receive`) restores from the stream and answers `resumed` the moment the container runs
+/// (the downtime ends there), then `running PID` once it keeps it (its memory all in), or
+/// `refused MESSAGE`; the source answers `done` once it has killed its copy. Lines are
+/// short, peeked at and read to their newline only, so that nothing of the bundle after
+/// the hello is read by anyone but the restore. Without Nagle (``configure(_:)``).
 public final class MigrationChannel: @unchecked Sendable {
   /// The first line: the protocol and its version.
-  static let hello = "ckcont-migrate 2"
+  static let hello = "ckcont-migrate 3"
   /// Lines longer than this are not the protocol's.
   static let maximumLine = 4096
 
@@ -40,7 +41,7 @@ public final class MigrationChannel: @unchecked Sendable {
         Glibc.connect(fd, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
       }
       if connected == 0 {
-        keepAlive(fd)
+        configure(fd)
         return MigrationChannel(fd: fd, peer: address)
       }
       lastError = String(cString: strerror(errno))
@@ -74,7 +75,7 @@ public final class MigrationChannel: @unchecked Sendable {
         }
       }
       _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-      keepAlive(fd)
+      configure(fd)
       return MigrationChannel(fd: fd, peer: describe(peer))
     }
   }
@@ -108,16 +109,19 @@ public final class MigrationChannel: @unchecked Sendable {
 
   // MARK: Lines
 
-  /// Sends `line` and its newline.
-  public func send(_ line: String) throws {
+  /// Sends `line` and its newline; with `more`, held back to go with what is sent next
+  /// (MSG_MORE: a line announcing pages shares their first segment).
+  public func send(_ line: String, more: Bool = false) throws {
     let bytes = Array((line + "\n").utf8)
-    try bytes.withUnsafeBytes { try writeAll(fd, $0, call: "send", "a line to \(peer)") }
+    try bytes.withUnsafeBytes { try send(bytes: $0, more: more) }
   }
 
   /// The next line (without its newline); nil at the end of the stream. Waits at most
-  /// `timeout` seconds for it.
+  /// `timeout` seconds for it. What follows the line stays in the stream: the line is
+  /// peeked at, then only its bytes are read.
   public func readLine(timeout: Double) throws -> String? {
     var bytes: [UInt8] = []
+    var peeked = [UInt8](repeating: 0, count: Self.maximumLine)
     let deadline = monotonicNow() + timeout
     while bytes.count < Self.maximumLine {
       var polled = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -125,20 +129,32 @@ public final class MigrationChannel: @unchecked Sendable {
       let ready = poll(&polled, 1, left)
       if ready < 0 && errno == EINTR { continue }
       guard ready > 0 else { throw CKError(.failed, "\(peer) said nothing for \(Int(timeout)) s") }
-      var byte: UInt8 = 0
-      let count = Glibc.read(fd, &byte, 1)
+      let wanted = Self.maximumLine - bytes.count
+      let count = recv(fd, &peeked, wanted, Int32(MSG_PEEK))
       if count < 0 && errno == EINTR { continue }
-      guard count >= 0 else { throw SyscallError("read", "the connection to \(peer)", .init(rawValue: errno)) }
+      guard count >= 0 else { throw SyscallError("recv", "the connection to \(peer)", .init(rawValue: errno)) }
       if count == 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
-      if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
-      bytes.append(byte)
+      let newline = peeked[..<count].firstIndex(of: UInt8(ascii: "\n"))
+      let taken = newline.map { $0 + 1 } ?? count
+      // Only what was peeked, which is there: this read returns it whole.
+      guard Glibc.read(fd, &peeked, taken) == taken else {
+        throw SyscallError("read", "the connection to \(peer)", .init(rawValue: errno))
+      }
+      bytes += peeked[..<(newline ?? count)]
+      if newline != nil { return String(decoding: bytes, as: UTF8.self) }
     }
     throw CKError(.badInput, "\(peer) sent a line longer than \(Self.maximumLine) bytes: not a ckcont migration")
   }
 
-  /// Sends `bytes` whole.
-  public func send(bytes: UnsafeRawBufferPointer) throws {
-    try writeAll(fd, bytes, call: "send", "pages to \(peer)")
+  /// Sends `bytes` whole; with `more`, held back to go with what is sent next (MSG_MORE).
+  public func send(bytes: UnsafeRawBufferPointer, more: Bool = false) throws {
+    var done = 0
+    while done < bytes.count {
+      let count = Glibc.send(fd, bytes.baseAddress.map { $0 + done }, bytes.count - done, more ? Int32(MSG_MORE) : 0)
+      if count < 0 && errno == EINTR { continue }
+      guard count >= 0 else { throw SyscallError("send", "\(bytes.count) bytes to \(peer)", .init(rawValue: errno)) }
+      done += count
+    }
   }
 
   /// Fills `buffer` from the stream; the end of the stream before is an error.
@@ -194,8 +210,11 @@ public final class MigrationChannel: @unchecked Sendable {
     return candidates.sorted { $0.family == AF_INET && $1.family != AF_INET }
   }
 
-  private static func keepAlive(_ fd: Int32) {
+  /// Keepalive probes, and no Nagle: the protocol's short lines and the ends of frames
+  /// would otherwise wait for the peer's delayed acknowledgement (up to 40 ms each).
+  private static func configure(_ fd: Int32) {
     var one: Int32 = 1
+    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     var idle: Int32 = 5
     var interval: Int32 = 2
     var count: Int32 = 5

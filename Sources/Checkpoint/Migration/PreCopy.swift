@@ -35,8 +35,19 @@ final class PreCopy {
     /// The registered mappings.
     let areas: [AddressRange]
     /// Each sent page's pagemap entry when it was read (present or swapped bits and the
-    /// frame), by address.
-    var sent: [UInt64: UInt64] = [:]
+    /// frame), by area and page index; 0 for a page not sent. Arrays, not a dictionary by
+    /// address: the final dump compares every page of the container while it is frozen
+    /// (1 GiB: 262,144 pages, ~2 ms this way, ~40 ms through a dictionary).
+    var sent: [[UInt64]]
+
+    init(hostPid: Int32, innerPid: Int32, startTime: UInt64, uffd: Int32, areas: [AddressRange]) {
+      self.hostPid = hostPid
+      self.innerPid = innerPid
+      self.startTime = startTime
+      self.uffd = uffd
+      self.areas = areas
+      sent = areas.map { [UInt64](repeating: 0, count: Int(($0.end - $0.start) / PreCopy.pageSize)) }
+    }
   }
 
   private(set) var tracked: [Tracked] = []
@@ -137,7 +148,7 @@ final class PreCopy {
       guard ProcStat.read(pid: pid)?.startTime == tracked[index].startTime else { continue }
       var scanner = try PageScanner(pid: pid)
       let pagemap = try OwnedDescriptor(opening: "/proc/\(pid)/pagemap", flags: O_RDONLY | O_CLOEXEC)
-      for area in tracked[index].areas {
+      for (areaIndex, area) in tracked[index].areas.enumerated() {
         // Written pages that hold no data (dropped since) are not read: reading would
         // fault them in.
         let data = try scanner.dataRuns(start: area.start, end: area.end, anonymousOnly: false)
@@ -156,8 +167,9 @@ final class PreCopy {
               start = end
               continue
             }
-            for page in 0..<count {
-              tracked[index].sent[start + UInt64(page) * Self.pageSize] = entries[page] & Self.pagemapIdentity
+            let first = Int((start - area.start) / Self.pageSize)
+            tracked[index].sent[areaIndex].withUnsafeMutableBufferPointer { sent in
+              for page in 0..<count { sent[first + page] = entries[page] & Self.pagemapIdentity }
             }
             try send(tracked[index].innerPid, start, UnsafeRawBufferPointer(bytes))
             total += bytes.count
@@ -173,18 +185,18 @@ final class PreCopy {
   /// sent, not written since, on the same frame.
   func trustedRuns(hostPid: Int32) throws -> [AddressRange] {
     guard let process = tracked.first(where: { $0.hostPid == hostPid }),
-      ProcStat.read(pid: hostPid)?.startTime == process.startTime, !process.sent.isEmpty
+      ProcStat.read(pid: hostPid)?.startTime == process.startTime
     else { return [] }
     let pagemap = try OwnedDescriptor(opening: "/proc/\(hostPid)/pagemap", flags: O_RDONLY | O_CLOEXEC)
     var runs: [AddressRange] = []
-    for area in process.areas {
-      let count = Int((area.end - area.start) / Self.pageSize)
-      let entries = try Self.pagemapEntries(pagemap.raw, start: area.start, count: count, pid: hostPid)
-      for page in 0..<count {
+    for (area, sent) in zip(process.areas, process.sent) {
+      let entries = try Self.pagemapEntries(pagemap.raw, start: area.start, count: sent.count, pid: hostPid)
+      for page in 0..<sent.count {
         let address = area.start + UInt64(page) * Self.pageSize
         let entry = entries[page]
-        guard let noted = process.sent[address], entry & Self.pagemapWriteProtected != 0,
-          entry & Self.pagemapIdentity == noted, noted & (Self.pagemapPresent | Self.pagemapSwapped) != 0
+        let noted = sent[page]
+        guard entry & Self.pagemapWriteProtected != 0, entry & Self.pagemapIdentity == noted,
+          noted & (Self.pagemapPresent | Self.pagemapSwapped) != 0
         else { continue }
         if let last = runs.last, last.end == address {
           runs[runs.count - 1].end = address + Self.pageSize

@@ -27,6 +27,8 @@ public final class PreCopyStore {
         nil, Self.capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
       mapped != MAP_FAILED
     else { throw CKError(.failed, "cannot reserve room for the pages sent ahead") }
+    // Not copied into the tasks ckcont clones nor its lazy-pages guard (see PageBuffer).
+    madvise(mapped, Self.capacity, MADV_DONTFORK)
     base = mapped
   }
 

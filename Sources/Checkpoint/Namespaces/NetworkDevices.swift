@@ -522,11 +522,13 @@ public enum NetworkDevices {
   /// Announces the container's addresses where it now is, once it runs (a gratuitous ARP
   /// for each IPv4 address, an unsolicited neighbour advertisement for each IPv6 one), so
   /// that a switch or a peer that knew it elsewhere learns its new port. A failure is
-  /// logged: the container runs already.
-  static func announce(_ image: NetworkImage, pid: Int32, log: Logger) {
+  /// logged: the container runs already. The sockets it sent on are closed by the job it
+  /// returns, off the critical path (closing a packet socket waits out an RCU grace period).
+  static func announce(_ image: NetworkImage, pid: Int32, log: Logger) -> BackgroundJob<Void>? {
     let macs = Dictionary(image.links.compactMap { link in link.mac.map { (link.name, $0) } }) { first, _ in first }
     do {
-      try NamespaceThread.run(in: "net", of: pid) {
+      let sockets = try NamespaceThread.run(in: "net", of: pid) {
+        var sockets: [Int32] = []
         for address in image.addresses {
           guard let mac = macs[address.link], mac.count == 6, let index = try NetworkChanges.index(ofLink: address.link)
           else { continue }
@@ -540,11 +542,16 @@ public enum NetworkDevices {
           }
           if status < 0 {
             log.info("cannot announce \(address.link)'s address: \(String(cString: strerror(-status)))")
+          } else {
+            sockets.append(status)
           }
         }
+        return sockets
       }
+      return BackgroundJob(named: "ckcont-announced") { for socket in sockets { close(socket) } }
     } catch {
       log.info("cannot announce the container's addresses: \(error)")
+      return nil
     }
   }
 

@@ -11,7 +11,10 @@ import Netlink
 /// would answer with resets. Peers see silence instead and retransmit: their connections
 /// come back as if delayed. An nftables table of its own (inet for IP, arp for ARP) at a
 /// priority before conntrack; deleting it undoes it exactly. It holds the namespace (its
-/// descriptor) only while locked.
+/// descriptor) only while locked. Deleting the tables waits out an RCU grace period (15-30
+/// ms here, each commit that unregisters hooks): ``open()`` first lets traffic through
+/// with an accept rule ahead of each chain's policy (a commit of ~2 ms), and ``remove()``
+/// can follow off the critical path.
 final class NetworkLock {
   /// The table's name, which a dump of the namespace's rules leaves out.
   static let table = "ckcont-lock"
@@ -41,17 +44,45 @@ final class NetworkLock {
     log.debug("network of \(pid) locked")
   }
 
+  private static let openRules = """
+    insert rule inet \(table) input accept
+    insert rule inet \(table) output accept
+    insert rule inet \(table) forward accept
+    insert rule arp \(table) input accept
+    insert rule arp \(table) output accept
+    """
+  private var opened = false
+
   /// Unlocks the namespace (a failure is logged: it is the container's, which runs on
   /// either way) and lets it go.
   func unlock() {
+    open()
+    remove()
+  }
+
+  /// Lets every packet through at once; the tables stay until ``remove()``.
+  func open() {
+    guard let raw = namespace?.raw, !opened else { return }
+    opened = true
+    do {
+      _ = try NamespaceThread.run(inNamespace: raw, kind: "net", named: "the locked one") {
+        try Nftables().run(Self.openRules)
+      }
+      log.debug("network unlocked")
+    } catch {
+      log.error("cannot unlock the container's network: \(error)")
+    }
+  }
+
+  /// Deletes the lock's tables (the namespace is as it was before) and lets it go.
+  func remove() {
     guard let namespace = namespace.take() else { return }
     do {
       _ = try NamespaceThread.run(inNamespace: namespace.raw, kind: "net", named: "the locked one") {
         try Nftables().run("delete table inet \(Self.table)\ndelete table arp \(Self.table)")
       }
-      log.debug("network unlocked")
     } catch {
-      log.error("cannot unlock the container's network: \(error)")
+      log.error("cannot remove the network lock's tables (\(Self.table)) from the container: \(error)")
     }
   }
 

@@ -71,6 +71,9 @@ public struct Restore {
   public var actionScript: ActionScript?
   /// Where the restore tells what it does, at debug level (what `-v` shows).
   public var log = Logger.discarding
+  /// Called once the container runs, its network open and announced, before the restore
+  /// tidies up (the lock's tables, sockets to close): a migration's receiver says so then.
+  public var resumed: (() -> Void)?
 
   public init(input: RestoreInput, cgroupRoot: String?) {
     self.input = input
@@ -181,9 +184,19 @@ public struct Restore {
       try actionScript?.run(.postRestore, cgroup: target.main.path, pids: run.created, initPid: run.rootPid, log: log)
       let resumedAt = try run.release()
       FaultInjection.point("restore:released")
-      run.networkLock?.unlock()
-      if let network = bundle.tree.namespaces.network { NetworkDevices.announce(network, pid: run.rootPid, log: log) }
+      run.phases.time("network unlock") { run.networkLock?.open() }
+      // The slow halves (RCU grace periods) run while the container does; awaited below.
+      let lock = run.networkLock
+      let removal = lock.map { lock in BackgroundJob(named: "ckcont-unlock") { lock.remove() } }
+      let announced = bundle.tree.namespaces.network.flatMap { network in
+        run.phases.time("announce") { NetworkDevices.announce(network, pid: run.rootPid, log: log) }
+      }
       log.debug("restored \(order.count) processes: \(run.phases)")
+      resumed?()
+      defer {
+        _ = try? removal?.wait()
+        _ = try? announced?.wait()
+      }
       // Running now: a failure here is the script's to report, not a reason to undo.
       do {
         try actionScript?.run(.postResume, cgroup: target.main.path, pids: run.created, initPid: run.rootPid, log: log)

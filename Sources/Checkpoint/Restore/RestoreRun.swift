@@ -163,8 +163,11 @@ final class RestoreRun {
       try TimeNamespaces.enterForChildren(timeOffsets[time])
       rootTimeNamespace = time
     }
-    let hostPid = try options.createTask(
-      task, namespaces: bundle.tree.namespaces, suspendSeccomp: bundle.tasks.contains(where: \.core.hasSeccompFilters))
+    let hostPid = try phases.time("clone") {
+      try options.createTask(
+        task, namespaces: bundle.tree.namespaces, suspendSeccomp: bundle.tasks.contains(where: \.core.hasSeccompFilters)
+      )
+    }
     created.append(hostPid)
     // The move runs while ckcont sets up the root; awaited before the cgroup namespace is
     // made (its root is where the task is) and before anything is charged to the cgroup.
@@ -179,7 +182,7 @@ final class RestoreRun {
       // The network namespace's settings before anything uses them (socket buffers).
       if bundle.tree.namespaces.net, let network = bundle.tree.namespaces.network {
         // Links that carry traffic before the sockets are all made: peers would get resets.
-        networkLock = try NetworkLock(namespaceOf: hostPid, log: options.log)
+        networkLock = try phases.time("network lock") { try NetworkLock(namespaceOf: hostPid, log: options.log) }
         try phases.time("network devices") {
           try NetworkDevices.restore(network, pid: hostPid, outerEnds: options.outerEnds, log: options.log)
         }
@@ -187,7 +190,7 @@ final class RestoreRun {
       if bundle.tree.namespaces.net, bundle.tree.namespaces.netExternal != true,
         let settings = bundle.tree.namespaces.netSysctls
       {
-        try NamespaceSysctls.restore(settings, kind: "net", of: hostPid)
+        try phases.time("network settings") { try NamespaceSysctls.restore(settings, kind: "net", of: hostPid) }
       }
       // SysV objects first: processes attach segments by id as their memory is rebuilt.
       if let ipc = bundle.ipc, bundle.tree.namespaces.ipc {
