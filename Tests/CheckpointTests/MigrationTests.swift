@@ -164,6 +164,9 @@ struct MigrationTests {
     #expect(there.contains("master br0") && there.contains("state UP"), "in B: \(there)")
     #expect(run(["/sbin/ip", "-n", scene.hosts.a, "link", "show", scene.outer]).status != 0, "the veth is left in A")
     #expect(scene.container.cgroup.allPids().isEmpty, "the source runs on in A")
+    // The network lock is gone without a trace (its tables go after the container runs).
+    let tables = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/usr/sbin/nft", "list", "tables"]).stdout
+    #expect(!tables.contains("ckcont-lock"), "the lock is left there: \(tables)")
     // The server's state is whole: it checks its table at SIGTERM.
     kill(pid, SIGTERM)
     let status = try scene.container.reap(pid, timeout: 20)
