@@ -66,8 +66,8 @@ struct DumpRecord: Codable, Sendable {
   var killing = false
 }
 
-/// The journal file of one running dump. Every change goes to disk (written to a temporary
-/// file, fsync'ed, renamed over the journal) before the caller makes it.
+/// The journal file of one running dump. Every change is written (to a temporary file,
+/// renamed over the journal) before the caller makes it.
 final class DumpJournal: Sendable {
   static let directory = FaultInjection.runDirectory ?? "/run/ckcont"
   let path: String
@@ -111,7 +111,7 @@ final class DumpJournal: Sendable {
 
   private func write(_ record: DumpRecord) throws {
     let data = try JSONEncoder().encode(record)
-    try Self.writeDurably(data, to: path)
+    try Self.writeAtomically(data, to: path)
   }
 
   static func makeDirectory() throws {
@@ -120,13 +120,15 @@ final class DumpJournal: Sendable {
     }
   }
 
-  /// Writes `data` to a temporary file, fsyncs it and renames it to `path`: a reader sees the
-  /// old contents or the new, never a part.
-  static func writeDurably(_ data: Data, to path: String) throws {
+  /// Writes `data` to a temporary file and renames it to `path`: a reader sees the old
+  /// contents or the new, never a part. Not fsync'ed: the journal outlives ckcont's death,
+  /// which leaves the page cache whole; a machine that goes down takes the container with
+  /// it, and a journal left from before is stale (its processes' start times differ). An
+  /// fsync was up to milliseconds of the container's freeze where /run is a disk.
+  static func writeAtomically(_ data: Data, to path: String) throws {
     let temporary = path + ".new"
     let file = try OwnedDescriptor(opening: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
     try data.withUnsafeBytes { bytes in try writeAll(file.raw, bytes, temporary) }
-    try syscallChecked("fsync", temporary) { fsync(file.raw) }
     try syscallChecked("rename", "\(temporary) -> \(path)") { rename(temporary, path) }
   }
 

@@ -24,7 +24,7 @@ public final class RestoreJournal: Sendable {
     path = "\(DumpJournal.directory)/restore-\(getpid()).json"
     let record = RestoreRecord(ckcontPid: getpid(), ckcontStartTime: ProcStat.read(pid: getpid())?.startTime ?? 0)
     try DumpJournal.makeDirectory()
-    try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
+    try DumpJournal.writeAtomically(try JSONEncoder().encode(record), to: path)
     self.record = Mutex(record)
   }
 
@@ -33,7 +33,7 @@ public final class RestoreJournal: Sendable {
   func willMake(_ directory: String) throws {
     try record.withLock { record in
       record.directories.append(directory)
-      try DumpJournal.writeDurably(try JSONEncoder().encode(record), to: path)
+      try DumpJournal.writeAtomically(try JSONEncoder().encode(record), to: path)
     }
   }
 

@@ -183,6 +183,7 @@ public struct Restore {
       try run.drainInotifyEvents()
       try actionScript?.run(.postRestore, cgroup: target.main.path, pids: run.created, initPid: run.rootPid, log: log)
       let resumedAt = try run.release()
+      lazy?.startFilling()
       FaultInjection.point("restore:released")
       run.phases.time("network unlock") { run.networkLock?.open() }
       // The slow halves (RCU grace periods) run while the container does; awaited below.

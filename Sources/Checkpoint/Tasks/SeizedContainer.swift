@@ -113,9 +113,12 @@ public final class SeizedContainer {
         original[tid] = (try tracee.registers(), try tracee.signalMask())
       }
       processes = found
+      let parking = monotonicNow()
       try park()
       FaultInjection.point("dump:parked")
-      log.debug("seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started))")
+      log.debug(
+        "seized \(seized.count) threads of \(found.count) processes in \(milliseconds(since: started)) (freeze \(milliseconds(since: started, until: frozenAt)), park \(milliseconds(since: parking)))"
+      )
     } catch {
       processes = found
       release(leaveFrozen: false)
@@ -345,6 +348,6 @@ public final class SeizedContainer {
   public func signalMask(of tid: Int32) -> UInt64? { original[tid]?.mask }
 }
 
-func milliseconds(since start: Double) -> String {
-  String(format: "%.1f ms", (monotonicNow() - start) * 1000)
+func milliseconds(since start: Double, until end: Double = monotonicNow()) -> String {
+  String(format: "%.1f ms", (end - start) * 1000)
 }

@@ -1,5 +1,6 @@
 import Bundle
 import CKShim
+import Cgroup
 import Foundation
 import Glibc
 import Linux
@@ -42,22 +43,32 @@ struct TaskRestore {
   /// mappings' own protections, see ``MemoryRestore/queueProtections(into:)``).
   func restoreState(first: (inout Injector.Batch) throws -> Void) throws -> [Tracee] {
     guard let main = core.threads.first else { return [injector.tracee] }
-    try restoreProcessState(main, first: first)
+    try step("process state") { try restoreProcessState(main, first: first) }
     // Each thread has a login uid of its own, which a thread cloned from this one inherits.
-    try restoreLoginUID()
+    try step("login uid") { try restoreLoginUID() }
     var threads: [(core: ThreadCore, injector: Injector)] = [(main, injector)]
-    threads += try createThreads()
-    try restorePosixTimers()
-    try queueSignals()
-    try restoreOOMScoreAdjust()
-    try installSeccompFilters(threads)
-    for (_, own) in threads { try restoreCredentials(in: own) }
-    try restoreLastControls()
+    threads += try step("threads") { try createThreads() }
+    try step("POSIX timers") { try restorePosixTimers() }
+    try step("signals") { try queueSignals() }
+    try step("OOM score") { try restoreOOMScoreAdjust() }
+    try step("seccomp") { try installSeccompFilters(threads) }
+    try step("credentials") { for (_, own) in threads { try restoreCredentials(in: own) } }
+    try step("last controls") { try restoreLastControls() }
     for (thread, own) in threads.dropFirst() {
       try setFinalState(thread, of: own.tracee)
     }
     if threads.count > 1 { log.debug("task \(entry.pid): \(threads.count - 1) more threads restored") }
     return threads.map(\.injector.tracee)
+  }
+
+  /// Runs one step of ``restoreState(first:)``; one that takes long says so with -v.
+  private func step<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+    let started = monotonicNow()
+    defer {
+      let spent = monotonicNow() - started
+      if spent > 0.02 { log.debug("task \(entry.pid): \(name) took \(Int(spent * 1000)) ms") }
+    }
+    return try body()
   }
 
   /// The process-wide state and the main thread's own, in one batch of calls after those
