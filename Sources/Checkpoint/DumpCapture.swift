@@ -131,7 +131,7 @@ extension Dump {
     // tracked page, read on a thread of its own while the rest is captured (~11 ms per
     // GiB here, of the container's downtime).
     let heldAhead = precopy.map { precopy in
-      Pending(named: "ckcont-held-ahead") {
+      BackgroundJob(named: "ckcont-held-ahead") {
         try Dictionary(
           uniqueKeysWithValues: precopy.tracked.map { ($0.hostPid, try precopy.trustedRuns(hostPid: $0.hostPid)) })
       }
@@ -214,13 +214,13 @@ extension Dump {
   /// The settings of the container's own network and IPC namespaces, read on threads of
   /// their own: reading takes tens of milliseconds, which the rest of the capture hides.
   struct NamespaceSettingsReading {
-    var pending: [String: Pending<[String: String]?>] = [:]
+    var pending: [String: BackgroundJob<[String: String]?>] = [:]
 
     init(of pid: Int32) throws {
       let ours = try NamespaceID.readAll(pid: getpid())
       let theirs = try NamespaceID.readAll(pid: pid)
       for kind in ["net", "ipc"] where theirs[kind] != nil && theirs[kind] != ours[kind] {
-        pending[kind] = Pending(named: "ckcont-sysctls-\(kind)") { try NamespaceSysctls.capture(kind, of: pid) }
+        pending[kind] = BackgroundJob(named: "ckcont-sysctls-\(kind)") { try NamespaceSysctls.capture(kind, of: pid) }
       }
     }
 

@@ -55,28 +55,3 @@ final class WorkerThread: @unchecked Sendable {
     condition.unlock()
   }
 }
-
-/// Work started on a thread of its own now and waited for later, while the caller does
-/// something else.
-final class Pending<Value>: @unchecked Sendable {
-  private var outcome: Result<Value, any Error>?
-  private let done = DispatchSemaphore(value: 0)
-
-  init(named name: String, _ work: @escaping () throws -> Value) {
-    nonisolated(unsafe) let work = work
-    let thread = Thread { [self] in
-      outcome = Result { try work() }
-      done.signal()
-    }
-    thread.name = name
-    thread.start()
-  }
-
-  /// The work's value, once it is done; may be asked again.
-  func wait() throws -> Value {
-    done.wait()
-    done.signal()
-    guard let outcome else { throw CKError(.failed, "a thread of ckcont's ended without its result") }
-    return try outcome.get()
-  }
-}

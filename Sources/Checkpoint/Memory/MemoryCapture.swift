@@ -28,7 +28,7 @@ struct MemoryCapture {
     // every page table to print (~40 ms for 1 GiB or 10000 mappings here): for a big address
     // space it is read on another thread while this one scans the pages.
     let aside = vmas.count >= Self.smapsAside.mappings || procStat.rssPages >= Self.smapsAside.pages
-    let pendingFlags = aside ? Pending(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil
+    let pendingFlags = aside ? BackgroundJob(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil
     let described = try vmas.map(describe)
     var images = described.map(\.image)
     try MappedFiles.identify(&images, pid: pid)
