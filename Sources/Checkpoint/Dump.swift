@@ -130,7 +130,7 @@ public struct Dump {
   }
 
   private func runLoaded(started: Double) throws -> DumpReport {
-    let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log)
+    let session = try SeizedContainer(cgroup: cgroup, freezeTimeout: freezeTimeout, log: log, readingVMAFlags: true)
     var destination: Destination?
     let taken = TakenState(journal: session.journal)
     let pids = session.processes.map(\.pid)

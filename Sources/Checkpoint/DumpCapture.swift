@@ -25,13 +25,13 @@ extension Dump {
 
     init(
       _ process: CgroupProcess, container: String, sockDiag: Int32, taken: TakenState, rootMounts: Set<Int>?,
-      dropInotifyEvents: Bool, log: Logger
+      dropInotifyEvents: Bool, readingFlags: BackgroundJob<[UInt64: VMFlags]>?, log: Logger
     ) throws {
       let stat = try ProcStatExtended.read(pid: process.pid)
       controllingTerminal = stat.ttyNr
       task = try TaskCapture(pid: process.pid, threads: process.threads)
       cgroup = process.cgroup.relative(to: container)
-      memory = try MemoryCapture(pid: process.pid, procStat: stat).image(log: log)
+      memory = try MemoryCapture(pid: process.pid, procStat: stat, readingFlags: readingFlags).image(log: log)
       files = try FileCapture(
         pid: process.pid, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts,
         dropInotifyEvents: dropInotifyEvents
@@ -102,7 +102,9 @@ extension Dump {
   }
 
   /// ``ProcessFacts`` of every process, read on all CPUs at once, in the order given.
-  func readProc(of processes: [CgroupProcess], taken: TakenState) throws -> [Result<ProcessFacts, any Error>] {
+  func readProc(
+    of processes: [CgroupProcess], taken: TakenState, vmaFlags: [Int32: BackgroundJob<[UInt64: VMFlags]>]
+  ) throws -> [Result<ProcessFacts, any Error>] {
     let log = self.log
     let container = cgroup.path
     // Unix sockets are asked about through sock_diag, in the container's network namespace.
@@ -116,7 +118,7 @@ extension Dump {
     return processes.concurrentMap { (process: CgroupProcess) throws(any Error) in
       try ProcessFacts(
         process, container: container, sockDiag: sockDiag, taken: taken, rootMounts: rootMounts,
-        dropInotifyEvents: dropInotifyEvents, log: log)
+        dropInotifyEvents: dropInotifyEvents, readingFlags: vmaFlags[process.pid], log: log)
     }
   }
 
@@ -137,7 +139,7 @@ extension Dump {
       }
     }
     MappedFiles.forgetPaths()
-    let facts = try phases.time("/proc on all CPUs") { try readProc(of: session.processes, taken: taken) }
+    let facts = try phases.time("/proc on all CPUs") { try readProc(of: session.processes, taken: taken, vmaFlags: session.vmaFlags) }
     // The container's pid namespace is its root's: the one of the fewest levels (processes
     // deeper are in namespaces below it, see PidNamespaces).
     let level = facts.compactMap { try? $0.get().task.status.nsPid.count }.min() ?? 1

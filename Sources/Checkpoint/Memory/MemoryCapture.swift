@@ -11,6 +11,8 @@ struct MemoryCapture {
   let pid: Int32
   /// /proc/<pid>/stat, for the mm fields.
   let procStat: ProcStatExtended
+  /// Its VMA flags being read since the freeze (``SeizedContainer/vmaFlags``), if they are.
+  var readingFlags: BackgroundJob<[UInt64: VMFlags]>? = nil
 
   /// How a mapping's pages are found: in the shared object it maps, or in its page tables
   /// (for a private file mapping, only the copied-on-write pages).
@@ -28,7 +30,8 @@ struct MemoryCapture {
     // every page table to print (~40 ms for 1 GiB or 10000 mappings here): for a big address
     // space it is read on another thread while this one scans the pages.
     let aside = vmas.count >= Self.smapsAside.mappings || procStat.rssPages >= Self.smapsAside.pages
-    let pendingFlags = aside ? BackgroundJob(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil
+    let pendingFlags =
+      readingFlags ?? (aside ? BackgroundJob(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil)
     let described = try vmas.map(describe)
     var images = described.map(\.image)
     try MappedFiles.identify(&images, pid: pid)

@@ -18,6 +18,11 @@ public final class SeizedContainer {
   public private(set) var processes: [CgroupProcess] = []
   /// CLOCK_MONOTONIC seconds when the container was frozen: its tasks stopped running then.
   public private(set) var frozenAt: Double = 0
+  /// The VMA flags of each large process (smaps), read on a thread from the freeze on, so
+  /// that smaps's walk of every page table (~40 ms per GiB here) overlaps the seize and the
+  /// network lock (a dump's, `readingVMAFlags`). Frozen, a process's mappings no longer
+  /// change (parking maps nothing).
+  private(set) var vmaFlags: [Int32: BackgroundJob<[UInt64: VMFlags]>] = [:]
   /// Every seized thread with the state to put back on release.
   private(set) var original: [Int32: (registers: Registers, mask: UInt64)] = [:]
   private var seized: [Int32] = []
@@ -43,7 +48,7 @@ public final class SeizedContainer {
   /// Seized without PTRACE_O_EXITKILL: should ckcont die, its tracees are detached, not
   /// killed. Each change is journaled before it is made, and between remote calls every
   /// thread is parked where a dead tracer leaves it harmless.
-  public init(cgroup: Cgroup, freezeTimeout: Double, log: Logger) throws {
+  public init(cgroup: Cgroup, freezeTimeout: Double, log: Logger, readingVMAFlags: Bool = false) throws {
     self.cgroup = cgroup
     wasFrozen = try Freezer.isFrozen(cgroup)
     journal = try DumpJournal(cgroup: cgroup, wasFrozen: wasFrozen)
@@ -61,6 +66,14 @@ public final class SeizedContainer {
       found = try cgroup.processes()
       guard !found.isEmpty else {
         throw CKError(.badInput, "\(cgroup.path) holds no tasks", hint: "nothing to checkpoint")
+      }
+      for process in found
+      where readingVMAFlags
+        && ((try? ProcStatExtended.read(pid: process.pid))?.rssPages ?? 0) >= MemoryCapture.smapsAside.pages
+      {
+        vmaFlags[process.pid] = BackgroundJob(named: "ckcont-smaps") { [pid = process.pid] in
+          try ProcSmaps.readFlags(pid: pid)
+        }
       }
       try journal.update { record in
         record.processes = found.map { .init(pid: $0.pid, startTime: ProcStat.read(pid: $0.pid)?.startTime ?? 0) }
