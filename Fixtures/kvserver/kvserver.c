@@ -9,7 +9,7 @@
  *   once, the memory's checksum pages as written) and prints PASS.
  * kvserver client HOST PORT COUNT [KEY]: one connection; COUNT times, every 20 ms, "INCR
  *   KEY" (default n), each reply must be the previous one plus one (no reply lost,
- *   repeated, or from a fresh server; no reset); prints "client: COUNT replies, first F,
+ *   repeated, or from a fresh server; no reset; a redis server's ":N" replies too); prints "client: COUNT replies, first F,
  *   max wait W ms (the longest a reply took)" and exits 0, or "client: ..." with what went wrong and exits 1. Stops by
  *   itself after COUNT requests (or a reply that takes 30 s). */
 #include "fix.h"
@@ -192,7 +192,8 @@ static int client(const char *host, int port, long count, const char *key) {
       used += n;
     }
     reply[used] = 0;
-    long value = atol(reply);
+    /* redis answers INCR with ":N\r\n" (its inline commands take the same request). */
+    long value = atol(reply[0] == ':' ? reply + 1 : reply);
     if (i == 0) first = value;
     else if (value != previous + 1) {
       printf("client: reply %ld is %ld after %ld\n", i, value, previous);

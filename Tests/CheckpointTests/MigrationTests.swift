@@ -77,12 +77,23 @@ struct MigrationTests {
     let client: BackgroundProcess
     let destination: ScratchCgroup
 
-    init(requests: Int = 250, memory: Int = 0) throws {
+    /// The fixture's key-value server holding `memory` MiB, or redis (`redis`).
+    init(requests: Int = 250, memory: Int = 0, redis: Bool = false) throws {
       hosts = try TwoHosts()
-      container = try FixtureContainer(
-        "kvserver", ["serve", "7000"] + (memory > 0 ? ["\(memory)"] : []), wrapper: ["/usr/bin/unshare", "-n"])
-      try container.waitReady()
-      try hosts.wire(container.launcher.pid, outer: outer)
+      if redis {
+        // Nothing saved to disk: its state is its memory.
+        container = try FixtureContainer(
+          "/usr/bin/redis-server",
+          ["--port", "7000", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"],
+          wrapper: ["/usr/bin/unshare", "-n"])
+        try hosts.wire(container.launcher.pid, outer: outer)
+        try Self.waitForRedis(in: container.launcher.pid)
+      } else {
+        container = try FixtureContainer(
+          "kvserver", ["serve", "7000"] + (memory > 0 ? ["\(memory)"] : []), wrapper: ["/usr/bin/unshare", "-n"])
+        try container.waitReady()
+        try hosts.wire(container.launcher.pid, outer: outer)
+      }
       client = try BackgroundProcess([
         "/usr/bin/nsenter", "--net=\(hosts.path(hosts.client))", try FixturePrograms.path("kvserver"), "client",
         "\(TwoHosts.subnet).2", "7000", "\(requests)",
@@ -90,6 +101,17 @@ struct MigrationTests {
       destination = try ScratchCgroup(.v2)
       // Some replies before the move.
       usleep(500_000)
+    }
+
+    /// Waits until redis answers in the network namespace of process `pid`.
+    static func waitForRedis(in pid: Int32) throws {
+      let deadline = Date().addingTimeInterval(15)
+      while Date() < deadline {
+        let ping = run(["/usr/bin/nsenter", "-t", "\(pid)", "-n", "/usr/bin/redis-cli", "-p", "7000", "ping"])
+        if ping.stdout.contains("PONG") { return }
+        usleep(50_000)
+      }
+      throw TestFailure("redis did not answer in 15 s")
     }
 
     /// `ckcont receive` in host B, listening on a free port: the process and its port.
@@ -172,6 +194,31 @@ struct MigrationTests {
     let status = try scene.container.reap(pid, timeout: 20)
     #expect(status == 0, "kvserver exited with \(status); log: \(scene.container.log)")
     #expect(scene.container.log.contains("PASS kvserver"), "\(scene.container.log)")
+  }
+
+  /// Redis, a real server with threads of its own, moved with pre-copy while the client
+  /// increments a key every 20 ms on one connection: no reply lost, repeated or reset, and
+  /// the key holds the client's count there.
+  @Test func redisMovesWithItsConnection() throws {
+    let scene = try Scene(redis: true)
+    defer { scene.destroy() }
+    let (receiver, port) = try scene.receiver()
+    let moved = scene.migrate(port: port, ["--pre-copy"])
+    try #require(moved.status == 0, "migrate: \(moved.output)\nreceiver: \(receiver.log)")
+    #expect(receiver.waitUntilExit() == 0, "\(receiver.log)")
+    let (succeeded, log) = scene.clientSucceeded()
+    #expect(succeeded, "the client: \(log)")
+    #expect(scene.container.cgroup.allPids().isEmpty, "the source runs on in A")
+    let first = log.split(separator: ",").first { $0.contains("first") }.flatMap {
+      Int($0.split(separator: " ").last ?? "")
+    }
+    let value = run([
+      "/usr/bin/nsenter", "--net=\(scene.hosts.path(scene.hosts.client))", "/usr/bin/redis-cli", "-h",
+      "\(TwoHosts.subnet).2", "-p", "7000", "GET", "n",
+    ])
+    #expect(
+      value.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == first.map { "\($0 + 249)" },
+      "\(value.output); client: \(log)")
   }
 
   /// A receiver that refuses (here: a root filesystem that is not there): the source is
