@@ -139,7 +139,9 @@ extension Dump {
       }
     }
     MappedFiles.forgetPaths()
-    let facts = try phases.time("/proc on all CPUs") { try readProc(of: session.processes, taken: taken, vmaFlags: session.vmaFlags) }
+    let facts = try phases.time("/proc on all CPUs") {
+      try readProc(of: session.processes, taken: taken, vmaFlags: session.vmaFlags)
+    }
     // The container's pid namespace is its root's: the one of the fewest levels (processes
     // deeper are in namespaces below it, see PidNamespaces).
     let level = facts.compactMap { try? $0.get().task.status.nsPid.count }.min() ?? 1

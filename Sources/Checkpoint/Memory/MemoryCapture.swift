@@ -31,7 +31,8 @@ struct MemoryCapture {
     // space it is read on another thread while this one scans the pages.
     let aside = vmas.count >= Self.smapsAside.mappings || procStat.rssPages >= Self.smapsAside.pages
     let pendingFlags =
-      readingFlags ?? (aside ? BackgroundJob(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil)
+      readingFlags
+      ?? (aside ? BackgroundJob(named: "ckcont-smaps") { [pid] in try ProcSmaps.readFlags(pid: pid) } : nil)
     let described = try vmas.map(describe)
     var images = described.map(\.image)
     try MappedFiles.identify(&images, pid: pid)
