@@ -32,9 +32,33 @@ struct NetworkDevicesTests {
     }
   }
 
+  /// A counter container in a network namespace of its own, wired to a LAN of its own
+  /// (``wire(_:to:outer:)``): where every test here starts. The caller destroys
+  /// `container`; a failure on the way destroys it here.
+  struct WiredContainer {
+    let lan: LAN
+    let outer = "ckv\(UInt16.random(in: 0...9999))"
+    let container: FixtureContainer
+    var pid: Int32 { container.launcher.pid }
+
+    /// `ckcontInLAN`: ckcont runs in the LAN's namespace, where the outer end is.
+    init(ckcontInLAN: Bool = true) throws {
+      lan = try LAN()
+      container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+      if ckcontInLAN { container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"] }
+      do {
+        try container.waitReady()
+        try NetworkDevicesTests.wire(container.launcher.pid, to: lan, outer: outer)
+      } catch {
+        container.destroy()
+        throw error
+      }
+    }
+  }
+
   /// Wires the container's namespace (that of process `pid`) to `lan`: veth `outer` on br0,
   /// eth0 inside at 10.77.0.2/24 with a default route through the bridge.
-  func wire(_ pid: Int32, to lan: LAN, outer: String) throws {
+  static func wire(_ pid: Int32, to lan: LAN, outer: String) throws {
     try LAN.ip(["-n", lan.name, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", "\(pid)"])
     try LAN.ip(["-n", lan.name, "link", "set", outer, "master", "br0", "up"])
     for command in [
@@ -48,13 +72,9 @@ struct NetworkDevicesTests {
   }
 
   @Test func aVethPairToABridgeComesBack() throws {
-    let lan = try LAN()
-    let outer = "ckv\(UInt16.random(in: 0...9999))"
-    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
-    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    let wired = try WiredContainer()
+    let (lan, outer, container) = (wired.lan, wired.outer, wired.container)
     defer { container.destroy() }
-    try container.waitReady()
-    try wire(container.launcher.pid, to: lan, outer: outer)
     // nodad: usable at once, as the restore makes IPv6 addresses (a tentative one would show
     // its local route only once duplicate detection ends).
     let added = run([
@@ -86,14 +106,9 @@ struct NetworkDevicesTests {
   /// container's own eth0), policy rules (a source rule, a WireGuard-style fwmark rule with
   /// suppress_prefixlength, a default rule deleted) and a permanent neighbour entry.
   @Test func macvlansRulesAndNeighboursComeBack() throws {
-    let lan = try LAN()
-    let outer = "ckv\(UInt16.random(in: 0...9999))"
-    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
-    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    let wired = try WiredContainer()
+    let (lan, container, pid) = (wired.lan, wired.container, wired.pid)
     defer { container.destroy() }
-    try container.waitReady()
-    let pid = container.launcher.pid
-    try wire(pid, to: lan, outer: outer)
     // The host's link under the macvlan: a veth whose other end is on the bridge.
     try LAN.ip(["-n", lan.name, "link", "add", "low0", "type", "veth", "peer", "name", "low1"])
     try LAN.ip(["-n", lan.name, "link", "set", "low1", "master", "br0", "up"])
@@ -131,14 +146,9 @@ struct NetworkDevicesTests {
   /// had one. The snapshot compares every link's details (`ip -d link`) and the
   /// forwarding entries; packets cross br0 to the restored container.
   @Test func bridgesInsideComeBack() throws {
-    let lan = try LAN()
-    let outer = "ckv\(UInt16.random(in: 0...9999))"
-    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
-    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    let wired = try WiredContainer()
+    let (lan, container, pid) = (wired.lan, wired.container, wired.pid)
     defer { container.destroy() }
-    try container.waitReady()
-    let pid = container.launcher.pid
-    try wire(pid, to: lan, outer: outer)
     for command in [
       ["ip", "addr", "del", "10.77.0.2/24", "dev", "eth0"],
       [
@@ -174,14 +184,10 @@ struct NetworkDevicesTests {
   /// `--veth NAME=NEWNAME` and `--bridge NAME`: the outer end comes back under another name,
   /// on another bridge (a second one in the LAN, which takes over the addresses).
   @Test func theOuterEndCanBeRenamedAndMoved() throws {
-    let lan = try LAN()
-    let outer = "ckv\(UInt16.random(in: 0...9999))"
-    let renamed = outer + "n"
-    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
-    container.ckcontPrefix = ["/usr/bin/nsenter", "--net=\(lan.path)"]
+    let wired = try WiredContainer()
+    let (lan, outer, container) = (wired.lan, wired.outer, wired.container)
     defer { container.destroy() }
-    try container.waitReady()
-    try wire(container.launcher.pid, to: lan, outer: outer)
+    let renamed = outer + "n"
     try container.dumpAndWaitGone()
     try LAN.ip(["-n", lan.name, "link", "add", "br1", "type", "bridge"])
     try LAN.ip(["-n", lan.name, "addr", "flush", "dev", "br0"])
@@ -208,13 +214,10 @@ struct NetworkDevicesTests {
   /// (no answer, no reset) from the freeze on; once the container runs on, the lock is gone
   /// without a trace and packets pass again.
   @Test func theNetworkIsLockedWhileTheDumpHoldsTheContainer() throws {
-    let lan = try LAN()
-    let outer = "ckv\(UInt16.random(in: 0...9999))"
-    let container = try FixtureContainer("counter", wrapper: ["/usr/bin/unshare", "-n"])
+    // Its dump is run by hand below, slowed, in the background.
+    let wired = try WiredContainer(ckcontInLAN: false)
+    let (lan, container, pid) = (wired.lan, wired.container, wired.pid)
     defer { container.destroy() }
-    try container.waitReady()
-    let pid = container.launcher.pid
-    try wire(pid, to: lan, outer: outer)
     let ping = ["/usr/bin/nsenter", "--net=\(lan.path)", "/bin/busybox", "ping", "-c", "1", "-W", "1", "10.77.0.2"]
     let before = run(ping)
     try #require(before.status == 0, "\(before.output)")
