@@ -221,6 +221,28 @@ struct MigrationTests {
       "\(value.output); client: \(log)")
   }
 
+  /// Ctrl-C ends a receiver that waits for a container (its accept was restarted after the
+  /// signal's handler: it waited on for ever), with a line that says so and nothing left.
+  @Test func aWaitingReceiverStopsOnCtrlC() throws {
+    let destination = try ScratchCgroup(.v2)
+    defer { destination.destroy() }
+    let receiver = try BackgroundProcess([
+      TestPaths.ckcont, "receive", "--listen", "127.0.0.1:0", "--cgroup", destination.path,
+    ])
+    defer { receiver.stop() }
+    try receiver.waitForLine(startingWith: "listening on ")
+    kill(receiver.pid, SIGINT)
+    var waited = 0
+    while receiver.isRunning && waited < 100 {
+      usleep(50_000)
+      waited += 1
+    }
+    try #require(!receiver.isRunning, "the receiver still waits 5 s after SIGINT")
+    #expect(receiver.waitUntilExit() != 0)
+    #expect(receiver.log.contains("interrupted"), "\(receiver.log)")
+    #expect(destination.allPids().isEmpty)
+  }
+
   /// A receiver that refuses (here: a root filesystem that is not there): the source is
   /// thawed and runs on, its client's connection unharmed.
   @Test func aRefusingReceiverLeavesTheSourceRunning() throws {

@@ -65,8 +65,11 @@ public final class MigrationChannel: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// Waits for one source and returns its channel.
+    /// Waits for one source and returns its channel. Ctrl-C (or SIGTERM) ends the wait: a
+    /// blocking accept would be restarted after the signal's handler.
     public func accept() throws -> MigrationChannel {
+      var polled = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      while poll(&polled, 1, Self.interruptionCheck) <= 0 { try Interruption.check() }
       var peer = sockaddr_storage()
       var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
       let fd = try syscallChecked("accept", "a migration on \(address)") {
@@ -78,6 +81,9 @@ public final class MigrationChannel: @unchecked Sendable {
       configure(fd)
       return MigrationChannel(fd: fd, peer: describe(peer))
     }
+
+    /// Milliseconds between two looks at an interrupting signal while nothing comes.
+    static let interruptionCheck: Int32 = 200
   }
 
   /// Listens on `address`.
@@ -126,8 +132,11 @@ public final class MigrationChannel: @unchecked Sendable {
     while bytes.count < Self.maximumLine {
       var polled = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
       let left = Int32(max(0, (deadline - monotonicNow()) * 1000))
-      let ready = poll(&polled, 1, left)
-      if ready < 0 && errno == EINTR { continue }
+      let ready = poll(&polled, 1, min(left, Listener.interruptionCheck))
+      if ready < 0 && errno == EINTR || ready == 0 && monotonicNow() < deadline {
+        try Interruption.check()
+        continue
+      }
       guard ready > 0 else { throw CKError(.failed, "\(peer) said nothing for \(Int(timeout)) s") }
       let wanted = Self.maximumLine - bytes.count
       let count = recv(fd, &peeked, wanted, Int32(MSG_PEEK))
